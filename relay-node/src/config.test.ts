@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { ConfigError, loadConfig } from './config.ts';
+
+describe('config', () => {
+  it('has local defaults', () => {
+    const config = loadConfig();
+    assert.equal(config.port, 8080);
+    assert.equal(config.host, '127.0.0.1');
+    assert.equal(config.store, 'embedded');
+    assert.equal(config.jwt_secret, undefined);
+  });
+
+  it('takes flags over environment over file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-config-'));
+    const file = join(dir, 'relay.json');
+    await writeFile(file, JSON.stringify({ port: 1000, data_dir: '/from/file', publish_rate: 7 }));
+    const config = loadConfig({
+      file,
+      env: { ANODE_PORT: '2000', ANODE_DATA_DIR: '/from/env' },
+      flags: { port: '3000' },
+    });
+    assert.equal(config.port, 3000);
+    assert.equal(config.data_dir, '/from/env');
+    assert.equal(config.publish_rate, 7);
+  });
+
+  it('refuses invalid values naming the key and where it came from', () => {
+    assert.throws(() => loadConfig({ flags: { port: 'eighty' } }), /invalid config: port: .*--port/);
+    assert.throws(() => loadConfig({ env: { ANODE_MAX_FRAME_BYTES: '-1' } }), /max_frame_bytes.*ANODE_MAX_FRAME_BYTES/);
+    assert.throws(() => loadConfig({ env: { ANODE_JWT_SECRET: 'short' } }), /jwt_secret: must be at least 32/);
+    assert.throws(() => loadConfig({ flags: { store: 'postgres' } }), /invalid config: store/);
+  });
+
+  it('refuses unknown keys and unreadable files', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-config-'));
+    const file = join(dir, 'bad.json');
+    await writeFile(file, JSON.stringify({ prot: 1 }));
+    assert.throws(() => loadConfig({ file }), /unknown config key "prot"/);
+    await writeFile(file, '{nope');
+    assert.throws(() => loadConfig({ file }), ConfigError);
+    assert.throws(() => loadConfig({ file: join(dir, 'missing.json') }), /cannot read config file/);
+    assert.throws(() => loadConfig({ flags: { bogus: '1' } }), /unknown option --bogus/);
+  });
+});

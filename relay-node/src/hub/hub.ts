@@ -1,0 +1,251 @@
+import {
+  CursorExpiredError,
+  compareCursors,
+  contentId,
+  type Envelope,
+  type HybridClock,
+  isPattern,
+  type MessageStore,
+  matches,
+  type PublishItem,
+  randomId,
+  TopicIndex,
+} from '@anode/shared';
+import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics.ts';
+import { mergedHistory } from './merged-history.ts';
+import { createWriter } from './writer.ts';
+
+/**
+ * The local hub: accepts publishes (id, cursor, durable write, then fan-out), and keeps the
+ * subscriptions of this node's clients. A subscription that resumes from a cursor first gets
+ * everything missed from the store while live messages wait in its buffer; then the buffer is
+ * flushed without the ids already sent, `subscribed` is sent, and it goes live: no gap, no
+ * duplicate, even while publishing continues.
+ */
+export interface Subscriber {
+  readonly id: string;
+  /** Send a frame; false when the subscriber is gone (closed, or cut off as too slow). */
+  send(frame: string): boolean;
+  /** Called when catching up outgrows the buffer: the subscriber must be cut off. */
+  overflow(): void;
+}
+
+interface Entry {
+  subscriber: Subscriber;
+  pattern: string;
+  live: boolean;
+  buffer: Envelope[];
+}
+
+export interface HubOptions {
+  store: MessageStore;
+  clock: HybridClock;
+  metrics: Metrics;
+  log: Logger;
+  /** Live messages a catching-up subscription may buffer before it is cut off. */
+  maxCatchUpBuffer?: number;
+}
+
+export interface TopicStats {
+  published: number;
+  delivered: number;
+  lastCursor: string | undefined;
+  lastPublishedAt: number | undefined;
+}
+
+export interface Ack {
+  id: string;
+  cursor: string;
+}
+
+export type PublishContext = { via: 'ws' | 'http'; source: string };
+
+export const msgFrame = (envelope: Envelope): string => JSON.stringify({ op: 'msg', ...envelope });
+
+export function createHub(options: HubOptions) {
+  const { store, clock, metrics } = options;
+  const maxCatchUpBuffer = options.maxCatchUpBuffer ?? 10_000;
+  const index = new TopicIndex<Entry>();
+  const entries = new Map<Subscriber, Map<string, Entry>>();
+  const stats = new Map<string, TopicStats>();
+
+  const statsOf = (topic: string): TopicStats => {
+    let s = stats.get(topic);
+    if (!s) stats.set(topic, (s = { published: 0, delivered: 0, lastCursor: undefined, lastPublishedAt: undefined }));
+    return s;
+  };
+
+  const fanOut = (envelope: Envelope) => {
+    const frame = msgFrame(envelope);
+    const sentTo = new Set<Subscriber>();
+    const s = statsOf(envelope.topic);
+    for (const entry of index.lookup(envelope.topic)) {
+      if (!entry.live) {
+        entry.buffer.push(envelope);
+        if (entry.buffer.length > maxCatchUpBuffer) entry.subscriber.overflow();
+        continue;
+      }
+      // A client with overlapping patterns gets each message once.
+      if (sentTo.has(entry.subscriber)) continue;
+      sentTo.add(entry.subscriber);
+      if (entry.subscriber.send(frame)) s.delivered += 1;
+    }
+    metrics.delivered.inc(sentTo.size);
+  };
+
+  const writer = createWriter({
+    store,
+    metrics,
+    log: options.log.child({ component: 'writer' }),
+    onCommitted(inserted) {
+      for (const envelope of inserted) {
+        const s = statsOf(envelope.topic);
+        s.published += 1;
+        s.lastCursor = envelope.cursor;
+        s.lastPublishedAt = Date.now();
+        fanOut(envelope);
+      }
+    },
+  });
+
+  const assertResumable = async (topics: readonly string[], after: string) => {
+    for (const topic of topics) {
+      const trimmed = await store.trimmedThrough(topic);
+      if (trimmed !== undefined && compareCursors(after, trimmed) < 0) {
+        throw new CursorExpiredError(
+          `cursor ${after} is older than the retained history of ${topic} (trimmed through ${trimmed}); ` +
+            'resubscribe without `after` or from a newer cursor',
+        );
+      }
+    }
+  };
+
+  const topicsFor = async (pattern: string) =>
+    isPattern(pattern) ? (await store.topics()).filter((t) => matches(pattern, t)) : [pattern];
+
+  return {
+    writer,
+
+    /** Accept messages: assign ids and cursors, write durably, fan out; resolves with the acks. */
+    async publish(topic: string, items: readonly PublishItem[], context: PublishContext): Promise<Ack[]> {
+      const started = performance.now();
+      const envelopes = items.map((item): Envelope => {
+        const source = item.source ?? context.source;
+        return {
+          id: item.key === undefined ? randomId() : contentId(topic, source, item.key),
+          topic,
+          cursor: clock.next(),
+          source,
+          ts: item.ts ?? Date.now(),
+          data: item.data,
+        };
+      });
+      const results = await writer.write(envelopes);
+      const inserted = results.filter((r) => r.inserted).length;
+      metrics.published.inc({ via: context.via }, inserted);
+      metrics.duplicates.inc(results.length - inserted);
+      metrics.publishLatency.observe((performance.now() - started) / 1000);
+      return results.map(({ envelope }) => ({ id: envelope.id, cursor: envelope.cursor }));
+    },
+
+    /**
+     * Subscribe `subscriber` to a topic or pattern. With `after`, missed messages are sent first.
+     * Sends `subscribed` (with `ref`) when the subscription goes live, and resolves with its cursor.
+     */
+    async subscribe(subscriber: Subscriber, pattern: string, after?: string, ref?: string): Promise<string> {
+      // `subscribed` is sent here, in the same tick the entry goes live, so no live message can
+      // slip in before it.
+      const subscribed = (cursor: string) => {
+        subscriber.send(
+          JSON.stringify({ op: 'subscribed', topic: pattern, cursor, ...(ref === undefined ? {} : { ref }) }),
+        );
+        return cursor;
+      };
+      let own = entries.get(subscriber);
+      if (!own) entries.set(subscriber, (own = new Map()));
+      const previous = own.get(pattern);
+      if (previous) index.delete(pattern, previous);
+      const entry: Entry = { subscriber, pattern, live: after === undefined, buffer: [] };
+      own.set(pattern, entry);
+      index.add(pattern, entry);
+      metrics.subscriptions.set(index.size);
+      if (after === undefined) return subscribed(clock.next());
+
+      try {
+        const topics = await topicsFor(pattern);
+        await assertResumable(topics, after);
+        let cursor = after;
+        const sent = new Set<string>();
+        for await (const envelope of mergedHistory(store, topics, after)) {
+          if (own.get(pattern) !== entry) return cursor; // unsubscribed meanwhile
+          if (!subscriber.send(msgFrame(envelope))) return cursor;
+          metrics.delivered.inc();
+          sent.add(envelope.id);
+          cursor = envelope.cursor;
+        }
+        for (const envelope of entry.buffer) {
+          if (sent.has(envelope.id)) continue;
+          if (!subscriber.send(msgFrame(envelope))) return cursor;
+          metrics.delivered.inc();
+          if (compareCursors(envelope.cursor, cursor) > 0) cursor = envelope.cursor;
+        }
+        entry.buffer = [];
+        entry.live = true;
+        return subscribed(cursor);
+      } catch (error) {
+        this.unsubscribe(subscriber, pattern);
+        throw error;
+      }
+    },
+
+    unsubscribe(subscriber: Subscriber, pattern: string): boolean {
+      const own = entries.get(subscriber);
+      const entry = own?.get(pattern);
+      if (!own || !entry) return false;
+      own.delete(pattern);
+      index.delete(pattern, entry);
+      metrics.subscriptions.set(index.size);
+      return true;
+    },
+
+    isSubscribed(subscriber: Subscriber, pattern: string): boolean {
+      return entries.get(subscriber)?.has(pattern) ?? false;
+    },
+
+    subscriptionCount(subscriber: Subscriber): number {
+      return entries.get(subscriber)?.size ?? 0;
+    },
+
+    removeSubscriber(subscriber: Subscriber): void {
+      for (const [pattern, entry] of entries.get(subscriber) ?? []) index.delete(pattern, entry);
+      entries.delete(subscriber);
+      metrics.subscriptions.set(index.size);
+    },
+
+    /** One page of a topic's history (refuses cursors older than retention). */
+    async history(topic: string, after: string | undefined, limit: number) {
+      if (after !== undefined) await assertResumable([topic], after);
+      const messages = await store.history(topic, { after, limit });
+      const last = messages.at(-1);
+      return { messages, next: messages.length === limit && last ? last.cursor : null };
+    },
+
+    latest: (topic: string) => store.latest(topic),
+
+    status() {
+      const subscribers = index.counts();
+      const topics = [...stats.entries()].map(([topic, s]) => ({
+        topic,
+        published: s.published,
+        delivered: s.delivered,
+        last_cursor: s.lastCursor ?? null,
+        last_published_at: s.lastPublishedAt ?? null,
+        subscribers: subscribers.get(topic) ?? 0,
+      }));
+      return { subscriptions: index.size, subscribers: Object.fromEntries(subscribers), topics };
+    },
+  };
+}
+
+export type Hub = ReturnType<typeof createHub>;

@@ -1,0 +1,107 @@
+import { type AppendResult, type Envelope, type MessageStore, UnavailableError } from '@anode/shared';
+import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics.ts';
+
+/**
+ * Group commit in front of the store: publishes that arrive while a batch is being written wait
+ * and go together in the next batch, so one durable commit acknowledges many messages. Batches
+ * are written one after another in enqueue order, and `onCommitted` runs before the callers'
+ * promises resolve, so fan-out follows cursor order and happens before the ack.
+ */
+export interface WriterOptions {
+  store: MessageStore;
+  metrics: Metrics;
+  log: Logger;
+  maxBatch?: number;
+  /** Publishes waiting beyond this are refused with `unavailable` (the store cannot keep up). */
+  maxQueued?: number;
+  onCommitted: (inserted: Envelope[]) => void;
+}
+
+interface Job {
+  envelopes: readonly Envelope[];
+  resolve: (results: AppendResult[]) => void;
+  reject: (error: Error) => void;
+}
+
+export interface Writer {
+  write(envelopes: readonly Envelope[]): Promise<AppendResult[]>;
+  /** Resolves once everything queued so far is written (or failed). */
+  drain(): Promise<void>;
+  readonly queued: number;
+}
+
+export function createWriter(options: WriterOptions): Writer {
+  const maxBatch = options.maxBatch ?? 500;
+  const maxQueued = options.maxQueued ?? 50_000;
+  const queue: Job[] = [];
+  let queued = 0;
+  let flushing: Promise<void> | undefined;
+
+  const takeBatch = (): Job[] => {
+    const jobs: Job[] = [];
+    let size = 0;
+    while (queue.length > 0 && (jobs.length === 0 || size + (queue[0]?.envelopes.length ?? 0) <= maxBatch)) {
+      const job = queue.shift() as Job;
+      size += job.envelopes.length;
+      jobs.push(job);
+    }
+    return jobs;
+  };
+
+  const writeBatch = async (jobs: Job[]) => {
+    const envelopes = jobs.flatMap((job) => job.envelopes);
+    queued -= envelopes.length;
+    const stop = options.metrics.storeAppend.startTimer();
+    let results: AppendResult[];
+    try {
+      results = await options.store.append(envelopes);
+      stop();
+      options.metrics.storeBatch.observe(envelopes.length);
+      options.metrics.storeUp.set(1);
+    } catch (error) {
+      options.metrics.storeErrors.inc();
+      options.metrics.storeUp.set(0);
+      options.log.error({ err: error, messages: envelopes.length }, 'store append failed; publishes refused');
+      const refused = new UnavailableError('storage is unavailable; message not accepted', { cause: error });
+      for (const job of jobs) job.reject(refused);
+      return;
+    }
+    try {
+      options.onCommitted(results.filter((r) => r.inserted).map((r) => r.envelope));
+    } catch (error) {
+      options.log.error({ err: error }, 'fan-out failed after commit');
+    }
+    let offset = 0;
+    for (const job of jobs) {
+      job.resolve(results.slice(offset, offset + job.envelopes.length));
+      offset += job.envelopes.length;
+    }
+  };
+
+  const flush = async () => {
+    // Yield once so that publishes arriving in the same tick join this batch.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    while (queue.length > 0) await writeBatch(takeBatch());
+    flushing = undefined;
+  };
+
+  return {
+    write(envelopes) {
+      if (envelopes.length === 0) return Promise.resolve([]);
+      if (queued + envelopes.length > maxQueued) {
+        return Promise.reject(new UnavailableError('node is overloaded: too many publishes waiting for storage'));
+      }
+      queued += envelopes.length;
+      const done = new Promise<AppendResult[]>((resolve, reject) => queue.push({ envelopes, resolve, reject }));
+      flushing ??= flush();
+      return done;
+    },
+    async drain() {
+      while (flushing) await flushing;
+    },
+    get queued() {
+      return queued;
+    },
+  };
+}

@@ -1,0 +1,72 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Prometheus metrics for one relay node (its own registry, so several nodes can share a process). */
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'anode_process_' });
+  const latencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+  return {
+    registry,
+    connections: new Gauge({ name: 'anode_connections', help: 'Open WebSocket connections', registers: [registry] }),
+    subscriptions: new Gauge({ name: 'anode_subscriptions', help: 'Active subscriptions', registers: [registry] }),
+    published: new Counter({
+      name: 'anode_messages_published_total',
+      help: 'Messages accepted and stored (duplicates excluded)',
+      labelNames: ['via'] as const,
+      registers: [registry],
+    }),
+    duplicates: new Counter({
+      name: 'anode_messages_duplicate_total',
+      help: 'Publishes dropped as duplicates of a stored id',
+      registers: [registry],
+    }),
+    delivered: new Counter({
+      name: 'anode_messages_delivered_total',
+      help: 'Message frames sent to subscribers (live and catch-up)',
+      registers: [registry],
+    }),
+    errors: new Counter({
+      name: 'anode_errors_total',
+      help: 'Error frames and responses sent, by code',
+      labelNames: ['code'] as const,
+      registers: [registry],
+    }),
+    disconnects: new Counter({
+      name: 'anode_server_disconnects_total',
+      help: 'Connections closed by the server, by reason',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    publishLatency: new Histogram({
+      name: 'anode_publish_latency_seconds',
+      help: 'Time from receiving a publish to its ack (durable)',
+      buckets: latencyBuckets,
+      registers: [registry],
+    }),
+    storeAppend: new Histogram({
+      name: 'anode_store_append_seconds',
+      help: 'Time for one batched append to the store',
+      buckets: latencyBuckets,
+      registers: [registry],
+    }),
+    storeBatch: new Histogram({
+      name: 'anode_store_append_batch_size',
+      help: 'Messages per batched append',
+      buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500],
+      registers: [registry],
+    }),
+    storeErrors: new Counter({
+      name: 'anode_store_errors_total',
+      help: 'Failed store operations',
+      registers: [registry],
+    }),
+    storeUp: new Gauge({ name: 'anode_store_up', help: '1 when the store is healthy', registers: [registry] }),
+    retentionDeleted: new Counter({
+      name: 'anode_retention_deleted_total',
+      help: 'Messages deleted by retention',
+      registers: [registry],
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,129 @@
+import { readFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createHybridClock, createTokenVerifier, type MessageStore, PROTOCOL_VERSION } from '@anode/shared';
+import { getRequestListener } from '@hono/node-server';
+import type { RelayConfig } from './config.ts';
+import { createHub } from './hub/hub.ts';
+import type { Logger } from './logger.ts';
+import { createMetrics } from './metrics.ts';
+import { loadNodeId } from './node-id.ts';
+import { createHttpApp } from './server/http-app.ts';
+import { attachWebSockets } from './server/ws-server.ts';
+import { createStore } from './storage/create-store.ts';
+import { VERSION } from './version.ts';
+
+/**
+ * A relay node: store, hub, HTTP and WebSocket server, wired together. `start` listens and
+ * resolves with the URL; `stop` stops accepting, flushes pending publishes (their acks go out),
+ * closes every socket with the shutdown code, then closes the store: the reverse of start.
+ */
+export interface RelayNode {
+  readonly id: string;
+  start(): Promise<{ url: string }>;
+  stop(): Promise<void>;
+}
+
+export interface RelayNodeOverrides {
+  /** Wrap the configured store (tests use this to inject storage faults). */
+  wrapStore?: (store: MessageStore) => MessageStore;
+}
+
+export async function createRelayNode(
+  config: RelayConfig,
+  log: Logger,
+  overrides: RelayNodeOverrides = {},
+): Promise<RelayNode> {
+  const id = await loadNodeId(config.data_dir);
+  const startedAt = Date.now();
+  const metrics = createMetrics();
+  const configured = createStore(config);
+  const store = overrides.wrapStore ? overrides.wrapStore(configured) : configured;
+  const clock = createHybridClock(id);
+  const hub = createHub({ store, clock, metrics, log: log.child({ component: 'hub' }) });
+
+  const auth = config.jwt_secret || config.jwt_public_keys.length > 0;
+  const publicKeys = await Promise.all(config.jwt_public_keys.map((path) => readFile(path, 'utf8')));
+  const verify = await createTokenVerifier(auth ? { hs256Secret: config.jwt_secret, publicKeys } : undefined);
+  let accepting = true;
+  let url = '';
+
+  const status = async () => ({
+    node: {
+      id,
+      version: VERSION,
+      protocol: PROTOCOL_VERSION,
+      uptime_s: Math.round((Date.now() - startedAt) / 1000),
+      started_at: new Date(startedAt).toISOString(),
+      url,
+      auth: auth ? 'jwt' : 'none',
+    },
+    store: { kind: store.kind, ...(await store.health()), queued: hub.writer.queued },
+    connections: sockets.size,
+    ...hub.status(),
+  });
+
+  const app = createHttpApp({
+    hub,
+    config,
+    metrics,
+    log: log.child({ component: 'http' }),
+    verify,
+    status,
+    healthy: async () => accepting && (await store.health()).ok,
+  });
+  const server: Server = createServer(getRequestListener(app.fetch));
+  const sockets = attachWebSockets(server, {
+    hub,
+    config,
+    metrics,
+    log: log.child({ component: 'ws' }),
+    verify,
+    accepting: () => accepting,
+  });
+
+  const sweep = async () => {
+    try {
+      const deleted = await store.sweep();
+      metrics.retentionDeleted.inc(deleted);
+      if (deleted > 0) log.info({ deleted }, 'retention sweep');
+    } catch (error) {
+      log.error({ err: error }, 'retention sweep failed');
+    }
+  };
+  let sweeper: ReturnType<typeof setInterval> | undefined;
+
+  return {
+    id,
+    async start() {
+      if (!auth) {
+        log.warn('AUTH IS OFF: anyone who can reach this node may publish and subscribe to every topic');
+      }
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(config.port, config.host, () => resolve());
+      });
+      const address = server.address() as AddressInfo;
+      const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+      url = `http://${host}:${address.port}`;
+      sweeper = setInterval(sweep, config.retention_sweep_ms);
+      sweeper.unref();
+      metrics.storeUp.set((await store.health()).ok ? 1 : 0);
+      log.info({ url, node: id, store: store.kind }, `relay ready at ${url}`);
+      return { url };
+    },
+    async stop() {
+      if (!accepting) return;
+      accepting = false;
+      clearInterval(sweeper);
+      log.info('shutting down: no new connections; flushing pending publishes');
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      await hub.writer.drain();
+      await sockets.closeAll();
+      server.closeAllConnections();
+      await closed;
+      await store.close();
+      log.info('stopped');
+    },
+  };
+}

@@ -1,0 +1,168 @@
+import {
+  AnodeError,
+  assertCanPublish,
+  assertCanSubscribe,
+  CLOSE_CODES,
+  type Claims,
+  type ClientFrame,
+  ForbiddenError,
+  isExpired,
+  parseClientFrame,
+  RateLimitedError,
+  randomId,
+  refOf,
+  TooLargeError,
+  toAnodeError,
+  UnauthorizedError,
+} from '@anode/shared';
+import type { WebSocket } from 'ws';
+import type { RelayConfig } from '../config.ts';
+import type { Hub, Subscriber } from '../hub/hub.ts';
+import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics.ts';
+import { createTokenBucket } from './token-bucket.ts';
+
+/**
+ * One client WebSocket: parses and checks every frame (size, shape, auth, limits), answers with
+ * `ack`/`subscribed`/`pong` or a coded `err`, and receives fan-out from the hub. A bad frame
+ * never closes the connection; the server closes only for its own reasons (4000–4999).
+ */
+export interface ConnectionDeps {
+  hub: Hub;
+  config: RelayConfig;
+  metrics: Metrics;
+  log: Logger;
+}
+
+export class ClientConnection implements Subscriber {
+  readonly id = randomId();
+  readonly #ws: WebSocket;
+  readonly #claims: Claims;
+  readonly #deps: ConnectionDeps;
+  readonly #bucket;
+  #closed = false;
+  #expiry: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(ws: WebSocket, claims: Claims, deps: ConnectionDeps) {
+    this.#ws = ws;
+    this.#claims = claims;
+    this.#deps = deps;
+    this.#bucket = createTokenBucket(deps.config.publish_rate, deps.config.publish_burst);
+    deps.metrics.connections.inc();
+    ws.on('message', (data, isBinary) => this.#onMessage(data as Buffer, isBinary));
+    ws.on('close', () => this.#onClose());
+    ws.on('error', (error) => deps.log.debug({ err: error, conn: this.id }, 'socket error'));
+    if (claims.exp !== undefined) {
+      const ms = Math.max(0, claims.exp * 1000 - Date.now());
+      // setTimeout cannot wait longer than ~24.8 days; such tokens are checked per frame instead.
+      if (ms < 2 ** 31 - 1) this.#expiry = setTimeout(() => this.close('auth_expired', 'token expired'), ms);
+    }
+  }
+
+  send(frame: string): boolean {
+    if (this.#closed || this.#ws.readyState !== this.#ws.OPEN) return false;
+    this.#ws.send(frame);
+    if (this.#ws.bufferedAmount > this.#deps.config.max_send_buffer_bytes) {
+      this.close('slow_consumer', 'send buffer full: subscriber too slow; resume from your last cursor');
+      return false;
+    }
+    return true;
+  }
+
+  overflow(): void {
+    this.close('slow_consumer', 'too many live messages while catching up; resume from your last cursor');
+  }
+
+  close(reason: keyof typeof CLOSE_CODES, message: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#deps.metrics.disconnects.inc({ reason });
+    this.#deps.log.info({ conn: this.id, reason }, 'closing connection');
+    this.#deps.hub.removeSubscriber(this);
+    this.#ws.close(CLOSE_CODES[reason], message);
+    // A peer too slow to read its queue will not read the close frame either.
+    setTimeout(() => this.#ws.terminate(), 2_000).unref();
+  }
+
+  /** Subscribe on open (the one-topic endpoint). */
+  subscribeOnOpen(topic: string, after: string | undefined): void {
+    void this.#handle({ op: 'sub', topic, after, ref: undefined });
+  }
+
+  #frame(frame: Record<string, unknown>): void {
+    this.send(JSON.stringify(frame));
+  }
+
+  #error(error: unknown, ref: string | undefined): void {
+    const anode = toAnodeError(error);
+    if (anode.code === 'internal') this.#deps.log.error({ err: error, conn: this.id }, 'internal error');
+    this.#deps.metrics.errors.inc({ code: anode.code });
+    this.#frame({ op: 'err', code: anode.code, message: anode.message, ...(ref === undefined ? {} : { ref }) });
+  }
+
+  #onMessage(data: Buffer, isBinary: boolean): void {
+    if (this.#closed) return;
+    if (data.byteLength > this.#deps.config.max_frame_bytes) {
+      this.#error(
+        new TooLargeError(`frame of ${data.byteLength} bytes exceeds ${this.#deps.config.max_frame_bytes}`),
+        undefined,
+      );
+      return;
+    }
+    const text = data.toString('utf8');
+    if (isBinary) {
+      this.#error(new AnodeError('bad_frame', 'binary frames are not supported'), refOf(text));
+      return;
+    }
+    let frame: ClientFrame;
+    try {
+      frame = parseClientFrame(text);
+    } catch (error) {
+      this.#error(error, refOf(text));
+      return;
+    }
+    void this.#handle(frame);
+  }
+
+  async #handle(frame: ClientFrame): Promise<void> {
+    const ref = frame.ref;
+    const withRef = ref === undefined ? {} : { ref };
+    try {
+      if (isExpired(this.#claims)) throw new UnauthorizedError('token expired');
+      switch (frame.op) {
+        case 'ping':
+          return this.#frame({ op: 'pong', ...withRef });
+        case 'pub': {
+          assertCanPublish(this.#claims, frame.topic);
+          if (!this.#bucket.take()) {
+            throw new RateLimitedError(`publish rate limit of ${this.#deps.config.publish_rate}/s exceeded`);
+          }
+          const source = this.#claims.name ?? 'anonymous';
+          const [ack] = await this.#deps.hub.publish(frame.topic, [frame], { via: 'ws', source });
+          return this.#frame({ op: 'ack', id: ack?.id, cursor: ack?.cursor, ...withRef });
+        }
+        case 'sub': {
+          assertCanSubscribe(this.#claims, frame.topic);
+          const max = this.#deps.config.max_subscriptions;
+          if (!this.#deps.hub.isSubscribed(this, frame.topic) && this.#deps.hub.subscriptionCount(this) >= max) {
+            throw new ForbiddenError(`subscription limit of ${max} per connection reached`);
+          }
+          await this.#deps.hub.subscribe(this, frame.topic, frame.after, ref);
+          return;
+        }
+        case 'unsub':
+          this.#deps.hub.unsubscribe(this, frame.topic);
+          return;
+      }
+    } catch (error) {
+      this.#error(error, ref);
+    }
+  }
+
+  #onClose(): void {
+    clearTimeout(this.#expiry);
+    this.#closed = true;
+    this.#deps.hub.removeSubscriber(this);
+    this.#deps.metrics.connections.dec();
+  }
+}

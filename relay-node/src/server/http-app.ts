@@ -1,0 +1,134 @@
+import {
+  AnodeError,
+  assertCanPublish,
+  assertCanSubscribe,
+  assertTopic,
+  BadFrameError,
+  type Claims,
+  historyQuerySchema,
+  parsePublishBody,
+  parseWith,
+  RateLimitedError,
+  type TokenVerifier,
+  TooLargeError,
+  toAnodeError,
+  tokenFrom,
+} from '@anode/shared';
+import { getConnInfo } from '@hono/node-server/conninfo';
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import type { RelayConfig } from '../config.ts';
+import type { Hub } from '../hub/hub.ts';
+import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics.ts';
+import { createTokenBucket } from './token-bucket.ts';
+
+/**
+ * The HTTP half of PROTOCOL.md. Routes authenticate, validate and hand over to the hub; one
+ * error handler turns every failure into `{"error":{"code","message"}}` with its status.
+ */
+export interface HttpDeps {
+  hub: Hub;
+  config: RelayConfig;
+  metrics: Metrics;
+  log: Logger;
+  verify: TokenVerifier;
+  status: () => Promise<Record<string, unknown>>;
+  healthy: () => Promise<boolean>;
+}
+
+type Env = { Variables: { claims: Claims } };
+
+/** Per-client-address publish buckets, forgotten after a minute idle. */
+function createHttpRateLimit(rate: number, burst: number) {
+  const buckets = new Map<string, { bucket: ReturnType<typeof createTokenBucket>; seen: number }>();
+  return (address: string, count: number): boolean => {
+    const now = Date.now();
+    if (buckets.size > 10_000) {
+      for (const [key, value] of buckets) if (now - value.seen > 60_000) buckets.delete(key);
+    }
+    let entry = buckets.get(address);
+    if (!entry) buckets.set(address, (entry = { bucket: createTokenBucket(rate, burst), seen: now }));
+    entry.seen = now;
+    return entry.bucket.take(count);
+  };
+}
+
+export function createHttpApp(deps: HttpDeps): Hono<Env> {
+  const { hub, config, metrics } = deps;
+  const app = new Hono<Env>();
+  const allowPublish = createHttpRateLimit(config.publish_rate, config.publish_burst);
+
+  app.onError((error, c) => {
+    const anode = error instanceof AnodeError ? error : toAnodeError(error);
+    if (anode.code === 'internal') deps.log.error({ err: error, path: c.req.path }, 'internal error');
+    metrics.errors.inc({ code: anode.code });
+    return c.json({ error: anode.toJSON() }, anode.status as 400);
+  });
+  app.notFound((c) =>
+    c.json({ error: { code: 'bad_frame', message: `no route for ${c.req.method} ${c.req.path}` } }, 404),
+  );
+
+  const authenticate = async (c: { req: { header(name: string): string | undefined; url: string } }) =>
+    deps.verify(tokenFrom(c.req.header('authorization'), new URL(c.req.url)));
+
+  app.use('/v1/topics/:topic/*', async (c, next) => {
+    assertTopic(c.req.param('topic'));
+    c.set('claims', await authenticate(c));
+    await next();
+  });
+
+  app.post(
+    '/v1/topics/:topic/messages',
+    bodyLimit({
+      maxSize: config.max_body_bytes,
+      onError: () => {
+        throw new TooLargeError(`body exceeds ${config.max_body_bytes} bytes`);
+      },
+    }),
+    async (c) => {
+      const topic = c.req.param('topic');
+      const claims = c.get('claims');
+      assertCanPublish(claims, topic);
+      let body: unknown;
+      try {
+        body = await c.req.json();
+      } catch {
+        throw new BadFrameError('body is not valid JSON');
+      }
+      const items = parsePublishBody(body);
+      const headerKey = c.req.header('idempotency-key');
+      if (headerKey !== undefined) {
+        if (items.length !== 1) throw new BadFrameError('Idempotency-Key header needs a single message body');
+        if (items[0] && items[0].key === undefined) items[0].key = headerKey;
+      }
+      const address = getConnInfo(c).remote.address ?? 'unknown';
+      if (!allowPublish(`${address}|${claims.name ?? ''}`, items.length)) {
+        throw new RateLimitedError(`publish rate limit of ${config.publish_rate}/s exceeded`);
+      }
+      const acks = await hub.publish(topic, items, { via: 'http', source: claims.name ?? 'anonymous' });
+      return c.json({ messages: acks }, 202);
+    },
+  );
+
+  app.get('/v1/topics/:topic/messages', async (c) => {
+    const topic = c.req.param('topic');
+    assertCanSubscribe(c.get('claims'), topic);
+    const query = parseWith(historyQuerySchema, c.req.query());
+    return c.json(await hub.history(topic, query.after, query.limit));
+  });
+
+  app.get('/v1/topics/:topic/latest', async (c) => {
+    const topic = c.req.param('topic');
+    assertCanSubscribe(c.get('claims'), topic);
+    return c.json({ sources: await hub.latest(topic) });
+  });
+
+  app.get('/v1/status', async (c) => c.json(await deps.status()));
+  app.get('/healthz', async (c) => ((await deps.healthy()) ? c.json({ ok: true }) : c.json({ ok: false }, 503)));
+  app.get('/metrics', async (c) =>
+    c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }),
+  );
+
+  return app;
+}

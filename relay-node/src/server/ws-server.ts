@@ -1,0 +1,93 @@
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import {
+  AnodeError,
+  assertCanSubscribe,
+  assertTopic,
+  BadFrameError,
+  type Claims,
+  isCursor,
+  type TokenVerifier,
+  toAnodeError,
+  tokenFrom,
+  UnavailableError,
+} from '@anode/shared';
+import { WebSocketServer } from 'ws';
+import { ClientConnection, type ConnectionDeps } from './connection.ts';
+
+/**
+ * WebSocket endpoints: `/v1/ws` (many topics) and `/v1/topics/{topic}/ws?after=` (one topic,
+ * subscribed on open). The handshake is authenticated before upgrading, so a refused client gets
+ * an HTTP status with the protocol's JSON error instead of an opened-then-closed socket.
+ */
+export interface WsDeps extends ConnectionDeps {
+  verify: TokenVerifier;
+  accepting: () => boolean;
+}
+
+const TOPIC_WS = /^\/v1\/topics\/([^/]+)\/ws$/;
+
+function refuse(socket: Duplex, error: AnodeError): void {
+  const body = JSON.stringify({ error: error.toJSON() });
+  socket.end(
+    `HTTP/1.1 ${error.status} ${error.code}\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+export function attachWebSockets(server: Server, deps: WsDeps) {
+  // Frames up to the configured limit are handled; larger ones get a `too_large` error frame,
+  // and beyond this hard cap the library closes the socket with 1009 before buffering them.
+  const hardCap = Math.max(16 * 1024 * 1024, deps.config.max_frame_bytes * 2);
+  const wss = new WebSocketServer({ noServer: true, maxPayload: hardCap, perMessageDeflate: false });
+  const connections = new Set<ClientConnection>();
+
+  const authorize = async (request: IncomingMessage, url: URL) => {
+    if (!deps.accepting()) throw new UnavailableError('node is shutting down');
+    const claims: Claims = await deps.verify(tokenFrom(request.headers.authorization, url));
+    const match = TOPIC_WS.exec(url.pathname);
+    if (url.pathname !== '/v1/ws' && !match) {
+      throw new AnodeError('bad_frame', `no WebSocket endpoint at ${url.pathname}`);
+    }
+    if (!match) return { claims, topic: undefined, after: undefined };
+    const topic = decodeURIComponent(match[1] ?? '');
+    assertTopic(topic);
+    assertCanSubscribe(claims, topic);
+    const after = url.searchParams.get('after') ?? undefined;
+    if (after !== undefined && !isCursor(after)) throw new BadFrameError('after: not a cursor');
+    return { claims, topic, after };
+  };
+
+  server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => {}); // a client vanishing mid-handshake is not our error
+    const url = new URL(request.url ?? '/', 'http://relay');
+    authorize(request, url).then(
+      ({ claims, topic, after }) => {
+        wss.handleUpgrade(request, socket, head, (ws) => {
+          const connection = new ClientConnection(ws, claims, deps);
+          connections.add(connection);
+          ws.on('close', () => connections.delete(connection));
+          if (topic) connection.subscribeOnOpen(topic, after);
+        });
+      },
+      (error) => {
+        const anode = toAnodeError(error);
+        deps.metrics.errors.inc({ code: anode.code });
+        refuse(socket, anode);
+      },
+    );
+  });
+
+  return {
+    get size() {
+      return connections.size;
+    },
+    /** Close every connection with the shutdown code; resolves when they are gone. */
+    async closeAll(): Promise<void> {
+      for (const connection of connections) connection.close('shutdown', 'node is shutting down');
+      const deadline = Date.now() + 3_000;
+      while (connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      wss.close();
+    },
+  };
+}

@@ -1,0 +1,185 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createHybridClock, type Envelope, type MessageStore, type RetentionPolicy } from '@anode/shared';
+
+/**
+ * The MessageStore compliance suite: every adapter runs these same cases (embedded SQLite in
+ * its unit tests, Cassandra against a real cluster). An adapter passes a fixture that opens a
+ * store on fresh storage, or reopens the previous one to prove durability.
+ */
+export interface StoreFixture {
+  open(retention: RetentionPolicy, options?: { reopen?: boolean }): Promise<MessageStore>;
+  cleanup(): Promise<void>;
+}
+
+export interface ComplianceOptions {
+  /** The adapter enforces `maxMessages` per topic in `sweep` (Cassandra uses TTLs instead). */
+  countRetention: boolean;
+  /** The adapter enforces `maxAgeMs` by cursor time in `sweep`. */
+  ageRetention: boolean;
+}
+
+const KEEP_ALL: RetentionPolicy = { maxAgeMs: 0, maxMessages: 0 };
+
+export function messageStoreCompliance(
+  name: string,
+  makeFixture: () => Promise<StoreFixture>,
+  options: ComplianceOptions,
+): void {
+  describe(`MessageStore compliance: ${name}`, () => {
+    let fixture: StoreFixture;
+    let store: MessageStore;
+    let time = 1_700_000_000_000;
+    const clock = createHybridClock('compliance', () => time);
+    const make = (topic: string, over: Partial<Envelope> = {}): Envelope => {
+      const cursor = clock.next();
+      return { id: `id-${cursor}`, topic, cursor, source: 'src', ts: time, data: { n: cursor }, ...over };
+    };
+
+    before(async () => {
+      fixture = await makeFixture();
+    });
+    after(async () => {
+      await fixture?.cleanup();
+    });
+
+    it('returns history after a cursor in ascending cursor order, honouring limit', async () => {
+      store = await fixture.open(KEEP_ALL);
+      const batch = Array.from({ length: 25 }, () => make('h.one'));
+      const results = await store.append(batch);
+      assert.deepEqual(
+        results.map((r) => r.inserted),
+        batch.map(() => true),
+      );
+      const all = await store.history('h.one', { limit: 100 });
+      assert.deepEqual(all, batch);
+      const page = await store.history('h.one', { after: batch[9]?.cursor, limit: 5 });
+      assert.deepEqual(page, batch.slice(10, 15));
+      assert.deepEqual(await store.history('h.one', { limit: 0 }), []);
+      assert.deepEqual(await store.history('h.one', { after: batch[24]?.cursor, limit: 10 }), []);
+      assert.deepEqual(await store.history('h.none', { limit: 10 }), []);
+    });
+
+    it('keeps topics apart and lists the topics it holds', async () => {
+      const a = make('iso.a');
+      const b = make('iso.b');
+      await store.append([a, b]);
+      assert.deepEqual(await store.history('iso.a', { limit: 10 }), [a]);
+      assert.deepEqual(await store.history('iso.b', { limit: 10 }), [b]);
+      const topics = await store.topics();
+      assert.ok(topics.includes('iso.a') && topics.includes('iso.b') && topics.includes('h.one'));
+    });
+
+    it('round-trips any JSON data', async () => {
+      const values = [null, 0, -1.5, 'text ✓ 中文', true, [1, [2, { x: null }]], { nested: { deep: ['a'] } }];
+      const messages = values.map((data) => make('json.round', { data }));
+      await store.append(messages);
+      const got = await store.history('json.round', { limit: 100 });
+      assert.deepEqual(
+        got.map((m) => m.data),
+        values,
+      );
+    });
+
+    it('is idempotent by id, within a batch and across batches', async () => {
+      const first = make('dup.t');
+      const again = { ...first, cursor: clock.next(), data: 'different' };
+      const [r1] = await store.append([first]);
+      assert.equal(r1?.inserted, true);
+      const [r2, r3] = await store.append([again, { ...again }]);
+      assert.equal(r2?.inserted, false);
+      assert.equal(r3?.inserted, false);
+      assert.deepEqual(r2?.envelope, first, 'the stored copy is returned, with its original cursor');
+      const fresh = make('dup.t');
+      const [r4, r5] = await store.append([fresh, { ...fresh, cursor: clock.next() }]);
+      assert.equal(r4?.inserted, true);
+      assert.equal(r5?.inserted, false);
+      assert.deepEqual(await store.history('dup.t', { limit: 10 }), [first, fresh]);
+    });
+
+    it('keeps the latest message per source by ts, never letting an older ts win', async () => {
+      const topic = 'latest.t';
+      const newer = make(topic, { source: 'a', ts: 2_000 });
+      const older = make(topic, { source: 'a', ts: 1_000 });
+      const other = make(topic, { source: 'b', ts: 500 });
+      await store.append([newer]);
+      await store.append([older, other]);
+      let latest = await store.latest(topic);
+      assert.deepEqual(latest.a, newer);
+      assert.deepEqual(latest.b, other);
+      const newest = make(topic, { source: 'a', ts: 3_000 });
+      await store.append([newest]);
+      latest = await store.latest(topic);
+      assert.deepEqual(latest.a, newest);
+      const tieLow = make(topic, { source: 'c', ts: 10, id: 'tie-a' });
+      const tieHigh = make(topic, { source: 'c', ts: 10, id: 'tie-b' });
+      await store.append([tieHigh]);
+      await store.append([tieLow]);
+      assert.equal((await store.latest(topic)).c?.id, 'tie-b', 'equal ts: the greater id wins on every replica');
+      assert.deepEqual(await store.latest('latest.none'), {});
+    });
+
+    it('takes large batches in one append', async () => {
+      const batch = Array.from({ length: 500 }, () => make('batch.big'));
+      const results = await store.append(batch);
+      assert.equal(results.filter((r) => r.inserted).length, 500);
+      const got = await store.history('batch.big', { limit: 1000 });
+      assert.equal(got.length, 500);
+      assert.deepEqual(
+        got.map((m) => m.id),
+        batch.map((m) => m.id),
+      );
+    });
+
+    it('keeps what it acknowledged across a close and reopen', async () => {
+      const kept = make('durable.t');
+      await store.append([kept]);
+      await store.close();
+      store = await fixture.open(KEEP_ALL, { reopen: true });
+      assert.deepEqual(await store.history('durable.t', { limit: 10 }), [kept]);
+      assert.deepEqual((await store.latest('durable.t')).src, kept);
+      assert.equal((await store.health()).ok, true);
+    });
+
+    it('reports no trimming for a topic retention never touched', async () => {
+      assert.equal(await store.trimmedThrough('h.one'), undefined);
+      assert.equal(await store.trimmedThrough('never.seen'), undefined);
+      await store.close();
+    });
+
+    if (options.countRetention) {
+      it('trims a topic to maxMessages and records where it trimmed', async () => {
+        const trimmed = await fixture.open({ maxAgeMs: 0, maxMessages: 4 }, { reopen: true });
+        try {
+          const batch = Array.from({ length: 10 }, () => make('ret.count'));
+          await trimmed.append(batch);
+          const deleted = await trimmed.sweep(time);
+          assert.ok(deleted >= 6, `deleted ${deleted}`);
+          assert.deepEqual(await trimmed.history('ret.count', { limit: 100 }), batch.slice(6));
+          assert.equal(await trimmed.trimmedThrough('ret.count'), batch[5]?.cursor);
+          assert.equal(await trimmed.sweep(time), 0, 'a second sweep finds nothing more');
+        } finally {
+          await trimmed.close();
+        }
+      });
+    }
+
+    if (options.ageRetention) {
+      it('deletes messages older than maxAgeMs by the time in their cursor', async () => {
+        const aged = await fixture.open({ maxAgeMs: 60_000, maxMessages: 0 }, { reopen: true });
+        try {
+          const old = Array.from({ length: 3 }, () => make('ret.age'));
+          time += 120_000;
+          const young = Array.from({ length: 2 }, () => make('ret.age'));
+          await aged.append([...old, ...young]);
+          await aged.sweep(time);
+          assert.deepEqual(await aged.history('ret.age', { limit: 100 }), young);
+          assert.equal(await aged.trimmedThrough('ret.age'), old[2]?.cursor);
+          assert.deepEqual(await aged.history('h.one', { limit: 1 }), [], 'older topics were trimmed too');
+        } finally {
+          await aged.close();
+        }
+      });
+    }
+  });
+}

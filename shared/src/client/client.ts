@@ -1,0 +1,329 @@
+import { CLOSE_CODES } from '../close-codes.ts';
+import { AnodeError, type ErrorCode, isErrorCode } from '../errors.ts';
+import type { Envelope, ServerFrame } from '../frames.ts';
+import { compareCursors, randomId } from '../ids.ts';
+import { matches } from '../topics.ts';
+import { type BackoffOptions, backoffDelay } from './backoff.ts';
+import { Emitter } from './emitter.ts';
+import { SeenIds } from './seen-ids.ts';
+
+/**
+ * The aNode client for browsers, Workers and Node (any standard `WebSocket`). It keeps one
+ * connection to `/v1/ws`, reconnects with backoff and jitter, resubscribes each subscription
+ * from the last cursor it delivered, drops duplicate ids, and resends unacked publishes with
+ * their idempotency key so a retry can never publish twice.
+ */
+export interface ClientOptions {
+  /** `ws://host:port` or the full `/v1/ws` URL. */
+  url: string;
+  /** A token, or a function that returns a fresh one before each connect. */
+  token?: string | (() => string | Promise<string>);
+  WebSocket?: new (url: string) => WebSocket;
+  /** Reconnect backoff; `false` to never reconnect. */
+  reconnect?: Partial<BackoffOptions> | false;
+  /** How many recent message ids to remember for dropping duplicates. */
+  dedupWindow?: number;
+  /** Reject a publish not acked within this time (it may still have been stored). */
+  publishTimeoutMs?: number;
+}
+
+export interface PublishOptions {
+  source?: string;
+  ts?: number;
+  /** Idempotency key; one is generated when absent so that resends stay idempotent. */
+  key?: string;
+}
+
+export interface Ack {
+  id: string;
+  cursor: string;
+}
+
+export type ClientEvents = {
+  open: undefined;
+  close: { code: number; reason: string };
+  reconnecting: { attempt: number; delayMs: number };
+  message: Envelope;
+  subscribed: { topic: string; cursor: string };
+  error: AnodeError;
+};
+
+export interface Subscription {
+  readonly topic: string;
+  /** Cursor of the last message delivered to this subscription (resume point). */
+  readonly cursor: string | undefined;
+  /** Resolves on the first `subscribed`; rejects if the node refuses the subscription. */
+  readonly ready: Promise<void>;
+  unsubscribe(): void;
+}
+
+type Pending = { resolve: (frame: ServerFrame) => void; reject: (error: AnodeError) => void };
+
+interface SubState {
+  topic: string;
+  cursor: string | undefined;
+  handler: ((message: Envelope) => void) | undefined;
+  readyResolve: () => void;
+  readyReject: (error: AnodeError) => void;
+  settled: boolean;
+  active: boolean;
+}
+
+interface PubState {
+  frame: Record<string, unknown>;
+  resolve: (ack: Ack) => void;
+  reject: (error: AnodeError) => void;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+export class AnodeClient extends Emitter<ClientEvents> {
+  readonly #options: ClientOptions;
+  readonly #backoff: BackoffOptions | false;
+  readonly #seen: SeenIds;
+  readonly #subs = new Map<string, SubState>();
+  readonly #pubs = new Map<string, PubState>();
+  readonly #pending = new Map<string, Pending>();
+  #socket: WebSocket | undefined;
+  #attempt = 0;
+  #refs = 0;
+  #closed = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(options: ClientOptions) {
+    super();
+    this.#options = options;
+    this.#backoff =
+      options.reconnect === false ? false : { initialDelayMs: 250, maxDelayMs: 10_000, ...(options.reconnect ?? {}) };
+    this.#seen = new SeenIds(options.dedupWindow ?? 10_000);
+    void this.#connect();
+  }
+
+  get connected(): boolean {
+    return this.#socket?.readyState === 1;
+  }
+
+  subscribe(topic: string, handler?: (message: Envelope) => void, options: { after?: string } = {}): Subscription {
+    this.#subs.get(topic)?.readyReject(new AnodeError('bad_frame', 'replaced by a new subscription'));
+    let readyResolve!: () => void;
+    let readyReject!: (error: AnodeError) => void;
+    const ready = new Promise<void>((resolve, reject) => {
+      readyResolve = resolve;
+      readyReject = reject;
+    });
+    ready.catch(() => {}); // surfaced through `error` events too; avoid unhandled rejections
+    const state: SubState = {
+      topic,
+      cursor: options.after,
+      handler,
+      readyResolve,
+      readyReject,
+      settled: false,
+      active: true,
+    };
+    this.#subs.set(topic, state);
+    this.#sendSub(state);
+    return {
+      topic,
+      ready,
+      get cursor() {
+        return state.cursor;
+      },
+      unsubscribe: () => {
+        state.active = false;
+        if (this.#subs.get(topic) === state) this.#subs.delete(topic);
+        this.#send({ op: 'unsub', topic });
+      },
+    };
+  }
+
+  publish(topic: string, data: unknown, options: PublishOptions = {}): Promise<Ack> {
+    if (this.#closed) return Promise.reject(new AnodeError('unavailable', 'client is closed'));
+    const ref = this.#nextRef();
+    const frame: Record<string, unknown> = { op: 'pub', topic, data, ref, key: options.key ?? randomId() };
+    if (options.source !== undefined) frame.source = options.source;
+    if (options.ts !== undefined) frame.ts = options.ts;
+    return new Promise<Ack>((resolve, reject) => {
+      const timeoutMs = this.#options.publishTimeoutMs ?? 30_000;
+      const state: PubState = { frame, resolve, reject, timer: undefined };
+      state.timer = setTimeout(() => {
+        this.#pubs.delete(ref);
+        reject(new AnodeError('unavailable', `publish not acked within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#pubs.set(ref, state);
+      this.#send(frame);
+    });
+  }
+
+  /** Round trip to the node; resolves with the time it took in ms. */
+  ping(): Promise<number> {
+    const started = Date.now();
+    const ref = this.#nextRef();
+    return new Promise((resolve, reject) => {
+      this.#pending.set(ref, { resolve: () => resolve(Date.now() - started), reject });
+      if (!this.#send({ op: 'ping', ref })) {
+        this.#pending.delete(ref);
+        reject(new AnodeError('unavailable', 'not connected'));
+      }
+    });
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    const error = new AnodeError('unavailable', 'client closed');
+    for (const pub of this.#pubs.values()) {
+      clearTimeout(pub.timer);
+      pub.reject(error);
+    }
+    this.#pubs.clear();
+    for (const pending of this.#pending.values()) pending.reject(error);
+    this.#pending.clear();
+    this.#socket?.close(1000, 'client closed');
+  }
+
+  #nextRef(): string {
+    this.#refs += 1;
+    return `c${this.#refs}`;
+  }
+
+  #send(frame: Record<string, unknown>): boolean {
+    if (!this.connected) return false;
+    this.#socket?.send(JSON.stringify(frame));
+    return true;
+  }
+
+  #sendSub(state: SubState): void {
+    const ref = this.#nextRef();
+    const frame: Record<string, unknown> = { op: 'sub', topic: state.topic, ref };
+    if (state.cursor !== undefined) frame.after = state.cursor;
+    if (!this.#send(frame)) return;
+    this.#pending.set(ref, {
+      resolve: () => {
+        state.settled = true;
+        state.readyResolve();
+      },
+      reject: (error) => {
+        state.active = false;
+        if (this.#subs.get(state.topic) === state) this.#subs.delete(state.topic);
+        state.readyReject(error);
+      },
+    });
+  }
+
+  async #connect(): Promise<void> {
+    if (this.#closed) return;
+    const url = new URL(this.#options.url);
+    if (url.pathname === '/' || url.pathname === '') url.pathname = '/v1/ws';
+    const token = typeof this.#options.token === 'function' ? await this.#options.token() : this.#options.token;
+    if (token) url.searchParams.set('token', token);
+    const Ctor = this.#options.WebSocket ?? globalThis.WebSocket;
+    const socket = new Ctor(url.toString());
+    this.#socket = socket;
+    socket.addEventListener('open', () => this.#onOpen());
+    socket.addEventListener('message', (event) => this.#onFrame(String(event.data)));
+    socket.addEventListener('close', (event) => this.#onClose(event.code, event.reason));
+    socket.addEventListener('error', () => {
+      // a close event always follows; reconnecting is handled there
+    });
+  }
+
+  #onOpen(): void {
+    this.#attempt = 0;
+    this.emit('open', undefined);
+    for (const state of this.#subs.values()) this.#sendSub(state);
+    for (const pub of this.#pubs.values()) this.#send(pub.frame);
+  }
+
+  #onClose(code: number, reason: string): void {
+    this.#socket = undefined;
+    const error = new AnodeError('unavailable', `connection closed (${code})`);
+    for (const pending of this.#pending.values()) pending.reject(error);
+    this.#pending.clear();
+    this.emit('close', { code, reason });
+    const refreshable = typeof this.#options.token === 'function';
+    if (this.#closed || this.#backoff === false) return;
+    if (code === CLOSE_CODES.auth_expired && !refreshable) return;
+    const delayMs = backoffDelay(this.#attempt, this.#backoff);
+    this.#attempt += 1;
+    this.emit('reconnecting', { attempt: this.#attempt, delayMs });
+    this.#timer = setTimeout(() => void this.#connect(), delayMs);
+  }
+
+  #onFrame(text: string): void {
+    let frame: ServerFrame;
+    try {
+      frame = JSON.parse(text) as ServerFrame;
+    } catch {
+      return;
+    }
+    switch (frame.op) {
+      case 'msg':
+        this.#onMessage(frame);
+        break;
+      case 'ack':
+        this.#onAck(frame);
+        break;
+      case 'subscribed':
+        this.#settle(frame.ref, frame);
+        this.emit('subscribed', { topic: frame.topic, cursor: frame.cursor });
+        break;
+      case 'pong':
+        this.#settle(frame.ref, frame);
+        break;
+      case 'err':
+        this.#onError(frame);
+        break;
+    }
+  }
+
+  #settle(ref: string | undefined, frame: ServerFrame): void {
+    if (ref === undefined) return;
+    const pending = this.#pending.get(ref);
+    this.#pending.delete(ref);
+    pending?.resolve(frame);
+  }
+
+  #onMessage(frame: Extract<ServerFrame, { op: 'msg' }>): void {
+    const { op: _op, ...message } = frame;
+    const targets = [...this.#subs.values()].filter((s) => s.active && matches(s.topic, message.topic));
+    for (const state of targets) {
+      if (state.cursor === undefined || compareCursors(message.cursor, state.cursor) > 0) {
+        state.cursor = message.cursor;
+      }
+    }
+    if (!this.#seen.add(message.id)) return;
+    this.emit('message', message);
+    for (const state of targets) state.handler?.(message);
+  }
+
+  #onAck(frame: Extract<ServerFrame, { op: 'ack' }>): void {
+    if (frame.ref === undefined) return;
+    const pub = this.#pubs.get(frame.ref);
+    if (!pub) return;
+    this.#pubs.delete(frame.ref);
+    clearTimeout(pub.timer);
+    pub.resolve({ id: frame.id, cursor: frame.cursor });
+  }
+
+  #onError(frame: Extract<ServerFrame, { op: 'err' }>): void {
+    const code: ErrorCode = isErrorCode(frame.code) ? frame.code : 'internal';
+    const error = new AnodeError(code, frame.message);
+    const ref = frame.ref;
+    const pub = ref === undefined ? undefined : this.#pubs.get(ref);
+    if (pub && ref !== undefined) {
+      this.#pubs.delete(ref);
+      clearTimeout(pub.timer);
+      pub.reject(error);
+    }
+    const pending = ref === undefined ? undefined : this.#pending.get(ref);
+    if (pending && ref !== undefined) {
+      this.#pending.delete(ref);
+      pending.reject(error);
+    }
+    this.emit('error', error);
+  }
+}
+
+export function createClient(options: ClientOptions): AnodeClient {
+  return new AnodeClient(options);
+}

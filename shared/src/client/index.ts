@@ -1,0 +1,3 @@
+export { backoffDelay } from './backoff.ts';
+export type { Ack, ClientEvents, ClientOptions, PublishOptions, Subscription } from './client.ts';
+export { AnodeClient, createClient } from './client.ts';

@@ -1,0 +1,118 @@
+import { z } from 'zod';
+import { BadFrameError, ERROR_CODES } from './errors.ts';
+import { isCursor } from './ids.ts';
+import { assertPattern, assertTopic } from './topics.ts';
+
+/**
+ * Protocol v1 frames and bodies: these schemas are the one source of truth for both the types
+ * and the runtime checks. Unknown fields are ignored (fields may be added to the protocol).
+ * Structure errors are `bad_frame`; names that break the grammar are `bad_topic`.
+ */
+export const cursorSchema = z.string().refine(isCursor, 'not a cursor');
+const ref = z.string().max(128).optional();
+const source = z.string().min(1).max(256);
+const key = z.string().min(1).max(256);
+const ts = z.number().int().nonnegative().max(8.64e15);
+
+export const publishItemSchema = z.object({
+  data: z.unknown(),
+  source: source.optional(),
+  ts: ts.optional(),
+  key: key.optional(),
+});
+
+export const clientFrameSchema = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('sub'), topic: z.string(), after: cursorSchema.optional(), ref }),
+  z.object({ op: z.literal('unsub'), topic: z.string(), ref }),
+  publishItemSchema.extend({ op: z.literal('pub'), topic: z.string(), ref }),
+  z.object({ op: z.literal('ping'), ref }),
+]);
+
+export type ClientFrame = z.infer<typeof clientFrameSchema>;
+export type PublishItem = z.infer<typeof publishItemSchema>;
+export type SubFrame = Extract<ClientFrame, { op: 'sub' }>;
+export type PubFrame = Extract<ClientFrame, { op: 'pub' }>;
+
+export const envelopeSchema = z.object({
+  id: z.string(),
+  topic: z.string(),
+  cursor: z.string(),
+  source: z.string(),
+  ts: z.number(),
+  data: z.unknown(),
+});
+export type Envelope = z.infer<typeof envelopeSchema>;
+
+export const serverFrameSchema = z.discriminatedUnion('op', [
+  envelopeSchema.extend({ op: z.literal('msg') }),
+  z.object({ op: z.literal('subscribed'), topic: z.string(), cursor: z.string(), ref }),
+  z.object({ op: z.literal('ack'), id: z.string(), cursor: z.string(), ref }),
+  z.object({ op: z.literal('err'), code: z.enum(ERROR_CODES), message: z.string(), ref }),
+  z.object({ op: z.literal('pong'), ref }),
+]);
+export type ServerFrame = z.infer<typeof serverFrameSchema>;
+
+export const MAX_PUBLISH_BATCH = 1000;
+export const publishBodySchema = z.union([publishItemSchema, z.array(publishItemSchema).min(1).max(MAX_PUBLISH_BATCH)]);
+
+export const historyQuerySchema = z.object({
+  after: cursorSchema.optional(),
+  limit: z.coerce.number().int().min(0).max(1000).default(100),
+});
+
+function describe(error: z.ZodError): string {
+  const issue = error.issues[0];
+  if (!issue) return 'invalid frame';
+  const path = issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
+  return `${path}${issue.message}`;
+}
+
+/** Validate a parsed value against a schema, throwing `bad_frame` with the first problem. */
+export function parseWith<T>(schema: z.ZodType<T>, value: unknown): T {
+  const result = schema.safeParse(value);
+  if (!result.success) throw new BadFrameError(describe(result.error));
+  return result.data;
+}
+
+function assertData(item: { data?: unknown }): void {
+  if (item.data === undefined) throw new BadFrameError('data: required (use null for no data)');
+}
+
+/** Parse one WebSocket text frame from a client. Throws AnodeError (`bad_frame`, `bad_topic`). */
+export function parseClientFrame(text: string): ClientFrame {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new BadFrameError('frame is not valid JSON');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new BadFrameError('frame must be a JSON object');
+  }
+  const frame = parseWith(clientFrameSchema, value);
+  if (frame.op === 'pub') {
+    assertData(frame);
+    assertTopic(frame.topic);
+  } else if (frame.op === 'sub' || frame.op === 'unsub') {
+    assertPattern(frame.topic);
+  }
+  return frame;
+}
+
+/** Parse an HTTP publish body (one item or an array). */
+export function parsePublishBody(value: unknown): PublishItem[] {
+  const body = parseWith(publishBodySchema, value);
+  const items = Array.isArray(body) ? body : [body];
+  items.forEach(assertData);
+  return items;
+}
+
+/** The `ref` of a frame, recovered as far as possible even from an invalid one (for err frames). */
+export function refOf(text: string): string | undefined {
+  try {
+    const value = JSON.parse(text) as { ref?: unknown };
+    return typeof value?.ref === 'string' && value.ref.length <= 128 ? value.ref : undefined;
+  } catch {
+    return undefined;
+  }
+}

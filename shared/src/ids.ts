@@ -1,0 +1,117 @@
+import { sha256 } from '@noble/hashes/sha2.js';
+import { utf8ToBytes } from '@noble/hashes/utils.js';
+
+/**
+ * Cursors and message ids.
+ *
+ * A cursor is `<12 hex: physical ms><4 hex: logical counter>-<node id>`: it sorts as a string by
+ * time, then counter, then node, so cursors minted on different nodes interleave by time. The
+ * hybrid logical clock keeps a node's cursors strictly increasing even when the wall clock steps
+ * back. `CURSOR_ZERO` sorts before every cursor ("from the beginning").
+ */
+export const CURSOR_ZERO = '0';
+const CURSOR = /^(?:0|[0-9a-f]{16}-[a-z0-9]{1,32})$/;
+const NODE_ID = /^[a-z0-9]{1,32}$/;
+const MAX_COUNTER = 0xffff;
+
+export function isCursor(value: unknown): value is string {
+  return typeof value === 'string' && CURSOR.test(value);
+}
+
+export function isNodeId(value: unknown): value is string {
+  return typeof value === 'string' && NODE_ID.test(value);
+}
+
+export function compareCursors(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** The physical milliseconds a cursor was minted at (0 for CURSOR_ZERO). */
+export function cursorTime(cursor: string): number {
+  return cursor === CURSOR_ZERO ? 0 : Number.parseInt(cursor.slice(0, 12), 16);
+}
+
+export interface HybridClock {
+  readonly nodeId: string;
+  /** A new cursor, strictly greater than every cursor this clock minted or observed before. */
+  next(): string;
+  /** Move the clock past a cursor seen from elsewhere (mesh gossip), so ours sort after it. */
+  observe(cursor: string): void;
+}
+
+export function createHybridClock(nodeId: string, now: () => number = Date.now): HybridClock {
+  if (!isNodeId(nodeId)) throw new TypeError(`node id must match ${NODE_ID}: ${nodeId}`);
+  let last = 0;
+  let counter = 0;
+  const format = () => `${last.toString(16).padStart(12, '0')}${counter.toString(16).padStart(4, '0')}-${nodeId}`;
+  return {
+    nodeId,
+    next() {
+      const physical = now();
+      if (physical > last) {
+        last = physical;
+        counter = 0;
+      } else if (++counter > MAX_COUNTER) {
+        last += 1; // borrow a millisecond rather than repeat a cursor
+        counter = 0;
+      }
+      return format();
+    },
+    observe(cursor) {
+      if (cursor === CURSOR_ZERO || !isCursor(cursor)) return;
+      const time = cursorTime(cursor);
+      const count = Number.parseInt(cursor.slice(12, 16), 16);
+      if (time > last || (time === last && count > counter)) {
+        last = time;
+        counter = count;
+      }
+    },
+  };
+}
+
+const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+function base64url(bytes: Uint8Array): string {
+  let out = '';
+  let bits = 0;
+  let value = 0;
+  for (const byte of bytes) {
+    value = (value << 8) | byte;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out += BASE64URL[(value >> bits) & 63];
+    }
+  }
+  if (bits > 0) out += BASE64URL[(value << (6 - bits)) & 63];
+  return out;
+}
+
+/** Escapes `\` and newline so that joining fields with newlines is unambiguous. */
+const field = (s: string) => s.replaceAll('\\', '\\\\').replaceAll('\n', '\\n');
+
+/**
+ * A content-addressed id: the same (topic, source, idempotency key) gives the same id on every
+ * node, so the mesh, the store and clients dedup a republished message alike. Fields are escaped
+ * so a newline in `source` or `key` cannot make two different triples hash alike; ids of fields
+ * without `\` or newline are unchanged by that.
+ */
+export function contentId(topic: string, source: string, key: string): string {
+  const digest = sha256(utf8ToBytes(`${field(topic)}\n${field(source)}\n${field(key)}`));
+  return `k${base64url(digest.subarray(0, 16))}`;
+}
+
+/** A fresh random id for a message published without an idempotency key. */
+export function randomId(): string {
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  return `r${base64url(bytes)}`;
+}
+
+/** A short random node id for cursors (lowercase base32). */
+export function randomNodeId(length = 10): string {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
+  const bytes = new Uint8Array(length);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => alphabet[b & 31]).join('');
+}

@@ -1,0 +1,50 @@
+import type { Envelope } from '../frames.ts';
+
+/**
+ * MessageStore: the storage port every adapter (embedded SQLite, Cassandra, …) implements, and
+ * that one compliance suite checks.
+ *
+ * - `append` is idempotent by `id`: a message whose id is already stored is not written again,
+ *   and its stored copy is returned with `inserted: false`. Results are in input order. When the
+ *   promise resolves, every message is durable (this is what an ack promises).
+ * - `append` also keeps the latest message per (topic, source) by `ts`: an older `ts` never
+ *   replaces a newer one; on equal `ts` the greater id wins, so replicas converge.
+ * - `history` returns a topic's messages with cursor strictly greater than `after` (from the
+ *   oldest retained when absent), ascending by cursor, at most `limit` of them; `limit: 0`
+ *   returns none.
+ * - Retention deletes old messages; `trimmedThrough` says up to which cursor a topic lost
+ *   messages to retention, so a resume from an older cursor is refused (`cursor_expired`)
+ *   instead of silently skipping a gap.
+ */
+export interface MessageStore {
+  readonly kind: string;
+  append(messages: readonly Envelope[]): Promise<AppendResult[]>;
+  history(topic: string, query: { after?: string; limit: number }): Promise<Envelope[]>;
+  latest(topic: string): Promise<Record<string, Envelope>>;
+  /** Topics with at least one stored message (for pattern resumes and status). */
+  topics(): Promise<string[]>;
+  trimmedThrough(topic: string): Promise<string | undefined>;
+  /** Apply the retention policy now; returns how many messages were deleted. */
+  sweep(nowMs?: number): Promise<number>;
+  health(): Promise<StoreHealth>;
+  close(): Promise<void>;
+}
+
+export interface AppendResult {
+  /** The stored envelope: the new one, or the one already stored under that id. */
+  envelope: Envelope;
+  inserted: boolean;
+}
+
+export interface StoreHealth {
+  ok: boolean;
+  detail?: string;
+  [key: string]: unknown;
+}
+
+export interface RetentionPolicy {
+  /** Delete messages whose cursor is older than this many ms; 0 keeps them forever. */
+  maxAgeMs: number;
+  /** Keep at most this many messages per topic; 0 means no limit. */
+  maxMessages: number;
+}

@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { CURSOR_ZERO, type Envelope } from '@anode/shared';
+import { createClient } from '@anode/shared/client';
+import { startRelay, tempDir } from '../helpers/relay.ts';
+
+const until = async (condition: () => boolean, what: string, timeoutMs = 10_000) => {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+describe('client library', () => {
+  it('reconnects after the relay restarts, resubscribes from its cursor and resends unacked publishes', async () => {
+    const dataDir = await tempDir();
+    let relay = await startRelay({}, { dataDir });
+    const port = new URL(relay.url).port;
+    const received: Envelope[] = [];
+    const events: string[] = [];
+    const client = createClient({ url: relay.wsUrl, reconnect: { initialDelayMs: 50, maxDelayMs: 200 } });
+    client.on('close', ({ code }) => events.push(`close:${code}`));
+    client.on('reconnecting', () => events.push('reconnecting'));
+    const sub = client.subscribe('cl.t', (m) => received.push(m));
+    await sub.ready;
+    await client.publish('cl.t', { n: 1 });
+    await until(() => received.length === 1, 'first message');
+
+    await relay.stop();
+    await until(() => events.includes('reconnecting'), 'a reconnect attempt');
+    assert.ok(events.includes('close:4000'), `closed with the shutdown code: ${events}`);
+    const pending = client.publish('cl.t', { n: 2 }); // queued while the node is down
+
+    relay = await startRelay({ port }, { dataDir });
+    const other = createClient({ url: relay.wsUrl });
+    await other.publish('cl.t', { n: 3 });
+    const ack = await pending;
+    assert.match(ack.cursor, /^[0-9a-f]{16}-/);
+    await until(() => received.length === 3, 'messages after the reconnect');
+    assert.deepEqual(received.map((m) => (m.data as { n: number }).n).sort(), [1, 2, 3]);
+    other.close();
+    client.close();
+    await relay.stop();
+  });
+
+  it('drops duplicate ids and keeps resends idempotent', async () => {
+    const relay = await startRelay();
+    const client = createClient({ url: relay.wsUrl });
+    const received: Envelope[] = [];
+    const first = client.subscribe('dd.t', (m) => received.push(m));
+    await first.ready;
+    const a = await client.publish('dd.t', 'a', { key: 'k1' });
+    const again = await client.publish('dd.t', 'a', { key: 'k1' });
+    assert.deepEqual(again, a, 'the same key is the same message');
+    await client.publish('dd.t', 'b');
+    await until(() => received.length === 2, 'two messages');
+    // Resubscribing from the start makes the node resend both: the client drops them.
+    const replay = client.subscribe('dd.t', (m) => received.push(m), { after: CURSOR_ZERO });
+    await replay.ready;
+    await client.publish('dd.t', 'c');
+    await until(() => received.length === 3, 'the new message');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(
+      received.map((m) => m.data),
+      ['a', 'b', 'c'],
+    );
+    client.close();
+    await relay.stop();
+  });
+
+  it('rejects a refused subscription and a refused publish with the protocol error code', async () => {
+    const relay = await startRelay();
+    const client = createClient({ url: relay.wsUrl });
+    const bad = client.subscribe('bad..topic');
+    await assert.rejects(bad.ready, { code: 'bad_topic' });
+    await assert.rejects(client.publish('a.>', 1), { code: 'bad_topic' });
+    assert.ok((await client.ping()) >= 0);
+    client.close();
+    await relay.stop();
+  });
+});

@@ -1,0 +1,85 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadConfig } from '@anode/relay-node/src/config.ts';
+import { createLogger } from '@anode/relay-node/src/logger.ts';
+import { createRelayNode } from '@anode/relay-node/src/node.ts';
+import type { MessageStore } from '@anode/shared';
+
+/** A real relay node in this process, on a free port and a fresh data folder. */
+export interface TestRelay {
+  url: string;
+  wsUrl: string;
+  dataDir: string;
+  stop(): Promise<void>;
+}
+
+export async function tempDir(prefix = 'anode-test-'): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix));
+}
+
+export async function startRelay(
+  flags: Record<string, string> = {},
+  options: { dataDir?: string; wrapStore?: (store: MessageStore) => MessageStore; keepData?: boolean } = {},
+): Promise<TestRelay> {
+  const dataDir = options.dataDir ?? (await tempDir());
+  const config = loadConfig({
+    flags: { port: '0', 'data-dir': dataDir, 'log-level': process.env.ANODE_TEST_LOG ?? 'silent', ...flags },
+    env: {},
+  });
+  const node = await createRelayNode(config, createLogger(config.log_level, process.stderr), {
+    wrapStore: options.wrapStore,
+  });
+  const { url } = await node.start();
+  return {
+    url,
+    wsUrl: url.replace(/^http/, 'ws'),
+    dataDir,
+    async stop() {
+      await node.stop();
+      if (!options.keepData && !options.dataDir) await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+const CLI = fileURLToPath(new URL('../../relay-node/bin/anode.ts', import.meta.url));
+
+/** A relay as a separate OS process (for crash and signal tests); resolves once it is ready. */
+export interface RelayProcess {
+  url: string;
+  wsUrl: string;
+  child: ChildProcess;
+  output: string[];
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export async function spawnRelay(args: string[], env: Record<string, string> = {}): Promise<RelayProcess> {
+  const child = spawn(process.execPath, [CLI, 'relay', ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output: string[] = [];
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`relay did not start:\n${output.join('')}`)), 20_000);
+    const onData = (chunk: Buffer) => {
+      output.push(chunk.toString());
+      const match = /relay ready at (http:\/\/[^"\s]+)/.exec(output.join(''));
+      if (match?.[1]) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+    void exited.then(({ code }) => {
+      clearTimeout(timer);
+      reject(new Error(`relay exited (${code}) before ready:\n${output.join('')}`));
+    });
+  });
+  return { url, wsUrl: url.replace(/^http/, 'ws'), child, output, exited };
+}
