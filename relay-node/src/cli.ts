@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { signToken } from '@anode/shared';
-import { CONFIG_KEYS, ConfigError, configHelp, loadConfig } from './config.ts';
+import { CONFIG_KEYS, ConfigError, configHelp, isListKey, loadConfig } from './config.ts';
 import { runRelay } from './main.ts';
 import { VERSION } from './version.ts';
 
@@ -17,11 +17,20 @@ ${configHelp()}
 `;
 
 async function relay(args: string[]): Promise<void> {
+  // Every option may repeat: list keys collect the values, scalar keys take the last one.
   const options = Object.fromEntries(
-    ['config', ...CONFIG_KEYS.map((k) => k.replaceAll('_', '-'))].map((name) => [name, { type: 'string' as const }]),
+    ['config', ...CONFIG_KEYS.map((k) => k.replaceAll('_', '-'))].map((name) => [
+      name,
+      { type: 'string' as const, multiple: true },
+    ]),
   );
   const { values } = parseArgs({ args, options, strict: true, allowPositionals: false });
-  const config = loadConfig({ flags: values as Record<string, string>, env: process.env });
+  const flags: Record<string, string> = {};
+  for (const [name, given] of Object.entries(values as Record<string, string[]>)) {
+    const key = name.replaceAll('-', '_') as (typeof CONFIG_KEYS)[number];
+    flags[name] = isListKey(key) ? given.join(',') : (given.at(-1) ?? '');
+  }
+  const config = loadConfig({ flags, env: process.env });
   await runRelay(config);
 }
 

@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { bool, list, nonNegativeInt, port, positiveInt } from './config-fields.ts';
+import { meshConfigShape } from './mesh/mesh-config.ts';
 
 /**
  * Relay configuration: parsed once, from (lowest to highest precedence) defaults, a JSON config
@@ -7,39 +9,51 @@ import { z } from 'zod';
  * the only module that reads the environment. Invalid values are refused with the key's name and
  * where the value came from.
  */
-const port = z.coerce.number().int().min(0).max(65535);
-const positiveInt = z.coerce.number().int().positive();
-const nonNegativeInt = z.coerce.number().int().nonnegative();
-const bool = z.union([z.boolean(), z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1')]);
-
 export const configSchema = z.object({
-  host: z.string().min(1).default('127.0.0.1'),
-  port: port.default(8080),
-  data_dir: z.string().min(1).default('.data/relay'),
-  store: z.enum(['embedded']).default('embedded'),
-  log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  /** Wait for fsync on every commit (power-loss safe); `false` is still safe against process crashes. */
-  store_fsync: bool.default(true),
-  jwt_secret: z.string().min(32, 'must be at least 32 characters').optional(),
-  /** Paths to PEM public keys (Ed25519 or P-256), comma-separated in env and flags. */
-  jwt_public_keys: z.preprocess(
-    (v) => (typeof v === 'string' ? v.split(',').filter(Boolean) : v),
-    z.array(z.string().min(1)).default([]),
-  ),
-  max_frame_bytes: positiveInt.default(1024 * 1024),
-  max_body_bytes: positiveInt.default(4 * 1024 * 1024),
-  publish_rate: positiveInt.default(1000),
-  publish_burst: positiveInt.default(2000),
-  max_subscriptions: positiveInt.default(100),
-  max_send_buffer_bytes: positiveInt.default(8 * 1024 * 1024),
-  retention_max_age_ms: nonNegativeInt.default(7 * 24 * 3600 * 1000),
-  retention_max_messages: nonNegativeInt.default(100_000),
-  retention_sweep_ms: positiveInt.default(60_000),
-  shutdown_grace_ms: positiveInt.default(5_000),
+  host: z.string().min(1).default('127.0.0.1').describe('address to listen on'),
+  port: port.default(8080).describe('HTTP and WebSocket port (0 picks a free one)'),
+  data_dir: z.string().min(1).default('.data/relay').describe('folder for the embedded store and the node id'),
+  store: z.enum(['embedded']).default('embedded').describe('message store adapter'),
+  log_level: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+    .default('info')
+    .describe('JSON log level'),
+  store_fsync: bool.default(true).describe('fsync every commit (power-loss safe); false is still crash safe'),
+  jwt_secret: z
+    .string()
+    .min(32, 'must be at least 32 characters')
+    .optional()
+    .describe('HS256 secret; setting it (or public keys) turns auth on'),
+  jwt_public_keys: list(z.string().min(1))
+    .default([])
+    .describe('comma-separated PEM files of Ed25519/P-256 public keys'),
+  max_frame_bytes: positiveInt.default(1024 * 1024).describe('largest WebSocket frame accepted'),
+  max_body_bytes: positiveInt.default(4 * 1024 * 1024).describe('largest HTTP body accepted'),
+  publish_rate: positiveInt.default(1000).describe('publishes per second per connection (HTTP: per client address)'),
+  publish_burst: positiveInt.default(2000).describe('publish burst allowance'),
+  max_subscriptions: positiveInt.default(100).describe('subscriptions per connection'),
+  max_send_buffer_bytes: positiveInt
+    .default(8 * 1024 * 1024)
+    .describe('unsent bytes before a subscriber is cut off as too slow (4001)'),
+  retention_max_age_ms: nonNegativeInt
+    .default(7 * 24 * 3600 * 1000)
+    .describe('delete messages older than this (0 = keep)'),
+  retention_max_messages: nonNegativeInt
+    .default(100_000)
+    .describe('keep at most this many messages per topic (0 = no limit)'),
+  retention_sweep_ms: positiveInt.default(60_000).describe('how often retention runs'),
+  shutdown_grace_ms: positiveInt.default(5_000).describe('how long a graceful shutdown may take'),
+  ...meshConfigShape,
 });
 
 export type RelayConfig = z.infer<typeof configSchema>;
 export const CONFIG_KEYS = Object.keys(configSchema.shape) as (keyof RelayConfig)[];
+
+/** Keys whose value is a list (a repeated flag adds to it). */
+export function isListKey(key: string): boolean {
+  const defaults = configSchema.parse({}) as Record<string, unknown>;
+  return Array.isArray(defaults[key]);
+}
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -121,33 +135,12 @@ export function loadConfig(sources: ConfigSources = {}): RelayConfig {
   return result.data;
 }
 
-const DESCRIPTIONS: Record<keyof RelayConfig, string> = {
-  host: 'address to listen on',
-  port: 'HTTP and WebSocket port (0 picks a free one)',
-  data_dir: 'folder for the embedded store and the node id',
-  store: 'message store adapter',
-  log_level: 'JSON log level',
-  store_fsync: 'fsync every commit (power-loss safe); false is still crash safe',
-  jwt_secret: 'HS256 secret; setting it (or public keys) turns auth on',
-  jwt_public_keys: 'comma-separated PEM files of Ed25519/P-256 public keys',
-  max_frame_bytes: 'largest WebSocket frame accepted',
-  max_body_bytes: 'largest HTTP body accepted',
-  publish_rate: 'publishes per second per connection (HTTP: per client address)',
-  publish_burst: 'publish burst allowance',
-  max_subscriptions: 'subscriptions per connection',
-  max_send_buffer_bytes: 'unsent bytes before a subscriber is cut off as too slow (4001)',
-  retention_max_age_ms: 'delete messages older than this (0 = keep)',
-  retention_max_messages: 'keep at most this many messages per topic (0 = no limit)',
-  retention_sweep_ms: 'how often retention runs',
-  shutdown_grace_ms: 'how long a graceful shutdown may take before exiting anyway',
-};
-
 /** The help text: every key with its flag, environment variable, default and meaning. */
 export function configHelp(): string {
   const defaults = configSchema.parse({}) as Record<string, unknown>;
   return CONFIG_KEYS.map((key) => {
     const value = defaults[key];
     const shown = value === undefined ? '-' : Array.isArray(value) ? value.join(',') || '-' : String(value);
-    return `  --${flagName(key).padEnd(23)} ${envName(key).padEnd(29)} ${shown.padEnd(10)} ${DESCRIPTIONS[key]}`;
+    return `  --${flagName(key).padEnd(23)} ${envName(key).padEnd(29)} ${shown.padEnd(10)} ${configSchema.shape[key].description ?? ''}`;
   }).join('\n');
 }

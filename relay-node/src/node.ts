@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createHybridClock, createTokenVerifier, type MessageStore, PROTOCOL_VERSION } from '@anode/shared';
 import { getRequestListener } from '@hono/node-server';
+import type { Component, ComponentFactory } from './component.ts';
 import type { RelayConfig } from './config.ts';
 import { createHub } from './hub/hub.ts';
 import type { Logger } from './logger.ts';
@@ -12,6 +13,10 @@ import { createHttpApp } from './server/http-app.ts';
 import { attachWebSockets } from './server/ws-server.ts';
 import { createStore } from './storage/create-store.ts';
 import { VERSION } from './version.ts';
+import { createMeshComponent } from './mesh/mesh-component.ts';
+
+/** Optional parts, started in this order after the store and hub, stopped in reverse. */
+const COMPONENTS: ComponentFactory[] = [createMeshComponent];
 
 /**
  * A relay node: store, hub, HTTP and WebSocket server, wired together. `start` listens and
@@ -48,7 +53,18 @@ export async function createRelayNode(
   let accepting = true;
   let url = '';
 
-  const status = async () => ({
+  const status = async () => {
+    const merged: Record<string, unknown> = await baseStatus();
+    for (const component of components) {
+      const extra = (await component.status?.()) ?? {};
+      const { node, ...rest } = extra as { node?: Record<string, unknown> };
+      Object.assign(merged, rest);
+      if (node) Object.assign(merged.node as Record<string, unknown>, node);
+    }
+    return merged;
+  };
+
+  const baseStatus = async () => ({
     node: {
       id,
       version: VERSION,
@@ -70,7 +86,7 @@ export async function createRelayNode(
     log: log.child({ component: 'http' }),
     verify,
     status,
-    healthy: async () => accepting && (await store.health()).ok,
+    healthy: async () => accepting && (await store.health()).ok && components.every((c) => c.healthy?.() ?? true),
   });
   const server: Server = createServer(getRequestListener(app.fetch));
   const sockets = attachWebSockets(server, {
@@ -81,6 +97,13 @@ export async function createRelayNode(
     verify,
     accepting: () => accepting,
   });
+
+  const context = { nodeId: id, config, hub, store, metrics, log };
+  const components: Component[] = [];
+  for (const factory of COMPONENTS) {
+    const component = await factory({ ...context, log: log.child({ component: factory.name }) });
+    if (component) components.push(component);
+  }
 
   const sweep = async () => {
     try {
@@ -106,6 +129,7 @@ export async function createRelayNode(
       const address = server.address() as AddressInfo;
       const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
       url = `http://${host}:${address.port}`;
+      for (const component of components) await component.start();
       sweeper = setInterval(sweep, config.retention_sweep_ms);
       sweeper.unref();
       metrics.storeUp.set((await store.health()).ok ? 1 : 0);
@@ -119,6 +143,7 @@ export async function createRelayNode(
       log.info('shutting down: no new connections; flushing pending publishes');
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       await hub.writer.drain();
+      for (const component of [...components].reverse()) await component.stop();
       await sockets.closeAll();
       server.closeAllConnections();
       await closed;

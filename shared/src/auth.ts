@@ -19,13 +19,22 @@ const patternList = z.array(
   }, 'not a topic pattern'),
 );
 
-export const claimsSchema = z.object({
-  pub: patternList.default([]),
-  sub: patternList.default([]),
-  exp: z.number().optional(),
-  name: z.string().optional(),
-});
-export type Claims = z.infer<typeof claimsSchema>;
+// JWT's registered `sub` claim is a subject string, and tokens from ordinary identity providers
+// always carry one; aNode's `sub` is a pattern list. A string `sub` is read as the subject
+// (it grants no subscriptions, and names the publisher when `name` is absent).
+export const claimsSchema = z
+  .object({
+    pub: patternList.default([]),
+    sub: z.union([patternList, z.string()]).default([]),
+    exp: z.number().optional(),
+    name: z.string().optional(),
+  })
+  .transform(({ sub, name, ...rest }) => ({
+    ...rest,
+    sub: typeof sub === 'string' ? [] : sub,
+    ...(name !== undefined ? { name } : typeof sub === 'string' ? { name: sub } : {}),
+  }));
+export type Claims = z.output<typeof claimsSchema>;
 
 /** What a node with auth off grants everyone. */
 export const OPEN_CLAIMS: Claims = { pub: ['>'], sub: ['>'] };

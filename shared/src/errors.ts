@@ -46,26 +46,61 @@ export class AnodeError extends Error {
   }
 }
 
-const subclass = (code: ErrorCode, name: string) => {
-  const Subclass = class extends AnodeError {
-    constructor(message: string, options?: ErrorOptions) {
-      super(code, message, options);
-      this.name = name;
-    }
-  };
-  // Loggers and inspectors name an error by its constructor; an anonymous class would read "".
-  return Object.defineProperty(Subclass, 'name', { value: name });
-};
-
-export const BadFrameError = subclass('bad_frame', 'BadFrameError');
-export const TooLargeError = subclass('too_large', 'TooLargeError');
-export const BadTopicError = subclass('bad_topic', 'BadTopicError');
-export const UnauthorizedError = subclass('unauthorized', 'UnauthorizedError');
-export const ForbiddenError = subclass('forbidden', 'ForbiddenError');
-export const RateLimitedError = subclass('rate_limited', 'RateLimitedError');
-export const CursorExpiredError = subclass('cursor_expired', 'CursorExpiredError');
-export const UnavailableError = subclass('unavailable', 'UnavailableError');
-export const InternalError = subclass('internal', 'InternalError');
+// One class per wire code, declared plainly so each is both a value and a type.
+export class BadFrameError extends AnodeError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('bad_frame', message, options);
+    this.name = 'BadFrameError';
+  }
+}
+export class TooLargeError extends AnodeError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('too_large', message, options);
+    this.name = 'TooLargeError';
+  }
+}
+export class BadTopicError extends AnodeError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('bad_topic', message, options);
+    this.name = 'BadTopicError';
+  }
+}
+export class UnauthorizedError extends AnodeError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('unauthorized', message, options);
+    this.name = 'UnauthorizedError';
+  }
+}
+export class ForbiddenError extends AnodeError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('forbidden', message, options);
+    this.name = 'ForbiddenError';
+  }
+}
+export class RateLimitedError extends AnodeError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('rate_limited', message, options);
+    this.name = 'RateLimitedError';
+  }
+}
+export class CursorExpiredError extends AnodeError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('cursor_expired', message, options);
+    this.name = 'CursorExpiredError';
+  }
+}
+export class UnavailableError extends AnodeError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('unavailable', message, options);
+    this.name = 'UnavailableError';
+  }
+}
+export class InternalError extends AnodeError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('internal', message, options);
+    this.name = 'InternalError';
+  }
+}
 
 export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && (ERROR_CODES as readonly string[]).includes(value);

@@ -13,6 +13,7 @@ export const CURSOR_ZERO = '0';
 const CURSOR = /^(?:0|[0-9a-f]{16}-[a-z0-9]{1,32})$/;
 const NODE_ID = /^[a-z0-9]{1,32}$/;
 const MAX_COUNTER = 0xffff;
+export const MAX_CLOCK_SKEW_MS = 60_000;
 
 export function isCursor(value: unknown): value is string {
   return typeof value === 'string' && CURSOR.test(value);
@@ -35,8 +36,12 @@ export interface HybridClock {
   readonly nodeId: string;
   /** A new cursor, strictly greater than every cursor this clock minted or observed before. */
   next(): string;
-  /** Move the clock past a cursor seen from elsewhere (mesh gossip), so ours sort after it. */
-  observe(cursor: string): void;
+  /**
+   * Move the clock past a cursor seen from elsewhere (mesh gossip), so ours sort after it.
+   * Cursors more than `MAX_CLOCK_SKEW_MS` ahead of our wall clock are ignored: one peer with a
+   * broken clock must not drag every node's cursors into the future. Returns whether it moved.
+   */
+  observe(cursor: string): boolean;
 }
 
 export function createHybridClock(nodeId: string, now: () => number = Date.now): HybridClock {
@@ -58,13 +63,16 @@ export function createHybridClock(nodeId: string, now: () => number = Date.now):
       return format();
     },
     observe(cursor) {
-      if (cursor === CURSOR_ZERO || !isCursor(cursor)) return;
+      if (cursor === CURSOR_ZERO || !isCursor(cursor)) return false;
       const time = cursorTime(cursor);
+      if (time > now() + MAX_CLOCK_SKEW_MS) return false;
       const count = Number.parseInt(cursor.slice(12, 16), 16);
       if (time > last || (time === last && count > counter)) {
         last = time;
         counter = count;
+        return true;
       }
+      return false;
     },
   };
 }

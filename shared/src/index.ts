@@ -6,3 +6,4 @@ export * from './frames.ts';
 export * from './ids.ts';
 export type * from './ports/message-store.ts';
 export * from './topics.ts';
+export { SeenIds } from './client/seen-ids.ts';

@@ -14,6 +14,7 @@ import {
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { mergedHistory } from './merged-history.ts';
+import { SeenIds } from '@anode/shared';
 import { createWriter } from './writer.ts';
 
 /**
@@ -94,17 +95,25 @@ export function createHub(options: HubOptions) {
     metrics.delivered.inc(sentTo.size);
   };
 
+  const acceptedListeners = new Set<(envelopes: Envelope[]) => void>();
+  const recentRemote = new SeenIds(100_000);
+
+  const deliver = (envelope: Envelope) => {
+    const s = statsOf(envelope.topic);
+    s.published += 1;
+    if (s.lastCursor === undefined || compareCursors(envelope.cursor, s.lastCursor) > 0) s.lastCursor = envelope.cursor;
+    s.lastPublishedAt = Date.now();
+    fanOut(envelope);
+  };
+
   const writer = createWriter({
     store,
     metrics,
     log: options.log.child({ component: 'writer' }),
-    onCommitted(inserted) {
-      for (const envelope of inserted) {
-        const s = statsOf(envelope.topic);
-        s.published += 1;
-        s.lastCursor = envelope.cursor;
-        s.lastPublishedAt = Date.now();
-        fanOut(envelope);
+    onCommitted(inserted, origin) {
+      for (const envelope of inserted) deliver(envelope);
+      if (origin === 'local' && inserted.length > 0) {
+        for (const listener of acceptedListeners) listener(inserted);
       }
     },
   });
@@ -147,6 +156,32 @@ export function createHub(options: HubOptions) {
       metrics.duplicates.inc(results.length - inserted);
       metrics.publishLatency.observe((performance.now() - started) / 1000);
       return results.map(({ envelope }) => ({ id: envelope.id, cursor: envelope.cursor }));
+    },
+
+    /**
+     * Messages that already have an id and cursor, from elsewhere (mesh gossip, catch-up, an
+     * edge link). With `persist`, they are stored (idempotently) before fan-out; without, only
+     * fanned out, once per id. Resolves with how many were new here.
+     */
+    async ingest(envelopes: readonly Envelope[], options: { persist: boolean }): Promise<number> {
+      for (const envelope of envelopes) clock.observe(envelope.cursor);
+      if (options.persist) {
+        const results = await writer.write(envelopes, 'remote');
+        return results.filter((r) => r.inserted).length;
+      }
+      let fresh = 0;
+      for (const envelope of envelopes) {
+        if (!recentRemote.add(envelope.id)) continue;
+        fresh += 1;
+        deliver(envelope);
+      }
+      return fresh;
+    },
+
+    /** Listen for messages this node accepted, after they are durable (to gossip or forward them). */
+    onAccepted(listener: (envelopes: Envelope[]) => void): () => void {
+      acceptedListeners.add(listener);
+      return () => acceptedListeners.delete(listener);
     },
 
     /**

@@ -15,17 +15,22 @@ export interface WriterOptions {
   maxBatch?: number;
   /** Publishes waiting beyond this are refused with `unavailable` (the store cannot keep up). */
   maxQueued?: number;
-  onCommitted: (inserted: Envelope[]) => void;
+  /** Runs after each commit, once per write call, with the messages that were new. */
+  onCommitted: (inserted: Envelope[], origin: WriteOrigin) => void;
 }
+
+/** `local`: accepted by this node; `remote`: arrived from the mesh or an edge link. */
+export type WriteOrigin = 'local' | 'remote';
 
 interface Job {
   envelopes: readonly Envelope[];
+  origin: WriteOrigin;
   resolve: (results: AppendResult[]) => void;
   reject: (error: Error) => void;
 }
 
 export interface Writer {
-  write(envelopes: readonly Envelope[]): Promise<AppendResult[]>;
+  write(envelopes: readonly Envelope[], origin?: WriteOrigin): Promise<AppendResult[]>;
   /** Resolves once everything queued so far is written (or failed). */
   drain(): Promise<void>;
   readonly queued: number;
@@ -67,15 +72,19 @@ export function createWriter(options: WriterOptions): Writer {
       for (const job of jobs) job.reject(refused);
       return;
     }
-    try {
-      options.onCommitted(results.filter((r) => r.inserted).map((r) => r.envelope));
-    } catch (error) {
-      options.log.error({ err: error }, 'fan-out failed after commit');
-    }
     let offset = 0;
     for (const job of jobs) {
-      job.resolve(results.slice(offset, offset + job.envelopes.length));
+      const own = results.slice(offset, offset + job.envelopes.length);
       offset += job.envelopes.length;
+      try {
+        options.onCommitted(
+          own.filter((r) => r.inserted).map((r) => r.envelope),
+          job.origin,
+        );
+      } catch (error) {
+        options.log.error({ err: error }, 'fan-out failed after commit');
+      }
+      job.resolve(own);
     }
   };
 
@@ -87,13 +96,13 @@ export function createWriter(options: WriterOptions): Writer {
   };
 
   return {
-    write(envelopes) {
+    write(envelopes, origin = 'local') {
       if (envelopes.length === 0) return Promise.resolve([]);
       if (queued + envelopes.length > maxQueued) {
         return Promise.reject(new UnavailableError('node is overloaded: too many publishes waiting for storage'));
       }
       queued += envelopes.length;
-      const done = new Promise<AppendResult[]>((resolve, reject) => queue.push({ envelopes, resolve, reject }));
+      const done = new Promise<AppendResult[]>((resolve, reject) => queue.push({ envelopes, origin, resolve, reject }));
       flushing ??= flush();
       return done;
     },

@@ -144,9 +144,8 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
     },
 
     async latest(topic) {
-      const out: Record<string, Envelope> = {};
-      for (const row of latest.all(topic) as Row[]) out[row.source] = toEnvelope(row);
-      return out;
+      // fromEntries defines own properties, so a source named `__proto__` is kept, not swallowed.
+      return Object.fromEntries((latest.all(topic) as Row[]).map((row) => [row.source, toEnvelope(row)]));
     },
 
     async topics() {

@@ -1,0 +1,30 @@
+import type { MessageStore } from '@anode/shared';
+import type { RelayConfig } from './config.ts';
+import type { Hub } from './hub/hub.ts';
+import type { Logger } from './logger.ts';
+import type { Metrics } from './metrics.ts';
+
+/**
+ * An optional part of a relay (the mesh, sources, edge links…): built from the shared context,
+ * started after the store and hub are ready, stopped in reverse order. Its `status` is merged
+ * into `GET /v1/status` (`node` fields are added to the node object; other keys are top-level).
+ */
+export interface Component {
+  readonly name: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  status?(): Promise<Record<string, unknown>> | Record<string, unknown>;
+  /** False makes `/healthz` answer 503. */
+  healthy?(): boolean;
+}
+
+export interface ComponentContext {
+  nodeId: string;
+  config: RelayConfig;
+  hub: Hub;
+  store: MessageStore;
+  metrics: Metrics;
+  log: Logger;
+}
+
+export type ComponentFactory = (context: ComponentContext) => Promise<Component | undefined>;

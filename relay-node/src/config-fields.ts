@@ -1,0 +1,26 @@
+import { z } from 'zod';
+
+/**
+ * Building blocks for config keys. Every key is a zod schema with a default (or optional) and a
+ * `.describe()` text, which `anode --help` prints. Values from the environment and flags arrive
+ * as strings, so numbers and booleans are coerced, and lists are comma-separated (a repeated
+ * flag adds to the list).
+ */
+export const port = z.coerce.number().int().min(0).max(65535);
+export const positiveInt = z.coerce.number().int().positive();
+export const nonNegativeInt = z.coerce.number().int().nonnegative();
+export const bool = z.union([
+  z.boolean(),
+  z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1'),
+]);
+export const list = <T extends z.ZodType>(item: T) =>
+  z.preprocess(
+    (v) =>
+      typeof v === 'string'
+        ? v
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean)
+        : v,
+    z.array(item),
+  );

@@ -1,0 +1,233 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import fc from 'fast-check';
+import { base64url, type CryptoKey, exportSPKI, generateKeyPair, SignJWT } from 'jose';
+import {
+  assertCanPublish,
+  assertCanSubscribe,
+  type Claims,
+  createTokenVerifier,
+  isExpired,
+  OPEN_CLAIMS,
+  signToken,
+  tokenFrom,
+} from './auth.ts';
+import { AnodeError, type ErrorCode } from './errors.ts';
+
+const SECRET = 'a-development-secret-of-32-bytes!';
+const nowSeconds = () => Math.floor(Date.now() / 1000);
+
+async function rejectsWith(promise: Promise<unknown>, code: ErrorCode): Promise<void> {
+  await assert.rejects(promise, (error: unknown) => error instanceof AnodeError && error.code === code);
+}
+
+function throwsCode(fn: () => void, code: ErrorCode): void {
+  assert.throws(fn, (error: unknown) => error instanceof AnodeError && error.code === code);
+}
+
+const b64 = (value: unknown) => base64url.encode(JSON.stringify(value));
+
+async function keyPair(alg: 'EdDSA' | 'ES256'): Promise<{ privateKey: CryptoKey; pem: string }> {
+  const { privateKey, publicKey } = await generateKeyPair(alg);
+  return { privateKey, pem: await exportSPKI(publicKey) };
+}
+
+function signWith(privateKey: CryptoKey, alg: string, payload: Record<string, unknown>): Promise<string> {
+  return new SignJWT(payload).setProtectedHeader({ alg }).setIssuedAt().setExpirationTime('1h').sign(privateKey);
+}
+
+describe('HS256 tokens', () => {
+  test('a token from signToken verifies to its claims', async () => {
+    const verify = await createTokenVerifier({ hs256Secret: SECRET });
+    const token = await signToken(SECRET, { pub: ['prices.>'], sub: ['prices.*', 'news.>'], name: 'feed' });
+    const claims = await verify(token);
+    assert.deepEqual(claims.pub, ['prices.>']);
+    assert.deepEqual(claims.sub, ['prices.*', 'news.>']);
+    assert.equal(claims.name, 'feed');
+    assert.ok(claims.exp !== undefined && claims.exp > nowSeconds());
+  });
+
+  test('missing pub and sub claims grant nothing', async () => {
+    const verify = await createTokenVerifier({ hs256Secret: SECRET });
+    const claims = await verify(await signToken(SECRET, {}));
+    assert.deepEqual([claims.pub, claims.sub], [[], []]);
+  });
+
+  test('a token signed with another secret is unauthorized', async () => {
+    const verify = await createTokenVerifier({ hs256Secret: SECRET });
+    await rejectsWith(verify(await signToken(`${SECRET}-other`, { pub: ['>'] })), 'unauthorized');
+  });
+
+  test('missing, empty and garbage tokens are unauthorized', async () => {
+    const verify = await createTokenVerifier({ hs256Secret: SECRET });
+    for (const token of [undefined, '', 'garbage', 'a.b.c', `${b64({ alg: 'HS256' })}.${b64({ pub: ['>'] })}.`]) {
+      await rejectsWith(verify(token), 'unauthorized');
+    }
+  });
+
+  test('an expired token is unauthorized', async () => {
+    const verify = await createTokenVerifier({ hs256Secret: SECRET });
+    const token = await signToken(SECRET, { pub: ['>'] }, nowSeconds() - 60);
+    await assert.rejects(
+      verify(token),
+      (error: unknown) => error instanceof AnodeError && error.code === 'unauthorized' && /expired/.test(error.message),
+    );
+  });
+
+  test('an unsigned (alg none) token is unauthorized', async () => {
+    const verify = await createTokenVerifier({ hs256Secret: SECRET });
+    const token = `${b64({ alg: 'none', typ: 'JWT' })}.${b64({ pub: ['>'], sub: ['>'], exp: nowSeconds() + 3600 })}.`;
+    await rejectsWith(verify(token), 'unauthorized');
+  });
+
+  test('claims whose pub or sub are not pattern arrays are unauthorized', async () => {
+    const verify = await createTokenVerifier({ hs256Secret: SECRET });
+    const key = new TextEncoder().encode(SECRET);
+    const payloads: Record<string, unknown>[] = [
+      { pub: 'prices.>' },
+      { sub: ['a..b'] },
+      { pub: [1] },
+      { sub: ['>.a'] },
+    ];
+    for (const payload of payloads) {
+      const token = await new SignJWT(payload).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('1h').sign(key);
+      await rejectsWith(verify(token), 'unauthorized');
+    }
+  });
+
+  test('a string sub is the JWT subject: no subscribe grant, and it names the publisher', async () => {
+    const verify = await createTokenVerifier({ hs256Secret: SECRET });
+    const key = new TextEncoder().encode(SECRET);
+    const token = await new SignJWT({ sub: 'user-42', pub: ['chat.>'] })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setExpirationTime('1h')
+      .sign(key);
+    const claims = await verify(token);
+    assert.deepEqual(claims.sub, []);
+    assert.deepEqual(claims.pub, ['chat.>']);
+    assert.equal(claims.name, 'user-42');
+  });
+});
+
+describe('public-key tokens', () => {
+  for (const alg of ['EdDSA', 'ES256'] as const) {
+    test(`${alg} tokens verify against the configured public key`, async () => {
+      const { privateKey, pem } = await keyPair(alg);
+      const verify = await createTokenVerifier({ publicKeys: [pem] });
+      const claims = await verify(await signWith(privateKey, alg, { pub: ['a.>'], sub: ['*'] }));
+      assert.deepEqual([claims.pub, claims.sub], [['a.>'], ['*']]);
+    });
+
+    test(`${alg} tokens signed by an unknown key are unauthorized`, async () => {
+      const trusted = await keyPair(alg);
+      const stranger = await keyPair(alg);
+      const verify = await createTokenVerifier({ publicKeys: [trusted.pem] });
+      await rejectsWith(verify(await signWith(stranger.privateKey, alg, { pub: ['>'] })), 'unauthorized');
+    });
+  }
+
+  test('a verifier with a secret and both key types accepts each kind of token', async () => {
+    const ed = await keyPair('EdDSA');
+    const es = await keyPair('ES256');
+    const verify = await createTokenVerifier({ hs256Secret: SECRET, publicKeys: [ed.pem, es.pem] });
+    assert.deepEqual((await verify(await signToken(SECRET, { pub: ['h'] }))).pub, ['h']);
+    assert.deepEqual((await verify(await signWith(ed.privateKey, 'EdDSA', { pub: ['e'] }))).pub, ['e']);
+    assert.deepEqual((await verify(await signWith(es.privateKey, 'ES256', { pub: ['s'] }))).pub, ['s']);
+  });
+
+  test('an HS256 token is refused by a verifier that only trusts public keys', async () => {
+    const { pem } = await keyPair('EdDSA');
+    const verify = await createTokenVerifier({ publicKeys: [pem] });
+    await rejectsWith(verify(await signToken(SECRET, { pub: ['>'] })), 'unauthorized');
+    // Nor may the public key itself be used as an HMAC secret (algorithm confusion).
+    await rejectsWith(verify(await signToken(pem, { pub: ['>'] })), 'unauthorized');
+  });
+
+  test('an ES256 token is refused by a verifier that only trusts an Ed25519 key', async () => {
+    const ed = await keyPair('EdDSA');
+    const es = await keyPair('ES256');
+    const verify = await createTokenVerifier({ publicKeys: [ed.pem] });
+    await rejectsWith(verify(await signWith(es.privateKey, 'ES256', { pub: ['>'] })), 'unauthorized');
+  });
+
+  test('a key that is not Ed25519 or P-256 PEM is refused at start', async () => {
+    await assert.rejects(createTokenVerifier({ publicKeys: ['not a key'] }), TypeError);
+  });
+});
+
+describe('auth off', () => {
+  test('with no options, or no keys, the verifier grants everything to anyone', async () => {
+    for (const options of [undefined, {}, { publicKeys: [] }, { hs256Secret: '' }]) {
+      const verify = await createTokenVerifier(options);
+      assert.equal(await verify(undefined), OPEN_CLAIMS);
+      assert.equal(await verify('garbage'), OPEN_CLAIMS);
+    }
+  });
+
+  test('OPEN_CLAIMS may publish to any topic and subscribe to any pattern', () => {
+    const segment = fc.constantFrom('a', 'b', 'prices', '*');
+    const pattern = fc
+      .tuple(fc.array(segment, { minLength: 0, maxLength: 7 }), fc.constantFrom('a', '*', '>'))
+      .map(([head, last]) => [...head, last].join('.'));
+    fc.assert(
+      fc.property(pattern, (p) => {
+        assertCanSubscribe(OPEN_CLAIMS, p);
+        if (!p.includes('*') && !p.includes('>')) assertCanPublish(OPEN_CLAIMS, p);
+      }),
+    );
+  });
+});
+
+describe('permissions', () => {
+  const claims: Claims = { pub: ['prices.>', 'chat.*'], sub: ['prices.>', 'news.*'] };
+
+  test('publishing is allowed to topics a pub pattern matches and forbidden elsewhere', () => {
+    assertCanPublish(claims, 'prices.btc');
+    assertCanPublish(claims, 'prices.btc.usd');
+    assertCanPublish(claims, 'chat.room1');
+    for (const topic of ['prices', 'news.today', 'chat.room1.thread', 'chat']) {
+      throwsCode(() => assertCanPublish(claims, topic), 'forbidden');
+    }
+  });
+
+  test('subscribing is allowed only to patterns a sub pattern covers', () => {
+    for (const pattern of ['prices.btc', 'prices.*', 'prices.*.usd', 'prices.>', 'news.today', 'news.*']) {
+      assertCanSubscribe(claims, pattern);
+    }
+    for (const pattern of ['news.>', 'news.today.late', '>', '*.btc', 'prices', 'chat.room1']) {
+      throwsCode(() => assertCanSubscribe(claims, pattern), 'forbidden');
+    }
+  });
+
+  test('no grants forbid everything', () => {
+    throwsCode(() => assertCanPublish({ pub: [], sub: [] }, 'a'), 'forbidden');
+    throwsCode(() => assertCanSubscribe({ pub: [], sub: [] }, 'a'), 'forbidden');
+  });
+
+  test('claims past their exp are unauthorized even where the patterns allow', () => {
+    const expired: Claims = { pub: ['>'], sub: ['>'], exp: nowSeconds() - 1 };
+    throwsCode(() => assertCanPublish(expired, 'a'), 'unauthorized');
+    throwsCode(() => assertCanSubscribe(expired, 'a'), 'unauthorized');
+  });
+
+  test('isExpired treats exp as seconds and the exp second itself as expired', () => {
+    assert.equal(isExpired({ pub: [], sub: [] }), false);
+    assert.equal(isExpired({ pub: [], sub: [], exp: 100 }, 99_999), false);
+    assert.equal(isExpired({ pub: [], sub: [], exp: 100 }, 100_000), true);
+  });
+});
+
+describe('tokenFrom', () => {
+  const url = (query = '') => new URL(`https://node.example/v1/ws${query}`);
+
+  test('reads a bearer header, in any case, before the token query parameter', () => {
+    assert.equal(tokenFrom('Bearer abc', url('?token=xyz')), 'abc');
+    assert.equal(tokenFrom('bearer  abc', url()), 'abc');
+  });
+
+  test('falls back to the token query parameter, and to nothing', () => {
+    assert.equal(tokenFrom(null, url('?token=xyz')), 'xyz');
+    assert.equal(tokenFrom('Basic dXNlcg==', url('?token=xyz')), 'xyz');
+    assert.equal(tokenFrom(undefined, url()), undefined);
+  });
+});
