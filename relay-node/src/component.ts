@@ -1,4 +1,7 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { MessageStore } from '@anode/shared';
+import type { Hono } from 'hono';
 import type { RelayConfig } from './config.ts';
 import type { Hub } from './hub/hub.ts';
 import type { Logger } from './logger.ts';
@@ -16,6 +19,10 @@ export interface Component {
   status?(): Promise<Record<string, unknown>> | Record<string, unknown>;
   /** False makes `/healthz` answer 503. */
   healthy?(): boolean;
+  /** Extra HTTP routes (an admin API, an edge-link endpoint…) on the relay's Hono app. */
+  routes?(app: Hono): void;
+  /** Take over a WebSocket upgrade on a path the component owns; true when it handled it. */
+  upgrade?(request: IncomingMessage, socket: Duplex, head: Buffer): boolean;
 }
 
 export interface ComponentContext {

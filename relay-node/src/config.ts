@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { bool, list, nonNegativeInt, port, positiveInt } from './config-fields.ts';
 import { meshConfigShape } from './mesh/mesh-config.ts';
+import { cassandraConfigShape } from './storage/cassandra/cassandra-config.ts';
 
 /**
  * Relay configuration: parsed once, from (lowest to highest precedence) defaults, a JSON config
@@ -13,7 +14,10 @@ export const configSchema = z.object({
   host: z.string().min(1).default('127.0.0.1').describe('address to listen on'),
   port: port.default(8080).describe('HTTP and WebSocket port (0 picks a free one)'),
   data_dir: z.string().min(1).default('.data/relay').describe('folder for the embedded store and the node id'),
-  store: z.enum(['embedded']).default('embedded').describe('message store adapter'),
+  store: z
+    .enum(['embedded', 'cassandra'])
+    .default('embedded')
+    .describe('message store: embedded (SQLite in data_dir) or cassandra'),
   log_level: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
     .default('info')
@@ -43,6 +47,7 @@ export const configSchema = z.object({
     .describe('keep at most this many messages per topic (0 = no limit)'),
   retention_sweep_ms: positiveInt.default(60_000).describe('how often retention runs'),
   shutdown_grace_ms: positiveInt.default(5_000).describe('how long a graceful shutdown may take'),
+  ...cassandraConfigShape,
   ...meshConfigShape,
 });
 
@@ -110,7 +115,8 @@ export function loadConfig(sources: ConfigSources = {}): RelayConfig {
       set(key, value, 'config file');
     }
   }
-  for (const key of CONFIG_KEYS) set(key, env[envName(key)], 'environment');
+  // An empty variable counts as unset (compose files and shells pass `VAR=` for "not given").
+  for (const key of CONFIG_KEYS) set(key, env[envName(key)] || undefined, 'environment');
   for (const [name, value] of Object.entries(flags)) {
     if (name === 'config') continue;
     const key = name.replaceAll('-', '_');

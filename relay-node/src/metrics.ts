@@ -60,6 +60,11 @@ export function createMetrics() {
       help: 'Failed store operations',
       registers: [registry],
     }),
+    storeSpoolDepth: new Gauge({
+      name: 'anode_store_spool_depth',
+      help: 'Messages acknowledged into the local spool, waiting for the store (Cassandra) to return',
+      registers: [registry],
+    }),
     storeUp: new Gauge({ name: 'anode_store_up', help: '1 when the store is healthy', registers: [registry] }),
     retentionDeleted: new Counter({
       name: 'anode_retention_deleted_total',

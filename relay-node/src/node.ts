@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createHybridClock, createTokenVerifier, type MessageStore, PROTOCOL_VERSION } from '@anode/shared';
 import { getRequestListener } from '@hono/node-server';
+import type { Hono } from 'hono';
 import type { Component, ComponentFactory } from './component.ts';
 import type { RelayConfig } from './config.ts';
 import { createHub } from './hub/hub.ts';
@@ -42,7 +43,7 @@ export async function createRelayNode(
   const id = await loadNodeId(config.data_dir);
   const startedAt = Date.now();
   const metrics = createMetrics();
-  const configured = createStore(config);
+  const configured = createStore(config, log, metrics);
   const store = overrides.wrapStore ? overrides.wrapStore(configured) : configured;
   const clock = createHybridClock(id);
   const hub = createHub({ store, clock, metrics, log: log.child({ component: 'hub' }) });
@@ -79,6 +80,13 @@ export async function createRelayNode(
     ...hub.status(),
   });
 
+  const context = { nodeId: id, config, hub, store, metrics, log };
+  const components: Component[] = [];
+  for (const factory of COMPONENTS) {
+    const component = await factory({ ...context, log: log.child({ component: factory.name }) });
+    if (component) components.push(component);
+  }
+
   const app = createHttpApp({
     hub,
     config,
@@ -87,6 +95,7 @@ export async function createRelayNode(
     verify,
     status,
     healthy: async () => accepting && (await store.health()).ok && components.every((c) => c.healthy?.() ?? true),
+    extraRoutes: components.flatMap((c) => (c.routes ? [(app: Hono) => c.routes?.(app)] : [])),
   });
   const server: Server = createServer(getRequestListener(app.fetch));
   const sockets = attachWebSockets(server, {
@@ -96,14 +105,8 @@ export async function createRelayNode(
     log: log.child({ component: 'ws' }),
     verify,
     accepting: () => accepting,
+    upgradeHooks: components.flatMap((c) => (c.upgrade ? [c.upgrade.bind(c)] : [])),
   });
-
-  const context = { nodeId: id, config, hub, store, metrics, log };
-  const components: Component[] = [];
-  for (const factory of COMPONENTS) {
-    const component = await factory({ ...context, log: log.child({ component: factory.name }) });
-    if (component) components.push(component);
-  }
 
   const sweep = async () => {
     try {

@@ -11,6 +11,7 @@ import {
   refOf,
 } from './frames.ts';
 import { createHybridClock } from './ids.ts';
+import { MAX_DATA_DEPTH } from './data-depth.ts';
 import { assertPattern, isTopic } from './topics.ts';
 
 const CURSOR = createHybridClock('n1', () => 1_700_000_000_000).next();
@@ -186,9 +187,13 @@ describe('parseClientFrame on arbitrary input', () => {
     );
   });
 
-  test('deeply nested data neither crashes nor fails validation', () => {
-    const deep = `{"op":"pub","topic":"t","data":${'['.repeat(5000)}${']'.repeat(5000)}}`;
-    assert.equal(parseClientFrame(deep).op, 'pub');
+  test('nesting up to MAX_DATA_DEPTH parses; deeper data is bad_frame, without a crash', () => {
+    const frame = (depth: number) => `{"op":"pub","topic":"t","data":${'['.repeat(depth)}${']'.repeat(depth)}}`;
+    assert.equal(parseClientFrame(frame(MAX_DATA_DEPTH)).op, 'pub');
+    assert.throws(
+      () => parseClientFrame(frame(5000)),
+      (e: unknown) => e instanceof AnodeError && e.code === 'bad_frame',
+    );
   });
 });
 

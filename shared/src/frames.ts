@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { assertDataDepth } from './data-depth.ts';
 import { BadFrameError, ERROR_CODES } from './errors.ts';
 import { isCursor } from './ids.ts';
 import { assertPattern, assertTopic } from './topics.ts';
@@ -76,6 +77,7 @@ export function parseWith<T>(schema: z.ZodType<T>, value: unknown): T {
 
 function assertData(item: { data?: unknown }): void {
   if (item.data === undefined) throw new BadFrameError('data: required (use null for no data)');
+  assertDataDepth(item.data);
 }
 
 /** Parse one WebSocket text frame from a client. Throws AnodeError (`bad_frame`, `bad_topic`). */

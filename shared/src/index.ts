@@ -3,6 +3,7 @@ export * from './auth.ts';
 export * from './close-codes.ts';
 export * from './errors.ts';
 export * from './frames.ts';
+export * from './data-depth.ts';
 export * from './ids.ts';
 export type * from './ports/message-store.ts';
 export * from './topics.ts';

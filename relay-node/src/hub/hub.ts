@@ -10,12 +10,14 @@ import {
   type PublishItem,
   randomId,
   TopicIndex,
+  assertDataDepth,
 } from '@anode/shared';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
+import { createLateArrivals } from './late-arrivals.ts';
 import { mergedHistory } from './merged-history.ts';
 import { SeenIds } from '@anode/shared';
-import { createWriter } from './writer.ts';
+import { createWriter, type WriteOrigin } from './writer.ts';
 
 /**
  * The local hub: accepts publishes (id, cursor, durable write, then fan-out), and keeps the
@@ -97,9 +99,11 @@ export function createHub(options: HubOptions) {
 
   const acceptedListeners = new Set<(envelopes: Envelope[]) => void>();
   const recentRemote = new SeenIds(100_000);
+  const late = createLateArrivals();
 
-  const deliver = (envelope: Envelope) => {
+  const deliver = (envelope: Envelope, origin: WriteOrigin) => {
     const s = statsOf(envelope.topic);
+    if (origin === 'remote') late.observe(envelope, s.lastCursor);
     s.published += 1;
     if (s.lastCursor === undefined || compareCursors(envelope.cursor, s.lastCursor) > 0) s.lastCursor = envelope.cursor;
     s.lastPublishedAt = Date.now();
@@ -111,7 +115,7 @@ export function createHub(options: HubOptions) {
     metrics,
     log: options.log.child({ component: 'writer' }),
     onCommitted(inserted, origin) {
-      for (const envelope of inserted) deliver(envelope);
+      for (const envelope of inserted) deliver(envelope, origin);
       if (origin === 'local' && inserted.length > 0) {
         for (const listener of acceptedListeners) listener(inserted);
       }
@@ -139,6 +143,7 @@ export function createHub(options: HubOptions) {
     /** Accept messages: assign ids and cursors, write durably, fan out; resolves with the acks. */
     async publish(topic: string, items: readonly PublishItem[], context: PublishContext): Promise<Ack[]> {
       const started = performance.now();
+      for (const item of items) assertDataDepth(item.data);
       const envelopes = items.map((item): Envelope => {
         const source = item.source ?? context.source;
         return {
@@ -173,7 +178,7 @@ export function createHub(options: HubOptions) {
       for (const envelope of envelopes) {
         if (!recentRemote.add(envelope.id)) continue;
         fresh += 1;
-        deliver(envelope);
+        deliver(envelope, 'remote');
       }
       return fresh;
     },
@@ -212,6 +217,11 @@ export function createHub(options: HubOptions) {
         await assertResumable(topics, after);
         let cursor = after;
         const sent = new Set<string>();
+        for (const envelope of late.replay(pattern, after)) {
+          if (!subscriber.send(msgFrame(envelope))) return cursor;
+          metrics.delivered.inc();
+          sent.add(envelope.id);
+        }
         for await (const envelope of mergedHistory(store, topics, after)) {
           if (own.get(pattern) !== entry) return cursor; // unsubscribed meanwhile
           if (!subscriber.send(msgFrame(envelope))) return cursor;

@@ -15,6 +15,7 @@ import {
   toAnodeError,
   UnauthorizedError,
 } from '@anode/shared';
+import { isUtf8 } from 'node:buffer';
 import type { WebSocket } from 'ws';
 import type { RelayConfig } from '../config.ts';
 import type { Hub, Subscriber } from '../hub/hub.ts';
@@ -112,6 +113,10 @@ export class ClientConnection implements Subscriber {
     const text = data.toString('utf8');
     if (isBinary) {
       this.#error(new AnodeError('bad_frame', 'binary frames are not supported'), refOf(text));
+      return;
+    }
+    if (!isUtf8(data)) {
+      this.#error(new AnodeError('bad_frame', 'text frame is not valid UTF-8'), refOf(text));
       return;
     }
     let frame: ClientFrame;

@@ -35,6 +35,8 @@ export interface HttpDeps {
   verify: TokenVerifier;
   status: () => Promise<Record<string, unknown>>;
   healthy: () => Promise<boolean>;
+  /** Components' own routes, mounted after the protocol's. */
+  extraRoutes?: ((app: Hono) => void)[];
 }
 
 type Env = { Variables: { claims: Claims } };
@@ -130,5 +132,6 @@ export function createHttpApp(deps: HttpDeps): Hono<Env> {
     c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }),
   );
 
+  for (const mount of deps.extraRoutes ?? []) mount(app as unknown as Hono);
   return app;
 }

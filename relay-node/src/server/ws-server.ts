@@ -23,6 +23,8 @@ import { ClientConnection, type ConnectionDeps } from './connection.ts';
 export interface WsDeps extends ConnectionDeps {
   verify: TokenVerifier;
   accepting: () => boolean;
+  /** Upgrades that components take over (checked first); each returns true when it handled one. */
+  upgradeHooks?: ((request: IncomingMessage, socket: Duplex, head: Buffer) => boolean)[];
 }
 
 const TOPIC_WS = /^\/v1\/topics\/([^/]+)\/ws$/;
@@ -38,8 +40,14 @@ function refuse(socket: Duplex, error: AnodeError): void {
 export function attachWebSockets(server: Server, deps: WsDeps) {
   // Frames up to the configured limit are handled; larger ones get a `too_large` error frame,
   // and beyond this hard cap the library closes the socket with 1009 before buffering them.
+  // UTF-8 is checked by the connection, so invalid text gets `bad_frame` rather than a 1007 close.
   const hardCap = Math.max(16 * 1024 * 1024, deps.config.max_frame_bytes * 2);
-  const wss = new WebSocketServer({ noServer: true, maxPayload: hardCap, perMessageDeflate: false });
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: hardCap,
+    perMessageDeflate: false,
+    skipUTF8Validation: true,
+  });
   const connections = new Set<ClientConnection>();
 
   const authorize = async (request: IncomingMessage, url: URL) => {
@@ -60,6 +68,7 @@ export function attachWebSockets(server: Server, deps: WsDeps) {
 
   server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => {}); // a client vanishing mid-handshake is not our error
+    if (deps.upgradeHooks?.some((hook) => hook(request, socket, head))) return;
     const url = new URL(request.url ?? '/', 'http://relay');
     authorize(request, url).then(
       ({ claims, topic, after }) => {

@@ -1,12 +1,41 @@
+import { join } from 'node:path';
 import type { MessageStore } from '@anode/shared';
 import type { RelayConfig } from '../config.ts';
+import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics.ts';
+import { createCassandraStore } from './cassandra/cassandra-store.ts';
 import { createSqliteStore } from './embedded/sqlite-store.ts';
+import { createSpoolingStore } from './spool/spooling-store.ts';
 
-/** The configured MessageStore adapter. */
-export function createStore(config: RelayConfig): MessageStore {
+/** The configured MessageStore adapter (a remote store gets a durable local spool in front). */
+export function createStore(config: RelayConfig, log: Logger, metrics: Metrics): MessageStore {
   const retention = { maxAgeMs: config.retention_max_age_ms, maxMessages: config.retention_max_messages };
   switch (config.store) {
     case 'embedded':
       return createSqliteStore({ dataDir: config.data_dir, retention, fsync: config.store_fsync });
+    case 'cassandra': {
+      const cassandra = createCassandraStore({
+        contactPoints: config.cassandra_contact_points,
+        localDataCenter: config.cassandra_local_dc,
+        keyspace: config.cassandra_keyspace,
+        replication: config.cassandra_replication,
+        username: config.cassandra_username,
+        password: config.cassandra_password,
+        tls: config.cassandra_tls,
+        tlsCaFile: config.cassandra_tls_ca,
+        writeConsistency: config.cassandra_write_consistency,
+        readConsistency: config.cassandra_read_consistency,
+        concurrency: config.cassandra_concurrency,
+        bucketMs: config.cassandra_bucket_ms,
+        timeoutMs: config.cassandra_timeout_ms,
+        retention,
+      });
+      return createSpoolingStore(cassandra, {
+        dataDir: join(config.data_dir, 'spool'),
+        drainIntervalMs: config.spool_drain_ms,
+        log: log.child({ component: 'spool' }),
+        onDepth: (depth) => metrics.storeSpoolDepth.set(depth),
+      });
+    }
   }
 }

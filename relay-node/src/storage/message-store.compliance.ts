@@ -119,6 +119,15 @@ export function messageStoreCompliance(
       assert.deepEqual(await store.latest('latest.none'), {});
     });
 
+    it('keys latest by any source name, even ones that name object internals', async () => {
+      const topic = 'latest.names';
+      const sources = ['__proto__', 'constructor', 'toString'];
+      await store.append(sources.map((source) => make(topic, { source })));
+      const latest = await store.latest(topic);
+      assert.deepEqual(Object.keys(latest).sort(), sources);
+      assert.equal(Object.getOwnPropertyDescriptor(latest, '__proto__')?.value.source, '__proto__');
+    });
+
     it('takes large batches in one append', async () => {
       const batch = Array.from({ length: 500 }, () => make('batch.big'));
       const results = await store.append(batch);

@@ -1,0 +1,67 @@
+import { compareCursors, cursorTime, type Envelope, MAX_CLOCK_SKEW_MS, matches } from '@anode/shared';
+
+/**
+ * Messages from other nodes (mesh gossip, catch-up) that arrived "late": with a cursor older
+ * than one this node had already delivered in that topic, or minted well before they arrived.
+ * A subscriber that resumes from a cursor gets the stored messages *after* it; a late message
+ * with an older cursor that landed while the subscriber was away would be skipped. So a resume
+ * replays the late arrivals it may have missed (those with a cursor up to `after` that arrived
+ * since shortly before `after` was minted), before the history. A subscriber may get some of
+ * them twice; duplicates carry the same id and the client library drops them.
+ */
+export interface LateArrivalsOptions {
+  /** How long a late arrival is remembered for resumes. */
+  windowMs?: number;
+  /** At most this many are remembered (oldest forgotten first). */
+  maxEntries?: number;
+  /** A message minted more than this long before it arrived is late whatever its topic saw. */
+  lateAfterMs?: number;
+  now?: () => number;
+}
+
+interface Late {
+  envelope: Envelope;
+  arrivedAt: number;
+}
+
+export function createLateArrivals(options: LateArrivalsOptions = {}) {
+  const windowMs = options.windowMs ?? 10 * 60_000;
+  const maxEntries = options.maxEntries ?? 10_000;
+  const lateAfterMs = options.lateAfterMs ?? 1_000;
+  const now = options.now ?? Date.now;
+  const entries: Late[] = [];
+
+  const forgetOld = (at: number) => {
+    let drop = Math.max(0, entries.length - maxEntries);
+    while (drop < entries.length && (entries[drop] as Late).arrivedAt < at - windowMs) drop++;
+    if (drop > 0) entries.splice(0, drop);
+  };
+
+  return {
+    /** Record `envelope` if it is late, given the newest cursor its topic had delivered before. */
+    observe(envelope: Envelope, newestBefore: string | undefined): void {
+      const at = now();
+      const outOfOrder = newestBefore !== undefined && compareCursors(envelope.cursor, newestBefore) < 0;
+      if (!outOfOrder && cursorTime(envelope.cursor) >= at - lateAfterMs) return;
+      entries.push({ envelope, arrivedAt: at });
+      forgetOld(at);
+    },
+
+    /** Late arrivals matching `pattern` that a subscriber resuming from `after` may have missed. */
+    replay(pattern: string, after: string): Envelope[] {
+      forgetOld(now());
+      const since = cursorTime(after) - MAX_CLOCK_SKEW_MS;
+      return entries
+        .filter(
+          ({ envelope, arrivedAt }) =>
+            arrivedAt >= since && compareCursors(envelope.cursor, after) <= 0 && matches(pattern, envelope.topic),
+        )
+        .map(({ envelope }) => envelope)
+        .sort((a, b) => compareCursors(a.cursor, b.cursor));
+    },
+
+    get size(): number {
+      return entries.length;
+    },
+  };
+}

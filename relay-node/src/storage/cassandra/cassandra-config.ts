@@ -1,0 +1,43 @@
+import { z } from 'zod';
+import { bool, list, positiveInt } from '../../config-fields.ts';
+
+/** Config keys of the Cassandra store (`--store cassandra`). */
+export const cassandraConfigShape = {
+  cassandra_contact_points: list(z.string().min(1))
+    .default(['127.0.0.1:9042'])
+    .describe('Cassandra contact points, host:port, comma-separated'),
+  cassandra_local_dc: z
+    .string()
+    .min(1)
+    .default('datacenter1')
+    .describe('local data centre (token-aware, DC-aware routing)'),
+  cassandra_keyspace: z
+    .string()
+    .regex(/^[a-z][a-z0-9_]{0,47}$/, 'must be a lowercase CQL identifier')
+    .default('anode')
+    .describe('keyspace (created with the replication below if missing)'),
+  cassandra_replication: z
+    .string()
+    .regex(
+      /^(SimpleStrategy:\d+|NetworkTopologyStrategy:[A-Za-z0-9_-]+=\d+(,[A-Za-z0-9_-]+=\d+)*)$/,
+      'use SimpleStrategy:<rf> or NetworkTopologyStrategy:<dc>=<rf>[,<dc>=<rf>…]',
+    )
+    .default('SimpleStrategy:1')
+    .describe('keyspace replication: SimpleStrategy:1 locally, NetworkTopologyStrategy:dc1=3 in production'),
+  cassandra_username: z.string().optional().describe('Cassandra user (PasswordAuthenticator)'),
+  cassandra_password: z.string().optional().describe('Cassandra password'),
+  cassandra_tls: bool.default(false).describe('connect with TLS'),
+  cassandra_tls_ca: z.string().optional().describe('PEM file of the CA that signed the Cassandra certificates'),
+  cassandra_write_consistency: z
+    .enum(['ONE', 'TWO', 'THREE', 'QUORUM', 'ALL', 'LOCAL_QUORUM', 'EACH_QUORUM', 'LOCAL_ONE'])
+    .default('LOCAL_QUORUM')
+    .describe('consistency level of writes'),
+  cassandra_read_consistency: z
+    .enum(['ONE', 'TWO', 'THREE', 'QUORUM', 'ALL', 'LOCAL_QUORUM', 'EACH_QUORUM', 'LOCAL_ONE'])
+    .default('LOCAL_QUORUM')
+    .describe('consistency level of reads'),
+  cassandra_concurrency: positiveInt.default(64).describe('statements in flight per batch append'),
+  cassandra_bucket_ms: positiveInt.default(3_600_000).describe('time bucket of the messages partition key'),
+  cassandra_timeout_ms: positiveInt.default(5_000).describe('per-request timeout before a write goes to the spool'),
+  spool_drain_ms: positiveInt.default(1_000).describe('how often the local spool retries Cassandra while it is away'),
+};

@@ -1,0 +1,74 @@
+import type { Client } from 'cassandra-driver';
+
+/**
+ * Versioned CQL migrations. Each version's statements run once, in order, and are recorded in
+ * `schema_migrations`; the driver waits for schema agreement after each DDL statement.
+ *
+ * - `messages`: history, partitioned by (topic, time bucket) so no partition grows without
+ *   bound, clustered by cursor so a range read is one slice.
+ * - `message_ids`: the idempotency index (id → stored envelope), written with a lightweight
+ *   transaction so concurrent duplicates resolve to one cursor.
+ * - `topic_buckets`: which buckets of a topic hold messages, to page history across buckets.
+ * - `latest`: the newest message per (topic, source), written `USING TIMESTAMP` = the message's
+ *   `ts` so Cassandra itself keeps the newest; one JSON cell starting with the id, so equal
+ *   timestamps resolve to the greater id on every replica (Cassandra keeps the greater value).
+ * - `topic_first`: the first cursor ever stored per topic (no TTL), to tell that a resume cursor
+ *   predates what retention kept.
+ */
+export const MIGRATIONS: string[][] = [
+  [
+    `CREATE TABLE IF NOT EXISTS messages (
+       topic text, bucket bigint, cursor text, id text, source text, ts bigint, data text,
+       PRIMARY KEY ((topic, bucket), cursor)
+     ) WITH CLUSTERING ORDER BY (cursor ASC)`,
+    `CREATE TABLE IF NOT EXISTS message_ids (
+       id text PRIMARY KEY, topic text, cursor text, source text, ts bigint, data text
+     )`,
+    `CREATE TABLE IF NOT EXISTS topic_buckets (
+       topic text, bucket bigint, PRIMARY KEY (topic, bucket)
+     ) WITH CLUSTERING ORDER BY (bucket ASC)`,
+    `CREATE TABLE IF NOT EXISTS latest (
+       topic text, source text, envelope text, PRIMARY KEY (topic, source)
+     )`,
+    `CREATE TABLE IF NOT EXISTS topic_first (topic text PRIMARY KEY, cursor text)`,
+  ],
+];
+
+export function replicationClause(replication: string): string {
+  const [strategy, spec = ''] = replication.split(':');
+  if (strategy === 'SimpleStrategy') {
+    return `{'class': 'SimpleStrategy', 'replication_factor': ${Number(spec)}}`;
+  }
+  const dcs = spec.split(',').map((pair) => {
+    const [dc, rf] = pair.split('=');
+    return `'${dc}': ${Number(rf)}`;
+  });
+  return `{'class': 'NetworkTopologyStrategy', ${dcs.join(', ')}}`;
+}
+
+export async function migrate(client: Client, keyspace: string, replication: string): Promise<number> {
+  await client.execute(
+    `CREATE KEYSPACE IF NOT EXISTS ${keyspace} WITH replication = ${replicationClause(replication)}`,
+  );
+  await client.execute(
+    `CREATE TABLE IF NOT EXISTS ${keyspace}.schema_migrations (version int PRIMARY KEY, applied_at timestamp)`,
+  );
+  const applied = new Set(
+    (await client.execute(`SELECT version FROM ${keyspace}.schema_migrations`)).rows.map((r) => Number(r.version)),
+  );
+  let ran = 0;
+  for (const [index, statements] of MIGRATIONS.entries()) {
+    const version = index + 1;
+    if (applied.has(version)) continue;
+    for (const statement of statements) {
+      await client.execute(statement.replace(/(TABLE IF NOT EXISTS )(\w+)/, `$1${keyspace}.$2`));
+    }
+    await client.execute(
+      `INSERT INTO ${keyspace}.schema_migrations (version, applied_at) VALUES (?, toTimestamp(now()))`,
+      [version],
+      { prepare: true },
+    );
+    ran += 1;
+  }
+  return ran;
+}

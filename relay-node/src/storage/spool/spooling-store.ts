@@ -1,0 +1,157 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { type AppendResult, type Envelope, type MessageStore, type StoreHealth, UnavailableError } from '@anode/shared';
+import type { Logger } from '../../logger.ts';
+
+/**
+ * A durable local spool in front of a remote store (Cassandra). While the remote store accepts
+ * writes, appends go straight to it. When an append fails, the batch is committed to a SQLite
+ * queue in the data folder instead (fsynced, so the ack still means durable), and a drainer
+ * replays the queue into the remote store, in order, until it is empty; until then new appends
+ * queue behind it. Reads need the remote store: while it is away they fail with `unavailable`.
+ */
+export interface SpoolOptions {
+  dataDir: string;
+  drainIntervalMs: number;
+  log: Logger;
+  onDepth?: (depth: number) => void;
+}
+
+export interface SpoolingStore extends MessageStore {
+  readonly spoolDepth: number;
+  /** Resolves when the spool is empty (or rejects after `timeoutMs`). */
+  drained(timeoutMs?: number): Promise<void>;
+}
+
+export function createSpoolingStore(primary: MessageStore, options: SpoolOptions): SpoolingStore {
+  mkdirSync(options.dataDir, { recursive: true });
+  const db = new DatabaseSync(join(options.dataDir, 'spool.sqlite'));
+  db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;');
+  db.exec('CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, envelope TEXT NOT NULL)');
+  const push = db.prepare('INSERT INTO spool (envelope) VALUES (?)');
+  const peek = db.prepare('SELECT seq, envelope FROM spool ORDER BY seq LIMIT ?');
+  const remove = db.prepare('DELETE FROM spool WHERE seq <= ?');
+  const count = db.prepare('SELECT COUNT(*) AS n FROM spool');
+  let depth = Number((count.get() as { n: number }).n);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let draining: Promise<void> | undefined;
+  let closed = false;
+  let lastError: string | undefined;
+
+  const setDepth = (n: number) => {
+    depth = n;
+    options.onDepth?.(n);
+  };
+
+  const spool = (messages: readonly Envelope[]): AppendResult[] => {
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      for (const m of messages) push.run(JSON.stringify(m));
+      db.exec('COMMIT');
+    } catch (error) {
+      db.exec('ROLLBACK');
+      throw error;
+    }
+    setDepth(depth + messages.length);
+    schedule();
+    // The remote store dedups by id when the spool drains; here every message counts as new.
+    return messages.map((envelope) => ({ envelope, inserted: true }));
+  };
+
+  const drainOnce = async () => {
+    while (!closed) {
+      const rows = peek.all(500) as { seq: number; envelope: string }[];
+      const last = rows.at(-1);
+      if (!last) return;
+      await primary.append(rows.map((r) => JSON.parse(r.envelope) as Envelope));
+      remove.run(last.seq);
+      setDepth(Math.max(0, depth - rows.length));
+      options.log.info({ moved: rows.length, left: depth }, 'spool drained into the store');
+    }
+  };
+
+  function schedule(delay = options.drainIntervalMs) {
+    if (timer || closed) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      draining = drainOnce()
+        .then(() => {
+          if (lastError) options.log.info('store is back; spool empty');
+          lastError = undefined;
+        })
+        .catch((error: unknown) => {
+          lastError = (error as Error).message;
+          options.log.warn({ err: error, depth }, 'store still unavailable; spool kept');
+          schedule();
+        })
+        .finally(() => {
+          draining = undefined;
+        });
+    }, delay);
+    timer.unref();
+  }
+
+  if (depth > 0) schedule(0);
+  options.onDepth?.(depth);
+
+  const read = async <T>(work: () => Promise<T>): Promise<T> => {
+    try {
+      return await work();
+    } catch (error) {
+      throw new UnavailableError('storage is unavailable for reads; live delivery continues', { cause: error });
+    }
+  };
+
+  return {
+    kind: primary.kind,
+    get spoolDepth() {
+      return depth;
+    },
+
+    async append(messages) {
+      if (depth > 0) return spool(messages); // keep order: nothing overtakes the spool
+      try {
+        return await primary.append(messages);
+      } catch (error) {
+        lastError = (error as Error).message;
+        options.log.warn({ err: error, messages: messages.length }, 'store unavailable; spooling writes locally');
+        return spool(messages);
+      }
+    },
+
+    history: (topic, query) => read(() => primary.history(topic, query)),
+    latest: (topic) => read(() => primary.latest(topic)),
+    topics: () => read(() => primary.topics()),
+    trimmedThrough: (topic) => read(() => primary.trimmedThrough(topic)),
+    sweep: (now) => primary.sweep(now),
+
+    async health(): Promise<StoreHealth> {
+      const inner = await primary.health();
+      return {
+        ...inner,
+        // Writes are still durable (spooled), so the node stays healthy; the state says degraded.
+        ok: true,
+        state: depth > 0 ? 'spooling' : inner.ok ? 'connected' : 'unreachable',
+        spool_depth: depth,
+        ...(lastError ? { last_error: lastError } : {}),
+      };
+    },
+
+    async drained(timeoutMs = 30_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (depth > 0) {
+        if (Date.now() > deadline) throw new Error(`spool still holds ${depth} messages after ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+
+    async close() {
+      closed = true;
+      clearTimeout(timer);
+      await draining;
+      db.close();
+      await primary.close();
+    },
+  };
+}

@@ -1,0 +1,382 @@
+// Starts a real single-node Apache Cassandra 5.0 (the JVM server from Maven Central)
+// for tests and for local development, and hands back a handle that stops it.
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import {
+  accessSync,
+  constants,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { type AddressInfo, createConnection, createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { delimiter, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import cassandra from 'cassandra-driver';
+import { jvmArgs, renderLogback, renderYaml } from './cassandra-config.ts';
+import { resolveCassandraJars } from './cassandra-jars.ts';
+
+export type CassandraOptions = {
+  /**
+   * Kept between runs when given. Otherwise a temp dir, removed when this process
+   * exits rather than by stop(), so stop() then startCassandra({ dataDir }) restarts
+   * the same node with its data (an outage, as tests simulate it).
+   */
+  dataDir?: string;
+  host?: string;
+  /** Native transport (CQL) port; a free one is picked when absent. */
+  cqlPort?: number;
+  /** Inter-node port; a free one is picked when absent. */
+  storagePort?: number;
+  /** -Xmx, e.g. '512m' or '1g' (default); -Xms is the smaller of it and 256m. */
+  heap?: string;
+  /** Appended to the JVM flags, e.g. ['-Dcassandra.jmx.local.port=7199'] for nodetool. */
+  jvmArgs?: string[];
+  /** Tests: no fsync on system tables (cassandra.unsafesystem). */
+  fast?: boolean;
+  /** Bound on JVM start until CQL answers; jar resolution is not counted. */
+  timeoutMs?: number;
+  /** Between SIGTERM and SIGKILL in stop(). */
+  stopGraceMs?: number;
+  version?: string;
+  cacheDir?: string;
+  log?: (line: string) => void;
+};
+
+export type CassandraServer = {
+  host: string;
+  port: number;
+  storagePort: number;
+  dataDir: string;
+  logFile: string;
+  /** What the node reports in system.local, e.g. '5.0.9'. */
+  releaseVersion: string;
+  pid: number;
+  startupMs: number;
+  /** Settles when the JVM ends, whether through stop() or on its own. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  stop(): Promise<void>;
+};
+
+const LOCAL_DC = 'datacenter1'; // what SimpleSnitch reports
+
+export async function startCassandra(options: CassandraOptions = {}): Promise<CassandraServer> {
+  const log = options.log ?? (() => {});
+  const host = options.host ?? '127.0.0.1';
+  const java = findJava();
+  if (!java) throw new Error('java not found: install Java 17 (or 11), or set JAVA_HOME');
+  const javaMajor = javaMajorVersion(java);
+  if (javaMajor !== 11 && javaMajor !== 17) {
+    throw new Error(`Cassandra 5.0 runs on Java 11 or 17, but ${java} is Java ${javaMajor}; set JAVA_HOME`);
+  }
+  const jars = await resolveCassandraJars({ version: options.version, cacheDir: options.cacheDir, log });
+  const dataDir = options.dataDir ? resolve(options.dataDir) : await mkdtemp(join(tmpdir(), 'anode-cassandra-'));
+  if (!options.dataDir) tempDirs.add(dataDir);
+  mkdirSync(join(dataDir, 'logs'), { recursive: true });
+  mkdirSync(join(dataDir, 'triggers'), { recursive: true });
+
+  // Free ports are picked then released, so another process can grab one before
+  // Cassandra binds it; retry with fresh ports when that is what went wrong.
+  const portsArePicked = options.cqlPort === undefined || options.storagePort === undefined;
+  for (let attempt = 1; ; attempt++) {
+    const [cqlPort, storagePort] = await pickPorts(host, options.cqlPort, options.storagePort);
+    log(
+      `starting Cassandra ${jars.version} (Java ${javaMajor}) in ${dataDir}, CQL ${host}:${cqlPort}, storage ${storagePort}…`,
+    );
+    const node = launch({ java, jars, host, cqlPort, storagePort, dataDir, options });
+    try {
+      const releaseVersion = await waitForCql(node, options.timeoutMs ?? 120_000);
+      const startupMs = Date.now() - node.startedAt;
+      log(`Cassandra ${releaseVersion} ready at ${host}:${cqlPort} (CQL) in ${(startupMs / 1000).toFixed(1)} s`);
+      return {
+        host,
+        port: cqlPort,
+        storagePort,
+        dataDir,
+        logFile: node.logFile,
+        releaseVersion,
+        pid: node.child.pid ?? -1,
+        startupMs,
+        exited: node.exited,
+        stop: once(() => terminate(node.child, options.stopGraceMs ?? 20_000)),
+      };
+    } catch (error) {
+      await terminate(node.child, 0);
+      const bindClash = /Address already in use|Failed to bind/i.test(readTail(node.logFile) + node.consoleTail());
+      if (bindClash && portsArePicked && attempt < 3) {
+        log('a picked port was taken meanwhile; retrying with new ports');
+        continue;
+      }
+      // Keep a failed temp dir: its logs/ holds more than the error can quote.
+      tempDirs.delete(dataDir);
+      throw error;
+    }
+  }
+}
+
+/** The java binary Cassandra would use: $JAVA_HOME/bin/java, else the first on PATH. */
+export function findJava(): string | null {
+  const candidates = [
+    ...(process.env.JAVA_HOME ? [join(process.env.JAVA_HOME, 'bin', 'java')] : []),
+    ...(process.env.PATH ?? '').split(delimiter).map((dir) => join(dir, 'java')),
+  ];
+  return candidates.find(isExecutable) ?? null;
+}
+
+function isExecutable(file: string): boolean {
+  try {
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function javaMajorVersion(java: string): number {
+  // `java -version` prints e.g. `openjdk version "17.0.15"` or `"1.8.0_402"` on stderr.
+  const out = spawnSync(java, ['-version'], { encoding: 'utf8' }).stderr ?? '';
+  const match = /version "(\d+)(?:\.(\d+))?/.exec(out);
+  if (!match) throw new Error(`cannot tell the Java version from \`${java} -version\`:\n${out}`);
+  return match[1] === '1' ? Number(match[2]) : Number(match[1]);
+}
+
+// Port 0 asks the OS for a free port. A port that was given is test-bound the same
+// way, so a busy 9042 (another Cassandra?) fails here, clearly, instead of our CQL
+// probe happily talking to the other server. All are held until all are bound, so
+// two picked ports never coincide.
+async function pickPorts(host: string, cql?: number, storage?: number): Promise<[number, number]> {
+  const wanted = [cql ?? 0, storage ?? 0];
+  const results = await Promise.allSettled(wanted.map((port) => listenOn(host, port)));
+  const ports = results.map((r) => (r.status === 'fulfilled' ? (r.value.address() as AddressInfo).port : 0));
+  await Promise.all(results.map((r) => r.status === 'fulfilled' && new Promise((ok) => r.value.close(ok))));
+  results.forEach((r, i) => {
+    if (r.status === 'rejected') {
+      const code = (r.reason as NodeJS.ErrnoException).code;
+      const hint = code === 'EADDRINUSE' ? ' (another Cassandra already running?)' : '';
+      throw new Error(`cannot use port ${wanted[i]} on ${host}: ${code ?? r.reason}${hint}`);
+    }
+  });
+  return [ports[0] as number, ports[1] as number];
+}
+
+function listenOn(host: string, port: number): Promise<Server> {
+  return new Promise((ok, fail) => {
+    const server = createServer();
+    server.once('error', fail);
+    server.listen(port, host, () => ok(server));
+  });
+}
+
+type LaunchedNode = {
+  child: ChildProcess;
+  host: string;
+  cqlPort: number;
+  logFile: string;
+  consoleFile: string;
+  startedAt: number;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  consoleTail(): string;
+  /** The line where Cassandra declared its startup failed, if it did. */
+  fatalLine(): string | undefined;
+};
+
+function launch(args: {
+  java: string;
+  jars: { libDir: string; jammJar: string };
+  host: string;
+  cqlPort: number;
+  storagePort: number;
+  dataDir: string;
+  options: CassandraOptions;
+}): LaunchedNode {
+  const { dataDir } = args;
+  const configFile = join(dataDir, 'cassandra.yaml');
+  const logbackFile = join(dataDir, 'logback.xml');
+  const logFile = join(dataDir, 'logs', 'system.log');
+  const consoleFile = join(dataDir, 'logs', 'console.log');
+  writeFileSync(configFile, renderYaml(args));
+  writeFileSync(logbackFile, renderLogback(logFile));
+  writeFileSync(logFile, ''); // one run per file, so a failure's tail is this run's
+  const argv = jvmArgs({
+    libDir: args.jars.libDir,
+    jammJar: args.jars.jammJar,
+    heap: args.options.heap ?? '1g',
+    configFile,
+    logbackFile,
+    dataDir,
+    fast: args.options.fast ?? false,
+    extra: args.options.jvmArgs ?? [],
+  });
+  // Own process group: a terminal's Ctrl-C reaches only us, and we stop Cassandra
+  // deliberately (SIGTERM, then SIGKILL) instead of racing its shutdown hooks.
+  const child = spawn(args.java, argv, {
+    cwd: dataDir,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    // As cassandra-env.sh does: caps glibc's per-thread malloc arenas (native memory).
+    env: { MALLOC_ARENA_MAX: '4', ...process.env },
+  });
+  trackForExit(child);
+  // stdout/stderr carry what logback cannot: JVM flag errors, crashes, WARN+ lines.
+  const consoleOut = createWriteStream(consoleFile);
+  let tail: string[] = [];
+  let fatal: string | undefined;
+  const onChunk = (chunk: Buffer) => {
+    consoleOut.write(chunk);
+    // Stack frames crowd out the messages that explain anything; keep messages only.
+    const lines = chunk
+      .toString()
+      .split('\n')
+      .filter((line) => line.trim() && !/^\s+(at |\.\.\. \d+ more)/.test(line));
+    // After a failed start the JVM can take ~30 s to exit (shutdown hooks), so the
+    // failure is taken from this line rather than from the exit.
+    fatal ??= lines.find((line) => line.includes('encountered during startup'));
+    tail = tail.concat(lines).slice(-30);
+  };
+  child.stdout?.on('data', onChunk);
+  child.stderr?.on('data', onChunk);
+  child.once('close', () => consoleOut.end());
+  return {
+    child,
+    host: args.host,
+    cqlPort: args.cqlPort,
+    logFile,
+    consoleFile,
+    startedAt: Date.now(),
+    exited: new Promise((ok) => child.once('exit', (code, signal) => ok({ code, signal }))),
+    consoleTail: () => tail.join('\n'),
+    fatalLine: () => fatal,
+  };
+}
+
+async function waitForCql(node: LaunchedNode, timeoutMs: number): Promise<string> {
+  const deadline = node.startedAt + timeoutMs;
+  let exit: string | null = null;
+  node.child.once('exit', (code, signal) => {
+    exit = `${signal ? `was killed by ${signal}` : `exited with code ${code}`} during startup`;
+  });
+  node.child.once('error', (error) => {
+    exit = `could not be started (${error.message})`;
+  });
+  let lastError = '';
+  while (Date.now() < deadline) {
+    if (exit) break;
+    const fatal = node.fatalLine();
+    if (fatal) {
+      exit = `failed: ${fatal.trim()}`;
+      break;
+    }
+    // A cheap TCP probe first: the driver is slow to give up on a closed port.
+    if (await portIsOpen(node.host, node.cqlPort)) {
+      try {
+        return await queryReleaseVersion(node.host, node.cqlPort);
+      } catch (error) {
+        lastError = (error as Error).message;
+      }
+    }
+    await sleep(250);
+  }
+  const what = exit
+    ? `Cassandra ${exit}`
+    : `Cassandra did not answer CQL on ${node.host}:${node.cqlPort} within ${Math.round(timeoutMs / 1000)} s` +
+      (lastError ? ` (last driver error: ${lastError})` : '');
+  throw new Error(
+    `${what}\n--- ${node.consoleFile} (JVM stdout/stderr: warnings, errors) ---\n${node.consoleTail() || '(empty)'}\n` +
+      `--- tail of ${node.logFile} ---\n${readTail(node.logFile, 20) || '(empty)'}`,
+  );
+}
+
+function portIsOpen(host: string, port: number): Promise<boolean> {
+  return new Promise((ok) => {
+    const socket = createConnection({ host, port, timeout: 1000 });
+    const done = (open: boolean) => {
+      socket.destroy();
+      ok(open);
+    };
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+    socket.once('timeout', () => done(false));
+  });
+}
+
+async function queryReleaseVersion(host: string, port: number): Promise<string> {
+  const client = new cassandra.Client({
+    contactPoints: [host],
+    protocolOptions: { port },
+    localDataCenter: LOCAL_DC,
+    socketOptions: { connectTimeout: 2000, readTimeout: 5000 },
+  });
+  try {
+    const result = await client.execute('SELECT release_version FROM system.local');
+    return String(result.first()?.get('release_version'));
+  } finally {
+    await client.shutdown();
+  }
+}
+
+function readTail(file: string, lines = 40): string {
+  if (!existsSync(file)) return '';
+  // Lines are capped: Cassandra logs its whole configuration as one huge line.
+  const tail = readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines);
+  return tail.map((line) => (line.length > 400 ? `${line.slice(0, 400)}…` : line)).join('\n');
+}
+
+async function terminate(child: ChildProcess, graceMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((ok) => child.once('exit', ok));
+  child.kill(graceMs > 0 ? 'SIGTERM' : 'SIGKILL');
+  // Unref'd, or a pending grace timer would hold the caller's process open for graceMs.
+  const timer = sleep(graceMs, 'timeout', { ref: false });
+  if ((await Promise.race([exited, timer])) === 'timeout') {
+    child.kill('SIGKILL');
+    await exited;
+  }
+}
+
+function once(fn: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  return () => {
+    running ??= fn();
+    return running;
+  };
+}
+
+// A Cassandra left behind by a crashed test run holds ports and gigabytes, so
+// children die with us: on any exit, and on signals nobody else handles.
+const liveChildren = new Set<ChildProcess>();
+const tempDirs = new Set<string>();
+let exitHooksInstalled = false;
+
+function trackForExit(child: ChildProcess): void {
+  if (!exitHooksInstalled) {
+    exitHooksInstalled = true;
+    process.on('exit', killAll);
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+      const onSignal = () => {
+        // Someone else handles it (e.g. the CLI stopping gracefully): stay out of it.
+        if (process.listenerCount(signal) > 1) return;
+        killAll();
+        process.removeListener(signal, onSignal);
+        process.kill(process.pid, signal); // re-raise: default action, same exit status
+      };
+      process.on(signal, onSignal);
+    }
+  }
+  liveChildren.add(child);
+  child.once('exit', () => liveChildren.delete(child));
+}
+
+function killAll(): void {
+  for (const child of liveChildren) child.kill('SIGKILL');
+  for (const dir of tempDirs) {
+    try {
+      rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+    } catch {
+      // Best effort: it is under the OS temp dir anyway.
+    }
+  }
+}
