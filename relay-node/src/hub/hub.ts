@@ -229,6 +229,9 @@ export function createHub(options: HubOptions) {
           sent.add(envelope.id);
           cursor = envelope.cursor;
         }
+        // Unsubscribed, or replaced by a newer `sub` for the same pattern, while catching up:
+        // that one answers the client; this one must neither go live nor send `subscribed`.
+        if (own.get(pattern) !== entry) return cursor;
         for (const envelope of entry.buffer) {
           if (sent.has(envelope.id)) continue;
           if (!subscriber.send(msgFrame(envelope))) return cursor;
@@ -239,7 +242,8 @@ export function createHub(options: HubOptions) {
         entry.live = true;
         return subscribed(cursor);
       } catch (error) {
-        this.unsubscribe(subscriber, pattern);
+        // Remove only this attempt's entry: a newer subscription to the same pattern stays.
+        if (own.get(pattern) === entry) this.unsubscribe(subscriber, pattern);
         throw error;
       }
     },
