@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { bool, list, nonNegativeInt, port, positiveInt } from './config-fields.ts';
 import { meshConfigShape } from './mesh/mesh-config.ts';
 import { cassandraConfigShape } from './storage/cassandra/cassandra-config.ts';
+import { sourcesConfigShape } from './sources/sources-config.ts';
 
 /**
  * Relay configuration: parsed once, from (lowest to highest precedence) defaults, a JSON config
@@ -49,6 +50,7 @@ export const configSchema = z.object({
   shutdown_grace_ms: positiveInt.default(5_000).describe('how long a graceful shutdown may take'),
   ...cassandraConfigShape,
   ...meshConfigShape,
+  ...sourcesConfigShape,
 });
 
 export type RelayConfig = z.infer<typeof configSchema>;

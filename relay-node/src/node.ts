@@ -15,9 +15,11 @@ import { attachWebSockets } from './server/ws-server.ts';
 import { createStore } from './storage/create-store.ts';
 import { VERSION } from './version.ts';
 import { createMeshComponent } from './mesh/mesh-component.ts';
+import { createDashboardComponent } from './dashboard/dashboard-component.ts';
+import { createSourcesComponent } from './sources/sources-component.ts';
 
 /** Optional parts, started in this order after the store and hub, stopped in reverse. */
-const COMPONENTS: ComponentFactory[] = [createMeshComponent];
+const COMPONENTS: ComponentFactory[] = [createMeshComponent, createSourcesComponent, createDashboardComponent];
 
 /**
  * A relay node: store, hub, HTTP and WebSocket server, wired together. `start` listens and

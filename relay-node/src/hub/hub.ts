@@ -62,7 +62,7 @@ export interface Ack {
   cursor: string;
 }
 
-export type PublishContext = { via: 'ws' | 'http'; source: string };
+export type PublishContext = { via: 'ws' | 'http' | 'source'; source: string };
 
 export const msgFrame = (envelope: Envelope): string => JSON.stringify({ op: 'msg', ...envelope });
 

@@ -1,0 +1,159 @@
+import { html, LitElement, nothing } from 'lit';
+import type { StatusEvent } from '../../src/dashboard/status-schema.ts';
+import { ago } from './format.ts';
+import { applyEvent, type DashboardModel, emptyModel } from './model.ts';
+import { edgePanel, nodePanel, panel, peersPanel, sourcesPanel, storagePanel, topicsPanel } from './panels.ts';
+import { keepReading } from './sse.ts';
+import './time-chart.ts';
+import type { TimeChart } from './time-chart.ts';
+import './topic-tail.ts';
+
+const TOKEN_KEY = 'anode.admin_token';
+
+/**
+ * The whole page: reads `/v1/status/stream`, folds each event into the model and renders the
+ * panels. Light DOM, so one stylesheet (and uPlot's) styles everything.
+ */
+export class AnodeDashboard extends LitElement {
+  #model: DashboardModel = emptyModel();
+  #connection: 'connecting' | 'open' | 'retrying' | 'unauthorized' = 'connecting';
+  #authMessage = '';
+  #stop: (() => void) | undefined;
+
+  protected override createRenderRoot() {
+    return this;
+  }
+
+  override connectedCallback() {
+    super.connectedCallback();
+    this.#connect();
+  }
+
+  override disconnectedCallback() {
+    super.disconnectedCallback();
+    this.#stop?.();
+  }
+
+  #token = () => sessionStorage.getItem(TOKEN_KEY) ?? undefined;
+
+  #connect() {
+    this.#stop?.();
+    this.#stop = keepReading(
+      '/v1/status/stream',
+      this.#token,
+      (event) => {
+        if (event.event !== 'status') return;
+        this.#model = applyEvent(this.#model, JSON.parse(event.data) as StatusEvent);
+        this.requestUpdate();
+      },
+      (state, detail) => {
+        this.#connection = state;
+        this.#authMessage = detail ?? '';
+        this.requestUpdate();
+      },
+    );
+  }
+
+  protected override updated() {
+    const { series } = this.#model;
+    const throughput = this.querySelector<TimeChart>('#throughput-chart');
+    if (throughput) throughput.data = [series.time, series.published, series.delivered];
+    const latency = this.querySelector<TimeChart>('#latency-chart');
+    if (latency) latency.data = [series.time, series.publish_latency_ms, series.store_append_ms];
+  }
+
+  #tokenForm() {
+    return html`<form
+      class="panel token"
+      @submit=${(e: Event) => {
+        e.preventDefault();
+        const input = (e.target as HTMLFormElement).elements.namedItem('token') as HTMLInputElement;
+        sessionStorage.setItem(TOKEN_KEY, input.value);
+        this.#connection = 'connecting';
+        this.#connect();
+      }}
+    >
+      <h2>Admin token needed</h2>
+      <p role="alert">${this.#authMessage}</p>
+      <label>Admin token <input name="token" type="password" autocomplete="off" required /></label>
+      <button type="submit">Open dashboard</button>
+      <p class="muted">Kept in this tab only (sessionStorage).</p>
+    </form>`;
+  }
+
+  #banner() {
+    const { problems, event } = this.#model;
+    const live =
+      this.#connection === 'open'
+        ? `live, updated ${ago(event?.at)}`
+        : this.#connection === 'retrying'
+          ? 'connection lost: retrying'
+          : 'connecting…';
+    const all = this.#connection === 'retrying' ? ['The status stream is disconnected', ...problems] : problems;
+    return html`<div class="banner ${all.length > 0 ? 'error' : 'ok'}" role="status" data-testid="banner">
+      ${
+        all.length === 0
+          ? html`<strong>✓ All healthy</strong>`
+          : html`<strong>✕ ${all.length} problem${all.length === 1 ? '' : 's'}</strong>
+              <ul>
+                ${all.map((p) => html`<li>${p}</li>`)}
+              </ul>`
+      }
+      <span class="muted live">${live}</span>
+    </div>`;
+  }
+
+  override render() {
+    const status = this.#model.event?.status;
+    return html`<header>
+        <h1>aNode relay</h1>
+        ${status ? html`<span class="muted">node <code>${status.node.id}</code></span>` : nothing}
+      </header>
+      <main id="main">
+        ${this.#connection === 'unauthorized' ? this.#tokenForm() : this.#banner()}
+        ${
+          status
+            ? html`<div class="grid">
+                ${nodePanel(status)} ${storagePanel(this.#model, status)}
+                ${panel(
+                  'charts',
+                  'Throughput and latency (last 5 minutes)',
+                  html`<time-chart
+                      id="throughput-chart"
+                      role="img"
+                      aria-label="Messages per second published and delivered"
+                      .unit=${'/s'}
+                      .lines=${[
+                        { label: 'published', color: '#1f5fbf' },
+                        { label: 'delivered', color: '#2b7a3d', dash: [6, 3] },
+                      ]}
+                    ></time-chart>
+                    <time-chart
+                      id="latency-chart"
+                      role="img"
+                      aria-label="Publish-to-ack latency and store write latency in milliseconds"
+                      .unit=${'ms'}
+                      .lines=${[
+                        { label: 'publish → ack', color: '#8a3ffc' },
+                        { label: 'store write', color: '#b25e00', dash: [6, 3] },
+                      ]}
+                    ></time-chart>`,
+                )}
+                ${peersPanel(this.#model, status)} ${sourcesPanel(this.#model, status)} ${edgePanel(status)}
+                ${topicsPanel(this.#model)}
+                ${panel(
+                  'tail',
+                  'Live tail',
+                  html`<topic-tail
+                    .token=${this.#token}
+                    .topics=${this.#model.topics.map((t) => t.topic)}
+                  ></topic-tail>`,
+                )}
+              </div>`
+            : nothing
+        }
+      </main>`;
+  }
+}
+
+customElements.define('anode-dashboard', AnodeDashboard);

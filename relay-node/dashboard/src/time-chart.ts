@@ -1,0 +1,72 @@
+import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
+
+export interface ChartLine {
+  label: string;
+  color: string;
+  dash?: number[];
+}
+
+/**
+ * A live time chart (uPlot, light DOM so its stylesheet applies). `data` is `[times, ...lines]`;
+ * the table fallback for screen readers is rendered by the caller.
+ */
+export class TimeChart extends HTMLElement {
+  #plot: uPlot | undefined;
+  #resize = new ResizeObserver(() => this.#fit());
+  lines: ChartLine[] = [];
+  unit = '';
+
+  set data(data: (number | null)[][]) {
+    if (!this.#plot) this.#create();
+    this.#plot?.setData(data as uPlot.AlignedData);
+  }
+
+  connectedCallback() {
+    this.#resize.observe(this);
+  }
+
+  disconnectedCallback() {
+    this.#resize.disconnect();
+    this.#plot?.destroy();
+    this.#plot = undefined;
+  }
+
+  #create() {
+    const unit = this.unit;
+    this.#plot = new uPlot(
+      {
+        width: Math.max(200, this.clientWidth),
+        height: 180,
+        legend: { show: true, live: false },
+        cursor: { drag: { x: false, y: false } },
+        scales: {
+          // At least a minute and at most five, so a fresh page does not stretch one point over years.
+          x: { time: true, range: (_u, min, max) => [Math.max(max - 300, Math.min(min, max - 60)), max] },
+          y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.15)] },
+        },
+        axes: [{}, { values: (_u, ticks) => ticks.map((t) => `${+t.toFixed(2)} ${unit}`), size: 70 }],
+        series: [
+          {},
+          ...this.lines.map((line) => ({
+            label: line.label,
+            stroke: line.color,
+            width: 2,
+            points: { show: false },
+            dash: line.dash,
+            spanGaps: true,
+            value: (_u: uPlot, v: number | null) => (v == null ? '–' : `${+v.toFixed(2)} ${unit}`),
+          })),
+        ],
+      },
+      [[], ...this.lines.map(() => [])],
+      this,
+    );
+  }
+
+  #fit() {
+    if (this.#plot && this.clientWidth > 0) this.#plot.setSize({ width: this.clientWidth, height: 180 });
+  }
+}
+
+customElements.define('time-chart', TimeChart);

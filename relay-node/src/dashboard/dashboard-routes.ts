@@ -1,0 +1,107 @@
+import { assertTopic, isPattern, randomId } from '@anode/shared';
+import type { Hono } from 'hono';
+import { streamSSE } from 'hono/streaming';
+import type { Subscriber } from '../hub/hub.ts';
+import { adminGuard, type GuardOptions } from './admin-guard.ts';
+import type { MetricsSnapshot, StatusEvent } from './status-schema.ts';
+import { mountStaticAssets } from './static-assets.ts';
+
+/** A place to subscribe the topic tail (the relay's hub, or a test double). */
+export interface TailSource {
+  subscribe(subscriber: Subscriber, pattern: string): Promise<unknown>;
+  removeSubscriber(subscriber: Subscriber): void;
+}
+
+export interface DashboardRoutesOptions extends GuardOptions {
+  /** The merged `/v1/status` object. */
+  status: () => Promise<Record<string, unknown>>;
+  metrics: () => Promise<MetricsSnapshot>;
+  tail: TailSource;
+  intervalMs?: number;
+  distDir?: string;
+}
+
+const TAIL_MAX_PER_SECOND = 50;
+
+/**
+ * The dashboard's routes: the page, `GET /v1/status/stream` (a `status` event every interval)
+ * and `GET /v1/status/tail?topic=` (the live `msg` frames of one topic or pattern), both
+ * server-sent events guarded by the admin token. `close` ends every open stream (on stop).
+ */
+export function createDashboardRoutes(options: DashboardRoutesOptions) {
+  const intervalMs = options.intervalMs ?? 1000;
+  const open = new Set<() => void>();
+
+  const mount = (app: Hono) => {
+    const guard = adminGuard(options);
+    app.use('/v1/status/stream', guard);
+    app.use('/v1/status/tail', guard);
+
+    app.get('/v1/status/stream', (c) =>
+      streamSSE(c, async (stream) => {
+        let running = true;
+        const stop = () => {
+          running = false;
+        };
+        open.add(stop);
+        stream.onAbort(stop);
+        while (running && !stream.aborted) {
+          const event: StatusEvent = {
+            at: Date.now(),
+            status: (await options.status()) as StatusEvent['status'],
+            metrics: await options.metrics(),
+          };
+          await stream.writeSSE({ event: 'status', data: JSON.stringify(event) });
+          await stream.sleep(intervalMs);
+        }
+        open.delete(stop);
+      }),
+    );
+
+    app.get('/v1/status/tail', (c) => {
+      const topic = c.req.query('topic') ?? '';
+      if (!isPattern(topic)) assertTopic(topic);
+      return streamSSE(c, async (stream) => {
+        let done: () => void = () => {};
+        const finished = new Promise<void>((resolve) => (done = resolve));
+        // Drop messages past a per-second budget: a tail is for looking, not for bulk export.
+        let windowStart = Date.now();
+        let sentInWindow = 0;
+        const subscriber: Subscriber = {
+          id: `dashboard-tail-${randomId()}`,
+          send(frame) {
+            if (stream.aborted || stream.closed) return false;
+            const op = (JSON.parse(frame) as { op: string }).op;
+            if (op === 'msg') {
+              const now = Date.now();
+              if (now - windowStart >= 1000) [windowStart, sentInWindow] = [now, 0];
+              if (++sentInWindow > TAIL_MAX_PER_SECOND) return true;
+            }
+            void stream.writeSSE({ event: op, data: frame });
+            return true;
+          },
+          overflow: () => done(),
+        };
+        open.add(done);
+        stream.onAbort(done);
+        try {
+          await options.tail.subscribe(subscriber, topic);
+          await finished;
+        } finally {
+          options.tail.removeSubscriber(subscriber);
+          open.delete(done);
+        }
+      });
+    });
+
+    mountStaticAssets(app, options.distDir);
+  };
+
+  return {
+    mount,
+    close() {
+      for (const stop of open) stop();
+      open.clear();
+    },
+  };
+}

@@ -1,0 +1,61 @@
+import { z } from 'zod';
+import { positiveInt } from '../../config-fields.ts';
+import type { SourceKind } from '../source-kind.ts';
+
+const shape = {
+  url: z.url({ protocol: /^https?$/ }),
+  interval_ms: positiveInt.default(5_000),
+  method: z.enum(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD']).default('GET'),
+  headers: z.record(z.string(), z.string()).default({}),
+  /** A string is sent as is; anything else as JSON. */
+  body: z.unknown().optional(),
+};
+type HttpDefinition = z.infer<z.ZodObject<typeof shape>>;
+
+export class HttpStatusError extends Error {
+  override name = 'HttpStatusError';
+}
+
+/**
+ * Polls a URL at an interval. Conditional requests: the last `ETag` and `Last-Modified` are
+ * sent back as `If-None-Match` / `If-Modified-Since`, and a 304 is a success with no payload.
+ */
+export const httpKind: SourceKind = {
+  kind: 'http',
+  shape,
+  create(definition, io) {
+    const def = definition as unknown as HttpDefinition;
+    let etag: string | undefined;
+    let lastModified: string | undefined;
+    const body =
+      def.body === undefined ? undefined : typeof def.body === 'string' ? def.body : JSON.stringify(def.body);
+    return {
+      mode: 'poll',
+      intervalMs: def.interval_ms,
+      async run(signal) {
+        const headers: Record<string, string> = { accept: 'application/json', ...def.headers };
+        if (body !== undefined && typeof def.body !== 'string') headers['content-type'] ??= 'application/json';
+        if (etag) headers['if-none-match'] = etag;
+        if (lastModified) headers['if-modified-since'] = lastModified;
+        const response = await fetch(def.url, { method: def.method, headers, body, signal });
+        if (response.status === 304) {
+          await response.body?.cancel();
+          return;
+        }
+        const text = await response.text();
+        if (!response.ok) throw new HttpStatusError(`HTTP ${response.status} from ${def.url}`);
+        let payload: unknown;
+        try {
+          payload = JSON.parse(text);
+        } catch {
+          throw new SyntaxError(`invalid JSON from ${def.url}: ${JSON.stringify(text.slice(0, 80))}`);
+        }
+        await io.emit(payload);
+        // Remember validators only once the payload is durable, so a failed publish is retried.
+        etag = response.headers.get('etag') ?? undefined;
+        lastModified = response.headers.get('last-modified') ?? undefined;
+      },
+      close() {},
+    };
+  },
+};

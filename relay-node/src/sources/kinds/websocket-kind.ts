@@ -1,0 +1,101 @@
+import WebSocket from 'ws';
+import { z } from 'zod';
+import { positiveInt } from '../../config-fields.ts';
+import type { SourceKind } from '../source-kind.ts';
+
+const shape = {
+  url: z.url({ protocol: /^wss?$/ }),
+  headers: z.record(z.string(), z.string()).default({}),
+  /** Sent after each connect: a string as is, anything else as JSON. */
+  subscribe: z.unknown().optional(),
+  /** Ping this often; a connection that does not answer before the next ping is dropped. */
+  heartbeat_ms: positiveInt.default(15_000),
+};
+type WebSocketDefinition = z.infer<z.ZodObject<typeof shape>>;
+
+/**
+ * Holds a WebSocket to an upstream feed. Each text frame is one JSON payload; a frame that is
+ * not JSON is a fault (counted) but keeps the connection. Reconnects are the core's job: this
+ * driver reports `down` and the core calls `run` again after a back-off with jitter.
+ */
+export const websocketKind: SourceKind = {
+  kind: 'websocket',
+  shape,
+  create(definition, io) {
+    const def = definition as unknown as WebSocketDefinition;
+    let socket: WebSocket | undefined;
+    let heartbeat: ReturnType<typeof setInterval> | undefined;
+    let chain = Promise.resolve();
+
+    const drop = (ws: WebSocket, error: Error) => {
+      if (socket !== ws) return;
+      socket = undefined;
+      clearInterval(heartbeat);
+      ws.terminate();
+      io.down(error);
+    };
+
+    return {
+      mode: 'stream',
+      run(signal) {
+        return new Promise<void>((resolve, reject) => {
+          const ws = new WebSocket(def.url, { headers: def.headers });
+          socket = ws;
+          const onAbort = () => {
+            socket = undefined;
+            ws.terminate();
+            reject(new Error(`connect to ${def.url} timed out`));
+          };
+          signal.addEventListener('abort', onAbort, { once: true });
+          ws.once('error', (error) => {
+            if (ws.readyState !== WebSocket.OPEN) {
+              socket = undefined;
+              signal.removeEventListener('abort', onAbort);
+              reject(error);
+            }
+          });
+          ws.once('unexpected-response', (_request, response) => {
+            socket = undefined;
+            signal.removeEventListener('abort', onAbort);
+            ws.terminate();
+            reject(new Error(`HTTP ${response.statusCode} on WebSocket upgrade`));
+          });
+          ws.once('open', () => {
+            signal.removeEventListener('abort', onAbort);
+            if (def.subscribe !== undefined) {
+              ws.send(typeof def.subscribe === 'string' ? def.subscribe : JSON.stringify(def.subscribe));
+            }
+            let alive = true;
+            ws.on('pong', () => (alive = true));
+            heartbeat = setInterval(() => {
+              if (!alive) return drop(ws, new Error('heartbeat: no pong'));
+              alive = false;
+              ws.ping();
+            }, def.heartbeat_ms);
+            heartbeat.unref();
+            resolve();
+          });
+          ws.on('message', (data, binary) => {
+            if (socket !== ws) return;
+            let payload: unknown;
+            try {
+              payload = JSON.parse(binary ? Buffer.from(data as Buffer).toString() : String(data));
+            } catch {
+              io.fault(new SyntaxError(`invalid JSON frame from ${def.url}`));
+              return;
+            }
+            // Frames are ingested in order; a failed publish drops the connection to retry.
+            chain = chain.then(() => io.emit(payload)).catch((error: Error) => drop(ws, error));
+          });
+          ws.once('close', (code) => drop(ws, new Error(`closed by upstream (${code})`)));
+        });
+      },
+      close() {
+        const ws = socket;
+        socket = undefined;
+        clearInterval(heartbeat);
+        ws?.terminate();
+      },
+    };
+  },
+};

@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { createRendezvousOwnership, rendezvousOwner, singleNodeOwnership } from './ownership.ts';
+
+const sources = Array.from({ length: 3000 }, (_, i) => `source-${i}`);
+const members = ['node-a', 'node-b', 'node-c', 'node-d'];
+
+describe('ownership', () => {
+  it('one node owns every source', () => {
+    assert.ok(sources.every((s) => singleNodeOwnership().isOwner(s)));
+  });
+
+  it('gives each source exactly one owner among the members, spread about evenly', () => {
+    const views = members.map((m) => createRendezvousOwnership(m, members));
+    const counts = members.map(() => 0);
+    for (const s of sources) {
+      const owners = views.flatMap((v, i) => (v.isOwner(s) ? [i] : []));
+      assert.equal(owners.length, 1, s);
+      const owner = owners[0] as number;
+      counts[owner] = (counts[owner] ?? 0) + 1;
+    }
+    for (const n of counts) assert.ok(n > 600 && n < 900, `uneven spread ${counts.join(',')}`);
+  });
+
+  it('agrees whatever the order of the member list', () => {
+    for (const s of sources.slice(0, 200)) {
+      assert.equal(rendezvousOwner(members, s), rendezvousOwner([...members].reverse(), s));
+    }
+  });
+
+  it('moves only the dead member’s sources when it leaves', () => {
+    const before = new Map(sources.map((s) => [s, rendezvousOwner(members, s)]));
+    const alive = members.filter((m) => m !== 'node-b');
+    for (const s of sources) {
+      const now = rendezvousOwner(alive, s);
+      if (before.get(s) !== 'node-b') assert.equal(now, before.get(s), s);
+      else assert.notEqual(now, 'node-b');
+    }
+  });
+
+  it('notifies on a real membership change only, and answers from the new list', () => {
+    const own = createRendezvousOwnership('node-a', ['node-a']);
+    let changes = 0;
+    own.onChange(() => (changes += 1));
+    assert.ok(sources.every((s) => own.isOwner(s)));
+    own.setMembers(['node-a']);
+    assert.equal(changes, 0);
+    own.setMembers(['node-b', 'node-a']);
+    assert.equal(changes, 1);
+    const mine = sources.filter((s) => own.isOwner(s)).length;
+    assert.ok(mine > 1200 && mine < 1800, String(mine));
+    assert.deepEqual(own.members(), ['node-a', 'node-b']);
+  });
+
+  it('owns nothing when not in the member list', () => {
+    const own = createRendezvousOwnership('node-z', members);
+    assert.ok(sources.every((s) => !own.isOwner(s)));
+  });
+});

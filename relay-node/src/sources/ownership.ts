@@ -1,0 +1,71 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * Which sources this node pulls. On one node it owns them all; in a mesh, each source is owned
+ * by exactly one live member (rendezvous hashing), so nothing is polled twice in steady state
+ * and a dead member's sources move to the others as soon as the member list drops it.
+ */
+export interface Ownership {
+  isOwner(source: string): boolean;
+  /** Called after the owner of any source may have changed. Returns an unsubscribe function. */
+  onChange(listener: () => void): () => void;
+}
+
+export const singleNodeOwnership = (): Ownership => ({
+  isOwner: () => true,
+  onChange: () => () => {},
+});
+
+/** The rendezvous (highest random weight) score of a member for a source. */
+export function rendezvousScore(member: string, source: string): bigint {
+  return createHash('sha256').update(member).update('\0').update(source).digest().readBigUInt64BE(0);
+}
+
+/** The member with the highest score for `source` (ties: the smaller id); undefined if none. */
+export function rendezvousOwner(members: readonly string[], source: string): string | undefined {
+  let best: string | undefined;
+  let bestScore = -1n;
+  for (const member of members) {
+    const score = rendezvousScore(member, source);
+    if (score > bestScore || (score === bestScore && best !== undefined && member < best)) {
+      best = member;
+      bestScore = score;
+    }
+  }
+  return best;
+}
+
+export interface RendezvousOwnership extends Ownership {
+  /** Replace the live member list (it should include `self`); notifies on a real change. */
+  setMembers(members: readonly string[]): void;
+  members(): string[];
+}
+
+/**
+ * Ownership by rendezvous hashing over the live members. When a member leaves, only its
+ * sources move (each to its next-highest scorer); when one joins, it takes about 1/n of them.
+ */
+export function createRendezvousOwnership(self: string, initial: readonly string[] = [self]): RendezvousOwnership {
+  let members = [...new Set(initial)].sort();
+  const cache = new Map<string, boolean>();
+  const listeners = new Set<() => void>();
+  return {
+    isOwner(source) {
+      let owned = cache.get(source);
+      if (owned === undefined) cache.set(source, (owned = rendezvousOwner(members, source) === self));
+      return owned;
+    },
+    onChange(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    setMembers(next) {
+      const sorted = [...new Set(next)].sort();
+      if (sorted.join('\n') === members.join('\n')) return;
+      members = sorted;
+      cache.clear();
+      for (const listener of listeners) listener();
+    },
+    members: () => [...members],
+  };
+}

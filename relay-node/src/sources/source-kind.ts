@@ -1,0 +1,43 @@
+import type { z } from 'zod';
+import type { Logger } from '../logger.ts';
+import type { SourceDefinition } from './definition.ts';
+
+/**
+ * A kind of source (`http`, `websocket`, …): a plugin the core knows only through this
+ * interface. Adding a kind is one module and one entry in the registry; the core (scheduling,
+ * back-off, extraction, dedup, middleware, status) is shared by all.
+ */
+export interface SourceKind {
+  readonly kind: string;
+  /** The kind's own definition fields (zod), checked with the common ones. */
+  readonly shape: z.ZodRawShape;
+  create(definition: SourceDefinition, io: DriverIo): SourceDriver;
+}
+
+/** What a driver may do to the core. */
+export interface DriverIo {
+  readonly log: Logger;
+  /**
+   * One payload from upstream (a JSON body, a frame): extracted, deduplicated, piped through
+   * middleware and published; resolves when durable. Rejects when publishing failed.
+   */
+  emit(payload: unknown): Promise<void>;
+  /** A bad payload that does not end a stream (counted, shown as the last error). */
+  fault(error: Error): void;
+  /** A connected stream dropped: the core schedules a reconnect with back-off and jitter. */
+  down(error: Error): void;
+}
+
+/**
+ * One source's driver. `poll` drivers: `run` is one poll and settles when it is done (rejects
+ * on failure); the core runs it again after `intervalMs`. `stream` drivers: `run` connects and
+ * resolves once connected (rejects if it could not); afterwards the driver calls `io.down`.
+ * `run` must settle by the time `signal` aborts (the core aborts after `timeout_ms`).
+ */
+export interface SourceDriver {
+  readonly mode: 'poll' | 'stream';
+  readonly intervalMs?: number;
+  run(signal: AbortSignal): Promise<void>;
+  /** Drop any connection; no `io` call may follow. */
+  close(): void;
+}

@@ -1,0 +1,191 @@
+import type { Logger } from '../logger.ts';
+import type { SourceDefinition } from './definition.ts';
+import { createRate } from './rate.ts';
+import type { Scheduler } from './scheduler.ts';
+import type { SourceDriver, SourceKind } from './source-kind.ts';
+
+export type SourceState = 'starting' | 'ok' | 'connected' | 'failing' | 'paused' | 'standby';
+
+/** What a runtime needs from its surroundings. */
+export interface RuntimeDeps {
+  scheduler: Scheduler;
+  log: Logger;
+  /** Ingest one payload of this source (extract, dedup, middleware, publish). */
+  ingest(runtime: SourceRuntime, payload: unknown): Promise<void>;
+  onError(runtime: SourceRuntime, error: Error): void;
+  now?: () => number;
+  random?: () => number;
+}
+
+export class AttemptTimeoutError extends Error {
+  override name = 'AttemptTimeoutError';
+}
+
+/**
+ * One source at run time: its driver, its schedule, and its health. Poll sources run at a
+ * fixed rate; after a failure they wait interval × 2^(failures-1) (capped at `backoff_max_ms`)
+ * with jitter; stream sources reconnect after backoff_min_ms × 2^(failures-1), likewise.
+ */
+export function createSourceRuntime(definition: SourceDefinition, kind: SourceKind, deps: RuntimeDeps) {
+  const now = deps.now ?? Date.now;
+  const random = deps.random ?? Math.random;
+  const log = deps.log.child({ source: definition.name });
+  const rate = createRate(now);
+  let driver: SourceDriver | undefined;
+  let active = false;
+  let generation = 0;
+  let attempting = false;
+  let state: SourceState = definition.paused ? 'paused' : 'starting';
+  const health = {
+    lastSuccessAt: undefined as number | undefined,
+    lastError: undefined as { message: string; at: number } | undefined,
+    lagMs: 0,
+    newestTs: undefined as number | undefined,
+    failures: 0,
+    /** The last attempt took over half its timeout. */
+    slow: false,
+    items: 0,
+    deadLetters: 0,
+    errors: 0,
+  };
+  const seen = new Set<string>();
+
+  const recordError = (error: Error) => {
+    health.errors += 1;
+    health.lastError = { message: error.message, at: now() };
+    deps.onError(runtime, error);
+  };
+
+  const backoff = (base: number) => {
+    const cap = Math.max(definition.backoff_max_ms, base);
+    const delay = Math.min(cap, base * 2 ** Math.min(health.failures - 1, 30));
+    return delay / 2 + random() * (delay / 2);
+  };
+
+  const fail = (error: Error, gen: number) => {
+    if (gen !== generation) return;
+    health.failures += 1;
+    state = 'failing';
+    recordError(error);
+    log.warn({ err: error.message, failures: health.failures }, 'source attempt failed');
+    const base = driver?.mode === 'poll' ? (driver.intervalMs ?? definition.backoff_min_ms) : definition.backoff_min_ms;
+    schedule(now() + backoff(base));
+  };
+
+  const attempt = (due: number, gen: number) => async () => {
+    if (!active || gen !== generation || !driver) return;
+    const started = now();
+    attempting = true;
+    health.lagMs = Math.max(0, started - due);
+    const controller = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const error = new AttemptTimeoutError(`no answer within ${definition.timeout_ms} ms`);
+        controller.abort(error);
+        reject(error);
+      }, definition.timeout_ms);
+    });
+    try {
+      await Promise.race([driver.run(controller.signal), timedOut]);
+      if (gen !== generation) return;
+      health.slow = now() - started > definition.timeout_ms / 2;
+      health.lastSuccessAt = now();
+      health.failures = 0;
+      if (driver.mode === 'stream') state = 'connected';
+      else {
+        state = 'ok';
+        schedule(Math.max(due + (driver.intervalMs ?? 1000), now()));
+      }
+    } catch (error) {
+      fail(error as Error, gen);
+    } finally {
+      attempting = false;
+      clearTimeout(timer);
+    }
+  };
+
+  // Failing and slow sources queue in the scheduler's penalty lane, so they cannot starve the rest.
+  const schedule = (due: number) =>
+    deps.scheduler.schedule(
+      definition.name,
+      due,
+      attempt(due, generation),
+      health.failures > 0 || health.slow ? 'penalty' : 'normal',
+    );
+
+  const runtime = {
+    definition,
+    seen,
+    health,
+    rate,
+    get state() {
+      return state;
+    },
+    get active() {
+      return active;
+    },
+    /** Start pulling; first attempts are spread over the interval (at most 10 s) so a fleet does not align. */
+    start() {
+      if (active) return;
+      active = true;
+      state = 'starting';
+      const gen = ++generation;
+      driver = kind.create(definition, {
+        log,
+        emit: (payload) => (gen === generation ? deps.ingest(runtime, payload) : Promise.resolve()),
+        fault: (error) => gen === generation && recordError(error),
+        down: (error) => fail(error, gen),
+      });
+      const spread = Math.min(driver.intervalMs ?? 0, 10_000);
+      schedule(now() + random() * spread);
+    },
+    /** Stop pulling (`paused` or `standby` says why). */
+    stop(reason: 'paused' | 'standby' = 'paused') {
+      state = reason;
+      if (!active) return;
+      active = false;
+      generation += 1;
+      deps.scheduler.cancel(definition.name);
+      driver?.close();
+      driver = undefined;
+    },
+    recordItems(count: number, newestTs: number | undefined) {
+      health.items += count;
+      rate.add(count);
+      if (newestTs !== undefined && (health.newestTs === undefined || newestTs > health.newestTs)) {
+        health.newestTs = newestTs;
+      }
+    },
+    recordDeadLetter() {
+      health.deadLetters += 1;
+    },
+    status() {
+      const t = now();
+      const next = deps.scheduler.dueOf(definition.name);
+      return {
+        name: definition.name,
+        kind: definition.kind,
+        topic: definition.topic,
+        state,
+        last_success_at: iso(health.lastSuccessAt),
+        last_error: health.lastError ? { message: health.lastError.message, at: iso(health.lastError.at) } : null,
+        lag_ms: Math.round(health.lagMs),
+        data_lag_ms: health.newestTs === undefined ? null : Math.max(0, t - health.newestTs),
+        messages_per_second: Math.round(rate.perSecond() * 100) / 100,
+        consecutive_failures: health.failures,
+        next_attempt_at: iso(next),
+        attempting,
+        items: health.items,
+        dead_letters: health.deadLetters,
+        errors: health.errors,
+      };
+    },
+  };
+  return runtime;
+}
+
+const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
+
+export type SourceRuntime = ReturnType<typeof createSourceRuntime>;
+export type SourceStatus = ReturnType<SourceRuntime['status']>;

@@ -1,0 +1,50 @@
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+
+/**
+ * Admin changes to the sources, kept in `data_dir/sources.json` so they survive a restart: per
+ * name, the raw definition that replaces the config file's (or adds to it), or null when
+ * deleted. The config file stays the base; the admin API layers on top of it.
+ */
+export interface SourceChanges {
+  changes: Record<string, Record<string, unknown> | null>;
+}
+
+export function createSourceStore(path: string) {
+  let writing = Promise.resolve();
+  return {
+    async load(): Promise<SourceChanges> {
+      try {
+        const parsed = JSON.parse(await readFile(path, 'utf8')) as Partial<SourceChanges>;
+        return { changes: parsed.changes ?? {} };
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { changes: {} };
+        throw new Error(`cannot read ${path}: ${(error as Error).message}`, { cause: error });
+      }
+    },
+    /** Write atomically (temp file, then rename); writes are serialised. */
+    save(state: SourceChanges): Promise<void> {
+      const text = `${JSON.stringify({ version: 1, ...state }, null, 2)}\n`;
+      writing = writing.then(async () => {
+        await mkdir(dirname(path), { recursive: true });
+        await writeFile(`${path}.tmp`, text);
+        await rename(`${path}.tmp`, path);
+      });
+      return writing;
+    },
+  };
+}
+
+/** The effective raw definitions: the config file's, with the admin changes applied. */
+export function mergeSources(configured: readonly unknown[], state: SourceChanges): Record<string, unknown>[] {
+  const byName = new Map<string, Record<string, unknown>>();
+  for (const raw of configured) {
+    const def = raw as Record<string, unknown>;
+    byName.set(String(def.name), def);
+  }
+  for (const [name, change] of Object.entries(state.changes)) {
+    if (change === null) byName.delete(name);
+    else byName.set(name, change);
+  }
+  return [...byName.values()];
+}

@@ -1,0 +1,95 @@
+import { join } from 'node:path';
+import type { Component, ComponentContext, ComponentFactory } from '../component.ts';
+import { createIngest } from './ingest.ts';
+import { BUILTIN_KINDS } from './kinds/builtin-kinds.ts';
+import { type Ownership, singleNodeOwnership } from './ownership.ts';
+import { loadSteps } from './pipeline.ts';
+import { createScheduler } from './scheduler.ts';
+import { createSourceMetrics } from './source-metrics.ts';
+import { createSourceStore, mergeSources } from './source-store.ts';
+import { createSourcesManager } from './sources-manager.ts';
+import { mountAdminRoutes } from './admin-routes.ts';
+import type { SourceKind } from './source-kind.ts';
+
+export interface SourcesComponentOptions {
+  /** Who pulls which source; one node owns all (the mesh passes rendezvous ownership). */
+  ownership?: (context: ComponentContext) => Ownership;
+  /** Extra source kinds besides `http` and `websocket`. */
+  kinds?: readonly SourceKind[];
+}
+
+/**
+ * Pulled sources as a relay component: the sources of the config file plus the admin API's
+ * changes (persisted in `data_dir/sources.json`), their middleware from `plugins_dir`, one
+ * scheduler with `source_concurrency` slots, status under `sources` in `/v1/status`, and
+ * per-source metrics. Always present, so the admin API can add the first source at run time.
+ */
+export function sourcesComponent(options: SourcesComponentOptions = {}): ComponentFactory {
+  return async function createSourcesComponent(context) {
+    const { config, hub, log } = context;
+    const kinds = new Map(BUILTIN_KINDS);
+    for (const kind of options.kinds ?? []) kinds.set(kind.kind, kind);
+    const steps = await loadSteps(config.plugins_dir, log);
+    const scheduler = createScheduler({ concurrency: config.source_concurrency });
+    const store = createSourceStore(join(config.data_dir, 'sources.json'));
+    const changes = await store.load();
+    const ownership = options.ownership?.(context) ?? singleNodeOwnership();
+
+    // Read at scrape time only, after `manager` exists.
+    const metrics = createSourceMetrics(context.metrics.registry, () => ({
+      runtimes: manager.runtimes(),
+      inFlight: scheduler.inFlight,
+      waiting: scheduler.waiting,
+    }));
+    const ingest = createIngest({
+      hub,
+      steps,
+      topicPipelines: config.source_pipelines,
+      deadLetterTopic: config.dead_letter_topic,
+      stepTimeoutMs: config.source_step_timeout_ms,
+      log,
+      onDeadLetter(runtime, reason) {
+        metrics.deadLetters.inc({ source: runtime.definition.name });
+        log.warn({ source: runtime.definition.name, reason }, 'message sent to dead-letter topic');
+      },
+    });
+    const manager = createSourcesManager({
+      kinds,
+      steps,
+      scheduler,
+      ownership,
+      store,
+      changes,
+      log,
+      deps: {
+        async ingest(runtime, payload) {
+          const before = runtime.health.items;
+          await ingest(runtime, payload);
+          metrics.items.inc({ source: runtime.definition.name }, runtime.health.items - before);
+        },
+        onError(runtime) {
+          metrics.errors.inc({ source: runtime.definition.name });
+        },
+      },
+    });
+    manager.load(mergeSources(config.sources, changes));
+    if (!config.admin_token) log.info('admin API disabled (no admin_token): /v1/admin/* answers 403');
+
+    const component: Component = {
+      name: 'sources',
+      async start() {
+        manager.start();
+        log.info({ sources: manager.list().length, concurrency: config.source_concurrency }, 'sources started');
+      },
+      async stop() {
+        manager.stop();
+        scheduler.stop();
+      },
+      status: () => ({ sources: [...manager.runtimes()].map((r) => r.status()) }),
+      routes: (app) => mountAdminRoutes(app, manager, config.admin_token),
+    };
+    return component;
+  };
+}
+
+export const createSourcesComponent: ComponentFactory = sourcesComponent();

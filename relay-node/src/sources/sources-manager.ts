@@ -1,0 +1,137 @@
+import type { Logger } from '../logger.ts';
+import { parseDefinition, SourceDefinitionError } from './definition.ts';
+import type { Ownership } from './ownership.ts';
+import type { Step } from './plugin-api.ts';
+import type { Scheduler } from './scheduler.ts';
+import type { SourceKind } from './source-kind.ts';
+import { createSourceRuntime, type RuntimeDeps, type SourceRuntime } from './source-runtime.ts';
+import type { createSourceStore, SourceChanges } from './source-store.ts';
+
+export class SourceNotFoundError extends Error {
+  override name = 'SourceNotFoundError';
+}
+export class SourceExistsError extends Error {
+  override name = 'SourceExistsError';
+}
+
+export interface ManagerOptions {
+  kinds: ReadonlyMap<string, SourceKind>;
+  steps: ReadonlyMap<string, Step>;
+  scheduler: Scheduler;
+  ownership: Ownership;
+  store: ReturnType<typeof createSourceStore>;
+  changes: SourceChanges;
+  log: Logger;
+  deps: Omit<RuntimeDeps, 'scheduler' | 'log'>;
+}
+
+/**
+ * The set of sources at run time: creates, replaces, pauses and deletes them (persisting each
+ * admin change before it answers), and runs exactly those this node owns and are not paused.
+ */
+export function createSourcesManager(options: ManagerOptions) {
+  const { kinds, ownership, changes } = options;
+  const runtimes = new Map<string, SourceRuntime>();
+  const raws = new Map<string, Record<string, unknown>>();
+  let running = false;
+
+  const validate = (raw: unknown) => {
+    const def = parseDefinition(raw, kinds);
+    const missing = def.pipeline.filter((name) => !options.steps.has(name));
+    if (missing.length > 0) throw new SourceDefinitionError(`pipeline: unknown step(s) ${missing.join(', ')}`);
+    return def;
+  };
+
+  const reconcile = (runtime: SourceRuntime) => {
+    const wanted = running && !runtime.definition.paused && ownership.isOwner(runtime.definition.name);
+    if (wanted) runtime.start();
+    else runtime.stop(runtime.definition.paused ? 'paused' : 'standby');
+  };
+
+  const install = (raw: Record<string, unknown>) => {
+    const def = validate(raw);
+    const previous = runtimes.get(def.name);
+    previous?.stop();
+    const kind = kinds.get(def.kind) as SourceKind;
+    const runtime = createSourceRuntime(def, kind, { ...options.deps, scheduler: options.scheduler, log: options.log });
+    for (const id of previous?.seen ?? []) runtime.seen.add(id); // an update does not re-ingest
+    runtimes.set(def.name, runtime);
+    raws.set(def.name, raw);
+    reconcile(runtime);
+    return runtime;
+  };
+
+  const persist = async (name: string, raw: Record<string, unknown> | null) => {
+    changes.changes[name] = raw;
+    await options.store.save(changes);
+  };
+
+  const get = (name: string) => {
+    const runtime = runtimes.get(name);
+    if (!runtime) throw new SourceNotFoundError(`no source named ${name}`);
+    return runtime;
+  };
+
+  const view = (runtime: SourceRuntime) => ({
+    ...raws.get(runtime.definition.name),
+    paused: runtime.definition.paused,
+    status: runtime.status(),
+  });
+
+  const unsubscribe = ownership.onChange(() => {
+    for (const runtime of runtimes.values()) reconcile(runtime);
+  });
+
+  return {
+    runtimes: () => runtimes.values(),
+    /** Load definitions without starting them (invalid ones are logged and skipped). */
+    load(raws: readonly Record<string, unknown>[]) {
+      for (const raw of raws) {
+        try {
+          install(raw);
+        } catch (error) {
+          options.log.error({ err: (error as Error).message, source: raw.name }, 'source refused');
+        }
+      }
+    },
+    start() {
+      running = true;
+      for (const runtime of runtimes.values()) reconcile(runtime);
+    },
+    stop() {
+      running = false;
+      unsubscribe();
+      for (const runtime of runtimes.values()) runtime.stop('standby');
+    },
+    list: () => [...runtimes.values()].map(view),
+    get: (name: string) => view(get(name)),
+    async create(raw: Record<string, unknown>) {
+      const def = validate(raw);
+      if (runtimes.has(def.name)) throw new SourceExistsError(`source ${def.name} exists; update it with PUT`);
+      await persist(def.name, raw);
+      return view(install(raw));
+    },
+    /** Replace (`merge` false) or patch (`merge` true) a source's definition; it restarts. */
+    async update(name: string, patch: Record<string, unknown>, merge: boolean) {
+      get(name);
+      const raw = merge ? { ...raws.get(name), ...patch, name } : { ...patch, name };
+      validate(raw);
+      await persist(name, raw);
+      return view(install(raw));
+    },
+    async setPaused(name: string, paused: boolean) {
+      get(name);
+      const raw = { ...raws.get(name), paused };
+      await persist(name, raw);
+      return view(install(raw));
+    },
+    async remove(name: string) {
+      get(name).stop();
+      await persist(name, null);
+      runtimes.delete(name);
+      raws.delete(name);
+    },
+  };
+}
+
+export type SourcesManager = ReturnType<typeof createSourcesManager>;

@@ -1,0 +1,253 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { createDashboardRoutes } from '@anode/relay-node/src/dashboard/dashboard-routes.ts';
+import { DEFAULT_DIST_DIR } from '@anode/relay-node/src/dashboard/static-assets.ts';
+import type { MetricsSnapshot } from '@anode/relay-node/src/dashboard/status-schema.ts';
+import { getRequestListener } from '@hono/node-server';
+import { Hono } from 'hono';
+import { after, before, describe, it } from 'node:test';
+import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { startRelay, tempDir, type TestRelay } from '../helpers/relay.ts';
+
+/**
+ * The dashboard in Debian's Chromium (playwright-core): loads cleanly, follows live counts,
+ * shows a failing source (a real HTTP source polling a closed port), a stopped peer (through
+ * the fixture status double below, until the mesh's status is in), the topic tail, and the
+ * admin-token guard. Screenshots go to test-results/.
+ */
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const SHOTS = fileURLToPath(new URL('../../test-results/', import.meta.url));
+const RELAY_DIR = fileURLToPath(new URL('../../relay-node/', import.meta.url));
+const WAIT = { timeout: 15_000 };
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+const publish = (relay: TestRelay, topic: string, data: unknown) =>
+  fetch(`${relay.url}/v1/topics/${topic}/messages`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ data, source: 'dashboard-test' }),
+  }).then((res) => assert.equal(res.status, 202));
+
+/** Build the page once if a previous `npm run build` has not. */
+function ensureBuilt() {
+  if (existsSync(`${DEFAULT_DIST_DIR}/index.html`)) return;
+  const vite = fileURLToPath(new URL('../../node_modules/vite/bin/vite.js', import.meta.url));
+  const result = spawnSync(process.execPath, [vite, 'build', '--config', 'dashboard/vite.config.ts'], {
+    cwd: RELAY_DIR,
+    stdio: 'inherit',
+  });
+  assert.equal(result.status, 0, 'vite build failed');
+}
+
+/**
+ * TEST DOUBLE: the real dashboard routes and page, fed a status fixture instead of a relay's.
+ * Used for peers because the mesh's `peers` status is not landed yet; `setPeers` plays a peer
+ * stopping (it disappears from `peers`, as the mesh reports only connected peers).
+ */
+async function startFixtureStatusDouble(base: () => Promise<Record<string, unknown>>) {
+  let peers: unknown[] = [];
+  const zero = { sum_s: 0, count: 0 };
+  const metrics: MetricsSnapshot = {
+    published_total: 0,
+    delivered_total: 0,
+    errors_total: 0,
+    publish_latency: zero,
+    store_append: zero,
+  };
+  const routes = createDashboardRoutes({
+    adminToken: undefined,
+    authOn: false,
+    intervalMs: 300,
+    status: async () => ({ ...(await base()), peers }),
+    metrics: async () => metrics,
+    tail: { subscribe: async () => undefined, removeSubscriber: () => undefined },
+  });
+  const app = new Hono();
+  routes.mount(app);
+  const server: Server = createServer(getRequestListener(app.fetch));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    setPeers: (next: unknown[]) => void (peers = next),
+    async stop() {
+      routes.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+describe('dashboard', () => {
+  let relay: TestRelay;
+  let browser: BrowserContext;
+  let profile: string;
+
+  before(async () => {
+    ensureBuilt();
+    await mkdir(SHOTS, { recursive: true });
+    const closed = await freePort();
+    const sources = [
+      {
+        name: 'broken-feed',
+        kind: 'http',
+        topic: 'demo.broken',
+        url: `http://127.0.0.1:${closed}/feed`,
+        interval_ms: 500,
+        backoff_min_ms: 200,
+        backoff_max_ms: 1000,
+        timeout_ms: 1000,
+      },
+    ];
+    relay = await startRelay({ sources: JSON.stringify(sources) });
+    profile = await tempDir('anode-chromium-');
+    browser = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      viewport: { width: 1280, height: 900 },
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
+    });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await relay?.stop();
+    if (profile) await rm(profile, { recursive: true, force: true });
+  });
+
+  const open = async (url: string) => {
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('console', (message) => {
+      if (message.type() === 'error') errors.push(message.text());
+    });
+    page.on('pageerror', (error) => errors.push(error.message));
+    await page.goto(url);
+    return { page, errors };
+  };
+
+  const textOf = (page: Page, selector: string) => page.locator(selector).first().textContent(WAIT);
+
+  it('loads with no console errors and shows the node id as text', async () => {
+    const { page, errors } = await open(relay.url);
+    const status = (await (await fetch(`${relay.url}/v1/status`)).json()) as { node: { id: string } };
+    await page.getByText(status.node.id, { exact: true }).first().waitFor(WAIT);
+    assert.equal(await textOf(page, '[data-testid="node-id"]'), status.node.id);
+    await page.locator('time-chart .u-legend').first().waitFor(WAIT);
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  it('counts change when messages flow', async () => {
+    const { page, errors } = await open(relay.url);
+    await page.locator('[data-testid="node-id"]').waitFor(WAIT);
+    for (let i = 0; i < 3; i++) await publish(relay, 'demo.prices', { price: 100 + i });
+    const cell = '[data-topic="demo.prices"] [data-field="published"]';
+    await page.waitForFunction((s) => document.querySelector(s)?.textContent?.trim() === '3', cell, WAIT);
+    for (let i = 0; i < 2; i++) await publish(relay, 'demo.prices', { price: 200 + i });
+    await page.waitForFunction((s) => document.querySelector(s)?.textContent?.trim() === '5', cell, WAIT);
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  it('a failing source shows its error state, in text', async () => {
+    const { page, errors } = await open(relay.url);
+    const row = page.locator('tr[data-source="broken-feed"][data-health="error"]');
+    await row.waitFor(WAIT);
+    await row.locator('[data-testid="source-error"]').waitFor(WAIT);
+    assert.match((await row.textContent()) ?? '', /failing|error/i);
+    assert.match((await textOf(page, '[data-testid="banner"]')) ?? '', /Source broken-feed is failing/);
+    await page.screenshot({ path: `${SHOTS}dashboard-failing-source.png`, fullPage: true });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  it('the topic tail shows a published message', async () => {
+    const { page, errors } = await open(relay.url);
+    await page.getByLabel('Topic or pattern').fill('demo.tail');
+    await page.getByRole('button', { name: 'Watch' }).click();
+    await page.waitForFunction(
+      () => document.querySelector('[data-testid="tail-state"]')?.textContent?.includes(': live'),
+      undefined,
+      WAIT,
+    );
+    await publish(relay, 'demo.tail', { hello: 'tail-marker-42' });
+    await page.locator('[data-testid="tail"] li', { hasText: 'tail-marker-42' }).waitFor(WAIT);
+    await page.getByLabel('Filter').fill('no-such-text');
+    await page
+      .locator('[data-testid="tail"] li')
+      .first()
+      .waitFor({ state: 'detached', ...WAIT });
+    await page.getByLabel('Filter').fill('marker');
+    await page.locator('[data-testid="tail"] li', { hasText: 'tail-marker-42' }).waitFor(WAIT);
+    await page.screenshot({ path: `${SHOTS}dashboard.png`, fullPage: true });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.screenshot({ path: `${SHOTS}dashboard-phone.png`, fullPage: true });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  it('a stopped peer shows as down (fixture status double)', async () => {
+    const double = await startFixtureStatusDouble(async () => (await fetch(`${relay.url}/v1/status`)).json());
+    try {
+      const peer = (id: string, connection: string) => ({
+        peer_id: id,
+        connection,
+        latency_ms: 3.2,
+        connections: [{ type: connection, addr: `/ip4/127.0.0.1/tcp/4001/p2p/${id}` }],
+      });
+      const alive = peer('12D3KooWAliveAliveAliveAliveAliveAlive', 'direct');
+      const stopping = peer('12D3KooWStopStopStopStopStopStopStop', 'relayed');
+      double.setPeers([alive, stopping]);
+      const { page, errors } = await open(double.url);
+      await page.locator('tr[data-peer="12D3KooWStopStopStopStopStopStopStop"][data-state="up"]').waitFor(WAIT);
+      double.setPeers([alive]);
+      const down = page.locator('tr[data-peer="12D3KooWStopStopStopStopStopStopStop"][data-state="down"]');
+      await down.waitFor(WAIT);
+      assert.match((await down.textContent()) ?? '', /down/);
+      assert.match((await textOf(page, '[data-testid="banner"]')) ?? '', /is down/);
+      await page.locator('tr[data-peer="12D3KooWAliveAliveAliveAliveAliveAlive"][data-state="up"]').waitFor(WAIT);
+      await page.screenshot({ path: `${SHOTS}dashboard-peer-down.png`, fullPage: true });
+      assert.deepEqual(errors, []);
+      await page.close();
+    } finally {
+      await double.stop();
+    }
+  });
+
+  it('asks for the admin token when auth is on, and opens with it', async () => {
+    const secured = await startRelay({ 'jwt-secret': 'x'.repeat(32), 'admin-token': 'dashboard-admin-token-1' });
+    try {
+      const refused = await fetch(`${secured.url}/v1/status/stream`);
+      assert.equal(refused.status, 401);
+      await refused.body?.cancel();
+      const page = await browser.newPage();
+      await page.goto(secured.url);
+      await page.getByLabel('Admin token').fill('dashboard-admin-token-1');
+      await page.getByRole('button', { name: 'Open dashboard' }).click();
+      await page.locator('[data-testid="node-id"]').waitFor(WAIT);
+      await page.close();
+    } finally {
+      await secured.stop();
+    }
+  });
+});

@@ -1,0 +1,115 @@
+import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
+import { after, before, describe, it } from 'node:test';
+import { type Feeds, startFeeds, waitFor } from '../helpers/feeds.ts';
+import { startRelay, type TestRelay, tempDir } from '../helpers/relay.ts';
+
+const TOKEN = 'admin-token-for-tests-0123456789';
+
+describe('sources: admin API', () => {
+  let feeds: Feeds;
+  let relay: TestRelay;
+  let dataDir: string;
+  const api = (path: string, init: RequestInit & { token?: string | null } = {}) =>
+    fetch(`${relay.url}/v1/admin/sources${path}`, {
+      ...init,
+      headers: {
+        'content-type': 'application/json',
+        ...(init.token === null ? {} : { authorization: `Bearer ${init.token ?? TOKEN}` }),
+      },
+    });
+  const json = async (res: Response) => (await res.json()) as Record<string, unknown> & { status: { state: string } };
+
+  before(async () => {
+    feeds = await startFeeds();
+    dataDir = await tempDir();
+    relay = await startRelay({ 'admin-token': TOKEN }, { dataDir });
+  });
+
+  after(async () => {
+    await relay?.stop();
+    await feeds?.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('refuses requests without the token, or with a wrong one', async () => {
+    assert.equal((await api('', { token: null })).status, 401);
+    assert.equal((await api('', { token: 'wrong' })).status, 401);
+    const res = await api('', { method: 'POST', token: null, body: '{}' });
+    assert.equal(res.status, 401);
+    assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'unauthorized');
+  });
+
+  it('creates a polled source from the minimal body; each poll body becomes one message', async () => {
+    feeds.push('x', { id: 'a', ts: 1 });
+    const body = { name: 's1', kind: 'http', url: feeds.httpUrl('x'), interval_ms: 100, topic: 't.x' };
+    const res = await api('', { method: 'POST', body: JSON.stringify(body) });
+    assert.equal(res.status, 201);
+    assert.equal((await json(res)).name, 's1');
+    assert.equal((await api('', { method: 'POST', body: JSON.stringify(body) })).status, 409);
+    assert.equal(
+      (await api('', { method: 'POST', body: JSON.stringify({ ...body, name: 'bad', kind: 'ftp' }) })).status,
+      400,
+    );
+    await waitFor(async () => {
+      const latest = (await (await fetch(`${relay.url}/v1/topics/t.x/latest`)).json()) as {
+        sources: Record<string, { data: { items: unknown[] } }>;
+      };
+      return latest.sources.s1?.data.items.length === 1;
+    });
+    const list = (await (await api('')).json()) as { sources: { name: string }[] };
+    assert.deepEqual(
+      list.sources.map((s) => s.name),
+      ['s1'],
+    );
+  });
+
+  it('pauses (no more polls), resumes, updates and deletes', async () => {
+    const paused = await json(await api('/s1/pause', { method: 'POST' }));
+    assert.equal(paused.status.state, 'paused');
+    const hits = feeds.hits('x').length;
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(feeds.hits('x').length, hits, 'a paused source was polled');
+    const resumed = await json(await api('/s1/resume', { method: 'POST' }));
+    assert.notEqual(resumed.status.state, 'paused');
+    await waitFor(() => feeds.hits('x').length > hits, 3_000, 'polls after resume');
+    const patched = await json(await api('/s1', { method: 'PATCH', body: JSON.stringify({ interval_ms: 150 }) }));
+    assert.equal(patched.interval_ms, 150);
+    assert.equal(patched.url, feeds.httpUrl('x'));
+    const created = await api('', {
+      method: 'POST',
+      body: JSON.stringify({ name: 's2', kind: 'http', url: feeds.httpUrl('y'), interval_ms: 100, topic: 't.y' }),
+    });
+    assert.equal(created.status, 201);
+    assert.equal((await api('/s2/pause', { method: 'POST' })).status, 200);
+    const deleted = await api('/s1', { method: 'DELETE' });
+    assert.equal(deleted.status, 200);
+    assert.equal((await api('/s1')).status, 404);
+    const after = feeds.hits('x').length;
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(feeds.hits('x').length <= after + 1, 'a deleted source kept polling');
+  });
+
+  it('keeps the changes across a restart', async () => {
+    await relay.stop();
+    relay = await startRelay({ 'admin-token': TOKEN }, { dataDir });
+    const list = (await (await api('')).json()) as { sources: { name: string; paused: boolean }[] };
+    assert.deepEqual(
+      list.sources.map((s) => [s.name, s.paused]),
+      [['s2', true]],
+    );
+    const resumed = await json(await api('/s2/resume', { method: 'POST' }));
+    assert.notEqual(resumed.status.state, 'paused');
+    await waitFor(() => feeds.hits('y').length > 0, 3_000, 's2 polling after restart');
+  });
+
+  it('refuses everything when no admin token is configured', async () => {
+    const open = await startRelay();
+    try {
+      const res = await fetch(`${open.url}/v1/admin/sources`, { headers: { authorization: 'Bearer anything' } });
+      assert.equal(res.status, 403);
+    } finally {
+      await open.stop();
+    }
+  });
+});
