@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { bool, list, nonNegativeInt, port, positiveInt } from './config-fields.ts';
 import { meshConfigShape } from './mesh/mesh-config.ts';
+import { edgeConfigShape } from './edge/edge-config.ts';
 import { cassandraConfigShape } from './storage/cassandra/cassandra-config.ts';
 import { sourcesConfigShape } from './sources/sources-config.ts';
 
@@ -51,6 +52,7 @@ export const configSchema = z.object({
   ...cassandraConfigShape,
   ...meshConfigShape,
   ...sourcesConfigShape,
+  ...edgeConfigShape,
 });
 
 export type RelayConfig = z.infer<typeof configSchema>;

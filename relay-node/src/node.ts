@@ -17,9 +17,15 @@ import { VERSION } from './version.ts';
 import { createMeshComponent } from './mesh/mesh-component.ts';
 import { createDashboardComponent } from './dashboard/dashboard-component.ts';
 import { createSourcesComponent } from './sources/sources-component.ts';
+import { createEdgeComponent } from './edge/edge-component.ts';
 
 /** Optional parts, started in this order after the store and hub, stopped in reverse. */
-const COMPONENTS: ComponentFactory[] = [createMeshComponent, createSourcesComponent, createDashboardComponent];
+const COMPONENTS: ComponentFactory[] = [
+  createMeshComponent,
+  createSourcesComponent,
+  createEdgeComponent,
+  createDashboardComponent,
+];
 
 /**
  * A relay node: store, hub, HTTP and WebSocket server, wired together. `start` listens and

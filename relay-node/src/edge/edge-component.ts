@@ -1,0 +1,100 @@
+import { timingSafeEqual } from 'node:crypto';
+import { AnodeError, assertTopic, UnauthorizedError } from '@anode/shared';
+import type { Hono } from 'hono';
+import type { ComponentFactory } from '../component.ts';
+import { EdgeLink } from './edge-link.ts';
+
+/**
+ * Edge links as a relay component. A topic's Durable Object that wants a link sends a dial
+ * request, `POST /v1/edge/dial?topic=…&edge=<origin>` with `Authorization: Bearer <link secret>`;
+ * the relay answers `202` and dials `<origin>/v1/edge/link/<topic>` with the same secret (the
+ * Durable Object keeps that socket on the Hibernation API, so it can sleep with its link open).
+ * One link per topic: a new dial request replaces an old link, since a Durable Object asks again
+ * only when it lost its end.
+ */
+function sameSecret(given: string, expected: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+export const createEdgeComponent: ComponentFactory = async ({ config, hub, log, nodeId }) => {
+  const secret = config.edge_link_secret;
+  if (!secret) return undefined;
+  const links = new Map<string, EdgeLink>();
+  const counts = { dial_requests: 0, refused: 0 };
+  let stopping = false;
+
+  const dial = (topic: string, origin: string) => {
+    const current = links.get(topic);
+    if (current?.state === 'connecting') return;
+    current?.close(1000, 'replaced by a new link');
+    const link = new EdgeLink({
+      topic,
+      url: origin,
+      nodeId,
+      secret,
+      hub,
+      log,
+      maxBufferBytes: config.max_send_buffer_bytes,
+      pingMs: config.edge_ping_ms,
+      onClose: (closed) => {
+        if (links.get(topic) === closed) links.delete(topic);
+      },
+    });
+    links.set(topic, link);
+  };
+
+  const takeDial = (authorization: string | undefined, url: URL): string => {
+    if (stopping) throw new AnodeError('unavailable', 'relay is shutting down');
+    const bearer = /^Bearer\s+(.+)$/i.exec(authorization ?? '')?.[1] ?? '';
+    if (!sameSecret(bearer, secret)) throw new UnauthorizedError('bad edge link secret');
+    const topic = url.searchParams.get('topic') ?? '';
+    assertTopic(topic);
+    const origin = (config.edge_url ?? url.searchParams.get('edge') ?? '').replace(/\/+$/, '');
+    if (!/^https?:\/\/[^/?#]+$/.test(origin)) {
+      throw new AnodeError('bad_frame', 'edge: the origin to dial back, http(s)://host[:port]');
+    }
+    dial(topic, origin);
+    return topic;
+  };
+
+  return {
+    name: 'edge',
+    async start() {
+      log.info({ edge_url: config.edge_url ?? 'any' }, 'edge links on: Durable Objects may ask to be dialed');
+    },
+    async stop() {
+      stopping = true;
+      for (const link of links.values()) link.close(4000, 'relay shutting down');
+      links.clear();
+    },
+    routes(app: Hono) {
+      app.post('/v1/edge/dial', (c) => {
+        counts.dial_requests += 1;
+        try {
+          return c.json({ dialing: takeDial(c.req.header('authorization'), new URL(c.req.url)) }, 202);
+        } catch (error) {
+          counts.refused += 1;
+          log.warn({ err: error }, 'edge dial request refused');
+          throw error;
+        }
+      });
+    },
+    status() {
+      return {
+        edge: {
+          ...counts,
+          links: [...links.values()].map((link) => ({
+            topic: link.topic,
+            url: link.url,
+            state: link.state,
+            connected_since: link.since.toISOString(),
+            messages_from_edge: link.counts.in,
+            messages_to_edge: link.counts.out,
+          })),
+        },
+      };
+    },
+  };
+};

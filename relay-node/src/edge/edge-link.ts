@@ -1,0 +1,176 @@
+import {
+  AnodeError,
+  assertDataDepth,
+  CLOSE_CODES,
+  type Envelope,
+  parseWith,
+  randomId,
+  toAnodeError,
+} from '@anode/shared';
+import WebSocket from 'ws';
+import type { Hub, Subscriber } from '../hub/hub.ts';
+import type { Logger } from '../logger.ts';
+import { type EdgeFrame, edgeFrameSchema } from './link-frames.ts';
+
+/**
+ * One edge link: a WebSocket this relay dialed into a topic's Durable Object. To the hub it is a
+ * subscriber of that topic (mesh messages go out to the edge, catching up from the cursor the
+ * Durable Object asks for); publishes accepted at the edge come in with their ids and cursors,
+ * are stored durably and then acked. The relay is their way into the mesh, so they are written as
+ * accepted here (the mesh gossips them like its own). Their echo is not sent back.
+ */
+export interface EdgeLinkOptions {
+  topic: string;
+  url: string;
+  nodeId: string;
+  secret: string;
+  hub: Hub;
+  log: Logger;
+  maxBufferBytes: number;
+  pingMs: number;
+  onClose: (link: EdgeLink) => void;
+}
+
+const MSG_ID = /^\{"op":"msg","id":"([^"]+)"/;
+/** History pages are cut to about this much JSON (workerd takes WebSocket messages up to 32 MiB). */
+const PAGE_BYTES = 4 * 1024 * 1024;
+/** The Durable Object sends publishes in frames of about 4 MiB of JSON text. */
+const LINK_MAX_PAYLOAD = 64 * 1024 * 1024;
+
+export class EdgeLink implements Subscriber {
+  readonly id = randomId();
+  readonly topic: string;
+  readonly url: string;
+  readonly since = new Date();
+  readonly counts = { in: 0, out: 0 };
+  state: 'connecting' | 'open' | 'closed' = 'connecting';
+  readonly #ws: WebSocket;
+  readonly #options: EdgeLinkOptions;
+  readonly #echo = new Set<string>(); // ids that came from the edge (bounded: oldest dropped)
+  #ping: ReturnType<typeof setInterval> | undefined;
+  #alive = true;
+
+  constructor(options: EdgeLinkOptions) {
+    this.#options = options;
+    this.topic = options.topic;
+    this.url = `${options.url}/v1/edge/link/${encodeURIComponent(options.topic)}`;
+    this.#ws = new WebSocket(this.url, {
+      headers: { authorization: `Bearer ${options.secret}` },
+      perMessageDeflate: false,
+      maxPayload: LINK_MAX_PAYLOAD,
+      handshakeTimeout: 10_000,
+    });
+    this.#ws.on('open', () => this.#onOpen());
+    this.#ws.on('message', (data) => this.#onFrame(String(data)));
+    this.#ws.on('pong', () => (this.#alive = true));
+    this.#ws.on('close', (code) => this.#onClose(code));
+    this.#ws.on('error', (error) => options.log.warn({ err: error, topic: this.topic }, 'edge link error'));
+  }
+
+  send(frame: string): boolean {
+    if (this.state !== 'open') return false;
+    const echo = MSG_ID.exec(frame)?.[1];
+    if (echo !== undefined && this.#echo.has(echo)) return true; // the edge has it: it came from there
+    this.#ws.send(frame);
+    if (echo !== undefined) this.counts.out += 1;
+    if (this.#ws.bufferedAmount > this.#options.maxBufferBytes) {
+      this.close(CLOSE_CODES.slow_consumer, 'edge link too slow; the edge resumes from its last cursor');
+      return false;
+    }
+    return true;
+  }
+
+  overflow(): void {
+    this.close(CLOSE_CODES.slow_consumer, 'edge link fell behind while catching up');
+  }
+
+  close(code: number, reason: string): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.#options.hub.removeSubscriber(this);
+    this.#ws.close(code, reason);
+    setTimeout(() => this.#ws.terminate(), 2_000).unref();
+  }
+
+  #onOpen(): void {
+    this.state = 'open';
+    this.#options.log.info({ topic: this.topic, url: this.url }, 'edge link open');
+    this.#reply({ op: 'hello', node: this.#options.nodeId });
+    this.#ping = setInterval(() => {
+      if (!this.#alive) return this.#ws.terminate();
+      this.#alive = false;
+      this.#ws.ping();
+    }, this.#options.pingMs);
+    this.#ping.unref();
+  }
+
+  #onClose(code: number): void {
+    clearInterval(this.#ping);
+    const was = this.state;
+    this.state = 'closed';
+    this.#options.hub.removeSubscriber(this);
+    this.#options.log.info({ topic: this.topic, code, was }, 'edge link closed');
+    this.#options.onClose(this);
+  }
+
+  #reply(frame: Record<string, unknown>): void {
+    if (this.state === 'open') this.#ws.send(JSON.stringify(frame));
+  }
+
+  #onFrame(text: string): void {
+    let frame: EdgeFrame;
+    try {
+      frame = parseWith(edgeFrameSchema, JSON.parse(text));
+    } catch (error) {
+      this.#fail(error, undefined);
+      return;
+    }
+    this.#handle(frame).catch((error: unknown) => this.#fail(error, frame.ref));
+  }
+
+  #fail(error: unknown, ref: string | undefined): void {
+    const anode = toAnodeError(error);
+    if (anode.code === 'internal') this.#options.log.error({ err: error, topic: this.topic }, 'edge link frame failed');
+    this.#reply({ op: 'err', code: anode.code, message: anode.message, ...(ref === undefined ? {} : { ref }) });
+  }
+
+  async #handle(frame: EdgeFrame): Promise<void> {
+    const { hub } = this.#options;
+    switch (frame.op) {
+      case 'sub':
+        await hub.subscribe(this, this.topic, frame.after, frame.ref);
+        return;
+      case 'pub': {
+        const envelopes = frame.messages as Envelope[];
+        for (const envelope of envelopes) {
+          if (envelope.topic !== this.topic) throw new AnodeError('forbidden', `this link carries ${this.topic} only`);
+          assertDataDepth(envelope.data);
+          this.#echo.add(envelope.id);
+          if (this.#echo.size > 10_000) this.#echo.delete(this.#echo.values().next().value as string);
+        }
+        this.counts.in += envelopes.length;
+        // Written as accepted here, not `hub.ingest` (which marks them remote): this relay is how
+        // they enter the mesh, and only locally accepted messages are gossiped (hub.onAccepted).
+        const results = await hub.writer.write(envelopes, 'local');
+        this.#reply({ op: 'ack', ref: frame.ref, ids: results.map((r) => r.envelope.id) });
+        return;
+      }
+      case 'history': {
+        const page = await hub.history(this.topic, frame.after, frame.limit);
+        let bytes = 0;
+        const messages = page.messages.filter((m, i) => (bytes += JSON.stringify(m).length) <= PAGE_BYTES || i === 0);
+        const cut = messages.length < page.messages.length;
+        this.#reply({
+          op: 'history',
+          ref: frame.ref,
+          messages,
+          next: cut ? (messages.at(-1)?.cursor ?? null) : page.next,
+        });
+        return;
+      }
+      case 'latest':
+        this.#reply({ op: 'latest', ref: frame.ref, sources: await hub.latest(this.topic) });
+        return;
+    }
+  }
+}

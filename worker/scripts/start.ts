@@ -1,0 +1,122 @@
+// `npm start`: a relay on http://127.0.0.1:8080 and the edge Worker under `wrangler dev` on
+// http://127.0.0.1:8787, wired to each other with a fresh link secret, in one terminal. Extra
+// arguments go to the relay (`npm start -- --log-level debug`). Ctrl-C stops both.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const RELAY_PORT = Number(process.env.ANODE_PORT ?? 8080);
+const EDGE_PORT = Number(process.env.ANODE_EDGE_PORT ?? 8787);
+const EDGE_URL = `http://127.0.0.1:${EDGE_PORT}`;
+// A secret for this run only (or yours, if you set one); never written to the repo.
+const secret = process.env.ANODE_EDGE_LINK_SECRET ?? randomBytes(24).toString('hex');
+
+const children: ChildProcess[] = [];
+let stopping = false;
+
+function prefixed(child: ChildProcess, name: string): void {
+  for (const stream of [child.stdout, child.stderr]) {
+    let rest = '';
+    stream?.on('data', (chunk: Buffer) => {
+      const lines = (rest + chunk.toString()).split('\n');
+      rest = lines.pop() ?? '';
+      for (const line of lines) process.stdout.write(`[${name}] ${line}\n`);
+    });
+  }
+}
+
+function waitFor(child: ChildProcess, pattern: RegExp, name: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const onData = (chunk: Buffer) => {
+      seen += chunk.toString();
+      const match = pattern.exec(seen);
+      if (match) {
+        child.stdout?.off('data', onData);
+        resolve(match[1] ?? match[0]);
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`${name} exited (${code}) before it was ready`)));
+  });
+}
+
+async function stop(code: number): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  const exits = children.map(
+    (child) =>
+      new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', () => resolve()))),
+  );
+  for (const child of children) child.kill('SIGTERM');
+  const force = setTimeout(() => children.forEach((child) => child.kill('SIGKILL')), 8_000);
+  await Promise.all(exits);
+  clearTimeout(force);
+  await rm(envDir, { recursive: true, force: true });
+  process.exit(code);
+}
+
+const envDir = await mkdtemp(join(tmpdir(), 'anode-edge-'));
+const envFile = join(envDir, 'edge.env');
+await writeFile(envFile, `LINK_SECRET=${secret}\n`, { mode: 0o600 });
+process.on('SIGINT', () => void stop(0));
+process.on('SIGTERM', () => void stop(0));
+// If this script dies some other way, take the children with it.
+process.on('exit', () => children.forEach((child) => child.exitCode === null && child.kill('SIGKILL')));
+
+const relay = spawn(
+  process.execPath,
+  [join(ROOT, 'relay-node/bin/anode.ts'), 'relay', '--port', String(RELAY_PORT), ...process.argv.slice(2)],
+  {
+    cwd: ROOT,
+    env: { ...process.env, ANODE_EDGE_LINK_SECRET: secret, ANODE_EDGE_URL: EDGE_URL },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true, // its own process group: Ctrl-C reaches this script, which stops it once
+  },
+);
+children.push(relay);
+prefixed(relay, 'relay');
+relay.once('exit', (code) => void stop(code ?? 1));
+const relayUrl = await waitFor(relay, /relay ready at (http:\/\/[^"\s]+)/, 'relay').catch(() => undefined);
+if (!relayUrl) await stop(1);
+
+const wrangler = spawn(
+  process.execPath,
+  [
+    join(ROOT, 'node_modules/wrangler/bin/wrangler.js'),
+    'dev',
+    '--config',
+    join(ROOT, 'wrangler.toml'),
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(EDGE_PORT),
+    '--env-file',
+    envFile,
+    '--var',
+    `RELAY_URLS:${relayUrl}`,
+    '--var',
+    `EDGE_URL:${EDGE_URL}`,
+    '--show-interactive-dev-session=false',
+  ],
+  {
+    cwd: ROOT,
+    // Offline-friendly: no telemetry, no download of the `Request.cf` sample.
+    env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  },
+);
+children.push(wrangler);
+prefixed(wrangler, 'edge');
+wrangler.once('exit', (code) => void stop(code ?? 1));
+await waitFor(wrangler, /Ready on (http:\/\/\S+)/, 'wrangler dev');
+process.stdout.write(
+  `\naNode is up: relay ${relayUrl}, edge ${EDGE_URL} (linked). Try:\n` +
+    `  curl -s -XPOST ${EDGE_URL}/v1/topics/demo.hello/messages -H 'content-type: application/json' -d '{"data":"hi from the edge"}'\n` +
+    `  curl -s '${relayUrl}/v1/topics/demo.hello/messages'\nCtrl-C stops both.\n\n`,
+);

@@ -1,0 +1,189 @@
+import {
+  AnodeError,
+  assertCanPublish,
+  assertCanSubscribe,
+  assertTopic,
+  BadFrameError,
+  type Claims,
+  historyQuerySchema,
+  isCursor,
+  matches,
+  parsePublishBody,
+  parseWith,
+  PROTOCOL_VERSION,
+  TooLargeError,
+  toAnodeError,
+  tokenFrom,
+} from '@anode/shared';
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { assertLinkSecret, authEnabled, verifierFor } from './auth.ts';
+import { type EdgeConfig, type Env, edgeConfig } from './config.ts';
+import type { ClientGrant, Result } from './hub/topic-hub.ts';
+import { hubFor } from './hub-stub.ts';
+
+/**
+ * The edge's HTTP surface: PROTOCOL.md's routes plus the relay link endpoint. Routes only
+ * authenticate, validate and forward to the topic's Durable Object; one error handler turns
+ * every failure into `{"error":{"code","message"}}` with its status, as on a relay.
+ */
+type App = { Bindings: Env; Variables: { config: EdgeConfig; claims: Claims; topic: string } };
+
+const VERSION = '0.1.0';
+
+function unwrap<T>(result: Result<T>): T {
+  if (!result.ok) throw new AnodeError(result.error.code, result.error.message);
+  return result.value;
+}
+
+const origin = (c: { req: { url: string }; var: { config: EdgeConfig } }) =>
+  c.var.config.EDGE_URL ?? new URL(c.req.url).origin;
+
+export function createApp(): Hono<App> {
+  const app = new Hono<App>();
+
+  app.onError((error, c) => {
+    const anode = error instanceof AnodeError ? error : toAnodeError(error);
+    if (anode.code === 'internal') console.error('edge: internal error', error);
+    return c.json({ error: anode.toJSON() }, anode.status as 400);
+  });
+  app.notFound((c) =>
+    c.json({ error: { code: 'bad_frame', message: `no route for ${c.req.method} ${c.req.path}` } }, 404),
+  );
+
+  app.use('*', async (c, next) => {
+    c.set('config', edgeConfig(c.env));
+    await next();
+  });
+
+  app.use('/v1/topics/:topic/*', async (c, next) => {
+    const topic = c.req.param('topic');
+    assertTopic(topic);
+    c.set('topic', topic);
+    const verify = await verifierFor(c.var.config);
+    c.set('claims', await verify(tokenFrom(c.req.header('authorization'), new URL(c.req.url))));
+    await next();
+  });
+
+  app.get('/v1/topics/:topic/ws', async (c) => {
+    const { topic, claims } = c.var;
+    assertCanSubscribe(claims, topic);
+    const after = c.req.query('after');
+    if (after !== undefined && !isCursor(after)) throw new BadFrameError('after: not a cursor');
+    if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') {
+      throw new BadFrameError('this endpoint takes a WebSocket upgrade');
+    }
+    const grant: ClientGrant = {
+      topic,
+      pub: claims.pub.some((pattern) => matches(pattern, topic)),
+      origin: origin(c),
+      ...(claims.name === undefined ? {} : { name: claims.name }),
+      ...(claims.exp === undefined ? {} : { exp: claims.exp }),
+      ...(after === undefined ? {} : { after }),
+    };
+    const headers = new Headers(c.req.raw.headers);
+    headers.set('x-anode-client', JSON.stringify(grant));
+    headers.delete('x-anode-link');
+    // Same request (the Upgrade header must survive), with the grant the Worker vouches for.
+    return hubFor(c.env, topic).fetch(new Request(c.req.raw, { headers }));
+  });
+
+  app.post(
+    '/v1/topics/:topic/messages',
+    async (c, next) =>
+      bodyLimit({
+        maxSize: c.var.config.MAX_BODY_BYTES,
+        onError: () => {
+          throw new TooLargeError(`body exceeds ${c.var.config.MAX_BODY_BYTES} bytes`);
+        },
+      })(c, next),
+    async (c) => {
+      const { topic, claims } = c.var;
+      assertCanPublish(claims, topic);
+      let body: unknown;
+      try {
+        body = await c.req.json();
+      } catch {
+        throw new BadFrameError('body is not valid JSON');
+      }
+      const items = parsePublishBody(body);
+      const headerKey = c.req.header('idempotency-key');
+      if (headerKey !== undefined) {
+        if (items.length !== 1) throw new BadFrameError('Idempotency-Key header needs a single message body');
+        if (items[0] && items[0].key === undefined) items[0].key = headerKey;
+      }
+      const address = c.req.header('cf-connecting-ip') ?? 'unknown';
+      const who = { claims: { name: claims.name }, address, origin: origin(c) };
+      const acks = unwrap(await hubFor(c.env, topic).publish(topic, items, who));
+      return c.json({ messages: acks }, 202);
+    },
+  );
+
+  app.get('/v1/topics/:topic/messages', async (c) => {
+    const { topic, claims } = c.var;
+    assertCanSubscribe(claims, topic);
+    const query = parseWith(historyQuerySchema, c.req.query());
+    return c.json(unwrap(await hubFor(c.env, topic).history(topic, query.after, query.limit, origin(c))));
+  });
+
+  app.get('/v1/topics/:topic/latest', async (c) => {
+    const { topic, claims } = c.var;
+    assertCanSubscribe(claims, topic);
+    return c.json(unwrap(await hubFor(c.env, topic).latest(topic, origin(c))));
+  });
+
+  app.get('/v1/edge/link/:topic', async (c) => {
+    assertLinkSecret(c.var.config, c.req.header('authorization'));
+    const topic = c.req.param('topic');
+    assertTopic(topic);
+    if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') throw new BadFrameError('a link is a WebSocket');
+    const headers = new Headers(c.req.raw.headers);
+    headers.set('x-anode-link', JSON.stringify({ topic }));
+    headers.delete('x-anode-client');
+    return hubFor(c.env, topic).fetch(new Request(c.req.raw, { headers }));
+  });
+
+  app.get('/v1/ws', (c) =>
+    c.json(
+      { error: { code: 'bad_frame', message: 'the edge serves one topic per connection: use /v1/topics/{topic}/ws' } },
+      404,
+    ),
+  );
+
+  app.get('/v1/status', async (c) => {
+    const config = c.var.config;
+    const topic = c.req.query('topic');
+    const status: Record<string, unknown> = {
+      node: {
+        id: 'edge',
+        kind: 'edge',
+        version: VERSION,
+        protocol: PROTOCOL_VERSION,
+        url: origin(c),
+        auth: authEnabled(config) ? 'jwt' : 'none',
+      },
+      edge: {
+        relays: config.RELAY_URLS,
+        links: config.RELAY_URLS.length > 0 && Boolean(config.LINK_SECRET),
+        ring_size: config.RING_SIZE,
+      },
+    };
+    if (topic !== undefined) {
+      assertTopic(topic);
+      status.topic = await hubFor(c.env, topic).status(topic);
+    }
+    return c.json(status);
+  });
+
+  app.get('/healthz', (c) => c.json({ ok: true }));
+  app.get('/metrics', (c) =>
+    c.text(
+      '# HELP anode_edge_up 1 while the edge Worker serves (per-request metrics live in Cloudflare analytics)\n' +
+        '# TYPE anode_edge_up gauge\nanode_edge_up 1\n',
+      200,
+      { 'content-type': 'text/plain; version=0.0.4' },
+    ),
+  );
+
+  return app;
+}

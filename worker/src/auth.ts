@@ -1,0 +1,40 @@
+import { createTokenVerifier, type TokenVerifier, UnauthorizedError } from '@anode/shared';
+import type { EdgeConfig } from './config.ts';
+
+/**
+ * Auth at the edge: client JWTs are verified by the same verifier a relay uses (jose runs on
+ * workerd), and relay links present the shared link secret. Verifiers are built once per key set.
+ */
+const verifiers = new Map<string, Promise<TokenVerifier>>();
+
+export function authEnabled(config: EdgeConfig): boolean {
+  return Boolean(config.JWT_SECRET) || config.JWT_PUBLIC_KEYS.length > 0;
+}
+
+export function verifierFor(config: EdgeConfig): Promise<TokenVerifier> {
+  const cacheKey = `${config.JWT_SECRET ?? ''}\n${config.JWT_PUBLIC_KEYS.join('\n')}`;
+  let verifier = verifiers.get(cacheKey);
+  if (!verifier) {
+    verifier = createTokenVerifier(
+      authEnabled(config) ? { hs256Secret: config.JWT_SECRET, publicKeys: config.JWT_PUBLIC_KEYS } : undefined,
+    );
+    verifiers.set(cacheKey, verifier);
+  }
+  return verifier;
+}
+
+/** Compares in time independent of where the strings differ (the secret guards the mesh). */
+export function sameSecret(a: string, b: string): boolean {
+  const x = new TextEncoder().encode(a);
+  const y = new TextEncoder().encode(b);
+  let diff = x.length ^ y.length;
+  for (let i = 0; i < Math.max(x.length, y.length); i++) diff |= (x[i] ?? 0) ^ (y[i] ?? 0);
+  return diff === 0;
+}
+
+/** Throws `unauthorized` unless `authorization` is `Bearer <LINK_SECRET>`. */
+export function assertLinkSecret(config: EdgeConfig, authorization: string | null | undefined): void {
+  if (!config.LINK_SECRET) throw new UnauthorizedError('relay links are off here: LINK_SECRET is not set');
+  const given = /^Bearer\s+(.+)$/i.exec(authorization ?? '')?.[1] ?? '';
+  if (!sameSecret(given, config.LINK_SECRET)) throw new UnauthorizedError('bad link secret');
+}

@@ -1,0 +1,72 @@
+import { z } from 'zod';
+import type { TopicHub } from './hub/topic-hub.ts';
+
+/**
+ * The edge's settings, from Worker vars and secrets (wrangler.toml `[vars]`, `wrangler secret
+ * put`, or `.dev.vars` locally). Parsed once per isolate; numbers arrive as strings or numbers.
+ * Limits use the relay's key names and defaults, so a client sees the same rules everywhere.
+ */
+export interface Env {
+  TOPIC_HUB: DurableObjectNamespace<TopicHub>;
+  RELAY_URLS?: string;
+  LINK_SECRET?: string;
+  JWT_SECRET?: string;
+  JWT_PUBLIC_KEYS?: string;
+  EDGE_URL?: string;
+  [key: string]: unknown;
+}
+
+const int = (fallback: number, min = 1) => z.coerce.number().int().min(min).default(fallback);
+const urlList = z
+  .string()
+  .default('')
+  .transform((value) =>
+    value
+      .split(',')
+      .map((s) => s.trim().replace(/\/+$/, ''))
+      .filter(Boolean),
+  )
+  .pipe(z.array(z.url({ protocol: /^https?$/ })));
+
+const schema = z.object({
+  RELAY_URLS: urlList,
+  LINK_SECRET: z.string().min(16, 'LINK_SECRET must be at least 16 characters').optional(),
+  JWT_SECRET: z.string().min(32, 'JWT_SECRET must be at least 32 characters').optional(),
+  JWT_PUBLIC_KEYS: z.string().optional(),
+  EDGE_URL: z.url({ protocol: /^https?$/ }).optional(),
+  RING_SIZE: int(1000),
+  MAX_FRAME_BYTES: int(1024 * 1024),
+  MAX_BODY_BYTES: int(4 * 1024 * 1024),
+  /** Most a resume may send in one go; past it the socket closes 4001 and the client resumes on. */
+  MAX_SEND_BUFFER_BYTES: int(8 * 1024 * 1024),
+  PUBLISH_RATE: int(1000),
+  PUBLISH_BURST: int(2000),
+  /** How long a Durable Object keeps its relay link after its last client left. */
+  LINK_IDLE_MS: int(30_000, 0),
+  /** How long to wait for a relay to dial back (a resume waits this long for old history). */
+  LINK_WAIT_MS: int(5_000),
+  /** Longest pause between dial attempts while no relay answers. */
+  LINK_RETRY_MAX_MS: int(30_000),
+  /** Messages per link `pub` frame when forwarding stored publishes. */
+  LINK_BATCH: int(100),
+});
+
+export type EdgeConfig = Omit<z.infer<typeof schema>, 'JWT_PUBLIC_KEYS'> & { JWT_PUBLIC_KEYS: string[] };
+
+const PEM = /-----BEGIN PUBLIC KEY-----[\s\S]+?-----END PUBLIC KEY-----/g;
+
+let cached: { env: Env; config: EdgeConfig } | undefined;
+
+/** The parsed config (cached per env object); throws a readable error naming the bad var. */
+export function edgeConfig(env: Env): EdgeConfig {
+  if (cached?.env === env) return cached.config;
+  const blanksRemoved = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== '' && v !== undefined));
+  const result = schema.safeParse(blanksRemoved);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    throw new Error(`invalid edge config: ${String(issue?.path[0] ?? '')}: ${issue?.message ?? 'invalid'}`);
+  }
+  const config = { ...result.data, JWT_PUBLIC_KEYS: env.JWT_PUBLIC_KEYS?.match(PEM) ?? [] };
+  cached = { env, config };
+  return config;
+}

@@ -1,0 +1,133 @@
+import { contentId, createHybridClock, type Envelope, type PublishItem, randomId } from '@anode/shared';
+import { type EdgeConfig, type Env, edgeConfig } from '../config.ts';
+import { createRelayLink, RESTART_MARGIN_MS } from '../link/relay-link.ts';
+import { timeCursor } from '../link/time-cursor.ts';
+import { createClients } from './clients.ts';
+import { createHubStore, msgFrame } from './hub-store.ts';
+
+/**
+ * Everything one TopicHub instance holds, built on first use after each wake (hibernation drops
+ * the instance; storage, sockets, attachments and the alarm survive). Accepting a publish means:
+ * id (content-addressed with a key, as on a relay), cursor from this object's hybrid clock, ring
+ * and outbox in one transaction, fan-out, ack, then forwarding to the relay when linked.
+ */
+export interface Ack {
+  id: string;
+  cursor: string;
+}
+
+export function createHubCore(ctx: DurableObjectState, env: Env, topic: string) {
+  const config: EdgeConfig = edgeConfig(env);
+  const store = createHubStore(ctx.storage, config.RING_SIZE);
+  if (store.meta.get('topic') !== topic) store.meta.set('topic', topic);
+  // A cursor node id unique to this object: `e` + the start of its id (hex).
+  const clock = createHybridClock(`e${ctx.id.toString().slice(0, 15)}`);
+  for (const seen of [store.meta.get('clock'), store.newest()]) if (seen) clock.observe(seen);
+  const clients = createClients(ctx);
+  // Linked to the mesh when relays and the link secret are configured; otherwise the edge stands alone.
+  const linked = config.RELAY_URLS.length > 0 && config.LINK_SECRET !== undefined;
+  // Alone, this object holds the whole topic; linked, its ring starts when it does.
+  if (linked && store.meta.get('floor') === undefined) store.raiseFloor(timeCursor(Date.now() - RESTART_MARGIN_MS));
+  // Which instance this is: a new one after every wake from hibernation (status shows it).
+  const instance = { id: randomId().slice(1, 9), since: new Date().toISOString() };
+
+  let alarmAt: number | null | undefined;
+  /** Set the alarm to the next time anything is due (token expiry, link work). */
+  const reschedule = (): Promise<void> => {
+    const now = Date.now();
+    const times = [link.due(now), clients.expire(now)].filter((t): t is number => t !== undefined);
+    const next = times.length > 0 ? Math.max(now + 10, Math.min(...times)) : null;
+    if (next === alarmAt) return Promise.resolve();
+    alarmAt = next;
+    const done = next === null ? ctx.storage.deleteAlarm() : ctx.storage.setAlarm(next);
+    return done.catch((error: unknown) => console.error('edge: setting the alarm failed', error));
+  };
+
+  /** A message from the mesh: into the ring (unless seen) and out to live subscribers. */
+  const deliver = (envelope: Envelope, body: string) => {
+    clock.observe(envelope.cursor);
+    if (store.cursorOf(envelope.id) !== undefined) return; // our own publish coming back, or a repeat
+    store.remember(envelope, body);
+    clients.fanOut(msgFrame(body));
+  };
+
+  const link = createRelayLink({
+    ctx,
+    store,
+    config,
+    topic: () => topic,
+    onMessage: deliver,
+    onGap: () => {
+      for (const ws of clients.all()) {
+        clients.close(ws, 'slow_consumer', 'the edge lost its place in the topic; resume from your last cursor');
+      }
+    },
+    wanted: () => linked && (clients.count() > 0 || store.outbox.size() > 0 || link.waiting()),
+    reschedule,
+  });
+
+  return {
+    ctx,
+    topic,
+    config,
+    store,
+    clock,
+    clients,
+    link,
+    linked,
+    reschedule,
+
+    /** Accept publishes: durable here (and queued for the relay) before the acks are sent. */
+    accept(items: readonly PublishItem[], defaultSource: string): Ack[] {
+      const acks = items.map((item): Ack => {
+        const source = item.source ?? defaultSource;
+        const id = item.key === undefined ? randomId() : contentId(topic, source, item.key);
+        const known = store.cursorOf(id);
+        if (known !== undefined) return { id, cursor: known }; // a republish: same id, same cursor
+        const envelope: Envelope = {
+          id,
+          topic,
+          cursor: clock.next(),
+          source,
+          ts: item.ts ?? Date.now(),
+          data: item.data,
+        };
+        const body = JSON.stringify(envelope);
+        store.accept(envelope, body, linked);
+        clients.fanOut(msgFrame(body));
+        return { id, cursor: envelope.cursor };
+      });
+      if (linked) {
+        link.ensure();
+        link.forward();
+        reschedule();
+      }
+      return acks;
+    },
+
+    /** The alarm fired: expire tokens, then whatever the link needs (dial, resend, idle close). */
+    alarm(): Promise<void> {
+      alarmAt = undefined;
+      clients.expire();
+      link.tick();
+      return reschedule();
+    },
+
+    /** Note where the public can reach this Worker (the relay dials back there). */
+    seen(origin: string | undefined): void {
+      if (origin && store.meta.get('origin') !== origin) store.meta.set('origin', origin);
+    },
+
+    status() {
+      return {
+        topic,
+        instance,
+        clients: clients.count(),
+        ...store.stats(),
+        link: linked ? link.status() : null,
+      };
+    },
+  };
+}
+
+export type HubCore = ReturnType<typeof createHubCore>;

@@ -1,0 +1,191 @@
+import { compareCursors, cursorTime, type Envelope, MAX_CLOCK_SKEW_MS } from '@anode/shared';
+
+/**
+ * A TopicHub's own storage, in its SQLite database:
+ * - `ring`: the newest RING_SIZE messages this Durable Object fanned out (accepted here or
+ *   received from the mesh), keyed by cursor. `floor` is the cursor below which the ring is not
+ *   complete: a resume from a cursor at or above it is served from the ring, an older one from a
+ *   relay's history. Trimming the ring raises the floor; so does a relay link that restarts
+ *   without catching up.
+ * - `outbox`: messages accepted here (acked to their publisher) that no relay has stored yet.
+ * - `meta`: the topic, the clock, the link's resume point and the public origin.
+ * Writes are synchronous; the runtime's output gate holds every frame sent after a write until
+ * the write is durable, so an ack never outruns its message.
+ */
+export interface StoredMessage {
+  envelope: Envelope;
+  /** The message as a JSON object (a `msg` frame is this with `"op":"msg",` spliced in). */
+  body: string;
+}
+
+export const msgFrame = (body: string): string => `{"op":"msg",${body.slice(1)}`;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS ring (cursor TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE, body TEXT NOT NULL,
+  arrived_at INTEGER NOT NULL, late INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS ring_late ON ring (late, arrived_at);
+CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+  cursor TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+`;
+
+/** A message minted more than this long before it arrived counts as late (as on a relay). */
+const LATE_AFTER_MS = 1_000;
+
+type Row = Record<string, SqlStorageValue>;
+
+export function createHubStore(storage: DurableObjectStorage, ringSize: number) {
+  const sql = storage.sql;
+  sql.exec(SCHEMA);
+  const rows = <T extends Row>(query: string, ...bindings: unknown[]) => sql.exec<T>(query, ...bindings).toArray();
+  const parse = (row: { body: string }): StoredMessage => ({
+    envelope: JSON.parse(row.body) as Envelope,
+    body: row.body,
+  });
+
+  const meta = {
+    get(key: string): string | undefined {
+      return rows<{ value: string }>('SELECT value FROM meta WHERE key = ?', key)[0]?.value;
+    },
+    set(key: string, value: string): void {
+      sql.exec(
+        'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+        key,
+        value,
+      );
+    },
+    delete(key: string): void {
+      sql.exec('DELETE FROM meta WHERE key = ?', key);
+    },
+  };
+
+  // `rowsWritten` counts index rows too; `changes()` counts the table's.
+  const changes = () => rows<{ n: number }>('SELECT changes() AS n')[0]?.n ?? 0;
+  let ringCount = rows<{ n: number }>('SELECT COUNT(*) AS n FROM ring')[0]?.n ?? 0;
+
+  const trim = () => {
+    if (ringCount <= ringSize) return;
+    const boundary = rows<{ cursor: string }>(
+      'SELECT cursor FROM ring ORDER BY cursor DESC LIMIT 1 OFFSET ?',
+      ringSize,
+    )[0];
+    if (!boundary) return;
+    sql.exec('DELETE FROM ring WHERE cursor <= ?', boundary.cursor);
+    ringCount -= changes();
+    raiseFloor(boundary.cursor);
+  };
+
+  const floor = () => meta.get('floor') ?? '0';
+  const raiseFloor = (cursor: string) => {
+    if (compareCursors(cursor, floor()) > 0) meta.set('floor', cursor);
+  };
+
+  const newest = (): string | undefined =>
+    rows<{ cursor: string }>('SELECT cursor FROM ring ORDER BY cursor DESC LIMIT 1')[0]?.cursor;
+
+  /** Add a message to the ring (false when it is there already, or below the floor). */
+  const remember = (envelope: Envelope, body: string, now = Date.now()): boolean => {
+    if (compareCursors(envelope.cursor, floor()) <= 0) return false;
+    const top = newest();
+    const late =
+      (top !== undefined && compareCursors(envelope.cursor, top) < 0) ||
+      cursorTime(envelope.cursor) < now - LATE_AFTER_MS;
+    sql.exec(
+      'INSERT OR IGNORE INTO ring (cursor, id, body, arrived_at, late) VALUES (?, ?, ?, ?, ?)',
+      envelope.cursor,
+      envelope.id,
+      body,
+      now,
+      late ? 1 : 0,
+    );
+    const written = changes();
+    ringCount += written;
+    trim();
+    return written > 0;
+  };
+
+  const outboxSize = (): number => rows<{ n: number }>('SELECT COUNT(*) AS n FROM outbox')[0]?.n ?? 0;
+
+  return {
+    meta,
+    floor,
+    raiseFloor,
+    newest,
+    remember,
+
+    /** The cursor a stored message with this id has, in the ring or the outbox. */
+    cursorOf(id: string): string | undefined {
+      return (
+        rows<{ cursor: string }>('SELECT cursor FROM ring WHERE id = ?', id)[0]?.cursor ??
+        rows<{ cursor: string }>('SELECT cursor FROM outbox WHERE id = ?', id)[0]?.cursor
+      );
+    },
+
+    /**
+     * What a subscriber resuming from `after` (at or above the floor) missed: the late arrivals it
+     * may have missed (cursor at or before `after`, arrived since shortly before `after` was
+     * minted: the relay's rule), then everything after `after`, in cursor order.
+     */
+    ringAfter(after: string): StoredMessage[] {
+      const since = cursorTime(after) - MAX_CLOCK_SKEW_MS;
+      const late = rows<{ body: string }>(
+        'SELECT body FROM ring WHERE late = 1 AND arrived_at >= ? AND cursor <= ? ORDER BY cursor',
+        since,
+        after,
+      );
+      return [...late, ...rows<{ body: string }>('SELECT body FROM ring WHERE cursor > ? ORDER BY cursor', after)].map(
+        parse,
+      );
+    },
+
+    /** One page of the ring after `after` (for history at or above the floor). */
+    ringPage(after: string, limit: number): StoredMessage[] {
+      return rows<{ body: string }>('SELECT body FROM ring WHERE cursor > ? ORDER BY cursor LIMIT ?', after, limit).map(
+        parse,
+      );
+    },
+
+    /** Accept a message published here: into the ring and the outbox, in one transaction. */
+    accept(envelope: Envelope, body: string, forward: boolean): void {
+      storage.transactionSync(() => {
+        remember(envelope, body);
+        if (forward)
+          sql.exec(
+            'INSERT OR IGNORE INTO outbox (id, cursor, body) VALUES (?, ?, ?)',
+            envelope.id,
+            envelope.cursor,
+            body,
+          );
+        meta.set('clock', envelope.cursor);
+      });
+    },
+
+    outbox: {
+      size: outboxSize,
+      /** Waiting messages with seq above `fromSeq`, oldest first. */
+      after(fromSeq: number, limit: number): (StoredMessage & { seq: number })[] {
+        return rows<{ seq: number; body: string }>(
+          'SELECT seq, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?',
+          fromSeq,
+          limit,
+        ).map((row) => ({ seq: row.seq, ...parse(row) }));
+      },
+      /** Waiting messages after a cursor (a resume must see them even if the ring let them go). */
+      afterCursor(after: string): StoredMessage[] {
+        return rows<{ body: string }>('SELECT body FROM outbox WHERE cursor > ? ORDER BY cursor', after).map(parse);
+      },
+      all(): StoredMessage[] {
+        return rows<{ body: string }>('SELECT body FROM outbox ORDER BY seq').map(parse);
+      },
+      remove(ids: readonly string[]): void {
+        for (const id of ids) sql.exec('DELETE FROM outbox WHERE id = ?', id);
+      },
+    },
+
+    stats() {
+      return { ring: ringCount, floor: floor(), outbox: outboxSize(), bytes: sql.databaseSize };
+    },
+  };
+}
+
+export type HubStore = ReturnType<typeof createHubStore>;

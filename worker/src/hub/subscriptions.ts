@@ -1,0 +1,118 @@
+import { compareCursors, CursorExpiredError, type Envelope } from '@anode/shared';
+import type { RelayFrame } from '../link/link-frames.ts';
+import { msgFrame, type StoredMessage } from './hub-store.ts';
+import type { HubCore } from './hub-core.ts';
+
+/**
+ * Subscribing a client socket, with a relay's semantics: with `after`, everything missed is sent
+ * first, then `subscribed`, then live messages, with no gap. A cursor at or above the ring's floor
+ * is served from the ring, synchronously (no live message can slip in between). An older one is
+ * served from the relay's history over the link, page by page, while the socket is held out of
+ * live fan-out; the ring and the unforwarded publishes then fill in what arrived meanwhile, in the
+ * same synchronous step that makes the socket live. Duplicates may occur (same id); gaps may not.
+ *
+ * workerd cannot say how much a socket has not sent yet, so a resume may send at most
+ * MAX_SEND_BUFFER_BYTES: past that the socket is closed as a slow consumer (4001) after what was
+ * sent, and the client resumes from its last cursor, one bounded step at a time.
+ */
+const PAGE = 500;
+
+type History = Extract<RelayFrame, { op: 'history' }>;
+type Budget = { left: number };
+
+export function createSubscriptions(core: HubCore) {
+  const { clients, store, clock, link } = core;
+  const newBudget = (): Budget => ({ left: core.config.MAX_SEND_BUFFER_BYTES });
+  const withRef = (ref: string | undefined) => (ref === undefined ? {} : { ref });
+
+  const goLive = (ws: WebSocket, gen: number, cursor: string, ref: string | undefined) => {
+    if (clients.state(ws).gen !== gen) return;
+    clients.update(ws, { live: true });
+    clients.frame(ws, { op: 'subscribed', topic: core.topic, cursor, ...withRef(ref) });
+  };
+
+  /** Send messages not sent yet; the cursor reached, or undefined when the budget ran out. */
+  const sendAll = (ws: WebSocket, messages: StoredMessage[], cursor: string, budget: Budget, skip?: Set<string>) => {
+    for (const { envelope, body } of messages) {
+      if (skip?.has(envelope.id)) continue;
+      skip?.add(envelope.id);
+      budget.left -= body.length;
+      if (budget.left < 0) {
+        clients.close(ws, 'slow_consumer', 'catch-up is larger than the send buffer; resume from your last cursor');
+        return undefined;
+      }
+      clients.send(ws, msgFrame(body));
+      if (compareCursors(envelope.cursor, cursor) > 0) cursor = envelope.cursor;
+    }
+    return cursor;
+  };
+
+  /** Relay history after `after`, to the end, sent as it comes; resolves with the ids sent. */
+  const fromRelay = async (ws: WebSocket, gen: number, after: string, budget: Budget, sent: Set<string>) => {
+    let cursor: string | undefined = after;
+    for (let page: string | null = after; page !== null && cursor !== undefined;) {
+      const reply = (await link.request({ op: 'history', after: page, limit: PAGE })) as History;
+      if (clients.state(ws).gen !== gen) return undefined;
+      cursor = sendAll(ws, reply.messages.map(asStored), cursor, budget, sent);
+      page = reply.next;
+    }
+    return cursor;
+  };
+
+  const catchUp = async (ws: WebSocket, gen: number, after: string, ref: string | undefined) => {
+    const sent = new Set<string>();
+    const budget = newBudget();
+    let cursor = after;
+    try {
+      // Trimming the ring while we page could drop something the relay had not stored when we
+      // asked, so page again until the floor holds still over a whole pass.
+      for (let floor = ''; floor !== store.floor();) {
+        floor = store.floor();
+        const reached = await fromRelay(ws, gen, cursor, budget, sent);
+        if (reached === undefined) return;
+        cursor = reached;
+      }
+    } catch (error) {
+      if (clients.state(ws).gen !== gen) return;
+      clients.update(ws, { subscribed: false });
+      clients.error(ws, error, ref);
+      return;
+    }
+    if (clients.state(ws).gen !== gen) return;
+    const rest = [...store.ringPage(after, Number.MAX_SAFE_INTEGER), ...store.outbox.afterCursor(after)];
+    rest.sort((a, b) => compareCursors(a.envelope.cursor, b.envelope.cursor));
+    const reached = sendAll(ws, rest, cursor, budget, sent);
+    if (reached !== undefined) goLive(ws, gen, reached, ref);
+  };
+
+  return {
+    subscribe(ws: WebSocket, after: string | undefined, ref: string | undefined): void {
+      const state = clients.update(ws, { subscribed: true, live: false, gen: clients.state(ws).gen + 1 });
+      const gen = state.gen;
+      if (after === undefined) return goLive(ws, gen, clock.next(), ref);
+      if (compareCursors(after, store.floor()) >= 0) {
+        const reached = sendAll(ws, store.ringAfter(after), after, newBudget());
+        return reached === undefined ? undefined : goLive(ws, gen, reached, ref);
+      }
+      if (!core.linked) {
+        clients.update(ws, { subscribed: false });
+        clients.error(
+          ws,
+          new CursorExpiredError(
+            `cursor ${after} is older than this edge keeps (from ${store.floor()}) and no relay is configured; ` +
+              'resubscribe without `after` or from a newer cursor',
+          ),
+          ref,
+        );
+        return;
+      }
+      core.ctx.waitUntil(catchUp(ws, gen, after, ref));
+    },
+
+    unsubscribe(ws: WebSocket): void {
+      clients.update(ws, { subscribed: false, live: false, gen: clients.state(ws).gen + 1 });
+    },
+  };
+}
+
+const asStored = (envelope: Envelope): StoredMessage => ({ envelope, body: JSON.stringify(envelope) });

@@ -1,0 +1,288 @@
+import { AnodeError, compareCursors, type Envelope, randomId, UnavailableError } from '@anode/shared';
+import type { EdgeConfig } from '../config.ts';
+import type { HubStore } from '../hub/hub-store.ts';
+import { parseRelayFrame, type RelayFrame } from './link-frames.ts';
+import { createDialer } from './dialer.ts';
+import { timeCursor } from './time-cursor.ts';
+
+/**
+ * The Durable Object's end of its relay link. The relay dials in (a hibernatable socket here, so
+ * the object still hibernates with its link open); to get one, the object sends a dial request
+ * (dialer.ts) and waits for the relay to call back. The link is wanted while the object has
+ * clients, unforwarded publishes or a pending history request, and closed when it has been
+ * unwanted for LINK_IDLE_MS. Its mesh subscription resumes from the last cursor received, so a
+ * dropped link misses nothing; after an idle close it restarts from now (the ring's floor rises).
+ */
+export const LINK_TAG = 'link';
+/** Clock skew allowed between this object and the relays when a mesh subscription restarts. */
+export const RESTART_MARGIN_MS = 2_000;
+const SUB_REF = 'link-sub';
+/** A link frame's payload stays well under workerd's 32 MiB WebSocket message cap. */
+const LINK_FRAME_BYTES = 4 * 1024 * 1024;
+/** Publish frames sent and not acked yet: bounds what a long outbox puts in memory at once. */
+const MAX_IN_FLIGHT = 4;
+
+/** Kept in the link socket's attachment, so it survives hibernation. */
+interface LinkState {
+  since: number;
+  relay: string | undefined;
+  /** The relay has sent everything since our resume point: the ring is complete above its floor. */
+  caughtUp: boolean;
+}
+
+interface Pending {
+  resolve: (frame: RelayFrame) => void;
+  reject: (error: AnodeError) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+export interface LinkDeps {
+  ctx: DurableObjectState;
+  store: HubStore;
+  config: EdgeConfig;
+  topic: () => string;
+  /** A message from the mesh. */
+  onMessage(envelope: Envelope, body: string): void;
+  /** The relay refused to resume the mesh subscription: clients may have missed messages. */
+  onGap(): void;
+  /** Whether anything here needs a link now. */
+  wanted(): boolean;
+  reschedule(): Promise<void>;
+}
+
+export function createRelayLink(deps: LinkDeps) {
+  const { ctx, store, config } = deps;
+  const pending = new Map<string, Pending>();
+  const waiters = new Set<(ws: WebSocket | undefined) => void>();
+  let sentSeq = 0;
+  let inFlight = 0;
+  let lastSendAt = 0;
+  const counts = { in: 0, out: 0 };
+  const dialer = createDialer({ store, config, topic: deps.topic, settled: deps.reschedule });
+
+  const socket = (): WebSocket | undefined =>
+    ctx.getWebSockets(LINK_TAG).find((ws) => ws.readyState === WebSocket.OPEN);
+
+  const send = (ws: WebSocket, frame: Record<string, unknown>) => {
+    ws.send(JSON.stringify(frame));
+  };
+
+  const stateOf = (ws: WebSocket) => ws.deserializeAttachment() as LinkState;
+
+  /** Send stored publishes the relay has not been sent on this link yet, in bounded frames. */
+  const forward = (ws = socket()) => {
+    if (!ws) return;
+    while (inFlight < MAX_IN_FLIGHT) {
+      const rows = store.outbox.after(sentSeq, config.LINK_BATCH);
+      let bytes = 0;
+      const batch = rows.filter((row, i) => (bytes += row.body.length) <= LINK_FRAME_BYTES || i === 0);
+      const last = batch.at(-1);
+      if (!last) return;
+      ws.send(`{"op":"pub","ref":"pub-${last.seq}","messages":[${batch.map((m) => m.body).join(',')}]}`);
+      counts.out += batch.length;
+      sentSeq = last.seq;
+      inFlight += 1;
+      lastSendAt = Date.now();
+    }
+  };
+
+  /** Send everything unacked again, from the start (the relay dedups by id). */
+  const resend = (ws = socket()) => {
+    sentSeq = 0;
+    inFlight = 0;
+    forward(ws);
+  };
+
+  const subscribe = (ws: WebSocket) => {
+    const after = store.meta.get('resume_from');
+    send(ws, { op: 'sub', ref: SUB_REF, ...(after ? { after } : {}) });
+  };
+
+  /** Restart the mesh subscription from about now (after an idle close, or a refused resume). */
+  const restart = () => {
+    const from = timeCursor(Date.now() - RESTART_MARGIN_MS);
+    store.raiseFloor(from);
+    store.meta.set('resume_from', from);
+    store.meta.set('continuous', '1');
+  };
+
+  const failPending = (error: AnodeError) => {
+    for (const [ref, request] of pending) {
+      clearTimeout(request.timer);
+      request.reject(error);
+      pending.delete(ref);
+    }
+  };
+
+  const link = {
+    socket,
+
+    /** Make sure a link is on its way when one is wanted. */
+    ensure(): void {
+      if (!deps.wanted()) return;
+      store.meta.delete('idle_at');
+      if (socket()) return;
+      if (store.meta.get('continuous') !== '1') restart();
+      void dialer.dial();
+    },
+
+    /** A relay dialed in: take the new link (replacing any old one) and start it. */
+    accept(): Response {
+      for (const old of ctx.getWebSockets(LINK_TAG)) {
+        try {
+          old.close(1000, 'replaced by a new link');
+        } catch {
+          // already closing
+        }
+      }
+      const pair = new WebSocketPair();
+      ctx.acceptWebSocket(pair[1], [LINK_TAG]);
+      pair[1].serializeAttachment({ since: Date.now(), relay: dialer.relay, caughtUp: false } satisfies LinkState);
+      dialer.connected();
+      subscribe(pair[1]);
+      resend(pair[1]);
+      for (const wake of waiters) wake(pair[1]);
+      waiters.clear();
+      void deps.reschedule();
+      return new Response(null, { status: 101, webSocket: pair[0] });
+    },
+
+    onFrame(text: string): void {
+      const frame = parseRelayFrame(text);
+      if (!frame) return;
+      switch (frame.op) {
+        case 'msg': {
+          const { op: _op, ...envelope } = frame;
+          if (envelope.topic !== deps.topic()) return;
+          counts.in += 1;
+          const resumeFrom = store.meta.get('resume_from');
+          if (!resumeFrom || compareCursors(envelope.cursor, resumeFrom) > 0)
+            store.meta.set('resume_from', envelope.cursor);
+          deps.onMessage(envelope, JSON.stringify(envelope));
+          return;
+        }
+        case 'subscribed': {
+          const resumeFrom = store.meta.get('resume_from');
+          if (!resumeFrom || compareCursors(frame.cursor, resumeFrom) > 0) store.meta.set('resume_from', frame.cursor);
+          const ws = socket();
+          if (ws && frame.ref === SUB_REF) ws.serializeAttachment({ ...stateOf(ws), caughtUp: true });
+          return;
+        }
+        case 'ack':
+          store.outbox.remove(frame.ids);
+          inFlight = Math.max(0, inFlight - 1);
+          forward();
+          return;
+        case 'err':
+          if (frame.ref === SUB_REF) {
+            // Our resume point is older than the relay keeps: start over, and tell the clients.
+            restart();
+            const ws = socket();
+            if (ws) subscribe(ws);
+            deps.onGap();
+            return;
+          } else if (frame.ref?.startsWith('pub-')) {
+            inFlight = MAX_IN_FLIGHT; // the relay could not store a batch: resend all on the next tick
+            void deps.reschedule();
+          }
+          break;
+        case 'hello':
+          return;
+      }
+      const request = frame.ref === undefined ? undefined : pending.get(frame.ref);
+      if (!request || frame.ref === undefined) return;
+      pending.delete(frame.ref);
+      clearTimeout(request.timer);
+      if (frame.op === 'err') request.reject(new AnodeError(frame.code, frame.message));
+      else request.resolve(frame);
+    },
+
+    onClose(ws: WebSocket): void {
+      if (socket() && socket() !== ws) return; // an old link, already replaced
+      failPending(new UnavailableError('the relay link closed; try again'));
+      link.ensure();
+    },
+
+    /** Forward new publishes now (called after each accept). */
+    forward,
+
+    /** A request to the relay (history, latest), waiting up to LINK_WAIT_MS for a link. */
+    async request(frame: Record<string, unknown>): Promise<RelayFrame> {
+      let ws = socket();
+      if (!ws) {
+        const woken = new Promise<WebSocket | undefined>((resolve) => {
+          waiters.add(resolve);
+          setTimeout(() => waiters.delete(resolve) && resolve(undefined), config.LINK_WAIT_MS);
+        });
+        link.ensure();
+        ws = await woken;
+      }
+      if (!ws) throw new UnavailableError('no relay is reachable for history older than the edge keeps; try again');
+      const ref = `q-${randomId()}`;
+      const open = ws;
+      return new Promise<RelayFrame>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          pending.delete(ref);
+          reject(new UnavailableError('the relay did not answer in time; try again'));
+        }, config.LINK_WAIT_MS * 2);
+        pending.set(ref, { resolve, reject, timer });
+        send(open, { ...frame, ref });
+      });
+    },
+
+    /** Whether the link is up and has delivered everything up to now (the ring is complete). */
+    caughtUp(): boolean {
+      const ws = socket();
+      return ws !== undefined && stateOf(ws).caughtUp;
+    },
+
+    /** Whether a request is waiting for a link or an answer. */
+    waiting(): boolean {
+      return waiters.size > 0 || pending.size > 0;
+    },
+
+    /** When the link next needs a tick (a dial, a resend, an idle close), if ever. */
+    due(now = Date.now()): number | undefined {
+      const ws = socket();
+      if (!ws) return deps.wanted() ? dialer.due(now) : undefined;
+      if (!deps.wanted()) {
+        let idleAt = Number(store.meta.get('idle_at') ?? Number.NaN);
+        if (Number.isNaN(idleAt)) store.meta.set('idle_at', String((idleAt = now + config.LINK_IDLE_MS)));
+        return idleAt;
+      }
+      return store.outbox.size() > 0 ? lastSendAt + config.LINK_WAIT_MS : undefined;
+    },
+
+    /** Alarm work: dial, resend unacked publishes, or close a link nobody needs any more. */
+    tick(now = Date.now()): void {
+      const ws = socket();
+      if (!ws) return link.ensure();
+      if (!deps.wanted()) {
+        if (now < Number(store.meta.get('idle_at') ?? now)) return;
+        store.meta.set('continuous', '0');
+        store.meta.delete('idle_at');
+        ws.close(1000, 'idle');
+        return;
+      }
+      if (store.outbox.size() > 0 && now - lastSendAt >= config.LINK_WAIT_MS) resend(ws); // no ack in time
+    },
+
+    status() {
+      const ws = socket();
+      const attachment = ws ? stateOf(ws) : undefined;
+      const waiting = dialer.dialing ? 'dialing' : deps.wanted() ? 'waiting' : 'idle';
+      return {
+        state: attachment ? (attachment.caughtUp ? 'open' : 'catching-up') : waiting,
+        relay: attachment?.relay ?? dialer.relay ?? null,
+        since: attachment ? new Date(attachment.since).toISOString() : null,
+        resume_from: store.meta.get('resume_from') ?? null,
+        messages_in: counts.in,
+        messages_out: counts.out,
+        dial_requests: dialer.dials,
+      };
+    },
+  };
+  return link;
+}
+
+export type RelayLink = ReturnType<typeof createRelayLink>;
