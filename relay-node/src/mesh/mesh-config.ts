@@ -1,2 +1,68 @@
-/** Config keys of the libp2p mesh (none until the mesh lands). */
-export const meshConfigShape = {};
+import { z } from 'zod';
+import { bool, list, nonNegativeInt, port, positiveInt } from '../config-fields.ts';
+
+const multiaddr = z.string().regex(/^\//, 'a multiaddr starts with /');
+
+/**
+ * Config keys of the libp2p mesh. The mesh is off unless `mesh` is true or any `listen` or
+ * `bootstrap` address is given, so a relay with none of these runs alone as before.
+ */
+export const meshConfigShape = {
+  mesh: bool.default(false).describe('join the libp2p relay mesh (also on when listen or bootstrap is set)'),
+  listen: list(multiaddr)
+    .default([])
+    .describe('mesh listen multiaddrs (default /ip4/127.0.0.1/tcp/0; add /p2p-circuit and /webrtc behind NAT)'),
+  announce: list(multiaddr).default([]).describe('multiaddrs to advertise instead of the listen addresses'),
+  bootstrap: list(multiaddr).default([]).describe('mesh nodes to join through (repeatable; /p2p/<id> optional)'),
+  mesh_key: z
+    .string()
+    .regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex digits (32 bytes)')
+    .optional()
+    .describe('private network pre-shared key: 64 hex digits (peers without it cannot connect)'),
+  mesh_key_file: z.string().min(1).optional().describe('private network key in a libp2p swarm.key file'),
+  mesh_allow: list(z.string().regex(/^[1-9A-HJ-NP-Za-km-z]{40,60}$/, 'not a peer id'))
+    .default([])
+    .describe('peer ids allowed to connect (empty: any peer, or any holding the key)'),
+  mesh_public: bool
+    .default(false)
+    .describe('this node is publicly reachable: serve circuit-relay reservations to NATed nodes'),
+  mesh_relay_max_reservations: positiveInt.default(128).describe('circuit-relay reservations served at once'),
+  mesh_relay_duration_limit_ms: positiveInt
+    .default(30 * 60_000)
+    .describe('longest a relayed connection may last before it is reset (and redialed)'),
+  mesh_relay_data_limit_bytes: positiveInt
+    .default(256 * 1024 * 1024)
+    .describe('bytes a relayed connection may carry before it is reset (and redialed)'),
+  mesh_persist: z
+    .enum(['all', 'origin'])
+    .default('all')
+    .describe('all: store every message carried (full replica); origin: only the accepting node stores'),
+  mesh_carry: z
+    .enum(['all', 'subscribed'])
+    .default('all')
+    .describe('all: carry every shard; subscribed: only the shards local subscribers need'),
+  mesh_shards: positiveInt.max(1024).default(32).describe('gossip shard topics (the same on every node)'),
+  mesh_stun: list(z.string().regex(/^stuns?:/, 'a stun: URL'))
+    .default([])
+    .describe('STUN servers for WebRTC (e.g. stun:relay.example:3478)'),
+  mesh_stun_port: port.optional().describe('serve STUN binding requests on this UDP port (on public nodes)'),
+  mesh_webrtc_bind: z.string().min(1).optional().describe('bind WebRTC ICE to this local address only'),
+  mesh_sync_lookback_ms: nonNegativeInt
+    .default(30_000)
+    .describe('catch-up re-reads this much before the last sync (clock skew and delivery delay)'),
+  mesh_startup_sync_ms: nonNegativeInt
+    .default(10_000)
+    .describe('how long start waits for the first catch-up from a peer before serving'),
+  mesh_discovery_interval_ms: positiveInt.default(10_000).describe('how often a node announces itself on the mesh'),
+  mesh_ping_interval_ms: positiveInt.default(10_000).describe('how often peers are pinged (a dead peer is dropped)'),
+  mesh_max_message_bytes: positiveInt
+    .default(2 * 1024 * 1024)
+    .describe('largest gossip message accepted (larger: rejected, sender scored down)'),
+};
+
+type MeshKeys = { [K in keyof typeof meshConfigShape]: z.infer<(typeof meshConfigShape)[K]> };
+
+/** Whether the mesh runs for this config (see meshConfigShape). */
+export function meshEnabled(config: Pick<MeshKeys, 'mesh' | 'listen' | 'bootstrap'>): boolean {
+  return config.mesh || config.listen.length > 0 || config.bootstrap.length > 0;
+}

@@ -1,0 +1,125 @@
+import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2';
+import { dcutr } from '@libp2p/dcutr';
+import { type GossipSub, type GossipsubOpts, gossipsub } from '@libp2p/gossipsub';
+import { identify } from '@libp2p/identify';
+import type { ConnectionGater, Libp2p, PeerId, PrivateKey } from '@libp2p/interface';
+import { noise } from '@libp2p/noise';
+import { ping } from '@libp2p/ping';
+import { preSharedKey } from '@libp2p/pnet';
+import { pubsubPeerDiscovery } from '@libp2p/pubsub-peer-discovery';
+import { tcp } from '@libp2p/tcp';
+import { webRTC } from '@libp2p/webrtc';
+import { webSockets } from '@libp2p/websockets';
+import { yamux } from '@libp2p/yamux';
+import { createLibp2p } from 'libp2p';
+import { SCORE_THRESHOLDS, scoreParams } from './scoring.ts';
+import { DISCOVERY_TOPIC } from './shards.ts';
+
+/**
+ * The libp2p host of a relay: TCP, WebSocket, WebRTC and circuit-relay transports, noise, yamux,
+ * identify, ping, DCUtR, gossipsub (strict signing) and pubsub peer discovery; a private-network
+ * protector when there is a key, an allow-list gater when there is a list, and the circuit-relay
+ * server on publicly reachable nodes.
+ */
+export interface HostOptions {
+  privateKey: PrivateKey;
+  listen: readonly string[];
+  announce: readonly string[];
+  /** swarm.key bytes; peers without the same key cannot connect. */
+  networkKey?: Uint8Array;
+  /** Peer ids allowed to connect; empty allows all. */
+  allow: readonly string[];
+  relayServer?: { maxReservations: number; durationLimitMs: number; dataLimitBytes: number };
+  stun: readonly string[];
+  webrtcBind?: string;
+  gossipTopics: readonly string[];
+  maxMessageBytes: number;
+  msgIdFn: GossipsubOpts['msgIdFn'];
+  discoveryIntervalMs: number;
+  pingIntervalMs: number;
+}
+
+export type MeshServices = { identify: unknown; ping: unknown; dcutr: unknown; pubsub: GossipSub; relay?: unknown };
+export type Host = Libp2p<MeshServices>;
+/** The gossipsub methods the implementation has beyond its published interface. */
+export type MeshPubsub = GossipSub & { getScore(peer: string): number; getMeshPeers(topic: string): string[] };
+export const pubsubOf = (host: Host) => host.services.pubsub as MeshPubsub;
+
+export function allowListGater(allow: readonly string[]): ConnectionGater {
+  const allowed = new Set(allow);
+  const deny = (peer: PeerId) => allowed.size > 0 && !allowed.has(peer.toString());
+  return {
+    denyDialPeer: deny,
+    denyInboundEncryptedConnection: deny,
+    denyOutboundEncryptedConnection: deny,
+    denyInboundUpgradedConnection: deny,
+    denyOutboundUpgradedConnection: deny,
+    denyInboundRelayReservation: deny,
+    denyOutboundRelayedConnection: (source, destination) => deny(source) || deny(destination),
+    denyInboundRelayedConnection: (relay, remote) => deny(relay) || deny(remote),
+  };
+}
+
+export async function createHost(options: HostOptions): Promise<Host> {
+  const topics = [...options.gossipTopics, DISCOVERY_TOPIC];
+  const rtcConfiguration = {
+    iceServers: options.stun.map((urls) => ({ urls })),
+    // libdatachannel option: gather ICE candidates on this address only.
+    ...(options.webrtcBind ? { bindAddress: options.webrtcBind } : {}),
+  } as NonNullable<Parameters<typeof webRTC>[0]>['rtcConfiguration'];
+  const relay = options.relayServer;
+  return createLibp2p<MeshServices>({
+    start: false,
+    privateKey: options.privateKey,
+    addresses: { listen: [...options.listen], announce: [...options.announce] },
+    transports: [
+      tcp(),
+      webSockets(),
+      webRTC({ rtcConfiguration }),
+      circuitRelayTransport({ reservationCompletionTimeout: 10_000 }),
+    ],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    ...(options.networkKey ? { connectionProtector: preSharedKey({ psk: options.networkKey }) } : {}),
+    connectionGater: allowListGater(options.allow),
+    connectionMonitor: { pingInterval: options.pingIntervalMs, abortConnectionOnPingFailure: true },
+    connectionManager: { reconnectRetries: 10, reconnectRetryInterval: 500, reconnectBackoffFactor: 2 },
+    peerDiscovery: [pubsubPeerDiscovery({ interval: options.discoveryIntervalMs, topics: [DISCOVERY_TOPIC] })],
+    services: {
+      identify: identify(),
+      ping: ping(),
+      dcutr: dcutr(),
+      pubsub: gossipsub({
+        globalSignaturePolicy: 'StrictSign',
+        msgIdFn: options.msgIdFn,
+        allowedTopics: topics,
+        allowPublishToZeroTopicPeers: true,
+        ignoreDuplicatePublishError: true,
+        emitSelf: false,
+        fallbackToFloodsub: false,
+        doPX: false,
+        runOnLimitedConnection: true,
+        // One RPC and one message at a time per peer: a sender's messages arrive in its order.
+        awaitRpcHandler: true,
+        awaitRpcMessageHandler: true,
+        // The hard cap on one RPC (beyond it the stream is dropped); below it, an oversized
+        // message reaches validation, is rejected, and costs its sender.
+        maxInboundDataLength: Math.max(4 * 1024 * 1024, 2 * options.maxMessageBytes + 64 * 1024),
+        scoreParams: scoreParams(topics),
+        scoreThresholds: SCORE_THRESHOLDS,
+      }),
+      ...(relay
+        ? {
+            relay: circuitRelayServer({
+              reservations: {
+                maxReservations: relay.maxReservations,
+                applyDefaultLimit: true,
+                defaultDurationLimit: relay.durationLimitMs,
+                defaultDataLimit: BigInt(relay.dataLimitBytes),
+              },
+            }),
+          }
+        : {}),
+    },
+  });
+}

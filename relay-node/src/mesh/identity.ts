@@ -1,0 +1,47 @@
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
+import type { PrivateKey } from '@libp2p/interface';
+
+/**
+ * This relay's persistent libp2p identity: an Ed25519 key made once and kept in the data folder
+ * (`peer-key`, the libp2p protobuf encoding, readable by the owner only), so its peer id
+ * survives restarts and others can allow-list it.
+ */
+export async function loadPeerKey(dataDir: string): Promise<PrivateKey> {
+  const path = join(dataDir, 'peer-key');
+  try {
+    return privateKeyFromProtobuf(await readFile(path));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new Error(`${path} does not hold a libp2p private key: ${(error as Error).message}`, { cause: error });
+    }
+  }
+  const key = await generateKeyPair('Ed25519');
+  await mkdir(dataDir, { recursive: true });
+  await writeFile(path, privateKeyToProtobuf(key), { flag: 'wx', mode: 0o600 });
+  return key;
+}
+
+const SWARM_KEY_HEADER = '/key/swarm/psk/1.0.0/\n/base16/\n';
+
+/** A libp2p swarm.key file's content for a 32-byte key given as 64 hex digits. */
+export function swarmKey(hex: string): Uint8Array {
+  return new TextEncoder().encode(`${SWARM_KEY_HEADER}${hex.toLowerCase()}`);
+}
+
+/**
+ * The private-network key as swarm.key bytes (what `@libp2p/pnet` takes), from `mesh_key` (64
+ * hex digits) or `mesh_key_file` (a swarm.key file, as made by go-libp2p and IPFS tools); none
+ * when neither is set.
+ */
+export async function loadNetworkKey(config: { mesh_key?: string; mesh_key_file?: string }) {
+  if (config.mesh_key) return swarmKey(config.mesh_key);
+  if (!config.mesh_key_file) return undefined;
+  const lines = (await readFile(config.mesh_key_file, 'utf8')).split(/\r?\n/);
+  const hex = lines[2]?.trim() ?? '';
+  if (lines[0] !== '/key/swarm/psk/1.0.0/' || lines[1] !== '/base16/' || !/^[0-9a-fA-F]{64}$/.test(hex)) {
+    throw new Error(`${config.mesh_key_file} is not a swarm.key file (/key/swarm/psk/1.0.0/, /base16/, 64 hex digits)`);
+  }
+  return swarmKey(hex);
+}

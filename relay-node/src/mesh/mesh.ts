@@ -1,0 +1,183 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Envelope } from '@anode/shared';
+import { peerIdFromString } from '@libp2p/peer-id';
+import type { ComponentContext } from '../component.ts';
+import { catchUpFrom, serveCatchUp } from './catch-up.ts';
+import { createGossip } from './gossip.ts';
+import { watchGossipLinks } from './gossip-links.ts';
+import { createHost } from './host.ts';
+import { loadNetworkKey, loadPeerKey } from './identity.ts';
+import { createMeshMetrics } from './mesh-metrics.ts';
+import { gossipMeshStatus, peersStatus } from './mesh-status.ts';
+import { createPeerManager } from './peers.ts';
+import { createShards } from './shards.ts';
+import { startStunServer } from './stun-server.ts';
+import { createSync } from './sync.ts';
+
+/**
+ * The relay mesh: accepted messages go out on gossip, valid gossip comes in to the hub (stored
+ * first in persist mode `all`, only fanned out in `origin`), history is served to peers and
+ * fetched from them on (re)connect, and the node keeps itself connected.
+ */
+export async function createMesh(context: ComponentContext) {
+  const { config, hub, log } = context;
+  const shards = createShards(config.mesh_shards);
+  const maxMessageBytes = config.mesh_max_message_bytes;
+  // Scraped only once the host below exists.
+  const metrics = createMeshMetrics(context.metrics.registry, () => peersStatus(host).length);
+  const gossip = createGossip({ shards, maxMessageBytes, log, metrics });
+  const networkKey = await loadNetworkKey(config);
+  const host = await createHost({
+    privateKey: await loadPeerKey(config.data_dir),
+    listen: config.listen.length > 0 ? config.listen : ['/ip4/127.0.0.1/tcp/0'],
+    announce: config.announce,
+    networkKey,
+    allow: config.mesh_allow,
+    relayServer: config.mesh_public
+      ? {
+          maxReservations: config.mesh_relay_max_reservations,
+          durationLimitMs: config.mesh_relay_duration_limit_ms,
+          dataLimitBytes: config.mesh_relay_data_limit_bytes,
+        }
+      : undefined,
+    stun: config.mesh_stun,
+    webrtcBind: config.mesh_webrtc_bind,
+    gossipTopics: shards.topics,
+    maxMessageBytes,
+    msgIdFn: gossip.msgIdFn,
+    discoveryIntervalMs: config.mesh_discovery_interval_ms,
+    pingIntervalMs: config.mesh_ping_interval_ms,
+  });
+  const persist = config.mesh_persist === 'all';
+  const all = new Set(shards.topics.map((_, shard) => shard));
+  let carried: ReadonlySet<number> = config.mesh_carry === 'all' ? all : new Set();
+
+  // In persist mode `origin` the nodes share one store: there is nothing to catch up.
+  const sync = persist
+    ? createSync({
+        dataDir: config.data_dir,
+        lookbackMs: config.mesh_sync_lookback_ms,
+        log: log.child({ part: 'sync' }),
+        run: (peer, after, signal) =>
+          catchUpFrom(host, shards, maxMessageBytes, {
+            peer: peerIdFromString(peer),
+            shards: [...carried],
+            after,
+            signal,
+            ingest: async (envelopes) => {
+              const fresh = await hub.ingest(envelopes, { persist: true });
+              metrics.caughtUp.inc(fresh);
+              return fresh;
+            },
+          }),
+      })
+    : undefined;
+  const meshPeers = new Set<string>();
+  const peers = createPeerManager(host, {
+    bootstrap: config.bootstrap,
+    log,
+    onMeshPeer(peer, up) {
+      if (up) {
+        meshPeers.add(peer);
+        sync?.peerUp(peer);
+      } else {
+        meshPeers.delete(peer);
+        sync?.peerDown(peer);
+      }
+    },
+    // Catch up from a little before the link was cut (resync subtracts the lookback too).
+    onLinkInterrupted: (peer) => sync?.resync(Date.now() - 2_000, peer),
+  });
+
+  const receive = (envelope: Envelope) => {
+    hub.ingest([envelope], { persist }).catch((error: unknown) => {
+      log.error({ err: error, id: envelope.id }, 'storing a gossiped message failed; will catch up');
+      sync?.resync();
+    });
+  };
+  // Publish one at a time, so every peer gets this node's messages in cursor order.
+  let publishing: Promise<void> = Promise.resolve();
+  const send = (envelopes: Envelope[]) => {
+    for (const envelope of envelopes) publishing = publishing.then(() => gossip.publish(envelope));
+  };
+
+  const carrySubscribed = () => {
+    const wanted = new Set<number>();
+    for (const pattern of Object.keys(hub.status().subscribers))
+      for (const s of shards.forPattern(pattern)) wanted.add(s);
+    carried = wanted;
+    gossip.carry(wanted);
+  };
+
+  let stopAccepted: (() => void) | undefined;
+  let carryTimer: ReturnType<typeof setInterval> | undefined;
+  let stun: { close(): void } | undefined;
+  let links: { stop(): void } | undefined;
+
+  return {
+    async start() {
+      await host.start();
+      gossip.attach(host.services.pubsub, receive);
+      if (config.mesh_carry === 'all') gossip.carry(all);
+      else {
+        carrySubscribed();
+        carryTimer = setInterval(carrySubscribed, 1_000);
+        carryTimer.unref();
+      }
+      await serveCatchUp(host, { store: context.store, shards, maxMessageBytes, log });
+      stopAccepted = hub.onAccepted(send);
+      if (config.mesh_stun_port !== undefined) stun = await startStunServer(config.mesh_stun_port);
+      await sync?.start();
+      peers.start();
+      links = watchGossipLinks(
+        host,
+        () => meshPeers,
+        log,
+        (peer) => sync?.resync(Date.now() - 5_000, peer),
+      );
+      if (sync && config.bootstrap.length > 0 && config.mesh_startup_sync_ms > 0) {
+        const ac = new AbortController();
+        await Promise.race([
+          sync.firstSync,
+          sleep(config.mesh_startup_sync_ms, undefined, { signal: ac.signal }),
+        ]).catch(() => {});
+        ac.abort();
+      }
+      log.info(
+        { peer_id: host.peerId.toString(), multiaddrs: host.getMultiaddrs().map(String), private: !!networkKey },
+        'mesh started',
+      );
+    },
+
+    async stop() {
+      stopAccepted?.();
+      clearInterval(carryTimer);
+      links?.stop();
+      peers.stop();
+      await publishing;
+      await sync?.stop();
+      stun?.close();
+      await host.stop();
+    },
+
+    status() {
+      return {
+        node: { peer_id: host.peerId.toString(), multiaddrs: host.getMultiaddrs().map(String) },
+        peers: peersStatus(host),
+        mesh: {
+          persist: config.mesh_persist,
+          carry: config.mesh_carry,
+          shards: shards.count,
+          private_network: networkKey !== undefined,
+          allow_list: config.mesh_allow.length,
+          relay_server: config.mesh_public,
+          rejected_messages: gossip.rejected,
+          topics: gossipMeshStatus(host),
+          sync: sync?.status() ?? null,
+        },
+      };
+    },
+
+    healthy: () => host.status === 'started',
+  };
+}

@@ -1,0 +1,176 @@
+import { type Connection, KEEP_ALIVE, type PeerId } from '@libp2p/interface';
+import { multiaddr } from '@multiformats/multiaddr';
+import type { Logger } from '../logger.ts';
+import { CATCH_UP_PROTOCOL } from './catch-up.ts';
+import type { Host } from './host.ts';
+
+/**
+ * Keeping this node in the mesh: dial the bootstrap addresses (and redial them with backoff
+ * whenever they are not connected), dial every peer discovery announces, move a relayed
+ * connection to WebRTC when the peer listens on WebRTC, and tell the caller when a mesh peer (one
+ * that serves catch-up) comes and goes. Dead peers are noticed by libp2p's connection monitor
+ * (a failed ping aborts the connection); discovered peers are tagged keep-alive, so libp2p
+ * redials them with backoff too.
+ */
+export interface PeerManagerOptions {
+  bootstrap: readonly string[];
+  log: Logger;
+  onMeshPeer(peer: string, up: boolean): void;
+  /** The gossip streams to a still-connected peer were cut: what was sent meanwhile may be lost. */
+  onLinkInterrupted(peer: string): void;
+}
+
+export type ConnectionKind = 'direct' | 'relayed' | 'webrtc';
+
+export function connectionKind(connection: Connection): ConnectionKind {
+  const addr = connection.remoteAddr.toString();
+  if (addr.includes('/webrtc')) return 'webrtc';
+  return addr.includes('/p2p-circuit') ? 'relayed' : 'direct';
+}
+
+const MAX_BACKOFF_MS = 30_000;
+const CHECK_CONNECTED_MS = 5_000;
+const DISCOVERY_DIAL_DELAY_MS = 3_000;
+
+export function createPeerManager(host: Host, options: PeerManagerOptions) {
+  const { log } = options;
+  const self = host.peerId.toString();
+  const timers = new Set<ReturnType<typeof setTimeout>>();
+  const dialing = new Set<string>();
+  const upgrading = new Set<string>();
+  let stopped = false;
+
+  const later = (ms: number, run: () => void) => {
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      if (!stopped) run();
+    }, ms);
+    timers.add(timer);
+  };
+  const isConnected = (peer: PeerId | string) =>
+    host.getConnections().some((c) => c.remotePeer.toString() === peer.toString() && c.status === 'open');
+  const keepAlive = (peer: PeerId) =>
+    host.peerStore.merge(peer, { tags: { [KEEP_ALIVE]: { value: 1 } } }).catch(() => {});
+
+  const bootstrapLoop = (address: string) => {
+    let peer: string | undefined = /\/p2p\/([^/]+)$/.exec(address)?.[1];
+    let attempt = 0;
+    const step = async () => {
+      if (peer === self) return;
+      if (peer && isConnected(peer)) return later(CHECK_CONNECTED_MS, step);
+      try {
+        const connection = await host.dial(multiaddr(address), { signal: AbortSignal.timeout(10_000) });
+        peer = connection.remotePeer.toString();
+        attempt = 0;
+        await keepAlive(connection.remotePeer);
+        log.info({ address, peer }, 'connected to bootstrap node');
+        later(CHECK_CONNECTED_MS, step);
+      } catch (error) {
+        const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** attempt++) * (0.75 + Math.random() / 2);
+        log[attempt === 1 ? 'warn' : 'debug'](
+          { address, err: error, retryInMs: Math.round(delay) },
+          'bootstrap dial failed',
+        );
+        later(delay, step);
+      }
+    };
+    void step();
+  };
+
+  const dialDiscovered = async (peer: PeerId, first = true) => {
+    const id = peer.toString();
+    if (stopped || id === self || dialing.has(id) || isConnected(id)) return;
+    // When two peers discover each other at once, the lower id dials and the other waits to see
+    // whether it did, so they do not open two connections (two WebRTC sessions, say).
+    if (first && self > id) return later(DISCOVERY_DIAL_DELAY_MS, () => void dialDiscovered(peer, false));
+    dialing.add(id);
+    try {
+      await host.dial(peer, { signal: AbortSignal.timeout(15_000) });
+      await keepAlive(peer);
+    } catch (error) {
+      log.debug({ peer: id, err: error }, 'dial of a discovered peer failed');
+    } finally {
+      dialing.delete(id);
+    }
+  };
+
+  /**
+   * Close (gracefully) the relayed connections to a peer that also has an unlimited one. Streams
+   * on them end cleanly and reopen on the better connection; had the relay cut them instead,
+   * gossipsub could drop the peer while the other connection stays up.
+   */
+  const dropRelayed = async (peer: PeerId) => {
+    const open = host.getConnections(peer).filter((c) => c.status === 'open');
+    if (!open.some((c) => c.limits === undefined)) return;
+    for (const relayed of open) if (relayed.limits !== undefined) await relayed.close().catch(() => {});
+  };
+
+  /** Only relayed to a peer that listens on WebRTC: open a WebRTC connection, then drop the relay. */
+  const maybeUpgrade = async (peer: PeerId, listenAddrs: readonly { toString(): string }[]) => {
+    const id = peer.toString();
+    const open = host.getConnections(peer).filter((c) => c.status === 'open');
+    if (open.length === 0 || open.some((c) => connectionKind(c) !== 'relayed')) return;
+    // One side dials, so the two do not race each other into two connections.
+    if (self > id || upgrading.has(id)) return;
+    const webrtc = listenAddrs.map(String).find((a) => a.includes('/p2p-circuit/webrtc'));
+    if (!webrtc) return;
+    upgrading.add(id);
+    try {
+      const target = webrtc.includes('/p2p/' + id) ? webrtc : `${webrtc}/p2p/${id}`;
+      const connection = await host.dial(multiaddr(target), { signal: AbortSignal.timeout(20_000) });
+      log.info({ peer: id, kind: connectionKind(connection) }, 'upgraded a relayed connection');
+      await dropRelayed(peer);
+    } catch (error) {
+      log.info({ peer: id, err: error }, 'WebRTC upgrade failed; staying relayed');
+    } finally {
+      upgrading.delete(id);
+    }
+  };
+
+  /**
+   * A connection closed but the peer is still connected by another: identify again on that one,
+   * which makes gossipsub (and the rest) open their streams on it. Gossipsub drops what it sends
+   * while a peer has no stream, so once the new streams are up, catch up from the peer too.
+   */
+  const heal = (connection: Connection) => {
+    later(50, () => {
+      const remaining = host.getConnections(connection.remotePeer).find((c) => c.status === 'open');
+      if (!remaining) return;
+      const identify = host.services.identify as { identify(c: Connection): Promise<unknown> };
+      identify.identify(remaining).catch((error: unknown) => log.debug({ err: error }, 're-identify failed'));
+      later(1_000, () => options.onLinkInterrupted(connection.remotePeer.toString()));
+    });
+  };
+
+  const listeners: [string, (event: CustomEvent) => void][] = [
+    ['peer:discovery', (event) => void dialDiscovered((event.detail as { id: PeerId }).id)],
+    [
+      'peer:identify',
+      (event) => {
+        const { peerId, protocols, listenAddrs } = event.detail as {
+          peerId: PeerId;
+          protocols: string[];
+          listenAddrs: { toString(): string }[];
+        };
+        if (protocols.includes(CATCH_UP_PROTOCOL)) options.onMeshPeer(peerId.toString(), true);
+        void maybeUpgrade(peerId, listenAddrs);
+      },
+    ],
+    ['peer:disconnect', (event) => options.onMeshPeer((event.detail as PeerId).toString(), false)],
+    ['connection:open', (event) => void dropRelayed((event.detail as Connection).remotePeer)],
+    ['connection:close', (event) => heal(event.detail as Connection)],
+  ];
+
+  return {
+    start(): void {
+      for (const [name, listener] of listeners) host.addEventListener(name as 'peer:connect', listener);
+      for (const address of options.bootstrap) bootstrapLoop(address);
+    },
+    stop(): void {
+      stopped = true;
+      for (const [name, listener] of listeners) host.removeEventListener(name as 'peer:connect', listener);
+      for (const timer of timers) clearTimeout(timer);
+      timers.clear();
+    },
+  };
+}

@@ -1,0 +1,58 @@
+/**
+ * How aNode topics map onto gossipsub topics. Every topic belongs to one of `count` shards,
+ * chosen by its first segment (its namespace): `shard = fnv1a32(first segment) mod count`, and
+ * a shard's gossip topic is `/anode/1/shard/<count>/<shard>`. Keying on the first segment keeps
+ * all of `prices.*` in one shard, so a pattern with a concrete first segment (`prices.>`,
+ * `prices.*.usd`) needs one shard and only a pattern starting with a wildcard needs them all.
+ * The count is in the name so that nodes configured with different counts never mix.
+ */
+export const GOSSIP_PREFIX = '/anode/1/shard/';
+export const DISCOVERY_TOPIC = '/anode/1/discovery';
+
+/** 32-bit FNV-1a over the UTF-8 bytes of `text` (topic segments are ASCII). */
+export function fnv1a32(text: string): number {
+  let hash = 0x811c9dc5;
+  for (const byte of new TextEncoder().encode(text)) {
+    hash ^= byte;
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash >>> 0;
+}
+
+export interface Shards {
+  readonly count: number;
+  /** Every shard's gossip topic, by shard number. */
+  readonly topics: readonly string[];
+  /** The shard number of an aNode topic. */
+  of(topic: string): number;
+  /** The gossip topic that carries an aNode topic. */
+  gossipTopic(topic: string): string;
+  /** The shard number of a gossip topic of this count, or undefined for any other topic. */
+  parse(gossipTopic: string): number | undefined;
+  /** The shards a topic or pattern can match messages in. */
+  forPattern(pattern: string): number[];
+}
+
+export function createShards(count: number): Shards {
+  if (!Number.isInteger(count) || count < 1) throw new RangeError(`shard count must be a positive integer: ${count}`);
+  const prefix = `${GOSSIP_PREFIX}${count}/`;
+  const topics = Array.from({ length: count }, (_, shard) => `${prefix}${shard}`);
+  const all = topics.map((_, shard) => shard);
+  const of = (topic: string) => fnv1a32(topic.split('.', 1)[0] ?? '') % count;
+  return {
+    count,
+    topics,
+    of,
+    gossipTopic: (topic) => topics[of(topic)] as string,
+    parse(gossipTopic) {
+      if (!gossipTopic.startsWith(prefix)) return undefined;
+      const rest = gossipTopic.slice(prefix.length);
+      const shard = /^(0|[1-9][0-9]*)$/.test(rest) ? Number(rest) : -1;
+      return shard >= 0 && shard < count ? shard : undefined;
+    },
+    forPattern(pattern) {
+      const first = pattern.split('.', 1)[0] ?? '';
+      return first === '*' || first === '>' ? all : [of(first)];
+    },
+  };
+}

@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { pino } from 'pino';
+import { createSync, cursorAt } from './sync.ts';
+
+const log = pino({ level: 'silent' });
+const LOOKBACK = 1_000;
+
+describe('catch-up scheduling', () => {
+  let dir: string;
+  let clock: number;
+  let asked: [string, string][];
+  let failNext: boolean;
+  const make = () =>
+    createSync({
+      dataDir: dir,
+      lookbackMs: LOOKBACK,
+      log,
+      now: () => clock,
+      tickMs: 5,
+      async run(peer, after) {
+        asked.push([peer, after]);
+        if (failNext) {
+          failNext = false;
+          throw new Error('peer went away');
+        }
+        return 0;
+      },
+    });
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'anode-sync-'));
+    clock = 1_000_000;
+    asked = [];
+    failNext = false;
+  });
+  afterEach(() => rm(dir, { recursive: true, force: true }));
+
+  it('gives the smallest cursor of a millisecond', () => {
+    assert.equal(cursorAt(0), '0');
+    assert.equal(cursorAt(0x1a1fcac8572), '01a1fcac85720000-0');
+    assert.ok(cursorAt(5) < `${(5).toString(16).padStart(12, '0')}0000-a`);
+  });
+
+  it('asks a brand-new node’s first peer for everything, and later ones since it joined', async () => {
+    const sync = make();
+    await sync.start();
+    sync.peerUp('p1');
+    sync.peerUp('p2');
+    await sync.firstSync;
+    await settle();
+    assert.deepEqual(asked, [
+      ['p1', '0'],
+      ['p2', cursorAt(clock - LOOKBACK)],
+    ]);
+    sync.peerUp('p1');
+    await settle();
+    assert.equal(asked.length, 2, 'once per connection');
+    await sync.stop();
+  });
+
+  it('remembers, across restarts, when it last had each peer, and asks for exactly the gap', async () => {
+    const first = make();
+    await first.start();
+    first.peerUp('p1');
+    await first.firstSync;
+    clock += 5_000;
+    first.peerDown('p1');
+    await first.stop();
+
+    clock += 60_000; // down for a minute
+    asked = [];
+    const second = make();
+    await second.start();
+    second.peerUp('p1');
+    second.peerUp('stranger');
+    await second.firstSync;
+    await settle();
+    assert.deepEqual(asked, [
+      ['p1', cursorAt(1_005_000 - LOOKBACK)],
+      // A peer never seen: since this node was last in touch with the mesh (just now, via p1).
+      ['stranger', cursorAt(clock - LOOKBACK)],
+    ]);
+    await second.stop();
+  });
+
+  it('retries a failed catch-up while the peer stays connected', async () => {
+    const sync = make();
+    await sync.start();
+    failNext = true;
+    sync.peerUp('p1');
+    await sync.firstSync;
+    assert.equal(asked.length, 2);
+    assert.equal(sync.status().failures, 1);
+    await sync.stop();
+  });
+
+  it('catches up again from connected peers after storing gossip failed', async () => {
+    const sync = make();
+    await sync.start();
+    sync.peerUp('p1');
+    await sync.firstSync;
+    clock += 10_000;
+    sync.resync(clock - 2_000);
+    await settle();
+    assert.deepEqual(asked.at(-1), ['p1', cursorAt(1_000_000 - LOOKBACK)]);
+    sync.peerUp('p2');
+    await settle();
+    clock += 60_000;
+    await settle(); // connected and synced: watermarks move on with the clock
+    const before = asked.length;
+    sync.resync(clock - 1_000, 'p2'); // only the peer whose link was cut
+    await settle();
+    assert.deepEqual(asked.slice(before), [['p2', cursorAt(clock - 1_000 - LOOKBACK)]]);
+    await sync.stop();
+  });
+});

@@ -1,0 +1,163 @@
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CURSOR_ZERO } from '@anode/shared';
+import type { Logger } from '../logger.ts';
+
+/**
+ * When to catch up, from whom, and from where. For every peer this node keeps a watermark: the
+ * time up to which it holds everything that peer held (set when a catch-up from it succeeds,
+ * and moved on while it stays connected, since gossip then delivers). When a peer connects, the
+ * node asks it for everything after its watermark minus a lookback (clock skew and delivery
+ * delay); a peer never seen before is asked from the time this node was last in touch with the
+ * mesh at all, and a brand-new node asks its first peer for everything (a full replica).
+ * Watermarks live in `mesh-sync.json` in the data folder, so a node that was down or cut off
+ * asks for exactly its gap when it returns. Catch-ups run one at a time; a failed one is retried
+ * with backoff while the peer stays connected.
+ */
+export interface SyncOptions {
+  dataDir: string;
+  lookbackMs: number;
+  log: Logger;
+  /** Catch up from `peer` after `after`; resolves with how many messages were new here. */
+  run(peer: string, after: string, signal: AbortSignal): Promise<number>;
+  tickMs?: number;
+  now?: () => number;
+}
+
+interface State {
+  peers: Record<string, number>;
+  /** Last time this node was in touch with the mesh (synced with at least one peer). */
+  any?: number;
+}
+
+/** The smallest valid cursor minted at `ms`. */
+export const cursorAt = (ms: number) =>
+  ms <= 0 ? CURSOR_ZERO : `${Math.floor(ms).toString(16).padStart(12, '0')}0000-0`;
+
+export function createSync(options: SyncOptions) {
+  const now = options.now ?? Date.now;
+  const path = join(options.dataDir, 'mesh-sync.json');
+  const { log } = options;
+  let state: State = { peers: {} };
+  const connected = new Map<string, { synced: boolean; attempts: number; retry?: ReturnType<typeof setTimeout> }>();
+  const queue: string[] = [];
+  let running = false;
+  let stopped = false;
+  let ticker: ReturnType<typeof setInterval> | undefined;
+  const abort = new AbortController();
+  let markFirst: () => void = () => {};
+  const firstSync = new Promise<void>((resolve) => (markFirst = resolve));
+  const stats = { runs: 0, failures: 0, received: 0, last: undefined as string | undefined };
+
+  const save = async () => {
+    const tmp = `${path}.tmp`;
+    await writeFile(tmp, JSON.stringify(state));
+    await rename(tmp, path);
+  };
+  const saveQuietly = () => save().catch((error: unknown) => log.warn({ err: error }, 'cannot save mesh-sync.json'));
+
+  const drain = async () => {
+    if (running) return;
+    running = true;
+    while (!stopped && queue.length > 0) {
+      const peer = queue.shift() as string;
+      const entry = connected.get(peer);
+      if (!entry || entry.synced) continue;
+      const since = state.peers[peer] ?? state.any ?? 0;
+      const after = cursorAt(since > 0 ? since - options.lookbackMs : 0);
+      const started = now();
+      stats.runs += 1;
+      try {
+        const fresh = await options.run(peer, after, abort.signal);
+        entry.synced = true;
+        entry.attempts = 0;
+        state.peers[peer] = started;
+        state.any = Math.max(state.any ?? 0, started);
+        stats.received += fresh;
+        stats.last = new Date(started).toISOString();
+        log.info({ peer, after, fresh, ms: now() - started }, 'caught up from peer');
+        markFirst();
+        saveQuietly();
+      } catch (error) {
+        stats.failures += 1;
+        if (stopped) break;
+        const delay = Math.min(30_000, 500 * 2 ** entry.attempts++);
+        log.warn({ err: error, peer, retryInMs: delay }, 'catch-up failed; will retry');
+        entry.retry = setTimeout(() => {
+          queue.push(peer);
+          void drain();
+        }, delay);
+      }
+    }
+    running = false;
+  };
+
+  return {
+    firstSync,
+
+    async start(): Promise<void> {
+      try {
+        const loaded = JSON.parse(await readFile(path, 'utf8')) as State;
+        state = { peers: loaded.peers ?? {}, any: loaded.any };
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
+          log.warn({ err: error }, 'ignoring a bad mesh-sync.json');
+      }
+      ticker = setInterval(() => {
+        let touched = false;
+        for (const [peer, entry] of connected) {
+          if (!entry.synced) continue;
+          state.peers[peer] = now();
+          touched = true;
+        }
+        if (touched) state.any = now();
+        if (touched) saveQuietly();
+      }, options.tickMs ?? 2_000);
+      ticker.unref();
+    },
+
+    /** A peer that serves catch-up is connected: catch up from it (once per connection). */
+    peerUp(peer: string): void {
+      if (stopped || connected.has(peer)) return;
+      connected.set(peer, { synced: false, attempts: 0 });
+      queue.push(peer);
+      void drain();
+    },
+
+    peerDown(peer: string): void {
+      const entry = connected.get(peer);
+      if (!entry) return;
+      clearTimeout(entry.retry);
+      if (entry.synced) state.peers[peer] = now();
+      connected.delete(peer);
+    },
+
+    /**
+     * Something from `since` on may not have arrived (storing gossip failed, or the gossip link to
+     * `only` was interrupted): catch up again from every connected peer, or just from `only`.
+     */
+    resync(since = now(), only?: string): void {
+      for (const [peer, entry] of connected) {
+        if (!entry.synced || (only !== undefined && peer !== only)) continue;
+        entry.synced = false;
+        state.peers[peer] = Math.min(state.peers[peer] ?? since, since);
+        queue.push(peer);
+      }
+      void drain();
+    },
+
+    status() {
+      return { ...stats, watermarks: Object.keys(state.peers).length, last_contact: state.any ?? null };
+    },
+
+    async stop(): Promise<void> {
+      stopped = true;
+      abort.abort();
+      clearInterval(ticker);
+      for (const peer of [...connected.keys()]) this.peerDown(peer);
+      await save().catch(() => {});
+    },
+  };
+}
+
+export type Sync = ReturnType<typeof createSync>;

@@ -1,0 +1,73 @@
+import { gossipsub } from '@libp2p/gossipsub';
+import { identify } from '@libp2p/identify';
+import { noise } from '@libp2p/noise';
+import { preSharedKey } from '@libp2p/pnet';
+import { tcp } from '@libp2p/tcp';
+import { yamux } from '@libp2p/yamux';
+import { multiaddr } from '@multiformats/multiaddr';
+import { createLibp2p } from 'libp2p';
+import { swarmKey } from './identity.ts';
+import { pubsubOf } from './host.ts';
+
+/**
+ * A bare libp2p peer for tests of the mesh's defences: it can try to join with or without the
+ * network key, and publish arbitrary bytes (signed or not) on any gossip topic. Tests use it
+ * through this module so that only mesh/ depends on libp2p.
+ */
+export interface TestPeerOptions {
+  /** 64 hex digits; none joins as an outsider. */
+  networkKey?: string;
+  /** `none` publishes unsigned messages, which a strict-signing mesh rejects. */
+  signing?: 'strict' | 'none';
+}
+
+export async function createTestPeer(options: TestPeerOptions = {}) {
+  const node = await createLibp2p({
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    ...(options.networkKey ? { connectionProtector: preSharedKey({ psk: swarmKey(options.networkKey) }) } : {}),
+    services: {
+      identify: identify(),
+      pubsub: gossipsub({
+        globalSignaturePolicy: options.signing === 'none' ? 'StrictNoSign' : 'StrictSign',
+        allowPublishToZeroTopicPeers: true,
+        emitSelf: false,
+        fallbackToFloodsub: false,
+        floodPublish: true,
+      }),
+    },
+  });
+  const host = node as unknown as Parameters<typeof pubsubOf>[0];
+  return {
+    peerId: node.peerId.toString(),
+
+    /** Dial a relay's multiaddr; rejects when the connection is refused (or not made in time). */
+    async dial(address: string, timeoutMs = 5_000): Promise<void> {
+      await node.dial(multiaddr(address), { signal: AbortSignal.timeout(timeoutMs) });
+    },
+
+    connections: () => node.getConnections().filter((c) => c.status === 'open').length,
+
+    /** Subscribe to a gossip topic and wait until `peer` is known to be subscribed to it too. */
+    async join(topic: string, peer: string, timeoutMs = 10_000): Promise<void> {
+      const pubsub = pubsubOf(host);
+      pubsub.subscribe(topic);
+      const deadline = Date.now() + timeoutMs;
+      while (!pubsub.getSubscribers(topic).some((p) => p.toString() === peer)) {
+        if (Date.now() > deadline) throw new Error(`${peer} never subscribed to ${topic}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    },
+
+    /** Publish raw bytes on a gossip topic; resolves with how many peers it was sent to. */
+    async publishRaw(topic: string, data: Uint8Array): Promise<number> {
+      return (await pubsubOf(host).publish(topic, data)).recipients.length;
+    },
+
+    stop: () => node.stop(),
+  };
+}
+
+export type TestPeer = Awaited<ReturnType<typeof createTestPeer>>;

@@ -1,0 +1,124 @@
+import { createServer } from 'node:net';
+import type { Envelope } from '@anode/shared';
+import { type AnodeClient, createClient, type Subscription } from '@anode/shared/client';
+
+/** Helpers for the relay-mesh tests: status, waiting, publishing and collecting messages. */
+export interface PeerStatus {
+  peer_id: string;
+  connection: 'direct' | 'relayed' | 'webrtc';
+  latency_ms: number | null;
+  score: number;
+  connections: { type: string; addr: string; limited: boolean }[];
+}
+
+export interface MeshStatus {
+  node: { id: string; peer_id: string; multiaddrs: string[] };
+  peers: PeerStatus[];
+  mesh: { topics: Record<string, string[]>; rejected_messages: number; sync: { runs: number } | null };
+}
+
+/** Flags that make a test mesh converge quickly (discovery and liveness every fraction of a second). */
+export const FAST_MESH = {
+  'mesh-discovery-interval-ms': '300',
+  'mesh-ping-interval-ms': '1000',
+  'publish-rate': '100000',
+  'publish-burst': '100000',
+};
+
+export const asArgs = (flags: Record<string, string>) => Object.entries(flags).flatMap(([k, v]) => [`--${k}`, v]);
+
+export async function meshStatus(url: string): Promise<MeshStatus> {
+  const res = await fetch(`${url}/v1/status`);
+  if (!res.ok) throw new Error(`status ${res.status}`);
+  return (await res.json()) as MeshStatus;
+}
+
+export async function waitFor(
+  what: string,
+  check: () => Promise<boolean> | boolean,
+  timeoutMs = 20_000,
+  everyMs = 50,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch {
+      // not yet (e.g. a node that is still starting)
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+  }
+}
+
+/** Every node sees every other as a peer, and carries `gossipTopic` with all of them in its mesh. */
+export async function waitForFullMesh(urls: string[], gossipTopic: string, timeoutMs = 30_000): Promise<void> {
+  await waitFor(
+    `a full mesh of ${urls.length} nodes`,
+    async () => {
+      const all = await Promise.all(urls.map(meshStatus));
+      return all.every((s) => s.peers.length === urls.length - 1 && (s.mesh.topics[gossipTopic]?.length ?? 0) >= 1);
+    },
+    timeoutMs,
+    100,
+  );
+}
+
+/** Publish over HTTP; resolves with the acks. */
+export async function publish(url: string, topic: string, items: unknown[]): Promise<{ id: string; cursor: string }[]> {
+  const res = await fetch(`${url}/v1/topics/${topic}/messages`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(items),
+  });
+  if (res.status !== 202) throw new Error(`publish: HTTP ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { messages: { id: string; cursor: string }[] }).messages;
+}
+
+/** Every stored message of a topic on a node, following `next`. */
+export async function history(url: string, topic: string): Promise<Envelope[]> {
+  const out: Envelope[] = [];
+  let after: string | null = null;
+  do {
+    const query: string = after ? `?limit=1000&after=${after}` : '?limit=1000';
+    const res = await fetch(`${url}/v1/topics/${topic}/messages${query}`);
+    const body = (await res.json()) as { messages: Envelope[]; next: string | null };
+    out.push(...body.messages);
+    after = body.next;
+  } while (after);
+  return out;
+}
+
+/** A client subscribed to a pattern, recording what its handler is given (after client-level dedup). */
+export interface Collector {
+  client: AnodeClient;
+  sub: Subscription;
+  received: Envelope[];
+  ids(): Set<string>;
+}
+
+export async function collect(wsUrl: string, pattern: string, after?: string): Promise<Collector> {
+  const client = createClient({ url: wsUrl, reconnect: { initialDelayMs: 50, maxDelayMs: 250 } });
+  const received: Envelope[] = [];
+  const sub = client.subscribe(pattern, (m) => received.push(m), after === undefined ? {} : { after });
+  await sub.ready;
+  return { client, sub, received, ids: () => new Set(received.map((m) => m.id)) };
+}
+
+/** The node id that minted a cursor (its origin). */
+export const originOf = (cursor: string) => cursor.slice(cursor.indexOf('-') + 1);
+
+/** Cursors per origin, in the order they were received. */
+export function byOrigin(messages: Envelope[]): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const m of messages) out.set(originOf(m.cursor), [...(out.get(originOf(m.cursor)) ?? []), m.cursor]);
+  return out;
+}
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
