@@ -12,7 +12,8 @@ import { getRequestListener } from '@hono/node-server';
 import { Hono } from 'hono';
 import { after, before, describe, it } from 'node:test';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
-import { startRelay, tempDir, type TestRelay } from '../helpers/relay.ts';
+import { asArgs, FAST_MESH, meshStatus } from '../helpers/mesh.ts';
+import { spawnRelay, startRelay, tempDir, type TestRelay } from '../helpers/relay.ts';
 
 /**
  * The dashboard in Debian's Chromium (playwright-core): loads cleanly, follows live counts,
@@ -231,6 +232,31 @@ describe('dashboard', () => {
       await page.close();
     } finally {
       await double.stop();
+    }
+  });
+
+  it('a stopped peer shows as down (two real meshed relays, one killed)', async () => {
+    const mesh = asArgs({ ...FAST_MESH, listen: '/ip4/127.0.0.1/tcp/0' });
+    const first = await spawnRelay(['--port', '0', '--data-dir', await tempDir(), ...mesh]);
+    const address = (await meshStatus(first.url)).node.multiaddrs[0] ?? '';
+    const second = await spawnRelay(['--port', '0', '--data-dir', await tempDir(), ...mesh, '--bootstrap', address]);
+    try {
+      const peerId = (await meshStatus(second.url)).node.peer_id;
+      const { page, errors } = await open(first.url);
+      await page.locator(`tr[data-peer="${peerId}"][data-state="up"]`).waitFor(WAIT);
+      second.child.kill('SIGKILL');
+      await second.exited;
+      const down = page.locator(`tr[data-peer="${peerId}"][data-state="down"]`);
+      await down.waitFor(WAIT);
+      assert.match((await down.textContent()) ?? '', /down/);
+      assert.match((await textOf(page, '[data-testid="banner"]')) ?? '', /is down/);
+      await page.screenshot({ path: `${SHOTS}dashboard-real-peer-down.png`, fullPage: true });
+      assert.deepEqual(errors, []);
+      await page.close();
+    } finally {
+      second.child.kill('SIGKILL');
+      first.child.kill('SIGTERM');
+      await first.exited;
     }
   });
 

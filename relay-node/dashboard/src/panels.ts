@@ -70,7 +70,9 @@ export function peersPanel(model: DashboardModel, status: RelayStatus) {
         <td>${p.addrs.map((a) => html`<code class="addr">${a}</code> `)}</td>
       </tr>`,
   );
-  const mesh = status.mesh ? Object.entries(status.mesh) : [];
+  // The mesh reports its gossip mesh per topic under `mesh.topics` (topic → peer ids).
+  const meshTopics = (status.mesh as { topics?: Record<string, unknown> } | undefined)?.topics;
+  const mesh = meshTopics ? Object.entries(meshTopics) : [];
   return panel(
     'peers',
     `Peers (${model.peers.filter((p) => p.up).length} up of ${model.peers.length})`,
