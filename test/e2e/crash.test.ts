@@ -1,22 +1,8 @@
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { describe, it } from 'node:test';
-import type { Envelope } from '@anode/shared';
-import { spawnRelay, tempDir } from '../helpers/relay.ts';
+import { history, spawnRelay, tempDir } from '../helpers/relay.ts';
 import { openSocket } from '../helpers/ws.ts';
-
-async function allHistory(url: string, topic: string): Promise<Envelope[]> {
-  const out: Envelope[] = [];
-  let after: string | null = null;
-  do {
-    const query: string = after ? `?limit=1000&after=${after}` : '?limit=1000';
-    const res = await fetch(`${url}/v1/topics/${topic}/messages${query}`);
-    const body = (await res.json()) as { messages: Envelope[]; next: string | null };
-    out.push(...body.messages);
-    after = body.next;
-  } while (after);
-  return out;
-}
 
 describe('crash safety', () => {
   it('loses no acked message when the relay is killed with SIGKILL mid-stream', async () => {
@@ -45,11 +31,11 @@ describe('crash safety', () => {
 
     const restarted = await spawnRelay(args);
     try {
-      const history = await allHistory(restarted.url, 'crash.t');
-      const stored = new Set(history.map((m) => m.id));
+      const messages = await history(restarted.url, 'crash.t');
+      const stored = new Set(messages.map((m) => m.id));
       const lost = [...acked].filter((id) => !stored.has(id));
       assert.deepEqual(lost, [], `${lost.length} of ${acked.size} acked messages lost`);
-      assert.equal(stored.size, history.length, 'no duplicates in history');
+      assert.equal(stored.size, messages.length, 'no duplicates in history');
     } finally {
       restarted.child.kill('SIGTERM');
       await restarted.exited;

@@ -2,14 +2,13 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { after, describe, it } from 'node:test';
 import { createShards } from '@anode/relay-node/src/mesh/shards.ts';
-import { type RelayProcess, spawnRelay, tempDir } from '../helpers/relay.ts';
+import { type RelayProcess, spawnRelay, tempDir, history } from '../helpers/relay.ts';
 import {
   asArgs,
   type Collector,
   collect,
   FAST_MESH,
   freePort,
-  history,
   meshStatus,
   publish,
   waitFor,

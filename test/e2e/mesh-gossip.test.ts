@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createShards } from '@anode/relay-node/src/mesh/shards.ts';
-import { startRelay, type TestRelay } from '../helpers/relay.ts';
+import { startRelay, type TestRelay, history } from '../helpers/relay.ts';
 import {
   byOrigin,
   type Collector,
   collect,
   FAST_MESH,
-  history,
   meshStatus,
   publish,
   waitFor,

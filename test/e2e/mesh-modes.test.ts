@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createShards } from '@anode/relay-node/src/mesh/shards.ts';
-import { startRelay, type TestRelay } from '../helpers/relay.ts';
-import { type Collector, collect, FAST_MESH, history, meshStatus, publish, waitFor } from '../helpers/mesh.ts';
+import { startRelay, type TestRelay, history } from '../helpers/relay.ts';
+import { type Collector, collect, FAST_MESH, meshStatus, publish, waitFor } from '../helpers/mesh.ts';
 
 const shards = createShards(32);
 

@@ -3,17 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { createShards } from '@anode/relay-node/src/mesh/shards.ts';
 import { createTestPeer, type TestPeer } from '@anode/relay-node/src/mesh/test-peer.ts';
-import { startRelay, type TestRelay } from '../helpers/relay.ts';
-import {
-  type Collector,
-  collect,
-  FAST_MESH,
-  history,
-  meshStatus,
-  publish,
-  waitFor,
-  waitForFullMesh,
-} from '../helpers/mesh.ts';
+import { startRelay, type TestRelay, history } from '../helpers/relay.ts';
+import { type Collector, collect, FAST_MESH, meshStatus, publish, waitFor, waitForFullMesh } from '../helpers/mesh.ts';
 
 const KEY = randomBytes(32).toString('hex');
 const TOPIC = 'private.feed';

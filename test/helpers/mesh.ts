@@ -75,20 +75,6 @@ export async function publish(url: string, topic: string, items: unknown[]): Pro
   return ((await res.json()) as { messages: { id: string; cursor: string }[] }).messages;
 }
 
-/** Every stored message of a topic on a node, following `next`. */
-export async function history(url: string, topic: string): Promise<Envelope[]> {
-  const out: Envelope[] = [];
-  let after: string | null = null;
-  do {
-    const query: string = after ? `?limit=1000&after=${after}` : '?limit=1000';
-    const res = await fetch(`${url}/v1/topics/${topic}/messages${query}`);
-    const body = (await res.json()) as { messages: Envelope[]; next: string | null };
-    out.push(...body.messages);
-    after = body.next;
-  } while (after);
-  return out;
-}
-
 /** A client subscribed to a pattern, recording what its handler is given (after client-level dedup). */
 export interface Collector {
   client: AnodeClient;

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig } from '@anode/relay-node/src/config.ts';
 import { createLogger } from '@anode/relay-node/src/logger.ts';
 import { createRelayNode } from '@anode/relay-node/src/node.ts';
-import type { MessageStore } from '@anode/shared';
+import type { Envelope, MessageStore } from '@anode/shared';
 
 /** A real relay node in this process, on a free port and a fresh data folder. */
 export interface TestRelay {
@@ -82,4 +82,18 @@ export async function spawnRelay(args: string[], env: Record<string, string> = {
     });
   });
   return { url, wsUrl: url.replace(/^http/, 'ws'), child, output, exited };
+}
+
+/** Every stored message of a topic on a node, following `next`. */
+export async function history(url: string, topic: string): Promise<Envelope[]> {
+  const out: Envelope[] = [];
+  let after: string | null = null;
+  do {
+    const query: string = after ? `?limit=1000&after=${after}` : '?limit=1000';
+    const res = await fetch(`${url}/v1/topics/${topic}/messages${query}`);
+    const body = (await res.json()) as { messages: Envelope[]; next: string | null };
+    out.push(...body.messages);
+    after = body.next;
+  } while (after);
+  return out;
 }
