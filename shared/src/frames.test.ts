@@ -198,6 +198,15 @@ describe('parseClientFrame on arbitrary input', () => {
 });
 
 describe('parsePublishBody', () => {
+  test('an Idempotency-Key header fills the key of a single message, never overrides it, and refuses batches', () => {
+    assert.deepEqual(parsePublishBody({ data: 1 }, 'h'), [{ data: 1, key: 'h' }]);
+    assert.deepEqual(parsePublishBody({ data: 1, key: 'own' }, 'h'), [{ data: 1, key: 'own' }]);
+    assert.throws(
+      () => parsePublishBody([{ data: 1 }, { data: 2 }], 'h'),
+      (e: unknown) => e instanceof AnodeError && e.code === 'bad_frame',
+    );
+  });
+
   test('turns one item into a list of one', () => {
     assert.deepEqual(parsePublishBody({ data: 1, source: 's', key: 'k', ts: 5 }), [
       { data: 1, source: 's', key: 'k', ts: 5 },

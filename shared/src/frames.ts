@@ -102,10 +102,15 @@ export function parseClientFrame(text: string): ClientFrame {
 }
 
 /** Parse an HTTP publish body (one item or an array). */
-export function parsePublishBody(value: unknown): PublishItem[] {
+export function parsePublishBody(value: unknown, idempotencyKey?: string): PublishItem[] {
   const body = parseWith(publishBodySchema, value);
   const items = Array.isArray(body) ? body : [body];
   items.forEach(assertData);
+  // The `Idempotency-Key` header stands for `key` of a single-message body (PROTOCOL.md).
+  if (idempotencyKey !== undefined) {
+    if (items.length !== 1) throw new BadFrameError('Idempotency-Key header needs a single message body');
+    if (items[0] && items[0].key === undefined) items[0].key = idempotencyKey;
+  }
   return items;
 }
 

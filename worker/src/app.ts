@@ -106,12 +106,7 @@ export function createApp(): Hono<App> {
       } catch {
         throw new BadFrameError('body is not valid JSON');
       }
-      const items = parsePublishBody(body);
-      const headerKey = c.req.header('idempotency-key');
-      if (headerKey !== undefined) {
-        if (items.length !== 1) throw new BadFrameError('Idempotency-Key header needs a single message body');
-        if (items[0] && items[0].key === undefined) items[0].key = headerKey;
-      }
+      const items = parsePublishBody(body, c.req.header('idempotency-key'));
       const address = c.req.header('cf-connecting-ip') ?? 'unknown';
       const who = { claims: { name: claims.name }, address, origin: origin(c) };
       const acks = unwrap(await hubFor(c.env, topic).publish(topic, items, who));

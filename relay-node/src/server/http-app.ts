@@ -98,12 +98,7 @@ export function createHttpApp(deps: HttpDeps): Hono<Env> {
       } catch {
         throw new BadFrameError('body is not valid JSON');
       }
-      const items = parsePublishBody(body);
-      const headerKey = c.req.header('idempotency-key');
-      if (headerKey !== undefined) {
-        if (items.length !== 1) throw new BadFrameError('Idempotency-Key header needs a single message body');
-        if (items[0] && items[0].key === undefined) items[0].key = headerKey;
-      }
+      const items = parsePublishBody(body, c.req.header('idempotency-key'));
       const address = getConnInfo(c).remote.address ?? 'unknown';
       if (!allowPublish(`${address}|${claims.name ?? ''}`, items.length)) {
         throw new RateLimitedError(`publish rate limit of ${config.publish_rate}/s exceeded`);
