@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { MessageStore } from '@anode/shared';
 import type { Hono } from 'hono';
+import type { Cluster } from './cluster.ts';
 import type { RelayConfig } from './config.ts';
 import type { Hub } from './hub/hub.ts';
 import type { Logger } from './logger.ts';
@@ -32,6 +33,8 @@ export interface ComponentContext {
   store: MessageStore;
   metrics: Metrics;
   log: Logger;
+  /** The live relays this node shares pulled work with: itself alone unless the mesh drives it. */
+  cluster: Cluster;
 }
 
 export type ComponentFactory = (context: ComponentContext) => Promise<Component | undefined>;

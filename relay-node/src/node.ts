@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { createHybridClock, createTokenVerifier, type MessageStore, PROTOCOL_VERSION } from '@anode/shared';
 import { getRequestListener } from '@hono/node-server';
 import type { Hono } from 'hono';
+import { createCluster } from './cluster.ts';
 import type { Component, ComponentFactory } from './component.ts';
 import type { RelayConfig } from './config.ts';
 import { createHub } from './hub/hub.ts';
@@ -88,7 +89,7 @@ export async function createRelayNode(
     ...hub.status(),
   });
 
-  const context = { nodeId: id, config, hub, store, metrics, log };
+  const context = { nodeId: id, config, hub, store, metrics, log, cluster: createCluster(id) };
   const components: Component[] = [];
   for (const factory of COMPONENTS) {
     const component = await factory({ ...context, log: log.child({ component: factory.name }) });

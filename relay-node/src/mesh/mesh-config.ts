@@ -55,6 +55,12 @@ export const meshConfigShape = {
     .describe('how long start waits for the first catch-up from a peer before serving'),
   mesh_discovery_interval_ms: positiveInt.default(10_000).describe('how often a node announces itself on the mesh'),
   mesh_ping_interval_ms: positiveInt.default(10_000).describe('how often peers are pinged (a dead peer is dropped)'),
+  mesh_member_interval_ms: positiveInt
+    .default(1_000)
+    .describe('how often a node tells the mesh it is alive (who pulls which source follows the live members)'),
+  mesh_member_timeout_ms: positiveInt
+    .default(5_000)
+    .describe('a member silent this long is dead and its sources move to others (a closed connection: at once)'),
   mesh_max_message_bytes: positiveInt
     .default(2 * 1024 * 1024)
     .describe('largest gossip message accepted (larger: rejected, sender scored down)'),

@@ -7,6 +7,7 @@ import { createGossip } from './gossip.ts';
 import { watchGossipLinks } from './gossip-links.ts';
 import { createHost } from './host.ts';
 import { loadNetworkKey, loadPeerKey } from './identity.ts';
+import { createMembers, MEMBERS_TOPIC } from './members.ts';
 import { createMeshMetrics } from './mesh-metrics.ts';
 import { gossipMeshStatus, peersStatus } from './mesh-status.ts';
 import { createPeerManager } from './peers.ts';
@@ -42,7 +43,7 @@ export async function createMesh(context: ComponentContext) {
       : undefined,
     stun: config.mesh_stun,
     webrtcBind: config.mesh_webrtc_bind,
-    gossipTopics: shards.topics,
+    gossipTopics: [...shards.topics, MEMBERS_TOPIC],
     maxMessageBytes,
     msgIdFn: gossip.msgIdFn,
     discoveryIntervalMs: config.mesh_discovery_interval_ms,
@@ -83,10 +84,20 @@ export async function createMesh(context: ComponentContext) {
       } else {
         meshPeers.delete(peer);
         sync?.peerDown(peer);
+        members.peerDown(peer);
       }
     },
     // Catch up from a little before the link was cut (resync subtracts the lookback too).
     onLinkInterrupted: (peer) => sync?.resync(Date.now() - 2_000, peer),
+  });
+
+  const members = createMembers({
+    host,
+    cluster: context.cluster,
+    intervalMs: config.mesh_member_interval_ms,
+    timeoutMs: config.mesh_member_timeout_ms,
+    meshPeers: () => meshPeers,
+    log: log.child({ part: 'members' }),
   });
 
   const receive = (envelope: Envelope) => {
@@ -125,6 +136,7 @@ export async function createMesh(context: ComponentContext) {
         carryTimer.unref();
       }
       await serveCatchUp(host, { store: context.store, shards, maxMessageBytes, log });
+      await members.start();
       stopAccepted = hub.onAccepted(send);
       if (config.mesh_stun_port !== undefined) stun = await startStunServer(config.mesh_stun_port);
       await sync?.start();
@@ -150,6 +162,7 @@ export async function createMesh(context: ComponentContext) {
     },
 
     async stop() {
+      await members.stop();
       stopAccepted?.();
       clearInterval(carryTimer);
       links?.stop();
@@ -173,6 +186,7 @@ export async function createMesh(context: ComponentContext) {
           relay_server: config.mesh_public,
           rejected_messages: gossip.rejected,
           topics: gossipMeshStatus(host),
+          ...members.status(),
           sync: sync?.status() ?? null,
         },
       };

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createRendezvousOwnership, rendezvousOwner, singleNodeOwnership } from './ownership.ts';
+import { createCluster } from '../cluster.ts';
+import { clusterOwnership, createRendezvousOwnership, rendezvousOwner, singleNodeOwnership } from './ownership.ts';
 
 const sources = Array.from({ length: 3000 }, (_, i) => `source-${i}`);
 const members = ['node-a', 'node-b', 'node-c', 'node-d'];
@@ -55,5 +56,23 @@ describe('ownership', () => {
   it('owns nothing when not in the member list', () => {
     const own = createRendezvousOwnership('node-z', members);
     assert.ok(sources.every((s) => !own.isOwner(s)));
+  });
+
+  it('over a cluster: owns nothing until settled, then follows the live members', () => {
+    const cluster = createCluster('node-a');
+    cluster.update(['node-a'], false);
+    const own = clusterOwnership(cluster);
+    let changes = 0;
+    own.onChange(() => (changes += 1));
+    assert.ok(sources.every((s) => !own.isOwner(s) && own.ownerOf(s) === undefined));
+    cluster.update(members, true);
+    assert.ok(changes >= 1);
+    for (const s of sources.slice(0, 300)) {
+      assert.equal(own.ownerOf(s), rendezvousOwner(members, s));
+      assert.equal(own.isOwner(s), rendezvousOwner(members, s) === 'node-a');
+    }
+    cluster.update(['node-a'], true); // the others died
+    assert.ok(sources.every((s) => own.isOwner(s)));
+    own.close();
   });
 });

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { Cluster } from '../cluster.ts';
 
 /**
  * Which sources this node pulls. On one node it owns them all; in a mesh, each source is owned
@@ -7,12 +8,15 @@ import { createHash } from 'node:crypto';
  */
 export interface Ownership {
   isOwner(source: string): boolean;
+  /** The member that pulls `source` (undefined while this node has not settled in a mesh). */
+  ownerOf(source: string): string | undefined;
   /** Called after the owner of any source may have changed. Returns an unsubscribe function. */
   onChange(listener: () => void): () => void;
 }
 
-export const singleNodeOwnership = (): Ownership => ({
+export const singleNodeOwnership = (self = 'self'): Ownership => ({
   isOwner: () => true,
+  ownerOf: () => self,
   onChange: () => () => {},
 });
 
@@ -55,6 +59,7 @@ export function createRendezvousOwnership(self: string, initial: readonly string
       if (owned === undefined) cache.set(source, (owned = rendezvousOwner(members, source) === self));
       return owned;
     },
+    ownerOf: (source) => rendezvousOwner(members, source),
     onChange(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
@@ -67,5 +72,34 @@ export function createRendezvousOwnership(self: string, initial: readonly string
       for (const listener of listeners) listener();
     },
     members: () => [...members],
+  };
+}
+
+/**
+ * Ownership over a cluster's live members. Until a node that just joined has settled (heard the
+ * members it can see) it owns nothing, so joining never makes two nodes poll one source.
+ */
+export function clusterOwnership(cluster: Cluster): Ownership & { close(): void } {
+  const rendezvous = createRendezvousOwnership(cluster.self, cluster.members());
+  let settled = cluster.settled();
+  const listeners = new Set<() => void>();
+  const notify = () => {
+    for (const listener of listeners) listener();
+  };
+  rendezvous.onChange(notify);
+  const unsubscribe = cluster.onChange(() => {
+    const wasSettled = settled;
+    settled = cluster.settled();
+    rendezvous.setMembers(cluster.members()); // notifies when the list changed
+    if (settled !== wasSettled) notify();
+  });
+  return {
+    isOwner: (source) => settled && rendezvous.isOwner(source),
+    ownerOf: (source) => (settled ? rendezvous.ownerOf(source) : undefined),
+    onChange(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    close: unsubscribe,
   };
 }

@@ -4,10 +4,13 @@ import { dirname } from 'node:path';
 /**
  * Admin changes to the sources, kept in `data_dir/sources.json` so they survive a restart: per
  * name, the raw definition that replaces the config file's (or adds to it), or null when
- * deleted. The config file stays the base; the admin API layers on top of it.
+ * deleted. The config file stays the base; the admin API layers on top of it. Each change has a
+ * version (`<12 hex ms><4 hex counter>-<node id>`, ordered as strings) so that, in a mesh, every
+ * node keeps the newest change of each source whichever order they arrive in.
  */
 export interface SourceChanges {
   changes: Record<string, Record<string, unknown> | null>;
+  versions: Record<string, string>;
 }
 
 export function createSourceStore(path: string) {
@@ -16,9 +19,9 @@ export function createSourceStore(path: string) {
     async load(): Promise<SourceChanges> {
       try {
         const parsed = JSON.parse(await readFile(path, 'utf8')) as Partial<SourceChanges>;
-        return { changes: parsed.changes ?? {} };
+        return { changes: parsed.changes ?? {}, versions: parsed.versions ?? {} };
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { changes: {} };
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { changes: {}, versions: {} };
         throw new Error(`cannot read ${path}: ${(error as Error).message}`, { cause: error });
       }
     },
@@ -47,4 +50,21 @@ export function mergeSources(configured: readonly unknown[], state: SourceChange
     else byName.set(name, change);
   }
   return [...byName.values()];
+}
+
+/** Versions for one node's changes: increasing, and ordered with other nodes' by time first. */
+export function createVersionClock(nodeId: string, now: () => number = Date.now) {
+  let lastMs = 0;
+  let counter = 0;
+  return (): string => {
+    const ms = now();
+    if (ms > lastMs) {
+      lastMs = ms;
+      counter = 0;
+    } else if (++counter > 0xffff) {
+      lastMs += 1;
+      counter = 0;
+    }
+    return `${lastMs.toString(16).padStart(12, '0')}${counter.toString(16).padStart(4, '0')}-${nodeId}`;
+  };
 }

@@ -2,17 +2,17 @@ import { join } from 'node:path';
 import type { Component, ComponentContext, ComponentFactory } from '../component.ts';
 import { createIngest } from './ingest.ts';
 import { BUILTIN_KINDS } from './kinds/builtin-kinds.ts';
-import { type Ownership, singleNodeOwnership } from './ownership.ts';
+import { clusterOwnership, type Ownership } from './ownership.ts';
 import { loadSteps } from './pipeline.ts';
 import { createScheduler } from './scheduler.ts';
 import { createSourceMetrics } from './source-metrics.ts';
-import { createSourceStore, mergeSources } from './source-store.ts';
+import { createSourceStore, createVersionClock, mergeSources } from './source-store.ts';
 import { createSourcesManager } from './sources-manager.ts';
 import { mountAdminRoutes } from './admin-routes.ts';
 import type { SourceKind } from './source-kind.ts';
 
 export interface SourcesComponentOptions {
-  /** Who pulls which source; one node owns all (the mesh passes rendezvous ownership). */
+  /** Who pulls which source (default: rendezvous hashing over the cluster's live members). */
   ownership?: (context: ComponentContext) => Ownership;
   /** Extra source kinds besides `http` and `websocket`. */
   kinds?: readonly SourceKind[];
@@ -33,7 +33,8 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
     const scheduler = createScheduler({ concurrency: config.source_concurrency });
     const store = createSourceStore(join(config.data_dir, 'sources.json'));
     const changes = await store.load();
-    const ownership = options.ownership?.(context) ?? singleNodeOwnership();
+    const byCluster = options.ownership ? undefined : clusterOwnership(context.cluster);
+    const ownership = options.ownership?.(context) ?? (byCluster as Ownership);
 
     // Read at scrape time only, after `manager` exists.
     const metrics = createSourceMetrics(context.metrics.registry, () => ({
@@ -60,6 +61,7 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
       ownership,
       store,
       changes,
+      version: createVersionClock(context.nodeId),
       log,
       deps: {
         async ingest(runtime, payload) {
@@ -73,6 +75,8 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
       },
     });
     manager.load(mergeSources(config.sources, changes));
+    // In a mesh, the admin API's changes reach every member (config-file sources are each node's own).
+    context.cluster.share('sources', manager.shared);
     if (!config.admin_token) log.info('admin API disabled (no admin_token): /v1/admin/* answers 403');
 
     const component: Component = {
@@ -84,8 +88,14 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
       async stop() {
         manager.stop();
         scheduler.stop();
+        byCluster?.close();
       },
-      status: () => ({ sources: [...manager.runtimes()].map((r) => r.status()) }),
+      status: () => ({
+        sources: [...manager.runtimes()].map((r) => ({
+          ...r.status(),
+          owner: ownership.ownerOf(r.definition.name) ?? null,
+        })),
+      }),
       routes: (app) => mountAdminRoutes(app, manager, config.admin_token),
     };
     return component;

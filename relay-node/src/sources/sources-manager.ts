@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import type { SharedState } from '../cluster.ts';
 import type { Logger } from '../logger.ts';
 import { parseDefinition, SourceDefinitionError } from './definition.ts';
 import type { Ownership } from './ownership.ts';
@@ -21,6 +23,8 @@ export interface ManagerOptions {
   ownership: Ownership;
   store: ReturnType<typeof createSourceStore>;
   changes: SourceChanges;
+  /** The version of the next admin change (see SourceChanges). */
+  version: () => string;
   log: Logger;
   deps: Omit<RuntimeDeps, 'scheduler' | 'log'>;
 }
@@ -61,9 +65,37 @@ export function createSourcesManager(options: ManagerOptions) {
     return runtime;
   };
 
+  let digest: string | undefined;
   const persist = async (name: string, raw: Record<string, unknown> | null) => {
     changes.changes[name] = raw;
+    changes.versions[name] = options.version();
+    digest = undefined;
     await options.store.save(changes);
+  };
+
+  /** Does a change (`version`, `raw`) win over this node's change of `name`? Ties: the greater JSON. */
+  const newer = (name: string, version: string, raw: Record<string, unknown> | null) => {
+    const local = changes.versions[name] ?? '';
+    if (version !== local) return version > local;
+    return name in changes.changes && JSON.stringify(raw) > JSON.stringify(changes.changes[name]);
+  };
+
+  /** Apply a change made on another node (it is already validated there; it may still fail here). */
+  const applyRemote = (name: string, raw: Record<string, unknown> | null) => {
+    if (raw === null) {
+      runtimes.get(name)?.stop();
+      runtimes.delete(name);
+      raws.delete(name);
+      return;
+    }
+    try {
+      install({ ...raw, name });
+    } catch (error) {
+      options.log.error(
+        { source: name, err: (error as Error).message },
+        'a source changed on another node is refused here (missing kind or middleware?)',
+      );
+    }
   };
 
   const get = (name: string) => {
@@ -75,14 +107,52 @@ export function createSourcesManager(options: ManagerOptions) {
   const view = (runtime: SourceRuntime) => ({
     ...raws.get(runtime.definition.name),
     paused: runtime.definition.paused,
-    status: runtime.status(),
+    status: { ...runtime.status(), owner: ownership.ownerOf(runtime.definition.name) ?? null },
   });
 
   const unsubscribe = ownership.onChange(() => {
     for (const runtime of runtimes.values()) reconcile(runtime);
   });
 
+  /** The admin changes as state shared with the other mesh members (last writer wins per source). */
+  const shared: SharedState = {
+    digest() {
+      digest ??= createHash('sha256')
+        .update(
+          JSON.stringify(
+            Object.keys(changes.changes)
+              .sort()
+              .map((name) => [name, changes.versions[name] ?? '', changes.changes[name]]),
+          ),
+        )
+        .digest('hex')
+        .slice(0, 32);
+      return digest;
+    },
+    snapshot: () => ({ changes: changes.changes, versions: changes.versions }),
+    async merge(snapshot) {
+      const remote = snapshot as Partial<SourceChanges> | null;
+      if (!remote || typeof remote.changes !== 'object' || remote.changes === null) return;
+      const versions = typeof remote.versions === 'object' && remote.versions !== null ? remote.versions : {};
+      let applied = 0;
+      for (const [name, raw] of Object.entries(remote.changes)) {
+        const version = typeof versions[name] === 'string' ? versions[name] : '';
+        const value = raw !== null && typeof raw === 'object' && !Array.isArray(raw) ? raw : null;
+        if (!newer(name, version, value)) continue;
+        changes.changes[name] = value;
+        changes.versions[name] = version;
+        applyRemote(name, value);
+        applied += 1;
+      }
+      if (applied === 0) return;
+      digest = undefined;
+      options.log.info({ applied }, 'source changes taken from another node');
+      await options.store.save(changes);
+    },
+  };
+
   return {
+    shared,
     runtimes: () => runtimes.values(),
     /** Load definitions without starting them (invalid ones are logged and skipped). */
     load(raws: readonly Record<string, unknown>[]) {

@@ -1,0 +1,219 @@
+import { type Message, TopicValidatorResult } from '@libp2p/gossipsub';
+import type { PeerId, Stream } from '@libp2p/interface';
+import { peerIdFromString } from '@libp2p/peer-id';
+import { lpStream } from '@libp2p/utils';
+import { z } from 'zod';
+import type { Cluster } from '../cluster.ts';
+import type { Logger } from '../logger.ts';
+import type { Host } from './host.ts';
+
+/**
+ * Live membership for work that exactly one relay must do (pulling a source), and the shared
+ * state that goes with it:
+ *
+ * - Every node gossips a heartbeat `{"v":1,"node":"<node id>","digests":{"sources":"…"}}` on
+ *   `/anode/1/members` every `intervalMs`. A node is a member while its heartbeats keep coming
+ *   (`timeoutMs`); it is dropped at once when its connection closes or when it says it is
+ *   leaving (`"leaving":true`, sent on a clean stop). Heartbeats travel by gossip, so nodes that
+ *   are not directly connected still see each other.
+ * - A node that just started is not settled: it owns nothing until it has heard every peer it is
+ *   connected to (after at least two intervals), or five intervals have passed. So joining never
+ *   makes two nodes pull one source.
+ * - When a heartbeat's digest of a shared state differs from ours, the state is fetched from
+ *   that peer over `/anode/state/1.0.0` (one request `{"name":"sources"}`, one answer
+ *   `{"snapshot":…}`, varint-length-prefixed JSON) and merged (last writer wins per key). Both
+ *   sides do so, so every member converges within a few heartbeats.
+ */
+export const MEMBERS_TOPIC = '/anode/1/members';
+export const STATE_PROTOCOL = '/anode/state/1.0.0';
+const MAX_STATE_BYTES = 64 * 1024 * 1024;
+const FETCH_TIMEOUT_MS = 15_000;
+
+const heartbeatSchema = z.strictObject({
+  v: z.literal(1),
+  node: z.string().min(1).max(200),
+  leaving: z.boolean().optional(),
+  digests: z.record(z.string().max(100), z.string().max(200)).default({}),
+});
+type Heartbeat = z.infer<typeof heartbeatSchema>;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+function parseHeartbeat(data: Uint8Array): Heartbeat | undefined {
+  try {
+    const parsed = heartbeatSchema.safeParse(JSON.parse(decoder.decode(data)));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface MembersOptions {
+  host: Host;
+  cluster: Cluster;
+  intervalMs: number;
+  timeoutMs: number;
+  /** Peers this node is connected to that speak the mesh protocols. */
+  meshPeers: () => ReadonlySet<string>;
+  log: Logger;
+}
+
+export function createMembers(options: MembersOptions) {
+  const { host, cluster, intervalMs, timeoutMs, log } = options;
+  const seen = new Map<string, { node: string; at: number }>(); // by peer id
+  const fetching = new Map<string, number>(); // `${peer}/${name}` → when the last fetch started
+  let startedAt = 0;
+  let settled = false;
+  let timer: ReturnType<typeof setInterval> | undefined;
+  let stopped = false;
+
+  const pubsub = () => host.services.pubsub;
+  const apply = () =>
+    cluster.update(
+      [...seen.values()].map((entry) => entry.node),
+      settled,
+    );
+
+  const checkSettled = () => {
+    if (settled) return;
+    const elapsed = Date.now() - startedAt;
+    const heardAll = [...options.meshPeers()].every((peer) => seen.has(peer));
+    if ((heardAll && elapsed >= 2 * intervalMs) || elapsed >= 5 * intervalMs) {
+      settled = true;
+      log.info({ members: [...seen.values()].length + 1 }, 'cluster membership settled');
+    }
+  };
+
+  const heartbeat = (leaving = false): Heartbeat => ({
+    v: 1,
+    node: cluster.self,
+    ...(leaving ? { leaving } : {}),
+    digests: Object.fromEntries([...cluster.shared()].map(([name, state]) => [name, state.digest()])),
+  });
+
+  const send = async (beat: Heartbeat) => {
+    try {
+      await pubsub().publish(MEMBERS_TOPIC, encoder.encode(JSON.stringify(beat)));
+    } catch (error) {
+      log.debug({ err: error }, 'heartbeat not sent');
+    }
+  };
+
+  const tick = () => {
+    const now = Date.now();
+    for (const [peer, entry] of seen) if (now - entry.at > timeoutMs) seen.delete(peer);
+    checkSettled();
+    apply();
+    void send(heartbeat());
+  };
+
+  const fetchState = async (peer: string, name: string) => {
+    const key = `${peer}/${name}`;
+    const last = fetching.get(key);
+    if (last !== undefined && (last < 0 || Date.now() - last < intervalMs)) return; // in flight (<0) or recent
+    fetching.set(key, -1);
+    const state = cluster.shared().get(name);
+    let stream: Stream | undefined;
+    try {
+      if (!state) return;
+      stream = await host.dialProtocol(peerIdFromString(peer) as PeerId, STATE_PROTOCOL, {
+        runOnLimitedConnection: true,
+        signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
+      });
+      const lp = lpStream(stream, { maxDataLength: MAX_STATE_BYTES });
+      await lp.write(encoder.encode(JSON.stringify({ name })));
+      const answer = JSON.parse(
+        decoder.decode((await lp.read({ signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) })).subarray()),
+      ) as { snapshot?: unknown; error?: string };
+      await stream.close();
+      if (answer.error) throw new Error(answer.error);
+      await state.merge(answer.snapshot);
+    } catch (error) {
+      stream?.abort(error as Error);
+      if (!stopped)
+        log.warn({ err: error, peer, state: name }, 'fetching shared state from a member failed; will retry');
+    } finally {
+      fetching.set(key, Date.now());
+    }
+  };
+
+  const onMessage = (event: CustomEvent<Message>) => {
+    const message = event.detail;
+    if (message.topic !== MEMBERS_TOPIC || message.type !== 'signed') return;
+    const beat = parseHeartbeat(message.data);
+    if (!beat || beat.node === cluster.self) return;
+    const peer = message.from.toString();
+    if (beat.leaving) {
+      seen.delete(peer);
+      log.info({ node: beat.node, peer }, 'member left');
+    } else {
+      if (!seen.has(peer)) log.info({ node: beat.node, peer }, 'member joined');
+      seen.set(peer, { node: beat.node, at: Date.now() });
+      for (const [name, digest] of Object.entries(beat.digests)) {
+        const state = cluster.shared().get(name);
+        if (state && state.digest() !== digest) void fetchState(peer, name);
+      }
+    }
+    checkSettled();
+    apply();
+  };
+
+  return {
+    async start() {
+      startedAt = Date.now();
+      settled = false;
+      apply();
+      const gossip = pubsub();
+      gossip.topicValidators.set(MEMBERS_TOPIC, (_peer, message) =>
+        parseHeartbeat(message.data) ? TopicValidatorResult.Accept : TopicValidatorResult.Reject,
+      );
+      gossip.addEventListener('message', onMessage);
+      gossip.subscribe(MEMBERS_TOPIC);
+      await host.handle(
+        STATE_PROTOCOL,
+        async (stream) => {
+          const lp = lpStream(stream, { maxDataLength: 64 * 1024 });
+          try {
+            const request = JSON.parse(
+              decoder.decode((await lp.read({ signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) })).subarray()),
+            ) as { name?: unknown };
+            const state = typeof request.name === 'string' ? cluster.shared().get(request.name) : undefined;
+            const answer = state
+              ? { snapshot: state.snapshot() }
+              : { error: `no shared state ${String(request.name)}` };
+            await lp.write(encoder.encode(JSON.stringify(answer))); // the limit is on reads only
+            await stream.close();
+          } catch (error) {
+            stream.abort(error as Error);
+          }
+        },
+        { runOnLimitedConnection: true, maxInboundStreams: 4 },
+      );
+      timer = setInterval(tick, intervalMs);
+      timer.unref();
+      void send(heartbeat());
+    },
+
+    /** A mesh peer's connection closed: if it was a member, it is gone now. */
+    peerDown(peer: string) {
+      if (!seen.delete(peer)) return;
+      log.info({ peer }, 'member lost (connection closed)');
+      apply();
+    },
+
+    /** Tell the others this node is leaving, so they take its work over at once. */
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await Promise.race([send(heartbeat(true)), new Promise((r) => setTimeout(r, 500))]);
+      pubsub().removeEventListener('message', onMessage);
+      await host.unhandle(STATE_PROTOCOL).catch(() => {});
+    },
+
+    status: () => ({
+      members: cluster.members(),
+      settled,
+    }),
+  };
+}
