@@ -12,6 +12,7 @@ import { getRequestListener } from '@hono/node-server';
 import { Hono } from 'hono';
 import { after, before, describe, it } from 'node:test';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { startFeeds } from '../helpers/feeds.ts';
 import { asArgs, FAST_MESH, meshStatus } from '../helpers/mesh.ts';
 import { spawnRelay, startRelay, tempDir, type TestRelay } from '../helpers/relay.ts';
 
@@ -236,18 +237,36 @@ describe('dashboard', () => {
   });
 
   it('a stopped peer shows as down (two real meshed relays, one killed)', async () => {
-    const mesh = asArgs({ ...FAST_MESH, listen: '/ip4/127.0.0.1/tcp/0' });
+    // Both pull the same sources: each is pulled by one of them, `standby` on the other.
+    const feeds = await startFeeds();
+    const sources = Array.from({ length: 16 }, (_, i) => ({
+      name: `shared-${i}`,
+      kind: 'http',
+      topic: `demo.shared${i}`,
+      url: feeds.httpUrl(`shared-${i}`),
+      interval_ms: 500,
+    }));
+    const mesh = [
+      ...asArgs({ ...FAST_MESH, listen: '/ip4/127.0.0.1/tcp/0', 'mesh-member-interval-ms': '250' }),
+      '--sources',
+      JSON.stringify(sources),
+    ];
     const first = await spawnRelay(['--port', '0', '--data-dir', await tempDir(), ...mesh]);
     const address = (await meshStatus(first.url)).node.multiaddrs[0] ?? '';
     const second = await spawnRelay(['--port', '0', '--data-dir', await tempDir(), ...mesh, '--bootstrap', address]);
     try {
-      const peerId = (await meshStatus(second.url)).node.peer_id;
+      const { peer_id: peerId, id: secondId } = (await meshStatus(second.url)).node;
       const { page, errors } = await open(first.url);
       await page.locator(`tr[data-peer="${peerId}"][data-state="up"]`).waitFor(WAIT);
+      const owner = page.locator('[data-testid="source-owner"]');
+      await owner.first().waitFor(WAIT);
+      assert.equal(await owner.first().textContent(), `on ${secondId.slice(0, 8)}`);
       second.child.kill('SIGKILL');
       await second.exited;
       const down = page.locator(`tr[data-peer="${peerId}"][data-state="down"]`);
       await down.waitFor(WAIT);
+      // The survivor pulls every source now: nothing is left on standby.
+      await owner.first().waitFor({ ...WAIT, state: 'detached' });
       assert.match((await down.textContent()) ?? '', /down/);
       assert.match((await textOf(page, '[data-testid="banner"]')) ?? '', /is down/);
       await page.screenshot({ path: `${SHOTS}dashboard-real-peer-down.png`, fullPage: true });
@@ -257,6 +276,7 @@ describe('dashboard', () => {
       second.child.kill('SIGKILL');
       first.child.kill('SIGTERM');
       await first.exited;
+      await feeds.stop();
     }
   });
 

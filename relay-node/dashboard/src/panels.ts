@@ -149,7 +149,13 @@ export function sourcesPanel(model: DashboardModel, status: RelayStatus) {
     return html`<tr data-source=${s.name} data-health=${health}>
       <th scope="row">${s.name}</th>
       <td>${s.kind ?? ''}</td>
-      <td>${badge(health, s.state)}</td>
+      <td>
+        ${badge(health, s.state)}${
+          s.state === 'standby' && s.owner
+            ? html` <span class="muted" data-testid="source-owner" title=${s.owner}>on ${s.owner.slice(0, 8)}</span>`
+            : nothing
+        }
+      </td>
       <td class="num">${ms(s.lag_ms)}</td>
       <td class="num">${s.rate == null ? '–' : `${rate(s.rate)}/s`}</td>
       <td>${sparkline(spark)}</td>

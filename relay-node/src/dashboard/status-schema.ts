@@ -42,6 +42,8 @@ export const sourceStatusSchema = z
     consecutive_failures: z.number().optional(),
     next_attempt: isoTime.nullable().optional(),
     next_attempt_at: isoTime.nullable().optional(),
+    /** In a mesh: the node id that pulls this source (`standby` elsewhere). */
+    owner: z.string().nullable().optional(),
   })
   .passthrough();
 

@@ -32,6 +32,18 @@ export class SourceDefinitionError extends Error {
   override name = 'SourceDefinitionError';
 }
 
+/**
+ * One schema per kind, built once: zod compiles a schema on its first parse, so building it per
+ * definition cost about 0.15 ms each, three seconds of startup for 10,000 sources (each parsed
+ * twice: as config, then when installed).
+ */
+const schemas = new WeakMap<SourceKind, z.ZodType>();
+function schemaOf(kind: SourceKind): z.ZodType {
+  let schema = schemas.get(kind);
+  if (!schema) schemas.set(kind, (schema = z.strictObject({ ...commonShape, ...kind.shape })));
+  return schema;
+}
+
 /** Validates a raw definition against the common fields and its kind's own fields. */
 export function parseDefinition(raw: unknown, kinds: ReadonlyMap<string, SourceKind>): SourceDefinition {
   const kindName = (raw as { kind?: unknown } | null)?.kind;
@@ -39,7 +51,7 @@ export function parseDefinition(raw: unknown, kinds: ReadonlyMap<string, SourceK
   if (!kind) {
     throw new SourceDefinitionError(`kind: must be one of ${[...kinds.keys()].join(', ')} (got ${String(kindName)})`);
   }
-  const result = z.strictObject({ ...commonShape, ...kind.shape }).safeParse(raw);
+  const result = schemaOf(kind).safeParse(raw);
   if (!result.success) {
     const issue = result.error.issues[0];
     const name = (raw as { name?: unknown }).name;

@@ -83,7 +83,7 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
       name: 'sources',
       async start() {
         manager.start();
-        log.info({ sources: manager.list().length, concurrency: config.source_concurrency }, 'sources started');
+        log.info({ sources: manager.size(), concurrency: config.source_concurrency }, 'sources started');
       },
       async stop() {
         manager.stop();

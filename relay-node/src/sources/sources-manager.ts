@@ -154,6 +154,7 @@ export function createSourcesManager(options: ManagerOptions) {
   return {
     shared,
     runtimes: () => runtimes.values(),
+    size: () => runtimes.size,
     /** Load definitions without starting them (invalid ones are logged and skipped). */
     load(raws: readonly Record<string, unknown>[]) {
       for (const raw of raws) {
