@@ -26,3 +26,13 @@ export async function processRssBytes(pid: number): Promise<number> {
   const match = /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'));
   return Number(match?.[1] ?? 0) * 1024;
 }
+
+/** Busy and total CPU time of the whole machine so far, in USER_HZ ticks over all cores (/proc/stat). */
+export async function machineCpuTicks(): Promise<{ busy: number; total: number }> {
+  const { readFile } = await import('node:fs/promises');
+  const line = (await readFile('/proc/stat', 'utf8')).split('\n')[0] ?? '';
+  const ticks = line.trim().split(/\s+/).slice(1, 9).map(Number); // user nice system idle iowait irq softirq steal
+  const total = ticks.reduce((a, b) => a + b, 0);
+  const idle = (ticks[3] ?? 0) + (ticks[4] ?? 0);
+  return { busy: total - idle, total };
+}

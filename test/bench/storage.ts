@@ -1,16 +1,21 @@
-// Scenario 5, storage: appends per second and history-read latency of the embedded store at
-// batch sizes 1, 10 and 100, beside a baseline of raw SQLite inserts (same file settings, no
-// aNode layers) measured in the same run.
+// Scenario 5, storage: appends per second and history-read latency at batch sizes 1, 10 and 100,
+// of the embedded store beside raw SQLite inserts (same file settings, no aNode layers), and of
+// the Cassandra store beside raw cassandra-driver prepared statements writing the same rows to a
+// plain table, against one real Apache Cassandra 5.0 started once per scenario run.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { createHybridClock, type Envelope, randomId } from '@anode/shared';
+import { createHybridClock, cursorTime, type Envelope, type MessageStore, randomId, randomNodeId } from '@anode/shared';
+import { createCassandraStore } from '@anode/relay-node/src/storage/cassandra/cassandra-store.ts';
 import { createSqliteStore } from '@anode/relay-node/src/storage/embedded/sqlite-store.ts';
+import cassandra from 'cassandra-driver';
+import { type CassandraServer, findJava, startCassandra } from '../cassandra/cassandra-server.ts';
+import { fmt, medianOf, numberFlag, numberList, type Scenario } from './scenario.ts';
 import { percentile } from './stats.ts';
 
 export interface StorageResult {
-  target: 'anode-embedded' | 'sqlite-baseline';
+  target: 'anode-embedded' | 'sqlite-baseline' | 'anode-cassandra' | 'cassandra-baseline' | 'cassandra-lwt-baseline';
   batch: number;
   appends_per_s: number;
   read_p50_ms: number;
@@ -18,9 +23,9 @@ export interface StorageResult {
 }
 
 const clock = createHybridClock('bench');
-const envelope = (n: number): Envelope => ({
+const envelope = (n: number, prefix = 'bench'): Envelope => ({
   id: randomId(),
-  topic: `bench.s${n % 10}`,
+  topic: `${prefix}.s${n % 10}`,
   cursor: clock.next(),
   source: 'bench',
   ts: Date.now(),
@@ -92,3 +97,279 @@ export async function runStorage(batch: number, messages: number): Promise<Stora
     await rm(dir, { recursive: true, force: true });
   }
 }
+
+/** Reads per measurement: `history(topic, {after: random cursor, limit: 100})`. */
+const READS = 200;
+/** Statements in flight per batch, for the store (the relay's default) and the baseline alike. */
+const CASSANDRA_CONCURRENCY = 64;
+const BUCKET_MS = 3_600_000; // the relay's default cassandra_bucket_ms
+/** Untimed appends through both Cassandra paths before the first measurement. */
+const WARMUP_MESSAGES = 1_000;
+const LOCAL_SERIAL = cassandra.types.consistencies.localSerial; // as the store's id claims
+
+/** Run `work` over `items` with at most `limit` in flight (as the Cassandra store does per batch). */
+async function eachLimit<T>(items: readonly T[], limit: number, work: (item: T) => Promise<unknown>) {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await work(items[next++] as T);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+/**
+ * One Cassandra keyspace per target for a whole scenario run (schema changes take seconds);
+ * each measurement writes its own topics, so reads see only its rows.
+ */
+export interface CassandraBench {
+  server: CassandraServer;
+  store: MessageStore;
+  client: cassandra.Client;
+  keyspace: string;
+  close(): Promise<void>;
+}
+
+export async function openCassandraBench(server: CassandraServer): Promise<CassandraBench> {
+  const keyspace = `bench_${randomNodeId(10)}`;
+  const store = createCassandraStore({
+    contactPoints: [`${server.host}:${server.port}`],
+    localDataCenter: 'datacenter1',
+    keyspace: `${keyspace}_anode`,
+    replication: 'SimpleStrategy:1',
+    writeConsistency: 'LOCAL_QUORUM', // the relay's defaults
+    readConsistency: 'LOCAL_QUORUM',
+    concurrency: CASSANDRA_CONCURRENCY,
+    bucketMs: BUCKET_MS,
+    timeoutMs: 10_000,
+    retention: { maxAgeMs: 0, maxMessages: 0 }, // no TTL, like the embedded run's retention
+  });
+  const client = new cassandra.Client({
+    contactPoints: [`${server.host}:${server.port}`],
+    localDataCenter: 'datacenter1',
+    socketOptions: { readTimeout: 10_000 },
+    queryOptions: { prepare: true, consistency: cassandra.types.consistencies.localQuorum },
+  });
+  await client.connect();
+  const raw = `${keyspace}_raw`;
+  await client.execute(
+    `CREATE KEYSPACE ${raw} WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`,
+  );
+  // The same row shape and key as the store's history table; nothing else (no id index, no latest).
+  await client.execute(
+    `CREATE TABLE ${raw}.messages (topic text, bucket bigint, cursor text, id text, source text, ts bigint, data text,
+       PRIMARY KEY ((topic, bucket), cursor)) WITH CLUSTERING ORDER BY (cursor ASC)`,
+  );
+  await client.execute(`CREATE TABLE ${raw}.message_ids (id text PRIMARY KEY, topic text, cursor text)`);
+  // Connect, migrate and prepare outside the timed part, and give the fresh JVM's JIT some
+  // work on both paths first (a cold Cassandra is several times slower for its first seconds).
+  const insert = `INSERT INTO ${raw}.messages (topic, bucket, cursor, id, source, ts, data) VALUES (?, ?, ?, ?, ?, ?, ?)`;
+  for (let i = 0; i < WARMUP_MESSAGES; i += 50) {
+    const rows = Array.from({ length: 50 }, (_, j) => envelope(i + j, 'warm'));
+    await store.append(rows);
+    await eachLimit(rows, CASSANDRA_CONCURRENCY, (e) => client.execute(insert, cassandraRow(e)));
+  }
+  await store.history('warm.s0', { limit: 100 });
+  return {
+    server,
+    store,
+    client,
+    keyspace: raw,
+    async close() {
+      await store.close();
+      await client.shutdown();
+    },
+  };
+}
+
+const cassandraRow = (e: Envelope) => [
+  e.topic,
+  cassandra.types.Long.fromNumber(Math.floor(cursorTime(e.cursor) / BUCKET_MS)),
+  e.cursor,
+  e.id,
+  e.source,
+  cassandra.types.Long.fromNumber(e.ts),
+  JSON.stringify(e.data),
+];
+
+/** Appends `messages` in batches through `append`, then times `READS` history reads of one topic. */
+async function measureCassandra(
+  target: StorageResult['target'],
+  batch: number,
+  messages: number,
+  append: (rows: Envelope[]) => Promise<unknown>,
+  read: (topic: string, after: Envelope) => Promise<unknown>,
+): Promise<StorageResult> {
+  const prefix = `b${randomNodeId(8)}`;
+  const written: Envelope[] = [];
+  const started = performance.now();
+  for (let i = 0; i < messages; i += batch) {
+    const rows = Array.from({ length: batch }, (_, j) => envelope(i + j, prefix));
+    await append(rows);
+    written.push(...rows);
+  }
+  const rate = messages / ((performance.now() - started) / 1000);
+  const topic = `${prefix}.s1`;
+  const candidates = written.filter((e) => e.topic === topic);
+  const reads: number[] = [];
+  for (let i = 0; i < READS; i++) {
+    const after = candidates[Math.floor(Math.random() * candidates.length)] as Envelope;
+    const t = performance.now();
+    await read(topic, after);
+    reads.push(performance.now() - t);
+  }
+  reads.sort((x, y) => x - y);
+  return {
+    target,
+    batch,
+    appends_per_s: Math.round(rate),
+    read_p50_ms: percentile(reads, 50),
+    read_p99_ms: percentile(reads, 99),
+  };
+}
+
+/**
+ * The Cassandra store beside two raw-driver baselines in one keyspace of plain tables: plain
+ * prepared INSERTs of the history rows, and the same preceded by an `IF NOT EXISTS` id claim (the
+ * floor of any idempotent append on Cassandra: a Paxos round per message). Reads: the store's
+ * `history(topic, {after, limit: 100})` against one prepared SELECT of the same slice.
+ */
+export async function runCassandraStorage(
+  bench: CassandraBench,
+  batch: number,
+  messages: number,
+): Promise<StorageResult[]> {
+  const { store, client, keyspace } = bench;
+  const insert = `INSERT INTO ${keyspace}.messages (topic, bucket, cursor, id, source, ts, data) VALUES (?, ?, ?, ?, ?, ?, ?)`;
+  const claim = `INSERT INTO ${keyspace}.message_ids (id, topic, cursor) VALUES (?, ?, ?) IF NOT EXISTS`;
+  const select = `SELECT * FROM ${keyspace}.messages WHERE topic = ? AND bucket = ? AND cursor > ? LIMIT 100`;
+  const rawRead = async (topic: string, after: Envelope) => {
+    const result = await client.execute(select, [topic, cassandraRow(after)[1], after.cursor]);
+    // The same work the store does with the rows it reads.
+    return result.rows.map((r) => ({ ...r, data: JSON.parse(r.data as string) }));
+  };
+  const raw = await measureCassandra(
+    'cassandra-baseline',
+    batch,
+    messages,
+    (rows) => eachLimit(rows, CASSANDRA_CONCURRENCY, (e) => client.execute(insert, cassandraRow(e))),
+    rawRead,
+  );
+  const lwt = await measureCassandra(
+    'cassandra-lwt-baseline',
+    batch,
+    messages,
+    (rows) =>
+      eachLimit(rows, CASSANDRA_CONCURRENCY, async (e) => {
+        await client.execute(claim, [e.id, e.topic, e.cursor], { serialConsistency: LOCAL_SERIAL });
+        await client.execute(insert, cassandraRow(e));
+      }),
+    rawRead,
+  );
+  const anode = await measureCassandra(
+    'anode-cassandra',
+    batch,
+    messages,
+    (rows) => store.append(rows),
+    (topic, after) => store.history(topic, { after: after.cursor, limit: 100 }),
+  );
+  return [anode, raw, lwt];
+}
+
+/** Start Cassandra for a scenario run, or say why not (the table and the notes carry the reason). */
+async function startBenchCassandra(log: (line: string) => void): Promise<CassandraServer | string> {
+  if (!findJava()) return 'java not found (Cassandra 5.0 needs Java 17 or 11, and Maven for its jars)';
+  try {
+    const server = await startCassandra({ fast: true, heap: '1g', log: (line) => log(`storage: cassandra: ${line}`) });
+    log(
+      `storage: Cassandra ${server.releaseVersion} up in ${(server.startupMs / 1000).toFixed(1)} s on port ${server.port}`,
+    );
+    return server;
+  } catch (error) {
+    return `Cassandra did not start: ${(error as Error).message.split('\n')[0]}`;
+  }
+}
+
+export const storageScenario: Scenario = {
+  name: 'storage',
+  summary:
+    'appends/s and history-read latency at batch sizes 1, 10, 100: embedded (vs raw SQLite) and Cassandra (vs raw driver)',
+  flags: {
+    batches: { type: 'string' }, // list, e.g. 1,10,100
+    messages: { type: 'string' }, // per batch size and target (default: embedded 1,000 × batch; Cassandra less)
+    cassandra: { type: 'string' }, // true | false (default: true, false with --quick)
+  },
+  async run({ quick, runs, flags, log }) {
+    const batches = numberList(flags.batches, [1, 10, 100]);
+    const cassandraFlag = typeof flags.cassandra === 'string' ? flags.cassandra : quick ? 'false' : 'true';
+    if (!['true', 'false'].includes(cassandraFlag))
+      throw new Error(`--cassandra must be true or false: ${cassandraFlag}`);
+    const rows = [
+      '| batch | target | appends/s | history read p50 ms | p99 ms | ratio appends vs baseline | ratio read p50 vs baseline |',
+      '|---|---|---|---|---|---|---|',
+    ];
+    const notes: string[] = [];
+    const data: StorageResult[] = [];
+    const row = (result: StorageResult, base: StorageResult) =>
+      `| ${result.batch} | ${result.target} | ${result.appends_per_s} | ${fmt(result.read_p50_ms, 3)} | ${fmt(result.read_p99_ms, 3)} | ${fmt(result.appends_per_s / base.appends_per_s, 2)}× | ${fmt(result.read_p50_ms / base.read_p50_ms, 2)}× |`;
+
+    for (const batch of batches) {
+      const messages = numberFlag(flags.messages, quick ? Math.min(2_000, batch * 200) : batch * 1_000);
+      const samples: StorageResult[][] = [];
+      for (let r = 0; r < runs; r++) {
+        log(`storage: embedded, batch ${batch}, ${messages} messages (run ${r + 1}/${runs})`);
+        samples.push(await runStorage(batch, messages));
+      }
+      const anode = medianOf(samples.map((s) => s[0] as StorageResult));
+      const raw = medianOf(samples.map((s) => s[1] as StorageResult));
+      data.push(anode, raw);
+      rows.push(row(raw, raw), row(anode, raw));
+    }
+
+    if (cassandraFlag === 'false') {
+      const why = quick ? '--quick' : '--cassandra false';
+      notes.push(
+        `Cassandra not measured (${why}${quick ? ": its startup alone takes 4–15 s, more than --quick's share" : ''}); run \`npm run bench -- storage\` (or add --cassandra true) for it.`,
+      );
+      rows.push(`| – | anode-cassandra | not measured (${why}) | – | – | – | – |`);
+      return { rows, notes, data };
+    }
+    const started = performance.now();
+    const server = await startBenchCassandra(log);
+    if (typeof server === 'string') {
+      notes.push(`Cassandra NOT measured: ${server}.`);
+      rows.push(`| – | anode-cassandra | NOT MEASURED: ${server.replaceAll('|', '/')} | – | – | – | – |`);
+      return { rows, notes, data };
+    }
+    let bench: CassandraBench | undefined;
+    try {
+      bench = await openCassandraBench(server);
+      for (const batch of batches) {
+        // The store claims each id with a lightweight transaction (Paxos): far fewer appends/s.
+        // The store claims each id with a lightweight transaction (a Paxos round): a few hundred
+        // appends/s on one local node, so fewer messages than the embedded run.
+        const messages = numberFlag(
+          flags.messages,
+          quick ? Math.min(500, batch * 20) : Math.min(2_000, Math.max(300, batch * 100)),
+        );
+        const samples: StorageResult[][] = [];
+        for (let r = 0; r < runs; r++) {
+          log(`storage: cassandra, batch ${batch}, ${messages} messages (run ${r + 1}/${runs})`);
+          samples.push(await runCassandraStorage(bench, batch, messages));
+        }
+        const [anode, raw, lwt] = [0, 1, 2].map((i) => medianOf(samples.map((s) => s[i] as StorageResult))) as [
+          StorageResult,
+          StorageResult,
+          StorageResult,
+        ];
+        data.push(anode, raw, lwt);
+        rows.push(row(raw, raw), row(lwt, raw), row(anode, raw));
+      }
+    } finally {
+      await bench?.close().catch(() => {});
+      await server.stop();
+    }
+    notes.push(
+      `Cassandra ${server.releaseVersion}: one local node (Java 17, 1 GiB heap, system tables unsynced, commit log periodic) on the same 2 cores, started once for this run (${(server.startupMs / 1000).toFixed(1)} s; Cassandra part ${Math.round((performance.now() - started) / 1000)} s). Both Cassandra targets write at LOCAL_QUORUM with ${CASSANDRA_CONCURRENCY} statements in flight per batch; the store claims each id with a lightweight transaction (IF NOT EXISTS, LOCAL_SERIAL) and writes the history and latest-per-source rows; cassandra-baseline only INSERTs the history row, cassandra-lwt-baseline claims the id (IF NOT EXISTS) and then INSERTs the history row, the floor of any idempotent append on Cassandra. Ratios are to cassandra-baseline. ${WARMUP_MESSAGES} untimed appends through each path warm the fresh JVM first.`,
+    );
+    return { rows, notes, data };
+  },
+};

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { planConnections, runConnections } from '../bench/connections.ts';
 import { runFanout } from '../bench/fanout.ts';
+import { runSaturation } from '../bench/saturation.ts';
 import { runStorage } from '../bench/storage.ts';
 
 // Benchmarks are not tests: this only proves each landed scenario runs end to end at a tiny
@@ -11,6 +13,36 @@ describe('benchmark scenarios run', () => {
       const result = await runFanout(target, { subscribers: 5, rate: 50, seconds: 0.5, workers: 1 });
       assert.equal(result.reach, 1, `${target} delivered everything`);
       assert.ok(Number.isFinite(result.p99_ms));
+    }
+  });
+
+  it('saturation takes its steps against aNode and the bare-ws baseline', async () => {
+    for (const target of ['ws-baseline', 'anode'] as const) {
+      const result = await runSaturation(target, {
+        subscribers: 5,
+        startRate: 50,
+        seconds: 0.5,
+        precision: 2,
+        maxSteps: 2,
+      });
+      assert.equal(result.steps.length, 2, `${target}: two steps`);
+      assert.ok([0, 25, 50, 100].includes(result.max_rate), `${target}: the highest rate held is a rate tried`);
+      for (const step of result.steps) {
+        assert.ok(step.reach > 0 && step.reach <= 1, `${target} at ${step.rate}/s delivered (reach ${step.reach})`);
+        assert.ok(Number.isFinite(step.p99_ms), `${target} at ${step.rate}/s measured latency`);
+      }
+    }
+  });
+
+  it('connections opens idle subscribers on aNode and the bare-ws baseline and measures memory', async () => {
+    const plan = planConnections(200);
+    assert.equal(plan.connections, 200);
+    for (const target of ['ws-baseline', 'anode'] as const) {
+      const result = await runConnections(target, plan, { settleMs: 100 });
+      assert.equal(result.connections, 200);
+      assert.ok(result.rss_after_mb > 0 && result.rss_before_mb > 0, `${target}: RSS measured`);
+      assert.ok(Number.isFinite(result.rss_per_connection_kb), `${target}: RSS per connection`);
+      assert.ok(result.connect_per_s > 0, `${target}: connected`);
     }
   });
 

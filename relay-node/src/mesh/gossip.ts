@@ -15,7 +15,7 @@ export interface GossipOptions {
   shards: Shards;
   maxMessageBytes: number;
   log: Logger;
-  metrics: Pick<MeshMetrics, 'gossipIn' | 'gossipOut' | 'rejected'>;
+  metrics: Pick<MeshMetrics, 'gossipIn' | 'gossipOut' | 'gossipCopies' | 'rejected'>;
 }
 
 const encoder = new TextEncoder();
@@ -24,6 +24,8 @@ export function createGossip(options: GossipOptions) {
   const { shards, log, metrics } = options;
   // msgIdFn, the validator and the message event see the same data: decode it once.
   const cache = new WeakMap<Uint8Array, Decoded>();
+  // The data of this node's own publishes: gossipsub hands msgIdFn the very array we passed it.
+  const own = new WeakSet<Uint8Array>();
   let rejected = 0;
   let pubsub: GossipSub | undefined;
 
@@ -41,8 +43,12 @@ export function createGossip(options: GossipOptions) {
   };
 
   const msgIdFn = (message: Message): Uint8Array => {
-    if (shards.parse(message.topic) !== undefined)
+    if (shards.parse(message.topic) !== undefined) {
+      // gossipsub (no fastMsgIdFn) ids every signature-checked copy from a peer before its
+      // seen-cache check, so this counts each copy on the wire, duplicates included.
+      if (!own.has(message.data)) metrics.gossipCopies.inc();
       return encoder.encode(gossipMessageId(decode(message), message.data));
+    }
     // Other topics (peer discovery): the sender and its sequence number, as gossipsub does.
     if (message.type === 'signed') return encoder.encode(`${message.from.toString()}/${message.sequenceNumber}`);
     return createHash('sha256').update(message.data).digest();
@@ -77,7 +83,9 @@ export function createGossip(options: GossipOptions) {
     async publish(envelope: Envelope): Promise<void> {
       if (!pubsub) return;
       try {
-        await pubsub.publish(shards.gossipTopic(envelope.topic), encodeEnvelope(envelope));
+        const data = encodeEnvelope(envelope);
+        own.add(data);
+        await pubsub.publish(shards.gossipTopic(envelope.topic), data);
         metrics.gossipOut.inc();
       } catch (error) {
         log.warn({ err: error, id: envelope.id }, 'gossip publish failed; peers will get it by catch-up');

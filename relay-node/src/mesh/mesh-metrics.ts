@@ -21,6 +21,11 @@ export function createMeshMetrics(registry: Registry, peers: () => number) {
       help: 'Messages this node accepted and gossiped',
       registers: [registry],
     }),
+    gossipCopies: new Counter({
+      name: 'anode_mesh_gossip_copies_received_total',
+      help: 'Shard gossip copies received from peers: new, duplicate (dropped as already seen) or rejected',
+      registers: [registry],
+    }),
     rejected: new Counter({
       name: 'anode_mesh_gossip_rejected_total',
       help: 'Gossip messages rejected by validation (their sender is scored down)',

@@ -16,6 +16,7 @@ import {
   UnauthorizedError,
 } from '@anode/shared';
 import { isUtf8 } from 'node:buffer';
+import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import type { RelayConfig } from '../config.ts';
 import type { Hub, Subscriber } from '../hub/hub.ts';
@@ -36,16 +37,35 @@ export interface ConnectionDeps {
 }
 
 export class ClientConnection implements Subscriber {
+  // Frames sent to a connection in one synchronous run (the fan-out of a committed batch of
+  // publishes, a page of catch-up) leave in one write: its socket is corked at the first send and
+  // every corked socket is uncorked together on the next tick. One writev per subscriber per batch
+  // instead of one per message; nothing waits beyond the current tick.
+  static #corked: ClientConnection[] = [];
+  static #releaseScheduled = false;
+  static #release = (): void => {
+    ClientConnection.#releaseScheduled = false;
+    const corked = ClientConnection.#corked;
+    ClientConnection.#corked = [];
+    for (const connection of corked) connection.#uncork();
+  };
+
   readonly id = randomId();
   readonly #ws: WebSocket;
+  /** The upgraded socket under `#ws`, when known (to cork it). */
+  readonly #socket: Duplex | undefined;
+  #isCorked = false;
+  readonly #corkFlushBytes: number;
   readonly #claims: Claims;
   readonly #deps: ConnectionDeps;
   readonly #bucket;
   #closed = false;
   #expiry: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(ws: WebSocket, claims: Claims, deps: ConnectionDeps) {
+  constructor(ws: WebSocket, claims: Claims, deps: ConnectionDeps, socket?: Duplex) {
     this.#ws = ws;
+    this.#socket = socket;
+    this.#corkFlushBytes = Math.min(64 * 1024, deps.config.max_send_buffer_bytes / 2);
     this.#claims = claims;
     this.#deps = deps;
     this.#bucket = createTokenBucket(deps.config.publish_rate, deps.config.publish_burst);
@@ -62,12 +82,33 @@ export class ClientConnection implements Subscriber {
 
   send(frame: string): boolean {
     if (this.#closed || this.#ws.readyState !== this.#ws.OPEN) return false;
+    this.#cork();
     this.#ws.send(frame);
+    // Corked bytes count as unsent: hand a large enough run to the kernel now, so only bytes the
+    // peer has not taken count against the slow-consumer limit.
+    if (this.#isCorked && this.#ws.bufferedAmount >= this.#corkFlushBytes) this.#uncork();
     if (this.#ws.bufferedAmount > this.#deps.config.max_send_buffer_bytes) {
       this.close('slow_consumer', 'send buffer full: subscriber too slow; resume from your last cursor');
       return false;
     }
     return true;
+  }
+
+  #cork(): void {
+    if (this.#isCorked || !this.#socket) return;
+    this.#isCorked = true;
+    this.#socket.cork();
+    ClientConnection.#corked.push(this);
+    if (!ClientConnection.#releaseScheduled) {
+      ClientConnection.#releaseScheduled = true;
+      process.nextTick(ClientConnection.#release);
+    }
+  }
+
+  #uncork(): void {
+    if (!this.#isCorked) return;
+    this.#isCorked = false;
+    this.#socket?.uncork();
   }
 
   overflow(): void {

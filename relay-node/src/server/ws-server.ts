@@ -73,7 +73,7 @@ export function attachWebSockets(server: Server, deps: WsDeps) {
     authorize(request, url).then(
       ({ claims, topic, after }) => {
         wss.handleUpgrade(request, socket, head, (ws) => {
-          const connection = new ClientConnection(ws, claims, deps);
+          const connection = new ClientConnection(ws, claims, deps, socket);
           connections.add(connection);
           ws.on('close', () => connections.delete(connection));
           if (topic) connection.subscribeOnOpen(topic, after);

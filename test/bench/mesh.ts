@@ -1,0 +1,215 @@
+// Scenario 3, relay mesh: N relays on loopback in a gossipsub mesh; one publisher on the first
+// relay, one subscriber on every relay. Measures the time from publish to the LAST relay's
+// subscriber per message (p50/p99), gossip copies on the wire per message, and the whole mesh's
+// CPU per message; baseline in the same run: the same messages through a single relay (no mesh).
+import { cpus } from 'node:os';
+import { createShards } from '@anode/relay-node/src/mesh/shards.ts';
+import { asArgs, meshStatus, waitForFullMesh } from '../helpers/mesh.ts';
+import {
+  type BenchRelay,
+  counter,
+  lastArrival,
+  loadgenShare,
+  SATURATED,
+  startBenchRelay,
+  startLoadgen,
+  summarize,
+} from './mesh-edge-common.ts';
+import { fmt, medianOf, numberFlag, numberList, type Scenario } from './scenario.ts';
+import { processCpuMs } from './stats.ts';
+
+const TOPIC = 'bench.mesh';
+const COPIES = 'anode_mesh_gossip_copies_received_total';
+/**
+ * Discovery often enough that nine relays find each other in seconds, yet rarely enough that its
+ * own gossip (every node announces itself to all) stays small beside the measured messages.
+ */
+const IDLE_MS = 1_500;
+const BENCH_MESH = { 'mesh-discovery-interval-ms': '2000', 'mesh-ping-interval-ms': '5000' };
+
+export interface MeshOptions {
+  /** 1: the single-relay baseline (no mesh). */
+  relays: number;
+  messages: number;
+  rate: number;
+  runs: number;
+  cpuProfDir?: string;
+  log?: (line: string) => void;
+}
+
+export interface MeshResult {
+  target: 'single-relay' | 'mesh';
+  relays: number;
+  messages: number;
+  rate: number;
+  /** Publish → the last relay's subscriber, per message. */
+  p50_ms: number;
+  p99_ms: number;
+  /** Publish → a subscriber on another relay than the publisher's, every (message, relay). */
+  p50_remote_ms: number;
+  /** Share of (message, relay) pairs delivered. */
+  reach: number;
+  /** Client-level repeats seen by the subscribers (should be 0: the relays dedup). */
+  repeats: number;
+  /** Gossip copies received by all relays together, per message. */
+  copies_per_message: number;
+  /** copies_per_message − (relays − 1): copies beyond the one each other relay needs. */
+  duplicates_per_message: number;
+  /** CPU of all relay processes together per message, net of what they burn idle (heartbeats, discovery). */
+  relay_cpu_us_per_message: number;
+  /** CPU of all relay processes together while idle (just before the window), in cores. */
+  idle_cpu_cores: number;
+  /** CPU of all relay processes together over the window, in cores (the machine has cpus().length). */
+  relay_cpu_cores: number;
+  loadgen_cpu_share: number;
+}
+
+async function startMesh(count: number, cpuProfDir?: string): Promise<BenchRelay[]> {
+  if (count === 1) return [await startBenchRelay([], { cpuProfDir })];
+  const relays: BenchRelay[] = [];
+  try {
+    relays.push(await startBenchRelay([...asArgs(BENCH_MESH), '--listen', '/ip4/127.0.0.1/tcp/0'], { cpuProfDir }));
+    const bootstrap = (await meshStatus(relays[0]?.url as string)).node.multiaddrs[0] as string;
+    // The others know only the first; discovery finds the rest. Started a few at a time (two cores).
+    for (let i = 1; i < count; i += 4) {
+      const batch = Math.min(4, count - i);
+      relays.push(
+        ...(await Promise.all(
+          Array.from({ length: batch }, () =>
+            startBenchRelay([...asArgs(BENCH_MESH), '--bootstrap', bootstrap], { cpuProfDir }),
+          ),
+        )),
+      );
+    }
+    await waitForFullMesh(
+      relays.map((r) => r.url),
+      createShards(32).gossipTopic(TOPIC),
+      60_000,
+    );
+    return relays;
+  } catch (error) {
+    await Promise.all(relays.map((r) => r.stop()));
+    throw error;
+  }
+}
+
+/** One cluster (a mesh of `relays`, or a single relay), `runs` measured windows on it; one result per run. */
+export async function runMesh(options: MeshOptions): Promise<MeshResult[]> {
+  const log = options.log ?? (() => {});
+  log(`mesh: starting ${options.relays} relay${options.relays > 1 ? 's' : ''}`);
+  const relays = await startMesh(options.relays, options.cpuProfDir);
+  const results: MeshResult[] = [];
+  try {
+    for (let run = 0; run < options.runs; run++) {
+      log(
+        `mesh: ${options.relays} relays, ${options.messages} messages at ${options.rate}/s (run ${run + 1}/${options.runs})`,
+      );
+      const loadgen = await startLoadgen({
+        mode: 'latency',
+        publish: `${relays[0]?.wsUrl}/v1/topics/${TOPIC}/ws`,
+        subscribe: relays.map((r) => `${r.wsUrl}/v1/topics/${TOPIC}/ws`),
+        topic: TOPIC,
+        count: options.messages,
+        rate: options.rate,
+        inflight: 0,
+        warmup: 20,
+        drainMs: 10_000,
+      });
+      const copiesBefore = await Promise.all(relays.map((r) => counter(r.url, COPIES)));
+      // The cluster's idle CPU (gossipsub heartbeats, discovery, pings), subtracted below.
+      const idleFrom = await Promise.all(relays.map((r) => processCpuMs(r.pid)));
+      const idleStart = performance.now();
+      await new Promise((resolve) => setTimeout(resolve, IDLE_MS));
+      const cpuBefore = await Promise.all(relays.map((r) => processCpuMs(r.pid)));
+      const idleCores =
+        cpuBefore.reduce((n, c, i) => n + c - (idleFrom[i] as number), 0) / (performance.now() - idleStart);
+      const report = await loadgen.go();
+      const cpuAfter = await Promise.all(relays.map((r) => processCpuMs(r.pid)));
+      const copiesAfter = await Promise.all(relays.map((r) => counter(r.url, COPIES)));
+      const copies = copiesAfter.reduce((n, c, i) => n + c - (copiesBefore[i] as number), 0);
+      const cpuMs = cpuAfter.reduce((n, c, i) => n + c - (cpuBefore[i] as number), 0);
+      const last = summarize(lastArrival(report.latencies));
+      const all = summarize(report.latencies.flat());
+      const remote = summarize(report.latencies.slice(1).flat());
+      const perMessage = copies / options.messages;
+      results.push({
+        target: options.relays === 1 ? 'single-relay' : 'mesh',
+        relays: options.relays,
+        messages: options.messages,
+        rate: options.rate,
+        p50_ms: last.p50,
+        p99_ms: last.p99,
+        p50_remote_ms: options.relays === 1 ? Number.NaN : remote.p50,
+        reach: all.reach,
+        repeats: report.repeats.reduce((a, b) => a + b, 0),
+        copies_per_message: perMessage,
+        duplicates_per_message: perMessage - (options.relays - 1),
+        relay_cpu_us_per_message: ((cpuMs - idleCores * report.wallMs) * 1000) / options.messages,
+        idle_cpu_cores: idleCores,
+        relay_cpu_cores: cpuMs / report.wallMs,
+        loadgen_cpu_share: loadgenShare(report),
+      });
+    }
+  } finally {
+    await Promise.all(relays.map((r) => r.stop()));
+  }
+  return results;
+}
+
+export const meshScenario: Scenario = {
+  name: 'mesh',
+  summary: '3, 5 and 9 relays: publish to the last relay subscriber, duplicates per message (vs one relay)',
+  flags: {
+    relays: { type: 'string' }, // list, e.g. 3,5,9
+    messages: { type: 'string' },
+    rate: { type: 'string' },
+  },
+  async run({ quick, runs, flags, cpuProfDir, log }) {
+    const sizes = numberList(flags.relays, quick ? [3] : [3, 5, 9]);
+    const messages = numberFlag(flags.messages, quick ? 200 : 500);
+    const rate = numberFlag(flags.rate, 50);
+    const rows = [
+      '| relays | target | p50 ms (last relay) | p99 ms (last relay) | p50 ms (any other relay) | reach | gossip copies/msg | duplicates/msg | relay CPU µs/msg (all relays, net of idle) | relay CPU cores (idle) | p99 vs single relay |',
+      '|---|---|---|---|---|---|---|---|---|---|---|',
+    ];
+    const notes: string[] = [];
+    const data: MeshResult[] = [];
+    const measured: MeshResult[][] = [];
+    for (const relays of [1, ...sizes.filter((n) => n > 1)]) {
+      const samples = await runMesh({ relays, messages, rate, runs, cpuProfDir, log });
+      measured.push(samples);
+      data.push(medianOf(samples));
+    }
+    const base = data[0] as MeshResult;
+    for (const result of data) {
+      rows.push(
+        `| ${result.relays} | ${result.target} | ${fmt(result.p50_ms, 2)} | ${fmt(result.p99_ms, 2)} | ${fmt(result.p50_remote_ms, 2)} | ${(result.reach * 100).toFixed(2)}% | ${fmt(result.copies_per_message, 2)} | ${fmt(result.duplicates_per_message, 2)} | ${fmt(result.relay_cpu_us_per_message, 0)} | ${fmt(result.relay_cpu_cores, 2)} (${fmt(result.idle_cpu_cores, 2)}) | ${fmt(result.p99_ms / base.p99_ms, 2)}× |`,
+      );
+    }
+    notes.push(
+      `${messages} messages of ~100 bytes at ${rate}/s from one publisher on relay 1; a subscriber on every relay. ` +
+        'Gossip copies/msg: copies of a message received by all relays together (new ones and the ones gossipsub drops as already seen: ' +
+        `anode_mesh_gossip_copies_received_total); duplicates/msg = copies/msg − (relays − 1), 0 being one copy per other relay. ` +
+        'Relays store every message (persist all, embedded store, no fsync), announce themselves every 2 s, one cluster per size, runs are windows on it.',
+    );
+    const busiest = Math.max(...measured.flat().map((r) => r.loadgen_cpu_share));
+    notes.push(
+      busiest > SATURATED
+        ? `Load generator SATURATED: up to ${(busiest * 100).toFixed(0)}% of a core; latencies include its queueing.`
+        : `Load generator (one process, separate from the relays): at most ${(busiest * 100).toFixed(0)}% of a core, not saturated.`,
+    );
+    const cores = cpus().length;
+    const hot = data.filter((r) => r.relay_cpu_cores > 0.7 * cores);
+    if (hot.length > 0)
+      notes.push(
+        `The relays together used ${hot.map((r) => `${fmt(r.relay_cpu_cores, 2)} cores at ${r.relays} relays`).join(', ')} of ${cores}: ` +
+          'the machine, not the mesh, sets those latencies (lower --rate to see the mesh alone).',
+      );
+    const missed = data.filter((r) => r.reach < 1 || r.repeats > 0);
+    if (missed.length > 0)
+      notes.push(
+        `Not every message reached every relay exactly once: ${missed.map((r) => `${r.relays} relays ${(r.reach * 100).toFixed(2)}%, ${r.repeats} repeats`).join('; ')}.`,
+      );
+    return { rows, notes, data: { medians: data, runs: measured } };
+  },
+};
