@@ -6,6 +6,7 @@
 // Prints "ready"; on a line "stop <from> <to>" on stdin prints one JSON report of the items
 // produced in [from, to) and exits.
 import { createInterface } from 'node:readline';
+import { percentile } from './stats.ts';
 
 const [base = '', countText = '1', intervalText = '1000', concurrencyText = '256', timeoutText = '10000'] =
   process.argv.slice(2);
@@ -89,10 +90,7 @@ for (let i = 0; i < count; i++) {
 }
 process.stdout.write('ready\n');
 
-const pct = (sorted: number[], p: number) =>
-  sorted.length === 0
-    ? null
-    : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+const pct = (sorted: number[], p: number) => (sorted.length === 0 ? null : percentile(sorted, p));
 createInterface({ input: process.stdin }).on('line', (line) => {
   const [word, fromText, toText] = line.split(' ');
   if (word !== 'stop') return;

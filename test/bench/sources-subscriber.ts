@@ -5,6 +5,7 @@
 // [from, to) and exits.
 import { createInterface } from 'node:readline';
 import WebSocket from 'ws';
+import { percentile } from './stats.ts';
 
 const [url = '', pattern = 'srcbench.>'] = process.argv.slice(2);
 const now = () => performance.timeOrigin + performance.now();
@@ -23,10 +24,7 @@ ws.on('message', (raw) => {
 });
 ws.on('error', (error) => process.stderr.write(`sources-subscriber: ${error.message}\n`));
 
-const pct = (sorted: number[], p: number) =>
-  sorted.length === 0
-    ? null
-    : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+const pct = (sorted: number[], p: number) => (sorted.length === 0 ? null : percentile(sorted, p));
 createInterface({ input: process.stdin }).on('line', (line) => {
   const [word, fromText, toText] = line.split(' ');
   if (word !== 'stop') return;
