@@ -11,6 +11,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
+import { benchRelayArgv } from './relay-argv.ts';
 import { fmt, medianOf, numberFlag, numberList, type Scenario } from './scenario.ts';
 import { machineCpuTicks, percentile, processCpuMs, processRssBytes } from './stats.ts';
 
@@ -55,7 +56,6 @@ export interface FanoutResult {
 }
 
 const here = (file: string) => fileURLToPath(new URL(file, import.meta.url));
-const CLI = here('../../relay-node/bin/anode.ts');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A load-generator process at or above this share of one core is called saturated. */
@@ -80,25 +80,7 @@ export async function startServer(
   options: ServerOptions = {},
 ): Promise<{ child: ChildProcess; url: string; pid: number }> {
   const args =
-    target === 'anode'
-      ? [
-          ...(options.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProfDir] : []),
-          CLI,
-          'relay',
-          '--port',
-          '0',
-          '--data-dir',
-          dataDir,
-          '--log-level',
-          'info', // the "relay ready at" line is logged at info
-          '--publish-rate',
-          '1000000',
-          '--publish-burst',
-          '1000000',
-          '--store-fsync',
-          'false',
-        ]
-      : [here('./baseline-server.ts')];
+    target === 'anode' ? benchRelayArgv(dataDir, { cpuProfDir: options.cpuProfDir }) : [here('./baseline-server.ts')];
   // prlimit sets the limit on itself and then execs node, so the pid is the server's.
   const [command, argv] =
     options.nofile !== undefined && options.nofile > hardFileLimit()

@@ -8,14 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LoadgenReport, LoadgenSpec } from './mesh-edge-loadgen.ts';
+import { benchRelayArgv } from './relay-argv.ts';
 import { percentile, processCpuMs } from './stats.ts';
 
 const here = (file: string) => fileURLToPath(new URL(file, import.meta.url));
-const CLI = here('../../relay-node/bin/anode.ts');
 const LOADGEN = here('./mesh-edge-loadgen.ts');
-
-/** Relay flags every bench relay gets: no publish rate limit, no fsync per commit (as in fan-out). */
-export const BENCH_RELAY_FLAGS = ['--publish-rate', '1000000', '--publish-burst', '1000000', '--store-fsync', 'false'];
 
 export interface BenchRelay {
   url: string;
@@ -34,24 +31,10 @@ export async function startBenchRelay(
   options: { env?: Record<string, string>; cpuProfDir?: string } = {},
 ): Promise<BenchRelay> {
   const dataDir = await mkdtemp(join(tmpdir(), 'anode-bench-'));
-  const nodeFlags = options.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProfDir] : [];
-  const child = spawn(
-    process.execPath,
-    [
-      ...nodeFlags,
-      CLI,
-      'relay',
-      '--port',
-      '0',
-      '--data-dir',
-      dataDir,
-      '--log-level',
-      'info',
-      ...BENCH_RELAY_FLAGS,
-      ...args,
-    ],
-    { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const child = spawn(process.execPath, benchRelayArgv(dataDir, { cpuProfDir: options.cpuProfDir, extra: args }), {
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const exited = once(child, 'exit');
   let output = '';
   const url = await new Promise<string>((resolve, reject) => {

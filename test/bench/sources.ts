@@ -10,6 +10,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchRelayArgv } from './relay-argv.ts';
 import { fmt, medianOf, numberFlag, numberList, type Scenario } from './scenario.ts';
 import { expectedItems } from './sources-items.ts';
 import { percentile, processCpuMs, processRssBytes } from './stats.ts';
@@ -56,12 +57,11 @@ export interface SourcesResult {
 }
 
 const here = (file: string) => fileURLToPath(new URL(file, import.meta.url));
-const CLI = here('../../relay-node/bin/anode.ts');
 const TOPIC_PREFIX = 'srcbench';
 
 /** A child process whose stdout lines are kept (a bounded tail) and can be awaited. */
-function startChild(args: string[], name: string, nodeFlags: string[] = []) {
-  const child = spawn(process.execPath, [...nodeFlags, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+function startChild(args: string[], name: string) {
+  const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] });
   let buffer = '';
   let lines: string[] = [];
   const waiters = new Set<() => void>();
@@ -176,24 +176,12 @@ export async function runSources(
         })),
       };
       await writeFile(join(dir, 'relay.json'), JSON.stringify(config));
-      const profile = options.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProfDir] : [];
       main = startChild(
-        [
-          CLI,
-          'relay',
-          '--port',
-          '0',
-          '--data-dir',
-          join(dir, 'data'),
-          '--config',
-          join(dir, 'relay.json'),
-          '--log-level',
-          'info',
-          '--store-fsync',
-          'false',
-        ],
+        benchRelayArgv(join(dir, 'data'), {
+          cpuProfDir: options.cpuProfDir,
+          extra: ['--config', join(dir, 'relay.json')],
+        }),
         'relay',
-        profile,
       );
       children.push(main);
       relayUrl = await main.waitLine((line) => /relay ready at (http:\/\/[^"\s]+)/.exec(line)?.[1]);

@@ -8,7 +8,7 @@ import {
   type Collector,
   collect,
   FAST_MESH,
-  freePort,
+  rejoinableArgs,
   meshStatus,
   publish,
   waitFor,
@@ -64,14 +64,7 @@ describe('relay mesh: failures', () => {
     const bootstrap = (await meshStatus(relayA.url)).node.multiaddrs[0] as string;
     const b = await node(['--port', '0', '--bootstrap', bootstrap]);
     // C keeps its ports, so that its subscriber's client reconnects to it after the restart.
-    const c = await node([
-      '--port',
-      String(await freePort()),
-      '--listen',
-      `/ip4/127.0.0.1/tcp/${await freePort()}`,
-      '--bootstrap',
-      bootstrap,
-    ]);
+    const c = await node(await rejoinableArgs(bootstrap));
     const [relayB, relayC] = await Promise.all([spawnRelay(b.args), spawnRelay(c.args)]);
     processes.push(relayB as RelayProcess, relayC as RelayProcess);
     const urls = [relayA.url, relayB.url, relayC.url];

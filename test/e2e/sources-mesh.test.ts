@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import { after, describe, it } from 'node:test';
 import { createShards } from '@anode/relay-node/src/mesh/shards.ts';
 import { type Feeds, startFeeds } from '../helpers/feeds.ts';
-import { asArgs, FAST_MESH, freePort, meshStatus, waitFor, waitForFullMesh } from '../helpers/mesh.ts';
+import { asArgs, FAST_MESH, meshStatus, rejoinableArgs, waitFor, waitForFullMesh } from '../helpers/mesh.ts';
 import { history, type RelayProcess, spawnRelay, tempDir } from '../helpers/relay.ts';
 import { openSocket, type RawSocket } from '../helpers/ws.ts';
 
@@ -97,22 +97,8 @@ describe('sources in a relay mesh', () => {
     processes.push(a);
     const bootstrap = (await meshStatus(a.url)).node.multiaddrs[0] as string;
     // Fixed ports, so the node can be restarted as itself.
-    const bArgs = await args([
-      '--port',
-      String(await freePort()),
-      '--listen',
-      `/ip4/127.0.0.1/tcp/${await freePort()}`,
-      '--bootstrap',
-      bootstrap,
-    ]);
-    const cArgs = await args([
-      '--port',
-      String(await freePort()),
-      '--listen',
-      `/ip4/127.0.0.1/tcp/${await freePort()}`,
-      '--bootstrap',
-      bootstrap,
-    ]);
+    const bArgs = await args(await rejoinableArgs(bootstrap));
+    const cArgs = await args(await rejoinableArgs(bootstrap));
     const [b, c] = await Promise.all([spawnRelay(bArgs), spawnRelay(cArgs)]);
     const nodes = [a, b as RelayProcess, c as RelayProcess];
     processes.push(b as RelayProcess, c as RelayProcess);

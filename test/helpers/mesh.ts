@@ -101,6 +101,12 @@ export function byOrigin(messages: Envelope[]): Map<string, string[]> {
   return out;
 }
 
+/** Flags for a node that joins through `bootstrap` on fixed free ports, so it can be restarted as itself. */
+export async function rejoinableArgs(bootstrap: string): Promise<string[]> {
+  const [port, listen] = [await freePort(), await freePort()];
+  return ['--port', String(port), '--listen', `/ip4/127.0.0.1/tcp/${listen}`, '--bootstrap', bootstrap];
+}
+
 export async function freePort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
