@@ -197,6 +197,30 @@ describe('sources in a relay mesh', () => {
     );
     for (const name of names) assert.equal(rejoined?.get(name), owners?.get(name), name);
 
+    // A node that hangs (SIGSTOP) is dropped after the member timeout and its sources move; when
+    // it wakes it settles again before it owns anything, and takes them back.
+    const frozen = back.find((n) => n !== a) as RelayProcess;
+    frozen.child.kill('SIGSTOP');
+    const frozenAt = Date.now();
+    const awake = back.filter((n) => n !== frozen);
+    await waitFor(
+      'the others to take a hung node’s sources',
+      async () => (await agreed(awake.map((n) => n.url))) !== undefined,
+      15_000,
+      100,
+    );
+    await new Promise((r) => setTimeout(r, Math.max(0, frozenAt + 2_500 - Date.now()))); // past the member timeout
+    frozen.child.kill('SIGCONT');
+    let thawed: Map<string, string> | undefined;
+    await waitFor(
+      'the woken node to take its sources back',
+      async () => (thawed = await agreed(back.map((n) => n.url))) !== undefined,
+      20_000,
+      100,
+    );
+    for (const name of names) assert.equal(thawed?.get(name), owners?.get(name), name);
+    assert.match(frozen.output.join(''), /unresponsive; rejoining the cluster/);
+
     // Stop producing; every item is in every store exactly once, and the subscriber got every
     // item produced after it subscribed exactly once.
     clearInterval(producing);

@@ -18,7 +18,8 @@ import type { Host } from './host.ts';
  *   are not directly connected still see each other.
  * - A node that just started is not settled: it owns nothing until it has heard every peer it is
  *   connected to (after at least two intervals), or five intervals have passed. So joining never
- *   makes two nodes pull one source.
+ *   makes two nodes pull one source. A node that finds it was frozen for longer than the timeout
+ *   (its own timer fired that late) settles again the same way.
  * - When a heartbeat's digest of a shared state differs from ours, the state is fetched from
  *   that peer over `/anode/state/1.0.0` (one request `{"name":"sources"}`, one answer
  *   `{"snapshot":…}`, varint-length-prefixed JSON) and merged (last writer wins per key). Both
@@ -100,8 +101,17 @@ export function createMembers(options: MembersOptions) {
     }
   };
 
+  let lastTick = 0;
   const tick = () => {
     const now = Date.now();
+    if (settled && now - lastTick > timeoutMs) {
+      // This node was frozen (SIGSTOP, a long GC, a suspended VM): the others have dropped it and
+      // taken its work. Settle again before owning anything, rather than pull everything alone.
+      settled = false;
+      startedAt = now;
+      log.warn({ frozenMs: now - lastTick }, 'this node was unresponsive; rejoining the cluster');
+    }
+    lastTick = now;
     for (const [peer, entry] of seen) if (now - entry.at > timeoutMs) seen.delete(peer);
     checkSettled();
     apply();
@@ -162,6 +172,7 @@ export function createMembers(options: MembersOptions) {
   return {
     async start() {
       startedAt = Date.now();
+      lastTick = startedAt;
       settled = false;
       apply();
       const gossip = pubsub();
