@@ -51,15 +51,15 @@ export interface RendezvousOwnership extends Ownership {
  */
 export function createRendezvousOwnership(self: string, initial: readonly string[] = [self]): RendezvousOwnership {
   let members = [...new Set(initial)].sort();
-  const cache = new Map<string, boolean>();
+  const owners = new Map<string, string | undefined>(); // per source, until the members change
   const listeners = new Set<() => void>();
+  const ownerOf = (source: string) => {
+    if (!owners.has(source)) owners.set(source, rendezvousOwner(members, source));
+    return owners.get(source);
+  };
   return {
-    isOwner(source) {
-      let owned = cache.get(source);
-      if (owned === undefined) cache.set(source, (owned = rendezvousOwner(members, source) === self));
-      return owned;
-    },
-    ownerOf: (source) => rendezvousOwner(members, source),
+    isOwner: (source) => ownerOf(source) === self,
+    ownerOf,
     onChange(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
@@ -68,7 +68,7 @@ export function createRendezvousOwnership(self: string, initial: readonly string
       const sorted = [...new Set(next)].sort();
       if (sorted.join('\n') === members.join('\n')) return;
       members = sorted;
-      cache.clear();
+      owners.clear();
       for (const listener of listeners) listener();
     },
     members: () => [...members],
