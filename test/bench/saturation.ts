@@ -31,10 +31,8 @@ export interface SaturationOptions extends ServerOptions {
   log?: (line: string) => void;
 }
 
-export interface SaturationStep {
-  rate: number;
-  held: boolean;
-  why: string; // why it failed, or ''
+/** What one step at a fixed rate measured (the result repeats them for the highest rate held). */
+interface StepFigures {
   delivered_per_s: number;
   p50_ms: number;
   p99_ms: number;
@@ -46,22 +44,19 @@ export interface SaturationStep {
   others_cpu: number;
 }
 
-export interface SaturationResult {
+export interface SaturationStep extends StepFigures {
+  rate: number;
+  held: boolean;
+  why: string; // why it failed, or ''
+}
+
+export interface SaturationResult extends StepFigures {
   target: Target;
   subscribers: number;
   /** The highest rate that held (0 when even the lowest rate tried failed). */
   max_rate: number;
   /** The lowest rate that failed (Infinity when none did within maxSteps). */
   first_failed_rate: number;
-  delivered_per_s: number; // at max_rate
-  p50_ms: number;
-  p99_ms: number;
-  reach: number;
-  server_cpu: number;
-  loadgen_max_cpu: number;
-  publisher_cpu: number;
-  machine_busy: number;
-  others_cpu: number;
   step_count: number;
   steps: SaturationStep[];
 }
