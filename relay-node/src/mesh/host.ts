@@ -5,13 +5,13 @@ import { identify } from '@libp2p/identify';
 import type { ConnectionGater, Libp2p, PeerId, PrivateKey } from '@libp2p/interface';
 import { noise } from '@libp2p/noise';
 import { ping } from '@libp2p/ping';
-import { preSharedKey } from '@libp2p/pnet';
 import { pubsubPeerDiscovery } from '@libp2p/pubsub-peer-discovery';
 import { tcp } from '@libp2p/tcp';
 import { webRTC } from '@libp2p/webrtc';
 import { webSockets } from '@libp2p/websockets';
 import { yamux } from '@libp2p/yamux';
 import { createLibp2p } from 'libp2p';
+import { privateNetwork } from './pnet/protector.ts';
 import { SCORE_THRESHOLDS, scoreParams } from './scoring.ts';
 import { DISCOVERY_TOPIC } from './shards.ts';
 
@@ -25,7 +25,7 @@ export interface HostOptions {
   privateKey: PrivateKey;
   listen: readonly string[];
   announce: readonly string[];
-  /** swarm.key bytes; peers without the same key cannot connect. */
+  /** The 32-byte private-network key; peers without the same key cannot connect. */
   networkKey?: Uint8Array;
   /** Peer ids allowed to connect; empty allows all. */
   allow: readonly string[];
@@ -80,7 +80,7 @@ export async function createHost(options: HostOptions): Promise<Host> {
     ],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    ...(options.networkKey ? { connectionProtector: preSharedKey({ psk: options.networkKey }) } : {}),
+    ...(options.networkKey ? { connectionProtector: privateNetwork({ key: options.networkKey }) } : {}),
     connectionGater: allowListGater(options.allow),
     connectionMonitor: { pingInterval: options.pingIntervalMs, abortConnectionOnPingFailure: true },
     connectionManager: { reconnectRetries: 10, reconnectRetryInterval: 500, reconnectBackoffFactor: 2 },

@@ -2,6 +2,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
 import type { PrivateKey } from '@libp2p/interface';
+import { decodeSwarmKey, keyFromHex } from './pnet/swarm-key.ts';
 
 /**
  * This relay's persistent libp2p identity: an Ed25519 key made once and kept in the data folder
@@ -23,25 +24,16 @@ export async function loadPeerKey(dataDir: string): Promise<PrivateKey> {
   return key;
 }
 
-const SWARM_KEY_HEADER = '/key/swarm/psk/1.0.0/\n/base16/\n';
-
-/** A libp2p swarm.key file's content for a 32-byte key given as 64 hex digits. */
-export function swarmKey(hex: string): Uint8Array {
-  return new TextEncoder().encode(`${SWARM_KEY_HEADER}${hex.toLowerCase()}`);
-}
-
 /**
- * The private-network key as swarm.key bytes (what `@libp2p/pnet` takes), from `mesh_key` (64
- * hex digits) or `mesh_key_file` (a swarm.key file, as made by go-libp2p and IPFS tools); none
- * when neither is set.
+ * The private-network key (32 bytes), from `mesh_key` (64 hex digits) or `mesh_key_file` (a
+ * swarm.key file, as made by go-libp2p and IPFS tools); none when neither is set.
  */
 export async function loadNetworkKey(config: { mesh_key?: string; mesh_key_file?: string }) {
-  if (config.mesh_key) return swarmKey(config.mesh_key);
+  if (config.mesh_key) return keyFromHex(config.mesh_key);
   if (!config.mesh_key_file) return undefined;
-  const lines = (await readFile(config.mesh_key_file, 'utf8')).split(/\r?\n/);
-  const hex = lines[2]?.trim() ?? '';
-  if (lines[0] !== '/key/swarm/psk/1.0.0/' || lines[1] !== '/base16/' || !/^[0-9a-fA-F]{64}$/.test(hex)) {
-    throw new Error(`${config.mesh_key_file} is not a swarm.key file (/key/swarm/psk/1.0.0/, /base16/, 64 hex digits)`);
+  try {
+    return decodeSwarmKey(await readFile(config.mesh_key_file, 'utf8'));
+  } catch (error) {
+    throw new Error(`${config.mesh_key_file}: ${(error as Error).message}`, { cause: error });
   }
-  return swarmKey(hex);
 }

@@ -1,13 +1,13 @@
 import { gossipsub } from '@libp2p/gossipsub';
 import { identify } from '@libp2p/identify';
 import { noise } from '@libp2p/noise';
-import { preSharedKey } from '@libp2p/pnet';
 import { tcp } from '@libp2p/tcp';
 import { yamux } from '@libp2p/yamux';
 import { multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
-import { swarmKey } from './identity.ts';
 import { pubsubOf } from './host.ts';
+import { privateNetwork } from './pnet/protector.ts';
+import { keyFromHex } from './pnet/swarm-key.ts';
 
 /**
  * A bare libp2p peer for tests of the mesh's defences: it can try to join with or without the
@@ -27,7 +27,7 @@ export async function createTestPeer(options: TestPeerOptions = {}) {
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    ...(options.networkKey ? { connectionProtector: preSharedKey({ psk: swarmKey(options.networkKey) }) } : {}),
+    ...(options.networkKey ? { connectionProtector: privateNetwork({ key: keyFromHex(options.networkKey) }) } : {}),
     services: {
       identify: identify(),
       pubsub: gossipsub({
