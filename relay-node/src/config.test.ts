@@ -35,6 +35,20 @@ describe('config', () => {
     assert.throws(() => loadConfig({ flags: { store: 'postgres' } }), /invalid config: store/);
   });
 
+  it('refuses a mesh with auth on and neither key nor allow-list, unless mesh_open accepts it', () => {
+    const auth = { 'jwt-secret': 'x'.repeat(32) };
+    const refusal = /auth is on but the mesh has neither mesh_key nor mesh_allow.*--mesh-open/;
+    assert.throws(() => loadConfig({ flags: { ...auth, listen: '/ip4/127.0.0.1/tcp/0' } }), refusal);
+    assert.throws(() => loadConfig({ env: { ANODE_JWT_PUBLIC_KEYS: '/k.pem', ANODE_MESH: 'true' } }), refusal);
+    assert.equal(loadConfig({ flags: { ...auth, mesh: 'true', 'mesh-open': 'true' } }).mesh_open, true);
+    assert.ok(loadConfig({ flags: { ...auth, mesh: 'true', 'mesh-key': 'ab'.repeat(32) } }));
+    assert.ok(loadConfig({ flags: { ...auth, mesh: 'true', 'mesh-key-file': '/swarm.key' } }));
+    assert.ok(loadConfig({ flags: { ...auth, mesh: 'true', 'mesh-allow': `12D3KooW${'a'.repeat(44)}` } }));
+    // No auth, or no mesh: nothing to bypass.
+    assert.ok(loadConfig({ flags: { mesh: 'true' } }));
+    assert.ok(loadConfig({ flags: auth }));
+  });
+
   it('refuses unknown keys and unreadable files', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'anode-config-'));
     const file = join(dir, 'bad.json');

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { bool, list, nonNegativeInt, port, positiveInt } from './config-fields.ts';
-import { meshConfigShape } from './mesh/mesh-config.ts';
+import { meshConfigShape, openMeshRefusal } from './mesh/mesh-config.ts';
 import { edgeConfigShape } from './edge/edge-config.ts';
 import { cassandraConfigShape } from './storage/cassandra/cassandra-config.ts';
 import { sourcesConfigShape } from './sources/sources-config.ts';
@@ -142,6 +142,8 @@ export function loadConfig(sources: ConfigSources = {}): RelayConfig {
             : '';
     throw new ConfigError(`invalid config: ${key}: ${issue?.message ?? 'invalid'}${where}`);
   }
+  const refusal = openMeshRefusal(result.data);
+  if (refusal) throw new ConfigError(refusal);
   return result.data;
 }
 

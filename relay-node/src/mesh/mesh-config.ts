@@ -23,6 +23,9 @@ export const meshConfigShape = {
   mesh_allow: list(z.string().regex(/^[1-9A-HJ-NP-Za-km-z]{40,60}$/, 'not a peer id'))
     .default([])
     .describe('peer ids allowed to connect (empty: any peer, or any holding the key)'),
+  mesh_open: bool
+    .default(false)
+    .describe('allow a mesh with neither mesh_key nor mesh_allow while auth is on (any node that reaches it joins)'),
   mesh_public: bool
     .default(false)
     .describe('this node is publicly reachable: serve circuit-relay reservations to NATed nodes'),
@@ -71,4 +74,33 @@ type MeshKeys = { [K in keyof typeof meshConfigShape]: z.infer<(typeof meshConfi
 /** Whether the mesh runs for this config (see meshConfigShape). */
 export function meshEnabled(config: Pick<MeshKeys, 'mesh' | 'listen' | 'bootstrap'>): boolean {
   return config.mesh || config.listen.length > 0 || config.bootstrap.length > 0;
+}
+
+type OpenMeshKeys = Pick<MeshKeys, 'mesh' | 'listen' | 'bootstrap' | 'mesh_allow'> & {
+  mesh_key?: string;
+  mesh_key_file?: string;
+  jwt_secret?: string;
+  jwt_public_keys: readonly string[];
+  mesh_open?: boolean;
+};
+
+/**
+ * Whether this mesh admits any node that reaches it while the relay's clients need a token: a
+ * member reads all history by catch-up and injects envelopes and source definitions, so such a
+ * node would bypass auth entirely.
+ */
+export function meshOpenWithAuth(config: OpenMeshKeys): boolean {
+  const auth = Boolean(config.jwt_secret) || config.jwt_public_keys.length > 0;
+  const closed = Boolean(config.mesh_key || config.mesh_key_file) || config.mesh_allow.length > 0;
+  return meshEnabled(config) && auth && !closed;
+}
+
+/** The one-line refusal for an open mesh with auth on, unless `mesh_open` accepts it. */
+export function openMeshRefusal(config: OpenMeshKeys): string | undefined {
+  if (!meshOpenWithAuth(config) || config.mesh_open) return undefined;
+  return (
+    'auth is on but the mesh has neither mesh_key nor mesh_allow, so any node that reaches it could read ' +
+    'all history and publish as anyone: set --mesh-key (64 hex digits, the same on every node) or ' +
+    '--mesh-allow <peer ids>, or --mesh-open to run an open mesh anyway'
+  );
 }

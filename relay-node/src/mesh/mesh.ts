@@ -8,6 +8,7 @@ import { watchGossipLinks } from './gossip-links.ts';
 import { createHost } from './host.ts';
 import { loadNetworkKey, loadPeerKey } from './identity.ts';
 import { createMembers, MEMBERS_TOPIC } from './members.ts';
+import { meshOpenWithAuth } from './mesh-config.ts';
 import { createMeshMetrics } from './mesh-metrics.ts';
 import { gossipMeshStatus, peersStatus } from './mesh-status.ts';
 import { createPeerManager } from './peers.ts';
@@ -28,6 +29,7 @@ export async function createMesh(context: ComponentContext) {
   const metrics = createMeshMetrics(context.metrics.registry, () => peersStatus(host).length);
   const gossip = createGossip({ shards, maxMessageBytes, log, metrics });
   const networkKey = await loadNetworkKey(config);
+  const openWithAuth = meshOpenWithAuth(config);
   const host = await createHost({
     privateKey: await loadPeerKey(config.data_dir),
     listen: config.listen.length > 0 ? config.listen : ['/ip4/127.0.0.1/tcp/0'],
@@ -159,6 +161,13 @@ export async function createMesh(context: ComponentContext) {
         { peer_id: host.peerId.toString(), multiaddrs: host.getMultiaddrs().map(String), private: !!networkKey },
         'mesh started',
       );
+      if (openWithAuth) {
+        log.warn(
+          { mesh_open: true },
+          'OPEN MESH WITH AUTH ON: no mesh_key and no mesh_allow, so any node that reaches the mesh port ' +
+            'reads all history and publishes as anyone, bypassing auth (mesh_open is set)',
+        );
+      }
     },
 
     async stop() {
@@ -182,6 +191,8 @@ export async function createMesh(context: ComponentContext) {
           carry: config.mesh_carry,
           shards: shards.count,
           private_network: networkKey !== undefined,
+          // Set when mesh_open lets a mesh with no key and no allow-list run with auth on.
+          open_with_auth: openWithAuth,
           allow_list: config.mesh_allow.length,
           relay_server: config.mesh_public,
           rejected_messages: gossip.rejected,
