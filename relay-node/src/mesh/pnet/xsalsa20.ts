@@ -17,10 +17,10 @@ const BLOCK_BYTES = 64;
 const SIGMA = [0x61707865, 0x3320646e, 0x79622d32, 0x6b206574] as const;
 
 // Keystream words are XORed onto the output as 32-bit words: that needs a little-endian host.
-if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) throw new Error('xsalsa20 needs a little-endian host');
+if (new Uint8Array(new Int32Array([1]).buffer)[0] !== 1) throw new Error('xsalsa20 needs a little-endian host');
 
 const word = (bytes: Uint8Array, at: number) =>
-  (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0;
+  bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24);
 
 /**
  * The Salsa20 core on `input` (16 words): 20 rounds, then (`feedForward`) the input added back,
@@ -28,7 +28,7 @@ const word = (bytes: Uint8Array, at: number) =>
  * is the same rounds without the feed-forward.
  */
 // prettier-ignore
-function salsaCore(input: Uint32Array, out: Uint32Array, at: number, feedForward: boolean): void {
+function salsaCore(input: Int32Array, out: Int32Array, at: number, feedForward: boolean): void {
   const j0 = input[0]!, j1 = input[1]!, j2 = input[2]!, j3 = input[3]!;
   const j4 = input[4]!, j5 = input[5]!, j6 = input[6]!, j7 = input[7]!;
   const j8 = input[8]!, j9 = input[9]!, j10 = input[10]!, j11 = input[11]!;
@@ -73,8 +73,10 @@ function salsaCore(input: Uint32Array, out: Uint32Array, at: number, feedForward
     u = (x14 + x13) | 0; x15 ^= (u << 18) | (u >>> 14);
   }
   if (feedForward) {
-    x0 += j0; x1 += j1; x2 += j2; x3 += j3; x4 += j4; x5 += j5; x6 += j6; x7 += j7;
-    x8 += j8; x9 += j9; x10 += j10; x11 += j11; x12 += j12; x13 += j13; x14 += j14; x15 += j15;
+    x0 = (x0 + j0) | 0; x1 = (x1 + j1) | 0; x2 = (x2 + j2) | 0; x3 = (x3 + j3) | 0;
+    x4 = (x4 + j4) | 0; x5 = (x5 + j5) | 0; x6 = (x6 + j6) | 0; x7 = (x7 + j7) | 0;
+    x8 = (x8 + j8) | 0; x9 = (x9 + j9) | 0; x10 = (x10 + j10) | 0; x11 = (x11 + j11) | 0;
+    x12 = (x12 + j12) | 0; x13 = (x13 + j13) | 0; x14 = (x14 + j14) | 0; x15 = (x15 + j15) | 0;
   }
   out[at]! ^= x0; out[at + 1]! ^= x1; out[at + 2]! ^= x2; out[at + 3]! ^= x3;
   out[at + 4]! ^= x4; out[at + 5]! ^= x5; out[at + 6]! ^= x6; out[at + 7]! ^= x7;
@@ -84,8 +86,8 @@ function salsaCore(input: Uint32Array, out: Uint32Array, at: number, feedForward
 
 /** The 16 input words: constants, key, 8 nonce bytes, then the 64-bit block counter (low word first). */
 // prettier-ignore
-function salsaInput(key: Uint8Array, nonce8: Uint8Array, block: number): Uint32Array {
-  const s = new Uint32Array(16);
+function salsaInput(key: Uint8Array, nonce8: Uint8Array, block: number): Int32Array {
+  const s = new Int32Array(16);
   s[0] = SIGMA[0]; s[5] = SIGMA[1]; s[10] = SIGMA[2]; s[15] = SIGMA[3];
   for (let i = 0; i < 4; i++) {
     s[1 + i] = word(key, 4 * i);
@@ -93,8 +95,8 @@ function salsaInput(key: Uint8Array, nonce8: Uint8Array, block: number): Uint32A
   }
   s[6] = word(nonce8, 0);
   s[7] = word(nonce8, 4);
-  s[8] = block >>> 0;
-  s[9] = Math.floor(block / 2 ** 32) >>> 0;
+  s[8] = block | 0;
+  s[9] = Math.floor(block / 2 ** 32) | 0;
   return s;
 }
 
@@ -103,9 +105,9 @@ export function hsalsa20(key: Uint8Array, nonce16: Uint8Array): Uint8Array {
   const s = salsaInput(key, nonce16, 0);
   s[8] = word(nonce16, 8);
   s[9] = word(nonce16, 12);
-  const x = new Uint32Array(16);
+  const x = new Int32Array(16);
   salsaCore(s, x, 0, false);
-  const out = new Uint32Array([x[0]!, x[5]!, x[10]!, x[15]!, x[6]!, x[7]!, x[8]!, x[9]!]);
+  const out = new Int32Array([x[0]!, x[5]!, x[10]!, x[15]!, x[6]!, x[7]!, x[8]!, x[9]!]);
   return new Uint8Array(out.buffer);
 }
 
@@ -119,14 +121,14 @@ export function xsalsa20(key: Uint8Array, nonce: Uint8Array, firstBlock = 0): St
   if (nonce.length !== NONCE_BYTES) throw new RangeError(`xsalsa20 nonce must be ${NONCE_BYTES} bytes`);
   if (!Number.isSafeInteger(firstBlock) || firstBlock < 0) throw new RangeError('first block must be a safe integer');
   const state = salsaInput(hsalsa20(key, nonce.subarray(0, 16)), nonce.subarray(16), firstBlock);
-  const keystream = new Uint32Array(16);
+  const keystream = new Int32Array(16);
   const keystreamBytes = new Uint8Array(keystream.buffer);
   let used = BLOCK_BYTES; // keystream bytes of the current block already spent
 
-  const nextBlock = (out: Uint32Array, at: number) => {
+  const nextBlock = (out: Int32Array, at: number) => {
     salsaCore(state, out, at, true);
-    state[8] = (state[8]! + 1) >>> 0;
-    if (state[8] === 0) state[9] = (state[9]! + 1) >>> 0;
+    state[8] = (state[8]! + 1) | 0;
+    if (state[8] === 0) state[9] = (state[9]! + 1) | 0;
   };
 
   return {
@@ -135,13 +137,14 @@ export function xsalsa20(key: Uint8Array, nonce: Uint8Array, firstBlock = 0): St
       const head = Math.min(length, BLOCK_BYTES - used);
       const blocks = Math.floor((length - head) / BLOCK_BYTES);
       // Place the output so that the full blocks after the head start on a 4-byte boundary.
-      const shift = (4 - (head & 3)) & 3;
-      const output = new Uint8Array(new ArrayBuffer(length + shift), shift, length);
+      const shift = blocks > 0 ? (4 - (head & 3)) & 3 : 0;
+      const output =
+        shift > 0 ? new Uint8Array(new ArrayBuffer(length + shift), shift, length) : new Uint8Array(length);
       output.set(input);
       for (let i = 0; i < head; i++) output[i]! ^= keystreamBytes[used + i]!;
       used += head;
       if (blocks > 0) {
-        const words = new Uint32Array(output.buffer, shift + head, blocks * 16);
+        const words = new Int32Array(output.buffer, shift + head, blocks * 16);
         for (let b = 0; b < blocks; b++) nextBlock(words, b * 16);
       }
       const tail = head + blocks * BLOCK_BYTES;
