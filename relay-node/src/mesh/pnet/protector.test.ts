@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { setImmediate as tick } from 'node:timers/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { ConnectionProtector, Libp2p } from '@libp2p/interface';
 import { noise } from '@libp2p/noise';
 // The original implementation, kept as a devDependency only to prove wire compatibility.
 import { preSharedKey } from '@libp2p/pnet';
 import { tcp } from '@libp2p/tcp';
-import { byteStream } from '@libp2p/utils';
+import { byteStream, multiaddrConnectionPair } from '@libp2p/utils';
 import { yamux } from '@libp2p/yamux';
 import { createLibp2p } from 'libp2p';
 import { privateNetwork } from './protector.ts';
@@ -108,5 +111,34 @@ describe('pnet protector: wire-compatible with @libp2p/pnet over real TCP', () =
     } finally {
       await open.stop();
     }
+  });
+});
+
+describe('pnet protector: state', () => {
+  it('keeps nothing once a connection is gone: every protected connection is collected', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    let collected = 0;
+    const registry = new FinalizationRegistry(() => collected++);
+    const protector = ours()();
+    const COUNT = 100;
+    // In a function of its own, so that no stack slot keeps the last connection alive.
+    const useOne = async (i: number) => {
+      const [outbound, inbound] = multiaddrConnectionPair();
+      const [a, b] = await Promise.all([protector.protect(outbound), protector.protect(inbound)]);
+      const reader = byteStream(b);
+      const [got] = await Promise.all([reader.read({ bytes: 1000 }), byteStream(a).write(randomBytes(1000))]);
+      assert.equal(got.byteLength, 1000);
+      registry.register(reader.unwrap(), i);
+      registry.register(a, i);
+      await Promise.all([a.close(), b.close()]).catch(() => {});
+    };
+    for (let i = 0; i < COUNT; i++) await useOne(i);
+    await tick();
+    for (let round = 0; round < 50 && collected < 2 * COUNT; round++) {
+      gc();
+      await tick();
+    }
+    assert.equal(collected, 2 * COUNT);
   });
 });
