@@ -16,6 +16,9 @@ import { privateNetwork } from './protector.ts';
 import { encodeSwarmKey } from './swarm-key.ts';
 
 const ECHO = '/anode-test/echo/1.0.0';
+/** Takes SINK_BYTES, then answers with their sha256. */
+const SINK = '/anode-test/sink/1.0.0';
+const SINK_BYTES = 4 * 1_900_000;
 const KEY = randomBytes(32);
 const ours = (key = KEY) => privateNetwork({ key });
 const theirs = (key = KEY) => preSharedKey({ psk: new TextEncoder().encode(encodeSwarmKey(key)) });
@@ -31,6 +34,15 @@ async function node(protector: (components: never) => ConnectionProtector): Prom
   await created.handle(ECHO, (stream) => {
     stream.addEventListener('message', (event) => stream.send(event.data));
     stream.addEventListener('remoteCloseWrite', () => void stream.close());
+  });
+  await created.handle(SINK, (stream) => {
+    const hash = createHash('sha256');
+    let received = 0;
+    stream.addEventListener('message', (event) => {
+      for (const chunk of event.data instanceof Uint8Array ? [event.data] : event.data) hash.update(chunk);
+      received += event.data.byteLength;
+      if (received === SINK_BYTES) stream.send(hash.digest());
+    });
   });
   return created;
 }
@@ -83,6 +95,37 @@ describe('pnet protector: wire-compatible with @libp2p/pnet over real TCP', () =
     const other = await node(ours());
     try {
       await echo(other, mine, 1024 * 1024 + 3);
+    } finally {
+      await other.stop();
+    }
+  });
+
+  it('carries what crashed the WASM cipher: 16 x 1.9 MB on four parallel streams, then 3,000 small round trips', async () => {
+    // With @libp2p/pnet on both ends this exits with "RangeError: WebAssembly.Memory.grow()" after
+    // the large writes: one write flushed after back-pressure is over the WASM memory's initial
+    // size, and from then on every update by another connection's cipher grows it again.
+    const other = await node(ours());
+    try {
+      const big = randomBytes(SINK_BYTES / 4);
+      const expected = createHash('sha256').update(big).update(big).update(big).update(big).digest('hex');
+      await Promise.all(
+        [0, 1, 2, 3].map(async () => {
+          const sink = await other.dialProtocol(mine.getMultiaddrs()[0]!, SINK, {
+            signal: AbortSignal.timeout(10_000),
+          });
+          const bytes = byteStream(sink);
+          for (let i = 0; i < 4; i++) await bytes.write(big);
+          const digest = await bytes.read({ bytes: 32, signal: AbortSignal.timeout(120_000) });
+          assert.equal(Buffer.from(digest.subarray()).toString('hex'), expected);
+          await sink.close();
+        }),
+      );
+      const stream = byteStream(await other.dialProtocol(mine.getMultiaddrs()[0]!, ECHO));
+      for (let i = 0; i < 3_000; i++) {
+        const small = randomBytes(100);
+        await stream.write(small);
+        assert.deepEqual(Buffer.from((await stream.read({ bytes: 100 })).subarray()), small);
+      }
     } finally {
       await other.stop();
     }
