@@ -17,7 +17,7 @@ const KEY = randomBytes(32).toString('hex');
 const TOPIC = 'private.load';
 const gossipTopic = createShards(32).gossipTopic(TOPIC);
 const BIG = 1_900_000;
-const SMALL = 600;
+const SMALL = 400;
 const FLOOD = 3_000;
 
 const alive = (relay: RelayProcess) => relay.child.exitCode === null && relay.child.signalCode === null;
