@@ -21,10 +21,31 @@ import type { Host } from './host.ts';
  * This reads gossipsub's internal stream maps; if a gossipsub version lacks them, the watchdog
  * does nothing rather than guess.
  */
+interface RawStream {
+  status?: string;
+  remoteWriteStatus?: string;
+}
 interface GossipInternals {
   peers: Map<string, unknown>;
-  streamsOutbound: Map<string, unknown>;
-  streamsInbound: Map<string, unknown>;
+  streamsOutbound: Map<string, { rawStream?: RawStream }>;
+  streamsInbound: Map<string, { rawStream?: RawStream }>;
+}
+
+/**
+ * Whether a gossipsub stream is there and still carries data. A peer that gives up on us (a
+ * message above its size limit, say) closes its side: our stream then looks open for writing
+ * while everything written to it is thrown away, and only the remote's closed write end shows it
+ * (gossip streams are never closed by a healthy peer).
+ */
+const usableStream = (stream: { rawStream?: RawStream } | undefined) =>
+  stream !== undefined &&
+  (stream.rawStream === undefined ||
+    (stream.rawStream.status === 'open' && stream.rawStream.remoteWriteStatus !== 'closed'));
+
+/** Whether gossipsub can still send to `peer` (unknown internals: assume it can). */
+export function canGossipTo(pubsub: unknown, peer: string): boolean {
+  const outbound = (pubsub as Partial<GossipInternals>).streamsOutbound;
+  return !(outbound instanceof Map) || usableStream(outbound.get(peer));
 }
 
 const CHECK_MS = 2_000;
@@ -62,7 +83,10 @@ export function watchGossipLinks(
     for (const peer of new Set([...meshPeers(), ...peers.keys()])) {
       seen.add(peer);
       const open = openTo(peer);
-      if (open.length === 0 || (peers.has(peer) && streamsOutbound.has(peer) && streamsInbound.has(peer))) {
+      if (
+        open.length === 0 ||
+        (peers.has(peer) && usableStream(streamsOutbound.get(peer)) && usableStream(streamsInbound.get(peer)))
+      ) {
         strikes.delete(peer);
         continue;
       }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { setImmediate as immediate } from 'node:timers/promises';
+import { setImmediate as immediate, setTimeout as sleep } from 'node:timers/promises';
 import type { Envelope } from '@anode/shared';
 import { type GossipSub, type Message, TopicValidatorResult } from '@libp2p/gossipsub';
 import type { Logger } from '../logger.ts';
@@ -16,6 +16,7 @@ import {
   envelopeJson,
   MAX_BATCH_ENVELOPES,
 } from './gossip-codec.ts';
+import { canGossipTo } from './gossip-links.ts';
 import type { MeshPubsub } from './host.ts';
 import type { MeshMetrics } from './mesh-metrics.ts';
 import { SCORE_THRESHOLDS } from './scoring.ts';
@@ -24,15 +25,15 @@ import type { Shards } from './shards.ts';
 /**
  * Envelopes over gossipsub, in batches (gossip-codec.ts has the format).
  *
- * Publishing: envelopes this node accepted queue up, and one drain publishes them as one batch
- * per shard, in the order they were accepted; envelopes accepted while a publish is under way
- * wait for the next batch. So a quiet node publishes each envelope at once, alone, and a busy one
- * pays gossipsub's per-message costs (signing, verification by every receiver, framing, the
- * validator) once per batch rather than once per envelope. One drain at a time keeps this node's
- * envelopes in cursor order on every link.
+ * Publishing: envelopes this node accepted queue up, and a drain publishes them as one batch
+ * per shard, in the order they were accepted, at most once per `batchMs` (a tick): a quiet node
+ * publishes each envelope at once, alone, and a busy one waits up to a tick and pays gossipsub's
+ * per-message costs (signing, verification by every receiver, framing, the validator) once per
+ * batch rather than once per envelope. One drain at a time keeps this node's envelopes in cursor
+ * order on every link.
  *
- * Nothing is lost silently: a batch that gossipsub did not hand to a subscribed peer (no stream
- * to it: the peer reset it, say on a message larger than it accepts) or that failed to publish
+ * Nothing is lost silently: a batch that gossipsub did not hand to a subscribed peer, or handed
+ * to a stream the peer closed (say on a message larger than it accepts), or that failed to publish
  * is counted in `anode_mesh_gossip_dropped_total`, and repaired at once: the peer is reported to
  * `onUndelivered` (the mesh cuts the link, and the peer catches up from this node when it
  * reconnects), a failed publish is retried.
@@ -48,6 +49,8 @@ export interface GossipOptions {
   maxMessageBytes: number;
   /** This node's cursor node id. */
   nodeId: string;
+  /** At most one batch per shard this often; a node quieter than that publishes at once. */
+  batchMs: number;
   log: Logger;
   metrics: Pick<
     MeshMetrics,
@@ -134,7 +137,7 @@ export function createGossip(options: GossipOptions) {
       const sent = new Set(recipients.map(String));
       for (const peer of host.getSubscribers(topic)) {
         const id = peer.toString();
-        if (sent.has(id) || host.getScore(id) < SCORE_THRESHOLDS.publishThreshold) continue;
+        if ((sent.has(id) && canGossipTo(host, id)) || host.getScore(id) < SCORE_THRESHOLDS.publishThreshold) continue;
         metrics.dropped.inc({ reason: 'no_stream' }, items.length);
         log.debug({ peer: id, topic, envelopes: items.length }, 'gossip had no stream to a subscribed peer');
         options.onUndelivered?.(id);
@@ -147,9 +150,13 @@ export function createGossip(options: GossipOptions) {
     }
   };
 
+  let lastRound = Number.NEGATIVE_INFINITY;
   const drain = async () => {
-    await immediate(); // gather everything accepted in this turn
     while (queue.length > 0 && pubsub) {
+      // Gather everything accepted in this turn, and for the rest of the tick after the last round.
+      const wait = lastRound + options.batchMs - performance.now();
+      await (wait >= 1 ? sleep(wait) : immediate());
+      lastRound = performance.now();
       const taken = queue.splice(0);
       metrics.queued.set(0);
       const byShard = new Map<number, typeof queue>();

@@ -31,6 +31,7 @@ export async function createMesh(context: ComponentContext) {
     shards,
     maxMessageBytes,
     nodeId: context.nodeId,
+    batchMs: config.mesh_gossip_batch_ms,
     log,
     metrics,
     onUndelivered: (peer) => links?.undelivered(peer),
