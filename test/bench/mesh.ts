@@ -23,6 +23,7 @@ const TOPIC = 'bench.mesh';
 const COPIES = 'anode_mesh_gossip_copies_received_total';
 const DROPPED = 'anode_mesh_gossip_dropped_total';
 const CAUGHT_UP = 'anode_mesh_catch_up_messages_total';
+const HOPS = 'anode_mesh_gossip_hops_total';
 /**
  * Discovery often enough that nine relays find each other in seconds, yet rarely enough that its
  * own gossip (every node announces itself to all) stays small beside the measured messages.
@@ -66,6 +67,8 @@ export interface MeshResult {
   dropped: number;
   /** Messages that reached a relay by catch-up instead of gossip (all relays). */
   caught_up: number;
+  /** Share of gossip deliveries whose first copy came straight from the publishing relay (1 hop; the rest were forwarded). */
+  one_hop_share: number;
   /** CPU of all relay processes together while idle (just before the window), in cores. */
   idle_cpu_cores: number;
   /** CPU of all relay processes together over the window, in cores (the machine has cpus().length). */
@@ -125,6 +128,7 @@ export async function measureWindow(
   const copiesBefore = await sum(COPIES);
   const droppedBefore = await sum(DROPPED);
   const caughtUpBefore = await sum(CAUGHT_UP);
+  const hopsBefore = [await sum(`${HOPS}{hops="1"}`), await sum(HOPS)];
   // The cluster's idle CPU (gossipsub heartbeats, discovery, pings), subtracted below.
   const idleFrom = await Promise.all(relays.map((r) => processCpuMs(r.pid)));
   const idleStart = performance.now();
@@ -156,6 +160,8 @@ export async function measureWindow(
     cpu_us_per_message_per_relay: cpuPerMessage / relays.length,
     dropped: (await sum(DROPPED)) - droppedBefore,
     caught_up: (await sum(CAUGHT_UP)) - caughtUpBefore,
+    one_hop_share:
+      ((await sum(`${HOPS}{hops="1"}`)) - (hopsBefore[0] as number)) / ((await sum(HOPS)) - (hopsBefore[1] as number)),
     idle_cpu_cores: idleCores,
     relay_cpu_cores: cpuMs / report.wallMs,
     loadgen_cpu_share: loadgenShare(report),
@@ -199,8 +205,8 @@ export const meshScenario: Scenario = {
     const messages = numberFlag(flags.messages, quick ? 200 : 500);
     const rate = numberFlag(flags.rate, 50);
     const rows = [
-      '| relays | target | p50 ms (last relay) | p99 ms (last relay) | p50 ms (any other relay) | reach | by catch-up | gossip copies/msg | duplicates/msg | dropped | relay CPU µs/msg (all relays, net of idle) | per relay | relay CPU cores (idle) | p99 vs single relay |',
-      '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+      '| relays | target | p50 ms (last relay) | p99 ms (last relay) | p50 ms (any other relay) | reach | by catch-up | gossip copies/msg | duplicates/msg | 1 hop | dropped | relay CPU µs/msg (all relays, net of idle) | per relay | relay CPU cores (idle) | p99 vs single relay |',
+      '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ];
     const notes: string[] = [];
     const data: MeshResult[] = [];
@@ -213,7 +219,7 @@ export const meshScenario: Scenario = {
     const base = data[0] as MeshResult;
     for (const result of data) {
       rows.push(
-        `| ${result.relays} | ${result.target} | ${fmt(result.p50_ms, 2)} | ${fmt(result.p99_ms, 2)} | ${fmt(result.p50_remote_ms, 2)} | ${(result.reach * 100).toFixed(2)}% | ${result.caught_up} | ${fmt(result.copies_per_message, 2)} | ${fmt(result.duplicates_per_message, 2)} | ${result.dropped} | ${fmt(result.relay_cpu_us_per_message, 0)} | ${fmt(result.cpu_us_per_message_per_relay, 0)} | ${fmt(result.relay_cpu_cores, 2)} (${fmt(result.idle_cpu_cores, 2)}) | ${fmt(result.p99_ms / base.p99_ms, 2)}× |`,
+        `| ${result.relays} | ${result.target} | ${fmt(result.p50_ms, 2)} | ${fmt(result.p99_ms, 2)} | ${fmt(result.p50_remote_ms, 2)} | ${(result.reach * 100).toFixed(2)}% | ${result.caught_up} | ${fmt(result.copies_per_message, 2)} | ${fmt(result.duplicates_per_message, 2)} | ${result.relays === 1 ? '–' : `${(result.one_hop_share * 100).toFixed(0)}%`} | ${result.dropped} | ${fmt(result.relay_cpu_us_per_message, 0)} | ${fmt(result.cpu_us_per_message_per_relay, 0)} | ${fmt(result.relay_cpu_cores, 2)} (${fmt(result.idle_cpu_cores, 2)}) | ${fmt(result.p99_ms / base.p99_ms, 2)}× |`,
       );
     }
     notes.push(
@@ -221,6 +227,7 @@ export const meshScenario: Scenario = {
         'By catch-up: messages a relay got from catch-up rather than gossip (anode_mesh_catch_up_messages_total). ' +
         'Gossip copies/msg: envelope copies received by all relays together, in gossip batches (new ones and the ones gossipsub drops as already seen: ' +
         `anode_mesh_gossip_copies_received_total); duplicates/msg = copies/msg − (relays − 1), 0 being one copy per other relay. ` +
+        '1 hop: share of gossip deliveries whose first copy came straight from relay 1 (the rest were forwarded; anode_mesh_gossip_hops_total). ' +
         'Dropped: envelopes gossip counted as undelivered (anode_mesh_gossip_dropped_total). ' +
         'Relays store every message (persist all, embedded store, no fsync), announce themselves every 2 s, one cluster per size, runs are windows on it.',
     );

@@ -54,7 +54,7 @@ export interface GossipOptions {
   log: Logger;
   metrics: Pick<
     MeshMetrics,
-    'gossipIn' | 'gossipOut' | 'gossipCopies' | 'gossipBatches' | 'rejected' | 'dropped' | 'queued'
+    'gossipIn' | 'gossipOut' | 'gossipCopies' | 'gossipBatches' | 'gossipHops' | 'rejected' | 'dropped' | 'queued'
   >;
   /** A subscribed peer did not get a batch (gossipsub had no stream to it). */
   onUndelivered?(peer: string): void;
@@ -235,12 +235,16 @@ export function createGossip(options: GossipOptions) {
           return TopicValidatorResult.Reject;
         });
       }
-      host.addEventListener('message', (event) => {
-        if (shards.parse(event.detail.topic) === undefined) return;
-        const decoded = decode(event.detail);
+      host.addEventListener('gossipsub:message', (event) => {
+        const { msg, propagationSource } = event.detail;
+        if (shards.parse(msg.topic) === undefined) return;
+        const decoded = decode(msg);
         if (!decoded.ok) return;
         metrics.gossipIn.inc(decoded.batch.envelopes.length);
         metrics.gossipBatches.inc({ direction: 'in' });
+        // The first copy came straight from its publisher (1 hop) or was forwarded (2 or more).
+        const direct = msg.type === 'signed' && propagationSource.equals(msg.from);
+        metrics.gossipHops.inc({ hops: direct ? '1' : '2+' }, decoded.batch.envelopes.length);
         onEnvelopes(decoded.batch.envelopes);
       });
     },

@@ -32,6 +32,12 @@ export function createMeshMetrics(registry: Registry, peers: () => number) {
       labelNames: ['direction'] as const,
       registers: [registry],
     }),
+    gossipHops: new Counter({
+      name: 'anode_mesh_gossip_hops_total',
+      help: 'Envelopes received new by gossip, by whether their first copy came straight from the publisher (1) or was forwarded (2+)',
+      labelNames: ['hops'] as const,
+      registers: [registry],
+    }),
     dropped: new Counter({
       name: 'anode_mesh_gossip_dropped_total',
       help: 'Envelopes gossip did not deliver: no stream to a subscribed peer (per peer), a failed publish, larger than the limit; each is repaired at once (link reset then catch-up, or a retry)',
