@@ -51,6 +51,8 @@ export interface GossipOptions {
   nodeId: string;
   /** At most one batch per shard this often; a node quieter than that publishes at once. */
   batchMs: number;
+  /** Whether gossipsub publishes to every peer of a shard (else to its mesh peers only). */
+  floodPublish: boolean;
   log: Logger;
   metrics: Pick<
     MeshMetrics,
@@ -135,8 +137,9 @@ export function createGossip(options: GossipOptions) {
       metrics.gossipOut.inc(items.length);
       metrics.gossipBatches.inc({ direction: 'out' });
       const sent = new Set(recipients.map(String));
-      for (const peer of host.getSubscribers(topic)) {
-        const id = peer.toString();
+      // The peers gossipsub should have sent it to: all of the shard's, or its mesh.
+      const expected = options.floodPublish ? host.getSubscribers(topic).map(String) : host.getMeshPeers(topic);
+      for (const id of expected) {
         if ((sent.has(id) && canGossipTo(host, id)) || host.getScore(id) < SCORE_THRESHOLDS.publishThreshold) continue;
         metrics.dropped.inc({ reason: 'no_stream' }, items.length);
         log.debug({ peer: id, topic, envelopes: items.length }, 'gossip had no stream to a subscribed peer');

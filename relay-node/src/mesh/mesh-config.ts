@@ -64,6 +64,11 @@ export const meshConfigShape = {
   mesh_member_timeout_ms: positiveInt
     .default(5_000)
     .describe('a member silent this long is dead and its sources move to others (a closed connection: at once)'),
+  mesh_flood_publish: bool
+    .default(true)
+    .describe(
+      'a publishing node sends its batches to every connected peer of the shard (off: to its gossip mesh only; for very large meshes)',
+    ),
   mesh_gossip_batch_ms: nonNegativeInt
     .max(1_000)
     .default(5)
