@@ -15,11 +15,15 @@ import {
   startLoadgen,
   summarize,
 } from './mesh-edge-common.ts';
+import { MESH_P99_LIMIT_MS, type MeshSaturationResult, runMeshSaturation } from './mesh-saturation.ts';
 import { fmt, medianOf, numberFlag, numberList, type Scenario } from './scenario.ts';
 import { processCpuMs } from './stats.ts';
 
 const TOPIC = 'bench.mesh';
 const COPIES = 'anode_mesh_gossip_copies_received_total';
+const DROPPED = 'anode_mesh_gossip_dropped_total';
+const CAUGHT_UP = 'anode_mesh_catch_up_messages_total';
+const HOPS = 'anode_mesh_gossip_hops_total';
 /**
  * Discovery often enough that nine relays find each other in seconds, yet rarely enough that its
  * own gossip (every node announces itself to all) stays small beside the measured messages.
@@ -57,6 +61,14 @@ export interface MeshResult {
   duplicates_per_message: number;
   /** CPU of all relay processes together per message, net of what they burn idle (heartbeats, discovery). */
   relay_cpu_us_per_message: number;
+  /** The same per relay (all relays' CPU / relays). */
+  cpu_us_per_message_per_relay: number;
+  /** Envelopes gossip counted as not delivered (anode_mesh_gossip_dropped_total, all relays). */
+  dropped: number;
+  /** Messages that reached a relay by catch-up instead of gossip (all relays). */
+  caught_up: number;
+  /** Share of gossip deliveries whose first copy came straight from the publishing relay (1 hop; the rest were forwarded). */
+  one_hop_share: number;
   /** CPU of all relay processes together while idle (just before the window), in cores. */
   idle_cpu_cores: number;
   /** CPU of all relay processes together over the window, in cores (the machine has cpus().length). */
@@ -64,7 +76,7 @@ export interface MeshResult {
   loadgen_cpu_share: number;
 }
 
-async function startMesh(count: number, cpuProfDir?: string): Promise<BenchRelay[]> {
+export async function startMesh(count: number, cpuProfDir?: string): Promise<BenchRelay[]> {
   if (count === 1) return [await startBenchRelay([], { cpuProfDir })];
   const relays: BenchRelay[] = [];
   try {
@@ -93,6 +105,69 @@ async function startMesh(count: number, cpuProfDir?: string): Promise<BenchRelay
   }
 }
 
+/** One measured window on a running cluster: `messages` at `rate`/s, stragglers awaited `drainMs`. */
+export async function measureWindow(
+  relays: BenchRelay[],
+  messages: number,
+  rate: number,
+  drainMs: number,
+): Promise<MeshResult> {
+  const loadgen = await startLoadgen({
+    mode: 'latency',
+    publish: `${relays[0]?.wsUrl}/v1/topics/${TOPIC}/ws`,
+    subscribe: relays.map((r) => `${r.wsUrl}/v1/topics/${TOPIC}/ws`),
+    topic: TOPIC,
+    count: messages,
+    rate,
+    inflight: 0,
+    warmup: 20,
+    drainMs,
+  });
+  const sum = async (name: string) =>
+    (await Promise.all(relays.map((r) => counter(r.url, name)))).reduce((a, b) => a + b, 0);
+  const copiesBefore = await sum(COPIES);
+  const droppedBefore = await sum(DROPPED);
+  const caughtUpBefore = await sum(CAUGHT_UP);
+  const hopsBefore = [await sum(`${HOPS}{hops="1"}`), await sum(HOPS)];
+  // The cluster's idle CPU (gossipsub heartbeats, discovery, pings), subtracted below.
+  const idleFrom = await Promise.all(relays.map((r) => processCpuMs(r.pid)));
+  const idleStart = performance.now();
+  await new Promise((resolve) => setTimeout(resolve, IDLE_MS));
+  const cpuBefore = await Promise.all(relays.map((r) => processCpuMs(r.pid)));
+  const idleCores = cpuBefore.reduce((n, c, i) => n + c - (idleFrom[i] as number), 0) / (performance.now() - idleStart);
+  const report = await loadgen.go();
+  const cpuAfter = await Promise.all(relays.map((r) => processCpuMs(r.pid)));
+  const copies = (await sum(COPIES)) - copiesBefore;
+  const cpuMs = cpuAfter.reduce((n, c, i) => n + c - (cpuBefore[i] as number), 0);
+  const last = summarize(lastArrival(report.latencies));
+  const all = summarize(report.latencies.flat());
+  const remote = summarize(report.latencies.slice(1).flat());
+  const perMessage = copies / messages;
+  const cpuPerMessage = ((cpuMs - idleCores * report.wallMs) * 1000) / messages;
+  return {
+    target: relays.length === 1 ? 'single-relay' : 'mesh',
+    relays: relays.length,
+    messages,
+    rate,
+    p50_ms: last.p50,
+    p99_ms: last.p99,
+    p50_remote_ms: relays.length === 1 ? Number.NaN : remote.p50,
+    reach: all.reach,
+    repeats: report.repeats.reduce((a, b) => a + b, 0),
+    copies_per_message: perMessage,
+    duplicates_per_message: perMessage - (relays.length - 1),
+    relay_cpu_us_per_message: cpuPerMessage,
+    cpu_us_per_message_per_relay: cpuPerMessage / relays.length,
+    dropped: (await sum(DROPPED)) - droppedBefore,
+    caught_up: (await sum(CAUGHT_UP)) - caughtUpBefore,
+    one_hop_share:
+      ((await sum(`${HOPS}{hops="1"}`)) - (hopsBefore[0] as number)) / ((await sum(HOPS)) - (hopsBefore[1] as number)),
+    idle_cpu_cores: idleCores,
+    relay_cpu_cores: cpuMs / report.wallMs,
+    loadgen_cpu_share: loadgenShare(report),
+  };
+}
+
 /** One cluster (a mesh of `relays`, or a single relay), `runs` measured windows on it; one result per run. */
 export async function runMesh(options: MeshOptions): Promise<MeshResult[]> {
   const log = options.log ?? (() => {});
@@ -104,51 +179,7 @@ export async function runMesh(options: MeshOptions): Promise<MeshResult[]> {
       log(
         `mesh: ${options.relays} relays, ${options.messages} messages at ${options.rate}/s (run ${run + 1}/${options.runs})`,
       );
-      const loadgen = await startLoadgen({
-        mode: 'latency',
-        publish: `${relays[0]?.wsUrl}/v1/topics/${TOPIC}/ws`,
-        subscribe: relays.map((r) => `${r.wsUrl}/v1/topics/${TOPIC}/ws`),
-        topic: TOPIC,
-        count: options.messages,
-        rate: options.rate,
-        inflight: 0,
-        warmup: 20,
-        drainMs: 10_000,
-      });
-      const copiesBefore = await Promise.all(relays.map((r) => counter(r.url, COPIES)));
-      // The cluster's idle CPU (gossipsub heartbeats, discovery, pings), subtracted below.
-      const idleFrom = await Promise.all(relays.map((r) => processCpuMs(r.pid)));
-      const idleStart = performance.now();
-      await new Promise((resolve) => setTimeout(resolve, IDLE_MS));
-      const cpuBefore = await Promise.all(relays.map((r) => processCpuMs(r.pid)));
-      const idleCores =
-        cpuBefore.reduce((n, c, i) => n + c - (idleFrom[i] as number), 0) / (performance.now() - idleStart);
-      const report = await loadgen.go();
-      const cpuAfter = await Promise.all(relays.map((r) => processCpuMs(r.pid)));
-      const copiesAfter = await Promise.all(relays.map((r) => counter(r.url, COPIES)));
-      const copies = copiesAfter.reduce((n, c, i) => n + c - (copiesBefore[i] as number), 0);
-      const cpuMs = cpuAfter.reduce((n, c, i) => n + c - (cpuBefore[i] as number), 0);
-      const last = summarize(lastArrival(report.latencies));
-      const all = summarize(report.latencies.flat());
-      const remote = summarize(report.latencies.slice(1).flat());
-      const perMessage = copies / options.messages;
-      results.push({
-        target: options.relays === 1 ? 'single-relay' : 'mesh',
-        relays: options.relays,
-        messages: options.messages,
-        rate: options.rate,
-        p50_ms: last.p50,
-        p99_ms: last.p99,
-        p50_remote_ms: options.relays === 1 ? Number.NaN : remote.p50,
-        reach: all.reach,
-        repeats: report.repeats.reduce((a, b) => a + b, 0),
-        copies_per_message: perMessage,
-        duplicates_per_message: perMessage - (options.relays - 1),
-        relay_cpu_us_per_message: ((cpuMs - idleCores * report.wallMs) * 1000) / options.messages,
-        idle_cpu_cores: idleCores,
-        relay_cpu_cores: cpuMs / report.wallMs,
-        loadgen_cpu_share: loadgenShare(report),
-      });
+      results.push(await measureWindow(relays, options.messages, options.rate, 10_000));
     }
   } finally {
     await Promise.all(relays.map((r) => r.stop()));
@@ -158,19 +189,24 @@ export async function runMesh(options: MeshOptions): Promise<MeshResult[]> {
 
 export const meshScenario: Scenario = {
   name: 'mesh',
-  summary: '3, 5 and 9 relays: publish to the last relay subscriber, duplicates per message (vs one relay)',
+  summary:
+    '3, 5 and 9 relays: publish to the last relay subscriber, copies and CPU per message (vs one relay); then the mesh saturation search',
   flags: {
     relays: { type: 'string' }, // list, e.g. 3,5,9
     messages: { type: 'string' },
     rate: { type: 'string' },
+    'saturation-relays': { type: 'string' }, // list; the mesh sizes searched (default 3)
+    'saturation-rate': { type: 'string' }, // the first rate tried
+    seconds: { type: 'string' }, // per saturation step
+    'no-saturation': { type: 'boolean' },
   },
   async run({ quick, runs, flags, cpuProfDir, log }) {
     const sizes = numberList(flags.relays, quick ? [3] : [3, 5, 9]);
     const messages = numberFlag(flags.messages, quick ? 200 : 500);
     const rate = numberFlag(flags.rate, 50);
     const rows = [
-      '| relays | target | p50 ms (last relay) | p99 ms (last relay) | p50 ms (any other relay) | reach | gossip copies/msg | duplicates/msg | relay CPU µs/msg (all relays, net of idle) | relay CPU cores (idle) | p99 vs single relay |',
-      '|---|---|---|---|---|---|---|---|---|---|---|',
+      '| relays | target | p50 ms (last relay) | p99 ms (last relay) | p50 ms (any other relay) | reach | by catch-up | gossip copies/msg | duplicates/msg | 1 hop | dropped | relay CPU µs/msg (all relays, net of idle) | per relay | relay CPU cores (idle) | p99 vs single relay |',
+      '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ];
     const notes: string[] = [];
     const data: MeshResult[] = [];
@@ -183,13 +219,16 @@ export const meshScenario: Scenario = {
     const base = data[0] as MeshResult;
     for (const result of data) {
       rows.push(
-        `| ${result.relays} | ${result.target} | ${fmt(result.p50_ms, 2)} | ${fmt(result.p99_ms, 2)} | ${fmt(result.p50_remote_ms, 2)} | ${(result.reach * 100).toFixed(2)}% | ${fmt(result.copies_per_message, 2)} | ${fmt(result.duplicates_per_message, 2)} | ${fmt(result.relay_cpu_us_per_message, 0)} | ${fmt(result.relay_cpu_cores, 2)} (${fmt(result.idle_cpu_cores, 2)}) | ${fmt(result.p99_ms / base.p99_ms, 2)}× |`,
+        `| ${result.relays} | ${result.target} | ${fmt(result.p50_ms, 2)} | ${fmt(result.p99_ms, 2)} | ${fmt(result.p50_remote_ms, 2)} | ${(result.reach * 100).toFixed(2)}% | ${result.caught_up} | ${fmt(result.copies_per_message, 2)} | ${fmt(result.duplicates_per_message, 2)} | ${result.relays === 1 ? '–' : `${(result.one_hop_share * 100).toFixed(0)}%`} | ${result.dropped} | ${fmt(result.relay_cpu_us_per_message, 0)} | ${fmt(result.cpu_us_per_message_per_relay, 0)} | ${fmt(result.relay_cpu_cores, 2)} (${fmt(result.idle_cpu_cores, 2)}) | ${fmt(result.p99_ms / base.p99_ms, 2)}× |`,
       );
     }
     notes.push(
       `${messages} messages of ~100 bytes at ${rate}/s from one publisher on relay 1; a subscriber on every relay. ` +
-        'Gossip copies/msg: copies of a message received by all relays together (new ones and the ones gossipsub drops as already seen: ' +
+        'By catch-up: messages a relay got from catch-up rather than gossip (anode_mesh_catch_up_messages_total). ' +
+        'Gossip copies/msg: envelope copies received by all relays together, in gossip batches (new ones and the ones gossipsub drops as already seen: ' +
         `anode_mesh_gossip_copies_received_total); duplicates/msg = copies/msg − (relays − 1), 0 being one copy per other relay. ` +
+        '1 hop: share of gossip deliveries whose first copy came straight from relay 1 (the rest were forwarded; anode_mesh_gossip_hops_total). ' +
+        'Dropped: envelopes gossip counted as undelivered (anode_mesh_gossip_dropped_total). ' +
         'Relays store every message (persist all, embedded store, no fsync), announce themselves every 2 s, one cluster per size, runs are windows on it.',
     );
     const busiest = Math.max(...measured.flat().map((r) => r.loadgen_cpu_share));
@@ -210,6 +249,58 @@ export const meshScenario: Scenario = {
       notes.push(
         `Not every message reached every relay exactly once: ${missed.map((r) => `${r.relays} relays ${(r.reach * 100).toFixed(2)}%, ${r.repeats} repeats`).join('; ')}.`,
       );
-    return { rows, notes, data: { medians: data, runs: measured } };
+    if (flags['no-saturation'] === true) return { rows, notes, data: { medians: data, runs: measured } };
+
+    const saturation = await meshSaturationTable({
+      sizes: numberList(flags['saturation-relays'], [3]),
+      startRate: numberFlag(flags['saturation-rate'], quick ? 250 : 500),
+      seconds: numberFlag(flags.seconds, quick ? 2 : 4),
+      precision: quick ? 2 : 1.15,
+      maxSteps: quick ? 5 : 10,
+      runs,
+      cpuProfDir,
+      log,
+    });
+    return {
+      rows: [...rows, '', ...saturation.rows],
+      notes: [...notes, ...saturation.notes],
+      data: { medians: data, runs: measured, saturation: saturation.data },
+    };
   },
 };
+
+/** The saturation search on one relay and on each mesh size, as a table. */
+export async function meshSaturationTable(options: {
+  sizes: number[];
+  startRate: number;
+  seconds: number;
+  precision: number;
+  maxSteps: number;
+  runs: number;
+  cpuProfDir?: string;
+  log: (line: string) => void;
+}) {
+  const rows = [
+    `| relays | target | highest rate held msg/s (p99 ≤ ${MESH_P99_LIMIT_MS} ms, all by gossip) | vs single relay | p50 ms | p99 ms (last relay) | relay CPU µs/msg/relay there | vs single relay | copies/msg | dropped | first rate that failed (why) | steps |`,
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  const data: MeshSaturationResult[] = [];
+  let base: MeshSaturationResult | undefined;
+  for (const relays of [1, ...options.sizes.filter((n) => n > 1)]) {
+    const samples: MeshSaturationResult[] = [];
+    for (let r = 0; r < options.runs; r++) samples.push(await runMeshSaturation({ ...options, relays }));
+    samples.sort((a, b) => a.max_rate - b.max_rate);
+    const result = samples[Math.floor((samples.length - 1) / 2)] as MeshSaturationResult;
+    base ??= result;
+    data.push(...samples);
+    const at = result.at;
+    const failedStep = result.steps.find((s) => s.rate === result.first_failed_rate);
+    rows.push(
+      `| ${relays} | ${relays === 1 ? 'single-relay' : 'mesh'} | ${result.max_rate} | ${fmt(result.max_rate / base.max_rate, 2)}× | ${fmt(at?.p50_ms ?? Number.NaN, 2)} | ${fmt(at?.p99_ms ?? Number.NaN, 2)} | ${fmt(at?.cpu_us_per_message_per_relay ?? Number.NaN, 0)} | ${fmt((at?.cpu_us_per_message_per_relay ?? Number.NaN) / (base.at?.cpu_us_per_message_per_relay ?? Number.NaN), 2)}× | ${fmt(at?.copies_per_message ?? Number.NaN, 2)} | ${at?.dropped ?? '–'} | ${failedStep ? `${failedStep.rate} (${failedStep.why})` : '–'} | ${result.steps.length} |`,
+    );
+  }
+  const notes = [
+    `- Mesh saturation: one publisher on relay 1, a subscriber on every relay; a step holds when the last relay's p99 ≤ ${MESH_P99_LIMIT_MS} ms, every message reached every relay, and none needed catch-up (messages not received 1 s after a step are missing). Rates double from ${options.startRate}/s until a step fails, then bisect; a failed step restarts the cluster. Steps: ${options.seconds} s. Columns after the rate describe the step at the highest rate held.`,
+  ];
+  return { rows, notes, data };
+}

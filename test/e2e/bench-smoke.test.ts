@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { planConnections, runConnections } from '../bench/connections.ts';
 import { runFanout } from '../bench/fanout.ts';
+import { meshSaturationTable } from '../bench/mesh.ts';
 import { runSaturation } from '../bench/saturation.ts';
 import { runStorage } from '../bench/storage.ts';
 
@@ -30,6 +31,36 @@ describe('benchmark scenarios run', () => {
       for (const step of result.steps) {
         assert.ok(step.reach > 0 && step.reach <= 1, `${target} at ${step.rate}/s delivered (reach ${step.reach})`);
         assert.ok(Number.isFinite(step.p99_ms), `${target} at ${step.rate}/s measured latency`);
+      }
+    }
+  });
+
+  it('mesh saturation searches a single relay and a 3-relay mesh, reporting CPU, copies and drops', async () => {
+    const { rows, data } = await meshSaturationTable({
+      sizes: [3],
+      startRate: 50,
+      seconds: 1,
+      precision: 2,
+      maxSteps: 2,
+      runs: 1,
+      log: () => {},
+    });
+    assert.deepEqual(
+      data.map((r) => r.relays),
+      [1, 3],
+    );
+    assert.equal(rows.length, 4, 'a header, a separator and one row per cluster');
+    for (const result of data) {
+      assert.ok(result.steps.length >= 1 && result.steps.length <= 2, `${result.relays} relays: took its steps`);
+      assert.ok(
+        [0, 25, 50, 100].includes(result.max_rate),
+        `${result.relays} relays: the highest rate held is a rate tried`,
+      );
+      for (const step of result.steps) {
+        assert.ok(step.reach > 0 && step.reach <= 1, `${result.relays} relays at ${step.rate}/s delivered`);
+        assert.ok(Number.isFinite(step.p99_ms) && Number.isFinite(step.cpu_us_per_message_per_relay));
+        assert.ok(step.dropped >= 0 && step.caught_up >= 0);
+        if (result.relays === 3) assert.ok(step.copies_per_message > 0, 'gossip carried copies');
       }
     }
   });

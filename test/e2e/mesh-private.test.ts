@@ -9,15 +9,22 @@ import { type Collector, collect, FAST_MESH, meshStatus, publish, waitFor, waitF
 const KEY = randomBytes(32).toString('hex');
 const TOPIC = 'private.feed';
 const gossipTopic = createShards(32).gossipTopic(TOPIC);
-const envelope = (id: string, topic = TOPIC) =>
+/** A gossip batch (format 2) of one envelope, as the rogue's own node `node`. */
+const envelope = (id: string, topic = TOPIC, node = 'rogue', minter = node) =>
   new TextEncoder().encode(
     JSON.stringify({
-      id,
-      topic,
-      cursor: `${Date.now().toString(16).padStart(12, '0')}0000-rogue`,
-      source: 's',
-      ts: 1,
-      data: 1,
+      v: 2,
+      node,
+      envelopes: [
+        {
+          id,
+          topic,
+          cursor: `${Date.now().toString(16).padStart(12, '0')}0000-${minter}`,
+          source: 's',
+          ts: 1,
+          data: 1,
+        },
+      ],
     }),
   );
 
@@ -87,14 +94,18 @@ describe('relay mesh: a private network', () => {
     const invalid = [
       new TextEncoder().encode('not json'),
       envelope('wrongshard', 'elsewhere.topic'),
-      new Uint8Array(8192).fill(0x20), // oversized
+      // Format 1 (one bare envelope per gossip message) is not spoken on the format 2 topics.
+      new TextEncoder().encode(
+        JSON.stringify({ id: 'formatone', topic: TOPIC, cursor: '0000000000010000-x', source: 's', ts: 1, data: 1 }),
+      ),
+      new Uint8Array(4096 + 64 * 1024 + 1).fill(0x20), // oversized: beyond the largest message plus a batch's overhead
     ];
     for (const bytes of invalid) assert.equal(await rogue.publishRaw(gossipTopic, bytes), 1);
     await waitFor('the rogue peer to be graylisted', async () => {
       const seen = (await meshStatus(a.url)).peers.find((p) => p.peer_id === rogue.peerId);
       return seen !== undefined && seen.score < -80;
     });
-    assert.ok((await meshStatus(a.url)).mesh.rejected_messages >= 3);
+    assert.ok((await meshStatus(a.url)).mesh.rejected_messages >= 4);
     // Even a well-formed message is ignored from a graylisted peer.
     await rogue.publishRaw(gossipTopic, envelope('wellformedbutgraylisted'));
 
@@ -117,5 +128,24 @@ describe('relay mesh: a private network', () => {
       const seen = (await meshStatus(a.url)).peers.find((p) => p.peer_id === unsigned.peerId);
       return seen !== undefined && seen.score < 0;
     });
+  });
+
+  it("refuses a member's batch that passes off another relay's envelopes", async () => {
+    // A's history must hold B's message only; the member-with-the-key forgeries never land.
+    const [ack] = await publish(b.url, TOPIC, [{ data: 'from b' }]);
+    await waitFor('B’s message on A', async () => (await history(a.url, TOPIC)).some((m) => m.id === ack?.id));
+    const nodeB = (ack?.cursor as string).split('-')[1] as string;
+    const member = await peer({ networkKey: KEY });
+    await member.dial(addressA);
+    await member.join(gossipTopic, peerA);
+    const before = (await meshStatus(a.url)).mesh.rejected_messages;
+    await member.publishRaw(gossipTopic, envelope('claimsnodeb', TOPIC, nodeB));
+    await member.publishRaw(gossipTopic, envelope('mintedbyb', TOPIC, 'member', nodeB));
+    await waitFor(
+      'both forgeries rejected',
+      async () => (await meshStatus(a.url)).mesh.rejected_messages >= before + 2,
+    );
+    const ids = (await history(a.url, TOPIC)).map((m) => m.id);
+    assert.ok(!ids.includes('claimsnodeb') && !ids.includes('mintedbyb'), `no forgery stored: ${ids.join(',')}`);
   });
 });

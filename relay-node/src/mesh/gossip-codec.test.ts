@@ -1,7 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Envelope } from '@anode/shared';
-import { decodeEnvelope, encodeEnvelope, gossipMessageId } from './gossip-codec.ts';
+import {
+  BATCH_TARGET_BYTES,
+  batchBytes,
+  batchId,
+  cursorNode,
+  decodeBatch,
+  encodeBatch,
+  envelopeJson,
+  MAX_BATCH_ENVELOPES,
+} from './gossip-codec.ts';
 import { createShards } from './shards.ts';
 
 const shards = createShards(32);
@@ -16,48 +25,65 @@ const good: Envelope = {
 };
 const rules = { maxBytes: 4096, shardOf: shards.of, shard: shards.of('prices.btc'), now };
 const bytes = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
+const batch = (...envelopes: unknown[]) => bytes({ v: 2, node: 'hbs73xse4x', envelopes });
 
-describe('gossip codec', () => {
-  it('round-trips an envelope as UTF-8 JSON, dropping unknown fields', () => {
-    assert.deepEqual(decodeEnvelope(encodeEnvelope(good), rules), { ok: true, envelope: good });
-    assert.deepEqual(decodeEnvelope(bytes({ ...good, extra: 1 }), rules), { ok: true, envelope: good });
-    assert.equal(new TextDecoder().decode(encodeEnvelope({ ...good, extra: 1 } as Envelope)).includes('extra'), false);
+describe('gossip codec (format 2: batches)', () => {
+  it('round-trips a batch as UTF-8 JSON in order, dropping unknown fields', () => {
+    const second = { ...good, id: 'second', cursor: good.cursor.replace('0000-', '0001-') };
+    const data = encodeBatch('hbs73xse4x', [envelopeJson(good), envelopeJson(second)]);
+    assert.deepEqual(decodeBatch(data, rules), { ok: true, batch: { node: 'hbs73xse4x', envelopes: [good, second] } });
+    assert.equal(
+      data.byteLength,
+      batchBytes('hbs73xse4x', Buffer.byteLength(envelopeJson(good) + envelopeJson(second)), 2),
+    );
+    assert.deepEqual(decodeBatch(batch({ ...good, extra: 1 }), rules), {
+      ok: true,
+      batch: { node: 'hbs73xse4x', envelopes: [good] },
+    });
+    assert.equal(envelopeJson({ ...good, extra: 1 } as Envelope).includes('extra'), false);
+    assert.equal(cursorNode(good.cursor), 'hbs73xse4x');
   });
 
-  it('rejects what the README lists as invalid', () => {
+  it('rejects a whole batch when any part of it is invalid', () => {
     const cases: [string, Uint8Array][] = [
-      ['oversized', bytes({ ...good, data: 'x'.repeat(5000) })],
+      ['oversized', batch({ ...good, data: 'x'.repeat(5000) })],
       ['not JSON', new TextEncoder().encode('{nope')],
       ['not UTF-8', new Uint8Array([0x7b, 0xff, 0x7d])],
       ['an array', bytes([good])],
-      ['bad id', bytes({ ...good, id: 'has space' })],
-      ['long id', bytes({ ...good, id: 'x'.repeat(129) })],
-      ['bad topic', bytes({ ...good, topic: 'prices..btc' })],
-      ['pattern topic', bytes({ ...good, topic: 'prices.>' })],
-      ['zero cursor', bytes({ ...good, cursor: '0' })],
-      ['bad cursor', bytes({ ...good, cursor: 'abc' })],
-      ['future cursor', bytes({ ...good, cursor: `${(now + 120_000).toString(16).padStart(12, '0')}0000-x` })],
-      ['empty source', bytes({ ...good, source: '' })],
-      ['fractional ts', bytes({ ...good, ts: 1.5 })],
-      ['negative ts', bytes({ ...good, ts: -1 })],
-      ['no data', bytes({ ...good, data: undefined })],
+      ['a bare envelope (format 1)', bytes(good)],
+      ['another version', bytes({ v: 1, node: 'hbs73xse4x', envelopes: [good] })],
+      ['bad node', bytes({ v: 2, node: 'Not-A-Node', envelopes: [good] })],
+      ['no envelopes', bytes({ v: 2, node: 'hbs73xse4x', envelopes: [] })],
+      ['too many envelopes', bytes({ v: 2, node: 'x', envelopes: Array(MAX_BATCH_ENVELOPES + 1).fill(1) })],
+      ['bad id', batch(good, { ...good, id: 'has space' })],
+      ['long id', batch({ ...good, id: 'x'.repeat(129) })],
+      ['bad topic', batch({ ...good, topic: 'prices..btc' })],
+      ['pattern topic', batch({ ...good, topic: 'prices.>' })],
+      ['zero cursor', batch({ ...good, cursor: '0' })],
+      ['bad cursor', batch({ ...good, cursor: 'abc' })],
+      ['future cursor', batch({ ...good, cursor: `${(now + 120_000).toString(16).padStart(12, '0')}0000-x` })],
+      ['empty source', batch({ ...good, source: '' })],
+      ['fractional ts', batch({ ...good, ts: 1.5 })],
+      ['negative ts', batch({ ...good, ts: -1 })],
+      ['no data', batch({ ...good, data: undefined })],
       [
         'too deep',
         new TextEncoder().encode(
-          JSON.stringify({ ...good, data: null }).replace('null', `${'['.repeat(1001)}${']'.repeat(1001)}`),
+          JSON.stringify({ v: 2, node: 'x', envelopes: [{ ...good, data: null }] }).replace(
+            'null',
+            `${'['.repeat(1001)}${']'.repeat(1001)}`,
+          ),
         ),
       ],
-      ['wrong shard', bytes({ ...good, topic: 'orders.eu' })],
+      ['wrong shard', batch(good, { ...good, topic: 'orders.eu' })],
     ];
-    for (const [name, data] of cases) assert.equal(decodeEnvelope(data, rules).ok, false, name);
+    const big = { ...rules, maxBytes: 1024 * 1024 };
+    for (const [name, data] of cases)
+      assert.equal(decodeBatch(data, name === 'oversized' ? rules : big).ok, false, name);
   });
 
-  it('uses the envelope id as the message id, and a hash for invalid data', () => {
-    const data = encodeEnvelope(good);
-    assert.equal(gossipMessageId(decodeEnvelope(data, rules), data), good.id);
-    const bad = bytes({ ...good, topic: 'orders.eu' });
-    const id = gossipMessageId(decodeEnvelope(bad, rules), bad);
-    assert.match(id, /^!/);
-    assert.notEqual(id, good.id, 'an invalid message never takes a valid one’s id');
+  it('ids a batch by its publisher and sequence number', () => {
+    assert.equal(batchId('12D3KooWabc', 0x1a2bn), '12D3KooWabc/0000000000001a2b');
+    assert.ok(BATCH_TARGET_BYTES < 1024 * 1024);
   });
 });

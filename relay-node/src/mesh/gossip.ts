@@ -1,95 +1,263 @@
 import { createHash } from 'node:crypto';
+import { setImmediate as immediate, setTimeout as sleep } from 'node:timers/promises';
 import type { Envelope } from '@anode/shared';
 import { type GossipSub, type Message, TopicValidatorResult } from '@libp2p/gossipsub';
 import type { Logger } from '../logger.ts';
-import { type Decoded, decodeEnvelope, encodeEnvelope, gossipMessageId } from './gossip-codec.ts';
+import {
+  BATCH_OVERHEAD_BYTES,
+  BATCH_TARGET_BYTES,
+  type Batch,
+  batchBytes,
+  batchId,
+  cursorNode,
+  type DecodedBatch,
+  decodeBatch,
+  encodeBatch,
+  envelopeJson,
+  MAX_BATCH_ENVELOPES,
+} from './gossip-codec.ts';
+import { canGossipTo } from './gossip-links.ts';
+import type { MeshPubsub } from './host.ts';
 import type { MeshMetrics } from './mesh-metrics.ts';
+import { SCORE_THRESHOLDS } from './scoring.ts';
 import type { Shards } from './shards.ts';
 
 /**
- * Envelopes over gossipsub: the message-id function (built before the host, which needs it),
- * then, once attached to the host's pubsub, validation of every shard message (invalid ones are
- * rejected, which scores their sender down), delivery of valid ones, and publishing.
+ * Envelopes over gossipsub, in batches (gossip-codec.ts has the format).
+ *
+ * Publishing: envelopes this node accepted queue up, and a drain publishes them as one batch
+ * per shard, in the order they were accepted, at most once per `batchMs` (a tick): a quiet node
+ * publishes each envelope at once, alone, and a busy one waits up to a tick and pays gossipsub's
+ * per-message costs (signing, verification by every receiver, framing, the validator) once per
+ * batch rather than once per envelope. One drain at a time keeps this node's envelopes in cursor
+ * order on every link.
+ *
+ * Nothing is lost silently: a batch that gossipsub did not hand to a subscribed peer, or handed
+ * to a stream the peer closed (say on a message larger than it accepts), or that failed to publish
+ * is counted in `anode_mesh_gossip_dropped_total`, and repaired at once: the peer is reported to
+ * `onUndelivered` (the mesh cuts the link, and the peer catches up from this node when it
+ * reconnects), a failed publish is retried.
+ *
+ * Receiving: the validator decodes a batch once and checks every envelope (an invalid one
+ * rejects the batch, which scores its sender down), and that the publisher does not pass off
+ * another relay's envelopes: the first publisher seen with a cursor node id owns it, and a batch
+ * naming, or holding envelopes minted under, a node id another peer owns is rejected.
  */
 export interface GossipOptions {
   shards: Shards;
+  /** The largest envelope (its JSON) this node gossips; batches may be BATCH_OVERHEAD_BYTES larger. */
   maxMessageBytes: number;
+  /** This node's cursor node id. */
+  nodeId: string;
+  /** At most one batch per shard this often; a node quieter than that publishes at once. */
+  batchMs: number;
+  /** Whether gossipsub publishes to every peer of a shard (else to its mesh peers only). */
+  floodPublish: boolean;
   log: Logger;
-  metrics: Pick<MeshMetrics, 'gossipIn' | 'gossipOut' | 'gossipCopies' | 'rejected'>;
+  metrics: Pick<
+    MeshMetrics,
+    'gossipIn' | 'gossipOut' | 'gossipCopies' | 'gossipBatches' | 'gossipHops' | 'rejected' | 'dropped' | 'queued'
+  >;
+  /** A subscribed peer did not get a batch (gossipsub had no stream to it). */
+  onUndelivered?(peer: string): void;
 }
 
 const encoder = new TextEncoder();
+const MAX_OWNERS = 100_000;
+const RECENT_BATCHES = 20_000;
+const PUBLISH_RETRIES = 3;
 
 export function createGossip(options: GossipOptions) {
   const { shards, log, metrics } = options;
-  // msgIdFn, the validator and the message event see the same data: decode it once.
-  const cache = new WeakMap<Uint8Array, Decoded>();
-  // The data of this node's own publishes: gossipsub hands msgIdFn the very array we passed it.
-  const own = new WeakSet<Uint8Array>();
+  const maxBatchBytes = options.maxMessageBytes + BATCH_OVERHEAD_BYTES;
+  // The validator and the message event see the same data: decode it once.
+  const cache = new WeakMap<Uint8Array, DecodedBatch>();
+  // Envelopes per recent batch id, to count duplicate copies (which are never decoded).
+  const recent = new Map<string, number>();
+  // Cursor node id -> the peer that publishes it.
+  const owners = new Map<string, string>();
+  let self = '';
   let rejected = 0;
-  let pubsub: GossipSub | undefined;
+  let pubsub: MeshPubsub | undefined;
 
-  const decode = (message: Message): Decoded => {
+  const decode = (message: Message): DecodedBatch => {
     let decoded = cache.get(message.data);
     if (!decoded) {
       const shard = shards.parse(message.topic);
       decoded =
         shard === undefined
           ? { ok: false, reason: 'not a shard topic' }
-          : decodeEnvelope(message.data, { maxBytes: options.maxMessageBytes, shardOf: shards.of, shard });
+          : decodeBatch(message.data, { maxBytes: maxBatchBytes, shardOf: shards.of, shard });
       cache.set(message.data, decoded);
     }
     return decoded;
   };
 
-  const msgIdFn = (message: Message): Uint8Array => {
-    if (shards.parse(message.topic) !== undefined) {
-      // gossipsub (no fastMsgIdFn) ids every signature-checked copy from a peer before its
-      // seen-cache check, so this counts each copy on the wire, duplicates included.
-      if (!own.has(message.data)) metrics.gossipCopies.inc();
-      return encoder.encode(gossipMessageId(decode(message), message.data));
+  /** Why `from` may not publish this batch, or undefined when it may. */
+  const impostor = (batch: Batch, from: string): string | undefined => {
+    const owner = owners.get(batch.node);
+    if (owner !== undefined && owner !== from) return `node ${batch.node} is another peer's`;
+    for (const envelope of batch.envelopes) {
+      const minter = owners.get(cursorNode(envelope.cursor));
+      if (minter !== undefined && minter !== from) return `envelope ${envelope.id} was minted by another peer`;
     }
-    // Other topics (peer discovery): the sender and its sequence number, as gossipsub does.
-    if (message.type === 'signed') return encoder.encode(`${message.from.toString()}/${message.sequenceNumber}`);
+    if (owner === undefined && owners.size < MAX_OWNERS) owners.set(batch.node, from);
+    return undefined;
+  };
+
+  const remember = (id: string, count: number) => {
+    recent.set(id, count);
+    if (recent.size > RECENT_BATCHES) recent.delete(recent.keys().next().value as string);
+  };
+
+  const msgIdFn = (message: Message): Uint8Array => {
+    if (message.type === 'signed') {
+      // Other topics (peer discovery, members): the sender and its sequence number, as gossipsub does.
+      if (shards.parse(message.topic) === undefined)
+        return encoder.encode(`${message.from.toString()}/${message.sequenceNumber}`);
+      const id = batchId(message.from.toString(), message.sequenceNumber);
+      // gossipsub ids every signature-checked copy before its seen-cache check: a batch id seen
+      // before is a duplicate copy, counted here (a new one is counted once decoded).
+      const known = recent.get(id);
+      if (known !== undefined && message.from.toString() !== self) metrics.gossipCopies.inc(known);
+      return encoder.encode(id);
+    }
     return createHash('sha256').update(message.data).digest();
+  };
+
+  // --- publishing ---
+  const queue: { envelope: Envelope; attempts: number }[] = [];
+  let draining: Promise<void> | undefined;
+
+  const publishBatch = async (shard: number, items: typeof queue, jsons: string[]) => {
+    const topic = shards.topics[shard] as string;
+    const host = pubsub as MeshPubsub;
+    try {
+      const { recipients } = await host.publish(topic, encodeBatch(options.nodeId, jsons));
+      metrics.gossipOut.inc(items.length);
+      metrics.gossipBatches.inc({ direction: 'out' });
+      const sent = new Set(recipients.map(String));
+      // The peers gossipsub should have sent it to: all of the shard's, or its mesh.
+      const expected = options.floodPublish ? host.getSubscribers(topic).map(String) : host.getMeshPeers(topic);
+      for (const id of expected) {
+        if ((sent.has(id) && canGossipTo(host, id)) || host.getScore(id) < SCORE_THRESHOLDS.publishThreshold) continue;
+        metrics.dropped.inc({ reason: 'no_stream' }, items.length);
+        log.debug({ peer: id, topic, envelopes: items.length }, 'gossip had no stream to a subscribed peer');
+        options.onUndelivered?.(id);
+      }
+    } catch (error) {
+      metrics.dropped.inc({ reason: 'publish_error' }, items.length);
+      const retry = items.filter((item) => ++item.attempts <= PUBLISH_RETRIES);
+      log.warn({ err: error, topic, envelopes: items.length, retrying: retry.length }, 'gossip publish failed');
+      if (retry.length > 0) setTimeout(() => send([], retry), 100 * 2 ** (retry[0]?.attempts ?? 0)).unref();
+    }
+  };
+
+  let lastRound = Number.NEGATIVE_INFINITY;
+  const drain = async () => {
+    while (queue.length > 0 && pubsub) {
+      // Gather everything accepted in this turn, and for the rest of the tick after the last round.
+      const wait = lastRound + options.batchMs - performance.now();
+      await (wait >= 1 ? sleep(wait) : immediate());
+      lastRound = performance.now();
+      const taken = queue.splice(0);
+      metrics.queued.set(0);
+      const byShard = new Map<number, typeof queue>();
+      for (const item of taken) {
+        const shard = shards.of(item.envelope.topic);
+        let list = byShard.get(shard);
+        if (!list) byShard.set(shard, (list = []));
+        list.push(item);
+      }
+      for (const [shard, list] of byShard) {
+        let items: typeof queue = [];
+        let jsons: string[] = [];
+        let bytes = 0;
+        for (const item of list) {
+          const json = envelopeJson(item.envelope);
+          const size = Buffer.byteLength(json);
+          if (size > options.maxMessageBytes) {
+            metrics.dropped.inc({ reason: 'too_large' });
+            log.warn(
+              { id: item.envelope.id, bytes: size },
+              'envelope larger than the gossip limit; peers get it by catch-up',
+            );
+            continue;
+          }
+          const full =
+            jsons.length >= MAX_BATCH_ENVELOPES ||
+            batchBytes(options.nodeId, bytes + size, jsons.length + 1) > BATCH_TARGET_BYTES;
+          if (jsons.length > 0 && full) {
+            await publishBatch(shard, items, jsons);
+            items = [];
+            jsons = [];
+            bytes = 0;
+          }
+          items.push(item);
+          jsons.push(json);
+          bytes += size;
+        }
+        if (jsons.length > 0) await publishBatch(shard, items, jsons);
+      }
+    }
+    draining = undefined;
+  };
+
+  const send = (envelopes: readonly Envelope[], retried: typeof queue = []) => {
+    if (!pubsub) return;
+    // Retried items go first: they were accepted before anything still queued.
+    queue.unshift(...retried);
+    for (const envelope of envelopes) queue.push({ envelope, attempts: 0 });
+    metrics.queued.set(queue.length);
+    draining ??= drain();
   };
 
   return {
     msgIdFn,
 
-    /** Validate and receive shard messages from the host's pubsub. */
-    attach(host: GossipSub, onEnvelope: (envelope: Envelope) => void): void {
-      pubsub = host;
+    /** Validate and receive shard batches from the host's pubsub. */
+    attach(host: GossipSub, peerId: string, onEnvelopes: (envelopes: Envelope[]) => void): void {
+      pubsub = host as MeshPubsub;
+      self = peerId;
+      owners.set(options.nodeId, self);
       for (const topic of shards.topics) {
         host.topicValidators.set(topic, (peer, message) => {
           const decoded = decode(message);
-          if (decoded.ok) return TopicValidatorResult.Accept;
+          const reason = !decoded.ok
+            ? decoded.reason
+            : message.type !== 'signed'
+              ? 'not signed'
+              : impostor(decoded.batch, message.from.toString());
+          const count = decoded.ok ? decoded.batch.envelopes.length : 1;
+          metrics.gossipCopies.inc(count);
+          if (message.type === 'signed') remember(batchId(message.from.toString(), message.sequenceNumber), count);
+          if (reason === undefined) return TopicValidatorResult.Accept;
           rejected += 1;
           metrics.rejected.inc();
-          log.debug({ peer: peer.toString(), topic, reason: decoded.reason }, 'gossip message rejected');
+          log.debug({ peer: peer.toString(), topic, reason }, 'gossip batch rejected');
           return TopicValidatorResult.Reject;
         });
       }
-      host.addEventListener('message', (event) => {
-        if (shards.parse(event.detail.topic) === undefined) return;
-        const decoded = decode(event.detail);
+      host.addEventListener('gossipsub:message', (event) => {
+        const { msg, propagationSource } = event.detail;
+        if (shards.parse(msg.topic) === undefined) return;
+        const decoded = decode(msg);
         if (!decoded.ok) return;
-        metrics.gossipIn.inc();
-        onEnvelope(decoded.envelope);
+        metrics.gossipIn.inc(decoded.batch.envelopes.length);
+        metrics.gossipBatches.inc({ direction: 'in' });
+        // The first copy came straight from its publisher (1 hop) or was forwarded (2 or more).
+        const direct = msg.type === 'signed' && propagationSource.equals(msg.from);
+        metrics.gossipHops.inc({ hops: direct ? '1' : '2+' }, decoded.batch.envelopes.length);
+        onEnvelopes(decoded.batch.envelopes);
       });
     },
 
-    /** Gossip an envelope this node accepted (also when no peer is there to hear it). */
-    async publish(envelope: Envelope): Promise<void> {
-      if (!pubsub) return;
-      try {
-        const data = encodeEnvelope(envelope);
-        own.add(data);
-        await pubsub.publish(shards.gossipTopic(envelope.topic), data);
-        metrics.gossipOut.inc();
-      } catch (error) {
-        log.warn({ err: error, id: envelope.id }, 'gossip publish failed; peers will get it by catch-up');
-      }
+    /** Gossip envelopes this node accepted (also when no peer is there to hear them). */
+    send: (envelopes: readonly Envelope[]) => send(envelopes),
+
+    /** Resolves once everything queued so far was published. */
+    async flush(): Promise<void> {
+      while (draining) await draining;
     },
 
     /** Carry exactly these shards (subscribe to their gossip topics, leave the others). */

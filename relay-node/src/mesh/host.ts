@@ -34,6 +34,8 @@ export interface HostOptions {
   webrtcBind?: string;
   gossipTopics: readonly string[];
   maxMessageBytes: number;
+  /** Publish to every connected peer of a topic (gossipsub flood publishing), or to the mesh only. */
+  floodPublish: boolean;
   msgIdFn: GossipsubOpts['msgIdFn'];
   discoveryIntervalMs: number;
   pingIntervalMs: number;
@@ -94,6 +96,7 @@ export async function createHost(options: HostOptions): Promise<Host> {
         msgIdFn: options.msgIdFn,
         allowedTopics: topics,
         allowPublishToZeroTopicPeers: true,
+        floodPublish: options.floodPublish,
         ignoreDuplicatePublishError: true,
         emitSelf: false,
         fallbackToFloodsub: false,

@@ -64,6 +64,15 @@ export const meshConfigShape = {
   mesh_member_timeout_ms: positiveInt
     .default(5_000)
     .describe('a member silent this long is dead and its sources move to others (a closed connection: at once)'),
+  mesh_flood_publish: bool
+    .default(true)
+    .describe(
+      'a publishing node sends its batches to every connected peer of the shard (off: to its gossip mesh only; for very large meshes)',
+    ),
+  mesh_gossip_batch_ms: nonNegativeInt
+    .max(1_000)
+    .default(5)
+    .describe('a busy node gathers its accepted messages this long into one gossip batch per shard (0: no wait)'),
   mesh_max_message_bytes: positiveInt
     .default(2 * 1024 * 1024)
     .describe('largest gossip message accepted (larger: rejected, sender scored down)'),

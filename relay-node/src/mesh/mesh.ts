@@ -4,7 +4,7 @@ import { peerIdFromString } from '@libp2p/peer-id';
 import type { ComponentContext } from '../component.ts';
 import { catchUpFrom, serveCatchUp } from './catch-up.ts';
 import { createGossip } from './gossip.ts';
-import { watchGossipLinks } from './gossip-links.ts';
+import { type GossipLinks, watchGossipLinks } from './gossip-links.ts';
 import { createHost } from './host.ts';
 import { loadNetworkKey, loadPeerKey } from './identity.ts';
 import { createMembers, MEMBERS_TOPIC } from './members.ts';
@@ -27,7 +27,16 @@ export async function createMesh(context: ComponentContext) {
   const maxMessageBytes = config.mesh_max_message_bytes;
   // Scraped only once the host below exists.
   const metrics = createMeshMetrics(context.metrics.registry, () => peersStatus(host).length);
-  const gossip = createGossip({ shards, maxMessageBytes, log, metrics });
+  const gossip = createGossip({
+    shards,
+    maxMessageBytes,
+    nodeId: context.nodeId,
+    batchMs: config.mesh_gossip_batch_ms,
+    floodPublish: config.mesh_flood_publish,
+    log,
+    metrics,
+    onUndelivered: (peer) => links?.undelivered(peer),
+  });
   const networkKey = await loadNetworkKey(config);
   const openWithAuth = meshOpenWithAuth(config);
   const host = await createHost({
@@ -47,6 +56,7 @@ export async function createMesh(context: ComponentContext) {
     webrtcBind: config.mesh_webrtc_bind,
     gossipTopics: [...shards.topics, MEMBERS_TOPIC],
     maxMessageBytes,
+    floodPublish: config.mesh_flood_publish,
     msgIdFn: gossip.msgIdFn,
     discoveryIntervalMs: config.mesh_discovery_interval_ms,
     pingIntervalMs: config.mesh_ping_interval_ms,
@@ -102,16 +112,12 @@ export async function createMesh(context: ComponentContext) {
     log: log.child({ part: 'members' }),
   });
 
-  const receive = (envelope: Envelope) => {
-    hub.ingest([envelope], { persist }).catch((error: unknown) => {
-      log.error({ err: error, id: envelope.id }, 'storing a gossiped message failed; will catch up');
+  // One batch, one write (the hub dedups by envelope id, in the order given).
+  const receive = (envelopes: Envelope[]) => {
+    hub.ingest(envelopes, { persist }).catch((error: unknown) => {
+      log.error({ err: error, ids: envelopes.length }, 'storing gossiped messages failed; will catch up');
       sync?.resync();
     });
-  };
-  // Publish one at a time, so every peer gets this node's messages in cursor order.
-  let publishing: Promise<void> = Promise.resolve();
-  const send = (envelopes: Envelope[]) => {
-    for (const envelope of envelopes) publishing = publishing.then(() => gossip.publish(envelope));
   };
 
   const carrySubscribed = () => {
@@ -125,12 +131,12 @@ export async function createMesh(context: ComponentContext) {
   let stopAccepted: (() => void) | undefined;
   let carryTimer: ReturnType<typeof setInterval> | undefined;
   let stun: { close(): void } | undefined;
-  let links: { stop(): void } | undefined;
+  let links: GossipLinks | undefined;
 
   return {
     async start() {
       await host.start();
-      gossip.attach(host.services.pubsub, receive);
+      gossip.attach(host.services.pubsub, host.peerId.toString(), receive);
       if (config.mesh_carry === 'all') gossip.carry(all);
       else {
         carrySubscribed();
@@ -139,7 +145,7 @@ export async function createMesh(context: ComponentContext) {
       }
       await serveCatchUp(host, { store: context.store, shards, maxMessageBytes, log });
       await members.start();
-      stopAccepted = hub.onAccepted(send);
+      stopAccepted = hub.onAccepted(gossip.send);
       if (config.mesh_stun_port !== undefined) stun = await startStunServer(config.mesh_stun_port);
       await sync?.start();
       peers.start();
@@ -176,7 +182,7 @@ export async function createMesh(context: ComponentContext) {
       clearInterval(carryTimer);
       links?.stop();
       peers.stop();
-      await publishing;
+      await gossip.flush();
       await sync?.stop();
       stun?.close();
       await host.stop();

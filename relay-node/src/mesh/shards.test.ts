@@ -10,20 +10,20 @@ describe('topic shards', () => {
     assert.equal(fnv1a32('orders'), 0x325e96ec);
   });
 
-  it('maps a topic by its first segment to /anode/1/shard/<count>/<n>', () => {
+  it('maps a topic by its first segment to /anode/2/shard/<count>/<n>', () => {
     const shards = createShards(32);
-    assert.equal(shards.gossipTopic('prices.btc-usd'), '/anode/1/shard/32/27');
-    assert.equal(shards.gossipTopic('prices.eth-usd'), '/anode/1/shard/32/27');
-    assert.equal(shards.gossipTopic('orders.eu'), '/anode/1/shard/32/12');
+    assert.equal(shards.gossipTopic('prices.btc-usd'), '/anode/2/shard/32/27');
+    assert.equal(shards.gossipTopic('prices.eth-usd'), '/anode/2/shard/32/27');
+    assert.equal(shards.gossipTopic('orders.eu'), '/anode/2/shard/32/12');
     assert.equal(shards.topics.length, 32);
-    assert.equal(createShards(1).gossipTopic('anything.at.all'), '/anode/1/shard/1/0');
+    assert.equal(createShards(1).gossipTopic('anything.at.all'), '/anode/2/shard/1/0');
   });
 
   it('parses only its own shard topics', () => {
     const shards = createShards(32);
-    assert.equal(shards.parse('/anode/1/shard/32/0'), 0);
-    assert.equal(shards.parse('/anode/1/shard/32/31'), 31);
-    for (const other of ['/anode/1/shard/32/32', '/anode/1/shard/16/3', '/anode/1/shard/32/03', '/anode/1/discovery']) {
+    assert.equal(shards.parse('/anode/2/shard/32/0'), 0);
+    assert.equal(shards.parse('/anode/2/shard/32/31'), 31);
+    for (const other of ['/anode/2/shard/32/32', '/anode/2/shard/16/3', '/anode/2/shard/32/03', '/anode/1/discovery']) {
       assert.equal(shards.parse(other), undefined, other);
     }
   });

@@ -1,12 +1,12 @@
 /**
  * How aNode topics map onto gossipsub topics. Every topic belongs to one of `count` shards,
  * chosen by its first segment (its namespace): `shard = fnv1a32(first segment) mod count`, and
- * a shard's gossip topic is `/anode/1/shard/<count>/<shard>`. Keying on the first segment keeps
+ * a shard's gossip topic is `/anode/2/shard/<count>/<shard>`. Keying on the first segment keeps
  * all of `prices.*` in one shard, so a pattern with a concrete first segment (`prices.>`,
  * `prices.*.usd`) needs one shard and only a pattern starting with a wildcard needs them all.
  * The count is in the name so that nodes configured with different counts never mix.
  */
-export const GOSSIP_PREFIX = '/anode/1/shard/';
+export const GOSSIP_PREFIX = '/anode/2/shard/';
 export const DISCOVERY_TOPIC = '/anode/1/discovery';
 
 /** 32-bit FNV-1a over the UTF-8 bytes of `text` (topic segments are ASCII). */

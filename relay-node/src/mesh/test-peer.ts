@@ -19,6 +19,8 @@ export interface TestPeerOptions {
   networkKey?: string;
   /** `none` publishes unsigned messages, which a strict-signing mesh rejects. */
   signing?: 'strict' | 'none';
+  /** gossipsub's cap on one inbound RPC (a larger one makes it reset the stream); default 4 MiB. */
+  maxInboundDataLength?: number;
 }
 
 export async function createTestPeer(options: TestPeerOptions = {}) {
@@ -36,10 +38,15 @@ export async function createTestPeer(options: TestPeerOptions = {}) {
         emitSelf: false,
         fallbackToFloodsub: false,
         floodPublish: true,
+        ...(options.maxInboundDataLength ? { maxInboundDataLength: options.maxInboundDataLength } : {}),
       }),
     },
   });
   const host = node as unknown as Parameters<typeof pubsubOf>[0];
+  const received: { topic: string; data: Uint8Array }[] = [];
+  pubsubOf(host).addEventListener('message', (event) =>
+    received.push({ topic: event.detail.topic, data: event.detail.data }),
+  );
   return {
     peerId: node.peerId.toString(),
 
@@ -65,6 +72,9 @@ export async function createTestPeer(options: TestPeerOptions = {}) {
     async publishRaw(topic: string, data: Uint8Array): Promise<number> {
       return (await pubsubOf(host).publish(topic, data)).recipients.length;
     },
+
+    /** Gossip messages received so far (topic and data), oldest first. */
+    received,
 
     stop: () => node.stop(),
   };
