@@ -11,6 +11,8 @@ ARG BASE_IMAGE=node:24-bookworm-slim
 # alone, installed again from the npm cache the first install filled. --omit=peer leaves out
 # react-native (~150 MB), a peer of the react-native-webrtc that @libp2p/webrtc never loads on Node.
 FROM ${BASE_IMAGE} AS build
+# Marks the build stage's leftover images, so they can be pruned (the test does).
+LABEL anode.stage=build
 WORKDIR /src
 COPY package.json package-lock.json tsconfig.base.json ./
 COPY shared/package.json shared/

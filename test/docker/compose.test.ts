@@ -30,7 +30,8 @@ const IMAGE = `anode/relay:test-${process.pid}-${randomBytes(3).toString('hex')}
 const log = (line: string) => console.log(`[docker] ${line}`);
 const MINUTE = 60_000;
 
-const items = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => ({ n: i, tag: `${prefix}-${i}` }));
+const items = (prefix: string, n: number) =>
+  Array.from({ length: n }, (_, i) => ({ data: { n: i, tag: `${prefix}-${i}` } }));
 const idsOf = (messages: Envelope[]) => new Set(messages.map((m) => m.id));
 
 /** Every relay has the other two (at least) as mesh peers. */
@@ -74,7 +75,9 @@ before(
 
 after(
   async () => {
+    // The relay image and the build stage's leftovers; the stand-in base images stay as a cache.
     await docker('image', 'rm', '-f', IMAGE).catch((error: Error) => log(`image cleanup: ${error.message}`));
+    await docker('image', 'prune', '-f', '--filter', 'label=anode.stage=build').catch(() => {});
     log(`docker tests took ${((Date.now() - started) / 1000).toFixed(0)} s in all`);
   },
   { timeout: MINUTE },
@@ -116,7 +119,7 @@ describe('docker image', { timeout: 5 * MINUTE }, () => {
         "fetch('http://127.0.0.1:9090/healthz').then(r=>console.log(r.status))",
       );
       assert.equal(ok.trim(), '200');
-      const bad = await docker('run', '--rm', '-e', 'ANODE_PORT=nope', IMAGE).then(
+      const bad = await docker('run', '--rm', '-v', `${volume}:/data`, '-e', 'ANODE_PORT=nope', IMAGE).then(
         () => '',
         (error: Error) => error.message,
       );
@@ -177,7 +180,7 @@ describe('docker-compose.yml: three relays in a private mesh sharing Cassandra',
     await assertDashboards(urls);
   });
 
-  it('relay 2 killed and restarted: it rejoins and its history is whole', async () => {
+  it('relay 2 killed and restarted: it rejoins and its history is whole', { timeout: 5 * MINUTE }, async () => {
     const relay2 = await project.container('relay2');
     await docker('kill', relay2);
     const during = [
@@ -203,7 +206,7 @@ describe('docker-compose.yml: three relays in a private mesh sharing Cassandra',
     );
   });
 
-  it('compose down then up keeps the data in the volumes', async () => {
+  it('compose down then up keeps the data in the volumes', { timeout: 10 * MINUTE }, async () => {
     for (const s of subscribers.splice(0)) s.client.close();
     await project.compose('down', '--timeout', '10');
     await project.compose('up', '-d', '--no-build');
@@ -258,30 +261,34 @@ describe(
       assert.match(await project.compose('logs', 'mesh-key'), /mesh key written from ANODE_MESH_KEY/);
     });
 
-    it('relay 2 killed and restarted catches up from its peers: every replica is whole', async () => {
-      const sub = await collect(project.wsUrls[2] as string, 'docker.rep');
-      subscribers.push(sub);
-      published.push(...(await publish(urls[0] as string, 'docker.rep', items('before', 5))).map((a) => a.id));
-      await waitForIds(sub, published, 'relay 3 to hear relay 1');
-      const relay2 = await project.container('relay2');
-      await docker('kill', relay2);
-      published.push(...(await publish(urls[0] as string, 'docker.rep', items('down', 20))).map((a) => a.id));
-      await docker('start', relay2);
-      await project.waitHealthy([urls[1] as string]);
-      await waitFor(
-        'relay 2 to catch up',
-        async () => idsOf(await history(urls[1] as string, 'docker.rep')).size === published.length,
-        60_000,
-        500,
-      );
-      for (const url of urls) {
-        const messages = await history(url, 'docker.rep');
-        assert.deepEqual(idsOf(messages), new Set(published), `${url} holds every message`);
-        assert.equal(messages.length, published.length, `${url} holds each once`);
-      }
-    });
+    it(
+      'relay 2 killed and restarted catches up from its peers: every replica is whole',
+      { timeout: 5 * MINUTE },
+      async () => {
+        const sub = await collect(project.wsUrls[2] as string, 'docker.rep');
+        subscribers.push(sub);
+        published.push(...(await publish(urls[0] as string, 'docker.rep', items('before', 5))).map((a) => a.id));
+        await waitForIds(sub, published, 'relay 3 to hear relay 1');
+        const relay2 = await project.container('relay2');
+        await docker('kill', relay2);
+        published.push(...(await publish(urls[0] as string, 'docker.rep', items('down', 20))).map((a) => a.id));
+        await docker('start', relay2);
+        await project.waitHealthy([urls[1] as string]);
+        await waitFor(
+          'relay 2 to catch up',
+          async () => idsOf(await history(urls[1] as string, 'docker.rep')).size === published.length,
+          60_000,
+          500,
+        );
+        for (const url of urls) {
+          const messages = await history(url, 'docker.rep');
+          assert.deepEqual(idsOf(messages), new Set(published), `${url} holds every message`);
+          assert.equal(messages.length, published.length, `${url} holds each once`);
+        }
+      },
+    );
 
-    it('scales out: an added relay joins the mesh, and hears live publishes', async () => {
+    it('scales out: an added relay joins the mesh, and hears live publishes', { timeout: 5 * MINUTE }, async () => {
       await project.compose('--profile', 'scale', 'up', '-d', '--no-build', '--scale', 'relay-extra=1');
       const extra = await project.publishedUrl('relay-extra', 1);
       await project.waitHealthy([extra]);
