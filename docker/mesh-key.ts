@@ -5,23 +5,26 @@
 //   node docker/mesh-key.ts /keys/swarm.key
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, writeFileSync } from 'node:fs';
+import { encodeSwarmKey, keyFromHex } from '../relay-node/src/mesh/pnet/swarm-key.ts';
 
 const file = process.argv[2] ?? '/keys/swarm.key';
 const given = process.env.ANODE_MESH_KEY?.trim();
-const swarmKey = (hex: string) => `/key/swarm/psk/1.0.0/\n/base16/\n${hex.toLowerCase()}\n`;
 const say = (message: string) => process.stdout.write(`${JSON.stringify({ msg: message, file })}\n`);
 
 if (given) {
-  if (!/^[0-9a-fA-F]{64}$/.test(given)) {
+  let key: Uint8Array;
+  try {
+    key = keyFromHex(given);
+  } catch {
     process.stderr.write('mesh-key: ANODE_MESH_KEY must be 64 hex digits (32 bytes), e.g. `openssl rand -hex 32`\n');
     process.exit(2);
   }
-  writeFileSync(file, swarmKey(given), { mode: 0o600 });
+  writeFileSync(file, `${encodeSwarmKey(key)}\n`, { mode: 0o600 });
   chmodSync(file, 0o600);
   say('mesh key written from ANODE_MESH_KEY');
 } else if (existsSync(file)) {
   say('mesh key kept');
 } else {
-  writeFileSync(file, swarmKey(randomBytes(32).toString('hex')), { mode: 0o600, flag: 'wx' });
+  writeFileSync(file, `${encodeSwarmKey(randomBytes(32))}\n`, { mode: 0o600, flag: 'wx' });
   say('mesh key generated');
 }
