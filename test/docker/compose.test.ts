@@ -80,7 +80,8 @@ after(
     await docker('image', 'prune', '-f', '--filter', 'label=anode.stage=build').catch(() => {});
     log(`docker tests took ${((Date.now() - started) / 1000).toFixed(0)} s in all`);
   },
-  { timeout: MINUTE },
+  // Removing the images takes over a minute on a loaded machine.
+  { timeout: 10 * MINUTE },
 );
 
 describe('docker image', { timeout: 5 * MINUTE }, () => {
