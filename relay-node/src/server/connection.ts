@@ -5,8 +5,8 @@ import {
   CLOSE_CODES,
   type Claims,
   type ClientFrame,
-  ForbiddenError,
   isExpired,
+  LimitReachedError,
   parseClientFrame,
   RateLimitedError,
   randomId,
@@ -191,7 +191,7 @@ export class ClientConnection implements Subscriber {
           assertCanSubscribe(this.#claims, frame.topic);
           const max = this.#deps.config.max_subscriptions;
           if (!this.#deps.hub.isSubscribed(this, frame.topic) && this.#deps.hub.subscriptionCount(this) >= max) {
-            throw new ForbiddenError(`subscription limit of ${max} per connection reached`);
+            throw new LimitReachedError(`subscription limit of ${max} per connection reached`);
           }
           await this.#deps.hub.subscribe(this, frame.topic, frame.after, ref);
           return;

@@ -38,7 +38,7 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
   let state: SourceState = definition.paused ? 'paused' : 'starting';
   const health = {
     lastSuccessAt: undefined as number | undefined,
-    lastError: undefined as { message: string; at: number } | undefined,
+    lastError: undefined as { message: string; at: number; sample?: string } | undefined,
     lagMs: 0,
     newestTs: undefined as number | undefined,
     failures: 0,
@@ -52,7 +52,9 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
 
   const recordError = (error: Error) => {
     health.errors += 1;
-    health.lastError = { message: error.message, at: now() };
+    // `sample` (the first bytes of a bad upstream answer) is shown to the admin only (redact.ts).
+    const sample = (error as { sample?: unknown }).sample;
+    health.lastError = { message: error.message, at: now(), ...(typeof sample === 'string' ? { sample } : {}) };
     deps.onError(runtime, error);
   };
 
@@ -169,7 +171,13 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
         topic: definition.topic,
         state,
         last_success_at: iso(health.lastSuccessAt),
-        last_error: health.lastError ? { message: health.lastError.message, at: iso(health.lastError.at) } : null,
+        last_error: health.lastError
+          ? {
+              message: health.lastError.message,
+              at: iso(health.lastError.at),
+              ...(health.lastError.sample === undefined ? {} : { sample: health.lastError.sample }),
+            }
+          : null,
         lag_ms: Math.round(health.lagMs),
         data_lag_ms: health.newestTs === undefined ? null : Math.max(0, t - health.newestTs),
         messages_per_second: Math.round(rate.perSecond() * 100) / 100,
