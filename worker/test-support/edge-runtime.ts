@@ -57,11 +57,14 @@ export async function freePort(): Promise<number> {
 
 /**
  * Start the edge. Links need EDGE_URL, the origin relays dial back: unless `vars` names one (an
- * empty string leaves it unset), the edge gets a port chosen first and EDGE_URL set to it.
+ * empty string leaves it unset; `http://127.0.0.1:<port>` is served on that port), the edge gets a
+ * port chosen first and EDGE_URL set to it.
  */
 export async function startEdge(vars: Record<string, string> = {}): Promise<EdgeRuntime> {
   bundled ??= bundle();
-  const port = await freePort();
+  // An EDGE_URL given on loopback names the port to serve on (relays were told that origin).
+  const pinned = /^http:\/\/127\.0\.0\.1:(\d+)$/.exec(vars.EDGE_URL ?? '')?.[1];
+  const port = pinned ? Number(pinned) : await freePort();
   const mf = new Miniflare({
     modules: [{ type: 'ESModule', path: 'index.js', contents: await bundled }],
     compatibilityDate: await compatibilityDate(),

@@ -1,12 +1,14 @@
 import {
   AnodeError,
   assertCanPublish,
+  BadFrameError,
   assertCanSubscribe,
   CLOSE_CODES,
   type Claims,
   type ClientFrame,
   isExpired,
   LimitReachedError,
+  MAX_DATA_DEPTH,
   parseClientFrame,
   RateLimitedError,
   randomId,
@@ -22,6 +24,7 @@ import type { RelayConfig } from '../config.ts';
 import type { Hub, Subscriber } from '../hub/hub.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
+import { nestsDeeperThan } from './nesting.ts';
 import { createTokenBucket } from './token-bucket.ts';
 
 /**
@@ -158,6 +161,11 @@ export class ClientConnection implements Subscriber {
     }
     if (!isUtf8(data)) {
       this.#error(new AnodeError('bad_frame', 'text frame is not valid UTF-8'), refOf(text));
+      return;
+    }
+    // Refused before parsing: a deeply nested frame costs the parser far more than this scan.
+    if (nestsDeeperThan(text, MAX_DATA_DEPTH + 1)) {
+      this.#error(new BadFrameError(`data: nested deeper than ${MAX_DATA_DEPTH} levels`), undefined);
       return;
     }
     let frame: ClientFrame;

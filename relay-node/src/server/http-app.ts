@@ -6,6 +6,7 @@ import {
   BadFrameError,
   type Claims,
   historyQuerySchema,
+  MAX_DATA_DEPTH,
   parsePublishBody,
   parseWith,
   RateLimitedError,
@@ -24,6 +25,7 @@ import type { Metrics } from '../metrics.ts';
 import { createTokenBucket } from './token-bucket.ts';
 import { redactStatus } from '../redact.ts';
 import { createStatusAccess } from './status-access.ts';
+import { nestsDeeperThan } from './nesting.ts';
 
 /** Status fields only the admin sees: the first bytes of an upstream's answer. */
 const ADMIN_ONLY = new Set(['sample']);
@@ -97,9 +99,14 @@ export function createHttpApp(deps: HttpDeps): Hono<Env> {
       const topic = c.req.param('topic');
       const claims = c.get('claims');
       assertCanPublish(claims, topic);
+      const text = await c.req.text();
+      // Refused before parsing: a deeply nested body costs the parser far more than this scan.
+      if (nestsDeeperThan(text, MAX_DATA_DEPTH + 2)) {
+        throw new BadFrameError(`data: nested deeper than ${MAX_DATA_DEPTH} levels`);
+      }
       let body: unknown;
       try {
-        body = await c.req.json();
+        body = JSON.parse(text);
       } catch {
         throw new BadFrameError('body is not valid JSON');
       }

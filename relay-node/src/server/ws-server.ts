@@ -43,11 +43,11 @@ function refuse(socket: Duplex, error: AnodeError): void {
 
 export function attachWebSockets(server: Server, deps: WsDeps) {
   // Frames up to the configured limit are handled; larger ones get a `too_large` error frame,
-  // and beyond twice the limit the library closes the socket with 1009 before buffering them, so
-  // a connection never holds more than that of one unfinished frame (and only for
-  // `frame_timeout_ms`). UTF-8 is checked by the connection, so invalid text gets `bad_frame`
-  // rather than a 1007 close.
-  const hardCap = deps.config.max_frame_bytes * 2;
+  // and beyond twice the limit (at least the limit plus 64 KiB) the library closes the socket with
+  // 1009 before buffering them, so a connection never holds more than that of one unfinished frame
+  // (and only for `frame_timeout_ms`). UTF-8 is checked by the connection, so invalid text gets
+  // `bad_frame` rather than a 1007 close.
+  const hardCap = deps.config.max_frame_bytes + Math.max(deps.config.max_frame_bytes, 64 * 1024);
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: hardCap,
