@@ -3,6 +3,7 @@ import type { SourceDefinition } from './definition.ts';
 import { createRate } from './rate.ts';
 import type { Scheduler } from './scheduler.ts';
 import type { SourceDriver, SourceKind } from './source-kind.ts';
+import { redactUrls } from '../redact.ts';
 
 export type SourceState = 'starting' | 'ok' | 'connected' | 'failing' | 'paused' | 'standby';
 
@@ -54,7 +55,8 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
     health.errors += 1;
     // `sample` (the first bytes of a bad upstream answer) is shown to the admin only (redact.ts).
     const sample = (error as { sample?: unknown }).sample;
-    health.lastError = { message: error.message, at: now(), ...(typeof sample === 'string' ? { sample } : {}) };
+    const message = redactUrls(error.message); // errors from fetch and ws may quote the URL whole
+    health.lastError = { message, at: now(), ...(typeof sample === 'string' ? { sample } : {}) };
     deps.onError(runtime, error);
   };
 
@@ -69,7 +71,7 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
     health.failures += 1;
     state = 'failing';
     recordError(error);
-    log.warn({ err: error.message, failures: health.failures }, 'source attempt failed');
+    log.warn({ err: redactUrls(error.message), failures: health.failures }, 'source attempt failed');
     const base = driver?.mode === 'poll' ? (driver.intervalMs ?? definition.backoff_min_ms) : definition.backoff_min_ms;
     schedule(now() + backoff(base));
   };
