@@ -297,8 +297,8 @@ function topicOf(c: FuzzCase): string {
 async function httpOne(): Promise<void> {
   const { c, expected } = httpPool[nextRandom() % httpPool.length] as (typeof httpPool)[number];
   report.http_bodies += 1;
-  let status = 0;
-  let body: { error?: { code?: string }; messages?: { id: string }[] } = {};
+  let status: number;
+  let body: { error?: { code?: string }; messages?: { id: string }[] };
   for (let attempt = 1; ; attempt++) {
     try {
       const response = await fetch(`${relay.url}/v1/topics/${c.topic}/messages`, {
