@@ -24,7 +24,7 @@ import type { RelayConfig } from '../config.ts';
 import type { Hub, Subscriber } from '../hub/hub.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
-import { nestsDeeperThan } from './nesting.ts';
+import { nestsDeeperThan, topLevelRef } from './nesting.ts';
 import { createTokenBucket } from './token-bucket.ts';
 
 /**
@@ -165,7 +165,7 @@ export class ClientConnection implements Subscriber {
     }
     // Refused before parsing: a deeply nested frame costs the parser far more than this scan.
     if (nestsDeeperThan(text, MAX_DATA_DEPTH + 1)) {
-      this.#error(new BadFrameError(`data: nested deeper than ${MAX_DATA_DEPTH} levels`), undefined);
+      this.#error(new BadFrameError(`data: nested deeper than ${MAX_DATA_DEPTH} levels`), topLevelRef(text));
       return;
     }
     let frame: ClientFrame;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { nestsDeeperThan } from './nesting.ts';
+import { nestsDeeperThan, topLevelRef } from './nesting.ts';
 
 /** The depth JSON.parse would see, measured on the parsed value. */
 function depthOf(value: unknown): number {
@@ -24,4 +24,19 @@ test('refuses a million levels without parsing them', () => {
   const n = 1_000_000;
   assert.equal(nestsDeeperThan(`{"op":"pub","data":${'['.repeat(n)}${']'.repeat(n)}}`, 1_001), true);
   assert.equal(nestsDeeperThan(`{"op":"pub","data":${'['.repeat(1_000)}${']'.repeat(1_000)}}`, 1_001), false);
+});
+
+test('finds the top-level ref of a frame without parsing it, and only that one', () => {
+  const deep = `${'['.repeat(5_000)}${']'.repeat(5_000)}`;
+  assert.equal(topLevelRef(`{"op":"pub","data":${deep},"ref":"r-1"}`), 'r-1');
+  assert.equal(topLevelRef(`{"ref" : "a\\"b","data":1}`), 'a"b');
+  assert.equal(topLevelRef(`{"data":{"ref":"inner"},"s":"\\"ref\\":\\"no\\""}`), undefined);
+  assert.equal(topLevelRef(`{"ref":7}`), undefined);
+  assert.equal(topLevelRef(`{"ref":"${'x'.repeat(129)}"}`), undefined);
+  fc.assert(
+    fc.property(fc.string({ maxLength: 40 }), fc.jsonValue({ maxDepth: 4 }), (ref, data) => {
+      const text = JSON.stringify({ op: 'pub', data, ref });
+      assert.equal(topLevelRef(text), ref.length <= 128 ? ref : undefined);
+    }),
+  );
 });
