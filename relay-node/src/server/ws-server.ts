@@ -96,6 +96,7 @@ export function attachWebSockets(server: Server, deps: WsDeps) {
     authorize(request, url).then(
       ({ claims, topic, after, release }) => {
         socket.once('close', release);
+        if (socket.destroyed) release(); // the client left while its token was being checked
         wss.handleUpgrade(request, socket, head, (ws) => {
           const connection = new ClientConnection(ws, claims, deps, socket);
           connections.add(connection);
