@@ -92,6 +92,7 @@ const report = {
 };
 const mismatch = (text: string) => {
   report.mismatches += 1;
+  if (report.mismatches <= 20) log(`MISMATCH ${text.slice(0, 600)}`);
   if (report.mismatch_examples.length < 10) report.mismatch_examples.push(text.slice(0, 400));
 };
 const countErr = (code: string) => (report.errors_by_code[code] = (report.errors_by_code[code] ?? 0) + 1);
@@ -269,8 +270,9 @@ async function wsLane(lane: number): Promise<void> {
     const barrier = `lane${lane}-w${windowNo}`;
     ws.send(JSON.stringify({ op: 'ping', ref: barrier }));
     want.pong += 1;
-    // Until every expected reply is in; a reply that never comes fails the window after 10 s.
-    const deadline = Date.now() + 10_000;
+    // Until every expected reply is in; a reply that never comes fails the window after 60 s (long:
+    // on a loaded machine an ack can take seconds, and a late reply would be blamed on the next window).
+    const deadline = Date.now() + 60_000;
     while (!covered(got, want) && !closed && Date.now() < deadline) {
       await new Promise<void>((resolve) => {
         wake = resolve;
