@@ -37,7 +37,21 @@ export const configSchema = z.object({
   max_body_bytes: positiveInt.default(4 * 1024 * 1024).describe('largest HTTP body accepted'),
   publish_rate: positiveInt.default(1000).describe('publishes per second per connection (HTTP: per client address)'),
   publish_burst: positiveInt.default(2000).describe('publish burst allowance'),
-  max_subscriptions: positiveInt.default(100).describe('subscriptions per connection'),
+  max_subscriptions: positiveInt.default(100).describe('subscriptions per connection (past it: limit_reached)'),
+  max_connections_per_token: nonNegativeInt
+    .default(1_000)
+    .describe('open WebSockets per token subject (0 = no limit; past it: 429 limit_reached)'),
+  max_connections_per_address: nonNegativeInt
+    .default(1_000)
+    .describe('open WebSockets per client address (0 = no limit; past it: 429 limit_reached)'),
+  frame_timeout_ms: positiveInt
+    .default(10_000)
+    .describe('time a client may take to finish a WebSocket handshake or a started frame'),
+  metrics_token: z
+    .string()
+    .min(16, 'must be at least 16 characters')
+    .optional()
+    .describe('bearer token that may read /metrics and /v1/status (the admin token may too)'),
   max_send_buffer_bytes: positiveInt
     .default(8 * 1024 * 1024)
     .describe('unsent bytes before a subscriber is cut off as too slow (4001)'),

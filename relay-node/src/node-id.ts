@@ -13,7 +13,7 @@ export async function loadNodeId(dataDir: string): Promise<string> {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
   const id = randomNodeId();
-  await mkdir(dataDir, { recursive: true });
-  await writeFile(path, `${id}\n`, { flag: 'wx' });
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  await writeFile(path, `${id}\n`, { flag: 'wx', mode: 0o600 });
   return id;
 }

@@ -11,6 +11,7 @@ import { createHub } from './hub/hub.ts';
 import type { Logger } from './logger.ts';
 import { createMetrics } from './metrics.ts';
 import { loadNodeId } from './node-id.ts';
+import { securePrivateDir } from './private-files.ts';
 import { createHttpApp } from './server/http-app.ts';
 import { attachWebSockets } from './server/ws-server.ts';
 import { createStore } from './storage/create-store.ts';
@@ -49,6 +50,7 @@ export async function createRelayNode(
   log: Logger,
   overrides: RelayNodeOverrides = {},
 ): Promise<RelayNode> {
+  securePrivateDir(config.data_dir);
   const id = await loadNodeId(config.data_dir);
   const startedAt = Date.now();
   const metrics = createMetrics();
@@ -106,7 +108,16 @@ export async function createRelayNode(
     healthy: async () => accepting && (await store.health()).ok && components.every((c) => c.healthy?.() ?? true),
     extraRoutes: components.flatMap((c) => (c.routes ? [(app: Hono) => c.routes?.(app)] : [])),
   });
-  const server: Server = createServer(getRequestListener(app.fetch));
+  // A client that trickles its request headers (a WebSocket handshake included) is cut off after
+  // `frame_timeout_ms`, as is one that trickles a started WebSocket frame (ws-server.ts).
+  const server: Server = createServer(
+    {
+      headersTimeout: config.frame_timeout_ms,
+      requestTimeout: Math.max(30_000, config.frame_timeout_ms * 3),
+      connectionsCheckingInterval: Math.min(30_000, Math.max(250, config.frame_timeout_ms / 4)),
+    },
+    getRequestListener(app.fetch),
+  );
   const sockets = attachWebSockets(server, {
     hub,
     config,
@@ -114,6 +125,7 @@ export async function createRelayNode(
     log: log.child({ component: 'ws' }),
     verify,
     accepting: () => accepting,
+    verifiesTokens: Boolean(auth),
     upgradeHooks: components.flatMap((c) => (c.upgrade ? [c.upgrade.bind(c)] : [])),
   });
 

@@ -9,6 +9,8 @@ export const CLOSE_CODES = {
   slow_consumer: 4001,
   /** The token's `exp` passed while connected. */
   auth_expired: 4002,
+  /** A started frame did not finish within the node's `frame_timeout_ms` (a stalled or hostile sender). */
+  frame_timeout: 4003,
 } as const;
 
 export type CloseReason = keyof typeof CLOSE_CODES;

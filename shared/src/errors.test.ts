@@ -10,6 +10,7 @@ import {
   HTTP_STATUS,
   InternalError,
   isErrorCode,
+  LimitReachedError,
   RateLimitedError,
   TooLargeError,
   toAnodeError,
@@ -26,6 +27,7 @@ const subclasses = [
   ['RateLimitedError', RateLimitedError, 'rate_limited', 429],
   ['CursorExpiredError', CursorExpiredError, 'cursor_expired', 410],
   ['UnavailableError', UnavailableError, 'unavailable', 503],
+  ['LimitReachedError', LimitReachedError, 'limit_reached', 429],
   ['InternalError', InternalError, 'internal', 500],
 ] as const;
 

@@ -11,6 +11,7 @@ export const ERROR_CODES = [
   'rate_limited',
   'cursor_expired',
   'unavailable',
+  'limit_reached',
   'internal',
 ] as const;
 
@@ -25,6 +26,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   rate_limited: 429,
   cursor_expired: 410,
   unavailable: 503,
+  limit_reached: 429,
   internal: 500,
 };
 
@@ -93,6 +95,13 @@ export class UnavailableError extends AnodeError {
   constructor(message: string, options?: ErrorOptions) {
     super('unavailable', message, options);
     this.name = 'UnavailableError';
+  }
+}
+/** A cap (connections per token or address, subscriptions per connection) is reached. */
+export class LimitReachedError extends AnodeError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('limit_reached', message, options);
+    this.name = 'LimitReachedError';
   }
 }
 export class InternalError extends AnodeError {

@@ -89,47 +89,112 @@ export function covers(granted: string, requested: string): boolean {
   return g.length === r.length;
 }
 
-/** A compiled set of subscriptions for fast fan-out: exact topics by map, patterns by scan. */
+interface TrieNode<T> {
+  /** Children by literal segment. */
+  readonly literal: Map<string, TrieNode<T>>;
+  /** The `*` child. */
+  star: TrieNode<T> | undefined;
+  /** Values whose key ends here. */
+  readonly here: Set<T>;
+  /** Values whose key ends here with `>` (one or more further segments). */
+  readonly rest: Set<T>;
+}
+
+const newNode = <T>(): TrieNode<T> => ({ literal: new Map(), star: undefined, here: new Set(), rest: new Set() });
+
+const isEmptyNode = <T>(node: TrieNode<T>): boolean =>
+  node.literal.size === 0 && node.star === undefined && node.here.size === 0 && node.rest.size === 0;
+
+/**
+ * A compiled set of subscriptions for fan-out: a level trie (one node per segment, as in
+ * nats-server's sublist), so a publish walks at most the topic's depth times the `*` branches
+ * instead of testing every pattern. Scanning every pattern per publish made one client with
+ * thousands of pattern subscriptions slow every publish on the node.
+ */
 export class TopicIndex<T> {
-  readonly #exact = new Map<string, Set<T>>();
-  readonly #patterns = new Map<string, Set<T>>();
+  readonly #root: TrieNode<T> = newNode();
+  /** Values per key, for `size` and `counts`. */
+  readonly #byKey = new Map<string, Set<T>>();
+  #size = 0;
 
   add(topicOrPattern: string, value: T): void {
-    const map = isPattern(topicOrPattern) ? this.#patterns : this.#exact;
-    let set = map.get(topicOrPattern);
-    if (!set) map.set(topicOrPattern, (set = new Set()));
+    let set = this.#byKey.get(topicOrPattern);
+    if (!set) this.#byKey.set(topicOrPattern, (set = new Set()));
+    if (set.has(value)) return;
     set.add(value);
+    this.#size += 1;
+    const segments = topicOrPattern.split('.');
+    let node = this.#root;
+    for (const [i, segment] of segments.entries()) {
+      if (segment === '>' && i === segments.length - 1) {
+        node.rest.add(value);
+        return;
+      }
+      if (segment === '*') node = node.star ??= newNode();
+      else {
+        let next = node.literal.get(segment);
+        if (!next) node.literal.set(segment, (next = newNode()));
+        node = next;
+      }
+    }
+    node.here.add(value);
   }
 
   delete(topicOrPattern: string, value: T): void {
-    const map = isPattern(topicOrPattern) ? this.#patterns : this.#exact;
-    const set = map.get(topicOrPattern);
-    if (!set) return;
-    set.delete(value);
-    if (set.size === 0) map.delete(topicOrPattern);
+    const set = this.#byKey.get(topicOrPattern);
+    if (!set?.delete(value)) return;
+    this.#size -= 1;
+    if (set.size === 0) this.#byKey.delete(topicOrPattern);
+    const segments = topicOrPattern.split('.');
+    const path: { parent: TrieNode<T>; segment: string }[] = [];
+    let node = this.#root;
+    for (const [i, segment] of segments.entries()) {
+      if (segment === '>' && i === segments.length - 1) {
+        node.rest.delete(value);
+        break;
+      }
+      const next = segment === '*' ? node.star : node.literal.get(segment);
+      if (!next) return;
+      path.push({ parent: node, segment });
+      node = next;
+      if (i === segments.length - 1) node.here.delete(value);
+    }
+    // Prune the branch back to the last node still in use, so churn does not grow the trie.
+    for (let i = path.length - 1; i >= 0; i--) {
+      const { parent, segment } = path[i] as { parent: TrieNode<T>; segment: string };
+      const child = segment === '*' ? parent.star : parent.literal.get(segment);
+      if (!child || !isEmptyNode(child)) break;
+      if (segment === '*') parent.star = undefined;
+      else parent.literal.delete(segment);
+    }
   }
 
   /** Every value subscribed to `topic`, each once. */
   lookup(topic: string): Set<T> {
-    const found = new Set<T>(this.#exact.get(topic));
-    for (const [pattern, set] of this.#patterns) {
-      if (matches(pattern, topic)) for (const value of set) found.add(value);
-    }
+    const found = new Set<T>();
+    const segments = topic.split('.');
+    const walk = (node: TrieNode<T>, depth: number): void => {
+      if (depth === segments.length) {
+        for (const value of node.here) found.add(value);
+        return;
+      }
+      for (const value of node.rest) found.add(value);
+      const literal = node.literal.get(segments[depth] as string);
+      if (literal) walk(literal, depth + 1);
+      if (node.star) walk(node.star, depth + 1);
+    };
+    walk(this.#root, 0);
     return found;
   }
 
   get size(): number {
-    let n = 0;
-    for (const set of this.#exact.values()) n += set.size;
-    for (const set of this.#patterns.values()) n += set.size;
-    return n;
+    return this.#size;
   }
 
   /** Topics and patterns with at least one subscriber, with their counts. */
   counts(): Map<string, number> {
     const out = new Map<string, number>();
-    for (const [k, s] of this.#exact) out.set(k, s.size);
-    for (const [k, s] of this.#patterns) out.set(k, s.size);
+    for (const [k, s] of this.#byKey) out.set(k, s.size);
     return out;
   }
 }

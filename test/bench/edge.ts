@@ -3,7 +3,7 @@
 // publish at the edge → edge subscriber and → relay subscriber, beside the baseline publish on
 // the relay → relay subscriber (and relay → edge subscriber). Throughput windows: pipelined
 // publishes, acks/s at the edge vs on the relay, and when everything reached the relay's subscriber.
-import { type EdgeRuntime, startEdge } from '../../worker/test-support/edge-runtime.ts';
+import { type EdgeRuntime, freePort, startEdge } from '../../worker/test-support/edge-runtime.ts';
 import {
   type BenchRelay,
   descendantsNamed,
@@ -61,8 +61,9 @@ const topicSocket = (wsUrl: string, topic: string) => `${wsUrl}/v1/topics/${topi
 export async function runEdge(options: EdgeOptions): Promise<EdgeRun[]> {
   const log = options.log ?? (() => {});
   log('edge: starting a relay and the Worker on workerd (miniflare)');
+  const edgeUrl = `http://127.0.0.1:${await freePort()}`; // pinned on both sides
   const relay: BenchRelay = await startBenchRelay([], {
-    env: { ANODE_EDGE_LINK_SECRET: LINK_SECRET },
+    env: { ANODE_EDGE_LINK_SECRET: LINK_SECRET, ANODE_EDGE_URL: edgeUrl },
     cpuProfDir: options.cpuProfDir,
   });
   let edge: EdgeRuntime | undefined;
@@ -71,6 +72,7 @@ export async function runEdge(options: EdgeOptions): Promise<EdgeRun[]> {
     edge = await startEdge({
       RELAY_URLS: relay.url,
       LINK_SECRET,
+      EDGE_URL: edgeUrl,
       LINK_WAIT_MS: '2000',
       LINK_RETRY_MAX_MS: '400',
       PUBLISH_RATE: '1000000',

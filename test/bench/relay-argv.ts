@@ -5,8 +5,8 @@ const CLI = fileURLToPath(new URL('../../relay-node/bin/anode.ts', import.meta.u
 
 /**
  * Node's arguments for a relay process: a CPU profile written to `cpuProfDir` when it stops
- * (SIGTERM), a free port, info logs (the "relay ready at" line), no publish rate limit and no
- * fsync per commit, then `extra`.
+ * (SIGTERM), a free port, info logs (the "relay ready at" line), no publish rate limit, no
+ * connection cap per address and no fsync per commit, then `extra`.
  */
 export function benchRelayArgv(dataDir: string, options: { cpuProfDir?: string; extra?: string[] } = {}): string[] {
   return [
@@ -25,6 +25,9 @@ export function benchRelayArgv(dataDir: string, options: { cpuProfDir?: string; 
     '1000000',
     '--store-fsync',
     'false',
+    // Load generators open thousands of sockets from one address.
+    '--max-connections-per-address',
+    '0',
     ...(options.extra ?? []),
   ];
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createShards } from '@anode/relay-node/src/mesh/shards.ts';
-import { type EdgeRuntime, LINK_SECRET, publish, receivedAll, startEdge } from '../helpers/edge.ts';
+import { type EdgeRuntime, freePort, LINK_SECRET, publish, receivedAll, startEdge } from '../helpers/edge.ts';
 import { FAST_MESH, meshStatus, waitForFullMesh } from '../helpers/mesh.ts';
 import { startRelay, type TestRelay } from '../helpers/relay.ts';
 import { openSocket } from '../helpers/ws.ts';
@@ -13,11 +13,17 @@ describe('edge and a two-relay mesh: the edge links to one relay, subscribers si
   let farRelay: TestRelay;
   let edge: EdgeRuntime;
   before(async () => {
-    linkedRelay = await startRelay({ ...FAST_MESH, listen: '/ip4/127.0.0.1/tcp/0', 'edge-link-secret': LINK_SECRET });
+    const edgeUrl = `http://127.0.0.1:${await freePort()}`;
+    linkedRelay = await startRelay({
+      ...FAST_MESH,
+      listen: '/ip4/127.0.0.1/tcp/0',
+      'edge-link-secret': LINK_SECRET,
+      'edge-url': edgeUrl,
+    });
     const bootstrap = (await meshStatus(linkedRelay.url)).node.multiaddrs[0] as string;
     farRelay = await startRelay({ ...FAST_MESH, bootstrap });
     await waitForFullMesh([linkedRelay.url, farRelay.url], createShards(32).gossipTopic(TOPIC));
-    edge = await startEdge({ RELAY_URLS: linkedRelay.url, LINK_SECRET, LINK_WAIT_MS: '2000' });
+    edge = await startEdge({ RELAY_URLS: linkedRelay.url, LINK_SECRET, LINK_WAIT_MS: '2000', EDGE_URL: edgeUrl });
   });
   after(async () => {
     await edge?.stop();

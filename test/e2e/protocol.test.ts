@@ -410,14 +410,14 @@ describe('error codes', () => {
       assert.equal(refused.error.code, 'forbidden');
     });
 
-    it('forbids more subscriptions than max-subscriptions per connection', async () => {
+    it('refuses more subscriptions than max-subscriptions per connection with limit_reached', async () => {
       const sock = await openSocket(`${relay.wsUrl}/v1/ws`, { headers: auth(token) });
       for (const topic of ['a.one', 'a.two', 'a.three']) {
         sock.send({ op: 'sub', topic, ref: topic });
         assert.equal((await sock.next(withRef(topic))).op, 'subscribed');
       }
       const err = await errFor(sock, { op: 'sub', topic: 'a.four' }, 'fourth');
-      assert.equal(err.code, 'forbidden');
+      assert.equal(err.code, 'limit_reached');
       assert.match(err.message, /limit/);
       sock.send({ op: 'sub', topic: 'a.two', ref: 'again' });
       assert.equal((await sock.next(withRef('again'))).op, 'subscribed', 'resubscribing is not a new subscription');

@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import type { Envelope, ServerFrame } from '@anode/shared';
-import { type EdgeRuntime, startEdge } from '../../worker/test-support/edge-runtime.ts';
+import { type EdgeRuntime, freePort, startEdge } from '../../worker/test-support/edge-runtime.ts';
 import { type RelayProcess, spawnRelay, tempDir } from './relay.ts';
 import type { RawSocket } from './ws.ts';
 
@@ -9,7 +9,7 @@ import type { RawSocket } from './ws.ts';
  * link secret, each on a free loopback port. `restartRelay` stops the relay and starts it again on
  * the same port and data folder (the edge's RELAY_URLS stays right).
  */
-export { type EdgeRuntime, startEdge };
+export { type EdgeRuntime, freePort, startEdge };
 
 export const LINK_SECRET = 'e2e-edge-link-secret-0123456789';
 
@@ -24,9 +24,13 @@ export interface LinkedEdge {
 
 export async function startLinkedEdge(edgeVars: Record<string, string> = {}): Promise<LinkedEdge> {
   const dataDir = await tempDir('anode-edge-e2e-');
+  // The edge's origin is pinned on both sides (its EDGE_URL, the relay's edge_url), so its port
+  // is chosen first.
+  const edgeUrl = `http://127.0.0.1:${await freePort()}`;
   const spawnAt = (port: string) =>
     spawnRelay(['--port', port, '--data-dir', dataDir, '--log-level', 'info'], {
       ANODE_EDGE_LINK_SECRET: LINK_SECRET,
+      ANODE_EDGE_URL: edgeUrl,
     });
   const linked: LinkedEdge = {
     relay: await spawnAt('0'),
@@ -51,6 +55,7 @@ export async function startLinkedEdge(edgeVars: Record<string, string> = {}): Pr
     LINK_SECRET,
     LINK_WAIT_MS: '2000',
     LINK_RETRY_MAX_MS: '400',
+    EDGE_URL: edgeUrl,
     ...edgeVars,
   });
   return linked;

@@ -18,7 +18,7 @@ import {
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { assertLinkSecret, authEnabled, verifierFor } from './auth.ts';
-import { type EdgeConfig, type Env, edgeConfig } from './config.ts';
+import { type EdgeConfig, type Env, edgeConfig, linksOffReason } from './config.ts';
 import type { ClientGrant, Result } from './hub/topic-hub.ts';
 import { hubFor } from './hub-stub.ts';
 
@@ -159,7 +159,8 @@ export function createApp(): Hono<App> {
       },
       edge: {
         relays: config.RELAY_URLS,
-        links: config.RELAY_URLS.length > 0 && Boolean(config.LINK_SECRET),
+        links: linksOffReason(config) === undefined,
+        ...(config.RELAY_URLS.length > 0 && linksOffReason(config) ? { links_off: linksOffReason(config) } : {}),
         ring_size: config.RING_SIZE,
       },
     };

@@ -67,6 +67,19 @@ export function edgeConfig(env: Env): EdgeConfig {
     throw new Error(`invalid edge config: ${String(issue?.path[0] ?? '')}: ${issue?.message ?? 'invalid'}`);
   }
   const config = { ...result.data, JWT_PUBLIC_KEYS: env.JWT_PUBLIC_KEYS?.match(PEM) ?? [] };
+  if (linksOffReason(config)) console.warn(`edge: relay links are off: ${linksOffReason(config)}`);
   cached = { env, config };
   return config;
+}
+
+/**
+ * Why this edge does not link to relays, or undefined when it does. EDGE_URL is required: the
+ * origin relays dial back (and present LINK_SECRET to) must never come from a request's Host.
+ */
+export function linksOffReason(config: EdgeConfig): string | undefined {
+  if (config.RELAY_URLS.length === 0 || !config.LINK_SECRET) return 'RELAY_URLS and LINK_SECRET are not both set';
+  if (!config.EDGE_URL) {
+    return 'EDGE_URL is not set (the public origin relays dial back; it is never taken from a request)';
+  }
+  return undefined;
 }

@@ -1,4 +1,6 @@
 import { readFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type * as Esbuild from 'esbuild';
@@ -44,15 +46,32 @@ async function compatibilityDate(): Promise<string> {
   return /^compatibility_date\s*=\s*"([^"]+)"/m.exec(toml)?.[1] ?? '2026-04-01';
 }
 
+/** A free loopback port (closed again at once: the edge takes it a moment later). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/**
+ * Start the edge. Links need EDGE_URL, the origin relays dial back: unless `vars` names one (an
+ * empty string leaves it unset; `http://127.0.0.1:<port>` is served on that port), the edge gets a
+ * port chosen first and EDGE_URL set to it.
+ */
 export async function startEdge(vars: Record<string, string> = {}): Promise<EdgeRuntime> {
   bundled ??= bundle();
+  // An EDGE_URL given on loopback names the port to serve on (relays were told that origin).
+  const pinned = /^http:\/\/127\.0\.0\.1:(\d+)$/.exec(vars.EDGE_URL ?? '')?.[1];
+  const port = pinned ? Number(pinned) : await freePort();
   const mf = new Miniflare({
     modules: [{ type: 'ESModule', path: 'index.js', contents: await bundled }],
     compatibilityDate: await compatibilityDate(),
     durableObjects: { TOPIC_HUB: { className: 'TopicHub', useSQLite: true } },
-    bindings: vars,
+    bindings: { EDGE_URL: `http://127.0.0.1:${port}`, ...vars },
     host: '127.0.0.1',
-    port: 0,
+    port,
     cf: false, // no download of the `Request.cf` sample (tests run offline)
   });
   const url = (await mf.ready).origin;

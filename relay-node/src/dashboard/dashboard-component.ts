@@ -14,7 +14,11 @@ export const createDashboardComponent: ComponentFactory = async ({ config, hub, 
     adminToken: config.admin_token,
     authOn: Boolean(config.jwt_secret) || config.jwt_public_keys.length > 0,
     status: async () => {
-      const response = await app!.request('/v1/status');
+      // The page is behind the admin token, so its stream reads status as the admin does.
+      const headers: Record<string, string> = config.admin_token
+        ? { authorization: `Bearer ${config.admin_token}` }
+        : {};
+      const response = await app!.request('/v1/status', { headers });
       return (await response.json()) as Record<string, unknown>;
     },
     metrics: () => metricsSnapshot(metrics),

@@ -22,6 +22,8 @@ export interface DashboardRoutesOptions extends GuardOptions {
 }
 
 const TAIL_MAX_PER_SECOND = 50;
+/** Bytes a tail may have written but its reader not yet taken; past it messages are dropped. */
+export const TAIL_MAX_PENDING_BYTES = 1024 * 1024;
 
 /**
  * The dashboard's routes: the page, `GET /v1/status/stream` (a `status` event every interval)
@@ -67,17 +69,36 @@ export function createDashboardRoutes(options: DashboardRoutesOptions) {
         // Drop messages past a per-second budget: a tail is for looking, not for bulk export.
         let windowStart = Date.now();
         let sentInWindow = 0;
+        // A reader slower than the tail does not make the relay buffer for it: past the bound,
+        // messages are dropped and counted, and a `dropped` event says how many once it catches up.
+        let pendingBytes = 0;
+        let dropped = 0;
+        const write = (event: string, data: string) => {
+          pendingBytes += data.length;
+          void stream
+            .writeSSE({ event, data })
+            .catch(() => {})
+            .finally(() => (pendingBytes -= data.length));
+        };
         const subscriber: Subscriber = {
           id: `dashboard-tail-${randomId()}`,
           send(frame) {
             if (stream.aborted || stream.closed) return false;
-            const op = (JSON.parse(frame) as { op: string }).op;
+            const op = /^\{"op":"([a-z]+)"/.exec(frame)?.[1] ?? 'msg'; // hub frames start with their op
             if (op === 'msg') {
               const now = Date.now();
               if (now - windowStart >= 1000) [windowStart, sentInWindow] = [now, 0];
               if (++sentInWindow > TAIL_MAX_PER_SECOND) return true;
             }
-            void stream.writeSSE({ event: op, data: frame });
+            if (pendingBytes > 0 && pendingBytes + frame.length > TAIL_MAX_PENDING_BYTES) {
+              dropped += 1;
+              return true;
+            }
+            if (dropped > 0) {
+              write('dropped', JSON.stringify({ dropped }));
+              dropped = 0;
+            }
+            write(op, frame);
             return true;
           },
           overflow: () => done(),

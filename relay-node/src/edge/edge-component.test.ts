@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { loadConfig } from '../config.ts';
 import { createLogger } from '../logger.ts';
-import { createRelayNode, type RelayNode } from '../node.ts';
+import { createRelayNode } from '../node.ts';
 
 const SECRET = 'relay-unit-link-secret-0123';
 
@@ -34,36 +34,74 @@ async function fakeEdge() {
   return { origin: `http://127.0.0.1:${port}`, links, until, close: () => wss.close() };
 }
 
+async function startNode(flags: Record<string, string>) {
+  const dir = await mkdtemp(join(tmpdir(), 'anode-edge-unit-'));
+  const config = loadConfig({
+    flags: { port: '0', 'data-dir': dir, 'log-level': 'silent', 'edge-link-secret': SECRET, ...flags },
+    env: {},
+  });
+  const node = await createRelayNode(config, createLogger('silent'));
+  const { url } = await node.start();
+  const dial = (query: string, secret = SECRET) =>
+    fetch(`${url}/v1/edge/dial?${query}`, { method: 'POST', headers: { authorization: `Bearer ${secret}` } });
+  return {
+    url,
+    dial,
+    async stop() {
+      await node.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const messageOf = async (response: Response) =>
+  ((await response.json()) as { error: { message: string } }).error.message;
+
 describe('edge links, relay side', () => {
-  let node: RelayNode;
+  let node: Awaited<ReturnType<typeof startNode>>;
   let url: string;
-  let dir: string;
+  let dial: (query: string, secret?: string) => Promise<Response>;
+  let edge: Awaited<ReturnType<typeof fakeEdge>>;
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'anode-edge-unit-'));
-    const config = loadConfig({
-      flags: { port: '0', 'data-dir': dir, 'log-level': 'silent', 'edge-link-secret': SECRET },
-      env: {},
-    });
-    node = await createRelayNode(config, createLogger('silent'));
-    ({ url } = await node.start());
+    edge = await fakeEdge();
+    node = await startNode({ 'edge-url': edge.origin, 'edge-max-links': '2' });
+    ({ url, dial } = node);
   });
   after(async () => {
     await node.stop();
-    await rm(dir, { recursive: true, force: true });
+    edge.close();
   });
 
-  const dial = (query: string, secret = SECRET) =>
-    fetch(`${url}/v1/edge/dial?${query}`, { method: 'POST', headers: { authorization: `Bearer ${secret}` } });
-
-  it('refuses dial requests without the secret, for bad topics, or without an origin', async () => {
+  it('refuses dial requests without the secret, for bad topics, or for an origin not pinned', async () => {
     assert.equal((await dial('topic=a.b&edge=http://127.0.0.1:1', 'wrong-secret-0123456789')).status, 401);
-    assert.equal((await dial('topic=a..b&edge=http://127.0.0.1:1')).status, 400);
-    assert.equal((await dial('topic=a.b&edge=ftp://x')).status, 400);
+    assert.equal((await dial('topic=a..b')).status, 400);
+    const other = await fakeEdge();
+    const refused = await dial(`topic=a.b&edge=${encodeURIComponent(other.origin)}`);
+    assert.equal(refused.status, 403);
+    assert.match(await messageOf(refused), /not in this relay's edge_url/);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(other.links.length, 0, 'the relay never dialed (nor showed its secret to) an origin it was not given');
+    other.close();
+  });
+
+  it('a relay with no edge_url dials no edge at all, whatever the request names', async () => {
+    const bare = await startNode({});
+    const other = await fakeEdge();
+    try {
+      const refused = await bare.dial(`topic=a.b&edge=${encodeURIComponent(other.origin)}`);
+      assert.equal(refused.status, 403);
+      assert.match(await messageOf(refused), /no edge_url/);
+      assert.equal((await bare.dial('topic=a.b')).status, 403);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(other.links.length, 0);
+    } finally {
+      other.close();
+      await bare.stop();
+    }
   });
 
   it('dials back with the secret and speaks the link protocol: sub, pub with ack, history, latest', async () => {
-    const edge = await fakeEdge();
-    assert.equal((await dial(`topic=unit.link&edge=${encodeURIComponent(edge.origin)}`)).status, 202);
+    assert.equal((await dial('topic=unit.link')).status, 202, 'no origin named: the one pinned');
     const link = await edge.until('the dial-back', () => edge.links[0]);
     assert.equal(link.request.url, '/v1/edge/link/unit.link');
     assert.equal(link.request.headers.authorization, `Bearer ${SECRET}`);
@@ -107,6 +145,13 @@ describe('edge links, relay side', () => {
       })),
       [{ topic: 'unit.link', state: 'open', messages_from_edge: 1, messages_to_edge: 1 }],
     );
-    edge.close();
+  });
+
+  it('opens at most edge_max_links links; past it a dial request gets limit_reached', async () => {
+    assert.equal((await dial(`topic=unit.second&edge=${encodeURIComponent(edge.origin)}`)).status, 202);
+    const third = await dial('topic=unit.third');
+    assert.equal(third.status, 429);
+    assert.equal(((await third.json()) as { error: { code: string } }).error.code, 'limit_reached');
+    assert.equal((await dial('topic=unit.second')).status, 202, 'a topic that has a link may ask again');
   });
 });

@@ -1,5 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
-import { AnodeError, assertTopic, UnauthorizedError } from '@anode/shared';
+import { AnodeError, assertTopic, ForbiddenError, LimitReachedError, UnauthorizedError } from '@anode/shared';
 import type { Hono } from 'hono';
 import type { ComponentFactory } from '../component.ts';
 import { EdgeLink } from './edge-link.ts';
@@ -45,15 +45,36 @@ export const createEdgeComponent: ComponentFactory = async ({ config, hub, log, 
     links.set(topic, link);
   };
 
+  /**
+   * The origin to dial: one listed in `edge_url`, never one a request chose. A request that names
+   * another is refused (the secret would go to it); one that names none gets the only listed one.
+   */
+  const pinnedOrigin = (asked: string | null): string => {
+    const pinned = config.edge_url;
+    if (pinned.length === 0) {
+      throw new ForbiddenError('this relay has no edge_url: it dials no edge (set edge_url to the Worker origin)');
+    }
+    if (asked === null || asked === '') {
+      if (pinned.length === 1) return pinned[0] as string;
+      throw new AnodeError('bad_frame', 'edge: which of the configured edge origins to dial back');
+    }
+    const origin = asked.replace(/\/+$/, '');
+    if (!pinned.includes(origin)) {
+      throw new ForbiddenError(`edge origin ${JSON.stringify(origin.slice(0, 200))} is not in this relay's edge_url`);
+    }
+    return origin;
+  };
+
   const takeDial = (authorization: string | undefined, url: URL): string => {
     if (stopping) throw new AnodeError('unavailable', 'relay is shutting down');
     const bearer = /^Bearer\s+(.+)$/i.exec(authorization ?? '')?.[1] ?? '';
     if (!sameSecret(bearer, secret)) throw new UnauthorizedError('bad edge link secret');
     const topic = url.searchParams.get('topic') ?? '';
     assertTopic(topic);
-    const origin = (config.edge_url ?? url.searchParams.get('edge') ?? '').replace(/\/+$/, '');
-    if (!/^https?:\/\/[^/?#]+$/.test(origin)) {
-      throw new AnodeError('bad_frame', 'edge: the origin to dial back, http(s)://host[:port]');
+    const origin = pinnedOrigin(url.searchParams.get('edge'));
+    const max = config.edge_max_links;
+    if (max > 0 && !links.has(topic) && links.size >= max) {
+      throw new LimitReachedError(`edge link limit of ${max} reached (edge_max_links)`);
     }
     dial(topic, origin);
     return topic;
@@ -62,7 +83,11 @@ export const createEdgeComponent: ComponentFactory = async ({ config, hub, log, 
   return {
     name: 'edge',
     async start() {
-      log.info({ edge_url: config.edge_url ?? 'any' }, 'edge links on: Durable Objects may ask to be dialed');
+      if (config.edge_url.length === 0) {
+        log.warn(
+          'edge links on but edge_url is unset: every dial request is refused; set edge_url to the Worker origin',
+        );
+      } else log.info({ edge_url: config.edge_url }, 'edge links on: Durable Objects may ask to be dialed');
     },
     async stop() {
       stopping = true;

@@ -1,10 +1,11 @@
 import { z } from 'zod';
-import { positiveInt } from '../config-fields.ts';
+import { list, nonNegativeInt, positiveInt } from '../config-fields.ts';
 
 /**
  * Config keys of the edge link. Edge links are off unless `edge_link_secret` is set (the same
- * value as the Worker's LINK_SECRET secret). A Durable Object asks to be dialed at the origin it
- * is served from; `edge_url` pins that origin, so a relay only ever dials its own Worker.
+ * value as the Worker's LINK_SECRET secret). The relay dials, and presents the secret to, only
+ * the origins listed in `edge_url`: with none, every dial request is refused (a dial request
+ * names its origin, and whoever can make one must not choose where the secret goes).
  */
 export const edgeConfigShape = {
   edge_link_secret: z
@@ -12,9 +13,11 @@ export const edgeConfigShape = {
     .min(16, 'must be at least 16 characters')
     .optional()
     .describe('shared secret of edge links (the Worker secret LINK_SECRET); unset: no edge links'),
-  edge_url: z
-    .url({ protocol: /^https?$/ })
-    .optional()
-    .describe('the edge Worker origin to dial (default: the origin each dial request names)'),
+  edge_url: list(z.url({ protocol: /^https?$/ }).transform((u) => u.replace(/\/+$/, '')))
+    .default([])
+    .describe('the edge Worker origin(s) this relay dials back (comma-separated); unset: no dials'),
+  edge_max_links: nonNegativeInt
+    .default(10_000)
+    .describe('most edge links (one per topic) at once; past it dial requests get limit_reached (0 = no limit)'),
   edge_ping_ms: positiveInt.default(30_000).describe('how often edge links are pinged (a silent link is dropped)'),
 };

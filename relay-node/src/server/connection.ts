@@ -1,12 +1,14 @@
 import {
   AnodeError,
   assertCanPublish,
+  BadFrameError,
   assertCanSubscribe,
   CLOSE_CODES,
   type Claims,
   type ClientFrame,
-  ForbiddenError,
   isExpired,
+  LimitReachedError,
+  MAX_DATA_DEPTH,
   parseClientFrame,
   RateLimitedError,
   randomId,
@@ -22,6 +24,7 @@ import type { RelayConfig } from '../config.ts';
 import type { Hub, Subscriber } from '../hub/hub.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
+import { nestsDeeperThan, topLevelRef } from './nesting.ts';
 import { createTokenBucket } from './token-bucket.ts';
 
 /**
@@ -160,6 +163,11 @@ export class ClientConnection implements Subscriber {
       this.#error(new AnodeError('bad_frame', 'text frame is not valid UTF-8'), refOf(text));
       return;
     }
+    // Refused before parsing: a deeply nested frame costs the parser far more than this scan.
+    if (nestsDeeperThan(text, MAX_DATA_DEPTH + 1)) {
+      this.#error(new BadFrameError(`data: nested deeper than ${MAX_DATA_DEPTH} levels`), topLevelRef(text));
+      return;
+    }
     let frame: ClientFrame;
     try {
       frame = parseClientFrame(text);
@@ -191,7 +199,7 @@ export class ClientConnection implements Subscriber {
           assertCanSubscribe(this.#claims, frame.topic);
           const max = this.#deps.config.max_subscriptions;
           if (!this.#deps.hub.isSubscribed(this, frame.topic) && this.#deps.hub.subscriptionCount(this) >= max) {
-            throw new ForbiddenError(`subscription limit of ${max} per connection reached`);
+            throw new LimitReachedError(`subscription limit of ${max} per connection reached`);
           }
           await this.#deps.hub.subscribe(this, frame.topic, frame.after, ref);
           return;

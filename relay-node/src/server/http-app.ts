@@ -6,6 +6,7 @@ import {
   BadFrameError,
   type Claims,
   historyQuerySchema,
+  MAX_DATA_DEPTH,
   parsePublishBody,
   parseWith,
   RateLimitedError,
@@ -22,6 +23,12 @@ import type { Hub } from '../hub/hub.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { createTokenBucket } from './token-bucket.ts';
+import { redactStatus } from '../redact.ts';
+import { createStatusAccess } from './status-access.ts';
+import { nestsDeeperThan } from './nesting.ts';
+
+/** Status fields only the admin sees: the first bytes of an upstream's answer. */
+const ADMIN_ONLY = new Set(['sample']);
 
 /**
  * The HTTP half of PROTOCOL.md. Routes authenticate, validate and hand over to the hub; one
@@ -92,9 +99,14 @@ export function createHttpApp(deps: HttpDeps): Hono<Env> {
       const topic = c.req.param('topic');
       const claims = c.get('claims');
       assertCanPublish(claims, topic);
+      const text = await c.req.text();
+      // Refused before parsing: a deeply nested body costs the parser far more than this scan.
+      if (nestsDeeperThan(text, MAX_DATA_DEPTH + 2)) {
+        throw new BadFrameError(`data: nested deeper than ${MAX_DATA_DEPTH} levels`);
+      }
       let body: unknown;
       try {
-        body = await c.req.json();
+        body = JSON.parse(text);
       } catch {
         throw new BadFrameError('body is not valid JSON');
       }
@@ -121,11 +133,20 @@ export function createHttpApp(deps: HttpDeps): Hono<Env> {
     return c.json({ sources: await hub.latest(topic) });
   });
 
-  app.get('/v1/status', async (c) => c.json(await deps.status()));
+  const statusReader = createStatusAccess({
+    authOn: Boolean(config.jwt_secret) || config.jwt_public_keys.length > 0,
+    adminToken: config.admin_token,
+    metricsToken: config.metrics_token,
+  });
+  app.get('/v1/status', async (c) => {
+    const admin = statusReader(c.req.header('authorization')) === 'admin';
+    return c.json(redactStatus(await deps.status(), { admin, adminOnly: ADMIN_ONLY }) as Record<string, unknown>);
+  });
   app.get('/healthz', async (c) => ((await deps.healthy()) ? c.json({ ok: true }) : c.json({ ok: false }, 503)));
-  app.get('/metrics', async (c) =>
-    c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }),
-  );
+  app.get('/metrics', async (c) => {
+    statusReader(c.req.header('authorization'));
+    return c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType });
+  });
 
   for (const mount of deps.extraRoutes ?? []) mount(app as unknown as Hono);
   return app;

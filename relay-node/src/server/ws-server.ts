@@ -14,6 +14,8 @@ import {
 } from '@anode/shared';
 import { WebSocketServer } from 'ws';
 import { ClientConnection, type ConnectionDeps } from './connection.ts';
+import { createConnectionCaps } from './connection-caps.ts';
+import { watchUnfinishedFrames } from './frame-watch.ts';
 
 /**
  * WebSocket endpoints: `/v1/ws` (many topics) and `/v1/topics/{topic}/ws?after=` (one topic,
@@ -23,6 +25,8 @@ import { ClientConnection, type ConnectionDeps } from './connection.ts';
 export interface WsDeps extends ConnectionDeps {
   verify: TokenVerifier;
   accepting: () => boolean;
+  /** True when auth is on: connections are then also counted per token. */
+  verifiesTokens: boolean;
   /** Upgrades that components take over (checked first); each returns true when it handled one. */
   upgradeHooks?: ((request: IncomingMessage, socket: Duplex, head: Buffer) => boolean)[];
 }
@@ -39,9 +43,11 @@ function refuse(socket: Duplex, error: AnodeError): void {
 
 export function attachWebSockets(server: Server, deps: WsDeps) {
   // Frames up to the configured limit are handled; larger ones get a `too_large` error frame,
-  // and beyond this hard cap the library closes the socket with 1009 before buffering them.
-  // UTF-8 is checked by the connection, so invalid text gets `bad_frame` rather than a 1007 close.
-  const hardCap = Math.max(16 * 1024 * 1024, deps.config.max_frame_bytes * 2);
+  // and beyond twice the limit (at least the limit plus 64 KiB) the library closes the socket with
+  // 1009 before buffering them, so a connection never holds more than that of one unfinished frame
+  // (and only for `frame_timeout_ms`). UTF-8 is checked by the connection, so invalid text gets
+  // `bad_frame` rather than a 1007 close.
+  const hardCap = deps.config.max_frame_bytes + Math.max(deps.config.max_frame_bytes, 64 * 1024);
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: hardCap,
@@ -49,6 +55,10 @@ export function attachWebSockets(server: Server, deps: WsDeps) {
     skipUTF8Validation: true,
   });
   const connections = new Set<ClientConnection>();
+  const caps = createConnectionCaps({
+    perToken: deps.config.max_connections_per_token,
+    perAddress: deps.config.max_connections_per_address,
+  });
 
   const authorize = async (request: IncomingMessage, url: URL) => {
     if (!deps.accepting()) throw new UnavailableError('node is shutting down');
@@ -57,13 +67,26 @@ export function attachWebSockets(server: Server, deps: WsDeps) {
     if (url.pathname !== '/v1/ws' && !match) {
       throw new AnodeError('bad_frame', `no WebSocket endpoint at ${url.pathname}`);
     }
-    if (!match) return { claims, topic: undefined, after: undefined };
-    const topic = decodeURIComponent(match[1] ?? '');
-    assertTopic(topic);
-    assertCanSubscribe(claims, topic);
+    // Counted once authorized (an unauthenticated client is refused before taking a slot).
+    const token = deps.verifiesTokens ? tokenFrom(request.headers.authorization, url) : undefined;
+    const release = caps.admit(token, request.socket.remoteAddress ?? 'unknown');
+    if (!match) return { claims, topic: undefined, after: undefined, release };
     const after = url.searchParams.get('after') ?? undefined;
-    if (after !== undefined && !isCursor(after)) throw new BadFrameError('after: not a cursor');
-    return { claims, topic, after };
+    let topic: string;
+    try {
+      try {
+        topic = decodeURIComponent(match[1] ?? '');
+      } catch {
+        throw new BadFrameError('topic: malformed % escape in the URL');
+      }
+      assertTopic(topic);
+      assertCanSubscribe(claims, topic);
+      if (after !== undefined && !isCursor(after)) throw new BadFrameError('after: not a cursor');
+    } catch (error) {
+      release();
+      throw error;
+    }
+    return { claims, topic, after, release };
   };
 
   server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -71,11 +94,20 @@ export function attachWebSockets(server: Server, deps: WsDeps) {
     if (deps.upgradeHooks?.some((hook) => hook(request, socket, head))) return;
     const url = new URL(request.url ?? '/', 'http://relay');
     authorize(request, url).then(
-      ({ claims, topic, after }) => {
+      ({ claims, topic, after, release }) => {
+        socket.once('close', release);
+        if (socket.destroyed) release(); // the client left while its token was being checked
         wss.handleUpgrade(request, socket, head, (ws) => {
           const connection = new ClientConnection(ws, claims, deps, socket);
           connections.add(connection);
-          ws.on('close', () => connections.delete(connection));
+          const unwatch = watchUnfinishedFrames(ws, socket, deps.config.frame_timeout_ms, () =>
+            connection.close('frame_timeout', `a frame was left unfinished for ${deps.config.frame_timeout_ms} ms`),
+          );
+          ws.on('close', () => {
+            unwatch();
+            release();
+            connections.delete(connection);
+          });
           if (topic) connection.subscribeOnOpen(topic, after);
         });
       },

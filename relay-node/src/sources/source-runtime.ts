@@ -3,6 +3,7 @@ import type { SourceDefinition } from './definition.ts';
 import { createRate } from './rate.ts';
 import type { Scheduler } from './scheduler.ts';
 import type { SourceDriver, SourceKind } from './source-kind.ts';
+import { redactUrls } from '../redact.ts';
 
 export type SourceState = 'starting' | 'ok' | 'connected' | 'failing' | 'paused' | 'standby';
 
@@ -38,7 +39,7 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
   let state: SourceState = definition.paused ? 'paused' : 'starting';
   const health = {
     lastSuccessAt: undefined as number | undefined,
-    lastError: undefined as { message: string; at: number } | undefined,
+    lastError: undefined as { message: string; at: number; sample?: string } | undefined,
     lagMs: 0,
     newestTs: undefined as number | undefined,
     failures: 0,
@@ -52,7 +53,10 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
 
   const recordError = (error: Error) => {
     health.errors += 1;
-    health.lastError = { message: error.message, at: now() };
+    // `sample` (the first bytes of a bad upstream answer) is shown to the admin only (redact.ts).
+    const sample = (error as { sample?: unknown }).sample;
+    const message = redactUrls(error.message); // errors from fetch and ws may quote the URL whole
+    health.lastError = { message, at: now(), ...(typeof sample === 'string' ? { sample } : {}) };
     deps.onError(runtime, error);
   };
 
@@ -67,7 +71,7 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
     health.failures += 1;
     state = 'failing';
     recordError(error);
-    log.warn({ err: error.message, failures: health.failures }, 'source attempt failed');
+    log.warn({ err: redactUrls(error.message), failures: health.failures }, 'source attempt failed');
     const base = driver?.mode === 'poll' ? (driver.intervalMs ?? definition.backoff_min_ms) : definition.backoff_min_ms;
     schedule(now() + backoff(base));
   };
@@ -169,7 +173,13 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
         topic: definition.topic,
         state,
         last_success_at: iso(health.lastSuccessAt),
-        last_error: health.lastError ? { message: health.lastError.message, at: iso(health.lastError.at) } : null,
+        last_error: health.lastError
+          ? {
+              message: health.lastError.message,
+              at: iso(health.lastError.at),
+              ...(health.lastError.sample === undefined ? {} : { sample: health.lastError.sample }),
+            }
+          : null,
         lag_ms: Math.round(health.lagMs),
         data_lag_ms: health.newestTs === undefined ? null : Math.max(0, t - health.newestTs),
         messages_per_second: Math.round(rate.perSecond() * 100) / 100,

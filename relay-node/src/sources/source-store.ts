@@ -29,8 +29,9 @@ export function createSourceStore(path: string) {
     save(state: SourceChanges): Promise<void> {
       const text = `${JSON.stringify({ version: 1, ...state }, null, 2)}\n`;
       writing = writing.then(async () => {
-        await mkdir(dirname(path), { recursive: true });
-        await writeFile(`${path}.tmp`, text);
+        // Owner-only: definitions carry credentials (URLs, headers).
+        await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+        await writeFile(`${path}.tmp`, text, { mode: 0o600 });
         await rename(`${path}.tmp`, path);
       });
       return writing;

@@ -1,5 +1,5 @@
 import { contentId, createHybridClock, type Envelope, type PublishItem, randomId } from '@anode/shared';
-import { type EdgeConfig, type Env, edgeConfig } from '../config.ts';
+import { type EdgeConfig, type Env, edgeConfig, linksOffReason } from '../config.ts';
 import { createRelayLink, RESTART_MARGIN_MS } from '../link/relay-link.ts';
 import { timeCursor } from '../link/time-cursor.ts';
 import { createClients } from './clients.ts';
@@ -24,8 +24,9 @@ export function createHubCore(ctx: DurableObjectState, env: Env, topic: string) 
   const clock = createHybridClock(`e${ctx.id.toString().slice(0, 15)}`);
   for (const seen of [store.meta.get('clock'), store.newest()]) if (seen) clock.observe(seen);
   const clients = createClients(ctx);
-  // Linked to the mesh when relays and the link secret are configured; otherwise the edge stands alone.
-  const linked = config.RELAY_URLS.length > 0 && config.LINK_SECRET !== undefined;
+  // Linked to the mesh when relays, the link secret and EDGE_URL are configured; otherwise the edge
+  // stands alone.
+  const linked = linksOffReason(config) === undefined;
   // Alone, this object holds the whole topic; linked, its ring starts when it does.
   if (linked && store.meta.get('floor') === undefined) store.raiseFloor(timeCursor(Date.now() - RESTART_MARGIN_MS));
   // Which instance this is: a new one after every wake from hibernation (status shows it).

@@ -23,7 +23,9 @@ export function createDialer({ store, config, topic, settled }: DialerDeps) {
   let relay: string | undefined;
   let dials = 0;
 
-  const origin = () => config.EDGE_URL ?? store.meta.get('origin');
+  // Only the configured origin: one taken from a request's Host would let anyone who can reach
+  // the Worker have relays dial (and present the link secret to) a host of their choosing.
+  const origin = () => config.EDGE_URL;
 
   const backOff = () => {
     attempt += 1;

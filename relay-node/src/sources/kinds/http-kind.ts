@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { positiveInt } from '../../config-fields.ts';
 import type { SourceKind } from '../source-kind.ts';
+import { redactUrls } from '../../redact.ts';
+import { readCapped } from './read-capped.ts';
 
 const shape = {
   url: z.url({ protocol: /^https?$/ }),
@@ -9,11 +11,23 @@ const shape = {
   headers: z.record(z.string(), z.string()).default({}),
   /** A string is sent as is; anything else as JSON. */
   body: z.unknown().optional(),
+  /** Largest answer taken; past it the read is aborted and the attempt fails (`too_large`). */
+  max_bytes: positiveInt.default(8 * 1024 * 1024),
 };
 type HttpDefinition = z.infer<z.ZodObject<typeof shape>>;
 
 export class HttpStatusError extends Error {
   override name = 'HttpStatusError';
+}
+
+/** An answer that is not JSON; its first bytes are kept apart, for the admin's eyes only. */
+export class InvalidJsonError extends SyntaxError {
+  override name = 'InvalidJsonError';
+  readonly sample: string;
+  constructor(message: string, sample: string) {
+    super(message);
+    this.sample = sample;
+  }
 }
 
 /**
@@ -27,6 +41,8 @@ export const httpKind: SourceKind = {
     const def = definition as unknown as HttpDefinition;
     let etag: string | undefined;
     let lastModified: string | undefined;
+    // Errors name the URL without its credentials: they reach the status page and the logs.
+    const shownUrl = redactUrls(def.url);
     const body =
       def.body === undefined ? undefined : typeof def.body === 'string' ? def.body : JSON.stringify(def.body);
     return {
@@ -42,13 +58,16 @@ export const httpKind: SourceKind = {
           await response.body?.cancel();
           return;
         }
-        const text = await response.text();
-        if (!response.ok) throw new HttpStatusError(`HTTP ${response.status} from ${def.url}`);
+        if (!response.ok) {
+          await response.body?.cancel();
+          throw new HttpStatusError(`HTTP ${response.status} from ${shownUrl}`);
+        }
+        const text = await readCapped(response, def.max_bytes, shownUrl);
         let payload: unknown;
         try {
           payload = JSON.parse(text);
         } catch {
-          throw new SyntaxError(`invalid JSON from ${def.url}: ${JSON.stringify(text.slice(0, 80))}`);
+          throw new InvalidJsonError(`invalid JSON from ${shownUrl} (${text.length} characters)`, text.slice(0, 80));
         }
         await io.emit(payload);
         // Remember validators only once the payload is durable, so a failed publish is retried.

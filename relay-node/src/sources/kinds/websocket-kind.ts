@@ -2,6 +2,7 @@ import WebSocket from 'ws';
 import { z } from 'zod';
 import { positiveInt } from '../../config-fields.ts';
 import type { SourceKind } from '../source-kind.ts';
+import { redactUrls } from '../../redact.ts';
 
 const shape = {
   url: z.url({ protocol: /^wss?$/ }),
@@ -10,6 +11,8 @@ const shape = {
   subscribe: z.unknown().optional(),
   /** Ping this often; a connection that does not answer before the next ping is dropped. */
   heartbeat_ms: positiveInt.default(15_000),
+  /** Largest frame taken; a larger one drops the connection (the library stops reading it). */
+  max_bytes: positiveInt.default(8 * 1024 * 1024),
 };
 type WebSocketDefinition = z.infer<z.ZodObject<typeof shape>>;
 
@@ -26,6 +29,7 @@ export const websocketKind: SourceKind = {
     let socket: WebSocket | undefined;
     let heartbeat: ReturnType<typeof setInterval> | undefined;
     let chain = Promise.resolve();
+    const shownUrl = redactUrls(def.url);
 
     const drop = (ws: WebSocket, error: Error) => {
       if (socket !== ws) return;
@@ -39,16 +43,19 @@ export const websocketKind: SourceKind = {
       mode: 'stream',
       run(signal) {
         return new Promise<void>((resolve, reject) => {
-          const ws = new WebSocket(def.url, { headers: def.headers });
+          const ws = new WebSocket(def.url, { headers: def.headers, maxPayload: def.max_bytes });
           socket = ws;
           const onAbort = () => {
             socket = undefined;
             ws.terminate();
-            reject(new Error(`connect to ${def.url} timed out`));
+            reject(new Error(`connect to ${shownUrl} timed out`));
           };
           signal.addEventListener('abort', onAbort, { once: true });
-          ws.once('error', (error) => {
-            if (ws.readyState !== WebSocket.OPEN) {
+          ws.on('error', (error: Error & { code?: string }) => {
+            if (error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
+              return drop(ws, new Error(`frame from ${shownUrl} exceeds max_bytes (${def.max_bytes} bytes)`));
+            }
+            if (ws.readyState !== WebSocket.OPEN && socket === ws) {
               socket = undefined;
               signal.removeEventListener('abort', onAbort);
               reject(error);
@@ -81,7 +88,7 @@ export const websocketKind: SourceKind = {
             try {
               payload = JSON.parse(binary ? Buffer.from(data as Buffer).toString() : String(data));
             } catch {
-              io.fault(new SyntaxError(`invalid JSON frame from ${def.url}`));
+              io.fault(new SyntaxError(`invalid JSON frame from ${shownUrl}`));
               return;
             }
             // Frames are ingested in order; a failed publish drops the connection to retry.

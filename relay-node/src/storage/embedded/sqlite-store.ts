@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { ensurePrivateFile, PRIVATE_DIR_MODE } from '../../private-files.ts';
 import type { AppendResult, Envelope, MessageStore, RetentionPolicy, StoreHealth } from '@anode/shared';
 
 /**
@@ -74,8 +75,9 @@ const cursorFloor = (ms: number) => `${Math.max(0, Math.floor(ms)).toString(16).
 export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
   let path = ':memory:';
   if (!options.memory) {
-    mkdirSync(options.dataDir, { recursive: true });
+    mkdirSync(options.dataDir, { recursive: true, mode: PRIVATE_DIR_MODE });
     path = join(options.dataDir, 'messages.sqlite');
+    ensurePrivateFile(path);
   }
   const db = new DatabaseSync(path);
   db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.fsync === false ? 'NORMAL' : 'FULL'};`);

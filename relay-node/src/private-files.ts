@@ -1,0 +1,50 @@
+import { chmodSync, closeSync, lstatSync, mkdirSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+
+/**
+ * Files in the data folder hold secrets: `sources.json` (source URLs and headers with
+ * credentials), `peer-key` (the mesh identity), `node-id`, and the stores (every message). They
+ * are created owner-only (0600, their folder 0700), and on start any of them left readable by
+ * others (made by an older version, or copied in) are tightened.
+ */
+export const PRIVATE_FILE_MODE = 0o600;
+export const PRIVATE_DIR_MODE = 0o700;
+
+/** The data folder's files that hold secrets, relative to it. */
+const SECRET_FILES = [
+  'node-id',
+  'peer-key',
+  'sources.json',
+  'sources.json.tmp',
+  ...['messages.sqlite', 'spool/spool.sqlite'].flatMap((db) => [db, `${db}-wal`, `${db}-shm`, `${db}-journal`]),
+];
+const SECRET_DIRS = ['', 'spool'];
+
+function tighten(path: string, mode: number, isDir: boolean): void {
+  let stat;
+  try {
+    stat = lstatSync(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw error;
+  }
+  // Never follow a link out of the folder; only tighten, never loosen.
+  if (stat.isSymbolicLink() || stat.isDirectory() !== isDir) return;
+  if ((stat.mode & 0o777 & ~mode) !== 0) chmodSync(path, stat.mode & mode);
+}
+
+/** Make the data folder (0700) and tighten the secret files already in it (0600). */
+export function securePrivateDir(dataDir: string): void {
+  mkdirSync(dataDir, { recursive: true, mode: PRIVATE_DIR_MODE });
+  for (const dir of SECRET_DIRS) tighten(join(dataDir, dir), PRIVATE_DIR_MODE, true);
+  for (const file of SECRET_FILES) tighten(join(dataDir, file), PRIVATE_FILE_MODE, false);
+}
+
+/**
+ * Create `path` empty and owner-only if it does not exist. SQLite gives its `-wal` and `-shm`
+ * files the mode of the database file, so creating the database this way covers them too.
+ */
+export function ensurePrivateFile(path: string): void {
+  closeSync(openSync(path, 'a', PRIVATE_FILE_MODE));
+  tighten(path, PRIVATE_FILE_MODE, false);
+}

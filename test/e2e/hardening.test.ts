@@ -1,0 +1,385 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { chmod, readdir, stat } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import { type AddressInfo, connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { CLOSE_CODES, CLOSE_MESSAGE_TOO_BIG, signToken } from '@anode/shared';
+import { WebSocketServer } from 'ws';
+import { type RelayProcess, spawnRelay, startRelay, type TestRelay, tempDir } from '../helpers/relay.ts';
+import { openSocket } from '../helpers/ws.ts';
+
+/**
+ * Issue 12, part C, against real relays: status and metrics guarded and redacted, caps per
+ * token and address, unfinished frames and slow handshakes cut off, source answers bounded, the
+ * dashboard tail bounded, secret files owner-only.
+ */
+const JWT_SECRET = 'hardening-test-jwt-secret-0123456789abcdef';
+const ADMIN = 'hardening-admin-token-0123456789';
+const METRICS = 'hardening-metrics-token-0123456789';
+const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+
+async function until<T>(what: string, get: () => Promise<T | undefined> | T | undefined, ms = 15_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await get();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A hostile upstream: a 6 MB answer without Content-Length, a non-JSON answer with a secret in it, a 3 MB frame. */
+async function hostileUpstream() {
+  const server: Server = createServer((request, response) => {
+    if (request.url?.startsWith('/huge')) {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      let sent = 0;
+      const chunk = Buffer.alloc(64 * 1024, 0x20);
+      const pump = () => {
+        while (sent < 6 * 1024 * 1024) {
+          sent += chunk.length;
+          if (!response.write(chunk)) return void response.once('drain', pump);
+        }
+        response.end('{}');
+      };
+      response.on('error', () => {});
+      return pump();
+    }
+    response.writeHead(200, { 'content-type': 'application/json' });
+    response.end('SECRET-UPSTREAM-BYTES, not JSON');
+  });
+  const wss = new WebSocketServer({ server });
+  wss.on('connection', (ws) => ws.send(JSON.stringify({ blob: 'b'.repeat(3 * 1024 * 1024) })));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  return {
+    port,
+    close: () => {
+      for (const ws of wss.clients) ws.terminate();
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
+
+describe('status, metrics and logs with auth on', () => {
+  let relay: RelayProcess;
+  let upstream: Awaited<ReturnType<typeof hostileUpstream>>;
+  let dataDir: string;
+  before(async () => {
+    upstream = await hostileUpstream();
+    dataDir = await tempDir('anode-hardening-');
+    const base = `127.0.0.1:${upstream.port}`;
+    const sources = [
+      {
+        name: 'creds',
+        kind: 'http',
+        topic: 'src.creds',
+        url: `http://${base}/garbage?api_key=KEY123SECRET&page=2`,
+        headers: { authorization: 'Bearer HEADER-SECRET-TOKEN' },
+        interval_ms: 200,
+        backoff_min_ms: 200,
+        backoff_max_ms: 400,
+      },
+      {
+        name: 'userinfo',
+        kind: 'http',
+        topic: 'src.userinfo',
+        url: `http://feeduser:hunter2pass@${base}/garbage`,
+        interval_ms: 200,
+      },
+      {
+        name: 'huge',
+        kind: 'http',
+        topic: 'src.huge',
+        url: `http://${base}/huge`,
+        interval_ms: 200,
+        max_bytes: 1_000_000,
+      },
+      { name: 'bigframe', kind: 'websocket', topic: 'src.frame', url: `ws://${base}/ws`, max_bytes: 1_000_000 },
+    ];
+    relay = await spawnRelay([
+      '--port',
+      '0',
+      '--data-dir',
+      dataDir,
+      '--log-level',
+      'debug',
+      '--jwt-secret',
+      JWT_SECRET,
+      '--admin-token',
+      ADMIN,
+      '--metrics-token',
+      METRICS,
+      '--sources',
+      JSON.stringify(sources),
+    ]);
+  });
+  after(async () => {
+    relay?.child.kill('SIGTERM');
+    await relay?.exited;
+    upstream?.close();
+  });
+
+  type SourceStatus = { name: string; state: string; last_error: { message: string; sample?: string } | null };
+  const statusAs = async (token?: string) => {
+    const response = await fetch(`${relay.url}/v1/status`, { headers: token ? bearer(token) : {} });
+    return {
+      code: response.status,
+      body: (await response.json()) as { sources?: SourceStatus[]; error?: { code: string } },
+    };
+  };
+  const failing = (token: string, name: string) =>
+    until(`source ${name} to fail`, async () => {
+      const source = (await statusAs(token)).body.sources?.find((s) => s.name === name);
+      return source?.state === 'failing' && source.last_error ? source : undefined;
+    });
+
+  it('needs the admin or the metrics token for /v1/status and /metrics; /healthz stays open', async () => {
+    const anonymous = await statusAs();
+    assert.equal(anonymous.code, 401);
+    assert.equal(anonymous.body.error?.code, 'unauthorized');
+    const subscriber = await signToken(JWT_SECRET, { sub: ['>'], pub: ['>'] });
+    assert.equal((await statusAs(subscriber)).code, 401, 'a client token is not a status token');
+    assert.equal((await statusAs(METRICS)).code, 200);
+    assert.equal((await statusAs(ADMIN)).code, 200);
+    assert.equal((await fetch(`${relay.url}/metrics`)).status, 401);
+    const metrics = await fetch(`${relay.url}/metrics`, { headers: bearer(METRICS) });
+    assert.equal(metrics.status, 200);
+    assert.match(await metrics.text(), /anode_/);
+    assert.equal((await fetch(`${relay.url}/healthz`)).status, 200);
+  });
+
+  it('shows source URLs without credentials, and upstream bytes to the admin only; logs leak neither', async () => {
+    const asReader = await failing(METRICS, 'creds');
+    assert.match(
+      asReader.last_error?.message ?? '',
+      /invalid JSON from http:\/\/127\.0\.0\.1:\d+\/garbage\?api_key=\*\*\*&page=2/,
+    );
+    const userinfo = await failing(ADMIN, 'userinfo');
+    assert.match(userinfo.last_error?.message ?? '', /http:\/\/\*\*\*@127\.0\.0\.1:\d+\/garbage/);
+    assert.equal(asReader.last_error?.sample, undefined, 'upstream bytes are for the admin only');
+    const asAdmin = await failing(ADMIN, 'creds');
+    assert.match(asAdmin.last_error?.sample ?? '', /SECRET-UPSTREAM-BYTES/);
+    const everything = JSON.stringify((await statusAs(ADMIN)).body);
+    for (const secret of ['hunter2pass', 'KEY123SECRET', 'HEADER-SECRET-TOKEN', 'feeduser']) {
+      assert.ok(!everything.includes(secret), `${secret} in /v1/status`);
+    }
+    const logs = relay.output.join('');
+    assert.match(logs, /source attempt failed/, 'the failures were logged');
+    for (const secret of [
+      'hunter2pass',
+      'KEY123SECRET',
+      'HEADER-SECRET-TOKEN',
+      'SECRET-UPSTREAM-BYTES',
+      ADMIN,
+      METRICS,
+    ]) {
+      assert.ok(!logs.includes(secret), `${secret} in the logs`);
+    }
+  });
+
+  it('abandons an http answer and a websocket frame past the source max_bytes; the relay stays small', async () => {
+    const huge = await failing(ADMIN, 'huge');
+    assert.match(huge.last_error?.message ?? '', /exceeds max_bytes \(1000000 bytes\)/);
+    const frame = await failing(ADMIN, 'bigframe');
+    assert.match(frame.last_error?.message ?? '', /exceeds max_bytes \(1000000 bytes\)/);
+    assert.equal((await fetch(`${relay.url}/healthz`)).status, 200);
+  });
+
+  it('keeps the dashboard stream working with the admin token', async () => {
+    const response = await fetch(`${relay.url}/v1/status/stream`, { headers: bearer(ADMIN) });
+    assert.equal(response.status, 200);
+    const reader = response.body!.getReader();
+    let text = '';
+    while (!text.includes('\n\n')) text += new TextDecoder().decode((await reader.read()).value);
+    await reader.cancel();
+    assert.match(text, /event: status/);
+    assert.match(text, /"node":\{"id":"/, 'the stream carries the status it reads with the admin token');
+  });
+
+  it('creates the data folder 0700 and its secret files 0600, and tightens them on the next start', async () => {
+    const mode = async (path: string) => (await stat(path)).mode & 0o777;
+    assert.equal(await mode(dataDir), 0o700);
+    for (const file of ['node-id', 'messages.sqlite']) assert.equal(await mode(join(dataDir, file)), 0o600, file);
+    // An admin change writes sources.json.
+    const changed = await fetch(`${relay.url}/v1/admin/sources/creds/pause`, {
+      method: 'POST',
+      headers: bearer(ADMIN),
+    });
+    assert.ok(changed.status < 300, `pause answered ${changed.status}`);
+    await until('sources.json', async () => ((await readdir(dataDir)).includes('sources.json') ? true : undefined));
+    assert.equal(await mode(join(dataDir, 'sources.json')), 0o600);
+    for (const file of await readdir(dataDir))
+      if (file.startsWith('messages.sqlite')) assert.equal(await mode(join(dataDir, file)), 0o600, file);
+
+    relay.child.kill('SIGTERM');
+    await relay.exited;
+    await chmod(dataDir, 0o755);
+    for (const file of ['node-id', 'sources.json', 'messages.sqlite']) await chmod(join(dataDir, file), 0o644);
+    relay = await spawnRelay(['--port', '0', '--data-dir', dataDir, '--log-level', 'info']);
+    assert.equal(await mode(dataDir), 0o700);
+    for (const file of ['node-id', 'sources.json', 'messages.sqlite'])
+      assert.equal(await mode(join(dataDir, file)), 0o600, file);
+  });
+});
+
+describe('connection caps', () => {
+  let relay: TestRelay;
+  before(async () => {
+    relay = await startRelay({
+      'jwt-secret': JWT_SECRET,
+      'max-connections-per-token': '2',
+      'max-connections-per-address': '4',
+    });
+  });
+  after(() => relay.stop());
+
+  const refusal = (url: string) =>
+    openSocket(url).then(
+      (socket) => {
+        socket.close();
+        return undefined;
+      },
+      (error: { status?: number; body?: string }) => error,
+    );
+
+  it('refuses a token past its connections, and an address past its own, with 429 limit_reached', async () => {
+    const alice = await signToken(JWT_SECRET, { sub: ['>'], name: 'alice' });
+    const bob = await signToken(JWT_SECRET, { sub: ['>'], name: 'bob' });
+    const open = [
+      await openSocket(`${relay.wsUrl}/v1/ws?token=${alice}`),
+      await openSocket(`${relay.wsUrl}/v1/ws?token=${alice}`),
+    ];
+    const third = await refusal(`${relay.wsUrl}/v1/ws?token=${alice}`);
+    assert.equal(third?.status, 429);
+    assert.match(third?.body ?? '', /"code":"limit_reached".*per token/);
+    open.push(
+      await openSocket(`${relay.wsUrl}/v1/ws?token=${bob}`),
+      await openSocket(`${relay.wsUrl}/v1/ws?token=${bob}`),
+    );
+    const fifth = await refusal(`${relay.wsUrl}/v1/topics/a.b/ws?token=${bob}`);
+    assert.equal(fifth?.status, 429);
+    assert.match(fifth?.body ?? '', /per client address/);
+    open[0]?.close();
+    await open[0]?.closed;
+    await until('a freed slot', async () =>
+      (await refusal(`${relay.wsUrl}/v1/ws?token=${alice}`)) ? undefined : true,
+    );
+    for (const socket of open) socket.close();
+  });
+});
+
+describe('unfinished frames and slow handshakes', () => {
+  let relay: TestRelay;
+  before(async () => {
+    relay = await startRelay({ 'max-frame-bytes': '100000', 'frame-timeout-ms': '600' });
+  });
+  after(() => relay.stop());
+
+  const raw = async (): Promise<Socket> => {
+    const socket = connect(Number(new URL(relay.url).port), '127.0.0.1');
+    await once(socket, 'connect');
+    return socket;
+  };
+  const upgrade =
+    'GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
+
+  it('closes a connection that leaves a frame unfinished with 4003, and keeps a slow but steady one', async () => {
+    const socket = await raw();
+    const received: Buffer[] = [];
+    socket.on('data', (d: Buffer) => received.push(d));
+    socket.write(upgrade);
+    await until('the upgrade', () => (Buffer.concat(received).includes('101 Switching') ? true : undefined));
+    // A masked text frame announcing 60,000 bytes; 1,000 sent, then nothing.
+    socket.write(Buffer.concat([Buffer.from([0x81, 0xfe, 0xea, 0x60, 1, 2, 3, 4]), Buffer.alloc(1_000, 0x20)]));
+    const started = Date.now();
+    await once(socket, 'close');
+    const all = Buffer.concat(received);
+    const close = all.indexOf(Buffer.from([0x88]), all.indexOf('\r\n\r\n') + 4);
+    assert.ok(close > 0, 'a close frame was sent');
+    assert.equal(all.readUInt16BE(close + 2), CLOSE_CODES.frame_timeout);
+    assert.ok(Date.now() - started < 5_000, 'closed within a few frame timeouts');
+
+    const steady = await openSocket(`${relay.wsUrl}/v1/ws`);
+    for (let i = 0; i < 4; i++) {
+      await new Promise((r) => setTimeout(r, 300));
+      steady.send({ op: 'ping', ref: `p${i}` });
+      assert.equal((await steady.next((f) => f.op === 'pong')).op, 'pong');
+    }
+    steady.close();
+  });
+
+  it('closes a frame above twice max_frame_bytes with 1009 before reading it, and answers one below with too_large', async () => {
+    const socket = await openSocket(`${relay.wsUrl}/v1/ws`);
+    socket.sendRaw(JSON.stringify({ op: 'pub', topic: 'a.b', data: 'x'.repeat(150_000) }));
+    assert.equal((await socket.next((f) => f.op === 'err')).op === 'err', true);
+    socket.sendRaw(Buffer.alloc(250_000, 0x20).toString());
+    assert.equal((await socket.closed).code, CLOSE_MESSAGE_TOO_BIG);
+  });
+
+  it('drops a client that trickles its handshake headers', async () => {
+    const socket = await raw();
+    socket.on('error', () => {}); // the relay hangs up mid-write
+    socket.write('GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\n');
+    const started = Date.now();
+    const timer = setInterval(() => socket.writable && socket.write('X-Slow: 1\r\n'), 100);
+    await new Promise((resolve) => socket.once('close', resolve)); // events.once would throw on EPIPE
+    clearInterval(timer);
+    assert.ok(Date.now() - started < 10_000, `dropped after ${Date.now() - started} ms`);
+  });
+});
+
+describe('the dashboard tail', () => {
+  let relay: TestRelay;
+  before(async () => {
+    relay = await startRelay({ 'publish-rate': '100000', 'publish-burst': '100000' });
+  });
+  after(() => relay.stop());
+
+  it('drops messages a reader does not take, says how many once it reads again, and keeps the relay up', async () => {
+    const socket = connect(Number(new URL(relay.url).port), '127.0.0.1');
+    await once(socket, 'connect');
+    socket.write('GET /v1/status/tail?topic=tail.big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    let text = '';
+    socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
+    await until('the tail to open', () => (text.includes('event: subscribed') ? true : undefined));
+    socket.pause(); // a reader that stops reading
+    const blob = 'q'.repeat(200_000);
+    for (let second = 0; second < 5; second++) {
+      const started = Date.now();
+      const body = JSON.stringify(Array.from({ length: 15 }, () => ({ data: blob })));
+      const response = await fetch(`${relay.url}/v1/topics/tail.big/messages`, { method: 'POST', body });
+      assert.equal(response.status, 202);
+      await new Promise((r) => setTimeout(r, Math.max(0, 1_000 - (Date.now() - started))));
+    }
+    socket.resume();
+    await new Promise((r) => setTimeout(r, 1_000)); // the reader catches up
+    const more = await fetch(`${relay.url}/v1/topics/tail.big/messages`, { method: 'POST', body: '{"data":"after"}' });
+    assert.equal(more.status, 202);
+    await until('a dropped notice', () => (/event: dropped\ndata: \{"dropped":\d+\}/.test(text) ? true : undefined));
+    socket.destroy();
+    assert.equal((await fetch(`${relay.url}/healthz`)).status, 200);
+  });
+});
+
+describe('WebSocket topic URLs', () => {
+  let relay: TestRelay;
+  before(async () => {
+    relay = await startRelay();
+  });
+  after(() => relay.stop());
+
+  it('answers a malformed % escape with 400 bad_frame, not 500', async () => {
+    const error = await openSocket(`${relay.wsUrl}/v1/topics/a%E0%A4%A/ws`).then(
+      () => undefined,
+      (e: { status?: number; body?: string }) => e,
+    );
+    assert.equal(error?.status, 400);
+    assert.match(error?.body ?? '', /bad_frame/);
+  });
+});
