@@ -9,7 +9,9 @@ import {
   createTokenVerifier,
   isExpired,
   OPEN_CLAIMS,
+  ANONYMOUS_SOURCE,
   signToken,
+  sourceFor,
   tokenFrom,
 } from './auth.ts';
 import { AnodeError, type ErrorCode } from './errors.ts';
@@ -39,11 +41,12 @@ function signWith(privateKey: CryptoKey, alg: string, payload: Record<string, un
 describe('HS256 tokens', () => {
   test('a token from signToken verifies to its claims', async () => {
     const verify = await createTokenVerifier({ hs256Secret: SECRET });
-    const token = await signToken(SECRET, { pub: ['prices.>'], sub: ['prices.*', 'news.>'], name: 'feed' });
+    const token = await signToken(SECRET, { pub: ['prices.>'], sub: ['prices.*', 'news.>'], subject: 'feed' });
     const claims = await verify(token);
     assert.deepEqual(claims.pub, ['prices.>']);
     assert.deepEqual(claims.sub, ['prices.*', 'news.>']);
-    assert.equal(claims.name, 'feed');
+    assert.equal(claims.subject, 'feed');
+    assert.equal(claims.src, undefined);
     assert.ok(claims.exp !== undefined && claims.exp > nowSeconds());
   });
 
@@ -76,7 +79,7 @@ describe('HS256 tokens', () => {
 
   test('an unsigned (alg none) token is unauthorized', async () => {
     const verify = await createTokenVerifier({ hs256Secret: SECRET });
-    const token = `${b64({ alg: 'none', typ: 'JWT' })}.${b64({ pub: ['>'], sub: ['>'], exp: nowSeconds() + 3600 })}.`;
+    const token = `${b64({ alg: 'none', typ: 'JWT' })}.${b64({ anode: { pub: ['>'], sub: ['>'] }, exp: nowSeconds() + 3600 })}.`;
     await rejectsWith(verify(token), 'unauthorized');
   });
 
@@ -84,28 +87,49 @@ describe('HS256 tokens', () => {
     const verify = await createTokenVerifier({ hs256Secret: SECRET });
     const key = new TextEncoder().encode(SECRET);
     const payloads: Record<string, unknown>[] = [
-      { pub: 'prices.>' },
-      { sub: ['a..b'] },
-      { pub: [1] },
-      { sub: ['>.a'] },
+      { anode: { pub: 'prices.>' } },
+      { anode: { sub: ['a..b'] } },
+      { anode: { pub: [1] } },
+      { anode: { sub: ['>.a'] } },
+      { sub: ['>'] },
+      { sub: 42 },
+      { anode: 'all' },
     ];
     for (const payload of payloads) {
-      const token = await new SignJWT(payload).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('1h').sign(key);
+      const token = await new SignJWT(payload as Record<string, unknown>).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('1h').sign(key);
       await rejectsWith(verify(token), 'unauthorized');
     }
   });
 
-  test('a string sub is the JWT subject: no subscribe grant, and it names the publisher', async () => {
+  test('sub is only the JWT subject; the grants are read from the anode claim', async () => {
     const verify = await createTokenVerifier({ hs256Secret: SECRET });
     const key = new TextEncoder().encode(SECRET);
-    const token = await new SignJWT({ sub: 'user-42', pub: ['chat.>'] })
+    const token = await new SignJWT({ sub: 'user-42', anode: { pub: ['chat.>'], src: ['user-42.*'] } })
       .setProtectedHeader({ alg: 'HS256' })
       .setExpirationTime('1h')
       .sign(key);
     const claims = await verify(token);
     assert.deepEqual(claims.sub, []);
     assert.deepEqual(claims.pub, ['chat.>']);
-    assert.equal(claims.name, 'user-42');
+    assert.deepEqual(claims.src, ['user-42.*']);
+    assert.equal(claims.subject, 'user-42');
+  });
+
+  test('a token of the old shape (grants at the top level) is unauthorized and says where grants go', async () => {
+    const verify = await createTokenVerifier({ hs256Secret: SECRET });
+    const key = new TextEncoder().encode(SECRET);
+    const token = await new SignJWT({ pub: ['>'], sub: ['>'] } as Record<string, unknown>)
+      .setProtectedHeader({ alg: 'HS256' })
+      .setExpirationTime('1h')
+      .sign(key);
+    await assert.rejects(verify(token), (error: unknown) => error instanceof AnodeError && /`anode` claim/.test(error.message));
+  });
+
+  test('anode.src entries must be source patterns', async () => {
+    const verify = await createTokenVerifier({ hs256Secret: SECRET });
+    for (const src of [[''], ['a b'], ['>.a'], ['__proto__']]) {
+      await rejectsWith(verify(await signToken(SECRET, { src })), 'unauthorized');
+    }
   });
 });
 
@@ -114,7 +138,7 @@ describe('public-key tokens', () => {
     test(`${alg} tokens verify against the configured public key`, async () => {
       const { privateKey, pem } = await keyPair(alg);
       const verify = await createTokenVerifier({ publicKeys: [pem] });
-      const claims = await verify(await signWith(privateKey, alg, { pub: ['a.>'], sub: ['*'] }));
+      const claims = await verify(await signWith(privateKey, alg, { anode: { pub: ['a.>'], sub: ['*'] } }));
       assert.deepEqual([claims.pub, claims.sub], [['a.>'], ['*']]);
     });
 
@@ -122,7 +146,7 @@ describe('public-key tokens', () => {
       const trusted = await keyPair(alg);
       const stranger = await keyPair(alg);
       const verify = await createTokenVerifier({ publicKeys: [trusted.pem] });
-      await rejectsWith(verify(await signWith(stranger.privateKey, alg, { pub: ['>'] })), 'unauthorized');
+      await rejectsWith(verify(await signWith(stranger.privateKey, alg, { anode: { pub: ['>'] } })), 'unauthorized');
     });
   }
 
@@ -131,8 +155,8 @@ describe('public-key tokens', () => {
     const es = await keyPair('ES256');
     const verify = await createTokenVerifier({ hs256Secret: SECRET, publicKeys: [ed.pem, es.pem] });
     assert.deepEqual((await verify(await signToken(SECRET, { pub: ['h'] }))).pub, ['h']);
-    assert.deepEqual((await verify(await signWith(ed.privateKey, 'EdDSA', { pub: ['e'] }))).pub, ['e']);
-    assert.deepEqual((await verify(await signWith(es.privateKey, 'ES256', { pub: ['s'] }))).pub, ['s']);
+    assert.deepEqual((await verify(await signWith(ed.privateKey, 'EdDSA', { anode: { pub: ['e'] } }))).pub, ['e']);
+    assert.deepEqual((await verify(await signWith(es.privateKey, 'ES256', { anode: { pub: ['s'] } }))).pub, ['s']);
   });
 
   test('an HS256 token is refused by a verifier that only trusts public keys', async () => {
@@ -147,7 +171,7 @@ describe('public-key tokens', () => {
     const ed = await keyPair('EdDSA');
     const es = await keyPair('ES256');
     const verify = await createTokenVerifier({ publicKeys: [ed.pem] });
-    await rejectsWith(verify(await signWith(es.privateKey, 'ES256', { pub: ['>'] })), 'unauthorized');
+    await rejectsWith(verify(await signWith(es.privateKey, 'ES256', { anode: { pub: ['>'] } })), 'unauthorized');
   });
 
   test('a key that is not Ed25519 or P-256 PEM is refused at start', async () => {
@@ -214,6 +238,39 @@ describe('permissions', () => {
     assert.equal(isExpired({ pub: [], sub: [] }), false);
     assert.equal(isExpired({ pub: [], sub: [], exp: 100 }, 99_999), false);
     assert.equal(isExpired({ pub: [], sub: [], exp: 100 }, 100_000), true);
+  });
+});
+
+describe('sourceFor: the source a publish is stored under', () => {
+  const token = (extra: Partial<Claims>): Claims => ({ pub: ['>'], sub: [], ...extra });
+
+  test('a publish naming no source is stamped with the subject, or anonymous without one', () => {
+    assert.equal(sourceFor(token({ subject: 'ticker-42' }), undefined), 'ticker-42');
+    assert.equal(sourceFor(token({}), undefined), ANONYMOUS_SOURCE);
+  });
+
+  test('without anode.src a token may name only its subject', () => {
+    assert.equal(sourceFor(token({ subject: 'ticker-42' }), 'ticker-42'), 'ticker-42');
+    throwsCode(() => sourceFor(token({ subject: 'ticker-42' }), 'ticker-43'), 'forbidden');
+    throwsCode(() => sourceFor(token({}), 'anyone'), 'forbidden');
+  });
+
+  test('anode.src patterns grant source names segment by segment', () => {
+    const claims = token({ subject: 'svc', src: ['feeds.*', 'bots.>'] });
+    for (const name of ['feeds.a', 'bots.x', 'bots.x.y']) assert.equal(sourceFor(claims, name), name);
+    for (const name of ['svc', 'feeds', 'feeds.a.b', 'bots']) throwsCode(() => sourceFor(claims, name), 'forbidden');
+  });
+
+  test('a subject that is not a source name (empty, 5,000 characters) cannot become a source', () => {
+    for (const subject of ['', 'x'.repeat(5_000), 'has space', '__proto__']) {
+      throwsCode(() => sourceFor(token({ subject }), undefined), 'forbidden');
+      throwsCode(() => sourceFor(token({ subject }), subject), 'bad_frame');
+    }
+  });
+
+  test('auth off (OPEN_CLAIMS) may name any source', () => {
+    assert.equal(sourceFor(OPEN_CLAIMS, 'any.name'), 'any.name');
+    assert.equal(sourceFor(OPEN_CLAIMS, undefined), ANONYMOUS_SOURCE);
   });
 });
 

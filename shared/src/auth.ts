@@ -1,12 +1,16 @@
 import { importSPKI, type JWTPayload, jwtVerify, SignJWT } from 'jose';
 import { z } from 'zod';
-import { ForbiddenError, UnauthorizedError } from './errors.ts';
+import { isSourceName, isSourcePattern } from './envelope.ts';
+import { BadFrameError, ForbiddenError, UnauthorizedError } from './errors.ts';
 import { assertPattern, covers, matches } from './topics.ts';
 
 /**
- * Auth claims (PROTOCOL.md "Auth"): `pub` and `sub` are topic patterns the holder may publish to
- * and subscribe to; `exp` ends the grant. Verified with HS256 (shared secret) or EdDSA/ES256
- * (public keys) by `jose`, which runs unchanged in Node, Workers and browsers.
+ * Auth claims (PROTOCOL.md "Auth"). Registered JWT claims keep their meaning: `sub` is the
+ * subject (who holds the token), `exp` ends the grant. aNode's grants live under one namespaced
+ * claim, `anode`: `pub` and `sub` are topic patterns the holder may publish to and subscribe to,
+ * `src` source-name patterns it may publish as (absent: only its subject). Verified with HS256
+ * (shared secret) or EdDSA/ES256 (public keys) by `jose`, which runs unchanged in Node, Workers
+ * and browsers. Tokens of the old shape (grants at the top level) are refused, not guessed at.
  */
 const patternList = z.array(
   z.string().refine((p) => {
@@ -18,26 +22,40 @@ const patternList = z.array(
     }
   }, 'not a topic pattern'),
 );
+const sourcePatternList = z.array(z.string().refine(isSourcePattern, 'not a source pattern'));
 
-// JWT's registered `sub` claim is a subject string, and tokens from ordinary identity providers
-// always carry one; aNode's `sub` is a pattern list. A string `sub` is read as the subject
-// (it grants no subscriptions, and names the publisher when `name` is absent).
 export const claimsSchema = z
   .object({
-    pub: patternList.default([]),
-    sub: z.union([patternList, z.string()]).default([]),
+    sub: z.string().optional(),
     exp: z.number().optional(),
-    name: z.string().optional(),
+    anode: z
+      .object({ pub: patternList.default([]), sub: patternList.default([]), src: sourcePatternList.optional() })
+      .default({ pub: [], sub: [] }),
   })
-  .transform(({ sub, name, ...rest }) => ({
-    ...rest,
-    sub: typeof sub === 'string' ? [] : sub,
-    ...(name !== undefined ? { name } : typeof sub === 'string' ? { name: sub } : {}),
+  .transform(({ sub, exp, anode }) => ({
+    pub: anode.pub,
+    sub: anode.sub,
+    ...(anode.src === undefined ? {} : { src: anode.src }),
+    ...(sub === undefined ? {} : { subject: sub }),
+    ...(exp === undefined ? {} : { exp }),
   }));
-export type Claims = z.output<typeof claimsSchema>;
+/**
+ * Verified claims, flattened: `pub`/`sub` are the `anode` grants (topic patterns), `src` the
+ * source patterns, `subject` the JWT `sub`.
+ */
+export interface Claims {
+  pub: string[];
+  sub: string[];
+  src?: string[];
+  subject?: string;
+  exp?: number;
+}
 
-/** What a node with auth off grants everyone. */
-export const OPEN_CLAIMS: Claims = { pub: ['>'], sub: ['>'] };
+/** What a node with auth off grants everyone (any source name that is not reserved). */
+export const OPEN_CLAIMS: Claims = { pub: ['>'], sub: ['>'], src: ['>'] };
+
+/** The source of a publish that names none and whose token has no subject. */
+export const ANONYMOUS_SOURCE = 'anonymous';
 
 export interface AuthOptions {
   /** HS256 shared secret (at least 32 bytes). */
@@ -79,7 +97,14 @@ export async function createTokenVerifier(options: AuthOptions | undefined): Pro
       try {
         const { payload } = await jwtVerify(token, key, { algorithms });
         const claims = claimsSchema.safeParse(payload);
-        if (!claims.success) throw new UnauthorizedError('token claims `pub`/`sub` must be pattern arrays');
+        if (!claims.success) {
+          const old = Array.isArray(payload.pub) || Array.isArray(payload.sub);
+          throw new UnauthorizedError(
+            old
+              ? 'token grants must be under the `anode` claim ({"sub": subject, "anode": {"pub", "sub", "src"}})'
+              : 'token claims: `sub` must be a string and `anode.pub`/`anode.sub` topic pattern arrays',
+          );
+        }
         return claims.data;
       } catch (error) {
         lastError = error;
@@ -111,15 +136,42 @@ export function assertCanSubscribe(claims: Claims, pattern: string): void {
   }
 }
 
+/**
+ * The source a publish is stored under (PROTOCOL.md "Auth"): the one it names, if the token's
+ * `anode.src` patterns (absent: only its subject) allow it, else `forbidden`; without one, the
+ * token's subject, which must then be a valid source name. Reserved names are the node's to check.
+ */
+export function sourceFor(claims: Claims, requested: string | undefined): string {
+  if (requested === undefined) {
+    if (claims.subject === undefined) return ANONYMOUS_SOURCE;
+    if (!isSourceName(claims.subject)) {
+      throw new ForbiddenError(
+        'the token subject is not a valid source name (1-128 of A-Z a-z 0-9 _ - @ : | and dots); publish with a `source` the token grants',
+      );
+    }
+    return claims.subject;
+  }
+  if (!isSourceName(requested)) throw new BadFrameError('source: not a source name');
+  const allowed = claims.src ?? (claims.subject === undefined ? [] : [claims.subject]);
+  if (!allowed.some((pattern) => pattern === requested || matches(pattern, requested))) {
+    throw new ForbiddenError(`not allowed to publish as source ${requested}`);
+  }
+  return requested;
+}
+
+export interface TokenGrants {
+  /** JWT `sub`: who holds the token; the source of its publishes that name none. */
+  subject?: string;
+  pub?: string[];
+  sub?: string[];
+  src?: string[];
+}
+
 /** Mint an HS256 token (development and tests; production tokens come from your issuer). */
-export async function signToken(
-  secret: string,
-  claims: { pub?: string[]; sub?: string[]; name?: string },
-  expiresIn: string | number = '1h',
-): Promise<string> {
-  // `sub` here is aNode's subscribe-pattern claim (PROTOCOL.md), not JWT's subject string.
-  const payload = { pub: claims.pub ?? [], sub: claims.sub ?? [], ...(claims.name ? { name: claims.name } : {}) };
-  return new SignJWT(payload as unknown as JWTPayload)
+export async function signToken(secret: string, grants: TokenGrants, expiresIn: string | number = '1h'): Promise<string> {
+  const anode = { pub: grants.pub ?? [], sub: grants.sub ?? [], ...(grants.src ? { src: grants.src } : {}) };
+  const payload: JWTPayload = { ...(grants.subject === undefined ? {} : { sub: grants.subject }), anode };
+  return new SignJWT(payload)
     .setProtectedHeader({ alg: 'HS256' })
     .setIssuedAt()
     .setExpirationTime(expiresIn)

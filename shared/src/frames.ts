@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { assertDataDepth } from './data-depth.ts';
+import { isSourceName } from './envelope.ts';
 import { BadFrameError, ERROR_CODES } from './errors.ts';
 import { isCursor } from './ids.ts';
 import { assertPattern, assertTopic } from './topics.ts';
@@ -11,8 +12,9 @@ import { assertPattern, assertTopic } from './topics.ts';
  */
 export const cursorSchema = z.string().refine(isCursor, 'not a cursor');
 const ref = z.string().max(128).optional();
-const source = z.string().min(1).max(256);
+const source = z.string().refine(isSourceName, 'not a source name (1-128 of A-Z a-z 0-9 _ - @ : | and dots)');
 const key = z.string().min(1).max(256);
+// The tighter bound (MAX_TS_AHEAD_MS past the accepting node's clock) is checked on the envelope.
 const ts = z.number().int().nonnegative().max(8.64e15);
 
 export const publishItemSchema = z.object({

@@ -4,6 +4,7 @@ export * from './close-codes.ts';
 export * from './errors.ts';
 export * from './frames.ts';
 export * from './data-depth.ts';
+export * from './envelope.ts';
 export * from './ids.ts';
 export type * from './ports/message-store.ts';
 export * from './topics.ts';

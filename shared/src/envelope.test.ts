@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { MAX_DATA_DEPTH } from './data-depth.ts';
+import { checkEnvelope, isSourceName, utf8Length, validateEnvelope } from './envelope.ts';
+import { createHybridClock } from './ids.ts';
+
+const NOW = Date.now();
+const limits = { maxMessageBytes: 1024, now: NOW };
+const valid = () => ({
+  id: 'rAbc_-1',
+  topic: 'prices.btc',
+  cursor: createHybridClock('node1', () => NOW).next(),
+  source: 'ticker-42',
+  ts: NOW,
+  data: { price: 1 },
+});
+
+const refusedWith = (value: unknown, code: string) => {
+  const checked = validateEnvelope(value, limits);
+  assert.equal(checked.ok, false, JSON.stringify(value).slice(0, 200));
+  assert.equal(checked.ok ? undefined : checked.error.code, code);
+};
+
+describe('the envelope validator', () => {
+  it('accepts a well-formed envelope and keeps only its six fields', () => {
+    const envelope = checkEnvelope({ ...valid(), extra: 1 }, limits);
+    assert.deepEqual(Object.keys(envelope), ['id', 'topic', 'cursor', 'source', 'ts', 'data']);
+  });
+
+  it('refuses broken fields with bad_frame', () => {
+    const cases: Record<string, unknown>[] = [
+      { id: '' },
+      { id: 'has space' },
+      { id: 'x'.repeat(129) },
+      { topic: 'a..b' },
+      { cursor: '0' },
+      { cursor: 'f'.repeat(16) + '-node1' },
+      { cursor: 'nope' },
+      { source: '' },
+      { source: 'x'.repeat(5_000) },
+      { source: '__proto__' },
+      { source: 'constructor' },
+      { ts: -1 },
+      { ts: 1.5 },
+      { ts: Number.NaN },
+      { ts: '1' },
+      { ts: 8.64e15 },
+      { ts: NOW + 61_000 },
+      { data: undefined },
+      { data: JSON.parse(`${'['.repeat(MAX_DATA_DEPTH + 1)}${']'.repeat(MAX_DATA_DEPTH + 1)}`) },
+    ];
+    for (const patch of cases) refusedWith({ ...valid(), ...patch }, 'bad_frame');
+    for (const value of [null, [], 'x', 1]) refusedWith(value, 'bad_frame');
+  });
+
+  it('bounds ts to MAX_TS_AHEAD_MS ahead of the clock, or the given allowance', () => {
+    checkEnvelope({ ...valid(), ts: NOW + 60_000 }, limits);
+    checkEnvelope({ ...valid(), ts: NOW + 100_000 }, { ...limits, tsAheadMs: 120_000 });
+  });
+
+  it('refuses data over max_message_bytes with too_large, counting UTF-8 bytes', () => {
+    checkEnvelope({ ...valid(), data: 'x'.repeat(1022) }, limits); // 1,024 bytes with its quotes
+    refusedWith({ ...valid(), data: 'x'.repeat(1023) }, 'too_large');
+    refusedWith({ ...valid(), data: 'é'.repeat(512) }, 'too_large'); // 1,026 bytes in 514 characters
+    // A known bound at or under the limit skips measuring; over it, data is measured.
+    checkEnvelope({ ...valid(), data: 'x'.repeat(1022) }, { ...limits, bytesAtMost: 5_000 });
+  });
+});
+
+describe('source names', () => {
+  it('follow the grammar and refuse Object.prototype names', () => {
+    for (const name of ['a', 'ticker-42', 'feeds.a', 'auth0|123', 'me@example.com', 'x'.repeat(128)]) {
+      assert.ok(isSourceName(name), name);
+    }
+    for (const name of ['', 'x'.repeat(129), 'a b', 'a..b', '.a', '__proto__', 'constructor', 'toString', 1]) {
+      assert.ok(!isSourceName(name), String(name));
+    }
+  });
+});
+
+describe('utf8Length', () => {
+  it('matches TextEncoder for every width', () => {
+    for (const text of ['', 'abc', 'é', '€', '😀', 'a😀é€z']) {
+      assert.equal(utf8Length(text), new TextEncoder().encode(text).byteLength, text);
+    }
+  });
+});

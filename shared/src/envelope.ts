@@ -1,0 +1,135 @@
+import { assertDataDepth } from './data-depth.ts';
+import { type AnodeError, BadFrameError, TooLargeError } from './errors.ts';
+import type { Envelope } from './frames.ts';
+import { cursorTime, isCursor, MAX_CLOCK_SKEW_MS } from './ids.ts';
+import { isTopic } from './topics.ts';
+
+/**
+ * The message contract (PROTOCOL.md "Envelope", "Limits"): the one check every entry runs on a
+ * message before it is stored or forwarded - a publish (HTTP, WebSocket, the edge), a pulled
+ * source's item, a gossiped or caught-up envelope, an edge link's `pub`. One spelling, so no
+ * entry stores what another refuses.
+ */
+export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
+/** How far `ts` may be ahead of the accepting node's clock. */
+export const MAX_TS_AHEAD_MS = MAX_CLOCK_SKEW_MS;
+/**
+ * Bytes an envelope adds around its serialized `data` at most: id (128), topic (519), cursor
+ * (49), source (128), ts and the JSON punctuation, rounded up. Inner limits (gossip, catch-up and
+ * link frames, WebSocket frames, HTTP bodies) must be at least max_message_bytes plus this.
+ */
+export const ENVELOPE_OVERHEAD_BYTES = 4 * 1024;
+
+const ID = /^[A-Za-z0-9_-]{1,128}$/;
+export const MAX_SOURCE_LENGTH = 128;
+const SOURCE_SEGMENT = /^[A-Za-z0-9_@:|-]+$/;
+// Names that are properties of every plain object: a source of that name would be lost or
+// corrupt where names key an object (source definitions, `latest` answers), so the grammar
+// refuses them.
+const PROTOTYPE_NAMES = new Set(Object.getOwnPropertyNames(Object.prototype));
+
+export function isMessageId(value: unknown): value is string {
+  return typeof value === 'string' && ID.test(value);
+}
+
+/**
+ * A source name (PROTOCOL.md "Envelope"): 1 to 128 characters, segments joined by `.`, each of
+ * `A-Z a-z 0-9 _ - @ : |`; not a property name of JavaScript's Object.prototype (`__proto__`,
+ * `constructor`, ...).
+ */
+export function isSourceName(value: unknown): value is string {
+  return (
+    typeof value === 'string' &&
+    value.length >= 1 &&
+    value.length <= MAX_SOURCE_LENGTH &&
+    !PROTOTYPE_NAMES.has(value) &&
+    value.split('.').every((segment) => SOURCE_SEGMENT.test(segment))
+  );
+}
+
+/** A pattern of source names (`anode.src`): segments of the source grammar, `*`, or a last `>`. */
+export function isSourcePattern(value: unknown): value is string {
+  if (typeof value !== 'string' || value.length < 1 || value.length > MAX_SOURCE_LENGTH) return false;
+  const segments = value.split('.');
+  return segments.every(
+    (s, i) => s === '*' || (s === '>' && i === segments.length - 1) || (SOURCE_SEGMENT.test(s) && !PROTOTYPE_NAMES.has(s)),
+  );
+}
+
+/** UTF-8 length of a string, without encoding it. */
+export function utf8Length(text: string): number {
+  let bytes = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code >= 0x80) bytes += code >= 0x800 && (code < 0xd800 || code > 0xdfff) ? 2 : 1;
+  }
+  // A valid surrogate pair counted 1 + 1 extra above: 4 bytes in all, as UTF-8 has it.
+  return bytes;
+}
+
+export interface MessageLimits {
+  /** The largest serialized `data` accepted, in bytes (config `max_message_bytes`). */
+  maxMessageBytes: number;
+  /** The accepting node's clock (default: now). */
+  now?: number;
+  /** How far `ts` may run ahead of `now` (default MAX_TS_AHEAD_MS; a mesh allows for drift). */
+  tsAheadMs?: number;
+  /**
+   * A known upper bound of `data`'s serialized size (the frame or body it came in): at or under
+   * the limit, `data` is not serialized again to measure it.
+   */
+  bytesAtMost?: number;
+}
+
+/** Throws `too_large` when `data`, serialized as UTF-8 JSON, exceeds the limit. */
+export function assertDataSize(data: unknown, limits: Pick<MessageLimits, 'maxMessageBytes' | 'bytesAtMost'>): void {
+  const max = limits.maxMessageBytes;
+  if (limits.bytesAtMost !== undefined && limits.bytesAtMost <= max) return;
+  const text = JSON.stringify(data) ?? '';
+  if (text.length > max || (text.length * 3 > max && utf8Length(text) > max)) {
+    throw new TooLargeError(`data: ${utf8Length(text)} bytes serialized; at most ${max} (max_message_bytes)`);
+  }
+}
+
+/** Checks a timestamp: a finite integer in milliseconds, not before 1970, not ahead of the clock. */
+export function assertTs(ts: unknown, limits: Pick<MessageLimits, 'now' | 'tsAheadMs'>): asserts ts is number {
+  if (typeof ts !== 'number' || !Number.isSafeInteger(ts) || ts < 0) {
+    throw new BadFrameError('ts: an integer count of milliseconds since the epoch');
+  }
+  const ahead = limits.tsAheadMs ?? MAX_TS_AHEAD_MS;
+  if (ts > (limits.now ?? Date.now()) + ahead) throw new BadFrameError(`ts: more than ${ahead} ms in the future`);
+}
+
+/**
+ * Checks a whole envelope and returns it with exactly the six fields (extra fields dropped).
+ * Throws `bad_frame` for a broken field, `too_large` for oversized data.
+ */
+export function checkEnvelope(value: unknown, limits: MessageLimits): Envelope {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new BadFrameError('envelope: not a JSON object');
+  }
+  const { id, topic, cursor, source, ts, data } = value as Record<string, unknown>;
+  if (!isMessageId(id)) throw new BadFrameError('id: 1 to 128 of [A-Za-z0-9_-]');
+  if (!isTopic(topic)) throw new BadFrameError('topic: not a topic');
+  if (!isCursor(cursor) || cursor === '0') throw new BadFrameError('cursor: not a message cursor');
+  const now = limits.now ?? Date.now();
+  if (cursorTime(cursor) > now + MAX_CLOCK_SKEW_MS) throw new BadFrameError('cursor: too far in the future');
+  if (!isSourceName(source)) throw new BadFrameError('source: not a source name');
+  assertTs(ts, { ...limits, now });
+  if (data === undefined) throw new BadFrameError('data: required (use null for no data)');
+  assertDataDepth(data);
+  assertDataSize(data, limits);
+  return { id, topic, cursor, source, ts, data };
+}
+
+export type CheckedEnvelope = { ok: true; envelope: Envelope } | { ok: false; error: AnodeError; reason: string };
+
+/** checkEnvelope without throwing (for paths that count and skip bad envelopes). */
+export function validateEnvelope(value: unknown, limits: MessageLimits): CheckedEnvelope {
+  try {
+    return { ok: true, envelope: checkEnvelope(value, limits) };
+  } catch (error) {
+    const anode = error as AnodeError;
+    return { ok: false, error: anode, reason: anode.message };
+  }
+}
