@@ -8,7 +8,7 @@ const USAGE = `aNode ${VERSION}
 
 Usage:
   anode relay [--port <n>] [--data-dir <dir>] [--config <file.json>] [options]
-  anode token --secret <s> [--pub <pattern>]... [--sub <pattern>]... [--name <source>] [--expires 1h]
+  anode token --secret <s> [--subject <name>] [--pub <pattern>]... [--sub <pattern>]... [--src <pattern>]... [--expires 1h]
   anode --help | --version
 
 Relay options (each also ANODE_<KEY> in the environment or <key> in the JSON config file):
@@ -41,14 +41,24 @@ async function token(args: string[]): Promise<void> {
       secret: { type: 'string' },
       pub: { type: 'string', multiple: true },
       sub: { type: 'string', multiple: true },
-      name: { type: 'string' },
+      subject: { type: 'string' },
+      src: { type: 'string', multiple: true },
       expires: { type: 'string', default: '1h' },
     },
   });
   const secret = values.secret ?? process.env.ANODE_JWT_SECRET;
   if (!secret) throw new ConfigError('token: --secret (or ANODE_JWT_SECRET) is required');
   process.stdout.write(
-    `${await signToken(secret, { pub: values.pub ?? [], sub: values.sub ?? [], name: values.name }, values.expires)}\n`,
+    `${await signToken(
+      secret,
+      {
+        pub: values.pub ?? [],
+        sub: values.sub ?? [],
+        ...(values.subject === undefined ? {} : { subject: values.subject }),
+        ...(values.src === undefined ? {} : { src: values.src }),
+      },
+      values.expires,
+    )}\n`,
   );
 }
 

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { DEFAULT_MAX_MESSAGE_BYTES, ENVELOPE_OVERHEAD_BYTES } from '@anode/shared';
 import { z } from 'zod';
 import { bool, list, nonNegativeInt, port, positiveInt } from './config-fields.ts';
 import { meshConfigShape, openMeshRefusal } from './mesh/mesh-config.ts';
@@ -12,6 +13,9 @@ import { sourcesConfigShape } from './sources/sources-config.ts';
  * the only module that reads the environment. Invalid values are refused with the key's name and
  * where the value came from.
  */
+/** workerd takes WebSocket messages up to 32 MiB, and edge link history pages carry one message at least. */
+const MAX_MESSAGE_BYTES_CEILING = 16 * 1024 * 1024;
+
 export const configSchema = z.object({
   host: z.string().min(1).default('127.0.0.1').describe('address to listen on'),
   port: port.default(8080).describe('HTTP and WebSocket port (0 picks a free one)'),
@@ -33,8 +37,16 @@ export const configSchema = z.object({
   jwt_public_keys: list(z.string().min(1))
     .default([])
     .describe('comma-separated PEM files of Ed25519/P-256 public keys'),
-  max_frame_bytes: positiveInt.default(1024 * 1024).describe('largest WebSocket frame accepted'),
-  max_body_bytes: positiveInt.default(4 * 1024 * 1024).describe('largest HTTP body accepted'),
+  max_message_bytes: positiveInt
+    .max(MAX_MESSAGE_BYTES_CEILING, 'at most 16 MiB (an edge link frame must carry one)')
+    .default(DEFAULT_MAX_MESSAGE_BYTES)
+    .describe('largest message accepted (its data, serialized); every inner limit is above it'),
+  max_frame_bytes: positiveInt
+    .optional()
+    .describe('largest WebSocket frame accepted (default: max_message_bytes + 64 KiB; not below it + 4 KiB)'),
+  max_body_bytes: positiveInt
+    .optional()
+    .describe('largest HTTP body accepted (default: 4 MiB or max_message_bytes + 64 KiB; not below it + 4 KiB)'),
   publish_rate: positiveInt.default(1000).describe('publishes per second per connection (HTTP: per client address)'),
   publish_burst: positiveInt.default(2000).describe('publish burst allowance'),
   max_subscriptions: positiveInt.default(100).describe('subscriptions per connection (past it: limit_reached)'),
@@ -69,7 +81,35 @@ export const configSchema = z.object({
   ...edgeConfigShape,
 });
 
-export type RelayConfig = z.infer<typeof configSchema>;
+type ParsedConfig = z.infer<typeof configSchema>;
+/** The limits derived from max_message_bytes when not given (see messageLimits). */
+type DerivedKeys = 'max_frame_bytes' | 'max_body_bytes' | 'mesh_max_message_bytes';
+export type RelayConfig = Omit<ParsedConfig, DerivedKeys> & { [K in DerivedKeys]: number };
+
+/**
+ * The one largest message (PROTOCOL.md "Limits") and the limits behind it: a WebSocket frame, an
+ * HTTP body and a gossip message must each carry any message the node accepts, envelope and all.
+ * Unset, they follow max_message_bytes; set below it (plus the envelope), the config is refused.
+ */
+function messageLimits(config: ParsedConfig): RelayConfig {
+  const max = config.max_message_bytes;
+  const floor = max + ENVELOPE_OVERHEAD_BYTES;
+  const derived = max + 64 * 1024;
+  const limits = {
+    max_frame_bytes: config.max_frame_bytes ?? derived,
+    max_body_bytes: config.max_body_bytes ?? Math.max(4 * 1024 * 1024, derived),
+    mesh_max_message_bytes: config.mesh_max_message_bytes ?? derived,
+  };
+  for (const [key, value] of Object.entries(limits)) {
+    if (value < floor) {
+      throw new ConfigError(
+        `invalid config: ${key} (${value}) is below max_message_bytes (${max}) plus ${ENVELOPE_OVERHEAD_BYTES} bytes ` +
+          'of envelope: a message the node accepts could not pass it; raise it or lower max_message_bytes',
+      );
+    }
+  }
+  return { ...config, ...limits };
+}
 export const CONFIG_KEYS = Object.keys(configSchema.shape) as (keyof RelayConfig)[];
 
 /** Keys whose value is a list (a repeated flag adds to it). */
@@ -158,7 +198,7 @@ export function loadConfig(sources: ConfigSources = {}): RelayConfig {
   }
   const refusal = openMeshRefusal(result.data);
   if (refusal) throw new ConfigError(refusal);
-  return result.data;
+  return messageLimits(result.data);
 }
 
 /** The help text: every key with its flag, environment variable, default and meaning. */

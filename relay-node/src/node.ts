@@ -57,7 +57,13 @@ export async function createRelayNode(
   const configured = createStore(config, log, metrics);
   const store = overrides.wrapStore ? overrides.wrapStore(configured) : configured;
   const clock = createHybridClock(id);
-  const hub = createHub({ store, clock, metrics, log: log.child({ component: 'hub' }) });
+  const hub = createHub({
+    store,
+    clock,
+    metrics,
+    log: log.child({ component: 'hub' }),
+    maxMessageBytes: config.max_message_bytes,
+  });
 
   const auth = config.jwt_secret || config.jwt_public_keys.length > 0;
   const publicKeys = await Promise.all(config.jwt_public_keys.map((path) => readFile(path, 'utf8')));
@@ -85,6 +91,7 @@ export async function createRelayNode(
       started_at: new Date(startedAt).toISOString(),
       url,
       auth: auth ? 'jwt' : 'none',
+      max_message_bytes: config.max_message_bytes,
     },
     store: { kind: store.kind, ...(await store.health()), queued: hub.writer.queued },
     connections: sockets.size,

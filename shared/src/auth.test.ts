@@ -96,7 +96,10 @@ describe('HS256 tokens', () => {
       { anode: 'all' },
     ];
     for (const payload of payloads) {
-      const token = await new SignJWT(payload as Record<string, unknown>).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('1h').sign(key);
+      const token = await new SignJWT(payload as Record<string, unknown>)
+        .setProtectedHeader({ alg: 'HS256' })
+        .setExpirationTime('1h')
+        .sign(key);
       await rejectsWith(verify(token), 'unauthorized');
     }
   });
@@ -122,7 +125,10 @@ describe('HS256 tokens', () => {
       .setProtectedHeader({ alg: 'HS256' })
       .setExpirationTime('1h')
       .sign(key);
-    await assert.rejects(verify(token), (error: unknown) => error instanceof AnodeError && /`anode` claim/.test(error.message));
+    await assert.rejects(
+      verify(token),
+      (error: unknown) => error instanceof AnodeError && /`anode` claim/.test(error.message),
+    );
   });
 
   test('anode.src entries must be source patterns', async () => {

@@ -141,7 +141,7 @@ export function assertCanSubscribe(claims: Claims, pattern: string): void {
  * `anode.src` patterns (absent: only its subject) allow it, else `forbidden`; without one, the
  * token's subject, which must then be a valid source name. Reserved names are the node's to check.
  */
-export function sourceFor(claims: Claims, requested: string | undefined): string {
+export function sourceFor(claims: Pick<Claims, 'subject' | 'src'>, requested: string | undefined): string {
   if (requested === undefined) {
     if (claims.subject === undefined) return ANONYMOUS_SOURCE;
     if (!isSourceName(claims.subject)) {
@@ -168,7 +168,11 @@ export interface TokenGrants {
 }
 
 /** Mint an HS256 token (development and tests; production tokens come from your issuer). */
-export async function signToken(secret: string, grants: TokenGrants, expiresIn: string | number = '1h'): Promise<string> {
+export async function signToken(
+  secret: string,
+  grants: TokenGrants,
+  expiresIn: string | number = '1h',
+): Promise<string> {
   const anode = { pub: grants.pub ?? [], sub: grants.sub ?? [], ...(grants.src ? { src: grants.src } : {}) };
   const payload: JWTPayload = { ...(grants.subject === undefined ? {} : { sub: grants.subject }), anode };
   return new SignJWT(payload)

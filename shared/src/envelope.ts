@@ -13,6 +13,8 @@ import { isTopic } from './topics.ts';
 export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
 /** How far `ts` may be ahead of the accepting node's clock. */
 export const MAX_TS_AHEAD_MS = MAX_CLOCK_SKEW_MS;
+/** The same bound for envelopes accepted by another node (mesh, edge): its clock may run ahead of ours. */
+export const REMOTE_TS_AHEAD_MS = 2 * MAX_TS_AHEAD_MS;
 /**
  * Bytes an envelope adds around its serialized `data` at most: id (128), topic (519), cursor
  * (49), source (128), ts and the JSON punctuation, rounded up. Inner limits (gossip, catch-up and
@@ -52,7 +54,8 @@ export function isSourcePattern(value: unknown): value is string {
   if (typeof value !== 'string' || value.length < 1 || value.length > MAX_SOURCE_LENGTH) return false;
   const segments = value.split('.');
   return segments.every(
-    (s, i) => s === '*' || (s === '>' && i === segments.length - 1) || (SOURCE_SEGMENT.test(s) && !PROTOTYPE_NAMES.has(s)),
+    (s, i) =>
+      s === '*' || (s === '>' && i === segments.length - 1) || (SOURCE_SEGMENT.test(s) && !PROTOTYPE_NAMES.has(s)),
   );
 }
 
@@ -74,17 +77,14 @@ export interface MessageLimits {
   now?: number;
   /** How far `ts` may run ahead of `now` (default MAX_TS_AHEAD_MS; a mesh allows for drift). */
   tsAheadMs?: number;
-  /**
-   * A known upper bound of `data`'s serialized size (the frame or body it came in): at or under
-   * the limit, `data` is not serialized again to measure it.
-   */
-  bytesAtMost?: number;
 }
 
-/** Throws `too_large` when `data`, serialized as UTF-8 JSON, exceeds the limit. */
-export function assertDataSize(data: unknown, limits: Pick<MessageLimits, 'maxMessageBytes' | 'bytesAtMost'>): void {
+/**
+ * Throws `too_large` when `data`, serialized as UTF-8 JSON, exceeds the limit. Always measured
+ * on the value: the bytes it arrived in are no bound (`1e20` serializes to 21 characters).
+ */
+export function assertDataSize(data: unknown, limits: Pick<MessageLimits, 'maxMessageBytes'>): void {
   const max = limits.maxMessageBytes;
-  if (limits.bytesAtMost !== undefined && limits.bytesAtMost <= max) return;
   const text = JSON.stringify(data) ?? '';
   if (text.length > max || (text.length * 3 > max && utf8Length(text) > max)) {
     throw new TooLargeError(`data: ${utf8Length(text)} bytes serialized; at most ${max} (max_message_bytes)`);

@@ -204,7 +204,7 @@ describe('delivery with auth', () => {
   after(() => relay.stop());
 
   it('delivers to holders of matching claims and refuses the rest', async () => {
-    const publisherToken = await signToken(SECRET, { pub: ['auth.>'], name: 'feed-service' });
+    const publisherToken = await signToken(SECRET, { pub: ['auth.>'], subject: 'feed-service' });
     const readerToken = await signToken(SECRET, { sub: ['auth.*'] });
     const publisher = await openSocket(`${relay.wsUrl}/v1/ws`, {
       headers: { authorization: `Bearer ${publisherToken}` },

@@ -350,7 +350,7 @@ describe('error codes', () => {
     let token: string;
     before(async () => {
       relay = await startRelay({ 'jwt-secret': SECRET, 'max-subscriptions': '3' });
-      token = await signToken(SECRET, { pub: ['a.>'], sub: ['a.*'], name: 'alice' });
+      token = await signToken(SECRET, { pub: ['a.>'], sub: ['a.*'], subject: 'alice' });
     });
     after(() => relay.stop());
 

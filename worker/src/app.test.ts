@@ -23,12 +23,13 @@ describe('edge worker: routing, auth, limits and error frames (workerd)', () => 
     edge = await startEdge({
       JWT_SECRET: SECRET,
       LINK_SECRET,
-      MAX_FRAME_BYTES: '1024',
-      MAX_BODY_BYTES: '2048',
+      MAX_MESSAGE_BYTES: '1024',
+      MAX_FRAME_BYTES: '5200',
+      MAX_BODY_BYTES: '6000',
       PUBLISH_RATE: '1',
       PUBLISH_BURST: '5',
     });
-    all = await signToken(SECRET, { pub: ['>'], sub: ['>'], name: 'tester' });
+    all = await signToken(SECRET, { pub: ['>'], sub: ['>'], subject: 'tester' });
   });
   after(() => edge.stop());
 
@@ -84,14 +85,23 @@ describe('edge worker: routing, auth, limits and error frames (workerd)', () => 
   });
 
   it('answers oversized bodies with 413 and oversized frames with too_large, keeping the socket', async () => {
-    const big = await post('/v1/topics/limits.a/messages', { data: 'x'.repeat(4096) });
+    const big = await post('/v1/topics/limits.a/messages', { data: 'x'.repeat(7000) });
     assert.equal(big.status, 413);
     assert.equal(await errorOf(big), 'too_large');
+    // Under the body limit, over MAX_MESSAGE_BYTES: the message contract refuses it.
+    const overMessage = await post('/v1/topics/limits.a/messages', { data: 'x'.repeat(2000) });
+    assert.equal(overMessage.status, 413);
+    assert.equal(await errorOf(overMessage), 'too_large');
     const socket = await openSocket(`${edge.wsUrl}/v1/topics/limits.a/ws?token=${all}`);
     await socket.next((f) => f.op === 'subscribed');
-    socket.send({ op: 'pub', topic: 'limits.a', data: 'y'.repeat(2000), ref: 'big' });
+    socket.send({ op: 'pub', topic: 'limits.a', data: 'y'.repeat(6000), ref: 'big' });
     const tooLarge = await socket.next(err());
     assert.equal(tooLarge.op === 'err' && tooLarge.code, 'too_large');
+    socket.send({ op: 'pub', topic: 'limits.a', data: 'y'.repeat(2000), ref: 'big-message' });
+    const overLimit = await socket.next(err('big-message'));
+    assert.equal(overLimit.op === 'err' && overLimit.code, 'too_large');
+    socket.send({ op: 'pub', topic: 'limits.a', data: 'y'.repeat(1022), ref: 'max' });
+    await socket.next((f) => f.op === 'ack' && f.ref === 'max');
     socket.send({ op: 'ping', ref: 'still-here' });
     await socket.next((f) => f.op === 'pong' && f.ref === 'still-here');
     socket.close();

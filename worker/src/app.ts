@@ -77,7 +77,8 @@ export function createApp(): Hono<App> {
       topic,
       pub: claims.pub.some((pattern) => matches(pattern, topic)),
       origin: origin(c),
-      ...(claims.name === undefined ? {} : { name: claims.name }),
+      ...(claims.subject === undefined ? {} : { subject: claims.subject }),
+      ...(claims.src === undefined ? {} : { src: claims.src }),
       ...(claims.exp === undefined ? {} : { exp: claims.exp }),
       ...(after === undefined ? {} : { after }),
     };
@@ -108,7 +109,7 @@ export function createApp(): Hono<App> {
       }
       const items = parsePublishBody(body, c.req.header('idempotency-key'));
       const address = c.req.header('cf-connecting-ip') ?? 'unknown';
-      const who = { claims: { name: claims.name }, address, origin: origin(c) };
+      const who = { claims: { subject: claims.subject, src: claims.src }, address, origin: origin(c) };
       const acks = unwrap(await hubFor(c.env, topic).publish(topic, items, who));
       return c.json({ messages: acks }, 202);
     },

@@ -1,3 +1,4 @@
+import { DEFAULT_MAX_MESSAGE_BYTES, ENVELOPE_OVERHEAD_BYTES } from '@anode/shared';
 import { z } from 'zod';
 import type { TopicHub } from './hub/topic-hub.ts';
 
@@ -35,8 +36,11 @@ const schema = z.object({
   JWT_PUBLIC_KEYS: z.string().optional(),
   EDGE_URL: z.url({ protocol: /^https?$/ }).optional(),
   RING_SIZE: int(1000),
-  MAX_FRAME_BYTES: int(1024 * 1024),
-  MAX_BODY_BYTES: int(4 * 1024 * 1024),
+  /** The largest message (its data, serialized), as the relay's max_message_bytes. */
+  MAX_MESSAGE_BYTES: int(DEFAULT_MAX_MESSAGE_BYTES),
+  /** Unset: MAX_MESSAGE_BYTES + 64 KiB (frames), 4 MiB or that (bodies); never below it + 4 KiB. */
+  MAX_FRAME_BYTES: z.coerce.number().int().min(1).optional(),
+  MAX_BODY_BYTES: z.coerce.number().int().min(1).optional(),
   /** Most a resume may send in one go; past it the socket closes 4001 and the client resumes on. */
   MAX_SEND_BUFFER_BYTES: int(8 * 1024 * 1024),
   PUBLISH_RATE: int(1000),
@@ -51,7 +55,27 @@ const schema = z.object({
   LINK_BATCH: int(100),
 });
 
-export type EdgeConfig = Omit<z.infer<typeof schema>, 'JWT_PUBLIC_KEYS'> & { JWT_PUBLIC_KEYS: string[] };
+export type EdgeConfig = Omit<z.infer<typeof schema>, 'JWT_PUBLIC_KEYS' | 'MAX_FRAME_BYTES' | 'MAX_BODY_BYTES'> & {
+  JWT_PUBLIC_KEYS: string[];
+  MAX_FRAME_BYTES: number;
+  MAX_BODY_BYTES: number;
+};
+
+/** Frame and body limits carry any message the edge accepts (PROTOCOL.md "Limits"), as on a relay. */
+function messageLimits(parsed: z.infer<typeof schema>) {
+  const max = parsed.MAX_MESSAGE_BYTES;
+  const derived = max + 64 * 1024;
+  const limits = {
+    MAX_FRAME_BYTES: parsed.MAX_FRAME_BYTES ?? derived,
+    MAX_BODY_BYTES: parsed.MAX_BODY_BYTES ?? Math.max(4 * 1024 * 1024, derived),
+  };
+  for (const [key, value] of Object.entries(limits)) {
+    if (value < max + ENVELOPE_OVERHEAD_BYTES) {
+      throw new Error(`invalid edge config: ${key} (${value}) is below MAX_MESSAGE_BYTES (${max}) plus the envelope`);
+    }
+  }
+  return limits;
+}
 
 const PEM = /-----BEGIN PUBLIC KEY-----[\s\S]+?-----END PUBLIC KEY-----/g;
 
@@ -66,7 +90,11 @@ export function edgeConfig(env: Env): EdgeConfig {
     const issue = result.error.issues[0];
     throw new Error(`invalid edge config: ${String(issue?.path[0] ?? '')}: ${issue?.message ?? 'invalid'}`);
   }
-  const config = { ...result.data, JWT_PUBLIC_KEYS: env.JWT_PUBLIC_KEYS?.match(PEM) ?? [] };
+  const config = {
+    ...result.data,
+    ...messageLimits(result.data),
+    JWT_PUBLIC_KEYS: env.JWT_PUBLIC_KEYS?.match(PEM) ?? [],
+  };
   if (linksOffReason(config)) console.warn(`edge: relay links are off: ${linksOffReason(config)}`);
   cached = { env, config };
   return config;

@@ -67,6 +67,7 @@ export const statusSchema = z
         started_at: isoTime,
         url: z.string(),
         auth: z.enum(['jwt', 'none']),
+        max_message_bytes: z.number(),
         peer_id: z.string().optional(),
         multiaddrs: z.array(z.string()).optional(),
       })

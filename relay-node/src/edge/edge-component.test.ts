@@ -130,8 +130,43 @@ describe('edge links, relay side', () => {
     link.ws.send(JSON.stringify({ op: 'latest', ref: 'l' }));
     assert.ok(((await frame('latest', 'l')).sources as Record<string, unknown>).e);
 
-    link.ws.send(JSON.stringify({ op: 'pub', ref: 'bad', messages: [{ ...envelope, topic: 'other.topic' }] }));
-    assert.equal((await frame('err', 'bad')).code, 'forbidden');
+    // The message contract at the link: each bad message is refused with its code, the good one
+    // in the same frame is stored, and the link stays up.
+    const bad = [
+      { ...envelope, id: 'b1', topic: 'other.topic' },
+      { ...envelope, id: 'has space' },
+      { ...envelope, id: 'b3', source: '' },
+      { ...envelope, id: 'b4', ts: -1 },
+      { ...envelope, id: 'b5', cursor: 'ffffffffffffffff-eabc' },
+      { ...envelope, id: 'b6', ts: Date.now() + 10 * 60_000 },
+      { ...envelope, id: 'b7', source: '__proto__' },
+    ];
+    const good = { ...envelope, id: 'kedge2', cursor: '0000000000020000-eabc' };
+    link.ws.send(JSON.stringify({ op: 'pub', ref: 'bad', messages: [...bad, good] }));
+    const refusedAck = (await frame('ack', 'bad')) as { ids: string[]; refused: { id: string | null; code: string }[] };
+    assert.deepEqual(refusedAck.ids, ['kedge2']);
+    assert.deepEqual(
+      refusedAck.refused.map((r) => [r.id, r.code]),
+      [
+        ['b1', 'forbidden'],
+        ['has space', 'bad_frame'],
+        ['b3', 'bad_frame'],
+        ['b4', 'bad_frame'],
+        ['b5', 'bad_frame'],
+        ['b6', 'bad_frame'],
+        ['b7', 'bad_frame'],
+      ],
+    );
+    link.ws.send(JSON.stringify({ op: 'pub', ref: 'shape', messages: 'not a list' }));
+    assert.equal((await frame('err', 'shape')).code, 'bad_frame');
+    const stored = (await (await fetch(`${url}/v1/topics/unit.link/messages`)).json()) as {
+      messages: { id: string }[];
+    };
+    assert.deepEqual(
+      stored.messages.map((m) => m.id).filter((id) => id !== 'kedge1' && id.startsWith('k')),
+      ['kedge2'],
+      'only the valid message was stored',
+    );
 
     const status = (await (await fetch(`${url}/v1/status`)).json()) as {
       edge: { links: { topic: string; state: string; messages_from_edge: number; messages_to_edge: number }[] };
@@ -143,7 +178,7 @@ describe('edge links, relay side', () => {
         messages_from_edge,
         messages_to_edge,
       })),
-      [{ topic: 'unit.link', state: 'open', messages_from_edge: 1, messages_to_edge: 1 }],
+      [{ topic: 'unit.link', state: 'open', messages_from_edge: 2, messages_to_edge: 1 }],
     );
   });
 

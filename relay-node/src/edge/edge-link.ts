@@ -1,8 +1,9 @@
 import {
-  AnodeError,
-  assertDataDepth,
   CLOSE_CODES,
   type Envelope,
+  BadFrameError,
+  ForbiddenError,
+  refOf,
   parseWith,
   randomId,
   toAnodeError,
@@ -122,7 +123,7 @@ export class EdgeLink implements Subscriber {
     try {
       frame = parseWith(edgeFrameSchema, JSON.parse(text));
     } catch (error) {
-      this.#fail(error, undefined);
+      this.#fail(error instanceof SyntaxError ? new BadFrameError('frame is not valid JSON') : error, refOf(text));
       return;
     }
     this.#handle(frame).catch((error: unknown) => this.#fail(error, frame.ref));
@@ -134,6 +135,16 @@ export class EdgeLink implements Subscriber {
     this.#reply({ op: 'err', code: anode.code, message: anode.message, ...(ref === undefined ? {} : { ref }) });
   }
 
+  /** The message contract for one message from the edge: this link's topic, no reserved source. */
+  #check(value: unknown): Envelope {
+    const [envelope] = this.#options.hub.checkRemote([value], true) as [Envelope];
+    if (envelope.topic !== this.topic) throw new ForbiddenError(`this link carries ${this.topic} only`);
+    if (this.#options.hub.isReserved(envelope.source)) {
+      throw new ForbiddenError(`source ${envelope.source} is reserved: a source this node pulls`);
+    }
+    return envelope;
+  }
+
   async #handle(frame: EdgeFrame): Promise<void> {
     const { hub } = this.#options;
     switch (frame.op) {
@@ -141,10 +152,24 @@ export class EdgeLink implements Subscriber {
         await hub.subscribe(this, this.topic, frame.after, frame.ref);
         return;
       case 'pub': {
-        const envelopes = frame.messages as Envelope[];
+        const envelopes: Envelope[] = [];
+        const refused: { id: string | null; code: string; message: string }[] = [];
+        for (const value of frame.messages) {
+          try {
+            envelopes.push(this.#check(value));
+          } catch (error) {
+            const anode = toAnodeError(error);
+            const id = (value as { id?: unknown } | null)?.id;
+            refused.push({ id: typeof id === 'string' ? id : null, code: anode.code, message: anode.message });
+          }
+        }
+        if (refused.length > 0) {
+          this.#options.log.warn(
+            { topic: this.topic, refused: refused.length, first: refused[0] },
+            'edge messages refused',
+          );
+        }
         for (const envelope of envelopes) {
-          if (envelope.topic !== this.topic) throw new AnodeError('forbidden', `this link carries ${this.topic} only`);
-          assertDataDepth(envelope.data);
           this.#echo.add(envelope.id);
           if (this.#echo.size > 10_000) this.#echo.delete(this.#echo.values().next().value as string);
         }
@@ -152,7 +177,8 @@ export class EdgeLink implements Subscriber {
         // Written as accepted here, not `hub.ingest` (which marks them remote): this relay is how
         // they enter the mesh, and only locally accepted messages are gossiped (hub.onAccepted).
         const results = await hub.writer.write(envelopes, 'local');
-        this.#reply({ op: 'ack', ref: frame.ref, ids: results.map((r) => r.envelope.id) });
+        const ids = results.map((r) => r.envelope.id);
+        this.#reply({ op: 'ack', ref: frame.ref, ids, ...(refused.length > 0 ? { refused } : {}) });
         return;
       }
       case 'history': {

@@ -1,5 +1,10 @@
 import {
+  checkEnvelope,
+  type Claims,
   CursorExpiredError,
+  ForbiddenError,
+  REMOTE_TS_AHEAD_MS,
+  sourceFor,
   compareCursors,
   contentId,
   type Envelope,
@@ -10,7 +15,7 @@ import {
   type PublishItem,
   randomId,
   TopicIndex,
-  assertDataDepth,
+  validateEnvelope,
 } from '@anode/shared';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
@@ -46,6 +51,8 @@ export interface HubOptions {
   clock: HybridClock;
   metrics: Metrics;
   log: Logger;
+  /** The largest serialized `data` accepted (config `max_message_bytes`), at every entry. */
+  maxMessageBytes: number;
   /** Live messages a catching-up subscription may buffer before it is cut off. */
   maxCatchUpBuffer?: number;
 }
@@ -62,7 +69,11 @@ export interface Ack {
   cursor: string;
 }
 
-export type PublishContext = { via: 'ws' | 'http' | 'source'; source: string };
+/**
+ * Who publishes: a client, whose token binds the source (PROTOCOL.md "Auth"), or a pulled
+ * source of this node, publishing under its own (reserved) name.
+ */
+export type PublishContext = { via: 'ws' | 'http'; claims: Claims } | { via: 'source'; source: string };
 
 export const msgFrame = (envelope: Envelope): string => JSON.stringify({ op: 'msg', ...envelope });
 
@@ -100,6 +111,16 @@ export function createHub(options: HubOptions) {
   const acceptedListeners = new Set<(envelopes: Envelope[]) => void>();
   const recentRemote = new SeenIds(100_000);
   const late = createLateArrivals();
+  let reserved: (source: string) => boolean = () => false;
+
+  /** The source a client's publish is stored under: bound to its token, never a reserved name. */
+  const clientSource = (claims: Claims, requested: string | undefined) => {
+    const source = sourceFor(claims, requested);
+    if (reserved(source)) throw new ForbiddenError(`source ${source} is reserved: a source this node pulls`);
+    return source;
+  };
+  const limits = { maxMessageBytes: options.maxMessageBytes };
+  const remoteLimits = () => ({ ...limits, now: Date.now(), tsAheadMs: REMOTE_TS_AHEAD_MS });
 
   const deliver = (envelope: Envelope, origin: WriteOrigin) => {
     const s = statsOf(envelope.topic);
@@ -143,17 +164,16 @@ export function createHub(options: HubOptions) {
     /** Accept messages: assign ids and cursors, write durably, fan out; resolves with the acks. */
     async publish(topic: string, items: readonly PublishItem[], context: PublishContext): Promise<Ack[]> {
       const started = performance.now();
-      for (const item of items) assertDataDepth(item.data);
-      const envelopes = items.map((item): Envelope => {
-        const source = item.source ?? context.source;
-        return {
-          id: item.key === undefined ? randomId() : contentId(topic, source, item.key),
-          topic,
-          cursor: clock.next(),
-          source,
-          ts: item.ts ?? Date.now(),
-          data: item.data,
-        };
+      const now = Date.now();
+      const sources = items.map((item) =>
+        context.via === 'source' ? context.source : clientSource(context.claims, item.source),
+      );
+      // One bad item refuses the whole publish (its cursors are skipped: gaps are harmless).
+      const envelopes = items.map((item, i): Envelope => {
+        const source = sources[i] as string;
+        const id = item.key === undefined ? randomId() : contentId(topic, source, item.key);
+        const envelope = { id, topic, cursor: clock.next(), source, ts: item.ts ?? now, data: item.data };
+        return checkEnvelope(envelope, { ...limits, now });
       });
       const results = await writer.write(envelopes);
       const inserted = results.filter((r) => r.inserted).length;
@@ -168,7 +188,8 @@ export function createHub(options: HubOptions) {
      * edge link). With `persist`, they are stored (idempotently) before fan-out; without, only
      * fanned out, once per id. Resolves with how many were new here.
      */
-    async ingest(envelopes: readonly Envelope[], options: { persist: boolean }): Promise<number> {
+    async ingest(values: readonly unknown[], options: { persist: boolean }): Promise<number> {
+      const envelopes = this.checkRemote(values);
       for (const envelope of envelopes) clock.observe(envelope.cursor);
       if (options.persist) {
         const results = await writer.write(envelopes, 'remote');
@@ -182,6 +203,32 @@ export function createHub(options: HubOptions) {
       }
       return fresh;
     },
+
+    /**
+     * The message contract for envelopes from elsewhere (mesh, catch-up, an edge link): the valid
+     * ones, in order; the others are counted and dropped. `throwFirst` refuses the lot instead.
+     */
+    checkRemote(values: readonly unknown[], throwFirst = false): Envelope[] {
+      const at = remoteLimits();
+      const valid: Envelope[] = [];
+      for (const value of values) {
+        const checked = validateEnvelope(value, at);
+        if (checked.ok) valid.push(checked.envelope);
+        else if (throwFirst) throw checked.error;
+        else {
+          metrics.errors.inc({ code: checked.error.code });
+          options.log.warn({ reason: checked.reason }, 'envelope from elsewhere refused');
+        }
+      }
+      return valid;
+    },
+
+    /** Names no client may publish as (the sources this node pulls); set by the sources component. */
+    reserveSources(isReserved: (source: string) => boolean): void {
+      reserved = isReserved;
+    },
+
+    isReserved: (source: string) => reserved(source),
 
     /** Listen for messages this node accepted, after they are durable (to gossip or forward them). */
     onAccepted(listener: (envelopes: Envelope[]) => void): () => void {

@@ -1,36 +1,47 @@
-import type { Envelope, MessageStore } from '@anode/shared';
+import { type Envelope, type MessageStore, utf8Length } from '@anode/shared';
 import type { PeerId, Stream } from '@libp2p/interface';
 import { lpStream } from '@libp2p/utils';
 import type { Logger } from '../logger.ts';
-import { validateEnvelope } from './gossip-codec.ts';
 import type { Host } from './host.ts';
 import type { Shards } from './shards.ts';
 
 /**
- * The catch-up protocol (`/anode/catch-up/1.0.0`): history by cursor range over a libp2p
+ * The catch-up protocol (`/anode/catch-up/2.0.0`): history by cursor range over a libp2p
  * stream, like Waku's store protocol. The client sends requests and the server answers each
  * with one frame; every frame is a varint-length-prefixed UTF-8 JSON object:
  *
- * - `{"op":"topics","shards":[n…],"shard_count":N}` → `{"topics":["t"…]}`: the server's stored
- *   topics in those shards.
+ * - `{"op":"topics","shards":[n…],"shard_count":N,"after"?:"<topic>"}` → `{"topics":["t"…],
+ *   "next":"<topic>"|null}`: the server's stored topics in those shards, sorted, after `after`,
+ *   at most TOPICS_PAGE names and TOPICS_PAGE_BYTES of them; `next` is the `after` of the
+ *   following page, null at the end.
  * - `{"op":"history","topic":"t","after":"<cursor>","limit":n}` → `{"messages":[envelope…],
- *   "next":"<cursor>"|null}`: stored messages of `t` with cursor > `after`, ascending; `next` is
+ *   "next":"<cursor>"|null}`: stored messages of `t` with cursor > `after`, ascending, at most
+ *   `limit` (≤ 500) and PAGE_BYTES of envelopes, but always one when there is one; `next` is
  *   where the following page starts, null at the end.
  * - anything else → `{"error":"…"}`, and the server closes the stream.
  *
- * The client closes the stream when done. Every envelope received is validated like gossip.
+ * No list and no message can outgrow a frame: pages are cut by their serialized UTF-8 size, and
+ * the frame limit is PAGE_BYTES plus the largest envelope the mesh carries (which config keeps
+ * above max_message_bytes). A stored envelope larger than that (kept from before the limit) is
+ * skipped, not sent. The client closes the stream when done; the hub checks every envelope.
  */
-export const CATCH_UP_PROTOCOL = '/anode/catch-up/1.0.0';
+export const CATCH_UP_PROTOCOL = '/anode/catch-up/2.0.0';
 const PAGE_LIMIT = 500;
 const PAGE_BYTES = 512 * 1024;
+const TOPICS_PAGE = 1000;
+const TOPICS_PAGE_BYTES = 64 * 1024;
+const FRAME_SLACK = 64 * 1024;
 const REQUEST_TIMEOUT_MS = 15_000;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 const isEof = (error: unknown) => (error as Error)?.name === 'UnexpectedEOFError';
 
-const frames = (stream: Stream, maxMessageBytes: number) => {
-  const lp = lpStream(stream, { maxDataLength: PAGE_BYTES + maxMessageBytes + 64 * 1024 });
+/** The largest catch-up frame, for a mesh whose largest envelope is `maxEnvelopeBytes`. */
+export const catchUpFrameBytes = (maxEnvelopeBytes: number) => PAGE_BYTES + maxEnvelopeBytes + FRAME_SLACK;
+
+const frames = (stream: Stream, maxEnvelopeBytes: number) => {
+  const lp = lpStream(stream, { maxDataLength: catchUpFrameBytes(maxEnvelopeBytes) });
   return {
     async read(): Promise<Record<string, unknown>> {
       const value: unknown = JSON.parse(
@@ -40,9 +51,52 @@ const frames = (stream: Stream, maxMessageBytes: number) => {
         throw new Error('frame is not an object');
       return value as Record<string, unknown>;
     },
-    write: (value: unknown) => lp.write(encoder.encode(JSON.stringify(value))),
+    write: (value: unknown) => lp.write(encoder.encode(typeof value === 'string' ? value : JSON.stringify(value))),
   };
 };
+
+/** One page of topic names after `after`, cut by count and bytes. */
+export function topicsPage(sorted: readonly string[], after: string | undefined) {
+  const topics: string[] = [];
+  let bytes = 0;
+  let i = after === undefined ? 0 : sorted.findIndex((t) => t > after);
+  if (i < 0) i = sorted.length;
+  for (; i < sorted.length && topics.length < TOPICS_PAGE; i++) {
+    const topic = sorted[i] as string;
+    bytes += utf8Length(topic) + 3;
+    if (topics.length > 0 && bytes > TOPICS_PAGE_BYTES) break;
+    topics.push(topic);
+  }
+  return { topics, next: i < sorted.length ? (topics.at(-1) ?? null) : null };
+}
+
+/**
+ * One history page as frame text: envelopes serialized once, cut at PAGE_BYTES (one always
+ * fits), envelopes over `maxEnvelopeBytes` skipped.
+ */
+export function historyPage(page: readonly Envelope[], limit: number, maxEnvelopeBytes: number, log?: Logger) {
+  const parts: string[] = [];
+  let bytes = 0;
+  let last: string | undefined;
+  let taken = 0;
+  for (const envelope of page) {
+    const { id, topic, cursor, source, ts, data } = envelope;
+    const text = JSON.stringify({ id, topic, cursor, source, ts, data });
+    const size = utf8Length(text) + 1;
+    if (size > maxEnvelopeBytes) {
+      log?.warn({ id, topic, bytes: size }, 'catch-up: stored message larger than the mesh carries; skipped');
+    } else {
+      if (parts.length > 0 && bytes + size > PAGE_BYTES) break;
+      parts.push(text);
+      bytes += size;
+    }
+    last = cursor;
+    taken += 1;
+  }
+  const more = taken < page.length || page.length === limit;
+  const next = more && last !== undefined ? JSON.stringify(last) : 'null';
+  return `{"messages":[${parts.join(',')}],"next":${next}}`;
+}
 
 /** Serve catch-up requests from this node's store. */
 export function serveCatchUp(
@@ -50,25 +104,18 @@ export function serveCatchUp(
   deps: { store: MessageStore; shards: Shards; maxMessageBytes: number; log: Logger },
 ) {
   const { store, shards, log } = deps;
-  const answer = async (request: Record<string, unknown>) => {
+  const answer = async (request: Record<string, unknown>): Promise<string | { error: string }> => {
     if (request.op === 'topics') {
       if (request.shard_count !== shards.count) return { error: `shard count ${shards.count} here` };
       const wanted = Array.isArray(request.shards) ? new Set(request.shards) : undefined;
-      const topics = (await store.topics()).filter((topic) => !wanted || wanted.has(shards.of(topic)));
-      return { topics };
+      const after = typeof request.after === 'string' ? request.after : undefined;
+      const topics = (await store.topics()).filter((topic) => !wanted || wanted.has(shards.of(topic))).sort();
+      return JSON.stringify(topicsPage(topics, after));
     }
     if (request.op === 'history' && typeof request.topic === 'string' && typeof request.after === 'string') {
       const limit = Math.min(PAGE_LIMIT, Math.max(1, Number(request.limit) || PAGE_LIMIT));
       const page = await store.history(request.topic, { after: request.after, limit });
-      const messages: Envelope[] = [];
-      let bytes = 0;
-      for (const envelope of page) {
-        if (messages.length > 0 && bytes >= PAGE_BYTES) break;
-        messages.push(envelope);
-        bytes += JSON.stringify(envelope.data ?? null).length + 200;
-      }
-      const more = messages.length < page.length || page.length === limit;
-      return { messages, next: more ? (messages.at(-1)?.cursor ?? null) : null };
+      return historyPage(page, limit, deps.maxMessageBytes, log);
     }
     return { error: 'unknown request' };
   };
@@ -80,7 +127,7 @@ export function serveCatchUp(
         for (;;) {
           const response = await answer(await io.read());
           await io.write(response);
-          if ('error' in response) break;
+          if (typeof response !== 'string') break;
         }
         await stream.close();
       } catch (error) {
@@ -96,8 +143,8 @@ export interface CatchUpRequest {
   peer: PeerId;
   shards: readonly number[];
   after: string;
-  /** Stores (or fans out) one page; resolves when it is done. */
-  ingest(envelopes: Envelope[]): Promise<number>;
+  /** Checks (the message contract) and stores one page; resolves with how many were new. */
+  ingest(envelopes: unknown[]): Promise<number>;
   signal?: AbortSignal;
 }
 
@@ -118,25 +165,37 @@ export async function catchUpFrom(host: Host, shards: Shards, maxMessageBytes: n
     if (typeof response.error === 'string') throw new Error(`catch-up refused: ${response.error}`);
     return response;
   };
+  const historyOf = async (topic: string) => {
+    let fresh = 0;
+    let after: string | null = request.after;
+    while (after !== null) {
+      request.signal?.throwIfAborted();
+      const page = await ask({ op: 'history', topic, after, limit: PAGE_LIMIT });
+      const messages = (Array.isArray(page.messages) ? page.messages : []) as unknown[];
+      fresh += await request.ingest(messages.filter((m) => (m as { topic?: unknown } | null)?.topic === topic));
+      const next: unknown = page.next;
+      after = typeof next === 'string' && next > after ? next : null;
+    }
+    return fresh;
+  };
   let fresh = 0;
   try {
-    const { topics } = await ask({ op: 'topics', shards: request.shards, shard_count: shards.count });
     const wanted = new Set(request.shards);
-    for (const topic of Array.isArray(topics) ? topics : []) {
-      if (typeof topic !== 'string' || !wanted.has(shards.of(topic))) continue;
-      let after: string | null = request.after;
-      while (after !== null) {
-        request.signal?.throwIfAborted();
-        const page = await ask({ op: 'history', topic, after, limit: PAGE_LIMIT });
-        const envelopes = (Array.isArray(page.messages) ? page.messages : []).flatMap((value: unknown) => {
-          const decoded = validateEnvelope(value);
-          return decoded.ok && decoded.envelope.topic === topic ? [decoded.envelope] : [];
-        });
-        fresh += await request.ingest(envelopes);
-        const next: unknown = page.next;
-        after = typeof next === 'string' && next > after ? next : null;
+    let topicsAfter: string | undefined;
+    do {
+      const listed = await ask({
+        op: 'topics',
+        shards: request.shards,
+        shard_count: shards.count,
+        ...(topicsAfter === undefined ? {} : { after: topicsAfter }),
+      });
+      for (const topic of Array.isArray(listed.topics) ? listed.topics : []) {
+        if (typeof topic !== 'string' || !wanted.has(shards.of(topic))) continue;
+        fresh += await historyOf(topic);
       }
-    }
+      const next: unknown = listed.next;
+      topicsAfter = typeof next === 'string' && (topicsAfter === undefined || next > topicsAfter) ? next : undefined;
+    } while (topicsAfter !== undefined);
     await stream.close();
     return fresh;
   } catch (error) {

@@ -1,4 +1,4 @@
-import { assertDataDepth, cursorTime, type Envelope, isCursor, isTopic, MAX_CLOCK_SKEW_MS } from '@anode/shared';
+import { validateEnvelope as checkEnvelope, type Envelope, REMOTE_TS_AHEAD_MS } from '@anode/shared';
 
 /**
  * The wire encoding of gossip and the rules a receiver checks before it accepts, stores and
@@ -22,10 +22,7 @@ export const BATCH_TARGET_BYTES = 64 * 1024;
 /** At most this many envelopes in one batch. */
 export const MAX_BATCH_ENVELOPES = 4096;
 
-const ID = /^[A-Za-z0-9_-]{1,128}$/;
 const NODE_ID = /^[a-z0-9]{1,32}$/;
-const MAX_SOURCE_LENGTH = 256;
-const MAX_TS = 8.64e15;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
@@ -87,7 +84,7 @@ export function decodeBatch(bytes: Uint8Array, rules: DecodeRules): DecodedBatch
   const now = rules.now ?? Date.now();
   const out: Envelope[] = [];
   for (const [index, item] of envelopes.entries()) {
-    const decoded = validateEnvelope(item, now);
+    const decoded = validateEnvelope(item, now, rules.maxBytes);
     if (!decoded.ok) return fail(`envelopes[${index}]: ${decoded.reason}`);
     if (rules.shardOf(decoded.envelope.topic) !== rules.shard) return fail(`envelopes[${index}]: not in this shard`);
     out.push(decoded.envelope);
@@ -98,25 +95,13 @@ export function decodeBatch(bytes: Uint8Array, rules: DecodeRules): DecodedBatch
 /** The node id a cursor was minted by (the part after `-`). */
 export const cursorNode = (cursor: string) => cursor.slice(cursor.indexOf('-') + 1);
 
-/** Check that a parsed value is a well-formed envelope (gossip and catch-up alike). */
-export function validateEnvelope(value: unknown, now = Date.now()): Decoded {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return fail('not a JSON object');
-  const { id, topic, cursor, source, ts, data } = value as Record<string, unknown>;
-  if (typeof id !== 'string' || !ID.test(id)) return fail('id: 1 to 128 of [A-Za-z0-9_-]');
-  if (!isTopic(topic)) return fail('topic: not a topic');
-  if (!isCursor(cursor) || cursor === '0') return fail('cursor: not a message cursor');
-  if (cursorTime(cursor) > now + MAX_CLOCK_SKEW_MS) return fail('cursor: too far in the future');
-  if (typeof source !== 'string' || source.length < 1 || source.length > MAX_SOURCE_LENGTH) {
-    return fail('source: 1 to 256 characters');
-  }
-  if (typeof ts !== 'number' || !Number.isInteger(ts) || ts < 0 || ts > MAX_TS) return fail('ts: not a timestamp');
-  if (data === undefined) return fail('data: required');
-  try {
-    assertDataDepth(data);
-  } catch (error) {
-    return fail((error as Error).message);
-  }
-  return { ok: true, envelope: { id, topic, cursor, source, ts, data } };
+/**
+ * The message contract (shared checkEnvelope) for gossip: `maxBytes` bounds the data as well,
+ * the node's exact max_message_bytes being checked again where the hub takes it (hub.ingest).
+ */
+export function validateEnvelope(value: unknown, now = Date.now(), maxBytes = Number.MAX_SAFE_INTEGER): Decoded {
+  const checked = checkEnvelope(value, { maxMessageBytes: maxBytes, now, tsAheadMs: REMOTE_TS_AHEAD_MS });
+  return checked.ok ? checked : fail(checked.reason);
 }
 
 /** A batch's gossipsub message id: `<publisher peer id>/<seqno, 16 lowercase hex digits>`. */

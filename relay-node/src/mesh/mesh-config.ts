@@ -74,8 +74,10 @@ export const meshConfigShape = {
     .default(5)
     .describe('a busy node gathers its accepted messages this long into one gossip batch per shard (0: no wait)'),
   mesh_max_message_bytes: positiveInt
-    .default(2 * 1024 * 1024)
-    .describe('largest gossip message accepted (larger: rejected, sender scored down)'),
+    .optional()
+    .describe(
+      'largest gossip message accepted, envelope and all (larger: rejected, sender scored down; default: max_message_bytes + 64 KiB)',
+    ),
 };
 
 type MeshKeys = { [K in keyof typeof meshConfigShape]: z.infer<(typeof meshConfigShape)[K]> };

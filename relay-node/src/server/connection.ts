@@ -191,8 +191,7 @@ export class ClientConnection implements Subscriber {
           if (!this.#bucket.take()) {
             throw new RateLimitedError(`publish rate limit of ${this.#deps.config.publish_rate}/s exceeded`);
           }
-          const source = this.#claims.name ?? 'anonymous';
-          const [ack] = await this.#deps.hub.publish(frame.topic, [frame], { via: 'ws', source });
+          const [ack] = await this.#deps.hub.publish(frame.topic, [frame], { via: 'ws', claims: this.#claims });
           return this.#frame({ op: 'ack', id: ack?.id, cursor: ack?.cursor, ...withRef });
         }
         case 'sub': {

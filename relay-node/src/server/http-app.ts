@@ -112,10 +112,10 @@ export function createHttpApp(deps: HttpDeps): Hono<Env> {
       }
       const items = parsePublishBody(body, c.req.header('idempotency-key'));
       const address = getConnInfo(c).remote.address ?? 'unknown';
-      if (!allowPublish(`${address}|${claims.name ?? ''}`, items.length)) {
+      if (!allowPublish(`${address}|${claims.subject ?? ''}`, items.length)) {
         throw new RateLimitedError(`publish rate limit of ${config.publish_rate}/s exceeded`);
       }
-      const acks = await hub.publish(topic, items, { via: 'http', source: claims.name ?? 'anonymous' });
+      const acks = await hub.publish(topic, items, { via: 'http', claims });
       return c.json({ messages: acks }, 202);
     },
   );

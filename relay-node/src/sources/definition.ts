@@ -1,11 +1,18 @@
-import { isTopic } from '@anode/shared';
+import { isSourceName, isTopic } from '@anode/shared';
 import { z } from 'zod';
 import { nonNegativeInt, positiveInt } from '../config-fields.ts';
 import type { SourceKind } from './source-kind.ts';
 
 /** Fields every source has, whatever its kind. */
 export const commonShape = {
-  name: z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'use 1-128 of A-Z a-z 0-9 _ . -'),
+  // The source grammar of envelopes (PROTOCOL.md), without `@ : |`, which sources never needed.
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,128}$/, 'use 1-128 of A-Z a-z 0-9 _ . -')
+    .refine(
+      isSourceName,
+      'dot-separated non-empty segments, not an Object.prototype name (__proto__, constructor, ...)',
+    ),
   kind: z.string().min(1),
   topic: z.string().refine(isTopic, 'not a valid topic'),
   /** JSONPath of the items in a payload; without it the whole payload is one item. */

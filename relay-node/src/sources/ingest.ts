@@ -1,4 +1,4 @@
-import { assertDataDepth, isTopic, matches } from '@anode/shared';
+import { assertDataDepth, assertDataSize, assertTs, isTopic, matches, toAnodeError } from '@anode/shared';
 import type { Hub } from '../hub/hub.ts';
 import type { Logger } from '../logger.ts';
 import { extractItems } from './extract.ts';
@@ -12,6 +12,8 @@ export interface IngestOptions {
   topicPipelines: readonly { topic: string; steps: string[] }[];
   deadLetterTopic: string;
   stepTimeoutMs: number;
+  /** The message contract's size limit (config `max_message_bytes`). */
+  maxMessageBytes: number;
   log: Logger;
   onDeadLetter(runtime: SourceRuntime, reason: string): void;
 }
@@ -43,16 +45,11 @@ export function createIngest(options: IngestOptions) {
     options.onDeadLetter(runtime, reason);
     runtime.recordDeadLetter();
     const data = { reason, step, source: message.source, topic: message.topic, id: message.id, ts: message.ts };
+    // Stamped now (its own ts may be what was refused); data too large to store is left out.
+    const kept = reason.startsWith('too_large') ? { data_omitted: true } : { data: message.data };
     await hub.publish(
       options.deadLetterTopic,
-      [
-        {
-          data: { ...data, data: message.data },
-          source: message.source,
-          ts: message.ts,
-          key: `${message.topic}\n${message.id}`,
-        },
-      ],
+      [{ data: { ...data, ...kept }, source: message.source, key: `${message.topic}\n${message.id}` }],
       { via: 'source', source: message.source },
     );
   };
@@ -82,7 +79,7 @@ export function createIngest(options: IngestOptions) {
           result = await runSteps(more, result.message, { defaultTimeoutMs: options.stepTimeoutMs, log: options.log });
       }
       if (result.outcome === 'ok') {
-        const checked = check(result.message);
+        const checked = check(result.message, options.maxMessageBytes);
         if (checked) result = { outcome: 'dead', step: '(publish)', reason: checked };
       }
       if (result.outcome === 'dead') await deadLetter(runtime, message, result.step, result.reason);
@@ -107,14 +104,20 @@ export function createIngest(options: IngestOptions) {
   };
 }
 
-/** Why a message cannot be published (bad topic, too deep), or undefined. */
-function check(message: SourceMessage): string | undefined {
+/**
+ * Why a message breaks the message contract (PROTOCOL.md "Limits": topic, nesting, size, a ts no
+ * more than 60 s ahead), as `<code>: <message>`, or undefined. It goes to the dead-letter topic
+ * rather than failing the whole payload at publish.
+ */
+function check(message: SourceMessage, maxMessageBytes: number): string | undefined {
   if (!isTopic(message.topic)) return `bad_topic: ${JSON.stringify(message.topic)} is not a valid topic`;
   try {
+    assertTs(message.ts, {});
     assertDataDepth(message.data);
+    assertDataSize(message.data, { maxMessageBytes });
   } catch (error) {
-    return `bad_frame: ${(error as Error).message}`;
+    const anode = toAnodeError(error);
+    return `${anode.code}: ${anode.message}`;
   }
-  if (!Number.isFinite(message.ts)) return 'bad_frame: ts is not a number';
   return undefined;
 }

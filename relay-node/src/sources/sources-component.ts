@@ -48,6 +48,7 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
       topicPipelines: config.source_pipelines,
       deadLetterTopic: config.dead_letter_topic,
       stepTimeoutMs: config.source_step_timeout_ms,
+      maxMessageBytes: config.max_message_bytes,
       log,
       onDeadLetter(runtime, reason) {
         metrics.deadLetters.inc({ source: runtime.definition.name });
@@ -75,6 +76,8 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
       },
     });
     manager.load(mergeSources(config.sources, changes));
+    // The names of the sources this node knows are theirs alone: no client may publish as them.
+    hub.reserveSources(manager.has);
     // In a mesh, the admin API's changes reach every member (config-file sources are each node's own).
     context.cluster.share('sources', manager.shared);
     if (!config.admin_token) log.info('admin API disabled (no admin_token): /v1/admin/* answers 403');

@@ -155,6 +155,7 @@ export function createSourcesManager(options: ManagerOptions) {
     shared,
     runtimes: () => runtimes.values(),
     size: () => runtimes.size,
+    has: (name: string) => runtimes.has(name),
     /** Load definitions without starting them (invalid ones are logged and skipped). */
     load(raws: readonly Record<string, unknown>[]) {
       for (const raw of raws) {

@@ -55,7 +55,7 @@ export function createClientFrames(core: HubCore, subscriptions: ReturnType<type
         const bucket = takeToken(state, config.PUBLISH_RATE, config.PUBLISH_BURST);
         clients.update(ws, { tokens: bucket.tokens, at: bucket.at });
         if (!bucket.ok) throw new RateLimitedError(`publish rate limit of ${config.PUBLISH_RATE}/s exceeded`);
-        const [ack] = core.accept([frame], state.name ?? 'anonymous');
+        const [ack] = core.accept([frame], state);
         return clients.frame(ws, { op: 'ack', id: ack?.id, cursor: ack?.cursor, ...withRef });
       }
       case 'sub':

@@ -9,8 +9,10 @@ export interface ClientState {
   id: string;
   /** May publish to this topic (the token's `pub` covers it). */
   pub: boolean;
-  /** Source for publishes that name none (the token's `name`). */
-  name?: string;
+  /** The token's subject: the source of publishes that name none. */
+  subject?: string;
+  /** The token's `anode.src`: source patterns it may publish as. */
+  src?: string[];
   /** Token expiry, seconds since the epoch. */
   exp?: number;
   subscribed: boolean;
@@ -31,7 +33,10 @@ export function createClients(ctx: DurableObjectState) {
   const open = () => ctx.getWebSockets(CLIENT_TAG).filter((ws) => ws.readyState === WebSocket.OPEN);
 
   const clients = {
-    accept(init: Pick<ClientState, 'pub' | 'name' | 'exp' | 'tokens'>): { client: WebSocket; server: WebSocket } {
+    accept(init: Pick<ClientState, 'pub' | 'subject' | 'src' | 'exp' | 'tokens'>): {
+      client: WebSocket;
+      server: WebSocket;
+    } {
       const pair = new WebSocketPair();
       const [client, server] = [pair[0], pair[1]];
       ctx.acceptWebSocket(server, [CLIENT_TAG]);

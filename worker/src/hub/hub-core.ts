@@ -1,4 +1,13 @@
-import { contentId, createHybridClock, type Envelope, type PublishItem, randomId } from '@anode/shared';
+import {
+  checkEnvelope,
+  type Claims,
+  contentId,
+  createHybridClock,
+  type Envelope,
+  type PublishItem,
+  randomId,
+  sourceFor,
+} from '@anode/shared';
 import { type EdgeConfig, type Env, edgeConfig, linksOffReason } from '../config.ts';
 import { createRelayLink, RESTART_MARGIN_MS } from '../link/relay-link.ts';
 import { timeCursor } from '../link/time-cursor.ts';
@@ -15,6 +24,9 @@ export interface Ack {
   id: string;
   cursor: string;
 }
+
+/** What a publish's source is bound to: the token's subject and `anode.src` (kept in socket attachments). */
+export type Publisher = Pick<Claims, 'subject' | 'src'>;
 
 export function createHubCore(ctx: DurableObjectState, env: Env, topic: string) {
   const config: EdgeConfig = edgeConfig(env);
@@ -78,25 +90,30 @@ export function createHubCore(ctx: DurableObjectState, env: Env, topic: string) 
     linked,
     reschedule,
 
-    /** Accept publishes: durable here (and queued for the relay) before the acks are sent. */
-    accept(items: readonly PublishItem[], defaultSource: string): Ack[] {
-      const acks = items.map((item): Ack => {
-        const source = item.source ?? defaultSource;
+    /**
+     * Accept publishes: durable here (and queued for the relay) before the acks are sent. Every
+     * item is bound to the publisher's token and checked by the message contract first: one bad
+     * item refuses the lot.
+     */
+    accept(items: readonly PublishItem[], publisher: Publisher): Ack[] {
+      const now = Date.now();
+      const limits = { maxMessageBytes: config.MAX_MESSAGE_BYTES, now };
+      const checked = items.map((item): Ack | Envelope => {
+        const source = sourceFor(publisher, item.source);
         const id = item.key === undefined ? randomId() : contentId(topic, source, item.key);
         const known = store.cursorOf(id);
         if (known !== undefined) return { id, cursor: known }; // a republish: same id, same cursor
-        const envelope: Envelope = {
-          id,
-          topic,
-          cursor: clock.next(),
-          source,
-          ts: item.ts ?? Date.now(),
-          data: item.data,
-        };
+        const envelope = { id, topic, cursor: clock.next(), source, ts: item.ts ?? now, data: item.data };
+        return checkEnvelope(envelope, limits);
+      });
+      const acks = checked.map((envelope): Ack => {
+        if (!('data' in envelope)) return envelope;
+        const known = store.cursorOf(envelope.id); // the same key twice in one batch
+        if (known !== undefined) return { id: envelope.id, cursor: known };
         const body = JSON.stringify(envelope);
         store.accept(envelope, body, linked);
         clients.fanOut(msgFrame(body));
-        return { id, cursor: envelope.cursor };
+        return { id: envelope.id, cursor: envelope.cursor };
       });
       if (linked) {
         link.ensure();

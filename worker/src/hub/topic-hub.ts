@@ -1,10 +1,10 @@
-import { type AnodeError, type Claims, type PublishItem, RateLimitedError, toAnodeError } from '@anode/shared';
+import { type AnodeError, type PublishItem, RateLimitedError, toAnodeError } from '@anode/shared';
 import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../config.ts';
 import { LINK_TAG } from '../link/relay-link.ts';
 import { createClientFrames, takeToken } from './client-frames.ts';
 import { createHistory } from './history.ts';
-import { createHubCore, type HubCore } from './hub-core.ts';
+import { createHubCore, type HubCore, type Publisher } from './hub-core.ts';
 import { createSubscriptions } from './subscriptions.ts';
 
 /**
@@ -17,7 +17,8 @@ import { createSubscriptions } from './subscriptions.ts';
 export interface ClientGrant {
   topic: string;
   pub: boolean;
-  name?: string;
+  subject?: string;
+  src?: string[];
   exp?: number;
   after?: string;
   origin: string;
@@ -81,8 +82,8 @@ export class TopicHub extends DurableObject<Env> {
     const grant = JSON.parse(request.headers.get('x-anode-client') ?? 'null') as ClientGrant | null;
     if (!grant) return new Response('not found', { status: 404 });
     const { core, subscriptions } = this.#hub(grant.topic, grant.origin);
-    const { pub, name, exp } = grant;
-    const { client, server } = core.clients.accept({ pub, name, exp, tokens: core.config.PUBLISH_BURST });
+    const { pub, subject, src, exp } = grant;
+    const { client, server } = core.clients.accept({ pub, subject, src, exp, tokens: core.config.PUBLISH_BURST });
     core.link.ensure();
     subscriptions.subscribe(server, grant.after, undefined);
     await core.reschedule();
@@ -119,11 +120,11 @@ export class TopicHub extends DurableObject<Env> {
   async publish(
     topic: string,
     items: PublishItem[],
-    who: { claims: Pick<Claims, 'name'>; address: string; origin: string },
+    who: { claims: Publisher; address: string; origin: string },
   ): Promise<Result<{ id: string; cursor: string }[]>> {
     return this.#result(async () => {
       const hub = this.#hub(topic, who.origin).core;
-      const key = `${who.address}|${who.claims.name ?? ''}`;
+      const key = `${who.address}|${who.claims.subject ?? ''}`;
       const { PUBLISH_RATE: rate, PUBLISH_BURST: burst } = hub.config;
       const bucket = takeToken(
         this.#httpBuckets.get(key) ?? { tokens: burst, at: Date.now() },
@@ -134,7 +135,7 @@ export class TopicHub extends DurableObject<Env> {
       if (this.#httpBuckets.size > 10_000) this.#httpBuckets.clear(); // forget idle clients wholesale
       this.#httpBuckets.set(key, bucket);
       if (!bucket.ok) throw new RateLimitedError(`publish rate limit of ${rate}/s exceeded`);
-      return hub.accept(items, who.claims.name ?? 'anonymous');
+      return hub.accept(items, who.claims);
     });
   }
 

@@ -10,7 +10,7 @@ import { z } from 'zod';
  *   `pub {ref, messages: envelope[]}` (messages accepted at the edge, ids and cursors set),
  *   `history {ref, after?, limit}`, `latest {ref}`.
  * relay → edge: `hello {node}`, `msg {…envelope}`, `subscribed {topic, cursor, ref?}`,
- *   `ack {ref, ids}` (stored durably by the relay), `history {ref, messages, next}`,
+ *   `ack {ref, ids, refused?}` (stored durably by the relay; `refused`: never storable there), `history {ref, messages, next}`,
  *   `latest {ref, sources}`, `err {code, message, ref?}`.
  */
 const ref = z.string().max(128);
@@ -19,7 +19,13 @@ export const relayFrameSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('hello'), node: z.string() }),
   envelopeSchema.extend({ op: z.literal('msg') }),
   z.object({ op: z.literal('subscribed'), topic: z.string(), cursor: z.string(), ref: ref.optional() }),
-  z.object({ op: z.literal('ack'), ref, ids: z.array(z.string()) }),
+  z.object({
+    op: z.literal('ack'),
+    ref,
+    ids: z.array(z.string()),
+    // Messages the relay's message contract refused: never storable there, so not sent again.
+    refused: z.array(z.object({ id: z.string().nullable(), code: z.string(), message: z.string() })).optional(),
+  }),
   z.object({ op: z.literal('history'), ref, messages: z.array(envelopeSchema), next: z.string().nullable() }),
   z.object({ op: z.literal('latest'), ref, sources: z.record(z.string(), envelopeSchema) }),
   z.object({ op: z.literal('err'), code: z.enum(ERROR_CODES), message: z.string(), ref: ref.optional() }),

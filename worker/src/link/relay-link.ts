@@ -170,6 +170,12 @@ export function createRelayLink(deps: LinkDeps) {
         }
         case 'ack':
           store.outbox.remove(frame.ids);
+          if (frame.refused?.length) {
+            console.warn(
+              JSON.stringify({ msg: 'relay refused edge messages', topic: deps.topic, refused: frame.refused }),
+            );
+            store.outbox.remove(frame.refused.flatMap((r) => (r.id === null ? [] : [r.id])));
+          }
           inFlight = Math.max(0, inFlight - 1);
           forward();
           return;
