@@ -59,4 +59,20 @@ describe('config', () => {
     assert.throws(() => loadConfig({ file: join(dir, 'missing.json') }), /cannot read config file/);
     assert.throws(() => loadConfig({ flags: { bogus: '1' } }), /unknown option --bogus/);
   });
+
+  it('derives every inner limit from max_message_bytes and refuses one below it', () => {
+    const config = loadConfig({ flags: { 'max-message-bytes': String(2 * 1024 * 1024) } });
+    for (const key of ['max_frame_bytes', 'max_body_bytes', 'mesh_max_message_bytes'] as const) {
+      assert.ok(config[key] >= config.max_message_bytes + 4096, key);
+    }
+    assert.equal(loadConfig().max_message_bytes, 1024 * 1024);
+    for (const flag of ['max-frame-bytes', 'max-body-bytes', 'mesh-max-message-bytes']) {
+      assert.throws(
+        () => loadConfig({ flags: { 'max-message-bytes': '100000', [flag]: '100000' } }),
+        /is below max_message_bytes/,
+        flag,
+      );
+    }
+    assert.throws(() => loadConfig({ flags: { 'max-message-bytes': String(64 * 1024 * 1024) } }), /max_message_bytes/);
+  });
 });
