@@ -71,6 +71,45 @@ describe('edge worker: routing, auth, limits and error frames (workerd)', () => 
     );
   });
 
+  it('binds the source to the token and bounds ts, on HTTP and on the WebSocket (PROTOCOL.md Auth, Limits)', async () => {
+    const bots = await signToken(SECRET, { subject: 'svc', pub: ['>'], sub: ['>'], src: ['bots.*'] });
+    const as = (token: string) => ({ authorization: `Bearer ${token}` });
+    for (const [token, body, status] of [
+      [all, { data: 1 }, 202],
+      [all, { data: 2, source: 'tester' }, 202],
+      [all, { data: 3, source: 'someone-else' }, 403],
+      [bots, { data: 4, source: 'bots.a' }, 202],
+      [bots, { data: 5 }, 202],
+      [bots, { data: 6, source: 'bots.a.b' }, 403],
+      [all, { data: 7, ts: Date.now() + 10 * 60_000 }, 400],
+      [all, { data: 8, source: '__proto__' }, 400],
+    ] as const) {
+      const response = await post('/v1/topics/ident.a/messages', body, as(token));
+      assert.equal(response.status, status, JSON.stringify(body));
+    }
+    const socket = await openSocket(`${edge.wsUrl}/v1/topics/ident.a/ws?token=${all}`);
+    await socket.next((f) => f.op === 'subscribed');
+    socket.send({ op: 'pub', topic: 'ident.a', data: 9, source: 'someone-else', ref: 'forged' });
+    const forged = await socket.next(err('forged'));
+    assert.equal(forged.op === 'err' && forged.code, 'forbidden');
+    socket.send({ op: 'pub', topic: 'ident.a', data: 10, ts: 8.64e15, ref: 'pinned' });
+    const pinned = await socket.next(err('pinned'));
+    assert.equal(pinned.op === 'err' && pinned.code, 'bad_frame');
+    socket.close();
+    const history = (await (
+      await fetch(`${edge.url}/v1/topics/ident.a/messages`, { headers: as(all) })
+    ).json()) as { messages: { data: number; source: string }[] };
+    assert.deepEqual(
+      history.messages.map((m) => [m.data, m.source]),
+      [
+        [1, 'tester'],
+        [2, 'tester'],
+        [4, 'bots.a'],
+        [5, 'svc'],
+      ],
+    );
+  });
+
   it('lets a subscribe-only token read but not publish, with a token in ?token=', async () => {
     const readOnly = await signToken(SECRET, { sub: ['auth.b'] });
     const socket = await openSocket(`${edge.wsUrl}/v1/topics/auth.b/ws?token=${readOnly}`);
