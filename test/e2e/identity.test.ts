@@ -14,6 +14,7 @@ import { openSocket } from '../helpers/ws.ts';
 const SECRET = 'identity-e2e-jwt-secret-0123456789abcdef';
 const LINK_SECRET = 'identity-e2e-link-secret-0123';
 const PULLED = 'feed-a';
+const ADMIN_TOKEN = 'identity-e2e-admin-token';
 
 describe('identity: the source is bound to the token', () => {
   let feeds: Feeds;
@@ -53,6 +54,7 @@ describe('identity: the source is bound to the token', () => {
     relay = await startRelay({
       'jwt-secret': SECRET,
       'edge-link-secret': LINK_SECRET,
+      'admin-token': ADMIN_TOKEN,
       sources: JSON.stringify([source]),
     });
     tokens.ticker = await signToken(SECRET, { subject: 'ticker-42', pub: ['>'] });
@@ -145,6 +147,25 @@ describe('identity: the source is bound to the token', () => {
     });
     const { sources } = (await res.json()) as { sources: Record<string, Envelope> };
     assert.equal(sources['ticker-42']?.data, 'later');
+  });
+
+  it('refuses source definitions named __proto__ or constructor (the source grammar), so none is lost or unreplicated', async () => {
+    for (const name of ['__proto__', 'constructor', 'a..b']) {
+      const res = await fetch(`${relay.url}/v1/admin/sources`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN_TOKEN}` },
+        body: JSON.stringify({ name, kind: 'http', url: feeds.httpUrl('x'), interval_ms: 1000, topic: 'defs.x' }),
+      });
+      assert.equal(res.status, 400, name);
+      assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'bad_frame');
+    }
+    const listed = (await (
+      await fetch(`${relay.url}/v1/admin/sources`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+    ).json()) as { sources: { name: string }[] };
+    assert.deepEqual(
+      listed.sources.map((s) => s.name),
+      [PULLED],
+    );
   });
 
   it('answers a malformed %-escape in a WebSocket topic with 400 bad_topic', async () => {

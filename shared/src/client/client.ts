@@ -28,6 +28,7 @@ export interface ClientOptions {
 }
 
 export interface PublishOptions {
+  /** The source to publish as: the token's subject (the default) or a name its `anode.src` grants. */
   source?: string;
   ts?: number;
   /** Idempotency key; one is generated when absent so that resends stay idempotent. */
