@@ -7,6 +7,7 @@ import {
   parseWith,
   randomId,
   toAnodeError,
+  utf8Length,
 } from '@anode/shared';
 import WebSocket from 'ws';
 import type { Hub, Subscriber } from '../hub/hub.ts';
@@ -33,7 +34,10 @@ export interface EdgeLinkOptions {
 }
 
 const MSG_ID = /^\{"op":"msg","id":"([^"]+)"/;
-/** History pages are cut to about this much JSON (workerd takes WebSocket messages up to 32 MiB). */
+/**
+ * History pages are cut to about this many UTF-8 bytes of JSON, one message at least (workerd
+ * takes WebSocket messages up to 32 MiB; max_message_bytes is at most 16 MiB).
+ */
 const PAGE_BYTES = 4 * 1024 * 1024;
 /** The Durable Object sends publishes in frames of about 4 MiB of JSON text. */
 const LINK_MAX_PAYLOAD = 64 * 1024 * 1024;
@@ -184,7 +188,9 @@ export class EdgeLink implements Subscriber {
       case 'history': {
         const page = await hub.history(this.topic, frame.after, frame.limit);
         let bytes = 0;
-        const messages = page.messages.filter((m, i) => (bytes += JSON.stringify(m).length) <= PAGE_BYTES || i === 0);
+        const messages = page.messages.filter(
+          (m, i) => (bytes += utf8Length(JSON.stringify(m))) <= PAGE_BYTES || i === 0,
+        );
         const cut = messages.length < page.messages.length;
         this.#reply({
           op: 'history',
