@@ -60,7 +60,10 @@ export function isSourcePattern(value: unknown): value is string {
 }
 
 /** UTF-8 length of a string, without encoding it. */
+const NON_ASCII = /[\u0080-\uffff]/;
+
 export function utf8Length(text: string): number {
+  if (!NON_ASCII.test(text)) return text.length; // the common case, found natively
   let bytes = text.length;
   for (let i = 0; i < text.length; i++) {
     const code = text.charCodeAt(i);
