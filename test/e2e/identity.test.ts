@@ -135,6 +135,21 @@ describe('identity: the source is bound to the token', () => {
     assert.deepEqual((item?.data as { v: string }).v, 'real');
   });
 
+  it('sends a pulled item that breaks the message contract (ts a day ahead) to the dead-letter topic, not to its topic', async () => {
+    feeds.push(PULLED, { id: 'item-future', ts: Date.now() + 24 * 3600_000, v: 'pin' });
+    await waitFor(async () => (await stored('sources.dead-letter')).length > 0, 10_000, 'the dead letter');
+    const [dead] = await stored('sources.dead-letter');
+    const letter = dead?.data as { reason: string; id: string; data: { v: string } };
+    assert.match(letter.reason, /^bad_frame: ts: more than 60000 ms in the future/);
+    assert.equal(letter.id, 'item-future');
+    assert.equal(letter.data.v, 'pin');
+    assert.ok((dead?.ts ?? Infinity) <= Date.now(), 'the dead letter itself is stamped now');
+    assert.deepEqual(
+      (await stored('pulled.a')).map((m) => (m.data as { v: string }).v),
+      ['real'],
+    );
+  });
+
   it('refuses a ts more than 60 s ahead, so latest cannot be pinned', async () => {
     for (const ts of [Date.now() + 10 * 60_000, 8.64e15]) {
       const res = await post(tokens.ticker as string, 'id.latest', { data: 'pin', ts });
