@@ -69,7 +69,7 @@ describe('message contract in a mesh of three relays', () => {
     }
     const socket = await openSocket(`${accepting.wsUrl}/v1/ws`);
     socket.send({ op: 'pub', topic: TOPIC, data: `${maxData('w')}w`, ref: 'over' });
-    const err = await socket.next((f) => f.ref === 'over', 10_000);
+    const err = await socket.next((f) => 'ref' in f && f.ref === 'over', 10_000);
     answers.push([err.op, err.op === 'err' ? err.code : undefined]);
     assert.deepEqual(answers, [
       [413, 'too_large'],
