@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Envelope } from '@anode/shared';
+import { catchUpFrameBytes, historyPage, topicsPage } from './catch-up.ts';
+
+const utf8 = (text: string) => new TextEncoder().encode(text).byteLength;
+
+describe('catch-up pages', () => {
+  it('lists any number of long topic names in bounded pages, each name once, in order', () => {
+    const names = Array.from(
+      { length: 7_000 },
+      (_, i) => `${String(i).padStart(5, '0')}${'t'.repeat(59)}.${'n'.repeat(454)}`,
+    );
+    const seen: string[] = [];
+    let after: string | undefined;
+    let pages = 0;
+    do {
+      const page = topicsPage(names, after);
+      assert.ok(utf8(JSON.stringify(page)) <= 64 * 1024 + 1024, `page ${pages} is bounded`);
+      seen.push(...page.topics);
+      after = page.next ?? undefined;
+      pages += 1;
+    } while (after !== undefined && pages < 10_000);
+    assert.deepEqual(seen, names);
+    assert.ok(pages > 50, `${pages} pages`);
+    assert.deepEqual(topicsPage([], undefined), { topics: [], next: null });
+  });
+
+  const envelope = (n: number, data: unknown): Envelope => ({
+    id: `m${n}`,
+    topic: 't',
+    cursor: `${n.toString(16).padStart(16, '0')}-node`,
+    source: 's',
+    ts: n,
+    data,
+  });
+  const MAX_ENVELOPE = 1024 * 1024 + 64 * 1024;
+
+  it('cuts history pages by UTF-8 bytes and always fits one max-size message of wide characters', () => {
+    const wide = '中'.repeat(349_000); // ~1 MiB in UTF-8, a third of that in UTF-16 units
+    const page = [1, 2, 3].map((n) => envelope(n, wide));
+    const frame = historyPage(page, 500, MAX_ENVELOPE);
+    const parsed = JSON.parse(frame) as { messages: Envelope[]; next: string | null };
+    assert.deepEqual(
+      parsed.messages.map((m) => m.id),
+      ['m1'],
+    );
+    assert.equal(parsed.next, page[0]?.cursor);
+    assert.ok(utf8(frame) <= catchUpFrameBytes(MAX_ENVELOPE));
+  });
+
+  it('skips a stored message larger than the mesh carries, and moves on past it', () => {
+    const page = [envelope(1, 'x'.repeat(MAX_ENVELOPE)), envelope(2, 'small')];
+    const parsed = JSON.parse(historyPage(page, 500, MAX_ENVELOPE)) as { messages: Envelope[]; next: string | null };
+    assert.deepEqual(
+      parsed.messages.map((m) => m.id),
+      ['m2'],
+    );
+    assert.equal(parsed.next, null);
+    const full = JSON.parse(historyPage(page, 2, MAX_ENVELOPE)) as { next: string | null };
+    assert.equal(full.next, page[1]?.cursor, 'a full page says where to go on');
+  });
+});
