@@ -96,9 +96,9 @@ describe('edge worker: routing, auth, limits and error frames (workerd)', () => 
     const pinned = await socket.next(err('pinned'));
     assert.equal(pinned.op === 'err' && pinned.code, 'bad_frame');
     socket.close();
-    const history = (await (
-      await fetch(`${edge.url}/v1/topics/ident.a/messages`, { headers: as(all) })
-    ).json()) as { messages: { data: number; source: string }[] };
+    const history = (await (await fetch(`${edge.url}/v1/topics/ident.a/messages`, { headers: as(all) })).json()) as {
+      messages: { data: number; source: string }[];
+    };
     assert.deepEqual(
       history.messages.map((m) => [m.data, m.source]),
       [
