@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { ServerFrame } from '@anode/shared';
 import WebSocket from 'ws';
-import { expectedFor, generateCases, MAX_FRAME, SEED } from '../fuzz/cases.ts';
+import { expectedFor, generateCases, MAX_FRAME, MAX_MESSAGE, SEED } from '../fuzz/cases.ts';
 import { startRelay, type TestRelay } from '../helpers/relay.ts';
 import { openSocket } from '../helpers/ws.ts';
 
@@ -47,6 +47,7 @@ describe('fuzzing the WebSocket endpoint', () => {
   before(async () => {
     relay = await startRelay({
       'max-frame-bytes': String(MAX_FRAME),
+      'max-message-bytes': String(MAX_MESSAGE),
       'publish-rate': '100000',
       'publish-burst': '100000',
       'max-subscriptions': '10000',

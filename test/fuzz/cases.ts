@@ -11,6 +11,8 @@ import fc from 'fast-check';
  */
 export const SEED = 20_240_611;
 export const MAX_FRAME = 64 * 1024;
+/** The largest message such frames can carry: a relay refuses a frame limit below message + 4 KiB. */
+export const MAX_MESSAGE = MAX_FRAME - 4 * 1024;
 
 export interface CaseOptions {
   seed?: number;
@@ -175,7 +177,7 @@ export function generateCases(options: CaseOptions = {}): FuzzCase[] {
     ),
     ...sample(
       fc
-        .integer({ min: maxFrame - 1000, max: maxFrame - 100 })
+        .integer({ min: maxFrame - 4 * 1024 - 1000, max: maxFrame - 4 * 1024 - 2 })
         .map((size) => text('big but allowed')(JSON.stringify({ op: 'pub', topic: 'fz.big', data: 'y'.repeat(size) }))),
       10,
     ),

@@ -17,7 +17,7 @@ import { rm } from 'node:fs/promises';
 import { CLOSE_CODES, CLOSE_MESSAGE_TOO_BIG } from '@anode/shared';
 import fc from 'fast-check';
 import WebSocket from 'ws';
-import { expectedFor, type Expected, type FuzzCase, generateCases, MAX_FRAME, SEED } from './cases.ts';
+import { expectedFor, type Expected, type FuzzCase, generateCases, MAX_FRAME, MAX_MESSAGE, SEED } from './cases.ts';
 import { expectedHttp, generateBodies, type HttpCase, MAX_BODY } from './http-cases.ts';
 import { history, spawnRelay, tempDir } from '../helpers/relay.ts';
 
@@ -110,6 +110,8 @@ const relay = await spawnRelay([
   'info',
   '--max-frame-bytes',
   String(MAX_FRAME),
+  '--max-message-bytes',
+  String(MAX_MESSAGE),
   '--max-body-bytes',
   String(MAX_BODY),
   '--publish-rate',
