@@ -155,7 +155,8 @@ export function createHub(options: HubOptions) {
           data: item.data,
         };
       });
-      const results = await writer.write(envelopes);
+      // Minted here: a random id is new by construction, so the store need not look it up.
+      const results = await writer.write(envelopes, 'local', { minted: true });
       const inserted = results.filter((r) => r.inserted).length;
       metrics.published.inc({ via: context.via }, inserted);
       metrics.duplicates.inc(results.length - inserted);

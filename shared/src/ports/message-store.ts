@@ -18,7 +18,7 @@ import type { Envelope } from '../frames.ts';
  */
 export interface MessageStore {
   readonly kind: string;
-  append(messages: readonly Envelope[]): Promise<AppendResult[]>;
+  append(messages: readonly Envelope[], options?: AppendOptions): Promise<AppendResult[]>;
   history(topic: string, query: { after?: string; limit: number }): Promise<Envelope[]>;
   latest(topic: string): Promise<Record<string, Envelope>>;
   /** Topics with at least one stored message (for pattern resumes and status). */
@@ -28,6 +28,16 @@ export interface MessageStore {
   sweep(nowMs?: number): Promise<number>;
   health(): Promise<StoreHealth>;
   close(): Promise<void>;
+}
+
+export interface AppendOptions {
+  /**
+   * `minted[i]`: the caller created `messages[i]` itself just now (a publish: a new cursor, and
+   * a random id unless it is content-addressed). A store may then skip looking for an earlier
+   * copy of a random id, which cannot exist. Absent or false: the message may have been stored
+   * before (gossip, catch-up, an edge link's resend), and the store checks.
+   */
+  minted?: readonly boolean[];
 }
 
 export interface AppendResult {
