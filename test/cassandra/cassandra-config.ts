@@ -8,7 +8,16 @@ export type NodeLayout = {
   host: string;
   cqlPort: number;
   storagePort: number;
+  /** Cluster members: the seeds' addresses (same storage port on each), and this node's token. */
+  seeds?: string[];
+  initialToken?: string;
 };
+
+/** Evenly spaced Murmur3 tokens, one per node (num_tokens: 1), as a multi-node ring wants them. */
+export function ringTokens(nodes: number): string[] {
+  const span = 2n ** 64n;
+  return Array.from({ length: nodes }, (_, i) => (-(2n ** 63n) + (span * BigInt(i)) / BigInt(nodes)).toString());
+}
 
 // Single-node cassandra.yaml for 5.0 (unknown keys are fatal, values carry units).
 // Derived from cassandra-unit's cu-cassandra.yaml, known-good on 5.0.8.
@@ -21,7 +30,9 @@ cluster_name: 'aNode'
 partitioner: org.apache.cassandra.dht.Murmur3Partitioner
 endpoint_snitch: SimpleSnitch
 num_tokens: 1
-initial_token: 0
+initial_token: ${node.initialToken ?? '0'}
+# A new ring: every node owns its token from the start, none streams data in (tests, dev).
+auto_bootstrap: false
 
 listen_address: ${q(node.host)}
 rpc_address: ${q(node.host)}
@@ -32,7 +43,7 @@ start_native_transport: true
 seed_provider:
   - class_name: org.apache.cassandra.locator.SimpleSeedProvider
     parameters:
-      - seeds: ${q(node.host)}
+      - seeds: ${q((node.seeds ?? [node.host]).join(','))}
 
 data_file_directories:
   - ${dir('data')}

@@ -98,6 +98,8 @@ describe('Cassandra store', { skip }, () => {
   it('expires messages by TTL and refuses resume cursors older than retention', async () => {
     const s = (await serverReady) as CassandraServer;
     const store: MessageStore = createCassandraStore(storeOptions(s, keyspaceName(), 1_500));
+    // Connect and migrate first: that takes longer than this retention, and the clock starts after.
+    assert.equal((await store.health()).ok, true);
     const clock = createHybridClock('ttl');
     const first: Envelope = { id: 'old', topic: 'ttl.t', cursor: clock.next(), source: 's', ts: 1, data: 1 };
     await store.append([first]);

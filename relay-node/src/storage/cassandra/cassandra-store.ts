@@ -69,6 +69,8 @@ const isRandomId = (id: string) => /^r[A-Za-z0-9_-]{22}$/.test(id);
 /** Reads of a claimed id's row before concluding its claimant died (gaps grow: 25, 50, … ms). */
 const CLAIM_READS = 6;
 const CLAIM_READ_GAP_MS = 25;
+/** Tries of one claim whose Paxos round timed out under contention before the append fails (and spools). */
+const CLAIM_ATTEMPTS = 4;
 
 type Limiter = <T>(work: () => Promise<T>) => Promise<T>;
 
@@ -208,19 +210,39 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
     }
     // A content-addressed id (idempotency key) can reach the store under two cursors (two
     // relays, or one after a restart): one lightweight transaction decides which cursor is it.
-    const claim = (await run(() => exec(claimId, [e.id, e.topic, e.cursor, ttl], write))).first();
+    const claim = await claimOnce(e, run);
     if (!claim || claim['[applied]'] === true) return { envelope: e, inserted: true, written: writeRow(e, run) };
     const claimed = { topic: claim.topic as string, cursor: claim.cursor as string };
-    // The winner writes its row right after its claim; give it a moment before concluding it died.
-    for (let attempt = 0; attempt < CLAIM_READS; attempt++) {
+    // Claimed under this very cursor: a copy from elsewhere (gossip, catch-up, a spool drain), or
+    // an earlier try of ours whose answer timed out. One read of the row tells which.
+    const mine = claimed.topic === e.topic && claimed.cursor === e.cursor;
+    // Another cursor won: its writer puts the row right after its claim, so give it a moment
+    // before concluding it died.
+    for (let attempt = 0; attempt < (mine ? 1 : CLAIM_READS); attempt++) {
       const stored = await readRow(claimed.topic, claimed.cursor, run);
       if (stored) return { envelope: stored, inserted: false, written: Promise.resolve() };
-      await new Promise((r) => setTimeout(r, CLAIM_READ_GAP_MS * (attempt + 1)));
+      if (!mine) await new Promise((r) => setTimeout(r, CLAIM_READ_GAP_MS * (attempt + 1)));
     }
-    // The claim's writer died before its row (so nothing was acknowledged with it): complete it
-    // under the claimed cursor. This copy is the first one anyone can read, so it counts as new.
+    // The claim's writer died before its row (so nothing was acknowledged with it), or it was
+    // us: complete it under the claimed cursor. The first copy anyone can read: it counts as new.
     const completed = { ...e, topic: claimed.topic, cursor: claimed.cursor };
     return { envelope: completed, inserted: true, written: writeRow(completed, run) };
+  };
+
+  /**
+   * The claim, retried when Paxos contention (two relays proposing the same id at once) times it
+   * out: that outcome is unknown, and asking again either applies or shows who won, possibly us.
+   */
+  const claimOnce = async (e: Envelope, run: Limiter) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return (await run(() => exec(claimId, [e.id, e.topic, e.cursor, ttl], write))).first();
+      } catch (error) {
+        const cas = (error as { writeType?: string }).writeType === 'CAS' || /SERIAL/.test((error as Error).message);
+        if (!cas || attempt >= CLAIM_ATTEMPTS) throw error;
+        await new Promise((r) => setTimeout(r, Math.random() * 50 * attempt));
+      }
+    }
   };
 
   /** The newest of each (topic, source) in the batch, written once (USING TIMESTAMP = ts). */
