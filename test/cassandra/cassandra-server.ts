@@ -243,7 +243,7 @@ async function waitForRing(host: string, port: number, nodes: number, timeoutMs:
   const deadline = Date.now() + timeoutMs;
   try {
     while (true) {
-      const peers = (await client.execute('SELECT peer, rpc_address FROM system.peers_v2')).rowLength;
+      const peers = (await client.execute('SELECT peer FROM system.peers_v2')).rowLength;
       await client.connect();
       const up = client.getState().getConnectedHosts().length;
       if (peers === nodes - 1 && up === nodes) return;
@@ -517,4 +517,43 @@ function killAll(): void {
       // Best effort: it is under the OS temp dir anyway.
     }
   }
+}
+
+/**
+ * Runs nodetool (its class ships in cassandra-all) against a node started with
+ * `jvmArgs: ['-Dcassandra.jmx.local.port=<port>']`; resolves with its output, rejects on failure.
+ */
+export async function nodetool(jmxPort: number, args: string[], options: { version?: string } = {}): Promise<string> {
+  const java = findJava();
+  if (!java) throw new Error('java not found');
+  const { libDir } = await resolveCassandraJars({ version: options.version });
+  const child = spawn(
+    java,
+    [
+      '-Xmx128m',
+      '-cp',
+      join(libDir, '*'),
+      'org.apache.cassandra.tools.NodeTool',
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(jmxPort),
+      ...args,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  child.stdout?.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  const code = await new Promise<number | null>((ok) => child.once('close', ok));
+  if (code !== 0) throw new Error(`nodetool ${args.join(' ')} exited with ${code}:\n${out}`);
+  return out;
+}
+
+/** A free TCP port on 127.0.0.1 (for a JMX port; released before Cassandra binds it). */
+export async function freePort(): Promise<number> {
+  const server = await listenOn('127.0.0.1', 0);
+  const { port } = server.address() as AddressInfo;
+  await new Promise((ok) => server.close(ok));
+  return port;
 }

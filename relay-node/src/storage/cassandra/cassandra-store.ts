@@ -8,6 +8,7 @@ import {
   type StoreHealth,
 } from '@anode/shared';
 import cassandra from 'cassandra-driver';
+import { guardControlConnection } from './driver-guard.ts';
 import { migrate } from './schema.ts';
 
 /**
@@ -105,6 +106,9 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
     // Come back within seconds of Cassandra returning (the default backs off to 10 minutes).
     policies: { reconnection: new cassandra.policies.reconnection.ExponentialReconnectionPolicy(250, 5_000, false) },
     queryOptions: { prepare: true, consistency: CONSISTENCY[options.readConsistency] },
+  });
+  guardControlConnection(client, (error) => {
+    lastError = `control connection: ${error.message}`;
   });
   const ttl = options.retention.maxAgeMs > 0 ? Math.ceil(options.retention.maxAgeMs / 1000) : 0;
   const bucketTtl = ttl > 0 ? ttl + Math.ceil(options.bucketMs / 1000) : 0;
