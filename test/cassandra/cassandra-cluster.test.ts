@@ -24,7 +24,7 @@ after(async () => {
 });
 
 interface Status {
-  store: { state: string; spool_depth: number };
+  store: { state: string; spool_depth: number; last_error?: string };
 }
 const status = async (relay: TestRelay) => (await (await fetch(`${relay.url}/v1/status`)).json()) as Status;
 
@@ -49,7 +49,7 @@ describe('relays on a 3-node Cassandra cluster', { skip }, () => {
       'cassandra-replication': `NetworkTopologyStrategy:${c.localDc}=3`,
       'cassandra-write-consistency': 'LOCAL_QUORUM',
       'cassandra-read-consistency': 'LOCAL_QUORUM',
-      'cassandra-timeout-ms': '2000',
+      'cassandra-timeout-ms': '8000',
       'spool-drain-ms': '250',
       'publish-rate': '100000',
       'publish-burst': '100000',
@@ -65,25 +65,39 @@ describe('relays on a 3-node Cassandra cluster', { skip }, () => {
       // A publisher on each relay, one message at a time, recording every ack.
       const acked: { id: string; cursor: string; via: string }[] = [];
       let publishing = true;
+      const refused: Error[] = [];
       const pumps = [a, b].map(async (relay, i) => {
         const publisher = createClient({ url: relay.wsUrl });
         clients.push(publisher);
         let n = 0;
         while (publishing) {
-          const ack = await publisher.publish('cluster.t', { relay: i, n: n++ });
-          acked.push({ ...ack, via: `relay${i}` });
+          try {
+            const ack = await publisher.publish('cluster.t', { relay: i, n: n++ });
+            acked.push({ ...ack, via: `relay${i}` });
+          } catch (error) {
+            if (publishing) refused.push(error as Error);
+            return;
+          }
           await new Promise((r) => setTimeout(r, 10));
         }
       });
       const ackedMore = async (count: number, timeoutMs = 60_000) => {
         const target = acked.length + count;
-        await waitFor(`${count} more acks`, () => acked.length >= target, timeoutMs);
+        await waitFor(`${count} more acks`, () => acked.length >= target || refused.length > 0, timeoutMs);
+        assert.deepEqual(
+          refused.map((e) => e.message),
+          [],
+          'no publish refused',
+        );
       };
-      const spoolSeen = { max: 0 };
+      const spoolSeen: { max: number; error?: string } = { max: 0 };
       const sampler = setInterval(() => {
         for (const relay of relays) {
           status(relay)
-            .then((s) => (spoolSeen.max = Math.max(spoolSeen.max, s.store.spool_depth)))
+            .then((s) => {
+              spoolSeen.max = Math.max(spoolSeen.max, s.store.spool_depth);
+              if (s.store.last_error) spoolSeen.error ??= s.store.last_error;
+            })
             .catch(() => {});
         }
       }, 100);
@@ -96,8 +110,10 @@ describe('relays on a 3-node Cassandra cluster', { skip }, () => {
       await node3.kill();
       console.error(`[cluster] node3 killed at ${elapsed()}`);
       spoolSeen.max = 0;
+      spoolSeen.error = undefined;
       await ackedMore(300);
-      assert.equal(spoolSeen.max, 0, 'with one node down, nothing was spooled');
+      assert.equal(spoolSeen.max, 0, `with one node down, nothing was spooled (store error: ${spoolSeen.error})`);
+      console.error(`[cluster] 300 acks with node3 down, spool empty, at ${elapsed()}`);
       for (const relay of relays) assert.equal((await status(relay)).store.state, 'connected');
 
       // Two down: no quorum; acks come from the local spool.

@@ -53,6 +53,11 @@ hints_directory: ${dir('hints')}
 cdc_raw_directory: ${dir('cdc_raw')}
 cdc_enabled: false
 
+# Test nodes share two loaded cores: give requests more time than the 2 s (writes) and 1 s
+# (Paxos contention) defaults before they count as failed, so a busy machine is not an outage.
+write_request_timeout: 5000ms
+cas_contention_timeout: 3000ms
+
 commitlog_sync: periodic
 commitlog_sync_period: 10000ms
 auto_snapshot: false
@@ -91,7 +96,7 @@ function escapeXml(text: string): string {
 
 // From conf/jvm17-server.options (branch cassandra-5.0): the JPMS holes Cassandra
 // needs on Java 17. Missing ones surface as IllegalAccessError at startup or later.
-const JPMS_FLAGS = [
+export const JPMS_FLAGS = [
   '-Djdk.attach.allowAttachSelf=true',
   ...[
     'java.base/jdk.internal.misc',

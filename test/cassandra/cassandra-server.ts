@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import cassandra from 'cassandra-driver';
-import { jvmArgs, renderLogback, renderYaml, ringTokens } from './cassandra-config.ts';
+import { JPMS_FLAGS, jvmArgs, renderLogback, renderYaml, ringTokens } from './cassandra-config.ts';
 import { resolveCassandraJars } from './cassandra-jars.ts';
 
 export type CassandraOptions = {
@@ -523,7 +523,11 @@ function killAll(): void {
  * Runs nodetool (its class ships in cassandra-all) against a node started with
  * `jvmArgs: ['-Dcassandra.jmx.local.port=<port>']`; resolves with its output, rejects on failure.
  */
-export async function nodetool(jmxPort: number, args: string[], options: { version?: string } = {}): Promise<string> {
+export async function nodetool(
+  jmxPort: number,
+  args: string[],
+  options: { version?: string; home?: string } = {},
+): Promise<string> {
   const java = findJava();
   if (!java) throw new Error('java not found');
   const { libDir } = await resolveCassandraJars({ version: options.version });
@@ -531,6 +535,9 @@ export async function nodetool(jmxPort: number, args: string[], options: { versi
     java,
     [
       '-Xmx128m',
+      ...JPMS_FLAGS,
+      // nodetool keeps a history file under ~/.cassandra: put it beside the node's data instead.
+      ...(options.home ? [`-Duser.home=${options.home}`] : []),
       '-cp',
       join(libDir, '*'),
       'org.apache.cassandra.tools.NodeTool',

@@ -4,7 +4,9 @@ import { after, before, describe, it } from 'node:test';
 import { createHybridClock, type Envelope, type MessageStore, randomNodeId } from '@anode/shared';
 import { createClient } from '@anode/shared/client';
 import { createCassandraStore } from '@anode/relay-node/src/storage/cassandra/cassandra-store.ts';
+import { createLogger } from '@anode/relay-node/src/logger.ts';
 import { messageStoreCompliance } from '@anode/relay-node/src/storage/message-store.compliance.ts';
+import { createSpoolingStore } from '@anode/relay-node/src/storage/spool/spooling-store.ts';
 import cassandra from 'cassandra-driver';
 import { startRelay, tempDir, type TestRelay } from '../helpers/relay.ts';
 import { type CassandraServer, findJava, startCassandra } from './cassandra-server.ts';
@@ -61,6 +63,30 @@ describe('Cassandra store', { skip }, () => {
           return createCassandraStore({ ...storeOptions(s, keyspace), retention });
         },
         async cleanup() {},
+      };
+    },
+    { countRetention: false, ageRetention: false },
+  );
+
+  // The spooling store the relay puts in front of Cassandra is that store while Cassandra answers.
+  messageStoreCompliance(
+    'spooling store in front of cassandra',
+    async () => {
+      const s = (await serverReady) as CassandraServer;
+      let keyspace = keyspaceName();
+      const spoolDir = await tempDir();
+      return {
+        async open(retention, options) {
+          if (!options?.reopen) keyspace = keyspaceName();
+          return createSpoolingStore(createCassandraStore({ ...storeOptions(s, keyspace), retention }), {
+            dataDir: spoolDir,
+            drainIntervalMs: 100,
+            log: createLogger('silent'),
+          });
+        },
+        async cleanup() {
+          await rm(spoolDir, { recursive: true, force: true });
+        },
       };
     },
     { countRetention: false, ageRetention: false },

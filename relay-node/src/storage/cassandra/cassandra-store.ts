@@ -73,6 +73,18 @@ const CLAIM_READ_GAP_MS = 25;
 /** Tries of one claim whose Paxos round timed out under contention before the append fails (and spools). */
 const CLAIM_ATTEMPTS = 4;
 
+/**
+ * Tries of a statement that failed for want of a connection. When a node dies, every request in
+ * flight on its sockets fails at once, and the driver's own retry can run out of hosts it still
+ * believes usable before it notices which are gone; a moment later the same (idempotent)
+ * statement finds a live coordinator. Server answers (timeouts, unavailable) are not retried here.
+ */
+const EXEC_ATTEMPTS = 3;
+const isConnectionError = (error: unknown) =>
+  (error as { isSocketError?: boolean }).isSocketError === true ||
+  error instanceof cassandra.errors.NoHostAvailableError ||
+  error instanceof cassandra.errors.OperationTimedOutError;
+
 type Limiter = <T>(work: () => Promise<T>) => Promise<T>;
 
 /** At most `limit` statements of one append in flight; a finished one hands its slot on. */
@@ -105,7 +117,10 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
     socketOptions: { readTimeout: options.timeoutMs, connectTimeout: options.timeoutMs },
     // Come back within seconds of Cassandra returning (the default backs off to 10 minutes).
     policies: { reconnection: new cassandra.policies.reconnection.ExponentialReconnectionPolicy(250, 5_000, false) },
-    queryOptions: { prepare: true, consistency: CONSISTENCY[options.readConsistency] },
+    // Every statement here is idempotent (upserts of fixed rows, claims that tell their own
+    // earlier try apart, reads), so the driver may retry one on the next node when its
+    // coordinator dies mid-request: one node lost costs no failed append, hence no spooling.
+    queryOptions: { prepare: true, isIdempotent: true, consistency: CONSISTENCY[options.readConsistency] },
   });
   guardControlConnection(client, (error) => {
     lastError = `control connection: ${error.message}`;
@@ -131,7 +146,14 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
     if (closed) throw new Error('store is closed');
     inFlight += 1;
     try {
-      return await client.execute(query, params, execOptions);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await client.execute(query, params, execOptions);
+        } catch (error) {
+          if (closed || attempt >= EXEC_ATTEMPTS || !isConnectionError(error)) throw error;
+          await new Promise((r) => setTimeout(r, 100 * attempt));
+        }
+      }
     } finally {
       inFlight -= 1;
     }
@@ -284,6 +306,8 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
       const pending: Promise<unknown>[] = [];
       const resolving = indices.map((i) =>
         resolve(messages[i] as Envelope, appendOptions?.minted?.[i] === true, run).then((r) => {
+          // Awaited below, maybe only after other claims: handled now, so an early failure is not "unhandled".
+          r.written.catch(() => {});
           pending.push(r.written);
           return r;
         }),
