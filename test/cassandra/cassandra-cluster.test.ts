@@ -78,7 +78,9 @@ describe('relays on a 3-node Cassandra cluster', { skip }, () => {
             if (publishing) refused.push(error as Error);
             return;
           }
-          await new Promise((r) => setTimeout(r, 10));
+          // A steady stream (about 20/s per publisher), not as fast as acks come back: spool acks
+          // are local and quick, and an unpaced publisher would outrun any drain.
+          await new Promise((r) => setTimeout(r, 50));
         }
       });
       const ackedMore = async (count: number, timeoutMs = 60_000) => {
@@ -126,12 +128,23 @@ describe('relays on a 3-node Cassandra cluster', { skip }, () => {
       // One node back: a quorum again; the spools drain.
       await node2.start();
       console.error(`[cluster] node2 back at ${elapsed()}`);
+      let lastReport = 0;
       await waitFor(
         'both spools to drain',
-        async () => (await Promise.all(relays.map(status))).every((s) => s.store.spool_depth === 0),
-        90_000,
+        async () => {
+          const all = await Promise.all(relays.map(status));
+          if (Date.now() - lastReport > 5_000) {
+            lastReport = Date.now();
+            console.error(
+              `[cluster] spool depths ${all.map((s) => s.store.spool_depth).join(', ')} (${all.map((s) => s.store.last_error ?? '-').join(' | ')})`,
+            );
+          }
+          return all.every((s) => s.store.spool_depth === 0);
+        },
+        120_000,
         250,
       );
+      console.error(`[cluster] spools drained at ${elapsed()}`);
       await ackedMore(50);
       await node3.start();
       console.error(`[cluster] node3 back at ${elapsed()}`);

@@ -80,10 +80,26 @@ const CLAIM_ATTEMPTS = 4;
  * statement finds a live coordinator. Server answers (timeouts, unavailable) are not retried here.
  */
 const EXEC_ATTEMPTS = 3;
-const isConnectionError = (error: unknown) =>
+const isConnectionError = (error: unknown): boolean =>
   (error as { isSocketError?: boolean }).isSocketError === true ||
-  error instanceof cassandra.errors.NoHostAvailableError ||
-  error instanceof cassandra.errors.OperationTimedOutError;
+  (error instanceof cassandra.errors.NoHostAvailableError &&
+    Object.values((error.innerErrors ?? {}) as Record<string, unknown>).every(isConnectionError));
+
+/**
+ * The driver's retry policy, except that a request that timed out on the client is not tried on
+ * the next node: `cassandra_timeout_ms` stays the bound before a write goes to the spool, instead
+ * of that times the number of replicas. A lost connection is still tried on the next node.
+ */
+class NoClientTimeoutRetry extends cassandra.policies.retry.RetryPolicy {
+  override onRequestError(
+    info: cassandra.policies.retry.OperationInfo,
+    consistency: number,
+    error: Error,
+  ): cassandra.policies.retry.DecisionInfo {
+    if (error instanceof cassandra.errors.OperationTimedOutError) return this.rethrowResult();
+    return super.onRequestError(info, consistency, error);
+  }
+}
 
 type Limiter = <T>(work: () => Promise<T>) => Promise<T>;
 
@@ -116,7 +132,10 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
       : {}),
     socketOptions: { readTimeout: options.timeoutMs, connectTimeout: options.timeoutMs },
     // Come back within seconds of Cassandra returning (the default backs off to 10 minutes).
-    policies: { reconnection: new cassandra.policies.reconnection.ExponentialReconnectionPolicy(250, 5_000, false) },
+    policies: {
+      reconnection: new cassandra.policies.reconnection.ExponentialReconnectionPolicy(250, 5_000, false),
+      retry: new NoClientTimeoutRetry(),
+    },
     // Every statement here is idempotent (upserts of fixed rows, claims that tell their own
     // earlier try apart, reads), so the driver may retry one on the next node when its
     // coordinator dies mid-request: one node lost costs no failed append, hence no spooling.
