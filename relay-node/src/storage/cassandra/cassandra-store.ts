@@ -123,8 +123,14 @@ function createLimiter(limit: number): Limiter {
 export function createCassandraStore(options: CassandraStoreOptions): MessageStore {
   const ks = options.keyspace;
 
+  // Nodes the driver discovers (system.peers) are dialled on protocolOptions.port, 9042 unless
+  // set: with contact points on another port, every node but the contact points would be
+  // unreachable (or, worse, some other Cassandra on 9042). Their common port is the cluster's.
+  const ports = new Set(options.contactPoints.map((point) => /:(\d+)$/.exec(point)?.[1] ?? '9042'));
+  const port = ports.size === 1 ? Number([...ports][0]) : undefined;
   const client = new cassandra.Client({
     contactPoints: options.contactPoints,
+    ...(port === undefined ? {} : { protocolOptions: { port } }),
     localDataCenter: options.localDataCenter,
     ...(options.username ? { credentials: { username: options.username, password: options.password ?? '' } } : {}),
     ...(options.tls
