@@ -111,7 +111,9 @@ describe('relays on a 3-node Cassandra cluster', { skip }, () => {
         }, 100);
         clients.push({ close: () => clearInterval(sampler) });
 
-        await ackedMore(100);
+        // The first acks wait for both relays to create and migrate the keyspace (DDL on 3 nodes).
+        await ackedMore(100, 240_000);
+        console.error(`[cluster] first 100 acks at ${elapsed()}`);
         const [, node2, node3] = c.nodes as [unknown, (typeof c.nodes)[number], (typeof c.nodes)[number]];
 
         // One node down: a quorum of two replicas remains for every token.

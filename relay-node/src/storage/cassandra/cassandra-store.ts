@@ -67,8 +67,7 @@ const latestCell = (e: Envelope) =>
 /** A random id (`randomId()`): minted once, with its cursor, so it never needs a claim. */
 const isRandomId = (id: string) => /^r[A-Za-z0-9_-]{22}$/.test(id);
 
-/** Reads of a claimed id's row before concluding its claimant died (gaps grow: 25, 50, … ms). */
-const CLAIM_READS = 6;
+/** First gap between reads of a claimed id's row while its claimant writes it (doubling, at most 500 ms). */
 const CLAIM_READ_GAP_MS = 25;
 /** Tries of one claim whose Paxos round timed out under contention before the append fails (and spools). */
 const CLAIM_ATTEMPTS = 4;
@@ -267,12 +266,15 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
     // Claimed under this very cursor: a copy from elsewhere (gossip, catch-up, a spool drain), or
     // an earlier try of ours whose answer timed out. One read of the row tells which.
     const mine = claimed.topic === e.topic && claimed.cursor === e.cursor;
-    // Another cursor won: its writer puts the row right after its claim, so give it a moment
-    // before concluding it died.
-    for (let attempt = 0; attempt < (mine ? 1 : CLAIM_READS); attempt++) {
+    // Another cursor won: its writer puts the row right after its claim. Wait for it as long as
+    // a write may take (cassandra_timeout_ms) before concluding it died: completing it early
+    // would make both relays report the message new (a second live delivery).
+    const patience = Date.now() + options.timeoutMs;
+    for (let attempt = 0; ; attempt++) {
       const stored = await readRow(claimed.topic, claimed.cursor, run);
       if (stored) return { envelope: stored, inserted: false, written: Promise.resolve() };
-      if (!mine) await new Promise((r) => setTimeout(r, CLAIM_READ_GAP_MS * (attempt + 1)));
+      if (mine || Date.now() >= patience) break;
+      await new Promise((r) => setTimeout(r, Math.min(CLAIM_READ_GAP_MS * 2 ** attempt, 500)));
     }
     // The claim's writer died before its row (so nothing was acknowledged with it), or it was
     // us: complete it under the claimed cursor. The first copy anyone can read: it counts as new.
