@@ -36,7 +36,8 @@ const storeOptions = (s: CassandraServer, keyspace: string) => ({
   readConsistency: 'LOCAL_QUORUM',
   concurrency: 32,
   bucketMs: 60_000,
-  timeoutMs: 5_000,
+  // Generous: two stores race Paxos rounds on a shared, loaded 2-core machine.
+  timeoutMs: 15_000,
   retention: { maxAgeMs: 0, maxMessages: 0 },
 });
 

@@ -205,7 +205,14 @@ describe('relays on Cassandra', { skip, only: !!process.env.ONLY_OUTAGE }, () =>
     await s.stop();
     const duringOutage = acked.length;
     await waitFor(duringOutage + 100); // acked from the local spool
-    server = await startCassandra({ dataDir: cassandraDir, cqlPort: port, storagePort, fast: true });
+    // A restart replays the commit log: on a loaded machine it can take minutes.
+    server = await startCassandra({
+      dataDir: cassandraDir,
+      cqlPort: port,
+      storagePort,
+      fast: true,
+      timeoutMs: 300_000,
+    });
     await waitFor(acked.length + 50);
     publishing = false;
     await pump;
