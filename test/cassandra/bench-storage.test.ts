@@ -26,6 +26,7 @@ describe('storage benchmark scenario on Cassandra', { skip }, () => {
         'anode-embedded',
         'sqlite-baseline',
         'anode-cassandra',
+        'anode-cassandra-keyed',
         'cassandra-baseline',
         'cassandra-lwt-baseline',
       ]) {

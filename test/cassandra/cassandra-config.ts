@@ -8,7 +8,16 @@ export type NodeLayout = {
   host: string;
   cqlPort: number;
   storagePort: number;
+  /** Cluster members: the seeds' addresses (same storage port on each), and this node's token. */
+  seeds?: string[];
+  initialToken?: string;
 };
+
+/** Evenly spaced Murmur3 tokens, one per node (num_tokens: 1), as a multi-node ring wants them. */
+export function ringTokens(nodes: number): string[] {
+  const span = 2n ** 64n;
+  return Array.from({ length: nodes }, (_, i) => (-(2n ** 63n) + (span * BigInt(i)) / BigInt(nodes)).toString());
+}
 
 // Single-node cassandra.yaml for 5.0 (unknown keys are fatal, values carry units).
 // Derived from cassandra-unit's cu-cassandra.yaml, known-good on 5.0.8.
@@ -21,7 +30,9 @@ cluster_name: 'aNode'
 partitioner: org.apache.cassandra.dht.Murmur3Partitioner
 endpoint_snitch: SimpleSnitch
 num_tokens: 1
-initial_token: 0
+initial_token: ${node.initialToken ?? '0'}
+# A new ring: every node owns its token from the start, none streams data in (tests, dev).
+auto_bootstrap: false
 
 listen_address: ${q(node.host)}
 rpc_address: ${q(node.host)}
@@ -32,7 +43,7 @@ start_native_transport: true
 seed_provider:
   - class_name: org.apache.cassandra.locator.SimpleSeedProvider
     parameters:
-      - seeds: ${q(node.host)}
+      - seeds: ${q((node.seeds ?? [node.host]).join(','))}
 
 data_file_directories:
   - ${dir('data')}
@@ -41,6 +52,11 @@ saved_caches_directory: ${dir('saved_caches')}
 hints_directory: ${dir('hints')}
 cdc_raw_directory: ${dir('cdc_raw')}
 cdc_enabled: false
+
+# Test nodes share two loaded cores: give requests more time than the 2 s (writes) and 1 s
+# (Paxos contention) defaults before they count as failed, so a busy machine is not an outage.
+write_request_timeout: 5000ms
+cas_contention_timeout: 3000ms
 
 commitlog_sync: periodic
 commitlog_sync_period: 10000ms
@@ -80,7 +96,7 @@ function escapeXml(text: string): string {
 
 // From conf/jvm17-server.options (branch cassandra-5.0): the JPMS holes Cassandra
 // needs on Java 17. Missing ones surface as IllegalAccessError at startup or later.
-const JPMS_FLAGS = [
+export const JPMS_FLAGS = [
   '-Djdk.attach.allowAttachSelf=true',
   ...[
     'java.base/jdk.internal.misc',

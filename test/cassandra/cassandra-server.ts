@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import cassandra from 'cassandra-driver';
-import { jvmArgs, renderLogback, renderYaml } from './cassandra-config.ts';
+import { JPMS_FLAGS, jvmArgs, renderLogback, renderYaml, ringTokens } from './cassandra-config.ts';
 import { resolveCassandraJars } from './cassandra-jars.ts';
 
 export type CassandraOptions = {
@@ -45,6 +45,9 @@ export type CassandraOptions = {
   version?: string;
   cacheDir?: string;
   log?: (line: string) => void;
+  /** A cluster member: the seed addresses and this node's ring token (see startCluster). */
+  seeds?: string[];
+  initialToken?: string;
 };
 
 export type CassandraServer = {
@@ -115,6 +118,140 @@ export async function startCassandra(options: CassandraOptions = {}): Promise<Ca
       tempDirs.delete(dataDir);
       throw error;
     }
+  }
+}
+
+export type ClusterOptions = Omit<CassandraOptions, 'host' | 'seeds' | 'initialToken' | 'dataDir'> & {
+  /** Nodes on 127.0.0.1, 127.0.0.2, …: same ports on each address, own folder and token. */
+  nodes: number;
+  /** Each node keeps its data in <dataDir>/node<N>; a temp dir (removed at exit) when absent. */
+  dataDir?: string;
+};
+
+export type ClusterNode = {
+  readonly host: string;
+  readonly dataDir: string;
+  /** The running JVM, or undefined while the node is down. */
+  readonly server: CassandraServer | undefined;
+  /** SIGKILL: a crash, no shutdown announcement (what the tests inflict). */
+  kill(): Promise<void>;
+  /** SIGTERM, then SIGKILL after the grace time. */
+  stop(): Promise<void>;
+  /** Start again with the same data, address and ports. */
+  start(): Promise<void>;
+};
+
+export type CassandraCluster = {
+  nodes: ClusterNode[];
+  /** host:port of every node, for `cassandra_contact_points`. */
+  contactPoints: string[];
+  port: number;
+  storagePort: number;
+  /** What SimpleSnitch reports, for `cassandra_local_dc` and NetworkTopologyStrategy. */
+  localDc: string;
+  stop(): Promise<void>;
+};
+
+/**
+ * A real multi-node cluster on one machine: node N listens on 127.0.0.N with the same CQL and
+ * storage ports as the others (Cassandra's inter-node protocol has one storage port per
+ * cluster), its own folder and an evenly spaced token; 127.0.0.1 is the seed and starts first.
+ */
+export async function startCluster(options: ClusterOptions): Promise<CassandraCluster> {
+  const log = options.log ?? (() => {});
+  const hosts = Array.from({ length: options.nodes }, (_, i) => `127.0.0.${i + 1}`);
+  const tokens = ringTokens(options.nodes);
+  const root = options.dataDir ? resolve(options.dataDir) : await mkdtemp(join(tmpdir(), 'anode-cassandra-cluster-'));
+  if (!options.dataDir) tempDirs.add(root);
+  const [cqlPort, storagePort] = await pickPortsOnAll(hosts, options.cqlPort, options.storagePort);
+  const nodes = hosts.map((host, i): ClusterNode & { server: CassandraServer | undefined } => {
+    const dataDir = join(root, `node${i + 1}`);
+    const node = {
+      host,
+      dataDir,
+      server: undefined as CassandraServer | undefined,
+      async start() {
+        if (node.server) return;
+        node.server = await startCassandra({
+          ...options,
+          host,
+          dataDir,
+          cqlPort,
+          storagePort,
+          seeds: [hosts[0] as string],
+          initialToken: tokens[i],
+          log: (line) => log(`node${i + 1}: ${line}`),
+        });
+        // A node that dies on its own is down too (start() brings it back).
+        const running = node.server;
+        void running.exited.then(() => {
+          if (node.server === running) node.server = undefined;
+        });
+      },
+      async kill() {
+        const server = node.server;
+        node.server = undefined;
+        if (!server) return;
+        process.kill(server.pid, 'SIGKILL');
+        await server.exited;
+      },
+      async stop() {
+        const server = node.server;
+        node.server = undefined;
+        await server?.stop();
+      },
+    };
+    return node;
+  });
+  try {
+    // The seed first; the others join it together (auto_bootstrap is off: nothing to stream).
+    await nodes[0]?.start();
+    await Promise.all(nodes.slice(1).map((node) => node.start()));
+    await waitForRing(hosts[0] as string, cqlPort, options.nodes, options.timeoutMs ?? 120_000);
+  } catch (error) {
+    await Promise.all(nodes.map((node) => node.kill()));
+    throw error;
+  }
+  return {
+    nodes,
+    contactPoints: hosts.map((host) => `${host}:${cqlPort}`),
+    port: cqlPort,
+    storagePort,
+    localDc: LOCAL_DC,
+    stop: async () => {
+      await Promise.all(nodes.map((node) => node.stop()));
+    },
+  };
+}
+
+/** Ports free on every address at once (each node binds the same two). */
+async function pickPortsOnAll(hosts: string[], cql?: number, storage?: number): Promise<[number, number]> {
+  for (let attempt = 1; ; attempt++) {
+    const [c, s] = await pickPorts(hosts[0] as string, cql, storage);
+    try {
+      for (const host of hosts.slice(1)) await pickPorts(host, c, s);
+      return [c, s];
+    } catch (error) {
+      if ((cql !== undefined && storage !== undefined) || attempt >= 10) throw error;
+    }
+  }
+}
+
+/** Until the seed sees every node up in its peers table (gossip has converged). */
+async function waitForRing(host: string, port: number, nodes: number, timeoutMs: number): Promise<void> {
+  const client = new cassandra.Client({ contactPoints: [host], protocolOptions: { port }, localDataCenter: LOCAL_DC });
+  const deadline = Date.now() + timeoutMs;
+  try {
+    while (true) {
+      const peers = (await client.execute('SELECT peer FROM system.peers_v2')).rowLength;
+      await client.connect();
+      const up = client.getState().getConnectedHosts().length;
+      if (peers === nodes - 1 && up === nodes) return;
+      if (Date.now() > deadline) throw new Error(`cluster did not form: ${peers + 1} nodes known, ${up} connected`);
+      await sleep(500);
+    }
+  } finally {
+    await client.shutdown();
   }
 }
 
@@ -194,11 +331,12 @@ function launch(args: {
   options: CassandraOptions;
 }): LaunchedNode {
   const { dataDir } = args;
+  const { seeds, initialToken } = args.options;
   const configFile = join(dataDir, 'cassandra.yaml');
   const logbackFile = join(dataDir, 'logback.xml');
   const logFile = join(dataDir, 'logs', 'system.log');
   const consoleFile = join(dataDir, 'logs', 'console.log');
-  writeFileSync(configFile, renderYaml(args));
+  writeFileSync(configFile, renderYaml({ ...args, seeds, initialToken }));
   writeFileSync(logbackFile, renderLogback(logFile));
   writeFileSync(logFile, ''); // one run per file, so a failure's tail is this run's
   const argv = jvmArgs({
@@ -379,4 +517,50 @@ function killAll(): void {
       // Best effort: it is under the OS temp dir anyway.
     }
   }
+}
+
+/**
+ * Runs nodetool (its class ships in cassandra-all) against a node started with
+ * `jvmArgs: ['-Dcassandra.jmx.local.port=<port>']`; resolves with its output, rejects on failure.
+ */
+export async function nodetool(
+  jmxPort: number,
+  args: string[],
+  options: { version?: string; home?: string } = {},
+): Promise<string> {
+  const java = findJava();
+  if (!java) throw new Error('java not found');
+  const { libDir } = await resolveCassandraJars({ version: options.version });
+  const child = spawn(
+    java,
+    [
+      '-Xmx128m',
+      ...JPMS_FLAGS,
+      // nodetool keeps a history file under ~/.cassandra: put it beside the node's data instead.
+      ...(options.home ? [`-Duser.home=${options.home}`] : []),
+      '-cp',
+      join(libDir, '*'),
+      'org.apache.cassandra.tools.NodeTool',
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(jmxPort),
+      ...args,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  child.stdout?.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  const code = await new Promise<number | null>((ok) => child.once('close', ok));
+  if (code !== 0) throw new Error(`nodetool ${args.join(' ')} exited with ${code}:\n${out}`);
+  return out;
+}
+
+/** A free TCP port on 127.0.0.1 (for a JMX port; released before Cassandra binds it). */
+export async function freePort(): Promise<number> {
+  const server = await listenOn('127.0.0.1', 0);
+  const { port } = server.address() as AddressInfo;
+  await new Promise((ok) => server.close(ok));
+  return port;
 }

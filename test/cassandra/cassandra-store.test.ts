@@ -4,7 +4,9 @@ import { after, before, describe, it } from 'node:test';
 import { createHybridClock, type Envelope, type MessageStore, randomNodeId } from '@anode/shared';
 import { createClient } from '@anode/shared/client';
 import { createCassandraStore } from '@anode/relay-node/src/storage/cassandra/cassandra-store.ts';
+import { createLogger } from '@anode/relay-node/src/logger.ts';
 import { messageStoreCompliance } from '@anode/relay-node/src/storage/message-store.compliance.ts';
+import { createSpoolingStore } from '@anode/relay-node/src/storage/spool/spooling-store.ts';
 import cassandra from 'cassandra-driver';
 import { startRelay, tempDir, type TestRelay } from '../helpers/relay.ts';
 import { type CassandraServer, findJava, startCassandra } from './cassandra-server.ts';
@@ -66,6 +68,30 @@ describe('Cassandra store', { skip }, () => {
     { countRetention: false, ageRetention: false },
   );
 
+  // The spooling store the relay puts in front of Cassandra is that store while Cassandra answers.
+  messageStoreCompliance(
+    'spooling store in front of cassandra',
+    async () => {
+      const s = (await serverReady) as CassandraServer;
+      let keyspace = keyspaceName();
+      const spoolDir = await tempDir();
+      return {
+        async open(retention, options) {
+          if (!options?.reopen) keyspace = keyspaceName();
+          return createSpoolingStore(createCassandraStore({ ...storeOptions(s, keyspace), retention }), {
+            dataDir: spoolDir,
+            drainIntervalMs: 100,
+            log: createLogger('silent'),
+          });
+        },
+        async cleanup() {
+          await rm(spoolDir, { recursive: true, force: true });
+        },
+      };
+    },
+    { countRetention: false, ageRetention: false },
+  );
+
   it('keeps the newest ts per source in Cassandra itself (USING TIMESTAMP), whatever the arrival order', async () => {
     const s = (await serverReady) as CassandraServer;
     const keyspace = keyspaceName();
@@ -98,6 +124,8 @@ describe('Cassandra store', { skip }, () => {
   it('expires messages by TTL and refuses resume cursors older than retention', async () => {
     const s = (await serverReady) as CassandraServer;
     const store: MessageStore = createCassandraStore(storeOptions(s, keyspaceName(), 1_500));
+    // Connect and migrate first: that takes longer than this retention, and the clock starts after.
+    assert.equal((await store.health()).ok, true);
     const clock = createHybridClock('ttl');
     const first: Envelope = { id: 'old', topic: 'ttl.t', cursor: clock.next(), source: 's', ts: 1, data: 1 };
     await store.append([first]);
@@ -177,7 +205,14 @@ describe('relays on Cassandra', { skip, only: !!process.env.ONLY_OUTAGE }, () =>
     await s.stop();
     const duringOutage = acked.length;
     await waitFor(duringOutage + 100); // acked from the local spool
-    server = await startCassandra({ dataDir: cassandraDir, cqlPort: port, storagePort, fast: true });
+    // A restart replays the commit log: on a loaded machine it can take minutes.
+    server = await startCassandra({
+      dataDir: cassandraDir,
+      cqlPort: port,
+      storagePort,
+      fast: true,
+      timeoutMs: 300_000,
+    });
     await waitFor(acked.length + 50);
     publishing = false;
     await pump;

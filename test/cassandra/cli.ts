@@ -1,10 +1,12 @@
 // Runs a local Apache Cassandra 5.0 in the foreground for development:
-//   node test/cassandra/cli.ts [start] [--data-dir DIR] [--port 9042] [--host 127.0.0.1] [--heap 1g]
+//   node test/cassandra/cli.ts [start] [--data-dir DIR] [--port 9042] [--host 127.0.0.1] [--heap 1g] [--nodes N]
 // Data persists in --data-dir (default ./.cassandra) between runs. Ctrl-C stops it.
+// --nodes 3: a cluster on 127.0.0.1-3 (same ports, <data-dir>/node1..3), 512m heaps by default.
 import { parseArgs } from 'node:util';
-import { startCassandra } from './cassandra-server.ts';
+import { startCassandra, startCluster } from './cassandra-server.ts';
 
-const USAGE = 'usage: node test/cassandra/cli.ts [start] [--data-dir DIR] [--port 9042] [--host 127.0.0.1] [--heap 1g]';
+const USAGE =
+  'usage: node test/cassandra/cli.ts [start] [--data-dir DIR] [--port 9042] [--host 127.0.0.1] [--heap 1g] [--nodes 1]';
 
 function usage(message?: string): never {
   if (message) console.error(message);
@@ -21,7 +23,8 @@ function parseCli() {
         'data-dir': { type: 'string', default: '.cassandra' },
         port: { type: 'string', default: '9042' },
         host: { type: 'string', default: '127.0.0.1' },
-        heap: { type: 'string', default: '1g' },
+        heap: { type: 'string' },
+        nodes: { type: 'string', default: '1' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -34,7 +37,11 @@ function parseCli() {
   if (extra) usage(`unknown command: ${extra}`);
   const port = Number(values.port);
   if (!Number.isInteger(port) || port <= 0 || port > 65535) usage(`bad --port: ${values.port}`);
-  return { dataDir: values['data-dir'], host: values.host, port, heap: values.heap };
+  const nodes = Number(values.nodes);
+  if (!Number.isInteger(nodes) || nodes < 1 || nodes > 9) usage(`bad --nodes: ${values.nodes} (1-9)`);
+  if (nodes > 1 && values.host !== '127.0.0.1') usage('--host is 127.0.0.1 with --nodes: the nodes take 127.0.0.1-N');
+  const heap = values.heap ?? (nodes > 1 ? '512m' : '1g');
+  return { dataDir: values['data-dir'], host: values.host, port, heap, nodes };
 }
 
 async function main() {
@@ -60,6 +67,29 @@ async function main() {
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
 
   try {
+    if (args.nodes > 1) {
+      const cluster = await startCluster({
+        nodes: args.nodes,
+        dataDir: args.dataDir,
+        cqlPort: args.port,
+        heap: args.heap,
+        log,
+      });
+      stop = cluster.stop;
+      log(
+        `${args.nodes} nodes up: contact points ${cluster.contactPoints.join(',')}, local DC ${cluster.localDc}; ` +
+          `data in ${args.dataDir}/node1..${args.nodes}; Ctrl-C to stop`,
+      );
+      const { code, signal } = await Promise.race(
+        cluster.nodes.map((node) => node.server?.exited ?? new Promise<never>(() => {})),
+      );
+      if (!stopping) {
+        console.error(`[cassandra] a node exited on its own (${signal ?? `code ${code}`}); stopping the others`);
+        await cluster.stop();
+        process.exit(1);
+      }
+      return;
+    }
     const server = await startCassandra({
       dataDir: args.dataDir,
       host: args.host,

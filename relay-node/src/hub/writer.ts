@@ -25,12 +25,14 @@ export type WriteOrigin = 'local' | 'remote';
 interface Job {
   envelopes: readonly Envelope[];
   origin: WriteOrigin;
+  /** Minted by this node's publish just now (see AppendOptions.minted). */
+  minted: boolean;
   resolve: (results: AppendResult[]) => void;
   reject: (error: Error) => void;
 }
 
 export interface Writer {
-  write(envelopes: readonly Envelope[], origin?: WriteOrigin): Promise<AppendResult[]>;
+  write(envelopes: readonly Envelope[], origin?: WriteOrigin, options?: { minted?: boolean }): Promise<AppendResult[]>;
   /** Resolves once everything queued so far is written (or failed). */
   drain(): Promise<void>;
   readonly queued: number;
@@ -60,7 +62,8 @@ export function createWriter(options: WriterOptions): Writer {
     const stop = options.metrics.storeAppend.startTimer();
     let results: AppendResult[];
     try {
-      results = await options.store.append(envelopes);
+      const minted = jobs.flatMap((job) => job.envelopes.map(() => job.minted));
+      results = await options.store.append(envelopes, { minted });
       stop();
       options.metrics.storeBatch.observe(envelopes.length);
       options.metrics.storeUp.set(1);
@@ -96,13 +99,15 @@ export function createWriter(options: WriterOptions): Writer {
   };
 
   return {
-    write(envelopes, origin = 'local') {
+    write(envelopes, origin = 'local', writeOptions = {}) {
       if (envelopes.length === 0) return Promise.resolve([]);
       if (queued + envelopes.length > maxQueued) {
         return Promise.reject(new UnavailableError('node is overloaded: too many publishes waiting for storage'));
       }
       queued += envelopes.length;
-      const done = new Promise<AppendResult[]>((resolve, reject) => queue.push({ envelopes, origin, resolve, reject }));
+      const done = new Promise<AppendResult[]>((resolve, reject) =>
+        queue.push({ envelopes, origin, minted: writeOptions.minted === true, resolve, reject }),
+      );
       flushing ??= flush();
       return done;
     },

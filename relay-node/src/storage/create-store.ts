@@ -25,6 +25,7 @@ export function createStore(config: RelayConfig, log: Logger, metrics: Metrics):
         tlsCaFile: config.cassandra_tls_ca,
         writeConsistency: config.cassandra_write_consistency,
         readConsistency: config.cassandra_read_consistency,
+        serialConsistency: config.cassandra_serial_consistency,
         concurrency: config.cassandra_concurrency,
         bucketMs: config.cassandra_bucket_ms,
         timeoutMs: config.cassandra_timeout_ms,

@@ -15,10 +15,29 @@ import type { Envelope } from '../frames.ts';
  * - Retention deletes old messages; `trimmedThrough` says up to which cursor a topic lost
  *   messages to retention, so a resume from an older cursor is refused (`cursor_expired`)
  *   instead of silently skipping a gap.
+ *
+ * What "idempotent" and "durable" rest on, per adapter:
+ * - Embedded (SQLite): one process, one transaction per append, fsynced: exact.
+ * - Cassandra: an ack means the rows reached the write consistency level (default LOCAL_QUORUM:
+ *   a majority of the local DC's replicas; with reads at LOCAL_QUORUM too, every later read in
+ *   that DC sees them). A random id (`randomId()`) is minted once with its cursor, so its every
+ *   copy is the same row and a plain upsert is idempotent at any level. A content-addressed id
+ *   (idempotency key) is claimed with a lightweight transaction at the serial consistency
+ *   (default LOCAL_SERIAL): exactly one cursor wins among relays in one DC, however many
+ *   accept it at once (SERIAL extends that across DCs). The data is stored once, in history.
+ *   `inserted` is exact for keyed ids; for a random id from elsewhere (gossip, catch-up) it
+ *   comes from a read, so two relays storing the same copy at the same instant may both say new
+ *   (each then delivers it to its own subscribers once; the row is still one).
+ * - Spooling store (in front of Cassandra) while Cassandra is away: appends are durable in the
+ *   local spool; a duplicate of an id in the spool or among the last ids Cassandra returned is
+ *   answered with that copy; an id stored in Cassandra before that is not visible, so it is
+ *   acknowledged as new under its new cursor, and the drain keeps the first copy (history holds
+ *   it once; live subscribers may see the id twice, and clients drop the second by id). Reads
+ *   fail with `unavailable` until Cassandra is back. Pinned by spooling-store.test.ts.
  */
 export interface MessageStore {
   readonly kind: string;
-  append(messages: readonly Envelope[]): Promise<AppendResult[]>;
+  append(messages: readonly Envelope[], options?: AppendOptions): Promise<AppendResult[]>;
   history(topic: string, query: { after?: string; limit: number }): Promise<Envelope[]>;
   latest(topic: string): Promise<Record<string, Envelope>>;
   /** Topics with at least one stored message (for pattern resumes and status). */
@@ -28,6 +47,16 @@ export interface MessageStore {
   sweep(nowMs?: number): Promise<number>;
   health(): Promise<StoreHealth>;
   close(): Promise<void>;
+}
+
+export interface AppendOptions {
+  /**
+   * `minted[i]`: the caller created `messages[i]` itself just now (a publish: a new cursor, and
+   * a random id unless it is content-addressed). A store may then skip looking for an earlier
+   * copy of a random id, which cannot exist. Absent or false: the message may have been stored
+   * before (gossip, catch-up, an edge link's resend), and the store checks.
+   */
+  minted?: readonly boolean[];
 }
 
 export interface AppendResult {

@@ -36,6 +36,10 @@ export const cassandraConfigShape = {
     .enum(['ONE', 'TWO', 'THREE', 'QUORUM', 'ALL', 'LOCAL_QUORUM', 'EACH_QUORUM', 'LOCAL_ONE'])
     .default('LOCAL_QUORUM')
     .describe('consistency level of reads'),
+  cassandra_serial_consistency: z
+    .enum(['LOCAL_SERIAL', 'SERIAL'])
+    .default('LOCAL_SERIAL')
+    .describe('consistency of idempotency-key claims (LWT); SERIAL when two DCs accept the same keys'),
   cassandra_concurrency: positiveInt.default(64).describe('statements in flight per batch append'),
   cassandra_bucket_ms: positiveInt.default(3_600_000).describe('time bucket of the messages partition key'),
   cassandra_timeout_ms: positiveInt.default(5_000).describe('per-request timeout before a write goes to the spool'),

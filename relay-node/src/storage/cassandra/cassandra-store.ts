@@ -8,6 +8,7 @@ import {
   type StoreHealth,
 } from '@anode/shared';
 import cassandra from 'cassandra-driver';
+import { guardControlConnection } from './driver-guard.ts';
 import { migrate } from './schema.ts';
 
 /**
@@ -28,6 +29,8 @@ export interface CassandraStoreOptions {
   /** CQL consistency level names, e.g. `LOCAL_QUORUM`. */
   writeConsistency: string;
   readConsistency: string;
+  /** Of the id claims (LWT): `LOCAL_SERIAL` (default) decides within the local DC, `SERIAL` across all. */
+  serialConsistency?: 'SERIAL' | 'LOCAL_SERIAL';
   concurrency: number;
   bucketMs: number;
   timeoutMs: number;
@@ -61,25 +64,72 @@ const rowToEnvelope = (row: Row): Envelope => ({
 const latestCell = (e: Envelope) =>
   JSON.stringify({ id: e.id, topic: e.topic, cursor: e.cursor, source: e.source, ts: e.ts, data: e.data });
 
-/** Run `work` over `items` with at most `limit` in flight; results keep the input order. */
-async function mapLimit<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await work(items[index] as T);
+/** A random id (`randomId()`): minted once, with its cursor, so it never needs a claim. */
+const isRandomId = (id: string) => /^r[A-Za-z0-9_-]{22}$/.test(id);
+
+/** First gap between reads of a claimed id's row while its claimant writes it (doubling, at most 500 ms). */
+const CLAIM_READ_GAP_MS = 25;
+/** Tries of one claim whose Paxos round timed out under contention before the append fails (and spools). */
+const CLAIM_ATTEMPTS = 4;
+
+/**
+ * Tries of a statement that failed for want of a connection. When a node dies, every request in
+ * flight on its sockets fails at once, and the driver's own retry can run out of hosts it still
+ * believes usable before it notices which are gone; a moment later the same (idempotent)
+ * statement finds a live coordinator. Server answers (timeouts, unavailable) are not retried here.
+ */
+const EXEC_ATTEMPTS = 3;
+const isConnectionError = (error: unknown): boolean =>
+  (error as { isSocketError?: boolean }).isSocketError === true ||
+  (error instanceof cassandra.errors.NoHostAvailableError &&
+    Object.values((error.innerErrors ?? {}) as Record<string, unknown>).every(isConnectionError));
+
+/**
+ * The driver's retry policy, except that a request that timed out on the client is not tried on
+ * the next node: `cassandra_timeout_ms` stays the bound before a write goes to the spool, instead
+ * of that times the number of replicas. A lost connection is still tried on the next node.
+ */
+class NoClientTimeoutRetry extends cassandra.policies.retry.RetryPolicy {
+  override onRequestError(
+    info: cassandra.policies.retry.OperationInfo,
+    consistency: number,
+    error: Error,
+  ): cassandra.policies.retry.DecisionInfo {
+    if (error instanceof cassandra.errors.OperationTimedOutError) return this.rethrowResult();
+    return super.onRequestError(info, consistency, error);
+  }
+}
+
+type Limiter = <T>(work: () => Promise<T>) => Promise<T>;
+
+/** At most `limit` statements of one append in flight; a finished one hands its slot on. */
+function createLimiter(limit: number): Limiter {
+  let active = 0;
+  const waiting: (() => void)[] = [];
+  return async (work) => {
+    if (active >= limit) await new Promise<void>((r) => waiting.push(r));
+    else active += 1;
+    try {
+      return await work();
+    } finally {
+      const next = waiting.shift();
+      if (next) next();
+      else active -= 1;
     }
   };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }
 
 export function createCassandraStore(options: CassandraStoreOptions): MessageStore {
   const ks = options.keyspace;
 
+  // Nodes the driver discovers (system.peers) are dialled on protocolOptions.port, 9042 unless
+  // set: with contact points on another port, every node but the contact points would be
+  // unreachable (or, worse, some other Cassandra on 9042). Their common port is the cluster's.
+  const ports = new Set(options.contactPoints.map((point) => /:(\d+)$/.exec(point)?.[1] ?? '9042'));
+  const port = ports.size === 1 ? Number([...ports][0]) : undefined;
   const client = new cassandra.Client({
     contactPoints: options.contactPoints,
+    ...(port === undefined ? {} : { protocolOptions: { port } }),
     localDataCenter: options.localDataCenter,
     ...(options.username ? { credentials: { username: options.username, password: options.password ?? '' } } : {}),
     ...(options.tls
@@ -87,15 +137,24 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
       : {}),
     socketOptions: { readTimeout: options.timeoutMs, connectTimeout: options.timeoutMs },
     // Come back within seconds of Cassandra returning (the default backs off to 10 minutes).
-    policies: { reconnection: new cassandra.policies.reconnection.ExponentialReconnectionPolicy(250, 5_000, false) },
-    queryOptions: { prepare: true, consistency: CONSISTENCY[options.readConsistency] },
+    policies: {
+      reconnection: new cassandra.policies.reconnection.ExponentialReconnectionPolicy(250, 5_000, false),
+      retry: new NoClientTimeoutRetry(),
+    },
+    // Every statement here is idempotent (upserts of fixed rows, claims that tell their own
+    // earlier try apart, reads), so the driver may retry one on the next node when its
+    // coordinator dies mid-request: one node lost costs no failed append, hence no spooling.
+    queryOptions: { prepare: true, isIdempotent: true, consistency: CONSISTENCY[options.readConsistency] },
+  });
+  guardControlConnection(client, (error) => {
+    lastError = `control connection: ${error.message}`;
   });
   const ttl = options.retention.maxAgeMs > 0 ? Math.ceil(options.retention.maxAgeMs / 1000) : 0;
   const bucketTtl = ttl > 0 ? ttl + Math.ceil(options.bucketMs / 1000) : 0;
   const write = {
     prepare: true,
     consistency: CONSISTENCY[options.writeConsistency],
-    serialConsistency: consistencies.localSerial,
+    serialConsistency: options.serialConsistency === 'SERIAL' ? consistencies.serial : consistencies.localSerial,
   };
   const bucketOf = (cursor: string) => Long.fromNumber(Math.floor(cursorTime(cursor) / options.bucketMs));
   const knownBuckets = new Set<string>();
@@ -111,7 +170,14 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
     if (closed) throw new Error('store is closed');
     inFlight += 1;
     try {
-      return await client.execute(query, params, execOptions);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await client.execute(query, params, execOptions);
+        } catch (error) {
+          if (closed || attempt >= EXEC_ATTEMPTS || !isConnectionError(error)) throw error;
+          await new Promise((r) => setTimeout(r, 100 * attempt));
+        }
+      }
     } finally {
       inFlight -= 1;
     }
@@ -129,38 +195,43 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
     return ready;
   };
 
-  const storeRow = async (e: Envelope) => {
+  const insertRow = `INSERT INTO ${ks}.messages (topic, bucket, cursor, id, source, ts, data) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?`;
+  const selectRow = `SELECT * FROM ${ks}.messages WHERE topic = ? AND bucket = ? AND cursor = ?`;
+  const claimId = `INSERT INTO ${ks}.message_ids (id, topic, cursor) VALUES (?, ?, ?) IF NOT EXISTS USING TTL ?`;
+
+  /** The history row of `e` (its one copy of the data), and the per-topic index rows once per process. */
+  const writeRow = async (e: Envelope, run: Limiter) => {
     const bucket = bucketOf(e.cursor);
     const bucketKey = `${e.topic}\n${bucket}`;
-    const data = JSON.stringify(e.data);
     const writes: Promise<unknown>[] = [
-      exec(
-        `INSERT INTO ${ks}.messages (topic, bucket, cursor, id, source, ts, data) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?`,
-        [e.topic, bucket, e.cursor, e.id, e.source, Long.fromNumber(e.ts), data, ttl],
-        write,
-      ),
-      exec(
-        `INSERT INTO ${ks}.latest (topic, source, envelope) VALUES (?, ?, ?) USING TIMESTAMP ?`,
-        [e.topic, e.source, latestCell(e), Long.fromNumber(e.ts).multiply(1000)],
-        write,
+      run(() =>
+        exec(
+          insertRow,
+          [e.topic, bucket, e.cursor, e.id, e.source, Long.fromNumber(e.ts), JSON.stringify(e.data), ttl],
+          write,
+        ),
       ),
     ];
     if (!knownBuckets.has(bucketKey)) {
       writes.push(
-        exec(
-          `INSERT INTO ${ks}.topic_buckets (topic, bucket) VALUES (?, ?) USING TTL ?`,
-          [e.topic, bucket, bucketTtl],
-          write,
+        run(() =>
+          exec(
+            `INSERT INTO ${ks}.topic_buckets (topic, bucket) VALUES (?, ?) USING TTL ?`,
+            [e.topic, bucket, bucketTtl],
+            write,
+          ),
         ),
       );
     }
     if (!knownTopics.has(e.topic)) {
-      // The first cursor wins: an older cursor's write-time is irrelevant, so use LWT-free min via timestamp.
+      // The earliest cursor wins without a read or an LWT: its write time is the greatest.
       writes.push(
-        exec(
-          `INSERT INTO ${ks}.topic_first (topic, cursor) VALUES (?, ?) USING TIMESTAMP ?`,
-          [e.topic, e.cursor, Long.fromNumber(Number.MAX_SAFE_INTEGER - cursorTime(e.cursor))],
-          write,
+        run(() =>
+          exec(
+            `INSERT INTO ${ks}.topic_first (topic, cursor) VALUES (?, ?) USING TIMESTAMP ?`,
+            [e.topic, e.cursor, Long.fromNumber(Number.MAX_SAFE_INTEGER - cursorTime(e.cursor))],
+            write,
+          ),
         ),
       );
     }
@@ -169,59 +240,144 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
     knownTopics.add(e.topic);
   };
 
-  const appendOne = async (e: Envelope): Promise<AppendResult> => {
-    const result = await exec(
-      `INSERT INTO ${ks}.message_ids (id, topic, cursor, source, ts, data) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?`,
-      [e.id, e.topic, e.cursor, e.source, Long.fromNumber(e.ts), JSON.stringify(e.data), ttl],
-      write,
+  const readRow = async (topic: string, cursor: string, run: Limiter) => {
+    const row = (await run(() => exec(selectRow, [topic, bucketOf(cursor), cursor]))).first();
+    return row ? rowToEnvelope(row) : undefined;
+  };
+
+  /**
+   * Where `e` stands: the stored copy and whether this call stored it. `written` settles when
+   * this call's writes are done (the caller awaits it before acknowledging anything).
+   */
+  type Resolved = AppendResult & { written: Promise<unknown> };
+  const resolve = async (e: Envelope, minted: boolean, run: Limiter): Promise<Resolved> => {
+    if (isRandomId(e.id)) {
+      // Minted once, with its cursor, by one node: every copy of it is the same row, so a plain
+      // upsert is idempotent. Only a copy from elsewhere needs a look first, to answer `inserted`.
+      const earlier = minted ? undefined : await readRow(e.topic, e.cursor, run);
+      if (earlier) return { envelope: earlier, inserted: false, written: Promise.resolve() };
+      return { envelope: e, inserted: true, written: writeRow(e, run) };
+    }
+    // A content-addressed id (idempotency key) can reach the store under two cursors (two
+    // relays, or one after a restart): one lightweight transaction decides which cursor is it.
+    const claim = await claimOnce(e, run);
+    if (!claim || claim['[applied]'] === true) return { envelope: e, inserted: true, written: writeRow(e, run) };
+    const claimed = { topic: claim.topic as string, cursor: claim.cursor as string };
+    // Claimed under this very cursor: a copy from elsewhere (gossip, catch-up, a spool drain), or
+    // an earlier try of ours whose answer timed out. One read of the row tells which.
+    const mine = claimed.topic === e.topic && claimed.cursor === e.cursor;
+    // Another cursor won: its writer puts the row right after its claim. Wait for it as long as
+    // a write may take (cassandra_timeout_ms) before concluding it died: completing it early
+    // would make both relays report the message new (a second live delivery).
+    const patience = Date.now() + options.timeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      const stored = await readRow(claimed.topic, claimed.cursor, run);
+      if (stored) return { envelope: stored, inserted: false, written: Promise.resolve() };
+      if (mine || Date.now() >= patience) break;
+      await new Promise((r) => setTimeout(r, Math.min(CLAIM_READ_GAP_MS * 2 ** attempt, 500)));
+    }
+    // The claim's writer died before its row (so nothing was acknowledged with it), or it was
+    // us: complete it under the claimed cursor. The first copy anyone can read: it counts as new.
+    const completed = { ...e, topic: claimed.topic, cursor: claimed.cursor };
+    return { envelope: completed, inserted: true, written: writeRow(completed, run) };
+  };
+
+  /**
+   * The claim, retried when Paxos contention (two relays proposing the same id at once) times it
+   * out: that outcome is unknown, and asking again either applies or shows who won, possibly us.
+   */
+  const claimOnce = async (e: Envelope, run: Limiter) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return (await run(() => exec(claimId, [e.id, e.topic, e.cursor, ttl], write))).first();
+      } catch (error) {
+        const cas = (error as { writeType?: string }).writeType === 'CAS' || /SERIAL/.test((error as Error).message);
+        if (!cas || attempt >= CLAIM_ATTEMPTS) throw error;
+        await new Promise((r) => setTimeout(r, Math.random() * 50 * attempt));
+      }
+    }
+  };
+
+  /** The newest of each (topic, source) in the batch, written once (USING TIMESTAMP = ts). */
+  const writeLatest = (stored: readonly Envelope[], run: Limiter) => {
+    const newest = new Map<string, Envelope>();
+    for (const e of stored) {
+      const key = `${e.topic}\n${e.source}`;
+      const best = newest.get(key);
+      if (!best || e.ts > best.ts || (e.ts === best.ts && e.id > best.id)) newest.set(key, e);
+    }
+    return [...newest.values()].map((e) =>
+      run(() =>
+        exec(
+          `INSERT INTO ${ks}.latest (topic, source, envelope) VALUES (?, ?, ?) USING TIMESTAMP ?`,
+          [e.topic, e.source, latestCell(e), Long.fromNumber(e.ts).multiply(1000)],
+          write,
+        ),
+      ),
     );
-    const row = result.first();
-    const inserted = row?.['[applied]'] === true;
-    const stored = inserted || !row ? e : rowToEnvelope(row);
-    // Always (re)write the stored copy: if a previous attempt died after the id was claimed,
-    // this completes it, and rewriting the same primary key is harmless.
-    await storeRow(stored);
-    return { envelope: stored, inserted };
   };
 
   return {
     kind: 'cassandra',
 
-    async append(messages) {
+    async append(messages, appendOptions) {
       await connect();
+      const run = createLimiter(options.concurrency);
       // A repeated id within one batch resolves to its first occurrence (input order), as in
       // every adapter, instead of racing its own lightweight transaction.
       const firstIndex = new Map<string, number>();
       messages.forEach((m, i) => {
         if (!firstIndex.has(m.id)) firstIndex.set(m.id, i);
       });
-      const unique = [...firstIndex.values()].map((i) => messages[i] as Envelope);
-      const results = new Map(
-        (await mapLimit(unique, options.concurrency, appendOne)).map((r, i) => [unique[i]?.id, r]),
+      const indices = [...firstIndex.values()];
+      const pending: Promise<unknown>[] = [];
+      const resolving = indices.map((i) =>
+        resolve(messages[i] as Envelope, appendOptions?.minted?.[i] === true, run).then((r) => {
+          // Awaited below, maybe only after other claims: handled now, so an early failure is not "unhandled".
+          r.written.catch(() => {});
+          pending.push(r.written);
+          return r;
+        }),
       );
+      const resolved = await Promise.all(resolving).catch(async (error: unknown) => {
+        // Nothing of this call may still be running once it has failed (the spool retries it).
+        await Promise.allSettled(resolving);
+        await Promise.allSettled(pending);
+        throw error;
+      });
+      // Rewritten for duplicates too: it repairs a latest row an interrupted earlier attempt missed.
+      await Promise.all([
+        ...pending,
+        ...writeLatest(
+          resolved.map((r) => r.envelope),
+          run,
+        ),
+      ]);
+      const results = new Map(resolved.map((r, n) => [(messages[indices[n] as number] as Envelope).id, r]));
       return messages.map((m, i) => {
-        const result = results.get(m.id) as AppendResult;
-        return firstIndex.get(m.id) === i ? result : { envelope: result.envelope, inserted: false };
+        const { envelope, inserted } = results.get(m.id) as Resolved;
+        return firstIndex.get(m.id) === i ? { envelope, inserted } : { envelope, inserted: false };
       });
     },
 
     async history(topic, { after, limit }) {
       if (limit <= 0) return [];
       await connect();
-      const from = after ? bucketOf(after) : Long.fromNumber(Number.MIN_SAFE_INTEGER);
-      const buckets = await exec(`SELECT bucket FROM ${ks}.topic_buckets WHERE topic = ? AND bucket >= ?`, [
+      const slice = `SELECT * FROM ${ks}.messages WHERE topic = ? AND bucket = ? AND cursor > ? LIMIT ?`;
+      const readBucket = async (bucket: cassandra.types.Long, want: number) =>
+        (await exec(slice, [topic, bucket, after ?? '', want])).rows.map(rowToEnvelope);
+      // A resume usually ends in the bucket of its cursor: read that slice and the list of later
+      // buckets at once, so a read that fits one bucket costs one round trip, as a raw read does.
+      const first = after === undefined ? undefined : bucketOf(after);
+      const later = exec(`SELECT bucket FROM ${ks}.topic_buckets WHERE topic = ? AND bucket > ?`, [
         topic,
-        from,
+        first ?? Long.fromNumber(Number.MIN_SAFE_INTEGER),
       ]);
-      const out: Envelope[] = [];
-      for (const { bucket } of buckets.rows) {
-        const rows = await exec(`SELECT * FROM ${ks}.messages WHERE topic = ? AND bucket = ? AND cursor > ? LIMIT ?`, [
-          topic,
-          bucket,
-          after ?? '',
-          limit - out.length,
-        ]);
-        out.push(...rows.rows.map(rowToEnvelope));
+      later.catch(() => {}); // awaited below unless the first slice is enough
+      const out = first === undefined ? [] : await readBucket(first, limit);
+      if (out.length >= limit) return out;
+      for (const { bucket } of (await later).rows) {
+        out.push(...(await readBucket(bucket as cassandra.types.Long, limit - out.length)));
         if (out.length >= limit) break;
       }
       return out;

@@ -5,9 +5,10 @@ import type { Client } from 'cassandra-driver';
  * `schema_migrations`; the driver waits for schema agreement after each DDL statement.
  *
  * - `messages`: history, partitioned by (topic, time bucket) so no partition grows without
- *   bound, clustered by cursor so a range read is one slice.
- * - `message_ids`: the idempotency index (id → stored envelope), written with a lightweight
- *   transaction so concurrent duplicates resolve to one cursor.
+ *   bound, clustered by cursor so a range read is one slice. The only copy of a message's data.
+ * - `message_ids`: the claims of content-addressed ids (idempotency keys): id → (topic, cursor),
+ *   written with a lightweight transaction so one cursor wins; the data stays in `messages`.
+ *   Random ids are never claimed (they are minted once with their cursor).
  * - `topic_buckets`: which buckets of a topic hold messages, to page history across buckets.
  * - `latest`: the newest message per (topic, source), written `USING TIMESTAMP` = the message's
  *   `ts` so Cassandra itself keeps the newest; one JSON cell starting with the id, so equal
@@ -15,6 +16,13 @@ import type { Client } from 'cassandra-driver';
  * - `topic_first`: the first cursor ever stored per topic (no TTL), to tell that a resume cursor
  *   predates what retention kept.
  */
+/**
+ * TWCS window of the time-series tables: a day keeps a week's retention in about 7 windows plus
+ * the one being written (Cassandra's advice: 20-30 windows at most); shorter retention only
+ * means fewer windows.
+ */
+export const WINDOW_HOURS = 24;
+
 export const MIGRATIONS: string[][] = [
   [
     `CREATE TABLE IF NOT EXISTS messages (
@@ -31,6 +39,17 @@ export const MIGRATIONS: string[][] = [
        topic text, source text, envelope text, PRIMARY KEY (topic, source)
      )`,
     `CREATE TABLE IF NOT EXISTS topic_first (topic text PRIMARY KEY, cursor text)`,
+  ],
+  [
+    // Version 2: message_ids points at the history row instead of holding a second copy.
+    `ALTER TABLE message_ids DROP (source, ts, data)`,
+    // History and claims are written once, in time order, and expire by TTL: time series. TWCS
+    // keeps each time window in its own SSTables and drops a whole SSTable once everything in it
+    // has expired (no compaction rewrites it first). Expired cells are purged after
+    // gc_grace_seconds; these tables are never deleted from, only expire, so three hours (the
+    // hint window) is enough, instead of the 10 days that keep expired data on disk.
+    `ALTER TABLE messages WITH compaction = {'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'HOURS', 'compaction_window_size': '${WINDOW_HOURS}'} AND gc_grace_seconds = 10800`,
+    `ALTER TABLE message_ids WITH compaction = {'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'HOURS', 'compaction_window_size': '${WINDOW_HOURS}'} AND gc_grace_seconds = 10800`,
   ],
 ];
 
@@ -61,7 +80,12 @@ export async function migrate(client: Client, keyspace: string, replication: str
     const version = index + 1;
     if (applied.has(version)) continue;
     for (const statement of statements) {
-      await client.execute(statement.replace(/(TABLE IF NOT EXISTS )(\w+)/, `$1${keyspace}.$2`));
+      const qualified = statement.replace(/^(\s*(?:CREATE TABLE IF NOT EXISTS|ALTER TABLE) )(\w+)/, `$1${keyspace}.$2`);
+      // Two relays starting together may both run a version: a column the other one already
+      // dropped is the only error that means "done", not "failed".
+      await client.execute(qualified).catch((error: Error) => {
+        if (!/DROP/.test(statement) || !/not found|doesn't exist|does not exist/i.test(error.message)) throw error;
+      });
     }
     await client.execute(
       `INSERT INTO ${keyspace}.schema_migrations (version, applied_at) VALUES (?, toTimestamp(now()))`,

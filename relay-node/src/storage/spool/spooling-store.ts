@@ -10,6 +10,13 @@ import type { Logger } from '../../logger.ts';
  * queue in the data folder instead (fsynced, so the ack still means durable), and a drainer
  * replays the queue into the remote store, in order, until it is empty; until then new appends
  * queue behind it. Reads need the remote store: while it is away they fail with `unavailable`.
+ *
+ * Duplicates while spooling (the degraded part of the MessageStore contract): an id already in
+ * the spool, or among the last RECENT_IDS ids the remote store returned, is answered with that
+ * copy and `inserted: false`, as the remote store would. An id stored remotely before that
+ * window cannot be seen while the remote store is away: it is acknowledged as new, with the new
+ * cursor; the drain then keeps the first copy (the remote store dedups by id), so history holds
+ * it once, but live subscribers saw it twice under one id (clients drop the second by id).
  */
 export interface SpoolOptions {
   dataDir: string;
@@ -24,12 +31,32 @@ export interface SpoolingStore extends MessageStore {
   drained(timeoutMs?: number): Promise<void>;
 }
 
+/** Ids (with their stored copies) remembered from the remote store, to answer duplicates while it is away. */
+export const RECENT_IDS = 4_096;
+
 export function createSpoolingStore(primary: MessageStore, options: SpoolOptions): SpoolingStore {
   mkdirSync(options.dataDir, { recursive: true });
   const db = new DatabaseSync(join(options.dataDir, 'spool.sqlite'));
   db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;');
   db.exec('CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, envelope TEXT NOT NULL)');
-  const push = db.prepare('INSERT INTO spool (envelope) VALUES (?)');
+  // Spools written before ids were indexed lack the column; their rows simply have no id to match.
+  const columns = db.prepare('PRAGMA table_info(spool)').all() as { name: string }[];
+  if (!columns.some((c) => c.name === 'id')) db.exec('ALTER TABLE spool ADD COLUMN id TEXT');
+  db.exec('CREATE INDEX IF NOT EXISTS spool_id ON spool (id)');
+  const push = db.prepare('INSERT INTO spool (id, envelope) VALUES (?, ?)');
+  const spooled = db.prepare('SELECT envelope FROM spool WHERE id = ? ORDER BY seq LIMIT 1');
+  const recent = new Map<string, Envelope>();
+  const remember = (results: readonly AppendResult[], minted: readonly boolean[] | undefined) => {
+    results.forEach(({ envelope }, i) => {
+      if (minted?.[i] && /^r/.test(envelope.id)) return; // a fresh random id is never sent again
+      recent.delete(envelope.id);
+      recent.set(envelope.id, envelope);
+    });
+    for (const id of recent.keys()) {
+      if (recent.size <= RECENT_IDS) break;
+      recent.delete(id);
+    }
+  };
   const peek = db.prepare('SELECT seq, envelope FROM spool ORDER BY seq LIMIT ?');
   const remove = db.prepare('DELETE FROM spool WHERE seq <= ?');
   const count = db.prepare('SELECT COUNT(*) AS n FROM spool');
@@ -45,18 +72,29 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
   };
 
   const spool = (messages: readonly Envelope[]): AppendResult[] => {
+    const results: AppendResult[] = [];
+    const batch = new Map<string, Envelope>();
     db.exec('BEGIN IMMEDIATE');
     try {
-      for (const m of messages) push.run(JSON.stringify(m));
+      for (const m of messages) {
+        const row = spooled.get(m.id) as { envelope: string } | undefined;
+        const earlier = batch.get(m.id) ?? recent.get(m.id) ?? (row && (JSON.parse(row.envelope) as Envelope));
+        if (earlier) {
+          results.push({ envelope: earlier, inserted: false });
+          continue;
+        }
+        push.run(m.id, JSON.stringify(m));
+        batch.set(m.id, m);
+        results.push({ envelope: m, inserted: true });
+      }
       db.exec('COMMIT');
     } catch (error) {
       db.exec('ROLLBACK');
       throw error;
     }
-    setDepth(depth + messages.length);
+    setDepth(depth + batch.size);
     schedule();
-    // The remote store dedups by id when the spool drains; here every message counts as new.
-    return messages.map((envelope) => ({ envelope, inserted: true }));
+    return results;
   };
 
   const drainOnce = async () => {
@@ -64,10 +102,13 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
       const rows = peek.all(500) as { seq: number; envelope: string }[];
       const last = rows.at(-1);
       if (!last) return;
-      await primary.append(rows.map((r) => JSON.parse(r.envelope) as Envelope));
+      const results = await primary.append(rows.map((r) => JSON.parse(r.envelope) as Envelope));
+      remember(results, undefined);
       remove.run(last.seq);
       setDepth(Math.max(0, depth - rows.length));
-      options.log.info({ moved: rows.length, left: depth }, 'spool drained into the store');
+      // Already stored before the outage, out of sight of the spool (see above): kept once.
+      const known = results.filter((r) => !r.inserted).length;
+      options.log.info({ moved: rows.length, left: depth, already_stored: known }, 'spool drained into the store');
     }
   };
 
@@ -109,10 +150,12 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
       return depth;
     },
 
-    async append(messages) {
+    async append(messages, appendOptions) {
       if (depth > 0) return spool(messages); // keep order: nothing overtakes the spool
       try {
-        return await primary.append(messages);
+        const results = await primary.append(messages, appendOptions);
+        remember(results, appendOptions?.minted);
+        return results;
       } catch (error) {
         lastError = (error as Error).message;
         options.log.warn({ err: error, messages: messages.length }, 'store unavailable; spooling writes locally');

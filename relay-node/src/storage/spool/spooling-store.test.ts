@@ -1,0 +1,161 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { createHybridClock, type Envelope, type MessageStore, UnavailableError } from '@anode/shared';
+import { createLogger } from '../../logger.ts';
+import { createSqliteStore } from '../embedded/sqlite-store.ts';
+import { messageStoreCompliance } from '../message-store.compliance.ts';
+import { createSpoolingStore, RECENT_IDS } from './spooling-store.ts';
+
+const log = createLogger('silent');
+
+// While the remote store answers, the spooling store is that store: the whole suite holds.
+messageStoreCompliance(
+  'spooling store in front of SQLite',
+  async () => {
+    let dir = await mkdtemp(join(tmpdir(), 'anode-spool-'));
+    return {
+      async open(retention, options) {
+        if (!options?.reopen) {
+          await rm(dir, { recursive: true, force: true });
+          dir = await mkdtemp(join(tmpdir(), 'anode-spool-'));
+        }
+        const primary = createSqliteStore({ dataDir: join(dir, 'store'), retention });
+        return createSpoolingStore(primary, { dataDir: join(dir, 'spool'), drainIntervalMs: 20, log });
+      },
+      async cleanup() {
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  },
+  { countRetention: true, ageRetention: true },
+);
+
+/**
+ * Test double for the one thing this unit test cannot produce: a remote store that goes away and
+ * comes back. It forwards to a real SQLite store, or fails every call while `down` (the Cassandra
+ * suite does the same with a real Cassandra that is stopped).
+ */
+function outageSwitch(inner: MessageStore) {
+  const state = { down: false };
+  const guard =
+    <A extends unknown[], R>(fn: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      if (state.down) throw new Error('remote store unreachable (outage switch)');
+      return fn(...args);
+    };
+  const store: MessageStore = {
+    kind: inner.kind,
+    append: guard(inner.append),
+    history: guard(inner.history),
+    latest: guard(inner.latest),
+    topics: guard(inner.topics),
+    trimmedThrough: guard(inner.trimmedThrough),
+    sweep: guard(inner.sweep),
+    health: async () => (state.down ? { ok: false, detail: 'unreachable' } : inner.health()),
+    close: () => inner.close(),
+  };
+  return { store, state };
+}
+
+describe('spooling store while the remote store is away (the degraded contract)', () => {
+  const dirs: string[] = [];
+  after(async () => {
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  });
+  const clock = createHybridClock('spool');
+  const keyed = (key: string, data: unknown = key): Envelope => ({
+    id: `k${key}`,
+    topic: 'spool.t',
+    cursor: clock.next(),
+    source: 'src',
+    ts: Date.now(),
+    data,
+  });
+
+  it('answers a republished id with its first copy, spooled or recent, and drains each id once', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-spool-'));
+    dirs.push(dir);
+    const sqlite = createSqliteStore({ dataDir: join(dir, 'store'), retention: { maxAgeMs: 0, maxMessages: 0 } });
+    // Stored before this spooling store existed: beyond anything it can remember.
+    const ancient = keyed('ancient');
+    await sqlite.append([ancient]);
+    const { store: remote, state } = outageSwitch(sqlite);
+    const spool = createSpoolingStore(remote, { dataDir: join(dir, 'spool'), drainIntervalMs: 20, log });
+
+    const before = keyed('before');
+    assert.equal((await spool.append([before]))[0]?.inserted, true);
+
+    state.down = true;
+    // Republished during the outage: the same id with a new cursor, as a relay mints it.
+    const [again] = await spool.append([{ ...before, cursor: clock.next(), data: 'retry' }]);
+    assert.deepEqual(again, { envelope: before, inserted: false }, 'recent id: the stored copy, not new');
+
+    const during = keyed('during');
+    const [first] = await spool.append([during]);
+    assert.equal(first?.inserted, true);
+    const [second, third] = await spool.append([
+      { ...during, cursor: clock.next() },
+      { ...during, cursor: clock.next() },
+    ]);
+    assert.deepEqual(second, { envelope: during, inserted: false }, 'spooled id: the spooled copy, one cursor');
+    assert.deepEqual(third, { envelope: during, inserted: false });
+    assert.equal(spool.spoolDepth, 1, 'the spool holds one copy of it');
+
+    // Pinned limit: an id stored before the remembered window is invisible while the store is away.
+    const ancientAgain = { ...ancient, cursor: clock.next() };
+    const [blind] = await spool.append([ancientAgain]);
+    assert.deepEqual(blind, { envelope: ancientAgain, inserted: true }, 'acknowledged as new, with the new cursor');
+
+    await assert.rejects(spool.history('spool.t', { limit: 10 }), UnavailableError);
+    const health = await spool.health();
+    assert.equal(health.ok, true);
+    assert.equal(health.state, 'spooling');
+    assert.equal(health.spool_depth, 2);
+
+    state.down = false;
+    await spool.drained(5_000);
+    const history = await spool.history('spool.t', { limit: 10 });
+    assert.deepEqual(
+      history.map((m) => [m.id, m.cursor]),
+      [ancient, before, during].map((m) => [m.id, m.cursor]),
+      'each id stored once, under its first cursor',
+    );
+    await spool.close();
+  });
+
+  it('remembers spooled ids across a restart, and only a bounded window of recent ones', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-spool-'));
+    dirs.push(dir);
+    const open = () => {
+      const sqlite = createSqliteStore({ dataDir: join(dir, 'store'), retention: { maxAgeMs: 0, maxMessages: 0 } });
+      const { store, state } = outageSwitch(sqlite);
+      return { spool: createSpoolingStore(store, { dataDir: join(dir, 'spool'), drainIntervalMs: 20, log }), state };
+    };
+    let { spool, state } = open();
+    const oldest = keyed('oldest');
+    await spool.append([oldest]);
+    // Push `oldest` out of the remembered window.
+    const filler = Array.from({ length: RECENT_IDS }, (_, i) => keyed(`fill${i}`));
+    await spool.append(filler);
+    state.down = true;
+    const spooledOne = keyed('spooled');
+    await spool.append([spooledOne]);
+    const [beyond] = await spool.append([{ ...oldest, cursor: clock.next() }]);
+    assert.equal(beyond?.inserted, true, `${RECENT_IDS + 1} ids back is beyond the window`);
+    await spool.close();
+
+    ({ spool, state } = open());
+    state.down = true;
+    const [afterRestart] = await spool.append([{ ...spooledOne, cursor: clock.next() }]);
+    assert.deepEqual(afterRestart, { envelope: spooledOne, inserted: false }, 'the spool file still knows it');
+    state.down = false;
+    await spool.drained(5_000);
+    const stored = await spool.history('spool.t', { limit: RECENT_IDS + 10 });
+    assert.equal(stored.length, RECENT_IDS + 2);
+    assert.equal(stored.find((m) => m.id === oldest.id)?.cursor, oldest.cursor, 'the first copy was kept');
+    await spool.close();
+  });
+});
