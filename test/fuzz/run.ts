@@ -327,9 +327,10 @@ async function httpOne(): Promise<void> {
       break;
     } catch (error) {
       const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-      // A kept-alive connection the server closed as idle just as it was reused: not an answer
-      // to this body; send it again on a fresh connection (counted).
-      if (attempt === 1 && cause?.code === 'UND_ERR_SOCKET') {
+      // A kept-alive connection the server closed as idle just as it was reused (seen as a socket
+      // error or a reset): not an answer to this body; send it once more (counted). A body that
+      // really makes the relay drop the connection fails again, and is reported.
+      if (attempt === 1 && (cause?.code === 'UND_ERR_SOCKET' || cause?.code === 'ECONNRESET')) {
         report.http_retries += 1;
         continue;
       }

@@ -65,7 +65,8 @@ export async function spawnRelay(args: string[], env: Record<string, string> = {
     child.once('exit', (code, signal) => resolve({ code, signal })),
   );
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`relay did not start:\n${output.join('')}`)), 20_000);
+    // Generous: loading the relay's modules alone took ~23 s on a 2-core machine at load 48.
+    const timer = setTimeout(() => reject(new Error(`relay did not start:\n${output.join('')}`)), 60_000);
     const onData = (chunk: Buffer) => {
       output.push(chunk.toString());
       const match = /relay ready at (http:\/\/[^"\s]+)/.exec(output.join(''));
