@@ -31,8 +31,8 @@ describe('relay mesh: gossip batches', () => {
   it('carries a burst and an envelope near the size limit by gossip alone, once each, in cursor order', async () => {
     const caughtUp = await counter(b.url, CAUGHT_UP);
     const batchesBefore = await counter(a.url, 'anode_mesh_gossip_batches_total{direction="out"}');
-    // 1.5 MiB of data: within the default 2 MiB limit of one envelope, far above a batch's 64 KiB target.
-    const big = publish(a.url, TOPIC, [{ data: 'y'.repeat(1.5 * 1024 * 1024) }]);
+    // 0.9 MiB of data: within the default 1 MiB max_message_bytes, far above a batch's 64 KiB target.
+    const big = publish(a.url, TOPIC, [{ data: 'y'.repeat(0.9 * 1024 * 1024) }]);
     const small = Promise.all(
       Array.from({ length: 20 }, (_, i) =>
         publish(

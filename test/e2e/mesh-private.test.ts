@@ -38,7 +38,7 @@ describe('relay mesh: a private network', () => {
   const peers: TestPeer[] = [];
 
   before(async () => {
-    const flags = { ...FAST_MESH, 'mesh-key': KEY, 'mesh-max-message-bytes': '4096' };
+    const flags = { ...FAST_MESH, 'mesh-key': KEY, 'max-message-bytes': '4096', 'mesh-max-message-bytes': '8192' };
     a = await startRelay({ ...flags, listen: '/ip4/127.0.0.1/tcp/0' });
     const status = await meshStatus(a.url);
     addressA = status.node.multiaddrs[0] as string;
@@ -98,7 +98,7 @@ describe('relay mesh: a private network', () => {
       new TextEncoder().encode(
         JSON.stringify({ id: 'formatone', topic: TOPIC, cursor: '0000000000010000-x', source: 's', ts: 1, data: 1 }),
       ),
-      new Uint8Array(4096 + 64 * 1024 + 1).fill(0x20), // oversized: beyond the largest message plus a batch's overhead
+      new Uint8Array(8192 + 64 * 1024 + 1).fill(0x20), // oversized: beyond the largest message plus a batch's overhead
     ];
     for (const bytes of invalid) assert.equal(await rogue.publishRaw(gossipTopic, bytes), 1);
     await waitFor('the rogue peer to be graylisted', async () => {
