@@ -248,8 +248,8 @@ describe('connection caps', () => {
     );
 
   it('refuses a token past its connections, and an address past its own, with 429 limit_reached', async () => {
-    const alice = await signToken(JWT_SECRET, { sub: ['>'], name: 'alice' });
-    const bob = await signToken(JWT_SECRET, { sub: ['>'], name: 'bob' });
+    const alice = await signToken(JWT_SECRET, { sub: ['>'], subject: 'alice' });
+    const bob = await signToken(JWT_SECRET, { sub: ['>'], subject: 'bob' });
     const open = [
       await openSocket(`${relay.wsUrl}/v1/ws?token=${alice}`),
       await openSocket(`${relay.wsUrl}/v1/ws?token=${alice}`),
