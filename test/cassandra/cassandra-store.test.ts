@@ -221,16 +221,24 @@ describe('relays on Cassandra', { skip, only: !!process.env.ONLY_OUTAGE }, () =>
     assert.equal(typeof status.store.spool_depth, 'number');
     const deadline = Date.now() + 60_000;
     const stored = new Set<string>();
+    let checkError: string | undefined;
     while (Date.now() < deadline) {
       const check = createCassandraStore(storeOptions(server, keyspace));
-      const history = await check.history('outage.t', { limit: 100_000 }).catch(() => []);
+      const history = await check.history('outage.t', { limit: 100_000 }).catch((error: Error) => {
+        checkError = error.message;
+        return [];
+      });
       await check.close();
       for (const m of history) stored.add(m.id);
       if (acked.every((id) => stored.has(id))) break;
       await new Promise((r) => setTimeout(r, 500));
     }
     const missing = acked.filter((id) => !stored.has(id));
-    assert.deepEqual(missing, [], `${missing.length} of ${acked.length} acked messages missing from Cassandra`);
+    assert.deepEqual(
+      missing,
+      [],
+      `${missing.length} of ${acked.length} acked messages missing from Cassandra (last read error: ${checkError})`,
+    );
     while (live.length < acked.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     assert.deepEqual(
       live.map((m) => m.id),
