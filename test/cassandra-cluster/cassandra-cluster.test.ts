@@ -7,7 +7,7 @@ import { createClient } from '@anode/shared/client';
 import cassandra from 'cassandra-driver';
 import { waitFor } from '../helpers/mesh.ts';
 import { startRelay, type TestRelay } from '../helpers/relay.ts';
-import { type CassandraCluster, findJava, startCluster } from './cassandra-server.ts';
+import { type CassandraCluster, findJava, startCluster } from '../cassandra/cassandra-server.ts';
 
 /**
  * A real three-node Cassandra 5.0 cluster (127.0.0.1-3, 512 MiB heaps) under two relays that
