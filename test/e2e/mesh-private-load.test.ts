@@ -62,7 +62,8 @@ describe('relay mesh: a private network under load', () => {
         await tempDir(),
         // Pings every 5 s, not FAST_MESH's 1 s: multi-MB transfers on a loaded machine delay a
         // ping past its timeout, and a failed ping aborts the connection.
-        ...asArgs({ ...FAST_MESH, 'mesh-ping-interval-ms': '5000', 'mesh-key': KEY }),
+        // Messages of ~1.9 MB are over the default max_message_bytes (1 MiB): raise it.
+        ...asArgs({ ...FAST_MESH, 'mesh-ping-interval-ms': '5000', 'mesh-key': KEY, 'max-message-bytes': '2000000' }),
         ...extra,
       ],
       INSPECTABLE,

@@ -52,7 +52,7 @@ const sha = (data: Uint8Array) => createHash('sha256').update(data).digest('hex'
 /** Sends `size` random bytes over a fresh stream from `from` to `to` and checks they come back. */
 async function echo(from: Libp2p, to: Libp2p, size: number): Promise<void> {
   const payload = randomBytes(size);
-  const stream = await from.dialProtocol(to.getMultiaddrs()[0]!, ECHO, { signal: AbortSignal.timeout(10_000) });
+  const stream = await from.dialProtocol(to.getMultiaddrs()[0]!, ECHO, { signal: AbortSignal.timeout(30_000) });
   const bytes = byteStream(stream);
   const [back] = await Promise.all([
     bytes.read({ bytes: size, signal: AbortSignal.timeout(30_000) }),
@@ -111,7 +111,7 @@ describe('pnet protector: wire-compatible with @libp2p/pnet over real TCP', () =
       await Promise.all(
         [0, 1, 2, 3].map(async () => {
           const sink = await other.dialProtocol(mine.getMultiaddrs()[0]!, SINK, {
-            signal: AbortSignal.timeout(10_000),
+            signal: AbortSignal.timeout(30_000),
           });
           const bytes = byteStream(sink);
           for (let i = 0; i < 4; i++) await bytes.write(big);

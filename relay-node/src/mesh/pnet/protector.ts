@@ -7,7 +7,10 @@ import { KEY_BYTES, NONCE_BYTES, xsalsa20 } from './xsalsa20.ts';
 export interface PrivateNetworkOptions {
   /** The 32-byte pre-shared key (the one in swarm.key). */
   key: Uint8Array;
-  /** The nonce exchange must finish within this long. */
+  /**
+   * The nonce exchange must finish within this long (default 3 s; @libp2p/pnet's 1 s failed
+   * dials on a loaded 2-core machine; the upgrader's own timeout still bounds the whole upgrade).
+   */
   handshakeTimeoutMs?: number;
 }
 
@@ -21,7 +24,7 @@ export interface PrivateNetworkOptions {
 export function privateNetwork(options: PrivateNetworkOptions): () => ConnectionProtector {
   if (options.key.length !== KEY_BYTES) throw new RangeError(`a network key is ${KEY_BYTES} bytes`);
   const key = Uint8Array.from(options.key);
-  const timeoutMs = options.handshakeTimeoutMs ?? 1_000;
+  const timeoutMs = options.handshakeTimeoutMs ?? 3_000;
   const protector: ConnectionProtector = {
     async protect(connection: MultiaddrConnection, abort?: AbortOptions): Promise<MultiaddrConnection> {
       const log = connection.log.newScope('pnet');
