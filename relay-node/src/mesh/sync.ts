@@ -49,11 +49,15 @@ export function createSync(options: SyncOptions) {
   const firstSync = new Promise<void>((resolve) => (markFirst = resolve));
   const stats = { runs: 0, failures: 0, received: 0, last: undefined as string | undefined };
 
-  const save = async () => {
+  const write = async () => {
     const tmp = `${path}.tmp`;
     await writeFile(tmp, JSON.stringify(state));
     await rename(tmp, path);
   };
+  // Saves run one after another: two at once share the temporary file, and the second rename
+  // finds it gone (ENOENT).
+  let saving: Promise<void> = Promise.resolve();
+  const save = (): Promise<void> => (saving = saving.catch(() => {}).then(write));
   const saveQuietly = () => save().catch((error: unknown) => log.warn({ err: error }, 'cannot save mesh-sync.json'));
 
   const drain = async () => {
