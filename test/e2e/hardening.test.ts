@@ -276,7 +276,7 @@ describe('connection caps', () => {
 describe('unfinished frames and slow handshakes', () => {
   let relay: TestRelay;
   before(async () => {
-    relay = await startRelay({ 'max-frame-bytes': '100000', 'frame-timeout-ms': '600' });
+    relay = await startRelay({ 'max-message-bytes': '90000', 'max-frame-bytes': '100000', 'frame-timeout-ms': '600' });
   });
   after(() => relay.stop());
 

@@ -54,6 +54,7 @@ describe('identity: the source is bound to the token', () => {
     relay = await startRelay({
       'jwt-secret': SECRET,
       'edge-link-secret': LINK_SECRET,
+      'edge-url': 'http://127.0.0.1:9',
       'admin-token': ADMIN_TOKEN,
       sources: JSON.stringify([source]),
     });
@@ -183,26 +184,26 @@ describe('identity: the source is bound to the token', () => {
     );
   });
 
-  it('answers a malformed %-escape in a WebSocket topic with 400 bad_topic', async () => {
+  it('answers a malformed %-escape in a WebSocket topic with 400 and a code, not 500', async () => {
     await assert.rejects(
       openSocket(`${relay.wsUrl}/v1/topics/a%E0%A4%A/ws?token=${tokens.reader}`),
       (error: unknown) => {
         const { status, body } = error as { status: number; body: string };
         assert.equal(status, 400);
-        assert.equal((JSON.parse(body) as { error: { code: string } }).error.code, 'bad_topic');
+        assert.equal((JSON.parse(body) as { error: { code: string } }).error.code, 'bad_frame');
         return true;
       },
     );
   });
 
-  it('answers an edge dial request naming an invalid origin with 400 bad_frame', async () => {
+  it('answers an edge dial request naming an invalid origin with 403 forbidden (not the pinned edge_url), not 500', async () => {
     for (const origin of ['http://[bad', 'http://a b', 'ftp://x']) {
       const res = await fetch(`${relay.url}/v1/edge/dial?topic=a.b&edge=${encodeURIComponent(origin)}`, {
         method: 'POST',
         headers: { authorization: `Bearer ${LINK_SECRET}` },
       });
-      assert.equal(res.status, 400, origin);
-      assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'bad_frame');
+      assert.equal(res.status, 403, origin);
+      assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'forbidden');
     }
   });
 });
