@@ -54,6 +54,9 @@ export function run(
       const tail = `${out.slice(-8_000)}\n${err}`.trim();
       fail(new Error(`${command} ${args.join(' ')} exited with ${code}:\n${tail}`));
     });
+    // A child that exits before reading its stdin makes this write fail with EPIPE; its exit code
+    // already tells what happened, so the stream error must not become an uncaught exception.
+    child.stdin.on('error', () => {});
     child.stdin.end(options.input ?? '');
   });
 }
