@@ -52,6 +52,8 @@ export interface FaultSchedule {
     onStart: (kind: FaultKind, detail: string) => void,
   ): Promise<void>;
   readonly records: FaultRecord[];
+  /** What went wrong while injecting or healing (a relay that would not come back). */
+  readonly problems: string[];
 }
 
 export function createFaultSchedule(seed: number, targets: FaultTargets): FaultSchedule {
@@ -73,6 +75,7 @@ export function createFaultSchedule(seed: number, targets: FaultTargets): FaultS
   };
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
   const records: FaultRecord[] = [];
+  const problems: string[] = [];
   const n = targets.relays.length;
 
   const inject = async (kind: FaultKind, onStart: (kind: FaultKind, detail: string) => void): Promise<string> => {
@@ -83,7 +86,11 @@ export function createFaultSchedule(seed: number, targets: FaultTargets): FaultS
         onStart(kind, `relay ${relay.index} for ${downMs} ms`);
         await relay.kill();
         await sleep(downMs);
-        await relay.start();
+        try {
+          await relay.start();
+        } catch (error) {
+          problems.push(`restart after SIGKILL: ${(error as Error).message}`);
+        }
         return `relay ${relay.index} down ${downMs} ms`;
       }
       case 'pause': {
@@ -128,6 +135,7 @@ export function createFaultSchedule(seed: number, targets: FaultTargets): FaultS
 
   return {
     records,
+    problems,
     async run(until, onHeal, onStart) {
       while (Date.now() < until) {
         await sleep(between(2_000, 8_000));

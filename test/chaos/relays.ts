@@ -7,6 +7,8 @@ import type { LabPlan } from './lab.ts';
 const CLI = fileURLToPath(new URL('../../relay-node/bin/anode.ts', import.meta.url));
 export const HTTP_PORT = 8080;
 const MESH_PORT = 4001;
+/** Generous: a restarted relay first catches up, on a machine other work shares. */
+const START_TIMEOUT_MS = 120_000;
 
 /**
  * The five relays of a chaos run, each a real `anode relay` process in its own network
@@ -71,16 +73,21 @@ export function createRelays({ plan, runDir, flags }: RelayFleetOptions): ChaosR
         const current = child;
         exited = new Promise((resolve) => current.once('exit', () => resolve()));
         paused = false;
-        const deadline = Date.now() + 60_000;
+        const deadline = Date.now() + START_TIMEOUT_MS;
+        let last = 'no answer';
         for (;;) {
           if (current.exitCode !== null) throw new Error(`relay ${index} exited (${current.exitCode}) while starting`);
           try {
-            if ((await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2_000) })).ok) return;
-          } catch {
-            // not yet
+            const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(5_000) });
+            if (res.ok) return;
+            last = `healthz ${res.status} ${await res.text()}`;
+          } catch (error) {
+            last = (error as Error).message;
           }
-          if (Date.now() > deadline) throw new Error(`relay ${index} not healthy within 60 s (see ${runDir})`);
-          await new Promise((r) => setTimeout(r, 200));
+          if (Date.now() > deadline) {
+            throw new Error(`relay ${index} not healthy within ${START_TIMEOUT_MS} ms (${last}; see ${runDir})`);
+          }
+          await new Promise((r) => setTimeout(r, 250));
         }
       },
       async kill() {

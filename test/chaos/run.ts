@@ -258,6 +258,15 @@ export async function runChaos(options: RunOptions): Promise<number> {
     );
 
     say('chaos: faults over; stopping publishers and letting the system settle');
+    // Whatever did not come back during the schedule gets one more chance now.
+    for (const r of relays.filter((relay) => !relay.up)) {
+      try {
+        await r.kill();
+        await r.start();
+      } catch (error) {
+        schedule.problems.push(`final restart: ${(error as Error).message}`);
+      }
+    }
     await Promise.all(publishers.map((p) => p.stop()));
     clearInterval(progress);
 
@@ -332,6 +341,7 @@ export async function runChaos(options: RunOptions): Promise<number> {
         ['fault time', `${options.minutes} min`],
         ...[...byKind.entries()].map(([k, n]): [string, number] => [`faults: ${k}`, n]),
         ['faults: total', schedule.records.length],
+        ['problems (relay would not restart)', schedule.problems.length],
         ['messages acked', acked.length],
         ['lost (store)', lostInStore.size],
         ['lost (subscribers)', lostToSubs.size],
@@ -352,6 +362,7 @@ export async function runChaos(options: RunOptions): Promise<number> {
     }
     for (const d of diverged.slice(0, 10)) say(`  divergence: ${d}`);
     for (const m of overBound) say(`  relay ${m.i} over its bound: ${mib(m.maxRss)}, ${m.maxFds} fds`);
+    for (const p of schedule.problems) say(`  problem: ${p}`);
 
     const failed =
       lostInStore.size > 0 ||
@@ -359,6 +370,7 @@ export async function runChaos(options: RunOptions): Promise<number> {
       subReports.some((r) => r.duplicates > 0) ||
       diverged.length > 0 ||
       overBound.length > 0 ||
+      schedule.problems.length > 0 ||
       storeMissing < 0;
     // Everything the checks used, for reproducing a failure by hand.
     await writeFile(
