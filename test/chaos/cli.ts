@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import type { FaultKind } from './faults.ts';
 import { buildLab, destroyLab, type LabPlan, labUnavailable, planLab } from './lab.ts';
 
 const { values } = parseArgs({
@@ -14,10 +15,11 @@ const { values } = parseArgs({
     minutes: { type: 'string', default: '10' },
     seed: { type: 'string' },
     store: { type: 'string', default: 'embedded' },
-    'settle-s': { type: 'string', default: '180' },
+    'settle-s': { type: 'string', default: '900' },
     'max-rss-mib': { type: 'string', default: '1536' },
     'max-fds': { type: 'string', default: '2048' },
     keep: { type: 'boolean', default: false },
+    faults: { type: 'string' },
   },
 });
 const store = values.store === 'cassandra' ? 'cassandra' : values.store === 'embedded' ? 'embedded' : undefined;
@@ -44,6 +46,9 @@ if (driver) {
     maxRssBytes: Number(values['max-rss-mib']) * 1048576,
     maxFds: Number(values['max-fds']),
     settleMs: Number(values['settle-s']) * 1000,
+    ...(values.faults === undefined
+      ? {}
+      : { faults: values.faults.split(',').filter((k) => k && k !== 'none') as FaultKind[] }),
   });
   process.exit(code);
 } else {

@@ -29,6 +29,8 @@ export function seededRandom(seed: number): () => number {
 }
 
 export interface FaultTargets {
+  /** Only these kinds (all when absent; empty: a baseline run without faults). */
+  only?: FaultKind[];
   plan: LabPlan;
   relays: ChaosRelay[];
   /** Cut the edge link for a while (undefined: no edge in this run). */
@@ -60,6 +62,7 @@ export function createFaultSchedule(seed: number, targets: FaultTargets): FaultS
   const random = seededRandom(seed);
   const between = (lo: number, hi: number) => lo + Math.floor(random() * (hi - lo + 1));
   const kinds = WEIGHTS.filter(([kind]) => {
+    if (targets.only && !targets.only.includes(kind)) return false;
     if (kind === 'edge-link') return targets.edgeLink !== undefined;
     if (kind === 'cassandra') return targets.cassandra !== undefined;
     return true;
@@ -140,6 +143,7 @@ export function createFaultSchedule(seed: number, targets: FaultTargets): FaultS
       while (Date.now() < until) {
         await sleep(between(2_000, 8_000));
         if (Date.now() >= until) break;
+        if (kinds.length === 0) continue;
         const kind = pickKind();
         const startedAt = Date.now();
         const detail = await inject(kind, onStart);

@@ -74,7 +74,7 @@ export function createRelays({ plan, runDir, flags }: RelayFleetOptions): ChaosR
         exited = new Promise((resolve) => current.once('exit', () => resolve()));
         paused = false;
         const deadline = Date.now() + START_TIMEOUT_MS;
-        let last = 'no answer';
+        let last: string;
         for (;;) {
           if (current.exitCode !== null) throw new Error(`relay ${index} exited (${current.exitCode}) while starting`);
           try {

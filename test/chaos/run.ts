@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { startEdge } from '../../worker/test-support/edge-runtime.ts';
 import { startCassandra, type CassandraServer } from '../cassandra/cassandra-server.ts';
 import { forwardEdge } from './edge-link.ts';
-import { createFaultSchedule, type FaultRecord, seededRandom } from './faults.ts';
+import { createFaultSchedule, type FaultKind, type FaultRecord, seededRandom } from './faults.ts';
 import type { LabPlan } from './lab.ts';
 import {
   type Acked,
@@ -33,6 +33,8 @@ export interface RunOptions {
   store: 'embedded' | 'cassandra';
   runDir: string;
   plan: LabPlan;
+  /** Fault kinds to inject (all when absent; empty: a baseline without faults). */
+  faults?: FaultKind[];
   /** Upper bounds a relay must stay under (generous: the machine is shared). */
   maxRssBytes: number;
   maxFds: number;
@@ -41,6 +43,8 @@ export interface RunOptions {
 }
 
 const CLI = fileURLToPath(new URL('../../relay-node/bin/anode.ts', import.meta.url));
+/** How long the gaps may stay the same size while settling before they count as lost. */
+const STALL_MS = 120_000;
 const say = (line: string) => process.stdout.write(`${line}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -229,6 +233,7 @@ export async function runChaos(options: RunOptions): Promise<number> {
     };
 
     const schedule = createFaultSchedule(options.seed, {
+      ...(options.faults ? { only: options.faults } : {}),
       plan,
       relays,
       edgeLink: link,
@@ -296,6 +301,10 @@ export async function runChaos(options: RunOptions): Promise<number> {
     let stores: Map<string, Set<string>>[] = [];
     let storeMissing = 0;
     let subsMissing = 0;
+    // Settle while the gaps keep shrinking: on a loaded machine catch-up is slow but steady;
+    // gaps that stop shrinking for STALL_MS (or outlast --settle-s) are losses.
+    let best = Number.POSITIVE_INFINITY;
+    let progressAt = Date.now();
     for (;;) {
       try {
         stores = await Promise.all(storeUrls.map(readStore));
@@ -307,7 +316,9 @@ export async function runChaos(options: RunOptions): Promise<number> {
       subsMissing = subscribers.reduce((sum, s) => sum + checkSubscriber(s, acked).missing, 0);
       const converged = storeMissing === 0 && divergence(stores).length === 0;
       if (converged && subsMissing === 0) break;
-      if (Date.now() - settleStart > options.settleMs) break;
+      const gaps = Math.max(0, storeMissing) + subsMissing;
+      if (gaps < best) [best, progressAt] = [gaps, Date.now()];
+      if (Date.now() - settleStart > options.settleMs || Date.now() - progressAt > STALL_MS) break;
       say(`chaos: settling: ${storeMissing} store gaps, ${subsMissing} subscriber gaps`);
       await sleep(5_000);
     }

@@ -12,10 +12,10 @@ const CLI = fileURLToPath(new URL('../chaos/cli.ts', import.meta.url));
 const SEED = '14';
 
 describe('chaos: five relays, the edge, load and a seeded fault schedule', () => {
-  it('loses no acked message, delivers each once, and the stores converge', { timeout: 12 * 60_000 }, async () => {
+  it('loses no acked message, delivers each once, and the stores converge', { timeout: 20 * 60_000 }, async () => {
     const unavailable = labUnavailable();
     assert.equal(unavailable, undefined, `the chaos run cannot start here: ${unavailable}`);
-    const child = spawn(process.execPath, [CLI, '--minutes', '2', '--seed', SEED, '--settle-s', '180'], {
+    const child = spawn(process.execPath, [CLI, '--minutes', '2', '--seed', SEED, '--settle-s', '600'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
