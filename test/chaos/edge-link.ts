@@ -12,12 +12,12 @@ export interface EdgeLinkCutter {
   close(): Promise<void>;
 }
 
-export async function forwardEdge(host: string, edgePort: number): Promise<EdgeLinkCutter> {
+export async function forwardEdge(host: string, edgePort: () => number): Promise<EdgeLinkCutter> {
   const open = new Set<Socket>();
   let cut = false;
   const server = createServer((client) => {
     if (cut) return void client.destroy();
-    const upstream = connect(edgePort, '127.0.0.1');
+    const upstream = connect(edgePort(), '127.0.0.1');
     open.add(client).add(upstream);
     const drop = () => {
       client.destroy();

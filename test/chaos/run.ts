@@ -59,7 +59,7 @@ function token(secret: string): string {
     'chaos.>',
     '--sub',
     'chaos.>',
-    '--name',
+    '--subject',
     'chaos',
     '--expires',
     '24h',
@@ -98,17 +98,21 @@ export async function runChaos(options: RunOptions): Promise<number> {
       cleanup.push(() => cassandra?.stop());
     }
 
-    const edgeVars = {
+    // The edge dials relays back at EDGE_URL only: that is the forwarder the run can cut.
+    let edgePort = 0;
+    const link = await forwardEdge(plan.clientAddress, () => edgePort);
+    cleanup.push(() => link.close());
+    const relay0 = `http://${plan.relays[0]?.address}:8080`;
+    const edge = await startEdge({
+      RELAY_URLS: relay0,
+      EDGE_URL: link.origin,
       LINK_SECRET: linkSecret,
       JWT_SECRET: jwtSecret,
       LINK_WAIT_MS: '2000',
       LINK_RETRY_MAX_MS: '1000',
-    };
-    const relay0 = `http://${plan.relays[0]?.address}:8080`;
-    const edge = await startEdge({ RELAY_URLS: relay0, ...edgeVars });
+    });
+    edgePort = Number(new URL(edge.url).port);
     cleanup.push(() => edge.stop());
-    const link = await forwardEdge(plan.clientAddress, Number(new URL(edge.url).port));
-    cleanup.push(() => link.close());
 
     const relays = createRelays({
       plan,
