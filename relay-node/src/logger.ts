@@ -3,7 +3,7 @@ import { type Logger, pino } from 'pino';
 export type { Logger };
 
 /** Structured JSON-lines logging; components get a child logger with their name. */
-export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
+export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
   return pino(
     {
       level,
@@ -13,4 +13,44 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
     },
     destination ?? pino.destination({ fd: 1, sync: false }),
   );
+}
+
+/** How long the final, synchronous flush of the log at exit may wait for a reader that is not reading. */
+export const FINAL_FLUSH_MS = 1_000;
+
+export interface ProcessLogger {
+  log: Logger;
+  /** Called once when standard output has no reader any more (EPIPE). */
+  onOutputLost(listener: () => void): void;
+}
+
+/**
+ * The relay process's logger, on standard output. Two failure modes of a pipe are made bounded:
+ * a reader that exited (EPIPE: pino goes silent by itself; we also tell the process, which stops)
+ * and a reader that stopped reading (EAGAIN: pino's exit-time flush would retry forever in
+ * `Atomics.wait`; we give it FINAL_FLUSH_MS and then drop the tail).
+ */
+export function createProcessLogger(level: string): ProcessLogger {
+  let giveUpAt = Number.POSITIVE_INFINITY;
+  const destination = pino.destination({ fd: 1, sync: false, retryEAGAIN: () => Date.now() < giveUpAt });
+  const flushSync = destination.flushSync.bind(destination);
+  destination.flushSync = () => {
+    giveUpAt = Date.now() + FINAL_FLUSH_MS;
+    try {
+      flushSync();
+    } catch {
+      // the reader is gone or stalled: losing the last lines beats never exiting
+    }
+  };
+  const listeners: (() => void)[] = [];
+  let lost = false;
+  destination.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE' || lost) return;
+    lost = true;
+    for (const listener of listeners) listener();
+  });
+  return {
+    log: createLogger(level, destination),
+    onOutputLost: (listener) => void listeners.push(listener),
+  };
 }

@@ -8,8 +8,11 @@ import type { Logger } from '../logger.ts';
  * time up to which it holds everything that peer held (set when a catch-up from it succeeds,
  * and moved on while it stays connected, since gossip then delivers). When a peer connects, the
  * node asks it for everything after its watermark minus a lookback (clock skew and delivery
- * delay); a peer never seen before is asked from the time this node was last in touch with the
- * mesh at all, and a brand-new node asks its first peer for everything (a full replica).
+ * delay); a peer it never caught up from is asked for everything. (Asking such a peer only
+ * from when this node last synced with anyone assumed the other peers already held that peer's
+ * messages; after a partition they need not, and the chaos run found replicas that never
+ * converged that way. A full catch-up costs one history transfer per new peer, deduplicated
+ * by id on append.)
  * Watermarks live in `mesh-sync.json` in the data folder, so a node that was down or cut off
  * asks for exactly its gap when it returns. Catch-ups run one at a time; a failed one is retried
  * with backoff while the peer stays connected.
@@ -67,7 +70,7 @@ export function createSync(options: SyncOptions) {
       const peer = queue.shift() as string;
       const entry = connected.get(peer);
       if (!entry || entry.synced) continue;
-      const since = state.peers[peer] ?? state.any ?? 0;
+      const since = state.peers[peer] ?? 0;
       const after = cursorAt(since > 0 ? since - options.lookbackMs : 0);
       const started = now();
       stats.runs += 1;
