@@ -36,6 +36,9 @@ const REQUEST_TIMEOUT_MS = 15_000;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 const isEof = (error: unknown) => (error as Error)?.name === 'UnexpectedEOFError';
+// Every wait on a peer is bounded: a paused or vanished peer must not hold a stream (and one of
+// the protocol's few inbound stream slots) open forever; the caller aborts the stream instead.
+const bounded = () => ({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
 
 /** The largest catch-up frame, for a mesh whose largest envelope is `maxEnvelopeBytes`. */
 export const catchUpFrameBytes = (maxEnvelopeBytes: number) => PAGE_BYTES + maxEnvelopeBytes + FRAME_SLACK;
@@ -44,14 +47,13 @@ const frames = (stream: Stream, maxEnvelopeBytes: number) => {
   const lp = lpStream(stream, { maxDataLength: catchUpFrameBytes(maxEnvelopeBytes) });
   return {
     async read(): Promise<Record<string, unknown>> {
-      const value: unknown = JSON.parse(
-        decoder.decode((await lp.read({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })).subarray()),
-      );
+      const value: unknown = JSON.parse(decoder.decode((await lp.read(bounded())).subarray()));
       if (typeof value !== 'object' || value === null || Array.isArray(value))
         throw new Error('frame is not an object');
       return value as Record<string, unknown>;
     },
-    write: (value: unknown) => lp.write(encoder.encode(typeof value === 'string' ? value : JSON.stringify(value))),
+    write: (value: unknown) =>
+      lp.write(encoder.encode(typeof value === 'string' ? value : JSON.stringify(value)), bounded()),
   };
 };
 
@@ -129,7 +131,7 @@ export function serveCatchUp(
           await io.write(response);
           if (typeof response !== 'string') break;
         }
-        await stream.close();
+        await stream.close(bounded());
       } catch (error) {
         if (!isEof(error)) log.debug({ err: error }, 'catch-up request failed');
         stream.abort(error as Error);
@@ -196,7 +198,7 @@ export async function catchUpFrom(host: Host, shards: Shards, maxMessageBytes: n
       const next: unknown = listed.next;
       topicsAfter = typeof next === 'string' && (topicsAfter === undefined || next > topicsAfter) ? next : undefined;
     } while (topicsAfter !== undefined);
-    await stream.close();
+    await stream.close(bounded());
     return fresh;
   } catch (error) {
     stream.abort(error as Error);

@@ -132,11 +132,11 @@ export function createMembers(options: MembersOptions) {
         signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
       });
       const lp = lpStream(stream, { maxDataLength: MAX_STATE_BYTES });
-      await lp.write(encoder.encode(JSON.stringify({ name })));
+      await lp.write(encoder.encode(JSON.stringify({ name })), { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
       const answer = JSON.parse(
         decoder.decode((await lp.read({ signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) })).subarray()),
       ) as { snapshot?: unknown; error?: string };
-      await stream.close();
+      await stream.close({ signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
       if (answer.error) throw new Error(answer.error);
       await state.merge(answer.snapshot);
     } catch (error) {
@@ -193,8 +193,9 @@ export function createMembers(options: MembersOptions) {
             const answer = state
               ? { snapshot: state.snapshot() }
               : { error: `no shared state ${String(request.name)}` };
-            await lp.write(encoder.encode(JSON.stringify(answer))); // the limit is on reads only
-            await stream.close();
+            // The limit is on reads only; every wait is bounded so a paused peer cannot hold a slot.
+            await lp.write(encoder.encode(JSON.stringify(answer)), { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
+            await stream.close({ signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
           } catch (error) {
             stream.abort(error as Error);
           }
