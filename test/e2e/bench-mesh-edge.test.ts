@@ -6,12 +6,13 @@ import type { MeshResult } from '../bench/mesh.ts';
 import { meshScenario } from '../bench/mesh.ts';
 
 // Benchmarks are not tests: this only proves the mesh and edge scenarios run end to end at a
-// tiny size and deliver everything (no timing is asserted).
-const context = (flags: Record<string, string>) => ({ quick: true, runs: 1, flags, log: () => {} });
+// tiny size and deliver everything (no timing is asserted). The mesh saturation search has its
+// own run in bench-smoke.test.ts.
+const context = (flags: Record<string, string | boolean>) => ({ quick: true, runs: 1, flags, log: () => {} });
 
 describe('benchmark scenarios run: mesh and edge', () => {
   it('mesh: 3 relays and the single-relay baseline; every relay gets every message, duplicates counted', async () => {
-    const result = await meshScenario.run(context({ relays: '3', messages: '20', rate: '100' }));
+    const result = await meshScenario.run(context({ relays: '3', messages: '20', rate: '100', 'no-saturation': true }));
     const { medians } = result.data as { medians: MeshResult[] };
     assert.deepEqual(
       medians.map((r) => [r.target, r.relays]),
