@@ -37,8 +37,8 @@ export interface HostOptions {
   /** Publish to every connected peer of a topic (gossipsub flood publishing), or to the mesh only. */
   floodPublish: boolean;
   msgIdFn: GossipsubOpts['msgIdFn'];
+  fastMsgIdFn: GossipsubOpts['fastMsgIdFn'];
   discoveryIntervalMs: number;
-  pingIntervalMs: number;
 }
 
 export type MeshServices = { identify: unknown; ping: unknown; dcutr: unknown; pubsub: GossipSub; relay?: unknown };
@@ -84,7 +84,8 @@ export async function createHost(options: HostOptions): Promise<Host> {
     streamMuxers: [yamux()],
     ...(options.networkKey ? { connectionProtector: privateNetwork({ key: options.networkKey }) } : {}),
     connectionGater: allowListGater(options.allow),
-    connectionMonitor: { pingInterval: options.pingIntervalMs, abortConnectionOnPingFailure: true },
+    // Off: liveness.ts pings instead, and tolerates a slow answer (see there).
+    connectionMonitor: { enabled: false },
     connectionManager: { reconnectRetries: 10, reconnectRetryInterval: 500, reconnectBackoffFactor: 2 },
     peerDiscovery: [pubsubPeerDiscovery({ interval: options.discoveryIntervalMs, topics: [DISCOVERY_TOPIC] })],
     services: {
@@ -94,6 +95,7 @@ export async function createHost(options: HostOptions): Promise<Host> {
       pubsub: gossipsub({
         globalSignaturePolicy: 'StrictSign',
         msgIdFn: options.msgIdFn,
+        fastMsgIdFn: options.fastMsgIdFn,
         allowedTopics: topics,
         allowPublishToZeroTopicPeers: true,
         floodPublish: options.floodPublish,

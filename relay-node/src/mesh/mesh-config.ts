@@ -57,7 +57,11 @@ export const meshConfigShape = {
     .default(10_000)
     .describe('how long start waits for the first catch-up from a peer before serving'),
   mesh_discovery_interval_ms: positiveInt.default(10_000).describe('how often a node announces itself on the mesh'),
-  mesh_ping_interval_ms: positiveInt.default(10_000).describe('how often peers are pinged (a dead peer is dropped)'),
+  mesh_ping_interval_ms: positiveInt
+    .default(10_000)
+    .describe(
+      'how often peers are pinged; a peer that misses 3 pings in a row (each waited for max(5 s, this)) is dropped',
+    ),
   mesh_member_interval_ms: positiveInt
     .default(1_000)
     .describe('how often a node tells the mesh it is alive (who pulls which source follows the live members)'),

@@ -5,6 +5,7 @@ import type { ComponentContext } from '../component.ts';
 import { catchUpFrom, serveCatchUp } from './catch-up.ts';
 import { createGossip } from './gossip.ts';
 import { type GossipLinks, watchGossipLinks } from './gossip-links.ts';
+import { watchLiveness } from './liveness.ts';
 import { createHost } from './host.ts';
 import { loadNetworkKey, loadPeerKey } from './identity.ts';
 import { createMembers, MEMBERS_TOPIC } from './members.ts';
@@ -58,8 +59,8 @@ export async function createMesh(context: ComponentContext) {
     maxMessageBytes,
     floodPublish: config.mesh_flood_publish,
     msgIdFn: gossip.msgIdFn,
+    fastMsgIdFn: gossip.fastMsgIdFn,
     discoveryIntervalMs: config.mesh_discovery_interval_ms,
-    pingIntervalMs: config.mesh_ping_interval_ms,
   });
   const persist = config.mesh_persist === 'all';
   const all = new Set(shards.topics.map((_, shard) => shard));
@@ -132,10 +133,12 @@ export async function createMesh(context: ComponentContext) {
   let carryTimer: ReturnType<typeof setInterval> | undefined;
   let stun: { close(): void } | undefined;
   let links: GossipLinks | undefined;
+  let liveness: { stop(): void } | undefined;
 
   return {
     async start() {
       await host.start();
+      liveness = watchLiveness(host, { intervalMs: config.mesh_ping_interval_ms, log });
       gossip.attach(host.services.pubsub, host.peerId.toString(), receive);
       if (config.mesh_carry === 'all') gossip.carry(all);
       else {
@@ -181,6 +184,7 @@ export async function createMesh(context: ComponentContext) {
       stopAccepted?.();
       clearInterval(carryTimer);
       links?.stop();
+      liveness?.stop();
       peers.stop();
       await gossip.flush();
       await sync?.stop();
