@@ -77,6 +77,7 @@ const report = {
   ws_frames: 0,
   http_bodies: 0,
   http_retries: 0,
+  http_retry_kinds: {} as Record<string, number>,
   handshake_retries: 0,
   close_cases: { over_hard_cap: 0, unfinished_frame: 0 },
   distinct_cases: 0,
@@ -332,6 +333,7 @@ async function httpOne(): Promise<void> {
       // really makes the relay drop the connection fails again, and is reported.
       if (attempt === 1 && (cause?.code === 'UND_ERR_SOCKET' || cause?.code === 'ECONNRESET')) {
         report.http_retries += 1;
+        report.http_retry_kinds[c.kind] = (report.http_retry_kinds[c.kind] ?? 0) + 1;
         continue;
       }
       mismatch(`HTTP ${c.kind}: no answer (${(error as Error).message}: ${cause?.code} ${cause?.message})`);
