@@ -257,6 +257,11 @@ describe('connection caps', () => {
     const third = await refusal(`${relay.wsUrl}/v1/ws?token=${alice}`);
     assert.equal(third?.status, 429);
     assert.match(third?.body ?? '', /"code":"limit_reached".*per token/);
+    // Another token for the same subject counts against the same limit.
+    const aliceAgain = await signToken(JWT_SECRET, { sub: ['a.>'], subject: 'alice' });
+    assert.notEqual(aliceAgain, alice);
+    const fourth = await refusal(`${relay.wsUrl}/v1/ws?token=${aliceAgain}`);
+    assert.equal(fourth?.status, 429, 'a second token of the same subject got past the per-subject limit');
     open.push(
       await openSocket(`${relay.wsUrl}/v1/ws?token=${bob}`),
       await openSocket(`${relay.wsUrl}/v1/ws?token=${bob}`),

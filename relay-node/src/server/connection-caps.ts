@@ -1,9 +1,9 @@
 import { LimitReachedError } from '@anode/shared';
 
 /**
- * Open WebSockets counted per token and per client address, so one credential or one host
- * cannot take every socket (and every subscription slot) the node has. A limit of 0 means no
- * limit. `admit` throws `limit_reached` or returns the release to call when the socket closes.
+ * Open WebSockets counted per credential (a token's subject, or a token that has none) and per
+ * client address, so one credential or one host cannot take every socket (and every subscription
+ * slot) the node has. A limit of 0 means no limit. `admit` throws `limit_reached` or returns the release to call when the socket closes.
  */
 export interface ConnectionCaps {
   admit(token: string | undefined, address: string): () => void;

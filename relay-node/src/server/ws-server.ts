@@ -67,9 +67,15 @@ export function attachWebSockets(server: Server, deps: WsDeps) {
     if (url.pathname !== '/v1/ws' && !match) {
       throw new AnodeError('bad_frame', `no WebSocket endpoint at ${url.pathname}`);
     }
-    // Counted once authorized (an unauthenticated client is refused before taking a slot).
-    const token = deps.verifiesTokens ? tokenFrom(request.headers.authorization, url) : undefined;
-    const release = caps.admit(token, request.socket.remoteAddress ?? 'unknown');
+    // Counted once authorized (an unauthenticated client is refused before taking a slot), per
+    // subject: minting more tokens for one subject does not buy more sockets. A token without a
+    // subject counts on its own.
+    const credential = !deps.verifiesTokens
+      ? undefined
+      : claims.subject !== undefined
+        ? `subject:${claims.subject}`
+        : `token:${tokenFrom(request.headers.authorization, url) ?? ''}`;
+    const release = caps.admit(credential, request.socket.remoteAddress ?? 'unknown');
     if (!match) return { claims, topic: undefined, after: undefined, release };
     const after = url.searchParams.get('after') ?? undefined;
     let topic: string;
