@@ -283,3 +283,62 @@ describe('sources in a relay mesh', () => {
     process.stderr.write(`takeover after SIGKILL: ${takeoverMs} ms (${moved.length} sources moved)\n`);
   });
 });
+
+describe('config-file sources in a relay mesh', () => {
+  const processes: RelayProcess[] = [];
+  const dirs: string[] = [];
+  after(async () => {
+    for (const p of processes) p.child.kill('SIGKILL');
+    await Promise.all(processes.map((p) => p.exited));
+    await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+  });
+
+  it('reserves the name of a source in one node’s config file on every member', async () => {
+    const dir = async () => {
+      const d = await tempDir();
+      dirs.push(d);
+      return d;
+    };
+    const own = { name: 'only-on-a', kind: 'http', url: 'http://127.0.0.1:1/none', topic: 'cfg.a' };
+    const a = await spawnRelay([
+      '--port',
+      '0',
+      '--data-dir',
+      await dir(),
+      '--listen',
+      '/ip4/127.0.0.1/tcp/0',
+      '--sources',
+      JSON.stringify([own]),
+      '--mesh-member-interval-ms',
+      '250',
+      ...asArgs(FAST_MESH),
+    ]);
+    processes.push(a);
+    const bootstrap = (await meshStatus(a.url)).node.multiaddrs[0] as string;
+    const b = await spawnRelay([
+      '--port',
+      '0',
+      '--data-dir',
+      await dir(),
+      '--bootstrap',
+      bootstrap,
+      '--mesh-member-interval-ms',
+      '250',
+      ...asArgs(FAST_MESH),
+    ]);
+    processes.push(b);
+    const post = (source: string) =>
+      fetch(`${b.url}/v1/topics/cfg.a/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ data: 1, source }),
+      }).then((res) => res.status);
+    // b has no such source itself: it learns the name from a over the mesh.
+    await waitFor('b to refuse a publish as a’s configured source', async () => (await post('only-on-a')) === 403);
+    assert.equal(await post('someone-else'), 202);
+    assert.deepEqual(
+      (await history(b.url, 'cfg.a')).map((m) => m.source),
+      ['someone-else'],
+    );
+  });
+});

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { isSourceName } from '@anode/shared';
 import type { Component, ComponentContext, ComponentFactory } from '../component.ts';
 import { createIngest } from './ingest.ts';
 import { BUILTIN_KINDS } from './kinds/builtin-kinds.ts';
@@ -9,6 +10,7 @@ import { createSourceMetrics } from './source-metrics.ts';
 import { createSourceStore, createVersionClock, mergeSources } from './source-store.ts';
 import { createSourcesManager } from './sources-manager.ts';
 import { mountAdminRoutes } from './admin-routes.ts';
+import { createReservedNames } from './reserved-names.ts';
 import type { SourceKind } from './source-kind.ts';
 
 export interface SourcesComponentOptions {
@@ -76,10 +78,15 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
       },
     });
     manager.load(mergeSources(config.sources, changes));
-    // The names of the sources this node knows are theirs alone: no client may publish as them.
-    hub.reserveSources(manager.has);
-    // In a mesh, the admin API's changes reach every member (config-file sources are each node's own).
+    // In a mesh, the admin API's changes reach every member (config-file sources are each node's
+    // own, but their names are shared so that every member reserves them).
     context.cluster.share('sources', manager.shared);
+    const configured = config.sources.map((raw) => (raw as { name?: unknown }).name).filter(isSourceName);
+    const reservedNames = createReservedNames(context.cluster.self, configured);
+    context.cluster.share('reserved-sources', reservedNames.shared);
+    // The names of the sources this node or another member pulls are theirs alone: no client may
+    // publish as them.
+    hub.reserveSources((name) => manager.has(name) || reservedNames.has(name));
     if (!config.admin_token) log.info('admin API disabled (no admin_token): /v1/admin/* answers 403');
 
     const component: Component = {
