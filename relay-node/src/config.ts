@@ -37,6 +37,9 @@ export const configSchema = z.object({
   jwt_public_keys: list(z.string().min(1))
     .default([])
     .describe('comma-separated PEM files of Ed25519/P-256 public keys'),
+  cors_origins: list(z.string().min(1))
+    .default([])
+    .describe('origins allowed to call the HTTP API from a browser (comma-separated; * for any); none by default'),
   max_message_bytes: positiveInt
     .max(MAX_MESSAGE_BYTES_CEILING, 'at most 16 MiB (an edge link frame must carry one)')
     .default(DEFAULT_MAX_MESSAGE_BYTES)

@@ -1,6 +1,6 @@
 import { importSPKI, type JWTPayload, jwtVerify, SignJWT } from 'jose';
 import { z } from 'zod';
-import { isSourceName, isSourcePattern } from './envelope.ts';
+import { isSourceName, isSourcePattern } from './names.ts';
 import { BadFrameError, ForbiddenError, UnauthorizedError } from './errors.ts';
 import { assertPattern, covers, matches } from './topics.ts';
 

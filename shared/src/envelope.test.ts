@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MAX_DATA_DEPTH } from './data-depth.ts';
-import { checkEnvelope, isSourceName, utf8Length, validateEnvelope } from './envelope.ts';
+import { checkEnvelope, utf8Length, validateEnvelope } from './envelope.ts';
+import { isSourceName } from './names.ts';
 import { createHybridClock } from './ids.ts';
 
 const NOW = Date.now();

@@ -2,6 +2,7 @@ import { assertDataDepth } from './data-depth.ts';
 import { type AnodeError, BadFrameError, TooLargeError } from './errors.ts';
 import type { Envelope } from './frames.ts';
 import { cursorTime, isCursor, MAX_CLOCK_SKEW_MS } from './ids.ts';
+import { isMessageId, isSourceName } from './names.ts';
 import { isTopic } from './topics.ts';
 
 /**
@@ -21,43 +22,6 @@ export const REMOTE_TS_AHEAD_MS = 2 * MAX_TS_AHEAD_MS;
  * link frames, WebSocket frames, HTTP bodies) must be at least max_message_bytes plus this.
  */
 export const ENVELOPE_OVERHEAD_BYTES = 4 * 1024;
-
-const ID = /^[A-Za-z0-9_-]{1,128}$/;
-export const MAX_SOURCE_LENGTH = 128;
-const SOURCE_SEGMENT = /^[A-Za-z0-9_@:|-]+$/;
-// Names that are properties of every plain object: a source of that name would be lost or
-// corrupt where names key an object (source definitions, `latest` answers), so the grammar
-// refuses them.
-const PROTOTYPE_NAMES = new Set(Object.getOwnPropertyNames(Object.prototype));
-
-export function isMessageId(value: unknown): value is string {
-  return typeof value === 'string' && ID.test(value);
-}
-
-/**
- * A source name (PROTOCOL.md "Envelope"): 1 to 128 characters, segments joined by `.`, each of
- * `A-Z a-z 0-9 _ - @ : |`; not a property name of JavaScript's Object.prototype (`__proto__`,
- * `constructor`, ...).
- */
-export function isSourceName(value: unknown): value is string {
-  return (
-    typeof value === 'string' &&
-    value.length >= 1 &&
-    value.length <= MAX_SOURCE_LENGTH &&
-    !PROTOTYPE_NAMES.has(value) &&
-    value.split('.').every((segment) => SOURCE_SEGMENT.test(segment))
-  );
-}
-
-/** A pattern of source names (`anode.src`): segments of the source grammar, `*`, or a last `>`. */
-export function isSourcePattern(value: unknown): value is string {
-  if (typeof value !== 'string' || value.length < 1 || value.length > MAX_SOURCE_LENGTH) return false;
-  const segments = value.split('.');
-  return segments.every(
-    (s, i) =>
-      s === '*' || (s === '>' && i === segments.length - 1) || (SOURCE_SEGMENT.test(s) && !PROTOTYPE_NAMES.has(s)),
-  );
-}
 
 /** UTF-8 length of a string, without encoding it. */
 const NON_ASCII = /[\u0080-\uffff]/;

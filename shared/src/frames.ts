@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { assertDataDepth } from './data-depth.ts';
-import { isSourceName } from './envelope.ts';
+import { isSourceName } from './names.ts';
 import { BadFrameError, ERROR_CODES } from './errors.ts';
 import { isCursor } from './ids.ts';
 import { assertPattern, assertTopic } from './topics.ts';
@@ -54,6 +54,9 @@ export const serverFrameSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('pong'), ref }),
 ]);
 export type ServerFrame = z.infer<typeof serverFrameSchema>;
+
+/** The one way a server frame becomes text (a `msg` may also be spliced from a stored envelope's JSON). */
+export const encodeServerFrame = (frame: ServerFrame): string => JSON.stringify(frame);
 
 export const MAX_PUBLISH_BATCH = 1000;
 export const publishBodySchema = z.union([publishItemSchema, z.array(publishItemSchema).min(1).max(MAX_PUBLISH_BATCH)]);

@@ -32,6 +32,15 @@ export function cursorTime(cursor: string): number {
   return cursor === CURSOR_ZERO ? 0 : Number.parseInt(cursor.slice(0, 12), 16);
 }
 
+/**
+ * The smallest cursor minted at `ms` on any node: every cursor minted at or after `ms` sorts
+ * after it (a resume point "from about then"). The one spelling of the cursor's time prefix
+ * outside the clock.
+ */
+export function cursorFloor(ms: number): string {
+  return `${Math.max(0, Math.floor(ms)).toString(16).padStart(12, '0')}0000-0`;
+}
+
 export interface HybridClock {
   readonly nodeId: string;
   /** A new cursor, strictly greater than every cursor this clock minted or observed before. */

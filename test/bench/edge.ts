@@ -15,6 +15,7 @@ import {
   treeCpuMs,
 } from './mesh-edge-common.ts';
 import type { LoadgenReport } from './mesh-edge-loadgen.ts';
+import { type EdgeSocketsResult, measureEdgeSockets } from './edge-sockets.ts';
 import { fmt, medianOf, numberFlag, type Scenario } from './scenario.ts';
 
 const LINK_SECRET = 'bench-edge-link-secret-0123456789';
@@ -54,6 +55,7 @@ export interface EdgePublisherResult {
 export interface EdgeRun {
   paths: EdgePathResult[];
   publishers: EdgePublisherResult[];
+  sockets: EdgeSocketsResult[];
 }
 
 const topicSocket = (wsUrl: string, topic: string) => `${wsUrl}/v1/topics/${topic}/ws`;
@@ -143,7 +145,8 @@ export async function runEdge(options: EdgeOptions): Promise<EdgeRun[]> {
           loadgen_cpu_share: Math.max(loadgenShare(report), loadgenShare(ackReport)),
         });
       }
-      runs.push({ paths, publishers });
+      const sockets = await measureEdgeSockets(urls, { messages: options.messages, rate: options.rate, run, log });
+      runs.push({ paths, publishers, sockets });
     }
   } finally {
     await edge?.stop();
@@ -178,6 +181,9 @@ export const edgeScenario: Scenario = {
     const publishers = (['relay', 'edge'] as const).map((publisher) =>
       medianOf(measured.map((r) => r.publishers.find((p) => p.publisher === publisher) as EdgePublisherResult)),
     );
+    const sockets = (measured[0]?.sockets ?? []).map((first) =>
+      medianOf(measured.map((r) => r.sockets.find((s) => s.case === first.case) as EdgeSocketsResult)),
+    );
     const base = paths[0] as EdgePathResult;
     const rows = [
       '| publish on → subscriber on | p50 ms | p99 ms | reach | p99 vs relay→relay |',
@@ -192,6 +198,13 @@ export const edgeScenario: Scenario = {
       ...publishers.map(
         (p) =>
           `| ${p.publisher}${p.publisher === 'relay' ? ' (baseline)' : ''} | ${fmt(p.acks_per_s, 0)} | ${fmt(p.relay_delivered_per_s, 0)} | ${fmt(p.relay_cpu_us_per_message, 0)} | ${fmt(p.edge_cpu_us_per_message, 0)} |`,
+      ),
+      '',
+      '| edge connection | subscribe ms | p50 ms | p99 ms | reach | p99 vs edge→edge |',
+      '|---|---|---|---|---|---|',
+      ...sockets.map(
+        (s) =>
+          `| ${s.case} | ${fmt(s.subscribe_ms, 0)} | ${fmt(s.p50_ms, 2)} | ${fmt(s.p99_ms, 2)} | ${(s.reach * 100).toFixed(2)}%${s.repeats > 0 ? ` (${s.repeats} repeats)` : ''} | ${fmt(s.p99_ms / (paths[2] as EdgePathResult).p99_ms, 2)}× |`,
       ),
     ];
     const notes = [
@@ -210,6 +223,11 @@ export const edgeScenario: Scenario = {
       notes.push(
         `Not delivered exactly once everywhere: ${missed.map((p) => `${p.path} ${(p.reach * 100).toFixed(2)}%, ${p.repeats} repeats`).join('; ')}.`,
       );
-    return { rows, notes, data: { paths, publishers, runs: measured } };
+    notes.push(
+      `Edge connections (docs/edge-sockets.md): ${options.messages} messages at ${options.rate}/s, timed in the bench process; ` +
+        '"100 topics" is one /v1/ws socket subscribed to 100 topics (each a Durable Object) fed round-robin by a publisher at the edge; ' +
+        'the pattern rows are one /v1/ws socket at the edge subscribed to a pattern (served through the relay) over 10 topics.',
+    );
+    return { rows, notes, data: { paths, publishers, sockets, runs: measured } };
   },
 };

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { EdgePathResult, EdgePublisherResult } from '../bench/edge.ts';
+import type { EdgeSocketsResult } from '../bench/edge-sockets.ts';
 import { edgeScenario } from '../bench/edge.ts';
 import type { MeshResult } from '../bench/mesh.ts';
 import { meshScenario } from '../bench/mesh.ts';
@@ -50,5 +51,18 @@ describe('benchmark scenarios run: mesh and edge', () => {
       assert.ok(Number.isFinite(p.relay_delivered_per_s), `${p.publisher}: every publish reached the relay`);
     }
     assert.ok(result.rows.some((row) => row.startsWith('| edge→relay')));
+    const { sockets } = result.data as { sockets: EdgeSocketsResult[] };
+    assert.deepEqual(
+      sockets.map((s) => s.case),
+      [
+        '100 topics, one socket (edge→edge)',
+        'a pattern over 10 topics (edge→edge)',
+        'a pattern over 10 topics (relay→edge)',
+      ],
+    );
+    for (const s of sockets) {
+      assert.equal(s.reach, 1, `${s.case}: every message arrived`);
+      assert.equal(s.repeats, 0, `${s.case}: none twice`);
+    }
   });
 });

@@ -735,4 +735,19 @@ describe('HTTP routes', () => {
     assert.ok(node.version.length > 0);
     assert.ok(Number.isInteger(node.uptime_s) && node.uptime_s >= 0);
   });
+
+  it('grants no CORS unless cors_origins names origins', async () => {
+    const preflight = await fetch(`${relay.url}/v1/topics/http.cors/messages`, {
+      method: 'OPTIONS',
+      headers: { origin: 'https://app.example', 'access-control-request-method': 'POST' },
+    });
+    await preflight.body?.cancel();
+    assert.equal(preflight.headers.get('access-control-allow-origin'), null);
+    const simple = await fetch(`${relay.url}/v1/topics/http.cors/messages`, {
+      headers: { origin: 'https://app.example' },
+    });
+    await simple.body?.cancel();
+    assert.equal(simple.status, 200);
+    assert.equal(simple.headers.get('access-control-allow-origin'), null);
+  });
 });

@@ -6,6 +6,7 @@ import { type EdgeRuntime, QUICK_CLOSE, startEdge } from '../test-support/edge-r
 
 const SECRET = 'edge-test-jwt-secret-0123456789abcdef';
 const LINK_SECRET = 'edge-test-link-secret-0123';
+const METRICS_TOKEN = 'edge-test-metrics-token-0123';
 
 describe('edge worker: routing, auth, limits and error frames (workerd)', () => {
   let edge: EdgeRuntime;
@@ -23,6 +24,7 @@ describe('edge worker: routing, auth, limits and error frames (workerd)', () => 
     edge = await startEdge({
       JWT_SECRET: SECRET,
       LINK_SECRET,
+      METRICS_TOKEN,
       MAX_MESSAGE_BYTES: '1024',
       MAX_FRAME_BYTES: '5200',
       MAX_BODY_BYTES: '6000',
@@ -33,17 +35,40 @@ describe('edge worker: routing, auth, limits and error frames (workerd)', () => 
   });
   after(() => edge.stop());
 
-  it('serves health, metrics and status, and answers unknown routes and /v1/ws with bad_frame', async () => {
+  it('serves health, metrics and status, answers unknown routes with bad_frame, and grants no CORS by default', async () => {
     assert.deepEqual(await (await fetch(`${edge.url}/healthz`)).json(), { ok: true });
-    assert.match(await (await fetch(`${edge.url}/metrics`)).text(), /^anode_edge_up 1$/m);
-    const status = (await (await fetch(`${edge.url}/v1/status`)).json()) as { node: { kind: string; auth: string } };
+    const reader = { headers: { authorization: `Bearer ${METRICS_TOKEN}` } };
+    assert.match(await (await fetch(`${edge.url}/metrics`, reader)).text(), /^anode_edge_up 1$/m);
+    // Auth is on: status and metrics answer the metrics token only, as on a relay.
+    for (const path of ['/metrics', '/v1/status']) {
+      const refused = await fetch(`${edge.url}${path}`);
+      assert.equal(refused.status, 401);
+      assert.equal(await errorOf(refused), 'unauthorized');
+    }
+    const status = (await (await fetch(`${edge.url}/v1/status`, reader)).json()) as {
+      node: { kind: string; auth: string };
+    };
     assert.equal(status.node.kind, 'edge');
     assert.equal(status.node.auth, 'jwt');
-    for (const path of ['/nowhere', '/v1/ws']) {
-      const response = await fetch(`${edge.url}${path}`);
-      assert.equal(response.status, 404);
-      assert.equal(await errorOf(response), 'bad_frame');
-    }
+    const nowhere = await fetch(`${edge.url}/nowhere`);
+    assert.equal(nowhere.status, 404);
+    assert.equal(await errorOf(nowhere), 'bad_frame');
+    const notUpgraded = await fetch(`${edge.url}/v1/ws`, { headers: { authorization: `Bearer ${all}` } });
+    assert.equal(notUpgraded.status, 400);
+    assert.equal(await errorOf(notUpgraded), 'bad_frame');
+    // CORS is off unless CORS_ORIGINS names origins: no grant, and no preflight answer.
+    const preflight = await fetch(`${edge.url}/v1/topics/cors.a/messages`, {
+      method: 'OPTIONS',
+      headers: { origin: 'https://app.example', 'access-control-request-method': 'POST' },
+    });
+    await preflight.body?.cancel();
+    assert.equal(preflight.headers.get('access-control-allow-origin'), null);
+    const simple = await fetch(`${edge.url}/v1/topics/cors.a/messages`, {
+      headers: { origin: 'https://app.example', authorization: `Bearer ${all}` },
+    });
+    await simple.body?.cancel();
+    assert.equal(simple.status, 200);
+    assert.equal(simple.headers.get('access-control-allow-origin'), null);
     const bad = await post('/v1/topics/bad..topic/messages', { data: 1 });
     assert.equal(bad.status, 400);
     assert.equal(await errorOf(bad), 'bad_topic');

@@ -7,7 +7,6 @@ import {
   type Claims,
   historyQuerySchema,
   isCursor,
-  matches,
   parsePublishBody,
   parseWith,
   PROTOCOL_VERSION,
@@ -15,12 +14,14 @@ import {
   toAnodeError,
   tokenFrom,
 } from '@anode/shared';
-import { Hono } from 'hono';
+import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { assertLinkSecret, authEnabled, verifierFor } from './auth.ts';
+import { cors } from 'hono/cors';
+import { assertLinkSecret, assertStatusReader, authEnabled, verifierFor } from './auth.ts';
 import { type EdgeConfig, type Env, edgeConfig, linksOffReason } from './config.ts';
-import type { ClientGrant, Result } from './hub/topic-hub.ts';
+import type { Result } from './hub/hub-api.ts';
 import { hubFor } from './hub-stub.ts';
+import { acceptConnection } from './sockets/connection.ts';
 
 /**
  * The edge's HTTP surface: PROTOCOL.md's routes plus the relay link endpoint. Routes only
@@ -56,6 +57,19 @@ export function createApp(): Hono<App> {
     await next();
   });
 
+  // Browsers on the configured origins may call the HTTP API (WebSockets need no CORS).
+  app.use('/v1/*', async (c, next) => {
+    const allowed = c.var.config.CORS_ORIGINS;
+    // Upgrades are left alone: their 101 response carries the socket and must not be rebuilt.
+    if (allowed.length === 0 || c.req.header('upgrade') !== undefined) return next();
+    return cors({
+      origin: allowed.includes('*') ? '*' : allowed,
+      allowMethods: ['GET', 'POST', 'OPTIONS'],
+      allowHeaders: ['authorization', 'content-type', 'idempotency-key'],
+      maxAge: 600,
+    })(c, next);
+  });
+
   app.use('/v1/topics/:topic/*', async (c, next) => {
     const topic = c.req.param('topic');
     assertTopic(topic);
@@ -65,28 +79,28 @@ export function createApp(): Hono<App> {
     await next();
   });
 
+  /** A client connection (sockets/connection.ts): every socket speaks the whole protocol. */
+  const connection = (c: Context<App>, first?: { topic: string; after?: string }) => {
+    if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') {
+      throw new BadFrameError('this endpoint takes a WebSocket upgrade');
+    }
+    const token = tokenFrom(c.req.header('authorization'), new URL(c.req.url));
+    const { env, var: vars } = c;
+    return acceptConnection({ env, config: vars.config, claims: vars.claims, token, origin: origin(c) }, first);
+  };
+
   app.get('/v1/topics/:topic/ws', async (c) => {
     const { topic, claims } = c.var;
     assertCanSubscribe(claims, topic);
     const after = c.req.query('after');
     if (after !== undefined && !isCursor(after)) throw new BadFrameError('after: not a cursor');
-    if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') {
-      throw new BadFrameError('this endpoint takes a WebSocket upgrade');
-    }
-    const grant: ClientGrant = {
-      topic,
-      pub: claims.pub.some((pattern) => matches(pattern, topic)),
-      origin: origin(c),
-      ...(claims.subject === undefined ? {} : { subject: claims.subject }),
-      ...(claims.src === undefined ? {} : { src: claims.src }),
-      ...(claims.exp === undefined ? {} : { exp: claims.exp }),
-      ...(after === undefined ? {} : { after }),
-    };
-    const headers = new Headers(c.req.raw.headers);
-    headers.set('x-anode-client', JSON.stringify(grant));
-    headers.delete('x-anode-link');
-    // Same request (the Upgrade header must survive), with the grant the Worker vouches for.
-    return hubFor(c.env, topic).fetch(new Request(c.req.raw, { headers }));
+    return connection(c, { topic, ...(after === undefined ? {} : { after }) });
+  });
+
+  app.get('/v1/ws', async (c) => {
+    const verify = await verifierFor(c.var.config);
+    c.set('claims', await verify(tokenFrom(c.req.header('authorization'), new URL(c.req.url))));
+    return connection(c);
   });
 
   app.post(
@@ -139,15 +153,9 @@ export function createApp(): Hono<App> {
     return hubFor(c.env, topic).fetch(new Request(c.req.raw, { headers }));
   });
 
-  app.get('/v1/ws', (c) =>
-    c.json(
-      { error: { code: 'bad_frame', message: 'the edge serves one topic per connection: use /v1/topics/{topic}/ws' } },
-      404,
-    ),
-  );
-
   app.get('/v1/status', async (c) => {
     const config = c.var.config;
+    assertStatusReader(config, c.req.header('authorization'));
     const topic = c.req.query('topic');
     const status: Record<string, unknown> = {
       node: {
@@ -157,6 +165,7 @@ export function createApp(): Hono<App> {
         protocol: PROTOCOL_VERSION,
         url: origin(c),
         auth: authEnabled(config) ? 'jwt' : 'none',
+        max_message_bytes: config.MAX_MESSAGE_BYTES,
       },
       edge: {
         relays: config.RELAY_URLS,
@@ -173,14 +182,15 @@ export function createApp(): Hono<App> {
   });
 
   app.get('/healthz', (c) => c.json({ ok: true }));
-  app.get('/metrics', (c) =>
-    c.text(
+  app.get('/metrics', (c) => {
+    assertStatusReader(c.var.config, c.req.header('authorization'));
+    return c.text(
       '# HELP anode_edge_up 1 while the edge Worker serves (per-request metrics live in Cloudflare analytics)\n' +
         '# TYPE anode_edge_up gauge\nanode_edge_up 1\n',
       200,
       { 'content-type': 'text/plain; version=0.0.4' },
-    ),
-  );
+    );
+  });
 
   return app;
 }

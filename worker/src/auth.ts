@@ -32,6 +32,18 @@ export function sameSecret(a: string, b: string): boolean {
   return diff === 0;
 }
 
+/**
+ * Who may read `/v1/status` and `/metrics`: with auth on, only the holder of METRICS_TOKEN (they
+ * show topics and links, which a node that checks tokens should not hand to anyone), as on a
+ * relay; with auth off, everyone.
+ */
+export function assertStatusReader(config: EdgeConfig, authorization: string | null | undefined): void {
+  if (!authEnabled(config)) return;
+  const given = /^Bearer\s+(.+)$/i.exec(authorization ?? '')?.[1];
+  if (given !== undefined && config.METRICS_TOKEN && sameSecret(given, config.METRICS_TOKEN)) return;
+  throw new UnauthorizedError('auth is on: /v1/status and /metrics need the metrics token');
+}
+
 /** Throws `unauthorized` unless `authorization` is `Bearer <LINK_SECRET>`. */
 export function assertLinkSecret(config: EdgeConfig, authorization: string | null | undefined): void {
   if (!config.LINK_SECRET) throw new UnauthorizedError('relay links are off here: LINK_SECRET is not set');

@@ -1,6 +1,6 @@
 import { DEFAULT_MAX_MESSAGE_BYTES, ENVELOPE_OVERHEAD_BYTES } from '@anode/shared';
 import { z } from 'zod';
-import type { TopicHub } from './hub/topic-hub.ts';
+import type { TopicHubApi } from './hub/hub-api.ts';
 
 /**
  * The edge's settings, from Worker vars and secrets (wrangler.toml `[vars]`, `wrangler secret
@@ -8,7 +8,7 @@ import type { TopicHub } from './hub/topic-hub.ts';
  * Limits use the relay's key names and defaults, so a client sees the same rules everywhere.
  */
 export interface Env {
-  TOPIC_HUB: DurableObjectNamespace<TopicHub>;
+  TOPIC_HUB: DurableObjectNamespace<TopicHubApi>;
   RELAY_URLS?: string;
   LINK_SECRET?: string;
   JWT_SECRET?: string;
@@ -35,7 +35,23 @@ const schema = z.object({
   JWT_SECRET: z.string().min(32, 'JWT_SECRET must be at least 32 characters').optional(),
   JWT_PUBLIC_KEYS: z.string().optional(),
   EDGE_URL: z.url({ protocol: /^https?$/ }).optional(),
+  /** With auth on, /v1/status and /metrics answer only this bearer token (as a relay's metrics_token). */
+  METRICS_TOKEN: z.string().min(16, 'METRICS_TOKEN must be at least 16 characters').optional(),
   RING_SIZE: int(1000),
+  /** Keyed messages per topic whose id and cursor are kept for dedup after they leave the ring. */
+  KEYED_MEMORY: int(100_000),
+  /** Subscriptions (topics and patterns) per client connection, as the relay's max_subscriptions. */
+  MAX_SUBSCRIPTIONS: int(100),
+  /** Origins allowed to call the HTTP API from a browser (comma-separated; `*` for any). None by default. */
+  CORS_ORIGINS: z
+    .string()
+    .default('')
+    .transform((value) =>
+      value
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    ),
   /** The largest message (its data, serialized), as the relay's max_message_bytes. */
   MAX_MESSAGE_BYTES: int(DEFAULT_MAX_MESSAGE_BYTES),
   /** Unset: MAX_MESSAGE_BYTES + 64 KiB (frames), 4 MiB or that (bodies); never below it + 4 KiB. */

@@ -1,6 +1,10 @@
 import {
   CLOSE_CODES,
+  type EdgeFrame,
+  edgeFrameSchema,
+  encodeRelayFrame,
   type Envelope,
+  type RelayFrame,
   BadFrameError,
   ForbiddenError,
   refOf,
@@ -12,7 +16,6 @@ import {
 import WebSocket from 'ws';
 import type { Hub, Subscriber } from '../hub/hub.ts';
 import type { Logger } from '../logger.ts';
-import { type EdgeFrame, edgeFrameSchema } from './link-frames.ts';
 
 /**
  * One edge link: a WebSocket this relay dialed into a topic's Durable Object. To the hub it is a
@@ -118,8 +121,8 @@ export class EdgeLink implements Subscriber {
     this.#options.onClose(this);
   }
 
-  #reply(frame: Record<string, unknown>): void {
-    if (this.state === 'open') this.#ws.send(JSON.stringify(frame));
+  #reply(frame: RelayFrame): void {
+    if (this.state === 'open') this.#ws.send(encodeRelayFrame(frame));
   }
 
   #onFrame(text: string): void {

@@ -7,6 +7,7 @@ import {
   sourceFor,
   compareCursors,
   contentId,
+  encodeServerFrame,
   type Envelope,
   type HybridClock,
   isPattern,
@@ -75,7 +76,7 @@ export interface Ack {
  */
 export type PublishContext = { via: 'ws' | 'http'; claims: Claims } | { via: 'source'; source: string };
 
-export const msgFrame = (envelope: Envelope): string => JSON.stringify({ op: 'msg', ...envelope });
+export const msgFrame = (envelope: Envelope): string => encodeServerFrame({ op: 'msg', ...envelope });
 
 export function createHub(options: HubOptions) {
   const { store, clock, metrics } = options;
@@ -246,7 +247,7 @@ export function createHub(options: HubOptions) {
       // slip in before it.
       const subscribed = (cursor: string) => {
         subscriber.send(
-          JSON.stringify({ op: 'subscribed', topic: pattern, cursor, ...(ref === undefined ? {} : { ref }) }),
+          encodeServerFrame({ op: 'subscribed', topic: pattern, cursor, ...(ref === undefined ? {} : { ref }) }),
         );
         return cursor;
       };

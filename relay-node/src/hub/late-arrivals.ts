@@ -1,4 +1,4 @@
-import { compareCursors, cursorTime, type Envelope, MAX_CLOCK_SKEW_MS, matches } from '@anode/shared';
+import { compareCursors, type Envelope, isLateArrival, LATE_AFTER_MS, lateReplaySince, matches } from '@anode/shared';
 
 /**
  * Messages from other nodes (mesh gossip, catch-up) that arrived "late": with a cursor older
@@ -27,7 +27,7 @@ interface Late {
 export function createLateArrivals(options: LateArrivalsOptions = {}) {
   const windowMs = options.windowMs ?? 10 * 60_000;
   const maxEntries = options.maxEntries ?? 10_000;
-  const lateAfterMs = options.lateAfterMs ?? 1_000;
+  const lateAfterMs = options.lateAfterMs ?? LATE_AFTER_MS;
   const now = options.now ?? Date.now;
   const entries: Late[] = [];
 
@@ -41,8 +41,7 @@ export function createLateArrivals(options: LateArrivalsOptions = {}) {
     /** Record `envelope` if it is late, given the newest cursor its topic had delivered before. */
     observe(envelope: Envelope, newestBefore: string | undefined): void {
       const at = now();
-      const outOfOrder = newestBefore !== undefined && compareCursors(envelope.cursor, newestBefore) < 0;
-      if (!outOfOrder && cursorTime(envelope.cursor) >= at - lateAfterMs) return;
+      if (!isLateArrival(envelope.cursor, newestBefore, at, lateAfterMs)) return;
       entries.push({ envelope, arrivedAt: at });
       forgetOld(at);
     },
@@ -50,7 +49,7 @@ export function createLateArrivals(options: LateArrivalsOptions = {}) {
     /** Late arrivals matching `pattern` that a subscriber resuming from `after` may have missed. */
     replay(pattern: string, after: string): Envelope[] {
       forgetOld(now());
-      const since = cursorTime(after) - MAX_CLOCK_SKEW_MS;
+      const since = lateReplaySince(after);
       return entries
         .filter(
           ({ envelope, arrivedAt }) =>

@@ -4,6 +4,8 @@ import {
   BadFrameError,
   assertCanSubscribe,
   CLOSE_CODES,
+  createTokenBucket,
+  encodeServerFrame,
   type Claims,
   type ClientFrame,
   isExpired,
@@ -11,6 +13,7 @@ import {
   MAX_DATA_DEPTH,
   parseClientFrame,
   RateLimitedError,
+  type ServerFrame,
   randomId,
   refOf,
   TooLargeError,
@@ -25,7 +28,6 @@ import type { Hub, Subscriber } from '../hub/hub.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { nestsDeeperThan, topLevelRef } from './nesting.ts';
-import { createTokenBucket } from './token-bucket.ts';
 
 /**
  * One client WebSocket: parses and checks every frame (size, shape, auth, limits), answers with
@@ -134,8 +136,8 @@ export class ClientConnection implements Subscriber {
     void this.#handle({ op: 'sub', topic, after, ref: undefined });
   }
 
-  #frame(frame: Record<string, unknown>): void {
-    this.send(JSON.stringify(frame));
+  #frame(frame: ServerFrame): void {
+    this.send(encodeServerFrame(frame));
   }
 
   #error(error: unknown, ref: string | undefined): void {
@@ -192,7 +194,8 @@ export class ClientConnection implements Subscriber {
             throw new RateLimitedError(`publish rate limit of ${this.#deps.config.publish_rate}/s exceeded`);
           }
           const [ack] = await this.#deps.hub.publish(frame.topic, [frame], { via: 'ws', claims: this.#claims });
-          return this.#frame({ op: 'ack', id: ack?.id, cursor: ack?.cursor, ...withRef });
+          if (!ack) throw new Error('a publish was accepted without an ack');
+          return this.#frame({ op: 'ack', id: ack.id, cursor: ack.cursor, ...withRef });
         }
         case 'sub': {
           assertCanSubscribe(this.#claims, frame.topic);

@@ -5,6 +5,7 @@ import {
   assertTopic,
   BadFrameError,
   type Claims,
+  createKeyedBuckets,
   historyQuerySchema,
   MAX_DATA_DEPTH,
   parsePublishBody,
@@ -18,11 +19,11 @@ import {
 import { getConnInfo } from '@hono/node-server/conninfo';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
+import { cors } from 'hono/cors';
 import type { RelayConfig } from '../config.ts';
 import type { Hub } from '../hub/hub.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
-import { createTokenBucket } from './token-bucket.ts';
 import { redactStatus } from '../redact.ts';
 import { createStatusAccess } from './status-access.ts';
 import { nestsDeeperThan } from './nesting.ts';
@@ -48,25 +49,11 @@ export interface HttpDeps {
 
 type Env = { Variables: { claims: Claims } };
 
-/** Per-client-address publish buckets, forgotten after a minute idle. */
-function createHttpRateLimit(rate: number, burst: number) {
-  const buckets = new Map<string, { bucket: ReturnType<typeof createTokenBucket>; seen: number }>();
-  return (address: string, count: number): boolean => {
-    const now = Date.now();
-    if (buckets.size > 10_000) {
-      for (const [key, value] of buckets) if (now - value.seen > 60_000) buckets.delete(key);
-    }
-    let entry = buckets.get(address);
-    if (!entry) buckets.set(address, (entry = { bucket: createTokenBucket(rate, burst), seen: now }));
-    entry.seen = now;
-    return entry.bucket.take(count);
-  };
-}
-
 export function createHttpApp(deps: HttpDeps): Hono<Env> {
   const { hub, config, metrics } = deps;
   const app = new Hono<Env>();
-  const allowPublish = createHttpRateLimit(config.publish_rate, config.publish_burst);
+  // Per client address and subject, pruned when idle (shared with the edge).
+  const publishBuckets = createKeyedBuckets(config.publish_rate, config.publish_burst);
 
   app.onError((error, c) => {
     const anode = error instanceof AnodeError ? error : toAnodeError(error);
@@ -77,6 +64,19 @@ export function createHttpApp(deps: HttpDeps): Hono<Env> {
   app.notFound((c) =>
     c.json({ error: { code: 'bad_frame', message: `no route for ${c.req.method} ${c.req.path}` } }, 404),
   );
+
+  // Browsers on the configured origins may call the HTTP API (WebSockets need no CORS).
+  if (config.cors_origins.length > 0) {
+    app.use(
+      '/v1/*',
+      cors({
+        origin: config.cors_origins.includes('*') ? '*' : [...config.cors_origins],
+        allowMethods: ['GET', 'POST', 'OPTIONS'],
+        allowHeaders: ['authorization', 'content-type', 'idempotency-key'],
+        maxAge: 600,
+      }),
+    );
+  }
 
   const authenticate = async (c: { req: { header(name: string): string | undefined; url: string } }) =>
     deps.verify(tokenFrom(c.req.header('authorization'), new URL(c.req.url)));
@@ -112,7 +112,7 @@ export function createHttpApp(deps: HttpDeps): Hono<Env> {
       }
       const items = parsePublishBody(body, c.req.header('idempotency-key'));
       const address = getConnInfo(c).remote.address ?? 'unknown';
-      if (!allowPublish(`${address}|${claims.subject ?? ''}`, items.length)) {
+      if (!publishBuckets.take(`${address}|${claims.subject ?? ''}`, items.length)) {
         throw new RateLimitedError(`publish rate limit of ${config.publish_rate}/s exceeded`);
       }
       const acks = await hub.publish(topic, items, { via: 'http', claims });

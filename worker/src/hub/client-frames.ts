@@ -1,44 +1,27 @@
 import {
-  BadFrameError,
   type ClientFrame,
   ForbiddenError,
-  parseClientFrame,
   RateLimitedError,
-  refOf,
-  TooLargeError,
+  readClientFrame,
+  takeTokens,
   UnauthorizedError,
 } from '@anode/shared';
 import type { HubCore } from './hub-core.ts';
 import type { createSubscriptions } from './subscriptions.ts';
 
 /**
- * One frame from a client socket, checked as a relay checks it: size, text, shape, token expiry,
- * rights, rate. A bad frame gets a coded `err` and the socket stays open. An edge socket serves
- * its one topic: `sub`/`pub` naming another topic or a pattern are refused with `forbidden`.
+ * One frame from a socket on this topic's object, checked as a relay checks it (size, binary,
+ * shape: shared readClientFrame; then token expiry, rights, rate). A bad frame gets a coded `err`
+ * and the socket stays open. The Worker's connection (sockets/connection.ts) routes each frame to
+ * its topic's object, so a frame naming another topic never comes here from it; one that does is
+ * refused with `forbidden`.
  */
-const encoder = new TextEncoder();
-
-/** A token bucket kept as plain data (it lives in a socket attachment): take `count` tokens. */
-export function takeToken(
-  bucket: { tokens: number; at: number },
-  rate: number,
-  burst: number,
-  count = 1,
-  now = Date.now(),
-) {
-  const tokens = Math.min(burst, bucket.tokens + ((now - bucket.at) / 1000) * rate);
-  return tokens >= count ? { ok: true, tokens: tokens - count, at: now } : { ok: false, tokens, at: now };
-}
-
 export function createClientFrames(core: HubCore, subscriptions: ReturnType<typeof createSubscriptions>) {
   const { clients, config } = core;
 
   const assertHere = (topic: string, what: string) => {
-    if (topic !== core.topic) {
-      throw new ForbiddenError(
-        `this edge connection serves only ${core.topic}; ${what} ${topic} on its own /v1/topics/{topic}/ws connection`,
-      );
-    }
+    if (topic !== core.topic)
+      throw new ForbiddenError(`this socket serves only ${core.topic}; cannot ${what} ${topic}`);
   };
 
   const handle = (ws: WebSocket, frame: ClientFrame) => {
@@ -52,11 +35,12 @@ export function createClientFrames(core: HubCore, subscriptions: ReturnType<type
       case 'pub': {
         assertHere(frame.topic, 'publish to');
         if (!state.pub) throw new ForbiddenError(`not allowed to publish to ${frame.topic}`);
-        const bucket = takeToken(state, config.PUBLISH_RATE, config.PUBLISH_BURST);
+        const bucket = takeTokens(state, config.PUBLISH_RATE, config.PUBLISH_BURST);
         clients.update(ws, { tokens: bucket.tokens, at: bucket.at });
         if (!bucket.ok) throw new RateLimitedError(`publish rate limit of ${config.PUBLISH_RATE}/s exceeded`);
         const [ack] = core.accept([frame], state);
-        return clients.frame(ws, { op: 'ack', id: ack?.id, cursor: ack?.cursor, ...withRef });
+        if (!ack) throw new Error('a publish was accepted without an ack');
+        return clients.frame(ws, { op: 'ack', id: ack.id, cursor: ack.cursor, ...withRef });
       }
       case 'sub':
         assertHere(frame.topic, 'subscribe to');
@@ -68,20 +52,12 @@ export function createClientFrames(core: HubCore, subscriptions: ReturnType<type
   };
 
   return (ws: WebSocket, message: string | ArrayBuffer): void => {
-    const size =
-      typeof message === 'string'
-        ? message.length * 3 > config.MAX_FRAME_BYTES
-          ? encoder.encode(message).byteLength
-          : message.length
-        : message.byteLength;
-    const text = typeof message === 'string' ? message : '';
+    const read = readClientFrame(message, config.MAX_FRAME_BYTES);
+    if (!read.ok) return clients.error(ws, read.error, read.ref);
     try {
-      if (size > config.MAX_FRAME_BYTES)
-        throw new TooLargeError(`frame of ${size} bytes exceeds ${config.MAX_FRAME_BYTES}`);
-      if (typeof message !== 'string') throw new BadFrameError('binary frames are not supported');
-      handle(ws, parseClientFrame(text));
+      handle(ws, read.frame);
     } catch (error) {
-      clients.error(ws, error, size > config.MAX_FRAME_BYTES ? undefined : refOf(text));
+      clients.error(ws, error, read.frame.ref);
     }
   };
 }

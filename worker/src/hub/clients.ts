@@ -1,4 +1,11 @@
-import { CLOSE_CODES, type CloseReason, randomId, toAnodeError } from '@anode/shared';
+import {
+  CLOSE_CODES,
+  type CloseReason,
+  encodeServerFrame,
+  randomId,
+  type ServerFrame,
+  toAnodeError,
+} from '@anode/shared';
 
 /**
  * Client sockets of one TopicHub, on the WebSocket Hibernation API: each socket's state lives in
@@ -71,8 +78,8 @@ export function createClients(ctx: DurableObjectState) {
       }
     },
 
-    frame(ws: WebSocket, frame: Record<string, unknown>): void {
-      clients.send(ws, JSON.stringify(frame));
+    frame(ws: WebSocket, frame: ServerFrame): void {
+      clients.send(ws, encodeServerFrame(frame));
     },
 
     error(ws: WebSocket, error: unknown, ref: string | undefined): void {

@@ -1,5 +1,4 @@
 import { compareCursors, CursorExpiredError, type Envelope } from '@anode/shared';
-import type { RelayFrame } from '../link/link-frames.ts';
 import type { HubCore } from './hub-core.ts';
 
 /**
@@ -40,10 +39,7 @@ export function createHistory(core: HubCore) {
       if (!core.linked) {
         throw new CursorExpiredError(`cursor ${from} is older than this edge keeps (from ${store.floor()})`);
       }
-      const reply = (await link.request({ op: 'history', limit, ...(after ? { after } : {}) })) as Extract<
-        RelayFrame,
-        { op: 'history' }
-      >;
+      const reply = await link.request({ op: 'history', limit, ...(after ? { after } : {}) });
       return reply.next === null ? page(merge(reply.messages, from, limit), limit) : reply;
     },
 
@@ -54,7 +50,7 @@ export function createHistory(core: HubCore) {
         if (!held || m.ts > held.ts || (m.ts === held.ts && m.id > held.id)) sources[m.source] = m;
       };
       if (core.linked) {
-        const reply = (await link.request({ op: 'latest' })) as Extract<RelayFrame, { op: 'latest' }>;
+        const reply = await link.request({ op: 'latest' });
         Object.assign(sources, reply.sources);
         store.outbox.all().forEach((m) => newer(m.envelope));
       } else {

@@ -1,8 +1,8 @@
 import {
   checkEnvelope,
-  type Claims,
   contentId,
   createHybridClock,
+  cursorFloor,
   type Envelope,
   type PublishItem,
   randomId,
@@ -10,8 +10,8 @@ import {
 } from '@anode/shared';
 import { type EdgeConfig, type Env, edgeConfig, linksOffReason } from '../config.ts';
 import { createRelayLink, RESTART_MARGIN_MS } from '../link/relay-link.ts';
-import { timeCursor } from '../link/time-cursor.ts';
 import { createClients } from './clients.ts';
+import type { Ack, Publisher } from './hub-api.ts';
 import { createHubStore, msgFrame } from './hub-store.ts';
 
 /**
@@ -20,17 +20,10 @@ import { createHubStore, msgFrame } from './hub-store.ts';
  * id (content-addressed with a key, as on a relay), cursor from this object's hybrid clock, ring
  * and outbox in one transaction, fan-out, ack, then forwarding to the relay when linked.
  */
-export interface Ack {
-  id: string;
-  cursor: string;
-}
-
-/** What a publish's source is bound to: the token's subject and `anode.src` (kept in socket attachments). */
-export type Publisher = Pick<Claims, 'subject' | 'src'>;
 
 export function createHubCore(ctx: DurableObjectState, env: Env, topic: string) {
   const config: EdgeConfig = edgeConfig(env);
-  const store = createHubStore(ctx.storage, config.RING_SIZE);
+  const store = createHubStore(ctx.storage, config.RING_SIZE, config.KEYED_MEMORY);
   if (store.meta.get('topic') !== topic) store.meta.set('topic', topic);
   // A cursor node id unique to this object: `e` + the start of its id (hex).
   const clock = createHybridClock(`e${ctx.id.toString().slice(0, 15)}`);
@@ -40,7 +33,7 @@ export function createHubCore(ctx: DurableObjectState, env: Env, topic: string) 
   // stands alone.
   const linked = linksOffReason(config) === undefined;
   // Alone, this object holds the whole topic; linked, its ring starts when it does.
-  if (linked && store.meta.get('floor') === undefined) store.raiseFloor(timeCursor(Date.now() - RESTART_MARGIN_MS));
+  if (linked && store.meta.get('floor') === undefined) store.raiseFloor(cursorFloor(Date.now() - RESTART_MARGIN_MS));
   // Which instance this is: a new one after every wake from hibernation (status shows it).
   const instance = { id: randomId().slice(1, 9), since: new Date().toISOString() };
 

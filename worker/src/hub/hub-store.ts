@@ -1,4 +1,4 @@
-import { compareCursors, cursorTime, type Envelope, MAX_CLOCK_SKEW_MS } from '@anode/shared';
+import { compareCursors, type Envelope, isLateArrival, lateReplaySince } from '@anode/shared';
 
 /**
  * A TopicHub's own storage, in its SQLite database:
@@ -8,6 +8,8 @@ import { compareCursors, cursorTime, type Envelope, MAX_CLOCK_SKEW_MS } from '@a
  *   relay's history. Trimming the ring raises the floor; so does a relay link that restarts
  *   without catching up.
  * - `outbox`: messages accepted here (acked to their publisher) that no relay has stored yet.
+ * - `keyed`: id and cursor of the newest KEYED_MEMORY content-addressed messages (a publish
+ *   with a key), so a republish is deduplicated after the first copy left the ring and outbox.
  * - `meta`: the topic, the clock, the link's resume point and the public origin.
  * Writes are synchronous; the runtime's output gate holds every frame sent after a write until
  * the write is durable, so an ack never outruns its message.
@@ -27,14 +29,13 @@ CREATE INDEX IF NOT EXISTS ring_late ON ring (late, arrived_at);
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
   cursor TEXT NOT NULL, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS keyed (id TEXT PRIMARY KEY, cursor TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS keyed_cursor ON keyed (cursor);
 `;
-
-/** A message minted more than this long before it arrived counts as late (as on a relay). */
-const LATE_AFTER_MS = 1_000;
 
 type Row = Record<string, SqlStorageValue>;
 
-export function createHubStore(storage: DurableObjectStorage, ringSize: number) {
+export function createHubStore(storage: DurableObjectStorage, ringSize: number, keyedMemory: number) {
   const sql = storage.sql;
   sql.exec(SCHEMA);
   const rows = <T extends Row>(query: string, ...bindings: unknown[]) => sql.exec<T>(query, ...bindings).toArray();
@@ -80,16 +81,32 @@ export function createHubStore(storage: DurableObjectStorage, ringSize: number) 
     if (compareCursors(cursor, floor()) > 0) meta.set('floor', cursor);
   };
 
+  // Content-addressed ids (a publish with a key) outlive the ring: a republish long after the
+  // first copy left it still gets the stored id and cursor, as on a relay (whose store keeps it).
+  let keyedCount = rows<{ n: number }>('SELECT COUNT(*) AS n FROM keyed')[0]?.n ?? 0;
+  const rememberKey = (envelope: Envelope) => {
+    if (!envelope.id.startsWith('k')) return;
+    sql.exec('INSERT OR IGNORE INTO keyed (id, cursor) VALUES (?, ?)', envelope.id, envelope.cursor);
+    keyedCount += changes();
+    // Trimmed in steps of a tenth, so a trim's cost is spread over many publishes.
+    if (keyedCount <= keyedMemory + Math.ceil(keyedMemory / 10)) return;
+    const boundary = rows<{ cursor: string }>(
+      'SELECT cursor FROM keyed ORDER BY cursor DESC LIMIT 1 OFFSET ?',
+      keyedMemory,
+    )[0];
+    if (!boundary) return;
+    sql.exec('DELETE FROM keyed WHERE cursor <= ?', boundary.cursor);
+    keyedCount -= changes();
+  };
+
   const newest = (): string | undefined =>
     rows<{ cursor: string }>('SELECT cursor FROM ring ORDER BY cursor DESC LIMIT 1')[0]?.cursor;
 
   /** Add a message to the ring (false when it is there already, or below the floor). */
   const remember = (envelope: Envelope, body: string, now = Date.now()): boolean => {
+    rememberKey(envelope);
     if (compareCursors(envelope.cursor, floor()) <= 0) return false;
-    const top = newest();
-    const late =
-      (top !== undefined && compareCursors(envelope.cursor, top) < 0) ||
-      cursorTime(envelope.cursor) < now - LATE_AFTER_MS;
+    const late = isLateArrival(envelope.cursor, newest(), now);
     sql.exec(
       'INSERT OR IGNORE INTO ring (cursor, id, body, arrived_at, late) VALUES (?, ?, ?, ?, ?)',
       envelope.cursor,
@@ -113,9 +130,12 @@ export function createHubStore(storage: DurableObjectStorage, ringSize: number) 
     newest,
     remember,
 
-    /** The cursor a stored message with this id has, in the ring or the outbox. */
+    /** The cursor a stored message with this id has: in the ring, the outbox, or the keyed ids. */
     cursorOf(id: string): string | undefined {
       return (
+        (id.startsWith('k')
+          ? rows<{ cursor: string }>('SELECT cursor FROM keyed WHERE id = ?', id)[0]?.cursor
+          : undefined) ??
         rows<{ cursor: string }>('SELECT cursor FROM ring WHERE id = ?', id)[0]?.cursor ??
         rows<{ cursor: string }>('SELECT cursor FROM outbox WHERE id = ?', id)[0]?.cursor
       );
@@ -127,7 +147,7 @@ export function createHubStore(storage: DurableObjectStorage, ringSize: number) 
      * minted: the relay's rule), then everything after `after`, in cursor order.
      */
     ringAfter(after: string): StoredMessage[] {
-      const since = cursorTime(after) - MAX_CLOCK_SKEW_MS;
+      const since = lateReplaySince(after);
       const late = rows<{ body: string }>(
         'SELECT body FROM ring WHERE late = 1 AND arrived_at >= ? AND cursor <= ? ORDER BY cursor',
         since,
@@ -183,7 +203,7 @@ export function createHubStore(storage: DurableObjectStorage, ringSize: number) 
     },
 
     stats() {
-      return { ring: ringCount, floor: floor(), outbox: outboxSize(), bytes: sql.databaseSize };
+      return { ring: ringCount, floor: floor(), outbox: outboxSize(), keyed: keyedCount, bytes: sql.databaseSize };
     },
   };
 }

@@ -1,5 +1,4 @@
-import { compareCursors, CursorExpiredError, type Envelope } from '@anode/shared';
-import type { RelayFrame } from '../link/link-frames.ts';
+import { compareCursors, CursorExpiredError, type Envelope, type RelayReply } from '@anode/shared';
 import { msgFrame, type StoredMessage } from './hub-store.ts';
 import type { HubCore } from './hub-core.ts';
 
@@ -17,7 +16,6 @@ import type { HubCore } from './hub-core.ts';
  */
 const PAGE = 500;
 
-type History = Extract<RelayFrame, { op: 'history' }>;
 type Budget = { left: number };
 
 export function createSubscriptions(core: HubCore) {
@@ -51,7 +49,7 @@ export function createSubscriptions(core: HubCore) {
   const fromRelay = async (ws: WebSocket, gen: number, after: string, budget: Budget, sent: Set<string>) => {
     let cursor: string | undefined = after;
     for (let page: string | null = after; page !== null && cursor !== undefined;) {
-      const reply = (await link.request({ op: 'history', after: page, limit: PAGE })) as History;
+      const reply: RelayReply<'history'> = await link.request({ op: 'history', after: page, limit: PAGE });
       if (clients.state(ws).gen !== gen) return undefined;
       cursor = sendAll(ws, reply.messages.map(asStored), cursor, budget, sent);
       page = reply.next;

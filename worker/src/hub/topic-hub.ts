@@ -1,10 +1,11 @@
-import { type AnodeError, type PublishItem, RateLimitedError, toAnodeError } from '@anode/shared';
+import { createKeyedBuckets, type KeyedBuckets, type PublishItem, RateLimitedError, toAnodeError } from '@anode/shared';
 import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../config.ts';
 import { LINK_TAG } from '../link/relay-link.ts';
-import { createClientFrames, takeToken } from './client-frames.ts';
+import { createClientFrames } from './client-frames.ts';
 import { createHistory } from './history.ts';
-import { createHubCore, type HubCore, type Publisher } from './hub-core.ts';
+import type { Ack, ClientGrant, PublishWho, Result, TopicHubApi } from './hub-api.ts';
+import { createHubCore, type HubCore } from './hub-core.ts';
 import { createSubscriptions } from './subscriptions.ts';
 
 /**
@@ -14,18 +15,6 @@ import { createSubscriptions } from './subscriptions.ts';
  * passes what it learned in one internal header (`x-anode-client` / `x-anode-link`) that it always
  * sets itself.
  */
-export interface ClientGrant {
-  topic: string;
-  pub: boolean;
-  subject?: string;
-  src?: string[];
-  exp?: number;
-  after?: string;
-  origin: string;
-}
-
-export type Result<T> = { ok: true; value: T } | { ok: false; error: { code: AnodeError['code']; message: string } };
-
 interface Parts {
   core: HubCore;
   subscriptions: ReturnType<typeof createSubscriptions>;
@@ -36,9 +25,10 @@ interface Parts {
 const PING = '{"op":"ping"}';
 const PONG = '{"op":"pong"}';
 
-export class TopicHub extends DurableObject<Env> {
+export class TopicHub extends DurableObject<Env> implements TopicHubApi {
   #parts: Parts | undefined;
-  readonly #httpBuckets = new Map<string, { tokens: number; at: number }>();
+  /** HTTP publish buckets per client address and subject (pruned when idle, as on a relay). */
+  #httpBuckets: KeyedBuckets | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -85,7 +75,7 @@ export class TopicHub extends DurableObject<Env> {
     const { pub, subject, src, exp } = grant;
     const { client, server } = core.clients.accept({ pub, subject, src, exp, tokens: core.config.PUBLISH_BURST });
     core.link.ensure();
-    subscriptions.subscribe(server, grant.after, undefined);
+    if (grant.subscribe !== false) subscriptions.subscribe(server, grant.after, undefined);
     await core.reschedule();
     return new Response(null, { status: 101, webSocket: client });
   }
@@ -117,24 +107,14 @@ export class TopicHub extends DurableObject<Env> {
 
   // RPC for the HTTP routes (errors travel as values: RPC keeps only an error's message).
 
-  async publish(
-    topic: string,
-    items: PublishItem[],
-    who: { claims: Publisher; address: string; origin: string },
-  ): Promise<Result<{ id: string; cursor: string }[]>> {
+  async publish(topic: string, items: PublishItem[], who: PublishWho): Promise<Result<Ack[]>> {
     return this.#result(async () => {
       const hub = this.#hub(topic, who.origin).core;
-      const key = `${who.address}|${who.claims.subject ?? ''}`;
       const { PUBLISH_RATE: rate, PUBLISH_BURST: burst } = hub.config;
-      const bucket = takeToken(
-        this.#httpBuckets.get(key) ?? { tokens: burst, at: Date.now() },
-        rate,
-        burst,
-        items.length,
-      );
-      if (this.#httpBuckets.size > 10_000) this.#httpBuckets.clear(); // forget idle clients wholesale
-      this.#httpBuckets.set(key, bucket);
-      if (!bucket.ok) throw new RateLimitedError(`publish rate limit of ${rate}/s exceeded`);
+      this.#httpBuckets ??= createKeyedBuckets(rate, burst);
+      if (!this.#httpBuckets.take(`${who.address}|${who.claims.subject ?? ''}`, items.length)) {
+        throw new RateLimitedError(`publish rate limit of ${rate}/s exceeded`);
+      }
       return hub.accept(items, who.claims);
     });
   }

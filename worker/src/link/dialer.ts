@@ -1,5 +1,5 @@
 import type { EdgeConfig } from '../config.ts';
-import type { HubStore } from '../hub/hub-store.ts';
+import type { LinkStore } from './link-store.ts';
 
 /**
  * Asking a relay to dial this Durable Object: `POST <relay>/v1/edge/dial?topic=…&edge=<origin>`
@@ -8,7 +8,7 @@ import type { HubStore } from '../hub/hub-store.ts';
  * moves the dialer on to the next, with jittered exponential backoff up to LINK_RETRY_MAX_MS.
  */
 export interface DialerDeps {
-  store: HubStore;
+  store: LinkStore;
   config: EdgeConfig;
   topic: () => string;
   /** Runs after every attempt (to set the next alarm). */

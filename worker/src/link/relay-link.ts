@@ -1,9 +1,21 @@
-import { AnodeError, compareCursors, type Envelope, randomId, UnavailableError } from '@anode/shared';
+import {
+  AnodeError,
+  compareCursors,
+  cursorFloor,
+  type EdgeFrame,
+  encodeEdgeFrame,
+  encodeLinkPub,
+  type Envelope,
+  InternalError,
+  parseRelayFrame,
+  randomId,
+  type RelayFrame,
+  type RelayReply,
+  UnavailableError,
+} from '@anode/shared';
 import type { EdgeConfig } from '../config.ts';
-import type { HubStore } from '../hub/hub-store.ts';
-import { parseRelayFrame, type RelayFrame } from './link-frames.ts';
 import { createDialer } from './dialer.ts';
-import { timeCursor } from './time-cursor.ts';
+import type { LinkStore } from './link-store.ts';
 
 /**
  * The Durable Object's end of its relay link. The relay dials in (a hibernatable socket here, so
@@ -22,6 +34,9 @@ const LINK_FRAME_BYTES = 4 * 1024 * 1024;
 /** Publish frames sent and not acked yet: bounds what a long outbox puts in memory at once. */
 const MAX_IN_FLIGHT = 4;
 
+/** Requests the object makes of the relay, by op (the link adds the ref). */
+type LinkRequests = { [Op in 'history' | 'latest']: Omit<Extract<EdgeFrame, { op: Op }>, 'ref'> };
+
 /** Kept in the link socket's attachment, so it survives hibernation. */
 interface LinkState {
   since: number;
@@ -38,7 +53,7 @@ interface Pending {
 
 export interface LinkDeps {
   ctx: DurableObjectState;
-  store: HubStore;
+  store: LinkStore;
   config: EdgeConfig;
   topic: () => string;
   /** A message from the mesh. */
@@ -63,8 +78,8 @@ export function createRelayLink(deps: LinkDeps) {
   const socket = (): WebSocket | undefined =>
     ctx.getWebSockets(LINK_TAG).find((ws) => ws.readyState === WebSocket.OPEN);
 
-  const send = (ws: WebSocket, frame: Record<string, unknown>) => {
-    ws.send(JSON.stringify(frame));
+  const send = (ws: WebSocket, frame: EdgeFrame) => {
+    ws.send(encodeEdgeFrame(frame));
   };
 
   const stateOf = (ws: WebSocket) => ws.deserializeAttachment() as LinkState;
@@ -78,7 +93,12 @@ export function createRelayLink(deps: LinkDeps) {
       const batch = rows.filter((row, i) => (bytes += row.body.length) <= LINK_FRAME_BYTES || i === 0);
       const last = batch.at(-1);
       if (!last) return;
-      ws.send(`{"op":"pub","ref":"pub-${last.seq}","messages":[${batch.map((m) => m.body).join(',')}]}`);
+      ws.send(
+        encodeLinkPub(
+          `pub-${last.seq}`,
+          batch.map((m) => m.body),
+        ),
+      );
       counts.out += batch.length;
       sentSeq = last.seq;
       inFlight += 1;
@@ -100,7 +120,7 @@ export function createRelayLink(deps: LinkDeps) {
 
   /** Restart the mesh subscription from about now (after an idle close, or a refused resume). */
   const restart = () => {
-    const from = timeCursor(Date.now() - RESTART_MARGIN_MS);
+    const from = cursorFloor(Date.now() - RESTART_MARGIN_MS);
     store.raiseFloor(from);
     store.meta.set('resume_from', from);
     store.meta.set('continuous', '1');
@@ -213,7 +233,7 @@ export function createRelayLink(deps: LinkDeps) {
     forward,
 
     /** A request to the relay (history, latest), waiting up to LINK_WAIT_MS for a link. */
-    async request(frame: Record<string, unknown>): Promise<RelayFrame> {
+    async request<Op extends keyof LinkRequests>(frame: LinkRequests[Op] & { op: Op }): Promise<RelayReply<Op>> {
       let ws = socket();
       if (!ws) {
         const woken = new Promise<WebSocket | undefined>((resolve) => {
@@ -226,13 +246,17 @@ export function createRelayLink(deps: LinkDeps) {
       if (!ws) throw new UnavailableError('no relay is reachable for history older than the edge keeps; try again');
       const ref = `q-${randomId()}`;
       const open = ws;
-      return new Promise<RelayFrame>((resolve, reject) => {
+      return new Promise<RelayReply<Op>>((resolve, reject) => {
         const timer = setTimeout(() => {
           pending.delete(ref);
           reject(new UnavailableError('the relay did not answer in time; try again'));
         }, config.LINK_WAIT_MS * 2);
-        pending.set(ref, { resolve, reject, timer });
-        send(open, { ...frame, ref });
+        const answer = (reply: RelayFrame) =>
+          reply.op === frame.op
+            ? resolve(reply as RelayReply<Op>)
+            : reject(new InternalError(`the relay answered ${frame.op} with ${reply.op}`));
+        pending.set(ref, { resolve: answer, reject, timer });
+        send(open, { ...frame, ref } as EdgeFrame);
       });
     },
 

@@ -1,0 +1,19 @@
+/**
+ * What the relay link needs of its Durable Object's storage (hub/hub-store.ts provides it): the
+ * link's own keys in `meta`, the outbox of publishes no relay has stored yet, and the ring's floor.
+ * Declared here so that link/ does not import hub/.
+ */
+export interface LinkStore {
+  meta: {
+    get(key: string): string | undefined;
+    set(key: string, value: string): void;
+    delete(key: string): void;
+  };
+  raiseFloor(cursor: string): void;
+  outbox: {
+    size(): number;
+    /** Waiting messages with seq above `fromSeq`, oldest first; `body` is the envelope's JSON. */
+    after(fromSeq: number, limit: number): { seq: number; body: string }[];
+    remove(ids: readonly string[]): void;
+  };
+}

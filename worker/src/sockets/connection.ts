@@ -1,0 +1,244 @@
+import {
+  assertCanPublish,
+  assertCanSubscribe,
+  type Claims,
+  CLOSE_CODES,
+  type ClientFrame,
+  createTokenBucket,
+  encodeServerFrame,
+  isExpired,
+  isPattern,
+  LimitReachedError,
+  matches,
+  RateLimitedError,
+  readClientFrame,
+  toAnodeError,
+  UnauthorizedError,
+  UnavailableError,
+} from '@anode/shared';
+import type { EdgeConfig, Env } from '../config.ts';
+import type { ClientGrant } from '../hub/hub-api.ts';
+import { hubFor } from '../hub-stub.ts';
+import { createUpstream, type Upstream, type UpstreamEvents } from './upstream.ts';
+
+/**
+ * A client connection at the edge: the whole of PROTOCOL.md's WebSocket, many topics and
+ * patterns over one socket. The Worker holds the client socket and routes each frame: a topic's
+ * frames go over one socket to that topic's Durable Object (opened on first use, kept while it is
+ * subscribed or recently used), which answers them as it answers any socket (subscribed, ack,
+ * err, msg); patterns go over one socket to a relay's `/v1/ws`, presenting the client's own
+ * token. Frames come back verbatim. Checks a relay makes per connection (frame shape, token
+ * expiry, rights, the publish rate, the subscription cap) are made here, once.
+ * See docs/edge-sockets.md for the design and its costs.
+ */
+export interface ConnectionOptions {
+  env: Env;
+  config: EdgeConfig;
+  claims: Claims;
+  /** The client's token, presented to a relay for pattern subscriptions. */
+  token: string | undefined;
+  /** The Worker's public origin (the topic objects note it for their relay link). */
+  origin: string;
+}
+
+const PATTERNS = '*patterns*';
+/** Upstreams kept open beyond the subscribed ones (publish-only, recently unsubscribed). */
+const SPARE_UPSTREAMS = 8;
+const MSG_ID = /^\{"op":"msg","id":"([^"]+)"/;
+
+export function acceptConnection(options: ConnectionOptions, first?: { topic: string; after?: string }): Response {
+  const pair = new WebSocketPair();
+  const [client, server] = [pair[0], pair[1]];
+  server.accept();
+  const connection = createConnection(server, options);
+  if (first) connection.handle({ op: 'sub', topic: first.topic, ...(first.after ? { after: first.after } : {}) });
+  return new Response(null, { status: 101, webSocket: client });
+}
+
+function createConnection(socket: WebSocket, options: ConnectionOptions) {
+  const { config, claims } = options;
+  const upstreams = new Map<string, Upstream>();
+  const subscriptions = new Set<string>();
+  const bucket = createTokenBucket(config.PUBLISH_RATE, config.PUBLISH_BURST);
+  // The same message can reach a client through a topic's object and a relay pattern: the
+  // relay's rule (each message once per connection) is kept across upstreams, not within one
+  // (a resume replays on purpose).
+  const deliveredBy = new Map<string, string>();
+  let closed = false;
+
+  const send = (text: string) => {
+    try {
+      socket.send(text);
+    } catch {
+      // closed under us: the close event cleans up
+    }
+  };
+  const error = (cause: unknown, ref: string | undefined) => {
+    const anode = toAnodeError(cause);
+    if (anode.code === 'internal') console.error('edge: internal error', cause);
+    send(
+      encodeServerFrame({ op: 'err', code: anode.code, message: anode.message, ...(ref === undefined ? {} : { ref }) }),
+    );
+  };
+  const close = (code: number, reason: string) => {
+    if (closed) return;
+    closed = true;
+    for (const upstream of upstreams.values()) upstream.close();
+    upstreams.clear();
+    if (expiry !== undefined) clearTimeout(expiry);
+    try {
+      socket.close(code, reason);
+    } catch {
+      // already closing
+    }
+  };
+
+  const events: UpstreamEvents = {
+    onFrame(text, from) {
+      const id = MSG_ID.exec(text)?.[1];
+      if (id !== undefined) {
+        const by = deliveredBy.get(id);
+        if (by !== undefined && by !== from.key) return;
+        deliveredBy.set(id, from.key);
+        if (deliveredBy.size > 10_000) deliveredBy.delete(deliveredBy.keys().next().value as string);
+      }
+      send(text);
+    },
+    onLost(code, reason, from) {
+      if (upstreams.get(from.key) === from) upstreams.delete(from.key);
+      if (from.subscriptions.size === 0) return;
+      // The client must resume what it held there: its own reasons pass through (slow consumer,
+      // token expiry), anything else (an object restarting, a relay leaving) asks it to reconnect.
+      if (code >= 4000 && code <= 4999) close(code, reason);
+      else close(CLOSE_CODES.shutdown, 'a topic this connection subscribes to moved; reconnect and resume');
+    },
+    onRefused: (cause, ref) => error(cause, ref),
+    onDialFailed(from, cause) {
+      console.warn(JSON.stringify({ msg: 'edge: upstream did not open', key: from.key, error: String(cause) }));
+      if (upstreams.get(from.key) === from) upstreams.delete(from.key);
+      for (const topic of from.subscriptions) subscriptions.delete(topic);
+    },
+  };
+
+  const dialTopic = (topic: string) => async () => {
+    const grant: ClientGrant = {
+      topic,
+      pub: claims.pub.some((pattern) => matches(pattern, topic)),
+      origin: options.origin,
+      subscribe: false,
+      ...(claims.subject === undefined ? {} : { subject: claims.subject }),
+      ...(claims.src === undefined ? {} : { src: claims.src }),
+      ...(claims.exp === undefined ? {} : { exp: claims.exp }),
+    };
+    const response = await hubFor(options.env, topic).fetch(
+      new Request('https://topic-hub/socket', {
+        headers: { upgrade: 'websocket', 'x-anode-client': JSON.stringify(grant) },
+      }),
+    );
+    if (!response.webSocket) throw new Error(`topic object answered ${response.status}`);
+    return response.webSocket;
+  };
+
+  const dialRelay = async () => {
+    for (const relay of config.RELAY_URLS) {
+      try {
+        const response = await fetch(`${relay}/v1/ws`, {
+          headers: { upgrade: 'websocket', ...(options.token ? { authorization: `Bearer ${options.token}` } : {}) },
+        });
+        if (response.webSocket) return response.webSocket;
+        await response.body?.cancel();
+      } catch {
+        // try the next relay
+      }
+    }
+    throw new Error('no relay accepted the connection');
+  };
+
+  /** The upstream for a key, opened if need be (retiring idle spares past the cap). */
+  const upstreamFor = (key: string): Upstream => {
+    let upstream = upstreams.get(key);
+    if (upstream) return upstream;
+    const spares = [...upstreams.values()].filter((u) => u.subscriptions.size === 0);
+    if (spares.length >= SPARE_UPSTREAMS) {
+      const oldest = spares.reduce((a, b) => (a.usedAt <= b.usedAt ? a : b));
+      upstreams.delete(oldest.key);
+      oldest.retire();
+    }
+    upstream = createUpstream(key, key === PATTERNS ? dialRelay : dialTopic(key), events);
+    upstreams.set(key, upstream);
+    return upstream;
+  };
+
+  const handle = (frame: ClientFrame, text = JSON.stringify(frame)) => {
+    const ref = frame.ref;
+    try {
+      if (isExpired(claims)) throw new UnauthorizedError('token expired');
+      switch (frame.op) {
+        case 'ping':
+          return send(encodeServerFrame({ op: 'pong', ...(ref === undefined ? {} : { ref }) }));
+        case 'pub':
+          assertCanPublish(claims, frame.topic);
+          if (!bucket.take()) throw new RateLimitedError(`publish rate limit of ${config.PUBLISH_RATE}/s exceeded`);
+          return upstreamFor(frame.topic).send(text);
+        case 'sub': {
+          assertCanSubscribe(claims, frame.topic);
+          const pattern = isPattern(frame.topic);
+          if (pattern && config.RELAY_URLS.length === 0) {
+            throw new UnavailableError(
+              'pattern subscriptions at the edge are served by a relay, and this edge has none (RELAY_URLS)',
+            );
+          }
+          if (!subscriptions.has(frame.topic) && subscriptions.size >= config.MAX_SUBSCRIPTIONS) {
+            throw new LimitReachedError(`subscription limit of ${config.MAX_SUBSCRIPTIONS} per connection reached`);
+          }
+          const upstream = upstreamFor(pattern ? PATTERNS : frame.topic);
+          subscriptions.add(frame.topic);
+          upstream.subscriptions.add(frame.topic);
+          return upstream.send(text);
+        }
+        case 'unsub': {
+          const upstream = upstreams.get(isPattern(frame.topic) ? PATTERNS : frame.topic);
+          subscriptions.delete(frame.topic);
+          upstream?.subscriptions.delete(frame.topic);
+          return upstream?.send(text);
+        }
+      }
+    } catch (cause) {
+      error(cause, ref);
+    }
+  };
+
+  const receive = (message: string | ArrayBuffer) => {
+    if (closed) return;
+    try {
+      const read = readClientFrame(message, config.MAX_FRAME_BYTES);
+      if (!read.ok) return error(read.error, read.ref);
+      handle(read.frame, read.text);
+    } catch (cause) {
+      error(cause, undefined); // a failure here must not take the connection down
+    }
+  };
+  // A Worker receives binary frames as a Blob, read asynchronously; frames after one wait for it,
+  // so every frame is still answered in order. Text frames with nothing waiting go straight through.
+  let waiting = 0;
+  let chain = Promise.resolve();
+  socket.addEventListener('message', (event) => {
+    const data = event.data as string | ArrayBuffer | Blob;
+    if (waiting === 0 && typeof data === 'string') return receive(data);
+    waiting += 1;
+    chain = chain
+      .then(async () => receive(data instanceof Blob ? await data.arrayBuffer() : data))
+      .finally(() => (waiting -= 1));
+  });
+  socket.addEventListener('close', () => close(1000, 'closed'));
+  socket.addEventListener('error', () => close(1011, 'error'));
+
+  // setTimeout cannot wait longer than ~24.8 days; such tokens are checked per frame instead.
+  const expiresIn = claims.exp === undefined ? undefined : claims.exp * 1000 - Date.now();
+  const expiry =
+    expiresIn !== undefined && expiresIn < 2 ** 31 - 1
+      ? setTimeout(() => close(CLOSE_CODES.auth_expired, 'token expired'), Math.max(0, expiresIn))
+      : undefined;
+
+  return { handle };
+}
