@@ -50,6 +50,28 @@ async function subscribeAll(ws: WebSocket, topics: string[]): Promise<number> {
   return performance.now() - started;
 }
 
+/**
+ * One message per topic first, until the subscriber has them all: each topic's Durable Object
+ * and relay link are then up, so the measurement is of the steady state, not of cold starts.
+ */
+async function warmUp(subscriber: WebSocket, publisher: WebSocket, topics: string[]): Promise<void> {
+  const waiting = new Set(topics);
+  const done = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`warm-up: ${waiting.size} topics never delivered`)), 60_000);
+    const onFrame = (raw: WebSocket.RawData) => {
+      const frame = JSON.parse(String(raw)) as Frame;
+      if (frame.op === 'msg' && frame.topic !== undefined && waiting.delete(frame.topic) && waiting.size === 0) {
+        clearTimeout(timer);
+        subscriber.off('message', onFrame);
+        resolve();
+      }
+    };
+    subscriber.on('message', onFrame);
+  });
+  for (const topic of topics) publisher.send(JSON.stringify({ op: 'pub', topic, data: { warm: true } }));
+  await done;
+}
+
 /** Publish `count` messages round-robin over `topics` at `rate`/s and time their arrival. */
 async function measure(
   subscriber: WebSocket,
@@ -66,7 +88,7 @@ async function measure(
   const finished = new Promise<void>((resolve) => (allIn = resolve));
   subscriber.on('message', (raw) => {
     const frame = JSON.parse(String(raw)) as Frame;
-    const seq = frame.op === 'msg' ? frame.data?.seq : undefined;
+    const seq = frame.op === 'msg' ? frame.data?.seq : undefined; // warm-up messages have none
     if (seq === undefined) return;
     if (latencies[seq] !== null) {
       repeats += 1;
@@ -106,6 +128,7 @@ export async function measureEdgeSockets(
     const many = await socket(`${urls.edge}/v1/ws`);
     const subscribeMs = await subscribeAll(many, topics);
     const publisher = await socket(`${urls.edge}/v1/ws`);
+    await warmUp(many, publisher, topics);
     const fanIn = await measure(
       many,
       (i) => ({ ws: publisher, topic: topics[i % topics.length] as string }),
@@ -122,6 +145,11 @@ export async function measureEdgeSockets(
       const watcher = await socket(`${urls.edge}/v1/ws`);
       const patternMs = await subscribeAll(watcher, [`${root}.*`]);
       const pub = await socket(`${urls[origin]}/v1/ws`);
+      await warmUp(
+        watcher,
+        pub,
+        Array.from({ length: 10 }, (_, i) => `${root}.t${i}`),
+      );
       const fed = await measure(
         watcher,
         (i) => ({ ws: pub, topic: `${root}.t${i % 10}` }),

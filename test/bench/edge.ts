@@ -226,7 +226,7 @@ export const edgeScenario: Scenario = {
     notes.push(
       `Edge connections (docs/edge-sockets.md): ${options.messages} messages at ${options.rate}/s, timed in the bench process; ` +
         '"100 topics" is one /v1/ws socket subscribed to 100 topics (each a Durable Object) fed round-robin by a publisher at the edge; ' +
-        'the pattern rows are one /v1/ws socket at the edge subscribed to a pattern (served through the relay) over 10 topics.',
+        'the pattern rows are one /v1/ws socket at the edge subscribed to a pattern (served through the relay) over 10 topics. Each topic got one warm-up message first (its object and relay link up), so these are steady-state figures.',
     );
     return { rows, notes, data: { paths, publishers, sockets, runs: measured } };
   },
