@@ -1,4 +1,4 @@
-import { compareCursors, type Envelope, randomId } from '@anode/shared';
+import { compareCursors, CURSOR_ZERO, type Envelope, randomId } from '@anode/shared';
 import { createClient } from '@anode/shared/client';
 
 /**
@@ -84,7 +84,9 @@ export function edgeSubscriber(name: string, edgeWsUrl: string, token: string): 
   const delivered: Delivery[] = [];
   const connect = () => {
     if (closed) return;
-    const after = cursor ? `&after=${cursor}` : '';
+    // The first connection resumes from the topic's start: a subscription without `after` takes
+    // effect at `subscribed`, which this subscriber does not wait for before the load starts.
+    const after = `&after=${cursor ?? CURSOR_ZERO}`;
     const ws = new WebSocket(`${edgeWsUrl}/v1/topics/${EDGE_TOPIC}/ws?token=${token}${after}`);
     socket = ws;
     ws.addEventListener('message', (event) => {
