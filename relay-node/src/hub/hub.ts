@@ -7,6 +7,8 @@ import {
   sourceFor,
   compareCursors,
   contentId,
+  cursorFloor,
+  cursorTime,
   encodeServerFrame,
   type Envelope,
   type HybridClock,
@@ -78,8 +80,18 @@ export type PublishContext = { via: 'ws' | 'http'; claims: Claims } | { via: 'so
 
 export const msgFrame = (envelope: Envelope): string => encodeServerFrame({ op: 'msg', ...envelope });
 
+/**
+ * How far before `after` a resume replays when `after` was minted before this node started (the
+ * subscriber was last served by an earlier run of this node, or by another node). Messages this
+ * node stored just before a crash may have been sent and never received, and are not in the late
+ * arrivals it remembered (that memory went with the crash); another node may have delivered in a
+ * different order. Duplicates share an id and the client library drops them.
+ */
+export const RESUME_REWIND_MS = 5_000;
+
 export function createHub(options: HubOptions) {
   const { store, clock, metrics } = options;
+  const startedAt = Date.now();
   const maxCatchUpBuffer = options.maxCatchUpBuffer ?? 10_000;
   const index = new TopicIndex<Entry>();
   const entries = new Map<Subscriber, Map<string, Entry>>();
@@ -123,9 +135,17 @@ export function createHub(options: HubOptions) {
   const limits = { maxMessageBytes: options.maxMessageBytes };
   const remoteLimits = () => ({ ...limits, now: Date.now(), tsAheadMs: REMOTE_TS_AHEAD_MS });
 
+  // The newest cursor this node has delivered in any topic. Lateness is judged against it, not
+  // against the message's own topic: a pattern subscriber resumes from the last cursor it got in
+  // any of its topics, so a remote message older than that is skipped by the resume whatever its
+  // topic saw (chaos found this: a relay's own message in topic b, then another relay's slightly
+  // older one in topic c; the subscriber, cut off in between, resumed past the second one).
+  let newestDelivered: string | undefined;
   const deliver = (envelope: Envelope, origin: WriteOrigin) => {
     const s = statsOf(envelope.topic);
-    if (origin === 'remote') late.observe(envelope, s.lastCursor);
+    if (origin === 'remote') late.observe(envelope, newestDelivered);
+    if (newestDelivered === undefined || compareCursors(envelope.cursor, newestDelivered) > 0)
+      newestDelivered = envelope.cursor;
     s.published += 1;
     if (s.lastCursor === undefined || compareCursors(envelope.cursor, s.lastCursor) > 0) s.lastCursor = envelope.cursor;
     s.lastPublishedAt = Date.now();
@@ -271,12 +291,15 @@ export function createHub(options: HubOptions) {
           metrics.delivered.inc();
           sent.add(envelope.id);
         }
-        for await (const envelope of mergedHistory(store, topics, after)) {
+        const minted = cursorTime(after);
+        const from = minted > RESUME_REWIND_MS && minted < startedAt ? cursorFloor(minted - RESUME_REWIND_MS) : after;
+        for await (const envelope of mergedHistory(store, topics, from)) {
+          if (sent.has(envelope.id)) continue;
           if (own.get(pattern) !== entry) return cursor; // unsubscribed meanwhile
           if (!subscriber.send(msgFrame(envelope))) return cursor;
           metrics.delivered.inc();
           sent.add(envelope.id);
-          cursor = envelope.cursor;
+          if (compareCursors(envelope.cursor, cursor) > 0) cursor = envelope.cursor;
         }
         // Unsubscribed, or replaced by a newer `sub` for the same pattern, while catching up:
         // that one answers the client; this one must neither go live nor send `subscribed`.
