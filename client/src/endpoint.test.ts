@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { endpointUrl, shownUrl } from './endpoint.ts';
 
-test('a relay or edge base URL, http or ws, becomes its /v1/ws endpoint', () => {
+test('a relay or edge base URL, http or ws, becomes its /v1/ws endpoint; a full endpoint stays', () => {
   for (const [given, expected] of [
     ['http://localhost:8080', 'ws://localhost:8080/v1/ws'],
     ['http://localhost:8080/', 'ws://localhost:8080/v1/ws'],
@@ -11,6 +11,7 @@ test('a relay or edge base URL, http or ws, becomes its /v1/ws endpoint', () => 
     ['wss://edge.example.com/v1/ws', 'wss://edge.example.com/v1/ws'],
     ['https://example.com/anode/', 'wss://example.com/anode/v1/ws'],
     ['http://h:1/v1/ws?token=t', 'ws://h:1/v1/ws?token=t'],
+    ['ws://h:1/v1/topics/prices.btc/ws', 'ws://h:1/v1/topics/prices.btc/ws'],
   ]) {
     assert.equal(endpointUrl(given!).toString(), expected, given);
   }
