@@ -149,19 +149,24 @@ describe('anode command', () => {
     }
   });
 
-  it('relay on a busy port says which port and what to do, without a stack', async () => {
-    const server = createServer();
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as { port: number };
-    try {
-      const run = await anode(['relay', '--port', String(port), '--data-dir', await dataDir()]);
-      // A busy port is a failed start (EXIT_CODES documents 3 for it), not a usage error.
-      assert.equal(run.code, EXIT_CODES.start_failed, run.stderr);
-      assert.equal(run.stderr.trimEnd().split('\n').length, 1, run.stderr);
-      assert.match(run.stderr, new RegExp(`could not start: port ${port} on 127\\.0\\.0\\.1 is in use .*--port`));
-      assert.doesNotMatch(run.stdout + run.stderr, /\n\s+at |\\n\s+at /, 'no stack in the output or the log');
-    } finally {
-      server.close();
-    }
-  });
+  for (const [which, args] of [
+    ['HTTP', (port: number) => ['--port', String(port)]],
+    ['mesh', (port: number) => ['--port', '0', '--listen', `/ip4/127.0.0.1/tcp/${port}`]],
+  ] as const) {
+    it(`relay on a busy ${which} port says which port and what to do, without a stack`, async () => {
+      const server = createServer();
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const { port } = server.address() as { port: number };
+      try {
+        const run = await anode(['relay', ...args(port), '--data-dir', await dataDir()]);
+        // A busy port is a failed start (EXIT_CODES documents 3 for it), not a usage error.
+        assert.equal(run.code, EXIT_CODES.start_failed, run.stderr);
+        assert.equal(run.stderr.trimEnd().split('\n').length, 1, run.stderr);
+        assert.match(run.stderr, new RegExp(`could not start: port ${port} on 127\\.0\\.0\\.1 is in use .*--port`));
+        assert.doesNotMatch(run.stdout + run.stderr, /\n\s+at |\\n\s+at /, 'no stack in the output or the log');
+      } finally {
+        server.close();
+      }
+    });
+  }
 });

@@ -65,8 +65,12 @@ export async function runRelay(config: RelayConfig): Promise<void> {
 function portInUse(error: unknown, depth = 0): string | undefined {
   const e = error as (NodeJS.ErrnoException & { port?: number; address?: string; errors?: unknown[] }) | undefined;
   if (!e || typeof e !== 'object' || depth > 5) return undefined;
-  if (e.code === 'EADDRINUSE') {
-    const where = e.port === undefined ? 'a port it needs' : `port ${e.port}${e.address ? ` on ${e.address}` : ''}`;
+  // libp2p reports a mesh listen address it could not bind only in its message text.
+  const quoted = /EADDRINUSE: address already in use (\S+):(\d+)/.exec(String(e.message));
+  if (e.code === 'EADDRINUSE' || quoted) {
+    const port = e.port ?? quoted?.[2];
+    const address = e.address ?? quoted?.[1];
+    const where = port === undefined ? 'a port it needs' : `port ${port}${address ? ` on ${address}` : ''}`;
     return (
       `${where} is in use (EADDRINUSE): stop what listens there (another relay? npm start?) ` +
       'or choose another port (--port for HTTP, --listen for the mesh; port 0 picks a free one)'
