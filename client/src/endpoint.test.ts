@@ -12,6 +12,7 @@ test('a relay or edge base URL, http or ws, becomes its /v1/ws endpoint; a full 
     ['https://example.com/anode/', 'wss://example.com/anode/v1/ws'],
     ['http://h:1/v1/ws?token=t', 'ws://h:1/v1/ws?token=t'],
     ['ws://h:1/v1/topics/prices.btc/ws', 'ws://h:1/v1/topics/prices.btc/ws'],
+    ['ws+unix:///tmp/relay.sock:/v1/ws', 'ws+unix:///tmp/relay.sock:/v1/ws'],
   ]) {
     assert.equal(endpointUrl(given!).toString(), expected, given);
   }

@@ -15,7 +15,10 @@ export function endpointUrl(given: string): URL {
   } catch {
     throw new TypeError(`not a URL: "${given}" (give a relay or edge base URL, e.g. http://localhost:8080)`);
   }
-  const scheme = { 'http:': 'ws:', 'https:': 'wss:', 'ws:': 'ws:', 'wss:': 'wss:' }[url.protocol];
+  // ws+unix: is the `ws` package's Unix-socket form (ws+unix:///path.sock:/v1/ws), for Node.
+  const scheme = { 'http:': 'ws:', 'https:': 'wss:', 'ws:': 'ws:', 'wss:': 'wss:', 'ws+unix:': 'ws+unix:' }[
+    url.protocol
+  ];
   if (!scheme) throw new TypeError(`not an http(s) or ws(s) URL: "${given}"`);
   url.protocol = scheme;
   if (!ENDPOINT.test(url.pathname)) url.pathname = `${url.pathname.replace(/\/+$/, '')}/v1/ws`;
