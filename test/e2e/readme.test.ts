@@ -137,7 +137,7 @@ describe('README smoke test', () => {
     assert.ok((JSON.parse(got.stdout) as { messages: { cursor: string }[] }).messages.some((m) => m.cursor === cursor));
   });
 
-  it('the first app in the README is examples/first-app.mjs, and runs against npm start', async () => {
+  it('the first app in the README is examples/first-app.mjs, and runs against npm start: relay and edge', async () => {
     const [shown] = blocks('Your first app', 'js');
     const file = readFileSync(join(ROOT, 'examples/first-app.mjs'), 'utf8');
     assert.equal(
@@ -146,11 +146,16 @@ describe('README smoke test', () => {
       'the README shows the file as it is (less its header comment)',
     );
     const [running] = blocks('Your first app', 'sh');
-    const [relayLine] = commands(running ?? '');
+    const [relayLine, edgeLine] = commands(running ?? '');
     assert.equal(relayLine, 'node examples/first-app.mjs');
     const result = await sh(`${relayLine} http://127.0.0.1:${relayPort}`);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /^received demo\.hello \{"text":"hello, aNode"\}/m);
+    // The same app against the edge's base URL: the client finds the edge's /v1/ws too.
+    assert.equal(edgeLine, 'node examples/first-app.mjs http://127.0.0.1:8787');
+    const atEdge = await sh(edgeLine!.replace(':8787', `:${edgePort}`));
+    assert.equal(atEdge.code, 0, atEdge.stderr);
+    assert.match(atEdge.stdout, /^received demo\.hello \{"text":"hello, aNode"\}/m);
   });
 
   it('every command of the npm start banner works, and the demo sources are live', async () => {
