@@ -8,14 +8,16 @@
 ARG BASE_IMAGE=node:24-bookworm-slim
 
 # Build stage: every dependency (Vite builds the dashboard), then the production dependencies
-# alone, installed again from the npm cache the first install filled. --omit=peer leaves out
-# react-native (~150 MB), a peer of the react-native-webrtc that @libp2p/webrtc never loads on Node.
+# alone, installed again from the npm cache the first install filled. .npmrc keeps npm from
+# installing peers for their dependents (react-native, a peer of the react-native-webrtc that
+# @libp2p/webrtc never loads on Node); --omit=peer stays as a second guard.
 FROM ${BASE_IMAGE} AS build
 # Marks the build stage's leftover images, so they can be pruned (the test does).
 LABEL anode.stage=build
 WORKDIR /src
-COPY package.json package-lock.json tsconfig.base.json ./
+COPY package.json package-lock.json .npmrc tsconfig.base.json ./
 COPY shared/package.json shared/
+COPY client/package.json client/
 COPY relay-node/package.json relay-node/
 COPY worker/package.json worker/
 COPY test/package.json test/

@@ -14,8 +14,13 @@ export default tseslint.config(
     },
   },
   {
-    // Command-line entry points and test tooling talk to a terminal.
-    files: ['**/cli.ts', 'test/**/*.ts', '**/bin/*.ts'],
+    // Command-line entry points, examples and test tooling talk to a terminal.
+    files: ['**/cli.ts', 'test/**/*.ts', '**/bin/*.ts', 'examples/**', 'relay-node/examples/*.ts'],
     rules: { 'no-console': 'off' },
+  },
+  {
+    // The examples are plain Node scripts, as a user would write them.
+    files: ['examples/**/*.mjs'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
   },
 );

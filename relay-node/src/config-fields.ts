@@ -9,6 +9,8 @@ import { z } from 'zod';
 export const port = z.coerce.number().int().min(0).max(65535);
 export const positiveInt = z.coerce.number().int().positive();
 export const nonNegativeInt = z.coerce.number().int().nonnegative();
+/** The HS256 secret: the relay refuses a shorter one, and `anode token` signs with none shorter. */
+export const jwtSecret = z.string().min(32, 'must be at least 32 characters');
 export const bool = z.union([
   z.boolean(),
   z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1'),

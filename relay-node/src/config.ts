@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { DEFAULT_MAX_MESSAGE_BYTES, ENVELOPE_OVERHEAD_BYTES } from '@anode/shared';
 import { z } from 'zod';
-import { bool, list, nonNegativeInt, port, positiveInt } from './config-fields.ts';
+import { bool, jwtSecret, list, nonNegativeInt, port, positiveInt } from './config-fields.ts';
 import { meshConfigShape, openMeshRefusal } from './mesh/mesh-config.ts';
 import { edgeConfigShape } from './edge/edge-config.ts';
 import { cassandraConfigShape } from './storage/cassandra/cassandra-config.ts';
@@ -27,23 +27,23 @@ export const configSchema = z.object({
   log_level: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
     .default('info')
-    .describe('JSON log level'),
+    .describe('JSON log level: fatal, error, warn, info, debug, trace or silent'),
   store_fsync: bool.default(true).describe('fsync every commit (power-loss safe); false is still crash safe'),
-  jwt_secret: z
-    .string()
-    .min(32, 'must be at least 32 characters')
+  jwt_secret: jwtSecret
     .optional()
-    .describe('HS256 secret; setting it (or public keys) turns auth on'),
+    .describe('HS256 secret (at least 32 characters); setting it (or public keys) turns auth on'),
   jwt_public_keys: list(z.string().min(1))
     .default([])
-    .describe('comma-separated PEM files of Ed25519/P-256 public keys'),
+    .describe('comma-separated PEM (SPKI) files of Ed25519/P-256 public keys (EdDSA/ES256 tokens)'),
   cors_origins: list(z.string().min(1))
     .default([])
     .describe('origins allowed to call the HTTP API from a browser (comma-separated; * for any); none by default'),
   max_message_bytes: positiveInt
     .max(MAX_MESSAGE_BYTES_CEILING, 'at most 16 MiB (an edge link frame must carry one)')
     .default(DEFAULT_MAX_MESSAGE_BYTES)
-    .describe('largest message accepted (its data, serialized); every inner limit is above it'),
+    .describe(
+      'largest message accepted: its data, serialized (larger: too_large; at most 16 MiB); every inner limit is above it',
+    ),
   max_frame_bytes: positiveInt
     .optional()
     .describe('largest WebSocket frame accepted (default: max_message_bytes + 64 KiB; not below it + 4 KiB)'),
@@ -61,7 +61,7 @@ export const configSchema = z.object({
     .describe('open WebSockets per client address (0 = no limit; past it: 429 limit_reached)'),
   frame_timeout_ms: positiveInt
     .default(10_000)
-    .describe('time a client may take to finish a WebSocket handshake or a started frame'),
+    .describe('a WebSocket handshake, request headers or a started frame left unfinished this long: closed (4003)'),
   metrics_token: z
     .string()
     .min(16, 'must be at least 16 characters')
@@ -72,7 +72,7 @@ export const configSchema = z.object({
     .describe('unsent bytes before a subscriber is cut off as too slow (4001)'),
   retention_max_age_ms: nonNegativeInt
     .default(7 * 24 * 3600 * 1000)
-    .describe('delete messages older than this (0 = keep)'),
+    .describe('delete messages older than this (0 = keep; default: 7 days)'),
   retention_max_messages: nonNegativeInt
     .default(100_000)
     .describe('keep at most this many messages per topic (0 = no limit)'),
@@ -204,12 +204,37 @@ export function loadConfig(sources: ConfigSources = {}): RelayConfig {
   return messageLimits(result.data);
 }
 
-/** The help text: every key with its flag, environment variable, default and meaning. */
-export function configHelp(): string {
+export interface ConfigField {
+  key: string;
+  flag: string;
+  env: string;
+  /** The default as typed on a command line; `-` when there is none. */
+  shown: string;
+  description: string;
+}
+
+/** Every key with its flag, environment variable, default and meaning (`--help` and docs/configuration.md). */
+export function configFields(): ConfigField[] {
   const defaults = configSchema.parse({}) as Record<string, unknown>;
   return CONFIG_KEYS.map((key) => {
     const value = defaults[key];
     const shown = value === undefined ? '-' : Array.isArray(value) ? value.join(',') || '-' : String(value);
-    return `  --${flagName(key).padEnd(23)} ${envName(key).padEnd(29)} ${shown.padEnd(10)} ${configSchema.shape[key].description ?? ''}`;
-  }).join('\n');
+    return {
+      key,
+      flag: `--${flagName(key)}`,
+      env: envName(key),
+      shown,
+      description: configSchema.shape[key].description ?? '',
+    };
+  });
+}
+
+/** The help text: one aligned row per key (flag, environment variable, default, meaning). */
+export function configHelp(): string {
+  const rows = [{ flag: 'flag', env: 'environment', shown: 'default', description: 'meaning' }, ...configFields()];
+  const width = (pick: (row: (typeof rows)[number]) => string) => Math.max(...rows.map((row) => pick(row).length));
+  const [flag, env, shown] = [width((r) => r.flag), width((r) => r.env), width((r) => r.shown)];
+  return rows
+    .map((r) => `  ${r.flag.padEnd(flag)}  ${r.env.padEnd(env)}  ${r.shown.padEnd(shown)}  ${r.description}`)
+    .join('\n');
 }

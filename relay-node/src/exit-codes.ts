@@ -1,6 +1,6 @@
 /**
  * How a relay process ends, as its exit status: supervisors (systemd, Docker, `npm start`) and
- * scripts tell a failed start from lost output from a crash by these. Documented in the README.
+ * scripts tell a failed start from lost output from a crash by these. Documented in docs/relay.md.
  */
 export const EXIT_CODES = {
   /** Stopped on SIGTERM or SIGINT, everything flushed. */

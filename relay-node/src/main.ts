@@ -46,11 +46,41 @@ export async function runRelay(config: RelayConfig): Promise<void> {
 
   try {
     node = await createRelayNode(config, log);
-    await node.start();
+    const { url } = await node.start();
+    // Scripts and supervisors wait for this line (docs/relay.md): it is printed at any log level.
+    if (!log.isLevelEnabled('info')) log.child({}, { level: 'info' }).info({ url }, `relay ready at ${url}`);
   } catch (error) {
+    const busy = portInUse(error);
+    if (busy) {
+      process.stderr.write(`anode: the relay could not start: ${busy}\n`);
+      exit(EXIT_CODES.start_failed, busy);
+      return;
+    }
     process.stderr.write(`anode: the relay could not start: ${(error as Error).message}\n`);
     exit(EXIT_CODES.start_failed, 'start failed', error);
   }
+}
+
+/** A port someone else holds, said in one line with what to do (its stack says nothing more). */
+function portInUse(error: unknown, depth = 0): string | undefined {
+  const e = error as (NodeJS.ErrnoException & { port?: number; address?: string; errors?: unknown[] }) | undefined;
+  if (!e || typeof e !== 'object' || depth > 5) return undefined;
+  // libp2p reports a mesh listen address it could not bind only in its message text.
+  const quoted = /EADDRINUSE: address already in use (\S+):(\d+)/.exec(String(e.message));
+  if (e.code === 'EADDRINUSE' || quoted) {
+    const port = e.port ?? quoted?.[2];
+    const address = e.address ?? quoted?.[1];
+    const where = port === undefined ? 'a port it needs' : `port ${port}${address ? ` on ${address}` : ''}`;
+    return (
+      `${where} is in use (EADDRINUSE): stop what listens there (another relay? npm start?) ` +
+      'or choose another port (--port for HTTP, --listen for the mesh; port 0 picks a free one)'
+    );
+  }
+  for (const inner of [e.cause, ...(Array.isArray(e.errors) ? e.errors : [])]) {
+    const found = portInUse(inner, depth + 1);
+    if (found) return found;
+  }
+  return undefined;
 }
 
 /**

@@ -3,7 +3,8 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 /** Prometheus metrics for one relay node (its own registry, so several nodes can share a process). */
 export function createMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'anode_process_' });
+  // prom-client's own names start with `process_` and `nodejs_`: anode_process_cpu_…, anode_nodejs_….
+  collectDefaultMetrics({ register: registry, prefix: 'anode_' });
   const latencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
   return {
     registry,

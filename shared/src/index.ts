@@ -13,4 +13,4 @@ export * from './late-arrival.ts';
 export * from './link-frames.ts';
 export type * from './ports/message-store.ts';
 export * from './topics.ts';
-export { SeenIds } from './client/seen-ids.ts';
+export { SeenIds } from './seen-ids.ts';

@@ -3,7 +3,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { type Envelope, randomNodeId } from '@anode/shared';
-import { createClient } from '@anode/shared/client';
+import { createClient } from '@anode/client';
 import cassandra from 'cassandra-driver';
 import { waitFor } from '../helpers/mesh.ts';
 import { startRelay, type TestRelay } from '../helpers/relay.ts';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { createHybridClock, type Envelope, type MessageStore, randomNodeId } from '@anode/shared';
-import { createClient } from '@anode/shared/client';
+import { createClient } from '@anode/client';
 import { createCassandraStore } from '@anode/relay-node/src/storage/cassandra/cassandra-store.ts';
 import { createLogger } from '@anode/relay-node/src/logger.ts';
 import { messageStoreCompliance } from '@anode/relay-node/src/storage/message-store.compliance.ts';

@@ -1,6 +1,6 @@
 // `npm run chaos -- [--minutes N] [--seed S] [--store embedded|cassandra]`: five relays in a
 // private mesh, the edge Worker, publishers and subscribers, and a seeded fault schedule; then
-// checks that nothing acked was lost. See README "Chaos run". Needs root (network namespaces).
+// checks that nothing acked was lost. See docs/chaos.md. Needs root (network namespaces).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

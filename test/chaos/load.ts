@@ -1,5 +1,5 @@
 import { compareCursors, CURSOR_ZERO, type Envelope, randomId } from '@anode/shared';
-import { createClient } from '@anode/shared/client';
+import { createClient } from '@anode/client';
 
 /**
  * Publishers and subscribers of a chaos run, over the public interfaces only: the client

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Envelope } from '@anode/shared';
-import { createClient } from '@anode/shared/client';
+import { createClient } from '@anode/client';
 import { heal, type LabPlan, partition } from './lab.ts';
 import { createRelays } from './relays.ts';
 

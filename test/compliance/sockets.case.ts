@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import type { Envelope } from '@anode/shared';
-import { createClient } from '@anode/shared/client';
+import { createClient } from '@anode/client';
 import { LIMITS } from './targets.ts';
 import {
   bearer,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CURSOR_ZERO, type Envelope } from '@anode/shared';
-import { createClient } from '@anode/shared/client';
+import { createClient } from '@anode/client';
 import { startRelay, tempDir } from '../helpers/relay.ts';
 
 const until = async (condition: () => boolean, what: string, timeoutMs = 10_000) => {
@@ -78,5 +78,39 @@ describe('client library', () => {
     assert.ok((await client.ping()) >= 0);
     client.close();
     await relay.stop();
+  });
+
+  it('finds /v1/ws from an http base URL; close() settles everything and nothing reconnects', async () => {
+    const relay = await startRelay();
+    const client = createClient({ url: relay.url, reconnect: { initialDelayMs: 10, maxDelayMs: 20 } });
+    const events: string[] = [];
+    client.on('reconnecting', () => events.push('reconnecting'));
+    await client.ready;
+    const pending = client.subscribe('cl.closed').ready;
+    await client.close();
+    assert.equal(client.connected, false);
+    await pending.catch(() => {}); // settled either way: acknowledged, or rejected by close()
+    await assert.rejects(client.subscribe('cl.after').ready, { code: 'unavailable', message: /closed/ });
+    await assert.rejects(client.publish('cl.after', 1), { code: 'unavailable' });
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(events, [], 'a closed client does not reconnect');
+    await relay.stop();
+  });
+
+  it('rejects ready with an error event when nothing listens, instead of retrying silently', async () => {
+    const relay = await startRelay();
+    const url = relay.url;
+    await relay.stop(); // the port is free now: connections are refused
+    const client = createClient({ url, reconnect: { initialDelayMs: 10, maxDelayMs: 20 } });
+    const errors: string[] = [];
+    client.on('error', (error) => errors.push(error.message));
+    const sub = client.subscribe('cl.nowhere');
+    await assert.rejects(client.ready, {
+      code: 'unavailable',
+      message: /cannot open a WebSocket to ws:\/\/127\.0\.0\.1:\d+\/v1\/ws/,
+    });
+    await assert.rejects(sub.ready, { code: 'unavailable' });
+    await until(() => errors.length >= 2, 'an error event for each failed attempt');
+    await client.close();
   });
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Envelope } from '@anode/shared';
-import { createClient } from '@anode/shared/client';
+import { createClient } from '@anode/client';
 import { isMsg, type LinkedEdge, publish, receivedAll, startLinkedEdge } from '../helpers/edge.ts';
 import { openSocket } from '../helpers/ws.ts';
 

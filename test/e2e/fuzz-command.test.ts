@@ -5,7 +5,7 @@ import { it } from 'node:test';
 
 /**
  * CI runs the fuzz command (`npm run fuzz`) at 20,000 frames and bodies; the full run is
- * `npm run fuzz -- --frames 1000000` (README "Security model"). The command exits non-zero on any
+ * `npm run fuzz -- --frames 1000000` (docs/security.md). The command exits non-zero on any
  * failed check; this also reads its report, so a silent pass with nothing done cannot slip by.
  */
 const RUN = fileURLToPath(new URL('../fuzz/run.ts', import.meta.url));

@@ -5,7 +5,7 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { Envelope } from '@anode/shared';
-import { createClient } from '@anode/shared/client';
+import { createClient } from '@anode/client';
 import WebSocket from 'ws';
 import { type RelayProcess, spawnRelay, tempDir } from '../helpers/relay.ts';
 import { asArgs, collect, FAST_MESH, type MeshStatus, meshStatus, publish, waitFor } from '../helpers/mesh.ts';

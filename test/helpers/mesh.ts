@@ -1,6 +1,6 @@
 import { createServer } from 'node:net';
 import type { Envelope } from '@anode/shared';
-import { type AnodeClient, createClient, type Subscription } from '@anode/shared/client';
+import { type AnodeClient, createClient, type Subscription } from '@anode/client';
 
 /** Helpers for the relay-mesh tests: status, waiting, publishing and collecting messages. */
 export interface PeerStatus {

@@ -10,11 +10,11 @@ import { fileURLToPath } from 'node:url';
  * packages are found too. Run by `npm run check`.
  */
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const SCAN = ['shared', 'relay-node', 'worker', 'test'];
+const SCAN = ['shared', 'client', 'relay-node', 'worker', 'test'];
 const SKIP = new Set(['node_modules', 'dist', '.turbo']);
 const PACKAGES: Record<string, string> = {
   '@anode/shared': 'shared/src/index.ts',
-  '@anode/shared/client': 'shared/src/client/index.ts',
+  '@anode/client': 'client/src/index.ts',
 };
 /**
  * Cycles that predate this check, in code other work owns; each is reported but tolerated until

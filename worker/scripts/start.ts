@@ -1,12 +1,17 @@
 // `npm start`: a relay on http://127.0.0.1:8080 and the edge Worker under `wrangler dev` on
-// http://127.0.0.1:8787, wired to each other with a fresh link secret, in one terminal. Extra
-// arguments go to the relay (`npm start -- --log-level debug`). Ctrl-C stops both.
+// http://127.0.0.1:8787, wired to each other with a fresh link secret, in one terminal, plus a
+// made-up market feed (relay-node/examples/demo-feed.ts) that the relay pulls as the sources of
+// relay-node/examples/sources.json, so the dashboard and subscribers have live data at once
+// (ANODE_DEMO=0: no demo). Extra arguments go to the relay (`npm start -- --log-level debug`).
+// Ctrl-C stops everything.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { type DemoFeed, startDemoFeed } from '../../relay-node/examples/demo-feed.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const RELAY_PORT = Number(process.env.ANODE_PORT ?? 8080);
@@ -56,6 +61,7 @@ async function stop(code: number): Promise<void> {
   const force = setTimeout(() => children.forEach((child) => child.kill('SIGKILL')), 8_000);
   await Promise.all(exits);
   clearTimeout(force);
+  await feed?.stop();
   await rm(envDir, { recursive: true, force: true });
   process.exit(code);
 }
@@ -68,9 +74,11 @@ process.on('SIGTERM', () => void stop(0));
 // If this script dies some other way, take the children with it.
 process.on('exit', () => children.forEach((child) => child.exitCode === null && child.kill('SIGKILL')));
 
+const extra = process.argv.slice(2);
+const feed = process.env.ANODE_DEMO === '0' ? undefined : await startDemoFeed();
 const relay = spawn(
   process.execPath,
-  [join(ROOT, 'relay-node/bin/anode.ts'), 'relay', '--port', String(RELAY_PORT), ...process.argv.slice(2)],
+  [join(ROOT, 'relay-node/bin/anode.ts'), 'relay', '--port', String(RELAY_PORT), ...(await demoArgs(feed)), ...extra],
   {
     cwd: ROOT,
     env: { ...process.env, ANODE_EDGE_LINK_SECRET: secret, ANODE_EDGE_URL: EDGE_URL },
@@ -115,8 +123,69 @@ children.push(wrangler);
 prefixed(wrangler, 'edge');
 wrangler.once('exit', (code) => void stop(code ?? 1));
 await waitFor(wrangler, /Ready on (http:\/\/\S+)/, 'wrangler dev');
+const haunting = await adminSources(dataDirOf(extra));
 process.stdout.write(
-  `\naNode is up: relay ${relayUrl}, edge ${EDGE_URL} (linked). Try:\n` +
+  `\naNode is up: relay ${relayUrl} (dashboard: ${relayUrl}/), edge ${EDGE_URL} (linked).\n` +
+    (feed
+      ? `Live demo data: the relay pulls a local demo feed (sources coin-prices and trades-feed) into prices.btc,\n` +
+        `prices.eth, prices.sol and trades.all; watch them on the dashboard.\n`
+      : '') +
+    (haunting.length
+      ? `Sources an admin API created in an earlier run are back (they live in the data folder): ${haunting.join(', ')}.\n` +
+        `  # To delete one: npm start -- --admin-token <16+ characters>, then\n` +
+        `  # curl -XDELETE -H 'authorization: Bearer <that token>' ${relayUrl}/v1/admin/sources/<name>\n`
+      : '') +
+    `Try:\n` +
+    `  node examples/first-app.mjs ${relayUrl}   # subscribe, publish, receive, exit (Node 20: add --experimental-websocket)\n` +
+    `  curl -s '${relayUrl}/v1/topics/prices.btc/latest'\n` +
     `  curl -s -XPOST ${EDGE_URL}/v1/topics/demo.hello/messages -H 'content-type: application/json' -d '{"data":"hi from the edge"}'\n` +
-    `  curl -s '${relayUrl}/v1/topics/demo.hello/messages'\nCtrl-C stops both.\n\n`,
+    `  curl -s '${EDGE_URL}/v1/topics/demo.hello/messages'\n` +
+    `  # The edge acknowledges once it holds a message, then forwards it: the relay has it a moment later\n` +
+    `  # (seconds for a topic's first message, while its link comes up): ${relayUrl}/v1/topics/demo.hello/messages\n` +
+    `Ctrl-C stops everything.\n\n`,
 );
+
+/** The demo sources: examples/sources.json's definitions, pointed at this run's demo feed. */
+async function demoArgs(demo: DemoFeed | undefined): Promise<string[]> {
+  if (!demo) return [];
+  const example = JSON.parse(await readFile(join(ROOT, 'relay-node/examples/sources.json'), 'utf8')) as {
+    plugins_dir: string;
+    source_pipelines: unknown[];
+    sources: { kind: string; url: string }[];
+  };
+  const sources = example.sources.map((source) => ({
+    ...source,
+    url: source.kind === 'websocket' ? demo.streamUrl : demo.pricesUrl,
+  }));
+  return [
+    '--plugins-dir',
+    join(ROOT, example.plugins_dir),
+    '--source-pipelines',
+    JSON.stringify(example.source_pipelines),
+    '--sources',
+    JSON.stringify(sources),
+  ];
+}
+
+function dataDirOf(args: string[]): string {
+  const { values } = parseArgs({ args, options: { 'data-dir': { type: 'string' } }, strict: false });
+  const given = values['data-dir'];
+  return resolve(ROOT, typeof given === 'string' ? given : (process.env.ANODE_DATA_DIR ?? '.data/relay'));
+}
+
+/**
+ * Names of the sources an admin API created or replaced in an earlier run: they are kept in the
+ * data folder and come back every run, but the admin API is off here unless a token is given.
+ */
+async function adminSources(dataDir: string): Promise<string[]> {
+  try {
+    const { changes } = JSON.parse(await readFile(join(dataDir, 'sources.json'), 'utf8')) as {
+      changes?: Record<string, unknown>;
+    };
+    return Object.entries(changes ?? {})
+      .filter(([, definition]) => definition !== null)
+      .map(([name]) => name);
+  } catch {
+    return [];
+  }
+}

@@ -2,7 +2,7 @@ import { validateEnvelope as checkEnvelope, type Envelope, REMOTE_TS_AHEAD_MS } 
 
 /**
  * The wire encoding of gossip and the rules a receiver checks before it accepts, stores and
- * forwards it (the README's "Joining the mesh from another implementation").
+ * forwards it (docs/mesh.md, "Joining the mesh from another implementation").
  *
  * Gossip format 2 (topics `/anode/2/shard/<count>/<shard>`): a gossip message's data is one
  * batch, UTF-8 JSON `{"v":2,"node":"<node id>","envelopes":[envelope…]}`, every envelope being

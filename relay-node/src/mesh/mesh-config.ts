@@ -11,7 +11,9 @@ export const meshConfigShape = {
   mesh: bool.default(false).describe('join the libp2p relay mesh (also on when listen or bootstrap is set)'),
   listen: list(multiaddr)
     .default([])
-    .describe('mesh listen multiaddrs (default /ip4/127.0.0.1/tcp/0; add /p2p-circuit and /webrtc behind NAT)'),
+    .describe(
+      'mesh listen multiaddrs: TCP, WebSocket (…/tcp/4002/ws), /p2p-circuit and /webrtc behind NAT (default /ip4/127.0.0.1/tcp/0)',
+    ),
   announce: list(multiaddr).default([]).describe('multiaddrs to advertise instead of the listen addresses'),
   bootstrap: list(multiaddr).default([]).describe('mesh nodes to join through (repeatable; /p2p/<id> optional)'),
   mesh_key: z
@@ -22,7 +24,9 @@ export const meshConfigShape = {
   mesh_key_file: z.string().min(1).optional().describe('private network key in a libp2p swarm.key file'),
   mesh_allow: list(z.string().regex(/^[1-9A-HJ-NP-Za-km-z]{40,60}$/, 'not a peer id'))
     .default([])
-    .describe('peer ids allowed to connect (empty: any peer, or any holding the key)'),
+    .describe(
+      'peer ids allowed to connect, your bootstrap and relay nodes included (empty: any peer, or any holding the key)',
+    ),
   mesh_open: bool
     .default(false)
     .describe('allow a mesh with neither mesh_key nor mesh_allow while auth is on (any node that reaches it joins)'),

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { createShards, fnv1a32 } from './shards.ts';
 
 describe('topic shards', () => {
-  it('hashes with 32-bit FNV-1a (the vectors in the README)', () => {
+  it('hashes with 32-bit FNV-1a (the vectors in docs/mesh.md)', () => {
     assert.equal(fnv1a32(''), 0x811c9dc5);
     assert.equal(fnv1a32('a'), 0xe40c292c);
     assert.equal(fnv1a32('prices'), 0x15792b1b);

@@ -35,12 +35,10 @@ export const sourcesConfigShape = {
     .min(16, 'must be at least 16 characters')
     .optional()
     .describe('bearer token of the admin API (/v1/admin/…); unset: the admin API refuses everything'),
-  sources: jsonArray(sourceEntry)
-    .default([])
-    .describe('sources to pull (JSON array; see relay-node/src/sources/README.md)'),
+  sources: jsonArray(sourceEntry).default([]).describe('sources to pull (JSON array; see docs/sources.md)'),
   source_pipelines: jsonArray(topicPipeline)
     .default([])
-    .describe('per-topic middleware: [{"topic":"pattern","steps":["name"]}]'),
+    .describe('per-topic middleware, run after a source\'s own steps: [{"topic":"pattern","steps":["name"]}]'),
   plugins_dir: z.string().min(1).optional().describe('folder of middleware step modules (.ts/.js)'),
   source_concurrency: positiveInt.default(256).describe('source polls and connects in flight at once'),
   source_step_timeout_ms: positiveInt.default(1_000).describe('default time limit of one middleware step'),

@@ -126,6 +126,28 @@ describe('spooling store while the remote store is away (the degraded contract)'
     await spool.close();
   });
 
+  it('logs an outage that lasts once with its stack, not a stack per drain attempt', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-spool-'));
+    dirs.push(dir);
+    const lines: { msg: string; err?: { stack?: string }; failed_attempts?: number }[] = [];
+    const capture = createLogger('info', { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const sqlite = createSqliteStore({ dataDir: join(dir, 'store'), retention: { maxAgeMs: 0, maxMessages: 0 } });
+    const { store: remote, state } = outageSwitch(sqlite);
+    const spool = createSpoolingStore(remote, { dataDir: join(dir, 'spool'), drainIntervalMs: 5, log: capture });
+    state.down = true;
+    await spool.append([keyed('outage')]);
+    // Dozens of failed drains 5 ms apart, all within one OUTAGE_LOG_MS.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const down = lines.filter((l) => l.msg.startsWith('store still unavailable'));
+    assert.equal(down.length, 1, `one line for the whole outage so far: ${JSON.stringify(lines.map((l) => l.msg))}`);
+    assert.match(down[0]?.err?.stack ?? '', /outage switch/, 'the first failure keeps its stack');
+    state.down = false;
+    await spool.drained(5_000);
+    const back = lines.find((l) => l.msg === 'store is back; spool empty');
+    assert.ok((back?.failed_attempts ?? 0) > 3, `the attempts are counted: ${back?.failed_attempts}`);
+    await spool.close();
+  });
+
   it('remembers spooled ids across a restart, and only a bounded window of recent ones', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'anode-spool-'));
     dirs.push(dir);

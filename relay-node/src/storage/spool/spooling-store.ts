@@ -18,6 +18,9 @@ import type { Logger } from '../../logger.ts';
  * cursor; the drain then keeps the first copy (the remote store dedups by id), so history holds
  * it once, but live subscribers saw it twice under one id (clients drop the second by id).
  */
+/** While the store stays down: at most one line this often (the first failure logs its stack). */
+export const OUTAGE_LOG_MS = 30_000;
+
 export interface SpoolOptions {
   dataDir: string;
   drainIntervalMs: number;
@@ -112,18 +115,35 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
     }
   };
 
+  // A store that stays down fails a drain every drainIntervalMs: its stack once, then one short
+  // line per OUTAGE_LOG_MS with how many attempts failed since (not a stack trace every second).
+  let outage = { failures: 0, loggedAt: 0, logged: 0 };
+  function logStillDown(error: unknown) {
+    outage.failures += 1;
+    const now = Date.now();
+    if (outage.failures === 1) {
+      options.log.warn({ err: error, depth }, 'store still unavailable; spool kept (retrying quietly)');
+    } else if (now - outage.loggedAt >= OUTAGE_LOG_MS) {
+      const since = outage.failures - outage.logged;
+      options.log.warn({ error: (error as Error).message, depth, failed_attempts: since }, 'store still unavailable');
+    } else return;
+    outage.loggedAt = now;
+    outage.logged = outage.failures;
+  }
+
   function schedule(delay = options.drainIntervalMs) {
     if (timer || closed) return;
     timer = setTimeout(() => {
       timer = undefined;
       draining = drainOnce()
         .then(() => {
-          if (lastError) options.log.info('store is back; spool empty');
+          if (lastError) options.log.info({ failed_attempts: outage.failures }, 'store is back; spool empty');
           lastError = undefined;
+          outage = { failures: 0, loggedAt: 0, logged: 0 };
         })
         .catch((error: unknown) => {
           lastError = (error as Error).message;
-          options.log.warn({ err: error, depth }, 'store still unavailable; spool kept');
+          logStillDown(error);
           schedule();
         })
         .finally(() => {

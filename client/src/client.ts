@@ -1,23 +1,29 @@
-import { CLOSE_CODES } from '../close-codes.ts';
-import { AnodeError, type ErrorCode, isErrorCode } from '../errors.ts';
-import type { Envelope, ServerFrame } from '../frames.ts';
-import { compareCursors, randomId } from '../ids.ts';
-import { matches } from '../topics.ts';
+import { CLOSE_CODES } from '../../shared/src/close-codes.ts';
+import { AnodeError, type ErrorCode, isErrorCode } from '../../shared/src/errors.ts';
+import { compareCursors, randomId } from '../../shared/src/ids.ts';
+import { SeenIds } from '../../shared/src/seen-ids.ts';
+import { matches } from '../../shared/src/topics.ts';
 import { type BackoffOptions, backoffDelay } from './backoff.ts';
 import { Emitter } from './emitter.ts';
-import { SeenIds } from './seen-ids.ts';
+import { endpointUrl, shownUrl } from './endpoint.ts';
+import type { Envelope, ServerFrame } from './wire.ts';
 
 /**
  * The aNode client for browsers, Workers and Node (any standard `WebSocket`). It keeps one
  * connection to `/v1/ws`, reconnects with backoff and jitter, resubscribes each subscription
  * from the last cursor it delivered, drops duplicate ids, and resends unacked publishes with
  * their idempotency key so a retry can never publish twice.
+ *
+ * A node it cannot reach is said, not retried in silence: every attempt that fails to open emits
+ * `error`, and until a first connection opens, `ready` and every subscription's `ready` reject.
+ * `close()` stops everything, so a script can end.
  */
 export interface ClientOptions {
-  /** `ws://host:port` or the full `/v1/ws` URL. */
+  /** A relay's or an edge's base URL (`http://localhost:8080`, `wss://edge.example.com`) or its `/v1/ws` URL. */
   url: string;
   /** A token, or a function that returns a fresh one before each connect. */
   token?: string | (() => string | Promise<string>);
+  /** A WebSocket class: the runtime's by default; on Node 20, `ws`'s (or run Node with --experimental-websocket). */
   WebSocket?: new (url: string) => WebSocket;
   /** Reconnect backoff; `false` to never reconnect. */
   reconnect?: Partial<BackoffOptions> | false;
@@ -53,7 +59,10 @@ export interface Subscription {
   readonly topic: string;
   /** Cursor of the last message delivered to this subscription (resume point). */
   readonly cursor: string | undefined;
-  /** Resolves on the first `subscribed`; rejects if the node refuses the subscription. */
+  /**
+   * Resolves on the first `subscribed`; rejects if the node refuses the subscription, if the
+   * client cannot connect before it was ever connected, or on `close()`.
+   */
   readonly ready: Promise<void>;
   unsubscribe(): void;
 }
@@ -78,7 +87,14 @@ interface PubState {
 }
 
 export class AnodeClient extends Emitter<ClientEvents> {
+  /** Resolves when the first connection opens; rejects if it cannot, or on `close()` before. */
+  readonly ready: Promise<void>;
   readonly #options: ClientOptions;
+  readonly #url: URL;
+  readonly #WebSocket: new (url: string) => WebSocket;
+  #everOpened = false;
+  #settleReady: ((error?: AnodeError) => void) | undefined;
+  #socketClosed: Promise<void> = Promise.resolve();
   readonly #backoff: BackoffOptions | false;
   readonly #seen: SeenIds;
   readonly #subs = new Map<string, SubState>();
@@ -93,6 +109,22 @@ export class AnodeClient extends Emitter<ClientEvents> {
   constructor(options: ClientOptions) {
     super();
     this.#options = options;
+    this.#url = endpointUrl(options.url);
+    const Ctor = options.WebSocket ?? (globalThis as { WebSocket?: new (url: string) => WebSocket }).WebSocket;
+    if (!Ctor) {
+      throw new TypeError(
+        'no WebSocket in this runtime: on Node 20 run node with --experimental-websocket, or pass { WebSocket } from the ws package',
+      );
+    }
+    this.#WebSocket = Ctor;
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.#settleReady = (error) => {
+        this.#settleReady = undefined;
+        if (error) reject(error);
+        else resolve();
+      };
+    });
+    this.ready.catch(() => {}); // surfaced through `error` events too; avoid unhandled rejections
     this.#backoff =
       options.reconnect === false ? false : { initialDelayMs: 250, maxDelayMs: 10_000, ...(options.reconnect ?? {}) };
     this.#seen = new SeenIds(options.dedupWindow ?? 10_000);
@@ -121,8 +153,13 @@ export class AnodeClient extends Emitter<ClientEvents> {
       settled: false,
       active: true,
     };
-    this.#subs.set(topic, state);
-    this.#sendSub(state);
+    if (this.#closed) {
+      state.active = false;
+      readyReject(new AnodeError('unavailable', 'client is closed'));
+    } else {
+      this.#subs.set(topic, state);
+      this.#sendSub(state);
+    }
     return {
       topic,
       ready,
@@ -168,7 +205,12 @@ export class AnodeClient extends Emitter<ClientEvents> {
     });
   }
 
-  close(): void {
+  /**
+   * Stops for good: no reconnect, unacked publishes and unsettled `ready`s reject, the socket
+   * closes. Resolves once it has, leaving nothing that keeps a Node process alive.
+   */
+  close(): Promise<void> {
+    if (this.#closed) return this.#socketClosed;
     this.#closed = true;
     clearTimeout(this.#timer);
     const error = new AnodeError('unavailable', 'client closed');
@@ -179,7 +221,20 @@ export class AnodeClient extends Emitter<ClientEvents> {
     this.#pubs.clear();
     for (const pending of this.#pending.values()) pending.reject(error);
     this.#pending.clear();
+    this.#failUnsettled(error);
     this.#socket?.close(1000, 'client closed');
+    return this.#socketClosed;
+  }
+
+  /** Rejects the client's and every subscription's `ready` not settled yet. */
+  #failUnsettled(error: AnodeError): void {
+    this.#settleReady?.(error);
+    for (const state of [...this.#subs.values()]) {
+      if (state.settled) continue;
+      state.active = false;
+      this.#subs.delete(state.topic);
+      state.readyReject(error);
+    }
   }
 
   #nextRef(): string {
@@ -213,34 +268,70 @@ export class AnodeClient extends Emitter<ClientEvents> {
 
   async #connect(): Promise<void> {
     if (this.#closed) return;
-    const url = new URL(this.#options.url);
-    if (url.pathname === '/' || url.pathname === '') url.pathname = '/v1/ws';
-    const token = typeof this.#options.token === 'function' ? await this.#options.token() : this.#options.token;
+    const url = new URL(this.#url);
+    let token: string | undefined;
+    try {
+      token = typeof this.#options.token === 'function' ? await this.#options.token() : this.#options.token;
+    } catch (error) {
+      this.#onClose(1006, '', `the token function failed: ${(error as Error).message}`);
+      return;
+    }
+    if (this.#closed) return;
     if (token) url.searchParams.set('token', token);
-    const Ctor = this.#options.WebSocket ?? globalThis.WebSocket;
-    const socket = new Ctor(url.toString());
+    const socket = new this.#WebSocket(url.toString());
     this.#socket = socket;
-    socket.addEventListener('open', () => this.#onOpen());
+    let opened = false;
+    let ended = false;
+    let failure: string | undefined;
+    let socketClosed!: () => void;
+    this.#socketClosed = new Promise((resolve) => (socketClosed = resolve));
+    const end = (code: number, reason: string) => {
+      if (ended) return;
+      ended = true;
+      socketClosed();
+      this.#onClose(code, reason, opened ? undefined : (failure ?? `closed with ${code} before it opened`));
+    };
+    socket.addEventListener('open', () => {
+      opened = true;
+      this.#onOpen();
+    });
     socket.addEventListener('message', (event) => this.#onFrame(String(event.data)));
-    socket.addEventListener('close', (event) => this.#onClose(event.code, event.reason));
-    socket.addEventListener('error', () => {
-      // a close event always follows; reconnecting is handled there
+    socket.addEventListener('close', (event) => end(event.code, event.reason));
+    socket.addEventListener('error', (event) => {
+      // Browsers say nothing about why; Node's `ws` does ("Unexpected server response: 404").
+      const message = (event as { message?: unknown }).message;
+      failure = typeof message === 'string' && message ? message : 'no answer or the upgrade was refused';
+      // After an error, a close event follows, except in Node 20's WebSocket after a refused
+      // upgrade: one that never opened ends here (a later close is then ignored).
+      if (!opened) end(1006, '');
     });
   }
 
   #onOpen(): void {
     this.#attempt = 0;
+    this.#everOpened = true;
+    this.#settleReady?.();
     this.emit('open', undefined);
     for (const state of this.#subs.values()) this.#sendSub(state);
     for (const pub of this.#pubs.values()) this.#send(pub.frame);
   }
 
-  #onClose(code: number, reason: string): void {
+  /** `failure` is set when the socket never opened: the node could not be reached at all. */
+  #onClose(code: number, reason: string, failure?: string): void {
     this.#socket = undefined;
     const error = new AnodeError('unavailable', `connection closed (${code})`);
     for (const pending of this.#pending.values()) pending.reject(error);
     this.#pending.clear();
     this.emit('close', { code, reason });
+    if (failure !== undefined && !this.#closed) {
+      const cannot = new AnodeError(
+        'unavailable',
+        `cannot open a WebSocket to ${shownUrl(this.#url)} (${failure}): is the node up, and is this its base URL? ` +
+          'Relays and edges serve /v1/ws; an edge older than that protocol does not.',
+      );
+      this.emit('error', cannot);
+      if (!this.#everOpened) this.#failUnsettled(cannot);
+    }
     const refreshable = typeof this.#options.token === 'function';
     if (this.#closed || this.#backoff === false) return;
     if (code === CLOSE_CODES.auth_expired && !refreshable) return;

@@ -1,0 +1,32 @@
+import { parseArgs } from 'node:util';
+import { CONFIG_KEYS, ConfigError, isListKey, loadConfig } from '../config.ts';
+import { UsageError } from './usage-error.ts';
+
+/**
+ * `anode relay`: parses and validates the whole config first, so bad input is refused before the
+ * relay's heavy modules (libp2p, the stores, the dashboard) are even loaded.
+ */
+export async function relayCommand(args: string[]): Promise<void> {
+  // Every option may repeat: list keys collect the values, scalar keys take the last one.
+  const options = Object.fromEntries(
+    ['config', ...CONFIG_KEYS.map((k) => k.replaceAll('_', '-'))].map((name) => [
+      name,
+      { type: 'string' as const, multiple: true },
+    ]),
+  );
+  const { values } = parseArgs({ args, options, strict: true, allowPositionals: false });
+  const flags: Record<string, string> = {};
+  for (const [name, given] of Object.entries(values as Record<string, string[]>)) {
+    const key = name.replaceAll('-', '_') as (typeof CONFIG_KEYS)[number];
+    flags[name] = isListKey(key) ? given.join(',') : (given.at(-1) ?? '');
+  }
+  let config;
+  try {
+    config = loadConfig({ flags, env: process.env });
+  } catch (error) {
+    if (error instanceof ConfigError) throw new UsageError(error.message, 'anode --help lists every option');
+    throw error;
+  }
+  const { runRelay } = await import('../main.ts');
+  await runRelay(config);
+}
