@@ -35,6 +35,8 @@ export interface ComponentContext {
   log: Logger;
   /** The live relays this node shares pulled work with: itself alone unless the mesh drives it. */
   cluster: Cluster;
+  /** This node's merged `GET /v1/status` (unredacted: pick from it, never pass it on whole). */
+  status: () => Promise<Record<string, unknown>>;
 }
 
 export type ComponentFactory = (context: ComponentContext) => Promise<Component | undefined>;

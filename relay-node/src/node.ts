@@ -98,7 +98,7 @@ export async function createRelayNode(
     ...hub.status(),
   });
 
-  const context = { nodeId: id, config, hub, store, metrics, log, cluster: createCluster(id) };
+  const context = { nodeId: id, config, hub, store, metrics, log, cluster: createCluster(id), status };
   const components: Component[] = [];
   for (const factory of COMPONENTS) {
     const component = await factory({ ...context, log: log.child({ component: factory.name }) });

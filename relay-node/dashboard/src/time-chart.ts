@@ -17,8 +17,12 @@ export class TimeChart extends HTMLElement {
   lines: ChartLine[] = [];
   unit = '';
 
+  /** How many points the chart holds (tests read it). */
+  points = 0;
+
   set data(data: (number | null)[][]) {
     if (!this.#plot) this.#create();
+    this.points = data[0]?.length ?? 0;
     this.#plot?.setData(data as uPlot.AlignedData);
   }
 
@@ -45,7 +49,15 @@ export class TimeChart extends HTMLElement {
           x: { time: true, range: (_u, min, max) => [Math.max(max - 300, Math.min(min, max - 60)), max] },
           y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.15)] },
         },
-        axes: [{}, { values: (_u, ticks) => ticks.map((t) => `${+t.toFixed(2)} ${unit}`), size: 70 }],
+        axes: [
+          // Clock times only, at least 80 px apart: date labels overlapped on a 390 px phone.
+          {
+            space: 80,
+            values: (_u, ticks) =>
+              ticks.map((t) => new Date(t * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })),
+          },
+          { values: (_u, ticks) => ticks.map((t) => `${+t.toFixed(2)} ${unit}`), size: 64 },
+        ],
         series: [
           {},
           ...this.lines.map((line) => ({

@@ -3,7 +3,7 @@ import type { Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import type { Subscriber } from '../hub/hub.ts';
 import { adminGuard, type GuardOptions } from './admin-guard.ts';
-import type { MetricsSnapshot, StatusEvent } from './status-schema.ts';
+import type { MetricsSample, MetricsSnapshot, StatusEvent } from './status-schema.ts';
 import { mountStaticAssets } from './static-assets.ts';
 
 /** A place to subscribe the topic tail (the relay's hub, or a test double). */
@@ -16,6 +16,8 @@ export interface DashboardRoutesOptions extends GuardOptions {
   /** The merged `/v1/status` object. */
   status: () => Promise<Record<string, unknown>>;
   metrics: () => Promise<MetricsSnapshot>;
+  /** The history ring's samples, all or those after a time (metrics-history.ts). */
+  samples?: (after?: number) => MetricsSample[];
   tail: TailSource;
   intervalMs?: number;
   distDir?: string;
@@ -47,11 +49,16 @@ export function createDashboardRoutes(options: DashboardRoutesOptions) {
         };
         open.add(stop);
         stream.onAbort(stop);
+        // The first event carries the whole history ring, later ones what was added since.
+        let sentUpTo: number | undefined;
         while (running && !stream.aborted) {
+          const samples = options.samples?.(sentUpTo) ?? [];
+          if (samples.length > 0) sentUpTo = samples.at(-1)?.at;
           const event: StatusEvent = {
             at: Date.now(),
             status: (await options.status()) as StatusEvent['status'],
             metrics: await options.metrics(),
+            samples,
           };
           await stream.writeSSE({ event: 'status', data: JSON.stringify(event) });
           await stream.sleep(intervalMs);

@@ -109,9 +109,23 @@ export interface MetricsSnapshot {
   store_append: { sum_s: number; count: number };
 }
 
-/** One event on `/v1/status/stream`. */
+/** One sample of the server-side history (metrics-history.ts): rates and average latencies. */
+export interface MetricsSample {
+  at: number;
+  published_per_s: number;
+  delivered_per_s: number;
+  errors_per_s: number;
+  publish_latency_ms: number | null;
+  store_append_ms: number | null;
+}
+
+/**
+ * One `status` event on `/v1/status/stream`. The first event of a stream carries every sample
+ * of the history ring; later ones only the samples taken since the previous event.
+ */
 export interface StatusEvent {
   at: number;
   status: RelayStatus;
   metrics: MetricsSnapshot;
+  samples: MetricsSample[];
 }

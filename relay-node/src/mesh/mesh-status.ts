@@ -1,5 +1,6 @@
 import type { Connection } from '@libp2p/interface';
 import { type Host, pubsubOf } from './host.ts';
+import type { PeerMemory } from './peer-memory.ts';
 import { type ConnectionKind, connectionKind } from './peers.ts';
 
 /**
@@ -35,6 +36,36 @@ export function peersStatus(host: Host) {
     byPeer.set(peer, [...(byPeer.get(peer) ?? []), connection]);
   }
   return [...byPeer].map(([peer, connections]) => describePeer(host, peer, connections));
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/**
+ * Connected peers and the mesh peers remembered from before (peer-memory.ts), each with its
+ * state (`up` or `down`), since when, when it was last seen, and its last status card. A
+ * connected peer that does not speak the mesh protocols (not remembered) shows as up, no card.
+ */
+export function clusterPeersStatus(host: Host, memory: PeerMemory, errorOf: (peer: string) => string | undefined) {
+  const connected = new Map(peersStatus(host).map((p) => [p.peer_id, p]));
+  const out: Record<string, unknown>[] = [];
+  for (const remembered of memory.list()) {
+    const live = connected.get(remembered.peer_id);
+    connected.delete(remembered.peer_id);
+    const up = live !== undefined;
+    out.push({
+      ...(live ?? { peer_id: remembered.peer_id, connection: null, latency_ms: null }),
+      state: up ? 'up' : 'down',
+      up_since: up ? iso(remembered.up_since ?? remembered.first_seen) : null,
+      down_since: up ? null : iso(remembered.down_since ?? remembered.last_seen),
+      last_seen: iso(up ? Date.now() : remembered.last_seen),
+      first_seen: iso(remembered.first_seen),
+      card: remembered.card,
+      card_at: iso(remembered.card_at),
+      ...(up && errorOf(remembered.peer_id) ? { status_error: errorOf(remembered.peer_id) } : {}),
+    });
+  }
+  for (const live of connected.values()) out.push({ ...live, state: 'up', last_seen: iso(Date.now()), card: null });
+  return out;
 }
 
 /** Gossip mesh peers of every topic this node carries. */
