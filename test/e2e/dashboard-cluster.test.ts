@@ -168,6 +168,21 @@ describe('cluster view: three relays, the edge and Cassandra on one page', { ski
     await page.close();
   });
 
+  it('counts messages accepted at the edge as published on the linked relay', async () => {
+    const published = async () => {
+      const text = await (await fetch(`${a.url}/metrics`, { headers: auth })).text();
+      return Number(/anode_messages_published_total\{via="edge"\} (\d+)/.exec(text)?.[1] ?? 0);
+    };
+    const before = await published();
+    const response = await fetch(`${edge.url}/v1/topics/demo.edge/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify([{ data: 'from the edge' }]),
+    });
+    assert.equal(response.status, 202);
+    await waitFor('the edge message counted as published', async () => (await published()) === before + 1, 20_000);
+  });
+
   it('fills the charts from server-side history on load', async () => {
     await fetch(`${a.url}/v1/topics/demo.load/messages`, {
       method: 'POST',
@@ -176,17 +191,20 @@ describe('cluster view: three relays, the edge and Cassandra on one page', { ski
     });
     // Samples are taken every 2 s: wait for a few, then open a fresh page.
     await new Promise((resolve) => setTimeout(resolve, 5_000));
+    const openedAt = Date.now() / 1000;
     const page = await signedIn(a.url);
-    await page.locator('[data-testid="node-id"]').waitFor(WAIT);
-    const points = await page.waitForFunction(
+    // The first time the chart holds anything, it already reaches back before the page opened.
+    const first = await page.waitForFunction(
       () => {
-        const chart = document.querySelector('#throughput-chart') as unknown as { points?: number } | null;
-        return (chart?.points ?? 0) >= 2 ? chart?.points : false;
+        const chart = document.querySelector('#throughput-chart') as unknown as { points?: number; firstTime?: number };
+        return (chart?.points ?? 0) > 0 ? { points: chart.points, firstTime: chart.firstTime } : false;
       },
       undefined,
-      WAIT,
+      { ...WAIT, polling: 50 },
     );
-    assert.ok(Number(await points.jsonValue()) >= 2, 'the chart starts with the history, not empty');
+    const { points, firstTime } = (await first.jsonValue()) as { points: number; firstTime: number };
+    assert.ok(points >= 2, `the chart starts with the history (${points} points)`);
+    assert.ok(firstTime < openedAt - 3, 'its first point is from before the page was opened');
     await page.close();
   });
 
@@ -217,6 +235,7 @@ describe('cluster view: three relays, the edge and Cassandra on one page', { ski
     const pageB = await signedIn(b.url);
     await relayRow(pageA, ids.c, 'up').waitFor(WAIT);
     await relayRow(pageB, ids.c, 'up').waitFor(WAIT);
+    assert.match((await relayRow(pageA, ids.c, 'up').textContent()) ?? '', /up since \d+[smh] ago/);
     c.child.kill('SIGKILL');
     await c.exited;
     for (const page of [pageA, pageB]) {

@@ -82,6 +82,11 @@ export function relaysPanel(model: DashboardModel, status: RelayStatus, forget: 
           ${r.up ? (r.up_since ? `up since ${ago(r.up_since)}` : dash) : `last seen ${ago(r.last_seen)}`}</span
         >
         ${
+          r.status_error
+            ? html`<br /><span class="error-text" title=${r.status_error}>status not answered; shown as of ${ago(r.card_at)}</span>`
+            : nothing
+        }
+        ${
           !r.up && r.peer_id
             ? html`<br /><button class="small" type="button" @click=${() => forget(r.peer_id as string)}>
                   Forget

@@ -70,7 +70,8 @@ function storeOf(value: unknown): RelayView['store'] {
 const healthOf = (store: RelayView['store']): Health | null =>
   !store ? null : !store.ok || store.state === 'unreachable' ? 'error' : store.state === 'spooling' ? 'warn' : 'ok';
 
-const sampleOf = (value: unknown) => (value && typeof value === 'object' ? (value as MetricsSample) : null);
+const sampleOf = (value: unknown) =>
+  typeof (value as MetricsSample | null)?.published_per_s === 'number' ? (value as MetricsSample) : null;
 
 function selfRelay(status: RelayStatus): RelayView {
   const node = status.node;

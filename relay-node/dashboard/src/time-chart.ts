@@ -17,12 +17,14 @@ export class TimeChart extends HTMLElement {
   lines: ChartLine[] = [];
   unit = '';
 
-  /** How many points the chart holds (tests read it). */
+  /** How many points the chart holds, and the time of the first (tests read them). */
   points = 0;
+  firstTime: number | null = null;
 
   set data(data: (number | null)[][]) {
     if (!this.#plot) this.#create();
     this.points = data[0]?.length ?? 0;
+    this.firstTime = data[0]?.[0] ?? null;
     this.#plot?.setData(data as uPlot.AlignedData);
   }
 

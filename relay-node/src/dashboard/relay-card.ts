@@ -43,7 +43,7 @@ export function relayCard(status: Obj): Obj {
     },
     connections: num(status.connections),
     subscriptions: num(status.subscriptions),
-    throughput: obj(status.throughput),
+    throughput: typeof status.throughput === 'object' ? status.throughput : null,
     sources: {
       total: sources.length,
       owned: owned.slice(0, MAX_LIST).map((s) => str(s.name)),
