@@ -28,9 +28,10 @@ const TAIL_MAX_PER_SECOND = 50;
 export const TAIL_MAX_PENDING_BYTES = 1024 * 1024;
 
 /**
- * The dashboard's routes: the page, `GET /v1/status/stream` (a `status` event every interval)
- * and `GET /v1/status/tail?topic=` (the live `msg` frames of one topic or pattern), both
- * server-sent events guarded by the admin token. `close` ends every open stream (on stop).
+ * The dashboard's routes: the page, `GET /v1/status/stream` (a `status` event every interval),
+ * `GET /v1/status/tail?topic=` (the live `msg` frames of one topic or pattern), both
+ * server-sent events, and `GET /v1/status/history` (the chart history ring as JSON), all three
+ * guarded by the admin token. `close` ends every open stream (on stop).
  */
 export function createDashboardRoutes(options: DashboardRoutesOptions) {
   const intervalMs = options.intervalMs ?? 1000;
@@ -40,6 +41,9 @@ export function createDashboardRoutes(options: DashboardRoutesOptions) {
     const guard = adminGuard(options);
     app.use('/v1/status/stream', guard);
     app.use('/v1/status/tail', guard);
+    app.use('/v1/status/history', guard);
+
+    app.get('/v1/status/history', (c) => c.json({ samples: options.samples?.() ?? [] }));
 
     app.get('/v1/status/stream', (c) =>
       streamSSE(c, async (stream) => {
