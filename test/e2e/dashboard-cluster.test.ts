@@ -206,6 +206,11 @@ describe('cluster view: three relays, the edge and Cassandra on one page', { ski
     assert.ok(points >= 2, `the chart starts with the history (${points} points)`);
     assert.ok(firstTime < openedAt - 3, 'its first point is from before the page was opened');
     await page.close();
+    const history = await fetch(`${a.url}/v1/status/history`, { headers: auth });
+    const { samples } = (await history.json()) as { samples: { at: number; published_per_s: number }[] };
+    assert.ok(samples.length >= 2 && samples.length <= 150, `${samples.length} samples, bounded`);
+    assert.ok(samples.some((s) => s.published_per_s > 0), 'the two publishes are in the history');
+    assert.equal((await fetch(`${a.url}/v1/status/history`)).status, 401);
   });
 
   it('takes screenshots at 1400 and 390 px', async () => {
