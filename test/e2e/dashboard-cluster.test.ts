@@ -74,10 +74,10 @@ describe('cluster view: three relays, the edge and Cassandra on one page', { ski
   /** A page on `url` that already holds the admin token (as after signing in once in this tab). */
   const signedIn = async (url: string) => {
     const opened = await browser.newPage();
-    await opened.addInitScript(([key, token]) => sessionStorage.setItem(key as string, token as string), [
-      TOKEN_KEY,
-      ADMIN,
-    ]);
+    await opened.addInitScript(
+      ([key, token]) => sessionStorage.setItem(key as string, token as string),
+      [TOKEN_KEY, ADMIN],
+    );
     await opened.goto(url);
     return opened;
   };
@@ -209,7 +209,10 @@ describe('cluster view: three relays, the edge and Cassandra on one page', { ski
     const history = await fetch(`${a.url}/v1/status/history`, { headers: auth });
     const { samples } = (await history.json()) as { samples: { at: number; published_per_s: number }[] };
     assert.ok(samples.length >= 2 && samples.length <= 150, `${samples.length} samples, bounded`);
-    assert.ok(samples.some((s) => s.published_per_s > 0), 'the two publishes are in the history');
+    assert.ok(
+      samples.some((s) => s.published_per_s > 0),
+      'the two publishes are in the history',
+    );
     assert.equal((await fetch(`${a.url}/v1/status/history`)).status, 401);
   });
 

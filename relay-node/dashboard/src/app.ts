@@ -142,8 +142,8 @@ export class AnodeDashboard extends LitElement {
         ${
           status
             ? html`<div class="grid">
-                ${relaysPanel(this.#model, status, (peer) => void this.#forget(peer))}
-                ${nodePanel(status)} ${storagePanel(this.#model, status)}
+                ${relaysPanel(this.#model, status, (peer) => void this.#forget(peer))} ${nodePanel(status)}
+                ${storagePanel(this.#model, status)}
                 ${panel(
                   'charts',
                   'Throughput and latency (last 5 minutes)',
@@ -168,8 +168,7 @@ export class AnodeDashboard extends LitElement {
                       ]}
                     ></time-chart>`,
                 )}
-                ${edgePanel(this.#model, status)} ${sourcesPanel(this.#model, status)}
-                ${topicsPanel(this.#model)}
+                ${edgePanel(this.#model, status)} ${sourcesPanel(this.#model, status)} ${topicsPanel(this.#model)}
                 ${panel(
                   'tail',
                   'Live tail',

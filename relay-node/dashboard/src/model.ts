@@ -163,7 +163,8 @@ function problemsOf(model: DashboardModel): string[] {
   for (const node of model.cassandra) if (!node.up) problems.push(`Cassandra node ${node.address} is down`);
   for (const relay of model.relays) if (!relay.up) problems.push(`Relay ${relay.name} is down`);
   for (const relay of model.relays) {
-    if (!relay.self && relay.up && relay.store_health === 'error') problems.push(`Relay ${relay.name}: storage not healthy`);
+    if (!relay.self && relay.up && relay.store_health === 'error')
+      problems.push(`Relay ${relay.name}: storage not healthy`);
   }
   for (const object of model.edgeObjects) {
     if (object.error) problems.push(`Edge object ${object.topic}: ${object.error}`);

@@ -83,7 +83,9 @@ export function relaysPanel(model: DashboardModel, status: RelayStatus, forget: 
         >
         ${
           r.status_error
-            ? html`<br /><span class="error-text" title=${r.status_error}>status not answered; shown as of ${ago(r.card_at)}</span>`
+            ? html`<br /><span class="error-text" title=${r.status_error}
+                  >status not answered; shown as of ${ago(r.card_at)}</span
+                >`
             : nothing
         }
         ${
@@ -99,7 +101,9 @@ export function relaysPanel(model: DashboardModel, status: RelayStatus, forget: 
         ${r.store ? html`${r.store.kind} ${badge(r.store_health ?? 'warn', r.store.state ?? (r.store.ok ? 'healthy' : 'unhealthy'))}` : dash}
         ${
           storeNodes.length > 0
-            ? html`<br /><span class="muted">${storeNodes.filter((n) => n.up).length} of ${storeNodes.length} Cassandra nodes up</span>`
+            ? html`<br /><span class="muted"
+                  >${storeNodes.filter((n) => n.up).length} of ${storeNodes.length} Cassandra nodes up</span
+                >`
             : nothing
         }
       </td>
@@ -115,7 +119,9 @@ export function relaysPanel(model: DashboardModel, status: RelayStatus, forget: 
         ${
           r.sources_owned
             ? html`${r.sources_owned.length} of ${r.sources_total ?? '?'}
-                <span class="muted">${r.sources_owned.slice(0, 6).join(', ')}${r.sources_owned.length > 6 ? ', …' : ''}</span>`
+                <span class="muted"
+                  >${r.sources_owned.slice(0, 6).join(', ')}${r.sources_owned.length > 6 ? ', …' : ''}</span
+                >`
             : dash
         }
       </td>
@@ -177,7 +183,9 @@ export function edgePanel(model: DashboardModel, status: RelayStatus) {
       html`<tr data-edge-object=${o.topic} data-via=${o.via}>
         <th scope="row"><code>${o.topic}</code></th>
         <td class="num" data-field="clients">${o.clients ?? dash}</td>
-        <td>${o.error ? badge('error', 'unreachable') : badge(o.link === 'open' ? 'ok' : 'warn', o.link ?? 'no link')}</td>
+        <td>
+          ${o.error ? badge('error', 'unreachable') : badge(o.link === 'open' ? 'ok' : 'warn', o.link ?? 'no link')}
+        </td>
         <td><code title=${o.via}>${short(o.via)}</code></td>
         <td class="error-text">${o.error ?? dash}</td>
       </tr>`,

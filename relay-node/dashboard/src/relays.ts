@@ -146,7 +146,13 @@ export function relaysOf(status: RelayStatus) {
   const edgeObjects: EdgeObjectView[] = [];
   const add = (objects: unknown, via: string) => {
     for (const o of list(objects)) {
-      edgeObjects.push({ topic: str(o.topic) ?? '?', clients: num(o.clients), link: str(o.link), error: str(o.error), via });
+      edgeObjects.push({
+        topic: str(o.topic) ?? '?',
+        clients: num(o.clients),
+        link: str(o.link),
+        error: str(o.error),
+        via,
+      });
     }
   };
   add(obj(status).edge_objects, self.name);

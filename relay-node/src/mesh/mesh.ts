@@ -229,7 +229,10 @@ export async function createMesh(context: ComponentContext) {
           const result = memory.forget(peer);
           if (result === 'forgotten') return c.json({ forgotten: peer });
           if (result === 'connected') {
-            return c.json({ error: { code: 'bad_frame', message: 'this peer is connected: it is not forgotten' } }, 409);
+            return c.json(
+              { error: { code: 'bad_frame', message: 'this peer is connected: it is not forgotten' } },
+              409,
+            );
           }
           return c.json({ error: { code: 'bad_frame', message: 'no such remembered peer' } }, 404);
         },

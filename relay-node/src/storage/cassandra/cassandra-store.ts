@@ -412,9 +412,7 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
     async health(): Promise<StoreHealth> {
       // Each Cassandra node as the driver sees it (the dashboard's cluster view shows them).
       const nodesSeen = () =>
-        client.hosts
-          .values()
-          .map((host) => ({ address: host.address, datacenter: host.datacenter, up: host.isUp() }));
+        client.hosts.values().map((host) => ({ address: host.address, datacenter: host.datacenter, up: host.isUp() }));
       try {
         await connect();
         await exec('SELECT release_version FROM system.local');
