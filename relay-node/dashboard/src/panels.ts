@@ -98,7 +98,14 @@ export function relaysPanel(model: DashboardModel, status: RelayStatus, forget: 
       </td>
       <td>${r.version ?? dash}</td>
       <td>
-        ${r.store ? html`${r.store.kind} ${badge(r.store_health ?? 'warn', r.store.state ?? (r.store.ok ? 'healthy' : 'unhealthy'))}` : dash}
+        ${
+          !r.store
+            ? dash
+            : r.up
+              ? html`${r.store.kind}
+                ${badge(r.store_health ?? 'warn', r.store.state ?? (r.store.ok ? 'healthy' : 'unhealthy'))}`
+              : html`${r.store.kind} <span class="muted">(last known)</span>`
+        }
         ${
           storeNodes.length > 0
             ? html`<br /><span class="muted"

@@ -104,13 +104,17 @@ function selfRelay(status: RelayStatus): RelayView {
 }
 
 function peerRelay(peer: Obj): RelayView {
+  const up = (str(peer.state) ?? 'up') === 'up';
+  // A down relay keeps its last card for who it was (version, storage kind); what it was doing
+  // then (throughput, clients, sources, links, health) is not shown as if it were now.
   const card = peer.card ? obj(peer.card) : null;
+  const live = up ? card : null;
   const node = obj(card?.node);
   const peerId = str(peer.peer_id ?? peer.id) ?? '?';
   const nodeId = str(node.id);
   const store = card ? storeOf(card.store) : null;
-  const sources = card ? obj(card.sources) : null;
-  const up = (str(peer.state) ?? 'up') === 'up';
+  if (store && !up) store.nodes = [];
+  const sources = live ? obj(live.sources) : null;
   return {
     key: nodeId ?? peerId,
     name: nodeId ?? peerId,
@@ -124,13 +128,13 @@ function peerRelay(peer: Obj): RelayView {
     version: str(node.version),
     store,
     store_health: healthOf(store),
-    throughput: card ? sampleOf(card.throughput) : null,
+    throughput: live ? sampleOf(live.throughput) : null,
     connection: up ? str(peer.connection) : null,
     latency_ms: up ? num(peer.latency_ms) : null,
-    connections: card ? num(card.connections) : null,
+    connections: live ? num(live.connections) : null,
     sources_owned: sources && Array.isArray(sources.owned) ? (sources.owned as string[]) : null,
     sources_total: sources ? num(sources.total) : null,
-    edge_links: card ? list(card.edge_links).map((l) => ({ topic: str(l.topic), state: str(l.state) })) : null,
+    edge_links: live ? list(live.edge_links).map((l) => ({ topic: str(l.topic), state: str(l.state) })) : null,
     status_error: str(peer.status_error),
     card_at: str(peer.card_at),
   };

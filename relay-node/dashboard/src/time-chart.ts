@@ -1,6 +1,16 @@
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 
+/** Indices of values with no value on either side: uPlot draws no line through them. */
+function isolated(u: uPlot, seriesIndex: number): number[] | null {
+  const values = u.data[seriesIndex] ?? [];
+  const out: number[] = [];
+  for (let i = 0; i < values.length; i++) {
+    if (values[i] != null && values[i - 1] == null && values[i + 1] == null) out.push(i);
+  }
+  return out;
+}
+
 export interface ChartLine {
   label: string;
   color: string;
@@ -52,9 +62,11 @@ export class TimeChart extends HTMLElement {
           y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.15)] },
         },
         axes: [
-          // Clock times only, at least 80 px apart: date labels overlapped on a 390 px phone.
+          // Clock times on whole minutes, at least 80 px apart: date labels overlapped on a 390 px
+          // phone, and sub-minute ticks repeated one "HH:MM" label.
           {
             space: 80,
+            incrs: [60, 120, 300, 600, 1800, 3600],
             values: (_u, ticks) =>
               ticks.map((t) => new Date(t * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })),
           },
@@ -66,7 +78,8 @@ export class TimeChart extends HTMLElement {
             label: line.label,
             stroke: line.color,
             width: 2,
-            points: { show: false },
+            // Only a point with no neighbour is drawn as a dot (a line needs two).
+            points: { show: true, size: 5, filter: isolated },
             dash: line.dash,
             spanGaps: true,
             value: (_u: uPlot, v: number | null) => (v == null ? '–' : `${+v.toFixed(2)} ${unit}`),
