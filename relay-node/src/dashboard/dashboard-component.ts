@@ -12,13 +12,16 @@ const EDGE_POLL_MS = 3_000;
  * The stream reads the merged `/v1/status` through the app itself, so it always shows exactly
  * what the status API shows, every component included. It adds to that status this relay's
  * latest throughput sample (`throughput`, from the history ring behind the charts) and the edge
- * Durable Objects of its edge links (`edge_objects`).
+ * Durable Objects of its edge links (`edge_objects`), read only while a dashboard is open here or
+ * on a peer (watchers.ts).
  */
-export const createDashboardComponent: ComponentFactory = async ({ config, hub, metrics, status }) => {
+export const createDashboardComponent: ComponentFactory = async ({ config, hub, metrics, status, watchers }) => {
   let app: Hono | undefined;
   const history = createMetricsHistory({ snapshot: () => metricsSnapshot(metrics) });
   const edgeObjects = createEdgeObjects({
     intervalMs: EDGE_POLL_MS,
+    // Reading an object's status keeps it awake: only while a dashboard is open somewhere.
+    active: () => watchers.any(),
     links: async () => {
       const edge = (await status()).edge as { links?: { topic: string; url: string; state: string }[] } | undefined;
       return (edge?.links ?? []).filter((l) => l.state === 'open');
@@ -38,6 +41,7 @@ export const createDashboardComponent: ComponentFactory = async ({ config, hub, 
     metrics: () => metricsSnapshot(metrics),
     samples: (after) => history.samples(after),
     tail: hub,
+    watchers,
   });
   const component: Component = {
     name: 'dashboard',

@@ -3,6 +3,7 @@ import type { Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import type { Subscriber } from '../hub/hub.ts';
 import { adminGuard, type GuardOptions } from './admin-guard.ts';
+import type { Watchers } from './watchers.ts';
 import type { MetricsSample, MetricsSnapshot, StatusEvent } from './status-schema.ts';
 import { mountStaticAssets } from './static-assets.ts';
 
@@ -19,6 +20,8 @@ export interface DashboardRoutesOptions extends GuardOptions {
   /** The history ring's samples, all or those after a time (metrics-history.ts). */
   samples?: (after?: number) => MetricsSample[];
   tail: TailSource;
+  /** Told while a status stream is open (a page is watching). */
+  watchers?: Watchers;
   intervalMs?: number;
   distDir?: string;
 }
@@ -53,21 +56,27 @@ export function createDashboardRoutes(options: DashboardRoutesOptions) {
         };
         open.add(stop);
         stream.onAbort(stop);
-        // The first event carries the whole history ring, later ones what was added since.
-        let sentUpTo: number | undefined;
-        while (running && !stream.aborted) {
-          const samples = options.samples?.(sentUpTo) ?? [];
-          if (samples.length > 0) sentUpTo = samples.at(-1)?.at;
-          const event: StatusEvent = {
-            at: Date.now(),
-            status: (await options.status()) as StatusEvent['status'],
-            metrics: await options.metrics(),
-            samples,
-          };
-          await stream.writeSSE({ event: 'status', data: JSON.stringify(event) });
-          await stream.sleep(intervalMs);
+        // While this stream is open, a page is watching (work done only for the page runs).
+        const release = options.watchers?.open();
+        try {
+          // The first event carries the whole history ring, later ones what was added since.
+          let sentUpTo: number | undefined;
+          while (running && !stream.aborted) {
+            const samples = options.samples?.(sentUpTo) ?? [];
+            if (samples.length > 0) sentUpTo = samples.at(-1)?.at;
+            const event: StatusEvent = {
+              at: Date.now(),
+              status: (await options.status()) as StatusEvent['status'],
+              metrics: await options.metrics(),
+              samples,
+            };
+            await stream.writeSSE({ event: 'status', data: JSON.stringify(event) });
+            await stream.sleep(intervalMs);
+          }
+        } finally {
+          release?.();
+          open.delete(stop);
         }
-        open.delete(stop);
       }),
     );
 

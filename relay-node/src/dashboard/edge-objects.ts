@@ -1,7 +1,8 @@
 /**
  * The edge's side of this relay's edge links: for every linked topic, its Durable Object's own
  * view, read from the Worker's `GET /v1/status?topic=` (clients connected to that object, and
- * the state of its link as the object sees it). Polled every `intervalMs`, at most MAX_TOPICS
+ * the state of its link as the object sees it). Polled every `intervalMs` while `active` (a
+ * request wakes a hibernating object, so only while a dashboard is open), at most MAX_TOPICS
  * topics, each request bounded by TIMEOUT_MS; the status shows the last answer (or the error).
  */
 const MAX_TOPICS = 50;
@@ -47,13 +48,13 @@ async function readObject(topic: string, linkUrl: string): Promise<EdgeObject> {
   }
 }
 
-export function createEdgeObjects(options: { links: Links; intervalMs: number }) {
+export function createEdgeObjects(options: { links: Links; intervalMs: number; active: () => boolean }) {
   let objects: EdgeObject[] = [];
   let timer: ReturnType<typeof setInterval> | undefined;
   let running = false;
 
   const poll = async () => {
-    if (running) return;
+    if (running || !options.active()) return;
     running = true;
     try {
       const links = (await options.links()).slice(0, MAX_TOPICS);

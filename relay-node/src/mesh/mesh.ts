@@ -105,6 +105,8 @@ export async function createMesh(context: ComponentContext) {
     card: async () => relayCard(await context.status()),
     meshPeers: () => meshPeers,
     onCard: (peer, card) => memory.card(peer, card),
+    watching: () => context.watchers.local(),
+    onWatched: () => context.watchers.touchRemote(),
     log: log.child({ part: 'status' }),
   });
   const peers = createPeerManager(host, {

@@ -7,7 +7,8 @@ import type { Host } from './host.ts';
 /**
  * `/anode/status/1.0.0`: how relays learn each other's status, so any relay's dashboard shows
  * the whole mesh with one admin token. Every `intervalMs` a relay asks each connected mesh peer
- * for its status card: one request `{"v":1}`, one answer (the card, a JSON object), both
+ * for its status card: one request `{"v":1,"watching":<bool>}` (whether a dashboard is open on
+ * the asking relay; see watchers.ts), one answer (the card, a JSON object), both
  * varint-length-prefixed; the answer is at most MAX_CARD_BYTES, every read, write and close is
  * bounded by TIMEOUT_MS, and at most one request per peer is in flight. Only mesh members get
  * an answer: the connection already passed the private-mesh key and the allow-list, and the
@@ -30,6 +31,10 @@ export interface StatusProtocolOptions {
   meshPeers: () => ReadonlySet<string>;
   /** A peer's card arrived. */
   onCard: (peer: string, card: Record<string, unknown>) => void;
+  /** Whether this relay's own dashboard is open (sent along: `{"v":1,"watching":true}`). */
+  watching: () => boolean;
+  /** A peer asked with `watching`. */
+  onWatched: () => void;
   log: Logger;
 }
 
@@ -46,8 +51,12 @@ export function createStatusProtocol(options: StatusProtocolOptions) {
     try {
       if (!options.meshPeers().has(connection.remotePeer.toString())) throw new Error('not a mesh peer');
       const lp = lpStream(stream, { maxDataLength: MAX_REQUEST_BYTES });
-      const request = JSON.parse(decoder.decode((await lp.read(bounded())).subarray())) as { v?: unknown };
+      const request = JSON.parse(decoder.decode((await lp.read(bounded())).subarray())) as {
+        v?: unknown;
+        watching?: unknown;
+      };
       if (request.v !== 1) throw new Error('unknown status request version');
+      if (request.watching === true) options.onWatched();
       const card = encoder.encode(JSON.stringify(await options.card()));
       if (card.byteLength > MAX_CARD_BYTES) throw new Error('status card too large');
       await lp.write(card, bounded());
@@ -67,7 +76,7 @@ export function createStatusProtocol(options: StatusProtocolOptions) {
         ...bounded(),
       });
       const lp = lpStream(stream, { maxDataLength: MAX_CARD_BYTES });
-      await lp.write(encoder.encode('{"v":1}'), bounded());
+      await lp.write(encoder.encode(JSON.stringify({ v: 1, watching: options.watching() })), bounded());
       const card: unknown = JSON.parse(decoder.decode((await lp.read(bounded())).subarray()));
       await stream.close(bounded());
       if (typeof card !== 'object' || card === null || Array.isArray(card)) throw new Error('card is not an object');
