@@ -36,6 +36,7 @@ interface Peer {
 interface Status {
   node: { id: string; peer_id: string; multiaddrs: string[] };
   peers: Peer[];
+  peers_down?: Peer[];
   store: { kind: string; state?: string; nodes?: { address: string; up: boolean }[] };
   edge_objects?: { topic: string; clients: number | null; link: string | null }[];
 }
@@ -252,7 +253,9 @@ describe('cluster view: three relays, the edge and Cassandra on one page', { ski
     }
     // The status API says so too, with when it was last seen, and keeps the last card.
     for (const relay of [a, b]) {
-      const peer = (await statusOf(relay.url)).peers.find((p) => p.peer_id === ids.c.peer_id);
+      const status = await statusOf(relay.url);
+      assert.ok(!status.peers.some((p) => p.peer_id === ids.c.peer_id), '`peers` lists connected peers only');
+      const peer = status.peers_down?.find((p) => p.peer_id === ids.c.peer_id);
       assert.equal(peer?.state, 'down');
       assert.ok(peer?.last_seen && peer.down_since, 'last seen and down since are set');
       assert.equal(peer?.card?.node?.id, ids.c.id, 'the last card is kept');

@@ -142,7 +142,8 @@ function peerRelay(peer: Obj): RelayView {
 
 export function relaysOf(status: RelayStatus) {
   const self = selfRelay(status);
-  const peers = (status.peers ?? []).map((p) => peerRelay(p as Obj));
+  const all = [...(status.peers ?? []), ...(status.peers_down ?? [])] as Obj[];
+  const peers = all.map((p) => peerRelay(p));
   // Down first (what needs attention), then by name; this relay leads.
   peers.sort((a, b) => Number(a.up) - Number(b.up) || a.name.localeCompare(b.name));
   const relays = [self, ...peers];
@@ -162,7 +163,7 @@ export function relaysOf(status: RelayStatus) {
   add(obj(status).edge_objects, self.name);
   for (const peer of status.peers ?? []) {
     const card = obj((peer as Obj).card);
-    if ((peer as Obj).state !== 'down') add(card.edge_objects, str(obj(card.node).id) ?? '?');
+    add(card.edge_objects, str(obj(card.node).id) ?? '?');
   }
 
   const cassandra: CassandraNode[] = [];
@@ -179,7 +180,7 @@ export function relaysOf(status: RelayStatus) {
   addNodes(obj(status.store).nodes, self.name);
   for (const peer of status.peers ?? []) {
     const card = obj((peer as Obj).card);
-    if ((peer as Obj).state !== 'down') addNodes(obj(card.store).nodes, str(obj(card.node).id) ?? '?');
+    addNodes(obj(card.store).nodes, str(obj(card.node).id) ?? '?');
   }
   return { relays, edgeObjects, cassandra };
 }

@@ -86,7 +86,10 @@ export const statusSchema = z
     subscriptions: z.number(),
     subscribers: z.record(z.string(), z.number()),
     topics: z.array(topicStatusSchema),
+    /** Connected peers. */
     peers: z.array(peerStatusSchema).optional(),
+    /** Mesh peers remembered but not connected (`state: 'down'`, `down_since`, `last_seen`). */
+    peers_down: z.array(peerStatusSchema).optional(),
     /** Gossip mesh: topic → peer ids. */
     mesh: z.record(z.string(), z.unknown()).optional(),
     /** Edge links and the Durable Objects / topics each serves. */

@@ -41,18 +41,21 @@ export function peersStatus(host: Host) {
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 /**
- * Connected peers and the mesh peers remembered from before (peer-memory.ts), each with its
- * state (`up` or `down`), since when, when it was last seen, and its last status card. A
- * connected peer that does not speak the mesh protocols (not remembered) shows as up, no card.
+ * `peers`: the connected peers (as before), now each with `state: 'up'`, since when, and its
+ * last status card; `peers_down`: the mesh peers remembered from before (peer-memory.ts) that
+ * are not connected, with since when they are down and when they were last seen. Kept apart so
+ * `peers` still lists exactly the connected peers. A connected peer that does not speak the mesh
+ * protocols (not remembered) shows with no card.
  */
 export function clusterPeersStatus(host: Host, memory: PeerMemory, errorOf: (peer: string) => string | undefined) {
   const connected = new Map(peersStatus(host).map((p) => [p.peer_id, p]));
   const out: Record<string, unknown>[] = [];
+  const down: Record<string, unknown>[] = [];
   for (const remembered of memory.list()) {
     const live = connected.get(remembered.peer_id);
     connected.delete(remembered.peer_id);
     const up = live !== undefined;
-    out.push({
+    (up ? out : down).push({
       ...(live ?? { peer_id: remembered.peer_id, connection: null, latency_ms: null }),
       state: up ? 'up' : 'down',
       up_since: up ? iso(remembered.up_since ?? remembered.first_seen) : null,
@@ -65,7 +68,7 @@ export function clusterPeersStatus(host: Host, memory: PeerMemory, errorOf: (pee
     });
   }
   for (const live of connected.values()) out.push({ ...live, state: 'up', last_seen: iso(Date.now()), card: null });
-  return out;
+  return { peers: out, peers_down: down };
 }
 
 /** Gossip mesh peers of every topic this node carries. */

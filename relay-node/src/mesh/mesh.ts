@@ -244,7 +244,7 @@ export async function createMesh(context: ComponentContext) {
     status() {
       return {
         node: { peer_id: host.peerId.toString(), multiaddrs: host.getMultiaddrs().map(String) },
-        peers: clusterPeersStatus(host, memory, statusProtocol.errorOf),
+        ...clusterPeersStatus(host, memory, statusProtocol.errorOf),
         mesh: {
           persist: config.mesh_persist,
           carry: config.mesh_carry,
