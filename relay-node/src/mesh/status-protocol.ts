@@ -10,7 +10,8 @@ import type { Host } from './host.ts';
  * for its status card: one request `{"v":1,"watching":<bool>}` (whether a dashboard is open on
  * the asking relay; see watchers.ts), one answer (the card, a JSON object), both
  * varint-length-prefixed; the answer is at most MAX_CARD_BYTES, every read, write and close is
- * bounded by TIMEOUT_MS, and at most one request per peer is in flight. Only mesh members get
+ * bounded by TIMEOUT_MS, and at most one request per peer is in flight; requests go over a
+ * connection that is already open (the protocol never dials). Only mesh members get
  * an answer: the connection already passed the private-mesh key and the allow-list, and the
  * asking peer must be one this relay counts as a mesh peer (it speaks the catch-up protocol).
  * The card holds no secrets (see relay-card.ts); it is what `/v1/status` shows of the peer.
@@ -71,10 +72,12 @@ export function createStatusProtocol(options: StatusProtocolOptions) {
     inFlight.add(peer);
     let stream: Stream | undefined;
     try {
-      stream = await host.dialProtocol(peerIdFromString(peer), STATUS_PROTOCOL, {
-        runOnLimitedConnection: true,
-        ...bounded(),
-      });
+      // Over a connection that is already open, never a new dial: with only a limited (relayed)
+      // connection, a dial opens another one (two WebRTC connections when both sides ask at once).
+      const open = host.getConnections(peerIdFromString(peer)).filter((c) => c.status === 'open');
+      const connection = open.find((c) => c.limits === undefined) ?? open[0];
+      if (!connection) throw new Error('not connected');
+      stream = await connection.newStream(STATUS_PROTOCOL, { runOnLimitedConnection: true, ...bounded() });
       const lp = lpStream(stream, { maxDataLength: MAX_CARD_BYTES });
       await lp.write(encoder.encode(JSON.stringify({ v: 1, watching: options.watching() })), bounded());
       const card: unknown = JSON.parse(decoder.decode((await lp.read(bounded())).subarray()));
