@@ -110,8 +110,6 @@ export function createStatusProtocol(options: StatusProtocolOptions) {
       timer = setInterval(round, options.intervalMs);
       timer.unref();
     },
-    /** Ask a peer now (it just connected), rather than at the next round. */
-    ask: (peer: string) => void ask(peer),
     async stop() {
       stopped = true;
       clearInterval(timer);
