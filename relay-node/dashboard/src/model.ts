@@ -1,6 +1,6 @@
 import { matches } from '../../../shared/src/topics.ts';
 import type { MetricsSample, SourceStatus, StatusEvent } from '../../src/dashboard/status-schema.ts';
-import { type CassandraNode, type EdgeObjectView, type RelayView, relaysOf } from './relays.ts';
+import { type CassandraNode, type EdgeObjectView, type Health, type RelayView, relaysOf } from './relays.ts';
 
 /**
  * What the page shows, derived from the stream's events: the relays of the mesh (this one and
@@ -10,7 +10,7 @@ import { type CassandraNode, type EdgeObjectView, type RelayView, relaysOf } fro
 export const SERIES_POINTS = 300;
 const SPARK_POINTS = 40;
 
-export type Health = 'ok' | 'warn' | 'error';
+export type { Health };
 
 export interface TopicView {
   topic: string;

@@ -1,5 +1,4 @@
 import type { MetricsSample, RelayStatus } from '../../src/dashboard/status-schema.ts';
-import type { Health } from './model.ts';
 
 /**
  * The cluster view's rows: this relay (from its own status) and every mesh peer the relay
@@ -7,6 +6,8 @@ import type { Health } from './model.ts';
  * (relay-node/src/dashboard/relay-card.ts). Also every edge Durable Object and every Cassandra
  * node any of them sees.
  */
+export type Health = 'ok' | 'warn' | 'error';
+
 export interface CassandraNode {
   address: string;
   datacenter: string | null;
