@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { MessageStore } from '@anode/shared';
 import type { Hono } from 'hono';
 import type { Cluster } from './cluster.ts';
+import type { Watchers } from './dashboard/watchers.ts';
 import type { RelayConfig } from './config.ts';
 import type { Hub } from './hub/hub.ts';
 import type { Logger } from './logger.ts';
@@ -35,6 +36,10 @@ export interface ComponentContext {
   log: Logger;
   /** The live relays this node shares pulled work with: itself alone unless the mesh drives it. */
   cluster: Cluster;
+  /** This node's merged `GET /v1/status` (unredacted: pick from it, never pass it on whole). */
+  status: () => Promise<Record<string, unknown>>;
+  /** Whether a dashboard is open, here or on a peer (work done only for the page waits for it). */
+  watchers: Watchers;
 }
 
 export type ComponentFactory = (context: ComponentContext) => Promise<Component | undefined>;

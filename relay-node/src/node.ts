@@ -18,6 +18,7 @@ import { createStore } from './storage/create-store.ts';
 import { VERSION } from './version.ts';
 import { createMeshComponent } from './mesh/mesh-component.ts';
 import { createDashboardComponent } from './dashboard/dashboard-component.ts';
+import { createWatchers } from './dashboard/watchers.ts';
 import { createSourcesComponent } from './sources/sources-component.ts';
 import { createEdgeComponent } from './edge/edge-component.ts';
 
@@ -98,7 +99,17 @@ export async function createRelayNode(
     ...hub.status(),
   });
 
-  const context = { nodeId: id, config, hub, store, metrics, log, cluster: createCluster(id) };
+  const context = {
+    nodeId: id,
+    config,
+    hub,
+    store,
+    metrics,
+    log,
+    cluster: createCluster(id),
+    status,
+    watchers: createWatchers(),
+  };
   const components: Component[] = [];
   for (const factory of COMPONENTS) {
     const component = await factory({ ...context, log: log.child({ component: factory.name }) });

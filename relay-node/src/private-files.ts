@@ -3,7 +3,8 @@ import { join } from 'node:path';
 
 /**
  * Files in the data folder hold secrets: `sources.json` (source URLs and headers with
- * credentials), `peer-key` (the mesh identity), `node-id`, and the stores (every message). They
+ * credentials), `peer-key` (the mesh identity), `node-id`, `mesh-peers.json` (who the mesh
+ * peers are, and where), and the stores (every message). They
  * are created owner-only (0600, their folder 0700), and on start any of them left readable by
  * others (made by an older version, or copied in) are tightened.
  */
@@ -16,6 +17,7 @@ const SECRET_FILES = [
   'peer-key',
   'sources.json',
   'sources.json.tmp',
+  'mesh-peers.json',
   ...['messages.sqlite', 'spool/spool.sqlite'].flatMap((db) => [db, `${db}-wal`, `${db}-shm`, `${db}-journal`]),
 ];
 const SECRET_DIRS = ['', 'spool'];

@@ -1,39 +1,20 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
-import { createDashboardRoutes } from '@anode/relay-node/src/dashboard/dashboard-routes.ts';
-import { DEFAULT_DIST_DIR } from '@anode/relay-node/src/dashboard/static-assets.ts';
-import type { MetricsSnapshot } from '@anode/relay-node/src/dashboard/status-schema.ts';
-import { getRequestListener } from '@hono/node-server';
-import { Hono } from 'hono';
 import { after, before, describe, it } from 'node:test';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
+import { ensureDashboardBuilt, launchChromium, openPage, SHOTS } from '../helpers/dashboard.ts';
 import { startFeeds } from '../helpers/feeds.ts';
-import { asArgs, FAST_MESH, meshStatus } from '../helpers/mesh.ts';
+import { asArgs, FAST_MESH, freePort, meshStatus } from '../helpers/mesh.ts';
 import { spawnRelay, startRelay, tempDir, type TestRelay } from '../helpers/relay.ts';
 
 /**
  * The dashboard in Debian's Chromium (playwright-core): loads cleanly, follows live counts,
- * shows a failing source (a real HTTP source polling a closed port), a stopped peer (through
- * the fixture status double below, until the mesh's status is in), the topic tail, and the
- * admin-token guard. Screenshots go to test-results/.
+ * shows a failing source (a real HTTP source polling a closed port), a stopped peer (two real
+ * relays, one killed), the topic tail, and the admin-token guard. Screenshots go to
+ * test-results/. The whole cluster view (three relays, the edge, Cassandra) is
+ * dashboard-cluster.test.ts.
  */
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const SHOTS = fileURLToPath(new URL('../../test-results/', import.meta.url));
-const RELAY_DIR = fileURLToPath(new URL('../../relay-node/', import.meta.url));
 const WAIT = { timeout: 15_000 };
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 const publish = (relay: TestRelay, topic: string, data: unknown) =>
   fetch(`${relay.url}/v1/topics/${topic}/messages`, {
@@ -42,62 +23,13 @@ const publish = (relay: TestRelay, topic: string, data: unknown) =>
     body: JSON.stringify({ data, source: 'dashboard-test' }),
   }).then((res) => assert.equal(res.status, 202));
 
-/** Build the page once if a previous `npm run build` has not. */
-function ensureBuilt() {
-  if (existsSync(`${DEFAULT_DIST_DIR}/index.html`)) return;
-  const vite = fileURLToPath(new URL('../../node_modules/vite/bin/vite.js', import.meta.url));
-  const result = spawnSync(process.execPath, [vite, 'build', '--config', 'dashboard/vite.config.ts'], {
-    cwd: RELAY_DIR,
-    stdio: 'inherit',
-  });
-  assert.equal(result.status, 0, 'vite build failed');
-}
-
-/**
- * TEST DOUBLE: the real dashboard routes and page, fed a status fixture instead of a relay's.
- * Used for peers because the mesh's `peers` status is not landed yet; `setPeers` plays a peer
- * stopping (it disappears from `peers`, as the mesh reports only connected peers).
- */
-async function startFixtureStatusDouble(base: () => Promise<Record<string, unknown>>) {
-  let peers: unknown[] = [];
-  const zero = { sum_s: 0, count: 0 };
-  const metrics: MetricsSnapshot = {
-    published_total: 0,
-    delivered_total: 0,
-    errors_total: 0,
-    publish_latency: zero,
-    store_append: zero,
-  };
-  const routes = createDashboardRoutes({
-    adminToken: undefined,
-    authOn: false,
-    intervalMs: 300,
-    status: async () => ({ ...(await base()), peers }),
-    metrics: async () => metrics,
-    tail: { subscribe: async () => undefined, removeSubscriber: () => undefined },
-  });
-  const app = new Hono();
-  routes.mount(app);
-  const server: Server = createServer(getRequestListener(app.fetch));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    setPeers: (next: unknown[]) => void (peers = next),
-    async stop() {
-      routes.close();
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-    },
-  };
-}
-
 describe('dashboard', () => {
   let relay: TestRelay;
   let browser: BrowserContext;
   let profile: string;
 
   before(async () => {
-    ensureBuilt();
+    ensureDashboardBuilt();
     await mkdir(SHOTS, { recursive: true });
     const closed = await freePort();
     const sources = [
@@ -114,20 +46,7 @@ describe('dashboard', () => {
     ];
     relay = await startRelay({ sources: JSON.stringify(sources) });
     profile = await tempDir('anode-chromium-');
-    browser = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1280, height: 900 },
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-      ],
-    });
+    browser = await launchChromium(profile);
   });
 
   after(async () => {
@@ -136,16 +55,7 @@ describe('dashboard', () => {
     if (profile) await rm(profile, { recursive: true, force: true });
   });
 
-  const open = async (url: string) => {
-    const page = await browser.newPage();
-    const errors: string[] = [];
-    page.on('console', (message) => {
-      if (message.type() === 'error') errors.push(message.text());
-    });
-    page.on('pageerror', (error) => errors.push(error.message));
-    await page.goto(url);
-    return { page, errors };
-  };
+  const open = (url: string) => openPage(browser, url);
 
   const textOf = (page: Page, selector: string) => page.locator(selector).first().textContent(WAIT);
 
@@ -206,34 +116,6 @@ describe('dashboard', () => {
     await page.screenshot({ path: `${SHOTS}dashboard-phone.png`, fullPage: true });
     assert.deepEqual(errors, []);
     await page.close();
-  });
-
-  it('a stopped peer shows as down (fixture status double)', async () => {
-    const double = await startFixtureStatusDouble(async () => (await fetch(`${relay.url}/v1/status`)).json());
-    try {
-      const peer = (id: string, connection: string) => ({
-        peer_id: id,
-        connection,
-        latency_ms: 3.2,
-        connections: [{ type: connection, addr: `/ip4/127.0.0.1/tcp/4001/p2p/${id}` }],
-      });
-      const alive = peer('12D3KooWAliveAliveAliveAliveAliveAlive', 'direct');
-      const stopping = peer('12D3KooWStopStopStopStopStopStopStop', 'relayed');
-      double.setPeers([alive, stopping]);
-      const { page, errors } = await open(double.url);
-      await page.locator('tr[data-peer="12D3KooWStopStopStopStopStopStopStop"][data-state="up"]').waitFor(WAIT);
-      double.setPeers([alive]);
-      const down = page.locator('tr[data-peer="12D3KooWStopStopStopStopStopStopStop"][data-state="down"]');
-      await down.waitFor(WAIT);
-      assert.match((await down.textContent()) ?? '', /down/);
-      assert.match((await textOf(page, '[data-testid="banner"]')) ?? '', /is down/);
-      await page.locator('tr[data-peer="12D3KooWAliveAliveAliveAliveAliveAlive"][data-state="up"]').waitFor(WAIT);
-      await page.screenshot({ path: `${SHOTS}dashboard-peer-down.png`, fullPage: true });
-      assert.deepEqual(errors, []);
-      await page.close();
-    } finally {
-      await double.stop();
-    }
   });
 
   it('a stopped peer shows as down (two real meshed relays, one killed)', async () => {

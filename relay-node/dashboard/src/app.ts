@@ -2,7 +2,7 @@ import { html, LitElement, nothing } from 'lit';
 import type { StatusEvent } from '../../src/dashboard/status-schema.ts';
 import { ago } from './format.ts';
 import { applyEvent, type DashboardModel, emptyModel } from './model.ts';
-import { edgePanel, nodePanel, panel, peersPanel, sourcesPanel, storagePanel, topicsPanel } from './panels.ts';
+import { edgePanel, nodePanel, panel, relaysPanel, sourcesPanel, storagePanel, topicsPanel } from './panels.ts';
 import { keepReading } from './sse.ts';
 import './time-chart.ts';
 import type { TimeChart } from './time-chart.ts';
@@ -54,7 +54,31 @@ export class AnodeDashboard extends LitElement {
     );
   }
 
+  /** Forget a relay that is down (`DELETE /v1/mesh/peers/:peer`); the next event shows the result. */
+  #forget = async (peer: string) => {
+    const headers: Record<string, string> = {};
+    const token = this.#token();
+    if (token) headers.authorization = `Bearer ${token}`;
+    const response = await fetch(`/v1/mesh/peers/${encodeURIComponent(peer)}`, { method: 'DELETE', headers });
+    if (!response.ok) {
+      const body = (await response.json().catch(() => ({}))) as { error?: { message?: string } };
+      this.#actionError = `Forget ${peer}: ${body.error?.message ?? response.statusText}`;
+      this.requestUpdate();
+    }
+  };
+
+  #actionError = '';
+
   protected override updated() {
+    // On a phone each table row is a card: every cell shows its column's name (styles.css).
+    for (const table of this.querySelectorAll<HTMLTableElement>('table.cards')) {
+      const heads = [...table.querySelectorAll('thead th')].map((th) => th.textContent?.trim() ?? '');
+      for (const row of table.tBodies[0]?.rows ?? []) {
+        [...row.cells].forEach((cell, i) => {
+          if (cell.dataset.label !== heads[i]) cell.dataset.label = heads[i] ?? '';
+        });
+      }
+    }
     const { series } = this.#model;
     const throughput = this.querySelector<TimeChart>('#throughput-chart');
     if (throughput) throughput.data = [series.time, series.published, series.delivered];
@@ -89,7 +113,11 @@ export class AnodeDashboard extends LitElement {
         : this.#connection === 'retrying'
           ? 'connection lost: retrying'
           : 'connecting…';
-    const all = this.#connection === 'retrying' ? ['The status stream is disconnected', ...problems] : problems;
+    const all = [
+      ...(this.#connection === 'retrying' ? ['The status stream is disconnected'] : []),
+      ...(this.#actionError ? [this.#actionError] : []),
+      ...problems,
+    ];
     return html`<div class="banner ${all.length > 0 ? 'error' : 'ok'}" role="status" data-testid="banner">
       ${
         all.length === 0
@@ -106,7 +134,7 @@ export class AnodeDashboard extends LitElement {
   override render() {
     const status = this.#model.event?.status;
     return html`<header>
-        <h1>aNode relay</h1>
+        <h1>aNode cluster</h1>
         ${status ? html`<span class="muted">node <code>${status.node.id}</code></span>` : nothing}
       </header>
       <main id="main">
@@ -114,7 +142,8 @@ export class AnodeDashboard extends LitElement {
         ${
           status
             ? html`<div class="grid">
-                ${nodePanel(status)} ${storagePanel(this.#model, status)}
+                ${relaysPanel(this.#model, status, (peer) => void this.#forget(peer))} ${nodePanel(status)}
+                ${storagePanel(this.#model, status)}
                 ${panel(
                   'charts',
                   'Throughput and latency (last 5 minutes)',
@@ -139,8 +168,7 @@ export class AnodeDashboard extends LitElement {
                       ]}
                     ></time-chart>`,
                 )}
-                ${peersPanel(this.#model, status)} ${sourcesPanel(this.#model, status)} ${edgePanel(status)}
-                ${topicsPanel(this.#model)}
+                ${edgePanel(this.#model, status)} ${sourcesPanel(this.#model, status)} ${topicsPanel(this.#model)}
                 ${panel(
                   'tail',
                   'Live tail',

@@ -25,6 +25,19 @@ export function ago(time: string | number | null | undefined): string {
   return `${Math.floor(s / 86_400)}d ago`;
 }
 
+/** A time that may be in the future (a next attempt): "in 4s", "now", or "3s ago" if overdue. */
+export function when(time: string | number | null | undefined): string {
+  if (time == null) return '–';
+  const at = typeof time === 'number' ? time : Date.parse(time);
+  if (Number.isNaN(at)) return String(time);
+  const s = Math.round((at - Date.now()) / 1000);
+  if (s > 0) return s < 60 ? `in ${s}s` : `in ${Math.ceil(s / 60)}m`;
+  return s === 0 ? 'now' : ago(at);
+}
+
+/** "1 connection", "2 connections". */
+export const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
 export const duration = (seconds: number) =>
   seconds < 60
     ? `${seconds}s`

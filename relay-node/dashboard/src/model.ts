@@ -1,29 +1,22 @@
-import type { MetricsSnapshot, PeerStatus, SourceStatus, StatusEvent } from '../../src/dashboard/status-schema.ts';
+import { matches } from '../../../shared/src/topics.ts';
+import type { MetricsSample, SourceStatus, StatusEvent } from '../../src/dashboard/status-schema.ts';
+import { type CassandraNode, type EdgeObjectView, type Health, type RelayView, relaysOf } from './relays.ts';
 
 /**
- * What the page shows, derived from the stream's events: rates from counter deltas, chart
- * series over the last minutes, peers remembered after they drop (shown as down), source
- * sparklines, and the list of problems. Pure data: no DOM.
+ * What the page shows, derived from the stream's events: the relays of the mesh (this one and
+ * every peer the server reports or remembers), chart series from the server's history ring,
+ * topic rates from counter deltas, source sparklines, and the list of problems. Pure data: no DOM.
  */
 export const SERIES_POINTS = 300;
 const SPARK_POINTS = 40;
 
-export type Health = 'ok' | 'warn' | 'error';
-
-export interface PeerView {
-  id: string;
-  addrs: string[];
-  connection: string;
-  latency_ms: number | null;
-  up_since: string | null;
-  up: boolean;
-  last_seen: number;
-}
+export type { Health };
 
 export interface TopicView {
   topic: string;
   published: number;
   delivered: number;
+  /** Subscribers of the topic itself plus those of every pattern that matches it. */
   subscribers: number;
   publish_rate: number;
   delivery_rate: number;
@@ -48,7 +41,9 @@ export interface Series {
 export interface DashboardModel {
   event: StatusEvent | undefined;
   topics: TopicView[];
-  peers: PeerView[];
+  relays: RelayView[];
+  edgeObjects: EdgeObjectView[];
+  cassandra: CassandraNode[];
   sources: SourceView[];
   series: Series;
   problems: string[];
@@ -58,7 +53,9 @@ export function emptyModel(): DashboardModel {
   return {
     event: undefined,
     topics: [],
-    peers: [],
+    relays: [],
+    edgeObjects: [],
+    cassandra: [],
     sources: [],
     series: { time: [], published: [], delivered: [], publish_latency_ms: [], store_append_ms: [] },
     problems: [],
@@ -71,25 +68,6 @@ const push = <T>(list: T[], value: T, max: number) => {
 };
 
 const perSecond = (now: number, before: number, seconds: number) => Math.max(0, (now - before) / seconds);
-
-const averageMs = (now: { sum_s: number; count: number }, before: { sum_s: number; count: number }) => {
-  const count = now.count - before.count;
-  return count > 0 ? ((now.sum_s - before.sum_s) / count) * 1000 : null;
-};
-
-function normalizePeer(peer: PeerStatus): Omit<PeerView, 'last_seen'> {
-  const raw = peer as PeerStatus & { connections?: { addr?: string }[] };
-  const addrs = peer.addrs ?? raw.connections?.flatMap((c) => (c.addr ? [c.addr] : [])) ?? [];
-  const state = peer.state?.toLowerCase();
-  return {
-    id: peer.id ?? peer.peer_id ?? '?',
-    addrs,
-    connection: peer.connection ?? 'unknown',
-    latency_ms: peer.latency_ms ?? null,
-    up_since: peer.up_since ?? null,
-    up: state === undefined || state === 'up' || state === 'connected',
-  };
-}
 
 const ERROR_STATES = new Set(['error', 'failing', 'failed', 'down', 'unreachable']);
 const WARN_STATES = new Set(['backoff', 'paused', 'stopped', 'degraded', 'spooling', 'retrying']);
@@ -112,12 +90,19 @@ const normalizeSource = (s: SourceStatus): SourceStatus => ({
 const errorText = (value: SourceStatus['last_error']) =>
   value == null ? null : typeof value === 'string' ? value : value.message;
 
+/** Subscribers of `topic`: its own, plus every subscribed pattern that matches it. */
+export function subscribersOf(topic: string, subscribers: Record<string, number>): number {
+  let total = 0;
+  for (const [pattern, count] of Object.entries(subscribers)) if (matches(pattern, topic)) total += count;
+  return total;
+}
+
 /** Fold one stream event into the model (returns a new model; the old one is not changed). */
 export function applyEvent(model: DashboardModel, event: StatusEvent): DashboardModel {
   const previous = model.event;
   const seconds = previous ? Math.max(0.001, (event.at - previous.at) / 1000) : 1;
   const series = model.series;
-  if (previous) recordSeries(series, event.at, event.metrics, previous.metrics, seconds);
+  for (const sample of event.samples ?? []) recordSample(series, sample);
 
   const before = new Map(previous?.status.topics.map((t) => [t.topic, t]) ?? []);
   const topics = event.status.topics
@@ -127,7 +112,7 @@ export function applyEvent(model: DashboardModel, event: StatusEvent): Dashboard
         topic: t.topic,
         published: t.published,
         delivered: t.delivered,
-        subscribers: t.subscribers,
+        subscribers: subscribersOf(t.topic, event.status.subscribers),
         publish_rate: old ? perSecond(t.published, old.published, seconds) : 0,
         delivery_rate: old ? perSecond(t.delivered, old.delivered, seconds) : 0,
         last_published_at: t.last_published_at,
@@ -135,7 +120,6 @@ export function applyEvent(model: DashboardModel, event: StatusEvent): Dashboard
     })
     .sort((a, b) => a.topic.localeCompare(b.topic));
 
-  const peers = foldPeers(model.peers, event);
   const sparks = new Map(model.sources.map((s) => [s.source.name, s.spark]));
   const sources = (event.status.sources ?? []).map((raw) => {
     const source = normalizeSource(raw);
@@ -144,31 +128,23 @@ export function applyEvent(model: DashboardModel, event: StatusEvent): Dashboard
     return { source, health: sourceHealth(source), error: errorText(source.last_error), spark };
   });
 
-  const next: DashboardModel = { event, topics, peers, sources, series, problems: [] };
+  const { relays, edgeObjects, cassandra } = relaysOf(event.status);
+  const next: DashboardModel = { event, topics, relays, edgeObjects, cassandra, sources, series, problems: [] };
   next.problems = problemsOf(next);
   return next;
 }
 
-function recordSeries(series: Series, at: number, now: MetricsSnapshot, before: MetricsSnapshot, seconds: number) {
-  push(series.time, at / 1000, SERIES_POINTS);
-  push(series.published, perSecond(now.published_total, before.published_total, seconds), SERIES_POINTS);
-  push(series.delivered, perSecond(now.delivered_total, before.delivered_total, seconds), SERIES_POINTS);
-  push(series.publish_latency_ms, averageMs(now.publish_latency, before.publish_latency), SERIES_POINTS);
-  push(series.store_append_ms, averageMs(now.store_append, before.store_append), SERIES_POINTS);
+function recordSample(series: Series, sample: MetricsSample) {
+  const at = sample.at / 1000;
+  if (series.time.length > 0 && at <= (series.time.at(-1) as number)) return; // already have it
+  push(series.time, at, SERIES_POINTS);
+  push(series.published, sample.published_per_s, SERIES_POINTS);
+  push(series.delivered, sample.delivered_per_s, SERIES_POINTS);
+  push(series.publish_latency_ms, sample.publish_latency_ms, SERIES_POINTS);
+  push(series.store_append_ms, sample.store_append_ms, SERIES_POINTS);
 }
 
-/** Peers the node reports now, plus those it reported before and no longer does (down). */
-function foldPeers(known: PeerView[], event: StatusEvent): PeerView[] {
-  const current = new Map((event.status.peers ?? []).map((p) => [normalizePeer(p).id, normalizePeer(p)]));
-  const merged = new Map<string, PeerView>();
-  for (const peer of known) {
-    if (!current.has(peer.id)) merged.set(peer.id, { ...peer, up: false, latency_ms: null });
-  }
-  for (const [id, peer] of current) merged.set(id, { ...peer, last_seen: event.at });
-  return [...merged.values()].sort((a, b) => Number(a.up) - Number(b.up) || a.id.localeCompare(b.id));
-}
-
-export function storeHealth(store: StatusEvent['status']['store']): Health {
+export function storeHealth(store: { ok: boolean; state?: string | null; spool_depth?: number | null }): Health {
   if (!store.ok || store.state === 'unreachable') return 'error';
   if (store.state === 'spooling' || (store.spool_depth ?? 0) > 0) return 'warn';
   return 'ok';
@@ -184,7 +160,15 @@ function problemsOf(model: DashboardModel): string[] {
     problems.push(`Storage (${store.kind}) is not healthy${store.state ? `: ${store.state}` : ''}`);
   if (health === 'warn')
     problems.push(`Storage (${store.kind}) is spooling: ${store.spool_depth ?? 0} messages waiting`);
-  for (const peer of model.peers) if (!peer.up) problems.push(`Peer ${short(peer.id)} is down`);
+  for (const node of model.cassandra) if (!node.up) problems.push(`Cassandra node ${node.address} is down`);
+  for (const relay of model.relays) if (!relay.up) problems.push(`Relay ${relay.name} is down`);
+  for (const relay of model.relays) {
+    if (!relay.self && relay.up && relay.store_health === 'error')
+      problems.push(`Relay ${relay.name}: storage not healthy`);
+  }
+  for (const object of model.edgeObjects) {
+    if (object.error) problems.push(`Edge object ${object.topic}: ${object.error}`);
+  }
   for (const s of model.sources) {
     if (s.health === 'error') problems.push(`Source ${s.source.name} is failing${s.error ? `: ${s.error}` : ''}`);
   }

@@ -1,6 +1,16 @@
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 
+/** Indices of values with no value on either side: uPlot draws no line through them. */
+function isolated(u: uPlot, seriesIndex: number): number[] | null {
+  const values = u.data[seriesIndex] ?? [];
+  const out: number[] = [];
+  for (let i = 0; i < values.length; i++) {
+    if (values[i] != null && values[i - 1] == null && values[i + 1] == null) out.push(i);
+  }
+  return out;
+}
+
 export interface ChartLine {
   label: string;
   color: string;
@@ -17,8 +27,14 @@ export class TimeChart extends HTMLElement {
   lines: ChartLine[] = [];
   unit = '';
 
+  /** How many points the chart holds, and the time of the first (tests read them). */
+  points = 0;
+  firstTime: number | null = null;
+
   set data(data: (number | null)[][]) {
     if (!this.#plot) this.#create();
+    this.points = data[0]?.length ?? 0;
+    this.firstTime = data[0]?.[0] ?? null;
     this.#plot?.setData(data as uPlot.AlignedData);
   }
 
@@ -45,14 +61,25 @@ export class TimeChart extends HTMLElement {
           x: { time: true, range: (_u, min, max) => [Math.max(max - 300, Math.min(min, max - 60)), max] },
           y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.15)] },
         },
-        axes: [{}, { values: (_u, ticks) => ticks.map((t) => `${+t.toFixed(2)} ${unit}`), size: 70 }],
+        axes: [
+          // Clock times on whole minutes, at least 80 px apart: date labels overlapped on a 390 px
+          // phone, and sub-minute ticks repeated one "HH:MM" label.
+          {
+            space: 80,
+            incrs: [60, 120, 300, 600, 1800, 3600],
+            values: (_u, ticks) =>
+              ticks.map((t) => new Date(t * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })),
+          },
+          { values: (_u, ticks) => ticks.map((t) => `${+t.toFixed(2)} ${unit}`), size: 64 },
+        ],
         series: [
           {},
           ...this.lines.map((line) => ({
             label: line.label,
             stroke: line.color,
             width: 2,
-            points: { show: false },
+            // Only a point with no neighbour is drawn as a dot (a line needs two).
+            points: { show: true, size: 5, filter: isolated },
             dash: line.dash,
             spanGaps: true,
             value: (_u: uPlot, v: number | null) => (v == null ? '–' : `${+v.toFixed(2)} ${unit}`),

@@ -3,7 +3,8 @@ import type { Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import type { Subscriber } from '../hub/hub.ts';
 import { adminGuard, type GuardOptions } from './admin-guard.ts';
-import type { MetricsSnapshot, StatusEvent } from './status-schema.ts';
+import type { Watchers } from './watchers.ts';
+import type { MetricsSample, MetricsSnapshot, StatusEvent } from './status-schema.ts';
 import { mountStaticAssets } from './static-assets.ts';
 
 /** A place to subscribe the topic tail (the relay's hub, or a test double). */
@@ -16,7 +17,11 @@ export interface DashboardRoutesOptions extends GuardOptions {
   /** The merged `/v1/status` object. */
   status: () => Promise<Record<string, unknown>>;
   metrics: () => Promise<MetricsSnapshot>;
+  /** The history ring's samples, all or those after a time (metrics-history.ts). */
+  samples?: (after?: number) => MetricsSample[];
   tail: TailSource;
+  /** Told while a status stream is open (a page is watching). */
+  watchers?: Watchers;
   intervalMs?: number;
   distDir?: string;
 }
@@ -26,9 +31,10 @@ const TAIL_MAX_PER_SECOND = 50;
 export const TAIL_MAX_PENDING_BYTES = 1024 * 1024;
 
 /**
- * The dashboard's routes: the page, `GET /v1/status/stream` (a `status` event every interval)
- * and `GET /v1/status/tail?topic=` (the live `msg` frames of one topic or pattern), both
- * server-sent events guarded by the admin token. `close` ends every open stream (on stop).
+ * The dashboard's routes: the page, `GET /v1/status/stream` (a `status` event every interval),
+ * `GET /v1/status/tail?topic=` (the live `msg` frames of one topic or pattern), both
+ * server-sent events, and `GET /v1/status/history` (the chart history ring as JSON), all three
+ * guarded by the admin token. `close` ends every open stream (on stop).
  */
 export function createDashboardRoutes(options: DashboardRoutesOptions) {
   const intervalMs = options.intervalMs ?? 1000;
@@ -38,6 +44,9 @@ export function createDashboardRoutes(options: DashboardRoutesOptions) {
     const guard = adminGuard(options);
     app.use('/v1/status/stream', guard);
     app.use('/v1/status/tail', guard);
+    app.use('/v1/status/history', guard);
+
+    app.get('/v1/status/history', (c) => c.json({ samples: options.samples?.() ?? [] }));
 
     app.get('/v1/status/stream', (c) =>
       streamSSE(c, async (stream) => {
@@ -47,16 +56,27 @@ export function createDashboardRoutes(options: DashboardRoutesOptions) {
         };
         open.add(stop);
         stream.onAbort(stop);
-        while (running && !stream.aborted) {
-          const event: StatusEvent = {
-            at: Date.now(),
-            status: (await options.status()) as StatusEvent['status'],
-            metrics: await options.metrics(),
-          };
-          await stream.writeSSE({ event: 'status', data: JSON.stringify(event) });
-          await stream.sleep(intervalMs);
+        // While this stream is open, a page is watching (work done only for the page runs).
+        const release = options.watchers?.open();
+        try {
+          // The first event carries the whole history ring, later ones what was added since.
+          let sentUpTo: number | undefined;
+          while (running && !stream.aborted) {
+            const samples = options.samples?.(sentUpTo) ?? [];
+            if (samples.length > 0) sentUpTo = samples.at(-1)?.at;
+            const event: StatusEvent = {
+              at: Date.now(),
+              status: (await options.status()) as StatusEvent['status'],
+              metrics: await options.metrics(),
+              samples,
+            };
+            await stream.writeSSE({ event: 'status', data: JSON.stringify(event) });
+            await stream.sleep(intervalMs);
+          }
+        } finally {
+          release?.();
+          open.delete(stop);
         }
-        open.delete(stop);
       }),
     );
 

@@ -86,7 +86,10 @@ export const statusSchema = z
     subscriptions: z.number(),
     subscribers: z.record(z.string(), z.number()),
     topics: z.array(topicStatusSchema),
+    /** Connected peers. */
     peers: z.array(peerStatusSchema).optional(),
+    /** Mesh peers remembered but not connected (`state: 'down'`, `down_since`, `last_seen`). */
+    peers_down: z.array(peerStatusSchema).optional(),
     /** Gossip mesh: topic → peer ids. */
     mesh: z.record(z.string(), z.unknown()).optional(),
     /** Edge links and the Durable Objects / topics each serves. */
@@ -109,9 +112,23 @@ export interface MetricsSnapshot {
   store_append: { sum_s: number; count: number };
 }
 
-/** One event on `/v1/status/stream`. */
+/** One sample of the server-side history (metrics-history.ts): rates and average latencies. */
+export interface MetricsSample {
+  at: number;
+  published_per_s: number;
+  delivered_per_s: number;
+  errors_per_s: number;
+  publish_latency_ms: number | null;
+  store_append_ms: number | null;
+}
+
+/**
+ * One `status` event on `/v1/status/stream`. The first event of a stream carries every sample
+ * of the history ring; later ones only the samples taken since the previous event.
+ */
 export interface StatusEvent {
   at: number;
   status: RelayStatus;
   metrics: MetricsSnapshot;
+  samples: MetricsSample[];
 }

@@ -18,7 +18,7 @@ function sameSecret(given: string, expected: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-export const createEdgeComponent: ComponentFactory = async ({ config, hub, log, nodeId }) => {
+export const createEdgeComponent: ComponentFactory = async ({ config, hub, log, nodeId, metrics }) => {
   const secret = config.edge_link_secret;
   if (!secret) return undefined;
   const links = new Map<string, EdgeLink>();
@@ -38,6 +38,7 @@ export const createEdgeComponent: ComponentFactory = async ({ config, hub, log, 
       log,
       maxBufferBytes: config.max_send_buffer_bytes,
       pingMs: config.edge_ping_ms,
+      metrics,
       onClose: (closed) => {
         if (links.get(topic) === closed) links.delete(topic);
       },

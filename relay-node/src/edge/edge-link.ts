@@ -16,6 +16,7 @@ import {
 import WebSocket from 'ws';
 import type { Hub, Subscriber } from '../hub/hub.ts';
 import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics.ts';
 
 /**
  * One edge link: a WebSocket this relay dialed into a topic's Durable Object. To the hub it is a
@@ -34,6 +35,8 @@ export interface EdgeLinkOptions {
   maxBufferBytes: number;
   pingMs: number;
   onClose: (link: EdgeLink) => void;
+  /** Messages accepted from the edge count as published (via `edge`), as the hub counts its own. */
+  metrics?: Pick<Metrics, 'published'>;
 }
 
 const MSG_ID = /^\{"op":"msg","id":"([^"]+)"/;
@@ -184,6 +187,7 @@ export class EdgeLink implements Subscriber {
         // Written as accepted here, not `hub.ingest` (which marks them remote): this relay is how
         // they enter the mesh, and only locally accepted messages are gossiped (hub.onAccepted).
         const results = await hub.writer.write(envelopes, 'local');
+        this.#options.metrics?.published.inc({ via: 'edge' }, results.filter((r) => r.inserted).length);
         const ids = results.map((r) => r.envelope.id);
         this.#reply({ op: 'ack', ref: frame.ref, ids, ...(refused.length > 0 ? { refused } : {}) });
         return;

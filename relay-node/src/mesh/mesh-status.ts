@@ -1,5 +1,6 @@
 import type { Connection } from '@libp2p/interface';
 import { type Host, pubsubOf } from './host.ts';
+import type { PeerMemory } from './peer-memory.ts';
 import { type ConnectionKind, connectionKind } from './peers.ts';
 
 /**
@@ -35,6 +36,39 @@ export function peersStatus(host: Host) {
     byPeer.set(peer, [...(byPeer.get(peer) ?? []), connection]);
   }
   return [...byPeer].map(([peer, connections]) => describePeer(host, peer, connections));
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/**
+ * `peers`: the connected peers (as before), now each with `state: 'up'`, since when, and its
+ * last status card; `peers_down`: the mesh peers remembered from before (peer-memory.ts) that
+ * are not connected, with since when they are down and when they were last seen. Kept apart so
+ * `peers` still lists exactly the connected peers. A connected peer that does not speak the mesh
+ * protocols (not remembered) shows with no card.
+ */
+export function clusterPeersStatus(host: Host, memory: PeerMemory, errorOf: (peer: string) => string | undefined) {
+  const connected = new Map(peersStatus(host).map((p) => [p.peer_id, p]));
+  const out: Record<string, unknown>[] = [];
+  const down: Record<string, unknown>[] = [];
+  for (const remembered of memory.list()) {
+    const live = connected.get(remembered.peer_id);
+    connected.delete(remembered.peer_id);
+    const up = live !== undefined;
+    (up ? out : down).push({
+      ...(live ?? { peer_id: remembered.peer_id, connection: null, latency_ms: null }),
+      state: up ? 'up' : 'down',
+      up_since: up ? iso(remembered.up_since ?? remembered.first_seen) : null,
+      down_since: up ? null : iso(remembered.down_since ?? remembered.last_seen),
+      last_seen: iso(up ? Date.now() : remembered.last_seen),
+      first_seen: iso(remembered.first_seen),
+      card: remembered.card,
+      card_at: iso(remembered.card_at),
+      ...(up && errorOf(remembered.peer_id) ? { status_error: errorOf(remembered.peer_id) } : {}),
+    });
+  }
+  for (const live of connected.values()) out.push({ ...live, state: 'up', last_seen: iso(Date.now()), card: null });
+  return { peers: out, peers_down: down };
 }
 
 /** Gossip mesh peers of every topic this node carries. */

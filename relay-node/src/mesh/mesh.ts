@@ -1,7 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Envelope } from '@anode/shared';
 import { peerIdFromString } from '@libp2p/peer-id';
+import type { Hono } from 'hono';
 import type { ComponentContext } from '../component.ts';
+import { adminGuard } from '../dashboard/admin-guard.ts';
+import { relayCard } from '../dashboard/relay-card.ts';
 import { catchUpFrom, serveCatchUp } from './catch-up.ts';
 import { createGossip } from './gossip.ts';
 import { type GossipLinks, watchGossipLinks } from './gossip-links.ts';
@@ -11,11 +14,19 @@ import { loadNetworkKey, loadPeerKey } from './identity.ts';
 import { createMembers, MEMBERS_TOPIC } from './members.ts';
 import { meshOpenWithAuth } from './mesh-config.ts';
 import { createMeshMetrics } from './mesh-metrics.ts';
-import { gossipMeshStatus, peersStatus } from './mesh-status.ts';
+import { clusterPeersStatus, gossipMeshStatus, peersStatus } from './mesh-status.ts';
+import { createPeerMemory } from './peer-memory.ts';
 import { createPeerManager } from './peers.ts';
 import { createShards } from './shards.ts';
+import { createStatusProtocol } from './status-protocol.ts';
 import { startStunServer } from './stun-server.ts';
 import { createSync } from './sync.ts';
+
+/** How often each relay asks its mesh peers for their status cards. */
+const STATUS_INTERVAL_MS = 2_000;
+
+const authConfigured = (config: ComponentContext['config']) =>
+  Boolean(config.jwt_secret) || config.jwt_public_keys.length > 0;
 
 /**
  * The relay mesh: accepted messages go out on gossip, valid gossip comes in to the hub (stored
@@ -87,15 +98,31 @@ export async function createMesh(context: ComponentContext) {
       })
     : undefined;
   const meshPeers = new Set<string>();
+  const memory = createPeerMemory({ dataDir: config.data_dir, log: log.child({ part: 'peer-memory' }) });
+  const statusProtocol = createStatusProtocol({
+    host,
+    intervalMs: STATUS_INTERVAL_MS,
+    card: async () => relayCard(await context.status()),
+    meshPeers: () => meshPeers,
+    onCard: (peer, card) => memory.card(peer, card),
+    watching: () => context.watchers.local(),
+    onWatched: () => context.watchers.touchRemote(),
+    log: log.child({ part: 'status' }),
+  });
   const peers = createPeerManager(host, {
     bootstrap: config.bootstrap,
     log,
     onMeshPeer(peer, up) {
       if (up) {
         meshPeers.add(peer);
+        // No status request at once: the next round (<= 2 s) asks. Asking at connect time, while
+        // catch-up and duplicate-connection pruning run, made a restarted relay miss its catch-up
+        // (mesh-failover.test.ts, reproduced twice; not fully explained).
+        memory.up(peer);
         sync?.peerUp(peer);
       } else {
         meshPeers.delete(peer);
+        memory.down(peer);
         sync?.peerDown(peer);
         members.peerDown(peer);
       }
@@ -137,6 +164,7 @@ export async function createMesh(context: ComponentContext) {
 
   return {
     async start() {
+      await memory.load();
       await host.start();
       liveness = watchLiveness(host, { intervalMs: config.mesh_ping_interval_ms, log });
       gossip.attach(host.services.pubsub, host.peerId.toString(), receive);
@@ -148,6 +176,7 @@ export async function createMesh(context: ComponentContext) {
       }
       await serveCatchUp(host, { store: context.store, shards, maxMessageBytes, log });
       await members.start();
+      await statusProtocol.start();
       stopAccepted = hub.onAccepted(gossip.send);
       if (config.mesh_stun_port !== undefined) stun = await startStunServer(config.mesh_stun_port);
       await sync?.start();
@@ -181,6 +210,7 @@ export async function createMesh(context: ComponentContext) {
 
     async stop() {
       await members.stop();
+      await statusProtocol.stop();
       stopAccepted?.();
       clearInterval(carryTimer);
       links?.stop();
@@ -190,12 +220,33 @@ export async function createMesh(context: ComponentContext) {
       await sync?.stop();
       stun?.close();
       await host.stop();
+      await memory.flush();
+    },
+
+    /** `DELETE /v1/mesh/peers/:peer`: forget a remembered peer that is down (admin). */
+    routes(app: Hono) {
+      app.delete(
+        '/v1/mesh/peers/:peer',
+        adminGuard({ adminToken: config.admin_token, authOn: authConfigured(config) }),
+        (c) => {
+          const peer = c.req.param('peer') ?? '';
+          const result = memory.forget(peer);
+          if (result === 'forgotten') return c.json({ forgotten: peer });
+          if (result === 'connected') {
+            return c.json(
+              { error: { code: 'bad_frame', message: 'this peer is connected: it is not forgotten' } },
+              409,
+            );
+          }
+          return c.json({ error: { code: 'bad_frame', message: 'no such remembered peer' } }, 404);
+        },
+      );
     },
 
     status() {
       return {
         node: { peer_id: host.peerId.toString(), multiaddrs: host.getMultiaddrs().map(String) },
-        peers: peersStatus(host),
+        ...clusterPeersStatus(host, memory, statusProtocol.errorOf),
         mesh: {
           persist: config.mesh_persist,
           carry: config.mesh_carry,

@@ -410,14 +410,17 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
     },
 
     async health(): Promise<StoreHealth> {
+      // Each Cassandra node as the driver sees it (the dashboard's cluster view shows them).
+      const nodesSeen = () =>
+        client.hosts.values().map((host) => ({ address: host.address, datacenter: host.datacenter, up: host.isUp() }));
       try {
         await connect();
         await exec('SELECT release_version FROM system.local');
         lastError = undefined;
-        return { ok: true, keyspace: ks, hosts: client.getState().getConnectedHosts().length };
+        return { ok: true, keyspace: ks, hosts: client.getState().getConnectedHosts().length, nodes: nodesSeen() };
       } catch (error) {
         lastError = (error as Error).message;
-        return { ok: false, detail: lastError, keyspace: ks };
+        return { ok: false, detail: lastError, keyspace: ks, nodes: nodesSeen() };
       }
     },
 
