@@ -29,6 +29,8 @@ export interface Subscriber {
   delivered: Delivery[];
   /** Message frames that reached the client, duplicates included. */
   raw(): number;
+  /** Settles once the subscription is live (the load must not start before: it would be missed). */
+  ready: Promise<void>;
   close(): void;
 }
 
@@ -66,8 +68,10 @@ export function relaySubscriber(name: string, wsUrl: string, token: string): Sub
     dedupWindow: 1_000_000,
     WebSocket: countingWebSocket(() => (raw += 1)),
   });
-  client.subscribe('chaos.>', (m) => delivered.push({ id: m.id, topic: m.topic, cursor: m.cursor, at: Date.now() }));
-  return { name, covers: () => true, delivered, raw: () => raw, close: () => client.close() };
+  const sub = client.subscribe('chaos.>', (m) =>
+    delivered.push({ id: m.id, topic: m.topic, cursor: m.cursor, at: Date.now() }),
+  );
+  return { name, covers: () => true, delivered, raw: () => raw, ready: sub.ready, close: () => client.close() };
 }
 
 /**
@@ -107,6 +111,8 @@ export function edgeSubscriber(name: string, edgeWsUrl: string, token: string): 
     covers: (topic) => topic === EDGE_TOPIC,
     delivered,
     raw: () => raw,
+    // It resumes from the topic's start, so it misses nothing published before it is live.
+    ready: Promise.resolve(),
     close: () => {
       closed = true;
       socket?.close();

@@ -153,6 +153,8 @@ export async function runChaos(options: RunOptions): Promise<number> {
       edgeSubscriber('sub@edge', edge.wsUrl, bearer),
     ];
     cleanup.push(() => subscribers.forEach((s) => s.close()));
+    // A live subscription without `after` starts at `subscribed`: publish nothing before it.
+    await Promise.all(subscribers.map((s) => s.ready));
     const liveUrls = () => {
       const up = relays.filter((r) => r.up).map((r) => r.url);
       return up.length > 0 ? up : relays.map((r) => r.url);
