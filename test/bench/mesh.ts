@@ -93,10 +93,13 @@ export async function startMesh(count: number, cpuProfDir?: string): Promise<Ben
         )),
       );
     }
+    // Up to 9 relays, every pair connected; beyond, gossip needs no full mesh (and 300
+    // connections among 25 relays on two cores take minutes to settle): D = 6 peers each.
     await waitForFullMesh(
       relays.map((r) => r.url),
       createShards(32).gossipTopic(TOPIC),
-      60_000,
+      count > 9 ? 180_000 : 60_000,
+      count > 9 ? 6 : count - 1,
     );
     return relays;
   } catch (error) {

@@ -51,13 +51,23 @@ export async function waitFor(
   }
 }
 
-/** Every node sees every other as a peer, and carries `gossipTopic` with all of them in its mesh. */
-export async function waitForFullMesh(urls: string[], gossipTopic: string, timeoutMs = 30_000): Promise<void> {
+/**
+ * Every node sees every other as a peer (or, with `minPeers`, at least that many), and carries
+ * `gossipTopic` with at least one of them in its gossip mesh.
+ */
+export async function waitForFullMesh(
+  urls: string[],
+  gossipTopic: string,
+  timeoutMs = 30_000,
+  minPeers = urls.length - 1,
+): Promise<void> {
   await waitFor(
-    `a full mesh of ${urls.length} nodes`,
+    minPeers >= urls.length - 1
+      ? `a full mesh of ${urls.length} nodes`
+      : `${urls.length} nodes with ${minPeers}+ peers each`,
     async () => {
       const all = await Promise.all(urls.map(meshStatus));
-      return all.every((s) => s.peers.length === urls.length - 1 && (s.mesh.topics[gossipTopic]?.length ?? 0) >= 1);
+      return all.every((s) => s.peers.length >= minPeers && (s.mesh.topics[gossipTopic]?.length ?? 0) >= 1);
     },
     timeoutMs,
     100,

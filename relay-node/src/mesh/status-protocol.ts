@@ -15,11 +15,16 @@ import type { Host } from './host.ts';
  * an answer: the connection already passed the private-mesh key and the allow-list, and the
  * asking peer must be one this relay counts as a mesh peer (it speaks the catch-up protocol).
  * The card holds no secrets (see relay-card.ts); it is what `/v1/status` shows of the peer.
+ *
+ * While no dashboard is open on this relay, a round runs only every IDLE_INTERVAL_MS: the cards
+ * then serve the remembered-peer view and `/v1/status`, and asking every peer every 2 s cost an
+ * idle 25-relay mesh one request per pair of relays each 2 s (300 a second) on top of its work.
  */
 export const STATUS_PROTOCOL = '/anode/status/1.0.0';
 export const MAX_CARD_BYTES = 256 * 1024;
 const MAX_REQUEST_BYTES = 1024;
 const TIMEOUT_MS = 5_000;
+export const IDLE_INTERVAL_MS = 30_000;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
@@ -96,7 +101,11 @@ export function createStatusProtocol(options: StatusProtocolOptions) {
     }
   };
 
+  let lastRound = Number.NEGATIVE_INFINITY;
   const round = () => {
+    const now = Date.now();
+    if (!options.watching() && now - lastRound < IDLE_INTERVAL_MS) return;
+    lastRound = now;
     for (const peer of options.meshPeers()) void ask(peer);
     for (const peer of errors.keys()) if (!options.meshPeers().has(peer)) errors.delete(peer);
   };
