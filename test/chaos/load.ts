@@ -75,9 +75,9 @@ export function relaySubscriber(name: string, wsUrl: string, token: string): Sub
 }
 
 /**
- * The edge serves one topic per WebSocket and the client library speaks `/v1/ws`, so the edge
- * subscriber does what the library does by hand: reconnect with `?after=<last cursor>` and drop
- * ids it has seen.
+ * The edge subscriber uses the one-topic endpoint by hand (the client library, which speaks
+ * `/v1/ws`, works at the edge too since issue 15; the relays' subscribers use it): reconnect with
+ * `?after=<last cursor>` and drop ids it has seen.
  */
 export function edgeSubscriber(name: string, edgeWsUrl: string, token: string): Subscriber {
   let raw = 0;
