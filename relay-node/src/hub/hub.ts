@@ -294,7 +294,8 @@ export function createHub(options: HubOptions) {
         const minted = cursorTime(after);
         const from = minted > RESUME_REWIND_MS && minted < startedAt ? cursorFloor(minted - RESUME_REWIND_MS) : after;
         for await (const envelope of mergedHistory(store, topics, from)) {
-          if (sent.has(envelope.id)) continue;
+          // The message at `after` itself is the one the subscriber has: never sent again.
+          if (sent.has(envelope.id) || envelope.cursor === after) continue;
           if (own.get(pattern) !== entry) return cursor; // unsubscribed meanwhile
           if (!subscriber.send(msgFrame(envelope))) return cursor;
           metrics.delivered.inc();
