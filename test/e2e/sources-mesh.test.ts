@@ -327,14 +327,19 @@ describe('config-file sources in a relay mesh', () => {
       ...asArgs(FAST_MESH),
     ]);
     processes.push(b);
-    const post = (source: string) =>
-      fetch(`${b.url}/v1/topics/cfg.a/messages`, {
+    const post = (source: string, topic = 'cfg.a') =>
+      fetch(`${b.url}/v1/topics/${topic}/messages`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ data: 1, source }),
       }).then((res) => res.status);
     // b has no such source itself: it learns the name from a over the mesh.
-    await waitFor('b to refuse a publish as a’s configured source', async () => (await post('only-on-a')) === 403);
+    // Probed on another topic: a probe accepted before the name arrived is stored there.
+    await waitFor(
+      'b to refuse a publish as a’s configured source',
+      async () => (await post('only-on-a', 'cfg.probe')) === 403,
+    );
+    assert.equal(await post('only-on-a'), 403);
     assert.equal(await post('someone-else'), 202);
     assert.deepEqual(
       (await history(b.url, 'cfg.a')).map((m) => m.source),
