@@ -14,7 +14,11 @@ export interface PeerStatus {
 export interface MeshStatus {
   node: { id: string; peer_id: string; multiaddrs: string[] };
   peers: PeerStatus[];
-  mesh: { topics: Record<string, string[]>; rejected_messages: number; sync: { runs: number } | null };
+  mesh: {
+    topics: Record<string, string[]>;
+    rejected_messages: number;
+    sync: { runs: number; received: number } | null;
+  };
 }
 
 /** Flags that make a test mesh converge quickly (discovery and liveness every fraction of a second). */

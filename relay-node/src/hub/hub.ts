@@ -144,6 +144,9 @@ export function createHub(options: HubOptions) {
   const deliver = (envelope: Envelope, origin: WriteOrigin) => {
     const s = statsOf(envelope.topic);
     if (origin === 'remote') late.observe(envelope, newestDelivered);
+    // Every delivered id, local ones too: a catch-up from a shared store (persist `origin`)
+    // reads this node's own messages back and must not deliver them twice.
+    recentRemote.add(envelope.id);
     if (newestDelivered === undefined || compareCursors(envelope.cursor, newestDelivered) > 0)
       newestDelivered = envelope.cursor;
     s.published += 1;

@@ -1,11 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Envelope } from '@anode/shared';
+import { compareCursors, type Envelope } from '@anode/shared';
 import { peerIdFromString } from '@libp2p/peer-id';
 import type { Hono } from 'hono';
 import type { ComponentContext } from '../component.ts';
 import { adminGuard } from '../dashboard/admin-guard.ts';
 import { relayCard } from '../dashboard/relay-card.ts';
-import { catchUpFrom, serveCatchUp } from './catch-up.ts';
+import { catchUpFrom, catchUpFromStore, serveCatchUp } from './catch-up.ts';
 import { createGossip } from './gossip.ts';
 import { type GossipLinks, watchGossipLinks } from './gossip-links.ts';
 import { watchLiveness } from './liveness.ts';
@@ -20,7 +20,7 @@ import { createPeerManager } from './peers.ts';
 import { createShards } from './shards.ts';
 import { createStatusProtocol } from './status-protocol.ts';
 import { startStunServer } from './stun-server.ts';
-import { createSync } from './sync.ts';
+import { createSync, cursorAt } from './sync.ts';
 
 /** How often each relay asks its mesh peers for their status cards. */
 const STATUS_INTERVAL_MS = 2_000;
@@ -77,26 +77,37 @@ export async function createMesh(context: ComponentContext) {
   const all = new Set(shards.topics.map((_, shard) => shard));
   let carried: ReadonlySet<number> = config.mesh_carry === 'all' ? all : new Set();
 
-  // In persist mode `origin` the nodes share one store: there is nothing to catch up.
-  const sync = persist
-    ? createSync({
-        dataDir: config.data_dir,
-        lookbackMs: config.mesh_sync_lookback_ms,
-        log: log.child({ part: 'sync' }),
-        run: (peer, after, signal) =>
-          catchUpFrom(host, shards, maxMessageBytes, {
-            peer: peerIdFromString(peer),
-            shards: [...carried],
-            after,
-            signal,
-            ingest: async (envelopes) => {
-              const fresh = await hub.ingest(envelopes, { persist: true });
-              metrics.caughtUp.inc(fresh);
-              return fresh;
-            },
-          }),
-      })
-    : undefined;
+  // Persist mode `all`: every node holds a replica and catches up from its peers. Mode `origin`:
+  // the nodes share one store, so a node that missed gossip (a partition, a pause) reads what it
+  // missed from that store when the peer returns, and fans out only what it has not delivered
+  // (the first Cassandra chaos run found live subscribers missing every message published on the
+  // other side of a partition).
+  const startedAt = Date.now();
+  const sync = createSync({
+    dataDir: config.data_dir,
+    lookbackMs: config.mesh_sync_lookback_ms,
+    log: log.child({ part: 'sync' }),
+    run: (peer, after, signal) => {
+      const ingest = async (envelopes: unknown[]) => {
+        const fresh = await hub.ingest(envelopes, { persist });
+        metrics.caughtUp.inc(fresh);
+        return fresh;
+      };
+      if (persist)
+        return catchUpFrom(host, shards, maxMessageBytes, {
+          peer: peerIdFromString(peer),
+          shards: [...carried],
+          after,
+          signal,
+          ingest,
+        });
+      // Live subscribers are owed what was published while this node ran; older messages reach
+      // a client through its resume cursor, not as live messages.
+      const floor = cursorAt(startedAt - config.mesh_sync_lookback_ms);
+      const from = compareCursors(after, floor) < 0 ? floor : after;
+      return catchUpFromStore(context.store, shards, { shards: [...carried], after: from, signal, ingest });
+    },
+  });
   const meshPeers = new Set<string>();
   const memory = createPeerMemory({ dataDir: config.data_dir, log: log.child({ part: 'peer-memory' }) });
   const statusProtocol = createStatusProtocol({
@@ -119,16 +130,16 @@ export async function createMesh(context: ComponentContext) {
         // catch-up and duplicate-connection pruning run, made a restarted relay miss its catch-up
         // (mesh-failover.test.ts, reproduced twice; not fully explained).
         memory.up(peer);
-        sync?.peerUp(peer);
+        sync.peerUp(peer);
       } else {
         meshPeers.delete(peer);
         memory.down(peer);
-        sync?.peerDown(peer);
+        sync.peerDown(peer);
         members.peerDown(peer);
       }
     },
     // Catch up from a little before the link was cut (resync subtracts the lookback too).
-    onLinkInterrupted: (peer) => sync?.resync(Date.now() - 2_000, peer),
+    onLinkInterrupted: (peer) => sync.resync(Date.now() - 2_000, peer),
   });
 
   const members = createMembers({
@@ -144,7 +155,7 @@ export async function createMesh(context: ComponentContext) {
   const receive = (envelopes: Envelope[]) => {
     hub.ingest(envelopes, { persist }).catch((error: unknown) => {
       log.error({ err: error, ids: envelopes.length }, 'storing gossiped messages failed; will catch up');
-      sync?.resync();
+      sync.resync();
     });
   };
 
@@ -179,15 +190,15 @@ export async function createMesh(context: ComponentContext) {
       await statusProtocol.start();
       stopAccepted = hub.onAccepted(gossip.send);
       if (config.mesh_stun_port !== undefined) stun = await startStunServer(config.mesh_stun_port);
-      await sync?.start();
+      await sync.start();
       peers.start();
       links = watchGossipLinks(
         host,
         () => meshPeers,
         log,
-        (peer) => sync?.resync(Date.now() - 5_000, peer),
+        (peer) => sync.resync(Date.now() - 5_000, peer),
       );
-      if (sync && config.bootstrap.length > 0 && config.mesh_startup_sync_ms > 0) {
+      if (persist && config.bootstrap.length > 0 && config.mesh_startup_sync_ms > 0) {
         const ac = new AbortController();
         await Promise.race([
           sync.firstSync,
@@ -217,7 +228,7 @@ export async function createMesh(context: ComponentContext) {
       liveness?.stop();
       peers.stop();
       await gossip.flush();
-      await sync?.stop();
+      await sync.stop();
       stun?.close();
       await host.stop();
       await memory.flush();
@@ -259,7 +270,7 @@ export async function createMesh(context: ComponentContext) {
           rejected_messages: gossip.rejected,
           topics: gossipMeshStatus(host),
           ...members.status(),
-          sync: sync?.status() ?? null,
+          sync: sync.status(),
         },
       };
     },
