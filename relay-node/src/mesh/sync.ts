@@ -1,6 +1,6 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CURSOR_ZERO } from '@anode/shared';
+import { CURSOR_ZERO, cursorFloor } from '@anode/shared';
 import type { Logger } from '../logger.ts';
 
 /**
@@ -34,8 +34,7 @@ interface State {
 }
 
 /** The smallest valid cursor minted at `ms`. */
-export const cursorAt = (ms: number) =>
-  ms <= 0 ? CURSOR_ZERO : `${Math.floor(ms).toString(16).padStart(12, '0')}0000-0`;
+export const cursorAt = (ms: number) => (ms <= 0 ? CURSOR_ZERO : cursorFloor(ms));
 
 export function createSync(options: SyncOptions) {
   const now = options.now ?? Date.now;

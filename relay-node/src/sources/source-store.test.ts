@@ -5,7 +5,7 @@ import { createVersionClock } from './source-store.ts';
 describe('source change versions', () => {
   it('increase on one node even when the clock stands still or steps back', () => {
     let now = 1_000;
-    const next = createVersionClock('node-a', () => now);
+    const next = createVersionClock('nodea', () => now);
     const versions = [next(), next()];
     now = 500;
     versions.push(next(), next());
@@ -15,8 +15,8 @@ describe('source change versions', () => {
   });
 
   it('order changes from different nodes by time first', () => {
-    const a = createVersionClock('node-z', () => 1_000)();
-    const b = createVersionClock('node-a', () => 1_001)();
+    const a = createVersionClock('nodez', () => 1_000)();
+    const b = createVersionClock('nodea', () => 1_001)();
     assert.ok(b > a);
   });
 });

@@ -1,5 +1,6 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { createHybridClock } from '@anode/shared';
 
 /**
  * Admin changes to the sources, kept in `data_dir/sources.json` so they survive a restart: per
@@ -53,19 +54,11 @@ export function mergeSources(configured: readonly unknown[], state: SourceChange
   return [...byName.values()];
 }
 
-/** Versions for one node's changes: increasing, and ordered with other nodes' by time first. */
-export function createVersionClock(nodeId: string, now: () => number = Date.now) {
-  let lastMs = 0;
-  let counter = 0;
-  return (): string => {
-    const ms = now();
-    if (ms > lastMs) {
-      lastMs = ms;
-      counter = 0;
-    } else if (++counter > 0xffff) {
-      lastMs += 1;
-      counter = 0;
-    }
-    return `${lastMs.toString(16).padStart(12, '0')}${counter.toString(16).padStart(4, '0')}-${nodeId}`;
-  };
+/**
+ * Versions for one node's changes: increasing, and ordered with other nodes' by time first (the
+ * node's hybrid clock spelling, so versions and cursors compare the same way).
+ */
+export function createVersionClock(nodeId: string, now: () => number = Date.now): () => string {
+  const clock = createHybridClock(nodeId, now);
+  return () => clock.next();
 }
