@@ -8,6 +8,9 @@ import { Emitter } from './emitter.ts';
 import { endpointUrl, shownUrl } from './endpoint.ts';
 import type { Envelope, ServerFrame } from './wire.ts';
 
+/** Backoff for a resume the node refused as `unavailable`, when reconnects are off. */
+const SUB_RETRY: BackoffOptions = { initialDelayMs: 250, maxDelayMs: 10_000 };
+
 /**
  * The aNode client for browsers, Workers and Node (any standard `WebSocket`). It keeps one
  * connection to `/v1/ws`, reconnects with backoff and jitter, resubscribes each subscription
@@ -77,6 +80,9 @@ interface SubState {
   readyReject: (error: AnodeError) => void;
   settled: boolean;
   active: boolean;
+  /** Consecutive `unavailable` refusals of this subscription, and the timer of its next try. */
+  refusals: number;
+  retry: ReturnType<typeof setTimeout> | undefined;
 }
 
 interface PubState {
@@ -152,6 +158,8 @@ export class AnodeClient extends Emitter<ClientEvents> {
       readyReject,
       settled: false,
       active: true,
+      refusals: 0,
+      retry: undefined,
     };
     if (this.#closed) {
       state.active = false;
@@ -168,6 +176,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
       },
       unsubscribe: () => {
         state.active = false;
+        clearTimeout(state.retry);
         if (this.#subs.get(topic) === state) this.#subs.delete(topic);
         this.#send({ op: 'unsub', topic });
       },
@@ -221,6 +230,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
     this.#pubs.clear();
     for (const pending of this.#pending.values()) pending.reject(error);
     this.#pending.clear();
+    for (const state of this.#subs.values()) clearTimeout(state.retry);
     this.#failUnsettled(error);
     this.#socket?.close(1000, 'client closed');
     return this.#socketClosed;
@@ -249,6 +259,8 @@ export class AnodeClient extends Emitter<ClientEvents> {
   }
 
   #sendSub(state: SubState): void {
+    clearTimeout(state.retry);
+    state.retry = undefined;
     const ref = this.#nextRef();
     const frame: Record<string, unknown> = { op: 'sub', topic: state.topic, ref };
     if (state.cursor !== undefined) frame.after = state.cursor;
@@ -256,9 +268,25 @@ export class AnodeClient extends Emitter<ClientEvents> {
     this.#pending.set(ref, {
       resolve: () => {
         state.settled = true;
+        state.refusals = 0;
         state.readyResolve();
       },
       reject: (error) => {
+        const current = state.active && this.#subs.get(state.topic) === state && !this.#closed;
+        // Dropping the subscription here lost every later message: a connection that closed
+        // before `subscribed` (the next one subscribes again, from the cursor), and a resume the
+        // node refused with `unavailable` because its storage was down (the Cassandra chaos run:
+        // the subscriber of a relay restarted meanwhile never heard from it again). A first
+        // subscription the node refuses still rejects `ready`: the caller learns at once.
+        if (current && !this.connected) return;
+        if (current && error.code === 'unavailable' && state.settled) {
+          const delayMs = backoffDelay(state.refusals++, this.#backoff || SUB_RETRY);
+          state.retry = setTimeout(() => {
+            state.retry = undefined;
+            if (state.active && this.#subs.get(state.topic) === state) this.#sendSub(state);
+          }, delayMs);
+          return;
+        }
         state.active = false;
         if (this.#subs.get(state.topic) === state) this.#subs.delete(state.topic);
         state.readyReject(error);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CURSOR_ZERO, type Envelope } from '@anode/shared';
+import { CURSOR_ZERO, type Envelope, type MessageStore, UnavailableError } from '@anode/shared';
 import { createClient } from '@anode/client';
 import { startRelay, tempDir } from '../helpers/relay.ts';
 
@@ -39,6 +39,51 @@ describe('client library', () => {
     assert.match(ack.cursor, /^[0-9a-f]{16}-/);
     await until(() => received.length === 3, 'messages after the reconnect');
     assert.deepEqual(received.map((m) => (m.data as { n: number }).n).sort(), [1, 2, 3]);
+    other.close();
+    client.close();
+    await relay.stop();
+  });
+
+  it('keeps a subscription whose resume the node refuses as unavailable, and resumes once it can', async () => {
+    const dataDir = await tempDir();
+    let relay = await startRelay({}, { dataDir });
+    const port = new URL(relay.url).port;
+    const received: Envelope[] = [];
+    const errors: string[] = [];
+    const client = createClient({ url: relay.wsUrl, reconnect: { initialDelayMs: 50, maxDelayMs: 200 } });
+    client.on('error', (error) => errors.push(error.code));
+    const sub = client.subscribe('ua.t', (m) => received.push(m));
+    await sub.ready;
+    await client.publish('ua.t', { n: 1 });
+    await until(() => received.length === 1, 'first message');
+    await relay.stop();
+
+    // Fault-injection test double: the restarted relay's storage refuses reads (as a relay whose
+    // Cassandra is down does) until `reads` is set.
+    let reads = false;
+    const refusals = { count: 0 };
+    const withStorageDown = (store: MessageStore): MessageStore => ({
+      ...store,
+      history: async (...args) => {
+        if (!reads) {
+          refusals.count += 1;
+          throw new UnavailableError('storage is unavailable for reads (test double)');
+        }
+        return store.history(...args);
+      },
+    });
+    relay = await startRelay({ port }, { dataDir, wrapStore: withStorageDown });
+    const other = createClient({ url: relay.wsUrl });
+    await other.publish('ua.t', { n: 2 }); // missed by the client while it reconnects
+    await until(() => refusals.count >= 2, 'the resume refused twice');
+    assert.ok(errors.includes('unavailable'), `the refusals surface as error events: ${errors}`);
+    await other.publish('ua.t', { n: 3 });
+    reads = true;
+    await until(() => received.length === 3, 'the missed and the live message after storage returns');
+    assert.deepEqual(
+      received.map((m) => (m.data as { n: number }).n),
+      [1, 2, 3],
+    );
     other.close();
     client.close();
     await relay.stop();
