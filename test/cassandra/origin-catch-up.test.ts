@@ -8,8 +8,8 @@ import { type CassandraServer, startCassandra } from './cassandra-server.ts';
 /**
  * Persist mode `origin` on a real Cassandra: the relays share one store and only the accepting
  * relay writes. A relay that misses gossip (here: SIGSTOPped until its peer drops it, like a
- * partition) must still deliver, to its live subscribers, what was published meanwhile: it reads
- * it from the shared store when the peer returns. (The first Cassandra chaos run lost 1,216
+ * partition) must still deliver, to its live subscribers, what was published meanwhile: it catches
+ * up from the peer when it returns (the peer answers from the shared store and its spool). (The first Cassandra chaos run lost 1,216
  * messages at live subscribers this way, none from the store.)
  */
 let server: CassandraServer | undefined;
@@ -31,7 +31,7 @@ const flagsFor = (s: CassandraServer, keyspace: string) => ({
 });
 
 describe('persist origin on a shared Cassandra', () => {
-  it('a relay cut off from gossip delivers what it missed to its live subscribers, from the shared store', async () => {
+  it('a relay cut off from gossip delivers what it missed to its live subscribers by catch-up', async () => {
     const s = await serverReady;
     const flags = flagsFor(s, `o_${randomNodeId(12)}`);
     let a: TestRelay | undefined;

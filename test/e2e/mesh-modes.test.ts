@@ -62,7 +62,7 @@ describe('relay mesh: modes', () => {
       await waitFor('the subscriber on b', () => onB.ids().has(ack?.id as string));
       assert.equal((await history(a.url, 'shared.t')).length, 1);
       assert.equal((await history(b.url, 'shared.t')).length, 0, 'b relies on the shared store');
-      // b catches up from the store it shares (here its own, empty one), not from a.
+      // b caught up from a when they connected (nothing then); the message came by gossip.
       assert.equal((await meshStatus(b.url)).mesh.sync?.received, 0, 'nothing caught up from a');
     }));
 

@@ -205,35 +205,3 @@ export async function catchUpFrom(host: Host, shards: Shards, maxMessageBytes: n
     throw error;
   }
 }
-
-export interface StoreCatchUpRequest {
-  shards: readonly number[];
-  after: string;
-  /** Checks and fans out one page (not stored again: it came from the store); resolves with how many were new here. */
-  ingest(envelopes: Envelope[]): Promise<number>;
-  signal?: AbortSignal;
-}
-
-/**
- * Catch up from the shared store (persist mode `origin`): the relays share one store, so what
- * gossip did not bring during a partition or a pause is there. Everything of the given shards
- * after a cursor is read and handed to `ingest`, which fans out only what this node has not
- * delivered yet. Resolves with how many were new here.
- */
-export async function catchUpFromStore(store: MessageStore, shards: Shards, request: StoreCatchUpRequest) {
-  const wanted = new Set(request.shards);
-  const topics = (await store.topics()).filter((topic) => wanted.has(shards.of(topic)));
-  let fresh = 0;
-  for (const topic of topics) {
-    let after = request.after;
-    for (;;) {
-      request.signal?.throwIfAborted();
-      const page = await store.history(topic, { after, limit: PAGE_LIMIT });
-      if (page.length > 0) fresh += await request.ingest(page);
-      const last = page.at(-1);
-      if (page.length < PAGE_LIMIT || !last) break;
-      after = last.cursor;
-    }
-  }
-  return fresh;
-}

@@ -5,7 +5,7 @@ import type { Hono } from 'hono';
 import type { ComponentContext } from '../component.ts';
 import { adminGuard } from '../dashboard/admin-guard.ts';
 import { relayCard } from '../dashboard/relay-card.ts';
-import { catchUpFrom, catchUpFromStore, serveCatchUp } from './catch-up.ts';
+import { catchUpFrom, serveCatchUp } from './catch-up.ts';
 import { createGossip } from './gossip.ts';
 import { type GossipLinks, watchGossipLinks } from './gossip-links.ts';
 import { watchLiveness } from './liveness.ts';
@@ -77,35 +77,33 @@ export async function createMesh(context: ComponentContext) {
   const all = new Set(shards.topics.map((_, shard) => shard));
   let carried: ReadonlySet<number> = config.mesh_carry === 'all' ? all : new Set();
 
-  // Persist mode `all`: every node holds a replica and catches up from its peers. Mode `origin`:
-  // the nodes share one store, so a node that missed gossip (a partition, a pause) reads what it
-  // missed from that store when the peer returns, and fans out only what it has not delivered
-  // (the first Cassandra chaos run found live subscribers missing every message published on the
-  // other side of a partition).
+  // Every node catches up from its peers when they connect (sync.ts says when). Persist mode
+  // `all`: into its own replica. Mode `origin` (one shared store): only fanned out, to what this
+  // node has not delivered, so the subscribers of a node that missed gossip (a partition, a
+  // pause) still get what was published meanwhile (the first Cassandra chaos run lost every such
+  // message). The peer answers from the shared store plus its own spool: a message it acked
+  // while the store was away is not in the shared store yet.
   const startedAt = Date.now();
   const sync = createSync({
     dataDir: config.data_dir,
     lookbackMs: config.mesh_sync_lookback_ms,
     log: log.child({ part: 'sync' }),
     run: (peer, after, signal) => {
-      const ingest = async (envelopes: unknown[]) => {
-        const fresh = await hub.ingest(envelopes, { persist });
-        metrics.caughtUp.inc(fresh);
-        return fresh;
-      };
-      if (persist)
-        return catchUpFrom(host, shards, maxMessageBytes, {
-          peer: peerIdFromString(peer),
-          shards: [...carried],
-          after,
-          signal,
-          ingest,
-        });
-      // Live subscribers are owed what was published while this node ran; older messages reach
-      // a client through its resume cursor, not as live messages.
+      // In mode `origin`, live subscribers are owed what was published while this node ran;
+      // older messages reach a client through its resume cursor, not as live messages.
       const floor = cursorAt(startedAt - config.mesh_sync_lookback_ms);
-      const from = compareCursors(after, floor) < 0 ? floor : after;
-      return catchUpFromStore(context.store, shards, { shards: [...carried], after: from, signal, ingest });
+      const from = persist || compareCursors(after, floor) >= 0 ? after : floor;
+      return catchUpFrom(host, shards, maxMessageBytes, {
+        peer: peerIdFromString(peer),
+        shards: [...carried],
+        after: from,
+        signal,
+        ingest: async (envelopes) => {
+          const fresh = await hub.ingest(envelopes, { persist });
+          metrics.caughtUp.inc(fresh);
+          return fresh;
+        },
+      });
     },
   });
   const meshPeers = new Set<string>();

@@ -1,7 +1,14 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { type AppendResult, type Envelope, type MessageStore, type StoreHealth, UnavailableError } from '@anode/shared';
+import {
+  type AppendResult,
+  compareCursors,
+  type Envelope,
+  type MessageStore,
+  type StoreHealth,
+  UnavailableError,
+} from '@anode/shared';
 import type { Logger } from '../../logger.ts';
 
 /**
@@ -17,6 +24,9 @@ import type { Logger } from '../../logger.ts';
  * window cannot be seen while the remote store is away: it is acknowledged as new, with the new
  * cursor; the drain then keeps the first copy (the remote store dedups by id), so history holds
  * it once, but live subscribers saw it twice under one id (clients drop the second by id).
+ *
+ * History and topics, when the remote store answers, include what waits in the spool (merged by
+ * cursor), so this node's resumes and the peers catching up from it see every message it acked.
  */
 /** While the store stays down: at most one line this often (the first failure logs its stack). */
 export const OUTAGE_LOG_MS = 30_000;
@@ -46,7 +56,14 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
   const columns = db.prepare('PRAGMA table_info(spool)').all() as { name: string }[];
   if (!columns.some((c) => c.name === 'id')) db.exec('ALTER TABLE spool ADD COLUMN id TEXT');
   db.exec('CREATE INDEX IF NOT EXISTS spool_id ON spool (id)');
-  const push = db.prepare('INSERT INTO spool (id, envelope) VALUES (?, ?)');
+  // Topic and cursor make the spool readable as history (older spools lack them: those rows are
+  // drained, not read).
+  for (const column of ['topic', 'cursor'])
+    if (!columns.some((c) => c.name === column)) db.exec(`ALTER TABLE spool ADD COLUMN ${column} TEXT`);
+  db.exec('CREATE INDEX IF NOT EXISTS spool_topic ON spool (topic, cursor)');
+  const push = db.prepare('INSERT INTO spool (id, envelope, topic, cursor) VALUES (?, ?, ?, ?)');
+  const spooledAfter = db.prepare('SELECT envelope FROM spool WHERE topic = ? AND cursor > ? ORDER BY cursor LIMIT ?');
+  const spooledTopics = db.prepare('SELECT DISTINCT topic FROM spool WHERE topic IS NOT NULL');
   const spooled = db.prepare('SELECT envelope FROM spool WHERE id = ? ORDER BY seq LIMIT 1');
   const recent = new Map<string, Envelope>();
   const remember = (results: readonly AppendResult[], minted: readonly boolean[] | undefined) => {
@@ -86,7 +103,7 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
           results.push({ envelope: earlier, inserted: false });
           continue;
         }
-        push.run(m.id, JSON.stringify(m));
+        push.run(m.id, JSON.stringify(m), m.topic, m.cursor);
         batch.set(m.id, m);
         results.push({ envelope: m, inserted: true });
       }
@@ -183,9 +200,28 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
       }
     },
 
-    history: (topic, query) => read(() => primary.history(topic, query)),
+    // History includes what waits in the spool: a resume, or a peer catching up from this node,
+    // must not move past a message this node acked and delivered live but has not drained yet
+    // (the Cassandra chaos run lost such messages at subscribers that resumed meanwhile).
+    async history(topic, query) {
+      const stored = await read(() => primary.history(topic, query));
+      if (depth === 0 || query.limit <= 0) return stored;
+      const waiting = (spooledAfter.all(topic, query.after ?? '', query.limit) as { envelope: string }[]).map(
+        (row) => JSON.parse(row.envelope) as Envelope,
+      );
+      if (waiting.length === 0) return stored;
+      const ids = new Set(stored.map((m) => m.id));
+      const merged = [...stored, ...waiting.filter((m) => !ids.has(m.id))];
+      merged.sort((a, b) => compareCursors(a.cursor, b.cursor));
+      return merged.slice(0, query.limit);
+    },
     latest: (topic) => read(() => primary.latest(topic)),
-    topics: () => read(() => primary.topics()),
+    async topics() {
+      const stored = await read(() => primary.topics());
+      if (depth === 0) return stored;
+      const waiting = (spooledTopics.all() as { topic: string }[]).map((row) => row.topic);
+      return [...new Set([...stored, ...waiting])];
+    },
     trimmedThrough: (topic) => read(() => primary.trimmedThrough(topic)),
     sweep: (now) => primary.sweep(now),
 

@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { createHybridClock, type Envelope, type MessageStore } from '@anode/shared';
+import { createLogger } from '../../logger.ts';
+import { createSqliteStore } from '../embedded/sqlite-store.ts';
+import { createSpoolingStore } from './spooling-store.ts';
+
+const log = createLogger('silent');
+const dirs: string[] = [];
+after(async () => {
+  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+});
+
+/** Test double: a real SQLite store whose appends fail while `down` (a remote store that went away). */
+function failingAppends(inner: MessageStore) {
+  const state = { down: false };
+  const store: MessageStore = {
+    ...inner,
+    append: async (messages, options) => {
+      if (state.down) throw new Error('remote store unreachable (test double)');
+      return inner.append(messages, options);
+    },
+  };
+  return { store, state };
+}
+
+describe('spooling store: history sees the spool', () => {
+  it('merges spooled messages into history and topics by cursor until they drain, then holds each once', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-spool-history-'));
+    dirs.push(dir);
+    const clock = createHybridClock('spoolhist');
+    const make = (topic: string, data: unknown): Envelope => ({
+      id: `r${clock.next().replace(/[^0-9a-z]/g, '')}`,
+      topic,
+      cursor: clock.next(),
+      source: 's',
+      ts: Date.now(),
+      data,
+    });
+    const primary = createSqliteStore({ dataDir: join(dir, 'store'), retention: { maxAgeMs: 0, maxMessages: 0 } });
+    const { store: remote, state } = failingAppends(primary);
+    // A drain far in the future: the spool stays full while the test reads.
+    let spooling = createSpoolingStore(remote, { dataDir: join(dir, 'spool'), drainIntervalMs: 600_000, log });
+
+    const first = [make('h.t', 1), make('h.t', 2)];
+    await spooling.append(first);
+    state.down = true;
+    const waiting = [make('h.t', 3), make('h.t', 4), make('h.new', 'only spooled')];
+    const results = await spooling.append(waiting);
+    assert.ok(results.every((r) => r.inserted));
+    assert.equal(spooling.spoolDepth, 3);
+    state.down = false; // reads answer again; the spool has not drained
+
+    const ids = (messages: Envelope[]) => messages.map((m) => m.data);
+    assert.deepEqual(ids(await spooling.history('h.t', { limit: 10 })), [1, 2, 3, 4]);
+    // Pages: the limit cuts the merged list, and `after` continues it.
+    const page = await spooling.history('h.t', { limit: 3 });
+    assert.deepEqual(ids(page), [1, 2, 3]);
+    assert.deepEqual(ids(await spooling.history('h.t', { after: page.at(-1)?.cursor as string, limit: 3 })), [4]);
+    assert.deepEqual(ids(await spooling.history('h.new', { limit: 10 })), ['only spooled']);
+    assert.deepEqual((await spooling.topics()).sort(), ['h.new', 'h.t']);
+    assert.deepEqual(await primary.topics(), ['h.t'], 'the remote store has not got them yet');
+
+    // Reopened (as after a restart), the spool drains: history holds each message once.
+    await spooling.close();
+    const reopened = createSqliteStore({ dataDir: join(dir, 'store'), retention: { maxAgeMs: 0, maxMessages: 0 } });
+    spooling = createSpoolingStore(reopened, { dataDir: join(dir, 'spool'), drainIntervalMs: 20, log });
+    await spooling.drained(10_000);
+    assert.deepEqual(ids(await spooling.history('h.t', { limit: 10 })), [1, 2, 3, 4]);
+    assert.deepEqual(ids(await reopened.history('h.new', { limit: 10 })), ['only spooled']);
+    await spooling.close();
+  });
+});
