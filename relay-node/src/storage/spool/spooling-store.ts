@@ -152,6 +152,9 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
     if (timer || closed) return;
     timer = setTimeout(() => {
       timer = undefined;
+      // One drain at a time: a spool() during a drain scheduled another, and two drainers
+      // appended the same rows (idempotent, but each logged and paid for it; seen in chaos).
+      if (draining) return schedule();
       draining = drainOnce()
         .then(() => {
           if (lastError) options.log.info({ failed_attempts: outage.failures }, 'store is back; spool empty');
