@@ -1,7 +1,17 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { Envelope } from '@anode/shared';
-import { isMsg, type LinkedEdge, publish, receivedAll, startLinkedEdge } from '../helpers/edge.ts';
+import { type Envelope, type MessageStore, UnavailableError } from '@anode/shared';
+import {
+  freePort,
+  isMsg,
+  LINK_SECRET,
+  type LinkedEdge,
+  publish,
+  receivedAll,
+  startEdge,
+  startLinkedEdge,
+} from '../helpers/edge.ts';
+import { startRelay, type TestRelay, tempDir } from '../helpers/relay.ts';
 import { openSocket } from '../helpers/ws.ts';
 
 describe('edge link loss: the relay goes away and comes back', () => {
@@ -102,5 +112,64 @@ describe('edge link idle close: no clients, no link', () => {
     const live = await publish(linked.relay.url, topic, ['live']);
     await receivedAll(back, [live[0]?.id ?? '']);
     back.close();
+  });
+});
+
+describe('edge link: a resume the relay refuses as unavailable', () => {
+  it('is asked again from the same point, so what the relay accepted meanwhile still reaches the edge', async () => {
+    const topic = 'refused.a';
+    const dataDir = await tempDir('anode-edge-refused-');
+    const edgeUrl = `http://127.0.0.1:${await freePort()}`;
+    const flags = { 'edge-link-secret': LINK_SECRET, 'edge-url': edgeUrl };
+    // Fault-injection test double: the relay's history reads fail while `down` (as a relay's do
+    // while its Cassandra is away); appends still succeed (a spool would take them).
+    const reads = { down: false, refused: 0 };
+    const withFailingReads = (store: MessageStore): MessageStore => ({
+      ...store,
+      history: async (...args) => {
+        if (reads.down) {
+          reads.refused += 1;
+          throw new UnavailableError('storage is unavailable for reads (test double)');
+        }
+        return store.history(...args);
+      },
+    });
+    let relay: TestRelay = await startRelay(flags, { dataDir, wrapStore: withFailingReads });
+    const port = new URL(relay.url).port;
+    const edge = await startEdge({
+      RELAY_URLS: relay.url,
+      LINK_SECRET,
+      LINK_WAIT_MS: '2000',
+      LINK_RETRY_MAX_MS: '400',
+      EDGE_URL: edgeUrl,
+    });
+    const atEdge = await openSocket(`${edge.wsUrl}/v1/topics/${topic}/ws`);
+    try {
+      await atEdge.next((f) => f.op === 'subscribed');
+      const first = await publish(relay.url, topic, ['first']);
+      await receivedAll(atEdge, [first[0]?.id ?? '']);
+
+      // The relay restarts with its reads failing: the edge's resume is refused until they work.
+      await relay.stop();
+      reads.down = true;
+      relay = await startRelay({ ...flags, port }, { dataDir, wrapStore: withFailingReads });
+      const deadline = Date.now() + 20_000;
+      while (reads.refused < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(reads.refused >= 2, `the edge's resume was refused (${reads.refused} reads failed)`);
+      const meanwhile = await publish(relay.url, topic, ['meanwhile']);
+      // Longer than the edge's restart margin: resuming "from about now" would skip it.
+      await new Promise((r) => setTimeout(r, 3_000));
+      reads.down = false;
+      const got = await receivedAll(atEdge, [meanwhile[0]?.id ?? ''], 20_000);
+      assert.deepEqual(
+        got.map((m) => m.data),
+        ['first', 'meanwhile'],
+      );
+      assert.ok(!atEdge.frames.some((f) => f.op === 'err'), 'no gap was reported to the edge client');
+    } finally {
+      atEdge.close();
+      await edge.stop();
+      await relay.stop();
+    }
   });
 });

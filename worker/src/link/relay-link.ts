@@ -29,6 +29,8 @@ export const LINK_TAG = 'link';
 /** Clock skew allowed between this object and the relays when a mesh subscription restarts. */
 export const RESTART_MARGIN_MS = 2_000;
 const SUB_REF = 'link-sub';
+/** A refused resume is asked again after 250 ms, doubling up to this. */
+const SUB_RETRY_MAX_MS = 10_000;
 /** A link frame's payload stays well under workerd's 32 MiB WebSocket message cap. */
 const LINK_FRAME_BYTES = 4 * 1024 * 1024;
 /** Publish frames sent and not acked yet: bounds what a long outbox puts in memory at once. */
@@ -159,6 +161,7 @@ export function createRelayLink(deps: LinkDeps) {
       ctx.acceptWebSocket(pair[1], [LINK_TAG]);
       pair[1].serializeAttachment({ since: Date.now(), relay: dialer.relay, caughtUp: false } satisfies LinkState);
       dialer.connected();
+      store.meta.delete('sub_retry_at');
       subscribe(pair[1]);
       resend(pair[1]);
       for (const wake of waiters) wake(pair[1]);
@@ -182,6 +185,8 @@ export function createRelayLink(deps: LinkDeps) {
           return;
         }
         case 'subscribed': {
+          store.meta.delete('sub_retry_at');
+          store.meta.delete('sub_refusals');
           const resumeFrom = store.meta.get('resume_from');
           if (!resumeFrom || compareCursors(frame.cursor, resumeFrom) > 0) store.meta.set('resume_from', frame.cursor);
           const ws = socket();
@@ -201,6 +206,17 @@ export function createRelayLink(deps: LinkDeps) {
           return;
         case 'err':
           if (frame.ref === SUB_REF) {
+            if (frame.code !== 'cursor_expired') {
+              // The relay cannot serve the resume now (its storage is down): ask again later from
+              // the same point. Restarting from now here skipped what the relay had acked into
+              // its spool meanwhile (the Cassandra chaos run lost a message that way). The retry
+              // is alarm work, so it survives hibernation.
+              const refusals = Number(store.meta.get('sub_refusals') ?? '0');
+              store.meta.set('sub_refusals', String(refusals + 1));
+              store.meta.set('sub_retry_at', String(Date.now() + Math.min(SUB_RETRY_MAX_MS, 250 * 2 ** refusals)));
+              void deps.reschedule();
+              return;
+            }
             // Our resume point is older than the relay keeps: start over, and tell the clients.
             restart();
             const ws = socket();
@@ -280,13 +296,21 @@ export function createRelayLink(deps: LinkDeps) {
         if (Number.isNaN(idleAt)) store.meta.set('idle_at', String((idleAt = now + config.LINK_IDLE_MS)));
         return idleAt;
       }
-      return store.outbox.size() > 0 ? lastSendAt + config.LINK_WAIT_MS : undefined;
+      const retry = store.meta.get('sub_retry_at');
+      const resendAt = store.outbox.size() > 0 ? lastSendAt + config.LINK_WAIT_MS : undefined;
+      if (retry === undefined) return resendAt;
+      return resendAt === undefined ? Number(retry) : Math.min(resendAt, Number(retry));
     },
 
     /** Alarm work: dial, resend unacked publishes, or close a link nobody needs any more. */
     tick(now = Date.now()): void {
       const ws = socket();
       if (!ws) return link.ensure();
+      const retry = store.meta.get('sub_retry_at');
+      if (retry !== undefined && now >= Number(retry)) {
+        store.meta.delete('sub_retry_at');
+        subscribe(ws);
+      }
       if (!deps.wanted()) {
         if (now < Number(store.meta.get('idle_at') ?? now)) return;
         store.meta.set('continuous', '0');
