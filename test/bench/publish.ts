@@ -110,8 +110,8 @@ export async function runPublish(options: PublishOptions): Promise<PublishResult
         }
       }
     } finally {
-      await stopServer(servers.floor.child, options.log);
-      await stopServer(servers.anode.child, options.log);
+      await stopServer(servers.floor.child);
+      await stopServer(servers.anode.child);
       await rm(dir, { recursive: true, force: true });
     }
   }
