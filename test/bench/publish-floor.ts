@@ -1,7 +1,7 @@
 // The publish baseline: the floor for a durable ack in Node. A minimal WebSocket and HTTP server
 // that parses each `pub` frame (or HTTP body), group-commits what arrived in one tick to SQLite in
-// one transaction (the embedded store's table and file settings: WAL, synchronous FULL with
-// fsync, NORMAL without) and answers `ack` once committed. No auth, limits, latest or fan-out.
+// one transaction (the embedded store's table and its file settings, sqlitePragmas) and answers
+// `ack` once committed. No auth, limits, latest or fan-out.
 //
 //   node test/bench/publish-floor.ts <data-dir> <fsync: true|false>   (prints its URL when ready)
 import { randomUUID } from 'node:crypto';
@@ -10,12 +10,13 @@ import { createServer } from 'node:http';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { DatabaseSync } from 'node:sqlite';
+import { sqlitePragmas } from '@anode/relay-node/src/storage/embedded/sqlite-store.ts';
 import { WebSocketServer } from 'ws';
 
 const [dataDir = '.', fsyncFlag = 'false'] = process.argv.slice(2);
 mkdirSync(dataDir, { recursive: true });
 const db = new DatabaseSync(join(dataDir, 'floor.sqlite'));
-db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${fsyncFlag === 'true' ? 'FULL' : 'NORMAL'};`);
+db.exec(sqlitePragmas(fsyncFlag === 'true'));
 db.exec(`CREATE TABLE messages (id TEXT PRIMARY KEY, topic TEXT NOT NULL, cursor TEXT NOT NULL,
   source TEXT NOT NULL, ts INTEGER NOT NULL, data TEXT NOT NULL) WITHOUT ROWID;
   CREATE UNIQUE INDEX messages_by_topic_cursor ON messages (topic, cursor);`);
