@@ -10,7 +10,7 @@ import { createServer } from 'node:http';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { DatabaseSync } from 'node:sqlite';
-import { sqlitePragmas } from '@anode/relay-node/src/storage/embedded/sqlite-store.ts';
+import { sqlitePragmas } from '@anode/relay-node/src/storage/embedded/sqlite-schema.ts';
 import { WebSocketServer } from 'ws';
 
 const [dataDir = '.', fsyncFlag = 'false'] = process.argv.slice(2);
