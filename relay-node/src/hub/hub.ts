@@ -319,6 +319,10 @@ export function createHub(options: HubOptions) {
           sent.add(envelope.id);
           if (compareCursors(envelope.cursor, cursor) > 0) cursor = envelope.cursor;
         }
+        // History may have shown messages whose commit has not reached fan-out yet (the store
+        // commits off the event loop); they reach this entry's buffer once it has, and are
+        // skipped there as sent. Going live first would send them again.
+        await writer.settled();
         // Unsubscribed, or replaced by a newer `sub` for the same pattern, while catching up:
         // that one answers the client; this one must neither go live nor send `subscribed`.
         if (own.get(pattern) !== entry) return cursor;
