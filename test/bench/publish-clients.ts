@@ -2,6 +2,7 @@
 // number of `pub` frames awaiting their `ack`, and HTTP connections that each keep one POST (one
 // message, or an array of them) awaiting its 202. They run in the bench process; the server's CPU
 // is read from /proc over the measured window only (after a warm-up).
+import { readFile } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
 import WebSocket from 'ws';
 import { percentile, processCpuMs } from './stats.ts';
@@ -28,9 +29,17 @@ export interface LoadResult {
   p99_ms: number;
   /** Server CPU (all threads) per acknowledged message, µs, and its share of one core. */
   cpu_us_per_publish: number;
+  /** The server's main thread (its event loop) alone, µs per acknowledged message. */
+  main_cpu_us_per_publish: number;
   server_cpu: number;
   /** This process's CPU ÷ wall time over the window (1 = one core: the load generator is the limit). */
   loadgen_cpu: number;
+}
+
+/** utime+stime of a process's main thread in ms (/proc/<pid>/task/<pid>/stat; USER_HZ 100). */
+async function mainThreadCpuMs(pid: number): Promise<number> {
+  const stat = (await readFile(`/proc/${pid}/task/${pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? [];
+  return ((Number(stat[11]) + Number(stat[12])) * 1000) / 100;
 }
 
 // About 100 bytes per frame, as in issue 19's measurement.
@@ -143,6 +152,7 @@ export async function runPublishLoad(spec: LoadSpec): Promise<LoadResult> {
     for (const lane of lanes) await lane('start');
     await new Promise((r) => setTimeout(r, spec.warmupSeconds * 1000));
     const cpuBefore = await processCpuMs(spec.pid);
+    const mainBefore = await mainThreadCpuMs(spec.pid);
     const ownBefore = process.cpuUsage();
     const started = performance.now();
     w.measuring = true;
@@ -150,6 +160,7 @@ export async function runPublishLoad(spec: LoadSpec): Promise<LoadResult> {
     w.measuring = false;
     const wallMs = performance.now() - started;
     const cpuMs = (await processCpuMs(spec.pid)) - cpuBefore;
+    const mainMs = (await mainThreadCpuMs(spec.pid)) - mainBefore;
     const own = process.cpuUsage(ownBefore);
     w.stopping = true;
     await Promise.all(lanes.map((lane) => lane('finish')));
@@ -160,6 +171,7 @@ export async function runPublishLoad(spec: LoadSpec): Promise<LoadResult> {
       p50_ms: percentile(sorted, 50),
       p99_ms: percentile(sorted, 99),
       cpu_us_per_publish: w.acks > 0 ? (cpuMs * 1000) / w.acks : Number.NaN,
+      main_cpu_us_per_publish: w.acks > 0 ? (mainMs * 1000) / w.acks : Number.NaN,
       server_cpu: cpuMs / wallMs,
       loadgen_cpu: (own.user + own.system) / 1000 / wallMs,
     };

@@ -100,7 +100,7 @@ export async function runPublish(options: PublishOptions): Promise<PublishResult
               seconds: options.seconds,
             });
             options.log(
-              `publish: fsync ${fsync}, ${c.name}, ${target} (run ${r + 1}/${options.runs}): ${result.acks_per_s} acks/s, p99 ${fmt(result.p99_ms, 2)} ms, ${fmt(result.cpu_us_per_publish, 1)} µs CPU/publish`,
+              `publish: fsync ${fsync}, ${c.name}, ${target} (run ${r + 1}/${options.runs}): ${result.acks_per_s} acks/s, p99 ${fmt(result.p99_ms, 2)} ms, ${fmt(result.cpu_us_per_publish, 1)} µs CPU/publish (${fmt(result.main_cpu_us_per_publish, 1)} main thread)`,
             );
             samples[target].push(result);
           }
@@ -148,7 +148,7 @@ export const publishScenario: Scenario = {
     const seconds = numberFlag(flags.seconds, quick ? 1 : 3);
     const data = await runPublish({ fsync, cases, seconds, warmupSeconds: quick ? 0.3 : 1, runs, cpuProfDir, log });
     const rows = [
-      '| fsync | case | in flight | floor acks/s | anode acks/s | ratio | anode p50 ms | anode p99 ms | floor p99 ms | anode CPU µs/publish | floor CPU µs/publish | anode CPU |',
+      '| fsync | case | in flight | floor acks/s | anode acks/s | ratio | anode p50 ms | anode p99 ms | floor p99 ms | anode CPU µs/publish (main thread) | floor CPU µs/publish | anode CPU |',
       '|---|---|---|---|---|---|---|---|---|---|---|---|',
     ];
     for (const f of fsync) {
@@ -157,13 +157,45 @@ export const publishScenario: Scenario = {
           data.find((r) => r.fsync === f && r.case === c.name && r.target === target) as PublishResult;
         const [floor, anode] = [at('floor'), at('anode')];
         rows.push(
-          `| ${f ? 'on' : 'off'} | ${c.name} | ${c.connections} × ${c.depth}${c.transport === 'http' ? ' msg/body' : ''} | ${floor.acks_per_s} | ${anode.acks_per_s} | ${fmt(anode.acks_per_s / floor.acks_per_s, 2)}× | ${fmt(anode.p50_ms, 2)} | ${fmt(anode.p99_ms, 2)} | ${fmt(floor.p99_ms, 2)} | ${fmt(anode.cpu_us_per_publish, 1)} | ${fmt(floor.cpu_us_per_publish, 1)} | ${fmt(anode.server_cpu * 100, 0)}% |`,
+          `| ${f ? 'on' : 'off'} | ${c.name} | ${c.connections} × ${c.depth}${c.transport === 'http' ? ' msg/body' : ''} | ${floor.acks_per_s} | ${anode.acks_per_s} | ${fmt(anode.acks_per_s / floor.acks_per_s, 2)}× | ${fmt(anode.p50_ms, 2)} | ${fmt(anode.p99_ms, 2)} | ${fmt(floor.p99_ms, 2)} | ${fmt(anode.cpu_us_per_publish, 1)} (${fmt(anode.main_cpu_us_per_publish, 1)}) | ${fmt(floor.cpu_us_per_publish, 1)} | ${fmt(anode.server_cpu * 100, 0)}% |`,
         );
       }
     }
+    const notesTargets: string[] = [];
     const busy = data.filter((r) => r.loadgen_cpu >= 0.9);
+    const find = (f: boolean, name: string, target: PublishTarget) =>
+      data.find((r) => r.fsync === f && r.case === name && r.target === target);
+    for (const f of fsync) {
+      const verdicts: string[] = [];
+      const [one, oneFloor, many, batched] = [
+        find(f, 'ws-1', 'anode'),
+        find(f, 'ws-1', 'floor'),
+        find(f, `ws-${Math.max(...cases.filter((c) => c.transport === 'ws').map((c) => c.connections))}`, 'anode'),
+        find(f, 'http-batched', 'anode'),
+      ];
+      const mark = (ok: boolean) => (ok ? 'met' : 'NOT met');
+      if (one && oneFloor) {
+        const ratio = one.acks_per_s / oneFloor.acks_per_s;
+        verdicts.push(
+          f
+            ? `ws-1 ≥ 0.8× floor: ${fmt(ratio, 2)}× (${mark(ratio >= 0.8)})`
+            : `ws-1 ≥ 0.7× floor: ${fmt(ratio, 2)}× (${mark(ratio >= 0.7)}); ≥ 25,000 acks/s: ${one.acks_per_s} (${mark(one.acks_per_s >= 25_000)})`,
+        );
+      }
+      if (one && many && many !== one) {
+        verdicts.push(
+          `${many.case} ≥ ws-1: ${many.acks_per_s} vs ${one.acks_per_s} (${mark(many.acks_per_s >= one.acks_per_s)})`,
+        );
+      }
+      if (batched) {
+        verdicts.push(`http-batched ≥ 50,000 msg/s: ${batched.acks_per_s} (${mark(batched.acks_per_s >= 50_000)})`);
+      }
+      if (verdicts.length > 0)
+        notesTargets.push(`- Targets (issue 19), fsync ${f ? 'on' : 'off'}: ${verdicts.join('; ')}.`);
+    }
     const notes = [
-      `- Closed loop: each WebSocket connection keeps its publishes in flight, each HTTP connection one request; ${seconds} s measured after a warm-up, median of ${runs}. acks/s counts acknowledged messages; HTTP latency is per request. CPU is the server process's (all threads) over the window ÷ messages acknowledged.`,
+      ...notesTargets,
+      `- Closed loop: each WebSocket connection keeps its publishes in flight, each HTTP connection one request; ${seconds} s measured after a warm-up, median of ${runs}. acks/s counts acknowledged messages; HTTP latency is per request. CPU is the server process's (all threads; in brackets the main thread alone) over the window ÷ messages acknowledged. The floor runs on one thread; the relay commits on a writer thread.`,
       ...busy.map(
         (r) =>
           `- fsync ${r.fsync ? 'on' : 'off'}, ${r.case}, ${r.target}: the load generator (this process) used ${fmt(r.loadgen_cpu * 100, 0)}% of a core: it may be the limit.`,
