@@ -27,8 +27,29 @@ export interface AsyncWrites {
 
 type Request = WriterRequest extends infer R ? (R extends WriterRequest ? Omit<R, 'seq'> : never) : never;
 
+/**
+ * The process's Node flags the thread takes: only CPU profiling (so `--cpu-prof` profiles the
+ * writer too). Loader hooks (`--import`) and the like are the main thread's business; a thread
+ * that only runs SQLite would load and run them again.
+ */
+function profilingFlags(): string[] {
+  const flags: string[] = [];
+  const argv = process.execArgv;
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i] as string;
+    if (!flag.startsWith('--cpu-prof')) continue;
+    flags.push(flag);
+    const takesValue = flag === '--cpu-prof-dir' || flag === '--cpu-prof-name' || flag === '--cpu-prof-interval';
+    if (takesValue && argv[i + 1] !== undefined) flags.push(argv[++i] as string);
+  }
+  return flags;
+}
+
 export function startWriterThread(path: string, fsync: boolean): AsyncWrites {
-  const worker = new Worker(new URL('./sqlite-writer-thread.ts', import.meta.url), { workerData: { path, fsync } });
+  const worker = new Worker(new URL('./sqlite-writer-thread.ts', import.meta.url), {
+    workerData: { path, fsync },
+    execArgv: profilingFlags(),
+  });
   const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
   let seq = 0;
   let failure: string | undefined;
