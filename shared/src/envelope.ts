@@ -89,6 +89,18 @@ export function checkEnvelope(value: unknown, limits: MessageLimits): Envelope {
   return { id, topic, cursor, source, ts, data };
 }
 
+/**
+ * The rest of checkEnvelope for a client's publish: its frame or body passed parseClientFrame or
+ * parsePublishBody (shape, topic, source name, key, ts type, nesting) and the accepting node
+ * minted its id and cursor, so only the `ts` bound and the serialized size are left. Checking the
+ * rest again would validate every publish twice.
+ */
+export function checkPublished(envelope: Envelope, limits: MessageLimits): Envelope {
+  assertTs(envelope.ts, limits);
+  assertDataSize(envelope.data, limits);
+  return envelope;
+}
+
 export type CheckedEnvelope = { ok: true; envelope: Envelope } | { ok: false; error: AnodeError; reason: string };
 
 /** checkEnvelope without throwing (for paths that count and skip bad envelopes). */

@@ -3,16 +3,18 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { AnodeError, type ErrorCode } from './errors.ts';
 import {
+  clientFrameSchema,
   historyQuerySchema,
   MAX_PUBLISH_BATCH,
   parseClientFrame,
   parsePublishBody,
   parseWith,
+  publishBodySchema,
   refOf,
 } from './frames.ts';
 import { createHybridClock } from './ids.ts';
-import { MAX_DATA_DEPTH } from './data-depth.ts';
-import { assertPattern, isTopic } from './topics.ts';
+import { assertDataDepth, MAX_DATA_DEPTH } from './data-depth.ts';
+import { assertPattern, assertTopic, isTopic } from './topics.ts';
 
 const CURSOR = createHybridClock('n1', () => 1_700_000_000_000).next();
 
@@ -187,6 +189,51 @@ describe('parseClientFrame on arbitrary input', () => {
     );
   });
 
+  test('a pub frame parses to what the schema alone gives, and fails with its error', () => {
+    // parseClientFrame reads a well-formed pub by hand; the schema is the reference.
+    const bySchema = (value: unknown) => {
+      const frame = parseWith(clientFrameSchema, value);
+      if (frame.op !== 'pub') return frame;
+      if (frame.data === undefined) throw new AnodeError('bad_frame', 'data: required (use null for no data)');
+      assertDataDepth(frame.data);
+      assertTopic(frame.topic);
+      return frame;
+    };
+    const settle = (fn: () => unknown) => {
+      try {
+        return { ok: fn() };
+      } catch (error) {
+        return { code: (error as AnodeError).code, message: (error as AnodeError).message };
+      }
+    };
+    const pub = fc.record(
+      {
+        op: fc.constant('pub'),
+        topic: fc.oneof(fc.constantFrom('a', 'a.b', 'a.*', '', 'x'.repeat(65), '__proto__'), fc.anything()),
+        data: fc.oneof(
+          fc.json().map((j) => JSON.parse(j) as unknown),
+          fc.anything(),
+        ),
+        ref: fc.oneof(fc.string({ maxLength: 130 }), fc.constant('r'.repeat(129)), fc.anything()),
+        source: fc.oneof(fc.constantFrom('s', 'a@b:c|d.e', '', 's'.repeat(129), 'a b'), fc.anything()),
+        ts: fc.oneof(fc.integer(), fc.constantFrom(0, -1, 1.5, 8.64e15, 8.64e15 + 1, -0), fc.anything()),
+        key: fc.oneof(fc.string({ maxLength: 258 }), fc.anything()),
+        extra: fc.anything(),
+      },
+      { requiredKeys: ['op'] },
+    );
+    fc.assert(
+      fc.property(pub, (value) => {
+        const text = JSON.stringify(value);
+        assert.deepEqual(
+          settle(() => parseClientFrame(text)),
+          settle(() => bySchema(JSON.parse(text))),
+        );
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
   test('nesting up to MAX_DATA_DEPTH parses; deeper data is bad_frame, without a crash', () => {
     const frame = (depth: number) => `{"op":"pub","topic":"t","data":${'['.repeat(depth)}${']'.repeat(depth)}}`;
     assert.equal(parseClientFrame(frame(MAX_DATA_DEPTH)).op, 'pub');
@@ -198,6 +245,58 @@ describe('parseClientFrame on arbitrary input', () => {
 });
 
 describe('parsePublishBody', () => {
+  test('a body parses to what the schema alone gives, and fails with its error', () => {
+    // parsePublishBody reads well-formed items by hand; the schema is the reference.
+    const bySchema = (value: unknown) => {
+      const body = parseWith(publishBodySchema, value);
+      const items = Array.isArray(body) ? body : [body];
+      for (const item of items) {
+        if (item.data === undefined) throw new AnodeError('bad_frame', 'data: required (use null for no data)');
+        assertDataDepth(item.data);
+      }
+      return items;
+    };
+    const settle = (fn: () => unknown) => {
+      try {
+        return { ok: fn() };
+      } catch (error) {
+        return { code: (error as AnodeError).code, message: (error as AnodeError).message };
+      }
+    };
+    const item = fc.oneof(
+      fc.record(
+        {
+          data: fc.oneof(
+            fc.json().map((j) => JSON.parse(j) as unknown),
+            fc.anything(),
+          ),
+          source: fc.oneof(fc.constantFrom('s', 'a@b:c|d.e', '', 's'.repeat(129), 'a b'), fc.anything()),
+          ts: fc.oneof(fc.integer(), fc.constantFrom(0, -1, 1.5, 8.64e15, 8.64e15 + 1), fc.anything()),
+          key: fc.oneof(fc.string({ maxLength: 258 }), fc.anything()),
+          extra: fc.anything(),
+        },
+        { requiredKeys: [] },
+      ),
+      fc.anything(),
+    );
+    const body = fc.oneof(item, fc.array(item, { maxLength: 5 }));
+    fc.assert(
+      fc.property(body, (value) => {
+        const parsed = JSON.parse(JSON.stringify(value) ?? 'null') as unknown;
+        assert.deepEqual(
+          settle(() => parsePublishBody(parsed)),
+          settle(() => bySchema(parsed)),
+        );
+      }),
+      { numRuns: 5000 },
+    );
+    const many = Array.from({ length: MAX_PUBLISH_BATCH + 1 }, (_, n) => ({ data: n }));
+    assert.deepEqual(
+      settle(() => parsePublishBody(many)),
+      settle(() => bySchema(many)),
+    );
+  });
+
   test('an Idempotency-Key header fills the key of a single message, never overrides it, and refuses batches', () => {
     assert.deepEqual(parsePublishBody({ data: 1 }, 'h'), [{ data: 1, key: 'h' }]);
     assert.deepEqual(parsePublishBody({ data: 1, key: 'own' }, 'h'), [{ data: 1, key: 'own' }]);

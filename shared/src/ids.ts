@@ -118,10 +118,21 @@ export function contentId(topic: string, source: string, key: string): string {
   return `k${base64url(digest.subarray(0, 16))}`;
 }
 
+// Random bytes are drawn a page at a time: one getRandomValues call per 256 ids instead of one per
+// id (it was 4% of the relay's publish path). Each byte is used once. Filled on first use, not at
+// load: a Worker may not generate random values outside a request.
+const RANDOM_POOL_BYTES = 4096;
+const randomPool = new Uint8Array(RANDOM_POOL_BYTES);
+let randomPoolAt = RANDOM_POOL_BYTES;
+
 /** A fresh random id for a message published without an idempotency key. */
 export function randomId(): string {
-  const bytes = new Uint8Array(16);
-  crypto.getRandomValues(bytes);
+  if (randomPoolAt + 16 > RANDOM_POOL_BYTES) {
+    crypto.getRandomValues(randomPool);
+    randomPoolAt = 0;
+  }
+  const bytes = randomPool.subarray(randomPoolAt, randomPoolAt + 16);
+  randomPoolAt += 16;
   return `r${base64url(bytes)}`;
 }
 

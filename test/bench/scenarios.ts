@@ -3,6 +3,7 @@ import { connectionsScenario } from './connections.ts';
 import { edgeScenario } from './edge.ts';
 import { fanoutScenario } from './fanout.ts';
 import { meshScenario } from './mesh.ts';
+import { publishScenario } from './publish.ts';
 import type { Scenario } from './scenario.ts';
 import { saturationScenario } from './saturation.ts';
 import { sourcesScenario } from './sources.ts';
@@ -16,4 +17,5 @@ export const SCENARIOS: readonly Scenario[] = [
   storageScenario,
   sourcesScenario,
   connectionsScenario,
+  publishScenario,
 ];

@@ -1,5 +1,6 @@
 import {
   checkEnvelope,
+  checkPublished,
   type Claims,
   CursorExpiredError,
   ForbiddenError,
@@ -74,7 +75,8 @@ export interface Ack {
 
 /**
  * Who publishes: a client, whose token binds the source (PROTOCOL.md "Auth"), or a pulled
- * source of this node, publishing under its own (reserved) name.
+ * source of this node, publishing under its own (reserved) name. A client's items come from
+ * parseClientFrame or parsePublishBody, under a topic already checked (see checkPublished).
  */
 export type PublishContext = { via: 'ws' | 'http'; claims: Claims } | { via: 'source'; source: string };
 
@@ -103,22 +105,23 @@ export function createHub(options: HubOptions) {
     return s;
   };
 
-  const fanOut = (envelope: Envelope) => {
-    const frame = msgFrame(envelope);
-    const sentTo = new Set<Subscriber>();
-    const s = statsOf(envelope.topic);
-    for (const entry of index.lookup(envelope.topic)) {
+  const fanOut = (envelope: Envelope, subscribed: Iterable<Entry>, s: TopicStats) => {
+    // Encoded once, and only when someone is there to receive it.
+    let frame: string | undefined;
+    let sentTo: Set<Subscriber> | undefined;
+    for (const entry of subscribed) {
       if (!entry.live) {
         entry.buffer.push(envelope);
         if (entry.buffer.length > maxCatchUpBuffer) entry.subscriber.overflow();
         continue;
       }
       // A client with overlapping patterns gets each message once.
-      if (sentTo.has(entry.subscriber)) continue;
-      sentTo.add(entry.subscriber);
+      if (sentTo?.has(entry.subscriber)) continue;
+      (sentTo ??= new Set()).add(entry.subscriber);
+      frame ??= msgFrame(envelope);
       if (entry.subscriber.send(frame)) s.delivered += 1;
     }
-    metrics.delivered.inc(sentTo.size);
+    if (sentTo) metrics.delivered.inc(sentTo.size);
   };
 
   const acceptedListeners = new Set<(envelopes: Envelope[]) => void>();
@@ -141,18 +144,30 @@ export function createHub(options: HubOptions) {
   // topic saw (chaos found this: a relay's own message in topic b, then another relay's slightly
   // older one in topic c; the subscriber, cut off in between, resumed past the second one).
   let newestDelivered: string | undefined;
-  const deliver = (envelope: Envelope, origin: WriteOrigin) => {
-    const s = statsOf(envelope.topic);
-    if (origin === 'remote') late.observe(envelope, newestDelivered);
-    // Every delivered id, local ones too: a catch-up from a shared store (persist `origin`)
-    // reads this node's own messages back and must not deliver them twice.
-    recentRemote.add(envelope.id);
-    if (newestDelivered === undefined || compareCursors(envelope.cursor, newestDelivered) > 0)
-      newestDelivered = envelope.cursor;
-    s.published += 1;
-    if (s.lastCursor === undefined || compareCursors(envelope.cursor, s.lastCursor) > 0) s.lastCursor = envelope.cursor;
-    s.lastPublishedAt = Date.now();
-    fanOut(envelope);
+  /** Deliver messages in order; the subscribers of a topic are looked up once per run of it. */
+  const deliver = (envelopes: readonly Envelope[], origin: WriteOrigin) => {
+    const now = Date.now();
+    let topic: string | undefined;
+    let subscribed: Iterable<Entry> = [];
+    let s: TopicStats | undefined;
+    for (const envelope of envelopes) {
+      if (envelope.topic !== topic || !s) {
+        topic = envelope.topic;
+        subscribed = index.lookup(topic);
+        s = statsOf(topic);
+      }
+      if (origin === 'remote') late.observe(envelope, newestDelivered);
+      // Every delivered id, local ones too: a catch-up from a shared store (persist `origin`)
+      // reads this node's own messages back and must not deliver them twice.
+      recentRemote.add(envelope.id);
+      if (newestDelivered === undefined || compareCursors(envelope.cursor, newestDelivered) > 0)
+        newestDelivered = envelope.cursor;
+      s.published += 1;
+      if (s.lastCursor === undefined || compareCursors(envelope.cursor, s.lastCursor) > 0)
+        s.lastCursor = envelope.cursor;
+      s.lastPublishedAt = now;
+      fanOut(envelope, subscribed, s);
+    }
   };
 
   const writer = createWriter({
@@ -160,7 +175,7 @@ export function createHub(options: HubOptions) {
     metrics,
     log: options.log.child({ component: 'writer' }),
     onCommitted(inserted, origin) {
-      for (const envelope of inserted) deliver(envelope, origin);
+      deliver(inserted, origin);
       if (origin === 'local' && inserted.length > 0) {
         for (const listener of acceptedListeners) listener(inserted);
       }
@@ -189,15 +204,18 @@ export function createHub(options: HubOptions) {
     async publish(topic: string, items: readonly PublishItem[], context: PublishContext): Promise<Ack[]> {
       const started = performance.now();
       const now = Date.now();
+      const at = { ...limits, now };
       const sources = items.map((item) =>
         context.via === 'source' ? context.source : clientSource(context.claims, item.source),
       );
-      // One bad item refuses the whole publish (its cursors are skipped: gaps are harmless).
+      // A client's items were checked when their frame or body was parsed; what is left is
+      // checked here. One bad item refuses the whole publish (its cursors are skipped: gaps are
+      // harmless).
+      const check = context.via === 'source' ? checkEnvelope : checkPublished;
       const envelopes = items.map((item, i): Envelope => {
         const source = sources[i] as string;
         const id = item.key === undefined ? randomId() : contentId(topic, source, item.key);
-        const envelope = { id, topic, cursor: clock.next(), source, ts: item.ts ?? now, data: item.data };
-        return checkEnvelope(envelope, { ...limits, now });
+        return check({ id, topic, cursor: clock.next(), source, ts: item.ts ?? now, data: item.data }, at);
       });
       // Minted here: a random id is new by construction, so the store need not look it up.
       const results = await writer.write(envelopes, 'local', { minted: true });
@@ -220,13 +238,9 @@ export function createHub(options: HubOptions) {
         const results = await writer.write(envelopes, 'remote');
         return results.filter((r) => r.inserted).length;
       }
-      let fresh = 0;
-      for (const envelope of envelopes) {
-        if (!recentRemote.add(envelope.id)) continue;
-        fresh += 1;
-        deliver(envelope, 'remote');
-      }
-      return fresh;
+      const unseen = envelopes.filter((envelope) => recentRemote.add(envelope.id));
+      deliver(unseen, 'remote');
+      return unseen.length;
     },
 
     /**
@@ -305,6 +319,10 @@ export function createHub(options: HubOptions) {
           sent.add(envelope.id);
           if (compareCursors(envelope.cursor, cursor) > 0) cursor = envelope.cursor;
         }
+        // History may have shown messages whose commit has not reached fan-out yet (the store
+        // commits off the event loop); they reach this entry's buffer once it has, and are
+        // skipped there as sent. Going live first would send them again.
+        await writer.settled();
         // Unsubscribed, or replaced by a newer `sub` for the same pattern, while catching up:
         // that one answers the client; this one must neither go live nor send `subscribed`.
         if (own.get(pattern) !== entry) return cursor;

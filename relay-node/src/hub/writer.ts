@@ -35,6 +35,12 @@ export interface Writer {
   write(envelopes: readonly Envelope[], origin?: WriteOrigin, options?: { minted?: boolean }): Promise<AppendResult[]>;
   /** Resolves once everything queued so far is written (or failed). */
   drain(): Promise<void>;
+  /**
+   * Resolves once the batch being committed now, if any, has been handed to `onCommitted`. A
+   * read of the store may see a commit before its fan-out ran (the store commits on another
+   * thread or server): a catch-up that read history waits for this before going live.
+   */
+  settled(): Promise<void>;
   readonly queued: number;
 }
 
@@ -44,6 +50,7 @@ export function createWriter(options: WriterOptions): Writer {
   const queue: Job[] = [];
   let queued = 0;
   let flushing: Promise<void> | undefined;
+  let committing: Promise<void> | undefined;
 
   const takeBatch = (): Job[] => {
     const jobs: Job[] = [];
@@ -94,7 +101,11 @@ export function createWriter(options: WriterOptions): Writer {
   const flush = async () => {
     // Yield once so that publishes arriving in the same tick join this batch.
     await new Promise<void>((resolve) => setImmediate(resolve));
-    while (queue.length > 0) await writeBatch(takeBatch());
+    while (queue.length > 0) {
+      committing = writeBatch(takeBatch());
+      await committing;
+    }
+    committing = undefined;
     flushing = undefined;
   };
 
@@ -113,6 +124,9 @@ export function createWriter(options: WriterOptions): Writer {
     },
     async drain() {
       while (flushing) await flushing;
+    },
+    async settled() {
+      await committing;
     },
     get queued() {
       return queued;

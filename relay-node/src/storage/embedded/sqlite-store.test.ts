@@ -1,6 +1,9 @@
+import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { createHybridClock, type Envelope, randomId } from '@anode/shared';
 import { messageStoreCompliance } from '../message-store.compliance.ts';
 import { createSqliteStore } from './sqlite-store.ts';
 
@@ -23,3 +26,56 @@ messageStoreCompliance(
   },
   { countRetention: true, ageRetention: true },
 );
+
+describe('embedded store: one batch', () => {
+  const clock = createHybridClock('batch');
+  const make = (topic: string, over: Partial<Envelope> = {}): Envelope => ({
+    id: randomId(),
+    topic,
+    cursor: clock.next(),
+    source: 's',
+    ts: 1_000,
+    data: { n: 1 },
+    ...over,
+  });
+
+  it('keeps latest by ts (then id) among messages of one append, whatever their order', async () => {
+    const store = createSqliteStore({ dataDir: '', memory: true, retention: { maxAgeMs: 0, maxMessages: 0 } });
+    const newer = make('t', { source: 'a', ts: 2_000 });
+    const tieHigh = make('t', { source: 'c', ts: 10, id: 'tie-b' });
+    await store.append([
+      newer,
+      make('t', { source: 'a', ts: 1_000 }),
+      make('t', { source: 'b', ts: 5 }),
+      tieHigh,
+      make('t', { source: 'c', ts: 10, id: 'tie-a' }),
+    ]);
+    const latest = await store.latest('t');
+    assert.deepEqual(latest.a, newer);
+    assert.equal(latest.b?.ts, 5);
+    assert.deepEqual(latest.c, tieHigh);
+    // A later batch still cannot replace a newer ts with an older one.
+    await store.append([make('t', { source: 'a', ts: 1_500 }), make('t', { source: 'b', ts: 6 })]);
+    assert.deepEqual((await store.latest('t')).a, newer);
+    assert.equal((await store.latest('t')).b?.ts, 6);
+    await store.close();
+  });
+
+  it('counts every new message of one append for retention, and no duplicate', async () => {
+    const store = createSqliteStore({ dataDir: '', memory: true, retention: { maxAgeMs: 0, maxMessages: 3 } });
+    const first = make('t');
+    const batch = [first, first, ...Array.from({ length: 5 }, () => make('t')), make('u')];
+    const results = await store.append(batch);
+    assert.deepEqual(
+      results.map((r) => r.inserted),
+      [true, false, true, true, true, true, true, true],
+    );
+    assert.equal(await store.sweep(), 3, 'six in t, kept three');
+    assert.deepEqual(
+      (await store.history('t', { limit: 10 })).map((m) => m.id),
+      batch.slice(4, 7).map((m) => m.id),
+    );
+    assert.equal((await store.history('u', { limit: 10 })).length, 1);
+    await store.close();
+  });
+});

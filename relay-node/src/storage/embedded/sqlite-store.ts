@@ -1,76 +1,27 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { ensurePrivateFile, PRIVATE_DIR_MODE } from '../../private-files.ts';
-import type { AppendResult, Envelope, MessageStore, RetentionPolicy, StoreHealth } from '@anode/shared';
+import type { AppendResult, MessageStore, RetentionPolicy, StoreHealth } from '@anode/shared';
+import { migrate, openDatabase, type Row, toEnvelope } from './sqlite-schema.ts';
+import { inProcess, startWriterThread } from './sqlite-writer.ts';
+import { createWrites, type WriteRow } from './sqlite-writes.ts';
+
+export { sqlitePragmas } from './sqlite-schema.ts';
 
 /**
  * The embedded MessageStore: SQLite (Node's built-in `node:sqlite`) in the relay's data folder,
  * in WAL mode. A batch is one transaction, so an ack costs one commit however many messages it
  * covers. With `fsync` on, a commit survives power loss; off, it still survives a killed process.
+ * Writes run on a writer thread (sqlite-writer.ts); reads use this thread's own connection, and
+ * WAL lets them see every commit as soon as it returns.
  */
 export interface SqliteStoreOptions {
   dataDir: string;
   retention: RetentionPolicy;
   fsync?: boolean;
-  /** For tests: an in-memory database. */
+  /** For tests: an in-memory database (written in-process: it cannot be shared with a thread). */
   memory?: boolean;
 }
-
-const SCHEMA_VERSION = 1;
-
-const MIGRATIONS: Record<number, string> = {
-  1: `
-    CREATE TABLE messages (
-      id TEXT PRIMARY KEY,
-      topic TEXT NOT NULL,
-      cursor TEXT NOT NULL,
-      source TEXT NOT NULL,
-      ts INTEGER NOT NULL,
-      data TEXT NOT NULL
-    ) WITHOUT ROWID;
-    CREATE UNIQUE INDEX messages_by_topic_cursor ON messages (topic, cursor);
-    CREATE TABLE latest (
-      topic TEXT NOT NULL,
-      source TEXT NOT NULL,
-      id TEXT NOT NULL,
-      cursor TEXT NOT NULL,
-      ts INTEGER NOT NULL,
-      data TEXT NOT NULL,
-      PRIMARY KEY (topic, source)
-    ) WITHOUT ROWID;
-    CREATE TABLE topics (
-      topic TEXT PRIMARY KEY,
-      count INTEGER NOT NULL DEFAULT 0,
-      trimmed_through TEXT
-    ) WITHOUT ROWID;
-  `,
-};
-
-type Row = { id: string; topic: string; cursor: string; source: string; ts: number; data: string };
-
-const toEnvelope = (row: Row): Envelope => ({
-  id: row.id,
-  topic: row.topic,
-  cursor: row.cursor,
-  source: row.source,
-  ts: Number(row.ts),
-  data: JSON.parse(row.data),
-});
-
-function migrate(db: DatabaseSync): void {
-  db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
-  const row = db.prepare('SELECT MAX(version) AS v FROM schema_version').get() as { v: number | null };
-  for (let version = (row.v ?? 0) + 1; version <= SCHEMA_VERSION; version++) {
-    db.exec('BEGIN');
-    db.exec(MIGRATIONS[version] ?? '');
-    db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(version);
-    db.exec('COMMIT');
-  }
-}
-
-/** Cursor prefix for a wall-clock time: every cursor minted before `ms` sorts below it. */
-const cursorFloor = (ms: number) => `${Math.max(0, Math.floor(ms)).toString(16).padStart(12, '0')}0000`;
 
 export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
   let path = ':memory:';
@@ -79,65 +30,27 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
     path = join(options.dataDir, 'messages.sqlite');
     ensurePrivateFile(path);
   }
-  const db = new DatabaseSync(path);
-  db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.fsync === false ? 'NORMAL' : 'FULL'};`);
-  db.exec('PRAGMA busy_timeout = 5000');
+  const fsync = options.fsync !== false;
+  const db = openDatabase(path, fsync);
   migrate(db);
+  const writes = options.memory ? inProcess(createWrites(db)) : startWriterThread(path, fsync);
 
-  const q = (sql: string): StatementSync => db.prepare(sql);
-  const insert = q('INSERT OR IGNORE INTO messages (id, topic, cursor, source, ts, data) VALUES (?, ?, ?, ?, ?, ?)');
-  const byId = q('SELECT * FROM messages WHERE id = ?');
-  const upsertLatest = q(`
-    INSERT INTO latest (topic, source, id, cursor, ts, data) VALUES (?, ?, ?, ?, ?, ?)
-    ON CONFLICT (topic, source) DO UPDATE SET
-      id = excluded.id, cursor = excluded.cursor, ts = excluded.ts, data = excluded.data
-    WHERE excluded.ts > latest.ts OR (excluded.ts = latest.ts AND excluded.id > latest.id)`);
-  const countTopic = q(
-    'INSERT INTO topics (topic, count) VALUES (?, 1) ON CONFLICT (topic) DO UPDATE SET count = count + 1',
-  );
+  const q = (sql: string) => db.prepare(sql);
   const history = q('SELECT * FROM messages WHERE topic = ? AND cursor > ? ORDER BY cursor LIMIT ?');
   const latest = q('SELECT * FROM latest WHERE topic = ?');
   const topics = q('SELECT topic FROM topics WHERE count > 0 ORDER BY topic');
-  const allTopics = q('SELECT topic, count, trimmed_through FROM topics');
   const trimmed = q('SELECT trimmed_through FROM topics WHERE topic = ?');
-  const lastBefore = q('SELECT MAX(cursor) AS c, COUNT(*) AS n FROM messages WHERE topic = ? AND cursor < ?');
-  const nth = q('SELECT cursor FROM messages WHERE topic = ? ORDER BY cursor LIMIT 1 OFFSET ?');
-  const deleteThrough = q('DELETE FROM messages WHERE topic = ? AND cursor <= ?');
-  const markTrimmed = q(`UPDATE topics SET count = count - ?, trimmed_through = MAX(COALESCE(trimmed_through, ''), ?)
-    WHERE topic = ?`);
-
-  const transaction = <T>(work: () => T): T => {
-    db.exec('BEGIN IMMEDIATE');
-    try {
-      const result = work();
-      db.exec('COMMIT');
-      return result;
-    } catch (error) {
-      db.exec('ROLLBACK');
-      throw error;
-    }
-  };
-
-  const trimThrough = (topic: string, cursor: string, count: number) => {
-    deleteThrough.run(topic, cursor);
-    markTrimmed.run(count, cursor, topic);
-  };
 
   return {
     kind: 'embedded',
 
     async append(messages) {
-      return transaction(() =>
-        messages.map((m): AppendResult => {
-          const data = JSON.stringify(m.data);
-          if (insert.run(m.id, m.topic, m.cursor, m.source, m.ts, data).changes === 0) {
-            return { envelope: toEnvelope(byId.get(m.id) as Row), inserted: false };
-          }
-          upsertLatest.run(m.topic, m.source, m.id, m.cursor, m.ts, data);
-          countTopic.run(m.topic);
-          return { envelope: m, inserted: true };
-        }),
-      );
+      const rows = messages.map((m): WriteRow => [m.id, m.topic, m.cursor, m.source, m.ts, JSON.stringify(m.data)]);
+      const stored = await writes.append(rows);
+      return messages.map((m, i): AppendResult => {
+        const existing = stored[i];
+        return existing ? { envelope: toEnvelope(existing), inserted: false } : { envelope: m, inserted: true };
+      });
     },
 
     async history(topic, { after, limit }) {
@@ -159,35 +72,10 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
       return row?.trimmed_through ?? undefined;
     },
 
-    async sweep(nowMs = Date.now()) {
-      const { maxAgeMs, maxMessages } = options.retention;
-      let deleted = 0;
-      const rows = allTopics.all() as { topic: string; count: number }[];
-      transaction(() => {
-        for (const { topic, count } of rows) {
-          let remaining = count;
-          if (maxAgeMs > 0) {
-            const old = lastBefore.get(topic, cursorFloor(nowMs - maxAgeMs)) as { c: string | null; n: number };
-            if (old.c !== null && old.n > 0) {
-              trimThrough(topic, old.c, old.n);
-              remaining -= old.n;
-              deleted += old.n;
-            }
-          }
-          if (maxMessages > 0 && remaining > maxMessages) {
-            const excess = remaining - maxMessages;
-            const row = nth.get(topic, excess - 1) as { cursor: string } | undefined;
-            if (row) {
-              trimThrough(topic, row.cursor, excess);
-              deleted += excess;
-            }
-          }
-        }
-      });
-      return deleted;
-    },
+    sweep: (nowMs = Date.now()) => writes.sweep(nowMs, options.retention),
 
     async health(): Promise<StoreHealth> {
+      if (writes.failure) return { ok: false, detail: writes.failure, path };
       try {
         db.prepare('SELECT 1').get();
         return { ok: true, path };
@@ -197,6 +85,7 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
     },
 
     async close() {
+      await writes.close();
       if (db.isOpen) db.close();
     },
   };

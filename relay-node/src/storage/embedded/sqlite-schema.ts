@@ -1,0 +1,75 @@
+import { DatabaseSync } from 'node:sqlite';
+import type { Envelope } from '@anode/shared';
+
+/**
+ * The embedded store's file: its schema, migrations and settings, shared by the store's reading
+ * connection and its writer thread (and the publish benchmark's floor).
+ */
+const SCHEMA_VERSION = 1;
+
+const MIGRATIONS: Record<number, string> = {
+  1: `
+    CREATE TABLE messages (
+      id TEXT PRIMARY KEY,
+      topic TEXT NOT NULL,
+      cursor TEXT NOT NULL,
+      source TEXT NOT NULL,
+      ts INTEGER NOT NULL,
+      data TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX messages_by_topic_cursor ON messages (topic, cursor);
+    CREATE TABLE latest (
+      topic TEXT NOT NULL,
+      source TEXT NOT NULL,
+      id TEXT NOT NULL,
+      cursor TEXT NOT NULL,
+      ts INTEGER NOT NULL,
+      data TEXT NOT NULL,
+      PRIMARY KEY (topic, source)
+    ) WITHOUT ROWID;
+    CREATE TABLE topics (
+      topic TEXT PRIMARY KEY,
+      count INTEGER NOT NULL DEFAULT 0,
+      trimmed_through TEXT
+    ) WITHOUT ROWID;
+  `,
+};
+
+export type Row = { id: string; topic: string; cursor: string; source: string; ts: number; data: string };
+
+export const toEnvelope = (row: Row): Envelope => ({
+  id: row.id,
+  topic: row.topic,
+  cursor: row.cursor,
+  source: row.source,
+  ts: Number(row.ts),
+  data: JSON.parse(row.data),
+});
+
+/**
+ * The file settings. Checkpoints run every 10,000 WAL pages (~40 MiB) rather than SQLite's 1,000:
+ * each one copies pages back and syncs the file, and random message ids spread a batch over many
+ * pages, so at 1,000 checkpoints took most of the time of a commit here; fewer write each hot
+ * page once. The WAL is cut back to 64 MiB after a checkpoint.
+ */
+export const sqlitePragmas = (fsync: boolean): string =>
+  `PRAGMA journal_mode = WAL; PRAGMA synchronous = ${fsync ? 'FULL' : 'NORMAL'}; ` +
+  'PRAGMA wal_autocheckpoint = 10000; PRAGMA journal_size_limit = 67108864; PRAGMA busy_timeout = 5000;';
+
+/** Open the file (or `:memory:`) with the store's settings. */
+export function openDatabase(path: string, fsync: boolean): DatabaseSync {
+  const db = new DatabaseSync(path);
+  db.exec(sqlitePragmas(fsync));
+  return db;
+}
+
+export function migrate(db: DatabaseSync): void {
+  db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
+  const row = db.prepare('SELECT MAX(version) AS v FROM schema_version').get() as { v: number | null };
+  for (let version = (row.v ?? 0) + 1; version <= SCHEMA_VERSION; version++) {
+    db.exec('BEGIN');
+    db.exec(MIGRATIONS[version] ?? '');
+    db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(version);
+    db.exec('COMMIT');
+  }
+}

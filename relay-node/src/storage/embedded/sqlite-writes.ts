@@ -1,0 +1,109 @@
+import type { DatabaseSync } from 'node:sqlite';
+import type { RetentionPolicy } from '@anode/shared';
+import type { Row } from './sqlite-schema.ts';
+
+/**
+ * Everything that writes to the embedded store, one transaction per call: appends and retention.
+ * Run by the writer thread (or in-process for an in-memory database), so a commit waiting on the
+ * disk never holds up the relay's event loop.
+ */
+
+/** A message as stored: id, topic, cursor, source, ts, and data as JSON text. */
+export type WriteRow = [id: string, topic: string, cursor: string, source: string, ts: number, data: string];
+
+export interface Writes {
+  /** Per row: null when it was inserted, else the row already stored under its id. */
+  append(rows: readonly WriteRow[]): (Row | null)[];
+  /** Apply the retention policy; returns how many messages were deleted. */
+  sweep(nowMs: number, retention: RetentionPolicy): number;
+}
+
+/** Cursor prefix for a wall-clock time: every cursor minted before `ms` sorts below it. */
+const cursorFloor = (ms: number) => `${Math.max(0, Math.floor(ms)).toString(16).padStart(12, '0')}0000`;
+
+export function createWrites(db: DatabaseSync): Writes {
+  const q = (sql: string) => db.prepare(sql);
+  const insert = q('INSERT OR IGNORE INTO messages (id, topic, cursor, source, ts, data) VALUES (?, ?, ?, ?, ?, ?)');
+  const byId = q('SELECT * FROM messages WHERE id = ?');
+  const upsertLatest = q(`
+    INSERT INTO latest (topic, source, id, cursor, ts, data) VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (topic, source) DO UPDATE SET
+      id = excluded.id, cursor = excluded.cursor, ts = excluded.ts, data = excluded.data
+    WHERE excluded.ts > latest.ts OR (excluded.ts = latest.ts AND excluded.id > latest.id)`);
+  const countTopic = q(
+    'INSERT INTO topics (topic, count) VALUES (?, ?) ON CONFLICT (topic) DO UPDATE SET count = count + excluded.count',
+  );
+  const allTopics = q('SELECT topic, count, trimmed_through FROM topics');
+  const lastBefore = q('SELECT MAX(cursor) AS c, COUNT(*) AS n FROM messages WHERE topic = ? AND cursor < ?');
+  const nth = q('SELECT cursor FROM messages WHERE topic = ? ORDER BY cursor LIMIT 1 OFFSET ?');
+  const deleteThrough = q('DELETE FROM messages WHERE topic = ? AND cursor <= ?');
+  const markTrimmed = q(`UPDATE topics SET count = count - ?, trimmed_through = MAX(COALESCE(trimmed_through, ''), ?)
+    WHERE topic = ?`);
+
+  const transaction = <T>(work: () => T): T => {
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      const result = work();
+      db.exec('COMMIT');
+      return result;
+    } catch (error) {
+      db.exec('ROLLBACK');
+      throw error;
+    }
+  };
+
+  const trimThrough = (topic: string, cursor: string, count: number) => {
+    deleteThrough.run(topic, cursor);
+    markTrimmed.run(count, cursor, topic);
+  };
+
+  return {
+    append: (rows) =>
+      transaction(() => {
+        // `latest` and the topic counts are written once per batch: the newest inserted message
+        // per (topic, source), by the same rule as the upsert's, and one count per topic.
+        const newest = new Map<string, WriteRow>();
+        const counts = new Map<string, number>();
+        const results = rows.map((row): Row | null => {
+          const [id, topic, , source, ts] = row;
+          if (insert.run(...row).changes === 0) return byId.get(id) as Row;
+          const key = `${topic}\n${source}`; // neither name may hold a newline
+          const held = newest.get(key);
+          if (!held || ts > held[4] || (ts === held[4] && id > held[0])) newest.set(key, row);
+          counts.set(topic, (counts.get(topic) ?? 0) + 1);
+          return null;
+        });
+        for (const [id, topic, cursor, source, ts, data] of newest.values()) {
+          upsertLatest.run(topic, source, id, cursor, ts, data);
+        }
+        for (const [topic, count] of counts) countTopic.run(topic, count);
+        return results;
+      }),
+
+    sweep(nowMs, { maxAgeMs, maxMessages }) {
+      let deleted = 0;
+      transaction(() => {
+        for (const { topic, count } of allTopics.all() as { topic: string; count: number }[]) {
+          let remaining = count;
+          if (maxAgeMs > 0) {
+            const old = lastBefore.get(topic, cursorFloor(nowMs - maxAgeMs)) as { c: string | null; n: number };
+            if (old.c !== null && old.n > 0) {
+              trimThrough(topic, old.c, old.n);
+              remaining -= old.n;
+              deleted += old.n;
+            }
+          }
+          if (maxMessages > 0 && remaining > maxMessages) {
+            const excess = remaining - maxMessages;
+            const row = nth.get(topic, excess - 1) as { cursor: string } | undefined;
+            if (row) {
+              trimThrough(topic, row.cursor, excess);
+              deleted += excess;
+            }
+          }
+        }
+      });
+      return deleted;
+    },
+  };
+}
