@@ -204,9 +204,10 @@ export async function startCluster(options: ClusterOptions): Promise<CassandraCl
     return node;
   });
   try {
-    // The seed first; the others join it together (auto_bootstrap is off: nothing to stream).
-    await nodes[0]?.start();
-    await Promise.all(nodes.slice(1).map((node) => node.start()));
+    // The seed first, then one node at a time (auto_bootstrap is off: nothing to stream): JVMs
+    // starting together on a small machine each take as long as all of them in a row, and a
+    // node that joins while another is still starting sees gossip flap.
+    for (const node of nodes) await node.start();
     await waitForRing(hosts[0] as string, cqlPort, options.nodes, options.timeoutMs ?? 120_000);
   } catch (error) {
     await Promise.all(nodes.map((node) => node.kill()));
