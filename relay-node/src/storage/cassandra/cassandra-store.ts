@@ -298,13 +298,13 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
 
   /**
    * The claims of the content-addressed ids of one append: id → the claim that stands, undefined
-   * where this call's claim applied. A content-addressed id (idempotency key) can reach the store
+   * where this call's claim applied (settled per claim partition). A content-addressed id (idempotency key) can reach the store
    * under two cursors (two relays, or one after a restart): a lightweight transaction decides
    * which cursor is it. Ids sharing a claim partition (topic, shard) are claimed together in one
    * conditional batch, one Paxos round for all of them (Cassandra allows conditions in a batch
    * only within one partition).
    */
-  const claimAll = async (keyed: readonly Envelope[], run: Limiter): Promise<Map<string, Claimed | undefined>> => {
+  const claimAll = (keyed: readonly Envelope[], run: Limiter): Map<string, Promise<Claimed | undefined>> => {
     const partitions = new Map<string, Envelope[]>();
     for (const e of keyed) {
       const key = `${e.topic}\n${claimShard(e.id)}`;
@@ -312,16 +312,23 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
       if (group) group.push(e);
       else partitions.set(key, [e]);
     }
-    const claims = new Map<string, Claimed | undefined>();
-    // Partitions in parallel; the batches of one partition one after another, since concurrent
-    // Paxos rounds on one partition would only contend with each other.
-    await Promise.all(
-      [...partitions.values()].map(async (group) => {
+    const claims = new Map<string, Promise<Claimed | undefined>>();
+    // Partitions in parallel, and each one's history rows go out as soon as its own claims are
+    // settled; the batches of one partition one after another, since concurrent Paxos rounds on
+    // one partition would only contend with each other.
+    for (const group of partitions.values()) {
+      const settled = new Map<string, Claimed | undefined>();
+      const done = (async () => {
         for (let n = 0; n < group.length; n += CLAIMS_PER_BATCH) {
-          await claimGroup(group.slice(n, n + CLAIMS_PER_BATCH), claims, run);
+          await claimGroup(group.slice(n, n + CLAIMS_PER_BATCH), settled, run);
         }
-      }),
-    );
+      })();
+      for (const e of group)
+        claims.set(
+          e.id,
+          done.then(() => settled.get(e.id)),
+        );
+    }
     return claims;
   };
 
@@ -409,11 +416,11 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
       const indices = [...firstIndex.values()];
       const pending: Promise<unknown>[] = [];
       const keyed = indices.map((i) => messages[i] as Envelope).filter((e) => !isRandomId(e.id));
-      const claiming = keyed.length > 0 ? claimAll(keyed, run) : Promise.resolve(new Map<string, Claimed>());
+      const claims = claimAll(keyed, run);
       const resolveOne = (e: Envelope, i: number) =>
         isRandomId(e.id)
           ? resolveRandom(e, appendOptions?.minted?.[i] === true, run)
-          : claiming.then((claims) => resolveClaimed(e, claims.get(e.id), run));
+          : (claims.get(e.id) as Promise<Claimed | undefined>).then((claimed) => resolveClaimed(e, claimed, run));
       const resolving = indices.map((i) =>
         resolveOne(messages[i] as Envelope, i).then((r) => {
           // Awaited below, maybe only after other claims: handled now, so an early failure is not "unhandled".
