@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { contentId, createHybridClock, type Envelope, randomId, randomNodeId } from '@anode/shared';
 import { createCassandraStore } from '@anode/relay-node/src/storage/cassandra/cassandra-store.ts';
+import { CLAIM_SHARDS } from '@anode/relay-node/src/storage/cassandra/schema.ts';
 import cassandra from 'cassandra-driver';
 import { asArgs, FAST_MESH, meshStatus, publish, waitFor } from '../helpers/mesh.ts';
 import { history, spawnRelay, startRelay, tempDir, type TestRelay } from '../helpers/relay.ts';
@@ -49,8 +50,16 @@ async function rowCounts(keyspace: string, topic: string) {
   ).rows;
   const perId = new Map<string, number>();
   for (const row of rows) perId.set(row.id as string, (perId.get(row.id as string) ?? 0) + 1);
-  const claims = (await client.execute(`SELECT id FROM ${keyspace}.message_ids`)).rows.map((r) => r.id as string);
-  return { rows: rows.length, perId, claims, twice: [...perId].filter(([, n]) => n > 1).map(([id]) => id) };
+  const claimRows = (await client.execute(`SELECT topic, shard, id FROM ${keyspace}.message_claims`)).rows;
+  const claims = claimRows.map((r) => r.id as string);
+  const partitions = new Set(claimRows.map((r) => `${r.topic}/${r.shard}`));
+  return {
+    rows: rows.length,
+    perId,
+    claims,
+    partitions,
+    twice: [...perId].filter(([, n]) => n > 1).map(([id]) => id),
+  };
 }
 
 const cassandraFlags = (s: CassandraServer, keyspace: string) => ({
@@ -115,6 +124,46 @@ describe('Cassandra: every message stored once', { skip }, () => {
     assert.equal(counts.rows, 400, 'one history row per message');
     assert.equal(counts.claims.length, 300, 'claims only for keyed ids');
     assert.equal((await a.history('race.t', { limit: 1000 })).length, 400);
+    await a.close();
+    await b.close();
+  });
+
+  it('one batch of claims, some already standing: those answer the stored copy, the rest are claimed', async () => {
+    const s = (await serverReady) as CassandraServer;
+    const keyspace = keyspaceName();
+    const a = createCassandraStore(storeOptions(s, keyspace));
+    const b = createCassandraStore(storeOptions(s, keyspace));
+    const clockA = createHybridClock('mixeda');
+    const clockB = createHybridClock('mixedb');
+    const mint = (clock: typeof clockA, i: number): Envelope => ({
+      id: contentId('mixed.t', 'pub', `key-${i}`),
+      topic: 'mixed.t',
+      cursor: clock.next(),
+      source: 'pub',
+      ts: Date.now(),
+      data: { i, by: clock.nodeId },
+    });
+    // a stores every third key first; then b appends all 90 keys in one batch with its own cursors.
+    const early = Array.from({ length: 30 }, (_, n) => mint(clockA, n * 3));
+    assert.ok((await a.append(early, { minted: early.map(() => true) })).every((r) => r.inserted));
+    const all = Array.from({ length: 90 }, (_, i) => mint(clockB, i));
+    const results = await b.append(all, { minted: all.map(() => true) });
+    all.forEach((e, i) => {
+      const r = results[i];
+      if (i % 3 === 0) {
+        assert.equal(r?.inserted, false, `key-${i} was stored by a`);
+        assert.deepEqual(r?.envelope, early[i / 3], `key-${i}: a's copy, with a's cursor`);
+      } else {
+        assert.equal(r?.inserted, true, `key-${i} is new`);
+        assert.deepEqual(r?.envelope, e);
+      }
+    });
+    const counts = await rowCounts(keyspace, 'mixed.t');
+    assert.equal(counts.rows, 90, 'one history row per key');
+    assert.deepEqual(counts.twice, []);
+    assert.equal(new Set(counts.claims).size, 90);
+    assert.equal(counts.claims.length, 90, 'one claim per key');
+    assert.ok(counts.partitions.size <= CLAIM_SHARDS, `claims of one topic in at most ${CLAIM_SHARDS} partitions`);
     await a.close();
     await b.close();
   });

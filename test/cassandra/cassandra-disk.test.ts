@@ -81,7 +81,7 @@ describe('Cassandra on disk', { skip }, () => {
           [keyspace],
         )
       ).rows;
-      for (const name of ['messages', 'message_ids']) {
+      for (const name of ['messages', 'message_claims']) {
         const table = tables.find((t) => t.table_name === name);
         assert.match(String(table?.compaction?.class), /TimeWindowCompactionStrategy/, `${name} compaction`);
         assert.equal(table?.gc_grace_seconds, 10_800, `${name} gc_grace_seconds`);
@@ -89,10 +89,10 @@ describe('Cassandra on disk', { skip }, () => {
       const columns = (
         await raw.execute('SELECT column_name FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?', [
           keyspace,
-          'message_ids',
+          'message_claims',
         ])
       ).rows.map((r) => r.column_name as string);
-      assert.deepEqual(columns.sort(), ['cursor', 'id', 'topic'], 'message_ids holds no copy of the data');
+      assert.deepEqual(columns.sort(), ['cursor', 'id', 'shard', 'topic'], 'message_claims holds no copy of the data');
 
       // --- sizing: 2,000 unkeyed and 2,000 keyed messages with ~100-byte JSON payloads ---
       const clock = createHybridClock('disk');
@@ -114,12 +114,12 @@ describe('Cassandra on disk', { skip }, () => {
       await store.close();
       await nodetool(s, ['flush', keyspace]);
       const messages = tableOnDisk(s, keyspace, 'messages');
-      const claims = tableOnDisk(s, keyspace, 'message_ids');
+      const claims = tableOnDisk(s, keyspace, 'message_claims');
       const perMessage = messages.bytes / 4_000;
       const perClaim = claims.bytes / 2_000;
       console.error(
         `[disk] messages: ${messages.bytes} bytes in ${messages.sstables} SSTable(s) = ${perMessage.toFixed(1)} B/message ` +
-          `(payload ${JSON.stringify(make(0, false).data).length} B); message_ids: ${claims.bytes} bytes = ` +
+          `(payload ${JSON.stringify(make(0, false).data).length} B); message_claims: ${claims.bytes} bytes = ` +
           `${perClaim.toFixed(1)} B/keyed message`,
       );
       assert.ok(messages.sstables >= 1 && claims.sstables >= 1, 'flushed to SSTables');

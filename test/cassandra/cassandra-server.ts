@@ -131,6 +131,8 @@ export type ClusterOptions = Omit<CassandraOptions, 'host' | 'seeds' | 'initialT
 export type ClusterNode = {
   readonly host: string;
   readonly dataDir: string;
+  /** This node's JMX port on 127.0.0.1, for nodetool (each node its own; kept across restarts). */
+  readonly jmxPort: number;
   /** The running JVM, or undefined while the node is down. */
   readonly server: CassandraServer | undefined;
   /** SIGKILL: a crash, no shutdown announcement (what the tests inflict). */
@@ -164,16 +166,26 @@ export async function startCluster(options: ClusterOptions): Promise<CassandraCl
   const root = options.dataDir ? resolve(options.dataDir) : await mkdtemp(join(tmpdir(), 'anode-cassandra-cluster-'));
   if (!options.dataDir) tempDirs.add(root);
   const [cqlPort, storagePort] = await pickPortsOnAll(hosts, options.cqlPort, options.storagePort);
+  // JMX listens on 127.0.0.1 whatever the node's address: one port per node.
+  const jmxPorts: number[] = [];
+  for (let i = 0; i < options.nodes; i++) {
+    let port = await freePort();
+    while (jmxPorts.includes(port) || port === cqlPort || port === storagePort) port = await freePort();
+    jmxPorts.push(port);
+  }
   const nodes = hosts.map((host, i): ClusterNode & { server: CassandraServer | undefined } => {
     const dataDir = join(root, `node${i + 1}`);
+    const jmxPort = jmxPorts[i] as number;
     const node = {
       host,
       dataDir,
+      jmxPort,
       server: undefined as CassandraServer | undefined,
       async start() {
         if (node.server) return;
         node.server = await startCassandra({
           ...options,
+          jvmArgs: [...(options.jvmArgs ?? []), `-Dcassandra.jmx.local.port=${jmxPort}`],
           host,
           dataDir,
           cqlPort,
@@ -204,9 +216,10 @@ export async function startCluster(options: ClusterOptions): Promise<CassandraCl
     return node;
   });
   try {
-    // The seed first; the others join it together (auto_bootstrap is off: nothing to stream).
-    await nodes[0]?.start();
-    await Promise.all(nodes.slice(1).map((node) => node.start()));
+    // The seed first, then one node at a time (auto_bootstrap is off: nothing to stream): JVMs
+    // starting together on a small machine each take as long as all of them in a row, and a
+    // node that joins while another is still starting sees gossip flap.
+    for (const node of nodes) await node.start();
     await waitForRing(hosts[0] as string, cqlPort, options.nodes, options.timeoutMs ?? 120_000);
   } catch (error) {
     await Promise.all(nodes.map((node) => node.kill()));

@@ -24,7 +24,9 @@ import type { Envelope } from '../frames.ts';
  *   copy is the same row and a plain upsert is idempotent at any level. A content-addressed id
  *   (idempotency key) is claimed with a lightweight transaction at the serial consistency
  *   (default LOCAL_SERIAL): exactly one cursor wins among relays in one DC, however many
- *   accept it at once (SERIAL extends that across DCs). The data is stored once, in history.
+ *   accept it at once (SERIAL extends that across DCs), for as long as retention keeps the
+ *   claim. The claims of one append that share a claim partition (topic, shard) go in one
+ *   conditional batch, one Paxos round. The data is stored once, in history, after its claim.
  *   `inserted` is exact for keyed ids; for a random id from elsewhere (gossip, catch-up) it
  *   comes from a read, so two relays storing the same copy at the same instant may both say new
  *   (each then delivers it to its own subscribers once; the row is still one).

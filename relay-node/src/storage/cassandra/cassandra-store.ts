@@ -9,7 +9,7 @@ import {
 } from '@anode/shared';
 import cassandra from 'cassandra-driver';
 import { guardControlConnection } from './driver-guard.ts';
-import { migrate } from './schema.ts';
+import { claimShard, migrate } from './schema.ts';
 
 /**
  * The Cassandra MessageStore on the DataStax driver: prepared statements, token-aware and
@@ -71,6 +71,17 @@ const isRandomId = (id: string) => /^r[A-Za-z0-9_-]{22}$/.test(id);
 const CLAIM_READ_GAP_MS = 25;
 /** Tries of one claim whose Paxos round timed out under contention before the append fails (and spools). */
 const CLAIM_ATTEMPTS = 4;
+/**
+ * Claims per conditional batch: about 70 bytes each keeps a batch under Cassandra's 5 KiB
+ * batch_size_warn_threshold (and far under the 50 KiB fail threshold).
+ */
+const CLAIMS_PER_BATCH = 50;
+
+/** The claim that stands for an id: the topic and cursor of the copy that won. */
+interface Claimed {
+  topic: string;
+  cursor: string;
+}
 
 /**
  * Tries of a statement that failed for want of a connection. When a node dies, every request in
@@ -166,13 +177,13 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
   let inFlight = 0;
   // Every statement goes through here: the driver would silently reconnect (and leak its pools)
   // if a statement ran after shutdown, so none may start once the store is closed.
-  const exec = async (query: string, params?: unknown[], execOptions?: cassandra.QueryOptions) => {
+  const guarded = async (call: () => Promise<cassandra.types.ResultSet>) => {
     if (closed) throw new Error('store is closed');
     inFlight += 1;
     try {
       for (let attempt = 1; ; attempt++) {
         try {
-          return await client.execute(query, params, execOptions);
+          return await call();
         } catch (error) {
           if (closed || attempt >= EXEC_ATTEMPTS || !isConnectionError(error)) throw error;
           await new Promise((r) => setTimeout(r, 100 * attempt));
@@ -182,6 +193,10 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
       inFlight -= 1;
     }
   };
+  const exec = (query: string, params?: unknown[], execOptions?: cassandra.QueryOptions) =>
+    guarded(() => client.execute(query, params, execOptions));
+  const execBatch = (queries: { query: string; params: unknown[] }[], execOptions: cassandra.QueryOptions) =>
+    guarded(() => client.batch(queries, execOptions));
   const connect = () => {
     if (closed) return Promise.reject(new Error('store is closed'));
     ready ??= (async () => {
@@ -197,7 +212,8 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
 
   const insertRow = `INSERT INTO ${ks}.messages (topic, bucket, cursor, id, source, ts, data) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?`;
   const selectRow = `SELECT * FROM ${ks}.messages WHERE topic = ? AND bucket = ? AND cursor = ?`;
-  const claimId = `INSERT INTO ${ks}.message_ids (id, topic, cursor) VALUES (?, ?, ?) IF NOT EXISTS USING TTL ?`;
+  const claimRow = `INSERT INTO ${ks}.message_claims (topic, shard, id, cursor) VALUES (?, ?, ?, ?) IF NOT EXISTS USING TTL ?`;
+  const claimParams = (e: Envelope) => [e.topic, claimShard(e.id), e.id, e.cursor, ttl];
 
   /** The history row of `e` (its one copy of the data), and the per-topic index rows once per process. */
   const writeRow = async (e: Envelope, run: Limiter) => {
@@ -250,19 +266,17 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
    * this call's writes are done (the caller awaits it before acknowledging anything).
    */
   type Resolved = AppendResult & { written: Promise<unknown> };
-  const resolve = async (e: Envelope, minted: boolean, run: Limiter): Promise<Resolved> => {
-    if (isRandomId(e.id)) {
-      // Minted once, with its cursor, by one node: every copy of it is the same row, so a plain
-      // upsert is idempotent. Only a copy from elsewhere needs a look first, to answer `inserted`.
-      const earlier = minted ? undefined : await readRow(e.topic, e.cursor, run);
-      if (earlier) return { envelope: earlier, inserted: false, written: Promise.resolve() };
-      return { envelope: e, inserted: true, written: writeRow(e, run) };
-    }
-    // A content-addressed id (idempotency key) can reach the store under two cursors (two
-    // relays, or one after a restart): one lightweight transaction decides which cursor is it.
-    const claim = await claimOnce(e, run);
-    if (!claim || claim['[applied]'] === true) return { envelope: e, inserted: true, written: writeRow(e, run) };
-    const claimed = { topic: claim.topic as string, cursor: claim.cursor as string };
+  const resolveRandom = async (e: Envelope, minted: boolean, run: Limiter): Promise<Resolved> => {
+    // Minted once, with its cursor, by one node: every copy of it is the same row, so a plain
+    // upsert is idempotent. Only a copy from elsewhere needs a look first, to answer `inserted`.
+    const earlier = minted ? undefined : await readRow(e.topic, e.cursor, run);
+    if (earlier) return { envelope: earlier, inserted: false, written: Promise.resolve() };
+    return { envelope: e, inserted: true, written: writeRow(e, run) };
+  };
+
+  /** A content-addressed id after its claim: `claimed` is undefined when this call's claim applied. */
+  const resolveClaimed = async (e: Envelope, claimed: Claimed | undefined, run: Limiter): Promise<Resolved> => {
+    if (!claimed) return { envelope: e, inserted: true, written: writeRow(e, run) };
     // Claimed under this very cursor: a copy from elsewhere (gossip, catch-up, a spool drain), or
     // an earlier try of ours whose answer timed out. One read of the row tells which.
     const mine = claimed.topic === e.topic && claimed.cursor === e.cursor;
@@ -283,13 +297,83 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
   };
 
   /**
-   * The claim, retried when Paxos contention (two relays proposing the same id at once) times it
-   * out: that outcome is unknown, and asking again either applies or shows who won, possibly us.
+   * The claims of the content-addressed ids of one append: id → the claim that stands, undefined
+   * where this call's claim applied (settled per claim partition). A content-addressed id (idempotency key) can reach the store
+   * under two cursors (two relays, or one after a restart): a lightweight transaction decides
+   * which cursor is it. Ids sharing a claim partition (topic, shard) are claimed together in one
+   * conditional batch, one Paxos round for all of them (Cassandra allows conditions in a batch
+   * only within one partition).
    */
-  const claimOnce = async (e: Envelope, run: Limiter) => {
+  const claimAll = (keyed: readonly Envelope[], run: Limiter): Map<string, Promise<Claimed | undefined>> => {
+    const partitions = new Map<string, Envelope[]>();
+    for (const e of keyed) {
+      const key = `${e.topic}\n${claimShard(e.id)}`;
+      const group = partitions.get(key);
+      if (group) group.push(e);
+      else partitions.set(key, [e]);
+    }
+    const claims = new Map<string, Promise<Claimed | undefined>>();
+    // Partitions in parallel, and each one's history rows go out as soon as its own claims are
+    // settled; the batches of one partition one after another, since concurrent Paxos rounds on
+    // one partition would only contend with each other.
+    for (const group of partitions.values()) {
+      const settled = new Map<string, Claimed | undefined>();
+      const done = (async () => {
+        for (let n = 0; n < group.length; n += CLAIMS_PER_BATCH) {
+          await claimGroup(group.slice(n, n + CLAIMS_PER_BATCH), settled, run);
+        }
+      })();
+      for (const e of group)
+        claims.set(
+          e.id,
+          done.then(() => settled.get(e.id)),
+        );
+    }
+    return claims;
+  };
+
+  /**
+   * One partition's claims. A batch whose conditions do not all hold applies none of them and
+   * returns the rows that stood in its way; the rest are claimed again without them (each round
+   * settles at least one id, so this ends).
+   */
+  const claimGroup = async (group: readonly Envelope[], claims: Map<string, Claimed | undefined>, run: Limiter) => {
+    let remaining = group;
+    while (remaining.length > 0) {
+      const batch = remaining;
+      const result = await retryContention(() =>
+        run(() =>
+          batch.length === 1
+            ? exec(claimRow, claimParams(batch[0] as Envelope), write)
+            : execBatch(
+                batch.map((e) => ({ query: claimRow, params: claimParams(e) })),
+                write,
+              ),
+        ),
+      );
+      if (result.rows.length === 0 || result.rows[0]?.['[applied]'] === true) {
+        for (const e of batch) claims.set(e.id, undefined);
+        return;
+      }
+      const standing = new Set<string>();
+      for (const row of result.rows) {
+        if (typeof row.id !== 'string') continue;
+        claims.set(row.id, { topic: row.topic as string, cursor: row.cursor as string });
+        standing.add(row.id);
+      }
+      if (standing.size === 0) throw new Error('conditional claim not applied, and no claim row returned');
+      remaining = batch.filter((e) => !standing.has(e.id));
+    }
+  };
+
+  /**
+   * A claim retried when Paxos contention (two relays proposing in one partition at once) times
+   * it out: that outcome is unknown, and asking again either applies or shows who won, possibly us.
+   */
+  const retryContention = async (claim: () => Promise<cassandra.types.ResultSet>) => {
     for (let attempt = 1; ; attempt++) {
       try {
-        return (await run(() => exec(claimId, [e.id, e.topic, e.cursor, ttl], write))).first();
+        return await claim();
       } catch (error) {
         const cas = (error as { writeType?: string }).writeType === 'CAS' || /SERIAL/.test((error as Error).message);
         if (!cas || attempt >= CLAIM_ATTEMPTS) throw error;
@@ -331,8 +415,14 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
       });
       const indices = [...firstIndex.values()];
       const pending: Promise<unknown>[] = [];
+      const keyed = indices.map((i) => messages[i] as Envelope).filter((e) => !isRandomId(e.id));
+      const claims = claimAll(keyed, run);
+      const resolveOne = (e: Envelope, i: number) =>
+        isRandomId(e.id)
+          ? resolveRandom(e, appendOptions?.minted?.[i] === true, run)
+          : (claims.get(e.id) as Promise<Claimed | undefined>).then((claimed) => resolveClaimed(e, claimed, run));
       const resolving = indices.map((i) =>
-        resolve(messages[i] as Envelope, appendOptions?.minted?.[i] === true, run).then((r) => {
+        resolveOne(messages[i] as Envelope, i).then((r) => {
           // Awaited below, maybe only after other claims: handled now, so an early failure is not "unhandled".
           r.written.catch(() => {});
           pending.push(r.written);
