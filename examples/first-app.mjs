@@ -6,14 +6,21 @@ import { createClient } from '@anode/client';
 
 const client = createClient({ url: process.argv[2] ?? 'http://127.0.0.1:8080', token: process.env.ANODE_TOKEN });
 try {
-  let onMessage;
-  const arrived = new Promise((resolve) => (onMessage = resolve));
-  const sub = client.subscribe('demo.hello', (message) => onMessage(message));
+  const received = new Set();
+  let mine;
+  let done;
+  const ours = new Promise((resolve) => (done = resolve));
+  const sub = client.subscribe('demo.hello', (message) => {
+    console.log('received', message.topic, JSON.stringify(message.data), 'from', message.source);
+    received.add(message.id);
+    if (message.id === mine) done();
+  });
   await sub.ready; // rejects, saying why, if the node cannot be reached
   const ack = await client.publish('demo.hello', { text: 'hello, aNode' }); // resolves once stored
   console.log('published', ack.id, 'at cursor', ack.cursor);
-  const message = await arrived;
-  console.log('received', message.topic, JSON.stringify(message.data), 'from', message.source);
+  mine = ack.id;
+  if (received.has(mine)) done(); // it can arrive before its ack
+  await ours; // others' messages may come first (an edge starts its feed a moment back)
 } finally {
   await client.close(); // nothing is left open: the script ends here
 }
