@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import {
   type AppendResult,
+  cursorFloor,
   cursorTime,
   type Envelope,
   type MessageStore,
@@ -492,7 +493,7 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
       const horizon = Date.now() - options.retention.maxAgeMs;
       if (!first || cursorTime(first.cursor as string) >= horizon) return undefined;
       // Messages minted before the horizon have expired (or are about to): a cursor below it has a gap.
-      return `${Math.floor(horizon).toString(16).padStart(12, '0')}0000`;
+      return cursorFloor(horizon);
     },
 
     async sweep() {

@@ -19,7 +19,9 @@ export interface Writes {
 }
 
 /** Cursor prefix for a wall-clock time: every cursor minted before `ms` sorts below it. */
-const cursorFloor = (ms: number) => `${Math.max(0, Math.floor(ms)).toString(16).padStart(12, '0')}0000`;
+// shared's cursorFloor, spelled here because this module runs on the writer thread, which loads no
+// package code (the shared index would bring zod and jose into every writer).
+const cursorFloor = (ms: number) => `${Math.max(0, Math.floor(ms)).toString(16).padStart(12, '0')}0000-0`;
 
 export function createWrites(db: DatabaseSync): Writes {
   const q = (sql: string) => db.prepare(sql);
