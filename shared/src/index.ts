@@ -12,5 +12,6 @@ export * from './ids.ts';
 export * from './late-arrival.ts';
 export * from './link-frames.ts';
 export type * from './ports/message-store.ts';
+export * from './session.ts';
 export * from './topics.ts';
 export { SeenIds } from './seen-ids.ts';

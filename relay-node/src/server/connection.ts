@@ -8,17 +8,16 @@ import {
   encodeServerFrame,
   type Claims,
   type ClientFrame,
+  handleClientFrame,
   isExpired,
-  LimitReachedError,
   MAX_DATA_DEPTH,
   parseClientFrame,
-  RateLimitedError,
   type ServerFrame,
+  type SessionPort,
   randomId,
   refOf,
   TooLargeError,
   toAnodeError,
-  UnauthorizedError,
 } from '@anode/shared';
 import { isUtf8 } from 'node:buffer';
 import type { Duplex } from 'node:stream';
@@ -64,6 +63,7 @@ export class ClientConnection implements Subscriber {
   readonly #claims: Claims;
   readonly #deps: ConnectionDeps;
   readonly #bucket;
+  readonly #port: SessionPort;
   #closed = false;
   #expiry: ReturnType<typeof setTimeout> | undefined;
 
@@ -74,6 +74,7 @@ export class ClientConnection implements Subscriber {
     this.#claims = claims;
     this.#deps = deps;
     this.#bucket = createTokenBucket(deps.config.publish_rate, deps.config.publish_burst);
+    this.#port = this.#makePort();
     deps.metrics.connections.inc();
     ws.on('message', (data, isBinary) => this.#onMessage(data as Buffer, isBinary));
     ws.on('close', () => this.#onClose());
@@ -180,39 +181,33 @@ export class ClientConnection implements Subscriber {
     void this.#handle(frame);
   }
 
-  async #handle(frame: ClientFrame): Promise<void> {
-    const ref = frame.ref;
-    const withRef = ref === undefined ? {} : { ref };
-    try {
-      if (isExpired(this.#claims)) throw new UnauthorizedError('token expired');
-      switch (frame.op) {
-        case 'ping':
-          return this.#frame({ op: 'pong', ...withRef });
-        case 'pub': {
-          assertCanPublish(this.#claims, frame.topic);
-          if (!this.#bucket.take()) {
-            throw new RateLimitedError(`publish rate limit of ${this.#deps.config.publish_rate}/s exceeded`);
-          }
-          const [ack] = await this.#deps.hub.publish(frame.topic, [frame], { via: 'ws', claims: this.#claims });
-          if (!ack) throw new Error('a publish was accepted without an ack');
-          return this.#frame({ op: 'ack', id: ack.id, cursor: ack.cursor, ...withRef });
-        }
-        case 'sub': {
-          assertCanSubscribe(this.#claims, frame.topic);
-          const max = this.#deps.config.max_subscriptions;
-          if (!this.#deps.hub.isSubscribed(this, frame.topic) && this.#deps.hub.subscriptionCount(this) >= max) {
-            throw new LimitReachedError(`subscription limit of ${max} per connection reached`);
-          }
-          await this.#deps.hub.subscribe(this, frame.topic, frame.after, ref);
-          return;
-        }
-        case 'unsub':
-          this.#deps.hub.unsubscribe(this, frame.topic);
-          return;
-      }
-    } catch (error) {
-      this.#error(error, ref);
-    }
+  /** This connection as the protocol's session port (shared/src/session.ts). */
+  #makePort(): SessionPort {
+    return {
+      expired: () => isExpired(this.#claims),
+      assertPublish: (topic) => assertCanPublish(this.#claims, topic),
+      assertSubscribe: (topic) => assertCanSubscribe(this.#claims, topic),
+      takeToken: () => this.#bucket.take(),
+      publishRate: this.#deps.config.publish_rate,
+      subscriptions: {
+        max: this.#deps.config.max_subscriptions,
+        has: (topic) => this.#deps.hub.isSubscribed(this, topic),
+        count: () => this.#deps.hub.subscriptionCount(this),
+      },
+      publish: async (frame) => {
+        const [ack] = await this.#deps.hub.publish(frame.topic, [frame], { via: 'ws', claims: this.#claims });
+        if (!ack) throw new Error('a publish was accepted without an ack');
+        return ack;
+      },
+      subscribe: (frame) => this.#deps.hub.subscribe(this, frame.topic, frame.after, frame.ref),
+      unsubscribe: (frame) => void this.#deps.hub.unsubscribe(this, frame.topic),
+      send: (frame) => this.#frame(frame),
+      refuse: (cause, ref) => this.#error(cause, ref),
+    };
+  }
+
+  #handle(frame: ClientFrame): void {
+    void handleClientFrame(frame, '', this.#port);
   }
 
   #onClose(): void {

@@ -1,17 +1,10 @@
-import {
-  type ClientFrame,
-  ForbiddenError,
-  RateLimitedError,
-  readClientFrame,
-  takeTokens,
-  UnauthorizedError,
-} from '@anode/shared';
+import { ForbiddenError, receiveClientFrame, type SessionPort, takeTokens } from '@anode/shared';
 import type { HubCore } from './hub-core.ts';
 import type { createSubscriptions } from './subscriptions.ts';
 
 /**
- * One frame from a socket on this topic's object, checked as a relay checks it (size, binary,
- * shape: shared readClientFrame; then token expiry, rights, rate). A bad frame gets a coded `err`
+ * One frame from a socket on this topic's object, handled as a relay handles it (shared
+ * receiveClientFrame: size, binary, shape, token expiry, rights, rate); this is its port. A bad frame gets a coded `err`
  * and the socket stays open. The Worker's connection (sockets/connection.ts) routes each frame to
  * its topic's object, so a frame naming another topic never comes here from it; one that does is
  * refused with `forbidden`.
@@ -24,40 +17,38 @@ export function createClientFrames(core: HubCore, subscriptions: ReturnType<type
       throw new ForbiddenError(`this socket serves only ${core.topic}; cannot ${what} ${topic}`);
   };
 
-  const handle = (ws: WebSocket, frame: ClientFrame) => {
-    const ref = frame.ref;
-    const withRef = ref === undefined ? {} : { ref };
+  /** A socket of this object as the protocol's session port (shared/src/session.ts). */
+  const portOf = (ws: WebSocket): SessionPort => {
     const state = clients.state(ws);
-    if (state.exp !== undefined && state.exp * 1000 <= Date.now()) throw new UnauthorizedError('token expired');
-    switch (frame.op) {
-      case 'ping':
-        return clients.frame(ws, { op: 'pong', ...withRef });
-      case 'pub': {
-        assertHere(frame.topic, 'publish to');
-        if (!state.pub) throw new ForbiddenError(`not allowed to publish to ${frame.topic}`);
-        const bucket = takeTokens(state, config.PUBLISH_RATE, config.PUBLISH_BURST);
+    return {
+      expired: () => state.exp !== undefined && state.exp * 1000 <= Date.now(),
+      assertPublish(topic) {
+        assertHere(topic, 'publish to');
+        if (!state.pub) throw new ForbiddenError(`not allowed to publish to ${topic}`);
+      },
+      assertSubscribe: (topic) => assertHere(topic, 'subscribe to'),
+      takeToken() {
+        // The bucket lives in the socket's attachment: it survives hibernation.
+        const bucket = takeTokens(clients.state(ws), config.PUBLISH_RATE, config.PUBLISH_BURST);
         clients.update(ws, { tokens: bucket.tokens, at: bucket.at });
-        if (!bucket.ok) throw new RateLimitedError(`publish rate limit of ${config.PUBLISH_RATE}/s exceeded`);
+        return bucket.ok;
+      },
+      publishRate: config.PUBLISH_RATE,
+      publish: (frame) => {
         const [ack] = core.accept([frame], state);
         if (!ack) throw new Error('a publish was accepted without an ack');
-        return clients.frame(ws, { op: 'ack', id: ack.id, cursor: ack.cursor, ...withRef });
-      }
-      case 'sub':
-        assertHere(frame.topic, 'subscribe to');
-        return subscriptions.subscribe(ws, frame.after, ref);
-      case 'unsub':
+        return ack;
+      },
+      subscribe: (frame) => subscriptions.subscribe(ws, frame.after, frame.ref),
+      unsubscribe: (frame) => {
         if (frame.topic === core.topic) subscriptions.unsubscribe(ws);
-        return;
-    }
+      },
+      send: (frame) => clients.frame(ws, frame),
+      refuse: (cause, ref) => clients.error(ws, cause, ref),
+    };
   };
 
   return (ws: WebSocket, message: string | ArrayBuffer): void => {
-    const read = readClientFrame(message, config.MAX_FRAME_BYTES);
-    if (!read.ok) return clients.error(ws, read.error, read.ref);
-    try {
-      handle(ws, read.frame);
-    } catch (error) {
-      clients.error(ws, error, read.frame.ref);
-    }
+    void receiveClientFrame(message, config.MAX_FRAME_BYTES, portOf(ws));
   };
 }

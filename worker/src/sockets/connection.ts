@@ -6,14 +6,13 @@ import {
   type ClientFrame,
   createTokenBucket,
   encodeServerFrame,
+  handleClientFrame,
   isExpired,
   isPattern,
-  LimitReachedError,
   matches,
-  RateLimitedError,
-  readClientFrame,
+  receiveClientFrame,
+  type SessionPort,
   toAnodeError,
-  UnauthorizedError,
   UnavailableError,
 } from '@anode/shared';
 import type { EdgeConfig, Env } from '../config.ts';
@@ -169,51 +168,51 @@ function createConnection(socket: WebSocket, options: ConnectionOptions) {
     return upstream;
   };
 
-  const handle = (frame: ClientFrame, text = JSON.stringify(frame)) => {
-    const ref = frame.ref;
-    try {
-      if (isExpired(claims)) throw new UnauthorizedError('token expired');
-      switch (frame.op) {
-        case 'ping':
-          return send(encodeServerFrame({ op: 'pong', ...(ref === undefined ? {} : { ref }) }));
-        case 'pub':
-          assertCanPublish(claims, frame.topic);
-          if (!bucket.take()) throw new RateLimitedError(`publish rate limit of ${config.PUBLISH_RATE}/s exceeded`);
-          return upstreamFor(frame.topic).send(text);
-        case 'sub': {
-          assertCanSubscribe(claims, frame.topic);
-          const pattern = isPattern(frame.topic);
-          if (pattern && config.RELAY_URLS.length === 0) {
-            throw new UnavailableError(
-              'pattern subscriptions at the edge are served by a relay, and this edge has none (RELAY_URLS)',
-            );
-          }
-          if (!subscriptions.has(frame.topic) && subscriptions.size >= config.MAX_SUBSCRIPTIONS) {
-            throw new LimitReachedError(`subscription limit of ${config.MAX_SUBSCRIPTIONS} per connection reached`);
-          }
-          const upstream = upstreamFor(pattern ? PATTERNS : frame.topic);
-          subscriptions.add(frame.topic);
-          upstream.subscriptions.add(frame.topic);
-          return upstream.send(text);
-        }
-        case 'unsub': {
-          const upstream = upstreams.get(isPattern(frame.topic) ? PATTERNS : frame.topic);
-          subscriptions.delete(frame.topic);
-          upstream?.subscriptions.delete(frame.topic);
-          return upstream?.send(text);
-        }
+  /** This connection as the protocol's session port (shared/src/session.ts): frames are routed on. */
+  const port: SessionPort = {
+    expired: () => isExpired(claims),
+    assertPublish: (topic) => assertCanPublish(claims, topic),
+    assertSubscribe: (topic) => assertCanSubscribe(claims, topic),
+    takeToken: () => bucket.take(),
+    publishRate: config.PUBLISH_RATE,
+    subscriptions: {
+      max: config.MAX_SUBSCRIPTIONS,
+      has: (topic) => subscriptions.has(topic),
+      count: () => subscriptions.size,
+    },
+    // The topic's object accepts it and answers `ack` (or `err`) with the ref, verbatim.
+    publish(frame, text) {
+      upstreamFor(frame.topic).send(text);
+      return undefined;
+    },
+    subscribe(frame, text) {
+      const pattern = isPattern(frame.topic);
+      if (pattern && config.RELAY_URLS.length === 0) {
+        throw new UnavailableError(
+          'pattern subscriptions at the edge are served by a relay, and this edge has none (RELAY_URLS)',
+        );
       }
-    } catch (cause) {
-      error(cause, ref);
-    }
+      const upstream = upstreamFor(pattern ? PATTERNS : frame.topic);
+      subscriptions.add(frame.topic);
+      upstream.subscriptions.add(frame.topic);
+      upstream.send(text);
+    },
+    unsubscribe(frame, text) {
+      const upstream = upstreams.get(isPattern(frame.topic) ? PATTERNS : frame.topic);
+      subscriptions.delete(frame.topic);
+      upstream?.subscriptions.delete(frame.topic);
+      upstream?.send(text);
+    },
+    send: (frame) => send(encodeServerFrame(frame)),
+    refuse: (cause, ref) => error(cause, ref),
   };
+
+  const handle = (frame: ClientFrame, text = JSON.stringify(frame)) => void handleClientFrame(frame, text, port);
 
   const receive = (message: string | ArrayBuffer) => {
     if (closed) return;
     try {
-      const read = readClientFrame(message, config.MAX_FRAME_BYTES);
-      if (!read.ok) return error(read.error, read.ref);
-      handle(read.frame, read.text);
+      void receiveClientFrame(message, config.MAX_FRAME_BYTES, port);
     } catch (cause) {
       error(cause, undefined); // a failure here must not take the connection down
     }

@@ -1,0 +1,99 @@
+import { LimitReachedError, RateLimitedError, UnauthorizedError } from './errors.ts';
+import { readClientFrame } from './frame-reader.ts';
+import type { ClientFrame, PubFrame, ServerFrame, SubFrame } from './frames.ts';
+
+type UnsubFrame = Extract<ClientFrame, { op: 'unsub' }>;
+
+/** What a publish is answered with once accepted. */
+export interface SessionAck {
+  id: string;
+  cursor: string;
+}
+
+/**
+ * The runtime's side of one client socket: where publishes and subscriptions go, how a frame is
+ * sent, and the socket's own state (rights, token bucket, subscriptions), kept wherever the
+ * runtime keeps per-socket state (a relay connection's fields, a hibernatable socket's
+ * attachment). `handleClientFrame` does the protocol's part; each method here is the runtime's.
+ */
+export interface SessionPort {
+  /** The socket's token has expired. */
+  expired(): boolean;
+  /** Throws `forbidden` (or another coded error) when this socket may not publish to `topic`. */
+  assertPublish(topic: string): void;
+  /** Throws when this socket may not subscribe to `topic` (a topic or pattern). */
+  assertSubscribe(topic: string): void;
+  /** Takes one publish token; false when the socket is over its rate. */
+  takeToken(): boolean;
+  readonly publishRate: number;
+  /** The subscription cap, where the socket can hold more than one subscription. */
+  readonly subscriptions?: { max: number; has(topic: string): boolean; count(): number };
+  /**
+   * Accept a publish. An ack (or its promise) is answered here with the frame's ref; `undefined`
+   * means the runtime answers itself (an edge connection forwards the frame to the topic's object).
+   */
+  publish(frame: PubFrame, text: string): SessionAck | Promise<SessionAck> | undefined;
+  /** Subscribe; the runtime sends `subscribed` (with the ref) when the subscription is live. */
+  subscribe(frame: SubFrame, text: string): void | Promise<unknown>;
+  unsubscribe(frame: UnsubFrame, text: string): void;
+  send(frame: ServerFrame): void;
+  /** Answer a refused or failed frame with a coded `err` (the runtime logs and counts as it likes). */
+  refuse(cause: unknown, ref: string | undefined): void;
+}
+
+/**
+ * One parsed client frame, as every node that serves clients handles it (PROTOCOL.md): token
+ * expiry first, then `ping` → `pong`; `pub` → rights, the rate, the runtime's publish, `ack`;
+ * `sub` → rights, the subscription cap, the runtime's subscribe; `unsub`. Anything refused or
+ * failing is answered with a coded `err` carrying the frame's ref, and the socket stays open.
+ * Resolves when the frame is answered (a relay's publish waits for its store).
+ */
+export function handleClientFrame(frame: ClientFrame, text: string, port: SessionPort): void | Promise<void> {
+  const ref = frame.ref;
+  const fail = (cause: unknown) => port.refuse(cause, ref);
+  try {
+    if (port.expired()) throw new UnauthorizedError('token expired');
+    switch (frame.op) {
+      case 'ping':
+        return port.send({ op: 'pong', ...(ref === undefined ? {} : { ref }) });
+      case 'pub': {
+        port.assertPublish(frame.topic);
+        if (!port.takeToken()) throw new RateLimitedError(`publish rate limit of ${port.publishRate}/s exceeded`);
+        const acked = port.publish(frame, text);
+        const answer = (ack: SessionAck) =>
+          port.send({ op: 'ack', id: ack.id, cursor: ack.cursor, ...(ref === undefined ? {} : { ref }) });
+        if (acked instanceof Promise) return acked.then(answer, fail);
+        if (acked) answer(acked);
+        return;
+      }
+      case 'sub': {
+        port.assertSubscribe(frame.topic);
+        const caps = port.subscriptions;
+        if (caps && !caps.has(frame.topic) && caps.count() >= caps.max) {
+          throw new LimitReachedError(`subscription limit of ${caps.max} per connection reached`);
+        }
+        const done = port.subscribe(frame, text);
+        if (done instanceof Promise) return done.then(() => {}, fail);
+        return;
+      }
+      case 'unsub':
+        return port.unsubscribe(frame, text);
+    }
+  } catch (cause) {
+    fail(cause);
+  }
+}
+
+/**
+ * One raw frame off a socket: read (size, binary, shape: `readClientFrame`), then handled. A
+ * frame that cannot be read gets its `err` with whatever ref could be found in it.
+ */
+export function receiveClientFrame(
+  message: string | ArrayBuffer | Uint8Array,
+  maxFrameBytes: number,
+  port: SessionPort,
+): void | Promise<void> {
+  const read = readClientFrame(message, maxFrameBytes);
+  if (!read.ok) return port.refuse(read.error, read.ref);
+  return handleClientFrame(read.frame, read.text, port);
+}
