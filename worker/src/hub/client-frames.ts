@@ -9,7 +9,10 @@ import type { createSubscriptions } from './subscriptions.ts';
  * its topic's object, so a frame naming another topic never comes here from it; one that does is
  * refused with `forbidden`.
  */
-export function createClientFrames(core: HubCore, subscriptions: ReturnType<typeof createSubscriptions>) {
+export function createClientFrames(
+  core: Pick<HubCore, 'clients' | 'config' | 'topic' | 'accept'>,
+  subscriptions: ReturnType<typeof createSubscriptions>,
+) {
   const { clients, config } = core;
 
   const assertHere = (topic: string, what: string) => {

@@ -9,7 +9,7 @@ import type { HubCore } from './hub-core.ts';
  * answer reaches the end. Latest is the relay's, merged with the publishes it has not stored yet.
  * With no relay configured, this object holds the whole topic and the ring is all there is.
  */
-export function createHistory(core: HubCore) {
+export function createHistory(core: Pick<HubCore, 'store' | 'link' | 'linked'>) {
   const { store, link } = core;
 
   const merge = (messages: Envelope[], after: string, limit: number): Envelope[] => {

@@ -18,7 +18,9 @@ const PAGE = 500;
 
 type Budget = { left: number };
 
-export function createSubscriptions(core: HubCore) {
+export function createSubscriptions(
+  core: Pick<HubCore, 'clients' | 'store' | 'clock' | 'link' | 'config' | 'topic' | 'ctx' | 'linked'>,
+) {
   const { clients, store, clock, link } = core;
   const newBudget = (): Budget => ({ left: core.config.MAX_SEND_BUFFER_BYTES });
   const withRef = (ref: string | undefined) => (ref === undefined ? {} : { ref });
