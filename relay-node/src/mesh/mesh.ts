@@ -83,16 +83,15 @@ export async function createMesh(context: ComponentContext) {
   // pause) still get what was published meanwhile (the first Cassandra chaos run lost every such
   // message). The peer answers from the shared store plus its own spool: a message it acked
   // while the store was away is not in the shared store yet.
-  const startedAt = Date.now();
+  // In mode `origin`, live subscribers are owed what was published while this node ran; older
+  // messages reach a client through its resume cursor, not as live messages.
+  const originFloor = cursorAt(Date.now() - config.mesh_sync_lookback_ms);
   const sync = createSync({
     dataDir: config.data_dir,
     lookbackMs: config.mesh_sync_lookback_ms,
     log: log.child({ part: 'sync' }),
     run: (peer, after, signal) => {
-      // In mode `origin`, live subscribers are owed what was published while this node ran;
-      // older messages reach a client through its resume cursor, not as live messages.
-      const floor = cursorAt(startedAt - config.mesh_sync_lookback_ms);
-      const from = persist || compareCursors(after, floor) >= 0 ? after : floor;
+      const from = persist || compareCursors(after, originFloor) >= 0 ? after : originFloor;
       return catchUpFrom(host, shards, maxMessageBytes, {
         peer: peerIdFromString(peer),
         shards: [...carried],
