@@ -32,7 +32,7 @@ export function createClientFrames(
       assertSubscribe: (topic) => assertHere(topic, 'subscribe to'),
       takeToken() {
         // The bucket lives in the socket's attachment: it survives hibernation.
-        const bucket = takeTokens(clients.state(ws), config.PUBLISH_RATE, config.PUBLISH_BURST);
+        const bucket = takeTokens(state, config.PUBLISH_RATE, config.PUBLISH_BURST);
         clients.update(ws, { tokens: bucket.tokens, at: bucket.at });
         return bucket.ok;
       },
