@@ -11,6 +11,7 @@ import { webRTC } from '@libp2p/webrtc';
 import { webSockets } from '@libp2p/websockets';
 import { yamux } from '@libp2p/yamux';
 import { createLibp2p } from 'libp2p';
+import { applyLibp2pFixes } from './libp2p-fixes.ts';
 import { privateNetwork } from './pnet/protector.ts';
 import { SCORE_THRESHOLDS, scoreParams } from './scoring.ts';
 import { DISCOVERY_TOPIC } from './shards.ts';
@@ -63,6 +64,7 @@ export function allowListGater(allow: readonly string[]): ConnectionGater {
 }
 
 export async function createHost(options: HostOptions): Promise<Host> {
+  await applyLibp2pFixes();
   const topics = [...options.gossipTopics, DISCOVERY_TOPIC];
   const rtcConfiguration = {
     iceServers: options.stun.map((urls) => ({ urls })),
