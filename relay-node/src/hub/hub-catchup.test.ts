@@ -1,10 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createHybridClock, type MessageStore } from '@anode/shared';
-import { createLogger } from '../logger.ts';
-import { createMetrics } from '../metrics.ts';
-import { createSqliteStore } from '../storage/embedded/sqlite-store.ts';
-import { createHub, type Subscriber } from './hub.ts';
+import type { MessageStore } from '@anode/shared';
+import { memoryStore, recorder, testHub } from './test-hub.ts';
 
 /**
  * A store whose commits are readable before `append` resolves (as with a writer thread or
@@ -24,29 +21,12 @@ function slowAcking(store: MessageStore, ms: number): MessageStore & { nextCommi
   };
 }
 
-const ids = (frames: string[]) =>
-  frames
-    .map((f) => JSON.parse(f) as { op: string; id?: string })
-    .filter((f) => f.op === 'msg')
-    .map((f) => f.id as string);
-
 describe('hub: catching up while a commit is on its way', () => {
   it('a resume that reads a committed batch before its fan-out sends each message once', async () => {
-    const inner = createSqliteStore({ dataDir: '', memory: true, retention: { maxAgeMs: 0, maxMessages: 0 } });
+    const inner = memoryStore();
     const store = slowAcking(inner, 50);
-    const hub = createHub({
-      store,
-      clock: createHybridClock('nodelocal0'),
-      metrics: createMetrics(),
-      log: createLogger('silent'),
-      maxMessageBytes: 1024 * 1024,
-    });
-    const frames: string[] = [];
-    const subscriber: Subscriber = {
-      id: 'resumer',
-      send: (f) => (frames.push(f), true),
-      overflow() {},
-    };
+    const hub = testHub(store);
+    const subscriber = recorder('resumer');
     const claims = { pub: ['>'], sub: ['>'] };
     const [before] = await hub.publish('t', [{ data: 0 }], { via: 'http', claims });
     const committed = store.nextCommit();
@@ -60,7 +40,7 @@ describe('hub: catching up while a commit is on its way', () => {
     const acks = await publishing;
     await hub.writer.drain();
     assert.deepEqual(
-      ids(frames),
+      subscriber.ids(),
       acks.map((a) => a.id),
       'each message of the batch once, in order',
     );

@@ -1,10 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createHybridClock, type Envelope } from '@anode/shared';
-import { createLogger } from '../logger.ts';
-import { createMetrics } from '../metrics.ts';
-import { createSqliteStore } from '../storage/embedded/sqlite-store.ts';
-import { createHub, type Subscriber } from './hub.ts';
+import type { Envelope } from '@anode/shared';
+import { memoryStore, recorder, testHub } from './test-hub.ts';
 
 const cursorAt = (ms: number, node: string) => `${ms.toString(16).padStart(12, '0')}0000-${node}`;
 const remote = (id: string, topic: string, ms: number, node: string): Envelope => ({
@@ -16,30 +13,9 @@ const remote = (id: string, topic: string, ms: number, node: string): Envelope =
   data: id,
 });
 
-function recorder(): Subscriber & { ids: () => string[] } {
-  const frames: string[] = [];
-  return {
-    id: `sub-${Math.random()}`,
-    send: (frame) => (frames.push(frame), true),
-    overflow() {},
-    ids: () =>
-      frames
-        .map((f) => JSON.parse(f) as { op: string; id?: string })
-        .filter((f) => f.op === 'msg')
-        .map((f) => f.id as string),
-  };
-}
-
 describe('hub: late arrivals across the topics of a pattern', () => {
   it('replays to a pattern resume a remote message older than the cursor it resumes from, in another topic', async () => {
-    const store = createSqliteStore({ dataDir: '', memory: true, retention: { maxAgeMs: 0, maxMessages: 0 } });
-    const hub = createHub({
-      store,
-      clock: createHybridClock('nodelocal0'),
-      metrics: createMetrics(),
-      log: createLogger('silent'),
-      maxMessageBytes: 1024 * 1024,
-    });
+    const hub = testHub(memoryStore());
     const now = Date.now();
     // Topic b gets a message from node z at `now`; topic c then gets one from node a minted a
     // moment earlier (its cursor sorts before b's), arriving after it.
@@ -56,15 +32,8 @@ describe('hub: late arrivals across the topics of a pattern', () => {
   });
 
   it('after a restart, a resume replays what was stored just before its cursor (sent, perhaps never received)', async () => {
-    const store = createSqliteStore({ dataDir: '', memory: true, retention: { maxAgeMs: 0, maxMessages: 0 } });
-    const hubOn = () =>
-      createHub({
-        store,
-        clock: createHybridClock('nodelocal0'),
-        metrics: createMetrics(),
-        log: createLogger('silent'),
-        maxMessageBytes: 1024 * 1024,
-      });
+    const store = memoryStore();
+    const hubOn = () => testHub(store);
     const before = hubOn();
     const now = Date.now() - 1_000;
     const got = remote('k-got-it', 'chaos.b', now, 'zzzzzzzzzz');

@@ -1,0 +1,33 @@
+// Test helpers for the hub's tests: a hub on a store (an in-memory embedded one by default) and
+// a subscriber that records the message ids it was sent.
+import { createHybridClock, type MessageStore } from '@anode/shared';
+import { createLogger } from '../logger.ts';
+import { createMetrics } from '../metrics.ts';
+import { createSqliteStore } from '../storage/embedded/sqlite-store.ts';
+import { createHub, type Subscriber } from './hub.ts';
+
+export const memoryStore = () =>
+  createSqliteStore({ dataDir: '', memory: true, retention: { maxAgeMs: 0, maxMessages: 0 } });
+
+export const testHub = (store: MessageStore) =>
+  createHub({
+    store,
+    clock: createHybridClock('nodelocal0'),
+    metrics: createMetrics(),
+    log: createLogger('silent'),
+    maxMessageBytes: 1024 * 1024,
+  });
+
+export function recorder(id = `sub-${Math.random()}`): Subscriber & { ids: () => string[] } {
+  const frames: string[] = [];
+  return {
+    id,
+    send: (frame) => (frames.push(frame), true),
+    overflow() {},
+    ids: () =>
+      frames
+        .map((f) => JSON.parse(f) as { op: string; id?: string })
+        .filter((f) => f.op === 'msg')
+        .map((f) => f.id as string),
+  };
+}
