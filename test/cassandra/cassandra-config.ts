@@ -59,8 +59,9 @@ write_request_timeout: 5000ms
 cas_contention_timeout: 3000ms
 
 # Paxos v2 (Cassandra 4.1+): an LWT in two round trips instead of four (v1, still the default
-# in 5.0). aNode claims idempotency keys with LWTs; docs/storage.md recommends it for clusters.
-paxos_variant: v2
+# in 5.0). aNode claims idempotency keys with LWTs; docs/storage.md says when to choose which.
+# ANODE_PAXOS_VARIANT=v1 runs the test nodes on v1 (to compare the two after a node dies).
+paxos_variant: ${process.env.ANODE_PAXOS_VARIANT ?? 'v2'}
 
 commitlog_sync: periodic
 commitlog_sync_period: 10000ms

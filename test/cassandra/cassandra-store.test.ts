@@ -139,10 +139,14 @@ describe('Cassandra store', { skip }, () => {
   });
 });
 
-describe('relays on Cassandra', { skip, only: !!process.env.ONLY_OUTAGE }, () => {
+// `only` only when asked: Node 24 running this file directly (not under --test) drops a suite
+// given `only: false` without a word.
+describe('relays on Cassandra', { skip, ...(process.env.ONLY_OUTAGE ? { only: true } : {}) }, () => {
   const relays: TestRelay[] = [];
   after(async () => {
-    for (const relay of relays) await relay.stop().catch(() => {});
+    // Not swallowed: a relay that fails to stop leaves its store's connections open (and the
+    // test process alive).
+    for (const relay of relays) await relay.stop();
   });
 
   const cassandraFlags = (s: CassandraServer, keyspace: string) => ({

@@ -37,3 +37,25 @@ export function guardControlConnection(client: cassandra.Client, onError: (error
     }
   };
 }
+
+interface DriverHost {
+  shutdown(waitForPending?: boolean): Promise<void>;
+}
+
+/**
+ * cassandra-driver 4.10 never shuts a Host down once it leaves the client's host map. It leaves
+ * in two ways: a node removed from the ring, and — after every outage of all contact points — the
+ * control connection re-initialising and replacing each Host with a new object for the same
+ * address. The old one keeps its 200 ms health timer and its pool's reconnection attempts for
+ * the life of the process, past `client.shutdown()` (which shuts the new ones): a relay leaked
+ * them after each full outage, and the Cassandra outage test's process never exited (found with
+ * async_hooks: the timers were set in the relay's first connect). This shuts each one down as it
+ * leaves the map; requests go to the hosts in the map.
+ */
+export function shutDownRemovedHosts(client: cassandra.Client): void {
+  const hosts = (client as unknown as { controlConnection?: { hosts?: NodeJS.EventEmitter } }).controlConnection?.hosts;
+  if (!hosts || typeof hosts.on !== 'function') return; // a driver without the bug's shape
+  hosts.on('remove', (host: DriverHost) => {
+    void host.shutdown(false).catch(() => {});
+  });
+}

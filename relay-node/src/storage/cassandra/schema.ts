@@ -1,4 +1,4 @@
-import type { Client } from 'cassandra-driver';
+import cassandra, { type Client } from 'cassandra-driver';
 
 /**
  * Versioned CQL migrations. Each version's statements run once, in order, and are recorded in
@@ -97,16 +97,91 @@ export function replicationClause(replication: string): string {
   return `{'class': 'NetworkTopologyStrategy', ${dcs.join(', ')}}`;
 }
 
-export async function migrate(client: Client, keyspace: string, replication: string): Promise<number> {
-  await client.execute(
-    `CREATE KEYSPACE IF NOT EXISTS ${keyspace} WITH replication = ${replicationClause(replication)}`,
-  );
-  await client.execute(
-    `CREATE TABLE IF NOT EXISTS ${keyspace}.schema_migrations (version int PRIMARY KEY, applied_at timestamp)`,
-  );
-  const applied = new Set(
-    (await client.execute(`SELECT version FROM ${keyspace}.schema_migrations`)).rows.map((r) => Number(r.version)),
-  );
+/** How long connecting keeps trying to bring the schema up to date before it fails (appends spool meanwhile). */
+export const MIGRATE_PATIENCE_MS = 60_000;
+
+const { responseErrorCodes: codes } = cassandra.types;
+/**
+ * A schema change not yet on every node: relays starting together migrate the same keyspace,
+ * and a statement reaching a node that has not heard of a new keyspace or table yet fails there
+ * ("Keyspace … doesn't exist", "unconfigured table", or a replica failing a read of a table it
+ * does not know). Also the transient answers of a loaded or failing cluster. Seen in the 3-node
+ * test: one of two relays failed its migration this way and spooled from its first publish.
+ */
+const isSchemaLag = (error: unknown): boolean =>
+  (error instanceof cassandra.errors.ResponseError &&
+    (error.code === codes.invalid || error.code === codes.configError
+      ? /doesn't exist|does not exist|unconfigured table|cannot find/i.test(error.message)
+      : [
+          codes.readFailure,
+          codes.writeFailure,
+          codes.readTimeout,
+          codes.writeTimeout,
+          codes.unavailableException,
+          codes.overloaded,
+          codes.isBootstrapping,
+        ].includes(error.code))) ||
+  error instanceof cassandra.errors.OperationTimedOutError ||
+  (error as { isSocketError?: boolean }).isSocketError === true ||
+  (error instanceof cassandra.errors.NoHostAvailableError &&
+    Object.values((error.innerErrors ?? {}) as Record<string, unknown>).every(isSchemaLag));
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Until the nodes the driver sees up agree on one schema version (or the deadline passes). */
+async function agreement(client: Client, deadline: number): Promise<void> {
+  // In the driver (4.x), not in its type definitions.
+  const metadata = client.metadata as unknown as { checkSchemaAgreement(): Promise<boolean> };
+  while (Date.now() < deadline && !(await metadata.checkSchemaAgreement())) await sleep(200);
+}
+
+/** `statement`, tried again (after waiting for schema agreement) while it fails for schema lag. */
+async function settled<T>(client: Client, deadline: number, statement: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await statement();
+    } catch (error) {
+      if (!isSchemaLag(error) || Date.now() >= deadline) throw error;
+      await agreement(client, deadline);
+      await sleep(Math.min(250 * 2 ** attempt, 2_000));
+    }
+  }
+}
+
+/** The versions recorded in `schema_migrations`; none when the keyspace or table does not exist (here). */
+async function appliedVersions(client: Client, keyspace: string, deadline: number): Promise<Set<number>> {
+  try {
+    const rows = await settled(client, Math.min(deadline, Date.now() + 5_000), () =>
+      client.execute(`SELECT version FROM ${keyspace}.schema_migrations`),
+    );
+    return new Set(rows.rows.map((r) => Number(r.version)));
+  } catch {
+    return new Set(); // not there yet (or not here yet): the IF NOT EXISTS statements below decide
+  }
+}
+
+/**
+ * Brings the keyspace to the newest schema. A keyspace already there runs no DDL at all (a relay
+ * starting while a node is down must not need a schema change); otherwise each statement waits
+ * for schema agreement before the next, and one that meets schema lag (another relay migrating
+ * at the same time) is tried again, for up to MIGRATE_PATIENCE_MS.
+ */
+export async function migrate(
+  client: Client,
+  keyspace: string,
+  replication: string,
+  patienceMs = MIGRATE_PATIENCE_MS,
+): Promise<number> {
+  const deadline = Date.now() + patienceMs;
+  const ddl = async (statement: string) => {
+    await settled(client, deadline, () => client.execute(statement));
+    await agreement(client, deadline);
+  };
+  let applied = await appliedVersions(client, keyspace, deadline);
+  if (MIGRATIONS.every((_, index) => applied.has(index + 1))) return 0;
+  await ddl(`CREATE KEYSPACE IF NOT EXISTS ${keyspace} WITH replication = ${replicationClause(replication)}`);
+  await ddl(`CREATE TABLE IF NOT EXISTS ${keyspace}.schema_migrations (version int PRIMARY KEY, applied_at timestamp)`);
+  applied = await appliedVersions(client, keyspace, deadline);
   let ran = 0;
   for (const [index, statements] of MIGRATIONS.entries()) {
     const version = index + 1;
@@ -115,14 +190,16 @@ export async function migrate(client: Client, keyspace: string, replication: str
       const qualified = statement.replace(/^(\s*(?:CREATE TABLE IF NOT EXISTS|ALTER TABLE) )(\w+)/, `$1${keyspace}.$2`);
       // Two relays starting together may both run a version: a column the other one already
       // dropped is the only error that means "done", not "failed".
-      await client.execute(qualified).catch((error: Error) => {
+      await ddl(qualified).catch((error: Error) => {
         if (!/DROP/.test(statement) || !/not found|doesn't exist|does not exist/i.test(error.message)) throw error;
       });
     }
-    await client.execute(
-      `INSERT INTO ${keyspace}.schema_migrations (version, applied_at) VALUES (?, toTimestamp(now()))`,
-      [version],
-      { prepare: true },
+    await settled(client, deadline, () =>
+      client.execute(
+        `INSERT INTO ${keyspace}.schema_migrations (version, applied_at) VALUES (?, toTimestamp(now()))`,
+        [version],
+        { prepare: true },
+      ),
     );
     ran += 1;
   }
