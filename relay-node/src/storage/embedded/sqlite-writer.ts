@@ -22,6 +22,8 @@ export interface AsyncWrites {
   sweep(nowMs: number, retention: RetentionPolicy): Promise<number>;
   /** Why writes fail, once the thread is gone; undefined while it runs. */
   readonly failure: string | undefined;
+  /** Nothing is in flight: no request waits for an answer. */
+  readonly idle: boolean;
   close(): Promise<void>;
 }
 
@@ -86,6 +88,9 @@ export function startWriterThread(path: string, fsync: boolean): AsyncWrites {
     get failure() {
       return failure;
     },
+    get idle() {
+      return pending.size === 0;
+    },
     async close() {
       if (failure) return;
       await call({ op: 'close' }).catch(() => {}); // a thread already gone has nothing to close
@@ -101,6 +106,7 @@ export function inProcess(writes: Writes): AsyncWrites {
     append: async (rows) => writes.append(rows),
     sweep: async (nowMs, retention) => writes.sweep(nowMs, retention),
     failure: undefined,
+    idle: true,
     async close() {},
   };
 }
