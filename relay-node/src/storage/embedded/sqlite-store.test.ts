@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -54,6 +54,34 @@ describe('embedded store, fsync off: small batches on the event loop, large ones
     const reopened = createSqliteStore({ dataDir: dir, retention, fsync: false });
     assert.deepEqual(await read(reopened), expected);
     await reopened.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+});
+
+describe('embedded store, fsync off: the log stays bounded when every batch is small', () => {
+  it('has the writer thread checkpoint what the event loop wrote (its own connection never does)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-sqlite-'));
+    const clock = createHybridClock('wal');
+    const store = createSqliteStore({ dataDir: dir, retention: { maxAgeMs: 0, maxMessages: 0 }, fsync: false });
+    const wal = async () => (await stat(join(dir, 'messages.sqlite-wal'))).size;
+    const write = async (rows: number) => {
+      for (let i = 0; i < rows; i += 10)
+        await store.append(
+          Array.from({ length: 10 }, (): Envelope => {
+            const cursor = clock.next();
+            return { id: randomId(), topic: 't', cursor, source: 's', ts: 1_000, data: 'x'.repeat(200) };
+          }),
+        );
+    };
+    await write(5_000);
+    const afterFive = await wal();
+    await write(25_000);
+    // Without checkpoints the log would hold all 30,000 rows (6x the first 5,000); with one
+    // every 10,000 rows written on the event loop it is reused from its start after each.
+    const afterThirty = await wal();
+    assert.ok(afterThirty < afterFive * 3.5, `log ${afterThirty} bytes after 30,000 rows, ${afterFive} after 5,000`);
+    assert.equal((await store.history('t', { limit: 100_000 })).length, 30_000);
+    await store.close();
     await rm(dir, { recursive: true, force: true });
   });
 });

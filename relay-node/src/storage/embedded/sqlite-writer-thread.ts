@@ -19,6 +19,9 @@ port.on('message', (request: WriterRequest) => {
     if (request.op === 'close') {
       db.close();
       reply = { seq: request.seq, ok: true, result: null };
+    } else if (request.op === 'checkpoint') {
+      db.exec('PRAGMA wal_checkpoint(PASSIVE)');
+      reply = { seq: request.seq, ok: true, result: null };
     } else if (request.op === 'append') {
       reply = { seq: request.seq, ok: true, result: writes.append(request.rows) };
     } else {

@@ -13,6 +13,7 @@ import type { Writes, WriteRow } from './sqlite-writes.ts';
 export type WriterRequest =
   | { seq: number; op: 'append'; rows: readonly WriteRow[] }
   | { seq: number; op: 'sweep'; nowMs: number; retention: RetentionPolicy }
+  | { seq: number; op: 'checkpoint' }
   | { seq: number; op: 'close' };
 
 export type WriterReply = { seq: number; ok: true; result: unknown } | { seq: number; ok: false; message: string };
@@ -20,6 +21,8 @@ export type WriterReply = { seq: number; ok: true; result: unknown } | { seq: nu
 export interface AsyncWrites {
   append(rows: readonly WriteRow[]): Promise<(Row | null)[]>;
   sweep(nowMs: number, retention: RetentionPolicy): Promise<number>;
+  /** Copy the write-ahead log into the database (a passive checkpoint: it blocks no writer). */
+  checkpoint(): Promise<void>;
   /** Why writes fail, once the thread is gone; undefined while it runs. */
   readonly failure: string | undefined;
   /** Nothing is in flight: no request waits for an answer. */
@@ -55,7 +58,6 @@ export function startWriterThread(path: string, fsync: boolean): AsyncWrites {
   const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
   let seq = 0;
   let failure: string | undefined;
-  worker.unref();
 
   const fail = (why: string) => {
     failure ??= why;
@@ -71,6 +73,8 @@ export function startWriterThread(path: string, fsync: boolean): AsyncWrites {
   });
   worker.on('error', (error) => fail(`store writer thread failed: ${error.message}`));
   worker.on('exit', (code) => fail(`store writer thread exited (${code})`));
+  // After the listeners: adding a 'message' listener refs the worker's port again.
+  worker.unref();
 
   const call = (request: Request): Promise<unknown> => {
     if (failure) return Promise.reject(new Error(failure));
@@ -85,6 +89,7 @@ export function startWriterThread(path: string, fsync: boolean): AsyncWrites {
   return {
     append: (rows) => call({ op: 'append', rows }) as Promise<(Row | null)[]>,
     sweep: (nowMs, retention) => call({ op: 'sweep', nowMs, retention }) as Promise<number>,
+    checkpoint: async () => void (await call({ op: 'checkpoint' })),
     get failure() {
       return failure;
     },
@@ -105,6 +110,7 @@ export function inProcess(writes: Writes): AsyncWrites {
   return {
     append: async (rows) => writes.append(rows),
     sweep: async (nowMs, retention) => writes.sweep(nowMs, retention),
+    async checkpoint() {}, // an in-memory database has no log to copy
     failure: undefined,
     idle: true,
     async close() {},
