@@ -4,6 +4,7 @@ export * from './close-codes.ts';
 export * from './errors.ts';
 export * from './frames.ts';
 export * from './frame-reader.ts';
+export * from './backoff.ts';
 export * from './token-bucket.ts';
 export * from './data-depth.ts';
 export * from './envelope.ts';

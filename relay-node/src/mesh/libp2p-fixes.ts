@@ -23,7 +23,7 @@ import { StreamState, YamuxStream } from '@libp2p/yamux/stream';
  *    at least half its receive window is used up.
  * 3. Ed25519 keys (@libp2p/crypto 5.1) built a Node `KeyObject` from a JWK for every signature
  *    they made or checked (every gossip batch, at every relay). Here the key objects are kept:
- *    per private key object, and for the most recent 4,096 public keys.
+ *    per private key object, and for up to 4,096 public keys (the first seen dropped first).
  * 4. Every frame (a gossip RPC, an IDONTWANT, a window update: each its own noise message) was
  *    its own `write` to the TCP socket. Here what one event-loop turn sends on a TCP connection
  *    leaves as one `writev` (see `coalesceTcpWrites`).
@@ -114,8 +114,9 @@ function fixYamuxWindowUpdates(): void {
     'FrameType.WindowUpdate',
   ]);
   proto.sendWindowUpdate = function sendWindowUpdate(this: YamuxWindowFields) {
-    // An established stream (no SYN/ACK flags left to send, not paused) with more than half its window left has nothing to send yet. The
-    // rest (a paused stream, SYN/ACK flags, window growth, the update itself) is the original's.
+    // An established stream (no SYN/ACK flags left to send, not paused) with more than half its
+    // window left has nothing to send yet. The rest (a paused stream, SYN/ACK flags, window
+    // growth, the update itself) is the original's.
     if (this.state === StreamState.Established && this.recvWindow - this.recvWindowCapacity < this.recvWindow / 2)
       return;
     original.call(this);
@@ -133,15 +134,13 @@ function fixEd25519Verify(): void {
     options?.signal?.throwIfAborted();
     if (this.raw.byteLength !== 32) throw new TypeError('"key" must be 32 bytes in length.');
     if (sig.byteLength !== 64) throw new TypeError('"sig" must be 64 bytes in length.');
-    const id = Buffer.from(this.raw.buffer, this.raw.byteOffset, 32).toString('base64');
-    let key = keys.get(id);
+    // The key's JWK `x` (base64url of its 32 bytes) names it in the cache too.
+    const x = Buffer.from(this.raw.buffer, this.raw.byteOffset, 32).toString('base64url');
+    let key = keys.get(x);
     if (!key) {
-      key = createPublicKey({
-        format: 'jwk',
-        key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(this.raw).toString('base64url') },
-      });
+      key = createPublicKey({ format: 'jwk', key: { kty: 'OKP', crv: 'Ed25519', x } });
       if (keys.size >= MAX_KEYS) keys.delete(keys.keys().next().value as string);
-      keys.set(id, key);
+      keys.set(x, key);
     }
     const message = data instanceof Uint8Array ? data : (data as { subarray(): Uint8Array }).subarray();
     return verify(null, message, key, sig);

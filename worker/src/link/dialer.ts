@@ -1,3 +1,4 @@
+import { backoffMs } from '@anode/shared';
 import type { EdgeConfig } from '../config.ts';
 import type { LinkStore } from './link-store.ts';
 
@@ -29,8 +30,7 @@ export function createDialer({ store, config, topic, settled }: DialerDeps) {
 
   const backOff = () => {
     attempt += 1;
-    const ceiling = Math.min(config.LINK_RETRY_MAX_MS, 250 * 2 ** Math.min(attempt, 16));
-    nextDialAt = Date.now() + ceiling / 2 + Math.random() * (ceiling / 2);
+    nextDialAt = Date.now() + backoffMs(Math.min(attempt, 16), 250, config.LINK_RETRY_MAX_MS);
   };
 
   return {

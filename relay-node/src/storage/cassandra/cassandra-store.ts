@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import {
   type AppendResult,
+  backoffMs,
   cursorFloor,
   cursorTime,
   type Envelope,
@@ -83,7 +84,7 @@ interface Claimed {
   cursor: string;
 }
 
-/** First gap before a statement is tried again after a transient failure (doubling, jittered, at most 1 s). */
+/** First gap before a statement is tried again after a transient failure (doubling, jittered down to half, at most 1 s). */
 const RETRY_GAP_MS = 50;
 const { responseErrorCodes: codes } = cassandra.types;
 /**
@@ -234,7 +235,7 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
           return await call();
         } catch (error) {
           // Jittered: two relays whose Paxos rounds collided should not collide again.
-          const gap = Math.min(RETRY_GAP_MS * 2 ** attempt, 1_000) * (0.5 + Math.random() / 2);
+          const gap = backoffMs(attempt, RETRY_GAP_MS, 1_000);
           if (closed || !isTransient(error) || Date.now() + gap >= deadline) throw error;
           retried += 1;
           lastRetried = (error as Error).message;
