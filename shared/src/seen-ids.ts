@@ -17,4 +17,13 @@ export class SeenIds {
     }
     return true;
   }
+
+  has(id: string): boolean {
+    return this.#ids.has(id);
+  }
+
+  /** Forgets `id` (a delivery that must be allowed again). */
+  delete(id: string): void {
+    this.#ids.delete(id);
+  }
 }

@@ -66,7 +66,10 @@ describe('relay mesh: nodes that cannot reach each other directly', () => {
       await relay.exited;
       const [second] = await publish(a.url, TOPIC, [{ data: 'over WebRTC' }]);
       await waitFor('B to get a message with the relay gone', () => onB.ids().has(second?.id as string));
-      assert.deepEqual(linkTypes(await meshStatus(b.url), statusA.node.peer_id), ['webrtc']);
+      // Every link B holds to A is WebRTC (two may exist for a moment: both sides dialed at once
+      // and libp2p has not pruned one yet; seen once in a run).
+      const types = linkTypes(await meshStatus(b.url), statusA.node.peer_id);
+      assert.ok(types.length > 0 && types.every((t) => t === 'webrtc'), `B's links to A: ${types.join(', ')}`);
     } finally {
       for (const c of clients) c.client.close();
       for (const p of processes) p.child.kill('SIGKILL');

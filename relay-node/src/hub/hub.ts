@@ -26,7 +26,7 @@ import type { Metrics } from '../metrics.ts';
 import { createLateArrivals } from './late-arrivals.ts';
 import { mergedHistory } from './merged-history.ts';
 import { SeenIds } from '@anode/shared';
-import { createWriter, type WriteOrigin } from './writer.ts';
+import { createWriter } from './writer.ts';
 
 /**
  * The local hub: accepts publishes (id, cursor, durable write, then fan-out), and keeps the
@@ -145,7 +145,7 @@ export function createHub(options: HubOptions) {
   // older one in topic c; the subscriber, cut off in between, resumed past the second one).
   let newestDelivered: string | undefined;
   /** Deliver messages in order; the subscribers of a topic are looked up once per run of it. */
-  const deliver = (envelopes: readonly Envelope[], origin: WriteOrigin) => {
+  const deliver = (envelopes: readonly Envelope[]) => {
     const now = Date.now();
     let topic: string | undefined;
     let subscribed: Iterable<Entry> = [];
@@ -156,7 +156,9 @@ export function createHub(options: HubOptions) {
         subscribed = index.lookup(topic);
         s = statsOf(topic);
       }
-      if (origin === 'remote') late.observe(envelope, newestDelivered);
+      // Local messages too: one committed after a gossiped message was delivered ahead of its
+      // own commit (see ingest) may carry an older cursor than that one.
+      late.observe(envelope, newestDelivered);
       // Every delivered id, local ones too: a catch-up from a shared store (persist `origin`)
       // reads this node's own messages back and must not deliver them twice.
       recentRemote.add(envelope.id);
@@ -175,7 +177,8 @@ export function createHub(options: HubOptions) {
     metrics,
     log: options.log.child({ component: 'writer' }),
     onCommitted(inserted, origin) {
-      deliver(inserted, origin);
+      // A remote message may have been delivered already (gossip goes out before its commit).
+      deliver(origin === 'remote' ? inserted.filter((envelope) => !recentRemote.has(envelope.id)) : inserted);
       if (origin === 'local' && inserted.length > 0) {
         for (const listener of acceptedListeners) listener(inserted);
       }
@@ -228,18 +231,37 @@ export function createHub(options: HubOptions) {
 
     /**
      * Messages that already have an id and cursor, from elsewhere (mesh gossip, catch-up, an
-     * edge link). With `persist`, they are stored (idempotently) before fan-out; without, only
-     * fanned out, once per id. Resolves with how many were new here.
+     * edge link). With `persist`, they are stored (idempotently) and fanned out once committed;
+     * without, only fanned out, once per id. Resolves with how many were new here.
+     *
+     * `deliverFirst` (live gossip): fanned out at once, then stored. The message is durable at
+     * the node that accepted it, and this node's copy is a replica, so a subscriber need not wait
+     * for it; a receiving relay's commit was most of a gossiped message's latency on a loaded
+     * mesh. Delivery is once per id (the recent ids, then the store's answer); a resume waits
+     * for the writes queued before it reads history (see subscribe), so it cannot miss a message
+     * delivered but not yet stored; if the write fails, the ids are forgotten, so the catch-up
+     * that repairs the store delivers them again (a duplicate at most, never a gap).
      */
-    async ingest(values: readonly unknown[], options: { persist: boolean }): Promise<number> {
+    async ingest(values: readonly unknown[], options: { persist: boolean; deliverFirst?: boolean }): Promise<number> {
       const envelopes = this.checkRemote(values);
       for (const envelope of envelopes) clock.observe(envelope.cursor);
+      if (options.persist && options.deliverFirst) {
+        const early = envelopes.filter((envelope) => recentRemote.add(envelope.id));
+        deliver(early);
+        try {
+          const results = await writer.write(envelopes, 'remote');
+          return results.filter((r) => r.inserted).length;
+        } catch (error) {
+          for (const envelope of early) recentRemote.delete(envelope.id);
+          throw error;
+        }
+      }
       if (options.persist) {
         const results = await writer.write(envelopes, 'remote');
         return results.filter((r) => r.inserted).length;
       }
       const unseen = envelopes.filter((envelope) => recentRemote.add(envelope.id));
-      deliver(unseen, 'remote');
+      deliver(unseen);
       return unseen.length;
     },
 
@@ -299,6 +321,9 @@ export function createHub(options: HubOptions) {
       if (after === undefined) return subscribed(clock.next());
 
       try {
+        // Gossip is delivered before it is stored (see ingest): a message delivered before this
+        // entry existed is in the store once the writes queued so far are done.
+        await writer.fence();
         const topics = await topicsFor(pattern);
         await assertResumable(topics, after);
         let cursor = after;

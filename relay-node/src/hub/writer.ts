@@ -41,6 +41,8 @@ export interface Writer {
    * thread or server): a catch-up that read history waits for this before going live.
    */
   settled(): Promise<void>;
+  /** Resolves once every write queued so far has been committed or refused (never rejects). */
+  fence(): Promise<void>;
   readonly queued: number;
 }
 
@@ -51,6 +53,8 @@ export function createWriter(options: WriterOptions): Writer {
   let queued = 0;
   let flushing: Promise<void> | undefined;
   let committing: Promise<void> | undefined;
+  // Jobs finish in the order they were queued, so the last one's end is everyone's.
+  let tail: Promise<void> = Promise.resolve();
 
   const takeBatch = (): Job[] => {
     const jobs: Job[] = [];
@@ -119,6 +123,10 @@ export function createWriter(options: WriterOptions): Writer {
       const done = new Promise<AppendResult[]>((resolve, reject) =>
         queue.push({ envelopes, origin, minted: writeOptions.minted === true, resolve, reject }),
       );
+      tail = done.then(
+        () => undefined,
+        () => undefined,
+      );
       flushing ??= flush();
       return done;
     },
@@ -128,6 +136,7 @@ export function createWriter(options: WriterOptions): Writer {
     async settled() {
       await committing;
     },
+    fence: () => tail,
     get queued() {
       return queued;
     },

@@ -148,9 +148,10 @@ export async function createMesh(context: ComponentContext) {
     log: log.child({ part: 'members' }),
   });
 
-  // One batch, one write (the hub dedups by envelope id, in the order given).
+  // One batch, one write (the hub dedups by envelope id, in the order given), delivered to this
+  // node's subscribers before its own copy is committed (the origin has it durably).
   const receive = (envelopes: Envelope[]) => {
-    hub.ingest(envelopes, { persist }).catch((error: unknown) => {
+    hub.ingest(envelopes, { persist, deliverFirst: true }).catch((error: unknown) => {
       log.error({ err: error, ids: envelopes.length }, 'storing gossiped messages failed; will catch up');
       sync.resync();
     });
