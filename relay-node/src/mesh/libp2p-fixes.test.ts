@@ -5,6 +5,8 @@ import { createServer, type Socket, connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { generateKeyPair, privateKeyFromRaw } from '@libp2p/crypto/keys';
+import { nodeCrypto, pureJsCrypto } from '@libp2p/noise/crypto';
+import { Uint8ArrayList } from 'uint8arraylist';
 import type { Logger as Libp2pLogger } from '@libp2p/interface';
 import { AbstractMultiaddrConnection, LengthPrefixedDecoder } from '@libp2p/utils';
 import { yamux } from '@libp2p/yamux';
@@ -129,6 +131,35 @@ describe('libp2p fixes', () => {
         assert.equal(await a.publicKey.verify(message, forged), false);
       }
       assert.throws(() => a.publicKey.verify(message, new Uint8Array(63)), TypeError);
+    });
+  });
+
+  describe("noise's chacha20-poly1305 with kept key objects", () => {
+    it('seals and opens exactly as the pure-JS cipher does, and refuses what was tampered with', () => {
+      const k = Uint8Array.from({ length: 32 }, (_, i) => i * 7);
+      const other = Uint8Array.from({ length: 32 }, (_, i) => 255 - i);
+      const ad = new TextEncoder().encode('handshake hash');
+      for (const size of [0, 1, 1199, 1200, 4096, 65_519]) {
+        const plaintext = Uint8Array.from({ length: size }, (_, i) => (i * 31) & 255);
+        for (let n = 0; n < 3; n++) {
+          const nonce = new Uint8Array(12);
+          nonce[4] = n;
+          // The reference: the package's own JS implementation, untouched by the fixes.
+          const reference = pureJsCrypto.chaCha20Poly1305Encrypt(plaintext, nonce, ad, k).subarray();
+          const sealed = nodeCrypto.chaCha20Poly1305Encrypt(plaintext, nonce, ad, k).subarray();
+          assert.deepEqual(Buffer.from(sealed), Buffer.from(reference), `${size} bytes, nonce ${n}`);
+          const listed = nodeCrypto.chaCha20Poly1305Encrypt(new Uint8ArrayList(plaintext), nonce, ad, k).subarray();
+          assert.deepEqual(Buffer.from(listed), Buffer.from(reference), 'a Uint8ArrayList seals the same');
+          const opened = nodeCrypto.chaCha20Poly1305Decrypt(sealed, nonce, ad, k).subarray();
+          assert.deepEqual(Buffer.from(opened), Buffer.from(plaintext));
+          const openedList = nodeCrypto.chaCha20Poly1305Decrypt(new Uint8ArrayList(sealed), nonce, ad, k).subarray();
+          assert.deepEqual(Buffer.from(openedList), Buffer.from(plaintext));
+          assert.throws(() => nodeCrypto.chaCha20Poly1305Decrypt(sealed, nonce, ad, other), 'another key');
+          const tampered = Uint8Array.from(sealed);
+          tampered[0] = (tampered[0] as number) ^ 1;
+          assert.throws(() => nodeCrypto.chaCha20Poly1305Decrypt(tampered, nonce, ad, k), 'a flipped bit');
+        }
+      }
     });
   });
 

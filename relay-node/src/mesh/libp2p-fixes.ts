@@ -1,7 +1,17 @@
-import { createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createPrivateKey,
+  createPublicKey,
+  createSecretKey,
+  type KeyObject,
+  sign,
+  verify,
+} from 'node:crypto';
 import { generateKeyPair, publicKeyFromRaw } from '@libp2p/crypto/keys';
 import { InvalidParametersError } from '@libp2p/interface';
 import { AbstractMultiaddrConnection, InvalidMessageLengthError, LengthPrefixedDecoder } from '@libp2p/utils';
+import { nodeCrypto } from '@libp2p/noise/crypto';
 import { Socket } from 'node:net';
 import { StreamState, YamuxStream } from '@libp2p/yamux/stream';
 
@@ -27,6 +37,10 @@ import { StreamState, YamuxStream } from '@libp2p/yamux/stream';
  * 4. Every frame (a gossip RPC, an IDONTWANT, a window update: each its own noise message) was
  *    its own `write` to the TCP socket. Here what one event-loop turn sends on a TCP connection
  *    leaves as one `writev` (see `coalesceTcpWrites`).
+ * 5. Noise (@libp2p/noise 17.0) encrypts and decrypts frames of 1,200 bytes and more with Node's
+ *    chacha20-poly1305, passing the session key as bytes to `createCipheriv` for every frame;
+ *    Node's key-type checks on raw bytes cost ~10 µs a frame (~10% of a receiving relay at
+ *    load). Here each session key is turned into a `KeyObject` once (see `cacheNoiseKeys`).
  */
 let applied = false;
 
@@ -38,6 +52,7 @@ export async function applyLibp2pFixes(): Promise<void> {
   fixEd25519Verify();
   await fixEd25519Sign();
   coalesceTcpWrites();
+  cacheNoiseKeys();
 }
 
 function expectShape(what: string, fn: unknown, markers: readonly string[]): void {
@@ -206,5 +221,62 @@ function coalesceTcpWrites(): void {
       }
     }
     return original.call(this, data);
+  };
+}
+
+/**
+ * A noise session's keys are fixed `Uint8Array`s (one per direction, kept by its cipher states),
+ * so a `KeyObject` made from one is kept as long as that array lives. The ciphers' output is the
+ * original's: the same calls with the same bytes, only the key's form differs.
+ */
+function cacheNoiseKeys(): void {
+  type Data = Uint8Array | { byteLength: number; length: number; subarray(): Uint8Array };
+  const target = nodeCrypto as unknown as {
+    chaCha20Poly1305Encrypt: (plaintext: Data, nonce: Uint8Array, ad: Uint8Array, k: Uint8Array) => unknown;
+    chaCha20Poly1305Decrypt: (
+      ciphertext: Data,
+      nonce: Uint8Array,
+      ad: Uint8Array,
+      k: Uint8Array,
+      dst?: unknown,
+    ) => unknown;
+  };
+  const encrypt = target.chaCha20Poly1305Encrypt;
+  const decrypt = target.chaCha20Poly1305Decrypt;
+  expectShape('noise nodeCrypto.chaCha20Poly1305Encrypt', encrypt, [
+    'crypto.createCipheriv(CHACHA_POLY1305, k, nonce',
+    'authTagLength: 16',
+    'cipher.setAAD(ad, { plaintextLength: plaintext.byteLength })',
+  ]);
+  expectShape('noise nodeCrypto.chaCha20Poly1305Decrypt', decrypt, [
+    'crypto.createDecipheriv(CHACHA_POLY1305, k, nonce',
+    'ciphertext.subarray(ciphertext.length - 16)',
+    'decipher.setAuthTag(authTag)',
+  ]);
+  const keys = new WeakMap<Uint8Array, KeyObject>();
+  const keyOf = (k: Uint8Array): KeyObject => {
+    let key = keys.get(k);
+    if (!key) keys.set(k, (key = createSecretKey(k)));
+    return key;
+  };
+  const bytes = (data: Data): Uint8Array => (data instanceof Uint8Array ? data : data.subarray());
+  target.chaCha20Poly1305Encrypt = function encryptKeyed(plaintext, nonce, ad, k) {
+    const cipher = createCipheriv('chacha20-poly1305', keyOf(k), nonce, { authTagLength: 16 });
+    const text = bytes(plaintext);
+    cipher.setAAD(ad, { plaintextLength: text.byteLength });
+    const updated = cipher.update(text);
+    const final = cipher.final();
+    const tag = cipher.getAuthTag();
+    return Buffer.concat([updated, final, tag], updated.byteLength + final.byteLength + tag.byteLength);
+  };
+  target.chaCha20Poly1305Decrypt = function decryptKeyed(ciphertext, nonce, ad, k) {
+    const data = bytes(ciphertext);
+    const decipher = createDecipheriv('chacha20-poly1305', keyOf(k), nonce, { authTagLength: 16 });
+    const text = data.subarray(0, data.byteLength - 16);
+    decipher.setAAD(ad, { plaintextLength: text.byteLength });
+    decipher.setAuthTag(data.subarray(data.byteLength - 16));
+    const output = decipher.update(text);
+    const final = decipher.final();
+    return final.byteLength > 0 ? Buffer.concat([output, final], output.byteLength + final.byteLength) : output;
   };
 }
