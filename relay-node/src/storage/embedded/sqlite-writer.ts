@@ -25,7 +25,10 @@ export interface AsyncWrites {
   checkpoint(): Promise<void>;
   /** Why writes fail, once the thread is gone; undefined while it runs. */
   readonly failure: string | undefined;
-  /** Nothing is in flight: no request waits for an answer. */
+  /**
+   * No write is in flight (an append, a sweep, a close); a checkpoint may be. A passive checkpoint
+   * blocks no writer, so another connection may write meanwhile without breaking the order.
+   */
   readonly idle: boolean;
   close(): Promise<void>;
 }
@@ -58,6 +61,7 @@ export function startWriterThread(path: string, fsync: boolean): AsyncWrites {
   const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
   let seq = 0;
   let failure: string | undefined;
+  let writing = 0; // requests in `pending` that are not checkpoints
 
   const fail = (why: string) => {
     failure ??= why;
@@ -80,8 +84,14 @@ export function startWriterThread(path: string, fsync: boolean): AsyncWrites {
     if (failure) return Promise.reject(new Error(failure));
     const id = ++seq;
     if (pending.size === 0) worker.ref();
+    const write = request.op !== 'checkpoint';
+    if (write) writing += 1;
+    const done = () => void (write && (writing -= 1));
     return new Promise((resolve, reject) => {
-      pending.set(id, { resolve, reject });
+      pending.set(id, {
+        resolve: (value) => (done(), resolve(value)),
+        reject: (error) => (done(), reject(error)),
+      });
       worker.postMessage({ ...request, seq: id });
     });
   };
@@ -94,7 +104,7 @@ export function startWriterThread(path: string, fsync: boolean): AsyncWrites {
       return failure;
     },
     get idle() {
-      return pending.size === 0;
+      return writing === 0;
     },
     async close() {
       if (failure) return;
