@@ -24,7 +24,7 @@ export { sqlitePragmas } from './sqlite-schema.ts';
  * go to the thread, which keeps the event loop free while they commit; the thread being idle
  * keeps the one-batch-at-a-time order, and no two connections ever write at once. The event
  * loop's connection never checkpoints on its own (a checkpoint copies megabytes of log into the
- * database, ~70 ms for 10,000 rows here): after every INLINE_CHECKPOINT_ROWS rows written here,
+ * database, ~30 ms for 4,000 rows here): after every INLINE_CHECKPOINT_ROWS rows written here,
  * the thread runs a passive checkpoint, and writes here go on meanwhile (a passive checkpoint
  * blocks no writer; waiting for it was a ~100 ms stall of every publish and delivery each 10,000
  * rows, the p99 of a relay at 2,000 msg/s). Once it is done, the next write here first copies
@@ -42,8 +42,13 @@ export interface SqliteStoreOptions {
 
 /** The largest batch written on the event loop (fsync off, thread idle); see above. */
 const INLINE_ROWS = 32;
-/** Rows written on the event loop between two checkpoints by the thread (~10 MB of log). */
-const INLINE_CHECKPOINT_ROWS = 10_000;
+/**
+ * Rows written on the event loop between two checkpoints by the thread: ~10,000 log pages for
+ * small batches, so the log stays under its 64 MiB limit (sqlitePragmas). At 10,000 rows it
+ * outgrew it, and the write that starts the log over truncated ~30 MB of file on the event loop:
+ * commits of 20-200 ms every few seconds in a 3-relay mesh at 2,000 msg/s.
+ */
+const INLINE_CHECKPOINT_ROWS = 4_000;
 /** Rows written on the event loop while the thread checkpoints (see createSqliteStore). */
 const INLINE_DURING_CHECKPOINT = 2_500;
 
