@@ -259,7 +259,7 @@ export const meshScenario: Scenario = {
       startRate: numberFlag(flags['saturation-rate'], quick ? 250 : 500),
       seconds: numberFlag(flags.seconds, quick ? 2 : 4),
       precision: quick ? 2 : 1.15,
-      maxSteps: quick ? 5 : 10,
+      maxSteps: quick ? 6 : 14,
       runs,
       cpuProfDir,
       log,
@@ -303,7 +303,7 @@ export async function meshSaturationTable(options: {
     );
   }
   const notes = [
-    `- Mesh saturation: one publisher on relay 1, a subscriber on every relay; a step holds when the last relay's p99 ≤ ${MESH_P99_LIMIT_MS} ms, every message reached every relay, and none needed catch-up (messages not received 1 s after a step are missing). Rates double from ${options.startRate}/s until a step fails, then bisect; a failed step restarts the cluster. Steps: ${options.seconds} s. Columns after the rate describe the step at the highest rate held.`,
+    `- Mesh saturation: one publisher on relay 1, a subscriber on every relay; a step holds when the last relay's p99 ≤ ${MESH_P99_LIMIT_MS} ms, every message reached every relay, and none needed catch-up (messages not received 1 s after a step are missing). Rates double from ${options.startRate}/s until a step fails twice in a row (the second try on a fresh cluster), then bisect; a failed step restarts the cluster. Steps: ${options.seconds} s. Columns after the rate describe the step at the highest rate held.`,
   ];
   return { rows, notes, data };
 }
