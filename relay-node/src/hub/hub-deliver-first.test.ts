@@ -1,17 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Envelope, MessageStore } from '@anode/shared';
-import { memoryStore, recorder, testHub } from './test-hub.ts';
+import type { MessageStore } from '@anode/shared';
+import { cursorAt, memoryStore, recorder, remote as remoteIn, testHub } from './test-hub.ts';
 
-const cursorAt = (ms: number, node: string) => `${ms.toString(16).padStart(12, '0')}0000-${node}`;
-const remote = (id: string, ms: number, node = 'zzzzzzzzzz', topic = 'df.a'): Envelope => ({
-  id,
-  topic,
-  cursor: cursorAt(ms, node),
-  source: 's',
-  ts: ms,
-  data: id,
-});
+const remote = (id: string, ms: number) => remoteIn(id, 'df.a', ms, 'zzzzzzzzzz');
 
 /** A real in-memory store whose appends wait until `open()` (or fail once `fail` is set). */
 function gatedStore() {

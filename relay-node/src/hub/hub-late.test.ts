@@ -1,17 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Envelope } from '@anode/shared';
-import { memoryStore, recorder, testHub } from './test-hub.ts';
-
-const cursorAt = (ms: number, node: string) => `${ms.toString(16).padStart(12, '0')}0000-${node}`;
-const remote = (id: string, topic: string, ms: number, node: string): Envelope => ({
-  id,
-  topic,
-  cursor: cursorAt(ms, node),
-  source: 's',
-  ts: ms,
-  data: id,
-});
+import { memoryStore, recorder, remote, testHub } from './test-hub.ts';
 
 describe('hub: late arrivals across the topics of a pattern', () => {
   it('replays to a pattern resume a remote message older than the cursor it resumes from, in another topic', async () => {

@@ -1,6 +1,6 @@
 // Test helpers for the hub's tests: a hub on a store (an in-memory embedded one by default) and
 // a subscriber that records the message ids it was sent.
-import { createHybridClock, type MessageStore } from '@anode/shared';
+import { createHybridClock, type Envelope, type MessageStore } from '@anode/shared';
 import { createLogger } from '../logger.ts';
 import { createMetrics } from '../metrics.ts';
 import { createSqliteStore } from '../storage/embedded/sqlite-store.ts';
@@ -31,3 +31,16 @@ export function recorder(id = `sub-${Math.random()}`): Subscriber & { ids: () =>
         .map((f) => f.id as string),
   };
 }
+
+/** A cursor minted at `ms` by `node` (10 characters), as a hybrid clock writes it. */
+export const cursorAt = (ms: number, node: string) => `${ms.toString(16).padStart(12, '0')}0000-${node}`;
+
+/** An envelope from another node: id, topic, minted at `ms` by `node`. */
+export const remote = (id: string, topic: string, ms: number, node: string): Envelope => ({
+  id,
+  topic,
+  cursor: cursorAt(ms, node),
+  source: 's',
+  ts: ms,
+  data: id,
+});
