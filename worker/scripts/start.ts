@@ -123,6 +123,9 @@ children.push(wrangler);
 prefixed(wrangler, 'edge');
 wrangler.once('exit', (code) => void stop(code ?? 1));
 await waitFor(wrangler, /Ready on (http:\/\/\S+)/, 'wrangler dev');
+// A source's first poll comes at a random moment of its interval (2 s for coin-prices): the
+// banner below promises live data, so it waits (5 s at most) for the first price to be stored.
+if (feed) await firstPrice(relayUrl as string, 5_000);
 const haunting = await adminSources(dataDirOf(extra));
 process.stdout.write(
   `\naNode is up: relay ${relayUrl} (dashboard: ${relayUrl}/), edge ${EDGE_URL} (linked).\n` +
@@ -144,6 +147,18 @@ process.stdout.write(
     `  # (seconds for a topic's first message, while its link comes up): ${relayUrl}/v1/topics/demo.hello/messages\n` +
     `Ctrl-C stops everything.\n\n`,
 );
+
+/** Resolves once the relay holds a latest price from coin-prices, or after `withinMs`. */
+async function firstPrice(relay: string, withinMs: number): Promise<void> {
+  const deadline = Date.now() + withinMs;
+  while (Date.now() < deadline) {
+    const body = await fetch(`${relay}/v1/topics/prices.btc/latest`)
+      .then((r) => r.text())
+      .catch(() => '');
+    if (body.includes('"source":"coin-prices"')) return;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
 
 /** The demo sources: examples/sources.json's definitions, pointed at this run's demo feed. */
 async function demoArgs(demo: DemoFeed | undefined): Promise<string[]> {
