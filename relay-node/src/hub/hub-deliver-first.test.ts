@@ -4,6 +4,8 @@ import type { MessageStore } from '@anode/shared';
 import { cursorAt, memoryStore, recorder, remote as remoteIn, testHub } from './test-hub.ts';
 
 const remote = (id: string, ms: number) => remoteIn(id, 'df.a', ms, 'zzzzzzzzzz');
+/** A cursor from a second ago: a resume from before the messages of a test. */
+const before = () => cursorAt(Date.now() - 1_000, 'aaaaaaaaaa');
 
 /** A real in-memory store whose appends wait until `open()` (or fail once `fail` is set). */
 function gatedStore() {
@@ -90,7 +92,7 @@ describe('hub: gossip delivered before its local commit (deliverFirst)', () => {
     assert.deepEqual(live.ids(), ['k-unstored']);
     // Meanwhile a subscriber resumed from before it: the store never had it.
     const resumed = recorder();
-    await hub.subscribe(resumed, 'df.a', cursorAt(Date.now() - 1_000, 'aaaaaaaaaa'));
+    await hub.subscribe(resumed, 'df.a', before());
     assert.deepEqual(resumed.ids(), []);
     g.state.fail = false;
     assert.equal(await hub.ingest([m], { persist: true }), 1);
@@ -106,7 +108,7 @@ describe('hub: gossip delivered before its local commit (deliverFirst)', () => {
     const stored = hub.ingest([m], { persist: true, deliverFirst: true });
     // Subscribed after the delivery (so not buffered), from a cursor before the message.
     const resumed = recorder();
-    const subscribed = hub.subscribe(resumed, 'df.a', cursorAt(Date.now() - 1_000, 'aaaaaaaaaa'));
+    const subscribed = hub.subscribe(resumed, 'df.a', before());
     await turn();
     await turn();
     assert.deepEqual(resumed.ids(), [], 'the resume waits for the write');
