@@ -47,6 +47,11 @@ describe('relays on a 3-node Cassandra cluster', { skip }, () => {
         // Not `fast`: these nodes are SIGKILLed and restarted, and unsynced system tables (schema,
         // prepared statements) could come back older than the rest of the cluster.
         fast: false,
+        // The commit log synced before each write is answered. With Cassandra's default (periodic),
+        // a SIGKILLed node forgets its last ~100 ms of acked writes: killed while another replica
+        // was already down, it left a row on one replica only, and a LOCAL_QUORUM resume that read
+        // the other two missed it (1 of 1,272 in a CI run). docs/storage.md, "Durability".
+        commitlogSync: 'batch',
         // Per start (and restart, which replays the commit log): generous, for loaded 2-core machines.
         timeoutMs: 300_000,
         log: (line) => console.error(`[cassandra] ${line}`),

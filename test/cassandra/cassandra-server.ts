@@ -38,6 +38,8 @@ export type CassandraOptions = {
   jvmArgs?: string[];
   /** Tests: no fsync on system tables (cassandra.unsafesystem). */
   fast?: boolean;
+  /** The commit log's sync mode (see NodeLayout); default periodic, as Cassandra's own. */
+  commitlogSync?: 'periodic' | 'batch';
   /** Bound on JVM start until CQL answers; jar resolution is not counted. */
   timeoutMs?: number;
   /** Between SIGTERM and SIGKILL in stop(). */
@@ -250,21 +252,36 @@ async function pickPortsOnAll(hosts: string[], cql?: number, storage?: number): 
   }
 }
 
-/** Until the seed sees every node up in its peers table (gossip has converged). */
+/**
+ * Until the seed sees every node in its peers table and a driver connects to each (gossip has
+ * converged). A fresh driver per probe: one kept across probes backs off exponentially from a
+ * host it once found down, and may not learn a peer whose row was incomplete when it connected.
+ */
 async function waitForRing(host: string, port: number, nodes: number, timeoutMs: number): Promise<void> {
-  const client = new cassandra.Client({ contactPoints: [host], protocolOptions: { port }, localDataCenter: LOCAL_DC });
   const deadline = Date.now() + timeoutMs;
-  try {
-    while (true) {
-      const peers = (await client.execute('SELECT peer FROM system.peers_v2')).rowLength;
-      await client.connect();
-      const up = client.getState().getConnectedHosts().length;
-      if (peers === nodes - 1 && up === nodes) return;
-      if (Date.now() > deadline) throw new Error(`cluster did not form: ${peers + 1} nodes known, ${up} connected`);
-      await sleep(500);
+  for (;;) {
+    const client = new cassandra.Client({
+      contactPoints: [host],
+      protocolOptions: { port },
+      localDataCenter: LOCAL_DC,
+    });
+    let seen: string;
+    try {
+      const peers = (await client.execute('SELECT peer, native_address FROM system.peers_v2')).rows;
+      const up = client
+        .getState()
+        .getConnectedHosts()
+        .map((h) => h.address);
+      if (peers.length === nodes - 1 && up.length === nodes) return;
+      const listed = peers.map((r) => `${r.peer}${r.native_address ? '' : ' (no native address yet)'}`);
+      seen = `${peers.length + 1} nodes known (peers: ${listed.join(', ') || 'none'}), ${up.length} connected (${up.join(', ')})`;
+    } catch (error) {
+      seen = `the seed did not answer: ${(error as Error).message}`;
+    } finally {
+      await client.shutdown();
     }
-  } finally {
-    await client.shutdown();
+    if (Date.now() > deadline) throw new Error(`cluster did not form: ${seen}`);
+    await sleep(500);
   }
 }
 
@@ -344,12 +361,12 @@ function launch(args: {
   options: CassandraOptions;
 }): LaunchedNode {
   const { dataDir } = args;
-  const { seeds, initialToken } = args.options;
+  const { seeds, initialToken, commitlogSync } = args.options;
   const configFile = join(dataDir, 'cassandra.yaml');
   const logbackFile = join(dataDir, 'logback.xml');
   const logFile = join(dataDir, 'logs', 'system.log');
   const consoleFile = join(dataDir, 'logs', 'console.log');
-  writeFileSync(configFile, renderYaml({ ...args, seeds, initialToken }));
+  writeFileSync(configFile, renderYaml({ ...args, seeds, initialToken, commitlogSync }));
   writeFileSync(logbackFile, renderLogback(logFile));
   writeFileSync(logFile, ''); // one run per file, so a failure's tail is this run's
   const argv = jvmArgs({
