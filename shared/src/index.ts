@@ -15,4 +15,4 @@ export * from './link-frames.ts';
 export type * from './ports/message-store.ts';
 export * from './session.ts';
 export * from './topics.ts';
-export { SeenIds } from './seen-ids.ts';
+export { RecentMap, SeenIds } from './seen-ids.ts';

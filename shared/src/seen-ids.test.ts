@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { SeenIds } from './seen-ids.ts';
+import { RecentMap, SeenIds } from './seen-ids.ts';
 
 test('an id is new once and a duplicate afterwards', () => {
   const seen = new SeenIds(10);
@@ -53,4 +53,29 @@ test('agrees with a queue of the last `capacity` distinct ids', () => {
       }
     }),
   );
+});
+
+test('an id deleted and added again is remembered for a full capacity from its new add', () => {
+  const seen = new SeenIds(3);
+  seen.add('a');
+  seen.delete('a');
+  assert.equal(seen.add('a'), true, 'a deleted is new again');
+  seen.add('b');
+  // The first add of a falls out of the ring here; its second add stands for it.
+  seen.add('c');
+  assert.equal(seen.has('a'), true);
+  seen.add('d');
+  assert.equal(seen.has('a'), false, 'three adds after its second add, a is forgotten');
+  assert.equal(seen.has('b'), true);
+});
+
+test('a RecentMap updates a value in place: the key keeps its age', () => {
+  const recent = new RecentMap<number>(2);
+  assert.equal(recent.set('a', 1), true);
+  assert.equal(recent.set('b', 1), true);
+  assert.equal(recent.set('a', 2), false, 'a was there');
+  assert.equal(recent.get('a'), 2);
+  recent.set('c', 1);
+  assert.equal(recent.get('a'), undefined, 'a, the oldest add, is forgotten first');
+  assert.deepEqual([recent.get('b'), recent.get('c'), recent.size], [1, 1, 2]);
 });

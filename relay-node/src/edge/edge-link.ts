@@ -10,6 +10,7 @@ import {
   refOf,
   parseWith,
   randomId,
+  SeenIds,
   toAnodeError,
   utf8Length,
 } from '@anode/shared';
@@ -57,7 +58,7 @@ export class EdgeLink implements Subscriber {
   state: 'connecting' | 'open' | 'closed' = 'connecting';
   readonly #ws: WebSocket;
   readonly #options: EdgeLinkOptions;
-  readonly #echo = new Set<string>(); // ids that came from the edge (bounded: oldest dropped)
+  readonly #echo = new SeenIds(10_000); // ids that came from the edge (bounded: oldest dropped)
   #ping: ReturnType<typeof setInterval> | undefined;
   #alive = true;
 
@@ -181,7 +182,6 @@ export class EdgeLink implements Subscriber {
         }
         for (const envelope of envelopes) {
           this.#echo.add(envelope.id);
-          if (this.#echo.size > 10_000) this.#echo.delete(this.#echo.values().next().value as string);
         }
         this.counts.in += envelopes.length;
         // Written as accepted here, not `hub.ingest` (which marks them remote): this relay is how

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { setImmediate as immediate, setTimeout as sleep } from 'node:timers/promises';
-import type { Envelope } from '@anode/shared';
+import { type Envelope, RecentMap } from '@anode/shared';
 import { type GossipSub, type GossipsubOpts, type Message, TopicValidatorResult } from '@libp2p/gossipsub';
 import { peerIdFromString } from '@libp2p/peer-id';
 import type { Logger } from '../logger.ts';
@@ -77,9 +77,9 @@ export function createGossip(options: GossipOptions) {
   // The validator and the message event see the same data: decode it once.
   const cache = new WeakMap<Uint8Array, DecodedBatch>();
   // Envelopes per recent batch id, to count duplicate copies (which are never decoded).
-  const recent = new Map<string, number>();
+  const recent = new RecentMap<number>(RECENT_BATCHES);
   // The same, by the fast id (fastMsgIdFn), which duplicate copies stop at.
-  const recentFast = new Map<string, number>();
+  const recentFast = new RecentMap<number>(RECENT_BATCHES);
   let selfHex = '';
   // Cursor node id -> the peer that publishes it.
   const owners = new Map<string, string>();
@@ -115,10 +115,8 @@ export function createGossip(options: GossipOptions) {
   const remember = (message: Message & { type: 'signed' }, count: number) => {
     const id = batchId(message.from.toString(), message.sequenceNumber);
     recent.set(id, count);
-    if (recent.size > RECENT_BATCHES) recent.delete(recent.keys().next().value as string);
     const fast = `${hex(message.from.toMultihash().bytes)}/${message.sequenceNumber.toString(16).padStart(16, '0')}`;
     recentFast.set(fast, count);
-    if (recentFast.size > RECENT_BATCHES) recentFast.delete(recentFast.keys().next().value as string);
   };
 
   const msgIdFn = (message: Message): Uint8Array => {

@@ -11,6 +11,7 @@ import {
   isPattern,
   matches,
   receiveClientFrame,
+  RecentMap,
   type SessionPort,
   toAnodeError,
   UnavailableError,
@@ -62,7 +63,7 @@ function createConnection(socket: WebSocket, options: ConnectionOptions) {
   // The same message can reach a client through a topic's object and a relay pattern: the
   // relay's rule (each message once per connection) is kept across upstreams, not within one
   // (a resume replays on purpose).
-  const deliveredBy = new Map<string, string>();
+  const deliveredBy = new RecentMap<string>(10_000);
   let closed = false;
 
   const send = (text: string) => {
@@ -99,7 +100,6 @@ function createConnection(socket: WebSocket, options: ConnectionOptions) {
         const by = deliveredBy.get(id);
         if (by !== undefined && by !== from.key) return;
         deliveredBy.set(id, from.key);
-        if (deliveredBy.size > 10_000) deliveredBy.delete(deliveredBy.keys().next().value as string);
       }
       send(text);
     },
