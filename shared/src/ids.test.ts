@@ -10,6 +10,7 @@ import {
   cursorTime,
   isCursor,
   isNodeId,
+  messageId,
   randomId,
   randomNodeId,
 } from './ids.ts';
@@ -294,5 +295,21 @@ describe('message ids', () => {
     for (let i = 0; i < 20_000; i++) ids.add(randomId());
     assert.equal(ids.size, 20_000);
     for (const id of ids) assert.match(id, /^r[A-Za-z0-9_-]{22}$/);
+  });
+
+  test('messageId: the shape of a random id, unique within one millisecond, its time in front', () => {
+    const at = 1_764_400_000_123;
+    const ids = new Set<string>();
+    for (let i = 0; i < 20_000; i++) ids.add(messageId(at));
+    assert.equal(ids.size, 20_000);
+    for (const id of ids) assert.match(id, /^r[A-Za-z0-9_-]{22}$/);
+    // Six bytes of time are the first eight characters after `r`.
+    const prefixes = new Set([...ids].map((id) => id.slice(0, 9)));
+    assert.deepEqual([...prefixes], [messageId(at).slice(0, 9)]);
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    let time = 0;
+    for (const c of messageId(at).slice(1, 9)) time = time * 64 + alphabet.indexOf(c);
+    assert.equal(time, at);
+    assert.notEqual(messageId(at + 1).slice(0, 9), messageId(at).slice(0, 9));
   });
 });

@@ -1,15 +1,16 @@
 // The publish baseline: the floor for a durable ack in Node. A minimal WebSocket and HTTP server
 // that parses each `pub` frame (or HTTP body), group-commits what arrived in one tick to SQLite in
 // one transaction (the embedded store's table and its file settings, sqlitePragmas) and answers
-// `ack` once committed. No auth, limits, latest or fan-out.
+// `ack` once committed. No auth, limits, latest or fan-out. Ids are minted as the relay mints
+// them (messageId).
 //
 //   node test/bench/publish-floor.ts <data-dir> <fsync: true|false>   (prints its URL when ready)
-import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { DatabaseSync } from 'node:sqlite';
+import { messageId } from '@anode/shared';
 import { sqlitePragmas } from '@anode/relay-node/src/storage/embedded/sqlite-schema.ts';
 import { WebSocketServer } from 'ws';
 
@@ -46,7 +47,9 @@ const flush = () => {
 };
 
 const accept = (topic: string, data: unknown, done: (id: string, cursor: string) => void) => {
-  const id = randomUUID();
+  // The relay's id scheme (time first, then random): with random ids every row of a commit
+  // lands on a page of its own, and the floor would be a floor for that schema only.
+  const id = messageId();
   const cursor = (++seq).toString(16).padStart(16, '0');
   if (pending.length === 0) setImmediate(flush);
   pending.push({ id, cursor, topic, data: JSON.stringify(data), done: () => done(id, cursor) });

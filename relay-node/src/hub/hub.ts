@@ -17,7 +17,7 @@ import {
   type MessageStore,
   matches,
   type PublishItem,
-  randomId,
+  messageId,
   TopicIndex,
   validateEnvelope,
 } from '@anode/shared';
@@ -217,7 +217,7 @@ export function createHub(options: HubOptions) {
       const check = context.via === 'source' ? checkEnvelope : checkPublished;
       const envelopes = items.map((item, i): Envelope => {
         const source = sources[i] as string;
-        const id = item.key === undefined ? randomId() : contentId(topic, source, item.key);
+        const id = item.key === undefined ? messageId(now) : contentId(topic, source, item.key);
         return check({ id, topic, cursor: clock.next(), source, ts: item.ts ?? now, data: item.data }, at);
       });
       // Minted here: a random id is new by construction, so the store need not look it up.

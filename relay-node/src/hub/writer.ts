@@ -36,7 +36,7 @@ export interface Writer {
   /** Resolves once everything queued so far is written (or failed). */
   drain(): Promise<void>;
   /**
-   * Resolves once the batch being committed now, if any, has been handed to `onCommitted`. A
+   * Resolves once the batches being committed now, if any, have been handed to `onCommitted`. A
    * read of the store may see a commit before its fan-out ran (the store commits on another
    * thread or server): a catch-up that read history waits for this before going live.
    */
@@ -67,28 +67,41 @@ export function createWriter(options: WriterOptions): Writer {
     return jobs;
   };
 
-  const writeBatch = async (jobs: Job[]) => {
+  type Appended = { ok: true; results: AppendResult[] } | { ok: false; error: unknown };
+
+  /** Hands a batch to the store now; never rejects. */
+  const append = (jobs: Job[]): Promise<Appended> => {
     const envelopes = jobs.flatMap((job) => job.envelopes);
     queued -= envelopes.length;
     const stop = options.metrics.storeAppend.startTimer();
-    let results: AppendResult[];
-    try {
-      const minted = jobs.flatMap((job) => job.envelopes.map(() => job.minted));
-      results = await options.store.append(envelopes, { minted });
-      stop();
-      options.metrics.storeBatch.observe(envelopes.length);
-      options.metrics.storeUp.set(1);
-    } catch (error) {
-      options.metrics.storeErrors.inc();
-      options.metrics.storeUp.set(0);
-      options.log.error({ err: error, messages: envelopes.length }, 'store append failed; publishes refused');
-      const refused = new UnavailableError('storage is unavailable; message not accepted', { cause: error });
+    const minted = jobs.flatMap((job) => job.envelopes.map(() => job.minted));
+    return options.store.append(envelopes, { minted }).then(
+      (results): Appended => {
+        stop();
+        options.metrics.storeBatch.observe(envelopes.length);
+        options.metrics.storeUp.set(1);
+        return { ok: true, results };
+      },
+      (error: unknown): Appended => {
+        options.metrics.storeErrors.inc();
+        options.metrics.storeUp.set(0);
+        options.log.error({ err: error, messages: envelopes.length }, 'store append failed; publishes refused');
+        return { ok: false, error };
+      },
+    );
+  };
+
+  /** A batch's outcome to its callers: fan-out (onCommitted), then each job's promise. */
+  const finish = async (jobs: Job[], appended: Promise<Appended>) => {
+    const outcome = await appended;
+    if (!outcome.ok) {
+      const refused = new UnavailableError('storage is unavailable; message not accepted', { cause: outcome.error });
       for (const job of jobs) job.reject(refused);
       return;
     }
     let offset = 0;
     for (const job of jobs) {
-      const own = results.slice(offset, offset + job.envelopes.length);
+      const own = outcome.results.slice(offset, offset + job.envelopes.length);
       offset += job.envelopes.length;
       try {
         options.onCommitted(
@@ -102,12 +115,25 @@ export function createWriter(options: WriterOptions): Writer {
     }
   };
 
+  // With a full batch already waiting and a store that keeps overlapping appends in order, the
+  // next batch goes to the store while this one's results are fanned out and acknowledged (two
+  // in flight at most): the store's thread no longer idles through the acks of 500 messages.
+  // Otherwise the next batch gathers while this one commits, as a group commit should.
+  const pipelined = options.store.pipelinedAppends === true;
   const flush = async () => {
     // Yield once so that publishes arriving in the same tick join this batch.
     await new Promise<void>((resolve) => setImmediate(resolve));
     while (queue.length > 0) {
-      committing = writeBatch(takeBatch());
-      await committing;
+      const jobs = takeBatch();
+      const appended = append(jobs);
+      const before = committing;
+      // Outcomes are handed over in batch order, whatever order the store answers in.
+      committing = before ? before.then(() => finish(jobs, appended)) : finish(jobs, appended);
+      if (pipelined && queued >= maxBatch) await before;
+      else await committing;
+      // The last batch may still be in flight: finish it before the queue is found empty (a write
+      // that came meanwhile is then taken by this loop, not left behind by a flush on its way out).
+      if (queue.length === 0) await committing;
     }
     committing = undefined;
     flushing = undefined;

@@ -140,6 +140,24 @@ export function messageStoreCompliance(
       );
     });
 
+    it('with pipelinedAppends, answers an overlapping append only after the one before it', async (t) => {
+      if (store.pipelinedAppends !== true) {
+        // Not a skip: the store promises nothing here, and the writer never overlaps its appends.
+        t.diagnostic('one append at a time (pipelinedAppends not declared)');
+        return;
+      }
+      const first = Array.from({ length: 500 }, () => make('pipe.first'));
+      const second = [make('pipe.second')];
+      const firstDone = store.append(first);
+      await store.append(second);
+      assert.equal(
+        (await store.history('pipe.first', { limit: 1000 })).length,
+        500,
+        'the first append committed before the second answered',
+      );
+      assert.equal((await firstDone).filter((r) => r.inserted).length, 500);
+    });
+
     it('keeps what it acknowledged across a close and reopen', async () => {
       const kept = make('durable.t');
       await store.append([kept]);

@@ -39,6 +39,12 @@ import type { Envelope } from '../frames.ts';
  */
 export interface MessageStore {
   readonly kind: string;
+  /**
+   * An append called while another is still in flight commits after it, and each stands on its
+   * own (one failing leaves the other alone). The hub's writer may then hand over its next batch
+   * before the previous one has answered. Absent: one append at a time.
+   */
+  readonly pipelinedAppends?: boolean;
   append(messages: readonly Envelope[], options?: AppendOptions): Promise<AppendResult[]>;
   history(topic: string, query: { after?: string; limit: number }): Promise<Envelope[]>;
   latest(topic: string): Promise<Record<string, Envelope>>;

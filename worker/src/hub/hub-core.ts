@@ -5,6 +5,7 @@ import {
   cursorFloor,
   type Envelope,
   type PublishItem,
+  messageId,
   randomId,
   sourceFor,
 } from '@anode/shared';
@@ -93,7 +94,7 @@ export function createHubCore(ctx: DurableObjectState, env: Env, topic: string) 
       const limits = { maxMessageBytes: config.MAX_MESSAGE_BYTES, now };
       const checked = items.map((item): Ack | Envelope => {
         const source = sourceFor(publisher, item.source);
-        const id = item.key === undefined ? randomId() : contentId(topic, source, item.key);
+        const id = item.key === undefined ? messageId(now) : contentId(topic, source, item.key);
         const known = store.cursorOf(id);
         if (known !== undefined) return { id, cursor: known }; // a republish: same id, same cursor
         const envelope = { id, topic, cursor: clock.next(), source, ts: item.ts ?? now, data: item.data };

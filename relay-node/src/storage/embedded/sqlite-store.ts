@@ -112,6 +112,8 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
 
   return {
     kind: 'embedded',
+    // The thread runs requests in arrival order, and a write goes inline only while it is idle.
+    pipelinedAppends: true,
 
     async append(messages) {
       const rows = messages.map((m): WriteRow => [m.id, m.topic, m.cursor, m.source, m.ts, JSON.stringify(m.data)]);

@@ -1,0 +1,158 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { AppendResult, Envelope, MessageStore } from '@anode/shared';
+import { createLogger } from '../logger.ts';
+import { createMetrics } from '../metrics.ts';
+import { createWriter, type Writer } from './writer.ts';
+
+/**
+ * A store whose appends answer only when the test says so (a test double: it stands for a store
+ * that is slow, answers out of order, or fails one batch). It records when each append started.
+ */
+function heldStore(pipelinedAppends: boolean) {
+  const calls: { topics: string[]; answer(error?: Error): void }[] = [];
+  let inFlight = 0;
+  let maxInFlight = 0;
+  const store = {
+    kind: 'held',
+    pipelinedAppends,
+    append(messages: readonly Envelope[]): Promise<AppendResult[]> {
+      inFlight += 1;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      return new Promise((resolve, reject) => {
+        calls.push({
+          topics: messages.map((m) => m.topic),
+          answer(error) {
+            inFlight -= 1;
+            if (error) reject(error);
+            else resolve(messages.map((envelope) => ({ envelope, inserted: true })));
+          },
+        });
+      });
+    },
+  } as unknown as MessageStore;
+  return { store, calls, maxInFlight: () => maxInFlight };
+}
+
+const message = (n: number): Envelope => ({
+  id: `id${n}`,
+  topic: `t${n}`,
+  cursor: String(n).padStart(8, '0'),
+  source: 's',
+  ts: n,
+  data: n,
+});
+
+const writerOn = (store: MessageStore, committed: string[]) =>
+  createWriter({
+    store,
+    metrics: createMetrics(),
+    log: createLogger('silent'),
+    maxBatch: 2,
+    onCommitted: (inserted) => committed.push(...inserted.map((m) => m.topic)),
+  });
+
+/** Six publishes of one message each, queued in one tick: three batches of two. */
+const queueSix = (writer: Writer) =>
+  Array.from({ length: 6 }, (_, n) =>
+    writer.write([message(n)]).then(
+      () => `ok ${n}`,
+      (error: Error) => `${error.message.split(';')[0]} ${n}`,
+    ),
+  );
+
+const until = async (condition: () => boolean) => {
+  for (let i = 0; i < 100 && !condition(); i++) await new Promise((r) => setImmediate(r));
+  assert.ok(condition(), 'condition not reached');
+};
+
+test('with a backlog, a pipelined store gets the next batch before the previous one answers', async () => {
+  const { store, calls, maxInFlight } = heldStore(true);
+  const committed: string[] = [];
+  const outcomes = queueSix(writerOn(store, committed));
+  await until(() => calls.length === 2);
+  assert.deepEqual(
+    calls.map((c) => c.topics),
+    [
+      ['t0', 't1'],
+      ['t2', 't3'],
+    ],
+  );
+  // The second batch answers first: its fan-out still waits for the first one's.
+  calls[1]?.answer();
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(committed, [], 'nothing fanned out before the first batch answered');
+  calls[0]?.answer(new Error('disk full'));
+  await until(() => calls.length === 3);
+  calls[2]?.answer();
+  assert.deepEqual(await Promise.all(outcomes), [
+    'storage is unavailable 0',
+    'storage is unavailable 1',
+    'ok 2',
+    'ok 3',
+    'ok 4',
+    'ok 5',
+  ]);
+  assert.deepEqual(committed, ['t2', 't3', 't4', 't5']);
+  assert.equal(maxInFlight(), 2, 'two batches in flight at most');
+});
+
+test('a store without pipelined appends gets one batch at a time', async () => {
+  const { store, calls, maxInFlight } = heldStore(false);
+  const committed: string[] = [];
+  const outcomes = queueSix(writerOn(store, committed));
+  for (let batch = 0; batch < 3; batch++) {
+    await until(() => calls.length === batch + 1);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(calls.length, batch + 1, 'the next batch waits for this one');
+    calls[batch]?.answer();
+  }
+  assert.deepEqual(await Promise.all(outcomes), ['ok 0', 'ok 1', 'ok 2', 'ok 3', 'ok 4', 'ok 5']);
+  assert.deepEqual(committed, ['t0', 't1', 't2', 't3', 't4', 't5']);
+  assert.equal(maxInFlight(), 1);
+});
+
+test('settled() waits for every batch in flight', async () => {
+  const { store, calls } = heldStore(true);
+  const committed: string[] = [];
+  const writer = writerOn(store, committed);
+  const outcomes = queueSix(writer);
+  await until(() => calls.length === 2);
+  let settled = false;
+  void writer.settled().then(() => (settled = true));
+  calls[0]?.answer();
+  await until(() => committed.length === 2);
+  assert.equal(settled, false, 'the second batch is still in flight');
+  calls[1]?.answer();
+  await until(() => calls.length === 3);
+  calls[2]?.answer();
+  await Promise.all(outcomes);
+  await until(() => settled);
+});
+
+test('a write made as the previous one is answered is written too', async () => {
+  for (const pipelinedAppends of [true, false]) {
+    const store = {
+      kind: 'immediate',
+      pipelinedAppends,
+      append: async (messages: readonly Envelope[]) => messages.map((envelope) => ({ envelope, inserted: true })),
+    } as unknown as MessageStore;
+    const committed: string[] = [];
+    const writer = writerOn(store, committed);
+    // The next write comes 0 to 9 microtasks after the answer: one of them lands while the
+    // flush that wrote the previous one is on its way out.
+    const answered = (write: Promise<unknown>, what: string) =>
+      Promise.race([
+        write.then(() => 'ok'),
+        new Promise<string>((r) => setTimeout(() => r(`${what}: not answered`), 1_000).unref()),
+      ]);
+    for (let ticks = 0; ticks < 10; ticks++) {
+      const second = writer.write([message(ticks)]).then(async () => {
+        for (let i = 0; i < ticks; i++) await null;
+        return writer.write([message(100 + ticks)]);
+      });
+      assert.equal(await answered(second, `a write ${ticks} ticks after an answer`), 'ok');
+    }
+    assert.equal(committed.length, 20);
+  }
+});
