@@ -9,48 +9,53 @@
  * relay's event loop), against well under 1 µs here.
  */
 export class RecentMap<V> {
-  /** key → its value and the number of the add that recorded it (a key deleted and added again has a new one). */
-  readonly #entries = new Map<string, { value: V; added: number }>();
-  readonly #ring: (string | undefined)[];
+  /** key → the number of the add that recorded it (a key deleted and added again has a new one). */
+  readonly #adds = new Map<string, number>();
+  /** Add n's key and value sit at n % capacity until a later add takes the slot. */
+  readonly #keys: (string | undefined)[];
+  readonly #values: (V | undefined)[];
   #added = 0;
 
   constructor(capacity: number) {
-    this.#ring = new Array<string | undefined>(Math.max(1, Math.floor(capacity))).fill(undefined);
+    const size = Math.max(1, Math.floor(capacity));
+    this.#keys = new Array<string | undefined>(size).fill(undefined);
+    this.#values = new Array<V | undefined>(size).fill(undefined);
   }
 
   get(key: string): V | undefined {
-    return this.#entries.get(key)?.value;
+    const n = this.#adds.get(key);
+    return n === undefined ? undefined : this.#values[n % this.#keys.length];
   }
 
   has(key: string): boolean {
-    return this.#entries.has(key);
+    return this.#adds.has(key);
   }
 
   /** Records `key` (a new one may push the oldest out); false when it was there already. */
   set(key: string, value: V): boolean {
-    const entry = this.#entries.get(key);
-    if (entry) {
-      entry.value = value;
+    const capacity = this.#keys.length;
+    const known = this.#adds.get(key);
+    if (known !== undefined) {
+      this.#values[known % capacity] = value;
       return false;
     }
-    const capacity = this.#ring.length;
     const slot = this.#added % capacity;
-    const oldest = this.#ring[slot];
+    const oldest = this.#keys[slot];
     // Evicted only if that add is still the one that stands for it.
-    if (oldest !== undefined && this.#entries.get(oldest)?.added === this.#added - capacity)
-      this.#entries.delete(oldest);
-    this.#ring[slot] = key;
-    this.#entries.set(key, { value, added: this.#added });
+    if (oldest !== undefined && this.#adds.get(oldest) === this.#added - capacity) this.#adds.delete(oldest);
+    this.#keys[slot] = key;
+    this.#values[slot] = value;
+    this.#adds.set(key, this.#added);
     this.#added += 1;
     return true;
   }
 
   delete(key: string): void {
-    this.#entries.delete(key);
+    this.#adds.delete(key);
   }
 
   get size(): number {
-    return this.#entries.size;
+    return this.#adds.size;
   }
 }
 
