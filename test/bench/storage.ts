@@ -11,6 +11,7 @@ import {
   createHybridClock,
   cursorTime,
   type Envelope,
+  messageId,
   type MessageStore,
   randomId,
   randomNodeId,
@@ -38,8 +39,9 @@ export interface StorageResult {
 
 const clock = createHybridClock('bench');
 const envelope = (n: number, prefix = 'bench', keyed = false): Envelope => ({
-  // Keyed: a content-addressed id, as a publish with an idempotency key (the client's default) gets.
-  id: keyed ? contentId(`${prefix}.s${n % 10}`, 'bench', randomId()) : randomId(),
+  // Keyed: a content-addressed id, as a publish with an idempotency key (the client's default) gets;
+  // otherwise a time-ordered one, as a publish without a key gets (messageId).
+  id: keyed ? contentId(`${prefix}.s${n % 10}`, 'bench', randomId()) : messageId(),
   topic: `${prefix}.s${n % 10}`,
   cursor: clock.next(),
   source: 'bench',
