@@ -125,15 +125,23 @@ const RANDOM_POOL_BYTES = 4096;
 const randomPool = new Uint8Array(RANDOM_POOL_BYTES);
 let randomPoolAt = RANDOM_POOL_BYTES;
 
-/** A fresh random id for a message published without an idempotency key. */
-export function randomId(): string {
-  if (randomPoolAt + 16 > RANDOM_POOL_BYTES) {
+/** The next `n` unused bytes of the pool (a view: read it before the next draw). */
+function randomBytes(n: number): Uint8Array {
+  if (randomPoolAt + n > RANDOM_POOL_BYTES) {
     crypto.getRandomValues(randomPool);
     randomPoolAt = 0;
   }
-  const bytes = randomPool.subarray(randomPoolAt, randomPoolAt + 16);
-  randomPoolAt += 16;
-  return `r${base64url(bytes)}`;
+  const bytes = randomPool.subarray(randomPoolAt, randomPoolAt + n);
+  randomPoolAt += n;
+  return bytes;
+}
+
+/**
+ * A fresh random id, `r` and 22 base64url characters (connections, instances, refs). A message
+ * published without an idempotency key gets `messageId()` instead.
+ */
+export function randomId(): string {
+  return `r${base64url(randomBytes(16))}`;
 }
 
 const idBytes = new Uint8Array(16);
@@ -147,10 +155,6 @@ const idBytes = new Uint8Array(16);
  * row of a commit landed on a page of its own, and each such page was written to the log.
  */
 export function messageId(now = Date.now()): string {
-  if (randomPoolAt + 10 > RANDOM_POOL_BYTES) {
-    crypto.getRandomValues(randomPool);
-    randomPoolAt = 0;
-  }
   const ms = Math.max(0, Math.floor(now));
   const high = Math.floor(ms / 2 ** 32);
   idBytes[0] = (high >>> 8) & 255;
@@ -159,8 +163,7 @@ export function messageId(now = Date.now()): string {
   idBytes[3] = (ms >>> 16) & 255;
   idBytes[4] = (ms >>> 8) & 255;
   idBytes[5] = ms & 255;
-  idBytes.set(randomPool.subarray(randomPoolAt, randomPoolAt + 10), 6);
-  randomPoolAt += 10;
+  idBytes.set(randomBytes(10), 6);
   return `r${base64url(idBytes)}`;
 }
 

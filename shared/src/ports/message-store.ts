@@ -20,8 +20,8 @@ import type { Envelope } from '../frames.ts';
  * - Embedded (SQLite): one process, one transaction per append, fsynced: exact.
  * - Cassandra: an ack means the rows reached the write consistency level (default LOCAL_QUORUM:
  *   a majority of the local DC's replicas; with reads at LOCAL_QUORUM too, every later read in
- *   that DC sees them). A random id (`randomId()`) is minted once with its cursor, so its every
- *   copy is the same row and a plain upsert is idempotent at any level. A content-addressed id
+ *   that DC sees them). An id without a key (`messageId()`) is minted once with its cursor, so
+ *   its every copy is the same row and a plain upsert is idempotent at any level. A content-addressed id
  *   (idempotency key) is claimed with a lightweight transaction at the serial consistency
  *   (default LOCAL_SERIAL): exactly one cursor wins among relays in one DC, however many
  *   accept it at once (SERIAL extends that across DCs), for as long as retention keeps the

@@ -67,7 +67,10 @@ const rowToEnvelope = (row: Row): Envelope => ({
 const latestCell = (e: Envelope) =>
   JSON.stringify({ id: e.id, topic: e.topic, cursor: e.cursor, source: e.source, ts: e.ts, data: e.data });
 
-/** A random id (`randomId()`): minted once, with its cursor, so it never needs a claim. */
+/**
+ * An id without a key (`messageId()`; `randomId()` in older data): minted once, with its cursor,
+ * so it never needs a claim.
+ */
 const isRandomId = (id: string) => /^r[A-Za-z0-9_-]{22}$/.test(id);
 
 /** First gap between reads of a claimed id's row while its claimant writes it (doubling, at most 500 ms). */
