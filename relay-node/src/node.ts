@@ -147,13 +147,21 @@ export async function createRelayNode(
     upgradeHooks: components.flatMap((c) => (c.upgrade ? [c.upgrade.bind(c)] : [])),
   });
 
+  // A sweep deletes in steps that let publishes in between, so a large one can outlast the
+  // interval: the next one then waits for the next tick instead of running beside it.
+  let sweeping = false;
   const sweep = async () => {
+    if (sweeping) return;
+    sweeping = true;
+    const started = performance.now();
     try {
       const deleted = await store.sweep();
       metrics.retentionDeleted.inc(deleted);
-      if (deleted > 0) log.info({ deleted }, 'retention sweep');
+      if (deleted > 0) log.info({ deleted, ms: Math.round(performance.now() - started) }, 'retention sweep');
     } catch (error) {
       log.error({ err: error }, 'retention sweep failed');
+    } finally {
+      sweeping = false;
     }
   };
   let sweeper: ReturnType<typeof setInterval> | undefined;

@@ -28,6 +28,90 @@ for (const fsync of [true, false])
     { countRetention: true, ageRetention: true },
   );
 
+describe('embedded store retention, in steps', () => {
+  // Cursors at a chosen time (retention by age reads the time in them), each one unique.
+  let n = 0;
+  const at = (ms: number) => `${ms.toString(16).padStart(12, '0')}${(n++).toString(16).padStart(4, '0')}-sweep`;
+  const messages = (topic: string, n: number, ms = 1_000) =>
+    Array.from({ length: n }, (): Envelope => ({
+      id: randomId(),
+      topic,
+      cursor: at(ms),
+      source: 's',
+      ts: ms,
+      data: n,
+    }));
+  const cursors = async (store: ReturnType<typeof createSqliteStore>, topic: string) =>
+    (await store.history(topic, { limit: 10_000 })).map((m) => m.cursor);
+
+  it('trims by count across several topics in steps of a few messages, with the same outcome as one', async () => {
+    const retention = { maxAgeMs: 0, maxMessages: 5 };
+    const stepped = createSqliteStore({ dataDir: '', memory: true, retention, sweepStep: 3 });
+    const whole = createSqliteStore({ dataDir: '', memory: true, retention, sweepStep: 1_000 });
+    const batch = [...messages('a', 17), ...messages('b', 4), ...messages('c', 9), ...messages('d', 6)];
+    await stepped.append(batch);
+    await whole.append(batch);
+    assert.equal(await stepped.sweep(), 12 + 4 + 1);
+    assert.equal(await whole.sweep(), 17);
+    for (const topic of ['a', 'b', 'c', 'd']) {
+      assert.deepEqual(await cursors(stepped, topic), await cursors(whole, topic), topic);
+      assert.equal(await stepped.trimmedThrough(topic), await whole.trimmedThrough(topic), topic);
+    }
+    assert.equal((await cursors(stepped, 'a')).length, 5);
+    assert.equal(await stepped.trimmedThrough('b'), undefined, 'b was under the limit');
+    // The per-topic counts stayed right: another sweep deletes nothing, one more message one.
+    assert.equal(await stepped.sweep(), 0);
+    await stepped.append(messages('a', 1));
+    assert.equal(await stepped.sweep(), 1);
+    await stepped.close();
+    await whole.close();
+  });
+
+  it('trims by age in steps, then by count, and stops at the young messages', async () => {
+    const stepped = createSqliteStore({
+      dataDir: '',
+      memory: true,
+      retention: { maxAgeMs: 60_000, maxMessages: 4 },
+      sweepStep: 4,
+    });
+    const old = messages('t', 10, 1_000);
+    const young = messages('t', 7, 200_000);
+    await stepped.append([...old, ...young]);
+    assert.equal(await stepped.sweep(200_000), 10 + 3);
+    assert.deepEqual(
+      await cursors(stepped, 't'),
+      young.slice(3).map((m) => m.cursor),
+    );
+    assert.equal(await stepped.trimmedThrough('t'), young[2]?.cursor);
+    await stepped.close();
+  });
+
+  it('lets an append that arrives during a long sweep through before the sweep ends', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-sqlite-'));
+    // The writer thread (fsync on: every write goes there); steps of 50 among 5,000 to delete.
+    const store = createSqliteStore({
+      dataDir: dir,
+      retention: { maxAgeMs: 0, maxMessages: 10 },
+      fsync: true,
+      sweepStep: 50,
+    });
+    await store.append(messages('t', 5_010));
+    const order: string[] = [];
+    const sweeping = store.sweep().then((deleted) => {
+      order.push('sweep');
+      return deleted;
+    });
+    await new Promise((resolve) => setImmediate(resolve)); // the first step is on the thread
+    const appended = store.append(messages('u', 1)).then(() => order.push('append'));
+    assert.equal(await sweeping, 5_000);
+    await appended;
+    assert.deepEqual(order, ['append', 'sweep']);
+    assert.equal((await cursors(store, 't')).length, 10);
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+});
+
 describe('embedded store, fsync off: small batches on the event loop, large ones on the writer thread', () => {
   it('keeps every row of interleaved appends, in order, and after a reopen', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'anode-sqlite-'));

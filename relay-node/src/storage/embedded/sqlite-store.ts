@@ -38,6 +38,8 @@ export interface SqliteStoreOptions {
   fsync?: boolean;
   /** For tests: an in-memory database (written in-process: it cannot be shared with a thread). */
   memory?: boolean;
+  /** Messages deleted per retention transaction (default SWEEP_STEP). */
+  sweepStep?: number;
 }
 
 /** The largest batch written on the event loop (fsync off, thread idle); see above. */
@@ -51,6 +53,14 @@ const INLINE_ROWS = 32;
 const INLINE_CHECKPOINT_ROWS = 4_000;
 /** Rows written on the event loop while the thread checkpoints (see createSqliteStore). */
 const INLINE_DURING_CHECKPOINT = 2_500;
+/**
+ * Messages a retention sweep deletes per transaction. Appends wait for the transaction they
+ * arrive behind, and deleting costs ~1.6 µs per message here: one transaction for the 900,000
+ * messages over the per-topic limit that a minute at 15,000 msg/s leaves held every publish for
+ * 1.5 s. Steps of 2,000 hold an append for a few milliseconds at most, and appends that arrive
+ * during a step are written before the next step.
+ */
+const SWEEP_STEP = 2_000;
 
 export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
   let path = ':memory:';
@@ -143,7 +153,18 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
       return row?.trimmed_through ?? undefined;
     },
 
-    sweep: (nowMs = Date.now()) => writes.sweep(nowMs, options.retention),
+    async sweep(nowMs = Date.now()) {
+      const step = Math.max(1, options.sweepStep ?? SWEEP_STEP);
+      let deleted = 0;
+      let from: string | null = '';
+      // Each step deletes at least one message or moves past a topic, so this ends.
+      while (from !== null) {
+        const result = await writes.sweep(nowMs, options.retention, step, from);
+        deleted += result.deleted;
+        from = result.next;
+      }
+      return deleted;
+    },
 
     async health(): Promise<StoreHealth> {
       if (writes.failure) return { ok: false, detail: writes.failure, path };

@@ -25,7 +25,11 @@ port.on('message', (request: WriterRequest) => {
     } else if (request.op === 'append') {
       reply = { seq: request.seq, ok: true, result: writes.append(request.rows) };
     } else {
-      reply = { seq: request.seq, ok: true, result: writes.sweep(request.nowMs, request.retention) };
+      reply = {
+        seq: request.seq,
+        ok: true,
+        result: writes.sweep(request.nowMs, request.retention, request.budget, request.fromTopic),
+      };
     }
   } catch (error) {
     reply = { seq: request.seq, ok: false, message: (error as Error).message };

@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import type { RetentionPolicy } from '@anode/shared';
 import type { Row } from './sqlite-schema.ts';
-import type { Writes, WriteRow } from './sqlite-writes.ts';
+import type { SweepStep, Writes, WriteRow } from './sqlite-writes.ts';
 
 /**
  * The store's writes, run on a worker thread with its own connection. A commit blocks on the
@@ -12,7 +12,7 @@ import type { Writes, WriteRow } from './sqlite-writes.ts';
  */
 export type WriterRequest =
   | { seq: number; op: 'append'; rows: readonly WriteRow[] }
-  | { seq: number; op: 'sweep'; nowMs: number; retention: RetentionPolicy }
+  | { seq: number; op: 'sweep'; nowMs: number; retention: RetentionPolicy; budget: number; fromTopic?: string }
   | { seq: number; op: 'checkpoint' }
   | { seq: number; op: 'close' };
 
@@ -20,7 +20,8 @@ export type WriterReply = { seq: number; ok: true; result: unknown } | { seq: nu
 
 export interface AsyncWrites {
   append(rows: readonly WriteRow[]): Promise<(Row | null)[]>;
-  sweep(nowMs: number, retention: RetentionPolicy): Promise<number>;
+  /** One step of retention: at most `budget` deletions, in one transaction (see Writes.sweep). */
+  sweep(nowMs: number, retention: RetentionPolicy, budget: number, fromTopic?: string): Promise<SweepStep>;
   /** Copy the write-ahead log into the database (a passive checkpoint: it blocks no writer). */
   checkpoint(): Promise<void>;
   /** Why writes fail, once the thread is gone; undefined while it runs. */
@@ -98,7 +99,8 @@ export function startWriterThread(path: string, fsync: boolean): AsyncWrites {
 
   return {
     append: (rows) => call({ op: 'append', rows }) as Promise<(Row | null)[]>,
-    sweep: (nowMs, retention) => call({ op: 'sweep', nowMs, retention }) as Promise<number>,
+    sweep: (nowMs, retention, budget, fromTopic) =>
+      call({ op: 'sweep', nowMs, retention, budget, fromTopic }) as Promise<SweepStep>,
     checkpoint: async () => void (await call({ op: 'checkpoint' })),
     get failure() {
       return failure;
@@ -119,7 +121,7 @@ export function startWriterThread(path: string, fsync: boolean): AsyncWrites {
 export function inProcess(writes: Writes): AsyncWrites {
   return {
     append: async (rows) => writes.append(rows),
-    sweep: async (nowMs, retention) => writes.sweep(nowMs, retention),
+    sweep: async (nowMs, retention, budget, fromTopic) => writes.sweep(nowMs, retention, budget, fromTopic),
     async checkpoint() {}, // an in-memory database has no log to copy
     failure: undefined,
     idle: true,

@@ -14,8 +14,17 @@ export type WriteRow = [id: string, topic: string, cursor: string, source: strin
 export interface Writes {
   /** Per row: null when it was inserted, else the row already stored under its id. */
   append(rows: readonly WriteRow[]): (Row | null)[];
-  /** Apply the retention policy; returns how many messages were deleted. */
-  sweep(nowMs: number, retention: RetentionPolicy): number;
+  /**
+   * Apply the retention policy to the topics from `fromTopic` on (in name order), deleting at most
+   * `budget` messages in this transaction. `next` is the topic to go on from, or null once every
+   * topic is within the policy.
+   */
+  sweep(nowMs: number, retention: RetentionPolicy, budget: number, fromTopic?: string): SweepStep;
+}
+
+export interface SweepStep {
+  deleted: number;
+  next: string | null;
 }
 
 /** Cursor prefix for a wall-clock time: every cursor minted before `ms` sorts below it. */
@@ -35,8 +44,9 @@ export function createWrites(db: DatabaseSync): Writes {
   const countTopic = q(
     'INSERT INTO topics (topic, count) VALUES (?, ?) ON CONFLICT (topic) DO UPDATE SET count = count + excluded.count',
   );
-  const allTopics = q('SELECT topic, count, trimmed_through FROM topics');
+  const topicsFrom = q('SELECT topic, count FROM topics WHERE topic >= ? ORDER BY topic');
   const lastBefore = q('SELECT MAX(cursor) AS c, COUNT(*) AS n FROM messages WHERE topic = ? AND cursor < ?');
+  const nthBefore = q('SELECT cursor FROM messages WHERE topic = ? AND cursor < ? ORDER BY cursor LIMIT 1 OFFSET ?');
   const nth = q('SELECT cursor FROM messages WHERE topic = ? ORDER BY cursor LIMIT 1 OFFSET ?');
   const deleteThrough = q('DELETE FROM messages WHERE topic = ? AND cursor <= ?');
   const markTrimmed = q(`UPDATE topics SET count = count - ?, trimmed_through = MAX(COALESCE(trimmed_through, ''), ?)
@@ -82,30 +92,54 @@ export function createWrites(db: DatabaseSync): Writes {
         return results;
       }),
 
-    sweep(nowMs, { maxAgeMs, maxMessages }) {
+    sweep(nowMs, { maxAgeMs, maxMessages }, budget, fromTopic = '') {
       let deleted = 0;
+      let next: string | null = null;
       transaction(() => {
-        for (const { topic, count } of allTopics.all() as { topic: string; count: number }[]) {
+        for (const { topic, count } of topicsFrom.iterate(fromTopic) as Iterable<{ topic: string; count: number }>) {
+          let room = budget - deleted;
+          if (room <= 0) {
+            next = topic;
+            return;
+          }
           let remaining = count;
           if (maxAgeMs > 0) {
-            const old = lastBefore.get(topic, cursorFloor(nowMs - maxAgeMs)) as { c: string | null; n: number };
+            const floor = cursorFloor(nowMs - maxAgeMs);
+            // At least `room` expired messages: trim through the room-th oldest and stop here (a
+            // COUNT of every expired message would read them all, millions after a busy minute).
+            const full = nthBefore.get(topic, floor, room - 1) as { cursor: string } | undefined;
+            if (full) {
+              trimThrough(topic, full.cursor, room);
+              deleted += room;
+              next = topic;
+              return;
+            }
+            const old = lastBefore.get(topic, floor) as { c: string | null; n: number };
             if (old.c !== null && old.n > 0) {
               trimThrough(topic, old.c, old.n);
               remaining -= old.n;
               deleted += old.n;
+              room -= old.n;
             }
           }
           if (maxMessages > 0 && remaining > maxMessages) {
-            const excess = remaining - maxMessages;
+            const excess = Math.min(remaining - maxMessages, room);
+            if (excess <= 0) {
+              next = topic;
+              return;
+            }
             const row = nth.get(topic, excess - 1) as { cursor: string } | undefined;
-            if (row) {
-              trimThrough(topic, row.cursor, excess);
-              deleted += excess;
+            if (!row) continue; // fewer messages than counted: nothing to trim (never seen)
+            trimThrough(topic, row.cursor, excess);
+            deleted += excess;
+            if (excess < remaining - maxMessages) {
+              next = topic;
+              return;
             }
           }
         }
       });
-      return deleted;
+      return { deleted, next };
     },
   };
 }
