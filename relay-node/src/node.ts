@@ -10,6 +10,7 @@ import type { RelayConfig } from './config.ts';
 import { createHub } from './hub/hub.ts';
 import type { Logger } from './logger.ts';
 import { createMetrics } from './metrics.ts';
+import { leaseClock } from './clock-lease.ts';
 import { loadNodeId } from './node-id.ts';
 import { securePrivateDir } from './private-files.ts';
 import { createHttpApp } from './server/http-app.ts';
@@ -57,7 +58,8 @@ export async function createRelayNode(
   const metrics = createMetrics();
   const configured = createStore(config, log, metrics);
   const store = overrides.wrapStore ? overrides.wrapStore(configured) : configured;
-  const clock = createHybridClock(id);
+  const lease = leaseClock(config.data_dir, createHybridClock(id), log);
+  const { clock } = lease;
   const hub = createHub({
     store,
     clock,
@@ -198,6 +200,7 @@ export async function createRelayNode(
       server.closeAllConnections();
       await closed;
       await store.close();
+      lease.stop();
       log.info('stopped');
     },
   };

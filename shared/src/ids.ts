@@ -51,6 +51,13 @@ export interface HybridClock {
    * broken clock must not drag every node's cursors into the future. Returns whether it moved.
    */
   observe(cursor: string): boolean;
+  /** The time (ms since the epoch) of the newest cursor minted or observed. */
+  readonly time: number;
+  /**
+   * Start after `ms`: every later cursor sorts after any minted before that time. For a floor this
+   * node kept itself (its clock lease across restarts), so no skew limit applies.
+   */
+  advanceTo(ms: number): void;
 }
 
 export function createHybridClock(nodeId: string, now: () => number = Date.now): HybridClock {
@@ -82,6 +89,15 @@ export function createHybridClock(nodeId: string, now: () => number = Date.now):
         return true;
       }
       return false;
+    },
+    get time() {
+      return last;
+    },
+    advanceTo(ms) {
+      if (Number.isSafeInteger(ms) && ms > last) {
+        last = ms;
+        counter = 0;
+      }
     },
   };
 }

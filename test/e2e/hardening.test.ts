@@ -204,7 +204,8 @@ describe('status, metrics and logs with auth on', () => {
   it('creates the data folder 0700 and its secret files 0600, and tightens them on the next start', async () => {
     const mode = async (path: string) => (await stat(path)).mode & 0o777;
     assert.equal(await mode(dataDir), 0o700);
-    for (const file of ['node-id', 'messages.sqlite']) assert.equal(await mode(join(dataDir, file)), 0o600, file);
+    for (const file of ['node-id', 'messages.sqlite', 'clock-lease'])
+      assert.equal(await mode(join(dataDir, file)), 0o600, file);
     // An admin change writes sources.json.
     const changed = await fetch(`${relay.url}/v1/admin/sources/creds/pause`, {
       method: 'POST',
@@ -219,10 +220,11 @@ describe('status, metrics and logs with auth on', () => {
     relay.child.kill('SIGTERM');
     await relay.exited;
     await chmod(dataDir, 0o755);
-    for (const file of ['node-id', 'sources.json', 'messages.sqlite']) await chmod(join(dataDir, file), 0o644);
+    for (const file of ['node-id', 'sources.json', 'messages.sqlite', 'clock-lease'])
+      await chmod(join(dataDir, file), 0o644);
     relay = await spawnRelay(['--port', '0', '--data-dir', dataDir, '--log-level', 'info']);
     assert.equal(await mode(dataDir), 0o700);
-    for (const file of ['node-id', 'sources.json', 'messages.sqlite'])
+    for (const file of ['node-id', 'sources.json', 'messages.sqlite', 'clock-lease'])
       assert.equal(await mode(join(dataDir, file)), 0o600, file);
   });
 });
