@@ -67,6 +67,24 @@ describe('embedded store retention, in steps', () => {
     await whole.close();
   });
 
+  it('goes through more topics than one step reads (a page of 256), by pages and by budget', async () => {
+    for (const sweepStep of [1_000, 100]) {
+      const store = createSqliteStore({
+        dataDir: '',
+        memory: true,
+        retention: { maxAgeMs: 0, maxMessages: 1 },
+        sweepStep,
+      });
+      const names = Array.from({ length: 600 }, (_, i) => `t${String(i).padStart(3, '0')}`);
+      await store.append(names.flatMap((topic) => messages(topic, 2)));
+      assert.equal(await store.sweep(), 600);
+      for (const topic of [names[0], names[255], names[256], names[599]] as string[]) {
+        assert.equal((await cursors(store, topic)).length, 1, topic);
+      }
+      await store.close();
+    }
+  });
+
   it('trims by age in steps, then by count, and stops at the young messages', async () => {
     const stepped = createSqliteStore({
       dataDir: '',

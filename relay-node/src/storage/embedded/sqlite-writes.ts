@@ -32,6 +32,9 @@ export interface SweepStep {
 // package code (the shared index would bring zod and jose into every writer).
 const cursorFloor = (ms: number) => `${Math.max(0, Math.floor(ms)).toString(16).padStart(12, '0')}0000-0`;
 
+/** Topics read per retention step (see sweep). */
+const TOPICS_PER_STEP = 256;
+
 export function createWrites(db: DatabaseSync): Writes {
   const q = (sql: string) => db.prepare(sql);
   const insert = q('INSERT OR IGNORE INTO messages (id, topic, cursor, source, ts, data) VALUES (?, ?, ?, ?, ?, ?)');
@@ -44,7 +47,7 @@ export function createWrites(db: DatabaseSync): Writes {
   const countTopic = q(
     'INSERT INTO topics (topic, count) VALUES (?, ?) ON CONFLICT (topic) DO UPDATE SET count = count + excluded.count',
   );
-  const topicsFrom = q('SELECT topic, count FROM topics WHERE topic >= ? ORDER BY topic');
+  const topicsFrom = q('SELECT topic, count FROM topics WHERE topic >= ? ORDER BY topic LIMIT ?');
   const lastBefore = q('SELECT MAX(cursor) AS c, COUNT(*) AS n FROM messages WHERE topic = ? AND cursor < ?');
   const nthBefore = q('SELECT cursor FROM messages WHERE topic = ? AND cursor < ? ORDER BY cursor LIMIT 1 OFFSET ?');
   const nth = q('SELECT cursor FROM messages WHERE topic = ? ORDER BY cursor LIMIT 1 OFFSET ?');
@@ -96,7 +99,10 @@ export function createWrites(db: DatabaseSync): Writes {
       let deleted = 0;
       let next: string | null = null;
       transaction(() => {
-        for (const { topic, count } of topicsFrom.iterate(fromTopic) as Iterable<{ topic: string; count: number }>) {
+        // Read before writing: the loop updates rows of `topics`, which a live cursor over it must
+        // not see change under it. A page at a time, so a step costs the same with many topics.
+        const page = topicsFrom.all(fromTopic, TOPICS_PER_STEP) as { topic: string; count: number }[];
+        for (const { topic, count } of page) {
           let room = budget - deleted;
           if (room <= 0) {
             next = topic;
@@ -138,6 +144,9 @@ export function createWrites(db: DatabaseSync): Writes {
             }
           }
         }
+        // Topic names hold no NUL: the smallest name after the page's last.
+        const last = page.at(-1);
+        if (page.length === TOPICS_PER_STEP && last) next = `${last.topic}\u0000`;
       });
       return { deleted, next };
     },
