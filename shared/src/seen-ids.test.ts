@@ -79,3 +79,16 @@ test('a RecentMap updates a value in place: the key keeps its age', () => {
   assert.equal(recent.get('a'), undefined, 'a, the oldest add, is forgotten first');
   assert.deepEqual([recent.get('b'), recent.get('c'), recent.size], [1, 1, 2]);
 });
+
+test('ids come out oldest first, without the evicted or deleted, and a re-added id at its new place', () => {
+  const seen = new SeenIds(4);
+  for (const id of ['a', 'b', 'c', 'd', 'e']) seen.add(id); // a is evicted
+  seen.delete('c');
+  seen.add('b'); // already there: keeps its place
+  assert.deepEqual([...seen.ids()], ['b', 'd', 'e']);
+  seen.delete('d');
+  seen.add('d'); // new again: the youngest, and its add pushes the oldest add (b's) out
+  assert.deepEqual([...seen.ids()], ['e', 'd']);
+  assert.equal(seen.size, 2);
+  assert.deepEqual([...new SeenIds(3).ids()], []);
+});

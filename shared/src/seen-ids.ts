@@ -57,6 +57,15 @@ export class RecentMap<V> {
   get size(): number {
     return this.#adds.size;
   }
+
+  /** The keys held, oldest first. */
+  *keys(): IterableIterator<string> {
+    const capacity = this.#keys.length;
+    for (let n = Math.max(0, this.#added - capacity); n < this.#added; n++) {
+      const key = this.#keys[n % capacity] as string;
+      if (this.#adds.get(key) === n) yield key;
+    }
+  }
 }
 
 /** The last `capacity` ids seen, for dropping duplicate deliveries (insertion-ordered eviction). */
@@ -79,5 +88,14 @@ export class SeenIds {
   /** Forgets `id` (a delivery that must be allowed again). */
   delete(id: string): void {
     this.#recent.delete(id);
+  }
+
+  get size(): number {
+    return this.#recent.size;
+  }
+
+  /** The ids held, oldest first. */
+  ids(): IterableIterator<string> {
+    return this.#recent.keys();
   }
 }

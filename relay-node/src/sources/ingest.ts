@@ -18,12 +18,6 @@ export interface IngestOptions {
   onDeadLetter(runtime: SourceRuntime, reason: string): void;
 }
 
-/** Remembers `id` in a source's bounded dedup window (oldest forgotten first). */
-function remember(seen: Set<string>, id: string, window: number) {
-  seen.add(id);
-  if (seen.size > window) seen.delete(seen.values().next().value as string);
-}
-
 /**
  * Ingests one payload of a source: extract and map items, skip ids already ingested, run the
  * source's and then the topic's middleware, publish per topic (the id is the idempotency key,
@@ -99,7 +93,7 @@ export function createIngest(options: IngestOptions) {
       );
       published += messages.length;
     }
-    for (const item of fresh) remember(runtime.seen, item.id, def.dedup_window);
+    for (const item of fresh) runtime.seen.add(item.id);
     runtime.recordItems(published, newest);
   };
 }

@@ -1,3 +1,4 @@
+import { SeenIds } from '@anode/shared';
 import type { Logger } from '../logger.ts';
 import type { SourceDefinition } from './definition.ts';
 import { createRate } from './rate.ts';
@@ -49,7 +50,9 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
     deadLetters: 0,
     errors: 0,
   };
-  const seen = new Set<string>();
+  // The source's dedup window, oldest forgotten first (a ring: evicting a Set's first value
+  // walks every slot V8 left behind by earlier deletes, ~28 µs an item at 100,000).
+  const seen = new SeenIds(definition.dedup_window);
 
   const recordError = (error: Error) => {
     health.errors += 1;

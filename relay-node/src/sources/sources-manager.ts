@@ -58,7 +58,7 @@ export function createSourcesManager(options: ManagerOptions) {
     previous?.stop();
     const kind = kinds.get(def.kind) as SourceKind;
     const runtime = createSourceRuntime(def, kind, { ...options.deps, scheduler: options.scheduler, log: options.log });
-    for (const id of previous?.seen ?? []) runtime.seen.add(id); // an update does not re-ingest
+    for (const id of previous?.seen.ids() ?? []) runtime.seen.add(id); // an update does not re-ingest
     runtimes.set(def.name, runtime);
     raws.set(def.name, raw);
     reconcile(runtime);
