@@ -46,7 +46,7 @@ export function createMetrics() {
     }),
     storeAppend: new Histogram({
       name: 'anode_store_append_seconds',
-      help: 'Time for one batched append to the store',
+      help: 'Time for one batched append, from its hand-off to the store to its commit (under a backlog two are in flight: the second waits for the first)',
       buckets: latencyBuckets,
       registers: [registry],
     }),
