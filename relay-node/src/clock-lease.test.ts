@@ -58,6 +58,27 @@ describe('clock lease: cursors stay in order across a restart', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  it('leaves the further lease in the file when a renewal and a write on the spot overlap', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-lease-'));
+    let wall = 1_800_000_000_000;
+    const lease = leaseClock(
+      dir,
+      createHybridClock('n1', () => wall),
+      silent,
+      () => wall,
+    );
+    const read = async () => Number((await readFile(join(dir, 'clock-lease'), 'utf8')).trim());
+    const renewing = lease.renew(); // its lease is the clock's time now + LEASE_MS
+    wall += 3 * LEASE_MS; // then the wall clock jumps past it, and a cursor is minted
+    const cursor = lease.clock.next();
+    await renewing;
+    assert.equal(await read(), wall + LEASE_MS, 'the on-the-spot lease, the further one');
+    assert.equal(lease.until, await read());
+    assert.ok(cursorTime(cursor) < (await read()));
+    lease.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
   it('starts from the wall clock when the lease file is unreadable, and rewrites it', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'anode-lease-'));
     await writeFile(join(dir, 'clock-lease'), 'not a time\n');

@@ -1,8 +1,9 @@
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import { open, rename } from 'node:fs/promises';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { HybridClock } from '@anode/shared';
 import type { Logger } from './logger.ts';
+import { PRIVATE_FILE_MODE } from './private-files.ts';
 
 /**
  * Cursors stay in order across restarts. The cursor clock follows the wall clock, and a fresh
@@ -16,8 +17,10 @@ import type { Logger } from './logger.ts';
  * The lease is moved LEASE_MS past the clock whenever the clock comes within half of it (checked
  * every CHECK_MS, written off the event loop), and on the spot before a cursor would reach it
  * (the event loop was held for seconds, or the wall clock jumped ahead), so the file always runs
- * ahead of every cursor minted. It is written to a temporary file, synced and renamed: a crash
- * leaves the old lease or the new one.
+ * ahead of every cursor minted. It is written to a temporary file, synced and renamed, and the
+ * folder synced: a crash leaves the old lease or the new one, and a lease in use is on the disk.
+ * Renames happen on the event loop only, each right after checking that the file would move
+ * forward, so a renewal and a write on the spot never leave the file behind the other.
  */
 export const LEASE_MS = 5_000;
 const CHECK_MS = 500;
@@ -28,6 +31,8 @@ export interface ClockLease {
   readonly clock: HybridClock;
   /** The leased time, ms since the epoch. */
   readonly until: number;
+  /** Move the lease on now, off the event loop (what the timer does when it is due). */
+  renew(): Promise<void>;
   stop(): void;
 }
 
@@ -54,34 +59,35 @@ export function leaseClock(dataDir: string, clock: HybridClock, log: Logger, now
   const temporary = `${path}.tmp`;
   const renewal = `${path}.renewal`;
   const nextLease = () => Math.max(clock.time, now()) + LEASE_MS;
+  const text = (ms: number) => `${ms}\n`;
   const writeNow = () => {
     const next = nextLease();
-    const fd = openSync(temporary, 'w', 0o600);
-    try {
-      writeSync(fd, `${next}\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
+    writeFileSync(temporary, text(next), { mode: PRIVATE_FILE_MODE, flush: true });
     renameSync(temporary, path);
+    const folder = openSync(dataDir, 'r');
+    try {
+      fsyncSync(folder);
+    } finally {
+      closeSync(folder);
+    }
     until = next;
   };
   let renewing = false;
   const renew = async () => {
     renewing = true;
-    const next = nextLease();
     try {
-      const file = await open(renewal, 'w', 0o600);
+      const next = nextLease();
+      await writeFile(renewal, text(next), { mode: PRIVATE_FILE_MODE, flush: true });
+      // A lease written on the spot meanwhile reaches as far: this one is not needed.
+      if (next <= until) return;
+      renameSync(renewal, path);
+      const folder = await open(dataDir, 'r');
       try {
-        await file.writeFile(`${next}\n`);
-        await file.sync();
+        await folder.sync();
       } finally {
-        await file.close();
+        await folder.close();
       }
-      await rename(renewal, path);
-      // A lease written on the spot meanwhile was further ahead, and this one replaced it: again.
-      if (until > next) writeNow();
-      else until = next;
+      until = Math.max(until, next);
     } catch (error) {
       log.error({ err: error, path }, 'clock lease not renewed');
     } finally {
@@ -115,6 +121,7 @@ export function leaseClock(dataDir: string, clock: HybridClock, log: Logger, now
     get until() {
       return until;
     },
+    renew,
     stop: () => clearInterval(timer),
   };
 }
