@@ -48,8 +48,9 @@ export function createWrites(db: DatabaseSync): Writes {
     'INSERT INTO topics (topic, count) VALUES (?, ?) ON CONFLICT (topic) DO UPDATE SET count = count + excluded.count',
   );
   const topicsFrom = q('SELECT topic, count FROM topics WHERE topic >= ? ORDER BY topic LIMIT ?');
-  const lastBefore = q('SELECT MAX(cursor) AS c, COUNT(*) AS n FROM messages WHERE topic = ? AND cursor < ?');
-  const nthBefore = q('SELECT cursor FROM messages WHERE topic = ? AND cursor < ? ORDER BY cursor LIMIT 1 OFFSET ?');
+  // The oldest messages below a cursor, at most `limit` of them: the last one's cursor and how many.
+  const oldestBefore = q(`SELECT MAX(cursor) AS c, COUNT(*) AS n FROM
+    (SELECT cursor FROM messages WHERE topic = ? AND cursor < ? ORDER BY cursor LIMIT ?)`);
   const nth = q('SELECT cursor FROM messages WHERE topic = ? ORDER BY cursor LIMIT 1 OFFSET ?');
   const deleteThrough = q('DELETE FROM messages WHERE topic = ? AND cursor <= ?');
   const markTrimmed = q(`UPDATE topics SET count = count - ?, trimmed_through = MAX(COALESCE(trimmed_through, ''), ?)
@@ -110,30 +111,22 @@ export function createWrites(db: DatabaseSync): Writes {
           }
           let remaining = count;
           if (maxAgeMs > 0) {
-            const floor = cursorFloor(nowMs - maxAgeMs);
-            // At least `room` expired messages: trim through the room-th oldest and stop here (a
-            // COUNT of every expired message would read them all, millions after a busy minute).
-            const full = nthBefore.get(topic, floor, room - 1) as { cursor: string } | undefined;
-            if (full) {
-              trimThrough(topic, full.cursor, room);
-              deleted += room;
-              next = topic;
-              return;
-            }
-            const old = lastBefore.get(topic, floor) as { c: string | null; n: number };
+            // The expired ones, at most `room` (a COUNT of them all would read them all, millions
+            // after a busy minute); with `room` of them, there may be more: this topic again next.
+            const old = oldestBefore.get(topic, cursorFloor(nowMs - maxAgeMs), room) as { c: string | null; n: number };
             if (old.c !== null && old.n > 0) {
               trimThrough(topic, old.c, old.n);
               remaining -= old.n;
               deleted += old.n;
               room -= old.n;
             }
-          }
-          if (maxMessages > 0 && remaining > maxMessages) {
-            const excess = Math.min(remaining - maxMessages, room);
-            if (excess <= 0) {
+            if (room === 0) {
               next = topic;
               return;
             }
+          }
+          if (maxMessages > 0 && remaining > maxMessages) {
+            const excess = Math.min(remaining - maxMessages, room);
             const row = nth.get(topic, excess - 1) as { cursor: string } | undefined;
             if (!row) continue; // fewer messages than counted: nothing to trim (never seen)
             trimThrough(topic, row.cursor, excess);
