@@ -76,7 +76,9 @@ export const configSchema = z.object({
   retention_max_messages: nonNegativeInt
     .default(100_000)
     .describe('keep at most this many messages per topic (0 = no limit)'),
-  retention_sweep_ms: positiveInt.default(60_000).describe('how often retention runs'),
+  retention_sweep_ms: positiveInt
+    .default(60_000)
+    .describe('longest time between retention sweeps (sooner when a topic outgrows its limit)'),
   shutdown_grace_ms: positiveInt.default(5_000).describe('how long a graceful shutdown may take'),
   ...cassandraConfigShape,
   ...meshConfigShape,

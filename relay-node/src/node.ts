@@ -22,6 +22,7 @@ import { createDashboardComponent } from './dashboard/dashboard-component.ts';
 import { createWatchers } from './dashboard/watchers.ts';
 import { createSourcesComponent } from './sources/sources-component.ts';
 import { createEdgeComponent } from './edge/edge-component.ts';
+import { sweepSchedule } from './retention-schedule.ts';
 
 /** Optional parts, started in this order after the store and hub, stopped in reverse. */
 const COMPONENTS: ComponentFactory[] = [
@@ -149,15 +150,22 @@ export async function createRelayNode(
     upgradeHooks: components.flatMap((c) => (c.upgrade ? [c.upgrade.bind(c)] : [])),
   });
 
-  // A sweep deletes in steps that let publishes in between, so a large one can outlast the
-  // interval: the next one then waits for the next tick instead of running beside it.
+  // Retention runs on a schedule that catches up with a busy topic (retention-schedule.ts). A
+  // sweep deletes in steps that let publishes in between, so a large one can outlast a check:
+  // the next one then waits instead of running beside it.
+  const schedule = sweepSchedule(
+    { intervalMs: config.retention_sweep_ms, maxMessages: config.retention_max_messages },
+    performance.now(),
+  );
   let sweeping = false;
   const sweep = async () => {
-    if (sweeping) return;
-    sweeping = true;
     const started = performance.now();
+    if (sweeping || !schedule.due(started, hub.writer.stored)) return;
+    sweeping = true;
+    schedule.started(started, hub.writer.stored);
     try {
       const deleted = await store.sweep();
+      schedule.finished(deleted);
       metrics.retentionDeleted.inc(deleted);
       if (deleted > 0) log.info({ deleted, ms: Math.round(performance.now() - started) }, 'retention sweep');
     } catch (error) {
@@ -182,7 +190,7 @@ export async function createRelayNode(
       const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
       url = `http://${host}:${address.port}`;
       for (const component of components) await component.start();
-      sweeper = setInterval(sweep, config.retention_sweep_ms);
+      sweeper = setInterval(sweep, schedule.checkMs);
       sweeper.unref();
       metrics.storeUp.set((await store.health()).ok ? 1 : 0);
       log.info({ url, node: id, store: store.kind }, `relay ready at ${url}`);

@@ -46,7 +46,12 @@ async function startTarget(target: PublishTarget, dir: string, fsync: boolean, c
   const argv =
     target === 'floor'
       ? [FLOOR, join(dir, 'floor'), String(fsync)]
-      : benchRelayArgv(join(dir, 'anode'), { cpuProfDir, extra: ['--store-fsync', String(fsync)] });
+      : // No count limit: the floor keeps every message, and the retention scenario measures what
+        // keeping a busy topic at its limit costs.
+        benchRelayArgv(join(dir, 'anode'), {
+          cpuProfDir,
+          extra: ['--store-fsync', String(fsync), '--retention-max-messages', '0'],
+        });
   const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
   let output = '';
   const base = await new Promise<string>((resolve, reject) => {

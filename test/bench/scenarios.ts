@@ -4,6 +4,7 @@ import { edgeScenario } from './edge.ts';
 import { fanoutScenario } from './fanout.ts';
 import { meshScenario } from './mesh.ts';
 import { publishScenario } from './publish.ts';
+import { retentionScenario } from './retention.ts';
 import type { Scenario } from './scenario.ts';
 import { saturationScenario } from './saturation.ts';
 import { sourcesScenario } from './sources.ts';
@@ -18,4 +19,5 @@ export const SCENARIOS: readonly Scenario[] = [
   sourcesScenario,
   connectionsScenario,
   publishScenario,
+  retentionScenario,
 ];

@@ -4,6 +4,7 @@ import { planConnections, runConnections } from '../bench/connections.ts';
 import { runFanout } from '../bench/fanout.ts';
 import { meshSaturationTable } from '../bench/mesh.ts';
 import { runSaturation } from '../bench/saturation.ts';
+import { runRetention } from '../bench/retention.ts';
 import { runStorage } from '../bench/storage.ts';
 
 // Benchmarks are not tests: this only proves each landed scenario runs end to end at a tiny
@@ -84,5 +85,15 @@ describe('benchmark scenarios run', () => {
       ['anode-embedded', 'sqlite-baseline'],
     );
     assert.ok(results.every((r) => r.appends_per_s > 0));
+  });
+
+  it('retention samples one busy topic and the relay CPU, with and without a limit', async () => {
+    for (const limit of [500, 0]) {
+      const result = await runRetention({ rate: 1_000, seconds: 3, limit, sweepMs: 60_000, log: () => {} });
+      assert.ok(result.sent > 0 && result.samples.length >= 3, `limit ${limit}: published and sampled`);
+      assert.ok(result.peak_messages > 0 && result.peak_messages <= result.sent, `limit ${limit}: sizes read`);
+      assert.ok(result.cpu_us_per_message > 0, `limit ${limit}: CPU measured`);
+      if (limit === 0) assert.equal(result.sweeps, 0, 'no limit: nothing deleted');
+    }
   });
 });

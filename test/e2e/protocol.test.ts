@@ -475,6 +475,32 @@ describe('error codes', () => {
     });
   });
 
+  describe('retention of a busy topic', () => {
+    it('trims a topic that outgrew its limit before the sweep interval comes round', async () => {
+      // A ten-minute interval: only the schedule's catch-up (retention-schedule.ts) can trim in time.
+      const relay = await startRelay({ 'retention-max-messages': '50', 'retention-sweep-ms': '600000' });
+      try {
+        for (let batch = 0; batch < 4; batch++) {
+          const res = await post(
+            relay,
+            'busy',
+            Array.from({ length: 100 }, (_, i) => ({ data: batch * 100 + i })),
+          );
+          assert.equal(res.status, 202);
+        }
+        const page = async () => (await request(`${relay.url}/v1/topics/busy/messages?limit=500`)).body as Page;
+        await eventually(async () => (await page()).messages.length === 50, 'a sweep before the interval');
+        assert.deepEqual(
+          (await page()).messages.map((m) => m.data),
+          Array.from({ length: 50 }, (_, i) => 350 + i),
+          'the newest 50 are kept',
+        );
+      } finally {
+        await relay.stop();
+      }
+    });
+  });
+
   describe('cursor_expired', () => {
     let relay: TestRelay;
     let cursors: string[];

@@ -44,6 +44,8 @@ export interface Writer {
   /** Resolves once every write queued so far has been committed or refused (never rejects). */
   fence(): Promise<void>;
   readonly queued: number;
+  /** Messages committed as new since the writer started (retention's schedule counts them). */
+  readonly stored: number;
 }
 
 export function createWriter(options: WriterOptions): Writer {
@@ -51,6 +53,7 @@ export function createWriter(options: WriterOptions): Writer {
   const maxQueued = options.maxQueued ?? 50_000;
   const queue: Job[] = [];
   let queued = 0;
+  let stored = 0;
   let flushing: Promise<void> | undefined;
   let committing: Promise<void> | undefined;
   // Jobs finish in the order they were queued, so the last one's end is everyone's.
@@ -103,11 +106,10 @@ export function createWriter(options: WriterOptions): Writer {
     for (const job of jobs) {
       const own = outcome.results.slice(offset, offset + job.envelopes.length);
       offset += job.envelopes.length;
+      const inserted = own.filter((r) => r.inserted).map((r) => r.envelope);
+      stored += inserted.length;
       try {
-        options.onCommitted(
-          own.filter((r) => r.inserted).map((r) => r.envelope),
-          job.origin,
-        );
+        options.onCommitted(inserted, job.origin);
       } catch (error) {
         options.log.error({ err: error }, 'fan-out failed after commit');
       }
@@ -165,6 +167,9 @@ export function createWriter(options: WriterOptions): Writer {
     fence: () => tail,
     get queued() {
       return queued;
+    },
+    get stored() {
+      return stored;
     },
   };
 }
