@@ -23,6 +23,7 @@ import { createWatchers } from './dashboard/watchers.ts';
 import { createSourcesComponent } from './sources/sources-component.ts';
 import { createEdgeComponent } from './edge/edge-component.ts';
 import { sweepSchedule } from './retention-schedule.ts';
+import { lockDataDir } from './data-dir-lock.ts';
 
 /** Optional parts, started in this order after the store and hub, stopped in reverse. */
 const COMPONENTS: ComponentFactory[] = [
@@ -54,6 +55,25 @@ export async function createRelayNode(
   overrides: RelayNodeOverrides = {},
 ): Promise<RelayNode> {
   securePrivateDir(config.data_dir);
+  // Before anything else reads the folder: a second relay on it stops here (data-dir-lock.ts).
+  const lock = lockDataDir(config.data_dir);
+  let node: RelayNode;
+  try {
+    node = await assembleRelayNode(config, log, overrides);
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
+  let stopped: Promise<void> | undefined;
+  return {
+    id: node.id,
+    start: () => node.start(),
+    // The folder is given up once, after everything in it is closed.
+    stop: () => (stopped ??= node.stop().finally(() => lock.release())),
+  };
+}
+
+async function assembleRelayNode(config: RelayConfig, log: Logger, overrides: RelayNodeOverrides): Promise<RelayNode> {
   const id = await loadNodeId(config.data_dir);
   const startedAt = Date.now();
   const metrics = createMetrics();

@@ -204,7 +204,7 @@ describe('status, metrics and logs with auth on', () => {
   it('creates the data folder 0700 and its secret files 0600, and tightens them on the next start', async () => {
     const mode = async (path: string) => (await stat(path)).mode & 0o777;
     assert.equal(await mode(dataDir), 0o700);
-    for (const file of ['node-id', 'messages.sqlite', 'clock-lease'])
+    for (const file of ['node-id', 'messages.sqlite', 'clock-lease', 'lock'])
       assert.equal(await mode(join(dataDir, file)), 0o600, file);
     // An admin change writes sources.json.
     const changed = await fetch(`${relay.url}/v1/admin/sources/creds/pause`, {

@@ -95,6 +95,34 @@ describe('relay exit: a relay that cannot run exits promptly with a clear code',
     }
   });
 
+  it('exits with start_failed when another relay holds its data folder; the first keeps serving', async () => {
+    const dir = await data();
+    const first = await spawnRelay(['--port', '0', '--data-dir', dir]);
+    try {
+      const child = spawn(process.execPath, [ANODE_CLI, 'relay', '--port', '0', '--data-dir', dir], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      child.stdout?.resume();
+      let stderr = '';
+      child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      assert.equal((await exitOf(child)).code, EXIT_CODES.start_failed, stderr);
+      assert.match(stderr, /data folder .* is in use by another relay.*--data-dir/);
+      const res = await fetch(`${first.url}/v1/topics/lock/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ data: 1 }),
+      });
+      assert.equal(res.status, 202, 'the first relay still takes publishes');
+    } finally {
+      first.child.kill('SIGKILL');
+      await first.exited;
+    }
+    // SIGKILLed, the first relay left no stale lock: the folder starts a relay again.
+    const again = await spawnRelay(['--port', '0', '--data-dir', dir]);
+    again.child.kill('SIGTERM');
+    assert.equal((await again.exited).code, EXIT_CODES.ok);
+  });
+
   it('exits with output_lost when its standard output has no reader', async () => {
     const child = spawn(process.execPath, [ANODE_CLI, 'relay', '--port', '0', '--data-dir', await data()], {
       stdio: ['ignore', 'pipe', 'ignore'],
