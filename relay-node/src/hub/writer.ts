@@ -1,4 +1,4 @@
-import { type AppendResult, type Envelope, type MessageStore, UnavailableError } from '@anode/shared';
+import { type AppendResult, type Envelope, InternalError, type MessageStore, UnavailableError } from '@anode/shared';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 
@@ -48,12 +48,32 @@ export interface Writer {
   readonly stored: number;
 }
 
+/** Longest a stream of cursor conflicts goes unlogged. */
+const CONFLICT_LOG_MS = 10_000;
+
 export function createWriter(options: WriterOptions): Writer {
   const maxBatch = options.maxBatch ?? 500;
   const maxQueued = options.maxQueued ?? 50_000;
   const queue: Job[] = [];
   let queued = 0;
   let stored = 0;
+  // Messages refused for a cursor another message holds (AppendResult.conflict): logged at most
+  // every CONFLICT_LOG_MS, with how many since the last line.
+  let conflicts = 0;
+  let conflictLoggedAt = -Infinity;
+  const conflicted = (refused: readonly AppendResult[], origin: WriteOrigin) => {
+    conflicts += refused.length;
+    options.metrics.errors.inc({ code: 'internal' }, refused.length);
+    if (performance.now() - conflictLoggedAt < CONFLICT_LOG_MS) return;
+    conflictLoggedAt = performance.now();
+    const first = refused[0]?.envelope;
+    options.log.error(
+      { messages: conflicts, origin, topic: first?.topic, cursor: first?.cursor },
+      'messages not stored: another message holds their cursor. Two relays are minting under one node id ' +
+        '(a data folder copied to another machine?): give the copy its own node-id, peer-key and clock-lease',
+    );
+    conflicts = 0;
+  };
   let flushing: Promise<void> | undefined;
   let committing: Promise<void> | undefined;
   // Jobs finish in the order they were queued, so the last one's end is everyone's.
@@ -112,6 +132,20 @@ export function createWriter(options: WriterOptions): Writer {
         options.onCommitted(inserted, job.origin);
       } catch (error) {
         options.log.error({ err: error }, 'fan-out failed after commit');
+      }
+      const refused = own.filter((r) => r.conflict);
+      if (refused.length > 0) {
+        conflicted(refused, job.origin);
+        // Never acknowledge what was not stored. (From elsewhere, the message is simply not new.)
+        if (job.origin === 'local') {
+          job.reject(
+            new InternalError(
+              `message not stored: cursor ${refused[0]?.envelope.cursor} already holds another message ` +
+                "(another relay mints under this relay's node id)",
+            ),
+          );
+          continue;
+        }
       }
       job.resolve(own);
     }

@@ -71,6 +71,14 @@ export interface AppendResult {
   /** The stored envelope: the new one, or the one already stored under that id. */
   envelope: Envelope;
   inserted: boolean;
+  /**
+   * Not stored: another message (another id) holds this envelope's (topic, cursor). A node's
+   * cursors are unique, so only a second node minting under the same node id causes it (a data
+   * folder copied to another machine). `inserted` is false and `envelope` is the one given; the
+   * writer refuses a local publish with `internal`. The embedded store reports it; Cassandra keeps
+   * the later message under that cursor (its history row is keyed by it) and does not.
+   */
+  conflict?: true;
 }
 
 export interface StoreHealth {

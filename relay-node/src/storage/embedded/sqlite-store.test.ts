@@ -240,3 +240,46 @@ describe('embedded store: one batch', () => {
     await store.close();
   });
 });
+
+describe('embedded store: a cursor another message holds', () => {
+  for (const fsync of [true, false]) {
+    it(`answers conflict, stores nothing for it and counts it nowhere (fsync ${fsync})`, async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'anode-sqlite-conflict-'));
+      const store = createSqliteStore({ dataDir: dir, retention: { maxAgeMs: 0, maxMessages: 0 }, fsync });
+      try {
+        const cursor = createHybridClock('conflict00').next();
+        const now = Date.now();
+        const message = (id: string, data: number, at = cursor): Envelope => ({
+          id,
+          topic: 'c',
+          cursor: at,
+          source: 's',
+          ts: now + data, // the twin is newer: it must not become `latest` either
+          data,
+        });
+        assert.equal((await store.append([message('first', 1)]))[0]?.inserted, true);
+        const later = `${cursor.slice(0, 12)}ffff${cursor.slice(16)}`;
+        const [twin, next, again] = await store.append([
+          message('twin', 2),
+          message('next', 3, later),
+          message('first', 1),
+        ]);
+        assert.deepEqual(twin, { envelope: message('twin', 2), inserted: false, conflict: true });
+        assert.equal(next?.inserted, true);
+        assert.deepEqual(
+          [again?.inserted, again?.conflict, again?.envelope.id],
+          [false, undefined, 'first'],
+          'a plain duplicate',
+        );
+        assert.deepEqual(
+          (await store.history('c', { limit: 10 })).map((m) => m.id),
+          ['first', 'next'],
+        );
+        assert.equal((await store.latest('c')).s?.id, 'next');
+      } finally {
+        await store.close();
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+  }
+});

@@ -4,7 +4,7 @@ import { ensurePrivateFile, PRIVATE_DIR_MODE } from '../../private-files.ts';
 import type { AppendResult, MessageStore, RetentionPolicy, StoreHealth } from '@anode/shared';
 import { migrate, openDatabase, type Row, toEnvelope } from './sqlite-schema.ts';
 import { inProcess, startWriterThread } from './sqlite-writer.ts';
-import { createWrites, type Writes, type WriteRow } from './sqlite-writes.ts';
+import { CURSOR_TAKEN, createWrites, type Writes, type WriteRow } from './sqlite-writes.ts';
 
 export { sqlitePragmas } from './sqlite-schema.ts';
 
@@ -130,6 +130,7 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
       const stored = inline && writeInline(rows) ? appendInline(inline, rows) : await writes.append(rows);
       return messages.map((m, i): AppendResult => {
         const existing = stored[i];
+        if (existing === CURSOR_TAKEN) return { envelope: m, inserted: false, conflict: true };
         return existing ? { envelope: toEnvelope(existing), inserted: false } : { envelope: m, inserted: true };
       });
     },

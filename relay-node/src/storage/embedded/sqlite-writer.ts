@@ -1,7 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import type { RetentionPolicy } from '@anode/shared';
-import type { Row } from './sqlite-schema.ts';
-import type { SweepStep, Writes, WriteRow } from './sqlite-writes.ts';
+import type { Appended, SweepStep, Writes, WriteRow } from './sqlite-writes.ts';
 
 /**
  * The store's writes, run on a worker thread with its own connection. A commit blocks on the
@@ -19,7 +18,7 @@ export type WriterRequest =
 export type WriterReply = { seq: number; ok: true; result: unknown } | { seq: number; ok: false; message: string };
 
 export interface AsyncWrites {
-  append(rows: readonly WriteRow[]): Promise<(Row | null)[]>;
+  append(rows: readonly WriteRow[]): Promise<Appended[]>;
   /** One step of retention: at most `budget` deletions, in one transaction (see Writes.sweep). */
   sweep(nowMs: number, retention: RetentionPolicy, budget: number, fromTopic?: string): Promise<SweepStep>;
   /** Copy the write-ahead log into the database (a passive checkpoint: it blocks no writer). */
@@ -98,7 +97,7 @@ export function startWriterThread(path: string, fsync: boolean): AsyncWrites {
   };
 
   return {
-    append: (rows) => call({ op: 'append', rows }) as Promise<(Row | null)[]>,
+    append: (rows) => call({ op: 'append', rows }) as Promise<Appended[]>,
     sweep: (nowMs, retention, budget, fromTopic) =>
       call({ op: 'sweep', nowMs, retention, budget, fromTopic }) as Promise<SweepStep>,
     checkpoint: async () => void (await call({ op: 'checkpoint' })),

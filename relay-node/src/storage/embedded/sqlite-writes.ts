@@ -11,9 +11,19 @@ import type { Row } from './sqlite-schema.ts';
 /** A message as stored: id, topic, cursor, source, ts, and data as JSON text. */
 export type WriteRow = [id: string, topic: string, cursor: string, source: string, ts: number, data: string];
 
+/**
+ * A row not written because another message (another id) holds its (topic, cursor). Only a
+ * second node minting under the same node id can cause it (see AppendResult.conflict).
+ */
+export const CURSOR_TAKEN = 'cursor_taken';
+export type Appended = Row | null | typeof CURSOR_TAKEN;
+
 export interface Writes {
-  /** Per row: null when it was inserted, else the row already stored under its id. */
-  append(rows: readonly WriteRow[]): (Row | null)[];
+  /**
+   * Per row: null when it was inserted, the row already stored under its id, or CURSOR_TAKEN
+   * when another message holds its (topic, cursor).
+   */
+  append(rows: readonly WriteRow[]): Appended[];
   /**
    * Apply the retention policy to the topics from `fromTopic` on (in name order), deleting at most
    * `budget` messages in this transaction. `next` is the topic to go on from, or null once every
@@ -80,9 +90,9 @@ export function createWrites(db: DatabaseSync): Writes {
         // per (topic, source), by the same rule as the upsert's, and one count per topic.
         const newest = new Map<string, WriteRow>();
         const counts = new Map<string, number>();
-        const results = rows.map((row): Row | null => {
+        const results = rows.map((row): Appended => {
           const [id, topic, , source, ts] = row;
-          if (insert.run(...row).changes === 0) return byId.get(id) as Row;
+          if (insert.run(...row).changes === 0) return (byId.get(id) as Row | undefined) ?? CURSOR_TAKEN;
           const key = `${topic}\n${source}`; // neither name may hold a newline
           const held = newest.get(key);
           if (!held || ts > held[4] || (ts === held[4] && id > held[0])) newest.set(key, row);
