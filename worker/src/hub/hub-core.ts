@@ -12,6 +12,7 @@ import {
 import { type EdgeConfig, type Env, edgeConfig, linksOffReason } from '../config.ts';
 import { createRelayLink, RESTART_MARGIN_MS } from '../link/relay-link.ts';
 import { createClients } from './clients.ts';
+import { seedClock } from './clock-seed.ts';
 import type { Ack, Publisher } from './hub-api.ts';
 import { createHubStore, msgFrame } from './hub-store.ts';
 
@@ -28,7 +29,7 @@ export function createHubCore(ctx: DurableObjectState, env: Env, topic: string) 
   if (store.meta.get('topic') !== topic) store.meta.set('topic', topic);
   // A cursor node id unique to this object: `e` + the start of its id (hex).
   const clock = createHybridClock(`e${ctx.id.toString().slice(0, 15)}`);
-  for (const seen of [store.meta.get('clock'), store.newest()]) if (seen) clock.observe(seen);
+  seedClock(clock, store.meta.get('clock'), store.newest());
   const clients = createClients(ctx);
   // Linked to the mesh when relays, the link secret and EDGE_URL are configured; otherwise the edge
   // stands alone.
