@@ -19,6 +19,8 @@ export interface BenchRelay {
   wsUrl: string;
   pid: number;
   child: ChildProcess;
+  /** Its data folder (removed by stop). */
+  dataDir: string;
   stop(): Promise<void>;
 }
 
@@ -60,6 +62,7 @@ export async function startBenchRelay(
     wsUrl: url.replace(/^http/, 'ws'),
     pid: child.pid as number,
     child,
+    dataDir,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');

@@ -4,14 +4,11 @@
 // (the store's own count) and the database files' size are sampled. The baseline, in the same
 // run: the same load against a relay with no count limit (`retention_max_messages` 0), which
 // deletes nothing; the relay's CPU per message beside it is what retention costs.
-import { spawn } from 'node:child_process';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { stopServer } from './fanout.ts';
+import { startBenchRelay } from './mesh-edge-common.ts';
 import { processCpuMs } from './stats.ts';
-import { benchRelayArgv } from './relay-argv.ts';
 import { fmt, numberFlag, type Scenario } from './scenario.ts';
 
 export interface RetentionOptions {
@@ -47,21 +44,21 @@ const BODY = 500;
 const fileBytes = async (path: string) => (await stat(path).catch(() => ({ size: 0 }))).size;
 
 export async function runRetention(options: RetentionOptions): Promise<RetentionResult> {
-  const dir = await mkdtemp(join(tmpdir(), 'anode-bench-retention-'));
-  const argv = benchRelayArgv(dir, {
-    extra: ['--retention-max-messages', String(options.limit), '--retention-sweep-ms', String(options.sweepMs)],
+  const relay = await startBenchRelay([
+    '--retention-max-messages',
+    String(options.limit),
+    '--retention-sweep-ms',
+    String(options.sweepMs),
+  ]);
+  // Sweeps that deleted something, from the relay's log lines (a chunk may end inside a line).
+  let sweeps = 0;
+  let partial = '';
+  relay.child.stdout?.on('data', (chunk: Buffer) => {
+    const lines = (partial + chunk.toString()).split('\n');
+    partial = lines.pop() ?? '';
+    sweeps += lines.filter((line) => line.includes('"retention sweep"')).length;
   });
-  const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
-  let output = '';
-  const base = await new Promise<string>((resolve, reject) => {
-    child.stdout?.on('data', (chunk: Buffer) => {
-      output += chunk;
-      const match = /relay ready at (http:\/\/[^"\s]+)/.exec(output);
-      if (match?.[1]) resolve(match[1]);
-    });
-    child.once('exit', (code) => reject(new Error(`relay exited ${code}: ${output}`)));
-  });
-  const db = join(dir, 'messages.sqlite');
+  const db = join(relay.dataDir, 'messages.sqlite');
   let reader: DatabaseSync | undefined;
   const size = () => {
     reader ??= new DatabaseSync(db, { readOnly: true });
@@ -76,8 +73,7 @@ export async function runRetention(options: RetentionOptions): Promise<Retention
   };
   const body = JSON.stringify(Array.from({ length: BODY }, (_, i) => ({ data: { i, pad: 'x'.repeat(60) } })));
   let sent = 0;
-  const pid = child.pid as number;
-  const cpuBefore = await processCpuMs(pid);
+  const cpuBefore = await processCpuMs(relay.pid);
   let cpuMs: number;
   const started = performance.now();
   let nextSample = 1000;
@@ -93,7 +89,7 @@ export async function runRetention(options: RetentionOptions): Promise<Retention
         await new Promise((r) => setTimeout(r, 5));
         continue;
       }
-      const res = await fetch(`${base}/v1/topics/${TOPIC}/messages`, {
+      const res = await fetch(`${relay.url}/v1/topics/${TOPIC}/messages`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body,
@@ -103,11 +99,10 @@ export async function runRetention(options: RetentionOptions): Promise<Retention
       sent += BODY;
     }
     await sample();
-    cpuMs = (await processCpuMs(pid)) - cpuBefore;
+    cpuMs = (await processCpuMs(relay.pid)) - cpuBefore;
   } finally {
     reader?.close();
-    await stopServer(child);
-    await rm(dir, { recursive: true, force: true });
+    await relay.stop();
   }
   const seconds = (performance.now() - started) / 1000;
   return {
@@ -119,7 +114,7 @@ export async function runRetention(options: RetentionOptions): Promise<Retention
     peak_messages: Math.max(...samples),
     final_messages: samples.at(-1) ?? 0,
     peak_db_mb: peakDb / 2 ** 20,
-    sweeps: output.split('\n').filter((line) => line.includes('"retention sweep"')).length,
+    sweeps,
     cpu_us_per_message: (cpuMs * 1000) / Math.max(1, sent),
     samples,
   };
