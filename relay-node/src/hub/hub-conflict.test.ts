@@ -1,10 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type AnodeError, createHybridClock, type HybridClock } from '@anode/shared';
-import { createLogger } from '../logger.ts';
-import { createMetrics } from '../metrics.ts';
-import { createHub } from './hub.ts';
-import { memoryStore, recorder, remote } from './test-hub.ts';
+import { memoryStore, recorder, remote, testHub } from './test-hub.ts';
 
 /**
  * A second relay minting under this relay's node id (a data folder copied to another machine)
@@ -31,13 +28,7 @@ describe('hub: a cursor another message holds', () => {
   it('refuses a local publish with internal instead of acknowledging a message it did not store', async () => {
     const store = memoryStore();
     const clock = twinClock();
-    const hub = createHub({
-      store,
-      clock,
-      metrics: createMetrics(),
-      log: createLogger('silent'),
-      maxMessageBytes: 1 << 20,
-    });
+    const hub = testHub(store, clock);
     const live = recorder();
     await hub.subscribe(live, 't');
     const [first] = await hub.publish('t', [{ data: 1 }], { via: 'source', source: 'feed' });
@@ -62,13 +53,7 @@ describe('hub: a cursor another message holds', () => {
 
   it('does not deliver or count a message from elsewhere whose cursor is taken', async () => {
     const store = memoryStore();
-    const hub = createHub({
-      store,
-      clock: createHybridClock('nodelocal0'),
-      metrics: createMetrics(),
-      log: createLogger('silent'),
-      maxMessageBytes: 1 << 20,
-    });
+    const hub = testHub(store);
     const live = recorder();
     await hub.subscribe(live, 'g');
     const at = Date.now();

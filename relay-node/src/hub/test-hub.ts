@@ -1,6 +1,6 @@
 // Test helpers for the hub's tests: a hub on a store (an in-memory embedded one by default) and
 // a subscriber that records the message ids it was sent.
-import { createHybridClock, type Envelope, type MessageStore } from '@anode/shared';
+import { createHybridClock, type Envelope, type HybridClock, type MessageStore } from '@anode/shared';
 import { createLogger } from '../logger.ts';
 import { createMetrics } from '../metrics.ts';
 import { createSqliteStore } from '../storage/embedded/sqlite-store.ts';
@@ -9,10 +9,10 @@ import { createHub, type Subscriber } from './hub.ts';
 export const memoryStore = () =>
   createSqliteStore({ dataDir: '', memory: true, retention: { maxAgeMs: 0, maxMessages: 0 } });
 
-export const testHub = (store: MessageStore) =>
+export const testHub = (store: MessageStore, clock: HybridClock = createHybridClock('nodelocal0')) =>
   createHub({
     store,
-    clock: createHybridClock('nodelocal0'),
+    clock,
     metrics: createMetrics(),
     log: createLogger('silent'),
     maxMessageBytes: 1024 * 1024,
