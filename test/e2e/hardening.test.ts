@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { chmod, readdir, stat } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
+import { Agent, createServer, type IncomingHttpHeaders, request as httpRequest, type Server } from 'node:http';
 import { type AddressInfo, connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -388,5 +388,86 @@ describe('WebSocket topic URLs', () => {
     );
     assert.equal(error?.status, 400);
     assert.match(error?.body ?? '', /bad_frame/);
+  });
+});
+
+describe('HTTP keep-alive after a refused body', () => {
+  let relay: TestRelay;
+  let token: string;
+  before(async () => {
+    relay = await startRelay({ 'max-message-bytes': '32768', 'max-body-bytes': '262144', 'jwt-secret': JWT_SECRET });
+    token = await signToken(JWT_SECRET, { pub: ['keep.alive'] });
+  });
+  after(() => relay.stop());
+
+  /** One request on `agent`; the answer's status, body, headers and the socket it came on. */
+  const post = (agent: Agent, body: Buffer | string, headers: Record<string, string> = {}, topic = 'keep.alive') =>
+    new Promise<{ status: number; body: string; headers: IncomingHttpHeaders; socket: Socket }>((resolve, reject) => {
+      const url = new URL(`${relay.url}/v1/topics/${topic}/messages`);
+      const request = httpRequest(url, {
+        method: 'POST',
+        agent,
+        headers: { 'content-type': 'application/json', ...bearer(token), ...headers },
+      });
+      request.on('error', reject);
+      request.on('response', (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (c: Buffer) => chunks.push(c));
+        response.on('end', () =>
+          resolve({
+            status: response.statusCode ?? 0,
+            body: Buffer.concat(chunks).toString(),
+            headers: response.headers,
+            socket: request.socket as Socket,
+          }),
+        );
+      });
+      request.end(body);
+    });
+
+  // A refused body the relay never read used to stay wired to a stream nobody read: the server
+  // could not drain it, and closed the connection ~500 ms later, under whatever request the client
+  // had sent on it since (a publish stored, its answer lost). Seen as "other side closed" in the fuzz.
+  const keepsConnection = async (refuse: (agent: Agent) => ReturnType<typeof post>, status: number, code: RegExp) => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const refused = await refuse(agent);
+      assert.equal(refused.status, status);
+      assert.match(refused.body, code);
+      let closed = false;
+      refused.socket.once('close', () => (closed = true));
+      const started = Date.now();
+      for (let i = 0; Date.now() - started < 1_500; i++) {
+        const next = await post(agent, JSON.stringify({ data: i }));
+        assert.equal(next.status, 202, next.body);
+        assert.equal(next.socket, refused.socket, 'the same connection answered');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(closed, false, 'the relay kept the connection');
+    } finally {
+      agent.destroy();
+    }
+  };
+
+  it('keeps the connection of a body refused by its length usable, and drains the body', () =>
+    keepsConnection((agent) => post(agent, Buffer.alloc(600_000, 0x20)), 413, /too_large/));
+
+  it('keeps the connection of a large body refused by its token usable', () =>
+    keepsConnection((agent) => post(agent, Buffer.alloc(200_000, 0x20), {}, 'keep.forbidden'), 403, /forbidden/));
+
+  it('answers a chunked body over the limit with 413 and closes its connection, and the next request is answered', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const refused = await post(agent, Buffer.alloc(300_000, 0x20), { 'transfer-encoding': 'chunked' });
+      assert.equal(refused.status, 413);
+      assert.match(refused.body, /too_large/);
+      assert.equal(refused.headers.connection, 'close', 'the unread rest is not left on a kept-alive connection');
+      const next = await post(agent, JSON.stringify({ data: 'after' }));
+      assert.equal(next.status, 202, next.body);
+      const chunkedOk = await post(agent, JSON.stringify({ data: 'chunked' }), { 'transfer-encoding': 'chunked' });
+      assert.equal(chunkedOk.status, 202, chunkedOk.body);
+    } finally {
+      agent.destroy();
+    }
   });
 });

@@ -12,13 +12,11 @@ import {
   parseWith,
   RateLimitedError,
   type TokenVerifier,
-  TooLargeError,
   toAnodeError,
   tokenFrom,
 } from '@anode/shared';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import { Hono } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import { cors } from 'hono/cors';
 import type { RelayConfig } from '../config.ts';
 import type { Hub } from '../hub/hub.ts';
@@ -26,6 +24,7 @@ import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { redactStatus } from '../redact.ts';
 import { createStatusAccess } from './status-access.ts';
+import { limitBody } from './body-limit.ts';
 import { nestsDeeperThan } from './nesting.ts';
 
 /** Status fields only the admin sees: the first bytes of an upstream's answer. */
@@ -87,38 +86,29 @@ export function createHttpApp(deps: HttpDeps): Hono<Env> {
     await next();
   });
 
-  app.post(
-    '/v1/topics/:topic/messages',
-    bodyLimit({
-      maxSize: config.max_body_bytes,
-      onError: () => {
-        throw new TooLargeError(`body exceeds ${config.max_body_bytes} bytes`);
-      },
-    }),
-    async (c) => {
-      const topic = c.req.param('topic');
-      const claims = c.get('claims');
-      assertCanPublish(claims, topic);
-      const text = await c.req.text();
-      // Refused before parsing: a deeply nested body costs the parser far more than this scan.
-      if (nestsDeeperThan(text, MAX_DATA_DEPTH + 2)) {
-        throw new BadFrameError(`data: nested deeper than ${MAX_DATA_DEPTH} levels`);
-      }
-      let body: unknown;
-      try {
-        body = JSON.parse(text);
-      } catch {
-        throw new BadFrameError('body is not valid JSON');
-      }
-      const items = parsePublishBody(body, c.req.header('idempotency-key'));
-      const address = getConnInfo(c).remote.address ?? 'unknown';
-      if (!publishBuckets.take(`${address}|${claims.subject ?? ''}`, items.length)) {
-        throw new RateLimitedError(`publish rate limit of ${config.publish_rate}/s exceeded`);
-      }
-      const acks = await hub.publish(topic, items, { via: 'http', claims });
-      return c.json({ messages: acks }, 202);
-    },
-  );
+  app.post('/v1/topics/:topic/messages', limitBody(config.max_body_bytes), async (c) => {
+    const topic = c.req.param('topic');
+    const claims = c.get('claims');
+    assertCanPublish(claims, topic);
+    const text = await c.req.text();
+    // Refused before parsing: a deeply nested body costs the parser far more than this scan.
+    if (nestsDeeperThan(text, MAX_DATA_DEPTH + 2)) {
+      throw new BadFrameError(`data: nested deeper than ${MAX_DATA_DEPTH} levels`);
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      throw new BadFrameError('body is not valid JSON');
+    }
+    const items = parsePublishBody(body, c.req.header('idempotency-key'));
+    const address = getConnInfo(c).remote.address ?? 'unknown';
+    if (!publishBuckets.take(`${address}|${claims.subject ?? ''}`, items.length)) {
+      throw new RateLimitedError(`publish rate limit of ${config.publish_rate}/s exceeded`);
+    }
+    const acks = await hub.publish(topic, items, { via: 'http', claims });
+    return c.json({ messages: acks }, 202);
+  });
 
   app.get('/v1/topics/:topic/messages', async (c) => {
     const topic = c.req.param('topic');
