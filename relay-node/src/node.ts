@@ -18,6 +18,7 @@ import { attachWebSockets } from './server/ws-server.ts';
 import { createStore } from './storage/create-store.ts';
 import { VERSION } from './version.ts';
 import { createMeshComponent } from './mesh/mesh-component.ts';
+import { meshEnabled } from './mesh/mesh-config.ts';
 import { createDashboardComponent } from './dashboard/dashboard-component.ts';
 import { createWatchers } from './dashboard/watchers.ts';
 import { createSourcesComponent } from './sources/sources-component.ts';
@@ -87,6 +88,7 @@ async function assembleRelayNode(config: RelayConfig, log: Logger, overrides: Re
     metrics,
     log: log.child({ component: 'hub' }),
     maxMessageBytes: config.max_message_bytes,
+    remoteInputs: meshEnabled(config),
   });
 
   const auth = config.jwt_secret || config.jwt_public_keys.length > 0;

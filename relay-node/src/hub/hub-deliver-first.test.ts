@@ -140,3 +140,26 @@ describe('hub: gossip delivered before its local commit (deliverFirst)', () => {
     assert.deepEqual(resumed.ids(), [ack?.id]);
   });
 });
+
+describe('remote inputs', () => {
+  it('with them (a mesh), a local message that comes back through ingest is not delivered again', async () => {
+    const hub = testHub(memoryStore());
+    const live = recorder();
+    await hub.subscribe(live, 'df.a');
+    const [ack] = await hub.publish('df.a', [{ data: 1 }], { via: 'source', source: 'feed' });
+    const [own] = (await hub.history('df.a', undefined, 10)).messages;
+    assert.equal(own?.id, ack?.id);
+    await hub.ingest([own], { persist: true, deliverFirst: true });
+    await hub.ingest([own], { persist: false });
+    assert.deepEqual(live.ids(), [ack?.id]);
+  });
+
+  it('without them (no mesh), delivers local messages and refuses ingest with a clear error', async () => {
+    const hub = testHub(memoryStore(), undefined, { remoteInputs: false });
+    const live = recorder();
+    await hub.subscribe(live, 'df.a');
+    const [ack] = await hub.publish('df.a', [{ data: 1 }], { via: 'source', source: 'feed' });
+    assert.deepEqual(live.ids(), [ack?.id]);
+    await assert.rejects(hub.ingest([remote('r1', Date.now())], { persist: true }), /without remote inputs/);
+  });
+});

@@ -9,13 +9,18 @@ import { createHub, type Subscriber } from './hub.ts';
 export const memoryStore = () =>
   createSqliteStore({ dataDir: '', memory: true, retention: { maxAgeMs: 0, maxMessages: 0 } });
 
-export const testHub = (store: MessageStore, clock: HybridClock = createHybridClock('nodelocal0')) =>
+export const testHub = (
+  store: MessageStore,
+  clock: HybridClock = createHybridClock('nodelocal0'),
+  options: { remoteInputs?: boolean } = {},
+) =>
   createHub({
     store,
     clock,
     metrics: createMetrics(),
     log: createLogger('silent'),
     maxMessageBytes: 1024 * 1024,
+    ...options,
   });
 
 export function recorder(id = `sub-${Math.random()}`): Subscriber & { ids: () => string[] } {
