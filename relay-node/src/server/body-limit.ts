@@ -1,5 +1,6 @@
 import { TooLargeError } from '@anode/shared';
 import type { MiddlewareHandler } from 'hono';
+import { readAtMost } from '../read-at-most.ts';
 
 /**
  * A request body's size limit. A body with a Content-Length is judged by that header alone,
@@ -23,20 +24,12 @@ export function limitBody(maxBytes: number): MiddlewareHandler {
     }
     const body = c.req.raw.body;
     if (!body) return next();
-    const reader = body.getReader();
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.byteLength;
-      if (size > maxBytes) {
-        c.header('connection', 'close');
-        throw tooLarge();
-      }
-      chunks.push(value);
+    const bytes = await readAtMost(body.getReader(), maxBytes);
+    if (!bytes) {
+      c.header('connection', 'close');
+      throw tooLarge();
     }
-    c.req.raw = new Request(c.req.raw, { body: Buffer.concat(chunks) });
+    c.req.raw = new Request(c.req.raw, { body: bytes });
     return next();
   };
 }

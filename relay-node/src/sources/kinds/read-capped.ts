@@ -1,3 +1,5 @@
+import { readAtMost } from '../../read-at-most.ts';
+
 /** An upstream answer over the source's `max_bytes`: the read was aborted, nothing was kept. */
 export class AnswerTooLargeError extends Error {
   override name = 'AnswerTooLargeError';
@@ -17,17 +19,10 @@ export async function readCapped(response: Response, maxBytes: number, shownUrl:
   }
   if (!response.body) return '';
   const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > maxBytes) {
-      await reader.cancel();
-      throw tooLarge();
-    }
-    chunks.push(value);
+  const bytes = await readAtMost(reader, maxBytes);
+  if (!bytes) {
+    await reader.cancel();
+    throw tooLarge();
   }
-  return Buffer.concat(chunks).toString('utf8');
+  return bytes.toString('utf8');
 }
