@@ -59,6 +59,11 @@ export const configSchema = z.object({
   max_connections_per_address: nonNegativeInt
     .default(1_000)
     .describe('open WebSockets per client address (0 = no limit; past it: 429 limit_reached)'),
+  http_keep_alive_ms: positiveInt
+    .default(65_000)
+    .describe(
+      'an idle kept-alive HTTP connection is closed after this long; keep it above the idle timeout of a proxy or load balancer in front (often 60 s), or it may send a request on a connection the relay is closing',
+    ),
   frame_timeout_ms: positiveInt
     .default(10_000)
     .describe('a WebSocket handshake, request headers or a started frame left unfinished this long: closed (4003)'),

@@ -152,9 +152,13 @@ async function assembleRelayNode(config: RelayConfig, log: Logger, overrides: Re
     extraRoutes: components.flatMap((c) => (c.routes ? [(app: Hono) => c.routes?.(app)] : [])),
   });
   // A client that trickles its request headers (a WebSocket handshake included) is cut off after
-  // `frame_timeout_ms`, as is one that trickles a started WebSocket frame (ws-server.ts).
+  // `frame_timeout_ms`, as is one that trickles a started WebSocket frame (ws-server.ts). An idle
+  // kept-alive connection stays `http_keep_alive_ms` (Node's default, 5 s, is below the idle
+  // timeout of most proxies and load balancers, which then reuse a connection the relay is
+  // closing and answer a publish with 502, not knowing whether it was stored).
   const server: Server = createServer(
     {
+      keepAliveTimeout: config.http_keep_alive_ms,
       headersTimeout: config.frame_timeout_ms,
       requestTimeout: Math.max(30_000, config.frame_timeout_ms * 3),
       connectionsCheckingInterval: Math.min(30_000, Math.max(250, config.frame_timeout_ms / 4)),

@@ -455,6 +455,35 @@ describe('HTTP keep-alive after a refused body', () => {
   it('keeps the connection of a large body refused by its token usable', () =>
     keepsConnection((agent) => post(agent, Buffer.alloc(200_000, 0x20), {}, 'keep.forbidden'), 403, /forbidden/));
 
+  it('keeps an idle connection for http_keep_alive_ms (65 s by default, above the 60 s a proxy often uses)', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const answer = await post(agent, JSON.stringify({ data: 'hello' }));
+      assert.equal(answer.headers['keep-alive'], 'timeout=65');
+    } finally {
+      agent.destroy();
+    }
+    const short = await startRelay({ 'http-keep-alive-ms': '1000' });
+    // A raw socket: Node's own agent would close it first, going by the server's hint.
+    const socket = connect(Number(new URL(short.url).port), '127.0.0.1');
+    try {
+      await once(socket, 'connect');
+      let head = '';
+      socket.on('data', (d: Buffer) => (head += d.toString()));
+      socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+      await until('the answer', () => (head.includes('\r\n\r\n') ? true : undefined));
+      assert.match(head, /keep-alive: timeout=1\r\n/i);
+      const started = Date.now();
+      await once(socket, 'close');
+      const waited = Date.now() - started;
+      // Node closes it after the timeout plus its one-second buffer; its own default would be 6 s.
+      assert.ok(waited >= 900 && waited < 4_500, `closed after ${waited} ms`);
+    } finally {
+      socket.destroy();
+      await short.stop();
+    }
+  });
+
   it('answers a chunked body over the limit with 413 and closes its connection, and the next request is answered', async () => {
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     try {
