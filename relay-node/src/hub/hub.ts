@@ -167,8 +167,8 @@ export function createHub(options: HubOptions) {
       // Local messages too: one committed after a gossiped message was delivered ahead of its
       // own commit (see ingest) may carry an older cursor than that one.
       late.observe(envelope, newestDelivered);
-      // Every delivered id, local ones too: a catch-up from a shared store (persist `origin`)
-      // reads this node's own messages back and must not deliver them twice.
+      // With remote inputs, every delivered id, local ones too: a catch-up from a shared store
+      // (persist `origin`) reads this node's own messages back and must not deliver them twice.
       if (remoteInputs) recentRemote.add(envelope.id);
       if (newestDelivered === undefined || compareCursors(envelope.cursor, newestDelivered) > 0)
         newestDelivered = envelope.cursor;
