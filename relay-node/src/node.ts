@@ -16,6 +16,7 @@ import { securePrivateDir } from './private-files.ts';
 import { createHttpApp } from './server/http-app.ts';
 import { attachWebSockets } from './server/ws-server.ts';
 import { createStore } from './storage/create-store.ts';
+import { createHeldStore, HOLD_BYTES, HOLD_MS } from './storage/held-store.ts';
 import { VERSION } from './version.ts';
 import { createMeshComponent } from './mesh/mesh-component.ts';
 import { meshEnabled } from './mesh/mesh-config.ts';
@@ -79,7 +80,15 @@ async function assembleRelayNode(config: RelayConfig, log: Logger, overrides: Re
   const startedAt = Date.now();
   const metrics = createMetrics();
   const configured = createStore(config, log, metrics);
-  const store = overrides.wrapStore ? overrides.wrapStore(configured) : configured;
+  const wrapped = overrides.wrapStore ? overrides.wrapStore(configured) : configured;
+  // Persist mode `origin` on a shared store (Cassandra): what other relays accepted is held for
+  // history reads until the shared store has it (a message in its relay's spool can take minutes
+  // to arrive there). On an embedded store nothing is shared, and nothing is held.
+  const held =
+    meshEnabled(config) && config.mesh_persist === 'origin' && config.store === 'cassandra'
+      ? createHeldStore(wrapped, { holdMs: HOLD_MS, maxBytes: HOLD_BYTES })
+      : undefined;
+  const store = held ?? wrapped;
   const lease = leaseClock(config.data_dir, createHybridClock(id), log);
   const { clock } = lease;
   const hub = createHub({
@@ -89,6 +98,7 @@ async function assembleRelayNode(config: RelayConfig, log: Logger, overrides: Re
     log: log.child({ component: 'hub' }),
     maxMessageBytes: config.max_message_bytes,
     remoteInputs: meshEnabled(config),
+    onUnstored: held && ((envelopes) => held.hold(envelopes)),
   });
 
   const auth = config.jwt_secret || config.jwt_public_keys.length > 0;

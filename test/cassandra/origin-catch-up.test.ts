@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { createServer, type Server, type Socket, connect } from 'node:net';
 import { after, describe, it } from 'node:test';
+import type { Envelope } from '@anode/shared';
 import { randomNodeId } from '@anode/shared';
 import { asArgs, type Collector, collect, FAST_MESH, meshStatus, publish, waitFor } from '../helpers/mesh.ts';
 import { type RelayProcess, spawnRelay, startRelay, tempDir, type TestRelay } from '../helpers/relay.ts';
@@ -29,6 +31,51 @@ const flagsFor = (s: CassandraServer, keyspace: string) => ({
   ...FAST_MESH,
   'mesh-persist': 'origin',
 });
+
+/**
+ * A TCP forwarder to Cassandra that can be cut: one relay's own way to the store, so that relay
+ * alone loses it (the others keep theirs), as when a network fault sits between one relay and
+ * the cluster.
+ */
+async function cuttableProxy(host: string, port: number) {
+  const sockets = new Set<Socket>();
+  let open = true;
+  const server: Server = createServer((client) => {
+    if (!open) return void client.destroy();
+    const upstream = connect(port, host);
+    sockets.add(client).add(upstream);
+    const close = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', close).on('close', close).pipe(upstream);
+    upstream.on('error', close).on('close', close).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const cut = () => {
+    open = false;
+    for (const socket of sockets) socket.destroy();
+  };
+  return {
+    port: (server.address() as { port: number }).port,
+    cut,
+    restore: () => void (open = true),
+    close: () => new Promise<void>((resolve) => (cut(), server.close(() => resolve()))),
+  };
+}
+
+interface StoreStatus {
+  store: { state?: string; spool_depth?: number; held_messages?: number };
+}
+const storeStatus = async (url: string) => ((await (await fetch(`${url}/v1/status`)).json()) as StoreStatus).store;
+
+async function historyAfter(url: string, topic: string, after: string): Promise<Envelope[]> {
+  const res = await fetch(`${url}/v1/topics/${topic}/messages?after=${encodeURIComponent(after)}&limit=100`);
+  if (!res.ok) throw new Error(`history: HTTP ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { messages: Envelope[] }).messages;
+}
 
 describe('persist origin on a shared Cassandra', () => {
   it('a relay cut off from gossip delivers what it missed to its live subscribers by catch-up', async () => {
@@ -84,6 +131,71 @@ describe('persist origin on a shared Cassandra', () => {
         await b.exited;
       }
       await a?.stop();
+    }
+  });
+
+  it('a resume on another relay sees a message still in its accepting relay’s spool', async () => {
+    const s = await serverReady;
+    const flags = { ...flagsFor(s, `o_${randomNodeId(12)}`), 'cassandra-timeout-ms': '1500', 'spool-drain-ms': '300' };
+    const proxy = await cuttableProxy(s.host, s.port);
+    let a: TestRelay | undefined;
+    let b: TestRelay | undefined;
+    let live: Collector | undefined;
+    let resumed: Collector | undefined;
+    try {
+      // a reaches Cassandra only through the proxy; b directly.
+      a = await startRelay({
+        ...flags,
+        'cassandra-contact-points': `127.0.0.1:${proxy.port}`,
+        listen: '/ip4/127.0.0.1/tcp/0',
+      });
+      const aUrl = a.url;
+      const bootstrap = (await meshStatus(aUrl)).node.multiaddrs[0] as string;
+      b = await startRelay({ ...flags, listen: '/ip4/127.0.0.1/tcp/0', bootstrap });
+      const bUrl = b.url;
+      await waitFor('b to peer with a', async () => (await meshStatus(aUrl)).peers.length === 1, 60_000);
+      const [start] = await publish(bUrl, 'sp.t', [{ data: 'start' }]);
+      live = await collect(b.wsUrl, 'sp.t');
+      const onB = live;
+
+      // a loses the store: its publish is acked from its spool, and reaches b by gossip.
+      proxy.cut();
+      const [spooled] = await publish(aUrl, 'sp.t', [{ data: 'spooled on a' }]);
+      const depth = (await storeStatus(aUrl)).spool_depth;
+      assert.ok((depth ?? 0) > 0, `a's spool holds the message (spool_depth ${depth})`);
+      await waitFor('the spooled message on b by gossip', () => onB.ids().has(spooled?.id as string), 30_000);
+      // b moves on past it in the shared store.
+      const [later] = await publish(bUrl, 'sp.t', [{ data: 'later, on b' }]);
+
+      // A client that was away resumes on b from before both: it gets both, in cursor order.
+      resumed = await collect(b.wsUrl, 'sp.t', start?.cursor);
+      const client = resumed;
+      await waitFor('the resumed subscriber to get the later message', () => client.ids().has(later?.id as string));
+      assert.deepEqual(
+        client.received.map((m) => m.id),
+        [spooled?.id, later?.id],
+        'the resume delivered the spooled message before the later one',
+      );
+      assert.deepEqual(
+        (await historyAfter(bUrl, 'sp.t', start?.cursor as string)).map((m) => m.id),
+        [spooled?.id, later?.id],
+      );
+      assert.equal((await storeStatus(bUrl)).held_messages, 1, 'b holds the message a has not stored');
+
+      // a gets the store back and drains; b's history then has the message once, from the store.
+      proxy.restore();
+      await waitFor('a to drain its spool', async () => (await storeStatus(aUrl)).spool_depth === 0, 60_000);
+      assert.deepEqual(
+        (await historyAfter(bUrl, 'sp.t', start?.cursor as string)).map((m) => m.id),
+        [spooled?.id, later?.id],
+      );
+      assert.equal((await storeStatus(bUrl)).held_messages, 0, 'found in the store, b holds it no longer');
+    } finally {
+      live?.client.close();
+      resumed?.client.close();
+      await b?.stop();
+      await a?.stop();
+      await proxy.close();
     }
   });
 });

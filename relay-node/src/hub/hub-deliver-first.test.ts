@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { MessageStore } from '@anode/shared';
+import { createHeldStore } from '../storage/held-store.ts';
 import { cursorAt, memoryStore, recorder, remote as remoteIn, testHub } from './test-hub.ts';
 
 const remote = (id: string, ms: number) => remoteIn(id, 'df.a', ms, 'zzzzzzzzzz');
@@ -161,5 +162,34 @@ describe('remote inputs', () => {
     const [ack] = await hub.publish('df.a', [{ data: 1 }], { via: 'source', source: 'feed' });
     assert.deepEqual(live.ids(), [ack?.id]);
     await assert.rejects(hub.ingest([remote('r1', Date.now())], { persist: true }), /without remote inputs/);
+  });
+});
+
+describe('hub: persist origin (the shared store is the accepting relay’s to write)', () => {
+  it('hands what ingest delivered without storing to onUnstored, once per id; a resume reads it back held', async () => {
+    const held = createHeldStore(memoryStore(), { holdMs: 60_000, maxBytes: 1 << 20 });
+    const unstored: string[][] = [];
+    const hub = testHub(held, undefined, {
+      onUnstored: (envelopes) => {
+        unstored.push(envelopes.map((e) => e.id));
+        held.hold(envelopes);
+      },
+    });
+    const resumeFrom = before();
+    const live = recorder();
+    await hub.subscribe(live, 'df.a');
+    const now = Date.now();
+    assert.equal(
+      await hub.ingest([remote('r1', now), remote('r2', now + 1)], { persist: false, deliverFirst: true }),
+      2,
+    );
+    assert.equal(await hub.ingest([remote('r1', now), remote('r3', now + 2)], { persist: false }), 1);
+    assert.deepEqual(unstored, [['r1', 'r2'], ['r3']]);
+    assert.deepEqual(live.ids(), ['r1', 'r2', 'r3']);
+    // Nothing was written to the store, yet a resume from before them gets all three.
+    assert.deepEqual(await held.topics(), ['df.a']);
+    const resumed = recorder();
+    await hub.subscribe(resumed, 'df.a', resumeFrom);
+    assert.deepEqual(resumed.ids(), ['r1', 'r2', 'r3']);
   });
 });

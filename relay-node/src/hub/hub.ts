@@ -66,6 +66,12 @@ export interface HubOptions {
    * message (11% of a single relay's event loop at 110,000 msg/s); `ingest` then refuses.
    */
   remoteInputs?: boolean;
+  /**
+   * Called with the messages `ingest` delivered without storing them (persist mode `origin`: the
+   * shared store is the accepting relay's to write). The relay holds them for its history reads
+   * until the shared store has them (storage/held-store.ts).
+   */
+  onUnstored?: (envelopes: Envelope[]) => void;
 }
 
 export interface TopicStats {
@@ -134,6 +140,7 @@ export function createHub(options: HubOptions) {
   const acceptedListeners = new Set<(envelopes: Envelope[]) => void>();
   const recentRemote = new SeenIds(100_000);
   const remoteInputs = options.remoteInputs !== false;
+  const onUnstored = options.onUnstored;
   const late = createLateArrivals();
   let reserved: (source: string) => boolean = () => false;
 
@@ -271,6 +278,7 @@ export function createHub(options: HubOptions) {
       }
       const unseen = envelopes.filter((envelope) => recentRemote.add(envelope.id));
       deliver(unseen);
+      if (unseen.length > 0) onUnstored?.(unseen);
       return unseen.length;
     },
 

@@ -1,0 +1,136 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { compareCursors, createHybridClock, type Envelope, messageId } from '@anode/shared';
+import { createSqliteStore } from './embedded/sqlite-store.ts';
+import { createHeldStore } from './held-store.ts';
+
+// The shared store is a real (in-memory) embedded store; "another relay" is a second clock whose
+// messages reach this relay's hub by gossip (hold) and the shared store later (append to inner).
+const shared = () => createSqliteStore({ memory: true, dataDir: '', retention: { maxAgeMs: 0, maxMessages: 0 } });
+
+function minter(node: string) {
+  const clock = createHybridClock(node);
+  return (topic: string, data: unknown): Envelope => ({
+    id: messageId(),
+    topic,
+    cursor: clock.next(),
+    source: 's',
+    ts: Date.now(),
+    data,
+  });
+}
+
+const ids = (messages: readonly Envelope[]) => messages.map((m) => m.data);
+
+describe('held store (persist origin: messages other relays accepted, until the shared store has them)', () => {
+  it('merges held messages into history by cursor, page by page, and into topics', async () => {
+    const inner = shared();
+    const held = createHeldStore(inner, { holdMs: 60_000, maxBytes: 1 << 20 });
+    const a = minter('nodea');
+    const b = minter('nodeb');
+    // Interleaved in time: b's are in the store, a's only held (a's spool has not drained).
+    const all = [b('t', 0), a('t', 1), b('t', 2), a('t', 3), b('t', 4), a('u', 'other topic')];
+    await inner.append(all.filter((m) => m.cursor.endsWith('nodeb')));
+    held.hold(all.filter((m) => m.cursor.endsWith('nodea')));
+
+    // Cursor order (two clocks in one millisecond order by node id, not by minting).
+    const inT = ids(all.filter((m) => m.topic === 't').sort((x, y) => compareCursors(x.cursor, y.cursor)));
+    assert.deepEqual(ids(await held.history('t', { limit: 100 })), inT);
+    // Pages: each page ends where the merge ends it, and the next starts after it.
+    const first = await held.history('t', { limit: 2 });
+    assert.deepEqual(ids(first), inT.slice(0, 2));
+    const second = await held.history('t', { after: first.at(-1)?.cursor, limit: 2 });
+    assert.deepEqual(ids(second), inT.slice(2, 4));
+    const third = await held.history('t', { after: second.at(-1)?.cursor, limit: 2 });
+    assert.deepEqual(ids(third), inT.slice(4));
+    assert.deepEqual(await held.topics(), ['t', 'u']);
+    assert.deepEqual(await inner.topics(), ['t']);
+    await held.close();
+  });
+
+  it('lets go of a message once a history read finds it in the shared store, and returns it once', async () => {
+    const inner = shared();
+    const held = createHeldStore(inner, { holdMs: 60_000, maxBytes: 1 << 20 });
+    const a = minter('nodea');
+    const spooled = [a('t', 'x'), a('t', 'y')];
+    held.hold(spooled);
+    held.hold(spooled); // a second copy (catch-up after gossip) is held once
+    assert.equal(held.held.messages, 2);
+    await inner.append(spooled); // the spool drained
+    assert.deepEqual(ids(await held.history('t', { limit: 10 })), ['x', 'y']);
+    assert.equal(held.held.messages, 0);
+    assert.deepEqual(ids(await held.history('t', { limit: 10 })), ['x', 'y']);
+    await held.close();
+  });
+
+  it('holds a message at most holdMs, and at most maxBytes of data (oldest first)', async () => {
+    let now = 1_000_000;
+    const inner = shared();
+    const held = createHeldStore(inner, { holdMs: 5_000, maxBytes: 3 * (256 + 100) });
+    const a = minter('nodea');
+    const data = 'd'.repeat(97); // serialized with its digit and quotes: 100 bytes
+    const [m1, m2, m3, m4] = [a('t', `1${data}`), a('t', `2${data}`), a('t', `3${data}`), a('t', `4${data}`)];
+    const clockedHeld = createHeldStore(inner, { holdMs: 5_000, maxBytes: 1 << 20, now: () => now });
+    clockedHeld.hold([m1 as Envelope]);
+    now += 3_000;
+    clockedHeld.hold([m2 as Envelope]);
+    now += 2_500; // m1 is 5.5 s old, m2 2.5 s
+    assert.deepEqual(
+      (await clockedHeld.history('t', { limit: 10 })).map((m) => m.id),
+      [m2?.id],
+    );
+    assert.equal(clockedHeld.held.messages, 1);
+
+    held.hold([m1, m2, m3] as Envelope[]);
+    assert.equal(held.held.messages, 3);
+    held.hold([m4 as Envelope]); // over the byte bound: the oldest goes
+    assert.deepEqual(
+      (await held.history('t', { limit: 10 })).map((m) => m.id),
+      [m2?.id, m3?.id, m4?.id],
+    );
+    assert.ok(held.held.bytes <= 3 * (256 + 100), `held ${held.held.bytes} bytes`);
+    await held.close();
+  });
+
+  it('reads a large, out-of-order hold page by page in cursor order, as parts of it reach the store', async () => {
+    const inner = shared();
+    const held = createHeldStore(inner, { holdMs: 60_000, maxBytes: 1 << 30 });
+    const origins = ['nodea', 'nodec', 'noded'].map(minter);
+    const messages = Array.from({ length: 900 }, (_, i) => (origins[i % 3] as ReturnType<typeof minter>)('t', i));
+    // Gossip from three origins: each origin's in order, the three interleaved out of order.
+    const arrival = [...messages.filter((_, i) => i % 3 === 2), ...messages.filter((_, i) => i % 3 !== 2)];
+    for (let i = 0; i < arrival.length; i += 50) held.hold(arrival.slice(i, i + 50));
+    // One origin's spool drains; a read finds them in the store and lets them go.
+    await inner.append(messages.filter((_, i) => i % 3 === 0));
+    const inOrder = [...messages].sort((x, y) => compareCursors(x.cursor, y.cursor)).map((m) => m.id);
+    const read: string[] = [];
+    let after: string | undefined;
+    for (let page = 0; page < 100; page++) {
+      const got = await held.history('t', { after, limit: 64 });
+      read.push(...got.map((m) => m.id));
+      if (got.length < 64) break;
+      after = got.at(-1)?.cursor;
+    }
+    assert.deepEqual(read, inOrder);
+    assert.equal(held.held.messages, 600);
+    await inner.append(messages);
+    assert.equal((await held.history('t', { limit: 1000 })).length, 900);
+    assert.equal(held.held.messages, 0);
+    await held.close();
+  });
+
+  it('passes writes and everything else to the shared store', async () => {
+    const inner = shared();
+    const held = createHeldStore(inner, { holdMs: 60_000, maxBytes: 1 << 20 });
+    const a = minter('nodea');
+    const [m] = [a('t', 'own')];
+    const [result] = await held.append([m as Envelope]);
+    assert.equal(result?.inserted, true);
+    assert.deepEqual(ids(await inner.history('t', { limit: 10 })), ['own']);
+    assert.equal((await held.latest('t')).s?.id, m?.id);
+    const health = await held.health();
+    assert.equal(health.ok, true);
+    assert.equal(health.held_messages, 0);
+    await held.close();
+  });
+});
