@@ -40,6 +40,30 @@ function unwrap<T>(result: Result<T>): T {
 const origin = (c: { req: { url: string }; var: { config: EdgeConfig } }) =>
   c.var.config.EDGE_URL ?? new URL(c.req.url).origin;
 
+/**
+ * Reads and drops a request body the route did not read (refused before it: a token, a topic, a
+ * rate limit, a length over the limit). workerd keeps a connection for the next request only once
+ * its request body was read: otherwise it drops it without `Connection: close`, and the client's
+ * next request on it fails ("socket hang up", ECONNRESET) though nothing was wrong with it. A body
+ * that announces more than DRAIN_FACTOR × `MAX_BODY_BYTES`, or none (chunked), is left: its
+ * connection ends, as for a chunked body over the limit on a relay.
+ */
+async function drainUnread(request: Request, maxBodyBytes: number): Promise<void> {
+  const body = request.body;
+  if (!body || request.bodyUsed || body.locked) return;
+  const length = Number(request.headers.get('content-length'));
+  if (!Number.isSafeInteger(length) || length > DRAIN_FACTOR * maxBodyBytes) return;
+  const reader = body.getReader();
+  try {
+    while (!(await reader.read()).done);
+  } catch {
+    // The client went away mid-body: nothing left to keep.
+  }
+}
+
+/** A refused body is read and dropped when it declares at most this many times `MAX_BODY_BYTES`. */
+const DRAIN_FACTOR = 2;
+
 export function createApp(): Hono<App> {
   const app = new Hono<App>();
 
@@ -55,6 +79,7 @@ export function createApp(): Hono<App> {
   app.use('*', async (c, next) => {
     c.set('config', edgeConfig(c.env));
     await next();
+    await drainUnread(c.req.raw, c.var.config.MAX_BODY_BYTES);
   });
 
   // Browsers on the configured origins may call the HTTP API (WebSockets need no CORS).
