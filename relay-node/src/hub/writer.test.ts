@@ -156,3 +156,36 @@ test('a write made as the previous one is answered is written too', async () => 
     assert.equal(committed.length, 20);
   }
 });
+
+test('cursor conflicts: the first is logged at once, the rest of its window when the window ends', async () => {
+  // A store that refuses every message for a taken cursor (a test double of a twin's writes).
+  const store = {
+    kind: 'conflicting',
+    append: async (messages: readonly Envelope[]): Promise<AppendResult[]> =>
+      messages.map((envelope) => ({ envelope, inserted: false, conflict: true })),
+  } as unknown as MessageStore;
+  const lines: { messages: number; msg: string }[] = [];
+  const writer = createWriter({
+    store,
+    metrics: createMetrics(),
+    log: createLogger('error', { write: (line: string) => void lines.push(JSON.parse(line)) }),
+    conflictLogMs: 300,
+    onCommitted: () => {},
+  });
+  const refused = (n: number) => writer.write([message(n)], 'remote');
+  await refused(1);
+  assert.deepEqual(
+    lines.map((l) => l.messages),
+    [1],
+  );
+  await refused(2);
+  await refused(3);
+  assert.equal(lines.length, 1, 'within the window: counted, not logged yet');
+  await new Promise((r) => setTimeout(r, 500));
+  assert.deepEqual(
+    lines.map((l) => l.messages),
+    [1, 2],
+    'the window’s two were logged when it ended, though no conflict came after them',
+  );
+  assert.match(lines[1]?.msg ?? '', /another message holds their cursor/);
+});

@@ -17,6 +17,8 @@ export interface WriterOptions {
   maxQueued?: number;
   /** Runs after each commit, once per write call, with the messages that were new. */
   onCommitted: (inserted: Envelope[], origin: WriteOrigin) => void;
+  /** Longest a stream of cursor conflicts goes unlogged (default CONFLICT_LOG_MS). */
+  conflictLogMs?: number;
 }
 
 /** `local`: accepted by this node; `remote`: arrived from the mesh or an edge link. */
@@ -58,21 +60,35 @@ export function createWriter(options: WriterOptions): Writer {
   let queued = 0;
   let stored = 0;
   // Messages refused for a cursor another message holds (AppendResult.conflict): logged at most
-  // every CONFLICT_LOG_MS, with how many since the last line.
+  // every conflictLogMs, with how many since the last line; those of a window that had its line
+  // already are logged when it ends, so a stream that stops inside one is counted too.
+  const conflictLogMs = options.conflictLogMs ?? CONFLICT_LOG_MS;
   let conflicts = 0;
   let conflictLoggedAt = -Infinity;
-  const conflicted = (refused: readonly AppendResult[], origin: WriteOrigin) => {
-    conflicts += refused.length;
-    options.metrics.errors.inc({ code: 'internal' }, refused.length);
-    if (performance.now() - conflictLoggedAt < CONFLICT_LOG_MS) return;
+  let lastConflict: { origin: WriteOrigin; envelope: Envelope | undefined } | undefined;
+  let conflictTimer: ReturnType<typeof setTimeout> | undefined;
+  const logConflicts = () => {
+    conflictTimer = undefined;
+    if (conflicts === 0 || !lastConflict) return;
     conflictLoggedAt = performance.now();
-    const first = refused[0]?.envelope;
+    const { origin, envelope } = lastConflict;
     options.log.error(
-      { messages: conflicts, origin, topic: first?.topic, cursor: first?.cursor },
+      { messages: conflicts, origin, topic: envelope?.topic, cursor: envelope?.cursor },
       'messages not stored: another message holds their cursor. Two relays are minting under one node id ' +
         '(a data folder copied to another machine?): give the copy its own node-id, peer-key and clock-lease',
     );
     conflicts = 0;
+  };
+  const conflicted = (refused: readonly AppendResult[], origin: WriteOrigin) => {
+    conflicts += refused.length;
+    lastConflict = { origin, envelope: refused[0]?.envelope };
+    options.metrics.errors.inc({ code: 'internal' }, refused.length);
+    const since = performance.now() - conflictLoggedAt;
+    if (since >= conflictLogMs) logConflicts();
+    else if (!conflictTimer) {
+      conflictTimer = setTimeout(logConflicts, conflictLogMs - since);
+      conflictTimer.unref();
+    }
   };
   let flushing: Promise<void> | undefined;
   let committing: Promise<void> | undefined;
