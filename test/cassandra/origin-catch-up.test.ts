@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { createServer, type Server, type Socket, connect } from 'node:net';
 import { after, describe, it } from 'node:test';
 import type { Envelope } from '@anode/shared';
 import { randomNodeId } from '@anode/shared';
 import { asArgs, type Collector, collect, FAST_MESH, meshStatus, publish, waitFor } from '../helpers/mesh.ts';
+import { cuttableForward } from '../helpers/forward.ts';
 import { type RelayProcess, spawnRelay, startRelay, tempDir, type TestRelay } from '../helpers/relay.ts';
 import { type CassandraServer, startCassandra } from './cassandra-server.ts';
 
@@ -31,40 +31,6 @@ const flagsFor = (s: CassandraServer, keyspace: string) => ({
   ...FAST_MESH,
   'mesh-persist': 'origin',
 });
-
-/**
- * A TCP forwarder to Cassandra that can be cut: one relay's own way to the store, so that relay
- * alone loses it (the others keep theirs), as when a network fault sits between one relay and
- * the cluster.
- */
-async function cuttableProxy(host: string, port: number) {
-  const sockets = new Set<Socket>();
-  let open = true;
-  const server: Server = createServer((client) => {
-    if (!open) return void client.destroy();
-    const upstream = connect(port, host);
-    sockets.add(client).add(upstream);
-    const close = () => {
-      client.destroy();
-      upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
-    };
-    client.on('error', close).on('close', close).pipe(upstream);
-    upstream.on('error', close).on('close', close).pipe(client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const cut = () => {
-    open = false;
-    for (const socket of sockets) socket.destroy();
-  };
-  return {
-    port: (server.address() as { port: number }).port,
-    cut,
-    restore: () => void (open = true),
-    close: () => new Promise<void>((resolve) => (cut(), server.close(() => resolve()))),
-  };
-}
 
 interface StoreStatus {
   store: { state?: string; spool_depth?: number; held_messages?: number };
@@ -137,7 +103,8 @@ describe('persist origin on a shared Cassandra', () => {
   it('a resume on another relay sees a message still in its accepting relay’s spool', async () => {
     const s = await serverReady;
     const flags = { ...flagsFor(s, `o_${randomNodeId(12)}`), 'cassandra-timeout-ms': '1500', 'spool-drain-ms': '300' };
-    const proxy = await cuttableProxy(s.host, s.port);
+    // a's own way to Cassandra, cut to make the store unreachable from a alone.
+    const proxy = await cuttableForward('127.0.0.1', () => s.port);
     let a: TestRelay | undefined;
     let b: TestRelay | undefined;
     let live: Collector | undefined;

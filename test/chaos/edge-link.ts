@@ -1,4 +1,4 @@
-import { connect, createServer, type Socket } from 'node:net';
+import { cuttableForward } from '../helpers/forward.ts';
 
 /**
  * The relay reaches the edge Worker through this TCP forwarder (the Worker listens on loopback
@@ -13,38 +13,6 @@ export interface EdgeLinkCutter {
 }
 
 export async function forwardEdge(host: string, edgePort: () => number): Promise<EdgeLinkCutter> {
-  const open = new Set<Socket>();
-  let cut = false;
-  const server = createServer((client) => {
-    if (cut) return void client.destroy();
-    const upstream = connect(edgePort(), '127.0.0.1');
-    open.add(client).add(upstream);
-    const drop = () => {
-      client.destroy();
-      upstream.destroy();
-      open.delete(client);
-      open.delete(upstream);
-    };
-    client.on('error', drop).on('close', drop);
-    upstream.on('error', drop).on('close', drop);
-    client.pipe(upstream).pipe(client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, host, resolve));
-  const { port } = server.address() as { port: number };
-  return {
-    origin: `http://${host}:${port}`,
-    cut() {
-      cut = true;
-      for (const socket of open) socket.destroy();
-      open.clear();
-    },
-    restore() {
-      cut = false;
-    },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of open) socket.destroy();
-        server.close(() => resolve());
-      }),
-  };
+  const forward = await cuttableForward(host, edgePort);
+  return { ...forward, origin: `http://${host}:${forward.port}` };
 }
