@@ -79,7 +79,7 @@ async function assembleRelayNode(config: RelayConfig, log: Logger, overrides: Re
   const id = await loadNodeId(config.data_dir);
   const startedAt = Date.now();
   const metrics = createMetrics();
-  const configured = createStore(config, log, metrics);
+  const configured = createStore(config, log, metrics, id);
   const wrapped = overrides.wrapStore ? overrides.wrapStore(configured) : configured;
   // Persist mode `origin` on a shared store (Cassandra): what other relays accepted is held for
   // history reads until the shared store has it (a message in its relay's spool can take minutes
@@ -218,6 +218,7 @@ async function assembleRelayNode(config: RelayConfig, log: Logger, overrides: Re
       if (!auth) {
         log.warn('AUTH IS OFF: anyone who can reach this node may publish and subscribe to every topic');
       }
+      await store.open?.();
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(config.port, config.host, () => resolve());

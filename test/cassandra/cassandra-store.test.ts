@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { rm } from 'node:fs/promises';
+import { cp, rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { createHybridClock, type Envelope, type MessageStore, randomNodeId } from '@anode/shared';
 import { createClient } from '@anode/client';
@@ -180,6 +180,47 @@ describe('relays on Cassandra', { skip, ...(process.env.ONLY_OUTAGE ? { only: tr
     );
     publisher.close();
     reader.close();
+  });
+
+  it('a copy of a relay’s data folder does not start on its keyspace while that relay runs, and does after it stops', async () => {
+    const s = (await serverReady) as CassandraServer;
+    const flags = cassandraFlags(s, keyspaceName());
+    const original = await tempDir();
+    const copy = await tempDir();
+    const a = await startRelay(flags, { dataDir: original });
+    try {
+      const [ack] = await (
+        await fetch(`${a.url}/v1/topics/lease.t/messages`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ data: 'from the original' }),
+        })
+      )
+        .json()
+        .then((body: { messages: { id: string }[] }) => body.messages);
+      assert.ok(ack);
+      // A cloned machine: the same node id, another folder (or host).
+      await cp(original, copy, { recursive: true, filter: (path) => !path.endsWith('/lock') });
+      const started = Date.now();
+      await assert.rejects(startRelay(flags, { dataDir: copy }), /node id \w+ is in use by another relay/);
+      const waited = Date.now() - started;
+      // Refused once the holder renewed its lease (every 10 s), well before its lease could expire.
+      assert.ok(waited < 25_000, `refused after ${waited} ms`);
+      assert.equal((await (await fetch(`${a.url}/v1/status`)).json()).store.ok, true, 'the original runs on');
+    } finally {
+      await a.stop();
+    }
+    // Stopped cleanly, the original gave its lease up: the copy starts at once.
+    const started = Date.now();
+    const b = await startRelay(flags, { dataDir: copy });
+    relays.push(b);
+    assert.ok(Date.now() - started < 10_000, `started after ${Date.now() - started} ms`);
+    const history = (await (await fetch(`${b.url}/v1/topics/lease.t/messages`)).json()) as { messages: Envelope[] };
+    assert.deepEqual(
+      history.messages.map((m) => m.data),
+      ['from the original'],
+    );
+    await rm(original, { recursive: true, force: true });
   });
 
   it('keeps acking and delivering through a Cassandra outage, and every acked message lands in Cassandra', async () => {

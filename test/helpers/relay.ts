@@ -32,7 +32,15 @@ export async function startRelay(
   const node = await createRelayNode(config, createLogger(config.log_level, process.stderr), {
     wrapStore: options.wrapStore,
   });
-  const { url } = await node.start();
+  let url: string;
+  try {
+    ({ url } = await node.start());
+  } catch (error) {
+    // What did start is stopped (the store's connections, the data-folder lock), as the CLI does.
+    await node.stop().catch(() => {});
+    if (!options.keepData && !options.dataDir) await rm(dataDir, { recursive: true, force: true });
+    throw error;
+  }
   return {
     url,
     wsUrl: url.replace(/^http/, 'ws'),

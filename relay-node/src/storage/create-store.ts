@@ -1,4 +1,5 @@
-import { join } from 'node:path';
+import { hostname } from 'node:os';
+import { join, resolve } from 'node:path';
 import type { MessageStore } from '@anode/shared';
 import type { RelayConfig } from '../config.ts';
 import type { Logger } from '../logger.ts';
@@ -8,7 +9,7 @@ import { createSqliteStore } from './embedded/sqlite-store.ts';
 import { createSpoolingStore } from './spool/spooling-store.ts';
 
 /** The configured MessageStore adapter (a remote store gets a durable local spool in front). */
-export function createStore(config: RelayConfig, log: Logger, metrics: Metrics): MessageStore {
+export function createStore(config: RelayConfig, log: Logger, metrics: Metrics, nodeId: string): MessageStore {
   const retention = { maxAgeMs: config.retention_max_age_ms, maxMessages: config.retention_max_messages };
   switch (config.store) {
     case 'embedded':
@@ -30,6 +31,8 @@ export function createStore(config: RelayConfig, log: Logger, metrics: Metrics):
         bucketMs: config.cassandra_bucket_ms,
         timeoutMs: config.cassandra_timeout_ms,
         retention,
+        // The same relay restarted (this host, this folder) takes its lease back at once.
+        lease: { nodeId, holder: `${hostname()} ${resolve(config.data_dir)}` },
       });
       return createSpoolingStore(cassandra, {
         dataDir: join(config.data_dir, 'spool'),

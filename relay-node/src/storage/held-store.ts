@@ -166,6 +166,7 @@ export function createHeldStore(inner: MessageStore, options: HeldOptions): Held
       return [...new Set([...stored, ...byTopic.keys()])].sort();
     },
 
+    open: async () => inner.open?.(),
     append: (messages, appendOptions) => inner.append(messages, appendOptions),
     latest: (topic) => inner.latest(topic),
     trimmedThrough: (topic) => inner.trimmedThrough(topic),

@@ -45,6 +45,12 @@ export interface MessageStore {
    * before the previous one has answered. Absent: one append at a time.
    */
   readonly pipelinedAppends?: boolean;
+  /**
+   * Called once as the node starts, before it serves. A store that finds it must not serve this
+   * node throws, and the node does not start (Cassandra: another relay holds this node id). A
+   * store that cannot reach its backend resolves: writes spool meanwhile.
+   */
+  open?(): Promise<void>;
   append(messages: readonly Envelope[], options?: AppendOptions): Promise<AppendResult[]>;
   history(topic: string, query: { after?: string; limit: number }): Promise<Envelope[]>;
   latest(topic: string): Promise<Record<string, Envelope>>;

@@ -12,6 +12,7 @@ import {
 import cassandra from 'cassandra-driver';
 import { guardControlConnection, shutDownRemovedHosts } from './driver-guard.ts';
 import { createPartitionBatcher, type PartitionRow } from './partition-batcher.ts';
+import { createNodeLease, NodeIdInUseError } from './node-lease.ts';
 import { claimShard, migrate } from './schema.ts';
 
 /**
@@ -38,6 +39,8 @@ export interface CassandraStoreOptions {
   bucketMs: number;
   timeoutMs: number;
   retention: RetentionPolicy;
+  /** Hold a lease on this relay's node id in the keyspace (node-lease.ts); the relay passes it. */
+  lease?: { nodeId: string; holder: string; leaseS?: number; renewMs?: number; pollMs?: number };
 }
 
 const { Long, consistencies } = cassandra.types;
@@ -275,13 +278,27 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
     );
     return { exec, batch, row: rows.write };
   };
+  const lease =
+    options.lease &&
+    createNodeLease(
+      { exec: (query, params) => guarded(() => client.execute(query, params, write), Date.now() + options.timeoutMs) },
+      { keyspace: ks, ...options.lease },
+    );
+  /** Set for good once another relay is found holding this node id: nothing is written then. */
+  let refused: NodeIdInUseError | undefined;
+  let connected: Promise<void> | undefined;
   const connect = () => {
     if (closed) return Promise.reject(new Error('store is closed'));
+    if (refused) return Promise.reject(refused);
     ready ??= (async () => {
-      await client.connect();
+      connected = client.connect();
+      await connected;
       await migrate(client, ks, options.replication);
+      await lease?.take();
     })().catch((error: unknown) => {
+      if (error instanceof NodeIdInUseError) refused = error;
       ready = undefined; // try again on the next call
+      connected = undefined;
       lastError = (error as Error).message;
       throw error;
     });
@@ -456,6 +473,30 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
   return {
     kind: 'cassandra',
 
+    // At start: with Cassandra reachable (connected within cassandra_timeout_ms), the schema and
+    // the node id's lease are settled before the relay serves, and a relay whose node id another
+    // relay holds does not start. Unreachable, the relay starts anyway (its writes spool) and
+    // settles them when Cassandra answers.
+    async open() {
+      const attempt = connect();
+      attempt.catch(() => {});
+      const reachable = connected
+        ? await Promise.race([
+            connected.then(
+              () => true,
+              () => false,
+            ),
+            new Promise<boolean>((resolve) => setTimeout(() => resolve(false), options.timeoutMs).unref()),
+          ])
+        : true; // refused already, or closed: `attempt` says which
+      if (!reachable) return;
+      try {
+        await attempt;
+      } catch (error) {
+        if (error instanceof NodeIdInUseError) throw error;
+      }
+    },
+
     async append(messages, appendOptions) {
       await connect();
       const io = appendIo(Date.now() + options.timeoutMs);
@@ -555,6 +596,8 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
       // Each Cassandra node as the driver sees it (the dashboard's cluster view shows them).
       const nodesSeen = () =>
         client.hosts.values().map((host) => ({ address: host.address, datacenter: host.datacenter, up: host.isUp() }));
+      const leaseProblem = refused?.message ?? lease?.problem;
+      if (leaseProblem) return { ok: false, detail: leaseProblem, keyspace: ks, nodes: nodesSeen(), retried };
       try {
         await connect();
         // One try: health answers now, as things are (a status page polls it).
@@ -575,6 +618,8 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
     },
 
     async close() {
+      // Given up while the client still runs (a clean stop lets a successor take it at once).
+      await lease?.release();
       closed = true;
       // A connect still in flight would open pools after shutdown and keep the process alive.
       await ready?.catch(() => {});

@@ -83,6 +83,10 @@ export const MIGRATIONS: string[][] = [
        PRIMARY KEY ((topic, shard), id)
      ) WITH ${TIME_SERIES}`,
   ],
+  [
+    // Version 4: which relay mints under each node id (node-lease.ts). Rows expire unless renewed.
+    `CREATE TABLE IF NOT EXISTS node_leases (node_id text PRIMARY KEY, holder text, renewed_at timestamp)`,
+  ],
 ];
 
 export function replicationClause(replication: string): string {

@@ -126,6 +126,26 @@ describe('spooling store while the remote store is away (the degraded contract)'
     await spool.close();
   });
 
+  it('refuses, without spooling, a write the remote store refuses because another relay holds this node id', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-spool-'));
+    dirs.push(dir);
+    const sqlite = createSqliteStore({ dataDir: join(dir, 'store'), retention: { maxAgeMs: 0, maxMessages: 0 } });
+    // The Cassandra store's answer once its node-id lease is found held (node-lease.ts).
+    const inUse = Object.assign(new Error('node id spool is in use by another relay (test double)'), {
+      code: 'node_id_in_use',
+    });
+    const refusing: MessageStore = {
+      ...sqlite,
+      append: async () => {
+        throw inUse;
+      },
+    };
+    const spool = createSpoolingStore(refusing, { dataDir: join(dir, 'spool'), drainIntervalMs: 20, log });
+    await assert.rejects(spool.append([keyed('twin')]), /in use by another relay/);
+    assert.equal(spool.spoolDepth, 0, 'spooled, it would overwrite the other relay’s messages when it drains');
+    await spool.close();
+  });
+
   it('logs an outage that lasts once with its stack, not a stack per drain attempt', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'anode-spool-'));
     dirs.push(dir);

@@ -186,6 +186,7 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
 
   return {
     kind: primary.kind,
+    open: async () => primary.open?.(),
     get spoolDepth() {
       return depth;
     },
@@ -198,6 +199,9 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
         return results;
       } catch (error) {
         lastError = (error as Error).message;
+        // Not an outage: another relay mints under this node id. Spooling would only defer the
+        // overwrite to the drain, so the publish is refused.
+        if ((error as { code?: unknown }).code === 'node_id_in_use') throw error;
         options.log.warn({ err: error, messages: messages.length }, 'store unavailable; spooling writes locally');
         return spool(messages);
       }
