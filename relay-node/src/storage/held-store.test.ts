@@ -119,6 +119,24 @@ describe('held store (persist origin: messages other relays accepted, until the 
     await held.close();
   });
 
+  it('answers latest with a held message that is newer than the stored one of its source', async () => {
+    const inner = shared();
+    const held = createHeldStore(inner, { holdMs: 60_000, maxBytes: 1 << 20 });
+    const a = minter('nodea');
+    const at = Date.now();
+    const stored = { ...a('t', 'stored'), ts: at };
+    const older = { ...a('t', 'older, held'), ts: at - 1_000 };
+    const other = { ...a('t', 'another source, held'), ts: at - 5_000, source: 'other' };
+    await inner.append([stored]);
+    held.hold([older, other]);
+    const data = async () =>
+      Object.fromEntries(Object.entries(await held.latest('t')).map(([source, m]) => [source, m.data]));
+    assert.deepEqual(await data(), { s: 'stored', other: 'another source, held' });
+    held.hold([{ ...a('t', 'newer, held'), ts: at + 1_000 }]);
+    assert.deepEqual(await data(), { s: 'newer, held', other: 'another source, held' });
+    await held.close();
+  });
+
   it('passes writes and everything else to the shared store', async () => {
     const inner = shared();
     const held = createHeldStore(inner, { holdMs: 60_000, maxBytes: 1 << 20 });

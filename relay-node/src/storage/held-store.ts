@@ -168,7 +168,22 @@ export function createHeldStore(inner: MessageStore, options: HeldOptions): Held
 
     open: async () => inner.open?.(),
     append: (messages, appendOptions) => inner.append(messages, appendOptions),
-    latest: (topic) => inner.latest(topic),
+    // The newest per source, by the stores' rule (ts, then id), held messages included.
+    async latest(topic) {
+      const stored = await inner.latest(topic);
+      trim();
+      const list = byTopic.get(topic)?.entries;
+      if (!list) return stored;
+      const merged = { ...stored };
+      for (const { envelope, gone } of list) {
+        if (gone) continue;
+        const best = Object.hasOwn(merged, envelope.source) ? merged[envelope.source] : undefined;
+        if (!best || envelope.ts > best.ts || (envelope.ts === best.ts && envelope.id > best.id)) {
+          merged[envelope.source] = envelope;
+        }
+      }
+      return merged;
+    },
     trimmedThrough: (topic) => inner.trimmedThrough(topic),
     sweep: (at) => inner.sweep(at),
     async health() {
