@@ -1,4 +1,5 @@
 import { compareCursors, type Envelope, type MessageStore } from '@anode/shared';
+import { mergePage } from './merge-page.ts';
 
 /**
  * Persist mode `origin` (one shared store, only the accepting relay writes): the messages this
@@ -152,11 +153,7 @@ export function createHeldStore(inner: MessageStore, options: HeldOptions): Held
         const entry = byId.get(message.id);
         if (entry) drop(entry);
       }
-      const waiting = heldAfter(topic, query.after ?? '', query.limit);
-      if (waiting.length === 0) return stored;
-      const merged = [...stored, ...waiting];
-      merged.sort((a, b) => compareCursors(a.cursor, b.cursor));
-      return merged.slice(0, query.limit);
+      return mergePage(stored, heldAfter(topic, query.after ?? '', query.limit), query.limit);
     },
 
     async topics() {

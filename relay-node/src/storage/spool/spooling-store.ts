@@ -1,15 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import {
-  type AppendResult,
-  compareCursors,
-  type Envelope,
-  type MessageStore,
-  type StoreHealth,
-  UnavailableError,
-} from '@anode/shared';
+import { type AppendResult, type Envelope, type MessageStore, type StoreHealth, UnavailableError } from '@anode/shared';
 import type { Logger } from '../../logger.ts';
+import { mergePage } from '../merge-page.ts';
 
 /**
  * A durable local spool in front of a remote store (Cassandra). While the remote store accepts
@@ -216,11 +210,7 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
       const waiting = (spooledAfter.all(topic, query.after ?? '', query.limit) as { envelope: string }[]).map(
         (row) => JSON.parse(row.envelope) as Envelope,
       );
-      if (waiting.length === 0) return stored;
-      const ids = new Set(stored.map((m) => m.id));
-      const merged = [...stored, ...waiting.filter((m) => !ids.has(m.id))];
-      merged.sort((a, b) => compareCursors(a.cursor, b.cursor));
-      return merged.slice(0, query.limit);
+      return mergePage(stored, waiting, query.limit);
     },
     latest: (topic) => read(() => primary.latest(topic)),
     async topics() {
