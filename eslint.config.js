@@ -14,6 +14,18 @@ export default tseslint.config(
     },
   },
   {
+    // A relay's settings come from its config (file, flags, ANODE_* variables: config.ts), so
+    // every one is validated and documented; a stray process.env read is a hidden setting.
+    files: ['relay-node/src/**/*.ts', 'shared/src/**/*.ts', 'worker/src/**/*.ts', 'client/src/**/*.ts'],
+    ignores: ['**/*.test.ts', 'relay-node/src/cli/relay-command.ts', 'relay-node/src/cli/token-command.ts'],
+    rules: {
+      'no-restricted-properties': [
+        'error',
+        { object: 'process', property: 'env', message: 'settings come from the config (relay-node/src/config.ts)' },
+      ],
+    },
+  },
+  {
     // Command-line entry points, examples and test tooling talk to a terminal.
     files: ['**/cli.ts', 'test/**/*.ts', '**/bin/*.ts', 'examples/**', 'relay-node/examples/*.ts'],
     rules: { 'no-console': 'off' },

@@ -96,7 +96,6 @@ export async function createHost(options: HostOptions): Promise<Host> {
       dcutr: dcutr(),
       pubsub: gossipsub({
         globalSignaturePolicy: 'StrictSign',
-        ...(process.env.XD ? JSON.parse(process.env.XD) : {}),
         msgIdFn: options.msgIdFn,
         fastMsgIdFn: options.fastMsgIdFn,
         allowedTopics: topics,
