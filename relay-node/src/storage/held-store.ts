@@ -1,5 +1,5 @@
 import { compareCursors, type Envelope, type MessageStore } from '@anode/shared';
-import { mergePage } from './merge-page.ts';
+import { mergeLatest, mergePage } from './merge-page.ts';
 
 /**
  * Persist mode `origin` (one shared store, only the accepting relay writes): the messages this
@@ -171,15 +171,10 @@ export function createHeldStore(inner: MessageStore, options: HeldOptions): Held
       trim();
       const list = byTopic.get(topic)?.entries;
       if (!list) return stored;
-      const merged = { ...stored };
-      for (const { envelope, gone } of list) {
-        if (gone) continue;
-        const best = Object.hasOwn(merged, envelope.source) ? merged[envelope.source] : undefined;
-        if (!best || envelope.ts > best.ts || (envelope.ts === best.ts && envelope.id > best.id)) {
-          merged[envelope.source] = envelope;
-        }
-      }
-      return merged;
+      return mergeLatest(
+        stored,
+        list.filter((entry) => !entry.gone).map((entry) => entry.envelope),
+      );
     },
     trimmedThrough: (topic) => inner.trimmedThrough(topic),
     sweep: (at) => inner.sweep(at),

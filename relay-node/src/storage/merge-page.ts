@@ -12,3 +12,21 @@ export function mergePage(stored: Envelope[], extra: readonly Envelope[], limit:
   merged.sort((a, b) => compareCursors(a.cursor, b.cursor));
   return merged.slice(0, limit);
 }
+
+/**
+ * `latest` (the newest message per source) with messages not in the store yet taken into account,
+ * by the stores' rule: the later `ts` wins, then the greater id.
+ */
+export function mergeLatest(
+  stored: Readonly<Record<string, Envelope>>,
+  extra: Iterable<Envelope>,
+): Record<string, Envelope> {
+  const merged: Record<string, Envelope> = { ...stored };
+  for (const envelope of extra) {
+    const best = Object.hasOwn(merged, envelope.source) ? merged[envelope.source] : undefined;
+    if (!best || envelope.ts > best.ts || (envelope.ts === best.ts && envelope.id > best.id)) {
+      merged[envelope.source] = envelope;
+    }
+  }
+  return merged;
+}

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { after, describe, it } from 'node:test';
 import { createHybridClock, type Envelope, type MessageStore } from '@anode/shared';
 import { createLogger } from '../../logger.ts';
@@ -71,6 +72,69 @@ describe('spooling store: history sees the spool', () => {
     await spooling.drained(10_000);
     assert.deepEqual(ids(await spooling.history('h.t', { limit: 10 })), [1, 2, 3, 4]);
     assert.deepEqual(ids(await reopened.history('h.new', { limit: 10 })), ['only spooled']);
+    await spooling.close();
+  });
+
+  it('answers latest with a spooled message newer than the stored one of its source, until it drains', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-spool-latest-'));
+    dirs.push(dir);
+    const clock = createHybridClock('spoollatest');
+    const make = (source: string, ts: number, data: unknown): Envelope => ({
+      id: `r${clock.next().replace(/[^0-9a-z]/g, '')}`,
+      topic: 'l.t',
+      cursor: clock.next(),
+      source,
+      ts,
+      data,
+    });
+    const primary = createSqliteStore({ dataDir: join(dir, 'store'), retention: { maxAgeMs: 0, maxMessages: 0 } });
+    const { store: remote, state } = failingAppends(primary);
+    const spooling = createSpoolingStore(remote, { dataDir: join(dir, 'spool'), drainIntervalMs: 600_000, log });
+    const t = Date.now();
+    await spooling.append([make('a', t, 'a stored'), make('b', t + 5, 'b stored')]);
+    state.down = true;
+    // a: two spooled, the newer by ts first; b: a spooled one older than the stored one; c: only spooled.
+    await spooling.append([make('a', t + 9, 'a newest'), make('a', t + 3, 'a older'), make('b', t + 1, 'b older')]);
+    await spooling.append([make('c', t, 'c only spooled')]);
+    state.down = false;
+    const data = (latest: Record<string, Envelope>) =>
+      Object.fromEntries(Object.entries(latest).map(([source, m]) => [source, m.data]));
+    assert.deepEqual(data(await spooling.latest('l.t')), { a: 'a newest', b: 'b stored', c: 'c only spooled' });
+    assert.deepEqual(data(await primary.latest('l.t')), { a: 'a stored', b: 'b stored' }, 'not drained yet');
+    assert.deepEqual(await spooling.latest('l.none'), {});
+    await spooling.close();
+  });
+
+  it('reads latest from a spool written by an older relay (rows without source and ts)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-spool-old-'));
+    dirs.push(dir);
+    const clock = createHybridClock('spoolold');
+    const old: Envelope = {
+      id: 'old-1',
+      topic: 'o.t',
+      cursor: clock.next(),
+      source: 'a',
+      ts: Date.now(),
+      data: 'old row',
+    };
+    await mkdir(join(dir, 'spool'), { recursive: true });
+    // The spool table as relays before these columns wrote it.
+    const legacy = new DatabaseSync(join(dir, 'spool', 'spool.sqlite'));
+    legacy.exec(
+      'CREATE TABLE spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, envelope TEXT NOT NULL, id TEXT, topic TEXT, cursor TEXT)',
+    );
+    legacy
+      .prepare('INSERT INTO spool (id, envelope, topic, cursor) VALUES (?, ?, ?, ?)')
+      .run(old.id, JSON.stringify(old), old.topic, old.cursor);
+    legacy.close();
+    const primary = createSqliteStore({ dataDir: join(dir, 'store'), retention: { maxAgeMs: 0, maxMessages: 0 } });
+    const { store: remote, state } = failingAppends(primary);
+    state.down = true; // the row stays in the spool (a drain starts at once)
+    const spooling = createSpoolingStore(remote, { dataDir: join(dir, 'spool'), drainIntervalMs: 600_000, log });
+    assert.equal(spooling.spoolDepth, 1);
+    assert.deepEqual((await spooling.latest('o.t')).a?.data, 'old row');
+    assert.equal(spooling.spoolDepth, 1, 'still spooled');
+    assert.deepEqual(await primary.latest('o.t'), {});
     await spooling.close();
   });
 });

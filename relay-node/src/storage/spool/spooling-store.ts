@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { type AppendResult, type Envelope, type MessageStore, type StoreHealth, UnavailableError } from '@anode/shared';
 import type { Logger } from '../../logger.ts';
-import { mergePage } from '../merge-page.ts';
+import { mergeLatest, mergePage } from '../merge-page.ts';
 
 /**
  * A durable local spool in front of a remote store (Cassandra). While the remote store accepts
@@ -55,7 +55,17 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
   for (const column of ['topic', 'cursor'])
     if (!columns.some((c) => c.name === column)) db.exec(`ALTER TABLE spool ADD COLUMN ${column} TEXT`);
   db.exec('CREATE INDEX IF NOT EXISTS spool_topic ON spool (topic, cursor)');
-  const push = db.prepare('INSERT INTO spool (id, envelope, topic, cursor) VALUES (?, ?, ?, ?)');
+  // Source and ts answer `latest` (rows spooled before these columns have neither: read whole).
+  if (!columns.some((c) => c.name === 'source')) db.exec('ALTER TABLE spool ADD COLUMN source TEXT');
+  if (!columns.some((c) => c.name === 'ts')) db.exec('ALTER TABLE spool ADD COLUMN ts INTEGER');
+  db.exec('CREATE INDEX IF NOT EXISTS spool_latest ON spool (topic, source, ts, id)');
+  const push = db.prepare('INSERT INTO spool (id, envelope, topic, cursor, source, ts) VALUES (?, ?, ?, ?, ?, ?)');
+  // The newest spooled row per source of a topic, by the stores' rule (ts, then id).
+  const spooledLatest = db.prepare(
+    `SELECT envelope FROM (SELECT envelope, row_number() OVER (PARTITION BY source ORDER BY ts DESC, id DESC) AS n
+       FROM spool WHERE topic = ? AND source IS NOT NULL) WHERE n = 1`,
+  );
+  const spooledLatestOld = db.prepare('SELECT envelope FROM spool WHERE topic = ? AND source IS NULL');
   const spooledAfter = db.prepare('SELECT envelope FROM spool WHERE topic = ? AND cursor > ? ORDER BY cursor LIMIT ?');
   const spooledTopics = db.prepare('SELECT DISTINCT topic FROM spool WHERE topic IS NOT NULL');
   const spooled = db.prepare('SELECT envelope FROM spool WHERE id = ? ORDER BY seq LIMIT 1');
@@ -97,7 +107,7 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
           results.push({ envelope: earlier, inserted: false });
           continue;
         }
-        push.run(m.id, JSON.stringify(m), m.topic, m.cursor);
+        push.run(m.id, JSON.stringify(m), m.topic, m.cursor, m.source, m.ts);
         batch.set(m.id, m);
         results.push({ envelope: m, inserted: true });
       }
@@ -212,7 +222,16 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
       );
       return mergePage(stored, waiting, query.limit);
     },
-    latest: (topic) => read(() => primary.latest(topic)),
+    // Latest too: a message this node acked must not look older than the one before it.
+    async latest(topic) {
+      const stored = await read(() => primary.latest(topic));
+      if (depth === 0) return stored;
+      const rows = [...spooledLatest.all(topic), ...spooledLatestOld.all(topic)] as { envelope: string }[];
+      return mergeLatest(
+        stored,
+        rows.map((row) => JSON.parse(row.envelope) as Envelope),
+      );
+    },
     async topics() {
       const stored = await read(() => primary.topics());
       if (depth === 0) return stored;
