@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { cp, rm } from 'node:fs/promises';
+import { cp, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createHybridClock, type Envelope, type MessageStore, randomNodeId } from '@anode/shared';
 import { createClient } from '@anode/client';
@@ -119,6 +120,43 @@ describe('Cassandra store', { skip }, () => {
     assert.equal(Number(row?.wt), 9_000 * 1000, 'the cell carries the message ts as its write time');
     await raw.shutdown();
     await store.close();
+  });
+
+  it('refuses a copy on a host of the same name at the same path (a cloned VM) once the original renewed; a restart takes the lease back at once', async () => {
+    const s = (await serverReady) as CassandraServer;
+    const keyspace = keyspaceName();
+    const dir = await tempDir();
+    const nodeId = randomNodeId(12);
+    // Both stores name the same host and folder: only the token in node-lease tells them apart.
+    const lease = (tokenFile: string) => ({
+      nodeId,
+      holder: 'relay-1 /var/lib/anode',
+      tokenFile,
+      leaseS: 6,
+      renewMs: 300,
+      pollMs: 100,
+    });
+    const original = createCassandraStore({ ...storeOptions(s, keyspace), lease: lease(join(dir, 'original')) });
+    const stores: MessageStore[] = [original];
+    try {
+      await original.open?.();
+      // The clone is made now, then the original renews (rotating its token) before the clone boots.
+      await cp(join(dir, 'original'), join(dir, 'clone'));
+      await new Promise((r) => setTimeout(r, 1_000));
+      const clone = createCassandraStore({ ...storeOptions(s, keyspace), lease: lease(join(dir, 'clone')) });
+      stores.push(clone);
+      await assert.rejects(clone.open?.() as Promise<void>, /node id \w+ is in use by another relay/);
+      // The original restarted (killed, so its lease is still in the row): its own token, at once.
+      const restarted = createCassandraStore({ ...storeOptions(s, keyspace), lease: lease(join(dir, 'original')) });
+      stores.push(restarted);
+      const started = Date.now();
+      await restarted.open?.();
+      assert.ok(Date.now() - started < 3_000, `took the lease back after ${Date.now() - started} ms`);
+      assert.equal((await stat(join(dir, 'original'))).mode & 0o777, 0o600);
+    } finally {
+      for (const store of stores) await store.close().catch(() => {});
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('expires messages by TTL and refuses resume cursors older than retention', async () => {

@@ -31,8 +31,13 @@ export function createStore(config: RelayConfig, log: Logger, metrics: Metrics, 
         bucketMs: config.cassandra_bucket_ms,
         timeoutMs: config.cassandra_timeout_ms,
         retention,
-        // The same relay restarted (this host, this folder) takes its lease back at once.
-        lease: { nodeId, holder: `${hostname()} ${resolve(config.data_dir)}` },
+        // The same relay restarted (this host, this folder, the token it wrote last in
+        // `node-lease`) takes its lease back at once.
+        lease: {
+          nodeId,
+          holder: `${hostname()} ${resolve(config.data_dir)}`,
+          tokenFile: join(config.data_dir, 'node-lease'),
+        },
       });
       return createSpoolingStore(cassandra, {
         dataDir: join(config.data_dir, 'spool'),

@@ -40,7 +40,7 @@ export interface CassandraStoreOptions {
   timeoutMs: number;
   retention: RetentionPolicy;
   /** Hold a lease on this relay's node id in the keyspace (node-lease.ts); the relay passes it. */
-  lease?: { nodeId: string; holder: string; leaseS?: number; renewMs?: number; pollMs?: number };
+  lease?: { nodeId: string; holder: string; tokenFile?: string; leaseS?: number; renewMs?: number; pollMs?: number };
 }
 
 const { Long, consistencies } = cassandra.types;

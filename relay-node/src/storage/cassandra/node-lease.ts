@@ -1,4 +1,7 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type cassandra from 'cassandra-driver';
+import { PRIVATE_FILE_MODE } from '../../private-files.ts';
 
 /**
  * One relay per node id on a Cassandra keyspace. Cursors carry the node id that minted them, and
@@ -9,10 +12,13 @@ import type cassandra from 'cassandra-driver';
  *
  * So each relay holds a lease on its node id: a row in `node_leases` taken with a lightweight
  * transaction and renewed every RENEW_MS with a TTL of LEASE_S. The holder names the host and
- * the data folder: the same relay restarted (same host, same folder) takes its lease back at
- * once; a copy elsewhere finds it held and is refused, once the holder has shown it is alive
- * (it renewed meanwhile), or after the lease would have expired had its holder died. A clean stop
- * gives the lease up.
+ * the data folder, plus a random token that changes at every renewal and is kept in the folder
+ * (`tokenFile`): the same relay restarted (same host, same folder, the token it last wrote) takes
+ * its lease back at once. A copy is refused once the holder has shown it is alive (it renewed
+ * meanwhile), or after the lease would have expired had its holder died: a copy in another folder
+ * or on another host, and also a copy on a host of the same name at the same path (a cloned VM),
+ * whose token is stale once the original renewed after the copy was made. A clean stop gives the
+ * lease up.
  */
 export const LEASE_S = 30;
 export const RENEW_MS = 10_000;
@@ -31,6 +37,11 @@ export interface NodeLeaseOptions {
   nodeId: string;
   /** Who holds it: this relay's host and data folder. */
   holder: string;
+  /**
+   * Where this relay keeps the holder names it wrote last (in its data folder). Without it the
+   * holder name is `holder` alone, and any relay with the same host and folder is this one.
+   */
+  tokenFile?: string;
   leaseS?: number;
   renewMs?: number;
   /** How often a held lease is looked at again while waiting for it (default 1 s). */
@@ -51,26 +62,78 @@ export function createNodeLease(io: LeaseIo, options: NodeLeaseOptions): NodeLea
   const leaseS = options.leaseS ?? LEASE_S;
   const renewMs = options.renewMs ?? RENEW_MS;
   const pollMs = options.pollMs ?? 1_000;
-  const { nodeId, holder } = options;
+  const { nodeId, tokenFile } = options;
+  const prefix = `${options.holder} #`;
   let timer: ReturnType<typeof setInterval> | undefined;
-  let held = false;
+  let holding = false;
   let problem: string | undefined;
 
-  const claim = async () =>
+  /** The holder names this relay wrote and may still find in the row, newest last (at most 3). */
+  let recorded: string[] = [];
+  if (tokenFile) {
+    try {
+      const names: unknown = JSON.parse(readFileSync(tokenFile, 'utf8'));
+      if (Array.isArray(names)) recorded = names.filter((n): n is string => typeof n === 'string').slice(-3);
+    } catch {
+      // None yet (or unreadable): nothing found in the row is this relay's.
+    }
+  }
+  /** Keeps `names` (in memory at once; throws when the folder cannot be written). */
+  const record = (names: string[]) => {
+    recorded = names.slice(-3);
+    if (!tokenFile) return;
+    const temporary = `${tokenFile}.new`;
+    writeFileSync(temporary, JSON.stringify(recorded), { mode: PRIVATE_FILE_MODE, flush: true });
+    renameSync(temporary, tokenFile);
+  };
+  /** A new name to hold the lease under (the same one each time without a token file). */
+  const fresh = () => (tokenFile ? `${prefix}${randomBytes(6).toString('hex')}` : options.holder);
+  const mine = (name: string) =>
+    name === options.holder || (tokenFile !== undefined && name.startsWith(prefix) && recorded.includes(name));
+  /** The name the lease is held under. */
+  let holder = options.holder;
+
+  const claim = async (name: string) =>
     (
       await io.exec(
         `INSERT INTO ${ks}.node_leases (node_id, holder, renewed_at) VALUES (?, ?, ?) IF NOT EXISTS USING TTL ?`,
-        [nodeId, holder, new Date(), leaseS],
+        [nodeId, name, new Date(), leaseS],
       )
     ).first();
-  /** Renews our own lease; false when the row is gone or another holder has it. */
-  const renew = async () =>
-    (
-      await io.exec(
-        `UPDATE ${ks}.node_leases USING TTL ? SET holder = ?, renewed_at = ? WHERE node_id = ? IF holder = ?`,
-        [leaseS, holder, new Date(), nodeId, holder],
-      )
-    ).first()['[applied]'] === true;
+  /**
+   * Renews the lease held under `from` (this relay's) as `to`; false when the row is gone or
+   * another's. `to` was recorded before: a relay killed before the answer still knows it.
+   */
+  const swap = async (from: string, to: string) => {
+    const applied =
+      (
+        await io.exec(
+          `UPDATE ${ks}.node_leases USING TTL ? SET holder = ?, renewed_at = ? WHERE node_id = ? IF holder = ?`,
+          [leaseS, to, new Date(), nodeId, from],
+        )
+      ).first()['[applied]'] === true;
+    if (applied) held(to);
+    return applied;
+  };
+  /** Now held under `name`: the names recorded before it no longer matter. */
+  const held = (name: string) => {
+    holder = name;
+    try {
+      record([name]);
+    } catch {
+      // Not written: the names recorded before include it.
+    }
+  };
+  /** A new name, recorded; the current one when the folder cannot be written (disk full). */
+  const next = () => {
+    const name = fresh();
+    try {
+      record([...recorded, name]);
+      return name;
+    } catch {
+      return holder;
+    }
+  };
 
   const inUse = (other: string, renewedAt: unknown) =>
     new NodeIdInUseError(
@@ -81,17 +144,20 @@ export function createNodeLease(io: LeaseIo, options: NodeLeaseOptions): NodeLea
     );
 
   const keepRenewing = () => {
-    held = true;
+    holding = true;
     problem = undefined;
     clearInterval(timer);
     timer = setInterval(() => {
       void (async () => {
         try {
-          if (await renew()) return void (problem = undefined);
+          if (await swap(holder, next())) return void (problem = undefined);
           // Gone (this relay was cut off or paused past the TTL): take it again if nobody has.
-          const row = await claim();
-          if (row['[applied]'] === true || row.holder === holder) return void (problem = undefined);
-          problem = inUse(String(row.holder), row.renewed_at).message;
+          const row = await claim(holder);
+          if (row['[applied]'] === true) return void (problem = undefined);
+          const other = String(row.holder);
+          // A renewal whose answer was lost may have left a name this relay recorded.
+          if (mine(other) && (await swap(other, next()))) return void (problem = undefined);
+          problem = inUse(other, row.renewed_at).message;
         } catch {
           // Cassandra away: the lease runs out on its own; renewing goes on when it is back.
         }
@@ -102,15 +168,22 @@ export function createNodeLease(io: LeaseIo, options: NodeLeaseOptions): NodeLea
 
   return {
     async take() {
+      // Recorded before the claim (a folder that cannot be written fails the start here).
+      const name = fresh();
+      record([...recorded, name]);
       let firstSeen: { holder: string; renewedAt: number } | undefined;
       const deadline = Date.now() + leaseS * 1000 + pollMs;
       for (;;) {
-        const row = await claim();
-        if (row['[applied]'] === true) return keepRenewing();
-        const other = String(row.holder);
-        if (other === holder) {
-          await renew();
+        const row = await claim(name);
+        if (row['[applied]'] === true) {
+          held(name);
           return keepRenewing();
+        }
+        const other = String(row.holder);
+        // This relay's own lease from before a restart (even after SIGKILL): taken back at once.
+        if (mine(other)) {
+          if (await swap(other, name)) return keepRenewing();
+          continue; // it changed meanwhile: look again
         }
         const renewedAt = row.renewed_at instanceof Date ? row.renewed_at.getTime() : 0;
         // Renewed since we first looked: its holder is alive.
@@ -128,8 +201,8 @@ export function createNodeLease(io: LeaseIo, options: NodeLeaseOptions): NodeLea
     async release() {
       clearInterval(timer);
       timer = undefined;
-      if (!held) return;
-      held = false;
+      if (!holding) return;
+      holding = false;
       await io.exec(`DELETE FROM ${ks}.node_leases WHERE node_id = ? IF holder = ?`, [nodeId, holder]).catch(() => {});
     },
   };
