@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { createHybridClock, type Envelope, type MessageStore, randomNodeId } from '@anode/shared';
 import { createClient } from '@anode/client';
 import { createCassandraStore } from '@anode/relay-node/src/storage/cassandra/cassandra-store.ts';
+import { createNodeLease, type LeaseIo } from '@anode/relay-node/src/storage/cassandra/node-lease.ts';
 import { createLogger } from '@anode/relay-node/src/logger.ts';
 import { messageStoreCompliance } from '@anode/relay-node/src/storage/message-store.compliance.ts';
 import { createSpoolingStore } from '@anode/relay-node/src/storage/spool/spooling-store.ts';
@@ -122,39 +123,113 @@ describe('Cassandra store', { skip }, () => {
     await store.close();
   });
 
-  it('refuses a copy on a host of the same name at the same path (a cloned VM) once the original renewed; a restart takes the lease back at once', async () => {
+  it('node-id lease: a clone with the same host name and path is refused once the original renewed; a restart after a kill takes it back at once', async () => {
+    const s = (await serverReady) as CassandraServer;
+    const keyspace = keyspaceName();
+    const schema = createCassandraStore(storeOptions(s, keyspace));
+    await schema.topics(); // creates the keyspace and its tables
+    await schema.close();
+    const client = new cassandra.Client({ contactPoints: [`${s.host}:${s.port}`], localDataCenter: 'datacenter1' });
+    const dir = await tempDir();
+    const killed = new Set<string>();
+    /** Each lease's statements; a killed relay's no longer reach Cassandra (its row stays). */
+    const io = (who: string): LeaseIo => ({
+      exec: (query, params) =>
+        killed.has(who)
+          ? Promise.reject(new Error(`${who} was killed`))
+          : client.execute(query, params, {
+              prepare: true,
+              consistency: cassandra.types.consistencies.localQuorum,
+              serialConsistency: cassandra.types.consistencies.localSerial,
+            }),
+    });
+    const nodeId = randomNodeId(12);
+    // Every one names the same host and folder: only the token in node-lease tells them apart.
+    const lease = (who: string, tokenFile: string) =>
+      createNodeLease(io(who), {
+        keyspace,
+        nodeId,
+        holder: 'relay-1 /var/lib/anode',
+        tokenFile,
+        leaseS: 20,
+        renewMs: 300,
+        pollMs: 100,
+      });
+    try {
+      const original = lease('original', join(dir, 'original'));
+      await original.take();
+      // The clone is made now; the original renews (a new token) before the clone boots.
+      await cp(join(dir, 'original'), join(dir, 'clone'));
+      await new Promise((r) => setTimeout(r, 1_000));
+      await assert.rejects(lease('clone', join(dir, 'clone')).take(), /node id \w+ is in use by another relay/);
+      assert.equal(original.problem, undefined, 'the original holds on');
+      // SIGKILL: no release, and the row stays under the token the original wrote last.
+      killed.add('original');
+      await new Promise((r) => setTimeout(r, 500));
+      const restarted = lease('restarted', join(dir, 'original'));
+      const started = Date.now();
+      await restarted.take();
+      assert.ok(Date.now() - started < 3_000, `took the lease back after ${Date.now() - started} ms`);
+      assert.equal((await stat(join(dir, 'original'))).mode & 0o777, 0o600);
+      // A clean stop gives it up: the clone takes it at once.
+      await restarted.release();
+      const clone = lease('clone 2', join(dir, 'clone'));
+      await clone.take();
+      await clone.release();
+    } finally {
+      await client.shutdown();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('node-id lease: a store whose lease another relay took refuses appends until it has it back', async () => {
     const s = (await serverReady) as CassandraServer;
     const keyspace = keyspaceName();
     const dir = await tempDir();
     const nodeId = randomNodeId(12);
-    // Both stores name the same host and folder: only the token in node-lease tells them apart.
-    const lease = (tokenFile: string) => ({
-      nodeId,
-      holder: 'relay-1 /var/lib/anode',
-      tokenFile,
-      leaseS: 6,
-      renewMs: 300,
-      pollMs: 100,
+    const store = createCassandraStore({
+      ...storeOptions(s, keyspace),
+      lease: { nodeId, holder: 'relay-1 /data', tokenFile: join(dir, 'node-lease'), leaseS: 20, renewMs: 200 },
     });
-    const original = createCassandraStore({ ...storeOptions(s, keyspace), lease: lease(join(dir, 'original')) });
-    const stores: MessageStore[] = [original];
+    const client = new cassandra.Client({ contactPoints: [`${s.host}:${s.port}`], localDataCenter: 'datacenter1' });
+    const clock = createHybridClock(nodeId);
+    const message = (data: string): Envelope => ({
+      id: `k-${data}`,
+      topic: 'lease.lost',
+      cursor: clock.next(),
+      source: 's',
+      ts: Date.now(),
+      data,
+    });
     try {
-      await original.open?.();
-      // The clone is made now, then the original renews (rotating its token) before the clone boots.
-      await cp(join(dir, 'original'), join(dir, 'clone'));
-      await new Promise((r) => setTimeout(r, 1_000));
-      const clone = createCassandraStore({ ...storeOptions(s, keyspace), lease: lease(join(dir, 'clone')) });
-      stores.push(clone);
-      await assert.rejects(clone.open?.() as Promise<void>, /node id \w+ is in use by another relay/);
-      // The original restarted (killed, so its lease is still in the row): its own token, at once.
-      const restarted = createCassandraStore({ ...storeOptions(s, keyspace), lease: lease(join(dir, 'original')) });
-      stores.push(restarted);
-      const started = Date.now();
-      await restarted.open?.();
-      assert.ok(Date.now() - started < 3_000, `took the lease back after ${Date.now() - started} ms`);
-      assert.equal((await stat(join(dir, 'original'))).mode & 0o777, 0o600);
+      await store.open?.();
+      assert.equal((await store.append([message('before')]))[0]?.inserted, true);
+      // Another relay with this node id takes the lease (this one was paused past its TTL: the row
+      // expired, and the other one claimed it).
+      await client.execute(`DELETE FROM ${keyspace}.node_leases WHERE node_id = ?`, [nodeId]);
+      await client.execute(
+        `INSERT INTO ${keyspace}.node_leases (node_id, holder, renewed_at) VALUES (?, ?, ?) USING TTL 3`,
+        [nodeId, 'relay-2 /data #other', new Date()],
+        { prepare: true },
+      );
+      await new Promise((r) => setTimeout(r, 600));
+      await assert.rejects(store.append([message('during')]), (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'node_id_in_use');
+        assert.match(error.message, /relay-2 \/data #other/);
+        return true;
+      });
+      assert.equal((await store.health()).ok, false);
+      // Its lease ran out (the other relay stopped): this store takes it again and writes again.
+      await new Promise((r) => setTimeout(r, 3_500));
+      assert.equal((await store.append([message('after')]))[0]?.inserted, true);
+      const history = await store.history('lease.lost', { limit: 10 });
+      assert.deepEqual(
+        history.map((m) => m.data),
+        ['before', 'after'],
+      );
     } finally {
-      for (const store of stores) await store.close().catch(() => {});
+      await client.shutdown();
+      await store.close();
       await rm(dir, { recursive: true, force: true });
     }
   });

@@ -499,6 +499,10 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
 
     async append(messages, appendOptions) {
       await connect();
+      // Another relay took this node id's lease (this one was cut off or paused past it): its
+      // writes would overwrite that relay's rows, so none is made until the lease is back.
+      const leaseProblem = lease?.problem;
+      if (leaseProblem) throw new NodeIdInUseError(leaseProblem);
       const io = appendIo(Date.now() + options.timeoutMs);
       // A repeated id within one batch resolves to its first occurrence (input order), as in
       // every adapter, instead of racing its own lightweight transaction.

@@ -22,6 +22,8 @@ import { PRIVATE_FILE_MODE } from '../../private-files.ts';
  */
 export const LEASE_S = 30;
 export const RENEW_MS = 10_000;
+/** Names written down but not yet confirmed in the row, kept at most (answers lost in a row). */
+const MAX_PENDING = 16;
 
 export class NodeIdInUseError extends Error {
   readonly code = 'node_id_in_use';
@@ -64,34 +66,48 @@ export function createNodeLease(io: LeaseIo, options: NodeLeaseOptions): NodeLea
   const pollMs = options.pollMs ?? 1_000;
   const { nodeId, tokenFile } = options;
   const prefix = `${options.holder} #`;
-  let timer: ReturnType<typeof setInterval> | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  /** The renewal running now (one at a time; a stop waits for it). */
+  let tick: Promise<void> | undefined;
   let holding = false;
+  let stopped = false;
   let problem: string | undefined;
 
-  /** The holder names this relay wrote and may still find in the row, newest last (at most 3). */
-  let recorded: string[] = [];
-  if (tokenFile) {
-    try {
-      const names: unknown = JSON.parse(readFileSync(tokenFile, 'utf8'));
-      if (Array.isArray(names)) recorded = names.filter((n): n is string => typeof n === 'string').slice(-3);
-    } catch {
-      // None yet (or unreadable): nothing found in the row is this relay's.
-    }
-  }
-  /** Keeps `names` (in memory at once; throws when the folder cannot be written). */
-  const record = (names: string[]) => {
-    recorded = names.slice(-3);
+  /** The name the lease is held under, as far as this relay knows. */
+  let holder = options.holder;
+  /**
+   * Names written down that a statement may have put in the row without this relay learning it
+   * (an answer lost), newest last; at start, the names the last run wrote. Cleared once a
+   * statement's answer says which name the row holds.
+   */
+  let pending: string[] = [];
+  const save = () => {
     if (!tokenFile) return;
     const temporary = `${tokenFile}.new`;
-    writeFileSync(temporary, JSON.stringify(recorded), { mode: PRIVATE_FILE_MODE, flush: true });
+    writeFileSync(temporary, JSON.stringify([holder, ...pending]), { mode: PRIVATE_FILE_MODE, flush: true });
     renameSync(temporary, tokenFile);
   };
-  /** A new name to hold the lease under (the same one each time without a token file). */
-  const fresh = () => (tokenFile ? `${prefix}${randomBytes(6).toString('hex')}` : options.holder);
+  /** A new name, written down before any statement can put it in the row (throws if it cannot be). */
+  const fresh = () => {
+    if (!tokenFile) return options.holder;
+    const name = `${prefix}${randomBytes(6).toString('hex')}`;
+    pending = [...pending, name].slice(-MAX_PENDING);
+    save();
+    return name;
+  };
+  /** A name this relay wrote: its own lease, whatever the answers it missed. */
   const mine = (name: string) =>
-    name === options.holder || (tokenFile !== undefined && name.startsWith(prefix) && recorded.includes(name));
-  /** The name the lease is held under. */
-  let holder = options.holder;
+    name === options.holder || (name.startsWith(prefix) && (name === holder || pending.includes(name)));
+  /** The row holds `name`: the other names no longer matter. */
+  const held = (name: string) => {
+    holder = name;
+    pending = [];
+    try {
+      save();
+    } catch {
+      // Not written: the file still names it among the pending ones.
+    }
+  };
 
   const claim = async (name: string) =>
     (
@@ -100,10 +116,7 @@ export function createNodeLease(io: LeaseIo, options: NodeLeaseOptions): NodeLea
         [nodeId, name, new Date(), leaseS],
       )
     ).first();
-  /**
-   * Renews the lease held under `from` (this relay's) as `to`; false when the row is gone or
-   * another's. `to` was recorded before: a relay killed before the answer still knows it.
-   */
+  /** Renews the lease held under `from` (this relay's) as `to`; false when the row is gone or another's. */
   const swap = async (from: string, to: string) => {
     const applied =
       (
@@ -115,25 +128,6 @@ export function createNodeLease(io: LeaseIo, options: NodeLeaseOptions): NodeLea
     if (applied) held(to);
     return applied;
   };
-  /** Now held under `name`: the names recorded before it no longer matter. */
-  const held = (name: string) => {
-    holder = name;
-    try {
-      record([name]);
-    } catch {
-      // Not written: the names recorded before include it.
-    }
-  };
-  /** A new name, recorded; the current one when the folder cannot be written (disk full). */
-  const next = () => {
-    const name = fresh();
-    try {
-      record([...recorded, name]);
-      return name;
-    } catch {
-      return holder;
-    }
-  };
 
   const inUse = (other: string, renewedAt: unknown) =>
     new NodeIdInUseError(
@@ -143,34 +137,58 @@ export function createNodeLease(io: LeaseIo, options: NodeLeaseOptions): NodeLea
         'copy its own node-id, peer-key and clock-lease files (delete them and it makes new ones)',
     );
 
+  const renew = async () => {
+    let next: string;
+    try {
+      next = fresh();
+    } catch {
+      next = holder; // the folder cannot be written (disk full): renewed under the same name
+    }
+    if (await swap(holder, next)) return void (problem = undefined);
+    // Gone (this relay was cut off or paused past the TTL): take it again if nobody has.
+    const row = await claim(holder);
+    if (row['[applied]'] === true) {
+      held(holder);
+      return void (problem = undefined);
+    }
+    const other = String(row.holder);
+    // A renewal whose answer was lost left one of this relay's names in the row.
+    if (mine(other) && (await swap(other, holder))) return void (problem = undefined);
+    problem = inUse(other, row.renewed_at).message;
+  };
+  const schedule = () => {
+    timer = setTimeout(() => {
+      tick = renew()
+        .catch(() => {
+          // Cassandra away: the lease runs out on its own; renewing goes on when it is back.
+        })
+        .finally(() => {
+          tick = undefined;
+          if (!stopped) schedule();
+        });
+    }, renewMs);
+    timer.unref();
+  };
   const keepRenewing = () => {
     holding = true;
     problem = undefined;
-    clearInterval(timer);
-    timer = setInterval(() => {
-      void (async () => {
-        try {
-          if (await swap(holder, next())) return void (problem = undefined);
-          // Gone (this relay was cut off or paused past the TTL): take it again if nobody has.
-          const row = await claim(holder);
-          if (row['[applied]'] === true) return void (problem = undefined);
-          const other = String(row.holder);
-          // A renewal whose answer was lost may have left a name this relay recorded.
-          if (mine(other) && (await swap(other, next()))) return void (problem = undefined);
-          problem = inUse(other, row.renewed_at).message;
-        } catch {
-          // Cassandra away: the lease runs out on its own; renewing goes on when it is back.
-        }
-      })();
-    }, renewMs);
-    timer.unref();
+    if (!stopped) schedule();
   };
 
   return {
     async take() {
-      // Recorded before the claim (a folder that cannot be written fails the start here).
-      const name = fresh();
-      record([...recorded, name]);
+      stopped = false;
+      // The names the last run of this relay wrote (a restart, even after SIGKILL): read now, not
+      // when the store was made, as the lease may have been renewed meanwhile.
+      if (tokenFile) {
+        try {
+          const names: unknown = JSON.parse(readFileSync(tokenFile, 'utf8'));
+          if (Array.isArray(names)) pending = names.filter((n): n is string => typeof n === 'string');
+        } catch {
+          // None yet (or unreadable): nothing found in the row is this relay's.
+        }
+      }
+      const name = fresh(); // a folder that cannot be written fails the start here
       let firstSeen: { holder: string; renewedAt: number } | undefined;
       const deadline = Date.now() + leaseS * 1000 + pollMs;
       for (;;) {
@@ -180,7 +198,7 @@ export function createNodeLease(io: LeaseIo, options: NodeLeaseOptions): NodeLea
           return keepRenewing();
         }
         const other = String(row.holder);
-        // This relay's own lease from before a restart (even after SIGKILL): taken back at once.
+        // This relay's own lease from before a restart: taken back at once.
         if (mine(other)) {
           if (await swap(other, name)) return keepRenewing();
           continue; // it changed meanwhile: look again
@@ -199,8 +217,10 @@ export function createNodeLease(io: LeaseIo, options: NodeLeaseOptions): NodeLea
       return problem;
     },
     async release() {
-      clearInterval(timer);
+      stopped = true;
+      clearTimeout(timer);
       timer = undefined;
+      await tick; // a renewal running now may move the lease to a new name: delete that one
       if (!holding) return;
       holding = false;
       await io.exec(`DELETE FROM ${ks}.node_leases WHERE node_id = ? IF holder = ?`, [nodeId, holder]).catch(() => {});

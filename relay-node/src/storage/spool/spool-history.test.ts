@@ -96,10 +96,20 @@ describe('spooling store: history sees the spool', () => {
     // a: two spooled, the newer by ts first; b: a spooled one older than the stored one; c: only spooled.
     await spooling.append([make('a', t + 9, 'a newest'), make('a', t + 3, 'a older'), make('b', t + 1, 'b older')]);
     await spooling.append([make('c', t, 'c only spooled')]);
+    // d: the same ts twice: the greater id wins.
+    await spooling.append([
+      { ...make('d', t, 'd greater id'), id: 'k-zz' },
+      { ...make('d', t, 'd lesser id'), id: 'k-aa' },
+    ]);
     state.down = false;
     const data = (latest: Record<string, Envelope>) =>
       Object.fromEntries(Object.entries(latest).map(([source, m]) => [source, m.data]));
-    assert.deepEqual(data(await spooling.latest('l.t')), { a: 'a newest', b: 'b stored', c: 'c only spooled' });
+    assert.deepEqual(data(await spooling.latest('l.t')), {
+      a: 'a newest',
+      b: 'b stored',
+      c: 'c only spooled',
+      d: 'd greater id',
+    });
     assert.deepEqual(data(await primary.latest('l.t')), { a: 'a stored', b: 'b stored' }, 'not drained yet');
     assert.deepEqual(await spooling.latest('l.none'), {});
     await spooling.close();

@@ -60,11 +60,21 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
   if (!columns.some((c) => c.name === 'ts')) db.exec('ALTER TABLE spool ADD COLUMN ts INTEGER');
   db.exec('CREATE INDEX IF NOT EXISTS spool_latest ON spool (topic, source, ts, id)');
   const push = db.prepare('INSERT INTO spool (id, envelope, topic, cursor, source, ts) VALUES (?, ?, ?, ?, ?, ?)');
-  // The newest spooled row per source of a topic, by the stores' rule (ts, then id).
-  const spooledLatest = db.prepare(
-    `SELECT envelope FROM (SELECT envelope, row_number() OVER (PARTITION BY source ORDER BY ts DESC, id DESC) AS n
-       FROM spool WHERE topic = ? AND source IS NOT NULL) WHERE n = 1`,
+  // The newest spooled row per source of a topic, by the stores' rule (ts, then id): index seeks
+  // from one source to the next (a window over every row of the topic took ~0.5 s at 300,000).
+  const nextSource = db.prepare('SELECT source FROM spool WHERE topic = ? AND source > ? ORDER BY source LIMIT 1');
+  const newestOf = db.prepare(
+    'SELECT envelope FROM spool WHERE topic = ? AND source = ? ORDER BY ts DESC, id DESC LIMIT 1',
   );
+  const spooledLatest = (topic: string) => {
+    const rows: { envelope: string }[] = [];
+    for (let source = ''; ;) {
+      const next = nextSource.get(topic, source) as { source: string } | undefined;
+      if (!next) return rows;
+      source = next.source;
+      rows.push(newestOf.get(topic, source) as { envelope: string });
+    }
+  };
   const spooledLatestOld = db.prepare('SELECT envelope FROM spool WHERE topic = ? AND source IS NULL');
   const spooledAfter = db.prepare('SELECT envelope FROM spool WHERE topic = ? AND cursor > ? ORDER BY cursor LIMIT ?');
   const spooledTopics = db.prepare('SELECT DISTINCT topic FROM spool WHERE topic IS NOT NULL');
@@ -213,30 +223,30 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
 
     // History includes what waits in the spool: a resume, or a peer catching up from this node,
     // must not move past a message this node acked and delivered live but has not drained yet
-    // (the Cassandra chaos run lost such messages at subscribers that resumed meanwhile).
+    // (the Cassandra chaos run lost such messages at subscribers that resumed meanwhile). The
+    // spool is read first: a message drained meanwhile is in the store when the store is read.
     async history(topic, query) {
-      const stored = await read(() => primary.history(topic, query));
-      if (depth === 0 || query.limit <= 0) return stored;
-      const waiting = (spooledAfter.all(topic, query.after ?? '', query.limit) as { envelope: string }[]).map(
-        (row) => JSON.parse(row.envelope) as Envelope,
-      );
-      return mergePage(stored, waiting, query.limit);
+      const waiting =
+        depth > 0 && query.limit > 0
+          ? (spooledAfter.all(topic, query.after ?? '', query.limit) as { envelope: string }[]).map(
+              (row) => JSON.parse(row.envelope) as Envelope,
+            )
+          : [];
+      return mergePage(await read(() => primary.history(topic, query)), waiting, query.limit);
     },
     // Latest too: a message this node acked must not look older than the one before it.
     async latest(topic) {
-      const stored = await read(() => primary.latest(topic));
-      if (depth === 0) return stored;
-      const rows = [...spooledLatest.all(topic), ...spooledLatestOld.all(topic)] as { envelope: string }[];
+      const rows =
+        depth > 0 ? [...spooledLatest(topic), ...(spooledLatestOld.all(topic) as { envelope: string }[])] : [];
       return mergeLatest(
-        stored,
+        await read(() => primary.latest(topic)),
         rows.map((row) => JSON.parse(row.envelope) as Envelope),
       );
     },
     async topics() {
+      const waiting = depth > 0 ? (spooledTopics.all() as { topic: string }[]).map((row) => row.topic) : [];
       const stored = await read(() => primary.topics());
-      if (depth === 0) return stored;
-      const waiting = (spooledTopics.all() as { topic: string }[]).map((row) => row.topic);
-      return [...new Set([...stored, ...waiting])];
+      return waiting.length === 0 ? stored : [...new Set([...stored, ...waiting])];
     },
     trimmedThrough: (topic) => read(() => primary.trimmedThrough(topic)),
     sweep: (now) => primary.sweep(now),
