@@ -29,6 +29,8 @@ export const MEMBERS_TOPIC = '/anode/1/members';
 export const STATE_PROTOCOL = '/anode/state/1.0.0';
 const MAX_STATE_BYTES = 64 * 1024 * 1024;
 const FETCH_TIMEOUT_MS = 15_000;
+/** Longest a relay that announces this node's id goes unlogged. */
+const TWIN_LOG_MS = 60_000;
 
 const heartbeatSchema = z.strictObject({
   v: z.literal(1),
@@ -148,12 +150,34 @@ export function createMembers(options: MembersOptions) {
     }
   };
 
+  // Other peers that announce this node's id, by peer id: when each was last heard, and logged.
+  const twins = new Map<string, { at: number; loggedAt: number }>();
+  const twin = (peer: string) => {
+    const now = Date.now();
+    const known = twins.get(peer);
+    if (known && now - known.loggedAt < TWIN_LOG_MS) return void (known.at = now);
+    twins.set(peer, { at: now, loggedAt: now });
+    log.error(
+      { node: cluster.self, peer },
+      'another relay in the mesh announces this node id: two relays minting under one node id give ' +
+        'their messages the same cursors (the mesh takes one of them for an impostor, the stores ' +
+        'refuse or overwrite). Was a data folder copied? Give the copy its own node-id, peer-key and ' +
+        'clock-lease files (delete them and it makes new ones)',
+    );
+  };
+  const liveTwins = () => [...twins].filter(([, t]) => Date.now() - t.at <= timeoutMs).map(([peer]) => peer);
+
   const onMessage = (event: CustomEvent<Message>) => {
     const message = event.detail;
     if (message.topic !== MEMBERS_TOPIC || message.type !== 'signed') return;
     const beat = parseHeartbeat(message.data);
-    if (!beat || beat.node === cluster.self) return;
+    if (!beat) return;
     const peer = message.from.toString();
+    if (beat.node === cluster.self) {
+      // Signed by another peer: another relay with this node id.
+      if (peer !== host.peerId.toString()) void (beat.leaving ? twins.delete(peer) : twin(peer));
+      return;
+    }
     if (beat.leaving) {
       seen.delete(peer);
       log.info({ node: beat.node, peer }, 'member left');
@@ -223,9 +247,9 @@ export function createMembers(options: MembersOptions) {
       await host.unhandle(STATE_PROTOCOL).catch(() => {});
     },
 
-    status: () => ({
-      members: cluster.members(),
-      settled,
-    }),
+    status: () => {
+      const peers = liveTwins();
+      return { members: cluster.members(), settled, ...(peers.length > 0 ? { twins: peers } : {}) };
+    },
   };
 }
