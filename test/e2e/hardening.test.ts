@@ -525,4 +525,25 @@ describe('edge (workerd): HTTP keep-alive after a refused body', () => {
 
   it('keeps the connection of a body refused for its topic usable', () =>
     keepsConnection((agent) => post(agent, JSON.stringify({ data: 1 }), {}, 'bad..topic'), 400, /bad_topic/));
+
+  // A chunked body declares no length: it is not drained (it could be endless), so the refusal
+  // goes out at once. It used to be read to its end first (Number(null) is 0), the answer withheld.
+  it('answers a chunked body refused for its token at once, without reading it to its end', async () => {
+    const request = httpRequest(new URL(`${target.url}/v1/topics/keep.alive/messages`), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked', ...bearer('not-a-token') },
+    });
+    const answered = new Promise<number>((resolve, reject) => {
+      request.on('response', (response) => {
+        response.resume();
+        resolve(response.statusCode ?? 0);
+      });
+      request.on('error', reject);
+    });
+    answered.catch(() => {}); // the request is destroyed below, answered or not
+    request.write(Buffer.alloc(64 * 1024, 0x20)); // and never ended
+    const status = await Promise.race([answered, new Promise((r) => setTimeout(() => r('no answer in 5 s'), 5_000))]);
+    request.destroy();
+    assert.equal(status, 401);
+  });
 });

@@ -51,7 +51,10 @@ const origin = (c: { req: { url: string }; var: { config: EdgeConfig } }) =>
 async function drainUnread(request: Request, maxBodyBytes: number): Promise<void> {
   const body = request.body;
   if (!body || request.bodyUsed || body.locked) return;
-  const length = Number(request.headers.get('content-length'));
+  // No Content-Length (a chunked body): Number(null) would be 0, and the body read to its end.
+  const declared = request.headers.get('content-length');
+  if (declared === null || !/^\d+$/.test(declared) || request.headers.has('transfer-encoding')) return;
+  const length = Number(declared);
   if (!Number.isSafeInteger(length) || length > DRAIN_FACTOR * maxBodyBytes) return;
   const reader = body.getReader();
   try {
