@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdir, rm } from 'node:fs/promises';
+import { copyFile, mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
 import { ensureDashboardBuilt, launchChromium, openPage, SHOTS } from '../helpers/dashboard.ts';
@@ -159,6 +160,26 @@ describe('dashboard', () => {
       first.child.kill('SIGTERM');
       await first.exited;
       await feeds.stop();
+    }
+  });
+
+  it("a relay started on a copy of this one's node id shows in the banner", async () => {
+    const original = await startRelay({ ...FAST_MESH, listen: '/ip4/127.0.0.1/tcp/0' });
+    const copyDir = await tempDir();
+    await copyFile(join(original.dataDir, 'node-id'), join(copyDir, 'node-id'));
+    const bootstrap = (await meshStatus(original.url)).node.multiaddrs[0] as string;
+    const copy = await startRelay({ ...FAST_MESH, bootstrap }, { dataDir: copyDir });
+    try {
+      const { page, errors } = await open(original.url);
+      const banner = page.locator('[data-testid="banner"]', { hasText: "uses this relay's node id" });
+      await banner.waitFor(WAIT);
+      assert.match((await banner.textContent()) ?? '', /a copied data folder\?/);
+      await page.screenshot({ path: `${SHOTS}dashboard-twin.png`, fullPage: true });
+      assert.deepEqual(errors, []);
+      await page.close();
+    } finally {
+      await copy.stop();
+      await original.stop();
     }
   });
 

@@ -156,11 +156,20 @@ function problemsOf(model: DashboardModel): string[] {
   const problems: string[] = [];
   const store = status.store;
   const health = storeHealth(store);
-  if (health === 'error')
-    problems.push(`Storage (${store.kind}) is not healthy${store.state ? `: ${store.state}` : ''}`);
+  // The store's own reason when it gives one (another relay holds this node id's lease…).
+  const why = typeof store.detail === 'string' ? store.detail : store.state;
+  if (health === 'error') problems.push(`Storage (${store.kind}) is not healthy${why ? `: ${why}` : ''}`);
   if (health === 'warn')
     problems.push(`Storage (${store.kind}) is spooling: ${store.spool_depth ?? 0} messages waiting`);
   for (const node of model.cassandra) if (!node.up) problems.push(`Cassandra node ${node.address} is down`);
+  // Relays in the mesh that announce this relay's node id (mesh.twins): a copied data folder.
+  const twins = (status.mesh as { twins?: unknown } | undefined)?.twins;
+  for (const peer of Array.isArray(twins) ? twins : []) {
+    problems.push(
+      `Another relay (peer ${short(String(peer))}) uses this relay's node id: a copied data folder? ` +
+        'Give the copy its own node-id, peer-key and clock-lease files',
+    );
+  }
   for (const relay of model.relays) if (!relay.up) problems.push(`Relay ${relay.name} is down`);
   for (const relay of model.relays) {
     if (!relay.self && relay.up && relay.store_health === 'error')
