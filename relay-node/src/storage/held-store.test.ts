@@ -151,4 +151,66 @@ describe('held store (persist origin: messages other relays accepted, until the 
     assert.equal(health.held_messages, 0);
     await held.close();
   });
+
+  it('asks the store for what it holds, so its bounds are spent on spooled messages alone', async () => {
+    const inner = shared();
+    // Room for about 4,000 messages: before the store was asked, the busy topic's pushed the
+    // spooled one out within seconds.
+    const held = createHeldStore(inner, { holdMs: 60_000, maxBytes: 1 << 20, checkMs: 0 });
+    const a = minter('nodea');
+    const b = minter('nodeb');
+    const spooled = a('quiet', 'spooled by nodea');
+    held.hold([spooled]);
+    for (let round = 0; round < 10; round++) {
+      // nodeb stored these before gossiping them; 1,200 a round, so a round reads three pages.
+      const busy = Array.from({ length: 1_200 }, (_, i) => b('busy', round * 1_200 + i));
+      await inner.append(busy);
+      held.hold(busy);
+      await held.check();
+      assert.equal(held.held.messages, 1, `round ${round}: only the spooled one is held`);
+    }
+    assert.deepEqual(ids(await held.history('quiet', { limit: 10 })), ['spooled by nodea']);
+    // Past pages of stored messages on the spooled one's own topic too.
+    const later = Array.from({ length: 1_100 }, (_, i) => b('quiet', i));
+    await inner.append(later);
+    held.hold(later);
+    await held.check();
+    assert.equal(held.held.messages, 1);
+    await inner.append([spooled]); // its spool drained
+    await held.check();
+    assert.equal(held.held.messages, 0);
+    await held.close();
+  });
+
+  it('asks again later when the store cannot answer, and keeps holding meanwhile', async () => {
+    const inner = shared();
+    let away = true;
+    const flaky = {
+      ...inner,
+      history: (topic: string, query: { after?: string; limit: number }) =>
+        away ? Promise.reject(new Error('store unreachable (test double)')) : inner.history(topic, query),
+    };
+    const held = createHeldStore(flaky, { holdMs: 60_000, maxBytes: 1 << 20, checkMs: 0 });
+    const b = minter('nodeb');
+    const stored = [b('t', 1), b('t', 2)];
+    await inner.append(stored);
+    held.hold(stored);
+    await held.check();
+    assert.equal(held.held.messages, 2);
+    away = false;
+    await held.check();
+    assert.equal(held.held.messages, 0);
+    await held.close();
+  });
+
+  it('places messages that arrive late (catch-up) by cursor among many newer ones', async () => {
+    const held = createHeldStore(shared(), { holdMs: 60_000, maxBytes: 1 << 24, checkMs: 0 });
+    const a = minter('nodea');
+    const all = Array.from({ length: 3_000 }, (_, i) => a('t', i));
+    held.hold(all.slice(1_000)); // gossip: the newer two thirds
+    for (const m of all.slice(0, 1_000)) held.hold([m]); // catch-up, oldest first, one by one
+    const page = await held.history('t', { limit: 3_000 });
+    assert.deepEqual(ids(page), ids(all));
+    await held.close();
+  });
 });

@@ -1,4 +1,4 @@
-import { compareCursors, type Envelope, type MessageStore } from '@anode/shared';
+import { compareCursors, cursorFloor, cursorTime, type Envelope, type MessageStore } from '@anode/shared';
 import { mergeLatest, mergePage } from './merge-page.ts';
 
 /**
@@ -14,12 +14,20 @@ import { mergeLatest, mergePage } from './merge-page.ts';
  * held message leaves once a history read returns it from the store (it has arrived), or when it
  * is older than `holdMs`, or when the held data exceed `maxBytes` (oldest first). Those bounds
  * are the window that stays open: a spool that takes longer to drain than they allow.
+ *
+ * Almost every message is in the store by the time it arrives here (its accepting relay stored
+ * it before gossiping it): the hold asks the store every `checkMs` for what arrived before the
+ * last round, and lets go of what it finds, so the bounds are spent on spooled messages alone
+ * (without it, at 1,000 msg/s from other relays the 64 MiB filled in about 3 minutes with
+ * messages the store already had, and a spooled one was pushed out with them).
  */
 export interface HeldStore extends MessageStore {
   /** Messages accepted elsewhere that this relay delivered without storing them. */
   hold(envelopes: readonly Envelope[]): void;
   /** What is held now (the status page and tests). */
   readonly held: { messages: number; bytes: number };
+  /** One round of asking the store for what arrived at least `checkMs` ago (the timer's work). */
+  check(): Promise<void>;
 }
 
 /**
@@ -28,12 +36,19 @@ export interface HeldStore extends MessageStore {
  */
 export const HOLD_MS = 15 * 60_000;
 export const HOLD_BYTES = 64 * 1024 * 1024;
+/** How often the store is asked for held messages (those that arrived one round before at least). */
+export const CHECK_MS = 2_000;
+/** A round reads at most CHECK_READS pages of CHECK_PAGE messages (25,000 messages per 2 s). */
+const CHECK_PAGE = 500;
+const CHECK_READS = 50;
 
 export interface HeldOptions {
   /** Longest a message is held (ms). */
   holdMs: number;
   /** Most data held, in bytes of serialized `data` (oldest dropped first). */
   maxBytes: number;
+  /** Ask the store this often for what is held (0: only when `check()` is called). */
+  checkMs?: number;
   now?: () => number;
 }
 
@@ -50,12 +65,14 @@ const OVERHEAD_BYTES = 256;
 
 export function createHeldStore(inner: MessageStore, options: HeldOptions): HeldStore {
   const now = options.now ?? Date.now;
-  // Arrival order, for the age and size bounds.
-  const queue: Held[] = [];
+  const checkMs = options.checkMs ?? CHECK_MS;
+  // Arrival order, for the age and size bounds. Entries that went elsewhere than the front are
+  // counted, and swept out once they are half of it (their data go with them).
+  let queue: Held[] = [];
   let head = 0;
-  // Per topic, the same entries in cursor order (gossip arrives nearly in that order, so an
-  // insert moves back a few places at most). Entries that went are skipped, and swept out once
-  // they are half of the list.
+  let goneQueued = 0;
+  // Per topic, the same entries in cursor order (gossip arrives nearly in that order: most
+  // inserts append). Entries that went are skipped, and swept out once they are half of the list.
   const byTopic = new Map<string, { entries: Held[]; gone: number }>();
   const byId = new Map<string, Held>();
   let bytes = 0;
@@ -63,6 +80,7 @@ export function createHeldStore(inner: MessageStore, options: HeldOptions): Held
   const drop = (entry: Held) => {
     if (entry.gone) return;
     entry.gone = true;
+    goneQueued += 1;
     bytes -= entry.bytes;
     byId.delete(entry.envelope.id);
     const topic = byTopic.get(entry.envelope.topic);
@@ -81,21 +99,39 @@ export function createHeldStore(inner: MessageStore, options: HeldOptions): Held
     for (let entry = queue[head]; entry; entry = queue[head]) {
       if (!entry.gone && entry.at > cutoff && bytes <= options.maxBytes) break;
       drop(entry);
+      goneQueued -= 1; // it leaves the queue
       head += 1;
     }
-    if (head > 1024 && head * 2 > queue.length) {
+    if (goneQueued > 1024 && goneQueued * 2 > queue.length - head) {
+      queue = queue.slice(head).filter((e) => !e.gone);
+      head = 0;
+      goneQueued = 0;
+    } else if (head > 1024 && head * 2 > queue.length) {
       queue.splice(0, head);
       head = 0;
     }
+  };
+
+  /** The index of the first entry of `list` whose cursor sorts after `cursor`. */
+  const upperBound = (list: readonly Held[], cursor: string) => {
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (compareCursors((list[mid] as Held).envelope.cursor, cursor) > 0) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
   };
 
   const insert = (entry: Held) => {
     let topic = byTopic.get(entry.envelope.topic);
     if (!topic) byTopic.set(entry.envelope.topic, (topic = { entries: [], gone: 0 }));
     const list = topic.entries;
-    let i = list.length;
-    while (i > 0 && compareCursors((list[i - 1] as Held).envelope.cursor, entry.envelope.cursor) > 0) i -= 1;
-    list.splice(i, 0, entry);
+    const last = list.at(-1);
+    // Gossip arrives nearly in cursor order; catch-up brings older ones, placed by a search.
+    if (!last || compareCursors(last.envelope.cursor, entry.envelope.cursor) <= 0) list.push(entry);
+    else list.splice(upperBound(list, entry.envelope.cursor), 0, entry);
   };
 
   /** Held messages of `topic` after `after`, in cursor order (at most `limit`). */
@@ -103,24 +139,69 @@ export function createHeldStore(inner: MessageStore, options: HeldOptions): Held
     trim();
     const list = byTopic.get(topic)?.entries;
     if (!list) return [];
-    let lo = 0;
-    let hi = list.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (compareCursors((list[mid] as Held).envelope.cursor, after) > 0) hi = mid;
-      else lo = mid + 1;
-    }
     const found: Envelope[] = [];
-    for (let i = lo; i < list.length && found.length < limit; i++) {
+    for (let i = upperBound(list, after); i < list.length && found.length < limit; i++) {
       const entry = list[i] as Held;
       if (!entry.gone) found.push(entry.envelope);
     }
     return found;
   };
 
+  /** Lets go of the held messages `page` (read from the store) holds. */
+  const found = (page: readonly Envelope[]) => {
+    for (const message of page) {
+      const entry = byId.get(message.id);
+      if (entry) drop(entry);
+    }
+  };
+  // Where the last round stopped when it ran out of reads: the next one starts there.
+  let nextTopic = 0;
+  let checking: Promise<void> | undefined;
+  const round = async () => {
+    trim();
+    const cutoff = now() - checkMs;
+    const old = (entry: Held) => !entry.gone && entry.at <= cutoff;
+    const topics = [...byTopic.keys()];
+    let reads = 0;
+    for (let k = 0; k < topics.length; k++) {
+      const topic = topics[(nextTopic + k) % topics.length] as string;
+      let list = byTopic.get(topic)?.entries;
+      const first = list?.find(old);
+      if (!first) continue;
+      // From just before it: the store's page holds it, if the store has it.
+      let after = cursorFloor(cursorTime(first.envelope.cursor) - 1);
+      for (;;) {
+        if (reads >= CHECK_READS) {
+          nextTopic = (nextTopic + k) % topics.length;
+          return;
+        }
+        reads += 1;
+        const page = await inner.history(topic, { after, limit: CHECK_PAGE });
+        found(page);
+        if (page.length < CHECK_PAGE) break;
+        after = (page.at(-1) as Envelope).cursor;
+        // On only while an old enough held message lies past this page.
+        list = byTopic.get(topic)?.entries;
+        if (!list || !list.slice(upperBound(list, after)).some(old)) break;
+      }
+    }
+    nextTopic = 0;
+  };
+  const check = () =>
+    (checking ??= round()
+      .catch(() => {
+        // The store is away from here: everything stays held, and the next round asks again.
+      })
+      .finally(() => {
+        checking = undefined;
+      }));
+  const timer = checkMs > 0 ? setInterval(() => void check(), checkMs) : undefined;
+  timer?.unref();
+
   return {
     kind: inner.kind,
     pipelinedAppends: inner.pipelinedAppends,
+    check,
 
     hold(envelopes) {
       const at = now();
@@ -148,11 +229,7 @@ export function createHeldStore(inner: MessageStore, options: HeldOptions): Held
     async history(topic, query) {
       const stored = await inner.history(topic, query);
       if (byId.size === 0 || query.limit <= 0) return stored;
-      // In the store now: no longer held.
-      for (const message of stored) {
-        const entry = byId.get(message.id);
-        if (entry) drop(entry);
-      }
+      found(stored); // in the store now: no longer held
       return mergePage(stored, heldAfter(topic, query.after ?? '', query.limit), query.limit);
     },
 
@@ -182,6 +259,10 @@ export function createHeldStore(inner: MessageStore, options: HeldOptions): Held
       trim();
       return { ...(await inner.health()), held_messages: byId.size };
     },
-    close: () => inner.close(),
+    async close() {
+      clearInterval(timer);
+      await checking;
+      await inner.close();
+    },
   };
 }
