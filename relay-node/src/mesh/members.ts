@@ -154,6 +154,7 @@ export function createMembers(options: MembersOptions) {
   const twins = new Map<string, { at: number; loggedAt: number }>();
   const twin = (peer: string) => {
     const now = Date.now();
+    for (const [other, t] of twins) if (now - t.at > TWIN_LOG_MS) twins.delete(other); // bounded
     const known = twins.get(peer);
     if (known && now - known.loggedAt < TWIN_LOG_MS) return void (known.at = now);
     twins.set(peer, { at: now, loggedAt: now });
