@@ -112,3 +112,12 @@ export function validateEnvelope(value: unknown, limits: MessageLimits): Checked
     return { ok: false, error: anode, reason: anode.message };
   }
 }
+
+/**
+ * Whether `candidate` replaces `current` as the `latest` of its source (PROTOCOL.md "latest"):
+ * the later `ts` wins, then the greater id. Every store and merge of `latest` applies this rule
+ * (the SQL stores spell it in their statements).
+ */
+export function newerForLatest(candidate: Envelope, current: Envelope | undefined): boolean {
+  return !current || candidate.ts > current.ts || (candidate.ts === current.ts && candidate.id > current.id);
+}

@@ -1,4 +1,4 @@
-import { compareCursors, type Envelope } from '@anode/shared';
+import { compareCursors, type Envelope, newerForLatest } from '@anode/shared';
 
 /**
  * A page of stored history with messages not in the store yet merged in (a spool's, a hold's):
@@ -15,7 +15,7 @@ export function mergePage(stored: Envelope[], extra: readonly Envelope[], limit:
 
 /**
  * `latest` (the newest message per source) with messages not in the store yet taken into account,
- * by the stores' rule: the later `ts` wins, then the greater id.
+ * by the stores' rule (newerForLatest).
  */
 export function mergeLatest(
   stored: Readonly<Record<string, Envelope>>,
@@ -24,9 +24,7 @@ export function mergeLatest(
   const merged: Record<string, Envelope> = { ...stored };
   for (const envelope of extra) {
     const best = Object.hasOwn(merged, envelope.source) ? merged[envelope.source] : undefined;
-    if (!best || envelope.ts > best.ts || (envelope.ts === best.ts && envelope.id > best.id)) {
-      merged[envelope.source] = envelope;
-    }
+    if (newerForLatest(envelope, best)) merged[envelope.source] = envelope;
   }
   return merged;
 }

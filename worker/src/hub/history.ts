@@ -1,4 +1,4 @@
-import { compareCursors, CursorExpiredError, type Envelope } from '@anode/shared';
+import { compareCursors, CursorExpiredError, type Envelope, newerForLatest } from '@anode/shared';
 import type { HubCore } from './hub-core.ts';
 
 /**
@@ -46,8 +46,7 @@ export function createHistory(core: Pick<HubCore, 'store' | 'link' | 'linked'>) 
     async latest(): Promise<{ sources: Record<string, Envelope> }> {
       const sources: Record<string, Envelope> = {};
       const newer = (m: Envelope) => {
-        const held = sources[m.source];
-        if (!held || m.ts > held.ts || (m.ts === held.ts && m.id > held.id)) sources[m.source] = m;
+        if (newerForLatest(m, sources[m.source])) sources[m.source] = m;
       };
       if (core.linked) {
         const reply = await link.request({ op: 'latest' });

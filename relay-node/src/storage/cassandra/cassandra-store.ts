@@ -6,6 +6,7 @@ import {
   cursorTime,
   type Envelope,
   type MessageStore,
+  newerForLatest,
   type RetentionPolicy,
   type StoreHealth,
 } from '@anode/shared';
@@ -458,8 +459,7 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
     const newest = new Map<string, Envelope>();
     for (const e of stored) {
       const key = `${e.topic}\n${e.source}`;
-      const best = newest.get(key);
-      if (!best || e.ts > best.ts || (e.ts === best.ts && e.id > best.id)) newest.set(key, e);
+      if (newerForLatest(e, newest.get(key))) newest.set(key, e);
     }
     return [...newest.values()].map((e) =>
       io.exec(
