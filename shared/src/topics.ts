@@ -32,12 +32,17 @@ export function isTopic(value: unknown): value is string {
   }
 }
 
+// The last topic found valid: a publisher usually sends to the same topic frame after frame.
+let lastValidTopic = '';
+
 export function assertTopic(value: unknown): asserts value is string {
+  if (value === lastValidTopic && value !== '') return;
   for (const segment of segmentsOf(value, 'topic')) {
     if (!SEGMENT.test(segment)) {
       throw new BadTopicError(`bad topic segment ${JSON.stringify(segment)}: use [A-Za-z0-9_-]{1,64}`);
     }
   }
+  lastValidTopic = value as string;
 }
 
 export function assertPattern(value: unknown): asserts value is string {

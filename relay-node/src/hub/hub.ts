@@ -151,6 +151,13 @@ export function createHub(options: HubOptions) {
     return source;
   };
   const limits = { maxMessageBytes: options.maxMessageBytes };
+  // The published counter per `via`, bound once (a labelled inc hashes its labels every call).
+  const publishedChildren = new Map<PublishContext['via'], ReturnType<Metrics['published']['labels']>>();
+  const publishedVia = (via: PublishContext['via']) => {
+    let child = publishedChildren.get(via);
+    if (!child) publishedChildren.set(via, (child = metrics.published.labels({ via })));
+    return child;
+  };
   const remoteLimits = () => ({ ...limits, now: Date.now(), tsAheadMs: REMOTE_TS_AHEAD_MS });
 
   // The newest cursor this node has delivered in any topic. Lateness is judged against it, not
@@ -238,8 +245,8 @@ export function createHub(options: HubOptions) {
       // Minted here: a random id is new by construction, so the store need not look it up.
       const results = await writer.write(envelopes, 'local', { minted: true });
       const inserted = results.filter((r) => r.inserted).length;
-      metrics.published.inc({ via: context.via }, inserted);
-      metrics.duplicates.inc(results.length - inserted);
+      publishedVia(context.via).inc(inserted);
+      if (inserted < results.length) metrics.duplicates.inc(results.length - inserted);
       metrics.publishLatency.observe((performance.now() - started) / 1000);
       return results.map(({ envelope }) => ({ id: envelope.id, cursor: envelope.cursor }));
     },

@@ -15,7 +15,10 @@ export interface WriterOptions {
   maxBatch?: number;
   /** Publishes waiting beyond this are refused with `unavailable` (the store cannot keep up). */
   maxQueued?: number;
-  /** Runs after each commit, once per write call, with the messages that were new. */
+  /**
+   * Runs after each commit with the messages that were new, in order: once per run of writes of
+   * the same origin in the batch, before any of those writes' promises settle.
+   */
   onCommitted: (inserted: Envelope[], origin: WriteOrigin) => void;
   /** Longest a stream of cursor conflicts goes unlogged (default CONFLICT_LOG_MS). */
   conflictLogMs?: number;
@@ -93,7 +96,8 @@ export function createWriter(options: WriterOptions): Writer {
   let flushing: Promise<void> | undefined;
   let committing: Promise<void> | undefined;
   // Jobs finish in the order they were queued, so the last one's end is everyone's.
-  let tail: Promise<void> = Promise.resolve();
+  let last: Promise<unknown> | undefined;
+  const settle = () => undefined;
 
   const takeBatch = (): Job[] => {
     const jobs: Job[] = [];
@@ -138,17 +142,38 @@ export function createWriter(options: WriterOptions): Writer {
       for (const job of jobs) job.reject(refused);
       return;
     }
-    let offset = 0;
-    for (const job of jobs) {
-      const own = outcome.results.slice(offset, offset + job.envelopes.length);
-      offset += job.envelopes.length;
-      const inserted = own.filter((r) => r.inserted).map((r) => r.envelope);
+    // Fan-out first, once per run of jobs from the same origin (a batch of single publishes is
+    // one run): subscribers are looked up once per batch and topic, not once per publish.
+    const { results } = outcome;
+    let inserted: Envelope[] = [];
+    let origin: WriteOrigin | undefined;
+    const fanOut = () => {
+      if (origin === undefined) return;
       stored += inserted.length;
       try {
-        options.onCommitted(inserted, job.origin);
+        options.onCommitted(inserted, origin);
       } catch (error) {
         options.log.error({ err: error }, 'fan-out failed after commit');
       }
+      inserted = [];
+    };
+    let offset = 0;
+    for (const job of jobs) {
+      if (job.origin !== origin) {
+        fanOut();
+        origin = job.origin;
+      }
+      for (let i = offset; i < offset + job.envelopes.length; i++) {
+        const result = results[i] as AppendResult;
+        if (result.inserted) inserted.push(result.envelope);
+      }
+      offset += job.envelopes.length;
+    }
+    fanOut();
+    offset = 0;
+    for (const job of jobs) {
+      const own = results.slice(offset, offset + job.envelopes.length);
+      offset += job.envelopes.length;
       const refused = own.filter((r) => r.conflict);
       if (refused.length > 0) {
         conflicted(refused, job.origin);
@@ -201,10 +226,7 @@ export function createWriter(options: WriterOptions): Writer {
       const done = new Promise<AppendResult[]>((resolve, reject) =>
         queue.push({ envelopes, origin, minted: writeOptions.minted === true, resolve, reject }),
       );
-      tail = done.then(
-        () => undefined,
-        () => undefined,
-      );
+      last = done;
       flushing ??= flush();
       return done;
     },
@@ -214,7 +236,7 @@ export function createWriter(options: WriterOptions): Writer {
     async settled() {
       await committing;
     },
-    fence: () => tail,
+    fence: () => (last ? last.then(settle, settle) : Promise.resolve()),
     get queued() {
       return queued;
     },

@@ -65,6 +65,7 @@ export class ClientConnection implements Subscriber {
   readonly #bucket;
   readonly #port: SessionPort;
   #closed = false;
+  #allowedTopic: string | undefined;
   #expiry: ReturnType<typeof setTimeout> | undefined;
 
   constructor(ws: WebSocket, claims: Claims, deps: ConnectionDeps, socket?: Duplex) {
@@ -185,7 +186,13 @@ export class ClientConnection implements Subscriber {
   #makePort(): SessionPort {
     return {
       expired: () => isExpired(this.#claims),
-      assertPublish: (topic) => assertCanPublish(this.#claims, topic),
+      assertPublish: (topic) => {
+        // The rights never change on a connection: the last topic allowed is allowed again
+        // (expiry is checked per frame before this).
+        if (topic === this.#allowedTopic) return;
+        assertCanPublish(this.#claims, topic);
+        this.#allowedTopic = topic;
+      },
       assertSubscribe: (topic) => assertCanSubscribe(this.#claims, topic),
       takeToken: () => this.#bucket.take(),
       publishRate: this.#deps.config.publish_rate,
