@@ -304,6 +304,13 @@ describe('parsePublishBody', () => {
       () => parsePublishBody([{ data: 1 }, { data: 2 }], 'h'),
       (e: unknown) => e instanceof AnodeError && e.code === 'bad_frame',
     );
+    // The header is held to the body key's limits.
+    for (const header of ['', 'k'.repeat(257)]) {
+      assert.throws(
+        () => parsePublishBody({ data: 1 }, header),
+        (e: unknown) => e instanceof AnodeError && e.code === 'bad_frame' && /Idempotency-Key/.test(e.message),
+      );
+    }
   });
 
   test('turns one item into a list of one', () => {

@@ -13,7 +13,9 @@ import { assertPattern, assertTopic } from './topics.ts';
 export const cursorSchema = z.string().refine(isCursor, 'not a cursor');
 const ref = z.string().max(128).optional();
 const source = z.string().refine(isSourceName, 'not a source name (1-128 of A-Z a-z 0-9 _ - @ : | and dots)');
-const key = z.string().min(1).max(256);
+/** An idempotency key: 1 to MAX_KEY_LENGTH characters, in a body, a frame or the header. */
+export const MAX_KEY_LENGTH = 256;
+const key = z.string().min(1).max(MAX_KEY_LENGTH);
 // The tighter bound (MAX_TS_AHEAD_MS past the accepting node's clock) is checked on the envelope.
 const ts = z.number().int().nonnegative().max(8.64e15);
 
@@ -100,7 +102,7 @@ function readItem(value: unknown): PublishItem | undefined {
   if (!optional(ts, (t) => typeof t === 'number' && Number.isSafeInteger(t) && t >= 0 && t <= 8.64e15)) {
     return undefined;
   }
-  if (!optional(key, (k) => typeof k === 'string' && k.length >= 1 && k.length <= 256)) return undefined;
+  if (!optional(key, (k) => typeof k === 'string' && k.length >= 1 && k.length <= MAX_KEY_LENGTH)) return undefined;
   const item: PublishItem = { data };
   if (source !== undefined) item.source = source as string;
   if (ts !== undefined) item.ts = ts as number;
@@ -170,6 +172,9 @@ export function parsePublishBody(value: unknown, idempotencyKey?: string): Publi
   // The `Idempotency-Key` header stands for `key` of a single-message body (PROTOCOL.md).
   if (idempotencyKey !== undefined) {
     if (items.length !== 1) throw new BadFrameError('Idempotency-Key header needs a single message body');
+    if (idempotencyKey.length < 1 || idempotencyKey.length > MAX_KEY_LENGTH) {
+      throw new BadFrameError(`Idempotency-Key: 1 to ${MAX_KEY_LENGTH} characters`);
+    }
     if (items[0] && items[0].key === undefined) items[0].key = idempotencyKey;
   }
   return items;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type Envelope, type MessageStore, type ServerFrame, signToken } from '@anode/shared';
-import { MAX_DATA_DEPTH } from '@anode/shared';
+import { MAX_DATA_DEPTH, MAX_KEY_LENGTH } from '@anode/shared';
 import { startRelay, type TestRelay } from '../helpers/relay.ts';
 import { openSocket, type RawSocket } from '../helpers/ws.ts';
 
@@ -686,6 +686,30 @@ describe('HTTP routes', () => {
       400,
       'bad_frame',
     );
+  });
+
+  it('holds the Idempotency-Key header to the body key limits (1 to 256 characters)', async () => {
+    const long = 'k'.repeat(MAX_KEY_LENGTH + 1);
+    assert.match(
+      assertHttpError(await post(relay, 'http.idem-long', { data: 1 }, { 'idempotency-key': long }), 400, 'bad_frame'),
+      /Idempotency-Key/,
+    );
+    assertHttpError(await post(relay, 'http.idem-long', { data: 1, key: long }), 400, 'bad_frame');
+    const ok = await post(relay, 'http.idem-long', { data: 1 }, { 'idempotency-key': 'k'.repeat(MAX_KEY_LENGTH) });
+    assert.equal(ok.status, 202);
+  });
+
+  it('refuses a body that is not valid UTF-8 instead of storing replacement characters', async () => {
+    const body = Buffer.concat([Buffer.from('{"data":"a'), Buffer.from([0xff, 0xfe]), Buffer.from('b"}')]);
+    const res = await request(`${relay.url}/v1/topics/http.utf8/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+    });
+    assert.match(assertHttpError(res, 400, 'bad_frame'), /UTF-8/);
+    const page = (await request(`${relay.url}/v1/topics/http.utf8/messages`)).body as Page;
+    assert.deepEqual(page.messages, []);
+    assert.equal((await post(relay, 'http.utf8', { data: 'é' })).status, 202, 'valid UTF-8 still goes through');
   });
 
   it('pages history with after and limit, and next is null at the end', async () => {

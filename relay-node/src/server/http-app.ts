@@ -15,6 +15,7 @@ import {
   toAnodeError,
   tokenFrom,
 } from '@anode/shared';
+import { isUtf8 } from 'node:buffer';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import { Hono } from 'hono';
 import { cors } from 'hono/cors';
@@ -90,7 +91,10 @@ export function createHttpApp(deps: HttpDeps): Hono<Env> {
     const topic = c.req.param('topic');
     const claims = c.get('claims');
     assertCanPublish(claims, topic);
-    const text = await c.req.text();
+    const bytes = Buffer.from(await c.req.arrayBuffer());
+    // Refused, not repaired: Request.text() would turn bad bytes into U+FFFD and store that.
+    if (!isUtf8(bytes)) throw new BadFrameError('body is not valid UTF-8');
+    const text = bytes.toString('utf8');
     // Refused before parsing: a deeply nested body costs the parser far more than this scan.
     if (nestsDeeperThan(text, MAX_DATA_DEPTH + 2)) {
       throw new BadFrameError(`data: nested deeper than ${MAX_DATA_DEPTH} levels`);
