@@ -104,17 +104,27 @@ export const msgFrame = (envelope: Envelope): string => encodeServerFrame({ op: 
  */
 export const RESUME_REWIND_MS = 5_000;
 
+/** Topics whose counts the hub keeps for status (the most recently published ones). */
+export const MAX_TOPIC_STATS = 10_000;
+
 export function createHub(options: HubOptions) {
   const { store, clock, metrics } = options;
   const startedAt = Date.now();
   const maxCatchUpBuffer = options.maxCatchUpBuffer ?? 10_000;
   const index = new TopicIndex<Entry>();
   const entries = new Map<Subscriber, Map<string, Entry>>();
+  // Per topic, the most recently published MAX_TOPIC_STATS topics (in the order last published):
+  // topics churn (per room, per session), and status() copies them all every second.
   const stats = new Map<string, TopicStats>();
 
   const statsOf = (topic: string): TopicStats => {
     let s = stats.get(topic);
-    if (!s) stats.set(topic, (s = { published: 0, delivered: 0, lastCursor: undefined, lastPublishedAt: undefined }));
+    if (s) stats.delete(topic);
+    else {
+      s = { published: 0, delivered: 0, lastCursor: undefined, lastPublishedAt: undefined };
+      if (stats.size >= MAX_TOPIC_STATS) stats.delete(stats.keys().next().value as string);
+    }
+    stats.set(topic, s);
     return s;
   };
 

@@ -54,4 +54,19 @@ describe('late arrivals', () => {
     now += 2_000;
     assert.deepEqual(late.replay('>', cursor(T)), []);
   });
+
+  it('keeps at most maxBytes of data, oldest forgotten first', () => {
+    const late = createLateArrivals({ now: () => T, maxBytes: 25_000 });
+    for (const id of ['a', 'b', 'c', 'd'])
+      late.observe({ ...message(id, T - 5_000), data: 'x'.repeat(10_000) }, undefined);
+    assert.deepEqual(
+      late.replay('>', cursor(T)).map((m) => m.id),
+      ['c', 'd'],
+    );
+    assert.ok(late.bytes <= 25_000, `${late.bytes} bytes kept`);
+    // One larger than the whole budget is not kept at all.
+    late.observe({ ...message('huge', T - 5_000), data: 'x'.repeat(30_000) }, undefined);
+    assert.deepEqual(late.replay('>', cursor(T)), []);
+    assert.equal(late.bytes, 0);
+  });
 });

@@ -14,6 +14,12 @@ export interface LateArrivalsOptions {
   windowMs?: number;
   /** At most this many are remembered (oldest forgotten first). */
   maxEntries?: number;
+  /**
+   * At most this much `data` (serialized bytes) is remembered, oldest forgotten first: a catch-up
+   * or an edge backlog is all late, and 10,000 messages of 1 MiB would otherwise stay for the
+   * whole window.
+   */
+  maxBytes?: number;
   /** A message minted more than this long before it arrived is late whatever its topic saw. */
   lateAfterMs?: number;
   now?: () => number;
@@ -22,18 +28,29 @@ export interface LateArrivalsOptions {
 interface Late {
   envelope: Envelope;
   arrivedAt: number;
+  bytes: number;
 }
+
+/** Remembered late arrivals' data, at most (LateArrivalsOptions.maxBytes). */
+export const LATE_MAX_BYTES = 32 * 1024 * 1024;
 
 export function createLateArrivals(options: LateArrivalsOptions = {}) {
   const windowMs = options.windowMs ?? 10 * 60_000;
   const maxEntries = options.maxEntries ?? 10_000;
+  const maxBytes = options.maxBytes ?? LATE_MAX_BYTES;
   const lateAfterMs = options.lateAfterMs ?? LATE_AFTER_MS;
   const now = options.now ?? Date.now;
   const entries: Late[] = [];
+  let bytes = 0;
 
   const forgetOld = (at: number) => {
-    let drop = Math.max(0, entries.length - maxEntries);
-    while (drop < entries.length && (entries[drop] as Late).arrivedAt < at - windowMs) drop++;
+    let drop = 0;
+    const past = (entry: Late, i: number) =>
+      entries.length - i > maxEntries || bytes > maxBytes || entry.arrivedAt < at - windowMs;
+    while (drop < entries.length && past(entries[drop] as Late, drop)) {
+      bytes -= (entries[drop] as Late).bytes;
+      drop++;
+    }
     if (drop > 0) entries.splice(0, drop);
   };
 
@@ -42,7 +59,9 @@ export function createLateArrivals(options: LateArrivalsOptions = {}) {
     observe(envelope: Envelope, newestBefore: string | undefined): void {
       const at = now();
       if (!isLateArrival(envelope.cursor, newestBefore, at, lateAfterMs)) return;
-      entries.push({ envelope, arrivedAt: at });
+      const size = (JSON.stringify(envelope.data) ?? '').length;
+      entries.push({ envelope, arrivedAt: at, bytes: size });
+      bytes += size;
       forgetOld(at);
     },
 
@@ -61,6 +80,11 @@ export function createLateArrivals(options: LateArrivalsOptions = {}) {
 
     get size(): number {
       return entries.length;
+    },
+
+    /** The remembered arrivals' data, serialized (UTF-16 code units, near enough to bytes). */
+    get bytes(): number {
+      return bytes;
     },
   };
 }
