@@ -237,10 +237,16 @@ async function assembleRelayNode(config: RelayConfig, log: Logger, overrides: Re
       if (!accepting) return;
       accepting = false;
       clearInterval(sweeper);
-      log.info('shutting down: no new connections; flushing pending publishes');
+      log.info('shutting down: no new connections or publishes; flushing pending publishes');
+      hub.refusePublishes();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // What each component accepted until it stopped (an edge link's messages, a source's
+      // items) is written before the next one stops, so the mesh, stopped last, gossips it all.
+      for (const component of [...components].reverse()) {
+        await hub.writer.drain();
+        await component.stop();
+      }
       await hub.writer.drain();
-      for (const component of [...components].reverse()) await component.stop();
       await sockets.closeAll();
       server.closeAllConnections();
       await closed;

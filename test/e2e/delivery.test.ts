@@ -348,4 +348,36 @@ describe('graceful shutdown', () => {
       await rm(dataDir, { recursive: true, force: true });
     }
   });
+
+  it('refuses publishes that arrive once stopping began (unavailable), so none is stored after the mesh stops', async () => {
+    const dataDir = await tempDir();
+    try {
+      const relay = await startRelay({}, { dataDir, wrapStore: withSlowAppends });
+      const publisher = await openSocket(`${relay.wsUrl}/v1/ws`);
+      for (let i = 0; i < 50; i++) publisher.send({ op: 'pub', topic: 'late', data: i, ref: `a${i}` });
+      publisher.send({ op: 'ping', ref: 'barrier' });
+      await publisher.next(withRef('barrier'));
+      const stopped = relay.stop();
+      publisher.send({ op: 'pub', topic: 'late', data: 'after stop', ref: 'late' });
+      const refused = await within(publisher.next<Frame<'err'>>(withRef('late')), 10_000, 'answer to the late publish');
+      assert.equal(refused.op, 'err');
+      assert.equal(refused.code, 'unavailable');
+      assert.match(refused.message, /shutting down/);
+      await stopped;
+      const acks = publisher.frames.filter((f): f is Frame<'ack'> => f.op === 'ack');
+      assert.equal(acks.length, 50, 'what was accepted before is acked');
+
+      const restarted = await startRelay({}, { dataDir });
+      const page = (await (await fetch(`${restarted.url}/v1/topics/late/messages?limit=1000`)).json()) as {
+        messages: Envelope[];
+      };
+      await restarted.stop();
+      assert.deepEqual(
+        page.messages.map((m) => m.data),
+        Array.from({ length: 50 }, (_, i) => i),
+      );
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
 });

@@ -19,6 +19,7 @@ import {
   type PublishItem,
   messageId,
   TopicIndex,
+  UnavailableError,
   validateEnvelope,
 } from '@anode/shared';
 import type { Logger } from '../logger.ts';
@@ -232,11 +233,26 @@ export function createHub(options: HubOptions) {
   const topicsFor = async (pattern: string) =>
     isPattern(pattern) ? (await store.topics()).filter((t) => matches(pattern, t)) : [pattern];
 
+  // Set when the node stops: clients' publishes are refused from then on (see refusePublishes).
+  let closing = false;
+
   return {
     writer,
 
+    /**
+     * From now on, refuse clients' publishes (`unavailable`): a message accepted while the node
+     * stops might be stored after the mesh has stopped gossiping, and reach other relays only
+     * when this one comes back. Sources go on until their component stops.
+     */
+    refusePublishes(): void {
+      closing = true;
+    },
+
     /** Accept messages: assign ids and cursors, write durably, fan out; resolves with the acks. */
     async publish(topic: string, items: readonly PublishItem[], context: PublishContext): Promise<Ack[]> {
+      if (closing && context.via !== 'source') {
+        throw new UnavailableError('node is shutting down: publish again, here once it is back or at another node');
+      }
       const started = performance.now();
       const now = Date.now();
       const at = { ...limits, now };
