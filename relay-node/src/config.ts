@@ -64,6 +64,11 @@ export const configSchema = z.object({
     .describe(
       'an idle kept-alive HTTP connection is closed after this long; keep it above the idle timeout of a proxy or load balancer in front (often 60 s), or it may send a request on a connection the relay is closing',
     ),
+  client_ping_ms: nonNegativeInt
+    .default(30_000)
+    .describe(
+      'every this long each client WebSocket is pinged; one that has not answered the previous ping is dropped (a client gone without a close, e.g. behind a NAT that forgot it; 0 = never)',
+    ),
   frame_timeout_ms: positiveInt
     .default(10_000)
     .describe('a WebSocket handshake, request headers or a started frame left unfinished this long: closed (4003)'),

@@ -281,6 +281,37 @@ describe('connection caps', () => {
   });
 });
 
+describe('client liveness', () => {
+  let relay: TestRelay;
+  before(async () => {
+    relay = await startRelay({ 'client-ping-ms': '200', 'max-connections-per-address': '2' });
+  });
+  after(() => relay.stop());
+
+  it('drops a client that stops answering pings, freeing its slot; keeps one that answers', async () => {
+    const { WebSocket } = await import('ws');
+    // A client gone without a close: its socket is open, but it never answers a ping.
+    const ghost = new WebSocket(`${relay.wsUrl}/v1/ws`, { autoPong: false });
+    await once(ghost, 'open');
+    const alive = await openSocket(`${relay.wsUrl}/v1/ws`);
+    alive.send({ op: 'sub', topic: 'live.a', ref: 's' });
+    const [code] = (await Promise.race([
+      once(ghost, 'close'),
+      new Promise((_, reject) => setTimeout(() => reject(new Error('ghost not dropped within 5 s')), 5_000)),
+    ])) as [number];
+    assert.equal(code, 1006, 'dropped without a close handshake');
+    // Its slot under the per-address cap is free again; the answering client is still served.
+    const third = await openSocket(`${relay.wsUrl}/v1/ws`);
+    await new Promise((r) => setTimeout(r, 600));
+    alive.send({ op: 'ping', ref: 'still-there' });
+    assert.equal((await alive.next((f) => 'ref' in f && f.ref === 'still-there')).op, 'pong');
+    const metrics = await (await fetch(`${relay.url}/metrics`)).text();
+    assert.match(metrics, /anode_server_disconnects_total\{reason="ping_timeout"\} [1-9]/);
+    third.close();
+    alive.close();
+  });
+});
+
 describe('unfinished frames and slow handshakes', () => {
   let relay: TestRelay;
   before(async () => {

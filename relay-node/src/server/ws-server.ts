@@ -12,7 +12,7 @@ import {
   tokenFrom,
   UnavailableError,
 } from '@anode/shared';
-import { WebSocketServer } from 'ws';
+import { type WebSocket, WebSocketServer } from 'ws';
 import { ClientConnection, type ConnectionDeps } from './connection.ts';
 import { createConnectionCaps } from './connection-caps.ts';
 import { watchUnfinishedFrames } from './frame-watch.ts';
@@ -55,6 +55,31 @@ export function attachWebSockets(server: Server, deps: WsDeps) {
     skipUTF8Validation: true,
   });
   const connections = new Set<ClientConnection>();
+  // Liveness: every client_ping_ms each socket is pinged, and one that did not answer the
+  // previous ping is dropped. A client gone without a close (a NAT or load balancer that forgot
+  // it, a phone that changed networks) would otherwise hold its subscriptions and its slots
+  // under the connection caps forever.
+  const answered = new Map<WebSocket, boolean>();
+  const pingMs = deps.config.client_ping_ms;
+  const pinger =
+    pingMs > 0
+      ? setInterval(() => {
+          for (const [ws, ok] of answered) {
+            if (!ok) {
+              deps.metrics.disconnects.inc({ reason: 'ping_timeout' });
+              deps.log.debug({ ms: pingMs }, 'client did not answer a ping: connection dropped');
+              answered.delete(ws);
+              ws.terminate();
+              continue;
+            }
+            // ping() throws on a socket already closing (its close has its own deadline).
+            if (ws.readyState !== ws.OPEN) continue;
+            answered.set(ws, false);
+            ws.ping();
+          }
+        }, pingMs)
+      : undefined;
+  pinger?.unref();
   const caps = createConnectionCaps({
     perToken: deps.config.max_connections_per_token,
     perAddress: deps.config.max_connections_per_address,
@@ -106,10 +131,15 @@ export function attachWebSockets(server: Server, deps: WsDeps) {
         wss.handleUpgrade(request, socket, head, (ws) => {
           const connection = new ClientConnection(ws, claims, deps, socket);
           connections.add(connection);
+          if (pinger) {
+            answered.set(ws, true);
+            ws.on('pong', () => answered.has(ws) && answered.set(ws, true));
+          }
           const unwatch = watchUnfinishedFrames(ws, socket, deps.config.frame_timeout_ms, () =>
             connection.close('frame_timeout', `a frame was left unfinished for ${deps.config.frame_timeout_ms} ms`),
           );
           ws.on('close', () => {
+            answered.delete(ws);
             unwatch();
             release();
             connections.delete(connection);
@@ -131,6 +161,7 @@ export function attachWebSockets(server: Server, deps: WsDeps) {
     },
     /** Close every connection with the shutdown code; resolves when they are gone. */
     async closeAll(): Promise<void> {
+      clearInterval(pinger);
       for (const connection of connections) connection.close('shutdown', 'node is shutting down');
       const deadline = Date.now() + 3_000;
       while (connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
