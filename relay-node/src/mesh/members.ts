@@ -115,6 +115,8 @@ export function createMembers(options: MembersOptions) {
     }
     lastTick = now;
     for (const [peer, entry] of seen) if (now - entry.at > timeoutMs) seen.delete(peer);
+    // A fetch older than an interval no longer holds the next one back: forget it (peers churn).
+    for (const [key, at] of fetching) if (at >= 0 && now - at >= intervalMs) fetching.delete(key);
     checkSettled();
     apply();
     void send(heartbeat());

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { pino } from 'pino';
-import { createSync, cursorAt } from './sync.ts';
+import { createSync, cursorAt, MAX_WATERMARKS, WATERMARK_TTL_MS } from './sync.ts';
 
 const log = pino({ level: 'silent' });
 const LOOKBACK = 1_000;
@@ -86,6 +86,24 @@ describe('catch-up scheduling', () => {
       ['stranger', '0'],
     ]);
     await second.stop();
+  });
+
+  it('forgets watermarks of peers gone for a week, and keeps at most MAX_WATERMARKS', async () => {
+    const sync = make();
+    await sync.start();
+    for (let i = 0; i < MAX_WATERMARKS + 50; i++) {
+      sync.peerUp(`p${i}`);
+      await sync.firstSync;
+      clock += 1;
+    }
+    await settle();
+    for (let i = 0; i < MAX_WATERMARKS + 50; i++) if (i !== 7) sync.peerDown(`p${i}`);
+    await settle();
+    assert.equal(sync.status().watermarks, MAX_WATERMARKS, 'the oldest of the gone peers went first');
+    clock += WATERMARK_TTL_MS + 1;
+    await settle();
+    assert.equal(sync.status().watermarks, 1, 'only the connected peer is remembered after a week');
+    await sync.stop();
   });
 
   it('retries a failed catch-up while the peer stays connected', async () => {

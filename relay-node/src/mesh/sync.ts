@@ -33,6 +33,11 @@ interface State {
   any?: number;
 }
 
+/** A watermark of a peer not connected is forgotten after this long (see forgetGone). */
+export const WATERMARK_TTL_MS = 7 * 24 * 3_600_000;
+/** At most this many watermarks are kept (the oldest of peers not connected go first). */
+export const MAX_WATERMARKS = 1_000;
+
 /** The smallest valid cursor minted at `ms`. */
 export const cursorAt = (ms: number) => (ms <= 0 ? CURSOR_ZERO : cursorFloor(ms));
 
@@ -61,6 +66,25 @@ export function createSync(options: SyncOptions) {
   let saving: Promise<void> = Promise.resolve();
   const save = (): Promise<void> => (saving = saving.catch(() => {}).then(write));
   const saveQuietly = () => save().catch((error: unknown) => log.warn({ err: error }, 'cannot save mesh-sync.json'));
+
+  // Watermarks of peers not connected are forgotten after WATERMARK_TTL_MS, and beyond
+  // MAX_WATERMARKS the oldest go first: relays whose data folder is not kept (a new peer key per
+  // restart) would otherwise add one for good per restart, to a file rewritten every tick. A
+  // forgotten peer that does come back is caught up from the start of what it keeps.
+  const forgetGone = (): boolean => {
+    const gone = Object.entries(state.peers).filter(([peer]) => !connected.has(peer));
+    const cutoff = now() - WATERMARK_TTL_MS;
+    const excess = Object.keys(state.peers).length - MAX_WATERMARKS;
+    const drop = new Set(gone.filter(([, at]) => at < cutoff).map(([peer]) => peer));
+    if (excess > drop.size) {
+      for (const [peer] of gone.sort((a, b) => a[1] - b[1])) {
+        if (drop.size >= excess) break;
+        drop.add(peer);
+      }
+    }
+    for (const peer of drop) delete state.peers[peer];
+    return drop.size > 0;
+  };
 
   const drain = async () => {
     if (running) return;
@@ -110,7 +134,7 @@ export function createSync(options: SyncOptions) {
           log.warn({ err: error }, 'ignoring a bad mesh-sync.json');
       }
       ticker = setInterval(() => {
-        let touched = false;
+        let touched = forgetGone();
         for (const [peer, entry] of connected) {
           if (!entry.synced) continue;
           state.peers[peer] = now();
