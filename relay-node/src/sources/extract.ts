@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import { JSONPath } from 'jsonpath-plus';
 import type { CommonDefinition } from './definition.ts';
+import { jsonPreview, writeJson } from './json-text.ts';
+import { reasonOf } from './pipeline.ts';
 
 /** One item taken from a payload, mapped to the fields of a message. */
 export interface SourceItem {
@@ -8,6 +10,8 @@ export interface SourceItem {
   ts: number;
   topic: string;
   data: unknown;
+  /** Why the item's fields could not be read (`Name: message`); it goes to the dead-letter topic. */
+  error?: string;
 }
 
 type Mapping = Pick<CommonDefinition, 'topic' | 'items_path' | 'id_path' | 'ts_path' | 'topic_path'>;
@@ -18,12 +22,40 @@ const query = (path: string, json: unknown): unknown[] =>
 const first = (path: string | undefined, json: unknown): unknown =>
   path === undefined || json === null || typeof json !== 'object' ? undefined : query(path, json)[0];
 
-/** A hash of the item's JSON: the same content gives the same id, so it is ingested once. */
-export const hashId = (data: unknown): string =>
-  `h${createHash('sha256')
-    .update(JSON.stringify(data) ?? 'undefined')
-    .digest('base64url')
-    .slice(0, 22)}`;
+/**
+ * A hash of the item's JSON: the same content gives the same id, so it is ingested once. Data
+ * too deep for JSON.stringify is hashed piece by piece, to the same digest.
+ */
+export function hashId(data: unknown): string {
+  const hash = createHash('sha256');
+  let text: string;
+  try {
+    text = JSON.stringify(data) ?? 'undefined';
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+    // Pieces are gathered into chunks: one update per piece is ten times slower.
+    let chunk = '';
+    writeJson(data, (piece) => {
+      chunk += piece;
+      if (chunk.length >= 65_536) {
+        hash.update(chunk);
+        chunk = '';
+      }
+      return true;
+    });
+    text = chunk;
+  }
+  return `h${hash.update(text).digest('base64url').slice(0, 22)}`;
+}
+
+/** hashId, or for data that has no JSON (only a plugin kind can emit that) a hash of its preview. */
+const safeHashId = (data: unknown): string => {
+  try {
+    return hashId(data);
+  } catch {
+    return hashId(jsonPreview(data, 4096));
+  }
+};
 
 /** A source timestamp: epoch milliseconds, epoch seconds (below 1e11), or a date string. */
 export function toTimestamp(value: unknown): number | undefined {
@@ -39,7 +71,9 @@ export function toTimestamp(value: unknown): number | undefined {
 /**
  * The items of a payload: the matches of `items_path` (an array match is spread), or the
  * whole payload. Each item's id, timestamp and topic come from its paths, with fallbacks: a
- * content hash, the ingest time, and the source's topic.
+ * content hash, the ingest time, and the source's topic. An item whose fields cannot be read
+ * (a path search or its hash overflowing the stack on deep data) comes back with `error` and
+ * a content-hash id, so it is dead-lettered once instead of failing the whole payload.
  */
 export function extractItems(payload: unknown, mapping: Mapping, now = Date.now()): SourceItem[] {
   let raw: unknown[] = [payload];
@@ -48,13 +82,17 @@ export function extractItems(payload: unknown, mapping: Mapping, now = Date.now(
     raw = found.length === 1 && Array.isArray(found[0]) ? found[0] : found;
   }
   return raw.map((data) => {
-    const id = first(mapping.id_path, data);
-    const topic = first(mapping.topic_path, data);
-    return {
-      id: typeof id === 'string' || typeof id === 'number' ? String(id) : hashId(data),
-      ts: toTimestamp(first(mapping.ts_path, data)) ?? now,
-      topic: typeof topic === 'string' ? topic : mapping.topic,
-      data,
-    };
+    try {
+      const id = first(mapping.id_path, data);
+      const topic = first(mapping.topic_path, data);
+      return {
+        id: typeof id === 'string' || typeof id === 'number' ? String(id) : hashId(data),
+        ts: toTimestamp(first(mapping.ts_path, data)) ?? now,
+        topic: typeof topic === 'string' ? topic : mapping.topic,
+        data,
+      };
+    } catch (error) {
+      return { id: safeHashId(data), ts: now, topic: mapping.topic, data, error: reasonOf(error) };
+    }
   });
 }

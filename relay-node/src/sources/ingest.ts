@@ -2,7 +2,8 @@ import { assertDataDepth, assertDataSize, assertTs, isTopic, matches, toAnodeErr
 import type { Hub } from '../hub/hub.ts';
 import type { Logger } from '../logger.ts';
 import { extractItems } from './extract.ts';
-import { runSteps } from './pipeline.ts';
+import { jsonPreview } from './json-text.ts';
+import { reasonOf, runSteps, type StepOutcome } from './pipeline.ts';
 import type { SourceMessage, Step } from './plugin-api.ts';
 import type { SourceRuntime } from './source-runtime.ts';
 
@@ -18,34 +19,82 @@ export interface IngestOptions {
   onDeadLetter(runtime: SourceRuntime, reason: string): void;
 }
 
+/** A middleware step named in the config but not loaded: the payload fails, no item is dead-lettered. */
+export class UnknownStepError extends Error {
+  override name = 'UnknownStepError';
+}
+
+/** Characters of a bad item's JSON kept in its dead letter when the item itself cannot be. */
+export const DEAD_LETTER_PREVIEW_CHARS = 1024;
+
+const clip = (text: string, max: number) => (text.length > max ? `${text.slice(0, max)}…` : text);
+
 /**
  * Ingests one payload of a source: extract and map items, skip ids already ingested, run the
  * source's and then the topic's middleware, publish per topic (the id is the idempotency key,
  * so the store drops a republish across restarts and nodes too), and send failures to the
  * dead-letter topic. Items are remembered only once durable, so a failed publish is retried.
+ * Whatever one item holds, it fails alone: only the store (or a step missing from the config)
+ * fails the payload.
  */
 export function createIngest(options: IngestOptions) {
-  const { hub, steps } = options;
+  const { hub, steps, maxMessageBytes: max } = options;
   const topicSteps = (topic: string) =>
     options.topicPipelines.filter((p) => matches(p.topic, topic)).flatMap((p) => p.steps);
   const resolveSteps = (names: readonly string[]) =>
     names.map((name) => {
       const step = steps.get(name);
-      if (!step) throw new Error(`unknown middleware step "${name}"`);
+      if (!step) throw new UnknownStepError(`unknown middleware step "${name}"`);
       return step;
     });
 
+  /**
+   * The dead letter of an item: the item whole when the record still passes the message
+   * contract, else a preview of its JSON (`data_omitted`), so the record cannot fail as the item
+   * did. Stamped now (its own ts may be what was refused).
+   */
   const deadLetter = async (runtime: SourceRuntime, message: SourceMessage, step: string, reason: string) => {
-    options.onDeadLetter(runtime, reason);
+    const shown = clip(reason, 1024);
+    options.onDeadLetter(runtime, shown);
     runtime.recordDeadLetter();
-    const data = { reason, step, source: message.source, topic: message.topic, id: message.id, ts: message.ts };
-    // Stamped now (its own ts may be what was refused); data too large to store is left out.
-    const kept = reason.startsWith('too_large') ? { data_omitted: true } : { data: message.data };
+    const fields = {
+      reason: shown,
+      step: clip(step, 128),
+      source: message.source,
+      topic: clip(String(message.topic), 600),
+      id: clip(String(message.id), 256),
+      ts: message.ts,
+    };
+    const record = [
+      { ...fields, data: message.data },
+      { ...fields, data_omitted: true, preview: jsonPreview(message.data, DEAD_LETTER_PREVIEW_CHARS) },
+      { ...fields, data_omitted: true },
+    ].find((data) => checkData(data, max) === undefined);
+    if (!record) {
+      options.log.warn({ source: message.source, reason: shown }, 'dead letter larger than max_message_bytes: dropped');
+      return;
+    }
     await hub.publish(
       options.deadLetterTopic,
-      [{ data: { ...data, ...kept }, source: message.source, key: `${message.topic}\n${message.id}` }],
+      [{ data: record, source: message.source, key: `${message.topic}\n${message.id}` }],
       { via: 'source', source: message.source },
     );
+  };
+
+  /** An item through the source's and the topic's steps and the message contract. */
+  const process = async (message: SourceMessage, sourceSteps: readonly Step[]): Promise<StepOutcome> => {
+    const run = { defaultTimeoutMs: options.stepTimeoutMs, log: options.log };
+    let result: StepOutcome =
+      sourceSteps.length > 0 ? await runSteps(sourceSteps, message, run) : { outcome: 'ok', message };
+    if (result.outcome === 'ok') {
+      const more = resolveSteps(topicSteps(result.message.topic));
+      if (more.length > 0) result = await runSteps(more, result.message, run);
+    }
+    if (result.outcome === 'ok') {
+      const checked = check(result.message, max);
+      if (checked) result = { outcome: 'dead', step: '(publish)', reason: checked };
+    }
+    return result;
   };
 
   return async (runtime: SourceRuntime, payload: unknown): Promise<void> => {
@@ -61,20 +110,16 @@ export function createIngest(options: IngestOptions) {
     const byTopic = new Map<string, SourceMessage[]>();
     let newest: number | undefined;
     for (const item of fresh) {
-      const message: SourceMessage = { ...item, source: def.name };
-      const outcome =
-        sourceSteps.length > 0
-          ? await runSteps(sourceSteps, message, { defaultTimeoutMs: options.stepTimeoutMs, log: options.log })
-          : { outcome: 'ok' as const, message };
-      let result = outcome;
-      if (result.outcome === 'ok') {
-        const more = resolveSteps(topicSteps(result.message.topic));
-        if (more.length > 0)
-          result = await runSteps(more, result.message, { defaultTimeoutMs: options.stepTimeoutMs, log: options.log });
-      }
-      if (result.outcome === 'ok') {
-        const checked = check(result.message, options.maxMessageBytes);
-        if (checked) result = { outcome: 'dead', step: '(publish)', reason: checked };
+      const message: SourceMessage = { id: item.id, topic: item.topic, ts: item.ts, data: item.data, source: def.name };
+      let result: StepOutcome;
+      if (item.error !== undefined) result = { outcome: 'dead', step: '(extract)', reason: item.error };
+      else {
+        try {
+          result = await process(message, sourceSteps);
+        } catch (error) {
+          if (error instanceof UnknownStepError) throw error;
+          result = { outcome: 'dead', step: '(ingest)', reason: reasonOf(error) };
+        }
       }
       if (result.outcome === 'dead') await deadLetter(runtime, message, result.step, result.reason);
       if (result.outcome !== 'ok') continue;
@@ -104,14 +149,25 @@ export function createIngest(options: IngestOptions) {
  * rather than failing the whole payload at publish.
  */
 function check(message: SourceMessage, maxMessageBytes: number): string | undefined {
-  if (!isTopic(message.topic)) return `bad_topic: ${JSON.stringify(message.topic)} is not a valid topic`;
+  if (!isTopic(message.topic)) return `bad_topic: ${JSON.stringify(clip(message.topic, 200))} is not a valid topic`;
+  return breach(() => assertTs(message.ts, {})) ?? checkData(message.data, maxMessageBytes);
+}
+
+/** The data part of check: present, nested at most MAX_DATA_DEPTH, at most max_message_bytes. */
+function checkData(data: unknown, maxMessageBytes: number): string | undefined {
+  if (data === undefined) return 'bad_frame: data: required (use null for no data)';
+  return breach(() => {
+    assertDataDepth(data); // first: the size check serializes, which deeper data would overflow
+    assertDataSize(data, { maxMessageBytes });
+  });
+}
+
+const breach = (assert: () => void): string | undefined => {
   try {
-    assertTs(message.ts, {});
-    assertDataDepth(message.data);
-    assertDataSize(message.data, { maxMessageBytes });
+    assert();
+    return undefined;
   } catch (error) {
     const anode = toAnodeError(error);
     return `${anode.code}: ${anode.message}`;
   }
-  return undefined;
-}
+};

@@ -9,6 +9,10 @@ export type StepOutcome =
   | { outcome: 'dropped' }
   | { outcome: 'dead'; step: string; reason: string };
 
+/** A dead letter's reason for an exception, `Name: message`; never throws (`throw null` included). */
+export const reasonOf = (error: unknown): string =>
+  error instanceof Error ? `${error.name}: ${error.message}` : `Error: ${String(error)}`;
+
 export class StepTimeoutError extends Error {
   override name = 'StepTimeoutError';
 }
@@ -88,8 +92,7 @@ export async function runSteps(
         current = { ...current, data: { ...data, ...result } };
       }
     } catch (error) {
-      const reason = `${(error as Error).name ?? 'Error'}: ${(error as Error).message ?? String(error)}`;
-      return { outcome: 'dead', step: step.name, reason };
+      return { outcome: 'dead', step: step.name, reason: reasonOf(error) };
     }
   }
   return { outcome: 'ok', message: current };
