@@ -13,13 +13,21 @@ const shape = {
   heartbeat_ms: positiveInt.default(15_000),
   /** Largest frame taken; a larger one drops the connection (the library stops reading it). */
   max_bytes: positiveInt.default(8 * 1024 * 1024),
+  /**
+   * Frames taken but not yet published (a slow store): at this many, or `max_pending_bytes` of
+   * them, reading pauses until half have drained, so upstream waits in its own send buffer.
+   */
+  max_pending_frames: positiveInt.default(256),
+  max_pending_bytes: positiveInt.default(16 * 1024 * 1024),
 };
 type WebSocketDefinition = z.infer<z.ZodObject<typeof shape>>;
 
 /**
  * Holds a WebSocket to an upstream feed. Each text frame is one JSON payload; a frame that is
- * not JSON is a fault (counted) but keeps the connection. Reconnects are the core's job: this
- * driver reports `down` and the core calls `run` again after a back-off with jitter.
+ * not JSON is a fault (counted) but keeps the connection. Frames are published in order, one at
+ * a time; past the pending bound the socket stops being read (TCP pushes back on upstream).
+ * Reconnects are the core's job: this driver reports `down` and the core calls `run` again
+ * after a back-off with jitter; the frames a dropped connection had queued are not published.
  */
 export const websocketKind: SourceKind = {
   kind: 'websocket',
@@ -75,6 +83,8 @@ export const websocketKind: SourceKind = {
             let alive = true;
             ws.on('pong', () => (alive = true));
             heartbeat = setInterval(() => {
+              // A paused socket is not read, so its pong cannot arrive: the wait is ours.
+              if (ws.isPaused) return;
               if (!alive) return drop(ws, new Error('heartbeat: no pong'));
               alive = false;
               ws.ping();
@@ -82,17 +92,39 @@ export const websocketKind: SourceKind = {
             heartbeat.unref();
             resolve();
           });
+          let pending = 0;
+          let pendingBytes = 0;
           ws.on('message', (data, binary) => {
             if (socket !== ws) return;
+            const text = binary ? Buffer.from(data as Buffer).toString() : String(data);
             let payload: unknown;
             try {
-              payload = JSON.parse(binary ? Buffer.from(data as Buffer).toString() : String(data));
+              payload = JSON.parse(text);
             } catch {
               io.fault(new SyntaxError(`invalid JSON frame from ${shownUrl}`));
               return;
             }
-            // Frames are ingested in order; a failed publish drops the connection to retry.
-            chain = chain.then(() => io.emit(payload)).catch((error: Error) => drop(ws, error));
+            const bytes = Buffer.isBuffer(data) ? data.length : text.length;
+            pending += 1;
+            pendingBytes += bytes;
+            if (!ws.isPaused && (pending >= def.max_pending_frames || pendingBytes >= def.max_pending_bytes)) {
+              ws.pause();
+              io.log.debug({ pending, pending_bytes: pendingBytes }, 'publishing behind upstream: reading paused');
+            }
+            // Frames are ingested in order; a failed publish drops the connection to retry. Once
+            // this connection is dropped (or closed), its queued frames are skipped.
+            chain = chain
+              .then(() => (socket === ws ? io.emit(payload) : undefined))
+              .catch((error: Error) => drop(ws, error))
+              .finally(() => {
+                pending -= 1;
+                pendingBytes -= bytes;
+                const drained = pending <= def.max_pending_frames / 2 && pendingBytes <= def.max_pending_bytes / 2;
+                if (ws.isPaused && drained && socket === ws) {
+                  ws.resume();
+                  io.log.debug({ pending, pending_bytes: pendingBytes }, 'reading resumed');
+                }
+              });
           });
           ws.once('close', (code) => drop(ws, new Error(`closed by upstream (${code})`)));
         });

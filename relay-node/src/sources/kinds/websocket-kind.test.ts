@@ -1,0 +1,194 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { Writable } from 'node:stream';
+import { after, describe, it } from 'node:test';
+import { type WebSocket, WebSocketServer } from 'ws';
+import { memoryStore, testHub } from '../../hub/test-hub.ts';
+import { createLogger } from '../../logger.ts';
+import { parseDefinition } from '../definition.ts';
+import { createIngest } from '../ingest.ts';
+import { defineStep } from '../plugin-api.ts';
+import { createScheduler } from '../scheduler.ts';
+import { createSourceRuntime } from '../source-runtime.ts';
+import { BUILTIN_KINDS } from './builtin-kinds.ts';
+import { websocketKind } from './websocket-kind.ts';
+
+const waitFor = async <T>(what: string, get: () => T | undefined | Promise<T | undefined>, ms = 10_000) => {
+  const deadline = Date.now() + ms;
+  for (let v = await get(); ; v = await get()) {
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+/** A gate a middleware step waits at: publishing is as slow as the test wants. */
+function gate() {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  let seen = 0;
+  return { opened, open: () => open(), seen: () => seen, hit: () => (seen += 1) };
+}
+
+/**
+ * An upstream on 127.0.0.1 and one WebSocket source pulling it through the real runtime, ingest,
+ * hub and (in-memory) store; `onConnection` is what upstream does with each connection.
+ */
+async function setup(options: {
+  source: Record<string, unknown>;
+  onConnection: (ws: WebSocket) => void;
+  deadLetterTopic?: string;
+  wait: ReturnType<typeof gate>;
+  failAt?: number;
+}) {
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+  await once(wss, 'listening');
+  wss.on('connection', options.onConnection);
+  const { port } = wss.address() as { port: number };
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line));
+      done();
+    },
+  });
+  const log = createLogger('debug', sink);
+  const store = memoryStore();
+  const hub = testHub(store);
+  const scheduler = createScheduler({ concurrency: 2 });
+  const { wait } = options;
+  const slow = defineStep({
+    name: 'slow',
+    kind: 'filter',
+    timeout_ms: 60_000,
+    run: async () => {
+      const n = wait.hit();
+      await wait.opened;
+      if (n === options.failAt) throw new Error('poisoned');
+      return true;
+    },
+  });
+  const ingest = createIngest({
+    hub,
+    steps: new Map([[slow.name, slow]]),
+    topicPipelines: [],
+    deadLetterTopic: options.deadLetterTopic ?? 'dead.letters',
+    stepTimeoutMs: 60_000,
+    maxMessageBytes: 1024 * 1024,
+    log,
+    onDeadLetter() {},
+  });
+  let payloads = 0;
+  const definition = parseDefinition(
+    {
+      name: 'feed',
+      kind: 'websocket',
+      url: `ws://127.0.0.1:${port}/`,
+      topic: 'feed.items',
+      id_path: '$.id',
+      pipeline: ['slow'],
+      backoff_min_ms: 60_000,
+      ...options.source,
+    },
+    BUILTIN_KINDS,
+  );
+  const runtime = createSourceRuntime(definition, websocketKind, {
+    scheduler,
+    log,
+    ingest: (r, payload) => ((payloads += 1), ingest(r, payload)),
+    onError() {},
+  });
+  runtime.start();
+  return {
+    runtime,
+    lines,
+    payloads: () => payloads,
+    stored: async () =>
+      (await store.history('feed.items', { limit: 10_000 })).map((m) => (m.data as { id: number }).id),
+    async close() {
+      runtime.stop();
+      scheduler.stop();
+      for (const client of wss.clients) client.terminate();
+      wss.close();
+      await hub.writer.drain();
+      await store.close();
+    },
+  };
+}
+
+describe('websocket source', () => {
+  const open: { close(): Promise<void> }[] = [];
+  after(async () => {
+    for (const s of open) await s.close();
+  });
+
+  it('stops reading while publishing is behind, so upstream waits; nothing is lost', async () => {
+    const FRAMES = 2_000;
+    const pad = 'x'.repeat(16 * 1024);
+    let flushed = 0;
+    let upstream: WebSocket | undefined;
+    const wait = gate();
+    const s = await setup({
+      source: { max_pending_frames: 8 },
+      wait,
+      onConnection(ws) {
+        upstream = ws;
+        for (let id = 1; id <= FRAMES; id++) ws.send(JSON.stringify({ id, pad }), () => (flushed += 1));
+      },
+    });
+    open.push(s);
+    const paused = await waitFor('reading paused', () =>
+      s.lines.find((l) => l.msg === 'publishing behind upstream: reading paused'),
+    );
+    assert.equal(paused.pending, 8);
+    // 32 MB sent; with the socket not read, upstream's kernel buffers fill and the rest waits
+    // in upstream's own queue instead of in the relay.
+    let last = -1;
+    await waitFor('upstream to stop flushing', async () => {
+      const now = flushed;
+      const settled = now === last;
+      last = now;
+      await new Promise((r) => setTimeout(r, 100));
+      return settled;
+    });
+    assert.ok(flushed < FRAMES, `upstream flushed ${flushed} of ${FRAMES} frames`);
+    assert.ok((upstream?.bufferedAmount ?? 0) > 0);
+    assert.equal(wait.seen(), 1);
+    wait.open();
+    const ids = await waitFor('every frame stored', async () => {
+      const stored = await s.stored();
+      return stored.length === FRAMES ? stored : undefined;
+    });
+    assert.deepEqual(
+      ids,
+      Array.from({ length: FRAMES }, (_, i) => i + 1),
+    );
+    assert.ok(s.lines.some((l) => l.msg === 'reading resumed'));
+    assert.equal(s.runtime.state, 'connected');
+  });
+
+  it('does not publish the frames queued behind a publish that failed and dropped the connection', async () => {
+    const wait = gate();
+    let pongs = 0;
+    const s = await setup({
+      source: {},
+      wait,
+      // The first item's step fails and its dead letter cannot be published: a failed publish.
+      deadLetterTopic: 'bad..topic',
+      failAt: 1,
+      onConnection(ws) {
+        ws.on('pong', () => (pongs += 1));
+        for (let id = 1; id <= 5; id++) ws.send(JSON.stringify({ id }));
+        ws.ping(); // answered after the five frames are read
+      },
+    });
+    open.push(s);
+    await waitFor('the frames read', () => pongs > 0 && wait.seen() === 1);
+    wait.open();
+    await waitFor('the connection dropped', () => s.runtime.state === 'failing');
+    assert.match(s.runtime.status().last_error?.message ?? '', /topic/);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(s.payloads(), 1, 'frames 2-5 of the dropped connection were not ingested');
+    assert.deepEqual(await s.stored(), []);
+  });
+});
