@@ -3,7 +3,8 @@ import type { SourceRuntime } from './source-runtime.ts';
 
 /**
  * Prometheus metrics of the sources. Per-source gauges are filled at scrape time from the
- * runtimes (nothing to keep in step), so a deleted source simply disappears.
+ * runtimes (nothing to keep in step), so a deleted source simply disappears; its counters are
+ * removed by `forget` when it is deleted.
  */
 export function createSourceMetrics(
   registry: Registry,
@@ -74,6 +75,7 @@ export function createSourceMetrics(
     items: counter('anode_source_items_total', 'Items ingested, by source'),
     errors: counter('anode_source_errors_total', 'Failed attempts and bad payloads, by source'),
     deadLetters: counter('anode_source_dead_letters_total', 'Messages sent to the dead-letter topic, by source'),
+    /** Drop a deleted source's counter series (else every source ever run stays in /metrics). */
     forget(source: string) {
       for (const c of [this.items, this.errors, this.deadLetters]) c.remove({ source });
     },

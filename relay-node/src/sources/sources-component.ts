@@ -76,6 +76,8 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
           metrics.errors.inc({ source: runtime.definition.name });
         },
       },
+      // A deleted source's counters go with it; a restart or an update keeps them.
+      onDeleted: (name) => metrics.forget(name),
     });
     manager.load(mergeSources(config.sources, changes));
     // In a mesh, the admin API's changes reach every member (config-file sources are each node's

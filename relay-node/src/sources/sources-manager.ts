@@ -27,6 +27,8 @@ export interface ManagerOptions {
   version: () => string;
   log: Logger;
   deps: Omit<RuntimeDeps, 'scheduler' | 'log'>;
+  /** A source was deleted (here or on another node), not merely stopped or replaced. */
+  onDeleted?(name: string): void;
 }
 
 /**
@@ -86,6 +88,7 @@ export function createSourcesManager(options: ManagerOptions) {
       runtimes.get(name)?.stop();
       runtimes.delete(name);
       raws.delete(name);
+      options.onDeleted?.(name);
       return;
     }
     try {
@@ -202,6 +205,7 @@ export function createSourcesManager(options: ManagerOptions) {
       await persist(name, null);
       runtimes.delete(name);
       raws.delete(name);
+      options.onDeleted?.(name);
     },
   };
 }

@@ -1,0 +1,96 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { loadConfig } from '../config.ts';
+import { createLogger } from '../logger.ts';
+import { createRelayNode } from '../node.ts';
+
+const TOKEN = 'admin-token-for-the-unit-test-0123456789';
+
+const waitFor = async <T>(what: string, get: () => Promise<T | undefined>, ms = 10_000) => {
+  const deadline = Date.now() + ms;
+  for (let v = await get(); ; v = await get()) {
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+};
+
+describe('sources component: metrics of deleted sources', () => {
+  const upstream = createServer((request, response) => {
+    // Each source's first poll fails; later ones give an item and one with a ts a day ahead.
+    const seen = (hits.get(request.url ?? '') ?? 0) + 1;
+    hits.set(request.url ?? '', seen);
+    if (seen === 1) return void response.writeHead(500).end();
+    response.setHeader('content-type', 'application/json');
+    response.end(JSON.stringify([{ id: 'now' }, { id: 'ahead', ts: Date.now() + 86_400_000 }]));
+  });
+  const hits = new Map<string, number>();
+  let dir: string;
+  let node: Awaited<ReturnType<typeof createRelayNode>>;
+  let url: string;
+  let feed: string;
+  const admin = (method: string, path: string, body?: unknown) =>
+    fetch(`${url}/v1/admin/sources${path}`, {
+      method,
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  const metrics = async () => (await fetch(`${url}/metrics`)).text();
+  const series = (text: string, source: string) =>
+    text.split('\n').filter((line) => line.startsWith('anode_source_') && line.includes(`source="${source}"`));
+  const counters = (text: string, source: string) =>
+    series(text, source)
+      .filter((line) => /_total\{/.test(line))
+      .map((line) => line.split('{')[0])
+      .sort();
+
+  before(async () => {
+    upstream.listen(0, '127.0.0.1');
+    await once(upstream, 'listening');
+    feed = `http://127.0.0.1:${(upstream.address() as { port: number }).port}`;
+    dir = await mkdtemp(join(tmpdir(), 'anode-sources-unit-'));
+    const config = loadConfig({
+      flags: { port: '0', 'data-dir': dir, 'log-level': 'silent', 'admin-token': TOKEN },
+      env: {},
+    });
+    node = await createRelayNode(config, createLogger('silent'));
+    ({ url } = await node.start());
+  });
+  after(async () => {
+    await node?.stop();
+    upstream.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('removes a deleted source’s series from /metrics, and keeps those of a restarted one', async () => {
+    const source = (name: string) => ({
+      name,
+      kind: 'http',
+      url: `${feed}/${name}`,
+      interval_ms: 50,
+      backoff_max_ms: 100,
+      topic: `m.${name}`,
+      items_path: '$[*]',
+      id_path: '$.id',
+      ts_path: '$.ts',
+    });
+    for (const name of ['gone', 'kept']) assert.equal((await admin('POST', '', source(name))).status, 201);
+    const all = ['anode_source_dead_letters_total', 'anode_source_errors_total', 'anode_source_items_total'];
+    const before = await waitFor('every counter of both sources', async () => {
+      const text = await metrics();
+      return ['gone', 'kept'].every((name) => counters(text, name).join() === all.join()) ? text : undefined;
+    });
+    assert.ok(series(before, 'gone').length > all.length);
+
+    assert.equal((await admin('PATCH', '/kept', { interval_ms: 60 })).status, 200);
+    assert.equal((await admin('DELETE', '/gone')).status, 200);
+    const text = await metrics();
+    assert.deepEqual(series(text, 'gone'), []);
+    assert.deepEqual(counters(text, 'kept'), all);
+  });
+});
