@@ -22,6 +22,12 @@ export const REMOTE_TS_AHEAD_MS = 2 * MAX_TS_AHEAD_MS;
  * link frames, WebSocket frames, HTTP bodies) must be at least max_message_bytes plus this.
  */
 export const ENVELOPE_OVERHEAD_BYTES = 4 * 1024;
+/**
+ * The serialized `data` one client history page (HTTP, an edge link) or one resume read holds at
+ * most, besides the one message a page always holds: a page of `limit` messages is also cut here,
+ * so one reader cannot make a relay load `limit` × max_message_bytes at once.
+ */
+export const HISTORY_PAGE_BYTES = 4 * 1024 * 1024;
 
 /** UTF-8 length of a string, without encoding it. */
 const NON_ASCII = /[\u0080-\uffff]/;

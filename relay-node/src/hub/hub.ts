@@ -12,6 +12,7 @@ import {
   cursorTime,
   encodeServerFrame,
   type Envelope,
+  HISTORY_PAGE_BYTES,
   type HybridClock,
   isPattern,
   type MessageStore,
@@ -441,12 +442,20 @@ export function createHub(options: HubOptions) {
       metrics.subscriptions.set(index.size);
     },
 
-    /** One page of a topic's history (refuses cursors older than retention). */
+    /**
+     * One page of a topic's history (refuses cursors older than retention), at most `limit`
+     * messages and HISTORY_PAGE_BYTES of data (one message always). `next` is the last cursor
+     * whenever more may follow: the page is full, or it is short and one more read finds a
+     * message after it (a page cut by bytes looks like the end otherwise).
+     */
     async history(topic: string, after: string | undefined, limit: number) {
       if (after !== undefined) await assertResumable([topic], after);
-      const messages = await store.history(topic, { after, limit });
+      const messages = await store.history(topic, { after, limit, maxBytes: HISTORY_PAGE_BYTES });
       const last = messages.at(-1);
-      return { messages, next: messages.length === limit && last ? last.cursor : null };
+      if (!last) return { messages, next: null };
+      const more =
+        messages.length >= limit || (await store.history(topic, { after: last.cursor, limit: 1 })).length > 0;
+      return { messages, next: more ? last.cursor : null };
     },
 
     latest: (topic: string) => store.latest(topic),

@@ -1,8 +1,35 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { compareCursors, createHybridClock, type Envelope, messageId } from '@anode/shared';
+import { compareCursors, createHybridClock, type Envelope, type HistoryQuery, messageId } from '@anode/shared';
 import { createSqliteStore } from './embedded/sqlite-store.ts';
 import { createHeldStore } from './held-store.ts';
+import { dataBytes } from './merge-page.ts';
+import { messageStoreCompliance } from './message-store.compliance.ts';
+
+// With nothing held, the held store is the store it wraps: the whole suite holds.
+messageStoreCompliance(
+  'held store in front of SQLite',
+  async () => {
+    let dir = await mkdtemp(join(tmpdir(), 'anode-held-'));
+    return {
+      async open(retention, options) {
+        if (!options?.reopen) {
+          await rm(dir, { recursive: true, force: true });
+          dir = await mkdtemp(join(tmpdir(), 'anode-held-'));
+        }
+        const inner = createSqliteStore({ dataDir: dir, retention });
+        return createHeldStore(inner, { holdMs: 60_000, maxBytes: 1 << 20, checkMs: 0 });
+      },
+      async cleanup() {
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  },
+  { countRetention: true, ageRetention: true },
+);
 
 // The shared store is a real (in-memory) embedded store; "another relay" is a second clock whose
 // messages reach this relay's hub by gossip (hold) and the shared store later (append to inner).
@@ -119,6 +146,33 @@ describe('held store (persist origin: messages other relays accepted, until the 
     await held.close();
   });
 
+  it('cuts merged pages by maxBytes, and paging on reads stored and held messages once each, in order', async () => {
+    const inner = shared();
+    const held = createHeldStore(inner, { holdMs: 60_000, maxBytes: 1 << 24, checkMs: 0 });
+    const a = minter('nodea');
+    const b = minter('nodeb');
+    // Interleaved: b's in the store (large), a's only held (small), so a stored page cut by bytes
+    // is followed by held messages that would still fit: they must wait for the next page.
+    const all = Array.from({ length: 60 }, (_, i) =>
+      i % 3 === 0 ? a('t', 'x'.repeat(10 + i)) : b('t', 'x'.repeat(1_200 + (i % 4) * 100)),
+    );
+    await inner.append(all.filter((m) => m.cursor.endsWith('nodeb')));
+    held.hold(all.filter((m) => m.cursor.endsWith('nodea')));
+    const inOrder = [...all].sort((x, y) => compareCursors(x.cursor, y.cursor)).map((m) => m.id);
+    const read: string[] = [];
+    let after: string | undefined;
+    for (let page = 0; page < 200; page++) {
+      const got = await held.history('t', { after, limit: 100, maxBytes: 3_000 });
+      if (got.length === 0) break;
+      const bytes = got.reduce((sum, m) => sum + dataBytes(m), 0);
+      assert.ok(bytes <= 3_000, `page ${page}: ${bytes} bytes of data`);
+      read.push(...got.map((m) => m.id));
+      after = got.at(-1)?.cursor;
+    }
+    assert.deepEqual(read, inOrder);
+    await held.close();
+  });
+
   it('answers latest with a held message that is newer than the stored one of its source', async () => {
     const inner = shared();
     const held = createHeldStore(inner, { holdMs: 60_000, maxBytes: 1 << 20 });
@@ -187,7 +241,7 @@ describe('held store (persist origin: messages other relays accepted, until the 
     let away = true;
     const flaky = {
       ...inner,
-      history: (topic: string, query: { after?: string; limit: number }) =>
+      history: (topic: string, query: HistoryQuery) =>
         away ? Promise.reject(new Error('store unreachable (test double)')) : inner.history(topic, query),
     };
     const held = createHeldStore(flaky, { holdMs: 60_000, maxBytes: 1 << 20, checkMs: 0 });

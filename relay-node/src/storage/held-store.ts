@@ -1,5 +1,13 @@
-import { compareCursors, cursorFloor, cursorTime, type Envelope, type MessageStore } from '@anode/shared';
-import { mergeLatest, mergePage } from './merge-page.ts';
+import {
+  compareCursors,
+  cursorFloor,
+  cursorTime,
+  type Envelope,
+  HISTORY_PAGE_BYTES,
+  type HistoryQuery,
+  type MessageStore,
+} from '@anode/shared';
+import { dataBytes, mergeLatest, mergePage, takePage } from './merge-page.ts';
 
 /**
  * Persist mode `origin` (one shared store, only the accepting relay writes): the messages this
@@ -38,7 +46,10 @@ export const HOLD_MS = 15 * 60_000;
 export const HOLD_BYTES = 64 * 1024 * 1024;
 /** How often the store is asked for held messages (those that arrived one round before at least). */
 export const CHECK_MS = 2_000;
-/** A round reads at most CHECK_READS pages of CHECK_PAGE messages (25,000 messages per 2 s). */
+/**
+ * A round reads at most CHECK_READS pages of CHECK_PAGE messages (25,000 messages per 2 s), each
+ * page at most HISTORY_PAGE_BYTES of data (plus one message).
+ */
 const CHECK_PAGE = 500;
 const CHECK_READS = 50;
 
@@ -134,17 +145,21 @@ export function createHeldStore(inner: MessageStore, options: HeldOptions): Held
     else list.splice(upperBound(list, entry.envelope.cursor), 0, entry);
   };
 
-  /** Held messages of `topic` after `after`, in cursor order (at most `limit`). */
-  const heldAfter = (topic: string, after: string, limit: number): Envelope[] => {
+  /** Held messages of `topic` after `query.after`, in cursor order, cut as a store's page is. */
+  const heldAfter = (topic: string, query: HistoryQuery) => {
     trim();
     const list = byTopic.get(topic)?.entries;
-    if (!list) return [];
-    const found: Envelope[] = [];
-    for (let i = upperBound(list, after); i < list.length && found.length < limit; i++) {
-      const entry = list[i] as Held;
-      if (!entry.gone) found.push(entry.envelope);
-    }
-    return found;
+    if (!list) return { page: [], cut: false };
+    const after = function* (from: number) {
+      for (let i = from; i < list.length; i++) {
+        const entry = list[i] as Held;
+        if (!entry.gone) yield entry;
+      }
+    };
+    // Measured once, when held: a page of held messages costs no stringify.
+    const measure = (entry: Held) => entry.bytes - OVERHEAD_BYTES;
+    const { page, cut } = takePage(after(upperBound(list, query.after ?? '')), query, measure);
+    return { page: page.map((entry) => entry.envelope), cut };
   };
 
   /** Lets go of the held messages `page` (read from the store) holds. */
@@ -176,9 +191,9 @@ export function createHeldStore(inner: MessageStore, options: HeldOptions): Held
           return;
         }
         reads += 1;
-        const page = await inner.history(topic, { after, limit: CHECK_PAGE });
+        const page = await inner.history(topic, { after, limit: CHECK_PAGE, maxBytes: HISTORY_PAGE_BYTES });
         found(page);
-        if (page.length < CHECK_PAGE) break;
+        if (page.length === 0) break;
         after = (page.at(-1) as Envelope).cursor;
         // On only while an old enough held message lies past this page.
         list = byTopic.get(topic)?.entries;
@@ -209,7 +224,7 @@ export function createHeldStore(inner: MessageStore, options: HeldOptions): Held
         if (byId.has(envelope.id)) continue;
         const entry: Held = {
           envelope,
-          bytes: (JSON.stringify(envelope.data) ?? '').length + OVERHEAD_BYTES,
+          bytes: dataBytes(envelope) + OVERHEAD_BYTES,
           at,
           gone: false,
         };
@@ -230,7 +245,7 @@ export function createHeldStore(inner: MessageStore, options: HeldOptions): Held
       const stored = await inner.history(topic, query);
       if (byId.size === 0 || query.limit <= 0) return stored;
       found(stored); // in the store now: no longer held
-      return mergePage(stored, heldAfter(topic, query.after ?? '', query.limit), query.limit);
+      return mergePage(stored, heldAfter(topic, query), query);
     },
 
     async topics() {

@@ -1,16 +1,58 @@
-import { compareCursors, type Envelope, newerForLatest } from '@anode/shared';
+import { compareCursors, type Envelope, type HistoryQuery, newerForLatest, utf8Length } from '@anode/shared';
+
+/** What a history page's `maxBytes` counts of a message: its `data` as JSON, in UTF-8 bytes. */
+export const dataBytes = (envelope: Envelope): number => utf8Length(JSON.stringify(envelope.data) ?? '');
+
+/**
+ * A history page taken from `rows` in cursor order (MessageStore `history`): at most `limit`,
+ * and with `maxBytes`, stopped before the row that would take the data past it (the first row
+ * always fits). `rows` is read lazily, one row past the page at most, so an iterator over a
+ * table holds no more than that. `cut`: stopped with rows left.
+ */
+export function takePage<T>(
+  rows: Iterable<T>,
+  query: HistoryQuery,
+  measure: (row: T) => number,
+): { page: T[]; cut: boolean } {
+  const page: T[] = [];
+  if (query.limit <= 0) return { page, cut: false };
+  let bytes = 0;
+  for (const row of rows) {
+    if (page.length >= query.limit) return { page, cut: true };
+    if (query.maxBytes !== undefined) {
+      bytes += measure(row);
+      if (page.length > 0 && bytes > query.maxBytes) return { page, cut: true };
+    }
+    page.push(row);
+  }
+  return { page, cut: false };
+}
 
 /**
  * A page of stored history with messages not in the store yet merged in (a spool's, a hold's):
- * in cursor order, each id once (the stored copy wins), cut to `limit`. A message merged past
- * the cut comes in the next page, which starts after this page's last cursor.
+ * in cursor order, each id once (the stored copy wins), cut like a store's page (takePage). The
+ * next page starts after this page's last cursor, so a side that may go on past its last message
+ * ends the page there: a message of the other side past it would skip one not read yet. A stored
+ * page may go on when it is full, or with `maxBytes` whenever it is not empty (a short page may
+ * have been cut by bytes); `extra.cut` says whether the extra messages were.
  */
-export function mergePage(stored: Envelope[], extra: readonly Envelope[], limit: number): Envelope[] {
-  if (extra.length === 0) return stored;
+export function mergePage(
+  stored: Envelope[],
+  extra: { page: readonly Envelope[]; cut: boolean },
+  query: HistoryQuery,
+): Envelope[] {
+  if (extra.page.length === 0) return stored;
   const ids = new Set(stored.map((m) => m.id));
-  const merged = [...stored, ...extra.filter((m) => !ids.has(m.id))];
+  const merged = [...stored, ...extra.page.filter((m) => !ids.has(m.id))];
   merged.sort((a, b) => compareCursors(a.cursor, b.cursor));
-  return merged.slice(0, limit);
+  const storedLast = stored.at(-1);
+  const storedOpen = storedLast && (stored.length >= query.limit || query.maxBytes !== undefined);
+  const ends = [storedOpen ? storedLast.cursor : undefined, extra.cut ? extra.page.at(-1)?.cursor : undefined];
+  let end: string | undefined;
+  for (const cursor of ends)
+    if (cursor !== undefined && (end === undefined || compareCursors(cursor, end) < 0)) end = cursor;
+  const upTo = end === undefined ? merged : merged.filter((m) => compareCursors(m.cursor, end) <= 0);
+  return takePage(upTo, query, dataBytes).page;
 }
 
 /**

@@ -70,6 +70,34 @@ export function messageStoreCompliance(
       assert.ok(topics.includes('iso.a') && topics.includes('iso.b') && topics.includes('h.one'));
     });
 
+    it('cuts a page by maxBytes before the message that would pass it, holding one message always', async () => {
+      // A string of n - 2 characters serializes to n bytes (with its quotes).
+      const sizes = [1_000, 1_000, 1_000, 3_000, 500, 500, 10_000, 100];
+      const batch = sizes.map((n) => make('bytes.t', { data: 'x'.repeat(n - 2) }));
+      await store.append(batch);
+      const pages: Envelope[][] = [];
+      for (let after: string | undefined; ;) {
+        const page = await store.history('bytes.t', { after, limit: 100, maxBytes: 3_500 });
+        if (page.length === 0) break;
+        pages.push(page);
+        after = page.at(-1)?.cursor;
+      }
+      assert.deepEqual(
+        pages.map((page) => page.map((m) => (m.data as string).length + 2)),
+        // 3,000 + 3,000 passes; 3,000 + 500 is exactly the budget; 10,000 alone is over it but a
+        // page holds one message always.
+        [[1_000, 1_000, 1_000], [3_000, 500], [500], [10_000], [100]],
+      );
+      assert.deepEqual(pages.flat(), batch, 'paged on, every message once, in order');
+      assert.deepEqual(await store.history('bytes.t', { limit: 2, maxBytes: 1e9 }), batch.slice(0, 2), 'limit too');
+      assert.deepEqual(await store.history('bytes.t', { limit: 0, maxBytes: 1e9 }), []);
+      // Bytes are UTF-8: "€" is 3 bytes (1 UTF-16 unit), so two 302-byte strings pass 500.
+      const euros = [make('bytes.utf8', { data: '€'.repeat(100) }), make('bytes.utf8', { data: '€'.repeat(100) })];
+      await store.append(euros);
+      assert.deepEqual(await store.history('bytes.utf8', { limit: 10, maxBytes: 500 }), euros.slice(0, 1));
+      assert.deepEqual(await store.history('bytes.utf8', { limit: 10, maxBytes: 604 }), euros);
+    });
+
     it('round-trips any JSON data', async () => {
       const values = [null, 0, -1.5, 'text ✓ 中文', true, [1, [2, { x: null }]], { nested: { deep: ['a'] } }];
       const messages = values.map((data) => make('json.round', { data }));

@@ -11,7 +11,12 @@ import type { Envelope } from '../frames.ts';
  *   replaces a newer one; on equal `ts` the greater id wins, so replicas converge.
  * - `history` returns a topic's messages with cursor strictly greater than `after` (from the
  *   oldest retained when absent), ascending by cursor, at most `limit` of them; `limit: 0`
- *   returns none.
+ *   returns none. Without `maxBytes`, fewer than `limit` means there are no more. With it, the
+ *   page also stops before the message that would take its serialized `data` (UTF-8 bytes of
+ *   the data's JSON, summed) past `maxBytes`, but holds at least one message when any is there;
+ *   a page may then be short while more follow (only an empty page means the end), and a store
+ *   holds about one message past the budget in memory at most while reading it. A client read
+ *   without `maxBytes` could make a store load `limit` messages of any size at once.
  * - Retention deletes old messages; `trimmedThrough` says up to which cursor a topic lost
  *   messages to retention, so a resume from an older cursor is refused (`cursor_expired`)
  *   instead of silently skipping a gap.
@@ -52,7 +57,7 @@ export interface MessageStore {
    */
   open?(): Promise<void>;
   append(messages: readonly Envelope[], options?: AppendOptions): Promise<AppendResult[]>;
-  history(topic: string, query: { after?: string; limit: number }): Promise<Envelope[]>;
+  history(topic: string, query: HistoryQuery): Promise<Envelope[]>;
   latest(topic: string): Promise<Record<string, Envelope>>;
   /** Topics with at least one stored message (for pattern resumes and status). */
   topics(): Promise<string[]>;
@@ -61,6 +66,13 @@ export interface MessageStore {
   sweep(nowMs?: number): Promise<number>;
   health(): Promise<StoreHealth>;
   close(): Promise<void>;
+}
+
+export interface HistoryQuery {
+  after?: string;
+  limit: number;
+  /** Bound on the page's serialized `data` in bytes (see `history` above); absent: count only. */
+  maxBytes?: number;
 }
 
 export interface AppendOptions {

@@ -7,8 +7,11 @@ import {
   type Envelope,
   type MessageStore,
   newerForLatest,
+  RecentMap,
   type RetentionPolicy,
+  SeenIds,
   type StoreHealth,
+  utf8Length,
 } from '@anode/shared';
 import cassandra from 'cassandra-driver';
 import { guardControlConnection, shutDownRemovedHosts } from './driver-guard.ts';
@@ -139,6 +142,24 @@ class NoClientTimeoutRetry extends cassandra.policies.retry.RetryPolicy {
   }
 }
 
+/**
+ * Rows per round trip of a history read bounded by `maxBytes`: the first fetch takes a few, the
+ * next as many as the budget left holds at the size seen so far (at most HISTORY_FETCH_ROWS), so
+ * a read holds about one fetch past its budget, not `limit` messages of any size.
+ */
+const FIRST_FETCH_ROWS = 8;
+const HISTORY_FETCH_ROWS = 500;
+
+/**
+ * The (topic, bucket) index rows and the topics' first cursors this process wrote, so it does
+ * not write them again for every message. Bounded (a relay sees new topics and a new bucket per
+ * topic every cassandra_bucket_ms without end): the oldest are forgotten past these counts, and a
+ * bucket row is written again once a bucket length has passed since (see knownBuckets). Writing a
+ * row again writes the same values: forgetting costs a write, never a different row.
+ */
+const KNOWN_BUCKETS = 65_536;
+const KNOWN_TOPICS = 65_536;
+
 type Limiter = <T>(work: () => Promise<T>) => Promise<T>;
 
 /** How one append talks to Cassandra (see appendIo). */
@@ -221,8 +242,15 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
    */
   const claimWrite = { ...write, consistency: consistencies.any };
   const bucketOf = (cursor: string) => Long.fromNumber(Math.floor(cursorTime(cursor) / options.bucketMs));
-  const knownBuckets = new Set<string>();
-  const knownTopics = new Set<string>();
+  // Bucket key → when its index row was written (ms). That row outlives every message row written
+  // within bucketMs of it (its TTL is a bucket longer); a later one (a late arrival for an old
+  // bucket) writes it again.
+  const knownBuckets = new RecentMap<number>(KNOWN_BUCKETS);
+  const knownTopics = new SeenIds(KNOWN_TOPICS);
+  const bucketKnown = (key: string) => {
+    const writtenAt = knownBuckets.get(key);
+    return writtenAt !== undefined && (bucketTtl === 0 || Date.now() - writtenAt < options.bucketMs);
+  };
   let ready: Promise<void> | undefined;
   let lastError: string | undefined;
 
@@ -321,7 +349,8 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
         params: [e.topic, bucket, e.cursor, e.id, e.source, Long.fromNumber(e.ts), data, ttl],
       }),
     ];
-    if (!knownBuckets.has(bucketKey)) {
+    const writtenAt = Date.now();
+    if (!bucketKnown(bucketKey)) {
       writes.push(
         io.exec(
           `INSERT INTO ${ks}.topic_buckets (topic, bucket) VALUES (?, ?) USING TTL ?`,
@@ -341,7 +370,10 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
       );
     }
     await Promise.all(writes);
-    knownBuckets.add(bucketKey);
+    if (!bucketKnown(bucketKey)) {
+      knownBuckets.delete(bucketKey); // added again as the youngest, with this write's time
+      knownBuckets.set(bucketKey, writtenAt);
+    }
     knownTopics.add(e.topic);
   };
 
@@ -547,12 +579,37 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
       });
     },
 
-    async history(topic, { after, limit }) {
+    async history(topic, { after, limit, maxBytes }) {
       if (limit <= 0) return [];
       await connect();
       const slice = `SELECT * FROM ${ks}.messages WHERE topic = ? AND bucket = ? AND cursor > ? LIMIT ?`;
-      const readBucket = async (bucket: cassandra.types.Long, want: number) =>
-        (await exec(slice, [topic, bucket, after ?? '', want])).rows.map(rowToEnvelope);
+      const out: Envelope[] = [];
+      let bytes = 0;
+      const fetchSize = (want: number) => {
+        if (maxBytes === undefined) return want;
+        if (out.length === 0) return Math.min(want, FIRST_FETCH_ROWS);
+        const fit = Math.ceil((maxBytes - bytes) / Math.max(1, bytes / out.length));
+        return Math.max(1, Math.min(want, HISTORY_FETCH_ROWS, fit));
+      };
+      /** Adds one bucket's rows after `after`, fetch by fetch; false once the page is full. */
+      const readBucket = async (bucket: cassandra.types.Long) => {
+        const want = limit - out.length;
+        let pageState: string | undefined;
+        do {
+          const fetch = { fetchSize: fetchSize(want), ...(pageState === undefined ? {} : { pageState }) };
+          const result = await exec(slice, [topic, bucket, after ?? '', want], fetch);
+          for (const row of result.rows) {
+            if (maxBytes !== undefined) {
+              bytes += utf8Length(row.data as string);
+              if (out.length > 0 && bytes > maxBytes) return false;
+            }
+            out.push(rowToEnvelope(row));
+            if (out.length >= limit) return false;
+          }
+          pageState = result.pageState ?? undefined;
+        } while (pageState !== undefined);
+        return true;
+      };
       // A resume usually ends in the bucket of its cursor: read that slice and the list of later
       // buckets at once, so a read that fits one bucket costs one round trip, as a raw read does.
       const first = after === undefined ? undefined : bucketOf(after);
@@ -561,11 +618,9 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
         first ?? Long.fromNumber(Number.MIN_SAFE_INTEGER),
       ]);
       later.catch(() => {}); // awaited below unless the first slice is enough
-      const out = first === undefined ? [] : await readBucket(first, limit);
-      if (out.length >= limit) return out;
+      if (first !== undefined && !(await readBucket(first))) return out;
       for (const { bucket } of (await later).rows) {
-        out.push(...(await readBucket(bucket as cassandra.types.Long, limit - out.length)));
-        if (out.length >= limit) break;
+        if (!(await readBucket(bucket as cassandra.types.Long))) break;
       }
       return out;
     },

@@ -1,7 +1,14 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensurePrivateFile, PRIVATE_DIR_MODE } from '../../private-files.ts';
-import type { AppendResult, MessageStore, RetentionPolicy, StoreHealth } from '@anode/shared';
+import {
+  type AppendResult,
+  type MessageStore,
+  type RetentionPolicy,
+  type StoreHealth,
+  utf8Length,
+} from '@anode/shared';
+import { takePage } from '../merge-page.ts';
 import { migrate, openDatabase, type Row, toEnvelope } from './sqlite-schema.ts';
 import { inProcess, startWriterThread } from './sqlite-writer.ts';
 import { CURSOR_TAKEN, createWrites, type Writes, type WriteRow } from './sqlite-writes.ts';
@@ -135,9 +142,11 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
       });
     },
 
-    async history(topic, { after, limit }) {
-      if (limit <= 0) return [];
-      return (history.all(topic, after ?? '', limit) as Row[]).map(toEnvelope);
+    // Row by row, not `.all()`: a page cut by `maxBytes` reads one row past it at most.
+    async history(topic, query) {
+      if (query.limit <= 0) return [];
+      const rows = history.iterate(topic, query.after ?? '', query.limit) as Iterable<Row>;
+      return takePage(rows, query, (row) => utf8Length(row.data)).page.map(toEnvelope);
     },
 
     async latest(topic) {

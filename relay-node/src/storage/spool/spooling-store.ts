@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { type AppendResult, type Envelope, type MessageStore, type StoreHealth, UnavailableError } from '@anode/shared';
 import type { Logger } from '../../logger.ts';
-import { mergeLatest, mergePage } from '../merge-page.ts';
+import { dataBytes, mergeLatest, mergePage, takePage } from '../merge-page.ts';
 
 /**
  * A durable local spool in front of a remote store (Cassandra). While the remote store accepts
@@ -77,6 +77,11 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
   };
   const spooledLatestOld = db.prepare('SELECT envelope FROM spool WHERE topic = ? AND source IS NULL');
   const spooledAfter = db.prepare('SELECT envelope FROM spool WHERE topic = ? AND cursor > ? ORDER BY cursor LIMIT ?');
+  /** Spooled messages of a topic after a cursor, parsed one by one as a page takes them. */
+  function* spooledRows(topic: string, after: string, limit: number): Generator<Envelope> {
+    for (const row of spooledAfter.iterate(topic, after, limit) as Iterable<{ envelope: string }>)
+      yield JSON.parse(row.envelope) as Envelope;
+  }
   const spooledTopics = db.prepare('SELECT DISTINCT topic FROM spool WHERE topic IS NOT NULL');
   const spooled = db.prepare('SELECT envelope FROM spool WHERE id = ? ORDER BY seq LIMIT 1');
   const recent = new Map<string, Envelope>();
@@ -228,11 +233,9 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
     async history(topic, query) {
       const waiting =
         depth > 0 && query.limit > 0
-          ? (spooledAfter.all(topic, query.after ?? '', query.limit) as { envelope: string }[]).map(
-              (row) => JSON.parse(row.envelope) as Envelope,
-            )
-          : [];
-      return mergePage(await read(() => primary.history(topic, query)), waiting, query.limit);
+          ? takePage(spooledRows(topic, query.after ?? '', query.limit + 1), query, dataBytes)
+          : { page: [], cut: false };
+      return mergePage(await read(() => primary.history(topic, query)), waiting, query);
     },
     // Latest too: a message this node acked must not look older than the one before it.
     async latest(topic) {
