@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Envelope } from '@anode/shared';
-import { catchUpFrameBytes, historyPage, topicsPage } from './catch-up.ts';
+import type { Envelope, MessageStore } from '@anode/shared';
+import { createHybridClock } from '@anode/shared';
+import { createLogger } from '../logger.ts';
+import { memoryStore } from '../hub/test-hub.ts';
+import { createShards } from './shards.ts';
+import { catchUpAnswer, catchUpFrameBytes, historyPage, topicsPage } from './catch-up.ts';
 
 const utf8 = (text: string) => new TextEncoder().encode(text).byteLength;
 
@@ -59,5 +63,56 @@ describe('catch-up pages', () => {
     assert.equal(parsed.next, null);
     const full = JSON.parse(historyPage(page, 2, MAX_ENVELOPE)) as { next: string | null };
     assert.equal(full.next, page[1]?.cursor, 'a full page says where to go on');
+  });
+
+  it('reads no more than a page of bytes from the store for a history request, and pages on to the end', async () => {
+    const store = memoryStore();
+    const clock = createHybridClock('nodecatch0');
+    const big = 'x'.repeat(300 * 1024);
+    const stored: Envelope[] = Array.from({ length: 10 }, (_, i) => ({
+      id: `big${i}`,
+      topic: 't.big',
+      cursor: clock.next(),
+      source: 's',
+      ts: i,
+      data: `${i}${big}`,
+    }));
+    await store.append(stored);
+    // What each store read held: the serving side must not load 500 of these for a 512 KiB page.
+    let largest = 0;
+    const watched: MessageStore = {
+      ...store,
+      history: async (topic, query) => {
+        const page = await store.history(topic, query);
+        largest = Math.max(
+          largest,
+          page.reduce((n, m) => n + JSON.stringify(m.data).length, 0),
+        );
+        return page;
+      },
+    };
+    const answer = catchUpAnswer({
+      store: watched,
+      shards: createShards(4),
+      maxMessageBytes: 1024 * 1024,
+      log: createLogger('silent'),
+    });
+    const seen: string[] = [];
+    let after = '0';
+    for (let pages = 0; pages < 50; pages++) {
+      const text = await answer({ op: 'history', topic: 't.big', after, limit: 500 });
+      assert.equal(typeof text, 'string');
+      const page = JSON.parse(text as string) as { messages: Envelope[]; next: string | null };
+      seen.push(...page.messages.map((m) => m.id));
+      if (page.next === null) break;
+      after = page.next;
+    }
+    assert.deepEqual(
+      seen,
+      stored.map((m) => m.id),
+      'every message once, in order, and the last page says so',
+    );
+    assert.ok(largest <= 2 * 300 * 1024 + 64, `a store read held ${largest} bytes of data`);
+    await store.close();
   });
 });

@@ -74,9 +74,15 @@ export function topicsPage(sorted: readonly string[], after: string | undefined)
 
 /**
  * One history page as frame text: envelopes serialized once, cut at PAGE_BYTES (one always
- * fits), envelopes over `maxEnvelopeBytes` skipped.
+ * fits), envelopes over `maxEnvelopeBytes` skipped. `beyond`: the store has messages after it.
  */
-export function historyPage(page: readonly Envelope[], limit: number, maxEnvelopeBytes: number, log?: Logger) {
+export function historyPage(
+  page: readonly Envelope[],
+  limit: number,
+  maxEnvelopeBytes: number,
+  log?: Logger,
+  beyond = false,
+) {
   const parts: string[] = [];
   let bytes = 0;
   let last: string | undefined;
@@ -95,18 +101,15 @@ export function historyPage(page: readonly Envelope[], limit: number, maxEnvelop
     last = cursor;
     taken += 1;
   }
-  const more = taken < page.length || page.length === limit;
+  const more = taken < page.length || page.length === limit || beyond;
   const next = more && last !== undefined ? JSON.stringify(last) : 'null';
   return `{"messages":[${parts.join(',')}],"next":${next}}`;
 }
 
-/** Serve catch-up requests from this node's store. */
-export function serveCatchUp(
-  host: Host,
-  deps: { store: MessageStore; shards: Shards; maxMessageBytes: number; log: Logger },
-) {
+/** The answer to one catch-up request from this node's store (serveCatchUp's, testable alone). */
+export function catchUpAnswer(deps: { store: MessageStore; shards: Shards; maxMessageBytes: number; log: Logger }) {
   const { store, shards, log } = deps;
-  const answer = async (request: Record<string, unknown>): Promise<string | { error: string }> => {
+  return async (request: Record<string, unknown>): Promise<string | { error: string }> => {
     if (request.op === 'topics') {
       if (request.shard_count !== shards.count) return { error: `shard count ${shards.count} here` };
       const wanted = Array.isArray(request.shards) ? new Set(request.shards) : undefined;
@@ -116,11 +119,27 @@ export function serveCatchUp(
     }
     if (request.op === 'history' && typeof request.topic === 'string' && typeof request.after === 'string') {
       const limit = Math.min(PAGE_LIMIT, Math.max(1, Number(request.limit) || PAGE_LIMIT));
-      const page = await store.history(request.topic, { after: request.after, limit });
-      return historyPage(page, limit, deps.maxMessageBytes, log);
+      // Read no more than a frame holds: 500 stored messages of 1 MiB would otherwise be loaded
+      // for a page that sends one. A page the store cut short by bytes is not the end: one more
+      // read says whether anything follows.
+      const page = await store.history(request.topic, { after: request.after, limit, maxBytes: PAGE_BYTES });
+      const last = page.at(-1);
+      const beyond =
+        last !== undefined &&
+        page.length < limit &&
+        (await store.history(request.topic, { after: last.cursor, limit: 1 })).length > 0;
+      return historyPage(page, limit, deps.maxMessageBytes, log, beyond);
     }
     return { error: 'unknown request' };
   };
+}
+
+/** Serve catch-up requests from this node's store. */
+export function serveCatchUp(
+  host: Host,
+  deps: { store: MessageStore; shards: Shards; maxMessageBytes: number; log: Logger },
+) {
+  const answer = catchUpAnswer(deps);
   return host.handle(
     CATCH_UP_PROTOCOL,
     async (stream) => {
@@ -133,7 +152,7 @@ export function serveCatchUp(
         }
         await stream.close(bounded());
       } catch (error) {
-        if (!isEof(error)) log.debug({ err: error }, 'catch-up request failed');
+        if (!isEof(error)) deps.log.debug({ err: error }, 'catch-up request failed');
         stream.abort(error as Error);
       }
     },
