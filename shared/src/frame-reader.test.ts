@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { readClientFrame } from './frame-reader.ts';
+import { readClientFrame, readJsonBody } from './frame-reader.ts';
 
 describe('readClientFrame', () => {
   test('reads a valid frame', () => {
@@ -23,5 +23,49 @@ describe('readClientFrame', () => {
     assert.deepEqual(!read.ok && [read.error.code, read.ref], ['bad_topic', 't']);
     const garbage = readClientFrame('nope', 100);
     assert.deepEqual(!garbage.ok && [garbage.error.code, garbage.ref], ['bad_frame', undefined]);
+  });
+
+  test('refuses a frame nested past 1,000 levels before parsing it, unknown fields too, with its ref', () => {
+    const nest = (n: number) => `${'['.repeat(n)}${']'.repeat(n)}`;
+    const deep = readClientFrame(`{"ref":"d","op":"pub","topic":"a","data":${'['.repeat(1 << 20)}`, 4 << 20);
+    assert.deepEqual(!deep.ok && [deep.error.code, deep.error.message, deep.ref], [
+      'bad_frame',
+      'data: nested deeper than 1000 levels',
+      'd',
+    ]);
+    const unknown = readClientFrame(`{"op":"pub","topic":"a","data":1,"x":${nest(1_001)},"ref":"u"}`, 1 << 20);
+    assert.deepEqual(!unknown.ok && [unknown.error.code, unknown.ref], ['bad_frame', 'u']);
+    const fine = readClientFrame(`{"op":"pub","topic":"a","data":${nest(1_000)},"ref":"f"}`, 1 << 20);
+    assert.equal(fine.ok, true);
+    const binary = readClientFrame(new TextEncoder().encode(`{"ref":"b","data":${nest(2_000)}}`), 1 << 20);
+    assert.deepEqual(!binary.ok && [binary.error.code, binary.ref], ['bad_frame', 'b']);
+  });
+});
+
+describe('readJsonBody', () => {
+  const bytes = (...parts: (string | number[])[]) =>
+    new Uint8Array(parts.flatMap((p) => (typeof p === 'string' ? [...new TextEncoder().encode(p)] : p)));
+
+  test('parses a UTF-8 JSON body', () => {
+    assert.deepEqual(readJsonBody(bytes('[{"data":"é"}]')), [{ data: 'é' }]);
+  });
+
+  test('refuses invalid UTF-8 instead of repairing it with U+FFFD', () => {
+    for (const bad of [[0xff], [0xc3], [0xed, 0xa0, 0x80]]) {
+      assert.throws(() => readJsonBody(bytes('{"data":"', bad, '"}')), {
+        code: 'bad_frame',
+        message: 'body is not valid UTF-8',
+      });
+    }
+  });
+
+  test('refuses a body nested past 1,000 levels of data before parsing, and malformed JSON', () => {
+    const nest = (n: number) => `${'['.repeat(n)}${']'.repeat(n)}`;
+    assert.throws(() => readJsonBody(bytes('['.repeat(4 << 20))), {
+      code: 'bad_frame',
+      message: 'data: nested deeper than 1000 levels',
+    });
+    assert.ok(Array.isArray(readJsonBody(bytes(`[{"data":${nest(1_000)}}]`))));
+    assert.throws(() => readJsonBody(bytes('{"data":')), { code: 'bad_frame', message: 'body is not valid JSON' });
   });
 });

@@ -9,6 +9,7 @@ export * from './token-bucket.ts';
 export * from './data-depth.ts';
 export * from './envelope.ts';
 export * from './names.ts';
+export * from './nesting.ts';
 export * from './ids.ts';
 export * from './late-arrival.ts';
 export * from './link-frames.ts';

@@ -171,6 +171,52 @@ describe('edge worker: routing, auth, limits and error frames (workerd)', () => 
     socket.close();
   });
 
+  it('refuses invalid UTF-8 bodies and JSON nested past 1,000 levels before parsing, as a relay does', async () => {
+    const nest = (n: number) => `${'['.repeat(n)}${']'.repeat(n)}`;
+    const invalid = await fetch(`${edge.url}/v1/topics/bytes.a/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${all}` },
+      body: Buffer.concat([Buffer.from('{"data":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}')]),
+    });
+    assert.equal(invalid.status, 400);
+    assert.deepEqual(((await invalid.json()) as { error: unknown }).error, {
+      code: 'bad_frame',
+      message: 'body is not valid UTF-8',
+    });
+    // A body may be an array of items, so it may nest one level more than a frame (as on a relay).
+    for (const body of [`[{"data":${nest(1_001)}}]`, `{"data":1,"x":${nest(1_002)}}`, '['.repeat(5_000)]) {
+      const deep = await post('/v1/topics/bytes.a/messages', body);
+      assert.equal(deep.status, 400);
+      assert.deepEqual(((await deep.json()) as { error: unknown }).error, {
+        code: 'bad_frame',
+        message: 'data: nested deeper than 1000 levels',
+      });
+    }
+    const stored = (await (
+      await fetch(`${edge.url}/v1/topics/bytes.a/messages`, { headers: { authorization: `Bearer ${all}` } })
+    ).json()) as { messages: unknown[] };
+    assert.deepEqual(stored.messages, [], 'nothing was stored');
+
+    const socket = await openSocket(`${edge.wsUrl}/v1/topics/bytes.a/ws?token=${all}`);
+    await socket.next((f) => f.op === 'subscribed');
+    for (const [ref, frame] of [
+      ['data', `{"op":"pub","topic":"bytes.a","ref":"data","data":${nest(1_001)}}`],
+      ['unknown', `{"op":"pub","topic":"bytes.a","ref":"unknown","data":1,"x":${nest(1_001)}}`],
+      ['open', `{"ref":"open","op":"pub","topic":"bytes.a","data":${'['.repeat(5_000)}`],
+    ] as const) {
+      socket.ws.send(frame);
+      const refused = await socket.next(err(ref));
+      assert.deepEqual(refused.op === 'err' && [refused.code, refused.message], [
+        'bad_frame',
+        'data: nested deeper than 1000 levels',
+      ]);
+    }
+    socket.send({ op: 'ping', ref: 'still-here' });
+    await socket.next((f) => f.op === 'pong' && f.ref === 'still-here');
+    assert.equal(socket.frames.filter((f) => f.op === 'msg' || f.op === 'ack').length, 0, 'nothing was accepted');
+    socket.close();
+  });
+
   it('rate-limits publishes per socket and per HTTP client', async () => {
     const socket = await openSocket(`${edge.wsUrl}/v1/topics/limits.rate/ws?token=${all}`);
     await socket.next((f) => f.op === 'subscribed');

@@ -10,6 +10,7 @@ import {
   parsePublishBody,
   parseWith,
   PROTOCOL_VERSION,
+  readJsonBody,
   TooLargeError,
   toAnodeError,
   tokenFrom,
@@ -143,12 +144,8 @@ export function createApp(): Hono<App> {
     async (c) => {
       const { topic, claims } = c.var;
       assertCanPublish(claims, topic);
-      let body: unknown;
-      try {
-        body = await c.req.json();
-      } catch {
-        throw new BadFrameError('body is not valid JSON');
-      }
+      // Bytes, not `c.req.json()`: that repairs invalid UTF-8 with U+FFFD and parses any depth.
+      const body = readJsonBody(await c.req.arrayBuffer());
       const items = parsePublishBody(body, c.req.header('idempotency-key'));
       const address = c.req.header('cf-connecting-ip') ?? 'unknown';
       const who = { claims: { subject: claims.subject, src: claims.src }, address, origin: origin(c) };

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { nestsDeeperThan, topLevelRef } from './nesting.ts';
+import { assertJsonDepth, nestsDeeperThan, topLevelRef } from './nesting.ts';
 
 /** The depth JSON.parse would see, measured on the parsed value. */
 function depthOf(value: unknown): number {
@@ -39,4 +39,17 @@ test('finds the top-level ref of a frame without parsing it, and only that one',
       assert.equal(topLevelRef(text), ref.length <= 128 ? ref : undefined);
     }),
   );
+});
+
+test('assertJsonDepth refuses, before parsing, what data nested past 1,000 levels would be refused for', () => {
+  const nest = (n: number) => `${'['.repeat(n)}${']'.repeat(n)}`;
+  assert.doesNotThrow(() => assertJsonDepth(`{"op":"pub","data":${nest(1_000)}}`, 1));
+  assert.throws(() => assertJsonDepth(`{"op":"pub","data":${nest(1_001)}}`, 1), {
+    code: 'bad_frame',
+    message: 'data: nested deeper than 1000 levels',
+  });
+  // A field the parser would drop counts as well: the relay refuses it, so every node does.
+  assert.throws(() => assertJsonDepth(`{"op":"pub","data":1,"x":${nest(1_001)}}`, 1), { code: 'bad_frame' });
+  assert.doesNotThrow(() => assertJsonDepth(`[{"data":${nest(1_000)}}]`, 2), 'a body array adds one level');
+  assert.throws(() => assertJsonDepth(`[{"data":${nest(1_001)}}]`, 2), { code: 'bad_frame' });
 });
