@@ -18,5 +18,10 @@ describe('link frames', () => {
     assert.equal(parseRelayFrame('{"op":"ack","ids":["a"]}'), undefined, 'an ack without ref');
     assert.equal(parseRelayFrame('{"op":"err","code":"nope","message":"m"}'), undefined, 'an unknown code');
     assert.equal(parseRelayFrame('not json'), undefined);
+    assert.deepEqual(parseRelayFrame('{"op":"reserved","sources":["weather"]}'), {
+      op: 'reserved',
+      sources: ['weather'],
+    });
+    assert.equal(parseRelayFrame('{"op":"reserved","sources":"weather"}'), undefined, 'a list of names');
   });
 });

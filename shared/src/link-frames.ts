@@ -10,7 +10,9 @@ import { cursorSchema, envelopeSchema } from './frames.ts';
  * edge → relay: `sub {after?, ref?}` (subscribe this topic; catch up after a cursor),
  *   `pub {ref, messages: envelope[]}` (messages accepted at the edge, ids and cursors set),
  *   `history {ref, after?, limit}`, `latest {ref}`.
- * relay → edge: `hello {node}`, `msg {…envelope}`, `subscribed {topic, cursor, ref?}`,
+ * relay → edge: `hello {node}`, `reserved {sources}` (the source names no publish may use: the
+ *   sources the mesh pulls; sent after `hello` and again whenever they change), `msg {…envelope}`,
+ *   `subscribed {topic, cursor, ref?}`,
  *   `ack {ref, ids, refused?}` (stored durably by the relay; `refused`: never storable there, so
  *   not sent again), `history {ref, messages, next}`, `latest {ref, sources}`,
  *   `err {code, message, ref?}`.
@@ -30,6 +32,7 @@ export type EdgeFrame = z.infer<typeof edgeFrameSchema>;
 
 export const relayFrameSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('hello'), node: z.string() }),
+  z.object({ op: z.literal('reserved'), sources: z.array(z.string()) }),
   envelopeSchema.extend({ op: z.literal('msg') }),
   z.object({ op: z.literal('subscribed'), topic: z.string(), cursor: z.string(), ref: ref.optional() }),
   z.object({

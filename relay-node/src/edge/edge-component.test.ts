@@ -190,3 +190,49 @@ describe('edge links, relay side', () => {
     assert.equal((await dial('topic=unit.second')).status, 202, 'a topic that has a link may ask again');
   });
 });
+
+describe('edge links, reserved source names', () => {
+  const ADMIN = 'edge-unit-admin-token-0123456789';
+  const source = (name: string) => ({
+    name,
+    kind: 'http',
+    url: 'http://127.0.0.1:9/',
+    interval_ms: 60_000,
+    topic: 'r.x',
+  });
+
+  it('tells the edge which source names are reserved after hello, and again when the sources change', async () => {
+    const edge = await fakeEdge();
+    const node = await startNode({
+      'edge-url': edge.origin,
+      'admin-token': ADMIN,
+      sources: JSON.stringify([source('weather'), source('tides')]),
+    });
+    try {
+      assert.equal((await node.dial('topic=unit.reserved')).status, 202);
+      const link = await edge.until('the dial-back', () => edge.links[0]);
+      const reserved = (n: number) =>
+        edge.until(`reserved frame ${n}`, () => link.frames.filter((f) => f.op === 'reserved')[n]);
+      assert.equal(link.frames[0]?.op, 'hello');
+      assert.deepEqual((await reserved(0)).sources, ['tides', 'weather'], 'sent right after hello, before any msg');
+      assert.equal(link.frames[1]?.op, 'reserved');
+
+      const added = await fetch(`${node.url}/v1/admin/sources`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN}` },
+        body: JSON.stringify(source('radar')),
+      });
+      assert.equal(added.status, 201);
+      assert.deepEqual((await reserved(1)).sources, ['radar', 'tides', 'weather']);
+      const removed = await fetch(`${node.url}/v1/admin/sources/radar`, {
+        method: 'DELETE',
+        headers: { authorization: `Bearer ${ADMIN}` },
+      });
+      assert.equal(removed.status, 200);
+      assert.deepEqual((await reserved(2)).sources, ['tides', 'weather'], 'as the hub reserves them');
+    } finally {
+      await node.stop();
+      edge.close();
+    }
+  });
+});

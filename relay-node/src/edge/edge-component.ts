@@ -3,6 +3,10 @@ import { AnodeError, assertTopic, ForbiddenError, LimitReachedError, Unauthorize
 import type { Hono } from 'hono';
 import type { ComponentFactory } from '../component.ts';
 import { EdgeLink } from './edge-link.ts';
+import { reservedSourceNames } from './reserved-sources.ts';
+
+/** How often the reserved source names are looked at for a change to pass on to the edge. */
+const RESERVED_POLL_MS = 1_000;
 
 /**
  * Edge links as a relay component. A topic's Durable Object that wants a link sends a dial
@@ -18,12 +22,24 @@ function sameSecret(given: string, expected: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-export const createEdgeComponent: ComponentFactory = async ({ config, hub, log, nodeId, metrics }) => {
+export const createEdgeComponent: ComponentFactory = async ({ config, hub, log, nodeId, metrics, cluster }) => {
   const secret = config.edge_link_secret;
   if (!secret) return undefined;
   const links = new Map<string, EdgeLink>();
   const counts = { dial_requests: 0, refused: 0 };
   let stopping = false;
+
+  // The edge refuses publishes under reserved names before it acks (what it acked and a relay
+  // then refused would be lost): each link is told the names on open and again when they change.
+  let reserved: readonly string[] = [];
+  let reservedPoll: ReturnType<typeof setInterval> | undefined;
+  const pollReserved = () => {
+    const now = reservedSourceNames(config.sources, cluster, hub);
+    if (now.length === reserved.length && now.every((name, i) => name === reserved[i])) return;
+    reserved = now;
+    log.info({ reserved: now.length }, 'reserved source names changed: telling the edge links');
+    for (const link of links.values()) link.reserve(now);
+  };
 
   const dial = (topic: string, origin: string) => {
     const current = links.get(topic);
@@ -39,6 +55,7 @@ export const createEdgeComponent: ComponentFactory = async ({ config, hub, log, 
       maxBufferBytes: config.max_send_buffer_bytes,
       pingMs: config.edge_ping_ms,
       metrics,
+      reserved: () => reserved,
       onClose: (closed) => {
         if (links.get(topic) === closed) links.delete(topic);
       },
@@ -84,6 +101,9 @@ export const createEdgeComponent: ComponentFactory = async ({ config, hub, log, 
   return {
     name: 'edge',
     async start() {
+      reserved = reservedSourceNames(config.sources, cluster, hub);
+      reservedPoll = setInterval(pollReserved, RESERVED_POLL_MS);
+      reservedPoll.unref();
       if (config.edge_url.length === 0) {
         log.warn(
           'edge links on but edge_url is unset: every dial request is refused; set edge_url to the Worker origin',
@@ -92,6 +112,7 @@ export const createEdgeComponent: ComponentFactory = async ({ config, hub, log, 
     },
     async stop() {
       stopping = true;
+      clearInterval(reservedPoll);
       for (const link of links.values()) link.close(4000, 'relay shutting down');
       links.clear();
     },

@@ -36,6 +36,8 @@ export interface EdgeLinkOptions {
   maxBufferBytes: number;
   pingMs: number;
   onClose: (link: EdgeLink) => void;
+  /** The source names no publish may use (sent after `hello`, so the edge checks before it acks). */
+  reserved: () => readonly string[];
   /** Messages accepted from the edge count as published (via `edge`), as the hub counts its own. */
   metrics?: Pick<Metrics, 'published'>;
 }
@@ -92,6 +94,11 @@ export class EdgeLink implements Subscriber {
     return true;
   }
 
+  /** Tell the edge which source names are reserved now (on open, and whenever they change). */
+  reserve(sources: readonly string[]): void {
+    this.#reply({ op: 'reserved', sources: [...sources] });
+  }
+
   overflow(): void {
     this.close(CLOSE_CODES.slow_consumer, 'edge link fell behind while catching up');
   }
@@ -108,6 +115,7 @@ export class EdgeLink implements Subscriber {
     this.state = 'open';
     this.#options.log.info({ topic: this.topic, url: this.url }, 'edge link open');
     this.#reply({ op: 'hello', node: this.#options.nodeId });
+    this.reserve(this.#options.reserved());
     this.#ping = setInterval(() => {
       if (!this.#alive) return this.#ws.terminate();
       this.#alive = false;

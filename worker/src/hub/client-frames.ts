@@ -10,7 +10,7 @@ import type { createSubscriptions } from './subscriptions.ts';
  * refused with `forbidden`.
  */
 export function createClientFrames(
-  core: Pick<HubCore, 'clients' | 'config' | 'topic' | 'accept'>,
+  core: Pick<HubCore, 'clients' | 'config' | 'topic' | 'accept' | 'ready'>,
   subscriptions: ReturnType<typeof createSubscriptions>,
 ) {
   const { clients, config } = core;
@@ -51,7 +51,26 @@ export function createClientFrames(
     };
   };
 
-  return (ws: WebSocket, message: string | ArrayBuffer): void => {
+  const receive = (ws: WebSocket, message: string | ArrayBuffer) => {
     void receiveClientFrame(message, config.MAX_FRAME_BYTES, portOf(ws));
+  };
+  // While this object cannot check publishes yet (core.ready), frames wait, all of them and in
+  // order: a ping answered after a pub still means the pub was answered.
+  let held = 0;
+  let chain: Promise<void> = Promise.resolve();
+  const later = (ws: WebSocket, message: string | ArrayBuffer) => {
+    if (ws.readyState !== WebSocket.OPEN) return; // the socket went away while its frame waited
+    try {
+      receive(ws, message);
+    } catch (error) {
+      console.error('edge: a held frame failed', error);
+    }
+  };
+  return (ws: WebSocket, message: string | ArrayBuffer): void | Promise<void> => {
+    const wait = held > 0 ? chain : core.ready();
+    if (wait === undefined) return receive(ws, message);
+    held += 1;
+    chain = wait.then(() => later(ws, message)).finally(() => (held -= 1));
+    return chain;
   };
 }

@@ -95,6 +95,8 @@ export function createHubCore(ctx: DurableObjectState, env: Env, topic: string) 
       const limits = { maxMessageBytes: config.MAX_MESSAGE_BYTES, now };
       const checked = items.map((item): Ack | Envelope => {
         const source = sourceFor(publisher, item.source);
+        // Before the ack: a relay refuses a reserved name, and what the edge acked would be lost.
+        if (linked) link.reserved.assertFree(source);
         const id = item.key === undefined ? messageId(now) : contentId(topic, source, item.key);
         const known = store.cursorOf(id);
         if (known !== undefined) return { id, cursor: known }; // a republish: same id, same cursor
@@ -116,6 +118,14 @@ export function createHubCore(ctx: DurableObjectState, env: Env, topic: string) 
         reschedule();
       }
       return acks;
+    },
+
+    /**
+     * Undefined when publishes can be checked now; otherwise resolves once they can (a linked
+     * object that never heard the reserved source names waits for its link to bring them).
+     */
+    ready(): Promise<void> | undefined {
+      return linked ? link.untilReserved() : undefined;
     },
 
     /** The alarm fired: expire tokens, then whatever the link needs (dial, resend, idle close). */

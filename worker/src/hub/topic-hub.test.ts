@@ -34,6 +34,15 @@ describe('TopicHub on workerd: ring, resume and hibernation (no relay)', () => {
   });
   after(() => edge.stop());
 
+  it('reserves no source name standing alone: no relay pulls anything for it', async () => {
+    const response = await fetch(`${edge.url}/v1/topics/alone.a/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ data: 1, source: 'weather' }),
+    });
+    assert.equal(response.status, 202);
+  });
+
   it('resumes from a cursor in the ring with exactly what was missed, then subscribed, then live', async () => {
     const acks = await publish(edge, 'ring.resume', [0, 1, 2, 3, 4]);
     const socket = await openSocket(`${edge.wsUrl}/v1/topics/ring.resume/ws?after=${acks[1]?.cursor}`);
@@ -134,19 +143,29 @@ describe('TopicHub on workerd with its relay unreachable', () => {
   });
   after(() => edge.stop());
 
-  it('acks publishes from its own storage, fans them out, and keeps them for the relay', async () => {
+  // An object acks from its own storage while its relay is away only once it has heard from a
+  // relay which source names are reserved (test/e2e/edge-link-loss, edge-reserved): one that
+  // never did cannot tell a publish the relay would refuse, and acking that would lose it.
+  it('refuses publishes with unavailable until a relay said which source names are reserved', async () => {
     const socket = await openSocket(`${edge.wsUrl}/v1/topics/down.a/ws`);
     await socket.next((f) => f.op === 'subscribed');
     socket.send({ op: 'pub', topic: 'down.a', data: 1, ref: 'p' });
-    await socket.next((f) => f.op === 'ack' && f.ref === 'p');
-    await publish(edge, 'down.a', [2, 3]);
-    assert.deepEqual(
-      (await messages(socket, 3)).map((m) => m.data),
-      [1, 2, 3],
-    );
+    const refused = await socket.next((f) => f.op === 'err' && f.ref === 'p');
+    assert.equal(refused.op === 'err' && refused.code, 'unavailable');
+    const http = await fetch(`${edge.url}/v1/topics/down.a/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify([{ data: 2 }, { data: 3 }]),
+    });
+    assert.equal(http.status, 503);
+    assert.equal(((await http.json()) as { error: { code: string } }).error.code, 'unavailable');
+    socket.send({ op: 'ping', ref: 'fence' });
+    await socket.next((f) => f.op === 'pong' && f.ref === 'fence');
+    assert.equal(socket.frames.filter(isMsg).length, 0, 'nothing was fanned out');
     const topic = await status(edge, 'down.a');
-    assert.equal(topic.outbox, 3);
+    assert.equal(topic.outbox, 0);
     assert.notEqual((topic.link as { state: string }).state, 'open');
+    assert.equal((topic.link as { reserved_sources_known: boolean }).reserved_sources_known, false);
     assert.ok((topic.link as { dial_requests: number }).dial_requests >= 1);
     socket.close();
   });

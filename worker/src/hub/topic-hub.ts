@@ -115,6 +115,7 @@ export class TopicHub extends DurableObject<Env> implements TopicHubApi {
       if (!this.#httpBuckets.take(`${who.address}|${who.claims.subject ?? ''}`, items.length)) {
         throw new RateLimitedError(`publish rate limit of ${rate}/s exceeded`);
       }
+      await hub.ready();
       return hub.accept(items, who.claims);
     });
   }

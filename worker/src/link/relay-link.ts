@@ -16,6 +16,7 @@ import {
 import type { EdgeConfig } from '../config.ts';
 import { createDialer } from './dialer.ts';
 import type { LinkStore } from './link-store.ts';
+import { createReservedSources } from './reserved-sources.ts';
 
 /**
  * The Durable Object's end of its relay link. The relay dials in (a hibernatable socket here, so
@@ -71,6 +72,8 @@ export function createRelayLink(deps: LinkDeps) {
   const { ctx, store, config } = deps;
   const pending = new Map<string, Pending>();
   const waiters = new Set<(ws: WebSocket | undefined) => void>();
+  const reserved = createReservedSources(store.meta);
+  const reservedWaiters = new Set<() => void>();
   let sentSeq = 0;
   let inFlight = 0;
   let lastSendAt = 0;
@@ -230,6 +233,11 @@ export function createRelayLink(deps: LinkDeps) {
           break;
         case 'hello':
           return;
+        case 'reserved':
+          reserved.replace(frame.sources);
+          for (const wake of reservedWaiters) wake();
+          reservedWaiters.clear();
+          return;
       }
       const request = frame.ref === undefined ? undefined : pending.get(frame.ref);
       if (!request || frame.ref === undefined) return;
@@ -282,9 +290,30 @@ export function createRelayLink(deps: LinkDeps) {
       return ws !== undefined && stateOf(ws).caughtUp;
     },
 
-    /** Whether a request is waiting for a link or an answer. */
+    /** The source names the relay reserves, as last heard (hub-core checks publishes against them). */
+    reserved,
+
+    /**
+     * Resolves once the reserved source names are known (dialing a link to hear them), or after
+     * LINK_WAIT_MS; undefined when they are known already.
+     */
+    untilReserved(): Promise<void> | undefined {
+      if (reserved.known()) return undefined;
+      const heard = new Promise<void>((resolve) => {
+        const timer = setTimeout(() => reservedWaiters.delete(wake) && resolve(), config.LINK_WAIT_MS);
+        const wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        reservedWaiters.add(wake);
+      });
+      link.ensure();
+      return heard;
+    },
+
+    /** Whether a request is waiting for a link or an answer (or for the reserved names). */
     waiting(): boolean {
-      return waiters.size > 0 || pending.size > 0;
+      return waiters.size > 0 || pending.size > 0 || reservedWaiters.size > 0;
     },
 
     /** When the link next needs a tick (a dial, a resend, an idle close), if ever. */
@@ -333,6 +362,7 @@ export function createRelayLink(deps: LinkDeps) {
         messages_in: counts.in,
         messages_out: counts.out,
         dial_requests: dialer.dials,
+        reserved_sources_known: reserved.known(),
       };
     },
   };
