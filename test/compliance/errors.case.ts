@@ -81,8 +81,12 @@ export const errorCases: Case[] = [
       // Deep but small: the message limit here (1000 B) is below MAX_DATA_DEPTH's 2000 B of brackets.
       sock.sendRaw(`{"op":"pub","topic":"${topic}","data":${deep(MAX_DATA_DEPTH + 1)},"ref":"too-deep"}`);
       sock.sendRaw(`{"op":"pub","topic":"${topic}","data":${deep(400)},"ref":"deepest"}`);
+      // Any field counts, not only data: the frame is scanned before it is parsed.
+      sock.sendRaw(`{"op":"pub","topic":"${topic}","data":1,"extra":${deep(MAX_DATA_DEPTH + 1)},"ref":"deep-extra"}`);
       const tooDeep = await sock.next(withRef('too-deep'));
       assert.equal(tooDeep.op === 'err' && tooDeep.code, 'bad_frame', JSON.stringify(tooDeep));
+      const deepExtra = await sock.next(withRef('deep-extra'));
+      assert.equal(deepExtra.op === 'err' && deepExtra.code, 'bad_frame', JSON.stringify(deepExtra));
       assert.equal((await sock.next(withRef('deepest'))).op, 'ack');
       assertHttpError(
         await post(target, topic, `[{"data":"fine"},{"data":${deep(MAX_DATA_DEPTH + 1)}}]`, token),
@@ -109,6 +113,15 @@ export const errorCases: Case[] = [
       assertHttpError(await get(target, `/v1/topics/${topic}/messages?limit=lots`, token), 400, 'bad_frame');
       assertHttpError(await get(target, `/v1/topics/${topic}/messages?limit=1001`, token), 400, 'bad_frame');
       assertHttpError(await get(target, '/v1/nowhere'), 404, 'bad_frame');
+      // Not valid UTF-8: refused, never stored with replacement characters.
+      const invalid = Buffer.concat([Buffer.from('{"data":"a'), Buffer.from([0xff, 0xfe]), Buffer.from('b"}')]);
+      assertHttpError(await post(target, topic, invalid, token), 400, 'bad_frame');
+      // The Idempotency-Key header is held to a key's limits (1 to 256 characters).
+      assertHttpError(
+        await post(target, topic, { data: 1 }, token, { 'idempotency-key': 'k'.repeat(257) }),
+        400,
+        'bad_frame',
+      );
       const sources = (await get(target, `/v1/topics/${topic}/latest`, token)).body as { sources: object };
       assert.deepEqual(sources, { sources: {} }, 'nothing refused was stored');
     },

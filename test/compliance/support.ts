@@ -40,7 +40,7 @@ export const post = (
   request(`${target.url}/v1/topics/${topic}/messages`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...(token ? bearer(token) : {}), ...headers },
-    body: typeof body === 'string' ? body : JSON.stringify(body),
+    body: typeof body === 'string' ? body : body instanceof Uint8Array ? new Uint8Array(body) : JSON.stringify(body),
   });
 
 /** Publish `data` (one message each) over HTTP; resolves with the acks. */
