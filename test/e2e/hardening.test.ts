@@ -207,25 +207,25 @@ describe('status, metrics and logs with auth on', () => {
     assert.equal(await mode(dataDir), 0o700);
     for (const file of ['node-id', 'messages.sqlite', 'clock-lease', 'lock'])
       assert.equal(await mode(join(dataDir, file)), 0o600, file);
-    // An admin change writes sources.json.
+    // An admin change is journalled in sources.log (folded into sources.json as it grows).
     const changed = await fetch(`${relay.url}/v1/admin/sources/creds/pause`, {
       method: 'POST',
       headers: bearer(ADMIN),
     });
     assert.ok(changed.status < 300, `pause answered ${changed.status}`);
-    await until('sources.json', async () => ((await readdir(dataDir)).includes('sources.json') ? true : undefined));
-    assert.equal(await mode(join(dataDir, 'sources.json')), 0o600);
+    await until('sources.log', async () => ((await readdir(dataDir)).includes('sources.log') ? true : undefined));
+    assert.equal(await mode(join(dataDir, 'sources.log')), 0o600);
     for (const file of await readdir(dataDir))
       if (file.startsWith('messages.sqlite')) assert.equal(await mode(join(dataDir, file)), 0o600, file);
 
     relay.child.kill('SIGTERM');
     await relay.exited;
     await chmod(dataDir, 0o755);
-    for (const file of ['node-id', 'sources.json', 'messages.sqlite', 'clock-lease'])
+    for (const file of ['node-id', 'sources.log', 'messages.sqlite', 'clock-lease'])
       await chmod(join(dataDir, file), 0o644);
     relay = await spawnRelay(['--port', '0', '--data-dir', dataDir, '--log-level', 'info']);
     assert.equal(await mode(dataDir), 0o700);
-    for (const file of ['node-id', 'sources.json', 'messages.sqlite', 'clock-lease'])
+    for (const file of ['node-id', 'sources.log', 'messages.sqlite', 'clock-lease'])
       assert.equal(await mode(join(dataDir, file)), 0o600, file);
   });
 });

@@ -1,42 +1,149 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { createHybridClock } from '@anode/shared';
 
 /**
  * Admin changes to the sources, kept in `data_dir/sources.json` so they survive a restart: per
  * name, the raw definition that replaces the config file's (or adds to it), or null when
- * deleted. The config file stays the base; the admin API layers on top of it. Each change has a
- * version (`<12 hex ms><4 hex counter>-<node id>`, ordered as strings) so that, in a mesh, every
- * node keeps the newest change of each source whichever order they arrive in.
+ * deleted (a tombstone, dropped after a while: see sources-manager.ts). The config file stays
+ * the base; the admin API layers on top of it. Each change has a version (`<12 hex ms><4 hex
+ * counter>-<node id>`, ordered as strings) so that, in a mesh, every node keeps the newest change
+ * of each source whichever order they arrive in.
  */
 export interface SourceChanges {
   changes: Record<string, Record<string, unknown> | null>;
   versions: Record<string, string>;
+  /** The newest version of a tombstone this node has dropped ('' when none). */
+  dropped: string;
 }
 
+/** The journal is folded into the snapshot once it outgrows both this and the snapshot. */
+const MIN_COMPACT_BYTES = 64 * 1024;
+
+interface Batch {
+  state: SourceChanges;
+  names: Set<string>;
+  whole: boolean;
+  done: Promise<void>;
+  resolve(): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * `sources.json` holds a snapshot of the changes; `sources.log` beside it, one JSON line per
+ * change made since. A change appends one line instead of rewriting every source, and the
+ * journal is folded back into the snapshot (temp file, then rename) once it is larger than the
+ * snapshot, so writing n changes costs O(n) bytes, not O(n²). Writes run one at a time; the
+ * changes that arrive while one is in flight go together into the next.
+ */
 export function createSourceStore(path: string) {
+  const journal = `${path.replace(/\.json$/, '')}.log`;
+  let snapshotBytes = 0;
+  let journalBytes = 0;
+  // After a failed or torn append the journal's tail may be half a line: rewrite it whole next.
+  let rewriteNext = false;
+  let queued: Batch | undefined;
   let writing = Promise.resolve();
+
+  const write = async (batch: Batch) => {
+    // Serialised before the first await: the batch holds every change made before it started.
+    const { state } = batch;
+    const lines = [...batch.names]
+      .filter((name) => name in state.changes)
+      .map((name) => `${JSON.stringify({ name, version: state.versions[name] ?? '', change: state.changes[name] })}\n`)
+      .join('');
+    const lineBytes = Buffer.byteLength(lines);
+    const whole = batch.whole || rewriteNext || journalBytes + lineBytes > Math.max(MIN_COMPACT_BYTES, snapshotBytes);
+    const text = whole ? `${JSON.stringify({ version: 1, ...state })}\n` : '';
+    // Owner-only: definitions carry credentials (URLs, headers).
+    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    if (!whole) {
+      rewriteNext = true;
+      await appendFile(journal, lines, { mode: 0o600 });
+      rewriteNext = false;
+      journalBytes += lineBytes;
+      return;
+    }
+    rewriteNext = true;
+    await writeFile(`${path}.tmp`, text, { mode: 0o600 });
+    await rename(`${path}.tmp`, path);
+    snapshotBytes = Buffer.byteLength(text);
+    // A crash before this truncation replays old lines onto the new snapshot: harmless, as a
+    // line applies only when its version is at least the one already there.
+    await writeFile(journal, '', { mode: 0o600 });
+    journalBytes = 0;
+    rewriteNext = false;
+  };
+
+  const schedule = (state: SourceChanges, names: Iterable<string>, whole: boolean): Promise<void> => {
+    let batch = queued;
+    if (!batch) {
+      const next = { state, names: new Set(), whole: false } as Batch;
+      next.done = new Promise<void>((resolve, reject) => Object.assign(next, { resolve, reject }));
+      queued = batch = next;
+      writing = writing.then(async () => {
+        if (queued === next) queued = undefined;
+        await write(next).then(next.resolve, next.reject);
+      });
+    }
+    for (const name of names) batch.names.add(name);
+    batch.whole ||= whole;
+    batch.state = state;
+    return batch.done;
+  };
+
+  const read = async (file: string) => {
+    try {
+      return await readFile(file, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return '';
+      throw new Error(`cannot read ${file}: ${(error as Error).message}`, { cause: error });
+    }
+  };
+
   return {
     async load(): Promise<SourceChanges> {
+      const text = await read(path);
+      snapshotBytes = Buffer.byteLength(text);
+      let parsed: Partial<SourceChanges>;
       try {
-        const parsed = JSON.parse(await readFile(path, 'utf8')) as Partial<SourceChanges>;
-        return { changes: parsed.changes ?? {}, versions: parsed.versions ?? {} };
+        parsed = text === '' ? {} : (JSON.parse(text) as Partial<SourceChanges>);
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { changes: {}, versions: {} };
         throw new Error(`cannot read ${path}: ${(error as Error).message}`, { cause: error });
       }
+      const state: SourceChanges = {
+        changes: parsed.changes ?? {},
+        versions: parsed.versions ?? {},
+        dropped: typeof parsed.dropped === 'string' ? parsed.dropped : '',
+      };
+      const log = await read(journal);
+      journalBytes = Buffer.byteLength(log);
+      const lines = log.split('\n');
+      // A last line without its newline is a write that never finished, so never acknowledged.
+      if (lines.pop() !== '') rewriteNext = true;
+      for (const [i, line] of lines.entries()) {
+        let entry: { name?: unknown; version?: unknown; change?: unknown };
+        try {
+          entry = JSON.parse(line) as typeof entry;
+        } catch (error) {
+          throw new Error(`cannot read ${journal} line ${i + 1}: ${(error as Error).message}`, { cause: error });
+        }
+        const { name, version, change } = entry;
+        if (typeof name !== 'string' || typeof version !== 'string') continue;
+        if (version < (state.versions[name] ?? '')) continue;
+        state.changes[name] =
+          change !== null && typeof change === 'object' ? (change as Record<string, unknown>) : null;
+        state.versions[name] = version;
+      }
+      return state;
     },
-    /** Write atomically (temp file, then rename); writes are serialised. */
-    save(state: SourceChanges): Promise<void> {
-      const text = `${JSON.stringify({ version: 1, ...state }, null, 2)}\n`;
-      writing = writing.then(async () => {
-        // Owner-only: definitions carry credentials (URLs, headers).
-        await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-        await writeFile(`${path}.tmp`, text, { mode: 0o600 });
-        await rename(`${path}.tmp`, path);
-      });
-      return writing;
-    },
+    /**
+     * Make the current changes of `names` durable. Resolves once a write holding them (as they
+     * are when it starts) has finished; a change is never acknowledged before it is on disk.
+     */
+    write: (state: SourceChanges, names: Iterable<string>) => schedule(state, names, false),
+    /** Rewrite the snapshot whole (after changes a journal line cannot say, e.g. dropped tombstones). */
+    rewrite: (state: SourceChanges) => schedule(state, [], true),
   };
 }
 
@@ -62,3 +169,6 @@ export function createVersionClock(nodeId: string, now: () => number = Date.now)
   const clock = createHybridClock(nodeId, now);
   return () => clock.next();
 }
+
+/** The time (ms) a version was minted at; 0 for a version this code cannot read. */
+export const versionTime = (version: string): number => Number.parseInt(version.slice(0, 12), 16) || 0;

@@ -57,6 +57,7 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
         log.warn({ source: runtime.definition.name, reason }, 'message sent to dead-letter topic');
       },
     });
+    const configured = config.sources.map((raw) => (raw as { name?: unknown }).name).filter(isSourceName);
     const manager = createSourcesManager({
       kinds,
       steps,
@@ -64,6 +65,7 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
       ownership,
       store,
       changes,
+      configuredNames: new Set(configured),
       version: createVersionClock(context.nodeId),
       log,
       deps: {
@@ -83,7 +85,6 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
     // In a mesh, the admin API's changes reach every member (config-file sources are each node's
     // own, but their names are shared so that every member reserves them).
     context.cluster.share('sources', manager.shared);
-    const configured = config.sources.map((raw) => (raw as { name?: unknown }).name).filter(isSourceName);
     const reservedNames = createReservedNames(context.cluster.self, configured);
     context.cluster.share('reserved-sources', reservedNames.shared);
     // The names of the sources this node or another member pulls are theirs alone: no client may

@@ -7,7 +7,7 @@ import type { Step } from './plugin-api.ts';
 import type { Scheduler } from './scheduler.ts';
 import type { SourceKind } from './source-kind.ts';
 import { createSourceRuntime, type RuntimeDeps, type SourceRuntime } from './source-runtime.ts';
-import type { createSourceStore, SourceChanges } from './source-store.ts';
+import { type createSourceStore, type SourceChanges, versionTime } from './source-store.ts';
 
 export class SourceNotFoundError extends Error {
   override name = 'SourceNotFoundError';
@@ -15,6 +15,9 @@ export class SourceNotFoundError extends Error {
 export class SourceExistsError extends Error {
   override name = 'SourceExistsError';
 }
+
+/** How long a deleted source's tombstone is kept by default: long enough for every member to hear of it. */
+export const TOMBSTONE_TTL_MS = 7 * 24 * 60 * 60 * 1000;
 
 export interface ManagerOptions {
   kinds: ReadonlyMap<string, SourceKind>;
@@ -29,6 +32,11 @@ export interface ManagerOptions {
   deps: Omit<RuntimeDeps, 'scheduler' | 'log'>;
   /** A source was deleted (here or on another node), not merely stopped or replaced. */
   onDeleted?(name: string): void;
+  /** How long a tombstone is kept (default TOMBSTONE_TTL_MS). */
+  tombstoneTtlMs?: number;
+  /** The config file's source names: their tombstones are kept, or the file's source would come back. */
+  configuredNames?: ReadonlySet<string>;
+  now?: () => number;
 }
 
 /**
@@ -68,11 +76,56 @@ export function createSourcesManager(options: ManagerOptions) {
   };
 
   let digest: string | undefined;
-  const persist = async (name: string, raw: Record<string, unknown> | null) => {
-    changes.changes[name] = raw;
-    changes.versions[name] = options.version();
+  const ttl = options.tombstoneTtlMs ?? TOMBSTONE_TTL_MS;
+  const now = options.now ?? Date.now;
+  let nextExpiry = Number.NEGATIVE_INFINITY; // when the oldest tombstone kept expires
+
+  /**
+   * Drop the tombstones older than the TTL (from memory, the digest, the snapshot and the file).
+   * The merge then ignores a source it does not know whose version is not newer than the newest
+   * tombstone dropped: a member that missed that delete would otherwise bring the source back.
+   * A legitimate change older than that would have reached this node within the TTL.
+   */
+  const expire = () => {
+    if (now() < nextExpiry) return;
+    const horizon = now() - ttl;
+    nextExpiry = Number.POSITIVE_INFINITY;
+    let dropped = 0;
+    for (const [name, change] of Object.entries(changes.changes)) {
+      if (change !== null || options.configuredNames?.has(name)) continue;
+      const version = changes.versions[name] ?? '';
+      const time = versionTime(version);
+      if (time >= horizon) {
+        nextExpiry = Math.min(nextExpiry, time + ttl);
+        continue;
+      }
+      delete changes.changes[name];
+      delete changes.versions[name];
+      if (version > changes.dropped) changes.dropped = version;
+      dropped += 1;
+    }
+    if (dropped === 0) return;
     digest = undefined;
-    await options.store.save(changes);
+    options.log.info({ dropped }, 'tombstones of deleted sources dropped');
+    options.store.rewrite(changes).catch((error: unknown) => {
+      // They are dropped again after a restart.
+      options.log.error({ err: (error as Error).message }, 'cannot rewrite sources.json after dropping tombstones');
+    });
+  };
+  const noteTombstone = (version: string) => {
+    nextExpiry = Math.min(nextExpiry, versionTime(version) + ttl);
+  };
+
+  const persist = async (name: string, raw: Record<string, unknown> | null) => {
+    const version = options.version();
+    changes.changes[name] = raw;
+    changes.versions[name] = version;
+    digest = undefined;
+    if (raw === null) noteTombstone(version);
+    expire();
+    // The admin request is answered only after a write holding this change has finished (the
+    // store folds changes made during a write into the next one; it never answers ahead).
+    await options.store.write(changes, [name]);
   };
 
   /** Does a change (`version`, `raw`) win over this node's change of `name`? Ties: the greater JSON. */
@@ -120,6 +173,7 @@ export function createSourcesManager(options: ManagerOptions) {
   /** The admin changes as state shared with the other mesh members (last writer wins per source). */
   const shared: SharedState = {
     digest() {
+      expire();
       digest ??= createHash('sha256')
         .update(
           JSON.stringify(
@@ -132,25 +186,32 @@ export function createSourcesManager(options: ManagerOptions) {
         .slice(0, 32);
       return digest;
     },
-    snapshot: () => ({ changes: changes.changes, versions: changes.versions }),
+    snapshot() {
+      expire();
+      return { changes: changes.changes, versions: changes.versions };
+    },
     async merge(snapshot) {
       const remote = snapshot as Partial<SourceChanges> | null;
       if (!remote || typeof remote.changes !== 'object' || remote.changes === null) return;
       const versions = typeof remote.versions === 'object' && remote.versions !== null ? remote.versions : {};
-      let applied = 0;
+      const applied: string[] = [];
       for (const [name, raw] of Object.entries(remote.changes)) {
         const version = typeof versions[name] === 'string' ? versions[name] : '';
         const value = raw !== null && typeof raw === 'object' && !Array.isArray(raw) ? raw : null;
+        // Deleted here and its tombstone since dropped (see expire): a stale member's copy.
+        if (!(name in changes.changes) && version <= changes.dropped) continue;
         if (!newer(name, version, value)) continue;
         changes.changes[name] = value;
         changes.versions[name] = version;
+        if (value === null) noteTombstone(version);
         applyRemote(name, value);
-        applied += 1;
+        applied.push(name);
       }
-      if (applied === 0) return;
+      if (applied.length === 0) return;
       digest = undefined;
-      options.log.info({ applied }, 'source changes taken from another node');
-      await options.store.save(changes);
+      options.log.info({ applied: applied.length }, 'source changes taken from another node');
+      expire();
+      await options.store.write(changes, applied);
     },
   };
 
@@ -171,6 +232,7 @@ export function createSourcesManager(options: ManagerOptions) {
     },
     start() {
       running = true;
+      expire();
       for (const runtime of runtimes.values()) reconcile(runtime);
     },
     stop() {

@@ -1,0 +1,163 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { createLogger } from '../logger.ts';
+import { BUILTIN_KINDS } from './kinds/builtin-kinds.ts';
+import { createScheduler } from './scheduler.ts';
+import { createSourceStore, createVersionClock, mergeSources } from './source-store.ts';
+import { createSourcesManager, TOMBSTONE_TTL_MS } from './sources-manager.ts';
+
+const DAY = 24 * 60 * 60 * 1000;
+const dirs: string[] = [];
+const stops: (() => void)[] = [];
+after(async () => {
+  for (const stop of stops) stop();
+  await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+const source = (name: string, extra: Record<string, unknown> = {}) => ({
+  name,
+  kind: 'http',
+  url: `http://127.0.0.1:9/feeds/${name}`,
+  interval_ms: 60_000,
+  topic: `t.${name}`,
+  headers: { authorization: 'Bearer 0123456789abcdef' },
+  ...extra,
+});
+
+/** A manager over its own data folder, on a clock the test moves; it owns no source, so none is pulled. */
+async function node(id: string, clock: { now: number }, configuredNames?: ReadonlySet<string>) {
+  const dir = await mkdtemp(join(tmpdir(), 'anode-sources-manager-'));
+  dirs.push(dir);
+  const path = join(dir, 'sources.json');
+  const store = createSourceStore(path);
+  const scheduler = createScheduler({ concurrency: 1 });
+  const manager = createSourcesManager({
+    kinds: BUILTIN_KINDS,
+    steps: new Map(),
+    scheduler,
+    ownership: { isOwner: () => false, ownerOf: () => 'elsewhere', onChange: () => () => {} },
+    store,
+    changes: await store.load(),
+    version: createVersionClock(id, () => clock.now),
+    now: () => clock.now,
+    configuredNames,
+    log: createLogger('silent'),
+    deps: { ingest: async () => {}, onError: () => {} },
+  });
+  manager.start();
+  stops.push(() => {
+    manager.stop();
+    scheduler.stop();
+  });
+  /** What a restart would load. */
+  const reload = async () => mergeSources([], await createSourceStore(path).load()).map((raw) => raw.name);
+  return { manager, dir, path, reload };
+}
+
+describe('sources manager: writing admin changes', () => {
+  it('appends each change instead of rewriting every source, and a restart finds them all', async () => {
+    const { manager, path, reload } = await node('nodea', { now: 1_000 });
+    const snapshots = new Set<string>();
+    for (let i = 0; i < 1_000; i++) {
+      await manager.create(source(`s${i}`));
+      const file = await stat(path, { bigint: true }).catch(() => undefined);
+      snapshots.add(`${file?.ino}/${file?.mtimeNs}`);
+    }
+    // sources.json is rewritten only when the journal outgrows it: a few times, not once per change.
+    assert.ok(snapshots.size <= 12, `sources.json rewritten ${snapshots.size} times`);
+    const text = await readFile(path, 'utf8');
+    assert.ok(!text.includes('\n '), 'not pretty-printed');
+    assert.equal((await reload()).length, 1_000);
+  });
+
+  it('answers a change only once it is on disk, and writes the changes made meanwhile together', async () => {
+    const { manager, dir, reload } = await node('nodea', { now: 1_000 });
+    await manager.create(source('one'));
+    await Promise.all(
+      Array.from({ length: 50 }, async (_, i) => {
+        await manager.update('one', { interval_ms: 1_000 + i }, true);
+        // Whoever is answered finds the change, or a later one, in the files.
+        const state = await createSourceStore(join(dir, 'sources.json')).load();
+        assert.ok((state.changes.one?.interval_ms as number) >= 1_000 + i);
+      }),
+    );
+    const journal = (await readFile(join(dir, 'sources.log'), 'utf8')).trim().split('\n');
+    assert.ok(journal.length <= 3, `${journal.length} journal lines for 51 changes`);
+    const state = await createSourceStore(join(dir, 'sources.json')).load();
+    assert.equal(state.changes.one?.interval_ms, 1_049);
+    assert.deepEqual(await reload(), ['one']);
+  });
+});
+
+describe('sources manager: tombstones of deleted sources', () => {
+  it('are dropped after the TTL, and a stale member’s copy does not bring the source back', async () => {
+    const clock = { now: 10 * DAY };
+    const a = await node('nodea', clock);
+    const b = await node('nodeb', clock);
+    await a.manager.create(source('gone'));
+    await a.manager.create(source('kept'));
+    await b.manager.shared.merge(structuredClone(a.manager.shared.snapshot()));
+    assert.ok(b.manager.has('gone'));
+
+    // b misses the delete (down, or cut off) for longer than the TTL.
+    clock.now += 1_000;
+    await a.manager.remove('gone');
+    const deletedAt = clock.now;
+    clock.now = deletedAt + TOMBSTONE_TTL_MS - 1;
+    const changes = (s: unknown) => (s as { changes: Record<string, unknown> }).changes;
+    assert.equal(changes(a.manager.shared.snapshot()).gone, null, 'kept within the TTL');
+
+    clock.now = deletedAt + TOMBSTONE_TTL_MS + 1;
+    const digest = a.manager.shared.digest();
+    assert.ok(!('gone' in changes(a.manager.shared.snapshot())), 'dropped from the snapshot');
+    await a.manager.create(source('later')); // written after the rewrite that dropped it
+    assert.deepEqual((await a.reload()).sort(), ['kept', 'later']);
+    assert.ok(!(await readFile(a.path, 'utf8')).includes('"gone"'), 'dropped from the file');
+    assert.ok(!(await readFile(join(a.dir, 'sources.log'), 'utf8')).includes('"gone"'));
+
+    // The stale member's snapshot still has the source, older than the dropped tombstone: ignored.
+    await b.manager.create(source('fresh')); // made on b after the delete: taken
+    await a.manager.shared.merge(structuredClone(b.manager.shared.snapshot()));
+    assert.ok(!a.manager.has('gone'));
+    assert.ok(!('gone' in changes(a.manager.shared.snapshot())));
+    assert.ok(a.manager.has('fresh'));
+    assert.notEqual(a.manager.shared.digest(), digest);
+
+    // A new member still learns every source, however old.
+    const c = await node('nodec', clock);
+    await c.manager.shared.merge(structuredClone(a.manager.shared.snapshot()));
+    assert.deepEqual(
+      c.manager
+        .list()
+        .map((s) => s.status.name)
+        .sort(),
+      ['fresh', 'kept', 'later'],
+    );
+
+    // The limit: the stale member keeps its copy until it is deleted there; that delete spreads.
+    await b.manager.shared.merge(structuredClone(a.manager.shared.snapshot()));
+    assert.ok(b.manager.has('gone'));
+    await b.manager.remove('gone');
+    await a.manager.shared.merge(structuredClone(b.manager.shared.snapshot()));
+    await b.manager.shared.merge(structuredClone(a.manager.shared.snapshot()));
+    assert.equal(a.manager.shared.digest(), b.manager.shared.digest());
+  });
+
+  it('keep the tombstone of a config-file source, or the file would bring it back', async () => {
+    const clock = { now: 10 * DAY };
+    const a = await node('nodea', clock, new Set(['filed']));
+    a.manager.load([source('filed')]);
+    await a.manager.remove('filed');
+    clock.now += TOMBSTONE_TTL_MS * 2;
+    await a.manager.create(source('other'));
+    const state = await createSourceStore(a.path).load();
+    assert.equal(state.changes.filed, null);
+    assert.deepEqual(
+      mergeSources([source('filed')], state).map((raw) => raw.name),
+      ['other'],
+    );
+  });
+});
