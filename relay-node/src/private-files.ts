@@ -2,8 +2,9 @@ import { chmodSync, closeSync, lstatSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
- * Files in the data folder hold secrets: `sources.json` (source URLs and headers with
- * credentials), `peer-key` (the mesh identity), `node-id`, `mesh-peers.json` (who the mesh
+ * Files in the data folder hold secrets: `sources.json` and its journal `sources.log` (source
+ * URLs and headers with credentials), `node-lease` (the token of this relay's node-id lease on
+ * Cassandra), `peer-key` (the mesh identity), `node-id`, `mesh-peers.json` (who the mesh
  * peers are, and where), and the stores (every message). They
  * are created owner-only (0600, their folder 0700), and on start any of them left readable by
  * others (made by an older version, or copied in) are tightened.
@@ -17,6 +18,8 @@ const SECRET_FILES = [
   'peer-key',
   'sources.json',
   'sources.json.tmp',
+  'sources.log',
+  'node-lease',
   'mesh-peers.json',
   ...['messages.sqlite', 'spool/spool.sqlite'].flatMap((db) => [db, `${db}-wal`, `${db}-shm`, `${db}-journal`]),
 ];
