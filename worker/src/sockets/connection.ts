@@ -9,9 +9,11 @@ import {
   handleClientFrame,
   isExpired,
   isPattern,
+  LimitReachedError,
   matches,
   receiveClientFrame,
   RecentMap,
+  type ServerFrame,
   type SessionPort,
   toAnodeError,
   UnavailableError,
@@ -27,7 +29,9 @@ import { createUpstream, type Upstream, type UpstreamEvents } from './upstream.t
  * frames go over one socket to that topic's Durable Object (opened on first use, kept while it is
  * subscribed or recently used), which answers them as it answers any socket (subscribed, ack,
  * err, msg); patterns go over one socket to a relay's `/v1/ws`, presenting the client's own
- * token. Frames come back verbatim. Checks a relay makes per connection (frame shape, token
+ * token. Frames come back verbatim. A `ping` is answered once every upstream sent a frame since
+ * the last one has answered what came before it (a fence each), so a pong still means every
+ * frame before it was answered. Checks a relay makes per connection (frame shape, token
  * expiry, rights, the publish rate, the subscription cap) are made here, once.
  * See docs/edge-sockets.md for the design and its costs.
  */
@@ -45,6 +49,8 @@ const PATTERNS = '*patterns*';
 /** Upstreams kept open beyond the subscribed ones (publish-only, recently unsubscribed). */
 const SPARE_UPSTREAMS = 8;
 const MSG_ID = /^\{"op":"msg","id":"([^"]+)"/;
+/** Client pings waiting for their fences; past it a ping is refused (a tight loop of pings grows nothing). */
+const MAX_WAITING_PINGS = 1000;
 
 export function acceptConnection(options: ConnectionOptions, first?: { topic: string; after?: string }): Response {
   const pair = new WebSocketPair();
@@ -64,6 +70,10 @@ function createConnection(socket: WebSocket, options: ConnectionOptions) {
   // relay's rule (each message once per connection) is kept across upstreams, not within one
   // (a resume replays on purpose).
   const deliveredBy = new RecentMap<string>(10_000);
+  /** Upstreams sent a frame since their last fence (retired ones too, until fenced). */
+  const unfenced = new Set<Upstream>();
+  let waitingPings = 0;
+  let pongs: Promise<unknown> = Promise.resolve();
   let closed = false;
 
   const send = (text: string) => {
@@ -84,7 +94,9 @@ function createConnection(socket: WebSocket, options: ConnectionOptions) {
     if (closed) return;
     closed = true;
     for (const upstream of upstreams.values()) upstream.close();
+    for (const upstream of unfenced) upstream.close();
     upstreams.clear();
+    unfenced.clear();
     if (expiry !== undefined) clearTimeout(expiry);
     try {
       socket.close(code, reason);
@@ -105,6 +117,7 @@ function createConnection(socket: WebSocket, options: ConnectionOptions) {
     },
     onLost(code, reason, from) {
       if (upstreams.get(from.key) === from) upstreams.delete(from.key);
+      unfenced.delete(from); // what it had not answered was refused
       if (from.subscriptions.size === 0) return;
       // The client must resume what it held there: its own reasons pass through (slow consumer,
       // token expiry), anything else (an object restarting, a relay leaving) asks it to reconnect.
@@ -115,6 +128,7 @@ function createConnection(socket: WebSocket, options: ConnectionOptions) {
     onDialFailed(from, cause) {
       console.warn(JSON.stringify({ msg: 'edge: upstream did not open', key: from.key, error: String(cause) }));
       if (upstreams.get(from.key) === from) upstreams.delete(from.key);
+      unfenced.delete(from);
       for (const topic of from.subscriptions) subscriptions.delete(topic);
     },
   };
@@ -168,6 +182,32 @@ function createConnection(socket: WebSocket, options: ConnectionOptions) {
     return upstream;
   };
 
+  /** A client frame to its upstream; `answered` for frames the upstream answers (pub, sub). */
+  const forward = (upstream: Upstream, text: string, answered?: { ref: string | undefined }) => {
+    upstream.send(text, answered);
+    unfenced.add(upstream);
+  };
+
+  /**
+   * A client's pong, sent once every frame before its ping was answered: at once when no upstream
+   * was sent anything since the last fence, else after a fence on each such upstream and after
+   * the pongs before it. An upstream that ends counts as answered: it refused what it had not.
+   */
+  const pong = (frame: ServerFrame) => {
+    const text = encodeServerFrame(frame);
+    if (unfenced.size === 0 && waitingPings === 0) return send(text);
+    if (waitingPings >= MAX_WAITING_PINGS) {
+      throw new LimitReachedError(`${MAX_WAITING_PINGS} pings already wait for earlier frames; wait for their pongs`);
+    }
+    const fences = [...unfenced].map((upstream) => upstream.fence());
+    unfenced.clear();
+    waitingPings += 1;
+    pongs = Promise.all([pongs, ...fences]).then(() => {
+      waitingPings -= 1;
+      if (!closed) send(text);
+    });
+  };
+
   /** This connection as the protocol's session port (shared/src/session.ts): frames are routed on. */
   const port: SessionPort = {
     expired: () => isExpired(claims),
@@ -182,7 +222,7 @@ function createConnection(socket: WebSocket, options: ConnectionOptions) {
     },
     // The topic's object accepts it and answers `ack` (or `err`) with the ref, verbatim.
     publish(frame, text) {
-      upstreamFor(frame.topic).send(text);
+      forward(upstreamFor(frame.topic), text, { ref: frame.ref });
       return undefined;
     },
     subscribe(frame, text) {
@@ -195,15 +235,16 @@ function createConnection(socket: WebSocket, options: ConnectionOptions) {
       const upstream = upstreamFor(pattern ? PATTERNS : frame.topic);
       subscriptions.add(frame.topic);
       upstream.subscriptions.add(frame.topic);
-      upstream.send(text);
+      forward(upstream, text, { ref: frame.ref });
     },
     unsubscribe(frame, text) {
       const upstream = upstreams.get(isPattern(frame.topic) ? PATTERNS : frame.topic);
       subscriptions.delete(frame.topic);
-      upstream?.subscriptions.delete(frame.topic);
-      upstream?.send(text);
+      if (!upstream) return;
+      upstream.subscriptions.delete(frame.topic);
+      forward(upstream, text);
     },
-    send: (frame) => send(encodeServerFrame(frame)),
+    send: (frame) => (frame.op === 'pong' ? pong(frame) : send(encodeServerFrame(frame))),
     refuse: (cause, ref) => error(cause, ref),
   };
 
