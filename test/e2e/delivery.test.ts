@@ -295,13 +295,24 @@ describe('slow consumer', () => {
 
 describe('graceful shutdown', () => {
   /** Fault-injection test double: the real store with every append slowed down, so publishes queue up. */
+  // Messages the relay has handed to its store so far (accepted, not necessarily acked).
+  let handedOver = 0;
   const withSlowAppends = (store: MessageStore): MessageStore => ({
     ...store,
     append: async (messages) => {
+      handedOver += messages.length;
       await new Promise((resolve) => setTimeout(resolve, 25));
       return store.append(messages);
     },
   });
+  /** Until the relay has accepted `count` publishes (a ping would wait for their acks too). */
+  const accepted = async (count: number) => {
+    const deadline = Date.now() + 10_000;
+    while (handedOver < count) {
+      if (Date.now() > deadline) throw new Error(`only ${handedOver} of ${count} publishes reached the store`);
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+  };
 
   it('closes clients with 4000 after acking every publish it accepted, and keeps them all', async () => {
     const dataDir = await tempDir();
@@ -311,10 +322,9 @@ describe('graceful shutdown', () => {
       await subscribe(sub, 'shut');
       const publisher = await openSocket(`${relay.wsUrl}/v1/ws`);
       const COUNT = 300;
+      handedOver = 0;
       for (let i = 0; i < COUNT; i++) publisher.send({ op: 'pub', topic: 'shut', data: i, ref: `s${i}` });
-      // Frames are handled in order, so once the pong is back every publish has been accepted.
-      publisher.send({ op: 'ping', ref: 'barrier' });
-      await publisher.next(withRef('barrier'));
+      await accepted(COUNT);
       const pendingAtStop = COUNT - publisher.frames.filter((f) => f.op === 'ack').length;
 
       const stopped = relay.stop();
@@ -354,9 +364,9 @@ describe('graceful shutdown', () => {
     try {
       const relay = await startRelay({}, { dataDir, wrapStore: withSlowAppends });
       const publisher = await openSocket(`${relay.wsUrl}/v1/ws`);
+      handedOver = 0;
       for (let i = 0; i < 50; i++) publisher.send({ op: 'pub', topic: 'late', data: i, ref: `a${i}` });
-      publisher.send({ op: 'ping', ref: 'barrier' });
-      await publisher.next(withRef('barrier'));
+      await accepted(50);
       const stopped = relay.stop();
       publisher.send({ op: 'pub', topic: 'late', data: 'after stop', ref: 'late' });
       const refused = await within(publisher.next<Frame<'err'>>(withRef('late')), 10_000, 'answer to the late publish');
@@ -378,6 +388,38 @@ describe('graceful shutdown', () => {
       );
     } finally {
       await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('ping is a fence', () => {
+  /** Fault-injection test double: the real store with every append slowed down, so acks lag. */
+  const withSlowAppends = (store: MessageStore): MessageStore => ({
+    ...store,
+    append: async (messages) => {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      return store.append(messages);
+    },
+  });
+
+  it('answers a ping only after every frame before it was answered, and the next ones in order', async () => {
+    const relay = await startRelay({}, { wrapStore: withSlowAppends });
+    try {
+      const sock = await openSocket(`${relay.wsUrl}/v1/ws`);
+      for (let i = 0; i < 20; i++) sock.send({ op: 'pub', topic: `fence.t${i}`, data: i, ref: `a${i}` });
+      sock.send({ op: 'ping', ref: 'p1' });
+      sock.send({ op: 'pub', topic: 'fence.t0', data: 'late', ref: 'b' });
+      sock.send({ op: 'ping', ref: 'p2' });
+      await within(sock.next(withRef('p2')), 10_000, 'second pong');
+      await within(sock.next(withRef('b')), 10_000, 'the last ack');
+      const order = sock.frames.map((f) => ('ref' in f ? f.ref : undefined)).filter((r) => r !== undefined);
+      const at = (ref: string) => order.indexOf(ref);
+      for (let i = 0; i < 20; i++)
+        assert.ok(at(`a${i}`) < at('p1'), `ack a${i} before the first pong: ${order.join(' ')}`);
+      assert.ok(at('p1') < at('p2') && at('b') < at('p2'), order.join(' '));
+      sock.close();
+    } finally {
+      await relay.stop();
     }
   });
 });

@@ -10,6 +10,7 @@ import {
   type ClientFrame,
   handleClientFrame,
   isExpired,
+  LimitReachedError,
   MAX_DATA_DEPTH,
   parseClientFrame,
   type ServerFrame,
@@ -33,6 +34,9 @@ import { nestsDeeperThan, topLevelRef } from './nesting.ts';
  * `ack`/`subscribed`/`pong` or a coded `err`, and receives fan-out from the hub. A bad frame
  * never closes the connection; the server closes only for its own reasons (4000–4999).
  */
+/** Pings a connection may have waiting for earlier frames' answers (past it: limit_reached). */
+export const MAX_WAITING_PINGS = 1_000;
+
 export interface ConnectionDeps {
   hub: Hub;
   config: RelayConfig;
@@ -66,6 +70,10 @@ export class ClientConnection implements Subscriber {
   readonly #port: SessionPort;
   #closed = false;
   #allowedTopic: string | undefined;
+  // Frames numbered in arrival order; those not answered yet; pings waiting for them (#handle).
+  #seq = 0;
+  readonly #unanswered = new Set<number>();
+  readonly #pings: { seq: number; frame: ClientFrame }[] = [];
   #expiry: ReturnType<typeof setTimeout> | undefined;
 
   constructor(ws: WebSocket, claims: Claims, deps: ConnectionDeps, socket?: Duplex) {
@@ -213,8 +221,38 @@ export class ClientConnection implements Subscriber {
     };
   }
 
+  /**
+   * Frames are answered in order as PROTOCOL.md promises it: a `ping` is answered only once every
+   * frame before it was (a publish's ack waits for its commit, a resume's `subscribed` for its
+   * history), so a client may use a ping as a fence. Frames run at once, and only pings wait.
+   */
   #handle(frame: ClientFrame): void {
-    void handleClientFrame(frame, '', this.#port);
+    const seq = ++this.#seq;
+    if (frame.op === 'ping' && this.#unanswered.size > 0) {
+      if (this.#pings.length >= MAX_WAITING_PINGS) {
+        this.#error(new LimitReachedError(`at most ${MAX_WAITING_PINGS} pings may wait for earlier frames`), frame.ref);
+        return;
+      }
+      this.#pings.push({ seq, frame });
+      return;
+    }
+    const answered = handleClientFrame(frame, '', this.#port);
+    if (answered instanceof Promise) {
+      this.#unanswered.add(seq);
+      const done = () => this.#answered(seq);
+      void answered.then(done, done);
+    }
+  }
+
+  #answered(seq: number): void {
+    this.#unanswered.delete(seq);
+    if (this.#pings.length === 0) return;
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const pending of this.#unanswered) if (pending < oldest) oldest = pending;
+    while (this.#pings.length > 0 && (this.#pings[0] as { seq: number }).seq < oldest) {
+      const { frame } = this.#pings.shift() as { frame: ClientFrame };
+      void handleClientFrame(frame, '', this.#port);
+    }
   }
 
   #onClose(): void {
