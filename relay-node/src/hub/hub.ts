@@ -43,6 +43,12 @@ export interface Subscriber {
   send(frame: string): boolean;
   /** Called when catching up outgrows the buffer: the subscriber must be cut off. */
   overflow(): void;
+  /**
+   * While a resume replays history: undefined when the subscriber can take more now, else a
+   * promise of when it can (its unsent bytes fell back), so a long replay goes at the reader's
+   * pace instead of filling the send buffer and being cut off as too slow.
+   */
+  backlog?(): Promise<void> | undefined;
 }
 
 interface Entry {
@@ -380,6 +386,9 @@ export function createHub(options: HubOptions) {
         let cursor = after;
         const sent = new Set<string>();
         for (const envelope of late.replay(pattern, after)) {
+          const pending = subscriber.backlog?.();
+          if (pending) await pending;
+          if (own.get(pattern) !== entry) return cursor;
           if (!subscriber.send(msgFrame(envelope))) return cursor;
           metrics.delivered.inc();
           sent.add(envelope.id);
@@ -389,6 +398,8 @@ export function createHub(options: HubOptions) {
         for await (const envelope of mergedHistory(store, topics, from)) {
           // The message at `after` itself is the one the subscriber has: never sent again.
           if (sent.has(envelope.id) || envelope.cursor === after) continue;
+          const pending = subscriber.backlog?.();
+          if (pending) await pending;
           if (own.get(pattern) !== entry) return cursor; // unsubscribed meanwhile
           if (!subscriber.send(msgFrame(envelope))) return cursor;
           metrics.delivered.inc();

@@ -34,6 +34,9 @@ import { nestsDeeperThan, topLevelRef } from './nesting.ts';
  * `ack`/`subscribed`/`pong` or a coded `err`, and receives fan-out from the hub. A bad frame
  * never closes the connection; the server closes only for its own reasons (4000–4999).
  */
+/** How often a paced resume looks whether the peer has taken its backlog (see backlog). */
+const RESUME_POLL_MS = 10;
+
 /** Pings a connection may have waiting for earlier frames' answers (past it: limit_reached). */
 export const MAX_WAITING_PINGS = 1_000;
 
@@ -107,6 +110,23 @@ export class ClientConnection implements Subscriber {
       return false;
     }
     return true;
+  }
+
+  /**
+   * A resume's pace (Subscriber.backlog): past half the send buffer, wait until the peer has
+   * taken it back below that (or the connection ends).
+   */
+  backlog(): Promise<void> | undefined {
+    const limit = this.#deps.config.max_send_buffer_bytes / 2;
+    if (this.#closed || this.#ws.bufferedAmount <= limit) return undefined;
+    this.#uncork();
+    return new Promise<void>((resolve) => {
+      const check = () => {
+        if (this.#closed || this.#ws.readyState !== this.#ws.OPEN || this.#ws.bufferedAmount <= limit) resolve();
+        else setTimeout(check, RESUME_POLL_MS);
+      };
+      setTimeout(check, RESUME_POLL_MS);
+    });
   }
 
   #cork(): void {
