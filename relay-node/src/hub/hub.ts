@@ -121,18 +121,24 @@ export function createHub(options: HubOptions) {
   const maxCatchUpBuffer = options.maxCatchUpBuffer ?? 10_000;
   const index = new TopicIndex<Entry>();
   const entries = new Map<Subscriber, Map<string, Entry>>();
-  // Per topic, the most recently published MAX_TOPIC_STATS topics (in the order last published):
-  // topics churn (per room, per session), and status() copies them all every second.
-  const stats = new Map<string, TopicStats>();
+  // Per topic, at most MAX_TOPIC_STATS of the most recently published topics: topics churn (per
+  // room, per session), and status() copies them all every second. Each entry notes when it was
+  // last used (a counter); at the cap the least recently used tenth goes at once, so a churning
+  // topic costs one sort per that many new topics, not a reordering per message.
+  const stats = new Map<string, TopicStats & { used: number }>();
+  let uses = 0;
 
   const statsOf = (topic: string): TopicStats => {
     let s = stats.get(topic);
-    if (s) stats.delete(topic);
-    else {
-      s = { published: 0, delivered: 0, lastCursor: undefined, lastPublishedAt: undefined };
-      if (stats.size >= MAX_TOPIC_STATS) stats.delete(stats.keys().next().value as string);
+    if (!s) {
+      if (stats.size >= MAX_TOPIC_STATS) {
+        const oldest = [...stats].sort((a, b) => a[1].used - b[1].used);
+        for (const [name] of oldest.slice(0, Math.ceil(MAX_TOPIC_STATS / 10))) stats.delete(name);
+      }
+      s = { published: 0, delivered: 0, lastCursor: undefined, lastPublishedAt: undefined, used: 0 };
+      stats.set(topic, s);
     }
-    stats.set(topic, s);
+    s.used = ++uses;
     return s;
   };
 
