@@ -112,6 +112,9 @@ export const msgFrame = (envelope: Envelope): string => encodeServerFrame({ op: 
  */
 export const RESUME_REWIND_MS = 5_000;
 
+/** Ids a resume remembers having sent (see subscribe). */
+const RESUME_SENT_IDS = 100_000;
+
 /** Topics whose counts the hub keeps for status (the most recently published ones). */
 export const MAX_TOPIC_STATS = 10_000;
 
@@ -390,7 +393,10 @@ export function createHub(options: HubOptions) {
         const topics = await topicsFor(pattern);
         await assertResumable(topics, after);
         let cursor = after;
-        const sent = new Set<string>();
+        // Ids sent by this resume, to skip them when history or the live buffer has them again.
+        // The newest RESUME_SENT_IDS only: a resume of millions of messages would otherwise hold
+        // every id, and an id forgotten costs at most a duplicate (which clients drop by id).
+        const sent = new SeenIds(RESUME_SENT_IDS);
         for (const envelope of late.replay(pattern, after)) {
           const pending = subscriber.backlog?.();
           if (pending) await pending;
