@@ -1,28 +1,64 @@
-import { ForbiddenError, receiveClientFrame, type SessionPort, takeTokens } from '@anode/shared';
+import {
+  type ClientFrame,
+  ForbiddenError,
+  handleClientFrame,
+  LimitReachedError,
+  readClientFrame,
+  type SessionAck,
+  type SessionPort,
+  takeTokens,
+  UnavailableError,
+} from '@anode/shared';
 import type { HubCore } from './hub-core.ts';
 import type { createSubscriptions } from './subscriptions.ts';
 
 /**
  * One frame from a socket on this topic's object, handled as a relay handles it (shared
- * receiveClientFrame: size, binary, shape, token expiry, rights, rate); this is its port. A bad frame gets a coded `err`
- * and the socket stays open. The Worker's connection (sockets/connection.ts) routes each frame to
- * its topic's object, so a frame naming another topic never comes here from it; one that does is
- * refused with `forbidden`.
+ * readClientFrame and handleClientFrame: size, binary, shape, token expiry, rights, rate); this
+ * is its port. A bad frame gets a coded `err` and the socket stays open. The Worker's connection
+ * (sockets/connection.ts) routes each frame to its topic's object, so a frame naming another
+ * topic never comes here from it; one that does is refused with `forbidden`.
+ *
+ * A `ping` is answered only once every frame before it on its socket was (PROTOCOL.md), as a
+ * relay does it: a publish waiting for the reserved source names has its ack or err sent, a resume
+ * its `subscribed` (or its err, or it was dropped by a later `sub`/`unsub`). The edge connection
+ * fences on this. Frames other than pings run at once, in order.
  */
+/** Pings waiting for earlier frames on one socket; past it a ping is refused (as on a relay). */
+export const MAX_WAITING_PINGS = 1000;
+
+/** Per socket (this instance's memory: it lives while a frame is unanswered, which keeps it awake). */
+interface Order {
+  seq: number;
+  unanswered: Set<number>;
+  pings: { seq: number; frame: ClientFrame }[];
+}
+
 export function createClientFrames(
   core: Pick<HubCore, 'clients' | 'config' | 'topic' | 'accept' | 'ready'>,
   subscriptions: ReturnType<typeof createSubscriptions>,
 ) {
   const { clients, config } = core;
+  const orders = new WeakMap<WebSocket, Order>();
 
   const assertHere = (topic: string, what: string) => {
     if (topic !== core.topic)
       throw new ForbiddenError(`this socket serves only ${core.topic}; cannot ${what} ${topic}`);
   };
 
+  // While this object cannot check publishes yet (core.ready: a linked object that never heard the
+  // reserved source names), publishes wait, in order; nothing else does.
+  let held = 0;
+  let chain: Promise<unknown> = Promise.resolve();
+
   /** A socket of this object as the protocol's session port (shared/src/session.ts). */
   const portOf = (ws: WebSocket): SessionPort => {
     const state = clients.state(ws);
+    const accept = (frame: Parameters<SessionPort['publish']>[0]): SessionAck => {
+      const [ack] = core.accept([frame], state);
+      if (!ack) throw new Error('a publish was accepted without an ack');
+      return ack;
+    };
     return {
       expired: () => state.exp !== undefined && state.exp * 1000 <= Date.now(),
       assertPublish(topic) {
@@ -38,9 +74,20 @@ export function createClientFrames(
       },
       publishRate: config.PUBLISH_RATE,
       publish: (frame) => {
-        const [ack] = core.accept([frame], state);
-        if (!ack) throw new Error('a publish was accepted without an ack');
-        return ack;
+        const wait = held > 0 ? chain : core.ready();
+        if (wait === undefined) return accept(frame);
+        held += 1;
+        const acked = wait.then(() => {
+          // Nobody would hear the ack: the edge connection refuses what it had not answered.
+          if (ws.readyState !== WebSocket.OPEN)
+            throw new UnavailableError('the socket closed while its publish waited');
+          return accept(frame);
+        });
+        chain = acked.then(
+          () => (held -= 1),
+          () => (held -= 1),
+        );
+        return acked;
       },
       subscribe: (frame) => subscriptions.subscribe(ws, frame.after, frame.ref),
       unsubscribe: (frame) => {
@@ -51,26 +98,41 @@ export function createClientFrames(
     };
   };
 
-  const receive = (ws: WebSocket, message: string | ArrayBuffer) => {
-    void receiveClientFrame(message, config.MAX_FRAME_BYTES, portOf(ws));
+  const orderOf = (ws: WebSocket): Order => {
+    let order = orders.get(ws);
+    if (!order) orders.set(ws, (order = { seq: 0, unanswered: new Set(), pings: [] }));
+    return order;
   };
-  // While this object cannot check publishes yet (core.ready), frames wait, all of them and in
-  // order: a ping answered after a pub still means the pub was answered.
-  let held = 0;
-  let chain: Promise<void> = Promise.resolve();
-  const later = (ws: WebSocket, message: string | ArrayBuffer) => {
-    if (ws.readyState !== WebSocket.OPEN) return; // the socket went away while its frame waited
-    try {
-      receive(ws, message);
-    } catch (error) {
-      console.error('edge: a held frame failed', error);
+
+  /** A frame was answered: pings with nothing unanswered before them are answered now, in order. */
+  const answered = (ws: WebSocket, order: Order, seq: number) => {
+    order.unanswered.delete(seq);
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const pending of order.unanswered) if (pending < oldest) oldest = pending;
+    while (order.pings.length > 0 && (order.pings[0] as { seq: number }).seq < oldest) {
+      const { frame } = order.pings.shift() as { frame: ClientFrame };
+      if (ws.readyState === WebSocket.OPEN) void handleClientFrame(frame, '', portOf(ws));
     }
   };
-  return (ws: WebSocket, message: string | ArrayBuffer): void | Promise<void> => {
-    const wait = held > 0 ? chain : core.ready();
-    if (wait === undefined) return receive(ws, message);
-    held += 1;
-    chain = wait.then(() => later(ws, message)).finally(() => (held -= 1));
-    return chain;
+
+  return (ws: WebSocket, message: string | ArrayBuffer): void => {
+    const read = readClientFrame(message, config.MAX_FRAME_BYTES);
+    if (!read.ok) return clients.error(ws, read.error, read.ref);
+    const order = orderOf(ws);
+    const seq = ++order.seq;
+    if (read.frame.op === 'ping' && order.unanswered.size > 0) {
+      if (order.pings.length >= MAX_WAITING_PINGS) {
+        const limit = new LimitReachedError(`at most ${MAX_WAITING_PINGS} pings may wait for earlier frames`);
+        return clients.error(ws, limit, read.frame.ref);
+      }
+      order.pings.push({ seq, frame: read.frame });
+      return;
+    }
+    const done = handleClientFrame(read.frame, read.text, portOf(ws));
+    if (done instanceof Promise) {
+      order.unanswered.add(seq);
+      const settle = () => answered(ws, order, seq);
+      void done.then(settle, settle);
+    }
   };
 }

@@ -13,6 +13,10 @@ import type { HubCore } from './hub-core.ts';
  * workerd cannot say how much a socket has not sent yet, so a resume may send at most
  * MAX_SEND_BUFFER_BYTES: past that the socket is closed as a slow consumer (4001) after what was
  * sent, and the client resumes from its last cursor, one bounded step at a time.
+ *
+ * A resume from the relay's history settles (for the ping order, client-frames.ts) once its
+ * `subscribed` or err is sent, or at once when a later `sub`/`unsub` on the socket drops it: it
+ * sends nothing more after that, though its request to the relay may still be out.
  */
 const PAGE = 500;
 
@@ -24,6 +28,14 @@ export function createSubscriptions(
   const { clients, store, clock, link } = core;
   const newBudget = (): Budget => ({ left: core.config.MAX_SEND_BUFFER_BYTES });
   const withRef = (ref: string | undefined) => (ref === undefined ? {} : { ref });
+  /** Settles the resume in progress on a socket (this instance's memory, like the resume itself). */
+  const resuming = new WeakMap<WebSocket, () => void>();
+  /** A `sub` or `unsub`: the socket's resume in progress, if any, is dropped and settles now. */
+  const nextGen = (ws: WebSocket, change: { subscribed: boolean; live: boolean }) => {
+    resuming.get(ws)?.();
+    resuming.delete(ws);
+    return clients.update(ws, { ...change, gen: clients.state(ws).gen + 1 }).gen;
+  };
 
   const goLive = (ws: WebSocket, gen: number, cursor: string, ref: string | undefined) => {
     if (clients.state(ws).gen !== gen) return;
@@ -86,9 +98,9 @@ export function createSubscriptions(
   };
 
   return {
-    subscribe(ws: WebSocket, after: string | undefined, ref: string | undefined): void {
-      const state = clients.update(ws, { subscribed: true, live: false, gen: clients.state(ws).gen + 1 });
-      const gen = state.gen;
+    /** Resolves when a resume from the relay's history settles; undefined when answered already. */
+    subscribe(ws: WebSocket, after: string | undefined, ref: string | undefined): void | Promise<void> {
+      const gen = nextGen(ws, { subscribed: true, live: false });
       if (after === undefined) return goLive(ws, gen, clock.next(), ref);
       if (compareCursors(after, store.floor()) >= 0) {
         const reached = sendAll(ws, store.ringAfter(after), after, newBudget());
@@ -106,11 +118,18 @@ export function createSubscriptions(
         );
         return;
       }
-      core.ctx.waitUntil(catchUp(ws, gen, after, ref));
+      return new Promise<void>((settle) => {
+        resuming.set(ws, settle);
+        const done = catchUp(ws, gen, after, ref).finally(() => {
+          if (resuming.get(ws) === settle) resuming.delete(ws);
+          settle();
+        });
+        core.ctx.waitUntil(done);
+      });
     },
 
     unsubscribe(ws: WebSocket): void {
-      clients.update(ws, { subscribed: false, live: false, gen: clients.state(ws).gen + 1 });
+      nextGen(ws, { subscribed: false, live: false });
     },
   };
 }

@@ -32,7 +32,8 @@ export class TopicHub extends DurableObject<Env> implements TopicHubApi {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    // Answered by the runtime without waking the object.
+    // Answered by the runtime without waking the object, so not after earlier frames: only a ping
+    // without a ref, which the edge connection never forwards (its fences carry refs).
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING, PONG));
   }
 
@@ -75,7 +76,7 @@ export class TopicHub extends DurableObject<Env> implements TopicHubApi {
     const { pub, subject, src, exp } = grant;
     const { client, server } = core.clients.accept({ pub, subject, src, exp, tokens: core.config.PUBLISH_BURST });
     core.link.ensure();
-    if (grant.subscribe !== false) subscriptions.subscribe(server, grant.after, undefined);
+    if (grant.subscribe !== false) void subscriptions.subscribe(server, grant.after, undefined);
     await core.reschedule();
     return new Response(null, { status: 101, webSocket: client });
   }

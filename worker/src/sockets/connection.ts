@@ -9,7 +9,6 @@ import {
   handleClientFrame,
   isExpired,
   isPattern,
-  LimitReachedError,
   matches,
   receiveClientFrame,
   RecentMap,
@@ -21,6 +20,7 @@ import {
 import type { EdgeConfig, Env } from '../config.ts';
 import type { ClientGrant } from '../hub/hub-api.ts';
 import { hubFor } from '../hub-stub.ts';
+import { createPingFences } from './ping-fences.ts';
 import { createUpstream, type Upstream, type UpstreamEvents } from './upstream.ts';
 
 /**
@@ -30,8 +30,8 @@ import { createUpstream, type Upstream, type UpstreamEvents } from './upstream.t
  * subscribed or recently used), which answers them as it answers any socket (subscribed, ack,
  * err, msg); patterns go over one socket to a relay's `/v1/ws`, presenting the client's own
  * token. Frames come back verbatim. A `ping` is answered once every upstream sent a frame since
- * the last one has answered what came before it (a fence each), so a pong still means every
- * frame before it was answered. Checks a relay makes per connection (frame shape, token
+ * the last one has answered a ping of its own (a fence each, ping-fences.ts: an upstream answers
+ * a ping only after every frame before it), so a pong still means every frame before it was. Checks a relay makes per connection (frame shape, token
  * expiry, rights, the publish rate, the subscription cap) are made here, once.
  * See docs/edge-sockets.md for the design and its costs.
  */
@@ -49,8 +49,6 @@ const PATTERNS = '*patterns*';
 /** Upstreams kept open beyond the subscribed ones (publish-only, recently unsubscribed). */
 const SPARE_UPSTREAMS = 8;
 const MSG_ID = /^\{"op":"msg","id":"([^"]+)"/;
-/** Client pings waiting for their fences; past it a ping is refused (a tight loop of pings grows nothing). */
-const MAX_WAITING_PINGS = 1000;
 
 export function acceptConnection(options: ConnectionOptions, first?: { topic: string; after?: string }): Response {
   const pair = new WebSocketPair();
@@ -70,10 +68,7 @@ function createConnection(socket: WebSocket, options: ConnectionOptions) {
   // relay's rule (each message once per connection) is kept across upstreams, not within one
   // (a resume replays on purpose).
   const deliveredBy = new RecentMap<string>(10_000);
-  /** Upstreams sent a frame since their last fence (retired ones too, until fenced). */
-  const unfenced = new Set<Upstream>();
-  let waitingPings = 0;
-  let pongs: Promise<unknown> = Promise.resolve();
+  const fences = createPingFences();
   let closed = false;
 
   const send = (text: string) => {
@@ -94,9 +89,8 @@ function createConnection(socket: WebSocket, options: ConnectionOptions) {
     if (closed) return;
     closed = true;
     for (const upstream of upstreams.values()) upstream.close();
-    for (const upstream of unfenced) upstream.close();
+    fences.close();
     upstreams.clear();
-    unfenced.clear();
     if (expiry !== undefined) clearTimeout(expiry);
     try {
       socket.close(code, reason);
@@ -117,7 +111,7 @@ function createConnection(socket: WebSocket, options: ConnectionOptions) {
     },
     onLost(code, reason, from) {
       if (upstreams.get(from.key) === from) upstreams.delete(from.key);
-      unfenced.delete(from); // what it had not answered was refused
+      fences.ended(from); // what it had not answered was refused
       if (from.subscriptions.size === 0) return;
       // The client must resume what it held there: its own reasons pass through (slow consumer,
       // token expiry), anything else (an object restarting, a relay leaving) asks it to reconnect.
@@ -128,7 +122,7 @@ function createConnection(socket: WebSocket, options: ConnectionOptions) {
     onDialFailed(from, cause) {
       console.warn(JSON.stringify({ msg: 'edge: upstream did not open', key: from.key, error: String(cause) }));
       if (upstreams.get(from.key) === from) upstreams.delete(from.key);
-      unfenced.delete(from);
+      fences.ended(from);
       for (const topic of from.subscriptions) subscriptions.delete(topic);
     },
   };
@@ -175,7 +169,7 @@ function createConnection(socket: WebSocket, options: ConnectionOptions) {
     if (spares.length >= SPARE_UPSTREAMS) {
       const oldest = spares.reduce((a, b) => (a.usedAt <= b.usedAt ? a : b));
       upstreams.delete(oldest.key);
-      oldest.retire();
+      fences.retire(oldest);
     }
     upstream = createUpstream(key, key === PATTERNS ? dialRelay : dialTopic(key), events);
     upstreams.set(key, upstream);
@@ -185,25 +179,13 @@ function createConnection(socket: WebSocket, options: ConnectionOptions) {
   /** A client frame to its upstream; `answered` for frames the upstream answers (pub, sub). */
   const forward = (upstream: Upstream, text: string, answered?: { ref: string | undefined }) => {
     upstream.send(text, answered);
-    unfenced.add(upstream);
+    fences.sent(upstream);
   };
 
-  /**
-   * A client's pong, sent once every frame before its ping was answered: at once when no upstream
-   * was sent anything since the last fence, else after a fence on each such upstream and after
-   * the pongs before it. An upstream that ends counts as answered: it refused what it had not.
-   */
+  /** A client's pong, once every frame before its ping was answered (ping-fences.ts). */
   const pong = (frame: ServerFrame) => {
     const text = encodeServerFrame(frame);
-    if (unfenced.size === 0 && waitingPings === 0) return send(text);
-    if (waitingPings >= MAX_WAITING_PINGS) {
-      throw new LimitReachedError(`${MAX_WAITING_PINGS} pings already wait for earlier frames; wait for their pongs`);
-    }
-    const fences = [...unfenced].map((upstream) => upstream.fence());
-    unfenced.clear();
-    waitingPings += 1;
-    pongs = Promise.all([pongs, ...fences]).then(() => {
-      waitingPings -= 1;
+    fences.pong(() => {
       if (!closed) send(text);
     });
   };

@@ -16,13 +16,25 @@ export interface Upstream {
   /** Forward a client frame; `answered` when the upstream answers it (ack, subscribed or err). */
   send(text: string, answered?: { ref: string | undefined }): void;
   /**
-   * Resolves once every frame sent before it is answered, or once this upstream has ended (its
-   * unanswered frames refused, or the client gone). A fence is a ping with a ref of its own, so
-   * it also orders `unsub`, which has no answer.
+   * Resolves once every frame sent before it was handled, or once this upstream has ended (its
+   * unanswered frames refused, or the client gone). A fence is a ping with a ref of its own: the
+   * far end (a relay, a topic's object) answers a ping only after every frame before it was (an
+   * ack sent, a resume's `subscribed` sent or the resume dropped by a later `sub`/`unsub`), so
+   * nothing is counted here, and `unsub`, which has no answer, is ordered too.
    */
   fence(): Promise<void>;
-  retire(): void;
+  /** Close once what was sent is handled (a fence); resolves when it has closed. */
+  retire(): Promise<void>;
   close(): void;
+}
+
+/** What an upstream needs of workerd's WebSocket (narrow, so a unit test can stand in for it). */
+export interface UpstreamSocket {
+  accept(): void;
+  send(text: string): void;
+  close(code: number, reason: string): void;
+  addEventListener(type: 'message', listener: (event: { data: unknown }) => void): void;
+  addEventListener(type: 'close', listener: (event: { code: number; reason: string }) => void): void;
 }
 
 export interface UpstreamEvents {
@@ -41,22 +53,23 @@ const ANSWER = /^\{"op":"(ack|subscribed|err|pong)"/;
 
 interface Fence {
   ref: string;
-  /** Answers needed first: a relay answers a ping before the `subscribed` of a resume it is still reading. */
-  answers: number;
   resolve(): void;
 }
 
-export function createUpstream(key: string, dial: () => Promise<WebSocket>, events: UpstreamEvents): Upstream {
-  let socket: WebSocket | undefined;
+export function createUpstream(key: string, dial: () => Promise<UpstreamSocket>, events: UpstreamEvents): Upstream {
+  let socket: UpstreamSocket | undefined;
   let queue: string[] | undefined = [];
   let ending: 'retiring' | 'closed' | undefined;
-  /** Refs of answered frames sent and not answered yet, oldest first; and counts of both. */
-  const awaiting: (string | undefined)[] = [];
-  let sent = 0;
-  let answered = 0;
-  /** Fences in the order sent; the first `ponged` of them have their pong. */
+  let retired: Promise<void> | undefined;
+  /**
+   * Frames sent and not answered yet, counted by ref: answers need not come in send order (a
+   * resume can finish after a later publish's ack), so an answer takes its own ref off. Frames
+   * without a ref share the `undefined` count: an answer without a ref takes one off, and on loss
+   * each one left gets an `err` without a ref (the client could not tell them apart either).
+   */
+  const awaiting = new Map<string | undefined, number>();
+  /** Fences in the order sent (pings are answered in order). */
   const fences: Fence[] = [];
-  let ponged = 0;
   // Unguessable: a client's own ref can never be taken for a fence's.
   const fencePrefix = `anode-fence-${crypto.randomUUID()}-`;
   let fenceCount = 0;
@@ -65,36 +78,36 @@ export function createUpstream(key: string, dial: () => Promise<WebSocket>, even
     if (queue) queue.push(text);
     else socket?.send(text);
   };
-  const settle = () => {
-    while (ponged > 0 && answered >= (fences[0] as Fence).answers) {
-      ponged -= 1;
-      (fences.shift() as Fence).resolve();
-    }
+  /** The answer to a frame sent with this ref arrived. */
+  const answered = (ref: string | undefined) => {
+    const left = (awaiting.get(ref) ?? 0) - 1;
+    if (left > 0) awaiting.set(ref, left);
+    else awaiting.delete(ref);
   };
   /** No more answers will come: refuse what is unanswered and let every fence through. */
   const end = (refusal: UnavailableError | undefined) => {
     ending = 'closed';
     queue = undefined;
-    for (const ref of awaiting.splice(0)) if (refusal) events.onRefused(refusal, ref);
-    ponged = 0;
+    const unanswered = [...awaiting];
+    awaiting.clear();
+    if (refusal) for (const [ref, count] of unanswered) for (let i = 0; i < count; i++) events.onRefused(refusal, ref);
     for (const fence of fences.splice(0)) fence.resolve();
   };
-  /** A frame from upstream: a fence's answer is kept from the client; a frame's answer is counted. */
+  /** A frame from upstream: a fence's answer is kept from the client; a frame's answer is taken off. */
   const receive = (text: string) => {
     const op = ANSWER.exec(text)?.[1];
+    if (op === undefined) return events.onFrame(text, upstream);
+    const ref = refOf(text);
     if (op === 'pong' || op === 'err') {
-      const next = fences[ponged];
-      if (next && refOf(text) === next.ref) {
-        ponged += 1;
-        return settle();
+      const at = ref === undefined ? -1 : fences.findIndex((fence) => fence.ref === ref);
+      if (at >= 0) {
+        // Pings are answered in order: every fence up to this one is through.
+        for (const fence of fences.splice(0, at + 1)) fence.resolve();
+        return;
       }
       if (op === 'pong') return; // only fences are pinged
     }
-    if (op !== undefined) {
-      answered += 1;
-      awaiting.shift();
-      settle();
-    }
+    answered(ref);
     events.onFrame(text, upstream);
   };
 
@@ -105,16 +118,14 @@ export function createUpstream(key: string, dial: () => Promise<WebSocket>, even
     send(text, expects) {
       upstream.usedAt = Date.now();
       write(text);
-      if (!expects) return;
-      sent += 1;
-      awaiting.push(expects.ref);
+      if (expects) awaiting.set(expects.ref, (awaiting.get(expects.ref) ?? 0) + 1);
     },
     fence() {
       if (ending === 'closed') return Promise.resolve();
       fenceCount += 1;
       const ref = `${fencePrefix}${fenceCount}`;
       return new Promise<void>((resolve) => {
-        fences.push({ ref, answers: sent, resolve });
+        fences.push({ ref, resolve });
         try {
           write(`{"op":"ping","ref":"${ref}"}`);
         } catch {
@@ -123,9 +134,11 @@ export function createUpstream(key: string, dial: () => Promise<WebSocket>, even
       });
     },
     retire() {
-      if (ending) return;
+      if (retired) return retired;
+      if (ending === 'closed') return (retired = Promise.resolve());
       ending = 'retiring';
-      void upstream.fence().then(() => upstream.close());
+      retired = upstream.fence().then(() => upstream.close());
+      return retired;
     },
     close() {
       end(undefined);
