@@ -23,5 +23,12 @@ describe('link frames', () => {
       sources: ['weather'],
     });
     assert.equal(parseRelayFrame('{"op":"reserved","sources":"weather"}'), undefined, 'a list of names');
+    // A relay that sends `reserved` frames says so in its hello; an older one's hello has no flag.
+    assert.deepEqual(parseRelayFrame('{"op":"hello","node":"n","reserved":true}'), {
+      op: 'hello',
+      node: 'n',
+      reserved: true,
+    });
+    assert.deepEqual(parseRelayFrame('{"op":"hello","node":"n"}'), { op: 'hello', node: 'n' });
   });
 });

@@ -214,6 +214,7 @@ describe('edge links, reserved source names', () => {
       const reserved = (n: number) =>
         edge.until(`reserved frame ${n}`, () => link.frames.filter((f) => f.op === 'reserved')[n]);
       assert.equal(link.frames[0]?.op, 'hello');
+      assert.equal((link.frames[0] as { reserved?: unknown }).reserved, true, 'hello announces the reserved frame');
       assert.deepEqual((await reserved(0)).sources, ['tides', 'weather'], 'sent right after hello, before any msg');
       assert.equal(link.frames[1]?.op, 'reserved');
 

@@ -114,7 +114,8 @@ export class EdgeLink implements Subscriber {
   #onOpen(): void {
     this.state = 'open';
     this.#options.log.info({ topic: this.topic, url: this.url }, 'edge link open');
-    this.#reply({ op: 'hello', node: this.#options.nodeId });
+    // `reserved: true` tells the edge a `reserved` frame follows (an older relay sends none).
+    this.#reply({ op: 'hello', node: this.#options.nodeId, reserved: true });
     this.reserve(this.#options.reserved());
     this.#ping = setInterval(() => {
       if (!this.#alive) return this.#ws.terminate();

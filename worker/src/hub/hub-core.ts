@@ -122,7 +122,8 @@ export function createHubCore(ctx: DurableObjectState, env: Env, topic: string) 
 
     /**
      * Undefined when publishes can be checked now; otherwise resolves once they can (a linked
-     * object that never heard the reserved source names waits for its link to bring them).
+     * object that never heard the reserved source names waits for its link to bring them, or for
+     * a relay that says it sends none). Only publishes wait for it.
      */
     ready(): Promise<void> | undefined {
       return linked ? link.untilReserved() : undefined;

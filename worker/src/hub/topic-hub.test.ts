@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import WebSocket from 'ws';
 import type { Envelope, ServerFrame } from '@anode/shared';
 import { openSocket, type RawSocket } from '../../../test/helpers/ws.ts';
 import { type EdgeRuntime, QUICK_CLOSE, startEdge } from '../../test-support/edge-runtime.ts';
@@ -170,12 +173,109 @@ describe('TopicHub on workerd with its relay unreachable', () => {
     socket.close();
   });
 
+  // Only publishes wait for the names: a sub or a ping after a waiting publish is not held with it,
+  // though the ping is still answered after the publish (a ping answered means every frame before
+  // it was).
+  it('holds only publishes while it waits for the reserved names; a ping still follows them', async () => {
+    const socket = await openSocket(`${edge.wsUrl}/v1/ws`);
+    socket.send({ op: 'pub', topic: 'down.c', data: 1, ref: 'p' });
+    socket.send({ op: 'sub', topic: 'down.c', ref: 's' });
+    socket.send({ op: 'ping', ref: 'q' });
+    await socket.next((f) => f.op === 'pong' && f.ref === 'q');
+    const answers = socket.frames.map((f) => [f.op, 'ref' in f ? f.ref : undefined]);
+    assert.deepEqual(answers, [
+      ['subscribed', 's'],
+      ['err', 'p'],
+      ['pong', 'q'],
+    ]);
+    socket.close();
+  });
+
   it('answers a resume older than the ring with unavailable, not a silent gap', async () => {
     const socket = await openSocket(`${edge.wsUrl}/v1/topics/down.b/ws?after=0`);
     const refused = await socket.next((f) => f.op === 'err', 5_000);
     assert.equal(refused.op === 'err' && refused.code, 'unavailable');
     const history = await fetch(`${edge.url}/v1/topics/down.b/messages`);
     assert.equal(history.status, 503);
+    socket.close();
+  });
+});
+
+/**
+ * A relay older than the `reserved` frame: it dials back and says `hello` without `reserved: true`,
+ * acks what the edge forwards, and never sends a list. Played here by a small server (no relay of
+ * that age is in this repository).
+ */
+async function startOldRelay(secret: string) {
+  const forwarded: { id: string; source: string }[] = [];
+  const links: WebSocket[] = [];
+  const server: Server = createServer((request, response) => {
+    const url = new URL(request.url ?? '/', 'http://relay');
+    if (request.method !== 'POST' || url.pathname !== '/v1/edge/dial') return void response.writeHead(404).end();
+    response.writeHead(202).end();
+    const topic = url.searchParams.get('topic') ?? '';
+    const edgeWs = (url.searchParams.get('edge') ?? '').replace(/^http/, 'ws');
+    const link = new WebSocket(`${edgeWs}/v1/edge/link/${encodeURIComponent(topic)}`, {
+      headers: { authorization: `Bearer ${secret}` },
+    });
+    links.push(link);
+    link.on('open', () => link.send(JSON.stringify({ op: 'hello', node: 'old-relay' })));
+    link.on('message', (data) => {
+      const frame = JSON.parse(String(data)) as { op: string; ref?: string; after?: string; messages?: Envelope[] };
+      if (frame.op === 'sub') {
+        link.send(JSON.stringify({ op: 'subscribed', topic, cursor: frame.after ?? '0', ref: frame.ref }));
+      } else if (frame.op === 'pub') {
+        forwarded.push(...(frame.messages ?? []));
+        link.send(JSON.stringify({ op: 'ack', ref: frame.ref, ids: (frame.messages ?? []).map((m) => m.id) }));
+      }
+    });
+    link.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    url,
+    forwarded,
+    stop: async () => {
+      for (const link of links) link.terminate();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+describe('TopicHub on workerd linked to a relay older than the reserved frame', () => {
+  const LINK_SECRET = 'unit-test-link-secret-0123';
+  let relay: Awaited<ReturnType<typeof startOldRelay>>;
+  let edge: EdgeRuntime;
+  before(async () => {
+    relay = await startOldRelay(LINK_SECRET);
+    edge = await startEdge({ RELAY_URLS: relay.url, LINK_SECRET, LINK_WAIT_MS: '30000' });
+  });
+  after(async () => {
+    await edge?.stop();
+    await relay?.stop();
+  });
+
+  // Such a relay never sends a list: waiting for one refused every publish forever. The object
+  // accepts as it did before the list existed (the relay still refuses a reserved name itself).
+  it('accepts publishes once the relay said hello without announcing reserved names', async () => {
+    const socket = await openSocket(`${edge.wsUrl}/v1/ws`);
+    socket.send({ op: 'pub', topic: 'old.a', data: 1, source: 'anything', ref: 'p' });
+    const ack = await socket.next((f) => (f.op === 'ack' || f.op === 'err') && f.ref === 'p', 15_000);
+    assert.equal(ack.op, 'ack', JSON.stringify(ack));
+    const http = await fetch(`${edge.url}/v1/topics/old.a/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ data: 2 }),
+    });
+    assert.equal(http.status, 202);
+    const topic = await status(edge, 'old.a');
+    const link = topic.link as { reserved_sources: string; reserved_sources_known: boolean };
+    assert.equal(link.reserved_sources, 'unannounced');
+    assert.equal(link.reserved_sources_known, false);
+    const deadline = Date.now() + 10_000;
+    while (relay.forwarded.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(relay.forwarded.length, 2, 'both reached the relay');
     socket.close();
   });
 });

@@ -89,6 +89,12 @@ export function createRelayLink(deps: LinkDeps) {
 
   const stateOf = (ws: WebSocket) => ws.deserializeAttachment() as LinkState;
 
+  /** Publishes waiting for the reserved names go on (the names came, or none will). */
+  const wakeReserved = () => {
+    for (const wake of reservedWaiters) wake();
+    reservedWaiters.clear();
+  };
+
   /** Send stored publishes the relay has not been sent on this link yet, in bounded frames. */
   const forward = (ws = socket()) => {
     if (!ws) return;
@@ -232,11 +238,20 @@ export function createRelayLink(deps: LinkDeps) {
           }
           break;
         case 'hello':
+          if (reserved.hello(frame.reserved === true)) {
+            console.warn(
+              JSON.stringify({
+                msg: 'edge: the relay does not say which source names are reserved (older than the reserved frame); publishes are accepted under any name and the relay refuses reserved ones after the ack',
+                topic: deps.topic(),
+                relay: dialer.relay ?? null,
+              }),
+            );
+            wakeReserved();
+          }
           return;
         case 'reserved':
           reserved.replace(frame.sources);
-          for (const wake of reservedWaiters) wake();
-          reservedWaiters.clear();
+          wakeReserved();
           return;
       }
       const request = frame.ref === undefined ? undefined : pending.get(frame.ref);
@@ -362,7 +377,8 @@ export function createRelayLink(deps: LinkDeps) {
         messages_in: counts.in,
         messages_out: counts.out,
         dial_requests: dialer.dials,
-        reserved_sources_known: reserved.known(),
+        reserved_sources_known: reserved.state() === 'heard',
+        reserved_sources: reserved.state(),
       };
     },
   };
