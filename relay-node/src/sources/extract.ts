@@ -78,7 +78,14 @@ export function toTimestamp(value: unknown): number | undefined {
 export function extractItems(payload: unknown, mapping: Mapping, now = Date.now()): SourceItem[] {
   let raw: unknown[] = [payload];
   if (mapping.items_path !== undefined) {
-    const found = payload !== null && typeof payload === 'object' ? query(mapping.items_path, payload) : [];
+    let found: unknown[];
+    try {
+      found = payload !== null && typeof payload === 'object' ? query(mapping.items_path, payload) : [];
+    } catch (error) {
+      // A recursive path (`$..x`) through data too deep to search: no items can be told apart,
+      // so the payload goes to the dead-letter topic as one item rather than failing on every poll.
+      return [{ id: safeHashId(payload), ts: now, topic: mapping.topic, data: payload, error: reasonOf(error) }];
+    }
     raw = found.length === 1 && Array.isArray(found[0]) ? found[0] : found;
   }
   return raw.map((data) => {

@@ -194,4 +194,18 @@ describe('ingest: one bad item of a payload', () => {
     await s.ingest([{ id: 'good1' }, deep, { id: 'good2' }]);
     assert.equal((await s.stored(DEAD)).length, 1);
   });
+
+  it('dead-letters the whole payload once when a recursive items_path cannot search it, and does not fail', async () => {
+    const s = start({ items_path: '$..entries', id_path: '$.id' });
+    const payload = { feed: { entries: [{ id: 'good1' }, { id: 'bad', deep: nested(20_000) }, { id: 'good2' }] } };
+    await s.ingest(payload);
+    const letters = (await s.stored(DEAD)).map((m) => m.data as Record<string, unknown>);
+    assert.equal(letters.length, 1);
+    assertPublishable(letters[0]);
+    assert.equal(letters[0]?.step, '(extract)');
+    assert.match(String(letters[0]?.reason), /^RangeError: /);
+    // The same payload next poll: the same id, not dead-lettered again.
+    await s.ingest(payload);
+    assert.equal((await s.stored(DEAD)).length, 1);
+  });
 });

@@ -53,7 +53,7 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
       maxMessageBytes: config.max_message_bytes,
       log,
       onDeadLetter(runtime, reason) {
-        metrics.deadLetters.inc({ source: runtime.definition.name });
+        if (manager.has(runtime.definition.name)) metrics.deadLetters.inc({ source: runtime.definition.name });
         log.warn({ source: runtime.definition.name, reason }, 'message sent to dead-letter topic');
       },
     });
@@ -72,10 +72,13 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
         async ingest(runtime, payload) {
           const before = runtime.health.items;
           await ingest(runtime, payload);
-          metrics.items.inc({ source: runtime.definition.name }, runtime.health.items - before);
+          // A source deleted while this poll was publishing has had its series removed: not again.
+          if (manager.has(runtime.definition.name)) {
+            metrics.items.inc({ source: runtime.definition.name }, runtime.health.items - before);
+          }
         },
         onError(runtime) {
-          metrics.errors.inc({ source: runtime.definition.name });
+          if (manager.has(runtime.definition.name)) metrics.errors.inc({ source: runtime.definition.name });
         },
       },
       // A deleted source's counters go with it; a restart or an update keeps them.

@@ -160,4 +160,21 @@ describe('sources manager: tombstones of deleted sources', () => {
       ['other'],
     );
   });
+
+  it('share a kept config-file tombstone only within the TTL, so digests agree with members that dropped it', async () => {
+    const clock = { now: 10 * DAY };
+    const a = await node('nodea', clock, new Set(['filed'])); // in a's config file
+    const b = await node('nodeb', clock); // not in b's
+    a.manager.load([source('filed')]);
+    await a.manager.remove('filed');
+    await b.manager.shared.merge(structuredClone(a.manager.shared.snapshot()));
+    assert.equal(a.manager.shared.digest(), b.manager.shared.digest(), 'converged after the delete');
+    clock.now += TOMBSTONE_TTL_MS + 1;
+    for (let round = 0; round < 3; round++) {
+      await a.manager.shared.merge(structuredClone(b.manager.shared.snapshot()));
+      await b.manager.shared.merge(structuredClone(a.manager.shared.snapshot()));
+    }
+    assert.equal(a.manager.shared.digest(), b.manager.shared.digest(), 'converged after the TTL too');
+    assert.equal((await createSourceStore(a.path).load()).changes.filed, null, 'a still keeps it on disk');
+  });
 });

@@ -79,6 +79,10 @@ export function createSourcesManager(options: ManagerOptions) {
   const ttl = options.tombstoneTtlMs ?? TOMBSTONE_TTL_MS;
   const now = options.now ?? Date.now;
   let nextExpiry = Number.NEGATIVE_INFINITY; // when the oldest tombstone kept expires
+  // Tombstones of this node's config-file sources past the TTL: kept here for good (a restart
+  // would otherwise bring the file's source back), but no longer shared, so the digest matches
+  // the members that dropped them.
+  const hidden = new Set<string>();
 
   /**
    * Drop the tombstones older than the TTL (from memory, the digest, the snapshot and the file).
@@ -91,12 +95,20 @@ export function createSourcesManager(options: ManagerOptions) {
     const horizon = now() - ttl;
     nextExpiry = Number.POSITIVE_INFINITY;
     let dropped = 0;
+    let hiding = false;
     for (const [name, change] of Object.entries(changes.changes)) {
-      if (change !== null || options.configuredNames?.has(name)) continue;
+      if (change !== null) continue;
       const version = changes.versions[name] ?? '';
       const time = versionTime(version);
       if (time >= horizon) {
         nextExpiry = Math.min(nextExpiry, time + ttl);
+        continue;
+      }
+      if (options.configuredNames?.has(name)) {
+        if (!hidden.has(name)) {
+          hidden.add(name);
+          hiding = true;
+        }
         continue;
       }
       delete changes.changes[name];
@@ -104,6 +116,7 @@ export function createSourcesManager(options: ManagerOptions) {
       if (version > changes.dropped) changes.dropped = version;
       dropped += 1;
     }
+    if (hiding) digest = undefined;
     if (dropped === 0) return;
     digest = undefined;
     options.log.info({ dropped }, 'tombstones of deleted sources dropped');
@@ -120,6 +133,7 @@ export function createSourcesManager(options: ManagerOptions) {
     const version = options.version();
     changes.changes[name] = raw;
     changes.versions[name] = version;
+    hidden.delete(name);
     digest = undefined;
     if (raw === null) noteTombstone(version);
     expire();
@@ -178,6 +192,7 @@ export function createSourcesManager(options: ManagerOptions) {
         .update(
           JSON.stringify(
             Object.keys(changes.changes)
+              .filter((name) => !hidden.has(name))
               .sort()
               .map((name) => [name, changes.versions[name] ?? '', changes.changes[name]]),
           ),
@@ -188,7 +203,12 @@ export function createSourcesManager(options: ManagerOptions) {
     },
     snapshot() {
       expire();
-      return { changes: changes.changes, versions: changes.versions };
+      if (hidden.size === 0) return { changes: changes.changes, versions: changes.versions };
+      const shown = Object.keys(changes.changes).filter((name) => !hidden.has(name));
+      return {
+        changes: Object.fromEntries(shown.map((name) => [name, changes.changes[name]])),
+        versions: Object.fromEntries(shown.map((name) => [name, changes.versions[name]])),
+      };
     },
     async merge(snapshot) {
       const remote = snapshot as Partial<SourceChanges> | null;
@@ -203,6 +223,7 @@ export function createSourcesManager(options: ManagerOptions) {
         if (!newer(name, version, value)) continue;
         changes.changes[name] = value;
         changes.versions[name] = version;
+        hidden.delete(name);
         if (value === null) noteTombstone(version);
         applyRemote(name, value);
         applied.push(name);
