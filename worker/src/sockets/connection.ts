@@ -177,8 +177,13 @@ function createConnection(socket: WebSocket, options: ConnectionOptions) {
   };
 
   /** A client frame to its upstream; `answered` for frames the upstream answers (pub, sub). */
-  const forward = (upstream: Upstream, text: string, answered?: { ref: string | undefined }) => {
-    upstream.send(text, answered);
+  const forward = (
+    upstream: Upstream,
+    text: string,
+    answered?: { ref: string | undefined; sub?: string },
+    drops?: string,
+  ) => {
+    upstream.send(text, answered, drops);
     fences.sent(upstream);
   };
 
@@ -217,14 +222,15 @@ function createConnection(socket: WebSocket, options: ConnectionOptions) {
       const upstream = upstreamFor(pattern ? PATTERNS : frame.topic);
       subscriptions.add(frame.topic);
       upstream.subscriptions.add(frame.topic);
-      forward(upstream, text, { ref: frame.ref });
+      // A resume of this topic still running there is abandoned by this `sub` (never answered).
+      forward(upstream, text, { ref: frame.ref, sub: frame.topic }, frame.topic);
     },
     unsubscribe(frame, text) {
       const upstream = upstreams.get(isPattern(frame.topic) ? PATTERNS : frame.topic);
       subscriptions.delete(frame.topic);
       if (!upstream) return;
       upstream.subscriptions.delete(frame.topic);
-      forward(upstream, text);
+      forward(upstream, text, undefined, frame.topic);
     },
     send: (frame) => (frame.op === 'pong' ? pong(frame) : send(encodeServerFrame(frame))),
     refuse: (cause, ref) => error(cause, ref),

@@ -1,8 +1,13 @@
 import { LimitReachedError } from '@anode/shared';
 import type { Upstream } from './upstream.ts';
 
-/** Client pings waiting for their fences; past it a ping is refused (a tight loop of pings grows nothing). */
-export const MAX_WAITING_PINGS = 1000;
+/**
+ * Client pings waiting for their fences; past it a ping is refused (a tight loop of pings grows
+ * nothing). One below what a relay or a topic's object lets wait per socket (1,000): an upstream
+ * being retired adds a fence of its own, and a fence refused there with `limit_reached` would be
+ * taken as answered, letting pongs through before the frames they follow.
+ */
+export const MAX_WAITING_PINGS = 999;
 
 /**
  * How a client connection keeps its pongs in order (PROTOCOL.md: a ping answered means every

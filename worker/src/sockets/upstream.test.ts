@@ -80,6 +80,22 @@ describe('upstream (edge connection to a topic object or relay)', () => {
     assert.deepEqual(forwarded, [], 'the fence pong is not the client’s');
   });
 
+  it('owes nothing for a resume a later sub or unsub dropped: it is not kept, nor refused on loss', async () => {
+    const { far, upstream, refused } = await open();
+    for (let i = 0; i < 10_000; i++) {
+      upstream.send(`{"op":"sub","topic":"t","after":"0","ref":"s${i}"}`, { ref: `s${i}`, sub: 't' }, 't');
+      upstream.send('{"op":"unsub","topic":"t"}', undefined, 't');
+    }
+    // A resume that is answered, then one dropped by a second sub whose own answer comes.
+    upstream.send('{"op":"sub","topic":"t","ref":"kept"}', { ref: 'kept', sub: 't' }, 't');
+    far.answer({ op: 'subscribed', topic: 't', cursor: '0', ref: 'kept' });
+    upstream.send('{"op":"sub","topic":"t","after":"0","ref":"old"}', { ref: 'old', sub: 't' }, 't');
+    upstream.send('{"op":"sub","topic":"t","ref":"new"}', { ref: 'new', sub: 't' }, 't');
+    upstream.send('{"op":"pub","topic":"t","data":1,"ref":"p"}', { ref: 'p' });
+    far.lose();
+    assert.deepEqual(refused.sort(), ['new', 'p'], 'only frames still owed an answer');
+  });
+
   it('lets earlier fences through with a later one’s pong, and retires once its fence is through', async () => {
     const { far, upstream } = await open();
     const first = upstream.fence();

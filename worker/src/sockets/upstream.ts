@@ -13,8 +13,12 @@ export interface Upstream {
   /** Subscriptions this connection holds through it (exact topic, or patterns). */
   readonly subscriptions: Set<string>;
   usedAt: number;
-  /** Forward a client frame; `answered` when the upstream answers it (ack, subscribed or err). */
-  send(text: string, answered?: { ref: string | undefined }): void;
+  /**
+   * Forward a client frame; `answered` when the upstream answers it (ack, subscribed or err), with
+   * the topic for a `sub`. A `sub` or `unsub` of a topic drops the answer owed to an earlier `sub`
+   * of it still unanswered: the far end abandons that resume and never answers it.
+   */
+  send(text: string, answered?: { ref: string | undefined; sub?: string }, drops?: string): void;
   /**
    * Resolves once every frame sent before it was handled, or once this upstream has ended (its
    * unanswered frames refused, or the client gone). A fence is a ping with a ref of its own: the
@@ -50,6 +54,7 @@ export interface UpstreamEvents {
 
 /** What answers a client frame, and what answers a fence (an `err` if the upstream refused the ping). */
 const ANSWER = /^\{"op":"(ack|subscribed|err|pong)"/;
+const TOPIC = /^\{"op":"subscribed","topic":"([^"]+)"/;
 
 interface Fence {
   ref: string;
@@ -68,6 +73,8 @@ export function createUpstream(key: string, dial: () => Promise<UpstreamSocket>,
    * each one left gets an `err` without a ref (the client could not tell them apart either).
    */
   const awaiting = new Map<string | undefined, number>();
+  /** The refs of `sub`s not answered yet, by topic (see send's `drops`). */
+  const resumes = new Map<string, (string | undefined)[]>();
   /** Fences in the order sent (pings are answered in order). */
   const fences: Fence[] = [];
   // Unguessable: a client's own ref can never be taken for a fence's.
@@ -84,12 +91,22 @@ export function createUpstream(key: string, dial: () => Promise<UpstreamSocket>,
     if (left > 0) awaiting.set(ref, left);
     else awaiting.delete(ref);
   };
+  /** A `subscribed` (or an err) for `ref` arrived: that resume is owed no more. */
+  const resumed = (ref: string | undefined, topic: string | undefined) => {
+    if (topic === undefined) return;
+    const refs = resumes.get(topic);
+    const at = refs?.indexOf(ref) ?? -1;
+    if (!refs || at < 0) return;
+    refs.splice(at, 1);
+    if (refs.length === 0) resumes.delete(topic);
+  };
   /** No more answers will come: refuse what is unanswered and let every fence through. */
   const end = (refusal: UnavailableError | undefined) => {
     ending = 'closed';
     queue = undefined;
     const unanswered = [...awaiting];
     awaiting.clear();
+    resumes.clear();
     if (refusal) for (const [ref, count] of unanswered) for (let i = 0; i < count; i++) events.onRefused(refusal, ref);
     for (const fence of fences.splice(0)) fence.resolve();
   };
@@ -108,6 +125,8 @@ export function createUpstream(key: string, dial: () => Promise<UpstreamSocket>,
       if (op === 'pong') return; // only fences are pinged
     }
     answered(ref);
+    if (op === 'subscribed') resumed(ref, TOPIC.exec(text)?.[1]);
+    else if (op === 'err') for (const topic of [...resumes.keys()]) resumed(ref, topic);
     events.onFrame(text, upstream);
   };
 
@@ -115,10 +134,19 @@ export function createUpstream(key: string, dial: () => Promise<UpstreamSocket>,
     key,
     subscriptions: new Set(),
     usedAt: Date.now(),
-    send(text, expects) {
+    send(text, expects, drops) {
       upstream.usedAt = Date.now();
+      if (drops !== undefined) {
+        for (const ref of resumes.get(drops) ?? []) answered(ref);
+        resumes.delete(drops);
+      }
       write(text);
       if (expects) awaiting.set(expects.ref, (awaiting.get(expects.ref) ?? 0) + 1);
+      if (expects?.sub !== undefined) {
+        const refs = resumes.get(expects.sub);
+        if (refs) refs.push(expects.ref);
+        else resumes.set(expects.sub, [expects.ref]);
+      }
     },
     fence() {
       if (ending === 'closed') return Promise.resolve();
