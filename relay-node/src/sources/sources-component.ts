@@ -58,6 +58,7 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
       },
     });
     const configured = config.sources.map((raw) => (raw as { name?: unknown }).name).filter(isSourceName);
+    const reservedNames = createReservedNames(context.cluster.self, configured);
     const manager = createSourcesManager({
       kinds,
       steps,
@@ -66,6 +67,9 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
       store,
       changes,
       configuredNames: new Set(configured),
+      // Another member's config-file source deleted through the admin API keeps its tombstone
+      // here too (see the manager's expire).
+      keepTombstone: (name) => reservedNames.has(name),
       version: createVersionClock(context.nodeId),
       log,
       deps: {
@@ -88,7 +92,6 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
     // In a mesh, the admin API's changes reach every member (config-file sources are each node's
     // own, but their names are shared so that every member reserves them).
     context.cluster.share('sources', manager.shared);
-    const reservedNames = createReservedNames(context.cluster.self, configured);
     context.cluster.share('reserved-sources', reservedNames.shared);
     // The names of the sources this node or another member pulls are theirs alone: no client may
     // publish as them.

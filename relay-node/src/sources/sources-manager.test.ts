@@ -28,7 +28,12 @@ const source = (name: string, extra: Record<string, unknown> = {}) => ({
 });
 
 /** A manager over its own data folder, on a clock the test moves; it owns no source, so none is pulled. */
-async function node(id: string, clock: { now: number }, configuredNames?: ReadonlySet<string>) {
+async function node(
+  id: string,
+  clock: { now: number },
+  configuredNames?: ReadonlySet<string>,
+  othersConfigured: ReadonlySet<string> = new Set(),
+) {
   const dir = await mkdtemp(join(tmpdir(), 'anode-sources-manager-'));
   dirs.push(dir);
   const path = join(dir, 'sources.json');
@@ -44,6 +49,7 @@ async function node(id: string, clock: { now: number }, configuredNames?: Readon
     version: createVersionClock(id, () => clock.now),
     now: () => clock.now,
     configuredNames,
+    keepTombstone: (name) => othersConfigured.has(name),
     log: createLogger('silent'),
     deps: { ingest: async () => {}, onError: () => {} },
   });
@@ -161,20 +167,25 @@ describe('sources manager: tombstones of deleted sources', () => {
     );
   });
 
-  it('share a kept config-file tombstone only within the TTL, so digests agree with members that dropped it', async () => {
+  it('keep a config-file source’s tombstone on every member, so digests agree and a new member with the file learns the delete', async () => {
     const clock = { now: 10 * DAY };
     const a = await node('nodea', clock, new Set(['filed'])); // in a's config file
-    const b = await node('nodeb', clock); // not in b's
+    const b = await node('nodeb', clock, undefined, new Set(['filed'])); // not in b's; a shares its names
     a.manager.load([source('filed')]);
     await a.manager.remove('filed');
     await b.manager.shared.merge(structuredClone(a.manager.shared.snapshot()));
-    assert.equal(a.manager.shared.digest(), b.manager.shared.digest(), 'converged after the delete');
     clock.now += TOMBSTONE_TTL_MS + 1;
     for (let round = 0; round < 3; round++) {
       await a.manager.shared.merge(structuredClone(b.manager.shared.snapshot()));
       await b.manager.shared.merge(structuredClone(a.manager.shared.snapshot()));
     }
     assert.equal(a.manager.shared.digest(), b.manager.shared.digest(), 'converged after the TTL too');
-    assert.equal((await createSourceStore(a.path).load()).changes.filed, null, 'a still keeps it on disk');
+    // A member joining with the same config file and an empty data folder.
+    const d = await node('noded', clock, new Set(['filed']));
+    d.manager.load([source('filed')]);
+    assert.ok(d.manager.has('filed'));
+    await d.manager.shared.merge(structuredClone(b.manager.shared.snapshot()));
+    assert.ok(!d.manager.has('filed'), 'the deleted source does not come back on the new member');
+    assert.equal(d.manager.shared.digest(), a.manager.shared.digest());
   });
 });

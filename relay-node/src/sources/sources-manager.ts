@@ -36,6 +36,8 @@ export interface ManagerOptions {
   tombstoneTtlMs?: number;
   /** The config file's source names: their tombstones are kept, or the file's source would come back. */
   configuredNames?: ReadonlySet<string>;
+  /** Names in another member's config file (shared): their tombstones are kept too. */
+  keepTombstone?: (name: string) => boolean;
   now?: () => number;
 }
 
@@ -79,10 +81,6 @@ export function createSourcesManager(options: ManagerOptions) {
   const ttl = options.tombstoneTtlMs ?? TOMBSTONE_TTL_MS;
   const now = options.now ?? Date.now;
   let nextExpiry = Number.NEGATIVE_INFINITY; // when the oldest tombstone kept expires
-  // Tombstones of this node's config-file sources past the TTL: kept here for good (a restart
-  // would otherwise bring the file's source back), but no longer shared, so the digest matches
-  // the members that dropped them.
-  const hidden = new Set<string>();
 
   /**
    * Drop the tombstones older than the TTL (from memory, the digest, the snapshot and the file).
@@ -95,7 +93,6 @@ export function createSourcesManager(options: ManagerOptions) {
     const horizon = now() - ttl;
     nextExpiry = Number.POSITIVE_INFINITY;
     let dropped = 0;
-    let hiding = false;
     for (const [name, change] of Object.entries(changes.changes)) {
       if (change !== null) continue;
       const version = changes.versions[name] ?? '';
@@ -104,19 +101,15 @@ export function createSourcesManager(options: ManagerOptions) {
         nextExpiry = Math.min(nextExpiry, time + ttl);
         continue;
       }
-      if (options.configuredNames?.has(name)) {
-        if (!hidden.has(name)) {
-          hidden.add(name);
-          hiding = true;
-        }
-        continue;
-      }
+      // A source in this node's config file, or any member's: its tombstone is what keeps the
+      // file from bringing it back, on that member and on one that joins with the same file.
+      // Every member keeps it alike, so their digests agree.
+      if (options.configuredNames?.has(name) || options.keepTombstone?.(name)) continue;
       delete changes.changes[name];
       delete changes.versions[name];
       if (version > changes.dropped) changes.dropped = version;
       dropped += 1;
     }
-    if (hiding) digest = undefined;
     if (dropped === 0) return;
     digest = undefined;
     options.log.info({ dropped }, 'tombstones of deleted sources dropped');
@@ -133,7 +126,6 @@ export function createSourcesManager(options: ManagerOptions) {
     const version = options.version();
     changes.changes[name] = raw;
     changes.versions[name] = version;
-    hidden.delete(name);
     digest = undefined;
     if (raw === null) noteTombstone(version);
     expire();
@@ -192,7 +184,6 @@ export function createSourcesManager(options: ManagerOptions) {
         .update(
           JSON.stringify(
             Object.keys(changes.changes)
-              .filter((name) => !hidden.has(name))
               .sort()
               .map((name) => [name, changes.versions[name] ?? '', changes.changes[name]]),
           ),
@@ -203,12 +194,7 @@ export function createSourcesManager(options: ManagerOptions) {
     },
     snapshot() {
       expire();
-      if (hidden.size === 0) return { changes: changes.changes, versions: changes.versions };
-      const shown = Object.keys(changes.changes).filter((name) => !hidden.has(name));
-      return {
-        changes: Object.fromEntries(shown.map((name) => [name, changes.changes[name]])),
-        versions: Object.fromEntries(shown.map((name) => [name, changes.versions[name]])),
-      };
+      return { changes: changes.changes, versions: changes.versions };
     },
     async merge(snapshot) {
       const remote = snapshot as Partial<SourceChanges> | null;
@@ -223,7 +209,6 @@ export function createSourcesManager(options: ManagerOptions) {
         if (!newer(name, version, value)) continue;
         changes.changes[name] = value;
         changes.versions[name] = version;
-        hidden.delete(name);
         if (value === null) noteTombstone(version);
         applyRemote(name, value);
         applied.push(name);
