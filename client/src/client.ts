@@ -201,7 +201,10 @@ export class AnodeClient extends Emitter<ClientEvents> {
     });
   }
 
-  /** Round trip to the node; resolves with the time it took in ms. */
+  /**
+   * Round trip to the node; resolves with the time it took in ms. The node answers it once every
+   * frame sent before it was answered (acks included): a fence, and a plain round trip when idle.
+   */
   ping(): Promise<number> {
     const started = Date.now();
     const ref = this.#nextRef();
