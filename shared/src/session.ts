@@ -84,6 +84,51 @@ export function handleClientFrame(frame: ClientFrame, text: string, port: Sessio
   }
 }
 
+/** Pings one socket may have waiting for earlier frames' answers (past it: `limit_reached`). */
+export const MAX_WAITING_PINGS = 1_000;
+
+/**
+ * PROTOCOL.md's order on one socket: a `ping` is answered only once every frame before it was (a
+ * publish's ack sent, a resume's `subscribed` sent or the resume dropped: the promise
+ * handleClientFrame returned has settled). Other frames are handled at once, in arrival order;
+ * only pings wait. One per socket; `port` is asked for each frame handled.
+ */
+export function createFrameOrder(port: () => SessionPort): (frame: ClientFrame, text: string) => void {
+  let seq = 0;
+  const unanswered = new Set<number>();
+  const pings: { seq: number; frame: ClientFrame }[] = [];
+  const answered = (done: number) => {
+    unanswered.delete(done);
+    if (pings.length === 0) return;
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const pending of unanswered) if (pending < oldest) oldest = pending;
+    while (pings.length > 0 && (pings[0] as { seq: number }).seq < oldest) {
+      const { frame } = pings.shift() as { frame: ClientFrame };
+      void handleClientFrame(frame, '', port());
+    }
+  };
+  return (frame, text) => {
+    const n = ++seq;
+    if (frame.op === 'ping' && unanswered.size > 0) {
+      if (pings.length >= MAX_WAITING_PINGS) {
+        port().refuse(
+          new LimitReachedError(`at most ${MAX_WAITING_PINGS} pings may wait for earlier frames`),
+          frame.ref,
+        );
+        return;
+      }
+      pings.push({ seq: n, frame });
+      return;
+    }
+    const done = handleClientFrame(frame, text, port());
+    if (done instanceof Promise) {
+      unanswered.add(n);
+      const settle = () => answered(n);
+      void done.then(settle, settle);
+    }
+  };
+}
+
 /**
  * One raw frame off a socket: read (size, binary, shape: `readClientFrame`), then handled. A
  * frame that cannot be read gets its `err` with whatever ref could be found in it.

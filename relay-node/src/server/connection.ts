@@ -8,9 +8,8 @@ import {
   encodeServerFrame,
   type Claims,
   type ClientFrame,
-  handleClientFrame,
+  createFrameOrder,
   isExpired,
-  LimitReachedError,
   MAX_DATA_DEPTH,
   parseClientFrame,
   type ServerFrame,
@@ -36,9 +35,6 @@ import { nestsDeeperThan, topLevelRef } from './nesting.ts';
  */
 /** How often a paced resume looks whether the peer has taken its backlog (see backlog). */
 const RESUME_POLL_MS = 10;
-
-/** Pings a connection may have waiting for earlier frames' answers (past it: limit_reached). */
-export const MAX_WAITING_PINGS = 1_000;
 
 export interface ConnectionDeps {
   hub: Hub;
@@ -73,10 +69,7 @@ export class ClientConnection implements Subscriber {
   readonly #port: SessionPort;
   #closed = false;
   #allowedTopic: string | undefined;
-  // Frames numbered in arrival order; those not answered yet; pings waiting for them (#handle).
-  #seq = 0;
-  readonly #unanswered = new Set<number>();
-  readonly #pings: { seq: number; frame: ClientFrame }[] = [];
+  readonly #order = createFrameOrder(() => this.#port);
   #expiry: ReturnType<typeof setTimeout> | undefined;
 
   constructor(ws: WebSocket, claims: Claims, deps: ConnectionDeps, socket?: Duplex) {
@@ -242,37 +235,11 @@ export class ClientConnection implements Subscriber {
   }
 
   /**
-   * Frames are answered in order as PROTOCOL.md promises it: a `ping` is answered only once every
-   * frame before it was (a publish's ack waits for its commit, a resume's `subscribed` for its
-   * history), so a client may use a ping as a fence. Frames run at once, and only pings wait.
+   * Frames are answered in order as PROTOCOL.md promises it: a ping only once every frame before
+   * it was (createFrameOrder), so a client may use a ping as a fence.
    */
   #handle(frame: ClientFrame): void {
-    const seq = ++this.#seq;
-    if (frame.op === 'ping' && this.#unanswered.size > 0) {
-      if (this.#pings.length >= MAX_WAITING_PINGS) {
-        this.#error(new LimitReachedError(`at most ${MAX_WAITING_PINGS} pings may wait for earlier frames`), frame.ref);
-        return;
-      }
-      this.#pings.push({ seq, frame });
-      return;
-    }
-    const answered = handleClientFrame(frame, '', this.#port);
-    if (answered instanceof Promise) {
-      this.#unanswered.add(seq);
-      const done = () => this.#answered(seq);
-      void answered.then(done, done);
-    }
-  }
-
-  #answered(seq: number): void {
-    this.#unanswered.delete(seq);
-    if (this.#pings.length === 0) return;
-    let oldest = Number.POSITIVE_INFINITY;
-    for (const pending of this.#unanswered) if (pending < oldest) oldest = pending;
-    while (this.#pings.length > 0 && (this.#pings[0] as { seq: number }).seq < oldest) {
-      const { frame } = this.#pings.shift() as { frame: ClientFrame };
-      void handleClientFrame(frame, '', this.#port);
-    }
+    this.#order(frame, '');
   }
 
   #onClose(): void {

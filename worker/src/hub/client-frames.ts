@@ -1,8 +1,7 @@
 import {
   type ClientFrame,
   ForbiddenError,
-  handleClientFrame,
-  LimitReachedError,
+  createFrameOrder,
   readClientFrame,
   type SessionAck,
   type SessionPort,
@@ -19,27 +18,18 @@ import type { createSubscriptions } from './subscriptions.ts';
  * (sockets/connection.ts) routes each frame to its topic's object, so a frame naming another
  * topic never comes here from it; one that does is refused with `forbidden`.
  *
- * A `ping` is answered only once every frame before it on its socket was (PROTOCOL.md), as a
- * relay does it: a publish waiting for the reserved source names has its ack or err sent, a resume
- * its `subscribed` (or its err, or it was dropped by a later `sub`/`unsub`). The edge connection
- * fences on this. Frames other than pings run at once, in order.
+ * A `ping` is answered only once every frame before it on its socket was (PROTOCOL.md; shared
+ * createFrameOrder, as on a relay): a publish waiting for the reserved source names has its ack
+ * or err sent, a resume its `subscribed` (or its err, or it was dropped by a later `sub`/`unsub`).
+ * The edge connection fences on this. Frames other than pings run at once, in order.
  */
-/** Pings waiting for earlier frames on one socket; past it a ping is refused (as on a relay). */
-export const MAX_WAITING_PINGS = 1000;
-
-/** Per socket (this instance's memory: it lives while a frame is unanswered, which keeps it awake). */
-interface Order {
-  seq: number;
-  unanswered: Set<number>;
-  pings: { seq: number; frame: ClientFrame }[];
-}
-
 export function createClientFrames(
   core: Pick<HubCore, 'clients' | 'config' | 'topic' | 'accept' | 'ready'>,
   subscriptions: ReturnType<typeof createSubscriptions>,
 ) {
   const { clients, config } = core;
-  const orders = new WeakMap<WebSocket, Order>();
+  // Per socket (this instance's memory: it lives while a frame is unanswered, which keeps it awake).
+  const orders = new WeakMap<WebSocket, (frame: ClientFrame, text: string) => void>();
 
   const assertHere = (topic: string, what: string) => {
     if (topic !== core.topic)
@@ -98,41 +88,15 @@ export function createClientFrames(
     };
   };
 
-  const orderOf = (ws: WebSocket): Order => {
+  const orderOf = (ws: WebSocket) => {
     let order = orders.get(ws);
-    if (!order) orders.set(ws, (order = { seq: 0, unanswered: new Set(), pings: [] }));
+    if (!order) orders.set(ws, (order = createFrameOrder(() => portOf(ws))));
     return order;
-  };
-
-  /** A frame was answered: pings with nothing unanswered before them are answered now, in order. */
-  const answered = (ws: WebSocket, order: Order, seq: number) => {
-    order.unanswered.delete(seq);
-    let oldest = Number.POSITIVE_INFINITY;
-    for (const pending of order.unanswered) if (pending < oldest) oldest = pending;
-    while (order.pings.length > 0 && (order.pings[0] as { seq: number }).seq < oldest) {
-      const { frame } = order.pings.shift() as { frame: ClientFrame };
-      if (ws.readyState === WebSocket.OPEN) void handleClientFrame(frame, '', portOf(ws));
-    }
   };
 
   return (ws: WebSocket, message: string | ArrayBuffer): void => {
     const read = readClientFrame(message, config.MAX_FRAME_BYTES);
     if (!read.ok) return clients.error(ws, read.error, read.ref);
-    const order = orderOf(ws);
-    const seq = ++order.seq;
-    if (read.frame.op === 'ping' && order.unanswered.size > 0) {
-      if (order.pings.length >= MAX_WAITING_PINGS) {
-        const limit = new LimitReachedError(`at most ${MAX_WAITING_PINGS} pings may wait for earlier frames`);
-        return clients.error(ws, limit, read.frame.ref);
-      }
-      order.pings.push({ seq, frame: read.frame });
-      return;
-    }
-    const done = handleClientFrame(read.frame, read.text, portOf(ws));
-    if (done instanceof Promise) {
-      order.unanswered.add(seq);
-      const settle = () => answered(ws, order, seq);
-      void done.then(settle, settle);
-    }
+    orderOf(ws)(read.frame, read.text);
   };
 }

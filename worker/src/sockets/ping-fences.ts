@@ -1,13 +1,13 @@
-import { LimitReachedError } from '@anode/shared';
+import { LimitReachedError, MAX_WAITING_PINGS } from '@anode/shared';
 import type { Upstream } from './upstream.ts';
 
 /**
  * Client pings waiting for their fences; past it a ping is refused (a tight loop of pings grows
- * nothing). One below what a relay or a topic's object lets wait per socket (1,000): an upstream
+ * nothing). One below what a relay or a topic's object lets wait per socket (MAX_WAITING_PINGS): an upstream
  * being retired adds a fence of its own, and a fence refused there with `limit_reached` would be
  * taken as answered, letting pongs through before the frames they follow.
  */
-export const MAX_WAITING_PINGS = 999;
+export const EDGE_WAITING_PINGS = MAX_WAITING_PINGS - 1;
 
 /**
  * How a client connection keeps its pongs in order (PROTOCOL.md: a ping answered means every
@@ -26,7 +26,7 @@ export interface PingFences {
   /**
    * Run `answer` once every frame forwarded before now was handled: at once when no upstream was
    * sent anything since the last fence and no pong waits. Throws `limit_reached` when
-   * MAX_WAITING_PINGS already wait.
+   * EDGE_WAITING_PINGS already wait.
    */
   pong(answer: () => void): void;
   /** Upstreams held here (unfenced and retiring). */
@@ -57,8 +57,10 @@ export function createPingFences(): PingFences {
     },
     pong(answer) {
       if (unfenced.size === 0 && retiring.size === 0 && waiting === 0) return answer();
-      if (waiting >= MAX_WAITING_PINGS) {
-        throw new LimitReachedError(`${MAX_WAITING_PINGS} pings already wait for earlier frames; wait for their pongs`);
+      if (waiting >= EDGE_WAITING_PINGS) {
+        throw new LimitReachedError(
+          `${EDGE_WAITING_PINGS} pings already wait for earlier frames; wait for their pongs`,
+        );
       }
       const fences = [...[...unfenced].map((upstream) => upstream.fence()), ...retiring.values()];
       unfenced.clear();
