@@ -11,20 +11,22 @@
 export class RecentMap<V> {
   /** key → the number of the add that recorded it (a key deleted and added again has a new one). */
   readonly #adds = new Map<string, number>();
-  /** Add n's key and value sit at n % capacity until a later add takes the slot. */
-  readonly #keys: (string | undefined)[];
-  readonly #values: (V | undefined)[];
+  /**
+   * Add n's key and value sit at n % capacity until a later add takes the slot. The arrays grow
+   * with the adds up to capacity: a large map that holds little allocates little.
+   */
+  readonly #keys: (string | undefined)[] = [];
+  readonly #values: (V | undefined)[] = [];
+  readonly #capacity: number;
   #added = 0;
 
   constructor(capacity: number) {
-    const size = Math.max(1, Math.floor(capacity));
-    this.#keys = new Array<string | undefined>(size).fill(undefined);
-    this.#values = new Array<V | undefined>(size).fill(undefined);
+    this.#capacity = Math.max(1, Math.floor(capacity));
   }
 
   get(key: string): V | undefined {
     const n = this.#adds.get(key);
-    return n === undefined ? undefined : this.#values[n % this.#keys.length];
+    return n === undefined ? undefined : this.#values[n % this.#capacity];
   }
 
   has(key: string): boolean {
@@ -33,7 +35,7 @@ export class RecentMap<V> {
 
   /** Records `key` (a new one may push the oldest out); false when it was there already. */
   set(key: string, value: V): boolean {
-    const capacity = this.#keys.length;
+    const capacity = this.#capacity;
     const known = this.#adds.get(key);
     if (known !== undefined) {
       this.#values[known % capacity] = value;
@@ -60,7 +62,7 @@ export class RecentMap<V> {
 
   /** The keys held, oldest first. */
   *keys(): IterableIterator<string> {
-    const capacity = this.#keys.length;
+    const capacity = this.#capacity;
     for (let n = Math.max(0, this.#added - capacity); n < this.#added; n++) {
       const key = this.#keys[n % capacity] as string;
       if (this.#adds.get(key) === n) yield key;

@@ -115,25 +115,6 @@ export const RESUME_REWIND_MS = 5_000;
 /** Ids a resume remembers having sent (see subscribe). */
 const RESUME_SENT_IDS = 100_000;
 
-/**
- * The last `max` ids or so, in two generations of half of it each: it grows with use (a resume
- * that sends little allocates little, where SeenIds would allocate its whole ring at once).
- */
-function recentIds(max: number) {
-  let current = new Set<string>();
-  let previous = new Set<string>();
-  return {
-    add(id: string): void {
-      if (current.size >= max / 2) {
-        previous = current;
-        current = new Set();
-      }
-      current.add(id);
-    },
-    has: (id: string): boolean => current.has(id) || previous.has(id),
-  };
-}
-
 /** Topics whose counts the hub keeps for status (the most recently published ones). */
 export const MAX_TOPIC_STATS = 10_000;
 
@@ -415,7 +396,7 @@ export function createHub(options: HubOptions) {
         // Ids sent by this resume, to skip them when history or the live buffer has them again.
         // The newest RESUME_SENT_IDS only: a resume of millions of messages would otherwise hold
         // every id, and an id forgotten costs at most a duplicate (which clients drop by id).
-        const sent = recentIds(RESUME_SENT_IDS);
+        const sent = new SeenIds(RESUME_SENT_IDS);
         for (const envelope of late.replay(pattern, after)) {
           const pending = subscriber.backlog?.();
           if (pending) await pending;
