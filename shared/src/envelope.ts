@@ -52,6 +52,9 @@ export interface MessageLimits {
   tsAheadMs?: number;
 }
 
+/** What a message's `data` weighs in every byte bound: its JSON, in UTF-8 bytes. */
+export const dataBytes = (envelope: Pick<Envelope, 'data'>): number => utf8Length(JSON.stringify(envelope.data) ?? '');
+
 /**
  * Throws `too_large` when `data`, serialized as UTF-8 JSON, exceeds the limit. Always measured
  * on the value: the bytes it arrived in are no bound (`1e20` serializes to 21 characters).

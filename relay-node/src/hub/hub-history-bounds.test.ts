@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type Envelope, HISTORY_PAGE_BYTES, type MessageStore } from '@anode/shared';
-import { dataBytes } from '../storage/merge-page.ts';
+import { dataBytes, type Envelope, HISTORY_PAGE_BYTES, type MessageStore } from '@anode/shared';
 import { RESUME_BYTES, RESUME_MESSAGES } from './merged-history.ts';
 import { memoryStore, recorder, testHub } from './test-hub.ts';
 

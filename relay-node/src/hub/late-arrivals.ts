@@ -1,4 +1,12 @@
-import { compareCursors, type Envelope, isLateArrival, LATE_AFTER_MS, lateReplaySince, matches } from '@anode/shared';
+import {
+  compareCursors,
+  dataBytes,
+  type Envelope,
+  isLateArrival,
+  LATE_AFTER_MS,
+  lateReplaySince,
+  matches,
+} from '@anode/shared';
 
 /**
  * Messages from other nodes (mesh gossip, catch-up) that arrived "late": with a cursor older
@@ -59,7 +67,7 @@ export function createLateArrivals(options: LateArrivalsOptions = {}) {
     observe(envelope: Envelope, newestBefore: string | undefined): void {
       const at = now();
       if (!isLateArrival(envelope.cursor, newestBefore, at, lateAfterMs)) return;
-      const size = (JSON.stringify(envelope.data) ?? '').length;
+      const size = dataBytes(envelope);
       entries.push({ envelope, arrivedAt: at, bytes: size });
       bytes += size;
       forgetOld(at);
@@ -82,7 +90,7 @@ export function createLateArrivals(options: LateArrivalsOptions = {}) {
       return entries.length;
     },
 
-    /** The remembered arrivals' data, serialized (UTF-16 code units, near enough to bytes). */
+    /** The remembered arrivals' data, in bytes (dataBytes). */
     get bytes(): number {
       return bytes;
     },

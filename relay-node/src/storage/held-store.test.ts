@@ -3,10 +3,16 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { compareCursors, createHybridClock, type Envelope, type HistoryQuery, messageId } from '@anode/shared';
+import {
+  compareCursors,
+  createHybridClock,
+  dataBytes,
+  type Envelope,
+  type HistoryQuery,
+  messageId,
+} from '@anode/shared';
 import { createSqliteStore } from './embedded/sqlite-store.ts';
 import { createHeldStore } from './held-store.ts';
-import { dataBytes } from './merge-page.ts';
 import { messageStoreCompliance } from './message-store.compliance.ts';
 
 // With nothing held, the held store is the store it wraps: the whole suite holds.

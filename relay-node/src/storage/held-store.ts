@@ -2,12 +2,13 @@ import {
   compareCursors,
   cursorFloor,
   cursorTime,
+  dataBytes,
   type Envelope,
   HISTORY_PAGE_BYTES,
   type HistoryQuery,
   type MessageStore,
 } from '@anode/shared';
-import { dataBytes, mergeLatest, mergePage, takePage } from './merge-page.ts';
+import { mergeLatest, mergePage, takePage } from './merge-page.ts';
 
 /**
  * Persist mode `origin` (one shared store, only the accepting relay writes): the messages this

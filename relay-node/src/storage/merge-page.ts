@@ -1,7 +1,4 @@
-import { compareCursors, type Envelope, type HistoryQuery, newerForLatest, utf8Length } from '@anode/shared';
-
-/** What a history page's `maxBytes` counts of a message: its `data` as JSON, in UTF-8 bytes. */
-export const dataBytes = (envelope: Envelope): number => utf8Length(JSON.stringify(envelope.data) ?? '');
+import { compareCursors, dataBytes, type Envelope, type HistoryQuery, newerForLatest } from '@anode/shared';
 
 /**
  * A history page taken from `rows` in cursor order (MessageStore `history`): at most `limit`,

@@ -1,9 +1,16 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { type AppendResult, type Envelope, type MessageStore, type StoreHealth, UnavailableError } from '@anode/shared';
+import {
+  type AppendResult,
+  dataBytes,
+  type Envelope,
+  type MessageStore,
+  type StoreHealth,
+  UnavailableError,
+} from '@anode/shared';
 import type { Logger } from '../../logger.ts';
-import { dataBytes, mergeLatest, mergePage, takePage } from '../merge-page.ts';
+import { mergeLatest, mergePage, takePage } from '../merge-page.ts';
 
 /**
  * A durable local spool in front of a remote store (Cassandra). While the remote store accepts
