@@ -25,6 +25,7 @@ import {
 } from '@anode/shared';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
+import { pageWithMore } from '../storage/merge-page.ts';
 import { createLateArrivals } from './late-arrivals.ts';
 import { mergedHistory } from './merged-history.ts';
 import { SeenIds } from '@anode/shared';
@@ -473,12 +474,8 @@ export function createHub(options: HubOptions) {
      */
     async history(topic: string, after: string | undefined, limit: number) {
       if (after !== undefined) await assertResumable([topic], after);
-      const messages = await store.history(topic, { after, limit, maxBytes: HISTORY_PAGE_BYTES });
-      const last = messages.at(-1);
-      if (!last) return { messages, next: null };
-      const more =
-        messages.length >= limit || (await store.history(topic, { after: last.cursor, limit: 1 })).length > 0;
-      return { messages, next: more ? last.cursor : null };
+      const { messages, more } = await pageWithMore(store, topic, { after, limit, maxBytes: HISTORY_PAGE_BYTES });
+      return { messages, next: more ? (messages.at(-1)?.cursor ?? null) : null };
     },
 
     latest: (topic: string) => store.latest(topic),

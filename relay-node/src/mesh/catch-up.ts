@@ -1,6 +1,7 @@
 import { type Envelope, type MessageStore, utf8Length } from '@anode/shared';
 import type { PeerId, Stream } from '@libp2p/interface';
 import { lpStream } from '@libp2p/utils';
+import { pageWithMore } from '../storage/merge-page.ts';
 import type { Logger } from '../logger.ts';
 import type { Host } from './host.ts';
 import type { Shards } from './shards.ts';
@@ -74,7 +75,7 @@ export function topicsPage(sorted: readonly string[], after: string | undefined)
 
 /**
  * One history page as frame text: envelopes serialized once, cut at PAGE_BYTES (one always
- * fits), envelopes over `maxEnvelopeBytes` skipped. `beyond`: the store has messages after it.
+ * fits), envelopes over `maxEnvelopeBytes` skipped. `beyond`: the store has more after it (pageWithMore).
  */
 export function historyPage(
   page: readonly Envelope[],
@@ -122,13 +123,8 @@ export function catchUpAnswer(deps: { store: MessageStore; shards: Shards; maxMe
       // Read no more than a frame holds: 500 stored messages of 1 MiB would otherwise be loaded
       // for a page that sends one. A page the store cut short by bytes is not the end: one more
       // read says whether anything follows.
-      const page = await store.history(request.topic, { after: request.after, limit, maxBytes: PAGE_BYTES });
-      const last = page.at(-1);
-      const beyond =
-        last !== undefined &&
-        page.length < limit &&
-        (await store.history(request.topic, { after: last.cursor, limit: 1 })).length > 0;
-      return historyPage(page, limit, deps.maxMessageBytes, log, beyond);
+      const page = await pageWithMore(store, request.topic, { after: request.after, limit, maxBytes: PAGE_BYTES });
+      return historyPage(page.messages, limit, deps.maxMessageBytes, log, page.more);
     }
     return { error: 'unknown request' };
   };

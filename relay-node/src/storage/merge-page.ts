@@ -1,4 +1,11 @@
-import { compareCursors, dataBytes, type Envelope, type HistoryQuery, newerForLatest } from '@anode/shared';
+import {
+  compareCursors,
+  dataBytes,
+  type Envelope,
+  type HistoryQuery,
+  type MessageStore,
+  newerForLatest,
+} from '@anode/shared';
 
 /**
  * A history page taken from `rows` in cursor order (MessageStore `history`): at most `limit`,
@@ -23,6 +30,24 @@ export function takePage<T>(
     page.push(row);
   }
   return { page, cut: false };
+}
+
+/**
+ * One page of `topic` from `store`, and whether more follows: the page is full, or it is short
+ * and one more read finds a message after it (a page cut by `maxBytes` looks like the end
+ * otherwise). An empty page is the end.
+ */
+export async function pageWithMore(
+  store: MessageStore,
+  topic: string,
+  query: HistoryQuery,
+): Promise<{ messages: Envelope[]; more: boolean }> {
+  const messages = await store.history(topic, query);
+  const last = messages.at(-1);
+  if (!last) return { messages, more: false };
+  const more =
+    messages.length >= query.limit || (await store.history(topic, { after: last.cursor, limit: 1 })).length > 0;
+  return { messages, more };
 }
 
 /**
