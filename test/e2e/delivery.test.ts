@@ -293,27 +293,27 @@ describe('slow consumer', () => {
   });
 });
 
-describe('graceful shutdown', () => {
-  /** Fault-injection test double: the real store with every append slowed down, so publishes queue up. */
-  // Messages the relay has handed to its store so far (accepted, not necessarily acked).
-  let handedOver = 0;
-  const withSlowAppends = (store: MessageStore): MessageStore => ({
-    ...store,
-    append: async (messages) => {
-      handedOver += messages.length;
-      await new Promise((resolve) => setTimeout(resolve, 25));
-      return store.append(messages);
-    },
-  });
-  /** Until the relay has accepted `count` publishes (a ping would wait for their acks too). */
-  const accepted = async (count: number) => {
-    const deadline = Date.now() + 10_000;
-    while (handedOver < count) {
-      if (Date.now() > deadline) throw new Error(`only ${handedOver} of ${count} publishes reached the store`);
-      await new Promise((resolve) => setTimeout(resolve, 2));
-    }
-  };
+// Messages a relay has handed to its store so far (accepted, not necessarily acked).
+let handedOver = 0;
+/** Fault-injection test double: the real store with every append slowed down, so publishes queue up. */
+const withSlowAppends = (store: MessageStore): MessageStore => ({
+  ...store,
+  append: async (messages) => {
+    handedOver += messages.length;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+    return store.append(messages);
+  },
+});
+/** Until the relay has accepted `count` publishes (a ping would wait for their acks too). */
+const accepted = async (count: number) => {
+  const deadline = Date.now() + 10_000;
+  while (handedOver < count) {
+    if (Date.now() > deadline) throw new Error(`only ${handedOver} of ${count} publishes reached the store`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+};
 
+describe('graceful shutdown', () => {
   it('closes clients with 4000 after acking every publish it accepted, and keeps them all', async () => {
     const dataDir = await tempDir();
     try {
@@ -393,15 +393,6 @@ describe('graceful shutdown', () => {
 });
 
 describe('ping is a fence', () => {
-  /** Fault-injection test double: the real store with every append slowed down, so acks lag. */
-  const withSlowAppends = (store: MessageStore): MessageStore => ({
-    ...store,
-    append: async (messages) => {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-      return store.append(messages);
-    },
-  });
-
   it('answers a ping only after every frame before it was answered, and the next ones in order', async () => {
     const relay = await startRelay({}, { wrapStore: withSlowAppends });
     try {
