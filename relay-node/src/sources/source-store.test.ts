@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -64,5 +64,52 @@ describe('source store files', () => {
     const { path, journal } = await folder();
     await writeFile(journal, 'not json\n');
     await assert.rejects(createSourceStore(path).load(), /sources\.log line 1/);
+  });
+
+  it('answers a change only once its file and folder are synced to disk', async (t) => {
+    const { path, journal } = await folder();
+    // The real files, with FileHandle's sync calls recorded (which file, in which order).
+    const probe = await open(path, 'w');
+    const proto = Object.getPrototypeOf(probe) as { datasync(): Promise<void>; sync(): Promise<void> };
+    await probe.close();
+    await rm(path);
+    const synced: string[] = [];
+    const inodes = new Map<number, string>();
+    const name = async (handle: { stat(): Promise<{ ino: number }> }) => {
+      const { ino } = await handle.stat();
+      return inodes.get(ino) ?? 'other';
+    };
+    const { datasync, sync } = proto;
+    t.after(() => Object.assign(proto, { datasync, sync }));
+    proto.datasync = async function (this: never) {
+      synced.push(`data ${await name(this)}`);
+      return datasync.call(this);
+    };
+    proto.sync = async function (this: never) {
+      synced.push(`full ${await name(this)}`);
+      return sync.call(this);
+    };
+    inodes.set((await stat(join(path, '..'))).ino, 'folder');
+
+    const store = createSourceStore(path);
+    const state = await store.load();
+    state.changes.a = { name: 'a' };
+    state.versions.a = '0001';
+    const first = store.write(state, ['a']);
+    await first;
+    // The journal was created by that write: its line and its name are on disk once it answers.
+    inodes.set((await stat(journal)).ino, 'journal');
+    assert.deepEqual(synced.slice(-1), ['full folder']);
+    assert.equal(synced.length, 2, `one data sync of the journal, one folder sync: ${synced.join(', ')}`);
+    synced.length = 0;
+    state.changes.b = { name: 'b' };
+    state.versions.b = '0002';
+    await store.write(state, ['b']);
+    assert.deepEqual(synced, ['data journal'], 'a line added to an existing journal: the journal synced');
+    synced.length = 0;
+    await store.rewrite(state);
+    assert.ok(synced.includes('full folder'), `the snapshot's rename synced in its folder: ${synced.join(', ')}`);
+    assert.equal(synced.filter((s) => s.startsWith('data')).length, 2, 'the new snapshot and the emptied journal');
+    assert.deepEqual(JSON.parse(await readFile(path, 'utf8')).changes, { a: { name: 'a' }, b: { name: 'b' } });
   });
 });

@@ -1,4 +1,4 @@
-import { appendFile, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { createHybridClock } from '@anode/shared';
 
@@ -19,6 +19,31 @@ export interface SourceChanges {
 
 /** The journal is folded into the snapshot once it outgrows both this and the snapshot. */
 const MIN_COMPACT_BYTES = 64 * 1024;
+
+/**
+ * Write `text` to `file` (appended, or replacing what it held) and wait until it is on disk: an
+ * admin change is answered only once it would survive a power cut, not only a killed process.
+ * Owner-only: definitions carry credentials (URLs, headers).
+ */
+async function writeSynced(file: string, text: string, flag: 'a' | 'w'): Promise<void> {
+  const handle = await open(file, flag, 0o600);
+  try {
+    await handle.writeFile(text);
+    await handle.datasync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Sync a folder, so that a file created or renamed in it keeps its name after a power cut. */
+async function syncFolder(folder: string): Promise<void> {
+  const handle = await open(folder, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
 
 interface Batch {
   state: SourceChanges;
@@ -55,22 +80,25 @@ export function createSourceStore(path: string) {
     const lineBytes = Buffer.byteLength(lines);
     const whole = batch.whole || rewriteNext || journalBytes + lineBytes > Math.max(MIN_COMPACT_BYTES, snapshotBytes);
     const text = whole ? `${JSON.stringify({ version: 1, ...state })}\n` : '';
-    // Owner-only: definitions carry credentials (URLs, headers).
-    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    const folder = dirname(path);
+    await mkdir(folder, { recursive: true, mode: 0o700 });
     if (!whole) {
       rewriteNext = true;
-      await appendFile(journal, lines, { mode: 0o600 });
+      await writeSynced(journal, lines, 'a');
+      // The first line since the journal was emptied may have created the file.
+      if (journalBytes === 0) await syncFolder(folder);
       rewriteNext = false;
       journalBytes += lineBytes;
       return;
     }
     rewriteNext = true;
-    await writeFile(`${path}.tmp`, text, { mode: 0o600 });
+    await writeSynced(`${path}.tmp`, text, 'w');
     await rename(`${path}.tmp`, path);
+    await syncFolder(folder);
     snapshotBytes = Buffer.byteLength(text);
     // A crash before this truncation replays old lines onto the new snapshot: harmless, as a
     // line applies only when its version is at least the one already there.
-    await writeFile(journal, '', { mode: 0o600 });
+    await writeSynced(journal, '', 'w');
     journalBytes = 0;
     rewriteNext = false;
   };
