@@ -1,6 +1,7 @@
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isNodeId, randomNodeId } from '@anode/shared';
+import { writePrivateFileDurably } from './private-files.ts';
 
 /** This node's id (in every cursor it mints), made once and kept in the data folder. */
 export async function loadNodeId(dataDir: string): Promise<string> {
@@ -14,6 +15,6 @@ export async function loadNodeId(dataDir: string): Promise<string> {
   }
   const id = randomNodeId();
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  await writeFile(path, `${id}\n`, { flag: 'wx', mode: 0o600 });
+  await writePrivateFileDurably(path, `${id}\n`);
   return id;
 }

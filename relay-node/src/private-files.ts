@@ -1,5 +1,6 @@
 import { chmodSync, closeSync, lstatSync, mkdirSync, openSync } from 'node:fs';
-import { join } from 'node:path';
+import { open, rename, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 
 /**
  * Files in the data folder hold secrets: `sources.json` and its journal `sources.log` (source
@@ -15,7 +16,9 @@ export const PRIVATE_DIR_MODE = 0o700;
 /** The data folder's files that hold secrets, relative to it. */
 const SECRET_FILES = [
   'node-id',
+  'node-id.tmp',
   'peer-key',
+  'peer-key.tmp',
   'sources.json',
   'sources.json.tmp',
   'sources.log',
@@ -52,4 +55,22 @@ export function securePrivateDir(dataDir: string): void {
 export function ensurePrivateFile(path: string): void {
   closeSync(openSync(path, 'a', PRIVATE_FILE_MODE));
   tighten(path, PRIVATE_FILE_MODE, false);
+}
+
+/**
+ * Write a private file that is made once and read on every start (`node-id`, `peer-key`): to a
+ * temporary file, synced, then renamed into place and the folder synced. A power cut right after
+ * the first start then leaves either no file (made again) or the whole file, never an empty one
+ * that stops every later start.
+ */
+export async function writePrivateFileDurably(path: string, data: string | Uint8Array): Promise<void> {
+  const temporary = `${path}.tmp`;
+  await writeFile(temporary, data, { mode: PRIVATE_FILE_MODE, flush: true });
+  await rename(temporary, path);
+  const folder = await open(dirname(path), 'r');
+  try {
+    await folder.sync();
+  } finally {
+    await folder.close();
+  }
 }
