@@ -14,6 +14,8 @@ describe('catch-up scheduling', () => {
   let clock: number;
   let asked: [string, string][];
   let failNext: boolean;
+  // When set, the next run waits for it (a catch-up still reading pages).
+  let holdNext: Promise<void> | undefined;
   const make = () =>
     createSync({
       dataDir: dir,
@@ -23,6 +25,9 @@ describe('catch-up scheduling', () => {
       tickMs: 5,
       async run(peer, after) {
         asked.push([peer, after]);
+        const hold = holdNext;
+        holdNext = undefined;
+        await hold;
         if (failNext) {
           failNext = false;
           throw new Error('peer went away');
@@ -37,6 +42,7 @@ describe('catch-up scheduling', () => {
     clock = 1_000_000;
     asked = [];
     failNext = false;
+    holdNext = undefined;
   });
   afterEach(() => rm(dir, { recursive: true, force: true }));
 
@@ -134,6 +140,32 @@ describe('catch-up scheduling', () => {
     sync.resync(clock - 1_000, 'p2'); // only the peer whose link was cut
     await settle();
     assert.deepEqual(asked.slice(before), [['p2', cursorAt(clock - 1_000 - LOOKBACK)]]);
+    await sync.stop();
+  });
+
+  it('catches up once more when a resync is asked while a catch-up from that peer runs', async () => {
+    const sync = make();
+    await sync.start();
+    let release = () => {};
+    holdNext = new Promise<void>((resolve) => (release = resolve));
+    sync.peerUp('p1'); // its first catch-up starts at clock 1_000_000 and is still reading
+    await settle();
+    clock += 10_000;
+    // Gossip from p1 went missing now (its link was cut, or storing it failed): the running catch-up
+    // may have read those topics already.
+    sync.resync(clock - 2_000, 'p1');
+    sync.resync(clock);
+    release();
+    await sync.firstSync;
+    await settle();
+    assert.deepEqual(asked, [
+      ['p1', '0'],
+      // From where the first run started: it holds everything before that.
+      ['p1', cursorAt(1_000_000 - LOOKBACK)],
+    ]);
+    clock += 60_000;
+    await settle();
+    assert.equal(asked.length, 2, 'then synced: no more runs, watermarks move on');
     await sync.stop();
   });
 });

@@ -15,7 +15,8 @@ import type { Logger } from '../logger.ts';
  * by id on append.)
  * Watermarks live in `mesh-sync.json` in the data folder, so a node that was down or cut off
  * asks for exactly its gap when it returns. Catch-ups run one at a time; a failed one is retried
- * with backoff while the peer stays connected.
+ * with backoff while the peer stays connected. A resync asked while a catch-up from that peer runs
+ * (a store write failed, its gossip link was cut) runs once more after it, from the resync's time.
  */
 export interface SyncOptions {
   dataDir: string;
@@ -33,6 +34,14 @@ interface State {
   any?: number;
 }
 
+interface Entry {
+  synced: boolean;
+  attempts: number;
+  retry?: ReturnType<typeof setTimeout>;
+  /** A resync asked while this peer's catch-up ran: from when to catch up again once it ends. */
+  again?: number;
+}
+
 /** A watermark of a peer not connected is forgotten after this long (see forgetGone). */
 export const WATERMARK_TTL_MS = 7 * 24 * 3_600_000;
 /** At most this many watermarks are kept (the oldest of peers not connected go first). */
@@ -46,9 +55,11 @@ export function createSync(options: SyncOptions) {
   const path = join(options.dataDir, 'mesh-sync.json');
   const { log } = options;
   let state: State = { peers: {} };
-  const connected = new Map<string, { synced: boolean; attempts: number; retry?: ReturnType<typeof setTimeout> }>();
+  const connected = new Map<string, Entry>();
   const queue: string[] = [];
   let running = false;
+  // The entry whose catch-up is running now (see resync).
+  let current: Entry | undefined;
   let stopped = false;
   let ticker: ReturnType<typeof setInterval> | undefined;
   const abort = new AbortController();
@@ -86,6 +97,12 @@ export function createSync(options: SyncOptions) {
     return drop.size > 0;
   };
 
+  const takeAgain = (entry: Entry) => {
+    const again = entry.again;
+    entry.again = undefined;
+    return again;
+  };
+
   const drain = async () => {
     if (running) return;
     running = true;
@@ -97,11 +114,15 @@ export function createSync(options: SyncOptions) {
       const after = cursorAt(since > 0 ? since - options.lookbackMs : 0);
       const started = now();
       stats.runs += 1;
+      current = entry;
       try {
         const fresh = await options.run(peer, after, abort.signal);
-        entry.synced = true;
+        const again = takeAgain(entry);
         entry.attempts = 0;
-        state.peers[peer] = started;
+        // What went missing during the run may lie behind where it read: run again from there.
+        if (again === undefined) entry.synced = true;
+        else queue.push(peer);
+        state.peers[peer] = Math.min(started, again ?? started);
         state.any = Math.max(state.any ?? 0, started);
         stats.received += fresh;
         stats.last = new Date(started).toISOString();
@@ -110,6 +131,9 @@ export function createSync(options: SyncOptions) {
         saveQuietly();
       } catch (error) {
         stats.failures += 1;
+        const again = takeAgain(entry);
+        const mark = state.peers[peer];
+        if (again !== undefined && mark !== undefined) state.peers[peer] = Math.min(mark, again);
         if (stopped) break;
         const delay = Math.min(30_000, 500 * 2 ** entry.attempts++);
         log.warn({ err: error, peer, retryInMs: delay }, 'catch-up failed; will retry');
@@ -117,6 +141,8 @@ export function createSync(options: SyncOptions) {
           queue.push(peer);
           void drain();
         }, delay);
+      } finally {
+        current = undefined;
       }
     }
     running = false;
@@ -168,7 +194,11 @@ export function createSync(options: SyncOptions) {
      */
     resync(since = now(), only?: string): void {
       for (const [peer, entry] of connected) {
-        if (!entry.synced || (only !== undefined && peer !== only)) continue;
+        if (only !== undefined && peer !== only) continue;
+        // A catch-up from it is running: it may already have read past what went missing, and would
+        // then set the watermark after it. Queued ones have not started and read from the watermark.
+        if (entry === current) entry.again = Math.min(entry.again ?? since, since);
+        if (!entry.synced) continue;
         entry.synced = false;
         state.peers[peer] = Math.min(state.peers[peer] ?? since, since);
         queue.push(peer);
