@@ -25,13 +25,25 @@ const MIN_TIMEOUT_MS = 5_000;
  * partition) is still dropped, after about PING_FAILURES × max(5 s, interval); one whose process
  * exits or is killed closes its connections at once anyway.
  */
-export function watchLiveness(host: Host, options: { intervalMs: number; log: Logger }) {
+export function watchLiveness(
+  host: Host,
+  options: {
+    intervalMs: number;
+    log: Logger;
+    /**
+     * A ping `peer` was sent at `sentAt` came back: everything the peer sent on that connection
+     * before it echoed has arrived (one connection keeps its frames in order).
+     */
+    onAnswered?(peer: string, sentAt: number): void;
+  },
+) {
   const { intervalMs, log } = options;
   const timeoutMs = Math.max(MIN_TIMEOUT_MS, intervalMs);
   const failures = new WeakMap<Connection, number>();
   const out = new WeakSet<Connection>();
 
-  const ping = async (connection: Connection) => {
+  /** Resolves with when the ping was sent. */
+  const ping = async (connection: Connection): Promise<number> => {
     const signal = AbortSignal.timeout(timeoutMs);
     const stream = await connection.newStream(PING_PROTOCOL, { signal, runOnLimitedConnection: true });
     try {
@@ -42,6 +54,7 @@ export function watchLiveness(host: Host, options: { intervalMs: number; log: Lo
       if (!Buffer.from(echo.subarray()).equals(payload)) throw new Error('ping echo differs');
       connection.rtt = Date.now() - start;
       await stream.close({ signal });
+      return start;
     } catch (error) {
       stream.abort(error as Error);
       throw error;
@@ -53,9 +66,10 @@ export function watchLiveness(host: Host, options: { intervalMs: number; log: Lo
       if (connection.status !== 'open' || out.has(connection)) continue;
       out.add(connection);
       ping(connection).then(
-        () => {
+        (sentAt) => {
           out.delete(connection);
           failures.delete(connection);
+          options.onAnswered?.(connection.remotePeer.toString(), sentAt);
         },
         (error: unknown) => {
           out.delete(connection);

@@ -175,7 +175,11 @@ export async function createMesh(context: ComponentContext) {
     async start() {
       await memory.load();
       await host.start();
-      liveness = watchLiveness(host, { intervalMs: config.mesh_ping_interval_ms, log });
+      liveness = watchLiveness(host, {
+        intervalMs: config.mesh_ping_interval_ms,
+        log,
+        onAnswered: (peer, sentAt) => sync.heard(peer, sentAt),
+      });
       gossip.attach(host.services.pubsub, host.peerId.toString(), receive);
       if (config.mesh_carry === 'all') gossip.carry(all);
       else {

@@ -75,6 +75,7 @@ describe('catch-up scheduling', () => {
     first.peerUp('p1');
     await first.firstSync;
     clock += 5_000;
+    first.heard('p1', clock); // it answered a ping sent now
     first.peerDown('p1');
     await first.stop();
 
@@ -135,11 +136,31 @@ describe('catch-up scheduling', () => {
     sync.peerUp('p2');
     await settle();
     clock += 60_000;
-    await settle(); // connected and synced: watermarks move on with the clock
+    sync.heard('p2', clock); // connected, synced and answering pings: its watermark moves on
+    await settle();
     const before = asked.length;
     sync.resync(clock - 1_000, 'p2'); // only the peer whose link was cut
     await settle();
     assert.deepEqual(asked.slice(before), [['p2', cursorAt(clock - 1_000 - LOOKBACK)]]);
+    await sync.stop();
+  });
+
+  it('moves a watermark on only as far as the last answered ping, so a silent peer is asked for its silence', async () => {
+    const sync = make();
+    await sync.start();
+    sync.peerUp('p1');
+    await sync.firstSync;
+    clock += 5_000;
+    sync.heard('p1', clock - 1_000);
+    sync.heard('p1', clock - 3_000); // an older ping answered late moves nothing back
+    await settle();
+    // A partition (or a frozen peer): no ping answered for 40 s until its connection is dropped.
+    clock += 40_000;
+    await settle();
+    sync.peerDown('p1');
+    sync.peerUp('p1');
+    await settle();
+    assert.deepEqual(asked.at(-1), ['p1', cursorAt(1_004_000 - LOOKBACK)]);
     await sync.stop();
   });
 

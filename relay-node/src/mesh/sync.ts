@@ -6,12 +6,13 @@ import type { Logger } from '../logger.ts';
 /**
  * When to catch up, from whom, and from where. For every peer this node keeps a watermark: the
  * time up to which it holds everything that peer held (set when a catch-up from it succeeds,
- * and moved on while it stays connected, since gossip then delivers). When a peer connects, the
- * node asks it for everything after its watermark minus a lookback (clock skew and delivery
- * delay); a peer it never caught up from is asked for everything. (Asking such a peer only
- * from when this node last synced with anyone assumed the other peers already held that peer's
- * messages; after a partition they need not, and the chaos run found replicas that never
- * converged that way. A full catch-up costs one history transfer per new peer, deduplicated
+ * and moved on while it stays connected, since gossip then delivers, but only as far as the
+ * last ping it answered: a silent peer's loss is noticed after three missed pings, later than
+ * the lookback reaches back). When a peer connects, the node asks it for everything after its
+ * watermark minus a lookback (clock skew and delivery delay); a peer it never caught up from is
+ * asked for everything. (Asking such a peer only from when this node last synced with anyone
+ * assumed the other peers already held that peer's messages; after a partition they need not,
+ * and the chaos run found replicas that never converged that way. A full catch-up costs one history transfer per new peer, deduplicated
  * by id on append.)
  * Watermarks live in `mesh-sync.json` in the data folder, so a node that was down or cut off
  * asks for exactly its gap when it returns. Catch-ups run one at a time; a failed one is retried
@@ -40,6 +41,8 @@ interface Entry {
   retry?: ReturnType<typeof setTimeout>;
   /** A resync asked while this peer's catch-up ran: from when to catch up again once it ends. */
   again?: number;
+  /** Everything the peer sent before this time has arrived (see heard). */
+  heard?: number;
 }
 
 /** A watermark of a peer not connected is forgotten after this long (see forgetGone). */
@@ -95,6 +98,19 @@ export function createSync(options: SyncOptions) {
     }
     for (const peer of drop) delete state.peers[peer];
     return drop.size > 0;
+  };
+
+  /**
+   * Move a synced peer's watermark on to when it was last heard: not to now, since a peer that
+   * went silent (a partition, a frozen process, a dead link not noticed yet) delivers nothing
+   * until its loss is noticed, which takes longer than the lookback.
+   */
+  const advance = (peer: string, entry: Entry): boolean => {
+    const at = entry.heard;
+    if (!entry.synced || at === undefined || at <= (state.peers[peer] ?? 0)) return false;
+    state.peers[peer] = at;
+    state.any = Math.max(state.any ?? 0, at);
+    return true;
   };
 
   const takeAgain = (entry: Entry) => {
@@ -161,12 +177,7 @@ export function createSync(options: SyncOptions) {
       }
       ticker = setInterval(() => {
         let touched = forgetGone();
-        for (const [peer, entry] of connected) {
-          if (!entry.synced) continue;
-          state.peers[peer] = now();
-          touched = true;
-        }
-        if (touched) state.any = now();
+        for (const [peer, entry] of connected) touched = advance(peer, entry) || touched;
         if (touched) saveQuietly();
       }, options.tickMs ?? 2_000);
       ticker.unref();
@@ -184,8 +195,17 @@ export function createSync(options: SyncOptions) {
       const entry = connected.get(peer);
       if (!entry) return;
       clearTimeout(entry.retry);
-      if (entry.synced) state.peers[peer] = now();
+      advance(peer, entry);
       connected.delete(peer);
+    },
+
+    /**
+     * Everything `peer` sent before `at` has arrived (a ping sent then was answered): its watermark
+     * may move on to `at` while it stays connected and synced.
+     */
+    heard(peer: string, at: number): void {
+      const entry = connected.get(peer);
+      if (entry) entry.heard = Math.max(entry.heard ?? 0, at);
     },
 
     /**
