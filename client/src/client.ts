@@ -8,8 +8,8 @@ import { Emitter } from './emitter.ts';
 import { endpointUrl, shownUrl } from './endpoint.ts';
 import type { Envelope, ServerFrame } from './wire.ts';
 
-/** Backoff for a resume the node refused as `unavailable`, when reconnects are off. */
-const SUB_RETRY: BackoffOptions = { initialDelayMs: 250, maxDelayMs: 10_000 };
+/** Backoff for a resume or a publish the node refused as `unavailable`, when reconnects are off. */
+const RETRY: BackoffOptions = { initialDelayMs: 250, maxDelayMs: 10_000 };
 
 /**
  * The aNode client for browsers, Workers and Node (any standard `WebSocket`). It keeps one
@@ -32,7 +32,10 @@ export interface ClientOptions {
   reconnect?: Partial<BackoffOptions> | false;
   /** How many recent message ids to remember for dropping duplicates. */
   dedupWindow?: number;
-  /** Reject a publish not acked within this time (it may still have been stored). */
+  /**
+   * Reject a publish not acked within this time (it may still have been stored); until then, one
+   * the node refused as `unavailable` is resent. 30 s by default.
+   */
   publishTimeoutMs?: number;
 }
 
@@ -90,6 +93,10 @@ interface PubState {
   resolve: (ack: Ack) => void;
   reject: (error: AnodeError) => void;
   timer: ReturnType<typeof setTimeout> | undefined;
+  /** The node's last `unavailable` refusal, how many in a row, and the timer of the next resend. */
+  refused: AnodeError | undefined;
+  refusals: number;
+  retry: ReturnType<typeof setTimeout> | undefined;
 }
 
 export class AnodeClient extends Emitter<ClientEvents> {
@@ -191,10 +198,19 @@ export class AnodeClient extends Emitter<ClientEvents> {
     if (options.ts !== undefined) frame.ts = options.ts;
     return new Promise<Ack>((resolve, reject) => {
       const timeoutMs = this.#options.publishTimeoutMs ?? 30_000;
-      const state: PubState = { frame, resolve, reject, timer: undefined };
+      const state: PubState = {
+        frame,
+        resolve,
+        reject,
+        timer: undefined,
+        refused: undefined,
+        refusals: 0,
+        retry: undefined,
+      };
       state.timer = setTimeout(() => {
-        this.#pubs.delete(ref);
-        reject(new AnodeError('unavailable', `publish not acked within ${timeoutMs} ms`));
+        this.#endPub(ref);
+        const last = state.refused ? `; the node last refused it: ${state.refused.message}` : '';
+        reject(new AnodeError('unavailable', `publish not acked within ${timeoutMs} ms${last}`));
       }, timeoutMs);
       this.#pubs.set(ref, state);
       this.#send(frame);
@@ -226,11 +242,10 @@ export class AnodeClient extends Emitter<ClientEvents> {
     this.#closed = true;
     clearTimeout(this.#timer);
     const error = new AnodeError('unavailable', 'client closed');
-    for (const pub of this.#pubs.values()) {
-      clearTimeout(pub.timer);
+    for (const [ref, pub] of this.#pubs) {
+      this.#endPub(ref);
       pub.reject(error);
     }
-    this.#pubs.clear();
     for (const pending of this.#pending.values()) pending.reject(error);
     this.#pending.clear();
     for (const state of this.#subs.values()) clearTimeout(state.retry);
@@ -283,7 +298,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
         // subscription the node refuses still rejects `ready`: the caller learns at once.
         if (current && !this.connected) return;
         if (current && error.code === 'unavailable' && state.settled) {
-          const delayMs = backoffDelay(state.refusals++, this.#backoff || SUB_RETRY);
+          const delayMs = backoffDelay(state.refusals++, this.#backoff || RETRY);
           state.retry = setTimeout(() => {
             state.retry = undefined;
             if (state.active && this.#subs.get(state.topic) === state) this.#sendSub(state);
@@ -344,7 +359,11 @@ export class AnodeClient extends Emitter<ClientEvents> {
     this.#settleReady?.();
     this.emit('open', undefined);
     for (const state of this.#subs.values()) this.#sendSub(state);
-    for (const pub of this.#pubs.values()) this.#send(pub.frame);
+    for (const pub of this.#pubs.values()) {
+      clearTimeout(pub.retry);
+      pub.retry = undefined;
+      this.#send(pub.frame);
+    }
   }
 
   /** `failure` is set when the socket never opened: the node could not be reached at all. */
@@ -421,11 +440,36 @@ export class AnodeClient extends Emitter<ClientEvents> {
 
   #onAck(frame: Extract<ServerFrame, { op: 'ack' }>): void {
     if (frame.ref === undefined) return;
-    const pub = this.#pubs.get(frame.ref);
-    if (!pub) return;
-    this.#pubs.delete(frame.ref);
+    const pub = this.#endPub(frame.ref);
+    pub?.resolve({ id: frame.id, cursor: frame.cursor });
+  }
+
+  /** Forgets a publish and its timers; the caller settles it. */
+  #endPub(ref: string): PubState | undefined {
+    const pub = this.#pubs.get(ref);
+    if (!pub) return undefined;
+    this.#pubs.delete(ref);
     clearTimeout(pub.timer);
-    pub.resolve({ id: frame.id, cursor: frame.cursor });
+    clearTimeout(pub.retry);
+    return pub;
+  }
+
+  /**
+   * A publish the node refused as `unavailable` (a relay stopping for a restart, its storage
+   * down, an edge not linked yet) is sent again with backoff, and at once on the next connection,
+   * until acked or `publishTimeoutMs` passes. Safe because every publish carries an idempotency
+   * key (the caller's or one generated here): a copy the node did store is not stored twice.
+   */
+  #retryPub(pub: PubState, ref: string, error: AnodeError): void {
+    pub.refused = error;
+    clearTimeout(pub.retry);
+    pub.retry = setTimeout(
+      () => {
+        pub.retry = undefined;
+        if (this.#pubs.get(ref) === pub) this.#send(pub.frame);
+      },
+      backoffDelay(pub.refusals++, this.#backoff || RETRY),
+    );
   }
 
   #onError(frame: Extract<ServerFrame, { op: 'err' }>): void {
@@ -434,9 +478,8 @@ export class AnodeClient extends Emitter<ClientEvents> {
     const ref = frame.ref;
     const pub = ref === undefined ? undefined : this.#pubs.get(ref);
     if (pub && ref !== undefined) {
-      this.#pubs.delete(ref);
-      clearTimeout(pub.timer);
-      pub.reject(error);
+      if (code === 'unavailable' && !this.#closed) this.#retryPub(pub, ref, error);
+      else this.#endPub(ref)?.reject(error);
     }
     const pending = ref === undefined ? undefined : this.#pending.get(ref);
     if (pending && ref !== undefined) {
