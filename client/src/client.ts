@@ -63,7 +63,10 @@ export type ClientEvents = {
 
 export interface Subscription {
   readonly topic: string;
-  /** Cursor of the last message delivered to this subscription (resume point). */
+  /**
+   * The resume point: the cursor of the last message delivered to this subscription, or the
+   * node's position when it went live (`subscribed`), whichever is newer.
+   */
   readonly cursor: string | undefined;
   /**
    * Resolves on the first `subscribed`; rejects if the node refuses the subscription, if the
@@ -284,7 +287,15 @@ export class AnodeClient extends Emitter<ClientEvents> {
     if (state.cursor !== undefined) frame.after = state.cursor;
     if (!this.#send(frame)) return;
     this.#pending.set(ref, {
-      resolve: () => {
+      resolve: (answer) => {
+        // A subscription that has had no message yet resumes from where it went live: without
+        // `after`, a reconnect subscribed live only and lost what was published while away.
+        if (
+          answer.op === 'subscribed' &&
+          (state.cursor === undefined || compareCursors(answer.cursor, state.cursor) > 0)
+        ) {
+          state.cursor = answer.cursor;
+        }
         state.settled = true;
         state.refusals = 0;
         state.readyResolve();

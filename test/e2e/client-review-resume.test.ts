@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Envelope } from '@anode/shared';
+import { createClient } from '@anode/client';
+import { startRelay, tempDir } from '../helpers/relay.ts';
+
+const until = async (condition: () => boolean, what: string, timeoutMs = 10_000) => {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+const publish = async (url: string, topic: string, data: unknown) => {
+  const response = await fetch(`${url}/v1/topics/${topic}/messages`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ data }),
+  });
+  assert.equal(response.status, 202);
+};
+
+describe('client library: resume edge cases', () => {
+  it('resumes a subscription that had no message yet from where it went live, missing nothing', async () => {
+    const dataDir = await tempDir();
+    let relay = await startRelay({}, { dataDir });
+    const port = new URL(relay.url).port;
+    // The token function runs before each connect: holding it keeps the client away until the
+    // restarted relay has stored a message the client has not seen.
+    let held: Promise<void> | undefined;
+    let release = () => {};
+    const client = createClient({
+      url: relay.wsUrl,
+      token: async () => {
+        await held;
+        return '';
+      },
+      reconnect: { initialDelayMs: 50, maxDelayMs: 200 },
+    });
+    try {
+      const received: Envelope[] = [];
+      const sub = client.subscribe('gap.t', (m) => received.push(m));
+      await sub.ready;
+      assert.ok(sub.cursor, 'the resume point is where the subscription went live');
+
+      held = new Promise((resolve) => (release = resolve));
+      await relay.stop();
+      relay = await startRelay({ port }, { dataDir });
+      await publish(relay.url, 'gap.t', 'while away');
+      release();
+      await new Promise<void>((resolve) => client.on('subscribed', () => resolve()));
+      await publish(relay.url, 'gap.t', 'live');
+      await until(() => received.length >= 2, 'the missed and the live message');
+      assert.deepEqual(
+        received.map((m) => m.data),
+        ['while away', 'live'],
+      );
+    } finally {
+      release();
+      await client.close();
+      await relay.stop();
+    }
+  });
+});
