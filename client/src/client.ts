@@ -37,6 +37,11 @@ export interface ClientOptions {
    * the node refused as `unavailable` is resent. 30 s by default.
    */
   publishTimeoutMs?: number;
+  /**
+   * Keepalive: ping the node this often; a connection that brought nothing (not even a `pong`)
+   * for a whole interval after a ping is dropped and reconnected. 30 s by default; `false` for none.
+   */
+  pingIntervalMs?: number | false;
 }
 
 export interface PublishOptions {
@@ -342,17 +347,32 @@ export class AnodeClient extends Emitter<ClientEvents> {
     let failure: string | undefined;
     let socketClosed!: () => void;
     this.#socketClosed = new Promise((resolve) => (socketClosed = resolve));
+    let keepalive: ReturnType<typeof setInterval> | undefined;
+    let heard = false;
     const end = (code: number, reason: string) => {
       if (ended) return;
       ended = true;
+      clearInterval(keepalive);
       socketClosed();
       this.#onClose(code, reason, opened ? undefined : (failure ?? `closed with ${code} before it opened`));
     };
     socket.addEventListener('open', () => {
       opened = true;
+      keepalive = this.#keepalive(
+        () => heard,
+        () => (heard = false),
+        (reason) => {
+          socket.close(1000, reason);
+          end(1006, reason);
+        },
+      );
       this.#onOpen();
     });
-    socket.addEventListener('message', (event) => this.#onFrame(String(event.data)));
+    socket.addEventListener('message', (event) => {
+      heard = true;
+      // A dropped socket's late frames belong to a connection already given up on.
+      if (!ended) this.#onFrame(String(event.data));
+    });
     socket.addEventListener('close', (event) => end(event.code, event.reason));
     socket.addEventListener('error', (event) => {
       // Browsers say nothing about why; Node's `ws` does ("Unexpected server response: 404").
@@ -362,6 +382,26 @@ export class AnodeClient extends Emitter<ClientEvents> {
       // upgrade: one that never opened ends here (a later close is then ignored).
       if (!opened) end(1006, '');
     });
+  }
+
+  /**
+   * Pings every interval and drops the connection when nothing came since the previous ping: a
+   * peer gone without a FIN (a sleeping laptop, a NAT that forgot the flow) is otherwise noticed
+   * only when TCP gives up, minutes later, and browsers cannot see the node's WebSocket pings.
+   */
+  #keepalive(
+    heard: () => boolean,
+    forget: () => void,
+    drop: (reason: string) => void,
+  ): ReturnType<typeof setInterval> | undefined {
+    const intervalMs = this.#options.pingIntervalMs ?? 30_000;
+    if (intervalMs === false || !(intervalMs > 0)) return undefined;
+    let pinged = false;
+    return setInterval(() => {
+      if (pinged && !heard()) return drop(`no answer to a keepalive ping within ${intervalMs} ms`);
+      forget();
+      pinged = this.#send({ op: 'ping' });
+    }, intervalMs);
   }
 
   #onOpen(): void {

@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import { connect, createServer, type Socket } from 'node:net';
+import { describe, it } from 'node:test';
+import type { Envelope } from '@anode/shared';
+import { createClient } from '@anode/client';
+import { startRelay } from '../helpers/relay.ts';
+
+const until = async (condition: () => boolean, what: string, timeoutMs = 10_000) => {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+/**
+ * A loopback TCP forwarder whose connections can go silent: `silence()` stops carrying bytes on
+ * every connection open now, both ways, without closing either side, as a peer that vanished
+ * without a FIN (a sleeping laptop, a NAT that forgot the flow). New connections are carried.
+ */
+async function silenceableForward(targetPort: number) {
+  const open = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = connect(targetPort, '127.0.0.1');
+    open.add(client).add(upstream);
+    client.on('error', () => client.destroy());
+    upstream.on('error', () => upstream.destroy());
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    silence() {
+      for (const socket of open) {
+        socket.unpipe();
+        socket.pause();
+        socket.removeAllListeners('end'); // pipe() would end the other side
+      }
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of open) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+describe('client library: keepalive', () => {
+  it('notices a connection that went silent, reconnects and resumes without a gap', async () => {
+    const relay = await startRelay();
+    const forward = await silenceableForward(Number(new URL(relay.url).port));
+    const client = createClient({
+      url: `ws://127.0.0.1:${forward.port}`,
+      pingIntervalMs: 100,
+      reconnect: { initialDelayMs: 50, maxDelayMs: 200 },
+    });
+    try {
+      const received: Envelope[] = [];
+      const closes: string[] = [];
+      client.on('close', ({ reason }) => closes.push(reason));
+      const sub = client.subscribe('ka.t', (m) => received.push(m));
+      await sub.ready;
+      await client.publish('ka.t', 'before');
+      await until(() => received.length === 1, 'the first message');
+
+      forward.silence();
+      const response = await fetch(`${relay.url}/v1/topics/ka.t/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ data: 'while silent' }),
+      });
+      assert.equal(response.status, 202);
+      await until(() => received.length === 2, 'the message published while the connection was silent');
+      assert.deepEqual(
+        received.map((m) => m.data),
+        ['before', 'while silent'],
+      );
+      assert.match(closes.join(), /keepalive/, 'the silent connection was dropped by the keepalive');
+    } finally {
+      await Promise.race([client.close(), new Promise((r) => setTimeout(r, 1000))]);
+      await forward.close();
+      await relay.stop();
+    }
+  });
+});
