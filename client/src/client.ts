@@ -4,7 +4,7 @@ import { compareCursors, randomId } from '../../shared/src/ids.ts';
 import { SeenIds } from '../../shared/src/seen-ids.ts';
 import { matches } from '../../shared/src/topics.ts';
 import { type BackoffOptions, backoffDelay } from './backoff.ts';
-import { Emitter } from './emitter.ts';
+import { callSafely, Emitter } from './emitter.ts';
 import { endpointUrl, shownUrl } from './endpoint.ts';
 import type { Envelope, ServerFrame } from './wire.ts';
 
@@ -486,7 +486,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
     }
     if (!this.#seen.add(message.id)) return;
     this.emit('message', message);
-    for (const state of targets) state.handler?.(message);
+    for (const state of targets) if (state.handler) callSafely(state.handler, message);
   }
 
   #onAck(frame: Extract<ServerFrame, { op: 'ack' }>): void {
