@@ -157,7 +157,12 @@ export class AnodeClient extends Emitter<ClientEvents> {
   }
 
   subscribe(topic: string, handler?: (message: Envelope) => void, options: { after?: string } = {}): Subscription {
-    this.#subs.get(topic)?.readyReject(new AnodeError('bad_frame', 'replaced by a new subscription'));
+    const replaced = this.#subs.get(topic);
+    if (replaced) {
+      replaced.active = false;
+      clearTimeout(replaced.retry);
+      replaced.readyReject(new AnodeError('bad_frame', 'replaced by a new subscription'));
+    }
     let readyResolve!: () => void;
     let readyReject!: (error: AnodeError) => void;
     const ready = new Promise<void>((resolve, reject) => {
@@ -192,7 +197,10 @@ export class AnodeClient extends Emitter<ClientEvents> {
       unsubscribe: () => {
         state.active = false;
         clearTimeout(state.retry);
-        if (this.#subs.get(topic) === state) this.#subs.delete(topic);
+        // A handle replaced by a later subscribe() of its topic owns nothing at the node: its
+        // `unsub` ended the replacement there while the client went on waiting for its messages.
+        if (this.#subs.get(topic) !== state) return;
+        this.#subs.delete(topic);
         this.#send({ op: 'unsub', topic });
       },
     };

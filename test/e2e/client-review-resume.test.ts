@@ -62,4 +62,23 @@ describe('client library: resume edge cases', () => {
       await relay.stop();
     }
   });
+  it('keeps a subscription when the handle it replaced unsubscribes', async () => {
+    const relay = await startRelay();
+    const client = createClient({ url: relay.wsUrl });
+    try {
+      const received: unknown[] = [];
+      const first = client.subscribe('rp.t');
+      await first.ready;
+      const second = client.subscribe('rp.t', (m) => received.push(m.data));
+      await second.ready;
+      first.unsubscribe(); // the old handle: the topic is second's now
+      await client.ping();
+      await client.publish('rp.t', 'still here');
+      await until(() => received.length === 1, 'the message on the replacing subscription');
+      assert.deepEqual(received, ['still here']);
+    } finally {
+      await client.close();
+      await relay.stop();
+    }
+  });
 });
