@@ -124,7 +124,8 @@ export class AnodeClient extends Emitter<ClientEvents> {
   #socket: WebSocket | undefined;
   #attempt = 0;
   #refs = 0;
-  #closed = false;
+  /** Why the client stopped: `close()`, or a drop it will not reconnect after. */
+  #stopped: AnodeError | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: ClientOptions) {
@@ -181,9 +182,9 @@ export class AnodeClient extends Emitter<ClientEvents> {
       refusals: 0,
       retry: undefined,
     };
-    if (this.#closed) {
+    if (this.#stopped) {
       state.active = false;
-      readyReject(new AnodeError('unavailable', 'client is closed'));
+      readyReject(this.#stopped);
     } else {
       this.#subs.set(topic, state);
       this.#sendSub(state);
@@ -207,7 +208,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
   }
 
   publish(topic: string, data: unknown, options: PublishOptions = {}): Promise<Ack> {
-    if (this.#closed) return Promise.reject(new AnodeError('unavailable', 'client is closed'));
+    if (this.#stopped) return Promise.reject(this.#stopped);
     const ref = this.#nextRef();
     const frame: Record<string, unknown> = { op: 'pub', topic, data, ref, key: options.key ?? randomId() };
     if (options.source !== undefined) frame.source = options.source;
@@ -254,10 +255,14 @@ export class AnodeClient extends Emitter<ClientEvents> {
    * closes. Resolves once it has, leaving nothing that keeps a Node process alive.
    */
   close(): Promise<void> {
-    if (this.#closed) return this.#socketClosed;
-    this.#closed = true;
+    if (!this.#stopped) this.#stop(new AnodeError('unavailable', 'client is closed'));
+    return this.#socketClosed;
+  }
+
+  /** Ends the client for good: what waits on it rejects with `error`, as do later calls. */
+  #stop(error: AnodeError): void {
+    this.#stopped = error;
     clearTimeout(this.#timer);
-    const error = new AnodeError('unavailable', 'client closed');
     for (const [ref, pub] of this.#pubs) {
       this.#endPub(ref);
       pub.reject(error);
@@ -267,7 +272,6 @@ export class AnodeClient extends Emitter<ClientEvents> {
     for (const state of this.#subs.values()) clearTimeout(state.retry);
     this.#failUnsettled(error);
     this.#socket?.close(1000, 'client closed');
-    return this.#socketClosed;
   }
 
   /** Rejects the client's and every subscription's `ready` not settled yet. */
@@ -314,7 +318,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
         state.readyResolve();
       },
       reject: (error) => {
-        const current = state.active && this.#subs.get(state.topic) === state && !this.#closed;
+        const current = state.active && this.#subs.get(state.topic) === state && !this.#stopped;
         // Dropping the subscription here lost every later message: a connection that closed
         // before `subscribed` (the next one subscribes again, from the cursor), and a resume the
         // node refused with `unavailable` because its storage was down (the Cassandra chaos run:
@@ -337,7 +341,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
   }
 
   async #connect(): Promise<void> {
-    if (this.#closed) return;
+    if (this.#stopped) return;
     const url = new URL(this.#url);
     let token: string | undefined;
     try {
@@ -346,7 +350,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
       this.#onClose(1006, '', `the token function failed: ${(error as Error).message}`);
       return;
     }
-    if (this.#closed) return;
+    if (this.#stopped) return;
     if (token) url.searchParams.set('token', token);
     const socket = new this.#WebSocket(url.toString());
     this.#socket = socket;
@@ -432,7 +436,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
     for (const pending of this.#pending.values()) pending.reject(error);
     this.#pending.clear();
     this.emit('close', { code, reason });
-    if (failure !== undefined && !this.#closed) {
+    if (failure !== undefined && !this.#stopped) {
       const cannot = new AnodeError(
         'unavailable',
         `cannot open a WebSocket to ${shownUrl(this.#url)} (${failure}): is the node up, and is this its base URL? ` +
@@ -441,9 +445,20 @@ export class AnodeClient extends Emitter<ClientEvents> {
       this.emit('error', cannot);
       if (!this.#everOpened) this.#failUnsettled(cannot);
     }
-    const refreshable = typeof this.#options.token === 'function';
-    if (this.#closed || this.#backoff === false) return;
-    if (code === CLOSE_CODES.auth_expired && !refreshable) return;
+    if (this.#stopped) return;
+    // Not reconnecting: what waits for a connection would otherwise hang until its timeout, and
+    // each later publish too.
+    if (this.#backoff === false) {
+      return this.#stop(new AnodeError('unavailable', `connection closed (${code}) and reconnect is off`));
+    }
+    if (code === CLOSE_CODES.auth_expired && typeof this.#options.token !== 'function') {
+      const expired = new AnodeError(
+        'unauthorized',
+        'the token expired (close 4002) and a fixed token cannot be renewed: pass `token` as a function that returns a fresh one',
+      );
+      this.emit('error', expired);
+      return this.#stop(expired);
+    }
     const delayMs = backoffDelay(this.#attempt, this.#backoff);
     this.#attempt += 1;
     this.emit('reconnecting', { attempt: this.#attempt, delayMs });
@@ -537,7 +552,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
     const ref = frame.ref;
     const pub = ref === undefined ? undefined : this.#pubs.get(ref);
     if (pub && ref !== undefined) {
-      if (code === 'unavailable' && !this.#closed) this.#retryPub(pub, ref, error);
+      if (code === 'unavailable' && !this.#stopped) this.#retryPub(pub, ref, error);
       else this.#endPub(ref)?.reject(error);
     }
     const pending = ref === undefined ? undefined : this.#pending.get(ref);
