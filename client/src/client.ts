@@ -38,6 +38,11 @@ export interface ClientOptions {
    */
   publishTimeoutMs?: number;
   /**
+   * At most this many publishes wait for their ack (10,000 by default); a publish past it rejects
+   * at once with `limit_reached`, so a publisher cut off from the node cannot fill the memory.
+   */
+  maxPendingPublishes?: number;
+  /**
    * Keepalive: ping the node this often; a connection that brought nothing (not even a `pong`)
    * for a whole interval after a ping is dropped and reconnected. 30 s by default; `false` for none.
    */
@@ -209,6 +214,12 @@ export class AnodeClient extends Emitter<ClientEvents> {
 
   publish(topic: string, data: unknown, options: PublishOptions = {}): Promise<Ack> {
     if (this.#stopped) return Promise.reject(this.#stopped);
+    const most = this.#options.maxPendingPublishes ?? 10_000;
+    if (this.#pubs.size >= most) {
+      return Promise.reject(
+        new AnodeError('limit_reached', `${this.#pubs.size} publishes wait for an ack (maxPendingPublishes ${most})`),
+      );
+    }
     const ref = this.#nextRef();
     const frame: Record<string, unknown> = { op: 'pub', topic, data, ref, key: options.key ?? randomId() };
     if (options.source !== undefined) frame.source = options.source;

@@ -67,4 +67,30 @@ describe('client library: publishes across a rolling restart', () => {
       await relay.stop();
     }
   });
+  it('bounds the publishes waiting for an ack: one past the bound rejects with limit_reached', async () => {
+    const dataDir = await tempDir();
+    let relay = await startRelay({}, { dataDir });
+    const port = new URL(relay.url).port;
+    const client = createClient({
+      url: relay.wsUrl,
+      maxPendingPublishes: 3,
+      reconnect: { initialDelayMs: 50, maxDelayMs: 200 },
+    });
+    try {
+      await client.ready;
+      await relay.stop();
+      await until(() => !client.connected, 'the drop');
+      const waiting = [1, 2, 3].map((n) => client.publish('rb.t', n));
+      const over = client.publish('rb.t', 4).then(
+        () => 'acked',
+        (error: { code?: string }) => error.code,
+      );
+      relay = await startRelay({ port }, { dataDir });
+      for (const ack of await Promise.all(waiting)) assert.match(ack.cursor, /^[0-9a-f]{16}-/);
+      assert.equal(await over, 'limit_reached');
+    } finally {
+      await client.close();
+      await relay.stop();
+    }
+  });
 });
