@@ -44,7 +44,8 @@ export interface ClientOptions {
   maxPendingPublishes?: number;
   /**
    * Keepalive: ping the node this often; a connection that brought nothing (not even a `pong`)
-   * for a whole interval after a ping is dropped and reconnected. 30 s by default; `false` for none.
+   * for a whole interval after a ping is dropped and reconnected, and an attempt to connect not
+   * answered within an interval fails. 30 s by default; `false` for none.
    */
   pingIntervalMs?: number | false;
 }
@@ -370,25 +371,35 @@ export class AnodeClient extends Emitter<ClientEvents> {
     let failure: string | undefined;
     let socketClosed!: () => void;
     this.#socketClosed = new Promise((resolve) => (socketClosed = resolve));
-    let keepalive: ReturnType<typeof setInterval> | undefined;
+    const given = this.#options.pingIntervalMs ?? 30_000;
+    const intervalMs = given !== false && given > 0 ? given : undefined;
+    let watch: ReturnType<typeof setTimeout> | undefined;
     let heard = false;
     const end = (code: number, reason: string) => {
       if (ended) return;
       ended = true;
-      clearInterval(keepalive);
+      clearTimeout(watch);
       socketClosed();
       this.#onClose(code, reason, opened ? undefined : (failure ?? `closed with ${code} before it opened`));
     };
+    const drop = (why: string) => {
+      if (!opened) failure = why;
+      socket.close(1000, why);
+      end(1006, opened ? why : '');
+    };
+    // An upgrade never answered (a frozen node, a proxy holding the connection) left the client
+    // waiting for good, no attempt after it: one that has not opened within an interval failed.
+    if (intervalMs) watch = setTimeout(() => drop(`no answer to the upgrade within ${intervalMs} ms`), intervalMs);
     socket.addEventListener('open', () => {
       opened = true;
-      keepalive = this.#keepalive(
-        () => heard,
-        () => (heard = false),
-        (reason) => {
-          socket.close(1000, reason);
-          end(1006, reason);
-        },
-      );
+      clearTimeout(watch);
+      if (intervalMs)
+        watch = this.#keepalive(
+          intervalMs,
+          () => heard,
+          () => (heard = false),
+          drop,
+        );
       this.#onOpen();
     });
     socket.addEventListener('message', (event) => {
@@ -400,7 +411,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
     socket.addEventListener('error', (event) => {
       // Browsers say nothing about why; Node's `ws` does ("Unexpected server response: 404").
       const message = (event as { message?: unknown }).message;
-      failure = typeof message === 'string' && message ? message : 'no answer or the upgrade was refused';
+      failure ??= typeof message === 'string' && message ? message : 'no answer or the upgrade was refused';
       // After an error, a close event follows, except in Node 20's WebSocket after a refused
       // upgrade: one that never opened ends here (a later close is then ignored).
       if (!opened) end(1006, '');
@@ -413,12 +424,11 @@ export class AnodeClient extends Emitter<ClientEvents> {
    * only when TCP gives up, minutes later, and browsers cannot see the node's WebSocket pings.
    */
   #keepalive(
+    intervalMs: number,
     heard: () => boolean,
     forget: () => void,
     drop: (reason: string) => void,
-  ): ReturnType<typeof setInterval> | undefined {
-    const intervalMs = this.#options.pingIntervalMs ?? 30_000;
-    if (intervalMs === false || !(intervalMs > 0)) return undefined;
+  ): ReturnType<typeof setInterval> {
     let pinged = false;
     return setInterval(() => {
       if (pinged && !heard()) return drop(`no answer to a keepalive ping within ${intervalMs} ms`);

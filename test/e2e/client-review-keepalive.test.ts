@@ -16,19 +16,23 @@ const until = async (condition: () => boolean, what: string, timeoutMs = 10_000)
 /**
  * A loopback TCP forwarder whose connections can go silent: `silence()` stops carrying bytes on
  * every connection open now, both ways, without closing either side, as a peer that vanished
- * without a FIN (a sleeping laptop, a NAT that forgot the flow). New connections are carried.
+ * without a FIN (a sleeping laptop, a NAT that forgot the flow). New connections are carried,
+ * unless `holding`: then they are accepted and never answered, as by a frozen node.
  */
 async function silenceableForward(targetPort: number) {
   const open = new Set<Socket>();
+  const forward = { holding: false };
   const server = createServer((client) => {
-    const upstream = connect(targetPort, '127.0.0.1');
-    open.add(client).add(upstream);
+    open.add(client);
     client.on('error', () => client.destroy());
+    if (forward.holding) return;
+    const upstream = connect(targetPort, '127.0.0.1');
+    open.add(upstream);
     upstream.on('error', () => upstream.destroy());
     client.pipe(upstream).pipe(client);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
+  return Object.assign(forward, {
     port: (server.address() as { port: number }).port,
     silence() {
       for (const socket of open) {
@@ -42,7 +46,7 @@ async function silenceableForward(targetPort: number) {
         for (const socket of open) socket.destroy();
         server.close(() => resolve());
       }),
-  };
+  });
 }
 
 describe('client library: keepalive', () => {
@@ -76,6 +80,34 @@ describe('client library: keepalive', () => {
         ['before', 'while silent'],
       );
       assert.match(closes.join(), /keepalive/, 'the silent connection was dropped by the keepalive');
+    } finally {
+      await Promise.race([client.close(), new Promise((r) => setTimeout(r, 1000))]);
+      await forward.close();
+      await relay.stop();
+    }
+  });
+  it('gives up an attempt whose upgrade is never answered and tries again until one opens', async () => {
+    const relay = await startRelay();
+    const forward = await silenceableForward(Number(new URL(relay.url).port));
+    forward.holding = true;
+    const client = createClient({
+      url: `ws://127.0.0.1:${forward.port}`,
+      pingIntervalMs: 100,
+      reconnect: { initialDelayMs: 50, maxDelayMs: 100 },
+    });
+    try {
+      const errors: string[] = [];
+      client.on('error', (error) => errors.push(error.message));
+      let opened = false;
+      client.on('open', () => (opened = true));
+      await assert.rejects(client.ready, { code: 'unavailable', message: /no answer to the upgrade/ });
+      await until(() => errors.length >= 2, 'a second attempt that fails the same way');
+      forward.holding = false;
+      await until(() => opened, 'an attempt that opens once the node answers');
+      const received: unknown[] = [];
+      await client.subscribe('ka.open', (m) => received.push(m.data)).ready;
+      await client.publish('ka.open', 'through');
+      await until(() => received.length === 1, 'the message');
     } finally {
       await Promise.race([client.close(), new Promise((r) => setTimeout(r, 1000))]);
       await forward.close();
