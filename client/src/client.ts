@@ -345,6 +345,15 @@ export class AnodeClient extends Emitter<ClientEvents> {
           }, delayMs);
           return;
         }
+        // A resume from before what the node keeps (a client away longer than its retention, or
+        // than an edge's ring) cannot be served; ending the subscription left its handler silent
+        // for good. It goes on live from the node's position; the refusal, an `error` event
+        // naming the topic, says that what was published meanwhile is lost.
+        if (current && error.code === 'cursor_expired' && state.settled) {
+          state.cursor = undefined;
+          this.#sendSub(state);
+          return;
+        }
         state.active = false;
         if (this.#subs.get(state.topic) === state) this.#subs.delete(state.topic);
         state.readyReject(error);

@@ -81,4 +81,50 @@ describe('client library: resume edge cases', () => {
       await relay.stop();
     }
   });
+  it('goes on live, saying so, when its resume is older than what the node keeps', async () => {
+    const dataDir = await tempDir();
+    const retention = { 'retention-max-messages': '5', 'retention-sweep-ms': '50' };
+    let relay = await startRelay(retention, { dataDir });
+    const port = new URL(relay.url).port;
+    let held: Promise<void> | undefined;
+    let release = () => {};
+    const client = createClient({
+      url: relay.wsUrl,
+      token: async () => {
+        await held;
+        return '';
+      },
+      reconnect: { initialDelayMs: 50, maxDelayMs: 200 },
+    });
+    try {
+      const received: unknown[] = [];
+      const errors: string[] = [];
+      client.on('error', (error) => errors.push(error.code));
+      let liveAgain = false;
+      client.on('subscribed', () => (liveAgain = errors.includes('cursor_expired')));
+      const sub = client.subscribe('ce.t', (m) => received.push(m.data));
+      await sub.ready;
+      await client.publish('ce.t', 'first');
+      await until(() => received.length === 1, 'the first message');
+
+      held = new Promise((resolve) => (release = resolve));
+      await relay.stop();
+      relay = await startRelay({ ...retention, port }, { dataDir });
+      for (let n = 0; n < 20; n++) await publish(relay.url, 'ce.t', n); // pushes 'first' out
+      const kept = async () => {
+        const page = await fetch(`${relay.url}/v1/topics/ce.t/messages?limit=100`);
+        return ((await page.json()) as { messages: unknown[] }).messages.length;
+      };
+      while ((await kept()) > 5) await new Promise((r) => setTimeout(r, 20));
+      release();
+      await until(() => errors.includes('cursor_expired'), 'the refused resume, as an error event');
+      await until(() => liveAgain, 'the subscription live again after the refusal');
+      await client.publish('ce.t', 'live again');
+      await until(() => received.includes('live again'), 'a live message after the refused resume');
+    } finally {
+      release();
+      await client.close();
+      await relay.stop();
+    }
+  });
 });
