@@ -44,8 +44,9 @@ export interface ClientOptions {
   maxPendingPublishes?: number;
   /**
    * Keepalive: ping the node this often; a connection that brought nothing (not even a `pong`)
-   * for a whole interval after a ping is dropped and reconnected, and an attempt to connect not
-   * answered within an interval fails. 30 s by default; `false` for none.
+   * for a whole interval after a ping is dropped and reconnected, and an attempt to connect whose
+   * upgrade (or token function) gives no answer within an interval fails. 30 s by default;
+   * `false` for none.
    */
   pingIntervalMs?: number | false;
 }
@@ -364,9 +365,12 @@ export class AnodeClient extends Emitter<ClientEvents> {
   async #connect(): Promise<void> {
     if (this.#stopped) return;
     const url = new URL(this.#url);
+    const given = this.#options.pingIntervalMs ?? 30_000;
+    const intervalMs = given !== false && given > 0 ? given : undefined;
     let token: string | undefined;
     try {
-      token = typeof this.#options.token === 'function' ? await this.#options.token() : this.#options.token;
+      const { token: option } = this.#options;
+      token = typeof option === 'function' ? await answerWithin(option(), intervalMs) : option;
     } catch (error) {
       this.#onClose(1006, '', `the token function failed: ${(error as Error).message}`);
       return;
@@ -380,8 +384,6 @@ export class AnodeClient extends Emitter<ClientEvents> {
     let failure: string | undefined;
     let socketClosed!: () => void;
     this.#socketClosed = new Promise((resolve) => (socketClosed = resolve));
-    const given = this.#options.pingIntervalMs ?? 30_000;
-    const intervalMs = given !== false && given > 0 ? given : undefined;
     let watch: ReturnType<typeof setTimeout> | undefined;
     let heard = false;
     const end = (code: number, reason: string) => {
@@ -591,6 +593,23 @@ export class AnodeClient extends Emitter<ClientEvents> {
       pending.reject(error);
     }
     this.emit('error', error);
+  }
+}
+
+/**
+ * A token function's answer, or a refusal once `ms` passed: one that never settles (a fetch to
+ * an auth server that hangs) held the client before its socket for good, no attempt after it.
+ */
+async function answerWithin<T>(answer: T | Promise<T>, ms: number | undefined): Promise<T> {
+  if (ms === undefined) return answer;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([answer, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

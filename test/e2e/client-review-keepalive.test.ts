@@ -114,4 +114,25 @@ describe('client library: keepalive', () => {
       await relay.stop();
     }
   });
+  it('gives up a token function that never answers and tries again', async () => {
+    const relay = await startRelay();
+    let calls = 0;
+    const client = createClient({
+      url: relay.wsUrl,
+      // The first call hangs, as a fetch to an auth server that never answers.
+      token: () => (++calls === 1 ? new Promise<string>(() => {}) : ''),
+      pingIntervalMs: 100,
+      reconnect: { initialDelayMs: 50, maxDelayMs: 100 },
+    });
+    try {
+      let opened = false;
+      client.on('open', () => (opened = true));
+      await assert.rejects(client.ready, { code: 'unavailable', message: /token function failed: no answer/ });
+      await until(() => opened, 'a later attempt that opens');
+      assert.ok(calls >= 2);
+    } finally {
+      await client.close();
+      await relay.stop();
+    }
+  });
 });
