@@ -6,6 +6,7 @@ import { matches } from '../../shared/src/topics.ts';
 import { type BackoffOptions, backoffDelay } from './backoff.ts';
 import { callSafely, Emitter } from './emitter.ts';
 import { endpointUrl, shownUrl } from './endpoint.ts';
+import { answerWithin, keepaliveInterval, watchSocket } from './liveness.ts';
 import type { Envelope, ServerFrame } from './wire.ts';
 
 /** Backoff for a resume or a publish the node refused as `unavailable`, when reconnects are off. */
@@ -365,8 +366,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
   async #connect(): Promise<void> {
     if (this.#stopped) return;
     const url = new URL(this.#url);
-    const given = this.#options.pingIntervalMs ?? 30_000;
-    const intervalMs = given !== false && given > 0 ? given : undefined;
+    const intervalMs = keepaliveInterval(this.#options.pingIntervalMs);
     let token: string | undefined;
     try {
       const { token: option } = this.#options;
@@ -384,37 +384,29 @@ export class AnodeClient extends Emitter<ClientEvents> {
     let failure: string | undefined;
     let socketClosed!: () => void;
     this.#socketClosed = new Promise((resolve) => (socketClosed = resolve));
-    let watch: ReturnType<typeof setTimeout> | undefined;
-    let heard = false;
     const end = (code: number, reason: string) => {
       if (ended) return;
       ended = true;
-      clearTimeout(watch);
+      watch.stop();
       socketClosed();
       this.#onClose(code, reason, opened ? undefined : (failure ?? `closed with ${code} before it opened`));
     };
-    const drop = (why: string) => {
-      if (!opened) failure = why;
-      socket.close(1000, why);
-      end(1006, opened ? why : '');
-    };
-    // An upgrade never answered (a frozen node, a proxy holding the connection) left the client
-    // waiting for good, no attempt after it: one that has not opened within an interval failed.
-    if (intervalMs) watch = setTimeout(() => drop(`no answer to the upgrade within ${intervalMs} ms`), intervalMs);
+    const watch = watchSocket(
+      intervalMs,
+      () => this.#send({ op: 'ping' }),
+      (why) => {
+        if (!opened) failure = why;
+        socket.close(1000, why);
+        end(1006, opened ? why : '');
+      },
+    );
     socket.addEventListener('open', () => {
       opened = true;
-      clearTimeout(watch);
-      if (intervalMs)
-        watch = this.#keepalive(
-          intervalMs,
-          () => heard,
-          () => (heard = false),
-          drop,
-        );
+      watch.opened();
       this.#onOpen();
     });
     socket.addEventListener('message', (event) => {
-      heard = true;
+      watch.heard();
       // A dropped socket's late frames belong to a connection already given up on.
       if (!ended) this.#onFrame(String(event.data));
     });
@@ -427,25 +419,6 @@ export class AnodeClient extends Emitter<ClientEvents> {
       // upgrade: one that never opened ends here (a later close is then ignored).
       if (!opened) end(1006, '');
     });
-  }
-
-  /**
-   * Pings every interval and drops the connection when nothing came since the previous ping: a
-   * peer gone without a FIN (a sleeping laptop, a NAT that forgot the flow) is otherwise noticed
-   * only when TCP gives up, minutes later, and browsers cannot see the node's WebSocket pings.
-   */
-  #keepalive(
-    intervalMs: number,
-    heard: () => boolean,
-    forget: () => void,
-    drop: (reason: string) => void,
-  ): ReturnType<typeof setInterval> {
-    let pinged = false;
-    return setInterval(() => {
-      if (pinged && !heard()) return drop(`no answer to a keepalive ping within ${intervalMs} ms`);
-      forget();
-      pinged = this.#send({ op: 'ping' });
-    }, intervalMs);
   }
 
   #onOpen(): void {
@@ -593,23 +566,6 @@ export class AnodeClient extends Emitter<ClientEvents> {
       pending.reject(error);
     }
     this.emit('error', error);
-  }
-}
-
-/**
- * A token function's answer, or a refusal once `ms` passed: one that never settles (a fetch to
- * an auth server that hangs) held the client before its socket for good, no attempt after it.
- */
-async function answerWithin<T>(answer: T | Promise<T>, ms: number | undefined): Promise<T> {
-  if (ms === undefined) return answer;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([answer, late]);
-  } finally {
-    clearTimeout(timer);
   }
 }
 

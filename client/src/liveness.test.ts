@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { mock, test } from 'node:test';
+import { answerWithin, keepaliveInterval, watchSocket } from './liveness.ts';
+
+test('keepalive is 30 s by default and off for false or a non-positive interval', () => {
+  assert.equal(keepaliveInterval(undefined), 30_000);
+  assert.equal(keepaliveInterval(500), 500);
+  assert.equal(keepaliveInterval(false), undefined);
+  assert.equal(keepaliveInterval(0), undefined);
+});
+
+test('an upgrade not answered within the interval is dropped; an opened one is pinged', (t) => {
+  mock.timers.enable({ apis: ['setTimeout', 'setInterval'] });
+  t.after(() => mock.timers.reset());
+  const drops: string[] = [];
+  let pings = 0;
+  const silent = watchSocket(
+    100,
+    () => true,
+    (why) => drops.push(why),
+  );
+  mock.timers.tick(100);
+  assert.match(drops[0] ?? '', /upgrade/);
+  silent.stop();
+
+  const live = watchSocket(
+    100,
+    () => ++pings > 0,
+    (why) => drops.push(why),
+  );
+  live.opened();
+  for (let n = 0; n < 5; n++) {
+    mock.timers.tick(100);
+    live.heard(); // the pong
+  }
+  assert.equal(drops.length, 1, 'a connection that answers is kept');
+  assert.equal(pings, 5);
+  mock.timers.tick(100); // pinged, nothing heard since
+  mock.timers.tick(100);
+  assert.match(drops[1] ?? '', /keepalive ping/);
+  live.stop();
+});
+
+test('a token function that never answers is refused after the interval; an answer is passed on', async () => {
+  assert.equal(await answerWithin(Promise.resolve('t'), 1_000), 't');
+  assert.equal(await answerWithin('t', undefined), 't');
+  await assert.rejects(answerWithin(new Promise(() => {}), 5), /no answer within 5 ms/);
+});

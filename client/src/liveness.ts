@@ -1,0 +1,69 @@
+/**
+ * How the client tells a connection that is gone from one that is quiet, one interval at a
+ * time (`pingIntervalMs`). Without it, a peer gone without a FIN (a sleeping laptop, a NAT that
+ * forgot the flow) was noticed only when TCP gave up, minutes later or never for a subscriber
+ * that sends nothing, and browsers cannot see the node's WebSocket pings; an upgrade never
+ * answered (a frozen node, a proxy holding the connection) held the client on that attempt.
+ */
+export interface SocketWatch {
+  /** The socket opened: the upgrade's deadline ends, the keepalive begins. */
+  opened(): void;
+  /** A frame came in: the connection is alive. */
+  heard(): void;
+  stop(): void;
+}
+
+/** The interval from the option: `undefined` when keepalive is off. */
+export function keepaliveInterval(given: number | false | undefined): number | undefined {
+  const ms = given ?? 30_000;
+  return ms !== false && ms > 0 ? ms : undefined;
+}
+
+/**
+ * Until the socket opens, `drop`s it when the upgrade is not answered within the interval; then
+ * `ping`s every interval and `drop`s it when nothing came in since the previous ping.
+ */
+export function watchSocket(
+  intervalMs: number | undefined,
+  ping: () => boolean,
+  drop: (why: string) => void,
+): SocketWatch {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let heard = false;
+  let pinged = false;
+  if (intervalMs) timer = setTimeout(() => drop(`no answer to the upgrade within ${intervalMs} ms`), intervalMs);
+  return {
+    opened() {
+      clearTimeout(timer);
+      if (!intervalMs) return;
+      timer = setInterval(() => {
+        if (pinged && !heard) return drop(`no answer to a keepalive ping within ${intervalMs} ms`);
+        heard = false;
+        pinged = ping();
+      }, intervalMs);
+    },
+    heard() {
+      heard = true;
+    },
+    stop() {
+      clearTimeout(timer);
+    },
+  };
+}
+
+/**
+ * A token function's answer, or a refusal once `ms` passed: one that never settles (a fetch to
+ * an auth server that hangs) held the client before its socket for good, no attempt after it.
+ */
+export async function answerWithin<T>(answer: T | Promise<T>, ms: number | undefined): Promise<T> {
+  if (ms === undefined) return answer;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([answer, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
