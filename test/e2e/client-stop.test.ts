@@ -4,7 +4,7 @@ import { signToken } from '@anode/shared';
 import { createClient } from '@anode/client';
 import { startRelay } from '../helpers/relay.ts';
 
-const SECRET = 'client-review-stop-secret-0123456789abcdef';
+const SECRET = 'client-stop-secret-0123456789abcdef';
 
 const closed = (client: ReturnType<typeof createClient>) =>
   new Promise<number>((resolve) => client.on('close', ({ code }) => resolve(code)));
