@@ -42,6 +42,7 @@ export function createStore(config: RelayConfig, log: Logger, metrics: Metrics, 
       return createSpoolingStore(cassandra, {
         dataDir: join(config.data_dir, 'spool'),
         drainIntervalMs: config.spool_drain_ms,
+        maxBytes: config.spool_max_bytes,
         log: log.child({ component: 'spool' }),
         onDepth: (depth) => metrics.storeSpoolDepth.set(depth),
       });

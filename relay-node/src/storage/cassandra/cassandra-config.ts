@@ -44,4 +44,7 @@ export const cassandraConfigShape = {
   cassandra_bucket_ms: positiveInt.default(3_600_000).describe('time bucket of the messages partition key'),
   cassandra_timeout_ms: positiveInt.default(5_000).describe('per-request timeout before a write goes to the spool'),
   spool_drain_ms: positiveInt.default(1_000).describe('how often the local spool retries Cassandra while it is away'),
+  spool_max_bytes: positiveInt
+    .default(1_073_741_824)
+    .describe('most bytes the local spool holds while Cassandra is away; past it, publishes are refused (unavailable)'),
 };

@@ -35,6 +35,12 @@ export const OUTAGE_LOG_MS = 30_000;
 export interface SpoolOptions {
   dataDir: string;
   drainIntervalMs: number;
+  /**
+   * Most bytes of envelopes the spool holds (spool_max_bytes). A long outage would otherwise fill
+   * the data folder's disk, and the relay's other files (leases, sources) with it: past this,
+   * publishes are refused (`unavailable`) and what the spool holds stays until it drains.
+   */
+  maxBytes?: number;
   log: Logger;
   onDepth?: (depth: number) => void;
 }
@@ -105,12 +111,29 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
   };
   const peek = db.prepare('SELECT seq, envelope FROM spool ORDER BY seq LIMIT ?');
   const remove = db.prepare('DELETE FROM spool WHERE seq <= ?');
-  const count = db.prepare('SELECT COUNT(*) AS n FROM spool');
-  let depth = Number((count.get() as { n: number }).n);
+  const count = db.prepare(
+    'SELECT COUNT(*) AS n, COALESCE(SUM(LENGTH(CAST(envelope AS BLOB))), 0) AS bytes FROM spool',
+  );
+  const held = count.get() as { n: number; bytes: number };
+  let depth = Number(held.n);
+  /** Bytes of the envelopes in the spool (UTF-8), against maxBytes. */
+  let spooledBytes = Number(held.bytes);
   let timer: ReturnType<typeof setTimeout> | undefined;
   let draining: Promise<void> | undefined;
   let closed = false;
   let lastError: string | undefined;
+
+  let fullLogged = false;
+  const spoolFull = (adding: number) => {
+    const error = new UnavailableError(
+      `storage is unavailable and the local spool is full (${spooledBytes} bytes held, ${adding} more would pass ` +
+        `spool_max_bytes ${options.maxBytes}); message not accepted, the spool drains when the store is back`,
+    );
+    // Once per outage: every refused publish would otherwise log it.
+    if (!fullLogged) options.log.error({ depth, bytes: spooledBytes, max_bytes: options.maxBytes }, 'spool is full');
+    fullLogged = true;
+    return error;
+  };
 
   const setDepth = (n: number) => {
     depth = n;
@@ -120,6 +143,7 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
   const spool = (messages: readonly Envelope[]): AppendResult[] => {
     const results: AppendResult[] = [];
     const batch = new Map<string, Envelope>();
+    let added = 0;
     db.exec('BEGIN IMMEDIATE');
     try {
       for (const m of messages) {
@@ -129,7 +153,11 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
           results.push({ envelope: earlier, inserted: false });
           continue;
         }
-        push.run(m.id, JSON.stringify(m), m.topic, m.cursor, m.source, m.ts);
+        const json = JSON.stringify(m);
+        added += Buffer.byteLength(json);
+        // The whole batch or none of it (rolled back below): what the spool holds stays.
+        if (options.maxBytes !== undefined && spooledBytes + added > options.maxBytes) throw spoolFull(added);
+        push.run(m.id, json, m.topic, m.cursor, m.source, m.ts);
         batch.set(m.id, m);
         results.push({ envelope: m, inserted: true });
       }
@@ -138,6 +166,7 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
       db.exec('ROLLBACK');
       throw error;
     }
+    spooledBytes += added;
     setDepth(depth + batch.size);
     schedule();
     return results;
@@ -151,6 +180,8 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
       const results = await primary.append(rows.map((r) => JSON.parse(r.envelope) as Envelope));
       remember(results, undefined);
       remove.run(last.seq);
+      spooledBytes = Math.max(0, spooledBytes - rows.reduce((sum, r) => sum + Buffer.byteLength(r.envelope), 0));
+      fullLogged = false;
       setDepth(Math.max(0, depth - rows.length));
       // Already stored before the outage, out of sight of the spool (see above): kept once.
       const known = results.filter((r) => !r.inserted).length;
@@ -269,6 +300,7 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
         ok: true,
         state: depth > 0 ? 'spooling' : inner.ok ? 'connected' : 'unreachable',
         spool_depth: depth,
+        spool_bytes: spooledBytes,
         ...(lastError ? { last_error: lastError } : {}),
       };
     },

@@ -1,0 +1,107 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { createHybridClock, type Envelope, messageId } from '@anode/shared';
+import { createLogger } from '../../logger.ts';
+import { createCassandraStore } from '../cassandra/cassandra-store.ts';
+import { createSqliteStore } from '../embedded/sqlite-store.ts';
+import { createSpoolingStore } from './spooling-store.ts';
+
+const log = createLogger('silent');
+
+/** A loopback port nothing listens on: a Cassandra that is not there (connections refused). */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+const unreachableCassandra = async () =>
+  createCassandraStore({
+    contactPoints: [`127.0.0.1:${await closedPort()}`],
+    localDataCenter: 'datacenter1',
+    keyspace: 'anode_review',
+    replication: 'SimpleStrategy:1',
+    writeConsistency: 'LOCAL_QUORUM',
+    readConsistency: 'LOCAL_QUORUM',
+    concurrency: 4,
+    bucketMs: 3_600_000,
+    timeoutMs: 2_000,
+    retention: { maxAgeMs: 0, maxMessages: 0 },
+  });
+
+describe('spool size limit (spool_max_bytes) while Cassandra is away', () => {
+  const dirs: string[] = [];
+  after(async () => {
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  });
+  const clock = createHybridClock('limit');
+  const message = (i: number): Envelope => ({
+    id: messageId(),
+    topic: 'spool.limit',
+    cursor: clock.next(),
+    source: 'src',
+    ts: Date.now(),
+    data: { i, pad: 'x'.repeat(200) },
+  });
+
+  it('refuses publishes past the limit with `unavailable`, keeps every accepted one, and drains them all', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-spool-limit-'));
+    dirs.push(dir);
+    const spoolDir = join(dir, 'spool');
+    // About ten messages of ~300 bytes.
+    const maxBytes = 3_000;
+    const spool = createSpoolingStore(await unreachableCassandra(), {
+      dataDir: spoolDir,
+      drainIntervalMs: 60_000,
+      log,
+      maxBytes,
+    });
+    const accepted: Envelope[] = [];
+    let refused: unknown;
+    for (let i = 0; i < 50 && refused === undefined; i++) {
+      const m = message(i);
+      try {
+        const [result] = await spool.append([m]);
+        assert.equal(result?.inserted, true);
+        accepted.push(m);
+      } catch (error) {
+        refused = error;
+      }
+    }
+    assert.ok(accepted.length > 0, 'the spool took messages while it had room');
+    assert.ok(refused !== undefined, 'a publish past the limit is refused, not spooled without end');
+    assert.equal((refused as { code?: string }).code, 'unavailable');
+    assert.match((refused as Error).message, /spool is full/);
+    assert.equal(spool.spoolDepth, accepted.length, 'the refused one was not spooled; none accepted was dropped');
+    const health = await spool.health();
+    assert.equal(health.state, 'spooling');
+    assert.ok((health.spool_bytes as number) <= maxBytes, `spool_bytes ${health.spool_bytes} within the limit`);
+    // A batch that does not fit is refused whole.
+    await assert.rejects(spool.append([message(100), message(101)]), { code: 'unavailable' });
+    assert.equal(spool.spoolDepth, accepted.length);
+    await spool.close();
+
+    // The relay restarts with the store back: the limit counts what the file holds, and every
+    // accepted message drains, once, in order.
+    const store = createSqliteStore({ dataDir: join(dir, 'store'), retention: { maxAgeMs: 0, maxMessages: 0 } });
+    const reopened = createSpoolingStore(store, { dataDir: spoolDir, drainIntervalMs: 20, log, maxBytes });
+    assert.equal(reopened.spoolDepth, accepted.length);
+    assert.ok(((await reopened.health()).spool_bytes as number) > 0, 'the bytes held are counted at start');
+    await reopened.drained(10_000);
+    const history = await reopened.history('spool.limit', { limit: 100 });
+    assert.deepEqual(
+      history.map((m) => m.id),
+      accepted.map((m) => m.id),
+    );
+    assert.equal((await reopened.health()).spool_bytes, 0);
+    // Room again: publishes are accepted.
+    assert.equal((await reopened.append([message(200)]))[0]?.inserted, true);
+    await reopened.close();
+  });
+});
