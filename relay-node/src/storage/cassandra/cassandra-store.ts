@@ -288,6 +288,23 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
   const exec = (query: string, params?: unknown[], execOptions?: cassandra.QueryOptions) =>
     guarded(() => client.execute(query, params, execOptions), Date.now() + options.timeoutMs);
   /**
+   * Every row of a read, page by page: `execute` returns only the driver's first page (fetchSize,
+   * 5,000 rows), and a relay with more topics, sources of a topic or buckets than that read as if
+   * the rest did not exist.
+   */
+  async function* rowsOf(query: string, params?: unknown[], first = exec(query, params)): AsyncGenerator<Row> {
+    for (let result = await first; ;) {
+      yield* result.rows;
+      if (!result.pageState) return;
+      result = await exec(query, params, { pageState: result.pageState });
+    }
+  }
+  const execAll = async (query: string, params?: unknown[]): Promise<Row[]> => {
+    const rows: Row[] = [];
+    for await (const row of rowsOf(query, params)) rows.push(row);
+    return rows;
+  };
+  /**
    * The statements of one append: at most `concurrency` in flight, and all of them tried again on
    * transient failures only until one deadline, so cassandra_timeout_ms bounds the append.
    */
@@ -613,13 +630,13 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
       // A resume usually ends in the bucket of its cursor: read that slice and the list of later
       // buckets at once, so a read that fits one bucket costs one round trip, as a raw read does.
       const first = after === undefined ? undefined : bucketOf(after);
-      const later = exec(`SELECT bucket FROM ${ks}.topic_buckets WHERE topic = ? AND bucket > ?`, [
-        topic,
-        first ?? Long.fromNumber(Number.MIN_SAFE_INTEGER),
-      ]);
+      // The list's first page only: later ones are read as the page needs them.
+      const buckets = `SELECT bucket FROM ${ks}.topic_buckets WHERE topic = ? AND bucket > ?`;
+      const bucketParams = [topic, first ?? Long.fromNumber(Number.MIN_SAFE_INTEGER)];
+      const later = exec(buckets, bucketParams);
       later.catch(() => {}); // awaited below unless the first slice is enough
       if (first !== undefined && !(await readBucket(first))) return out;
-      for (const { bucket } of (await later).rows) {
+      for await (const { bucket } of rowsOf(buckets, bucketParams, later)) {
         if (!(await readBucket(bucket as cassandra.types.Long))) break;
       }
       return out;
@@ -627,14 +644,14 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
 
     async latest(topic) {
       await connect();
-      const rows = await exec(`SELECT source, envelope FROM ${ks}.latest WHERE topic = ?`, [topic]);
-      return Object.fromEntries(rows.rows.map((r) => [r.source as string, JSON.parse(r.envelope as string)]));
+      const rows = await execAll(`SELECT source, envelope FROM ${ks}.latest WHERE topic = ?`, [topic]);
+      return Object.fromEntries(rows.map((r) => [r.source as string, JSON.parse(r.envelope as string)]));
     },
 
     async topics() {
       await connect();
-      const rows = await exec(`SELECT DISTINCT topic FROM ${ks}.topic_buckets`);
-      return rows.rows.map((r) => r.topic as string).sort();
+      const rows = await execAll(`SELECT DISTINCT topic FROM ${ks}.topic_buckets`);
+      return rows.map((r) => r.topic as string).sort();
     },
 
     async trimmedThrough(topic) {
