@@ -10,6 +10,7 @@ import {
   UnavailableError,
 } from '@anode/shared';
 import type { Logger } from '../../logger.ts';
+import { ensurePrivateFile, PRIVATE_DIR_MODE } from '../../private-files.ts';
 import { mergeLatest, mergePage, takePage } from '../merge-page.ts';
 
 /**
@@ -55,7 +56,10 @@ export interface SpoolingStore extends MessageStore {
 export const RECENT_IDS = 4_096;
 
 export function createSpoolingStore(primary: MessageStore, options: SpoolOptions): SpoolingStore {
-  mkdirSync(options.dataDir, { recursive: true });
+  // Owner-only, as the embedded store's file: it holds every message acked while Cassandra is
+  // away (securePrivateDir tightens it only at the next start). Its -wal and -shm take its mode.
+  mkdirSync(options.dataDir, { recursive: true, mode: PRIVATE_DIR_MODE });
+  ensurePrivateFile(join(options.dataDir, 'spool.sqlite'));
   const db = new DatabaseSync(join(options.dataDir, 'spool.sqlite'));
   db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;');
   db.exec('CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, envelope TEXT NOT NULL)');
