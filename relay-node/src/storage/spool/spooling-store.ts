@@ -52,6 +52,15 @@ export interface SpoolingStore extends MessageStore {
   drained(timeoutMs?: number): Promise<void>;
 }
 
+/**
+ * One drain append: at most DRAIN_ROWS rows and DRAIN_BYTES of envelopes (one row past it at most,
+ * and always one). By count alone, 500 spooled messages of up to 16 MiB each were read into memory
+ * at once and sent as one append, which Cassandra need not finish within cassandra_timeout_ms: the
+ * same batch then failed and was tried again for as long as the relay ran.
+ */
+export const DRAIN_ROWS = 500;
+export const DRAIN_BYTES = 4 * 1024 * 1024;
+
 /** Ids (with their stored copies) remembered from the remote store, to answer duplicates while it is away. */
 export const RECENT_IDS = 4_096;
 
@@ -178,13 +187,20 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
 
   const drainOnce = async () => {
     while (!closed) {
-      const rows = peek.all(500) as { seq: number; envelope: string }[];
+      const rows: { seq: number; envelope: string }[] = [];
+      let bytes = 0;
+      for (const row of peek.iterate(DRAIN_ROWS) as Iterable<{ seq: number; envelope: string }>) {
+        const size = Buffer.byteLength(row.envelope);
+        if (rows.length > 0 && bytes + size > DRAIN_BYTES) break;
+        rows.push(row);
+        bytes += size;
+      }
       const last = rows.at(-1);
       if (!last) return;
       const results = await primary.append(rows.map((r) => JSON.parse(r.envelope) as Envelope));
       remember(results, undefined);
       remove.run(last.seq);
-      spooledBytes = Math.max(0, spooledBytes - rows.reduce((sum, r) => sum + Buffer.byteLength(r.envelope), 0));
+      spooledBytes = Math.max(0, spooledBytes - bytes);
       fullLogged = false;
       setDepth(Math.max(0, depth - rows.length));
       // Already stored before the outage, out of sight of the spool (see above): kept once.
