@@ -61,6 +61,13 @@ export interface SpoolingStore extends MessageStore {
 export const DRAIN_ROWS = 500;
 export const DRAIN_BYTES = 4 * 1024 * 1024;
 
+/**
+ * Longest health() waits for the remote store's own check before it answers with the last one it
+ * got. That check connects first, and a Cassandra that drops packets answers neither for
+ * cassandra_timeout_ms (or longer): /healthz and /v1/status waited as long on every call.
+ */
+export const HEALTH_WAIT_MS = 1_000;
+
 /** Ids (with their stored copies) remembered from the remote store, to answer duplicates while it is away. */
 export const RECENT_IDS = 4_096;
 
@@ -135,6 +142,8 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
   let draining: Promise<void> | undefined;
   let closed = false;
   let lastError: string | undefined;
+  let checking: Promise<StoreHealth> | undefined;
+  let lastHealth: StoreHealth | undefined;
 
   let fullLogged = false;
   const spoolFull = (adding: number) => {
@@ -313,7 +322,26 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
     sweep: (now) => primary.sweep(now),
 
     async health(): Promise<StoreHealth> {
-      const inner = await primary.health();
+      // One check at a time; callers meanwhile get the last answer (or "no answer yet").
+      checking ??= primary
+        .health()
+        .catch((error: unknown): StoreHealth => ({ ok: false, detail: (error as Error).message }))
+        .then((answer) => (lastHealth = answer))
+        .finally(() => {
+          checking = undefined;
+        });
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const waited = new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), HEALTH_WAIT_MS);
+      });
+      const fresh = await Promise.race([checking, waited]);
+      clearTimeout(timer);
+      // Not answering is not "connected", whatever the last answer said.
+      const inner = fresh ?? {
+        ...lastHealth,
+        ok: false,
+        detail: `the store's health check has not answered within ${HEALTH_WAIT_MS} ms`,
+      };
       return {
         ...inner,
         // Writes are still durable (spooled), so the node stays healthy; the state says degraded.
