@@ -21,11 +21,12 @@ import { mergeLatest, mergePage, takePage } from '../merge-page.ts';
  * queue behind it. Reads need the remote store: while it is away they fail with `unavailable`.
  *
  * Duplicates while spooling (the degraded part of the MessageStore contract): an id already in
- * the spool, or among the last RECENT_IDS ids the remote store returned, is answered with that
- * copy and `inserted: false`, as the remote store would. An id stored remotely before that
- * window cannot be seen while the remote store is away: it is acknowledged as new, with the new
- * cursor; the drain then keeps the first copy (the remote store dedups by id), so history holds
- * it once, but live subscribers saw it twice under one id (clients drop the second by id).
+ * the spool, or among the last RECENT_IDS ids the remote store returned (fewer when their data
+ * pass RECENT_BYTES), is answered with that copy and `inserted: false`, as the remote store
+ * would. An id stored remotely before that window cannot be seen while the remote store is
+ * away: it is acknowledged as new, with the new cursor; the drain then keeps the first copy (the
+ * remote store dedups by id), so history holds it once, but live subscribers saw it twice under
+ * one id (clients drop the second by id).
  *
  * History and topics, when the remote store answers, include what waits in the spool (merged by
  * cursor), so this node's resumes and the peers catching up from it see every message it acked.
@@ -70,6 +71,11 @@ export const HEALTH_WAIT_MS = 1_000;
 
 /** Ids (with their stored copies) remembered from the remote store, to answer duplicates while it is away. */
 export const RECENT_IDS = 4_096;
+/**
+ * Most data (serialized `data` bytes) the remembered copies hold: by count alone, 4,096 messages
+ * of up to 16 MiB (max_message_bytes) were gigabytes kept alive for the relay's whole life.
+ */
+export const RECENT_BYTES = 32 * 1024 * 1024;
 
 export function createSpoolingStore(primary: MessageStore, options: SpoolOptions): SpoolingStore {
   // Owner-only, as the embedded store's file: it holds every message acked while Cassandra is
@@ -117,16 +123,23 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
   }
   const spooledTopics = db.prepare('SELECT DISTINCT topic FROM spool WHERE topic IS NOT NULL');
   const spooled = db.prepare('SELECT envelope FROM spool WHERE id = ? ORDER BY seq LIMIT 1');
-  const recent = new Map<string, Envelope>();
+  const recent = new Map<string, { envelope: Envelope; bytes: number }>();
+  let recentBytes = 0;
+  const forget = (id: string) => {
+    recentBytes -= recent.get(id)?.bytes ?? 0;
+    recent.delete(id);
+  };
   const remember = (results: readonly AppendResult[], minted: readonly boolean[] | undefined) => {
     results.forEach(({ envelope }, i) => {
       if (minted?.[i] && /^r/.test(envelope.id)) return; // a fresh random id is never sent again
-      recent.delete(envelope.id);
-      recent.set(envelope.id, envelope);
+      forget(envelope.id);
+      const bytes = dataBytes(envelope);
+      recent.set(envelope.id, { envelope, bytes });
+      recentBytes += bytes;
     });
     for (const id of recent.keys()) {
-      if (recent.size <= RECENT_IDS) break;
-      recent.delete(id);
+      if (recent.size <= RECENT_IDS && recentBytes <= RECENT_BYTES) break;
+      forget(id);
     }
   };
   const peek = db.prepare('SELECT seq, envelope FROM spool ORDER BY seq LIMIT ?');
@@ -170,7 +183,8 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
     try {
       for (const m of messages) {
         const row = spooled.get(m.id) as { envelope: string } | undefined;
-        const earlier = batch.get(m.id) ?? recent.get(m.id) ?? (row && (JSON.parse(row.envelope) as Envelope));
+        const earlier =
+          batch.get(m.id) ?? recent.get(m.id)?.envelope ?? (row && (JSON.parse(row.envelope) as Envelope));
         if (earlier) {
           results.push({ envelope: earlier, inserted: false });
           continue;
