@@ -77,6 +77,13 @@ export const RECENT_IDS = 4_096;
  */
 export const RECENT_BYTES = 32 * 1024 * 1024;
 
+/** A spool row as the drain reads it (`minted` is null in rows spooled before the column). */
+interface SpooledRow {
+  seq: number;
+  envelope: string;
+  minted: number | null;
+}
+
 export function createSpoolingStore(primary: MessageStore, options: SpoolOptions): SpoolingStore {
   // Owner-only, as the embedded store's file: it holds every message acked while Cassandra is
   // away (securePrivateDir tightens it only at the next start). Its -wal and -shm take its mode.
@@ -97,8 +104,14 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
   // Source and ts answer `latest` (rows spooled before these columns have neither: read whole).
   if (!columns.some((c) => c.name === 'source')) db.exec('ALTER TABLE spool ADD COLUMN source TEXT');
   if (!columns.some((c) => c.name === 'ts')) db.exec('ALTER TABLE spool ADD COLUMN ts INTEGER');
+  // Whether the caller minted the message (AppendOptions.minted), handed on when it drains: a
+  // drain without it made Cassandra read before writing every random id, about twice the work
+  // of the appends arriving meanwhile, so under load a spool could drain slower than it filled.
+  if (!columns.some((c) => c.name === 'minted')) db.exec('ALTER TABLE spool ADD COLUMN minted INTEGER');
   db.exec('CREATE INDEX IF NOT EXISTS spool_latest ON spool (topic, source, ts, id)');
-  const push = db.prepare('INSERT INTO spool (id, envelope, topic, cursor, source, ts) VALUES (?, ?, ?, ?, ?, ?)');
+  const push = db.prepare(
+    'INSERT INTO spool (id, envelope, topic, cursor, source, ts, minted) VALUES (?, ?, ?, ?, ?, ?, ?)',
+  );
   // The newest spooled row per source of a topic, by the stores' rule (ts, then id): index seeks
   // from one source to the next (a window over every row of the topic took ~0.5 s at 300,000).
   const nextSource = db.prepare('SELECT source FROM spool WHERE topic = ? AND source > ? ORDER BY source LIMIT 1');
@@ -142,7 +155,7 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
       forget(id);
     }
   };
-  const peek = db.prepare('SELECT seq, envelope FROM spool ORDER BY seq LIMIT ?');
+  const peek = db.prepare('SELECT seq, envelope, minted FROM spool ORDER BY seq LIMIT ?');
   const remove = db.prepare('DELETE FROM spool WHERE seq <= ?');
   const count = db.prepare(
     'SELECT COUNT(*) AS n, COALESCE(SUM(LENGTH(CAST(envelope AS BLOB))), 0) AS bytes FROM spool',
@@ -175,13 +188,13 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
     options.onDepth?.(n);
   };
 
-  const spool = (messages: readonly Envelope[]): AppendResult[] => {
+  const spool = (messages: readonly Envelope[], minted: readonly boolean[] | undefined): AppendResult[] => {
     const results: AppendResult[] = [];
     const batch = new Map<string, Envelope>();
     let added = 0;
     db.exec('BEGIN IMMEDIATE');
     try {
-      for (const m of messages) {
+      for (const [i, m] of messages.entries()) {
         const row = spooled.get(m.id) as { envelope: string } | undefined;
         const earlier =
           batch.get(m.id) ?? recent.get(m.id)?.envelope ?? (row && (JSON.parse(row.envelope) as Envelope));
@@ -193,7 +206,7 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
         added += Buffer.byteLength(json);
         // The whole batch or none of it (rolled back below): what the spool holds stays.
         if (options.maxBytes !== undefined && spooledBytes + added > options.maxBytes) throw spoolFull(added);
-        push.run(m.id, json, m.topic, m.cursor, m.source, m.ts);
+        push.run(m.id, json, m.topic, m.cursor, m.source, m.ts, minted?.[i] ? 1 : 0);
         batch.set(m.id, m);
         results.push({ envelope: m, inserted: true });
       }
@@ -210,9 +223,9 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
 
   const drainOnce = async () => {
     while (!closed) {
-      const rows: { seq: number; envelope: string }[] = [];
+      const rows: SpooledRow[] = [];
       let bytes = 0;
-      for (const row of peek.iterate(DRAIN_ROWS) as Iterable<{ seq: number; envelope: string }>) {
+      for (const row of peek.iterate(DRAIN_ROWS) as Iterable<SpooledRow>) {
         const size = Buffer.byteLength(row.envelope);
         if (rows.length > 0 && bytes + size > DRAIN_BYTES) break;
         rows.push(row);
@@ -220,8 +233,12 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
       }
       const last = rows.at(-1);
       if (!last) return;
-      const results = await primary.append(rows.map((r) => JSON.parse(r.envelope) as Envelope));
-      remember(results, undefined);
+      const minted = rows.map((r) => r.minted === 1);
+      const results = await primary.append(
+        rows.map((r) => JSON.parse(r.envelope) as Envelope),
+        { minted },
+      );
+      remember(results, minted);
       remove.run(last.seq);
       spooledBytes = Math.max(0, spooledBytes - bytes);
       fullLogged = false;
@@ -292,7 +309,7 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
     },
 
     async append(messages, appendOptions) {
-      if (depth > 0) return spool(messages); // keep order: nothing overtakes the spool
+      if (depth > 0) return spool(messages, appendOptions?.minted); // keep order: nothing overtakes the spool
       try {
         const results = await primary.append(messages, appendOptions);
         remember(results, appendOptions?.minted);
@@ -303,7 +320,7 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
         // overwrite to the drain, so the publish is refused.
         if ((error as { code?: unknown }).code === 'node_id_in_use') throw error;
         options.log.warn({ err: error, messages: messages.length }, 'store unavailable; spooling writes locally');
-        return spool(messages);
+        return spool(messages, appendOptions?.minted);
       }
     },
 
