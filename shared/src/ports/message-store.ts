@@ -40,7 +40,9 @@ import type { Envelope } from '../frames.ts';
  *   answered with that copy; an id stored in Cassandra before that is not visible, so it is
  *   acknowledged as new under its new cursor, and the drain keeps the first copy (history holds
  *   it once; live subscribers may see the id twice, and clients drop the second by id). Reads
- *   fail with `unavailable` until Cassandra is back. Pinned by spooling-store.test.ts.
+ *   fail with `unavailable` until Cassandra is back. The spool holds at most `spool_max_bytes`
+ *   of envelopes: an append that would pass it is refused whole with `unavailable` (nothing
+ *   already spooled is dropped). Pinned by spooling-store.test.ts and spool-limit.test.ts.
  */
 export interface MessageStore {
   readonly kind: string;
