@@ -1,11 +1,28 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { after, describe, it } from 'node:test';
 import type { Envelope, MessageStore } from '@anode/shared';
 import { createHybridClock } from '@anode/shared';
+import type { Libp2p } from '@libp2p/interface';
+import { noise } from '@libp2p/noise';
+import { tcp } from '@libp2p/tcp';
+import { yamux } from '@libp2p/yamux';
+import { multiaddr } from '@multiformats/multiaddr';
+import { createLibp2p } from 'libp2p';
 import { createLogger } from '../logger.ts';
 import { memoryStore } from '../hub/test-hub.ts';
+import type { Host } from './host.ts';
 import { createShards } from './shards.ts';
-import { catchUpAnswer, catchUpFrameBytes, historyPage, topicsPage } from './catch-up.ts';
+import {
+  CATCH_UP_PROTOCOL,
+  catchUpAnswer,
+  catchUpFrameBytes,
+  catchUpFrom,
+  historyPage,
+  topicsPage,
+} from './catch-up.ts';
 
 const utf8 = (text: string) => new TextEncoder().encode(text).byteLength;
 
@@ -114,5 +131,76 @@ describe('catch-up pages', () => {
     );
     assert.ok(largest <= 2 * 300 * 1024 + 64, `a store read held ${largest} bytes of data`);
     await store.close();
+  });
+});
+
+// A timeout per test only so that a catch-up that would wait for good fails instead of hanging.
+describe('catch-up from a peer that stops answering', { timeout: 30_000 }, () => {
+  const nodes: Libp2p[] = [];
+  after(() => Promise.all(nodes.map((node) => node.stop())));
+  const node = async () => {
+    const created = await createLibp2p({
+      addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      // As the relay's host: liveness, not libp2p's monitor, drops unresponsive peers.
+      connectionMonitor: { enabled: false },
+    });
+    nodes.push(created);
+    return created;
+  };
+  const shards = createShards(4);
+  const from = (client: Libp2p, server: Libp2p['peerId'], signal?: AbortSignal) =>
+    catchUpFrom(client as unknown as Host, shards, 64 * 1024, {
+      peer: server,
+      shards: [0, 1, 2, 3],
+      after: '0',
+      ingest: async () => 0,
+      timeoutMs: 1_000,
+      ...(signal ? { signal } : {}),
+    });
+
+  it('gives up on a frozen peer that never opens the stream, while the node runs on', async (t) => {
+    // A process of its own, stopped with SIGSTOP: its connection stays up, it answers nothing.
+    const child = spawn(process.execPath, [new URL('./catch-up-peer.fixture.ts', import.meta.url).pathname], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    t.after(async () => {
+      child.kill('SIGKILL');
+      if (child.exitCode === null && child.signalCode === null) await once(child, 'exit');
+    });
+    const [address] = (await once(createInterface({ input: child.stdout }), 'line')) as [string];
+    const client = await node();
+    const connection = await client.dial(multiaddr(address));
+    child.kill('SIGSTOP');
+    // The node's stop signal, as sync passes it, never fires here: only the timeout ends the wait.
+    const stop = new AbortController();
+    await assert.rejects(from(client, connection.remotePeer, stop.signal), (error: Error) => {
+      assert.match(error.name, /AbortError|TimeoutError/);
+      return true;
+    });
+    assert.equal(connection.status, 'open', 'the connection itself was left to liveness');
+  });
+
+  it('gives up on a peer that opens the stream and then never answers a request', async () => {
+    const server = await node();
+    let asked = 0;
+    await server.handle(CATCH_UP_PROTOCOL, () => void (asked += 1), { runOnLimitedConnection: true });
+    const client = await node();
+    await client.dial(server.getMultiaddrs());
+    await assert.rejects(from(client, server.peerId), /abort|timeout/i);
+    assert.equal(asked, 1);
+  });
+
+  it('stops waiting for an answer when the node stops', async () => {
+    const server = await node();
+    await server.handle(CATCH_UP_PROTOCOL, () => {}, { runOnLimitedConnection: true });
+    const client = await node();
+    await client.dial(server.getMultiaddrs());
+    const stop = new AbortController();
+    const running = from(client, server.peerId, stop.signal);
+    stop.abort(new Error('node stopping'));
+    await assert.rejects(running, /node stopping/);
   });
 });

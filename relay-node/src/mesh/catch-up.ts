@@ -38,23 +38,28 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 const isEof = (error: unknown) => (error as Error)?.name === 'UnexpectedEOFError';
 // Every wait on a peer is bounded: a paused or vanished peer must not hold a stream (and one of
-// the protocol's few inbound stream slots) open forever; the caller aborts the stream instead.
-const bounded = () => ({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+// the protocol's few inbound stream slots, or the client's one catch-up at a time) open for
+// good; the caller aborts the stream instead. `stop` ends the wait early.
+const within = (timeoutMs: number, stop?: AbortSignal) => {
+  const timeout = AbortSignal.timeout(timeoutMs);
+  return { signal: stop ? AbortSignal.any([stop, timeout]) : timeout };
+};
+const bounded = () => within(REQUEST_TIMEOUT_MS);
 
 /** The largest catch-up frame, for a mesh whose largest envelope is `maxEnvelopeBytes`. */
 export const catchUpFrameBytes = (maxEnvelopeBytes: number) => PAGE_BYTES + maxEnvelopeBytes + FRAME_SLACK;
 
-const frames = (stream: Stream, maxEnvelopeBytes: number) => {
+const frames = (stream: Stream, maxEnvelopeBytes: number, timeoutMs = REQUEST_TIMEOUT_MS, stop?: AbortSignal) => {
   const lp = lpStream(stream, { maxDataLength: catchUpFrameBytes(maxEnvelopeBytes) });
   return {
     async read(): Promise<Record<string, unknown>> {
-      const value: unknown = JSON.parse(decoder.decode((await lp.read(bounded())).subarray()));
+      const value: unknown = JSON.parse(decoder.decode((await lp.read(within(timeoutMs, stop))).subarray()));
       if (typeof value !== 'object' || value === null || Array.isArray(value))
         throw new Error('frame is not an object');
       return value as Record<string, unknown>;
     },
     write: (value: unknown) =>
-      lp.write(encoder.encode(typeof value === 'string' ? value : JSON.stringify(value)), bounded()),
+      lp.write(encoder.encode(typeof value === 'string' ? value : JSON.stringify(value)), within(timeoutMs, stop)),
   };
 };
 
@@ -162,7 +167,10 @@ export interface CatchUpRequest {
   after: string;
   /** Checks (the message contract) and stores one page; resolves with how many were new. */
   ingest(envelopes: unknown[]): Promise<number>;
+  /** Stops the catch-up (the node stops). */
   signal?: AbortSignal;
+  /** How long the peer may take to open the stream or to answer one request (default 15 s). */
+  timeoutMs?: number;
 }
 
 /** Fetch everything `peer` stored after a cursor in the given shards; resolves with how many were new here. */
@@ -171,11 +179,15 @@ export async function catchUpFrom(host: Host, shards: Shards, maxMessageBytes: n
   const open = host.getConnections(request.peer).filter((c) => c.status === 'open');
   const connection = open.find((c) => c.limits === undefined) ?? open[0];
   if (!connection) throw new Error(`not connected to ${request.peer.toString()}`);
+  const timeoutMs = request.timeoutMs ?? REQUEST_TIMEOUT_MS;
+  // Bounded by time as well as by stop: given a signal, libp2p drops its own negotiation timeout,
+  // and a frozen peer would hold the one catch-up slot (every other peer's catch-up waits) until
+  // liveness drops its connection, 30-60 s later.
   const stream = await connection.newStream(CATCH_UP_PROTOCOL, {
     runOnLimitedConnection: true,
-    signal: request.signal ?? AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    ...within(timeoutMs, request.signal),
   });
-  const io = frames(stream, maxMessageBytes);
+  const io = frames(stream, maxMessageBytes, timeoutMs, request.signal);
   const ask = async (frame: Record<string, unknown>) => {
     await io.write(frame);
     const response = await io.read();
