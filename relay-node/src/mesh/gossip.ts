@@ -37,7 +37,7 @@ import type { Shards } from './shards.ts';
  * to a stream the peer closed (say on a message larger than it accepts), or that failed to publish
  * is counted in `anode_mesh_gossip_dropped_total`, and repaired at once: the peer is reported to
  * `onUndelivered` (the mesh cuts the link, and the peer catches up from this node when it
- * reconnects), a failed publish is retried.
+ * reconnects), a failed publish is retried, before anything newer goes out (see retryLater).
  *
  * Receiving: the validator decodes a batch once and checks every envelope (an invalid one
  * rejects the batch, which scores its sender down), and that the publisher does not pass off
@@ -154,8 +154,11 @@ export function createGossip(options: GossipOptions) {
   // --- publishing ---
   const queue: { envelope: Envelope; attempts: number }[] = [];
   let draining: Promise<void> | undefined;
+  // Ends a wait before a retry when the node stops.
+  const stopping = new AbortController();
 
-  const publishBatch = async (shard: number, items: typeof queue, jsons: string[]) => {
+  /** Publish one batch; false when gossipsub failed to (the caller retries it). */
+  const publishBatch = async (shard: number, items: typeof queue, jsons: string[]): Promise<boolean> => {
     const topic = shards.topics[shard] as string;
     const host = pubsub as MeshPubsub;
     try {
@@ -171,12 +174,28 @@ export function createGossip(options: GossipOptions) {
         log.debug({ peer: id, topic, envelopes: items.length }, 'gossip had no stream to a subscribed peer');
         options.onUndelivered?.(id);
       }
+      return true;
     } catch (error) {
       metrics.dropped.inc({ reason: 'publish_error' }, items.length);
-      const retry = items.filter((item) => ++item.attempts <= PUBLISH_RETRIES);
-      log.warn({ err: error, topic, envelopes: items.length, retrying: retry.length }, 'gossip publish failed');
-      if (retry.length > 0) setTimeout(() => send([], retry), 100 * 2 ** (retry[0]?.attempts ?? 0)).unref();
+      const retrying = items.filter((item) => item.attempts + 1 <= PUBLISH_RETRIES).length;
+      log.warn({ err: error, topic, envelopes: items.length, retrying }, 'gossip publish failed');
+      return false;
     }
+  };
+
+  /**
+   * A publish failed: put the failed batch (its envelopes with retries left) and everything not
+   * yet published back at the head of the queue, in the order accepted, and wait before the next
+   * round. Nothing newer goes out meanwhile: a retried batch overtaken by a later one would reach
+   * receivers after it, and they deliver as things arrive (deduplicating by id, not sorting by
+   * cursor), so subscribers would see this node's messages out of cursor order.
+   */
+  const retryLater = async (taken: typeof queue, done: ReadonlySet<(typeof queue)[number]>, failed: typeof queue) => {
+    for (const item of failed) item.attempts += 1;
+    const back = taken.filter((item) => !done.has(item) && item.attempts <= PUBLISH_RETRIES);
+    queue.unshift(...back);
+    metrics.queued.set(queue.length);
+    await sleep(100 * 2 ** (failed[0]?.attempts ?? 1), undefined, { signal: stopping.signal }).catch(() => {});
   };
 
   let lastRound = Number.NEGATIVE_INFINITY;
@@ -185,9 +204,10 @@ export function createGossip(options: GossipOptions) {
       // Gather everything accepted in this turn, and for the rest of the tick after the last round.
       const wait = lastRound + options.batchMs - performance.now();
       await (wait >= 1 ? sleep(wait) : immediate());
+      if (!pubsub) break;
       lastRound = performance.now();
       const taken = queue.splice(0);
-      metrics.queued.set(0);
+      metrics.queued.set(queue.length);
       const byShard = new Map<number, typeof queue>();
       for (const item of taken) {
         const shard = shards.of(item.envelope.topic);
@@ -195,7 +215,14 @@ export function createGossip(options: GossipOptions) {
         if (!list) byShard.set(shard, (list = []));
         list.push(item);
       }
-      for (const [shard, list] of byShard) {
+      // Published or dropped for good, this round.
+      const done = new Set<(typeof queue)[number]>();
+      const publish = async (shard: number, items: typeof queue, jsons: string[]) => {
+        if (!(await publishBatch(shard, items, jsons))) return false;
+        for (const item of items) done.add(item);
+        return true;
+      };
+      round: for (const [shard, list] of byShard) {
         let items: typeof queue = [];
         let jsons: string[] = [];
         let bytes = 0;
@@ -203,6 +230,7 @@ export function createGossip(options: GossipOptions) {
           const json = envelopeJson(item.envelope);
           const size = Buffer.byteLength(json);
           if (size > options.maxMessageBytes) {
+            done.add(item);
             metrics.dropped.inc({ reason: 'too_large' });
             log.warn(
               { id: item.envelope.id, bytes: size },
@@ -214,7 +242,10 @@ export function createGossip(options: GossipOptions) {
             jsons.length >= MAX_BATCH_ENVELOPES ||
             batchBytes(options.nodeId, bytes + size, jsons.length + 1) > BATCH_TARGET_BYTES;
           if (jsons.length > 0 && full) {
-            await publishBatch(shard, items, jsons);
+            if (!(await publish(shard, items, jsons))) {
+              await retryLater(taken, done, items);
+              break round;
+            }
             items = [];
             jsons = [];
             bytes = 0;
@@ -223,16 +254,19 @@ export function createGossip(options: GossipOptions) {
           jsons.push(json);
           bytes += size;
         }
-        if (jsons.length > 0) await publishBatch(shard, items, jsons);
+        if (jsons.length > 0 && !(await publish(shard, items, jsons))) {
+          await retryLater(taken, done, items);
+          break;
+        }
       }
     }
+    // Stopped (see stop): a retry put back after the queue was cleared is not kept.
+    if (!pubsub) queue.length = 0;
     draining = undefined;
   };
 
-  const send = (envelopes: readonly Envelope[], retried: typeof queue = []) => {
+  const send = (envelopes: readonly Envelope[]) => {
     if (!pubsub) return;
-    // Retried items go first: they were accepted before anything still queued.
-    queue.unshift(...retried);
     for (const envelope of envelopes) queue.push({ envelope, attempts: 0 });
     metrics.queued.set(queue.length);
     draining ??= drain();
@@ -283,8 +317,17 @@ export function createGossip(options: GossipOptions) {
     /** Gossip envelopes this node accepted (also when no peer is there to hear them). */
     send: (envelopes: readonly Envelope[]) => send(envelopes),
 
-    /** Resolves once everything queued so far was published. */
+    /** Resolves once everything queued so far was published (or failed its retries). */
     async flush(): Promise<void> {
+      while (draining) await draining;
+    },
+
+    /** Publish nothing more: what is queued or waits for a retry is left to catch-up. */
+    async stop(): Promise<void> {
+      pubsub = undefined;
+      stopping.abort();
+      queue.length = 0;
+      metrics.queued.set(0);
       while (draining) await draining;
     },
 

@@ -230,6 +230,7 @@ export async function createMesh(context: ComponentContext) {
       liveness?.stop();
       peers.stop();
       await gossip.flush();
+      await gossip.stop();
       await sync.stop();
       stun?.close();
       await host.stop();

@@ -57,6 +57,12 @@ export async function createTestPeer(options: TestPeerOptions = {}) {
 
     connections: () => node.getConnections().filter((c) => c.status === 'open').length,
 
+    /** Its listen addresses, with its peer id. */
+    multiaddrs: () => node.getMultiaddrs().map(String),
+
+    /** Its gossipsub, for tests that run the mesh's own gossip on it. */
+    pubsub: pubsubOf(host),
+
     /** Subscribe to a gossip topic and wait until `peer` is known to be subscribed to it too. */
     async join(topic: string, peer: string, timeoutMs = 10_000): Promise<void> {
       const pubsub = pubsubOf(host);

@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createHybridClock, type Envelope } from '@anode/shared';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { createGossip } from './gossip.ts';
+import { createMeshMetrics } from './mesh-metrics.ts';
+import { createShards } from './shards.ts';
+import { createTestPeer, type TestPeer } from './test-peer.ts';
+
+const NODE = 'gossipnode1';
+const TOPIC = 'orders.eu';
+const shards = createShards(32);
+const shardTopic = shards.gossipTopic(TOPIC);
+const clock = createHybridClock(NODE);
+const envelope = (id: string): Envelope => ({ id, topic: TOPIC, cursor: clock.next(), source: 's', ts: 1, data: id });
+
+const until = async (what: string, check: () => boolean) => {
+  for (let i = 0; !check(); i++) {
+    if (i > 400) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+};
+
+describe('gossip publish retries', { timeout: 60_000 }, () => {
+  const peers: TestPeer[] = [];
+  after(() => Promise.all(peers.map((peer) => peer.stop())));
+
+  /**
+   * A relay's gossip on a real gossipsub node, connected on loopback to a peer that records what it
+   * receives. Its publish is wrapped by a test double that fails the first `failures` calls: a
+   * transient gossipsub publish error cannot be provoked on demand with real nodes.
+   */
+  const setup = async (failures: number) => {
+    const sender = await createTestPeer();
+    const receiver = await createTestPeer();
+    peers.push(sender, receiver);
+    const gossip = createGossip({
+      shards,
+      maxMessageBytes: 64 * 1024,
+      nodeId: NODE,
+      batchMs: 5,
+      floodPublish: true,
+      log: pino({ level: 'silent' }),
+      metrics: createMeshMetrics(new Registry(), () => 0),
+    });
+    const pubsub = sender.pubsub;
+    let calls = 0;
+    const publish = pubsub.publish.bind(pubsub);
+    pubsub.publish = async (...args: Parameters<typeof publish>) => {
+      calls += 1;
+      if (calls <= failures) throw new Error('test double: gossipsub publish failed');
+      return publish(...args);
+    };
+    gossip.attach(pubsub, sender.peerId, () => {});
+    gossip.carry(new Set([shards.of(TOPIC)]));
+    await receiver.dial(sender.multiaddrs()[0] as string);
+    await receiver.join(shardTopic, sender.peerId);
+    await until('the sender to see the receiver subscribed', () =>
+      pubsub.getSubscribers(shardTopic).some((p) => p.toString() === receiver.peerId),
+    );
+    const received = () =>
+      receiver.received.flatMap(
+        (m) => (JSON.parse(new TextDecoder().decode(m.data)) as { envelopes: Envelope[] }).envelopes,
+      );
+    return { gossip, received, calls: () => calls };
+  };
+
+  it("keeps this node's messages in order when a publish fails and is retried", async () => {
+    const { gossip, received, calls } = await setup(1);
+    gossip.send([envelope('first')]);
+    await until('the first publish to fail', () => calls() === 1);
+    gossip.send([envelope('second')]);
+    await until('both messages at the receiver', () => received().length >= 2);
+    assert.deepEqual(
+      received().map((e) => e.id),
+      ['first', 'second'],
+      'the retried batch was not overtaken by a later one',
+    );
+    await gossip.stop();
+  });
+
+  it('retries nothing after stop', async () => {
+    const { gossip, calls } = await setup(Number.POSITIVE_INFINITY);
+    gossip.send([envelope('doomed')]);
+    await until('the first publish to fail', () => calls() === 1);
+    await gossip.stop();
+    // Longer than every retry's backoff together (0.2 + 0.4 + 0.8 s).
+    await sleep(2_000);
+    assert.equal(calls(), 1, 'no retry went out after stop');
+  });
+});
