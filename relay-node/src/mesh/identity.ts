@@ -1,13 +1,15 @@
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
 import type { PrivateKey } from '@libp2p/interface';
+import { writePrivateFileDurably } from '../private-files.ts';
 import { decodeSwarmKey, keyFromHex } from './pnet/swarm-key.ts';
 
 /**
  * This relay's persistent libp2p identity: an Ed25519 key made once and kept in the data folder
  * (`peer-key`, the libp2p protobuf encoding, readable by the owner only), so its peer id
- * survives restarts and others can allow-list it.
+ * survives restarts and others can allow-list it. Written whole or not at all: a power cut after
+ * the first start must not leave an empty file that stops every later start.
  */
 export async function loadPeerKey(dataDir: string): Promise<PrivateKey> {
   const path = join(dataDir, 'peer-key');
@@ -19,8 +21,8 @@ export async function loadPeerKey(dataDir: string): Promise<PrivateKey> {
     }
   }
   const key = await generateKeyPair('Ed25519');
-  await mkdir(dataDir, { recursive: true });
-  await writeFile(path, privateKeyToProtobuf(key), { flag: 'wx', mode: 0o600 });
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  await writePrivateFileDurably(path, privateKeyToProtobuf(key));
   return key;
 }
 

@@ -1,0 +1,55 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { privateKeyFromProtobuf } from '@libp2p/crypto/keys';
+import { loadPeerKey } from './identity.ts';
+
+describe('peer key file', () => {
+  const dirs: string[] = [];
+  after(() => Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true }))));
+  const folder = async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-peer-key-'));
+    dirs.push(dir);
+    return dir;
+  };
+
+  it('is made once, owner-only, and read back on the next start (same peer id)', async () => {
+    const dir = await folder();
+    const key = await loadPeerKey(dir);
+    assert.equal(key.type, 'Ed25519');
+    assert.equal((await stat(join(dir, 'peer-key'))).mode & 0o777, 0o600);
+    assert.ok((await loadPeerKey(dir)).equals(key));
+  });
+
+  it('ignores a temporary file left by a crash while it was first written', async () => {
+    const dir = await folder();
+    await writeFile(join(dir, 'peer-key.tmp'), '');
+    const key = await loadPeerKey(dir);
+    assert.ok(privateKeyFromProtobuf(await readFile(join(dir, 'peer-key'))).equals(key));
+  });
+
+  it('is in its folder for good before the relay uses it (the folder is synced)', async (t) => {
+    const dir = await folder();
+    const probe = await open(join(dir, 'probe'), 'w');
+    const proto = Object.getPrototypeOf(probe) as { sync(): Promise<void> };
+    await probe.close();
+    const { sync } = proto;
+    t.after(() => Object.assign(proto, { sync }));
+    const folderIno = (await stat(dir)).ino;
+    const synced: number[] = [];
+    proto.sync = async function (this: { stat(): Promise<{ ino: number }> }) {
+      synced.push((await this.stat()).ino);
+      return sync.call(this);
+    };
+    await loadPeerKey(dir);
+    assert.ok(synced.includes(folderIno), 'the data folder was synced after peer-key was put in it');
+  });
+
+  it('refuses to start on a file that does not hold a key, naming it', async () => {
+    const dir = await folder();
+    await writeFile(join(dir, 'peer-key'), '');
+    await assert.rejects(loadPeerKey(dir), /peer-key does not hold a libp2p private key/);
+  });
+});
