@@ -47,6 +47,43 @@ describe('catch-up pages', () => {
     assert.deepEqual(topicsPage([], undefined), { topics: [], next: null });
   });
 
+  it('reads the stored topics once per catch-up stream, not once per page', async () => {
+    const store = memoryStore();
+    const shards = createShards(4);
+    const names = Array.from({ length: 3_000 }, (_, i) => `${'n'.repeat(100)}${i}.t`);
+    await store.append(
+      names.map((topic, i) => ({ id: `m${i}`, topic, cursor: `${'0'.repeat(15)}1-n`, source: 's', ts: 0, data: 0 })),
+    );
+    let reads = 0;
+    const counted: MessageStore = { ...store, topics: () => ((reads += 1), store.topics()) };
+    const deps = { store: counted, shards, maxMessageBytes: 1024, log: createLogger('silent') };
+    const wanted = [0, 2];
+    const list = async (answer: ReturnType<typeof catchUpAnswer>) => {
+      const seen: string[] = [];
+      let after: string | undefined;
+      let pages = 0;
+      do {
+        const text = await answer({ op: 'topics', shards: wanted, shard_count: 4, ...(after ? { after } : {}) });
+        const page = JSON.parse(text as string) as { topics: string[]; next: string | null };
+        seen.push(...page.topics);
+        after = page.next ?? undefined;
+        pages += 1;
+      } while (after !== undefined);
+      return { seen, pages };
+    };
+    const { seen, pages } = await list(catchUpAnswer(deps));
+    assert.deepEqual(seen, names.filter((t) => wanted.includes(shards.of(t))).sort());
+    assert.ok(pages > 2, `${pages} pages`);
+    assert.equal(reads, 1, 'one store read for the whole listing');
+    await store.append([
+      { id: 'newer', topic: 'newer.t', cursor: `${'0'.repeat(15)}2-n`, source: 's', ts: 0, data: 0 },
+    ]);
+    const again = await list(catchUpAnswer(deps));
+    assert.equal(reads, 2, 'the next catch-up stream reads the topics afresh');
+    assert.ok(again.seen.includes('newer.t'), 'a topic stored since is listed'); // shard 2 of 4
+    await store.close();
+  });
+
   const envelope = (n: number, data: unknown): Envelope => ({
     id: `m${n}`,
     topic: 't',

@@ -63,12 +63,23 @@ const frames = (stream: Stream, maxEnvelopeBytes: number, timeoutMs = REQUEST_TI
   };
 };
 
+/** The index of the first name in `sorted` greater than `after` (binary search). */
+const firstAfter = (sorted: readonly string[], after: string) => {
+  let low = 0;
+  let high = sorted.length;
+  while (low < high) {
+    const mid = (low + high) >>> 1;
+    if ((sorted[mid] as string) > after) high = mid;
+    else low = mid + 1;
+  }
+  return low;
+};
+
 /** One page of topic names after `after`, cut by count and bytes. */
 export function topicsPage(sorted: readonly string[], after: string | undefined) {
   const topics: string[] = [];
   let bytes = 0;
-  let i = after === undefined ? 0 : sorted.findIndex((t) => t > after);
-  if (i < 0) i = sorted.length;
+  let i = after === undefined ? 0 : firstAfter(sorted, after);
   for (; i < sorted.length && topics.length < TOPICS_PAGE; i++) {
     const topic = sorted[i] as string;
     bytes += utf8Length(topic) + 3;
@@ -112,16 +123,31 @@ export function historyPage(
   return `{"messages":[${parts.join(',')}],"next":${next}}`;
 }
 
-/** The answer to one catch-up request from this node's store (serveCatchUp's, testable alone). */
+/**
+ * The answers to one catch-up stream's requests from this node's store (serveCatchUp's, testable
+ * alone). The stream's topic list is read and sorted once, at its first `topics` request, and its
+ * later pages come from that: the store has no paged listing, and reading and sorting every
+ * stored topic again per page of 1,000 made a listing quadratic in the topic count. A topic first
+ * stored while the listing pages on is left to gossip, to the lookback and to the next catch-up,
+ * as are messages stored in a topic after its history was read.
+ */
 export function catchUpAnswer(deps: { store: MessageStore; shards: Shards; maxMessageBytes: number; log: Logger }) {
   const { store, shards, log } = deps;
+  let listing: { shards: string; sorted: string[] } | undefined;
+  const listed = async (requested: unknown) => {
+    const key = JSON.stringify(Array.isArray(requested) ? requested : null);
+    if (listing?.shards !== key) {
+      const wanted = Array.isArray(requested) ? new Set(requested) : undefined;
+      const sorted = (await store.topics()).filter((topic) => !wanted || wanted.has(shards.of(topic))).sort();
+      listing = { shards: key, sorted };
+    }
+    return listing.sorted;
+  };
   return async (request: Record<string, unknown>): Promise<string | { error: string }> => {
     if (request.op === 'topics') {
       if (request.shard_count !== shards.count) return { error: `shard count ${shards.count} here` };
-      const wanted = Array.isArray(request.shards) ? new Set(request.shards) : undefined;
       const after = typeof request.after === 'string' ? request.after : undefined;
-      const topics = (await store.topics()).filter((topic) => !wanted || wanted.has(shards.of(topic))).sort();
-      return JSON.stringify(topicsPage(topics, after));
+      return JSON.stringify(topicsPage(await listed(request.shards), after));
     }
     if (request.op === 'history' && typeof request.topic === 'string' && typeof request.after === 'string') {
       const limit = Math.min(PAGE_LIMIT, Math.max(1, Number(request.limit) || PAGE_LIMIT));
@@ -140,10 +166,10 @@ export function serveCatchUp(
   host: Host,
   deps: { store: MessageStore; shards: Shards; maxMessageBytes: number; log: Logger },
 ) {
-  const answer = catchUpAnswer(deps);
   return host.handle(
     CATCH_UP_PROTOCOL,
     async (stream) => {
+      const answer = catchUpAnswer(deps);
       const io = frames(stream, deps.maxMessageBytes);
       try {
         for (;;) {
