@@ -3,6 +3,7 @@ import type { PeerId, Stream } from '@libp2p/interface';
 import { lpStream } from '@libp2p/utils';
 import { pageWithMore } from '../storage/merge-page.ts';
 import type { Logger } from '../logger.ts';
+import type { CatchUpPlan } from './catch-up-progress.ts';
 import type { Host } from './host.ts';
 import type { Shards } from './shards.ts';
 
@@ -197,6 +198,8 @@ export interface CatchUpRequest {
   signal?: AbortSignal;
   /** How long the peer may take to open the stream or to answer one request (default 15 s). */
   timeoutMs?: number;
+  /** Where each topic starts (default `after`), and where progress goes (catch-up-progress.ts). */
+  plan?: CatchUpPlan;
 }
 
 /** Fetch everything `peer` stored after a cursor in the given shards; resolves with how many were new here. */
@@ -222,7 +225,7 @@ export async function catchUpFrom(host: Host, shards: Shards, maxMessageBytes: n
   };
   const historyOf = async (topic: string) => {
     let fresh = 0;
-    let after: string | null = request.after;
+    let after: string | null = request.plan?.from(topic) ?? request.after;
     while (after !== null) {
       request.signal?.throwIfAborted();
       const page = await ask({ op: 'history', topic, after, limit: PAGE_LIMIT });
@@ -230,7 +233,9 @@ export async function catchUpFrom(host: Host, shards: Shards, maxMessageBytes: n
       fresh += await request.ingest(messages.filter((m) => (m as { topic?: unknown } | null)?.topic === topic));
       const next: unknown = page.next;
       after = typeof next === 'string' && next > after ? next : null;
+      if (after !== null) request.plan?.reached(topic, after);
     }
+    request.plan?.finished(topic);
     return fresh;
   };
   let fresh = 0;

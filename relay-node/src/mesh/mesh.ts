@@ -90,12 +90,13 @@ export async function createMesh(context: ComponentContext) {
     dataDir: config.data_dir,
     lookbackMs: config.mesh_sync_lookback_ms,
     log: log.child({ part: 'sync' }),
-    run: (peer, after, signal) => {
-      const from = persist || compareCursors(after, originFloor) >= 0 ? after : originFloor;
+    run: (peer, after, signal, plan) => {
+      const floor = (cursor: string) => (persist || compareCursors(cursor, originFloor) >= 0 ? cursor : originFloor);
       return catchUpFrom(host, shards, maxMessageBytes, {
         peer: peerIdFromString(peer),
         shards: [...carried],
-        after: from,
+        after: floor(after),
+        plan: { ...plan, from: (topic) => floor(plan.from(topic)) },
         signal,
         ingest: async (envelopes) => {
           const fresh = await hub.ingest(envelopes, { persist });

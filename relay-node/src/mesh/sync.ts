@@ -2,6 +2,7 @@ import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CURSOR_ZERO, cursorFloor } from '@anode/shared';
 import type { Logger } from '../logger.ts';
+import { type CatchUpPlan, type CatchUpProgress, planCatchUp } from './catch-up-progress.ts';
 
 /**
  * When to catch up, from whom, and from where. For every peer this node keeps a watermark: the
@@ -18,13 +19,17 @@ import type { Logger } from '../logger.ts';
  * asks for exactly its gap when it returns. Catch-ups run one at a time; a failed one is retried
  * with backoff while the peer stays connected. A resync asked while a catch-up from that peer runs
  * (a store write failed, its gossip link was cut) runs once more after it, from the resync's time.
+ * How far a failed catch-up got is kept too (catch-up-progress.ts), so the next attempt resumes.
  */
 export interface SyncOptions {
   dataDir: string;
   lookbackMs: number;
   log: Logger;
-  /** Catch up from `peer` after `after`; resolves with how many messages were new here. */
-  run(peer: string, after: string, signal: AbortSignal): Promise<number>;
+  /**
+   * Catch up from `peer` after `after`, each topic from `plan.from(topic)`, reporting progress to
+   * `plan`; resolves with how many messages were new here.
+   */
+  run(peer: string, after: string, signal: AbortSignal, plan: CatchUpPlan): Promise<number>;
   tickMs?: number;
   now?: () => number;
 }
@@ -33,6 +38,8 @@ interface State {
   peers: Record<string, number>;
   /** Last time this node was in touch with the mesh (synced with at least one peer). */
   any?: number;
+  /** How far the last failed catch-up from a peer got (none once one succeeds). */
+  progress?: Record<string, CatchUpProgress>;
 }
 
 interface Entry {
@@ -97,7 +104,15 @@ export function createSync(options: SyncOptions) {
       }
     }
     for (const peer of drop) delete state.peers[peer];
-    return drop.size > 0;
+    // The same for progress records (kept for peers with no watermark yet, too).
+    const progress = state.progress ?? {};
+    const stale = Object.entries(progress)
+      .filter(([peer]) => !connected.has(peer))
+      .sort((a, b) => a[1].started - b[1].started);
+    const over = Object.keys(progress).length - MAX_WATERMARKS;
+    const dropped = stale.filter(([, p], i) => p.started < cutoff || i < over).map(([peer]) => peer);
+    for (const peer of dropped) delete progress[peer];
+    return drop.size > 0 || dropped.length > 0;
   };
 
   /**
@@ -131,8 +146,10 @@ export function createSync(options: SyncOptions) {
       const started = now();
       stats.runs += 1;
       current = entry;
+      const { plan, current: progress } = planCatchUp(after, started, options.lookbackMs, state.progress?.[peer]);
       try {
-        const fresh = await options.run(peer, after, abort.signal);
+        const fresh = await options.run(peer, after, abort.signal, plan);
+        if (state.progress) delete state.progress[peer];
         const again = takeAgain(entry);
         entry.attempts = 0;
         // What went missing during the run may lie behind where it read: run again from there.
@@ -150,6 +167,9 @@ export function createSync(options: SyncOptions) {
         const again = takeAgain(entry);
         const mark = state.peers[peer];
         if (again !== undefined && mark !== undefined) state.peers[peer] = Math.min(mark, again);
+        const kept = progress();
+        if (kept) (state.progress ??= {})[peer] = kept;
+        saveQuietly();
         if (stopped) break;
         const delay = Math.min(30_000, 500 * 2 ** entry.attempts++);
         log.warn({ err: error, peer, retryInMs: delay }, 'catch-up failed; will retry');
@@ -170,7 +190,10 @@ export function createSync(options: SyncOptions) {
     async start(): Promise<void> {
       try {
         const loaded = JSON.parse(await readFile(path, 'utf8')) as State;
-        state = { peers: loaded.peers ?? {}, any: loaded.any };
+        const progress = Object.entries(loaded.progress ?? {}).filter(
+          ([, p]) => typeof p?.after === 'string' && Number.isFinite(p.started),
+        );
+        state = { peers: loaded.peers ?? {}, any: loaded.any, progress: Object.fromEntries(progress) };
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
           log.warn({ err: error }, 'ignoring a bad mesh-sync.json');
