@@ -24,6 +24,7 @@ const SECRET_FILES = [
   'sources.log',
   'node-lease',
   'mesh-peers.json',
+  'mesh-peers.json.tmp',
   ...['messages.sqlite', 'spool/spool.sqlite'].flatMap((db) => [db, `${db}-wal`, `${db}-shm`, `${db}-journal`]),
 ];
 const SECRET_DIRS = ['', 'spool'];
