@@ -102,6 +102,8 @@ interface SubState {
   /** Consecutive `unavailable` refusals of this subscription, and the timer of its next try. */
   refusals: number;
   retry: ReturnType<typeof setTimeout> | undefined;
+  /** The ref of this subscription's `sub` still waiting for the node's answer on this connection. */
+  ref: string | undefined;
 }
 
 interface PubState {
@@ -165,11 +167,15 @@ export class AnodeClient extends Emitter<ClientEvents> {
     return this.#socket?.readyState === 1;
   }
 
+  /** Frames (`sub`s going live, pings) still waiting for the node's answer: a diagnostic. */
+  get pendingAnswers(): number {
+    return this.#pending.size;
+  }
+
   subscribe(topic: string, handler?: (message: Envelope) => void, options: { after?: string } = {}): Subscription {
     const replaced = this.#subs.get(topic);
     if (replaced) {
-      replaced.active = false;
-      clearTimeout(replaced.retry);
+      this.#forget(replaced);
       replaced.readyReject(new AnodeError('bad_frame', 'replaced by a new subscription'));
     }
     let readyResolve!: () => void;
@@ -189,6 +195,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
       active: true,
       refusals: 0,
       retry: undefined,
+      ref: undefined,
     };
     if (this.#stopped) {
       state.active = false;
@@ -204,8 +211,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
         return state.cursor;
       },
       unsubscribe: () => {
-        state.active = false;
-        clearTimeout(state.retry);
+        this.#forget(state);
         // A handle replaced by a later subscribe() of its topic owns nothing at the node: its
         // `unsub` ended the replacement there while the client went on waiting for its messages.
         if (this.#subs.get(topic) !== state) return;
@@ -299,6 +305,19 @@ export class AnodeClient extends Emitter<ClientEvents> {
     }
   }
 
+  /**
+   * Ends a subscription on the client's side: no retry, and no wait for the answer to its `sub`.
+   * The node never answers a resume unsubscribed or replaced before it went live, so that entry
+   * stayed until the connection closed, one per such subscription (an answer that does come
+   * later finds no entry and is ignored).
+   */
+  #forget(state: SubState): void {
+    state.active = false;
+    clearTimeout(state.retry);
+    if (state.ref !== undefined) this.#pending.delete(state.ref);
+    state.ref = undefined;
+  }
+
   #nextRef(): string {
     this.#refs += 1;
     return `c${this.#refs}`;
@@ -316,9 +335,13 @@ export class AnodeClient extends Emitter<ClientEvents> {
     const ref = this.#nextRef();
     const frame: Record<string, unknown> = { op: 'sub', topic: state.topic, ref };
     if (state.cursor !== undefined) frame.after = state.cursor;
+    if (state.ref !== undefined) this.#pending.delete(state.ref);
+    state.ref = undefined;
     if (!this.#send(frame)) return;
+    state.ref = ref;
     this.#pending.set(ref, {
       resolve: (answer) => {
+        state.ref = undefined;
         // A subscription that has had no message yet resumes from where it went live: without
         // `after`, a reconnect subscribed live only and lost what was published while away.
         if (
@@ -332,6 +355,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
         state.readyResolve();
       },
       reject: (error) => {
+        state.ref = undefined;
         const current = state.active && this.#subs.get(state.topic) === state && !this.#stopped;
         // Dropping the subscription here lost every later message: a connection that closed
         // before `subscribed` (the next one subscribes again, from the cursor), and a resume the
