@@ -9,7 +9,7 @@ import { endpointUrl, shownUrl } from './endpoint.ts';
 import { answerWithin, keepaliveInterval, watchSocket } from './liveness.ts';
 import type { Envelope, ServerFrame } from './wire.ts';
 
-/** Backoff for a resume or a publish the node refused as `unavailable`, when reconnects are off. */
+/** Backoff for a resume or a publish the node refused for now (`unavailable`, `rate_limited`), when reconnects are off. */
 const RETRY: BackoffOptions = { initialDelayMs: 250, maxDelayMs: 10_000 };
 
 /**
@@ -35,7 +35,7 @@ export interface ClientOptions {
   dedupWindow?: number;
   /**
    * Reject a publish not acked within this time (it may still have been stored); until then, one
-   * the node refused as `unavailable` is resent. 30 s by default.
+   * the node refused as `unavailable` or `rate_limited` is resent. 30 s by default.
    */
   publishTimeoutMs?: number;
   /**
@@ -111,7 +111,7 @@ interface PubState {
   resolve: (ack: Ack) => void;
   reject: (error: AnodeError) => void;
   timer: ReturnType<typeof setTimeout> | undefined;
-  /** The node's last `unavailable` refusal, how many in a row, and the timer of the next resend. */
+  /** The node's last refusal for now, how many in a row, and the timer of the next resend. */
   refused: AnodeError | undefined;
   refusals: number;
   retry: ReturnType<typeof setTimeout> | undefined;
@@ -558,10 +558,12 @@ export class AnodeClient extends Emitter<ClientEvents> {
   }
 
   /**
-   * A publish the node refused as `unavailable` (a relay stopping for a restart, its storage
-   * down, an edge not linked yet) is sent again with backoff, and at once on the next connection,
-   * until acked or `publishTimeoutMs` passes. Safe because every publish carries an idempotency
-   * key (the caller's or one generated here): a copy the node did store is not stored twice.
+   * A publish the node refused for now is sent again with backoff, and at once on the next
+   * connection, until acked or `publishTimeoutMs` passes: `unavailable` (a relay stopping for a
+   * restart, its storage down, an edge not linked yet) and `rate_limited` (the connection's token
+   * bucket is empty; it refills at the node's rate, and a refused publish takes no token). Safe
+   * because every publish carries an idempotency key (the caller's or one generated here): a copy
+   * the node did store is not stored twice.
    */
   #retryPub(pub: PubState, ref: string, error: AnodeError): void {
     pub.refused = error;
@@ -581,7 +583,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
     const ref = frame.ref;
     const pub = ref === undefined ? undefined : this.#pubs.get(ref);
     if (pub && ref !== undefined) {
-      if (code === 'unavailable' && !this.#stopped) this.#retryPub(pub, ref, error);
+      if ((code === 'unavailable' || code === 'rate_limited') && !this.#stopped) this.#retryPub(pub, ref, error);
       else this.#endPub(ref)?.reject(error);
     }
     const pending = ref === undefined ? undefined : this.#pending.get(ref);
