@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { backoffDelay } from './backoff.ts';
+import { backoffDelay, MAX_DELAY_MS } from './backoff.ts';
 
 const options = { initialDelayMs: 250, maxDelayMs: 10_000 };
 
@@ -49,4 +49,49 @@ test('no delay exceeds maxDelayMs, even when it is under half the initial delay'
 test('delays use the whole range, so reconnecting clients spread out', () => {
   const delays = new Set(Array.from({ length: 200 }, () => backoffDelay(4, options)));
   assert.ok(delays.size > 50);
+});
+
+test('an initial delay of 0 gives 0 at every attempt, never NaN', () => {
+  const o = { initialDelayMs: 0, maxDelayMs: 10_000 };
+  for (const attempt of [0, 1, 100, 1024, 2000, 1e9, Number.POSITIVE_INFINITY]) {
+    for (const r of [0, 0.5, 0.999])
+      assert.equal(
+        backoffDelay(attempt, o, () => r),
+        0,
+      );
+  }
+});
+
+test('negative, NaN and huge options still give a delay a timer keeps', () => {
+  const top = () => 1 - Number.EPSILON;
+  assert.equal(
+    backoffDelay(5, { initialDelayMs: -100, maxDelayMs: 10_000 }, () => 0.5),
+    0,
+  );
+  assert.equal(
+    backoffDelay(5, { initialDelayMs: 250, maxDelayMs: -5 }, () => 0.5),
+    0,
+  );
+  assert.equal(
+    backoffDelay(5, { initialDelayMs: Number.NaN, maxDelayMs: 10_000 }, () => 0.5),
+    0,
+  );
+  assert.equal(backoffDelay(3, { initialDelayMs: 1e308, maxDelayMs: Number.POSITIVE_INFINITY }, top), MAX_DELAY_MS);
+  // An unbounded maximum: the ceiling stops at the longest delay a timer keeps.
+  assert.equal(backoffDelay(60, { initialDelayMs: 250, maxDelayMs: Number.POSITIVE_INFINITY }, top), MAX_DELAY_MS);
+  const any = fc.double();
+  fc.assert(
+    fc.property(
+      fc.integer({ min: -10, max: 5000 }),
+      any,
+      any,
+      fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
+      (attempt, initialDelayMs, maxDelayMs, r) => {
+        const delay = backoffDelay(attempt, { initialDelayMs, maxDelayMs }, () => r);
+        assert.ok(Number.isInteger(delay) && delay >= 0 && delay <= MAX_DELAY_MS, `${delay}`);
+        assert.ok(delay <= (maxDelayMs > 0 ? maxDelayMs : 0), `${delay} above ${maxDelayMs}`);
+      },
+    ),
+    { numRuns: 5000 },
+  );
 });

@@ -3,12 +3,22 @@ export interface BackoffOptions {
   maxDelayMs: number;
 }
 
+/** The longest delay a timer keeps: `setTimeout` fires at once (after 1 ms) past it. */
+export const MAX_DELAY_MS = 2_147_483_647;
+
+/** A delay option as a timer takes it: whole ms; negative or NaN is 0, past `MAX_DELAY_MS` is that. */
+const timerMs = (ms: number) => (ms > 0 ? Math.floor(Math.min(ms, MAX_DELAY_MS)) : 0);
+
 /**
  * Exponential backoff with jitter between half the initial delay and the attempt's ceiling:
- * spreads reconnecting clients so they do not stampede. Never more than `maxDelayMs`.
+ * spreads reconnecting clients so they do not stampede. Never more than `maxDelayMs`, and always
+ * an integer from 0 to `MAX_DELAY_MS`, whatever the options: an `initialDelayMs` of 0 times an
+ * exponent grown to Infinity was NaN, and a delay past `MAX_DELAY_MS` fired at once.
  */
 export function backoffDelay(attempt: number, options: BackoffOptions, random = Math.random): number {
-  const ceiling = Math.min(options.maxDelayMs, options.initialDelayMs * 2 ** attempt);
-  const floor = Math.min(options.initialDelayMs / 2, ceiling);
+  const initial = timerMs(options.initialDelayMs);
+  // 2 ** 64 times any initial delay is far past MAX_DELAY_MS yet finite.
+  const ceiling = Math.min(timerMs(options.maxDelayMs), initial * 2 ** (attempt > 0 ? Math.min(attempt, 64) : 0));
+  const floor = Math.min(initial / 2, ceiling);
   return Math.round(floor + random() * (ceiling - floor));
 }
