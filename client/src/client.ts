@@ -532,6 +532,12 @@ export class AnodeClient extends Emitter<ClientEvents> {
     const { op: _op, ...message } = frame;
     const targets = [...this.#subs.values()].filter((s) => s.active && matches(s.topic, message.topic));
     for (const state of targets) {
+      // A `msg` does not say which subscription it is for. One that another subscription matches
+      // too, arriving while this one replays (its `sub` unanswered), may be the other's live or
+      // replayed message, newer than what this replay has sent yet: moving the cursor to it left a
+      // gap after a drop (a topic's live message resumed its overlapping pattern past the rest of
+      // the pattern's replay). The answer, `subscribed`, carries the newest cursor the replay sent.
+      if (state.ref !== undefined && targets.length > 1) continue;
       if (state.cursor === undefined || compareCursors(message.cursor, state.cursor) > 0) {
         state.cursor = message.cursor;
       }
