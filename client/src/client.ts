@@ -53,7 +53,11 @@ export interface ClientOptions {
 }
 
 export interface PublishOptions {
-  /** The source to publish as: the token's subject (the default) or a name its `anode.src` grants. */
+  /**
+   * The source to publish as: the token's subject (the default) or a name its `anode.src` grants.
+   * A key is scoped to topic and source: without it, a resend under a refreshed token with another
+   * subject is a new message, stored twice. Give it to keep resends idempotent across such a token.
+   */
   source?: string;
   ts?: number;
   /** Idempotency key; one is generated when absent so that resends stay idempotent. */
