@@ -42,7 +42,11 @@ import type { Envelope } from '../frames.ts';
  *   it once; live subscribers may see the id twice, and clients drop the second by id). Reads
  *   fail with `unavailable` until Cassandra is back. The spool holds at most `spool_max_bytes`
  *   of envelopes: an append that would pass it is refused whole with `unavailable` (nothing
- *   already spooled is dropped). Pinned by spooling-store.test.ts and spool-limit.test.ts.
+ *   already spooled is dropped). A write the remote store refuses for good (not an outage:
+ *   Cassandra's Invalid answers, such as a mutation past its max_mutation_size) is refused, not
+ *   spooled; one spooled before the store could refuse it is moved aside while draining (kept in
+ *   the spool file's `spool_rejected`, logged, counted), so it never blocks what queues behind
+ *   it. Pinned by spooling-store.test.ts, spool-limit.test.ts and test/cassandra/spool-refusals.test.ts.
  */
 export interface MessageStore {
   readonly kind: string;

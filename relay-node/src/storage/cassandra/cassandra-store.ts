@@ -18,6 +18,7 @@ import { guardControlConnection, shutDownRemovedHosts } from './driver-guard.ts'
 import { createPartitionBatcher, type PartitionRow } from './partition-batcher.ts';
 import { createNodeLease, NodeIdInUseError } from './node-lease.ts';
 import { claimShard, migrate } from './schema.ts';
+import { StoreRejectedError } from '../store-rejected.ts';
 
 /**
  * The Cassandra MessageStore on the DataStax driver: prepared statements, token-aware and
@@ -125,6 +126,40 @@ const isTransient = (error: unknown): boolean =>
   (error instanceof cassandra.errors.ResponseError && TRANSIENT_CODES.has(error.code)) ||
   (error instanceof cassandra.errors.NoHostAvailableError &&
     Object.values((error.innerErrors ?? {}) as Record<string, unknown>).every(isTransient));
+
+/**
+ * Server answers that mean "no, ever" to this request: Invalid (among them "Rejected an oversized
+ * mutation", a write past max_mutation_size, by default half of commitlog_segment_size), a
+ * syntax or configuration error. Sent again, from the spool or later, it fails the same way, so
+ * spooling it would block the spool behind it for good. Not rejections: authentication and
+ * permission errors, and a keyspace or table that is missing (dropped under a running relay):
+ * they hold for every write alike until an operator acts, and the spool keeps the writes meanwhile.
+ */
+const REJECTION_CODES = new Set<number>([
+  codes.invalid,
+  codes.syntaxError,
+  codes.configError,
+  codes.alreadyExists,
+  codes.functionFailure,
+]);
+const SCHEMA_MISSING = /does not exist|unconfigured table/i;
+
+/** `error` as a StoreRejectedError when Cassandra refuses the write for good (see REJECTION_CODES). */
+const asRejection = (error: unknown): StoreRejectedError | undefined => {
+  if (!(error instanceof cassandra.errors.ResponseError) || !REJECTION_CODES.has(error.code)) return undefined;
+  if (SCHEMA_MISSING.test(error.message)) return undefined;
+  if (/oversized mutation/i.test(error.message)) {
+    return new StoreRejectedError(
+      'too_large',
+      'message not stored: its write is larger than Cassandra accepts in one mutation (max_mutation_size, ' +
+        `by default half of commitlog_segment_size); keep max_message_bytes below that (${error.message})`,
+      { cause: error },
+    );
+  }
+  return new StoreRejectedError('internal', `message not stored: Cassandra rejects the write (${error.message})`, {
+    cause: error,
+  });
+};
 
 /**
  * The driver's retry policy, except that a request that timed out on the client is not tried on
@@ -519,6 +554,57 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
     );
   };
 
+  /** One append as it runs; `append` tells Cassandra's refusals for good from outages. */
+  const appendAll: MessageStore['append'] = async (messages, appendOptions) => {
+    await connect();
+    // Another relay took this node id's lease (this one was cut off or paused past it): its
+    // writes would overwrite that relay's rows, so none is made until the lease is back.
+    const leaseProblem = lease?.problem;
+    if (leaseProblem) throw new NodeIdInUseError(leaseProblem);
+    const io = appendIo(Date.now() + options.timeoutMs);
+    // A repeated id within one batch resolves to its first occurrence (input order), as in
+    // every adapter, instead of racing its own lightweight transaction.
+    const firstIndex = new Map<string, number>();
+    messages.forEach((m, i) => {
+      if (!firstIndex.has(m.id)) firstIndex.set(m.id, i);
+    });
+    const indices = [...firstIndex.values()];
+    const pending: Promise<unknown>[] = [];
+    const keyed = indices.map((i) => messages[i] as Envelope).filter((e) => !isRandomId(e.id));
+    const claims = claimAll(keyed, io);
+    const resolveOne = (e: Envelope, i: number) =>
+      isRandomId(e.id)
+        ? resolveRandom(e, appendOptions?.minted?.[i] === true, io)
+        : (claims.get(e.id) as Promise<Claimed | undefined>).then((claimed) => resolveClaimed(e, claimed, io));
+    const resolving = indices.map((i) =>
+      resolveOne(messages[i] as Envelope, i).then((r) => {
+        // Awaited below, maybe only after other claims: handled now, so an early failure is not "unhandled".
+        r.written.catch(() => {});
+        pending.push(r.written);
+        return r;
+      }),
+    );
+    const resolved = await Promise.all(resolving).catch(async (error: unknown) => {
+      // Nothing of this call may still be running once it has failed (the spool retries it).
+      await Promise.allSettled(resolving);
+      await Promise.allSettled(pending);
+      throw error;
+    });
+    // Rewritten for duplicates too: it repairs a latest row an interrupted earlier attempt missed.
+    await Promise.all([
+      ...pending,
+      ...writeLatest(
+        resolved.map((r) => r.envelope),
+        io,
+      ),
+    ]);
+    const results = new Map(resolved.map((r, n) => [(messages[indices[n] as number] as Envelope).id, r]));
+    return messages.map((m, i) => {
+      const { envelope, inserted } = results.get(m.id) as Resolved;
+      return firstIndex.get(m.id) === i ? { envelope, inserted } : { envelope, inserted: false };
+    });
+  };
+
   return {
     kind: 'cassandra',
 
@@ -547,53 +633,11 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
     },
 
     async append(messages, appendOptions) {
-      await connect();
-      // Another relay took this node id's lease (this one was cut off or paused past it): its
-      // writes would overwrite that relay's rows, so none is made until the lease is back.
-      const leaseProblem = lease?.problem;
-      if (leaseProblem) throw new NodeIdInUseError(leaseProblem);
-      const io = appendIo(Date.now() + options.timeoutMs);
-      // A repeated id within one batch resolves to its first occurrence (input order), as in
-      // every adapter, instead of racing its own lightweight transaction.
-      const firstIndex = new Map<string, number>();
-      messages.forEach((m, i) => {
-        if (!firstIndex.has(m.id)) firstIndex.set(m.id, i);
-      });
-      const indices = [...firstIndex.values()];
-      const pending: Promise<unknown>[] = [];
-      const keyed = indices.map((i) => messages[i] as Envelope).filter((e) => !isRandomId(e.id));
-      const claims = claimAll(keyed, io);
-      const resolveOne = (e: Envelope, i: number) =>
-        isRandomId(e.id)
-          ? resolveRandom(e, appendOptions?.minted?.[i] === true, io)
-          : (claims.get(e.id) as Promise<Claimed | undefined>).then((claimed) => resolveClaimed(e, claimed, io));
-      const resolving = indices.map((i) =>
-        resolveOne(messages[i] as Envelope, i).then((r) => {
-          // Awaited below, maybe only after other claims: handled now, so an early failure is not "unhandled".
-          r.written.catch(() => {});
-          pending.push(r.written);
-          return r;
-        }),
-      );
-      const resolved = await Promise.all(resolving).catch(async (error: unknown) => {
-        // Nothing of this call may still be running once it has failed (the spool retries it).
-        await Promise.allSettled(resolving);
-        await Promise.allSettled(pending);
-        throw error;
-      });
-      // Rewritten for duplicates too: it repairs a latest row an interrupted earlier attempt missed.
-      await Promise.all([
-        ...pending,
-        ...writeLatest(
-          resolved.map((r) => r.envelope),
-          io,
-        ),
-      ]);
-      const results = new Map(resolved.map((r, n) => [(messages[indices[n] as number] as Envelope).id, r]));
-      return messages.map((m, i) => {
-        const { envelope, inserted } = results.get(m.id) as Resolved;
-        return firstIndex.get(m.id) === i ? { envelope, inserted } : { envelope, inserted: false };
-      });
+      try {
+        return await appendAll(messages, appendOptions);
+      } catch (error) {
+        throw asRejection(error) ?? error;
+      }
     },
 
     async history(topic, { after, limit, maxBytes }) {

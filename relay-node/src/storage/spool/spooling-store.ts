@@ -12,6 +12,7 @@ import {
 import type { Logger } from '../../logger.ts';
 import { ensurePrivateFile, PRIVATE_DIR_MODE } from '../../private-files.ts';
 import { mergeLatest, mergePage, takePage } from '../merge-page.ts';
+import { isStoreRejection } from '../store-rejected.ts';
 
 /**
  * A durable local spool in front of a remote store (Cassandra). While the remote store accepts
@@ -30,6 +31,14 @@ import { mergeLatest, mergePage, takePage } from '../merge-page.ts';
  *
  * History and topics, when the remote store answers, include what waits in the spool (merged by
  * cursor), so this node's resumes and the peers catching up from it see every message it acked.
+ *
+ * A write the remote store refuses for good (StoreRejectedError: e.g. a mutation past Cassandra's
+ * size limit) is not an outage: a publish is refused with it, not spooled. A spooled one (queued
+ * behind an outage before the store could say no) would fail every drain and hold everything
+ * behind it until the spool filled, so the drain sends the rows of a refused batch one by one
+ * and moves the one refused alone to the `spool_rejected` table of the spool file (logged with
+ * its topic, id and the reason, counted in health and by onRejected), then goes on. It stays
+ * there for an operator; it was acked and delivered live, but history will not hold it.
  */
 /** While the store stays down: at most one line this often (the first failure logs its stack). */
 export const OUTAGE_LOG_MS = 30_000;
@@ -45,6 +54,8 @@ export interface SpoolOptions {
   maxBytes?: number;
   log: Logger;
   onDepth?: (depth: number) => void;
+  /** Messages held in `spool_rejected` (refused for good by the store while draining). */
+  onRejected?: (held: number) => void;
 }
 
 export interface SpoolingStore extends MessageStore {
@@ -109,6 +120,16 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
   // of the appends arriving meanwhile, so under load a spool could drain slower than it filled.
   if (!columns.some((c) => c.name === 'minted')) db.exec('ALTER TABLE spool ADD COLUMN minted INTEGER');
   db.exec('CREATE INDEX IF NOT EXISTS spool_latest ON spool (topic, source, ts, id)');
+  db.exec(
+    'CREATE TABLE IF NOT EXISTS spool_rejected (seq INTEGER PRIMARY KEY, id TEXT, topic TEXT, cursor TEXT, ' +
+      'envelope TEXT NOT NULL, reason TEXT NOT NULL, rejected_at INTEGER NOT NULL)',
+  );
+  const keepRejected = db.prepare(
+    'INSERT OR REPLACE INTO spool_rejected (seq, id, topic, cursor, envelope, reason, rejected_at) ' +
+      'SELECT seq, id, topic, cursor, envelope, ?, ? FROM spool WHERE seq = ?',
+  );
+  const removeOne = db.prepare('DELETE FROM spool WHERE seq = ?');
+  let rejectedHeld = Number((db.prepare('SELECT COUNT(*) AS n FROM spool_rejected').get() as { n: number }).n);
   const push = db.prepare(
     'INSERT INTO spool (id, envelope, topic, cursor, source, ts, minted) VALUES (?, ?, ?, ?, ?, ?, ?)',
   );
@@ -221,23 +242,56 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
     return results;
   };
 
+  /** A spooled row the store refuses for good: kept aside in spool_rejected, out of the drain's way. */
+  const moveAside = (row: SpooledRow, error: Error) => {
+    const envelope = JSON.parse(row.envelope) as Envelope;
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      keepRejected.run(error.message, Date.now(), row.seq);
+      removeOne.run(row.seq);
+      db.exec('COMMIT');
+    } catch (failure) {
+      db.exec('ROLLBACK');
+      throw failure;
+    }
+    spooledBytes = Math.max(0, spooledBytes - Buffer.byteLength(row.envelope));
+    setDepth(Math.max(0, depth - 1));
+    rejectedHeld += 1;
+    options.onRejected?.(rejectedHeld);
+    options.log.error(
+      { topic: envelope.topic, id: envelope.id, cursor: envelope.cursor, reason: error.message, left: depth },
+      'the store refuses a spooled message for good; moved to spool_rejected, the drain goes on',
+    );
+  };
+
   const drainOnce = async () => {
+    // Rows through this seq go one at a time: their batch was refused for good, and only the
+    // refused rows themselves may be moved aside.
+    let singlyThrough = 0;
     while (!closed) {
       const rows: SpooledRow[] = [];
       let bytes = 0;
       for (const row of peek.iterate(DRAIN_ROWS) as Iterable<SpooledRow>) {
         const size = Buffer.byteLength(row.envelope);
-        if (rows.length > 0 && bytes + size > DRAIN_BYTES) break;
+        if (rows.length > 0 && (bytes + size > DRAIN_BYTES || row.seq <= singlyThrough)) break;
         rows.push(row);
         bytes += size;
       }
       const last = rows.at(-1);
       if (!last) return;
       const minted = rows.map((r) => r.minted === 1);
-      const results = await primary.append(
-        rows.map((r) => JSON.parse(r.envelope) as Envelope),
-        { minted },
-      );
+      const results = await primary
+        .append(
+          rows.map((r) => JSON.parse(r.envelope) as Envelope),
+          { minted },
+        )
+        .catch((error: unknown) => {
+          if (!isStoreRejection(error)) throw error;
+          if (rows.length === 1) moveAside(last, error);
+          else singlyThrough = last.seq;
+          return undefined;
+        });
+      if (!results) continue;
       remember(results, minted);
       remove.run(last.seq);
       spooledBytes = Math.max(0, spooledBytes - bytes);
@@ -292,6 +346,7 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
 
   if (depth > 0) schedule(0);
   options.onDepth?.(depth);
+  options.onRejected?.(rejectedHeld);
 
   const read = async <T>(work: () => Promise<T>): Promise<T> => {
     try {
@@ -319,6 +374,8 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
         // Not an outage: another relay mints under this node id. Spooling would only defer the
         // overwrite to the drain, so the publish is refused.
         if ((error as { code?: unknown }).code === 'node_id_in_use') throw error;
+        // Refused for good (see above): spooled, it would only block the spool behind it.
+        if (isStoreRejection(error)) throw error;
         options.log.warn({ err: error, messages: messages.length }, 'store unavailable; spooling writes locally');
         return spool(messages, appendOptions?.minted);
       }
@@ -380,6 +437,7 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
         state: depth > 0 ? 'spooling' : inner.ok ? 'connected' : 'unreachable',
         spool_depth: depth,
         spool_bytes: spooledBytes,
+        ...(rejectedHeld > 0 ? { spool_rejected: rejectedHeld } : {}),
         ...(lastError ? { last_error: lastError } : {}),
       };
     },

@@ -1,0 +1,152 @@
+import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { after, before, describe, it } from 'node:test';
+import { createHybridClock, type Envelope, randomNodeId } from '@anode/shared';
+import {
+  createCassandraStore,
+  type CassandraStoreOptions,
+} from '@anode/relay-node/src/storage/cassandra/cassandra-store.ts';
+import { createLogger } from '@anode/relay-node/src/logger.ts';
+import { createSpoolingStore } from '@anode/relay-node/src/storage/spool/spooling-store.ts';
+import { tempDir } from '../helpers/relay.ts';
+import { type CassandraServer, findJava, startCassandra } from './cassandra-server.ts';
+
+/**
+ * The spool in front of a real Cassandra, where the two must tell an outage from a refusal: a
+ * write Cassandra rejects for good (a mutation past max_mutation_size, set to 256 KiB here so a
+ * test message can pass it), and another relay taking this node id. Outages are real too:
+ * Cassandra's JVM is paused (SIGSTOP) and resumed.
+ */
+const skip = !findJava() && !process.env.CI ? 'java is not installed (CI never skips this suite)' : false;
+
+/** Cassandra's max_mutation_size for this suite (its default is half of commitlog_segment_size, 16 MiB). */
+const MAX_MUTATION = '256KiB';
+const OVERSIZED = 300 * 1024;
+
+let server: CassandraServer | undefined;
+const serverReady = skip
+  ? Promise.resolve(undefined)
+  : startCassandra({
+      fast: true,
+      jvmArgs: [
+        '-Dcassandra.config.allow_system_properties=true',
+        `-Dcassandra.settings.max_mutation_size=${MAX_MUTATION}`,
+      ],
+      log: (line) => console.error(`[cassandra] ${line}`),
+    }).then((s) => (server = s));
+
+after(async () => {
+  if (server) process.kill(server.pid, 'SIGCONT');
+  await server?.stop();
+});
+
+const storeOptions = (s: CassandraServer, overrides: Partial<CassandraStoreOptions> = {}): CassandraStoreOptions => ({
+  contactPoints: [`${s.host}:${s.port}`],
+  localDataCenter: 'datacenter1',
+  keyspace: `t_${randomNodeId(12)}`,
+  replication: 'SimpleStrategy:1',
+  writeConsistency: 'LOCAL_QUORUM',
+  readConsistency: 'LOCAL_QUORUM',
+  concurrency: 8,
+  bucketMs: 60_000,
+  timeoutMs: 1_500,
+  retention: { maxAgeMs: 0, maxMessages: 0 },
+  ...overrides,
+});
+
+/** Cassandra stops answering (its JVM paused) while `work` runs, and answers again after. */
+async function whilePaused<T>(s: CassandraServer, work: () => Promise<T>): Promise<T> {
+  process.kill(s.pid, 'SIGSTOP');
+  try {
+    return await work();
+  } finally {
+    process.kill(s.pid, 'SIGCONT');
+  }
+}
+
+/** A logger whose JSON lines the test reads. */
+function capturedLog() {
+  const lines: Record<string, unknown>[] = [];
+  const log = createLogger('info', { write: (line: string) => void lines.push(JSON.parse(line)) });
+  return { log, lines };
+}
+
+const clock = createHybridClock('spr');
+const message = (id: string, data: unknown, topic = 'refusals.t'): Envelope => ({
+  id,
+  topic,
+  cursor: clock.next(),
+  source: 'test',
+  ts: Date.now(),
+  data,
+});
+
+describe('spool in front of Cassandra: refusals are not outages', { skip }, () => {
+  before(async () => {
+    await serverReady;
+  });
+
+  it('refuses a publish Cassandra rejects for good (an oversized mutation) instead of spooling it', async () => {
+    const s = (await serverReady) as CassandraServer;
+    const dir = await tempDir();
+    const store = createSpoolingStore(createCassandraStore(storeOptions(s)), {
+      dataDir: dir,
+      drainIntervalMs: 100,
+      log: createLogger('silent'),
+    });
+    try {
+      await assert.rejects(
+        store.append([message('big', 'x'.repeat(OVERSIZED))]),
+        (error: Error & { code?: string }) => error.code === 'too_large' && /max_mutation_size/.test(error.message),
+      );
+      assert.equal(store.spoolDepth, 0, 'not spooled');
+      const [stored] = await store.append([message('small', 1)]);
+      assert.equal(stored?.inserted, true);
+      assert.equal(store.spoolDepth, 0, 'the next publish goes straight to Cassandra');
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('moves a spooled message Cassandra rejects for good aside (table, log, health) and drains the rest', async () => {
+    const s = (await serverReady) as CassandraServer;
+    const dir = await tempDir();
+    const { log, lines } = capturedLog();
+    const store = createSpoolingStore(createCassandraStore(storeOptions(s)), {
+      dataDir: dir,
+      drainIntervalMs: 200,
+      log,
+    });
+    try {
+      await store.append([message('before', 0)]); // connected, schema made
+      // Queued behind an outage, the oversized message reaches the spool: Cassandra cannot say no yet.
+      await whilePaused(s, async () => {
+        await store.append([message('first', 1)]);
+        await store.append([message('big', 'x'.repeat(OVERSIZED))]);
+        await store.append([message('third', 3)]);
+        assert.equal(store.spoolDepth, 3);
+      });
+      await store.drained(60_000);
+      const ids = (await store.history('refusals.t', { limit: 10 })).map((e) => e.id);
+      assert.deepEqual(ids, ['before', 'first', 'third']);
+      const db = new DatabaseSync(join(dir, 'spool.sqlite'), { readOnly: true });
+      const aside = db.prepare('SELECT id, topic, reason FROM spool_rejected').all();
+      db.close();
+      assert.equal(aside.length, 1);
+      assert.equal(aside[0]?.id, 'big');
+      assert.equal(aside[0]?.topic, 'refusals.t');
+      assert.match(String(aside[0]?.reason), /oversized mutation/);
+      const logged = lines.find((line) => line.id === 'big' && line.level === 'error');
+      assert.ok(logged, 'an error line names the message');
+      assert.equal(logged.topic, 'refusals.t');
+      assert.match(String(logged.reason), /max_mutation_size/);
+      assert.equal((await store.health()).spool_rejected, 1);
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
