@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it } from 'node:test';
 import { createHybridClock, type Envelope, randomNodeId } from '@anode/shared';
+import cassandra from 'cassandra-driver';
 import {
   createCassandraStore,
   type CassandraStoreOptions,
@@ -145,6 +146,50 @@ describe('spool in front of Cassandra: refusals are not outages', { skip }, () =
       assert.match(String(logged.reason), /max_mutation_size/);
       assert.equal((await store.health()).spool_rejected, 1);
     } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses publishes into a non-empty spool once another relay took this node id, and keeps what it holds', async () => {
+    const s = (await serverReady) as CassandraServer;
+    const dir = await tempDir();
+    const nodeId = randomNodeId(12);
+    const options = storeOptions(s, { lease: { nodeId, holder: 'relay-a /data', leaseS: 30, renewMs: 200 } });
+    const primary = createCassandraStore(options);
+    // No drain is tried during the test: the spool stays as the outage left it.
+    const store = createSpoolingStore(primary, {
+      dataDir: dir,
+      drainIntervalMs: 600_000,
+      log: createLogger('silent'),
+      refusal: () => primary.refusal,
+    });
+    const raw = new cassandra.Client({ contactPoints: [`${s.host}:${s.port}`], localDataCenter: 'datacenter1' });
+    try {
+      await store.append([message('held-1', 1, 'lease.t')]); // connected, lease taken
+      await whilePaused(s, () => store.append([message('spooled-1', 2, 'lease.t')]));
+      assert.equal(store.spoolDepth, 1);
+      // Another relay takes the node id (as a copy of this data folder would, once this lease lapsed).
+      await raw.execute(
+        `UPDATE ${options.keyspace}.node_leases USING TTL 60 SET holder = ?, renewed_at = ? WHERE node_id = ?`,
+        ['relay-b /copy', new Date(), nodeId],
+        { prepare: true },
+      );
+      const deadline = Date.now() + 30_000;
+      while (!/in use by another relay/.test(String((await primary.health()).detail))) {
+        assert.ok(Date.now() < deadline, 'the lease renewal finds the other holder');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await assert.rejects(
+        store.append([message('spooled-2', 3, 'lease.t')]),
+        (error: Error & { code?: string }) => error.code === 'node_id_in_use',
+      );
+      assert.equal(store.spoolDepth, 1, 'what the spool held stays; nothing was added');
+      const health = await store.health();
+      assert.equal(health.ok, false);
+      assert.match(String(health.detail), /in use by another relay/);
+    } finally {
+      await raw.shutdown();
       await store.close();
       await rm(dir, { recursive: true, force: true });
     }

@@ -53,6 +53,7 @@ export function createStore(config: RelayConfig, log: Logger, metrics: Metrics, 
         log: log.child({ component: 'spool' }),
         onDepth: (depth) => metrics.storeSpoolDepth.set(depth),
         onRejected: (held) => rejected.set(held),
+        refusal: () => cassandra.refusal,
       });
     }
   }

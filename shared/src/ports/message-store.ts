@@ -46,7 +46,10 @@ import type { Envelope } from '../frames.ts';
  *   Cassandra's Invalid answers, such as a mutation past its max_mutation_size) is refused, not
  *   spooled; one spooled before the store could refuse it is moved aside while draining (kept in
  *   the spool file's `spool_rejected`, logged, counted), so it never blocks what queues behind
- *   it. Pinned by spooling-store.test.ts, spool-limit.test.ts and test/cassandra/spool-refusals.test.ts.
+ *   it. Once another relay holds this node id (Cassandra's lease, `node_id_in_use`), appends
+ *   are refused whether the spool is empty or not; what it holds stays, undrained, until the
+ *   lease is back. Pinned by spooling-store.test.ts, spool-limit.test.ts and
+ *   test/cassandra/spool-refusals.test.ts.
  */
 export interface MessageStore {
   readonly kind: string;

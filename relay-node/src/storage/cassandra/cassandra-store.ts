@@ -48,6 +48,15 @@ export interface CassandraStoreOptions {
   lease?: { nodeId: string; holder: string; tokenFile?: string; leaseS?: number; renewMs?: number; pollMs?: number };
 }
 
+export interface CassandraStore extends MessageStore {
+  /**
+   * Why every write of this relay is refused now (another relay holds its node id), or
+   * undefined. The spool in front asks before it spools: a write it took would be refused at
+   * the drain, or overwrite the other relay's rows.
+   */
+  readonly refusal: Error | undefined;
+}
+
 const { Long, consistencies } = cassandra.types;
 const CONSISTENCY: Record<string, number> = {
   ONE: consistencies.one,
@@ -229,7 +238,7 @@ function createLimiter(limit: number): Limiter {
   };
 }
 
-export function createCassandraStore(options: CassandraStoreOptions): MessageStore {
+export function createCassandraStore(options: CassandraStoreOptions): CassandraStore {
   const ks = options.keyspace;
 
   // Nodes the driver discovers (system.peers) are dialled on protocolOptions.port, 9042 unless
@@ -607,6 +616,11 @@ export function createCassandraStore(options: CassandraStoreOptions): MessageSto
 
   return {
     kind: 'cassandra',
+
+    get refusal() {
+      const leaseProblem = lease?.problem;
+      return refused ?? (leaseProblem ? new NodeIdInUseError(leaseProblem) : undefined);
+    },
 
     // At start: with Cassandra reachable (connected within cassandra_timeout_ms), the schema and
     // the node id's lease are settled before the relay serves, and a relay whose node id another

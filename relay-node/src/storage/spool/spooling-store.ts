@@ -39,6 +39,11 @@ import { isStoreRejection } from '../store-rejected.ts';
  * and moves the one refused alone to the `spool_rejected` table of the spool file (logged with
  * its topic, id and the reason, counted in health and by onRejected), then goes on. It stays
  * there for an operator; it was acked and delivered live, but history will not hold it.
+ *
+ * Another relay holding this node id (`node_id_in_use`, as `refusal` tells) refuses
+ * publishes here too, spool or not: spooled, they would be acked under cursors the other relay
+ * mints too. What the spool holds stays in its file, undrained (the store refuses the drain),
+ * and drains if this relay gets its lease back.
  */
 /** While the store stays down: at most one line this often (the first failure logs its stack). */
 export const OUTAGE_LOG_MS = 30_000;
@@ -54,6 +59,11 @@ export interface SpoolOptions {
   maxBytes?: number;
   log: Logger;
   onDepth?: (depth: number) => void;
+  /**
+   * Why the remote store refuses every write of this node now (Cassandra: another relay took
+   * this node id), or undefined. While it says so, appends are refused with it, not spooled.
+   */
+  refusal?: () => Error | undefined;
   /** Messages held in `spool_rejected` (refused for good by the store while draining). */
   onRejected?: (held: number) => void;
 }
@@ -189,6 +199,8 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
   let draining: Promise<void> | undefined;
   let closed = false;
   let lastError: string | undefined;
+  const refusal = () => options.refusal?.();
+  let refusedLogged = false;
   let checking: Promise<StoreHealth> | undefined;
   let lastHealth: StoreHealth | undefined;
 
@@ -328,13 +340,18 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
       if (draining) return schedule();
       draining = drainOnce()
         .then(() => {
+          refusedLogged = false;
           if (lastError) options.log.info({ failed_attempts: outage.failures }, 'store is back; spool empty');
           lastError = undefined;
           outage = { failures: 0, loggedAt: 0, logged: 0 };
         })
         .catch((error: unknown) => {
           lastError = (error as Error).message;
-          logStillDown(error);
+          if ((error as { code?: unknown }).code === 'node_id_in_use') {
+            // Not an outage: said once, as every drain is refused until this relay has its lease back.
+            if (!refusedLogged) options.log.error({ err: error, depth }, 'node id in use elsewhere; spool kept');
+            refusedLogged = true;
+          } else logStillDown(error);
           schedule();
         })
         .finally(() => {
@@ -364,7 +381,11 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
     },
 
     async append(messages, appendOptions) {
-      if (depth > 0) return spool(messages, appendOptions?.minted); // keep order: nothing overtakes the spool
+      if (depth > 0) {
+        const refused = refusal();
+        if (refused) throw refused;
+        return spool(messages, appendOptions?.minted); // keep order: nothing overtakes the spool
+      }
       try {
         const results = await primary.append(messages, appendOptions);
         remember(results, appendOptions?.minted);
@@ -430,10 +451,13 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
         ok: false,
         detail: `the store's health check has not answered within ${HEALTH_WAIT_MS} ms`,
       };
+      const refused = refusal();
       return {
         ...inner,
         // Writes are still durable (spooled), so the node stays healthy; the state says degraded.
-        ok: true,
+        // Not when they are refused (another relay holds this node id).
+        ok: refused === undefined,
+        ...(refused ? { detail: refused.message } : {}),
         state: depth > 0 ? 'spooling' : inner.ok ? 'connected' : 'unreachable',
         spool_depth: depth,
         spool_bytes: spooledBytes,
