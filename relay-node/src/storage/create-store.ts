@@ -31,6 +31,9 @@ export function createStore(config: RelayConfig, log: Logger, metrics: Metrics, 
         concurrency: config.cassandra_concurrency,
         bucketMs: config.cassandra_bucket_ms,
         timeoutMs: config.cassandra_timeout_ms,
+        // Half the grace: the node's other parts stop within it too, before the store.
+        closeTimeoutMs: Math.floor(config.shutdown_grace_ms / 2),
+        log: log.child({ component: 'cassandra' }),
         retention,
         // The same relay restarted (this host, this folder, the token it wrote last in
         // `node-lease`) takes its lease back at once.

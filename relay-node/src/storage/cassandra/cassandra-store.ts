@@ -16,7 +16,8 @@ import {
 import cassandra from 'cassandra-driver';
 import { guardControlConnection, shutDownRemovedHosts } from './driver-guard.ts';
 import { createPartitionBatcher, type PartitionRow } from './partition-batcher.ts';
-import { createNodeLease, NodeIdInUseError } from './node-lease.ts';
+import type { Logger } from '../../logger.ts';
+import { createNodeLease, LEASE_S, NodeIdInUseError } from './node-lease.ts';
 import { claimShard, migrate } from './schema.ts';
 import { StoreRejectedError } from '../store-rejected.ts';
 
@@ -43,6 +44,14 @@ export interface CassandraStoreOptions {
   concurrency: number;
   bucketMs: number;
   timeoutMs: number;
+  /**
+   * Longest close() takes (default: the smaller of timeoutMs and 5 s). The relay passes part of
+   * shutdown_grace_ms: waiting out a connect or a lease release on a Cassandra that does not
+   * answer took up to twice timeoutMs, and the relay was killed for it.
+   */
+  closeTimeoutMs?: number;
+  /** Where close() says what it left behind. */
+  log?: Logger;
   retention: RetentionPolicy;
   /** Hold a lease on this relay's node id in the keyspace (node-lease.ts); the relay passes it. */
   lease?: { nodeId: string; holder: string; tokenFile?: string; leaseS?: number; renewMs?: number; pollMs?: number };
@@ -296,6 +305,14 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
     return writtenAt !== undefined && (bucketTtl === 0 || Date.now() - writtenAt < options.bucketMs);
   };
   let ready: Promise<void> | undefined;
+  /** A connect is in flight (`ready` not settled yet). */
+  let connecting = false;
+  /** Rejects every wait on a connect in flight once close() starts, as the connect cannot be cut short. */
+  let abortWaits: (error: Error) => void = () => {};
+  const closing = new Promise<never>((_, reject) => {
+    abortWaits = reject;
+  });
+  closing.catch(() => {});
   let lastError: string | undefined;
 
   let closed = false;
@@ -381,18 +398,23 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
     if (closed) return Promise.reject(new Error('store is closed'));
     if (refused) return Promise.reject(refused);
     ready ??= (async () => {
+      connecting = true;
       connected = client.connect();
       await connected;
       await migrate(client, ks, options.replication);
       await lease?.take();
-    })().catch((error: unknown) => {
-      if (error instanceof NodeIdInUseError) refused = error;
-      ready = undefined; // try again on the next call
-      connected = undefined;
-      lastError = (error as Error).message;
-      throw error;
-    });
-    return ready;
+    })()
+      .catch((error: unknown) => {
+        if (error instanceof NodeIdInUseError) refused = error;
+        ready = undefined; // try again on the next call
+        connected = undefined;
+        lastError = (error as Error).message;
+        throw error;
+      })
+      .finally(() => {
+        connecting = false;
+      });
+    return Promise.race([ready, closing]);
   };
 
   const claimParams = (e: Envelope) => [e.topic, claimShard(e.id), e.id, e.cursor, ttl];
@@ -752,14 +774,42 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
     },
 
     async close() {
+      const deadline = Date.now() + (options.closeTimeoutMs ?? Math.min(options.timeoutMs, 5_000));
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      /** Whether `work` settled before the deadline. */
+      const within = async (work: Promise<unknown>) => {
+        const late = new Promise<false>((resolve) => {
+          timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
+        });
+        const settled = await Promise.race([
+          work.then(
+            () => true,
+            () => true,
+          ),
+          late,
+        ]);
+        clearTimeout(timer);
+        return settled;
+      };
       // Given up while the client still runs (a clean stop lets a successor take it at once).
-      await lease?.release();
+      if (lease && !(await within(lease.release()))) {
+        options.log?.warn(
+          { lease_s: options.lease?.leaseS ?? LEASE_S },
+          'Cassandra did not answer the release of this node id’s lease in time; it expires on its own after its TTL',
+        );
+      }
       closed = true;
-      // A connect still in flight would open pools after shutdown and keep the process alive.
-      await ready?.catch(() => {});
-      const deadline = Date.now() + options.timeoutMs;
+      abortWaits(new Error('store is closed'));
       while (inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-      await client.shutdown();
+      if (connecting) {
+        // The driver cannot cut a connect short, and one still in flight would open pools after a
+        // shutdown now and keep the process alive: the client is shut down once it settles.
+        void ready?.catch(() => {}).then(() => client.shutdown().catch(() => {}));
+        options.log?.warn('closed while connecting to Cassandra; the client shuts down when the connect ends');
+        return;
+      }
+      if (!(await within(client.shutdown())))
+        options.log?.warn('Cassandra client not shut down in time; closed anyway');
     },
   };
 }

@@ -477,9 +477,12 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
     async close() {
       closed = true;
       clearTimeout(timer);
+      // The store first: its close is bounded, and fails a drain still waiting on it (a drain of
+      // a silent Cassandra waited out cassandra_timeout_ms here). Rows it had not removed drain
+      // again at the next start (the store dedups by id).
+      await primary.close();
       await draining;
       db.close();
-      await primary.close();
     },
   };
 }
