@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { AppendResult, Envelope, MessageStore } from '@anode/shared';
+import type { AnodeError, AppendResult, Envelope, MessageStore } from '@anode/shared';
 import { createLogger } from '../logger.ts';
 import { createMetrics } from '../metrics.ts';
+import { StoreRejectedError } from '../storage/store-rejected.ts';
 import { createWriter, type Writer } from './writer.ts';
 
 /**
@@ -188,4 +189,40 @@ test('cursor conflicts: the first is logged at once, the rest of its window when
     'the window’s two were logged when it ended, though no conflict came after them',
   );
   assert.match(lines[1]?.msg ?? '', /another message holds their cursor/);
+});
+
+test('a message the store refuses for good refuses only its own write: the batch is tried again write by write', async () => {
+  // A test double for Cassandra refusing a mutation over its size limit: any append holding the
+  // message whose data is 'huge' fails with StoreRejectedError; the rest are stored.
+  const appended: number[] = [];
+  const store = {
+    kind: 'refusing',
+    async append(messages: readonly Envelope[]): Promise<AppendResult[]> {
+      appended.push(messages.length);
+      if (messages.some((m) => m.data === 'huge')) {
+        throw new StoreRejectedError('too_large', 'mutation over max_mutation_size');
+      }
+      return messages.map((envelope) => ({ envelope, inserted: true }));
+    },
+  } as unknown as MessageStore;
+  const committed: string[] = [];
+  const writer = createWriter({
+    store,
+    metrics: createMetrics(),
+    log: createLogger('silent'),
+    onCommitted: (inserted) => committed.push(...inserted.map((m) => m.topic)),
+  });
+  const huge = { ...message(1), data: 'huge' };
+  const outcomes = await Promise.all(
+    [message(0), huge, message(2)].map((m) =>
+      writer.write([m]).then(
+        () => 'stored',
+        (error: AnodeError) => error.code,
+      ),
+    ),
+  );
+  assert.deepEqual(outcomes, ['stored', 'too_large', 'stored']);
+  assert.deepEqual(committed, ['t0', 't2'], 'the others fanned out, in order');
+  assert.deepEqual(appended, [3, 1, 1, 1], 'one batch, then each write alone');
+  assert.equal(writer.queued, 0);
 });

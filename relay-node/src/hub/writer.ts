@@ -1,6 +1,7 @@
 import { type AppendResult, type Envelope, InternalError, type MessageStore, UnavailableError } from '@anode/shared';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
+import { isStoreRejection } from '../storage/store-rejected.ts';
 
 /**
  * Group commit in front of the store: publishes that arrive while a batch is being written wait
@@ -112,10 +113,10 @@ export function createWriter(options: WriterOptions): Writer {
 
   type Appended = { ok: true; results: AppendResult[] } | { ok: false; error: unknown };
 
-  /** Hands a batch to the store now; never rejects. */
-  const append = (jobs: Job[]): Promise<Appended> => {
+  /** Hands a batch to the store now; never rejects. `again`: jobs already counted out of `queued`. */
+  const append = (jobs: Job[], again = false): Promise<Appended> => {
     const envelopes = jobs.flatMap((job) => job.envelopes);
-    queued -= envelopes.length;
+    if (!again) queued -= envelopes.length;
     const stop = options.metrics.storeAppend.startTimer();
     const minted = jobs.flatMap((job) => job.envelopes.map(() => job.minted));
     return options.store.append(envelopes, { minted }).then(
@@ -135,9 +136,18 @@ export function createWriter(options: WriterOptions): Writer {
   };
 
   /** A batch's outcome to its callers: fan-out (onCommitted), then each job's promise. */
-  const finish = async (jobs: Job[], appended: Promise<Appended>) => {
+  const finish = async (jobs: Job[], appended: Promise<Appended>): Promise<void> => {
     const outcome = await appended;
     if (!outcome.ok) {
+      // The store refused a message for good (Cassandra: a mutation over its size limit): only
+      // its own write is refused, with the store's code. The batch holds other publishers'
+      // writes, each tried again alone (rows a failed batch wrote already are rewritten as they
+      // were), in order, so one bad message never refuses the others.
+      if (isStoreRejection(outcome.error)) {
+        if (jobs.length === 1) return jobs[0]?.reject(outcome.error);
+        for (const job of jobs) await finish([job], append([job], true));
+        return;
+      }
       const refused = new UnavailableError('storage is unavailable; message not accepted', { cause: outcome.error });
       for (const job of jobs) job.reject(refused);
       return;
