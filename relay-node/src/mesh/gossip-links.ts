@@ -24,6 +24,7 @@ import type { Host } from './host.ts';
 interface RawStream {
   status?: string;
   remoteWriteStatus?: string;
+  writeBuffer?: { byteLength: number };
 }
 interface GossipInternals {
   peers: Map<string, unknown>;
@@ -46,6 +47,16 @@ const usableStream = (stream: { rawStream?: RawStream } | undefined) =>
 export function canGossipTo(pubsub: unknown, peer: string): boolean {
   const outbound = (pubsub as Partial<GossipInternals>).streamsOutbound;
   return !(outbound instanceof Map) || usableStream(outbound.get(peer));
+}
+
+/**
+ * Whether everything gossipsub wrote to `peer` has left this node (its stream's write buffer is
+ * empty; a peer that stops reading fills it). Unknown internals, or no stream: assume it has.
+ */
+export function sentAll(pubsub: unknown, peer: string): boolean {
+  const outbound = (pubsub as Partial<GossipInternals>).streamsOutbound;
+  const buffered = outbound instanceof Map ? outbound.get(peer)?.rawStream?.writeBuffer?.byteLength : undefined;
+  return buffered === undefined || buffered === 0;
 }
 
 const CHECK_MS = 2_000;

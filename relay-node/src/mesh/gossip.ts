@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { setImmediate as immediate, setTimeout as sleep } from 'node:timers/promises';
-import { type Envelope, RecentMap } from '@anode/shared';
+import { cursorTime, type Envelope, RecentMap } from '@anode/shared';
 import { type GossipSub, type GossipsubOpts, type Message, TopicValidatorResult } from '@libp2p/gossipsub';
 import { peerIdFromString } from '@libp2p/peer-id';
 import type { Logger } from '../logger.ts';
@@ -17,7 +17,7 @@ import {
   envelopeJson,
   MAX_BATCH_ENVELOPES,
 } from './gossip-codec.ts';
-import { canGossipTo } from './gossip-links.ts';
+import { canGossipTo, sentAll } from './gossip-links.ts';
 import type { MeshPubsub } from './host.ts';
 import type { MeshMetrics } from './mesh-metrics.ts';
 import { SCORE_THRESHOLDS } from './scoring.ts';
@@ -36,8 +36,9 @@ import type { Shards } from './shards.ts';
  * Nothing is lost silently: a batch that gossipsub did not hand to a subscribed peer, or handed
  * to a stream the peer closed (say on a message larger than it accepts), or that failed to publish
  * is counted in `anode_mesh_gossip_dropped_total`, and repaired at once: the peer is reported to
- * `onUndelivered` (the mesh cuts the link, and the peer catches up from this node when it
- * reconnects), a failed publish is retried, before anything newer goes out (see retryLater).
+ * `onUndelivered` with the time since which it may have missed gossip (the mesh cuts the link and
+ * tells the peer to catch up from this node from then), a failed publish is retried, before
+ * anything newer goes out (see retryLater).
  *
  * Receiving: the validator decodes a batch once and checks every envelope (an invalid one
  * rejects the batch, which scores its sender down), and that the publisher does not pass off
@@ -59,8 +60,11 @@ export interface GossipOptions {
     MeshMetrics,
     'gossipIn' | 'gossipOut' | 'gossipCopies' | 'gossipBatches' | 'gossipHops' | 'rejected' | 'dropped' | 'queued'
   >;
-  /** A subscribed peer did not get a batch (gossipsub had no stream to it). */
-  onUndelivered?(peer: string): void;
+  /**
+   * A subscribed peer did not get a batch (gossipsub had no stream to it): it may have missed
+   * this node's gossip since `since` (ms), the last time its stream was seen with nothing unsent.
+   */
+  onUndelivered?(peer: string, since: number): void;
 }
 
 const encoder = new TextEncoder();
@@ -70,6 +74,8 @@ const hex = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, b
 const MAX_OWNERS = 100_000;
 const RECENT_BATCHES = 20_000;
 const PUBLISH_RETRIES = 3;
+/** Peers whose last fully sent time is kept (see backlogSince), at most. */
+const MAX_TRACKED_PEERS = 10_000;
 
 export function createGossip(options: GossipOptions) {
   const { shards, log, metrics } = options;
@@ -152,6 +158,15 @@ export function createGossip(options: GossipOptions) {
   };
 
   // --- publishing ---
+  // Peer -> when the oldest envelope of the first batch written after its stream last had nothing
+  // unsent was minted: a stream reset or lost later may have dropped anything from then on (a peer
+  // that stops reading keeps gossip in the buffer long after it was published).
+  const flowing = new Map<string, number>();
+  const backlogSince = (peer: string) => flowing.get(peer) ?? Date.now();
+  const noteFlowing = (host: MeshPubsub, peers: readonly string[], at: number) => {
+    if (flowing.size > MAX_TRACKED_PEERS) flowing.clear();
+    for (const id of peers) if (sentAll(host, id)) flowing.set(id, at);
+  };
   const queue: { envelope: Envelope; attempts: number }[] = [];
   let draining: Promise<void> | undefined;
   // Ends a wait before a retry when the node stops.
@@ -161,6 +176,8 @@ export function createGossip(options: GossipOptions) {
   const publishBatch = async (shard: number, items: typeof queue, jsons: string[]): Promise<boolean> => {
     const topic = shards.topics[shard] as string;
     const host = pubsub as MeshPubsub;
+    const oldest = Math.min(...items.map((item) => cursorTime(item.envelope.cursor)));
+    noteFlowing(host, host.getSubscribers(topic).map(String), oldest);
     try {
       const { recipients } = await host.publish(topic, encodeBatch(options.nodeId, jsons));
       metrics.gossipOut.inc(items.length);
@@ -172,7 +189,8 @@ export function createGossip(options: GossipOptions) {
         if ((sent.has(id) && canGossipTo(host, id)) || host.getScore(id) < SCORE_THRESHOLDS.publishThreshold) continue;
         metrics.dropped.inc({ reason: 'no_stream' }, items.length);
         log.debug({ peer: id, topic, envelopes: items.length }, 'gossip had no stream to a subscribed peer');
-        options.onUndelivered?.(id);
+        options.onUndelivered?.(id, backlogSince(id));
+        flowing.delete(id);
       }
       return true;
     } catch (error) {
@@ -340,6 +358,9 @@ export function createGossip(options: GossipOptions) {
         if (!wanted.has(shard) && current.has(topic)) pubsub?.unsubscribe(topic);
       });
     },
+
+    /** Since when `peer` may have missed gossip, if its stream turns out to be broken now. */
+    backlogSince,
 
     get rejected(): number {
       return rejected;

@@ -63,6 +63,20 @@ export function allowListGater(allow: readonly string[]): ConnectionGater {
   };
 }
 
+/** The largest gossip RPC a relay accepts (a larger one drops the stream). */
+export const maxGossipRpcBytes = (maxMessageBytes: number) =>
+  Math.max(4 * 1024 * 1024, 2 * maxMessageBytes + 64 * 1024);
+
+/**
+ * Gossip waiting to be sent to one peer, beyond which its stream is reset. A peer that stops
+ * reading (frozen, or its link silently dead) is dropped only after three missed pings, and until
+ * then everything published piled up for it without bound: 30 s of a busy mesh's gossip per such
+ * peer. Past this, gossip finds no stream to it, counts the drop (`no_stream`) and cuts the link
+ * at once, and the peer catches up when it is back. Eight of the largest RPCs (32 MiB by default):
+ * a peer that is only slow for a moment stays.
+ */
+export const maxGossipBacklogBytes = (maxMessageBytes: number) => 8 * maxGossipRpcBytes(maxMessageBytes);
+
 export async function createHost(options: HostOptions): Promise<Host> {
   await applyLibp2pFixes();
   const topics = [...options.gossipTopics, DISCOVERY_TOPIC];
@@ -111,7 +125,8 @@ export async function createHost(options: HostOptions): Promise<Host> {
         awaitRpcMessageHandler: true,
         // The hard cap on one RPC (beyond it the stream is dropped); below it, an oversized
         // message reaches validation, is rejected, and costs its sender.
-        maxInboundDataLength: Math.max(4 * 1024 * 1024, 2 * options.maxMessageBytes + 64 * 1024),
+        maxInboundDataLength: maxGossipRpcBytes(options.maxMessageBytes),
+        maxOutboundBufferSize: maxGossipBacklogBytes(options.maxMessageBytes),
         scoreParams: scoreParams(topics),
         scoreThresholds: SCORE_THRESHOLDS,
       }),

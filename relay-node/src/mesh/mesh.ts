@@ -17,6 +17,7 @@ import { createMeshMetrics } from './mesh-metrics.ts';
 import { clusterPeersStatus, gossipMeshStatus, peersStatus } from './mesh-status.ts';
 import { createPeerMemory } from './peer-memory.ts';
 import { createPeerManager } from './peers.ts';
+import { createResyncNotices } from './resync-notice.ts';
 import { createShards } from './shards.ts';
 import { createStatusProtocol } from './status-protocol.ts';
 import { startStunServer } from './stun-server.ts';
@@ -47,7 +48,10 @@ export async function createMesh(context: ComponentContext) {
     floodPublish: config.mesh_flood_publish,
     log,
     metrics,
-    onUndelivered: (peer) => links?.undelivered(peer),
+    onUndelivered: (peer, since) => {
+      notices.owe(peer, since);
+      links?.undelivered(peer);
+    },
   });
   const networkKey = await loadNetworkKey(config);
   const openWithAuth = meshOpenWithAuth(config);
@@ -106,6 +110,12 @@ export async function createMesh(context: ComponentContext) {
       });
     },
   });
+  // What this node's gossip failed to deliver to a peer, that peer is told to catch up (resync-notice.ts).
+  const notices = createResyncNotices({
+    host,
+    log: log.child({ part: 'resync' }),
+    onNotice: (peer, since) => sync.resync(since, peer),
+  });
   const meshPeers = new Set<string>();
   const memory = createPeerMemory({ dataDir: config.data_dir, log: log.child({ part: 'peer-memory' }) });
   const statusProtocol = createStatusProtocol({
@@ -129,6 +139,7 @@ export async function createMesh(context: ComponentContext) {
         // (mesh-failover.test.ts, reproduced twice; not fully explained).
         memory.up(peer);
         sync.peerUp(peer);
+        notices.peerUp(peer);
       } else {
         meshPeers.delete(peer);
         memory.down(peer);
@@ -189,6 +200,7 @@ export async function createMesh(context: ComponentContext) {
         carryTimer.unref();
       }
       await serveCatchUp(host, { store: context.store, shards, maxMessageBytes, log });
+      await notices.start();
       await members.start();
       await statusProtocol.start();
       stopAccepted = hub.onAccepted(gossip.send);
@@ -199,7 +211,11 @@ export async function createMesh(context: ComponentContext) {
         host,
         () => meshPeers,
         log,
-        (peer) => sync.resync(Date.now() - 5_000, peer),
+        (peer) => {
+          sync.resync(Date.now() - 5_000, peer);
+          // Its streams were broken both ways: what this node sent it may be lost too.
+          notices.owe(peer, gossip.backlogSince(peer));
+        },
       );
       if (persist && config.bootstrap.length > 0 && config.mesh_startup_sync_ms > 0) {
         const ac = new AbortController();
@@ -232,6 +248,7 @@ export async function createMesh(context: ComponentContext) {
       peers.stop();
       await gossip.flush();
       await gossip.stop();
+      await notices.stop();
       await sync.stop();
       stun?.close();
       await host.stop();

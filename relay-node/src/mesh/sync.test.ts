@@ -189,4 +189,21 @@ describe('catch-up scheduling', () => {
     assert.equal(asked.length, 2, 'then synced: no more runs, watermarks move on');
     await sync.stop();
   });
+
+  it('takes a resync asked for a peer not connected yet into its next catch-up', async () => {
+    const sync = make();
+    await sync.start();
+    sync.peerUp('p1');
+    await sync.firstSync;
+    clock += 5_000;
+    sync.heard('p1', clock);
+    sync.peerDown('p1'); // watermark: 1_005_000
+    // The peer says, before this node counts it connected again, that its gossip since then was lost.
+    sync.resync(1_002_000, 'p1');
+    asked = [];
+    sync.peerUp('p1');
+    await settle();
+    assert.deepEqual(asked, [['p1', cursorAt(1_002_000 - LOOKBACK)]]);
+    await sync.stop();
+  });
 });

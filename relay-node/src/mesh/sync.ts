@@ -232,10 +232,14 @@ export function createSync(options: SyncOptions) {
     },
 
     /**
-     * Something from `since` on may not have arrived (storing gossip failed, or the gossip link to
-     * `only` was interrupted): catch up again from every connected peer, or just from `only`.
+     * Something from `since` on may not have arrived (storing gossip failed, the gossip link to
+     * `only` was interrupted, or `only` says it could not deliver its gossip): catch up again from
+     * every connected peer, or just from `only`.
      */
     resync(since = now(), only?: string): void {
+      // Not connected (yet): it is caught up from its watermark when it is, so lower that.
+      const mark = only === undefined || connected.has(only) ? undefined : state.peers[only];
+      if (mark !== undefined) state.peers[only as string] = Math.min(mark, since);
       for (const [peer, entry] of connected) {
         if (only !== undefined && peer !== only) continue;
         // A catch-up from it is running: it may already have read past what went missing, and would

@@ -21,6 +21,8 @@ export interface TestPeerOptions {
   signing?: 'strict' | 'none';
   /** gossipsub's cap on one inbound RPC (a larger one makes it reset the stream); default 4 MiB. */
   maxInboundDataLength?: number;
+  /** gossipsub's cap on what waits to be sent to one peer (beyond it the stream is reset); default none. */
+  maxOutboundBufferSize?: number;
 }
 
 export async function createTestPeer(options: TestPeerOptions = {}) {
@@ -39,6 +41,7 @@ export async function createTestPeer(options: TestPeerOptions = {}) {
         fallbackToFloodsub: false,
         floodPublish: true,
         ...(options.maxInboundDataLength ? { maxInboundDataLength: options.maxInboundDataLength } : {}),
+        ...(options.maxOutboundBufferSize ? { maxOutboundBufferSize: options.maxOutboundBufferSize } : {}),
       }),
     },
   });
@@ -62,6 +65,19 @@ export async function createTestPeer(options: TestPeerOptions = {}) {
 
     /** Its gossipsub, for tests that run the mesh's own gossip on it. */
     pubsub: pubsubOf(host),
+
+    /** The libp2p node, for tests that run the mesh's own protocols on it. */
+    host,
+
+    /** Stop reading the gossip `peer` sends (as a frozen or overloaded peer would). */
+    stopReadingFrom(peer: string): void {
+      const inbound = (
+        host.services.pubsub as unknown as { streamsInbound: Map<string, { rawStream: { pause(): void } }> }
+      ).streamsInbound;
+      const stream = inbound.get(peer);
+      if (!stream) throw new Error(`no gossip stream from ${peer}`);
+      stream.rawStream.pause();
+    },
 
     /** Subscribe to a gossip topic and wait until `peer` is known to be subscribed to it too. */
     async join(topic: string, peer: string, timeoutMs = 10_000): Promise<void> {

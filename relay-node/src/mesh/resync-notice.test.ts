@@ -1,0 +1,122 @@
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createHybridClock, type Envelope } from '@anode/shared';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { createGossip } from './gossip.ts';
+import type { Host } from './host.ts';
+import { createMeshMetrics } from './mesh-metrics.ts';
+import { createResyncNotices } from './resync-notice.ts';
+import { createShards } from './shards.ts';
+import { createTestPeer, type TestPeer } from './test-peer.ts';
+
+const NODE = 'noticenode1';
+const TOPIC = 'orders.eu';
+const shards = createShards(32);
+const shardTopic = shards.gossipTopic(TOPIC);
+const clock = createHybridClock(NODE);
+const log = pino({ level: 'silent' });
+const envelope = (id: string, data: unknown = id): Envelope => ({
+  id,
+  topic: TOPIC,
+  cursor: clock.next(),
+  source: 's',
+  ts: 1,
+  data,
+});
+const mintedAt = (cursor: string) => Number.parseInt(cursor.slice(0, 12), 16);
+
+const until = async (what: string, check: () => boolean) => {
+  for (let i = 0; !check(); i++) {
+    if (i > 600) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+};
+
+describe('resync notices', { timeout: 60_000 }, () => {
+  const peers: TestPeer[] = [];
+  const stops: (() => Promise<void>)[] = [];
+  after(async () => {
+    for (const stop of stops) await stop();
+    await Promise.all(peers.map((peer) => peer.stop()));
+  });
+
+  /**
+   * The mesh's wiring (mesh.ts) on two real libp2p nodes on loopback: the sender's gossip reports a
+   * peer it could not deliver to, and its notices tell that peer since when to catch up. The
+   * sender's outbound gossip buffer is capped at 256 KiB (as host.ts caps it, smaller).
+   */
+  const setup = async () => {
+    const sender = await createTestPeer({ maxOutboundBufferSize: 256 * 1024 });
+    const receiver = await createTestPeer();
+    peers.push(sender, receiver);
+    const told: { peer: string; since: number }[] = [];
+    const senderNotices = createResyncNotices({ host: sender.host as unknown as Host, log, onNotice: () => {} });
+    const receiverNotices = createResyncNotices({
+      host: receiver.host as unknown as Host,
+      log,
+      onNotice: (peer, since) => told.push({ peer, since }),
+    });
+    await senderNotices.start();
+    await receiverNotices.start();
+    stops.push(senderNotices.stop, receiverNotices.stop);
+    const undelivered: string[] = [];
+    const gossip = createGossip({
+      shards,
+      maxMessageBytes: 64 * 1024,
+      nodeId: NODE,
+      batchMs: 5,
+      floodPublish: true,
+      log,
+      metrics: createMeshMetrics(new Registry(), () => 0),
+      onUndelivered: (peer, since) => {
+        undelivered.push(peer);
+        senderNotices.owe(peer, since);
+      },
+    });
+    stops.push(gossip.stop);
+    gossip.attach(sender.pubsub, sender.peerId, () => {});
+    gossip.carry(new Set([shards.of(TOPIC)]));
+    await receiver.dial(sender.multiaddrs()[0] as string);
+    await receiver.join(shardTopic, sender.peerId);
+    await until('the sender to see the receiver subscribed', () =>
+      sender.pubsub.getSubscribers(shardTopic).some((p) => p.toString() === receiver.peerId),
+    );
+    return { sender, receiver, gossip, told, undelivered };
+  };
+
+  it('tells a peer that stopped reading, once its gossip stream was reset, to catch up from before what it missed', async () => {
+    const { sender, receiver, gossip, told, undelivered } = await setup();
+    gossip.send([envelope('before')]);
+    await until('the first message at the receiver', () => receiver.received.length > 0);
+    await until('the receiver to have a gossip stream from the sender', () => {
+      try {
+        receiver.stopReadingFrom(sender.peerId);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+
+    // 50 KB each: the 256 KiB buffer overflows after a few, while the connection stays up.
+    const lost: Envelope[] = [];
+    for (let i = 0; undelivered.length === 0; i++) {
+      if (i > 200) throw new Error('the sender never found its gossip stream reset');
+      const next = envelope(`lost-${i}`, 'x'.repeat(50_000));
+      lost.push(next);
+      gossip.send([next]);
+      await gossip.flush();
+    }
+    assert.equal(sender.connections(), 1, 'the connection is still up: nothing else would repair it');
+
+    await until('the receiver to be told to catch up', () => told.length > 0);
+    assert.equal(told[0]?.peer, sender.peerId);
+    // From when its stream began to back up: the batch that overflowed it and everything after are
+    // covered (the receiver subtracts its lookback too, for what was in flight before).
+    const overflowed = mintedAt(lost.at(-1)?.cursor as string);
+    const since = told[0]?.since as number;
+    assert.ok(since <= overflowed, `told to catch up from ${since}, before the batch that overflowed (${overflowed})`);
+    assert.ok(since >= mintedAt(lost[0]?.cursor as string), 'not from further back than the stream was stuck');
+  });
+});

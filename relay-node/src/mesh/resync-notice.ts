@@ -1,0 +1,129 @@
+import type { PeerId, Stream } from '@libp2p/interface';
+import { peerIdFromString } from '@libp2p/peer-id';
+import { lpStream } from '@libp2p/utils';
+import type { Logger } from '../logger.ts';
+import type { Host } from './host.ts';
+
+/**
+ * Resync notices (`/anode/resync/1.0.0`): this node tells a peer "you may have missed my gossip
+ * since `since` (ms since the epoch, my clock): catch up from me from there". One request frame
+ * `{"since":<ms>}` (varint-length-prefixed JSON), no answer; the peer catches up from the sender
+ * from `since` minus its lookback.
+ *
+ * Why: only the sending side knows what gossip it failed to deliver (a stream reset because the
+ * peer stopped reading, a batch whose publish failed for good). The peer's own watermark moves on
+ * with its answered pings, which travel on their own stream and so overtake gossip stuck behind
+ * a full window; without a notice it would never ask for what was dropped, or not from far enough
+ * back. A notice owed to a peer is kept (the earliest `since`) and sent while the peer is
+ * connected, retried every few seconds until it goes through; a peer that does not speak the
+ * protocol is not asked again.
+ */
+export const RESYNC_PROTOCOL = '/anode/resync/1.0.0';
+const TIMEOUT_MS = 15_000;
+const RETRY_MS = 2_000;
+/** A notice not delivered in this long is dropped (the peer reconnected and caught up anyway, or is gone). */
+const OWED_TTL_MS = 10 * 60_000;
+const MAX_OWED = 10_000;
+/** A `since` further ahead of this node's clock is refused. */
+const MAX_AHEAD_MS = 60_000;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+export interface ResyncNoticeOptions {
+  host: Host;
+  log: Logger;
+  /** `peer` says this node may have missed its gossip since `since`: catch up from it. */
+  onNotice(peer: string, since: number): void;
+}
+
+export function createResyncNotices(options: ResyncNoticeOptions) {
+  const { host, log } = options;
+  // Peer -> the earliest `since` owed to it, and when it was first owed.
+  const owed = new Map<string, { since: number; at: number }>();
+  const sending = new Set<string>();
+  let timer: ReturnType<typeof setInterval> | undefined;
+  let stopped = false;
+
+  const connected = (peer: string) =>
+    host.getConnections().some((c) => c.remotePeer.toString() === peer && c.status === 'open');
+
+  const deliver = async (peer: string) => {
+    const entry = owed.get(peer);
+    if (stopped || !entry || sending.has(peer) || !connected(peer)) return;
+    sending.add(peer);
+    const { since } = entry;
+    let stream: Stream | undefined;
+    try {
+      const signal = AbortSignal.timeout(TIMEOUT_MS);
+      stream = await host.dialProtocol(peerIdFromString(peer) as PeerId, RESYNC_PROTOCOL, {
+        runOnLimitedConnection: true,
+        signal,
+      });
+      await lpStream(stream).write(encoder.encode(JSON.stringify({ since })), { signal });
+      await stream.close({ signal });
+      // Owed again meanwhile from earlier still: keep that one.
+      if (owed.get(peer)?.since === since) owed.delete(peer);
+      log.info({ peer, since }, 'told a peer to catch up from this node');
+    } catch (error) {
+      stream?.abort(error as Error);
+      if ((error as Error).name === 'UnsupportedProtocolError') owed.delete(peer);
+      else log.debug({ err: error, peer }, 'resync notice not delivered; will retry');
+    } finally {
+      sending.delete(peer);
+    }
+  };
+
+  return {
+    async start(): Promise<void> {
+      await host.handle(
+        RESYNC_PROTOCOL,
+        async (stream, connection) => {
+          try {
+            const frame = await lpStream(stream, { maxDataLength: 1024 }).read({
+              signal: AbortSignal.timeout(TIMEOUT_MS),
+            });
+            const { since } = JSON.parse(decoder.decode(frame.subarray())) as { since?: unknown };
+            await stream.close({ signal: AbortSignal.timeout(TIMEOUT_MS) });
+            if (!Number.isSafeInteger(since) || (since as number) < 0 || (since as number) > Date.now() + MAX_AHEAD_MS)
+              throw new Error('bad resync notice');
+            options.onNotice(connection.remotePeer.toString(), since as number);
+          } catch (error) {
+            stream.abort(error as Error);
+          }
+        },
+        { runOnLimitedConnection: true, maxInboundStreams: 2 },
+      );
+      timer = setInterval(() => {
+        const now = Date.now();
+        for (const [peer, entry] of owed) {
+          if (now - entry.at > OWED_TTL_MS) owed.delete(peer);
+          else void deliver(peer);
+        }
+      }, RETRY_MS);
+      timer.unref();
+    },
+
+    /** `peer` may have missed this node's gossip since `since`: tell it, now or once it can be. */
+    owe(peer: string, since: number): void {
+      if (stopped) return;
+      const entry = owed.get(peer);
+      if (entry) entry.since = Math.min(entry.since, since);
+      else if (owed.size < MAX_OWED) owed.set(peer, { since, at: Date.now() });
+      void deliver(peer);
+    },
+
+    /** A peer (re)connected: deliver what it is owed. */
+    peerUp(peer: string): void {
+      void deliver(peer);
+    },
+
+    async stop(): Promise<void> {
+      stopped = true;
+      clearInterval(timer);
+      await host.unhandle(RESYNC_PROTOCOL).catch(() => {});
+    },
+  };
+}
+
+export type ResyncNotices = ReturnType<typeof createResyncNotices>;
