@@ -38,7 +38,8 @@ import type { Shards } from './shards.ts';
  * is counted in `anode_mesh_gossip_dropped_total`, and repaired at once: the peer is reported to
  * `onUndelivered` with the time since which it may have missed gossip (the mesh cuts the link and
  * tells the peer to catch up from this node from then), a failed publish is retried, before
- * anything newer goes out (see retryLater).
+ * anything newer goes out (see retryLater), and a batch that fails every retry is reported to
+ * `onLost` (the mesh tells the shard's peers to catch up from this node from its oldest envelope).
  *
  * Receiving: the validator decodes a batch once and checks every envelope (an invalid one
  * rejects the batch, which scores its sender down), and that the publisher does not pass off
@@ -65,6 +66,8 @@ export interface GossipOptions {
    * this node's gossip since `since` (ms), the last time its stream was seen with nothing unsent.
    */
   onUndelivered?(peer: string, since: number): void;
+  /** A batch failed every retry: the shard's subscribed `peers` miss what was minted from `since` (ms). */
+  onLost?(peers: string[], since: number): void;
 }
 
 const encoder = new TextEncoder();
@@ -208,8 +211,20 @@ export function createGossip(options: GossipOptions) {
    * receivers after it, and they deliver as things arrive (deduplicating by id, not sorting by
    * cursor), so subscribers would see this node's messages out of cursor order.
    */
-  const retryLater = async (taken: typeof queue, done: ReadonlySet<(typeof queue)[number]>, failed: typeof queue) => {
+  const retryLater = async (
+    shard: number,
+    taken: typeof queue,
+    done: ReadonlySet<(typeof queue)[number]>,
+    failed: typeof queue,
+  ) => {
     for (const item of failed) item.attempts += 1;
+    const lost = failed.filter((item) => item.attempts > PUBLISH_RETRIES);
+    const topic = shards.topics[shard] as string;
+    if (lost.length > 0 && pubsub) {
+      const since = Math.min(...lost.map((item) => cursorTime(item.envelope.cursor)));
+      log.warn({ topic, envelopes: lost.length }, 'gossip publish failed for good; the shard peers catch up');
+      options.onLost?.(pubsub.getSubscribers(topic).map(String), since);
+    }
     const back = taken.filter((item) => !done.has(item) && item.attempts <= PUBLISH_RETRIES);
     queue.unshift(...back);
     metrics.queued.set(queue.length);
@@ -261,7 +276,7 @@ export function createGossip(options: GossipOptions) {
             batchBytes(options.nodeId, bytes + size, jsons.length + 1) > BATCH_TARGET_BYTES;
           if (jsons.length > 0 && full) {
             if (!(await publish(shard, items, jsons))) {
-              await retryLater(taken, done, items);
+              await retryLater(shard, taken, done, items);
               break round;
             }
             items = [];
@@ -273,7 +288,7 @@ export function createGossip(options: GossipOptions) {
           bytes += size;
         }
         if (jsons.length > 0 && !(await publish(shard, items, jsons))) {
-          await retryLater(taken, done, items);
+          await retryLater(shard, taken, done, items);
           break;
         }
       }

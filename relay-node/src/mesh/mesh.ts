@@ -52,6 +52,9 @@ export async function createMesh(context: ComponentContext) {
       notices.owe(peer, since);
       links?.undelivered(peer);
     },
+    onLost: (lostTo, since) => {
+      for (const peer of lostTo) notices.owe(peer, since);
+    },
   });
   const networkKey = await loadNetworkKey(config);
   const openWithAuth = meshOpenWithAuth(config);

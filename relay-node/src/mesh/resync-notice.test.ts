@@ -45,9 +45,11 @@ describe('resync notices', { timeout: 60_000 }, () => {
   /**
    * The mesh's wiring (mesh.ts) on two real libp2p nodes on loopback: the sender's gossip reports a
    * peer it could not deliver to, and its notices tell that peer since when to catch up. The
-   * sender's outbound gossip buffer is capped at 256 KiB (as host.ts caps it, smaller).
+   * sender's outbound gossip buffer is capped at 256 KiB (as host.ts caps it, smaller). With
+   * `failPublish`, its gossipsub publish is replaced by a test double that always fails: a
+   * gossipsub publish error cannot be provoked on demand with real nodes.
    */
-  const setup = async () => {
+  const setup = async (failPublish = false) => {
     const sender = await createTestPeer({ maxOutboundBufferSize: 256 * 1024 });
     const receiver = await createTestPeer();
     peers.push(sender, receiver);
@@ -74,7 +76,15 @@ describe('resync notices', { timeout: 60_000 }, () => {
         undelivered.push(peer);
         senderNotices.owe(peer, since);
       },
+      onLost: (lostTo, since) => {
+        for (const peer of lostTo) senderNotices.owe(peer, since);
+      },
     });
+    if (failPublish) {
+      sender.pubsub.publish = async () => {
+        throw new Error('test double: gossipsub publish failed');
+      };
+    }
     stops.push(gossip.stop);
     gossip.attach(sender.pubsub, sender.peerId, () => {});
     gossip.carry(new Set([shards.of(TOPIC)]));
@@ -118,5 +128,16 @@ describe('resync notices', { timeout: 60_000 }, () => {
     const since = told[0]?.since as number;
     assert.ok(since <= overflowed, `told to catch up from ${since}, before the batch that overflowed (${overflowed})`);
     assert.ok(since >= mintedAt(lost[0]?.cursor as string), 'not from further back than the stream was stuck');
+  });
+
+  it("tells the shard's peers to catch up from a batch whose publish failed every retry", async () => {
+    const { sender, receiver, gossip, told } = await setup(true);
+    const doomed = envelope('doomed');
+    gossip.send([doomed]);
+    await gossip.flush(); // three retries, then given up
+    assert.equal(receiver.received.length, 0, 'gossip never carried it');
+    await until('the receiver to be told to catch up', () => told.length > 0);
+    assert.equal(told[0]?.peer, sender.peerId);
+    assert.ok((told[0]?.since as number) <= mintedAt(doomed.cursor), 'from the lost envelope on');
   });
 });
