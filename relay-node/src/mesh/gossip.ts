@@ -63,7 +63,8 @@ export interface GossipOptions {
   >;
   /**
    * A subscribed peer did not get a batch (gossipsub had no stream to it): it may have missed
-   * this node's gossip since `since` (ms), the last time its stream was seen with nothing unsent.
+   * this node's gossip since `since` (ms): the oldest envelope written since its stream last had
+   * nothing unsent.
    */
   onUndelivered?(peer: string, since: number): void;
   /** A batch failed every retry: the shard's subscribed `peers` miss what was minted from `since` (ms). */
