@@ -226,3 +226,72 @@ test('a message the store refuses for good refuses only its own write: the batch
   assert.deepEqual(appended, [3, 1, 1, 1], 'one batch, then each write alone');
   assert.equal(writer.queued, 0);
 });
+
+/**
+ * A test double for Cassandra refusing a mutation over its size limit after writing the batch's
+ * other rows (an unlogged batch is not atomic): an append holding 'huge' stores the rest, then
+ * fails; a later append of a stored id answers with the stored copy (inserted: false).
+ */
+function partialStore() {
+  const stored = new Map<string, Envelope>();
+  const appended: number[] = [];
+  const store = {
+    kind: 'partial',
+    async append(messages: readonly Envelope[]): Promise<AppendResult[]> {
+      appended.push(messages.length);
+      const results = messages.map((envelope): AppendResult => {
+        const held = stored.get(envelope.id);
+        if (held) return { envelope: held, inserted: false };
+        if (envelope.data !== 'huge') stored.set(envelope.id, envelope);
+        return { envelope, inserted: true };
+      });
+      if (messages.some((m) => m.data === 'huge')) {
+        throw new StoreRejectedError('too_large', 'mutation over max_mutation_size');
+      }
+      return results;
+    },
+  } as unknown as MessageStore;
+  return { store, stored, appended };
+}
+
+test('writes the refused batch had already stored are still new when written again: fanned out, then acked', async () => {
+  const { store } = partialStore();
+  const committed: string[] = [];
+  const writer = createWriter({
+    store,
+    metrics: createMetrics(),
+    log: createLogger('silent'),
+    onCommitted: (inserted) => committed.push(...inserted.map((m) => m.topic)),
+  });
+  const outcomes = await Promise.all(
+    [message(0), { ...message(1), data: 'huge' }, message(2)].map((m) =>
+      writer.write([m]).then(
+        (results) => (results[0]?.inserted ? 'new' : 'old'),
+        (error: AnodeError) => error.code,
+      ),
+    ),
+  );
+  assert.deepEqual(outcomes, ['new', 'too_large', 'new']);
+  assert.deepEqual(committed, ['t0', 't2'], 'delivered live (and gossiped) although the failed batch stored them');
+});
+
+test('a message from elsewhere the store refuses for good is left out of its batch; the rest are stored', async () => {
+  const { store, stored, appended } = partialStore();
+  const committed: string[] = [];
+  const writer = createWriter({
+    store,
+    metrics: createMetrics(),
+    log: createLogger('silent'),
+    onCommitted: (inserted) => committed.push(...inserted.map((m) => m.topic)),
+  });
+  // A catch-up page of three, the middle one too large for this store.
+  const page = [message(0), { ...message(1), data: 'huge' }, message(2)];
+  const results = await writer.write(page, 'remote');
+  assert.deepEqual(
+    results.map((r) => r.inserted),
+    [true, false, true],
+  );
+  assert.deepEqual([...stored.keys()], ['id0', 'id2']);
+  assert.deepEqual(committed, ['t0', 't2']);
+  assert.deepEqual(appended, [3, 1, 1, 1], 'the page, then message by message');
+});

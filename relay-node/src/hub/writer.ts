@@ -135,17 +135,58 @@ export function createWriter(options: WriterOptions): Writer {
     );
   };
 
+  /**
+   * After the store refused a batch for good (StoreRejectedError: Cassandra refusing a mutation
+   * over its size limit), each of its writes is tried again alone, in order, so one bad message
+   * never refuses the others. A client's write that fails alone is refused with the store's code
+   * (a whole HTTP body, as it was one publish). A write from elsewhere (a gossip batch, a catch-up
+   * page) is split further, message by message: the refused message is logged and left out,
+   * and the rest are stored (refusing the page would fail the same catch-up on every retry).
+   * The refused batch may have written some rows already: one found stored under the id and
+   * cursor this write carries is this write's own, so it is new (fanned out), once per id (a
+   * copy from elsewhere that was stored before the batch is then delivered again: same id, which
+   * subscribers drop).
+   */
+  const rewrite = async (job: Job, ours: Set<string>): Promise<void> => {
+    const alone = (envelopes: readonly Envelope[], settle: Pick<Job, 'resolve' | 'reject'>): Job => ({
+      ...job,
+      envelopes,
+      ...settle,
+    });
+    if (job.origin === 'local' || job.envelopes.length === 1) {
+      const single = alone(job.envelopes, job);
+      return finish([single], append([single], true), ours);
+    }
+    const results: AppendResult[] = [];
+    for (const envelope of job.envelopes) {
+      await new Promise<void>((done) => {
+        const single = alone([envelope], {
+          resolve: (own) => done(void results.push(...own)),
+          reject: (error) => {
+            options.log.error(
+              { err: error, topic: envelope.topic, id: envelope.id, origin: job.origin },
+              'message from elsewhere refused by the store for good; left out',
+            );
+            results.push({ envelope, inserted: false });
+            done();
+          },
+        });
+        void finish([single], append([single], true), ours);
+      });
+    }
+    job.resolve(results);
+  };
+
   /** A batch's outcome to its callers: fan-out (onCommitted), then each job's promise. */
-  const finish = async (jobs: Job[], appended: Promise<Appended>): Promise<void> => {
+  const finish = async (jobs: Job[], appended: Promise<Appended>, rewritten?: Set<string>): Promise<void> => {
     const outcome = await appended;
     if (!outcome.ok) {
-      // The store refused a message for good (Cassandra: a mutation over its size limit): only
-      // its own write is refused, with the store's code. The batch holds other publishers'
-      // writes, each tried again alone (rows a failed batch wrote already are rewritten as they
-      // were), in order, so one bad message never refuses the others.
       if (isStoreRejection(outcome.error)) {
-        if (jobs.length === 1) return jobs[0]?.reject(outcome.error);
-        for (const job of jobs) await finish([job], append([job], true));
+        const [job] = jobs;
+        if (rewritten && job && jobs.length === 1 && job.envelopes.length === 1) return job.reject(outcome.error);
+        if (rewritten && job && jobs.length === 1 && job.origin === 'local') return job.reject(outcome.error);
+        const ours = rewritten ?? new Set<string>();
+        for (const each of jobs) await rewrite(each, ours);
         return;
       }
       const refused = new UnavailableError('storage is unavailable; message not accepted', { cause: outcome.error });
@@ -154,7 +195,22 @@ export function createWriter(options: WriterOptions): Writer {
     }
     // Fan-out first, once per run of jobs from the same origin (a batch of single publishes is
     // one run): subscribers are looked up once per batch and topic, not once per publish.
-    const { results } = outcome;
+    let { results } = outcome;
+    if (rewritten) {
+      const sent = jobs.flatMap((job) => job.envelopes);
+      results = results.map((result, i) => {
+        const own = sent[i];
+        const mine =
+          !result.inserted &&
+          !result.conflict &&
+          own !== undefined &&
+          result.envelope.id === own.id &&
+          result.envelope.cursor === own.cursor &&
+          !rewritten.has(own.id);
+        if (own) rewritten.add(own.id);
+        return mine ? { ...result, inserted: true } : result;
+      });
+    }
     let inserted: Envelope[] = [];
     let origin: WriteOrigin | undefined;
     const fanOut = () => {
