@@ -1,5 +1,5 @@
 import { chmodSync, closeSync, lstatSync, mkdirSync, openSync } from 'node:fs';
-import { open, rename, writeFile } from 'node:fs/promises';
+import { link, open, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 /**
@@ -59,15 +59,20 @@ export function ensurePrivateFile(path: string): void {
 }
 
 /**
- * Write a private file that is made once and read on every start (`node-id`, `peer-key`): to a
- * temporary file, synced, then renamed into place and the folder synced. A power cut right after
- * the first start then leaves either no file (made again) or the whole file, never an empty one
- * that stops every later start.
+ * Make a private file that is made once and read on every start (`node-id`, `peer-key`): written
+ * to a temporary file and synced, then linked into place and the folder synced. A power cut
+ * right after the first start then leaves either no file (made again) or the whole file, never an
+ * empty one that stops every later start. Linking, unlike a rename, never replaces a file that
+ * is already there (EEXIST): a file made meanwhile by another process is kept, as `wx` kept it.
  */
 export async function writePrivateFileDurably(path: string, data: string | Uint8Array): Promise<void> {
   const temporary = `${path}.tmp`;
   await writeFile(temporary, data, { mode: PRIVATE_FILE_MODE, flush: true });
-  await rename(temporary, path);
+  try {
+    await link(temporary, path);
+  } finally {
+    await rm(temporary, { force: true });
+  }
   const folder = await open(dirname(path), 'r');
   try {
     await folder.sync();
