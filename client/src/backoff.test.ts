@@ -51,22 +51,26 @@ test('delays use the whole range, so reconnecting clients spread out', () => {
   assert.ok(delays.size > 50);
 });
 
-test('an initial delay of 0 gives 0 at every attempt, never NaN', () => {
+test('an initial delay of 0 still backs off, from 1 ms up to the maximum, never NaN', () => {
   const o = { initialDelayMs: 0, maxDelayMs: 10_000 };
-  for (const attempt of [0, 1, 100, 1024, 2000, 1e9, Number.POSITIVE_INFINITY]) {
-    for (const r of [0, 0.5, 0.999])
-      assert.equal(
-        backoffDelay(attempt, o, () => r),
-        0,
-      );
+  const top = () => 1 - Number.EPSILON;
+  assert.equal(backoffDelay(0, o, top), 1);
+  assert.equal(backoffDelay(5, o, top), 32);
+  for (const attempt of [100, 1024, 2000, 1e9, Number.POSITIVE_INFINITY]) {
+    for (const r of [0, 0.5, 0.999]) {
+      const delay = backoffDelay(attempt, o, () => r);
+      assert.ok(Number.isInteger(delay) && delay >= 0 && delay <= 10_000, `${delay}`);
+    }
+    assert.equal(backoffDelay(attempt, o, top), 10_000);
   }
+  assert.equal(backoffDelay(3, { initialDelayMs: 0, maxDelayMs: 0 }, top), 0, 'a maximum of 0: no wait');
 });
 
 test('negative, NaN and huge options still give a delay a timer keeps', () => {
   const top = () => 1 - Number.EPSILON;
   assert.equal(
     backoffDelay(5, { initialDelayMs: -100, maxDelayMs: 10_000 }, () => 0.5),
-    0,
+    16,
   );
   assert.equal(
     backoffDelay(5, { initialDelayMs: 250, maxDelayMs: -5 }, () => 0.5),
@@ -74,7 +78,7 @@ test('negative, NaN and huge options still give a delay a timer keeps', () => {
   );
   assert.equal(
     backoffDelay(5, { initialDelayMs: Number.NaN, maxDelayMs: 10_000 }, () => 0.5),
-    0,
+    16,
   );
   assert.equal(backoffDelay(3, { initialDelayMs: 1e308, maxDelayMs: Number.POSITIVE_INFINITY }, top), MAX_DELAY_MS);
   // An unbounded maximum: the ceiling stops at the longest delay a timer keeps.

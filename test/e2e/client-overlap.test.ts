@@ -67,4 +67,60 @@ describe('client library: overlapping subscriptions', () => {
       await relay.stop();
     }
   });
+
+  it('a replay cut before its answer again and again still ends: its cursor moves after two stalled resumes', async () => {
+    const relay = await startRelay();
+    // Test double for a replay that is always cut (the relay's or an edge's close 4001 on a long
+    // replay under live load): a real WebSocket to the relay that closes itself when the pattern's
+    // `subscribed` arrives, after the replayed messages, at most `cuts` times.
+    const afters: (string | undefined)[] = [];
+    let cuts = 6;
+    class CuttingSocket extends WebSocket {
+      override send(data: string): void {
+        const frame = JSON.parse(data) as { op: string; topic?: string; after?: string };
+        if (frame.op === 'sub' && frame.topic === 'st.>') afters.push(frame.after);
+        super.send(data);
+      }
+      override addEventListener(
+        type: string,
+        listener: EventListenerOrEventListenerObject,
+        options?: boolean | AddEventListenerOptions,
+      ): void {
+        if (type !== 'message' || typeof listener !== 'function')
+          return super.addEventListener(type, listener, options);
+        super.addEventListener('message', (event) => {
+          const frame = JSON.parse(String((event as MessageEvent).data)) as { op: string; topic?: string };
+          if (frame.op === 'subscribed' && frame.topic === 'st.>' && cuts > 0) {
+            cuts -= 1;
+            this.close();
+            return;
+          }
+          listener(event);
+        });
+      }
+    }
+    const client = createClient({
+      url: relay.wsUrl,
+      WebSocket: CuttingSocket,
+      reconnect: { initialDelayMs: 20, maxDelayMs: 100 },
+    });
+    try {
+      const from = await publish(relay.url, 'st.x', 'before');
+      let last = from;
+      for (const n of [1, 2, 3]) last = await publish(relay.url, 'st.x', `replayed ${n}`);
+      // Every replayed message is the topic's too: the careful rule holds the pattern's cursor.
+      await client.subscribe('st.x').ready;
+      const pattern = client.subscribe('st.>', undefined, { after: from });
+      await pattern.ready;
+      assert.deepEqual(afters.slice(0, 3), [from, from, from], 'two resumes from the same cursor, careful');
+      assert.ok(
+        afters.slice(3).every((after) => after !== undefined && after > from),
+        `then the cursor moved on: ${JSON.stringify(afters)}`,
+      );
+      assert.equal(afters.at(-1), last, 'and reached the end of the replay');
+    } finally {
+      await client.close();
+      await relay.stop();
+    }
+  });
 });
