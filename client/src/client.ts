@@ -3,7 +3,7 @@ import { AnodeError, type ErrorCode, isErrorCode } from '../../shared/src/errors
 import { compareCursors, randomId } from '../../shared/src/ids.ts';
 import { SeenIds } from '../../shared/src/seen-ids.ts';
 import { matches } from '../../shared/src/topics.ts';
-import { type BackoffOptions, backoffDelay } from './backoff.ts';
+import { type BackoffOptions, backoffDelay, MAX_DELAY_MS } from './backoff.ts';
 import { callSafely, Emitter } from './emitter.ts';
 import { endpointUrl, shownUrl } from './endpoint.ts';
 import { answerWithin, keepaliveInterval, watchSocket } from './liveness.ts';
@@ -259,11 +259,15 @@ export class AnodeClient extends Emitter<ClientEvents> {
         refusals: 0,
         retry: undefined,
       };
-      state.timer = setTimeout(() => {
-        this.#endPub(ref);
-        const last = state.refused ? `; the node last refused it: ${state.refused.message}` : '';
-        reject(new AnodeError('unavailable', `publish not acked within ${timeoutMs} ms${last}`));
-      }, timeoutMs);
+      // A timeout a timer cannot keep (Infinity, or past ~24.8 days) means none: setTimeout would
+      // fire it after 1 ms.
+      if (timeoutMs < MAX_DELAY_MS) {
+        state.timer = setTimeout(() => {
+          this.#endPub(ref);
+          const last = state.refused ? `; the node last refused it: ${state.refused.message}` : '';
+          reject(new AnodeError('unavailable', `publish not acked within ${timeoutMs} ms${last}`));
+        }, timeoutMs);
+      }
       this.#pubs.set(ref, state);
       this.#send(frame);
     });
@@ -441,7 +445,11 @@ export class AnodeClient extends Emitter<ClientEvents> {
       () => this.#send({ op: 'ping' }),
       (why) => {
         if (!opened) failure = why;
-        socket.close(1000, why);
+        // `ws` can drop the connection at once; a standard WebSocket only starts a closing
+        // handshake, which a frozen node never answers (Node's keeps its TCP connection open).
+        const terminate = (socket as { terminate?: unknown }).terminate;
+        if (typeof terminate === 'function') terminate.call(socket);
+        else socket.close(1000, why);
         end(1006, opened ? why : '');
       },
     );
@@ -470,9 +478,14 @@ export class AnodeClient extends Emitter<ClientEvents> {
     this.#attempt = 0;
     this.#everOpened = true;
     this.#settleReady?.();
+    // What waited for this connection, taken before the listeners run: a subscribe or publish an
+    // `open` listener makes is sent by that call, and sending it again here doubled it.
+    const subs = [...this.#subs.values()];
+    const pubs = [...this.#pubs];
     this.emit('open', undefined);
-    for (const state of this.#subs.values()) this.#sendSub(state);
-    for (const pub of this.#pubs.values()) {
+    for (const state of subs) if (state.active && this.#subs.get(state.topic) === state) this.#sendSub(state);
+    for (const [ref, pub] of pubs) {
+      if (this.#pubs.get(ref) !== pub) continue;
       clearTimeout(pub.retry);
       pub.retry = undefined;
       this.#send(pub.frame);

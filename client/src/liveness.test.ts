@@ -46,3 +46,34 @@ test('a token function that never answers is refused after the interval; an answ
   assert.equal(await answerWithin('t', undefined), 't');
   await assert.rejects(answerWithin(new Promise(() => {}), 5), /no answer within 5 ms/);
 });
+
+test('an interval no timer can keep (Infinity, past ~24.8 days) turns keepalive off instead of firing at once', () => {
+  assert.equal(keepaliveInterval(Number.POSITIVE_INFINITY), undefined);
+  assert.equal(keepaliveInterval(2 ** 31), undefined);
+  assert.equal(keepaliveInterval(2 ** 31 - 2), 2 ** 31 - 2);
+});
+
+test('a tick long overdue (the event loop was blocked) pings again instead of dropping', (t) => {
+  mock.timers.enable({ apis: ['setTimeout', 'setInterval'] });
+  t.after(() => mock.timers.reset());
+  let clock = 1_000_000;
+  const drops: string[] = [];
+  let pings = 0;
+  const watch = watchSocket(
+    100,
+    () => ++pings > 0,
+    (why) => drops.push(why),
+    () => clock,
+  );
+  watch.opened();
+  clock += 100;
+  mock.timers.tick(100); // pinged; its answer is not read yet
+  clock += 500; // the event loop blocked for 400 ms past the next tick
+  mock.timers.tick(100); // the overdue tick: no drop, a new ping
+  assert.deepEqual(drops, []);
+  assert.equal(pings, 2);
+  clock += 100;
+  mock.timers.tick(100); // on time now, and still nothing heard
+  assert.match(drops[0] ?? '', /keepalive ping/);
+  watch.stop();
+});

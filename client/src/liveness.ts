@@ -1,3 +1,5 @@
+import { MAX_DELAY_MS } from './backoff.ts';
+
 /**
  * How the client tells a connection that is gone from one that is quiet, one interval at a
  * time (`pingIntervalMs`). Without it, a peer gone without a FIN (a sleeping laptop, a NAT that
@@ -16,7 +18,8 @@ export interface SocketWatch {
 /** The interval from the option: `undefined` when keepalive is off. */
 export function keepaliveInterval(given: number | false | undefined): number | undefined {
   const ms = given ?? 30_000;
-  return ms !== false && ms > 0 ? ms : undefined;
+  // Past what a timer keeps (Infinity too) is off: setTimeout would fire it after 1 ms.
+  return ms !== false && ms > 0 && ms < MAX_DELAY_MS ? ms : undefined;
 }
 
 /**
@@ -27,6 +30,7 @@ export function watchSocket(
   intervalMs: number | undefined,
   ping: () => boolean,
   drop: (why: string) => void,
+  now: () => number = Date.now,
 ): SocketWatch {
   let timer: ReturnType<typeof setTimeout> | undefined;
   let heard = false;
@@ -36,8 +40,13 @@ export function watchSocket(
     opened() {
       clearTimeout(timer);
       if (!intervalMs) return;
+      let ticked = now();
       timer = setInterval(() => {
-        if (pinged && !heard) return drop(`no answer to a keepalive ping within ${intervalMs} ms`);
+        // A tick long overdue (the event loop was blocked) may run before the answer waiting in
+        // the socket is read: it pings again instead of dropping a connection that may be fine.
+        const late = now() - ticked > 1.5 * intervalMs;
+        ticked = now();
+        if (pinged && !heard && !late) return drop(`no answer to a keepalive ping within ${intervalMs} ms`);
         heard = false;
         pinged = ping();
       }, intervalMs);
