@@ -307,12 +307,14 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
   let ready: Promise<void> | undefined;
   /** A connect is in flight (`ready` not settled yet). */
   let connecting = false;
-  /** Rejects every wait on a connect in flight once close() starts, as the connect cannot be cut short. */
-  let abortWaits: (error: Error) => void = () => {};
-  const closing = new Promise<never>((_, reject) => {
-    abortWaits = reject;
-  });
-  closing.catch(() => {});
+  /** `ready` has resolved: calls use the connection without waiting on anything. */
+  let live = false;
+  /**
+   * The calls waiting on a connect in flight, rejected by close() as the connect cannot be cut
+   * short. Each leaves once its wait settles: a wait on a promise that stays pending until close()
+   * (a race with it, as before) kept one reaction per call, ~300 bytes, for the life of the store.
+   */
+  const waits = new Set<(error: Error) => void>();
   let lastError: string | undefined;
 
   let closed = false;
@@ -403,6 +405,7 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
       await connected;
       await migrate(client, ks, options.replication);
       await lease?.take();
+      live = true;
     })()
       .catch((error: unknown) => {
         if (error instanceof NodeIdInUseError) refused = error;
@@ -414,7 +417,12 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
       .finally(() => {
         connecting = false;
       });
-    return Promise.race([ready, closing]);
+    if (live) return ready;
+    const pending = ready;
+    return new Promise<void>((resolve, reject) => {
+      waits.add(reject);
+      pending.then(resolve, reject).finally(() => waits.delete(reject));
+    });
   };
 
   const claimParams = (e: Envelope) => [e.topic, claimShard(e.id), e.id, e.cursor, ttl];
@@ -799,7 +807,8 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
         );
       }
       closed = true;
-      abortWaits(new Error('store is closed'));
+      for (const abort of waits) abort(new Error('store is closed'));
+      waits.clear();
       while (inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       if (connecting) {
         // The driver cannot cut a connect short, and one still in flight would open pools after a
