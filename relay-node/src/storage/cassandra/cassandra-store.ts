@@ -146,37 +146,28 @@ const isTransient = (error: unknown): boolean =>
     Object.values((error.innerErrors ?? {}) as Record<string, unknown>).every(isTransient));
 
 /**
- * Server answers that mean "no, ever" to this request: Invalid (among them "Rejected an oversized
- * mutation", a write past max_mutation_size, by default half of commitlog_segment_size), a
- * syntax or configuration error. Sent again, from the spool or later, it fails the same way, so
- * spooling it would block the spool behind it for good. Not rejections: authentication and
- * permission errors, and a keyspace or table that is missing (dropped under a running relay):
- * they hold for every write alike until an operator acts, and the spool keeps the writes meanwhile.
+ * The one answer that means "no, ever" to this message alone: Invalid "Rejected an oversized
+ * mutation", a write past max_mutation_size (by default half of commitlog_segment_size; sent so
+ * since CASSANDRA-17456, 4.0.4 and 4.1: older versions time out, an outage). Sent again, from the
+ * spool or later, it fails the same way, so spooling it would block the spool behind it for good.
+ * Every other refusal, Invalid and syntax or configuration errors included, is taken as an outage:
+ * an "Undefined column name" while a schema change spreads (a rolling upgrade), an unsupported
+ * consistency level, a missing keyspace or table, authentication and permission errors hold for
+ * every write alike until the cluster or an operator acts, and the spool keeps the writes meanwhile
+ * (moved aside as refusals, they would take every acked message out of history for good).
  */
-const REJECTION_CODES = new Set<number>([
-  codes.invalid,
-  codes.syntaxError,
-  codes.configError,
-  codes.alreadyExists,
-  codes.functionFailure,
-]);
-const SCHEMA_MISSING = /does not exist|unconfigured table/i;
+const OVERSIZED_MUTATION = /oversized mutation/i;
 
-/** `error` as a StoreRejectedError when Cassandra refuses the write for good (see REJECTION_CODES). */
-const asRejection = (error: unknown): StoreRejectedError | undefined => {
-  if (!(error instanceof cassandra.errors.ResponseError) || !REJECTION_CODES.has(error.code)) return undefined;
-  if (SCHEMA_MISSING.test(error.message)) return undefined;
-  if (/oversized mutation/i.test(error.message)) {
-    return new StoreRejectedError(
-      'too_large',
-      'message not stored: its write is larger than Cassandra accepts in one mutation (max_mutation_size, ' +
-        `by default half of commitlog_segment_size); keep max_message_bytes below that (${error.message})`,
-      { cause: error },
-    );
-  }
-  return new StoreRejectedError('internal', `message not stored: Cassandra rejects the write (${error.message})`, {
-    cause: error,
-  });
+/** `error` as a StoreRejectedError when Cassandra refuses this message for good (see OVERSIZED_MUTATION). */
+export const asRejection = (error: unknown): StoreRejectedError | undefined => {
+  if (!(error instanceof cassandra.errors.ResponseError) || error.code !== codes.invalid) return undefined;
+  if (!OVERSIZED_MUTATION.test(error.message)) return undefined;
+  return new StoreRejectedError(
+    'too_large',
+    'message not stored: its write is larger than Cassandra accepts in one mutation (max_mutation_size, ' +
+      `by default half of commitlog_segment_size); keep max_message_bytes below that (${error.message})`,
+    { cause: error },
+  );
 };
 
 /**

@@ -38,7 +38,9 @@ import { isStoreRejection } from '../store-rejected.ts';
  * behind it until the spool filled, so the drain sends the rows of a refused batch one by one
  * and moves the one refused alone to the `spool_rejected` table of the spool file (logged with
  * its topic, id and the reason, counted in health and by onRejected), then goes on. It stays
- * there for an operator; it was acked and delivered live, but history will not hold it.
+ * there for an operator; it was acked and delivered live, but history will not hold it. Rows
+ * refused one after another with none stored between them (REFUSED_IN_A_ROW) are not moved: a
+ * refusal that meets every row is the store's, so the drain stops as in an outage and keeps them.
  *
  * Another relay holding this node id (`node_id_in_use`, as `refusal` tells) refuses
  * publishes here too, spool or not: spooled, they would be acked under cursors the other relay
@@ -82,6 +84,14 @@ export interface SpoolingStore extends MessageStore {
  */
 export const DRAIN_ROWS = 500;
 export const DRAIN_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Spooled rows refused for good one after another, with none stored between them, that stop the
+ * drain as an outage instead of being moved aside: refusals that meet row after row are more
+ * likely the store's (a schema change not yet everywhere, a misconfiguration) than every message's
+ * own, and moved aside they would leave history for good.
+ */
+export const REFUSED_IN_A_ROW = 5;
 
 /**
  * Longest health() waits for the remote store's own check before it answers with the last one it
@@ -186,7 +196,7 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
       forget(id);
     }
   };
-  const peek = db.prepare('SELECT seq, envelope, minted FROM spool ORDER BY seq LIMIT ?');
+  const peek = db.prepare('SELECT seq, envelope, minted FROM spool WHERE seq > ? ORDER BY seq LIMIT ?');
   const remove = db.prepare('DELETE FROM spool WHERE seq <= ?');
   const count = db.prepare(
     'SELECT COUNT(*) AS n, COALESCE(SUM(LENGTH(CAST(envelope AS BLOB))), 0) AS bytes FROM spool',
@@ -280,17 +290,27 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
     // Rows through this seq go one at a time: their batch was refused for good, and only the
     // refused rows themselves may be moved aside.
     let singlyThrough = 0;
+    // Rows refused one by one since the last row stored: they stay in the spool (the drain reads
+    // past them) until a stored row, or the spool's end, shows the refusals were theirs alone.
+    let refused: { row: SpooledRow; error: Error }[] = [];
+    const setRefusedAside = () => {
+      for (const { row, error } of refused) moveAside(row, error);
+      refused = [];
+    };
     while (!closed) {
       const rows: SpooledRow[] = [];
       let bytes = 0;
-      for (const row of peek.iterate(DRAIN_ROWS) as Iterable<SpooledRow>) {
+      for (const row of peek.iterate(refused.at(-1)?.row.seq ?? 0, DRAIN_ROWS) as Iterable<SpooledRow>) {
         const size = Buffer.byteLength(row.envelope);
         if (rows.length > 0 && (bytes + size > DRAIN_BYTES || row.seq <= singlyThrough)) break;
         rows.push(row);
         bytes += size;
       }
       const last = rows.at(-1);
-      if (!last) return;
+      if (!last) {
+        setRefusedAside();
+        return;
+      }
       const minted = rows.map((r) => r.minted === 1);
       const results = await primary
         .append(
@@ -299,11 +319,18 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
         )
         .catch((error: unknown) => {
           if (!isStoreRejection(error)) throw error;
-          if (rows.length === 1) moveAside(last, error);
-          else singlyThrough = last.seq;
+          if (rows.length > 1) singlyThrough = last.seq;
+          else if (refused.push({ row: last, error }) >= REFUSED_IN_A_ROW) {
+            throw new Error(
+              `the store refused ${refused.length} spooled messages in a row and stored none between them: ` +
+                `taken as an outage, the spool keeps them (${error.message})`,
+              { cause: error },
+            );
+          }
           return undefined;
         });
       if (!results) continue;
+      setRefusedAside();
       remember(results, minted);
       remove.run(last.seq);
       spooledBytes = Math.max(0, spooledBytes - bytes);
