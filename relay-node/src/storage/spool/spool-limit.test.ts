@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { createHybridClock, type Envelope, messageId } from '@anode/shared';
+import { createHybridClock, type Envelope, type MessageStore, messageId } from '@anode/shared';
 import { createLogger } from '../../logger.ts';
 import { createCassandraStore } from '../cassandra/cassandra-store.ts';
 import { createSqliteStore } from '../embedded/sqlite-store.ts';
@@ -103,5 +103,40 @@ describe('spool size limit (spool_max_bytes) while Cassandra is away', () => {
     // Room again: publishes are accepted.
     assert.equal((await reopened.append([message(200)]))[0]?.inserted, true);
     await reopened.close();
+  });
+
+  it('reports the node unhealthy while the full spool refuses publishes, and healthy once it drains', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-spool-limit-'));
+    dirs.push(dir);
+    // A double standing for Cassandra (none runs in unit tests): a SQLite store that fails every
+    // append as an outage while `down`.
+    const sqlite = createSqliteStore({ dataDir: join(dir, 'store'), retention: { maxAgeMs: 0, maxMessages: 0 } });
+    let down = true;
+    const cassandra: MessageStore = {
+      ...sqlite,
+      append: async (batch, options) => {
+        if (down) throw new Error('no host available');
+        return sqlite.append(batch, options);
+      },
+    };
+    const spool = createSpoolingStore(cassandra, {
+      dataDir: join(dir, 'spool'),
+      drainIntervalMs: 20,
+      log,
+      maxBytes: 1_000,
+    });
+    await spool.append([message(0)]);
+    const spooling = await spool.health();
+    assert.equal(spooling.ok, true, 'writes still durable in the spool: healthy, degraded');
+    await assert.rejects(spool.append([message(1), message(2), message(3), message(4)]), { code: 'unavailable' });
+    const full = await spool.health();
+    assert.equal(full.ok, false, 'every publish is refused: not healthy');
+    assert.match(String(full.detail), /spool is full/);
+    down = false;
+    await spool.drained(10_000);
+    const back = await spool.health();
+    assert.equal(back.ok, true);
+    assert.doesNotMatch(String(back.detail), /spool is full/);
+    await spool.close();
   });
 });

@@ -215,7 +215,10 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
   let lastHealth: StoreHealth | undefined;
 
   let fullLogged = false;
+  /** The last batch the spool was asked to take did not fit (publishes are refused): health says so. */
+  let refusingFull = false;
   const spoolFull = (adding: number) => {
+    refusingFull = true;
     const error = new UnavailableError(
       `storage is unavailable and the local spool is full (${spooledBytes} bytes held, ${adding} more would pass ` +
         `spool_max_bytes ${options.maxBytes}); message not accepted, the spool drains when the store is back`,
@@ -259,6 +262,7 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
       throw error;
     }
     spooledBytes += added;
+    refusingFull = false;
     setDepth(depth + batch.size);
     schedule();
     return results;
@@ -335,6 +339,7 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
       remove.run(last.seq);
       spooledBytes = Math.max(0, spooledBytes - bytes);
       fullLogged = false;
+      refusingFull = false;
       setDepth(Math.max(0, depth - rows.length));
       // Already stored before the outage, out of sight of the spool (see above): kept once.
       const known = results.filter((r) => !r.inserted).length;
@@ -479,12 +484,18 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
         detail: `the store's health check has not answered within ${HEALTH_WAIT_MS} ms`,
       };
       const refused = refusal();
+      // The last publish the spool was asked to take did not fit, and nothing was spooled or
+      // drained since: publishes are refused until the store is back.
+      const full = refusingFull
+        ? `the local spool is full (${spooledBytes} bytes held, spool_max_bytes ${options.maxBytes}) and ` +
+          'refuses publishes until it drains'
+        : undefined;
       return {
         ...inner,
         // Writes are still durable (spooled), so the node stays healthy; the state says degraded.
-        // Not when they are refused (another relay holds this node id).
-        ok: refused === undefined,
-        ...(refused ? { detail: refused.message } : {}),
+        // Not when they are refused (another relay holds this node id, or the spool is full).
+        ok: refused === undefined && full === undefined,
+        ...(refused ? { detail: refused.message } : full ? { detail: full } : {}),
         state: depth > 0 ? 'spooling' : inner.ok ? 'connected' : 'unreachable',
         spool_depth: depth,
         spool_bytes: spooledBytes,
