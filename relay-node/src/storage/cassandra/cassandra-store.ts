@@ -384,7 +384,11 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
       { exec: (query, params) => guarded(() => client.execute(query, params, write), Date.now() + options.timeoutMs) },
       { keyspace: ks, ...options.lease },
     );
-  /** Set for good once another relay is found holding this node id: nothing is written then. */
+  /**
+   * Set for good once another relay is found holding this node id at connect: nothing is written
+   * then, and the lease is not tried again until the relay restarts (docs/storage.md). A take
+   * waits out up to a lease's TTL, and every call would wait on it.
+   */
   let refused: NodeIdInUseError | undefined;
   let connected: Promise<void> | undefined;
   const connect = () => {

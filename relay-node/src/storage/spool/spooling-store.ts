@@ -45,7 +45,8 @@ import { isStoreRejection } from '../store-rejected.ts';
  * Another relay holding this node id (`node_id_in_use`, as `refusal` tells) refuses
  * publishes here too, spool or not: spooled, they would be acked under cursors the other relay
  * mints too. What the spool holds stays in its file, undrained (the store refuses the drain),
- * and drains if this relay gets its lease back.
+ * and drains if this relay gets its lease back (Cassandra: a lease lost while running is taken
+ * back by renewing; one found taken at the first connect only by a restart).
  */
 /** While the store stays down: at most one line this often (the first failure logs its stack). */
 export const OUTAGE_LOG_MS = 30_000;
