@@ -779,26 +779,31 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
     async close() {
       const deadline = Date.now() + (options.closeTimeoutMs ?? Math.min(options.timeoutMs, 5_000));
       let timer: ReturnType<typeof setTimeout> | undefined;
-      /** Whether `work` settled before the deadline. */
-      const within = async (work: Promise<unknown>) => {
-        const late = new Promise<false>((resolve) => {
-          timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
+      /** How `work` ended: done, failed, or still running at the deadline. */
+      const within = async (work: Promise<unknown>): Promise<'done' | 'failed' | 'late'> => {
+        const late = new Promise<'late'>((resolve) => {
+          timer = setTimeout(() => resolve('late'), Math.max(0, deadline - Date.now()));
         });
-        const settled = await Promise.race([
+        const ended = await Promise.race([
           work.then(
-            () => true,
-            () => true,
+            () => 'done' as const,
+            () => 'failed' as const,
           ),
           late,
         ]);
         clearTimeout(timer);
-        return settled;
+        return ended;
       };
       // Given up while the client still runs (a clean stop lets a successor take it at once).
-      if (lease && !(await within(lease.release()))) {
+      // Not released, whether Cassandra did not answer in time or the driver gave up on it at
+      // once (its host marked down): either way a successor waits for the TTL.
+      const released = lease ? await within(lease.release()) : 'done';
+      if (released !== 'done') {
         options.log?.warn(
-          { lease_s: options.lease?.leaseS ?? LEASE_S },
-          'Cassandra did not answer the release of this node id’s lease in time; it expires on its own after its TTL',
+          { lease_s: options.lease?.leaseS ?? LEASE_S, release: released },
+          released === 'late'
+            ? 'Cassandra did not answer the release of this node id’s lease in time; it expires on its own after its TTL'
+            : 'the release of this node id’s lease failed; it expires on its own after its TTL',
         );
       }
       closed = true;
@@ -812,7 +817,7 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
         options.log?.warn('closed while connecting to Cassandra; the client shuts down when the connect ends');
         return;
       }
-      if (!(await within(client.shutdown())))
+      if ((await within(client.shutdown())) === 'late')
         options.log?.warn('Cassandra client not shut down in time; closed anyway');
     },
   };
