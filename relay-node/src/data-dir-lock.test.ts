@@ -29,9 +29,12 @@ describe('data folder lock', () => {
     const holder = spawn(
       process.execPath,
       [
+        '--expose-gc',
         '--input-type=module',
         '-e',
-        `const { lockDataDir } = await import(${JSON.stringify(module)}); lockDataDir(${JSON.stringify(dir)}); console.log('held'); setInterval(() => {}, 1000);`,
+        // The lock is not kept by the caller here, and a garbage collection runs after taking
+        // it: the lock must hold anyway (a collected connection closes, and its lock goes).
+        `const { lockDataDir } = await import(${JSON.stringify(module)}); lockDataDir(${JSON.stringify(dir)}); globalThis.gc(); console.log('held'); setInterval(() => {}, 1000);`,
       ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );

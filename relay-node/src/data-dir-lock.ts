@@ -31,6 +31,13 @@ export class DataDirInUseError extends Error {
   }
 }
 
+/**
+ * The connections holding a lock. A DatabaseSync that is garbage collected closes, and its lock
+ * goes with it: a lock the caller did not keep a reference to was lost at the next collection
+ * (the CI run of 2026-11-30 caught it in data-dir-lock.test.ts). Kept here until released.
+ */
+const holding = new Set<DatabaseSync>();
+
 /** Take the data folder for this relay, or throw DataDirInUseError. The folder must exist. */
 export function lockDataDir(dataDir: string): DataDirLock {
   const path = join(dataDir, 'lock');
@@ -44,11 +51,13 @@ export function lockDataDir(dataDir: string): DataDirLock {
     throw error;
   }
   let held = true;
+  holding.add(db);
   return {
     path,
     release() {
       if (!held) return;
       held = false;
+      holding.delete(db);
       db.close();
     },
   };
