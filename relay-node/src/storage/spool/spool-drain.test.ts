@@ -1,24 +1,15 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createHybridClock, type Envelope, type MessageStore, messageId } from '@anode/shared';
 import { createLogger } from '../../logger.ts';
-import { createCassandraStore } from '../cassandra/cassandra-store.ts';
 import { createSqliteStore } from '../embedded/sqlite-store.ts';
+import { awayCassandra } from './away-cassandra.fixture.ts';
 import { createSpoolingStore, DRAIN_BYTES } from './spooling-store.ts';
 
 const log = createLogger('silent');
-
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 describe('spool drain', () => {
   const dirs: string[] = [];
@@ -31,18 +22,7 @@ describe('spool drain', () => {
     dirs.push(dir);
     const spoolDir = join(dir, 'spool');
     // Spooled while Cassandra is away (a real Cassandra store on a port nothing listens on).
-    const away = createCassandraStore({
-      contactPoints: [`127.0.0.1:${await closedPort()}`],
-      localDataCenter: 'datacenter1',
-      keyspace: 'anode_review',
-      replication: 'SimpleStrategy:1',
-      writeConsistency: 'LOCAL_QUORUM',
-      readConsistency: 'LOCAL_QUORUM',
-      concurrency: 4,
-      bucketMs: 3_600_000,
-      timeoutMs: 2_000,
-      retention: { maxAgeMs: 0, maxMessages: 0 },
-    });
+    const away = await awayCassandra();
     const spool = createSpoolingStore(away, { dataDir: spoolDir, drainIntervalMs: 60_000, log });
     const clock = createHybridClock('drain');
     const big = 'x'.repeat(512 * 1024);

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createLogger } from '../../logger.ts';
-import { createCassandraStore } from '../cassandra/cassandra-store.ts';
+import { awayCassandra, silentCassandraPort } from './away-cassandra.fixture.ts';
 import { createSpoolingStore } from './spooling-store.ts';
 
 describe('spooling store health', () => {
@@ -16,28 +15,12 @@ describe('spooling store health', () => {
 
   it('answers while the Cassandra check is still waiting on a node that never replies', async () => {
     // A "Cassandra" that accepts connections and never answers (packets dropped past the handshake).
-    const sockets: Socket[] = [];
-    const silent = createServer((socket) => {
-      sockets.push(socket);
-      socket.on('error', () => {});
-    });
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-    const { port } = silent.address() as { port: number };
+    const silent = await silentCassandraPort();
+    const { sockets } = silent;
     const dir = await mkdtemp(join(tmpdir(), 'anode-spool-health-'));
     dirs.push(dir);
-    const cassandra = createCassandraStore({
-      contactPoints: [`127.0.0.1:${port}`],
-      localDataCenter: 'datacenter1',
-      keyspace: 'anode_review',
-      replication: 'SimpleStrategy:1',
-      writeConsistency: 'LOCAL_QUORUM',
-      readConsistency: 'LOCAL_QUORUM',
-      concurrency: 4,
-      bucketMs: 3_600_000,
-      // The driver gives up on the silent node only after this long.
-      timeoutMs: 15_000,
-      retention: { maxAgeMs: 0, maxMessages: 0 },
-    });
+    // The driver gives up on the silent node only after this long.
+    const cassandra = await awayCassandra({ port: silent.port, timeoutMs: 15_000 });
     const spool = createSpoolingStore(cassandra, {
       dataDir: join(dir, 'spool'),
       drainIntervalMs: 60_000,
@@ -63,7 +46,6 @@ describe('spooling store health', () => {
     } finally {
       // Nothing listens any more and the driver's connect fails now: close does not wait it out.
       silent.close();
-      for (const socket of sockets) socket.destroy();
       await spool.close();
     }
   });

@@ -1,39 +1,18 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createHybridClock, type Envelope, type MessageStore, messageId } from '@anode/shared';
 import { createLogger } from '../../logger.ts';
-import { createCassandraStore } from '../cassandra/cassandra-store.ts';
+import { awayCassandra } from './away-cassandra.fixture.ts';
 import { createSqliteStore } from '../embedded/sqlite-store.ts';
 import { createSpoolingStore } from './spooling-store.ts';
 
 const log = createLogger('silent');
 
-/** A loopback port nothing listens on: a Cassandra that is not there (connections refused). */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-const unreachableCassandra = async () =>
-  createCassandraStore({
-    contactPoints: [`127.0.0.1:${await closedPort()}`],
-    localDataCenter: 'datacenter1',
-    keyspace: 'anode_review',
-    replication: 'SimpleStrategy:1',
-    writeConsistency: 'LOCAL_QUORUM',
-    readConsistency: 'LOCAL_QUORUM',
-    concurrency: 4,
-    bucketMs: 3_600_000,
-    timeoutMs: 2_000,
-    retention: { maxAgeMs: 0, maxMessages: 0 },
-  });
+/** A Cassandra that is not there (connections refused). */
+const unreachableCassandra = () => awayCassandra();
 
 describe('spool size limit (spool_max_bytes) while Cassandra is away', () => {
   const dirs: string[] = [];
