@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { isNodeId } from '@anode/shared';
 import { loadNodeId } from './node-id.ts';
+import { watchFolderSyncs } from './private-files.fixture.ts';
 
 describe('node id file', () => {
   const dirs: string[] = [];
@@ -32,19 +33,9 @@ describe('node id file', () => {
 
   it('is in its folder for good before the relay uses it (the folder is synced)', async (t) => {
     const dir = await folder();
-    const probe = await open(join(dir, 'probe'), 'w');
-    const proto = Object.getPrototypeOf(probe) as { sync(): Promise<void> };
-    await probe.close();
-    const { sync } = proto;
-    t.after(() => Object.assign(proto, { sync }));
-    const folderIno = (await stat(dir)).ino;
-    const synced: number[] = [];
-    proto.sync = async function (this: { stat(): Promise<{ ino: number }> }) {
-      synced.push((await this.stat()).ino);
-      return sync.call(this);
-    };
+    const watch = await watchFolderSyncs(t, dir);
     await loadNodeId(dir);
-    assert.ok(synced.includes(folderIno), 'the data folder was synced after node-id was put in it');
+    assert.ok(watch.synced(), 'the data folder was synced after node-id was put in it');
   });
 
   it('refuses to start on a file that does not hold a node id, naming it', async () => {

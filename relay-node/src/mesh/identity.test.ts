@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { privateKeyFromProtobuf } from '@libp2p/crypto/keys';
 import { loadPeerKey } from './identity.ts';
+import { watchFolderSyncs } from '../private-files.fixture.ts';
 
 describe('peer key file', () => {
   const dirs: string[] = [];
@@ -32,19 +33,9 @@ describe('peer key file', () => {
 
   it('is in its folder for good before the relay uses it (the folder is synced)', async (t) => {
     const dir = await folder();
-    const probe = await open(join(dir, 'probe'), 'w');
-    const proto = Object.getPrototypeOf(probe) as { sync(): Promise<void> };
-    await probe.close();
-    const { sync } = proto;
-    t.after(() => Object.assign(proto, { sync }));
-    const folderIno = (await stat(dir)).ino;
-    const synced: number[] = [];
-    proto.sync = async function (this: { stat(): Promise<{ ino: number }> }) {
-      synced.push((await this.stat()).ino);
-      return sync.call(this);
-    };
+    const watch = await watchFolderSyncs(t, dir);
     await loadPeerKey(dir);
-    assert.ok(synced.includes(folderIno), 'the data folder was synced after peer-key was put in it');
+    assert.ok(watch.synced(), 'the data folder was synced after peer-key was put in it');
   });
 
   it('refuses to start on a file that does not hold a key, naming it', async () => {
