@@ -13,6 +13,7 @@ import { createLogger } from '@anode/relay-node/src/logger.ts';
 import { createSpoolingStore } from '@anode/relay-node/src/storage/spool/spooling-store.ts';
 import { tempDir } from '../helpers/relay.ts';
 import { type CassandraServer, findJava, startCassandra } from './cassandra-server.ts';
+import { testStoreOptions } from './store-options.ts';
 
 /**
  * The spool in front of a real Cassandra, where the two must tell an outage from a refusal: a
@@ -43,19 +44,8 @@ after(async () => {
   await server?.stop();
 });
 
-const storeOptions = (s: CassandraServer, overrides: Partial<CassandraStoreOptions> = {}): CassandraStoreOptions => ({
-  contactPoints: [`${s.host}:${s.port}`],
-  localDataCenter: 'datacenter1',
-  keyspace: `t_${randomNodeId(12)}`,
-  replication: 'SimpleStrategy:1',
-  writeConsistency: 'LOCAL_QUORUM',
-  readConsistency: 'LOCAL_QUORUM',
-  concurrency: 8,
-  bucketMs: 60_000,
-  timeoutMs: 1_500,
-  retention: { maxAgeMs: 0, maxMessages: 0 },
-  ...overrides,
-});
+const storeOptions = (s: CassandraServer, overrides: Partial<CassandraStoreOptions> = {}) =>
+  testStoreOptions(s, { timeoutMs: 1_500, ...overrides });
 
 /** Cassandra stops answering (its JVM paused) while `work` runs, and answers again after. */
 async function whilePaused<T>(s: CassandraServer, work: () => Promise<T>): Promise<T> {

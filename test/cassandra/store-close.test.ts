@@ -10,6 +10,7 @@ import { createLogger } from '@anode/relay-node/src/logger.ts';
 import { createSpoolingStore } from '@anode/relay-node/src/storage/spool/spooling-store.ts';
 import { tempDir } from '../helpers/relay.ts';
 import { type CassandraServer, findJava, startCassandra } from './cassandra-server.ts';
+import { testStoreOptions } from './store-options.ts';
 
 /**
  * Closing the Cassandra store (behind its spool, as the relay runs it) while Cassandra is silent
@@ -40,21 +41,13 @@ function capturedLog() {
   return { log, lines };
 }
 
-const storeOptions = (s: CassandraServer, log: ReturnType<typeof createLogger>): CassandraStoreOptions => ({
-  contactPoints: [`${s.host}:${s.port}`],
-  localDataCenter: 'datacenter1',
-  keyspace: `t_${randomNodeId(12)}`,
-  replication: 'SimpleStrategy:1',
-  writeConsistency: 'LOCAL_QUORUM',
-  readConsistency: 'LOCAL_QUORUM',
-  concurrency: 8,
-  bucketMs: 60_000,
-  timeoutMs: TIMEOUT_MS,
-  closeTimeoutMs: CLOSE_TIMEOUT_MS,
-  retention: { maxAgeMs: 0, maxMessages: 0 },
-  log,
-  lease: { nodeId: randomNodeId(12), holder: 'relay-a /data', leaseS: 30, renewMs: 10_000 },
-});
+const storeOptions = (s: CassandraServer, log: ReturnType<typeof createLogger>): CassandraStoreOptions =>
+  testStoreOptions(s, {
+    timeoutMs: TIMEOUT_MS,
+    closeTimeoutMs: CLOSE_TIMEOUT_MS,
+    log,
+    lease: { nodeId: randomNodeId(12), holder: 'relay-a /data', leaseS: 30, renewMs: 10_000 },
+  });
 
 const clock = createHybridClock('cls');
 const message = (id: string): Envelope => ({

@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { inspect } from 'node:util';
 import { promiseHooks } from 'node:v8';
 import { after, describe, it } from 'node:test';
-import { randomNodeId } from '@anode/shared';
 import { createCassandraStore } from '@anode/relay-node/src/storage/cassandra/cassandra-store.ts';
 import { type CassandraServer, findJava, startCassandra } from './cassandra-server.ts';
+import { testStoreOptions } from './store-options.ts';
 
 /**
  * Every call of the Cassandra store (append, history, latest, topics, health…) waits on its
@@ -25,18 +25,7 @@ after(async () => {
 describe('Cassandra store connect waits', { skip }, () => {
   it('leaves no reaction behind per call once connected', async () => {
     server = await startCassandra({ fast: true, log: (line) => console.error(`[cassandra] ${line}`) });
-    const store = createCassandraStore({
-      contactPoints: [`${server.host}:${server.port}`],
-      localDataCenter: 'datacenter1',
-      keyspace: `t_${randomNodeId(12)}`,
-      replication: 'SimpleStrategy:1',
-      writeConsistency: 'LOCAL_QUORUM',
-      readConsistency: 'LOCAL_QUORUM',
-      concurrency: 8,
-      bucketMs: 60_000,
-      timeoutMs: 20_000,
-      retention: { maxAgeMs: 0, maxMessages: 0 },
-    });
+    const store = createCassandraStore(testStoreOptions(server));
     try {
       await store.open?.();
       await store.latest('warm-up');
