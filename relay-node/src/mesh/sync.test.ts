@@ -190,6 +190,27 @@ describe('catch-up scheduling', () => {
     await sync.stop();
   });
 
+  it('takes a resync asked for a peer whose catch-up is queued into that catch-up', async () => {
+    const sync = make();
+    await sync.start();
+    sync.peerUp('p1');
+    await sync.firstSync;
+    clock += 5_000;
+    sync.heard('p1', clock);
+    await settle(); // watermark: 1_005_000
+    let release = () => {};
+    holdNext = new Promise<void>((resolve) => (release = resolve));
+    sync.peerUp('p2'); // its catch-up is still reading
+    await settle();
+    sync.resync(clock); // storing gossip failed: p1 is queued behind p2
+    // p1 then says its gossip since 1_002_000 was lost, while its catch-up waits in the queue.
+    sync.resync(1_002_000, 'p1');
+    release();
+    await settle();
+    assert.deepEqual(asked.filter(([peer]) => peer === 'p1').at(-1), ['p1', cursorAt(1_002_000 - LOOKBACK)]);
+    await sync.stop();
+  });
+
   it('takes a resync asked for a peer not connected yet into its next catch-up', async () => {
     const sync = make();
     await sync.start();

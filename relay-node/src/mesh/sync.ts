@@ -245,7 +245,13 @@ export function createSync(options: SyncOptions) {
         // A catch-up from it is running: it may already have read past what went missing, and would
         // then set the watermark after it. Queued ones have not started and read from the watermark.
         if (entry === current) entry.again = Math.min(entry.again ?? since, since);
-        if (!entry.synced) continue;
+        if (!entry.synced) {
+          // Queued or waiting to retry: its next run reads from the watermark, so lower that (a
+          // peer with none yet is asked for everything anyway).
+          const held = state.peers[peer];
+          if (entry !== current && held !== undefined) state.peers[peer] = Math.min(held, since);
+          continue;
+        }
         entry.synced = false;
         state.peers[peer] = Math.min(state.peers[peer] ?? since, since);
         queue.push(peer);
