@@ -50,10 +50,13 @@ export function canGossipTo(pubsub: unknown, peer: string): boolean {
 }
 
 /**
- * Whether everything gossipsub wrote to `peer` has left this node (its stream's write buffer is
- * empty; a peer that stops reading fills it). Unknown internals, or no stream: assume it has.
+ * Whether everything gossipsub wrote to `peer` has left this node: its stream is usable and its
+ * write buffer is empty (a peer that stops reading fills it). A stream missing or gone bad does not
+ * count: libp2p empties the buffer of a stream it aborts or the remote closed, so an empty buffer
+ * says nothing there about what was sent. Unknown internals: assume it has.
  */
 export function sentAll(pubsub: unknown, peer: string): boolean {
+  if (!canGossipTo(pubsub, peer)) return false;
   const outbound = (pubsub as Partial<GossipInternals>).streamsOutbound;
   const buffered = outbound instanceof Map ? outbound.get(peer)?.rawStream?.writeBuffer?.byteLength : undefined;
   return buffered === undefined || buffered === 0;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createHybridClock, type Envelope } from '@anode/shared';
+import { createHybridClock, cursorTime, type Envelope } from '@anode/shared';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { createGossip } from './gossip.ts';
@@ -89,5 +89,90 @@ describe('gossip publish retries', { timeout: 60_000 }, () => {
     // Longer than every retry's backoff together (0.2 + 0.4 + 0.8 s).
     await sleep(2_000);
     assert.equal(calls(), 1, 'no retry went out after stop');
+  });
+});
+
+describe('gossip backlog bookkeeping', () => {
+  const SELF = '12D3KooWGRUVh9o8Fv1ypqSFNFqUmxWP3ZP5jZbGMXwQt4pdhq2N';
+  const PEER = 'peer-a';
+
+  /** A gossip on a stand-in gossipsub whose stream to PEER the test sets (libp2p's internals). */
+  const setup = () => {
+    const undelivered: [string, number][] = [];
+    const stream: { status: string; remoteWriteStatus: string; writeBuffer: { byteLength: number } } = {
+      status: 'open',
+      remoteWriteStatus: 'writable',
+      writeBuffer: { byteLength: 0 },
+    };
+    const streamsOutbound = new Map([[PEER, { rawStream: stream }]]);
+    const pubsub = {
+      streamsOutbound,
+      topicValidators: new Map(),
+      addEventListener() {},
+      getSubscribers: () => [PEER],
+      getMeshPeers: () => [PEER],
+      getScore: () => 0,
+      getTopics: () => [shardTopic],
+      subscribe() {},
+      unsubscribe() {},
+      async publish() {
+        return { recipients: canSend() ? [PEER] : [] };
+      },
+    };
+    const canSend = () => streamsOutbound.has(PEER) && stream.status === 'open';
+    const gossip = createGossip({
+      shards,
+      maxMessageBytes: 64 * 1024,
+      nodeId: NODE,
+      batchMs: 1,
+      floodPublish: true,
+      log: pino({ level: 'silent' }),
+      metrics: createMeshMetrics(new Registry(), () => 0),
+      onUndelivered: (peer, since) => undelivered.push([peer, since]),
+    });
+    gossip.attach(pubsub as unknown as Parameters<typeof gossip.attach>[0], SELF, () => {});
+    const publish = async (id: string) => {
+      await sleep(3); // a later millisecond than the previous batch
+      const sent = envelope(id);
+      gossip.send([sent]);
+      await gossip.flush();
+      return cursorTime(sent.cursor);
+    };
+    return { gossip, stream, streamsOutbound, undelivered, publish };
+  };
+
+  it('reports a peer whose stream was reset with gossip in its buffer from the first batch it held', async () => {
+    const { gossip, stream, undelivered, publish } = setup();
+    const first = await publish('a'); // the stream had nothing unsent
+    stream.writeBuffer.byteLength = 5_000; // the peer stopped reading
+    await publish('b');
+    // The buffer overflowed: libp2p aborts the stream and empties its buffer.
+    stream.status = 'aborted';
+    stream.writeBuffer.byteLength = 0;
+    await publish('c');
+    assert.deepEqual(undelivered, [[PEER, first]]);
+    await gossip.stop();
+  });
+
+  it('counts a missing stream as not sent', async () => {
+    const { gossip, streamsOutbound, undelivered, publish } = setup();
+    const first = await publish('a');
+    streamsOutbound.delete(PEER);
+    await publish('b');
+    assert.deepEqual(undelivered, [[PEER, first]]);
+    await gossip.stop();
+  });
+
+  it('owes a peer that disconnects with gossip still buffered, and forgets it', async () => {
+    const { gossip, stream, publish } = setup();
+    const first = await publish('a');
+    stream.writeBuffer.byteLength = 5_000;
+    await publish('b');
+    assert.equal(gossip.peerDown(PEER), first);
+    stream.writeBuffer.byteLength = 0; // it reconnected on a fresh stream
+    assert.equal(gossip.peerDown(PEER), undefined, 'forgotten');
+    await publish('c');
+    assert.equal(gossip.peerDown(PEER), undefined, 'nothing was left unsent');
+    await gossip.stop();
   });
 });

@@ -165,11 +165,21 @@ export function createGossip(options: GossipOptions) {
   // Peer -> when the oldest envelope of the first batch written after its stream last had nothing
   // unsent was minted: a stream reset or lost later may have dropped anything from then on (a peer
   // that stops reading keeps gossip in the buffer long after it was published).
+  // Only a usable stream with an empty buffer counts (see sentAll): one reset on an overflow has its
+  // buffer emptied, and the batches in it were lost.
   const flowing = new Map<string, number>();
+  // Peers whose stream still held unsent gossip when the last batch was written to them.
+  const backlogged = new Set<string>();
   const backlogSince = (peer: string) => flowing.get(peer) ?? Date.now();
   const noteFlowing = (host: MeshPubsub, peers: readonly string[], at: number) => {
     if (flowing.size > MAX_TRACKED_PEERS) flowing.clear();
-    for (const id of peers) if (sentAll(host, id)) flowing.set(id, at);
+    if (backlogged.size > MAX_TRACKED_PEERS) backlogged.clear();
+    for (const id of peers) {
+      if (sentAll(host, id)) {
+        flowing.set(id, at);
+        backlogged.delete(id);
+      } else backlogged.add(id);
+    }
   };
   const queue: { envelope: Envelope; attempts: number }[] = [];
   let draining: Promise<void> | undefined;
@@ -195,6 +205,7 @@ export function createGossip(options: GossipOptions) {
         log.debug({ peer: id, topic, envelopes: items.length }, 'gossip had no stream to a subscribed peer');
         options.onUndelivered?.(id, backlogSince(id));
         flowing.delete(id);
+        backlogged.delete(id);
       }
       return true;
     } catch (error) {
@@ -377,6 +388,19 @@ export function createGossip(options: GossipOptions) {
 
     /** Since when `peer` may have missed gossip, if its stream turns out to be broken now. */
     backlogSince,
+
+    /**
+     * `peer` disconnected: forget it, and return since when it may have missed gossip when its
+     * stream still held unsent gossip (then or at the last batch written to it), else undefined.
+     */
+    peerDown(peer: string): number | undefined {
+      const stuck =
+        backlogged.has(peer) || (pubsub !== undefined && !sentAll(pubsub, peer) && canGossipTo(pubsub, peer));
+      const since = stuck ? backlogSince(peer) : undefined;
+      flowing.delete(peer);
+      backlogged.delete(peer);
+      return since;
+    },
 
     get rejected(): number {
       return rejected;

@@ -146,6 +146,9 @@ export async function createMesh(context: ComponentContext) {
       } else {
         meshPeers.delete(peer);
         memory.down(peer);
+        // Gossip still waiting in its stream when the connection closed is lost: it catches up.
+        const since = gossip.peerDown(peer);
+        if (since !== undefined) notices.owe(peer, since);
         sync.peerDown(peer);
         members.peerDown(peer);
       }
