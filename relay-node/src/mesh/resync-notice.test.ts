@@ -7,7 +7,7 @@ import { Registry } from 'prom-client';
 import { createGossip } from './gossip.ts';
 import type { Host } from './host.ts';
 import { createMeshMetrics } from './mesh-metrics.ts';
-import { createResyncNotices } from './resync-notice.ts';
+import { createResyncNotices, RESYNC_PROTOCOL } from './resync-notice.ts';
 import { createShards } from './shards.ts';
 import { createTestPeer, type TestPeer } from './test-peer.ts';
 
@@ -139,5 +139,68 @@ describe('resync notices', { timeout: 60_000 }, () => {
     await until('the receiver to be told to catch up', () => told.length > 0);
     assert.equal(told[0]?.peer, sender.peerId);
     assert.ok((told[0]?.since as number) <= mintedAt(doomed.cursor), 'from the lost envelope on');
+  });
+});
+
+describe('resync notices owed', () => {
+  const PEER = '12D3KooWGRUVh9o8Fv1ypqSFNFqUmxWP3ZP5jZbGMXwQt4pdhq2N';
+  /** A stand-in host: the test sets whether PEER is connected and what dialing it does. */
+  const fakeHost = (dial: () => Promise<never>, protocols: string[] = []) => {
+    const state = { connected: false, dials: 0 };
+    const host = {
+      handle: async () => {},
+      unhandle: async () => {},
+      getConnections: () => (state.connected ? [{ remotePeer: { toString: () => PEER }, status: 'open' }] : []),
+      dialProtocol: async () => {
+        state.dials += 1;
+        return dial();
+      },
+      peerStore: { get: async () => ({ protocols }) },
+    };
+    return { host: host as unknown as Host, state };
+  };
+  const turn = async () => {
+    for (let i = 0; i < 10; i++) await Promise.resolve();
+  };
+
+  it('keeps a notice owed again within the last ten minutes, though first owed longer ago', async (t) => {
+    t.mock.timers.enable({ apis: ['setInterval', 'Date'], now: 1_000_000_000 });
+    const { host, state } = fakeHost(async () => {
+      throw new Error('connection reset');
+    });
+    const notices = createResyncNotices({ host, log, onNotice: () => {} });
+    await notices.start();
+    notices.owe(PEER, 1_000);
+    t.mock.timers.tick(9 * 60_000);
+    notices.owe(PEER, 2_000); // its gossip is still being lost
+    t.mock.timers.tick(2 * 60_000);
+    state.connected = true;
+    t.mock.timers.tick(2_000);
+    await turn();
+    assert.equal(state.dials, 1, 'still owed, and sent once the peer is connected');
+    await notices.stop();
+  });
+
+  it('keeps a notice refused while the peer lists the protocol (its handler is not registered yet)', async (t) => {
+    t.mock.timers.enable({ apis: ['setInterval'] });
+    const unsupported = async (): Promise<never> => {
+      throw Object.assign(new Error('protocol selection failed'), { name: 'UnsupportedProtocolError' });
+    };
+    const starting = fakeHost(unsupported, [RESYNC_PROTOCOL]);
+    const never = fakeHost(unsupported, ['/ipfs/id/1.0.0']);
+    for (const { host, state } of [starting, never]) {
+      const notices = createResyncNotices({ host, log, onNotice: () => {} });
+      await notices.start();
+      state.connected = true;
+      notices.owe(PEER, 1_000);
+      await turn();
+      t.mock.timers.tick(2_000);
+      await turn();
+      t.mock.timers.tick(2_000);
+      await turn();
+      await notices.stop();
+    }
+    assert.equal(starting.state.dials, 3, 'retried');
+    assert.equal(never.state.dials, 1, 'a peer that does not speak it is not asked again');
   });
 });

@@ -21,7 +21,11 @@ import type { Host } from './host.ts';
 export const RESYNC_PROTOCOL = '/anode/resync/1.0.0';
 const TIMEOUT_MS = 15_000;
 const RETRY_MS = 2_000;
-/** A notice not delivered in this long is dropped (the peer reconnected and caught up anyway, or is gone). */
+/**
+ * A notice not delivered and not owed again in this long is dropped: the peer is most likely gone
+ * for good (a peer that comes back later catches up from its own watermark only, and may miss what
+ * the notice was for).
+ */
 const OWED_TTL_MS = 10 * 60_000;
 const MAX_OWED = 10_000;
 /** A `since` further ahead of this node's clock is refused. */
@@ -39,14 +43,24 @@ export interface ResyncNoticeOptions {
 
 export function createResyncNotices(options: ResyncNoticeOptions) {
   const { host, log } = options;
-  // Peer -> the earliest `since` owed to it, and when it was first owed.
+  // Peer -> the earliest `since` owed to it, and when it was last owed.
   const owed = new Map<string, { since: number; at: number }>();
+  let lastFullWarning = Number.NEGATIVE_INFINITY;
   const sending = new Set<string>();
   let timer: ReturnType<typeof setInterval> | undefined;
   let stopped = false;
 
   const connected = (peer: string) =>
     host.getConnections().some((c) => c.remotePeer.toString() === peer && c.status === 'open');
+
+  const speaks = async (peer: string) => {
+    try {
+      const known = await host.peerStore.get(peerIdFromString(peer) as PeerId);
+      return known.protocols.includes(RESYNC_PROTOCOL);
+    } catch {
+      return false;
+    }
+  };
 
   const deliver = async (peer: string) => {
     const entry = owed.get(peer);
@@ -67,7 +81,9 @@ export function createResyncNotices(options: ResyncNoticeOptions) {
       log.info({ peer, since }, 'told a peer to catch up from this node');
     } catch (error) {
       stream?.abort(error as Error);
-      if ((error as Error).name === 'UnsupportedProtocolError') owed.delete(peer);
+      // A peer refuses the protocol also between its start and its handler's registration, or
+      // while it stops: dropped for good only when it does not list the protocol either.
+      if ((error as Error).name === 'UnsupportedProtocolError' && !(await speaks(peer))) owed.delete(peer);
       else log.debug({ err: error, peer }, 'resync notice not delivered; will retry');
     } finally {
       sending.delete(peer);
@@ -108,8 +124,17 @@ export function createResyncNotices(options: ResyncNoticeOptions) {
     owe(peer: string, since: number): void {
       if (stopped) return;
       const entry = owed.get(peer);
-      if (entry) entry.since = Math.min(entry.since, since);
-      else if (owed.size < MAX_OWED) owed.set(peer, { since, at: Date.now() });
+      if (entry) {
+        entry.since = Math.min(entry.since, since);
+        entry.at = Date.now();
+      } else if (owed.size < MAX_OWED) owed.set(peer, { since, at: Date.now() });
+      else {
+        if (Date.now() - lastFullWarning > RETRY_MS) {
+          lastFullWarning = Date.now();
+          log.warn({ peer, since, owed: owed.size }, 'too many resync notices owed; this one is dropped');
+        }
+        return;
+      }
       void deliver(peer);
     },
 
