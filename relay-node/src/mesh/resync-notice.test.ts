@@ -7,7 +7,13 @@ import { Registry } from 'prom-client';
 import { createGossip } from './gossip.ts';
 import type { Host } from './host.ts';
 import { createMeshMetrics } from './mesh-metrics.ts';
-import { createResyncNotices, RESYNC_PROTOCOL } from './resync-notice.ts';
+import {
+  createNoticeGate,
+  createResyncNotices,
+  MAX_NOTICE_AGE_MS,
+  NOTICE_INTERVAL_MS,
+  RESYNC_PROTOCOL,
+} from './resync-notice.ts';
 import { createShards } from './shards.ts';
 import { createTestPeer, type TestPeer } from './test-peer.ts';
 
@@ -202,5 +208,29 @@ describe('resync notices owed', () => {
     }
     assert.equal(starting.state.dials, 3, 'retried');
     assert.equal(never.state.dials, 1, 'a peer that does not speak it is not asked again');
+  });
+});
+
+describe('resync notices taken', () => {
+  const NOW = 1_800_000_000_000;
+
+  it('drops a malformed since, and raises one from too far back', () => {
+    const gate = createNoticeGate(() => NOW);
+    for (const bad of [-1, 1.5, '5', null, undefined, Number.NaN, NOW + 61_000, 2 ** 53])
+      assert.equal(gate(`p${String(bad)}`, bad), undefined, String(bad));
+    assert.equal(gate('greedy', 0), NOW - MAX_NOTICE_AGE_MS, 'not all of history');
+    assert.equal(gate('fair', NOW - 3_000), NOW - 3_000);
+  });
+
+  it('takes one notice per peer per interval, but for one asking from further back', () => {
+    let now = NOW;
+    const gate = createNoticeGate(() => now);
+    assert.equal(gate('p', NOW - 2_000), NOW - 2_000);
+    assert.equal(gate('p', NOW - 2_000), undefined, 'a repeat within the interval');
+    assert.equal(gate('p', NOW - 1_000), undefined, 'nothing earlier than what is pending');
+    assert.equal(gate('other', NOW - 1_000), NOW - 1_000, 'per peer');
+    assert.equal(gate('p', NOW - 5_000), NOW - 5_000, 'from further back: taken');
+    now += NOTICE_INTERVAL_MS;
+    assert.equal(gate('p', NOW - 1_000), NOW - 1_000, 'after the interval');
   });
 });

@@ -30,6 +30,39 @@ const OWED_TTL_MS = 10 * 60_000;
 const MAX_OWED = 10_000;
 /** A `since` further ahead of this node's clock is refused. */
 const MAX_AHEAD_MS = 60_000;
+/**
+ * An earlier `since` is raised to this far back: a notice is owed for at most OWED_TTL_MS after the
+ * loss it reports was last seen, and the margin covers clock skew and a loss noticed late. Without
+ * it any member could make this node fetch all of its history with `since: 0`.
+ */
+export const MAX_NOTICE_AGE_MS = OWED_TTL_MS + 5 * 60_000;
+/** A peer's notices are taken at most once this often, but for one asking from further back. */
+export const NOTICE_INTERVAL_MS = 5_000;
+const MAX_TRACKED_SENDERS = 10_000;
+
+/**
+ * Which notices a receiver acts on, and from when: `since` a safe integer, not below 0 nor ahead of
+ * the clock by more than MAX_AHEAD_MS, raised to now − MAX_NOTICE_AGE_MS, and one per peer per
+ * NOTICE_INTERVAL_MS unless it asks from further back than the last one taken (each notice sets the
+ * watermark back and forces a catch-up). Returns the `since` to act on, or undefined to drop it.
+ */
+export function createNoticeGate(now: () => number = Date.now) {
+  const taken = new Map<string, { at: number; since: number }>();
+  return (peer: string, since: unknown): number | undefined => {
+    const at = now();
+    if (typeof since !== 'number' || !Number.isSafeInteger(since) || since < 0 || since > at + MAX_AHEAD_MS)
+      return undefined;
+    const from = Math.max(since, at - MAX_NOTICE_AGE_MS);
+    const last = taken.get(peer);
+    if (last && at - last.at < NOTICE_INTERVAL_MS && from >= last.since) return undefined;
+    if (taken.size >= MAX_TRACKED_SENDERS) {
+      for (const [id, entry] of taken) if (at - entry.at >= NOTICE_INTERVAL_MS) taken.delete(id);
+      if (taken.size >= MAX_TRACKED_SENDERS) taken.clear();
+    }
+    taken.set(peer, { at, since: from });
+    return from;
+  };
+}
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
@@ -46,6 +79,7 @@ export function createResyncNotices(options: ResyncNoticeOptions) {
   // Peer -> the earliest `since` owed to it, and when it was last owed.
   const owed = new Map<string, { since: number; at: number }>();
   let lastFullWarning = Number.NEGATIVE_INFINITY;
+  const gate = createNoticeGate();
   const sending = new Set<string>();
   let timer: ReturnType<typeof setInterval> | undefined;
   let stopped = false;
@@ -101,9 +135,9 @@ export function createResyncNotices(options: ResyncNoticeOptions) {
             });
             const { since } = JSON.parse(decoder.decode(frame.subarray())) as { since?: unknown };
             await stream.close({ signal: AbortSignal.timeout(TIMEOUT_MS) });
-            if (!Number.isSafeInteger(since) || (since as number) < 0 || (since as number) > Date.now() + MAX_AHEAD_MS)
-              throw new Error('bad resync notice');
-            options.onNotice(connection.remotePeer.toString(), since as number);
+            const peer = connection.remotePeer.toString();
+            const from = gate(peer, since);
+            if (from !== undefined) options.onNotice(peer, from);
           } catch (error) {
             stream.abort(error as Error);
           }
