@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
@@ -225,6 +225,41 @@ describe('catch-up scheduling', () => {
     sync.peerUp('p1');
     await settle();
     assert.deepEqual(asked, [['p1', cursorAt(1_002_000 - LOOKBACK)]]);
+    await sync.stop();
+  });
+
+  it('drops bad records from mesh-sync.json and keeps the good ones', async () => {
+    const interrupted = { after: cursorAt(1_000), started: 1_010_000, topic: 'a' };
+    await writeFile(
+      join(dir, 'mesh-sync.json'),
+      JSON.stringify({
+        peers: { good: 1_005_000, bad: 1_005_000, late: 'yesterday', lost: null },
+        progress: {
+          good: { ...interrupted, cursor: cursorAt(1_007_000) },
+          bad: { ...interrupted, cursor: 42 },
+        },
+      }),
+    );
+    const from: [string, unknown][] = [];
+    const sync = createSync({
+      dataDir: dir,
+      lookbackMs: LOOKBACK,
+      log,
+      now: () => clock,
+      async run(peer, _after, _signal, plan) {
+        from.push([peer, plan.from('a')]);
+        return 0;
+      },
+    });
+    await sync.start();
+    assert.equal(sync.status().watermarks, 2, 'only the numeric watermarks');
+    sync.peerUp('good');
+    sync.peerUp('bad');
+    await settle();
+    assert.deepEqual(from, [
+      ['good', cursorAt(1_007_000)],
+      ['bad', cursorAt(1_005_000 - LOOKBACK)],
+    ]);
     await sync.stop();
   });
 });

@@ -60,6 +60,22 @@ export const MAX_WATERMARKS = 1_000;
 /** The smallest valid cursor minted at `ms`. */
 export const cursorAt = (ms: number) => (ms <= 0 ? CURSOR_ZERO : cursorFloor(ms));
 
+const asRecord = (value: unknown): Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+
+const optionalString = (value: unknown) => value === undefined || typeof value === 'string';
+
+function validProgress(value: unknown): boolean {
+  const p = asRecord(value);
+  return (
+    typeof p.after === 'string' &&
+    Number.isFinite(p.started) &&
+    optionalString(p.through) &&
+    optionalString(p.topic) &&
+    optionalString(p.cursor)
+  );
+}
+
 export function createSync(options: SyncOptions) {
   const now = options.now ?? Date.now;
   const path = join(options.dataDir, 'mesh-sync.json');
@@ -189,11 +205,16 @@ export function createSync(options: SyncOptions) {
 
     async start(): Promise<void> {
       try {
-        const loaded = JSON.parse(await readFile(path, 'utf8')) as State;
-        const progress = Object.entries(loaded.progress ?? {}).filter(
-          ([, p]) => typeof p?.after === 'string' && Number.isFinite(p.started),
-        );
-        state = { peers: loaded.peers ?? {}, any: loaded.any, progress: Object.fromEntries(progress) };
+        const loaded = JSON.parse(await readFile(path, 'utf8')) as Partial<Record<keyof State, unknown>>;
+        // A bad record is dropped, not kept: one with a cursor that is not a string failed every
+        // catch-up from its peer for good.
+        const peers = Object.entries(asRecord(loaded.peers)).filter(([, at]) => Number.isFinite(at));
+        const progress = Object.entries(asRecord(loaded.progress)).filter(([, p]) => validProgress(p));
+        state = {
+          peers: Object.fromEntries(peers) as Record<string, number>,
+          any: Number.isFinite(loaded.any) ? (loaded.any as number) : undefined,
+          progress: Object.fromEntries(progress) as Record<string, CatchUpProgress>,
+        };
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
           log.warn({ err: error }, 'ignoring a bad mesh-sync.json');
