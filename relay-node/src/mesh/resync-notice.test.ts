@@ -213,24 +213,46 @@ describe('resync notices owed', () => {
 
 describe('resync notices taken', () => {
   const NOW = 1_800_000_000_000;
+  const gateAt = (now: () => number) => {
+    const acted: [string, number][] = [];
+    const gate = createNoticeGate((peer, since) => acted.push([peer, since]), now);
+    return { gate, acted };
+  };
 
   it('drops a malformed since, and raises one from too far back', () => {
-    const gate = createNoticeGate(() => NOW);
+    const { gate, acted } = gateAt(() => NOW);
     for (const bad of [-1, 1.5, '5', null, undefined, Number.NaN, NOW + 61_000, 2 ** 53])
-      assert.equal(gate(`p${String(bad)}`, bad), undefined, String(bad));
-    assert.equal(gate('greedy', 0), NOW - MAX_NOTICE_AGE_MS, 'not all of history');
-    assert.equal(gate('fair', NOW - 3_000), NOW - 3_000);
+      gate.take(`p${String(bad)}`, bad);
+    assert.deepEqual(acted, []);
+    gate.take('greedy', 0);
+    gate.take('fair', NOW - 3_000);
+    assert.deepEqual(acted, [
+      ['greedy', NOW - MAX_NOTICE_AGE_MS],
+      ['fair', NOW - 3_000],
+    ]);
+    gate.stop();
   });
 
-  it('takes one notice per peer per interval, but for one asking from further back', () => {
+  it('acts on one notice per peer per interval, but at once on one asking from further back', (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
     let now = NOW;
-    const gate = createNoticeGate(() => now);
-    assert.equal(gate('p', NOW - 2_000), NOW - 2_000);
-    assert.equal(gate('p', NOW - 2_000), undefined, 'a repeat within the interval');
-    assert.equal(gate('p', NOW - 1_000), undefined, 'nothing earlier than what is pending');
-    assert.equal(gate('other', NOW - 1_000), NOW - 1_000, 'per peer');
-    assert.equal(gate('p', NOW - 5_000), NOW - 5_000, 'from further back: taken');
+    const { gate, acted } = gateAt(() => now);
+    gate.take('p', NOW - 2_000);
+    gate.take('p', NOW - 2_000); // a repeat
+    gate.take('p', NOW - 1_000); // a later loss
+    gate.take('other', NOW - 1_000);
+    gate.take('p', NOW - 5_000); // from further back
+    assert.deepEqual(acted, [
+      ['p', NOW - 2_000],
+      ['other', NOW - 1_000],
+      ['p', NOW - 5_000],
+    ]);
     now += NOTICE_INTERVAL_MS;
-    assert.equal(gate('p', NOW - 1_000), NOW - 1_000, 'after the interval');
+    t.mock.timers.tick(NOTICE_INTERVAL_MS);
+    assert.deepEqual(acted.slice(3), [['p', NOW - 2_000]], 'the others merged into one, when the interval ended');
+    now += 1_000;
+    gate.take('p', NOW - 500);
+    assert.equal(acted.length, 4, 'the interval counts from the last one acted on');
+    gate.stop();
   });
 });

@@ -42,25 +42,49 @@ const MAX_TRACKED_SENDERS = 10_000;
 
 /**
  * Which notices a receiver acts on, and from when: `since` a safe integer, not below 0 nor ahead of
- * the clock by more than MAX_AHEAD_MS, raised to now − MAX_NOTICE_AGE_MS, and one per peer per
- * NOTICE_INTERVAL_MS unless it asks from further back than the last one taken (each notice sets the
- * watermark back and forces a catch-up). Returns the `since` to act on, or undefined to drop it.
+ * the clock by more than MAX_AHEAD_MS, raised to now − MAX_NOTICE_AGE_MS. A peer's notices are acted
+ * on at most once per NOTICE_INTERVAL_MS (each sets the watermark back and forces a catch-up), but
+ * for one asking from further back than the last: the others within the interval are merged into
+ * one, acted on when it ends (dropping them could lose what a later loss left behind a catch-up
+ * that already ran).
  */
-export function createNoticeGate(now: () => number = Date.now) {
-  const taken = new Map<string, { at: number; since: number }>();
-  return (peer: string, since: unknown): number | undefined => {
-    const at = now();
-    if (typeof since !== 'number' || !Number.isSafeInteger(since) || since < 0 || since > at + MAX_AHEAD_MS)
-      return undefined;
-    const from = Math.max(since, at - MAX_NOTICE_AGE_MS);
+export function createNoticeGate(act: (peer: string, since: number) => void, now: () => number = Date.now) {
+  const taken = new Map<string, { at: number; since: number; later?: number; timer?: ReturnType<typeof setTimeout> }>();
+  const take = (peer: string, since: number) => {
     const last = taken.get(peer);
-    if (last && at - last.at < NOTICE_INTERVAL_MS && from >= last.since) return undefined;
-    if (taken.size >= MAX_TRACKED_SENDERS) {
-      for (const [id, entry] of taken) if (at - entry.at >= NOTICE_INTERVAL_MS) taken.delete(id);
-      if (taken.size >= MAX_TRACKED_SENDERS) taken.clear();
+    if (last?.timer === undefined && taken.size >= MAX_TRACKED_SENDERS) {
+      for (const [id, entry] of taken)
+        if (entry.timer === undefined && now() - entry.at >= NOTICE_INTERVAL_MS) taken.delete(id);
     }
-    taken.set(peer, { at, since: from });
-    return from;
+    if (last?.timer === undefined && taken.size >= MAX_TRACKED_SENDERS) return;
+    taken.set(peer, { at: now(), since, later: last?.later, timer: last?.timer });
+    act(peer, since);
+  };
+  return {
+    take(peer: string, since: unknown): void {
+      const at = now();
+      if (typeof since !== 'number' || !Number.isSafeInteger(since) || since < 0 || since > at + MAX_AHEAD_MS) return;
+      const from = Math.max(since, at - MAX_NOTICE_AGE_MS);
+      const last = taken.get(peer);
+      if (!last || at - last.at >= NOTICE_INTERVAL_MS || from < last.since) return take(peer, from);
+      last.later = Math.min(last.later ?? from, from);
+      last.timer ??= setTimeout(
+        () => {
+          const entry = taken.get(peer);
+          if (!entry) return;
+          const later = entry.later as number;
+          entry.later = undefined;
+          entry.timer = undefined;
+          take(peer, later);
+        },
+        Math.max(0, last.at + NOTICE_INTERVAL_MS - at),
+      );
+      last.timer.unref?.();
+    },
+    stop(): void {
+      for (const entry of taken.values()) clearTimeout(entry.timer);
+      taken.clear();
+    },
   };
 }
 
@@ -79,7 +103,7 @@ export function createResyncNotices(options: ResyncNoticeOptions) {
   // Peer -> the earliest `since` owed to it, and when it was last owed.
   const owed = new Map<string, { since: number; at: number }>();
   let lastFullWarning = Number.NEGATIVE_INFINITY;
-  const gate = createNoticeGate();
+  const gate = createNoticeGate((peer, since) => options.onNotice(peer, since));
   const sending = new Set<string>();
   let timer: ReturnType<typeof setInterval> | undefined;
   let stopped = false;
@@ -136,8 +160,7 @@ export function createResyncNotices(options: ResyncNoticeOptions) {
             const { since } = JSON.parse(decoder.decode(frame.subarray())) as { since?: unknown };
             await stream.close({ signal: AbortSignal.timeout(TIMEOUT_MS) });
             const peer = connection.remotePeer.toString();
-            const from = gate(peer, since);
-            if (from !== undefined) options.onNotice(peer, from);
+            if (!stopped) gate.take(peer, since);
           } catch (error) {
             stream.abort(error as Error);
           }
@@ -180,6 +203,7 @@ export function createResyncNotices(options: ResyncNoticeOptions) {
     async stop(): Promise<void> {
       stopped = true;
       clearInterval(timer);
+      gate.stop();
       await host.unhandle(RESYNC_PROTOCOL).catch(() => {});
     },
   };
