@@ -1,9 +1,9 @@
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { open, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { HybridClock } from '@anode/shared';
 import type { Logger } from './logger.ts';
-import { PRIVATE_FILE_MODE } from './private-files.ts';
+import { PRIVATE_FILE_MODE, syncFolder } from './private-files.ts';
 
 /**
  * Cursors stay in order across restarts. The cursor clock follows the wall clock, and a fresh
@@ -81,12 +81,7 @@ export function leaseClock(dataDir: string, clock: HybridClock, log: Logger, now
       // A lease written on the spot meanwhile reaches as far: this one is not needed.
       if (next <= until) return;
       renameSync(renewal, path);
-      const folder = await open(dataDir, 'r');
-      try {
-        await folder.sync();
-      } finally {
-        await folder.close();
-      }
+      await syncFolder(dataDir);
       until = Math.max(until, next);
     } catch (error) {
       log.error({ err: error, path }, 'clock lease not renewed');

@@ -73,10 +73,15 @@ export async function writePrivateFileDurably(path: string, data: string | Uint8
   } finally {
     await rm(temporary, { force: true });
   }
-  const folder = await open(dirname(path), 'r');
+  await syncFolder(dirname(path));
+}
+
+/** Sync a folder, so that a file created, linked or renamed in it keeps its name after a power cut. */
+export async function syncFolder(folder: string): Promise<void> {
+  const handle = await open(folder, 'r');
   try {
-    await folder.sync();
+    await handle.sync();
   } finally {
-    await folder.close();
+    await handle.close();
   }
 }

@@ -1,6 +1,7 @@
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { createHybridClock } from '@anode/shared';
+import { PRIVATE_FILE_MODE, syncFolder } from '../private-files.ts';
 
 /**
  * Admin changes to the sources, kept in `data_dir/sources.json` so they survive a restart: per
@@ -26,20 +27,10 @@ const MIN_COMPACT_BYTES = 64 * 1024;
  * Owner-only: definitions carry credentials (URLs, headers).
  */
 async function writeSynced(file: string, text: string, flag: 'a' | 'w'): Promise<void> {
-  const handle = await open(file, flag, 0o600);
+  const handle = await open(file, flag, PRIVATE_FILE_MODE);
   try {
     await handle.writeFile(text);
     await handle.datasync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/** Sync a folder, so that a file created or renamed in it keeps its name after a power cut. */
-async function syncFolder(folder: string): Promise<void> {
-  const handle = await open(folder, 'r');
-  try {
-    await handle.sync();
   } finally {
     await handle.close();
   }
