@@ -147,13 +147,16 @@ export function createWriter(options: WriterOptions): Writer {
    * copy from elsewhere that was stored before the batch is then delivered again: same id, which
    * subscribers drop).
    */
+  /** A write refused as one: a client's (one publish, or one HTTP body), or a single message. */
+  const refusedWhole = (job: Job) => job.origin === 'local' || job.envelopes.length === 1;
+
   const rewrite = async (job: Job, ours: Set<string>): Promise<void> => {
     const alone = (envelopes: readonly Envelope[], settle: Pick<Job, 'resolve' | 'reject'>): Job => ({
       ...job,
       envelopes,
       ...settle,
     });
-    if (job.origin === 'local' || job.envelopes.length === 1) {
+    if (refusedWhole(job)) {
       const single = alone(job.envelopes, job);
       return finish([single], append([single], true), ours);
     }
@@ -183,8 +186,7 @@ export function createWriter(options: WriterOptions): Writer {
     if (!outcome.ok) {
       if (isStoreRejection(outcome.error)) {
         const [job] = jobs;
-        if (rewritten && job && jobs.length === 1 && job.envelopes.length === 1) return job.reject(outcome.error);
-        if (rewritten && job && jobs.length === 1 && job.origin === 'local') return job.reject(outcome.error);
+        if (rewritten && job && jobs.length === 1 && refusedWhole(job)) return job.reject(outcome.error);
         const ours = rewritten ?? new Set<string>();
         for (const each of jobs) await rewrite(each, ours);
         return;
