@@ -6,6 +6,7 @@ import { z } from 'zod';
 import type { Cluster } from '../cluster.ts';
 import type { Logger } from '../logger.ts';
 import type { Host } from './host.ts';
+import { createMemberCadence } from './member-cadence.ts';
 
 /**
  * Live membership for work that exactly one relay must do (pulling a source), and the shared
@@ -15,7 +16,8 @@ import type { Host } from './host.ts';
  *   `/anode/1/members` every `intervalMs`. A node is a member while its heartbeats keep coming
  *   (`timeoutMs`); it is dropped at once when its connection closes or when it says it is
  *   leaving (`"leaving":true`, sent on a clean stop). Heartbeats travel by gossip, so nodes that
- *   are not directly connected still see each other.
+ *   are not directly connected still see each other. Beyond 10 members both times grow with the
+ *   member count (member-cadence.ts), so the heartbeats a node handles stay bounded.
  * - A node that just started is not settled: it owns nothing until it has heard every peer it is
  *   connected to (after at least two intervals), or five intervals have passed. So joining never
  *   makes two nodes pull one source. A node that finds it was frozen for longer than the timeout
@@ -60,6 +62,8 @@ export interface MembersOptions {
   /** Peers this node is connected to that speak the mesh protocols. */
   meshPeers: () => ReadonlySet<string>;
   log: Logger;
+  /** Members up to which the interval and timeout hold as configured (member-cadence.ts; tests). */
+  scaleFrom?: number;
 }
 
 export function createMembers(options: MembersOptions) {
@@ -68,6 +72,8 @@ export function createMembers(options: MembersOptions) {
   const fetching = new Map<string, number>(); // `${peer}/${name}` → when the last fetch started
   let startedAt = 0;
   let settled = false;
+  const cadence = createMemberCadence(intervalMs, timeoutMs, options.scaleFrom);
+  let lastBeat = Number.NEGATIVE_INFINITY;
   let timer: ReturnType<typeof setInterval> | undefined;
   let stopped = false;
 
@@ -82,7 +88,8 @@ export function createMembers(options: MembersOptions) {
     if (settled) return;
     const elapsed = Date.now() - startedAt;
     const heardAll = [...options.meshPeers()].every((peer) => seen.has(peer));
-    if ((heardAll && elapsed >= 2 * intervalMs) || elapsed >= 5 * intervalMs) {
+    const interval = intervalMs * cadence.factor();
+    if ((heardAll && elapsed >= 2 * interval) || elapsed >= 5 * interval) {
       settled = true;
       log.info({ members: [...seen.values()].length + 1 }, 'cluster membership settled');
     }
@@ -96,6 +103,7 @@ export function createMembers(options: MembersOptions) {
   });
 
   const send = async (beat: Heartbeat) => {
+    lastBeat = Date.now();
     try {
       await pubsub().publish(MEMBERS_TOPIC, encoder.encode(JSON.stringify(beat)));
     } catch (error) {
@@ -106,7 +114,7 @@ export function createMembers(options: MembersOptions) {
   let lastTick = 0;
   const tick = () => {
     const now = Date.now();
-    if (settled && now - lastTick > timeoutMs) {
+    if (settled && now - lastTick > cadence.timeoutMs()) {
       // This node was frozen (SIGSTOP, a long GC, a suspended VM): the others have dropped it and
       // taken its work. Settle again before owning anything, rather than pull everything alone.
       settled = false;
@@ -114,12 +122,14 @@ export function createMembers(options: MembersOptions) {
       log.warn({ frozenMs: now - lastTick }, 'this node was unresponsive; rejoining the cluster');
     }
     lastTick = now;
-    for (const [peer, entry] of seen) if (now - entry.at > timeoutMs) seen.delete(peer);
+    cadence.update(seen.size + 1, now);
+    for (const [peer, entry] of seen) if (now - entry.at > cadence.timeoutMs()) seen.delete(peer);
     // A fetch older than an interval no longer holds the next one back: forget it (peers churn).
     for (const [key, at] of fetching) if (at >= 0 && now - at >= intervalMs) fetching.delete(key);
     checkSettled();
     apply();
-    void send(heartbeat());
+    // Rounded to the nearest tick: a beat a little early rather than late.
+    if (now - lastBeat >= cadence.beatEveryMs() - intervalMs / 2) void send(heartbeat());
   };
 
   const fetchState = async (peer: string, name: string) => {
@@ -168,7 +178,7 @@ export function createMembers(options: MembersOptions) {
         'clock-lease files (delete them and it makes new ones)',
     );
   };
-  const liveTwins = () => [...twins].filter(([, t]) => Date.now() - t.at <= timeoutMs).map(([peer]) => peer);
+  const liveTwins = () => [...twins].filter(([, t]) => Date.now() - t.at <= cadence.timeoutMs()).map(([peer]) => peer);
 
   const onMessage = (event: CustomEvent<Message>) => {
     const message = event.detail;

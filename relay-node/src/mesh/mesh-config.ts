@@ -68,10 +68,14 @@ export const meshConfigShape = {
     ),
   mesh_member_interval_ms: positiveInt
     .default(1_000)
-    .describe('how often a node tells the mesh it is alive (who pulls which source follows the live members)'),
+    .describe(
+      'how often a node tells the mesh it is alive (who pulls which source follows the live members); above 10 members, × members/10',
+    ),
   mesh_member_timeout_ms: positiveInt
     .default(5_000)
-    .describe('a member silent this long is dead and its sources move to others (a closed connection: at once)'),
+    .describe(
+      'a member silent this long is dead and its sources move to others (a closed connection: at once); above 10 members, × members/10',
+    ),
   mesh_flood_publish: bool
     .default(true)
     .describe(
