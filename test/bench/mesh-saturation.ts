@@ -4,7 +4,7 @@
 // alone must carry everything), and report the highest rate that held. The same search runs on
 // a single relay (no mesh) in the same run, as the baseline.
 import { type BenchRelay } from './mesh-edge-common.ts';
-import { type MeshResult, measureWindow, startMesh } from './mesh.ts';
+import { type MeshResult, measureWindow, startMesh, warmUp } from './mesh.ts';
 import { fmt } from './scenario.ts';
 
 export const MESH_P99_LIMIT_MS = 50;
@@ -56,7 +56,11 @@ export async function runMeshSaturation(options: MeshSaturationOptions): Promise
   let retried: number | undefined;
   try {
     while (steps.length < options.maxSteps) {
-      cluster ??= await startMesh(options.relays, options.cpuProfDir);
+      if (!cluster) {
+        cluster = await startMesh(options.relays, options.cpuProfDir);
+        // At half the rate: warm (see warmUp) without a backlog a failing rate would leave.
+        await warmUp(cluster, Math.max(1, Math.floor(rate / 2)));
+      }
       const messages = Math.max(50, Math.round(rate * options.seconds));
       const m = await measureWindow(cluster, messages, rate, 1_000);
       const why = verdict(m);
