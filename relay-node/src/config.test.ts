@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -14,8 +14,9 @@ describe('config', () => {
     assert.equal(config.jwt_secret, undefined);
   });
 
-  it('takes flags over environment over file', async () => {
+  it('takes flags over environment over file', async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 'anode-config-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
     const file = join(dir, 'relay.json');
     await writeFile(file, JSON.stringify({ port: 1000, data_dir: '/from/file', publish_rate: 7 }));
     const config = loadConfig({
@@ -49,8 +50,9 @@ describe('config', () => {
     assert.ok(loadConfig({ flags: auth }));
   });
 
-  it('refuses unknown keys and unreadable files', async () => {
+  it('refuses unknown keys and unreadable files', async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 'anode-config-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
     const file = join(dir, 'bad.json');
     await writeFile(file, JSON.stringify({ prot: 1 }));
     assert.throws(() => loadConfig({ file }), /unknown config key "prot"/);

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,8 +17,28 @@ export interface TestRelay {
   stop(): Promise<void>;
 }
 
+const madeDirs = new Set<string>();
+
+/**
+ * A fresh folder under the system's temp folder, removed when this process exits at the latest
+ * (a test file runs in its own process), so tests that stop early or keep a folder across a
+ * restart leave nothing behind.
+ */
 export async function tempDir(prefix = 'anode-test-'): Promise<string> {
-  return mkdtemp(join(tmpdir(), prefix));
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  if (madeDirs.size === 0) process.once('exit', removeMadeDirs);
+  madeDirs.add(dir);
+  return dir;
+}
+
+function removeMadeDirs(): void {
+  for (const dir of madeDirs) {
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // Exiting anyway: a folder still in use (a relay process not yet gone) stays.
+    }
+  }
 }
 
 export async function startRelay(
