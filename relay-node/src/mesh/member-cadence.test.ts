@@ -1,47 +1,46 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createMemberCadence, SCALE_FROM } from './member-cadence.ts';
+import {
+  announcedBeatMs,
+  BEAT_DIGEST,
+  MAX_BEAT_MS,
+  memberTimeoutMs,
+  nextBeatMs,
+  SCALE_FROM,
+} from './member-cadence.ts';
+
+const defaults = { intervalMs: 1_000, timeoutMs: 5_000 };
 
 describe('member cadence', () => {
-  it('keeps the configured interval and timeout up to SCALE_FROM members', () => {
-    const cadence = createMemberCadence(1_000, 5_000);
-    for (const members of [1, 2, 9, SCALE_FROM]) {
-      cadence.update(members, 0);
-      assert.equal(cadence.beatEveryMs(), 1_000);
-      assert.equal(cadence.timeoutMs(), 5_000);
-      assert.equal(cadence.factor(), 1);
-    }
+  it('keeps the configured interval up to SCALE_FROM members', () => {
+    for (const members of [1, 2, 9, SCALE_FROM]) assert.equal(nextBeatMs(defaults, members, true), 1_000);
   });
 
-  it('grows both with the member count beyond, keeping the beats per timeout', () => {
-    const cadence = createMemberCadence(1_000, 5_000);
-    cadence.update(25, 0);
-    assert.equal(cadence.beatEveryMs(), 2_500);
-    assert.equal(cadence.timeoutMs(), 12_500);
-    cadence.update(1_000, 1_000);
-    assert.equal(cadence.beatEveryMs(), 100_000);
-    assert.equal(cadence.timeoutMs(), 500_000);
-    assert.equal(cadence.timeoutMs() / cadence.beatEveryMs(), 5);
+  it('beats less often beyond, in proportion to the members', () => {
+    assert.equal(nextBeatMs(defaults, 25, true), 2_500);
+    assert.equal(nextBeatMs(defaults, 1_000, true), 100_000);
   });
 
-  it('keeps the longer timeout for one longer timeout after the count drops', () => {
-    const cadence = createMemberCadence(1_000, 5_000);
-    cadence.update(30, 0); // beats every 3 s, timeout 15 s
-    cadence.update(10, 1_000); // half the mesh left: this node beats every second again…
-    assert.equal(cadence.beatEveryMs(), 1_000);
-    // …but the members still beating every 3 s (their counts not yet updated) are not dropped.
-    assert.equal(cadence.timeoutMs(), 15_000);
-    cadence.update(10, 14_000);
-    assert.equal(cadence.timeoutMs(), 15_000);
-    cadence.update(10, 15_001);
-    assert.equal(cadence.timeoutMs(), 5_000);
+  it('keeps the configured interval while any member it hears is an older relay', () => {
+    assert.equal(nextBeatMs(defaults, 25, false), 1_000);
   });
 
-  it('takes a rising count at once', () => {
-    const cadence = createMemberCadence(1_000, 5_000);
-    cadence.update(5, 0);
-    cadence.update(40, 500);
-    assert.equal(cadence.timeoutMs(), 20_000);
-    assert.equal(cadence.beatEveryMs(), 4_000);
+  it('gives a member the same number of missed beats at its own announced interval', () => {
+    assert.equal(memberTimeoutMs(defaults, 2_500), 12_500);
+    assert.equal(memberTimeoutMs(defaults, 100_000), 500_000);
+    // Never sooner than the configured timeout (a member beating faster than this node).
+    assert.equal(memberTimeoutMs(defaults, 200), 5_000);
+    // An older relay (nothing announced): the configured timeout.
+    assert.equal(memberTimeoutMs(defaults, undefined), 5_000);
+    // A node configured otherwise counts beats by its own ratio (here 3 beats).
+    assert.equal(memberTimeoutMs({ intervalMs: 2_000, timeoutMs: 6_000 }, 4_000), 12_000);
+  });
+
+  it('reads the announced interval, refusing what is not a positive integer', () => {
+    assert.equal(announcedBeatMs({ [BEAT_DIGEST]: '2500', sources: 'abc' }), 2_500);
+    assert.equal(announcedBeatMs({ sources: 'abc' }), undefined);
+    for (const bad of ['0', '-5', '1.5', '', '1e9', ' 100', '0100', '12345678901'])
+      assert.equal(announcedBeatMs({ [BEAT_DIGEST]: bad }), undefined, bad);
+    assert.equal(announcedBeatMs({ [BEAT_DIGEST]: '9999999999' }), MAX_BEAT_MS);
   });
 });

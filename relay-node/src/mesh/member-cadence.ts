@@ -2,47 +2,51 @@
  * How often a member beats, and how long its silence is tolerated, as the mesh grows.
  *
  * Every member gossips a heartbeat to every other, so each relay handles (members × copies per
- * message) heartbeats per interval: at the default 1 s, 25 idle relays spent 1.83 of this
- * machine's two cores, most of it on heartbeats. Up to SCALE_FROM members the configured interval
- * and timeout hold as they are; beyond, both grow with the member count (× members / SCALE_FROM),
- * so each relay hears about SCALE_FROM heartbeats per interval whatever the mesh size, and a member
- * is still declared dead after the same number of missed beats (timeout ÷ interval). A closed
- * connection or a leaving beat still drops a member at once.
+ * message) heartbeats per interval: at the default 1 s, 25 idle relays spent most of this
+ * machine's two cores on them. Up to SCALE_FROM members a node beats every configured interval;
+ * beyond, every `interval × members / SCALE_FROM`, so each relay hears about SCALE_FROM
+ * heartbeats per interval whatever the mesh size.
  *
- * Each node counts the members it hears itself. Heartbeats travel by gossip, so in a connected
- * mesh every node hears every other and the counts agree, but for about one beat after members
- * join or leave. A node that just joined counts few and beats at the short interval (harmless:
- * more often than the others expect). When the count drops, this node keeps the longer timeout
- * for one more (longer) timeout, so members that still beat at the slower pace are not dropped
- * while their counts catch up.
+ * Each beat says when the next one comes: `digests["~beat_ms"]`, the sender's interval until its
+ * next beat, in milliseconds (a decimal string). A receiver drops a silent member after the same
+ * number of missed beats as the configured timeout allows (timeout ÷ interval, 5 by default) of
+ * that member's own announced interval, never sooner than the configured timeout. So members
+ * never need to agree on the member count. A relay older than this (no `~beat_ms`) expects a beat
+ * every interval and drops a member after the fixed timeout: while any member it hears does not
+ * announce, a node keeps the configured interval. A closed connection or a leaving beat still
+ * drops a member at once.
  */
 export const SCALE_FROM = 10;
+/** The digests entry a heartbeat announces its sender's next interval in (old relays ignore it). */
+export const BEAT_DIGEST = '~beat_ms';
+/** Largest announced interval believed (a longer one is taken as this). */
+export const MAX_BEAT_MS = 10 * 60_000;
 
-export interface MemberCadence {
-  /** Count the members (this node included) at `now`; called once per tick. */
-  update(members: number, now: number): void;
-  /** The factor the configured interval and timeout are multiplied by (≥ 1). */
-  factor(): number;
-  /** How often this node beats now. */
-  beatEveryMs(): number;
-  /** How long a member may stay silent before it is dropped. */
-  timeoutMs(): number;
+export interface CadenceOptions {
+  intervalMs: number;
+  timeoutMs: number;
+  /** Members up to which the configured interval holds (tests lower it). */
+  scaleFrom?: number;
 }
 
-export function createMemberCadence(intervalMs: number, timeoutMs: number, scaleFrom = SCALE_FROM): MemberCadence {
-  let current = 1;
-  let peak = 1;
-  let peakAt = Number.NEGATIVE_INFINITY;
-  return {
-    update(members, now) {
-      current = Math.max(1, members / scaleFrom);
-      if (current >= peak || now - peakAt > timeoutMs * peak) {
-        peak = current;
-        peakAt = now;
-      }
-    },
-    factor: () => current,
-    beatEveryMs: () => intervalMs * current,
-    timeoutMs: () => timeoutMs * peak,
-  };
+/**
+ * The interval until this node's next beat: `members` it hears (itself included), and whether
+ * every one of them announces its own interval (else the configured interval, for older relays).
+ */
+export function nextBeatMs(options: CadenceOptions, members: number, allAnnounce: boolean): number {
+  if (!allAnnounce) return options.intervalMs;
+  return Math.round(options.intervalMs * Math.max(1, members / (options.scaleFrom ?? SCALE_FROM)));
+}
+
+/** How long a member that announced `beatMs` (undefined: an older relay) may stay silent. */
+export function memberTimeoutMs(options: CadenceOptions, beatMs: number | undefined): number {
+  if (beatMs === undefined) return options.timeoutMs;
+  return Math.max(options.timeoutMs, (options.timeoutMs / options.intervalMs) * beatMs);
+}
+
+/** The announced interval in a heartbeat's digests: undefined when absent or not a positive integer. */
+export function announcedBeatMs(digests: Readonly<Record<string, string>>): number | undefined {
+  const text = digests[BEAT_DIGEST];
+  if (text === undefined || !/^[1-9][0-9]{0,9}$/.test(text)) return undefined;
+  return Math.min(Number(text), MAX_BEAT_MS);
 }

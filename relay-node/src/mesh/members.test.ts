@@ -5,10 +5,12 @@ import type { Message } from '@libp2p/gossipsub';
 import { pino } from 'pino';
 import { createCluster } from '../cluster.ts';
 import type { Host } from './host.ts';
+import { BEAT_DIGEST } from './member-cadence.ts';
 import { createMembers, MEMBERS_TOPIC } from './members.ts';
 import { createTestPeer } from './test-peer.ts';
 
 const log = pino({ level: 'silent' });
+type Peer = Awaited<ReturnType<typeof createTestPeer>>;
 
 async function until(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -24,59 +26,124 @@ describe('members on real gossip peers', () => {
     for (const stop of stops.reverse()) await Promise.resolve(stop()).catch(() => {});
   });
 
-  it('beats less often in a larger mesh and keeps members that beat at that pace', async () => {
-    // scaleFrom 0.25: two members count as a mesh 8× the threshold, so the beat comes every 8
-    // intervals (800 ms) and a member may stay silent 8 timeouts (2.4 s). Were the timeout not
-    // scaled with the beat, each member would drop the other between beats (300 ms < 800 ms).
-    const a = await createTestPeer();
-    const b = await createTestPeer();
-    stops.push(
-      () => a.host.stop(),
-      () => b.host.stop(),
-    );
-    await a.dial(b.multiaddrs()[0] as string);
-    const setup = (peer: typeof a, node: string, other: typeof a) => {
-      const cluster = createCluster(node);
-      const members = createMembers({
-        host: peer.host as unknown as Host,
-        cluster,
-        intervalMs: 100,
-        timeoutMs: 300,
-        meshPeers: () => new Set([other.peerId]),
-        log,
-        scaleFrom: 0.25,
-      });
-      return { cluster, members };
-    };
-    const ma = setup(a, 'nodea', b);
-    const mb = setup(b, 'nodeb', a);
-    let beatsFromA = 0;
-    b.pubsub.addEventListener('message', (event: CustomEvent<Message>) => {
-      if (
-        event.detail.topic === MEMBERS_TOPIC &&
-        event.detail.type === 'signed' &&
-        event.detail.from.toString() === a.peerId
-      )
-        beatsFromA += 1;
+  // scaleFrom 0.25: two members count as a mesh 8× the threshold (three: 12×), so a member beats
+  // every 8 intervals (800 ms) and announces it; the other keeps it for 5 of those (4 s), where
+  // the configured timeout alone (300 ms) would drop it between beats.
+  const start = async (
+    peer: Peer,
+    node: string,
+    others: () => Peer[],
+    share: (cluster: ReturnType<typeof createCluster>) => void = () => {},
+  ) => {
+    const cluster = createCluster(node);
+    share(cluster);
+    const members = createMembers({
+      host: peer.host as unknown as Host,
+      cluster,
+      intervalMs: 100,
+      timeoutMs: 300,
+      meshPeers: () => new Set(others().map((other) => other.peerId)),
+      log,
+      scaleFrom: 0.25,
     });
-    await ma.members.start();
-    await mb.members.start();
-    stops.push(
-      () => ma.members.stop(),
-      () => mb.members.stop(),
-    );
-    await until('each to see the other', () => ma.cluster.members().length === 2 && mb.cluster.members().length === 2);
+    await members.start();
+    stops.push(() => members.stop());
+    return { cluster, members };
+  };
+  const peers = async (count: number) => {
+    const list: Peer[] = [];
+    for (let i = 0; i < count; i++) {
+      const peer = await createTestPeer();
+      stops.push(() => peer.host.stop());
+      for (const earlier of list) await peer.dial(earlier.multiaddrs()[0] as string);
+      list.push(peer);
+    }
+    return list;
+  };
+  const beatsFrom = (receiver: Peer, sender: Peer) => {
+    const beats: Record<string, string>[] = [];
+    receiver.pubsub.addEventListener('message', (event: CustomEvent<Message>) => {
+      const message = event.detail;
+      if (message.topic !== MEMBERS_TOPIC || message.type !== 'signed' || message.from.toString() !== sender.peerId)
+        return;
+      beats.push((JSON.parse(new TextDecoder().decode(message.data)) as { digests: Record<string, string> }).digests);
+    });
+    return beats;
+  };
 
-    // Watched for 4 s: unscaled, A would beat ~40 times; scaled, ~5.
-    const from = beatsFromA;
+  it('beats less often in a larger mesh, says so, and is kept by the others at that pace', async () => {
+    const [a, b] = (await peers(2)) as [Peer, Peer];
+    const fromA = beatsFrom(b, a);
+    const ma = await start(a, 'nodea', () => [b]);
+    const mb = await start(b, 'nodeb', () => [a]);
+    await until('each to see the other', () => ma.cluster.members().length === 2 && mb.cluster.members().length === 2);
+    await sleep(500);
+
+    // Watched for 4 s: at the configured interval A would beat ~40 times; at its scaled one, ~5.
+    const from = fromA.length;
     let dropped = 0;
     const started = Date.now();
     while (Date.now() - started < 4_000) {
       if (ma.cluster.members().length !== 2 || mb.cluster.members().length !== 2) dropped += 1;
       await sleep(25);
     }
-    const beats = beatsFromA - from;
-    assert.ok(beats >= 2 && beats <= 10, `A beat ${beats} times in 4 s (every ~800 ms expected)`);
+    const beats = fromA.slice(from);
+    assert.ok(beats.length >= 2 && beats.length <= 10, `A beat ${beats.length} times in 4 s (every ~800 ms expected)`);
+    assert.equal(beats.at(-1)?.[BEAT_DIGEST], '800', 'each beat announces the interval until the next');
     assert.equal(dropped, 0, 'neither dropped the other between beats');
+  });
+
+  it('announces a changed shared state at the next tick, not with the next (slower) beat', async () => {
+    const [a, b] = (await peers(2)) as [Peer, Peer];
+    const fromA = beatsFrom(b, a);
+    let version = 'v1';
+    const ma = await start(
+      a,
+      'nodea',
+      () => [b],
+      (cluster) => cluster.share('things', { digest: () => version, snapshot: () => ({}), merge: async () => {} }),
+    );
+    const mb = await start(b, 'nodeb', () => [a]);
+    await until('each to see the other', () => ma.cluster.members().length === 2 && mb.cluster.members().length === 2);
+    await until('a beat of A with v1 at its two-member pace', () => {
+      const last = fromA.at(-1);
+      return last?.things === 'v1' && last[BEAT_DIGEST] === '800';
+    });
+    await sleep(150); // just past a beat: the next is due ~650 ms later
+    const changed = Date.now();
+    version = 'v2';
+    await until('a beat of A with v2', () => fromA.at(-1)?.things === 'v2');
+    const took = Date.now() - changed;
+    // A tick is 100 ms; A's next regular beat would come 800 ms after its last.
+    assert.ok(took < 500, `the change went out after ${took} ms`);
+  });
+
+  it('beats at the configured interval while an older relay (no announced interval) is a member', async () => {
+    const [a, b, old] = (await peers(3)) as [Peer, Peer, Peer];
+    const fromA = beatsFrom(b, a);
+    const ma = await start(a, 'nodea', () => [b, old]);
+    await start(b, 'nodeb', () => [a, old]);
+    await until('A and B to see each other', () => ma.cluster.members().length === 2);
+    // An older relay: plain v1 heartbeats every 100 ms, nothing announced.
+    let oldBeating = true;
+    const oldBeats = (async () => {
+      while (oldBeating) {
+        const beat = { v: 1, node: 'nodeold', digests: {} };
+        await old.pubsub.publish(MEMBERS_TOPIC, new TextEncoder().encode(JSON.stringify(beat))).catch(() => {});
+        await sleep(100);
+      }
+    })();
+    stops.push(async () => {
+      oldBeating = false;
+      await oldBeats;
+    });
+    await until('A to count the older relay', () => ma.cluster.members().length === 3);
+    await sleep(1_000);
+    const from = fromA.length;
+    await sleep(2_000);
+    const beats = fromA.slice(from);
+    // Scaled, A would beat every 1.2 s (about twice in 2 s); at the configured interval, ~20 times.
+    assert.ok(beats.length >= 8, `A beat ${beats.length} times in 2 s (every ~100 ms expected)`);
+    assert.equal(beats.at(-1)?.[BEAT_DIGEST], '100');
   });
 });

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import type { Cluster } from '../cluster.ts';
 import type { Logger } from '../logger.ts';
 import type { Host } from './host.ts';
-import { createMemberCadence } from './member-cadence.ts';
+import { announcedBeatMs, BEAT_DIGEST, type CadenceOptions, memberTimeoutMs, nextBeatMs } from './member-cadence.ts';
 
 /**
  * Live membership for work that exactly one relay must do (pulling a source), and the shared
@@ -16,8 +16,9 @@ import { createMemberCadence } from './member-cadence.ts';
  *   `/anode/1/members` every `intervalMs`. A node is a member while its heartbeats keep coming
  *   (`timeoutMs`); it is dropped at once when its connection closes or when it says it is
  *   leaving (`"leaving":true`, sent on a clean stop). Heartbeats travel by gossip, so nodes that
- *   are not directly connected still see each other. Beyond 10 members both times grow with the
- *   member count (member-cadence.ts), so the heartbeats a node handles stay bounded.
+ *   are not directly connected still see each other. Beyond 10 members a node beats less often
+ *   and says so in each beat (`digests["~beat_ms"]`, member-cadence.ts), so the heartbeats a
+ *   node handles stay bounded; each member's timeout follows its own announced interval.
  * - A node that just started is not settled: it owns nothing until it has heard every peer it is
  *   connected to (after at least two intervals), or five intervals have passed. So joining never
  *   makes two nodes pull one source. A node that finds it was frozen for longer than the timeout
@@ -62,18 +63,24 @@ export interface MembersOptions {
   /** Peers this node is connected to that speak the mesh protocols. */
   meshPeers: () => ReadonlySet<string>;
   log: Logger;
-  /** Members up to which the interval and timeout hold as configured (member-cadence.ts; tests). */
+  /** Members up to which this node beats every `intervalMs` (member-cadence.ts; tests lower it). */
   scaleFrom?: number;
 }
 
 export function createMembers(options: MembersOptions) {
   const { host, cluster, intervalMs, timeoutMs, log } = options;
-  const seen = new Map<string, { node: string; at: number }>(); // by peer id
+  // By peer id: its node id, when it was last heard, and the interval it announced (none: an older relay).
+  const seen = new Map<string, { node: string; at: number; beatMs: number | undefined }>();
   const fetching = new Map<string, number>(); // `${peer}/${name}` → when the last fetch started
   let startedAt = 0;
   let settled = false;
-  const cadence = createMemberCadence(intervalMs, timeoutMs, options.scaleFrom);
-  let lastBeat = Number.NEGATIVE_INFINITY;
+  const cadence: CadenceOptions = { intervalMs, timeoutMs, scaleFrom: options.scaleFrom };
+  // The interval this node announced in its last beat, and when the next one is due.
+  let beatMs = intervalMs;
+  let nextBeatAt = Number.NEGATIVE_INFINITY;
+  let lastBeatAt = Number.NEGATIVE_INFINITY;
+  // The shared-state digests of the last beat: a change is announced at the next tick.
+  let lastDigests = '';
   let timer: ReturnType<typeof setInterval> | undefined;
   let stopped = false;
 
@@ -88,22 +95,24 @@ export function createMembers(options: MembersOptions) {
     if (settled) return;
     const elapsed = Date.now() - startedAt;
     const heardAll = [...options.meshPeers()].every((peer) => seen.has(peer));
-    const interval = intervalMs * cadence.factor();
-    if ((heardAll && elapsed >= 2 * interval) || elapsed >= 5 * interval) {
+    // Every member beats within its announced interval: one of the longest, plus a tick, hears
+    // the members not directly connected too (two intervals when none beats slower than this one).
+    const longest = Math.max(intervalMs, ...[...seen.values()].map((entry) => entry.beatMs ?? 0));
+    if ((heardAll && elapsed >= Math.max(2 * intervalMs, longest + intervalMs)) || elapsed >= 5 * longest) {
       settled = true;
       log.info({ members: [...seen.values()].length + 1 }, 'cluster membership settled');
     }
   };
 
+  const stateDigests = () => Object.fromEntries([...cluster.shared()].map(([name, state]) => [name, state.digest()]));
   const heartbeat = (leaving = false): Heartbeat => ({
     v: 1,
     node: cluster.self,
     ...(leaving ? { leaving } : {}),
-    digests: Object.fromEntries([...cluster.shared()].map(([name, state]) => [name, state.digest()])),
+    digests: { ...stateDigests(), [BEAT_DIGEST]: String(beatMs) },
   });
 
   const send = async (beat: Heartbeat) => {
-    lastBeat = Date.now();
     try {
       await pubsub().publish(MEMBERS_TOPIC, encoder.encode(JSON.stringify(beat)));
     } catch (error) {
@@ -111,25 +120,38 @@ export function createMembers(options: MembersOptions) {
     }
   };
 
+  /** Beat now, announcing the interval until the next beat. */
+  const beatNow = () => {
+    const now = Date.now();
+    const allAnnounce = [...seen.values()].every((entry) => entry.beatMs !== undefined);
+    beatMs = nextBeatMs(cadence, seen.size + 1, allAnnounce);
+    nextBeatAt = now + beatMs;
+    lastBeatAt = now;
+    const beat = heartbeat();
+    lastDigests = JSON.stringify(stateDigests());
+    void send(beat);
+  };
+
   let lastTick = 0;
   const tick = () => {
     const now = Date.now();
-    if (settled && now - lastTick > cadence.timeoutMs()) {
-      // This node was frozen (SIGSTOP, a long GC, a suspended VM): the others have dropped it and
-      // taken its work. Settle again before owning anything, rather than pull everything alone.
+    if (settled && now - lastBeatAt > memberTimeoutMs(cadence, beatMs)) {
+      // This node was frozen (SIGSTOP, a long GC, a suspended VM) past what the others allow since
+      // its last beat: they have dropped it and taken its work. Settle again before owning
+      // anything, rather than pull everything alone.
       settled = false;
       startedAt = now;
       log.warn({ frozenMs: now - lastTick }, 'this node was unresponsive; rejoining the cluster');
     }
     lastTick = now;
-    cadence.update(seen.size + 1, now);
-    for (const [peer, entry] of seen) if (now - entry.at > cadence.timeoutMs()) seen.delete(peer);
+    for (const [peer, entry] of seen) if (now - entry.at > memberTimeoutMs(cadence, entry.beatMs)) seen.delete(peer);
     // A fetch older than an interval no longer holds the next one back: forget it (peers churn).
     for (const [key, at] of fetching) if (at >= 0 && now - at >= intervalMs) fetching.delete(key);
     checkSettled();
     apply();
-    // Rounded to the nearest tick: a beat a little early rather than late.
-    if (now - lastBeat >= cadence.beatEveryMs() - intervalMs / 2) void send(heartbeat());
+    // Rounded to the nearest tick: a beat a little early rather than late. A shared state that
+    // changed (an admin change to a source) goes out at once rather than with the next beat.
+    if (now >= nextBeatAt - intervalMs / 2 || JSON.stringify(stateDigests()) !== lastDigests) beatNow();
   };
 
   const fetchState = async (peer: string, name: string) => {
@@ -178,7 +200,8 @@ export function createMembers(options: MembersOptions) {
         'clock-lease files (delete them and it makes new ones)',
     );
   };
-  const liveTwins = () => [...twins].filter(([, t]) => Date.now() - t.at <= cadence.timeoutMs()).map(([peer]) => peer);
+  const liveTwins = () =>
+    [...twins].filter(([, t]) => Date.now() - t.at <= memberTimeoutMs(cadence, beatMs)).map(([peer]) => peer);
 
   const onMessage = (event: CustomEvent<Message>) => {
     const message = event.detail;
@@ -196,7 +219,11 @@ export function createMembers(options: MembersOptions) {
       log.info({ node: beat.node, peer }, 'member left');
     } else {
       if (!seen.has(peer)) log.info({ node: beat.node, peer }, 'member joined');
-      seen.set(peer, { node: beat.node, at: Date.now() });
+      const announced = announcedBeatMs(beat.digests);
+      const now = Date.now();
+      seen.set(peer, { node: beat.node, at: now, beatMs: announced });
+      // An older relay drops a member silent past its fixed timeout: beat at its pace from now on.
+      if (announced === undefined) nextBeatAt = Math.min(nextBeatAt, now + intervalMs);
       for (const [name, digest] of Object.entries(beat.digests)) {
         const state = cluster.shared().get(name);
         if (state && state.digest() !== digest) void fetchState(peer, name);
@@ -241,7 +268,12 @@ export function createMembers(options: MembersOptions) {
       );
       timer = setInterval(tick, intervalMs);
       timer.unref();
-      void send(heartbeat());
+      beatNow();
+    },
+
+    /** A mesh peer connected (or came back): beat at the next tick, so it hears this node soon. */
+    peerUp() {
+      nextBeatAt = Math.min(nextBeatAt, Date.now());
     },
 
     /** A mesh peer's connection closed: if it was a member, it is gone now. */

@@ -74,7 +74,7 @@ export const meshConfigShape = {
   mesh_member_timeout_ms: positiveInt
     .default(5_000)
     .describe(
-      'a member silent this long is dead and its sources move to others (a closed connection: at once); above 10 members, × members/10',
+      'a member silent this long is dead and its sources move to others (a closed connection: at once); a member beating less often (above 10 members) gets as many of its beats',
     ),
   mesh_flood_publish: bool
     .default(true)

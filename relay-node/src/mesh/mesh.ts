@@ -143,6 +143,7 @@ export async function createMesh(context: ComponentContext) {
         memory.up(peer);
         sync.peerUp(peer);
         notices.peerUp(peer);
+        members.peerUp();
       } else {
         meshPeers.delete(peer);
         memory.down(peer);
