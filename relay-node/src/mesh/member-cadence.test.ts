@@ -3,6 +3,8 @@ import { describe, it } from 'node:test';
 import {
   announcedBeatMs,
   BEAT_DIGEST,
+  BELIEVED_FACTOR,
+  believedBeatMs,
   MAX_BEAT_MS,
   memberTimeoutMs,
   nextBeatMs,
@@ -12,26 +14,34 @@ import {
 const defaults = { intervalMs: 1_000, timeoutMs: 5_000 };
 
 describe('member cadence', () => {
-  it('keeps the configured interval up to SCALE_FROM members', () => {
-    for (const members of [1, 2, 9, SCALE_FROM]) assert.equal(nextBeatMs(defaults, members, true), 1_000);
+  it('keeps the configured interval up to SCALE_FROM members (and to the next whole interval)', () => {
+    for (const members of [1, 2, 9, SCALE_FROM, 14]) assert.equal(nextBeatMs(defaults, members, true), 1_000);
   });
 
-  it('beats less often beyond, in proportion to the members', () => {
-    assert.equal(nextBeatMs(defaults, 25, true), 2_500);
+  it('beats less often beyond, in whole intervals (it beats on its ticks), up to MAX_BEAT_MS', () => {
+    assert.equal(nextBeatMs(defaults, 15, true), 2_000);
+    assert.equal(nextBeatMs(defaults, 25, true), 3_000);
     assert.equal(nextBeatMs(defaults, 1_000, true), 100_000);
+    assert.equal(nextBeatMs(defaults, 1_000_000, true), MAX_BEAT_MS);
   });
 
   it('keeps the configured interval while any member it hears is an older relay', () => {
     assert.equal(nextBeatMs(defaults, 25, false), 1_000);
   });
 
-  it('gives a member the same number of missed beats at its own announced interval', () => {
-    assert.equal(memberTimeoutMs(defaults, 2_500), 12_500);
+  it('believes an announced interval up to BELIEVED_FACTOR times its own', () => {
+    assert.equal(believedBeatMs(defaults, 3_000, 25), 3_000);
+    assert.equal(believedBeatMs(defaults, 600_000, 25), BELIEVED_FACTOR * 3_000);
+    assert.equal(believedBeatMs(defaults, 600_000, 5), BELIEVED_FACTOR * 1_000);
+    // An older relay (nothing announced) beats every configured interval.
+    assert.equal(believedBeatMs(defaults, undefined, 25), 1_000);
+  });
+
+  it('gives a member the same number of missed beats at its believed interval', () => {
+    assert.equal(memberTimeoutMs(defaults, 3_000), 15_000);
     assert.equal(memberTimeoutMs(defaults, 100_000), 500_000);
     // Never sooner than the configured timeout (a member beating faster than this node).
     assert.equal(memberTimeoutMs(defaults, 200), 5_000);
-    // An older relay (nothing announced): the configured timeout.
-    assert.equal(memberTimeoutMs(defaults, undefined), 5_000);
     // A node configured otherwise counts beats by its own ratio (here 3 beats).
     assert.equal(memberTimeoutMs({ intervalMs: 2_000, timeoutMs: 6_000 }, 4_000), 12_000);
   });

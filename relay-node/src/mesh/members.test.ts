@@ -118,6 +118,27 @@ describe('members on real gossip peers', () => {
     assert.ok(took < 500, `the change went out after ${took} ms`);
   });
 
+  it('hears a member again at the next tick after a connection to it closed, not at its next beat', async () => {
+    const [a, b] = (await peers(2)) as [Peer, Peer];
+    const fromA = beatsFrom(b, a);
+    const ma = await start(a, 'nodea', () => [b]);
+    const mb = await start(b, 'nodeb', () => [a]);
+    await until('both at the two-member pace', () => fromA.at(-1)?.[BEAT_DIGEST] === '800');
+    await until('each to see the other', () => ma.cluster.members().length === 2 && mb.cluster.members().length === 2);
+    await sleep(150); // just past a beat of A: its next regular one is ~650 ms away
+    // Both ends see the connection close (here only said: the peers still reach each other).
+    const dropped = Date.now();
+    ma.members.peerDown(b.peerId);
+    mb.members.peerDown(a.peerId);
+    assert.equal(mb.cluster.members().length, 1);
+    await until(
+      'each to count the other again',
+      () => ma.cluster.members().length === 2 && mb.cluster.members().length === 2,
+    );
+    const took = Date.now() - dropped;
+    assert.ok(took < 500, `members again after ${took} ms`);
+  });
+
   it('beats at the configured interval while an older relay (no announced interval) is a member', async () => {
     const [a, b, old] = (await peers(3)) as [Peer, Peer, Peer];
     const fromA = beatsFrom(b, a);

@@ -6,7 +6,14 @@ import { z } from 'zod';
 import type { Cluster } from '../cluster.ts';
 import type { Logger } from '../logger.ts';
 import type { Host } from './host.ts';
-import { announcedBeatMs, BEAT_DIGEST, type CadenceOptions, memberTimeoutMs, nextBeatMs } from './member-cadence.ts';
+import {
+  announcedBeatMs,
+  BEAT_DIGEST,
+  believedBeatMs,
+  type CadenceOptions,
+  memberTimeoutMs,
+  nextBeatMs,
+} from './member-cadence.ts';
 
 /**
  * Live membership for work that exactly one relay must do (pulling a source), and the shared
@@ -20,9 +27,11 @@ import { announcedBeatMs, BEAT_DIGEST, type CadenceOptions, memberTimeoutMs, nex
  *   and says so in each beat (`digests["~beat_ms"]`, member-cadence.ts), so the heartbeats a
  *   node handles stay bounded; each member's timeout follows its own announced interval.
  * - A node that just started is not settled: it owns nothing until it has heard every peer it is
- *   connected to (after at least two intervals), or five intervals have passed. So joining never
- *   makes two nodes pull one source. A node that finds it was frozen for longer than the timeout
- *   (its own timer fired that late) settles again the same way.
+ *   connected to and the longest interval any member announces has passed (at least two of its
+ *   own), or five of its own intervals (at least the longest and two more). So joining never
+ *   makes two nodes pull one source. A node that finds it was frozen for longer than the others
+ *   allow since its last beat, or long enough for its connections to be dropped (FROZEN_MS),
+ *   settles again the same way.
  * - When a heartbeat's digest of a shared state differs from ours, the state is fetched from
  *   that peer over `/anode/state/1.0.0` (one request `{"name":"sources"}`, one answer
  *   `{"snapshot":…}`, varint-length-prefixed JSON) and merged (last writer wins per key). Both
@@ -32,6 +41,8 @@ export const MEMBERS_TOPIC = '/anode/1/members';
 export const STATE_PROTOCOL = '/anode/state/1.0.0';
 const MAX_STATE_BYTES = 64 * 1024 * 1024;
 const FETCH_TIMEOUT_MS = 15_000;
+/** A node whose timer fired this late re-settles even where its timeout is longer (pings drop it). */
+const FROZEN_MS = 15_000;
 /** Longest a relay that announces this node's id goes unlogged. */
 const TWIN_LOG_MS = 60_000;
 
@@ -91,14 +102,19 @@ export function createMembers(options: MembersOptions) {
       settled,
     );
 
+  const believed = (entry: { beatMs: number | undefined }) => believedBeatMs(cadence, entry.beatMs, seen.size + 1);
+
   const checkSettled = () => {
     if (settled) return;
     const elapsed = Date.now() - startedAt;
     const heardAll = [...options.meshPeers()].every((peer) => seen.has(peer));
     // Every member beats within its announced interval: one of the longest, plus a tick, hears
     // the members not directly connected too (two intervals when none beats slower than this one).
-    const longest = Math.max(intervalMs, ...[...seen.values()].map((entry) => entry.beatMs ?? 0));
-    if ((heardAll && elapsed >= Math.max(2 * intervalMs, longest + intervalMs)) || elapsed >= 5 * longest) {
+    const longest = Math.max(intervalMs, ...[...seen.values()].map(believed));
+    if (
+      (heardAll && elapsed >= Math.max(2 * intervalMs, longest + intervalMs)) ||
+      elapsed >= Math.max(5 * intervalMs, longest + 2 * intervalMs)
+    ) {
       settled = true;
       log.info({ members: [...seen.values()].length + 1 }, 'cluster membership settled');
     }
@@ -135,16 +151,20 @@ export function createMembers(options: MembersOptions) {
   let lastTick = 0;
   const tick = () => {
     const now = Date.now();
-    if (settled && now - lastBeatAt > memberTimeoutMs(cadence, beatMs)) {
+    const allowed = memberTimeoutMs(cadence, beatMs);
+    if (settled && (now - lastBeatAt > allowed || now - lastTick > Math.min(allowed, FROZEN_MS))) {
       // This node was frozen (SIGSTOP, a long GC, a suspended VM) past what the others allow since
       // its last beat: they have dropped it and taken its work. Settle again before owning
       // anything, rather than pull everything alone.
       settled = false;
       startedAt = now;
-      log.warn({ frozenMs: now - lastTick }, 'this node was unresponsive; rejoining the cluster');
+      log.warn(
+        { frozenMs: now - lastTick, sinceBeatMs: now - lastBeatAt },
+        'this node was unresponsive; rejoining the cluster',
+      );
     }
     lastTick = now;
-    for (const [peer, entry] of seen) if (now - entry.at > memberTimeoutMs(cadence, entry.beatMs)) seen.delete(peer);
+    for (const [peer, entry] of seen) if (now - entry.at > memberTimeoutMs(cadence, believed(entry))) seen.delete(peer);
     // A fetch older than an interval no longer holds the next one back: forget it (peers churn).
     for (const [key, at] of fetching) if (at >= 0 && now - at >= intervalMs) fetching.delete(key);
     checkSettled();
@@ -276,9 +296,14 @@ export function createMembers(options: MembersOptions) {
       nextBeatAt = Math.min(nextBeatAt, Date.now());
     },
 
-    /** A mesh peer's connection closed: if it was a member, it is gone now. */
+    /**
+     * A mesh peer's connection closed: if it was a member, it is gone now. Beat at the next tick:
+     * if the peer is still alive and reaches the mesh another way, it does the same, and each
+     * hears the other again by gossip rather than after the other's next (maybe slow) beat.
+     */
     peerDown(peer: string) {
       if (!seen.delete(peer)) return;
+      nextBeatAt = Math.min(nextBeatAt, Date.now());
       log.info({ peer }, 'member lost (connection closed)');
       apply();
     },
