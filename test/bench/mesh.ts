@@ -110,36 +110,9 @@ export async function startMesh(count: number, cpuProfDir?: string): Promise<Ben
   }
 }
 
-/**
- * What a cluster runs before its first measured window: `rate`/s for WARM_UP_MS, not measured. A
- * relay's first second under load runs code V8 has not optimised yet: measured cold, a fresh
- * 3-relay mesh at 9,000/s had a p99 of 126–196 ms in its first window and 16–31 ms in the next,
- * so a search that restarts the cluster after a failed step measured the start-up, not the rate.
- */
-const WARM_UP_MS = 2_000;
-export async function warmUp(relays: BenchRelay[], rate: number): Promise<void> {
-  const loadgen = await startLoadgen({
-    mode: 'latency',
-    publish: `${relays[0]?.wsUrl}/v1/topics/${TOPIC}/ws`,
-    subscribe: relays.map((r) => `${r.wsUrl}/v1/topics/${TOPIC}/ws`),
-    topic: TOPIC,
-    count: Math.max(50, Math.round((rate * WARM_UP_MS) / 1000)),
-    rate,
-    inflight: 0,
-    warmup: 20,
-    drainMs: 1_000,
-  });
-  await loadgen.go();
-}
-
-/** One measured window on a running cluster: `messages` at `rate`/s, stragglers awaited `drainMs`. */
-export async function measureWindow(
-  relays: BenchRelay[],
-  messages: number,
-  rate: number,
-  drainMs: number,
-): Promise<MeshResult> {
-  const loadgen = await startLoadgen({
+/** One publisher on the first relay at `rate`/s, a subscriber on every relay. */
+const meshLoad = (relays: BenchRelay[], messages: number, rate: number, drainMs: number) =>
+  startLoadgen({
     mode: 'latency',
     publish: `${relays[0]?.wsUrl}/v1/topics/${TOPIC}/ws`,
     subscribe: relays.map((r) => `${r.wsUrl}/v1/topics/${TOPIC}/ws`),
@@ -150,6 +123,27 @@ export async function measureWindow(
     warmup: 20,
     drainMs,
   });
+
+/**
+ * What a cluster runs before its first measured window: `rate`/s for WARM_UP_MS, not measured. A
+ * relay's first second under load runs code V8 has not optimised yet: measured cold, a fresh
+ * 3-relay mesh at 9,000/s had a p99 of 126–196 ms in its first window and 16–31 ms in the next,
+ * so a search that restarts the cluster after a failed step measured the start-up, not the rate.
+ */
+const WARM_UP_MS = 2_000;
+export async function warmUp(relays: BenchRelay[], rate: number): Promise<void> {
+  const loadgen = await meshLoad(relays, Math.max(50, Math.round((rate * WARM_UP_MS) / 1000)), rate, 1_000);
+  await loadgen.go();
+}
+
+/** One measured window on a running cluster: `messages` at `rate`/s, stragglers awaited `drainMs`. */
+export async function measureWindow(
+  relays: BenchRelay[],
+  messages: number,
+  rate: number,
+  drainMs: number,
+): Promise<MeshResult> {
+  const loadgen = await meshLoad(relays, messages, rate, drainMs);
   const sum = async (name: string) =>
     (await Promise.all(relays.map((r) => counter(r.url, name)))).reduce((a, b) => a + b, 0);
   const copiesBefore = await sum(COPIES);

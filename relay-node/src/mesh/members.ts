@@ -121,11 +121,11 @@ export function createMembers(options: MembersOptions) {
   };
 
   const stateDigests = () => Object.fromEntries([...cluster.shared()].map(([name, state]) => [name, state.digest()]));
-  const heartbeat = (leaving = false): Heartbeat => ({
+  const heartbeat = (leaving = false, digests = stateDigests()): Heartbeat => ({
     v: 1,
     node: cluster.self,
     ...(leaving ? { leaving } : {}),
-    digests: { ...stateDigests(), [BEAT_DIGEST]: String(beatMs) },
+    digests: { ...digests, [BEAT_DIGEST]: String(beatMs) },
   });
 
   const send = async (beat: Heartbeat) => {
@@ -143,9 +143,9 @@ export function createMembers(options: MembersOptions) {
     beatMs = nextBeatMs(cadence, seen.size + 1, allAnnounce);
     nextBeatAt = now + beatMs;
     lastBeatAt = now;
-    const beat = heartbeat();
-    lastDigests = JSON.stringify(stateDigests());
-    void send(beat);
+    const digests = stateDigests();
+    lastDigests = JSON.stringify(digests);
+    void send(heartbeat(false, digests));
   };
 
   let lastTick = 0;
