@@ -66,6 +66,12 @@ export function createMetrics() {
       help: 'Messages acknowledged into the local spool, waiting for the store (Cassandra) to return',
       registers: [registry],
     }),
+    // What the drain moved aside, waiting for an operator.
+    storeSpoolRejected: new Gauge({
+      name: 'anode_store_spool_rejected',
+      help: 'Spooled messages the store (Cassandra) refused for good, kept aside in the spool file',
+      registers: [registry],
+    }),
     storeUp: new Gauge({ name: 'anode_store_up', help: '1 when the store is healthy', registers: [registry] }),
     retentionDeleted: new Counter({
       name: 'anode_retention_deleted_total',

@@ -135,6 +135,9 @@ export function createWriter(options: WriterOptions): Writer {
     );
   };
 
+  /** A write refused as one: a client's (one publish, or one HTTP body), or a single message. */
+  const refusedWhole = (job: Job) => job.origin === 'local' || job.envelopes.length === 1;
+
   /**
    * After the store refused a batch for good (StoreRejectedError: Cassandra refusing a mutation
    * over its size limit), each of its writes is tried again alone, in order, so one bad message
@@ -147,9 +150,6 @@ export function createWriter(options: WriterOptions): Writer {
    * copy from elsewhere that was stored before the batch is then delivered again: same id, which
    * subscribers drop).
    */
-  /** A write refused as one: a client's (one publish, or one HTTP body), or a single message. */
-  const refusedWhole = (job: Job) => job.origin === 'local' || job.envelopes.length === 1;
-
   const rewrite = async (job: Job, ours: Set<string>): Promise<void> => {
     const alone = (envelopes: readonly Envelope[], settle: Pick<Job, 'resolve' | 'reject'>): Job => ({
       ...job,

@@ -1,7 +1,6 @@
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { MessageStore } from '@anode/shared';
-import { Gauge } from 'prom-client';
 import type { RelayConfig } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
@@ -43,19 +42,13 @@ export function createStore(config: RelayConfig, log: Logger, metrics: Metrics, 
           tokenFile: join(config.data_dir, 'node-lease'),
         },
       });
-      // Beside anode_store_spool_depth: what the drain moved aside, waiting for an operator.
-      const rejected = new Gauge({
-        name: 'anode_store_spool_rejected',
-        help: 'Spooled messages the store (Cassandra) refused for good, kept aside in the spool file',
-        registers: [metrics.registry],
-      });
       return createSpoolingStore(cassandra, {
         dataDir: join(config.data_dir, 'spool'),
         drainIntervalMs: config.spool_drain_ms,
         maxBytes: config.spool_max_bytes,
         log: log.child({ component: 'spool' }),
         onDepth: (depth) => metrics.storeSpoolDepth.set(depth),
-        onRejected: (held) => rejected.set(held),
+        onRejected: (held) => metrics.storeSpoolRejected.set(held),
         refusal: () => cassandra.refusal,
       });
     }

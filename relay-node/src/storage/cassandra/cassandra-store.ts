@@ -390,6 +390,11 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
    * waits out up to a lease's TTL, and every call would wait on it.
    */
   let refused: NodeIdInUseError | undefined;
+  /** Another relay took this node id's lease while this one ran (cut off or paused past it). */
+  const leaseTaken = () => {
+    const problem = lease?.problem;
+    return problem ? new NodeIdInUseError(problem) : undefined;
+  };
   let connected: Promise<void> | undefined;
   const connect = () => {
     if (closed) return Promise.reject(new Error('store is closed'));
@@ -591,10 +596,9 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
   /** One append as it runs; `append` tells Cassandra's refusals for good from outages. */
   const appendAll: MessageStore['append'] = async (messages, appendOptions) => {
     await connect();
-    // Another relay took this node id's lease (this one was cut off or paused past it): its
-    // writes would overwrite that relay's rows, so none is made until the lease is back.
-    const leaseProblem = lease?.problem;
-    if (leaseProblem) throw new NodeIdInUseError(leaseProblem);
+    // Its writes would overwrite the other relay's rows: none is made until the lease is back.
+    const taken = leaseTaken();
+    if (taken) throw taken;
     const io = appendIo(Date.now() + options.timeoutMs);
     // A repeated id within one batch resolves to its first occurrence (input order), as in
     // every adapter, instead of racing its own lightweight transaction.
@@ -643,8 +647,7 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
     kind: 'cassandra',
 
     get refusal() {
-      const leaseProblem = lease?.problem;
-      return refused ?? (leaseProblem ? new NodeIdInUseError(leaseProblem) : undefined);
+      return refused ?? leaseTaken();
     },
 
     // At start: with Cassandra reachable (connected within cassandra_timeout_ms), the schema and

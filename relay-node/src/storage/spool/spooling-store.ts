@@ -94,6 +94,9 @@ export const DRAIN_BYTES = 4 * 1024 * 1024;
  */
 export const REFUSED_IN_A_ROW = 5;
 
+/** Another relay holds this node id (the store's NodeIdInUseError): not an outage. */
+const nodeIdInUse = (error: unknown) => (error as { code?: unknown } | undefined)?.code === 'node_id_in_use';
+
 /**
  * Longest health() waits for the remote store's own check before it answers with the last one it
  * got. That check connects first, and a Cassandra that drops packets answers neither for
@@ -380,7 +383,7 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
         })
         .catch((error: unknown) => {
           lastError = (error as Error).message;
-          if ((error as { code?: unknown }).code === 'node_id_in_use') {
+          if (nodeIdInUse(error)) {
             // Not an outage: said once, as every drain is refused until this relay has its lease back.
             if (!refusedLogged) options.log.error({ err: error, depth }, 'node id in use elsewhere; spool kept');
             refusedLogged = true;
@@ -427,7 +430,7 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
         lastError = (error as Error).message;
         // Not an outage: another relay mints under this node id. Spooling would only defer the
         // overwrite to the drain, so the publish is refused.
-        if ((error as { code?: unknown }).code === 'node_id_in_use') throw error;
+        if (nodeIdInUse(error)) throw error;
         // Refused for good (see above): spooled, it would only block the spool behind it.
         if (isStoreRejection(error)) throw error;
         options.log.warn({ err: error, messages: messages.length }, 'store unavailable; spooling writes locally');
