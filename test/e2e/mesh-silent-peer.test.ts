@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { rm } from 'node:fs/promises';
 import { after, describe, it } from 'node:test';
 import { createShards } from '@anode/relay-node/src/mesh/shards.ts';
-import { asArgs, FAST_MESH, meshStatus, publish, waitFor, waitForFullMesh } from '../helpers/mesh.ts';
-import { history, type RelayProcess, spawnRelay, tempDir } from '../helpers/relay.ts';
+import { meshProcesses, meshStatus, publish, waitFor, waitForFullMesh } from '../helpers/mesh.ts';
+import { history } from '../helpers/relay.ts';
 
 const TOPIC = 'silent.ticks';
 const gossipTopic = createShards(32).gossipTopic(TOPIC);
@@ -17,32 +16,8 @@ const LOOKBACK_MS = 1_000;
  * never fetched.
  */
 describe('relay mesh: a peer that went silent catches up what was published meanwhile', () => {
-  const relays: RelayProcess[] = [];
-  const dirs: string[] = [];
-
-  const spawn = async (...extra: string[]) => {
-    const dir = await tempDir();
-    dirs.push(dir);
-    const relay = await spawnRelay([
-      '--port',
-      '0',
-      '--data-dir',
-      dir,
-      ...asArgs({ ...FAST_MESH, 'mesh-sync-lookback-ms': String(LOOKBACK_MS) }),
-      ...extra,
-    ]);
-    relays.push(relay);
-    return relay;
-  };
-
-  after(async () => {
-    for (const relay of relays) {
-      relay.child.kill('SIGCONT');
-      relay.child.kill('SIGKILL');
-    }
-    await Promise.all(relays.map((relay) => relay.exited));
-    await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
-  });
+  const { spawn, kill } = meshProcesses({ 'mesh-sync-lookback-ms': String(LOOKBACK_MS) });
+  after(kill);
 
   it('fetches, once awake, what a peer published after dropping it', { timeout: 240_000 }, async () => {
     const a = await spawn('--listen', '/ip4/127.0.0.1/tcp/0');

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { rm } from 'node:fs/promises';
 import { after, describe, it } from 'node:test';
 import { createShards } from '@anode/relay-node/src/mesh/shards.ts';
 import { counter } from '../bench/mesh-edge-common.ts';
-import { asArgs, FAST_MESH, meshStatus, publish, waitFor, waitForFullMesh } from '../helpers/mesh.ts';
-import { history, type RelayProcess, spawnRelay, tempDir } from '../helpers/relay.ts';
+import { meshProcesses, meshStatus, publish, waitFor, waitForFullMesh } from '../helpers/mesh.ts';
+import { history } from '../helpers/relay.ts';
 
 const TOPIC = 'backlog.blobs';
 const gossipTopic = createShards(32).gossipTopic(TOPIC);
@@ -23,33 +22,9 @@ const BLOBS = 64;
  * watermark moved on with its answered pings.
  */
 describe('relay mesh: gossip for a peer that stopped reading is bounded', () => {
-  const relays: RelayProcess[] = [];
-  const dirs: string[] = [];
-
-  const spawn = async (...extra: string[]) => {
-    const dir = await tempDir();
-    dirs.push(dir);
-    // Pings every 30 s: liveness would drop the frozen peer only after 90 s or more.
-    const relay = await spawnRelay([
-      '--port',
-      '0',
-      '--data-dir',
-      dir,
-      ...asArgs({ ...FAST_MESH, 'mesh-ping-interval-ms': '30000' }),
-      ...extra,
-    ]);
-    relays.push(relay);
-    return relay;
-  };
-
-  after(async () => {
-    for (const relay of relays) {
-      relay.child.kill('SIGCONT');
-      relay.child.kill('SIGKILL');
-    }
-    await Promise.all(relays.map((relay) => relay.exited));
-    await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
-  });
+  // Pings every 30 s: liveness would drop the frozen peer only after 90 s or more.
+  const { spawn, kill } = meshProcesses({ 'mesh-ping-interval-ms': '30000' });
+  after(kill);
 
   it(
     'resets the stream to a frozen peer past the backlog, counts it, and the peer catches up',

@@ -1,6 +1,7 @@
 import { createServer } from 'node:net';
 import type { Envelope } from '@anode/shared';
 import { type AnodeClient, createClient, type Subscription } from '@anode/client';
+import { type RelayProcess, spawnRelay, tempDir } from './relay.ts';
 
 /** Helpers for the relay-mesh tests: status, waiting, publishing and collecting messages. */
 export interface PeerStatus {
@@ -30,6 +31,36 @@ export const FAST_MESH = {
 };
 
 export const asArgs = (flags: Record<string, string>) => Object.entries(flags).flatMap(([k, v]) => [`--${k}`, v]);
+
+/**
+ * Relay processes on FAST_MESH plus `flags`, each on a fresh data folder (removed when the test
+ * process exits). `kill()` ends them all, one frozen with SIGSTOP too.
+ */
+export function meshProcesses(flags: Record<string, string>) {
+  const relays: RelayProcess[] = [];
+  return {
+    async spawn(...extra: string[]): Promise<RelayProcess> {
+      const dir = await tempDir();
+      const relay = await spawnRelay([
+        '--port',
+        '0',
+        '--data-dir',
+        dir,
+        ...asArgs({ ...FAST_MESH, ...flags }),
+        ...extra,
+      ]);
+      relays.push(relay);
+      return relay;
+    },
+    async kill(): Promise<void> {
+      for (const relay of relays) {
+        relay.child.kill('SIGCONT');
+        relay.child.kill('SIGKILL');
+      }
+      await Promise.all(relays.map((relay) => relay.exited));
+    },
+  };
+}
 
 export async function meshStatus(url: string): Promise<MeshStatus> {
   const res = await fetch(`${url}/v1/status`);
