@@ -9,6 +9,7 @@ import {
   memberTimeoutMs,
   nextBeatMs,
   SCALE_FROM,
+  scalesRaisedInterval,
 } from './member-cadence.ts';
 
 const defaults = { intervalMs: 1_000, timeoutMs: 5_000 };
@@ -52,5 +53,14 @@ describe('member cadence', () => {
     for (const bad of ['0', '-5', '1.5', '', '1e9', ' 100', '0100', '12345678901'])
       assert.equal(announcedBeatMs({ [BEAT_DIGEST]: bad }), undefined, bad);
     assert.equal(announcedBeatMs({ [BEAT_DIGEST]: '9999999999' }), MAX_BEAT_MS);
+  });
+
+  it('flags a hand-raised interval only once the mesh scales it again', () => {
+    const raised = { intervalMs: 5_000, timeoutMs: 25_000 };
+    assert.equal(scalesRaisedInterval(raised, nextBeatMs(raised, 9, true)), false);
+    assert.equal(scalesRaisedInterval(raised, nextBeatMs(raised, 25, true)), true);
+    assert.equal(scalesRaisedInterval(raised, nextBeatMs(raised, 25, false)), false);
+    // The defaults scale without a warning: that is the design.
+    assert.equal(scalesRaisedInterval(defaults, nextBeatMs(defaults, 25, true)), false);
   });
 });

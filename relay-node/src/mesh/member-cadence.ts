@@ -20,6 +20,8 @@
  * drops a member at once.
  */
 export const SCALE_FROM = 10;
+/** `mesh_member_interval_ms` by default (mesh-config.ts). */
+export const DEFAULT_MEMBER_INTERVAL_MS = 1_000;
 /** The digests entry a heartbeat announces its sender's next interval in (old relays ignore it). */
 export const BEAT_DIGEST = '~beat_ms';
 /** Longest interval announced or believed. */
@@ -63,4 +65,12 @@ export function announcedBeatMs(digests: Readonly<Record<string, string>>): numb
   const text = digests[BEAT_DIGEST];
   if (text === undefined || !/^[1-9][0-9]{0,9}$/.test(text)) return undefined;
   return Math.min(Number(text), MAX_BEAT_MS);
+}
+
+/**
+ * Whether a beat of `beatMs` scales an interval the operator raised by hand: both scalings then
+ * apply (docs/sources.md says to go back to the defaults), worth one warning.
+ */
+export function scalesRaisedInterval(options: CadenceOptions, beatMs: number): boolean {
+  return options.intervalMs > DEFAULT_MEMBER_INTERVAL_MS && beatMs > options.intervalMs;
 }

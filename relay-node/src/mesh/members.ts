@@ -13,6 +13,7 @@ import {
   type CadenceOptions,
   memberTimeoutMs,
   nextBeatMs,
+  scalesRaisedInterval,
 } from './member-cadence.ts';
 
 /**
@@ -92,6 +93,7 @@ export function createMembers(options: MembersOptions) {
   let lastBeatAt = Number.NEGATIVE_INFINITY;
   // The shared-state digests of the last beat: a change is announced at the next tick.
   let lastDigests = '';
+  let warnedRaised = false;
   let timer: ReturnType<typeof setInterval> | undefined;
   let stopped = false;
 
@@ -141,6 +143,14 @@ export function createMembers(options: MembersOptions) {
     const now = Date.now();
     const allAnnounce = [...seen.values()].every((entry) => entry.beatMs !== undefined);
     beatMs = nextBeatMs(cadence, seen.size + 1, allAnnounce);
+    if (!warnedRaised && scalesRaisedInterval(cadence, beatMs)) {
+      warnedRaised = true;
+      log.warn(
+        { members: seen.size + 1, configuredMs: intervalMs, beatMs },
+        'mesh_member_interval_ms was raised by hand and the mesh scales it again above 10 members; ' +
+          'set mesh_member_interval_ms and mesh_member_timeout_ms back to their defaults (docs/sources.md)',
+      );
+    }
     nextBeatAt = now + beatMs;
     lastBeatAt = now;
     const digests = stateDigests();

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { bool, list, nonNegativeInt, port, positiveInt } from '../config-fields.ts';
+import { DEFAULT_MEMBER_INTERVAL_MS } from './member-cadence.ts';
 
 const multiaddr = z.string().regex(/^\//, 'a multiaddr starts with /');
 
@@ -67,7 +68,7 @@ export const meshConfigShape = {
       'how often peers are pinged; a peer that misses 3 pings in a row (each waited for max(5 s, this)) is dropped',
     ),
   mesh_member_interval_ms: positiveInt
-    .default(1_000)
+    .default(DEFAULT_MEMBER_INTERVAL_MS)
     .describe(
       'how often a node tells the mesh it is alive (who pulls which source follows the live members); above 10 members, × members/10',
     ),
