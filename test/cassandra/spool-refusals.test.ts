@@ -9,7 +9,9 @@ import {
   createCassandraStore,
   type CassandraStoreOptions,
 } from '@anode/relay-node/src/storage/cassandra/cassandra-store.ts';
+import { createWriter } from '@anode/relay-node/src/hub/writer.ts';
 import { createLogger } from '@anode/relay-node/src/logger.ts';
+import { createMetrics } from '@anode/relay-node/src/metrics.ts';
 import { createSpoolingStore } from '@anode/relay-node/src/storage/spool/spooling-store.ts';
 import { tempDir } from '../helpers/relay.ts';
 import { type CassandraServer, findJava, startCassandra } from './cassandra-server.ts';
@@ -96,6 +98,58 @@ describe('spool in front of Cassandra: refusals are not outages', { skip }, () =
       const [stored] = await store.append([message('small', 1)]);
       assert.equal(stored?.inserted, true);
       assert.equal(store.spoolDepth, 0, 'the next publish goes straight to Cassandra');
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses only the oversized publish of a batch: the writer halves the batch down to it', async () => {
+    const s = (await serverReady) as CassandraServer;
+    const dir = await tempDir();
+    const store = createSpoolingStore(createCassandraStore(storeOptions(s)), {
+      dataDir: dir,
+      drainIntervalMs: 100,
+      log: createLogger('silent'),
+    });
+    const delivered: string[] = [];
+    const sizes: number[] = [];
+    const counted: typeof store = Object.assign(Object.create(store) as typeof store, {
+      append: (...args: Parameters<typeof store.append>) => (sizes.push(args[0].length), store.append(...args)),
+    });
+    const writer = createWriter({
+      store: counted,
+      metrics: createMetrics(),
+      log: createLogger('silent'),
+      onCommitted: (inserted) => delivered.push(...inserted.map((m) => m.id)),
+    });
+    try {
+      await store.append([message('warm-up', 0)]);
+      const writes = Array.from({ length: 40 }, (_, i) =>
+        message(`w${i}`, i === 29 ? 'x'.repeat(OVERSIZED) : i, 'refusals.batch'),
+      );
+      const outcomes = await Promise.all(
+        writes.map((m) =>
+          writer.write([m]).then(
+            (results) => (results[0]?.inserted ? 'new' : 'old'),
+            (error: Error & { code?: string }) => error.code,
+          ),
+        ),
+      );
+      assert.deepEqual(
+        outcomes.flatMap((o, i) => (o === 'new' ? [] : [`w${i} ${o}`])),
+        ['w29 too_large'],
+      );
+      const expected = writes.filter((_, i) => i !== 29).map((m) => m.id);
+      assert.deepEqual(delivered, expected, 'each other write delivered once, in order');
+      const page = await store.history('refusals.batch', { limit: 100 });
+      assert.deepEqual(
+        page.map((m) => m.id),
+        expected,
+        'stored in cursor order, the refused one not at all',
+      );
+      assert.equal(store.spoolDepth, 0, 'nothing spooled');
+      assert.ok(sizes.length < 20 && sizes.some((n) => n > 20), `halved, not written one by one: ${sizes.join(' ')}`);
     } finally {
       await store.close();
       await rm(dir, { recursive: true, force: true });

@@ -191,7 +191,7 @@ test('cursor conflicts: the first is logged at once, the rest of its window when
   assert.match(lines[1]?.msg ?? '', /another message holds their cursor/);
 });
 
-test('a message the store refuses for good refuses only its own write: the batch is tried again write by write', async () => {
+test('a message the store refuses for good refuses only its own write: the batch is halved until it stands alone', async () => {
   // A test double for Cassandra refusing a mutation over its size limit: any append holding the
   // message whose data is 'huge' fails with StoreRejectedError; the rest are stored.
   const appended: number[] = [];
@@ -223,7 +223,7 @@ test('a message the store refuses for good refuses only its own write: the batch
   );
   assert.deepEqual(outcomes, ['stored', 'too_large', 'stored']);
   assert.deepEqual(committed, ['t0', 't2'], 'the others fanned out, in order');
-  assert.deepEqual(appended, [3, 1, 1, 1], 'one batch, then each write alone');
+  assert.deepEqual(appended, [3, 2, 1, 1, 1], 'one batch, then halves: [0, huge] → [0], [huge]; then [2]');
   assert.equal(writer.queued, 0);
 });
 
@@ -293,5 +293,51 @@ test('a message from elsewhere the store refuses for good is left out of its bat
   );
   assert.deepEqual([...stored.keys()], ['id0', 'id2']);
   assert.deepEqual(committed, ['t0', 't2']);
-  assert.deepEqual(appended, [3, 1, 1, 1], 'the page, then message by message');
+  assert.deepEqual(appended, [3, 2, 1, 1, 1], 'the page, then halves down to the refused message');
+});
+
+test('one refused write among hundreds costs a few appends, not one per write', async () => {
+  const { store, appended } = partialStore();
+  const committed: string[] = [];
+  const writer = createWriter({
+    store,
+    metrics: createMetrics(),
+    log: createLogger('silent'),
+    onCommitted: (inserted) => committed.push(...inserted.map((m) => m.id)),
+  });
+  const messages = Array.from({ length: 300 }, (_, i) => (i === 217 ? { ...message(i), data: 'huge' } : message(i)));
+  const outcomes = await Promise.all(
+    messages.map((m) =>
+      writer.write([m]).then(
+        () => 'stored',
+        (error: AnodeError) => error.code,
+      ),
+    ),
+  );
+  assert.deepEqual(
+    outcomes.flatMap((o, i) => (o === 'stored' ? [] : [`${i} ${o}`])),
+    ['217 too_large'],
+  );
+  assert.deepEqual(
+    committed,
+    messages.filter((_, i) => i !== 217).map((m) => m.id),
+    'every other write fanned out once, in order',
+  );
+  assert.ok(appended.length <= 2 + 2 * Math.ceil(Math.log2(300)), `appends: ${appended.join(' ')}`);
+});
+
+test('an outage while a refused page from elsewhere is halved refuses the page as a whole', async () => {
+  let calls = 0;
+  const store = {
+    kind: 'refusing then away',
+    async append(messages: readonly Envelope[]): Promise<AppendResult[]> {
+      calls += 1;
+      if (calls === 1) throw new StoreRejectedError('too_large', 'mutation over max_mutation_size');
+      if (calls === 2) return messages.map((envelope) => ({ envelope, inserted: true }));
+      throw new Error('connection refused');
+    },
+  } as unknown as MessageStore;
+  const writer = createWriter({ store, metrics: createMetrics(), log: createLogger('silent'), onCommitted: () => {} });
+  const page = [message(0), { ...message(1), data: 'huge' }, message(2), message(3)];
+  await assert.rejects(writer.write(page, 'remote'), (error: AnodeError) => error.code === 'unavailable');
 });

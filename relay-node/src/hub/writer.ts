@@ -140,42 +140,41 @@ export function createWriter(options: WriterOptions): Writer {
 
   /**
    * After the store refused a batch for good (StoreRejectedError: Cassandra refusing a mutation
-   * over its size limit), each of its writes is tried again alone, in order, so one bad message
-   * never refuses the others. A client's write that fails alone is refused with the store's code
-   * (a whole HTTP body, as it was one publish). A write from elsewhere (a gossip batch, a catch-up
-   * page) is split further, message by message: the refused message is logged and left out,
-   * and the rest are stored (refusing the page would fail the same catch-up on every retry).
-   * The refused batch may have written some rows already: one found stored under the id and
-   * cursor this write carries is this write's own, so it is new (fanned out), once per id (a
-   * copy from elsewhere that was stored before the batch is then delivered again: same id, which
-   * subscribers drop).
+   * over its size limit), the batch is halved and each half tried again, in order, until the
+   * refused write stands alone (about 2 × log2(n) appends for one bad write in n, not n): one bad
+   * message never refuses the others. A client's write that fails alone is refused with the
+   * store's code (a whole HTTP body, as it was one publish). A write from elsewhere (a gossip
+   * batch, a catch-up page) is halved further, down to single messages: the refused message is
+   * logged and left out, and the rest are stored (refusing the page would fail the same catch-up
+   * on every retry); should the store fail otherwise meanwhile (an outage), the write is refused
+   * with that error as a whole. The refused batch may have written some rows already: one found
+   * stored under the id and cursor this write carries is this write's own, so it is new (fanned
+   * out), once per id (a copy from elsewhere that was stored before the batch is then delivered
+   * again: same id, which subscribers drop).
    */
   const rewrite = async (job: Job, ours: Set<string>): Promise<void> => {
-    const alone = (envelopes: readonly Envelope[], settle: Pick<Job, 'resolve' | 'reject'>): Job => ({
-      ...job,
-      envelopes,
-      ...settle,
-    });
-    if (refusedWhole(job)) {
-      const single = alone(job.envelopes, job);
-      return finish([single], append([single], true), ours);
-    }
+    const mid = Math.ceil(job.envelopes.length / 2);
     const results: AppendResult[] = [];
-    for (const envelope of job.envelopes) {
-      await new Promise<void>((done) => {
-        const single = alone([envelope], {
+    for (const envelopes of [job.envelopes.slice(0, mid), job.envelopes.slice(mid)]) {
+      const failed = await new Promise<{ error: Error } | undefined>((done) => {
+        const part: Job = {
+          ...job,
+          envelopes,
           resolve: (own) => done(void results.push(...own)),
           reject: (error) => {
+            const [envelope] = envelopes;
+            if (envelopes.length > 1 || !envelope || !isStoreRejection(error)) return done({ error });
             options.log.error(
               { err: error, topic: envelope.topic, id: envelope.id, origin: job.origin },
               'message from elsewhere refused by the store for good; left out',
             );
             results.push({ envelope, inserted: false });
-            done();
+            done(undefined);
           },
-        });
-        void finish([single], append([single], true), ours);
+        };
+        void finish([part], append([part], true), ours);
       });
+      if (failed) return job.reject(failed.error);
     }
     job.resolve(results);
   };
@@ -186,9 +185,12 @@ export function createWriter(options: WriterOptions): Writer {
     if (!outcome.ok) {
       if (isStoreRejection(outcome.error)) {
         const [job] = jobs;
-        if (rewritten && job && jobs.length === 1 && refusedWhole(job)) return job.reject(outcome.error);
+        if (!job) return;
+        if (jobs.length === 1 && refusedWhole(job)) return job.reject(outcome.error);
         const ours = rewritten ?? new Set<string>();
-        for (const each of jobs) await rewrite(each, ours);
+        if (jobs.length === 1) return rewrite(job, ours);
+        const mid = Math.ceil(jobs.length / 2);
+        for (const half of [jobs.slice(0, mid), jobs.slice(mid)]) await finish(half, append(half, true), ours);
         return;
       }
       const refused = new UnavailableError('storage is unavailable; message not accepted', { cause: outcome.error });
