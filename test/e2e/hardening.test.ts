@@ -421,6 +421,25 @@ describe('WebSocket topic URLs', () => {
     assert.equal(error?.status, 400);
     assert.match(error?.body ?? '', /bad_frame/);
   });
+
+  it('answers an upgrade whose request target is no URL with 400 bad_frame, and stays up', async () => {
+    const port = Number(new URL(relay.url).port);
+    // Node's HTTP parser answers 400 itself to some targets ('//a b'); the others reach the upgrade.
+    for (const target of ['//[', '//%', '//a b']) {
+      const socket = connect(port, '127.0.0.1');
+      socket.write(
+        `GET ${target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+      );
+      const chunks: Buffer[] = [];
+      socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+      await once(socket, 'close');
+      const answer = Buffer.concat(chunks).toString();
+      assert.match(answer, /^HTTP\/1\.1 400/, `${target}: ${answer}`);
+      if (target !== '//a b') assert.match(answer, /bad_frame/, `${target}: ${answer}`);
+    }
+    assert.equal((await fetch(`${relay.url}/healthz`)).status, 200);
+  });
 });
 
 /** Where the keep-alive tests below send: a relay, then the edge; the token may publish to keep.alive only. */

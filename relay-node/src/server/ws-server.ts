@@ -123,36 +123,46 @@ export function attachWebSockets(server: Server, deps: WsDeps) {
   server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => {}); // a client vanishing mid-handshake is not our error
     if (deps.upgradeHooks?.some((hook) => hook(request, socket, head))) return;
-    const url = new URL(request.url ?? '/', 'http://relay');
-    authorize(request, url).then(
-      ({ claims, topic, after, release }) => {
-        socket.once('close', release);
-        if (socket.destroyed) release(); // the client left while its token was being checked
-        wss.handleUpgrade(request, socket, head, (ws) => {
-          const connection = new ClientConnection(ws, claims, deps, socket);
-          connections.add(connection);
-          if (pinger) {
-            answered.set(ws, true);
-            ws.on('pong', () => answered.has(ws) && answered.set(ws, true));
-          }
-          const unwatch = watchUnfinishedFrames(ws, socket, deps.config.frame_timeout_ms, () =>
-            connection.close('frame_timeout', `a frame was left unfinished for ${deps.config.frame_timeout_ms} ms`),
-          );
-          ws.on('close', () => {
-            answered.delete(ws);
-            unwatch();
-            release();
-            connections.delete(connection);
+    // A request target URL cannot parse (`//[`) is refused like any bad request: thrown here,
+    // outside the promise below, it would take the whole relay down.
+    const target = (): URL => {
+      try {
+        return new URL(request.url ?? '/', 'http://relay');
+      } catch {
+        throw new BadFrameError('malformed request target');
+      }
+    };
+    Promise.resolve()
+      .then(() => authorize(request, target()))
+      .then(
+        ({ claims, topic, after, release }) => {
+          socket.once('close', release);
+          if (socket.destroyed) release(); // the client left while its token was being checked
+          wss.handleUpgrade(request, socket, head, (ws) => {
+            const connection = new ClientConnection(ws, claims, deps, socket);
+            connections.add(connection);
+            if (pinger) {
+              answered.set(ws, true);
+              ws.on('pong', () => answered.has(ws) && answered.set(ws, true));
+            }
+            const unwatch = watchUnfinishedFrames(ws, socket, deps.config.frame_timeout_ms, () =>
+              connection.close('frame_timeout', `a frame was left unfinished for ${deps.config.frame_timeout_ms} ms`),
+            );
+            ws.on('close', () => {
+              answered.delete(ws);
+              unwatch();
+              release();
+              connections.delete(connection);
+            });
+            if (topic) connection.subscribeOnOpen(topic, after);
           });
-          if (topic) connection.subscribeOnOpen(topic, after);
-        });
-      },
-      (error) => {
-        const anode = toAnodeError(error);
-        deps.metrics.errors.inc({ code: anode.code });
-        refuse(socket, anode);
-      },
-    );
+        },
+        (error) => {
+          const anode = toAnodeError(error);
+          deps.metrics.errors.inc({ code: anode.code });
+          refuse(socket, anode);
+        },
+      );
   });
 
   return {
