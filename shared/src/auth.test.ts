@@ -131,6 +131,23 @@ describe('HS256 tokens', () => {
     );
   });
 
+  test('old-shape grants beside a string subject are refused too, not read as no grants', async () => {
+    const verify = await createTokenVerifier({ hs256Secret: SECRET });
+    const key = new TextEncoder().encode(SECRET);
+    const sign = (payload: Record<string, unknown>) =>
+      new SignJWT(payload).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('1h').sign(key);
+    for (const payload of [{ sub: 'ticker-42', pub: ['prices.>'] }, { pub: ['prices.>'] }, { src: ['ticker-42'] }]) {
+      await assert.rejects(
+        verify(await sign(payload)),
+        (error: unknown) => error instanceof AnodeError && /`anode` claim/.test(error.message),
+        JSON.stringify(payload),
+      );
+    }
+    // Both shapes at once (a token for a fleet mid-upgrade): the grants under `anode` hold.
+    const both = await verify(await sign({ sub: 'ticker-42', pub: ['>'], anode: { pub: ['prices.>'] } }));
+    assert.deepEqual(both.pub, ['prices.>']);
+  });
+
   test('anode.src entries must be source patterns', async () => {
     const verify = await createTokenVerifier({ hs256Secret: SECRET });
     for (const src of [[''], ['a b'], ['>.a'], ['__proto__']]) {

@@ -97,8 +97,14 @@ export async function createTokenVerifier(options: AuthOptions | undefined): Pro
       try {
         const { payload } = await jwtVerify(token, key, { algorithms });
         const claims = claimsSchema.safeParse(payload);
-        if (!claims.success) {
-          const old = Array.isArray(payload.pub) || Array.isArray(payload.sub);
+        // Grants at the top level and none under `anode`: an old-shape token, which would otherwise
+        // pass with no grants and be `forbidden` everywhere without saying why. (Both shapes at once,
+        // as tokens made for a mixed fleet during an upgrade carry, are read from `anode`.)
+        const oldShape =
+          payload.anode === undefined &&
+          (Array.isArray(payload.pub) || Array.isArray(payload.sub) || Array.isArray(payload.src));
+        if (!claims.success || oldShape) {
+          const old = oldShape || Array.isArray(payload.pub) || Array.isArray(payload.sub);
           throw new UnauthorizedError(
             old
               ? 'token grants must be under the `anode` claim ({"sub": subject, "anode": {"pub", "sub", "src"}})'
