@@ -253,6 +253,35 @@ export function createHub(options: HubOptions) {
   // Set when the node stops: clients' publishes are refused from then on (see refusePublishes).
   let closing = false;
 
+  /** Accept messages: assign ids and cursors, write durably, fan out; resolves with each write's result. */
+  const accept = async (topic: string, items: readonly PublishItem[], context: PublishContext) => {
+    if (closing && context.via !== 'source') {
+      throw new UnavailableError('node is shutting down: publish again, here once it is back or at another node');
+    }
+    const started = performance.now();
+    const now = Date.now();
+    const at = { ...limits, now };
+    const sources = items.map((item) =>
+      context.via === 'source' ? context.source : clientSource(context.claims, item.source),
+    );
+    // A client's items were checked when their frame or body was parsed; what is left is
+    // checked here. One bad item refuses the whole publish (its cursors are skipped: gaps are
+    // harmless).
+    const check = context.via === 'source' ? checkEnvelope : checkPublished;
+    const envelopes = items.map((item, i): Envelope => {
+      const source = sources[i] as string;
+      const id = item.key === undefined ? messageId(now) : contentId(topic, source, item.key);
+      return check({ id, topic, cursor: clock.next(), source, ts: item.ts ?? now, data: item.data }, at);
+    });
+    // Minted here: a random id is new by construction, so the store need not look it up.
+    const results = await writer.write(envelopes, 'local', { minted: true });
+    const inserted = results.filter((r) => r.inserted).length;
+    publishedVia(context.via).inc(inserted);
+    if (inserted < results.length) metrics.duplicates.inc(results.length - inserted);
+    metrics.publishLatency.observe((performance.now() - started) / 1000);
+    return results;
+  };
+
   return {
     writer,
 
@@ -267,31 +296,13 @@ export function createHub(options: HubOptions) {
 
     /** Accept messages: assign ids and cursors, write durably, fan out; resolves with the acks. */
     async publish(topic: string, items: readonly PublishItem[], context: PublishContext): Promise<Ack[]> {
-      if (closing && context.via !== 'source') {
-        throw new UnavailableError('node is shutting down: publish again, here once it is back or at another node');
-      }
-      const started = performance.now();
-      const now = Date.now();
-      const at = { ...limits, now };
-      const sources = items.map((item) =>
-        context.via === 'source' ? context.source : clientSource(context.claims, item.source),
-      );
-      // A client's items were checked when their frame or body was parsed; what is left is
-      // checked here. One bad item refuses the whole publish (its cursors are skipped: gaps are
-      // harmless).
-      const check = context.via === 'source' ? checkEnvelope : checkPublished;
-      const envelopes = items.map((item, i): Envelope => {
-        const source = sources[i] as string;
-        const id = item.key === undefined ? messageId(now) : contentId(topic, source, item.key);
-        return check({ id, topic, cursor: clock.next(), source, ts: item.ts ?? now, data: item.data }, at);
-      });
-      // Minted here: a random id is new by construction, so the store need not look it up.
-      const results = await writer.write(envelopes, 'local', { minted: true });
-      const inserted = results.filter((r) => r.inserted).length;
-      publishedVia(context.via).inc(inserted);
-      if (inserted < results.length) metrics.duplicates.inc(results.length - inserted);
-      metrics.publishLatency.observe((performance.now() - started) / 1000);
+      const results = await accept(topic, items, context);
       return results.map(({ envelope }) => ({ id: envelope.id, cursor: envelope.cursor }));
+    },
+
+    /** publish, resolving with how many messages were new (not already stored): what a source counts. */
+    async publishNew(topic: string, items: readonly PublishItem[], context: PublishContext): Promise<number> {
+      return (await accept(topic, items, context)).filter((r) => r.inserted).length;
     },
 
     /**

@@ -1,7 +1,45 @@
 import { isSourceName, isTopic } from '@anode/shared';
 import { z } from 'zod';
-import { nonNegativeInt, positiveInt } from '../config-fields.ts';
+import { nonNegativeInt, timerMs } from '../config-fields.ts';
+import { jsonPathProblem } from './json-path.ts';
 import type { SourceKind } from './source-kind.ts';
+
+/** A JSONPath, compiled when the definition is parsed (see jsonPathProblem). */
+const jsonPath = z
+  .string()
+  .min(1)
+  .superRefine((path, ctx) => {
+    const problem = jsonPathProblem(path);
+    if (problem) ctx.addIssue({ code: 'custom', message: `not a valid JSONPath: ${problem}` });
+  });
+
+/**
+ * Request headers, checked as fetch checks them (`new Headers`), so a bad one is refused here
+ * rather than failing every attempt. The message names the header, never its value (a secret).
+ */
+export const requestHeaders = z
+  .record(z.string(), z.string())
+  .default({})
+  .superRefine((headers, ctx) => {
+    for (const [name, value] of Object.entries(headers)) {
+      const fault = headerFault(name, value);
+      if (fault) ctx.addIssue({ code: 'custom', path: [name], message: fault });
+    }
+  });
+
+function headerFault(name: string, value: string): string | undefined {
+  try {
+    new Headers([[name, 'x']]);
+  } catch {
+    return `${JSON.stringify(name)} is not a valid header name`;
+  }
+  try {
+    new Headers([[name, value]]);
+  } catch {
+    return 'not a valid header value (no line breaks, control or non-Latin-1 characters)';
+  }
+  return undefined;
+}
 
 /** Fields every source has, whatever its kind. */
 export const commonShape = {
@@ -16,18 +54,18 @@ export const commonShape = {
   kind: z.string().min(1),
   topic: z.string().refine(isTopic, 'not a valid topic'),
   /** JSONPath of the items in a payload; without it the whole payload is one item. */
-  items_path: z.string().min(1).optional(),
+  items_path: jsonPath.optional(),
   /** JSONPath (relative to an item) of its id; without it the id is a hash of the item. */
-  id_path: z.string().min(1).optional(),
+  id_path: jsonPath.optional(),
   /** JSONPath of the item's source timestamp (ms number, seconds number < 1e11, or date string). */
-  ts_path: z.string().min(1).optional(),
+  ts_path: jsonPath.optional(),
   /** JSONPath of the item's topic; falls back to `topic`. */
-  topic_path: z.string().min(1).optional(),
+  topic_path: jsonPath.optional(),
   pipeline: z.array(z.string().min(1)).default([]),
   paused: z.boolean().default(false),
-  timeout_ms: positiveInt.default(10_000),
-  backoff_min_ms: positiveInt.default(500),
-  backoff_max_ms: positiveInt.default(60_000),
+  timeout_ms: timerMs.default(10_000),
+  backoff_min_ms: timerMs.default(500),
+  backoff_max_ms: timerMs.default(60_000),
   /** Ids remembered per source to skip re-ingesting (the store's content ids catch the rest). */
   dedup_window: nonNegativeInt.default(4096),
 };
@@ -59,12 +97,15 @@ export function parseDefinition(raw: unknown, kinds: ReadonlyMap<string, SourceK
     throw new SourceDefinitionError(`kind: must be one of ${[...kinds.keys()].join(', ')} (got ${String(kindName)})`);
   }
   const result = schemaOf(kind).safeParse(raw);
+  const name = (raw as { name?: unknown }).name;
+  const refuse = (field: string, message: string | undefined) =>
+    new SourceDefinitionError(`source ${typeof name === 'string' ? name : '?'}: ${field || '(root)'}: ${message}`);
   if (!result.success) {
     const issue = result.error.issues[0];
-    const name = (raw as { name?: unknown }).name;
-    throw new SourceDefinitionError(
-      `source ${typeof name === 'string' ? name : '?'}: ${issue?.path.join('.') || '(root)'}: ${issue?.message}`,
-    );
+    throw refuse(issue?.path.join('.') ?? '', issue?.message);
   }
-  return result.data as SourceDefinition;
+  const definition = result.data as SourceDefinition;
+  const fault = kind.check?.(definition);
+  if (fault) throw refuse(fault.field, fault.message);
+  return definition;
 }

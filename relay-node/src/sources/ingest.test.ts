@@ -63,10 +63,20 @@ function setup(mapping: Record<string, unknown>, steps: Step[] = []) {
     onError() {},
   });
   const stored = async (topic: string) => (await store.history(topic, { limit: 100 })) as Envelope[];
+  /** How many messages the topic holds, page by page. */
+  const count = async (topic: string) => {
+    let total = 0;
+    for (let after: string | undefined, page: Envelope[]; ; after = page.at(-1)?.cursor) {
+      page = await store.history(topic, { limit: 10_000, ...(after === undefined ? {} : { after }) });
+      total += page.length;
+      if (page.length < 10_000) return total;
+    }
+  };
   return {
     runtime,
     deadLetters,
     stored,
+    count,
     ingest: (payload: unknown) => ingest(runtime, payload),
     async close() {
       scheduler.stop();
@@ -207,5 +217,33 @@ describe('ingest: one bad item of a payload', () => {
     // The same payload next poll: the same id, not dead-lettered again.
     await s.ingest(payload);
     assert.equal((await s.stored(DEAD)).length, 1);
+  });
+});
+
+describe('ingest: what reaches the store', () => {
+  const open: { close(): Promise<void> }[] = [];
+  after(async () => {
+    for (const s of open) await s.close();
+  });
+
+  it('stores a payload with more items for one topic than the writer lets wait (50,000)', async () => {
+    const s = setup({ items_path: '$[*]', id_path: '$.id' });
+    open.push(s);
+    const ITEMS = 60_000;
+    await s.ingest(Array.from({ length: ITEMS }, (_, id) => ({ id })));
+    assert.equal(await s.count('t.items'), ITEMS);
+    assert.equal(s.runtime.health.items, ITEMS);
+  });
+
+  it('counts as items only the messages new to the store, not those it forgot and sends again', async () => {
+    // A dedup window of 2: three of the five ids are forgotten and published again next poll.
+    const s = setup({ items_path: '$[*]', id_path: '$.id', dedup_window: 2 });
+    open.push(s);
+    const payload = ['a', 'b', 'c', 'd', 'e'].map((id) => ({ id }));
+    await s.ingest(payload);
+    await s.ingest(payload);
+    assert.equal(await s.count('t.items'), 5);
+    assert.equal(s.runtime.health.items, 5);
+    assert.equal(s.runtime.status().items, 5);
   });
 });

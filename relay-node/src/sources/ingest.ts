@@ -24,6 +24,13 @@ export class UnknownStepError extends Error {
   override name = 'UnknownStepError';
 }
 
+/**
+ * Messages per publish: the hub's writer refuses a publish larger than what may wait for storage
+ * (`unavailable`, 50,000), so a payload with more items for one topic would fail on every poll;
+ * the writer's batch size, so each publish is about one commit.
+ */
+const PUBLISH_CHUNK = 500;
+
 /** Characters of a bad item's JSON kept in its dead letter when the item itself cannot be. */
 export const DEAD_LETTER_PREVIEW_CHARS = 1024;
 
@@ -129,17 +136,24 @@ export function createIngest(options: IngestOptions) {
       list.push(out);
       if (newest === undefined || out.ts > newest) newest = out.ts;
     }
-    let published = 0;
-    for (const [topic, messages] of byTopic) {
-      await hub.publish(
-        topic,
-        messages.map((m) => ({ data: m.data, source: def.name, ts: m.ts, key: m.id })),
-        { via: 'source', source: def.name },
-      );
-      published += messages.length;
+    // Chunks in order, one after another; after a failed one the payload is retried whole, and
+    // the store drops the messages already stored (content ids). Only messages new to the store
+    // count as items: one this source forgot (past dedup_window) is published again, not stored.
+    let stored = 0;
+    try {
+      for (const [topic, messages] of byTopic) {
+        for (let i = 0; i < messages.length; i += PUBLISH_CHUNK) {
+          const chunk = messages.slice(i, i + PUBLISH_CHUNK);
+          const items = chunk.map((m) => ({ data: m.data, source: def.name, ts: m.ts, key: m.id }));
+          stored += await hub.publishNew(topic, items, { via: 'source', source: def.name });
+        }
+      }
+    } catch (error) {
+      runtime.recordItems(stored, undefined);
+      throw error;
     }
     for (const item of fresh) runtime.seen.add(item.id);
-    runtime.recordItems(published, newest);
+    runtime.recordItems(stored, newest);
   };
 }
 

@@ -11,6 +11,8 @@ export interface SourceKind {
   readonly kind: string;
   /** The kind's own definition fields (zod), checked with the common ones. */
   readonly shape: z.ZodRawShape;
+  /** Rules across the kind's fields, checked after the shape: the field at fault and why, or undefined. */
+  check?(definition: SourceDefinition): { field: string; message: string } | undefined;
   create(definition: SourceDefinition, io: DriverIo): SourceDriver;
 }
 

@@ -26,7 +26,9 @@ export class AttemptTimeoutError extends Error {
 /**
  * One source at run time: its driver, its schedule, and its health. Poll sources run at a
  * fixed rate; after a failure they wait interval × 2^(failures-1) (capped at `backoff_max_ms`)
- * with jitter; stream sources reconnect after backoff_min_ms × 2^(failures-1), likewise.
+ * with jitter; stream sources reconnect after backoff_min_ms × 2^(failures-1), likewise. A
+ * stream's failures are forgiven only once a connection has held for `backoff_max_ms`: an
+ * upstream that accepts and at once closes (an auth refusal) backs off like one that refuses.
  */
 export function createSourceRuntime(definition: SourceDefinition, kind: SourceKind, deps: RuntimeDeps) {
   const now = deps.now ?? Date.now;
@@ -38,6 +40,7 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
   let generation = 0;
   let attempting = false;
   let state: SourceState = definition.paused ? 'paused' : 'starting';
+  let holding: ReturnType<typeof setTimeout> | undefined;
   const health = {
     lastSuccessAt: undefined as number | undefined,
     lastError: undefined as { message: string; at: number; sample?: string } | undefined,
@@ -69,8 +72,18 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
     return delay / 2 + random() * (delay / 2);
   };
 
+  /** Forgive a stream's failures once this connection has held for backoff_max_ms. */
+  const forgiveWhenHeld = (gen: number) => {
+    clearTimeout(holding);
+    holding = setTimeout(() => {
+      if (gen === generation) health.failures = 0;
+    }, definition.backoff_max_ms);
+    holding.unref();
+  };
+
   const fail = (error: Error, gen: number) => {
     if (gen !== generation) return;
+    clearTimeout(holding);
     health.failures += 1;
     state = 'failing';
     recordError(error);
@@ -98,9 +111,11 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
       if (gen !== generation) return;
       health.slow = now() - started > definition.timeout_ms / 2;
       health.lastSuccessAt = now();
-      health.failures = 0;
-      if (driver.mode === 'stream') state = 'connected';
-      else {
+      if (driver.mode === 'stream') {
+        state = 'connected';
+        forgiveWhenHeld(gen);
+      } else {
+        health.failures = 0;
         state = 'ok';
         schedule(Math.max(due + (driver.intervalMs ?? 1000), now()));
       }
@@ -153,6 +168,7 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
       if (!active) return;
       active = false;
       generation += 1;
+      clearTimeout(holding);
       deps.scheduler.cancel(definition.name);
       driver?.close();
       driver = undefined;

@@ -94,3 +94,47 @@ describe('sources component: metrics of deleted sources', () => {
     assert.deepEqual(counters(text, 'kept'), all);
   });
 });
+
+describe('sources component: the admin API refuses a definition that could never run', () => {
+  let dir: string;
+  let node: Awaited<ReturnType<typeof createRelayNode>>;
+  let url: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'anode-sources-unit-'));
+    const flags = { port: '0', 'data-dir': dir, 'log-level': 'silent', 'admin-token': TOKEN };
+    node = await createRelayNode(loadConfig({ flags, env: {} }), createLogger('silent'));
+    ({ url } = await node.start());
+  });
+  after(async () => {
+    await node?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('answers 400 naming the field, on create and on update', async () => {
+    const send = async (method: string, path: string, body: unknown) => {
+      const response = await fetch(`${url}/v1/admin/sources${path}`, {
+        method,
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      return { status: response.status, body: (await response.json()) as { error?: { message: string } } };
+    };
+    const source = { name: 'bad', kind: 'http', url: 'http://127.0.0.1:9/x', topic: 't.bad', paused: true };
+    const refusals: [Record<string, unknown>, RegExp][] = [
+      [{ timeout_ms: 3_000_000_000 }, /^source bad: timeout_ms: at most 2147483647/],
+      [{ body: { q: 1 } }, /^source bad: body: a GET request has no body/],
+      [{ method: 'HEAD' }, /^source bad: method: /],
+      [{ headers: { 'bad name': 'x' } }, /^source bad: headers\.bad name: /],
+      [{ items_path: '$.data[?(@.x >)]' }, /^source bad: items_path: not a valid JSONPath/],
+    ];
+    for (const [extra, message] of refusals) {
+      const answer = await send('POST', '', { ...source, ...extra });
+      assert.equal(answer.status, 400, JSON.stringify(extra));
+      assert.match(answer.body.error?.message ?? '', message);
+    }
+    assert.equal((await send('POST', '', source)).status, 201);
+    const patched = await send('PATCH', '/bad', { interval_ms: 2 ** 31 });
+    assert.equal(patched.status, 400);
+    assert.match(patched.body.error?.message ?? '', /^source bad: interval_ms: at most 2147483647/);
+  });
+});

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../logger.ts';
 import { BUILTIN_KINDS } from './kinds/builtin-kinds.ts';
 import { createScheduler } from './scheduler.ts';
@@ -27,12 +29,15 @@ const source = (name: string, extra: Record<string, unknown> = {}) => ({
   ...extra,
 });
 
-/** A manager over its own data folder, on a clock the test moves; it owns no source, so none is pulled. */
+type Manager = ReturnType<typeof createSourcesManager>;
+
+/** A manager over its own data folder, on a clock the test moves; unless `owner`, it owns no source, so none is pulled. */
 async function node(
   id: string,
   clock: { now: number },
   configuredNames?: ReadonlySet<string>,
   othersConfigured: ReadonlySet<string> = new Set(),
+  owner = false,
 ) {
   const dir = await mkdtemp(join(tmpdir(), 'anode-sources-manager-'));
   dirs.push(dir);
@@ -43,7 +48,7 @@ async function node(
     kinds: BUILTIN_KINDS,
     steps: new Map(),
     scheduler,
-    ownership: { isOwner: () => false, ownerOf: () => 'elsewhere', onChange: () => () => {} },
+    ownership: { isOwner: () => owner, ownerOf: () => (owner ? id : 'elsewhere'), onChange: () => () => {} },
     store,
     changes: await store.load(),
     version: createVersionClock(id, () => clock.now),
@@ -188,4 +193,46 @@ describe('sources manager: tombstones of deleted sources', () => {
     assert.ok(!d.manager.has('filed'), 'the deleted source does not come back on the new member');
     assert.equal(d.manager.shared.digest(), a.manager.shared.digest());
   });
+});
+
+describe('sources manager: changes of one source at once', () => {
+  let polls = 0;
+  const upstream = createServer((_request, response) => {
+    polls += 1;
+    response.setHeader('content-type', 'application/json');
+    response.end('[]');
+  });
+  let feed: string;
+  before(async () => {
+    upstream.listen(0, '127.0.0.1');
+    await once(upstream, 'listening');
+    feed = `http://127.0.0.1:${(upstream.address() as { port: number }).port}/x`;
+  });
+  after(() => upstream.close());
+
+  const pollsWithin = async (ms: number) => {
+    const start = polls;
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    return polls - start;
+  };
+
+  // Each case: the source as created, and the change sent together with its delete.
+  const cases = {
+    'an update': { paused: false, change: (m: Manager) => m.update('s1', { interval_ms: 30 }, true) },
+    'a resume': { paused: true, change: (m: Manager) => m.setPaused('s1', false) },
+  };
+  for (const [name, { paused, change }] of Object.entries(cases)) {
+    it(`a delete sent with ${name} leaves no source polling`, async () => {
+      const { manager, path } = await node('nodea', { now: 1_000 }, undefined, new Set(), true);
+      await manager.create(source('s1', { url: feed, interval_ms: 20, paused }));
+      const [changed, deleted] = await Promise.allSettled([change(manager), manager.remove('s1')]);
+      assert.equal(deleted.status, 'fulfilled');
+      // The change was written first, then the delete: its answer is the source as it is now.
+      assert.equal(changed.status, 'rejected');
+      assert.match(String(changed.reason), /SourceNotFoundError: source s1 was deleted meanwhile/);
+      assert.ok(!manager.has('s1'));
+      assert.equal((await createSourceStore(path).load()).changes.s1, null);
+      assert.equal(await pollsWithin(300), 0, 'polls after the delete');
+    });
+  }
 });

@@ -122,6 +122,11 @@ export function createSourcesManager(options: ManagerOptions) {
     nextExpiry = Math.min(nextExpiry, versionTime(version) + ttl);
   };
 
+  /**
+   * Write an admin change; resolves with whether it is still the newest of its source. A later
+   * one may be made while it is written (a concurrent request, a merge): only the newest may
+   * touch the runtime, or an update finishing after a delete would install one nothing stops.
+   */
   const persist = async (name: string, raw: Record<string, unknown> | null) => {
     const version = options.version();
     changes.changes[name] = raw;
@@ -132,6 +137,13 @@ export function createSourcesManager(options: ManagerOptions) {
     // The admin request is answered only after a write holding this change has finished (the
     // store folds changes made during a write into the next one; it never answers ahead).
     await options.store.write(changes, [name]);
+    return changes.versions[name] === version;
+  };
+
+  /** The answer to a change that a later one overtook: the source as it is now (that change answers alike). */
+  const overtaken = (name: string) => {
+    if (!changes.changes[name]) throw new SourceNotFoundError(`source ${name} was deleted meanwhile`);
+    return view(get(name));
   };
 
   /** Does a change (`version`, `raw`) win over this node's change of `name`? Ties: the greater JSON. */
@@ -251,7 +263,9 @@ export function createSourcesManager(options: ManagerOptions) {
     async create(raw: Record<string, unknown>) {
       const def = validate(raw);
       if (runtimes.has(def.name)) throw new SourceExistsError(`source ${def.name} exists; update it with PUT`);
-      await persist(def.name, raw);
+      if (!(await persist(def.name, raw))) {
+        throw new SourceExistsError(`source ${def.name} was created meanwhile by another request`);
+      }
       return view(install(raw));
     },
     /** Replace (`merge` false) or patch (`merge` true) a source's definition; it restarts. */
@@ -259,18 +273,17 @@ export function createSourcesManager(options: ManagerOptions) {
       get(name);
       const raw = merge ? { ...raws.get(name), ...patch, name } : { ...patch, name };
       validate(raw);
-      await persist(name, raw);
-      return view(install(raw));
+      return (await persist(name, raw)) ? view(install(raw)) : overtaken(name);
     },
     async setPaused(name: string, paused: boolean) {
       get(name);
       const raw = { ...raws.get(name), paused };
-      await persist(name, raw);
-      return view(install(raw));
+      return (await persist(name, raw)) ? view(install(raw)) : overtaken(name);
     },
     async remove(name: string) {
       get(name).stop();
-      await persist(name, null);
+      if (!(await persist(name, null))) return; // deleted, then made again by a later change
+      runtimes.get(name)?.stop(); // and any installed while the delete was written
       runtimes.delete(name);
       raws.delete(name);
       options.onDeleted?.(name);

@@ -1,15 +1,19 @@
 import { z } from 'zod';
-import { positiveInt } from '../../config-fields.ts';
+import { positiveInt, timerMs } from '../../config-fields.ts';
+import { requestHeaders } from '../definition.ts';
 import type { SourceKind } from '../source-kind.ts';
 import { redactUrls } from '../../redact.ts';
 import { readCapped } from './read-capped.ts';
 
 const shape = {
   url: z.url({ protocol: /^https?$/ }),
-  interval_ms: positiveInt.default(5_000),
-  method: z.enum(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD']).default('GET'),
-  headers: z.record(z.string(), z.string()).default({}),
-  /** A string is sent as is; anything else as JSON. */
+  interval_ms: timerMs.default(5_000),
+  // No HEAD: its answer has no body, and every answer is read as JSON.
+  method: z
+    .enum(['GET', 'POST', 'PUT', 'PATCH', 'DELETE'], 'one of GET, POST, PUT, PATCH, DELETE (HEAD answers have no JSON)')
+    .default('GET'),
+  headers: requestHeaders,
+  /** A string is sent as is; anything else as JSON. Not with GET (fetch refuses it). */
   body: z.unknown().optional(),
   /** Largest answer taken; past it the read is aborted and the attempt fails (`too_large`). */
   max_bytes: positiveInt.default(8 * 1024 * 1024),
@@ -37,6 +41,13 @@ export class InvalidJsonError extends SyntaxError {
 export const httpKind: SourceKind = {
   kind: 'http',
   shape,
+  check(definition) {
+    const def = definition as unknown as HttpDefinition;
+    if (def.method === 'GET' && def.body !== undefined) {
+      return { field: 'body', message: 'a GET request has no body: use POST (or another method), or drop body' };
+    }
+    return undefined;
+  },
   create(definition, io) {
     const def = definition as unknown as HttpDefinition;
     let etag: string | undefined;

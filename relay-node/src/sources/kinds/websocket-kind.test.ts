@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
+import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import { type WebSocket, WebSocketServer } from 'ws';
@@ -190,5 +192,121 @@ describe('websocket source', () => {
     await new Promise((r) => setTimeout(r, 50));
     assert.equal(s.payloads(), 1, 'frames 2-5 of the dropped connection were not ingested');
     assert.deepEqual(await s.stored(), []);
+  });
+});
+
+/** One WebSocket source at `url` on the real runtime and scheduler; each payload is counted, not stored. */
+function streamSource(url: string, source: Record<string, unknown>) {
+  const scheduler = createScheduler({ concurrency: 2 });
+  let payloads = 0;
+  const definition = parseDefinition(
+    { name: 'feed', kind: 'websocket', url, topic: 'feed.items', ...source },
+    BUILTIN_KINDS,
+  );
+  const runtime = createSourceRuntime(definition, websocketKind, {
+    scheduler,
+    log: createLogger('silent'),
+    ingest: async () => void (payloads += 1),
+    onError() {},
+    random: () => 1, // each back-off its full length
+  });
+  runtime.start();
+  return {
+    runtime,
+    payloads: () => payloads,
+    stop() {
+      runtime.stop();
+      scheduler.stop();
+    },
+  };
+}
+
+/**
+ * A bare-bones upstream on a TCP server: it completes the WebSocket handshake and then writes
+ * what `afterHandshake` gives for the n-th connection (raw bytes, so it can send a broken frame).
+ */
+async function rawUpstream(afterHandshake: (n: number) => Buffer) {
+  let connects = 0;
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    const n = ++connects;
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    socket.once('data', (request) => {
+      const key = /Sec-WebSocket-Key: (.*)\r\n/i.exec(String(request))?.[1] ?? '';
+      const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+      socket.write(
+        'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+          `Sec-WebSocket-Accept: ${accept}\r\n\r\n`,
+      );
+      socket.write(afterHandshake(n));
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}/`,
+    connects: () => connects,
+    close() {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    },
+  };
+}
+
+describe('websocket source: drops after the connection opened', () => {
+  const cleanups: (() => void)[] = [];
+  after(() => {
+    for (const cleanup of cleanups) cleanup();
+  });
+
+  it('reconnects after upstream sends a frame that is not valid UTF-8, and shows why', async () => {
+    const good = Buffer.from('{"id":"ok"}');
+    // A text frame whose two payload bytes are not UTF-8; later connections send a good frame.
+    const upstream = await rawUpstream((n) =>
+      n === 1 ? Buffer.from([0x81, 0x02, 0xff, 0xfe]) : Buffer.concat([Buffer.from([0x81, good.length]), good]),
+    );
+    cleanups.push(() => upstream.close());
+    const s = streamSource(upstream.url, { backoff_min_ms: 50, heartbeat_ms: 60_000 });
+    cleanups.push(() => s.stop());
+    await waitFor('a second connection and its frame', () => upstream.connects() >= 2 && s.payloads() >= 1);
+    const status = s.runtime.status();
+    assert.match(status.last_error?.message ?? '', /UTF-8/);
+    assert.equal(status.errors, 1);
+    assert.equal(status.state, 'connected');
+  });
+
+  it('backs off further each time upstream accepts and closes at once, and forgives once a connection holds', async () => {
+    const FLAPS = 5;
+    const connectedAt: number[] = [];
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    await once(wss, 'listening');
+    // An auth refusal sent as a close after the upgrade; the connection after the flaps is kept.
+    wss.on('connection', (ws) => {
+      connectedAt.push(Date.now());
+      if (connectedAt.length <= FLAPS) ws.close(1008, 'unauthorized');
+    });
+    cleanups.push(() => {
+      for (const client of wss.clients) client.terminate();
+      wss.close();
+    });
+    const { port } = wss.address() as { port: number };
+    const s = streamSource(`ws://127.0.0.1:${port}/`, { backoff_min_ms: 50, backoff_max_ms: 400 });
+    cleanups.push(() => s.stop());
+    await waitFor(
+      'the connection after the flaps',
+      () => connectedAt.length > FLAPS && s.runtime.state === 'connected',
+    );
+    const gaps = connectedAt.slice(1).map((at, i) => at - (connectedAt[i] as number));
+    // 50, 100, 200, 400 ms, then capped at backoff_max_ms (random 1: no jitter off the top).
+    assert.ok((gaps[3] as number) >= 350 && (gaps[4] as number) >= 350, `gaps ${gaps.join(', ')} ms`);
+    assert.ok((gaps[0] as number) < 300, `gaps ${gaps.join(', ')} ms`);
+    assert.equal(s.runtime.status().consecutive_failures, FLAPS);
+    await waitFor(
+      'failures forgiven after backoff_max_ms connected',
+      () => s.runtime.status().consecutive_failures === 0,
+    );
+    assert.equal(connectedAt.length, FLAPS + 1);
   });
 });

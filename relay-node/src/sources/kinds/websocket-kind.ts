@@ -1,16 +1,17 @@
 import WebSocket from 'ws';
 import { z } from 'zod';
-import { positiveInt } from '../../config-fields.ts';
+import { positiveInt, timerMs } from '../../config-fields.ts';
+import { requestHeaders } from '../definition.ts';
 import type { SourceKind } from '../source-kind.ts';
 import { redactUrls } from '../../redact.ts';
 
 const shape = {
   url: z.url({ protocol: /^wss?$/ }),
-  headers: z.record(z.string(), z.string()).default({}),
+  headers: requestHeaders,
   /** Sent after each connect: a string as is, anything else as JSON. */
   subscribe: z.unknown().optional(),
   /** Ping this often; a connection that does not answer before the next ping is dropped. */
-  heartbeat_ms: positiveInt.default(15_000),
+  heartbeat_ms: timerMs.default(15_000),
   /** Largest frame taken; a larger one drops the connection (the library stops reading it). */
   max_bytes: positiveInt.default(8 * 1024 * 1024),
   /**
@@ -53,29 +54,31 @@ export const websocketKind: SourceKind = {
         return new Promise<void>((resolve, reject) => {
           const ws = new WebSocket(def.url, { headers: def.headers, maxPayload: def.max_bytes });
           socket = ws;
-          const onAbort = () => {
-            socket = undefined;
-            ws.terminate();
-            reject(new Error(`connect to ${shownUrl} timed out`));
-          };
-          signal.addEventListener('abort', onAbort, { once: true });
-          ws.on('error', (error: Error & { code?: string }) => {
-            if (error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
-              return drop(ws, new Error(`frame from ${shownUrl} exceeds max_bytes (${def.max_bytes} bytes)`));
-            }
-            if (ws.readyState !== WebSocket.OPEN && socket === ws) {
-              socket = undefined;
-              signal.removeEventListener('abort', onAbort);
-              reject(error);
-            }
-          });
-          ws.once('unexpected-response', (_request, response) => {
+          // Until 'open', a failure fails the connect (run rejects); from then on, a failure is a drop
+          // (io.down). The socket's readyState cannot tell them apart: on a bad frame the library
+          // moves an open socket to CLOSING before it emits 'error'.
+          let opened = false;
+          const refuse = (error: Error) => {
+            if (socket !== ws) return;
             socket = undefined;
             signal.removeEventListener('abort', onAbort);
             ws.terminate();
-            reject(new Error(`HTTP ${response.statusCode} on WebSocket upgrade`));
+            reject(error);
+          };
+          const onAbort = () => refuse(new Error(`connect to ${shownUrl} timed out`));
+          signal.addEventListener('abort', onAbort, { once: true });
+          ws.on('error', (error: Error & { code?: string }) => {
+            if (!opened) return refuse(error);
+            if (error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
+              return drop(ws, new Error(`frame from ${shownUrl} exceeds max_bytes (${def.max_bytes} bytes)`));
+            }
+            drop(ws, error);
+          });
+          ws.once('unexpected-response', (_request, response) => {
+            refuse(new Error(`HTTP ${response.statusCode} on WebSocket upgrade`));
           });
           ws.once('open', () => {
+            opened = true;
             signal.removeEventListener('abort', onAbort);
             if (def.subscribe !== undefined) {
               ws.send(typeof def.subscribe === 'string' ? def.subscribe : JSON.stringify(def.subscribe));
@@ -126,7 +129,11 @@ export const websocketKind: SourceKind = {
                 }
               });
           });
-          ws.once('close', (code) => drop(ws, new Error(`closed by upstream (${code})`)));
+          ws.once('close', (code) => {
+            const error = new Error(`closed by upstream (${code})`);
+            if (opened) drop(ws, error);
+            else refuse(error);
+          });
         });
       },
       close() {
