@@ -115,6 +115,47 @@ describe('edge link idle close: no clients, no link', () => {
   });
 });
 
+describe('edge link lost while idle: the next link starts from about then', () => {
+  let linked: LinkedEdge;
+  before(async () => {
+    linked = await startLinkedEdge({ LINK_IDLE_MS: '60000' });
+  });
+  after(() => linked.stop());
+
+  // The link dropped in its idle window (no clients) and the object went on as if it had been
+  // continuous: the next client's link resumed from the old cursor, and the relay replayed what
+  // the mesh published meanwhile to that client as live messages.
+  it('does not replay what the mesh published while it had no link to a client that subscribes later', async () => {
+    const topic = 'lapse.a';
+    const first = await openSocket(`${linked.edge.wsUrl}/v1/topics/${topic}/ws`);
+    await first.next((f) => f.op === 'subscribed');
+    const seen = await publish(linked.relay.url, topic, ['seen']);
+    await receivedAll(first, [seen[0]?.id ?? '']);
+    first.close();
+    await first.closed;
+    await new Promise((r) => setTimeout(r, 300)); // the object saw its last client go
+
+    await linked.stopRelay(); // the link drops inside the 60 s idle window
+    const relay = await linked.startRelay();
+    await publish(relay.url, topic, ['meanwhile']);
+    // Past the edge's restart margin (2 s) and a restarted relay's clock lease (its cursors run
+    // up to 5 s ahead of its wall clock right after a start: relay-node/src/clock-lease.ts).
+    await new Promise((r) => setTimeout(r, 7_500));
+
+    const later = await openSocket(`${linked.edge.wsUrl}/v1/topics/${topic}/ws`);
+    await later.next((f) => f.op === 'subscribed', 10_000);
+    // Published until one reaches the edge: the link is on its way when the client is subscribed.
+    for (const deadline = Date.now() + 15_000; Date.now() < deadline;) {
+      const live = await publish(relay.url, topic, ['live']);
+      if (await receivedAll(later, [live[0]?.id ?? ''], 1_000).catch(() => undefined)) break;
+    }
+    const data = later.frames.filter(isMsg).map((m) => m.data);
+    assert.ok(data.includes('live'), 'the link carries live messages again');
+    assert.ok(!data.includes('meanwhile'), `published before this client subscribed: ${JSON.stringify(data)}`);
+    later.close();
+  });
+});
+
 describe('edge link: a resume the relay refuses as unavailable', () => {
   it('is asked again from the same point, so what the relay accepted meanwhile still reaches the edge', async () => {
     const topic = 'refused.a';

@@ -1,4 +1,4 @@
-import { DEFAULT_MAX_MESSAGE_BYTES, ENVELOPE_OVERHEAD_BYTES } from '@anode/shared';
+import { DEFAULT_MAX_MESSAGE_BYTES, ENVELOPE_OVERHEAD_BYTES, MAX_LINK_BATCH } from '@anode/shared';
 import { z } from 'zod';
 import type { TopicHubApi } from './hub/hub-api.ts';
 
@@ -67,8 +67,13 @@ const schema = z.object({
   LINK_WAIT_MS: int(5_000),
   /** Longest pause between dial attempts while no relay answers. */
   LINK_RETRY_MAX_MS: int(30_000),
-  /** Messages per link `pub` frame when forwarding stored publishes. */
-  LINK_BATCH: int(100),
+  /** Messages per link `pub` frame when forwarding stored publishes (a relay takes MAX_LINK_BATCH at most). */
+  LINK_BATCH: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(MAX_LINK_BATCH, `must be at most ${MAX_LINK_BATCH} (MAX_LINK_BATCH: a relay refuses a larger pub frame)`)
+    .default(100),
 });
 
 export type EdgeConfig = Omit<z.infer<typeof schema>, 'JWT_PUBLIC_KEYS' | 'MAX_FRAME_BYTES' | 'MAX_BODY_BYTES'> & {

@@ -1,4 +1,5 @@
 import { compareCursors, type Envelope, isLateArrival, lateReplaySince } from '@anode/shared';
+import { mergeByCursor } from './pages.ts';
 
 /**
  * A TopicHub's own storage, in its SQLite database:
@@ -12,7 +13,8 @@ import { compareCursors, type Envelope, isLateArrival, lateReplaySince } from '@
  *   with a key), so a republish is deduplicated after the first copy left the ring and outbox.
  * - `meta`: the topic, the clock, the link's resume point and the public origin.
  * Writes are synchronous; the runtime's output gate holds every frame sent after a write until
- * the write is durable, so an ack never outruns its message.
+ * the write is durable, so an ack never outruns its message. Messages are read lazily (a SQL
+ * cursor, row by row): a caller stops at its own bound (pages.ts) without loading the rest.
  */
 export interface StoredMessage {
   envelope: Envelope;
@@ -28,6 +30,7 @@ CREATE TABLE IF NOT EXISTS ring (cursor TEXT PRIMARY KEY, id TEXT NOT NULL UNIQU
 CREATE INDEX IF NOT EXISTS ring_late ON ring (late, arrived_at);
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
   cursor TEXT NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS outbox_cursor ON outbox (cursor);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS keyed (id TEXT PRIMARY KEY, cursor TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS keyed_cursor ON keyed (cursor);
@@ -38,11 +41,39 @@ type Row = Record<string, SqlStorageValue>;
 export function createHubStore(storage: DurableObjectStorage, ringSize: number, keyedMemory: number) {
   const sql = storage.sql;
   sql.exec(SCHEMA);
+  /** For queries of a row or a few (counts, LIMIT 1); messages are read with `messages`. */
   const rows = <T extends Row>(query: string, ...bindings: unknown[]) => sql.exec<T>(query, ...bindings).toArray();
   const parse = (row: { body: string }): StoredMessage => ({
     envelope: JSON.parse(row.body) as Envelope,
     body: row.body,
   });
+  /** Stored messages, one row at a time: the query runs when the first is asked for. */
+  function* messages(query: string, ...bindings: unknown[]): Generator<StoredMessage> {
+    for (const row of sql.exec<{ body: string }>(query, ...bindings)) yield parse(row);
+  }
+  function* outboxRows(fromSeq: number): Generator<StoredMessage & { seq: number }> {
+    const query = 'SELECT seq, body FROM outbox WHERE seq > ? ORDER BY seq';
+    for (const row of sql.exec<{ seq: number; body: string }>(query, fromSeq)) yield { seq: row.seq, ...parse(row) };
+  }
+  /**
+   * The newest message of each source in a table (by ts, then id: newerForLatest), found by SQLite
+   * over small columns; only the winners' bodies are read.
+   */
+  const latestIn = (table: 'ring' | 'outbox') =>
+    messages(
+      `SELECT body FROM ${table} WHERE cursor IN (SELECT cursor FROM (SELECT cursor, ROW_NUMBER() OVER (
+         PARTITION BY json_extract(body, '$.source') ORDER BY json_extract(body, '$.ts') DESC, id DESC) AS n
+       FROM ${table}) WHERE n = 1)`,
+    );
+  const ringFrom = (after: string) => messages('SELECT body FROM ring WHERE cursor > ? ORDER BY cursor', after);
+  const outboxFrom = (after: string) => messages('SELECT body FROM outbox WHERE cursor > ? ORDER BY cursor', after);
+  /** Late arrivals a subscriber resuming from `after` may have missed (the relay's rule). */
+  const lateFor = (after: string) =>
+    messages(
+      'SELECT body FROM ring WHERE late = 1 AND arrived_at >= ? AND cursor <= ? ORDER BY cursor',
+      lateReplaySince(after),
+      after,
+    );
 
   const meta = {
     get(key: string): string | undefined {
@@ -121,7 +152,8 @@ export function createHubStore(storage: DurableObjectStorage, ringSize: number, 
     return written > 0;
   };
 
-  const outboxSize = (): number => rows<{ n: number }>('SELECT COUNT(*) AS n FROM outbox')[0]?.n ?? 0;
+  // Counted once per wake, then kept here: `wanted()` and the link's timers ask on every publish.
+  let outboxCount = rows<{ n: number }>('SELECT COUNT(*) AS n FROM outbox')[0]?.n ?? 0;
 
   return {
     meta,
@@ -144,66 +176,60 @@ export function createHubStore(storage: DurableObjectStorage, ringSize: number, 
     /**
      * What a subscriber resuming from `after` (at or above the floor) missed: the late arrivals it
      * may have missed (cursor at or before `after`, arrived since shortly before `after` was
-     * minted: the relay's rule), then everything after `after`, in cursor order.
+     * minted: the relay's rule), then everything after `after`, in cursor order. Read lazily.
      */
-    ringAfter(after: string): StoredMessage[] {
-      const since = lateReplaySince(after);
-      const late = rows<{ body: string }>(
-        'SELECT body FROM ring WHERE late = 1 AND arrived_at >= ? AND cursor <= ? ORDER BY cursor',
-        since,
-        after,
-      );
-      return [...late, ...rows<{ body: string }>('SELECT body FROM ring WHERE cursor > ? ORDER BY cursor', after)].map(
-        parse,
-      );
+    *ringAfter(after: string): Generator<StoredMessage> {
+      yield* lateFor(after);
+      yield* ringFrom(after);
     },
 
-    /** One page of the ring after `after` (for history at or above the floor). */
-    ringPage(after: string, limit: number): StoredMessage[] {
-      return rows<{ body: string }>('SELECT body FROM ring WHERE cursor > ? ORDER BY cursor LIMIT ?', after, limit).map(
-        parse,
-      );
-    },
+    /** The ring after `after`, in cursor order, read lazily (history at or above the floor). */
+    ringFrom,
+
+    /**
+     * The ring and the unforwarded publishes after `after` (a resume must see those even if the
+     * ring let them go), in cursor order, each once, read lazily.
+     */
+    since: (after: string): Generator<StoredMessage> => mergeByCursor(ringFrom(after), outboxFrom(after)),
+
+    /** The newest message of each source in the ring (the whole topic, standing alone). */
+    latestInRing: () => [...latestIn('ring')],
 
     /** Accept a message published here: into the ring and the outbox, in one transaction. */
     accept(envelope: Envelope, body: string, forward: boolean): void {
+      let queued = 0;
       storage.transactionSync(() => {
         remember(envelope, body);
-        if (forward)
+        if (forward) {
           sql.exec(
             'INSERT OR IGNORE INTO outbox (id, cursor, body) VALUES (?, ?, ?)',
             envelope.id,
             envelope.cursor,
             body,
           );
+          queued = changes();
+        }
         meta.set('clock', envelope.cursor);
       });
+      outboxCount += queued; // counted once the transaction committed
     },
 
     outbox: {
-      size: outboxSize,
-      /** Waiting messages with seq above `fromSeq`, oldest first. */
-      after(fromSeq: number, limit: number): (StoredMessage & { seq: number })[] {
-        return rows<{ seq: number; body: string }>(
-          'SELECT seq, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?',
-          fromSeq,
-          limit,
-        ).map((row) => ({ seq: row.seq, ...parse(row) }));
-      },
-      /** Waiting messages after a cursor (a resume must see them even if the ring let them go). */
-      afterCursor(after: string): StoredMessage[] {
-        return rows<{ body: string }>('SELECT body FROM outbox WHERE cursor > ? ORDER BY cursor', after).map(parse);
-      },
-      all(): StoredMessage[] {
-        return rows<{ body: string }>('SELECT body FROM outbox ORDER BY seq').map(parse);
-      },
+      size: () => outboxCount,
+      /** Waiting messages with seq above `fromSeq`, oldest first, read lazily. */
+      after: outboxRows,
+      /** The newest waiting message of each source. */
+      latest: () => [...latestIn('outbox')],
       remove(ids: readonly string[]): void {
-        for (const id of ids) sql.exec('DELETE FROM outbox WHERE id = ?', id);
+        for (const id of ids) {
+          sql.exec('DELETE FROM outbox WHERE id = ?', id);
+          outboxCount -= changes();
+        }
       },
     },
 
     stats() {
-      return { ring: ringCount, floor: floor(), outbox: outboxSize(), keyed: keyedCount, bytes: sql.databaseSize };
+      return { ring: ringCount, floor: floor(), outbox: outboxCount, keyed: keyedCount, bytes: sql.databaseSize };
     },
   };
 }

@@ -43,8 +43,17 @@ export function createSubscriptions(
     clients.frame(ws, { op: 'subscribed', topic: core.topic, cursor, ...withRef(ref) });
   };
 
-  /** Send messages not sent yet; the cursor reached, or undefined when the budget ran out. */
-  const sendAll = (ws: WebSocket, messages: StoredMessage[], cursor: string, budget: Budget, skip?: Set<string>) => {
+  /**
+   * Send messages not sent yet; the cursor reached, or undefined when the budget ran out. Stored
+   * messages are read as they are sent, so the budget also bounds what a resume loads.
+   */
+  const sendAll = (
+    ws: WebSocket,
+    messages: Iterable<StoredMessage>,
+    cursor: string,
+    budget: Budget,
+    skip?: Set<string>,
+  ) => {
     for (const { envelope, body } of messages) {
       if (skip?.has(envelope.id)) continue;
       skip?.add(envelope.id);
@@ -91,9 +100,8 @@ export function createSubscriptions(
       return;
     }
     if (clients.state(ws).gen !== gen) return;
-    const rest = [...store.ringPage(after, Number.MAX_SAFE_INTEGER), ...store.outbox.afterCursor(after)];
-    rest.sort((a, b) => compareCursors(a.envelope.cursor, b.envelope.cursor));
-    const reached = sendAll(ws, rest, cursor, budget, sent);
+    // Nothing in the ring is at or below its floor, so it holds no late arrival for `after`.
+    const reached = sendAll(ws, store.since(after), cursor, budget, sent);
     if (reached !== undefined) goLive(ws, gen, reached, ref);
   };
 

@@ -12,8 +12,11 @@ export interface LinkStore {
   raiseFloor(cursor: string): void;
   outbox: {
     size(): number;
-    /** Waiting messages with seq above `fromSeq`, oldest first; `body` is the envelope's JSON. */
-    after(fromSeq: number, limit: number): { seq: number; body: string }[];
+    /**
+     * Waiting messages with seq above `fromSeq`, oldest first, read lazily (stop when a frame is
+     * full); `body` is the envelope's JSON.
+     */
+    after(fromSeq: number): Iterable<{ seq: number; body: string }>;
     remove(ids: readonly string[]): void;
   };
 }

@@ -77,7 +77,16 @@ export function createRelayLink(deps: LinkDeps) {
   let sentSeq = 0;
   let inFlight = 0;
   let lastSendAt = 0;
-  const counts = { in: 0, out: 0 };
+  const counts = { in: 0, out: 0, refusedFrames: 0 };
+  /**
+   * A `pub` frame's size, halved (for this instance) each time the relay refuses a whole frame as
+   * malformed or too large: a relay with smaller limits than this edge's still takes smaller frames,
+   * instead of refusing the same frames again on every resend.
+   */
+  let batchLimit = config.LINK_BATCH;
+  let frameBytes = LINK_FRAME_BYTES;
+  /** The `pub` frames in flight, by ref: what a refused one held. */
+  const unacked = new Map<string, { messages: number; bytes: number }>();
   const dialer = createDialer({ store, config, topic: deps.topic, settled: deps.reschedule });
 
   const socket = (): WebSocket | undefined =>
@@ -99,17 +108,24 @@ export function createRelayLink(deps: LinkDeps) {
   const forward = (ws = socket()) => {
     if (!ws) return;
     while (inFlight < MAX_IN_FLIGHT) {
-      const rows = store.outbox.after(sentSeq, config.LINK_BATCH);
+      const batch: { seq: number; body: string }[] = [];
       let bytes = 0;
-      const batch = rows.filter((row, i) => (bytes += row.body.length) <= LINK_FRAME_BYTES || i === 0);
+      for (const row of store.outbox.after(sentSeq)) {
+        if (batch.length > 0 && bytes + row.body.length > frameBytes) break;
+        bytes += row.body.length;
+        batch.push(row);
+        if (batch.length >= batchLimit) break;
+      }
       const last = batch.at(-1);
       if (!last) return;
+      const ref = `pub-${last.seq}`;
       ws.send(
         encodeLinkPub(
-          `pub-${last.seq}`,
+          ref,
           batch.map((m) => m.body),
         ),
       );
+      unacked.set(ref, { messages: batch.length, bytes });
       counts.out += batch.length;
       sentSeq = last.seq;
       inFlight += 1;
@@ -121,6 +137,7 @@ export function createRelayLink(deps: LinkDeps) {
   const resend = (ws = socket()) => {
     sentSeq = 0;
     inFlight = 0;
+    unacked.clear();
     forward(ws);
   };
 
@@ -135,6 +152,41 @@ export function createRelayLink(deps: LinkDeps) {
     store.raiseFloor(from);
     store.meta.set('resume_from', from);
     store.meta.set('continuous', '1');
+  };
+
+  /**
+   * No link and none wanted (closed or lost in the idle window, or the last client left while it
+   * was down): as after an idle close, the next link restarts from about then. Resuming from the
+   * last cursor hours later replayed everything since to clients as live, or lost the place
+   * (cursor_expired: every client closed 4001).
+   */
+  const lapse = () => {
+    if (store.meta.get('continuous') !== '0') store.meta.set('continuous', '0');
+    store.meta.delete('idle_at');
+  };
+
+  /**
+   * The relay refused a whole `pub` frame for good (its shape or size): logged and counted, and
+   * later frames are at most half as large as that one (one message always goes).
+   */
+  const refusedFrame = (code: string, message: string, frame: { messages: number; bytes: number }) => {
+    counts.refusedFrames += 1;
+    const before = { batch: batchLimit, bytes: frameBytes };
+    if (code === 'bad_frame') batchLimit = Math.min(batchLimit, Math.max(1, Math.floor(frame.messages / 2)));
+    else frameBytes = Math.min(frameBytes, Math.max(1, Math.floor(frame.bytes / 2)));
+    console.error(
+      JSON.stringify({
+        msg: 'edge: the relay refused a whole pub frame; resending in smaller frames',
+        topic: deps.topic(),
+        relay: dialer.relay ?? null,
+        code,
+        error: message,
+        refused_frame: frame,
+        limits: before,
+        next_limits: { batch: batchLimit, bytes: frameBytes },
+        refused_frames: counts.refusedFrames,
+      }),
+    );
   };
 
   const failPending = (error: AnodeError) => {
@@ -171,6 +223,8 @@ export function createRelayLink(deps: LinkDeps) {
       pair[1].serializeAttachment({ since: Date.now(), relay: dialer.relay, caughtUp: false } satisfies LinkState);
       dialer.connected();
       store.meta.delete('sub_retry_at');
+      // A dial answered after the link lapsed (nobody needed it meanwhile) starts from about now.
+      if (store.meta.get('continuous') !== '1') restart();
       subscribe(pair[1]);
       resend(pair[1]);
       for (const wake of waiters) wake(pair[1]);
@@ -203,6 +257,7 @@ export function createRelayLink(deps: LinkDeps) {
           return;
         }
         case 'ack':
+          unacked.delete(frame.ref);
           store.outbox.remove(frame.ids);
           if (frame.refused?.length) {
             console.warn(
@@ -233,6 +288,11 @@ export function createRelayLink(deps: LinkDeps) {
             deps.onGap();
             return;
           } else if (frame.ref?.startsWith('pub-')) {
+            const refused = unacked.get(frame.ref);
+            unacked.delete(frame.ref);
+            if (refused && (frame.code === 'bad_frame' || frame.code === 'too_large')) {
+              refusedFrame(frame.code, frame.message, refused);
+            }
             inFlight = MAX_IN_FLIGHT; // the relay could not store a batch: resend all on the next tick
             void deps.reschedule();
           }
@@ -265,6 +325,7 @@ export function createRelayLink(deps: LinkDeps) {
     onClose(ws: WebSocket): void {
       if (socket() && socket() !== ws) return; // an old link, already replaced
       failPending(new UnavailableError('the relay link closed; try again'));
+      if (!deps.wanted()) return lapse();
       link.ensure();
     },
 
@@ -334,7 +395,11 @@ export function createRelayLink(deps: LinkDeps) {
     /** When the link next needs a tick (a dial, a resend, an idle close), if ever. */
     due(now = Date.now()): number | undefined {
       const ws = socket();
-      if (!ws) return deps.wanted() ? dialer.due(now) : undefined;
+      if (!ws) {
+        if (deps.wanted()) return dialer.due(now);
+        lapse();
+        return undefined;
+      }
       if (!deps.wanted()) {
         let idleAt = Number(store.meta.get('idle_at') ?? Number.NaN);
         if (Number.isNaN(idleAt)) store.meta.set('idle_at', String((idleAt = now + config.LINK_IDLE_MS)));
@@ -376,6 +441,7 @@ export function createRelayLink(deps: LinkDeps) {
         resume_from: store.meta.get('resume_from') ?? null,
         messages_in: counts.in,
         messages_out: counts.out,
+        refused_frames: counts.refusedFrames,
         dial_requests: dialer.dials,
         reserved_sources_known: reserved.state() === 'heard',
         reserved_sources: reserved.state(),

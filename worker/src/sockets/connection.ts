@@ -1,4 +1,5 @@
 import {
+  AnodeError,
   assertCanPublish,
   assertCanSubscribe,
   type Claims,
@@ -6,7 +7,10 @@ import {
   type ClientFrame,
   createTokenBucket,
   encodeServerFrame,
+  ERROR_CODES,
+  type ErrorCode,
   handleClientFrame,
+  HTTP_STATUS,
   isExpired,
   isPattern,
   matches,
@@ -46,6 +50,8 @@ export interface ConnectionOptions {
 }
 
 const PATTERNS = '*patterns*';
+/** A relay refusing a pattern connection: its answer goes to the client as it is, not as unavailable. */
+const REFUSALS: Partial<Record<number, ErrorCode>> = { 401: 'unauthorized', 403: 'forbidden', 429: 'limit_reached' };
 /** Upstreams kept open beyond the subscribed ones (publish-only, recently unsubscribed). */
 const SPARE_UPSTREAMS = 8;
 const MSG_ID = /^\{"op":"msg","id":"([^"]+)"/;
@@ -125,6 +131,12 @@ function createConnection(socket: WebSocket, options: ConnectionOptions) {
       fences.ended(from);
       for (const topic of from.subscriptions) subscriptions.delete(topic);
     },
+    onSubRefused(topic, from) {
+      // Not held: it no longer counts against MAX_SUBSCRIPTIONS, nor keeps its upstream open, nor
+      // makes that upstream's loss close the client.
+      from.subscriptions.delete(topic);
+      if (upstreams.get(from.key) === from) subscriptions.delete(topic);
+    },
   };
 
   const dialTopic = (topic: string) => async () => {
@@ -146,19 +158,34 @@ function createConnection(socket: WebSocket, options: ConnectionOptions) {
     return response.webSocket;
   };
 
+  /** A relay's own refusal of the client (its token, its rights, its connection cap), else undefined. */
+  const refusalOf = async (relay: string, response: Response): Promise<AnodeError | undefined> => {
+    const fallback = REFUSALS[response.status];
+    if (fallback === undefined) return undefined;
+    const body = (await response.json().catch(() => undefined)) as { error?: { code?: unknown; message?: unknown } };
+    const named = ERROR_CODES.find((c) => c === body?.error?.code && HTTP_STATUS[c] === response.status);
+    const code = named ?? fallback;
+    const message =
+      typeof body?.error?.message === 'string' ? body.error.message : `the relay answered ${response.status}`;
+    console.warn(JSON.stringify({ msg: 'edge: a relay refused a pattern connection', relay, status: response.status }));
+    return new AnodeError(code, message);
+  };
+
   const dialRelay = async () => {
+    let refusal: AnodeError | undefined;
     for (const relay of config.RELAY_URLS) {
       try {
         const response = await fetch(`${relay}/v1/ws`, {
           headers: { upgrade: 'websocket', ...(options.token ? { authorization: `Bearer ${options.token}` } : {}) },
         });
         if (response.webSocket) return response.webSocket;
-        await response.body?.cancel();
+        refusal = (await refusalOf(relay, response)) ?? refusal;
+        await response.body?.cancel().catch(() => undefined);
       } catch {
         // try the next relay
       }
     }
-    throw new Error('no relay accepted the connection');
+    throw refusal ?? new Error('no relay accepted the connection');
   };
 
   /** The upstream for a key, opened if need be (retiring idle spares past the cap). */

@@ -29,15 +29,17 @@ async function open(key = 't') {
   const far = new FarEnd();
   const refused: (string | undefined)[] = [];
   const forwarded: string[] = [];
+  const subsRefused: string[] = [];
   const events: UpstreamEvents = {
     onFrame: (text) => void forwarded.push(text),
     onLost: () => {},
     onRefused: (_error: UnavailableError, ref) => void refused.push(ref),
     onDialFailed: () => {},
+    onSubRefused: (topic) => void subsRefused.push(topic),
   };
   const upstream = createUpstream(key, () => Promise.resolve(far as unknown as UpstreamSocket), events);
   await new Promise((resolve) => setImmediate(resolve)); // the dial settles
-  return { far, upstream, refused, forwarded };
+  return { far, upstream, refused, forwarded, subsRefused };
 }
 
 const fenceRef = (far: FarEnd) => {
@@ -47,6 +49,36 @@ const fenceRef = (far: FarEnd) => {
 };
 
 describe('upstream (edge connection to a topic object or relay)', () => {
+  it('reports a sub answered with an err as refused, when the err is certainly its answer', async () => {
+    const { far, upstream, subsRefused } = await open('*patterns*');
+    upstream.send('{"op":"sub","topic":"a.>","ref":"s1"}', { ref: 's1', sub: 'a.>' });
+    upstream.send('{"op":"sub","topic":"b.>","ref":"s2"}', { ref: 's2', sub: 'b.>' });
+    far.answer({ op: 'subscribed', topic: 'b.>', cursor: 'c', ref: 's2' });
+    far.answer({ op: 'err', code: 'forbidden', message: 'no', ref: 's1' });
+    assert.deepEqual(subsRefused, ['a.>']);
+    // A resubscription's err is no old one's: a sub dropped by a later sub of its topic is not reported.
+    upstream.send('{"op":"sub","topic":"c.>","ref":"s3"}', { ref: 's3', sub: 'c.>' });
+    upstream.send('{"op":"sub","topic":"c.>","ref":"s4"}', { ref: 's4', sub: 'c.>' });
+    far.answer({ op: 'err', code: 'cursor_expired', message: 'old', ref: 's3' });
+    assert.deepEqual(subsRefused, ['a.>']);
+    far.answer({ op: 'err', code: 'cursor_expired', message: 'old', ref: 's4' });
+    assert.deepEqual(subsRefused, ['a.>', 'c.>']);
+  });
+
+  it('does not guess which frame an ambiguous err answers', async () => {
+    const { far, upstream, subsRefused } = await open('*patterns*');
+    // No refs: the err could answer either pattern's sub.
+    upstream.send('{"op":"sub","topic":"a.>"}', { ref: undefined, sub: 'a.>' });
+    upstream.send('{"op":"sub","topic":"b.>"}', { ref: undefined, sub: 'b.>' });
+    far.answer({ op: 'err', code: 'forbidden', message: 'no' });
+    // One ref for a publish and a sub: the err could answer the publish.
+    const topic = await open('t');
+    topic.upstream.send('{"op":"pub","topic":"t","data":1,"ref":"r"}', { ref: 'r' });
+    topic.upstream.send('{"op":"sub","topic":"t","after":"0","ref":"r"}', { ref: 'r', sub: 't' });
+    topic.far.answer({ op: 'err', code: 'rate_limited', message: 'slow', ref: 'r' });
+    assert.deepEqual([...subsRefused, ...topic.subsRefused], []);
+  });
+
   it('on loss refuses only the frames not answered, by ref, whatever order the answers came in', async () => {
     const { far, upstream, refused } = await open();
     upstream.send('{"op":"sub","topic":"t","after":"0","ref":"s1"}', { ref: 's1' });

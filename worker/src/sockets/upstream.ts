@@ -1,4 +1,4 @@
-import { refOf, UnavailableError } from '@anode/shared';
+import { AnodeError, refOf, UnavailableError } from '@anode/shared';
 
 /**
  * One socket from a client connection (connection.ts) to where a topic is served: the topic's
@@ -47,9 +47,14 @@ export interface UpstreamEvents {
   /** It closed without being retired or closed by us (its unanswered frames were refused). */
   onLost(code: number, reason: string, from: Upstream): void;
   /** Answer a frame it will never answer. */
-  onRefused(error: UnavailableError, ref: string | undefined): void;
+  onRefused(error: AnodeError, ref: string | undefined): void;
   /** It could not open (its frames were refused). */
   onDialFailed(from: Upstream, error: unknown): void;
+  /**
+   * The far end refused the `sub` of this topic (an err answered it, and no later `sub` of it is
+   * pending): the subscription never began, as on a relay, where a failed subscribe is removed.
+   */
+  onSubRefused(topic: string, from: Upstream): void;
 }
 
 /** What answers a client frame, and what answers a fence (an `err` if the upstream refused the ping). */
@@ -100,8 +105,20 @@ export function createUpstream(key: string, dial: () => Promise<UpstreamSocket>,
     refs.splice(at, 1);
     if (refs.length === 0) resumes.delete(topic);
   };
+  /**
+   * The topic whose pending `sub` an err with this ref answers, when that is certain: every frame
+   * waiting for an answer with this ref is a `sub` of that one topic (a `pub` with the same ref, or
+   * subs of two patterns without refs, could be the one refused instead).
+   */
+  const refusedSub = (ref: string | undefined): string | undefined => {
+    const topics = [...resumes].filter(([, refs]) => refs.includes(ref));
+    const [only] = topics;
+    if (topics.length !== 1 || !only) return undefined;
+    const [topic, refs] = only;
+    return refs.filter((r) => r === ref).length === awaiting.get(ref) ? topic : undefined;
+  };
   /** No more answers will come: refuse what is unanswered and let every fence through. */
-  const end = (refusal: UnavailableError | undefined) => {
+  const end = (refusal: AnodeError | undefined) => {
     ending = 'closed';
     queue = undefined;
     const unanswered = [...awaiting];
@@ -124,9 +141,11 @@ export function createUpstream(key: string, dial: () => Promise<UpstreamSocket>,
       }
       if (op === 'pong') return; // only fences are pinged
     }
+    const refused = op === 'err' ? refusedSub(ref) : undefined;
     answered(ref);
     if (op === 'subscribed') resumed(ref, TOPIC.exec(text)?.[1]);
     else if (op === 'err') for (const topic of [...resumes.keys()]) resumed(ref, topic);
+    if (refused !== undefined && !resumes.has(refused)) events.onSubRefused(refused, upstream);
     events.onFrame(text, upstream);
   };
 
@@ -199,7 +218,12 @@ export function createUpstream(key: string, dial: () => Promise<UpstreamSocket>,
       for (const text of waiting) ws.send(text);
     },
     (error: unknown) => {
-      end(new UnavailableError(`the edge could not reach where ${key} is served; try again`));
+      // A refusal with a code (a relay refusing the client's token or its connection) passes through.
+      end(
+        error instanceof AnodeError
+          ? error
+          : new UnavailableError(`the edge could not reach where ${key} is served; try again`),
+      );
       events.onDialFailed(upstream, error);
     },
   );

@@ -1,0 +1,118 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { dataBytes, type Envelope, HISTORY_PAGE_BYTES } from '@anode/shared';
+import { openSocket } from '../../../test/helpers/ws.ts';
+import { type EdgeRuntime, QUICK_CLOSE, startEdge } from '../../test-support/edge-runtime.ts';
+
+type Page = { messages: Envelope[]; next: string | null };
+
+async function post(edge: EdgeRuntime, topic: string, body: unknown): Promise<{ id: string; cursor: string }[]> {
+  const response = await fetch(`${edge.url}/v1/topics/${topic}/messages`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  assert.equal(response.status, 202, await response.clone().text());
+  return ((await response.json()) as { messages: { id: string; cursor: string }[] }).messages;
+}
+
+const getPage = async (edge: EdgeRuntime, topic: string, query: string): Promise<Page> => {
+  const response = await fetch(`${edge.url}/v1/topics/${topic}/messages?${query}`);
+  assert.equal(response.status, 200);
+  return (await response.json()) as Page;
+};
+
+/**
+ * PROTOCOL.md: a history page holds at most `limit` messages and 4 MiB of `data` (one message
+ * always). The edge returned up to `limit` messages whatever their size, and read the whole ring
+ * (or outbox) for a page, a resume or `latest`: with 1 MiB messages, more than an object's memory.
+ */
+describe('edge history on workerd: pages bounded by bytes (no relay)', () => {
+  let edge: EdgeRuntime;
+  before(async () => {
+    edge = await startEdge({ MAX_SEND_BUFFER_BYTES: String(3 * 1024 * 1024) });
+  });
+  after(() => edge.stop());
+
+  it('cuts a page at 4 MiB of data with `next` set; following `next` gets the rest, each once', async () => {
+    const topic = 'bytes.page';
+    const big = 'x'.repeat(1_000_000);
+    const acks: { id: string; cursor: string }[] = [];
+    for (let i = 0; i < 6; i++) acks.push(...(await post(edge, topic, { data: `${i}:${big}` })));
+
+    const seen: string[] = [];
+    let query = 'limit=100';
+    for (let pages = 0; pages < 10; pages++) {
+      const page = await getPage(edge, topic, query);
+      const bytes = page.messages.reduce((n, m) => n + dataBytes(m), 0);
+      assert.ok(page.messages.length > 0, 'a page holds one message at least');
+      assert.ok(bytes <= HISTORY_PAGE_BYTES, `page ${pages}: ${page.messages.length} messages, ${bytes} bytes`);
+      seen.push(...page.messages.map((m) => m.id));
+      if (page.next === null) break;
+      assert.equal(page.next, page.messages.at(-1)?.cursor);
+      query = `after=${page.next}&limit=100`;
+    }
+    assert.deepEqual(
+      seen,
+      acks.map((a) => a.id),
+    );
+  });
+
+  it('sets `next` only when more follow', async () => {
+    const acks = await post(edge, 'bytes.small', [{ data: 1 }, { data: 2 }, { data: 3 }]);
+    const full = await getPage(edge, 'bytes.small', 'limit=2');
+    assert.equal(full.next, acks[1]?.cursor);
+    const rest = await getPage(edge, 'bytes.small', `after=${full.next}&limit=2`);
+    assert.deepEqual(
+      rest.messages.map((m) => m.data),
+      [3],
+    );
+    assert.equal(rest.next, null);
+  });
+
+  it('cuts a resume at its send budget while reading, and resuming again continues', async () => {
+    const topic = 'bytes.resume';
+    const big = 'y'.repeat(1_000_000);
+    const acks: { id: string; cursor: string }[] = [];
+    for (let i = 0; i < 5; i++) acks.push(...(await post(edge, topic, { data: `${i}:${big}` })));
+    const got: string[] = [];
+    let from = '0';
+    for (let tries = 0; tries < 5 && got.length < acks.length; tries++) {
+      const socket = await openSocket(`${edge.wsUrl}/v1/topics/${topic}/ws?after=${from}`, QUICK_CLOSE);
+      const live = await socket
+        .next((f) => f.op === 'subscribed', 30_000)
+        .then(
+          () => true,
+          () => false,
+        );
+      if (live) socket.close();
+      else assert.equal((await socket.closed).code, 4001);
+      const msgs = socket.frames.flatMap((f) => (f.op === 'msg' ? [f] : []));
+      assert.ok(msgs.length > 0 || live, 'a resume sends one message at least');
+      got.push(...msgs.map((m) => m.id));
+      from = msgs.at(-1)?.cursor ?? from;
+    }
+    assert.deepEqual(
+      got,
+      acks.map((a) => a.id),
+    );
+  });
+
+  it('answers latest with the newest message of each source (by ts, then id)', async () => {
+    const topic = 'bytes.latest';
+    await post(edge, topic, [
+      { data: 'a-old', source: 'a', ts: 1 },
+      { data: 'a-new', source: 'a', ts: 5 },
+      { data: 'b-new', source: 'b', ts: 9 },
+      { data: 'a-mid', source: 'a', ts: 3 },
+      { data: 'b-old', source: 'b', ts: 2 },
+    ]);
+    const response = await fetch(`${edge.url}/v1/topics/${topic}/latest`);
+    assert.equal(response.status, 200);
+    const { sources } = (await response.json()) as { sources: Record<string, Envelope> };
+    assert.deepEqual(Object.fromEntries(Object.entries(sources).map(([source, m]) => [source, m.data])), {
+      a: 'a-new',
+      b: 'b-new',
+    });
+  });
+});
