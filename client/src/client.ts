@@ -1,4 +1,4 @@
-import { CLOSE_CODES } from '../../shared/src/close-codes.ts';
+import { CLOSE_CODES, CLOSE_MESSAGE_TOO_BIG } from '../../shared/src/close-codes.ts';
 import { AnodeError, type ErrorCode, isErrorCode } from '../../shared/src/errors.ts';
 import { compareCursors, randomId } from '../../shared/src/ids.ts';
 import { SeenIds } from '../../shared/src/seen-ids.ts';
@@ -108,10 +108,20 @@ interface SubState {
   retry: ReturnType<typeof setTimeout> | undefined;
   /** The ref of this subscription's `sub` still waiting for the node's answer on this connection. */
   ref: string | undefined;
-  /** Where the unanswered resume before this one started, and how many started there in a row. */
+  /**
+   * Where this subscription's unanswered resume started, and how many resumes in a row were cut
+   * (their connection closed before the answer) without its cursor moving past that start.
+   */
   resumedFrom: string | undefined;
   stalls: number;
+  /** Ids handed to this subscription's handler (made on its first message). */
+  seen: SeenIds | undefined;
 }
+
+/** How long `close()` waits for the node to answer its closing handshake before it lets go. */
+const CLOSE_GRACE_MS = 2_000;
+/** A fixed token is taken as expired this long past its `exp` by this clock (clocks drift). */
+const EXP_LEEWAY_MS = 5_000;
 
 /**
  * Resumes that may start from the same cursor in a row (each cut before its answer) while the
@@ -120,7 +130,10 @@ interface SubState {
 const CAREFUL_RESUMES = 2;
 
 interface PubState {
-  frame: Record<string, unknown>;
+  /** The `pub` frame as sent, serialized once (data that cannot be is refused at publish). */
+  text: string;
+  /** The connection it was last sent on (#connection), to tell which publish a 1009 close was for. */
+  sentOn: number;
   resolve: (ack: Ack) => void;
   reject: (error: AnodeError) => void;
   timer: ReturnType<typeof setTimeout> | undefined;
@@ -145,6 +158,11 @@ export class AnodeClient extends Emitter<ClientEvents> {
   readonly #pubs = new Map<string, PubState>();
   readonly #pending = new Map<string, Pending>();
   #socket: WebSocket | undefined;
+  /** Counts connection attempts: the one a publish was sent on (PubState.sentOn). */
+  #connection = 0;
+  /** Lets go of the current socket at once, without waiting for its close event (see close()). */
+  #abandon: ((why: string) => void) | undefined;
+  #closeGrace: ReturnType<typeof setTimeout> | undefined;
   #attempt = 0;
   #refs = 0;
   /** Why the client stopped: `close()`, or a drop it will not reconnect after. */
@@ -211,6 +229,9 @@ export class AnodeClient extends Emitter<ClientEvents> {
       ref: undefined,
       resumedFrom: undefined,
       stalls: 0,
+      // A subscription replacing one of its topic goes on where that one was: what it had is a
+      // duplicate here too (a resubscribe from an older cursor replays only what is new to it).
+      seen: replaced?.seen,
     };
     if (this.#stopped) {
       state.active = false;
@@ -227,6 +248,9 @@ export class AnodeClient extends Emitter<ClientEvents> {
       },
       unsubscribe: () => {
         this.#forget(state);
+        // Unsubscribed before the node answered: `ready` would otherwise never settle.
+        if (!state.settled)
+          state.readyReject(new AnodeError('unavailable', `unsubscribed from ${topic} before it went live`));
         // A handle replaced by a later subscribe() of its topic owns nothing at the node: its
         // `unsub` ended the replacement there while the client went on waiting for its messages.
         if (this.#subs.get(topic) !== state) return;
@@ -245,13 +269,25 @@ export class AnodeClient extends Emitter<ClientEvents> {
       );
     }
     const ref = this.#nextRef();
-    const frame: Record<string, unknown> = { op: 'pub', topic, data, ref, key: options.key ?? randomId() };
+    // `ref` ahead of `data`: a node refusing a frame too large to parse finds it in the frame's
+    // first bytes, and answers this publish rather than leave it to time out.
+    const frame: Record<string, unknown> = { op: 'pub', ref, topic, key: options.key ?? randomId() };
     if (options.source !== undefined) frame.source = options.source;
     if (options.ts !== undefined) frame.ts = options.ts;
+    frame.data = data;
+    // Serialized once, here: data JSON cannot carry (a BigInt, a cycle) threw later from inside
+    // a reconnect's `open` listener, an uncaught exception in Node, and held every resend behind it.
+    let text: string;
+    try {
+      text = JSON.stringify(frame);
+    } catch (error) {
+      return Promise.reject(new AnodeError('bad_frame', `data cannot be sent as JSON: ${(error as Error).message}`));
+    }
     return new Promise<Ack>((resolve, reject) => {
       const timeoutMs = this.#options.publishTimeoutMs ?? 30_000;
       const state: PubState = {
-        frame,
+        text,
+        sentOn: 0,
         resolve,
         reject,
         timer: undefined,
@@ -269,7 +305,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
         }, timeoutMs);
       }
       this.#pubs.set(ref, state);
-      this.#send(frame);
+      this.#sendPub(state);
     });
   }
 
@@ -278,6 +314,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
    * frame sent before it was answered (acks included): a fence, and a plain round trip when idle.
    */
   ping(): Promise<number> {
+    if (this.#stopped) return Promise.reject(this.#stopped);
     const started = Date.now();
     const ref = this.#nextRef();
     return new Promise((resolve, reject) => {
@@ -311,6 +348,15 @@ export class AnodeClient extends Emitter<ClientEvents> {
     for (const state of this.#subs.values()) clearTimeout(state.retry);
     this.#failUnsettled(error);
     this.#socket?.close(1000, 'client closed');
+    const abandon = this.#abandon;
+    if (this.#socket && abandon) {
+      // A node that stopped answering never completes the closing handshake, and a standard
+      // WebSocket (Node's built-in one too) waits for it without end: close() hung.
+      this.#closeGrace = setTimeout(
+        () => abandon(`the node did not answer the close within ${CLOSE_GRACE_MS} ms`),
+        CLOSE_GRACE_MS,
+      );
+    }
   }
 
   /** Rejects the client's and every subscription's `ready` not settled yet. */
@@ -348,20 +394,23 @@ export class AnodeClient extends Emitter<ClientEvents> {
     return true;
   }
 
+  #sendPub(pub: PubState): void {
+    if (!this.connected) return;
+    pub.sentOn = this.#connection;
+    this.#socket?.send(pub.text);
+  }
+
   #sendSub(state: SubState): void {
     clearTimeout(state.retry);
     state.retry = undefined;
     const ref = this.#nextRef();
     const frame: Record<string, unknown> = { op: 'sub', topic: state.topic, ref };
     if (state.cursor !== undefined) frame.after = state.cursor;
-    // A resume from where the last unanswered one started made no progress (see #onMessage).
-    if (state.cursor !== undefined && state.cursor === state.resumedFrom) state.stalls += 1;
-    else state.stalls = 0;
-    state.resumedFrom = state.cursor;
     if (state.ref !== undefined) this.#pending.delete(state.ref);
     state.ref = undefined;
     if (!this.#send(frame)) return;
     state.ref = ref;
+    state.resumedFrom = state.cursor;
     this.#pending.set(ref, {
       resolve: (answer) => {
         state.ref = undefined;
@@ -387,7 +436,13 @@ export class AnodeClient extends Emitter<ClientEvents> {
         // node refused with `unavailable` because its storage was down (the Cassandra chaos run:
         // the subscriber of a relay restarted meanwhile never heard from it again). A first
         // subscription the node refuses still rejects `ready`: the caller learns at once.
-        if (current && !this.connected) return;
+        if (current && !this.connected) {
+          // A resume cut before its answer without getting past where it started (see #onMessage).
+          // Only a cut counts: a refusal, or a send that never went out, is no stalled replay.
+          if (state.cursor !== undefined && state.cursor === state.resumedFrom) state.stalls += 1;
+          else state.stalls = 0;
+          return;
+        }
         if (current && error.code === 'unavailable' && state.settled) {
           const delayMs = backoffDelay(state.refusals++, this.#backoff || RETRY);
           state.retry = setTimeout(() => {
@@ -425,10 +480,22 @@ export class AnodeClient extends Emitter<ClientEvents> {
       return;
     }
     if (this.#stopped) return;
+    if (typeof this.#options.token === 'string' && token && expiredToken(token)) {
+      // The node refuses the upgrade (401), which a WebSocket does not tell apart from a node
+      // that is down: it reconnected for ever, saying the node could not be reached.
+      const expired = new AnodeError(
+        'unauthorized',
+        'the token expired and a fixed token cannot be renewed: pass `token` as a function that returns a fresh one',
+      );
+      this.emit('error', expired);
+      return this.#stop(expired);
+    }
     if (token) url.searchParams.set('token', token);
     const socket = new this.#WebSocket(url.toString());
     this.#socket = socket;
+    this.#connection += 1;
     let opened = false;
+    let heardAny = false;
     let ended = false;
     let failure: string | undefined;
     let socketClosed!: () => void;
@@ -436,23 +503,24 @@ export class AnodeClient extends Emitter<ClientEvents> {
     const end = (code: number, reason: string) => {
       if (ended) return;
       ended = true;
+      if (this.#abandon === abandon) this.#abandon = undefined;
+      clearTimeout(this.#closeGrace);
       watch.stop();
       socketClosed();
       this.#onClose(code, reason, opened ? undefined : (failure ?? `closed with ${code} before it opened`));
     };
-    const watch = watchSocket(
-      intervalMs,
-      () => this.#send({ op: 'ping' }),
-      (why) => {
-        if (!opened) failure = why;
-        // `ws` can drop the connection at once; a standard WebSocket only starts a closing
-        // handshake, which a frozen node never answers (Node's keeps its TCP connection open).
-        const terminate = (socket as { terminate?: unknown }).terminate;
-        if (typeof terminate === 'function') terminate.call(socket);
-        else socket.close(1000, why);
-        end(1006, opened ? why : '');
-      },
-    );
+    /** Drops this socket now, without waiting for its close event. */
+    const abandon = (why: string) => {
+      if (!opened) failure = why;
+      // `ws` can drop the connection at once; a standard WebSocket only starts a closing
+      // handshake, which a frozen node never answers (Node's keeps its TCP connection open).
+      const terminate = (socket as { terminate?: unknown }).terminate;
+      if (typeof terminate === 'function') terminate.call(socket);
+      else if (socket.readyState < 2) socket.close(1000, why);
+      end(1006, opened ? why : '');
+    };
+    this.#abandon = abandon;
+    const watch = watchSocket(intervalMs, () => this.#send({ op: 'ping' }), abandon);
     socket.addEventListener('open', () => {
       opened = true;
       watch.opened();
@@ -460,6 +528,13 @@ export class AnodeClient extends Emitter<ClientEvents> {
     });
     socket.addEventListener('message', (event) => {
       watch.heard();
+      // The backoff starts over once a connection has answered something, not when it opens: a
+      // node that accepts and closes at once (a proxy, a refusal sent as a close) was otherwise
+      // redialled every 125–250 ms for ever.
+      if (!heardAny) {
+        heardAny = true;
+        this.#attempt = 0;
+      }
       // A dropped socket's late frames belong to a connection already given up on.
       if (!ended) this.#onFrame(String(event.data));
     });
@@ -475,7 +550,6 @@ export class AnodeClient extends Emitter<ClientEvents> {
   }
 
   #onOpen(): void {
-    this.#attempt = 0;
     this.#everOpened = true;
     this.#settleReady?.();
     // What waited for this connection, taken before the listeners run: a subscribe or publish an
@@ -488,13 +562,14 @@ export class AnodeClient extends Emitter<ClientEvents> {
       if (this.#pubs.get(ref) !== pub) continue;
       clearTimeout(pub.retry);
       pub.retry = undefined;
-      this.#send(pub.frame);
+      this.#sendPub(pub);
     }
   }
 
   /** `failure` is set when the socket never opened: the node could not be reached at all. */
   #onClose(code: number, reason: string, failure?: string): void {
     this.#socket = undefined;
+    if (code === CLOSE_MESSAGE_TOO_BIG) this.#refuseLargest(reason);
     const error = new AnodeError('unavailable', `connection closed (${code})`);
     for (const pending of this.#pending.values()) pending.reject(error);
     this.#pending.clear();
@@ -526,6 +601,30 @@ export class AnodeClient extends Emitter<ClientEvents> {
     this.#attempt += 1;
     this.emit('reconnecting', { attempt: this.#attempt, delayMs });
     this.#timer = setTimeout(() => void this.#connect(), delayMs);
+  }
+
+  /**
+   * The node closed with 1009: a frame was too big to read at all (past twice its frame limit).
+   * The largest publish sent on that connection is refused with `too_large`; resent, it closed
+   * every connection again, taking the publishes behind it down too.
+   */
+  #refuseLargest(reason: string): void {
+    let largest: [string, PubState] | undefined;
+    for (const entry of this.#pubs) {
+      if (entry[1].sentOn === this.#connection && entry[1].text.length > (largest?.[1].text.length ?? 0)) {
+        largest = entry;
+      }
+    }
+    if (!largest) return;
+    const [ref, pub] = largest;
+    const why = reason ? `: ${reason}` : '';
+    this.#endPub(ref);
+    pub.reject(
+      new AnodeError(
+        'too_large',
+        `the node closed the connection (1009) on a frame of ${pub.text.length} characters${why}`,
+      ),
+    );
   }
 
   #onFrame(text: string): void {
@@ -579,9 +678,13 @@ export class AnodeClient extends Emitter<ClientEvents> {
         state.cursor = message.cursor;
       }
     }
-    if (!this.#seen.add(message.id)) return;
-    this.emit('message', message);
-    for (const state of targets) if (state.handler) callSafely(state.handler, message);
+    // Duplicates are dropped per subscription: a new subscription's replay of a message another
+    // one already had is its own first copy (one `message` event per id for the client).
+    if (this.#seen.add(message.id)) this.emit('message', message);
+    const window = this.#options.dedupWindow ?? 10_000;
+    for (const state of targets) {
+      if (state.handler && (state.seen ??= new SeenIds(window)).add(message.id)) callSafely(state.handler, message);
+    }
   }
 
   #onAck(frame: Extract<ServerFrame, { op: 'ack' }>): void {
@@ -614,7 +717,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
     pub.retry = setTimeout(
       () => {
         pub.retry = undefined;
-        if (this.#pubs.get(ref) === pub) this.#send(pub.frame);
+        if (this.#pubs.get(ref) === pub) this.#sendPub(pub);
       },
       backoffDelay(pub.refusals++, this.#backoff || RETRY),
     );
@@ -640,4 +743,17 @@ export class AnodeClient extends Emitter<ClientEvents> {
 
 export function createClient(options: ClientOptions): AnodeClient {
   return new AnodeClient(options);
+}
+
+/** Whether a JWT's `exp` has passed by this clock (beyond EXP_LEEWAY_MS); false if it has none or is no JWT. */
+function expiredToken(token: string): boolean {
+  try {
+    const part = token.split('.')[1];
+    if (part === undefined) return false;
+    const json = atob(part.replace(/-/g, '+').replace(/_/g, '/'));
+    const { exp } = JSON.parse(json) as { exp?: unknown };
+    return typeof exp === 'number' && exp * 1000 + EXP_LEEWAY_MS < Date.now();
+  } catch {
+    return false;
+  }
 }

@@ -13,6 +13,20 @@ describe('readClientFrame', () => {
     assert.equal(!read.ok && read.error.code, 'too_large');
   });
 
+  test('answers a frame over the limit with the ref found in its first 4 KiB, not parsing the rest', () => {
+    const big = (ref: string) => `{"op":"pub","ref":"${ref}","topic":"a","data":"${'x'.repeat(10_000)}"}`;
+    for (const message of [big('s1'), new TextEncoder().encode(big('b1'))]) {
+      const read = readClientFrame(message, 5_000);
+      assert.equal(!read.ok && read.error.code, 'too_large');
+      assert.match(String(!read.ok && read.ref), /^(s1|b1)$/);
+    }
+    // A ref behind the data, or inside it, is not looked for.
+    const late = readClientFrame(`{"op":"pub","topic":"a","data":"${'x'.repeat(10_000)}","ref":"z"}`, 5_000);
+    assert.equal(!late.ok && late.ref, undefined);
+    const nested = readClientFrame(`{"op":"pub","data":{"ref":"in"},"pad":"${'x'.repeat(10_000)}"}`, 5_000);
+    assert.equal(!nested.ok && nested.ref, undefined);
+  });
+
   test('refuses binary frames with the ref they hold', () => {
     const read = readClientFrame(new TextEncoder().encode('{"op":"ping","ref":"bin"}'), 100);
     assert.deepEqual(!read.ok && [read.error.code, read.ref], ['bad_frame', 'bin']);

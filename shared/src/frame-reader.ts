@@ -21,6 +21,19 @@ const FRAME_AROUND_DATA = 1;
 /** An HTTP body's `data` sits two levels deep (`[{"data":…}]`). */
 const BODY_AROUND_DATA = 2;
 
+/**
+ * How much of a frame too large to parse is searched for its `ref` (PROTOCOL.md "Limits"): a
+ * client puts `ref` ahead of `data`, and the `too_large` answer then settles its publish.
+ */
+export const REF_SCAN_BYTES = 4096;
+
+/** The top-level `ref` within the first REF_SCAN_BYTES of a frame not parsed (too large). */
+export function leadingRef(message: string | ArrayBuffer | Uint8Array): string | undefined {
+  if (typeof message === 'string') return topLevelRef(message.slice(0, REF_SCAN_BYTES));
+  const bytes = message instanceof Uint8Array ? message : new Uint8Array(message);
+  return topLevelRef(lenient.decode(bytes.subarray(0, REF_SCAN_BYTES)));
+}
+
 /** UTF-8 byte length of a string, without encoding it when it is clearly under `limit`. */
 function utf8Bytes(text: string, limit: number): number {
   return text.length * 3 <= limit ? text.length : encoder.encode(text).byteLength;
@@ -40,7 +53,11 @@ export function readClientFrame(message: string | ArrayBuffer | Uint8Array, maxF
   const isText = typeof message === 'string';
   const size = isText ? utf8Bytes(message, maxFrameBytes) : message.byteLength;
   if (size > maxFrameBytes) {
-    return { ok: false, error: new TooLargeError(`frame of ${size} bytes exceeds ${maxFrameBytes}`), ref: undefined };
+    return {
+      ok: false,
+      error: new TooLargeError(`frame of ${size} bytes exceeds ${maxFrameBytes}`),
+      ref: leadingRef(message),
+    };
   }
   if (!isText) {
     const text = lenient.decode(message);

@@ -161,6 +161,10 @@ describe('edge worker: routing, auth, limits and error frames (workerd)', () => 
     socket.send({ op: 'pub', topic: 'limits.a', data: 'y'.repeat(6000), ref: 'big' });
     const tooLarge = await socket.next(err());
     assert.equal(tooLarge.op === 'err' && tooLarge.code, 'too_large');
+    // Not parsed, yet answered by its ref when that comes ahead of the data (PROTOCOL.md "Limits").
+    socket.send({ op: 'pub', ref: 'big-ref-first', topic: 'limits.a', data: 'y'.repeat(6000) });
+    const answered = await socket.next(err('big-ref-first'));
+    assert.equal(answered.op === 'err' && answered.code, 'too_large');
     socket.send({ op: 'pub', topic: 'limits.a', data: 'y'.repeat(2000), ref: 'big-message' });
     const overLimit = await socket.next(err('big-message'));
     assert.equal(overLimit.op === 'err' && overLimit.code, 'too_large');

@@ -10,6 +10,7 @@ import {
   type ClientFrame,
   createFrameOrder,
   isExpired,
+  leadingRef,
   MAX_DATA_DEPTH,
   parseClientFrame,
   type ServerFrame,
@@ -173,9 +174,11 @@ export class ClientConnection implements Subscriber {
   #onMessage(data: Buffer, isBinary: boolean): void {
     if (this.#closed) return;
     if (data.byteLength > this.#deps.config.max_frame_bytes) {
+      // Not parsed, but its `ref` is looked for in its first bytes (where clients put it, ahead
+      // of `data`): unanswered, the publish waited out the client's timeout and was resent.
       this.#error(
         new TooLargeError(`frame of ${data.byteLength} bytes exceeds ${this.#deps.config.max_frame_bytes}`),
-        undefined,
+        leadingRef(data),
       );
       return;
     }
