@@ -49,6 +49,18 @@ after(async () => {
 const storeOptions = (s: CassandraServer, overrides: Partial<CassandraStoreOptions> = {}) =>
   testStoreOptions(s, { timeoutMs: 1_500, ...overrides });
 
+/** The spool in front of the suite's Cassandra, in a folder of its own (the caller removes it). */
+async function spoolOverCassandra() {
+  const s = (await serverReady) as CassandraServer;
+  const dir = await tempDir();
+  const store = createSpoolingStore(createCassandraStore(storeOptions(s)), {
+    dataDir: dir,
+    drainIntervalMs: 100,
+    log: createLogger('silent'),
+  });
+  return { store, dir };
+}
+
 /** Cassandra stops answering (its JVM paused) while `work` runs, and answers again after. */
 async function whilePaused<T>(s: CassandraServer, work: () => Promise<T>): Promise<T> {
   process.kill(s.pid, 'SIGSTOP');
@@ -82,13 +94,7 @@ describe('spool in front of Cassandra: refusals are not outages', { skip }, () =
   });
 
   it('refuses a publish Cassandra rejects for good (an oversized mutation) instead of spooling it', async () => {
-    const s = (await serverReady) as CassandraServer;
-    const dir = await tempDir();
-    const store = createSpoolingStore(createCassandraStore(storeOptions(s)), {
-      dataDir: dir,
-      drainIntervalMs: 100,
-      log: createLogger('silent'),
-    });
+    const { store, dir } = await spoolOverCassandra();
     try {
       await assert.rejects(
         store.append([message('big', 'x'.repeat(OVERSIZED))]),
@@ -105,13 +111,7 @@ describe('spool in front of Cassandra: refusals are not outages', { skip }, () =
   });
 
   it('refuses only the oversized publish of a batch: the writer halves the batch down to it', async () => {
-    const s = (await serverReady) as CassandraServer;
-    const dir = await tempDir();
-    const store = createSpoolingStore(createCassandraStore(storeOptions(s)), {
-      dataDir: dir,
-      drainIntervalMs: 100,
-      log: createLogger('silent'),
-    });
+    const { store, dir } = await spoolOverCassandra();
     const delivered: string[] = [];
     const sizes: number[] = [];
     const counted: typeof store = Object.assign(Object.create(store) as typeof store, {
