@@ -1,7 +1,7 @@
 import { CLOSE_CODES, CLOSE_MESSAGE_TOO_BIG } from '../../shared/src/close-codes.ts';
 import { AnodeError, type ErrorCode, isErrorCode } from '../../shared/src/errors.ts';
 import { compareCursors, randomId } from '../../shared/src/ids.ts';
-import { SeenIds } from '../../shared/src/seen-ids.ts';
+import { RecentMap } from '../../shared/src/seen-ids.ts';
 import { matches } from '../../shared/src/topics.ts';
 import { type BackoffOptions, backoffDelay, MAX_DELAY_MS } from './backoff.ts';
 import { callSafely, Emitter } from './emitter.ts';
@@ -114,8 +114,11 @@ interface SubState {
    */
   resumedFrom: string | undefined;
   stalls: number;
-  /** Ids handed to this subscription's handler (made on its first message). */
-  seen: SeenIds | undefined;
+  /**
+   * Who this subscription is for duplicates (#handed): its own, or that of the subscription of its
+   * topic it replaced, which it goes on from.
+   */
+  dedup: object;
 }
 
 /** How long `close()` waits for the node to answer its closing handshake before it lets go. */
@@ -153,7 +156,11 @@ export class AnodeClient extends Emitter<ClientEvents> {
   #settleReady: ((error?: AnodeError) => void) | undefined;
   #socketClosed: Promise<void> = Promise.resolve();
   readonly #backoff: BackoffOptions | false;
-  readonly #seen: SeenIds;
+  /**
+   * The last `dedupWindow` ids, each with the subscriptions (SubState.dedup) its handlers were
+   * given it: one window for the client, a short list per id (usually one entry).
+   */
+  readonly #handed: RecentMap<object[]>;
   readonly #subs = new Map<string, SubState>();
   readonly #pubs = new Map<string, PubState>();
   readonly #pending = new Map<string, Pending>();
@@ -190,7 +197,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
     this.ready.catch(() => {}); // surfaced through `error` events too; avoid unhandled rejections
     this.#backoff =
       options.reconnect === false ? false : { initialDelayMs: 250, maxDelayMs: 10_000, ...(options.reconnect ?? {}) };
-    this.#seen = new SeenIds(options.dedupWindow ?? 10_000);
+    this.#handed = new RecentMap(options.dedupWindow ?? 10_000);
     void this.#connect();
   }
 
@@ -231,7 +238,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
       stalls: 0,
       // A subscription replacing one of its topic goes on where that one was: what it had is a
       // duplicate here too (a resubscribe from an older cursor replays only what is new to it).
-      seen: replaced?.seen,
+      dedup: replaced?.dedup ?? {},
     };
     if (this.#stopped) {
       state.active = false;
@@ -680,10 +687,15 @@ export class AnodeClient extends Emitter<ClientEvents> {
     }
     // Duplicates are dropped per subscription: a new subscription's replay of a message another
     // one already had is its own first copy (one `message` event per id for the client).
-    if (this.#seen.add(message.id)) this.emit('message', message);
-    const window = this.#options.dedupWindow ?? 10_000;
+    let handed = this.#handed.get(message.id);
+    if (!handed) {
+      this.#handed.set(message.id, (handed = []));
+      this.emit('message', message);
+    }
     for (const state of targets) {
-      if (state.handler && (state.seen ??= new SeenIds(window)).add(message.id)) callSafely(state.handler, message);
+      if (!state.handler || handed.includes(state.dedup)) continue;
+      handed.push(state.dedup);
+      callSafely(state.handler, message);
     }
   }
 

@@ -23,12 +23,17 @@ export class AttemptTimeoutError extends Error {
   override name = 'AttemptTimeoutError';
 }
 
+/** A stream connection that stays up this long is healthy: its source's failures start again from zero. */
+export const FORGIVE_AFTER_MS = 10_000;
+
 /**
  * One source at run time: its driver, its schedule, and its health. Poll sources run at a
  * fixed rate; after a failure they wait interval × 2^(failures-1) (capped at `backoff_max_ms`)
  * with jitter; stream sources reconnect after backoff_min_ms × 2^(failures-1), likewise. A
- * stream's failures are forgiven only once a connection has held for `backoff_max_ms`: an
- * upstream that accepts and at once closes (an auth refusal) backs off like one that refuses.
+ * stream's failures are forgiven only once a connection has held for FORGIVE_AFTER_MS (or
+ * `backoff_max_ms`, if shorter): an upstream that accepts and at once closes (an auth refusal)
+ * backs off like one that refuses, while one that ends healthy connections on purpose (every 30 s,
+ * say) is redialled at `backoff_min_ms` each time.
  */
 export function createSourceRuntime(definition: SourceDefinition, kind: SourceKind, deps: RuntimeDeps) {
   const now = deps.now ?? Date.now;
@@ -72,12 +77,15 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
     return delay / 2 + random() * (delay / 2);
   };
 
-  /** Forgive a stream's failures once this connection has held for backoff_max_ms. */
+  /** Forgive a stream's failures once this connection has held (see above). */
   const forgiveWhenHeld = (gen: number) => {
     clearTimeout(holding);
-    holding = setTimeout(() => {
-      if (gen === generation) health.failures = 0;
-    }, definition.backoff_max_ms);
+    holding = setTimeout(
+      () => {
+        if (gen === generation) health.failures = 0;
+      },
+      Math.min(definition.backoff_max_ms, FORGIVE_AFTER_MS),
+    );
     holding.unref();
   };
 

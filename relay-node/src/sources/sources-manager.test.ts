@@ -89,7 +89,9 @@ describe('sources manager: writing admin changes', () => {
     await manager.create(source('one'));
     await Promise.all(
       Array.from({ length: 50 }, async (_, i) => {
-        await manager.update('one', { interval_ms: 1_000 + i }, true);
+        const answer = (await manager.update('one', { interval_ms: 1_000 + i }, true)) as { interval_ms?: number };
+        // Answered with its change or a later one (one overtaken answers with the one that overtook it).
+        assert.ok((answer.interval_ms ?? 0) >= 1_000 + i, `${answer.interval_ms} for ${1_000 + i}`);
         // Whoever is answered finds the change, or a later one, in the files.
         const state = await createSourceStore(join(dir, 'sources.json')).load();
         assert.ok((state.changes.one?.interval_ms as number) >= 1_000 + i);

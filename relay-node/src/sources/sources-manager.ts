@@ -140,10 +140,19 @@ export function createSourcesManager(options: ManagerOptions) {
     return changes.versions[name] === version;
   };
 
-  /** The answer to a change that a later one overtook: the source as it is now (that change answers alike). */
+  /**
+   * The answer to a change that a later one overtook: the later change's definition (the runtime
+   * may not run it yet: this write can resolve before the later change is installed).
+   */
   const overtaken = (name: string) => {
-    if (!changes.changes[name]) throw new SourceNotFoundError(`source ${name} was deleted meanwhile`);
-    return view(get(name));
+    const newest = changes.changes[name];
+    if (!newest) throw new SourceNotFoundError(`source ${name} was deleted meanwhile`);
+    const runtime = runtimes.get(name);
+    return {
+      ...newest,
+      paused: validate(newest).paused,
+      status: runtime ? view(runtime).status : null,
+    };
   };
 
   /** Does a change (`version`, `raw`) win over this node's change of `name`? Ties: the greater JSON. */
