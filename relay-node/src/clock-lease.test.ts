@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -55,6 +55,23 @@ describe('clock lease: cursors stay in order across a restart', () => {
     const cursor = lease.clock.next();
     assert.ok(cursorTime(cursor) < (await f.read()), 'the file runs ahead of the cursor just minted');
     assert.equal(lease.until, await f.read());
+    lease.stop();
+    await f.remove();
+  });
+
+  it('refuses the cursor as unavailable when the lease cannot be written (a full disk), then goes on', async () => {
+    const f = await folder();
+    const lease = f.start();
+    // Fault injection: the lease's temporary file is a folder, so writing it fails as a full disk would.
+    await mkdir(join(f.dir, 'clock-lease.tmp'));
+    f.time.wall += 3 * LEASE_MS;
+    assert.throws(
+      () => lease.clock.next(),
+      (error: Error & { code?: string }) => error.code === 'unavailable' && /clock lease/.test(error.message),
+    );
+    await rm(join(f.dir, 'clock-lease.tmp'), { recursive: true });
+    const cursor = lease.clock.next();
+    assert.ok(cursorTime(cursor) < (await f.read()), 'leased again once the disk takes it');
     lease.stop();
     await f.remove();
   });

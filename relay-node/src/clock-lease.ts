@@ -1,7 +1,7 @@
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { HybridClock } from '@anode/shared';
+import { type HybridClock, UnavailableError } from '@anode/shared';
 import type { Logger } from './logger.ts';
 import { PRIVATE_FILE_MODE, syncFolder } from './private-files.ts';
 
@@ -101,8 +101,18 @@ export function leaseClock(dataDir: string, clock: HybridClock, log: Logger, now
     next() {
       const cursor = clock.next();
       // Reached without a renewal (the event loop was held for seconds, or the wall clock jumped
-      // ahead): renew before this cursor is used. A failed write throws, and the publish with it.
-      if (clock.time >= until) writeNow();
+      // ahead): renew before this cursor is used. A failed write (a full disk) refuses the publish
+      // as `unavailable`, which clients send again, not as an internal error, which they do not.
+      if (clock.time >= until) {
+        try {
+          writeNow();
+        } catch (error) {
+          throw new UnavailableError(
+            `cannot extend the clock lease in the data folder (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); try again`,
+            { cause: error },
+          );
+        }
+      }
       return cursor;
     },
     observe: (cursor) => clock.observe(cursor),

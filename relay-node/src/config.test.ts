@@ -36,6 +36,27 @@ describe('config', () => {
     assert.throws(() => loadConfig({ flags: { store: 'postgres' } }), /invalid config: store/);
   });
 
+  it('refuses blank, null and boolean numbers, and timers longer than Node can wait', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-config-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const file = join(dir, 'relay.json');
+    // Coerced, these were 0 ("keep for ever", a random port) or 1.
+    for (const [key, value] of [
+      ['retention_max_messages', null],
+      ['retention_max_age_ms', ''],
+      ['publish_rate', true],
+    ] as const) {
+      await writeFile(file, JSON.stringify({ [key]: value }));
+      assert.throws(() => loadConfig({ file }), new RegExp(`invalid config: ${key}: .*expected number`), key);
+    }
+    assert.throws(() => loadConfig({ env: { ANODE_PORT: ' ' } }), /invalid config: port/);
+    assert.equal(loadConfig({ env: { ANODE_PORT: ' 9000 ' } }).port, 9000);
+    for (const flag of ['client-ping-ms', 'shutdown-grace-ms', 'frame-timeout-ms', 'http-keep-alive-ms']) {
+      assert.throws(() => loadConfig({ flags: { [flag]: '3000000000' } }), /at most 2147483647/, flag);
+    }
+    assert.equal(loadConfig({ flags: { 'client-ping-ms': '0' } }).client_ping_ms, 0, 'client pings off');
+  });
+
   it('refuses a mesh with auth on and neither key nor allow-list, unless mesh_open accepts it', () => {
     const auth = { 'jwt-secret': 'x'.repeat(32) };
     const refusal = /auth is on but the mesh has neither mesh_key nor mesh_allow.*--mesh-open/;

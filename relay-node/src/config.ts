@@ -1,7 +1,17 @@
 import { readFileSync } from 'node:fs';
 import { DEFAULT_MAX_MESSAGE_BYTES, ENVELOPE_OVERHEAD_BYTES } from '@anode/shared';
 import { z } from 'zod';
-import { bool, jwtSecret, list, nonNegativeInt, port, positiveInt } from './config-fields.ts';
+import {
+  bool,
+  intIn,
+  jwtSecret,
+  list,
+  nonNegativeInt,
+  port,
+  positiveInt,
+  timerMs,
+  timerOrZeroMs,
+} from './config-fields.ts';
 import { meshConfigShape, openMeshRefusal } from './mesh/mesh-config.ts';
 import { edgeConfigShape } from './edge/edge-config.ts';
 import { cassandraConfigShape } from './storage/cassandra/cassandra-config.ts';
@@ -38,8 +48,7 @@ export const configSchema = z.object({
   cors_origins: list(z.string().min(1))
     .default([])
     .describe('origins allowed to call the HTTP API from a browser (comma-separated; * for any); none by default'),
-  max_message_bytes: positiveInt
-    .max(MAX_MESSAGE_BYTES_CEILING, 'at most 16 MiB (an edge link frame must carry one)')
+  max_message_bytes: intIn(1, MAX_MESSAGE_BYTES_CEILING, 'at most 16 MiB (an edge link frame must carry one)')
     .default(DEFAULT_MAX_MESSAGE_BYTES)
     .describe(
       'largest message accepted: its data, serialized (larger: too_large; at most 16 MiB); every inner limit is above it',
@@ -59,17 +68,17 @@ export const configSchema = z.object({
   max_connections_per_address: nonNegativeInt
     .default(1_000)
     .describe('open WebSockets per client address (0 = no limit; past it: 429 limit_reached)'),
-  http_keep_alive_ms: positiveInt
+  http_keep_alive_ms: timerMs
     .default(65_000)
     .describe(
       'an idle kept-alive HTTP connection is closed after this long; keep it above the idle timeout of a proxy or load balancer in front (often 60 s), or it may send a request on a connection the relay is closing',
     ),
-  client_ping_ms: nonNegativeInt
+  client_ping_ms: timerOrZeroMs
     .default(30_000)
     .describe(
       'every this long each client WebSocket is pinged; one that has not answered the previous ping is dropped (a client gone without a close, e.g. behind a NAT that forgot it; 0 = never)',
     ),
-  frame_timeout_ms: positiveInt
+  frame_timeout_ms: timerMs
     .default(10_000)
     .describe('a WebSocket handshake, request headers or a started frame left unfinished this long: closed (4003)'),
   metrics_token: z
@@ -86,10 +95,10 @@ export const configSchema = z.object({
   retention_max_messages: nonNegativeInt
     .default(100_000)
     .describe('keep at most this many messages per topic (0 = no limit)'),
-  retention_sweep_ms: positiveInt
+  retention_sweep_ms: timerMs
     .default(60_000)
     .describe('longest time between retention sweeps (sooner when a topic outgrows its limit)'),
-  shutdown_grace_ms: positiveInt.default(5_000).describe('how long a graceful shutdown may take'),
+  shutdown_grace_ms: timerMs.default(5_000).describe('how long a graceful shutdown may take'),
   ...cassandraConfigShape,
   ...meshConfigShape,
   ...sourcesConfigShape,

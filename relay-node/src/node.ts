@@ -102,7 +102,7 @@ async function assembleRelayNode(config: RelayConfig, log: Logger, overrides: Re
   });
 
   const auth = config.jwt_secret || config.jwt_public_keys.length > 0;
-  const publicKeys = await Promise.all(config.jwt_public_keys.map((path) => readFile(path, 'utf8')));
+  const publicKeys = await Promise.all(config.jwt_public_keys.map((path) => readPublicKey(path)));
   const verify = await createTokenVerifier(auth ? { hs256Secret: config.jwt_secret, publicKeys } : undefined);
   let accepting = true;
   let url = '';
@@ -255,4 +255,16 @@ async function assembleRelayNode(config: RelayConfig, log: Logger, overrides: Re
       log.info('stopped');
     },
   };
+}
+
+/** A `jwt_public_keys` file's PEM, checked on its own so that an error names the file. */
+async function readPublicKey(path: string): Promise<string> {
+  try {
+    const pem = await readFile(path, 'utf8');
+    await createTokenVerifier({ publicKeys: [pem] });
+    return pem;
+  } catch (error) {
+    const why = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new Error(`jwt_public_keys: ${path}: ${why}`, { cause: error });
+  }
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { chmod, readdir, stat } from 'node:fs/promises';
+import { generateKeyPairSync, sign } from 'node:crypto';
+import { chmod, readdir, stat, writeFile } from 'node:fs/promises';
 import { Agent, createServer, type IncomingHttpHeaders, request as httpRequest, type Server } from 'node:http';
 import { type AddressInfo, connect, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -230,6 +231,42 @@ describe('status, metrics and logs with auth on', () => {
   });
 });
 
+describe('JWT public-key files', () => {
+  /** An EdDSA token signed with Node's crypto (no JWT library on this side). */
+  const eddsaToken = (privateKey: ReturnType<typeof generateKeyPairSync>['privateKey'], claims: object) => {
+    const part = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    const body = `${part({ alg: 'EdDSA', typ: 'JWT' })}.${part(claims)}`;
+    return `${body}.${sign(null, Buffer.from(body), privateKey).toString('base64url')}`;
+  };
+
+  it('verifies tokens with an Ed25519 key from a file, and refuses to start naming a file that holds none', async () => {
+    const dir = await tempDir();
+    const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+    const good = join(dir, 'good.pem');
+    await writeFile(good, publicKey.export({ type: 'spki', format: 'pem' }));
+    const relay = await startRelay({ 'jwt-public-keys': good });
+    try {
+      const exp = Math.floor(Date.now() / 1000) + 60;
+      const token = eddsaToken(privateKey, { sub: 'k1', exp, anode: { pub: ['keys.>'] } });
+      const post = (bearer: string) =>
+        fetch(`${relay.url}/v1/topics/keys.t/messages`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ data: 1 }),
+        });
+      assert.equal((await post(token)).status, 202);
+      const other = generateKeyPairSync('ed25519').privateKey;
+      assert.equal((await post(eddsaToken(other, { sub: 'k1', exp, anode: { pub: ['keys.>'] } }))).status, 401);
+    } finally {
+      await relay.stop();
+    }
+    const bad = join(dir, 'not-a-key.pem');
+    await writeFile(bad, 'hello');
+    await assert.rejects(startRelay({ 'jwt-public-keys': `${good},${bad}` }), /jwt_public_keys: .*not-a-key\.pem/);
+    await assert.rejects(startRelay({ 'jwt-public-keys': join(dir, 'missing.pem') }), /missing\.pem: ENOENT/);
+  });
+});
+
 describe('connection caps', () => {
   let relay: TestRelay;
   before(async () => {
@@ -420,6 +457,29 @@ describe('WebSocket topic URLs', () => {
     );
     assert.equal(error?.status, 400);
     assert.match(error?.body ?? '', /bad_frame/);
+  });
+
+  it('takes a client that leaves mid-body for the client’s doing, not an internal error', async () => {
+    const port = Number(new URL(relay.url).port);
+    const internal = async () =>
+      Number(
+        /anode_errors_total\{code="internal"\} (\d+)/.exec(await (await fetch(`${relay.url}/metrics`)).text())?.[1] ??
+          0,
+      );
+    const before = await internal();
+    for (let i = 0; i < 3; i++) {
+      const socket = connect(port, '127.0.0.1');
+      socket.on('error', () => {});
+      socket.write(
+        'POST /v1/topics/gone.t/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+          'Content-Length: 1000\r\n\r\n{"data":',
+      );
+      await new Promise((r) => setTimeout(r, 100));
+      socket.resetAndDestroy();
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(await internal(), before, 'no internal error counted');
+    assert.equal((await fetch(`${relay.url}/healthz`)).status, 200);
   });
 
   it('answers an upgrade whose request target is no URL with 400 bad_frame, and stays up', async () => {

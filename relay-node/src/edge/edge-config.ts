@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { list, nonNegativeInt, positiveInt } from '../config-fields.ts';
+import { list, nonNegativeInt, timerMs } from '../config-fields.ts';
 
 /**
  * Config keys of the edge link. Edge links are off unless `edge_link_secret` is set (the same
@@ -19,5 +19,5 @@ export const edgeConfigShape = {
   edge_max_links: nonNegativeInt
     .default(10_000)
     .describe('most edge links (one per topic) at once; past it dial requests get limit_reached (0 = no limit)'),
-  edge_ping_ms: positiveInt.default(30_000).describe('how often edge links are pinged (a silent link is dropped)'),
+  edge_ping_ms: timerMs.default(30_000).describe('how often edge links are pinged (a silent link is dropped)'),
 };

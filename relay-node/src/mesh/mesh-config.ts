@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { bool, list, nonNegativeInt, port, positiveInt } from '../config-fields.ts';
+import { bool, intIn, list, nonNegativeInt, port, positiveInt, timerMs, timerOrZeroMs } from '../config-fields.ts';
 import { DEFAULT_MEMBER_INTERVAL_MS } from './member-cadence.ts';
 
 const multiaddr = z.string().regex(/^\//, 'a multiaddr starts with /');
@@ -49,7 +49,7 @@ export const meshConfigShape = {
     .enum(['all', 'subscribed'])
     .default('all')
     .describe('all: carry every shard; subscribed: only the shards local subscribers need'),
-  mesh_shards: positiveInt.max(1024).default(32).describe('gossip shard topics (the same on every node)'),
+  mesh_shards: intIn(1, 1024).default(32).describe('gossip shard topics (the same on every node)'),
   mesh_stun: list(z.string().regex(/^stuns?:/, 'a stun: URL'))
     .default([])
     .describe('STUN servers for WebRTC (e.g. stun:relay.example:3478)'),
@@ -58,21 +58,21 @@ export const meshConfigShape = {
   mesh_sync_lookback_ms: nonNegativeInt
     .default(30_000)
     .describe('catch-up re-reads this much before the last sync (clock skew and delivery delay)'),
-  mesh_startup_sync_ms: nonNegativeInt
+  mesh_startup_sync_ms: timerOrZeroMs
     .default(10_000)
     .describe('how long start waits for the first catch-up from a peer before serving'),
-  mesh_discovery_interval_ms: positiveInt.default(10_000).describe('how often a node announces itself on the mesh'),
-  mesh_ping_interval_ms: positiveInt
+  mesh_discovery_interval_ms: timerMs.default(10_000).describe('how often a node announces itself on the mesh'),
+  mesh_ping_interval_ms: timerMs
     .default(10_000)
     .describe(
       'how often peers are pinged; a peer that misses 3 pings in a row (each waited for max(5 s, this)) is dropped',
     ),
-  mesh_member_interval_ms: positiveInt
+  mesh_member_interval_ms: timerMs
     .default(DEFAULT_MEMBER_INTERVAL_MS)
     .describe(
       'how often a node tells the mesh it is alive (who pulls which source follows the live members); above 10 members, × members/10',
     ),
-  mesh_member_timeout_ms: positiveInt
+  mesh_member_timeout_ms: timerMs
     .default(5_000)
     .describe(
       'a member silent this long is dead and its sources move to others (a closed connection: at once); a member beating less often (above 10 members) gets as many of its beats',
@@ -82,8 +82,7 @@ export const meshConfigShape = {
     .describe(
       'a publishing node sends its batches to every connected peer of the shard (off: to its gossip mesh only; for very large meshes)',
     ),
-  mesh_gossip_batch_ms: nonNegativeInt
-    .max(1_000)
+  mesh_gossip_batch_ms: intIn(0, 1_000)
     .default(5)
     .describe('a busy node gathers its accepted messages this long into one gossip batch per shard (0: no wait)'),
   mesh_max_message_bytes: positiveInt

@@ -56,6 +56,12 @@ export function createHttpApp(deps: HttpDeps): Hono<Env> {
   const publishBuckets = createKeyedBuckets(config.publish_rate, config.publish_burst);
 
   app.onError((error, c) => {
+    if (!(error instanceof AnodeError) && clientLeft(error)) {
+      // The client went away mid-body: its doing, not the node's (an internal error raised alarms).
+      deps.log.debug({ err: error, path: c.req.path }, 'client left during the request');
+      metrics.errors.inc({ code: 'bad_frame' });
+      return c.json({ error: { code: 'bad_frame', message: 'the request ended before its body did' } }, 400);
+    }
     const anode = error instanceof AnodeError ? error : toAnodeError(error);
     if (anode.code === 'internal') deps.log.error({ err: error, path: c.req.path }, 'internal error');
     metrics.errors.inc({ code: anode.code });
@@ -144,4 +150,10 @@ export function createHttpApp(deps: HttpDeps): Hono<Env> {
 
   for (const mount of deps.extraRoutes ?? []) mount(app as unknown as Hono);
   return app;
+}
+
+/** A request body cut off by the client (its connection reset or closed mid-body). */
+function clientLeft(error: unknown): boolean {
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  return code === 'ECONNRESET' || message === 'aborted';
 }

@@ -1,6 +1,6 @@
 import { isPattern, isTopic } from '@anode/shared';
 import { z } from 'zod';
-import { positiveInt } from '../config-fields.ts';
+import { positiveInt, timerMs } from '../config-fields.ts';
 import { BUILTIN_KINDS } from './kinds/builtin-kinds.ts';
 import { parseDefinition } from './definition.ts';
 
@@ -41,7 +41,7 @@ export const sourcesConfigShape = {
     .describe('per-topic middleware, run after a source\'s own steps: [{"topic":"pattern","steps":["name"]}]'),
   plugins_dir: z.string().min(1).optional().describe('folder of middleware step modules (.ts/.js)'),
   source_concurrency: positiveInt.default(256).describe('source polls and connects in flight at once'),
-  source_step_timeout_ms: positiveInt.default(1_000).describe('default time limit of one middleware step'),
+  source_step_timeout_ms: timerMs.default(1_000).describe('default time limit of one middleware step'),
   dead_letter_topic: z
     .string()
     .refine(isTopic, 'not a valid topic')

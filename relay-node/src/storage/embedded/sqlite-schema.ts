@@ -57,9 +57,11 @@ export const sqlitePragmas = (fsync: boolean): string =>
   'PRAGMA wal_autocheckpoint = 10000; PRAGMA journal_size_limit = 67108864; PRAGMA busy_timeout = 5000;';
 
 /** Open the file (or `:memory:`) with the store's settings. */
-export function openDatabase(path: string, fsync: boolean): DatabaseSync {
+/** `maxPages`: SQLite's max_page_count, for tests (writes past it fail as on a full disk). */
+export function openDatabase(path: string, fsync: boolean, maxPages?: number): DatabaseSync {
   const db = new DatabaseSync(path);
   db.exec(sqlitePragmas(fsync));
+  if (maxPages !== undefined) db.exec(`PRAGMA max_page_count = ${Math.floor(maxPages)}`);
   return db;
 }
 

@@ -283,3 +283,46 @@ describe('embedded store: a cursor another message holds', () => {
     });
   }
 });
+
+describe('embedded store on a full disk', () => {
+  for (const fsync of [true, false]) {
+    it(`says why a write failed and is not healthy meanwhile; reads go on (fsync ${fsync})`, async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'anode-sqlite-'));
+      // SQLite's max_page_count stands in for a full disk: writes past it fail with SQLITE_FULL.
+      const store = createSqliteStore({
+        dataDir: dir,
+        retention: { maxAgeMs: 0, maxMessages: 0 },
+        fsync,
+        maxPages: 80,
+      });
+      const clock = createHybridClock('full');
+      const big = (i: number): Envelope => ({
+        id: randomId(),
+        topic: 'full.t',
+        cursor: clock.next(),
+        source: 's',
+        ts: Date.now(),
+        data: `${i}:${'x'.repeat(20_000)}`,
+      });
+      try {
+        let failure: Error | undefined;
+        let stored = 0;
+        for (let i = 0; i < 100 && !failure; i++) {
+          // Batches above the event loop's inline size go to the writer thread (fsync off too).
+          await store.append(Array.from({ length: 40 }, (_, j) => big(i * 40 + j))).then(
+            () => (stored += 40),
+            (error: Error) => (failure = error),
+          );
+        }
+        assert.match(String(failure?.message), /full/, 'the write says the disk is full, not that a rollback failed');
+        const health = await store.health();
+        assert.equal(health.ok, false);
+        assert.match(String(health.detail), /last write failed: .*full/);
+        assert.equal((await store.history('full.t', { limit: 1_000 })).length, stored, 'what was stored is read');
+      } finally {
+        await store.close();
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+  }
+});

@@ -47,6 +47,8 @@ export interface SqliteStoreOptions {
   memory?: boolean;
   /** Messages deleted per retention transaction (default SWEEP_STEP). */
   sweepStep?: number;
+  /** For tests: the database's most pages (SQLite's max_page_count): past it, writes fail as on a full disk. */
+  maxPages?: number;
 }
 
 /** The largest batch written on the event loop (fsync off, thread idle); see above. */
@@ -68,6 +70,11 @@ const INLINE_DURING_CHECKPOINT = 2_500;
  * during a step are written before the next step.
  */
 const SWEEP_STEP = 2_000;
+/**
+ * After a failed append (a full disk, an I/O error), health says not ok for this long, so a load
+ * balancer sends publishes elsewhere; then ok again, to be tried (reads never needed the disk's room).
+ */
+const WRITE_FAILURE_MS = 10_000;
 
 export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
   let path = ':memory:';
@@ -77,12 +84,13 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
     ensurePrivateFile(path);
   }
   const fsync = options.fsync !== false;
-  const db = openDatabase(path, fsync);
+  const db = openDatabase(path, fsync, options.maxPages);
   migrate(db);
-  const writes = options.memory ? inProcess(createWrites(db)) : startWriterThread(path, fsync);
+  const writes = options.memory ? inProcess(createWrites(db)) : startWriterThread(path, fsync, options.maxPages);
   const inline = !fsync && !options.memory ? createWrites(db) : undefined;
   let inlineRows = 0;
   if (inline) db.exec('PRAGMA wal_autocheckpoint = 0');
+  let writeFailed: { message: string; at: number } | undefined;
   // While the thread's checkpoint runs, at most INLINE_DURING_CHECKPOINT rows are written here;
   // beyond them, writes queue behind the checkpoint on the thread, as they all did before. That
   // bounds the log, and the copy left for this connection, when the event loop never yields
@@ -134,7 +142,14 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
 
     async append(messages) {
       const rows = messages.map((m): WriteRow => [m.id, m.topic, m.cursor, m.source, m.ts, JSON.stringify(m.data)]);
-      const stored = inline && writeInline(rows) ? appendInline(inline, rows) : await writes.append(rows);
+      let stored: Awaited<ReturnType<typeof writes.append>>;
+      try {
+        stored = inline && writeInline(rows) ? appendInline(inline, rows) : await writes.append(rows);
+        writeFailed = undefined;
+      } catch (error) {
+        writeFailed = { message: (error as Error).message, at: Date.now() };
+        throw error;
+      }
       return messages.map((m, i): AppendResult => {
         const existing = stored[i];
         if (existing === CURSOR_TAKEN) return { envelope: m, inserted: false, conflict: true };
@@ -178,6 +193,9 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
 
     async health(): Promise<StoreHealth> {
       if (writes.failure) return { ok: false, detail: writes.failure, path };
+      if (writeFailed && Date.now() - writeFailed.at < WRITE_FAILURE_MS) {
+        return { ok: false, detail: `the last write failed: ${writeFailed.message}`, path };
+      }
       try {
         db.prepare('SELECT 1').get();
         return { ok: true, path };

@@ -7,8 +7,8 @@ import { createWrites } from './sqlite-writes.ts';
  * The embedded store's writer thread: owns the one writing connection and runs each request as
  * one transaction, in arrival order, replying once it is committed (and synced, with fsync on).
  */
-const { path, fsync } = workerData as { path: string; fsync: boolean };
-const db = openDatabase(path, fsync);
+const { path, fsync, maxPages } = workerData as { path: string; fsync: boolean; maxPages?: number };
+const db = openDatabase(path, fsync, maxPages);
 const writes = createWrites(db);
 const port = parentPort;
 if (!port) throw new Error('sqlite-writer-thread runs as a worker thread');

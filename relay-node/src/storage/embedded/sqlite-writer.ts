@@ -53,9 +53,9 @@ function profilingFlags(): string[] {
   return flags;
 }
 
-export function startWriterThread(path: string, fsync: boolean): AsyncWrites {
+export function startWriterThread(path: string, fsync: boolean, maxPages?: number): AsyncWrites {
   const worker = new Worker(new URL('./sqlite-writer-thread.ts', import.meta.url), {
-    workerData: { path, fsync },
+    workerData: { path, fsync, maxPages },
     execArgv: profilingFlags(),
   });
   const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();

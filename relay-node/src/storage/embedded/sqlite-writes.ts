@@ -73,7 +73,9 @@ export function createWrites(db: DatabaseSync): Writes {
       db.exec('COMMIT');
       return result;
     } catch (error) {
-      db.exec('ROLLBACK');
+      // A failed COMMIT (SQLITE_FULL) has rolled back already: a ROLLBACK then throws "no
+      // transaction is active", and that error replaced the one that says why.
+      if (db.isTransaction) db.exec('ROLLBACK');
       throw error;
     }
   };
