@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
+import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { createHybridClock, type Envelope, randomNodeId } from '@anode/shared';
 import cassandra from 'cassandra-driver';
+import { type WebSocket, WebSocketServer } from 'ws';
 import {
   createCassandraStore,
   type CassandraStoreOptions,
@@ -13,7 +15,7 @@ import { createWriter } from '@anode/relay-node/src/hub/writer.ts';
 import { createLogger } from '@anode/relay-node/src/logger.ts';
 import { createMetrics } from '@anode/relay-node/src/metrics.ts';
 import { createSpoolingStore } from '@anode/relay-node/src/storage/spool/spooling-store.ts';
-import { tempDir } from '../helpers/relay.ts';
+import { startRelay, tempDir } from '../helpers/relay.ts';
 import { type CassandraServer, findJava, startCassandra } from './cassandra-server.ts';
 import { testStoreOptions } from './store-options.ts';
 
@@ -153,6 +155,65 @@ describe('spool in front of Cassandra: refusals are not outages', { skip }, () =
     } finally {
       await store.close();
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('acks an edge link frame with the oversized message named in refused, not the frame refused whole', async () => {
+    const s = (await serverReady) as CassandraServer;
+    const secret = 'refusals-edge-link-secret-0123';
+    // A stand-in for an edge's Durable Object: accepts the relay's dial-back, records its frames.
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    await once(wss, 'listening');
+    const frames: Record<string, unknown>[] = [];
+    const links: WebSocket[] = [];
+    wss.on('connection', (ws) => {
+      links.push(ws);
+      ws.on('message', (data) => frames.push(JSON.parse(String(data)) as Record<string, unknown>));
+    });
+    const relay = await startRelay({
+      store: 'cassandra',
+      'cassandra-contact-points': `${s.host}:${s.port}`,
+      'cassandra-keyspace': 'refusals_edge',
+      'edge-url': `http://127.0.0.1:${(wss.address() as { port: number }).port}`,
+      'edge-link-secret': secret,
+    });
+    const until = async <T>(what: string, get: () => T | undefined): Promise<T> => {
+      for (const deadline = Date.now() + 15_000; ; await new Promise((r) => setTimeout(r, 20))) {
+        const value = get();
+        if (value !== undefined) return value;
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      }
+    };
+    try {
+      const dialed = await fetch(`${relay.url}/v1/edge/dial?topic=refusals.edge`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${secret}` },
+      });
+      assert.equal(dialed.status, 202);
+      const link = await until('the dial-back', () => links[0]);
+      await until('hello', () => frames.find((f) => f.op === 'hello'));
+      const cursor = (n: number) => `${(Date.now() + n).toString(16).padStart(16, '0')}-eabc`;
+      const envelope = (id: string, n: number, data: unknown) => ({
+        id,
+        topic: 'refusals.edge',
+        cursor: cursor(n),
+        source: 'e',
+        ts: Date.now(),
+        data,
+      });
+      const messages = [envelope('ea', 0, 1), envelope('eb', 1, 'x'.repeat(OVERSIZED)), envelope('ec', 2, 3)];
+      link.send(JSON.stringify({ op: 'pub', ref: 'p1', messages }));
+      const answer = await until('the answer', () => frames.find((f) => f.ref === 'p1'));
+      assert.equal(answer.op, 'ack', JSON.stringify(answer).slice(0, 300));
+      assert.deepEqual(answer.ids, ['ea', 'ec']);
+      assert.deepEqual(
+        (answer.refused as { id: string; code: string }[]).map((r) => [r.id, r.code]),
+        [['eb', 'too_large']],
+      );
+    } finally {
+      for (const link of links) link.terminate();
+      wss.close();
+      await relay.stop();
     }
   });
 

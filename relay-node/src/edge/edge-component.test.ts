@@ -108,6 +108,9 @@ describe('edge links, relay side', () => {
     const frame = (op: string, ref?: string) =>
       edge.until(op, () => link.frames.find((f) => f.op === op && (ref === undefined || f.ref === ref)));
     await frame('hello');
+    // Binary frames are refused (ws checks UTF-8 in text frames only), and the link stays up.
+    link.ws.send(Buffer.from([0x7b, 0xff, 0x7d]), { binary: true });
+    assert.match(String((await frame('err')).message), /binary frames are not supported/);
 
     link.ws.send(JSON.stringify({ op: 'sub', ref: 's' }));
     await frame('subscribed', 's');

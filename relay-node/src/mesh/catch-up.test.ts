@@ -9,6 +9,7 @@ import type { Libp2p } from '@libp2p/interface';
 import { noise } from '@libp2p/noise';
 import { tcp } from '@libp2p/tcp';
 import { yamux } from '@libp2p/yamux';
+import { lpStream } from '@libp2p/utils';
 import { multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
 import { createLogger } from '../logger.ts';
@@ -240,4 +241,49 @@ describe('catch-up from a peer that stops answering', { timeout: 30_000 }, () =>
     stop.abort(new Error('node stopping'));
     await assert.rejects(running, /node stopping/);
   });
+
+  it('stops paging a peer whose answers go nowhere, and answers no malformed request', async () => {
+    // A peer (buggy, or another implementation) that answers every history page with no message
+    // and a `next` past the last: it held the one catch-up slot for ever before.
+    for (const next of [(after: string) => `${after}z`, (after: string) => bump(after)]) {
+      const server = await node();
+      let pages = 0;
+      await server.handle(
+        CATCH_UP_PROTOCOL,
+        async (stream) => {
+          const lp = lpStream(stream);
+          for (;;) {
+            const request = JSON.parse(new TextDecoder().decode((await lp.read()).subarray())) as Record<
+              string,
+              string
+            >;
+            const answer =
+              request.op === 'topics'
+                ? { topics: ['t.a'], next: null }
+                : (pages++, { messages: [], next: next(request.after ?? '0') });
+            await lp.write(new TextEncoder().encode(JSON.stringify(answer)));
+          }
+        },
+        { runOnLimitedConnection: true },
+      );
+      const client = await node();
+      await client.dial(server.getMultiaddrs());
+      assert.equal(await from(client, server.peerId), 0);
+      assert.ok(pages <= 20, `${pages} pages asked`);
+    }
+    const answer = catchUpAnswer({ store: memoryStore(), shards, maxMessageBytes: 1024, log: createLogger('silent') });
+    for (const request of [
+      { op: 'history', topic: 't.a', after: 'nope' },
+      { op: 'history', topic: 'a..b', after: '0' },
+      { op: 'history', topic: 't.a' },
+    ]) {
+      assert.deepEqual(await answer(request), { error: 'history: topic or after malformed' }, JSON.stringify(request));
+    }
+  });
 });
+
+/** The next cursor after `cursor`, by its time part (a well-formed cursor a peer could send). */
+function bump(cursor: string): string {
+  const time = cursor === '0' ? 1 : Number.parseInt(cursor.slice(0, 16), 16) + 1;
+  return `${time.toString(16).padStart(16, '0')}-peer`;
+}

@@ -1,4 +1,4 @@
-import { type Envelope, type MessageStore, utf8Length } from '@anode/shared';
+import { type Envelope, isCursor, isTopic, type MessageStore, utf8Length } from '@anode/shared';
 import type { PeerId, Stream } from '@libp2p/interface';
 import { lpStream } from '@libp2p/utils';
 import { pageWithMore } from '../storage/merge-page.ts';
@@ -34,6 +34,12 @@ const TOPICS_PAGE = 1000;
 const TOPICS_PAGE_BYTES = 64 * 1024;
 const FRAME_SLACK = 64 * 1024;
 const REQUEST_TIMEOUT_MS = 15_000;
+/**
+ * Pages in a row a peer may answer with no message and a `next` (a page of only messages too
+ * large to carry is one): past them it is taken as going nowhere. A peer answering `next` after
+ * `next` with nothing held the one catch-up slot for ever (every other peer's repair waited).
+ */
+const MAX_EMPTY_PAGES = 16;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
@@ -150,7 +156,8 @@ export function catchUpAnswer(deps: { store: MessageStore; shards: Shards; maxMe
       const after = typeof request.after === 'string' ? request.after : undefined;
       return JSON.stringify(topicsPage(await listed(request.shards), after));
     }
-    if (request.op === 'history' && typeof request.topic === 'string' && typeof request.after === 'string') {
+    if (request.op === 'history') {
+      if (!isTopic(request.topic) || !isCursor(request.after)) return { error: 'history: topic or after malformed' };
       const limit = Math.min(PAGE_LIMIT, Math.max(1, Number(request.limit) || PAGE_LIMIT));
       // Read no more than a frame holds: 500 stored messages of 1 MiB would otherwise be loaded
       // for a page that sends one. A page the store cut short by bytes is not the end: one more
@@ -226,13 +233,16 @@ export async function catchUpFrom(host: Host, shards: Shards, maxMessageBytes: n
   const historyOf = async (topic: string) => {
     let fresh = 0;
     let after: string | null = request.plan?.from(topic) ?? request.after;
+    let empty = 0;
     while (after !== null) {
       request.signal?.throwIfAborted();
       const page = await ask({ op: 'history', topic, after, limit: PAGE_LIMIT });
       const messages = (Array.isArray(page.messages) ? page.messages : []) as unknown[];
       fresh += await request.ingest(messages.filter((m) => (m as { topic?: unknown } | null)?.topic === topic));
       const next: unknown = page.next;
-      after = typeof next === 'string' && next > after ? next : null;
+      empty = messages.length === 0 ? empty + 1 : 0;
+      // Only a cursor past this page's start moves on (it is kept as progress, in mesh-sync.json).
+      after = isCursor(next) && next > after && empty <= MAX_EMPTY_PAGES ? next : null;
       if (after !== null) request.plan?.reached(topic, after);
     }
     request.plan?.finished(topic);
@@ -249,12 +259,15 @@ export async function catchUpFrom(host: Host, shards: Shards, maxMessageBytes: n
         shard_count: shards.count,
         ...(topicsAfter === undefined ? {} : { after: topicsAfter }),
       });
-      for (const topic of Array.isArray(listed.topics) ? listed.topics : []) {
-        if (typeof topic !== 'string' || !wanted.has(shards.of(topic))) continue;
+      const topics = Array.isArray(listed.topics) ? (listed.topics as unknown[]) : [];
+      for (const topic of topics) {
+        if (!isTopic(topic) || !wanted.has(shards.of(topic))) continue;
         fresh += await historyOf(topic);
       }
       const next: unknown = listed.next;
-      topicsAfter = typeof next === 'string' && (topicsAfter === undefined || next > topicsAfter) ? next : undefined;
+      // A listing page goes on only from a topic past the last, and only while it lists some.
+      topicsAfter =
+        isTopic(next) && topics.length > 0 && (topicsAfter === undefined || next > topicsAfter) ? next : undefined;
     } while (topicsAfter !== undefined);
     await stream.close(bounded());
     return fresh;
