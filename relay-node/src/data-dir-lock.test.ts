@@ -51,4 +51,29 @@ describe('data folder lock', () => {
     }
     lockDataDir(dir).release(); // no stale lock after a SIGKILL
   });
+
+  it('keeps the lock against other processes after a second try in the same process was refused', async () => {
+    const first = lockDataDir(dir);
+    try {
+      assert.throws(() => lockDataDir(dir), DataDirInUseError);
+      // Another process must still be refused: closing any descriptor of the lock file (as a
+      // second try that opened it did) dropped this process's lock on it.
+      const module = new URL('./data-dir-lock.ts', import.meta.url).pathname;
+      const child = spawn(
+        process.execPath,
+        [
+          '--input-type=module',
+          '-e',
+          `const { lockDataDir } = await import(${JSON.stringify(module)}); try { lockDataDir(${JSON.stringify(dir)}); console.log('took it'); } catch (e) { console.log(e.name); }`,
+        ],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      let out = '';
+      child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+      await new Promise((resolve) => child.once('exit', resolve));
+      assert.equal(out.trim(), 'DataDirInUseError');
+    } finally {
+      first.release();
+    }
+  });
 });

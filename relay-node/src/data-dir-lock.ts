@@ -1,3 +1,4 @@
+import { realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { ensurePrivateFile } from './private-files.ts';
@@ -37,10 +38,18 @@ export class DataDirInUseError extends Error {
  * (the CI run of 2026-11-30 caught it in data-dir-lock.test.ts). Kept here until released.
  */
 const holding = new Set<DatabaseSync>();
+/**
+ * The lock files this process holds (real paths). A second try within the process is refused
+ * here, before anything opens the file: closing any descriptor of a file drops every POSIX lock
+ * the process holds on it, so a failed second try released the first relay's lock.
+ */
+const held = new Set<string>();
 
 /** Take the data folder for this relay, or throw DataDirInUseError. The folder must exist. */
 export function lockDataDir(dataDir: string): DataDirLock {
   const path = join(dataDir, 'lock');
+  const real = join(realpathSync(dataDir), 'lock');
+  if (held.has(real)) throw new DataDirInUseError(dataDir);
   ensurePrivateFile(path);
   const db = new DatabaseSync(path, { timeout: 0 });
   try {
@@ -50,14 +59,16 @@ export function lockDataDir(dataDir: string): DataDirLock {
     if (/locked|busy/i.test((error as Error).message)) throw new DataDirInUseError(dataDir);
     throw error;
   }
-  let held = true;
+  let holds = true;
   holding.add(db);
+  held.add(real);
   return {
     path,
     release() {
-      if (!held) return;
-      held = false;
+      if (!holds) return;
+      holds = false;
       holding.delete(db);
+      held.delete(real);
       db.close();
     },
   };
