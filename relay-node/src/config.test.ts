@@ -51,7 +51,14 @@ describe('config', () => {
     }
     assert.throws(() => loadConfig({ env: { ANODE_PORT: ' ' } }), /invalid config: port/);
     assert.equal(loadConfig({ env: { ANODE_PORT: ' 9000 ' } }).port, 9000);
-    for (const flag of ['client-ping-ms', 'shutdown-grace-ms', 'frame-timeout-ms', 'http-keep-alive-ms']) {
+    for (const flag of [
+      'client-ping-ms',
+      'shutdown-grace-ms',
+      'frame-timeout-ms',
+      'http-keep-alive-ms',
+      'cassandra-timeout-ms',
+      'spool-drain-ms',
+    ]) {
       assert.throws(() => loadConfig({ flags: { [flag]: '3000000000' } }), /at most 2147483647/, flag);
     }
     assert.equal(loadConfig({ flags: { 'client-ping-ms': '0' } }).client_ping_ms, 0, 'client pings off');

@@ -16,6 +16,7 @@ import { createLogger } from '@anode/relay-node/src/logger.ts';
 import { createMetrics } from '@anode/relay-node/src/metrics.ts';
 import { createSpoolingStore } from '@anode/relay-node/src/storage/spool/spooling-store.ts';
 import { startRelay, tempDir } from '../helpers/relay.ts';
+import { openSocket } from '../helpers/ws.ts';
 import { type CassandraServer, findJava, startCassandra } from './cassandra-server.ts';
 import { testStoreOptions } from './store-options.ts';
 
@@ -201,6 +202,8 @@ describe('spool in front of Cassandra: refusals are not outages', { skip }, () =
         ts: Date.now(),
         data,
       });
+      const subscriber = await openSocket(`${relay.wsUrl}/v1/topics/refusals.edge/ws`);
+      await subscriber.next((f) => f.op === 'subscribed');
       const messages = [envelope('ea', 0, 1), envelope('eb', 1, 'x'.repeat(OVERSIZED)), envelope('ec', 2, 3)];
       link.send(JSON.stringify({ op: 'pub', ref: 'p1', messages }));
       const answer = await until('the answer', () => frames.find((f) => f.ref === 'p1'));
@@ -210,6 +213,13 @@ describe('spool in front of Cassandra: refusals are not outages', { skip }, () =
         (answer.refused as { id: string; code: string }[]).map((r) => [r.id, r.code]),
         [['eb', 'too_large']],
       );
+      // The others are delivered live (and gossiped), although the refused batch stored them.
+      const delivered = [await subscriber.next((f) => f.op === 'msg'), await subscriber.next((f) => f.op === 'msg')];
+      assert.deepEqual(
+        delivered.map((f) => f.op === 'msg' && f.id),
+        ['ea', 'ec'],
+      );
+      subscriber.close();
     } finally {
       for (const link of links) link.terminate();
       wss.close();

@@ -240,3 +240,30 @@ describe('edge links, reserved source names', () => {
     }
   });
 });
+
+describe('edge links, clocks', () => {
+  it('moves the relay’s clock past an edge message’s cursor, so what it accepts next sorts after', async () => {
+    const edge = await fakeEdge();
+    const node = await startNode({ 'edge-url': edge.origin });
+    try {
+      assert.equal((await node.dial('topic=unit.clock')).status, 202);
+      const link = await edge.until('the dial-back', () => edge.links[0]);
+      await edge.until('hello', () => link.frames.find((f) => f.op === 'hello'));
+      // An edge whose clock runs 20 s ahead of this relay's (up to 60 s is allowed).
+      const ahead = `${(Date.now() + 20_000).toString(16).padStart(12, '0')}0000-eabc`;
+      const envelope = { id: 'kahead', topic: 'unit.clock', cursor: ahead, source: 'e', ts: Date.now(), data: 1 };
+      link.ws.send(JSON.stringify({ op: 'pub', ref: 'p', messages: [envelope] }));
+      await edge.until('ack', () => link.frames.find((f) => f.op === 'ack' && f.ref === 'p'));
+      const response = await fetch(`${node.url}/v1/topics/unit.clock/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ data: 'local, after' }),
+      });
+      const { messages } = (await response.json()) as { messages: { cursor: string }[] };
+      assert.ok((messages[0]?.cursor ?? '') > ahead, `${messages[0]?.cursor} sorts after ${ahead}`);
+    } finally {
+      await node.stop();
+      edge.close();
+    }
+  });
+});

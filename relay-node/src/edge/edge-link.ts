@@ -1,5 +1,4 @@
 import {
-  type AppendResult,
   CLOSE_CODES,
   type EdgeFrame,
   edgeFrameSchema,
@@ -17,7 +16,6 @@ import {
 } from '@anode/shared';
 import WebSocket from 'ws';
 import type { Hub, Subscriber } from '../hub/hub.ts';
-import { isStoreRejection } from '../storage/store-rejected.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 
@@ -161,36 +159,6 @@ export class EdgeLink implements Subscriber {
     this.#reply({ op: 'err', code: anode.code, message: anode.message, ...(ref === undefined ? {} : { ref }) });
   }
 
-  /**
-   * Stores a pub frame's messages as one write. If the store refuses it for good (Cassandra: one
-   * message past max_mutation_size), they are written one by one and each refused one is named in
-   * the ack's `refused` (the edge drops it from its outbox): refused whole, the edge resent the
-   * frame, and then the message alone, for ever.
-   */
-  async #write(envelopes: Envelope[], refused: { id: string | null; code: string; message: string }[]) {
-    const { hub } = this.#options;
-    try {
-      return await hub.writer.write(envelopes, 'local');
-    } catch (error) {
-      if (!isStoreRejection(error)) throw error;
-    }
-    const results: AppendResult[] = [];
-    for (const envelope of envelopes) {
-      try {
-        results.push(...(await hub.writer.write([envelope], 'local')));
-      } catch (error) {
-        if (!isStoreRejection(error)) throw error;
-        const anode = toAnodeError(error);
-        refused.push({ id: envelope.id, code: anode.code, message: anode.message });
-        this.#options.log.error(
-          { err: error, topic: this.topic, id: envelope.id },
-          'message from the edge refused by the store for good',
-        );
-      }
-    }
-    return results;
-  }
-
   /** The message contract for one message from the edge: this link's topic, no reserved source. */
   #check(value: unknown): Envelope {
     const [envelope] = this.#options.hub.checkRemote([value], true) as [Envelope];
@@ -227,11 +195,21 @@ export class EdgeLink implements Subscriber {
         }
         for (const envelope of envelopes) {
           this.#echo.add(envelope.id);
+          hub.observe(envelope.cursor);
         }
         this.counts.in += envelopes.length;
         // Written as accepted here, not `hub.ingest` (which marks them remote): this relay is how
         // they enter the mesh, and only locally accepted messages are gossiped (hub.onAccepted).
-        const results = await this.#write(envelopes, refused);
+        // `split`: a message the store refuses for good (Cassandra: past max_mutation_size) is named
+        // in the ack's `refused` (the edge drops it from its outbox) and the rest are stored and
+        // delivered; refused whole, the edge resent the frame, then that message alone, for ever.
+        const written = await hub.writer.write(envelopes, 'local', { split: true });
+        const results = written.filter((r) => {
+          if (!r.refused) return true;
+          const anode = toAnodeError(r.refused);
+          refused.push({ id: r.envelope.id, code: anode.code, message: anode.message });
+          return false;
+        });
         this.#options.metrics?.published.inc({ via: 'edge' }, results.filter((r) => r.inserted).length);
         const ids = results.map((r) => r.envelope.id);
         this.#reply({ op: 'ack', ref: frame.ref, ids, ...(refused.length > 0 ? { refused } : {}) });

@@ -369,6 +369,14 @@ export function createHub(options: HubOptions) {
 
     isReserved: (source: string) => reserved(source),
 
+    /**
+     * A cursor minted elsewhere that is stored here as this node's own (an edge link's publish):
+     * this node's clock moves past it, so what it accepts next sorts after (hub.ingest does the
+     * same for the mesh's messages). Else an edge's clock ahead of this one gave later local
+     * messages older cursors, all taken as late arrivals.
+     */
+    observe: (cursor: string) => clock.observe(cursor),
+
     /** Listen for messages this node accepted, after they are durable (to gossip or forward them). */
     onAccepted(listener: (envelopes: Envelope[]) => void): () => void {
       acceptedListeners.add(listener);
@@ -491,8 +499,21 @@ export function createHub(options: HubOptions) {
 
     latest: (topic: string) => store.latest(topic),
 
+    /** The subscribed topics and patterns (the mesh carries their shards), without status()'s counting. */
+    subscribedKeys: (): Iterable<string> => index.counts().keys(),
+
     status() {
       const subscribers = index.counts();
+      // Per topic, every subscription that matches it (its own and each pattern's), looked up in
+      // an index of the subscribed keys rather than of the subscriptions: a pattern that 10,000
+      // clients hold is one key to add, not 10,000 subscriptions to walk for every topic.
+      const keys = new TopicIndex<string>();
+      for (const key of subscribers.keys()) keys.add(key, key);
+      const matching = (topic: string) => {
+        let total = 0;
+        for (const key of keys.lookup(topic)) total += subscribers.get(key) ?? 0;
+        return total;
+      };
       const topics = [...stats.entries()].map(([topic, s]) => ({
         topic,
         published: s.published,
@@ -500,6 +521,7 @@ export function createHub(options: HubOptions) {
         last_cursor: s.lastCursor ?? null,
         last_published_at: s.lastPublishedAt ?? null,
         subscribers: subscribers.get(topic) ?? 0,
+        matching_subscribers: matching(topic),
       }));
       return { subscriptions: index.size, subscribers: Object.fromEntries(subscribers), topics };
     },

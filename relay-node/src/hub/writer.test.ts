@@ -341,3 +341,31 @@ test('an outage while a refused page from elsewhere is halved refuses the page a
   const page = [message(0), { ...message(1), data: 'huge' }, message(2), message(3)];
   await assert.rejects(writer.write(page, 'remote'), (error: AnodeError) => error.code === 'unavailable');
 });
+
+test('a split local write (an edge link frame) leaves out the refused message, naming it, and delivers the rest', async () => {
+  const { store } = partialStore();
+  const committed: string[] = [];
+  const writer = createWriter({
+    store,
+    metrics: createMetrics(),
+    log: createLogger('silent'),
+    onCommitted: (inserted, origin) => committed.push(...inserted.map((m) => `${m.topic} ${origin}`)),
+  });
+  const frame = [message(0), { ...message(1), data: 'huge' }, message(2)];
+  const results = await writer.write(frame, 'local', { split: true });
+  assert.deepEqual(
+    results.map((r) => [r.envelope.id, r.inserted, r.refused ? (r.refused as AnodeError).code : null]),
+    [
+      ['id0', true, null],
+      ['id1', false, 'too_large'],
+      ['id2', true, null],
+    ],
+  );
+  assert.deepEqual(
+    committed,
+    ['t0 local', 't2 local'],
+    'delivered and gossiped although the refused batch stored them',
+  );
+  // Without split, a local write is refused whole.
+  await assert.rejects(writer.write([message(3), { ...message(4), data: 'huge' }], 'local'), { code: 'too_large' });
+});

@@ -28,17 +28,32 @@ export interface WriterOptions {
 /** `local`: accepted by this node; `remote`: arrived from the mesh or an edge link. */
 export type WriteOrigin = 'local' | 'remote';
 
+/** A write's result per message: the store's, or, for a message it refused for good, why. */
+export type WriteResult = AppendResult & { refused?: Error };
+
+export interface WriteOptions {
+  /** Minted by this node's publish just now (see AppendOptions.minted). */
+  minted?: boolean;
+  /**
+   * Messages stand alone (an edge link's frame): one the store refuses for good is left out with
+   * `refused` in its result, and the rest are stored, instead of the write being refused whole.
+   */
+  split?: boolean;
+}
+
 interface Job {
   envelopes: readonly Envelope[];
   origin: WriteOrigin;
   /** Minted by this node's publish just now (see AppendOptions.minted). */
   minted: boolean;
-  resolve: (results: AppendResult[]) => void;
+  /** See WriteOptions.split. */
+  split: boolean;
+  resolve: (results: WriteResult[]) => void;
   reject: (error: Error) => void;
 }
 
 export interface Writer {
-  write(envelopes: readonly Envelope[], origin?: WriteOrigin, options?: { minted?: boolean }): Promise<AppendResult[]>;
+  write(envelopes: readonly Envelope[], origin?: WriteOrigin, options?: WriteOptions): Promise<WriteResult[]>;
   /** Resolves once everything queued so far is written (or failed). */
   drain(): Promise<void>;
   /**
@@ -136,7 +151,7 @@ export function createWriter(options: WriterOptions): Writer {
   };
 
   /** A write refused as one: a client's (one publish, or one HTTP body), or a single message. */
-  const refusedWhole = (job: Job) => job.origin === 'local' || job.envelopes.length === 1;
+  const refusedWhole = (job: Job) => (job.origin === 'local' && !job.split) || job.envelopes.length === 1;
 
   /**
    * After the store refused a batch for good (StoreRejectedError: Cassandra refusing a mutation
@@ -154,7 +169,7 @@ export function createWriter(options: WriterOptions): Writer {
    */
   const rewrite = async (job: Job, ours: Set<string>): Promise<void> => {
     const mid = Math.ceil(job.envelopes.length / 2);
-    const results: AppendResult[] = [];
+    const results: WriteResult[] = [];
     for (const envelopes of [job.envelopes.slice(0, mid), job.envelopes.slice(mid)]) {
       const failed = await new Promise<{ error: Error } | undefined>((done) => {
         const part: Job = {
@@ -168,7 +183,7 @@ export function createWriter(options: WriterOptions): Writer {
               { err: error, topic: envelope.topic, id: envelope.id, origin: job.origin },
               'message from elsewhere refused by the store for good; left out',
             );
-            results.push({ envelope, inserted: false });
+            results.push({ envelope, inserted: false, refused: error });
             done(undefined);
           },
         };
@@ -293,8 +308,15 @@ export function createWriter(options: WriterOptions): Writer {
         return Promise.reject(new UnavailableError('node is overloaded: too many publishes waiting for storage'));
       }
       queued += envelopes.length;
-      const done = new Promise<AppendResult[]>((resolve, reject) =>
-        queue.push({ envelopes, origin, minted: writeOptions.minted === true, resolve, reject }),
+      const done = new Promise<WriteResult[]>((resolve, reject) =>
+        queue.push({
+          envelopes,
+          origin,
+          minted: writeOptions.minted === true,
+          split: writeOptions.split === true,
+          resolve,
+          reject,
+        }),
       );
       last = done;
       flushing ??= flush();

@@ -40,6 +40,8 @@ const REQUEST_TIMEOUT_MS = 15_000;
  * `next` with nothing held the one catch-up slot for ever (every other peer's repair waited).
  */
 const MAX_EMPTY_PAGES = 16;
+/** Store reads one history request may make past envelopes too large to carry (see catchUpAnswer). */
+const SKIP_READS = 64;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
@@ -107,6 +109,18 @@ export function historyPage(
   log?: Logger,
   beyond = false,
 ) {
+  const { parts, next } = historyParts(page, limit, maxEnvelopeBytes, log, beyond);
+  return `{"messages":[${parts.join(',')}],"next":${next === undefined ? 'null' : JSON.stringify(next)}}`;
+}
+
+/** historyPage's envelopes (as JSON text) and where the next page starts (undefined: done). */
+function historyParts(
+  page: readonly Envelope[],
+  limit: number,
+  maxEnvelopeBytes: number,
+  log?: Logger,
+  beyond = false,
+): { parts: string[]; next: string | undefined } {
   const parts: string[] = [];
   let bytes = 0;
   let last: string | undefined;
@@ -126,8 +140,7 @@ export function historyPage(
     taken += 1;
   }
   const more = taken < page.length || page.length === limit || beyond;
-  const next = more && last !== undefined ? JSON.stringify(last) : 'null';
-  return `{"messages":[${parts.join(',')}],"next":${next}}`;
+  return { parts, next: more ? last : undefined };
 }
 
 /**
@@ -162,8 +175,18 @@ export function catchUpAnswer(deps: { store: MessageStore; shards: Shards; maxMe
       // Read no more than a frame holds: 500 stored messages of 1 MiB would otherwise be loaded
       // for a page that sends one. A page the store cut short by bytes is not the end: one more
       // read says whether anything follows.
-      const page = await pageWithMore(store, request.topic, { after: request.after, limit, maxBytes: PAGE_BYTES });
-      return historyPage(page.messages, limit, deps.maxMessageBytes, log, page.more);
+      // Stored envelopes too large to carry are skipped; a page of only those is read on past
+      // (up to SKIP_READS reads), so a page is empty only at the end (or past that budget): a
+      // client stops following pages that bring nothing.
+      let after = request.after;
+      for (let reads = 1; ; reads++) {
+        const page = await pageWithMore(store, request.topic, { after, limit, maxBytes: PAGE_BYTES });
+        const { parts, next } = historyParts(page.messages, limit, deps.maxMessageBytes, log, page.more);
+        if (parts.length > 0 || next === undefined || reads >= SKIP_READS) {
+          return `{"messages":[${parts.join(',')}],"next":${next === undefined ? 'null' : JSON.stringify(next)}}`;
+        }
+        after = next;
+      }
     }
     return { error: 'unknown request' };
   };
@@ -241,8 +264,12 @@ export async function catchUpFrom(host: Host, shards: Shards, maxMessageBytes: n
       fresh += await request.ingest(messages.filter((m) => (m as { topic?: unknown } | null)?.topic === topic));
       const next: unknown = page.next;
       empty = messages.length === 0 ? empty + 1 : 0;
+      if (empty > MAX_EMPTY_PAGES && next !== null) {
+        // Not finished: this peer's catch-up fails, and the next one starts from the progress kept.
+        throw new Error(`catch-up of ${topic}: ${MAX_EMPTY_PAGES} pages in a row with no message`);
+      }
       // Only a cursor past this page's start moves on (it is kept as progress, in mesh-sync.json).
-      after = isCursor(next) && next > after && empty <= MAX_EMPTY_PAGES ? next : null;
+      after = isCursor(next) && next > after ? next : null;
       if (after !== null) request.plan?.reached(topic, after);
     }
     request.plan?.finished(topic);

@@ -35,7 +35,7 @@ export const meshConfigShape = {
     .default(false)
     .describe('this node is publicly reachable: serve circuit-relay reservations to NATed nodes'),
   mesh_relay_max_reservations: positiveInt.default(128).describe('circuit-relay reservations served at once'),
-  mesh_relay_duration_limit_ms: positiveInt
+  mesh_relay_duration_limit_ms: timerMs
     .default(30 * 60_000)
     .describe('longest a relayed connection may last before it is reset (and redialed)'),
   mesh_relay_data_limit_bytes: positiveInt

@@ -178,8 +178,7 @@ export async function createMesh(context: ComponentContext) {
 
   const carrySubscribed = () => {
     const wanted = new Set<number>();
-    for (const pattern of Object.keys(hub.status().subscribers))
-      for (const s of shards.forPattern(pattern)) wanted.add(s);
+    for (const pattern of hub.subscribedKeys()) for (const s of shards.forPattern(pattern)) wanted.add(s);
     carried = wanted;
     gossip.carry(wanted);
   };

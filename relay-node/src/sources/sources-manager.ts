@@ -150,7 +150,7 @@ export function createSourcesManager(options: ManagerOptions) {
     const runtime = runtimes.get(name);
     return {
       ...newest,
-      paused: validate(newest).paused,
+      paused: newest.paused === true,
       status: runtime ? view(runtime).status : null,
     };
   };

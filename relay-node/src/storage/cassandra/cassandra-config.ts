@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { bool, list, positiveInt } from '../../config-fields.ts';
+import { bool, list, positiveInt, timerMs } from '../../config-fields.ts';
 
 /** Config keys of the Cassandra store (`--store cassandra`). */
 export const cassandraConfigShape = {
@@ -42,8 +42,8 @@ export const cassandraConfigShape = {
     .describe('consistency of idempotency-key claims (LWT); SERIAL when two DCs accept the same keys'),
   cassandra_concurrency: positiveInt.default(64).describe('statements in flight per batch append'),
   cassandra_bucket_ms: positiveInt.default(3_600_000).describe('time bucket of the messages partition key'),
-  cassandra_timeout_ms: positiveInt.default(5_000).describe('per-request timeout before a write goes to the spool'),
-  spool_drain_ms: positiveInt.default(1_000).describe('how often the local spool retries Cassandra while it is away'),
+  cassandra_timeout_ms: timerMs.default(5_000).describe('per-request timeout before a write goes to the spool'),
+  spool_drain_ms: timerMs.default(1_000).describe('how often the local spool retries Cassandra while it is away'),
   spool_max_bytes: positiveInt
     .default(1_073_741_824)
     .describe('most bytes the local spool holds while Cassandra is away; past it, publishes are refused (unavailable)'),

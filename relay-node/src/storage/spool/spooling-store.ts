@@ -262,7 +262,7 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
       }
       db.exec('COMMIT');
     } catch (error) {
-      db.exec('ROLLBACK');
+      if (db.isTransaction) db.exec('ROLLBACK'); // a failed COMMIT (a full disk) rolled back already
       throw error;
     }
     spooledBytes += added;
@@ -281,7 +281,7 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
       removeOne.run(row.seq);
       db.exec('COMMIT');
     } catch (failure) {
-      db.exec('ROLLBACK');
+      if (db.isTransaction) db.exec('ROLLBACK'); // a failed COMMIT (a full disk) rolled back already
       throw failure;
     }
     spooledBytes = Math.max(0, spooledBytes - Buffer.byteLength(row.envelope));
