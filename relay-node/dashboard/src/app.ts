@@ -1,14 +1,18 @@
 import { html, LitElement, nothing } from 'lit';
 import type { StatusEvent } from '../../src/dashboard/status-schema.ts';
 import { ago } from './format.ts';
-import { applyEvent, type DashboardModel, emptyModel } from './model.ts';
+import { applyEvent, type DashboardModel, emptyModel, short } from './model.ts';
 import { edgePanel, nodePanel, panel, relaysPanel, sourcesPanel, storagePanel, topicsPanel } from './panels.ts';
-import { keepReading } from './sse.ts';
+import { keepReading, type StreamState } from './sse.ts';
 import './time-chart.ts';
 import type { TimeChart } from './time-chart.ts';
 import './topic-tail.ts';
 
 const TOKEN_KEY = 'anode.admin_token';
+/** The relay sends a status every second: older than this, what the page shows is not live. */
+const STALE_MS = 3_000;
+/** How long a failed action (Forget) stays in the banner. */
+const ACTION_ERROR_MS = 15_000;
 
 /**
  * The whole page: reads `/v1/status/stream`, folds each event into the model and renders the
@@ -16,9 +20,15 @@ const TOKEN_KEY = 'anode.admin_token';
  */
 export class AnodeDashboard extends LitElement {
   #model: DashboardModel = emptyModel();
-  #connection: 'connecting' | 'open' | 'retrying' | 'unauthorized' = 'connecting';
-  #authMessage = '';
+  #connection: 'connecting' | StreamState = 'connecting';
+  /** Why the stream is retrying or was refused, or the auth failure's message. */
+  #detail = '';
+  /** When (this browser's clock) the last status event arrived: the relay's clock may differ. */
+  #receivedAt: number | undefined;
+  #actionError: { text: string; at: number } | undefined;
   #stop: (() => void) | undefined;
+  // Re-render every second even when no event comes: "updated 7s ago" must keep counting.
+  #ticker: ReturnType<typeof setInterval> | undefined;
 
   protected override createRenderRoot() {
     return this;
@@ -27,11 +37,13 @@ export class AnodeDashboard extends LitElement {
   override connectedCallback() {
     super.connectedCallback();
     this.#connect();
+    this.#ticker = setInterval(() => this.requestUpdate(), 1000);
   }
 
   override disconnectedCallback() {
     super.disconnectedCallback();
     this.#stop?.();
+    clearInterval(this.#ticker);
   }
 
   #token = () => sessionStorage.getItem(TOKEN_KEY) ?? undefined;
@@ -44,11 +56,12 @@ export class AnodeDashboard extends LitElement {
       (event) => {
         if (event.event !== 'status') return;
         this.#model = applyEvent(this.#model, JSON.parse(event.data) as StatusEvent);
+        this.#receivedAt = Date.now();
         this.requestUpdate();
       },
       (state, detail) => {
         this.#connection = state;
-        this.#authMessage = detail ?? '';
+        this.#detail = detail ?? '';
         this.requestUpdate();
       },
     );
@@ -59,15 +72,19 @@ export class AnodeDashboard extends LitElement {
     const headers: Record<string, string> = {};
     const token = this.#token();
     if (token) headers.authorization = `Bearer ${token}`;
-    const response = await fetch(`/v1/mesh/peers/${encodeURIComponent(peer)}`, { method: 'DELETE', headers });
-    if (!response.ok) {
-      const body = (await response.json().catch(() => ({}))) as { error?: { message?: string } };
-      this.#actionError = `Forget ${peer}: ${body.error?.message ?? response.statusText}`;
-      this.requestUpdate();
+    let failure: string | undefined;
+    try {
+      const response = await fetch(`/v1/mesh/peers/${encodeURIComponent(peer)}`, { method: 'DELETE', headers });
+      if (!response.ok) {
+        const body = (await response.json().catch(() => ({}))) as { error?: { message?: string } };
+        failure = body.error?.message ?? `HTTP ${response.status}`;
+      }
+    } catch (error) {
+      failure = error instanceof Error ? error.message : String(error);
     }
+    this.#actionError = failure ? { text: `Forget ${short(peer)}: ${failure}`, at: Date.now() } : undefined;
+    this.requestUpdate();
   };
-
-  #actionError = '';
 
   protected override updated() {
     // On a phone each table row is a card: every cell shows its column's name (styles.css).
@@ -98,26 +115,41 @@ export class AnodeDashboard extends LitElement {
       }}
     >
       <h2>Admin token needed</h2>
-      <p role="alert">${this.#authMessage}</p>
+      <p role="alert">${this.#detail}</p>
       <label>Admin token <input name="token" type="password" autocomplete="off" required /></label>
       <button type="submit">Open dashboard</button>
       <p class="muted">Kept in this tab only (sessionStorage).</p>
     </form>`;
   }
 
+  /** Connection trouble, newest first: what makes the figures below not live. */
+  #connectionProblems(age: number | undefined): string[] {
+    const why = this.#detail ? ` (${this.#detail})` : '';
+    if (this.#connection === 'retrying') return [`The status stream is disconnected${why}`];
+    if (this.#connection === 'refused') return [`The status stream was refused${why}`];
+    if (this.#connection === 'open' && age !== undefined && age > STALE_MS) {
+      return [`No status update for ${Math.round(age / 1000)}s: the relay may be frozen or unreachable`];
+    }
+    return [];
+  }
+
   #banner() {
-    const { problems, event } = this.#model;
+    const { problems } = this.#model;
+    const now = Date.now();
+    const age = this.#receivedAt === undefined ? undefined : now - this.#receivedAt;
+    const stale = age !== undefined && age > STALE_MS;
     const live =
       this.#connection === 'open'
-        ? `live, updated ${ago(event?.at)}`
+        ? stale
+          ? `stale: last update ${ago(this.#receivedAt)}`
+          : `live, updated ${ago(this.#receivedAt)}`
         : this.#connection === 'retrying'
-          ? 'connection lost: retrying'
-          : 'connecting…';
-    const all = [
-      ...(this.#connection === 'retrying' ? ['The status stream is disconnected'] : []),
-      ...(this.#actionError ? [this.#actionError] : []),
-      ...problems,
-    ];
+          ? `connection lost: retrying${this.#receivedAt ? `; last update ${ago(this.#receivedAt)}` : ''}`
+          : this.#connection === 'refused'
+            ? 'stopped'
+            : 'connecting…';
+    if (this.#actionError && now - this.#actionError.at > ACTION_ERROR_MS) this.#actionError = undefined;
+    const all = [...this.#connectionProblems(age), ...(this.#actionError ? [this.#actionError.text] : []), ...problems];
     return html`<div class="banner ${all.length > 0 ? 'error' : 'ok'}" role="status" data-testid="banner">
       ${
         all.length === 0
@@ -127,7 +159,7 @@ export class AnodeDashboard extends LitElement {
                 ${all.map((p) => html`<li>${p}</li>`)}
               </ul>`
       }
-      <span class="muted live">${live}</span>
+      <span class="muted live" data-testid="live">${live}</span>
     </div>`;
   }
 
@@ -174,7 +206,7 @@ export class AnodeDashboard extends LitElement {
                   'Live tail',
                   html`<topic-tail
                     .token=${this.#token}
-                    .topics=${this.#model.topics.map((t) => t.topic)}
+                    .topics=${this.#model.shownTopics.map((t) => t.topic)}
                   ></topic-tail>`,
                 )}
               </div>`

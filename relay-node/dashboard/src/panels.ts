@@ -1,7 +1,8 @@
 import { html, nothing, type TemplateResult } from 'lit';
 import type { RelayStatus, SourceStatus } from '../../src/dashboard/status-schema.ts';
 import { ago, badge, duration, ms, notConfigured, plural, rate, when } from './format.ts';
-import { type DashboardModel, short, storeHealth } from './model.ts';
+import { type DashboardModel, latestWriteLatency, short } from './model.ts';
+import { storeHealth } from './relays.ts';
 import { sparkline } from './sparkline.ts';
 
 /**
@@ -221,7 +222,9 @@ export function topicsPanel(model: DashboardModel) {
   if (model.topics.length === 0) {
     return panel('topics', 'Topics', html`<p class="muted">No messages published on this node yet.</p>`);
   }
-  const rows = model.topics.map(
+  const shown = model.shownTopics;
+  const hidden = model.topics.length - shown.length;
+  const rows = shown.map(
     (t) =>
       html`<tr data-topic=${t.topic}>
         <th scope="row"><code>${t.topic}</code></th>
@@ -236,11 +239,18 @@ export function topicsPanel(model: DashboardModel) {
   return panel(
     'topics',
     `Topics (${model.topics.length})`,
-    table(
+    html`${
+      hidden > 0
+        ? html`<p class="muted" data-testid="topics-hidden">
+            Showing the ${shown.length} most recently published; ${plural(hidden, 'more topic')} not shown.
+          </p>`
+        : nothing
+    }
+    ${table(
       'Topics',
       ['Topic', 'Published', 'Publish rate', 'Delivered', 'Delivery rate', 'Subscribers', 'Last message'],
       rows,
-    ),
+    )}`,
   );
 }
 
@@ -295,7 +305,7 @@ export function sourcesPanel(model: DashboardModel, status: RelayStatus) {
 export function storagePanel(model: DashboardModel, status: RelayStatus) {
   const store = status.store;
   const health = storeHealth(store);
-  const latency = model.series.store_append_ms.findLast((v) => v != null) ?? null;
+  const latency = latestWriteLatency(model.series);
   const nodes = model.cassandra;
   return panel(
     'storage',
@@ -306,7 +316,15 @@ export function storagePanel(model: DashboardModel, status: RelayStatus) {
         <dt>Health</dt>
         <dd data-testid="store-health">${badge(health, store.state ?? (store.ok ? 'healthy' : 'unhealthy'))}</dd>
         <dt>Write latency</dt>
-        <dd>${ms(latency)} (last sample average)</dd>
+        <dd data-testid="write-latency">
+          ${
+            latency.current
+              ? `${ms(latency.ms)} (average of the latest sample)`
+              : latency.ms == null
+                ? 'no writes yet'
+                : `no writes lately; last ${ms(latency.ms)}, ${ago(latency.at)}`
+          }
+        </dd>
         <dt>Write queue</dt>
         <dd>${plural(store.queued, 'message')} pending</dd>
         <dt>Spool depth</dt>

@@ -37,7 +37,13 @@ export interface RelayView {
   down_since: string | null;
   last_seen: string | number | null;
   version: string | null;
-  store: { kind: string | null; ok: boolean; state: string | null; nodes: { up: boolean }[] } | null;
+  store: {
+    kind: string | null;
+    ok: boolean;
+    state: string | null;
+    spool_depth: number | null;
+    nodes: { up: boolean }[];
+  } | null;
   store_health: Health | null;
   throughput: MetricsSample | null;
   connection: string | null;
@@ -64,12 +70,19 @@ function storeOf(value: unknown): RelayView['store'] {
     kind: str(store.kind),
     ok: store.ok === true,
     state: str(store.state),
+    spool_depth: num(store.spool_depth),
     nodes: list(store.nodes).map((n) => ({ up: n.up === true })),
   };
 }
 
-const healthOf = (store: RelayView['store']): Health | null =>
-  !store ? null : !store.ok || store.state === 'unreachable' ? 'error' : store.state === 'spooling' ? 'warn' : 'ok';
+/** Unhealthy or unreachable is an error; spooling (or anything waiting in the spool) a warning. */
+export function storeHealth(store: { ok: boolean; state?: string | null; spool_depth?: number | null }): Health {
+  if (!store.ok || store.state === 'unreachable') return 'error';
+  if (store.state === 'spooling' || (store.spool_depth ?? 0) > 0) return 'warn';
+  return 'ok';
+}
+
+const healthOf = (store: RelayView['store']): Health | null => (store ? storeHealth(store) : null);
 
 const sampleOf = (value: unknown) =>
   typeof (value as MetricsSample | null)?.published_per_s === 'number' ? (value as MetricsSample) : null;

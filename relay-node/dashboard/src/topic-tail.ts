@@ -25,6 +25,8 @@ export class TopicTail extends LitElement {
   #filter = '';
   #paused = false;
   #messages: TailMessage[] = [];
+  /** Messages the relay dropped for this tail (past 50 a second, or a reader too slow). */
+  #dropped = 0;
   #state = 'idle';
   #stop: (() => void) | undefined;
 
@@ -40,6 +42,7 @@ export class TopicTail extends LitElement {
   #watch(topic: string) {
     this.#stop?.();
     this.#messages = [];
+    this.#dropped = 0;
     this.#topic = topic.trim();
     if (!this.#topic) {
       this.#state = 'idle';
@@ -55,10 +58,13 @@ export class TopicTail extends LitElement {
         if (event.event === 'msg' && !this.#paused) {
           this.#messages = [JSON.parse(event.data) as TailMessage, ...this.#messages].slice(0, MAX_LINES);
         }
+        if (event.event === 'dropped') this.#dropped += (JSON.parse(event.data) as { dropped: number }).dropped;
         this.requestUpdate();
       },
       (state, detail) => {
-        if (state !== 'open') this.#state = state === 'unauthorized' ? `refused: ${detail}` : 'reconnecting';
+        // A refusal (a bad pattern, no admin token) is final and says why; only the rest retries.
+        if (state === 'unauthorized' || state === 'refused') this.#state = `refused: ${detail ?? ''}`;
+        else if (state === 'retrying') this.#state = `reconnecting${detail ? ` (${detail})` : ''}`;
         this.requestUpdate();
       },
     );
@@ -105,6 +111,7 @@ export class TopicTail extends LitElement {
       <p class="muted" data-testid="tail-state">
         ${this.#topic ? html`Tail of <code>${this.#topic}</code>: ${this.#state}` : 'Choose a topic to watch.'}
         ${this.#messages.length > 0 ? ` · showing ${shown.length} of ${this.#messages.length}` : ''}
+        ${this.#dropped > 0 ? html` · <span data-testid="tail-dropped">${this.#dropped} dropped by the relay</span>` : ''}
       </p>
       <ol class="tail" aria-live="polite" aria-label="Latest messages, newest first" data-testid="tail">
         ${shown.map(

@@ -36,7 +36,8 @@ export const createDashboardComponent: ComponentFactory = async ({ config, hub, 
         ? { authorization: `Bearer ${config.admin_token}` }
         : {};
       const response = await app!.request('/v1/status', { headers });
-      return (await response.json()) as Record<string, unknown>;
+      if (!response.ok) throw new Error(`/v1/status answered ${response.status}`);
+      return response.text();
     },
     metrics: () => metricsSnapshot(metrics),
     samples: (after) => history.samples(after),

@@ -51,7 +51,10 @@ export const topicStatusSchema = z.object({
   topic: z.string(),
   published: z.number(),
   delivered: z.number(),
+  /** Subscriptions to this exact topic. */
   subscribers: z.number(),
+  /** Subscriptions that receive this topic: its own plus every subscribed pattern that matches it. */
+  matching_subscribers: z.number().optional(),
   last_cursor: z.string().nullable(),
   last_published_at: z.number().nullable(),
 });
