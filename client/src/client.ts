@@ -585,7 +585,8 @@ export class AnodeClient extends Emitter<ClientEvents> {
       const cannot = new AnodeError(
         'unavailable',
         `cannot open a WebSocket to ${shownUrl(this.#url)} (${failure}): is the node up, and is this its base URL? ` +
-          'Relays and edges serve /v1/ws; an edge older than that protocol does not.',
+          'Relays and edges serve /v1/ws; an edge older than that protocol does not. With auth on, a missing or ' +
+          'refused token looks the same to a WebSocket: pass `token` (curl the base URL with it to see the answer).',
       );
       this.emit('error', cannot);
       if (!this.#everOpened) this.#failUnsettled(cannot);

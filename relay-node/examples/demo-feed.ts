@@ -33,7 +33,9 @@ export async function startDemoFeed(
 ): Promise<DemoFeed> {
   const host = options.host ?? '127.0.0.1';
   const prices = { ...START_PRICES };
-  let tradeId = 0;
+  // Ids start from this run's start time: a relay keeps its data folder, and ids from 0 again were
+  // the last run's (its store drops them as duplicates), so a second `npm start` showed no prices.
+  let tradeId = Date.now();
   const trades: { trade_id: number; time: number; symbol: string; price: number }[] = [];
   // A random walk, so the dashboard and subscribers see numbers move.
   const tick = () => {

@@ -147,12 +147,12 @@ describe('README smoke test', () => {
     );
     const [running] = blocks('Your first app', 'sh');
     const [relayLine, edgeLine] = commands(running ?? '');
-    assert.equal(relayLine, 'node examples/first-app.mjs');
+    assert.equal(relayLine, 'npx node examples/first-app.mjs');
     const result = await sh(`${relayLine} http://127.0.0.1:${relayPort}`);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /^received demo\.hello \{"text":"hello, aNode"\}/m);
     // The same app against the edge's base URL: the client finds the edge's /v1/ws too.
-    assert.equal(edgeLine, 'node examples/first-app.mjs http://127.0.0.1:8787');
+    assert.equal(edgeLine, 'npx node examples/first-app.mjs http://127.0.0.1:8787');
     const atEdge = await sh(edgeLine!.replace(':8787', `:${edgePort}`));
     assert.equal(atEdge.code, 0, atEdge.stderr);
     assert.match(atEdge.stdout, /^received demo\.hello \{"text":"hello, aNode"\}/m);

@@ -148,14 +148,15 @@ process.stdout.write(
     `Ctrl-C stops everything.\n\n`,
 );
 
-/** Resolves once the relay holds a latest price from coin-prices, or after `withinMs`. */
+/** Resolves once the relay holds a price from coin-prices pulled by this run, or after `withinMs`. */
 async function firstPrice(relay: string, withinMs: number): Promise<void> {
+  const since = Date.now() - 60_000; // the feed's times are whole seconds; a last run's are older
   const deadline = Date.now() + withinMs;
   while (Date.now() < deadline) {
-    const body = await fetch(`${relay}/v1/topics/prices.btc/latest`)
-      .then((r) => r.text())
-      .catch(() => '');
-    if (body.includes('"source":"coin-prices"')) return;
+    const latest = (await fetch(`${relay}/v1/topics/prices.btc/latest`)
+      .then((r) => r.json())
+      .catch(() => undefined)) as { sources?: Record<string, { ts?: number }> } | undefined;
+    if ((latest?.sources?.['coin-prices']?.ts ?? 0) >= since) return;
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
 }
