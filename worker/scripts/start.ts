@@ -75,6 +75,8 @@ process.on('SIGTERM', () => void stop(0));
 process.on('exit', () => children.forEach((child) => child.exitCode === null && child.kill('SIGKILL')));
 
 const extra = process.argv.slice(2);
+// The feed's items carry whole seconds: one stamped from this second on was pulled by this run.
+const feedSince = Math.floor(Date.now() / 1000) * 1000;
 const feed = process.env.ANODE_DEMO === '0' ? undefined : await startDemoFeed();
 const relay = spawn(
   process.execPath,
@@ -139,7 +141,7 @@ process.stdout.write(
         `  # curl -XDELETE -H 'authorization: Bearer <that token>' ${relayUrl}/v1/admin/sources/<name>\n`
       : '') +
     `Try:\n` +
-    `  node examples/first-app.mjs ${relayUrl}   # subscribe, publish, receive, exit (Node 20: add --experimental-websocket)\n` +
+    `  npx node examples/first-app.mjs ${relayUrl}   # subscribe, publish, receive, exit (npx: the repo's Node 24)\n` +
     `  curl -s '${relayUrl}/v1/topics/prices.btc/latest'\n` +
     `  curl -s -XPOST ${EDGE_URL}/v1/topics/demo.hello/messages -H 'content-type: application/json' -d '{"data":"hi from the edge"}'\n` +
     `  curl -s '${EDGE_URL}/v1/topics/demo.hello/messages'\n` +
@@ -150,7 +152,7 @@ process.stdout.write(
 
 /** Resolves once the relay holds a price from coin-prices pulled by this run, or after `withinMs`. */
 async function firstPrice(relay: string, withinMs: number): Promise<void> {
-  const since = Date.now() - 60_000; // the feed's times are whole seconds; a last run's are older
+  const since = feedSince;
   const deadline = Date.now() + withinMs;
   while (Date.now() < deadline) {
     const latest = (await fetch(`${relay}/v1/topics/prices.btc/latest`)

@@ -124,6 +124,9 @@ export function createHub(options: HubOptions) {
   const startedAt = Date.now();
   const maxCatchUpBuffer = options.maxCatchUpBuffer ?? 10_000;
   const index = new TopicIndex<Entry>();
+  /** Moves on every change of `index` (status() rebuilds its index of subscribed keys only then). */
+  let subscribedVersion = 0;
+  let keyIndex: { version: number; keys: TopicIndex<string> } | undefined;
   const entries = new Map<Subscriber, Map<string, Entry>>();
   // Per topic, at most MAX_TOPIC_STATS of the most recently published topics: topics churn (per
   // room, per session), and status() copies them all every second. Each entry notes when it was
@@ -400,6 +403,7 @@ export function createHub(options: HubOptions) {
       if (!own) entries.set(subscriber, (own = new Map()));
       const previous = own.get(pattern);
       if (previous) index.delete(pattern, previous);
+      subscribedVersion += 1;
       const entry: Entry = { subscriber, pattern, live: after === undefined, buffer: [] };
       own.set(pattern, entry);
       index.add(pattern, entry);
@@ -467,6 +471,7 @@ export function createHub(options: HubOptions) {
       if (!own || !entry) return false;
       own.delete(pattern);
       index.delete(pattern, entry);
+      subscribedVersion += 1;
       metrics.subscriptions.set(index.size);
       return true;
     },
@@ -481,6 +486,7 @@ export function createHub(options: HubOptions) {
 
     removeSubscriber(subscriber: Subscriber): void {
       for (const [pattern, entry] of entries.get(subscriber) ?? []) index.delete(pattern, entry);
+      subscribedVersion += 1;
       entries.delete(subscriber);
       metrics.subscriptions.set(index.size);
     },
@@ -507,8 +513,12 @@ export function createHub(options: HubOptions) {
       // Per topic, every subscription that matches it (its own and each pattern's), looked up in
       // an index of the subscribed keys rather than of the subscriptions: a pattern that 10,000
       // clients hold is one key to add, not 10,000 subscriptions to walk for every topic.
-      const keys = new TopicIndex<string>();
-      for (const key of subscribers.keys()) keys.add(key, key);
+      if (keyIndex?.version !== subscribedVersion) {
+        const built = new TopicIndex<string>();
+        for (const key of subscribers.keys()) built.add(key, key);
+        keyIndex = { version: subscribedVersion, keys: built };
+      }
+      const { keys } = keyIndex;
       const matching = (topic: string) => {
         let total = 0;
         for (const key of keys.lookup(topic)) total += subscribers.get(key) ?? 0;

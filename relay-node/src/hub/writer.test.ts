@@ -369,3 +369,20 @@ test('a split local write (an edge link frame) leaves out the refused message, n
   // Without split, a local write is refused whole.
   await assert.rejects(writer.write([message(3), { ...message(4), data: 'huge' }], 'local'), { code: 'too_large' });
 });
+
+test('a split write of one message the store refuses is answered with refused, alone or batched with others', async () => {
+  const { store } = partialStore();
+  const writer = createWriter({ store, metrics: createMetrics(), log: createLogger('silent'), onCommitted: () => {} });
+  const alone = await writer.write([{ ...message(1), data: 'huge' }], 'local', { split: true });
+  assert.deepEqual(
+    alone.map((r) => [r.envelope.id, r.inserted, (r.refused as AnodeError | undefined)?.code]),
+    [['id1', false, 'too_large']],
+  );
+  // Batched with a client's publish: the publish is stored, the edge frame answered.
+  const [publish, frame] = await Promise.all([
+    writer.write([message(2)]),
+    writer.write([{ ...message(3), data: 'huge' }], 'local', { split: true }),
+  ]);
+  assert.equal(publish[0]?.inserted, true);
+  assert.equal((frame[0]?.refused as AnodeError | undefined)?.code, 'too_large');
+});

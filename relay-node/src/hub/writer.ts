@@ -201,7 +201,14 @@ export function createWriter(options: WriterOptions): Writer {
       if (isStoreRejection(outcome.error)) {
         const [job] = jobs;
         if (!job) return;
-        if (jobs.length === 1 && refusedWhole(job)) return job.reject(outcome.error);
+        if (jobs.length === 1 && refusedWhole(job)) {
+          // A split write of one message (an edge frame of one) is answered, naming the refusal.
+          const [envelope] = job.envelopes;
+          if (job.split && envelope && job.envelopes.length === 1) {
+            return job.resolve([{ envelope, inserted: false, refused: outcome.error as Error }]);
+          }
+          return job.reject(outcome.error as Error);
+        }
         const ours = rewritten ?? new Set<string>();
         if (jobs.length === 1) return rewrite(job, ours);
         const mid = Math.ceil(jobs.length / 2);
