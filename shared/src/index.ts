@@ -11,6 +11,7 @@ export * from './envelope.ts';
 export * from './names.ts';
 export * from './nesting.ts';
 export * from './ids.ts';
+export * from './history-page.ts';
 export * from './late-arrival.ts';
 export * from './link-frames.ts';
 export type * from './ports/message-store.ts';

@@ -7,8 +7,9 @@ import {
   HISTORY_PAGE_BYTES,
   type HistoryQuery,
   type MessageStore,
+  takePage,
 } from '@anode/shared';
-import { mergeLatest, mergePage, takePage } from './merge-page.ts';
+import { mergeLatest, mergePage } from './merge-page.ts';
 
 /**
  * Persist mode `origin` (one shared store, only the accepting relay writes): the messages this

@@ -1,7 +1,14 @@
-import { compareCursors, CursorExpiredError, type Envelope, HISTORY_PAGE_BYTES, newerForLatest } from '@anode/shared';
+import {
+  compareCursors,
+  CursorExpiredError,
+  type Envelope,
+  HISTORY_PAGE_BYTES,
+  newerForLatest,
+  takePage,
+} from '@anode/shared';
 import type { StoredMessage } from './hub-store.ts';
 import type { HubCore } from './hub-core.ts';
-import { takePage } from './pages.ts';
+import { rowBytes } from './pages.ts';
 
 /**
  * HTTP history and latest at the edge. A page at or above the ring's floor comes from the ring,
@@ -18,7 +25,7 @@ export function createHistory(core: Pick<HubCore, 'store' | 'link' | 'linked'>) 
   const { store, link } = core;
 
   const page = (rows: Iterable<StoredMessage>, limit: number) => {
-    const { page: taken, cut } = takePage(rows, limit, HISTORY_PAGE_BYTES);
+    const { page: taken, cut } = takePage(rows, { limit, maxBytes: HISTORY_PAGE_BYTES }, rowBytes);
     const messages = taken.map((m) => m.envelope);
     return { messages, next: cut ? (messages.at(-1)?.cursor ?? null) : null };
   };

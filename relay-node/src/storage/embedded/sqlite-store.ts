@@ -7,8 +7,8 @@ import {
   type RetentionPolicy,
   type StoreHealth,
   utf8Length,
+  takePage,
 } from '@anode/shared';
-import { takePage } from '../merge-page.ts';
 import { migrate, openDatabase, type Row, toEnvelope } from './sqlite-schema.ts';
 import { inProcess, startWriterThread } from './sqlite-writer.ts';
 import { CURSOR_TAKEN, createWrites, type Writes, type WriteRow } from './sqlite-writes.ts';

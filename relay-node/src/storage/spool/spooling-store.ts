@@ -8,10 +8,11 @@ import {
   type MessageStore,
   type StoreHealth,
   UnavailableError,
+  takePage,
 } from '@anode/shared';
 import type { Logger } from '../../logger.ts';
 import { ensurePrivateFile, PRIVATE_DIR_MODE } from '../../private-files.ts';
-import { mergeLatest, mergePage, takePage } from '../merge-page.ts';
+import { mergeLatest, mergePage } from '../merge-page.ts';
 import { isStoreRejection } from '../store-rejected.ts';
 
 /**
