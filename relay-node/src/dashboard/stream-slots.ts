@@ -1,4 +1,4 @@
-import { LimitReachedError } from '@anode/shared';
+import { createCounts } from '../server/connection-caps.ts';
 
 /**
  * Open streams of one kind (status streams, topic tails) counted per client address and in
@@ -7,34 +7,27 @@ import { LimitReachedError } from '@anode/shared';
  */
 export interface StreamSlots {
   take(address: string): () => void;
-  /** Streams open now. */
-  readonly open: number;
 }
 
 export function createStreamSlots(what: string, limits: { perClient: number; total: number }): StreamSlots {
-  const byAddress = new Map<string, number>();
-  let open = 0;
+  const byAddress = createCounts(limits.perClient, (n) => `at most ${n} ${what} per client address; close one first`);
+  const all = createCounts(limits.total, (n) => `at most ${n} ${what} at once; try again later`);
   return {
     take(address) {
-      const mine = byAddress.get(address) ?? 0;
-      if (mine >= limits.perClient) {
-        throw new LimitReachedError(`at most ${limits.perClient} ${what} per client address; close one first`);
+      byAddress.take(address);
+      try {
+        all.take('');
+      } catch (error) {
+        byAddress.give(address);
+        throw error;
       }
-      if (open >= limits.total) throw new LimitReachedError(`at most ${limits.total} ${what} at once; try again later`);
-      byAddress.set(address, mine + 1);
-      open += 1;
       let released = false;
       return () => {
         if (released) return;
         released = true;
-        open -= 1;
-        const left = (byAddress.get(address) ?? 1) - 1;
-        if (left <= 0) byAddress.delete(address);
-        else byAddress.set(address, left);
+        byAddress.give(address);
+        all.give('');
       };
-    },
-    get open() {
-      return open;
     },
   };
 }
