@@ -109,7 +109,11 @@ export function historyPage(
   log?: Logger,
   beyond = false,
 ) {
-  const { parts, next } = historyParts(page, limit, maxEnvelopeBytes, log, beyond);
+  return historyFrame(historyParts(page, limit, maxEnvelopeBytes, log, beyond));
+}
+
+/** A history answer's frame text from its envelopes' JSON and where the next page starts. */
+function historyFrame({ parts, next }: { parts: string[]; next: string | undefined }): string {
   return `{"messages":[${parts.join(',')}],"next":${next === undefined ? 'null' : JSON.stringify(next)}}`;
 }
 
@@ -181,11 +185,9 @@ export function catchUpAnswer(deps: { store: MessageStore; shards: Shards; maxMe
       let after = request.after;
       for (let reads = 1; ; reads++) {
         const page = await pageWithMore(store, request.topic, { after, limit, maxBytes: PAGE_BYTES });
-        const { parts, next } = historyParts(page.messages, limit, deps.maxMessageBytes, log, page.more);
-        if (parts.length > 0 || next === undefined || reads >= SKIP_READS) {
-          return `{"messages":[${parts.join(',')}],"next":${next === undefined ? 'null' : JSON.stringify(next)}}`;
-        }
-        after = next;
+        const taken = historyParts(page.messages, limit, deps.maxMessageBytes, log, page.more);
+        if (taken.parts.length > 0 || taken.next === undefined || reads >= SKIP_READS) return historyFrame(taken);
+        after = taken.next;
       }
     }
     return { error: 'unknown request' };
