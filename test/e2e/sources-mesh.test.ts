@@ -293,13 +293,15 @@ describe('config-file sources in a relay mesh', () => {
     await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
   });
 
-  it('reserves the name of a source in one node’s config file on every member', async () => {
+  it('reserves the name of a source in one node’s config file on every member, and pulls it there', async () => {
     const dir = async () => {
       const d = await tempDir();
       dirs.push(d);
       return d;
     };
     const own = { name: 'only-on-a', kind: 'http', url: 'http://127.0.0.1:1/none', topic: 'cfg.a' };
+    // More of them: with owners drawn from every member, about half would go to b, which lacks them.
+    const more = Array.from({ length: 12 }, (_, i) => ({ ...own, name: `only-on-a-${i}`, interval_ms: 60_000 }));
     const a = await spawnRelay([
       '--port',
       '0',
@@ -308,7 +310,7 @@ describe('config-file sources in a relay mesh', () => {
       '--listen',
       '/ip4/127.0.0.1/tcp/0',
       '--sources',
-      JSON.stringify([own]),
+      JSON.stringify([own, ...more]),
       '--mesh-member-interval-ms',
       '250',
       ...asArgs(FAST_MESH),
@@ -345,5 +347,18 @@ describe('config-file sources in a relay mesh', () => {
       (await history(b.url, 'cfg.a')).map((m) => m.source),
       ['someone-else'],
     );
+    // a pulls every one of its own sources: b is a member, but its file has none of them.
+    const [va, vb] = await Promise.all([view(a.url), view(b.url)]);
+    await waitFor('a to see b as a settled member', async () => {
+      const v = await view(a.url);
+      return v.settled && v.members.includes(vb.id);
+    });
+    const mine = (await view(a.url)).sources;
+    assert.equal(mine.size, 13);
+    for (const [name, s] of mine) {
+      assert.equal(s.owner, va.id, `${name} drawn to ${String(s.owner)}`);
+      assert.ok(pulling(s), `${name} is ${s.state}`);
+    }
+    assert.equal((await view(b.url)).sources.size, 0);
   });
 });

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createCluster } from '../cluster.ts';
 import { clusterOwnership, createRendezvousOwnership, rendezvousOwner, singleNodeOwnership } from './ownership.ts';
+import { createReservedNames } from './reserved-names.ts';
 
 const sources = Array.from({ length: 3000 }, (_, i) => `source-${i}`);
 const members = ['node-a', 'node-b', 'node-c', 'node-d'];
@@ -73,6 +74,35 @@ describe('ownership', () => {
     }
     cluster.update(['node-a'], true); // the others died
     assert.ok(sources.every((s) => own.isOwner(s)));
+    own.close();
+  });
+
+  it('draws a config-file source among the members whose file has it, and an admin one among all', async () => {
+    const filed = sources.slice(0, 300); // in node-a's and node-c's files only
+    const admin = new Set(sources.slice(0, 30)); // of which these were changed through the admin API
+    const names = new Map(members.map((m) => [m, createReservedNames(m, m === 'node-a' ? filed : [], 1)]));
+    const a = names.get('node-a') as ReturnType<typeof createReservedNames>;
+    const cluster = createCluster('node-a');
+    cluster.update(members, true);
+    const own = clusterOwnership(cluster, { everywhere: (s) => admin.has(s), holds: a.holds });
+    let changes = 0;
+    a.onChange(own.refresh);
+    own.onChange(() => (changes += 1));
+    // node-a has heard no other member's list yet: it is the only one known to have them.
+    for (const s of filed.slice(30)) assert.equal(own.ownerOf(s), 'node-a', s);
+    for (const s of admin) assert.equal(own.ownerOf(s), rendezvousOwner(members, s));
+    await a.shared.merge({ 'node-c': { at: 2, names: filed } });
+    assert.equal(changes, 1);
+    for (const s of filed.slice(30)) assert.equal(own.ownerOf(s), rendezvousOwner(['node-a', 'node-c'], s), s);
+    const mine = filed.slice(30).filter((s) => own.isOwner(s)).length;
+    assert.ok(mine > 90 && mine < 180, String(mine)); // shared with node-c, not with b and d
+    // An admin change to a config-file source puts it on every member: drawn among all at once.
+    const changed = filed[100] as string;
+    admin.add(changed);
+    assert.equal(own.ownerOf(changed), rendezvousOwner(members, changed));
+    // node-c restarts without them in its file.
+    await a.shared.merge({ 'node-c': { at: 3, names: [] } });
+    for (const s of filed.slice(30)) if (s !== changed) assert.ok(own.isOwner(s), s);
     own.close();
   });
 });

@@ -43,19 +43,49 @@ export interface RendezvousOwnership extends Ownership {
   /** Replace the live member list (it should include `self`); notifies on a real change. */
   setMembers(members: readonly string[]): void;
   members(): string[];
+  /** The answers of `eligibility` changed: draw every owner again, and notify. */
+  refresh(): void;
 }
 
 /**
- * Ownership by rendezvous hashing over the live members. When a member leaves, only its
- * sources move (each to its next-highest scorer); when one joins, it takes about 1/n of them.
+ * Which members can pull a source. A source made through the admin API reaches every member; one
+ * from a config file exists only on the members whose file has it, and its owner must be one of
+ * them.
  */
-export function createRendezvousOwnership(self: string, initial: readonly string[] = [self]): RendezvousOwnership {
+export interface Eligibility {
+  /** The source is on every member (an admin API definition). */
+  everywhere(source: string): boolean;
+  /** Otherwise: `member` has it (its config file lists it). */
+  holds(member: string, source: string): boolean;
+}
+
+/**
+ * Ownership by rendezvous hashing over the live members (those of them that can pull the source,
+ * with `eligibility`). When a member leaves, only its sources move (each to its next-highest
+ * scorer); when one joins, it takes about 1/n of them.
+ */
+export function createRendezvousOwnership(
+  self: string,
+  initial: readonly string[] = [self],
+  eligibility?: Eligibility,
+): RendezvousOwnership {
   let members = [...new Set(initial)].sort();
-  const owners = new Map<string, string | undefined>(); // per source, until the members change
+  // Per source, until the members or the eligibility change; `everywhere` as it was drawn, since
+  // an admin change to a config-file source makes it so without a refresh.
+  const owners = new Map<string, { owner: string | undefined; everywhere: boolean }>();
   const listeners = new Set<() => void>();
   const ownerOf = (source: string) => {
-    if (!owners.has(source)) owners.set(source, rendezvousOwner(members, source));
-    return owners.get(source);
+    const everywhere = !eligibility || eligibility.everywhere(source);
+    const known = owners.get(source);
+    if (known?.everywhere === everywhere) return known.owner;
+    const candidates = everywhere ? members : members.filter((member) => eligibility?.holds(member, source));
+    const owner = rendezvousOwner(candidates, source);
+    owners.set(source, { owner, everywhere });
+    return owner;
+  };
+  const changed = () => {
+    owners.clear();
+    for (const listener of listeners) listener();
   };
   return {
     isOwner: (source) => ownerOf(source) === self,
@@ -68,10 +98,10 @@ export function createRendezvousOwnership(self: string, initial: readonly string
       const sorted = [...new Set(next)].sort();
       if (sorted.join('\n') === members.join('\n')) return;
       members = sorted;
-      owners.clear();
-      for (const listener of listeners) listener();
+      changed();
     },
     members: () => [...members],
+    refresh: changed,
   };
 }
 
@@ -79,8 +109,11 @@ export function createRendezvousOwnership(self: string, initial: readonly string
  * Ownership over a cluster's live members. Until a node that just joined has settled (heard the
  * members it can see) it owns nothing, so joining never makes two nodes poll one source.
  */
-export function clusterOwnership(cluster: Cluster): Ownership & { close(): void } {
-  const rendezvous = createRendezvousOwnership(cluster.self, cluster.members());
+export function clusterOwnership(
+  cluster: Cluster,
+  eligibility?: Eligibility,
+): Ownership & { close(): void; refresh(): void } {
+  const rendezvous = createRendezvousOwnership(cluster.self, cluster.members(), eligibility);
   let settled = cluster.settled();
   const listeners = new Set<() => void>();
   const notify = () => {
@@ -101,5 +134,6 @@ export function clusterOwnership(cluster: Cluster): Ownership & { close(): void 
       return () => listeners.delete(listener);
     },
     close: unsubscribe,
+    refresh: rendezvous.refresh,
   };
 }

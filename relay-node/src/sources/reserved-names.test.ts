@@ -29,4 +29,20 @@ describe('reserved source names across the mesh', () => {
     await a.shared.merge({ c: 'garbage', d: null, e: { at: 'x', names: [] } });
     assert.equal(a.has('garbage'), false);
   });
+
+  it('says which member holds which name, and tells when another member’s list changed', async () => {
+    const a = createReservedNames('a', ['weather'], 1);
+    let changes = 0;
+    a.onChange(() => (changes += 1));
+    assert.ok(a.holds('a', 'weather'));
+    assert.equal(a.holds('b', 'weather'), false);
+    await a.shared.merge({ b: { at: 1, names: ['weather', 'prices'] } });
+    assert.equal(changes, 1);
+    assert.ok(a.holds('b', 'weather') && a.holds('b', 'prices') && !a.holds('a', 'prices'));
+    await a.shared.merge({ b: { at: 1, names: ['other'] } }); // not newer: nothing changes
+    assert.equal(changes, 1);
+    await a.shared.merge({ b: { at: 2, names: ['prices'] } });
+    assert.equal(changes, 2);
+    assert.equal(a.holds('b', 'weather'), false);
+  });
 });

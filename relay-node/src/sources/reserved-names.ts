@@ -18,18 +18,24 @@ interface Entry {
  * member (sources-manager.ts); config-file sources are each node's own, so without this a client
  * of another relay could publish under a source's name and have it gossiped as if pulled.
  *
+ * The same lists say which members can pull such a source at all: its owner is drawn from them
+ * alone (ownership.ts), or a member without it could be drawn and nobody would pull it.
+ *
  * Each member writes only its own entry; a newer entry for a node replaces the older one. A
  * member that left keeps its names reserved until every node has restarted: reserving a name too
  * long is the safe side.
  */
 export function createReservedNames(self: string, own: readonly string[], now = Date.now()) {
   const entries = new Map<string, Entry>([[self, { at: now, names: [...new Set(own)].sort() }]]);
+  const held = new Map<string, ReadonlySet<string>>([[self, new Set(own)]]);
   let union = new Set(own);
   let digest: string | undefined;
+  const listeners = new Set<() => void>();
 
   const rebuild = () => {
     union = new Set([...entries.values()].flatMap((entry) => entry.names));
     digest = undefined;
+    for (const listener of listeners) listener();
   };
 
   const shared: SharedState = {
@@ -51,6 +57,7 @@ export function createReservedNames(self: string, own: readonly string[], now = 
         if (entry.at <= (entries.get(node)?.at ?? -1)) continue;
         const names = entry.names.filter(isSourceName).slice(0, MAX_NAMES_PER_NODE).sort();
         entries.set(node, { at: entry.at, names });
+        held.set(node, new Set(names));
         changed = true;
       }
       if (changed) rebuild();
@@ -61,5 +68,12 @@ export function createReservedNames(self: string, own: readonly string[], now = 
     shared,
     /** Whether some member pulls a source of this name from its config file. */
     has: (name: string) => union.has(name),
+    /** Whether `node`'s config file has a source of this name (as far as this node has heard). */
+    holds: (node: string, name: string) => held.get(node)?.has(name) === true,
+    /** Called after another member's list changed. Returns an unsubscribe function. */
+    onChange(listener: () => void) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
   };
 }

@@ -35,7 +35,17 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
     const scheduler = createScheduler({ concurrency: config.source_concurrency });
     const store = createSourceStore(join(config.data_dir, 'sources.json'));
     const changes = await store.load();
-    const byCluster = options.ownership ? undefined : clusterOwnership(context.cluster);
+    const configured = config.sources.map((raw) => (raw as { name?: unknown }).name).filter(isSourceName);
+    const reservedNames = createReservedNames(context.cluster.self, configured);
+    // A source from config files is drawn among the members whose file has it; one that an admin
+    // change defines (even over a config file's) has reached every member.
+    const byCluster = options.ownership
+      ? undefined
+      : clusterOwnership(context.cluster, {
+          everywhere: (name) => Object.hasOwn(changes.changes, name) && changes.changes[name] !== null,
+          holds: reservedNames.holds,
+        });
+    const stopRefreshing = byCluster && reservedNames.onChange(byCluster.refresh);
     const ownership = options.ownership?.(context) ?? (byCluster as Ownership);
 
     // Read at scrape time only, after `manager` exists.
@@ -57,8 +67,6 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
         log.warn({ source: runtime.definition.name, reason }, 'message sent to dead-letter topic');
       },
     });
-    const configured = config.sources.map((raw) => (raw as { name?: unknown }).name).filter(isSourceName);
-    const reservedNames = createReservedNames(context.cluster.self, configured);
     const manager = createSourcesManager({
       kinds,
       steps,
@@ -107,6 +115,7 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
       async stop() {
         manager.stop();
         scheduler.stop();
+        stopRefreshing?.();
         byCluster?.close();
       },
       status: () => ({
