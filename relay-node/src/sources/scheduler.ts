@@ -1,4 +1,4 @@
-import { createHeap } from './heap.ts';
+import { createHeap } from '../heap.ts';
 
 /**
  * Runs keyed jobs at their due time, earliest due first, with `concurrency` slots. Fairness:

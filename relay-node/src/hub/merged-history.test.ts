@@ -1,0 +1,64 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { compareCursors, type Envelope } from '@anode/shared';
+import { mergedHistory } from './merged-history.ts';
+import { memoryStore, remote } from './test-hub.ts';
+
+const collect = async (source: AsyncGenerator<Envelope>) => {
+  const out: Envelope[] = [];
+  for await (const envelope of source) out.push(envelope);
+  return out;
+};
+
+describe('merged history (resuming a pattern)', () => {
+  it('merges every topic’s pages in cursor order, each message once, from after a cursor', async () => {
+    const store = memoryStore();
+    try {
+      // 2,000 topics read together get pages of 10 messages: the busy topics are read page by
+      // page while the quiet ones are done after one.
+      const envelopes: Envelope[] = [];
+      for (let t = 0; t < 2_000; t++) {
+        const count = t < 5 ? 57 : 1;
+        for (let i = 0; i < count; i++) {
+          envelopes.push(
+            remote(`m${t}-${i}`, `t.${t}`, 1_000_000 + ((t * 7919 + i * 104_729) % 500_000), 'nodeaaaaaa'),
+          );
+        }
+      }
+      await store.append(envelopes);
+      const sorted = [...envelopes].sort((a, b) => compareCursors(a.cursor, b.cursor));
+      const after = (sorted[100] as Envelope).cursor;
+      const topics = Array.from({ length: 2_000 }, (_, t) => `t.${t}`);
+      const merged = await collect(mergedHistory(store, topics, after));
+      assert.deepEqual(
+        merged.map((m) => m.id),
+        sorted.slice(101).map((m) => m.id),
+      );
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('gives the event loop a turn while it merges many topics', async () => {
+    const store = memoryStore();
+    try {
+      const topics = Array.from({ length: 16_000 }, (_, t) => `t.${t}`);
+      await store.append(topics.map((topic, t) => remote(`m${t}`, topic, 1_000_000 + t, 'nodeaaaaaa')));
+      let turns = 0;
+      const turn = () => {
+        turns += 1;
+        if (!done) setImmediate(turn);
+      };
+      let done = false;
+      setImmediate(turn);
+      let count = 0;
+      for await (const _ of mergedHistory(store, topics, '0')) count += 1;
+      done = true;
+      assert.equal(count, 16_000);
+      // The old merge ran from first read to last message without one turn (seconds at this size).
+      assert.ok(turns > 1, `the event loop had ${turns} turn(s) during the merge`);
+    } finally {
+      await store.close();
+    }
+  });
+});
