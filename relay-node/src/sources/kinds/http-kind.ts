@@ -34,6 +34,42 @@ export class InvalidJsonError extends SyntaxError {
   }
 }
 
+/** Redirects followed within the source's origin, at most. */
+const MAX_REDIRECTS = 5;
+
+/**
+ * fetch() that follows a redirect only within the URL's origin (scheme, host and port). fetch's
+ * own `follow` takes any redirect and drops only `authorization` and `cookie` on the way: a
+ * source's other headers (an `x-api-key`) went to whatever host the upstream named, and an
+ * upstream could point the relay at an address only it reaches and have the answer published.
+ * A redirect elsewhere fails the attempt, naming where it led (without credentials).
+ */
+async function fetchFollowingSameOrigin(url: string, init: RequestInit & { method: string }): Promise<Response> {
+  let current = new URL(url);
+  let { method, body } = init;
+  for (let hops = 0; ; hops++) {
+    const response = await fetch(current, { ...init, method, body, redirect: 'manual' });
+    const location = response.headers.get('location');
+    if (response.status < 300 || response.status > 399 || response.status === 304 || location === null) return response;
+    await response.body?.cancel();
+    const next = new URL(location, current);
+    if (next.origin !== current.origin) {
+      throw new HttpStatusError(
+        `HTTP ${response.status} from ${redactUrls(current.href)} redirects to another origin ` +
+          `(${redactUrls(next.origin)}), not followed: set the source's url to the address it should read`,
+      );
+    }
+    if (hops + 1 >= MAX_REDIRECTS)
+      throw new HttpStatusError(`more than ${MAX_REDIRECTS} redirects from ${redactUrls(url)}`);
+    // As fetch does: a 303, or a 301/302 after a POST, is followed with a GET and no body.
+    if (response.status === 303 || ((response.status === 301 || response.status === 302) && method === 'POST')) {
+      method = 'GET';
+      body = undefined;
+    }
+    current = next;
+  }
+}
+
 /**
  * Polls a URL at an interval. Conditional requests: the last `ETag` and `Last-Modified` are
  * sent back as `If-None-Match` / `If-Modified-Since`, and a 304 is a success with no payload.
@@ -64,7 +100,7 @@ export const httpKind: SourceKind = {
         if (body !== undefined && typeof def.body !== 'string') headers['content-type'] ??= 'application/json';
         if (etag) headers['if-none-match'] = etag;
         if (lastModified) headers['if-modified-since'] = lastModified;
-        const response = await fetch(def.url, { method: def.method, headers, body, signal });
+        const response = await fetchFollowingSameOrigin(def.url, { method: def.method, headers, body, signal });
         if (response.status === 304) {
           await response.body?.cancel();
           return;

@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, describe, it } from 'node:test';
+import { createLogger } from '../../logger.ts';
+import { parseDefinition } from '../definition.ts';
+import { BUILTIN_KINDS } from './builtin-kinds.ts';
+import { httpKind } from './http-kind.ts';
+
+interface Seen {
+  method: string;
+  url: string;
+  headers: IncomingMessage['headers'];
+}
+
+/** A real HTTP server on loopback: `answer` decides each response; every request is recorded. */
+async function upstream(answer: (req: IncomingMessage) => { status: number; headers?: Record<string, string> }) {
+  const seen: Seen[] = [];
+  const server: Server = createServer((req, res) => {
+    seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
+    const { status, headers } = answer(req);
+    res.writeHead(status, { 'content-type': 'application/json', ...headers });
+    res.end(status === 200 ? JSON.stringify({ data: [{ id: 1, at: req.url }] }) : '');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return { seen, url: `http://127.0.0.1:${port}`, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+/** One poll of an http source; resolves with the payloads it emitted. */
+async function poll(raw: Record<string, unknown>) {
+  const definition = parseDefinition({ name: 'h', kind: 'http', topic: 't.h', ...raw }, BUILTIN_KINDS);
+  const emitted: unknown[] = [];
+  const driver = httpKind.create(definition, {
+    log: createLogger('silent'),
+    emit: async (payload) => void emitted.push(payload),
+    fault() {},
+    down() {},
+  });
+  await driver.run(AbortSignal.timeout(10_000));
+  return emitted;
+}
+
+describe('http source: redirects', () => {
+  const servers: { close(): Promise<void> }[] = [];
+  after(() => Promise.all(servers.map((s) => s.close())));
+
+  it('does not follow a redirect to another origin, and sends it nothing', async () => {
+    const elsewhere = await upstream(() => ({ status: 200 }));
+    const origin = await upstream(() => ({ status: 302, headers: { location: `${elsewhere.url}/collect` } }));
+    servers.push(elsewhere, origin);
+    await assert.rejects(poll({ url: `${origin.url}/prices`, headers: { 'x-api-key': 'SECRET' } }), (error: Error) =>
+      /redirects to another origin \(http:\/\/127\.0\.0\.1:\d+\), not followed/.test(error.message),
+    );
+    assert.equal(origin.seen.length, 1);
+    assert.equal(elsewhere.seen.length, 0);
+  });
+
+  it('follows redirects within its origin, keeping its headers; a POST after a 303 becomes a GET', async () => {
+    const origin = await upstream((req) =>
+      req.url === '/old' ? { status: 303, headers: { location: '/new' } } : { status: 200 },
+    );
+    servers.push(origin);
+    const emitted = await poll({
+      url: `${origin.url}/old`,
+      method: 'POST',
+      body: { q: 1 },
+      headers: { 'x-api-key': 'K' },
+    });
+    assert.deepEqual(emitted, [{ data: [{ id: 1, at: '/new' }] }]);
+    assert.deepEqual(
+      origin.seen.map((s) => [s.method, s.url, s.headers['x-api-key']]),
+      [
+        ['POST', '/old', 'K'],
+        ['GET', '/new', 'K'],
+      ],
+    );
+  });
+
+  it('gives up after 5 redirects', async () => {
+    const origin = await upstream((req) => ({ status: 307, headers: { location: `${req.url}x` } }));
+    servers.push(origin);
+    await assert.rejects(poll({ url: `${origin.url}/a` }), /more than 5 redirects/);
+    assert.equal(origin.seen.length, 5);
+  });
+});
