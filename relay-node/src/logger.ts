@@ -54,3 +54,32 @@ export function createProcessLogger(level: string): ProcessLogger {
     onOutputLost: (listener) => void listeners.push(listener),
   };
 }
+
+/**
+ * A warning that can come in floods (requests a client repeats): the first is logged at once,
+ * then at most one line per `everyMs`, with how many came since (`count`) and the fields of the
+ * latest. One line per refused request let one client grow the log by ~900 bytes a request.
+ */
+export function throttledWarning(log: Logger, message: string, everyMs = 10_000) {
+  let count = 0;
+  let loggedAt = Number.NEGATIVE_INFINITY;
+  let latest: Record<string, unknown> = {};
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const flush = () => {
+    timer = undefined;
+    if (count === 0) return;
+    loggedAt = performance.now();
+    log.warn({ ...latest, count }, message);
+    count = 0;
+  };
+  return (fields: Record<string, unknown>) => {
+    count += 1;
+    latest = fields;
+    const since = performance.now() - loggedAt;
+    if (since >= everyMs) flush();
+    else if (!timer) {
+      timer = setTimeout(flush, everyMs - since);
+      timer.unref();
+    }
+  };
+}

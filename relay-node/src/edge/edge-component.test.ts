@@ -84,6 +84,37 @@ describe('edge links, relay side', () => {
     other.close();
   });
 
+  it('logs refused dial requests at most once per 10 s, with how many, and no stack', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const dir = await mkdtemp(join(tmpdir(), 'anode-edge-unit-'));
+    const config = loadConfig({
+      flags: { port: '0', 'data-dir': dir, 'edge-link-secret': SECRET, 'edge-url': edge.origin },
+      env: {},
+    });
+    const log = createLogger('warn', { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const flooded = await createRelayNode(config, log);
+    try {
+      const { url: at } = await flooded.start();
+      for (let i = 0; i < 200; i++) {
+        const res = await fetch(`${at}/v1/edge/dial?topic=a.b`, {
+          method: 'POST',
+          headers: { authorization: 'Bearer wrong-secret-0123456789' },
+        });
+        assert.equal(res.status, 401);
+      }
+      const refused = lines.filter((l) => l.msg === 'edge dial request refused');
+      assert.equal(refused.length, 1, JSON.stringify(refused));
+      assert.equal(refused[0]?.count, 1);
+      assert.equal(refused[0]?.code, 'unauthorized');
+      assert.equal(typeof refused[0]?.err, 'string');
+      const status = (await (await fetch(`${at}/v1/status`)).json()) as { edge: { refused: number } };
+      assert.equal(status.edge.refused, 200);
+    } finally {
+      await flooded.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a relay with no edge_url dials no edge at all, whatever the request names', async () => {
     const bare = await startNode({});
     const other = await fakeEdge();

@@ -2,6 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { AnodeError, assertTopic, ForbiddenError, LimitReachedError, UnauthorizedError } from '@anode/shared';
 import type { Hono } from 'hono';
 import type { ComponentFactory } from '../component.ts';
+import { throttledWarning } from '../logger.ts';
 import { EdgeLink } from './edge-link.ts';
 import { reservedSourceNames } from './reserved-sources.ts';
 
@@ -27,6 +28,7 @@ export const createEdgeComponent: ComponentFactory = async ({ config, hub, log, 
   if (!secret) return undefined;
   const links = new Map<string, EdgeLink>();
   const counts = { dial_requests: 0, refused: 0 };
+  const dialRefused = throttledWarning(log, 'edge dial request refused');
   let stopping = false;
 
   // The edge refuses publishes under reserved names before it acks (what it acked and a relay
@@ -123,7 +125,9 @@ export const createEdgeComponent: ComponentFactory = async ({ config, hub, log, 
           return c.json({ dialing: takeDial(c.req.header('authorization'), new URL(c.req.url)) }, 202);
         } catch (error) {
           counts.refused += 1;
-          log.warn({ err: error }, 'edge dial request refused');
+          // A refusal is the caller's doing: its message, not a stack, and not one line each
+          // (status counts them all). Anything else is logged by the app as an internal error.
+          if (error instanceof AnodeError) dialRefused({ err: error.message, code: error.code });
           throw error;
         }
       });
