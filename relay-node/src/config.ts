@@ -67,7 +67,9 @@ export const configSchema = z.object({
     .describe('open WebSockets per token subject (0 = no limit; past it: 429 limit_reached)'),
   max_connections_per_address: nonNegativeInt
     .default(1_000)
-    .describe('open WebSockets per client address (0 = no limit; past it: 429 limit_reached)'),
+    .describe(
+      'open WebSockets per client address (0 = no limit; past it: 429 limit_reached); TCP connections of any kind past it + 64 are closed unanswered',
+    ),
   http_keep_alive_ms: timerMs
     .default(65_000)
     .describe(

@@ -8,11 +8,12 @@ import { createCluster } from './cluster.ts';
 import type { Component, ComponentFactory } from './component.ts';
 import type { RelayConfig } from './config.ts';
 import { createHub } from './hub/hub.ts';
-import type { Logger } from './logger.ts';
+import { type Logger, throttledWarning } from './logger.ts';
 import { createMetrics } from './metrics.ts';
 import { leaseClock } from './clock-lease.ts';
 import { loadNodeId } from './node-id.ts';
 import { securePrivateDir } from './private-files.ts';
+import { createCounts } from './server/connection-caps.ts';
 import { createHttpApp } from './server/http-app.ts';
 import { attachWebSockets } from './server/ws-server.ts';
 import { createStore } from './storage/create-store.ts';
@@ -175,6 +176,7 @@ async function assembleRelayNode(config: RelayConfig, log: Logger, overrides: Re
     },
     getRequestListener(app.fetch),
   );
+  capSocketsPerAddress(server, config.max_connections_per_address, log);
   const sockets = attachWebSockets(server, {
     hub,
     config,
@@ -267,4 +269,35 @@ async function readPublicKey(path: string): Promise<string> {
     const why = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
     throw new Error(`jwt_public_keys: ${path}: ${why}`, { cause: error });
   }
+}
+
+/** TCP connections one address may open beyond its WebSocket cap: room for HTTP requests and 429s. */
+export const SOCKET_HEADROOM = 64;
+
+/**
+ * Every TCP connection counts against its client address, plain HTTP ones too (the WebSocket cap,
+ * max_connections_per_address, counts upgraded ones only): an idle kept-alive connection is held
+ * for http_keep_alive_ms, so one address could otherwise hold every file descriptor the relay
+ * has (a review's client held 476 of 512 and the next client's request failed). Past the cap
+ * plus SOCKET_HEADROOM a new connection is closed at once, before any byte is read. 0: no cap.
+ */
+function capSocketsPerAddress(server: Server, perAddress: number, log: Logger) {
+  if (perAddress === 0) return;
+  const limit = perAddress + SOCKET_HEADROOM;
+  const counts = createCounts(limit, () => '');
+  const refused = throttledWarning(
+    log,
+    `connection refused: ${limit} TCP connections open from one client address (max_connections_per_address + ${SOCKET_HEADROOM})`,
+  );
+  server.on('connection', (socket) => {
+    const address = socket.remoteAddress ?? '';
+    try {
+      counts.take(address);
+    } catch {
+      refused({ address });
+      socket.destroy();
+      return;
+    }
+    socket.once('close', () => counts.give(address));
+  });
 }

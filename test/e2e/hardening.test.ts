@@ -316,6 +316,43 @@ describe('connection caps', () => {
     );
     for (const socket of open) socket.close();
   });
+
+  it('closes a TCP connection past max_connections_per_address + 64 from one address, HTTP ones too', async () => {
+    const { port } = new URL(relay.url);
+    /** A kept-alive connection that got its answer, or undefined when the relay closed it unanswered. */
+    const held = (): Promise<Socket | undefined> =>
+      new Promise((resolve, reject) => {
+        const socket = connect(Number(port), '127.0.0.1');
+        let answer = '';
+        socket.on('error', () => resolve(undefined));
+        socket.on('data', (chunk) => {
+          answer += String(chunk);
+          if (answer.includes('\r\n\r\n')) {
+            if (answer.startsWith('HTTP/1.1 200')) resolve(socket);
+            else reject(new Error(answer));
+          }
+        });
+        socket.on('close', () => resolve(undefined));
+        socket.write('GET /healthz HTTP/1.1\r\nHost: relay\r\n\r\n');
+      });
+    const open: Socket[] = [];
+    try {
+      for (let i = 0; i < 4 + 64; i++) {
+        const socket = await held();
+        assert.ok(socket, `connection ${i + 1} was refused`);
+        open.push(socket);
+      }
+      assert.equal(await held(), undefined, 'the 69th connection was served');
+      open.pop()?.destroy();
+      await until('a freed connection slot', async () => {
+        const socket = await held();
+        if (socket) open.push(socket);
+        return socket ? true : undefined;
+      });
+    } finally {
+      for (const socket of open) socket.destroy();
+    }
+  });
 });
 
 describe('client liveness', () => {
