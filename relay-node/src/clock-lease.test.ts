@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { compareCursors, createHybridClock, cursorTime } from '@anode/shared';
-import { LEASE_MS, leaseClock } from './clock-lease.ts';
+import { AHEAD_MS, LEASE_MS, leaseClock } from './clock-lease.ts';
 import { createLogger } from './logger.ts';
 
 const silent = createLogger('silent');
@@ -69,9 +69,11 @@ describe('clock lease: cursors stay in order across a restart', () => {
       () => lease.clock.next(),
       (error: Error & { code?: string }) => error.code === 'unavailable' && /clock lease/.test(error.message),
     );
+    assert.match(lease.problem() ?? '', /cannot extend the clock lease/, 'health hears of it');
     await rm(join(f.dir, 'clock-lease.tmp'), { recursive: true });
     const cursor = lease.clock.next();
     assert.ok(cursorTime(cursor) < (await f.read()), 'leased again once the disk takes it');
+    assert.equal(lease.problem(), undefined);
     lease.stop();
     await f.remove();
   });
@@ -87,6 +89,22 @@ describe('clock lease: cursors stay in order across a restart', () => {
     assert.equal(lease.until, await f.read());
     assert.ok(cursorTime(cursor) < (await f.read()));
     lease.stop();
+    await f.remove();
+  });
+
+  it('does not move further ahead of the wall clock at every quick restart', async () => {
+    const f = await folder();
+    let last = '';
+    for (let run = 0; run < 20; run++) {
+      const lease = f.start(); // a crash loop: one publish, then killed, within the same second
+      last = lease.clock.next();
+      lease.stop();
+      f.time.wall += 50;
+    }
+    // The first run leased LEASE_MS ahead; each restart since leases only AHEAD_MS past its clock.
+    const ahead = cursorTime(last) - f.time.wall;
+    assert.ok(ahead <= LEASE_MS + 20 * AHEAD_MS, `${ahead} ms ahead of the wall clock after 20 restarts`);
+    assert.ok(cursorTime(last) < (await f.read()), 'the lease still runs ahead of every cursor');
     await f.remove();
   });
 

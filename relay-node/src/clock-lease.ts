@@ -14,8 +14,9 @@ import { PRIVATE_FILE_MODE, syncFolder } from './private-files.ts';
  * So the clock leases time. `clock-lease` in the data folder holds a time that no cursor of this
  * node has reached; a starting relay's clock begins there, up to LEASE_MS ahead of its wall
  * clock (harmless: cursors are sort keys, peers' clocks follow, and the wall clock catches up).
- * The lease is moved LEASE_MS past the clock whenever the clock comes within half of it (checked
- * every CHECK_MS, written off the event loop), and on the spot before a cursor would reach it
+ * The lease is moved LEASE_MS past the wall clock whenever the wall clock comes within half of it
+ * (checked every CHECK_MS, written off the event loop; a clock ahead of the wall clock, as after a
+ * quick restart, is leased AHEAD_MS past itself), and on the spot before a cursor would reach it
  * (the event loop was held for seconds, or the wall clock jumped ahead), so the file always runs
  * ahead of every cursor minted. It is written to a temporary file, synced and renamed, and the
  * folder synced: a crash leaves the old lease or the new one, and a lease in use is on the disk.
@@ -23,6 +24,16 @@ import { PRIVATE_FILE_MODE, syncFolder } from './private-files.ts';
  * forward, so a renewal and a write on the spot never leave the file behind the other.
  */
 export const LEASE_MS = 5_000;
+/**
+ * How far past a clock that runs ahead of the wall clock a lease reaches. Such a clock moves only
+ * by borrowing (65,536 cursors per ms), so 100 ms lasts millions of cursors (and one past it
+ * renews on the spot). Leasing LEASE_MS past it instead moved a relay 5 s further ahead at every
+ * quick restart (a review's crash loop: 72 s ahead after 19 restarts, past the 60 s its peers
+ * accept from a cursor).
+ */
+export const AHEAD_MS = 100;
+/** How long `problem` reports a lease write that failed (the store's health does the same). */
+export const FAILED_WRITE_MS = 10_000;
 const CHECK_MS = 500;
 const FILE = 'clock-lease';
 
@@ -33,6 +44,8 @@ export interface ClockLease {
   readonly until: number;
   /** Move the lease on now, off the event loop (what the timer does when it is due). */
   renew(): Promise<void>;
+  /** Why publishes may be refused: a lease write failed within FAILED_WRITE_MS (a full disk). */
+  problem(): string | undefined;
   stop(): void;
 }
 
@@ -58,7 +71,18 @@ export function leaseClock(dataDir: string, clock: HybridClock, log: Logger, now
 
   const temporary = `${path}.tmp`;
   const renewal = `${path}.renewal`;
-  const nextLease = () => Math.max(clock.time, now()) + LEASE_MS;
+  const nextLease = () => Math.max(now() + LEASE_MS, clock.time + AHEAD_MS);
+  // Due when the wall clock comes within half a lease of it, or a clock ahead of the wall clock
+  // within half of AHEAD_MS.
+  const due = () => now() + LEASE_MS / 2 >= until || clock.time + AHEAD_MS / 2 >= until;
+  let failed: { at: number; message: string } | undefined;
+  const failure = (error: unknown) => {
+    failed = {
+      at: performance.now(),
+      message: `cannot extend the clock lease in the data folder (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+    };
+    return failed.message;
+  };
   const text = (ms: number) => `${ms}\n`;
   const writeNow = () => {
     const next = nextLease();
@@ -71,6 +95,7 @@ export function leaseClock(dataDir: string, clock: HybridClock, log: Logger, now
       closeSync(folder);
     }
     until = next;
+    failed = undefined;
   };
   let renewing = false;
   const renew = async () => {
@@ -83,7 +108,9 @@ export function leaseClock(dataDir: string, clock: HybridClock, log: Logger, now
       renameSync(renewal, path);
       await syncFolder(dataDir);
       until = Math.max(until, next);
+      failed = undefined;
     } catch (error) {
+      failure(error);
       log.error({ err: error, path }, 'clock lease not renewed');
     } finally {
       renewing = false;
@@ -92,7 +119,7 @@ export function leaseClock(dataDir: string, clock: HybridClock, log: Logger, now
   writeNow();
 
   const timer = setInterval(() => {
-    if (!renewing && clock.time + LEASE_MS / 2 >= until) void renew();
+    if (!renewing && due()) void renew();
   }, CHECK_MS);
   timer.unref();
 
@@ -107,10 +134,7 @@ export function leaseClock(dataDir: string, clock: HybridClock, log: Logger, now
         try {
           writeNow();
         } catch (error) {
-          throw new UnavailableError(
-            `cannot extend the clock lease in the data folder (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); try again`,
-            { cause: error },
-          );
+          throw new UnavailableError(`${failure(error)}; try again`, { cause: error });
         }
       }
       return cursor;
@@ -127,6 +151,7 @@ export function leaseClock(dataDir: string, clock: HybridClock, log: Logger, now
       return until;
     },
     renew,
+    problem: () => (failed && performance.now() - failed.at < FAILED_WRITE_MS ? failed.message : undefined),
     stop: () => clearInterval(timer),
   };
 }

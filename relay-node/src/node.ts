@@ -159,7 +159,12 @@ async function assembleRelayNode(config: RelayConfig, log: Logger, overrides: Re
     log: log.child({ component: 'http' }),
     verify,
     status,
-    healthy: async () => accepting && (await store.health()).ok && components.every((c) => c.healthy?.() ?? true),
+    // A lease write that failed (a full disk) refuses every publish before the store is reached.
+    healthy: async () =>
+      accepting &&
+      lease.problem() === undefined &&
+      (await store.health()).ok &&
+      components.every((c) => c.healthy?.() ?? true),
     extraRoutes: components.flatMap((c) => (c.routes ? [(app: Hono) => c.routes?.(app)] : [])),
   });
   // A client that trickles its request headers (a WebSocket handshake included) is cut off after

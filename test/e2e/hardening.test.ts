@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { generateKeyPairSync, sign } from 'node:crypto';
-import { chmod, readdir, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { Agent, createServer, type IncomingHttpHeaders, request as httpRequest, type Server } from 'node:http';
 import { type AddressInfo, connect, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -351,6 +351,27 @@ describe('connection caps', () => {
       });
     } finally {
       for (const socket of open) socket.destroy();
+    }
+  });
+});
+
+describe('a clock lease that cannot be written', () => {
+  it('makes /healthz say not ok until a lease write succeeds again', async () => {
+    const relay = await startRelay();
+    try {
+      // Fault injection: the lease's temporary files are folders, so writing them fails as a
+      // full disk would (the renewal is due within LEASE_MS / 2).
+      const blocked = ['clock-lease.renewal', 'clock-lease.tmp'].map((name) => join(relay.dataDir, name));
+      for (const path of blocked) await mkdir(path);
+      await until('healthz to say not ok', async () =>
+        (await fetch(`${relay.url}/healthz`)).status === 503 ? true : undefined,
+      );
+      for (const path of blocked) await rm(path, { recursive: true });
+      await until('healthz to say ok again', async () =>
+        (await fetch(`${relay.url}/healthz`)).status === 200 ? true : undefined,
+      );
+    } finally {
+      await relay.stop();
     }
   });
 });
