@@ -92,6 +92,26 @@ describe('clock lease: cursors stay in order across a restart', () => {
     await f.remove();
   });
 
+  it('starts on a full disk, refusing cursors until the lease can be written', async () => {
+    const f = await folder();
+    const first = f.start();
+    const before = first.clock.next();
+    first.stop();
+    await mkdir(join(f.dir, 'clock-lease.tmp')); // fault injection, as above
+    const lease = f.start();
+    assert.match(lease.problem() ?? '', /cannot extend the clock lease/);
+    assert.throws(
+      () => lease.clock.next(),
+      (error: Error & { code?: string }) => error.code === 'unavailable',
+    );
+    await rm(join(f.dir, 'clock-lease.tmp'), { recursive: true });
+    const after = lease.clock.next();
+    assert.ok(compareCursors(after, before) > 0 && cursorTime(after) < (await f.read()));
+    assert.equal(lease.problem(), undefined);
+    lease.stop();
+    await f.remove();
+  });
+
   it('does not move further ahead of the wall clock at every quick restart', async () => {
     const f = await folder();
     let last = '';

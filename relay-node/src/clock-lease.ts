@@ -108,15 +108,23 @@ export function leaseClock(dataDir: string, clock: HybridClock, log: Logger, now
       renameSync(renewal, path);
       await syncFolder(dataDir);
       until = Math.max(until, next);
+      if (failed) log.info({ path }, 'clock lease written again');
       failed = undefined;
     } catch (error) {
+      // Logged once per failing spell: a full disk fails a renewal every CHECK_MS.
+      if (!failed) log.error({ err: error, path }, 'clock lease not renewed');
       failure(error);
-      log.error({ err: error, path }, 'clock lease not renewed');
     } finally {
       renewing = false;
     }
   };
-  writeNow();
+  try {
+    writeNow();
+  } catch (error) {
+    // A full disk: start anyway, to serve reads. Every cursor tries the write again, and
+    // publishes are refused as unavailable until one succeeds.
+    log.error({ err: error, path }, `${failure(error)}: publishes are refused until it can be written`);
+  }
 
   const timer = setInterval(() => {
     if (!renewing && due()) void renew();
