@@ -45,6 +45,11 @@ export const configSchema = z.object({
   jwt_public_keys: list(z.string().min(1))
     .default([])
     .describe('comma-separated PEM (SPKI) files of Ed25519/P-256 public keys (EdDSA/ES256 tokens)'),
+  jwt_audience: list(z.string().min(1))
+    .default([])
+    .describe(
+      "comma-separated audiences: a token's aud must name one of them; unset, a token that carries an aud is refused (an issuer that sets aud needs this set)",
+    ),
   cors_origins: list(z.string().min(1))
     .default([])
     .describe('origins allowed to call the HTTP API from a browser (comma-separated; * for any); none by default'),

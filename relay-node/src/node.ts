@@ -104,7 +104,9 @@ async function assembleRelayNode(config: RelayConfig, log: Logger, overrides: Re
 
   const auth = config.jwt_secret || config.jwt_public_keys.length > 0;
   const publicKeys = await Promise.all(config.jwt_public_keys.map((path) => readPublicKey(path)));
-  const verify = await createTokenVerifier(auth ? { hs256Secret: config.jwt_secret, publicKeys } : undefined);
+  const verify = await createTokenVerifier(
+    auth ? { hs256Secret: config.jwt_secret, publicKeys, audience: config.jwt_audience } : undefined,
+  );
   let accepting = true;
   let url = '';
 

@@ -156,6 +156,63 @@ describe('HS256 tokens', () => {
   });
 });
 
+/** RFC 7519 4.1.3: a token whose `aud` does not name the recipient is refused. */
+describe('token audience (aud)', () => {
+  const refusedWith = (message: RegExp) => (error: unknown) =>
+    error instanceof AnodeError && error.code === 'unauthorized' && message.test(error.message);
+
+  test('with audiences configured, a token whose aud names one of them is accepted', async () => {
+    const verify = await createTokenVerifier({ hs256Secret: SECRET, audience: ['anode', 'anode-staging'] });
+    for (const audience of ['anode', 'anode-staging', ['billing', 'anode']]) {
+      const claims = await verify(await signToken(SECRET, { pub: ['a.>'], audience }));
+      assert.deepEqual(claims.pub, ['a.>'], JSON.stringify(audience));
+    }
+  });
+
+  test('with audiences configured, a token for another service is refused: the audience does not match', async () => {
+    const verify = await createTokenVerifier({ hs256Secret: SECRET, audience: ['anode'] });
+    for (const audience of ['billing', ['billing', 'search'], '']) {
+      await assert.rejects(
+        verify(await signToken(SECRET, { pub: ['>'], audience })),
+        refusedWith(/audience does not match.*names none/),
+        JSON.stringify(audience),
+      );
+    }
+  });
+
+  test('with audiences configured, a token without aud is refused: the audience does not match', async () => {
+    const verify = await createTokenVerifier({ hs256Secret: SECRET, audience: ['anode'] });
+    await assert.rejects(
+      verify(await signToken(SECRET, { pub: ['>'] })),
+      refusedWith(/audience does not match.*no aud/),
+    );
+  });
+
+  test('with no audience configured, a token that carries an aud is refused and the message names jwt_audience', async () => {
+    for (const audience of [undefined, []]) {
+      const verify = await createTokenVerifier({ hs256Secret: SECRET, audience });
+      await assert.rejects(
+        verify(await signToken(SECRET, { pub: ['>'], audience: 'billing' })),
+        refusedWith(/"billing".*set jwt_audience/),
+      );
+    }
+  });
+
+  test('with no audience configured, a token without aud is accepted', async () => {
+    const verify = await createTokenVerifier({ hs256Secret: SECRET });
+    assert.deepEqual((await verify(await signToken(SECRET, { pub: ['>'] }))).pub, ['>']);
+  });
+
+  test('public-key tokens are held to the audience too', async () => {
+    const { privateKey, pem } = await keyPair('EdDSA');
+    const verify = await createTokenVerifier({ publicKeys: [pem], audience: ['anode'] });
+    const forBilling = await signWith(privateKey, 'EdDSA', { aud: 'billing', anode: { pub: ['>'] } });
+    await assert.rejects(verify(forBilling), refusedWith(/audience does not match/));
+    const forUs = await signWith(privateKey, 'EdDSA', { aud: 'anode', anode: { pub: ['>'] } });
+    assert.deepEqual((await verify(forUs)).pub, ['>']);
+  });
+});
+
 describe('public-key tokens', () => {
   for (const alg of ['EdDSA', 'ES256'] as const) {
     test(`${alg} tokens verify against the configured public key`, async () => {

@@ -6,7 +6,8 @@ import { assertPattern, covers, matches } from './topics.ts';
 
 /**
  * Auth claims (PROTOCOL.md "Auth"). Registered JWT claims keep their meaning: `sub` is the
- * subject (who holds the token), `exp` ends the grant. aNode's grants live under one namespaced
+ * subject (who holds the token), `exp` ends the grant, `aud` names the services it is for (RFC
+ * 7519 4.1.3: a recipient not named refuses it). aNode's grants live under one namespaced
  * claim, `anode`: `pub` and `sub` are topic patterns the holder may publish to and subscribe to,
  * `src` source-name patterns it may publish as (absent: only its subject). Verified with HS256
  * (shared secret) or EdDSA/ES256 (public keys) by `jose`, which runs unchanged in Node, Workers
@@ -62,6 +63,11 @@ export interface AuthOptions {
   hs256Secret?: string;
   /** PEM (SPKI) public keys for EdDSA (Ed25519) or ES256 tokens. */
   publicKeys?: string[];
+  /**
+   * This node's audiences: a token must carry an `aud` naming one of them. None: a token that
+   * carries an `aud` is refused (it names a recipient, and this node cannot tell it is one).
+   */
+  audience?: string[];
 }
 
 export type TokenVerifier = (token: string | undefined) => Promise<Claims>;
@@ -89,13 +95,19 @@ export async function createTokenVerifier(options: AuthOptions | undefined): Pro
     keys.push({ key: new TextEncoder().encode(options.hs256Secret), algorithms: ['HS256'] });
   }
   for (const pem of options.publicKeys ?? []) keys.push(await importPublicKey(pem));
+  const audience = options.audience?.length ? options.audience : undefined;
 
   return async (token) => {
     if (!token) throw new UnauthorizedError('a bearer token is required');
     let lastError: unknown;
     for (const { key, algorithms } of keys) {
       try {
-        const { payload } = await jwtVerify(token, key, { algorithms });
+        const { payload } = await jwtVerify(token, key, { algorithms, ...(audience ? { audience } : {}) });
+        if (!audience && payload.aud !== undefined) {
+          throw new UnauthorizedError(
+            `the token names an audience (aud ${JSON.stringify(payload.aud)}) and this node has none configured: set jwt_audience (JWT_AUDIENCE on an edge) to the audience your issuer puts in its tokens`,
+          );
+        }
         const claims = claimsSchema.safeParse(payload);
         // Grants at the top level and none under `anode`: an old-shape token, which would otherwise
         // pass with no grants and be `forbidden` everywhere without saying why. (Both shapes at once,
@@ -115,8 +127,13 @@ export async function createTokenVerifier(options: AuthOptions | undefined): Pro
       } catch (error) {
         lastError = error;
         if (error instanceof UnauthorizedError) throw error;
-        if ((error as { code?: string }).code === 'ERR_JWT_EXPIRED') {
-          throw new UnauthorizedError('token expired');
+        const { code, claim, reason } = error as { code?: string; claim?: string; reason?: string };
+        if (code === 'ERR_JWT_EXPIRED') throw new UnauthorizedError('token expired');
+        if (code === 'ERR_JWT_CLAIM_VALIDATION_FAILED' && claim === 'aud') {
+          const why = reason === 'missing' ? 'it has no aud' : 'its aud names none of them';
+          throw new UnauthorizedError(
+            `the token's audience does not match: this node takes tokens for ${(audience ?? []).join(', ')}, and ${why}`,
+          );
         }
       }
     }
@@ -171,6 +188,8 @@ export interface TokenGrants {
   pub?: string[];
   sub?: string[];
   src?: string[];
+  /** JWT `aud`: the services the token is for (a node with an audience configured takes only those naming it). */
+  audience?: string | string[];
 }
 
 /** Mint an HS256 token (development and tests; production tokens come from your issuer). */
@@ -180,7 +199,11 @@ export async function signToken(
   expiresIn: string | number = '1h',
 ): Promise<string> {
   const anode = { pub: grants.pub ?? [], sub: grants.sub ?? [], ...(grants.src ? { src: grants.src } : {}) };
-  const payload: JWTPayload = { ...(grants.subject === undefined ? {} : { sub: grants.subject }), anode };
+  const payload: JWTPayload = {
+    ...(grants.subject === undefined ? {} : { sub: grants.subject }),
+    ...(grants.audience === undefined ? {} : { aud: grants.audience }),
+    anode,
+  };
   return new SignJWT(payload)
     .setProtectedHeader({ alg: 'HS256' })
     .setIssuedAt()

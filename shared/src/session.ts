@@ -1,4 +1,5 @@
-import { LimitReachedError, RateLimitedError, UnauthorizedError } from './errors.ts';
+import type { CloseReason } from './close-codes.ts';
+import { LimitReachedError, RateLimitedError } from './errors.ts';
 import { readClientFrame } from './frame-reader.ts';
 import type { ClientFrame, PubFrame, ServerFrame, SubFrame } from './frames.ts';
 
@@ -19,6 +20,8 @@ export interface SessionAck {
 export interface SessionPort {
   /** The socket's token has expired. */
   expired(): boolean;
+  /** Close the socket for one of the server's own reasons (CLOSE_CODES); a second close is a no-op. */
+  close(reason: CloseReason, message: string): void;
   /** Throws `forbidden` (or another coded error) when this socket may not publish to `topic`. */
   assertPublish(topic: string): void;
   /** Throws when this socket may not subscribe to `topic` (a topic or pattern). */
@@ -43,8 +46,10 @@ export interface SessionPort {
 
 /**
  * One parsed client frame, as every node that serves clients handles it (PROTOCOL.md): token
- * expiry first, then `ping` → `pong`; `pub` → rights, the rate, the runtime's publish, `ack`;
- * `sub` → rights, the subscription cap, the runtime's subscribe; `unsub`. Anything refused or
+ * expiry first (the socket of an expired token is closed `auth_expired`, as its expiry timer
+ * would have closed it, and the frame goes unanswered), then `ping` → `pong`; `pub` → rights,
+ * the rate, the runtime's publish, `ack`; `sub` → rights, the subscription cap, the runtime's
+ * subscribe; `unsub`. Anything refused or
  * failing is answered with a coded `err` carrying the frame's ref, and the socket stays open.
  * Resolves when the frame is answered (a relay's publish waits for its store).
  */
@@ -52,7 +57,7 @@ export function handleClientFrame(frame: ClientFrame, text: string, port: Sessio
   const ref = frame.ref;
   const fail = (cause: unknown) => port.refuse(cause, ref);
   try {
-    if (port.expired()) throw new UnauthorizedError('token expired');
+    if (port.expired()) return port.close('auth_expired', 'token expired');
     switch (frame.op) {
       case 'ping':
         return port.send({ op: 'pong', ...(ref === undefined ? {} : { ref }) });
@@ -141,4 +146,23 @@ export function receiveClientFrame(
   const read = readClientFrame(message, maxFrameBytes);
   if (!read.ok) return port.refuse(read.error, read.ref);
   return handleClientFrame(read.frame, read.text, port);
+}
+
+/** setTimeout's longest wait (2^31-1 ms, about 24.8 days): a longer one fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Calls `onExpired` once, when the token's `exp` (seconds) has passed, however far ahead it is
+ * (never synchronously, even for an `exp` already past). A wait beyond setTimeout's limit is taken
+ * in steps, and a timer that fires before `exp` (a step, or a clock that moved) waits again.
+ * Returns the cancel; with no `exp`, nothing is armed.
+ */
+export function atTokenExpiry(exp: number | undefined, onExpired: () => void): () => void {
+  if (exp === undefined) return () => {};
+  const arm = (): ReturnType<typeof setTimeout> => {
+    const wait = Math.min(Math.max(0, exp * 1000 - Date.now()), MAX_TIMER_MS);
+    return setTimeout(() => (exp * 1000 <= Date.now() ? onExpired() : (timer = arm())), wait);
+  };
+  let timer = arm();
+  return () => clearTimeout(timer);
 }

@@ -3,7 +3,8 @@ import type { EdgeConfig } from './config.ts';
 
 /**
  * Auth at the edge: client JWTs are verified by the same verifier a relay uses (jose runs on
- * workerd), and relay links present the shared link secret. Verifiers are built once per key set.
+ * workerd, held to JWT_AUDIENCE as a relay to jwt_audience), and relay links present the shared
+ * link secret. Verifiers are built once per key set and audience.
  */
 const verifiers = new Map<string, Promise<TokenVerifier>>();
 
@@ -12,12 +13,11 @@ export function authEnabled(config: EdgeConfig): boolean {
 }
 
 export function verifierFor(config: EdgeConfig): Promise<TokenVerifier> {
-  const cacheKey = `${config.JWT_SECRET ?? ''}\n${config.JWT_PUBLIC_KEYS.join('\n')}`;
+  const { JWT_SECRET: hs256Secret, JWT_PUBLIC_KEYS: publicKeys, JWT_AUDIENCE: audience } = config;
+  const cacheKey = JSON.stringify([hs256Secret ?? '', publicKeys, audience]);
   let verifier = verifiers.get(cacheKey);
   if (!verifier) {
-    verifier = createTokenVerifier(
-      authEnabled(config) ? { hs256Secret: config.JWT_SECRET, publicKeys: config.JWT_PUBLIC_KEYS } : undefined,
-    );
+    verifier = createTokenVerifier(authEnabled(config) ? { hs256Secret, publicKeys, audience } : undefined);
     verifiers.set(cacheKey, verifier);
   }
   return verifier;

@@ -13,11 +13,22 @@ export interface Env {
   LINK_SECRET?: string;
   JWT_SECRET?: string;
   JWT_PUBLIC_KEYS?: string;
+  JWT_AUDIENCE?: string;
   EDGE_URL?: string;
   [key: string]: unknown;
 }
 
 const int = (fallback: number, min = 1) => z.coerce.number().int().min(min).default(fallback);
+/** Comma-separated values, trimmed, blanks dropped. */
+const list = z
+  .string()
+  .default('')
+  .transform((value) =>
+    value
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  );
 const urlList = z
   .string()
   .default('')
@@ -34,6 +45,11 @@ const schema = z.object({
   LINK_SECRET: z.string().min(16, 'LINK_SECRET must be at least 16 characters').optional(),
   JWT_SECRET: z.string().min(32, 'JWT_SECRET must be at least 32 characters').optional(),
   JWT_PUBLIC_KEYS: z.string().optional(),
+  /**
+   * Audiences, as the relay's jwt_audience: a token's `aud` must name one of them; unset, a token
+   * that carries an `aud` is refused.
+   */
+  JWT_AUDIENCE: list,
   EDGE_URL: z.url({ protocol: /^https?$/ }).optional(),
   /** With auth on, /v1/status and /metrics answer only this bearer token (as a relay's metrics_token). */
   METRICS_TOKEN: z.string().min(16, 'METRICS_TOKEN must be at least 16 characters').optional(),
@@ -43,15 +59,7 @@ const schema = z.object({
   /** Subscriptions (topics and patterns) per client connection, as the relay's max_subscriptions. */
   MAX_SUBSCRIPTIONS: int(100),
   /** Origins allowed to call the HTTP API from a browser (comma-separated; `*` for any). None by default. */
-  CORS_ORIGINS: z
-    .string()
-    .default('')
-    .transform((value) =>
-      value
-        .split(',')
-        .map((s) => s.trim())
-        .filter(Boolean),
-    ),
+  CORS_ORIGINS: list,
   /** The largest message (its data, serialized), as the relay's max_message_bytes. */
   MAX_MESSAGE_BYTES: int(DEFAULT_MAX_MESSAGE_BYTES),
   /** Unset: MAX_MESSAGE_BYTES + 64 KiB (frames), 4 MiB or that (bodies); never below it + 4 KiB. */

@@ -10,6 +10,7 @@ import {
   type ClientFrame,
   createFrameOrder,
   isExpired,
+  atTokenExpiry,
   leadingRef,
   MAX_DATA_DEPTH,
   parseClientFrame,
@@ -71,7 +72,7 @@ export class ClientConnection implements Subscriber {
   #closed = false;
   #allowedTopic: string | undefined;
   readonly #order = createFrameOrder(() => this.#port);
-  #expiry: ReturnType<typeof setTimeout> | undefined;
+  readonly #cancelExpiry: () => void;
 
   constructor(ws: WebSocket, claims: Claims, deps: ConnectionDeps, socket?: Duplex) {
     this.#ws = ws;
@@ -85,11 +86,7 @@ export class ClientConnection implements Subscriber {
     ws.on('message', (data, isBinary) => this.#onMessage(data as Buffer, isBinary));
     ws.on('close', () => this.#onClose());
     ws.on('error', (error) => deps.log.debug({ err: error, conn: this.id }, 'socket error'));
-    if (claims.exp !== undefined) {
-      const ms = Math.max(0, claims.exp * 1000 - Date.now());
-      // setTimeout cannot wait longer than ~24.8 days; such tokens are checked per frame instead.
-      if (ms < 2 ** 31 - 1) this.#expiry = setTimeout(() => this.close('auth_expired', 'token expired'), ms);
-    }
+    this.#cancelExpiry = atTokenExpiry(claims.exp, () => this.close('auth_expired', 'token expired'));
   }
 
   send(frame: string): boolean {
@@ -210,6 +207,7 @@ export class ClientConnection implements Subscriber {
   #makePort(): SessionPort {
     return {
       expired: () => isExpired(this.#claims),
+      close: (reason, message) => this.close(reason, message),
       assertPublish: (topic) => {
         // The rights never change on a connection: the last topic allowed is allowed again
         // (expiry is checked per frame before this).
@@ -246,7 +244,7 @@ export class ClientConnection implements Subscriber {
   }
 
   #onClose(): void {
-    clearTimeout(this.#expiry);
+    this.#cancelExpiry();
     this.#closed = true;
     this.#deps.hub.removeSubscriber(this);
     this.#deps.metrics.connections.dec();

@@ -51,6 +51,7 @@ export function createClientFrames(
     };
     return {
       expired: () => state.exp !== undefined && state.exp * 1000 <= Date.now(),
+      close: (reason, message) => clients.close(ws, reason, message),
       assertPublish(topic) {
         assertHere(topic, 'publish to');
         if (!state.pub) throw new ForbiddenError(`not allowed to publish to ${topic}`);

@@ -13,6 +13,7 @@ import {
   HTTP_STATUS,
   isExpired,
   isPattern,
+  atTokenExpiry,
   matches,
   receiveClientFrame,
   RecentMap,
@@ -65,7 +66,8 @@ export function acceptConnection(options: ConnectionOptions, first?: { topic: st
   return new Response(null, { status: 101, webSocket: client });
 }
 
-function createConnection(socket: WebSocket, options: ConnectionOptions) {
+/** One client socket's connection (exported for tests, which drive it with a stand-in socket). */
+export function createConnection(socket: WebSocket, options: ConnectionOptions) {
   const { config, claims } = options;
   const upstreams = new Map<string, Upstream>();
   const subscriptions = new Set<string>();
@@ -97,7 +99,7 @@ function createConnection(socket: WebSocket, options: ConnectionOptions) {
     for (const upstream of upstreams.values()) upstream.close();
     fences.close();
     upstreams.clear();
-    if (expiry !== undefined) clearTimeout(expiry);
+    cancelExpiry();
     try {
       socket.close(code, reason);
     } catch {
@@ -225,6 +227,7 @@ function createConnection(socket: WebSocket, options: ConnectionOptions) {
   /** This connection as the protocol's session port (shared/src/session.ts): frames are routed on. */
   const port: SessionPort = {
     expired: () => isExpired(claims),
+    close: (reason, message) => close(CLOSE_CODES[reason], message),
     assertPublish: (topic) => assertCanPublish(claims, topic),
     assertSubscribe: (topic) => assertCanSubscribe(claims, topic),
     takeToken: () => bucket.take(),
@@ -288,12 +291,7 @@ function createConnection(socket: WebSocket, options: ConnectionOptions) {
   socket.addEventListener('close', () => close(1000, 'closed'));
   socket.addEventListener('error', () => close(1011, 'error'));
 
-  // setTimeout cannot wait longer than ~24.8 days; such tokens are checked per frame instead.
-  const expiresIn = claims.exp === undefined ? undefined : claims.exp * 1000 - Date.now();
-  const expiry =
-    expiresIn !== undefined && expiresIn < 2 ** 31 - 1
-      ? setTimeout(() => close(CLOSE_CODES.auth_expired, 'token expired'), Math.max(0, expiresIn))
-      : undefined;
+  const cancelExpiry = atTokenExpiry(claims.exp, () => close(CLOSE_CODES.auth_expired, 'token expired'));
 
   return { handle };
 }
