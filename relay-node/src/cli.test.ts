@@ -116,6 +116,18 @@ describe('anode command', () => {
     assert.ok(lifetime > 7000 && lifetime <= 7200, `expires in about 2 h: ${lifetime}`);
   });
 
+  it('token --audience mints a token a relay with that jwt_audience accepts', async () => {
+    const run = await anode(['token', '--pub', 'a.>', '--audience', 'anode'], { env: { ANODE_JWT_SECRET: SECRET } });
+    assert.equal(run.code, 0, run.stderr);
+    const token = run.stdout.trim();
+    assert.equal(
+      (await (await createTokenVerifier({ hs256Secret: SECRET, audience: ['anode'] }))(token)).pub[0],
+      'a.>',
+    );
+    const other = await createTokenVerifier({ hs256Secret: SECRET, audience: ['other'] });
+    await assert.rejects(other(token), /audience/);
+  });
+
   it('token refuses what the relay would refuse, in one line with a hint', async () => {
     assertUsageError(await anode(['token', '--secret', 'short', '--pub', 'a']), /5 characters.*under 32.*openssl rand/);
     assertUsageError(await anode(['token', '--pub', 'a']), /no secret.*ANODE_JWT_SECRET/);

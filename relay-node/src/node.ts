@@ -226,6 +226,9 @@ async function assembleRelayNode(config: RelayConfig, log: Logger, overrides: Re
     async start() {
       if (!auth) {
         log.warn('AUTH IS OFF: anyone who can reach this node may publish and subscribe to every topic');
+        if (config.jwt_audience.length > 0) {
+          log.warn('jwt_audience is set but auth is off (no jwt_secret or jwt_public_keys): it checks nothing');
+        }
       }
       await store.open?.();
       await new Promise<void>((resolve, reject) => {

@@ -24,6 +24,7 @@ export async function tokenCommand(args: string[]): Promise<void> {
       subject: { type: 'string' },
       src: { type: 'string', multiple: true },
       expires: { type: 'string', default: '1h' },
+      audience: { type: 'string', multiple: true },
     },
     strict: true,
     allowPositionals: false,
@@ -64,7 +65,12 @@ export async function tokenCommand(args: string[]): Promise<void> {
   }
   const token = await signToken(
     secret,
-    { ...grants, ...(values.subject === undefined ? {} : { subject: values.subject }) },
+    {
+      ...grants,
+      ...(values.subject === undefined ? {} : { subject: values.subject }),
+      // For a relay with jwt_audience: one value is written as a string, several as an array.
+      ...(values.audience ? { audience: values.audience.length === 1 ? values.audience[0] : values.audience } : {}),
+    },
     values.expires,
   );
   process.stdout.write(`${token}\n`);

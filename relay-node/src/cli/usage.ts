@@ -8,7 +8,7 @@ export function usage(): string {
 Usage:
   anode relay [--port <n>] [--data-dir <dir>] [--config <file.json>] [options]
       run a relay node (prints "relay ready at <url>" once it serves)
-  anode token --secret <s> [--subject <name>] [--pub <pattern>]... [--sub <pattern>]... [--src <pattern>]... [--expires 1h]
+  anode token --secret <s> [--subject <name>] [--pub <pattern>]... [--sub <pattern>]... [--src <pattern>]... [--audience <aud>]... [--expires 1h]
       print an HS256 token for a relay started with the same jwt_secret
       (the secret may come from ANODE_JWT_SECRET instead: it then stays out of shell history)
   anode --help | --version
