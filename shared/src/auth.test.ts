@@ -358,13 +358,22 @@ describe('tokenFrom', () => {
   const url = (query = '') => new URL(`https://node.example/v1/ws${query}`);
 
   test('reads a bearer header, in any case, before the token query parameter', () => {
-    assert.equal(tokenFrom('Bearer abc', url('?token=xyz')), 'abc');
-    assert.equal(tokenFrom('bearer  abc', url()), 'abc');
+    assert.equal(tokenFrom('Bearer abc', url('?token=xyz'), true), 'abc');
+    assert.equal(tokenFrom('bearer  abc', url(), true), 'abc');
+    assert.equal(tokenFrom('Bearer abc', url(), false), 'abc');
   });
 
-  test('falls back to the token query parameter, and to nothing', () => {
-    assert.equal(tokenFrom(null, url('?token=xyz')), 'xyz');
-    assert.equal(tokenFrom('Basic dXNlcg==', url('?token=xyz')), 'xyz');
-    assert.equal(tokenFrom(undefined, url()), undefined);
+  test('falls back to the token query parameter on a WebSocket handshake, and to nothing', () => {
+    assert.equal(tokenFrom(null, url('?token=xyz'), true), 'xyz');
+    assert.equal(tokenFrom('Basic dXNlcg==', url('?token=xyz'), true), 'xyz');
+    assert.equal(tokenFrom(undefined, url(), true), undefined);
+    assert.equal(tokenFrom(undefined, url(), false), undefined);
+  });
+
+  test('refuses the token query parameter on a plain HTTP request', () => {
+    assert.throws(
+      () => tokenFrom(null, url('?token=xyz'), false),
+      (error: Error & { code?: string }) => error.code === 'unauthorized' && /WebSocket URLs only/.test(error.message),
+    );
   });
 });

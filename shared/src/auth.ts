@@ -211,9 +211,20 @@ export async function signToken(
     .sign(new TextEncoder().encode(secret));
 }
 
-/** The token from `Authorization: Bearer …` or, for WebSockets, the `token` query parameter. */
-export function tokenFrom(authorization: string | null | undefined, url: URL): string | undefined {
+/**
+ * The token from `Authorization: Bearer …` or, for a WebSocket handshake (`upgrade`), the `token`
+ * query parameter (browsers cannot set headers on one). A plain HTTP request with `?token=` and
+ * no bearer is refused: PROTOCOL.md allows it on WebSocket URLs only, and a token in a request URL
+ * ends up in proxies' access logs and Referer headers.
+ */
+export function tokenFrom(authorization: string | null | undefined, url: URL, upgrade: boolean): string | undefined {
   const bearer = /^Bearer\s+(.+)$/i.exec(authorization ?? '');
   if (bearer?.[1]) return bearer[1];
-  return url.searchParams.get('token') ?? undefined;
+  const query = url.searchParams.get('token') ?? undefined;
+  if (query !== undefined && !upgrade) {
+    throw new UnauthorizedError(
+      '?token= is taken on WebSocket URLs only (a URL ends up in access logs): send Authorization: Bearer <token>',
+    );
+  }
+  return query;
 }

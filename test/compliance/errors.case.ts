@@ -224,6 +224,11 @@ export const errorCases: Case[] = [
       assertHttpError(await post(target, 'au.a', { data: 1 }, expired), 401, 'unauthorized');
       assertHttpError(await get(target, '/v1/topics/au.a/messages'), 401, 'unauthorized');
       assertHttpError(await get(target, '/v1/topics/au.a/latest', 'x.y.z'), 401, 'unauthorized');
+      // ?token= is for WebSocket URLs only: a plain request carrying one is refused, saying so.
+      const good = await tokenFor('query');
+      const inQuery = await get(target, `/v1/topics/au.a/messages?token=${good}`);
+      assertHttpError(inQuery, 401, 'unauthorized');
+      assert.match(JSON.stringify(inQuery.body), /WebSocket URLs only/);
     },
   },
   {

@@ -38,6 +38,10 @@ function unwrap<T>(result: Result<T>): T {
   return result.value;
 }
 
+/** A WebSocket handshake: the only request that may carry its token in `?token=`. */
+const upgrade = (c: { req: { header(name: string): string | undefined } }) =>
+  c.req.header('upgrade')?.toLowerCase() === 'websocket';
+
 const origin = (c: { req: { url: string }; var: { config: EdgeConfig } }) =>
   c.var.config.EDGE_URL ?? new URL(c.req.url).origin;
 
@@ -104,7 +108,7 @@ export function createApp(): Hono<App> {
     assertTopic(topic);
     c.set('topic', topic);
     const verify = await verifierFor(c.var.config);
-    c.set('claims', await verify(tokenFrom(c.req.header('authorization'), new URL(c.req.url))));
+    c.set('claims', await verify(tokenFrom(c.req.header('authorization'), new URL(c.req.url), upgrade(c))));
     await next();
   });
 
@@ -113,7 +117,7 @@ export function createApp(): Hono<App> {
     if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') {
       throw new BadFrameError('this endpoint takes a WebSocket upgrade');
     }
-    const token = tokenFrom(c.req.header('authorization'), new URL(c.req.url));
+    const token = tokenFrom(c.req.header('authorization'), new URL(c.req.url), true);
     const { env, var: vars } = c;
     return acceptConnection({ env, config: vars.config, claims: vars.claims, token, origin: origin(c) }, first);
   };
@@ -128,7 +132,7 @@ export function createApp(): Hono<App> {
 
   app.get('/v1/ws', async (c) => {
     const verify = await verifierFor(c.var.config);
-    c.set('claims', await verify(tokenFrom(c.req.header('authorization'), new URL(c.req.url))));
+    c.set('claims', await verify(tokenFrom(c.req.header('authorization'), new URL(c.req.url), upgrade(c))));
     return connection(c);
   });
 

@@ -85,7 +85,7 @@ export function createHttpApp(deps: HttpDeps): Hono<Env> {
   }
 
   const authenticate = async (c: { req: { header(name: string): string | undefined; url: string } }) =>
-    deps.verify(tokenFrom(c.req.header('authorization'), new URL(c.req.url)));
+    deps.verify(tokenFrom(c.req.header('authorization'), new URL(c.req.url), false));
 
   app.use('/v1/topics/:topic/*', async (c, next) => {
     assertTopic(c.req.param('topic'));

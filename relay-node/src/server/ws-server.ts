@@ -87,7 +87,7 @@ export function attachWebSockets(server: Server, deps: WsDeps) {
 
   const authorize = async (request: IncomingMessage, url: URL) => {
     if (!deps.accepting()) throw new UnavailableError('node is shutting down');
-    const claims: Claims = await deps.verify(tokenFrom(request.headers.authorization, url));
+    const claims: Claims = await deps.verify(tokenFrom(request.headers.authorization, url, true));
     const match = TOPIC_WS.exec(url.pathname);
     if (url.pathname !== '/v1/ws' && !match) {
       throw new AnodeError('bad_frame', `no WebSocket endpoint at ${url.pathname}`);
@@ -99,7 +99,7 @@ export function attachWebSockets(server: Server, deps: WsDeps) {
       ? undefined
       : claims.subject !== undefined
         ? `subject:${claims.subject}`
-        : `token:${tokenFrom(request.headers.authorization, url) ?? ''}`;
+        : `token:${tokenFrom(request.headers.authorization, url, true) ?? ''}`;
     const release = caps.admit(credential, request.socket.remoteAddress ?? 'unknown');
     if (!match) return { claims, topic: undefined, after: undefined, release };
     const after = url.searchParams.get('after') ?? undefined;
