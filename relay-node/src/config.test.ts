@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { ConfigError, loadConfig } from './config.ts';
+import { CONFIG_KEYS, ConfigError, loadConfig, SECRET_KEYS } from './config.ts';
 
 describe('config', () => {
   it('has local defaults', () => {
@@ -76,6 +76,45 @@ describe('config', () => {
     // No auth, or no mesh: nothing to bypass.
     assert.ok(loadConfig({ flags: { mesh: 'true' } }));
     assert.ok(loadConfig({ flags: auth }));
+  });
+
+  it('reads secrets from the files ANODE_<KEY>_FILE name, never from both places', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-config-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const secret = join(dir, 'jwt');
+    const admin = join(dir, 'admin');
+    await writeFile(secret, 'a-secret-of-more-than-32-characters-here\n');
+    await writeFile(admin, 'admin-token-in-a-file');
+    const config = loadConfig({ env: { ANODE_JWT_SECRET_FILE: secret, ANODE_ADMIN_TOKEN_FILE: admin } });
+    assert.equal(
+      config.jwt_secret,
+      'a-secret-of-more-than-32-characters-here',
+      'the trailing newline is not part of it',
+    );
+    assert.equal(config.admin_token, 'admin-token-in-a-file');
+    // A flag still wins over the environment.
+    const flagged = loadConfig({
+      env: { ANODE_JWT_SECRET_FILE: secret },
+      flags: { 'jwt-secret': 'x'.repeat(40) },
+    });
+    assert.equal(flagged.jwt_secret, 'x'.repeat(40));
+    assert.throws(
+      () => loadConfig({ env: { ANODE_JWT_SECRET_FILE: secret, ANODE_JWT_SECRET: 'y'.repeat(40) } }),
+      /both ANODE_JWT_SECRET and ANODE_JWT_SECRET_FILE are set/,
+    );
+    assert.throws(
+      () => loadConfig({ env: { ANODE_JWT_SECRET_FILE: join(dir, 'missing') } }),
+      /cannot read ANODE_JWT_SECRET_FILE .*missing: ENOENT/,
+    );
+    await writeFile(secret, 'short\n');
+    assert.throws(
+      () => loadConfig({ env: { ANODE_JWT_SECRET_FILE: secret } }),
+      (error: Error) =>
+        error instanceof ConfigError &&
+        error.message.includes(`(from ANODE_JWT_SECRET_FILE ${secret})`) &&
+        !error.message.includes('short'),
+    );
+    for (const key of SECRET_KEYS) assert.ok((CONFIG_KEYS as readonly string[]).includes(key), key);
   });
 
   it('refuses unknown keys and unreadable files', async (t) => {

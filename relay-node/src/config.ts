@@ -153,7 +153,21 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-type Origin = 'default' | 'config file' | 'environment' | 'command line';
+type Origin = 'default' | 'config file' | 'environment' | 'secret file' | 'command line';
+
+/**
+ * Keys holding a secret: each may also come from a file named by `ANODE_<KEY>_FILE` (a Docker or
+ * Kubernetes secret), so it need not sit in the environment, where `docker inspect` and
+ * `/proc/<pid>/environ` show it.
+ */
+export const SECRET_KEYS = [
+  'jwt_secret',
+  'admin_token',
+  'metrics_token',
+  'edge_link_secret',
+  'cassandra_password',
+  'mesh_key',
+] as const;
 
 export interface ConfigSources {
   flags?: Record<string, string | boolean | undefined>;
@@ -206,6 +220,23 @@ export function loadConfig(sources: ConfigSources = {}): RelayConfig {
   }
   // An empty variable counts as unset (compose files and shells pass `VAR=` for "not given").
   for (const key of CONFIG_KEYS) set(key, env[envName(key)] || undefined, 'environment');
+  const secretFiles: Record<string, string> = {};
+  for (const key of SECRET_KEYS) {
+    const path = env[`${envName(key)}_FILE`];
+    if (!path) continue;
+    if (env[envName(key)]) {
+      throw new ConfigError(`both ${envName(key)} and ${envName(key)}_FILE are set: keep one`);
+    }
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (error) {
+      throw new ConfigError(`cannot read ${envName(key)}_FILE ${path}: ${(error as Error).message}`);
+    }
+    secretFiles[key] = path;
+    // A file ends with a newline when written by echo or an editor: not part of the secret.
+    set(key, text.replace(/\r?\n$/, '') || undefined, 'secret file');
+  }
   for (const [name, value] of Object.entries(flags)) {
     if (name === 'config') continue;
     const key = name.replaceAll('-', '_');
@@ -220,11 +251,13 @@ export function loadConfig(sources: ConfigSources = {}): RelayConfig {
     const where =
       origin[key] === 'environment'
         ? ` (from ${envName(key)})`
-        : origin[key] === 'command line'
-          ? ` (from --${flagName(key)})`
-          : origin[key] === 'config file'
-            ? ` (from ${file})`
-            : '';
+        : origin[key] === 'secret file'
+          ? ` (from ${envName(key)}_FILE ${secretFiles[key]})`
+          : origin[key] === 'command line'
+            ? ` (from --${flagName(key)})`
+            : origin[key] === 'config file'
+              ? ` (from ${file})`
+              : '';
     throw new ConfigError(`invalid config: ${key}: ${issue?.message ?? 'invalid'}${where}`);
   }
   const refusal = openMeshRefusal(result.data);
