@@ -448,6 +448,33 @@ describe('unfinished frames and slow handshakes', () => {
     steady.close();
   });
 
+  it('closes a fragmented message left unfinished with 4003, even while the client sends pings between fragments', async () => {
+    const socket = await raw();
+    const received: Buffer[] = [];
+    socket.on('data', (d: Buffer) => received.push(d));
+    socket.on('error', () => {});
+    socket.write(upgrade);
+    await until('the upgrade', () => (Buffer.concat(received).includes('101 Switching') ? true : undefined));
+    // A text message's first fragment (FIN clear, 50,000 bytes), then only pings (FIN, opcode 9).
+    const first = Buffer.concat([Buffer.from([0x01, 0xfe, 0xc3, 0x50, 1, 2, 3, 4]), Buffer.alloc(50_000, 0x20)]);
+    socket.write(first);
+    const ping = Buffer.from([0x89, 0x80, 1, 2, 3, 4]);
+    const pinging = setInterval(() => socket.writable && socket.write(ping), 200);
+    const started = Date.now();
+    const closed = await Promise.race([
+      once(socket, 'close').then(() => true),
+      new Promise<false>((r) => setTimeout(() => r(false), 5_000)),
+    ]);
+    clearInterval(pinging);
+    socket.destroy();
+    assert.ok(closed, 'the relay kept holding the unfinished message for 5 s (frame timeout 600 ms)');
+    const all = Buffer.concat(received);
+    const close = all.indexOf(Buffer.from([0x88]), all.indexOf('\r\n\r\n') + 4);
+    assert.ok(close > 0, 'a close frame was sent');
+    assert.equal(all.readUInt16BE(close + 2), CLOSE_CODES.frame_timeout);
+    assert.ok(Date.now() - started < 5_000);
+  });
+
   it('closes a frame above twice max_frame_bytes with 1009 before reading it, and answers one below with too_large', async () => {
     const socket = await openSocket(`${relay.wsUrl}/v1/ws`);
     socket.sendRaw(JSON.stringify({ op: 'pub', topic: 'a.b', data: 'x'.repeat(150_000) }));

@@ -23,6 +23,7 @@ export function watchUnfinishedFrames(
 ): () => void {
   const receiver = (ws as unknown as { _receiver?: ReceiverState })._receiver;
   let completed = 0;
+  let messages = 0;
   let dataSinceFrame = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const partial = () =>
@@ -33,22 +34,29 @@ export function watchUnfinishedFrames(
     completed += 1;
     dataSinceFrame = false;
   };
+  const onMessage = () => {
+    messages += 1;
+    onFrame();
+  };
+  // Pings and pongs may come between the fragments of a message: while one is under way, only
+  // its end is progress (a client pinging every few hundred ms held 50 KB unfinished for good).
+  const fragmented = () => (receiver?._fragments?.length ?? 0) > 0;
   // `ws` handles each chunk synchronously in its own 'data' listener, registered before this one,
   // so by the time this runs every frame the chunk completed has been emitted.
-  const arm = (seen: number) => {
+  const arm = (seen: number, seenMessages: number) => {
     timer = setTimeout(() => {
       timer = undefined;
       if (!partial()) return;
-      if (completed === seen) return onStalled();
-      arm(completed); // frames completed meanwhile, and another is under way: its own full window
+      if (fragmented() ? messages === seenMessages : completed === seen) return onStalled();
+      arm(completed, messages); // frames completed meanwhile, and another is under way: its own full window
     }, timeoutMs);
     timer.unref();
   };
   const onData = () => {
     dataSinceFrame = true;
-    if (timer === undefined && partial()) arm(completed);
+    if (timer === undefined && partial()) arm(completed, messages);
   };
-  ws.on('message', onFrame);
+  ws.on('message', onMessage);
   ws.on('ping', onFrame);
   ws.on('pong', onFrame);
   socket.on('data', onData);
