@@ -114,7 +114,19 @@ describe('config', () => {
         error.message.includes(`(from ANODE_JWT_SECRET_FILE ${secret})`) &&
         !error.message.includes('short'),
     );
-    for (const key of SECRET_KEYS) assert.ok((CONFIG_KEYS as readonly string[]).includes(key), key);
+    await writeFile(secret, '\n');
+    assert.throws(() => loadConfig({ env: { ANODE_JWT_SECRET_FILE: secret } }), /ANODE_JWT_SECRET_FILE .* is empty/);
+    for (const key of SECRET_KEYS) {
+      assert.ok((CONFIG_KEYS as readonly string[]).includes(key), key);
+      // ANODE_<KEY>_FILE must not be the variable of another key (mesh_key_file's is ANODE_MESH_KEY_FILE).
+      assert.ok(!(CONFIG_KEYS as readonly string[]).includes(`${key}_file`), key);
+    }
+    // ANODE_MESH_KEY_FILE keeps naming a swarm.key file, as the compose files use it.
+    const swarm = join(dir, 'swarm.key');
+    await writeFile(swarm, `/key/swarm/psk/1.0.0/\n/base16/\n${'ab'.repeat(32)}\n`);
+    const meshed = loadConfig({ env: { ANODE_MESH_KEY_FILE: swarm } });
+    assert.equal(meshed.mesh_key_file, swarm);
+    assert.equal(meshed.mesh_key, undefined);
   });
 
   it('refuses unknown keys and unreadable files', async (t) => {

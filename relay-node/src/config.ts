@@ -158,7 +158,8 @@ type Origin = 'default' | 'config file' | 'environment' | 'secret file' | 'comma
 /**
  * Keys holding a secret: each may also come from a file named by `ANODE_<KEY>_FILE` (a Docker or
  * Kubernetes secret), so it need not sit in the environment, where `docker inspect` and
- * `/proc/<pid>/environ` show it.
+ * `/proc/<pid>/environ` show it. Not `mesh_key`: `ANODE_MESH_KEY_FILE` is the variable of its
+ * own key `mesh_key_file` (a swarm.key file), which already keeps the key out of the environment.
  */
 export const SECRET_KEYS = [
   'jwt_secret',
@@ -166,7 +167,6 @@ export const SECRET_KEYS = [
   'metrics_token',
   'edge_link_secret',
   'cassandra_password',
-  'mesh_key',
 ] as const;
 
 export interface ConfigSources {
@@ -235,7 +235,10 @@ export function loadConfig(sources: ConfigSources = {}): RelayConfig {
     }
     secretFiles[key] = path;
     // A file ends with a newline when written by echo or an editor: not part of the secret.
-    set(key, text.replace(/\r?\n$/, '') || undefined, 'secret file');
+    const value = text.replace(/\r?\n$/, '');
+    // An empty file named on purpose is a mistake, not "unset": auth would silently be off.
+    if (value === '') throw new ConfigError(`${envName(key)}_FILE ${path} is empty`);
+    set(key, value, 'secret file');
   }
   for (const [name, value] of Object.entries(flags)) {
     if (name === 'config') continue;
