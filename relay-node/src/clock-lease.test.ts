@@ -128,6 +128,23 @@ describe('clock lease: cursors stay in order across a restart', () => {
     await f.remove();
   });
 
+  it('follows a peer whose wall clock is fast without a write on the spot every 100 ms', async () => {
+    const f = await folder();
+    const lease = f.start();
+    const peer = createHybridClock('n2', () => f.time.wall + 10_000); // 10 s fast
+    let onTheSpot = 0;
+    for (let i = 0; i < 1_000; i++) {
+      f.time.wall += 10; // 10 s of gossip and publishes, one each 10 ms
+      lease.clock.observe(peer.next());
+      const before = lease.until;
+      lease.clock.next();
+      if (lease.until !== before) onTheSpot += 1;
+    }
+    assert.ok(onTheSpot <= 3, `${onTheSpot} lease writes on the publish path in 10 s`);
+    lease.stop();
+    await f.remove();
+  });
+
   it('starts from the wall clock when the lease file is unreadable, and rewrites it', async () => {
     const f = await folder();
     await writeFile(join(f.dir, 'clock-lease'), 'not a time\n');

@@ -25,11 +25,13 @@ import { PRIVATE_FILE_MODE, syncFolder } from './private-files.ts';
  */
 export const LEASE_MS = 5_000;
 /**
- * How far past a clock that runs ahead of the wall clock a lease reaches. Such a clock moves only
- * by borrowing (65,536 cursors per ms), so 100 ms lasts millions of cursors (and one past it
- * renews on the spot). Leasing LEASE_MS past it instead moved a relay 5 s further ahead at every
- * quick restart (a review's crash loop: 72 s ahead after 19 restarts, past the 60 s its peers
- * accept from a cursor).
+ * How far past its starting point a restarted relay's clock is leased while it stays there. It
+ * starts at the last run's lease, ahead of the wall clock, and moves only by borrowing (65,536
+ * cursors per ms), so 100 ms lasts millions of cursors (and one past it renews on the spot).
+ * Leasing LEASE_MS past it moved a relay 5 s further ahead at every quick restart (a review's
+ * crash loop: 72 s ahead after 19 restarts, past the 60 s its peers accept from a cursor). A
+ * clock that moved on (it follows a peer whose wall clock is fast) is leased LEASE_MS past
+ * itself again: 100 ms would mean a write on the spot every 100 ms.
  */
 export const AHEAD_MS = 100;
 /** How long `problem` reports a lease write that failed (the store's health does the same). */
@@ -68,13 +70,14 @@ export function leaseClock(dataDir: string, clock: HybridClock, log: Logger, now
     );
   }
   clock.advanceTo(until);
+  const parkedAt = clock.time;
 
   const temporary = `${path}.tmp`;
   const renewal = `${path}.renewal`;
-  const nextLease = () => Math.max(now() + LEASE_MS, clock.time + AHEAD_MS);
-  // Due when the wall clock comes within half a lease of it, or a clock ahead of the wall clock
-  // within half of AHEAD_MS.
-  const due = () => now() + LEASE_MS / 2 >= until || clock.time + AHEAD_MS / 2 >= until;
+  const margin = () => (clock.time > parkedAt + AHEAD_MS ? LEASE_MS : AHEAD_MS);
+  const nextLease = () => Math.max(now() + LEASE_MS, clock.time + margin());
+  // Due when the wall clock comes within half a lease of it, or the clock within half its margin.
+  const due = () => now() + LEASE_MS / 2 >= until || clock.time + margin() / 2 >= until;
   let failed: { at: number; message: string } | undefined;
   const failure = (error: unknown) => {
     failed = {
