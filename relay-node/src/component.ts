@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { MessageStore } from '@anode/shared';
+import type { HybridClock, MessageStore } from '@anode/shared';
 import type { Hono } from 'hono';
 import type { Cluster } from './cluster.ts';
 import type { Watchers } from './dashboard/watchers.ts';
@@ -29,6 +29,11 @@ export interface Component {
 
 export interface ComponentContext {
   nodeId: string;
+  /**
+   * This node's cursor clock (leased: it never goes back, across restarts either), for what must
+   * order after this node's earlier runs.
+   */
+  clock: HybridClock;
   config: RelayConfig;
   hub: Hub;
   store: MessageStore;

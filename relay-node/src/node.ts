@@ -139,6 +139,7 @@ async function assembleRelayNode(config: RelayConfig, log: Logger, overrides: Re
 
   const context = {
     nodeId: id,
+    clock,
     config,
     hub,
     store,

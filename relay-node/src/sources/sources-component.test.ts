@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../config.ts';
 import { createLogger } from '../logger.ts';
 import { createRelayNode } from '../node.ts';
+import { versionTime } from './source-store.ts';
 
 const TOKEN = 'admin-token-for-the-unit-test-0123456789';
 
@@ -136,5 +137,41 @@ describe('sources component: the admin API refuses a definition that could never
     const patched = await send('PATCH', '/bad', { interval_ms: 2 ** 31 });
     assert.equal(patched.status, 400);
     assert.match(patched.body.error?.message ?? '', /^source bad: interval_ms: at most 2147483647/);
+  });
+});
+
+describe('sources component: admin changes order after the last run’s, whatever the wall clock', () => {
+  let dir: string;
+  let node: Awaited<ReturnType<typeof createRelayNode>> | undefined;
+  after(async () => {
+    await node?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('stamps a change with the leased clock, past a last run whose wall clock was ahead', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'anode-sources-unit-'));
+    // The last run leased two minutes past today's wall clock: the wall clock has stepped back.
+    const leased = Date.now() + 120_000;
+    await writeFile(join(dir, 'clock-lease'), `${leased}\n`, { mode: 0o600 });
+    const flags = { port: '0', 'data-dir': dir, 'log-level': 'silent', 'admin-token': TOKEN };
+    node = await createRelayNode(loadConfig({ flags, env: {} }), createLogger('silent'));
+    const { url } = await node.start();
+    const made = await fetch(`${url}/v1/admin/sources`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        name: 'later',
+        kind: 'http',
+        url: 'http://127.0.0.1:1/x',
+        topic: 't.later',
+        paused: true,
+      }),
+    });
+    assert.equal(made.status, 201);
+    const text = await readFile(join(dir, 'sources.json'), 'utf8').catch(() => '');
+    const log = await readFile(join(dir, 'sources.log'), 'utf8').catch(() => '');
+    const version = /"version":"([0-9a-f]{16}-[^"]+)"/.exec(log + text)?.[1] ?? /"later":"([^"]+)"/.exec(text)?.[1];
+    assert.ok(version, `no version for the change in ${text}${log}`);
+    assert.ok(versionTime(version) >= leased, `${version} was minted before the last run's lease`);
   });
 });

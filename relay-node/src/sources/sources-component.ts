@@ -7,7 +7,7 @@ import { clusterOwnership, type Ownership } from './ownership.ts';
 import { loadSteps } from './pipeline.ts';
 import { createScheduler } from './scheduler.ts';
 import { createSourceMetrics } from './source-metrics.ts';
-import { createSourceStore, createVersionClock, mergeSources } from './source-store.ts';
+import { createSourceStore, mergeSources } from './source-store.ts';
 import { createSourcesManager } from './sources-manager.ts';
 import { mountAdminRoutes } from './admin-routes.ts';
 import { createReservedNames } from './reserved-names.ts';
@@ -36,7 +36,9 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
     const store = createSourceStore(join(config.data_dir, 'sources.json'));
     const changes = await store.load();
     const configured = config.sources.map((raw) => (raw as { name?: unknown }).name).filter(isSourceName);
-    const reservedNames = createReservedNames(context.cluster.self, configured);
+    // Stamped with the leased clock, not the wall clock: a list made after a restart whose wall
+    // clock stepped back must still replace the last run's on every member.
+    const reservedNames = createReservedNames(context.cluster.self, configured, context.clock.time);
     // A source from config files is drawn among the members whose file has it; one that an admin
     // change defines (even over a config file's) has reached every member.
     const byCluster = options.ownership
@@ -78,7 +80,9 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
       // Another member's config-file source deleted through the admin API keeps its tombstone
       // here too (see the manager's expire).
       keepTombstone: (name) => reservedNames.has(name),
-      version: createVersionClock(context.nodeId),
+      // The leased clock: an admin change after a restart whose wall clock stepped back still
+      // wins over this node's earlier ones.
+      version: () => context.clock.next(),
       log,
       deps: {
         async ingest(runtime, payload) {
