@@ -69,18 +69,25 @@ describe('http source: redirects', () => {
     });
     assert.deepEqual(emitted, [{ data: [{ id: 1, at: '/new' }] }]);
     assert.deepEqual(
-      origin.seen.map((s) => [s.method, s.url, s.headers['x-api-key']]),
+      origin.seen.map((s) => [s.method, s.url, s.headers['x-api-key'], s.headers['content-type']]),
       [
-        ['POST', '/old', 'K'],
-        ['GET', '/new', 'K'],
+        ['POST', '/old', 'K', 'application/json'],
+        ['GET', '/new', 'K', undefined],
       ],
     );
   });
 
-  it('gives up after 5 redirects', async () => {
-    const origin = await upstream((req) => ({ status: 307, headers: { location: `${req.url}x` } }));
-    servers.push(origin);
-    await assert.rejects(poll({ url: `${origin.url}/a` }), /more than 5 redirects/);
-    assert.equal(origin.seen.length, 5);
+  it('follows 5 redirects and gives up at the 6th', async () => {
+    const chain = (limit: number) =>
+      upstream((req) =>
+        (req.url ?? '').length <= limit ? { status: 307, headers: { location: `${req.url}x` } } : { status: 200 },
+      );
+    const five = await chain(6); // /a, /ax, … /axxxx (paths up to 6 characters) redirect, /axxxxx answers
+    const six = await chain(7);
+    servers.push(five, six);
+    assert.equal((await poll({ url: `${five.url}/a` })).length, 1);
+    assert.equal(five.seen.length, 6);
+    await assert.rejects(poll({ url: `${six.url}/a` }), /more than 5 redirects/);
+    assert.equal(six.seen.length, 6);
   });
 });

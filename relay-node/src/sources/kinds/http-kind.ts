@@ -46,9 +46,9 @@ const MAX_REDIRECTS = 5;
  */
 async function fetchFollowingSameOrigin(url: string, init: RequestInit & { method: string }): Promise<Response> {
   let current = new URL(url);
-  let { method, body } = init;
+  let { method, body, headers } = init;
   for (let hops = 0; ; hops++) {
-    const response = await fetch(current, { ...init, method, body, redirect: 'manual' });
+    const response = await fetch(current, { ...init, method, body, headers, redirect: 'manual' });
     const location = response.headers.get('location');
     if (response.status < 300 || response.status > 399 || response.status === 304 || location === null) return response;
     await response.body?.cancel();
@@ -59,12 +59,19 @@ async function fetchFollowingSameOrigin(url: string, init: RequestInit & { metho
           `(${redactUrls(next.origin)}), not followed: set the source's url to the address it should read`,
       );
     }
-    if (hops + 1 >= MAX_REDIRECTS)
+    if (hops >= MAX_REDIRECTS)
       throw new HttpStatusError(`more than ${MAX_REDIRECTS} redirects from ${redactUrls(url)}`);
     // As fetch does: a 303, or a 301/302 after a POST, is followed with a GET and no body.
     if (response.status === 303 || ((response.status === 301 || response.status === 302) && method === 'POST')) {
       method = 'GET';
       body = undefined;
+      // As fetch does: the body's own headers go with it.
+      headers = Object.fromEntries(
+        Object.entries(headers as Record<string, string>).filter(
+          ([name]) =>
+            !['content-type', 'content-length', 'content-encoding', 'content-language'].includes(name.toLowerCase()),
+        ),
+      );
     }
     current = next;
   }
