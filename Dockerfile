@@ -33,6 +33,10 @@ RUN npm run build --workspace @anode/relay-node \
 # Runtime stage: Node, the relay's sources (Node runs TypeScript as is), production
 # dependencies and the built dashboard; no npm cache, no dev dependencies.
 FROM ${BASE_IMAGE} AS runtime
+# Its own labels: the base image's (a title of node or anode/base-node) would otherwise show.
+LABEL org.opencontainers.image.title="anode/relay" \
+  org.opencontainers.image.description="aNode relay: a self-hosted real-time hub (WebSocket pub/sub, private libp2p mesh)" \
+  org.opencontainers.image.licenses="Apache-2.0"
 WORKDIR /app
 COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules/ node_modules/
@@ -48,7 +52,9 @@ USER node
 VOLUME /data
 # HTTP/WebSocket and dashboard; 4001 is the mesh port the compose files use (ANODE_LISTEN).
 EXPOSE 8080 4001
-HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["node", "-e", \
+# Each check starts a Node process, so not too often. It asks ANODE_PORT: a port set another way
+# (--port, a config file) needs a HEALTHCHECK (or compose healthcheck test) of its own.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 CMD ["node", "-e", \
   "fetch('http://127.0.0.1:'+(process.env.ANODE_PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 ENTRYPOINT ["anode"]
 CMD ["relay"]

@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { writePrivateFileDurably } from './private-files.ts';
+import { fileURLToPath } from 'node:url';
+import { securePrivateDir, writePrivateFileDurably } from './private-files.ts';
 
 describe('private files made once', () => {
   const dirs: string[] = [];
@@ -28,5 +32,90 @@ describe('private files made once', () => {
     await assert.rejects(writePrivateFileDurably(join(dir, 'peer-key'), 'a second one'), { code: 'EEXIST' });
     assert.equal(await readFile(join(dir, 'peer-key'), 'utf8'), 'the first one');
     assert.deepEqual(await readdir(dir), ['peer-key'], 'the temporary file is removed');
+  });
+});
+
+describe('securing the data folder', () => {
+  it('tightens secret files left readable by others, mesh-sync.json among them', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-private-dir-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    await chmod(dir, 0o755);
+    for (const file of ['node-id', 'mesh-peers.json', 'mesh-sync.json'])
+      await writeFile(join(dir, file), '{}', { mode: 0o644 });
+    securePrivateDir(dir);
+    assert.equal((await stat(dir)).mode & 0o777, 0o700);
+    for (const file of ['node-id', 'mesh-peers.json', 'mesh-sync.json']) {
+      assert.equal((await stat(join(dir, file))).mode & 0o777, 0o600, file);
+    }
+  });
+});
+
+describe('a data folder the relay may not change', () => {
+  const dirs: string[] = [];
+  after(() => Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true }))));
+  const folder = async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-private-dir-'));
+    dirs.push(dir);
+    return dir;
+  };
+  const saysChown = (dir: string, code: string) => (error: unknown) => {
+    const e = error as NodeJS.ErrnoException;
+    assert.equal(e.code, code, 'the code is kept');
+    assert.match(e.message, new RegExp(`data folder ${dir}.* must be owned by the relay's user`));
+    assert.match(e.message, /chown -R 1000:1000 <host folder>/, 'with the Docker hint');
+    assert.match(e.message, new RegExp(`${code}: .*chmod`), 'and the cause');
+    return true;
+  };
+
+  it('says it must be owned by the relay user when it cannot be tightened (EPERM)', async (t) => {
+    const dir = await folder();
+    await chmod(dir, 0o755);
+    // As root nothing is refused: the refusal a non-owner meets is played here.
+    const { chmodSync } = fs;
+    fs.chmodSync = (path: fs.PathLike) => {
+      throw Object.assign(new Error(`EPERM: operation not permitted, chmod '${String(path)}'`), {
+        code: 'EPERM',
+        syscall: 'chmod',
+        path,
+      });
+    };
+    syncBuiltinESMExports();
+    t.after(() => {
+      fs.chmodSync = chmodSync;
+      syncBuiltinESMExports();
+    });
+    assert.throws(() => securePrivateDir(dir), saysChown(dir, 'EPERM'));
+  });
+
+  // For real: a folder owned by root, the relay another user (nobody).
+  const asRoot = process.platform === 'linux' && process.getuid?.() === 0;
+  it('for real: a root-owned folder, a relay that is not root', { skip: !asRoot && 'needs root' }, async () => {
+    const dir = await folder();
+    await chmod(dir, 0o755);
+    const module = fileURLToPath(new URL('./private-files.ts', import.meta.url));
+    const secure = (path: string): Error => {
+      const script =
+        `import { securePrivateDir } from ${JSON.stringify(module)};\n` +
+        `try { securePrivateDir(${JSON.stringify(path)}); } catch (e) {\n` +
+        '  console.log(JSON.stringify({ code: e.code, message: e.message }));\n' +
+        '}';
+      const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+        uid: 65534,
+        gid: 65534,
+        encoding: 'utf8',
+      });
+      assert.equal(child.status, 0, child.stderr);
+      return Object.assign(new Error(), JSON.parse(child.stdout || '{}'));
+    };
+    assert.ok(saysChown(dir, 'EPERM')(secure(dir)));
+    const inside = join(dir, 'relay');
+    const created = secure(inside) as NodeJS.ErrnoException;
+    assert.equal(created.code, 'EACCES');
+    assert.ok(
+      created.message.startsWith(
+        `cannot create the data folder ${inside}: create it owned by the relay's user (uid 65534)`,
+      ),
+      created.message,
+    );
   });
 });

@@ -1,4 +1,4 @@
-import { chmodSync, closeSync, lstatSync, mkdirSync, openSync } from 'node:fs';
+import { accessSync, chmodSync, closeSync, constants, lstatSync, mkdirSync, openSync } from 'node:fs';
 import { link, open, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
@@ -6,7 +6,8 @@ import { dirname, join } from 'node:path';
  * Files in the data folder hold secrets: `sources.json` and its journal `sources.log` (source
  * URLs and headers with credentials), `node-lease` (the token of this relay's node-id lease on
  * Cassandra), `peer-key` (the mesh identity), `node-id`, `mesh-peers.json` (who the mesh
- * peers are, and where), and the stores (every message). They
+ * peers are, and where), `mesh-sync.json` (which peers it synced with, and when), and the stores
+ * (every message). They
  * are created owner-only (0600, their folder 0700), and on start any of them left readable by
  * others (made by an older version, or copied in) are tightened.
  */
@@ -25,6 +26,8 @@ const SECRET_FILES = [
   'node-lease',
   'mesh-peers.json',
   'mesh-peers.json.tmp',
+  'mesh-sync.json',
+  'mesh-sync.json.tmp',
   ...['messages.sqlite', 'spool/spool.sqlite'].flatMap((db) => [db, `${db}-wal`, `${db}-shm`, `${db}-journal`]),
 ];
 const SECRET_DIRS = ['', 'spool'];
@@ -42,11 +45,37 @@ function tighten(path: string, mode: number, isDir: boolean): void {
   if ((stat.mode & 0o777 & ~mode) !== 0) chmodSync(path, stat.mode & mode);
 }
 
-/** Make the data folder (0700) and tighten the secret files already in it (0600). */
+/**
+ * Make the data folder (0700) and tighten the secret files already in it (0600). A folder this
+ * process may not change (owned by another user, typically root: a bind mount made by Docker or
+ * by hand) fails here, with what to do, rather than at the first write.
+ */
 export function securePrivateDir(dataDir: string): void {
-  mkdirSync(dataDir, { recursive: true, mode: PRIVATE_DIR_MODE });
-  for (const dir of SECRET_DIRS) tighten(join(dataDir, dir), PRIVATE_DIR_MODE, true);
-  for (const file of SECRET_FILES) tighten(join(dataDir, file), PRIVATE_FILE_MODE, false);
+  try {
+    mkdirSync(dataDir, { recursive: true, mode: PRIVATE_DIR_MODE });
+    for (const dir of SECRET_DIRS) tighten(join(dataDir, dir), PRIVATE_DIR_MODE, true);
+    for (const file of SECRET_FILES) tighten(join(dataDir, file), PRIVATE_FILE_MODE, false);
+    accessSync(dataDir, constants.R_OK | constants.W_OK | constants.X_OK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EPERM' && code !== 'EACCES') throw error;
+    throw Object.assign(new Error(notOwnedMessage(dataDir, error as NodeJS.ErrnoException), { cause: error }), {
+      code,
+    });
+  }
+}
+
+/** What to do about a data folder this process may not create or change. */
+function notOwnedMessage(dataDir: string, error: NodeJS.ErrnoException): string {
+  const uid = process.getuid?.();
+  const user = uid === undefined ? "the relay's user" : `the relay's user (uid ${uid})`;
+  const what =
+    error.syscall === 'mkdir'
+      ? `cannot create the data folder ${dataDir}: create it owned by ${user}`
+      : `the data folder ${dataDir} and its files must be owned by ${user}: chown them`;
+  // The one place this is met most: a host folder bind-mounted on the image's /data.
+  const docker = 'in the Docker image the relay is uid 1000: `chown -R 1000:1000 <host folder>`';
+  return `${what}, or choose another data_dir (${docker}) [${error.message}]`;
 }
 
 /**

@@ -36,7 +36,7 @@ export type Log = (line: string) => void;
 export function run(
   command: string,
   args: string[],
-  options: { cwd?: string; input?: string; env?: NodeJS.ProcessEnv; quiet?: boolean } = {},
+  options: { cwd?: string; input?: string; env?: NodeJS.ProcessEnv; quiet?: boolean; stderr?: boolean } = {},
 ): Promise<string> {
   return new Promise((ok, fail) => {
     const child = spawn(command, args, {
@@ -50,7 +50,8 @@ export function run(
     child.stderr.on('data', (chunk: Buffer) => (err = (err + chunk.toString()).slice(-16_000)));
     child.on('error', (error) => fail(new Error(`cannot run ${command}: ${error.message}`)));
     child.on('close', (code) => {
-      if (code === 0) return ok(out);
+      // stderr: what it said there too (Compose v1 reports its steps there), after its output.
+      if (code === 0) return ok(options.stderr ? `${out}\n${err}` : out);
       const tail = `${out.slice(-8_000)}\n${err}`.trim();
       fail(new Error(`${command} ${args.join(' ')} exited with ${code}:\n${tail}`));
     });

@@ -1,6 +1,6 @@
 // The deploy artefacts, built and run for real: the relay image (Dockerfile) and both compose
 // shapes (docker-compose.yml: three relays in a private mesh sharing Cassandra;
-// docker-compose.embedded.yml: three full replicas, plus scaling out).
+// docker-compose.embedded.yml: three full replicas, plus a relay added as docs/deploy.md says).
 //
 // Docker Hub is not reachable from CI, so the base images are STAND-INS built locally by
 // test/docker/base-images.ts: anode/base-node:24 stands in for node:24-bookworm-slim (Debian
@@ -12,6 +12,9 @@
 // them this test fails, it is not skipped.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Envelope } from '@anode/shared';
 import { history } from '../helpers/relay.ts';
@@ -23,10 +26,17 @@ import {
   composeProject,
   docker,
   imageSizeBytes,
+  removeStale,
   requireDocker,
+  ROOT,
+  runName,
+  testImageTag,
+  withRelay,
 } from './compose.ts';
 
-const IMAGE = `anode/relay:test-${process.pid}-${randomBytes(3).toString('hex')}`;
+const IMAGE = testImageTag();
+// The image the embedded cluster's `up -d --build` makes (a tag of its own: a fresh `up`).
+const COMPOSE_IMAGE = `${IMAGE}-up`;
 const log = (line: string) => console.log(`[docker] ${line}`);
 const MINUTE = 60_000;
 
@@ -64,6 +74,8 @@ before(
   async () => {
     started = Date.now();
     log(`compose: ${await requireDocker()}`);
+    // What killed runs left would stay forever (containers, volumes, networks, images).
+    await removeStale(log);
     await buildBaseImages({ log });
     log(`base images ready after ${((Date.now() - started) / 1000).toFixed(0)} s`);
     const seconds = await buildRelayImage(IMAGE);
@@ -76,7 +88,9 @@ before(
 after(
   async () => {
     // The relay image and the build stage's leftovers; the stand-in base images stay as a cache.
-    await docker('image', 'rm', '-f', IMAGE).catch((error: Error) => log(`image cleanup: ${error.message}`));
+    await docker('image', 'rm', '-f', IMAGE, COMPOSE_IMAGE).catch((error: Error) =>
+      log(`image cleanup: ${error.message}`),
+    );
     await docker('image', 'prune', '-f', '--filter', 'label=anode.stage=build').catch(() => {});
     log(`docker tests took ${((Date.now() - started) / 1000).toFixed(0)} s in all`);
   },
@@ -86,7 +100,7 @@ after(
 
 describe('docker image', { timeout: 5 * MINUTE }, () => {
   it('runs as the node user, with every setting from ANODE_* variables, and answers its healthcheck', async () => {
-    const name = `anodetest${process.pid}${randomBytes(3).toString('hex')}`;
+    const name = runName();
     const volume = `${name}-data`;
     try {
       // A fresh named volume on /data: it must be writable by the runtime user.
@@ -130,6 +144,68 @@ describe('docker image', { timeout: 5 * MINUTE }, () => {
       await docker('volume', 'rm', '-f', volume).catch(() => {});
     }
   });
+
+  it('is labelled as the relay, and holds no test helpers', async () => {
+    const labels = JSON.parse(await docker('image', 'inspect', '--format', '{{json .Config.Labels}}', IMAGE)) as Record<
+      string,
+      string
+    >;
+    assert.equal(labels['org.opencontainers.image.title'], 'anode/relay');
+    assert.equal(labels['org.opencontainers.image.licenses'], 'Apache-2.0');
+    assert.ok(!('anode.stage' in labels), 'not the build stage');
+    const found = await docker(
+      'run',
+      '--rm',
+      '--entrypoint',
+      'find',
+      IMAGE,
+      '/app/relay-node',
+      '/app/shared',
+      '-path',
+      '*/node_modules',
+      '-prune',
+      '-o',
+      '(',
+      '-name',
+      '*.test.ts',
+      '-o',
+      '-name',
+      '*.fixture.ts',
+      '-o',
+      '-name',
+      '*.compliance.ts',
+      '-o',
+      '-name',
+      'test-peer.ts',
+      '-o',
+      '-name',
+      'test-hub.ts',
+      '-o',
+      '-name',
+      'node-test.d.ts',
+      ')',
+      '-print',
+    );
+    assert.equal(found.trim(), '', 'no test files or helpers');
+    // The relay still has what it imports (the healthcheck test above ran it).
+    assert.match(await docker('run', '--rm', IMAGE, '--help'), /ANODE_/);
+  });
+
+  it('refuses a root-owned host folder on /data, saying to chown it to uid 1000', async () => {
+    const folder = mkdtempSync(join(tmpdir(), 'anode-bind-'));
+    try {
+      chmodSync(folder, 0o755); // root's (this test runs as root to drive Docker), not the relay's
+      const refused = await docker('run', '--rm', '-v', `${folder}:/data`, IMAGE).then(
+        () => 'it started',
+        (error: Error) => error.message,
+      );
+      assert.match(refused, /exited with 3/);
+      assert.match(refused, /the data folder \/data and its files must be owned by the relay's user \(uid 1000\)/);
+      assert.match(refused, /chown -R 1000:1000 <host folder>/);
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('docker-compose.yml: three relays in a private mesh sharing Cassandra', { timeout: 20 * MINUTE }, () => {
@@ -145,7 +221,7 @@ describe('docker-compose.yml: three relays in a private mesh sharing Cassandra',
       project = await composeProject('docker-compose.yml', IMAGE);
       urls = project.urls;
       const t = Date.now();
-      await project.compose('up', '-d', '--no-build');
+      await project.up('--no-build');
       await project.waitHealthy();
       await waitForMesh(urls);
       log(`cassandra cluster up and meshed in ${((Date.now() - t) / 1000).toFixed(0)} s`);
@@ -210,7 +286,7 @@ describe('docker-compose.yml: three relays in a private mesh sharing Cassandra',
   it('compose down then up keeps the data in the volumes', { timeout: 10 * MINUTE }, async () => {
     for (const s of subscribers.splice(0)) s.client.close();
     await project.compose('down', '--timeout', '10');
-    await project.compose('up', '-d', '--no-build');
+    await project.up('--no-build');
     await project.waitHealthy();
     await waitForMesh(urls);
     assert.deepEqual(
@@ -228,25 +304,27 @@ describe('docker-compose.yml: three relays in a private mesh sharing Cassandra',
 });
 
 describe(
-  'docker-compose.embedded.yml: three full replicas, no Cassandra, scaling out',
+  'docker-compose.embedded.yml: three full replicas, no Cassandra, a relay added',
   { timeout: 20 * MINUTE },
   () => {
     let project: ComposeProject;
     let urls: string[];
     const published: string[] = [];
     const subscribers: Collector[] = [];
+    const meshKey = randomBytes(32).toString('hex');
+    let upOutput = '';
+    const folder = mkdtempSync(join(tmpdir(), 'anode-compose-'));
 
     before(
       async () => {
-        project = await composeProject('docker-compose.embedded.yml', IMAGE, {
-          ANODE_MESH_KEY: randomBytes(32).toString('hex'),
-        });
+        project = await composeProject('docker-compose.embedded.yml', COMPOSE_IMAGE, { ANODE_MESH_KEY: meshKey });
         urls = project.urls;
         const t = Date.now();
-        await project.compose('up', '-d', '--no-build');
+        // As a user would start it: `up -d --build`, the image not there yet.
+        upOutput = await project.up('--build');
         await project.waitHealthy();
         await waitForMesh(urls);
-        log(`embedded cluster up and meshed in ${((Date.now() - t) / 1000).toFixed(0)} s`);
+        log(`embedded cluster built, up and meshed in ${((Date.now() - t) / 1000).toFixed(0)} s`);
       },
       { timeout: 10 * MINUTE },
     );
@@ -254,12 +332,41 @@ describe(
       async () => {
         for (const s of subscribers) s.client.close();
         await project?.destroy().catch((error: Error) => log(`compose down: ${error.message}`));
+        rmSync(folder, { recursive: true, force: true });
       },
       { timeout: 2 * MINUTE },
     );
 
+    it('`up -d --build` built the image once, and the relays ran it', async () => {
+      assert.deepEqual(upOutput.match(/^Building \S+/gm), ['Building mesh-key'], upOutput.slice(-4_000));
+      const imageOf = async (service: string) =>
+        (await docker('inspect', '--format', '{{.Image}}', await project.container(service))).trim();
+      const built = await imageOf('mesh-key');
+      for (const relay of ['relay1', 'relay2', 'relay3']) assert.equal(await imageOf(relay), built, relay);
+    });
+
     it('used the key from ANODE_MESH_KEY', async () => {
       assert.match(await project.compose('logs', 'mesh-key'), /mesh key written from ANODE_MESH_KEY/);
+    });
+
+    it('refuses a changed ANODE_MESH_KEY, leaving the relays and the stored key alone', async () => {
+      const relays = await Promise.all(['relay1', 'relay2', 'relay3'].map((r) => project.container(r)));
+      const refused = await project
+        .composeWith({ ANODE_MESH_KEY: randomBytes(32).toString('hex') }, 'up', '-d', '--no-build')
+        .then(
+          () => 'up succeeded',
+          (error: Error) => error.message,
+        );
+      assert.match(refused, /exited with code 3/);
+      assert.match(await project.compose('logs', 'mesh-key'), /differs from the mesh key already stored/);
+      const stored = await docker('exec', relays[0] as string, 'cat', '/keys/swarm.key');
+      assert.equal(stored.split('\n')[2], meshKey, 'the stored key is the one the relays run with');
+      assert.deepEqual(
+        await Promise.all(['relay1', 'relay2', 'relay3'].map((r) => project.container(r))),
+        relays,
+        'no relay was recreated',
+      );
+      await waitForMesh(urls);
     });
 
     it(
@@ -289,21 +396,50 @@ describe(
       },
     );
 
-    it('scales out: an added relay joins the mesh, and hears live publishes', { timeout: 5 * MINUTE }, async () => {
-      await project.compose('--profile', 'scale', 'up', '-d', '--no-build', '--scale', 'relay-extra=1');
-      const extra = await project.publishedUrl('relay-extra', 1);
-      await project.waitHealthy([extra]);
-      await waitForMesh([...urls, extra]);
-      const sub = await collect(extra.replace(/^http/, 'ws'), 'docker.rep');
-      subscribers.push(sub);
-      const acks = await publish(urls[1] as string, 'docker.rep', items('scaled', 3));
-      published.push(...acks.map((a) => a.id));
-      await waitForIds(
-        sub,
-        acks.map((a) => a.id),
-        'the added relay to hear relay 2',
-      );
-      await assertDashboards([extra]);
-    });
+    it(
+      'a relay added as docs/deploy.md says (relay3 copied as relay4) joins, and keeps its node id and data across down/up',
+      { timeout: 8 * MINUTE },
+      async () => {
+        const file = join(folder, 'docker-compose.embedded.yml');
+        writeFileSync(file, withRelay(readFileSync(join(ROOT, 'docker-compose.embedded.yml'), 'utf8'), 4));
+        project.useFile(file);
+        const relay4 = project.url(4);
+        const all = [...urls, relay4];
+        const running = await Promise.all(['relay1', 'relay2', 'relay3'].map((r) => project.container(r)));
+        await project.up('--no-build');
+        await project.waitHealthy([relay4]);
+        assert.deepEqual(
+          await Promise.all(['relay1', 'relay2', 'relay3'].map((r) => project.container(r))),
+          running,
+          'the others keep running',
+        );
+        await waitForMesh(all);
+        const sub = await collect(relay4.replace(/^http/, 'ws'), 'docker.rep');
+        subscribers.push(sub);
+        const acks = await publish(urls[1] as string, 'docker.rep', items('added', 3));
+        published.push(...acks.map((a) => a.id));
+        await waitForIds(
+          sub,
+          acks.map((a) => a.id),
+          'the added relay to hear relay 2',
+        );
+        await assertDashboards([relay4]);
+        const holdsAll = (url: string) => async () => idsOf(await history(url, 'docker.rep')).size === published.length;
+        await waitFor('relay 4 to catch up', holdsAll(relay4), 60_000, 500);
+        const id = (await meshStatus(relay4)).node.id;
+
+        for (const s of subscribers.splice(0)) s.client.close();
+        await project.compose('down', '--timeout', '10');
+        await project.up('--no-build');
+        await project.waitHealthy(all);
+        await waitForMesh(all);
+        assert.equal((await meshStatus(relay4)).node.id, id, 'relay 4 kept its node id (its own /data volume)');
+        for (const url of all) {
+          const messages = await history(url, 'docker.rep');
+          assert.deepEqual(idsOf(messages), new Set(published), `${url} holds every message`);
+          assert.equal(messages.length, published.length, `${url} holds each once`);
+        }
+      },
+    );
   },
 );

@@ -1,7 +1,8 @@
 // Docker and Compose for the deploy tests: the relay image build, one compose project per run
-// (unique name, host ports chosen free at run time on 127.0.0.1), and its teardown.
+// (unique name, host ports chosen free at run time on 127.0.0.1), its teardown, and the removal
+// of what runs that were killed left behind.
 import { randomBytes } from 'node:crypto';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, waitFor } from '../helpers/mesh.ts';
 import { BASE_NODE_IMAGE, CASSANDRA_IMAGE, run } from './base-images.ts';
@@ -51,16 +52,115 @@ export async function imageSizeBytes(tag: string): Promise<number> {
   return Number((await docker('image', 'inspect', '--format', '{{.Size}}', tag)).trim());
 }
 
+/** Every name this test gives a container, volume, network or compose project starts so. */
+export const PREFIX = 'anodetest';
+/** The relay images it builds are tagged `anode/relay:test-<pid>-<6 hex>[-…]`. */
+export const TEST_IMAGE = 'anode/relay';
+/** A name for this run's resources: the prefix, this process's id, and 6 hex digits. */
+export const runName = () => `${PREFIX}${process.pid}${randomBytes(3).toString('hex')}`;
+export const testImageTag = () => `${TEST_IMAGE}:test-${process.pid}-${randomBytes(3).toString('hex')}`;
+
+/**
+ * The id of the test process that made a resource, from its name (`anodetest<pid><6 hex>`, then
+ * `_…` or `-…` for compose's and the image test's volumes and networks) or image tag
+ * (`anode/relay:test-<pid>-<6 hex>`); undefined for a name not of this test's making.
+ */
+export function ownerPid(name: string): number | undefined {
+  const match =
+    /^anodetest(\d+)[0-9a-f]{6}(?:[-_]|$)/.exec(name) ?? /^anode\/relay:test-(\d+)-[0-9a-f]{6}(?:-|$)/.exec(name);
+  return match ? Number(match[1]) : undefined;
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+/**
+ * Removes what earlier runs of this test left (a run killed before its `after` hooks): the
+ * containers, volumes and networks of `anodetest*` projects and containers, and the
+ * `anode/relay:test-*` images, except those of a test process still running (another run on the
+ * same daemon). Returns what it removed.
+ */
+export async function removeStale(log: (line: string) => void = () => {}): Promise<string[]> {
+  const list = async (...args: string[]) => (await docker(...args)).split('\n').filter(Boolean);
+  const stale = (name: string) => {
+    const pid = ownerPid(name);
+    return pid !== undefined && pid !== process.pid && !alive(pid);
+  };
+  const removed: string[] = [];
+  const remove = async (kind: string, names: string[], ...rm: string[]) => {
+    const gone = names.filter(stale);
+    if (gone.length === 0) return;
+    await docker(...rm, ...gone).catch((error: Error) => log(`stale ${kind}s: ${error.message}`));
+    removed.push(...gone.map((name) => `${kind} ${name}`));
+  };
+  // Containers first: they hold the volumes and networks.
+  await remove(
+    'container',
+    await list('ps', '-a', '--filter', `name=${PREFIX}`, '--format', '{{.Names}}'),
+    'rm',
+    '-f',
+    '-v',
+  );
+  await remove('volume', await list('volume', 'ls', '-q', '--filter', `name=${PREFIX}`), 'volume', 'rm', '-f');
+  await remove(
+    'network',
+    await list('network', 'ls', '--filter', `name=${PREFIX}`, '--format', '{{.Name}}'),
+    'network',
+    'rm',
+  );
+  const images = await list('image', 'ls', '--format', '{{.Repository}}:{{.Tag}}', TEST_IMAGE);
+  await remove('image', images, 'image', 'rm', '-f');
+  if (removed.length > 0) log(`removed what earlier runs left: ${removed.join(', ')}`);
+  return removed;
+}
+
+/**
+ * A compose file with one more relay, made as docs/deploy.md says: relay3's service block copied
+ * as relay<n>, with its own named /data volume (listed under volumes:) and host port.
+ */
+export function withRelay(text: string, n: number): string {
+  const lines = text.split('\n');
+  const start = lines.indexOf('  relay3:');
+  if (start < 0) throw new Error('no relay3 service');
+  let end = start + 1;
+  while (end < lines.length && /^( {4}|\s*$)/.test(lines[end] as string)) end++;
+  while (end > start && (lines[end - 1] as string).trim() === '') end--;
+  const block = lines.slice(start, end).map((line) =>
+    line
+      .replaceAll('relay3', `relay${n}`)
+      .replaceAll('RELAY3_PORT', `RELAY${n}_PORT`)
+      .replace(':-8083}', `:-${8080 + n}}`),
+  );
+  const volumes = lines.indexOf('  relay3-data:');
+  if (volumes < 0) throw new Error('no relay3-data volume');
+  const out = [...lines];
+  out.splice(volumes + 1, 0, `  relay${n}-data:`);
+  out.splice(end, 0, ...block);
+  return out.join('\n');
+}
+
 export interface ComposeProject {
   name: string;
   /** Host URL of relay1..3 (index 0..2). */
   urls: string[];
   wsUrls: string[];
+  /** Host URL of relay n (1-based; 4 is there for a relay added with withRelay). */
+  url(n: number): string;
   compose(...args: string[]): Promise<string>;
+  /** The same with more environment variables, resolving with standard error too. */
+  composeWith(env: Record<string, string>, ...args: string[]): Promise<string>;
+  /** `up -d` with these arguments; resolves with its standard error too, rejects with the logs. */
+  up(...args: string[]): Promise<string>;
+  /** From now on, run this compose file (an absolute path) instead. */
+  useFile(file: string): void;
   /** The container id of one instance of a service. */
   container(service: string, index?: number): Promise<string>;
-  /** The host URL a scaled service instance is published on. */
-  publishedUrl(service: string, index: number): Promise<string>;
   /** Waits until the relays answer /healthz. */
   waitHealthy(urls?: string[], timeoutMs?: number): Promise<void>;
   /** `down -v`: containers, networks and volumes of this project. */
@@ -73,8 +173,8 @@ export async function composeProject(
   env: Record<string, string> = {},
 ): Promise<ComposeProject> {
   const binary = await composeBinary();
-  const name = `anodetest${process.pid}${randomBytes(3).toString('hex')}`;
-  const ports = [await freePort(), await freePort(), await freePort()];
+  const name = runName();
+  const ports = [await freePort(), await freePort(), await freePort(), await freePort()];
   // Only what this test sets: an ANODE_* variable from the caller's shell must not leak in.
   const base = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('ANODE_')));
   const composeEnv = {
@@ -82,15 +182,22 @@ export async function composeProject(
     ANODE_IMAGE: image,
     ANODE_BASE_IMAGE: BASE_NODE_IMAGE,
     ANODE_CASSANDRA_IMAGE: CASSANDRA_IMAGE,
-    ANODE_RELAY1_PORT: String(ports[0]),
-    ANODE_RELAY2_PORT: String(ports[1]),
-    ANODE_RELAY3_PORT: String(ports[2]),
+    ...Object.fromEntries(ports.map((port, i) => [`ANODE_RELAY${i + 1}_PORT`, String(port)])),
     ...env,
   };
-  const compose = (...args: string[]) =>
-    run(binary[0] as string, [...binary.slice(1), '-p', name, '-f', join(ROOT, file), ...args], {
-      env: composeEnv,
+  let path = resolve(ROOT, file);
+  // The repo is the project directory whatever file is used (the build context is `.`).
+  const invoke = (extra: Record<string, string>, stderr: boolean, args: string[]) =>
+    run(binary[0] as string, [...binary.slice(1), '-p', name, '--project-directory', ROOT, '-f', path, ...args], {
+      env: { ...composeEnv, ...extra },
+      stderr,
     });
+  const compose = (...args: string[]) => invoke({}, false, args);
+  // A failed `up` says why: the services' last log lines (a relay that crashed at start).
+  const explained = async (error: Error): Promise<never> => {
+    const logs = await compose('logs', '--no-color', '--tail', '30').catch((e: Error) => e.message);
+    throw new Error(`${error.message}\n--- compose logs ---\n${logs.slice(-12_000)}`, { cause: error });
+  };
   const urls = ports.map((port) => `http://127.0.0.1:${port}`);
   const container = async (service: string, index = 1) => {
     const ids = (await compose('ps', '-q', service)).trim().split('\n').filter(Boolean);
@@ -98,7 +205,7 @@ export async function composeProject(
     if (!id) throw new Error(`no container ${index} of service ${service} (have ${ids.length})`);
     return id;
   };
-  const waitHealthy = (which = urls, timeoutMs = 180_000) =>
+  const waitHealthy = (which = urls.slice(0, 3), timeoutMs = 180_000) =>
     waitFor(
       `relays ${which.join(', ')} healthy`,
       async () => (await Promise.all(which.map((url) => fetch(`${url}/healthz`)))).every((res) => res.ok),
@@ -107,17 +214,17 @@ export async function composeProject(
     );
   return {
     name,
-    urls,
-    wsUrls: urls.map((url) => url.replace(/^http/, 'ws')),
+    urls: urls.slice(0, 3),
+    wsUrls: urls.slice(0, 3).map((url) => url.replace(/^http/, 'ws')),
+    url: (n) => urls[n - 1] as string,
     compose,
+    composeWith: (extra, ...args) => invoke(extra, true, args),
+    up: (...args) => invoke({}, true, ['up', '-d', ...args]).catch(explained),
+    useFile: (next) => (path = next),
     container,
-    publishedUrl: async (service, index) => {
-      const out = (await compose('port', `--index=${index}`, service, '8080')).trim();
-      return `http://${out}`;
-    },
     waitHealthy,
     destroy: async () => {
-      await compose('--profile', 'scale', 'down', '-v', '--remove-orphans', '--timeout', '5');
+      await compose('down', '-v', '--remove-orphans', '--timeout', '5');
     },
   };
 }

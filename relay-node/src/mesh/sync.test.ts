@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
@@ -226,6 +226,15 @@ describe('catch-up scheduling', () => {
     await settle();
     assert.deepEqual(asked, [['p1', cursorAt(1_002_000 - LOOKBACK)]]);
     await sync.stop();
+  });
+
+  it('keeps mesh-sync.json owner-only (0600), as every file in the data folder', async () => {
+    const sync = make();
+    await sync.start();
+    sync.peerUp('p1');
+    await sync.firstSync;
+    await sync.stop();
+    assert.equal((await stat(join(dir, 'mesh-sync.json'))).mode & 0o777, 0o600);
   });
 
   it('drops bad records from mesh-sync.json and keeps the good ones', async () => {

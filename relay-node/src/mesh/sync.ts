@@ -2,6 +2,7 @@ import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CURSOR_ZERO, cursorFloor } from '@anode/shared';
 import type { Logger } from '../logger.ts';
+import { PRIVATE_FILE_MODE } from '../private-files.ts';
 import { type CatchUpPlan, type CatchUpProgress, planCatchUp } from './catch-up-progress.ts';
 
 /**
@@ -95,7 +96,8 @@ export function createSync(options: SyncOptions) {
 
   const write = async () => {
     const tmp = `${path}.tmp`;
-    await writeFile(tmp, JSON.stringify(state));
+    // Owner-only, as every file in the data folder (private-files.ts tightens an older one).
+    await writeFile(tmp, JSON.stringify(state), { mode: PRIVATE_FILE_MODE });
     await rename(tmp, path);
   };
   // Saves run one after another: two at once share the temporary file, and the second rename
