@@ -431,7 +431,7 @@ export function createHub(options: HubOptions) {
         }
         const minted = cursorTime(after);
         const from = minted > RESUME_REWIND_MS && minted < startedAt ? cursorFloor(minted - RESUME_REWIND_MS) : after;
-        for await (const envelope of mergedHistory(store, topics, from)) {
+        for await (const envelope of mergedHistory(store, topics, from, after)) {
           // The message at `after` itself is the one the subscriber has: never sent again.
           if (sent.has(envelope.id) || envelope.cursor === after) continue;
           const pending = subscriber.backlog?.();

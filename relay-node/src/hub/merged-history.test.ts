@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { compareCursors, type Envelope } from '@anode/shared';
 import { mergedHistory } from './merged-history.ts';
-import { memoryStore, remote } from './test-hub.ts';
+import { createSqliteStore } from '../storage/embedded/sqlite-store.ts';
+import { memoryStore, recorder, remote, testHub } from './test-hub.ts';
 
 const collect = async (source: AsyncGenerator<Envelope>) => {
   const out: Envelope[] = [];
@@ -57,6 +58,37 @@ describe('merged history (resuming a pattern)', () => {
       assert.equal(count, 16_000);
       // The old merge ran from first read to last message without one turn (seconds at this size).
       assert.ok(turns > 1, `the event loop had ${turns} turn(s) during the merge`);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('merged history under retention', () => {
+  it('a resume that retention overtakes ends with cursor_expired, not with a silent gap', async () => {
+    const store = createSqliteStore({ dataDir: '', memory: true, retention: { maxAgeMs: 0, maxMessages: 100 } });
+    try {
+      const hub = testHub(store);
+      const claims = { pub: ['>'], sub: ['>'] };
+      const acks = await hub.publish(
+        't',
+        Array.from({ length: 1_200 }, (_, n) => ({ data: n })),
+        { via: 'http', claims },
+      );
+      const first = acks[0]?.cursor as string;
+      // A slow reader: after 500 messages, the sweep runs (keeping the newest 100) before it reads on.
+      const reader = recorder('slow');
+      let sends = 0;
+      let swept: Promise<number> | undefined;
+      const send = reader.send.bind(reader);
+      reader.send = (frame) => ((sends += 1), send(frame));
+      reader.backlog = () => (sends >= 500 ? (swept ??= store.sweep()).then(() => undefined) : undefined);
+      await assert.rejects(hub.subscribe(reader, 't', first), (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'cursor_expired');
+        return true;
+      });
+      assert.ok(((await swept) ?? 0) > 0, 'the sweep deleted messages mid-resume');
+      assert.ok(reader.ids().length < 1_199, 'it stopped at the gap');
     } finally {
       await store.close();
     }
