@@ -29,7 +29,7 @@ import { pageWithMore } from '../storage/merge-page.ts';
 import { createLateArrivals } from './late-arrivals.ts';
 import { mergedHistory } from './merged-history.ts';
 import { SeenIds } from '@anode/shared';
-import { createWriter } from './writer.ts';
+import { createWriter, type WriteResult } from './writer.ts';
 
 /**
  * The local hub: accepts publishes (id, cursor, durable write, then fan-out), and keeps the
@@ -115,6 +115,9 @@ export const RESUME_REWIND_MS = 5_000;
 
 /** Ids a resume remembers having sent (see subscribe). */
 const RESUME_SENT_IDS = 100_000;
+
+/** A local publish's write options: minted here, so new by construction (see AppendOptions.minted). */
+const MINTED = { minted: true } as const;
 
 /** Topics whose counts the hub keeps for status (the most recently published ones). */
 export const MAX_TOPIC_STATS = 10_000;
@@ -256,34 +259,46 @@ export function createHub(options: HubOptions) {
   // Set when the node stops: clients' publishes are refused from then on (see refusePublishes).
   let closing = false;
 
-  /** Accept messages: assign ids and cursors, write durably, fan out; resolves with each write's result. */
-  const accept = async (topic: string, items: readonly PublishItem[], context: PublishContext) => {
+  /** A publish's messages with ids and cursors, checked (throws on a refused one). */
+  const prepare = (topic: string, items: readonly PublishItem[], context: PublishContext): Envelope[] => {
     if (closing && context.via !== 'source') {
       throw new UnavailableError('node is shutting down: publish again, here once it is back or at another node');
     }
-    const started = performance.now();
     const now = Date.now();
     const at = { ...limits, now };
-    const sources = items.map((item) =>
-      context.via === 'source' ? context.source : clientSource(context.claims, item.source),
-    );
     // A client's items were checked when their frame or body was parsed; what is left is
     // checked here. One bad item refuses the whole publish (its cursors are skipped: gaps are
     // harmless).
     const check = context.via === 'source' ? checkEnvelope : checkPublished;
-    const envelopes = items.map((item, i): Envelope => {
+    const sources = items.map((item) =>
+      context.via === 'source' ? context.source : clientSource(context.claims, item.source),
+    );
+    return items.map((item, i): Envelope => {
       const source = sources[i] as string;
       const id = item.key === undefined ? messageId(now) : contentId(topic, source, item.key);
       return check({ id, topic, cursor: clock.next(), source, ts: item.ts ?? now, data: item.data }, at);
     });
-    // Minted here: a random id is new by construction, so the store need not look it up.
-    const results = await writer.write(envelopes, 'local', { minted: true });
-    const inserted = results.filter((r) => r.inserted).length;
-    publishedVia(context.via).inc(inserted);
+  };
+
+  /** A publish's results counted (published, duplicates, latency since `started`). */
+  const counted = (results: WriteResult[], via: PublishContext['via'], started: number): WriteResult[] => {
+    let inserted = 0;
+    for (const result of results) if (result.inserted) inserted += 1;
+    publishedVia(via).inc(inserted);
     if (inserted < results.length) metrics.duplicates.inc(results.length - inserted);
     metrics.publishLatency.observe((performance.now() - started) / 1000);
     return results;
   };
+
+  /** Accept messages: assign ids and cursors, write durably, fan out; resolves with each write's result. */
+  const accept = async (topic: string, items: readonly PublishItem[], context: PublishContext) => {
+    const started = performance.now();
+    const envelopes = prepare(topic, items, context);
+    // Minted here: a random id is new by construction, so the store need not look it up.
+    return counted(await writer.write(envelopes, 'local', MINTED), context.via, started);
+  };
+
+  const toAck = ({ envelope }: WriteResult): Ack => ({ id: envelope.id, cursor: envelope.cursor });
 
   return {
     writer,
@@ -299,8 +314,21 @@ export function createHub(options: HubOptions) {
 
     /** Accept messages: assign ids and cursors, write durably, fan out; resolves with the acks. */
     async publish(topic: string, items: readonly PublishItem[], context: PublishContext): Promise<Ack[]> {
-      const results = await accept(topic, items, context);
-      return results.map(({ envelope }) => ({ id: envelope.id, cursor: envelope.cursor }));
+      return (await accept(topic, items, context)).map(toAck);
+    },
+
+    /**
+     * publish of one message (a client's `pub` frame), resolving with its ack: the same steps with
+     * fewer promises between the commit and the ack. A refused message throws here, synchronously.
+     */
+    publishOne(topic: string, item: PublishItem, context: PublishContext): Promise<Ack> {
+      const started = performance.now();
+      const envelopes = prepare(topic, [item], context);
+      return writer.write(envelopes, 'local', MINTED).then((results) => {
+        const [result] = counted(results, context.via, started);
+        if (!result) throw new Error('a publish was accepted without an ack');
+        return toAck(result);
+      });
     },
 
     /** publish, resolving with how many messages were new (not already stored): what a source counts. */

@@ -25,7 +25,7 @@ import { isUtf8 } from 'node:buffer';
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import type { RelayConfig } from '../config.ts';
-import type { Hub, Subscriber } from '../hub/hub.ts';
+import type { Hub, PublishContext, Subscriber } from '../hub/hub.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { nestsDeeperThan, topLevelRef } from './nesting.ts';
@@ -66,6 +66,7 @@ export class ClientConnection implements Subscriber {
   #isCorked = false;
   readonly #corkFlushBytes: number;
   readonly #claims: Claims;
+  readonly #publishContext: PublishContext;
   readonly #deps: ConnectionDeps;
   readonly #bucket;
   readonly #port: SessionPort;
@@ -79,6 +80,7 @@ export class ClientConnection implements Subscriber {
     this.#socket = socket;
     this.#corkFlushBytes = Math.min(64 * 1024, deps.config.max_send_buffer_bytes / 2);
     this.#claims = claims;
+    this.#publishContext = { via: 'ws', claims };
     this.#deps = deps;
     this.#bucket = createTokenBucket(deps.config.publish_rate, deps.config.publish_burst);
     this.#port = this.#makePort();
@@ -223,11 +225,7 @@ export class ClientConnection implements Subscriber {
         has: (topic) => this.#deps.hub.isSubscribed(this, topic),
         count: () => this.#deps.hub.subscriptionCount(this),
       },
-      publish: async (frame) => {
-        const [ack] = await this.#deps.hub.publish(frame.topic, [frame], { via: 'ws', claims: this.#claims });
-        if (!ack) throw new Error('a publish was accepted without an ack');
-        return ack;
-      },
+      publish: (frame) => this.#deps.hub.publishOne(frame.topic, frame, this.#publishContext),
       subscribe: (frame) => this.#deps.hub.subscribe(this, frame.topic, frame.after, frame.ref),
       unsubscribe: (frame) => void this.#deps.hub.unsubscribe(this, frame.topic),
       send: (frame) => this.#frame(frame),
