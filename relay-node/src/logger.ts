@@ -72,7 +72,7 @@ export function throttledWarning(log: Logger, message: string, everyMs = 10_000)
     log.warn({ ...latest, count }, message);
     count = 0;
   };
-  return (fields: Record<string, unknown>) => {
+  const warn = (fields: Record<string, unknown>) => {
     count += 1;
     latest = fields;
     const since = performance.now() - loggedAt;
@@ -82,4 +82,10 @@ export function throttledWarning(log: Logger, message: string, everyMs = 10_000)
       timer.unref();
     }
   };
+  /** Log what is counted now, and stop the timer (at stop: nothing logged after it, nothing lost). */
+  warn.flush = () => {
+    clearTimeout(timer);
+    flush();
+  };
+  return warn;
 }

@@ -311,4 +311,5 @@ function capSocketsPerAddress(server: Server, perAddress: number, log: Logger) {
     }
     socket.once('close', () => counts.give(address));
   });
+  server.once('close', refused.flush);
 }

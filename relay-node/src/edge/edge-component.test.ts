@@ -109,6 +109,13 @@ describe('edge links, relay side', () => {
       assert.equal(typeof refused[0]?.err, 'string');
       const status = (await (await fetch(`${at}/v1/status`)).json()) as { edge: { refused: number } };
       assert.equal(status.edge.refused, 200);
+      await flooded.stop();
+      // The rest are logged at stop, not lost nor logged after it.
+      const all = lines.filter((l) => l.msg === 'edge dial request refused');
+      assert.deepEqual(
+        all.map((l) => l.count),
+        [1, 199],
+      );
     } finally {
       await flooded.stop();
       await rm(dir, { recursive: true, force: true });

@@ -115,6 +115,7 @@ export const createEdgeComponent: ComponentFactory = async ({ config, hub, log, 
     async stop() {
       stopping = true;
       clearInterval(reservedPoll);
+      dialRefused.flush();
       for (const link of links.values()) link.close(4000, 'relay shutting down');
       links.clear();
     },
