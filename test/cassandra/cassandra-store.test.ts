@@ -9,6 +9,7 @@ import { createNodeLease, type LeaseIo } from '@anode/relay-node/src/storage/cas
 import { createLogger } from '@anode/relay-node/src/logger.ts';
 import { messageStoreCompliance } from '@anode/relay-node/src/storage/message-store.compliance.ts';
 import { createSpoolingStore } from '@anode/relay-node/src/storage/spool/spooling-store.ts';
+import { recorder, testHub } from '@anode/relay-node/src/hub/test-hub.ts';
 import cassandra from 'cassandra-driver';
 import { startRelay, tempDir, type TestRelay } from '../helpers/relay.ts';
 import { type CassandraServer, findJava, startCassandra } from './cassandra-server.ts';
@@ -249,6 +250,58 @@ describe('Cassandra store', { skip }, () => {
     const trimmed = await store.trimmedThrough('ttl.t');
     assert.ok(trimmed && first.cursor < trimmed, `trimmed through ${trimmed}`);
     await store.close();
+  });
+
+  it('lists a topic TTLs emptied among its trimmed topics, and a pattern resume from before it is refused', async () => {
+    const s = (await serverReady) as CassandraServer;
+    const keyspace = keyspaceName();
+    // Buckets of 1 s: their index rows expire 1 s after their messages, and `topics` forgets the topic.
+    const options = { ...storeOptions(s, keyspace, 1_500), bucketMs: 1_000 };
+    const store = createCassandraStore(options);
+    const spoolDir = await tempDir();
+    const spooling = createSpoolingStore(createCassandraStore(options), {
+      dataDir: spoolDir,
+      drainIntervalMs: 100,
+      log: createLogger('silent'),
+    });
+    try {
+      assert.equal((await store.health()).ok, true);
+      assert.deepEqual(await store.trimmedTopics?.(), new Map());
+      const clock = createHybridClock('gone');
+      const make = (id: string, topic: string): Envelope => ({
+        id,
+        topic,
+        cursor: clock.next(),
+        source: 's',
+        ts: 1,
+        data: id,
+      });
+      const gone = [make('gone-1', 'gone.x'), make('gone-2', 'gone.x')];
+      await store.append(gone);
+      await new Promise((r) => setTimeout(r, 4_500));
+      const kept = make('kept-1', 'gone.y');
+      await store.append([kept]);
+      assert.deepEqual(await store.history('gone.x', { limit: 10 }), []);
+      assert.deepEqual(await store.topics(), ['gone.y'], 'the emptied topic is no longer listed');
+      const marks = await store.trimmedTopics?.();
+      const mark = marks?.get('gone.x');
+      assert.ok(mark && (gone[1] as Envelope).cursor < mark, `gone.x trimmed through ${mark}`);
+      assert.equal(marks?.has('gone.y'), false);
+      assert.equal((await spooling.trimmedTopics?.())?.has('gone.x'), true, 'the spooling store asks Cassandra');
+      // The hub on this store: `sub gone.> after` the first cursor is refused, as `sub gone.x` is.
+      const hub = testHub(store);
+      for (const pattern of ['gone.x', 'gone.>', 'gone.*']) {
+        await assert.rejects(
+          hub.subscribe(recorder(), pattern, gone[0]?.cursor),
+          (error: Error & { code?: string }) => error.code === 'cursor_expired',
+          pattern,
+        );
+      }
+    } finally {
+      await store.close();
+      await spooling.close();
+      await rm(spoolDir, { recursive: true, force: true });
+    }
   });
 });
 

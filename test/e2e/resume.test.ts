@@ -90,3 +90,28 @@ describe('resume from a cursor', () => {
     resumed.close();
   });
 });
+
+describe('resume over a topic retention emptied', () => {
+  let relay: TestRelay;
+  before(async () => {
+    relay = await startRelay({ 'retention-max-age-ms': '1000', 'retention-sweep-ms': '50' });
+  });
+  after(() => relay.stop());
+
+  it('refuses a cursor from before what it lost with cursor_expired, for the topic and the patterns over it', async () => {
+    const [first] = await publishMany(relay.url, 'gone.x', 2, 0);
+    const deadline = Date.now() + 10_000;
+    const stored = async () =>
+      ((await (await fetch(`${relay.url}/v1/topics/gone.x/messages`)).json()) as { messages: unknown[] }).messages;
+    while ((await stored()).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(await stored(), [], 'retention emptied gone.x');
+    const socket = await openSocket(`${relay.wsUrl}/v1/ws`);
+    for (const topic of ['gone.x', 'gone.>', 'gone.*', '>']) {
+      socket.send({ op: 'sub', topic, after: first, ref: topic });
+      const answer = await socket.next((f) => f.op !== 'msg' && f.ref === topic);
+      assert.ok(answer.op === 'err' && answer.code === 'cursor_expired', `${topic}: ${JSON.stringify(answer)}`);
+    }
+    socket.close();
+    await socket.closed;
+  });
+});

@@ -386,3 +386,30 @@ test('a split write of one message the store refuses is answered with refused, a
   assert.equal(publish[0]?.inserted, true);
   assert.equal((frame[0]?.refused as AnodeError | undefined)?.code, 'too_large');
 });
+
+test('oldestPending: the oldest cursor still to be fanned out, none once committed or refused', async () => {
+  const { store, calls } = heldStore(false);
+  const committed: string[] = [];
+  const writer = writerOn(store, committed);
+  assert.equal(writer.oldestPending(), undefined);
+  const first = writer.write([message(5), message(3)]);
+  // From elsewhere, older than what waits; and one delivered already (live gossip) is left out.
+  const older = writer.write([message(2)], 'remote');
+  const delivered = writer.write([message(1)], 'remote', { delivered: true });
+  assert.equal(writer.oldestPending(), message(2).cursor);
+  await new Promise((resolve) => setImmediate(resolve));
+  calls[0]?.answer(); // the first batch (two messages: maxBatch is 2)
+  await first;
+  assert.equal(writer.oldestPending(), message(2).cursor, 'the older write still waits');
+  await new Promise((resolve) => setImmediate(resolve));
+  calls[1]?.answer(new Error('down')); // the other two, in one batch
+  await assert.rejects(older);
+  await assert.rejects(delivered);
+  assert.equal(writer.oldestPending(), undefined, 'refused: nothing of it will be fanned out');
+  const later = writer.write([message(9)]);
+  assert.equal(writer.oldestPending(), message(9).cursor);
+  await new Promise((resolve) => setImmediate(resolve));
+  calls[2]?.answer();
+  await later;
+  assert.equal(writer.oldestPending(), undefined);
+});

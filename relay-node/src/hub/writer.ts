@@ -1,4 +1,11 @@
-import { type AppendResult, type Envelope, InternalError, type MessageStore, UnavailableError } from '@anode/shared';
+import {
+  type AppendResult,
+  compareCursors,
+  type Envelope,
+  InternalError,
+  type MessageStore,
+  UnavailableError,
+} from '@anode/shared';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { isStoreRejection } from '../storage/store-rejected.ts';
@@ -39,6 +46,11 @@ export interface WriteOptions {
    * `refused` in its result, and the rest are stored, instead of the write being refused whole.
    */
   split?: boolean;
+  /**
+   * Fanned out already (live gossip delivered before it is stored): the write delivers nothing
+   * once committed, so it is left out of oldestPending.
+   */
+  delivered?: boolean;
 }
 
 interface Job {
@@ -64,6 +76,12 @@ export interface Writer {
   settled(): Promise<void>;
   /** Resolves once every write queued so far has been committed or refused (never rejects). */
   fence(): Promise<void>;
+  /**
+   * The oldest cursor among the writes queued or being committed that will be handed to
+   * `onCommitted` (all but `delivered` ones), or undefined when there are none: every message
+   * fanned out from now on that is here already has a cursor at or after it.
+   */
+  oldestPending(): string | undefined;
   readonly queued: number;
   /** Messages committed as new since the writer started (retention's schedule counts them). */
   readonly stored: number;
@@ -107,6 +125,33 @@ export function createWriter(options: WriterOptions): Writer {
     else if (!conflictTimer) {
       conflictTimer = setTimeout(logConflicts, conflictLogMs - since);
       conflictTimer.unref();
+    }
+  };
+  // The writes not yet handed to onCommitted (nor refused), as a sliding-window minimum of their
+  // oldest cursors: writes finish in the order they were queued (see `last`), so an entry whose
+  // cursor is not below a later write's can be dropped, and the front, once finished, is gone.
+  // O(1) per write and per question, however many writes wait.
+  const pending: { cursor: string; done: boolean }[] = [];
+  let pendingHead = 0;
+  const track = (envelopes: readonly Envelope[]) => {
+    let oldest = (envelopes[0] as Envelope).cursor;
+    for (const envelope of envelopes) if (compareCursors(envelope.cursor, oldest) < 0) oldest = envelope.cursor;
+    while (pending.length > pendingHead && compareCursors((pending.at(-1) as { cursor: string }).cursor, oldest) >= 0) {
+      pending.pop();
+    }
+    const entry = { cursor: oldest, done: false };
+    pending.push(entry);
+    return entry;
+  };
+  /** Drops the finished writes at the front (called as each finishes, so the list stays short). */
+  const release = () => {
+    while (pendingHead < pending.length && (pending[pendingHead] as { done: boolean }).done) pendingHead += 1;
+    if (pendingHead === pending.length) {
+      pending.length = 0;
+      pendingHead = 0;
+    } else if (pendingHead > 1024 && pendingHead * 2 > pending.length) {
+      pending.splice(0, pendingHead);
+      pendingHead = 0;
     }
   };
   let flushing: Promise<void> | undefined;
@@ -315,14 +360,28 @@ export function createWriter(options: WriterOptions): Writer {
         return Promise.reject(new UnavailableError('node is overloaded: too many publishes waiting for storage'));
       }
       queued += envelopes.length;
+      // Finished when its promise settles: onCommitted has run for it by then.
+      const tracked = writeOptions.delivered === true ? undefined : track(envelopes);
       const done = new Promise<WriteResult[]>((resolve, reject) =>
         queue.push({
           envelopes,
           origin,
           minted: writeOptions.minted === true,
           split: writeOptions.split === true,
-          resolve,
-          reject,
+          resolve: tracked
+            ? (results) => {
+                tracked.done = true;
+                release();
+                resolve(results);
+              }
+            : resolve,
+          reject: tracked
+            ? (error) => {
+                tracked.done = true;
+                release();
+                reject(error);
+              }
+            : reject,
         }),
       );
       last = done;
@@ -336,6 +395,10 @@ export function createWriter(options: WriterOptions): Writer {
       await committing;
     },
     fence: () => (last ? last.then(settle, settle) : Promise.resolve()),
+    oldestPending() {
+      release();
+      return pending[pendingHead]?.cursor;
+    },
     get queued() {
       return queued;
     },

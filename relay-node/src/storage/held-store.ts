@@ -215,6 +215,7 @@ export function createHeldStore(inner: MessageStore, options: HeldOptions): Held
   const timer = checkMs > 0 ? setInterval(() => void check(), checkMs) : undefined;
   timer?.unref();
 
+  const innerTrimmedTopics = inner.trimmedTopics?.bind(inner);
   return {
     kind: inner.kind,
     pipelinedAppends: inner.pipelinedAppends,
@@ -271,6 +272,8 @@ export function createHeldStore(inner: MessageStore, options: HeldOptions): Held
       );
     },
     trimmedThrough: (topic) => inner.trimmedThrough(topic),
+    // What is held is never trimmed: the marks are the store's.
+    ...(innerTrimmedTopics ? { trimmedTopics: innerTrimmedTopics } : {}),
     sweep: (at) => inner.sweep(at),
     async health() {
       trim();

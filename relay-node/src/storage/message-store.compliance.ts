@@ -199,6 +199,7 @@ export function messageStoreCompliance(
     it('reports no trimming for a topic retention never touched', async () => {
       assert.equal(await store.trimmedThrough('h.one'), undefined);
       assert.equal(await store.trimmedThrough('never.seen'), undefined);
+      assert.deepEqual(await store.trimmedTopics?.(), new Map());
       await store.close();
     });
 
@@ -231,6 +232,28 @@ export function messageStoreCompliance(
           assert.deepEqual(await aged.history('ret.age', { limit: 100 }), young);
           assert.equal(await aged.trimmedThrough('ret.age'), old[2]?.cursor);
           assert.deepEqual(await aged.history('h.one', { limit: 1 }), [], 'older topics were trimmed too');
+        } finally {
+          await aged.close();
+        }
+      });
+
+      it('lists a topic retention emptied among its trimmed topics, with its mark', async () => {
+        const aged = await fixture.open({ maxAgeMs: 60_000, maxMessages: 0 }, { reopen: true });
+        try {
+          // Optional in the port for test doubles; every adapter has it (a pattern resume needs it).
+          assert.ok(aged.trimmedTopics, 'implements trimmedTopics');
+          const gone = Array.from({ length: 2 }, () => make('ret.gone'));
+          time += 120_000;
+          const kept = [make('ret.kept')];
+          await aged.append([...gone, ...kept]);
+          await aged.sweep(time);
+          assert.deepEqual(await aged.history('ret.gone', { limit: 10 }), []);
+          const marks = await aged.trimmedTopics();
+          assert.equal(marks.get('ret.gone'), gone[1]?.cursor, 'emptied, and listed with its mark');
+          assert.equal(marks.get('ret.gone'), await aged.trimmedThrough('ret.gone'));
+          assert.equal(marks.get('ret.age'), await aged.trimmedThrough('ret.age'), 'trimmed earlier, still listed');
+          assert.equal(marks.has('ret.kept'), false, 'a topic retention never touched is not listed');
+          for (const [topic, mark] of marks) assert.equal(mark, await aged.trimmedThrough(topic), topic);
         } finally {
           await aged.close();
         }

@@ -19,7 +19,9 @@ import type { Envelope } from '../frames.ts';
  *   without `maxBytes` could make a store load `limit` messages of any size at once.
  * - Retention deletes old messages; `trimmedThrough` says up to which cursor a topic lost
  *   messages to retention, so a resume from an older cursor is refused (`cursor_expired`)
- *   instead of silently skipping a gap.
+ *   instead of silently skipping a gap. `trimmedTopics` lists every topic with such a mark,
+ *   those retention emptied included (`topics` no longer lists them, and a pattern resume must
+ *   still refuse a cursor from before what they lost).
  *
  * What "idempotent" and "durable" rest on, per adapter:
  * - Embedded (SQLite): one process, one transaction per append, fsynced: exact.
@@ -72,6 +74,15 @@ export interface MessageStore {
   /** Topics with at least one stored message (for pattern resumes and status). */
   topics(): Promise<string[]>;
   trimmedThrough(topic: string): Promise<string | undefined>;
+  /**
+   * Every topic retention has trimmed, with its `trimmedThrough` mark: the topics it emptied too,
+   * which `topics` leaves out. A pattern resume checks its cursor against each one that matches,
+   * so a topic whose every message expired is refused (`cursor_expired`), not skipped. Every
+   * adapter implements it (embedded: the topics table's marks; Cassandra: `topic_first` against
+   * the TTL horizon; the spooling and held stores ask the store behind them). Absent (a test
+   * double): the hub checks the topics `topics` lists, one `trimmedThrough` each.
+   */
+  trimmedTopics?(): Promise<Map<string, string>>;
   /** Apply the retention policy now; returns how many messages were deleted. */
   sweep(nowMs?: number): Promise<number>;
   health(): Promise<StoreHealth>;

@@ -750,6 +750,23 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
       return cursorFloor(horizon);
     },
 
+    // The topics retention emptied too: their buckets' index rows expire with their messages (so
+    // `topics` leaves them out), but `topic_first` has no TTL. Each topic whose first cursor is
+    // older than the horizon is trimmed through it, as trimmedThrough says. One read of the table
+    // (topics() reads topic_buckets' partitions the same way).
+    async trimmedTopics() {
+      const marks = new Map<string, string>();
+      if (ttl === 0) return marks;
+      await connect();
+      const rows = await execAll(`SELECT topic, cursor FROM ${ks}.topic_first`);
+      const horizon = Date.now() - options.retention.maxAgeMs;
+      const mark = cursorFloor(horizon);
+      for (const row of rows) {
+        if (cursorTime(row.cursor as string) < horizon) marks.set(row.topic as string, mark);
+      }
+      return marks;
+    },
+
     async sweep() {
       return 0; // Cassandra expires messages by TTL
     },

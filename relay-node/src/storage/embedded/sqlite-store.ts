@@ -134,6 +134,8 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
   const latest = q('SELECT * FROM latest WHERE topic = ?');
   const topics = q('SELECT topic FROM topics WHERE count > 0 ORDER BY topic');
   const trimmed = q('SELECT trimmed_through FROM topics WHERE topic = ?');
+  // Emptied topics too (count 0): their row, and its mark, stay.
+  const trimmedTopics = q('SELECT topic, trimmed_through FROM topics WHERE trimmed_through IS NOT NULL');
 
   return {
     kind: 'embedded',
@@ -176,6 +178,11 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
     async trimmedThrough(topic) {
       const row = trimmed.get(topic) as { trimmed_through: string | null } | undefined;
       return row?.trimmed_through ?? undefined;
+    },
+
+    async trimmedTopics() {
+      const rows = trimmedTopics.all() as { topic: string; trimmed_through: string }[];
+      return new Map(rows.map((row) => [row.topic, row.trimmed_through]));
     },
 
     async sweep(nowMs = Date.now()) {

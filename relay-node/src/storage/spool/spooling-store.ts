@@ -402,6 +402,7 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
   options.onDepth?.(depth);
   options.onRejected?.(rejectedHeld);
 
+  const trimmedTopics = primary.trimmedTopics?.bind(primary);
   const read = async <T>(work: () => Promise<T>): Promise<T> => {
     try {
       return await work();
@@ -465,6 +466,8 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
       return waiting.length === 0 ? stored : [...new Set([...stored, ...waiting])];
     },
     trimmedThrough: (topic) => read(() => primary.trimmedThrough(topic)),
+    // Only the remote store trims (the spool holds what it has not got yet, never trimmed).
+    ...(trimmedTopics ? { trimmedTopics: () => read(trimmedTopics) } : {}),
     sweep: (now) => primary.sweep(now),
 
     async health(): Promise<StoreHealth> {
