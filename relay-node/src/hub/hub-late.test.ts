@@ -20,6 +20,22 @@ describe('hub: late arrivals across the topics of a pattern', () => {
     await hub.writer.drain();
   });
 
+  it('replays to a resume from a fresh subscribed cursor a remote message minted just before it that came after', async () => {
+    const hub = testHub(memoryStore());
+    const fresh = recorder('fresh');
+    const cursor = await hub.subscribe(fresh, 'gap.t');
+    // Another relay minted this a moment before that cursor; gossip brings it just after.
+    const behind = remote('k-behind', 'gap.t', Date.now() - 50, 'aaaaaaaaaa');
+    assert.ok(behind.cursor < cursor);
+    await hub.ingest([behind], { persist: true });
+    assert.deepEqual(fresh.ids(), ['k-behind'], 'delivered live');
+    // The subscriber dropped right after `subscribed` and resumes from its cursor.
+    const resumed = recorder('resumed');
+    await hub.subscribe(resumed, 'gap.t', cursor);
+    assert.deepEqual(resumed.ids(), ['k-behind'], 'the resume from the subscribed cursor skipped it');
+    await hub.writer.drain();
+  });
+
   it('after a restart, a resume replays what was stored just before its cursor (sent, perhaps never received)', async () => {
     const store = memoryStore();
     const hubOn = () => testHub(store);

@@ -478,7 +478,14 @@ export function createHub(options: HubOptions) {
       own.set(pattern, entry);
       index.add(pattern, entry);
       metrics.subscriptions.set(index.size);
-      if (after === undefined) return subscribed(liveCursor());
+      if (after === undefined) {
+        const cursor = liveCursor();
+        // A message from another node with an older cursor that arrives after this answer is
+        // sent live, but a resume from `cursor` would skip it: counted as delivered, it makes
+        // such a message a late arrival, which that resume replays.
+        if (newestDelivered === undefined || compareCursors(cursor, newestDelivered) > 0) newestDelivered = cursor;
+        return subscribed(cursor);
+      }
 
       try {
         // Gossip is delivered before it is stored (see ingest): a message delivered before this
