@@ -141,3 +141,27 @@ describe('hub: the cursor a new subscription goes live with', () => {
     await store.close();
   });
 });
+
+describe('hub: a history page that retention overtakes while it is read', () => {
+  it('is refused cursor_expired, not answered with a hole', async () => {
+    const inner = createSqliteStore({ dataDir: '', memory: true, retention: { maxAgeMs: 0, maxMessages: 3 } });
+    // The sweep (on the writer thread in a relay) runs between the check and the read.
+    let sweepFirst = false;
+    const store: MessageStore = {
+      ...inner,
+      async history(topic, query) {
+        if (sweepFirst) await inner.sweep();
+        return inner.history(topic, query);
+      },
+    };
+    const hub = testHub(store);
+    const acks = await hub.publish(
+      'h.t',
+      Array.from({ length: 10 }, (_, n) => ({ data: n })),
+      { via: 'http', claims },
+    );
+    sweepFirst = true;
+    await assert.rejects(hub.history('h.t', acks[1]?.cursor, 100), expired);
+    await inner.close();
+  });
+});

@@ -574,8 +574,10 @@ export function createHub(options: HubOptions) {
      * message after it (a page cut by bytes looks like the end otherwise).
      */
     async history(topic: string, after: string | undefined, limit: number) {
-      if (after !== undefined) await assertResumable([topic], after);
       const { messages, more } = await pageWithMore(store, topic, { after, limit, maxBytes: HISTORY_PAGE_BYTES });
+      // Checked after the read: retention runs beside it (the writer thread, Cassandra's TTL), and
+      // a mark not past `after` now was not past it while the page was read.
+      if (after !== undefined) await assertResumable([topic], after);
       return { messages, next: more ? (messages.at(-1)?.cursor ?? null) : null };
     },
 
