@@ -50,11 +50,37 @@ export const toEnvelope = (row: Row): Envelope => ({
  * The file settings. Checkpoints run every 10,000 WAL pages (~40 MiB) rather than SQLite's 1,000:
  * each one copies pages back and syncs the file, and random message ids spread a batch over many
  * pages, so at 1,000 checkpoints took most of the time of a commit here; fewer write each hot
- * page once. The WAL is cut back to 64 MiB after a checkpoint.
+ * page once. The WAL is cut back to 64 MiB after a checkpoint. On a small disk the writer thread
+ * checkpoints sooner (walPolicy).
  */
 export const sqlitePragmas = (fsync: boolean): string =>
   `PRAGMA journal_mode = WAL; PRAGMA synchronous = ${fsync ? 'FULL' : 'NORMAL'}; ` +
-  'PRAGMA wal_autocheckpoint = 10000; PRAGMA journal_size_limit = 67108864; PRAGMA busy_timeout = 5000;';
+  `PRAGMA wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}; PRAGMA journal_size_limit = 67108864; PRAGMA busy_timeout = 5000;`;
+
+/** WAL pages between two checkpoints, on a disk of 640 MiB or more (see sqlitePragmas). */
+export const WAL_CHECKPOINT_PAGES = 10_000;
+
+/**
+ * How the writer thread keeps a full disk from stopping writes for good, for a disk of
+ * `diskBytes` (its whole size, used or not) and the database's page size:
+ * - `checkpointPages`: the WAL is checkpointed once it holds this many pages: a 16th of the disk,
+ *   at most WAL_CHECKPOINT_PAGES (so on a disk of 640 MiB or more, as before). A single-message
+ *   commit logs ~30 KB; on a 6 MiB disk, 10,000 pages let the log alone fill it while retention
+ *   kept the data at 300 KB.
+ * - `reserveBytes`: the size of the reserve file (`messages.sqlite-reserve`), a 16th of the disk,
+ *   at most 4 MiB. On a full disk no checkpoint can run while the database file must grow to take
+ *   the log's new pages (nor can retention, which needs log room to delete): the thread then
+ *   deletes the reserve, checkpoints (which empties the log) and tries the write again. It covers
+ *   the growth of one checkpoint interval on a disk under 64 MiB; on larger ones, a database that
+ *   grew by more than 4 MiB since its last checkpoint when the disk filled still needs an operator.
+ */
+export function walPolicy(diskBytes: number, pageSize: number): { checkpointPages: number; reserveBytes: number } {
+  const sixteenth = Math.floor(diskBytes / 16);
+  return {
+    checkpointPages: Math.max(16, Math.min(WAL_CHECKPOINT_PAGES, Math.floor(sixteenth / pageSize))),
+    reserveBytes: Math.max(pageSize, Math.min(4 * 1024 * 1024, sixteenth - (sixteenth % pageSize))),
+  };
+}
 
 /** Open the file (or `:memory:`) with the store's settings. */
 /** `maxPages`: SQLite's max_page_count, for tests (writes past it fail as on a full disk). */
