@@ -65,7 +65,12 @@ export function createHubCore(ctx: DurableObjectState, env: Env, topic: string) 
     config,
     topic: () => topic,
     onMessage: deliver,
-    onGap: () => {
+    onGap: (refused) => {
+      // Whatever cursor a client holds now may be past messages the relay can no longer send: a
+      // resume from one is refused (cursor_expired) rather than served with a silent gap. The
+      // clock first moves past the new floor (a relay's trim mark may be ahead of it).
+      clock.observe(store.floor());
+      store.expire(refused, clock.next());
       for (const ws of clients.all()) {
         clients.close(ws, 'slow_consumer', 'the edge lost its place in the topic; resume from your last cursor');
       }

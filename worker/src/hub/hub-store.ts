@@ -11,7 +11,8 @@ import { mergeByCursor } from './pages.ts';
  * - `outbox`: messages accepted here (acked to their publisher) that no relay has stored yet.
  * - `keyed`: id and cursor of the newest KEYED_MEMORY content-addressed messages (a publish
  *   with a key), so a republish is deduplicated after the first copy left the ring and outbox.
- * - `meta`: the topic, the clock, the link's resume point and the public origin.
+ * - `meta`: the topic, the clock, the link's resume point, the range of cursors a link gap made
+ *   unsafe to resume from (`expired_from`/`expired_through`) and the public origin.
  * Writes are synchronous; the runtime's output gate holds every frame sent after a write until
  * the write is durable, so an ack never outruns its message. Messages are read lazily (a SQL
  * cursor, row by row): a caller stops at its own bound (pages.ts) without loading the rest.
@@ -133,11 +134,29 @@ export function createHubStore(storage: DurableObjectStorage, ringSize: number, 
   const newest = (): string | undefined =>
     rows<{ cursor: string }>('SELECT cursor FROM ring ORDER BY cursor DESC LIMIT 1')[0]?.cursor;
 
+  /**
+   * Where the topic stands: the newest message in the ring, or the floor when it is empty, or the
+   * cursor through which the link lost its place if that is higher. A fresh subscription starts
+   * here: anything arriving later with a cursor at or below it is marked late (below), so a resume
+   * from it replays that too. The object's clock ran ahead of relay messages still on their way,
+   * and a fresh `sub` answered with it skipped them on resume.
+   */
+  const position = (): string => {
+    let at = newest() ?? floor();
+    if (compareCursors(floor(), at) > 0) at = floor();
+    const through = meta.get('expired_through');
+    return through !== undefined && compareCursors(through, at) > 0 ? through : at;
+  };
+
   /** Add a message to the ring (false when it is there already, or below the floor). */
   const remember = (envelope: Envelope, body: string, now = Date.now()): boolean => {
     rememberKey(envelope);
     if (compareCursors(envelope.cursor, floor()) <= 0) return false;
-    const late = isLateArrival(envelope.cursor, newest(), now);
+    const through = meta.get('expired_through');
+    const latest = newest();
+    const reference =
+      through !== undefined && (latest === undefined || compareCursors(through, latest) > 0) ? through : latest;
+    const late = isLateArrival(envelope.cursor, reference, now);
     sql.exec(
       'INSERT OR IGNORE INTO ring (cursor, id, body, arrived_at, late) VALUES (?, ?, ?, ?, ?)',
       envelope.cursor,
@@ -160,7 +179,28 @@ export function createHubStore(storage: DurableObjectStorage, ringSize: number, 
     floor,
     raiseFloor,
     newest,
+    position,
     remember,
+
+    /**
+     * The cursors handed out before the relay link lost its place (the relay refused its resume as
+     * `cursor_expired`): after `from` (the refused point; older ones the relay judges) and below
+     * `through`. A resume from one may have missed what the relay could no longer send.
+     */
+    expired(): { from: string; through: string } | undefined {
+      const from = meta.get('expired_from');
+      const through = meta.get('expired_through');
+      return from === undefined || through === undefined ? undefined : { from, through };
+    },
+
+    /** Record a gap (hub-core, when the link loses its place): the range only widens. */
+    expire(from: string | undefined, through: string): void {
+      const old = meta.get('expired_from');
+      const lower = from ?? old ?? '0';
+      if (old === undefined || compareCursors(lower, old) < 0) meta.set('expired_from', lower);
+      const top = meta.get('expired_through');
+      if (top === undefined || compareCursors(through, top) > 0) meta.set('expired_through', through);
+    },
 
     /** The cursor a stored message with this id has: in the ring, the outbox, or the keyed ids. */
     cursorOf(id: string): string | undefined {

@@ -109,7 +109,24 @@ export function createSubscriptions(
     /** Resolves when a resume from the relay's history settles; undefined when answered already. */
     subscribe(ws: WebSocket, after: string | undefined, ref: string | undefined): void | Promise<void> {
       const gen = nextGen(ws, { subscribed: true, live: false });
-      if (after === undefined) return goLive(ws, gen, clock.next(), ref);
+      // Linked, a fresh subscription starts where the topic stands here, not at the clock: a mesh
+      // message minted just before (at a relay) and still on its way sorted below the clock's
+      // cursor and was skipped by a resume from it. Anything arriving at or below this position
+      // is marked late and replayed (hub-store.ts).
+      if (after === undefined) return goLive(ws, gen, core.linked ? store.position() : clock.next(), ref);
+      const expired = store.expired();
+      if (expired && compareCursors(after, expired.from) > 0 && compareCursors(after, expired.through) < 0) {
+        clients.update(ws, { subscribed: false });
+        clients.error(
+          ws,
+          new CursorExpiredError(
+            `cursor ${after} is from before this edge lost its place in the topic (the relay no longer held ` +
+              `what followed); resubscribe without \`after\` or from a cursor at or after ${expired.through}`,
+          ),
+          ref,
+        );
+        return;
+      }
       if (compareCursors(after, store.floor()) >= 0) {
         const reached = sendAll(ws, store.ringAfter(after), after, newBudget());
         return reached === undefined ? undefined : goLive(ws, gen, reached, ref);

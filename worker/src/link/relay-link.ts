@@ -2,11 +2,13 @@ import {
   AnodeError,
   compareCursors,
   cursorFloor,
+  cursorTime,
   type EdgeFrame,
   encodeEdgeFrame,
   encodeLinkPub,
   type Envelope,
   InternalError,
+  isCursor,
   parseRelayFrame,
   randomId,
   type RelayFrame,
@@ -32,6 +34,15 @@ export const RESTART_MARGIN_MS = 2_000;
 const SUB_REF = 'link-sub';
 /** A refused resume is asked again after 250 ms, doubling up to this. */
 const SUB_RETRY_MAX_MS = 10_000;
+
+/**
+ * The trim mark a relay names in its `cursor_expired` ("… trimmed through <cursor>) …"), if any. The
+ * link's `err` frame has no field for it; a relay that words it otherwise is retried with backoff.
+ */
+export function trimMark(message: string): string | undefined {
+  const found = /trimmed through ([0-9a-f]{16}-[a-z0-9]{1,32})\b/.exec(message)?.[1];
+  return found !== undefined && isCursor(found) ? found : undefined;
+}
 /** A link frame's payload stays well under workerd's 32 MiB WebSocket message cap. */
 const LINK_FRAME_BYTES = 4 * 1024 * 1024;
 /** Publish frames sent and not acked yet: bounds what a long outbox puts in memory at once. */
@@ -61,8 +72,11 @@ export interface LinkDeps {
   topic: () => string;
   /** A message from the mesh. */
   onMessage(envelope: Envelope, body: string): void;
-  /** The relay refused to resume the mesh subscription: clients may have missed messages. */
-  onGap(): void;
+  /**
+   * The relay refused to resume the mesh subscription (`refused`: the resume point it refused), or
+   * took a restart only after refusing some: clients may have missed messages.
+   */
+  onGap(refused: string | undefined): void;
   /** Whether anything here needs a link now. */
   wanted(): boolean;
   reschedule(): Promise<void>;
@@ -146,12 +160,55 @@ export function createRelayLink(deps: LinkDeps) {
     send(ws, { op: 'sub', ref: SUB_REF, ...(after ? { after } : {}) });
   };
 
-  /** Restart the mesh subscription from about now (after an idle close, or a refused resume). */
-  const restart = () => {
-    const from = cursorFloor(Date.now() - RESTART_MARGIN_MS);
+  /**
+   * Restart the mesh subscription from about now (after an idle close, or a refused resume), and
+   * never below `atLeast` (after a refusal: the relay's trim mark, or just past the refused point,
+   * so a relay whose clock runs ahead of ours is not asked the same refused resume again).
+   */
+  const restart = (atLeast?: string) => {
+    let from = cursorFloor(Date.now() - RESTART_MARGIN_MS);
+    if (atLeast !== undefined && compareCursors(atLeast, from) > 0) from = atLeast;
     store.raiseFloor(from);
     store.meta.set('resume_from', from);
     store.meta.set('continuous', '1');
+  };
+
+  /**
+   * The relay refused our resume point as `cursor_expired` (its retention passed it). The first
+   * refusal of a gap restarts at once, from about now but not below the relay's trim mark (named
+   * in its error) or the refused point, and tells the hub once (clients are closed, the cursors
+   * they may hold are refused). A restart refused again (a relay whose clock runs ahead, with no
+   * trim mark named) is retried with the same backoff as an unavailable relay, from a point that
+   * only rises; when the relay finally takes one, the hub is told again (clients that came
+   * meanwhile may have missed what the relay could not send).
+   */
+  const refusedExpired = (ws: WebSocket | undefined, refused: string | undefined, message: string) => {
+    const floorPast = refused === undefined ? undefined : cursorFloor(cursorTime(refused) + 1);
+    const trimmed = trimMark(message);
+    const atLeast = [floorPast, trimmed, store.meta.get('restart_min')]
+      .filter((c): c is string => c !== undefined)
+      .reduce<string | undefined>((a, b) => (a === undefined || compareCursors(b, a) > 0 ? b : a), undefined);
+    if (atLeast !== undefined) store.meta.set('restart_min', atLeast);
+    const refusals = Number(store.meta.get('gap_refusals') ?? '0');
+    store.meta.set('gap_refusals', String(refusals + 1));
+    if (refusals === 0) {
+      restart(atLeast);
+      if (ws) subscribe(ws);
+      deps.onGap(refused);
+      return;
+    }
+    store.meta.set('gap_restart', '1');
+    store.meta.set('sub_retry_at', String(Date.now() + Math.min(SUB_RETRY_MAX_MS, 250 * 2 ** (refusals - 1))));
+    void deps.reschedule();
+  };
+
+  /** The mesh subscription was taken: a gap that needed more than one restart ends. */
+  const gapEnded = () => {
+    const refusals = Number(store.meta.get('gap_refusals') ?? '0');
+    store.meta.delete('gap_refusals');
+    store.meta.delete('gap_restart');
+    store.meta.delete('restart_min');
+    if (refusals > 1) deps.onGap(undefined);
   };
 
   /**
@@ -163,6 +220,10 @@ export function createRelayLink(deps: LinkDeps) {
   const lapse = () => {
     if (store.meta.get('continuous') !== '0') store.meta.set('continuous', '0');
     store.meta.delete('idle_at');
+    // A gap being retried ends with the link: the next one restarts from about then anyway.
+    for (const key of ['gap_refusals', 'gap_restart', 'restart_min']) {
+      if (store.meta.get(key) !== undefined) store.meta.delete(key);
+    }
   };
 
   /**
@@ -250,6 +311,7 @@ export function createRelayLink(deps: LinkDeps) {
         case 'subscribed': {
           store.meta.delete('sub_retry_at');
           store.meta.delete('sub_refusals');
+          if (frame.ref === SUB_REF) gapEnded();
           const resumeFrom = store.meta.get('resume_from');
           if (!resumeFrom || compareCursors(frame.cursor, resumeFrom) > 0) store.meta.set('resume_from', frame.cursor);
           const ws = socket();
@@ -282,10 +344,10 @@ export function createRelayLink(deps: LinkDeps) {
               return;
             }
             // Our resume point is older than the relay keeps: start over, and tell the clients.
-            restart();
-            const ws = socket();
-            if (ws) subscribe(ws);
-            deps.onGap();
+            // Restarting from now - 2 s at once on every refusal looped with a relay whose clock
+            // runs ahead (its trim mark above that point): a sub, a refusal and a 4001 for every
+            // client, again and again.
+            refusedExpired(socket(), store.meta.get('resume_from'), frame.message);
             return;
           } else if (frame.ref?.startsWith('pub-')) {
             const refused = unacked.get(frame.ref);
@@ -418,6 +480,12 @@ export function createRelayLink(deps: LinkDeps) {
       const retry = store.meta.get('sub_retry_at');
       if (retry !== undefined && now >= Number(retry)) {
         store.meta.delete('sub_retry_at');
+        // Retrying a restart refused as cursor_expired: from about now again, not below what was
+        // refused. (A resume refused as unavailable is asked again from the same point.)
+        if (store.meta.get('gap_restart') !== undefined) {
+          store.meta.delete('gap_restart');
+          restart(store.meta.get('restart_min'));
+        }
         subscribe(ws);
       }
       if (!deps.wanted()) {
