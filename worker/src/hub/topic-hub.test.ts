@@ -1,11 +1,9 @@
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import WebSocket from 'ws';
 import type { Envelope, ServerFrame } from '@anode/shared';
 import { openSocket, type RawSocket } from '../../../test/helpers/ws.ts';
 import { type EdgeRuntime, QUICK_CLOSE, startEdge } from '../../test-support/edge-runtime.ts';
+import { startStandInRelay } from '../link/stand-in-relay.fixture.ts';
 
 type Msg = Envelope & { op: 'msg' };
 const isMsg = (f: ServerFrame): f is Msg => f.op === 'msg';
@@ -208,39 +206,20 @@ describe('TopicHub on workerd with its relay unreachable', () => {
  */
 async function startOldRelay(secret: string) {
   const forwarded: { id: string; source: string }[] = [];
-  const links: WebSocket[] = [];
-  const server: Server = createServer((request, response) => {
-    const url = new URL(request.url ?? '/', 'http://relay');
-    if (request.method !== 'POST' || url.pathname !== '/v1/edge/dial') return void response.writeHead(404).end();
-    response.writeHead(202).end();
-    const topic = url.searchParams.get('topic') ?? '';
-    const edgeWs = (url.searchParams.get('edge') ?? '').replace(/^http/, 'ws');
-    const link = new WebSocket(`${edgeWs}/v1/edge/link/${encodeURIComponent(topic)}`, {
-      headers: { authorization: `Bearer ${secret}` },
-    });
-    links.push(link);
-    link.on('open', () => link.send(JSON.stringify({ op: 'hello', node: 'old-relay' })));
-    link.on('message', (data) => {
-      const frame = JSON.parse(String(data)) as { op: string; ref?: string; after?: string; messages?: Envelope[] };
+  const relay = await startStandInRelay({
+    secret,
+    node: 'old-relay',
+    oldRelay: true,
+    onFrame(frame, link) {
       if (frame.op === 'sub') {
-        link.send(JSON.stringify({ op: 'subscribed', topic, cursor: frame.after ?? '0', ref: frame.ref }));
+        link.send({ op: 'subscribed', topic: link.topic, cursor: frame.after ?? '0', ref: frame.ref });
       } else if (frame.op === 'pub') {
-        forwarded.push(...(frame.messages ?? []));
-        link.send(JSON.stringify({ op: 'ack', ref: frame.ref, ids: (frame.messages ?? []).map((m) => m.id) }));
+        forwarded.push(...((frame.messages ?? []) as Envelope[]));
+        link.send({ op: 'ack', ref: frame.ref, ids: (frame.messages ?? []).map((m) => m.id) });
       }
-    });
-    link.on('error', () => {});
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return {
-    url,
-    forwarded,
-    stop: async () => {
-      for (const link of links) link.terminate();
-      await new Promise((resolve) => server.close(resolve));
     },
-  };
+  });
+  return { url: relay.url, forwarded, stop: relay.stop };
 }
 
 describe('TopicHub on workerd linked to a relay older than the reserved frame', () => {

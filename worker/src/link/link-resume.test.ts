@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { cursorFloor, cursorTime } from '@anode/shared';
 import { openSocket, type RawSocket } from '../../../test/helpers/ws.ts';
 import { type EdgeRuntime, startEdge } from '../../test-support/edge-runtime.ts';
+import { startStandInRelay } from './stand-in-relay.fixture.ts';
 
 /**
  * Resume points at a linked edge, against a scripted relay: it dials back, announces no reserved
@@ -15,73 +14,50 @@ import { type EdgeRuntime, startEdge } from '../../test-support/edge-runtime.ts'
 type SubAnswer = { subscribed: true } | { subscribed: false; trimmedThrough?: string };
 
 async function startScriptedRelay(secret: string) {
-  const links: WebSocket[] = [];
   const subs: { at: number; topic: string; after: string | undefined }[] = [];
-  const relay = {
-    url: '',
+  let answer = (_after: string | undefined, _topic: string): SubAnswer => ({ subscribed: true });
+  const standIn = await startStandInRelay({
+    secret,
+    node: 'scripted-relay',
+    onFrame(frame, link) {
+      const { topic } = link;
+      if (frame.op === 'sub') {
+        subs.push({ at: Date.now(), topic, after: frame.after });
+        const answered = answer(frame.after, topic);
+        if (answered.subscribed) {
+          link.send({ op: 'subscribed', topic, cursor: frame.after ?? '0', ref: frame.ref });
+        } else {
+          // The relay's own wording (relay-node/src/hub/hub.ts, assertResumable).
+          const message =
+            answered.trimmedThrough === undefined
+              ? `cursor ${frame.after} is older than the retained history of ${topic}`
+              : `cursor ${frame.after} is older than the retained history of ${topic} (trimmed through ` +
+                `${answered.trimmedThrough}); resubscribe without \`after\` or from a newer cursor`;
+          link.send({ op: 'err', code: 'cursor_expired', message, ref: frame.ref });
+        }
+      } else if (frame.op === 'pub') {
+        link.send({ op: 'ack', ref: frame.ref, ids: (frame.messages ?? []).map((m) => m.id) });
+      } else if (frame.op === 'history') {
+        link.send({ op: 'history', ref: frame.ref, messages: [], next: null });
+      }
+    },
+  });
+  return {
+    url: standIn.url,
     subs,
-    answer: (_after: string | undefined, _topic: string): SubAnswer => ({ subscribed: true }),
+    /** How the relay answers the link's next `sub`. */
+    set answer(next: typeof answer) {
+      answer = next;
+    },
     /** Send a frame on the open link. */
     send(frame: unknown) {
-      const link = links.at(-1);
+      const link = standIn.links.at(-1);
       assert.ok(link && link.readyState === WebSocket.OPEN, 'a link is open');
       link.send(JSON.stringify(frame));
     },
-    dropLinks() {
-      for (const link of links) link.terminate();
-    },
-    stop: async () => {},
+    dropLinks: standIn.dropLinks,
+    stop: standIn.stop,
   };
-  const server: Server = createServer((request, response) => {
-    const url = new URL(request.url ?? '/', 'http://relay');
-    if (request.method !== 'POST' || url.pathname !== '/v1/edge/dial') return void response.writeHead(404).end();
-    response.writeHead(202).end();
-    const topic = url.searchParams.get('topic') ?? '';
-    const edgeWs = (url.searchParams.get('edge') ?? '').replace(/^http/, 'ws');
-    const link = new WebSocket(`${edgeWs}/v1/edge/link/${encodeURIComponent(topic)}`, {
-      headers: { authorization: `Bearer ${secret}` },
-    });
-    links.push(link);
-    link.on('open', () => {
-      link.send(JSON.stringify({ op: 'hello', node: 'scripted-relay', reserved: true }));
-      link.send(JSON.stringify({ op: 'reserved', sources: [] }));
-    });
-    link.on('message', (data) => {
-      const frame = JSON.parse(String(data)) as {
-        op: string;
-        ref?: string;
-        after?: string;
-        messages?: { id: string }[];
-      };
-      if (frame.op === 'sub') {
-        subs.push({ at: Date.now(), topic, after: frame.after });
-        const answer = relay.answer(frame.after, topic);
-        if (answer.subscribed) {
-          link.send(JSON.stringify({ op: 'subscribed', topic, cursor: frame.after ?? '0', ref: frame.ref }));
-        } else {
-          // The relay's own wording (relay-node/src/hub/hub.ts, refuseBefore).
-          const message =
-            answer.trimmedThrough === undefined
-              ? `cursor ${frame.after} is older than the retained history of ${topic}`
-              : `cursor ${frame.after} is older than the retained history of ${topic} (trimmed through ` +
-                `${answer.trimmedThrough}); resubscribe without \`after\` or from a newer cursor`;
-          link.send(JSON.stringify({ op: 'err', code: 'cursor_expired', message, ref: frame.ref }));
-        }
-      } else if (frame.op === 'pub') {
-        link.send(JSON.stringify({ op: 'ack', ref: frame.ref, ids: (frame.messages ?? []).map((m) => m.id) }));
-      } else if (frame.op === 'history') {
-        link.send(JSON.stringify({ op: 'history', ref: frame.ref, messages: [], next: null }));
-      }
-    });
-    link.on('error', () => {});
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  relay.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  relay.stop = async () => {
-    relay.dropLinks();
-    await new Promise((resolve) => server.close(resolve));
-  };
-  return relay;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

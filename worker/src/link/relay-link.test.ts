@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import WebSocket from 'ws';
 import { MAX_LINK_BATCH } from '@anode/shared';
 import { type EdgeRuntime, startEdge } from '../../test-support/edge-runtime.ts';
+import { startStandInRelay } from './stand-in-relay.fixture.ts';
 
 /**
  * A relay that takes at most `maxBatch` messages in one `pub` frame and refuses a larger frame
@@ -14,54 +12,26 @@ import { type EdgeRuntime, startEdge } from '../../test-support/edge-runtime.ts'
 async function startNarrowRelay(secret: string, maxBatch: number) {
   const stored: string[] = [];
   const frames = { refused: 0, taken: 0 };
-  const links: WebSocket[] = [];
-  const server: Server = createServer((request, response) => {
-    const url = new URL(request.url ?? '/', 'http://relay');
-    if (request.method !== 'POST' || url.pathname !== '/v1/edge/dial') return void response.writeHead(404).end();
-    response.writeHead(202).end();
-    const topic = url.searchParams.get('topic') ?? '';
-    const edgeWs = (url.searchParams.get('edge') ?? '').replace(/^http/, 'ws');
-    const link = new WebSocket(`${edgeWs}/v1/edge/link/${encodeURIComponent(topic)}`, {
-      headers: { authorization: `Bearer ${secret}` },
-    });
-    links.push(link);
-    link.on('open', () => {
-      link.send(JSON.stringify({ op: 'hello', node: 'narrow-relay', reserved: true }));
-      link.send(JSON.stringify({ op: 'reserved', sources: [] }));
-    });
-    link.on('message', (data) => {
-      const frame = JSON.parse(String(data)) as {
-        op: string;
-        ref?: string;
-        after?: string;
-        messages?: { id: string }[];
-      };
+  const relay = await startStandInRelay({
+    secret,
+    node: 'narrow-relay',
+    onFrame(frame, link) {
       if (frame.op === 'sub') {
-        link.send(JSON.stringify({ op: 'subscribed', topic, cursor: frame.after ?? '0', ref: frame.ref }));
+        link.send({ op: 'subscribed', topic: link.topic, cursor: frame.after ?? '0', ref: frame.ref });
       } else if (frame.op === 'pub') {
         const messages = frame.messages ?? [];
         if (messages.length > maxBatch) {
           frames.refused += 1;
-          link.send(JSON.stringify({ op: 'err', code: 'bad_frame', message: 'messages: too many', ref: frame.ref }));
+          link.send({ op: 'err', code: 'bad_frame', message: 'messages: too many', ref: frame.ref });
           return;
         }
         frames.taken += 1;
         for (const m of messages) if (!stored.includes(m.id)) stored.push(m.id);
-        link.send(JSON.stringify({ op: 'ack', ref: frame.ref, ids: messages.map((m) => m.id) }));
+        link.send({ op: 'ack', ref: frame.ref, ids: messages.map((m) => m.id) });
       }
-    });
-    link.on('error', () => {});
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    stored,
-    frames,
-    stop: async () => {
-      for (const link of links) link.terminate();
-      await new Promise((resolve) => server.close(resolve));
     },
-  };
+  });
+  return { url: relay.url, stored, frames, stop: relay.stop };
 }
 
 describe('relay link on workerd: a relay that refuses whole pub frames', () => {
