@@ -475,6 +475,10 @@ export function createHub(options: HubOptions) {
       if (previous) index.delete(pattern, previous);
       subscribedVersion += 1;
       const entry: Entry = { subscriber, pattern, live: after === undefined, buffer: [] };
+      // What is delivered from now on reaches the entry's buffer, so retention deleting it while
+      // the resume reads loses nothing: only what was delivered already (up to the newest
+      // cursor delivered; before any this run, every cursor so far) can be lost to it.
+      const covered = newestDelivered ?? cursorFloor(clock.time + 1);
       own.set(pattern, entry);
       index.add(pattern, entry);
       metrics.subscriptions.set(index.size);
@@ -507,7 +511,7 @@ export function createHub(options: HubOptions) {
         }
         const minted = cursorTime(after);
         const from = minted > RESUME_REWIND_MS && minted < startedAt ? cursorFloor(minted - RESUME_REWIND_MS) : after;
-        for await (const envelope of mergedHistory(store, topics, from, after)) {
+        for await (const envelope of mergedHistory(store, topics, from, after, covered)) {
           // The message at `after` itself is the one the subscriber has: never sent again.
           if (sent.has(envelope.id) || envelope.cursor === after) continue;
           const pending = subscriber.backlog?.();
