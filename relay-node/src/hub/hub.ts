@@ -267,7 +267,7 @@ export function createHub(options: HubOptions) {
       await assertResumable([pattern], after);
       return [pattern];
     }
-    const [stored, trimmed] = await Promise.all([store.topics(), store.trimmedTopics?.()]);
+    const [stored, trimmed] = await Promise.all([store.topics(), store.trimmedTopics?.(after)]);
     const topics = stored.filter((t) => matches(pattern, t));
     if (!trimmed) await assertResumable(topics, after);
     else for (const [topic, mark] of trimmed) if (matches(pattern, topic)) refuseBefore(topic, mark, after);

@@ -254,6 +254,13 @@ export function messageStoreCompliance(
           assert.equal(marks.get('ret.age'), await aged.trimmedThrough('ret.age'), 'trimmed earlier, still listed');
           assert.equal(marks.has('ret.kept'), false, 'a topic retention never touched is not listed');
           for (const [topic, mark] of marks) assert.equal(mark, await aged.trimmedThrough(topic), topic);
+          // Only marks past a cursor, when asked with one: what a pattern resume from it must refuse.
+          assert.deepEqual(await aged.trimmedTopics(gone[1]?.cursor), new Map(), 'none past the newest mark');
+          assert.deepEqual(
+            await aged.trimmedTopics(gone[0]?.cursor),
+            new Map([['ret.gone', gone[1]?.cursor]]),
+            'only the marks past the cursor',
+          );
         } finally {
           await aged.close();
         }

@@ -75,14 +75,16 @@ export interface MessageStore {
   topics(): Promise<string[]>;
   trimmedThrough(topic: string): Promise<string | undefined>;
   /**
-   * Every topic retention has trimmed, with its `trimmedThrough` mark: the topics it emptied too,
-   * which `topics` leaves out. A pattern resume checks its cursor against each one that matches,
-   * so a topic whose every message expired is refused (`cursor_expired`), not skipped. Every
-   * adapter implements it (embedded: the topics table's marks; Cassandra: `topic_first` against
-   * the TTL horizon; the spooling and held stores ask the store behind them). Absent (a test
-   * double): the hub checks the topics `topics` lists, one `trimmedThrough` each.
+   * Every topic retention has trimmed past `after` (all trimmed, without it), with its
+   * `trimmedThrough` mark: the topics it emptied too, which `topics` leaves out. A pattern resume
+   * from `after` is refused (`cursor_expired`) if one of them matches, so a topic whose every
+   * message expired is not skipped. Only marks past `after` are asked for: a resume from a recent
+   * cursor reads next to nothing (embedded: an index on the mark; Cassandra: no read while
+   * `after` is younger than the TTL horizon, else `topic_first` against it; the spooling and
+   * held stores ask the store behind them). Absent (a test double): the hub checks the topics
+   * `topics` lists, one `trimmedThrough` each.
    */
-  trimmedTopics?(): Promise<Map<string, string>>;
+  trimmedTopics?(after?: string): Promise<Map<string, string>>;
   /** Apply the retention policy now; returns how many messages were deleted. */
   sweep(nowMs?: number): Promise<number>;
   health(): Promise<StoreHealth>;

@@ -754,12 +754,15 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
     // `topics` leaves them out), but `topic_first` has no TTL. Each topic whose first cursor is
     // older than the horizon is trimmed through it, as trimmedThrough says. One read of the table
     // (topics() reads topic_buckets' partitions the same way).
-    async trimmedTopics() {
+    async trimmedTopics(after) {
       const marks = new Map<string, string>();
       if (ttl === 0) return marks;
+      const horizon = Date.now() - options.retention.maxAgeMs;
+      // Every mark is the horizon: none is past a cursor minted since, so no read (a pattern
+      // resume from a recent cursor, the usual one, costs nothing here).
+      if (after !== undefined && cursorTime(after) >= horizon) return marks;
       await connect();
       const rows = await execAll(`SELECT topic, cursor FROM ${ks}.topic_first`);
-      const horizon = Date.now() - options.retention.maxAgeMs;
       const mark = cursorFloor(horizon);
       for (const row of rows) {
         if (cursorTime(row.cursor as string) < horizon) marks.set(row.topic as string, mark);

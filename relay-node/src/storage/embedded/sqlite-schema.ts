@@ -5,7 +5,7 @@ import type { Envelope } from '@anode/shared';
  * The embedded store's file: its schema, migrations and settings, shared by the store's reading
  * connection and its writer thread (and the publish benchmark's floor).
  */
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 const MIGRATIONS: Record<number, string> = {
   1: `
@@ -32,6 +32,11 @@ const MIGRATIONS: Record<number, string> = {
       count INTEGER NOT NULL DEFAULT 0,
       trimmed_through TEXT
     ) WITHOUT ROWID;
+  `,
+  // A pattern resume asks for the topics trimmed past its cursor (trimmedTopics): without an
+  // index that read every topic ever seen (1,000,000 rows: 2.7-4.7 s, on the event loop).
+  2: `
+    CREATE INDEX topics_by_trimmed ON topics (trimmed_through) WHERE trimmed_through IS NOT NULL;
   `,
 };
 

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { describe, it } from 'node:test';
 import { createHybridClock, type Envelope, randomId } from '@anode/shared';
 import { messageStoreCompliance } from '../message-store.compliance.ts';
@@ -325,4 +326,32 @@ describe('embedded store on a full disk', () => {
       }
     });
   }
+});
+
+describe('embedded store: schema', () => {
+  it('reads the topics trimmed past a cursor through an index (a database of schema 1 gets it)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-schema-'));
+    try {
+      // A file as schema 1 left it: the index is made when the store opens it.
+      const old = new DatabaseSync(join(dir, 'messages.sqlite'));
+      old.exec(
+        'CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (1);' +
+          'CREATE TABLE topics (topic TEXT PRIMARY KEY, count INTEGER NOT NULL DEFAULT 0, trimmed_through TEXT) WITHOUT ROWID;' +
+          'CREATE TABLE messages (id TEXT PRIMARY KEY, topic TEXT NOT NULL, cursor TEXT NOT NULL, source TEXT NOT NULL, ts INTEGER NOT NULL, data TEXT NOT NULL) WITHOUT ROWID;' +
+          'CREATE UNIQUE INDEX messages_by_topic_cursor ON messages (topic, cursor);' +
+          'CREATE TABLE latest (topic TEXT NOT NULL, source TEXT NOT NULL, id TEXT NOT NULL, cursor TEXT NOT NULL, ts INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (topic, source)) WITHOUT ROWID;',
+      );
+      old.close();
+      const store = createSqliteStore({ dataDir: dir, retention: { maxAgeMs: 0, maxMessages: 0 } });
+      await store.close();
+      const db = new DatabaseSync(join(dir, 'messages.sqlite'));
+      const plan = db
+        .prepare("EXPLAIN QUERY PLAN SELECT topic, trimmed_through FROM topics WHERE trimmed_through > ''")
+        .all() as { detail: string }[];
+      db.close();
+      assert.match(plan.map((p) => p.detail).join('; '), /topics_by_trimmed/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

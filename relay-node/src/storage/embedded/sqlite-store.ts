@@ -135,7 +135,7 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
   const topics = q('SELECT topic FROM topics WHERE count > 0 ORDER BY topic');
   const trimmed = q('SELECT trimmed_through FROM topics WHERE topic = ?');
   // Emptied topics too (count 0): their row, and its mark, stay.
-  const trimmedTopics = q('SELECT topic, trimmed_through FROM topics WHERE trimmed_through IS NOT NULL');
+  const trimmedTopics = q('SELECT topic, trimmed_through FROM topics WHERE trimmed_through > ?');
 
   return {
     kind: 'embedded',
@@ -180,8 +180,8 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
       return row?.trimmed_through ?? undefined;
     },
 
-    async trimmedTopics() {
-      const rows = trimmedTopics.all() as { topic: string; trimmed_through: string }[];
+    async trimmedTopics(after = '') {
+      const rows = trimmedTopics.all(after) as { topic: string; trimmed_through: string }[];
       return new Map(rows.map((row) => [row.topic, row.trimmed_through]));
     },
 

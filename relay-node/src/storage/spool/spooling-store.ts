@@ -467,7 +467,7 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
     },
     trimmedThrough: (topic) => read(() => primary.trimmedThrough(topic)),
     // Only the remote store trims (the spool holds what it has not got yet, never trimmed).
-    ...(trimmedTopics ? { trimmedTopics: () => read(trimmedTopics) } : {}),
+    ...(trimmedTopics ? { trimmedTopics: (after?: string) => read(() => trimmedTopics(after)) } : {}),
     sweep: (now) => primary.sweep(now),
 
     async health(): Promise<StoreHealth> {
