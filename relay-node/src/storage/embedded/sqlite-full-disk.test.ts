@@ -151,10 +151,6 @@ describe(`embedded store on a full disk (a ${SIZE} tmpfs)`, { skip: unavailable 
       });
     });
 
-    // With fsync off, this case still stays refused past RECOVERY_MS in about half the runs (the
-    // store's own connection writes small batches inline and grows the log between the thread's
-    // checkpoints): a known gap (docs/status.md), so only fsync on is held to it here.
-    if (!fsync) continue;
     it(`fsync ${fsync}: another file fills the disk once retention holds the data: publishes go on`, async () => {
       await onTmpfs(async (dir) => {
         const store = createSqliteStore({ dataDir: dir, retention: { maxAgeMs: 0, maxMessages: MAX_MESSAGES }, fsync });
