@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import fs from 'node:fs';
-import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import fs, { realpathSync } from 'node:fs';
+import { chmod, copyFile, link, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -92,14 +92,22 @@ describe('a data folder the relay may not change', () => {
   it('for real: a root-owned folder, a relay that is not root', { skip: !asRoot && 'needs root' }, async () => {
     const dir = await folder();
     await chmod(dir, 0o755);
-    const module = fileURLToPath(new URL('./private-files.ts', import.meta.url));
+    // The child runs as nobody, who may not reach this checkout or its node binary (a fresh clone
+    // under a 0700 temp folder): both go to a folder it can read, the binary linked, not copied.
+    const bin = await folder();
+    await chmod(bin, 0o755);
+    const module = join(bin, 'private-files.ts');
+    await copyFile(fileURLToPath(new URL('./private-files.ts', import.meta.url)), module);
+    await chmod(module, 0o644);
+    const node = join(bin, 'node');
+    await link(realpathSync(process.execPath), node).catch(() => copyFile(process.execPath, node));
     const secure = (path: string): Error => {
       const script =
         `import { securePrivateDir } from ${JSON.stringify(module)};\n` +
         `try { securePrivateDir(${JSON.stringify(path)}); } catch (e) {\n` +
         '  console.log(JSON.stringify({ code: e.code, message: e.message }));\n' +
         '}';
-      const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      const child = spawnSync(node, ['--input-type=module', '-e', script], {
         uid: 65534,
         gid: 65534,
         encoding: 'utf8',
