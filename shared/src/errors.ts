@@ -86,9 +86,12 @@ export class RateLimitedError extends AnodeError {
   }
 }
 export class CursorExpiredError extends AnodeError {
-  constructor(message: string, options?: ErrorOptions) {
+  /** The cursor through which the topic lost messages, when the refusal knows it. */
+  readonly trimmedThrough: string | undefined;
+  constructor(message: string, options?: ErrorOptions & { trimmedThrough?: string }) {
     super('cursor_expired', message, options);
     this.name = 'CursorExpiredError';
+    this.trimmedThrough = options?.trimmedThrough;
   }
 }
 export class UnavailableError extends AnodeError {

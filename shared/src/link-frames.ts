@@ -16,7 +16,7 @@ import { cursorSchema, envelopeSchema } from './frames.ts';
  *   `subscribed {topic, cursor, ref?}`,
  *   `ack {ref, ids, refused?}` (stored durably by the relay; `refused`: never storable there, so
  *   not sent again), `history {ref, messages, next}`, `latest {ref, sources}`,
- *   `err {code, message, ref?}`.
+ *   `err {code, message, trimmed?, ref?}` (`trimmed`: a refused resume's trim mark).
  */
 const ref = z.string().max(128);
 /** Publishes per link `pub` frame, at most. */
@@ -44,7 +44,14 @@ export const relayFrameSchema = z.discriminatedUnion('op', [
   }),
   z.object({ op: z.literal('history'), ref, messages: z.array(envelopeSchema), next: z.string().nullable() }),
   z.object({ op: z.literal('latest'), ref, sources: z.record(z.string(), envelopeSchema) }),
-  z.object({ op: z.literal('err'), code: z.enum(ERROR_CODES), message: z.string(), ref: ref.optional() }),
+  z.object({
+    op: z.literal('err'),
+    code: z.enum(ERROR_CODES),
+    message: z.string(),
+    /** `cursor_expired` of a resume: the cursor through which the topic lost messages. */
+    trimmed: z.string().optional(),
+    ref: ref.optional(),
+  }),
 ]);
 export type RelayFrame = z.infer<typeof relayFrameSchema>;
 export type RelayReply<Op extends RelayFrame['op']> = Extract<RelayFrame, { op: Op }>;

@@ -122,6 +122,43 @@ describe('edge links, relay side', () => {
     }
   });
 
+  it('names the trim mark in a refused resume (err cursor_expired, trimmed)', async () => {
+    const own = await fakeEdge(); // its own: the next test reads the shared one's first link
+    const trimming = await startNode({ 'edge-url': own.origin, 'retention-max-messages': '2' });
+    try {
+      const acks: { cursor: string }[] = [];
+      for (let i = 0; i < 6; i++) {
+        const res = await fetch(`${trimming.url}/v1/topics/unit.trim/messages`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ data: i }),
+        });
+        acks.push(...((await res.json()) as { messages: { cursor: string }[] }).messages);
+      }
+      assert.equal((await trimming.dial('topic=unit.trim')).status, 202);
+      const link = await own.until('the dial-back', () => own.links[0]);
+      // The sweep runs once a topic's limit was stored since the last one (checked each second).
+      let refused: Record<string, unknown> | undefined;
+      for (let attempt = 0; attempt < 40 && !refused; attempt++) {
+        link.ws.send(JSON.stringify({ op: 'sub', ref: `s${attempt}`, after: acks[0]?.cursor }));
+        refused = await own
+          .until(`the answer to s${attempt}`, () => {
+            const answer = link.frames.find((f) => f.ref === `s${attempt}`);
+            return answer && { value: answer.op === 'err' ? answer : undefined };
+          })
+          .then((a) => a.value);
+        if (!refused) await new Promise((r) => setTimeout(r, 250));
+      }
+      assert.ok(refused, 'the resume was never refused');
+      assert.equal(refused.code, 'cursor_expired');
+      assert.equal(typeof refused.trimmed, 'string');
+      assert.ok(String(refused.trimmed) >= (acks[3]?.cursor ?? ''), `trimmed through ${String(refused.trimmed)}`);
+    } finally {
+      await trimming.stop();
+      own.close();
+    }
+  });
+
   it('a relay with no edge_url dials no edge at all, whatever the request names', async () => {
     const bare = await startNode({});
     const other = await fakeEdge();

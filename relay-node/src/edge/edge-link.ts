@@ -6,6 +6,7 @@ import {
   type Envelope,
   type RelayFrame,
   BadFrameError,
+  CursorExpiredError,
   ForbiddenError,
   refOf,
   parseWith,
@@ -156,7 +157,15 @@ export class EdgeLink implements Subscriber {
   #fail(error: unknown, ref: string | undefined): void {
     const anode = toAnodeError(error);
     if (anode.code === 'internal') this.#options.log.error({ err: error, topic: this.topic }, 'edge link frame failed');
-    this.#reply({ op: 'err', code: anode.code, message: anode.message, ...(ref === undefined ? {} : { ref }) });
+    // A refused resume names the trim mark (the edge restarts its link from it).
+    const trimmed = anode instanceof CursorExpiredError ? anode.trimmedThrough : undefined;
+    this.#reply({
+      op: 'err',
+      code: anode.code,
+      message: anode.message,
+      ...(trimmed === undefined ? {} : { trimmed }),
+      ...(ref === undefined ? {} : { ref }),
+    });
   }
 
   /** The message contract for one message from the edge: this link's topic, no reserved source. */

@@ -247,6 +247,7 @@ export function createHub(options: HubOptions) {
       throw new CursorExpiredError(
         `cursor ${after} is older than the retained history of ${topic} (trimmed through ${trimmed}); ` +
           'resubscribe without `after` or from a newer cursor',
+        { trimmedThrough: trimmed },
       );
     }
   };

@@ -11,7 +11,8 @@ import { startStandInRelay } from './stand-in-relay.fixture.ts';
  * names, acks publishes, and answers the link's `sub` as `answer` says (subscribed, or refused as
  * `cursor_expired` with the relay's wording, which names its trim mark).
  */
-type SubAnswer = { subscribed: true } | { subscribed: false; trimmedThrough?: string };
+/** A refusal names its trim mark in the `err` frame's `trimmed` field (a relay of now), or in its text only (an older one). */
+type SubAnswer = { subscribed: true } | { subscribed: false; trimmedThrough?: string; named?: 'field' | 'text' };
 
 async function startScriptedRelay(secret: string) {
   const subs: { at: number; topic: string; after: string | undefined }[] = [];
@@ -28,12 +29,13 @@ async function startScriptedRelay(secret: string) {
           link.send({ op: 'subscribed', topic, cursor: frame.after ?? '0', ref: frame.ref });
         } else {
           // The relay's own wording (relay-node/src/hub/hub.ts, assertResumable).
-          const message =
-            answered.trimmedThrough === undefined
-              ? `cursor ${frame.after} is older than the retained history of ${topic}`
-              : `cursor ${frame.after} is older than the retained history of ${topic} (trimmed through ` +
-                `${answered.trimmedThrough}); resubscribe without \`after\` or from a newer cursor`;
-          link.send({ op: 'err', code: 'cursor_expired', message, ref: frame.ref });
+          const inText = answered.trimmedThrough !== undefined && answered.named !== 'field';
+          const message = !inText
+            ? `cursor ${frame.after} is older than the retained history of ${topic}`
+            : `cursor ${frame.after} is older than the retained history of ${topic} (trimmed through ` +
+              `${answered.trimmedThrough}); resubscribe without \`after\` or from a newer cursor`;
+          const trimmed = answered.named === 'field' ? { trimmed: answered.trimmedThrough } : {};
+          link.send({ op: 'err', code: 'cursor_expired', message, ...trimmed, ref: frame.ref });
         }
       } else if (frame.op === 'pub') {
         link.send({ op: 'ack', ref: frame.ref, ids: (frame.messages ?? []).map((m) => m.id) });
@@ -135,38 +137,39 @@ describe('resume points at a linked edge (scripted relay)', () => {
   // The link's resume refused as cursor_expired restarted it from now - 2 s and closed clients
   // 4001 "resume from your last cursor"; one holding a cursor above what it never got resumed
   // with no error.
-  it('refuses a resume from a cursor handed out before the link lost its place', async () => {
-    relay.answer = () => ({ subscribed: true });
-    const topic = 'resume.gap';
-    const a = await socket();
-    assert.equal((await subscribe(a, topic)).op, 'subscribed');
-    a.send({ op: 'pub', topic, data: 'e1', ref: 'p' });
-    const e1 = (await a.next((f) => f.op === 'ack')) as { cursor: string };
-    // The relay's retention passed the link's resume point while it was away.
-    relay.answer = (after, of) =>
-      of === topic && after !== undefined && cursorTime(after) < cursorTime(e1.cursor) + 100
-        ? { subscribed: false, trimmedThrough: cursorAt(cursorTime(e1.cursor) + 100, 'r1') }
-        : { subscribed: true };
-    const before = relay.subs.length;
-    relay.dropLinks();
-    const closed = await Promise.race([a.closed, sleep(10_000).then(() => undefined)]);
-    assert.equal(closed?.code, 4001, 'the client was told to resume');
-    const ours = () => relay.subs.slice(before).filter((s) => s.topic === topic);
-    await waitFor('the link to subscribe again', () => ours().length >= 2);
-    const b = await socket();
-    const resumed = await subscribe(b, topic, e1.cursor);
-    assert.equal(resumed.op, 'err', `a resume from e1 ${e1.cursor} was answered ${JSON.stringify(resumed)}`);
-    assert.equal(resumed.code, 'cursor_expired');
-    // The link restarted at the relay's trim mark, not below it.
-    const restarted = ours().at(-1)!.after!;
-    assert.ok(cursorTime(restarted) >= cursorTime(e1.cursor) + 100, `restarted from ${restarted}`);
-    // A fresh subscription after the gap resumes as usual.
-    const c = await socket();
-    const fresh = await subscribe(c, topic);
-    assert.equal(fresh.op, 'subscribed');
-    const d = await socket();
-    assert.equal((await subscribe(d, topic, fresh.cursor)).op, 'subscribed');
-  });
+  for (const named of ['field', 'text'] as const)
+    it(`refuses a resume from a cursor handed out before the link lost its place (trim mark in the ${named})`, async () => {
+      relay.answer = () => ({ subscribed: true });
+      const topic = `resume.gap-${named}`;
+      const a = await socket();
+      assert.equal((await subscribe(a, topic)).op, 'subscribed');
+      a.send({ op: 'pub', topic, data: 'e1', ref: 'p' });
+      const e1 = (await a.next((f) => f.op === 'ack')) as { cursor: string };
+      // The relay's retention passed the link's resume point while it was away.
+      relay.answer = (after, of) =>
+        of === topic && after !== undefined && cursorTime(after) < cursorTime(e1.cursor) + 100
+          ? { subscribed: false, trimmedThrough: cursorAt(cursorTime(e1.cursor) + 100, 'r1'), named }
+          : { subscribed: true };
+      const before = relay.subs.length;
+      relay.dropLinks();
+      const closed = await Promise.race([a.closed, sleep(10_000).then(() => undefined)]);
+      assert.equal(closed?.code, 4001, 'the client was told to resume');
+      const ours = () => relay.subs.slice(before).filter((s) => s.topic === topic);
+      await waitFor('the link to subscribe again', () => ours().length >= 2);
+      const b = await socket();
+      const resumed = await subscribe(b, topic, e1.cursor);
+      assert.equal(resumed.op, 'err', `a resume from e1 ${e1.cursor} was answered ${JSON.stringify(resumed)}`);
+      assert.equal(resumed.code, 'cursor_expired');
+      // The link restarted at the relay's trim mark, not below it.
+      const restarted = ours().at(-1)!.after!;
+      assert.ok(cursorTime(restarted) >= cursorTime(e1.cursor) + 100, `restarted from ${restarted}`);
+      // A fresh subscription after the gap resumes as usual.
+      const c = await socket();
+      const fresh = await subscribe(c, topic);
+      assert.equal(fresh.op, 'subscribed');
+      const d = await socket();
+      assert.equal((await subscribe(d, topic, fresh.cursor)).op, 'subscribed');
+    });
 
   // restart() used now - 2 s: a relay whose clock runs ahead refused that again, and the object
   // re-subscribed and closed every client at once, in a loop.

@@ -36,8 +36,9 @@ const SUB_REF = 'link-sub';
 const SUB_RETRY_MAX_MS = 10_000;
 
 /**
- * The trim mark a relay names in its `cursor_expired` ("… trimmed through <cursor>) …"), if any. The
- * link's `err` frame has no field for it; a relay that words it otherwise is retried with backoff.
+ * The trim mark a relay names in the text of its `cursor_expired` ("… trimmed through <cursor>) …"),
+ * for a relay older than the `err` frame's `trimmed` field; one that words it otherwise is
+ * retried with backoff.
  */
 export function trimMark(message: string): string | undefined {
   const found = /trimmed through ([0-9a-f]{16}-[a-z0-9]{1,32})\b/.exec(message)?.[1];
@@ -182,9 +183,9 @@ export function createRelayLink(deps: LinkDeps) {
    * only rises; when the relay finally takes one, the hub is told again (clients that came
    * meanwhile may have missed what the relay could not send).
    */
-  const refusedExpired = (ws: WebSocket | undefined, refused: string | undefined, message: string) => {
+  const refusedExpired = (ws: WebSocket | undefined, refused: string | undefined, named: string | undefined) => {
     const floorPast = refused === undefined ? undefined : cursorFloor(cursorTime(refused) + 1);
-    const trimmed = trimMark(message);
+    const trimmed = named !== undefined && isCursor(named) ? named : undefined;
     const atLeast = [floorPast, trimmed, store.meta.get('restart_min')]
       .filter((c): c is string => c !== undefined)
       .reduce<string | undefined>((a, b) => (a === undefined || compareCursors(b, a) > 0 ? b : a), undefined);
@@ -347,7 +348,7 @@ export function createRelayLink(deps: LinkDeps) {
             // Restarting from now - 2 s at once on every refusal looped with a relay whose clock
             // runs ahead (its trim mark above that point): a sub, a refusal and a 4001 for every
             // client, again and again.
-            refusedExpired(socket(), store.meta.get('resume_from'), frame.message);
+            refusedExpired(socket(), store.meta.get('resume_from'), frame.trimmed ?? trimMark(frame.message));
             return;
           } else if (frame.ref?.startsWith('pub-')) {
             const refused = unacked.get(frame.ref);
