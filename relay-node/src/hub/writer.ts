@@ -362,26 +362,19 @@ export function createWriter(options: WriterOptions): Writer {
       queued += envelopes.length;
       // Finished when its promise settles: onCommitted has run for it by then.
       const tracked = writeOptions.delivered === true ? undefined : track(envelopes);
+      const finish = () => {
+        if (!tracked) return;
+        tracked.done = true;
+        release();
+      };
       const done = new Promise<WriteResult[]>((resolve, reject) =>
         queue.push({
           envelopes,
           origin,
           minted: writeOptions.minted === true,
           split: writeOptions.split === true,
-          resolve: tracked
-            ? (results) => {
-                tracked.done = true;
-                release();
-                resolve(results);
-              }
-            : resolve,
-          reject: tracked
-            ? (error) => {
-                tracked.done = true;
-                release();
-                reject(error);
-              }
-            : reject,
+          resolve: (results) => (finish(), resolve(results)),
+          reject: (error) => (finish(), reject(error)),
         }),
       );
       last = done;
