@@ -56,11 +56,20 @@ export function createProcessLogger(level: string): ProcessLogger {
 }
 
 /**
- * A warning that can come in floods (requests a client repeats): the first is logged at once,
- * then at most one line per `everyMs`, with how many came since (`count`) and the fields of the
- * latest. One line per refused request let one client grow the log by ~900 bytes a request.
+ * A line that can come in floods (requests a client repeats, writes refused again and again):
+ * the first is logged at once, then at most one line per `everyMs`, with how many came since
+ * (in `countField`, default `count`) and the fields of the latest; what a window counted is
+ * logged when it ends, and `flush` logs the rest (at stop). One line per refused request let one
+ * client grow the log by ~900 bytes a request.
  */
-export function throttledWarning(log: Logger, message: string, everyMs = 10_000) {
+export function throttledLog(
+  log: Logger,
+  level: 'warn' | 'error',
+  message: string,
+  options: { everyMs?: number; countField?: string } = {},
+) {
+  const everyMs = options.everyMs ?? 10_000;
+  const countField = options.countField ?? 'count';
   let count = 0;
   let loggedAt = Number.NEGATIVE_INFINITY;
   let latest: Record<string, unknown> = {};
@@ -69,11 +78,12 @@ export function throttledWarning(log: Logger, message: string, everyMs = 10_000)
     timer = undefined;
     if (count === 0) return;
     loggedAt = performance.now();
-    log.warn({ ...latest, count }, message);
+    log[level]({ ...latest, [countField]: count }, message);
     count = 0;
   };
-  const warn = (fields: Record<string, unknown>) => {
-    count += 1;
+  /** Count `n` more (default 1), with the fields of the latest. */
+  const note = (fields: Record<string, unknown>, n = 1) => {
+    count += n;
     latest = fields;
     const since = performance.now() - loggedAt;
     if (since >= everyMs) flush();
@@ -83,9 +93,13 @@ export function throttledWarning(log: Logger, message: string, everyMs = 10_000)
     }
   };
   /** Log what is counted now, and stop the timer (at stop: nothing logged after it, nothing lost). */
-  warn.flush = () => {
+  note.flush = () => {
     clearTimeout(timer);
     flush();
   };
-  return warn;
+  return note;
 }
+
+/** throttledLog at warn level, with the count in `count`. */
+export const throttledWarning = (log: Logger, message: string, everyMs = 10_000) =>
+  throttledLog(log, 'warn', message, { everyMs });

@@ -6,7 +6,7 @@ import {
   type MessageStore,
   UnavailableError,
 } from '@anode/shared';
-import type { Logger } from '../logger.ts';
+import { type Logger, throttledLog } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { isStoreRejection } from '../storage/store-rejected.ts';
 
@@ -99,33 +99,17 @@ export function createWriter(options: WriterOptions): Writer {
   // Messages refused for a cursor another message holds (AppendResult.conflict): logged at most
   // every conflictLogMs, with how many since the last line; those of a window that had its line
   // already are logged when it ends, so a stream that stops inside one is counted too.
-  const conflictLogMs = options.conflictLogMs ?? CONFLICT_LOG_MS;
-  let conflicts = 0;
-  let conflictLoggedAt = -Infinity;
-  let lastConflict: { origin: WriteOrigin; envelope: Envelope | undefined } | undefined;
-  let conflictTimer: ReturnType<typeof setTimeout> | undefined;
-  const logConflicts = () => {
-    conflictTimer = undefined;
-    if (conflicts === 0 || !lastConflict) return;
-    conflictLoggedAt = performance.now();
-    const { origin, envelope } = lastConflict;
-    options.log.error(
-      { messages: conflicts, origin, topic: envelope?.topic, cursor: envelope?.cursor },
-      'messages not stored: another message holds their cursor. Two relays are minting under one node id ' +
-        '(a data folder copied to another machine?): give the copy its own node-id, peer-key and clock-lease',
-    );
-    conflicts = 0;
-  };
+  const conflictLog = throttledLog(
+    options.log,
+    'error',
+    'messages not stored: another message holds their cursor. Two relays are minting under one node id ' +
+      '(a data folder copied to another machine?): give the copy its own node-id, peer-key and clock-lease',
+    { everyMs: options.conflictLogMs ?? CONFLICT_LOG_MS, countField: 'messages' },
+  );
   const conflicted = (refused: readonly AppendResult[], origin: WriteOrigin) => {
-    conflicts += refused.length;
-    lastConflict = { origin, envelope: refused[0]?.envelope };
+    const envelope = refused[0]?.envelope;
     options.metrics.errors.inc({ code: 'internal' }, refused.length);
-    const since = performance.now() - conflictLoggedAt;
-    if (since >= conflictLogMs) logConflicts();
-    else if (!conflictTimer) {
-      conflictTimer = setTimeout(logConflicts, conflictLogMs - since);
-      conflictTimer.unref();
-    }
+    conflictLog({ origin, topic: envelope?.topic, cursor: envelope?.cursor }, refused.length);
   };
   // The writes not yet handed to onCommitted (nor refused), as a sliding-window minimum of their
   // oldest cursors: writes finish in the order they were queued (see `last`), so an entry whose
