@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -350,6 +350,28 @@ describe('embedded store: schema', () => {
         .all() as { detail: string }[];
       db.close();
       assert.match(plan.map((p) => p.detail).join('; '), /topics_by_trimmed/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a damaged file naming it and saying what to do, and opens once it is moved aside', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-schema-'));
+    try {
+      const file = join(dir, 'messages.sqlite');
+      await writeFile(file, Buffer.alloc(8192, 0x5a), { mode: 0o600 });
+      const retention = { maxAgeMs: 0, maxMessages: 0 };
+      assert.throws(
+        () => createSqliteStore({ dataDir: dir, retention }),
+        (error: Error) => {
+          assert.ok(error.message.startsWith(`${file}: file is not a database.`), error.message);
+          assert.match(error.message, /damaged: stop the relay, move it aside/);
+          return true;
+        },
+      );
+      await rename(file, `${file}.damaged`);
+      const store = createSqliteStore({ dataDir: dir, retention });
+      await store.close();
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

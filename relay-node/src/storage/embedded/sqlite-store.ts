@@ -76,6 +76,30 @@ const SWEEP_STEP = 2_000;
  */
 const WRITE_FAILURE_MS = 10_000;
 
+/**
+ * Open and migrate the store's file, or fail naming it: SQLite's own message ("file is not a
+ * database") did not say which file, nor what an operator can do about it.
+ */
+function openStoreFile(path: string, fsync: boolean, maxPages: number | undefined) {
+  let db: ReturnType<typeof openDatabase> | undefined;
+  try {
+    db = openDatabase(path, fsync, maxPages);
+    migrate(db);
+    return db;
+  } catch (error) {
+    db?.close();
+    const { errcode, message } = error as { errcode?: number; message: string };
+    // SQLITE_CORRUPT (11), SQLITE_NOTADB (26): the file is damaged or is not SQLite's.
+    const damaged = errcode !== undefined && [11, 26].includes(errcode & 0xff);
+    const advice = damaged
+      ? ". The embedded store's file is damaged: stop the relay, move it aside (with any " +
+        'messages.sqlite-wal and messages.sqlite-shm beside it) or restore it from a backup, and ' +
+        'start again; with no file the relay starts with an empty store'
+      : '';
+    throw new Error(`${path}: ${message}${advice}`, { cause: error });
+  }
+}
+
 export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
   let path = ':memory:';
   if (!options.memory) {
@@ -84,8 +108,7 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
     ensurePrivateFile(path);
   }
   const fsync = options.fsync !== false;
-  const db = openDatabase(path, fsync, options.maxPages);
-  migrate(db);
+  const db = openStoreFile(path, fsync, options.maxPages);
   const writes = options.memory ? inProcess(createWrites(db)) : startWriterThread(path, fsync, options.maxPages);
   const inline = !fsync && !options.memory ? createWrites(db) : undefined;
   // On a small disk the writer thread checkpoints sooner (walPolicy); the rows written here
