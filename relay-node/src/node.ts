@@ -100,6 +100,8 @@ async function assembleRelayNode(config: RelayConfig, log: Logger, overrides: Re
     maxMessageBytes: config.max_message_bytes,
     remoteInputs: meshEnabled(config),
     onUnstored: held && ((envelopes) => held.hold(envelopes)),
+    // Any relay pointed at the keyspace writes to it, meshed with this one or not.
+    storeShared: config.store === 'cassandra',
   });
 
   const auth = config.jwt_secret || config.jwt_public_keys.length > 0;

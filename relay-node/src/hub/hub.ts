@@ -82,6 +82,11 @@ export interface HubOptions {
    * until the shared store has them (storage/held-store.ts).
    */
   onUnstored?: (envelopes: Envelope[]) => void;
+  /**
+   * Other relays write to the store (Cassandra): a message may be stored without passing through
+   * this hub, so a resume that retention overtakes cannot count on the live buffer (subscribe).
+   */
+  storeShared?: boolean;
 }
 
 export interface TopicStats {
@@ -268,7 +273,10 @@ export function createHub(options: HubOptions) {
       await assertResumable([pattern], after);
       return [pattern];
     }
-    const [stored, trimmed] = await Promise.all([store.topics(), store.trimmedTopics?.(after)]);
+    // The listing first: a topic that empties after it is in the marks read after it. Read
+    // together (Cassandra), a topic emptied between the two reads was in neither.
+    const stored = await store.topics();
+    const trimmed = await store.trimmedTopics?.(after);
     const topics = stored.filter((t) => matches(pattern, t));
     if (!trimmed) await assertResumable(topics, after);
     else for (const [topic, mark] of trimmed) if (matches(pattern, topic)) refuseBefore(topic, mark, after);
@@ -478,8 +486,10 @@ export function createHub(options: HubOptions) {
       const entry: Entry = { subscriber, pattern, live: after === undefined, buffer: [] };
       // What is delivered from now on reaches the entry's buffer, so retention deleting it while
       // the resume reads loses nothing: only what was delivered already (up to the newest
-      // cursor delivered; before any this run, every cursor so far) can be lost to it.
-      const covered = newestDelivered ?? cursorFloor(clock.time + 1);
+      // cursor delivered) can be lost to it. Nothing delivered yet this run: no such bound (the
+      // clock's time was 0 with no lease, which exempted every loss). A store other relays
+      // write holds messages past that cursor that never came through here: none.
+      const covered = options.storeShared ? undefined : newestDelivered;
       own.set(pattern, entry);
       index.add(pattern, entry);
       metrics.subscriptions.set(index.size);

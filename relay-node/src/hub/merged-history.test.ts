@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { compareCursors, type Envelope } from '@anode/shared';
+import { compareCursors, createHybridClock, type Envelope } from '@anode/shared';
 import { mergedHistory } from './merged-history.ts';
 import { createSqliteStore } from '../storage/embedded/sqlite-store.ts';
 import { memoryStore, recorder, remote, testHub } from './test-hub.ts';
@@ -83,10 +83,15 @@ describe('merged history under retention', () => {
       const send = reader.send.bind(reader);
       reader.send = (frame) => ((sends += 1), send(frame));
       reader.backlog = () => (sends >= 500 ? (swept ??= store.sweep()).then(() => undefined) : undefined);
-      await assert.rejects(hub.subscribe(reader, 't', first), (error: Error & { code?: string }) => {
-        assert.equal(error.code, 'cursor_expired');
-        return true;
-      });
+      await assert.rejects(
+        hub.subscribe(reader, 't', first),
+        (error: Error & { code?: string; trimmedThrough?: string }) => {
+          assert.equal(error.code, 'cursor_expired');
+          // An edge link's err frame carries it as `trimmed` (the edge restarts past it).
+          assert.ok(error.trimmedThrough, 'the refusal names the trim mark');
+          return true;
+        },
+      );
       assert.ok(((await swept) ?? 0) > 0, 'the sweep deleted messages mid-resume');
       assert.ok(reader.ids().length < 1_199, 'it stopped at the gap');
     } finally {
@@ -131,6 +136,85 @@ describe('merged history under retention, messages the live buffer holds', () =>
         'live messages were lost',
       );
       assert.equal(got.size, 449);
+    } finally {
+      await store.close();
+    }
+  });
+
+  // The same slow reader, recording the cursors it gets, in order.
+  const slowResume = async (options: { storeShared?: boolean } = {}) => {
+    const store = createSqliteStore({ dataDir: '', memory: true, retention: { maxAgeMs: 0, maxMessages: 100 } });
+    const hub = testHub(store, undefined, options);
+    const claims = { pub: ['>'], sub: ['>'] };
+    const publish = (from: number, count: number) =>
+      hub.publish(
+        't',
+        Array.from({ length: count }, (_, n) => ({ data: from + n })),
+        { via: 'http', claims },
+      );
+    const first = await publish(0, 150);
+    const cursors: string[] = [];
+    let later: Awaited<ReturnType<typeof publish>> = [];
+    let paused: Promise<void> | undefined;
+    const reader = recorder('slow');
+    const send = reader.send.bind(reader);
+    reader.send = (frame) => {
+      const parsed = JSON.parse(frame) as { op: string; cursor?: string };
+      if (parsed.op === 'msg') cursors.push(parsed.cursor as string);
+      return send(frame);
+    };
+    reader.backlog = () =>
+      cursors.length >= 140
+        ? (paused ??= (async () => {
+            later = await publish(150, 300);
+            await store.sweep();
+          })())
+        : undefined;
+    const outcome = await hub.subscribe(reader, 't', first[0]?.cursor).then(
+      () => 'subscribed',
+      (error: Error & { code?: string }) => error.code,
+    );
+    await paused;
+    await store.close();
+    return { outcome, cursors, later };
+  };
+
+  it('sends what retention deleted before anything newer, so a client cut off anywhere resumes with no gap', async () => {
+    const { outcome, cursors, later } = await slowResume();
+    assert.equal(outcome, 'subscribed');
+    // Going on with the history past the hole sent the 100 survivors first and the 200 deleted
+    // ones after them, from the buffer: a client cut off in between resumed above those 200.
+    const sorted = [...cursors].sort(compareCursors);
+    assert.deepEqual(cursors, sorted, 'messages were sent out of cursor order');
+    assert.equal(new Set(cursors).size, 449);
+    assert.equal(cursors.at(-1), later.at(-1)?.cursor);
+  });
+
+  it('does not count on the live buffer when other relays write the store (Cassandra)', async () => {
+    const { outcome } = await slowResume({ storeShared: true });
+    assert.equal(outcome, 'cursor_expired');
+  });
+
+  it('does not count on the live buffer before this node delivered anything (a new relay on a shared file)', async () => {
+    const store = createSqliteStore({ dataDir: '', memory: true, retention: { maxAgeMs: 0, maxMessages: 100 } });
+    try {
+      const claims = { pub: ['>'], sub: ['>'] };
+      const writer = testHub(store);
+      const acks = await writer.publish(
+        't',
+        Array.from({ length: 1_200 }, (_, n) => ({ data: n })),
+        { via: 'http', claims },
+      );
+      // A hub whose clock never minted or observed a cursor (time 0) and that delivered nothing.
+      const hub = testHub(store, createHybridClock('nodefresh0'));
+      const reader = recorder('slow');
+      let sends = 0;
+      let swept: Promise<number> | undefined;
+      const send = reader.send.bind(reader);
+      reader.send = (frame) => ((sends += 1), send(frame));
+      reader.backlog = () => (sends >= 500 ? (swept ??= store.sweep()).then(() => undefined) : undefined);
+      await assert.rejects(hub.subscribe(reader, 't', acks[0]?.cursor), { code: 'cursor_expired' });
+      assert.ok(((await swept) ?? 0) > 0, 'the sweep deleted messages mid-resume');
     } finally {
       await store.close();
     }

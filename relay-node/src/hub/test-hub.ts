@@ -12,7 +12,7 @@ export const memoryStore = () =>
 export const testHub = (
   store: MessageStore,
   clock: HybridClock = createHybridClock('nodelocal0'),
-  options: { remoteInputs?: boolean; onUnstored?: (envelopes: Envelope[]) => void } = {},
+  options: { remoteInputs?: boolean; onUnstored?: (envelopes: Envelope[]) => void; storeShared?: boolean } = {},
 ) =>
   createHub({
     store,
