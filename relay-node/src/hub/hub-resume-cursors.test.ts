@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { compareCursors, cursorFloor, type MessageStore } from '@anode/shared';
+import { compareCursors, createHybridClock, cursorFloor, type MessageStore } from '@anode/shared';
+import { leaseClock } from '../clock-lease.ts';
+import { createLogger } from '../logger.ts';
 import { createSqliteStore } from '../storage/embedded/sqlite-store.ts';
 import { memoryStore, recorder, remote, testHub } from './test-hub.ts';
 
@@ -163,5 +168,34 @@ describe('hub: a history page that retention overtakes while it is read', () => 
     sweepFirst = true;
     await assert.rejects(hub.history('h.t', acks[1]?.cursor, 100), expired);
     await inner.close();
+  });
+});
+
+describe('hub: a fresh subscription while no cursor can be minted', () => {
+  it('is refused and not left subscribed (the clock lease cannot be written, as on a full disk)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-lease-'));
+    try {
+      await writeFile(join(dir, 'clock-lease'), `${Date.now() - 60_000}\n`); // the last run's lease
+      // The lease's writes fail: a folder stands where each one writes its file.
+      await mkdir(join(dir, 'clock-lease.tmp'));
+      await mkdir(join(dir, 'clock-lease.renewal'));
+      const lease = leaseClock(dir, createHybridClock('nodelocal0'), createLogger('silent'));
+      const store = memoryStore();
+      try {
+        const hub = testHub(store, lease.clock);
+        const subscriber = recorder();
+        await assert.rejects(hub.subscribe(subscriber, 't.x'), { code: 'unavailable' });
+        assert.equal(hub.isSubscribed(subscriber, 't.x'), false, 'a refused sub stayed subscribed');
+        // Room again: a publish goes through, and the refused subscriber is sent nothing.
+        await rm(join(dir, 'clock-lease.tmp'), { recursive: true });
+        await hub.publish('t.x', [{ data: 1 }], { via: 'http', claims });
+        assert.deepEqual(subscriber.ids(), []);
+      } finally {
+        lease.stop();
+        await store.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

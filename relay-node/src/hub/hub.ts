@@ -478,6 +478,9 @@ export function createHub(options: HubOptions) {
         );
         return cursor;
       };
+      // Before anything is registered: minting it may throw (a clock lease that cannot be
+      // written, on a full disk), and a refused `sub` stayed subscribed, sent live messages.
+      const liveAt = after === undefined ? liveCursor() : undefined;
       let own = entries.get(subscriber);
       if (!own) entries.set(subscriber, (own = new Map()));
       const previous = own.get(pattern);
@@ -494,7 +497,7 @@ export function createHub(options: HubOptions) {
       index.add(pattern, entry);
       metrics.subscriptions.set(index.size);
       if (after === undefined) {
-        const cursor = liveCursor();
+        const cursor = liveAt as string; // minted above, before the entry was registered
         // A message from another node with an older cursor that arrives after this answer is
         // sent live, but a resume from `cursor` would skip it: counted as delivered, it makes
         // such a message a late arrival, which that resume replays.

@@ -37,8 +37,11 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
     const changes = await store.load();
     const configured = config.sources.map((raw) => (raw as { name?: unknown }).name).filter(isSourceName);
     // Stamped with the leased clock, not the wall clock: a list made after a restart whose wall
-    // clock stepped back must still replace the last run's on every member.
-    const reservedNames = createReservedNames(context.cluster.self, configured, context.clock.time);
+    // clock stepped back must still replace the last run's on every member. The lease read at
+    // start is the last run's stamp again when that run never wrote one (it started on a full
+    // disk), and 0 when the file was unreadable: then the wall clock, past both.
+    const listedAt = Math.max(Date.now(), context.clock.time + 1);
+    const reservedNames = createReservedNames(context.cluster.self, configured, listedAt);
     // A source from config files is drawn among the members whose file has it; one that an admin
     // change defines (even over a config file's) has reached every member.
     const byCluster = options.ownership
