@@ -353,6 +353,46 @@ describe('connection caps', () => {
       for (const socket of open) socket.destroy();
     }
   });
+
+  it('lets a refused upgrade go, so a client that keeps its side open holds no slot', async () => {
+    const { port } = new URL(relay.url);
+    /** An upgrade with a bad token: what the relay answered ('' if it closed unanswered). */
+    const refused = (): Promise<{ answer: string; socket: Socket }> =>
+      new Promise((resolve) => {
+        // allowHalfOpen: the client never sends its FIN, as the review's client did.
+        const socket = connect({ port: Number(port), host: '127.0.0.1', allowHalfOpen: true });
+        let answer = '';
+        socket.on('error', () => resolve({ answer, socket }));
+        socket.on('close', () => resolve({ answer, socket }));
+        // The relay's FIN, after its answer.
+        socket.on('end', () => resolve({ answer, socket }));
+        socket.on('data', (chunk) => (answer += String(chunk)));
+        socket.write(
+          'GET /v1/ws?token=bad HTTP/1.1\r\nHost: relay\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+            'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+        );
+      });
+    // The test before filled this address's connections: wait until the relay has let them go.
+    await until('the connections of the test before let go', async () => {
+      const { answer, socket } = await refused();
+      socket.destroy();
+      return answer ? true : undefined;
+    });
+    const sockets: Socket[] = [];
+    try {
+      // Twice what the address may hold (4 + 64): held half-open, the ones past it were closed
+      // unanswered, and the address was shut out until the client closed them.
+      for (let i = 0; i < 2 * (4 + 64); i++) {
+        const { answer, socket } = await refused();
+        sockets.push(socket);
+        assert.match(answer, /^HTTP\/1.1 401 unauthorized/, `upgrade ${i + 1} of a client holding the others`);
+      }
+      const healthy = await fetch(`${relay.url}/healthz`);
+      assert.equal(healthy.status, 200);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+    }
+  });
 });
 
 describe('a clock lease that cannot be written', () => {

@@ -33,12 +33,21 @@ export interface WsDeps extends ConnectionDeps {
 
 const TOPIC_WS = /^\/v1\/topics\/([^/]+)\/ws$/;
 
+/** How long a refused upgrade's answer may take to leave before its socket is destroyed. */
+const REFUSED_LINGER_MS = 5_000;
+
 function refuse(socket: Duplex, error: AnodeError): void {
   const body = JSON.stringify({ error: error.toJSON() });
+  // Destroyed once the answer is written: the server hands an upgrade's socket over half-open,
+  // with no timeout left on it, so an ended one stayed open until the client closed its side,
+  // counted against the per-address caps (a review: 66 refused upgrades held for 100 s shut
+  // that address out of the relay). A client that never reads gets REFUSED_LINGER_MS.
   socket.end(
     `HTTP/1.1 ${error.status} ${error.code}\r\nContent-Type: application/json\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    () => socket.destroy(),
   );
+  setTimeout(() => socket.destroy(), REFUSED_LINGER_MS).unref();
 }
 
 export function attachWebSockets(server: Server, deps: WsDeps) {
