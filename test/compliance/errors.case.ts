@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
 import { MAX_DATA_DEPTH, signToken } from '@anode/shared';
 import { LIMITS, METRICS_TOKEN } from './targets.ts';
 import {
@@ -229,6 +230,18 @@ export const errorCases: Case[] = [
       const inQuery = await get(target, `/v1/topics/au.a/messages?token=${good}`);
       assertHttpError(inQuery, 401, 'unauthorized');
       assert.match(JSON.stringify(inQuery.body), /WebSocket URLs only/);
+      // An Upgrade header does not make a history URL a WebSocket one (the edge took the token).
+      const upgraded = await new Promise<number>((resolve, reject) => {
+        const req = httpRequest(`${target.url}/v1/topics/au.a/messages?token=${good}`, {
+          headers: { upgrade: 'websocket', connection: 'Upgrade' },
+        });
+        req.on('response', (res) => (res.resume(), resolve(res.statusCode ?? 0)));
+        req.on('upgrade', (res, socket) => (socket.destroy(), resolve(res.statusCode ?? 0)));
+        req.on('error', reject);
+        req.end();
+      });
+      // Refused: 401 for the token (edge), or 400 for an upgrade of no WebSocket URL (relay).
+      assert.ok([400, 401].includes(upgraded), `a history request with an Upgrade header got ${upgraded}`);
     },
   },
   {

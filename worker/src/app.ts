@@ -108,7 +108,10 @@ export function createApp(): Hono<App> {
     assertTopic(topic);
     c.set('topic', topic);
     const verify = await verifierFor(c.var.config);
-    c.set('claims', await verify(tokenFrom(c.req.header('authorization'), new URL(c.req.url), upgrade(c))));
+    // ?token= only where the route is a WebSocket's: an Upgrade header on a history or publish
+    // URL made it take one (the relay refuses it there).
+    const socketRoute = upgrade(c) && c.req.path.endsWith('/ws');
+    c.set('claims', await verify(tokenFrom(c.req.header('authorization'), new URL(c.req.url), socketRoute)));
     await next();
   });
 
