@@ -231,7 +231,12 @@ export function loadConfig(sources: ConfigSources = {}): RelayConfig {
     try {
       text = readFileSync(path, 'utf8');
     } catch (error) {
-      throw new ConfigError(`cannot read ${envName(key)}_FILE ${path}: ${(error as Error).message}`);
+      // Not the path: one that is no file may be the secret itself, set in the wrong variable.
+      const { code } = error as NodeJS.ErrnoException;
+      throw new ConfigError(
+        `cannot read the file ${envName(key)}_FILE names (${code ?? (error as Error).message}); it takes a ` +
+          `file's path, the value itself goes in ${envName(key)}`,
+      );
     }
     secretFiles[key] = path;
     // A file ends with a newline when written by echo or an editor: not part of the secret.

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { privateKeyFromProtobuf } from '@libp2p/crypto/keys';
-import { loadPeerKey } from './identity.ts';
+import { loadNetworkKey, loadPeerKey } from './identity.ts';
 import { watchFolderSyncs } from '../private-files.fixture.ts';
 
 describe('peer key file', () => {
@@ -42,5 +42,18 @@ describe('peer key file', () => {
     const dir = await folder();
     await writeFile(join(dir, 'peer-key'), '');
     await assert.rejects(loadPeerKey(dir), /peer-key does not hold a libp2p private key/);
+  });
+});
+
+describe('network key file', () => {
+  it('names a missing file, and does not print a key given in its place', async () => {
+    const missing = join(tmpdir(), `anode-no-such-swarm-key-${process.pid}`);
+    await assert.rejects(loadNetworkKey({ mesh_key_file: missing }), new RegExp(`^Error: ${missing}: ENOENT`));
+    const key = 'ab'.repeat(32);
+    await assert.rejects(loadNetworkKey({ mesh_key_file: key }), (error: Error) => {
+      assert.match(error.message, /a key itself goes in mesh_key/);
+      assert.ok(!error.message.includes(key) && !String(error.cause ?? '').includes(key), error.message);
+      return true;
+    });
   });
 });

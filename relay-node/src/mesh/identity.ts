@@ -36,6 +36,12 @@ export async function loadNetworkKey(config: { mesh_key?: string; mesh_key_file?
   try {
     return decodeSwarmKey(await readFile(config.mesh_key_file, 'utf8'));
   } catch (error) {
+    // A key given where its file's path goes is not printed (it would reach the logs).
+    if (/^[0-9a-f]{64}$/i.test(config.mesh_key_file.trim())) {
+      // No `cause` either: its message names the path.
+      // eslint-disable-next-line preserve-caught-error -- the caught error's message holds the key
+      throw new Error('mesh_key_file holds 64 hex digits, not a path: a key itself goes in mesh_key');
+    }
     throw new Error(`${config.mesh_key_file}: ${(error as Error).message}`, { cause: error });
   }
 }
