@@ -131,6 +131,12 @@ export const MAX_TOPIC_STATS = 10_000;
 export function createHub(options: HubOptions) {
   const { store, clock, metrics } = options;
   const startedAt = Date.now();
+  /**
+   * At or past every cursor an earlier run of this node stored (its clock starts at its lease,
+   * which stays ahead of every cursor it minted or observed), so a resume's live buffer covers
+   * nothing below it: those messages never come through here again (see subscribe).
+   */
+  const startMark = cursorFloor(Math.max(clock.time, startedAt));
   const maxCatchUpBuffer = options.maxCatchUpBuffer ?? 10_000;
   const index = new TopicIndex<Entry>();
   /** Moves on every change of `index` (status() rebuilds its index of subscribed keys only then). */
@@ -489,10 +495,18 @@ export function createHub(options: HubOptions) {
       const entry: Entry = { subscriber, pattern, live: after === undefined, buffer: [] };
       // What is delivered from now on reaches the entry's buffer, so retention deleting it while
       // the resume reads loses nothing: only what was delivered already (up to the newest
-      // cursor delivered) can be lost to it. Nothing delivered yet this run: no such bound (the
-      // clock's time was 0 with no lease, which exempted every loss). A store other relays
-      // write holds messages past that cursor that never came through here: none.
-      const covered = options.storeShared ? undefined : newestDelivered;
+      // cursor delivered) can be lost to it, and what an earlier run stored (up to startMark:
+      // the first delivery after a restart can be an older cursor, a catch-up's or an edge's
+      // resend, and the history handed over there skipped the rest of that run's messages).
+      // Nothing delivered yet this run: no such bound (the clock's time was 0 with no lease,
+      // which exempted every loss). A store other relays write holds messages past any of
+      // these that never came through here: none.
+      const covered =
+        options.storeShared || newestDelivered === undefined
+          ? undefined
+          : compareCursors(newestDelivered, startMark) > 0
+            ? newestDelivered
+            : startMark;
       own.set(pattern, entry);
       index.add(pattern, entry);
       metrics.subscriptions.set(index.size);

@@ -192,4 +192,52 @@ describe('merged history under retention, messages the live buffer holds', () =>
       await store.close();
     }
   });
+
+  it('does not count on the live buffer for what an earlier run stored (a restart, then an older cursor first)', async () => {
+    const store = createSqliteStore({ dataDir: '', memory: true, retention: { maxAgeMs: 0, maxMessages: 100 } });
+    try {
+      const claims = { pub: ['>'], sub: ['>'] };
+      const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+      // The node's first run stores 1,200 messages, in two batches a few milliseconds apart.
+      const first = testHub(store, createHybridClock('nodelocal0'));
+      const early = await first.publish(
+        't',
+        Array.from({ length: 600 }, (_, n) => ({ data: n })),
+        { via: 'http', claims },
+      );
+      await sleep(5);
+      const between = Date.now();
+      await sleep(5);
+      const late = await first.publish(
+        't',
+        Array.from({ length: 600 }, (_, n) => ({ data: n })),
+        { via: 'http', claims },
+      );
+      const all = [...early, ...late];
+      // Its next run: the clock starts past the first run's cursors (the lease does that).
+      const clock = createHybridClock('nodelocal0');
+      clock.observe(all.at(-1)?.cursor as string);
+      const hub = testHub(store, clock, { remoteInputs: true });
+      // The first delivery of this run is older than the first run's newest: a catch-up's.
+      assert.equal(await hub.ingest([remote('r1', 'u', between, 'nodepeer00')], { persist: true }), 1);
+      // A slow resume of t that retention overtakes after 800 messages.
+      const reader = recorder('slow');
+      let sends = 0;
+      let swept: Promise<number> | undefined;
+      const send = reader.send.bind(reader);
+      reader.send = (frame) => ((sends += 1), send(frame));
+      reader.backlog = () => (sends >= 800 ? (swept ??= store.sweep()).then(() => undefined) : undefined);
+      const outcome = await hub.subscribe(reader, 't', all[0]?.cursor).then(
+        () => 'subscribed',
+        (error: Error & { code?: string }) => error.code,
+      );
+      assert.ok(((await swept) ?? 0) > 0, 'the sweep deleted messages mid-resume');
+      const got = new Set(reader.ids());
+      const missing = all.slice(1).filter((m) => !got.has(m.id)).length;
+      // Handed over to a buffer that never got them, 200 were skipped with a `subscribed`.
+      assert.ok(outcome === 'cursor_expired' || missing === 0, `${outcome} with ${missing} messages never sent`);
+    } finally {
+      await store.close();
+    }
+  });
 });
