@@ -91,9 +91,14 @@ export function walPolicy(diskBytes: number, pageSize: number): { checkpointPage
 /** `maxPages`: SQLite's max_page_count, for tests (writes past it fail as on a full disk). */
 export function openDatabase(path: string, fsync: boolean, maxPages?: number): DatabaseSync {
   const db = new DatabaseSync(path);
-  db.exec(sqlitePragmas(fsync));
-  if (maxPages !== undefined) db.exec(`PRAGMA max_page_count = ${Math.floor(maxPages)}`);
-  return db;
+  try {
+    db.exec(sqlitePragmas(fsync));
+    if (maxPages !== undefined) db.exec(`PRAGMA max_page_count = ${Math.floor(maxPages)}`);
+    return db;
+  } catch (error) {
+    db.close(); // a damaged file fails here, and its connection stayed open
+    throw error;
+  }
 }
 
 export function migrate(db: DatabaseSync): void {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { readlinkSync } from 'node:fs';
+import { mkdtemp, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -328,6 +329,14 @@ describe('embedded store on a full disk', () => {
   }
 });
 
+const readlinkSafe = (path: string) => {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return ''; // gone meanwhile (the descriptor readdir used)
+  }
+};
+
 describe('embedded store: schema', () => {
   it('reads the topics trimmed past a cursor through an index (a database of schema 1 gets it)', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'anode-schema-'));
@@ -369,6 +378,14 @@ describe('embedded store: schema', () => {
           return true;
         },
       );
+      // Its connection is closed (on Linux: no descriptor of this process names the file).
+      if (process.platform === 'linux') {
+        const open = (await readdir('/proc/self/fd')).map((fd) => readlinkSafe(`/proc/self/fd/${fd}`));
+        assert.ok(
+          !open.some((target) => target.startsWith(dir)),
+          `still open: ${open.filter((t) => t.startsWith(dir))}`,
+        );
+      }
       await rename(file, `${file}.damaged`);
       const store = createSqliteStore({ dataDir: dir, retention });
       await store.close();
