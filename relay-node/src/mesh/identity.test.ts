@@ -46,14 +46,22 @@ describe('peer key file', () => {
 });
 
 describe('network key file', () => {
-  it('names a missing file, and does not print a key given in its place', async () => {
-    const missing = join(tmpdir(), `anode-no-such-swarm-key-${process.pid}`);
-    await assert.rejects(loadNetworkKey({ mesh_key_file: missing }), new RegExp(`^Error: ${missing}: ENOENT`));
-    const key = 'ab'.repeat(32);
-    await assert.rejects(loadNetworkKey({ mesh_key_file: key }), (error: Error) => {
-      assert.match(error.message, /a key itself goes in mesh_key/);
-      assert.ok(!error.message.includes(key) && !String(error.cause ?? '').includes(key), error.message);
-      return true;
-    });
+  it('names a file that is no swarm.key, and prints no path it cannot read (it may be the key)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-swarm-key-'));
+    try {
+      const junk = join(dir, 'swarm.key');
+      await writeFile(junk, 'not a key\n');
+      await assert.rejects(loadNetworkKey({ mesh_key_file: junk }), new RegExp(`^Error: ${junk}: not a swarm.key`));
+      const hex = 'ab'.repeat(32);
+      for (const given of [hex, `/key/swarm/psk/1.0.0/\n/base16/\n${hex}`, `0x${hex}`, join(dir, 'missing')]) {
+        await assert.rejects(loadNetworkKey({ mesh_key_file: given }), (error: Error) => {
+          assert.match(error.message, /^cannot read the file mesh_key_file names \(ENOENT\)/);
+          assert.ok(!error.message.includes(hex) && !error.message.includes(dir), error.message);
+          return true;
+        });
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -33,15 +33,22 @@ export async function loadPeerKey(dataDir: string): Promise<PrivateKey> {
 export async function loadNetworkKey(config: { mesh_key?: string; mesh_key_file?: string }) {
   if (config.mesh_key) return keyFromHex(config.mesh_key);
   if (!config.mesh_key_file) return undefined;
+  let text: string;
   try {
-    return decodeSwarmKey(await readFile(config.mesh_key_file, 'utf8'));
+    text = await readFile(config.mesh_key_file, 'utf8');
   } catch (error) {
-    // A key given where its file's path goes is not printed (it would reach the logs).
-    if (/^[0-9a-f]{64}$/i.test(config.mesh_key_file.trim())) {
-      // No `cause` either: its message names the path.
-      // eslint-disable-next-line preserve-caught-error -- the caught error's message holds the key
-      throw new Error('mesh_key_file holds 64 hex digits, not a path: a key itself goes in mesh_key');
-    }
+    // Neither the path nor the caught message (which holds it): a key given where its file's path
+    // goes (as hex, or a swarm.key's whole text) would reach the logs.
+    const { code } = error as NodeJS.ErrnoException;
+    // eslint-disable-next-line preserve-caught-error -- the caught error's message holds the path
+    throw new Error(
+      `cannot read the file mesh_key_file names (${code ?? 'unreadable'}); it takes a swarm.key file's ` +
+        'path, a key itself goes in mesh_key',
+    );
+  }
+  try {
+    return decodeSwarmKey(text);
+  } catch (error) {
     throw new Error(`${config.mesh_key_file}: ${(error as Error).message}`, { cause: error });
   }
 }
