@@ -47,7 +47,8 @@ function refuse(socket: Duplex, error: AnodeError): void {
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     () => socket.destroy(),
   );
-  setTimeout(() => socket.destroy(), REFUSED_LINGER_MS).unref();
+  const linger = setTimeout(() => socket.destroy(), REFUSED_LINGER_MS).unref();
+  socket.once('close', () => clearTimeout(linger));
 }
 
 export function attachWebSockets(server: Server, deps: WsDeps) {
