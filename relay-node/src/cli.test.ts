@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -114,6 +114,24 @@ describe('anode command', () => {
     assert.deepEqual([claims.subject, claims.pub, claims.sub], ['app', ['a.>'], ['a.*']]);
     const lifetime = (claims.exp ?? 0) - Date.now() / 1000;
     assert.ok(lifetime > 7000 && lifetime <= 7200, `expires in about 2 h: ${lifetime}`);
+  });
+
+  it('token reads the secret from the file ANODE_JWT_SECRET_FILE names, as the relay does', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-token-secret-'));
+    try {
+      const file = join(dir, 'jwt');
+      await writeFile(file, `${SECRET}\n`, { mode: 0o600 });
+      const run = await anode(['token', '--pub', 'a.>'], { env: { ANODE_JWT_SECRET_FILE: file } });
+      assert.equal(run.code, 0, run.stderr);
+      const claims = await (await createTokenVerifier({ hs256Secret: SECRET }))(run.stdout.trim());
+      assert.deepEqual(claims.pub, ['a.>']);
+      // A secret set in the _FILE variable by mistake is not printed.
+      const misplaced = await anode(['token', '--pub', 'a.>'], { env: { ANODE_JWT_SECRET_FILE: SECRET } });
+      assertUsageError(misplaced, /cannot read the file ANODE_JWT_SECRET_FILE names \(ENOENT\)/);
+      assert.ok(!misplaced.stderr.includes(SECRET));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('token --audience mints a token a relay with that jwt_audience accepts', async () => {

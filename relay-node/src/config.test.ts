@@ -106,6 +106,10 @@ describe('config', () => {
       () => loadConfig({ env: { ANODE_JWT_SECRET_FILE: join(dir, 'missing') } }),
       /cannot read the file ANODE_JWT_SECRET_FILE names \(ENOENT\)/,
     );
+    assert.throws(
+      () => loadConfig({ env: { ANODE_JWT_SECRET_FILE: dir } }),
+      /cannot read the file ANODE_JWT_SECRET_FILE names \(EISDIR\); it names a folder/,
+    );
     // The secret itself in the _FILE variable: the message does not print it.
     const misplaced = 'z'.repeat(48);
     assert.throws(

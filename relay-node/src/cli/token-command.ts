@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { jwtSecret } from '../config-fields.ts';
 import { UsageError } from './usage-error.ts';
@@ -9,6 +10,23 @@ import { UsageError } from './usage-error.ts';
 const DURATION = /^(\d+(?:\.\d+)?) ?(s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?|w|weeks?|y|yrs?|years?)$/i;
 
 const GRANT_FLAGS: Record<string, string> = { pub: '--pub', sub: '--sub', src: '--src' };
+
+/**
+ * The secret in the file ANODE_JWT_SECRET_FILE names, as the relay reads it (without a trailing
+ * newline): inside the relay's container, `anode token` then needs no secret on its command line.
+ */
+function secretFromFile(path: string | undefined): string | undefined {
+  if (!path) return undefined;
+  try {
+    return readFileSync(path, 'utf8').replace(/\r?\n$/, '') || undefined;
+  } catch (error) {
+    // Not the path: it may be the secret itself, set in the wrong variable.
+    throw new UsageError(
+      `token: cannot read the file ANODE_JWT_SECRET_FILE names (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`,
+      'it takes the path of a file holding the relay’s jwt_secret',
+    );
+  }
+}
 
 /**
  * `anode token`: mints an HS256 token, checked as the relay will check it (the same secret
@@ -29,9 +47,13 @@ export async function tokenCommand(args: string[]): Promise<void> {
     strict: true,
     allowPositionals: false,
   });
-  const secret = values.secret ?? process.env.ANODE_JWT_SECRET;
+  // An empty variable counts as unset, as the relay reads it.
+  const secret = values.secret ?? (process.env.ANODE_JWT_SECRET || secretFromFile(process.env.ANODE_JWT_SECRET_FILE));
   if (!secret) {
-    throw new UsageError('token: no secret', 'give --secret <s> or ANODE_JWT_SECRET, the relay’s jwt_secret');
+    throw new UsageError(
+      'token: no secret',
+      'give --secret <s>, ANODE_JWT_SECRET or ANODE_JWT_SECRET_FILE, the relay’s jwt_secret',
+    );
   }
   if (!jwtSecret.safeParse(secret).success) {
     throw new UsageError(
