@@ -9,6 +9,7 @@ import {
   compareCursors,
   contentId,
   cursorFloor,
+  MAX_CLOCK_SKEW_MS,
   cursorTime,
   encodeServerFrame,
   type Envelope,
@@ -87,6 +88,8 @@ export interface HubOptions {
    * this hub, so a resume that retention overtakes cannot count on the live buffer (subscribe).
    */
   storeShared?: boolean;
+  /** When this run of the node began (default: now); tests set it back for a node up a while. */
+  startedAt?: number;
 }
 
 export interface TopicStats {
@@ -130,13 +133,18 @@ export const MAX_TOPIC_STATS = 10_000;
 
 export function createHub(options: HubOptions) {
   const { store, clock, metrics } = options;
-  const startedAt = Date.now();
+  const startedAt = options.startedAt ?? Date.now();
   /**
-   * At or past every cursor an earlier run of this node stored (its clock starts at its lease,
-   * which stays ahead of every cursor it minted or observed), so a resume's live buffer covers
-   * nothing below it: those messages never come through here again (see subscribe).
+   * Past every cursor an earlier run of this node stored, so a resume's live buffer covers
+   * nothing below it: those messages never come through here again (see subscribe). Its own
+   * cursors are below its clock at start (the lease); another node's, observed but not yet
+   * leased when it stopped (a peer whose clock runs ahead, a crash before the renewal), below
+   * the wall clock (or the lease, if it stepped back) plus MAX_CLOCK_SKEW_MS, the most a cursor
+   * from elsewhere may run ahead (a review: 200 of a peer's messages skipped after a restart
+   * with the bound at the lease). So for that long after a start, a resume that retention
+   * overtakes ends cursor_expired, as it did before the buffer counted at all.
    */
-  const startMark = cursorFloor(Math.max(clock.time, startedAt));
+  const startMark = cursorFloor(Math.max(clock.time, startedAt) + MAX_CLOCK_SKEW_MS + 1);
   const maxCatchUpBuffer = options.maxCatchUpBuffer ?? 10_000;
   const index = new TopicIndex<Entry>();
   /** Moves on every change of `index` (status() rebuilds its index of subscribed keys only then). */

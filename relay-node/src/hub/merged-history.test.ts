@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { compareCursors, createHybridClock, type Envelope } from '@anode/shared';
+import { compareCursors, createHybridClock, type Envelope, MAX_CLOCK_SKEW_MS } from '@anode/shared';
 import { mergedHistory } from './merged-history.ts';
+import { leaseClock } from '../clock-lease.ts';
+import { createLogger } from '../logger.ts';
 import { createSqliteStore } from '../storage/embedded/sqlite-store.ts';
 import { memoryStore, recorder, remote, testHub } from './test-hub.ts';
 
@@ -105,7 +110,9 @@ describe('merged history under retention, messages the live buffer holds', () =>
   // (retention keeps 100); it records the cursors it gets, in order.
   const slowResume = async (options: { storeShared?: boolean } = {}) => {
     const store = createSqliteStore({ dataDir: '', memory: true, retention: { maxAgeMs: 0, maxMessages: 100 } });
-    const hub = testHub(store, undefined, options);
+    // A node up for longer than a cursor from elsewhere may run ahead: before that, what an
+    // earlier run stored may lie past anything this one delivered (see the restart cases below).
+    const hub = testHub(store, undefined, { ...options, startedAt: Date.now() - 2 * MAX_CLOCK_SKEW_MS });
     const claims = { pub: ['>'], sub: ['>'] };
     const publish = (from: number, count: number) =>
       hub.publish(
@@ -238,6 +245,52 @@ describe('merged history under retention, messages the live buffer holds', () =>
       assert.ok(outcome === 'cursor_expired' || missing === 0, `${outcome} with ${missing} messages never sent`);
     } finally {
       await store.close();
+    }
+  });
+
+  it('does not count on the live buffer for a peer’s messages stored just before a stop (its clock ahead, the lease not renewed)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-lease-'));
+    const store = createSqliteStore({ dataDir: '', memory: true, retention: { maxAgeMs: 0, maxMessages: 100 } });
+    const log = createLogger('silent');
+    try {
+      const claims = { pub: ['>'], sub: ['>'] };
+      const firstLease = leaseClock(dir, createHybridClock('nodelocal0'), log);
+      const first = testHub(store, firstLease.clock, { remoteInputs: true });
+      const local = await first.publish(
+        't',
+        Array.from({ length: 600 }, (_, n) => ({ data: n })),
+        { via: 'http', claims },
+      );
+      // A peer whose clock runs 30 s ahead (within MAX_CLOCK_SKEW_MS) gossips 600 messages; the
+      // node stops before its lease is renewed past them.
+      const ahead = Date.now() + 30_000;
+      const peer = Array.from({ length: 600 }, (_, n) => remote(`p${n}`, 't', ahead + n, 'nodepeer00'));
+      assert.equal(await first.ingest(peer, { persist: true }), 600);
+      firstLease.stop();
+      const lease = leaseClock(dir, createHybridClock('nodelocal0'), log);
+      try {
+        const hub = testHub(store, lease.clock, { remoteInputs: true });
+        await hub.publish('u', [{ data: 'first of this run' }], { via: 'http', claims });
+        const reader = recorder('slow');
+        let sends = 0;
+        let swept: Promise<number> | undefined;
+        const send = reader.send.bind(reader);
+        reader.send = (frame) => ((sends += 1), send(frame));
+        reader.backlog = () => (sends >= 800 ? (swept ??= store.sweep()).then(() => undefined) : undefined);
+        const outcome = await hub.subscribe(reader, 't', local[0]?.cursor).then(
+          () => 'subscribed',
+          (error: Error & { code?: string }) => error.code,
+        );
+        assert.ok(((await swept) ?? 0) > 0, 'the sweep deleted messages mid-resume');
+        const got = new Set(reader.ids());
+        const missing = [...local.map((a) => a.id), ...peer.map((p) => p.id)].slice(1).filter((id) => !got.has(id));
+        assert.ok(outcome === 'cursor_expired' || missing.length === 0, `${outcome} with ${missing.length} never sent`);
+      } finally {
+        lease.stop();
+      }
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

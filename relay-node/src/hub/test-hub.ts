@@ -12,7 +12,12 @@ export const memoryStore = () =>
 export const testHub = (
   store: MessageStore,
   clock: HybridClock = createHybridClock('nodelocal0'),
-  options: { remoteInputs?: boolean; onUnstored?: (envelopes: Envelope[]) => void; storeShared?: boolean } = {},
+  options: {
+    remoteInputs?: boolean;
+    onUnstored?: (envelopes: Envelope[]) => void;
+    storeShared?: boolean;
+    startedAt?: number;
+  } = {},
 ) =>
   createHub({
     store,
