@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { CONFIG_KEYS, ConfigError, loadConfig, SECRET_KEYS } from './config.ts';
+import { unreadableFileHint } from './unreadable-file.ts';
 
 describe('config', () => {
   it('has local defaults', () => {
@@ -110,6 +111,8 @@ describe('config', () => {
       () => loadConfig({ env: { ANODE_JWT_SECRET_FILE: dir } }),
       /cannot read the file ANODE_JWT_SECRET_FILE names \(EISDIR\); it names a folder/,
     );
+    // A file the relay's user may not read (not reproducible as root here): said so, not "a path".
+    assert.match(unreadableFileHint('EACCES', 'ANODE_JWT_SECRET'), /relay's user cannot read it/);
     // The secret itself in the _FILE variable: the message does not print it.
     const misplaced = 'z'.repeat(48);
     assert.throws(

@@ -16,6 +16,7 @@ import { meshConfigShape, openMeshRefusal } from './mesh/mesh-config.ts';
 import { edgeConfigShape } from './edge/edge-config.ts';
 import { cassandraConfigShape } from './storage/cassandra/cassandra-config.ts';
 import { sourcesConfigShape } from './sources/sources-config.ts';
+import { unreadableFileHint } from './unreadable-file.ts';
 
 /**
  * Relay configuration: parsed once, from (lowest to highest precedence) defaults, a JSON config
@@ -198,15 +199,6 @@ function readFile(path: string): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
-/** What to do about a secret file that cannot be read, by its errno code. */
-function readHint(key: string, code: string | undefined): string {
-  if (code === 'EACCES' || code === 'EPERM') {
-    return "the relay's user cannot read it: make the file readable by that user (uid 1000 in the Docker image)";
-  }
-  if (code === 'EISDIR') return 'it names a folder: name the file in it';
-  return `it takes a file's path; the value itself goes in ${envName(key)}`;
-}
-
 export function loadConfig(sources: ConfigSources = {}): RelayConfig {
   const env = sources.env ?? {};
   const flags = sources.flags ?? {};
@@ -243,7 +235,7 @@ export function loadConfig(sources: ConfigSources = {}): RelayConfig {
       // Not the path: one that is no file may be the secret itself, set in the wrong variable.
       const { code } = error as NodeJS.ErrnoException;
       throw new ConfigError(
-        `cannot read the file ${envName(key)}_FILE names (${code ?? 'unreadable'}); ${readHint(key, code)}`,
+        `cannot read the file ${envName(key)}_FILE names (${code ?? 'unreadable'}); ${unreadableFileHint(code, envName(key))}`,
       );
     }
     secretFiles[key] = path;

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { jwtSecret } from '../config-fields.ts';
+import { unreadableFileHint } from '../unreadable-file.ts';
 import { UsageError } from './usage-error.ts';
 
 /**
@@ -21,9 +22,10 @@ function secretFromFile(path: string | undefined): string | undefined {
     return readFileSync(path, 'utf8').replace(/\r?\n$/, '') || undefined;
   } catch (error) {
     // Not the path: it may be the secret itself, set in the wrong variable.
+    const { code } = error as NodeJS.ErrnoException;
     throw new UsageError(
-      `token: cannot read the file ANODE_JWT_SECRET_FILE names (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`,
-      'it takes the path of a file holding the relay’s jwt_secret',
+      `token: cannot read the file ANODE_JWT_SECRET_FILE names (${code ?? 'unreadable'})`,
+      unreadableFileHint(code, 'ANODE_JWT_SECRET'),
     );
   }
 }

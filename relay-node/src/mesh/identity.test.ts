@@ -53,6 +53,7 @@ describe('network key file', () => {
       await writeFile(junk, 'not a key\n');
       await assert.rejects(loadNetworkKey({ mesh_key_file: junk }), new RegExp(`^Error: ${junk}: not a swarm.key`));
       const hex = 'ab'.repeat(32);
+      await assert.rejects(loadNetworkKey({ mesh_key_file: dir }), /\(EISDIR\); it names a folder/);
       for (const given of [hex, `/key/swarm/psk/1.0.0/\n/base16/\n${hex}`, `0x${hex}`, join(dir, 'missing')]) {
         await assert.rejects(loadNetworkKey({ mesh_key_file: given }), (error: Error) => {
           assert.match(error.message, /^cannot read the file mesh_key_file names \(ENOENT\)/);

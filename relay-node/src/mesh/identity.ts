@@ -4,6 +4,7 @@ import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@
 import type { PrivateKey } from '@libp2p/interface';
 import { writePrivateFileDurably } from '../private-files.ts';
 import { decodeSwarmKey, keyFromHex } from './pnet/swarm-key.ts';
+import { unreadableFileHint } from '../unreadable-file.ts';
 
 /**
  * This relay's persistent libp2p identity: an Ed25519 key made once and kept in the data folder
@@ -42,8 +43,7 @@ export async function loadNetworkKey(config: { mesh_key?: string; mesh_key_file?
     const { code } = error as NodeJS.ErrnoException;
     // eslint-disable-next-line preserve-caught-error -- the caught error's message holds the path
     throw new Error(
-      `cannot read the file mesh_key_file names (${code ?? 'unreadable'}); it takes a swarm.key file's ` +
-        'path, a key itself goes in mesh_key',
+      `cannot read the file mesh_key_file names (${code ?? 'unreadable'}); ${unreadableFileHint(code, 'mesh_key')}`,
     );
   }
   try {
