@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { after, describe, it } from 'node:test';
+import { WebSocket } from 'ws';
 import { EXIT_CODES } from '@anode/relay-node/src/exit-codes.ts';
 import { spawnRelay, tempDir } from '../helpers/relay.ts';
 import { ANODE_CLI } from '../helpers/netns.ts';
@@ -179,5 +180,31 @@ describe('relay exit: a relay that cannot run exits promptly with a clear code',
     if (!exit) relay.child.kill('SIGKILL');
     assert.ok(exit, 'exited');
     assert.ok(exit.code === EXIT_CODES.ok || exit.code === EXIT_CODES.failed, `code ${exit.code}`);
+  });
+});
+
+describe('relay exit: what a stopping relay logs about its clients', () => {
+  it('logs one line for all the connections it closes, not one per connection', async () => {
+    const relay = await spawnRelay(['--port', '0', '--data-dir', await tempDir(), '--log-level', 'info']);
+    const sockets = await Promise.all(
+      Array.from(
+        { length: 20 },
+        () =>
+          new Promise<WebSocket>((resolve, reject) => {
+            const socket = new WebSocket(`${relay.wsUrl}/v1/ws`);
+            socket.once('open', () => resolve(socket));
+            socket.once('error', reject);
+          }),
+      ),
+    );
+    const closes = sockets.map((socket) => new Promise<number>((resolve) => socket.once('close', resolve)));
+    relay.child.kill('SIGTERM');
+    assert.deepEqual(new Set(await Promise.all(closes)), new Set([4000]), 'every client got the shutdown code');
+    await relay.exited;
+    const lines = relay.output.join('').split('\n');
+    const summary = lines.filter((line) => line.includes('closing every client connection'));
+    assert.equal(summary.length, 1, summary.join('\n'));
+    assert.match(summary[0] ?? '', /"connections":20/);
+    assert.equal(lines.filter((line) => line.includes('"closing connection"')).length, 0);
   });
 });

@@ -147,7 +147,8 @@ export class ClientConnection implements Subscriber {
     if (this.#closed) return;
     this.#closed = true;
     this.#deps.metrics.disconnects.inc({ reason });
-    this.#deps.log.info({ conn: this.id, reason }, 'closing connection');
+    // At shutdown the server logs one line for all (ws-server.ts closeAll).
+    if (reason !== 'shutdown') this.#deps.log.info({ conn: this.id, reason }, 'closing connection');
     this.#deps.hub.removeSubscriber(this);
     this.#ws.close(CLOSE_CODES[reason], message);
     // A peer too slow to read its queue will not read the close frame either.

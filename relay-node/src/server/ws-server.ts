@@ -182,6 +182,8 @@ export function attachWebSockets(server: Server, deps: WsDeps) {
     /** Close every connection with the shutdown code; resolves when they are gone. */
     async closeAll(): Promise<void> {
       clearInterval(pinger);
+      // One line for all of them (each close logged its own: 10,000 lines at every restart).
+      if (connections.size > 0) deps.log.info({ connections: connections.size }, 'closing every client connection');
       for (const connection of connections) connection.close('shutdown', 'node is shutting down');
       const deadline = Date.now() + 3_000;
       while (connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
