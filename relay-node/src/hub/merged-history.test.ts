@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { compareCursors, createHybridClock, type Envelope, MAX_CLOCK_SKEW_MS } from '@anode/shared';
+import { compareCursors, createHybridClock, type Envelope, MAX_CLOCK_SKEW_MS, type MessageStore } from '@anode/shared';
 import { mergedHistory } from './merged-history.ts';
 import { leaseClock } from '../clock-lease.ts';
 import { createLogger } from '../logger.ts';
@@ -170,6 +170,30 @@ describe('merged history under retention, messages the live buffer holds', () =>
     assert.equal(cursors.at(-1), later.at(-1)?.cursor);
   });
 
+  /**
+   * A slow resume of t from `after` that a sweep overtakes once `sends` messages went out: how it
+   * ended ('subscribed' or the error's code) and the ids it got.
+   */
+  const overtakenResume = async (
+    hub: ReturnType<typeof testHub>,
+    store: MessageStore,
+    after: string | undefined,
+    sends: number,
+  ) => {
+    const reader = recorder('slow');
+    let sent = 0;
+    let swept: Promise<number> | undefined;
+    const send = reader.send.bind(reader);
+    reader.send = (frame) => ((sent += 1), send(frame));
+    reader.backlog = () => (sent >= sends ? (swept ??= store.sweep()).then(() => undefined) : undefined);
+    const outcome = await hub.subscribe(reader, 't', after).then(
+      () => 'subscribed',
+      (error: Error & { code?: string }) => error.code,
+    );
+    assert.ok(((await swept) ?? 0) > 0, 'the sweep deleted messages mid-resume');
+    return { outcome, got: new Set(reader.ids()) };
+  };
+
   it('does not count on the live buffer when other relays write the store (Cassandra)', async () => {
     const { outcome } = await slowResume({ storeShared: true });
     assert.equal(outcome, 'cursor_expired');
@@ -187,14 +211,8 @@ describe('merged history under retention, messages the live buffer holds', () =>
       );
       // A hub whose clock never minted or observed a cursor (time 0) and that delivered nothing.
       const hub = testHub(store, createHybridClock('nodefresh0'));
-      const reader = recorder('slow');
-      let sends = 0;
-      let swept: Promise<number> | undefined;
-      const send = reader.send.bind(reader);
-      reader.send = (frame) => ((sends += 1), send(frame));
-      reader.backlog = () => (sends >= 500 ? (swept ??= store.sweep()).then(() => undefined) : undefined);
-      await assert.rejects(hub.subscribe(reader, 't', acks[0]?.cursor), { code: 'cursor_expired' });
-      assert.ok(((await swept) ?? 0) > 0, 'the sweep deleted messages mid-resume');
+      const { outcome } = await overtakenResume(hub, store, acks[0]?.cursor, 500);
+      assert.equal(outcome, 'cursor_expired');
     } finally {
       await store.close();
     }
@@ -227,19 +245,7 @@ describe('merged history under retention, messages the live buffer holds', () =>
       const hub = testHub(store, clock, { remoteInputs: true });
       // The first delivery of this run is older than the first run's newest: a catch-up's.
       assert.equal(await hub.ingest([remote('r1', 'u', between, 'nodepeer00')], { persist: true }), 1);
-      // A slow resume of t that retention overtakes after 800 messages.
-      const reader = recorder('slow');
-      let sends = 0;
-      let swept: Promise<number> | undefined;
-      const send = reader.send.bind(reader);
-      reader.send = (frame) => ((sends += 1), send(frame));
-      reader.backlog = () => (sends >= 800 ? (swept ??= store.sweep()).then(() => undefined) : undefined);
-      const outcome = await hub.subscribe(reader, 't', all[0]?.cursor).then(
-        () => 'subscribed',
-        (error: Error & { code?: string }) => error.code,
-      );
-      assert.ok(((await swept) ?? 0) > 0, 'the sweep deleted messages mid-resume');
-      const got = new Set(reader.ids());
+      const { outcome, got } = await overtakenResume(hub, store, all[0]?.cursor, 800);
       const missing = all.slice(1).filter((m) => !got.has(m.id)).length;
       // Handed over to a buffer that never got them, 200 were skipped with a `subscribed`.
       assert.ok(outcome === 'cursor_expired' || missing === 0, `${outcome} with ${missing} messages never sent`);
@@ -271,18 +277,7 @@ describe('merged history under retention, messages the live buffer holds', () =>
       try {
         const hub = testHub(store, lease.clock, { remoteInputs: true });
         await hub.publish('u', [{ data: 'first of this run' }], { via: 'http', claims });
-        const reader = recorder('slow');
-        let sends = 0;
-        let swept: Promise<number> | undefined;
-        const send = reader.send.bind(reader);
-        reader.send = (frame) => ((sends += 1), send(frame));
-        reader.backlog = () => (sends >= 800 ? (swept ??= store.sweep()).then(() => undefined) : undefined);
-        const outcome = await hub.subscribe(reader, 't', local[0]?.cursor).then(
-          () => 'subscribed',
-          (error: Error & { code?: string }) => error.code,
-        );
-        assert.ok(((await swept) ?? 0) > 0, 'the sweep deleted messages mid-resume');
-        const got = new Set(reader.ids());
+        const { outcome, got } = await overtakenResume(hub, store, local[0]?.cursor, 800);
         const missing = [...local.map((a) => a.id), ...peer.map((p) => p.id)].slice(1).filter((id) => !got.has(id));
         assert.ok(outcome === 'cursor_expired' || missing.length === 0, `${outcome} with ${missing.length} never sent`);
       } finally {
