@@ -255,6 +255,14 @@ export function createHub(options: HubOptions) {
     onCommitted(inserted, origin) {
       // A remote message may have been delivered already (gossip goes out before its commit).
       deliver(origin === 'remote' ? inserted.filter((envelope) => !recentRemote.has(envelope.id)) : inserted);
+      // Stored but not delivered here (its id went out already, under another cursor: one content
+      // id accepted at two relays): counted all the same, or a resume's live buffer was taken to
+      // cover it (subscribe), and a resume overtaken there skipped it (a review's repro). After
+      // deliver: counted first, the batch's own messages were late arrivals.
+      for (const envelope of inserted) {
+        if (newestDelivered === undefined || compareCursors(envelope.cursor, newestDelivered) > 0)
+          newestDelivered = envelope.cursor;
+      }
       if (origin === 'local' && inserted.length > 0) {
         for (const listener of acceptedListeners) listener(inserted);
       }
@@ -501,20 +509,6 @@ export function createHub(options: HubOptions) {
       if (previous) index.delete(pattern, previous);
       subscribedVersion += 1;
       const entry: Entry = { subscriber, pattern, live: after === undefined, buffer: [] };
-      // What is delivered from now on reaches the entry's buffer, so retention deleting it while
-      // the resume reads loses nothing: only what was delivered already (up to the newest
-      // cursor delivered) can be lost to it, and what an earlier run stored (up to startMark:
-      // the first delivery after a restart can be an older cursor, a catch-up's or an edge's
-      // resend, and the history handed over there skipped the rest of that run's messages).
-      // Nothing delivered yet this run: no such bound (the clock's time was 0 with no lease,
-      // which exempted every loss). A store other relays write holds messages past any of
-      // these that never came through here: none.
-      const covered =
-        options.storeShared || newestDelivered === undefined
-          ? undefined
-          : compareCursors(newestDelivered, startMark) > 0
-            ? newestDelivered
-            : startMark;
       own.set(pattern, entry);
       index.add(pattern, entry);
       metrics.subscriptions.set(index.size);
@@ -531,6 +525,21 @@ export function createHub(options: HubOptions) {
         // Gossip is delivered before it is stored (see ingest): a message delivered before this
         // entry existed is in the store once the writes queued so far are done.
         await writer.fence();
+        // What is delivered from now on reaches the entry's buffer, so retention deleting it while
+        // the resume reads loses nothing: only what was delivered already (up to the newest
+        // cursor delivered, read after the fence: the writes committed meanwhile count, which
+        // only raises it) can be lost to it, and what an earlier run stored (up to startMark:
+        // the first delivery after a restart can be an older cursor, a catch-up's or an edge's
+        // resend, and the history handed over there skipped the rest of that run's messages).
+        // Nothing delivered yet this run: no such bound (the clock's time was 0 with no lease,
+        // which exempted every loss). A store other relays write holds messages past any of
+        // these that never came through here: none.
+        const covered =
+          options.storeShared || newestDelivered === undefined
+            ? undefined
+            : compareCursors(newestDelivered, startMark) > 0
+              ? newestDelivered
+              : startMark;
         const topics = await resumeTopics(pattern, after);
         let cursor = after;
         // Ids sent by this resume, to skip them when history or the live buffer has them again.

@@ -209,8 +209,9 @@ describe('merged history under retention, messages the live buffer holds', () =>
         Array.from({ length: 1_200 }, (_, n) => ({ data: n })),
         { via: 'http', claims },
       );
-      // A hub whose clock never minted or observed a cursor (time 0) and that delivered nothing.
-      const hub = testHub(store, createHybridClock('nodefresh0'));
+      // A hub whose clock never minted or observed a cursor (time 0) and that delivered nothing,
+      // up for a while (or its start mark alone refuses the hand-over).
+      const hub = testHub(store, createHybridClock('nodefresh0'), { startedAt: Date.now() - 2 * MAX_CLOCK_SKEW_MS });
       const { outcome } = await overtakenResume(hub, store, acks[0]?.cursor, 500);
       assert.equal(outcome, 'cursor_expired');
     } finally {
@@ -286,6 +287,53 @@ describe('merged history under retention, messages the live buffer holds', () =>
     } finally {
       await store.close();
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('does not count on the live buffer for a message stored at one cursor and delivered at another', async () => {
+    const store = createSqliteStore({ dataDir: '', memory: true, retention: { maxAgeMs: 0, maxMessages: 100 } });
+    try {
+      const claims = { pub: ['>'], sub: ['>'] };
+      const hub = testHub(store, undefined, { remoteInputs: true, startedAt: Date.now() - 2 * MAX_CLOCK_SKEW_MS });
+      const publish = (n: number) =>
+        hub.publish(
+          't',
+          Array.from({ length: n }, (_, i) => ({ data: i })),
+          { via: 'http', claims },
+        );
+      const [first] = await publish(1);
+      await publish(499);
+      // One content id X accepted by two relays (a keyed publish retried at another one): B's copy
+      // comes by catch-up, A's (an earlier cursor) by gossip, delivered at once; one commit keeps
+      // B's, which is then not delivered here (its id went out already).
+      const now = Date.now() + 1_000;
+      const catchUp = hub.ingest([remote('X', 't', now + 30_000, 'nodepeerb0')], { persist: true });
+      const gossip = hub.ingest([remote('X', 't', now, 'nodepeera0'), remote('Y', 't', now + 1, 'nodepeera0')], {
+        persist: true,
+        deliverFirst: true,
+      });
+      await Promise.all([catchUp, gossip]);
+      const stored = await store.history('t', { after: '', limit: 1_000 });
+      assert.match(stored.find((m) => m.id === 'X')?.cursor ?? '', /nodepeerb0$/, 'the store kept B’s copy');
+      const reader = recorder('slow');
+      let sent = 0;
+      let paused: Promise<void> | undefined;
+      const send = reader.send.bind(reader);
+      reader.send = (frame) => ((sent += 1), send(frame));
+      reader.backlog = () =>
+        sent >= 140
+          ? (paused ??= (async () => {
+              await publish(300);
+              await store.sweep();
+            })())
+          : undefined;
+      const outcome = await hub.subscribe(reader, 't', first?.cursor).then(
+        () => 'subscribed',
+        (error: Error & { code?: string }) => error.code,
+      );
+      assert.ok(outcome === 'cursor_expired' || reader.ids().includes('X'), `${outcome} without X`);
+    } finally {
+      await store.close();
     }
   });
 });
