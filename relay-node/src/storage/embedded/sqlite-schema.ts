@@ -87,6 +87,13 @@ export function walPolicy(diskBytes: number, pageSize: number): { checkpointPage
   };
 }
 
+/** SQLite's primary result code for a full disk (or max_page_count reached). */
+const SQLITE_FULL = 13;
+
+/** Whether a SQLite error says the disk (or max_page_count) is full. */
+export const diskFull = (error: unknown): boolean =>
+  ((error as { errcode?: unknown }).errcode as number) % 256 === SQLITE_FULL;
+
 /** Open the file (or `:memory:`) with the store's settings. */
 /** `maxPages`: SQLite's max_page_count, for tests (writes past it fail as on a full disk). */
 export function openDatabase(path: string, fsync: boolean, maxPages?: number): DatabaseSync {

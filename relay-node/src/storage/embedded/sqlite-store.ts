@@ -9,7 +9,15 @@ import {
   utf8Length,
   takePage,
 } from '@anode/shared';
-import { migrate, openDatabase, type Row, toEnvelope, WAL_CHECKPOINT_PAGES, walPolicy } from './sqlite-schema.ts';
+import {
+  diskFull,
+  migrate,
+  openDatabase,
+  type Row,
+  toEnvelope,
+  WAL_CHECKPOINT_PAGES,
+  walPolicy,
+} from './sqlite-schema.ts';
 import { inProcess, startWriterThread } from './sqlite-writer.ts';
 import { CURSOR_TAKEN, createWrites, type Writes, type WriteRow } from './sqlite-writes.ts';
 
@@ -75,8 +83,6 @@ const SWEEP_STEP = 2_000;
  * balancer sends publishes elsewhere; then ok again, to be tried (reads never needed the disk's room).
  */
 const WRITE_FAILURE_MS = 10_000;
-/** SQLite's primary result code for a full disk (or max_page_count reached). */
-const SQLITE_FULL = 13;
 
 /**
  * Open and migrate the store's file, or fail naming it: SQLite's own message ("file is not a
@@ -168,7 +174,7 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
     try {
       return appendInline(direct, rows);
     } catch (error) {
-      if (((error as { errcode?: number }).errcode ?? 0) % 256 !== SQLITE_FULL) throw error;
+      if (!diskFull(error)) throw error;
       return writes.append(rows);
     }
   };

@@ -2,7 +2,7 @@ import { randomFillSync } from 'node:crypto';
 import { closeSync, openSync, statfsSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
-import { openDatabase, walPolicy } from './sqlite-schema.ts';
+import { diskFull, openDatabase, walPolicy } from './sqlite-schema.ts';
 import type { WriterRequest, WriterReply } from './sqlite-writer.ts';
 import { createWrites } from './sqlite-writes.ts';
 
@@ -23,9 +23,6 @@ const db = openDatabase(path, fsync, maxPages);
 const writes = createWrites(db);
 const port = parentPort;
 if (!port) throw new Error('sqlite-writer-thread runs as a worker thread');
-
-const SQLITE_FULL = 13;
-const diskFull = (error: unknown) => ((error as { errcode?: unknown }).errcode as number) % 256 === SQLITE_FULL;
 
 const folder = dirname(path);
 const { page_size: pageSize } = db.prepare('PRAGMA page_size').get() as { page_size: number };
