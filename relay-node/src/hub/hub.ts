@@ -220,6 +220,9 @@ export function createHub(options: HubOptions) {
   // topic saw (chaos found this: a relay's own message in topic b, then another relay's slightly
   // older one in topic c; the subscriber, cut off in between, resumed past the second one).
   let newestDelivered: string | undefined;
+  const countDelivered = (cursor: string) => {
+    if (newestDelivered === undefined || compareCursors(cursor, newestDelivered) > 0) newestDelivered = cursor;
+  };
   /** Deliver messages in order; the subscribers of a topic are looked up once per run of it. */
   const deliver = (envelopes: readonly Envelope[]) => {
     const now = Date.now();
@@ -238,8 +241,7 @@ export function createHub(options: HubOptions) {
       // With remote inputs, every delivered id, local ones too: a catch-up from a shared store
       // (persist `origin`) reads this node's own messages back and must not deliver them twice.
       if (remoteInputs) recentRemote.add(envelope.id);
-      if (newestDelivered === undefined || compareCursors(envelope.cursor, newestDelivered) > 0)
-        newestDelivered = envelope.cursor;
+      countDelivered(envelope.cursor);
       s.published += 1;
       if (s.lastCursor === undefined || compareCursors(envelope.cursor, s.lastCursor) > 0)
         s.lastCursor = envelope.cursor;
@@ -253,15 +255,16 @@ export function createHub(options: HubOptions) {
     metrics,
     log: options.log.child({ component: 'writer' }),
     onCommitted(inserted, origin) {
-      // A remote message may have been delivered already (gossip goes out before its commit).
-      deliver(origin === 'remote' ? inserted.filter((envelope) => !recentRemote.has(envelope.id)) : inserted);
-      // Stored but not delivered here (its id went out already, under another cursor: one content
-      // id accepted at two relays): counted all the same, or a resume's live buffer was taken to
-      // cover it (subscribe), and a resume overtaken there skipped it (a review's repro). After
-      // deliver: counted first, the batch's own messages were late arrivals.
-      for (const envelope of inserted) {
-        if (newestDelivered === undefined || compareCursors(envelope.cursor, newestDelivered) > 0)
-          newestDelivered = envelope.cursor;
+      if (origin !== 'remote') deliver(inserted);
+      else {
+        // A remote message may have been delivered already (gossip goes out before its commit),
+        // maybe under another cursor (one content id accepted at two relays). Its stored cursor
+        // counts all the same, or a resume's live buffer was taken to cover it (subscribe), and a
+        // resume overtaken there skipped it (a review's repro); counted after the others are
+        // delivered, or they became late arrivals.
+        const sent = inserted.filter((envelope) => recentRemote.has(envelope.id));
+        deliver(sent.length === 0 ? inserted : inserted.filter((envelope) => !recentRemote.has(envelope.id)));
+        for (const envelope of sent) countDelivered(envelope.cursor);
       }
       if (origin === 'local' && inserted.length > 0) {
         for (const listener of acceptedListeners) listener(inserted);
@@ -517,7 +520,7 @@ export function createHub(options: HubOptions) {
         // A message from another node with an older cursor that arrives after this answer is
         // sent live, but a resume from `cursor` would skip it: counted as delivered, it makes
         // such a message a late arrival, which that resume replays.
-        if (newestDelivered === undefined || compareCursors(cursor, newestDelivered) > 0) newestDelivered = cursor;
+        countDelivered(cursor);
         return subscribed(cursor);
       }
 
