@@ -30,15 +30,16 @@ import type { Metrics } from '../metrics.ts';
 import { pageWithMore } from '../storage/merge-page.ts';
 import { createLateArrivals } from './late-arrivals.ts';
 import { mergedHistory } from './merged-history.ts';
+import { createHeap } from '../heap.ts';
 import { SeenIds } from '@anode/shared';
 import { createWriter, type WriteResult } from './writer.ts';
 
 /**
  * The local hub: accepts publishes (id, cursor, durable write, then fan-out), and keeps the
  * subscriptions of this node's clients. A subscription that resumes from a cursor first gets
- * everything missed from the store while live messages wait in its buffer; then the buffer is
- * flushed without the ids already sent, `subscribed` is sent, and it goes live: no gap, no
- * duplicate, even while publishing continues.
+ * everything missed from the store while live messages wait in its buffer, merged into the
+ * history by cursor; then the rest of the buffer goes out without the ids already sent,
+ * `subscribed` is sent, and it goes live: no gap, no duplicate, even while publishing continues.
  */
 export interface Subscriber {
   readonly id: string;
@@ -549,6 +550,45 @@ export function createHub(options: HubOptions) {
         // The newest RESUME_SENT_IDS only: a resume of millions of messages would otherwise hold
         // every id, and an id forgotten costs at most a duplicate (which clients drop by id).
         const sent = new SeenIds(RESUME_SENT_IDS);
+        // The live buffer, merged into the history by cursor: a message delivered while the
+        // history is read goes out before the first history message newer than it, not after the
+        // whole history. Sent last, it came after newer messages of another topic (a pattern
+        // resume whose quiet topic got a message while a busy one was paged) or of its own (a
+        // gossiped message delivered before a local one with a newer cursor, stored after the
+        // page that held that one), and a client cut off in between resumed above it and lost it
+        // with no error (a review's two repros). The buffer stays whole until the entry goes
+        // live, so its overflow limit counts as before.
+        const buffered = createHeap<Envelope>((a, b) => compareCursors(a.cursor, b.cursor) < 0);
+        let absorbed = 0;
+        /** Is a buffered message not sent yet below `before` (any at all, without)? */
+        const bufferedBelow = (before?: string): boolean => {
+          for (; absorbed < entry.buffer.length; absorbed++) buffered.push(entry.buffer[absorbed] as Envelope);
+          for (let next = buffered.peek(); next && sent.has(next.id); next = buffered.peek()) buffered.pop();
+          const next = buffered.peek();
+          return next !== undefined && (before === undefined || compareCursors(next.cursor, before) < 0);
+        };
+        const sendBuffered = (): boolean => {
+          const next = buffered.pop() as Envelope;
+          if (!subscriber.send(msgFrame(next))) return false;
+          metrics.delivered.inc();
+          sent.add(next.id);
+          if (compareCursors(next.cursor, cursor) > 0) cursor = next.cursor;
+          return true;
+        };
+        /** The buffered messages below `before`, at the reader's pace; false once this resume ends. */
+        const flushBelow = async (before?: string): Promise<boolean> => {
+          while (bufferedBelow(before)) {
+            const pending = subscriber.backlog?.();
+            if (pending) {
+              await pending;
+              if (own.get(pattern) !== entry) return false;
+              // More may have come meanwhile, older ones too: the smallest goes next.
+              if (!bufferedBelow(before)) break;
+            }
+            if (!sendBuffered()) return false;
+          }
+          return true;
+        };
         for (const envelope of late.replay(pattern, after)) {
           const pending = subscriber.backlog?.();
           if (pending) await pending;
@@ -565,6 +605,11 @@ export function createHub(options: HubOptions) {
           const pending = subscriber.backlog?.();
           if (pending) await pending;
           if (own.get(pattern) !== entry) return cursor; // unsubscribed meanwhile
+          // Checked last, with no await between the check and the send.
+          while (bufferedBelow(envelope.cursor)) {
+            if (!(await flushBelow(envelope.cursor)) || own.get(pattern) !== entry) return cursor;
+          }
+          if (sent.has(envelope.id)) continue; // it came from the buffer meanwhile
           if (!subscriber.send(msgFrame(envelope))) return cursor;
           metrics.delivered.inc();
           sent.add(envelope.id);
@@ -577,12 +622,12 @@ export function createHub(options: HubOptions) {
         // Unsubscribed, or replaced by a newer `sub` for the same pattern, while catching up:
         // that one answers the client; this one must neither go live nor send `subscribed`.
         if (own.get(pattern) !== entry) return cursor;
-        for (const envelope of entry.buffer) {
-          if (sent.has(envelope.id)) continue;
-          if (!subscriber.send(msgFrame(envelope))) return cursor;
-          metrics.delivered.inc();
-          if (compareCursors(envelope.cursor, cursor) > 0) cursor = envelope.cursor;
-        }
+        // The rest of the buffer in cursor order, paced like the history (unpaced, a buffer of
+        // thousands filled the send buffer and cut the reader off in the middle of it); then,
+        // with no await before the entry goes live, what came in the last turns.
+        if (!(await flushBelow())) return cursor;
+        if (own.get(pattern) !== entry) return cursor;
+        while (bufferedBelow()) if (!sendBuffered()) return cursor;
         entry.buffer = [];
         entry.live = true;
         return subscribed(cursor);
