@@ -33,6 +33,17 @@ test('finds the top-level ref of a frame without parsing it, and only that one',
   assert.equal(topLevelRef(`{"data":{"ref":"inner"},"s":"\\"ref\\":\\"no\\""}`), undefined);
   assert.equal(topLevelRef(`{"ref":7}`), undefined);
   assert.equal(topLevelRef(`{"ref":"${'x'.repeat(129)}"}`), undefined);
+  // Not JSON strings: an unknown escape, a raw control character, a bad \u escape. Undefined,
+  // never a throw (a throw here ended the relay: it runs in the socket's message listener).
+  for (const bad of ['"\\q"', '"a\tb"', '"\\u12"', '"\\x41"']) {
+    assert.equal(topLevelRef(`{"ref":${bad},"data":1}`), undefined, bad);
+  }
+  fc.assert(
+    fc.property(fc.string({ maxLength: 300 }), (text) => {
+      topLevelRef(`{"ref":"${text}`);
+      topLevelRef(text);
+    }),
+  );
   fc.assert(
     fc.property(fc.string({ maxLength: 40 }), fc.jsonValue({ maxDepth: 4 }), (ref, data) => {
       const text = JSON.stringify({ op: 'pub', data, ref });

@@ -57,7 +57,8 @@ function stringEnd(text: string, start: number): number {
 
 /**
  * The `ref` of a top-level JSON object, found without parsing the rest (for the error answering a
- * frame refused before parsing): only a string `ref` key at depth 1 counts, at most 128 characters.
+ * frame refused before parsing): only a string `ref` key at depth 1 counts, at most 128 characters
+ * and valid JSON. Never throws, whatever the text.
  */
 export function topLevelRef(text: string): string | undefined {
   let depth = 0;
@@ -69,8 +70,15 @@ export function topLevelRef(text: string): string | undefined {
       if (depth === 1 && text.slice(i, end) === '"ref"') {
         const value = /^\s*:\s*("(?:[^"\\]|\\.){0,256}")/.exec(text.slice(end, end + 300))?.[1];
         if (value !== undefined) {
-          const ref = JSON.parse(value) as string;
-          return ref.length <= 128 ? ref : undefined;
+          // Never throws: an escape JSON has not (`"\q"`) or a raw control character made the
+          // parse throw, outside any handler, and one such frame of 2 KB ended the relay process.
+          let ref: unknown;
+          try {
+            ref = JSON.parse(value);
+          } catch {
+            return undefined;
+          }
+          return typeof ref === 'string' && ref.length <= 128 ? ref : undefined;
         }
       }
       i = end - 1;

@@ -523,6 +523,24 @@ describe('unfinished frames and slow handshakes', () => {
     assert.equal((await socket.closed).code, CLOSE_MESSAGE_TOO_BIG);
   });
 
+  it('answers a frame refused before parsing whose ref is no JSON string, and stays up', async () => {
+    // A review: `"ref":"\\q"` made the search for the ref throw in the socket's listener, and
+    // the relay process exited on a 2 KB frame from anyone who could open a socket.
+    const socket = await openSocket(`${relay.wsUrl}/v1/ws`);
+    const deep = `${'['.repeat(1_002)}${']'.repeat(1_002)}`;
+    socket.sendRaw(`{"ref":"\\q","op":"pub","topic":"a.b","data":${deep}}`);
+    const tooDeep = await socket.next((f) => f.op === 'err');
+    assert.equal(tooDeep.op === 'err' && tooDeep.code, 'bad_frame');
+    socket.sendRaw(`{"ref":"\\q","op":"pub","topic":"a.b","data":"${'x'.repeat(150_000)}"}`);
+    const tooLarge = await socket.next((f) => f.op === 'err' && f.code === 'too_large');
+    assert.equal(tooLarge.op === 'err' && tooLarge.ref, undefined);
+    socket.sendRaw(JSON.stringify({ op: 'pub', topic: 'a.b', data: 1, ref: 'after' }));
+    const ack = await socket.next((f) => f.op === 'ack');
+    assert.equal(ack.op === 'ack' && ack.ref, 'after');
+    assert.equal((await fetch(`${relay.url}/healthz`)).status, 200);
+    socket.close();
+  });
+
   it('drops a client that trickles its handshake headers', async () => {
     const socket = await raw();
     socket.on('error', () => {}); // the relay hangs up mid-write
