@@ -1,5 +1,4 @@
 import {
-  AnodeError,
   assertCanPublish,
   BadFrameError,
   assertCanSubscribe,
@@ -12,13 +11,10 @@ import {
   isExpired,
   atTokenExpiry,
   leadingRef,
-  MAX_DATA_DEPTH,
-  parseClientFrame,
+  readClientFrame,
   type ServerFrame,
   type SessionPort,
   randomId,
-  refOf,
-  TooLargeError,
   toAnodeError,
 } from '@anode/shared';
 import { isUtf8 } from 'node:buffer';
@@ -28,7 +24,6 @@ import type { RelayConfig } from '../config.ts';
 import type { Hub, PublishContext, Subscriber } from '../hub/hub.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
-import { nestsDeeperThan, topLevelRef } from './nesting.ts';
 
 /**
  * One client WebSocket: parses and checks every frame (size, shape, auth, limits), answers with
@@ -173,37 +168,22 @@ export class ClientConnection implements Subscriber {
 
   #onMessage(data: Buffer, isBinary: boolean): void {
     if (this.#closed) return;
-    if (data.byteLength > this.#deps.config.max_frame_bytes) {
-      // Not parsed, but its `ref` is looked for in its first bytes (where clients put it, ahead
-      // of `data`): unanswered, the publish waited out the client's timeout and was resent.
-      this.#error(
-        new TooLargeError(`frame of ${data.byteLength} bytes exceeds ${this.#deps.config.max_frame_bytes}`),
-        leadingRef(data),
-      );
+    const max = this.#deps.config.max_frame_bytes;
+    // ws is told not to check UTF-8 (it would close the connection): a text frame that is not
+    // valid UTF-8 is answered here, with its ref from a bounded scan (a parse of the whole text
+    // would cost what the depth scan saves).
+    if (!isBinary && data.byteLength <= max && !isUtf8(data)) {
+      this.#error(new BadFrameError('text frame is not valid UTF-8'), leadingRef(data));
       return;
     }
-    const text = data.toString('utf8');
-    if (isBinary) {
-      this.#error(new AnodeError('bad_frame', 'binary frames are not supported'), refOf(text));
+    // The reader every node runs (the edge too): size, binary, depth before parsing, then shape.
+    // A frame too large or binary stays bytes: never decoded whole.
+    const read = readClientFrame(isBinary || data.byteLength > max ? data : data.toString('utf8'), max);
+    if (!read.ok) {
+      this.#error(read.error, read.ref);
       return;
     }
-    if (!isUtf8(data)) {
-      this.#error(new AnodeError('bad_frame', 'text frame is not valid UTF-8'), refOf(text));
-      return;
-    }
-    // Refused before parsing: a deeply nested frame costs the parser far more than this scan.
-    if (nestsDeeperThan(text, MAX_DATA_DEPTH + 1)) {
-      this.#error(new BadFrameError(`data: nested deeper than ${MAX_DATA_DEPTH} levels`), topLevelRef(text));
-      return;
-    }
-    let frame: ClientFrame;
-    try {
-      frame = parseClientFrame(text);
-    } catch (error) {
-      this.#error(error, refOf(text));
-      return;
-    }
-    void this.#handle(frame);
+    void this.#handle(read.frame);
   }
 
   /** This connection as the protocol's session port (shared/src/session.ts). */
