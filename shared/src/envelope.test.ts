@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MAX_DATA_DEPTH } from './data-depth.ts';
-import { checkEnvelope, utf8Length, validateEnvelope } from './envelope.ts';
+import { assertDataSize, checkEnvelope, utf8Length, validateEnvelope } from './envelope.ts';
 import { isSourceName } from './names.ts';
 import { createHybridClock } from './ids.ts';
 
@@ -85,4 +85,15 @@ describe('utf8Length', () => {
       assert.equal(utf8Length(text), new TextEncoder().encode(text).byteLength, text);
     }
   });
+});
+
+it('assertDataSize refuses data with no JSON form with bad_frame (what a source plugin may hand over)', () => {
+  const limits = { maxMessageBytes: 1024 };
+  const cyclic: Record<string, unknown> = {};
+  cyclic.self = cyclic;
+  for (const data of [() => 1, Symbol('s'), undefined, 10n, { n: 10n }, cyclic]) {
+    assert.throws(() => assertDataSize(data, limits), { code: 'bad_frame' }, String(typeof data));
+  }
+  // A function inside an object is dropped by JSON, as it is when the message is stored and sent.
+  assert.doesNotThrow(() => assertDataSize({ f: () => 1, n: 1 }, limits));
 });

@@ -61,7 +61,16 @@ export const dataBytes = (envelope: Pick<Envelope, 'data'>): number => utf8Lengt
  */
 export function assertDataSize(data: unknown, limits: Pick<MessageLimits, 'maxMessageBytes'>): void {
   const max = limits.maxMessageBytes;
-  const text = JSON.stringify(data) ?? '';
+  // Data parsed from JSON always has a JSON form; a source's plugin or middleware may hand over
+  // a function, a symbol, a BigInt or a cycle. Counted as 0 bytes, such data reached the store,
+  // which refused the whole batch (other clients' publishes in it too) as `unavailable`.
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(data) as string | undefined;
+  } catch (error) {
+    throw new BadFrameError(`data: not serializable as JSON (${(error as Error).message})`);
+  }
+  if (text === undefined) throw new BadFrameError('data: has no JSON form (a function, a symbol or undefined)');
   if (text.length > max || (text.length * 3 > max && utf8Length(text) > max)) {
     throw new TooLargeError(`data: ${utf8Length(text)} bytes serialized; at most ${max} (max_message_bytes)`);
   }

@@ -63,4 +63,25 @@ describe('hub publishOne (a client pub frame)', () => {
     assert.deepEqual(await store.history('t.one', { limit: 10 }), []);
     await store.close();
   });
+
+  it('refuses a source item with no JSON form alone; a client publish committed beside it is acked', async () => {
+    const store = memoryStore();
+    const metrics = createMetrics();
+    const hub = createHub({
+      store,
+      clock: createHybridClock('nodelocal0'),
+      metrics,
+      log: createLogger('silent'),
+      maxMessageBytes: 1024,
+    });
+    // A review: counted as 0 bytes, the function reached the store, which failed the whole batch
+    // ('unavailable', the client's publish too) and set anode_store_up to 0.
+    const client = hub.publishOne('chat.room', { data: { text: 'hello' } }, { via: 'ws', claims: OPEN_CLAIMS });
+    const source = hub.publishNew('feed.x', [{ data: () => 1, key: 'k' }], { via: 'source', source: 'feed' });
+    const [fromClient, fromSource] = await Promise.allSettled([client, source]);
+    assert.equal(fromClient.status, 'fulfilled');
+    assert.equal(fromSource.status === 'rejected' && (fromSource.reason as { code?: string }).code, 'bad_frame');
+    assert.equal(await value(metrics, 'anode_store_up'), 1);
+    await store.close();
+  });
 });
