@@ -10,8 +10,9 @@ import { cursorSchema, envelopeSchema } from './frames.ts';
  * edge → relay: `sub {after?, ref?}` (subscribe this topic; catch up after a cursor),
  *   `pub {ref, messages: envelope[]}` (messages accepted at the edge, ids and cursors set),
  *   `history {ref, after?, limit}`, `latest {ref}`.
- * relay → edge: `hello {node, reserved?}` (`reserved: true`: this relay sends `reserved` frames;
- *   a relay from before them says nothing), `reserved {sources}` (the source names no publish may
+ * relay → edge: `hello {node, reserved?, max_message_bytes?}` (`reserved: true`: this relay sends
+ *   `reserved` frames, a relay from before them says nothing; `max_message_bytes`: the relay's
+ *   limit, which the edge applies too when it is lower than its own), `reserved {sources}` (the source names no publish may
  *   use: the sources the mesh pulls; sent after `hello` and again whenever they change), `msg {…envelope}`,
  *   `subscribed {topic, cursor, ref?}`,
  *   `ack {ref, ids, refused?}` (stored durably by the relay; `refused`: never storable there, so
@@ -32,7 +33,12 @@ export const edgeFrameSchema = z.discriminatedUnion('op', [
 export type EdgeFrame = z.infer<typeof edgeFrameSchema>;
 
 export const relayFrameSchema = z.discriminatedUnion('op', [
-  z.object({ op: z.literal('hello'), node: z.string(), reserved: z.boolean().optional() }),
+  z.object({
+    op: z.literal('hello'),
+    node: z.string(),
+    reserved: z.boolean().optional(),
+    max_message_bytes: z.number().int().positive().optional(),
+  }),
   z.object({ op: z.literal('reserved'), sources: z.array(z.string()) }),
   envelopeSchema.extend({ op: z.literal('msg') }),
   z.object({ op: z.literal('subscribed'), topic: z.string(), cursor: z.string(), ref: ref.optional() }),

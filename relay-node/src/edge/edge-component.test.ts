@@ -159,6 +159,39 @@ describe('edge links, relay side', () => {
     }
   });
 
+  it('says its max_message_bytes in hello, and counts what it refuses on the link by code', async () => {
+    const own = await fakeEdge();
+    const small = await startNode({ 'edge-url': own.origin, 'max-message-bytes': '2048' });
+    try {
+      assert.equal((await small.dial('topic=unit.limits')).status, 202);
+      const link = await own.until('the dial-back', () => own.links[0]);
+      const hello = await own.until('hello', () => link.frames.find((f) => f.op === 'hello'));
+      assert.equal(hello.max_message_bytes, 2048);
+      const envelope = (id: string, data: unknown) => ({
+        id,
+        topic: 'unit.limits',
+        cursor: `${Date.now().toString(16).padStart(12, '0')}0000-edgeunit`,
+        source: 'anonymous',
+        ts: Date.now(),
+        data,
+      });
+      link.ws.send(JSON.stringify({ op: 'pub', ref: 'p1', messages: [envelope('rbig', 'x'.repeat(3000))] }));
+      const ack = await own.until('the ack', () => link.frames.find((f) => f.ref === 'p1'));
+      assert.deepEqual(
+        (ack.refused as { id: string; code: string }[]).map((r) => [r.id, r.code]),
+        [['rbig', 'too_large']],
+      );
+      link.ws.send('{"op":"pub"');
+      await own.until('the err', () => link.frames.find((f) => f.op === 'err'));
+      const metrics = await (await fetch(`${small.url}/metrics`)).text();
+      assert.match(metrics, /^anode_errors_total\{code="too_large"\} 1$/m);
+      assert.match(metrics, /^anode_errors_total\{code="bad_frame"\} 1$/m);
+    } finally {
+      await small.stop();
+      own.close();
+    }
+  });
+
   it('a relay with no edge_url dials no edge at all, whatever the request names', async () => {
     const bare = await startNode({});
     const other = await fakeEdge();

@@ -57,6 +57,7 @@ export const createEdgeComponent: ComponentFactory = async ({ config, hub, log, 
       maxBufferBytes: config.max_send_buffer_bytes,
       pingMs: config.edge_ping_ms,
       metrics,
+      maxMessageBytes: config.max_message_bytes,
       reserved: () => reserved,
       onClose: (closed) => {
         if (links.get(topic) === closed) links.delete(topic);

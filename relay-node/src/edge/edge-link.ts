@@ -39,8 +39,13 @@ export interface EdgeLinkOptions {
   onClose: (link: EdgeLink) => void;
   /** The source names no publish may use (sent after `hello`, so the edge checks before it acks). */
   reserved: () => readonly string[];
-  /** Messages accepted from the edge count as published (via `edge`), as the hub counts its own. */
-  metrics?: Pick<Metrics, 'published'>;
+  /**
+   * Messages accepted from the edge count as published (via `edge`), as the hub counts its own;
+   * messages and frames refused count as errors by code, as a client's do.
+   */
+  metrics?: Pick<Metrics, 'published' | 'errors'>;
+  /** This relay's max_message_bytes: told to the edge in `hello`, which applies it when lower than its own. */
+  maxMessageBytes?: number;
 }
 
 const MSG_ID = /^\{"op":"msg","id":"([^"]+)"/;
@@ -120,7 +125,15 @@ export class EdgeLink implements Subscriber {
     this.state = 'open';
     this.#options.log.info({ topic: this.topic, url: this.url }, 'edge link open');
     // `reserved: true` tells the edge a `reserved` frame follows (an older relay sends none).
-    this.#reply({ op: 'hello', node: this.#options.nodeId, reserved: true });
+    // `max_message_bytes`: an edge whose own limit is higher applies this one, so it never acks
+    // a message this relay then refuses (it dropped it from its outbox: lost, acked).
+    const max = this.#options.maxMessageBytes;
+    this.#reply({
+      op: 'hello',
+      node: this.#options.nodeId,
+      reserved: true,
+      ...(max === undefined ? {} : { max_message_bytes: max }),
+    });
     this.reserve(this.#options.reserved());
     this.#ping = setInterval(() => {
       if (!this.#alive) return this.#ws.terminate();
@@ -157,6 +170,7 @@ export class EdgeLink implements Subscriber {
   #fail(error: unknown, ref: string | undefined): void {
     const anode = toAnodeError(error);
     if (anode.code === 'internal') this.#options.log.error({ err: error, topic: this.topic }, 'edge link frame failed');
+    this.#options.metrics?.errors.inc({ code: anode.code });
     // A refused resume names the trim mark (the edge restarts its link from it).
     const trimmed = anode instanceof CursorExpiredError ? anode.trimmedThrough : undefined;
     this.#reply({
@@ -196,6 +210,7 @@ export class EdgeLink implements Subscriber {
             refused.push({ id: typeof id === 'string' ? id : null, code: anode.code, message: anode.message });
           }
         }
+        for (const { code } of refused) this.#options.metrics?.errors.inc({ code });
         if (refused.length > 0) {
           this.#options.log.warn(
             { topic: this.topic, refused: refused.length, first: refused[0] },
@@ -216,6 +231,7 @@ export class EdgeLink implements Subscriber {
         const results = written.filter((r) => {
           if (!r.refused) return true;
           const anode = toAnodeError(r.refused);
+          this.#options.metrics?.errors.inc({ code: anode.code });
           refused.push({ id: r.envelope.id, code: anode.code, message: anode.message });
           return false;
         });

@@ -97,16 +97,21 @@ export function createHubCore(ctx: DurableObjectState, env: Env, topic: string) 
      */
     accept(items: readonly PublishItem[], publisher: Publisher): Ack[] {
       const now = Date.now();
-      const limits = { maxMessageBytes: config.MAX_MESSAGE_BYTES, now };
+      // Linked, the relay's limit too when it is lower: what it refuses on the link was lost.
+      const limits = { maxMessageBytes: linked ? link.maxMessageBytes() : config.MAX_MESSAGE_BYTES, now };
       const checked = items.map((item): Ack | Envelope => {
         const source = sourceFor(publisher, item.source);
         // Before the ack: a relay refuses a reserved name, and what the edge acked would be lost.
         if (linked) link.reserved.assertFree(source);
         const id = item.key === undefined ? messageId(now) : contentId(topic, source, item.key);
         const known = store.cursorOf(id);
-        if (known !== undefined) return { id, cursor: known }; // a republish: same id, same cursor
-        const envelope = { id, topic, cursor: clock.next(), source, ts: item.ts ?? now, data: item.data };
-        return checkEnvelope(envelope, limits);
+        // Checked before a republish is answered, as a relay checks it: a keyed republish with
+        // data too large or a ts too far ahead was acked here with the first copy's cursor.
+        const envelope = checkEnvelope(
+          { id, topic, cursor: known ?? clock.next(), source, ts: item.ts ?? now, data: item.data },
+          limits,
+        );
+        return known === undefined ? envelope : { id, cursor: known }; // a republish: same id, same cursor
       });
       const acks = checked.map((envelope): Ack => {
         if (!('data' in envelope)) return envelope;

@@ -18,6 +18,7 @@ import {
 import type { EdgeConfig } from '../config.ts';
 import { createDialer } from './dialer.ts';
 import type { LinkStore } from './link-store.ts';
+import { createRelayLimit } from './relay-limit.ts';
 import { createReservedSources } from './reserved-sources.ts';
 
 /**
@@ -88,6 +89,7 @@ export function createRelayLink(deps: LinkDeps) {
   const pending = new Map<string, Pending>();
   const waiters = new Set<(ws: WebSocket | undefined) => void>();
   const reserved = createReservedSources(store.meta);
+  const relayLimit = createRelayLimit(store.meta, config.MAX_MESSAGE_BYTES, deps.topic);
   const reservedWaiters = new Set<() => void>();
   let sentSeq = 0;
   let inFlight = 0;
@@ -361,6 +363,7 @@ export function createRelayLink(deps: LinkDeps) {
           }
           break;
         case 'hello':
+          relayLimit.hello(frame.max_message_bytes);
           if (reserved.hello(frame.reserved === true)) {
             console.warn(
               JSON.stringify({
@@ -431,6 +434,9 @@ export function createRelayLink(deps: LinkDeps) {
 
     /** The source names the relay reserves, as last heard (hub-core checks publishes against them). */
     reserved,
+
+    /** The largest `data` this object accepts while linked: its own limit, or the relay's when lower. */
+    maxMessageBytes: () => relayLimit.effective(),
 
     /**
      * Resolves once the reserved source names are known (dialing a link to hear them), or after
