@@ -79,6 +79,15 @@ describe('config', () => {
     assert.ok(loadConfig({ flags: auth }));
   });
 
+  it('refuses mesh_persist origin on the embedded store (nothing there would hold other relays’ messages)', () => {
+    assert.throws(
+      () => loadConfig({ flags: { 'mesh-persist': 'origin' } }),
+      /mesh_persist origin needs .*store cassandra/,
+    );
+    assert.equal(loadConfig({ flags: { 'mesh-persist': 'origin', store: 'cassandra' } }).mesh_persist, 'origin');
+    assert.equal(loadConfig({ flags: { 'mesh-persist': 'all' } }).mesh_persist, 'all');
+  });
+
   it('reads secrets from the files ANODE_<KEY>_FILE name, never from both places', async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 'anode-config-'));
     t.after(() => rm(dir, { recursive: true, force: true }));

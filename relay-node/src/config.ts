@@ -270,6 +270,15 @@ export function loadConfig(sources: ConfigSources = {}): RelayConfig {
   }
   const refusal = openMeshRefusal(result.data);
   if (refusal) throw new ConfigError(refusal);
+  if (result.data.mesh_persist === 'origin' && result.data.store !== 'cassandra') {
+    // Nothing would hold the other relays' messages for this one: delivered live, never stored,
+    // and a resume here (or a catch-up from here) skipped them with no error.
+    throw new ConfigError(
+      `invalid config: mesh_persist origin needs a store the relays share (store cassandra); with store ` +
+        `${result.data.store} this relay would keep no copy of other relays' messages, and a resume here ` +
+        'would skip them with no error: use mesh_persist all',
+    );
+  }
   return messageLimits(result.data);
 }
 

@@ -47,24 +47,15 @@ describe('relay mesh: modes', () => {
       assert.deepEqual([...resumed.ids()], [...local.ids()]);
     }));
 
-  it('persist origin: only the accepting node stores, and subscribers on every node still get it', () =>
-    withRelays(async (start, track) => {
-      const flags = { ...FAST_MESH, 'mesh-persist': 'origin' };
-      const a = await start({ ...flags, listen: '/ip4/127.0.0.1/tcp/0' });
-      const b = await start({ ...flags, bootstrap: (await meshStatus(a.url)).node.multiaddrs[0] as string });
-      await waitFor(
-        'b to join a’s shard mesh',
-        async () => ((await meshStatus(a.url)).mesh.topics[shards.gossipTopic('shared.t')] ?? []).length === 1,
-      );
-      const onB = await collect(b.wsUrl, 'shared.>');
-      track(onB);
-      const [ack] = await publish(a.url, 'shared.t', [{ data: 'x' }]);
-      await waitFor('the subscriber on b', () => onB.ids().has(ack?.id as string));
-      assert.equal((await history(a.url, 'shared.t')).length, 1);
-      assert.equal((await history(b.url, 'shared.t')).length, 0, 'b relies on the shared store');
-      // b caught up from a when they connected (nothing then); the message came by gossip.
-      assert.equal((await meshStatus(b.url)).mesh.sync?.received, 0, 'nothing caught up from a');
-    }));
+  it('persist origin refuses to start on the embedded store, naming the store it needs', async () => {
+    // On the embedded store nothing would hold the other relays' messages for this one: they
+    // were delivered live and never stored, and a resume here skipped them with no error (a
+    // review). Origin mode with a shared Cassandra store: test/cassandra/origin-catch-up.
+    await assert.rejects(
+      startRelay({ ...FAST_MESH, 'mesh-persist': 'origin', listen: '/ip4/127.0.0.1/tcp/0' }),
+      /mesh_persist origin needs a store the relays share/,
+    );
+  });
 
   it('carry subscribed: a node carries only the shards its subscribers need', () =>
     withRelays(async (start, track) => {
@@ -74,7 +65,6 @@ describe('relay mesh: modes', () => {
       const b = await start({
         ...FAST_MESH,
         'mesh-carry': 'subscribed',
-        'mesh-persist': 'origin',
         bootstrap: (await meshStatus(a.url)).node.multiaddrs[0] as string,
       });
       const carried = async () =>

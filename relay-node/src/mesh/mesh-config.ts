@@ -44,7 +44,9 @@ export const meshConfigShape = {
   mesh_persist: z
     .enum(['all', 'origin'])
     .default('all')
-    .describe('all: store every message carried (full replica); origin: only the accepting node stores'),
+    .describe(
+      'all: store every message carried (full replica); origin: only the accepting node stores (store cassandra only)',
+    ),
   mesh_carry: z
     .enum(['all', 'subscribed'])
     .default('all')
