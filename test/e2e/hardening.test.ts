@@ -602,6 +602,26 @@ describe('WebSocket topic URLs', () => {
     assert.match(error?.body ?? '', /bad_frame/);
   });
 
+  it('refuses a bad topic before the token, as HTTP does: 400 bad_topic with or without one', async () => {
+    const authed = await startRelay({ 'jwt-secret': 'hardening-topic-order-secret-0123456789' });
+    try {
+      const refusal = (url: string) =>
+        openSocket(url).then(
+          () => undefined,
+          (e: { status?: number; body?: string }) => e,
+        );
+      const ws = await refusal(`${authed.wsUrl}/v1/topics/bad..t/ws`);
+      assert.equal(ws?.status, 400);
+      assert.match(ws?.body ?? '', /bad_topic/);
+      const http = await fetch(`${authed.url}/v1/topics/bad..t/messages`, { method: 'POST', body: '{"data":1}' });
+      assert.equal(http.status, 400);
+      // A good topic without a token is still 401.
+      assert.equal((await refusal(`${authed.wsUrl}/v1/topics/good.t/ws`))?.status, 401);
+    } finally {
+      await authed.stop();
+    }
+  });
+
   it('takes a client that leaves mid-body for the client’s doing, not an internal error', async () => {
     const port = Number(new URL(relay.url).port);
     const internal = async () =>

@@ -97,11 +97,25 @@ export function attachWebSockets(server: Server, deps: WsDeps) {
 
   const authorize = async (request: IncomingMessage, url: URL) => {
     if (!deps.accepting()) throw new UnavailableError('node is shutting down');
-    const claims: Claims = await deps.verify(tokenFrom(request.headers.authorization, url, true));
     const match = TOPIC_WS.exec(url.pathname);
     if (url.pathname !== '/v1/ws' && !match) {
       throw new AnodeError('bad_frame', `no WebSocket endpoint at ${url.pathname}`);
     }
+    // The request's own shape before its token, as over HTTP and at the edge: a bad topic or
+    // `after` is 400 with or without a token (it was 401 here when the token was missing).
+    let topic: string | undefined;
+    let after: string | undefined;
+    if (match) {
+      try {
+        topic = decodeURIComponent(match[1] ?? '');
+      } catch {
+        throw new BadFrameError('topic: malformed % escape in the URL');
+      }
+      assertTopic(topic);
+      after = url.searchParams.get('after') ?? undefined;
+      if (after !== undefined && !isCursor(after)) throw new BadFrameError('after: not a cursor');
+    }
+    const claims: Claims = await deps.verify(tokenFrom(request.headers.authorization, url, true));
     // Counted once authorized (an unauthenticated client is refused before taking a slot), per
     // subject: minting more tokens for one subject does not buy more sockets. A token without a
     // subject counts on its own.
@@ -111,18 +125,9 @@ export function attachWebSockets(server: Server, deps: WsDeps) {
         ? `subject:${claims.subject}`
         : `token:${tokenFrom(request.headers.authorization, url, true) ?? ''}`;
     const release = caps.admit(credential, request.socket.remoteAddress ?? 'unknown');
-    if (!match) return { claims, topic: undefined, after: undefined, release };
-    const after = url.searchParams.get('after') ?? undefined;
-    let topic: string;
+    if (topic === undefined) return { claims, topic: undefined, after: undefined, release };
     try {
-      try {
-        topic = decodeURIComponent(match[1] ?? '');
-      } catch {
-        throw new BadFrameError('topic: malformed % escape in the URL');
-      }
-      assertTopic(topic);
       assertCanSubscribe(claims, topic);
-      if (after !== undefined && !isCursor(after)) throw new BadFrameError('after: not a cursor');
     } catch (error) {
       release();
       throw error;
