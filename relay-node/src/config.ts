@@ -65,7 +65,9 @@ export const configSchema = z.object({
   max_body_bytes: positiveInt
     .optional()
     .describe('largest HTTP body accepted (default: 4 MiB or max_message_bytes + 64 KiB; not below it + 4 KiB)'),
-  publish_rate: positiveInt.default(1000).describe('publishes per second per connection (HTTP: per client address)'),
+  publish_rate: positiveInt
+    .default(1000)
+    .describe('publishes per second per connection (HTTP: per client address and token subject)'),
   publish_burst: positiveInt.default(2000).describe('publish burst allowance'),
   max_subscriptions: positiveInt.default(100).describe('subscriptions per connection (past it: limit_reached)'),
   max_connections_per_token: nonNegativeInt
