@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { memoryStore, recorder, remote, testHub } from './test-hub.ts';
+import { cursorAt, memoryStore, recorder, remote, testHub } from './test-hub.ts';
 
 describe('hub: late arrivals across the topics of a pattern', () => {
   it('replays to a pattern resume a remote message older than the cursor it resumes from, in another topic', async () => {
@@ -59,5 +59,43 @@ describe('hub: late arrivals across the topics of a pattern', () => {
     const live = recorder();
     await after.subscribe(live, 'chaos.>', fresh.cursor);
     assert.deepEqual(live.ids(), []);
+  });
+
+  it('refuses with cursor_expired a resume that late arrivals past the memory’s bounds may have skipped', async () => {
+    // A review: one catch-up brought 12,000 messages minted before a subscriber's cursor C; the
+    // memory keeps 10,000, and a resume from C was sent 10,000 and answered `subscribed`.
+    const store = memoryStore();
+    const hub = testHub(store);
+    const [ack] = await hub.publish('late.t', [{ data: 'local' }], { via: 'source', source: 'src' });
+    const C = ack?.cursor as string;
+    const base = Date.now() - 3_000;
+    const cursorOf = (i: number) =>
+      `${(base + Math.floor(i / 4_000)).toString(16).padStart(12, '0')}${(i % 4_000).toString(16).padStart(4, '0')}-nodepeer00`;
+    const batch = Array.from({ length: 12_000 }, (_, i) => ({
+      id: `r-late-${i}`,
+      topic: 'late.t',
+      cursor: cursorOf(i),
+      source: 's',
+      ts: base,
+      data: i,
+    }));
+    for (let i = 0; i < batch.length; i += 500) await hub.ingest(batch.slice(i, i + 500), { persist: true });
+    const resumed = recorder('resumed');
+    await assert.rejects(
+      hub.subscribe(resumed, 'late.t', C),
+      (error: Error & { code?: string; trimmedThrough?: string }) => {
+        assert.equal(error.code, 'cursor_expired');
+        assert.ok((error.trimmedThrough ?? '') > C, 'names a cursor to resume from');
+        return true;
+      },
+    );
+    assert.deepEqual(resumed.ids(), [], 'refused before any message');
+    assert.equal(hub.isSubscribed(resumed, 'late.t'), false);
+    // The memory is one for all topics: another topic's resume within the mark's reach is refused
+    // too; one from a cursor minted past it (60 s of skew) is served.
+    const [later] = await hub.publish('late.u', [{ data: 'x' }], { via: 'source', source: 'src' });
+    await assert.rejects(hub.subscribe(recorder(), 'late.u', later?.cursor), { code: 'cursor_expired' });
+    await hub.subscribe(recorder(), 'late.u', cursorAt(Date.now() + 61_000, 'nodelocal0'));
+    await store.close();
   });
 });

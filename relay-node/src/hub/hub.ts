@@ -28,7 +28,7 @@ import {
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { pageWithMore } from '../storage/merge-page.ts';
-import { createLateArrivals } from './late-arrivals.ts';
+import { createLateArrivals, LATE_MAX_BYTES, LATE_MAX_ENTRIES } from './late-arrivals.ts';
 import { mergedHistory } from './merged-history.ts';
 import { createHeap } from '../heap.ts';
 import { SeenIds } from '@anode/shared';
@@ -545,6 +545,17 @@ export function createHub(options: HubOptions) {
               ? newestDelivered
               : startMark;
         const topics = await resumeTopics(pattern, after);
+        const overflowed = late.overflowedSince(after);
+        if (overflowed !== undefined) {
+          // Past that mark, a resume's replay window no longer reaches back to the overflow.
+          const through = cursorFloor(overflowed + MAX_CLOCK_SKEW_MS + 1);
+          throw new CursorExpiredError(
+            `more messages from other nodes arrived late (cursors at or before ${after}) than this node ` +
+              `remembers for resumes (${LATE_MAX_ENTRIES.toLocaleString('en')} messages or ` +
+              `${LATE_MAX_BYTES / 1024 / 1024} MiB): resubscribe from a cursor at or after ${through}, or without \`after\``,
+            { trimmedThrough: through },
+          );
+        }
         let cursor = after;
         // Ids sent by this resume, to skip them when history or the live buffer has them again.
         // The newest RESUME_SENT_IDS only: a resume of millions of messages would otherwise hold

@@ -69,4 +69,27 @@ describe('late arrivals', () => {
     assert.deepEqual(late.replay('>', cursor(T)), []);
     assert.equal(late.bytes, 0);
   });
+
+  it('says which resumes may have missed what it let go early (past its bounds), not past its window', () => {
+    let now = T;
+    const late = createLateArrivals({ now: () => now, windowMs: 60_000, maxEntries: 2, maxBytes: 25_000 });
+    late.observe(message('a', T - 5_000), undefined);
+    late.observe(message('b', T - 5_000), undefined);
+    assert.equal(late.overflowedSince(cursor(T)), undefined, 'nothing forgotten yet');
+    now = T + 100;
+    late.observe(message('c', T - 5_000), undefined); // 'a' (arrived at T) is let go early
+    assert.equal(late.overflowedSince(cursor(T)), T, 'a resume from a cursor minted at T may miss it');
+    assert.equal(late.overflowedSince(cursor(T + 60_000)), T, 'within the replay reach (60 s of skew)');
+    assert.equal(late.overflowedSince(cursor(T + 60_001)), undefined, 'minted after its reach');
+    // Bytes too.
+    const heavy = createLateArrivals({ now: () => T, maxBytes: 25_000 });
+    for (const id of ['a', 'b', 'c']) heavy.observe({ ...message(id, T - 5_000), data: 'x'.repeat(10_000) }, undefined);
+    assert.equal(heavy.overflowedSince(cursor(T)), T);
+    // What its window ends is not early: no mark.
+    const aged = createLateArrivals({ now: () => now, windowMs: 1_000 });
+    aged.observe(message('old', T - 5_000), undefined);
+    now += 2_000;
+    assert.deepEqual(aged.replay('>', cursor(T)), []);
+    assert.equal(aged.overflowedSince(cursor(T)), undefined);
+  });
 });
