@@ -151,6 +151,69 @@ describe('hub: a resume sends the live buffer merged with the history, in cursor
     }
   });
 
+  it('a gossiped message older than one the history sent before that one’s fan-out', async () => {
+    const inner = memoryStore();
+    let committedH!: () => void;
+    const hInStore = new Promise<void>((resolve) => (committedH = resolve));
+    let releaseH!: () => void;
+    const gateH = new Promise<void>((resolve) => (releaseH = resolve));
+    // H is visible to readers before the writer hands it to fan-out, as a store committing on
+    // another thread shows it (see writer.settled in hub.ts).
+    const store: MessageStore = {
+      ...inner,
+      async append(messages, options) {
+        const result = await inner.append(messages, options);
+        if (messages.some((m) => m.data === 'H')) {
+          committedH();
+          await gateH;
+        }
+        return result;
+      },
+    };
+    try {
+      const hub = testHub(store);
+      const [first] = await hub.publish('t', [{ data: 'first' }], http);
+      await hub.publish(
+        't',
+        Array.from({ length: 100 }, (_, n) => ({ data: n })),
+        http,
+      );
+      await sleep(50);
+      const { subscriber, sent } = reader();
+      const send = subscriber.send;
+      let ingested = false;
+      subscriber.send = (frame) => {
+        const parsed = JSON.parse(frame) as Sent & { op: string; data?: unknown };
+        if (parsed.op === 'msg' && parsed.data === 'H' && !ingested) {
+          ingested = true;
+          // Right after the history sent H: a peer's message minted 5 ms before H, by gossip.
+          const ms = Number.parseInt(parsed.cursor.slice(0, 12), 16) - 5;
+          queueMicrotask(() => {
+            void hub.ingest([remote('G', 't', ms, 'nodepeer00')], { persist: true, deliverFirst: true });
+            setTimeout(releaseH, 20);
+          });
+        }
+        return send(frame);
+      };
+      let paused: Promise<void> | undefined;
+      subscriber.backlog = () =>
+        sent.length === 50
+          ? (paused ??= (async () => {
+              void hub.publish('t', [{ data: 'H' }], http);
+              await hInStore;
+            })())
+          : undefined;
+      await hub.subscribe(subscriber, 't', first?.cursor);
+      await sleep(100);
+      const iG = sent.findIndex((m) => m.id === 'G');
+      assert.ok(iG > 0, 'G sent');
+      assert.ok((await resumedBefore(hub, 't', sent, iG)).includes('G'), 'G after a cut before it');
+    } finally {
+      await sleep(100);
+      await inner.close();
+    }
+  });
+
   it('paces the buffer at the reader’s backlog, as it paces the history', async () => {
     const inner = memoryStore();
     // The live messages' commit is held until the history has been read: they reach the
