@@ -40,7 +40,7 @@ function utf8Bytes(text: string, limit: number): number {
 }
 
 /** The ref of a refused frame, read without handing deeply nested text to the parser. */
-function refFound(text: string): string | undefined {
+export function refFound(text: string): string | undefined {
   return nestsDeeperThan(text, MAX_DATA_DEPTH + FRAME_AROUND_DATA) ? topLevelRef(text) : refOf(text);
 }
 

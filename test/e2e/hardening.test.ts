@@ -541,6 +541,20 @@ describe('unfinished frames and slow handshakes', () => {
     socket.close();
   });
 
+  it('answers a text frame that is not UTF-8 with the ref it holds, wherever it stands', async () => {
+    const socket = await openSocket(`${relay.wsUrl}/v1/ws`);
+    const head = Buffer.from(`{"op":"pub","topic":"a.b","data":"${'x'.repeat(5000)}`);
+    socket.sendRaw(Buffer.concat([head, Buffer.from([0xff]), Buffer.from('","ref":"late-ref"}')]), false);
+    const error = await socket.next((f) => f.op === 'err');
+    assert.deepEqual(error, {
+      op: 'err',
+      code: 'bad_frame',
+      message: 'text frame is not valid UTF-8',
+      ref: 'late-ref',
+    });
+    socket.close();
+  });
+
   it('drops a client that trickles its handshake headers', async () => {
     const socket = await raw();
     socket.on('error', () => {}); // the relay hangs up mid-write
@@ -615,8 +629,10 @@ describe('WebSocket topic URLs', () => {
       assert.match(ws?.body ?? '', /bad_topic/);
       const http = await fetch(`${authed.url}/v1/topics/bad..t/messages`, { method: 'POST', body: '{"data":1}' });
       assert.equal(http.status, 400);
-      // A good topic without a token is still 401.
+      // A good topic without a token is still 401, a bad `after` too (checked after the rights,
+      // as over HTTP and at the edge).
       assert.equal((await refusal(`${authed.wsUrl}/v1/topics/good.t/ws`))?.status, 401);
+      assert.equal((await refusal(`${authed.wsUrl}/v1/topics/good.t/ws?after=nope`))?.status, 401);
     } finally {
       await authed.stop();
     }

@@ -10,8 +10,8 @@ import {
   createFrameOrder,
   isExpired,
   atTokenExpiry,
-  leadingRef,
   readClientFrame,
+  refFound,
   type ServerFrame,
   type SessionPort,
   randomId,
@@ -170,10 +170,10 @@ export class ClientConnection implements Subscriber {
     if (this.#closed) return;
     const max = this.#deps.config.max_frame_bytes;
     // ws is told not to check UTF-8 (it would close the connection): a text frame that is not
-    // valid UTF-8 is answered here, with its ref from a bounded scan (a parse of the whole text
-    // would cost what the depth scan saves).
+    // valid UTF-8 is answered here, with its ref wherever it stands (parsed only when the text
+    // is not too deep to parse, as for a binary frame).
     if (!isBinary && data.byteLength <= max && !isUtf8(data)) {
-      this.#error(new BadFrameError('text frame is not valid UTF-8'), leadingRef(data));
+      this.#error(new BadFrameError('text frame is not valid UTF-8'), refFound(data.toString('utf8')));
       return;
     }
     // The reader every node runs (the edge too): size, binary, depth before parsing, then shape.

@@ -101,10 +101,10 @@ export function attachWebSockets(server: Server, deps: WsDeps) {
     if (url.pathname !== '/v1/ws' && !match) {
       throw new AnodeError('bad_frame', `no WebSocket endpoint at ${url.pathname}`);
     }
-    // The request's own shape before its token, as over HTTP and at the edge: a bad topic or
-    // `after` is 400 with or without a token (it was 401 here when the token was missing).
+    // The topic before the token, as over HTTP and at the edge: a bad topic is 400 with or
+    // without a token (it was 401 here when the token was missing). `after` after the rights to
+    // the topic, as there too.
     let topic: string | undefined;
-    let after: string | undefined;
     if (match) {
       try {
         topic = decodeURIComponent(match[1] ?? '');
@@ -112,8 +112,6 @@ export function attachWebSockets(server: Server, deps: WsDeps) {
         throw new BadFrameError('topic: malformed % escape in the URL');
       }
       assertTopic(topic);
-      after = url.searchParams.get('after') ?? undefined;
-      if (after !== undefined && !isCursor(after)) throw new BadFrameError('after: not a cursor');
     }
     const claims: Claims = await deps.verify(tokenFrom(request.headers.authorization, url, true));
     // Counted once authorized (an unauthenticated client is refused before taking a slot), per
@@ -126,8 +124,10 @@ export function attachWebSockets(server: Server, deps: WsDeps) {
         : `token:${tokenFrom(request.headers.authorization, url, true) ?? ''}`;
     const release = caps.admit(credential, request.socket.remoteAddress ?? 'unknown');
     if (topic === undefined) return { claims, topic: undefined, after: undefined, release };
+    const after = url.searchParams.get('after') ?? undefined;
     try {
       assertCanSubscribe(claims, topic);
+      if (after !== undefined && !isCursor(after)) throw new BadFrameError('after: not a cursor');
     } catch (error) {
       release();
       throw error;
