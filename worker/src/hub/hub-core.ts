@@ -1,4 +1,5 @@
 import {
+  compareCursors,
   checkEnvelope,
   contentId,
   createHybridClock,
@@ -55,7 +56,13 @@ export function createHubCore(ctx: DurableObjectState, env: Env, topic: string) 
   const deliver = (envelope: Envelope, body: string) => {
     clock.observe(envelope.cursor);
     if (store.cursorOf(envelope.id) !== undefined) return; // our own publish coming back, or a repeat
-    store.remember(envelope, body);
+    if (!store.remember(envelope, body) && compareCursors(envelope.cursor, store.floor()) <= 0) {
+      // Below the ring's floor (the ring let go of that time, or the link restarted past it): kept
+      // nowhere here. A resume from a cursor handed out before now, at or after this one, would
+      // skip it (no late row in the ring; relay history pages after `after`) and answer
+      // `subscribed` (a review's repro): refused as cursor_expired instead. Sent live still.
+      store.expire(envelope.cursor, clock.next());
+    }
     clients.fanOut(msgFrame(body));
   };
 
@@ -65,6 +72,7 @@ export function createHubCore(ctx: DurableObjectState, env: Env, topic: string) 
     config,
     topic: () => topic,
     onMessage: deliver,
+    onFloor: (floor) => clock.observe(floor),
     onGap: (refused) => {
       // Whatever cursor a client holds now may be past messages the relay can no longer send: a
       // resume from one is refused (cursor_expired) rather than served with a silent gap. The

@@ -10,6 +10,8 @@ export interface LinkStore {
     delete(key: string): void;
   };
   raiseFloor(cursor: string): void;
+  /** The ring's floor: no message at or below it is kept in the ring. */
+  floor(): string;
   outbox: {
     size(): number;
     /**

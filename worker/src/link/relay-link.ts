@@ -79,6 +79,11 @@ export interface LinkDeps {
    * took a restart only after refusing some: clients may have missed messages.
    */
   onGap(refused: string | undefined): void;
+  /**
+   * The ring's floor was raised to `floor` (a restart of the mesh subscription): the object's
+   * clock moves past it, so what it accepts next sorts above the floor and is kept in the ring.
+   */
+  onFloor?(floor: string): void;
   /** Whether anything here needs a link now. */
   wanted(): boolean;
   reschedule(): Promise<void>;
@@ -172,6 +177,10 @@ export function createRelayLink(deps: LinkDeps) {
     let from = cursorFloor(Date.now() - RESTART_MARGIN_MS);
     if (atLeast !== undefined && compareCursors(atLeast, from) > 0) from = atLeast;
     store.raiseFloor(from);
+    // A retried restart (tick) raised it past the relay's trim mark, ahead of this clock: the
+    // publishes accepted until the relay's `subscribed` got cursors at or below the floor, kept
+    // out of the ring, and a client resuming from the ring missed them (a review, by reading).
+    deps.onFloor?.(store.floor());
     store.meta.set('resume_from', from);
     store.meta.set('continuous', '1');
   };
@@ -520,6 +529,8 @@ export function createRelayLink(deps: LinkDeps) {
         dial_requests: dialer.dials,
         reserved_sources_known: reserved.state() === 'heard',
         reserved_sources: reserved.state(),
+        // The data limit this topic applies while linked: its own, or the relay's when lower.
+        max_message_bytes: relayLimit.effective(),
       };
     },
   };

@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import WebSocket from 'ws';
+import { cursorTime } from '@anode/shared';
+import { openSocket, type RawSocket } from '../../../test/helpers/ws.ts';
+import { type EdgeRuntime, startEdge } from '../../test-support/edge-runtime.ts';
+import { startStandInRelay } from './stand-in-relay.fixture.ts';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const cursorAt = (ms: number, node: string) => `${Math.floor(ms).toString(16).padStart(12, '0')}0000-${node}`;
+
+/**
+ * A message from the mesh with a cursor below the ring's floor (the ring let go of that time):
+ * kept nowhere at the edge. A review: a client that left before it arrived resumed from the ring
+ * and was answered `subscribed` without it. Such a resume is now refused (cursor_expired).
+ */
+describe('relay link on workerd: a mesh message below the ring’s floor', () => {
+  const LINK_SECRET = 'unit-test-link-secret-0123';
+  let relay: Awaited<ReturnType<typeof startStandInRelay>>;
+  let edge: EdgeRuntime;
+  const open: RawSocket[] = [];
+  before(async () => {
+    relay = await startStandInRelay({
+      secret: LINK_SECRET,
+      node: 'scripted',
+      onFrame(frame, link) {
+        if (frame.op === 'sub') {
+          link.send({ op: 'subscribed', topic: link.topic, cursor: frame.after ?? '0', ref: frame.ref });
+        } else if (frame.op === 'pub') {
+          link.send({ op: 'ack', ref: frame.ref, ids: (frame.messages ?? []).map((m) => m.id) });
+        } else if (frame.op === 'history') {
+          link.send({ op: 'history', ref: frame.ref, messages: [], next: null });
+        }
+      },
+    });
+    edge = await startEdge({
+      RELAY_URLS: relay.url,
+      LINK_SECRET,
+      LINK_WAIT_MS: '1000',
+      LINK_RETRY_MAX_MS: '200',
+      RING_SIZE: '5',
+    });
+  });
+  after(async () => {
+    for (const socket of open) socket.close();
+    await edge?.stop();
+    await relay?.stop();
+  });
+
+  it('refuses a resume that may have missed it, sends it live, and serves a fresh subscription', async () => {
+    const topic = 'late.floor';
+    const first = await openSocket(`${edge.wsUrl}/v1/ws`);
+    open.push(first);
+    first.send({ op: 'sub', topic, ref: 's1' });
+    await first.next((f) => f.op === 'subscribed');
+    const cursors: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      const response = await fetch(`${edge.url}/v1/topics/${topic}/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ data: i }),
+      });
+      cursors.push(((await response.json()) as { messages: { cursor: string }[] }).messages[0]?.cursor as string);
+      await sleep(5);
+    }
+    const newest = cursors.at(-1) as string;
+    await first.next((f) => f.op === 'msg' && f.cursor === newest);
+    first.close(); // it leaves with the newest cursor it got
+    const live = await openSocket(`${edge.wsUrl}/v1/ws`);
+    open.push(live);
+    live.send({ op: 'sub', topic, ref: 'live' });
+    await live.next((f) => f.op === 'subscribed');
+    // Another relay's message, minted just before the 2nd publish (the ring of 5 let go of it).
+    const link = relay.links.at(-1);
+    assert.equal(link?.readyState, WebSocket.OPEN);
+    const id = `mlate${'0'.repeat(19)}`;
+    const cursor = cursorAt(cursorTime(cursors[1] as string) - 1, 'relay1');
+    link?.send(JSON.stringify({ op: 'msg', id, topic, cursor, source: 'feed', ts: Date.now(), data: 'late' }));
+    await live.next((f) => f.op === 'msg' && f.id === id);
+    const resumed = await openSocket(`${edge.wsUrl}/v1/ws`);
+    open.push(resumed);
+    resumed.send({ op: 'sub', topic, after: newest, ref: 's2' });
+    const answer = await resumed.next((f) => f.op === 'subscribed' || f.op === 'err');
+    assert.equal(answer.op === 'err' && answer.code, 'cursor_expired', JSON.stringify(answer));
+    // A subscription from now on is served, and so is a resume from its cursor.
+    const fresh = await openSocket(`${edge.wsUrl}/v1/ws`);
+    open.push(fresh);
+    fresh.send({ op: 'sub', topic, ref: 's3' });
+    const taken = await fresh.next((f) => f.op === 'subscribed');
+    const again = await openSocket(`${edge.wsUrl}/v1/ws`);
+    open.push(again);
+    again.send({ op: 'sub', topic, after: taken.op === 'subscribed' ? taken.cursor : '', ref: 's4' });
+    assert.equal((await again.next((f) => f.op === 'subscribed' || f.op === 'err')).op, 'subscribed');
+  });
+});
