@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { cursorAt, memoryStore, recorder, remote, testHub } from './test-hub.ts';
+import { memoryStore, recorder, remote, testHub } from './test-hub.ts';
 
 describe('hub: late arrivals across the topics of a pattern', () => {
   it('replays to a pattern resume a remote message older than the cursor it resumes from, in another topic', async () => {
@@ -61,7 +61,7 @@ describe('hub: late arrivals across the topics of a pattern', () => {
     assert.deepEqual(live.ids(), []);
   });
 
-  it('refuses with cursor_expired a resume that late arrivals past the memory’s bounds may have skipped', async () => {
+  it('sends a resume every late arrival the memory let go early (a large catch-up), from history', async () => {
     // A review: one catch-up brought 12,000 messages minted before a subscriber's cursor C; the
     // memory keeps 10,000, and a resume from C was sent 10,000 and answered `subscribed`.
     const store = memoryStore();
@@ -81,21 +81,17 @@ describe('hub: late arrivals across the topics of a pattern', () => {
     }));
     for (let i = 0; i < batch.length; i += 500) await hub.ingest(batch.slice(i, i + 500), { persist: true });
     const resumed = recorder('resumed');
-    await assert.rejects(
-      hub.subscribe(resumed, 'late.t', C),
-      (error: Error & { code?: string; trimmedThrough?: string }) => {
-        assert.equal(error.code, 'cursor_expired');
-        assert.ok((error.trimmedThrough ?? '') > C, 'names a cursor to resume from');
-        return true;
-      },
+    await hub.subscribe(resumed, 'late.t', C);
+    const got = new Set(resumed.ids());
+    assert.deepEqual(
+      batch.filter((e) => !got.has(e.id)).map((e) => e.id),
+      [],
     );
-    assert.deepEqual(resumed.ids(), [], 'refused before any message');
-    assert.equal(hub.isSubscribed(resumed, 'late.t'), false);
-    // The memory is one for all topics: another topic's resume within the mark's reach is refused
-    // too; one from a cursor minted past it (60 s of skew) is served.
-    const [later] = await hub.publish('late.u', [{ data: 'x' }], { via: 'source', source: 'src' });
-    await assert.rejects(hub.subscribe(recorder(), 'late.u', later?.cursor), { code: 'cursor_expired' });
-    await hub.subscribe(recorder(), 'late.u', cursorAt(Date.now() + 61_000, 'nodelocal0'));
+    // Another topic's resume is not touched by it: nothing replayed, nothing refused.
+    const [other] = await hub.publish('quiet.u', [{ data: 'x' }], { via: 'source', source: 'src' });
+    const quiet = recorder('quiet');
+    await hub.subscribe(quiet, 'quiet.u', other?.cursor);
+    assert.deepEqual(quiet.ids(), []);
     await store.close();
   });
 });

@@ -28,7 +28,7 @@ import {
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { pageWithMore } from '../storage/merge-page.ts';
-import { createLateArrivals, LATE_MAX_BYTES, LATE_MAX_ENTRIES } from './late-arrivals.ts';
+import { createLateArrivals } from './late-arrivals.ts';
 import { mergedHistory } from './merged-history.ts';
 import { createHeap } from '../heap.ts';
 import { SeenIds } from '@anode/shared';
@@ -545,17 +545,6 @@ export function createHub(options: HubOptions) {
               ? newestDelivered
               : startMark;
         const topics = await resumeTopics(pattern, after);
-        const overflowed = late.overflowedSince(after);
-        if (overflowed !== undefined) {
-          // Past that mark, a resume's replay window no longer reaches back to the overflow.
-          const through = cursorFloor(overflowed + MAX_CLOCK_SKEW_MS + 1);
-          throw new CursorExpiredError(
-            `more messages from other nodes arrived late (cursors at or before ${after}) than this node ` +
-              `remembers for resumes (${LATE_MAX_ENTRIES.toLocaleString('en')} messages or ` +
-              `${LATE_MAX_BYTES / 1024 / 1024} MiB): resubscribe from a cursor at or after ${through}, or without \`after\``,
-            { trimmedThrough: through },
-          );
-        }
         let cursor = after;
         // Ids sent by this resume, to skip them when history or the live buffer has them again.
         // The newest RESUME_SENT_IDS only: a resume of millions of messages would otherwise hold
@@ -609,7 +598,15 @@ export function createHub(options: HubOptions) {
           sent.add(envelope.id);
         }
         const minted = cursorTime(after);
-        const from = minted > RESUME_REWIND_MS && minted < startedAt ? cursorFloor(minted - RESUME_REWIND_MS) : after;
+        let from = minted > RESUME_REWIND_MS && minted < startedAt ? cursorFloor(minted - RESUME_REWIND_MS) : after;
+        // Late arrivals the memory let go early (a large catch-up): the history from below the
+        // oldest of them brings them again (with duplicates, which clients drop by id).
+        const forgotten = late.forgottenFrom(pattern, after);
+        if (forgotten !== undefined) {
+          const below = cursorFloor(cursorTime(forgotten));
+          const start = compareCursors(below, forgotten) < 0 ? below : cursorFloor(cursorTime(forgotten) - 1);
+          if (compareCursors(start, from) < 0) from = start;
+        }
         for await (const envelope of mergedHistory(store, topics, from, after, covered)) {
           // The message at `after` itself is the one the subscriber has: never sent again.
           if (sent.has(envelope.id) || envelope.cursor === after) continue;

@@ -70,26 +70,33 @@ describe('late arrivals', () => {
     assert.equal(late.bytes, 0);
   });
 
-  it('says which resumes may have missed what it let go early (past its bounds), not past its window', () => {
+  it('names the oldest cursor a resume would have replayed but it let go early, by topic and cursor', () => {
     let now = T;
-    const late = createLateArrivals({ now: () => now, windowMs: 60_000, maxEntries: 2, maxBytes: 25_000 });
+    const late = createLateArrivals({ now: () => now, windowMs: 60_000, maxEntries: 2 });
     late.observe(message('a', T - 5_000), undefined);
-    late.observe(message('b', T - 5_000), undefined);
-    assert.equal(late.overflowedSince(cursor(T)), undefined, 'nothing forgotten yet');
+    late.observe(message('b', T - 4_000, 'orders.eu'), undefined);
+    assert.equal(late.forgottenFrom('>', cursor(T)), undefined, 'nothing let go yet');
     now = T + 100;
-    late.observe(message('c', T - 5_000), undefined); // 'a' (arrived at T) is let go early
-    assert.equal(late.overflowedSince(cursor(T)), T, 'a resume from a cursor minted at T may miss it');
-    assert.equal(late.overflowedSince(cursor(T + 60_000)), T, 'within the replay reach (60 s of skew)');
-    assert.equal(late.overflowedSince(cursor(T + 60_001)), undefined, 'minted after its reach');
-    // Bytes too.
+    late.observe(message('c', T - 3_000), undefined); // 'a' is let go early
+    assert.equal(late.forgottenFrom('prices.>', cursor(T)), cursor(T - 5_000));
+    assert.equal(late.forgottenFrom('orders.>', cursor(T)), undefined, 'another topic');
+    assert.equal(late.forgottenFrom('prices.>', cursor(T - 6_000)), undefined, 'its cursor is after `after`');
+    assert.equal(late.forgottenFrom('prices.>', cursor(T - 3_600_000)), undefined, 'arrived long after');
+    // By bytes too.
     const heavy = createLateArrivals({ now: () => T, maxBytes: 25_000 });
-    for (const id of ['a', 'b', 'c']) heavy.observe({ ...message(id, T - 5_000), data: 'x'.repeat(10_000) }, undefined);
-    assert.equal(heavy.overflowedSince(cursor(T)), T);
-    // What its window ends is not early: no mark.
+    for (const [id, ms] of [
+      ['a', T - 5_000],
+      ['b', T - 4_000],
+      ['c', T - 3_000],
+    ] as const) {
+      heavy.observe({ ...message(id, ms), data: 'x'.repeat(10_000) }, undefined);
+    }
+    assert.equal(heavy.forgottenFrom('>', cursor(T)), cursor(T - 5_000));
+    // What its window ends is not let go early: none.
     const aged = createLateArrivals({ now: () => now, windowMs: 1_000 });
     aged.observe(message('old', T - 5_000), undefined);
     now += 2_000;
     assert.deepEqual(aged.replay('>', cursor(T)), []);
-    assert.equal(aged.overflowedSince(cursor(T)), undefined);
+    assert.equal(aged.forgottenFrom('>', cursor(T)), undefined);
   });
 });

@@ -43,6 +43,8 @@ interface Late {
 export const LATE_MAX_BYTES = 32 * 1024 * 1024;
 /** Remembered late arrivals, at most (LateArrivalsOptions.maxEntries). */
 export const LATE_MAX_ENTRIES = 10_000;
+/** Late arrivals let go early whose topic and cursor are kept (see `forgotten`), at most. */
+const MAX_FORGOTTEN = 100_000;
 
 export function createLateArrivals(options: LateArrivalsOptions = {}) {
   const windowMs = options.windowMs ?? 10 * 60_000;
@@ -53,12 +55,16 @@ export function createLateArrivals(options: LateArrivalsOptions = {}) {
   const entries: Late[] = [];
   let bytes = 0;
   /**
-   * The arrival time of the newest late arrival forgotten before its window ended (past
-   * maxEntries or maxBytes): a resume that replays from before it may have missed one, and is
-   * refused (overflowedSince) rather than served with a gap. A review: 12,000 late messages from
-   * one catch-up, 2,000 never sent to a resume, which answered `subscribed`; 40 of 1 MiB, 8.
+   * What this memory let go before its window ended (past maxEntries or maxBytes): topic, cursor
+   * and arrival, without the data, which the store has. A resume that would have replayed one
+   * reads the history from below it instead (forgottenFrom), so it gets it again, with some
+   * duplicates, rather than a gap. A review: one catch-up brought 12,000 late messages; a resume
+   * was sent the 10,000 remembered and answered `subscribed` (2,000 lost); 40 of 1 MiB, 8 lost.
+   * At most MAX_FORGOTTEN of them; past that, the oldest cursor and newest arrival of the ones
+   * dropped stand for them all (`overflow`), until the window passes that arrival.
    */
-  let overflowedAt: number | undefined;
+  const forgotten: { topic: string; cursor: string; arrivedAt: number }[] = [];
+  let overflow: { cursor: string; arrivedAt: number } | undefined;
 
   const forgetOld = (at: number) => {
     let drop = 0;
@@ -66,11 +72,25 @@ export function createLateArrivals(options: LateArrivalsOptions = {}) {
     const past = (entry: Late, i: number) => entries.length - i > maxEntries || bytes > maxBytes || expired(entry);
     while (drop < entries.length && past(entries[drop] as Late, drop)) {
       const entry = entries[drop] as Late;
-      if (!expired(entry)) overflowedAt = Math.max(overflowedAt ?? 0, entry.arrivedAt);
+      if (!expired(entry)) {
+        forgotten.push({ topic: entry.envelope.topic, cursor: entry.envelope.cursor, arrivedAt: entry.arrivedAt });
+      }
       bytes -= entry.bytes;
       drop++;
     }
     if (drop > 0) entries.splice(0, drop);
+    let gone = 0;
+    while (gone < forgotten.length && (forgotten[gone] as { arrivedAt: number }).arrivedAt < at - windowMs) gone++;
+    while (forgotten.length - gone > MAX_FORGOTTEN) {
+      const { cursor, arrivedAt } = forgotten[gone] as { cursor: string; arrivedAt: number };
+      overflow = {
+        cursor: overflow === undefined || compareCursors(cursor, overflow.cursor) < 0 ? cursor : overflow.cursor,
+        arrivedAt: Math.max(arrivedAt, overflow?.arrivedAt ?? 0),
+      };
+      gone++;
+    }
+    if (gone > 0) forgotten.splice(0, gone);
+    if (overflow !== undefined && overflow.arrivedAt < at - windowMs) overflow = undefined;
   };
 
   return {
@@ -98,12 +118,24 @@ export function createLateArrivals(options: LateArrivalsOptions = {}) {
     },
 
     /**
-     * When a resume from `after` may have missed a late arrival this memory let go early (past
-     * its bounds, within its window): the arrival time of the newest one forgotten, else
-     * undefined. The hub refuses such a resume with cursor_expired.
+     * The oldest cursor a resume of `pattern` from `after` would have replayed but that this
+     * memory let go early (see `forgotten`), else undefined: the hub reads the history from
+     * below it.
      */
-    overflowedSince(after: string): number | undefined {
-      return overflowedAt !== undefined && overflowedAt >= lateReplaySince(after) ? overflowedAt : undefined;
+    forgottenFrom(pattern: string, after: string): string | undefined {
+      forgetOld(now());
+      const since = lateReplaySince(after);
+      let oldest: string | undefined;
+      const take = (cursor: string) => {
+        if (compareCursors(cursor, after) <= 0 && (oldest === undefined || compareCursors(cursor, oldest) < 0)) {
+          oldest = cursor;
+        }
+      };
+      if (overflow !== undefined && overflow.arrivedAt >= since) take(overflow.cursor);
+      for (const entry of forgotten) {
+        if (entry.arrivedAt >= since && matches(pattern, entry.topic)) take(entry.cursor);
+      }
+      return oldest;
     },
 
     get size(): number {
