@@ -11,6 +11,7 @@ import { mergeByCursor } from './pages.ts';
  * - `outbox`: messages accepted here (acked to their publisher) that no relay has stored yet.
  * - `keyed`: id and cursor of the newest KEYED_MEMORY content-addressed messages (a publish
  *   with a key), so a republish is deduplicated after the first copy left the ring and outbox.
+ * - `trimmed`: id and cursor of the newest messages the ring let go (TRIMMED_MEMORY).
  * - `meta`: the topic, the clock, the link's resume point, the range of cursors a link gap made
  *   unsafe to resume from (`expired_from`/`expired_through`) and the public origin.
  * Writes are synchronous; the runtime's output gate holds every frame sent after a write until
@@ -35,7 +36,17 @@ CREATE INDEX IF NOT EXISTS outbox_cursor ON outbox (cursor);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS keyed (id TEXT PRIMARY KEY, cursor TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS keyed_cursor ON keyed (cursor);
+CREATE TABLE IF NOT EXISTS trimmed (id TEXT PRIMARY KEY, cursor TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS trimmed_cursor ON trimmed (cursor);
 `;
+
+/**
+ * Ids (and cursors) of the newest messages the ring let go, at least this many: a relay that
+ * sends one of them again (its rewind of 5 s after a restart, a late-arrival replay, an echo of
+ * the edge's own publish) is recognised as had, not taken for a message below the floor that
+ * nobody here kept (which refuses the resumes that may have missed it).
+ */
+const TRIMMED_MEMORY = 10_000;
 
 type Row = Record<string, SqlStorageValue>;
 
@@ -95,6 +106,7 @@ export function createHubStore(storage: DurableObjectStorage, ringSize: number, 
   // `rowsWritten` counts index rows too; `changes()` counts the table's.
   const changes = () => rows<{ n: number }>('SELECT changes() AS n')[0]?.n ?? 0;
   let ringCount = rows<{ n: number }>('SELECT COUNT(*) AS n FROM ring')[0]?.n ?? 0;
+  let trimmedCount = rows<{ n: number }>('SELECT COUNT(*) AS n FROM trimmed')[0]?.n ?? 0;
 
   const trim = () => {
     if (ringCount <= ringSize) return;
@@ -103,9 +115,24 @@ export function createHubStore(storage: DurableObjectStorage, ringSize: number, 
       ringSize,
     )[0];
     if (!boundary) return;
+    sql.exec(
+      'INSERT OR IGNORE INTO trimmed (id, cursor) SELECT id, cursor FROM ring WHERE cursor <= ?',
+      boundary.cursor,
+    );
+    trimmedCount += changes();
     sql.exec('DELETE FROM ring WHERE cursor <= ?', boundary.cursor);
     ringCount -= changes();
     raiseFloor(boundary.cursor);
+    // Trimmed in steps of a tenth, as the keyed ids are.
+    const keep = Math.max(TRIMMED_MEMORY, ringSize);
+    if (trimmedCount <= keep + Math.ceil(keep / 10)) return;
+    const oldest = rows<{ cursor: string }>(
+      'SELECT cursor FROM trimmed ORDER BY cursor DESC LIMIT 1 OFFSET ?',
+      keep,
+    )[0];
+    if (!oldest) return;
+    sql.exec('DELETE FROM trimmed WHERE cursor <= ?', oldest.cursor);
+    trimmedCount -= changes();
   };
 
   const floor = () => meta.get('floor') ?? '0';
@@ -202,14 +229,15 @@ export function createHubStore(storage: DurableObjectStorage, ringSize: number, 
       if (top === undefined || compareCursors(through, top) > 0) meta.set('expired_through', through);
     },
 
-    /** The cursor a stored message with this id has: in the ring, the outbox, or the keyed ids. */
+    /** The cursor a stored message with this id has: in the ring, the outbox, the keyed or the trimmed ids. */
     cursorOf(id: string): string | undefined {
       return (
         (id.startsWith('k')
           ? rows<{ cursor: string }>('SELECT cursor FROM keyed WHERE id = ?', id)[0]?.cursor
           : undefined) ??
         rows<{ cursor: string }>('SELECT cursor FROM ring WHERE id = ?', id)[0]?.cursor ??
-        rows<{ cursor: string }>('SELECT cursor FROM outbox WHERE id = ?', id)[0]?.cursor
+        rows<{ cursor: string }>('SELECT cursor FROM outbox WHERE id = ?', id)[0]?.cursor ??
+        rows<{ cursor: string }>('SELECT cursor FROM trimmed WHERE id = ?', id)[0]?.cursor
       );
     },
 

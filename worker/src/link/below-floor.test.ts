@@ -92,4 +92,38 @@ describe('relay link on workerd: a mesh message below the ring’s floor', () =>
     again.send({ op: 'sub', topic, after: taken.op === 'subscribed' ? taken.cursor : '', ref: 's4' });
     assert.equal((await again.next((f) => f.op === 'subscribed' || f.op === 'err')).op, 'subscribed');
   });
+
+  it('takes a message it had, sent again by the relay after the ring let it go, as had', async () => {
+    // A review of the case above: a relay's rewind after a restart (5 s of history) sends the
+    // edge's own publishes back; the ring had let them go, so they looked new and below the floor,
+    // and every resume from a cursor handed out before was refused.
+    const topic = 'late.replay';
+    const first = await openSocket(`${edge.wsUrl}/v1/ws`);
+    open.push(first);
+    first.send({ op: 'sub', topic, ref: 's1' });
+    await first.next((f) => f.op === 'subscribed');
+    const published: { id: string; cursor: string }[] = [];
+    for (let i = 0; i < 10; i++) {
+      const response = await fetch(`${edge.url}/v1/topics/${topic}/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ data: i }),
+      });
+      published.push(((await response.json()) as { messages: { id: string; cursor: string }[] }).messages[0] as never);
+      await sleep(5);
+    }
+    const newest = published.at(-1)?.cursor as string;
+    await first.next((f) => f.op === 'msg' && f.cursor === newest);
+    first.close();
+    const link = relay.links.at(-1);
+    for (const [i, { id, cursor }] of published.entries()) {
+      link?.send(JSON.stringify({ op: 'msg', id, topic, cursor, source: 'anonymous', ts: Date.now(), data: i }));
+    }
+    await sleep(300);
+    const resumed = await openSocket(`${edge.wsUrl}/v1/ws`);
+    open.push(resumed);
+    resumed.send({ op: 'sub', topic, after: newest, ref: 's2' });
+    const answer = await resumed.next((f) => f.op === 'subscribed' || f.op === 'err');
+    assert.equal(answer.op, 'subscribed', JSON.stringify(answer));
+  });
 });
