@@ -123,16 +123,22 @@ export function createHubStore(storage: DurableObjectStorage, ringSize: number, 
     sql.exec('DELETE FROM ring WHERE cursor <= ?', boundary.cursor);
     ringCount -= changes();
     raiseFloor(boundary.cursor);
-    // Trimmed in steps of a tenth, as the keyed ids are.
-    const keep = Math.max(TRIMMED_MEMORY, ringSize);
-    if (trimmedCount <= keep + Math.ceil(keep / 10)) return;
-    const oldest = rows<{ cursor: string }>(
-      'SELECT cursor FROM trimmed ORDER BY cursor DESC LIMIT 1 OFFSET ?',
+    trimmedCount -= keepNewest('trimmed', trimmedCount, Math.max(TRIMMED_MEMORY, ringSize));
+  };
+
+  /**
+   * Cut a table of ids by cursor back to its newest `keep` rows once it holds a tenth more (so a
+   * cut's cost is spread over many writes); returns how many rows went.
+   */
+  const keepNewest = (table: 'keyed' | 'trimmed', count: number, keep: number): number => {
+    if (count <= keep + Math.ceil(keep / 10)) return 0;
+    const boundary = rows<{ cursor: string }>(
+      `SELECT cursor FROM ${table} ORDER BY cursor DESC LIMIT 1 OFFSET ?`,
       keep,
     )[0];
-    if (!oldest) return;
-    sql.exec('DELETE FROM trimmed WHERE cursor <= ?', oldest.cursor);
-    trimmedCount -= changes();
+    if (!boundary) return 0;
+    sql.exec(`DELETE FROM ${table} WHERE cursor <= ?`, boundary.cursor);
+    return changes();
   };
 
   const floor = () => meta.get('floor') ?? '0';
@@ -147,15 +153,7 @@ export function createHubStore(storage: DurableObjectStorage, ringSize: number, 
     if (!envelope.id.startsWith('k')) return;
     sql.exec('INSERT OR IGNORE INTO keyed (id, cursor) VALUES (?, ?)', envelope.id, envelope.cursor);
     keyedCount += changes();
-    // Trimmed in steps of a tenth, so a trim's cost is spread over many publishes.
-    if (keyedCount <= keyedMemory + Math.ceil(keyedMemory / 10)) return;
-    const boundary = rows<{ cursor: string }>(
-      'SELECT cursor FROM keyed ORDER BY cursor DESC LIMIT 1 OFFSET ?',
-      keyedMemory,
-    )[0];
-    if (!boundary) return;
-    sql.exec('DELETE FROM keyed WHERE cursor <= ?', boundary.cursor);
-    keyedCount -= changes();
+    keyedCount -= keepNewest('keyed', keyedCount, keyedMemory);
   };
 
   const newest = (): string | undefined =>
