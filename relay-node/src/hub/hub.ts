@@ -598,15 +598,7 @@ export function createHub(options: HubOptions) {
           sent.add(envelope.id);
         }
         const minted = cursorTime(after);
-        let from = minted > RESUME_REWIND_MS && minted < startedAt ? cursorFloor(minted - RESUME_REWIND_MS) : after;
-        // Late arrivals the memory let go early (a large catch-up): the history from below the
-        // oldest of them brings them again (with duplicates, which clients drop by id).
-        const forgotten = late.forgottenFrom(pattern, after);
-        if (forgotten !== undefined) {
-          const below = cursorFloor(cursorTime(forgotten));
-          const start = compareCursors(below, forgotten) < 0 ? below : cursorFloor(cursorTime(forgotten) - 1);
-          if (compareCursors(start, from) < 0) from = start;
-        }
+        const from = minted > RESUME_REWIND_MS && minted < startedAt ? cursorFloor(minted - RESUME_REWIND_MS) : after;
         for await (const envelope of mergedHistory(store, topics, from, after, covered)) {
           // The message at `after` itself is the one the subscriber has: never sent again.
           if (sent.has(envelope.id) || envelope.cursor === after) continue;

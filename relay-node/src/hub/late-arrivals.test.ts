@@ -69,34 +69,4 @@ describe('late arrivals', () => {
     assert.deepEqual(late.replay('>', cursor(T)), []);
     assert.equal(late.bytes, 0);
   });
-
-  it('names the oldest cursor a resume would have replayed but it let go early, by topic and cursor', () => {
-    let now = T;
-    const late = createLateArrivals({ now: () => now, windowMs: 60_000, maxEntries: 2 });
-    late.observe(message('a', T - 5_000), undefined);
-    late.observe(message('b', T - 4_000, 'orders.eu'), undefined);
-    assert.equal(late.forgottenFrom('>', cursor(T)), undefined, 'nothing let go yet');
-    now = T + 100;
-    late.observe(message('c', T - 3_000), undefined); // 'a' is let go early
-    assert.equal(late.forgottenFrom('prices.>', cursor(T)), cursor(T - 5_000));
-    assert.equal(late.forgottenFrom('orders.>', cursor(T)), undefined, 'another topic');
-    assert.equal(late.forgottenFrom('prices.>', cursor(T - 6_000)), undefined, 'its cursor is after `after`');
-    assert.equal(late.forgottenFrom('prices.>', cursor(T - 3_600_000)), undefined, 'arrived long after');
-    // By bytes too.
-    const heavy = createLateArrivals({ now: () => T, maxBytes: 25_000 });
-    for (const [id, ms] of [
-      ['a', T - 5_000],
-      ['b', T - 4_000],
-      ['c', T - 3_000],
-    ] as const) {
-      heavy.observe({ ...message(id, ms), data: 'x'.repeat(10_000) }, undefined);
-    }
-    assert.equal(heavy.forgottenFrom('>', cursor(T)), cursor(T - 5_000));
-    // What its window ends is not let go early: none.
-    const aged = createLateArrivals({ now: () => now, windowMs: 1_000 });
-    aged.observe(message('old', T - 5_000), undefined);
-    now += 2_000;
-    assert.deepEqual(aged.replay('>', cursor(T)), []);
-    assert.equal(aged.forgottenFrom('>', cursor(T)), undefined);
-  });
 });
