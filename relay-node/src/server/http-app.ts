@@ -14,6 +14,7 @@ import {
   type TokenVerifier,
   toAnodeError,
   tokenFrom,
+  nestsDeeperThan,
 } from '@anode/shared';
 import { isUtf8 } from 'node:buffer';
 import { getConnInfo } from '@hono/node-server/conninfo';
@@ -26,7 +27,6 @@ import type { Metrics } from '../metrics.ts';
 import { redactStatus } from '../redact.ts';
 import { createStatusAccess } from './status-access.ts';
 import { limitBody } from './body-limit.ts';
-import { nestsDeeperThan } from './nesting.ts';
 
 /** Status fields only the admin sees: the first bytes of an upstream's answer. */
 const ADMIN_ONLY = new Set(['sample']);
