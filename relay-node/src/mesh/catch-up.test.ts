@@ -22,6 +22,7 @@ import {
   catchUpFrameBytes,
   catchUpFrom,
   historyPage,
+  serveCatchUp,
   topicsPage,
 } from './catch-up.ts';
 
@@ -276,6 +277,46 @@ describe('catch-up from a peer that stops answering', { timeout: 30_000 }, () =>
     const empty = await emptyPeer(bump);
     await assert.rejects(from(empty.client, empty.server.peerId), /16 pages in a row with no message/);
     assert.equal(empty.asked.pages, 17);
+  });
+
+  it('catches up past a message larger than this node takes, from a peer that takes more', async () => {
+    // The peer's mesh_max_message_bytes is 2 MiB, this node's 64 KiB: the peer's page holding a
+    // 900 KiB message outgrew this node's frame limit, the catch-up failed at that cursor, and
+    // every later round asked for the same page (the topic never caught up past it).
+    const store = memoryStore();
+    const clock = createHybridClock('wide');
+    const at = (i: number, data: unknown): Envelope => ({
+      id: `w${i}`,
+      topic: 't.a',
+      cursor: clock.next(),
+      source: 's',
+      ts: Date.now(),
+      data,
+    });
+    await store.append([at(0, 0), at(1, 'x'.repeat(900 * 1024)), at(2, 2), at(3, 3)]);
+    const server = await node();
+    await serveCatchUp(server as unknown as Host, {
+      store,
+      shards,
+      maxMessageBytes: 2 * 1024 * 1024,
+      log: createLogger('silent'),
+    });
+    const client = await node();
+    await client.dial(server.getMultiaddrs());
+    const got: string[] = [];
+    const skipped: [string, number][] = [];
+    const fresh = await catchUpFrom(client as unknown as Host, shards, 64 * 1024, {
+      peer: server.peerId,
+      shards: [0, 1, 2, 3],
+      after: '0',
+      ingest: async (envelopes) => (got.push(...envelopes.map((m) => (m as Envelope).id)), envelopes.length),
+      onSkipped: (topic, count) => skipped.push([topic, count]),
+      timeoutMs: 5_000,
+    });
+    assert.deepEqual(got, ['w0', 'w2', 'w3']);
+    assert.equal(fresh, 3);
+    assert.deepEqual(skipped, [['t.a', 1]], 'the message left out is reported, not lost silently');
+    await store.close();
   });
 
   it('answers no malformed request, and reads on past stored messages too large to carry', async () => {

@@ -16,10 +16,13 @@ import type { Shards } from './shards.ts';
  *   "next":"<topic>"|null}`: the server's stored topics in those shards, sorted, after `after`,
  *   at most TOPICS_PAGE names and TOPICS_PAGE_BYTES of them; `next` is the `after` of the
  *   following page, null at the end.
- * - `{"op":"history","topic":"t","after":"<cursor>","limit":n}` → `{"messages":[envelope…],
- *   "next":"<cursor>"|null}`: stored messages of `t` with cursor > `after`, ascending, at most
- *   `limit` (≤ 500) and PAGE_BYTES of envelopes, but always one when there is one; `next` is
- *   where the following page starts, null at the end.
+ * - `{"op":"history","topic":"t","after":"<cursor>","limit":n,"max_bytes"?:m}` →
+ *   `{"messages":[envelope…],"next":"<cursor>"|null,"skipped"?:k}`: stored messages of `t` with
+ *   cursor > `after`, ascending, at most `limit` (≤ 500) and PAGE_BYTES of envelopes, but always
+ *   one when there is one; `next` is where the following page starts, null at the end. Envelopes
+ *   larger than the server carries, or than `max_bytes` (the client's own limit), are left out
+ *   and counted in `skipped`: a client with a lower limit than its peer's stalled at such a
+ *   message for ever (its frame limit refused the page, and the next round asked again).
  * - anything else → `{"error":"…"}`, and the server closes the stream.
  *
  * No list and no message can outgrow a frame: pages are cut by their serialized UTF-8 size, and
@@ -113,8 +116,17 @@ export function historyPage(
 }
 
 /** A history answer's frame text from its envelopes' JSON and where the next page starts. */
-function historyFrame({ parts, next }: { parts: string[]; next: string | undefined }): string {
-  return `{"messages":[${parts.join(',')}],"next":${next === undefined ? 'null' : JSON.stringify(next)}}`;
+function historyFrame({
+  parts,
+  next,
+  skipped,
+}: {
+  parts: string[];
+  next: string | undefined;
+  skipped: number;
+}): string {
+  const more = next === undefined ? 'null' : JSON.stringify(next);
+  return `{"messages":[${parts.join(',')}],"next":${more}${skipped > 0 ? `,"skipped":${skipped}` : ''}}`;
 }
 
 /** historyPage's envelopes (as JSON text) and where the next page starts (undefined: done). */
@@ -124,17 +136,23 @@ function historyParts(
   maxEnvelopeBytes: number,
   log?: Logger,
   beyond = false,
-): { parts: string[]; next: string | undefined } {
+  takerBytes = maxEnvelopeBytes,
+): { parts: string[]; next: string | undefined; skipped: number } {
   const parts: string[] = [];
   let bytes = 0;
   let last: string | undefined;
   let taken = 0;
+  let skipped = 0;
   for (const envelope of page) {
     const { id, topic, cursor, source, ts, data } = envelope;
     const text = JSON.stringify({ id, topic, cursor, source, ts, data });
     const size = utf8Length(text) + 1;
     if (size > maxEnvelopeBytes) {
       log?.warn({ id, topic, bytes: size }, 'catch-up: stored message larger than the mesh carries; skipped');
+      skipped += 1;
+    } else if (size > takerBytes) {
+      // The asking node takes less (its mesh_max_message_bytes is lower): it is told how many.
+      skipped += 1;
     } else {
       if (parts.length > 0 && bytes + size > PAGE_BYTES) break;
       parts.push(text);
@@ -144,7 +162,7 @@ function historyParts(
     taken += 1;
   }
   const more = taken < page.length || page.length === limit || beyond;
-  return { parts, next: more ? last : undefined };
+  return { parts, next: more ? last : undefined, skipped };
 }
 
 /**
@@ -182,11 +200,19 @@ export function catchUpAnswer(deps: { store: MessageStore; shards: Shards; maxMe
       // Stored envelopes too large to carry are skipped; a page of only those is read on past
       // (up to SKIP_READS reads), so a page is empty only at the end (or past that budget): a
       // client stops following pages that bring nothing.
+      // `max_bytes` (optional): the largest envelope the asking node takes, when below this
+      // node's own limit; larger ones are skipped and counted in the answer's `skipped`.
+      const asked = Number(request.max_bytes);
+      const takerBytes = Number.isSafeInteger(asked) && asked > 0 ? asked : deps.maxMessageBytes;
       let after = request.after;
+      let skipped = 0;
       for (let reads = 1; ; reads++) {
         const page = await pageWithMore(store, request.topic, { after, limit, maxBytes: PAGE_BYTES });
-        const taken = historyParts(page.messages, limit, deps.maxMessageBytes, log, page.more);
-        if (taken.parts.length > 0 || taken.next === undefined || reads >= SKIP_READS) return historyFrame(taken);
+        const taken = historyParts(page.messages, limit, deps.maxMessageBytes, log, page.more, takerBytes);
+        skipped += taken.skipped;
+        if (taken.parts.length > 0 || taken.next === undefined || reads >= SKIP_READS) {
+          return historyFrame({ ...taken, skipped });
+        }
         after = taken.next;
       }
     }
@@ -226,6 +252,8 @@ export interface CatchUpRequest {
   after: string;
   /** Checks (the message contract) and stores one page; resolves with how many were new. */
   ingest(envelopes: unknown[]): Promise<number>;
+  /** The peer left out `count` stored messages of `topic`: larger than `maxMessageBytes`. */
+  onSkipped?(topic: string, count: number): void;
   /** Stops the catch-up (the node stops). */
   signal?: AbortSignal;
   /** How long the peer may take to open the stream or to answer one request (default 15 s). */
@@ -261,8 +289,11 @@ export async function catchUpFrom(host: Host, shards: Shards, maxMessageBytes: n
     let empty = 0;
     while (after !== null) {
       request.signal?.throwIfAborted();
-      const page = await ask({ op: 'history', topic, after, limit: PAGE_LIMIT });
+      const page = await ask({ op: 'history', topic, after, limit: PAGE_LIMIT, max_bytes: maxMessageBytes });
       const messages = (Array.isArray(page.messages) ? page.messages : []) as unknown[];
+      if (Number.isSafeInteger(page.skipped) && (page.skipped as number) > 0) {
+        request.onSkipped?.(topic, page.skipped as number);
+      }
       fresh += await request.ingest(messages.filter((m) => (m as { topic?: unknown } | null)?.topic === topic));
       const next: unknown = page.next;
       empty = messages.length === 0 ? empty + 1 : 0;

@@ -54,6 +54,11 @@ export function createMeshMetrics(registry: Registry, peers: () => number) {
       help: 'Gossip batches rejected by validation (their sender is scored down)',
       registers: [registry],
     }),
+    catchUpSkipped: new Counter({
+      name: 'anode_mesh_catch_up_skipped_total',
+      help: 'Stored messages a peer left out of catch-up: larger than it carries, or than this node takes (mesh_max_message_bytes)',
+      registers: [registry],
+    }),
     caughtUp: new Counter({
       name: 'anode_mesh_catch_up_messages_total',
       help: 'Messages that were new here, fetched from peers by catch-up',

@@ -110,6 +110,10 @@ export async function createMesh(context: ComponentContext) {
           metrics.caughtUp.inc(fresh);
           return fresh;
         },
+        onSkipped: (topic, count) => {
+          metrics.catchUpSkipped.inc(count);
+          log.warn({ peer, topic, count }, 'catch-up: the peer left out stored messages too large to carry here');
+        },
       });
     },
   });
