@@ -242,6 +242,70 @@ describe('held store (persist origin: messages other relays accepted, until the 
     await held.close();
   });
 
+  it('goes on where a round ran out of reads, after the other topics had their turn', async () => {
+    const inner = shared();
+    const readsOf: string[] = [];
+    const counted = {
+      ...inner,
+      history: (topic: string, query: HistoryQuery) => (readsOf.push(topic), inner.history(topic, query)),
+    };
+    const held = createHeldStore(counted, { holdMs: 60_000, maxBytes: 1 << 30, checkMs: 0 });
+    const a = minter('nodea');
+    const b = minter('nodeb');
+    const spooled = a('busy', 'spooled by nodea');
+    held.hold([spooled]);
+    // Behind it, more stored messages than two rounds read (50 pages of 500 each).
+    for (let i = 0; i < 60; i++) {
+      const busy = Array.from({ length: 1_000 }, (_, k) => b('busy', i * 1_000 + k));
+      await inner.append(busy);
+      held.hold(busy);
+    }
+    const quiet = Array.from({ length: 10 }, (_, k) => b('quiet', k));
+    await inner.append(quiet);
+    held.hold(quiet);
+    const rounds: { quiet: boolean; held: number }[] = [];
+    for (let round = 0; round < 3; round++) {
+      readsOf.length = 0;
+      await held.check();
+      rounds.push({ quiet: readsOf.includes('quiet'), held: held.held.messages });
+    }
+    // Before, every round read the busy topic's first 25,000 again: nothing else ever went.
+    assert.deepEqual(
+      rounds.map((r) => r.quiet),
+      [false, true, false],
+    );
+    assert.ok(rounds[0]!.held > rounds[1]!.held, JSON.stringify(rounds));
+    assert.equal(rounds[2]?.held, 1);
+    assert.deepEqual(ids(await held.history('busy', { limit: 1 })), ['spooled by nodea']);
+    await held.close();
+  });
+
+  it('reads only pages near what it holds, so steady gossip behind a spooled message costs the same each round', async () => {
+    const inner = shared();
+    let reads = 0;
+    const counted = {
+      ...inner,
+      history: (topic: string, query: HistoryQuery) => ((reads += 1), inner.history(topic, query)),
+    };
+    // Room for about 4,000 messages: before, each round read everything stored since the spooled
+    // one, the reads ran out after some 25 rounds, and the spooled one was pushed out.
+    const held = createHeldStore(counted, { holdMs: 15 * 60_000, maxBytes: 1 << 20, checkMs: 0 });
+    const a = minter('nodea');
+    const b = minter('nodeb');
+    const spooled = a('busy', 'spooled by nodea');
+    held.hold([spooled]);
+    for (let round = 0; round < 10; round++) {
+      const busy = Array.from({ length: 1_000 }, (_, k) => b('busy', round * 1_000 + k));
+      await inner.append(busy);
+      held.hold(busy);
+      reads = 0;
+      await held.check();
+      assert.equal(held.held.messages, 1, `round ${round}`);
+      assert.ok(reads <= 4, `round ${round}: ${reads} reads`);
+    }
+    await held.close();
+  });
+
   it('asks again later when the store cannot answer, and keeps holding meanwhile', async () => {
     const inner = shared();
     let away = true;

@@ -86,7 +86,8 @@ export function createHeldStore(inner: MessageStore, options: HeldOptions): Held
   let goneQueued = 0;
   // Per topic, the same entries in cursor order (gossip arrives nearly in that order: most
   // inserts append). Entries that went are skipped, and swept out once they are half of the list.
-  const byTopic = new Map<string, { entries: Held[]; gone: number }>();
+  // `resumeAfter`: where a round ran out of reads in the topic, for the next to go on from.
+  const byTopic = new Map<string, { entries: Held[]; gone: number; resumeAfter?: string | undefined }>();
   const byId = new Map<string, Held>();
   let bytes = 0;
 
@@ -171,38 +172,58 @@ export function createHeldStore(inner: MessageStore, options: HeldOptions): Held
       if (entry) drop(entry);
     }
   };
-  // Where the last round stopped when it ran out of reads: the next one starts there.
-  let nextTopic = 0;
+  /** The first held message of `list` past `after` that a round asks the store for. */
+  const firstOld = (list: readonly Held[], after: string | undefined, old: (entry: Held) => boolean) => {
+    for (let i = after === undefined ? 0 : upperBound(list, after); i < list.length; i++) {
+      if (old(list[i] as Held)) return list[i] as Held;
+    }
+    return undefined;
+  };
+  // The topic the next round starts with: after one that ran out of reads, so that a busy topic
+  // cannot take every round.
+  let nextTopic: string | undefined;
   let checking: Promise<void> | undefined;
   const round = async () => {
     trim();
     const cutoff = now() - checkMs;
     const old = (entry: Held) => !entry.gone && entry.at <= cutoff;
     const topics = [...byTopic.keys()];
+    const start = nextTopic === undefined ? 0 : Math.max(0, topics.indexOf(nextTopic));
+    nextTopic = undefined;
     let reads = 0;
     for (let k = 0; k < topics.length; k++) {
-      const topic = topics[(nextTopic + k) % topics.length] as string;
-      let list = byTopic.get(topic)?.entries;
-      const first = list?.find(old);
-      if (!first) continue;
-      // From just before it: the store's page holds it, if the store has it.
-      let after = cursorFloor(cursorTime(first.envelope.cursor) - 1);
-      for (;;) {
+      const topic = topics[(start + k) % topics.length] as string;
+      const state = byTopic.get(topic);
+      if (!state) continue;
+      // On from where an earlier round ran out of reads in this topic; past its end, from the first
+      // again (a message still held there may have reached the store since).
+      let after = state.resumeAfter;
+      let next = firstOld(state.entries, after, old);
+      if (!next && after !== undefined) {
+        after = undefined;
+        next = firstOld(state.entries, after, old);
+      }
+      state.resumeAfter = undefined;
+      const readsBefore = reads;
+      for (; next; next = firstOld(byTopic.get(topic)?.entries ?? [], after, old)) {
         if (reads >= CHECK_READS) {
-          nextTopic = (nextTopic + k) % topics.length;
+          // Without this, a topic with more stored messages behind an unstored one than a round
+          // reads was scanned from its start every round and never past, nor any topic after it.
+          state.resumeAfter = after;
+          nextTopic = reads > readsBefore ? topics[(start + k + 1) % topics.length] : topic;
           return;
         }
+        // From just before the next held message: the store's page holds it, if the store has it
+        // (stored messages that are no longer held are skipped, not read).
+        const before = cursorFloor(cursorTime(next.envelope.cursor) - 1);
+        if (after === undefined || compareCursors(before, after) > 0) after = before;
         reads += 1;
         const page = await inner.history(topic, { after, limit: CHECK_PAGE, maxBytes: HISTORY_PAGE_BYTES });
         found(page);
         if (page.length === 0) break;
         after = (page.at(-1) as Envelope).cursor;
-        // On only while an old enough held message lies past this page.
-        list = byTopic.get(topic)?.entries;
-        if (!list || !list.slice(upperBound(list, after)).some(old)) break;
       }
     }
-    nextTopic = 0;
   };
   const check = () =>
     (checking ??= round()
