@@ -1,4 +1,11 @@
-import { compareCursors, type Envelope, isLateArrival, lateReplaySince } from '@anode/shared';
+import {
+  compareCursors,
+  cursorFloor,
+  type Envelope,
+  isLateArrival,
+  lateReplaySince,
+  MAX_CLOCK_SKEW_MS,
+} from '@anode/shared';
 import { mergeByCursor } from './pages.ts';
 
 /**
@@ -12,8 +19,9 @@ import { mergeByCursor } from './pages.ts';
  * - `keyed`: id and cursor of the newest KEYED_MEMORY content-addressed messages (a publish
  *   with a key), so a republish is deduplicated after the first copy left the ring and outbox.
  * - `trimmed`: id and cursor of the newest messages the ring let go (TRIMMED_MEMORY).
- * - `meta`: the topic, the clock, the link's resume point, the range of cursors a link gap made
- *   unsafe to resume from (`expired_from`/`expired_through`) and the public origin.
+ * - `meta`: the topic, the clock, the link's resume point, the range of cursors unsafe to resume
+ *   from (`expired_from`/`expired_through`: a link gap, a message kept nowhere, a late arrival the
+ *   ring let go) and the public origin.
  * Writes are synchronous; the runtime's output gate holds every frame sent after a write until
  * the write is durable, so an ack never outruns its message. Messages are read lazily (a SQL
  * cursor, row by row): a caller stops at its own bound (pages.ts) without loading the rest.
@@ -50,7 +58,16 @@ const TRIMMED_MEMORY = 10_000;
 
 type Row = Record<string, SqlStorageValue>;
 
-export function createHubStore(storage: DurableObjectStorage, ringSize: number, keyedMemory: number) {
+/**
+ * `mint` gives a cursor above every one handed out so far (the object's clock): the top of a range
+ * the ring makes unsafe to resume from when it lets a late arrival go.
+ */
+export function createHubStore(
+  storage: DurableObjectStorage,
+  ringSize: number,
+  keyedMemory: number,
+  mint: () => string,
+) {
   const sql = storage.sql;
   sql.exec(SCHEMA);
   /** For queries of a row or a few (counts, LIMIT 1); messages are read with `messages`. */
@@ -120,10 +137,40 @@ export function createHubStore(storage: DurableObjectStorage, ringSize: number, 
       boundary.cursor,
     );
     trimmedCount += changes();
+    expireLateBelow(boundary.cursor);
     sql.exec('DELETE FROM ring WHERE cursor <= ?', boundary.cursor);
     ringCount -= changes();
     raiseFloor(boundary.cursor);
     trimmedCount -= keepNewest('trimmed', trimmedCount, Math.max(TRIMMED_MEMORY, ringSize));
+  };
+
+  /**
+   * A late arrival goes with the rows up to the boundary, by cursor, though a resume from a cursor
+   * handed out before it arrived (above its cursor) replays it from the ring (lateFor); the floor
+   * rises only to the boundary, so such a resume was served from the ring (or the relay's history
+   * after its cursor) without it, with no error (a review's repro). Those resumes are refused
+   * instead (cursor_expired): from the lowest such cursor up to the newest one lateFor would have
+   * replayed them to (arrival plus the clock skew), or up to now when that is sooner.
+   */
+  const expireLateBelow = (boundary: string) => {
+    // `+late`: look the rows up by cursor (the few being trimmed), not every late row in the ring.
+    const late = rows<{ lowest: string | null; arrived: number | null }>(
+      'SELECT MIN(cursor) AS lowest, MAX(arrived_at) AS arrived FROM ring WHERE cursor <= ? AND +late = 1',
+      boundary,
+    )[0];
+    if (!late?.lowest || late.arrived === null) return;
+    const window = cursorFloor(late.arrived + MAX_CLOCK_SKEW_MS + 1);
+    const now = mint();
+    expire(late.lowest, compareCursors(window, now) < 0 ? window : now);
+  };
+
+  /** Record a gap (a lost link place, a message kept nowhere): the range only widens. */
+  const expire = (from: string | undefined, through: string): void => {
+    const old = meta.get('expired_from');
+    const lower = from ?? old ?? '0';
+    if (old === undefined || compareCursors(lower, old) < 0) meta.set('expired_from', lower);
+    const top = meta.get('expired_through');
+    if (top === undefined || compareCursors(through, top) > 0) meta.set('expired_through', through);
   };
 
   /**
@@ -218,14 +265,7 @@ export function createHubStore(storage: DurableObjectStorage, ringSize: number, 
       return from === undefined || through === undefined ? undefined : { from, through };
     },
 
-    /** Record a gap (hub-core, when the link loses its place): the range only widens. */
-    expire(from: string | undefined, through: string): void {
-      const old = meta.get('expired_from');
-      const lower = from ?? old ?? '0';
-      if (old === undefined || compareCursors(lower, old) < 0) meta.set('expired_from', lower);
-      const top = meta.get('expired_through');
-      if (top === undefined || compareCursors(through, top) > 0) meta.set('expired_through', through);
-    },
+    expire,
 
     /** The cursor a stored message with this id has: in the ring, the outbox, the keyed or the trimmed ids. */
     cursorOf(id: string): string | undefined {

@@ -120,8 +120,8 @@ export function createSubscriptions(
         clients.error(
           ws,
           new CursorExpiredError(
-            `cursor ${after} is from before this edge lost its place in the topic (the relay no longer held ` +
-              `what followed); resubscribe without \`after\` or from a cursor at or after ${expired.through}`,
+            `cursor ${after} may be past messages this edge can no longer send (it lost its place in the topic, ` +
+              `or let go of a late arrival); resubscribe without \`after\` or from a cursor at or after ${expired.through}`,
           ),
           ref,
         );

@@ -93,6 +93,49 @@ describe('relay link on workerd: a mesh message below the ring’s floor', () =>
     assert.equal((await again.next((f) => f.op === 'subscribed' || f.op === 'err')).op, 'subscribed');
   });
 
+  // A review: a late arrival (cursor below the ring's newest, above its floor) is kept with late=1
+  // so a resume from a cursor handed out before it arrived replays it; trimming by cursor let it go
+  // first and raised the floor only to its cursor, and that resume was answered `subscribed`
+  // without it. Trimmed as it is stored (its cursor among the oldest five) or by later publishes.
+  for (const [variant, below] of [
+    ['as it arrives', 5],
+    ['by later publishes', 7],
+  ] as const) {
+    it(`refuses a resume that would have replayed a late arrival the ring let go ${variant}`, async () => {
+      const topic = `late.trim${below}`;
+      const post = async (data: number) => {
+        const response = await fetch(`${edge.url}/v1/topics/${topic}/messages`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ data }),
+        });
+        return ((await response.json()) as { messages: { cursor: string }[] }).messages[0]?.cursor as string;
+      };
+      const live = await openSocket(`${edge.wsUrl}/v1/ws`);
+      open.push(live);
+      live.send({ op: 'sub', topic, ref: 'live' });
+      await live.next((f) => f.op === 'subscribed');
+      const cursors: string[] = [];
+      for (let i = 0; i < 10; i++) {
+        cursors.push(await post(i));
+        await sleep(5);
+      }
+      const newest = cursors.at(-1) as string; // a client leaves holding it; the ring holds 5..9
+      await live.next((f) => f.op === 'msg' && f.cursor === newest);
+      const id = `mlatetrim${below}${'0'.repeat(14)}`;
+      const cursor = cursorAt(cursorTime(cursors[below] as string) - 1, 'relay1');
+      const link = relay.links.at(-1);
+      link?.send(JSON.stringify({ op: 'msg', id, topic, cursor, source: 'feed', ts: Date.now(), data: 'late' }));
+      await live.next((f) => f.op === 'msg' && f.id === id);
+      if (below === 7) for (const data of [100, 101]) await post(data);
+      const resumed = await openSocket(`${edge.wsUrl}/v1/ws`);
+      open.push(resumed);
+      resumed.send({ op: 'sub', topic, after: newest, ref: 's2' });
+      const answer = await resumed.next((f) => f.op === 'subscribed' || f.op === 'err');
+      assert.equal(answer.op === 'err' && answer.code, 'cursor_expired', JSON.stringify(answer));
+    });
+  }
+
   it('takes a message it had, sent again by the relay after the ring let it go, as had', async () => {
     // A review of the case above: a relay's rewind after a restart (5 s of history) sends the
     // edge's own publishes back; the ring had let them go, so they looked new and below the floor,
