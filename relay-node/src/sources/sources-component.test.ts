@@ -5,9 +5,16 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { createHybridClock, type MessageStore } from '@anode/shared';
+import { createCluster } from '../cluster.ts';
 import { loadConfig } from '../config.ts';
+import { createWatchers } from '../dashboard/watchers.ts';
+import { createHub } from '../hub/hub.ts';
+import { memoryStore } from '../hub/test-hub.ts';
 import { createLogger } from '../logger.ts';
+import { createMetrics } from '../metrics.ts';
 import { createRelayNode } from '../node.ts';
+import { createSourcesComponent } from './sources-component.ts';
 import { versionTime } from './source-store.ts';
 
 const TOKEN = 'admin-token-for-the-unit-test-0123456789';
@@ -173,5 +180,73 @@ describe('sources component: admin changes order after the last run’s, whateve
     const version = /"version":"([0-9a-f]{16}-[^"]+)"/.exec(log + text)?.[1] ?? /"later":"([^"]+)"/.exec(text)?.[1];
     assert.ok(version, `no version for the change in ${text}${log}`);
     assert.ok(versionTime(version) >= leased, `${version} was minted before the last run's lease`);
+  });
+});
+
+describe('sources component: counters when the store fails part of a payload', () => {
+  const upstream = createServer((_request, response) => {
+    response.setHeader('content-type', 'application/json');
+    response.end(JSON.stringify(Array.from({ length: 1_000 }, (_, id) => ({ id }))));
+  });
+  let dir: string;
+  after(async () => {
+    upstream.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('counts in anode_source_items_total the items of chunks stored before a later one failed', async () => {
+    upstream.listen(0, '127.0.0.1');
+    await once(upstream, 'listening');
+    dir = await mkdtemp(join(tmpdir(), 'anode-sources-unit-'));
+    const inner = memoryStore();
+    // The payload is two writes of 500: the second fails once, and the retry stores it (the
+    // first 500 again, already stored, so not new).
+    let appends = 0;
+    const store: MessageStore = {
+      ...inner,
+      append: (messages, options) =>
+        ++appends === 2 ? Promise.reject(new Error('store hiccup (test double)')) : inner.append(messages, options),
+    };
+    const log = createLogger('silent');
+    const metrics = createMetrics();
+    const hub = createHub({ store, clock: createHybridClock('nodelocal0'), metrics, log, maxMessageBytes: 1 << 20 });
+    const config = loadConfig({ flags: { port: '0', 'data-dir': dir, 'log-level': 'silent' }, env: {} });
+    config.sources = [
+      {
+        name: 'feed',
+        kind: 'http',
+        url: `http://127.0.0.1:${(upstream.address() as { port: number }).port}/`,
+        interval_ms: 50,
+        backoff_min_ms: 10,
+        backoff_max_ms: 50,
+        topic: 't.feed',
+        items_path: '$[*]',
+        id_path: '$.id',
+      },
+    ];
+    const component = await createSourcesComponent({
+      nodeId: 'nodelocal0',
+      clock: createHybridClock('nodelocal0'),
+      config,
+      hub,
+      store,
+      metrics,
+      log,
+      cluster: createCluster('nodelocal0'),
+      status: async () => ({}),
+      watchers: createWatchers(),
+    });
+    await component?.start?.();
+    try {
+      const items = () => (component?.status?.() as { sources: { items: number; errors: number }[] }).sources[0];
+      await waitFor('the retry', async () => ((items()?.items ?? 0) === 1_000 ? true : undefined));
+      const text = await metrics.registry.metrics();
+      const total = /^anode_source_items_total\{source="feed"\} (\d+)$/m.exec(text)?.[1];
+      assert.equal(items()?.errors, 1);
+      assert.equal(Number(total), 1_000);
+    } finally {
+      await component?.stop?.();
+      await hub.writer.drain();
+    }
   });
 });

@@ -90,10 +90,15 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
       deps: {
         async ingest(runtime, payload) {
           const before = runtime.health.items;
-          await ingest(runtime, payload);
-          // A source deleted while this poll was publishing has had its series removed: not again.
-          if (manager.has(runtime.definition.name)) {
-            metrics.items.inc({ source: runtime.definition.name }, runtime.health.items - before);
+          try {
+            await ingest(runtime, payload);
+          } finally {
+            // Also when a later chunk failed: the retry finds the earlier chunks' items stored, not
+            // new, so they count now or never. A source deleted while this poll was publishing has
+            // had its series removed: not again.
+            if (manager.has(runtime.definition.name)) {
+              metrics.items.inc({ source: runtime.definition.name }, runtime.health.items - before);
+            }
           }
         },
         onError(runtime) {
