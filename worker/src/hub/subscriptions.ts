@@ -44,6 +44,27 @@ export function createSubscriptions(
   };
 
   /**
+   * Refuse a resume from a cursor in the range the store marked unsafe (store.expired): it may be
+   * past messages this edge can no longer send. True when refused.
+   */
+  const refusedAsExpired = (ws: WebSocket, after: string, ref: string | undefined): boolean => {
+    const expired = store.expired();
+    if (!expired || compareCursors(after, expired.from) <= 0 || compareCursors(after, expired.through) >= 0) {
+      return false;
+    }
+    clients.update(ws, { subscribed: false });
+    clients.error(
+      ws,
+      new CursorExpiredError(
+        `cursor ${after} may be past messages this edge can no longer send (it lost its place in the topic, ` +
+          `or let go of a late arrival); resubscribe without \`after\` or from a cursor at or after ${expired.through}`,
+      ),
+      ref,
+    );
+    return true;
+  };
+
+  /**
    * Send messages not sent yet; the cursor reached, or undefined when the budget ran out. Stored
    * messages are read as they are sent, so the budget also bounds what a resume loads.
    */
@@ -100,6 +121,11 @@ export function createSubscriptions(
       return;
     }
     if (clients.state(ws).gen !== gen) return;
+    // A late message that arrived while the relay was asked (a cursor at or below `after`, so in no
+    // page) went live to the sockets live then, not this one, and is kept nowhere here (below the
+    // floor) or let go since: deliver and trim mark that in the expired range, checked again here,
+    // in the step that makes the socket live (a review's repro answered `subscribed` without it).
+    if (refusedAsExpired(ws, after, ref)) return;
     // Nothing in the ring is at or below its floor, so it holds no late arrival for `after`.
     const reached = sendAll(ws, store.since(after), cursor, budget, sent);
     if (reached !== undefined) goLive(ws, gen, reached, ref);
@@ -114,19 +140,7 @@ export function createSubscriptions(
       // cursor and was skipped by a resume from it. Anything arriving at or below this position
       // is marked late and replayed (hub-store.ts).
       if (after === undefined) return goLive(ws, gen, core.linked ? store.position() : clock.next(), ref);
-      const expired = store.expired();
-      if (expired && compareCursors(after, expired.from) > 0 && compareCursors(after, expired.through) < 0) {
-        clients.update(ws, { subscribed: false });
-        clients.error(
-          ws,
-          new CursorExpiredError(
-            `cursor ${after} may be past messages this edge can no longer send (it lost its place in the topic, ` +
-              `or let go of a late arrival); resubscribe without \`after\` or from a cursor at or after ${expired.through}`,
-          ),
-          ref,
-        );
-        return;
-      }
+      if (refusedAsExpired(ws, after, ref)) return;
       if (compareCursors(after, store.floor()) >= 0) {
         const reached = sendAll(ws, store.ringAfter(after), after, newBudget());
         return reached === undefined ? undefined : goLive(ws, gen, reached, ref);

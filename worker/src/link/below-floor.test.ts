@@ -19,6 +19,8 @@ describe('relay link on workerd: a mesh message below the ring’s floor', () =>
   let relay: Awaited<ReturnType<typeof startStandInRelay>>;
   let edge: EdgeRuntime;
   const open: RawSocket[] = [];
+  /** Run as the next `history` request comes in; the answer then waits 300 ms. */
+  let onHistory: ((link: { send(frame: unknown): void }) => void) | undefined;
   before(async () => {
     relay = await startStandInRelay({
       secret: LINK_SECRET,
@@ -29,7 +31,12 @@ describe('relay link on workerd: a mesh message below the ring’s floor', () =>
         } else if (frame.op === 'pub') {
           link.send({ op: 'ack', ref: frame.ref, ids: (frame.messages ?? []).map((m) => m.id) });
         } else if (frame.op === 'history') {
-          link.send({ op: 'history', ref: frame.ref, messages: [], next: null });
+          const answer = () => link.send({ op: 'history', ref: frame.ref, messages: [], next: null });
+          const hook = onHistory;
+          onHistory = undefined;
+          hook?.(link);
+          if (hook) setTimeout(answer, 300);
+          else answer();
         }
       },
     });
@@ -135,6 +142,33 @@ describe('relay link on workerd: a mesh message below the ring’s floor', () =>
       assert.equal(answer.op === 'err' && answer.code, 'cursor_expired', JSON.stringify(answer));
     });
   }
+
+  it('refuses a resume from the relay’s history when a late arrival it may have missed came meanwhile', async () => {
+    // A review: a resume below the floor waits for the relay's history; a late message with a
+    // cursor below its `after` arriving meanwhile (in no page) went only to the sockets live then,
+    // and the resume was answered `subscribed` without it.
+    const topic = 'late.catchup';
+    const cursors: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      const response = await fetch(`${edge.url}/v1/topics/${topic}/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ data: i }),
+      });
+      cursors.push(((await response.json()) as { messages: { cursor: string }[] }).messages[0]?.cursor as string);
+      await sleep(5);
+    }
+    const held = cursors[2] as string; // a client left holding it; the ring of 5 let it go
+    const id = `mlatecatchup${'0'.repeat(12)}`;
+    const cursor = cursorAt(cursorTime(held) - 1, 'relay1');
+    onHistory = (link) => link.send({ op: 'msg', id, topic, cursor, source: 'feed', ts: Date.now(), data: 'late' });
+    const resumed = await openSocket(`${edge.wsUrl}/v1/ws`);
+    open.push(resumed);
+    resumed.send({ op: 'sub', topic, after: held, ref: 'r' });
+    const answer = await resumed.next((f) => f.op === 'subscribed' || f.op === 'err');
+    assert.equal(onHistory, undefined, 'the resume was served from the relay’s history');
+    assert.equal(answer.op === 'err' && answer.code, 'cursor_expired', JSON.stringify(answer));
+  });
 
   it('takes a message it had, sent again by the relay after the ring let it go, as had', async () => {
     // A review of the case above: a relay's rewind after a restart (5 s of history) sends the
