@@ -157,6 +157,15 @@ describe('ingest: one bad item of a payload', () => {
     assert.equal(letters[1]?.ts, future);
   });
 
+  it('counts a dead letter once, when the payload comes again and the item is past dedup_window', async () => {
+    const s = start({ items_path: '$[*]', id_path: '$.id', ts_path: '$.ts', dedup_window: 1 });
+    const payload = [{ id: 'ahead', ts: Date.now() + 24 * 3_600_000 }, { id: 'good1' }, { id: 'good2' }];
+    for (let poll = 0; poll < 3; poll++) await s.ingest(payload);
+    assert.equal((await s.stored(DEAD)).length, 1);
+    assert.equal(s.deadLetters.length, 1);
+    assert.equal(s.runtime.status().dead_letters, 1);
+  });
+
   it('keeps the item whole in the dead letter when that fits the contract', async () => {
     const poison = defineStep({
       name: 'poison',

@@ -62,8 +62,10 @@ export function createIngest(options: IngestOptions) {
    */
   const deadLetter = async (runtime: SourceRuntime, message: SourceMessage, step: string, reason: string) => {
     const shown = clip(reason, 1024);
-    options.onDeadLetter(runtime, shown);
-    runtime.recordDeadLetter();
+    const count = () => {
+      options.onDeadLetter(runtime, shown);
+      runtime.recordDeadLetter();
+    };
     const fields = {
       reason: shown,
       step: clip(step, 128),
@@ -78,14 +80,18 @@ export function createIngest(options: IngestOptions) {
       { ...fields, data_omitted: true },
     ].find((data) => checkData(data, max) === undefined);
     if (!record) {
+      count();
       options.log.warn({ source: message.source, reason: shown }, 'dead letter larger than max_message_bytes: dropped');
       return;
     }
-    await hub.publish(
+    const stored = await hub.publishNew(
       options.deadLetterTopic,
       [{ data: record, source: message.source, key: `${message.topic}\n${message.id}` }],
       { via: 'source', source: message.source },
     );
+    // Its id comes from the item's: a payload retried after a failed write, or polled again once
+    // the item is past dedup_window, sends it again, and the store drops it; counted once.
+    if (stored > 0) count();
   };
 
   /** An item through the source's and the topic's steps and the message contract. */
