@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { dataBytes, type Envelope, HISTORY_PAGE_BYTES } from '@anode/shared';
 import { openSocket } from '../../../test/helpers/ws.ts';
 import { type EdgeRuntime, QUICK_CLOSE, startEdge } from '../../test-support/edge-runtime.ts';
+import { type LinkFrame, startStandInRelay } from '../link/stand-in-relay.fixture.ts';
 
 type Page = { messages: Envelope[]; next: string | null };
 
@@ -114,5 +115,65 @@ describe('edge history on workerd: pages bounded by bytes (no relay)', () => {
       a: 'a-new',
       b: 'b-new',
     });
+  });
+});
+
+/**
+ * A relay still catching the link up (no `subscribed`) and not storing the edge's publishes yet (no
+ * ack): HTTP history comes from its pages. A review: a publish the edge acked with a cursor below
+ * the relay page's newest (a message minted elsewhere after it) was in no page, the relay's last
+ * page being topped up only with what the edge held after its newest.
+ */
+describe('edge history on workerd linked: the relay’s pages and the edge’s own publishes', () => {
+  const LINK_SECRET = 'unit-test-link-secret-0123';
+  const elsewhere: Envelope[] = [];
+  let relay: Awaited<ReturnType<typeof startStandInRelay>>;
+  let edge: EdgeRuntime;
+  before(async () => {
+    relay = await startStandInRelay({
+      secret: LINK_SECRET,
+      node: 'scripted',
+      onFrame(frame, link) {
+        if (frame.op !== 'history') return;
+        const { after = '0', limit = 100 } = frame as LinkFrame & { limit?: number };
+        const newer = elsewhere.filter((m) => m.cursor > after);
+        const messages = newer.slice(0, limit);
+        link.send({
+          op: 'history',
+          ref: frame.ref,
+          messages,
+          next: newer.length > limit ? messages.at(-1)?.cursor : null,
+        });
+      },
+    });
+    edge = await startEdge({ RELAY_URLS: relay.url, LINK_SECRET, LINK_WAIT_MS: '1000', LINK_RETRY_MAX_MS: '200' });
+  });
+  after(async () => {
+    await edge?.stop();
+    await relay?.stop();
+  });
+
+  it('merges a publish the relay has not stored into the page its cursor falls in, full pages too', async () => {
+    const topic = 'merge.held';
+    const socket = await openSocket(`${edge.wsUrl}/v1/ws`);
+    socket.send({ op: 'sub', topic, ref: 's' });
+    await socket.next((f) => f.op === 'subscribed');
+    await post(edge, topic, { data: 'held' }); // acked, not stored at the relay
+    for (const data of ['m1', 'm2', 'm3']) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      const ms = Date.now();
+      const cursor = `${ms.toString(16).padStart(12, '0')}0000-relay2`;
+      elsewhere.push({ id: `m${data}${'0'.repeat(21)}`, topic, cursor, source: 'feed', ts: ms, data });
+    }
+    const seen: unknown[] = [];
+    let query = 'limit=2';
+    for (let pages = 0; pages < 5; pages++) {
+      const page = await getPage(edge, topic, query);
+      seen.push(...page.messages.map((m) => m.data));
+      if (page.next === null) break;
+      query = `after=${page.next}&limit=2`;
+    }
+    assert.deepEqual(seen, ['held', 'm1', 'm2', 'm3']);
+    socket.close();
   });
 });

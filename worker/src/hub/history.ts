@@ -8,14 +8,15 @@ import {
 } from '@anode/shared';
 import type { StoredMessage } from './hub-store.ts';
 import type { HubCore } from './hub-core.ts';
-import { rowBytes } from './pages.ts';
+import { mergeByCursor, rowBytes } from './pages.ts';
 
 /**
  * HTTP history and latest at the edge. A page at or above the ring's floor comes from the ring,
  * but only while the relay link is up and caught up (otherwise the ring may lack what the mesh
  * accepted meanwhile, and a one-shot read has no later to catch up in); anything else comes from
- * the relay over the link, topped up from the ring and the unforwarded publishes when the relay's
- * answer reaches the end. Latest is the relay's, merged with the publishes it has not stored yet.
+ * the relay over the link, each page merged by cursor with what the ring and the unforwarded
+ * publishes hold in its range (up to the relay's `next`, or on when it has no more). Latest is the
+ * relay's, merged with the publishes it has not stored yet.
  * With no relay configured, this object holds the whole topic and the ring is all there is.
  *
  * A page holds at most `limit` messages and HISTORY_PAGE_BYTES (PROTOCOL.md; the whole envelope
@@ -30,10 +31,22 @@ export function createHistory(core: Pick<HubCore, 'store' | 'link' | 'linked'>) 
     return { messages, next: cut ? (messages.at(-1)?.cursor ?? null) : null };
   };
 
-  /** The relay's last page, then what the ring and the outbox hold after it. */
-  function* merged(messages: Envelope[], after: string): Generator<StoredMessage> {
-    for (const envelope of messages) yield { envelope, body: JSON.stringify(envelope) };
-    yield* store.since(messages.at(-1)?.cursor ?? after);
+  /**
+   * A relay's page merged by cursor with what the ring and the outbox hold after `after`, up to
+   * `through` (the relay's `next`: what follows is on its next page) or to the end. A publish the
+   * edge acked and the relay has not stored yet can sort below the relay's newest (a message minted
+   * elsewhere after it): appended only after the relay's page, it was left out of every page.
+   */
+  function* merged(messages: Envelope[], after: string, through: string | null): Generator<StoredMessage> {
+    const relayIds = new Set(messages.map((m) => m.id));
+    function* held() {
+      for (const row of store.since(after)) {
+        if (through !== null && compareCursors(row.envelope.cursor, through) > 0) return;
+        if (!relayIds.has(row.envelope.id)) yield row;
+      }
+    }
+    const relayRows = messages.map((envelope) => ({ envelope, body: JSON.stringify(envelope) }));
+    yield* mergeByCursor(relayRows, held());
   }
 
   return {
@@ -47,7 +60,9 @@ export function createHistory(core: Pick<HubCore, 'store' | 'link' | 'linked'>) 
         throw new CursorExpiredError(`cursor ${from} is older than this edge keeps (from ${store.floor()})`);
       }
       const reply = await link.request({ op: 'history', limit, ...(after ? { after } : {}) });
-      return reply.next === null ? page(merged(reply.messages, from), limit) : reply;
+      const merge = page(merged(reply.messages, from, reply.next), limit);
+      // Not cut here: everything up to the relay's `next` is in, and the relay has more after it.
+      return merge.next === null && reply.next !== null ? { ...merge, next: reply.next } : merge;
     },
 
     async latest(): Promise<{ sources: Record<string, Envelope> }> {
