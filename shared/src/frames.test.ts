@@ -297,13 +297,16 @@ describe('parsePublishBody', () => {
     );
   });
 
-  test('an Idempotency-Key header fills the key of a single message, never overrides it, and refuses batches', () => {
+  test('an Idempotency-Key header fills the key of a single message, never overrides it, and refuses arrays', () => {
     assert.deepEqual(parsePublishBody({ data: 1 }, 'h'), [{ data: 1, key: 'h' }]);
     assert.deepEqual(parsePublishBody({ data: 1, key: 'own' }, 'h'), [{ data: 1, key: 'own' }]);
-    assert.throws(
-      () => parsePublishBody([{ data: 1 }, { data: 2 }], 'h'),
-      (e: unknown) => e instanceof AnodeError && e.code === 'bad_frame',
-    );
+    // PROTOCOL.md: the header with an array body is bad_frame, an array of one too.
+    for (const batch of [[{ data: 1 }, { data: 2 }], [{ data: 1 }]]) {
+      assert.throws(
+        () => parsePublishBody(batch, 'h'),
+        (e: unknown) => e instanceof AnodeError && e.code === 'bad_frame',
+      );
+    }
     // The header is held to the body key's limits.
     for (const header of ['', 'k'.repeat(257)]) {
       assert.throws(

@@ -169,9 +169,12 @@ function itemsBySchema(value: unknown): PublishItem[] {
 export function parsePublishBody(value: unknown, idempotencyKey?: string): PublishItem[] {
   const items = readItems(value) ?? itemsBySchema(value);
   items.forEach(assertData);
-  // The `Idempotency-Key` header stands for `key` of a single-message body (PROTOCOL.md).
+  // The `Idempotency-Key` header stands for `key` of a single-message body (PROTOCOL.md), and an
+  // array is a batch even of one: refused, not read as the key of its one item.
   if (idempotencyKey !== undefined) {
-    if (items.length !== 1) throw new BadFrameError('Idempotency-Key header needs a single message body');
+    if (Array.isArray(value) || items.length !== 1) {
+      throw new BadFrameError('Idempotency-Key header needs a single message body (an object, not an array)');
+    }
     if (idempotencyKey.length < 1 || idempotencyKey.length > MAX_KEY_LENGTH) {
       throw new BadFrameError(`Idempotency-Key: 1 to ${MAX_KEY_LENGTH} characters`);
     }
