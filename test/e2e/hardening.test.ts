@@ -607,13 +607,17 @@ describe('WebSocket topic URLs', () => {
   });
   after(() => relay.stop());
 
-  it('answers a malformed % escape with 400 bad_frame, not 500', async () => {
+  it('answers a malformed % escape with 400 bad_topic, not 500, as the HTTP route does', async () => {
     const error = await openSocket(`${relay.wsUrl}/v1/topics/a%E0%A4%A/ws`).then(
       () => undefined,
       (e: { status?: number; body?: string }) => e,
     );
     assert.equal(error?.status, 400);
-    assert.match(error?.body ?? '', /bad_frame/);
+    const http = await fetch(`${relay.url}/v1/topics/a%E0%A4%A/messages`);
+    assert.equal(http.status, 400);
+    const code = (body: string) => (JSON.parse(body) as { error: { code: string } }).error.code;
+    assert.equal(code(error?.body ?? '{}'), 'bad_topic');
+    assert.equal(code(await http.text()), 'bad_topic');
   });
 
   it('refuses a bad topic before the token, as HTTP does: 400 bad_topic with or without one', async () => {
