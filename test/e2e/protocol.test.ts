@@ -712,6 +712,21 @@ describe('HTTP routes', () => {
     assert.equal((await post(relay, 'http.utf8', { data: 'é' })).status, 202, 'valid UTF-8 still goes through');
   });
 
+  it('takes a body with a leading UTF-8 byte order mark, as the edge does', async () => {
+    const body = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"data":"bom"}')]);
+    const res = await request(`${relay.url}/v1/topics/http.bom/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+    });
+    assert.equal(res.status, 202, JSON.stringify(res.body));
+    const page = (await request(`${relay.url}/v1/topics/http.bom/messages`)).body as Page;
+    assert.deepEqual(
+      page.messages.map((m) => m.data),
+      ['bom'],
+    );
+  });
+
   it('pages history with after and limit, and next is null at the end', async () => {
     const res = await post(
       relay,
