@@ -38,6 +38,12 @@ describe('sources: admin API', () => {
     const res = await api('', { method: 'POST', token: null, body: '{}' });
     assert.equal(res.status, 401);
     assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'unauthorized');
+    // Read as /v1/status and the token routes read it: any white space after "Bearer".
+    const spaced = await fetch(`${relay.url}/v1/admin/sources`, { headers: { authorization: `Bearer \t ${TOKEN}` } });
+    assert.equal(spaced.status, 200);
+    const history = (authorization: string) => fetch(`${relay.url}/v1/status/history`, { headers: { authorization } });
+    assert.equal((await history('Bearer wrong')).status, 401, 'the dashboard guard is on here');
+    assert.equal((await history(`Bearer  ${TOKEN}`)).status, 200);
   });
 
   it('creates a polled source from the minimal body; each poll body becomes one message', async () => {

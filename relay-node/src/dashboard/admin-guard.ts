@@ -24,7 +24,7 @@ export function adminGuard({ adminToken, authOn }: GuardOptions) {
         403,
       );
     }
-    const given = /^Bearer (.+)$/i.exec(c.req.header('authorization') ?? '')?.[1] ?? '';
+    const given = /^Bearer\s+(.+)$/i.exec(c.req.header('authorization') ?? '')?.[1] ?? '';
     if (!timingSafeEqual(digest(given), digest(adminToken))) {
       return c.json({ error: { code: 'unauthorized', message: 'the admin token is required' } }, 401);
     }

@@ -15,7 +15,7 @@ export function mountAdminRoutes(app: Hono, manager: SourcesManager, adminToken:
   const guard = async (c: Context, next: Next) => {
     if (!adminToken) throw new ForbiddenError('the admin API is disabled: set admin_token (--admin-token)');
     const header = c.req.header('authorization') ?? '';
-    const given = /^Bearer (.+)$/i.exec(header)?.[1] ?? '';
+    const given = /^Bearer\s+(.+)$/i.exec(header)?.[1] ?? '';
     if (!timingSafeEqual(digest(given), digest(adminToken))) {
       throw new UnauthorizedError('a valid admin token is required (Authorization: Bearer …)');
     }
