@@ -21,7 +21,8 @@ export interface DriverIo {
   readonly log: Logger;
   /**
    * One payload from upstream (a JSON body, a frame): extracted, deduplicated, piped through
-   * middleware and published; resolves when durable. Rejects when publishing failed.
+   * middleware and published; resolves when durable. Rejects when publishing failed, or when the
+   * attempt already timed out. Not timed: `timeout_ms` stops counting while it runs.
    */
   emit(payload: unknown): Promise<void>;
   /** A bad payload that does not end a stream (counted, shown as the last error). */
@@ -34,7 +35,8 @@ export interface DriverIo {
  * One source's driver. `poll` drivers: `run` is one poll and settles when it is done (rejects
  * on failure); the core runs it again after `intervalMs`. `stream` drivers: `run` connects and
  * resolves once connected (rejects if it could not); afterwards the driver calls `io.down`.
- * `run` must settle by the time `signal` aborts (the core aborts after `timeout_ms`).
+ * `run` must settle by the time `signal` aborts (the core aborts after `timeout_ms` spent outside
+ * `emit`). The core starts a poll's next `run` only once this one has settled.
  */
 export interface SourceDriver {
   readonly mode: 'poll' | 'stream';

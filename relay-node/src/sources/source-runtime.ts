@@ -52,7 +52,7 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
     lagMs: 0,
     newestTs: undefined as number | undefined,
     failures: 0,
-    /** The last attempt took over half its timeout. */
+    /** The last attempt waited on upstream over half its timeout. */
     slow: false,
     items: 0,
     deadLetters: 0,
@@ -100,24 +100,19 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
     schedule(now() + backoff(base));
   };
 
+  // The latest attempt's timeout, which its payloads' publishes pause (see upstreamTimeout).
+  let timeout: UpstreamTimeout | undefined;
   const attempt = (due: number, gen: number) => async () => {
     if (!active || gen !== generation || !driver) return;
     const started = now();
     attempting = true;
     health.lagMs = Math.max(0, started - due);
     const controller = new AbortController();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timedOut = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        const error = new AttemptTimeoutError(`no answer within ${definition.timeout_ms} ms`);
-        controller.abort(error);
-        reject(error);
-      }, definition.timeout_ms);
-    });
+    const current = (timeout = upstreamTimeout(definition.timeout_ms, now, (error) => controller.abort(error)));
     try {
-      await Promise.race([driver.run(controller.signal), timedOut]);
+      await Promise.race([driver.run(controller.signal), current.expired]);
       if (gen !== generation) return;
-      health.slow = now() - started > definition.timeout_ms / 2;
+      health.slow = current.spent() > definition.timeout_ms / 2;
       health.lastSuccessAt = now();
       if (driver.mode === 'stream') {
         state = 'connected';
@@ -131,7 +126,7 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
       fail(error as Error, gen);
     } finally {
       attempting = false;
-      clearTimeout(timer);
+      current.stop();
     }
   };
 
@@ -163,7 +158,11 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
       const gen = ++generation;
       driver = kind.create(definition, {
         log,
-        emit: (payload) => (gen === generation ? deps.ingest(runtime, payload) : Promise.resolve()),
+        emit: (payload) => {
+          if (gen !== generation) return Promise.resolve();
+          const publish = () => deps.ingest(runtime, payload);
+          return timeout ? timeout.publishing(publish) : publish();
+        },
         fault: (error) => gen === generation && recordError(error),
         down: (error) => fail(error, gen),
       });
@@ -220,6 +219,68 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
     },
   };
   return runtime;
+}
+
+interface UpstreamTimeout {
+  /** Rejects with an AttemptTimeoutError once the attempt has waited `timeout_ms` on upstream. */
+  readonly expired: Promise<never>;
+  /** Time waited on upstream so far (ms). */
+  spent(): number;
+  /** Runs the publish of an emitted payload, the clock paused meanwhile; refused once expired. */
+  publishing(publish: () => Promise<void>): Promise<void>;
+  stop(): void;
+}
+
+/**
+ * `timeout_ms` of one attempt, counted only while it waits on upstream (a poll's request and the
+ * read of its answer, a stream's connect), not while what it emitted is published. A slow store
+ * used to fail the attempt and start the next poll while this one still published: ingests of
+ * one source overlapped, out of order and outside `source_concurrency`. Once expired, a late
+ * emit is refused, so nothing of a failed attempt is published after the next one starts.
+ */
+function upstreamTimeout(ms: number, now: () => number, onExpire: (error: Error) => void): UpstreamTimeout {
+  let spent = 0;
+  let since = now();
+  let publishes = 0;
+  let done = false;
+  let timedOut: AttemptTimeoutError | undefined;
+  let reject: (error: Error) => void = () => {};
+  const expired = new Promise<never>((_, r) => (reject = r));
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const arm = () => {
+    since = now();
+    timer = setTimeout(() => {
+      done = true;
+      timedOut = new AttemptTimeoutError(`no answer within ${ms} ms`);
+      onExpire(timedOut);
+      reject(timedOut);
+    }, ms - spent);
+  };
+  const pause = () => {
+    clearTimeout(timer);
+    spent += now() - since;
+  };
+  arm();
+  return {
+    expired,
+    spent: () => spent + (done || publishes > 0 ? 0 : now() - since),
+    async publishing(publish) {
+      if (timedOut) throw timedOut;
+      const timed = !done;
+      if (timed && publishes++ === 0) pause();
+      try {
+        await publish();
+      } finally {
+        if (timed && --publishes === 0 && !done) arm();
+      }
+    },
+    stop() {
+      if (done) return;
+      if (publishes === 0) pause();
+      else clearTimeout(timer);
+      done = true;
+    },
+  };
 }
 
 const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
