@@ -7,6 +7,7 @@ import { createHybridClock, type Envelope, type MessageStore, UnavailableError }
 import { createLogger } from '../../logger.ts';
 import { createSqliteStore } from '../embedded/sqlite-store.ts';
 import { messageStoreCompliance } from '../message-store.compliance.ts';
+import { StoreRejectedError } from '../store-rejected.ts';
 import { createSpoolingStore, RECENT_IDS } from './spooling-store.ts';
 
 const log = createLogger('silent');
@@ -143,6 +144,50 @@ describe('spooling store while the remote store is away (the degraded contract)'
     const spool = createSpoolingStore(refusing, { dataDir: join(dir, 'spool'), drainIntervalMs: 20, log });
     await assert.rejects(spool.append([keyed('twin')]), /in use by another relay/);
     assert.equal(spool.spoolDepth, 0, 'spooled, it would overwrite the other relay’s messages when it drains');
+    await spool.close();
+  });
+
+  it('refuses a message the store refuses for good, and shows no last_error for it or after it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-spool-'));
+    dirs.push(dir);
+    const sqlite = createSqliteStore({ dataDir: join(dir, 'store'), retention: { maxAgeMs: 0, maxMessages: 0 } });
+    const refusing: MessageStore = {
+      ...sqlite,
+      append: async (messages, options) => {
+        if (messages.some((m) => m.data === 'too large')) {
+          throw new StoreRejectedError('too_large', 'Rejected an oversized mutation (test double)');
+        }
+        return sqlite.append(messages, options);
+      },
+    };
+    const spool = createSpoolingStore(refusing, { dataDir: join(dir, 'spool'), drainIntervalMs: 20, log });
+    await assert.rejects(spool.append([keyed('big', 'too large')]), /oversized mutation/);
+    assert.equal(spool.spoolDepth, 0);
+    // Before, the message of that one refusal stayed in the status while the store answered.
+    assert.equal((await spool.health()).last_error, undefined);
+    await spool.append([keyed('fine')]);
+    assert.equal((await spool.health()).last_error, undefined);
+    await spool.close();
+  });
+
+  it('shows no last_error once the store takes writes again after another relay held this node id', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-spool-'));
+    dirs.push(dir);
+    const sqlite = createSqliteStore({ dataDir: join(dir, 'store'), retention: { maxAgeMs: 0, maxMessages: 0 } });
+    let held = true;
+    const leased: MessageStore = {
+      ...sqlite,
+      append: async (messages, options) => {
+        if (held) throw Object.assign(new Error('node id spool is in use (test double)'), { code: 'node_id_in_use' });
+        return sqlite.append(messages, options);
+      },
+    };
+    const spool = createSpoolingStore(leased, { dataDir: join(dir, 'spool'), drainIntervalMs: 20, log });
+    await assert.rejects(spool.append([keyed('twin2')]), /in use/);
+    assert.match(String((await spool.health()).last_error), /in use/);
+    held = false;
+    await spool.append([keyed('after')]);
+    assert.equal((await spool.health()).last_error, undefined);
     await spool.close();
   });
 

@@ -427,14 +427,18 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
       try {
         const results = await primary.append(messages, appendOptions);
         remember(results, appendOptions?.minted);
+        // The store took a write: what last failed (another relay's lease on this node id) is over.
+        lastError = undefined;
         return results;
       } catch (error) {
+        // Refused for good (see above): spooled, it would only block the spool behind it. The
+        // publisher is told; it says nothing of the store, so it is no last_error (it stayed in
+        // the status for as long as the store kept answering).
+        if (isStoreRejection(error)) throw error;
         lastError = (error as Error).message;
         // Not an outage: another relay mints under this node id. Spooling would only defer the
         // overwrite to the drain, so the publish is refused.
         if (nodeIdInUse(error)) throw error;
-        // Refused for good (see above): spooled, it would only block the spool behind it.
-        if (isStoreRejection(error)) throw error;
         options.log.warn({ err: error, messages: messages.length }, 'store unavailable; spooling writes locally');
         return spool(messages, appendOptions?.minted);
       }
