@@ -56,6 +56,8 @@ const schema = z.object({
   RING_SIZE: int(1000),
   /** Keyed messages per topic whose id and cursor are kept for dedup after they leave the ring. */
   KEYED_MEMORY: int(100_000),
+  /** Late arrivals per topic kept past the ring for the resumes that replay them (10 minutes at most). */
+  LATE_MEMORY: int(10_000),
   /** Subscriptions (topics and patterns) per client connection, as the relay's max_subscriptions. */
   MAX_SUBSCRIPTIONS: int(100),
   /** Origins allowed to call the HTTP API from a browser (comma-separated; `*` for any). None by default. */

@@ -29,7 +29,11 @@ export function createHubCore(ctx: DurableObjectState, env: Env, topic: string) 
   // A cursor node id unique to this object: `e` + the start of its id (hex).
   const clock = createHybridClock(`e${ctx.id.toString().slice(0, 15)}`);
   // The store mints only when it trims, after the clock is seeded below.
-  const store = createHubStore(ctx.storage, config.RING_SIZE, config.KEYED_MEMORY, () => clock.next());
+  const store = createHubStore(
+    ctx.storage,
+    { ringSize: config.RING_SIZE, keyedMemory: config.KEYED_MEMORY, lateMemory: config.LATE_MEMORY },
+    () => clock.next(),
+  );
   if (store.meta.get('topic') !== topic) store.meta.set('topic', topic);
   seedClock(clock, store.meta.get('clock'), store.newest());
   const clients = createClients(ctx);

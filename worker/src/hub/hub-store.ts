@@ -19,6 +19,9 @@ import { mergeByCursor } from './pages.ts';
  * - `keyed`: id and cursor of the newest KEYED_MEMORY content-addressed messages (a publish
  *   with a key), so a republish is deduplicated after the first copy left the ring and outbox.
  * - `trimmed`: id and cursor of the newest messages the ring let go (TRIMMED_MEMORY).
+ * - `late_kept`: late arrivals the ring let go, kept for the resumes that replay them (lateFor),
+ *   as a relay keeps its late arrivals: for LATE_WINDOW_MS, at most LATE_MEMORY of them and
+ *   LATE_MAX_BYTES of bodies.
  * - `meta`: the topic, the clock, the link's resume point, the range of cursors unsafe to resume
  *   from (`expired_from`/`expired_through`: a link gap, a message kept nowhere, a late arrival the
  *   ring let go) and the public origin.
@@ -46,6 +49,9 @@ CREATE TABLE IF NOT EXISTS keyed (id TEXT PRIMARY KEY, cursor TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS keyed_cursor ON keyed (cursor);
 CREATE TABLE IF NOT EXISTS trimmed (id TEXT PRIMARY KEY, cursor TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS trimmed_cursor ON trimmed (cursor);
+CREATE TABLE IF NOT EXISTS late_kept (cursor TEXT PRIMARY KEY, id TEXT NOT NULL, body TEXT NOT NULL,
+  arrived_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS late_kept_arrived ON late_kept (arrived_at);
 `;
 
 /**
@@ -56,18 +62,23 @@ CREATE INDEX IF NOT EXISTS trimmed_cursor ON trimmed (cursor);
  */
 const TRIMMED_MEMORY = 10_000;
 
+/** How long a late arrival the ring let go stays replayable: a relay's late-arrival window. */
+const LATE_WINDOW_MS = 10 * 60_000;
+/** Bodies of late arrivals kept past the ring, at most (as a relay's LATE_MAX_BYTES). */
+const LATE_MAX_BYTES = 32 * 1024 * 1024;
+
 type Row = Record<string, SqlStorageValue>;
 
 /**
  * `mint` gives a cursor above every one handed out so far (the object's clock): the top of a range
- * the ring makes unsafe to resume from when it lets a late arrival go.
+ * made unsafe to resume from when a late arrival is let go past LATE_MEMORY or LATE_MAX_BYTES.
  */
 export function createHubStore(
   storage: DurableObjectStorage,
-  ringSize: number,
-  keyedMemory: number,
+  memory: { ringSize: number; keyedMemory: number; lateMemory: number },
   mint: () => string,
 ) {
+  const { ringSize, keyedMemory, lateMemory } = memory;
   const sql = storage.sql;
   sql.exec(SCHEMA);
   /** For queries of a row or a few (counts, LIMIT 1); messages are read with `messages`. */
@@ -96,10 +107,16 @@ export function createHubStore(
     );
   const ringFrom = (after: string) => messages('SELECT body FROM ring WHERE cursor > ? ORDER BY cursor', after);
   const outboxFrom = (after: string) => messages('SELECT body FROM outbox WHERE cursor > ? ORDER BY cursor', after);
-  /** Late arrivals a subscriber resuming from `after` may have missed (the relay's rule). */
+  /**
+   * Late arrivals a subscriber resuming from `after` may have missed (the relay's rule): in the
+   * ring, or let go by it and kept (late_kept; a cursor is in one table or the other).
+   */
   const lateFor = (after: string) =>
     messages(
-      'SELECT body FROM ring WHERE late = 1 AND arrived_at >= ? AND cursor <= ? ORDER BY cursor',
+      `SELECT body FROM (SELECT cursor, body FROM ring WHERE late = 1 AND arrived_at >= ? AND cursor <= ?
+         UNION ALL SELECT cursor, body FROM late_kept WHERE arrived_at >= ? AND cursor <= ?) ORDER BY cursor`,
+      lateReplaySince(after),
+      after,
       lateReplaySince(after),
       after,
     );
@@ -124,6 +141,11 @@ export function createHubStore(
   const changes = () => rows<{ n: number }>('SELECT changes() AS n')[0]?.n ?? 0;
   let ringCount = rows<{ n: number }>('SELECT COUNT(*) AS n FROM ring')[0]?.n ?? 0;
   let trimmedCount = rows<{ n: number }>('SELECT COUNT(*) AS n FROM trimmed')[0]?.n ?? 0;
+  const lateKept = rows<{ n: number; bytes: number }>(
+    'SELECT COUNT(*) AS n, COALESCE(SUM(length(body)), 0) AS bytes FROM late_kept',
+  )[0] ?? { n: 0, bytes: 0 };
+  let lateCount = lateKept.n;
+  let lateBytes = lateKept.bytes;
 
   const trim = () => {
     if (ringCount <= ringSize) return;
@@ -137,7 +159,7 @@ export function createHubStore(
       boundary.cursor,
     );
     trimmedCount += changes();
-    expireLateBelow(boundary.cursor);
+    keepLate(boundary.cursor);
     sql.exec('DELETE FROM ring WHERE cursor <= ?', boundary.cursor);
     ringCount -= changes();
     raiseFloor(boundary.cursor);
@@ -145,23 +167,65 @@ export function createHubStore(
   };
 
   /**
-   * A late arrival goes with the rows up to the boundary, by cursor, though a resume from a cursor
-   * handed out before it arrived (above its cursor) replays it from the ring (lateFor); the floor
-   * rises only to the boundary, so such a resume was served from the ring (or the relay's history
-   * after its cursor) without it, with no error (a review's repro). Those resumes are refused
-   * instead (cursor_expired): from the lowest such cursor up to the newest one lateFor would have
-   * replayed them to (arrival plus the clock skew), or up to now when that is sooner.
+   * Trimming goes by cursor, so a late arrival (kept so that a resume from a cursor handed out
+   * before it arrived replays it: lateFor) went among the first, and that resume was answered
+   * `subscribed` without it (a review's repro). It moves to late_kept instead, where lateFor still
+   * finds it. Refusing those resumes instead (cursor_expired from its cursor up to now) refused
+   * nearly every resume of a topic published on both sides of a link, where late arrivals are
+   * the rule.
    */
-  const expireLateBelow = (boundary: string) => {
+  const keepLate = (boundary: string) => {
     // `+late`: look the rows up by cursor (the few being trimmed), not every late row in the ring.
-    const late = rows<{ lowest: string | null; arrived: number | null }>(
-      'SELECT MIN(cursor) AS lowest, MAX(arrived_at) AS arrived FROM ring WHERE cursor <= ? AND +late = 1',
+    const moving = rows<{ n: number; bytes: number | null }>(
+      'SELECT COUNT(*) AS n, SUM(length(body)) AS bytes FROM ring WHERE cursor <= ? AND +late = 1',
       boundary,
     )[0];
-    if (!late?.lowest || late.arrived === null) return;
-    const window = cursorFloor(late.arrived + MAX_CLOCK_SKEW_MS + 1);
-    const now = mint();
-    expire(late.lowest, compareCursors(window, now) < 0 ? window : now);
+    if (!moving || moving.n === 0) return;
+    sql.exec(
+      `INSERT OR IGNORE INTO late_kept (cursor, id, body, arrived_at)
+         SELECT cursor, id, body, arrived_at FROM ring WHERE cursor <= ? AND +late = 1`,
+      boundary,
+    );
+    lateCount += moving.n;
+    lateBytes += moving.bytes ?? 0;
+    forgetLate(Date.now());
+  };
+
+  /**
+   * Late arrivals past their window go, as a relay forgets its own (a resume from a cursor handed
+   * out more than LATE_WINDOW_MS before one arrived is not replayed it, there or here). Past
+   * LATE_MEMORY or LATE_MAX_BYTES the oldest go too, and the resumes that would have replayed
+   * them are refused (cursor_expired): from the lowest such cursor up to the newest one lateFor
+   * would have replayed them to (arrival plus the clock skew), or up to now when that is sooner.
+   */
+  const forgetLate = (now: number) => {
+    const old = rows<{ n: number; bytes: number | null }>(
+      'SELECT COUNT(*) AS n, SUM(length(body)) AS bytes FROM late_kept WHERE arrived_at < ?',
+      now - LATE_WINDOW_MS,
+    )[0];
+    if (old && old.n > 0) {
+      sql.exec('DELETE FROM late_kept WHERE arrived_at < ?', now - LATE_WINDOW_MS);
+      lateCount -= old.n;
+      lateBytes -= old.bytes ?? 0;
+    }
+    if (lateCount <= lateMemory && lateBytes <= LATE_MAX_BYTES) return;
+    let lowest: string | undefined;
+    let arrived = 0;
+    const gone: string[] = [];
+    const query = 'SELECT cursor, arrived_at, length(body) AS bytes FROM late_kept ORDER BY arrived_at, cursor';
+    for (const row of sql.exec<{ cursor: string; arrived_at: number; bytes: number }>(query)) {
+      if (lateCount <= lateMemory && lateBytes <= LATE_MAX_BYTES) break;
+      gone.push(row.cursor);
+      if (lowest === undefined || compareCursors(row.cursor, lowest) < 0) lowest = row.cursor;
+      arrived = Math.max(arrived, row.arrived_at);
+      lateCount -= 1;
+      lateBytes -= row.bytes;
+    }
+    for (const cursor of gone) sql.exec('DELETE FROM late_kept WHERE cursor = ?', cursor);
+    if (lowest === undefined) return;
+    const window = cursorFloor(arrived + MAX_CLOCK_SKEW_MS + 1);
+    const top = mint();
+    expire(lowest, compareCursors(window, top) < 0 ? window : top);
   };
 
   /** Record a gap (a lost link place, a message kept nowhere): the range only widens. */
@@ -292,6 +356,9 @@ export function createHubStore(
     /** The ring after `after`, in cursor order, read lazily (history at or above the floor). */
     ringFrom,
 
+    /** The late arrivals (in the ring or kept past it) a resume from `after` replays; read lazily. */
+    lateFor,
+
     /**
      * The ring and the unforwarded publishes after `after` (a resume must see those even if the
      * ring let them go), in cursor order, each once, read lazily.
@@ -335,7 +402,14 @@ export function createHubStore(
     },
 
     stats() {
-      return { ring: ringCount, floor: floor(), outbox: outboxCount, keyed: keyedCount, bytes: sql.databaseSize };
+      return {
+        ring: ringCount,
+        floor: floor(),
+        outbox: outboxCount,
+        keyed: keyedCount,
+        late: lateCount,
+        bytes: sql.databaseSize,
+      };
     },
   };
 }

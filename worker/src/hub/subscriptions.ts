@@ -2,6 +2,11 @@ import { compareCursors, CursorExpiredError, type Envelope, type RelayReply } fr
 import { msgFrame, type StoredMessage } from './hub-store.ts';
 import type { HubCore } from './hub-core.ts';
 
+/** The parts one after another, each read as it is reached. */
+function* chain<T>(...parts: Iterable<T>[]): Generator<T> {
+  for (const part of parts) yield* part;
+}
+
 /**
  * Subscribing a client socket, with a relay's semantics: with `after`, everything missed is sent
  * first, then `subscribed`, then live messages, with no gap. A cursor at or above the ring's floor
@@ -126,8 +131,9 @@ export function createSubscriptions(
     // floor) or let go since: deliver and trim mark that in the expired range, checked again here,
     // in the step that makes the socket live (a review's repro answered `subscribed` without it).
     if (refusedAsExpired(ws, after, ref)) return;
-    // Nothing in the ring is at or below its floor, so it holds no late arrival for `after`.
-    const reached = sendAll(ws, store.since(after), cursor, budget, sent);
+    // The late arrivals this edge kept that the resume may have missed (the relay's pages start
+    // after `after`), then what it holds after `after`.
+    const reached = sendAll(ws, chain(store.lateFor(after), store.since(after)), cursor, budget, sent);
     if (reached !== undefined) goLive(ws, gen, reached, ref);
   };
 

@@ -53,6 +53,15 @@ describe('relay link on workerd: a mesh message below the ring’s floor', () =>
     await edge?.stop();
     await relay?.stop();
   });
+  /** Publish one message over HTTP; its cursor. */
+  const post = async (topic: string, data: number) => {
+    const response = await fetch(`${edge.url}/v1/topics/${topic}/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ data }),
+    });
+    return ((await response.json()) as { messages: { cursor: string }[] }).messages[0]?.cursor as string;
+  };
 
   it('refuses a resume that may have missed it, sends it live, and serves a fresh subscription', async () => {
     const topic = 'late.floor';
@@ -103,28 +112,21 @@ describe('relay link on workerd: a mesh message below the ring’s floor', () =>
   // A review: a late arrival (cursor below the ring's newest, above its floor) is kept with late=1
   // so a resume from a cursor handed out before it arrived replays it; trimming by cursor let it go
   // first and raised the floor only to its cursor, and that resume was answered `subscribed`
-  // without it. Trimmed as it is stored (its cursor among the oldest five) or by later publishes.
+  // without it. Trimmed as it is stored (its cursor among the oldest five) or by later publishes:
+  // kept past the ring (late_kept), the resume replays it.
   for (const [variant, below] of [
     ['as it arrives', 5],
     ['by later publishes', 7],
   ] as const) {
-    it(`refuses a resume that would have replayed a late arrival the ring let go ${variant}`, async () => {
+    it(`replays a late arrival the ring let go ${variant} to a resume that may have missed it`, async () => {
       const topic = `late.trim${below}`;
-      const post = async (data: number) => {
-        const response = await fetch(`${edge.url}/v1/topics/${topic}/messages`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ data }),
-        });
-        return ((await response.json()) as { messages: { cursor: string }[] }).messages[0]?.cursor as string;
-      };
       const live = await openSocket(`${edge.wsUrl}/v1/ws`);
       open.push(live);
       live.send({ op: 'sub', topic, ref: 'live' });
       await live.next((f) => f.op === 'subscribed');
       const cursors: string[] = [];
       for (let i = 0; i < 10; i++) {
-        cursors.push(await post(i));
+        cursors.push(await post(topic, i));
         await sleep(5);
       }
       const newest = cursors.at(-1) as string; // a client leaves holding it; the ring holds 5..9
@@ -134,14 +136,55 @@ describe('relay link on workerd: a mesh message below the ring’s floor', () =>
       const link = relay.links.at(-1);
       link?.send(JSON.stringify({ op: 'msg', id, topic, cursor, source: 'feed', ts: Date.now(), data: 'late' }));
       await live.next((f) => f.op === 'msg' && f.id === id);
-      if (below === 7) for (const data of [100, 101]) await post(data);
+      if (below === 7) for (const data of [100, 101]) await post(topic, data);
       const resumed = await openSocket(`${edge.wsUrl}/v1/ws`);
       open.push(resumed);
       resumed.send({ op: 'sub', topic, after: newest, ref: 's2' });
-      const answer = await resumed.next((f) => f.op === 'subscribed' || f.op === 'err');
-      assert.equal(answer.op === 'err' && answer.code, 'cursor_expired', JSON.stringify(answer));
+      const got: string[] = [];
+      const answer = await resumed.next((f) => {
+        if (f.op === 'msg') got.push(f.id as string);
+        return f.op === 'subscribed' || f.op === 'err';
+      });
+      assert.equal(answer.op, 'subscribed', JSON.stringify(answer));
+      assert.ok(got.includes(id), `the late arrival was replayed: ${JSON.stringify(got)}`);
     });
   }
+
+  it('keeps answering resumes in a topic published on both sides of the link, late arrivals and all', async () => {
+    // Late arrivals are the rule when a topic is published here and elsewhere: refusing every
+    // resume whose range a trimmed late arrival touched (a first fix) refused nearly all of them.
+    const topic = 'late.both';
+    const live = await openSocket(`${edge.wsUrl}/v1/ws`);
+    open.push(live);
+    live.send({ op: 'sub', topic, ref: 'live' });
+    await live.next((f) => f.op === 'subscribed');
+    const late: string[] = [];
+    let newest = '';
+    for (let i = 0; i < 12; i++) {
+      newest = await post(topic, i);
+      const link = relay.links.at(-1);
+      const id = `mlateboth${String(i).padStart(2, '0')}${'0'.repeat(13)}`;
+      const cursor = cursorAt(cursorTime(newest) - 1, 'relay1');
+      link?.send(JSON.stringify({ op: 'msg', id, topic, cursor, source: 'feed', ts: Date.now(), data: i }));
+      await live.next((f) => f.op === 'msg' && f.id === id);
+      late.push(id);
+      await sleep(3);
+    }
+    const resumed = await openSocket(`${edge.wsUrl}/v1/ws`);
+    open.push(resumed);
+    resumed.send({ op: 'sub', topic, after: newest, ref: 'both' });
+    const got = new Set<string>();
+    const answer = await resumed.next((f) => {
+      if (f.op === 'msg') got.add(f.id as string);
+      return f.op === 'subscribed' || f.op === 'err';
+    });
+    assert.equal(answer.op, 'subscribed', JSON.stringify(answer));
+    assert.deepEqual(
+      late.filter((id) => !got.has(id)),
+      [],
+      'every late arrival replayed (the client drops the copies it had)',
+    );
+  });
 
   it('refuses a resume from the relay’s history when a late arrival it may have missed came meanwhile', async () => {
     // A review: a resume below the floor waits for the relay's history; a late message with a
@@ -202,5 +245,66 @@ describe('relay link on workerd: a mesh message below the ring’s floor', () =>
     resumed.send({ op: 'sub', topic, after: newest, ref: 's2' });
     const answer = await resumed.next((f) => f.op === 'subscribed' || f.op === 'err');
     assert.equal(answer.op, 'subscribed', JSON.stringify(answer));
+  });
+});
+
+describe('relay link on workerd: late arrivals past LATE_MEMORY', () => {
+  const LINK_SECRET = 'unit-test-link-secret-0123';
+  let relay: Awaited<ReturnType<typeof startStandInRelay>>;
+  let edge: EdgeRuntime;
+  const open: RawSocket[] = [];
+  before(async () => {
+    relay = await startStandInRelay({
+      secret: LINK_SECRET,
+      node: 'scripted',
+      onFrame(frame, link) {
+        if (frame.op === 'sub') {
+          link.send({ op: 'subscribed', topic: link.topic, cursor: frame.after ?? '0', ref: frame.ref });
+        } else if (frame.op === 'pub') {
+          link.send({ op: 'ack', ref: frame.ref, ids: (frame.messages ?? []).map((m) => m.id) });
+        } else if (frame.op === 'history') {
+          link.send({ op: 'history', ref: frame.ref, messages: [], next: null });
+        }
+      },
+    });
+    edge = await startEdge({ RELAY_URLS: relay.url, LINK_SECRET, RING_SIZE: '5', LATE_MEMORY: '2' });
+  });
+  after(async () => {
+    for (const socket of open) socket.close();
+    await edge?.stop();
+    await relay?.stop();
+  });
+
+  it('lets the oldest go and refuses the resumes that would have replayed them (cursor_expired)', async () => {
+    const topic = 'late.memory';
+    const post = async (data: number) => {
+      const response = await fetch(`${edge.url}/v1/topics/${topic}/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ data }),
+      });
+      return ((await response.json()) as { messages: { cursor: string }[] }).messages[0]?.cursor as string;
+    };
+    const live = await openSocket(`${edge.wsUrl}/v1/ws`);
+    open.push(live);
+    live.send({ op: 'sub', topic, ref: 'live' });
+    await live.next((f) => f.op === 'subscribed');
+    let held = '';
+    for (let i = 0; i < 3; i++) {
+      const newest = await post(i);
+      if (i === 0) held = newest; // a client leaves holding it, before any late arrival came
+      const id = `mlatememory${i}${'0'.repeat(12)}`;
+      const cursor = cursorAt(cursorTime(newest) - 1, 'relay1');
+      relay.links
+        .at(-1)
+        ?.send(JSON.stringify({ op: 'msg', id, topic, cursor, source: 'feed', ts: Date.now(), data: i }));
+      await live.next((f) => f.op === 'msg' && f.id === id);
+      for (let j = 0; j < 6; j++) await post(100 + j); // the ring of 5 lets the late arrival go
+    }
+    const resumed = await openSocket(`${edge.wsUrl}/v1/ws`);
+    open.push(resumed);
+    resumed.send({ op: 'sub', topic, after: held, ref: 'r' });
+    const answer = await resumed.next((f) => f.op === 'subscribed' || f.op === 'err');
+    assert.equal(answer.op === 'err' && answer.code, 'cursor_expired', JSON.stringify(answer));
   });
 });
