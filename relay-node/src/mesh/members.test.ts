@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { createCluster } from '../cluster.ts';
 import type { Host } from './host.ts';
 import { BEAT_DIGEST } from './member-cadence.ts';
-import { createMembers, MEMBERS_TOPIC } from './members.ts';
+import { createMembers, MEMBERS_TOPIC, parseHeartbeat } from './members.ts';
 import { createTestPeer } from './test-peer.ts';
 
 const log = pino({ level: 'silent' });
@@ -19,6 +19,16 @@ async function until(what: string, check: () => boolean, timeoutMs = 10_000): Pr
     await sleep(20);
   }
 }
+
+describe('heartbeats', () => {
+  it('take a node id in the node id grammar only (a bad beat is rejected, its sender scored down)', () => {
+    const beat = (node: unknown) => new TextEncoder().encode(JSON.stringify({ v: 1, node, digests: {} }));
+    assert.equal(parseHeartbeat(beat('relay7'))?.node, 'relay7');
+    for (const node of ['', 'Relay 7', 'é', 'x'.repeat(33), '../x', 7]) {
+      assert.equal(parseHeartbeat(beat(node)), undefined, JSON.stringify(node));
+    }
+  });
+});
 
 describe('members on real gossip peers', () => {
   const stops: (() => unknown)[] = [];

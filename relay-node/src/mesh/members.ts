@@ -2,6 +2,7 @@ import { type Message, TopicValidatorResult } from '@libp2p/gossipsub';
 import type { PeerId, Stream } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
+import { isNodeId } from '@anode/shared';
 import { z } from 'zod';
 import type { Cluster } from '../cluster.ts';
 import type { Logger } from '../logger.ts';
@@ -49,7 +50,8 @@ const TWIN_LOG_MS = 60_000;
 
 const heartbeatSchema = z.strictObject({
   v: z.literal(1),
-  node: z.string().min(1).max(200),
+  // The node id grammar (shared isNodeId): the id goes into source ownership and the logs.
+  node: z.string().refine(isNodeId, 'not a node id'),
   leaving: z.boolean().optional(),
   digests: z.record(z.string().max(100), z.string().max(200)).default({}),
 });
@@ -58,7 +60,7 @@ type Heartbeat = z.infer<typeof heartbeatSchema>;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
-function parseHeartbeat(data: Uint8Array): Heartbeat | undefined {
+export function parseHeartbeat(data: Uint8Array): Heartbeat | undefined {
   try {
     const parsed = heartbeatSchema.safeParse(JSON.parse(decoder.decode(data)));
     return parsed.success ? parsed.data : undefined;
