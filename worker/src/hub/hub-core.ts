@@ -26,15 +26,14 @@ import { createHubStore, msgFrame } from './hub-store.ts';
 
 export function createHubCore(ctx: DurableObjectState, env: Env, topic: string) {
   const config: EdgeConfig = edgeConfig(env);
+  const store = createHubStore(ctx.storage, {
+    ringSize: config.RING_SIZE,
+    keyedMemory: config.KEYED_MEMORY,
+    lateMemory: config.LATE_MEMORY,
+  });
+  if (store.meta.get('topic') !== topic) store.meta.set('topic', topic);
   // A cursor node id unique to this object: `e` + the start of its id (hex).
   const clock = createHybridClock(`e${ctx.id.toString().slice(0, 15)}`);
-  // The store mints only when it trims, after the clock is seeded below.
-  const store = createHubStore(
-    ctx.storage,
-    { ringSize: config.RING_SIZE, keyedMemory: config.KEYED_MEMORY, lateMemory: config.LATE_MEMORY },
-    () => clock.next(),
-  );
-  if (store.meta.get('topic') !== topic) store.meta.set('topic', topic);
   seedClock(clock, store.meta.get('clock'), store.newest());
   const clients = createClients(ctx);
   // Linked to the mesh when relays, the link secret and EDGE_URL are configured; otherwise the edge

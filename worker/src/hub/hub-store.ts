@@ -1,11 +1,4 @@
-import {
-  compareCursors,
-  cursorFloor,
-  type Envelope,
-  isLateArrival,
-  lateReplaySince,
-  MAX_CLOCK_SKEW_MS,
-} from '@anode/shared';
+import { compareCursors, type Envelope, isLateArrival, lateReplaySince } from '@anode/shared';
 import { mergeByCursor } from './pages.ts';
 
 /**
@@ -21,10 +14,10 @@ import { mergeByCursor } from './pages.ts';
  * - `trimmed`: id and cursor of the newest messages the ring let go (TRIMMED_MEMORY).
  * - `late_kept`: late arrivals the ring let go, kept for the resumes that replay them (lateFor),
  *   as a relay keeps its late arrivals: for LATE_WINDOW_MS, at most LATE_MEMORY of them and
- *   LATE_MAX_BYTES of bodies.
+ *   LATE_MAX_BYTES of bodies (PROTOCOL.md's bounds).
  * - `meta`: the topic, the clock, the link's resume point, the range of cursors unsafe to resume
- *   from (`expired_from`/`expired_through`: a link gap, a message kept nowhere, a late arrival the
- *   ring let go) and the public origin.
+ *   from (`expired_from`/`expired_through`: a link gap, a message kept nowhere) and the public
+ *   origin.
  * Writes are synchronous; the runtime's output gate holds every frame sent after a write until
  * the write is durable, so an ack never outruns its message. Messages are read lazily (a SQL
  * cursor, row by row): a caller stops at its own bound (pages.ts) without loading the rest.
@@ -51,7 +44,7 @@ CREATE TABLE IF NOT EXISTS trimmed (id TEXT PRIMARY KEY, cursor TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS trimmed_cursor ON trimmed (cursor);
 CREATE TABLE IF NOT EXISTS late_kept (cursor TEXT PRIMARY KEY, id TEXT NOT NULL, body TEXT NOT NULL,
   arrived_at INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS late_kept_arrived ON late_kept (arrived_at);
+CREATE INDEX IF NOT EXISTS late_kept_arrived ON late_kept (arrived_at, cursor);
 `;
 
 /**
@@ -66,17 +59,14 @@ const TRIMMED_MEMORY = 10_000;
 const LATE_WINDOW_MS = 10 * 60_000;
 /** Bodies of late arrivals kept past the ring, at most (as a relay's LATE_MAX_BYTES). */
 const LATE_MAX_BYTES = 32 * 1024 * 1024;
+/** How often kept late arrivals past LATE_WINDOW_MS are looked for (not on every trim). */
+const LATE_SWEEP_MS = 60_000;
 
 type Row = Record<string, SqlStorageValue>;
 
-/**
- * `mint` gives a cursor above every one handed out so far (the object's clock): the top of a range
- * made unsafe to resume from when a late arrival is let go past LATE_MEMORY or LATE_MAX_BYTES.
- */
 export function createHubStore(
   storage: DurableObjectStorage,
   memory: { ringSize: number; keyedMemory: number; lateMemory: number },
-  mint: () => string,
 ) {
   const { ringSize, keyedMemory, lateMemory } = memory;
   const sql = storage.sql;
@@ -170,71 +160,61 @@ export function createHubStore(
    * Trimming goes by cursor, so a late arrival (kept so that a resume from a cursor handed out
    * before it arrived replays it: lateFor) went among the first, and that resume was answered
    * `subscribed` without it (a review's repro). It moves to late_kept instead, where lateFor still
-   * finds it. Refusing those resumes instead (cursor_expired from its cursor up to now) refused
-   * nearly every resume of a topic published on both sides of a link, where late arrivals are
-   * the rule.
+   * finds it. (Refusing those resumes instead, cursor_expired from its cursor up to now, refused
+   * nearly every resume of a topic published on both sides of a link, where late arrivals are the
+   * rule.) One statement per trim; a second only when a late row moved.
    */
   const keepLate = (boundary: string) => {
     // `+late`: look the rows up by cursor (the few being trimmed), not every late row in the ring.
-    const moving = rows<{ n: number; bytes: number | null }>(
-      'SELECT COUNT(*) AS n, SUM(length(body)) AS bytes FROM ring WHERE cursor <= ? AND +late = 1',
-      boundary,
-    )[0];
-    if (!moving || moving.n === 0) return;
     sql.exec(
       `INSERT OR IGNORE INTO late_kept (cursor, id, body, arrived_at)
          SELECT cursor, id, body, arrived_at FROM ring WHERE cursor <= ? AND +late = 1`,
       boundary,
     );
-    lateCount += moving.n;
-    lateBytes += moving.bytes ?? 0;
+    const moved = changes();
+    if (moved === 0) return;
+    lateCount += moved;
+    lateBytes +=
+      rows<{ bytes: number | null }>(
+        'SELECT SUM(length(body)) AS bytes FROM ring WHERE cursor <= ? AND +late = 1',
+        boundary,
+      )[0]?.bytes ?? 0;
     forgetLate(Date.now());
   };
 
   /**
-   * Late arrivals past their window go, as a relay forgets its own (a resume from a cursor handed
-   * out more than LATE_WINDOW_MS before one arrived is not replayed it, there or here). Past
-   * LATE_MEMORY or LATE_MAX_BYTES the oldest go too, and the resumes that would have replayed
-   * them are refused (cursor_expired): from the lowest such cursor up to the newest one lateFor
-   * would have replayed them to (arrival plus the clock skew), or up to now when that is sooner.
+   * As a relay forgets its late arrivals (PROTOCOL.md): past LATE_WINDOW_MS (looked for once a
+   * minute), and the oldest past LATE_MEMORY or LATE_MAX_BYTES, down to nine tenths of the bound
+   * so the scan is paid once per many arrivals. A resume is not replayed what went: the bounds
+   * are the contract's, the same at a relay. (Refusing the resumes that would have replayed them
+   * refused, once a busy topic overflowed, every resume from the first overflow on.)
    */
+  let sweptAt = 0;
   const forgetLate = (now: number) => {
-    const old = rows<{ n: number; bytes: number | null }>(
-      'SELECT COUNT(*) AS n, SUM(length(body)) AS bytes FROM late_kept WHERE arrived_at < ?',
-      now - LATE_WINDOW_MS,
-    )[0];
-    if (old && old.n > 0) {
-      sql.exec('DELETE FROM late_kept WHERE arrived_at < ?', now - LATE_WINDOW_MS);
-      lateCount -= old.n;
-      lateBytes -= old.bytes ?? 0;
+    if (now - sweptAt >= LATE_SWEEP_MS) {
+      sweptAt = now;
+      const old = rows<{ n: number; bytes: number | null }>(
+        'SELECT COUNT(*) AS n, SUM(length(body)) AS bytes FROM late_kept WHERE arrived_at < ?',
+        now - LATE_WINDOW_MS,
+      )[0];
+      if (old && old.n > 0) {
+        sql.exec('DELETE FROM late_kept WHERE arrived_at < ?', now - LATE_WINDOW_MS);
+        lateCount -= old.n;
+        lateBytes -= old.bytes ?? 0;
+      }
     }
     if (lateCount <= lateMemory && lateBytes <= LATE_MAX_BYTES) return;
-    let lowest: string | undefined;
-    let arrived = 0;
+    const keepCount = Math.floor(lateMemory * 0.9);
+    const keepBytes = Math.floor(LATE_MAX_BYTES * 0.9);
     const gone: string[] = [];
-    const query = 'SELECT cursor, arrived_at, length(body) AS bytes FROM late_kept ORDER BY arrived_at, cursor';
-    for (const row of sql.exec<{ cursor: string; arrived_at: number; bytes: number }>(query)) {
-      if (lateCount <= lateMemory && lateBytes <= LATE_MAX_BYTES) break;
+    const query = 'SELECT cursor, length(body) AS bytes FROM late_kept ORDER BY arrived_at, cursor';
+    for (const row of sql.exec<{ cursor: string; bytes: number }>(query)) {
+      if (lateCount <= keepCount && lateBytes <= keepBytes) break;
       gone.push(row.cursor);
-      if (lowest === undefined || compareCursors(row.cursor, lowest) < 0) lowest = row.cursor;
-      arrived = Math.max(arrived, row.arrived_at);
       lateCount -= 1;
       lateBytes -= row.bytes;
     }
     for (const cursor of gone) sql.exec('DELETE FROM late_kept WHERE cursor = ?', cursor);
-    if (lowest === undefined) return;
-    const window = cursorFloor(arrived + MAX_CLOCK_SKEW_MS + 1);
-    const top = mint();
-    expire(lowest, compareCursors(window, top) < 0 ? window : top);
-  };
-
-  /** Record a gap (a lost link place, a message kept nowhere): the range only widens. */
-  const expire = (from: string | undefined, through: string): void => {
-    const old = meta.get('expired_from');
-    const lower = from ?? old ?? '0';
-    if (old === undefined || compareCursors(lower, old) < 0) meta.set('expired_from', lower);
-    const top = meta.get('expired_through');
-    if (top === undefined || compareCursors(through, top) > 0) meta.set('expired_through', through);
   };
 
   /**
@@ -329,7 +309,14 @@ export function createHubStore(
       return from === undefined || through === undefined ? undefined : { from, through };
     },
 
-    expire,
+    /** Record a gap (hub-core, when the link loses its place): the range only widens. */
+    expire(from: string | undefined, through: string): void {
+      const old = meta.get('expired_from');
+      const lower = from ?? old ?? '0';
+      if (old === undefined || compareCursors(lower, old) < 0) meta.set('expired_from', lower);
+      const top = meta.get('expired_through');
+      if (top === undefined || compareCursors(through, top) > 0) meta.set('expired_through', through);
+    },
 
     /** The cursor a stored message with this id has: in the ring, the outbox, the keyed or the trimmed ids. */
     cursorOf(id: string): string | undefined {

@@ -62,7 +62,7 @@ export function createSubscriptions(
       ws,
       new CursorExpiredError(
         `cursor ${after} may be past messages this edge can no longer send (it lost its place in the topic, ` +
-          `or let go of a late arrival); resubscribe without \`after\` or from a cursor at or after ${expired.through}`,
+          `or kept a late arrival nowhere); resubscribe without \`after\` or from a cursor at or after ${expired.through}`,
       ),
       ref,
     );
@@ -128,8 +128,8 @@ export function createSubscriptions(
     if (clients.state(ws).gen !== gen) return;
     // A late message that arrived while the relay was asked (a cursor at or below `after`, so in no
     // page) went live to the sockets live then, not this one, and is kept nowhere here (below the
-    // floor) or let go since: deliver and trim mark that in the expired range, checked again here,
-    // in the step that makes the socket live (a review's repro answered `subscribed` without it).
+    // floor): deliver marks that in the expired range, checked again here, in the step that makes
+    // the socket live (a review's repro answered `subscribed` without it).
     if (refusedAsExpired(ws, after, ref)) return;
     // The late arrivals this edge kept that the resume may have missed (the relay's pages start
     // after `after`), then what it holds after `after`.
