@@ -191,6 +191,36 @@ describe('spooling store while the remote store is away (the degraded contract)'
     await spool.close();
   });
 
+  it('keeps last_error while writes wait in the spool, though an append begun before the outage ends well', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-spool-'));
+    dirs.push(dir);
+    const sqlite = createSqliteStore({ dataDir: join(dir, 'store'), retention: { maxAgeMs: 0, maxMessages: 0 } });
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let down = false;
+    const flaky: MessageStore = {
+      ...sqlite,
+      append: async (messages, options) => {
+        if (messages.some((m) => m.data === 'slow'))
+          await gate; // on its way when the store went away
+        else if (down) throw new Error('store unreachable (test double)');
+        return sqlite.append(messages, options);
+      },
+    };
+    // A drain interval long enough that the drain does not run within the test's steps.
+    const spool = createSpoolingStore(flaky, { dataDir: join(dir, 'spool'), drainIntervalMs: 60_000, log });
+    const slow = spool.append([keyed('slow', 'slow')]);
+    down = true;
+    await spool.append([keyed('spooled')]);
+    assert.equal(spool.spoolDepth, 1);
+    release();
+    await slow;
+    const health = await spool.health();
+    assert.equal(health.spool_depth, 1);
+    assert.match(String(health.last_error), /unreachable/, 'the outage still shows while the spool holds its write');
+    await spool.close();
+  });
+
   it('logs an outage that lasts once with its stack, not a stack per drain attempt', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'anode-spool-'));
     dirs.push(dir);

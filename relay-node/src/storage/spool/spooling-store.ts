@@ -427,8 +427,10 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
       try {
         const results = await primary.append(messages, appendOptions);
         remember(results, appendOptions?.minted);
-        // The store took a write: what last failed (another relay's lease on this node id) is over.
-        lastError = undefined;
+        // The store took a write: what last failed (another relay's lease on this node id) is over,
+        // unless a write that failed after this one began has spooled meanwhile: the drain clears
+        // it then (and logs the store back), not an append that was already on its way.
+        if (depth === 0) lastError = undefined;
         return results;
       } catch (error) {
         // Refused for good (see above): spooled, it would only block the spool behind it. The
