@@ -3,6 +3,7 @@ import { compareCursors, type Envelope } from '@anode/shared';
 import { peerIdFromString } from '@libp2p/peer-id';
 import type { Hono } from 'hono';
 import type { ComponentContext } from '../component.ts';
+import { throttledLog } from '../logger.ts';
 import { adminGuard } from '../dashboard/admin-guard.ts';
 import { relayCard } from '../dashboard/relay-card.ts';
 import { catchUpFrom, serveCatchUp } from './catch-up.ts';
@@ -93,6 +94,12 @@ export async function createMesh(context: ComponentContext) {
   // In mode `origin`, live subscribers are owed what was published while this node ran; older
   // messages reach a client through its resume cursor, not as live messages.
   const originFloor = cursorAt(Date.now() - config.mesh_sync_lookback_ms);
+  // Each catch-up round reads its lookback again, so the same message is left out again: a line a
+  // minute at most, with how many since the last.
+  const skippedLog = throttledLog(log, 'warn', 'catch-up: a peer left out stored messages too large to carry here', {
+    everyMs: 60_000,
+    countField: 'messages',
+  });
   const sync = createSync({
     dataDir: config.data_dir,
     lookbackMs: config.mesh_sync_lookback_ms,
@@ -112,7 +119,7 @@ export async function createMesh(context: ComponentContext) {
         },
         onSkipped: (topic, count) => {
           metrics.catchUpSkipped.inc(count);
-          log.warn({ peer, topic, count }, 'catch-up: the peer left out stored messages too large to carry here');
+          skippedLog({ peer, topic }, count);
         },
       });
     },
@@ -260,6 +267,7 @@ export async function createMesh(context: ComponentContext) {
       await gossip.stop();
       await notices.stop();
       await sync.stop();
+      skippedLog.flush();
       stun?.close();
       await host.stop();
       await memory.flush();
