@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createShards } from '@anode/relay-node/src/mesh/shards.ts';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '@anode/shared';
+import { counter } from '../bench/mesh-edge-common.ts';
 import { type Collector, collect, FAST_MESH, meshStatus, publish, waitFor, waitForFullMesh } from '../helpers/mesh.ts';
 import { history, startRelay, type TestRelay } from '../helpers/relay.ts';
 import { openSocket } from '../helpers/ws.ts';
@@ -171,5 +172,46 @@ describe('catch-up from a node with 7,000 topics of long names', () => {
         `topic ${i}`,
       );
     }
+  });
+});
+
+describe('catch-up from a relay that takes larger messages than this one', () => {
+  let holder: TestRelay;
+  let late: TestRelay | undefined;
+  after(async () => {
+    await late?.stop();
+    await holder?.stop();
+  });
+
+  it('goes on past a message too large for it, and counts it (it stalled at that cursor every round)', async () => {
+    // The holder takes 1 MiB messages (the default), the late relay 64 KiB: the holder's page
+    // holding a 900 KiB message outgrew the late relay's catch-up frame limit, its catch-up of the
+    // topic failed at that cursor, and every round asked for the same page again.
+    holder = await startRelay({ ...FAST_MESH, listen: '/ip4/127.0.0.1/tcp/0', 'store-fsync': 'false' });
+    const topic = 'limits.mixed';
+    const acks = [];
+    for (const data of ['before', 'x'.repeat(900 * 1024), 'after-1', 'after-2']) {
+      acks.push(...(await publish(holder.url, topic, [{ data }])));
+    }
+    const bootstrap = (await meshStatus(holder.url)).node.multiaddrs[0] as string;
+    late = await startRelay({
+      ...FAST_MESH,
+      bootstrap,
+      'store-fsync': 'false',
+      'max-message-bytes': String(64 * 1024),
+    });
+    const relay = late;
+    await waitFor(
+      'the messages the late relay takes, caught up',
+      async () => (await history(relay.url, topic)).length === 3,
+      30_000,
+      200,
+    );
+    assert.deepEqual(
+      (await history(relay.url, topic)).map((m) => m.data),
+      ['before', 'after-1', 'after-2'],
+    );
+    assert.ok((await counter(relay.url, 'anode_mesh_catch_up_skipped_total')) >= 1, 'the one left out is counted');
+    assert.equal(acks.length, 4);
   });
 });
