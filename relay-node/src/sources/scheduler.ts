@@ -6,7 +6,8 @@ import { createHeap } from '../heap.ts';
  * quarter of the slots; and a normal job still running after `demoteAfterMs` (an upstream that
  * just started hanging) moves to the penalty lane, giving its slot back. So hundreds of hanging
  * upstreams, each holding a connection until its timeout, cannot starve the healthy ones.
- * Jobs in flight stay bounded: at most `concurrency` × (longest timeout / `demoteAfterMs`).
+ * Jobs in flight stay bounded: at most `concurrency` × (longest job / `demoteAfterMs`), where a
+ * source's attempt ends within 10 × its `timeout_ms`, publishing included (source-runtime.ts).
  * One timer for both heaps, so ten thousand sources cost one pending timeout.
  */
 export type Lane = 'normal' | 'penalty';

@@ -22,7 +22,8 @@ export interface DriverIo {
   /**
    * One payload from upstream (a JSON body, a frame): extracted, deduplicated, piped through
    * middleware and published; resolves when durable. Rejects when publishing failed, or when the
-   * attempt already timed out. Not timed: `timeout_ms` stops counting while it runs.
+   * attempt already failed. Not timed: `timeout_ms` stops counting while it runs, up to the cap of
+   * the whole attempt (10 × `timeout_ms`).
    */
   emit(payload: unknown): Promise<void>;
   /** A bad payload that does not end a stream (counted, shown as the last error). */
@@ -36,7 +37,8 @@ export interface DriverIo {
  * on failure); the core runs it again after `intervalMs`. `stream` drivers: `run` connects and
  * resolves once connected (rejects if it could not); afterwards the driver calls `io.down`.
  * `run` must settle by the time `signal` aborts (the core aborts after `timeout_ms` spent outside
- * `emit`). The core starts a poll's next `run` only once this one has settled.
+ * `emit`). The core starts a poll's next `run` only once this one has settled; if it has not
+ * within 10 × `timeout_ms`, the core closes this driver and creates another.
  */
 export interface SourceDriver {
   readonly mode: 'poll' | 'stream';

@@ -7,6 +7,7 @@ import { createLogger } from '../logger.ts';
 import { parseDefinition } from './definition.ts';
 import { BUILTIN_KINDS } from './kinds/builtin-kinds.ts';
 import { createScheduler } from './scheduler.ts';
+import type { DriverIo, SourceKind } from './source-kind.ts';
 import { createSourceRuntime } from './source-runtime.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -17,38 +18,47 @@ describe('source runtime: timeout_ms', () => {
     for (const close of closing) close();
   });
 
-  /** An http source on a loopback upstream answering with `answer`, polled every 20 ms with timeout_ms 100. */
-  const source = async (answer: RequestListener, ingest: () => Promise<void>) => {
-    const upstream = createServer(answer);
-    upstream.listen(0, '127.0.0.1');
-    await once(upstream, 'listening');
-    const { port } = upstream.address() as AddressInfo;
+  /** A runtime of `kind` for `url`, polled every 20 ms with timeout_ms 100 (so its attempts are capped at 1 s). */
+  const runtimeOf = (kind: SourceKind, url: string, ingest: (payload: unknown) => Promise<void>) => {
     const definition = parseDefinition(
-      {
-        name: 's',
-        kind: 'http',
-        url: `http://127.0.0.1:${port}/`,
-        topic: 't.s',
-        interval_ms: 20,
-        timeout_ms: 100,
-        backoff_max_ms: 50,
-      },
+      { name: 's', kind: 'http', url, topic: 't.s', interval_ms: 20, timeout_ms: 100, backoff_max_ms: 50 },
       BUILTIN_KINDS,
     );
     const scheduler = createScheduler({ concurrency: 4 });
-    const runtime = createSourceRuntime(definition, BUILTIN_KINDS.get('http')!, {
+    const runtime = createSourceRuntime(definition, kind, {
       scheduler,
       log: createLogger('silent'),
-      ingest,
+      ingest: (_runtime, payload) => ingest(payload),
       onError() {},
     });
     closing.push(() => {
       runtime.stop();
       scheduler.stop();
+    });
+    return runtime;
+  };
+
+  /** An http source on a loopback upstream answering with `answer`. */
+  const source = async (answer: RequestListener, ingest: () => Promise<void>) => {
+    const upstream = createServer(answer);
+    upstream.listen(0, '127.0.0.1');
+    await once(upstream, 'listening');
+    const { port } = upstream.address() as AddressInfo;
+    closing.push(() => {
       upstream.closeAllConnections();
       upstream.close();
     });
-    return runtime;
+    return runtimeOf(BUILTIN_KINDS.get('http')!, `http://127.0.0.1:${port}/`, ingest);
+  };
+
+  /** A source of a poll kind whose every poll is `poll(n, io)`, n counting polls across its drivers. */
+  const polled = (poll: (n: number, io: DriverIo) => Promise<void>, ingest: (payload: unknown) => Promise<void>) => {
+    let polls = 0;
+    const kind: SourceKind = {
+      ...BUILTIN_KINDS.get('http')!,
+      create: (_definition, io) => ({ mode: 'poll', intervalMs: 20, run: () => poll(++polls, io), close() {} }),
+    };
+    return runtimeOf(kind, 'http://127.0.0.1:9/', ingest);
   };
 
   it('does not time the publish: a slow store neither fails the poll nor overlaps the next one', async () => {
@@ -85,5 +95,71 @@ describe('source runtime: timeout_ms', () => {
     assert.equal(runtime.state, 'failing');
     assert.equal(runtime.health.lastError?.message, 'no answer within 100 ms');
     assert.equal(ingests, 0);
+  });
+
+  it('fails an attempt whose publish never settles at 10 × timeout_ms, and polls again', async () => {
+    let polls = 0;
+    const runtime = polled(
+      async (n, io) => {
+        polls = n;
+        await io.emit([{ id: n }]);
+      },
+      () => new Promise(() => {}), // a store append that hangs
+    );
+    runtime.start();
+    await sleep(1300);
+    // Before, the paused clock waited on the publish for ever: no error, no next poll.
+    assert.equal(runtime.state, 'failing');
+    assert.equal(
+      runtime.health.lastError?.message,
+      'publishing took too long: attempt not done within 1000 ms (10 × timeout_ms)',
+    );
+    assert.equal(polls, 2);
+  });
+
+  it('refuses a late emit of a timed-out poll, and starts the next poll only once that one has settled', async () => {
+    const log: string[] = [];
+    let publishing = 0;
+    let peak = 0;
+    const runtime = polled(
+      async (n, io) => {
+        log.push(`poll ${n}`);
+        if (n === 1) await sleep(300); // ignores its abort at 100 ms
+        await io.emit({ n }).then(
+          () => log.push(`${n} published`),
+          (error: Error) => log.push(`${n} refused: ${error.message}`),
+        );
+      },
+      async () => {
+        peak = Math.max(peak, ++publishing);
+        await sleep(50);
+        publishing -= 1;
+      },
+    );
+    runtime.start();
+    await sleep(600);
+    // Before, polls 2, 3… ran beside the first, whose emit then published through their clock.
+    assert.deepEqual(log.slice(0, 4), ['poll 1', '1 refused: no answer within 100 ms', 'poll 2', '2 published']);
+    assert.equal(peak, 1);
+  });
+
+  it('replaces a driver whose poll outlives the cap, and drops what it emits later', async () => {
+    const published: unknown[] = [];
+    const runtime = polled(
+      async (n, io) => {
+        if (n === 1) await sleep(1300); // ignores its abort, and the cap at 1000 ms
+        await io.emit({ n });
+      },
+      async (payload) => void published.push(payload),
+    );
+    runtime.start();
+    await sleep(1500);
+    assert.equal(runtime.health.lastError?.message, 'no answer within 100 ms');
+    // Before, polls went on beside the stuck one, whose emit then published at ~1300 ms.
+    assert.deepEqual(
+      published.filter((payload) => (payload as { n: number }).n === 1),
+      [],
+    );
+    assert.ok(published.length > 0, 'the new driver polls');
   });
 });

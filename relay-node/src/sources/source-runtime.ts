@@ -1,4 +1,5 @@
 import { SeenIds } from '@anode/shared';
+import { MAX_TIMER_MS } from '../config-fields.ts';
 import type { Logger } from '../logger.ts';
 import type { SourceDefinition } from './definition.ts';
 import { createRate } from './rate.ts';
@@ -89,28 +90,42 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
     holding.unref();
   };
 
-  const fail = (error: Error, gen: number) => {
-    if (gen !== generation) return;
+  /** Count a failed attempt, or a dropped stream, of this generation; false if it is an older one's. */
+  const failed = (error: Error, gen: number) => {
+    if (gen !== generation) return false;
     clearTimeout(holding);
     health.failures += 1;
     state = 'failing';
     recordError(error);
     log.warn({ err: redactUrls(error.message), failures: health.failures }, 'source attempt failed');
+    return true;
+  };
+
+  const retry = () => {
     const base = driver?.mode === 'poll' ? (driver.intervalMs ?? definition.backoff_min_ms) : definition.backoff_min_ms;
     schedule(now() + backoff(base));
   };
 
-  // The latest attempt's timeout, which its payloads' publishes pause (see upstreamTimeout).
-  let timeout: UpstreamTimeout | undefined;
+  const fail = (error: Error, gen: number) => {
+    if (failed(error, gen)) retry();
+  };
+
+  // The clock of the latest attempt, which its payloads' publishes pause (see attemptClock). A
+  // source runs one attempt at a time, the next only once the last one's `run` has settled (or
+  // its driver was replaced), so what the driver emits is this attempt's (or follows it: a stream's
+  // frames).
+  let clock: AttemptClock | undefined;
   const attempt = (due: number, gen: number) => async () => {
     if (!active || gen !== generation || !driver) return;
     const started = now();
     attempting = true;
     health.lagMs = Math.max(0, started - due);
     const controller = new AbortController();
-    const current = (timeout = upstreamTimeout(definition.timeout_ms, now, (error) => controller.abort(error)));
+    const current = (clock = attemptClock(definition.timeout_ms, now, (error) => controller.abort(error)));
+    let run: Promise<void> | undefined;
     try {
-      await Promise.race([driver.run(controller.signal), current.expired]);
+      run = driver.run(controller.signal);
+      await Promise.race([run, current.expired]);
       if (gen !== generation) return;
       health.slow = current.spent() > definition.timeout_ms / 2;
       health.lastSuccessAt = now();
@@ -123,7 +138,19 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
         schedule(Math.max(due + (driver.intervalMs ?? 1000), now()));
       }
     } catch (error) {
-      fail(error as Error, gen);
+      current.fail(error as Error);
+      if (!failed(error as Error, gen)) return;
+      // A run that ignores its abort would otherwise emit while the next attempt runs, publishing
+      // through that attempt's clock and beside its publishes. Waiting keeps this attempt's clock
+      // current, which refuses the late emit. A driver still running at the cap is replaced, so
+      // it cannot hold the source for good and what it emits later is dropped (its io is stale).
+      const settled = run === undefined || (await current.settles(run));
+      if (gen !== generation) return;
+      if (!settled) {
+        log.warn({ cap_ms: current.capMs }, 'source driver still running at the attempt cap: replaced');
+        open();
+      }
+      retry();
     } finally {
       attempting = false;
       current.stop();
@@ -138,6 +165,25 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
       attempt(due, generation),
       health.failures > 0 || health.slow ? 'penalty' : 'normal',
     );
+
+  /** A fresh driver; what an earlier one emits or reports from now on is ignored. */
+  const open = () => {
+    const gen = ++generation;
+    const previous = driver;
+    const created = kind.create(definition, {
+      log,
+      emit: (payload) => {
+        if (gen !== generation) return Promise.resolve();
+        const publish = () => deps.ingest(runtime, payload);
+        return clock ? clock.publishing(publish) : publish();
+      },
+      fault: (error) => gen === generation && recordError(error),
+      down: (error) => fail(error, gen),
+    });
+    driver = created;
+    previous?.close();
+    return created;
+  };
 
   const runtime = {
     definition,
@@ -155,18 +201,7 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
       if (active) return;
       active = true;
       state = 'starting';
-      const gen = ++generation;
-      driver = kind.create(definition, {
-        log,
-        emit: (payload) => {
-          if (gen !== generation) return Promise.resolve();
-          const publish = () => deps.ingest(runtime, payload);
-          return timeout ? timeout.publishing(publish) : publish();
-        },
-        fault: (error) => gen === generation && recordError(error),
-        down: (error) => fail(error, gen),
-      });
-      const spread = Math.min(driver.intervalMs ?? 0, 10_000);
+      const spread = Math.min(open().intervalMs ?? 0, 10_000);
       schedule(now() + random() * spread);
     },
     /** Stop pulling (`paused` or `standby` says why). */
@@ -221,13 +256,26 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
   return runtime;
 }
 
-interface UpstreamTimeout {
-  /** Rejects with an AttemptTimeoutError once the attempt has waited `timeout_ms` on upstream. */
+/**
+ * An attempt ends within this many times its `timeout_ms`, publishing included: a store slower
+ * than that is stuck rather than slow (the publishes this allows for take a few timeouts), and
+ * an attempt must end for the source to go on (and for the scheduler's bound on jobs in flight).
+ */
+const ATTEMPT_CAP_TIMEOUTS = 10;
+
+interface AttemptClock {
+  /** The hard cap on the whole attempt (ms). */
+  readonly capMs: number;
+  /** Rejects with an AttemptTimeoutError once the attempt has waited `timeout_ms` on upstream, or run `capMs`. */
   readonly expired: Promise<never>;
   /** Time waited on upstream so far (ms). */
   spent(): number;
-  /** Runs the publish of an emitted payload, the clock paused meanwhile; refused once expired. */
+  /** Runs the publish of an emitted payload, the clock paused meanwhile; refused once the attempt failed. */
   publishing(publish: () => Promise<void>): Promise<void>;
+  /** The attempt failed: stop counting, and refuse what it emits from now on. */
+  fail(error: Error): void;
+  /** Whether `run` settles before the cap. */
+  settles(run: Promise<void>): Promise<boolean>;
   stop(): void;
 }
 
@@ -235,50 +283,73 @@ interface UpstreamTimeout {
  * `timeout_ms` of one attempt, counted only while it waits on upstream (a poll's request and the
  * read of its answer, a stream's connect), not while what it emitted is published. A slow store
  * used to fail the attempt and start the next poll while this one still published: ingests of
- * one source overlapped, out of order and outside `source_concurrency`. Once expired, a late
- * emit is refused, so nothing of a failed attempt is published after the next one starts.
+ * one source overlapped, out of order and outside `source_concurrency`. A store that never
+ * answers would now hold the attempt for ever, so the whole attempt, publishing included, is
+ * also capped at ATTEMPT_CAP_TIMEOUTS × `timeout_ms`. Once the attempt failed, a late emit is refused.
  */
-function upstreamTimeout(ms: number, now: () => number, onExpire: (error: Error) => void): UpstreamTimeout {
+function attemptClock(ms: number, now: () => number, onExpire: (error: Error) => void): AttemptClock {
+  const capMs = Math.min(ms * ATTEMPT_CAP_TIMEOUTS, MAX_TIMER_MS);
   let spent = 0;
   let since = now();
   let publishes = 0;
   let done = false;
-  let timedOut: AttemptTimeoutError | undefined;
+  let refusal: Error | undefined;
   let reject: (error: Error) => void = () => {};
   const expired = new Promise<never>((_, r) => (reject = r));
+  let reachCap: () => void = () => {};
+  const capped = new Promise<false>((r) => (reachCap = () => r(false)));
   let timer: ReturnType<typeof setTimeout> | undefined;
   const arm = () => {
     since = now();
-    timer = setTimeout(() => {
-      done = true;
-      timedOut = new AttemptTimeoutError(`no answer within ${ms} ms`);
-      onExpire(timedOut);
-      reject(timedOut);
-    }, ms - spent);
+    timer = setTimeout(() => expire(`no answer within ${ms} ms`), ms - spent);
   };
-  const pause = () => {
+  const end = (error?: Error) => {
     clearTimeout(timer);
-    spent += now() - since;
+    if (!done && publishes === 0) spent += now() - since;
+    done = true;
+    refusal ??= error;
   };
+  const expire = (message: string) => {
+    const error = new AttemptTimeoutError(message);
+    end(error);
+    onExpire(error);
+    reject(error);
+  };
+  const cap = setTimeout(() => {
+    reachCap();
+    if (!done)
+      expire(`publishing took too long: attempt not done within ${capMs} ms (${ATTEMPT_CAP_TIMEOUTS} × timeout_ms)`);
+  }, capMs);
   arm();
   return {
+    capMs,
     expired,
     spent: () => spent + (done || publishes > 0 ? 0 : now() - since),
     async publishing(publish) {
-      if (timedOut) throw timedOut;
+      if (refusal) throw refusal;
       const timed = !done;
-      if (timed && publishes++ === 0) pause();
+      if (timed && publishes++ === 0) {
+        clearTimeout(timer);
+        spent += now() - since;
+      }
       try {
         await publish();
       } finally {
         if (timed && --publishes === 0 && !done) arm();
       }
     },
+    fail: end,
+    settles: (run) =>
+      Promise.race([
+        run.then(
+          () => true,
+          () => true,
+        ),
+        capped,
+      ]),
     stop() {
-      if (done) return;
-      if (publishes === 0) pause();
-      else clearTimeout(timer);
-      done = true;
+      end();
+      clearTimeout(cap);
     },
   };
 }
