@@ -10,19 +10,29 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const cursorAt = (ms: number, node: string) => `${Math.floor(ms).toString(16).padStart(12, '0')}0000-${node}`;
 
 /**
- * A message from the mesh with a cursor below the ring's floor (the ring let go of that time):
- * kept nowhere at the edge. A review: a client that left before it arrived resumed from the ring
- * and was answered `subscribed` without it. Such a resume is now refused (cursor_expired).
+ * A workerd edge (RING_SIZE 5, and `vars`) linked to a scripted stand-in relay that acks publishes
+ * and answers history with nothing; `onHistory` runs as the next history request comes in, whose
+ * answer then waits 300 ms. Started before the describe's tests, stopped after them.
  */
-describe('relay link on workerd: a mesh message below the ring’s floor', () => {
+function linkedEdge(vars: Record<string, string> = {}) {
   const LINK_SECRET = 'unit-test-link-secret-0123';
-  let relay: Awaited<ReturnType<typeof startStandInRelay>>;
-  let edge: EdgeRuntime;
-  const open: RawSocket[] = [];
-  /** Run as the next `history` request comes in; the answer then waits 300 ms. */
-  let onHistory: ((link: { send(frame: unknown): void }) => void) | undefined;
+  const t = {
+    relay: undefined as unknown as Awaited<ReturnType<typeof startStandInRelay>>,
+    edge: undefined as unknown as EdgeRuntime,
+    open: [] as RawSocket[],
+    onHistory: undefined as ((link: { send(frame: unknown): void }) => void) | undefined,
+    /** Publish one message over HTTP; its cursor. */
+    async post(topic: string, data: number) {
+      const response = await fetch(`${t.edge.url}/v1/topics/${topic}/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ data }),
+      });
+      return ((await response.json()) as { messages: { cursor: string }[] }).messages[0]?.cursor as string;
+    },
+  };
   before(async () => {
-    relay = await startStandInRelay({
+    t.relay = await startStandInRelay({
       secret: LINK_SECRET,
       node: 'scripted',
       onFrame(frame, link) {
@@ -32,46 +42,48 @@ describe('relay link on workerd: a mesh message below the ring’s floor', () =>
           link.send({ op: 'ack', ref: frame.ref, ids: (frame.messages ?? []).map((m) => m.id) });
         } else if (frame.op === 'history') {
           const answer = () => link.send({ op: 'history', ref: frame.ref, messages: [], next: null });
-          const hook = onHistory;
-          onHistory = undefined;
+          const hook = t.onHistory;
+          t.onHistory = undefined;
           hook?.(link);
           if (hook) setTimeout(answer, 300);
           else answer();
         }
       },
     });
-    edge = await startEdge({
-      RELAY_URLS: relay.url,
+    t.edge = await startEdge({
+      RELAY_URLS: t.relay.url,
       LINK_SECRET,
       LINK_WAIT_MS: '1000',
       LINK_RETRY_MAX_MS: '200',
       RING_SIZE: '5',
+      ...vars,
     });
   });
   after(async () => {
-    for (const socket of open) socket.close();
-    await edge?.stop();
-    await relay?.stop();
+    for (const socket of t.open) socket.close();
+    await t.edge?.stop();
+    await t.relay?.stop();
   });
-  /** Publish one message over HTTP; its cursor. */
-  const post = async (topic: string, data: number) => {
-    const response = await fetch(`${edge.url}/v1/topics/${topic}/messages`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ data }),
-    });
-    return ((await response.json()) as { messages: { cursor: string }[] }).messages[0]?.cursor as string;
-  };
+  return t;
+}
+
+/**
+ * A message from the mesh with a cursor below the ring's floor (the ring let go of that time):
+ * kept nowhere at the edge. A review: a client that left before it arrived resumed from the ring
+ * and was answered `subscribed` without it. Such a resume is now refused (cursor_expired).
+ */
+describe('relay link on workerd: a mesh message below the ring’s floor', () => {
+  const t = linkedEdge();
 
   it('refuses a resume that may have missed it, sends it live, and serves a fresh subscription', async () => {
     const topic = 'late.floor';
-    const first = await openSocket(`${edge.wsUrl}/v1/ws`);
-    open.push(first);
+    const first = await openSocket(`${t.edge.wsUrl}/v1/ws`);
+    t.open.push(first);
     first.send({ op: 'sub', topic, ref: 's1' });
     await first.next((f) => f.op === 'subscribed');
     const cursors: string[] = [];
     for (let i = 0; i < 10; i++) {
-      const response = await fetch(`${edge.url}/v1/topics/${topic}/messages`, {
+      const response = await fetch(`${t.edge.url}/v1/topics/${topic}/messages`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ data: i }),
@@ -82,29 +94,29 @@ describe('relay link on workerd: a mesh message below the ring’s floor', () =>
     const newest = cursors.at(-1) as string;
     await first.next((f) => f.op === 'msg' && f.cursor === newest);
     first.close(); // it leaves with the newest cursor it got
-    const live = await openSocket(`${edge.wsUrl}/v1/ws`);
-    open.push(live);
+    const live = await openSocket(`${t.edge.wsUrl}/v1/ws`);
+    t.open.push(live);
     live.send({ op: 'sub', topic, ref: 'live' });
     await live.next((f) => f.op === 'subscribed');
     // Another relay's message, minted just before the 2nd publish (the ring of 5 let go of it).
-    const link = relay.links.at(-1);
+    const link = t.relay.links.at(-1);
     assert.equal(link?.readyState, WebSocket.OPEN);
     const id = `mlate${'0'.repeat(19)}`;
     const cursor = cursorAt(cursorTime(cursors[1] as string) - 1, 'relay1');
     link?.send(JSON.stringify({ op: 'msg', id, topic, cursor, source: 'feed', ts: Date.now(), data: 'late' }));
     await live.next((f) => f.op === 'msg' && f.id === id);
-    const resumed = await openSocket(`${edge.wsUrl}/v1/ws`);
-    open.push(resumed);
+    const resumed = await openSocket(`${t.edge.wsUrl}/v1/ws`);
+    t.open.push(resumed);
     resumed.send({ op: 'sub', topic, after: newest, ref: 's2' });
     const answer = await resumed.next((f) => f.op === 'subscribed' || f.op === 'err');
     assert.equal(answer.op === 'err' && answer.code, 'cursor_expired', JSON.stringify(answer));
     // A subscription from now on is served, and so is a resume from its cursor.
-    const fresh = await openSocket(`${edge.wsUrl}/v1/ws`);
-    open.push(fresh);
+    const fresh = await openSocket(`${t.edge.wsUrl}/v1/ws`);
+    t.open.push(fresh);
     fresh.send({ op: 'sub', topic, ref: 's3' });
     const taken = await fresh.next((f) => f.op === 'subscribed');
-    const again = await openSocket(`${edge.wsUrl}/v1/ws`);
-    open.push(again);
+    const again = await openSocket(`${t.edge.wsUrl}/v1/ws`);
+    t.open.push(again);
     again.send({ op: 'sub', topic, after: taken.op === 'subscribed' ? taken.cursor : '', ref: 's4' });
     assert.equal((await again.next((f) => f.op === 'subscribed' || f.op === 'err')).op, 'subscribed');
   });
@@ -120,25 +132,25 @@ describe('relay link on workerd: a mesh message below the ring’s floor', () =>
   ] as const) {
     it(`replays a late arrival the ring let go ${variant} to a resume that may have missed it`, async () => {
       const topic = `late.trim${below}`;
-      const live = await openSocket(`${edge.wsUrl}/v1/ws`);
-      open.push(live);
+      const live = await openSocket(`${t.edge.wsUrl}/v1/ws`);
+      t.open.push(live);
       live.send({ op: 'sub', topic, ref: 'live' });
       await live.next((f) => f.op === 'subscribed');
       const cursors: string[] = [];
       for (let i = 0; i < 10; i++) {
-        cursors.push(await post(topic, i));
+        cursors.push(await t.post(topic, i));
         await sleep(5);
       }
       const newest = cursors.at(-1) as string; // a client leaves holding it; the ring holds 5..9
       await live.next((f) => f.op === 'msg' && f.cursor === newest);
       const id = `mlatetrim${below}${'0'.repeat(14)}`;
       const cursor = cursorAt(cursorTime(cursors[below] as string) - 1, 'relay1');
-      const link = relay.links.at(-1);
+      const link = t.relay.links.at(-1);
       link?.send(JSON.stringify({ op: 'msg', id, topic, cursor, source: 'feed', ts: Date.now(), data: 'late' }));
       await live.next((f) => f.op === 'msg' && f.id === id);
-      if (below === 7) for (const data of [100, 101]) await post(topic, data);
-      const resumed = await openSocket(`${edge.wsUrl}/v1/ws`);
-      open.push(resumed);
+      if (below === 7) for (const data of [100, 101]) await t.post(topic, data);
+      const resumed = await openSocket(`${t.edge.wsUrl}/v1/ws`);
+      t.open.push(resumed);
       resumed.send({ op: 'sub', topic, after: newest, ref: 's2' });
       const got: string[] = [];
       const answer = await resumed.next((f) => {
@@ -154,15 +166,15 @@ describe('relay link on workerd: a mesh message below the ring’s floor', () =>
     // Late arrivals are the rule when a topic is published here and elsewhere: refusing every
     // resume whose range a trimmed late arrival touched (a first fix) refused nearly all of them.
     const topic = 'late.both';
-    const live = await openSocket(`${edge.wsUrl}/v1/ws`);
-    open.push(live);
+    const live = await openSocket(`${t.edge.wsUrl}/v1/ws`);
+    t.open.push(live);
     live.send({ op: 'sub', topic, ref: 'live' });
     await live.next((f) => f.op === 'subscribed');
     const late: string[] = [];
     let newest = '';
     for (let i = 0; i < 12; i++) {
-      newest = await post(topic, i);
-      const link = relay.links.at(-1);
+      newest = await t.post(topic, i);
+      const link = t.relay.links.at(-1);
       const id = `mlateboth${String(i).padStart(2, '0')}${'0'.repeat(13)}`;
       const cursor = cursorAt(cursorTime(newest) - 1, 'relay1');
       link?.send(JSON.stringify({ op: 'msg', id, topic, cursor, source: 'feed', ts: Date.now(), data: i }));
@@ -170,8 +182,8 @@ describe('relay link on workerd: a mesh message below the ring’s floor', () =>
       late.push(id);
       await sleep(3);
     }
-    const resumed = await openSocket(`${edge.wsUrl}/v1/ws`);
-    open.push(resumed);
+    const resumed = await openSocket(`${t.edge.wsUrl}/v1/ws`);
+    t.open.push(resumed);
     resumed.send({ op: 'sub', topic, after: newest, ref: 'both' });
     const got = new Set<string>();
     const answer = await resumed.next((f) => {
@@ -193,7 +205,7 @@ describe('relay link on workerd: a mesh message below the ring’s floor', () =>
     const topic = 'late.catchup';
     const cursors: string[] = [];
     for (let i = 0; i < 10; i++) {
-      const response = await fetch(`${edge.url}/v1/topics/${topic}/messages`, {
+      const response = await fetch(`${t.edge.url}/v1/topics/${topic}/messages`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ data: i }),
@@ -204,12 +216,12 @@ describe('relay link on workerd: a mesh message below the ring’s floor', () =>
     const held = cursors[2] as string; // a client left holding it; the ring of 5 let it go
     const id = `mlatecatchup${'0'.repeat(12)}`;
     const cursor = cursorAt(cursorTime(held) - 1, 'relay1');
-    onHistory = (link) => link.send({ op: 'msg', id, topic, cursor, source: 'feed', ts: Date.now(), data: 'late' });
-    const resumed = await openSocket(`${edge.wsUrl}/v1/ws`);
-    open.push(resumed);
+    t.onHistory = (link) => link.send({ op: 'msg', id, topic, cursor, source: 'feed', ts: Date.now(), data: 'late' });
+    const resumed = await openSocket(`${t.edge.wsUrl}/v1/ws`);
+    t.open.push(resumed);
     resumed.send({ op: 'sub', topic, after: held, ref: 'r' });
     const answer = await resumed.next((f) => f.op === 'subscribed' || f.op === 'err');
-    assert.equal(onHistory, undefined, 'the resume was served from the relay’s history');
+    assert.equal(t.onHistory, undefined, 'the resume was served from the relay’s history');
     assert.equal(answer.op === 'err' && answer.code, 'cursor_expired', JSON.stringify(answer));
   });
 
@@ -218,13 +230,13 @@ describe('relay link on workerd: a mesh message below the ring’s floor', () =>
     // edge's own publishes back; the ring had let them go, so they looked new and below the floor,
     // and every resume from a cursor handed out before was refused.
     const topic = 'late.replay';
-    const first = await openSocket(`${edge.wsUrl}/v1/ws`);
-    open.push(first);
+    const first = await openSocket(`${t.edge.wsUrl}/v1/ws`);
+    t.open.push(first);
     first.send({ op: 'sub', topic, ref: 's1' });
     await first.next((f) => f.op === 'subscribed');
     const published: { id: string; cursor: string }[] = [];
     for (let i = 0; i < 10; i++) {
-      const response = await fetch(`${edge.url}/v1/topics/${topic}/messages`, {
+      const response = await fetch(`${t.edge.url}/v1/topics/${topic}/messages`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ data: i }),
@@ -235,13 +247,13 @@ describe('relay link on workerd: a mesh message below the ring’s floor', () =>
     const newest = published.at(-1)?.cursor as string;
     await first.next((f) => f.op === 'msg' && f.cursor === newest);
     first.close();
-    const link = relay.links.at(-1);
+    const link = t.relay.links.at(-1);
     for (const [i, { id, cursor }] of published.entries()) {
       link?.send(JSON.stringify({ op: 'msg', id, topic, cursor, source: 'anonymous', ts: Date.now(), data: i }));
     }
     await sleep(300);
-    const resumed = await openSocket(`${edge.wsUrl}/v1/ws`);
-    open.push(resumed);
+    const resumed = await openSocket(`${t.edge.wsUrl}/v1/ws`);
+    t.open.push(resumed);
     resumed.send({ op: 'sub', topic, after: newest, ref: 's2' });
     const answer = await resumed.next((f) => f.op === 'subscribed' || f.op === 'err');
     assert.equal(answer.op, 'subscribed', JSON.stringify(answer));
@@ -249,61 +261,29 @@ describe('relay link on workerd: a mesh message below the ring’s floor', () =>
 });
 
 describe('relay link on workerd: late arrivals past LATE_MEMORY', () => {
-  const LINK_SECRET = 'unit-test-link-secret-0123';
-  let relay: Awaited<ReturnType<typeof startStandInRelay>>;
-  let edge: EdgeRuntime;
-  const open: RawSocket[] = [];
-  before(async () => {
-    relay = await startStandInRelay({
-      secret: LINK_SECRET,
-      node: 'scripted',
-      onFrame(frame, link) {
-        if (frame.op === 'sub') {
-          link.send({ op: 'subscribed', topic: link.topic, cursor: frame.after ?? '0', ref: frame.ref });
-        } else if (frame.op === 'pub') {
-          link.send({ op: 'ack', ref: frame.ref, ids: (frame.messages ?? []).map((m) => m.id) });
-        } else if (frame.op === 'history') {
-          link.send({ op: 'history', ref: frame.ref, messages: [], next: null });
-        }
-      },
-    });
-    edge = await startEdge({ RELAY_URLS: relay.url, LINK_SECRET, RING_SIZE: '5', LATE_MEMORY: '2' });
-  });
-  after(async () => {
-    for (const socket of open) socket.close();
-    await edge?.stop();
-    await relay?.stop();
-  });
+  const t = linkedEdge({ LATE_MEMORY: '2' });
 
   it('lets the oldest go (not replayed, as on a relay) and keeps answering resumes', async () => {
     const topic = 'late.memory';
-    const post = async (data: number) => {
-      const response = await fetch(`${edge.url}/v1/topics/${topic}/messages`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ data }),
-      });
-      return ((await response.json()) as { messages: { cursor: string }[] }).messages[0]?.cursor as string;
-    };
-    const live = await openSocket(`${edge.wsUrl}/v1/ws`);
-    open.push(live);
+    const live = await openSocket(`${t.edge.wsUrl}/v1/ws`);
+    t.open.push(live);
     live.send({ op: 'sub', topic, ref: 'live' });
     await live.next((f) => f.op === 'subscribed');
     let held = '';
     for (let i = 0; i < 3; i++) {
-      const newest = await post(i);
+      const newest = await t.post(topic, i);
       const id = `mlatememory${i}${'0'.repeat(12)}`;
       const cursor = cursorAt(cursorTime(newest) - 1, 'relay1');
-      relay.links
+      t.relay.links
         .at(-1)
         ?.send(JSON.stringify({ op: 'msg', id, topic, cursor, source: 'feed', ts: Date.now(), data: i }));
       await live.next((f) => f.op === 'msg' && f.id === id);
-      for (let j = 0; j < 6; j++) held = await post(100 + j); // the ring of 5 lets the late arrival go
+      for (let j = 0; j < 6; j++) held = await t.post(topic, 100 + j); // the ring of 5 lets the late arrival go
     }
     // A client leaves holding the newest cursor: the three late arrivals sort below it, so a
     // resume from it (served from the ring) replays those still kept.
-    const resumed = await openSocket(`${edge.wsUrl}/v1/ws`);
-    open.push(resumed);
+    const resumed = await openSocket(`${t.edge.wsUrl}/v1/ws`);
+    t.open.push(resumed);
     resumed.send({ op: 'sub', topic, after: held, ref: 'r' });
     const got: string[] = [];
     const answer = await resumed.next((f) => {
