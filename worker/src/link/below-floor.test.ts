@@ -21,6 +21,33 @@ function linkedEdge(vars: Record<string, string> = {}) {
     edge: undefined as unknown as EdgeRuntime,
     open: [] as RawSocket[],
     onHistory: undefined as ((link: { send(frame: unknown): void }) => void) | undefined,
+    /** A socket subscribed to `topic`, live. */
+    async live(topic: string) {
+      const socket = await openSocket(`${t.edge.wsUrl}/v1/ws`);
+      t.open.push(socket);
+      socket.send({ op: 'sub', topic, ref: 'live' });
+      await socket.next((f) => f.op === 'subscribed');
+      return socket;
+    },
+    /** The stand-in relay sends a mesh message over the newest link. */
+    sendFromMesh(topic: string, id: string, cursor: string, data: unknown) {
+      t.relay.links
+        .at(-1)
+        ?.send(JSON.stringify({ op: 'msg', id, topic, cursor, source: 'feed', ts: Date.now(), data }));
+    },
+    /** A resume from `after`: its answer (`subscribed` or `err`) and the ids sent before it. */
+    async resume(topic: string, after: string) {
+      const socket = await openSocket(`${t.edge.wsUrl}/v1/ws`);
+      t.open.push(socket);
+      socket.send({ op: 'sub', topic, after, ref: 'resume' });
+      // (The predicate sees a buffered frame again with each new one: a set counts each once.)
+      const ids = new Set<string>();
+      const answer = await socket.next((f) => {
+        if (f.op === 'msg') ids.add(f.id as string);
+        return f.op === 'subscribed' || f.op === 'err';
+      });
+      return { answer, ids };
+    },
     /** Publish one message over HTTP; its cursor. */
     async post(topic: string, data: number) {
       const response = await fetch(`${t.edge.url}/v1/topics/${topic}/messages`, {
@@ -132,10 +159,7 @@ describe('relay link on workerd: a mesh message below the ring’s floor', () =>
   ] as const) {
     it(`replays a late arrival the ring let go ${variant} to a resume that may have missed it`, async () => {
       const topic = `late.trim${below}`;
-      const live = await openSocket(`${t.edge.wsUrl}/v1/ws`);
-      t.open.push(live);
-      live.send({ op: 'sub', topic, ref: 'live' });
-      await live.next((f) => f.op === 'subscribed');
+      const live = await t.live(topic);
       const cursors: string[] = [];
       for (let i = 0; i < 10; i++) {
         cursors.push(await t.post(topic, i));
@@ -144,21 +168,12 @@ describe('relay link on workerd: a mesh message below the ring’s floor', () =>
       const newest = cursors.at(-1) as string; // a client leaves holding it; the ring holds 5..9
       await live.next((f) => f.op === 'msg' && f.cursor === newest);
       const id = `mlatetrim${below}${'0'.repeat(14)}`;
-      const cursor = cursorAt(cursorTime(cursors[below] as string) - 1, 'relay1');
-      const link = t.relay.links.at(-1);
-      link?.send(JSON.stringify({ op: 'msg', id, topic, cursor, source: 'feed', ts: Date.now(), data: 'late' }));
+      t.sendFromMesh(topic, id, cursorAt(cursorTime(cursors[below] as string) - 1, 'relay1'), 'late');
       await live.next((f) => f.op === 'msg' && f.id === id);
       if (below === 7) for (const data of [100, 101]) await t.post(topic, data);
-      const resumed = await openSocket(`${t.edge.wsUrl}/v1/ws`);
-      t.open.push(resumed);
-      resumed.send({ op: 'sub', topic, after: newest, ref: 's2' });
-      const got: string[] = [];
-      const answer = await resumed.next((f) => {
-        if (f.op === 'msg') got.push(f.id as string);
-        return f.op === 'subscribed' || f.op === 'err';
-      });
+      const { answer, ids } = await t.resume(topic, newest);
       assert.equal(answer.op, 'subscribed', JSON.stringify(answer));
-      assert.ok(got.includes(id), `the late arrival was replayed: ${JSON.stringify(got)}`);
+      assert.ok(ids.has(id), `the late arrival was replayed: ${JSON.stringify([...ids])}`);
     });
   }
 
@@ -166,30 +181,18 @@ describe('relay link on workerd: a mesh message below the ring’s floor', () =>
     // Late arrivals are the rule when a topic is published here and elsewhere: refusing every
     // resume whose range a trimmed late arrival touched (a first fix) refused nearly all of them.
     const topic = 'late.both';
-    const live = await openSocket(`${t.edge.wsUrl}/v1/ws`);
-    t.open.push(live);
-    live.send({ op: 'sub', topic, ref: 'live' });
-    await live.next((f) => f.op === 'subscribed');
+    const live = await t.live(topic);
     const late: string[] = [];
     let newest = '';
     for (let i = 0; i < 12; i++) {
       newest = await t.post(topic, i);
-      const link = t.relay.links.at(-1);
       const id = `mlateboth${String(i).padStart(2, '0')}${'0'.repeat(13)}`;
-      const cursor = cursorAt(cursorTime(newest) - 1, 'relay1');
-      link?.send(JSON.stringify({ op: 'msg', id, topic, cursor, source: 'feed', ts: Date.now(), data: i }));
+      t.sendFromMesh(topic, id, cursorAt(cursorTime(newest) - 1, 'relay1'), i);
       await live.next((f) => f.op === 'msg' && f.id === id);
       late.push(id);
       await sleep(3);
     }
-    const resumed = await openSocket(`${t.edge.wsUrl}/v1/ws`);
-    t.open.push(resumed);
-    resumed.send({ op: 'sub', topic, after: newest, ref: 'both' });
-    const got = new Set<string>();
-    const answer = await resumed.next((f) => {
-      if (f.op === 'msg') got.add(f.id as string);
-      return f.op === 'subscribed' || f.op === 'err';
-    });
+    const { answer, ids: got } = await t.resume(topic, newest);
     assert.equal(answer.op, 'subscribed', JSON.stringify(answer));
     assert.deepEqual(
       late.filter((id) => !got.has(id)),
@@ -265,36 +268,22 @@ describe('relay link on workerd: late arrivals past LATE_MEMORY', () => {
 
   it('lets the oldest go (not replayed, as on a relay) and keeps answering resumes', async () => {
     const topic = 'late.memory';
-    const live = await openSocket(`${t.edge.wsUrl}/v1/ws`);
-    t.open.push(live);
-    live.send({ op: 'sub', topic, ref: 'live' });
-    await live.next((f) => f.op === 'subscribed');
+    const live = await t.live(topic);
     let held = '';
     for (let i = 0; i < 3; i++) {
       const newest = await t.post(topic, i);
       const id = `mlatememory${i}${'0'.repeat(12)}`;
-      const cursor = cursorAt(cursorTime(newest) - 1, 'relay1');
-      t.relay.links
-        .at(-1)
-        ?.send(JSON.stringify({ op: 'msg', id, topic, cursor, source: 'feed', ts: Date.now(), data: i }));
+      t.sendFromMesh(topic, id, cursorAt(cursorTime(newest) - 1, 'relay1'), i);
       await live.next((f) => f.op === 'msg' && f.id === id);
       for (let j = 0; j < 6; j++) held = await t.post(topic, 100 + j); // the ring of 5 lets the late arrival go
     }
     // A client leaves holding the newest cursor: the three late arrivals sort below it, so a
     // resume from it (served from the ring) replays those still kept.
-    const resumed = await openSocket(`${t.edge.wsUrl}/v1/ws`);
-    t.open.push(resumed);
-    resumed.send({ op: 'sub', topic, after: held, ref: 'r' });
-    const got: string[] = [];
-    const answer = await resumed.next((f) => {
-      if (f.op === 'msg') got.push(f.id as string);
-      return f.op === 'subscribed' || f.op === 'err';
-    });
+    const { answer, ids } = await t.resume(topic, held);
     // A first fix refused such resumes (cursor_expired) from the first overflow on: in a busy
     // topic, every resume of a client away longer than the kept arrivals span.
     assert.equal(answer.op, 'subscribed', JSON.stringify(answer));
-    // (The predicate sees a buffered frame again with each new one: counted once.)
-    const late = [...new Set(got)].filter((id) => id.startsWith('mlatememory'));
+    const late = [...ids].filter((id) => id.startsWith('mlatememory'));
     assert.deepEqual(late, [`mlatememory2${'0'.repeat(12)}`], 'the newest kept, the older two let go');
   });
 });
