@@ -42,9 +42,9 @@ CREATE TABLE IF NOT EXISTS keyed (id TEXT PRIMARY KEY, cursor TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS keyed_cursor ON keyed (cursor);
 CREATE TABLE IF NOT EXISTS trimmed (id TEXT PRIMARY KEY, cursor TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS trimmed_cursor ON trimmed (cursor);
-CREATE TABLE IF NOT EXISTS late_kept (cursor TEXT PRIMARY KEY, id TEXT NOT NULL, body TEXT NOT NULL,
-  arrived_at INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS late_kept_arrived ON late_kept (arrived_at, cursor);
+CREATE TABLE IF NOT EXISTS late_kept (cursor TEXT PRIMARY KEY, id TEXT NOT NULL, arrived_at INTEGER NOT NULL,
+  bytes INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS late_kept_arrived ON late_kept (arrived_at, cursor, bytes);
 `;
 
 /**
@@ -99,7 +99,8 @@ export function createHubStore(
   const outboxFrom = (after: string) => messages('SELECT body FROM outbox WHERE cursor > ? ORDER BY cursor', after);
   /**
    * Late arrivals a subscriber resuming from `after` may have missed (the relay's rule): in the
-   * ring, or let go by it and kept (late_kept; a cursor is in one table or the other).
+   * ring, or let go by it and kept (late_kept, within LATE_WINDOW_MS of now, swept only once a
+   * minute; a cursor is in one table or the other).
    */
   const lateFor = (after: string) =>
     messages(
@@ -107,7 +108,7 @@ export function createHubStore(
          UNION ALL SELECT cursor, body FROM late_kept WHERE arrived_at >= ? AND cursor <= ?) ORDER BY cursor`,
       lateReplaySince(after),
       after,
-      lateReplaySince(after),
+      Math.max(lateReplaySince(after), Date.now() - LATE_WINDOW_MS),
       after,
     );
 
@@ -131,8 +132,9 @@ export function createHubStore(
   const changes = () => rows<{ n: number }>('SELECT changes() AS n')[0]?.n ?? 0;
   let ringCount = rows<{ n: number }>('SELECT COUNT(*) AS n FROM ring')[0]?.n ?? 0;
   let trimmedCount = rows<{ n: number }>('SELECT COUNT(*) AS n FROM trimmed')[0]?.n ?? 0;
+  // From the index (arrived_at, cursor, bytes): a wake reads no kept body.
   const lateKept = rows<{ n: number; bytes: number }>(
-    'SELECT COUNT(*) AS n, COALESCE(SUM(length(body)), 0) AS bytes FROM late_kept',
+    'SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS bytes FROM late_kept',
   )[0] ?? { n: 0, bytes: 0 };
   let lateCount = lateKept.n;
   let lateBytes = lateKept.bytes;
@@ -162,23 +164,20 @@ export function createHubStore(
    * `subscribed` without it (a review's repro). It moves to late_kept instead, where lateFor still
    * finds it. (Refusing those resumes instead, cursor_expired from its cursor up to now, refused
    * nearly every resume of a topic published on both sides of a link, where late arrivals are the
-   * rule.) One statement per trim; a second only when a late row moved.
+   * rule.) One statement per trim (RETURNING says what moved); bytes are UTF-8 bytes, as a
+   * relay counts them.
    */
   const keepLate = (boundary: string) => {
     // `+late`: look the rows up by cursor (the few being trimmed), not every late row in the ring.
-    sql.exec(
-      `INSERT OR IGNORE INTO late_kept (cursor, id, body, arrived_at)
-         SELECT cursor, id, body, arrived_at FROM ring WHERE cursor <= ? AND +late = 1`,
+    const moved = rows<{ bytes: number }>(
+      `INSERT OR IGNORE INTO late_kept (cursor, id, arrived_at, bytes, body)
+         SELECT cursor, id, arrived_at, length(CAST(body AS BLOB)), body FROM ring WHERE cursor <= ? AND +late = 1
+         RETURNING bytes`,
       boundary,
     );
-    const moved = changes();
-    if (moved === 0) return;
-    lateCount += moved;
-    lateBytes +=
-      rows<{ bytes: number | null }>(
-        'SELECT SUM(length(body)) AS bytes FROM ring WHERE cursor <= ? AND +late = 1',
-        boundary,
-      )[0]?.bytes ?? 0;
+    if (moved.length === 0) return;
+    lateCount += moved.length;
+    for (const row of moved) lateBytes += row.bytes;
     forgetLate(Date.now());
   };
 
@@ -194,7 +193,7 @@ export function createHubStore(
     if (now - sweptAt >= LATE_SWEEP_MS) {
       sweptAt = now;
       const old = rows<{ n: number; bytes: number | null }>(
-        'SELECT COUNT(*) AS n, SUM(length(body)) AS bytes FROM late_kept WHERE arrived_at < ?',
+        'SELECT COUNT(*) AS n, SUM(bytes) AS bytes FROM late_kept WHERE arrived_at < ?',
         now - LATE_WINDOW_MS,
       )[0];
       if (old && old.n > 0) {
@@ -206,15 +205,22 @@ export function createHubStore(
     if (lateCount <= lateMemory && lateBytes <= LATE_MAX_BYTES) return;
     const keepCount = Math.floor(lateMemory * 0.9);
     const keepBytes = Math.floor(LATE_MAX_BYTES * 0.9);
-    const gone: string[] = [];
-    const query = 'SELECT cursor, length(body) AS bytes FROM late_kept ORDER BY arrived_at, cursor';
-    for (const row of sql.exec<{ cursor: string; bytes: number }>(query)) {
+    let last: { cursor: string; arrived_at: number } | undefined;
+    const query = 'SELECT cursor, arrived_at, bytes FROM late_kept ORDER BY arrived_at, cursor';
+    for (const row of sql.exec<{ cursor: string; arrived_at: number; bytes: number }>(query)) {
       if (lateCount <= keepCount && lateBytes <= keepBytes) break;
-      gone.push(row.cursor);
+      last = row;
       lateCount -= 1;
       lateBytes -= row.bytes;
     }
-    for (const cursor of gone) sql.exec('DELETE FROM late_kept WHERE cursor = ?', cursor);
+    if (!last) return;
+    // One range delete up to the last row let go, in the index's order.
+    sql.exec(
+      'DELETE FROM late_kept WHERE arrived_at < ? OR (arrived_at = ? AND cursor <= ?)',
+      last.arrived_at,
+      last.arrived_at,
+      last.cursor,
+    );
   };
 
   /**
