@@ -114,6 +114,8 @@ describe('source runtime: timeout_ms', () => {
       runtime.health.lastError?.message,
       'publishing took too long: attempt not done within 1000 ms (10 × timeout_ms)',
     );
+    // The next poll once the run has had its grace (1 s) to settle, and the stuck driver is replaced.
+    for (let waited = 0; polls < 2 && waited < 3_000; waited += 50) await sleep(50);
     assert.equal(polls, 2);
   });
 
@@ -161,5 +163,73 @@ describe('source runtime: timeout_ms', () => {
       [],
     );
     assert.ok(published.length > 0, 'the new driver polls');
+  });
+
+  it('goes on trying when the kind cannot make a driver in place of a stuck one', async () => {
+    // Before, the throw escaped the attempt (the scheduler swallows it): nothing was scheduled again.
+    let creates = 0;
+    const kind: SourceKind = {
+      ...BUILTIN_KINDS.get('http')!,
+      create: () => {
+        if (++creates > 1) throw new Error('create failed (test double)');
+        return { mode: 'poll', intervalMs: 20, run: () => new Promise(() => {}), close() {} }; // stuck
+      },
+    };
+    const runtime = runtimeOf(kind, 'http://127.0.0.1:9/', async () => {});
+    runtime.start();
+    for (let waited = 0; creates < 3 && waited < 5_000; waited += 50) await sleep(50);
+    assert.ok(creates >= 3, `${creates} drivers asked for`);
+    assert.equal(runtime.state, 'failing');
+    assert.equal(runtime.health.lastError?.message, 'create failed (test double)');
+  });
+
+  it('keeps a driver that settles after the cap once aborted (finishing a publish), instead of replacing it', async () => {
+    let creates = 0;
+    const kind: SourceKind = {
+      ...BUILTIN_KINDS.get('http')!,
+      create: (_definition, io) => {
+        creates += 1;
+        return {
+          mode: 'poll',
+          intervalMs: 20,
+          async run(signal) {
+            for (let i = 0; i < 10; i++) await io.emit({ i }); // 10 publishes of 110 ms: past the cap
+            await new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason)));
+          },
+          close() {},
+        };
+      },
+    };
+    const runtime = runtimeOf(kind, 'http://127.0.0.1:9/', async () => void (await sleep(110)));
+    runtime.start();
+    await sleep(1_400);
+    assert.match(String(runtime.health.lastError?.message), /publishing took too long/);
+    assert.equal(creates, 1, 'the driver was not taken for stuck');
+  });
+
+  it('is always either attempting or scheduled after a stop and a start during a hung publish', async () => {
+    // Before, the attempt from before the stop cleared `attempting` when it ended at its cap,
+    // while the new generation's attempt still ran: neither attempting nor scheduled, it said.
+    let release: () => void = () => {};
+    let publishes = 0;
+    const runtime = polled(
+      async (n, io) => void (await io.emit({ n })),
+      async () => {
+        if (++publishes === 1) await new Promise<void>((resolve) => (release = resolve));
+        else await sleep(300);
+      },
+    );
+    runtime.start();
+    await sleep(150);
+    runtime.stop('standby');
+    runtime.start();
+    const lies: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      await sleep(50);
+      const status = runtime.status();
+      if (!status.attempting && status.next_attempt_at === null) lies.push(i);
+    }
+    release();
+    assert.deepEqual(lies, []);
   });
 });

@@ -115,27 +115,35 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
   // its driver was replaced), so what the driver emits is this attempt's (or follows it: a stream's
   // frames).
   let clock: AttemptClock | undefined;
-  const attempt = (due: number, gen: number) => async () => {
-    if (!active || gen !== generation || !driver) return;
+  // Which attempt `attempting` is about: an attempt of an earlier generation (before a stop and a
+  // start, or a replaced driver) that ends later does not clear it for the one running now.
+  let attempts = 0;
+  const attempt = (due: number, scheduled: number) => async () => {
+    if (!active || scheduled !== generation) return;
+    // The kind could not make a driver in place of a stuck one (reopen): try again now.
+    if (!driver && !reopen()) return;
+    const gen = generation;
+    const pulling = driver as SourceDriver;
     const started = now();
+    const token = ++attempts;
     attempting = true;
     health.lagMs = Math.max(0, started - due);
     const controller = new AbortController();
     const current = (clock = attemptClock(definition.timeout_ms, now, (error) => controller.abort(error)));
     let run: Promise<void> | undefined;
     try {
-      run = driver.run(controller.signal);
+      run = pulling.run(controller.signal);
       await Promise.race([run, current.expired]);
       if (gen !== generation) return;
       health.slow = current.spent() > definition.timeout_ms / 2;
       health.lastSuccessAt = now();
-      if (driver.mode === 'stream') {
+      if (pulling.mode === 'stream') {
         state = 'connected';
         forgiveWhenHeld(gen);
       } else {
         health.failures = 0;
         state = 'ok';
-        schedule(Math.max(due + (driver.intervalMs ?? 1000), now()));
+        schedule(Math.max(due + (pulling.intervalMs ?? 1000), now()));
       }
     } catch (error) {
       current.fail(error as Error);
@@ -148,12 +156,29 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
       if (gen !== generation) return;
       if (!settled) {
         log.warn({ cap_ms: current.capMs }, 'source driver still running at the attempt cap: replaced');
-        open();
+        if (!reopen()) return;
       }
       retry();
     } finally {
-      attempting = false;
+      if (token === attempts) attempting = false;
       current.stop();
+    }
+  };
+
+  /**
+   * A fresh driver in place of the current one; false when the kind throws making it (a plugin),
+   * the failure then recorded and an attempt scheduled to try again: before, the throw escaped the
+   * attempt (the scheduler swallows it) and nothing was scheduled again, for good.
+   */
+  const reopen = (): boolean => {
+    try {
+      open();
+      return true;
+    } catch (error) {
+      driver?.close();
+      driver = undefined;
+      if (failed(error as Error, generation)) retry();
+      return false;
     }
   };
 
@@ -262,6 +287,12 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
  * an attempt must end for the source to go on (and for the scheduler's bound on jobs in flight).
  */
 const ATTEMPT_CAP_TIMEOUTS = 10;
+/**
+ * How long past the cap a run may take to settle before its driver counts as stuck (and is
+ * replaced, losing what it kept, an http source's validators): one that honours the abort may
+ * still be finishing a publish.
+ */
+const SETTLE_GRACE_MS = 1_000;
 
 interface AttemptClock {
   /** The hard cap on the whole attempt (ms). */
@@ -301,7 +332,9 @@ function attemptClock(ms: number, now: () => number, onExpire: (error: Error) =>
   let timer: ReturnType<typeof setTimeout> | undefined;
   const arm = () => {
     since = now();
+    // Unref'd, as the cap: an attempt left running by a stop holds no process open.
     timer = setTimeout(() => expire(`no answer within ${ms} ms`), ms - spent);
+    timer.unref();
   };
   const end = (error?: Error) => {
     clearTimeout(timer);
@@ -316,10 +349,12 @@ function attemptClock(ms: number, now: () => number, onExpire: (error: Error) =>
     reject(error);
   };
   const cap = setTimeout(() => {
-    reachCap();
     if (!done)
       expire(`publishing took too long: attempt not done within ${capMs} ms (${ATTEMPT_CAP_TIMEOUTS} × timeout_ms)`);
+    // A driver that honours the abort just sent settles within a moment: it is not stuck.
+    setTimeout(reachCap, Math.min(Math.max(SETTLE_GRACE_MS, ms), MAX_TIMER_MS)).unref();
   }, capMs);
+  cap.unref();
   arm();
   return {
     capMs,
