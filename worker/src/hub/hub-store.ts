@@ -1,4 +1,5 @@
 import { compareCursors, type Envelope, isLateArrival, lateReplaySince } from '@anode/shared';
+import { openSchema } from './hub-schema.ts';
 import { mergeByCursor } from './pages.ts';
 
 /**
@@ -30,23 +31,6 @@ export interface StoredMessage {
 
 export const msgFrame = (body: string): string => `{"op":"msg",${body.slice(1)}`;
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS ring (cursor TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE, body TEXT NOT NULL,
-  arrived_at INTEGER NOT NULL, late INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS ring_late ON ring (late, arrived_at);
-CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
-  cursor TEXT NOT NULL, body TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS outbox_cursor ON outbox (cursor);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS keyed (id TEXT PRIMARY KEY, cursor TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS keyed_cursor ON keyed (cursor);
-CREATE TABLE IF NOT EXISTS trimmed (id TEXT PRIMARY KEY, cursor TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS trimmed_cursor ON trimmed (cursor);
-CREATE TABLE IF NOT EXISTS late_kept (cursor TEXT PRIMARY KEY, id TEXT NOT NULL, arrived_at INTEGER NOT NULL,
-  bytes INTEGER NOT NULL, body TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS late_kept_arrived ON late_kept (arrived_at, cursor, bytes);
-`;
-
 /**
  * Ids (and cursors) of the newest messages the ring let go, at least this many: a relay that
  * sends one of them again (its rewind of 5 s after a restart, a late-arrival replay, an echo of
@@ -70,7 +54,7 @@ export function createHubStore(
 ) {
   const { ringSize, keyedMemory, lateMemory } = memory;
   const sql = storage.sql;
-  sql.exec(SCHEMA);
+  openSchema((query) => sql.exec<{ name: string }>(query).toArray());
   /** For queries of a row or a few (counts, LIMIT 1); messages are read with `messages`. */
   const rows = <T extends Row>(query: string, ...bindings: unknown[]) => sql.exec<T>(query, ...bindings).toArray();
   const parse = (row: { body: string }): StoredMessage => ({
@@ -164,8 +148,9 @@ export function createHubStore(
    * `subscribed` without it (a review's repro). It moves to late_kept instead, where lateFor still
    * finds it. (Refusing those resumes instead, cursor_expired from its cursor up to now, refused
    * nearly every resume of a topic published on both sides of a link, where late arrivals are the
-   * rule.) One statement per trim (RETURNING says what moved); bytes are UTF-8 bytes, as a
-   * relay counts them.
+   * rule.) One statement per trim (RETURNING says what moved). Bytes are the stored message's
+   * UTF-8 bytes, envelope and all (a relay counts its data alone): the edge lets go a little
+   * sooner.
    */
   const keepLate = (boundary: string) => {
     // `+late`: look the rows up by cursor (the few being trimmed), not every late row in the ring.
