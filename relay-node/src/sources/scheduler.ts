@@ -7,7 +7,8 @@ import { createHeap } from '../heap.ts';
  * just started hanging) moves to the penalty lane, giving its slot back. So hundreds of hanging
  * upstreams, each holding a connection until its timeout, cannot starve the healthy ones.
  * Jobs in flight stay bounded: at most `concurrency` × (longest job / `demoteAfterMs`), where a
- * source's attempt ends within 10 × its `timeout_ms`, publishing included (source-runtime.ts).
+ * source's attempt fails within 10 × its `timeout_ms`, publishing included, and ends at most a
+ * grace of max(`timeout_ms`, 1 s) later (its driver then replaced; source-runtime.ts).
  * One timer for both heaps, so ten thousand sources cost one pending timeout.
  */
 export type Lane = 'normal' | 'penalty';

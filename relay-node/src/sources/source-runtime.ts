@@ -156,7 +156,7 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
       if (gen !== generation) return;
       if (!settled) {
         log.warn({ cap_ms: current.capMs }, 'source driver still running at the attempt cap: replaced');
-        if (!reopen()) return;
+        if (!reopen(true)) return;
       }
       retry();
     } finally {
@@ -170,14 +170,22 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
    * the failure then recorded and an attempt scheduled to try again: before, the throw escaped the
    * attempt (the scheduler swallows it) and nothing was scheduled again, for good.
    */
-  const reopen = (): boolean => {
+  const reopen = (counted = false): boolean => {
     try {
       open();
       return true;
     } catch (error) {
-      driver?.close();
+      try {
+        driver?.close();
+      } catch {
+        // a plugin's close that throws changes nothing here: the driver is dropped either way
+      }
       driver = undefined;
-      if (failed(error as Error, generation)) retry();
+      // The attempt that asked (`counted`) was counted as one failure already: this is the same.
+      if (counted) {
+        recordError(error as Error);
+        retry();
+      } else if (failed(error as Error, generation)) retry();
       return false;
     }
   };
