@@ -64,9 +64,12 @@ export function createHttpApp(deps: HttpDeps): Hono<Env> {
     metrics.errors.inc({ code: anode.code });
     return c.json({ error: anode.toJSON() }, anode.status as 400);
   });
-  app.notFound((c) =>
-    c.json({ error: { code: 'bad_frame', message: `no route for ${c.req.method} ${c.req.path}` } }, 404),
-  );
+  app.notFound((c) => {
+    // Counted by its code, as every other refusal: the path stays out of the labels (a client
+    // could mint a series per request).
+    metrics.errors.inc({ code: 'bad_frame' });
+    return c.json({ error: { code: 'bad_frame', message: `no route for ${c.req.method} ${c.req.path}` } }, 404);
+  });
 
   // Browsers on the configured origins may call the HTTP API (WebSockets need no CORS).
   if (config.cors_origins.length > 0) {
