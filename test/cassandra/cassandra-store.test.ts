@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { createHybridClock, type Envelope, type MessageStore, randomNodeId } from '@anode/shared';
 import { createClient } from '@anode/client';
 import { createCassandraStore } from '@anode/relay-node/src/storage/cassandra/cassandra-store.ts';
-import { createNodeLease, type LeaseIo } from '@anode/relay-node/src/storage/cassandra/node-lease.ts';
+import { createNodeLease, type LeaseIo, type NodeLease } from '@anode/relay-node/src/storage/cassandra/node-lease.ts';
 import { createLogger } from '@anode/relay-node/src/logger.ts';
 import { messageStoreCompliance } from '@anode/relay-node/src/storage/message-store.compliance.ts';
 import { createSpoolingStore } from '@anode/relay-node/src/storage/spool/spooling-store.ts';
@@ -145,9 +145,10 @@ describe('Cassandra store', { skip }, () => {
             }),
     });
     const nodeId = randomNodeId(12);
+    const made: NodeLease[] = [];
     // Every one names the same host and folder: only the token in node-lease tells them apart.
-    const lease = (who: string, tokenFile: string) =>
-      createNodeLease(io(who), {
+    const lease = (who: string, tokenFile: string) => {
+      const created = createNodeLease(io(who), {
         keyspace,
         nodeId,
         holder: 'relay-1 /var/lib/anode',
@@ -156,6 +157,9 @@ describe('Cassandra store', { skip }, () => {
         renewMs: 300,
         pollMs: 100,
       });
+      made.push(created);
+      return created;
+    };
     try {
       const original = lease('original', join(dir, 'original'));
       await original.take();
@@ -166,6 +170,9 @@ describe('Cassandra store', { skip }, () => {
       assert.equal(original.problem, undefined, 'the original holds on');
       // SIGKILL: no release, and the row stays under the token the original wrote last.
       killed.add('original');
+      // A killed process writes no more token files either: its renewals stop with it (release's
+      // DELETE is refused as killed, so the row stays). Left running, they raced the folder's removal.
+      await original.release();
       await new Promise((r) => setTimeout(r, 500));
       const restarted = lease('restarted', join(dir, 'original'));
       const started = Date.now();
@@ -178,6 +185,8 @@ describe('Cassandra store', { skip }, () => {
       await clone.take();
       await clone.release();
     } finally {
+      // Stopped before the folder goes (a failed assertion left some renewing into it).
+      for (const one of made) await one.release();
       await client.shutdown();
       await rm(dir, { recursive: true, force: true });
     }

@@ -122,6 +122,8 @@ describe('node-id lease (test double for the table)', () => {
     const restarted = createNodeLease(table, { ...base, tokenFile: join(dir, 'node-lease') });
     await sleep(150); // renewed, under new names, a few times
     killed = true; // SIGKILL: the row stays, under the name the original wrote last
+    // and it writes no more token files: its renewals stop with it (release's DELETE is refused).
+    await original.release();
     await sleep(60);
     const name = table.holder();
     assert.ok(name?.startsWith(`${base.holder} #`));
