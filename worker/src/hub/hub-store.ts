@@ -96,6 +96,8 @@ export function createHubStore(
       after,
     );
 
+  const since = (after: string): Generator<StoredMessage> => mergeByCursor(ringFrom(after), outboxFrom(after));
+
   const meta = {
     get(key: string): string | undefined {
       return rows<{ value: string }>('SELECT value FROM meta WHERE key = ?', key)[0]?.value;
@@ -322,26 +324,25 @@ export function createHubStore(
     },
 
     /**
-     * What a subscriber resuming from `after` (at or above the floor) missed: the late arrivals it
-     * may have missed (cursor at or before `after`, arrived since shortly before `after` was
-     * minted: the relay's rule), then everything after `after`, in cursor order. Read lazily.
+     * What a subscriber resuming from `after` missed, as far as this edge holds it: the late
+     * arrivals it may have missed (cursor at or before `after`, arrived since shortly before
+     * `after` was minted: the relay's rule), then the ring and the unforwarded publishes after
+     * `after` (since), in cursor order. Read lazily. A resume at or above the floor is answered
+     * with this alone; one from the relay's history ends with it.
      */
-    *ringAfter(after: string): Generator<StoredMessage> {
+    *missedAfter(after: string): Generator<StoredMessage> {
       yield* lateFor(after);
-      yield* ringFrom(after);
+      yield* since(after);
     },
 
     /** The ring after `after`, in cursor order, read lazily (history at or above the floor). */
     ringFrom,
 
-    /** The late arrivals (in the ring or kept past it) a resume from `after` replays; read lazily. */
-    lateFor,
-
     /**
      * The ring and the unforwarded publishes after `after` (a resume must see those even if the
      * ring let them go), in cursor order, each once, read lazily.
      */
-    since: (after: string): Generator<StoredMessage> => mergeByCursor(ringFrom(after), outboxFrom(after)),
+    since,
 
     /** The newest message of each source in the ring (the whole topic, standing alone). */
     latestInRing: () => [...latestIn('ring')],

@@ -2,11 +2,6 @@ import { compareCursors, CursorExpiredError, type Envelope, type RelayReply } fr
 import { msgFrame, type StoredMessage } from './hub-store.ts';
 import type { HubCore } from './hub-core.ts';
 
-/** The parts one after another, each read as it is reached. */
-function* chain<T>(...parts: Iterable<T>[]): Generator<T> {
-  for (const part of parts) yield* part;
-}
-
 /**
  * Subscribing a client socket, with a relay's semantics: with `after`, everything missed is sent
  * first, then `subscribed`, then live messages, with no gap. A cursor at or above the ring's floor
@@ -133,7 +128,7 @@ export function createSubscriptions(
     if (refusedAsExpired(ws, after, ref)) return;
     // The late arrivals this edge kept that the resume may have missed (the relay's pages start
     // after `after`), then what it holds after `after`.
-    const reached = sendAll(ws, chain(store.lateFor(after), store.since(after)), cursor, budget, sent);
+    const reached = sendAll(ws, store.missedAfter(after), cursor, budget, sent);
     if (reached !== undefined) goLive(ws, gen, reached, ref);
   };
 
@@ -148,7 +143,7 @@ export function createSubscriptions(
       if (after === undefined) return goLive(ws, gen, core.linked ? store.position() : clock.next(), ref);
       if (refusedAsExpired(ws, after, ref)) return;
       if (compareCursors(after, store.floor()) >= 0) {
-        const reached = sendAll(ws, store.ringAfter(after), after, newBudget());
+        const reached = sendAll(ws, store.missedAfter(after), after, newBudget());
         return reached === undefined ? undefined : goLive(ws, gen, reached, ref);
       }
       if (!core.linked) {
