@@ -279,6 +279,47 @@ describe('catch-up from a peer that stops answering', { timeout: 30_000 }, () =>
     assert.equal(empty.asked.pages, 17);
   });
 
+  it('counts what a peer sends of another topic than the one asked, and takes only the asked one', async () => {
+    const server = await node();
+    const envelope = (id: string, topic: string): Envelope => ({
+      id,
+      topic,
+      cursor: bump('0'),
+      source: 's',
+      ts: Date.now(),
+      data: id,
+    });
+    await server.handle(
+      CATCH_UP_PROTOCOL,
+      async (stream) => {
+        const lp = lpStream(stream);
+        for (;;) {
+          const request = JSON.parse(new TextDecoder().decode((await lp.read()).subarray())) as Record<string, string>;
+          const answer =
+            request.op === 'topics'
+              ? { topics: ['t.a'], next: null }
+              : { messages: [envelope('a1', 't.a'), envelope('b1', 't.b'), envelope('b2', 't.b'), null], next: null };
+          await lp.write(new TextEncoder().encode(JSON.stringify(answer)));
+        }
+      },
+      { runOnLimitedConnection: true },
+    );
+    const client = await node();
+    await client.dial(server.getMultiaddrs());
+    const got: string[] = [];
+    const wrong: [string, number][] = [];
+    await catchUpFrom(client as unknown as Host, shards, 64 * 1024, {
+      peer: server.peerId,
+      shards: [0, 1, 2, 3],
+      after: '0',
+      ingest: async (envelopes) => (got.push(...envelopes.map((m) => (m as Envelope).id)), envelopes.length),
+      onWrongTopic: (topic, count) => wrong.push([topic, count]),
+      timeoutMs: 5_000,
+    });
+    assert.deepEqual(got, ['a1']);
+    assert.deepEqual(wrong, [['t.a', 3]], 'the entries of another topic (or none) are counted, not dropped unseen');
+  });
+
   it('catches up past a message larger than this node takes, from a peer that takes more', async () => {
     // The peer's mesh_max_message_bytes is 2 MiB, this node's 64 KiB: the peer's page holding a
     // 900 KiB message outgrew this node's frame limit, the catch-up failed at that cursor, and

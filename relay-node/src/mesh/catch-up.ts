@@ -254,6 +254,8 @@ export interface CatchUpRequest {
   ingest(envelopes: unknown[]): Promise<number>;
   /** The peer left out `count` stored messages of `topic`: larger than `maxMessageBytes`. */
   onSkipped?(topic: string, count: number): void;
+  /** The peer answered a page of `topic` with `count` entries of another topic (or none): dropped. */
+  onWrongTopic?(topic: string, count: number): void;
   /** Stops the catch-up (the node stops). */
   signal?: AbortSignal;
   /** How long the peer may take to open the stream or to answer one request (default 15 s). */
@@ -294,7 +296,11 @@ export async function catchUpFrom(host: Host, shards: Shards, maxMessageBytes: n
       if (Number.isSafeInteger(page.skipped) && (page.skipped as number) > 0) {
         request.onSkipped?.(topic, page.skipped as number);
       }
-      fresh += await request.ingest(messages.filter((m) => (m as { topic?: unknown } | null)?.topic === topic));
+      const ofTopic = messages.filter((m) => (m as { topic?: unknown } | null)?.topic === topic);
+      // A peer that answers one topic with another's messages misbehaves: they are not taken
+      // (the page's cursors are the asked topic's), and not dropped unseen either.
+      if (ofTopic.length < messages.length) request.onWrongTopic?.(topic, messages.length - ofTopic.length);
+      fresh += await request.ingest(ofTopic);
       const next: unknown = page.next;
       empty = messages.length === 0 ? empty + 1 : 0;
       if (empty > MAX_EMPTY_PAGES && next !== null) {

@@ -59,6 +59,11 @@ export function createMeshMetrics(registry: Registry, peers: () => number) {
       help: 'Stored messages a peer left out of catch-up: larger than it carries, or than this node takes (mesh_max_message_bytes)',
       registers: [registry],
     }),
+    catchUpWrongTopic: new Counter({
+      name: 'anode_mesh_catch_up_wrong_topic_total',
+      help: 'Entries a peer sent in a catch-up page of one topic that were not of that topic (dropped: the peer misbehaves)',
+      registers: [registry],
+    }),
     caughtUp: new Counter({
       name: 'anode_mesh_catch_up_messages_total',
       help: 'Messages that were new here, fetched from peers by catch-up',

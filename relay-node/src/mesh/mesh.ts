@@ -100,6 +100,10 @@ export async function createMesh(context: ComponentContext) {
     everyMs: 60_000,
     countField: 'messages',
   });
+  const wrongTopicLog = throttledLog(log, 'warn', 'catch-up: a peer answered a topic with messages of another', {
+    everyMs: 60_000,
+    countField: 'messages',
+  });
   const sync = createSync({
     dataDir: config.data_dir,
     lookbackMs: config.mesh_sync_lookback_ms,
@@ -120,6 +124,10 @@ export async function createMesh(context: ComponentContext) {
         onSkipped: (topic, count) => {
           metrics.catchUpSkipped.inc(count);
           skippedLog({ peer, topic }, count);
+        },
+        onWrongTopic: (topic, count) => {
+          metrics.catchUpWrongTopic.inc(count);
+          wrongTopicLog({ peer, topic }, count);
         },
       });
     },
@@ -268,6 +276,7 @@ export async function createMesh(context: ComponentContext) {
       await notices.stop();
       await sync.stop();
       skippedLog.flush();
+      wrongTopicLog.flush();
       stun?.close();
       await host.stop();
       await memory.flush();
