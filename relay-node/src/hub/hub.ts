@@ -27,7 +27,7 @@ import {
 } from '@anode/shared';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
-import { pageWithMore } from '../storage/merge-page.ts';
+import { morePast, pageAndMark } from '../storage/merge-page.ts';
 import { createLateArrivals } from './late-arrivals.ts';
 import { mergedHistory } from './merged-history.ts';
 import { createHeap } from '../heap.ts';
@@ -675,10 +675,13 @@ export function createHub(options: HubOptions) {
      * message after it (a page cut by bytes looks like the end otherwise).
      */
     async history(topic: string, after: string | undefined, limit: number) {
-      const { messages, more } = await pageWithMore(store, topic, { after, limit, maxBytes: HISTORY_PAGE_BYTES });
-      // Checked after the read: retention runs beside it (the writer thread, Cassandra's TTL), and
-      // a mark not past `after` now was not past it while the page was read.
-      if (after !== undefined) await assertResumable([topic], after);
+      const query = { after, limit, maxBytes: HISTORY_PAGE_BYTES };
+      // Retention runs beside the read (the writer thread, Cassandra's TTL): refused only if the
+      // page was read under a mark past `after` (pageAndMark). A page read whole is answered even
+      // if the mark passes `after` just after it; the next page is refused if it passed `next`.
+      const { messages, trimmedThrough } = await pageAndMark(store, topic, query);
+      if (after !== undefined) refuseBefore(topic, trimmedThrough, after);
+      const more = await morePast(store, topic, query, messages);
       return { messages, next: more ? (messages.at(-1)?.cursor ?? null) : null };
     },
 

@@ -6,6 +6,7 @@ import {
   type MessageStore,
 } from '@anode/shared';
 import { createHeap } from '../heap.ts';
+import { pageAndMark } from '../storage/merge-page.ts';
 
 /**
  * What a resume holds in memory at once, over all its topics: the pages read ahead for the merge.
@@ -53,7 +54,7 @@ interface Stream {
  * the event loop for ~6 s. The merge also yields to the event loop every SLICE_MS.
  *
  * Retention may delete while a slow resume reads (the sweep runs on the writer thread): each page
- * is followed by the topic's trim mark, and one past where the page was read from, and past
+ * comes with the trim mark it was read under, and one past where the page was read from, and past
  * `since` (what the subscriber already has), throws CursorExpiredError rather than skip what was
  * deleted unseen (a review's slow reader lost 3,556 of 9,597 messages this way, with no error),
  * unless all it may have deleted there is past `covered`: then every message from there on, of
@@ -90,9 +91,10 @@ export async function* mergedHistory(
   // holds everything from there on, so the history stops (see above).
   let handOff = false;
   const refill = async (s: Stream) => {
-    s.page = await store.history(s.topic, { after: s.after, ...budget });
-    // Read after the page: a mark not past `from` now was not past it while the page was read.
-    const trimmed = await store.trimmedThrough(s.topic);
+    // The mark the page was read under (pageAndMark): one that passed `from` only after the read
+    // took nothing from this page, and the next page's mark tells whether it took more.
+    const { messages, trimmedThrough: trimmed } = await pageAndMark(store, s.topic, { after: s.after, ...budget });
+    s.page = messages;
     const from = compareCursors(s.after, since) > 0 ? s.after : since;
     if (trimmed !== undefined && compareCursors(trimmed, from) > 0) {
       // A stream is read again only once all that was sent is at or below its `after` (the

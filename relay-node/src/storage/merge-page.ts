@@ -19,11 +19,39 @@ export async function pageWithMore(
   query: HistoryQuery,
 ): Promise<{ messages: Envelope[]; more: boolean }> {
   const messages = await store.history(topic, query);
+  return { messages, more: await morePast(store, topic, query, messages) };
+}
+
+/** Whether more of `topic` follows `messages`, a page read by `query` (see pageWithMore). */
+export async function morePast(
+  store: MessageStore,
+  topic: string,
+  query: HistoryQuery,
+  messages: readonly Envelope[],
+): Promise<boolean> {
   const last = messages.at(-1);
-  if (!last) return { messages, more: false };
-  const more =
-    messages.length >= query.limit || (await store.history(topic, { after: last.cursor, limit: 1 })).length > 0;
-  return { messages, more };
+  if (!last) return false;
+  return messages.length >= query.limit || (await store.history(topic, { after: last.cursor, limit: 1 })).length > 0;
+}
+
+/**
+ * One page of `topic` and its retention mark, to tell whether retention took messages past the
+ * page's `after` from under it (cursor_expired). The mark as of the page's own read when the
+ * store gives it (HistoryQuery.onTrimmedThrough); else read after the page, never before: marks
+ * only grow, so one read after is at least the mark the page was read under, and a sweep between
+ * the two reads can only refuse a page that was whole. Read before, a sweep in between deleted
+ * messages past `after` that the page then lacked, under a mark that did not show it: a gap
+ * answered as a whole page.
+ */
+export async function pageAndMark(
+  store: MessageStore,
+  topic: string,
+  query: HistoryQuery,
+): Promise<{ messages: Envelope[]; trimmedThrough: string | undefined }> {
+  const seen: { given: boolean; mark?: string | undefined } = { given: false };
+  const onTrimmedThrough = (mark: string | undefined) => Object.assign(seen, { given: true, mark });
+  const messages = await store.history(topic, { ...query, onTrimmedThrough });
+  return { messages, trimmedThrough: seen.given ? seen.mark : await store.trimmedThrough(topic) };
 }
 
 /**

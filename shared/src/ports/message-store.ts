@@ -96,6 +96,15 @@ export interface HistoryQuery {
   limit: number;
   /** Bound on the page's serialized `data` in bytes (see `history` above); absent: count only. */
   maxBytes?: number;
+  /**
+   * Called by a store that can with the topic's `trimmedThrough` as of the moment the page was
+   * read (embedded: one read transaction), so whether retention took messages past `after` from
+   * under the page is decided on the page itself. Two reads leave a sweep room between them: a
+   * mark read after the page refused a page read whole (a false `cursor_expired`); one read before
+   * it missed the hole the sweep then made (a silent gap). A store that cannot does not call it
+   * (Cassandra: a TTL expires continuously, at no one moment); see pageAndMark.
+   */
+  onTrimmedThrough?: (trimmedThrough: string | undefined) => void;
 }
 
 export interface AppendOptions {

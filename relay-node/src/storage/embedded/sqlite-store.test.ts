@@ -132,6 +132,80 @@ describe('embedded store retention, in steps', () => {
   });
 });
 
+describe('embedded store: a page and the trim mark it was read under', () => {
+  it('gives them as of one moment while the writer thread sweeps beside the reads', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-sqlite-'));
+    // The writer thread commits a sweep step (50 messages) whenever it likes, on its own core:
+    // with the page and the mark read apart, steps landed between the two reads.
+    const store = createSqliteStore({ dataDir: dir, retention: { maxAgeMs: 0, maxMessages: 500 }, sweepStep: 50 });
+    let sweeping: Promise<number> | undefined;
+    try {
+      const clock = createHybridClock('marked');
+      const all = Array.from({ length: 20_000 }, (_, n): Envelope => {
+        const cursor = clock.next();
+        return { id: `m${n}`, topic: 't', cursor, source: 's', ts: n, data: n };
+      });
+      for (let i = 0; i < all.length; i += 2_000) await store.append(all.slice(i, i + 2_000));
+      let swept = false;
+      sweeping = store.sweep().finally(() => (swept = true));
+      let reads = 0;
+      let refused = 0;
+      while (!swept) {
+        // A cursor just above the mark: the next step or two pass it.
+        const mark = await store.trimmedThrough('t');
+        const at = mark === undefined ? 0 : all.findIndex((m) => m.cursor === mark) + 1;
+        const after = all[Math.min(at + 20, all.length - 1)]?.cursor as string;
+        let given: { mark: string | undefined } | undefined;
+        const page = await store.history('t', { after, limit: 400, onTrimmedThrough: (m) => (given = { mark: m }) });
+        assert.ok(given, 'the store gives the mark with the page');
+        reads += 1;
+        if (given.mark !== undefined && given.mark > after) {
+          // Read under a mark past `after`: retention had taken what followed it, nothing of it here.
+          refused += 1;
+          assert.ok((page[0]?.cursor ?? '~') > given.mark, `read ${reads}: a message at or below the mark`);
+        } else {
+          // Read under a mark at or below `after`: whole, from the message right after it.
+          const from = all.findIndex((m) => m.cursor === after) + 1;
+          assert.deepEqual(
+            page.map((m) => m.id),
+            all.slice(from, from + 400).map((m) => m.id),
+            `read ${reads}: a page read under mark ${given.mark} (after ${after}) is not whole`,
+          );
+        }
+        await new Promise((resolve) => setImmediate(resolve)); // the sweep's next step goes out
+      }
+      assert.equal(await sweeping, 19_500);
+      assert.ok(reads > 20, `${reads} reads during the sweep`);
+      assert.ok(refused < reads, `${refused} of ${reads} read under a mark past their cursor`);
+    } finally {
+      await sweeping?.catch(() => {});
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('gives the mark with an empty page, and with a page of limit 0', async () => {
+    const store = createSqliteStore({ dataDir: '', memory: true, retention: { maxAgeMs: 0, maxMessages: 2 } });
+    try {
+      const clock = createHybridClock('marked');
+      const all = Array.from({ length: 5 }, (_, n): Envelope => {
+        const cursor = clock.next();
+        return { id: `m${n}`, topic: 't', cursor, source: 's', ts: n, data: n };
+      });
+      await store.append(all);
+      await store.sweep();
+      const marks: (string | undefined)[] = [];
+      const onTrimmedThrough = (mark: string | undefined) => void marks.push(mark);
+      assert.deepEqual(await store.history('t', { after: all[4]?.cursor, limit: 10, onTrimmedThrough }), []);
+      assert.deepEqual(await store.history('t', { limit: 0, onTrimmedThrough }), []);
+      assert.deepEqual(await store.history('never', { limit: 10, onTrimmedThrough }), []);
+      assert.deepEqual(marks, [all[2]?.cursor, all[2]?.cursor, undefined]);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe('embedded store, fsync off: small batches on the event loop, large ones on the writer thread', () => {
   it('keeps every row of interleaved appends, in order, and after a reopen', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'anode-sqlite-'));

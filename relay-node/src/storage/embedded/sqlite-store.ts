@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { ensurePrivateFile, PRIVATE_DIR_MODE } from '../../private-files.ts';
 import {
   type AppendResult,
+  type HistoryQuery,
   type MessageStore,
   type RetentionPolicy,
   type StoreHealth,
@@ -192,6 +193,33 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
   const trimmed = q('SELECT trimmed_through FROM topics WHERE topic = ?');
   // Emptied topics too (count 0): their row, and its mark, stay.
   const trimmedTopics = q('SELECT topic, trimmed_through FROM topics WHERE trimmed_through > ?');
+  const markOf = (topic: string) =>
+    (trimmed.get(topic) as { trimmed_through: string | null } | undefined)?.trimmed_through ?? undefined;
+  // Row by row, not `.all()`: a page cut by `maxBytes` reads one row past it at most.
+  const readPage = (topic: string, query: HistoryQuery) =>
+    takePage(history.iterate(topic, query.after ?? '', query.limit) as Iterable<Row>, query, (row) =>
+      utf8Length(row.data),
+    ).page;
+  const begin = q('BEGIN');
+  const commit = q('COMMIT');
+  const rollback = q('ROLLBACK');
+  /**
+   * The page and the topic's mark in one read transaction: WAL gives both statements the same
+   * snapshot, so a sweep the writer thread commits between them (it runs beside this thread) is
+   * in both or in neither. Nothing else runs on this connection meanwhile: the reads are synchronous.
+   */
+  const pageAndMark = (topic: string, query: HistoryQuery) => {
+    begin.run();
+    try {
+      const rows = query.limit > 0 ? readPage(topic, query) : [];
+      const mark = markOf(topic);
+      commit.run();
+      return { rows, mark };
+    } catch (error) {
+      if (db.isTransaction) rollback.run();
+      throw error;
+    }
+  };
 
   return {
     kind: 'embedded',
@@ -218,11 +246,12 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
       });
     },
 
-    // Row by row, not `.all()`: a page cut by `maxBytes` reads one row past it at most.
     async history(topic, query) {
-      if (query.limit <= 0) return [];
-      const rows = history.iterate(topic, query.after ?? '', query.limit) as Iterable<Row>;
-      return takePage(rows, query, (row) => utf8Length(row.data)).page.map(toEnvelope);
+      const report = query.onTrimmedThrough;
+      if (!report) return query.limit > 0 ? readPage(topic, query).map(toEnvelope) : [];
+      const { rows, mark } = pageAndMark(topic, query);
+      report(mark);
+      return rows.map(toEnvelope);
     },
 
     async latest(topic) {
@@ -235,8 +264,7 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
     },
 
     async trimmedThrough(topic) {
-      const row = trimmed.get(topic) as { trimmed_through: string | null } | undefined;
-      return row?.trimmed_through ?? undefined;
+      return markOf(topic);
     },
 
     async trimmedTopics(after = '') {
