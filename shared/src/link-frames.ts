@@ -9,14 +9,19 @@ import { cursorSchema, envelopeSchema } from './frames.ts';
  *
  * edge → relay: `sub {after?, ref?}` (subscribe this topic; catch up after a cursor),
  *   `pub {ref, messages: envelope[]}` (messages accepted at the edge, ids and cursors set),
- *   `history {ref, after?, limit}`, `latest {ref}`.
+ *   `history {ref, after?, limit}`, `late {ref, after, from?}` (the late arrivals a resume from
+ *   `after` replays on the relay, its own rule: cursor at or below `after`, arrived since shortly
+ *   before `after` was minted; those above `from` when paging; a relay from before the frame
+ *   answers `err bad_frame`), `latest {ref}`.
  * relay → edge: `hello {node, reserved?, max_message_bytes?}` (`reserved: true`: this relay sends
  *   `reserved` frames, a relay from before them says nothing; `max_message_bytes`: the relay's
  *   limit, which the edge applies too when it is lower than its own), `reserved {sources}` (the source names no publish may
  *   use: the sources the mesh pulls; sent after `hello` and again whenever they change), `msg {…envelope}`,
  *   `subscribed {topic, cursor, ref?}`,
  *   `ack {ref, ids, refused?}` (stored durably by the relay; `refused`: never storable there, so
- *   not sent again), `history {ref, messages, next}`, `latest {ref, sources}`,
+ *   not sent again), `history {ref, messages, next}`, `late {ref, messages, next}` (in cursor
+ *   order, cut by bytes like a history page; `next`: the `from` of the next page, or null),
+ *   `latest {ref, sources}`,
  *   `err {code, message, trimmed?, ref?}` (`trimmed`: a refused resume's trim mark).
  */
 const ref = z.string().max(128);
@@ -28,6 +33,7 @@ export const edgeFrameSchema = z.discriminatedUnion('op', [
   // Each message is checked by the relay's message contract, one by one.
   z.object({ op: z.literal('pub'), ref, messages: z.array(z.unknown()).max(MAX_LINK_BATCH) }),
   z.object({ op: z.literal('history'), ref, after: cursorSchema.optional(), limit: z.number().int().min(0).max(1000) }),
+  z.object({ op: z.literal('late'), ref, after: cursorSchema, from: cursorSchema.optional() }),
   z.object({ op: z.literal('latest'), ref }),
 ]);
 export type EdgeFrame = z.infer<typeof edgeFrameSchema>;
@@ -49,6 +55,7 @@ export const relayFrameSchema = z.discriminatedUnion('op', [
     refused: z.array(z.object({ id: z.string().nullable(), code: z.string(), message: z.string() })).optional(),
   }),
   z.object({ op: z.literal('history'), ref, messages: z.array(envelopeSchema), next: z.string().nullable() }),
+  z.object({ op: z.literal('late'), ref, messages: z.array(envelopeSchema), next: z.string().nullable() }),
   z.object({ op: z.literal('latest'), ref, sources: z.record(z.string(), envelopeSchema) }),
   z.object({
     op: z.literal('err'),

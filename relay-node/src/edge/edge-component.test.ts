@@ -240,6 +240,15 @@ describe('edge links, relay side', () => {
     assert.deepEqual(history.messages[0]?.id, 'kedge1');
     link.ws.send(JSON.stringify({ op: 'latest', ref: 'l' }));
     assert.ok(((await frame('latest', 'l')).sources as Record<string, unknown>).e);
+    // The late arrivals a resume from a cursor replays: the edge's message above, minted long
+    // before it arrived, is one (a subscriber of this relay resuming from its cursor gets it
+    // again too); none above `from`; a `late` without its cursor is a bad frame.
+    link.ws.send(JSON.stringify({ op: 'late', ref: 'lt', after: envelope.cursor }));
+    assert.deepEqual(await frame('late', 'lt'), { op: 'late', ref: 'lt', messages: [envelope], next: null });
+    link.ws.send(JSON.stringify({ op: 'late', ref: 'lt1', after: envelope.cursor, from: envelope.cursor }));
+    assert.deepEqual(await frame('late', 'lt1'), { op: 'late', ref: 'lt1', messages: [], next: null });
+    link.ws.send(JSON.stringify({ op: 'late', ref: 'lt2' }));
+    assert.equal((await frame('err', 'lt2')).code, 'bad_frame');
 
     // The message contract at the link: each bad message is refused with its code, the good one
     // in the same frame is stored, and the link stays up.

@@ -54,6 +54,12 @@ const MSG_ID = /^\{"op":"msg","id":"([^"]+)"/;
  * takes WebSocket messages up to 32 MiB; max_message_bytes is at most 16 MiB).
  */
 const PAGE_BYTES = 4 * 1024 * 1024;
+
+/** The first messages that fit in PAGE_BYTES serialized (always at least one). */
+const withinPageBytes = (messages: readonly Envelope[]): Envelope[] => {
+  let bytes = 0;
+  return messages.filter((m, i) => (bytes += utf8Length(JSON.stringify(m))) <= PAGE_BYTES || i === 0);
+};
 /** The Durable Object sends publishes in frames of about 4 MiB of JSON text. */
 const LINK_MAX_PAYLOAD = 64 * 1024 * 1024;
 
@@ -242,10 +248,7 @@ export class EdgeLink implements Subscriber {
       }
       case 'history': {
         const page = await hub.history(this.topic, frame.after, frame.limit);
-        let bytes = 0;
-        const messages = page.messages.filter(
-          (m, i) => (bytes += utf8Length(JSON.stringify(m))) <= PAGE_BYTES || i === 0,
-        );
+        const messages = withinPageBytes(page.messages);
         const cut = messages.length < page.messages.length;
         this.#reply({
           op: 'history',
@@ -253,6 +256,15 @@ export class EdgeLink implements Subscriber {
           messages,
           next: cut ? (messages.at(-1)?.cursor ?? null) : page.next,
         });
+        return;
+      }
+      case 'late': {
+        // What this relay's own resume from `after` replays before its history: a late arrival
+        // that reached it while the edge's link was closed is in no history page after `after`.
+        const all = hub.lateFor(this.topic, frame.after, frame.from);
+        const messages = withinPageBytes(all);
+        const cut = messages.length < all.length;
+        this.#reply({ op: 'late', ref: frame.ref, messages, next: cut ? (messages.at(-1)?.cursor ?? null) : null });
         return;
       }
       case 'latest':

@@ -60,4 +60,26 @@ describe('hub: late arrivals across the topics of a pattern', () => {
     await after.subscribe(live, 'chaos.>', fresh.cursor);
     assert.deepEqual(live.ids(), []);
   });
+
+  it('answers an edge`s `late` with the late arrivals its own resume replays: this topic only, in cursor order, paged by `from`', async () => {
+    const hub = testHub(memoryStore());
+    const now = Date.now();
+    const newest = remote('k-newest', 'edge.t', now, 'zzzzzzzzzz');
+    const lateA = remote('k-late-a', 'edge.t', now - 20, 'aaaaaaaaaa');
+    const lateB = remote('k-late-b', 'edge.t', now - 10, 'aaaaaaaaaa');
+    const elsewhere = remote('k-late-other', 'edge.u', now - 15, 'aaaaaaaaaa');
+    await hub.ingest([remote('k-newest-u', 'edge.u', now, 'zzzzzzzzzz')], { persist: true });
+    await hub.ingest([newest], { persist: true });
+    await hub.ingest([lateB], { persist: true });
+    await hub.ingest([lateA, elsewhere], { persist: true });
+    const ids = (list: { id: string }[]) => list.map((m) => m.id);
+    assert.deepEqual(ids(hub.lateFor('edge.t', newest.cursor)), ['k-late-a', 'k-late-b']);
+    assert.deepEqual(ids(hub.lateFor('edge.t', newest.cursor, lateA.cursor)), ['k-late-b']);
+    assert.deepEqual(ids(hub.lateFor('edge.t', lateA.cursor)), ['k-late-a'], 'only those at or below `after`');
+    // What a subscriber of the relay resuming from the same cursor gets first: the same ones.
+    const resumed = recorder();
+    await hub.subscribe(resumed, 'edge.t', newest.cursor);
+    assert.deepEqual(resumed.ids(), ['k-late-a', 'k-late-b']);
+    await hub.writer.drain();
+  });
 });

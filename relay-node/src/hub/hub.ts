@@ -685,6 +685,16 @@ export function createHub(options: HubOptions) {
       return { messages, next: more ? (messages.at(-1)?.cursor ?? null) : null };
     },
 
+    /**
+     * The late arrivals of `topic` a resume from `after` replays before its history (the rule of
+     * subscribe above), in cursor order; those above `from` when paging. An edge's resume from
+     * this relay's history asks for them (edge-link.ts): they are in no page after `after`.
+     */
+    lateFor(topic: string, after: string, from?: string): Envelope[] {
+      const all = late.replay(topic, after);
+      return from === undefined ? all : all.filter((m) => compareCursors(m.cursor, from) > 0);
+    },
+
     latest: (topic: string) => store.latest(topic),
 
     /** The subscribed topics and patterns (the mesh carries their shards), without status()'s counting. */

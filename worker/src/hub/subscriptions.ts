@@ -1,4 +1,4 @@
-import { compareCursors, CursorExpiredError, type Envelope, type RelayReply } from '@anode/shared';
+import { AnodeError, compareCursors, CursorExpiredError, type Envelope, type RelayReply } from '@anode/shared';
 import { msgFrame, type StoredMessage } from './hub-store.ts';
 import type { HubCore } from './hub-core.ts';
 
@@ -101,11 +101,37 @@ export function createSubscriptions(
     return cursor;
   };
 
+  /**
+   * The late arrivals the relay's own resume from `after` replays, sent first: one that reached
+   * the relay while this object's link was closed is in no history page after `after`, and this
+   * object never heard of it. A relay from before the `late` frame refuses it (bad_frame): then
+   * only the late arrivals this object kept are replayed. False when the resume ended meanwhile
+   * (a later `sub`/`unsub`, or the send budget ran out and the socket was closed).
+   */
+  const lateFromRelay = async (ws: WebSocket, gen: number, after: string, budget: Budget, sent: Set<string>) => {
+    for (let from: string | undefined; ;) {
+      let reply: RelayReply<'late'>;
+      try {
+        reply = await link.request({ op: 'late', after, ...(from === undefined ? {} : { from }) });
+      } catch (error) {
+        if (error instanceof AnodeError && error.code === 'bad_frame') return clients.state(ws).gen === gen;
+        throw error;
+      }
+      if (clients.state(ws).gen !== gen) return false;
+      if (sendAll(ws, reply.messages.map(asStored), after, budget, sent) === undefined) return false;
+      // Each page starts above the last one (a relay that does not move on is not asked again).
+      if (reply.next === null || reply.messages.length === 0) return true;
+      if (from !== undefined && compareCursors(reply.next, from) <= 0) return true;
+      from = reply.next;
+    }
+  };
+
   const catchUp = async (ws: WebSocket, gen: number, after: string, ref: string | undefined) => {
     const sent = new Set<string>();
     const budget = newBudget();
     let cursor = after;
     try {
+      if (!(await lateFromRelay(ws, gen, after, budget, sent))) return;
       // Trimming the ring while we page could drop something the relay had not stored when we
       // asked, so page again until the floor holds still over a whole pass.
       for (let floor = ''; floor !== store.floor();) {

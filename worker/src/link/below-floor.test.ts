@@ -11,7 +11,7 @@ const cursorAt = (ms: number, node: string) => `${Math.floor(ms).toString(16).pa
 
 /**
  * A workerd edge (RING_SIZE 5, and `vars`) linked to a scripted stand-in relay that acks publishes
- * and answers history with nothing; `onHistory` runs as the next history request comes in, whose
+ * and answers history and late arrivals with nothing; `onHistory` runs as the next history request comes in, whose
  * answer then waits 300 ms. Started before the describe's tests, stopped after them.
  */
 function linkedEdge(vars: Record<string, string> = {}) {
@@ -67,6 +67,8 @@ function linkedEdge(vars: Record<string, string> = {}) {
           link.send({ op: 'subscribed', topic: link.topic, cursor: frame.after ?? '0', ref: frame.ref });
         } else if (frame.op === 'pub') {
           link.send({ op: 'ack', ref: frame.ref, ids: (frame.messages ?? []).map((m) => m.id) });
+        } else if (frame.op === 'late') {
+          link.send({ op: 'late', ref: frame.ref, messages: [], next: null });
         } else if (frame.op === 'history') {
           const answer = () => link.send({ op: 'history', ref: frame.ref, messages: [], next: null });
           const hook = t.onHistory;

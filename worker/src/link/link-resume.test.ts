@@ -39,6 +39,8 @@ async function startScriptedRelay(secret: string) {
         }
       } else if (frame.op === 'pub') {
         link.send({ op: 'ack', ref: frame.ref, ids: (frame.messages ?? []).map((m) => m.id) });
+      } else if (frame.op === 'late') {
+        link.send({ op: 'late', ref: frame.ref, messages: [], next: null });
       } else if (frame.op === 'history') {
         link.send({ op: 'history', ref: frame.ref, messages: [], next: null });
       }

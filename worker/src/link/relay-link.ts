@@ -51,7 +51,7 @@ const LINK_FRAME_BYTES = 4 * 1024 * 1024;
 const MAX_IN_FLIGHT = 4;
 
 /** Requests the object makes of the relay, by op (the link adds the ref). */
-type LinkRequests = { [Op in 'history' | 'latest']: Omit<Extract<EdgeFrame, { op: Op }>, 'ref'> };
+type LinkRequests = { [Op in 'history' | 'late' | 'latest']: Omit<Extract<EdgeFrame, { op: Op }>, 'ref'> };
 
 /** Kept in the link socket's attachment, so it survives hibernation. */
 interface LinkState {

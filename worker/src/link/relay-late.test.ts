@@ -1,0 +1,145 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { cursorTime } from '@anode/shared';
+import { openSocket, type RawSocket } from '../../../test/helpers/ws.ts';
+import { type EdgeRuntime, startEdge } from '../../test-support/edge-runtime.ts';
+import { type LinkFrame, startStandInRelay } from './stand-in-relay.fixture.ts';
+
+const cursorAt = (ms: number, node: string) => `${Math.floor(ms).toString(16).padStart(12, '0')}0000-${node}`;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+type LateAnswer = (frame: LinkFrame & { from?: string }, link: { topic: string; send(frame: unknown): void }) => void;
+
+/**
+ * A resume older than the ring is served from the relay's history after `after`, which holds no
+ * late arrival (cursor at or below `after`): one that reached the relay while this object's link
+ * was closed was missed with no error. The edge now first asks the relay for the late arrivals its
+ * own resume would replay (`late`), page by page. A workerd edge (RING_SIZE 5) linked to a
+ * scripted stand-in relay (a test double: it answers `late` as the test says, as a real relay's
+ * hub.lateFor would, or as a relay from before the frame does).
+ */
+describe('relay link on workerd: a resume below the ring replays the relay’s late arrivals', () => {
+  const LINK_SECRET = 'unit-test-link-secret-late';
+  let relay: Awaited<ReturnType<typeof startStandInRelay>>;
+  let edge: EdgeRuntime;
+  const open: RawSocket[] = [];
+  let answerLate: LateAnswer | undefined;
+  const lateAsked: (LinkFrame & { from?: string })[] = [];
+
+  before(async () => {
+    relay = await startStandInRelay({
+      secret: LINK_SECRET,
+      node: 'scripted',
+      onFrame(frame, link) {
+        if (frame.op === 'sub') {
+          link.send({ op: 'subscribed', topic: link.topic, cursor: frame.after ?? '0', ref: frame.ref });
+        } else if (frame.op === 'pub') {
+          link.send({ op: 'ack', ref: frame.ref, ids: (frame.messages ?? []).map((m) => m.id) });
+        } else if (frame.op === 'history') {
+          link.send({ op: 'history', ref: frame.ref, messages: [], next: null });
+        } else if (frame.op === 'late') {
+          lateAsked.push(frame);
+          if (answerLate) answerLate(frame, link);
+          else link.send({ op: 'late', ref: frame.ref, messages: [], next: null });
+        }
+      },
+    });
+    edge = await startEdge({
+      RELAY_URLS: relay.url,
+      LINK_SECRET,
+      LINK_WAIT_MS: '1000',
+      LINK_RETRY_MAX_MS: '200',
+      RING_SIZE: '5',
+    });
+  });
+  after(async () => {
+    for (const socket of open) socket.close();
+    await edge?.stop();
+    await relay?.stop();
+  });
+
+  /** Ten publishes over HTTP (the ring of 5 keeps the last five); their cursors. */
+  const publishTen = async (topic: string) => {
+    const cursors: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      const response = await fetch(`${edge.url}/v1/topics/${topic}/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ data: i }),
+      });
+      cursors.push(((await response.json()) as { messages: { cursor: string }[] }).messages[0]?.cursor as string);
+      await sleep(3);
+    }
+    return cursors;
+  };
+
+  /** A resume from `after`: its answer and the ids sent before it, in order. */
+  const resume = async (topic: string, from: string) => {
+    const socket = await openSocket(`${edge.wsUrl}/v1/ws`);
+    open.push(socket);
+    socket.send({ op: 'sub', topic, after: from, ref: 'resume' });
+    const ids: string[] = [];
+    const answer = await socket.next((f) => {
+      if (f.op === 'msg' && !ids.includes(f.id as string)) ids.push(f.id as string);
+      return f.op === 'subscribed' || f.op === 'err';
+    });
+    return { answer, ids };
+  };
+
+  const lateMessage = (topic: string, id: string, cursor: string) => ({
+    id,
+    topic,
+    cursor,
+    source: 'feed',
+    ts: Date.now(),
+    data: 'late',
+  });
+
+  it('sends them before the history and the ring, page by page, then subscribes', async () => {
+    const topic = 'relaylate.pages';
+    const cursors = await publishTen(topic);
+    const from = cursors[1] as string; // below the ring's floor: served from the relay
+    const first = lateMessage(topic, `mrelaylate1${'0'.repeat(13)}`, cursorAt(cursorTime(from) - 2, 'relay2'));
+    const second = lateMessage(topic, `mrelaylate2${'0'.repeat(13)}`, cursorAt(cursorTime(from) - 1, 'relay2'));
+    answerLate = (frame, link) =>
+      frame.from === undefined
+        ? link.send({ op: 'late', ref: frame.ref, messages: [first], next: first.cursor })
+        : link.send({ op: 'late', ref: frame.ref, messages: [second], next: null });
+    lateAsked.length = 0;
+    const { answer, ids } = await resume(topic, from);
+    answerLate = undefined;
+    assert.equal(answer.op, 'subscribed', JSON.stringify(answer));
+    assert.deepEqual(
+      lateAsked.map((f) => [f.after, f.from]),
+      [
+        [from, undefined],
+        [from, first.cursor],
+      ],
+      'asked for the late arrivals of a resume from `after`, then for the page above the first',
+    );
+    assert.deepEqual(ids.slice(0, 2), [first.id, second.id], `the relay's late arrivals first: ${ids}`);
+    // The stand-in's history pages are empty: then the ring's five.
+    assert.equal(ids.length, 2 + 5, `then the ring: ${ids}`);
+  });
+
+  it('still subscribes when the relay is older than the `late` frame (err bad_frame)', async () => {
+    const topic = 'relaylate.old';
+    const cursors = await publishTen(topic);
+    answerLate = (frame, link) =>
+      link.send({ op: 'err', code: 'bad_frame', message: 'invalid frame: op', ref: frame.ref });
+    const { answer, ids } = await resume(topic, cursors[1] as string);
+    answerLate = undefined;
+    assert.equal(answer.op, 'subscribed', JSON.stringify(answer));
+    assert.equal(ids.length, 5, `the ring's messages (the stand-in's history is empty): ${ids}`);
+  });
+
+  it('answers the relay’s other refusals of `late` as a history failure would (not subscribed without them)', async () => {
+    const topic = 'relaylate.down';
+    const cursors = await publishTen(topic);
+    answerLate = (frame, link) =>
+      link.send({ op: 'err', code: 'unavailable', message: 'storage is down', ref: frame.ref });
+    const { answer } = await resume(topic, cursors[1] as string);
+    answerLate = undefined;
+    assert.equal(answer.op === 'err' && answer.code, 'unavailable', JSON.stringify(answer));
+  });
+});
