@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -89,6 +90,23 @@ describe('clock lease: cursors stay in order across a restart', () => {
     assert.equal(lease.until, await f.read());
     assert.ok(cursorTime(cursor) < (await f.read()));
     lease.stop();
+    await f.remove();
+  });
+
+  it('writes nothing to the data folder once stopped, though a renewal was running', async () => {
+    const f = await folder();
+    const lease = f.start();
+    f.time.wall += 1_000; // the renewal moves the lease on
+    const renewing = lease.renew();
+    await lease.stop();
+    // Read at once, synchronously: nothing else runs before the folder is looked at.
+    const folderAt = () => ({
+      files: readdirSync(f.dir).sort(),
+      lease: readFileSync(join(f.dir, 'clock-lease'), 'utf8'),
+    });
+    const atStop = folderAt();
+    await renewing;
+    assert.deepEqual(folderAt(), atStop, 'the folder as it was when stop() resolved');
     await f.remove();
   });
 

@@ -48,7 +48,11 @@ export interface ClockLease {
   renew(): Promise<void>;
   /** Why publishes may be refused: a lease write failed within FAILED_WRITE_MS (a full disk). */
   problem(): string | undefined;
-  stop(): void;
+  /**
+   * Stops renewing, once a renewal running now has ended: the data folder is not written after
+   * (a stopped relay's folder may be removed, or taken by the next run).
+   */
+  stop(): Promise<void>;
 }
 
 export function leaseClock(dataDir: string, clock: HybridClock, log: Logger, now: () => number = Date.now): ClockLease {
@@ -100,14 +104,15 @@ export function leaseClock(dataDir: string, clock: HybridClock, log: Logger, now
     until = next;
     failed = undefined;
   };
-  let renewing = false;
-  const renew = async () => {
-    renewing = true;
+  let stopped = false;
+  const renewals = new Set<Promise<void>>();
+  const renewOnce = async () => {
     try {
       const next = nextLease();
       await writeFile(renewal, text(next), { mode: PRIVATE_FILE_MODE, flush: true });
-      // A lease written on the spot meanwhile reaches as far: this one is not needed.
-      if (next <= until) return;
+      // A lease written on the spot meanwhile reaches as far: this one is not needed. Nor is one
+      // once stopped: no cursor is minted any more.
+      if (stopped || next <= until) return;
       renameSync(renewal, path);
       await syncFolder(dataDir);
       until = Math.max(until, next);
@@ -117,9 +122,13 @@ export function leaseClock(dataDir: string, clock: HybridClock, log: Logger, now
       // Logged once per failing spell: a full disk fails a renewal every CHECK_MS.
       if (!failed) log.error({ err: error, path }, 'clock lease not renewed');
       failure(error);
-    } finally {
-      renewing = false;
     }
+  };
+  const renew = () => {
+    if (stopped) return Promise.resolve();
+    const running = renewOnce().finally(() => renewals.delete(running));
+    renewals.add(running);
+    return running;
   };
   try {
     writeNow();
@@ -130,7 +139,7 @@ export function leaseClock(dataDir: string, clock: HybridClock, log: Logger, now
   }
 
   const timer = setInterval(() => {
-    if (!renewing && due()) void renew();
+    if (renewals.size === 0 && due()) void renew();
   }, CHECK_MS);
   timer.unref();
 
@@ -163,6 +172,10 @@ export function leaseClock(dataDir: string, clock: HybridClock, log: Logger, now
     },
     renew,
     problem: () => (failed && performance.now() - failed.at < FAILED_WRITE_MS ? failed.message : undefined),
-    stop: () => clearInterval(timer),
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await Promise.all(renewals);
+    },
   };
 }

@@ -266,7 +266,7 @@ async function assembleRelayNode(config: RelayConfig, log: Logger, overrides: Re
       server.closeAllConnections();
       await closed;
       await store.close();
-      lease.stop();
+      await lease.stop();
       log.info('stopped');
     },
   };

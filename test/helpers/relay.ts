@@ -68,7 +68,10 @@ export async function startRelay(
     dataDir,
     async stop() {
       await node.stop();
-      if (!options.keepData && !options.dataDir) await rm(dataDir, { recursive: true, force: true });
+      // Retried: ENOTEMPTY when something still wrote into the folder while it was being removed.
+      if (!options.keepData && !options.dataDir) {
+        await rm(dataDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
+      }
     },
   };
 }
