@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -107,6 +107,38 @@ describe('node-id lease (test double for the table)', () => {
     await stopping;
     await sleep(150);
     assert.equal(table.holder(), undefined, 'no lease left behind, none taken again');
+  });
+
+  it('writes no token file once released, though a renewal answers after the release gave up', async () => {
+    const table = fakeLeaseTable();
+    let entered!: () => void;
+    const inRenewal = new Promise<void>((r) => (entered = r));
+    let answer!: () => void;
+    const answered = new Promise<void>((r) => (answer = r));
+    let held = false;
+    const io: LeaseIo = {
+      async exec(query, params) {
+        if (query.startsWith('UPDATE') && !held) {
+          held = true;
+          entered();
+          await answered; // Cassandra answers late, applied
+        }
+        return table.exec(query, params);
+      },
+    };
+    const dir = folder();
+    const lease = createNodeLease(io, { ...base, tokenFile: join(dir, 'node-lease') });
+    await lease.take();
+    await inRenewal;
+    // The store's close waits for the release only so long (closeTimeoutMs), then goes on.
+    const releasing = lease.release();
+    assert.equal(await Promise.race([releasing.then(() => 'released'), sleep(50).then(() => 'gave up')]), 'gave up');
+    const folderAt = () => ({ files: readdirSync(dir).sort(), token: readFileSync(join(dir, 'node-lease'), 'utf8') });
+    const atClose = folderAt();
+    answer();
+    await releasing;
+    assert.deepEqual(folderAt(), atClose, 'the folder as it was when the store closed');
+    assert.equal(table.holder(), undefined, 'the renewed name given up all the same');
   });
 
   it('a restart reads the token its last run wrote when it takes the lease, not before', async () => {

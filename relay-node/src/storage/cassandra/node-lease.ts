@@ -82,7 +82,10 @@ export function createNodeLease(io: LeaseIo, options: NodeLeaseOptions): NodeLea
    */
   let pending: string[] = [];
   const save = () => {
-    if (!tokenFile) return;
+    // Released, nothing more is written: the store's close may have stopped waiting for a renewal
+    // still running, and the folder be removed or taken by the next run. (A renewal writes its new
+    // name down when it starts, before release can stop it: a name sent is always on file.)
+    if (!tokenFile || stopped) return;
     const temporary = `${tokenFile}.new`;
     writeFileSync(temporary, JSON.stringify([holder, ...pending]), { mode: PRIVATE_FILE_MODE, flush: true });
     renameSync(temporary, tokenFile);
