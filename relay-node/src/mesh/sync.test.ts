@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readdirSync, statSync } from 'node:fs';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -122,6 +123,24 @@ describe('catch-up scheduling', () => {
     assert.equal(asked.length, 2);
     assert.equal(sync.status().failures, 1);
     await sync.stop();
+  });
+
+  it('writes nothing to the data folder once stopped, though a catch-up ends after the stop', async () => {
+    const sync = make();
+    await sync.start();
+    let answer!: () => void;
+    holdNext = new Promise<void>((r) => (answer = r));
+    failNext = true; // ended by the stop's abort, as a catch-up's stream is: failed
+    sync.peerUp('p1');
+    const path = join(dir, 'mesh-sync.json');
+    // Read at once, synchronously: nothing else runs before the folder is looked at.
+    const folderAt = () => ({ files: readdirSync(dir).sort(), file: statSync(path).ino });
+    const atStop = sync.stop().then(folderAt);
+    await settle();
+    answer(); // the catch-up ends a moment after the abort (its stream closes), and saves its progress
+    const before = await atStop;
+    await settle();
+    assert.deepEqual(folderAt(), before, 'mesh-sync.json not rewritten after stop() resolved');
   });
 
   it('catches up again from connected peers after storing gossip failed', async () => {

@@ -85,6 +85,8 @@ export function createSync(options: SyncOptions) {
   const connected = new Map<string, Entry>();
   const queue: string[] = [];
   let running = false;
+  // The catch-ups running now (drain): stop waits for them, as a failed one saves its progress.
+  let draining: Promise<void> = Promise.resolve();
   // The entry whose catch-up is running now (see resync).
   let current: Entry | undefined;
   let stopped = false;
@@ -152,9 +154,13 @@ export function createSync(options: SyncOptions) {
     return again;
   };
 
-  const drain = async () => {
+  /** Start the catch-ups queued, unless they run already. */
+  const drain = () => {
     if (running) return;
     running = true;
+    draining = catchUps();
+  };
+  const catchUps = async () => {
     while (!stopped && queue.length > 0) {
       const peer = queue.shift() as string;
       const entry = connected.get(peer);
@@ -193,7 +199,7 @@ export function createSync(options: SyncOptions) {
         log.warn({ err: error, peer, retryInMs: delay }, 'catch-up failed; will retry');
         entry.retry = setTimeout(() => {
           queue.push(peer);
-          void drain();
+          drain();
         }, delay);
       } finally {
         current = undefined;
@@ -234,7 +240,7 @@ export function createSync(options: SyncOptions) {
       if (stopped || connected.has(peer)) return;
       connected.set(peer, { synced: false, attempts: 0 });
       queue.push(peer);
-      void drain();
+      drain();
     },
 
     peerDown(peer: string): void {
@@ -279,7 +285,7 @@ export function createSync(options: SyncOptions) {
         state.peers[peer] = Math.min(state.peers[peer] ?? since, since);
         queue.push(peer);
       }
-      void drain();
+      drain();
     },
 
     status() {
@@ -291,6 +297,8 @@ export function createSync(options: SyncOptions) {
       abort.abort();
       clearInterval(ticker);
       for (const peer of [...connected.keys()]) this.peerDown(peer);
+      // Aborted, a catch-up still ends on its own and saves how far it got: nothing is written after.
+      await draining;
       await save().catch(() => {});
     },
   };
