@@ -11,6 +11,7 @@ import { messageStoreCompliance } from '@anode/relay-node/src/storage/message-st
 import { createSpoolingStore } from '@anode/relay-node/src/storage/spool/spooling-store.ts';
 import { recorder, testHub } from '@anode/relay-node/src/hub/test-hub.ts';
 import cassandra from 'cassandra-driver';
+import { waitFor } from '../helpers/feeds.ts';
 import { startRelay, tempDir, type TestRelay } from '../helpers/relay.ts';
 import { type CassandraServer, findJava, startCassandra } from './cassandra-server.ts';
 
@@ -215,23 +216,34 @@ describe('Cassandra store', { skip }, () => {
       await store.open?.();
       assert.equal((await store.append([message('before')]))[0]?.inserted, true);
       // Another relay with this node id takes the lease (this one was paused past its TTL: the row
-      // expired, and the other one claimed it).
+      // expired, and the other one claimed it). It holds it until it stops, below: its TTL is
+      // longer than this test, so nothing here races it.
       await client.execute(`DELETE FROM ${keyspace}.node_leases WHERE node_id = ?`, [nodeId]);
       await client.execute(
-        `INSERT INTO ${keyspace}.node_leases (node_id, holder, renewed_at) VALUES (?, ?, ?) USING TTL 3`,
+        `INSERT INTO ${keyspace}.node_leases (node_id, holder, renewed_at) VALUES (?, ?, ?) USING TTL 60`,
         [nodeId, 'relay-2 /data #other', new Date()],
         { prepare: true },
       );
-      await new Promise((r) => setTimeout(r, 600));
+      // The next renewal (every 200 ms) finds it.
+      await waitFor(async () => (await store.health()).ok === false, 10_000, 'the store to report the lease lost');
       await assert.rejects(store.append([message('during')]), (error: Error & { code?: string }) => {
         assert.equal(error.code, 'node_id_in_use');
         assert.match(error.message, /relay-2 \/data #other/);
         return true;
       });
-      assert.equal((await store.health()).ok, false);
-      // Its lease ran out (the other relay stopped): this store takes it again and writes again.
-      await new Promise((r) => setTimeout(r, 3_500));
-      assert.equal((await store.append([message('after')]))[0]?.inserted, true);
+      // The other relay stops and gives the lease up: this store takes it again and writes again.
+      await client.execute(`DELETE FROM ${keyspace}.node_leases WHERE node_id = ?`, [nodeId]);
+      const afterwards = message('after');
+      const appended = await waitFor(
+        () =>
+          store.append([afterwards]).catch((error: Error & { code?: string }) => {
+            if (error.code === 'node_id_in_use') return undefined; // not taken back yet
+            throw error;
+          }),
+        10_000,
+        'the store to take its lease back and append',
+      );
+      assert.equal(appended[0]?.inserted, true);
       const history = await store.history('lease.lost', { limit: 10 });
       assert.deepEqual(
         history.map((m) => m.data),
