@@ -168,8 +168,9 @@ describe('edge and relay as one: a relay process linked to the Worker on workerd
     const linkBefore = await relayLink();
 
     // workerd evicts an idle object whose sockets are all hibernatable after about 10 s; there is
-    // no event to await from outside, so this test waits that long (relay pings do not wake it).
-    await new Promise((resolve) => setTimeout(resolve, 11_500));
+    // no event to await from outside (asking its status wakes it), so this test waits that long
+    // and 5 s more (relay pings do not wake it): 1.5 s more was too little on a loaded machine.
+    await new Promise((resolve) => setTimeout(resolve, 15_000));
 
     const late = await publish(relayUrl, topic, ['after sleeping']);
     await receivedAll(

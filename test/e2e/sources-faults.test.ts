@@ -84,16 +84,24 @@ describe('sources: failing upstreams', () => {
       assert.equal(s.get(name)?.state, 'failing', name);
       assert.ok(s.get(name)?.next_attempt_at || s.get(name)?.attempting, name);
     }
+    // Healthy sources poll every INTERVAL. Sources starved by the hanging ones (each holds a slot
+    // for its 300 ms timeout) would poll ~500 ms apart, most of the time: the median gap catches
+    // that. Each bound on its own allows a stall of the shared event loop (35 sources, the feed
+    // server and the relay on one loop of a two-core machine) of up to 2 × INTERVAL. The first two
+    // polls of each source are left out: they start cold (first connection, first compile).
+    const steady: number[] = [];
     for (const name of healthy) {
       const h = s.get(name) as Status;
       assert.equal(h.state, 'ok', name);
-      assert.ok(h.lag_ms <= INTERVAL, `${name} started ${h.lag_ms} ms late`);
-      // Every gap between two polls of a healthy source stays within interval + its lag bound.
-      const hits = feeds.hits(name);
+      assert.ok(h.lag_ms <= 2 * INTERVAL, `${name} started ${h.lag_ms} ms late`);
+      const hits = feeds.hits(name).slice(2);
       const gaps = hits.slice(1).map((t, i) => t - (hits[i] as number));
-      assert.ok(hits.length >= 4, `${name} polled ${hits.length} times`);
-      assert.ok(Math.max(...gaps) <= 2 * INTERVAL + 50, `${name} gaps ${gaps.join(',')}`);
+      assert.ok(gaps.length >= 1, `${name} polled ${hits.length + 2} times`);
+      assert.ok(Math.max(...gaps) <= 3 * INTERVAL + 50, `${name} gaps ${gaps.join(',')}`);
+      steady.push(...gaps);
     }
+    const median = steady.sort((a, b) => a - b)[Math.floor(steady.length / 2)] as number;
+    assert.ok(median <= INTERVAL + 50, `healthy sources polled a median ${median} ms apart`);
     const metrics = await (await fetch(`${relay.url}/metrics`)).text();
     assert.match(metrics, /anode_source_up\{source="f-500"\} 0/);
     assert.match(metrics, /anode_source_up\{source="ok0"\} 1/);

@@ -114,8 +114,9 @@ describe('TopicHub on workerd: ring, resume and hibernation (no relay)', () => {
     const before = (await status(edge, 'hib.a')).instance as { id: string };
 
     // workerd evicts an idle object whose sockets are all hibernatable after about 10 s; there
-    // is no event to await from outside, so this one test waits that long.
-    await new Promise((resolve) => setTimeout(resolve, 11_500));
+    // is no event to await from outside (asking its status wakes it), so this one test waits
+    // that long, and 5 s more: 1.5 s more was too little on a loaded machine.
+    await new Promise((resolve) => setTimeout(resolve, 15_000));
 
     await publish(edge, 'hib.a', ['after']);
     assert.equal((await live.next<Msg>(isMsg)).data, 'after');
