@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { MAX_DATA_DEPTH } from './data-depth.ts';
 import { readClientFrame, readJsonBody } from './frame-reader.ts';
+import { parsePublishBody } from './frames.ts';
 
 describe('readClientFrame', () => {
   test('reads a valid frame', () => {
@@ -82,4 +84,53 @@ describe('readJsonBody', () => {
     assert.ok(Array.isArray(readJsonBody(bytes(`[{"data":${nest(1_000)}}]`))));
     assert.throws(() => readJsonBody(bytes('{"data":')), { code: 'bad_frame', message: 'body is not valid JSON' });
   });
+});
+
+describe('depth: a WebSocket pub and an HTTP body refuse the same values at the same depth', () => {
+  // PROTOCOL.md: `data` nests at most 1,000 levels (MAX_DATA_DEPTH). The text is scanned before
+  // it is parsed, so any member counts as `data` does; a lone HTTP item's other members were taken
+  // at 1,001 levels while a frame refused them.
+  const nest = (n: number) => `${'['.repeat(n)}${']'.repeat(n)}`;
+  const outcome = (read: () => unknown) => {
+    try {
+      read();
+      return 'ok';
+    } catch (error) {
+      return `${(error as { code?: string }).code}: ${(error as Error).message}`;
+    }
+  };
+  const ws = (members: string) => () => {
+    const read = readClientFrame(`{"op":"pub","topic":"a",${members}}`, 1 << 20);
+    if (!read.ok) throw read.error;
+  };
+  const http = (body: string) => () => parsePublishBody(readJsonBody(new TextEncoder().encode(body)));
+  const refused = `bad_frame: data: nested deeper than ${MAX_DATA_DEPTH} levels`;
+
+  for (const depth of [MAX_DATA_DEPTH, MAX_DATA_DEPTH + 1]) {
+    for (const [where, members] of [
+      ['data', `"data":${nest(depth)}`],
+      ['an unknown member', `"data":1,"extra":${nest(depth)}`],
+      ['data, an object', `"data":${'{"a":'.repeat(depth - 1)}{}${'}'.repeat(depth - 1)}`],
+    ] as const) {
+      test(`${where} nested ${depth} levels: ${depth > MAX_DATA_DEPTH ? 'refused' : 'taken'} on every path`, () => {
+        const expected = depth > MAX_DATA_DEPTH ? refused : 'ok';
+        assert.deepEqual(
+          {
+            ws: outcome(ws(members)),
+            httpItem: outcome(http(`{${members}}`)),
+            httpItemSpaced: outcome(http(`\uFEFF \r\n{${members}}`)),
+            httpArray: outcome(http(`[{${members}}]`)),
+            httpArraySpaced: outcome(http(`\t [{"data":0},{${members}}]`)),
+          },
+          {
+            ws: expected,
+            httpItem: expected,
+            httpItemSpaced: expected,
+            httpArray: expected,
+            httpArraySpaced: expected,
+          },
+        );
+      });
+    }
+  }
 });

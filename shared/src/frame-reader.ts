@@ -18,8 +18,12 @@ const strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
 
 /** A client frame's `data` sits one level deep (`{"op":"pub","data":…}`). */
 const FRAME_AROUND_DATA = 1;
-/** An HTTP body's `data` sits two levels deep (`[{"data":…}]`). */
-const BODY_AROUND_DATA = 2;
+/**
+ * An HTTP body's `data` sits one level deep in one item (`{"data":…}`), as in a frame, and two in
+ * an array of them (`[{"data":…}]`). Scanned at two for both, a lone item's other members (the
+ * scan counts every one, unknown ones too) were taken one level deeper than a frame's.
+ */
+const bodyAroundData = (text: string) => (/^[\t\n\r ]*\[/.test(text) ? 2 : 1);
 
 /**
  * How much of a frame too large to parse is searched for its `ref` (PROTOCOL.md "Limits"): a
@@ -89,7 +93,7 @@ export function readJsonBody(bytes: ArrayBuffer | Uint8Array): unknown {
   } catch {
     throw new BadFrameError('body is not valid UTF-8');
   }
-  assertJsonDepth(text, BODY_AROUND_DATA);
+  assertJsonDepth(text, bodyAroundData(text));
   try {
     return JSON.parse(text);
   } catch {

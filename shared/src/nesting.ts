@@ -36,8 +36,9 @@ export function nestsDeeperThan(text: string, max: number): boolean {
 /**
  * Throws `bad_frame` ("data: nested deeper than 1000 levels", as `assertDataDepth` after parsing)
  * when JSON text whose `data` sits `around` levels deep nests deeper than `data` may: one level
- * for a client frame (`{"op":"pub","data":…}`), two for an HTTP body (an array of items). Every
- * node runs it before `JSON.parse`, so a field the parser would drop (an unknown one) counts too.
+ * for a client frame (`{"op":"pub","data":…}`) and an HTTP body of one item, two for an HTTP body
+ * that is an array of items. Every node runs it before `JSON.parse`, so a field the parser would
+ * drop (an unknown one) counts too, and refuses at the same depth as `data` does.
  */
 export function assertJsonDepth(text: string, around: number): void {
   if (nestsDeeperThan(text, MAX_DATA_DEPTH + around)) {

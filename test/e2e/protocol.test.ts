@@ -262,6 +262,25 @@ describe('error codes', () => {
       sub.close();
     });
 
+    it('refuses the same nesting over WebSocket and HTTP: 1,000 levels taken, 1,001 refused, in any member', async () => {
+      const nest = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;
+      for (const depth of [MAX_DATA_DEPTH, MAX_DATA_DEPTH + 1]) {
+        for (const members of [`"data":${nest(depth)}`, `"data":1,"extra":${nest(depth)}`]) {
+          const what = `${members.slice(0, 20)}… at ${depth}`;
+          const expected = depth > MAX_DATA_DEPTH ? 'bad_frame' : 'ok';
+          const ref = `nest-${depth}-${members.length}`;
+          sock.sendRaw(`{"op":"pub","topic":"nest.ws","ref":"${ref}",${members}}`);
+          const reply = await sock.next(withRef(ref));
+          assert.equal(reply.op === 'err' ? reply.code : 'ok', expected, `WebSocket: ${what}`);
+          for (const body of [`{${members}}`, `[{${members}}]`]) {
+            const res = await post(relay, 'nest.http', body);
+            const code = res.status === 202 ? 'ok' : (res.body as ErrorBody).error.code;
+            assert.equal(code, expected, `HTTP ${body.slice(0, 22)}… at ${depth}`);
+          }
+        }
+      }
+    });
+
     it('refuses bad HTTP bodies and queries with 400', async () => {
       assertHttpError(await post(relay, 'a', '{not json'), 400, 'bad_frame');
       assertHttpError(await post(relay, 'a', {}), 400, 'bad_frame');
