@@ -64,7 +64,7 @@ export function createProcessLogger(level: string): ProcessLogger {
  */
 export function throttledLog(
   log: Logger,
-  level: 'warn' | 'error',
+  level: 'info' | 'warn' | 'error',
   message: string,
   options: { everyMs?: number; countField?: string } = {},
 ) {

@@ -38,6 +38,7 @@ function connect(lifetimeMs: number) {
     config: loadConfig({ flags: {}, env: {} }),
     metrics: createMetrics(),
     log: createLogger('silent'),
+    closing: () => {},
   };
   const claims = { pub: ['>'], sub: ['>'], exp: (NOW + lifetimeMs) / 1000 };
   new ClientConnection(ws as unknown as WebSocket, claims, deps);

@@ -38,7 +38,11 @@ export interface ConnectionDeps {
   config: RelayConfig;
   metrics: Metrics;
   log: Logger;
+  /** Logs that the server closes a connection (one line per close let a flood of bad sockets flood the log). */
+  closing: (conn: string, reason: CloseReason) => void;
 }
+
+export type CloseReason = keyof typeof CLOSE_CODES;
 
 export class ClientConnection implements Subscriber {
   // Frames sent to a connection in one synchronous run (the fan-out of a committed batch of
@@ -138,12 +142,12 @@ export class ClientConnection implements Subscriber {
     this.close('slow_consumer', 'too many live messages while catching up; resume from your last cursor');
   }
 
-  close(reason: keyof typeof CLOSE_CODES, message: string): void {
+  close(reason: CloseReason, message: string): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#deps.metrics.disconnects.inc({ reason });
     // At shutdown the server logs one line for all (ws-server.ts closeAll).
-    if (reason !== 'shutdown') this.#deps.log.info({ conn: this.id, reason }, 'closing connection');
+    if (reason !== 'shutdown') this.#deps.closing(this.id, reason);
     this.#deps.hub.removeSubscriber(this);
     this.#ws.close(CLOSE_CODES[reason], message);
     // A peer too slow to read its queue will not read the close frame either.

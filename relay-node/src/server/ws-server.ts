@@ -13,7 +13,8 @@ import {
   UnavailableError,
 } from '@anode/shared';
 import { type WebSocket, WebSocketServer } from 'ws';
-import { ClientConnection, type ConnectionDeps } from './connection.ts';
+import { type Logger, throttledLog } from '../logger.ts';
+import { ClientConnection, type CloseReason, type ConnectionDeps } from './connection.ts';
 import { createConnectionCaps } from './connection-caps.ts';
 import { watchUnfinishedFrames } from './frame-watch.ts';
 
@@ -22,7 +23,7 @@ import { watchUnfinishedFrames } from './frame-watch.ts';
  * subscribed on open). The handshake is authenticated before upgrading, so a refused client gets
  * an HTTP status with the protocol's JSON error instead of an opened-then-closed socket.
  */
-export interface WsDeps extends ConnectionDeps {
+export interface WsDeps extends Omit<ConnectionDeps, 'closing'> {
   verify: TokenVerifier;
   accepting: () => boolean;
   /** True when auth is on: connections are then also counted per token. */
@@ -51,7 +52,32 @@ function refuse(socket: Duplex, error: AnodeError): void {
   socket.once('close', () => clearTimeout(linger));
 }
 
-export function attachWebSockets(server: Server, deps: WsDeps) {
+/**
+ * The `closing connection` line: a client that opens bad sockets by the thousand (frames left
+ * unfinished, never read) made one line each. Per reason, the first is logged at once, then at
+ * most one per 10 s with how many closed since (`connections`) and the latest's id; the counts
+ * left at stop are logged by `flush`. Every close is also counted, by reason, in
+ * anode_server_disconnects_total.
+ */
+function closingLog(log: Logger) {
+  const byReason = new Map<CloseReason, ReturnType<typeof throttledLog>>();
+  const note = (conn: string, reason: CloseReason) => {
+    let line = byReason.get(reason);
+    if (!line) {
+      line = throttledLog(log, 'info', 'closing connection', { countField: 'connections' });
+      byReason.set(reason, line);
+    }
+    line({ conn, reason });
+  };
+  note.flush = () => {
+    for (const line of byReason.values()) line.flush();
+  };
+  return note;
+}
+
+export function attachWebSockets(server: Server, wsDeps: WsDeps) {
+  const closing = closingLog(wsDeps.log);
+  const deps: WsDeps & ConnectionDeps = { ...wsDeps, closing };
   // Frames up to the configured limit are handled; larger ones get a `too_large` error frame,
   // and beyond twice the limit (at least the limit plus 64 KiB) the library closes the socket with
   // 1009 before buffering them, so a connection never holds more than that of one unfinished frame
@@ -195,6 +221,7 @@ export function attachWebSockets(server: Server, deps: WsDeps) {
       const deadline = Date.now() + 3_000;
       while (connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       wss.close();
+      closing.flush();
     },
   };
 }
