@@ -21,9 +21,11 @@ export interface DriverIo {
   readonly log: Logger;
   /**
    * One payload from upstream (a JSON body, a frame): extracted, deduplicated, piped through
-   * middleware and published; resolves when durable. Rejects when publishing failed, or when the
-   * attempt already failed. Not timed: `timeout_ms` stops counting while it runs, up to the cap of
-   * the whole attempt (10 × `timeout_ms`).
+   * middleware and published; resolves when durable. Rejects when publishing failed, when the
+   * attempt already failed, or when the publish was given up on: `timeout_ms` stops counting while
+   * it runs, but it must end within the cap of the whole attempt (10 × `timeout_ms`), or, outside
+   * an attempt (a stream's frames after its connect), within 10 × `timeout_ms` of its own. A stream
+   * driver takes any rejection as a drop: it closes the connection and calls `down`.
    */
   emit(payload: unknown): Promise<void>;
   /** A bad payload that does not end a stream (counted, shown as the last error). */

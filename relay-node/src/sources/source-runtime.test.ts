@@ -114,9 +114,30 @@ describe('source runtime: timeout_ms', () => {
       runtime.health.lastError?.message,
       'publishing took too long: attempt not done within 1000 ms (10 × timeout_ms)',
     );
-    // The next poll once the run has had its grace (1 s) to settle, and the stuck driver is replaced.
+    // The next poll after back-off: the publish given up on, the run settles and the driver stays.
     for (let waited = 0; polls < 2 && waited < 3_000; waited += 50) await sleep(50);
     assert.equal(polls, 2);
+  });
+
+  it('sends a store that never answers no second publish: later polls wait for the first and are given up on', async () => {
+    let polls = 0;
+    let ingests = 0;
+    const runtime = polled(
+      async (n, io) => {
+        polls = n;
+        await io.emit([{ id: n }]);
+      },
+      () => ((ingests += 1), new Promise(() => {})), // a test double: a store append that hangs
+    );
+    runtime.start();
+    for (let waited = 0; polls < 3 && waited < 6_000; waited += 50) await sleep(50);
+    // Before, each poll's publish went to the store beside the ones still pending there, one more
+    // per cap, for as long as the store did not answer.
+    assert.equal(ingests, 1);
+    assert.ok(polls >= 3, `${polls} polls`);
+    const status = runtime.status();
+    assert.ok(status.abandoned_publishes >= 2, `${status.abandoned_publishes} given up on`);
+    assert.equal(status.publish_stuck, true);
   });
 
   it('refuses a late emit of a timed-out poll, and starts the next poll only once that one has settled', async () => {

@@ -1,7 +1,8 @@
 import { SeenIds } from '@anode/shared';
-import { MAX_TIMER_MS } from '../config-fields.ts';
 import type { Logger } from '../logger.ts';
+import { type AttemptClock, attemptClock, capOf, type Publish, publishAlone } from './attempt-clock.ts';
 import type { SourceDefinition } from './definition.ts';
+import { createPublishGate } from './publish-gate.ts';
 import { createRate } from './rate.ts';
 import type { Scheduler } from './scheduler.ts';
 import type { SourceDriver, SourceKind } from './source-kind.ts';
@@ -20,10 +21,6 @@ export interface RuntimeDeps {
   random?: () => number;
 }
 
-export class AttemptTimeoutError extends Error {
-  override name = 'AttemptTimeoutError';
-}
-
 /** A stream connection that stays up this long is healthy: its source's failures start again from zero. */
 export const FORGIVE_AFTER_MS = 10_000;
 
@@ -34,7 +31,9 @@ export const FORGIVE_AFTER_MS = 10_000;
  * stream's failures are forgiven only once a connection has held for FORGIVE_AFTER_MS (or
  * `backoff_max_ms`, if shorter): an upstream that accepts and at once closes (an auth refusal)
  * backs off like one that refuses, while one that ends healthy connections on purpose (every 30 s,
- * say) is redialled at `backoff_min_ms` each time.
+ * say) is redialled at `backoff_min_ms` each time. A publish not done within 10 × `timeout_ms` is
+ * given up on (attempt-clock.ts), and a stream's then drops its connection as a failed one does;
+ * a source sends the store one publish at a time (publish-gate.ts).
  */
 export function createSourceRuntime(definition: SourceDefinition, kind: SourceKind, deps: RuntimeDeps) {
   const now = deps.now ?? Date.now;
@@ -58,6 +57,8 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
     items: 0,
     deadLetters: 0,
     errors: 0,
+    /** Payloads whose publish was given up on (at the cap), each also a failure with its error. */
+    abandoned: 0,
   };
   // The source's dedup window, oldest forgotten first (a ring: evicting a Set's first value
   // walks every slot V8 left behind by earlier deletes, ~28 µs an item at 100,000).
@@ -190,6 +191,25 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
     }
   };
 
+  const gate = createPublishGate();
+  /**
+   * One payload through the gate (one publish of this source at a time, across its drivers). One
+   * given up on is counted; the store may still take it, and then its items count as ingested.
+   */
+  const publishing =
+    (payload: unknown): Publish =>
+    async (signal) => {
+      try {
+        await gate.run(() => deps.ingest(runtime, payload), signal);
+      } catch (error) {
+        if (signal.aborted && error === signal.reason) {
+          health.abandoned += 1;
+          log.warn({ err: (error as Error).message, store_stuck: gate.stuck }, 'publish given up on');
+        }
+        throw error;
+      }
+    };
+
   // Failing and slow sources queue in the scheduler's penalty lane, so they cannot starve the rest.
   const schedule = (due: number) =>
     deps.scheduler.schedule(
@@ -207,8 +227,8 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
       log,
       emit: (payload) => {
         if (gen !== generation) return Promise.resolve();
-        const publish = () => deps.ingest(runtime, payload);
-        return clock ? clock.publishing(publish) : publish();
+        const publish = publishing(payload);
+        return clock ? clock.publishing(publish) : publishAlone(capOf(definition.timeout_ms), publish);
       },
       fault: (error) => gen === generation && recordError(error),
       down: (error) => fail(error, gen),
@@ -283,118 +303,12 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
         items: health.items,
         dead_letters: health.deadLetters,
         errors: health.errors,
+        abandoned_publishes: health.abandoned,
+        publish_stuck: gate.stuck,
       };
     },
   };
   return runtime;
-}
-
-/**
- * An attempt ends within this many times its `timeout_ms`, publishing included: a store slower
- * than that is stuck rather than slow (the publishes this allows for take a few timeouts), and
- * an attempt must end for the source to go on (and for the scheduler's bound on jobs in flight).
- */
-const ATTEMPT_CAP_TIMEOUTS = 10;
-/**
- * How long past the cap a run may take to settle before its driver counts as stuck (and is
- * replaced, losing what it kept, an http source's validators): one that honours the abort may
- * still be finishing a publish.
- */
-const SETTLE_GRACE_MS = 1_000;
-
-interface AttemptClock {
-  /** The hard cap on the whole attempt (ms). */
-  readonly capMs: number;
-  /** Rejects with an AttemptTimeoutError once the attempt has waited `timeout_ms` on upstream, or run `capMs`. */
-  readonly expired: Promise<never>;
-  /** Time waited on upstream so far (ms). */
-  spent(): number;
-  /** Runs the publish of an emitted payload, the clock paused meanwhile; refused once the attempt failed. */
-  publishing(publish: () => Promise<void>): Promise<void>;
-  /** The attempt failed: stop counting, and refuse what it emits from now on. */
-  fail(error: Error): void;
-  /** Whether `run` settles before the cap. */
-  settles(run: Promise<void>): Promise<boolean>;
-  stop(): void;
-}
-
-/**
- * `timeout_ms` of one attempt, counted only while it waits on upstream (a poll's request and the
- * read of its answer, a stream's connect), not while what it emitted is published. A slow store
- * used to fail the attempt and start the next poll while this one still published: ingests of
- * one source overlapped, out of order and outside `source_concurrency`. A store that never
- * answers would now hold the attempt for ever, so the whole attempt, publishing included, is
- * also capped at ATTEMPT_CAP_TIMEOUTS × `timeout_ms`. Once the attempt failed, a late emit is refused.
- */
-function attemptClock(ms: number, now: () => number, onExpire: (error: Error) => void): AttemptClock {
-  const capMs = Math.min(ms * ATTEMPT_CAP_TIMEOUTS, MAX_TIMER_MS);
-  let spent = 0;
-  let since = now();
-  let publishes = 0;
-  let done = false;
-  let refusal: Error | undefined;
-  let reject: (error: Error) => void = () => {};
-  const expired = new Promise<never>((_, r) => (reject = r));
-  let reachCap: () => void = () => {};
-  const capped = new Promise<false>((r) => (reachCap = () => r(false)));
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const arm = () => {
-    since = now();
-    // Unref'd, as the cap: an attempt left running by a stop holds no process open.
-    timer = setTimeout(() => expire(`no answer within ${ms} ms`), ms - spent);
-    timer.unref();
-  };
-  const end = (error?: Error) => {
-    clearTimeout(timer);
-    if (!done && publishes === 0) spent += now() - since;
-    done = true;
-    refusal ??= error;
-  };
-  const expire = (message: string) => {
-    const error = new AttemptTimeoutError(message);
-    end(error);
-    onExpire(error);
-    reject(error);
-  };
-  const cap = setTimeout(() => {
-    if (!done)
-      expire(`publishing took too long: attempt not done within ${capMs} ms (${ATTEMPT_CAP_TIMEOUTS} × timeout_ms)`);
-    // A driver that honours the abort just sent settles within a moment: it is not stuck.
-    setTimeout(reachCap, Math.min(Math.max(SETTLE_GRACE_MS, ms), MAX_TIMER_MS)).unref();
-  }, capMs);
-  cap.unref();
-  arm();
-  return {
-    capMs,
-    expired,
-    spent: () => spent + (done || publishes > 0 ? 0 : now() - since),
-    async publishing(publish) {
-      if (refusal) throw refusal;
-      const timed = !done;
-      if (timed && publishes++ === 0) {
-        clearTimeout(timer);
-        spent += now() - since;
-      }
-      try {
-        await publish();
-      } finally {
-        if (timed && --publishes === 0 && !done) arm();
-      }
-    },
-    fail: end,
-    settles: (run) =>
-      Promise.race([
-        run.then(
-          () => true,
-          () => true,
-        ),
-        capped,
-      ]),
-    stop() {
-      end();
-      clearTimeout(cap);
-    },
-  };
 }
 
 const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());

@@ -26,7 +26,9 @@ type WebSocketDefinition = z.infer<z.ZodObject<typeof shape>>;
 /**
  * Holds a WebSocket to an upstream feed. Each text frame is one JSON payload; a frame that is
  * not JSON is a fault (counted) but keeps the connection. Frames are published in order, one at
- * a time; past the pending bound the socket stops being read (TCP pushes back on upstream).
+ * a time; past the pending bound the socket stops being read (TCP pushes back on upstream). A
+ * publish the core gave up on (10 × `timeout_ms`: a store that does not answer) drops the
+ * connection like a failed one, so a stuck store cannot leave the socket paused for good.
  * Reconnects are the core's job: this driver reports `down` and the core calls `run` again
  * after a back-off with jitter; the frames a dropped connection had queued are not published.
  */
@@ -97,6 +99,7 @@ export const websocketKind: SourceKind = {
           });
           let pending = 0;
           let pendingBytes = 0;
+          let skipped = 0;
           ws.on('message', (data, binary) => {
             if (socket !== ws) return;
             const text = binary ? Buffer.from(data as Buffer).toString() : String(data);
@@ -114,14 +117,19 @@ export const websocketKind: SourceKind = {
               ws.pause();
               io.log.debug({ pending, pending_bytes: pendingBytes }, 'publishing behind upstream: reading paused');
             }
-            // Frames are ingested in order; a failed publish drops the connection to retry. Once
-            // this connection is dropped (or closed), its queued frames are skipped.
+            // Frames are ingested in order; a failed publish (one the core gave up on included:
+            // a store that does not answer) drops the connection to retry. Once this connection
+            // is dropped (or closed), its queued frames are skipped, and said so.
             chain = chain
-              .then(() => (socket === ws ? io.emit(payload) : undefined))
+              .then(() => (socket === ws ? io.emit(payload) : void (skipped += 1)))
               .catch((error: Error) => drop(ws, error))
               .finally(() => {
                 pending -= 1;
                 pendingBytes -= bytes;
+                if (pending === 0 && skipped > 0) {
+                  io.log.warn({ frames: skipped }, 'frames queued on a dropped connection: not published');
+                  skipped = 0;
+                }
                 const drained = pending <= def.max_pending_frames / 2 && pendingBytes <= def.max_pending_bytes / 2;
                 if (ws.isPaused && drained && socket === ws) {
                   ws.resume();
