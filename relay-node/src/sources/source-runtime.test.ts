@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type RequestListener } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../logger.ts';
 import { parseDefinition } from './definition.ts';
 import { BUILTIN_KINDS } from './kinds/builtin-kinds.ts';
@@ -16,6 +16,16 @@ describe('source runtime: timeout_ms', () => {
   const closing: (() => void)[] = [];
   after(() => {
     for (const close of closing) close();
+  });
+  // The first fetch of a process loads its HTTP client (70–320 ms measured here): past these
+  // tests' 100 ms timeout_ms, the first poll failed on a loaded machine and left lastError set.
+  before(async () => {
+    const warm = createServer((_request, response) => response.end('{}'));
+    warm.listen(0, '127.0.0.1');
+    await once(warm, 'listening');
+    await (await fetch(`http://127.0.0.1:${(warm.address() as AddressInfo).port}/`)).text();
+    warm.closeAllConnections();
+    warm.close();
   });
 
   /** A runtime of `kind` for `url`, polled every 20 ms with timeout_ms 100 (so its attempts are capped at 1 s). */
