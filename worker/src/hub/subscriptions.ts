@@ -20,13 +20,29 @@ import type { HubCore } from './hub-core.ts';
  */
 const PAGE = 500;
 
-type Budget = { left: number };
+/**
+ * What a resume may still send (`left`), and of it what late arrivals may take (`lateLeft`): the
+ * replayed late arrivals (cursor at or below the resume's `after`) come first, and a resume closed
+ * for its budget by them alone made no progress: the client resumed from the same cursor, got the
+ * same ones and the same close, for as long as they were remembered (a review's repro). Past their
+ * share they are skipped (`lateSkipped`), as a relay lets go of them past its bounds (PROTOCOL.md:
+ * late arrivals in larger numbers may be missed), and the resume goes on.
+ */
+type Budget = { left: number; lateLeft: number; after: string; lateSkipped: number };
+
+/** The share of a resume's send budget late arrivals may take. */
+const LATE_SHARE = 0.5;
 
 export function createSubscriptions(
   core: Pick<HubCore, 'clients' | 'store' | 'clock' | 'link' | 'config' | 'topic' | 'ctx' | 'linked'>,
 ) {
   const { clients, store, clock, link } = core;
-  const newBudget = (): Budget => ({ left: core.config.MAX_SEND_BUFFER_BYTES });
+  const newBudget = (after: string): Budget => ({
+    left: core.config.MAX_SEND_BUFFER_BYTES,
+    lateLeft: Math.floor(core.config.MAX_SEND_BUFFER_BYTES * LATE_SHARE),
+    after,
+    lateSkipped: 0,
+  });
   const withRef = (ref: string | undefined) => (ref === undefined ? {} : { ref });
   /** Settles the resume in progress on a socket (this instance's memory, like the resume itself). */
   const resuming = new WeakMap<WebSocket, () => void>();
@@ -37,8 +53,17 @@ export function createSubscriptions(
     return clients.update(ws, { ...change, gen: clients.state(ws).gen + 1 }).gen;
   };
 
-  const goLive = (ws: WebSocket, gen: number, cursor: string, ref: string | undefined) => {
+  const goLive = (ws: WebSocket, gen: number, cursor: string, ref: string | undefined, budget?: Budget) => {
     if (clients.state(ws).gen !== gen) return;
+    if (budget && budget.lateSkipped > 0) {
+      console.warn(
+        JSON.stringify({
+          msg: 'edge: a resume skipped late arrivals past their share of the send buffer (MAX_SEND_BUFFER_BYTES)',
+          topic: core.topic,
+          skipped: budget.lateSkipped,
+        }),
+      );
+    }
     clients.update(ws, { live: true });
     clients.frame(ws, { op: 'subscribed', topic: core.topic, cursor, ...withRef(ref) });
   };
@@ -77,6 +102,13 @@ export function createSubscriptions(
   ) => {
     for (const { envelope, body } of messages) {
       if (skip?.has(envelope.id)) continue;
+      if (compareCursors(envelope.cursor, budget.after) <= 0) {
+        if (body.length > budget.lateLeft) {
+          budget.lateSkipped += 1;
+          continue;
+        }
+        budget.lateLeft -= body.length;
+      }
       skip?.add(envelope.id);
       budget.left -= body.length;
       if (budget.left < 0) {
@@ -128,7 +160,7 @@ export function createSubscriptions(
 
   const catchUp = async (ws: WebSocket, gen: number, after: string, ref: string | undefined) => {
     const sent = new Set<string>();
-    const budget = newBudget();
+    const budget = newBudget(after);
     let cursor = after;
     try {
       if (!(await lateFromRelay(ws, gen, after, budget, sent))) return;
@@ -155,7 +187,7 @@ export function createSubscriptions(
     // The late arrivals this edge kept that the resume may have missed (the relay's pages start
     // after `after`), then what it holds after `after`.
     const reached = sendAll(ws, store.missedAfter(after), cursor, budget, sent);
-    if (reached !== undefined) goLive(ws, gen, reached, ref);
+    if (reached !== undefined) goLive(ws, gen, reached, ref, budget);
   };
 
   return {
@@ -169,8 +201,9 @@ export function createSubscriptions(
       if (after === undefined) return goLive(ws, gen, core.linked ? store.position() : clock.next(), ref);
       if (refusedAsExpired(ws, after, ref)) return;
       if (compareCursors(after, store.floor()) >= 0) {
-        const reached = sendAll(ws, store.missedAfter(after), after, newBudget());
-        return reached === undefined ? undefined : goLive(ws, gen, reached, ref);
+        const budget = newBudget(after);
+        const reached = sendAll(ws, store.missedAfter(after), after, budget);
+        return reached === undefined ? undefined : goLive(ws, gen, reached, ref, budget);
       }
       if (!core.linked) {
         clients.update(ws, { subscribed: false });

@@ -143,3 +143,116 @@ describe('relay link on workerd: a resume below the ring replays the relay’s l
     assert.equal(answer.op === 'err' && answer.code, 'unavailable', JSON.stringify(answer));
   });
 });
+
+/**
+ * Late arrivals come first in a resume, and past the send budget the socket is closed (4001): by
+ * them alone, the client resumed from the same cursor, got the same ones and the same close, for
+ * as long as they were remembered (a review's repro). They now take at most half the budget; past
+ * it they are skipped, as past a relay's bounds, and the resume goes on to `subscribed`.
+ */
+describe('relay link on workerd: late arrivals beyond their share of the send budget', () => {
+  const LINK_SECRET = 'unit-test-link-secret-late-budget';
+  let relay: Awaited<ReturnType<typeof startStandInRelay>>;
+  let edge: EdgeRuntime;
+  const open: RawSocket[] = [];
+  let late: unknown[] = [];
+
+  before(async () => {
+    relay = await startStandInRelay({
+      secret: LINK_SECRET,
+      node: 'scripted',
+      onFrame(frame, link) {
+        if (frame.op === 'sub') {
+          link.send({ op: 'subscribed', topic: link.topic, cursor: frame.after ?? '0', ref: frame.ref });
+        } else if (frame.op === 'pub') {
+          link.send({ op: 'ack', ref: frame.ref, ids: (frame.messages ?? []).map((m) => m.id) });
+        } else if (frame.op === 'history') {
+          link.send({ op: 'history', ref: frame.ref, messages: [], next: null });
+        } else if (frame.op === 'late') {
+          link.send({ op: 'late', ref: frame.ref, messages: late, next: null });
+        }
+      },
+    });
+    edge = await startEdge({
+      RELAY_URLS: relay.url,
+      LINK_SECRET,
+      LINK_WAIT_MS: '1000',
+      LINK_RETRY_MAX_MS: '200',
+      RING_SIZE: '5',
+      MAX_SEND_BUFFER_BYTES: '6000',
+    });
+  });
+  after(async () => {
+    for (const socket of open) socket.close();
+    await edge?.stop();
+    await relay?.stop();
+  });
+
+  const post = async (topic: string, data: number) => {
+    const response = await fetch(`${edge.url}/v1/topics/${topic}/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ data }),
+    });
+    return ((await response.json()) as { messages: { cursor: string }[] }).messages[0]?.cursor as string;
+  };
+  /** Four late arrivals of ~2 KB each (8 KB against a budget of 6,000 bytes) just below `cursor`. */
+  const bigLate = (topic: string, cursor: string, prefix: string) =>
+    [1, 2, 3, 4].map((n) => ({
+      id: `${prefix}${n}${'0'.repeat(23 - prefix.length)}`,
+      topic,
+      cursor: cursorAt(cursorTime(cursor) - 5 + n, 'relay2'),
+      source: 'feed',
+      ts: Date.now(),
+      data: 'x'.repeat(2_000),
+    }));
+  /** A resume from `from`: how it ended (close code, if closed first) and the ids it was sent. */
+  const resume = async (topic: string, from: string) => {
+    const socket = await openSocket(`${edge.wsUrl}/v1/ws`);
+    open.push(socket);
+    socket.send({ op: 'sub', topic, after: from, ref: 'resume' });
+    const ids = new Set<string>();
+    const answer = await Promise.race([
+      socket.next((f) => {
+        if (f.op === 'msg') ids.add(f.id as string);
+        return f.op === 'subscribed' || f.op === 'err';
+      }),
+      socket.closed.then((c) => ({ op: 'closed', code: c.code })),
+    ]);
+    return { answer, ids };
+  };
+
+  it('from the relay (a resume below the ring): skips the rest and subscribes, with the ring', async () => {
+    const topic = 'relaylate.budget';
+    const cursors: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      cursors.push(await post(topic, i));
+      await sleep(3);
+    }
+    const from = cursors[1] as string;
+    late = bigLate(topic, from, 'mbudgetrelay');
+    const { answer, ids } = await resume(topic, from);
+    late = [];
+    assert.equal(answer.op, 'subscribed', JSON.stringify(answer));
+    const lateIds = [...ids].filter((id) => id.startsWith('mbudgetrelay'));
+    assert.equal(lateIds.length, 1, `the late arrivals within half of 6,000 bytes: ${lateIds}`);
+    assert.equal(ids.size - lateIds.length, 5, 'and the ring');
+  });
+
+  it('kept by the edge (a resume from the ring): skips the rest and subscribes', async () => {
+    const topic = 'edgelate.budget';
+    const live = await openSocket(`${edge.wsUrl}/v1/ws`);
+    open.push(live);
+    live.send({ op: 'sub', topic, ref: 'live' });
+    await live.next((f) => f.op === 'subscribed');
+    let newest = '';
+    for (let i = 0; i < 5; i++) newest = await post(topic, i);
+    await live.next((f) => f.op === 'msg' && f.cursor === newest);
+    const arrivals = bigLate(topic, newest, 'mbudgetedge');
+    for (const message of arrivals) relay.links.at(-1)?.send(JSON.stringify({ op: 'msg', ...message }));
+    await live.next((f) => f.op === 'msg' && f.id === arrivals.at(-1)?.id);
+    const { answer, ids } = await resume(topic, newest);
+    assert.equal(answer.op, 'subscribed', JSON.stringify(answer));
+    assert.equal([...ids].filter((id) => id.startsWith('mbudgetedge')).length, 1, `${[...ids]}`);
+  });
+});
