@@ -12,7 +12,7 @@ const expired = (error: Error & { code?: string }) => error.code === 'cursor_exp
  * retention sweep before the read returns, as when the writer thread commits a sweep just after
  * a page was read (before the relay reads anything else).
  */
-function sweepAfterNextRead(inner: MessageStore) {
+function sweepAfterNextRead(inner: MessageStore, sweepAt?: () => number) {
   const state = { armed: false, swept: 0 };
   const store: MessageStore = {
     ...inner,
@@ -20,7 +20,7 @@ function sweepAfterNextRead(inner: MessageStore) {
       const page = await inner.history(topic, query);
       if (state.armed && query.limit > 1) {
         state.armed = false;
-        state.swept = await inner.sweep();
+        state.swept = await inner.sweep(sweepAt?.());
       }
       return page;
     },
@@ -110,6 +110,54 @@ describe('hub: a resume whose page was read whole before retention passed its cu
         acks.slice(10, 510).map((a) => a.id),
         'the first page, and nothing past the hole',
       );
+    } finally {
+      await inner.close();
+    }
+  });
+});
+
+describe('hub: a history page cut by bytes, then retention deleting everything after it', () => {
+  const maxAgeMs = 60_000;
+  /** A hub on an embedded store keeping `maxAgeMs`, whose armed sweep expires every message. */
+  async function aged(data: string, count: number) {
+    const inner = createSqliteStore({ dataDir: '', memory: true, retention: { maxAgeMs, maxMessages: 0 } });
+    const { store, state } = sweepAfterNextRead(inner, () => Date.now() + 10 * maxAgeMs);
+    const hub = testHub(store);
+    const acks = await hub.publish(
+      't',
+      Array.from({ length: count }, () => ({ data })),
+      { via: 'http', claims },
+    );
+    await hub.writer.drain();
+    return { inner, hub, state, acks, cursor: (n: number) => acks[n]?.cursor as string };
+  }
+
+  it('says `next`, and the page after it is refused cursor_expired (answered `next: null`, the gap was silent)', async () => {
+    // Four of ~900 KB fit in HISTORY_PAGE_BYTES (4 MiB): the page from message 0 ends at 4 of 9.
+    const { inner, hub, state, cursor } = await aged('x'.repeat(900 * 1024), 10);
+    try {
+      state.armed = true;
+      const page = await hub.history('t', cursor(0), 100);
+      assert.ok(state.swept > 0, 'the sweep ran after the read');
+      assert.equal(page.messages.length, 4, 'the page was cut by bytes');
+      assert.equal(page.next, cursor(4), 'more followed the page when it was read');
+      await assert.rejects(hub.history('t', page.next as string, 100), expired);
+    } finally {
+      await inner.close();
+    }
+  });
+
+  it('still ends `next: null` when the page held the last message', async () => {
+    const { inner, hub, state, acks, cursor } = await aged('small', 10);
+    try {
+      state.armed = true;
+      const page = await hub.history('t', cursor(0), 100);
+      assert.ok(state.swept > 0, 'the sweep ran after the read');
+      assert.deepEqual(
+        page.messages.map((m) => m.id),
+        acks.slice(1).map((a) => a.id),
+      );
+      assert.equal(page.next, null);
     } finally {
       await inner.close();
     }

@@ -22,7 +22,15 @@ export async function pageWithMore(
   return { messages, more: await morePast(store, topic, query, messages) };
 }
 
-/** Whether more of `topic` follows `messages`, a page read by `query` (see pageWithMore). */
+/**
+ * Whether more of `topic` follows `messages`, a page read by `query` (see pageWithMore). Read
+ * after the page, so retention may have deleted since what followed it: the trim mark, read
+ * after finding nothing, past the page's last cursor says so (embedded: a message past it was
+ * deleted; Cassandra: the TTL horizon passed it), and the page is not the end. Answered as the
+ * end, a page cut by bytes let the reader stop at a gap; answered as more, the page after it is
+ * refused `cursor_expired`. The mark is read last: marks only grow, so one not past the cursor
+ * then deleted nothing past it before the read that found nothing.
+ */
 export async function morePast(
   store: MessageStore,
   topic: string,
@@ -31,7 +39,10 @@ export async function morePast(
 ): Promise<boolean> {
   const last = messages.at(-1);
   if (!last) return false;
-  return messages.length >= query.limit || (await store.history(topic, { after: last.cursor, limit: 1 })).length > 0;
+  if (messages.length >= query.limit) return true;
+  if ((await store.history(topic, { after: last.cursor, limit: 1 })).length > 0) return true;
+  const mark = await store.trimmedThrough(topic);
+  return mark !== undefined && compareCursors(mark, last.cursor) > 0;
 }
 
 /**
