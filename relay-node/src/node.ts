@@ -9,15 +9,15 @@ import type { Component, ComponentFactory } from './component.ts';
 import type { RelayConfig } from './config.ts';
 import { createHub } from './hub/hub.ts';
 import { type Logger, throttledWarning } from './logger.ts';
-import { createMetrics } from './metrics.ts';
-import { leaseClock } from './clock-lease.ts';
+import { createMetrics, type Metrics } from './metrics.ts';
+import { type ClockLease, leaseClock } from './clock-lease.ts';
 import { loadNodeId } from './node-id.ts';
 import { securePrivateDir } from './private-files.ts';
 import { createCounts } from './server/connection-caps.ts';
 import { createHttpApp } from './server/http-app.ts';
 import { attachWebSockets } from './server/ws-server.ts';
 import { createStore } from './storage/create-store.ts';
-import { createHeldStore, HOLD_BYTES, HOLD_MS } from './storage/held-store.ts';
+import { createHeldStore, type HeldStore, HOLD_BYTES, HOLD_MS } from './storage/held-store.ts';
 import { VERSION } from './version.ts';
 import { createMeshComponent } from './mesh/mesh-component.ts';
 import { meshEnabled } from './mesh/mesh-config.ts';
@@ -78,7 +78,6 @@ export async function createRelayNode(
 
 async function assembleRelayNode(config: RelayConfig, log: Logger, overrides: RelayNodeOverrides): Promise<RelayNode> {
   const id = await loadNodeId(config.data_dir);
-  const startedAt = Date.now();
   const metrics = createMetrics();
   const configured = createStore(config, log, metrics, id);
   const wrapped = overrides.wrapStore ? overrides.wrapStore(configured) : configured;
@@ -90,7 +89,31 @@ async function assembleRelayNode(config: RelayConfig, log: Logger, overrides: Re
       ? createHeldStore(wrapped, { holdMs: HOLD_MS, maxBytes: HOLD_BYTES })
       : undefined;
   const store = held ?? wrapped;
-  const lease = leaseClock(config.data_dir, createHybridClock(id), log);
+  let lease: ClockLease | undefined;
+  try {
+    lease = leaseClock(config.data_dir, createHybridClock(id), log);
+    return await wireRelayNode({ config, log, id, metrics, store, held, lease });
+  } catch (error) {
+    // Nothing else is started yet: the lease's renewals and the open store are all that would
+    // outlive the failure (a lease written on in a folder whose lock is released).
+    await lease?.stop();
+    await store.close().catch((closing: unknown) => log.warn({ err: closing }, 'store not closed'));
+    throw error;
+  }
+}
+
+interface RelayParts {
+  config: RelayConfig;
+  log: Logger;
+  id: string;
+  metrics: Metrics;
+  store: MessageStore;
+  held: HeldStore | undefined;
+  lease: ClockLease;
+}
+
+async function wireRelayNode({ config, log, id, metrics, store, held, lease }: RelayParts): Promise<RelayNode> {
+  const startedAt = Date.now();
   const { clock } = lease;
   const hub = createHub({
     store,
@@ -255,18 +278,22 @@ async function assembleRelayNode(config: RelayConfig, log: Logger, overrides: Re
       log.info('shutting down: no new connections or publishes; flushing pending publishes');
       hub.refusePublishes();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      // What each component accepted until it stopped (an edge link's messages, a source's
-      // items) is written before the next one stops, so the mesh, stopped last, gossips it all.
-      for (const component of [...components].reverse()) {
+      try {
+        // What each component accepted until it stopped (an edge link's messages, a source's
+        // items) is written before the next one stops, so the mesh, stopped last, gossips it all.
+        for (const component of [...components].reverse()) {
+          await hub.writer.drain();
+          await component.stop();
+        }
         await hub.writer.drain();
-        await component.stop();
+        await sockets.closeAll();
+        server.closeAllConnections();
+        await closed;
+        await store.close();
+      } finally {
+        // Even when a component or the store failed to stop: the data folder's lock is released next.
+        await lease.stop();
       }
-      await hub.writer.drain();
-      await sockets.closeAll();
-      server.closeAllConnections();
-      await closed;
-      await store.close();
-      await lease.stop();
       log.info('stopped');
     },
   };
