@@ -21,8 +21,17 @@ const SETTLE_GRACE_MS = 1_000;
 /** The longest an attempt, or a publish outside one, may take: ATTEMPT_CAP_TIMEOUTS × `timeout_ms`. */
 export const capOf = (timeoutMs: number) => Math.min(timeoutMs * ATTEMPT_CAP_TIMEOUTS, MAX_TIMER_MS);
 
-/** A publish of one payload, given up on once `signal` aborts (see publish-gate.ts). */
-export type Publish = (signal: AbortSignal) => Promise<void>;
+/** Why a publish past its own cap (or left waiting behind one that was) is given up on. */
+export const payloadTooLong = (capMs: number) =>
+  new AttemptTimeoutError(
+    `publishing took too long: a payload not published within ${capMs} ms (${ATTEMPT_CAP_TIMEOUTS} × timeout_ms)`,
+  );
+
+/**
+ * A publish of one payload through the source's gate (publish-gate.ts): given up on once `signal`
+ * aborts (the attempt's cap); calls `onStart` once it leaves the gate's queue for the store.
+ */
+export type Publish = (signal?: AbortSignal, onStart?: () => void) => Promise<void>;
 
 export interface AttemptClock {
   /** The hard cap on the whole attempt (ms). */
@@ -32,37 +41,17 @@ export interface AttemptClock {
   /** Time waited on upstream so far (ms). */
   spent(): number;
   /**
-   * Runs the publish of an emitted payload within the cap: while the attempt runs, the attempt's
-   * (its clock paused meanwhile); once it has ended, one of its own (publishAlone). Refused once
-   * the attempt failed.
+   * Runs the publish of an emitted payload: while the attempt runs, under the attempt's cap (its
+   * `timeout_ms` paused meanwhile, and its cap too while the publish waits in the gate's queue);
+   * once it has ended, under the publish's own cap alone. Refused once the attempt failed.
    */
   publishing(publish: Publish): Promise<void>;
-  /** The attempt failed: stop counting, give up on its publishes, and refuse what it emits from now on. */
+  /** The attempt failed: stop counting and refuse what it emits from now on (its publishes go on). */
   fail(error: Error): void;
-  /** Whether `run` settles before the cap. */
+  /** Whether `run` settles before the cap (and a grace). */
   settles(run: Promise<void>): Promise<boolean>;
+  /** The attempt is over: its timers are cleared. */
   stop(): void;
-}
-
-const payloadTooLong = (capMs: number) =>
-  new AttemptTimeoutError(
-    `publishing took too long: a payload not published within ${capMs} ms (${ATTEMPT_CAP_TIMEOUTS} × timeout_ms)`,
-  );
-
-/**
- * A publish outside any attempt (a stream's frame after its connect), given up on after `capMs`.
- * Before, nothing timed it: a store that never answered held the stream's frames, and reading
- * from upstream, for ever, with the source still `connected` and no error.
- */
-export async function publishAlone(capMs: number, publish: Publish): Promise<void> {
-  const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(payloadTooLong(capMs)), capMs);
-  timer.unref(); // as the attempt's cap: a publish left running by a stop holds no process open
-  try {
-    await publish(controller.signal);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /**
@@ -71,16 +60,23 @@ export async function publishAlone(capMs: number, publish: Publish): Promise<voi
  * used to fail the attempt and start the next poll while this one still published: ingests of
  * one source overlapped, out of order and outside `source_concurrency`. A store that never
  * answers would now hold the attempt for ever, so the whole attempt, publishing included, is
- * also capped at ATTEMPT_CAP_TIMEOUTS × `timeout_ms`. Once the attempt failed, its publishes are
- * given up on and a late emit is refused.
+ * also capped at ATTEMPT_CAP_TIMEOUTS × `timeout_ms`; only time its publishes spend queued in the
+ * source's gate behind others (a burst of concurrent emits, healthy) does not count. At the cap
+ * the attempt fails and its publish still running is given up on; a publish the gate gave up on
+ * (behind one given up on) fails the attempt alike. A failure for any other reason only refuses
+ * later emits: what it already emitted is published (or given up on at its own cap).
  */
 export function attemptClock(ms: number, now: () => number, onExpire: (error: Error) => void): AttemptClock {
   const capMs = capOf(ms);
+  const tooLong = () =>
+    new AttemptTimeoutError(
+      `publishing took too long: attempt not done within ${capMs} ms (${ATTEMPT_CAP_TIMEOUTS} × timeout_ms)`,
+    );
   let spent = 0;
   let since = now();
   let publishes = 0;
+  let queued = 0;
   let done = false;
-  let stopped = false;
   let refusal: Error | undefined;
   const abandon = new AbortController();
   let reject: (error: Error) => void = () => {};
@@ -88,10 +84,14 @@ export function attemptClock(ms: number, now: () => number, onExpire: (error: Er
   let reachCap: () => void = () => {};
   const capped = new Promise<false>((r) => (reachCap = () => r(false)));
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let cap: ReturnType<typeof setTimeout> | undefined;
+  let grace: ReturnType<typeof setTimeout> | undefined;
+  let capUsed = 0;
+  let capSince = now();
   const arm = () => {
     since = now();
     // Unref'd, as the cap: an attempt left running by a stop holds no process open.
-    timer = setTimeout(() => expire(`no answer within ${ms} ms`), ms - spent);
+    timer = setTimeout(() => expire(new AttemptTimeoutError(`no answer within ${ms} ms`)), ms - spent);
     timer.unref();
   };
   const end = (error?: Error) => {
@@ -99,23 +99,42 @@ export function attemptClock(ms: number, now: () => number, onExpire: (error: Er
     if (!done && publishes === 0) spent += now() - since;
     done = true;
     refusal ??= error;
-    if (refusal && !abandon.signal.aborted) abandon.abort(refusal);
   };
-  const expire = (message: string) => {
-    const error = new AttemptTimeoutError(message);
+  const expire = (error: Error) => {
     end(error);
     onExpire(error);
     reject(error);
   };
-  const cap = setTimeout(() => {
-    if (!done)
-      expire(`publishing took too long: attempt not done within ${capMs} ms (${ATTEMPT_CAP_TIMEOUTS} × timeout_ms)`);
-    // Still publishing what it emitted before it ended (a stream's first frames): given up on too.
-    else if (!abandon.signal.aborted) abandon.abort(payloadTooLong(capMs));
+  const reached = () => {
+    cap = undefined;
+    if (!done) {
+      const error = tooLong();
+      expire(error);
+      abandon.abort(error); // the publish it is still running is given up on
+    }
     // A driver that honours the abort just sent settles within a moment: it is not stuck.
-    setTimeout(reachCap, Math.min(Math.max(SETTLE_GRACE_MS, ms), MAX_TIMER_MS)).unref();
-  }, capMs);
-  cap.unref();
+    grace = setTimeout(reachCap, Math.min(Math.max(SETTLE_GRACE_MS, ms), MAX_TIMER_MS));
+    grace.unref();
+  };
+  const runCap = () => {
+    capSince = now();
+    cap = setTimeout(reached, Math.max(0, capMs - capUsed));
+    cap.unref();
+  };
+  let capPaused = false;
+  const pauseCap = () => {
+    if (cap === undefined) return;
+    clearTimeout(cap);
+    cap = undefined;
+    capPaused = true;
+    capUsed += now() - capSince;
+  };
+  const resumeCap = () => {
+    if (!capPaused) return;
+    capPaused = false;
+    runCap();
+  };
+  runCap();
   arm();
   return {
     capMs,
@@ -123,16 +142,28 @@ export function attemptClock(ms: number, now: () => number, onExpire: (error: Er
     spent: () => spent + (done || publishes > 0 ? 0 : now() - since),
     async publishing(publish) {
       if (refusal) throw refusal;
-      if (done) return publishAlone(capMs, publish);
+      if (done) return publish();
       if (publishes++ === 0) {
         clearTimeout(timer);
         spent += now() - since;
       }
+      // Waiting in the gate behind the source's other publishes does not count against the cap.
+      let waiting = true;
+      if (queued++ === 0) pauseCap();
+      const started = () => {
+        if (!waiting) return;
+        waiting = false;
+        if (--queued === 0) resumeCap();
+      };
       try {
-        await publish(abandon.signal);
+        await publish(abandon.signal, started);
+      } catch (error) {
+        // The gate gave it up (past its own cap, or behind one given up on): so is the attempt.
+        if (!done && error instanceof AttemptTimeoutError && error !== abandon.signal.reason) expire(tooLong());
+        throw error;
       } finally {
+        started();
         if (--publishes === 0 && !done) arm();
-        if (publishes === 0 && stopped) clearTimeout(cap);
       }
     },
     fail: end,
@@ -146,8 +177,9 @@ export function attemptClock(ms: number, now: () => number, onExpire: (error: Er
       ]),
     stop() {
       end();
-      stopped = true;
-      if (publishes === 0) clearTimeout(cap);
+      capPaused = false;
+      clearTimeout(cap);
+      clearTimeout(grace);
     },
   };
 }

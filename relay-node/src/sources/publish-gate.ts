@@ -1,67 +1,146 @@
 /**
- * One source's publishes, one at a time, each given up on once its signal aborts. A publish given
- * up on while the store still runs it (a store that never answers) is abandoned, not cancelled:
- * it may yet finish, and what it stores is kept and counted. The next publish starts only once
- * that one has settled, and one given up on while it waited never reaches the store. So a source
- * holds at most one abandoned publish whatever the store does: a source's payloads are published
- * in order, one after another, so a second one sent to a store that has not answered the first
- * would only queue behind it there.
+ * One source's publishes, one at a time, in the order they came: a source's payloads are
+ * published in order, so a second one sent to a store that has not answered the first would only
+ * queue behind it there. The manager keeps one gate per source name, across the runtimes an
+ * update, a pause or a merged change makes, so the bound below holds per source.
+ *
+ * A publish is given up on once it has run `capMs` (or its signal aborts: its attempt's cap). It
+ * is abandoned, not cancelled: the store may yet finish it, and what it stores is kept and
+ * counted; the gate is `stuck` until it settles, and the next publish waits for it. So a source
+ * holds at most one abandoned publish whatever the store does. A queued publish is not timed
+ * while the one ahead of it runs healthy (a burst behind a slow store loses nothing); only once
+ * that one was given up on does the queued one wait `capMs` for it, and is then dropped without
+ * ever reaching the store.
  */
 export interface PublishGate {
-  /**
-   * Runs `publish` once every earlier one has settled. Rejects with the signal's reason as soon as
-   * it aborts, whether `publish` is still waiting (it then never runs) or running (abandoned).
-   */
-  run(publish: () => Promise<void>, signal: AbortSignal): Promise<void>;
-  /** Whether a publish given up on is still running in the store (the next one waits for it). */
+  /** Runs `publish` once every earlier one has settled; rejects when it is given up on. */
+  run(publish: () => Promise<void>, options: GateRun): Promise<void>;
+  /** A publish given up on is still running in the store (the next one waits for it). */
   readonly stuck: boolean;
+  /** Publishes given up on while running (the store may still take them). */
+  readonly abandoned: number;
+  /** Publishes given up on while queued: they never reached the store. */
+  readonly dropped: number;
+  /** Resolves once no publish runs or waits. */
+  idle(): Promise<void>;
+}
+
+/** Where a publish was given up on: `running` in the store, or `queued` (lost). */
+export type GiveUpStage = 'running' | 'queued';
+
+export interface GateRun {
+  capMs: number;
+  /** The error a publish past `capMs` rejects with. */
+  tooLong(): Error;
+  /** Gives the publish up on as it aborts, with its reason. */
+  signal?: AbortSignal;
+  /** The publish leaves the queue and goes to the store. */
+  onStart?(): void;
+  onGiveUp?(stage: GiveUpStage, error: Error): void;
+}
+
+interface Entry {
+  publish: () => Promise<void>;
+  options: GateRun;
+  resolve(): void;
+  reject(error: unknown): void;
+  timer?: ReturnType<typeof setTimeout>;
+  givenUp: boolean;
+  detach(): void;
 }
 
 export function createPublishGate(): PublishGate {
-  let busy = false;
+  let running: Entry | undefined;
   let stuck = false;
-  const waiting: (() => void)[] = [];
-  const next = () => {
-    busy = false;
-    stuck = false;
-    waiting.shift()?.();
+  let abandoned = 0;
+  let dropped = 0;
+  const queue: Entry[] = [];
+  let idlers: (() => void)[] = [];
+
+  // Unref'd: a publish left waiting by a stop holds no process open.
+  const arm = (entry: Entry, onCap: () => void) => {
+    entry.timer ??= setTimeout(onCap, entry.options.capMs);
+    entry.timer.unref();
   };
+  const disarm = (entry: Entry) => {
+    clearTimeout(entry.timer);
+    entry.timer = undefined;
+  };
+
+  const giveUp = (entry: Entry, stage: GiveUpStage, error: Error) => {
+    entry.givenUp = true;
+    disarm(entry);
+    entry.detach();
+    if (stage === 'running') {
+      abandoned += 1;
+      stuck = true;
+      // Those queued behind it now wait on a store that does not answer: from now on, timed.
+      for (const queued of queue) arm(queued, () => drop(queued, queued.options.tooLong()));
+    } else {
+      queue.splice(queue.indexOf(entry), 1);
+      dropped += 1;
+    }
+    entry.options.onGiveUp?.(stage, error);
+    entry.reject(error);
+  };
+  const drop = (entry: Entry, error: Error) => giveUp(entry, 'queued', error);
+
+  const start = (entry: Entry) => {
+    running = entry;
+    entry.options.onStart?.();
+    arm(entry, () => giveUp(entry, 'running', entry.options.tooLong()));
+    let publishing: Promise<void>;
+    try {
+      publishing = entry.publish();
+    } catch (error) {
+      publishing = Promise.reject(error);
+    }
+    publishing.then(
+      () => settle(entry, () => entry.resolve()),
+      (error: unknown) => settle(entry, () => entry.reject(error)),
+    );
+  };
+
+  const settle = (entry: Entry, answer: () => void) => {
+    disarm(entry);
+    if (!entry.givenUp) {
+      entry.detach();
+      answer();
+    }
+    running = undefined;
+    stuck = false;
+    for (const queued of queue) disarm(queued); // behind a healthy one again: not timed
+    const next = queue.shift();
+    if (next) return start(next);
+    const waiting = idlers;
+    idlers = [];
+    for (const wake of waiting) wake();
+  };
+
   return {
     get stuck() {
       return stuck;
     },
-    run(publish, signal) {
+    get abandoned() {
+      return abandoned;
+    },
+    get dropped() {
+      return dropped;
+    },
+    idle: () => (running === undefined && queue.length === 0 ? Promise.resolve() : new Promise((r) => idlers.push(r))),
+    run(publish, options) {
       return new Promise<void>((resolve, reject) => {
-        if (signal.aborted) return reject(signal.reason);
-        let started = false;
-        let settled = false;
-        const done = () => {
-          settled = true;
-          signal.removeEventListener('abort', onAbort);
-          next();
-        };
-        const start = () => {
-          busy = true;
-          started = true;
-          let running: Promise<void>;
-          try {
-            running = publish();
-          } catch (error) {
-            running = Promise.reject(error);
-          }
-          running.then(
-            () => (done(), resolve()),
-            (error: unknown) => (done(), reject(error)),
-          );
-        };
-        const onAbort = () => {
-          if (!started) waiting.splice(waiting.indexOf(start), 1);
-          else if (!settled) stuck = true;
-          reject(signal.reason);
-        };
-        signal.addEventListener('abort', onAbort, { once: true });
-        if (busy) waiting.push(start);
-        else start();
+        const { signal } = options;
+        if (signal?.aborted) return reject(signal.reason);
+        const entry: Entry = { publish, options, resolve, reject, givenUp: false, detach: () => {} };
+        if (signal) {
+          const onAbort = () => giveUp(entry, running === entry ? 'running' : 'queued', signal.reason as Error);
+          signal.addEventListener('abort', onAbort, { once: true });
+          entry.detach = () => signal.removeEventListener('abort', onAbort);
+        }
+        if (!running) return start(entry);
+        queue.push(entry);
+        if (stuck) arm(entry, () => drop(entry, options.tooLong()));
       });
     },
   };

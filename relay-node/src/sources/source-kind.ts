@@ -21,11 +21,16 @@ export interface DriverIo {
   readonly log: Logger;
   /**
    * One payload from upstream (a JSON body, a frame): extracted, deduplicated, piped through
-   * middleware and published; resolves when durable. Rejects when publishing failed, when the
-   * attempt already failed, or when the publish was given up on: `timeout_ms` stops counting while
-   * it runs, but it must end within the cap of the whole attempt (10 × `timeout_ms`), or, outside
-   * an attempt (a stream's frames after its connect), within 10 × `timeout_ms` of its own. A stream
-   * driver takes any rejection as a drop: it closes the connection and calls `down`.
+   * middleware and published; resolves when durable. Emits are serialised per source, across
+   * drivers and updates: each payload goes to the store only once every one emitted before it
+   * has settled, in emit order, so emitting many at once (without awaiting) queues them and loses
+   * none. Rejects when publishing failed, when the attempt already failed, or when the publish was
+   * given up on: `timeout_ms` stops counting while it runs, but it must end within the cap of the
+   * whole attempt (10 × `timeout_ms`, not counting time queued behind the source's other
+   * publishes), or, outside an attempt (a stream's frames after its connect), within
+   * 10 × `timeout_ms` of reaching the store. A payload queued behind a publish given up on (a
+   * store that does not answer) is given up on after as long again, without reaching the store.
+   * A stream driver takes any rejection as a drop: it closes the connection and calls `down`.
    */
   emit(payload: unknown): Promise<void>;
   /** A bad payload that does not end a stream (counted, shown as the last error). */

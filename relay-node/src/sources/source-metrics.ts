@@ -1,4 +1,5 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
+import type { GiveUpStage } from './publish-gate.ts';
 import type { SourceRuntime } from './source-runtime.ts';
 
 /**
@@ -75,9 +76,19 @@ export function createSourceMetrics(
     items: counter('anode_source_items_total', 'Items ingested, by source'),
     errors: counter('anode_source_errors_total', 'Failed attempts and bad payloads, by source'),
     deadLetters: counter('anode_source_dead_letters_total', 'Messages sent to the dead-letter topic, by source'),
+    /** `stage` is `running` (pending in the store, which may still take it) or `queued` (never sent: lost). */
+    abandonedPublishes: new Counter({
+      name: 'anode_source_abandoned_publishes_total',
+      help: 'Publishes given up on at 10 × timeout_ms, by source and stage (running: left pending in the store; queued: never sent)',
+      labelNames: ['source', 'stage'] as const,
+      registers: [registry],
+    }),
     /** Drop a deleted source's counter series (else every source ever run stays in /metrics). */
     forget(source: string) {
       for (const c of [this.items, this.errors, this.deadLetters]) c.remove({ source });
+      for (const stage of STAGES) this.abandonedPublishes.remove({ source, stage });
     },
   };
 }
+
+const STAGES: readonly GiveUpStage[] = ['running', 'queued'];

@@ -8,7 +8,7 @@ import { parseDefinition } from './definition.ts';
 import { BUILTIN_KINDS } from './kinds/builtin-kinds.ts';
 import { createScheduler } from './scheduler.ts';
 import type { DriverIo, SourceKind } from './source-kind.ts';
-import { createSourceRuntime } from './source-runtime.ts';
+import { createSourceRuntime, type RuntimeDeps } from './source-runtime.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -146,7 +146,8 @@ describe('source runtime: timeout_ms', () => {
     assert.equal(ingests, 1);
     assert.ok(polls >= 3, `${polls} polls`);
     const status = runtime.status();
-    assert.ok(status.abandoned_publishes >= 2, `${status.abandoned_publishes} given up on`);
+    assert.equal(status.abandoned_publishes, 1, 'one publish given up on in the store');
+    assert.ok(status.dropped_publishes >= 1, `${status.dropped_publishes} given up on unsent`);
     assert.equal(status.publish_stuck, true);
   });
 
@@ -262,5 +263,134 @@ describe('source runtime: timeout_ms', () => {
     }
     release();
     assert.deepEqual(lies, []);
+  });
+});
+
+describe('source runtime: publishes queued behind others', () => {
+  const closing: (() => void)[] = [];
+  after(() => {
+    for (const close of closing) close();
+  });
+
+  /** A runtime of a kind whose driver is `driver(io)` (timeout_ms 100: a publish is capped at 1 s). */
+  const runtimeOf = (
+    driver: (io: DriverIo) => Omit<ReturnType<SourceKind['create']>, 'close'>,
+    deps: Partial<RuntimeDeps> & Pick<RuntimeDeps, 'ingest'>,
+  ) => {
+    const kind: SourceKind = { ...BUILTIN_KINDS.get('http')!, create: (_d, io) => ({ ...driver(io), close() {} }) };
+    const definition = parseDefinition(
+      { name: 's', kind: 'http', url: 'http://127.0.0.1:9/', topic: 't.s', interval_ms: 60_000, timeout_ms: 100 },
+      BUILTIN_KINDS,
+    );
+    const scheduler = createScheduler({ concurrency: 2 });
+    const runtime = createSourceRuntime(definition, kind, {
+      scheduler,
+      log: createLogger('silent'),
+      onError() {},
+      random: () => 0, // the first attempt at once
+      ...deps,
+    });
+    closing.push(() => {
+      runtime.stop();
+      scheduler.stop();
+    });
+    return runtime;
+  };
+  /** 30 payloads emitted at once, on a store that takes 40 ms each: 1.2 s in all, past the 1 s cap. */
+  const burst = (io: DriverIo, outcomes: string[]) =>
+    Promise.all(
+      Array.from({ length: 30 }, (_, i) =>
+        io.emit({ i }).then(
+          () => void outcomes.push('ok'),
+          (error: Error) => void outcomes.push(error.message),
+        ),
+      ),
+    );
+
+  it('times a stream publish from when it reaches the store: a burst on a slow, healthy store is all stored', async () => {
+    const outcomes: string[] = [];
+    let stored = 0;
+    const runtime = runtimeOf(
+      (io) => ({
+        mode: 'stream',
+        run: async () => void setTimeout(() => void burst(io, outcomes), 10),
+      }),
+      { ingest: async () => void (await sleep(40), (stored += 1)) },
+    );
+    runtime.start();
+    for (let waited = 0; outcomes.length < 30 && waited < 4_000; waited += 50) await sleep(50);
+    // Before, each emit's cap started at emit time: the last 5 were given up on, never stored.
+    assert.equal(stored, 30);
+    assert.deepEqual(new Set(outcomes), new Set(['ok']));
+    const status = runtime.status();
+    assert.equal(status.abandoned_publishes, 0);
+    assert.equal(status.dropped_publishes, 0);
+  });
+
+  it('does not count time queued behind its own publishes against a poll attempt cap', async () => {
+    const outcomes: string[] = [];
+    const runtime = runtimeOf(
+      (io) => ({ mode: 'poll', intervalMs: 60_000, run: async () => void (await burst(io, outcomes)) }),
+      {
+        ingest: async () => void (await sleep(40)),
+      },
+    );
+    runtime.start();
+    for (let waited = 0; outcomes.length < 30 && waited < 4_000; waited += 50) await sleep(50);
+    await sleep(50);
+    // Before, the attempt failed at its 1 s cap with a healthy store, its queued payloads given up on.
+    assert.deepEqual(new Set(outcomes), new Set(['ok']));
+    assert.equal(runtime.state, 'ok');
+    assert.equal(runtime.health.lastError, undefined);
+  });
+
+  it('does not give up on the publish of an attempt that failed for another reason', async () => {
+    let stored = 0;
+    const runtime = runtimeOf(
+      (io) => ({
+        mode: 'poll',
+        intervalMs: 60_000,
+        async run() {
+          void io.emit({ n: 1 }).catch(() => {});
+          await sleep(20);
+          throw new Error('upstream went away (test double)');
+        },
+      }),
+      { ingest: async () => void (await sleep(100), (stored += 1)) },
+    );
+    runtime.start();
+    await sleep(300);
+    assert.equal(runtime.health.lastError?.message, 'upstream went away (test double)');
+    // Before, the failure gave the running publish up on: counted as abandoned, the store marked stuck.
+    assert.equal(stored, 1);
+    assert.equal(runtime.status().abandoned_publishes, 0);
+  });
+
+  it('reports each publish given up on, running or queued; a stopped runtime does not log it', async () => {
+    const givenUp: string[] = [];
+    const lines: string[] = [];
+    const sink = { write: (line: string) => void lines.push(line) };
+    let io: DriverIo | undefined;
+    const runtime = runtimeOf((driverIo) => ((io = driverIo), { mode: 'stream', run: async () => {} }), {
+      ingest: () => new Promise(() => {}), // a test double: a store append that hangs
+      onGiveUp: (_runtime, stage) => void givenUp.push(stage),
+      log: createLogger('warn', sink),
+    });
+    runtime.start();
+    for (let waited = 0; !io && waited < 1_000; waited += 10) await sleep(10);
+    void io?.emit({ n: 1 }).catch(() => {});
+    void io?.emit({ n: 2 }).catch(() => {});
+    runtime.stop('standby');
+    await sleep(2_200); // the first at its cap (1 s), the second 1 s after
+    // Before, there was no report (and no metric), and the stopped runtime logged each.
+    assert.deepEqual(givenUp, ['running', 'queued']);
+    assert.deepEqual(
+      lines.filter((line) => line.includes('publish given up on')),
+      [],
+    );
+    const status = runtime.status();
+    assert.equal(status.abandoned_publishes, 1);
+    assert.equal(status.dropped_publishes, 1);
+    assert.equal(status.publish_stuck, true);
   });
 });

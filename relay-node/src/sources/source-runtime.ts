@@ -1,8 +1,8 @@
 import { SeenIds } from '@anode/shared';
 import type { Logger } from '../logger.ts';
-import { type AttemptClock, attemptClock, capOf, type Publish, publishAlone } from './attempt-clock.ts';
+import { type AttemptClock, attemptClock, capOf, type Publish, payloadTooLong } from './attempt-clock.ts';
 import type { SourceDefinition } from './definition.ts';
-import { createPublishGate } from './publish-gate.ts';
+import { createPublishGate, type GiveUpStage, type PublishGate } from './publish-gate.ts';
 import { createRate } from './rate.ts';
 import type { Scheduler } from './scheduler.ts';
 import type { SourceDriver, SourceKind } from './source-kind.ts';
@@ -17,6 +17,13 @@ export interface RuntimeDeps {
   /** Ingest one payload of this source (extract, dedup, middleware, publish). */
   ingest(runtime: SourceRuntime, payload: unknown): Promise<void>;
   onError(runtime: SourceRuntime, error: Error): void;
+  /** A publish of this source was given up on (see publish-gate.ts), whether or not the runtime still runs. */
+  onGiveUp?(runtime: SourceRuntime, stage: GiveUpStage): void;
+  /**
+   * The source's gate: one per source name, kept by the manager across the runtimes an update or a
+   * pause makes, so that the bound on abandoned publishes holds per source (default: a gate of its own).
+   */
+  gate?: PublishGate;
   now?: () => number;
   random?: () => number;
 }
@@ -31,9 +38,10 @@ export const FORGIVE_AFTER_MS = 10_000;
  * stream's failures are forgiven only once a connection has held for FORGIVE_AFTER_MS (or
  * `backoff_max_ms`, if shorter): an upstream that accepts and at once closes (an auth refusal)
  * backs off like one that refuses, while one that ends healthy connections on purpose (every 30 s,
- * say) is redialled at `backoff_min_ms` each time. A publish not done within 10 × `timeout_ms` is
- * given up on (attempt-clock.ts), and a stream's then drops its connection as a failed one does;
- * a source sends the store one publish at a time (publish-gate.ts).
+ * say) is redialled at `backoff_min_ms` each time. A publish not done within 10 × `timeout_ms` of
+ * reaching the store is given up on (attempt-clock.ts, publish-gate.ts), and a stream's then drops
+ * its connection as a failed one does; a source sends the store one publish at a time, through
+ * the gate the manager keeps for it (`deps.gate`).
  */
 export function createSourceRuntime(definition: SourceDefinition, kind: SourceKind, deps: RuntimeDeps) {
   const now = deps.now ?? Date.now;
@@ -57,8 +65,6 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
     items: 0,
     deadLetters: 0,
     errors: 0,
-    /** Payloads whose publish was given up on (at the cap), each also a failure with its error. */
-    abandoned: 0,
   };
   // The source's dedup window, oldest forgotten first (a ring: evicting a Set's first value
   // walks every slot V8 left behind by earlier deletes, ~28 µs an item at 100,000).
@@ -191,24 +197,29 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
     }
   };
 
-  const gate = createPublishGate();
+  const gate = deps.gate ?? createPublishGate();
+  const capMs = capOf(definition.timeout_ms);
   /**
-   * One payload through the gate (one publish of this source at a time, across its drivers). One
-   * given up on is counted; the store may still take it, and then its items count as ingested.
+   * One payload through the source's gate (one publish of the source at a time, across its
+   * drivers and runtimes). One given up on is counted by the gate; the store may still take it,
+   * and then its items count as ingested. Only a runtime still running that driver says so in
+   * its log: a stopped one's publishes are still the source's, but no longer its business.
    */
   const publishing =
-    (payload: unknown): Publish =>
-    async (signal) => {
-      try {
-        await gate.run(() => deps.ingest(runtime, payload), signal);
-      } catch (error) {
-        if (signal.aborted && error === signal.reason) {
-          health.abandoned += 1;
-          log.warn({ err: (error as Error).message, store_stuck: gate.stuck }, 'publish given up on');
-        }
-        throw error;
-      }
-    };
+    (payload: unknown, gen: number): Publish =>
+    (signal, onStart) =>
+      gate.run(() => deps.ingest(runtime, payload), {
+        capMs,
+        tooLong: () => payloadTooLong(capMs),
+        signal,
+        onStart,
+        onGiveUp(stage, error) {
+          deps.onGiveUp?.(runtime, stage);
+          if (active && gen === generation) {
+            log.warn({ err: error.message, stage, store_stuck: gate.stuck }, 'publish given up on');
+          }
+        },
+      });
 
   // Failing and slow sources queue in the scheduler's penalty lane, so they cannot starve the rest.
   const schedule = (due: number) =>
@@ -227,8 +238,8 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
       log,
       emit: (payload) => {
         if (gen !== generation) return Promise.resolve();
-        const publish = publishing(payload);
-        return clock ? clock.publishing(publish) : publishAlone(capOf(definition.timeout_ms), publish);
+        const publish = publishing(payload, gen);
+        return clock ? clock.publishing(publish) : publish();
       },
       fault: (error) => gen === generation && recordError(error),
       down: (error) => fail(error, gen),
@@ -303,7 +314,8 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
         items: health.items,
         dead_letters: health.deadLetters,
         errors: health.errors,
-        abandoned_publishes: health.abandoned,
+        abandoned_publishes: gate.abandoned,
+        dropped_publishes: gate.dropped,
         publish_stuck: gate.stuck,
       };
     },

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../logger.ts';
 import { BUILTIN_KINDS } from './kinds/builtin-kinds.ts';
+import type { SourceKind } from './source-kind.ts';
 import { createScheduler } from './scheduler.ts';
 import { createSourceStore, createVersionClock, mergeSources } from './source-store.ts';
 import { createSourcesManager, TOMBSTONE_TTL_MS } from './sources-manager.ts';
@@ -237,4 +238,69 @@ describe('sources manager: changes of one source at once', () => {
       assert.equal(await pollsWithin(300), 0, 'polls after the delete');
     });
   }
+});
+
+describe('sources manager: a store that does not answer', () => {
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  it('sends it one publish per source across updates, pauses and a delete, and the new runtime shows it stuck', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-sources-manager-'));
+    dirs.push(dir);
+    const store = createSourceStore(join(dir, 'sources.json'));
+    const scheduler = createScheduler({ concurrency: 4 });
+    let polls = 0;
+    const kind: SourceKind = {
+      ...BUILTIN_KINDS.get('http')!,
+      create: (_definition, io) => ({
+        mode: 'poll',
+        intervalMs: 20,
+        run: () => io.emit([{ id: ++polls }]),
+        close() {},
+      }),
+    };
+    // A test double: the first publish hangs until released (a store that stopped answering).
+    let ingests = 0;
+    let release: () => void = () => {};
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const manager = createSourcesManager({
+      kinds: new Map([['http', kind]]),
+      steps: new Map(),
+      scheduler,
+      ownership: { isOwner: () => true, ownerOf: () => 'me', onChange: () => () => {} },
+      store,
+      changes: await store.load(),
+      version: createVersionClock('me', Date.now),
+      log: createLogger('silent'),
+      deps: { ingest: () => (++ingests === 1 ? released : Promise.resolve()), onError: () => {} },
+    });
+    manager.start();
+    stops.push(() => {
+      release();
+      manager.stop();
+      scheduler.stop();
+    });
+    const raw = { name: 's', kind: 'http', url: 'http://127.0.0.1:9/', topic: 't.s', interval_ms: 20, timeout_ms: 100 };
+    await manager.create(raw);
+    await sleep(100);
+    // Before, each change made a runtime with a gate of its own: one more publish in the hung store each.
+    for (let i = 0; i < 3; i++) {
+      await manager.setPaused('s', true);
+      await manager.setPaused('s', false);
+      await manager.update('s', { interval_ms: 20 + i }, true);
+      await sleep(50);
+    }
+    await manager.remove('s');
+    await manager.create(raw);
+    await sleep(1_200); // past the first publish's cap (1 s)
+    assert.equal(ingests, 1, `${ingests} publishes sent to the store that does not answer`);
+    const status = manager.get('s').status;
+    assert.equal(status.publish_stuck, true);
+    assert.equal(status.abandoned_publishes, 1);
+    // A deleted source's gate stays while its publish is pending, and goes once it settled.
+    await manager.remove('s');
+    assert.equal(manager.gates(), 1);
+    release();
+    await sleep(10);
+    assert.equal(manager.gates(), 0);
+  });
 });

@@ -4,6 +4,7 @@ import type { Logger } from '../logger.ts';
 import { parseDefinition, SourceDefinitionError } from './definition.ts';
 import type { Ownership } from './ownership.ts';
 import type { Step } from './plugin-api.ts';
+import { createPublishGate, type PublishGate } from './publish-gate.ts';
 import type { Scheduler } from './scheduler.ts';
 import type { SourceKind } from './source-kind.ts';
 import { createSourceRuntime, type RuntimeDeps, type SourceRuntime } from './source-runtime.ts';
@@ -29,7 +30,7 @@ export interface ManagerOptions {
   /** The version of the next admin change (see SourceChanges). */
   version: () => string;
   log: Logger;
-  deps: Omit<RuntimeDeps, 'scheduler' | 'log'>;
+  deps: Omit<RuntimeDeps, 'scheduler' | 'log' | 'gate'>;
   /** A source was deleted (here or on another node), not merely stopped or replaced. */
   onDeleted?(name: string): void;
   /** How long a tombstone is kept (default TOMBSTONE_TTL_MS). */
@@ -49,6 +50,22 @@ export function createSourcesManager(options: ManagerOptions) {
   const { kinds, ownership, changes } = options;
   const runtimes = new Map<string, SourceRuntime>();
   const raws = new Map<string, Record<string, unknown>>();
+  // One publish gate per source, not per runtime: an update, a pause or a merged change makes a
+  // new runtime, and a gate of its own would send a store that hangs one more publish each time
+  // (and let the new runtime's publishes overtake the old one's). A deleted source's gate goes
+  // once idle, unless the source is back by then (it takes the same gate, still holding the one).
+  const gates = new Map<string, PublishGate>();
+  const gateOf = (name: string) => {
+    let gate = gates.get(name);
+    if (!gate) gates.set(name, (gate = createPublishGate()));
+    return gate;
+  };
+  const forgetGate = (name: string) => {
+    const gate = gates.get(name);
+    void gate?.idle().then(() => {
+      if (!runtimes.has(name) && gates.get(name) === gate) gates.delete(name);
+    });
+  };
   let running = false;
 
   const validate = (raw: unknown) => {
@@ -69,7 +86,12 @@ export function createSourcesManager(options: ManagerOptions) {
     const previous = runtimes.get(def.name);
     previous?.stop();
     const kind = kinds.get(def.kind) as SourceKind;
-    const runtime = createSourceRuntime(def, kind, { ...options.deps, scheduler: options.scheduler, log: options.log });
+    const runtime = createSourceRuntime(def, kind, {
+      ...options.deps,
+      scheduler: options.scheduler,
+      log: options.log,
+      gate: gateOf(def.name),
+    });
     for (const id of previous?.seen.ids() ?? []) runtime.seen.add(id); // an update does not re-ingest
     runtimes.set(def.name, runtime);
     raws.set(def.name, raw);
@@ -168,6 +190,7 @@ export function createSourcesManager(options: ManagerOptions) {
       runtimes.get(name)?.stop();
       runtimes.delete(name);
       raws.delete(name);
+      forgetGate(name);
       options.onDeleted?.(name);
       return;
     }
@@ -247,6 +270,8 @@ export function createSourcesManager(options: ManagerOptions) {
     runtimes: () => runtimes.values(),
     size: () => runtimes.size,
     has: (name: string) => runtimes.has(name),
+    /** How many sources have a publish gate (the deleted ones' go once their publishes settled). */
+    gates: () => gates.size,
     /** Load definitions without starting them (invalid ones are logged and skipped). */
     load(raws: readonly Record<string, unknown>[]) {
       for (const raw of raws) {
@@ -295,6 +320,7 @@ export function createSourcesManager(options: ManagerOptions) {
       runtimes.get(name)?.stop(); // and any installed while the delete was written
       runtimes.delete(name);
       raws.delete(name);
+      forgetGate(name);
       options.onDeleted?.(name);
     },
   };
