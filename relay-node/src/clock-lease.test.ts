@@ -110,6 +110,21 @@ describe('clock lease: cursors stay in order across a restart', () => {
     await f.remove();
   });
 
+  it('refuses a cursor asked after stop as unavailable, and writes no lease for it', async () => {
+    const f = await folder();
+    const lease = f.start();
+    await lease.stop();
+    const atStop = readFileSync(join(f.dir, 'clock-lease'), 'utf8');
+    f.time.wall += 3 * LEASE_MS; // past the lease: a cursor minted now would write one on the spot
+    assert.throws(
+      () => lease.clock.next(),
+      (error: Error & { code?: string }) =>
+        error.code === 'unavailable' && /clock lease is stopped/.test(error.message),
+    );
+    assert.equal(readFileSync(join(f.dir, 'clock-lease'), 'utf8'), atStop, 'the lease file as it was at stop');
+    await f.remove();
+  });
+
   it('starts on a full disk, refusing cursors until the lease can be written', async () => {
     const f = await folder();
     const first = f.start();

@@ -50,7 +50,8 @@ export interface ClockLease {
   problem(): string | undefined;
   /**
    * Stops renewing, once a renewal running now has ended: the data folder is not written after
-   * (a stopped relay's folder may be removed, or taken by the next run).
+   * (a stopped relay's folder may be removed, or taken by the next run). A cursor asked of the
+   * clock after it is refused (UnavailableError).
    */
   stop(): Promise<void>;
 }
@@ -146,6 +147,11 @@ export function leaseClock(dataDir: string, clock: HybridClock, log: Logger, now
   const leased: HybridClock = {
     nodeId: clock.nodeId,
     next() {
+      // Once stopped, the lease is not written again (the folder may be removed, or taken by the
+      // next run): a cursor minted now could pass it unrecorded, and a write on the spot would
+      // touch a folder this relay has let go of.
+      if (stopped)
+        throw new UnavailableError('the clock lease is stopped (the relay is stopping): no cursor is minted');
       const cursor = clock.next();
       // Reached without a renewal (the event loop was held for seconds, or the wall clock jumped
       // ahead): renew before this cursor is used. A failed write (a full disk) refuses the publish
