@@ -243,8 +243,11 @@ describe('catch-up from a peer that stops answering', { timeout: 30_000 }, () =>
     await assert.rejects(running, /node stopping/);
   });
 
-  /** A peer (buggy, or another implementation) answering every history page with nothing and `next(after)`. */
-  const emptyPeer = async (next: (after: string) => string) => {
+  /**
+   * A peer (buggy, or another implementation) answering every history page with `junk` (nothing,
+   * by default) and `next(after)`.
+   */
+  const emptyPeer = async (next: (after: string) => string | null, junk: unknown[] = []) => {
     const server = await node();
     const asked = { pages: 0 };
     await server.handle(
@@ -256,7 +259,7 @@ describe('catch-up from a peer that stops answering', { timeout: 30_000 }, () =>
           const answer =
             request.op === 'topics'
               ? { topics: ['t.a'], next: null }
-              : (asked.pages++, { messages: [], next: next(request.after ?? '0') });
+              : (asked.pages++, { messages: junk, next: next(request.after ?? '0') });
           await lp.write(new TextEncoder().encode(JSON.stringify(answer)));
         }
       },
@@ -277,6 +280,15 @@ describe('catch-up from a peer that stops answering', { timeout: 30_000 }, () =>
     const empty = await emptyPeer(bump);
     await assert.rejects(from(empty.client, empty.server.peerId), /16 pages in a row with no message/);
     assert.equal(empty.asked.pages, 17);
+  });
+
+  it('stops paging a peer whose pages hold nothing of the asked topic, only another’s entries and nulls', async () => {
+    const other = { id: 'b1', topic: 't.b', cursor: bump('0'), source: 's', ts: 1, data: 'b1' };
+    // It answers `next: null` after 40 pages, so that the test ends either way (a peer out to
+    // hold the slot never does): counted as pages with messages, all 41 were followed.
+    const junk = await emptyPeer((after) => (junk.asked.pages > 40 ? null : bump(after)), [other, null]);
+    await assert.rejects(from(junk.client, junk.server.peerId), /16 pages in a row with no message/);
+    assert.equal(junk.asked.pages, 17);
   });
 
   it('counts what a peer sends of another topic than the one asked, and takes only the asked one', async () => {

@@ -38,8 +38,9 @@ const TOPICS_PAGE_BYTES = 64 * 1024;
 const FRAME_SLACK = 64 * 1024;
 const REQUEST_TIMEOUT_MS = 15_000;
 /**
- * Pages in a row a peer may answer with no message and a `next` (a page of only messages too
- * large to carry is one): past them it is taken as going nowhere. A peer answering `next` after
+ * Pages in a row a peer may answer with no message of the asked topic and a `next` (a page of
+ * only messages too large to carry is one, as is one of only another topic's): past them it is
+ * taken as going nowhere. A peer answering `next` after
  * `next` with nothing held the one catch-up slot for ever (every other peer's repair waited).
  */
 const MAX_EMPTY_PAGES = 16;
@@ -302,7 +303,9 @@ export async function catchUpFrom(host: Host, shards: Shards, maxMessageBytes: n
       if (ofTopic.length < messages.length) request.onWrongTopic?.(topic, messages.length - ofTopic.length);
       fresh += await request.ingest(ofTopic);
       const next: unknown = page.next;
-      empty = messages.length === 0 ? empty + 1 : 0;
+      // Empty unless it brought a message of the asked topic: a page of another topic's entries
+      // (or nulls) with a `next` moves no more than an empty one does.
+      empty = ofTopic.length === 0 ? empty + 1 : 0;
       if (empty > MAX_EMPTY_PAGES && next !== null) {
         // Not finished: this peer's catch-up fails, and the next one starts from the progress kept.
         throw new Error(`catch-up of ${topic}: ${MAX_EMPTY_PAGES} pages in a row with no message`);
