@@ -15,7 +15,8 @@ import { createSourceRuntime } from '../source-runtime.ts';
 import { BUILTIN_KINDS } from './builtin-kinds.ts';
 import { websocketKind } from './websocket-kind.ts';
 
-const waitFor = async <T>(what: string, get: () => T | undefined | Promise<T | undefined>, ms = 10_000) => {
+// Generous: storing 2,000 frames of 16 KiB takes ~7 s alone here, and timed out at 10 s under load.
+const waitFor = async <T>(what: string, get: () => T | undefined | Promise<T | undefined>, ms = 30_000) => {
   const deadline = Date.now() + ms;
   for (let v = await get(); ; v = await get()) {
     if (v !== undefined && v !== false) return v;
