@@ -7,6 +7,7 @@ import type { MessageStore } from '@anode/shared';
 import { LEASE_MS } from './clock-lease.ts';
 import { loadConfig } from './config.ts';
 import { createLogger } from './logger.ts';
+import type { Component } from './component.ts';
 import { createRelayNode } from './node.ts';
 
 const dirs: string[] = [];
@@ -54,6 +55,28 @@ describe('relay node: nothing writes its data folder once its lock is released',
     await node.start();
     await assert.rejects(node.stop(), /close failed/);
     assert.equal(state.closed, 1);
+    const written = await lease();
+    await renewalDue();
+    assert.equal(await lease(), written, 'clock-lease was written after the stop');
+  });
+
+  it('after a stop whose first-stopped component fails: later components stop, the store closes, the lease stops', async () => {
+    const { config, lease } = await relayConfig();
+    const { state, wrapStore } = watched(false);
+    const stopped: string[] = [];
+    const wrapComponent = (component: Component): Component => ({
+      ...component,
+      async stop() {
+        stopped.push(component.name);
+        await component.stop();
+        if (component.name === 'dashboard') throw new Error('flush failed');
+      },
+    });
+    const node = await createRelayNode(config, createLogger('silent'), { wrapStore, wrapComponent });
+    await node.start();
+    await assert.rejects(node.stop(), /flush failed/);
+    assert.deepEqual(stopped, ['dashboard', 'sources'], 'dashboard, stopped first, fails; sources still stops');
+    assert.equal(state.closed, 1, 'the store was closed');
     const written = await lease();
     await renewalDue();
     assert.equal(await lease(), written, 'clock-lease was written after the stop');

@@ -50,6 +50,8 @@ export interface RelayNode {
 export interface RelayNodeOverrides {
   /** Wrap the configured store (tests use this to inject storage faults). */
   wrapStore?: (store: MessageStore) => MessageStore;
+  /** Wrap each optional component (tests use this to inject faults in its start or stop). */
+  wrapComponent?: (component: Component) => Component;
 }
 
 export async function createRelayNode(
@@ -92,7 +94,7 @@ async function assembleRelayNode(config: RelayConfig, log: Logger, overrides: Re
   let lease: ClockLease | undefined;
   try {
     lease = leaseClock(config.data_dir, createHybridClock(id), log);
-    return await wireRelayNode({ config, log, id, metrics, store, held, lease });
+    return await wireRelayNode({ config, log, id, metrics, store, held, lease, overrides });
   } catch (error) {
     // Nothing else is started yet: the lease's renewals and the open store are all that would
     // outlive the failure (a lease written on in a folder whose lock is released).
@@ -110,9 +112,11 @@ interface RelayParts {
   store: MessageStore;
   held: HeldStore | undefined;
   lease: ClockLease;
+  overrides: RelayNodeOverrides;
 }
 
-async function wireRelayNode({ config, log, id, metrics, store, held, lease }: RelayParts): Promise<RelayNode> {
+async function wireRelayNode(parts: RelayParts): Promise<RelayNode> {
+  const { config, log, id, metrics, store, held, lease, overrides } = parts;
   const startedAt = Date.now();
   const { clock } = lease;
   const hub = createHub({
@@ -177,7 +181,7 @@ async function wireRelayNode({ config, log, id, metrics, store, held, lease }: R
   const components: Component[] = [];
   for (const factory of COMPONENTS) {
     const component = await factory({ ...context, log: log.child({ component: factory.name }) });
-    if (component) components.push(component);
+    if (component) components.push(overrides.wrapComponent?.(component) ?? component);
   }
 
   const app = createHttpApp({
@@ -278,22 +282,31 @@ async function wireRelayNode({ config, log, id, metrics, store, held, lease }: R
       log.info('shutting down: no new connections or publishes; flushing pending publishes');
       hub.refusePublishes();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      try {
-        // What each component accepted until it stopped (an edge link's messages, a source's
-        // items) is written before the next one stops, so the mesh, stopped last, gossips it all.
-        for (const component of [...components].reverse()) {
-          await hub.writer.drain();
-          await component.stop();
+      // A step that fails (a mesh whose final flush meets a full disk) does not skip the rest:
+      // sockets left open and a store left open would outlive the data folder's lock, released
+      // next. The clock lease stops last; the first error is rethrown at the end, later ones logged.
+      let failure: { error: unknown } | undefined;
+      const attempt = async (step: string, run: () => Promise<void>) => {
+        try {
+          await run();
+        } catch (error) {
+          if (failure) log.error({ err: error, step }, 'stop step failed');
+          else failure = { error };
         }
-        await hub.writer.drain();
-        await sockets.closeAll();
-        server.closeAllConnections();
-        await closed;
-        await store.close();
-      } finally {
-        // Even when a component or the store failed to stop: the data folder's lock is released next.
-        await lease.stop();
+      };
+      // What each component accepted until it stopped (an edge link's messages, a source's
+      // items) is written before the next one stops, so the mesh, stopped last, gossips it all.
+      for (const component of [...components].reverse()) {
+        await attempt('drain', () => hub.writer.drain());
+        await attempt(component.name, () => component.stop());
       }
+      await attempt('drain', () => hub.writer.drain());
+      await attempt('sockets', () => sockets.closeAll());
+      server.closeAllConnections();
+      await closed;
+      await attempt('store', () => store.close());
+      await attempt('clock lease', () => lease.stop());
+      if (failure) throw failure.error;
       log.info('stopped');
     },
   };
