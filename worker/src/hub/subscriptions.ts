@@ -28,7 +28,7 @@ const PAGE = 500;
  * share they are skipped (`lateSkipped`), as a relay lets go of them past its bounds (PROTOCOL.md:
  * late arrivals in larger numbers may be missed), and the resume goes on.
  */
-type Budget = { left: number; lateLeft: number; after: string; lateSkipped: number };
+type Budget = { left: number; lateLeft: number; after: string; lateSkipped: number; progressed: boolean };
 
 /** The share of a resume's send budget late arrivals may take. */
 const LATE_SHARE = 0.5;
@@ -42,7 +42,37 @@ export function createSubscriptions(
     lateLeft: Math.floor(core.config.MAX_SEND_BUFFER_BYTES * LATE_SHARE),
     after,
     lateSkipped: 0,
+    progressed: false,
   });
+
+  /**
+   * The newest late arrivals that fit in what the budget leaves them, kept as they are read (in
+   * cursor order: at most that many bytes held) and taken in cursor order. The newest are the ones
+   * a client away from `after` most likely missed: those of the minute before it left (the replay
+   * window starts a clock skew before `after` was minted) reached it live, and sort lowest.
+   */
+  const newestLate = (budget: Budget, skip?: Set<string>) => {
+    const kept: StoredMessage[] = [];
+    let head = 0;
+    let bytes = 0;
+    return {
+      add(message: StoredMessage) {
+        if (skip?.has(message.envelope.id)) return;
+        kept.push(message);
+        bytes += message.body.length;
+        for (; bytes > budget.lateLeft && head < kept.length; head++) {
+          bytes -= (kept[head] as StoredMessage).body.length;
+          budget.lateSkipped += 1;
+        }
+        if (head > 1024 && head * 2 > kept.length) {
+          kept.splice(0, head);
+          head = 0;
+        }
+      },
+      take: (): StoredMessage[] => kept.slice(head),
+    };
+  };
+
   const withRef = (ref: string | undefined) => (ref === undefined ? {} : { ref });
   /** Settles the resume in progress on a socket (this instance's memory, like the resume itself). */
   const resuming = new WeakMap<WebSocket, () => void>();
@@ -109,12 +139,16 @@ export function createSubscriptions(
         }
         budget.lateLeft -= body.length;
       }
-      skip?.add(envelope.id);
       budget.left -= body.length;
-      if (budget.left < 0) {
+      // One message after `after` always goes, as a page holds one at least: closed before any,
+      // the client would resume from the same cursor to the same close.
+      const late = compareCursors(envelope.cursor, budget.after) <= 0;
+      if (budget.left < 0 && (budget.progressed || late)) {
         clients.close(ws, 'slow_consumer', 'catch-up is larger than the send buffer; resume from your last cursor');
         return undefined;
       }
+      if (!late) budget.progressed = true;
+      skip?.add(envelope.id);
       clients.send(ws, msgFrame(body));
       if (compareCursors(envelope.cursor, cursor) > 0) cursor = envelope.cursor;
     }
@@ -125,7 +159,17 @@ export function createSubscriptions(
   const fromRelay = async (ws: WebSocket, gen: number, after: string, budget: Budget, sent: Set<string>) => {
     let cursor: string | undefined = after;
     for (let page: string | null = after; page !== null && cursor !== undefined;) {
-      const reply: RelayReply<'history'> = await link.request({ op: 'history', after: page, limit: PAGE });
+      let reply: RelayReply<'history'>;
+      try {
+        reply = await link.request({ op: 'history', after: page, limit: PAGE });
+      } catch (error) {
+        // The relay's retention passed `page` (its last page was cut, or answered `next` because
+        // the rest expired meanwhile): what follows the ring's floor is in the ring, sent after
+        // this, so the resume has lost nothing when `page` is at or above it.
+        const expired = error instanceof AnodeError && error.code === 'cursor_expired';
+        if (expired && clients.state(ws).gen === gen && compareCursors(page, store.floor()) >= 0) return cursor;
+        throw error;
+      }
       if (clients.state(ws).gen !== gen) return undefined;
       cursor = sendAll(ws, reply.messages.map(asStored), cursor, budget, sent);
       page = reply.next;
@@ -141,21 +185,41 @@ export function createSubscriptions(
    * (a later `sub`/`unsub`, or the send budget ran out and the socket was closed).
    */
   const lateFromRelay = async (ws: WebSocket, gen: number, after: string, budget: Budget, sent: Set<string>) => {
+    const newest = newestLate(budget, sent);
     for (let from: string | undefined; ;) {
       let reply: RelayReply<'late'>;
       try {
         reply = await link.request({ op: 'late', after, ...(from === undefined ? {} : { from }) });
       } catch (error) {
-        if (error instanceof AnodeError && error.code === 'bad_frame') return clients.state(ws).gen === gen;
+        if (error instanceof AnodeError && error.code === 'bad_frame') break;
         throw error;
       }
       if (clients.state(ws).gen !== gen) return false;
-      if (sendAll(ws, reply.messages.map(asStored), after, budget, sent) === undefined) return false;
+      for (const envelope of reply.messages) newest.add(asStored(envelope));
       // Each page starts above the last one (a relay that does not move on is not asked again).
-      if (reply.next === null || reply.messages.length === 0) return true;
-      if (from !== undefined && compareCursors(reply.next, from) <= 0) return true;
+      if (reply.next === null || reply.messages.length === 0) break;
+      if (from !== undefined && compareCursors(reply.next, from) <= 0) break;
       from = reply.next;
     }
+    if (clients.state(ws).gen !== gen) return false;
+    return sendAll(ws, newest.take(), after, budget, sent) !== undefined;
+  };
+
+  /**
+   * What this object holds that a resume from `after` missed (store.missedAfter: its late
+   * arrivals, the newest that fit their share, then what follows `after`); as sendAll.
+   */
+  const sendMissed = (ws: WebSocket, cursor: string, budget: Budget, sent?: Set<string>) => {
+    const rest = store.missedAfter(budget.after)[Symbol.iterator]();
+    const newest = newestLate(budget, sent);
+    let next = rest.next();
+    for (; !next.done && compareCursors(next.value.envelope.cursor, budget.after) <= 0; next = rest.next()) {
+      newest.add(next.value);
+    }
+    const reached = sendAll(ws, newest.take(), cursor, budget, sent);
+    if (reached === undefined || next.done) return reached;
+    const first = next.value;
+    return sendAll(ws, { [Symbol.iterator]: () => prepend(first, rest) }, reached, budget, sent);
   };
 
   const catchUp = async (ws: WebSocket, gen: number, after: string, ref: string | undefined) => {
@@ -186,7 +250,7 @@ export function createSubscriptions(
     if (refusedAsExpired(ws, after, ref)) return;
     // The late arrivals this edge kept that the resume may have missed (the relay's pages start
     // after `after`), then what it holds after `after`.
-    const reached = sendAll(ws, store.missedAfter(after), cursor, budget, sent);
+    const reached = sendMissed(ws, cursor, budget, sent);
     if (reached !== undefined) goLive(ws, gen, reached, ref, budget);
   };
 
@@ -202,7 +266,7 @@ export function createSubscriptions(
       if (refusedAsExpired(ws, after, ref)) return;
       if (compareCursors(after, store.floor()) >= 0) {
         const budget = newBudget(after);
-        const reached = sendAll(ws, store.missedAfter(after), after, budget);
+        const reached = sendMissed(ws, after, budget);
         return reached === undefined ? undefined : goLive(ws, gen, reached, ref, budget);
       }
       if (!core.linked) {
@@ -234,3 +298,9 @@ export function createSubscriptions(
 }
 
 const asStored = (envelope: Envelope): StoredMessage => ({ envelope, body: JSON.stringify(envelope) });
+
+/** `first`, then the rest of `rest`. */
+function* prepend<T>(first: T, rest: Iterator<T>): Generator<T> {
+  yield first;
+  for (let next = rest.next(); !next.done; next = rest.next()) yield next.value;
+}

@@ -24,6 +24,7 @@ describe('relay link on workerd: a resume below the ring replays the relay’s l
   let edge: EdgeRuntime;
   const open: RawSocket[] = [];
   let answerLate: LateAnswer | undefined;
+  let answerHistory: LateAnswer | undefined;
   const lateAsked: (LinkFrame & { from?: string })[] = [];
 
   before(async () => {
@@ -36,7 +37,8 @@ describe('relay link on workerd: a resume below the ring replays the relay’s l
         } else if (frame.op === 'pub') {
           link.send({ op: 'ack', ref: frame.ref, ids: (frame.messages ?? []).map((m) => m.id) });
         } else if (frame.op === 'history') {
-          link.send({ op: 'history', ref: frame.ref, messages: [], next: null });
+          if (answerHistory) answerHistory(frame, link);
+          else link.send({ op: 'history', ref: frame.ref, messages: [], next: null });
         } else if (frame.op === 'late') {
           lateAsked.push(frame);
           if (answerLate) answerLate(frame, link);
@@ -142,6 +144,35 @@ describe('relay link on workerd: a resume below the ring replays the relay’s l
     answerLate = undefined;
     assert.equal(answer.op === 'err' && answer.code, 'unavailable', JSON.stringify(answer));
   });
+
+  it('goes on to the ring when the relay refuses a page at or above the ring’s floor (retention passed it)', async () => {
+    // A review: the relay answers a page's `next` when retention deleted what followed it while it
+    // was read; the next page is refused. At or above the ring's floor the ring has the rest.
+    const topic = 'relaylate.ringrest';
+    const cursors = await publishTen(topic);
+    const within = cursors[6] as string; // the ring keeps 5..9
+    answerHistory = (frame, link) =>
+      frame.after === within
+        ? link.send({ op: 'err', code: 'cursor_expired', message: 'trimmed', ref: frame.ref })
+        : link.send({ op: 'history', ref: frame.ref, messages: [], next: within });
+    const { answer, ids } = await resume(topic, cursors[1] as string);
+    answerHistory = undefined;
+    assert.equal(answer.op, 'subscribed', JSON.stringify(answer));
+    assert.equal(ids.length, 5, `the ring's messages: ${ids}`);
+  });
+
+  it('still refuses a resume whose relay page below the ring’s floor is refused', async () => {
+    const topic = 'relaylate.below';
+    const cursors = await publishTen(topic);
+    const below = cursors[2] as string;
+    answerHistory = (frame, link) =>
+      frame.after === below
+        ? link.send({ op: 'err', code: 'cursor_expired', message: 'trimmed', ref: frame.ref })
+        : link.send({ op: 'history', ref: frame.ref, messages: [], next: below });
+    const { answer } = await resume(topic, cursors[1] as string);
+    answerHistory = undefined;
+    assert.equal(answer.op === 'err' && answer.code, 'cursor_expired', JSON.stringify(answer));
+  });
 });
 
 /**
@@ -206,6 +237,7 @@ describe('relay link on workerd: late arrivals beyond their share of the send bu
       ts: Date.now(),
       data: 'x'.repeat(2_000),
     }));
+  const late4Id = (prefix: string) => `${prefix}4${'0'.repeat(23 - prefix.length)}`;
   /** A resume from `from`: how it ended (close code, if closed first) and the ids it was sent. */
   const resume = async (topic: string, from: string) => {
     const socket = await openSocket(`${edge.wsUrl}/v1/ws`);
@@ -235,7 +267,8 @@ describe('relay link on workerd: late arrivals beyond their share of the send bu
     late = [];
     assert.equal(answer.op, 'subscribed', JSON.stringify(answer));
     const lateIds = [...ids].filter((id) => id.startsWith('mbudgetrelay'));
-    assert.equal(lateIds.length, 1, `the late arrivals within half of 6,000 bytes: ${lateIds}`);
+    // The newest that fit: those a client away from `from` most likely missed.
+    assert.deepEqual(lateIds, [late4Id('mbudgetrelay')], `the late arrivals within half of 6,000 bytes`);
     assert.equal(ids.size - lateIds.length, 5, 'and the ring');
   });
 
@@ -253,6 +286,24 @@ describe('relay link on workerd: late arrivals beyond their share of the send bu
     await live.next((f) => f.op === 'msg' && f.id === arrivals.at(-1)?.id);
     const { answer, ids } = await resume(topic, newest);
     assert.equal(answer.op, 'subscribed', JSON.stringify(answer));
-    assert.equal([...ids].filter((id) => id.startsWith('mbudgetedge')).length, 1, `${[...ids]}`);
+    assert.deepEqual(
+      [...ids].filter((id) => id.startsWith('mbudgetedge')),
+      [late4Id('mbudgetedge')],
+    );
+  });
+
+  it('sends one message after the cursor even when it alone is larger than what the budget leaves', async () => {
+    // A review: closed 4001 before any message after `after`, the client resumed from the same
+    // cursor to the same close.
+    const topic = 'edgelate.big';
+    const from = await post(topic, 0);
+    const response = await fetch(`${edge.url}/v1/topics/${topic}/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ data: 'y'.repeat(7_000) }),
+    });
+    const big = ((await response.json()) as { messages: { id: string }[] }).messages[0]?.id as string;
+    const { ids } = await resume(topic, from);
+    assert.ok(ids.has(big), `the message after the cursor went: ${[...ids]}`);
   });
 });
