@@ -10,23 +10,56 @@
  * holds at most one abandoned publish whatever the store does. A queued publish is not timed
  * while the one ahead of it runs healthy (a burst behind a slow store loses nothing); only once
  * that one was given up on does the queued one wait `capMs` for it, and is then dropped without
- * ever reaching the store.
+ * ever reaching the store. So that a kind emitting faster than a healthy store takes cannot grow
+ * the queue for ever, at most MAX_QUEUED_PUBLISHES wait: one more is refused at once, dropped.
  */
 export interface PublishGate {
-  /** Runs `publish` once every earlier one has settled; rejects when it is given up on. */
+  /**
+   * Runs `publish` once every earlier one has settled; rejects when it is given up on, and at once
+   * (a PublishQueueFullError) when MAX_QUEUED_PUBLISHES already wait.
+   */
   run(publish: () => Promise<void>, options: GateRun): Promise<void>;
   /** A publish given up on is still running in the store (the next one waits for it). */
   readonly stuck: boolean;
   /** Publishes given up on while running (the store may still take them). */
   readonly abandoned: number;
-  /** Publishes given up on while queued: they never reached the store. */
+  /**
+   * Payloads lost: given up on while queued (or refused, the queue full), never sent to the
+   * store; abandoned ones the store then refused; and those a driver reports `lost`.
+   */
   readonly dropped: number;
+  /** `count` payloads the source's driver took but never emitted (a stream's queued frames). */
+  lost(count: number): void;
+  /** The counters start again from zero (a deleted source created anew); `stuck` is left as is. */
+  restartCounts(): void;
   /** Resolves once no publish runs or waits. */
   idle(): Promise<void>;
 }
 
-/** Where a publish was given up on: `running` in the store, or `queued` (lost). */
-export type GiveUpStage = 'running' | 'queued';
+/**
+ * How many publishes of a source may wait in its gate. The built-in kinds never come near it (an
+ * http poll awaits its emit, a websocket stream has one frame in the gate at a time, the rest in
+ * its own bounded buffer); a plugin's burst of a thousand payloads is a burst (seconds of work for
+ * a store that takes a few ms each, and each waiting payload is held in memory). More than that
+ * waiting means the kind emits faster than the store takes, for good: waiting longer only grows
+ * the heap, and holds a poll attempt's slot while its publishes wait (its cap paused meanwhile).
+ */
+export const MAX_QUEUED_PUBLISHES = 1_000;
+
+export class PublishQueueFullError extends Error {
+  override name = 'PublishQueueFullError';
+  constructor() {
+    super(
+      `publishing behind: ${MAX_QUEUED_PUBLISHES} payloads of the source already wait for the store; payload dropped`,
+    );
+  }
+}
+
+/**
+ * Where a publish was given up on: `running` in the store (which may still take it), `queued`
+ * (never sent: lost), or `rejected` (abandoned while running, then refused by the store: lost).
+ */
+export type GiveUpStage = 'running' | 'queued' | 'rejected';
 
 export interface GateRun {
   capMs: number;
@@ -97,15 +130,20 @@ export function createPublishGate(): PublishGate {
     }
     publishing.then(
       () => settle(entry, () => entry.resolve()),
-      (error: unknown) => settle(entry, () => entry.reject(error)),
+      (error: unknown) =>
+        settle(entry, () => entry.reject(error), error instanceof Error ? error : new Error(String(error))),
     );
   };
 
-  const settle = (entry: Entry, answer: () => void) => {
+  /** `failure`: the store refused it. One given up on already is lost after all: counted once more. */
+  const settle = (entry: Entry, answer: () => void, failure?: Error) => {
     disarm(entry);
     if (!entry.givenUp) {
       entry.detach();
       answer();
+    } else if (failure) {
+      dropped += 1;
+      entry.options.onGiveUp?.('rejected', failure);
     }
     running = undefined;
     stuck = false;
@@ -127,11 +165,24 @@ export function createPublishGate(): PublishGate {
     get dropped() {
       return dropped;
     },
+    lost(count) {
+      dropped += count;
+    },
+    restartCounts() {
+      abandoned = 0;
+      dropped = 0;
+    },
     idle: () => (running === undefined && queue.length === 0 ? Promise.resolve() : new Promise((r) => idlers.push(r))),
     run(publish, options) {
       return new Promise<void>((resolve, reject) => {
         const { signal } = options;
         if (signal?.aborted) return reject(signal.reason);
+        if (queue.length >= MAX_QUEUED_PUBLISHES) {
+          const error = new PublishQueueFullError();
+          dropped += 1;
+          options.onGiveUp?.('queued', error);
+          return reject(error);
+        }
         const entry: Entry = { publish, options, resolve, reject, givenUp: false, detach: () => {} };
         if (signal) {
           const onAbort = () => giveUp(entry, running === entry ? 'running' : 'queued', signal.reason as Error);

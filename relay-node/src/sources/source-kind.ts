@@ -24,7 +24,10 @@ export interface DriverIo {
    * middleware and published; resolves when durable. Emits are serialised per source, across
    * drivers and updates: each payload goes to the store only once every one emitted before it
    * has settled, in emit order, so emitting many at once (without awaiting) queues them and loses
-   * none. Rejects when publishing failed, when the attempt already failed, or when the publish was
+   * none, up to 1,000 waiting per source (MAX_QUEUED_PUBLISHES): an emit past that rejects at once
+   * (PublishQueueFullError) and its payload is dropped, counted in `dropped_publishes`; a driver
+   * that emits faster than the store takes must await its emits (or hold and bound what it reads).
+   * Rejects when publishing failed, when the attempt already failed, or when the publish was
    * given up on: `timeout_ms` stops counting while it runs, but it must end within the cap of the
    * whole attempt (10 × `timeout_ms`, not counting time queued behind the source's other
    * publishes), or, outside an attempt (a stream's frames after its connect), within
@@ -37,6 +40,11 @@ export interface DriverIo {
   fault(error: Error): void;
   /** A connected stream dropped: the core schedules a reconnect with back-off and jitter. */
   down(error: Error): void;
+  /**
+   * `count` payloads taken from upstream will never be emitted (a dropped connection's queued
+   * frames): counted as lost in `dropped_publishes`. May be called after `close`.
+   */
+  lost(count: number): void;
 }
 
 /**
@@ -51,6 +59,6 @@ export interface SourceDriver {
   readonly mode: 'poll' | 'stream';
   readonly intervalMs?: number;
   run(signal: AbortSignal): Promise<void>;
-  /** Drop any connection; no `io` call may follow. */
+  /** Drop any connection; no `io` call may follow but `log` and `lost`. */
   close(): void;
 }

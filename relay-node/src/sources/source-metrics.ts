@@ -76,10 +76,14 @@ export function createSourceMetrics(
     items: counter('anode_source_items_total', 'Items ingested, by source'),
     errors: counter('anode_source_errors_total', 'Failed attempts and bad payloads, by source'),
     deadLetters: counter('anode_source_dead_letters_total', 'Messages sent to the dead-letter topic, by source'),
-    /** `stage` is `running` (pending in the store, which may still take it) or `queued` (never sent: lost). */
+    /**
+     * `stage` is `running` (pending in the store, which may still take it), `queued` (never sent:
+     * lost; also a full queue's and a dropped stream's queued frames) or `rejected` (abandoned,
+     * then refused by the store: lost).
+     */
     abandonedPublishes: new Counter({
       name: 'anode_source_abandoned_publishes_total',
-      help: 'Publishes given up on at 10 × timeout_ms, by source and stage (running: left pending in the store; queued: never sent)',
+      help: 'Publishes given up on, by source and stage (running: left pending in the store at 10 × timeout_ms; queued: never sent, lost; rejected: given up on, then refused by the store, lost)',
       labelNames: ['source', 'stage'] as const,
       registers: [registry],
     }),
@@ -91,4 +95,4 @@ export function createSourceMetrics(
   };
 }
 
-const STAGES: readonly GiveUpStage[] = ['running', 'queued'];
+const STAGES: readonly GiveUpStage[] = ['running', 'queued', 'rejected'];

@@ -17,13 +17,22 @@ export interface RuntimeDeps {
   /** Ingest one payload of this source (extract, dedup, middleware, publish). */
   ingest(runtime: SourceRuntime, payload: unknown): Promise<void>;
   onError(runtime: SourceRuntime, error: Error): void;
-  /** A publish of this source was given up on (see publish-gate.ts), whether or not the runtime still runs. */
-  onGiveUp?(runtime: SourceRuntime, stage: GiveUpStage): void;
+  /**
+   * `count` publishes of this source were given up on (see publish-gate.ts), or payloads its driver
+   * took were lost (`io.lost`, stage `queued`), whether or not the runtime still runs.
+   */
+  onGiveUp?(runtime: SourceRuntime, stage: GiveUpStage, count: number): void;
   /**
    * The source's gate: one per source name, kept by the manager across the runtimes an update or a
    * pause makes, so that the bound on abandoned publishes holds per source (default: a gate of its own).
    */
   gate?: PublishGate;
+  /**
+   * The source's dedup window, shared by the manager with the runtime this one replaces (same
+   * `dedup_window`): publishes of that one still queued in the gate add their ids here, so this one
+   * does not ingest those items again (default: a window of its own).
+   */
+  seen?: SeenIds;
   now?: () => number;
   random?: () => number;
 }
@@ -68,7 +77,7 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
   };
   // The source's dedup window, oldest forgotten first (a ring: evicting a Set's first value
   // walks every slot V8 left behind by earlier deletes, ~28 µs an item at 100,000).
-  const seen = new SeenIds(definition.dedup_window);
+  const seen = deps.seen ?? new SeenIds(definition.dedup_window);
 
   const recordError = (error: Error) => {
     health.errors += 1;
@@ -214,8 +223,11 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
         signal,
         onStart,
         onGiveUp(stage, error) {
-          deps.onGiveUp?.(runtime, stage);
-          if (active && gen === generation) {
+          deps.onGiveUp?.(runtime, stage, 1);
+          // Refused by the store after it was given up on: lost, and no attempt says so any more.
+          if (stage === 'rejected')
+            log.warn({ err: redactUrls(error.message) }, 'publish given up on, then refused by the store: lost');
+          else if (active && gen === generation) {
             log.warn({ err: error.message, stage, store_stuck: gate.stuck }, 'publish given up on');
           }
         },
@@ -242,6 +254,12 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
         return clock ? clock.publishing(publish) : publish();
       },
       fault: (error) => gen === generation && recordError(error),
+      // Counted also after a stop or a replacement: the payloads were the source's, and are gone.
+      lost: (count) => {
+        if (count <= 0) return;
+        gate.lost(count);
+        deps.onGiveUp?.(runtime, 'queued', count);
+      },
       down: (error) => fail(error, gen),
     });
     driver = created;

@@ -250,3 +250,94 @@ describe('sources component: counters when the store fails part of a payload', (
     }
   });
 });
+
+describe('sources component: publishes given up on, in /metrics', () => {
+  const upstream = createServer((_request, response) => {
+    response.setHeader('content-type', 'application/json');
+    response.end(JSON.stringify([{ id: 'one' }]));
+  });
+  let dir: string;
+  after(async () => {
+    upstream.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('counts them in anode_source_abandoned_publishes_total by stage, as the status counts them', async () => {
+    upstream.listen(0, '127.0.0.1');
+    await once(upstream, 'listening');
+    dir = await mkdtemp(join(tmpdir(), 'anode-sources-unit-'));
+    const inner = memoryStore();
+    // A test double: the first append hangs until refused (a store that stopped answering, then failed).
+    let refuse: (error: Error) => void = () => {};
+    let appends = 0;
+    const store: MessageStore = {
+      ...inner,
+      append: (messages, options) =>
+        ++appends === 1 ? new Promise((_, reject) => (refuse = reject)) : inner.append(messages, options),
+    };
+    const log = createLogger('silent');
+    const metrics = createMetrics();
+    const hub = createHub({ store, clock: createHybridClock('nodelocal0'), metrics, log, maxMessageBytes: 1 << 20 });
+    const config = loadConfig({ flags: { port: '0', 'data-dir': dir, 'log-level': 'silent' }, env: {} });
+    config.sources = [
+      {
+        name: 'feed',
+        kind: 'http',
+        url: `http://127.0.0.1:${(upstream.address() as { port: number }).port}/`,
+        interval_ms: 50,
+        timeout_ms: 100, // a publish is given up on at 1 s
+        backoff_min_ms: 10,
+        backoff_max_ms: 50,
+        topic: 't.feed',
+        items_path: '$[*]',
+        id_path: '$.id',
+      },
+    ];
+    const component = await createSourcesComponent({
+      nodeId: 'nodelocal0',
+      clock: createHybridClock('nodelocal0'),
+      config,
+      hub,
+      store,
+      metrics,
+      log,
+      cluster: createCluster('nodelocal0'),
+      status: async () => ({}),
+      watchers: createWatchers(),
+    });
+    await component?.start?.();
+    const status = () =>
+      (component?.status?.() as { sources: { abandoned_publishes: number; dropped_publishes: number }[] }).sources[0];
+    const counted = async () => {
+      const text = await metrics.registry.metrics();
+      const stage = (name: string) =>
+        Number(
+          new RegExp(`^anode_source_abandoned_publishes_total\\{source="feed",stage="${name}"\\} (\\d+)$`, 'm').exec(
+            text,
+          )?.[1] ?? 0,
+        );
+      return { running: stage('running'), queued: stage('queued'), rejected: stage('rejected') };
+    };
+    try {
+      // The first poll's publish is given up on at its cap, the next polls' while queued behind it.
+      const before = await waitFor('a running and a queued give-up', async () => {
+        const c = await counted();
+        return c.running === 1 && c.queued >= 1 ? c : undefined;
+      });
+      assert.equal(status()?.abandoned_publishes, 1);
+      assert.ok((status()?.dropped_publishes ?? 0) >= before.queued);
+      // The store refuses the publish given up on: lost after all, counted once more.
+      refuse(new Error('store failed (test double)'));
+      const c = await waitFor('the refusal counted', async () => {
+        const c = await counted();
+        return c.rejected === 1 ? c : undefined;
+      });
+      assert.equal(c.running, 1);
+      // Nothing is queued behind a healthy store any more: the status and the series agree.
+      assert.equal(status()?.dropped_publishes, c.queued + c.rejected);
+    } finally {
+      await component?.stop?.();
+      await hub.writer.drain();
+    }
+  });
+});

@@ -105,9 +105,9 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
           if (manager.has(runtime.definition.name)) metrics.errors.inc({ source: runtime.definition.name });
         },
         // Also a stopped runtime's: the publish is the source's, pending in (or lost to) this node's store.
-        onGiveUp(runtime, stage) {
+        onGiveUp(runtime, stage, count) {
           const source = runtime.definition.name;
-          if (manager.has(source)) metrics.abandonedPublishes.inc({ source, stage });
+          if (manager.has(source)) metrics.abandonedPublishes.inc({ source, stage }, count);
         },
       },
       // A deleted source's counters go with it; a restart or an update keeps them.

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../logger.ts';
 import { BUILTIN_KINDS } from './kinds/builtin-kinds.ts';
-import type { SourceKind } from './source-kind.ts';
+import type { DriverIo, SourceKind } from './source-kind.ts';
+import type { RuntimeDeps } from './source-runtime.ts';
 import { createScheduler } from './scheduler.ts';
 import { createSourceStore, createVersionClock, mergeSources } from './source-store.ts';
 import { createSourcesManager, TOMBSTONE_TTL_MS } from './sources-manager.ts';
@@ -301,6 +302,121 @@ describe('sources manager: a store that does not answer', () => {
     assert.equal(manager.gates(), 1);
     release();
     await sleep(10);
+    assert.equal(manager.gates(), 0);
+  });
+});
+
+describe('sources manager: a source’s publishes across its runtimes', () => {
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  /** A manager owning every source, of a poll kind whose run is `poll(n, io)` (n counting polls). */
+  const owning = async (poll: (n: number, io: DriverIo) => Promise<void>, ingest: RuntimeDeps['ingest']) => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-sources-manager-'));
+    dirs.push(dir);
+    const store = createSourceStore(join(dir, 'sources.json'));
+    const scheduler = createScheduler({ concurrency: 4 });
+    let polls = 0;
+    const kind: SourceKind = {
+      ...BUILTIN_KINDS.get('http')!,
+      create: (_definition, io) => ({ mode: 'poll', intervalMs: 20, run: () => poll(++polls, io), close() {} }),
+    };
+    const manager = createSourcesManager({
+      kinds: new Map([['http', kind]]),
+      steps: new Map(),
+      scheduler,
+      ownership: { isOwner: () => true, ownerOf: () => 'me', onChange: () => () => {} },
+      store,
+      changes: await store.load(),
+      version: createVersionClock('me', Date.now),
+      log: createLogger('silent'),
+      deps: { ingest, onError: () => {} },
+    });
+    manager.start();
+    stops.push(() => {
+      manager.stop();
+      scheduler.stop();
+    });
+    return manager;
+  };
+  const raw = { name: 's', kind: 'http', url: 'http://127.0.0.1:9/', topic: 't.s', interval_ms: 20, timeout_ms: 100 };
+
+  it('keeps the order of its payloads across updates, with a healthy but slow store', async () => {
+    const stored: number[] = [];
+    let next = 0;
+    const manager = await owning(
+      // Each poll emits 5 payloads at once (a plugin that does not await each).
+      async (_n, io) => void (await Promise.all(Array.from({ length: 5 }, () => io.emit({ seq: next++ })))),
+      async (_runtime, payload) => void (await sleep(15), stored.push((payload as { seq: number }).seq)),
+    );
+    await manager.create(raw);
+    for (let i = 0; i < 4; i++) {
+      await sleep(60);
+      await manager.update('s', { interval_ms: 20 + i }, true);
+    }
+    await sleep(200);
+    assert.ok(stored.length >= 10, `${stored.length} stored`);
+    assert.deepEqual(
+      stored,
+      [...stored].sort((a, b) => a - b),
+    );
+    const { status } = manager.get('s');
+    assert.equal(status.abandoned_publishes + status.dropped_publishes, 0);
+  });
+
+  it('shares its dedup window with the runtime an update replaces, whose publishes still wait in the gate', async () => {
+    const ingested: string[] = [];
+    const manager = await owning(
+      // Each poll: a payload the store takes slowly, then one with an id every poll repeats.
+      async (n, io) => void (await Promise.all([io.emit([`slow${n}`]), io.emit(['again'])])),
+      async (runtime, payload) => {
+        const ids = payload as string[];
+        if (ids[0]?.startsWith('slow')) await sleep(150);
+        // As ingest.ts: an id in the source's window is skipped, a new one added to it.
+        for (const id of ids.filter((id) => !runtime.seen.has(id))) {
+          ingested.push(id);
+          runtime.seen.add(id);
+        }
+      },
+    );
+    await manager.create(raw);
+    await sleep(30); // the first poll's payloads are in the gate, `again` waiting behind `slow1`
+    await manager.update('s', { interval_ms: 25 }, true);
+    await sleep(600);
+    // Before, the new runtime copied the window at the update, before the old runtime's queued
+    // publish added `again` to its own: the new runtime ingested it a second time.
+    assert.equal(ingested.filter((id) => id === 'again').length, 1);
+  });
+
+  it('restarts the status counters of a source deleted and created anew while its gate was busy', async () => {
+    let release: () => void = () => {};
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let ingests = 0;
+    const manager = await owning(
+      (n, io) => io.emit([`p${n}`]),
+      () => (++ingests === 1 ? released : Promise.resolve()),
+    );
+    stops.push(release);
+    await manager.create(raw);
+    await sleep(1_300); // the first publish given up on at its cap (1 s), later polls' dropped
+    const before = manager.get('s').status;
+    assert.equal(before.abandoned_publishes, 1);
+    assert.ok(before.dropped_publishes >= 0);
+    await manager.remove('s');
+    await manager.create(raw);
+    // Before, the re-created source showed the deleted one's counters (while its metric series start at zero).
+    const after = manager.get('s').status;
+    assert.equal(after.abandoned_publishes, 0);
+    assert.equal(after.dropped_publishes, 0);
+    assert.equal(after.publish_stuck, true, 'the store still holds the old publish: the new source waits for it');
+    release();
+  });
+
+  it('drops the gate of a source deleted with no publish running', async () => {
+    const { manager } = await node('nodea', { now: Date.now() });
+    await manager.create(source('idle'));
+    assert.equal(manager.gates(), 1);
+    await manager.remove('idle');
+    await sleep(0);
     assert.equal(manager.gates(), 0);
   });
 });

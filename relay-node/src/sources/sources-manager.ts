@@ -85,14 +85,22 @@ export function createSourcesManager(options: ManagerOptions) {
     const def = validate(raw);
     const previous = runtimes.get(def.name);
     previous?.stop();
+    // A deleted source created anew (its gate kept while a publish of the old one is pending):
+    // its status counts from zero, as its metric series do.
+    if (!previous) gates.get(def.name)?.restartCounts();
     const kind = kinds.get(def.kind) as SourceKind;
+    // An update does not re-ingest: the new runtime shares the old one's dedup window, which the
+    // old one's publishes still queued in the gate go on filling. A resized window is a copy (what
+    // those queued publishes add then is not seen by the new runtime).
+    const sameWindow = previous?.definition.dedup_window === def.dedup_window;
     const runtime = createSourceRuntime(def, kind, {
       ...options.deps,
       scheduler: options.scheduler,
       log: options.log,
       gate: gateOf(def.name),
+      ...(sameWindow ? { seen: previous?.seen } : {}),
     });
-    for (const id of previous?.seen.ids() ?? []) runtime.seen.add(id); // an update does not re-ingest
+    if (!sameWindow) for (const id of previous?.seen.ids() ?? []) runtime.seen.add(id);
     runtimes.set(def.name, runtime);
     raws.set(def.name, raw);
     reconcile(runtime);

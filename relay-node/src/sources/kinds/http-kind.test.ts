@@ -36,6 +36,7 @@ async function poll(raw: Record<string, unknown>) {
     emit: async (payload) => void emitted.push(payload),
     fault() {},
     down() {},
+    lost() {},
   });
   await driver.run(AbortSignal.timeout(10_000));
   return emitted;

@@ -30,7 +30,8 @@ type WebSocketDefinition = z.infer<z.ZodObject<typeof shape>>;
  * publish the core gave up on (10 × `timeout_ms`: a store that does not answer) drops the
  * connection like a failed one, so a stuck store cannot leave the socket paused for good.
  * Reconnects are the core's job: this driver reports `down` and the core calls `run` again
- * after a back-off with jitter; the frames a dropped connection had queued are not published.
+ * after a back-off with jitter; the frames a dropped connection had queued are not published,
+ * and are reported lost (`io.lost`).
  */
 export const websocketKind: SourceKind = {
   kind: 'websocket',
@@ -128,6 +129,7 @@ export const websocketKind: SourceKind = {
                 pendingBytes -= bytes;
                 if (pending === 0 && skipped > 0) {
                   io.log.warn({ frames: skipped }, 'frames queued on a dropped connection: not published');
+                  io.lost(skipped); // counted in dropped_publishes: the payloads are gone
                   skipped = 0;
                 }
                 const drained = pending <= def.max_pending_frames / 2 && pendingBytes <= def.max_pending_bytes / 2;

@@ -51,12 +51,19 @@ describe('websocket source: a store that does not answer', () => {
     for (const cleanup of cleanups.reverse()) await cleanup();
   });
 
-  /** An upstream that sends `{id: n}` on its n-th connection, and one source on it (cap 1 s). */
-  const setup = async (ingest: RuntimeDeps['ingest']) => {
+  /**
+   * An upstream that sends `frames` frames `{id: n}` (n counting every frame sent) on each
+   * connection, and one source on it (cap 1 s).
+   */
+  const setup = async (ingest: RuntimeDeps['ingest'], frames = 1, onGiveUp?: RuntimeDeps['onGiveUp']) => {
     const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
     await once(wss, 'listening');
     let connections = 0;
-    wss.on('connection', (ws) => ws.send(JSON.stringify({ id: ++connections })));
+    let sent = 0;
+    wss.on('connection', (ws) => {
+      connections += 1;
+      for (let i = 0; i < frames; i++) ws.send(JSON.stringify({ id: ++sent }));
+    });
     const { port } = wss.address() as { port: number };
     const scheduler = createScheduler({ concurrency: 2 });
     const definition = parseDefinition(
@@ -78,6 +85,7 @@ describe('websocket source: a store that does not answer', () => {
       log: createLogger('silent'),
       ingest,
       onError() {},
+      onGiveUp,
     });
     runtime.start();
     cleanups.push(() => {
@@ -86,7 +94,7 @@ describe('websocket source: a store that does not answer', () => {
       for (const client of wss.clients) client.terminate();
       wss.close();
     });
-    return { runtime, connections: () => connections };
+    return { runtime, connections: () => connections, sent: () => sent };
   };
 
   it('gives up on a publish after 10 × timeout_ms: the error shows, the connection is redialled, one publish at most is left with the store', async () => {
@@ -106,6 +114,31 @@ describe('websocket source: a store that does not answer', () => {
     // one publish abandoned in the store, the others dropped.
     assert.equal(store.calls(), 1);
     assert.equal(status.abandoned_publishes, 1);
+  });
+
+  it('counts the frames a dropped connection had queued as lost, in dropped_publishes and stage queued', async () => {
+    const store = hangingIngest();
+    const queued: number[] = [];
+    const s = await setup(
+      store.ingest,
+      50,
+      (_runtime, stage, count) => void (stage === 'queued' && queued.push(count)),
+    );
+    // Each connection's first frame is given up on (the first running, the later ones queued
+    // behind it), and its 49 others are never emitted. Before, those were only logged: 2 counted
+    // of 100 lost, while dropped_publishes claims to count the payloads really lost.
+    await waitFor('the frames of two connections counted', () => {
+      const status = s.runtime.status();
+      return status.abandoned_publishes + status.dropped_publishes >= 100;
+    });
+    const status = s.runtime.status();
+    assert.equal(store.calls(), 1);
+    assert.equal(status.abandoned_publishes, 1);
+    assert.ok(status.abandoned_publishes + status.dropped_publishes <= s.sent(), 'no frame counted twice');
+    assert.equal(
+      queued.reduce((a, b) => a + b, 0),
+      status.dropped_publishes,
+    );
   });
 
   it('keeps what the store takes after its publish was given up on, and publishes again once it answers', async () => {
