@@ -25,10 +25,10 @@ const PAGE = 500;
  * replayed late arrivals (cursor at or below the resume's `after`) come first, and a resume closed
  * for its budget by them alone made no progress: the client resumed from the same cursor, got the
  * same ones and the same close, for as long as they were remembered (a review's repro). Past their
- * share they are skipped (`lateSkipped`), as a relay lets go of them past its bounds (PROTOCOL.md:
+ * share they are skipped (`lateSkipped`, by id), as a relay lets go of them past its bounds (PROTOCOL.md:
  * late arrivals in larger numbers may be missed), and the resume goes on.
  */
-type Budget = { left: number; lateLeft: number; after: string; lateSkipped: number; progressed: boolean };
+type Budget = { left: number; lateLeft: number; after: string; lateSkipped: Set<string>; progressed: boolean };
 
 /** The share of a resume's send budget late arrivals may take. */
 const LATE_SHARE = 0.5;
@@ -41,36 +41,58 @@ export function createSubscriptions(
     left: core.config.MAX_SEND_BUFFER_BYTES,
     lateLeft: Math.floor(core.config.MAX_SEND_BUFFER_BYTES * LATE_SHARE),
     after,
-    lateSkipped: 0,
+    lateSkipped: new Set(),
     progressed: false,
   });
 
   /**
-   * The newest late arrivals that fit in what the budget leaves them, kept as they are read (in
-   * cursor order: at most that many bytes held) and taken in cursor order. The newest are the ones
-   * a client away from `after` most likely missed: those of the minute before it left (the replay
-   * window starts a clock skew before `after` was minted) reached it live, and sort lowest.
+   * The newest late arrivals that fit in `limit` bytes, kept as they are read in cursor order
+   * (what is let go is let go at once: at most `limit` bytes held) and taken in cursor order. The
+   * newest are the ones a client away from `after` most likely missed: those of the minute before
+   * it left (the replay window starts a clock skew before `after` was minted) reached it live.
    */
-  const newestLate = (budget: Budget, skip?: Set<string>) => {
-    const kept: StoredMessage[] = [];
+  const newestLate = (limit: number, skip?: Set<string>) => {
+    const kept: (StoredMessage | undefined)[] = [];
     let head = 0;
     let bytes = 0;
+    const dropped: string[] = [];
     return {
       add(message: StoredMessage) {
         if (skip?.has(message.envelope.id)) return;
         kept.push(message);
         bytes += message.body.length;
-        for (; bytes > budget.lateLeft && head < kept.length; head++) {
-          bytes -= (kept[head] as StoredMessage).body.length;
-          budget.lateSkipped += 1;
+        for (; bytes > limit && head < kept.length; head++) {
+          const old = kept[head] as StoredMessage;
+          bytes -= old.body.length;
+          dropped.push(old.envelope.id);
+          kept[head] = undefined;
         }
-        if (head > 1024 && head * 2 > kept.length) {
+        if (head * 2 > kept.length) {
           kept.splice(0, head);
           head = 0;
         }
       },
-      take: (): StoredMessage[] => kept.slice(head),
+      take: (): StoredMessage[] => kept.slice(head) as StoredMessage[],
+      /** The ids let go. */
+      dropped,
     };
+  };
+
+  /**
+   * The newest late arrivals of several sources (each in cursor order) within the budget's late
+   * share, each id once, in cursor order; what did not fit counts as skipped.
+   */
+  const lateWithin = (budget: Budget, sources: StoredMessage[][], skip?: Set<string>): StoredMessage[] => {
+    const all = sources.flat().sort((a, b) => compareCursors(a.envelope.cursor, b.envelope.cursor));
+    const seen = new Set<string>();
+    const newest = newestLate(budget.lateLeft, skip);
+    for (const message of all) {
+      if (seen.has(message.envelope.id)) continue;
+      seen.add(message.envelope.id);
+      newest.add(message);
+    }
+    for (const id of newest.dropped) budget.lateSkipped.add(id);
+    return newest.take();
   };
 
   const withRef = (ref: string | undefined) => (ref === undefined ? {} : { ref });
@@ -85,12 +107,12 @@ export function createSubscriptions(
 
   const goLive = (ws: WebSocket, gen: number, cursor: string, ref: string | undefined, budget?: Budget) => {
     if (clients.state(ws).gen !== gen) return;
-    if (budget && budget.lateSkipped > 0) {
+    if (budget && budget.lateSkipped.size > 0) {
       console.warn(
         JSON.stringify({
           msg: 'edge: a resume skipped late arrivals past their share of the send buffer (MAX_SEND_BUFFER_BYTES)',
           topic: core.topic,
-          skipped: budget.lateSkipped,
+          skipped: budget.lateSkipped.size,
         }),
       );
     }
@@ -134,7 +156,7 @@ export function createSubscriptions(
       if (skip?.has(envelope.id)) continue;
       if (compareCursors(envelope.cursor, budget.after) <= 0) {
         if (body.length > budget.lateLeft) {
-          budget.lateSkipped += 1;
+          budget.lateSkipped.add(envelope.id);
           continue;
         }
         budget.lateLeft -= body.length;
@@ -148,6 +170,7 @@ export function createSubscriptions(
         return undefined;
       }
       if (!late) budget.progressed = true;
+      budget.lateSkipped.delete(envelope.id);
       skip?.add(envelope.id);
       clients.send(ws, msgFrame(body));
       if (compareCursors(envelope.cursor, cursor) > 0) cursor = envelope.cursor;
@@ -155,7 +178,10 @@ export function createSubscriptions(
     return cursor;
   };
 
-  /** Relay history after `after`, to the end, sent as it comes; resolves with the ids sent. */
+  /**
+   * Relay history after `after`, to the end, sent as it comes: the cursor reached (undefined when
+   * the resume ended), and whether the relay refused a page at or above the ring's floor.
+   */
   const fromRelay = async (ws: WebSocket, gen: number, after: string, budget: Budget, sent: Set<string>) => {
     let cursor: string | undefined = after;
     for (let page: string | null = after; page !== null && cursor !== undefined;) {
@@ -167,25 +193,29 @@ export function createSubscriptions(
         // the rest expired meanwhile): what follows the ring's floor is in the ring, sent after
         // this, so the resume has lost nothing when `page` is at or above it.
         const expired = error instanceof AnodeError && error.code === 'cursor_expired';
-        if (expired && clients.state(ws).gen === gen && compareCursors(page, store.floor()) >= 0) return cursor;
+        if (expired && clients.state(ws).gen === gen && compareCursors(page, store.floor()) >= 0) {
+          return { cursor, ringHasRest: true };
+        }
         throw error;
       }
       if (clients.state(ws).gen !== gen) return undefined;
       cursor = sendAll(ws, reply.messages.map(asStored), cursor, budget, sent);
       page = reply.next;
     }
-    return cursor;
+    return cursor === undefined ? undefined : { cursor, ringHasRest: false };
   };
 
   /**
-   * The late arrivals the relay's own resume from `after` replays, sent first: one that reached
-   * the relay while this object's link was closed is in no history page after `after`, and this
-   * object never heard of it. A relay from before the `late` frame refuses it (bad_frame): then
-   * only the late arrivals this object kept are replayed. False when the resume ended meanwhile
-   * (a later `sub`/`unsub`, or the send budget ran out and the socket was closed).
+   * The late arrivals a resume from the relay's history replays, sent first (before the pages,
+   * which could use up the budget and leave a later resume's window past them): the relay's own
+   * (its resume from `after` replays them: one that reached it while this object's link was
+   * closed is in no page, and this object never heard of it) and this object's, the newest that
+   * fit their share across both. A relay from before the `late` frame refuses it (bad_frame):
+   * then only this object's. False when the resume ended meanwhile (a later `sub`/`unsub`, or the
+   * budget ran out and the socket was closed).
    */
-  const lateFromRelay = async (ws: WebSocket, gen: number, after: string, budget: Budget, sent: Set<string>) => {
-    const newest = newestLate(budget, sent);
+  const sendLate = async (ws: WebSocket, gen: number, after: string, budget: Budget, sent: Set<string>) => {
+    const relays = newestLate(budget.lateLeft);
     for (let from: string | undefined; ;) {
       let reply: RelayReply<'late'>;
       try {
@@ -195,28 +225,35 @@ export function createSubscriptions(
         throw error;
       }
       if (clients.state(ws).gen !== gen) return false;
-      for (const envelope of reply.messages) newest.add(asStored(envelope));
+      for (const envelope of reply.messages) relays.add(asStored(envelope));
       // Each page starts above the last one (a relay that does not move on is not asked again).
       if (reply.next === null || reply.messages.length === 0) break;
       if (from !== undefined && compareCursors(reply.next, from) <= 0) break;
       from = reply.next;
     }
     if (clients.state(ws).gen !== gen) return false;
-    return sendAll(ws, newest.take(), after, budget, sent) !== undefined;
+    const own = newestLate(budget.lateLeft);
+    for (const message of store.missedAfter(after)) {
+      if (compareCursors(message.envelope.cursor, after) > 0) break;
+      own.add(message);
+    }
+    for (const id of [...relays.dropped, ...own.dropped]) budget.lateSkipped.add(id);
+    return sendAll(ws, lateWithin(budget, [relays.take(), own.take()], sent), after, budget, sent) !== undefined;
   };
 
   /**
    * What this object holds that a resume from `after` missed (store.missedAfter: its late
-   * arrivals, the newest that fit their share, then what follows `after`); as sendAll.
+   * arrivals not sent yet, the newest that fit what is left of their share, then what follows
+   * `after`); as sendAll.
    */
   const sendMissed = (ws: WebSocket, cursor: string, budget: Budget, sent?: Set<string>) => {
     const rest = store.missedAfter(budget.after)[Symbol.iterator]();
-    const newest = newestLate(budget, sent);
+    const late: StoredMessage[] = [];
     let next = rest.next();
     for (; !next.done && compareCursors(next.value.envelope.cursor, budget.after) <= 0; next = rest.next()) {
-      newest.add(next.value);
+      late.push(next.value);
     }
-    const reached = sendAll(ws, newest.take(), cursor, budget, sent);
+    const reached = sendAll(ws, lateWithin(budget, [late], sent), cursor, budget, sent);
     if (reached === undefined || next.done) return reached;
     const first = next.value;
     return sendAll(ws, { [Symbol.iterator]: () => prepend(first, rest) }, reached, budget, sent);
@@ -227,14 +264,17 @@ export function createSubscriptions(
     const budget = newBudget(after);
     let cursor = after;
     try {
-      if (!(await lateFromRelay(ws, gen, after, budget, sent))) return;
+      if (!(await sendLate(ws, gen, after, budget, sent))) return;
       // Trimming the ring while we page could drop something the relay had not stored when we
-      // asked, so page again until the floor holds still over a whole pass.
+      // asked, so page again until the floor holds still over a whole pass; not past a page
+      // refused at or above the floor (the ring has the rest; asking again could only be refused
+      // once a trim lifted the floor past it).
       for (let floor = ''; floor !== store.floor();) {
         floor = store.floor();
         const reached = await fromRelay(ws, gen, cursor, budget, sent);
         if (reached === undefined) return;
-        cursor = reached;
+        cursor = reached.cursor;
+        if (reached.ringHasRest) break;
       }
     } catch (error) {
       if (clients.state(ws).gen !== gen) return;
@@ -248,8 +288,7 @@ export function createSubscriptions(
     // floor): deliver marks that in the expired range, checked again here, in the step that makes
     // the socket live (a review's repro answered `subscribed` without it).
     if (refusedAsExpired(ws, after, ref)) return;
-    // The late arrivals this edge kept that the resume may have missed (the relay's pages start
-    // after `after`), then what it holds after `after`.
+    // What this object holds after `after` (and any late arrival it kept since sendLate read).
     const reached = sendMissed(ws, cursor, budget, sent);
     if (reached !== undefined) goLive(ws, gen, reached, ref, budget);
   };

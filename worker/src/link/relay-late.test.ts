@@ -292,6 +292,44 @@ describe('relay link on workerd: late arrivals beyond their share of the send bu
     );
   });
 
+  it('keeps the newest late arrivals across the relay’s and its own, not the relay’s first', async () => {
+    // A review: the relay's late arrivals filled the share before the object's own were read, so
+    // an own late arrival newer than all of them was the one skipped.
+    const topic = 'edgelate.across';
+    const live = await openSocket(`${edge.wsUrl}/v1/ws`);
+    open.push(live);
+    live.send({ op: 'sub', topic, ref: 'live' });
+    await live.next((f) => f.op === 'subscribed');
+    const cursors: string[] = [];
+    for (let i = 0; i < 5; i++) cursors.push(await post(topic, i));
+    await live.next((f) => f.op === 'msg' && f.cursor === cursors[4]);
+    const from = cursors[3] as string; // a client leaves holding it
+    // This object's own late arrival, just below it (kept: the ring's floor is below it now).
+    const own = {
+      id: `mbudgetown1${'0'.repeat(13)}`,
+      topic,
+      cursor: cursorAt(cursorTime(from) - 1, 'relay3'),
+      source: 'feed',
+      ts: Date.now(),
+      data: 'z'.repeat(1_500),
+    };
+    relay.links.at(-1)?.send(JSON.stringify({ op: 'msg', ...own }));
+    await live.next((f) => f.op === 'msg' && f.id === own.id);
+    // The ring lets go of `from` and the late arrival (kept past it).
+    for (let i = 5; i < 15; i++) cursors.push(await post(topic, i));
+    // The relay's late arrivals, all older than the object's own.
+    late = bigLate(topic, cursorAt(cursorTime(from) - 10, 'relay2'), 'mbudgetolder');
+    const { answer, ids } = await resume(topic, from);
+    late = [];
+    assert.equal(answer.op, 'subscribed', JSON.stringify(answer));
+    assert.ok(ids.has(own.id), `the newest late arrival, the object's own, went: ${[...ids]}`);
+    assert.deepEqual(
+      [...ids].filter((id) => id.startsWith('mbudgetolder')),
+      [],
+      'none of the older ones fit beside it',
+    );
+  });
+
   it('sends one message after the cursor even when it alone is larger than what the budget leaves', async () => {
     // A review: closed 4001 before any message after `after`, the client resumed from the same
     // cursor to the same close.
