@@ -70,7 +70,33 @@ for (const file of FILES) {
         ['mesh-key'],
       );
       assert.equal(text.match(/^\s*build:/gm)?.length, 1, 'no build: elsewhere (an anchor the relays share)');
-      assert.match(text, /depends_on: &relay-depends\n {4}mesh-key: \{ condition: service_completed_successfully \}/);
+      // The relays wait for mesh-key through mesh-key-ok, which never changes: Compose v2 stops the
+      // dependents of a service it recreates (mesh-key, when ANODE_MESH_KEY changes).
+      assert.match(
+        text,
+        /depends_on: &relay-depends\n {4}mesh-key-ok: \{ condition: service_completed_successfully \}/,
+      );
+      const gate = all.get('mesh-key-ok')?.join('\n') ?? '';
+      assert.match(gate, /depends_on:\n {6}mesh-key: \{ condition: service_completed_successfully \}/);
+      assert.doesNotMatch(gate, /environment|ANODE_/, 'nothing in mesh-key-ok changes with the settings');
+      for (const [name, lines] of relays) {
+        assert.doesNotMatch(lines.join('\n'), /^ {6}mesh-key:/m, `${name} does not depend on mesh-key directly`);
+      }
+    });
+
+    it('never pulls the image it builds (Compose v2 would fetch a missing anode/relay from Docker Hub)', () => {
+      assert.match(
+        text,
+        /x-image: &image\n {2}image: \$\{ANODE_IMAGE:-anode\/relay:latest\}\n(?: {2}#.*\n)* {2}pull_policy: never\n/,
+      );
+      const usesImage = [...all].filter(([, lines]) =>
+        lines.some((line) => /<<: \*(?:image|relay)$/.test(line.trim())),
+      );
+      assert.deepEqual(
+        usesImage.map(([name]) => name),
+        ['mesh-key', 'mesh-key-ok', 'relay1', 'relay2', 'relay3'],
+      );
+      assert.equal(text.match(/image: \$\{ANODE_IMAGE/g)?.length, 1, 'named in the anchor only');
     });
 
     it('checks health every 15 to 30 s (each check starts a Node process)', () => {

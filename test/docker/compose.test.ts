@@ -16,9 +16,10 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { createClient } from '@anode/client';
 import type { Envelope } from '@anode/shared';
 import { history } from '../helpers/relay.ts';
-import { type Collector, collect, meshStatus, publish, waitFor } from '../helpers/mesh.ts';
+import { type Collector, meshStatus, publish, waitFor } from '../helpers/mesh.ts';
 import { buildBaseImages } from './base-images.ts';
 import {
   buildRelayImage,
@@ -52,6 +53,37 @@ async function waitForMesh(urls: string[], peers = urls.length - 1) {
     120_000,
     500,
   );
+}
+
+/**
+ * A live subscriber on a relay, put in `into` before it is ready, so that the suite's `after`
+ * closes it whatever happens. Unlike the mesh helper's `collect`, one that fails is closed here:
+ * its client would otherwise reconnect for ever and keep the test process from exiting.
+ */
+async function subscribe(into: Collector[], wsUrl: string, pattern: string): Promise<Collector> {
+  const client = createClient({ url: wsUrl, reconnect: { initialDelayMs: 50, maxDelayMs: 250 } });
+  const received: Envelope[] = [];
+  const sub = client.subscribe(pattern, (m) => received.push(m));
+  const collector: Collector = { client, sub, received, ids: () => new Set(received.map((m) => m.id)) };
+  into.push(collector);
+  try {
+    await sub.ready;
+  } catch (error) {
+    client.close();
+    throw error;
+  }
+  return collector;
+}
+
+/** Closes every subscriber in the list (and empties it); never throws. */
+function closeAll(subscribers: Collector[]) {
+  for (const s of subscribers.splice(0)) {
+    try {
+      s.client.close();
+    } catch (error) {
+      log(`closing a subscriber: ${(error as Error).message}`);
+    }
+  }
 }
 
 async function waitForIds(collector: Collector, ids: string[], what: string) {
@@ -231,7 +263,7 @@ describe('docker-compose.yml: three relays in a private mesh sharing Cassandra',
   );
   after(
     async () => {
-      for (const s of subscribers) s.client.close();
+      closeAll(subscribers);
       await project?.destroy().catch((error: Error) => log(`compose down: ${error.message}`));
     },
     { timeout: 2 * MINUTE },
@@ -246,8 +278,7 @@ describe('docker-compose.yml: three relays in a private mesh sharing Cassandra',
   });
 
   it('a publish on relay 1 reaches a live subscriber on relay 3', async () => {
-    const sub = await collect(project.wsUrls[2] as string, 'docker.live');
-    subscribers.push(sub);
+    const sub = await subscribe(subscribers, project.wsUrls[2] as string, 'docker.live');
     const acks = await publish(urls[0] as string, 'docker.live', items('live', 5));
     published.push(...acks.map((a) => a.id));
     await waitForIds(sub, published, 'relay 3 to hear relay 1');
@@ -272,8 +303,7 @@ describe('docker-compose.yml: three relays in a private mesh sharing Cassandra',
     assert.deepEqual(idsOf(onRelay2), new Set(published), 'relay 2 has every message');
     assert.equal(onRelay2.length, published.length, 'and each once');
     // Live again: a subscriber on relay 2 hears a publish on relay 3.
-    const sub = await collect(project.wsUrls[1] as string, 'docker.live');
-    subscribers.push(sub);
+    const sub = await subscribe(subscribers, project.wsUrls[1] as string, 'docker.live');
     const acks = await publish(urls[2] as string, 'docker.live', items('after', 3));
     published.push(...acks.map((a) => a.id));
     await waitForIds(
@@ -284,7 +314,7 @@ describe('docker-compose.yml: three relays in a private mesh sharing Cassandra',
   });
 
   it('compose down then up keeps the data in the volumes', { timeout: 10 * MINUTE }, async () => {
-    for (const s of subscribers.splice(0)) s.client.close();
+    closeAll(subscribers);
     await project.compose('down', '--timeout', '10');
     await project.up('--no-build');
     await project.waitHealthy();
@@ -330,15 +360,25 @@ describe(
     );
     after(
       async () => {
-        for (const s of subscribers) s.client.close();
+        closeAll(subscribers);
         await project?.destroy().catch((error: Error) => log(`compose down: ${error.message}`));
         rmSync(folder, { recursive: true, force: true });
       },
       { timeout: 2 * MINUTE },
     );
 
-    it('`up -d --build` built the image once, and the relays ran it', async () => {
-      assert.deepEqual(upOutput.match(/^Building \S+/gm), ['Building mesh-key'], upOutput.slice(-4_000));
+    it('`up -d --build` built the image once, pulled nothing, and the relays ran it', async () => {
+      const shown = upOutput.slice(-4_000);
+      if (project.composeVersion === 1) {
+        assert.deepEqual(upOutput.match(/^Building \S+/gm), ['Building mesh-key'], shown);
+      } else {
+        // BuildKit's progress: each step is `#<n> [<service> <stage> …]`; one image is named.
+        const steps = new Set([...upOutput.matchAll(/^\s*#\d+ \[([\w-]+)[\] ]/gm)].map((m) => m[1]));
+        assert.deepEqual([...steps], ['mesh-key'], shown);
+        assert.equal(upOutput.match(/^\s*#\d+ naming to \S+/gm)?.length, 1, shown);
+      }
+      // The relays' image is the one mesh-key builds, never fetched (`pull_policy: never`).
+      assert.doesNotMatch(upOutput, /Pulling|registry-1\.docker\.io/, shown);
       const imageOf = async (service: string) =>
         (await docker('inspect', '--format', '{{.Image}}', await project.container(service))).trim();
       const built = await imageOf('mesh-key');
@@ -357,7 +397,13 @@ describe(
           () => 'up succeeded',
           (error: Error) => error.message,
         );
-      assert.match(refused, /exited with code 3/);
+      // mesh-key exits 3; the step waiting for it (mesh-key-ok) fails `up`, before any relay.
+      assert.match(
+        refused,
+        project.composeVersion === 1
+          ? /ERROR: for mesh-key-ok .*exited with code 3/
+          : /service "mesh-key" didn't complete successfully: exit 3/,
+      );
       assert.match(await project.compose('logs', 'mesh-key'), /differs from the mesh key already stored/);
       const stored = await docker('exec', relays[0] as string, 'cat', '/keys/swarm.key');
       assert.equal(stored.split('\n')[2], meshKey, 'the stored key is the one the relays run with');
@@ -366,6 +412,12 @@ describe(
         relays,
         'no relay was recreated',
       );
+      // Compose v2 stops the services depending on one it recreates (mesh-key, for the new key):
+      // the relays depend on mesh-key-ok instead, so they keep running.
+      for (const [i, id] of relays.entries()) {
+        const state = (await docker('inspect', '--format', '{{.State.Status}}', id)).trim();
+        assert.equal(state, 'running', `relay${i + 1} keeps running`);
+      }
       await waitForMesh(urls);
     });
 
@@ -373,8 +425,7 @@ describe(
       'relay 2 killed and restarted catches up from its peers: every replica is whole',
       { timeout: 5 * MINUTE },
       async () => {
-        const sub = await collect(project.wsUrls[2] as string, 'docker.rep');
-        subscribers.push(sub);
+        const sub = await subscribe(subscribers, project.wsUrls[2] as string, 'docker.rep');
         published.push(...(await publish(urls[0] as string, 'docker.rep', items('before', 5))).map((a) => a.id));
         await waitForIds(sub, published, 'relay 3 to hear relay 1');
         const relay2 = await project.container('relay2');
@@ -414,8 +465,7 @@ describe(
           'the others keep running',
         );
         await waitForMesh(all);
-        const sub = await collect(relay4.replace(/^http/, 'ws'), 'docker.rep');
-        subscribers.push(sub);
+        const sub = await subscribe(subscribers, relay4.replace(/^http/, 'ws'), 'docker.rep');
         const acks = await publish(urls[1] as string, 'docker.rep', items('added', 3));
         published.push(...acks.map((a) => a.id));
         await waitForIds(
@@ -428,7 +478,7 @@ describe(
         await waitFor('relay 4 to catch up', holdsAll(relay4), 60_000, 500);
         const id = (await meshStatus(relay4)).node.id;
 
-        for (const s of subscribers.splice(0)) s.client.close();
+        closeAll(subscribers);
         await project.compose('down', '--timeout', '10');
         await project.up('--no-build');
         await project.waitHealthy(all);

@@ -21,6 +21,22 @@ function composeBinary(): Promise<string[]> {
   return composeCommand;
 }
 
+/**
+ * Compose's major version: 1 (the standalone Python `docker-compose`, as Debian ships it) or 2 (Go:
+ * the `docker compose` plugin or a standalone v2; anything not 1.x counts as 2). Their outputs
+ * differ: v1 says `Building <service>` and `exited with code N`; v2 prints BuildKit's progress and
+ * `didn't complete successfully: exit N`.
+ */
+let composeMajor: Promise<number> | undefined;
+export function composeVersion(): Promise<number> {
+  composeMajor ??= composeBinary().then(async (binary) => {
+    const short = (await run(binary[0] as string, [...binary.slice(1), 'version', '--short'])).trim();
+    // v1 always says 1.x; v2 says 2.x, v2.x or, built from source without a version, `dev`.
+    return /^v?1\./.test(short) ? 1 : 2;
+  });
+  return composeMajor;
+}
+
 /** Fails loudly, with what to do, when there is no Docker daemon or no Compose. */
 export async function requireDocker(): Promise<string> {
   try {
@@ -33,7 +49,8 @@ export async function requireDocker(): Promise<string> {
     );
   }
   try {
-    return (await composeBinary()).join(' ');
+    const binary = (await composeBinary()).join(' ');
+    return `${binary} (v${await composeVersion()})`;
   } catch (error) {
     throw new Error('Docker Compose is not available: install docker-compose (or the docker compose plugin)', {
       cause: error,
@@ -159,7 +176,9 @@ export interface ComposeProject {
   up(...args: string[]): Promise<string>;
   /** From now on, run this compose file (an absolute path) instead. */
   useFile(file: string): void;
-  /** The container id of one instance of a service. */
+  /** Compose's major version (1 or 2). */
+  composeVersion: number;
+  /** The container id of one instance of a service, running or not. */
   container(service: string, index?: number): Promise<string>;
   /** Waits until the relays answer /healthz. */
   waitHealthy(urls?: string[], timeoutMs?: number): Promise<void>;
@@ -173,6 +192,7 @@ export async function composeProject(
   env: Record<string, string> = {},
 ): Promise<ComposeProject> {
   const binary = await composeBinary();
+  const version = await composeVersion();
   const name = runName();
   const ports = [await freePort(), await freePort(), await freePort(), await freePort()];
   // Only what this test sets: an ANODE_* variable from the caller's shell must not leak in.
@@ -200,7 +220,8 @@ export async function composeProject(
   };
   const urls = ports.map((port) => `http://127.0.0.1:${port}`);
   const container = async (service: string, index = 1) => {
-    const ids = (await compose('ps', '-q', service)).trim().split('\n').filter(Boolean);
+    // `-a`: v2's `ps` lists running containers only (v1's lists stopped ones too).
+    const ids = (await compose('ps', '-a', '-q', service)).trim().split('\n').filter(Boolean);
     const id = ids[index - 1];
     if (!id) throw new Error(`no container ${index} of service ${service} (have ${ids.length})`);
     return id;
@@ -218,6 +239,7 @@ export async function composeProject(
     wsUrls: urls.slice(0, 3).map((url) => url.replace(/^http/, 'ws')),
     url: (n) => urls[n - 1] as string,
     compose,
+    composeVersion: version,
     composeWith: (extra, ...args) => invoke(extra, true, args),
     up: (...args) => invoke({}, true, ['up', '-d', ...args]).catch(explained),
     useFile: (next) => (path = next),
