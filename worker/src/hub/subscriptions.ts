@@ -1,6 +1,7 @@
 import { AnodeError, compareCursors, CursorExpiredError, type Envelope, type RelayReply } from '@anode/shared';
 import { msgFrame, type StoredMessage } from './hub-store.ts';
 import type { HubCore } from './hub-core.ts';
+import { mergeByCursor } from './pages.ts';
 
 /**
  * Subscribing a client socket, with a relay's semantics: with `after`, everything missed is sent
@@ -79,14 +80,18 @@ export function createSubscriptions(
   };
 
   /**
-   * The newest late arrivals of several sources (each in cursor order) within the budget's late
-   * share, each id once, in cursor order; what did not fit counts as skipped.
+   * The newest late arrivals of two sources (each in cursor order, read as they are merged) within
+   * the budget's late share, each id once, in cursor order; what did not fit counts as skipped.
    */
-  const lateWithin = (budget: Budget, sources: StoredMessage[][], skip?: Set<string>): StoredMessage[] => {
-    const all = sources.flat().sort((a, b) => compareCursors(a.envelope.cursor, b.envelope.cursor));
+  const lateWithin = (
+    budget: Budget,
+    a: Iterable<StoredMessage>,
+    b: Iterable<StoredMessage>,
+    skip?: Set<string>,
+  ): StoredMessage[] => {
     const seen = new Set<string>();
     const newest = newestLate(budget.lateLeft, skip);
-    for (const message of all) {
+    for (const message of mergeByCursor(a, b)) {
       if (seen.has(message.envelope.id)) continue;
       seen.add(message.envelope.id);
       newest.add(message);
@@ -232,13 +237,9 @@ export function createSubscriptions(
       from = reply.next;
     }
     if (clients.state(ws).gen !== gen) return false;
-    const own = newestLate(budget.lateLeft);
-    for (const message of store.missedAfter(after)) {
-      if (compareCursors(message.envelope.cursor, after) > 0) break;
-      own.add(message);
-    }
-    for (const id of [...relays.dropped, ...own.dropped]) budget.lateSkipped.add(id);
-    return sendAll(ws, lateWithin(budget, [relays.take(), own.take()], sent), after, budget, sent) !== undefined;
+    for (const id of relays.dropped) budget.lateSkipped.add(id);
+    const own = lateOf(store.missedAfter(after)[Symbol.iterator](), after);
+    return sendAll(ws, lateWithin(budget, relays.take(), own, sent), after, budget, sent) !== undefined;
   };
 
   /**
@@ -248,14 +249,10 @@ export function createSubscriptions(
    */
   const sendMissed = (ws: WebSocket, cursor: string, budget: Budget, sent?: Set<string>) => {
     const rest = store.missedAfter(budget.after)[Symbol.iterator]();
-    const late: StoredMessage[] = [];
-    let next = rest.next();
-    for (; !next.done && compareCursors(next.value.envelope.cursor, budget.after) <= 0; next = rest.next()) {
-      late.push(next.value);
-    }
-    const reached = sendAll(ws, lateWithin(budget, [late], sent), cursor, budget, sent);
-    if (reached === undefined || next.done) return reached;
-    const first = next.value;
+    const late = lateOf(rest, budget.after);
+    const reached = sendAll(ws, lateWithin(budget, [], late, sent), cursor, budget, sent);
+    if (reached === undefined || late.first === undefined) return reached;
+    const first = late.first;
     return sendAll(ws, { [Symbol.iterator]: () => prepend(first, rest) }, reached, budget, sent);
   };
 
@@ -337,6 +334,23 @@ export function createSubscriptions(
 }
 
 const asStored = (envelope: Envelope): StoredMessage => ({ envelope, body: JSON.stringify(envelope) });
+
+/**
+ * The messages of `rest` at or below `after` (late arrivals, which come first), read lazily; the
+ * first one above `after`, once reached, is kept in `first` (the rest of `rest` follows it).
+ */
+function lateOf(rest: Iterator<StoredMessage>, after: string) {
+  const late = {
+    first: undefined as StoredMessage | undefined,
+    *[Symbol.iterator](): Generator<StoredMessage> {
+      for (let next = rest.next(); !next.done; next = rest.next()) {
+        if (compareCursors(next.value.envelope.cursor, after) > 0) return void (late.first = next.value);
+        yield next.value;
+      }
+    },
+  };
+  return late;
+}
 
 /** `first`, then the rest of `rest`. */
 function* prepend<T>(first: T, rest: Iterator<T>): Generator<T> {
