@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createPublishGate, type GiveUpStage, MAX_QUEUED_PUBLISHES, PublishQueueFullError } from './publish-gate.ts';
+import {
+  createPublishGate,
+  type GiveUpStage,
+  gaveUp,
+  MAX_QUEUED_PUBLISHES,
+  PublishQueueFullError,
+} from './publish-gate.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -57,6 +63,57 @@ describe('publish gate', () => {
     await sleep(30);
     assert.equal(gate.abandoned, 1);
     gate.restartCounts();
+    assert.equal(gate.abandoned, 0);
+    assert.equal(gate.dropped, 0);
+    assert.equal(gate.stuck, true);
+  });
+
+  it('tags the errors it gave a publish up with (its cap, behind a stuck one, a full queue), not the publish’s own failure', async () => {
+    const errorOf = (outcome: Promise<void>) =>
+      outcome.then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+    const cap = { capMs: 20, tooLong: () => new Error('cap') };
+    const gate = createPublishGate();
+    const refused = await errorOf(gate.run(() => Promise.reject(new Error('store refused (test double)')), cap));
+    assert.equal(gaveUp(refused), false, 'a store refusal is the caller’s to count');
+    const running = errorOf(gate.run(() => new Promise<void>(() => {}), cap));
+    const waiting = Array.from({ length: MAX_QUEUED_PUBLISHES }, () => errorOf(gate.run(async () => {}, cap)));
+    const full = await errorOf(gate.run(async () => {}, cap));
+    assert.ok(full instanceof PublishQueueFullError);
+    const errors = [full, await running, ...(await Promise.all(waiting))];
+    assert.equal(errors.filter(gaveUp).length, MAX_QUEUED_PUBLISHES + 2);
+  });
+
+  it('counts nothing of an earlier epoch once its counts restart: a late refusal, a queued drop, a late give-up', async () => {
+    const gate = createPublishGate();
+    const stages: GiveUpStage[] = [];
+    const onGiveUp = (stage: GiveUpStage) => void stages.push(stage);
+    let refuse: (error: Error) => void = () => {};
+    const running = gate.run(() => new Promise<void>((_, reject) => (refuse = reject)), {
+      capMs: 20,
+      tooLong: () => new Error('cap'),
+      onGiveUp,
+    });
+    await assert.rejects(running, /cap/);
+    const old = gate.epoch;
+    const queued = gate.run(async () => {}, { capMs: 20, tooLong: () => new Error('cap'), onGiveUp });
+    gate.restartCounts();
+    assert.notEqual(gate.epoch, old);
+    await assert.rejects(queued, /cap/); // dropped behind the stuck one
+    refuse(new Error('store refused (test double)')); // the abandoned one, refused at last
+    await gate.idle();
+    // A publish of the old incarnation sent after the restart (an old runtime's), given up on.
+    const late = gate.run(() => new Promise<void>(() => {}), {
+      capMs: 20,
+      tooLong: () => new Error('cap'),
+      onGiveUp,
+      epoch: old,
+    });
+    await assert.rejects(late, /cap/);
+    // Before, the new incarnation counted the old one's queued drop and refusal (dropped 2).
+    assert.deepEqual(stages, ['running']);
     assert.equal(gate.abandoned, 0);
     assert.equal(gate.dropped, 0);
     assert.equal(gate.stuck, true);

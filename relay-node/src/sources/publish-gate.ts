@@ -30,8 +30,13 @@ export interface PublishGate {
   readonly dropped: number;
   /** `count` payloads the source's driver took but never emitted (a stream's queued frames). */
   lost(count: number): void;
-  /** The counters start again from zero (a deleted source created anew); `stuck` is left as is. */
+  /**
+   * The counters start again from zero (a deleted source created anew); `stuck` is left as is, and
+   * `epoch` moves on: what a publish of an earlier epoch meets later is no longer counted.
+   */
   restartCounts(): void;
+  /** Which incarnation of the source the counters are of (see `restartCounts`). */
+  readonly epoch: number;
   /** Resolves once no publish runs or waits. */
   idle(): Promise<void>;
 }
@@ -45,6 +50,15 @@ export interface PublishGate {
  * the heap, and holds a poll attempt's slot while its publishes wait (its cap paused meanwhile).
  */
 export const MAX_QUEUED_PUBLISHES = 1_000;
+
+/**
+ * The errors the gate rejected a publish with when it gave it up (counted by the gate already, in
+ * `abandoned` or `dropped`, unless of an earlier epoch), kept apart from a failure of the publish
+ * itself (a store refusal), which the gate passes on uncounted: a stream whose emit rejects counts
+ * the payload lost only then.
+ */
+const givenUp = new WeakSet<object>();
+export const gaveUp = (error: unknown): boolean => typeof error === 'object' && error !== null && givenUp.has(error);
 
 export class PublishQueueFullError extends Error {
   override name = 'PublishQueueFullError';
@@ -69,7 +83,10 @@ export interface GateRun {
   signal?: AbortSignal;
   /** The publish leaves the queue and goes to the store. */
   onStart?(): void;
+  /** Only when counted: not for a publish of an earlier epoch (see `restartCounts`). */
   onGiveUp?(stage: GiveUpStage, error: Error): void;
+  /** The source's epoch the publish is of (default: the current one). */
+  epoch?: number;
 }
 
 interface Entry {
@@ -79,6 +96,7 @@ interface Entry {
   reject(error: unknown): void;
   timer?: ReturnType<typeof setTimeout>;
   givenUp: boolean;
+  epoch: number;
   detach(): void;
 }
 
@@ -87,6 +105,7 @@ export function createPublishGate(): PublishGate {
   let stuck = false;
   let abandoned = 0;
   let dropped = 0;
+  let epoch = 0;
   const queue: Entry[] = [];
   let idlers: (() => void)[] = [];
 
@@ -105,18 +124,22 @@ export function createPublishGate(): PublishGate {
     disarm(entry);
     entry.detach();
     if (stage === 'running') {
-      abandoned += 1;
       stuck = true;
       // Those queued behind it now wait on a store that does not answer: from now on, timed.
       for (const queued of queue) arm(queued, () => drop(queued, queued.options.tooLong()));
-    } else {
-      queue.splice(queue.indexOf(entry), 1);
-      dropped += 1;
-    }
-    entry.options.onGiveUp?.(stage, error);
+    } else queue.splice(queue.indexOf(entry), 1);
+    count(entry, stage, error);
+    givenUp.add(error);
     entry.reject(error);
   };
   const drop = (entry: Entry, error: Error) => giveUp(entry, 'queued', error);
+  /** One publish given up on, unless it is of an earlier incarnation of the source (restartCounts). */
+  const count = (entry: Pick<Entry, 'epoch' | 'options'>, stage: GiveUpStage, error: Error) => {
+    if (entry.epoch !== epoch) return;
+    if (stage === 'running') abandoned += 1;
+    else dropped += 1;
+    entry.options.onGiveUp?.(stage, error);
+  };
 
   const start = (entry: Entry) => {
     running = entry;
@@ -141,10 +164,7 @@ export function createPublishGate(): PublishGate {
     if (!entry.givenUp) {
       entry.detach();
       answer();
-    } else if (failure) {
-      dropped += 1;
-      entry.options.onGiveUp?.('rejected', failure);
-    }
+    } else if (failure) count(entry, 'rejected', failure);
     running = undefined;
     stuck = false;
     for (const queued of queue) disarm(queued); // behind a healthy one again: not timed
@@ -171,6 +191,10 @@ export function createPublishGate(): PublishGate {
     restartCounts() {
       abandoned = 0;
       dropped = 0;
+      epoch += 1;
+    },
+    get epoch() {
+      return epoch;
     },
     idle: () => (running === undefined && queue.length === 0 ? Promise.resolve() : new Promise((r) => idlers.push(r))),
     run(publish, options) {
@@ -179,11 +203,19 @@ export function createPublishGate(): PublishGate {
         if (signal?.aborted) return reject(signal.reason);
         if (queue.length >= MAX_QUEUED_PUBLISHES) {
           const error = new PublishQueueFullError();
-          dropped += 1;
-          options.onGiveUp?.('queued', error);
+          count({ epoch: options.epoch ?? epoch, options }, 'queued', error);
+          givenUp.add(error);
           return reject(error);
         }
-        const entry: Entry = { publish, options, resolve, reject, givenUp: false, detach: () => {} };
+        const entry: Entry = {
+          publish,
+          options,
+          resolve,
+          reject,
+          givenUp: false,
+          epoch: options.epoch ?? epoch,
+          detach: () => {},
+        };
         if (signal) {
           const onAbort = () => giveUp(entry, running === entry ? 'running' : 'queued', signal.reason as Error);
           signal.addEventListener('abort', onAbort, { once: true });

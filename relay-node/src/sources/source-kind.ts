@@ -34,6 +34,8 @@ export interface DriverIo {
    * 10 × `timeout_ms` of reaching the store. A payload queued behind a publish given up on (a
    * store that does not answer) is given up on after as long again, without reaching the store.
    * A stream driver takes any rejection as a drop: it closes the connection and calls `down`.
+   * A rejection the gate gave the payload up with (`gaveUp`, publish-gate.ts) is counted already;
+   * on any other (the store refused it) a driver that will not emit the payload again says `lost`.
    */
   emit(payload: unknown): Promise<void>;
   /** A bad payload that does not end a stream (counted, shown as the last error). */

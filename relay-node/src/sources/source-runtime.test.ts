@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../logger.ts';
 import { parseDefinition } from './definition.ts';
 import { BUILTIN_KINDS } from './kinds/builtin-kinds.ts';
+import { createPublishGate, MAX_QUEUED_PUBLISHES } from './publish-gate.ts';
 import { createScheduler } from './scheduler.ts';
 import type { DriverIo, SourceKind } from './source-kind.ts';
 import { createSourceRuntime, type RuntimeDeps } from './source-runtime.ts';
@@ -392,5 +393,52 @@ describe('source runtime: publishes queued behind others', () => {
     assert.equal(status.abandoned_publishes, 1);
     assert.equal(status.dropped_publishes, 1);
     assert.equal(status.publish_stuck, true);
+  });
+
+  it('logs a flood of emits refused by a full queue as one line per window with a count, each still counted', async () => {
+    const lines: { msg: string; payloads?: number }[] = [];
+    const sink = { write: (line: string) => void lines.push(JSON.parse(line)) };
+    let refusedReported = 0;
+    let io: DriverIo | undefined;
+    const runtime = runtimeOf((driverIo) => ((io = driverIo), { mode: 'stream', run: async () => {} }), {
+      ingest: () => new Promise(() => {}), // a test double: a store append that hangs
+      onGiveUp: (_runtime, stage, count) => void (stage === 'queued' && (refusedReported += count)),
+      log: createLogger('warn', sink),
+    });
+    runtime.start();
+    for (let waited = 0; !io && waited < 1_000; waited += 10) await sleep(10);
+    const refused = MAX_QUEUED_PUBLISHES + 500 - (MAX_QUEUED_PUBLISHES + 1);
+    for (let i = 0; i < MAX_QUEUED_PUBLISHES + 500; i++) void io?.emit({ i }).catch(() => {});
+    await sleep(50);
+    const givenUp = () => lines.filter((line) => line.msg === 'publish given up on');
+    // Before, one line per refused emit: 499.
+    assert.equal(givenUp().length, 1);
+    assert.equal(runtime.status().dropped_publishes, refused);
+    assert.equal(refusedReported, refused);
+    runtime.stop('standby'); // what the window held back is logged at stop
+    assert.deepEqual(
+      givenUp().map((line) => line.payloads),
+      [1, refused - 1],
+    );
+  });
+
+  it('does not count what a driver of a deleted source reports lost once the source is created anew', async () => {
+    const gate = createPublishGate();
+    const reported: number[] = [];
+    let io: DriverIo | undefined;
+    const runtime = runtimeOf((driverIo) => ((io = driverIo), { mode: 'stream', run: async () => {} }), {
+      ingest: async () => {},
+      onGiveUp: (_runtime, _stage, count) => void reported.push(count),
+      gate,
+    });
+    runtime.start();
+    for (let waited = 0; !io && waited < 1_000; waited += 10) await sleep(10);
+    io?.lost(2);
+    runtime.stop();
+    gate.restartCounts(); // the manager, creating the deleted source anew
+    io?.lost(3); // the old connection's queued frames, drained late
+    // Before, the new source counted the old one's 3 (dropped_publishes 3, and the metric).
+    assert.equal(gate.dropped, 0);
+    assert.deepEqual(reported, [2]);
   });
 });

@@ -1,8 +1,8 @@
 import { SeenIds } from '@anode/shared';
-import type { Logger } from '../logger.ts';
+import { type Logger, throttledLog } from '../logger.ts';
 import { type AttemptClock, attemptClock, capOf, type Publish, payloadTooLong } from './attempt-clock.ts';
 import type { SourceDefinition } from './definition.ts';
-import { createPublishGate, type GiveUpStage, type PublishGate } from './publish-gate.ts';
+import { createPublishGate, type GiveUpStage, type PublishGate, PublishQueueFullError } from './publish-gate.ts';
 import { createRate } from './rate.ts';
 import type { Scheduler } from './scheduler.ts';
 import type { SourceDriver, SourceKind } from './source-kind.ts';
@@ -19,7 +19,8 @@ export interface RuntimeDeps {
   onError(runtime: SourceRuntime, error: Error): void;
   /**
    * `count` publishes of this source were given up on (see publish-gate.ts), or payloads its driver
-   * took were lost (`io.lost`, stage `queued`), whether or not the runtime still runs.
+   * took were lost (`io.lost`, stage `queued`), whether or not the runtime still runs; not once the
+   * source was deleted and created anew (the gate's epoch moved on).
    */
   onGiveUp?(runtime: SourceRuntime, stage: GiveUpStage, count: number): void;
   /**
@@ -207,7 +208,13 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
   };
 
   const gate = deps.gate ?? createPublishGate();
+  // This runtime's incarnation of the source: once it is deleted and created anew, what this one's
+  // publishes and driver report later is no longer the source's to count (restartCounts).
+  const epoch = gate.epoch;
   const capMs = capOf(definition.timeout_ms);
+  // A kind emitting past the queue's bound has each emit refused at once: one line per window, with
+  // how many (each still counted in the status and the metric), not one line per payload.
+  const queueFullLog = throttledLog(log, 'warn', 'publish given up on', { countField: 'payloads' });
   /**
    * One payload through the source's gate (one publish of the source at a time, across its
    * drivers and runtimes). One given up on is counted by the gate; the store may still take it,
@@ -222,13 +229,16 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
         tooLong: () => payloadTooLong(capMs),
         signal,
         onStart,
+        epoch,
         onGiveUp(stage, error) {
           deps.onGiveUp?.(runtime, stage, 1);
           // Refused by the store after it was given up on: lost, and no attempt says so any more.
           if (stage === 'rejected')
             log.warn({ err: redactUrls(error.message) }, 'publish given up on, then refused by the store: lost');
           else if (active && gen === generation) {
-            log.warn({ err: error.message, stage, store_stuck: gate.stuck }, 'publish given up on');
+            const fields = { err: error.message, stage, store_stuck: gate.stuck };
+            if (error instanceof PublishQueueFullError) queueFullLog(fields);
+            else log.warn(fields, 'publish given up on');
           }
         },
       });
@@ -254,9 +264,10 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
         return clock ? clock.publishing(publish) : publish();
       },
       fault: (error) => gen === generation && recordError(error),
-      // Counted also after a stop or a replacement: the payloads were the source's, and are gone.
+      // Counted also after a stop or a replacement: the payloads were the source's, and are gone;
+      // not once the source was deleted and created anew (its counters are the new one's).
       lost: (count) => {
-        if (count <= 0) return;
+        if (count <= 0 || gate.epoch !== epoch) return;
         gate.lost(count);
         deps.onGiveUp?.(runtime, 'queued', count);
       },
@@ -296,6 +307,7 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
       deps.scheduler.cancel(definition.name);
       driver?.close();
       driver = undefined;
+      queueFullLog.flush();
     },
     recordItems(count: number, newestTs: number | undefined) {
       health.items += count;

@@ -296,7 +296,9 @@ describe('sources manager: a store that does not answer', () => {
     assert.equal(ingests, 1, `${ingests} publishes sent to the store that does not answer`);
     const status = manager.get('s').status;
     assert.equal(status.publish_stuck, true);
-    assert.equal(status.abandoned_publishes, 1);
+    // Given up on after the re-create, but the deleted incarnation's publish: not counted in the new
+    // source's counters (nor its metric), which start from zero; `publish_stuck` shows it.
+    assert.equal(status.abandoned_publishes, 0);
     // A deleted source's gate stays while its publish is pending, and goes once it settled.
     await manager.remove('s');
     assert.equal(manager.gates(), 1);
@@ -409,6 +411,29 @@ describe('sources manager: a source’s publishes across its runtimes', () => {
     assert.equal(after.dropped_publishes, 0);
     assert.equal(after.publish_stuck, true, 'the store still holds the old publish: the new source waits for it');
     release();
+  });
+
+  it('does not count into a source created anew what its deleted incarnation’s publishes meet later', async () => {
+    let refuse: (error: Error) => void = () => {};
+    const refused = new Promise<void>((_, reject) => (refuse = reject));
+    let ingests = 0;
+    const manager = await owning(
+      (n, io) => io.emit([`p${n}`]),
+      () => (++ingests === 1 ? refused : Promise.resolve()),
+    );
+    stops.push(() => refuse(new Error('stopped')));
+    await manager.create(raw);
+    await sleep(1_300); // the first publish given up on at its cap (1 s)
+    assert.equal(manager.get('s').status.abandoned_publishes, 1);
+    await manager.remove('s');
+    await manager.create(raw);
+    refuse(new Error('node is overloaded')); // the deleted one's abandoned publish, refused at last
+    await sleep(50);
+    // Before, the re-created source counted it (dropped_publishes 1, stage rejected in the metric).
+    const after = manager.get('s').status;
+    assert.equal(after.abandoned_publishes, 0);
+    assert.equal(after.dropped_publishes, 0);
+    assert.equal(after.publish_stuck, false);
   });
 
   it('drops the gate of a source deleted with no publish running', async () => {

@@ -2,6 +2,7 @@ import WebSocket from 'ws';
 import { z } from 'zod';
 import { positiveInt, timerMs } from '../../config-fields.ts';
 import { requestHeaders } from '../definition.ts';
+import { gaveUp } from '../publish-gate.ts';
 import type { SourceKind } from '../source-kind.ts';
 import { redactUrls } from '../../redact.ts';
 
@@ -31,7 +32,8 @@ type WebSocketDefinition = z.infer<z.ZodObject<typeof shape>>;
  * connection like a failed one, so a stuck store cannot leave the socket paused for good.
  * Reconnects are the core's job: this driver reports `down` and the core calls `run` again
  * after a back-off with jitter; the frames a dropped connection had queued are not published,
- * and are reported lost (`io.lost`).
+ * and are reported lost (`io.lost`), as is a frame whose publish failed (the store refused it),
+ * unless the core gave it up (the core counted that one).
  */
 export const websocketKind: SourceKind = {
   kind: 'websocket',
@@ -120,10 +122,14 @@ export const websocketKind: SourceKind = {
             }
             // Frames are ingested in order; a failed publish (one the core gave up on included:
             // a store that does not answer) drops the connection to retry. Once this connection
-            // is dropped (or closed), its queued frames are skipped, and said so.
+            // is dropped (or closed), its queued frames are skipped, and said so. The frame whose
+            // publish failed is lost too: counted here, unless the gate gave it up (counted there).
             chain = chain
               .then(() => (socket === ws ? io.emit(payload) : void (skipped += 1)))
-              .catch((error: Error) => drop(ws, error))
+              .catch((error: Error) => {
+                if (!gaveUp(error)) io.lost(1);
+                drop(ws, error);
+              })
               .finally(() => {
                 pending -= 1;
                 pendingBytes -= bytes;

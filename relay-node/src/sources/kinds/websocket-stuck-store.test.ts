@@ -141,6 +141,27 @@ describe('websocket source: a store that does not answer', () => {
     );
   });
 
+  it('counts a frame whose publish the store refused as lost, with the frames queued behind it', async () => {
+    let calls = 0;
+    let stored = 0;
+    // A test double: the first append is refused (an overloaded store), not given up on.
+    const ingest = async () => {
+      calls += 1;
+      if (calls === 1) {
+        await new Promise((r) => setTimeout(r, 20));
+        throw new Error('node is overloaded');
+      }
+      stored += 1;
+    };
+    const s = await setup(ingest, 10);
+    await waitFor('the second connection stored', () => stored === 10);
+    const status = s.runtime.status();
+    assert.equal(s.sent(), 20);
+    assert.equal(status.abandoned_publishes, 0);
+    // Before, the refused frame was counted nowhere: 9 dropped of the 10 lost.
+    assert.equal(status.dropped_publishes, 10);
+  });
+
   it('keeps what the store takes after its publish was given up on, and publishes again once it answers', async () => {
     const { store, release } = stuckStore(memoryStore());
     const hub = testHub(store);
