@@ -4,7 +4,7 @@ import WebSocket from 'ws';
 import { cursorTime } from '@anode/shared';
 import { openSocket, type RawSocket } from '../../../test/helpers/ws.ts';
 import { type EdgeRuntime, startEdge } from '../../test-support/edge-runtime.ts';
-import { startStandInRelay } from './stand-in-relay.fixture.ts';
+import { answerAsRelay, startStandInRelay } from './stand-in-relay.fixture.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const cursorAt = (ms: number, node: string) => `${Math.floor(ms).toString(16).padStart(12, '0')}0000-${node}`;
@@ -63,20 +63,16 @@ function linkedEdge(vars: Record<string, string> = {}) {
       secret: LINK_SECRET,
       node: 'scripted',
       onFrame(frame, link) {
-        if (frame.op === 'sub') {
-          link.send({ op: 'subscribed', topic: link.topic, cursor: frame.after ?? '0', ref: frame.ref });
-        } else if (frame.op === 'pub') {
-          link.send({ op: 'ack', ref: frame.ref, ids: (frame.messages ?? []).map((m) => m.id) });
-        } else if (frame.op === 'late') {
-          link.send({ op: 'late', ref: frame.ref, messages: [], next: null });
-        } else if (frame.op === 'history') {
-          const answer = () => link.send({ op: 'history', ref: frame.ref, messages: [], next: null });
-          const hook = t.onHistory;
-          t.onHistory = undefined;
-          hook?.(link);
-          if (hook) setTimeout(answer, 300);
-          else answer();
-        }
+        answerAsRelay(frame, link, {
+          history(request, answering) {
+            const answer = () => answering.send({ op: 'history', ref: request.ref, messages: [], next: null });
+            const hook = t.onHistory;
+            t.onHistory = undefined;
+            hook?.(answering);
+            if (hook) setTimeout(answer, 300);
+            else answer();
+          },
+        });
       },
     });
     t.edge = await startEdge({

@@ -7,7 +7,33 @@ export interface LinkFrame {
   op: string;
   ref?: string;
   after?: string;
+  /** `late`: the page's lower bound. */
+  from?: string;
   messages?: { id: string; source?: string }[];
+}
+
+type Link = { topic: string; send(frame: unknown): void };
+
+/**
+ * The plain answers of a scripted relay: `sub` subscribed from its `after`, `pub` acked whole,
+ * `history` and `late` empty unless `answers` says otherwise.
+ */
+export function answerAsRelay(
+  frame: LinkFrame,
+  link: Link,
+  answers: { history?: (frame: LinkFrame, link: Link) => void; late?: (frame: LinkFrame, link: Link) => void } = {},
+) {
+  if (frame.op === 'sub') {
+    link.send({ op: 'subscribed', topic: link.topic, cursor: frame.after ?? '0', ref: frame.ref });
+  } else if (frame.op === 'pub') {
+    link.send({ op: 'ack', ref: frame.ref, ids: (frame.messages ?? []).map((m) => m.id) });
+  } else if (frame.op === 'history') {
+    if (answers.history) answers.history(frame, link);
+    else link.send({ op: 'history', ref: frame.ref, messages: [], next: null });
+  } else if (frame.op === 'late') {
+    if (answers.late) answers.late(frame, link);
+    else link.send({ op: 'late', ref: frame.ref, messages: [], next: null });
+  }
 }
 
 /**
