@@ -63,7 +63,12 @@ export function createSourcesManager(options: ManagerOptions) {
   const forgetGate = (name: string) => {
     const gate = gates.get(name);
     void gate?.idle().then(() => {
-      if (!runtimes.has(name) && gates.get(name) === gate) gates.delete(name);
+      if (!runtimes.has(name) && gates.get(name) === gate) {
+        gates.delete(name);
+        // What the deleted source's runtime reports later (a plugin's late io.lost) is not the
+        // counts of a source re-created under the name, which gets a new gate.
+        gate.restartCounts();
+      }
     });
   };
   let running = false;

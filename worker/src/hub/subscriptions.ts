@@ -238,8 +238,10 @@ export function createSubscriptions(
     }
     if (clients.state(ws).gen !== gen) return false;
     for (const id of relays.dropped) budget.lateSkipped.add(id);
-    const own = lateOf(store.missedAfter(after)[Symbol.iterator](), after);
-    return sendAll(ws, lateWithin(budget, relays.take(), own, sent), after, budget, sent) !== undefined;
+    const rows = store.missedAfter(after)[Symbol.iterator]();
+    const chosen = lateWithin(budget, relays.take(), lateOf(rows, after), sent);
+    rows.return?.(undefined); // the rest (after `after`) is read again at the end: its statements closed now
+    return sendAll(ws, chosen, after, budget, sent) !== undefined;
   };
 
   /**
