@@ -159,7 +159,8 @@ export function createSubscriptions(
   ) => {
     for (const { envelope, body } of messages) {
       if (skip?.has(envelope.id)) continue;
-      if (compareCursors(envelope.cursor, budget.after) <= 0) {
+      const late = compareCursors(envelope.cursor, budget.after) <= 0;
+      if (late) {
         if (body.length > budget.lateLeft) {
           budget.lateSkipped.add(envelope.id);
           continue;
@@ -169,7 +170,6 @@ export function createSubscriptions(
       budget.left -= body.length;
       // One message after `after` always goes, as a page holds one at least: closed before any,
       // the client would resume from the same cursor to the same close.
-      const late = compareCursors(envelope.cursor, budget.after) <= 0;
       if (budget.left < 0 && (budget.progressed || late)) {
         clients.close(ws, 'slow_consumer', 'catch-up is larger than the send buffer; resume from your last cursor');
         return undefined;
