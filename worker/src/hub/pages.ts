@@ -14,25 +14,36 @@ export interface Row {
 export const rowBytes = (row: Row): number => utf8Length(row.body);
 
 /**
- * Two sequences each in cursor order, merged in cursor order, read lazily; a message in both
- * (the same cursor: a publish here sits in the ring and the outbox) comes once.
+ * Two sequences each in cursor order (newest first when `descending`), merged in that order, read
+ * lazily; a message in both (the same cursor: a publish here sits in the ring and the outbox) comes
+ * once. Stopped early, it stops both (their SQL statements end then, not at garbage collection).
  */
-export function* mergeByCursor<T extends { envelope: { cursor: string } }>(a: Iterable<T>, b: Iterable<T>) {
+export function* mergeByCursor<T extends { envelope: { cursor: string } }>(
+  a: Iterable<T>,
+  b: Iterable<T>,
+  descending = false,
+) {
   const left = a[Symbol.iterator]();
   const right = b[Symbol.iterator]();
-  let x = left.next();
-  let y = right.next();
-  while (!x.done || !y.done) {
-    if (y.done || (!x.done && compareCursors(x.value.envelope.cursor, y.value.envelope.cursor) < 0)) {
-      yield x.value;
-      x = left.next();
-    } else if (x.done || compareCursors(x.value.envelope.cursor, y.value.envelope.cursor) > 0) {
-      yield y.value;
-      y = right.next();
-    } else {
-      yield x.value;
-      x = left.next();
-      y = right.next();
+  const order = (x: T, y: T) => (descending ? -1 : 1) * compareCursors(x.envelope.cursor, y.envelope.cursor);
+  try {
+    let x = left.next();
+    let y = right.next();
+    while (!x.done || !y.done) {
+      if (y.done || (!x.done && order(x.value, y.value) < 0)) {
+        yield x.value;
+        x = left.next();
+      } else if (x.done || order(x.value, y.value) > 0) {
+        yield y.value;
+        y = right.next();
+      } else {
+        yield x.value;
+        x = left.next();
+        y = right.next();
+      }
     }
+  } finally {
+    left.return?.();
+    right.return?.();
   }
 }

@@ -1,4 +1,11 @@
-import { AnodeError, compareCursors, CursorExpiredError, type Envelope, type RelayReply } from '@anode/shared';
+import {
+  AnodeError,
+  compareCursors,
+  CursorExpiredError,
+  type Envelope,
+  type RelayReply,
+  utf8Length,
+} from '@anode/shared';
 import { msgFrame, type StoredMessage } from './hub-store.ts';
 import type { HubCore } from './hub-core.ts';
 import { mergeByCursor } from './pages.ts';
@@ -29,7 +36,15 @@ const PAGE = 500;
  * share they are skipped (`lateSkipped`, by id), as a relay lets go of them past its bounds (PROTOCOL.md:
  * late arrivals in larger numbers may be missed), and the resume goes on.
  */
-type Budget = { left: number; lateLeft: number; after: string; lateSkipped: Set<string>; progressed: boolean };
+type Budget = {
+  left: number;
+  lateLeft: number;
+  after: string;
+  lateSkipped: Set<string>;
+  /** This object's late arrivals past the share, left unread (counted, not read, for the warning). */
+  lateUnread: number;
+  progressed: boolean;
+};
 
 /** The share of a resume's send budget late arrivals may take. */
 const LATE_SHARE = 0.5;
@@ -43,29 +58,31 @@ export function createSubscriptions(
     lateLeft: Math.floor(core.config.MAX_SEND_BUFFER_BYTES * LATE_SHARE),
     after,
     lateSkipped: new Set(),
+    lateUnread: 0,
     progressed: false,
   });
 
   /**
-   * The newest late arrivals that fit in `limit` bytes, kept as they are read in cursor order
+   * The newest late arrivals that fit in `limit` bytes (UTF-8), kept as they are read in cursor order
    * (what is let go is let go at once: at most `limit` bytes held) and taken in cursor order. The
    * newest are the ones a client away from `after` most likely missed: those of the minute before
    * it left (the replay window starts a clock skew before `after` was minted) reached it live.
    */
   const newestLate = (limit: number, skip?: Set<string>) => {
-    const kept: (StoredMessage | undefined)[] = [];
+    const kept: ({ message: StoredMessage; size: number } | undefined)[] = [];
     let head = 0;
     let bytes = 0;
     const dropped: string[] = [];
     return {
       add(message: StoredMessage) {
         if (skip?.has(message.envelope.id)) return;
-        kept.push(message);
-        bytes += message.body.length;
+        const size = utf8Length(message.body);
+        kept.push({ message, size });
+        bytes += size;
         for (; bytes > limit && head < kept.length; head++) {
-          const old = kept[head] as StoredMessage;
-          bytes -= old.body.length;
-          dropped.push(old.envelope.id);
+          const old = kept[head] as { message: StoredMessage; size: number };
+          bytes -= old.size;
+          dropped.push(old.message.envelope.id);
           kept[head] = undefined;
         }
         if (head * 2 > kept.length) {
@@ -73,31 +90,48 @@ export function createSubscriptions(
           head = 0;
         }
       },
-      take: (): StoredMessage[] => kept.slice(head) as StoredMessage[],
+      take: (): StoredMessage[] => kept.slice(head).map((entry) => (entry as { message: StoredMessage }).message),
       /** The ids let go. */
       dropped,
     };
   };
 
   /**
-   * The newest late arrivals of two sources (each in cursor order, read as they are merged) within
-   * the budget's late share, each id once, in cursor order; what did not fit counts as skipped.
+   * The newest late arrivals of the relay's (newest first, held) and this object's (store.lateFor:
+   * newest first, read as taken) within the budget's late share, each id once, in cursor order.
+   * This object's are read only down to the first that does not fit: the rest are counted
+   * (lateUnread), never read.
    */
   const lateWithin = (
     budget: Budget,
-    a: Iterable<StoredMessage>,
-    b: Iterable<StoredMessage>,
+    relays: Iterable<StoredMessage>,
+    own: ReturnType<HubCore['store']['lateFor']>,
     skip?: Set<string>,
   ): StoredMessage[] => {
     const seen = new Set<string>();
-    const newest = newestLate(budget.lateLeft, skip);
-    for (const message of mergeByCursor(a, b)) {
-      if (seen.has(message.envelope.id)) continue;
-      seen.add(message.envelope.id);
-      newest.add(message);
+    const chosen: StoredMessage[] = [];
+    let bytes = 0;
+    let ownRead = 0;
+    const ownCounted = (function* () {
+      for (const message of own.newestFirst) {
+        ownRead += 1;
+        yield message;
+      }
+    })();
+    for (const message of mergeByCursor(relays, ownCounted, true)) {
+      const { id } = message.envelope;
+      if (seen.has(id) || skip?.has(id)) continue;
+      seen.add(id);
+      const size = utf8Length(message.body);
+      if (bytes + size > budget.lateLeft) {
+        budget.lateSkipped.add(id);
+        break;
+      }
+      bytes += size;
+      chosen.push(message);
     }
-    for (const id of newest.dropped) budget.lateSkipped.add(id);
-    return newest.take();
+    budget.lateUnread += own.count - ownRead;
+    return chosen.reverse();
   };
 
   const withRef = (ref: string | undefined) => (ref === undefined ? {} : { ref });
@@ -112,12 +146,12 @@ export function createSubscriptions(
 
   const goLive = (ws: WebSocket, gen: number, cursor: string, ref: string | undefined, budget?: Budget) => {
     if (clients.state(ws).gen !== gen) return;
-    if (budget && budget.lateSkipped.size > 0) {
+    if (budget && budget.lateSkipped.size + budget.lateUnread > 0) {
       console.warn(
         JSON.stringify({
           msg: 'edge: a resume skipped late arrivals past their share of the send buffer (MAX_SEND_BUFFER_BYTES)',
           topic: core.topic,
-          skipped: budget.lateSkipped.size,
+          skipped: budget.lateSkipped.size + budget.lateUnread,
         }),
       );
     }
@@ -160,14 +194,16 @@ export function createSubscriptions(
     for (const { envelope, body } of messages) {
       if (skip?.has(envelope.id)) continue;
       const late = compareCursors(envelope.cursor, budget.after) <= 0;
+      // UTF-8 bytes, as every limit counts (a review: CJK data sent 3× the budget, in characters).
+      const size = utf8Length(body);
       if (late) {
-        if (body.length > budget.lateLeft) {
+        if (size > budget.lateLeft) {
           budget.lateSkipped.add(envelope.id);
           continue;
         }
-        budget.lateLeft -= body.length;
+        budget.lateLeft -= size;
       }
-      budget.left -= body.length;
+      budget.left -= size;
       // One message after `after` always goes, as a page holds one at least: closed before any,
       // the client would resume from the same cursor to the same close.
       if (budget.left < 0 && (budget.progressed || late)) {
@@ -238,24 +274,18 @@ export function createSubscriptions(
     }
     if (clients.state(ws).gen !== gen) return false;
     for (const id of relays.dropped) budget.lateSkipped.add(id);
-    const rows = store.missedAfter(after)[Symbol.iterator]();
-    const chosen = lateWithin(budget, relays.take(), lateOf(rows, after), sent);
-    rows.return?.(undefined); // the rest (after `after`) is read again at the end: its statements closed now
+    const chosen = lateWithin(budget, relays.take().reverse(), store.lateFor(after), sent);
     return sendAll(ws, chosen, after, budget, sent) !== undefined;
   };
 
   /**
-   * What this object holds that a resume from `after` missed (store.missedAfter: its late
-   * arrivals not sent yet, the newest that fit what is left of their share, then what follows
-   * `after`); as sendAll.
+   * What this object holds that a resume from `after` missed: its late arrivals not sent yet, the
+   * newest that fit what is left of their share (store.lateFor), then what follows `after`
+   * (store.since); as sendAll.
    */
   const sendMissed = (ws: WebSocket, cursor: string, budget: Budget, sent?: Set<string>) => {
-    const rest = store.missedAfter(budget.after)[Symbol.iterator]();
-    const late = lateOf(rest, budget.after);
-    const reached = sendAll(ws, lateWithin(budget, [], late, sent), cursor, budget, sent);
-    if (reached === undefined || late.first === undefined) return reached;
-    const first = late.first;
-    return sendAll(ws, { [Symbol.iterator]: () => prepend(first, rest) }, reached, budget, sent);
+    const reached = sendAll(ws, lateWithin(budget, [], store.lateFor(budget.after), sent), cursor, budget, sent);
+    return reached === undefined ? undefined : sendAll(ws, store.since(budget.after), reached, budget, sent);
   };
 
   const catchUp = async (ws: WebSocket, gen: number, after: string, ref: string | undefined) => {
@@ -336,26 +366,3 @@ export function createSubscriptions(
 }
 
 const asStored = (envelope: Envelope): StoredMessage => ({ envelope, body: JSON.stringify(envelope) });
-
-/**
- * The messages of `rest` at or below `after` (late arrivals, which come first), read lazily; the
- * first one above `after`, once reached, is kept in `first` (the rest of `rest` follows it).
- */
-function lateOf(rest: Iterator<StoredMessage>, after: string) {
-  const late = {
-    first: undefined as StoredMessage | undefined,
-    *[Symbol.iterator](): Generator<StoredMessage> {
-      for (let next = rest.next(); !next.done; next = rest.next()) {
-        if (compareCursors(next.value.envelope.cursor, after) > 0) return void (late.first = next.value);
-        yield next.value;
-      }
-    },
-  };
-  return late;
-}
-
-/** `first`, then the rest of `rest`. */
-function* prepend<T>(first: T, rest: Iterator<T>): Generator<T> {
-  yield first;
-  for (let next = rest.next(); !next.done; next = rest.next()) yield next.value;
-}

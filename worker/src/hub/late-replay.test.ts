@@ -1,0 +1,164 @@
+import assert from 'node:assert/strict';
+import { DatabaseSync } from 'node:sqlite';
+import { describe, it } from 'node:test';
+import { createHybridClock, type Envelope, utf8Length } from '@anode/shared';
+import { openSchema } from './hub-schema.ts';
+import { createHubStore } from './hub-store.ts';
+import { mergeByCursor } from './pages.ts';
+import { createSubscriptions } from './subscriptions.ts';
+
+/**
+ * A resume's replay of late arrivals, on the hub's real store and SQLite (node:sqlite, the same
+ * SQLite a Durable Object runs; `storageOn` is a stand-in for DurableObjectStorage's `sql` and
+ * `transactionSync` only, counting the bodies it hands out). The clients are a recording double.
+ * The same resumes run end to end on workerd in relay-late.test.ts and topic-hub.test.ts.
+ */
+function storageOn(db: DatabaseSync) {
+  const reads = { bodies: 0 };
+  const storage = {
+    sql: {
+      exec(query: string, ...bindings: (string | number)[]) {
+        if (query.includes(';') && bindings.length === 0) {
+          db.exec(query);
+          return Object.assign([][Symbol.iterator](), { toArray: () => [] });
+        }
+        const rows = db.prepare(query).iterate(...bindings);
+        const counted = (function* () {
+          for (const row of rows as Iterable<Record<string, unknown>>) {
+            if ('body' in row) reads.bodies += 1;
+            yield { ...row };
+          }
+        })();
+        return Object.assign(counted, { toArray: () => [...counted] });
+      },
+      databaseSize: 0,
+    },
+    transactionSync<T>(fn: () => T): T {
+      db.exec('BEGIN');
+      try {
+        const result = fn();
+        db.exec('COMMIT');
+        return result;
+      } catch (error) {
+        db.exec('ROLLBACK');
+        throw error;
+      }
+    },
+  };
+  return { storage: storage as unknown as DurableObjectStorage, reads };
+}
+
+/** A topic's hub store whose ring holds `count` late arrivals of `data` each, minted before `after`, which follows them. */
+function topicWithLateArrivals(count: number, data: string) {
+  const db = new DatabaseSync(':memory:');
+  openSchema((query) => {
+    if (query.includes(';')) {
+      db.exec(query);
+      return [];
+    }
+    return db.prepare(query).all() as { name: string }[];
+  });
+  const clock = createHybridClock('relay1');
+  const late: Envelope[] = [];
+  for (let i = 0; i < count; i++) {
+    const envelope = { id: `late-${i}`, topic: 'late.t', cursor: clock.next(), source: 's', ts: 1, data } as Envelope;
+    late.push(envelope);
+  }
+  const after = clock.next();
+  const insert = db.prepare('INSERT INTO ring (cursor, id, body, arrived_at, late) VALUES (?, ?, ?, ?, 1)');
+  for (const envelope of late) insert.run(envelope.cursor, envelope.id, JSON.stringify(envelope), Date.now());
+  const { storage, reads } = storageOn(db);
+  const store = createHubStore(storage, { ringSize: 100_000, keyedMemory: 1_000, lateMemory: 10_000 });
+  return { store, reads, late, after };
+}
+
+/** A resume at or above the ring's floor (answered synchronously), with what it sent. */
+function resume(store: ReturnType<typeof createHubStore>, after: string, maxSendBufferBytes: number) {
+  const state = { gen: 0, subscribed: false, live: false };
+  const frames: string[] = [];
+  const clients = {
+    state: () => state,
+    update: (_ws: unknown, change: Partial<typeof state>) => Object.assign(state, change),
+    send: (_ws: unknown, frame: string) => void frames.push(frame),
+    frame: (_ws: unknown, frame: object) => void frames.push(JSON.stringify(frame)),
+    close: () => void frames.push('close'),
+    error: (_ws: unknown, error: Error) => void frames.push(`error ${error.message}`),
+  };
+  const subscriptions = createSubscriptions({
+    clients,
+    store,
+    clock: {},
+    link: {},
+    config: { MAX_SEND_BUFFER_BYTES: maxSendBufferBytes },
+    topic: 'late.t',
+    ctx: {},
+    linked: true,
+  } as unknown as Parameters<typeof createSubscriptions>[0]);
+  subscriptions.subscribe({} as WebSocket, after, 'r');
+  const messages = frames.filter((frame) => frame.startsWith('{"op":"msg"'));
+  return { frames, messages: messages.map((frame) => JSON.parse(frame) as Envelope & { op: 'msg' }) };
+}
+
+describe('a resume replays the newest late arrivals that fit their share', () => {
+  it('reads no more late rows than it sends, plus one: not every late row the topic holds', () => {
+    // A review's repro: 1,000 late rows of 100 KB, an 8 MiB budget (a 4 MiB share): all 1,000
+    // (100 MB) were read and parsed to send 41.
+    const { store, reads, late, after } = topicWithLateArrivals(1_000, 'x'.repeat(100_000));
+    reads.bodies = 0;
+    const { frames, messages } = resume(store, after, 8 * 1024 * 1024);
+    const share = 4 * 1024 * 1024;
+    const fit = Math.floor(share / utf8Length(JSON.stringify(late[0])));
+    assert.equal(messages.length, fit);
+    assert.deepEqual(
+      messages.map((message) => message.id),
+      late.slice(-fit).map((envelope) => envelope.id),
+      'the newest that fit, oldest of them first',
+    );
+    assert.match(frames.at(-1) ?? '', /"op":"subscribed"/);
+    assert.ok(reads.bodies <= fit + 1, `read ${reads.bodies} late bodies to send ${fit}`);
+  });
+
+  it('counts the share in UTF-8 bytes, as every limit does', () => {
+    // '界' is 3 bytes in UTF-8 and 1 UTF-16 character: counted in characters, 3× the share went out.
+    const { store, after } = topicWithLateArrivals(200, '界'.repeat(10_000));
+    const budget = 400_000;
+    const { messages } = resume(store, after, budget);
+    const sent = messages.reduce((bytes, { op: _op, ...envelope }) => bytes + utf8Length(JSON.stringify(envelope)), 0);
+    assert.ok(messages.length > 0);
+    assert.ok(sent <= budget / 2, `late arrivals took ${sent} bytes of a ${budget / 2}-byte share`);
+    assert.ok(sent > budget / 2 - 31_000, `late arrivals took ${sent} bytes: less than the share allows`);
+  });
+});
+
+describe('mergeByCursor', () => {
+  it('stops both sources when it is stopped early, in either order', () => {
+    for (const descending of [false, true]) {
+      let closed = 0;
+      const source = (cursors: string[]) =>
+        (function* () {
+          try {
+            for (const cursor of cursors) yield { envelope: { cursor } };
+          } finally {
+            closed += 1;
+          }
+        })();
+      const order = (cursors: string[]) => (descending ? [...cursors].reverse() : cursors);
+      const merged = mergeByCursor(
+        order(['1', '3', '5']).map((cursor) => ({ envelope: { cursor } })),
+        source(order(['2', '4', '6'])),
+        descending,
+      );
+      const both = mergeByCursor(source(order(['1', '3', '5'])), source(order(['2', '4', '6'])), descending);
+      assert.deepEqual(
+        [...merged].map((m) => m.envelope.cursor),
+        order(['1', '2', '3', '4', '5', '6']),
+      );
+      closed = 0;
+      for (const message of both) {
+        assert.equal(message.envelope.cursor, descending ? '6' : '1');
+        break;
+      }
+      assert.equal(closed, 2, `descending ${descending}: both sources stopped`);
+    }
+  });
+});
