@@ -131,6 +131,19 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
       },
       async stop() {
         manager.stop();
+        // The drivers emit nothing more, but what they emitted may still be publishing (a frame in
+        // a middleware step, a plugin's queued payloads): waited for, so that the node's drain
+        // after this stop writes it before the mesh and the store stop (node.ts). Bounded by half
+        // of shutdown_grace_ms, which bounds the whole stop: the other half is left to the mesh's
+        // last gossip and the store's close. A source's publish cap would not do: it bounds one
+        // publish, not a burst queued behind it on a healthy store.
+        const waitMs = config.shutdown_grace_ms / 2;
+        if (!(await settlesWithin(manager.idle(), waitMs))) {
+          log.warn(
+            { waited_ms: waitMs },
+            'sources stopped with publishes still running: what the store has not taken when it closes is lost',
+          );
+        }
         scheduler.stop();
         stopRefreshing?.();
         byCluster?.close();
@@ -148,3 +161,14 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
 }
 
 export const createSourcesComponent: ComponentFactory = sourcesComponent();
+
+/** Whether `promise` settles within `ms` (its timer cleared either way). */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<false>((resolve) => (timer = setTimeout(resolve, ms, false)));
+  try {
+    return await Promise.race([promise.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

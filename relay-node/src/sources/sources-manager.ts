@@ -285,6 +285,11 @@ export function createSourcesManager(options: ManagerOptions) {
     has: (name: string) => runtimes.has(name),
     /** How many sources have a publish gate (the deleted ones' go once their publishes settled). */
     gates: () => gates.size,
+    /**
+     * Resolves once no publish of any source runs or waits in its gate (a deleted source's
+     * included). After `stop` nothing more is emitted, so it settles once the store answered them all.
+     */
+    idle: () => Promise.all([...gates.values()].map((gate) => gate.idle())).then(() => undefined),
     /** Load definitions without starting them (invalid ones are logged and skipped). */
     load(raws: readonly Record<string, unknown>[]) {
       for (const raw of raws) {
