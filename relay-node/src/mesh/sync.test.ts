@@ -125,6 +125,26 @@ describe('catch-up scheduling', () => {
     await sync.stop();
   });
 
+  it('retries no catch-up whose peer went away during it, so stop() leaves no timer behind', async () => {
+    const sync = make();
+    await sync.start();
+    const timers = () => process.getActiveResourcesInfo().filter((resource) => resource === 'Timeout').length;
+    const before = timers();
+    let answer!: () => void;
+    holdNext = new Promise<void>((r) => (answer = r));
+    failNext = true;
+    sync.peerUp('p1');
+    await settle();
+    sync.peerDown('p1');
+    answer(); // the catch-up fails after its peer left
+    await settle();
+    await sync.stop();
+    // Before, the failure set a 500 ms retry on the entry peerDown had dropped, out of stop()'s
+    // reach: a process embedding the relay stayed up to 30 s after stop().
+    assert.equal(timers(), before, 'a retry timer outlives stop()');
+    assert.equal(asked.length, 1);
+  });
+
   it('writes nothing to the data folder once stopped, though a catch-up ends after the stop', async () => {
     const sync = make();
     await sync.start();

@@ -195,12 +195,20 @@ export function createSync(options: SyncOptions) {
         if (kept) (state.progress ??= {})[peer] = kept;
         saveQuietly();
         if (stopped) break;
+        // The peer went away during the run (peerDown): its next connection catches up anew, and a
+        // retry timer on this entry could no longer be cleared, by peerDown or stop.
+        if (connected.get(peer) !== entry) {
+          log.warn({ err: error, peer }, 'catch-up failed; the peer is gone, so not retried');
+          continue;
+        }
         const delay = Math.min(30_000, 500 * 2 ** entry.attempts++);
         log.warn({ err: error, peer, retryInMs: delay }, 'catch-up failed; will retry');
         entry.retry = setTimeout(() => {
           queue.push(peer);
           drain();
         }, delay);
+        // Cleared by peerDown and stop; unref'd all the same: a retry holds no process open.
+        entry.retry.unref();
       } finally {
         current = undefined;
       }
