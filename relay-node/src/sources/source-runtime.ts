@@ -289,6 +289,13 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
     get active() {
       return active;
     },
+    /**
+     * What this runtime reports (its publishes' items and dead letters) is still its source's: false
+     * once the source was deleted and created anew, or its gate forgotten (the gate's epoch moved on).
+     */
+    get counting() {
+      return gate.epoch === epoch;
+    },
     /** Start pulling; first attempts are spread over the interval (at most 10 s) so a fleet does not align. */
     start() {
       if (active) return;

@@ -341,3 +341,89 @@ describe('sources component: publishes given up on, in /metrics', () => {
     }
   });
 });
+
+describe('sources component: a deleted source’s publish the store takes late', () => {
+  const upstream = createServer((_request, response) => {
+    response.setHeader('content-type', 'application/json');
+    // A dead letter (a ts a day ahead), published first, then an item.
+    response.end(JSON.stringify([{ id: 'ahead', ts: Date.now() + 86_400_000 }, { id: 'one' }]));
+  });
+  let dir: string;
+  let node: Awaited<ReturnType<typeof createRelayNode>> | undefined;
+  let release = () => {};
+  after(async () => {
+    release();
+    await node?.stop();
+    upstream.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('counts nothing for the source created anew under its name', async () => {
+    upstream.listen(0, '127.0.0.1');
+    await once(upstream, 'listening');
+    dir = await mkdtemp(join(tmpdir(), 'anode-sources-unit-'));
+    const flags = { port: '0', 'data-dir': dir, 'log-level': 'silent', 'admin-token': TOKEN };
+    let held = false;
+    node = await createRelayNode(loadConfig({ flags, env: {} }), createLogger('silent'), {
+      // A test double: the source's first append hangs until released (a store that stopped answering).
+      wrapStore: (inner) => ({
+        ...inner,
+        append(messages, options) {
+          if (held || !messages.some((m) => m.source === 'again')) return inner.append(messages, options);
+          held = true;
+          return new Promise((resolve) => (release = () => resolve(inner.append(messages, options))));
+        },
+      }),
+    });
+    const { url } = await node.start();
+    const admin = async (method: string, path: string, body?: unknown) => {
+      const response = await fetch(`${url}/v1/admin/sources${path}`, {
+        method,
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      return { status: response.status, body: (await response.json()) as { status?: Record<string, unknown> } };
+    };
+    const source = {
+      name: 'again',
+      kind: 'http',
+      url: `http://127.0.0.1:${(upstream.address() as { port: number }).port}/`,
+      interval_ms: 50,
+      timeout_ms: 100, // a publish is given up on at 1 s
+      backoff_max_ms: 50,
+      topic: 't.again',
+      items_path: '$[*]',
+      id_path: '$.id',
+      ts_path: '$.ts',
+    };
+    assert.equal((await admin('POST', '', source)).status, 201);
+    await waitFor('the publish given up on', async () =>
+      (await admin('GET', '/again')).body.status?.abandoned_publishes === 1 ? true : undefined,
+    );
+    assert.equal((await admin('DELETE', '/again')).status, 200);
+    assert.equal((await admin('POST', '', { ...source, paused: true })).status, 201);
+    release(); // the store takes the deleted source's publish: its dead letter, then its item
+    await waitFor('the publish done', async () =>
+      (await admin('GET', '/again')).body.status?.publish_stuck === false ? true : undefined,
+    );
+    const text = await (await fetch(`${url}/metrics`)).text();
+    const read = (series: string) =>
+      Number(
+        text
+          .split('\n')
+          .find((line) => line.startsWith(`${series} `))
+          ?.split(' ')[1] ?? 0,
+      );
+    assert.equal(
+      read('anode_messages_published_total{via="source"}'),
+      2,
+      'the store took the dead letter and the item',
+    );
+    // Before, both counted for the source created anew, whose series start at zero: 1 and 1.
+    const counted = {
+      items: read('anode_source_items_total{source="again"}'),
+      deadLetters: read('anode_source_dead_letters_total{source="again"}'),
+    };
+    assert.deepEqual(counted, { items: 0, deadLetters: 0 });
+  });
+});

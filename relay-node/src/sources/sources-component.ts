@@ -12,6 +12,7 @@ import { createSourcesManager } from './sources-manager.ts';
 import { mountAdminRoutes } from './admin-routes.ts';
 import { createReservedNames } from './reserved-names.ts';
 import type { SourceKind } from './source-kind.ts';
+import type { SourceRuntime } from './source-runtime.ts';
 
 export interface SourcesComponentOptions {
   /** Who pulls which source (default: rendezvous hashing over the cluster's live members). */
@@ -53,6 +54,10 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
     const stopRefreshing = byCluster && reservedNames.onChange(byCluster.refresh);
     const ownership = options.ownership?.(context) ?? (byCluster as Ownership);
 
+    // What a runtime's publishes meet once its source was deleted counts nowhere: its series were
+    // removed, and a source created anew under the name counts from zero (the epoch check that
+    // io.lost and the gate's give-ups make too).
+    const counts = (runtime: SourceRuntime) => manager.has(runtime.definition.name) && runtime.counting;
     // Read at scrape time only, after `manager` exists.
     const metrics = createSourceMetrics(context.metrics.registry, () => ({
       runtimes: manager.runtimes(),
@@ -68,7 +73,7 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
       maxMessageBytes: config.max_message_bytes,
       log,
       onDeadLetter(runtime, reason) {
-        if (manager.has(runtime.definition.name)) metrics.deadLetters.inc({ source: runtime.definition.name });
+        if (counts(runtime)) metrics.deadLetters.inc({ source: runtime.definition.name });
         log.warn({ source: runtime.definition.name, reason }, 'message sent to dead-letter topic');
       },
     });
@@ -94,15 +99,14 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
             await ingest(runtime, payload);
           } finally {
             // Also when a later chunk failed: the retry finds the earlier chunks' items stored, not
-            // new, so they count now or never. A source deleted while this poll was publishing has
-            // had its series removed: not again.
-            if (manager.has(runtime.definition.name)) {
+            // new, so they count now or never.
+            if (counts(runtime)) {
               metrics.items.inc({ source: runtime.definition.name }, runtime.health.items - before);
             }
           }
         },
         onError(runtime) {
-          if (manager.has(runtime.definition.name)) metrics.errors.inc({ source: runtime.definition.name });
+          if (counts(runtime)) metrics.errors.inc({ source: runtime.definition.name });
         },
         // Also a stopped runtime's: the publish is the source's, pending in (or lost to) this node's store.
         onGiveUp(runtime, stage, count) {
