@@ -127,6 +127,8 @@ describe('edge history on workerd: pages bounded by bytes (no relay)', () => {
 describe('edge history on workerd linked: the relay’s pages and the edge’s own publishes', () => {
   const LINK_SECRET = 'unit-test-link-secret-0123';
   const elsewhere: Envelope[] = [];
+  /** Topics whose next page the relay answers with one message and `next` (it found more just after reading). */
+  const shortOnce = new Set<string>();
   let relay: Awaited<ReturnType<typeof startStandInRelay>>;
   let edge: EdgeRuntime;
   before(async () => {
@@ -136,13 +138,14 @@ describe('edge history on workerd linked: the relay’s pages and the edge’s o
       onFrame(frame, link) {
         if (frame.op !== 'history') return;
         const { after = '0', limit = 100 } = frame as LinkFrame & { limit?: number };
-        const newer = elsewhere.filter((m) => m.cursor > after);
-        const messages = newer.slice(0, limit);
+        const newer = elsewhere.filter((m) => m.topic === link.topic && m.cursor > after);
+        const short = shortOnce.delete(link.topic);
+        const messages = newer.slice(0, short ? 1 : limit);
         link.send({
           op: 'history',
           ref: frame.ref,
           messages,
-          next: newer.length > limit ? messages.at(-1)?.cursor : null,
+          next: newer.length > messages.length ? messages.at(-1)?.cursor : null,
         });
       },
     });
@@ -174,6 +177,31 @@ describe('edge history on workerd linked: the relay’s pages and the edge’s o
       query = `after=${page.next}&limit=2`;
     }
     assert.deepEqual(seen, ['held', 'm1', 'm2', 'm3']);
+    socket.close();
+  });
+
+  it('asks on past a short relay page with `next`, so one page holds what it can: the edge’s own publishes too', async () => {
+    // A CI run: 4 messages posted to a linked edge, then one GET: the relay had stored the first
+    // when it read its page, found the others just after (`next` set), and the edge, merging its
+    // own up to `next` only, answered 1 message of the 4 it had acked.
+    const topic = 'merge.short';
+    const socket = await openSocket(`${edge.wsUrl}/v1/ws`);
+    socket.send({ op: 'sub', topic, ref: 's' });
+    await socket.next((f) => f.op === 'subscribed');
+    const ms = Date.now() - 1_000;
+    for (const [i, data] of ['r1', 'r2', 'r3'].entries()) {
+      const cursor = `${(ms + i).toString(16).padStart(12, '0')}0000-relay2`;
+      elsewhere.push({ id: `${data}${'0'.repeat(20)}`, topic, cursor, source: 'feed', ts: ms, data });
+    }
+    await post(edge, topic, [{ data: 'held1' }, { data: 'held2' }]); // acked here, above the relay's
+    shortOnce.add(topic);
+    const page = await getPage(edge, topic, 'limit=100');
+    assert.deepEqual(
+      page.messages.map((m) => m.data),
+      ['r1', 'r2', 'r3', 'held1', 'held2'],
+    );
+    assert.equal(page.next, null);
+    assert.equal(shortOnce.has(topic), false, 'the relay was asked');
     socket.close();
   });
 });
