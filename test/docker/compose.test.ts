@@ -20,6 +20,7 @@ import { createClient } from '@anode/client';
 import type { Envelope } from '@anode/shared';
 import { history } from '../helpers/relay.ts';
 import { type Collector, meshStatus, publish, waitFor } from '../helpers/mesh.ts';
+import { exitGraceAtLeast } from '../tools/exit-watchdog.ts';
 import { buildBaseImages } from './base-images.ts';
 import {
   buildRelayImage,
@@ -129,6 +130,8 @@ after(
   // Removing the images takes over a minute on a loaded machine.
   { timeout: 10 * MINUTE },
 );
+// The exit watchdog (npm test) counts this file's top-level hook in its grace.
+exitGraceAtLeast(11 * MINUTE);
 
 describe('docker image', { timeout: 5 * MINUTE }, () => {
   it('runs as the node user, with every setting from ANODE_* variables, and answers its healthcheck', async () => {

@@ -36,6 +36,22 @@ describe('the test runner’s exit watchdog', () => {
     assert.match(output, /leaks\.test\.mjs: still running 0\.3 s after its last test; open: .*Timeout/);
   });
 
+  it('lets a file whose top-level after hook takes longer pass when it says so (exitGraceAtLeast)', async () => {
+    const watchdog = join(ROOT, 'test/tools/exit-watchdog.ts');
+    const slow = "after(() => new Promise((resolve) => setTimeout(resolve, 1_000)));\nit('passes', () => {});";
+    const { code: without, output: failed } = await runFile(
+      'slow.test.mjs',
+      `import { after } from 'node:test';\n${slow}`,
+    );
+    assert.notEqual(without, 0, 'the grace counts the file’s own top-level hooks');
+    assert.match(failed, /still running 0\.3 s after its last test/);
+    const { code, output } = await runFile(
+      'slow-said.test.mjs',
+      `import { after } from 'node:test';\nimport { exitGraceAtLeast } from '${watchdog}';\nexitGraceAtLeast(10_000);\n${slow}`,
+    );
+    assert.equal(code, 0, output);
+  });
+
   it('lets a file that closes what it opens pass', async () => {
     const { code, output } = await runFile(
       'clean.test.mjs',
