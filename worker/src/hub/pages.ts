@@ -22,7 +22,7 @@ export function* mergeByCursor<T extends { envelope: { cursor: string } }>(
   a: Iterable<T>,
   b: Iterable<T>,
   descending = false,
-) {
+): Generator<T> {
   const left = a[Symbol.iterator]();
   const right = b[Symbol.iterator]();
   const order = (x: T, y: T) => (descending ? -1 : 1) * compareCursors(x.envelope.cursor, y.envelope.cursor);

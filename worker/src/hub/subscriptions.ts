@@ -41,8 +41,12 @@ type Budget = {
   lateLeft: number;
   after: string;
   lateSkipped: Set<string>;
-  /** This object's late arrivals past the share, left unread (counted, not read, for the warning). */
-  lateUnread: number;
+  /**
+   * Late arrivals past the share left unread (counted, not read, for the warning): this object's,
+   * as of the last choice (a resume from the relay's history chooses twice, over the same rows),
+   * and the relay's held ones the choice did not reach.
+   */
+  lateUnread: { own: number; relay: number };
   progressed: boolean;
 };
 
@@ -58,7 +62,7 @@ export function createSubscriptions(
     lateLeft: Math.floor(core.config.MAX_SEND_BUFFER_BYTES * LATE_SHARE),
     after,
     lateSkipped: new Set(),
-    lateUnread: 0,
+    lateUnread: { own: 0, relay: 0 },
     progressed: false,
   });
 
@@ -104,21 +108,21 @@ export function createSubscriptions(
    */
   const lateWithin = (
     budget: Budget,
-    relays: Iterable<StoredMessage>,
+    relays: StoredMessage[],
     own: ReturnType<HubCore['store']['lateFor']>,
     skip?: Set<string>,
   ): StoredMessage[] => {
     const seen = new Set<string>();
     const chosen: StoredMessage[] = [];
     let bytes = 0;
-    let ownRead = 0;
-    const ownCounted = (function* () {
-      for (const message of own.newestFirst) {
-        ownRead += 1;
-        yield message;
-      }
-    })();
-    for (const message of mergeByCursor(relays, ownCounted, true)) {
+    // Counted as the choice takes them (not as the merge reads ahead): what it never took is unread.
+    const taken = { own: 0, relay: 0 };
+    type Tagged = { envelope: Envelope; message: StoredMessage; from: 'own' | 'relay' };
+    function* tagged(messages: Iterable<StoredMessage>, from: Tagged['from']): Generator<Tagged> {
+      for (const message of messages) yield { envelope: message.envelope, message, from };
+    }
+    for (const { message, from } of mergeByCursor(tagged(relays, 'relay'), tagged(own.newestFirst, 'own'), true)) {
+      taken[from] += 1;
       const { id } = message.envelope;
       if (seen.has(id) || skip?.has(id)) continue;
       seen.add(id);
@@ -130,7 +134,8 @@ export function createSubscriptions(
       bytes += size;
       chosen.push(message);
     }
-    budget.lateUnread += own.count - ownRead;
+    budget.lateUnread.own = own.count - taken.own;
+    if (relays.length > 0) budget.lateUnread.relay = relays.length - taken.relay;
     return chosen.reverse();
   };
 
@@ -146,12 +151,13 @@ export function createSubscriptions(
 
   const goLive = (ws: WebSocket, gen: number, cursor: string, ref: string | undefined, budget?: Budget) => {
     if (clients.state(ws).gen !== gen) return;
-    if (budget && budget.lateSkipped.size + budget.lateUnread > 0) {
+    const unread = budget ? budget.lateUnread.own + budget.lateUnread.relay : 0;
+    if (budget && budget.lateSkipped.size + unread > 0) {
       console.warn(
         JSON.stringify({
           msg: 'edge: a resume skipped late arrivals past their share of the send buffer (MAX_SEND_BUFFER_BYTES)',
           topic: core.topic,
-          skipped: budget.lateSkipped.size + budget.lateUnread,
+          skipped: budget.lateSkipped.size + unread,
         }),
       );
     }
