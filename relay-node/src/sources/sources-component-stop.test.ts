@@ -108,8 +108,8 @@ describe('sources component: a stop waits for the publishes in flight', () => {
     assert.deepEqual(storedAtStop, ['t.feed']);
   });
 
-  it('waits at most half of shutdown_grace_ms for a publish that does not end', async () => {
-    const { component, step, hub } = await setUp(400);
+  it('waits at most a quarter of shutdown_grace_ms for a publish that does not end', async () => {
+    const { component, step, hub } = await setUp(800);
     const started = Date.now();
     await component.stop();
     const waited = Date.now() - started;

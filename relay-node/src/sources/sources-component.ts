@@ -137,11 +137,12 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
         manager.stop();
         // The drivers emit nothing more, but what they emitted may still be publishing (a frame in
         // a middleware step, a plugin's queued payloads): waited for, so that the node's drain
-        // after this stop writes it before the mesh and the store stop (node.ts). Bounded by half
-        // of shutdown_grace_ms, which bounds the whole stop: the other half is left to the mesh's
-        // last gossip and the store's close. A source's publish cap would not do: it bounds one
-        // publish, not a burst queued behind it on a healthy store.
-        const waitMs = config.shutdown_grace_ms / 2;
+        // after this stop writes it before the mesh and the store stop (node.ts). Bounded by a
+        // quarter of shutdown_grace_ms, which bounds the whole stop: the store's close may take
+        // half (a Cassandra store's closeTimeoutMs), the drains and the mesh's last gossip the
+        // rest. A source's publish cap would not do: it bounds one publish, not a burst queued
+        // behind it on a healthy store.
+        const waitMs = config.shutdown_grace_ms / 4;
         if (!(await settlesWithin(manager.idle(), waitMs))) {
           log.warn(
             { waited_ms: waitMs },
