@@ -173,6 +173,24 @@ describe('the warning of late arrivals skipped past their share', () => {
   });
 });
 
+describe('the warning of late arrivals skipped past their share, when none was', () => {
+  it('stays quiet when the relay and this object hold the same late arrivals and all fit', async (t) => {
+    // The relay and the object both heard these (the relay's `late` answer holds them too): each
+    // is sent once, and the object's copy is not taken for one left unread.
+    const { store, late, after } = topicWithLateArrivals(5, 'x'.repeat(1_000));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    store.meta.set('floor', createHybridClock('relay1').next());
+    const warnings: string[] = [];
+    t.mock.method(console, 'warn', (line: string) => void warnings.push(line));
+    const { messages } = await resume(store, after, 1_000_000, { late }).settled();
+    assert.deepEqual(
+      messages.map((message) => message.id),
+      late.map((envelope) => envelope.id),
+    );
+    assert.deepEqual(warnings, []);
+  });
+});
+
 describe('mergeByCursor', () => {
   it('stops both sources when it is stopped early, in either order', () => {
     for (const descending of [false, true]) {
