@@ -25,7 +25,7 @@ import {
   UnavailableError,
   validateEnvelope,
 } from '@anode/shared';
-import type { Logger } from '../logger.ts';
+import { type Logger, throttledWarning } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { morePast, pageAndMark } from '../storage/merge-page.ts';
 import { createLateArrivals } from './late-arrivals.ts';
@@ -214,6 +214,10 @@ export function createHub(options: HubOptions) {
     return child;
   };
   const remoteLimits = () => ({ ...limits, now: Date.now(), tsAheadMs: REMOTE_TS_AHEAD_MS });
+  // A line per refused envelope let one mesh member grow every relay's log without bound (a
+  // batch of oversized or malformed envelopes that passes gossip's own checks): the first at
+  // once, then one every 10 s with how many came since; each is counted in anode_errors_total.
+  const refusedRemote = throttledWarning(options.log, 'envelope from elsewhere refused');
 
   // The newest cursor this node has delivered in any topic. Lateness is judged against it, not
   // against the message's own topic: a pattern subscriber resumes from the last cursor it got in
@@ -464,7 +468,7 @@ export function createHub(options: HubOptions) {
         else if (throwFirst) throw checked.error;
         else {
           metrics.errors.inc({ code: checked.error.code });
-          options.log.warn({ reason: checked.reason }, 'envelope from elsewhere refused');
+          refusedRemote({ code: checked.error.code, reason: checked.reason });
         }
       }
       return valid;
