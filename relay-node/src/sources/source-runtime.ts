@@ -34,8 +34,50 @@ export interface RuntimeDeps {
    * does not ingest those items again (default: a window of its own).
    */
   seen?: SeenIds;
+  /**
+   * What the source has done so far (its counters, last error and success, newest item, rate), kept
+   * by the manager across the runtimes an update or a pause makes, as its metric series are; a
+   * source deleted and created anew gets a new one (default: a record of its own).
+   */
+  record?: SourceRecord;
   now?: () => number;
   random?: () => number;
+}
+
+/** A source's health: what it did so far, and how its current definition fares (`failures`, `slow`, `lagMs`). */
+export interface SourceHealth {
+  lastSuccessAt: number | undefined;
+  lastError: { message: string; at: number; sample?: string } | undefined;
+  /** How late the last attempt started after it was due. */
+  lagMs: number;
+  newestTs: number | undefined;
+  failures: number;
+  /** The last attempt waited on upstream over half its timeout. */
+  slow: boolean;
+  items: number;
+  deadLetters: number;
+  errors: number;
+}
+
+/** See RuntimeDeps.record. */
+export interface SourceRecord {
+  health: SourceHealth;
+  rate: ReturnType<typeof createRate>;
+}
+
+export function createSourceRecord(now: () => number = Date.now): SourceRecord {
+  const health: SourceHealth = {
+    lastSuccessAt: undefined,
+    lastError: undefined,
+    lagMs: 0,
+    newestTs: undefined,
+    failures: 0,
+    slow: false,
+    items: 0,
+    deadLetters: 0,
+    errors: 0,
+  };
+  return { health, rate: createRate(now) };
 }
 
 /** A stream connection that stays up this long is healthy: its source's failures start again from zero. */
@@ -57,25 +99,19 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
   const now = deps.now ?? Date.now;
   const random = deps.random ?? Math.random;
   const log = deps.log.child({ source: definition.name });
-  const rate = createRate(now);
   let driver: SourceDriver | undefined;
   let active = false;
   let generation = 0;
   let attempting = false;
   let state: SourceState = definition.paused ? 'paused' : 'starting';
   let holding: ReturnType<typeof setTimeout> | undefined;
-  const health = {
-    lastSuccessAt: undefined as number | undefined,
-    lastError: undefined as { message: string; at: number; sample?: string } | undefined,
-    lagMs: 0,
-    newestTs: undefined as number | undefined,
-    failures: 0,
-    /** The last attempt waited on upstream over half its timeout. */
-    slow: false,
-    items: 0,
-    deadLetters: 0,
-    errors: 0,
-  };
+  // Kept across an update or a pause (deps.record), so the status counts as the metric series do
+  // (before, each new runtime started them at zero, and a paused source no longer said why it had
+  // failed); the new definition is tried afresh: its back-off starts again from the first step.
+  const { health, rate } = deps.record ?? createSourceRecord(now);
+  health.failures = 0;
+  health.slow = false;
+  health.lagMs = 0;
   // The source's dedup window, oldest forgotten first (a ring: evicting a Set's first value
   // walks every slot V8 left behind by earlier deletes, ~28 µs an item at 100,000).
   const seen = deps.seen ?? new SeenIds(definition.dedup_window);

@@ -436,6 +436,46 @@ describe('sources manager: a source’s publishes across its runtimes', () => {
     assert.equal(after.publish_stuck, false);
   });
 
+  it('keeps its counters, last error and last success across a pause, a resume and an update', async () => {
+    const manager = await owning(
+      async (n, io) => {
+        if (n > 1) throw new Error('upstream down (test double)');
+        await io.emit(['first']);
+      },
+      async (runtime) => {
+        runtime.recordItems(1, Date.now());
+        runtime.recordDeadLetter();
+      },
+    );
+    await manager.create(raw);
+    for (let i = 0; i < 100 && manager.get('s').status.errors < 2; i++) await sleep(20);
+    const before = manager.get('s').status;
+    assert.ok(before.errors >= 2, `${before.errors} errors`);
+    for (const change of [
+      () => manager.setPaused('s', true),
+      () => manager.setPaused('s', false),
+      () => manager.update('s', { interval_ms: 60_000 }, true),
+    ]) {
+      await change();
+      const { status } = manager.get('s');
+      // Before, each change made a runtime with a health of its own: the status said 0 errors, 0
+      // items, no last error, while anode_source_errors_total and the items' series went on.
+      assert.ok(status.errors >= before.errors, `${status.errors} errors after a change, ${before.errors} before`);
+      assert.equal(status.items, 1);
+      assert.equal(status.dead_letters, 1);
+      assert.equal(status.last_error?.message, 'upstream down (test double)');
+      assert.equal(status.last_success_at, before.last_success_at);
+      assert.notEqual(status.data_lag_ms, null);
+      // The new definition is tried afresh: its back-off starts again from the first step.
+      assert.equal(status.consecutive_failures, 0);
+    }
+    await manager.remove('s');
+    await manager.create(raw);
+    const anew = manager.get('s').status;
+    assert.equal(anew.errors + anew.items + anew.dead_letters, 0, 'a source created anew counts from zero');
+    assert.equal(anew.last_error, null);
+  });
+
   it('drops the gate of a source deleted with no publish running', async () => {
     const { manager } = await node('nodea', { now: Date.now() });
     await manager.create(source('idle'));

@@ -7,7 +7,13 @@ import type { Step } from './plugin-api.ts';
 import { createPublishGate, type PublishGate } from './publish-gate.ts';
 import type { Scheduler } from './scheduler.ts';
 import type { SourceKind } from './source-kind.ts';
-import { createSourceRuntime, type RuntimeDeps, type SourceRuntime } from './source-runtime.ts';
+import {
+  createSourceRecord,
+  createSourceRuntime,
+  type RuntimeDeps,
+  type SourceRecord,
+  type SourceRuntime,
+} from './source-runtime.ts';
 import { type createSourceStore, type SourceChanges, versionTime } from './source-store.ts';
 
 export class SourceNotFoundError extends Error {
@@ -30,7 +36,7 @@ export interface ManagerOptions {
   /** The version of the next admin change (see SourceChanges). */
   version: () => string;
   log: Logger;
-  deps: Omit<RuntimeDeps, 'scheduler' | 'log' | 'gate'>;
+  deps: Omit<RuntimeDeps, 'scheduler' | 'log' | 'gate' | 'record'>;
   /** A source was deleted (here or on another node), not merely stopped or replaced. */
   onDeleted?(name: string): void;
   /** How long a tombstone is kept (default TOMBSTONE_TTL_MS). */
@@ -71,6 +77,14 @@ export function createSourcesManager(options: ManagerOptions) {
       }
     });
   };
+  // One record per source (counters, last error, last success), kept across its runtimes as its
+  // metric series are; a deleted source's goes with it, so one created anew counts from zero.
+  const records = new Map<string, SourceRecord>();
+  const recordOf = (name: string) => {
+    let record = records.get(name);
+    if (!record) records.set(name, (record = createSourceRecord(options.deps.now)));
+    return record;
+  };
   let running = false;
 
   const validate = (raw: unknown) => {
@@ -103,6 +117,7 @@ export function createSourcesManager(options: ManagerOptions) {
       scheduler: options.scheduler,
       log: options.log,
       gate: gateOf(def.name),
+      record: recordOf(def.name),
       ...(sameWindow ? { seen: previous?.seen } : {}),
     });
     if (!sameWindow) for (const id of previous?.seen.ids() ?? []) runtime.seen.add(id);
@@ -203,6 +218,7 @@ export function createSourcesManager(options: ManagerOptions) {
       runtimes.get(name)?.stop();
       runtimes.delete(name);
       raws.delete(name);
+      records.delete(name);
       forgetGate(name);
       options.onDeleted?.(name);
       return;
@@ -338,6 +354,7 @@ export function createSourcesManager(options: ManagerOptions) {
       runtimes.get(name)?.stop(); // and any installed while the delete was written
       runtimes.delete(name);
       raws.delete(name);
+      records.delete(name);
       forgetGate(name);
       options.onDeleted?.(name);
     },
