@@ -671,7 +671,13 @@ export class AnodeClient extends Emitter<ClientEvents> {
 
   #onMessage(frame: Extract<ServerFrame, { op: 'msg' }>): void {
     const { op: _op, ...message } = frame;
-    const targets = [...this.#subs.values()].filter((s) => s.active && matches(s.topic, message.topic));
+    // A subscription waiting to try its resume again (the node refused it for now) is not
+    // subscribed at the node: a message another subscription brings is not from its stream.
+    // Taken as its own, it came ahead of the ones it missed and moved its cursor past them, so the
+    // retry skipped them (a gap). Its resume brings it everything after its cursor, in order.
+    const targets = [...this.#subs.values()].filter(
+      (s) => s.active && s.retry === undefined && matches(s.topic, message.topic),
+    );
     for (const state of targets) {
       // A `msg` does not say which subscription it is for. One that another subscription matches
       // too, arriving while this one replays (its `sub` unanswered), may be the other's live or

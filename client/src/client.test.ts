@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { UnavailableError } from '../../shared/src/errors.ts';
+import type { MessageStore } from '../../shared/src/ports/message-store.ts';
+import { createClient } from './client.ts';
+
+/**
+ * The real relay, in this process. Imported by a path the type checker does not follow: the
+ * client is type-checked without Node's types (it must run in browsers), and the relay needs them.
+ */
+interface RelayHelpers {
+  tempDir(): Promise<string>;
+  startRelay(
+    flags?: Record<string, string>,
+    options?: { dataDir?: string; wrapStore?: (store: MessageStore) => MessageStore },
+  ): Promise<{ url: string; wsUrl: string; stop(): Promise<void> }>;
+}
+const relayHelpers = '../../test/helpers/relay.ts';
+const { startRelay, tempDir } = (await import(relayHelpers)) as RelayHelpers;
+
+async function until(ok: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+test('a subscription whose resume the node refused for now misses nothing another subscription brought meanwhile', async () => {
+  const dataDir = await tempDir();
+  let relay = await startRelay({}, { dataDir });
+  const port = new URL(relay.url).port;
+  const client = createClient({ url: relay.wsUrl, reconnect: { initialDelayMs: 50, maxDelayMs: 200 } });
+  client.on('error', () => {}); // the refusals; asserted on by the e2e suite
+  let other: ReturnType<typeof createClient> | undefined;
+  try {
+    const pattern: unknown[] = [];
+    const topic: unknown[] = [];
+    const p = client.subscribe('rr.>', (m) => pattern.push(m.data));
+    const a = client.subscribe('rr.a', (m) => topic.push(m.data));
+    await Promise.all([p.ready, a.ready]);
+    await client.publish('rr.a', 'a1');
+    await until(() => pattern.length === 1 && topic.length === 1, 'a1 at both subscriptions');
+    await relay.stop();
+
+    // Fault-injection test double: the restarted relay cannot list its topics, so it refuses the
+    // pattern's resume as `unavailable` while the topic's resume (one topic's history) goes on.
+    let down = true;
+    let refusals = 0;
+    const topicsDown = (store: MessageStore): MessageStore => ({
+      ...store,
+      topics: async () => {
+        if (!down) return store.topics();
+        refusals += 1;
+        throw new UnavailableError('cannot list topics (test double)');
+      },
+    });
+    relay = await startRelay({ port }, { dataDir, wrapStore: topicsDown });
+    await until(() => refusals > 0 && client.connected, "the pattern's resume refused");
+    other = createClient({ url: relay.wsUrl });
+    await other.publish('rr.b', 'b2'); // only the pattern matches: it comes with the pattern's resume
+    await other.publish('rr.a', 'a3'); // both match: it comes live through the topic's subscription
+    await until(() => topic.length === 2, 'a3 at the topic');
+    down = false;
+    await until(() => pattern.length === 3, `the pattern's missed messages (has ${JSON.stringify(pattern)})`, 5_000);
+    assert.deepEqual(pattern, ['a1', 'b2', 'a3'], 'all of them, in order');
+    assert.deepEqual(topic, ['a1', 'a3']);
+  } finally {
+    await other?.close();
+    await client.close();
+    await relay.stop();
+  }
+});
