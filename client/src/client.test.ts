@@ -71,3 +71,24 @@ test('a subscription whose resume the node refused for now misses nothing anothe
     await relay.stop();
   }
 });
+
+test('reconnect options given as undefined take their defaults instead of redialling without a pause', async () => {
+  const relay = await startRelay();
+  await relay.stop(); // the port is free now: connections are refused
+  // As a caller passes settings through: `{ maxDelayMs: settings.maxDelayMs }`, none set.
+  const client = createClient({ url: relay.url, reconnect: { initialDelayMs: undefined, maxDelayMs: undefined } });
+  client.on('error', () => {});
+  const delays: number[] = [];
+  client.on('reconnecting', ({ delayMs }) => delays.push(delayMs));
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    // The defaults (250 ms growing to 10 s): at most 4 attempts in a second, each after at least 125 ms.
+    assert.ok(delays.length <= 4, `${delays.length} reconnects in a second`);
+    assert.ok(
+      delays.every((ms) => ms >= 125 && ms <= 10_000),
+      `delays ${delays.slice(0, 10).join(', ')}`,
+    );
+  } finally {
+    await client.close();
+  }
+});

@@ -29,7 +29,7 @@ export interface ClientOptions {
   token?: string | (() => string | Promise<string>);
   /** A WebSocket class: the runtime's by default; on Node 20, `ws`'s (or run Node with --experimental-websocket). */
   WebSocket?: new (url: string) => WebSocket;
-  /** Reconnect backoff; `false` to never reconnect. */
+  /** Reconnect backoff (250 ms growing to 10 s; a field left out or undefined keeps that); `false` for none. */
   reconnect?: Partial<BackoffOptions> | false;
   /** How many recent message ids to remember for dropping duplicates. */
   dedupWindow?: number;
@@ -195,8 +195,10 @@ export class AnodeClient extends Emitter<ClientEvents> {
       };
     });
     this.ready.catch(() => {}); // surfaced through `error` events too; avoid unhandled rejections
-    this.#backoff =
-      options.reconnect === false ? false : { initialDelayMs: 250, maxDelayMs: 10_000, ...(options.reconnect ?? {}) };
+    // Defaults by destructuring, not by spreading: an option given as `undefined` (a setting passed
+    // through, not set) overrode its default, and a `maxDelayMs` of undefined redialled without a pause.
+    const { initialDelayMs = 250, maxDelayMs = 10_000 } = options.reconnect || {};
+    this.#backoff = options.reconnect === false ? false : { initialDelayMs, maxDelayMs };
     this.#handed = new RecentMap(options.dedupWindow ?? 10_000);
     void this.#connect();
   }
