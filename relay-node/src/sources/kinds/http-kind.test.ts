@@ -92,3 +92,44 @@ describe('http source: redirects', () => {
     assert.equal(six.seen.length, 6);
   });
 });
+
+describe('http source: the bytes of an answer', () => {
+  const servers: { close(): Promise<void> }[] = [];
+  after(() => Promise.all(servers.map((s) => s.close())));
+
+  /** A server answering every request with `body`, as `content-type`. */
+  async function answering(body: Buffer, contentType: string) {
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': contentType });
+      res.end(body);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const close = () => new Promise<void>((r) => server.close(() => r()));
+    servers.push({ close });
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  }
+
+  it('reads an answer that is not UTF-8 in the charset its Content-Type names', async () => {
+    const url = await answering(Buffer.from('{"name":"café"}', 'latin1'), 'application/json; charset=ISO-8859-1');
+    // Before, the bytes were read as UTF-8 and the é published as U+FFFD.
+    assert.deepEqual(await poll({ url }), [{ name: 'café' }]);
+  });
+
+  it('reads UTF-8 as UTF-8 whatever charset is named, and drops a leading byte order mark', async () => {
+    const url = await answering(
+      Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"name":"café"}')]),
+      'application/json; charset=iso-8859-1',
+    );
+    // Before, the byte order mark made the answer invalid JSON: the poll failed every time.
+    assert.deepEqual(await poll({ url }), [{ name: 'café' }]);
+  });
+
+  it('fails a poll whose answer is not valid UTF-8 and names no other charset, instead of repairing it', async () => {
+    const url = await answering(Buffer.from('{"name":"café"}', 'latin1'), 'application/json');
+    await assert.rejects(poll({ url }), (error: Error & { sample?: string }) => {
+      assert.match(error.message, /not valid UTF-8/);
+      assert.match(error.sample ?? '', /caf/);
+      return true;
+    });
+  });
+});

@@ -5,6 +5,16 @@ export class AnswerTooLargeError extends Error {
   override name = 'AnswerTooLargeError';
 }
 
+/** An answer whose bytes are not text in its charset; its first characters are kept apart, for the admin's eyes only. */
+export class AnswerEncodingError extends Error {
+  override name = 'AnswerEncodingError';
+  readonly sample: string;
+  constructor(message: string, sample: string) {
+    super(message);
+    this.sample = sample;
+  }
+}
+
 /**
  * The body of `response` as text, read as a stream and abandoned as soon as it passes
  * `maxBytes` (a `Content-Length` above it is refused before reading), so an upstream that answers
@@ -24,5 +34,43 @@ export async function readCapped(response: Response, maxBytes: number, shownUrl:
     await reader.cancel();
     throw tooLarge();
   }
-  return bytes.toString('utf8');
+  return decodeAnswer(bytes, response.headers.get('content-type'), shownUrl);
+}
+
+/**
+ * An answer's bytes as text: UTF-8 (JSON's encoding; a leading byte order mark dropped, as a
+ * client's publish body's is), else the charset its `Content-Type` names (a legacy API's
+ * `iso-8859-1`), else refused. Bytes are never repaired: read with U+FFFD in place of what does not
+ * decode, a Latin-1 `é` would be published changed, with no error anywhere.
+ */
+export function decodeAnswer(bytes: Uint8Array, contentType: string | null, shownUrl: string): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    // not UTF-8: the charset named, if any
+  }
+  const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType ?? '')?.[1];
+  const decoder = charset === undefined ? undefined : decoderOf(charset);
+  if (decoder && decoder.encoding !== 'utf-8') {
+    try {
+      return decoder.decode(bytes);
+    } catch {
+      // not that charset either
+    }
+  }
+  const sample = new TextDecoder().decode(bytes.subarray(0, 80));
+  throw new AnswerEncodingError(
+    `answer from ${shownUrl} is not valid UTF-8` +
+      (charset === undefined ? '' : ` nor ${decoder ? decoder.encoding : `a charset known here (${charset})`}`),
+    sample,
+  );
+}
+
+/** A strict decoder of `charset`, or undefined for one this runtime does not know. */
+function decoderOf(charset: string) {
+  try {
+    return new TextDecoder(charset, { fatal: true });
+  } catch {
+    return undefined;
+  }
 }

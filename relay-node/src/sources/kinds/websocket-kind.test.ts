@@ -278,6 +278,26 @@ describe('websocket source: drops after the connection opened', () => {
     assert.equal(status.state, 'connected');
   });
 
+  it('counts a binary frame that is not valid UTF-8 as a bad payload, instead of publishing it repaired', async () => {
+    const latin1 = Buffer.from('{"name":"café"}', 'latin1');
+    const good = Buffer.from('{"name":"ok"}');
+    const upstream = await rawUpstream(() =>
+      Buffer.concat([Buffer.from([0x82, latin1.length]), latin1, Buffer.from([0x81, good.length]), good]),
+    );
+    cleanups.push(() => upstream.close());
+    const s = streamSource(upstream.url, { backoff_min_ms: 50, heartbeat_ms: 60_000 });
+    cleanups.push(() => s.stop());
+    await waitFor('the good frame', () => s.payloads() >= 1);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    // Before, the binary frame was read as UTF-8 with U+FFFD for the é, and published so.
+    assert.equal(s.payloads(), 1);
+    const status = s.runtime.status();
+    assert.match(status.last_error?.message ?? '', /not valid UTF-8/);
+    assert.equal(status.errors, 1);
+    assert.equal(status.state, 'connected');
+    assert.equal(upstream.connects(), 1, 'the connection stays');
+  });
+
   it('backs off further each time upstream accepts and closes at once, and forgives once a connection holds', async () => {
     const FLAPS = 5;
     const connectedAt: number[] = [];

@@ -24,6 +24,9 @@ const shape = {
 };
 type WebSocketDefinition = z.infer<z.ZodObject<typeof shape>>;
 
+/** Decodes UTF-8, throwing on bytes that are not (a leading byte order mark dropped). */
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
 /**
  * Holds a WebSocket to an upstream feed. Each text frame is one JSON payload; a frame that is
  * not JSON is a fault (counted) but keeps the connection. Frames are published in order, one at
@@ -105,7 +108,15 @@ export const websocketKind: SourceKind = {
           let skipped = 0;
           ws.on('message', (data, binary) => {
             if (socket !== ws) return;
-            const text = binary ? Buffer.from(data as Buffer).toString() : String(data);
+            // A text frame's UTF-8 the library checked (a bad one drops the connection); a binary
+            // frame's bytes are checked here, never repaired into U+FFFD and published changed.
+            let text: string;
+            try {
+              text = binary ? strictUtf8.decode(data as Buffer) : String(data);
+            } catch {
+              io.fault(new Error(`binary frame from ${shownUrl} is not valid UTF-8`));
+              return;
+            }
             let payload: unknown;
             try {
               payload = JSON.parse(text);
