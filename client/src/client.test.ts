@@ -92,3 +92,18 @@ test('reconnect options given as undefined take their defaults instead of redial
     await client.close();
   }
 });
+
+test('close() while a token function has not answered leaves no timer that keeps the process alive', async () => {
+  const { process } = globalThis as unknown as { process: { getActiveResourcesInfo(): string[] } };
+  const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
+  const before = timers();
+  // Never dialled: the token function (an auth server that hangs) never answers.
+  const client = createClient({ url: 'ws://127.0.0.1:9', token: () => new Promise<string>(() => {}) });
+  const closes: number[] = [];
+  client.on('close', ({ code }) => closes.push(code));
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  await client.close();
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(timers(), before, 'the wait for the token (up to pingIntervalMs, 30 s) ended with close()');
+  assert.deepEqual(closes, [], 'no connection was made, so none closed');
+});

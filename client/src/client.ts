@@ -175,6 +175,8 @@ export class AnodeClient extends Emitter<ClientEvents> {
   /** Why the client stopped: `close()`, or a drop it will not reconnect after. */
   #stopped: AnodeError | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Aborted by close(): ends a wait for the token function (and its timer) at once. */
+  readonly #stopping = new AbortController();
 
   constructor(options: ClientOptions) {
     super();
@@ -347,6 +349,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
   /** Ends the client for good: what waits on it rejects with `error`, as do later calls. */
   #stop(error: AnodeError): void {
     this.#stopped = error;
+    this.#stopping.abort();
     clearTimeout(this.#timer);
     for (const [ref, pub] of this.#pubs) {
       this.#endPub(ref);
@@ -483,8 +486,9 @@ export class AnodeClient extends Emitter<ClientEvents> {
     let token: string | undefined;
     try {
       const { token: option } = this.#options;
-      token = typeof option === 'function' ? await answerWithin(option(), intervalMs) : option;
+      token = typeof option === 'function' ? await answerWithin(option(), intervalMs, this.#stopping.signal) : option;
     } catch (error) {
+      if (this.#stopped) return;
       this.#onClose(1006, '', `the token function failed: ${(error as Error).message}`);
       return;
     }

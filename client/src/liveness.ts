@@ -61,18 +61,27 @@ export function watchSocket(
 }
 
 /**
- * A token function's answer, or a refusal once `ms` passed: one that never settles (a fetch to
- * an auth server that hangs) held the client before its socket for good, no attempt after it.
+ * A token function's answer, or a refusal once `ms` passed or `signal` aborts: one that never
+ * settles (a fetch to an auth server that hangs) held the client before its socket for good, no
+ * attempt after it; and the client's close() left the wait's timer keeping a process alive.
  */
-export async function answerWithin<T>(answer: T | Promise<T>, ms: number | undefined): Promise<T> {
-  if (ms === undefined) return answer;
+export async function answerWithin<T>(
+  answer: T | Promise<T>,
+  ms: number | undefined,
+  signal?: AbortSignal,
+): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let onAbort: (() => void) | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    if (ms !== undefined) timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    onAbort = () => reject(new Error('given up'));
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort);
   });
   try {
     return await Promise.race([answer, late]);
   } finally {
     clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
   }
 }
