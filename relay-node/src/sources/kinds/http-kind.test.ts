@@ -133,3 +133,18 @@ describe('http source: the bytes of an answer', () => {
     });
   });
 });
+
+describe('http source: answers with no content', () => {
+  const servers: { close(): Promise<void> }[] = [];
+  after(() => Promise.all(servers.map((s) => s.close())));
+
+  it('takes a 204 or 205 as a poll with nothing new, as a 304', async () => {
+    for (const status of [204, 205]) {
+      const origin = await upstream(() => ({ status }));
+      servers.push(origin);
+      // Before, its empty body was `invalid JSON`: the source failed every poll and backed off
+      // (up to backoff_max_ms between polls) while upstream merely had nothing new.
+      assert.deepEqual(await poll({ url: `${origin.url}/since` }), []);
+    }
+  });
+});

@@ -79,7 +79,8 @@ async function fetchFollowingSameOrigin(url: string, init: RequestInit & { metho
 
 /**
  * Polls a URL at an interval. Conditional requests: the last `ETag` and `Last-Modified` are
- * sent back as `If-None-Match` / `If-Modified-Since`, and a 304 is a success with no payload.
+ * sent back as `If-None-Match` / `If-Modified-Since`, and a 304 is a success with no payload (as
+ * are a 204 and a 205: no content).
  */
 export const httpKind: SourceKind = {
   kind: 'http',
@@ -108,7 +109,8 @@ export const httpKind: SourceKind = {
         if (etag) headers['if-none-match'] = etag;
         if (lastModified) headers['if-modified-since'] = lastModified;
         const response = await fetchFollowingSameOrigin(def.url, { method: def.method, headers, body, signal });
-        if (response.status === 304) {
+        // Nothing new: not modified, or no content (an API's answer when nothing happened since).
+        if (response.status === 304 || response.status === 204 || response.status === 205) {
           await response.body?.cancel();
           return;
         }
