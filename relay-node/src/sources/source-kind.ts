@@ -27,7 +27,8 @@ export interface DriverIo {
    * none, up to 1,000 waiting per source (MAX_QUEUED_PUBLISHES): an emit past that rejects at once
    * (PublishQueueFullError) and its payload is dropped, counted in `dropped_publishes`; a driver
    * that emits faster than the store takes must await its emits (or hold and bound what it reads).
-   * Rejects when publishing failed, when the attempt already failed, or when the publish was
+   * Rejects when publishing failed, when the attempt already failed, when the driver's source
+   * stopped or the driver was replaced (SourceStoppedError: not published), or when the publish was
    * given up on: `timeout_ms` stops counting while it runs, but it must end within the cap of the
    * whole attempt (10 × `timeout_ms`, not counting time queued behind the source's other
    * publishes), or, outside an attempt (a stream's frames after its connect), within

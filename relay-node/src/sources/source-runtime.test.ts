@@ -198,6 +198,36 @@ describe('source runtime: timeout_ms', () => {
     assert.ok(published.length > 0, 'the new driver polls');
   });
 
+  it('refuses, not resolves, an emit of a driver whose source stopped meanwhile: nothing was published', async () => {
+    let started: () => void = () => {};
+    const polling = new Promise<void>((resolve) => (started = resolve));
+    let go: () => void = () => {};
+    const emitting = new Promise<void>((resolve) => (go = resolve));
+    let answer: string | undefined;
+    const published: unknown[] = [];
+    const runtime = polled(
+      async (n, io) => {
+        if (n > 1) return;
+        started();
+        await emitting;
+        await io.emit({ n }).then(
+          () => (answer = 'resolved'),
+          (error: Error) => (answer = `${error.name}: ${error.message}`),
+        );
+      },
+      async (payload) => void published.push(payload),
+    );
+    runtime.start();
+    await polling;
+    runtime.stop(); // a pause, an update or another node taking the source over
+    go();
+    await sleep(20);
+    assert.deepEqual(published, []);
+    // Before, the emit resolved as if the payload were durable: a kind that acknowledges upstream
+    // once its emit resolves (a queue consumer) lost the payload.
+    assert.match(String(answer), /^SourceStoppedError: .*not published/);
+  });
+
   it('goes on trying when the kind cannot make a driver in place of a stuck one', async () => {
     // Before, the throw escaped the attempt (the scheduler swallows it): nothing was scheduled again.
     let creates = 0;

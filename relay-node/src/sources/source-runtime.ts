@@ -80,6 +80,14 @@ export function createSourceRecord(now: () => number = Date.now): SourceRecord {
   return { health, rate: createRate(now) };
 }
 
+/** An emit of a driver whose source stopped (paused, updated, deleted, taken by another node) or that was replaced. */
+export class SourceStoppedError extends Error {
+  override name = 'SourceStoppedError';
+  constructor(source: string) {
+    super(`source ${source} stopped or its driver was replaced: payload not published`);
+  }
+}
+
 /** A stream connection that stays up this long is healthy: its source's failures start again from zero. */
 export const FORGIVE_AFTER_MS = 10_000;
 
@@ -295,7 +303,9 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
     const created = kind.create(definition, {
       log,
       emit: (payload) => {
-        if (gen !== generation) return Promise.resolve();
+        // Refused, not resolved: a kind that acknowledges upstream once its emit resolves (a queue
+        // consumer) would take the payload for durable, and it is not published.
+        if (gen !== generation) return Promise.reject(new SourceStoppedError(definition.name));
         const publish = publishing(payload, gen);
         return clock ? clock.publishing(publish) : publish();
       },
