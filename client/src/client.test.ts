@@ -107,3 +107,36 @@ test('close() while a token function has not answered leaves no timer that keeps
   assert.equal(timers(), before, 'the wait for the token (up to pingIntervalMs, 30 s) ended with close()');
   assert.deepEqual(closes, [], 'no connection was made, so none closed');
 });
+
+test("a URL the runtime's WebSocket refuses ends the client with that reason instead of an unhandled rejection", async () => {
+  const { process } = globalThis as unknown as { process: NodeLike };
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown) => unhandled.push(reason);
+  process.on('unhandledRejection', onUnhandled);
+  // Node's own WebSocket takes ws: and wss: only; `ws+unix:` is for the `ws` package's.
+  const client = createClient({ url: 'ws+unix:///tmp/anode-none.sock:/v1/ws', token: 'secret-token' });
+  const errors: string[] = [];
+  client.on('error', (error) => errors.push(error.message));
+  try {
+    const settled = await Promise.race([
+      client.ready.then(
+        () => 'opened',
+        (error: Error) => error.message,
+      ),
+      new Promise((resolve) => setTimeout(() => resolve('ready still pending after 2 s'), 2_000)),
+    ]);
+    assert.match(String(settled), /WebSocket refused ws\+unix:.*expected a ws: or wss: url/);
+    assert.doesNotMatch(String(settled), /secret-token/, 'the token is not shown');
+    assert.equal(errors.length, 1, `one error event: ${errors.join(' | ')}`);
+    await assert.rejects(client.publish('wr.t', 1), /WebSocket refused/);
+    assert.deepEqual(unhandled, []);
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+    await client.close();
+  }
+});
+
+interface NodeLike {
+  on(event: 'unhandledRejection', listener: (reason: unknown) => void): void;
+  off(event: 'unhandledRejection', listener: (reason: unknown) => void): void;
+}

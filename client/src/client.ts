@@ -202,7 +202,9 @@ export class AnodeClient extends Emitter<ClientEvents> {
     const { initialDelayMs = 250, maxDelayMs = 10_000 } = options.reconnect || {};
     this.#backoff = options.reconnect === false ? false : { initialDelayMs, maxDelayMs };
     this.#handed = new RecentMap(options.dedupWindow ?? 10_000);
-    void this.#connect();
+    // After the caller's first turn, so an `error` the first attempt emits at once (a URL the
+    // runtime refuses, an expired fixed token) reaches the listeners it adds right after this.
+    queueMicrotask(() => void this.#connect());
   }
 
   get connected(): boolean {
@@ -504,7 +506,22 @@ export class AnodeClient extends Emitter<ClientEvents> {
       return this.#stop(expired);
     }
     if (token) url.searchParams.set('token', token);
-    const socket = new this.#WebSocket(url.toString());
+    let socket: WebSocket;
+    try {
+      socket = new this.#WebSocket(url.toString());
+    } catch (error) {
+      // The runtime refused the URL itself, as it will every time: a page served over https asking
+      // for ws: (a browser's SecurityError), a ws+unix: URL without the ws package. Thrown from
+      // here it was an unhandled rejection (fatal in Node) and `ready` never settled.
+      const why = String((error as Error).message ?? error);
+      const refused = new AnodeError(
+        'unavailable',
+        `this runtime's WebSocket refused ${shownUrl(url)}: ${token ? why.split(token).join('…') : why} ` +
+          '(a page served over https needs wss:; a ws+unix: URL needs { WebSocket } from the ws package)',
+      );
+      this.emit('error', refused);
+      return this.#stop(refused);
+    }
     this.#socket = socket;
     this.#connection += 1;
     let opened = false;
