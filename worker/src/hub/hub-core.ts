@@ -56,6 +56,18 @@ export function createHubCore(ctx: DurableObjectState, env: Env, topic: string) 
     return done.catch((error: unknown) => console.error('edge: setting the alarm failed', error));
   };
 
+  /**
+   * Told of every message fanned out here (from the mesh or accepted here), live sockets or not:
+   * a resume from the relay's history holds its socket out of fan-out, and a message that
+   * arrives meanwhile may be in no relay page it reads (stored there after the page was read)
+   * nor in the ring when it ends (below the floor, or trimmed): it keeps them (subscriptions.ts).
+   */
+  const arrivals = new Set<(envelope: Envelope, body: string) => void>();
+  const fanOut = (envelope: Envelope, body: string) => {
+    for (const listener of arrivals) listener(envelope, body);
+    clients.fanOut(msgFrame(body));
+  };
+
   /** A message from the mesh: into the ring (unless seen) and out to live subscribers. */
   const deliver = (envelope: Envelope, body: string) => {
     clock.observe(envelope.cursor);
@@ -67,7 +79,7 @@ export function createHubCore(ctx: DurableObjectState, env: Env, topic: string) 
       // `subscribed` (a review's repro): refused as cursor_expired instead. Sent live still.
       store.expire(envelope.cursor, clock.next());
     }
-    clients.fanOut(msgFrame(body));
+    fanOut(envelope, body);
   };
 
   const link = createRelayLink({
@@ -102,6 +114,12 @@ export function createHubCore(ctx: DurableObjectState, env: Env, topic: string) 
     linked,
     reschedule,
 
+    /** Hear of every message fanned out from now on (see `arrivals`); returns the way to stop. */
+    onArrival(listener: (envelope: Envelope, body: string) => void): () => void {
+      arrivals.add(listener);
+      return () => arrivals.delete(listener);
+    },
+
     /**
      * Accept publishes: durable here (and queued for the relay) before the acks are sent. Every
      * item is bound to the publisher's token and checked by the message contract first: one bad
@@ -131,7 +149,7 @@ export function createHubCore(ctx: DurableObjectState, env: Env, topic: string) 
         if (known !== undefined) return { id: envelope.id, cursor: known };
         const body = JSON.stringify(envelope);
         store.accept(envelope, body, linked);
-        clients.fanOut(msgFrame(body));
+        fanOut(envelope, body);
         return { id: envelope.id, cursor: envelope.cursor };
       });
       if (linked) {

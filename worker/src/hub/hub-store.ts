@@ -87,7 +87,8 @@ export function createHubStore(
    * minute; a cursor is in one table or the other), newest first. Their cursors are found first
    * (no bodies: the sort holds cursors only), then each body is read as it is taken: a resume
    * takes the newest that fit its share and reads one past them at most, not every late row (a
-   * review's repro read 1,000 rows of 100 KB to send 41). `count`: how many there are.
+   * review's repro read 1,000 rows of 100 KB to send 41). `count`: how many there are; `cursors`:
+   * theirs, newest first.
    */
   const lateFor = (after: string) => {
     const cursors = rows<{ cursor: string }>(
@@ -106,7 +107,7 @@ export function createHubStore(
         if (row) yield parse(row);
       }
     }
-    return { count: cursors.length, newestFirst: newestFirst() };
+    return { count: cursors.length, cursors: cursors.map((row) => row.cursor), newestFirst: newestFirst() };
   };
 
   const since = (after: string): Generator<StoredMessage> => mergeByCursor(ringFrom(after), outboxFrom(after));

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { DatabaseSync } from 'node:sqlite';
 import { describe, it } from 'node:test';
-import { createHybridClock, type Envelope, utf8Length } from '@anode/shared';
+import { AnodeError, createHybridClock, type Envelope, utf8Length } from '@anode/shared';
 import { openSchema } from './hub-schema.ts';
 import { createHubStore } from './hub-store.ts';
 import { mergeByCursor } from './pages.ts';
@@ -75,7 +75,7 @@ function topicWithLateArrivals(count: number, data: string) {
   for (const envelope of late) insert.run(envelope.cursor, envelope.id, JSON.stringify(envelope), Date.now());
   const { storage, reads } = storageOn(db);
   const store = createHubStore(storage, { ringSize: 100_000, keyedMemory: 1_000, lateMemory: 10_000 });
-  return { store, reads, late, after };
+  return { store, reads, late, after, db };
 }
 
 /**
@@ -86,7 +86,12 @@ function resume(
   store: ReturnType<typeof createHubStore>,
   after: string,
   maxSendBufferBytes: number,
-  relay?: { late: Envelope[] },
+  relay?: {
+    late: Envelope[];
+    history?: (frame: { after?: string }) => Promise<{ messages: Envelope[]; next: string | null }>;
+    /** Given what hears the messages fanned out at the object during the resume (core.onArrival). */
+    hear?: (listener: (envelope: Envelope, body: string) => void) => void;
+  },
 ) {
   const state = { gen: 0, subscribed: false, live: false };
   const frames: string[] = [];
@@ -103,13 +108,19 @@ function resume(
     store,
     clock: {},
     link: {
-      request: async (frame: { op: string }) =>
-        frame.op === 'late' ? { messages: relay?.late ?? [], next: null } : { messages: [], next: null },
+      request: async (frame: { op: string; after?: string }) =>
+        frame.op === 'late'
+          ? { messages: relay?.late ?? [], next: null }
+          : ((await relay?.history?.(frame)) ?? { messages: [], next: null }),
     },
     config: { MAX_SEND_BUFFER_BYTES: maxSendBufferBytes },
     topic: 'late.t',
     ctx: { waitUntil: () => {} },
     linked: true,
+    onArrival: (listener: (envelope: Envelope, body: string) => void) => {
+      relay?.hear?.(listener);
+      return () => {};
+    },
   } as unknown as Parameters<typeof createSubscriptions>[0]);
   const settled = subscriptions.subscribe({} as WebSocket, after, 'r');
   const sent = () => {
@@ -188,6 +199,126 @@ describe('the warning of late arrivals skipped past their share, when none was',
       late.map((envelope) => envelope.id),
     );
     assert.deepEqual(warnings, []);
+  });
+});
+
+/** A cursor above `after`: a ring floor that sends the resume to the relay's history. */
+const above = (after: string) => {
+  const clock = createHybridClock('relay1');
+  clock.observe(after);
+  return clock.next();
+};
+
+describe('the warning of late arrivals skipped past their share, when the relay and this object hold the same', () => {
+  it('counts each skipped one once', async (t) => {
+    // A review: 10 held by both, 4 fitting: the warning said 11 skipped (6 is right).
+    const { store, late, after } = topicWithLateArrivals(10, 'x'.repeat(100_000));
+    store.meta.set('floor', above(after));
+    const warnings: string[] = [];
+    t.mock.method(console, 'warn', (line: string) => void warnings.push(line));
+    const { frames, messages } = await resume(store, after, 1_000_000, { late }).settled();
+    assert.match(frames.at(-1) ?? '', /"op":"subscribed"/);
+    assert.ok(messages.length > 0 && messages.length < late.length, `${messages.length} sent`);
+    assert.equal((JSON.parse(warnings[0] ?? '{}') as { skipped?: number }).skipped, late.length - messages.length);
+  });
+});
+
+describe('a late arrival larger than the late share', () => {
+  it('is replayed when it is the only one and fits the whole send buffer', () => {
+    // A review: a 5 MiB message (MAX_MESSAGE_BYTES 5 MiB is valid) against the default 8 MiB
+    // buffer's 4 MiB share was skipped every time, though nothing else was replayed.
+    const { store, late, after } = topicWithLateArrivals(1, 'x'.repeat(5 * 1024 * 1024));
+    const { frames, messages } = resume(store, after, 8 * 1024 * 1024);
+    assert.deepEqual(
+      messages.map((message) => message.id),
+      late.map((envelope) => envelope.id),
+    );
+    assert.match(frames.at(-1) ?? '', /"op":"subscribed"/);
+  });
+
+  it('still takes no more than the share beside it', () => {
+    const { store, late, after } = topicWithLateArrivals(3, 'x'.repeat(5 * 1024 * 1024));
+    const { messages } = resume(store, after, 8 * 1024 * 1024);
+    assert.deepEqual(
+      messages.map((message) => message.id),
+      late.slice(-1).map((envelope) => envelope.id),
+      'the newest alone',
+    );
+  });
+});
+
+describe('a resume the relay refuses as cursor_expired', () => {
+  it('is refused before any message is sent, the late arrivals included (PROTOCOL.md)', async () => {
+    // A review: the late arrivals went out first, then the refusal.
+    const { store, late, after, db } = topicWithLateArrivals(3, 'x'.repeat(100));
+    db.exec('DELETE FROM ring');
+    store.meta.set('floor', above(after));
+    const { frames } = await resume(store, after, 1_000_000, {
+      late,
+      history: async () => {
+        throw new AnodeError('cursor_expired', `cursor ${after} is older than this node keeps`);
+      },
+    }).settled();
+    assert.deepEqual(frames, [`error cursor ${after} is older than this node keeps`]);
+  });
+
+  it('sends the late arrivals before the first page once the relay answers it', async () => {
+    const { store, late, after, db } = topicWithLateArrivals(3, 'x'.repeat(100));
+    db.exec('DELETE FROM ring');
+    store.meta.set('floor', above(after));
+    const page = [{ ...(late[0] as Envelope), id: 'page-1', cursor: above(after) }];
+    const { messages, frames } = await resume(store, after, 1_000_000, {
+      late,
+      history: async (frame) => (frame.after === after ? { messages: page, next: null } : { messages: [], next: null }),
+    }).settled();
+    assert.deepEqual(
+      messages.map((message) => message.id),
+      [...late.map((envelope) => envelope.id), 'page-1'],
+      frames.join('\n'),
+    );
+  });
+});
+
+describe('messages that arrive while a resume pages the relay’s history', () => {
+  it('are sent before `subscribed` (as a relay’s resume buffer), once, and only those above `after`', async () => {
+    const { store, late, after, db } = topicWithLateArrivals(1, 'x');
+    db.exec('DELETE FROM ring');
+    store.meta.set('floor', above(after));
+    let hear: ((envelope: Envelope, body: string) => void) | undefined;
+    const arrival = { ...(late[0] as Envelope), id: 'arrived', cursor: above(after) };
+    const { frames, messages } = await resume(store, after, 1_000_000, {
+      late: [],
+      hear: (listener) => (hear = listener),
+      history: async () => {
+        hear?.(arrival, JSON.stringify(arrival));
+        hear?.(late[0] as Envelope, JSON.stringify(late[0])); // at or below `after`: not this buffer's
+        return { messages: [], next: null };
+      },
+    }).settled();
+    assert.deepEqual(
+      messages.map((message) => message.id),
+      ['arrived'],
+    );
+    assert.match(frames.at(-1) ?? '', /"op":"subscribed"/);
+  });
+
+  it('close the socket as a slow consumer when more arrive than the send buffer holds', async () => {
+    const { store, late, after, db } = topicWithLateArrivals(1, 'x');
+    db.exec('DELETE FROM ring');
+    store.meta.set('floor', above(after));
+    let hear: ((envelope: Envelope, body: string) => void) | undefined;
+    const { frames } = await resume(store, after, 1_000_000, {
+      late: [],
+      hear: (listener) => (hear = listener),
+      history: async () => {
+        for (let i = 0; i < 3; i++) {
+          const arrival = { ...(late[0] as Envelope), id: `big-${i}`, cursor: above(after), data: 'y'.repeat(400_000) };
+          hear?.(arrival, JSON.stringify(arrival));
+        }
+        return { messages: [], next: null };
+      },
+    }).settled();
+    assert.deepEqual(frames, ['close']);
   });
 });
 

@@ -33,20 +33,17 @@ const PAGE = 500;
  * replayed late arrivals (cursor at or below the resume's `after`) come first, and a resume closed
  * for its budget by them alone made no progress: the client resumed from the same cursor, got the
  * same ones and the same close, for as long as they were remembered (a review's repro). Past their
- * share they are skipped (`lateSkipped`, by id), as a relay lets go of them past its bounds (PROTOCOL.md:
+ * share they are skipped (counted by cursor: `lateKnown` not in `lateSent`), as a relay lets go of them past its bounds (PROTOCOL.md:
  * late arrivals in larger numbers may be missed), and the resume goes on.
  */
 type Budget = {
   left: number;
   lateLeft: number;
   after: string;
-  lateSkipped: Set<string>;
-  /**
-   * Late arrivals past the share left unread (counted, not read, for the warning): this object's,
-   * as of the last choice (a resume from the relay's history chooses twice, over the same rows),
-   * and the relay's held ones the choice did not reach.
-   */
-  lateUnread: { own: number; relay: number };
+  /** Cursors of every late arrival this resume heard of, the relay's and this object's (each once). */
+  lateKnown: Set<string>;
+  /** Cursors of the late arrivals it sent. */
+  lateSentCursors: Set<string>;
   progressed: boolean;
 };
 
@@ -54,17 +51,26 @@ type Budget = {
 const LATE_SHARE = 0.5;
 
 export function createSubscriptions(
-  core: Pick<HubCore, 'clients' | 'store' | 'clock' | 'link' | 'config' | 'topic' | 'ctx' | 'linked'>,
+  core: Pick<HubCore, 'clients' | 'store' | 'clock' | 'link' | 'config' | 'topic' | 'ctx' | 'linked' | 'onArrival'>,
 ) {
   const { clients, store, clock, link } = core;
   const newBudget = (after: string): Budget => ({
     left: core.config.MAX_SEND_BUFFER_BYTES,
     lateLeft: Math.floor(core.config.MAX_SEND_BUFFER_BYTES * LATE_SHARE),
     after,
-    lateSkipped: new Set(),
-    lateUnread: { own: 0, relay: 0 },
+    lateKnown: new Set(),
+    lateSentCursors: new Set(),
     progressed: false,
   });
+
+  /**
+   * Whether a late arrival of `size` bytes fits, `held` bytes of them being chosen already: within
+   * the share, or the first of all when it fits the whole budget (one message larger than the
+   * share, 5 MiB against a 4 MiB share, was never replayed; one alone cannot close the resume
+   * before progress, see sendAll).
+   */
+  const lateFits = (budget: Budget, held: number, size: number) =>
+    held + size <= budget.lateLeft || (held === 0 && budget.lateSentCursors.size === 0 && size <= budget.left);
 
   /**
    * The newest late arrivals that fit in `limit` bytes (UTF-8), kept as they are read in cursor order
@@ -72,21 +78,18 @@ export function createSubscriptions(
    * newest are the ones a client away from `after` most likely missed: those of the minute before
    * it left (the replay window starts a clock skew before `after` was minted) reached it live.
    */
-  const newestLate = (limit: number, skip?: Set<string>) => {
+  const newestLate = (limit: number) => {
     const kept: ({ message: StoredMessage; size: number } | undefined)[] = [];
     let head = 0;
     let bytes = 0;
-    const dropped: string[] = [];
     return {
       add(message: StoredMessage) {
-        if (skip?.has(message.envelope.id)) return;
         const size = utf8Length(message.body);
         kept.push({ message, size });
         bytes += size;
         for (; bytes > limit && head < kept.length; head++) {
           const old = kept[head] as { message: StoredMessage; size: number };
           bytes -= old.size;
-          dropped.push(old.message.envelope.id);
           kept[head] = undefined;
         }
         if (head * 2 > kept.length) {
@@ -95,16 +98,14 @@ export function createSubscriptions(
         }
       },
       take: (): StoredMessage[] => kept.slice(head).map((entry) => (entry as { message: StoredMessage }).message),
-      /** The ids let go. */
-      dropped,
     };
   };
 
   /**
    * The newest late arrivals of the relay's (newest first, held) and this object's (store.lateFor:
    * newest first, read as taken) within the budget's late share, each id once, in cursor order.
-   * This object's are read only down to the first that does not fit: the rest are counted
-   * (lateUnread), never read.
+   * This object's are read only down to the first that does not fit: the rest are known by cursor
+   * (lateKnown, for the warning), never read.
    */
   const lateWithin = (
     budget: Budget,
@@ -115,27 +116,16 @@ export function createSubscriptions(
     const seen = new Set<string>();
     const chosen: StoredMessage[] = [];
     let bytes = 0;
-    // Counted as the choice takes them (not as the merge reads ahead): what it never took is unread.
-    const taken = { own: 0, relay: 0 };
-    type Tagged = { envelope: Envelope; message: StoredMessage; from: 'own' | 'relay' };
-    function* tagged(messages: Iterable<StoredMessage>, from: Tagged['from']): Generator<Tagged> {
-      for (const message of messages) yield { envelope: message.envelope, message, from };
-    }
-    for (const { message, from } of mergeByCursor(tagged(relays, 'relay'), tagged(own.newestFirst, 'own'), true)) {
-      taken[from] += 1;
+    for (const cursor of own.cursors) budget.lateKnown.add(cursor);
+    for (const message of mergeByCursor(relays, own.newestFirst, true)) {
       const { id } = message.envelope;
       if (seen.has(id) || skip?.has(id)) continue;
       seen.add(id);
       const size = utf8Length(message.body);
-      if (bytes + size > budget.lateLeft) {
-        budget.lateSkipped.add(id);
-        break;
-      }
+      if (!lateFits(budget, bytes, size)) break;
       bytes += size;
       chosen.push(message);
     }
-    budget.lateUnread.own = own.count - taken.own;
-    if (relays.length > 0) budget.lateUnread.relay = relays.length - taken.relay;
     return chosen.reverse();
   };
 
@@ -151,13 +141,14 @@ export function createSubscriptions(
 
   const goLive = (ws: WebSocket, gen: number, cursor: string, ref: string | undefined, budget?: Budget) => {
     if (clients.state(ws).gen !== gen) return;
-    const unread = budget ? budget.lateUnread.own + budget.lateUnread.relay : 0;
-    if (budget && budget.lateSkipped.size + unread > 0) {
+    let skipped = 0;
+    for (const cursor of budget?.lateKnown ?? []) if (!budget?.lateSentCursors.has(cursor)) skipped += 1;
+    if (skipped > 0) {
       console.warn(
         JSON.stringify({
           msg: 'edge: a resume skipped late arrivals past their share of the send buffer (MAX_SEND_BUFFER_BYTES)',
           topic: core.topic,
-          skipped: budget.lateSkipped.size + unread,
+          skipped,
         }),
       );
     }
@@ -203,11 +194,9 @@ export function createSubscriptions(
       // UTF-8 bytes, as every limit counts (a review: CJK data sent 3× the budget, in characters).
       const size = utf8Length(body);
       if (late) {
-        if (size > budget.lateLeft) {
-          budget.lateSkipped.add(envelope.id);
-          continue;
-        }
-        budget.lateLeft -= size;
+        if (!lateFits(budget, 0, size)) continue;
+        budget.lateLeft = Math.max(0, budget.lateLeft - size);
+        budget.lateSentCursors.add(envelope.cursor);
       }
       budget.left -= size;
       // One message after `after` always goes, as a page holds one at least: closed before any,
@@ -217,7 +206,6 @@ export function createSubscriptions(
         return undefined;
       }
       if (!late) budget.progressed = true;
-      budget.lateSkipped.delete(envelope.id);
       skip?.add(envelope.id);
       clients.send(ws, msgFrame(body));
       if (compareCursors(envelope.cursor, cursor) > 0) cursor = envelope.cursor;
@@ -229,7 +217,14 @@ export function createSubscriptions(
    * Relay history after `after`, to the end, sent as it comes: the cursor reached (undefined when
    * the resume ended), and whether the relay refused a page at or above the ring's floor.
    */
-  const fromRelay = async (ws: WebSocket, gen: number, after: string, budget: Budget, sent: Set<string>) => {
+  const fromRelay = async (
+    ws: WebSocket,
+    gen: number,
+    after: string,
+    budget: Budget,
+    sent: Set<string>,
+    answered: () => boolean = () => true,
+  ) => {
     let cursor: string | undefined = after;
     for (let page: string | null = after; page !== null && cursor !== undefined;) {
       let reply: RelayReply<'history'>;
@@ -241,11 +236,11 @@ export function createSubscriptions(
         // this, so the resume has lost nothing when `page` is at or above it.
         const expired = error instanceof AnodeError && error.code === 'cursor_expired';
         if (expired && clients.state(ws).gen === gen && compareCursors(page, store.floor()) >= 0) {
-          return { cursor, ringHasRest: true };
+          return answered() ? { cursor, ringHasRest: true } : undefined;
         }
         throw error;
       }
-      if (clients.state(ws).gen !== gen) return undefined;
+      if (clients.state(ws).gen !== gen || !answered()) return undefined;
       cursor = sendAll(ws, reply.messages.map(asStored), cursor, budget, sent);
       page = reply.next;
     }
@@ -253,15 +248,17 @@ export function createSubscriptions(
   };
 
   /**
-   * The late arrivals a resume from the relay's history replays, sent first (before the pages,
-   * which could use up the budget and leave a later resume's window past them): the relay's own
-   * (its resume from `after` replays them: one that reached it while this object's link was
-   * closed is in no page, and this object never heard of it) and this object's, the newest that
-   * fit their share across both. A relay from before the `late` frame refuses it (bad_frame):
-   * then only this object's. False when the resume ended meanwhile (a later `sub`/`unsub`, or the
-   * budget ran out and the socket was closed).
+   * The late arrivals a resume from the relay's history replays, chosen before the first page is
+   * asked for and sent once it is answered (the relay checks `after` against its retention there:
+   * a cursor it no longer keeps is refused before any message, as PROTOCOL.md says), before its
+   * messages (the pages could use up the budget and leave a later resume's window past them): the
+   * relay's own (its resume from `after` replays them: one that reached it while this object's
+   * link was closed is in no page, and this object never heard of it) and this object's, the
+   * newest that fit their share across both. A relay from before the `late` frame refuses it
+   * (bad_frame): then only this object's. Undefined when the resume ended meanwhile (a later
+   * `sub`/`unsub`).
    */
-  const sendLate = async (ws: WebSocket, gen: number, after: string, budget: Budget, sent: Set<string>) => {
+  const chooseLate = async (ws: WebSocket, gen: number, after: string, budget: Budget, sent: Set<string>) => {
     const relays = newestLate(budget.lateLeft);
     for (let from: string | undefined; ;) {
       let reply: RelayReply<'late'>;
@@ -271,17 +268,18 @@ export function createSubscriptions(
         if (error instanceof AnodeError && error.code === 'bad_frame') break;
         throw error;
       }
-      if (clients.state(ws).gen !== gen) return false;
-      for (const envelope of reply.messages) relays.add(asStored(envelope));
+      if (clients.state(ws).gen !== gen) return undefined;
+      for (const envelope of reply.messages) {
+        budget.lateKnown.add(envelope.cursor);
+        relays.add(asStored(envelope));
+      }
       // Each page starts above the last one (a relay that does not move on is not asked again).
       if (reply.next === null || reply.messages.length === 0) break;
       if (from !== undefined && compareCursors(reply.next, from) <= 0) break;
       from = reply.next;
     }
-    if (clients.state(ws).gen !== gen) return false;
-    for (const id of relays.dropped) budget.lateSkipped.add(id);
-    const chosen = lateWithin(budget, relays.take().reverse(), store.lateFor(after), sent);
-    return sendAll(ws, chosen, after, budget, sent) !== undefined;
+    if (clients.state(ws).gen !== gen) return undefined;
+    return lateWithin(budget, relays.take().reverse(), store.lateFor(after), sent);
   };
 
   /**
@@ -294,19 +292,57 @@ export function createSubscriptions(
     return reached === undefined ? undefined : sendAll(ws, store.since(budget.after), reached, budget, sent);
   };
 
+  /**
+   * What is fanned out here while a resume from the relay's history runs, with a cursor above its
+   * `after` (the socket is held out of fan-out meanwhile), as a relay's resume buffers live
+   * messages: a message minted elsewhere that reached the relay after the page its cursor falls
+   * in was read is in no page, and by the end it may be nowhere here either (below the ring's
+   * floor, or trimmed from the ring); a review's repro answered `subscribed` without it. At most
+   * MAX_SEND_BUFFER_BYTES (more could not be sent): past that, `overflowed`.
+   */
+  const arrivedDuring = (after: string) => {
+    const messages: StoredMessage[] = [];
+    let bytes = 0;
+    const held = {
+      overflowed: false,
+      add(envelope: Envelope, body: string) {
+        if (held.overflowed || compareCursors(envelope.cursor, after) <= 0) return;
+        bytes += utf8Length(body);
+        if (bytes > core.config.MAX_SEND_BUFFER_BYTES) {
+          held.overflowed = true;
+          messages.length = 0;
+        } else messages.push({ envelope, body });
+      },
+      /** In cursor order. */
+      take: () => messages.sort((a, b) => compareCursors(a.envelope.cursor, b.envelope.cursor)),
+    };
+    return held;
+  };
+
   const catchUp = async (ws: WebSocket, gen: number, after: string, ref: string | undefined) => {
     const sent = new Set<string>();
     const budget = newBudget(after);
+    const arrived = arrivedDuring(after);
+    const stopHearing = core.onArrival(arrived.add);
     let cursor = after;
     try {
-      if (!(await sendLate(ws, gen, after, budget, sent))) return;
+      const late = await chooseLate(ws, gen, after, budget, sent);
+      if (late === undefined) return;
+      // Sent once the first page is answered (so after the relay found `after` within what it keeps).
+      let pending: StoredMessage[] | undefined = late;
+      const answered = () => {
+        if (pending === undefined) return true;
+        const reached = sendAll(ws, pending, after, budget, sent);
+        pending = undefined;
+        return reached !== undefined;
+      };
       // Trimming the ring while we page could drop something the relay had not stored when we
       // asked, so page again until the floor holds still over a whole pass; not past a page
       // refused at or above the floor (the ring has the rest; asking again could only be refused
       // once a trim lifted the floor past it).
       for (let floor = ''; floor !== store.floor();) {
         floor = store.floor();
-        const reached = await fromRelay(ws, gen, cursor, budget, sent);
+        const reached = await fromRelay(ws, gen, cursor, budget, sent, answered);
         if (reached === undefined) return;
         cursor = reached.cursor;
         if (reached.ringHasRest) break;
@@ -316,6 +352,8 @@ export function createSubscriptions(
       clients.update(ws, { subscribed: false });
       clients.error(ws, error, ref);
       return;
+    } finally {
+      stopHearing();
     }
     if (clients.state(ws).gen !== gen) return;
     // A late message that arrived while the relay was asked (a cursor at or below `after`, so in no
@@ -323,8 +361,21 @@ export function createSubscriptions(
     // floor): deliver marks that in the expired range, checked again here, in the step that makes
     // the socket live (a review's repro answered `subscribed` without it).
     if (refusedAsExpired(ws, after, ref)) return;
-    // What this object holds after `after` (and any late arrival it kept since sendLate read).
-    const reached = sendMissed(ws, cursor, budget, sent);
+    if (arrived.overflowed) {
+      // More arrived during the resume than it may send: the client resumes from its last cursor
+      // (what arrived is in the relay's history by then, or among its late arrivals), as a relay
+      // cuts off a subscriber whose resume buffer overflows.
+      clients.close(
+        ws,
+        'slow_consumer',
+        'more arrived during catch-up than the send buffer holds; resume from your last cursor',
+      );
+      return;
+    }
+    // What this object holds after `after` (and any late arrival it kept since chooseLate read),
+    // then what arrived during the resume and was sent in neither.
+    const missed = sendMissed(ws, cursor, budget, sent);
+    const reached = missed === undefined ? undefined : sendAll(ws, arrived.take(), missed, budget, sent);
     if (reached !== undefined) goLive(ws, gen, reached, ref, budget);
   };
 
