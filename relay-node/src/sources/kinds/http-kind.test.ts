@@ -124,6 +124,21 @@ describe('http source: the bytes of an answer', () => {
     assert.deepEqual(await poll({ url }), [{ name: 'café' }]);
   });
 
+  it('reads an answer in the UTF-16 its Content-Type names, all ASCII or not', async () => {
+    // A review: all-ASCII UTF-16 is valid UTF-8 too (NUL bytes between the letters), so it was
+    // read as UTF-8 and failed as invalid JSON, until one character was not ASCII.
+    for (const [text, charset] of [
+      ['{"name":"cafe"}', 'utf-16le'],
+      ['{"name":"café"}', 'utf-16le'],
+      ['{"name":"cafe"}', 'UTF-16BE'],
+    ] as const) {
+      const le = Buffer.from(text, 'utf16le');
+      const body = charset === 'UTF-16BE' ? Buffer.from(le).swap16() : le;
+      const url = await answering(body, `application/json; charset=${charset}`);
+      assert.deepEqual(await poll({ url }), [JSON.parse(text)], charset);
+    }
+  });
+
   it('fails a poll whose answer is not valid UTF-8 and names no other charset, instead of repairing it', async () => {
     const url = await answering(Buffer.from('{"name":"café"}', 'latin1'), 'application/json');
     await assert.rejects(poll({ url }), (error: Error & { sample?: string }) => {

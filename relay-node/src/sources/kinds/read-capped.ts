@@ -44,13 +44,19 @@ export async function readCapped(response: Response, maxBytes: number, shownUrl:
  * decode, a Latin-1 `é` would be published changed, with no error anywhere.
  */
 export function decodeAnswer(bytes: Uint8Array, contentType: string | null, shownUrl: string): string {
-  try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-  } catch {
-    // not UTF-8: the charset named, if any
-  }
   const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType ?? '')?.[1];
   const decoder = charset === undefined ? undefined : decoderOf(charset);
+  // UTF-16 is not ASCII-compatible: its ASCII text is valid UTF-8 too (NUL bytes between the
+  // letters), so trying UTF-8 first read an all-ASCII answer as `{\0"\0…` and failed the poll,
+  // while the same source worked once one character was not ASCII (a review's repro).
+  const utf16 = decoder?.encoding === 'utf-16le' || decoder?.encoding === 'utf-16be';
+  if (!utf16) {
+    try {
+      return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    } catch {
+      // not UTF-8: the charset named, if any
+    }
+  }
   if (decoder && decoder.encoding !== 'utf-8') {
     try {
       return decoder.decode(bytes);
@@ -59,9 +65,12 @@ export function decodeAnswer(bytes: Uint8Array, contentType: string | null, show
     }
   }
   const sample = new TextDecoder().decode(bytes.subarray(0, 80));
+  const named = decoder ? decoder.encoding : `a charset known here (${charset})`;
   throw new AnswerEncodingError(
-    `answer from ${shownUrl} is not valid UTF-8` +
-      (charset === undefined ? '' : ` nor ${decoder ? decoder.encoding : `a charset known here (${charset})`}`),
+    utf16
+      ? `answer from ${shownUrl} is not valid ${named}`
+      : `answer from ${shownUrl} is not valid UTF-8` +
+          (charset === undefined || decoder?.encoding === 'utf-8' ? '' : ` nor ${named}`),
     sample,
   );
 }
