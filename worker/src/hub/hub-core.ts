@@ -15,6 +15,7 @@ import { createRelayLink, RESTART_MARGIN_MS } from '../link/relay-link.ts';
 import { createClients } from './clients.ts';
 import { seedClock } from './clock-seed.ts';
 import type { Ack, Publisher } from './hub-api.ts';
+import { createHeardLog } from './heard.ts';
 import { createHubStore, msgFrame } from './hub-store.ts';
 
 /**
@@ -56,15 +57,11 @@ export function createHubCore(ctx: DurableObjectState, env: Env, topic: string) 
     return done.catch((error: unknown) => console.error('edge: setting the alarm failed', error));
   };
 
-  /**
-   * Told of every message fanned out here (from the mesh or accepted here), live sockets or not:
-   * a resume from the relay's history holds its socket out of fan-out, and a message that
-   * arrives meanwhile may be in no relay page it reads (stored there after the page was read)
-   * nor in the ring when it ends (below the floor, or trimmed): it keeps them (subscriptions.ts).
-   */
-  const arrivals = new Set<(envelope: Envelope, body: string) => void>();
+  // Every message fanned out here (from the mesh or accepted here), for the resumes from the
+  // relay's history running meanwhile (heard.ts).
+  const heard = createHeardLog(config.MAX_SEND_BUFFER_BYTES);
   const fanOut = (envelope: Envelope, body: string) => {
-    for (const listener of arrivals) listener(envelope, body);
+    heard.add(envelope, body);
     clients.fanOut(msgFrame(body));
   };
 
@@ -114,11 +111,8 @@ export function createHubCore(ctx: DurableObjectState, env: Env, topic: string) 
     linked,
     reschedule,
 
-    /** Hear of every message fanned out from now on (see `arrivals`); returns the way to stop. */
-    onArrival(listener: (envelope: Envelope, body: string) => void): () => void {
-      arrivals.add(listener);
-      return () => arrivals.delete(listener);
-    },
+    /** Hear every message fanned out from now on, until `stop` (heard.ts). */
+    hear: () => heard.listen(),
 
     /**
      * Accept publishes: durable here (and queued for the relay) before the acks are sent. Every

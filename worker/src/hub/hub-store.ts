@@ -325,6 +325,38 @@ export function createHubStore(
       if (top === undefined || compareCursors(through, top) > 0) meta.set('expired_through', through);
     },
 
+    /**
+     * A message a resume heard but did not send, with a cursor below where it left its client
+     * (cut for its budget, or dropped by a later `sub`): from now on it is a late arrival, so the
+     * client's next resume from that point replays it (lateFor: at or below `after`, arrived since
+     * shortly before `after` was minted), within the late-arrival bounds. In the ring it is marked
+     * there; let go by the ring, it is kept in late_kept.
+     */
+    markLate(envelope: Envelope, body: string, now = Date.now()): void {
+      sql.exec(
+        'UPDATE ring SET late = 1, arrived_at = ? WHERE cursor = ? AND id = ?',
+        now,
+        envelope.cursor,
+        envelope.id,
+      );
+      if (changes() > 0) return;
+      sql.exec('UPDATE late_kept SET arrived_at = ? WHERE cursor = ? AND id = ?', now, envelope.cursor, envelope.id);
+      if (changes() > 0) return;
+      const kept = rows<{ bytes: number }>(
+        `INSERT OR IGNORE INTO late_kept (cursor, id, arrived_at, bytes, body)
+           VALUES (?, ?, ?, length(CAST(? AS BLOB)), ?) RETURNING bytes`,
+        envelope.cursor,
+        envelope.id,
+        now,
+        body,
+        body,
+      );
+      if (kept.length === 0) return;
+      lateCount += 1;
+      lateBytes += (kept[0] as { bytes: number }).bytes;
+      forgetLate(now);
+    },
+
     /** The cursor a stored message with this id has: in the ring, the outbox, the keyed or the trimmed ids. */
     cursorOf(id: string): string | undefined {
       return (

@@ -3,6 +3,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { describe, it } from 'node:test';
 import { AnodeError, createHybridClock, type Envelope, utf8Length } from '@anode/shared';
 import { openSchema } from './hub-schema.ts';
+import { createHeardLog } from './heard.ts';
 import { createHubStore } from './hub-store.ts';
 import { mergeByCursor } from './pages.ts';
 import { createSubscriptions } from './subscriptions.ts';
@@ -55,7 +56,7 @@ function storageOn(db: DatabaseSync) {
 }
 
 /** A topic's hub store whose ring holds `count` late arrivals of `data` each, minted before `after`, which follows them. */
-function topicWithLateArrivals(count: number, data: string) {
+function topicWithLateArrivals(count: number, data: string, ringSize = 100_000) {
   const db = new DatabaseSync(':memory:');
   openSchema((query) => {
     if (query.includes(';')) {
@@ -74,7 +75,7 @@ function topicWithLateArrivals(count: number, data: string) {
   const insert = db.prepare('INSERT INTO ring (cursor, id, body, arrived_at, late) VALUES (?, ?, ?, ?, 1)');
   for (const envelope of late) insert.run(envelope.cursor, envelope.id, JSON.stringify(envelope), Date.now());
   const { storage, reads } = storageOn(db);
-  const store = createHubStore(storage, { ringSize: 100_000, keyedMemory: 1_000, lateMemory: 10_000 });
+  const store = createHubStore(storage, { ringSize, keyedMemory: 1_000, lateMemory: 10_000 });
   return { store, reads, late, after, db };
 }
 
@@ -89,12 +90,14 @@ function resume(
   relay?: {
     late: Envelope[];
     history?: (frame: { after?: string }) => Promise<{ messages: Envelope[]; next: string | null }>;
-    /** Given what hears the messages fanned out at the object during the resume (core.onArrival). */
-    hear?: (listener: (envelope: Envelope, body: string) => void) => void;
+    /** Given the way to fan a message out at the object during the resume (what core.hear hears). */
+    hear?: (fanOut: (envelope: Envelope, body: string) => void) => void;
   },
 ) {
   const state = { gen: 0, subscribed: false, live: false };
   const frames: string[] = [];
+  const heard = createHeardLog(maxSendBufferBytes);
+  relay?.hear?.((envelope, body) => heard.add(envelope, body));
   const clients = {
     state: () => state,
     update: (_ws: unknown, change: Partial<typeof state>) => Object.assign(state, change),
@@ -106,7 +109,7 @@ function resume(
   const subscriptions = createSubscriptions({
     clients,
     store,
-    clock: {},
+    clock: createHybridClock('eedge0'),
     link: {
       request: async (frame: { op: string; after?: string }) =>
         frame.op === 'late'
@@ -117,10 +120,7 @@ function resume(
     topic: 'late.t',
     ctx: { waitUntil: () => {} },
     linked: true,
-    onArrival: (listener: (envelope: Envelope, body: string) => void) => {
-      relay?.hear?.(listener);
-      return () => {};
-    },
+    hear: () => heard.listen(),
   } as unknown as Parameters<typeof createSubscriptions>[0]);
   const settled = subscriptions.subscribe({} as WebSocket, after, 'r');
   const sent = () => {
@@ -320,6 +320,77 @@ describe('messages that arrive while a resume pages the relay’s history', () =
     }).settled();
     assert.deepEqual(frames, ['close']);
   });
+});
+
+describe('a resume from the relay’s history cut off (4001) after hearing a message it had not sent', () => {
+  // A review: what a resume heard went out after every page and the whole ring, so a cut before
+  // the end left the client above it. Its next resume, served from the ring (which had it in
+  // order, not late) or the relay's pages after its cursor, never sent it.
+  const at = (id: string, cursor: string): Envelope =>
+    ({ id, topic: 'late.t', cursor, source: 's', ts: 1, data: 'x'.repeat(1_000) }) as Envelope;
+  for (const cut of ['pages', 'overflow', 'ring'] as const) {
+    it(`leaves it to the client’s next resume from where it was left: cut in ${cut}`, async () => {
+      const { store, after: start } = topicWithLateArrivals(0, 'x', 3);
+      const relayClock = createHybridClock('relay1');
+      relayClock.observe(start);
+      const after = relayClock.next(); // the client's cursor, older than the ring
+      const older = [1, 2].map((i) => at(`H${i}`, relayClock.next())); // stored at the relay long before
+      const floor = relayClock.next();
+      store.meta.set('floor', floor);
+      const edgeClock = createHybridClock('eedge0');
+      edgeClock.observe(floor);
+      // E: published at this edge during the resume; C, minted elsewhere a moment later, is at
+      // the relay when the page is read, E not yet.
+      const published = at('E-published-here', edgeClock.next());
+      relayClock.observe(published.cursor);
+      const minted = at('C', relayClock.next());
+      const later = [1, 2, 3].map((i) => at(`R${i}`, relayClock.next()));
+      const atRelay = [...older, published, minted, ...later];
+      const size = JSON.stringify(minted).length;
+      let fanOut: ((envelope: Envelope, body: string) => void) | undefined;
+      let pass = 0;
+      const first = await resume(store, after, Math.floor(size * (cut === 'overflow' ? 2.5 : 5.5)), {
+        late: [],
+        hear: (hear) => (fanOut = hear),
+        history: async () => {
+          pass += 1;
+          if (pass === 1) {
+            const body = JSON.stringify(published);
+            store.accept(published, body, true);
+            fanOut?.(published, body);
+            store.outbox.remove([published.id]); // forwarded and acked: the relay stored it just after the page
+            for (const m of [minted, ...later]) {
+              store.remember(m, JSON.stringify(m));
+              fanOut?.(m, JSON.stringify(m)); // the ring of 3 lets E (and C) go
+            }
+            return { messages: cut === 'overflow' ? [minted] : [...older, minted], next: null };
+          }
+          // The second pass (the floor moved) reads after C: E's cursor is below it, in no page.
+          return { messages: cut === 'pages' ? later : [], next: null };
+        },
+      }).settled();
+      assert.equal(first.frames.at(-1), 'close', 'cut off (4001)');
+      // The client library resumes from the newest cursor it got; the relay has everything now.
+      let last = after;
+      for (const m of first.messages) if (m.cursor > last) last = m.cursor;
+      const second = await resume(store, last, size * 10, {
+        late: [],
+        history: async (frame) => ({
+          messages: atRelay.filter((m) => m.cursor > (frame.after ?? '')),
+          next: null,
+        }),
+      }).settled();
+      assert.match(second.frames.at(-1) ?? '', /"op":"subscribed"/);
+      assert.ok(
+        [...first.messages, ...second.messages].some((m) => m.id === published.id),
+        `${published.id} was acked and fanned out here, and neither resume sent it: ${JSON.stringify(
+          [first, second].map((r) =>
+            r.frames.map((f) => (f.startsWith('{"op":"msg"') ? (JSON.parse(f) as Envelope).id : f)),
+          ),
+        )}`,
+      );
+    });
+  }
 });
 
 describe('mergeByCursor', () => {

@@ -44,6 +44,8 @@ type Budget = {
   lateKnown: Set<string>;
   /** Cursors of the late arrivals it sent. */
   lateSentCursors: Set<string>;
+  /** The newest cursor sent: where a client cut off now resumes from. */
+  top: string;
   progressed: boolean;
 };
 
@@ -51,7 +53,7 @@ type Budget = {
 const LATE_SHARE = 0.5;
 
 export function createSubscriptions(
-  core: Pick<HubCore, 'clients' | 'store' | 'clock' | 'link' | 'config' | 'topic' | 'ctx' | 'linked' | 'onArrival'>,
+  core: Pick<HubCore, 'clients' | 'store' | 'clock' | 'link' | 'config' | 'topic' | 'ctx' | 'linked' | 'hear'>,
 ) {
   const { clients, store, clock, link } = core;
   const newBudget = (after: string): Budget => ({
@@ -60,6 +62,7 @@ export function createSubscriptions(
     after,
     lateKnown: new Set(),
     lateSentCursors: new Set(),
+    top: after,
     progressed: false,
   });
 
@@ -87,7 +90,9 @@ export function createSubscriptions(
         const size = utf8Length(message.body);
         kept.push({ message, size });
         bytes += size;
-        for (; bytes > limit && head < kept.length; head++) {
+        // The newest is kept whatever its size: lateFits decides (a lone one larger than the share
+        // is sent when it fits the whole budget; a review found the relay's never was).
+        for (; bytes > limit && head < kept.length - 1; head++) {
           const old = kept[head] as { message: StoredMessage; size: number };
           bytes -= old.size;
           kept[head] = undefined;
@@ -209,13 +214,25 @@ export function createSubscriptions(
       skip?.add(envelope.id);
       clients.send(ws, msgFrame(body));
       if (compareCursors(envelope.cursor, cursor) > 0) cursor = envelope.cursor;
+      if (compareCursors(envelope.cursor, budget.top) > 0) budget.top = envelope.cursor;
     }
     return cursor;
   };
 
+  /** What a resume from the relay's history heard fanned out here while it ran (heard.ts). */
+  type Held = {
+    /** Those heard above the resume's `after`, up to `cursor` (all without it), not sent yet, in cursor order. */
+    upTo(cursor?: string): StoredMessage[];
+    /** Whether the log let go of some it had heard (more than MAX_SEND_BUFFER_BYTES arrived). */
+    lost(): boolean;
+  };
+
   /**
-   * Relay history after `after`, to the end, sent as it comes: the cursor reached (undefined when
-   * the resume ended), and whether the relay refused a page at or above the ring's floor.
+   * Relay history after `after`, to the end, sent as it comes, each page merged by cursor with
+   * what was heard here up to its last cursor (so a client cut off after it has everything below
+   * where it resumes from, as a relay's resume flushes its buffer below each message it sends):
+   * the cursor reached (undefined when the resume ended), and whether the relay refused a page at
+   * or above the ring's floor.
    */
   const fromRelay = async (
     ws: WebSocket,
@@ -223,7 +240,8 @@ export function createSubscriptions(
     after: string,
     budget: Budget,
     sent: Set<string>,
-    answered: () => boolean = () => true,
+    answered: () => boolean,
+    held: Held,
   ) => {
     let cursor: string | undefined = after;
     for (let page: string | null = after; page !== null && cursor !== undefined;) {
@@ -241,7 +259,18 @@ export function createSubscriptions(
         throw error;
       }
       if (clients.state(ws).gen !== gen || !answered()) return undefined;
-      cursor = sendAll(ws, reply.messages.map(asStored), cursor, budget, sent);
+      if (held.lost()) {
+        // Closed before any page past what it let go: the client resumes from below it.
+        clients.close(
+          ws,
+          'slow_consumer',
+          'more arrived during catch-up than the send buffer holds; resume from your last cursor',
+        );
+        return undefined;
+      }
+      const got = reply.messages.map(asStored);
+      const last = got.at(-1)?.envelope.cursor;
+      cursor = sendAll(ws, last === undefined ? got : mergeByCursor(got, held.upTo(last)), cursor, budget, sent);
       page = reply.next;
     }
     return cursor === undefined ? undefined : { cursor, ringHasRest: false };
@@ -285,45 +314,71 @@ export function createSubscriptions(
   /**
    * What this object holds that a resume from `after` missed: its late arrivals not sent yet, the
    * newest that fit what is left of their share (store.lateFor), then what follows `after`
-   * (store.since); as sendAll.
+   * (store.since) merged by cursor with `held` (what a resume from the relay's history heard and
+   * has not sent); as sendAll.
    */
-  const sendMissed = (ws: WebSocket, cursor: string, budget: Budget, sent?: Set<string>) => {
+  const sendMissed = (
+    ws: WebSocket,
+    cursor: string,
+    budget: Budget,
+    sent?: Set<string>,
+    held: StoredMessage[] = [],
+  ) => {
     const reached = sendAll(ws, lateWithin(budget, [], store.lateFor(budget.after), sent), cursor, budget, sent);
-    return reached === undefined ? undefined : sendAll(ws, store.since(budget.after), reached, budget, sent);
+    return reached === undefined
+      ? undefined
+      : sendAll(ws, mergeByCursor(store.since(budget.after), held), reached, budget, sent);
   };
 
   /**
-   * What is fanned out here while a resume from the relay's history runs, with a cursor above its
-   * `after` (the socket is held out of fan-out meanwhile), as a relay's resume buffers live
-   * messages: a message minted elsewhere that reached the relay after the page its cursor falls
-   * in was read is in no page, and by the end it may be nowhere here either (below the ring's
-   * floor, or trimmed from the ring); a review's repro answered `subscribed` without it. At most
-   * MAX_SEND_BUFFER_BYTES (more could not be sent): past that, `overflowed`.
+   * A resume from the relay's history. It hears what is fanned out here meanwhile (core.hear)
+   * and sends it merged into the pages and the end by cursor, before `subscribed`: a message
+   * minted elsewhere that reached the relay after the page its cursor falls in was read is in no
+   * page, and the ring may have let it go by the end (a review's repro answered `subscribed`
+   * without it). Ended before it went live (cut for its budget, dropped by a later `sub` or
+   * `unsub`, refused), what it heard and did not send with a cursor below where it left the
+   * client becomes a late arrival here (store.markLate), replayed to the client's next resume
+   * from there; what the log let go for its bound meanwhile (more than MAX_SEND_BUFFER_BYTES
+   * arrived) closes the resume at once, and refuses that next resume (store.expire) if any of
+   * it was below.
    */
-  const arrivedDuring = (after: string) => {
-    const messages: StoredMessage[] = [];
-    let bytes = 0;
-    const held = {
-      overflowed: false,
-      add(envelope: Envelope, body: string) {
-        if (held.overflowed || compareCursors(envelope.cursor, after) <= 0) return;
-        bytes += utf8Length(body);
-        if (bytes > core.config.MAX_SEND_BUFFER_BYTES) {
-          held.overflowed = true;
-          messages.length = 0;
-        } else messages.push({ envelope, body });
-      },
-      /** In cursor order. */
-      take: () => messages.sort((a, b) => compareCursors(a.envelope.cursor, b.envelope.cursor)),
-    };
-    return held;
-  };
-
   const catchUp = async (ws: WebSocket, gen: number, after: string, ref: string | undefined) => {
     const sent = new Set<string>();
     const budget = newBudget(after);
-    const arrived = arrivedDuring(after);
-    const stopHearing = core.onArrival(arrived.add);
+    const hearing = core.hear();
+    const held: Held = {
+      upTo(cursor) {
+        const found: StoredMessage[] = [];
+        for (const message of hearing.messages()) {
+          const at = message.envelope.cursor;
+          if (compareCursors(at, after) <= 0 || sent.has(message.envelope.id)) continue;
+          if (cursor === undefined || compareCursors(at, cursor) <= 0) found.push(message);
+        }
+        return found.sort((a, b) => compareCursors(a.envelope.cursor, b.envelope.cursor));
+      },
+      lost: () => hearing.lowestLost !== undefined,
+    };
+    let done = false;
+    /** The resume ends here: keep what the client was not sent below where it stands (above). */
+    const end = (live: boolean) => {
+      if (done) return;
+      done = true;
+      if (!live) {
+        for (const { envelope, body } of held.upTo(budget.top)) store.markLate(envelope, body);
+        const lost = hearing.lowestLost;
+        if (lost !== undefined && compareCursors(lost, budget.top) < 0) store.expire(lost, clock.next());
+      }
+      hearing.stop();
+    };
+    // A later `sub`/`unsub` on the socket drops this resume (nextGen): it ends then, before the
+    // next resume reads the late arrivals, not when the relay answers this one's request.
+    const settle = resuming.get(ws);
+    if (settle) {
+      resuming.set(ws, () => {
+        end(false);
+        settle();
+      });
+    }
     let cursor = after;
     try {
       const late = await chooseLate(ws, gen, after, budget, sent);
@@ -342,41 +397,38 @@ export function createSubscriptions(
       // once a trim lifted the floor past it).
       for (let floor = ''; floor !== store.floor();) {
         floor = store.floor();
-        const reached = await fromRelay(ws, gen, cursor, budget, sent, answered);
+        const reached = await fromRelay(ws, gen, cursor, budget, sent, answered, held);
         if (reached === undefined) return;
         cursor = reached.cursor;
         if (reached.ringHasRest) break;
       }
+      if (clients.state(ws).gen !== gen) return;
+      // A late message that arrived while the relay was asked (a cursor at or below `after`, so in
+      // no page) went live to the sockets live then, not this one, and is kept nowhere here (below
+      // the floor): deliver marks that in the expired range, checked again here, in the step that
+      // makes the socket live (a review's repro answered `subscribed` without it).
+      if (refusedAsExpired(ws, after, ref)) return;
+      if (held.lost()) {
+        clients.close(
+          ws,
+          'slow_consumer',
+          'more arrived during catch-up than the send buffer holds; resume from your last cursor',
+        );
+        return;
+      }
+      // What this object holds after `after` (and any late arrival it kept since chooseLate read),
+      // merged with what it heard during the resume and has not sent.
+      const reached = sendMissed(ws, cursor, budget, sent, held.upTo());
+      if (reached === undefined) return;
+      end(true);
+      goLive(ws, gen, reached, ref, budget);
     } catch (error) {
       if (clients.state(ws).gen !== gen) return;
       clients.update(ws, { subscribed: false });
       clients.error(ws, error, ref);
-      return;
     } finally {
-      stopHearing();
+      end(false);
     }
-    if (clients.state(ws).gen !== gen) return;
-    // A late message that arrived while the relay was asked (a cursor at or below `after`, so in no
-    // page) went live to the sockets live then, not this one, and is kept nowhere here (below the
-    // floor): deliver marks that in the expired range, checked again here, in the step that makes
-    // the socket live (a review's repro answered `subscribed` without it).
-    if (refusedAsExpired(ws, after, ref)) return;
-    if (arrived.overflowed) {
-      // More arrived during the resume than it may send: the client resumes from its last cursor
-      // (what arrived is in the relay's history by then, or among its late arrivals), as a relay
-      // cuts off a subscriber whose resume buffer overflows.
-      clients.close(
-        ws,
-        'slow_consumer',
-        'more arrived during catch-up than the send buffer holds; resume from your last cursor',
-      );
-      return;
-    }
-    // What this object holds after `after` (and any late arrival it kept since chooseLate read),
-    // then what arrived during the resume and was sent in neither.
-    const missed = sendMissed(ws, cursor, budget, sent);
-    const reached = missed === undefined ? undefined : sendAll(ws, arrived.take(), missed, budget, sent);
-    if (reached !== undefined) goLive(ws, gen, reached, ref, budget);
   };
 
   return {
@@ -409,7 +461,8 @@ export function createSubscriptions(
       return new Promise<void>((settle) => {
         resuming.set(ws, settle);
         const done = catchUp(ws, gen, after, ref).finally(() => {
-          if (resuming.get(ws) === settle) resuming.delete(ws);
+          // Still this resume's (catchUp may have wrapped `settle`), unless a later sub/unsub took over.
+          if (clients.state(ws).gen === gen) resuming.delete(ws);
           settle();
         });
         core.ctx.waitUntil(done);
