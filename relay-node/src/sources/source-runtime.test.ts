@@ -358,6 +358,25 @@ describe('source runtime: publishes queued behind others', () => {
     assert.equal(status.dropped_publishes, 0);
   });
 
+  it('counts a connected stream’s published payload as its last success, not only the connect', async () => {
+    let emit: ((payload: unknown) => Promise<void>) | undefined;
+    const runtime = runtimeOf(
+      (io) => ({
+        mode: 'stream',
+        run: async () => void (emit = io.emit),
+      }),
+      { ingest: async () => {} },
+    );
+    runtime.start();
+    for (let waited = 0; runtime.state !== 'connected' && waited < 2_000; waited += 10) await sleep(10);
+    const connected = runtime.health.lastSuccessAt;
+    assert.ok(connected !== undefined, 'the connect is a success');
+    await sleep(30);
+    await emit?.({ n: 1 });
+    // Before, it stayed at the connect: a stream hours old and healthy looked stale in /metrics.
+    assert.ok((runtime.health.lastSuccessAt ?? 0) > connected, `${runtime.health.lastSuccessAt} > ${connected}`);
+  });
+
   it('does not count time queued behind its own publishes against a poll attempt cap', async () => {
     const outcomes: string[] = [];
     const runtime = runtimeOf(

@@ -263,29 +263,38 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
    * One payload through the source's gate (one publish of the source at a time, across its
    * drivers and runtimes). One given up on is counted by the gate; the store may still take it,
    * and then its items count as ingested. Only a runtime still running that driver says so in
-   * its log: a stopped one's publishes are still the source's, but no longer its business.
+   * its log: a stopped one's publishes are still the source's, but no longer its business. A
+   * connected stream's payload published is its last success (a poll's is the poll): it stayed at
+   * the connect, so an alert on anode_source_last_success_timestamp_seconds fired for a healthy
+   * stream hours old.
    */
   const publishing =
     (payload: unknown, gen: number): Publish =>
     (signal, onStart) =>
-      gate.run(() => deps.ingest(runtime, payload), {
-        capMs,
-        tooLong: () => payloadTooLong(capMs),
-        signal,
-        onStart,
-        epoch,
-        onGiveUp(stage, error) {
-          deps.onGiveUp?.(runtime, stage, 1);
-          // Refused by the store after it was given up on: lost, and no attempt says so any more.
-          if (stage === 'rejected')
-            log.warn({ err: redactUrls(error.message) }, 'publish given up on, then refused by the store: lost');
-          else if (active && gen === generation) {
-            const fields = { err: error.message, stage, store_stuck: gate.stuck };
-            if (error instanceof PublishQueueFullError) queueFullLog(fields);
-            else log.warn(fields, 'publish given up on');
-          }
+      gate.run(
+        async () => {
+          await deps.ingest(runtime, payload);
+          if (active && gen === generation && state === 'connected') health.lastSuccessAt = now();
         },
-      });
+        {
+          capMs,
+          tooLong: () => payloadTooLong(capMs),
+          signal,
+          onStart,
+          epoch,
+          onGiveUp(stage, error) {
+            deps.onGiveUp?.(runtime, stage, 1);
+            // Refused by the store after it was given up on: lost, and no attempt says so any more.
+            if (stage === 'rejected')
+              log.warn({ err: redactUrls(error.message) }, 'publish given up on, then refused by the store: lost');
+            else if (active && gen === generation) {
+              const fields = { err: error.message, stage, store_stuck: gate.stuck };
+              if (error instanceof PublishQueueFullError) queueFullLog(fields);
+              else log.warn(fields, 'publish given up on');
+            }
+          },
+        },
+      );
 
   // Failing and slow sources queue in the scheduler's penalty lane, so they cannot starve the rest.
   const schedule = (due: number) =>
