@@ -73,8 +73,11 @@ export function createConnection(socket: WebSocket, options: ConnectionOptions) 
   const subscriptions = new Set<string>();
   const bucket = createTokenBucket(config.PUBLISH_RATE, config.PUBLISH_BURST);
   // The same message can reach a client through a topic's object and a relay pattern: the
-  // relay's rule (each message once per connection) is kept across upstreams, not within one
-  // (a resume replays on purpose).
+  // relay's rule (each live message once per connection) is kept across upstreams, not within one
+  // (a resume replays on purpose), nor for what an upstream sends while a resume through it is
+  // under way: a new or retried subscription's replay hands it messages another subscription
+  // carried already, as on a relay (a review: a pattern resumed at the edge never got a message
+  // its topic's object had delivered, and the client's resume point moved past it).
   const deliveredBy = new RecentMap<string>(10_000);
   const fences = createPingFences();
   let closed = false;
@@ -110,7 +113,7 @@ export function createConnection(socket: WebSocket, options: ConnectionOptions) 
   const events: UpstreamEvents = {
     onFrame(text, from) {
       const id = MSG_ID.exec(text)?.[1];
-      if (id !== undefined) {
+      if (id !== undefined && !from.replaying) {
         const by = deliveredBy.get(id);
         if (by !== undefined && by !== from.key) return;
         deliveredBy.set(id, from.key);

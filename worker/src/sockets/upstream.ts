@@ -12,6 +12,8 @@ export interface Upstream {
   readonly key: string;
   /** Subscriptions this connection holds through it (exact topic, or patterns). */
   readonly subscriptions: Set<string>;
+  /** Whether a `sub` sent through it is not answered yet: what it sends may be that resume's replay. */
+  readonly replaying: boolean;
   usedAt: number;
   /**
    * Forward a client frame; `answered` when the upstream answers it (ack, subscribed or err), with
@@ -152,6 +154,9 @@ export function createUpstream(key: string, dial: () => Promise<UpstreamSocket>,
   const upstream: Upstream = {
     key,
     subscriptions: new Set(),
+    get replaying() {
+      return resumes.size > 0;
+    },
     usedAt: Date.now(),
     send(text, expects, drops) {
       upstream.usedAt = Date.now();
