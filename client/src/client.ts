@@ -197,10 +197,15 @@ export class AnodeClient extends Emitter<ClientEvents> {
       };
     });
     this.ready.catch(() => {}); // surfaced through `error` events too; avoid unhandled rejections
-    // Defaults by destructuring, not by spreading: an option given as `undefined` (a setting passed
-    // through, not set) overrode its default, and a `maxDelayMs` of undefined redialled without a pause.
-    const { initialDelayMs = 250, maxDelayMs = 10_000 } = options.reconnect || {};
-    this.#backoff = options.reconnect === false ? false : { initialDelayMs, maxDelayMs };
+    // Each default kept unless the option is a number of 0 or more: an option given as `undefined`,
+    // `null` or NaN (a setting passed through, not set: JSON's null, Number() of an unset variable)
+    // or below 0 overrode its default, and such a `maxDelayMs` redialled without a pause.
+    const given = options.reconnect || {};
+    const delay = (ms: unknown, otherwise: number) => (typeof ms === 'number' && ms >= 0 ? ms : otherwise);
+    this.#backoff =
+      options.reconnect === false
+        ? false
+        : { initialDelayMs: delay(given.initialDelayMs, 250), maxDelayMs: delay(given.maxDelayMs, 10_000) };
     this.#handed = new RecentMap(options.dedupWindow ?? 10_000);
     // After the caller's first turn, so an `error` the first attempt emits at once (a URL the
     // runtime refuses, an expired fixed token) reaches the listeners it adds right after this.
@@ -513,10 +518,20 @@ export class AnodeClient extends Emitter<ClientEvents> {
       // The runtime refused the URL itself, as it will every time: a page served over https asking
       // for ws: (a browser's SecurityError), a ws+unix: URL without the ws package. Thrown from
       // here it was an unhandled rejection (fatal in Node) and `ready` never settled.
-      const why = String((error as Error).message ?? error);
+      let why = String((error as Error).message ?? error);
+      // The token as given, and as the URL carries it (percent-encoded): a runtime may quote either.
+      if (token) {
+        for (const form of [
+          token,
+          new URLSearchParams({ token }).toString().slice('token='.length),
+          encodeURIComponent(token),
+        ]) {
+          why = why.split(form).join('…');
+        }
+      }
       const refused = new AnodeError(
         'unavailable',
-        `this runtime's WebSocket refused ${shownUrl(url)}: ${token ? why.split(token).join('…') : why} ` +
+        `this runtime's WebSocket refused ${shownUrl(url)}: ${why} ` +
           '(a page served over https needs wss:; a ws+unix: URL needs { WebSocket } from the ws package)',
       );
       this.emit('error', refused);
