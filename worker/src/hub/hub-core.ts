@@ -112,7 +112,7 @@ export function createHubCore(ctx: DurableObjectState, env: Env, topic: string) 
     reschedule,
 
     /** Hear every message fanned out from now on, until `stop` (heard.ts). */
-    hear: () => heard.listen(),
+    hear: (needed?: Parameters<typeof heard.listen>[0]) => heard.listen(needed),
 
     /**
      * Accept publishes: durable here (and queued for the relay) before the acks are sent. Every

@@ -271,14 +271,23 @@ export function createHubStore(
     return through !== undefined && compareCursors(through, at) > 0 ? through : at;
   };
 
+  /**
+   * The newest cursor a resume from the relay's history sent a client (this instance's memory, as
+   * the resume is): a message arriving below it is late for that client, as below anything the
+   * ring holds. A relay page can hand a client a cursor above everything here; a message that
+   * arrived below it afterwards went into the ring in order, and a resume from that cursor, served
+   * from the ring, never sent it (a review: a client whose connection dropped during its resume).
+   */
+  let handed: string | undefined;
   /** Add a message to the ring (false when it is there already, or below the floor). */
   const remember = (envelope: Envelope, body: string, now = Date.now()): boolean => {
     rememberKey(envelope);
     if (compareCursors(envelope.cursor, floor()) <= 0) return false;
     const through = meta.get('expired_through');
     const latest = newest();
-    const reference =
+    let reference =
       through !== undefined && (latest === undefined || compareCursors(through, latest) > 0) ? through : latest;
+    if (handed !== undefined && (reference === undefined || compareCursors(handed, reference) > 0)) reference = handed;
     const late = isLateArrival(envelope.cursor, reference, now);
     sql.exec(
       'INSERT OR IGNORE INTO ring (cursor, id, body, arrived_at, late) VALUES (?, ?, ?, ?, ?)',
@@ -304,6 +313,11 @@ export function createHubStore(
     newest,
     position,
     remember,
+
+    /** A resume sent a client this cursor (see `handed`). */
+    noteHanded(cursor: string): void {
+      if (handed === undefined || compareCursors(cursor, handed) > 0) handed = cursor;
+    },
 
     /**
      * The cursors handed out before the relay link lost its place (the relay refused its resume as

@@ -1,0 +1,149 @@
+// Test support (not a test): a topic object as a resume sees it (hub-core.ts deliver and accept
+// over the real hub store on node:sqlite, the real heard log) and a client socket resuming on it.
+import { DatabaseSync } from 'node:sqlite';
+import { compareCursors, createHybridClock, type Envelope } from '@anode/shared';
+import { openSchema } from './hub-schema.ts';
+import { createHeardLog } from './heard.ts';
+import { createHubStore } from './hub-store.ts';
+import { createSubscriptions } from './subscriptions.ts';
+
+export function storageOn(db: DatabaseSync) {
+  const storage = {
+    sql: {
+      exec(query: string, ...bindings: (string | number)[]) {
+        if (query.includes(';') && bindings.length === 0) {
+          db.exec(query);
+          return Object.assign([][Symbol.iterator](), { toArray: () => [] });
+        }
+        const statement = db.prepare(query);
+        if (statement.columns().length === 0) {
+          statement.run(...bindings);
+          return Object.assign([][Symbol.iterator](), { toArray: () => [] });
+        }
+        const rows = statement.iterate(...bindings);
+        const copied = (function* () {
+          for (const row of rows as Iterable<Record<string, unknown>>) yield { ...row };
+        })();
+        return Object.assign(copied, { toArray: () => [...copied] });
+      },
+      databaseSize: 0,
+    },
+    transactionSync<T>(fn: () => T): T {
+      db.exec('BEGIN');
+      try {
+        const result = fn();
+        db.exec('COMMIT');
+        return result;
+      } catch (error) {
+        db.exec('ROLLBACK');
+        throw error;
+      }
+    },
+  };
+  return storage as unknown as DurableObjectStorage;
+}
+
+export function newStore(ringSize: number) {
+  const db = new DatabaseSync(':memory:');
+  openSchema((query) => {
+    if (query.includes(';')) {
+      db.exec(query);
+      return [];
+    }
+    return db.prepare(query).all() as { name: string }[];
+  });
+  const store = createHubStore(storageOn(db), { ringSize, keyedMemory: 1_000, lateMemory: 10_000 });
+  return { db, store };
+}
+
+/**
+ * The object (hub-core.ts) as far as a resume sees it: its arrivals listeners (onArrival), and
+ * deliver/accept written as hub-core writes them (store first, then the listeners).
+ */
+export function objectOn(store: ReturnType<typeof createHubStore>, clockNode = 'e1', maxBytes = 8 * 1024 * 1024) {
+  const clock = createHybridClock(clockNode);
+  const heard = createHeardLog(maxBytes);
+  const fanOut = (envelope: Envelope, body: string) => heard.add(envelope, body);
+  return {
+    clock,
+    heard,
+    hear: (needed?: Parameters<typeof heard.listen>[0]) => heard.listen(needed),
+    /** hub-core's deliver (a message from the mesh). */
+    deliver(envelope: Envelope) {
+      const body = JSON.stringify(envelope);
+      clock.observe(envelope.cursor);
+      if (store.cursorOf(envelope.id) !== undefined) return;
+      if (!store.remember(envelope, body) && compareCursors(envelope.cursor, store.floor()) <= 0) {
+        store.expire(envelope.cursor, clock.next());
+      }
+      fanOut(envelope, body);
+    },
+    /** hub-core's accept of one publish (linked). */
+    accept(envelope: Envelope) {
+      const body = JSON.stringify(envelope);
+      store.accept(envelope, body, true);
+      fanOut(envelope, body);
+    },
+  };
+}
+
+type Link = {
+  late?: Envelope[];
+  /** When set, the relay's answer to `late` waits for this. */
+  lateWait?: Promise<void>;
+  history?: (frame: { after?: string }) => Promise<{ messages: Envelope[]; next: string | null }>;
+};
+
+/** One client socket subscribing with `after` on the object; what it was sent. */
+export function resume(
+  store: ReturnType<typeof createHubStore>,
+  object: ReturnType<typeof objectOn>,
+  after: string,
+  maxSendBufferBytes: number,
+  link: Link = {},
+  /** False once the client's connection is gone: what is sent then never reaches it (send fails). */
+  connected: () => boolean = () => true,
+) {
+  const state = { gen: 0, subscribed: false, live: false };
+  const frames: string[] = [];
+  const clients = {
+    state: () => state,
+    update: (_ws: unknown, change: Partial<typeof state>) => Object.assign(state, change),
+    send: (_ws: unknown, frame: string) => (connected() ? (frames.push(frame), true) : false),
+    frame: (_ws: unknown, frame: object) => void (connected() && frames.push(JSON.stringify(frame))),
+    close: (_ws: unknown, reason: string) => void frames.push(`close ${reason}`),
+    error: (_ws: unknown, error: Error) =>
+      void frames.push(`error ${(error as { code?: string }).code} ${error.message}`),
+  };
+  const subscriptions = createSubscriptions({
+    clients,
+    store,
+    clock: object.clock,
+    link: {
+      request: async (frame: { op: string; after?: string }) =>
+        frame.op === 'late'
+          ? (await link.lateWait, { messages: link.late ?? [], next: null })
+          : ((await link.history?.(frame)) ?? { messages: [], next: null }),
+    },
+    config: { MAX_SEND_BUFFER_BYTES: maxSendBufferBytes },
+    topic: 't',
+    ctx: { waitUntil: () => {} },
+    linked: true,
+    hear: object.hear,
+  } as unknown as Parameters<typeof createSubscriptions>[0]);
+  const ws = {} as WebSocket;
+  const settled = subscriptions.subscribe(ws, after, 'r');
+  const view = () => ({
+    frames,
+    ids: frames.filter((f) => f.startsWith('{"op":"msg"')).map((f) => (JSON.parse(f) as Envelope).id),
+    /** The client library's resume point: the newest cursor it got. */
+    last: frames
+      .filter((f) => f.startsWith('{"op":"msg"'))
+      .map((f) => (JSON.parse(f) as Envelope).cursor)
+      .reduce((a, b) => (compareCursors(a, b) >= 0 ? a : b), after),
+  });
+  return { subscriptions, ws, state, ...view(), settled: async () => (await settled, view()) };
+}
+
+export const envelope = (id: string, cursor: string, size = 1000): Envelope =>
+  ({ id, topic: 't', cursor, source: 's', ts: 1, data: 'x'.repeat(size) }) as Envelope;
