@@ -154,6 +154,13 @@ describe('cluster view: three relays, the edge and Cassandra on one page', { ski
       `#relays tr[data-peer="${ids.a.peer_id}"]`,
       WAIT,
     );
+    // Its edge link: the object dials relay A once its client subscribed (a fresh `sub` is answered
+    // first), so the card B fetched first may predate it; the next card has it.
+    await page.waitForFunction(
+      (selector) => /demo\.edge/.test(document.querySelector(selector)?.textContent ?? ''),
+      `#relays tr[data-peer="${ids.a.peer_id}"]`,
+      WAIT,
+    );
     assert.match((await rowA.textContent()) ?? '', /demo\.edge/);
     // The edge's Durable Object for demo.edge, with its client and its link open, via relay A.
     const object = page.locator(`tr[data-edge-object="demo.edge"][data-via="${ids.a.id}"]`);
