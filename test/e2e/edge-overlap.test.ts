@@ -19,18 +19,16 @@ async function until(ok: () => boolean, what: string, ms = 15_000): Promise<void
   }
 }
 
+/** An edge on workerd linked to the relay at `relayUrl`, reachable by it at `edgeUrl`. */
+const edgeLinkedTo = (relayUrl: string, edgeUrl: string) =>
+  startEdge({ RELAY_URLS: relayUrl, LINK_SECRET, LINK_WAIT_MS: '2000', LINK_RETRY_MAX_MS: '400', EDGE_URL: edgeUrl });
+
 describe('edge: overlapping subscriptions on one connection', () => {
   it('replays to a new pattern subscription what the exact one already carried', async () => {
     const dataDir = await tempDir();
     const edgeUrl = `http://127.0.0.1:${await freePort()}`;
     const relay = await startRelay({ 'edge-link-secret': LINK_SECRET, 'edge-url': edgeUrl }, { dataDir });
-    const edge = await startEdge({
-      RELAY_URLS: relay.url,
-      LINK_SECRET,
-      LINK_WAIT_MS: '2000',
-      LINK_RETRY_MAX_MS: '400',
-      EDGE_URL: edgeUrl,
-    });
+    const edge = await edgeLinkedTo(relay.url, edgeUrl);
     const client = createClient({ url: edge.url });
     client.on('error', () => {});
     try {
@@ -71,13 +69,7 @@ describe('edge: overlapping subscriptions on one connection', () => {
     });
     let relay = await startRelay(flags, { dataDir, wrapStore: topicsDown });
     const port = new URL(relay.url).port;
-    const edge = await startEdge({
-      RELAY_URLS: relay.url,
-      LINK_SECRET,
-      LINK_WAIT_MS: '2000',
-      LINK_RETRY_MAX_MS: '400',
-      EDGE_URL: edgeUrl,
-    });
+    const edge = await edgeLinkedTo(relay.url, edgeUrl);
     const client = createClient({ url: edge.url, reconnect: { initialDelayMs: 50, maxDelayMs: 200 } });
     client.on('error', () => {});
     try {

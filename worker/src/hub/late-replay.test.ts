@@ -1,70 +1,19 @@
 import assert from 'node:assert/strict';
-import { DatabaseSync } from 'node:sqlite';
 import { describe, it } from 'node:test';
 import { AnodeError, createHybridClock, type Envelope, utf8Length } from '@anode/shared';
-import { openSchema } from './hub-schema.ts';
 import { createHeardLog } from './heard.ts';
-import { createHubStore } from './hub-store.ts';
+import type { createHubStore } from './hub-store.ts';
 import { mergeByCursor } from './pages.ts';
+import { newStore } from './resume-object.fixture.ts';
 import { createSubscriptions } from './subscriptions.ts';
 
-/**
- * A resume's replay of late arrivals, on the hub's real store and SQLite (node:sqlite, the same
- * SQLite a Durable Object runs; `storageOn` is a stand-in for DurableObjectStorage's `sql` and
- * `transactionSync` only, counting the bodies it hands out). The clients are a recording double.
- * The same resumes run end to end on workerd in relay-late.test.ts and topic-hub.test.ts.
- */
-function storageOn(db: DatabaseSync) {
-  const reads = { bodies: 0 };
-  const storage = {
-    sql: {
-      exec(query: string, ...bindings: (string | number)[]) {
-        if (query.includes(';') && bindings.length === 0) {
-          db.exec(query);
-          return Object.assign([][Symbol.iterator](), { toArray: () => [] });
-        }
-        const statement = db.prepare(query);
-        if (statement.columns().length === 0) {
-          // A write runs at once, as workerd's exec does; node:sqlite's iterate would wait to be read.
-          statement.run(...bindings);
-          return Object.assign([][Symbol.iterator](), { toArray: () => [] });
-        }
-        const rows = statement.iterate(...bindings);
-        const counted = (function* () {
-          for (const row of rows as Iterable<Record<string, unknown>>) {
-            if ('body' in row) reads.bodies += 1;
-            yield { ...row };
-          }
-        })();
-        return Object.assign(counted, { toArray: () => [...counted] });
-      },
-      databaseSize: 0,
-    },
-    transactionSync<T>(fn: () => T): T {
-      db.exec('BEGIN');
-      try {
-        const result = fn();
-        db.exec('COMMIT');
-        return result;
-      } catch (error) {
-        db.exec('ROLLBACK');
-        throw error;
-      }
-    },
-  };
-  return { storage: storage as unknown as DurableObjectStorage, reads };
-}
+// A resume's replay of late arrivals, on the hub's real store and SQLite (node:sqlite, the same
+// SQLite a Durable Object runs, through resume-object.fixture.ts's stand-in for
+// DurableObjectStorage, which counts the bodies it hands out). The clients are a recording double.
+// The same resumes run end to end on workerd in relay-late.test.ts and topic-hub.test.ts.
 
 /** A topic's hub store whose ring holds `count` late arrivals of `data` each, minted before `after`, which follows them. */
 function topicWithLateArrivals(count: number, data: string, ringSize = 100_000) {
-  const db = new DatabaseSync(':memory:');
-  openSchema((query) => {
-    if (query.includes(';')) {
-      db.exec(query);
-      return [];
-    }
-    return db.prepare(query).all() as { name: string }[];
-  });
   const clock = createHybridClock('relay1');
   const late: Envelope[] = [];
   for (let i = 0; i < count; i++) {
@@ -72,10 +21,10 @@ function topicWithLateArrivals(count: number, data: string, ringSize = 100_000) 
     late.push(envelope);
   }
   const after = clock.next();
-  const insert = db.prepare('INSERT INTO ring (cursor, id, body, arrived_at, late) VALUES (?, ?, ?, ?, 1)');
-  for (const envelope of late) insert.run(envelope.cursor, envelope.id, JSON.stringify(envelope), Date.now());
-  const { storage, reads } = storageOn(db);
-  const store = createHubStore(storage, { ringSize, keyedMemory: 1_000, lateMemory: 10_000 });
+  const { db, store, reads } = newStore(ringSize, (fresh) => {
+    const insert = fresh.prepare('INSERT INTO ring (cursor, id, body, arrived_at, late) VALUES (?, ?, ?, ?, 1)');
+    for (const envelope of late) insert.run(envelope.cursor, envelope.id, JSON.stringify(envelope), Date.now());
+  });
   return { store, reads, late, after, db };
 }
 

@@ -7,7 +7,12 @@ import { createHeardLog } from './heard.ts';
 import { createHubStore } from './hub-store.ts';
 import { createSubscriptions } from './subscriptions.ts';
 
+/**
+ * A stand-in for DurableObjectStorage on node:sqlite (the same SQLite a Durable Object runs): `sql`
+ * and `transactionSync` only, counting the bodies it hands out (`reads`).
+ */
 export function storageOn(db: DatabaseSync) {
+  const reads = { bodies: 0 };
   const storage = {
     sql: {
       exec(query: string, ...bindings: (string | number)[]) {
@@ -17,14 +22,18 @@ export function storageOn(db: DatabaseSync) {
         }
         const statement = db.prepare(query);
         if (statement.columns().length === 0) {
+          // A write runs at once, as workerd's exec does; node:sqlite's iterate would wait to be read.
           statement.run(...bindings);
           return Object.assign([][Symbol.iterator](), { toArray: () => [] });
         }
         const rows = statement.iterate(...bindings);
-        const copied = (function* () {
-          for (const row of rows as Iterable<Record<string, unknown>>) yield { ...row };
+        const counted = (function* () {
+          for (const row of rows as Iterable<Record<string, unknown>>) {
+            if ('body' in row) reads.bodies += 1;
+            yield { ...row };
+          }
         })();
-        return Object.assign(copied, { toArray: () => [...copied] });
+        return Object.assign(counted, { toArray: () => [...counted] });
       },
       databaseSize: 0,
     },
@@ -40,10 +49,11 @@ export function storageOn(db: DatabaseSync) {
       }
     },
   };
-  return storage as unknown as DurableObjectStorage;
+  return { storage: storage as unknown as DurableObjectStorage, reads };
 }
 
-export function newStore(ringSize: number) {
+/** A hub store on a fresh database; `seed` writes rows first (the store counts what it holds when made). */
+export function newStore(ringSize: number, seed?: (db: DatabaseSync) => void) {
   const db = new DatabaseSync(':memory:');
   openSchema((query) => {
     if (query.includes(';')) {
@@ -52,13 +62,15 @@ export function newStore(ringSize: number) {
     }
     return db.prepare(query).all() as { name: string }[];
   });
-  const store = createHubStore(storageOn(db), { ringSize, keyedMemory: 1_000, lateMemory: 10_000 });
-  return { db, store };
+  seed?.(db);
+  const { storage, reads } = storageOn(db);
+  const store = createHubStore(storage, { ringSize, keyedMemory: 1_000, lateMemory: 10_000 });
+  return { db, store, reads };
 }
 
 /**
- * The object (hub-core.ts) as far as a resume sees it: its arrivals listeners (onArrival), and
- * deliver/accept written as hub-core writes them (store first, then the listeners).
+ * The object (hub-core.ts) as far as a resume sees it: its heard log (heard.ts), and deliver/accept
+ * written as hub-core writes them (store first, then the log).
  */
 export function objectOn(store: ReturnType<typeof createHubStore>, clockNode = 'e1', maxBytes = 8 * 1024 * 1024) {
   const clock = createHybridClock(clockNode);

@@ -60,6 +60,19 @@ describe('relay link on workerd: a mesh message above a resume’s `after` that 
     await relay?.stop();
   });
 
+  /** A resume from `after` on a new socket: its answer (`subscribed` or `err`) and the ids sent before it. */
+  const resume = async (topic: string, after: string) => {
+    const resumed = await openSocket(`${edge.wsUrl}/v1/ws`);
+    open.push(resumed);
+    resumed.send({ op: 'sub', topic, after, ref: 'r' });
+    const ids = new Set<string>();
+    const answer = await resumed.next((f) => {
+      if (f.op === 'msg') ids.add(f.id as string);
+      return f.op === 'subscribed' || f.op === 'err';
+    });
+    return { answer, ids };
+  };
+
   it('is sent before `subscribed` when it lands below the ring’s floor', async () => {
     const topic = 'gap.above';
     const live = await openSocket(`${edge.wsUrl}/v1/ws`);
@@ -89,14 +102,7 @@ describe('relay link on workerd: a mesh message above a resume’s `after` that 
       stored.push({ id, cursor });
       link.send({ op: 'msg', id, topic, cursor, source: 'feed', ts: Date.now(), data: 'late' });
     };
-    const resumed = await openSocket(`${edge.wsUrl}/v1/ws`);
-    open.push(resumed);
-    resumed.send({ op: 'sub', topic, after: held, ref: 'r' });
-    const ids = new Set<string>();
-    const answer = await resumed.next((f) => {
-      if (f.op === 'msg') ids.add(f.id as string);
-      return f.op === 'subscribed' || f.op === 'err';
-    });
+    const { answer, ids } = await resume(topic, held);
     await live.next((f) => f.op === 'msg' && f.id === id); // the edge took it (sent live to `live`)
     assert.equal(onHistory, undefined, 'served from the relay’s history');
     assert.equal(answer.op, 'subscribed', JSON.stringify(answer));
@@ -133,14 +139,7 @@ describe('relay link on workerd: a mesh message above a resume’s `after` that 
       await live.next((f) => f.op === 'msg' && f.id === id);
       for (let i = 0; i < 5; i++) await post(100 + i); // the ring of 5 lets it go
     };
-    const resumed = await openSocket(`${edge.wsUrl}/v1/ws`);
-    open.push(resumed);
-    resumed.send({ op: 'sub', topic, after: held, ref: 'r' });
-    const ids = new Set<string>();
-    const answer = await resumed.next((f) => {
-      if (f.op === 'msg') ids.add(f.id as string);
-      return f.op === 'subscribed' || f.op === 'err';
-    });
+    const { answer, ids } = await resume(topic, held);
     assert.equal(answer.op, 'subscribed', JSON.stringify(answer));
     assert.ok(ids.has(id), `answered ${JSON.stringify(answer)} without ${id}: a silent gap`);
   });
