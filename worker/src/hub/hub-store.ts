@@ -277,8 +277,11 @@ export function createHubStore(
    * ring holds. A relay page can hand a client a cursor above everything here; a message that
    * arrived below it afterwards went into the ring in order, and a resume from that cursor, served
    * from the ring, never sent it (a review: a client whose connection dropped during its resume).
+   * Kept in `meta` too (saveHanded, once per relay page), so an object evicted and woken still
+   * knows it (a review: after a wake, a message published here below it was in order again).
    */
-  let handed: string | undefined;
+  let handed: string | undefined = meta.get('handed');
+  let handedSaved = handed;
   /** Add a message to the ring (false when it is there already, or below the floor). */
   const remember = (envelope: Envelope, body: string, now = Date.now()): boolean => {
     rememberKey(envelope);
@@ -317,6 +320,13 @@ export function createHubStore(
     /** A resume sent a client this cursor (see `handed`). */
     noteHanded(cursor: string): void {
       if (handed === undefined || compareCursors(cursor, handed) > 0) handed = cursor;
+    },
+
+    /** Write `handed` down if it moved (see `handed`). */
+    saveHanded(): void {
+      if (handed === undefined || handed === handedSaved) return;
+      meta.set('handed', handed);
+      handedSaved = handed;
     },
 
     /**

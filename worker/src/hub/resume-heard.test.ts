@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createHybridClock } from '@anode/shared';
-import { envelope, newStore, objectOn, resume } from './resume-object.fixture.ts';
+import { createHubStore } from './hub-store.ts';
+import { envelope, newStore, objectOn, resume, storageOn } from './resume-object.fixture.ts';
 
 // A message heard below the cursor a relay page already handed the client went out in a later
 // page; a connection that drops meanwhile is not seen (what went into the dead socket counts as
@@ -99,5 +100,76 @@ describe('a resume on a busy topic whose heard log passes its bound after it sen
     const third = await resume(store, object, A[30]!.cursor, budget, { late: [] }).settled();
     assert.match(second.frames.at(-1) ?? '', /"op":"subscribed"/, 'the next resume is served (the ring has B)');
     assert.match(third.frames.at(-1) ?? '', /"op":"subscribed"/, 'so is another client’s from a cursor in that range');
+  });
+});
+
+// A review of 4e3efc5: a cursor a resume hands out, from a relay whose clock runs ahead, made every
+// message published here in the next seconds late (in order as they were), and they filled the
+// late share of later resumes ahead of a late arrival those had missed. The object's clock now
+// moves past what it hands out.
+describe('a relay cursor handed out ahead of this object’s clock', () => {
+  it('leaves later publishes here in order, so a real late arrival still has the share', async () => {
+    const { store } = newStore(1000);
+    const relay = createHybridClock('relay1', () => Date.now() + 30_000); // 30 s ahead (the limit is 60)
+    const object = objectOn(store, 'e1');
+    const old = object.clock.next();
+    store.meta.set('floor', object.clock.next());
+    const handed = envelope('R', relay.next()); // at the relay; the link is down, not here yet
+    await resume(store, object, old, 20_000, {
+      late: [],
+      history: async () => ({ messages: [handed], next: null }),
+    }).settled();
+    const published = Array.from({ length: 20 }, (_, i) => envelope(`P${i}`, object.clock.next(), 1000));
+    const missed = envelope('L-late', published[5]!.cursor.replace(/-e1$/, '-e2'), 1000); // another edge, same instant
+    for (const m of published) object.accept(m); // a live client gets them all, then drops
+    object.deliver(missed); // a real late arrival: below the last one the client had
+    const again = await resume(store, object, published.at(-1)!.cursor, 20_000, { late: [] }).settled();
+    assert.ok(again.ids.includes(missed.id), `the late arrival it missed was not replayed: ${again.ids.join(',')}`);
+  });
+});
+
+// The same review: `handed` was kept in memory only, so once the object was evicted and woken, a
+// message published here below a cursor handed out before was an ordinary in-order row again, and
+// the client's resume from that cursor, served from the ring, never sent it.
+describe('a cursor handed out before the object was evicted', () => {
+  it('still marks what is published here below it late after the wake', async () => {
+    const { db, store } = newStore(1000);
+    const relay = createHybridClock('relay1', () => Date.now() + 5_000); // 5 s ahead
+    const after = relay.next();
+    const older = [1, 2].map((i) => envelope(`H${i}`, relay.next()));
+    const floor = relay.next();
+    store.meta.set('floor', floor);
+    const object = objectOn(store, 'eedge0');
+    object.clock.observe(floor);
+    const handed = envelope('C', relay.next()); // at the relay, on its way over the link (down)
+    let connected = true;
+    let page = 0;
+    const first = await resume(
+      store,
+      object,
+      after,
+      8 * 1024 * 1024,
+      {
+        late: [],
+        history: async () => {
+          page += 1;
+          if (page === 1) return { messages: [...older, handed], next: handed.cursor };
+          connected = false; // the client drops; it resumes from C
+          return { messages: [], next: null };
+        },
+      },
+      () => connected,
+    ).settled();
+    assert.ok(first.ids.includes(handed.id));
+    // Evicted and woken: a new store and object (and clock) on the same database.
+    const woken = createHubStore(storageOn(db).storage, { ringSize: 1000, keyedMemory: 1_000, lateMemory: 10_000 });
+    const object2 = objectOn(woken, 'eedge0');
+    object2.clock.observe(floor);
+    const published = envelope('E-published-here', object2.clock.next()); // below C: the relay runs ahead
+    object2.accept(published);
+    woken.outbox.remove([published.id]);
+    object2.deliver(handed); // the link is back
+    const again = await resume(woken, object2, handed.cursor, 8 * 1024 * 1024, { late: [] }).settled();
+    assert.ok(again.ids.includes(published.id), `${published.id} was acked here; the resume from C never sent it`);
   });
 });

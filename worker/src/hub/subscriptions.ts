@@ -213,7 +213,12 @@ export function createSubscriptions(
       if (!late) budget.progressed = true;
       skip?.add(envelope.id);
       clients.send(ws, msgFrame(body));
+      // A cursor handed out is a lateness reference here (store.noteHanded), and this object's
+      // clock moves past it, so what is published here next is not stamped below it (a relay's
+      // clock ahead made every publish of the next seconds a late arrival, and those filled the
+      // late share of later resumes ahead of the late arrivals they had missed).
       store.noteHanded(envelope.cursor);
+      clock.observe(envelope.cursor);
       if (compareCursors(envelope.cursor, cursor) > 0) cursor = envelope.cursor;
       if (compareCursors(envelope.cursor, budget.top) > 0) budget.top = envelope.cursor;
     }
@@ -272,6 +277,7 @@ export function createSubscriptions(
       const got = reply.messages.map(asStored);
       const last = got.at(-1)?.envelope.cursor;
       cursor = sendAll(ws, last === undefined ? got : mergeByCursor(got, held.upTo(last)), cursor, budget, sent);
+      store.saveHanded();
       page = reply.next;
     }
     return cursor === undefined ? undefined : { cursor, ringHasRest: false };
