@@ -709,14 +709,15 @@ export class AnodeClient extends Emitter<ClientEvents> {
 
   #onMessage(frame: Extract<ServerFrame, { op: 'msg' }>): void {
     const { op: _op, ...message } = frame;
-    // A subscription waiting to try its resume again (the node refused it for now) is not
-    // subscribed at the node: a message another subscription brings is not from its stream.
-    // Taken as its own, it came ahead of the ones it missed and moved its cursor past them, so the
-    // retry skipped them (a gap). Its resume brings it everything after its cursor, in order.
-    const targets = [...this.#subs.values()].filter(
-      (s) => s.active && s.retry === undefined && matches(s.topic, message.topic),
-    );
+    const targets = [...this.#subs.values()].filter((s) => s.active && matches(s.topic, message.topic));
+    // Those subscribed at the node: one waiting to try its resume again (refused for now) is not.
+    const subscribed = targets.filter((s) => s.retry === undefined);
     for (const state of targets) {
+      // A waiting subscription is handed what another subscription brings (an edge passes a
+      // message on once per connection, so it may never come again), but its cursor stays put:
+      // moved ahead of the messages it missed, the retry skipped them (a gap). Its resume, when
+      // served, brings everything after its cursor.
+      if (state.retry !== undefined) continue;
       // A `msg` does not say which subscription it is for. One that another subscription matches
       // too, arriving while this one replays (its `sub` unanswered), may be the other's live or
       // replayed message, newer than what this replay has sent yet: moving the cursor to it left a
@@ -725,7 +726,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
       // Held still, a replay that is cut before its answer every time (a long one under live load:
       // close 4001) would start from the same cursor for ever; after CAREFUL_RESUMES such starts
       // the cursor moves on every message again, so the replay ends (a drop then may skip).
-      if (state.ref !== undefined && targets.length > 1 && state.stalls < CAREFUL_RESUMES) continue;
+      if (state.ref !== undefined && subscribed.length > 1 && state.stalls < CAREFUL_RESUMES) continue;
       if (state.cursor === undefined || compareCursors(message.cursor, state.cursor) > 0) {
         state.cursor = message.cursor;
       }
