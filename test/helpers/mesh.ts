@@ -1,4 +1,4 @@
-import { createServer } from 'node:net';
+import { freePort } from '../../worker/test-support/edge-runtime.ts';
 import type { Envelope } from '@anode/shared';
 import { type AnodeClient, createClient, type Subscription } from '@anode/client';
 import { type RelayProcess, spawnRelay, tempDir } from './relay.ts';
@@ -152,10 +152,4 @@ export async function rejoinableArgs(bootstrap: string): Promise<string[]> {
   return ['--port', String(port), '--listen', `/ip4/127.0.0.1/tcp/${listen}`, '--bootstrap', bootstrap];
 }
 
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+export { freePort };

@@ -1,6 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type * as Esbuild from 'esbuild';
@@ -46,13 +46,41 @@ async function compatibilityDate(): Promise<string> {
   return /^compatibility_date\s*=\s*"([^"]+)"/m.exec(toml)?.[1] ?? '2026-04-01';
 }
 
-/** A free loopback port (closed again at once: the edge takes it a moment later). */
+/**
+ * A free loopback port for a server that starts a moment later, from below the kernel's
+ * ephemeral range: a port 0 pick came from that range, and once closed again the kernel could
+ * hand it to any outgoing connection or `listen(0)` of the tests running alongside before the
+ * server took it (a fresh-clone CI run lost a test to EADDRINUSE that way). Below the range only
+ * another caller of this picks, at random, and each pick is checked free by binding it.
+ */
 export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
+  const [low, high] = unassignedRange();
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = low + Math.floor(Math.random() * (high - low));
+    if (await bindable(port)) return port;
+  }
+  throw new Error(`freePort: no free port found in ${low}-${high - 1} after 200 tries`);
+}
+
+/** [low, high): ports neither well known nor ever handed out by the kernel on its own. */
+function unassignedRange(): [number, number] {
+  let ephemeralLow = 32768;
+  try {
+    const text = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8');
+    ephemeralLow = Number(text.trim().split(/\s+/)[0]) || ephemeralLow;
+  } catch {
+    // not Linux: the IANA dynamic range starts at 49152, 32768 is below it and Linux's default
+  }
+  const low = 20_000;
+  return ephemeralLow - low >= 1_000 ? [low, ephemeralLow] : [10_000, Math.max(ephemeralLow, 11_000)];
+}
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
 }
 
 /**
@@ -64,18 +92,28 @@ export async function startEdge(vars: Record<string, string> = {}): Promise<Edge
   bundled ??= bundle();
   // An EDGE_URL given on loopback names the port to serve on (relays were told that origin).
   const pinned = /^http:\/\/127\.0\.0\.1:(\d+)$/.exec(vars.EDGE_URL ?? '')?.[1];
-  const port = pinned ? Number(pinned) : await freePort();
-  const mf = new Miniflare({
-    modules: [{ type: 'ESModule', path: 'index.js', contents: await bundled }],
-    compatibilityDate: await compatibilityDate(),
-    durableObjects: { TOPIC_HUB: { className: 'TopicHub', useSQLite: true } },
-    bindings: { EDGE_URL: `http://127.0.0.1:${port}`, ...vars },
-    host: '127.0.0.1',
-    port,
-    cf: false, // no download of the `Request.cf` sample (tests run offline)
-  });
-  const url = (await mf.ready).origin;
-  return { url, wsUrl: url.replace(/^http/, 'ws'), mf, stop: () => mf.dispose() };
+  for (let attempt = 1; ; attempt++) {
+    const port = pinned ? Number(pinned) : await freePort();
+    const mf = new Miniflare({
+      modules: [{ type: 'ESModule', path: 'index.js', contents: await bundled }],
+      compatibilityDate: await compatibilityDate(),
+      durableObjects: { TOPIC_HUB: { className: 'TopicHub', useSQLite: true } },
+      bindings: { EDGE_URL: `http://127.0.0.1:${port}`, ...vars },
+      host: '127.0.0.1',
+      port,
+      cf: false, // no download of the `Request.cf` sample (tests run offline)
+    });
+    try {
+      const url = (await mf.ready).origin;
+      return { url, wsUrl: url.replace(/^http/, 'ws'), mf, stop: () => mf.dispose() };
+    } catch (error) {
+      // A failed start leaves workerd and miniflare's own server open: close them, or the test
+      // process never exits.
+      await mf.dispose().catch(() => {});
+      const taken = (error as { code?: string }).code === 'ERR_ADDRESS_IN_USE';
+      if (!taken || pinned || attempt >= 3) throw error;
+    }
+  }
 }
 
 /**
