@@ -1,3 +1,4 @@
+import { MAX_TIMER_MS } from '@anode/shared';
 import { z } from 'zod';
 
 /**
@@ -19,8 +20,7 @@ export const intIn = (min: number, max = Number.MAX_SAFE_INTEGER, why?: string) 
 export const port = intIn(0, 65535);
 export const positiveInt = intIn(1);
 export const nonNegativeInt = intIn(0);
-/** Longest delay Node's timers take: a longer one fires after 1 ms instead (with a warning). */
-export const MAX_TIMER_MS = 2_147_483_647;
+export { MAX_TIMER_MS };
 const TIMER_LIMIT = `at most ${MAX_TIMER_MS} (2^31-1 ms, about 24.8 days: Node's longest timer)`;
 /** A duration that is set as a timer: positive, and at most MAX_TIMER_MS (about 24.8 days). */
 export const timerMs = intIn(1, MAX_TIMER_MS, TIMER_LIMIT);

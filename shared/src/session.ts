@@ -148,8 +148,8 @@ export function receiveClientFrame(
   return handleClientFrame(read.frame, read.text, port);
 }
 
-/** setTimeout's longest wait (2^31-1 ms, about 24.8 days): a longer one fires at once. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
+/** setTimeout's longest wait (2^31-1 ms, about 24.8 days): a longer one fires after 1 ms instead. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Calls `onExpired` once, when the token's `exp` (seconds) has passed, however far ahead it is
