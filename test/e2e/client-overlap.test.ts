@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { type MessageStore, UnavailableError } from '@anode/shared';
 import { createClient } from '@anode/client';
 import { startRelay } from '../helpers/relay.ts';
 
@@ -118,6 +119,67 @@ describe('client library: overlapping subscriptions', () => {
         `then the cursor moved on: ${JSON.stringify(afters)}`,
       );
       assert.equal(afters.at(-1), last, 'and reached the end of the replay');
+    } finally {
+      await client.close();
+      await relay.stop();
+    }
+  });
+
+  it('a pattern waiting to retry its refused resume is handed what its topic brings meanwhile, its cursor held still', async () => {
+    // Fault-injection test double: while `down`, listing topics (a pattern's resume reads it
+    // first) fails as a relay's storage that is down does; an exact topic resumes without it.
+    let down = false;
+    let refusals = 0;
+    const topicsDown = (store: MessageStore): MessageStore => ({
+      ...store,
+      topics: async (...args: Parameters<MessageStore['topics']>) => {
+        if (!down) return store.topics(...args);
+        refusals += 1;
+        throw new UnavailableError('cannot list topics (test double)');
+      },
+    });
+    const relay = await startRelay({}, { wrapStore: topicsDown });
+    const sockets: WebSocket[] = [];
+    class DroppableSocket extends WebSocket {
+      constructor(url: string) {
+        super(url);
+        sockets.push(this);
+      }
+    }
+    // Retries 200-400 ms apart: the topic's live message lands while the pattern waits, not
+    // while a retry is on its way.
+    const client = createClient({
+      url: relay.wsUrl,
+      WebSocket: DroppableSocket,
+      reconnect: { initialDelayMs: 400, maxDelayMs: 400 },
+    });
+    client.on('error', () => {});
+    try {
+      const onPattern: unknown[] = [];
+      const onTopic: unknown[] = [];
+      const pattern = client.subscribe('rv.>', (m) => void onPattern.push(m.data));
+      const topic = client.subscribe('rv.a', (m) => void onTopic.push(m.data));
+      await Promise.all([pattern.ready, topic.ready]);
+      await publish(relay.url, 'rv.a', 'a1');
+      await until(() => onPattern.length === 1 && onTopic.length === 1, 'a1 at both subscriptions');
+      const held = pattern.cursor;
+      down = true;
+      sockets.at(-1)?.close(); // the next connection resumes both; the pattern's is refused
+      await until(() => refusals > 0 && client.connected, "the pattern's resume refused");
+      await publish(relay.url, 'rv.b', 'b2'); // only the pattern matches: it misses it for now
+      await publish(relay.url, 'rv.a', 'a3'); // both match: it comes through the topic's subscription
+      await until(() => onTopic.includes('a3'), 'a3 at the topic');
+      await until(
+        () => onPattern.includes('a3'),
+        `a3 at the waiting pattern (has ${JSON.stringify(onPattern)})`,
+        2_000,
+      );
+      assert.ok(refusals > 0 && down, 'handed while its resume was still refused');
+      assert.equal(pattern.cursor, held, "the pattern's cursor stays put, before what it missed");
+      down = false;
+      await until(() => onPattern.includes('b2'), `the pattern's missed message (has ${JSON.stringify(onPattern)})`);
+      await client.ping();
+      assert.deepEqual(onPattern, ['a1', 'a3', 'b2'], 'every message once');
     } finally {
       await client.close();
       await relay.stop();
