@@ -55,7 +55,7 @@ export const commonShape = {
   topic: z.string().refine(isTopic, 'not a valid topic'),
   /** JSONPath of the items in a payload; without it the whole payload is one item. */
   items_path: jsonPath.optional(),
-  /** JSONPath (relative to an item) of its id; without it the id is a hash of the item. */
+  /** JSONPath (relative to an item) of its id; without it, or where it finds none or `""`, the id is a hash of the item. */
   id_path: jsonPath.optional(),
   /** JSONPath of the item's source timestamp (ms number, seconds number < 1e11, or date string). */
   ts_path: jsonPath.optional(),

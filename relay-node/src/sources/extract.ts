@@ -57,6 +57,14 @@ const safeHashId = (data: unknown): string => {
   }
 };
 
+/**
+ * An item's own id: a string or a number. An empty string is no id, as a missing one: taken as
+ * the id, it made every item of a source that sends `""` the same one, so dedup dropped all but
+ * the first, silently and for good.
+ */
+const idOf = (value: unknown): string | undefined =>
+  (typeof value === 'string' && value !== '') || typeof value === 'number' ? String(value) : undefined;
+
 /** A source timestamp: epoch milliseconds, epoch seconds (below 1e11), or a date string. */
 export function toTimestamp(value: unknown): number | undefined {
   const n = typeof value === 'string' && /^\d+(\.\d+)?$/.test(value) ? Number(value) : value;
@@ -71,7 +79,7 @@ export function toTimestamp(value: unknown): number | undefined {
 /**
  * The items of a payload: the matches of `items_path` (an array match is spread), or the
  * whole payload. Each item's id, timestamp and topic come from its paths, with fallbacks: a
- * content hash, the ingest time, and the source's topic. An item whose fields cannot be read
+ * content hash (also for an empty id), the ingest time, and the source's topic. An item whose fields cannot be read
  * (a path search or its hash overflowing the stack on deep data) comes back with `error` and
  * a content-hash id, so it is dead-lettered once instead of failing the whole payload.
  */
@@ -93,7 +101,7 @@ export function extractItems(payload: unknown, mapping: Mapping, now = Date.now(
       const id = first(mapping.id_path, data);
       const topic = first(mapping.topic_path, data);
       return {
-        id: typeof id === 'string' || typeof id === 'number' ? String(id) : hashId(data),
+        id: idOf(id) ?? hashId(data),
         ts: toTimestamp(first(mapping.ts_path, data)) ?? now,
         topic: typeof topic === 'string' ? topic : mapping.topic,
         data,

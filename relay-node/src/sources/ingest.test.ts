@@ -256,3 +256,39 @@ describe('ingest: what reaches the store', () => {
     assert.equal(s.runtime.status().items, 5);
   });
 });
+
+describe('ingest: item ids', () => {
+  const open: { close(): Promise<void> }[] = [];
+  after(async () => {
+    for (const s of open) await s.close();
+  });
+
+  it('takes an empty id as no id: each item gets its content hash instead of all sharing ""', async () => {
+    const s = setup({ items_path: '$[*]', id_path: '$.id' });
+    open.push(s);
+    const payload = [
+      { id: '', v: 1 },
+      { id: '', v: 2 },
+      { id: 'x', v: 3 },
+    ];
+    await s.ingest(payload);
+    await s.ingest(payload); // polled again: nothing twice
+    assert.deepEqual(
+      (await s.stored('t.items')).map((m) => (m.data as { v: number }).v),
+      [1, 2, 3],
+    );
+    assert.equal(s.runtime.health.items, 3);
+    assert.ok(s.runtime.seen.has(hashId({ id: '', v: 2 })));
+  });
+
+  it('refuses an empty id_path when the definition is parsed', () => {
+    assert.throws(
+      () =>
+        parseDefinition(
+          { name: 's', kind: 'http', url: 'http://127.0.0.1:1/', topic: 't', id_path: '' },
+          BUILTIN_KINDS,
+        ),
+      /^SourceDefinitionError: source s: id_path: /,
+    );
+  });
+});
