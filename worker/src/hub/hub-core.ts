@@ -1,5 +1,4 @@
 import {
-  compareCursors,
   checkEnvelope,
   contentId,
   createHybridClock,
@@ -65,18 +64,13 @@ export function createHubCore(ctx: DurableObjectState, env: Env, topic: string) 
     clients.fanOut(msgFrame(body));
   };
 
-  /** A message from the mesh: into the ring (unless seen) and out to live subscribers. */
+  /**
+   * A message from the mesh: into the ring (unless had; below the ring's floor, kept as a late
+   * arrival: store.receive) and out to live subscribers.
+   */
   const deliver = (envelope: Envelope, body: string) => {
     clock.observe(envelope.cursor);
-    if (store.cursorOf(envelope.id) !== undefined) return; // our own publish coming back, or a repeat
-    if (!store.remember(envelope, body) && compareCursors(envelope.cursor, store.floor()) <= 0) {
-      // Below the ring's floor (the ring let go of that time, or the link restarted past it): kept
-      // nowhere here. A resume from a cursor handed out before now, at or after this one, would
-      // skip it (no late row in the ring; relay history pages after `after`) and answer
-      // `subscribed` (a review's repro): refused as cursor_expired instead. Sent live still.
-      store.expire(envelope.cursor, clock.next());
-    }
-    fanOut(envelope, body);
+    if (store.receive(envelope, body)) fanOut(envelope, body);
   };
 
   const link = createRelayLink({

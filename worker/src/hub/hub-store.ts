@@ -306,6 +306,59 @@ export function createHubStore(
     return written > 0;
   };
 
+  /** The cursor a stored message with this id has: in the ring, the outbox, the keyed or the trimmed ids. */
+  const cursorOf = (id: string): string | undefined =>
+    (id.startsWith('k')
+      ? rows<{ cursor: string }>('SELECT cursor FROM keyed WHERE id = ?', id)[0]?.cursor
+      : undefined) ??
+    rows<{ cursor: string }>('SELECT cursor FROM ring WHERE id = ?', id)[0]?.cursor ??
+    rows<{ cursor: string }>('SELECT cursor FROM outbox WHERE id = ?', id)[0]?.cursor ??
+    rows<{ cursor: string }>('SELECT cursor FROM trimmed WHERE id = ?', id)[0]?.cursor;
+
+  /**
+   * From now on this message is a late arrival, so a resume from a cursor at or above it replays it
+   * (lateFor: at or below `after`, arrived since shortly before `after` was minted), within the
+   * late-arrival bounds: one a resume heard but did not send below where it left its client (cut
+   * for its budget, or dropped by a later `sub`), or one from the mesh below the ring's floor
+   * (receive). In the ring it is marked there; let go by the ring, or never in it, it is kept in
+   * late_kept.
+   */
+  const markLate = (envelope: Envelope, body: string, now = Date.now()): void => {
+    sql.exec('UPDATE ring SET late = 1, arrived_at = ? WHERE cursor = ? AND id = ?', now, envelope.cursor, envelope.id);
+    if (changes() > 0) return;
+    sql.exec('UPDATE late_kept SET arrived_at = ? WHERE cursor = ? AND id = ?', now, envelope.cursor, envelope.id);
+    if (changes() > 0) return;
+    const kept = rows<{ bytes: number }>(
+      `INSERT OR IGNORE INTO late_kept (cursor, id, arrived_at, bytes, body)
+         VALUES (?, ?, ?, length(CAST(? AS BLOB)), ?) RETURNING bytes`,
+      envelope.cursor,
+      envelope.id,
+      now,
+      body,
+      body,
+    );
+    if (kept.length === 0) return;
+    lateCount += 1;
+    lateBytes += (kept[0] as { bytes: number }).bytes;
+    forgetLate(now);
+  };
+
+  /**
+   * A message from the mesh: false when it is had (our own publish coming back, or a repeat), and
+   * is not to be fanned out again. One with a cursor at or below the ring's floor (the ring let go
+   * of that time, or the link restarted past it) is a late arrival for every cursor handed out at
+   * or above it, and is kept as one (markLate), as a relay keeps its late arrivals: a resume from
+   * such a cursor replays it, whether served from the ring or from the relay's history. (It used
+   * to widen the expired range instead: a resume from the relay's history that heard one while it
+   * paged ended in `cursor_expired` after the pages it had sent, and every resume from a cursor
+   * above it was refused, where a relay replays it.)
+   */
+  const receive = (envelope: Envelope, body: string, now = Date.now()): boolean => {
+    if (cursorOf(envelope.id) !== undefined) return false;
+    if (!remember(envelope, body, now) && compareCursors(envelope.cursor, floor()) <= 0) markLate(envelope, body, now);
+    return true;
+  };
+
   // Counted once per wake, then kept here: `wanted()` and the link's timers ask on every publish.
   let outboxCount = rows<{ n: number }>('SELECT COUNT(*) AS n FROM outbox')[0]?.n ?? 0;
 
@@ -349,49 +402,9 @@ export function createHubStore(
       if (top === undefined || compareCursors(through, top) > 0) meta.set('expired_through', through);
     },
 
-    /**
-     * A message a resume heard but did not send, with a cursor below where it left its client
-     * (cut for its budget, or dropped by a later `sub`): from now on it is a late arrival, so the
-     * client's next resume from that point replays it (lateFor: at or below `after`, arrived since
-     * shortly before `after` was minted), within the late-arrival bounds. In the ring it is marked
-     * there; let go by the ring, it is kept in late_kept.
-     */
-    markLate(envelope: Envelope, body: string, now = Date.now()): void {
-      sql.exec(
-        'UPDATE ring SET late = 1, arrived_at = ? WHERE cursor = ? AND id = ?',
-        now,
-        envelope.cursor,
-        envelope.id,
-      );
-      if (changes() > 0) return;
-      sql.exec('UPDATE late_kept SET arrived_at = ? WHERE cursor = ? AND id = ?', now, envelope.cursor, envelope.id);
-      if (changes() > 0) return;
-      const kept = rows<{ bytes: number }>(
-        `INSERT OR IGNORE INTO late_kept (cursor, id, arrived_at, bytes, body)
-           VALUES (?, ?, ?, length(CAST(? AS BLOB)), ?) RETURNING bytes`,
-        envelope.cursor,
-        envelope.id,
-        now,
-        body,
-        body,
-      );
-      if (kept.length === 0) return;
-      lateCount += 1;
-      lateBytes += (kept[0] as { bytes: number }).bytes;
-      forgetLate(now);
-    },
-
-    /** The cursor a stored message with this id has: in the ring, the outbox, the keyed or the trimmed ids. */
-    cursorOf(id: string): string | undefined {
-      return (
-        (id.startsWith('k')
-          ? rows<{ cursor: string }>('SELECT cursor FROM keyed WHERE id = ?', id)[0]?.cursor
-          : undefined) ??
-        rows<{ cursor: string }>('SELECT cursor FROM ring WHERE id = ?', id)[0]?.cursor ??
-        rows<{ cursor: string }>('SELECT cursor FROM outbox WHERE id = ?', id)[0]?.cursor ??
-        rows<{ cursor: string }>('SELECT cursor FROM trimmed WHERE id = ?', id)[0]?.cursor
-      );
-    },
+    markLate,
+    cursorOf,
+    receive,
 
     /**
      * The late arrivals a subscriber resuming from `after` may have missed, as far as this edge

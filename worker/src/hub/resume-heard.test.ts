@@ -173,3 +173,37 @@ describe('a cursor handed out before the object was evicted', () => {
     assert.ok(again.ids.includes(published.id), `${published.id} was acked here; the resume from C never sent it`);
   });
 });
+
+// A late arrival (minted elsewhere before the client's cursor, so in no page of the relay's history
+// after it) that reaches the object while a resume pages the relay's history is below the ring's
+// floor: it used to widen the expired range, and the resume, having sent its pages, ended in
+// `cursor_expired` (PROTOCOL.md: refused before any message, or no refusal). It is kept as a late
+// arrival now, and the resume replays it, as a relay's does.
+describe('a late arrival heard while a resume pages the relay’s history', () => {
+  it('is replayed before `subscribed`, not refused as cursor_expired after the pages went out', async () => {
+    const { store } = newStore(1000);
+    const other = createHybridClock('relay2');
+    const relay = createHybridClock('relay1');
+    const missed = envelope('L-late', other.next()); // at relay2, on its way: the client never had it
+    relay.observe(missed.cursor);
+    const after = relay.next(); // the client's cursor, older than the ring
+    const pages = [1, 2].map((i) => envelope(`H${i}`, relay.next()));
+    const floor = relay.next();
+    store.meta.set('floor', floor);
+    const object = objectOn(store, 'eedge0');
+    object.clock.observe(floor);
+    const resumed = await resume(store, object, after, 8 * 1024 * 1024, {
+      late: [],
+      history: async () => {
+        object.deliver(missed); // below `after` (and the floor): in no page
+        return { messages: pages, next: null };
+      },
+    }).settled();
+    assert.match(resumed.frames.at(-1) ?? '', /"op":"subscribed"/, resumed.frames.at(-1));
+    assert.deepEqual(resumed.ids.sort(), ['H1', 'H2', 'L-late']);
+    // A client that left holding a cursor above it, handed out before it arrived, gets it too.
+    const later = await resume(store, object, floor, 8 * 1024 * 1024, { late: [] }).settled();
+    assert.match(later.frames.at(-1) ?? '', /"op":"subscribed"/, later.frames.at(-1));
+    assert.ok(later.ids.includes(missed.id), `not replayed: ${later.ids.join(',')}`);
+  });
+});

@@ -84,11 +84,7 @@ export function objectOn(store: ReturnType<typeof createHubStore>, clockNode = '
     deliver(envelope: Envelope) {
       const body = JSON.stringify(envelope);
       clock.observe(envelope.cursor);
-      if (store.cursorOf(envelope.id) !== undefined) return;
-      if (!store.remember(envelope, body) && compareCursors(envelope.cursor, store.floor()) <= 0) {
-        store.expire(envelope.cursor, clock.next());
-      }
-      fanOut(envelope, body);
+      if (store.receive(envelope, body)) fanOut(envelope, body);
     },
     /** hub-core's accept of one publish (linked). */
     accept(envelope: Envelope) {

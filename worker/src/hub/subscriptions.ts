@@ -175,7 +175,7 @@ export function createSubscriptions(
       ws,
       new CursorExpiredError(
         `cursor ${after} may be past messages this edge can no longer send (it lost its place in the topic, ` +
-          `or kept a late arrival nowhere); resubscribe without \`after\` or from a cursor at or after ${expired.through}`,
+          `or more arrived during a resume than it could hold); resubscribe without \`after\` or from a cursor at or after ${expired.through}`,
       ),
       ref,
     );
@@ -440,10 +440,10 @@ export function createSubscriptions(
         if (reached.ringHasRest) break;
       }
       if (clients.state(ws).gen !== gen) return;
-      // A late message that arrived while the relay was asked (a cursor at or below `after`, so in
-      // no page) went live to the sockets live then, not this one, and is kept nowhere here (below
-      // the floor): deliver marks that in the expired range, checked again here, in the step that
-      // makes the socket live (a review's repro answered `subscribed` without it).
+      // The link may have lost its place while the relay was asked (hub-core's onGap widens the
+      // expired range): checked again here, in the step that makes the socket live. A late message
+      // that arrived meanwhile (a cursor at or below `after`, so in no page) is kept as a late
+      // arrival (store.receive) and replayed by sendMissed below.
       if (refusedAsExpired(ws, after, ref)) return;
       if (held.lost()) {
         clients.close(

@@ -93,14 +93,16 @@ function linkedEdge(vars: Record<string, string> = {}) {
 }
 
 /**
- * A message from the mesh with a cursor below the ring's floor (the ring let go of that time):
- * kept nowhere at the edge. A review: a client that left before it arrived resumed from the ring
- * and was answered `subscribed` without it. Such a resume is now refused (cursor_expired).
+ * A message from the mesh with a cursor below the ring's floor (the ring let go of that time). A
+ * review: a client that left before it arrived resumed from the ring and was answered `subscribed`
+ * without it. Such a resume was then refused (cursor_expired); the message is now kept as a late
+ * arrival (past the ring, as the ring's own), and the resume replays it, as a relay's does
+ * (PROTOCOL.md): the client keeps its place instead of resubscribing without `after`.
  */
 describe('relay link on workerd: a mesh message below the ring’s floor', () => {
   const t = linkedEdge();
 
-  it('refuses a resume that may have missed it, sends it live, and serves a fresh subscription', async () => {
+  it('replays it to a resume that may have missed it, sends it live, and serves a fresh subscription', async () => {
     const topic = 'late.floor';
     const first = await openSocket(`${t.edge.wsUrl}/v1/ws`);
     t.open.push(first);
@@ -133,8 +135,13 @@ describe('relay link on workerd: a mesh message below the ring’s floor', () =>
     const resumed = await openSocket(`${t.edge.wsUrl}/v1/ws`);
     t.open.push(resumed);
     resumed.send({ op: 'sub', topic, after: newest, ref: 's2' });
-    const answer = await resumed.next((f) => f.op === 'subscribed' || f.op === 'err');
-    assert.equal(answer.op === 'err' && answer.code, 'cursor_expired', JSON.stringify(answer));
+    let replayed = false;
+    const answer = await resumed.next((f) => {
+      if (f.op === 'msg' && f.id === id) replayed = true;
+      return f.op === 'subscribed' || f.op === 'err';
+    });
+    assert.equal(answer.op, 'subscribed', JSON.stringify(answer));
+    assert.ok(replayed, 'the late arrival was replayed');
     // A subscription from now on is served, and so is a resume from its cursor.
     const fresh = await openSocket(`${t.edge.wsUrl}/v1/ws`);
     t.open.push(fresh);
@@ -199,10 +206,11 @@ describe('relay link on workerd: a mesh message below the ring’s floor', () =>
     );
   });
 
-  it('refuses a resume from the relay’s history when a late arrival it may have missed came meanwhile', async () => {
+  it('replays to a resume from the relay’s history a late arrival it may have missed that came meanwhile', async () => {
     // A review: a resume below the floor waits for the relay's history; a late message with a
     // cursor below its `after` arriving meanwhile (in no page) went only to the sockets live then,
-    // and the resume was answered `subscribed` without it.
+    // and the resume was answered `subscribed` without it. It was then refused (cursor_expired,
+    // after any page it had sent: resume-heard.test.ts); it is replayed now, as on a relay.
     const topic = 'late.catchup';
     const cursors: string[] = [];
     for (let i = 0; i < 10; i++) {
@@ -221,9 +229,14 @@ describe('relay link on workerd: a mesh message below the ring’s floor', () =>
     const resumed = await openSocket(`${t.edge.wsUrl}/v1/ws`);
     t.open.push(resumed);
     resumed.send({ op: 'sub', topic, after: held, ref: 'r' });
-    const answer = await resumed.next((f) => f.op === 'subscribed' || f.op === 'err');
+    let replayed = false;
+    const answer = await resumed.next((f) => {
+      if (f.op === 'msg' && f.id === id) replayed = true;
+      return f.op === 'subscribed' || f.op === 'err';
+    });
     assert.equal(t.onHistory, undefined, 'the resume was served from the relay’s history');
-    assert.equal(answer.op === 'err' && answer.code, 'cursor_expired', JSON.stringify(answer));
+    assert.equal(answer.op, 'subscribed', JSON.stringify(answer));
+    assert.ok(replayed, 'the late arrival was replayed before `subscribed`');
   });
 
   it('takes a message it had, sent again by the relay after the ring let it go, as had', async () => {
