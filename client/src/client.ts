@@ -6,7 +6,7 @@ import { matches } from '../../shared/src/topics.ts';
 import { type BackoffOptions, backoffDelay, MAX_DELAY_MS } from './backoff.ts';
 import { callSafely, Emitter } from './emitter.ts';
 import { endpointUrl, shownUrl } from './endpoint.ts';
-import { answerWithin, keepaliveInterval, watchSocket } from './liveness.ts';
+import { afterSilence, answerWithin, KEEPALIVE_MS, keepaliveInterval, watchSocket } from './liveness.ts';
 import type { Envelope, ServerFrame } from './wire.ts';
 
 /** Backoff for a resume or a publish the node refused for now (`unavailable`, `rate_limited`), when reconnects are off. */
@@ -172,6 +172,8 @@ export class AnodeClient extends Emitter<ClientEvents> {
   #closeGrace: ReturnType<typeof setTimeout> | undefined;
   #attempt = 0;
   #refs = 0;
+  /** When the current connection last brought a frame (Date.now()). */
+  #heardAt = 0;
   /** Why the client stopped: `close()`, or a drop it will not reconnect after. */
   #stopped: AnodeError | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -330,17 +332,46 @@ export class AnodeClient extends Emitter<ClientEvents> {
   /**
    * Round trip to the node; resolves with the time it took in ms. The node answers it once every
    * frame sent before it was answered (acks included): a fence, and a plain round trip when idle.
+   * Rejects with `unavailable` if the connection closes first or, with keepalive off, once it
+   * brought nothing for 30 s.
    */
   ping(): Promise<number> {
     if (this.#stopped) return Promise.reject(this.#stopped);
     const started = Date.now();
     const ref = this.#nextRef();
     return new Promise((resolve, reject) => {
-      this.#pending.set(ref, { resolve: () => resolve(Date.now() - started), reject });
+      let stopWaiting = () => {};
+      this.#pending.set(ref, {
+        resolve: () => {
+          stopWaiting();
+          resolve(Date.now() - started);
+        },
+        reject: (error) => {
+          stopWaiting();
+          reject(error);
+        },
+      });
       if (!this.#send({ op: 'ping', ref })) {
         this.#pending.delete(ref);
-        reject(new AnodeError('unavailable', 'not connected'));
+        return reject(new AnodeError('unavailable', 'not connected'));
       }
+      // The keepalive drops a connection that went silent, which rejects this. With it off,
+      // nothing did: a ping to a node gone without a word (no FIN: a sleeping laptop, a NAT that
+      // forgot the flow) waited for ever. The connection is left open, as keepalive off asks.
+      if (keepaliveInterval(this.#options.pingIntervalMs) !== undefined) return;
+      stopWaiting = afterSilence(
+        KEEPALIVE_MS,
+        () => this.#heardAt,
+        () => {
+          this.#pending.delete(ref);
+          reject(
+            new AnodeError(
+              'unavailable',
+              `no answer to the ping: the connection brought nothing for ${KEEPALIVE_MS} ms (keepalive is off)`,
+            ),
+          );
+        },
+      );
     });
   }
 
@@ -573,6 +604,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
     });
     socket.addEventListener('message', (event) => {
       watch.heard();
+      if (!ended) this.#heardAt = Date.now();
       // The backoff starts over once a connection has answered something, not when it opens: a
       // node that accepts and closes at once (a proxy, a refusal sent as a close) was otherwise
       // redialled every 125–250 ms for ever.

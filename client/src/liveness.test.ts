@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { mock, test } from 'node:test';
-import { answerWithin, keepaliveInterval, watchSocket } from './liveness.ts';
+import { afterSilence, answerWithin, keepaliveInterval, watchSocket } from './liveness.ts';
 
 test('keepalive is 30 s by default and off for false or a non-positive interval', () => {
   assert.equal(keepaliveInterval(undefined), 30_000);
@@ -76,4 +76,36 @@ test('a tick long overdue (the event loop was blocked) pings again instead of dr
   mock.timers.tick(100); // on time now, and still nothing heard
   assert.match(drops[0] ?? '', /keepalive ping/);
   watch.stop();
+});
+
+test('a wait for an answer gives up after a whole interval with nothing heard, not while frames keep coming', (t) => {
+  mock.timers.enable({ apis: ['setTimeout'] });
+  t.after(() => mock.timers.reset());
+  let clock = 1_000_000;
+  let heardAt = clock - 5_000; // heard long before the wait began: counted from the wait
+  let silent = 0;
+  afterSilence(
+    100,
+    () => heardAt,
+    () => (silent += 1),
+    () => clock,
+  );
+  for (let n = 0; n < 5; n++) {
+    clock += 60;
+    heardAt = clock; // a frame (a replay ahead of the answer)
+    mock.timers.tick(60);
+  }
+  assert.equal(silent, 0, 'kept waiting while frames came');
+  clock += 100;
+  mock.timers.tick(100);
+  assert.equal(silent, 1, 'given up after 100 ms of silence');
+  const cancel = afterSilence(
+    100,
+    () => 0,
+    () => (silent += 1),
+    () => clock,
+  );
+  cancel();
+  mock.timers.tick(200);
+  assert.equal(silent, 1, 'a cancelled wait never gives up');
 });

@@ -15,9 +15,12 @@ export interface SocketWatch {
   stop(): void;
 }
 
+/** The keepalive's interval when the option leaves it out. */
+export const KEEPALIVE_MS = 30_000;
+
 /** The interval from the option: `undefined` when keepalive is off. */
 export function keepaliveInterval(given: number | false | undefined): number | undefined {
-  const ms = given ?? 30_000;
+  const ms = given ?? KEEPALIVE_MS;
   // Past what a timer keeps (Infinity too) is off: setTimeout would fire it after 1 ms.
   return ms !== false && ms > 0 && ms < MAX_DELAY_MS ? ms : undefined;
 }
@@ -58,6 +61,30 @@ export function watchSocket(
       clearTimeout(timer);
     },
   };
+}
+
+/**
+ * Calls `onSilent` once nothing was heard for `ms` (`heardAt` is when something last came in),
+ * counting from now; returns what cancels it. A connection that keeps bringing frames is not
+ * gone, however long an answer takes behind them.
+ */
+export function afterSilence(
+  ms: number,
+  heardAt: () => number,
+  onSilent: () => void,
+  now: () => number = Date.now,
+): () => void {
+  const since = now();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const wait = (delayMs: number) => {
+    timer = setTimeout(() => {
+      const left = Math.max(since, heardAt()) + ms - now();
+      if (left > 0) wait(left);
+      else onSilent();
+    }, delayMs);
+  };
+  wait(ms);
+  return () => clearTimeout(timer);
 }
 
 /**

@@ -135,4 +135,30 @@ describe('client library: keepalive', () => {
       await relay.stop();
     }
   });
+
+  it('with keepalive off, a ping to a connection gone silent rejects after 30 s of silence instead of waiting for ever', async () => {
+    const relay = await startRelay();
+    const forward = await silenceableForward(Number(new URL(relay.url).port));
+    const client = createClient({ url: `ws://127.0.0.1:${forward.port}`, pingIntervalMs: false });
+    try {
+      await client.ready;
+      assert.ok((await client.ping()) >= 0, 'answered while the connection carries');
+      forward.silence();
+      const started = Date.now();
+      const outcome = await Promise.race([
+        client.ping().then(
+          () => 'answered',
+          (error: { code?: string; message?: string }) => `${error.code}: ${error.message}`,
+        ),
+        new Promise((r) => setTimeout(() => r('still waiting after 40 s'), 40_000)),
+      ]);
+      assert.match(String(outcome), /^unavailable: no answer to the ping.*30000 ms/);
+      assert.ok(Date.now() - started >= 29_000, 'not before 30 s of silence');
+      assert.equal(client.pendingAnswers, 0, 'the ping is forgotten');
+    } finally {
+      await Promise.race([client.close(), new Promise((r) => setTimeout(r, 3000))]);
+      await forward.close();
+      await relay.stop();
+    }
+  });
 });
