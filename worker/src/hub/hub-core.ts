@@ -34,7 +34,10 @@ export function createHubCore(ctx: DurableObjectState, env: Env, topic: string) 
   if (store.meta.get('topic') !== topic) store.meta.set('topic', topic);
   // A cursor node id unique to this object: `e` + the start of its id (hex).
   const clock = createHybridClock(`e${ctx.id.toString().slice(0, 15)}`);
-  seedClock(clock, store.meta.get('clock'), store.newest());
+  // Past the newest cursor a resume handed out too (kept in meta, hub-store's `handed`): the clock
+  // moved past it when it was sent, and a wake that forgot it stamped the next publishes below it,
+  // each one late (subscriptions.ts sendAll).
+  seedClock(clock, store.meta.get('clock'), store.newest(), store.meta.get('handed'));
   const clients = createClients(ctx);
   // Linked to the mesh when relays, the link secret and EDGE_URL are configured; otherwise the edge
   // stands alone.

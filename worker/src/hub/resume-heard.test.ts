@@ -3,8 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createHybridClock } from '@anode/shared';
-import { createHubStore } from './hub-store.ts';
-import { envelope, newStore, objectOn, resume, storageOn } from './resume-object.fixture.ts';
+import { envelope, newStore, objectOn, resume, wake } from './resume-object.fixture.ts';
 
 // A message heard below the cursor a relay page already handed the client went out in a later
 // page; a connection that drops meanwhile is not seen (what went into the dead socket counts as
@@ -128,11 +127,38 @@ describe('a relay cursor handed out ahead of this object’s clock', () => {
   });
 });
 
+// A review of a434305: the clock moved past a handed cursor in memory only. Woken after an
+// eviction, it was seeded from its own last publish and its ring, not from `handed` (kept in
+// meta), so the next publishes here were stamped below it, each one late, and they took the late
+// share of later resumes again, ahead of a late arrival those had missed.
+describe('a relay cursor handed out ahead of this object’s clock, then an eviction', () => {
+  it('leaves publishes here after the wake in order, so a real late arrival still has the share', async () => {
+    const { db, store } = newStore(1000);
+    const relay = createHybridClock('relay1', () => Date.now() + 30_000); // 30 s ahead (the limit is 60)
+    const object = objectOn(store, 'e1');
+    const old = object.clock.next();
+    store.meta.set('floor', object.clock.next());
+    const handed = envelope('R', relay.next()); // at the relay; the link is down, not here yet
+    await resume(store, object, old, 20_000, {
+      late: [],
+      history: async () => ({ messages: [handed], next: null }),
+    }).settled();
+    const woken = wake(db);
+    const object2 = objectOn(woken, 'e1');
+    const published = Array.from({ length: 20 }, (_, i) => envelope(`P${i}`, object2.clock.next(), 1000));
+    const missed = envelope('L-late', published[5]!.cursor.replace(/-e1$/, '-e2'), 1000); // another edge, same instant
+    for (const m of published) object2.accept(m); // a live client gets them all, then drops
+    object2.deliver(missed); // a real late arrival: below the last one the client had
+    const again = await resume(woken, object2, published.at(-1)!.cursor, 20_000, { late: [] }).settled();
+    assert.ok(again.ids.includes(missed.id), `the late arrival it missed was not replayed: ${again.ids.join(',')}`);
+  });
+});
+
 // The same review: `handed` was kept in memory only, so once the object was evicted and woken, a
-// message published here below a cursor handed out before was an ordinary in-order row again, and
-// the client's resume from that cursor, served from the ring, never sent it.
+// message arriving below a cursor handed out before was an ordinary in-order row again, and the
+// client's resume from that cursor, served from the ring, never sent it.
 describe('a cursor handed out before the object was evicted', () => {
-  it('still marks what is published here below it late after the wake', async () => {
+  it('still marks what arrives below it late after the wake', async () => {
     const { db, store } = newStore(1000);
     const relay = createHybridClock('relay1', () => Date.now() + 5_000); // 5 s ahead
     const after = relay.next();
@@ -162,15 +188,17 @@ describe('a cursor handed out before the object was evicted', () => {
     ).settled();
     assert.ok(first.ids.includes(handed.id));
     // Evicted and woken: a new store and object (and clock) on the same database.
-    const woken = createHubStore(storageOn(db).storage, { ringSize: 1000, keyedMemory: 1_000, lateMemory: 10_000 });
+    const woken = wake(db);
     const object2 = objectOn(woken, 'eedge0');
-    object2.clock.observe(floor);
-    const published = envelope('E-published-here', object2.clock.next()); // below C: the relay runs ahead
-    object2.accept(published);
-    woken.outbox.remove([published.id]);
+    // Minted at another edge above the floor and below C, as the relay runs ahead (not here: this
+    // object's clock is seeded past C on the wake); it comes over the link first.
+    const elsewhere = createHybridClock('eother');
+    elsewhere.observe(floor);
+    const published = envelope('E-published-elsewhere', elsewhere.next());
+    object2.deliver(published);
     object2.deliver(handed); // the link is back
     const again = await resume(woken, object2, handed.cursor, 8 * 1024 * 1024, { late: [] }).settled();
-    assert.ok(again.ids.includes(published.id), `${published.id} was acked here; the resume from C never sent it`);
+    assert.ok(again.ids.includes(published.id), `${published.id} arrived after C; the resume from C never sent it`);
   });
 });
 

@@ -3,6 +3,7 @@
 import { DatabaseSync } from 'node:sqlite';
 import { compareCursors, createHybridClock, type Envelope } from '@anode/shared';
 import { openSchema } from './hub-schema.ts';
+import { seedClock } from './clock-seed.ts';
 import { createHeardLog } from './heard.ts';
 import { createHubStore } from './hub-store.ts';
 import { createSubscriptions } from './subscriptions.ts';
@@ -68,12 +69,18 @@ export function newStore(ringSize: number, seed?: (db: DatabaseSync) => void) {
   return { db, store, reads };
 }
 
+/** The object evicted and woken: a new store on the same database (then a new objectOn). */
+export const wake = (db: DatabaseSync, ringSize = 1000) =>
+  createHubStore(storageOn(db).storage, { ringSize, keyedMemory: 1_000, lateMemory: 10_000 });
+
 /**
- * The object (hub-core.ts) as far as a resume sees it: its heard log (heard.ts), and deliver/accept
- * written as hub-core writes them (store first, then the log).
+ * The object (hub-core.ts) as far as a resume sees it: its clock (seeded from the store as hub-core
+ * seeds it), its heard log (heard.ts), and deliver/accept written as hub-core writes them (store
+ * first, then the log).
  */
 export function objectOn(store: ReturnType<typeof createHubStore>, clockNode = 'e1', maxBytes = 8 * 1024 * 1024) {
   const clock = createHybridClock(clockNode);
+  seedClock(clock, store.meta.get('clock'), store.newest(), store.meta.get('handed')); // as hub-core, on each wake
   const heard = createHeardLog(maxBytes);
   const fanOut = (envelope: Envelope, body: string) => heard.add(envelope, body);
   return {
