@@ -57,7 +57,7 @@ export const commonShape = {
   items_path: jsonPath.optional(),
   /** JSONPath (relative to an item) of its id; without it, or where it finds none or `""`, the id is a hash of the item. */
   id_path: jsonPath.optional(),
-  /** JSONPath of the item's source timestamp (ms number, seconds number < 1e11, or date string). */
+  /** JSONPath of the item's source timestamp (an epoch number in s, ms, µs or ns, or a date string: toTimestamp). */
   ts_path: jsonPath.optional(),
   /** JSONPath of the item's topic; falls back to `topic`. */
   topic_path: jsonPath.optional(),

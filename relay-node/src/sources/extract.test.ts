@@ -50,4 +50,14 @@ describe('extractItems', () => {
     assert.equal(toTimestamp('nonsense'), undefined);
     assert.equal(toTimestamp(null), undefined);
   });
+
+  it('reads epoch timestamps in microseconds and nanoseconds, not as ms 50,000 years ahead', () => {
+    assert.equal(toTimestamp(1_700_000_000_123_456), 1_700_000_000_123);
+    assert.equal(toTimestamp('1700000000123456'), 1_700_000_000_123);
+    assert.equal(toTimestamp('1700000000123456789'), 1_700_000_000_123);
+    assert.equal(toTimestamp(1.7e18), 1_700_000_000_000);
+    // The bounds between units: ms up to 1e14 (year 5138), then µs from 1e14 (1973).
+    assert.equal(toTimestamp(99_999_999_999_999), 99_999_999_999_999);
+    assert.equal(toTimestamp(100_000_000_000_000), 100_000_000_000);
+  });
 });

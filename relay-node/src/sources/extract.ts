@@ -65,10 +65,26 @@ const safeHashId = (data: unknown): string => {
 const idOf = (value: unknown): string | undefined =>
   (typeof value === 'string' && value !== '') || typeof value === 'number' ? String(value) : undefined;
 
-/** A source timestamp: epoch milliseconds, epoch seconds (below 1e11), or a date string. */
+/**
+ * Epoch units told apart by magnitude, smallest first: seconds below 1e11 (year 5138), then
+ * milliseconds below 1e14, microseconds below 1e17, nanoseconds above. Each reads dates from 1973
+ * to 5138. Microseconds were read as milliseconds before: a ts 50,000 years ahead, so every item
+ * of such a source was dead-lettered.
+ */
+const EPOCH_UNITS: readonly [below: number, toMs: number][] = [
+  [1e11, 1000],
+  [1e14, 1],
+  [1e17, 1e-3],
+  [Infinity, 1e-6],
+];
+
+/** A source timestamp: an epoch number in seconds, ms, µs or ns (by magnitude), or a date string. */
 export function toTimestamp(value: unknown): number | undefined {
   const n = typeof value === 'string' && /^\d+(\.\d+)?$/.test(value) ? Number(value) : value;
-  if (typeof n === 'number' && Number.isFinite(n) && n > 0) return Math.round(n < 1e11 ? n * 1000 : n);
+  if (typeof n === 'number' && Number.isFinite(n) && n > 0) {
+    const [, toMs] = EPOCH_UNITS.find(([below]) => n < below) as [number, number];
+    return Math.round(n * toMs);
+  }
   if (typeof n === 'string') {
     const parsed = Date.parse(n);
     return Number.isNaN(parsed) ? undefined : parsed;
