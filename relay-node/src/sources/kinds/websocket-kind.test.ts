@@ -298,6 +298,22 @@ describe('websocket source: drops after the connection opened', () => {
     assert.equal(upstream.connects(), 1, 'the connection stays');
   });
 
+  it('reads a text frame that starts with a byte order mark, as a binary frame and an http answer', async () => {
+    const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+    const text = Buffer.concat([bom, Buffer.from('{"id":"text"}')]);
+    const binary = Buffer.concat([bom, Buffer.from('{"id":"binary"}')]);
+    const upstream = await rawUpstream(() =>
+      Buffer.concat([Buffer.from([0x81, text.length]), text, Buffer.from([0x82, binary.length]), binary]),
+    );
+    cleanups.push(() => upstream.close());
+    const s = streamSource(upstream.url, { backoff_min_ms: 50, heartbeat_ms: 60_000 });
+    cleanups.push(() => s.stop());
+    await waitFor('both frames, or an error', () => s.payloads() + s.runtime.status().errors >= 2);
+    // Before, the text frame failed as `invalid JSON frame` (its U+FEFF kept); the binary one passed.
+    assert.equal(s.runtime.status().last_error, null);
+    assert.equal(s.payloads(), 2);
+  });
+
   it('backs off further each time upstream accepts and closes at once, and forgives once a connection holds', async () => {
     const FLAPS = 5;
     const connectedAt: number[] = [];

@@ -106,13 +106,15 @@ export const websocketKind: SourceKind = {
           let pending = 0;
           let pendingBytes = 0;
           let skipped = 0;
-          ws.on('message', (data, binary) => {
+          ws.on('message', (data) => {
             if (socket !== ws) return;
             // A text frame's UTF-8 the library checked (a bad one drops the connection); a binary
             // frame's bytes are checked here, never repaired into U+FFFD and published changed.
+            // Both drop a leading byte order mark, as an http answer does: a text frame kept it
+            // (String(data)), and JSON.parse refused every frame of an upstream that sends one.
             let text: string;
             try {
-              text = binary ? strictUtf8.decode(data as Buffer) : String(data);
+              text = strictUtf8.decode(data as Buffer);
             } catch {
               io.fault(new Error(`binary frame from ${shownUrl} is not valid UTF-8`));
               return;
