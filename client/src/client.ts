@@ -87,7 +87,8 @@ export interface Subscription {
   readonly cursor: string | undefined;
   /**
    * Resolves on the first `subscribed`; rejects if the node refuses the subscription, if the
-   * client cannot connect before it was ever connected, or on `close()`.
+   * client cannot connect before it was ever connected, or on `close()` (at once for one made
+   * after it).
    */
   readonly ready: Promise<void>;
   unsubscribe(): void;
@@ -377,7 +378,9 @@ export class AnodeClient extends Emitter<ClientEvents> {
 
   /**
    * Stops for good: no reconnect, unacked publishes and unsettled `ready`s reject, the socket
-   * closes. Resolves once it has, leaving nothing that keeps a Node process alive.
+   * closes, and nothing more is handed on (a frame still arriving is dropped). Later calls reject
+   * with the reason, a subscription's `ready` too. Resolves once the socket closed, leaving nothing
+   * that keeps a Node process alive.
    */
   close(): Promise<void> {
     if (!this.#stopped) this.#stop(new AnodeError('unavailable', 'client is closed'));
@@ -612,8 +615,10 @@ export class AnodeClient extends Emitter<ClientEvents> {
         heardAny = true;
         this.#attempt = 0;
       }
-      // A dropped socket's late frames belong to a connection already given up on.
-      if (!ended) this.#onFrame(String(event.data));
+      // A dropped socket's late frames belong to a connection already given up on, and so do a
+      // closing one's after close(): a standard WebSocket drops them itself, but `ws`'s handed
+      // them on while the node answered the close, to handlers the caller had closed.
+      if (!ended && !this.#stopped) this.#onFrame(String(event.data));
     });
     socket.addEventListener('close', (event) => end(event.code, event.reason));
     socket.addEventListener('error', (event) => {

@@ -1,10 +1,19 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { signToken } from '@anode/shared';
+import { WebSocket as WsWebSocket } from 'ws';
+import { CURSOR_ZERO, signToken } from '@anode/shared';
 import { createClient } from '@anode/client';
 import { startRelay } from '../helpers/relay.ts';
 
 const SECRET = 'client-stop-secret-0123456789abcdef';
+
+const until = async (condition: () => boolean, what: string, timeoutMs = 10_000) => {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
 
 const closed = (client: ReturnType<typeof createClient>) =>
   new Promise<number>((resolve) => client.on('close', ({ code }) => resolve(code)));
@@ -44,6 +53,43 @@ describe('client library: a client that will not reconnect', () => {
       });
     } finally {
       await client.close();
+    }
+  });
+
+  it('hands nothing on after close(), with ws as its WebSocket too; a later subscribe() rejects and its handler stays silent', async () => {
+    const relay = await startRelay();
+    const response = await fetch(`${relay.url}/v1/topics/cs.t/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(Array.from({ length: 500 }, (_, n) => ({ data: n }))),
+    });
+    assert.equal(response.status, 202);
+    // `ws` hands on what arrives while it closes; a standard WebSocket drops it itself.
+    const client = createClient({ url: relay.wsUrl, WebSocket: WsWebSocket as unknown as typeof WebSocket });
+    let closing: Promise<void> | undefined;
+    const afterClose: string[] = [];
+    try {
+      client.on('message', () => void (closing && afterClose.push('message event')));
+      client.on('error', (error) => void (closing && afterClose.push(`error ${error.code}`)));
+      // A replay of all 500: the rest of it is on its way when the first one closes the client.
+      client.subscribe(
+        'cs.t',
+        () => {
+          if (closing) afterClose.push('handler');
+          else closing = client.close();
+        },
+        { after: CURSOR_ZERO },
+      );
+      await until(() => closing !== undefined, 'the first replayed message');
+      const late = client.subscribe('cs.t', () => afterClose.push('late handler'));
+      client.on('message', () => afterClose.push('late listener'));
+      await closing;
+      await new Promise((r) => setTimeout(r, 100));
+      await assert.rejects(late.ready, { code: 'unavailable', message: /client is closed/ });
+      assert.deepEqual(afterClose, [], `handed after close(): ${afterClose.length}`);
+    } finally {
+      await client.close();
+      await relay.stop();
     }
   });
 });
