@@ -1,16 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AnodeError, createHybridClock, type Envelope, utf8Length } from '@anode/shared';
-import { createHeardLog } from './heard.ts';
-import type { createHubStore } from './hub-store.ts';
+import type { HubStore } from './hub-store.ts';
 import { mergeByCursor } from './pages.ts';
-import { newStore } from './resume-object.fixture.ts';
-import { createSubscriptions } from './subscriptions.ts';
+import { envelope, newStore, objectOn, olderThanRing, resume } from './resume-object.fixture.ts';
 
 // A resume's replay of late arrivals, on the hub's real store and SQLite (node:sqlite, the same
 // SQLite a Durable Object runs, through resume-object.fixture.ts's stand-in for
-// DurableObjectStorage, which counts the bodies it hands out). The clients are a recording double.
-// The same resumes run end to end on workerd in relay-late.test.ts and topic-hub.test.ts.
+// DurableObjectStorage, which counts the bodies it hands out), resumed with the fixture's
+// `resume` (the clients a recording double). The same resumes run end to end on workerd in relay-late.test.ts and topic-hub.test.ts.
 
 /** A topic's hub store whose ring holds `count` late arrivals of `data` each, minted before `after`, which follows them. */
 function topicWithLateArrivals(count: number, data: string, ringSize = 100_000) {
@@ -28,56 +26,9 @@ function topicWithLateArrivals(count: number, data: string, ringSize = 100_000) 
   return { store, reads, late, after, db };
 }
 
-/**
- * A resume, with what it sent: at or above the ring's floor it is answered synchronously; below
- * it, from `relay` (a stand-in answering the link's `late` and `history` with nothing more).
- */
-function resume(
-  store: ReturnType<typeof createHubStore>,
-  after: string,
-  maxSendBufferBytes: number,
-  relay?: {
-    late: Envelope[];
-    history?: (frame: { after?: string }) => Promise<{ messages: Envelope[]; next: string | null }>;
-    /** Given the way to fan a message out at the object during the resume (what core.hear hears). */
-    hear?: (fanOut: (envelope: Envelope, body: string) => void) => void;
-  },
-) {
-  const state = { gen: 0, subscribed: false, live: false };
-  const frames: string[] = [];
-  const heard = createHeardLog(maxSendBufferBytes);
-  relay?.hear?.((envelope, body) => heard.add(envelope, body));
-  const clients = {
-    state: () => state,
-    update: (_ws: unknown, change: Partial<typeof state>) => Object.assign(state, change),
-    send: (_ws: unknown, frame: string) => void frames.push(frame),
-    frame: (_ws: unknown, frame: object) => void frames.push(JSON.stringify(frame)),
-    close: () => void frames.push('close'),
-    error: (_ws: unknown, error: Error) => void frames.push(`error ${error.message}`),
-  };
-  const subscriptions = createSubscriptions({
-    clients,
-    store,
-    clock: createHybridClock('eedge0'),
-    link: {
-      request: async (frame: { op: string; after?: string }) =>
-        frame.op === 'late'
-          ? { messages: relay?.late ?? [], next: null }
-          : ((await relay?.history?.(frame)) ?? { messages: [], next: null }),
-    },
-    config: { MAX_SEND_BUFFER_BYTES: maxSendBufferBytes },
-    topic: 'late.t',
-    ctx: { waitUntil: () => {} },
-    linked: true,
-    hear: () => heard.listen(),
-  } as unknown as Parameters<typeof createSubscriptions>[0]);
-  const settled = subscriptions.subscribe({} as WebSocket, after, 'r');
-  const sent = () => {
-    const messages = frames.filter((frame) => frame.startsWith('{"op":"msg"'));
-    return { frames, messages: messages.map((frame) => JSON.parse(frame) as Envelope & { op: 'msg' }) };
-  };
-  return { ...sent(), settled: async () => (await settled, sent()) };
-}
+/** A resume from `after` on the topic's object (its heard log bounded by the budget, as hub-core's). */
+const resumeOn = (store: HubStore, after: string, budget: number, link?: Parameters<typeof resume>[4]) =>
+  resume(store, objectOn(store, 'eedge0', budget), after, budget, link);
 
 describe('a resume replays the newest late arrivals that fit their share', () => {
   it('reads no more late rows than it sends, plus one: not every late row the topic holds', () => {
@@ -85,7 +36,7 @@ describe('a resume replays the newest late arrivals that fit their share', () =>
     // (100 MB) were read and parsed to send 41.
     const { store, reads, late, after } = topicWithLateArrivals(1_000, 'x'.repeat(100_000));
     reads.bodies = 0;
-    const { frames, messages } = resume(store, after, 8 * 1024 * 1024);
+    const { frames, messages } = resumeOn(store, after, 8 * 1024 * 1024);
     const share = 4 * 1024 * 1024;
     const fit = Math.floor(share / utf8Length(JSON.stringify(late[0])));
     assert.equal(messages.length, fit);
@@ -102,7 +53,7 @@ describe('a resume replays the newest late arrivals that fit their share', () =>
     // '界' is 3 bytes in UTF-8 and 1 UTF-16 character: counted in characters, 3× the share went out.
     const { store, after } = topicWithLateArrivals(200, '界'.repeat(10_000));
     const budget = 400_000;
-    const { messages } = resume(store, after, budget);
+    const { messages } = resumeOn(store, after, budget);
     const sent = messages.reduce((bytes, { op: _op, ...envelope }) => bytes + utf8Length(JSON.stringify(envelope)), 0);
     assert.ok(messages.length > 0);
     assert.ok(sent <= budget / 2, `late arrivals took ${sent} bytes of a ${budget / 2}-byte share`);
@@ -124,7 +75,7 @@ describe('the warning of late arrivals skipped past their share', () => {
     store.meta.set('floor', createHybridClock('relay1').next()); // the resume is older than the ring
     const warnings: string[] = [];
     t.mock.method(console, 'warn', (line: string) => void warnings.push(line));
-    const { frames, messages } = await resume(store, after, 1_000_000, { late: fromRelay }).settled();
+    const { frames, messages } = await resumeOn(store, after, 1_000_000, { late: fromRelay }).settled();
     assert.match(frames.at(-1) ?? '', /"op":"subscribed"/);
     const skipped = late.length + fromRelay.length - messages.length;
     assert.ok(messages.length > 0 && skipped > 0, `${messages.length} sent`);
@@ -142,7 +93,7 @@ describe('the warning of late arrivals skipped past their share, when none was',
     store.meta.set('floor', createHybridClock('relay1').next());
     const warnings: string[] = [];
     t.mock.method(console, 'warn', (line: string) => void warnings.push(line));
-    const { messages } = await resume(store, after, 1_000_000, { late }).settled();
+    const { messages } = await resumeOn(store, after, 1_000_000, { late }).settled();
     assert.deepEqual(
       messages.map((message) => message.id),
       late.map((envelope) => envelope.id),
@@ -165,7 +116,7 @@ describe('the warning of late arrivals skipped past their share, when the relay 
     store.meta.set('floor', above(after));
     const warnings: string[] = [];
     t.mock.method(console, 'warn', (line: string) => void warnings.push(line));
-    const { frames, messages } = await resume(store, after, 1_000_000, { late }).settled();
+    const { frames, messages } = await resumeOn(store, after, 1_000_000, { late }).settled();
     assert.match(frames.at(-1) ?? '', /"op":"subscribed"/);
     assert.ok(messages.length > 0 && messages.length < late.length, `${messages.length} sent`);
     assert.equal((JSON.parse(warnings[0] ?? '{}') as { skipped?: number }).skipped, late.length - messages.length);
@@ -177,7 +128,7 @@ describe('a late arrival larger than the late share', () => {
     // A review: a 5 MiB message (MAX_MESSAGE_BYTES 5 MiB is valid) against the default 8 MiB
     // buffer's 4 MiB share was skipped every time, though nothing else was replayed.
     const { store, late, after } = topicWithLateArrivals(1, 'x'.repeat(5 * 1024 * 1024));
-    const { frames, messages } = resume(store, after, 8 * 1024 * 1024);
+    const { frames, messages } = resumeOn(store, after, 8 * 1024 * 1024);
     assert.deepEqual(
       messages.map((message) => message.id),
       late.map((envelope) => envelope.id),
@@ -187,7 +138,7 @@ describe('a late arrival larger than the late share', () => {
 
   it('still takes no more than the share beside it', () => {
     const { store, late, after } = topicWithLateArrivals(3, 'x'.repeat(5 * 1024 * 1024));
-    const { messages } = resume(store, after, 8 * 1024 * 1024);
+    const { messages } = resumeOn(store, after, 8 * 1024 * 1024);
     assert.deepEqual(
       messages.map((message) => message.id),
       late.slice(-1).map((envelope) => envelope.id),
@@ -202,13 +153,13 @@ describe('a resume the relay refuses as cursor_expired', () => {
     const { store, late, after, db } = topicWithLateArrivals(3, 'x'.repeat(100));
     db.exec('DELETE FROM ring');
     store.meta.set('floor', above(after));
-    const { frames } = await resume(store, after, 1_000_000, {
+    const { frames } = await resumeOn(store, after, 1_000_000, {
       late,
       history: async () => {
         throw new AnodeError('cursor_expired', `cursor ${after} is older than this node keeps`);
       },
     }).settled();
-    assert.deepEqual(frames, [`error cursor ${after} is older than this node keeps`]);
+    assert.deepEqual(frames, [`error cursor_expired cursor ${after} is older than this node keeps`]);
   });
 
   it('sends the late arrivals before the first page once the relay answers it', async () => {
@@ -216,7 +167,7 @@ describe('a resume the relay refuses as cursor_expired', () => {
     db.exec('DELETE FROM ring');
     store.meta.set('floor', above(after));
     const page = [{ ...(late[0] as Envelope), id: 'page-1', cursor: above(after) }];
-    const { messages, frames } = await resume(store, after, 1_000_000, {
+    const { messages, frames } = await resumeOn(store, after, 1_000_000, {
       late,
       history: async (frame) => (frame.after === after ? { messages: page, next: null } : { messages: [], next: null }),
     }).settled();
@@ -233,14 +184,15 @@ describe('messages that arrive while a resume pages the relay’s history', () =
     const { store, late, after, db } = topicWithLateArrivals(1, 'x');
     db.exec('DELETE FROM ring');
     store.meta.set('floor', above(after));
-    let hear: ((envelope: Envelope, body: string) => void) | undefined;
+    const object = objectOn(store, 'eedge0', 1_000_000);
     const arrival = { ...(late[0] as Envelope), id: 'arrived', cursor: above(after) };
-    const { frames, messages } = await resume(store, after, 1_000_000, {
+    // Fanned out at the object (heard) during the resume: the log alone, not the store.
+    const fanOut = (m: Envelope) => object.heard.add(m, JSON.stringify(m));
+    const { frames, messages } = await resume(store, object, after, 1_000_000, {
       late: [],
-      hear: (listener) => (hear = listener),
       history: async () => {
-        hear?.(arrival, JSON.stringify(arrival));
-        hear?.(late[0] as Envelope, JSON.stringify(late[0])); // at or below `after`: not this buffer's
+        fanOut(arrival);
+        fanOut(late[0] as Envelope); // at or below `after`: not this buffer's
         return { messages: [], next: null };
       },
     }).settled();
@@ -255,19 +207,18 @@ describe('messages that arrive while a resume pages the relay’s history', () =
     const { store, late, after, db } = topicWithLateArrivals(1, 'x');
     db.exec('DELETE FROM ring');
     store.meta.set('floor', above(after));
-    let hear: ((envelope: Envelope, body: string) => void) | undefined;
-    const { frames } = await resume(store, after, 1_000_000, {
+    const object = objectOn(store, 'eedge0', 1_000_000);
+    const { frames } = await resume(store, object, after, 1_000_000, {
       late: [],
-      hear: (listener) => (hear = listener),
       history: async () => {
         for (let i = 0; i < 3; i++) {
           const arrival = { ...(late[0] as Envelope), id: `big-${i}`, cursor: above(after), data: 'y'.repeat(400_000) };
-          hear?.(arrival, JSON.stringify(arrival));
+          object.heard.add(arrival, JSON.stringify(arrival));
         }
         return { messages: [], next: null };
       },
     }).settled();
-    assert.deepEqual(frames, ['close']);
+    assert.deepEqual(frames, ['close slow_consumer']);
   });
 });
 
@@ -275,54 +226,37 @@ describe('a resume from the relay’s history cut off (4001) after hearing a mes
   // A review: what a resume heard went out after every page and the whole ring, so a cut before
   // the end left the client above it. Its next resume, served from the ring (which had it in
   // order, not late) or the relay's pages after its cursor, never sent it.
-  const at = (id: string, cursor: string): Envelope =>
-    ({ id, topic: 'late.t', cursor, source: 's', ts: 1, data: 'x'.repeat(1_000) }) as Envelope;
   for (const cut of ['pages', 'overflow', 'ring'] as const) {
     it(`leaves it to the client’s next resume from where it was left: cut in ${cut}`, async () => {
-      const { store, after: start } = topicWithLateArrivals(0, 'x', 3);
-      const relayClock = createHybridClock('relay1');
-      relayClock.observe(start);
-      const after = relayClock.next(); // the client's cursor, older than the ring
-      const older = [1, 2].map((i) => at(`H${i}`, relayClock.next())); // stored at the relay long before
-      const floor = relayClock.next();
-      store.meta.set('floor', floor);
-      const edgeClock = createHybridClock('eedge0');
-      edgeClock.observe(floor);
+      const size = JSON.stringify(envelope('C', createHybridClock('relay1').next())).length; // C's, below
+      const budget = Math.floor(size * (cut === 'overflow' ? 2.5 : 5.5));
+      // The client's cursor, older than the ring (of 3); H1 and H2 stored at the relay long before.
+      const { store, object, relay, after, older } = olderThanRing({ ringSize: 3, logBytes: budget });
       // E: published at this edge during the resume; C, minted elsewhere a moment later, is at
       // the relay when the page is read, E not yet.
-      const published = at('E-published-here', edgeClock.next());
-      relayClock.observe(published.cursor);
-      const minted = at('C', relayClock.next());
-      const later = [1, 2, 3].map((i) => at(`R${i}`, relayClock.next()));
+      const published = envelope('E-published-here', object.clock.next());
+      relay.observe(published.cursor);
+      const minted = envelope('C', relay.next());
+      const later = [1, 2, 3].map((i) => envelope(`R${i}`, relay.next()));
       const atRelay = [...older, published, minted, ...later];
-      const size = JSON.stringify(minted).length;
-      let fanOut: ((envelope: Envelope, body: string) => void) | undefined;
       let pass = 0;
-      const first = await resume(store, after, Math.floor(size * (cut === 'overflow' ? 2.5 : 5.5)), {
+      const first = await resume(store, object, after, budget, {
         late: [],
-        hear: (hear) => (fanOut = hear),
         history: async () => {
           pass += 1;
           if (pass === 1) {
-            const body = JSON.stringify(published);
-            store.accept(published, body, true);
-            fanOut?.(published, body);
+            object.accept(published);
             store.outbox.remove([published.id]); // forwarded and acked: the relay stored it just after the page
-            for (const m of [minted, ...later]) {
-              store.remember(m, JSON.stringify(m));
-              fanOut?.(m, JSON.stringify(m)); // the ring of 3 lets E (and C) go
-            }
+            for (const m of [minted, ...later]) object.deliver(m); // the ring of 3 lets E (and C) go
             return { messages: cut === 'overflow' ? [minted] : [...older, minted], next: null };
           }
           // The second pass (the floor moved) reads after C: E's cursor is below it, in no page.
           return { messages: cut === 'pages' ? later : [], next: null };
         },
       }).settled();
-      assert.equal(first.frames.at(-1), 'close', 'cut off (4001)');
+      assert.equal(first.frames.at(-1), 'close slow_consumer', 'cut off (4001)');
       // The client library resumes from the newest cursor it got; the relay has everything now.
-      let last = after;
-      for (const m of first.messages) if (m.cursor > last) last = m.cursor;
-      const second = await resume(store, last, size * 10, {
+      const second = await resume(store, object, first.last, size * 10, {
         late: [],
         history: async (frame) => ({
           messages: atRelay.filter((m) => m.cursor > (frame.after ?? '')),
@@ -331,7 +265,7 @@ describe('a resume from the relay’s history cut off (4001) after hearing a mes
       }).settled();
       assert.match(second.frames.at(-1) ?? '', /"op":"subscribed"/);
       assert.ok(
-        [...first.messages, ...second.messages].some((m) => m.id === published.id),
+        [...first.ids, ...second.ids].includes(published.id),
         `${published.id} was acked and fanned out here, and neither resume sent it: ${JSON.stringify(
           [first, second].map((r) =>
             r.frames.map((f) => (f.startsWith('{"op":"msg"') ? (JSON.parse(f) as Envelope).id : f)),

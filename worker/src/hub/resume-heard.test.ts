@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createHybridClock } from '@anode/shared';
-import { envelope, newStore, objectOn, resume, wake } from './resume-object.fixture.ts';
+import { envelope, newStore, objectOn, olderThanRing, resume, wake } from './resume-object.fixture.ts';
 
 // A message heard below the cursor a relay page already handed the client went out in a later
 // page; a connection that drops meanwhile is not seen (what went into the dead socket counts as
@@ -12,14 +12,7 @@ import { envelope, newStore, objectOn, resume, wake } from './resume-object.fixt
 // reference for lateness (store.noteHanded), as everything a relay delivers is.
 describe('a client whose connection drops during a resume from the relay’s history', () => {
   it('gets, on its next resume, what was heard below its cursor while it was away', async () => {
-    const { store } = newStore(1000);
-    const relay = createHybridClock('relay1');
-    const after = relay.next(); // the client's cursor, older than the ring
-    const H = [1, 2].map((i) => envelope(`H${i}`, relay.next()));
-    const floor = relay.next();
-    store.meta.set('floor', floor);
-    const object = objectOn(store, 'eedge0');
-    object.clock.observe(floor);
+    const { store, object, relay, after, older: H } = olderThanRing(); // the client's cursor, older than the ring
     // E: published at this edge (its clock a little behind the relay's: within MAX_CLOCK_SKEW_MS);
     // C, minted at the relay a moment later, is stored there when page 1 is read; E reaches the
     // relay after it (the same shape as late-replay.test.ts's "cut in pages").
@@ -159,14 +152,7 @@ describe('a relay cursor handed out ahead of this object’s clock, then an evic
 // client's resume from that cursor, served from the ring, never sent it.
 describe('a cursor handed out before the object was evicted', () => {
   it('still marks what arrives below it late after the wake', async () => {
-    const { db, store } = newStore(1000);
-    const relay = createHybridClock('relay1', () => Date.now() + 5_000); // 5 s ahead
-    const after = relay.next();
-    const older = [1, 2].map((i) => envelope(`H${i}`, relay.next()));
-    const floor = relay.next();
-    store.meta.set('floor', floor);
-    const object = objectOn(store, 'eedge0');
-    object.clock.observe(floor);
+    const { db, store, object, relay, after, older, floor } = olderThanRing({ relayNow: () => Date.now() + 5_000 }); // 5 s ahead
     const handed = envelope('C', relay.next()); // at the relay, on its way over the link (down)
     let connected = true;
     let page = 0;
@@ -209,17 +195,9 @@ describe('a cursor handed out before the object was evicted', () => {
 // arrival now, and the resume replays it, as a relay's does.
 describe('a late arrival heard while a resume pages the relay’s history', () => {
   it('is replayed before `subscribed`, not refused as cursor_expired after the pages went out', async () => {
-    const { store } = newStore(1000);
-    const other = createHybridClock('relay2');
-    const relay = createHybridClock('relay1');
-    const missed = envelope('L-late', other.next()); // at relay2, on its way: the client never had it
-    relay.observe(missed.cursor);
-    const after = relay.next(); // the client's cursor, older than the ring
-    const pages = [1, 2].map((i) => envelope(`H${i}`, relay.next()));
-    const floor = relay.next();
-    store.meta.set('floor', floor);
-    const object = objectOn(store, 'eedge0');
-    object.clock.observe(floor);
+    const { store, object, after, older: pages, floor } = olderThanRing(); // the client's cursor, older than the ring
+    // Minted at relay0 just before `after` (same instant, a lower node id): the client never had it.
+    const missed = envelope('L-late', after.replace(/-relay1$/, '-relay0'));
     const resumed = await resume(store, object, after, 8 * 1024 * 1024, {
       late: [],
       history: async () => {

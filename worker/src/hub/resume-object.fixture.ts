@@ -148,17 +148,39 @@ export function resume(
   } as unknown as Parameters<typeof createSubscriptions>[0]);
   const ws = {} as WebSocket;
   const settled = subscriptions.subscribe(ws, after, 'r');
-  const view = () => ({
-    frames,
-    ids: frames.filter((f) => f.startsWith('{"op":"msg"')).map((f) => (JSON.parse(f) as Envelope).id),
-    /** The client library's resume point: the newest cursor it got. */
-    last: frames
+  const view = () => {
+    const messages = frames
       .filter((f) => f.startsWith('{"op":"msg"'))
-      .map((f) => (JSON.parse(f) as Envelope).cursor)
-      .reduce((a, b) => (compareCursors(a, b) >= 0 ? a : b), after),
-  });
+      .map((f) => JSON.parse(f) as Envelope & { op: 'msg' });
+    return {
+      frames,
+      /** The messages it was sent, as frames (`op` and all), in order. */
+      messages,
+      ids: messages.map((m) => m.id),
+      /** The client library's resume point: the newest cursor it got. */
+      last: messages.map((m) => m.cursor).reduce((a, b) => (compareCursors(a, b) >= 0 ? a : b), after),
+    };
+  };
   return { subscriptions, ws, state, ...view(), settled: async () => (await settled, view()) };
 }
 
 export const envelope = (id: string, cursor: string, size = 1000): Envelope =>
   ({ id, topic: 't', cursor, source: 's', ts: 1, data: 'x'.repeat(size) }) as Envelope;
+
+/**
+ * A client's cursor older than the object's ring, so a resume from it pages the relay's history:
+ * the relay's clock (`relayNow`: its wall clock) mints `after`, then `older` (two messages it
+ * stored before the ring starts), then the ring's `floor`; the object's clock is past the floor.
+ * `logBytes`: the object's heard log bound (MAX_SEND_BUFFER_BYTES).
+ */
+export function olderThanRing(options: { ringSize?: number; relayNow?: () => number; logBytes?: number } = {}) {
+  const { db, store } = newStore(options.ringSize ?? 1000);
+  const relay = createHybridClock('relay1', options.relayNow);
+  const after = relay.next();
+  const older = [1, 2].map((i) => envelope(`H${i}`, relay.next()));
+  const floor = relay.next();
+  store.meta.set('floor', floor);
+  const object = objectOn(store, 'eedge0', options.logBytes);
+  object.clock.observe(floor);
+  return { db, store, object, relay, after, older, floor };
+}

@@ -33,8 +33,9 @@ const PAGE = 500;
  * replayed late arrivals (cursor at or below the resume's `after`) come first, and a resume closed
  * for its budget by them alone made no progress: the client resumed from the same cursor, got the
  * same ones and the same close, for as long as they were remembered (a review's repro). Past their
- * share they are skipped (counted by cursor: `lateKnown` not in `lateSent`), as a relay lets go of them past its bounds (PROTOCOL.md:
- * late arrivals in larger numbers may be missed), and the resume goes on.
+ * share they are skipped (counted by cursor: `lateKnown` not in `lateSentCursors`), as a relay lets
+ * go of them past its bounds (PROTOCOL.md: late arrivals in larger numbers may be missed), and the
+ * resume goes on.
  */
 type Budget = {
   left: number;
