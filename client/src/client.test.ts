@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { UnavailableError } from '../../shared/src/errors.ts';
+import { CURSOR_ZERO } from '../../shared/src/ids.ts';
 import type { MessageStore } from '../../shared/src/ports/message-store.ts';
 import { createClient } from './client.ts';
 
@@ -169,3 +170,22 @@ interface NodeLike {
   on(event: 'unhandledRejection', listener: (reason: unknown) => void): void;
   off(event: 'unhandledRejection', listener: (reason: unknown) => void): void;
 }
+
+test('a dedupWindow given as NaN keeps its default: a replay hands a new subscription every message, not only its first', async () => {
+  const relay = await startRelay();
+  // As a caller passes a setting through: Number() of an unset variable is NaN.
+  const client = createClient({ url: relay.wsUrl, dedupWindow: Number(undefined) });
+  try {
+    const live: unknown[] = [];
+    await client.subscribe('dw.t', (m) => live.push(m.data)).ready;
+    for (const n of [1, 2, 3, 4, 5]) await client.publish('dw.t', n);
+    await until(() => live.length === 5, 'the five live messages');
+    const replayed: unknown[] = [];
+    await client.subscribe('dw.>', (m) => replayed.push(m.data), { after: CURSOR_ZERO }).ready;
+    await client.ping();
+    assert.deepEqual(replayed, [1, 2, 3, 4, 5]);
+  } finally {
+    await client.close();
+    await relay.stop();
+  }
+});

@@ -204,12 +204,14 @@ export class AnodeClient extends Emitter<ClientEvents> {
     // `null` or NaN (a setting passed through, not set: JSON's null, Number() of an unset variable)
     // or below 0 overrode its default, and such a `maxDelayMs` redialled without a pause.
     const given = options.reconnect || {};
-    const delay = (ms: unknown, otherwise: number) => (typeof ms === 'number' && ms >= 0 ? ms : otherwise);
+    const number = (n: unknown, otherwise: number) => (typeof n === 'number' && n >= 0 ? n : otherwise);
     this.#backoff =
       options.reconnect === false
         ? false
-        : { initialDelayMs: delay(given.initialDelayMs, 250), maxDelayMs: delay(given.maxDelayMs, 10_000) };
-    this.#handed = new RecentMap(options.dedupWindow ?? 10_000);
+        : { initialDelayMs: number(given.initialDelayMs, 250), maxDelayMs: number(given.maxDelayMs, 10_000) };
+    // A window of NaN forgot no id (the memory grew by one per message) and held one list of who
+    // had each id for all of them: a replay handed a new subscription only its first message.
+    this.#handed = new RecentMap(number(options.dedupWindow, 10_000));
     // After the caller's first turn, so an `error` the first attempt emits at once (a URL the
     // runtime refuses, an expired fixed token) reaches the listeners it adds right after this.
     queueMicrotask(() => void this.#connect());
