@@ -55,7 +55,7 @@ export interface DriverIo {
  * on failure); the core runs it again after `intervalMs`. `stream` drivers: `run` connects and
  * resolves once connected (rejects if it could not); afterwards the driver calls `io.down`.
  * `run` must settle by the time `signal` aborts (the core aborts after `timeout_ms` spent outside
- * `emit`). The core starts a poll's next `run` only once this one has settled; if it has not
+ * `emit`, and when the source stops: paused, updated, deleted or handed over, just before `close`). The core starts a poll's next `run` only once this one has settled; if it has not
  * within 10 × `timeout_ms`, the core closes this driver and creates another.
  */
 export interface SourceDriver {

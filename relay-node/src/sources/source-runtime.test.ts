@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type RequestListener } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer as createNetServer, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../logger.ts';
 import { parseDefinition } from './definition.ts';
@@ -489,5 +489,91 @@ describe('source runtime: publishes queued behind others', () => {
     // Before, the new source counted the old one's 3 (dropped_publishes 3, and the metric).
     assert.equal(gate.dropped, 0);
     assert.deepEqual(reported, [2]);
+  });
+});
+
+describe('source runtime: a stop during an attempt', () => {
+  const closing: (() => void)[] = [];
+  after(() => {
+    for (const close of closing) close();
+  });
+
+  /**
+   * One slot: `hung` (a source whose upstream never answers, timeout_ms 60 s) is stopped while
+   * its attempt waits, then another source starts. How long until the other one polls?
+   */
+  const secondPollAfterStop = async (hung: Record<string, unknown>, reached: Promise<void>) => {
+    const scheduler = createScheduler({ concurrency: 1 });
+    const deps = { scheduler, log: createLogger('silent'), ingest: async () => {}, onError() {}, random: () => 0 };
+    const definition = parseDefinition({ name: 'hung', topic: 't.h', timeout_ms: 60_000, ...hung }, BUILTIN_KINDS);
+    const stuck = createSourceRuntime(definition, BUILTIN_KINDS.get(definition.kind)!, deps);
+    let polled: () => void = () => {};
+    const polls = new Promise<void>((resolve) => (polled = resolve));
+    const kind: SourceKind = {
+      ...BUILTIN_KINDS.get('http')!,
+      create: () => ({ mode: 'poll', intervalMs: 1_000, run: async () => polled(), close() {} }),
+    };
+    const other = createSourceRuntime(
+      parseDefinition({ name: 'other', kind: 'http', url: 'http://127.0.0.1:9/', topic: 't.o' }, BUILTIN_KINDS),
+      kind,
+      deps,
+    );
+    closing.push(() => {
+      stuck.stop();
+      other.stop();
+      scheduler.stop();
+    });
+    stuck.start();
+    await reached;
+    stuck.stop('paused');
+    const stopped = Date.now();
+    other.start();
+    await Promise.race([polls, sleep(5_000)]);
+    return { waited: Date.now() - stopped, attempting: stuck.status().attempting };
+  };
+
+  it('gives back its slot at once when an http source is paused mid-poll', async () => {
+    let reached: () => void = () => {};
+    const request = new Promise<void>((resolve) => (reached = resolve));
+    let aborted = false;
+    const upstream = createServer((incoming) => {
+      reached();
+      incoming.once('close', () => (aborted = true));
+    });
+    upstream.listen(0, '127.0.0.1');
+    await once(upstream, 'listening');
+    closing.push(() => {
+      upstream.closeAllConnections();
+      upstream.close();
+    });
+    const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/`;
+    const { waited, attempting } = await secondPollAfterStop({ kind: 'http', url }, request);
+    // Before, the paused source's request waited out timeout_ms (60 s) in the only slot.
+    assert.ok(waited < 2_000, `the other source polled ${waited} ms after the pause`);
+    assert.equal(attempting, false);
+    await sleep(50);
+    assert.ok(aborted, 'the request to the hung upstream was abandoned');
+  });
+
+  it('gives back its slot at once when a websocket source is paused mid-connect', async () => {
+    let reached: () => void = () => {};
+    const connect = new Promise<void>((resolve) => (reached = resolve));
+    const sockets = new Set<Socket>();
+    const upstream = createNetServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => {});
+      socket.once('data', () => reached()); // the upgrade request, never answered
+    });
+    upstream.listen(0, '127.0.0.1');
+    await once(upstream, 'listening');
+    closing.push(() => {
+      for (const socket of sockets) socket.destroy();
+      upstream.close();
+    });
+    const url = `ws://127.0.0.1:${(upstream.address() as AddressInfo).port}/`;
+    const { waited, attempting } = await secondPollAfterStop({ kind: 'websocket', url }, connect);
+    // Before, the paused source's connect waited out timeout_ms (60 s) in the only slot.
+    assert.ok(waited < 2_000, `the other source polled ${waited} ms after the pause`);
+    assert.equal(attempting, false);
   });
 });

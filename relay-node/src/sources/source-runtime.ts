@@ -179,6 +179,8 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
   // Which attempt `attempting` is about: an attempt of an earlier generation (before a stop and a
   // start, or a replaced driver) that ends later does not clear it for the one running now.
   let attempts = 0;
+  // The abort of the attempt running now, which a stop calls (see stop).
+  let abortAttempt: ((reason: Error) => void) | undefined;
   const attempt = (due: number, scheduled: number) => async () => {
     if (!active || scheduled !== generation) return;
     // The kind could not make a driver in place of a stuck one (reopen): try again now.
@@ -190,6 +192,7 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
     attempting = true;
     health.lagMs = Math.max(0, started - due);
     const controller = new AbortController();
+    abortAttempt = (reason) => controller.abort(reason);
     const current = (clock = attemptClock(definition.timeout_ms, now, (error) => controller.abort(error)));
     let run: Promise<void> | undefined;
     try {
@@ -221,7 +224,10 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
       }
       retry();
     } finally {
-      if (token === attempts) attempting = false;
+      if (token === attempts) {
+        attempting = false;
+        abortAttempt = undefined;
+      }
       current.stop();
     }
   };
@@ -359,7 +365,12 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
       const spread = Math.min(open().intervalMs ?? 0, 10_000);
       schedule(now() + random() * spread);
     },
-    /** Stop pulling (`paused` or `standby` says why). */
+    /**
+     * Stop pulling (`paused` or `standby` says why). An attempt waiting on upstream is aborted
+     * (before the driver closes: a websocket connect then fails instead of waiting), so it gives
+     * its scheduler slot back at once: it held it until timeout_ms, and a paused hung source kept
+     * others from polling. What it already emitted is still published.
+     */
     stop(reason: 'paused' | 'standby' = 'paused') {
       state = reason;
       if (!active) return;
@@ -367,6 +378,7 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
       generation += 1;
       clearTimeout(holding);
       deps.scheduler.cancel(definition.name);
+      abortAttempt?.(new SourceStoppedError(definition.name));
       driver?.close();
       driver = undefined;
       queueFullLog.flush();
