@@ -1,96 +1,12 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { cursorTime } from '@anode/shared';
-import { openSocket, type RawSocket } from '../../../test/helpers/ws.ts';
-import { type EdgeRuntime, startEdge } from '../../test-support/edge-runtime.ts';
-import { answerAsRelay, startStandInRelay } from './stand-in-relay.fixture.ts';
+import { openSocket } from '../../../test/helpers/ws.ts';
+import { linkedEdge } from './linked-edge.fixture.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const cursorAt = (ms: number, node: string) => `${Math.floor(ms).toString(16).padStart(12, '0')}0000-${node}`;
-
-/**
- * A workerd edge (RING_SIZE 5, and `vars`) linked to a scripted stand-in relay that acks publishes
- * and answers history and late arrivals with nothing; `onHistory` runs as the next history request comes in, whose
- * answer then waits 300 ms. Started before the describe's tests, stopped after them.
- */
-function linkedEdge(vars: Record<string, string> = {}) {
-  const LINK_SECRET = 'unit-test-link-secret-0123';
-  const t = {
-    relay: undefined as unknown as Awaited<ReturnType<typeof startStandInRelay>>,
-    edge: undefined as unknown as EdgeRuntime,
-    open: [] as RawSocket[],
-    onHistory: undefined as ((link: { send(frame: unknown): void }) => void) | undefined,
-    /** A socket subscribed to `topic`, live. */
-    async live(topic: string) {
-      const socket = await openSocket(`${t.edge.wsUrl}/v1/ws`);
-      t.open.push(socket);
-      socket.send({ op: 'sub', topic, ref: 'live' });
-      await socket.next((f) => f.op === 'subscribed');
-      return socket;
-    },
-    /** The stand-in relay sends a mesh message over the newest link. */
-    sendFromMesh(topic: string, id: string, cursor: string, data: unknown) {
-      t.relay.links
-        .at(-1)
-        ?.send(JSON.stringify({ op: 'msg', id, topic, cursor, source: 'feed', ts: Date.now(), data }));
-    },
-    /** A resume from `after`: its answer (`subscribed` or `err`) and the ids sent before it. */
-    async resume(topic: string, after: string) {
-      const socket = await openSocket(`${t.edge.wsUrl}/v1/ws`);
-      t.open.push(socket);
-      socket.send({ op: 'sub', topic, after, ref: 'resume' });
-      // (The predicate sees a buffered frame again with each new one: a set counts each once.)
-      const ids = new Set<string>();
-      const answer = await socket.next((f) => {
-        if (f.op === 'msg') ids.add(f.id as string);
-        return f.op === 'subscribed' || f.op === 'err';
-      });
-      return { answer, ids };
-    },
-    /** Publish one message over HTTP; its cursor. */
-    async post(topic: string, data: number) {
-      const response = await fetch(`${t.edge.url}/v1/topics/${topic}/messages`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ data }),
-      });
-      return ((await response.json()) as { messages: { cursor: string }[] }).messages[0]?.cursor as string;
-    },
-  };
-  before(async () => {
-    t.relay = await startStandInRelay({
-      secret: LINK_SECRET,
-      node: 'scripted',
-      onFrame(frame, link) {
-        answerAsRelay(frame, link, {
-          history(request, answering) {
-            const answer = () => answering.send({ op: 'history', ref: request.ref, messages: [], next: null });
-            const hook = t.onHistory;
-            t.onHistory = undefined;
-            hook?.(answering);
-            if (hook) setTimeout(answer, 300);
-            else answer();
-          },
-        });
-      },
-    });
-    t.edge = await startEdge({
-      RELAY_URLS: t.relay.url,
-      LINK_SECRET,
-      LINK_WAIT_MS: '1000',
-      LINK_RETRY_MAX_MS: '200',
-      RING_SIZE: '5',
-      ...vars,
-    });
-  });
-  after(async () => {
-    for (const socket of t.open) socket.close();
-    await t.edge?.stop();
-    await t.relay?.stop();
-  });
-  return t;
-}
 
 /**
  * A message from the mesh with a cursor below the ring's floor (the ring let go of that time). A
@@ -275,7 +191,7 @@ describe('relay link on workerd: a mesh message below the ring’s floor', () =>
 });
 
 describe('relay link on workerd: late arrivals past LATE_MEMORY', () => {
-  const t = linkedEdge({ LATE_MEMORY: '2' });
+  const t = linkedEdge({ vars: { LATE_MEMORY: '2' } });
 
   it('lets the oldest go (not replayed, as on a relay) and keeps answering resumes', async () => {
     const topic = 'late.memory';
