@@ -181,6 +181,32 @@ export function mergeSources(configured: readonly unknown[], state: SourceChange
 }
 
 /**
+ * The config file's sources that an admin change replaces, and the fields where the file's
+ * definition differs from it. An admin change holds a whole definition (a patch, a pause or a
+ * resume included) and wins over the file's, so the file's later edits of that source are not
+ * applied; said once at startup, since they were ignored silently. `paused` is left out: pausing
+ * is what the admin API is for.
+ */
+export function shadowedByAdmin(
+  configured: readonly unknown[],
+  state: SourceChanges,
+): { name: string; fields: string[]; version: string }[] {
+  const shadowed = [];
+  for (const raw of configured) {
+    const file = raw as Record<string, unknown>;
+    const name = String(file.name);
+    const admin = Object.hasOwn(state.changes, name) ? state.changes[name] : undefined;
+    if (!admin) continue;
+    const keys = new Set([...Object.keys(file), ...Object.keys(admin)]);
+    const fields = [...keys]
+      .filter((key) => key !== 'paused' && JSON.stringify(file[key]) !== JSON.stringify(admin[key]))
+      .sort();
+    if (fields.length > 0) shadowed.push({ name, fields, version: state.versions[name] ?? '' });
+  }
+  return shadowed;
+}
+
+/**
  * Versions for one node's changes: increasing, and ordered with other nodes' by time first (the
  * node's hybrid clock spelling, so versions and cursors compare the same way).
  */

@@ -4,6 +4,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { createHybridClock, type MessageStore } from '@anode/shared';
 import { createCluster } from '../cluster.ts';
@@ -425,5 +426,49 @@ describe('sources component: a deleted source’s publish the store takes late',
       deadLetters: read('anode_source_dead_letters_total{source="again"}'),
     };
     assert.deepEqual(counted, { items: 0, deadLetters: 0 });
+  });
+});
+
+describe('sources component: a config-file source changed through the admin API', () => {
+  let dir: string;
+  let node: Awaited<ReturnType<typeof createRelayNode>> | undefined;
+  after(async () => {
+    await node?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('keeps the admin change over a later edit of the file, and says so at startup naming the fields', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'anode-sources-unit-'));
+    const flags = { port: '0', 'data-dir': dir, 'log-level': 'silent', 'admin-token': TOKEN };
+    const inFile = (url: string) => ({
+      ...loadConfig({ flags, env: {} }),
+      sources: [{ name: 'filed', kind: 'http', url, topic: 't.filed', interval_ms: 60_000, paused: true }],
+    });
+    node = await createRelayNode(inFile('http://127.0.0.1:1/first'), createLogger('silent'));
+    const { url } = await node.start();
+    const patched = await fetch(`${url}/v1/admin/sources/filed`, {
+      method: 'PATCH',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ interval_ms: 30_000 }),
+    });
+    assert.equal(patched.status, 200);
+    await node.stop();
+
+    const lines: { msg?: string; source?: string; fields?: string[] }[] = [];
+    const sink = new Writable({
+      write(chunk, _encoding, done) {
+        for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line));
+        done();
+      },
+    });
+    node = await createRelayNode(inFile('http://127.0.0.1:1/edited'), createLogger('warn', sink));
+    const again = await node.start();
+    const shown = (await (
+      await fetch(`${again.url}/v1/admin/sources/filed`, { headers: { authorization: `Bearer ${TOKEN}` } })
+    ).json()) as { url: string; interval_ms: number };
+    assert.deepEqual([shown.url, shown.interval_ms], ['http://127.0.0.1:1/first', 30_000]);
+    // Before, the edited url was ignored without a word.
+    const warned = lines.find((line) => line.source === 'filed' && /admin change replaced/.test(line.msg ?? ''));
+    assert.deepEqual(warned?.fields, ['interval_ms', 'url']);
   });
 });

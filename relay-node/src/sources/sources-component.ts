@@ -7,7 +7,7 @@ import { clusterOwnership, type Ownership } from './ownership.ts';
 import { loadSteps } from './pipeline.ts';
 import { createScheduler } from './scheduler.ts';
 import { createSourceMetrics } from './source-metrics.ts';
-import { createSourceStore, mergeSources } from './source-store.ts';
+import { createSourceStore, mergeSources, shadowedByAdmin, versionTime } from './source-store.ts';
 import { createSourcesManager } from './sources-manager.ts';
 import { mountAdminRoutes } from './admin-routes.ts';
 import { createReservedNames } from './reserved-names.ts';
@@ -118,6 +118,12 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
       onDeleted: (name) => metrics.forget(name),
     });
     manager.load(mergeSources(config.sources, changes));
+    for (const { name, fields, version } of shadowedByAdmin(config.sources, changes)) {
+      log.warn(
+        { source: name, fields, changed_at: new Date(versionTime(version)).toISOString() },
+        'an admin change replaced this config-file source: the file’s values of these fields are not applied (send the definition with PUT to apply them)',
+      );
+    }
     // In a mesh, the admin API's changes reach every member (config-file sources are each node's
     // own, but their names are shared so that every member reserves them).
     context.cluster.share('sources', manager.shared);
