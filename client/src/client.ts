@@ -22,6 +22,13 @@ const RETRY: BackoffOptions = { initialDelayMs: 250, maxDelayMs: 10_000 };
  * `error`, and until a first connection opens, `ready` and every subscription's `ready` reject.
  * `close()` stops everything, so a script can end.
  */
+/**
+ * A numeric option, or its default when it is not a number of 0 or more: NaN (a `Number()` of an
+ * unset variable) or a negative one. NaN compared false everywhere: publishes never timed out, no
+ * limit held them, and a dedup window forgot nothing.
+ */
+const orDefault = (n: unknown, otherwise: number): number => (typeof n === 'number' && n >= 0 ? n : otherwise);
+
 export interface ClientOptions {
   /** A relay's or an edge's base URL (`http://localhost:8080`, `wss://edge.example.com`) or its `/v1/ws` URL. */
   url: string;
@@ -204,14 +211,13 @@ export class AnodeClient extends Emitter<ClientEvents> {
     // `null` or NaN (a setting passed through, not set: JSON's null, Number() of an unset variable)
     // or below 0 overrode its default, and such a `maxDelayMs` redialled without a pause.
     const given = options.reconnect || {};
-    const number = (n: unknown, otherwise: number) => (typeof n === 'number' && n >= 0 ? n : otherwise);
     this.#backoff =
       options.reconnect === false
         ? false
-        : { initialDelayMs: number(given.initialDelayMs, 250), maxDelayMs: number(given.maxDelayMs, 10_000) };
+        : { initialDelayMs: orDefault(given.initialDelayMs, 250), maxDelayMs: orDefault(given.maxDelayMs, 10_000) };
     // A window of NaN forgot no id (the memory grew by one per message) and held one list of who
     // had each id for all of them: a replay handed a new subscription only its first message.
-    this.#handed = new RecentMap(number(options.dedupWindow, 10_000));
+    this.#handed = new RecentMap(orDefault(options.dedupWindow, 10_000));
     // After the caller's first turn, so an `error` the first attempt emits at once (a URL the
     // runtime refuses, an expired fixed token) reaches the listeners it adds right after this.
     queueMicrotask(() => void this.#connect());
@@ -285,7 +291,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
 
   publish(topic: string, data: unknown, options: PublishOptions = {}): Promise<Ack> {
     if (this.#stopped) return Promise.reject(this.#stopped);
-    const most = this.#options.maxPendingPublishes ?? 10_000;
+    const most = orDefault(this.#options.maxPendingPublishes, 10_000);
     if (this.#pubs.size >= most) {
       return Promise.reject(
         new AnodeError('limit_reached', `${this.#pubs.size} publishes wait for an ack (maxPendingPublishes ${most})`),
@@ -307,7 +313,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
       return Promise.reject(new AnodeError('bad_frame', `data cannot be sent as JSON: ${(error as Error).message}`));
     }
     return new Promise<Ack>((resolve, reject) => {
-      const timeoutMs = this.#options.publishTimeoutMs ?? 30_000;
+      const timeoutMs = orDefault(this.#options.publishTimeoutMs, 30_000);
       const state: PubState = {
         text,
         sentOn: 0,

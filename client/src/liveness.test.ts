@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { mock, test } from 'node:test';
-import { afterSilence, answerWithin, keepaliveInterval, watchSocket } from './liveness.ts';
+import { afterSilence, answerWithin, KEEPALIVE_MS, keepaliveInterval, watchSocket } from './liveness.ts';
 
-test('keepalive is 30 s by default and off for false or a non-positive interval', () => {
+test('keepalive is 30 s by default and off for false or 0', () => {
   assert.equal(keepaliveInterval(undefined), 30_000);
   assert.equal(keepaliveInterval(500), 500);
   assert.equal(keepaliveInterval(false), undefined);
@@ -108,4 +108,14 @@ test('a wait for an answer gives up after a whole interval with nothing heard, n
   cancel();
   mock.timers.tick(200);
   assert.equal(silent, 1, 'a cancelled wait never gives up');
+});
+
+test('keepaliveInterval: NaN or below 0 is the default interval, not off; 0, false and Infinity are off', () => {
+  assert.equal(keepaliveInterval(undefined), KEEPALIVE_MS);
+  assert.equal(keepaliveInterval(Number.NaN), KEEPALIVE_MS);
+  assert.equal(keepaliveInterval(-1), KEEPALIVE_MS);
+  assert.equal(keepaliveInterval(250), 250);
+  assert.equal(keepaliveInterval(0), undefined);
+  assert.equal(keepaliveInterval(false), undefined);
+  assert.equal(keepaliveInterval(Number.POSITIVE_INFINITY), undefined);
 });

@@ -20,8 +20,10 @@ export const KEEPALIVE_MS = 30_000;
 
 /** The interval from the option: `undefined` when keepalive is off. */
 export function keepaliveInterval(given: number | false | undefined): number | undefined {
-  const ms = given ?? KEEPALIVE_MS;
-  // Past what a timer keeps (Infinity too) is off: setTimeout would fire it after 1 ms.
+  // NaN or below 0 (a `Number()` of an unset variable, a sign slip) is the default, as the other
+  // numeric options take it: it turned keepalive off, silently.
+  const ms = given === undefined || (typeof given === 'number' && !(given >= 0)) ? KEEPALIVE_MS : given;
+  // 0 is off; past what a timer keeps (Infinity too) is off: setTimeout would fire it after 1 ms.
   return ms !== false && ms > 0 && ms < MAX_DELAY_MS ? ms : undefined;
 }
 

@@ -5,6 +5,7 @@ import { createServer, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { createClient } from '@anode/client';
 import { WebSocket as WsWebSocket } from 'ws';
+import { freePort } from '../helpers/mesh.ts';
 import { startRelay } from '../helpers/relay.ts';
 
 describe('client library: open listeners and timer options', () => {
@@ -55,6 +56,57 @@ describe('client library: open listeners and timer options', () => {
     } finally {
       await client.close();
       await relay.stop();
+    }
+  });
+
+  it('takes publishTimeoutMs and maxPendingPublishes given as NaN or below 0 as their defaults', async (t) => {
+    // No node: every publish waits. NaN compared false everywhere (no timeout, no limit), and a
+    // negative timeout fired after 1 ms.
+    const closed = await freePort();
+    const waiting = (options: { publishTimeoutMs?: number; maxPendingPublishes?: number }) => {
+      const client = createClient({
+        url: `ws://127.0.0.1:${closed}`,
+        // Not ended by the refused connect (as with `reconnect: false`), and no retry within the test.
+        reconnect: { initialDelayMs: 100_000, maxDelayMs: 100_000 },
+        ...options,
+      });
+      client.on('error', () => {});
+      return client;
+    };
+    for (const maxPendingPublishes of [Number.NaN, -1]) {
+      const client = waiting({ maxPendingPublishes, publishTimeoutMs: Number.POSITIVE_INFINITY });
+      try {
+        const pending = Array.from({ length: 10_000 }, (_, i) => client.publish('opt.t', i));
+        for (const p of pending) p.catch(() => {});
+        // Bounded: without a limit this publish waits for ever (no node, no timeout).
+        const oneMore = Promise.race([
+          client.publish('opt.t', 'one more'),
+          new Promise((_, reject) => setTimeout(reject, 2_000, new Error('still waiting after 2 s'))),
+        ]);
+        await assert.rejects(oneMore, { code: 'limit_reached' }, `maxPendingPublishes ${maxPendingPublishes}`);
+      } finally {
+        await client.close();
+      }
+    }
+    for (const publishTimeoutMs of [Number.NaN, -1]) {
+      t.mock.timers.enable({ apis: ['setTimeout'] });
+      const client = waiting({ publishTimeoutMs });
+      try {
+        let outcome = 'waiting';
+        void client.publish('opt.t', 'x').then(
+          () => (outcome = 'acked'),
+          (error: { code?: string }) => (outcome = `rejected ${error.code}`),
+        );
+        t.mock.timers.tick(1_000);
+        await new Promise((resolve) => setImmediate(resolve));
+        assert.equal(outcome, 'waiting', `publishTimeoutMs ${publishTimeoutMs}: not at once`);
+        t.mock.timers.tick(29_000);
+        await new Promise((resolve) => setImmediate(resolve));
+        assert.equal(outcome, 'rejected unavailable', `publishTimeoutMs ${publishTimeoutMs}: after the default 30 s`);
+      } finally {
+        t.mock.timers.reset();
+        await client.close();
+      }
     }
   });
 
