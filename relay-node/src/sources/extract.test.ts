@@ -35,6 +35,20 @@ describe('extractItems', () => {
     );
   });
 
+  it('takes a topic_path that finds "" as no topic: the source\'s topic, as for a missing or non-string one', () => {
+    // An empty string was taken as the topic and every such item dead-lettered as bad_topic,
+    // where a missing field or a number fell back to `topic`.
+    const items = extractItems([{ kind: '' }, { kind: 7 }, {}, { kind: 'a.b' }], {
+      topic: 'fallback',
+      items_path: '$[*]',
+      topic_path: '$.kind',
+    });
+    assert.deepEqual(
+      items.map((i) => i.topic),
+      ['fallback', 'fallback', 'fallback', 'a.b'],
+    );
+  });
+
   it('accepts filter expressions and gives no items when nothing matches', () => {
     const payload = { rows: [{ v: 1 }, { v: 5 }] };
     assert.deepEqual(

@@ -119,7 +119,7 @@ export function extractItems(payload: unknown, mapping: Mapping, now = Date.now(
       return {
         id: idOf(id) ?? hashId(data),
         ts: toTimestamp(first(mapping.ts_path, data)) ?? now,
-        topic: typeof topic === 'string' ? topic : mapping.topic,
+        topic: typeof topic === 'string' && topic !== '' ? topic : mapping.topic,
         data,
       };
     } catch (error) {
