@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type MessageStore, UnavailableError } from '@anode/shared';
 import { createClient } from '@anode/client';
 import { startRelay } from '../helpers/relay.ts';
+import { topicListingFaults } from '../helpers/store-faults.ts';
 
 const until = async (condition: () => boolean, what: string, timeoutMs = 10_000) => {
   const deadline = Date.now() + timeoutMs;
@@ -126,19 +126,9 @@ describe('client library: overlapping subscriptions', () => {
   });
 
   it('a pattern waiting to retry its refused resume is handed what its topic brings meanwhile, its cursor held still', async () => {
-    // Fault-injection test double: while `down`, listing topics (a pattern's resume reads it
-    // first) fails as a relay's storage that is down does; an exact topic resumes without it.
-    let down = false;
-    let refusals = 0;
-    const topicsDown = (store: MessageStore): MessageStore => ({
-      ...store,
-      topics: async (...args: Parameters<MessageStore['topics']>) => {
-        if (!down) return store.topics(...args);
-        refusals += 1;
-        throw new UnavailableError('cannot list topics (test double)');
-      },
-    });
-    const relay = await startRelay({}, { wrapStore: topicsDown });
+    // While `faults.down`, a pattern's resume is refused (unavailable); an exact topic resumes.
+    const faults = topicListingFaults();
+    const relay = await startRelay({}, { wrapStore: faults.wrap });
     const sockets: WebSocket[] = [];
     class DroppableSocket extends WebSocket {
       constructor(url: string) {
@@ -163,9 +153,9 @@ describe('client library: overlapping subscriptions', () => {
       await publish(relay.url, 'rv.a', 'a1');
       await until(() => onPattern.length === 1 && onTopic.length === 1, 'a1 at both subscriptions');
       const held = pattern.cursor;
-      down = true;
+      faults.down = true;
       sockets.at(-1)?.close(); // the next connection resumes both; the pattern's is refused
-      await until(() => refusals > 0 && client.connected, "the pattern's resume refused");
+      await until(() => faults.refusals > 0 && client.connected, "the pattern's resume refused");
       await publish(relay.url, 'rv.b', 'b2'); // only the pattern matches: it misses it for now
       await publish(relay.url, 'rv.a', 'a3'); // both match: it comes through the topic's subscription
       await until(() => onTopic.includes('a3'), 'a3 at the topic');
@@ -174,9 +164,9 @@ describe('client library: overlapping subscriptions', () => {
         `a3 at the waiting pattern (has ${JSON.stringify(onPattern)})`,
         2_000,
       );
-      assert.ok(refusals > 0 && down, 'handed while its resume was still refused');
+      assert.ok(faults.refusals > 0 && faults.down, 'handed while its resume was still refused');
       assert.equal(pattern.cursor, held, "the pattern's cursor stays put, before what it missed");
-      down = false;
+      faults.down = false;
       await until(() => onPattern.includes('b2'), `the pattern's missed message (has ${JSON.stringify(onPattern)})`);
       await client.ping();
       assert.deepEqual(onPattern, ['a1', 'a3', 'b2'], 'every message once');

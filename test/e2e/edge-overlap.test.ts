@@ -6,10 +6,10 @@
 // delivered to the exact subscription, and its resume point moved past it.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type MessageStore, UnavailableError } from '@anode/shared';
 import { createClient } from '@anode/client';
 import { freePort, LINK_SECRET, publish, startEdge } from '../helpers/edge.ts';
 import { startRelay, tempDir } from '../helpers/relay.ts';
+import { topicListingFaults } from '../helpers/store-faults.ts';
 
 async function until(ok: () => boolean, what: string, ms = 15_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -56,18 +56,9 @@ describe('edge: overlapping subscriptions on one connection', () => {
     const dataDir = await tempDir();
     const edgeUrl = `http://127.0.0.1:${await freePort()}`;
     const flags = { 'edge-link-secret': LINK_SECRET, 'edge-url': edgeUrl };
-    let down = false;
-    let refusals = 0;
-    // A test double around the real store: topic listing (what a pattern's resume needs) fails while `down`.
-    const topicsDown = (store: MessageStore): MessageStore => ({
-      ...store,
-      topics: async (...args: Parameters<MessageStore['topics']>) => {
-        if (!down) return store.topics(...args);
-        refusals += 1;
-        throw new UnavailableError('cannot list topics (test double)');
-      },
-    });
-    let relay = await startRelay(flags, { dataDir, wrapStore: topicsDown });
+    // While `faults.down`, a pattern's resume is refused (unavailable); an exact topic resumes.
+    const faults = topicListingFaults();
+    let relay = await startRelay(flags, { dataDir, wrapStore: faults.wrap });
     const port = new URL(relay.url).port;
     const edge = await edgeLinkedTo(relay.url, edgeUrl);
     const client = createClient({ url: edge.url, reconnect: { initialDelayMs: 50, maxDelayMs: 200 } });
@@ -81,13 +72,13 @@ describe('edge: overlapping subscriptions on one connection', () => {
       await client.publish('rv.a', 'a1');
       await until(() => pattern.length === 1 && topic.length === 1, 'a1 at both subscriptions');
       await relay.stop();
-      down = true;
-      relay = await startRelay({ ...flags, port }, { dataDir, wrapStore: topicsDown });
-      await until(() => refusals > 0 && client.connected, "the pattern's resume refused");
+      faults.down = true;
+      relay = await startRelay({ ...flags, port }, { dataDir, wrapStore: faults.wrap });
+      await until(() => faults.refusals > 0 && client.connected, "the pattern's resume refused");
       await publish(edge.url, 'rv.b', ['b2']); // only the pattern matches
       await publish(edge.url, 'rv.a', ['a3']); // both: it comes live through the topic's object
       await until(() => topic.length === 2, 'a3 at the exact subscription');
-      down = false;
+      faults.down = false;
       await until(() => pattern.length >= 3, `the pattern's missed messages (has ${JSON.stringify(pattern)})`);
       // Every one, once. (In cursor order at a relay; at the edge a message the exact subscription
       // brings live through the topic's object may come before the pattern's replay of older ones.)
