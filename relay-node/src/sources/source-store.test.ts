@@ -3,7 +3,9 @@ import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { createSourceStore, createVersionClock } from './source-store.ts';
+import { parseDefinition } from './definition.ts';
+import { BUILTIN_KINDS } from './kinds/builtin-kinds.ts';
+import { createSourceStore, createVersionClock, shadowedByAdmin } from './source-store.ts';
 
 describe('source change versions', () => {
   it('increase on one node even when the clock stands still or steps back', () => {
@@ -111,5 +113,44 @@ describe('source store files', () => {
     assert.ok(synced.includes('full folder'), `the snapshot's rename synced in its folder: ${synced.join(', ')}`);
     assert.equal(synced.filter((s) => s.startsWith('data')).length, 2, 'the new snapshot and the emptied journal');
     assert.deepEqual(JSON.parse(await readFile(path, 'utf8')).changes, { a: { name: 'a' }, b: { name: 'b' } });
+  });
+});
+
+describe('shadowedByAdmin', () => {
+  // A review of ecc762e: the startup warning named fields that did not differ (the same headers
+  // in another order; a PUT spelling out a default the file leaves out), saying the file's values
+  // were not applied when they were the same.
+  const kinds = new Map(BUILTIN_KINDS);
+  const file = {
+    name: 's',
+    kind: 'http',
+    url: 'http://127.0.0.1:1/x',
+    topic: 't',
+    headers: { authorization: 'Bearer a', accept: 'application/json' },
+  };
+  const state = (change: Record<string, unknown>) => ({ changes: { s: change }, versions: { s: 'v' }, dropped: '' });
+
+  it('names no field where only key order or spelled-out defaults differ', () => {
+    const put = {
+      ...file,
+      headers: { accept: 'application/json', authorization: 'Bearer a' },
+      method: 'GET',
+      interval_ms: parseDefinition(file, kinds).interval_ms,
+      paused: true,
+    };
+    assert.deepEqual(
+      shadowedByAdmin([file], state(put), (raw) => parseDefinition(raw, kinds)),
+      [],
+    );
+  });
+
+  it('names the fields that differ, and compares raw a definition it cannot parse', () => {
+    const put = { ...file, url: 'http://127.0.0.1:1/y', headers: { ...file.headers, accept: 'text/plain' } };
+    assert.deepEqual(
+      shadowedByAdmin([file], state(put), (raw) => parseDefinition(raw, kinds)),
+      [{ name: 's', fields: ['headers', 'url'], version: 'v' }],
+    );
+    const odd = { ...file, kind: 'gone' };
+    assert.deepEqual(shadowedByAdmin([odd], state(file), (raw) => parseDefinition(raw, kinds))[0]?.fields, ['kind']);
   });
 });

@@ -190,20 +190,40 @@ export function mergeSources(configured: readonly unknown[], state: SourceChange
 export function shadowedByAdmin(
   configured: readonly unknown[],
   state: SourceChanges,
+  /**
+   * Each side as it takes effect (defaults filled in: parseDefinition), so that a change spelling
+   * out a default the file leaves out is no difference; where it throws on either, both are compared
+   * raw.
+   */
+  normalize: (raw: unknown) => unknown = (raw) => raw,
 ): { name: string; fields: string[]; version: string }[] {
+  const effective = (...raw: unknown[]): Record<string, unknown>[] => {
+    try {
+      return raw.map((one) => normalize(one) as Record<string, unknown>);
+    } catch {
+      return raw as Record<string, unknown>[]; // both raw, not one with defaults and one without
+    }
+  };
   const shadowed = [];
   for (const raw of configured) {
-    const file = raw as Record<string, unknown>;
-    const name = String(file.name);
-    const admin = Object.hasOwn(state.changes, name) ? state.changes[name] : undefined;
-    if (!admin) continue;
+    const name = String((raw as Record<string, unknown>).name);
+    const change = Object.hasOwn(state.changes, name) ? state.changes[name] : undefined;
+    if (!change) continue;
+    const [file = {}, admin = {}] = effective(raw, change);
     const keys = new Set([...Object.keys(file), ...Object.keys(admin)]);
-    const fields = [...keys]
-      .filter((key) => key !== 'paused' && JSON.stringify(file[key]) !== JSON.stringify(admin[key]))
-      .sort();
+    const fields = [...keys].filter((key) => key !== 'paused' && canonical(file[key]) !== canonical(admin[key])).sort();
     if (fields.length > 0) shadowed.push({ name, fields, version: state.versions[name] ?? '' });
   }
   return shadowed;
+}
+
+/** JSON with every object's keys in order: the same headers written in another order are equal. */
+function canonical(value: unknown): string | undefined {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  );
 }
 
 /**

@@ -3,6 +3,7 @@ import { isSourceName } from '@anode/shared';
 import type { Component, ComponentContext, ComponentFactory } from '../component.ts';
 import { createIngest } from './ingest.ts';
 import { BUILTIN_KINDS } from './kinds/builtin-kinds.ts';
+import { parseDefinition } from './definition.ts';
 import { clusterOwnership, type Ownership } from './ownership.ts';
 import { loadSteps } from './pipeline.ts';
 import { createScheduler } from './scheduler.ts';
@@ -118,7 +119,9 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
       onDeleted: (name) => metrics.forget(name),
     });
     manager.load(mergeSources(config.sources, changes));
-    for (const { name, fields, version } of shadowedByAdmin(config.sources, changes)) {
+    for (const { name, fields, version } of shadowedByAdmin(config.sources, changes, (raw) =>
+      parseDefinition(raw, kinds),
+    )) {
       log.warn(
         { source: name, fields, changed_at: new Date(versionTime(version)).toISOString() },
         'an admin change replaced this config-file source: the file’s values of these fields are not applied (send the definition with PUT to apply them)',
