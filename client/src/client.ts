@@ -6,7 +6,7 @@ import { matches } from '../../shared/src/topics.ts';
 import { type BackoffOptions, backoffDelay, MAX_DELAY_MS } from './backoff.ts';
 import { callSafely, Emitter } from './emitter.ts';
 import { endpointUrl, shownUrl } from './endpoint.ts';
-import { afterSilence, answerWithin, KEEPALIVE_MS, keepaliveInterval, watchSocket } from './liveness.ts';
+import { afterSilence, answerWithin, KEEPALIVE_MS, keepaliveInterval, numberOption, watchSocket } from './liveness.ts';
 import type { Envelope, ServerFrame } from './wire.ts';
 
 /** Backoff for a resume or a publish the node refused for now (`unavailable`, `rate_limited`), when reconnects are off. */
@@ -22,13 +22,6 @@ const RETRY: BackoffOptions = { initialDelayMs: 250, maxDelayMs: 10_000 };
  * `error`, and until a first connection opens, `ready` and every subscription's `ready` reject.
  * `close()` stops everything, so a script can end.
  */
-/**
- * A numeric option, or its default when it is not a number of 0 or more: NaN (a `Number()` of an
- * unset variable) or a negative one. NaN compared false everywhere: publishes never timed out, no
- * limit held them, and a dedup window forgot nothing.
- */
-const orDefault = (n: unknown, otherwise: number): number => (typeof n === 'number' && n >= 0 ? n : otherwise);
-
 export interface ClientOptions {
   /** A relay's or an edge's base URL (`http://localhost:8080`, `wss://edge.example.com`) or its `/v1/ws` URL. */
   url: string;
@@ -214,10 +207,13 @@ export class AnodeClient extends Emitter<ClientEvents> {
     this.#backoff =
       options.reconnect === false
         ? false
-        : { initialDelayMs: orDefault(given.initialDelayMs, 250), maxDelayMs: orDefault(given.maxDelayMs, 10_000) };
+        : {
+            initialDelayMs: numberOption(given.initialDelayMs, 250),
+            maxDelayMs: numberOption(given.maxDelayMs, 10_000),
+          };
     // A window of NaN forgot no id (the memory grew by one per message) and held one list of who
     // had each id for all of them: a replay handed a new subscription only its first message.
-    this.#handed = new RecentMap(orDefault(options.dedupWindow, 10_000));
+    this.#handed = new RecentMap(numberOption(options.dedupWindow, 10_000));
     // After the caller's first turn, so an `error` the first attempt emits at once (a URL the
     // runtime refuses, an expired fixed token) reaches the listeners it adds right after this.
     queueMicrotask(() => void this.#connect());
@@ -291,7 +287,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
 
   publish(topic: string, data: unknown, options: PublishOptions = {}): Promise<Ack> {
     if (this.#stopped) return Promise.reject(this.#stopped);
-    const most = orDefault(this.#options.maxPendingPublishes, 10_000);
+    const most = numberOption(this.#options.maxPendingPublishes, 10_000);
     if (this.#pubs.size >= most) {
       return Promise.reject(
         new AnodeError('limit_reached', `${this.#pubs.size} publishes wait for an ack (maxPendingPublishes ${most})`),
@@ -313,7 +309,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
       return Promise.reject(new AnodeError('bad_frame', `data cannot be sent as JSON: ${(error as Error).message}`));
     }
     return new Promise<Ack>((resolve, reject) => {
-      const timeoutMs = orDefault(this.#options.publishTimeoutMs, 30_000);
+      const timeoutMs = numberOption(this.#options.publishTimeoutMs, 30_000);
       const state: PubState = {
         text,
         sentOn: 0,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { mock, test } from 'node:test';
-import { afterSilence, answerWithin, KEEPALIVE_MS, keepaliveInterval, watchSocket } from './liveness.ts';
+import { afterSilence, answerWithin, KEEPALIVE_MS, keepaliveInterval, numberOption, watchSocket } from './liveness.ts';
 
 test('keepalive is 30 s by default and off for false or 0', () => {
   assert.equal(keepaliveInterval(undefined), 30_000);
@@ -110,12 +110,24 @@ test('a wait for an answer gives up after a whole interval with nothing heard, n
   assert.equal(silent, 1, 'a cancelled wait never gives up');
 });
 
-test('keepaliveInterval: NaN or below 0 is the default interval, not off; 0, false and Infinity are off', () => {
+test('keepaliveInterval: null, NaN or below 0 is the default interval, not off; 0, false and Infinity are off', () => {
   assert.equal(keepaliveInterval(undefined), KEEPALIVE_MS);
   assert.equal(keepaliveInterval(Number.NaN), KEEPALIVE_MS);
   assert.equal(keepaliveInterval(-1), KEEPALIVE_MS);
+  assert.equal(keepaliveInterval(null), KEEPALIVE_MS, 'null (JSON) is the default, not off');
+  assert.equal(keepaliveInterval('5000' as unknown as number), 5000, 'a numeric string is its number');
+  assert.equal(keepaliveInterval('soon' as unknown as number), KEEPALIVE_MS);
   assert.equal(keepaliveInterval(250), 250);
   assert.equal(keepaliveInterval(0), undefined);
   assert.equal(keepaliveInterval(false), undefined);
   assert.equal(keepaliveInterval(Number.POSITIVE_INFINITY), undefined);
+});
+
+test('numberOption: a number of 0 or more as given, a numeric string as its number, anything else the default', () => {
+  assert.deepEqual(
+    [0, 5, Number.POSITIVE_INFINITY, '5000', ' 7 ', undefined, null, Number.NaN, -1, '', 'x', true, {}].map((v) =>
+      numberOption(v, 42),
+    ),
+    [0, 5, Number.POSITIVE_INFINITY, 5000, 7, 42, 42, 42, 42, 42, 42, 42, 42],
+  );
 });

@@ -18,11 +18,21 @@ export interface SocketWatch {
 /** The keepalive's interval when the option leaves it out. */
 export const KEEPALIVE_MS = 30_000;
 
+/**
+ * A numeric option as given, or `otherwise` when it is not a number of 0 or more: undefined, null,
+ * NaN (a `Number()` of an unset variable), a negative one or not a number at all. A numeric string
+ * (a setting passed through from the environment by plain JavaScript) is its number.
+ */
+export function numberOption(given: unknown, otherwise: number): number {
+  const n = typeof given === 'string' && given.trim() !== '' ? Number(given) : given;
+  return typeof n === 'number' && n >= 0 ? n : otherwise;
+}
+
 /** The interval from the option: `undefined` when keepalive is off. */
-export function keepaliveInterval(given: number | false | undefined): number | undefined {
-  // NaN or below 0 (a `Number()` of an unset variable, a sign slip) is the default, as the other
-  // numeric options take it: it turned keepalive off, silently.
-  const ms = given === undefined || (typeof given === 'number' && !(given >= 0)) ? KEEPALIVE_MS : given;
+export function keepaliveInterval(given: number | false | null | undefined): number | undefined {
+  // Read as the other numeric options are (numberOption): null, NaN, below 0 or not a number is
+  // the default (NaN turned keepalive off, silently), a numeric string its number.
+  const ms = given === false ? false : numberOption(given, KEEPALIVE_MS);
   // 0 is off; past what a timer keeps (Infinity too) is off: setTimeout would fire it after 1 ms.
   return ms !== false && ms > 0 && ms < MAX_DELAY_MS ? ms : undefined;
 }
