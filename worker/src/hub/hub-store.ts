@@ -17,7 +17,7 @@ import { mergeByCursor } from './pages.ts';
  *   as a relay keeps its late arrivals: for LATE_WINDOW_MS, at most LATE_MEMORY of them and
  *   LATE_MAX_BYTES of bodies (PROTOCOL.md's bounds).
  * - `meta`: the topic, the clock, the link's resume point, the range of cursors unsafe to resume
- *   from (`expired_from`/`expired_through`: a link gap, a message kept nowhere) and the public
+ *   from (`expired_from`/`expired_through`: a link gap, a heard log past its bound) and the public
  *   origin.
  * Writes are synchronous; the runtime's output gate holds every frame sent after a write until
  * the write is durable, so an ack never outruns its message. Messages are read lazily (a SQL
@@ -34,8 +34,8 @@ export const msgFrame = (body: string): string => `{"op":"msg",${body.slice(1)}`
 /**
  * Ids (and cursors) of the newest messages the ring let go, at least this many: a relay that
  * sends one of them again (its rewind of 5 s after a restart, a late-arrival replay, an echo of
- * the edge's own publish) is recognised as had, not taken for a message below the floor that
- * nobody here kept (which refuses the resumes that may have missed it).
+ * the edge's own publish) is recognised as had, not taken for a late arrival below the floor
+ * (which is kept and replayed to the resumes that may have missed it, and sent live again).
  */
 const TRIMMED_MEMORY = 10_000;
 
@@ -204,8 +204,10 @@ export function createHubStore(
       }
     }
     if (lateCount <= lateMemory && lateBytes <= LATE_MAX_BYTES) return;
-    const keepCount = Math.floor(lateMemory * 0.9);
-    const keepBytes = Math.floor(LATE_MAX_BYTES * 0.9);
+    // Down to the bounds themselves, the newest kept, as a relay keeps them (late-arrivals.ts): a
+    // cut to 90% kept 9 of 10, and nothing at all at LATE_MEMORY=1 (the arrival just kept went
+    // too). Past the bounds by one insert, this reads and deletes one row.
+    const [keepCount, keepBytes] = [lateMemory, LATE_MAX_BYTES];
     let last: { cursor: string; arrived_at: number } | undefined;
     const query = 'SELECT cursor, arrived_at, bytes FROM late_kept ORDER BY arrived_at, cursor';
     for (const row of sql.exec<{ cursor: string; arrived_at: number; bytes: number }>(query)) {
@@ -355,6 +357,10 @@ export function createHubStore(
    */
   const receive = (envelope: Envelope, body: string, now = Date.now()): boolean => {
     if (cursorOf(envelope.id) !== undefined) return false;
+    // Kept as a late arrival already (a relay's rewind or late replay sends it again): had, not
+    // sent live again, and its 10 minutes not restarted.
+    if (rows('SELECT 1 FROM late_kept WHERE cursor = ? AND id = ?', envelope.cursor, envelope.id).length > 0)
+      return false;
     if (!remember(envelope, body, now) && compareCursors(envelope.cursor, floor()) <= 0) markLate(envelope, body, now);
     return true;
   };

@@ -54,7 +54,7 @@ export function storageOn(db: DatabaseSync) {
 }
 
 /** A hub store on a fresh database; `seed` writes rows first (the store counts what it holds when made). */
-export function newStore(ringSize: number, seed?: (db: DatabaseSync) => void) {
+export function newStore(ringSize: number, seed?: (db: DatabaseSync) => void, lateMemory = 10_000) {
   const db = new DatabaseSync(':memory:');
   openSchema((query) => {
     if (query.includes(';')) {
@@ -65,7 +65,7 @@ export function newStore(ringSize: number, seed?: (db: DatabaseSync) => void) {
   });
   seed?.(db);
   const { storage, reads } = storageOn(db);
-  const store = createHubStore(storage, { ringSize, keyedMemory: 1_000, lateMemory: 10_000 });
+  const store = createHubStore(storage, { ringSize, keyedMemory: 1_000, lateMemory });
   return { db, store, reads };
 }
 
