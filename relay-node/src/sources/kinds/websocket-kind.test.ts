@@ -158,10 +158,17 @@ describe('websocket source', () => {
     assert.ok((upstream?.bufferedAmount ?? 0) > 0);
     assert.equal(wait.seen(), 1);
     wait.open();
-    const ids = await waitFor('every frame stored', async () => {
-      const stored = await s.stored();
-      return stored.length === FRAMES ? stored : undefined;
-    });
+    // Counted first (cheap), then read from the store: reading its 32 MB every 10 ms slowed the
+    // ingest it waited for past 30 s on a loaded machine. Bounds, not timings.
+    await waitFor('every frame taken in', () => s.payloads() >= FRAMES || undefined, 120_000);
+    const ids = await waitFor(
+      'every frame stored',
+      async () => {
+        const stored = await s.stored();
+        return stored.length === FRAMES ? stored : undefined;
+      },
+      60_000,
+    );
     assert.deepEqual(
       ids,
       Array.from({ length: FRAMES }, (_, i) => i + 1),
