@@ -751,6 +751,9 @@ export class AnodeClient extends Emitter<ClientEvents> {
   #onMessage(frame: Extract<ServerFrame, { op: 'msg' }>): void {
     const { op: _op, ...message } = frame;
     const targets = [...this.#subs.values()].filter((s) => s.active && matches(s.topic, message.topic));
+    // None: a message that was on its way when its subscriptions were unsubscribed. Handed to no
+    // one, the `message` event included (it was emitted, to listeners that had asked for none).
+    if (targets.length === 0) return;
     // Those subscribed at the node: one waiting to try its resume again (refused for now) is not.
     const subscribed = targets.filter((s) => s.retry === undefined);
     for (const state of targets) {
