@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AnodeError, createHybridClock, type Envelope, utf8Length } from '@anode/shared';
+import { AnodeError, compareCursors, createHybridClock, type Envelope, utf8Length } from '@anode/shared';
 import type { HubStore } from './hub-store.ts';
 import { mergeByCursor } from './pages.ts';
-import { envelope, newStore, objectOn, olderThanRing, resume } from './resume-object.fixture.ts';
+import { envelope, newStore, objectOn, olderThanRing, resume, wake } from './resume-object.fixture.ts';
 
 // A resume's replay of late arrivals, on the hub's real store and SQLite (node:sqlite, the same
 // SQLite a Durable Object runs, through resume-object.fixture.ts's stand-in for
@@ -226,6 +226,16 @@ describe('a resume from the relay’s history cut off (4001) after hearing a mes
   // A review: what a resume heard went out after every page and the whole ring, so a cut before
   // the end left the client above it. Its next resume, served from the ring (which had it in
   // order, not late) or the relay's pages after its cursor, never sent it.
+  // What each cut is about (a mutation run removing it fails that case):
+  // - pages: each relay page is merged by cursor with what was heard up to its last cursor
+  //   (subscriptions.ts fromRelay): E goes out before C, in the cut resume. Without that merge
+  //   E is left below the client and only end(false)'s markLate saves it (the two removed: lost).
+  // - ring: the end (store.since) is merged by cursor with what was heard (sendMissed): the page
+  //   stops below E and C, so they go out between the page and the ring's R1. Without that merge
+  //   they followed the ring, past the cut, and only markLate saves them.
+  // - overflow: the log let E go before it was read (more arrived than the send buffer holds):
+  //   the resume is closed before its next page (fromRelay's held.lost()), so it hands out
+  //   nothing above E; sending the page first left the client above a message it never got.
   for (const cut of ['pages', 'overflow', 'ring'] as const) {
     it(`leaves it to the client’s next resume from where it was left: cut in ${cut}`, async () => {
       const size = JSON.stringify(envelope('C', createHybridClock('relay1').next())).length; // C's, below
@@ -248,13 +258,30 @@ describe('a resume from the relay’s history cut off (4001) after hearing a mes
             object.accept(published);
             store.outbox.remove([published.id]); // forwarded and acked: the relay stored it just after the page
             for (const m of [minted, ...later]) object.deliver(m); // the ring of 3 lets E (and C) go
-            return { messages: cut === 'overflow' ? [minted] : [...older, minted], next: null };
+            // In `ring`, C too reached the relay after the page was read: the page stops below E.
+            return {
+              messages: cut === 'overflow' ? [minted] : cut === 'ring' ? older : [...older, minted],
+              next: null,
+            };
           }
           // The second pass (the floor moved) reads after C: E's cursor is below it, in no page.
           return { messages: cut === 'pages' ? later : [], next: null };
         },
       }).settled();
       assert.equal(first.frames.at(-1), 'close slow_consumer', 'cut off (4001)');
+      const order = (r: { frames: string[] }) =>
+        JSON.stringify(r.frames.map((f) => (f.startsWith('{"op":"msg"') ? (JSON.parse(f) as Envelope).id : f)));
+      const cursors = first.messages.map((m) => m.cursor);
+      assert.deepEqual(cursors, [...cursors].sort(compareCursors), `in cursor order: ${order(first)}`);
+      if (cut === 'overflow') {
+        // Closed before the page: nothing handed out above E, which the log let go unread.
+        assert.deepEqual(first.ids, [], order(first));
+      } else {
+        // Below where it left the client, E went out in this resume, as a relay's resume flushes
+        // what it buffered below each message it sends (not only as a late arrival next time).
+        assert.ok(compareCursors(published.cursor, first.last) < 0, order(first));
+        assert.ok(first.ids.includes(published.id), `${published.id} below the cut, not sent: ${order(first)}`);
+      }
       // The client library resumes from the newest cursor it got; the relay has everything now.
       const second = await resume(store, object, first.last, size * 10, {
         late: [],
@@ -266,12 +293,62 @@ describe('a resume from the relay’s history cut off (4001) after hearing a mes
       assert.match(second.frames.at(-1) ?? '', /"op":"subscribed"/);
       assert.ok(
         [...first.ids, ...second.ids].includes(published.id),
-        `${published.id} was acked and fanned out here, and neither resume sent it: ${JSON.stringify(
-          [first, second].map((r) =>
-            r.frames.map((f) => (f.startsWith('{"op":"msg"') ? (JSON.parse(f) as Envelope).id : f)),
-          ),
-        )}`,
+        `${published.id} was acked and fanned out here, and neither resume sent it: ${order(first)} ${order(second)}`,
       );
+    });
+  }
+});
+
+describe('a message minted below a cursor a resume from the relay’s history handed out, heard here after it', () => {
+  // 4e3efc5: a relay page can hand a client a cursor above everything this object holds
+  // (noteHanded keeps the newest handed out); X, minted elsewhere before it and reaching this
+  // object only later, went into the ring in order, and the client's next resume from that
+  // cursor, served from the ring, never sent it.
+  // - after the resume: X heard once the resume ended (noteHanded alone marks it late);
+  // - after the resume and a wake: the object evicted and woken in between (saveHanded kept the
+  //   cursor in meta 'handed');
+  // - during the resume: heard while it paged, below what it had handed, then cut (noteHanded and
+  //   end(false)'s markLate both mark it: either alone keeps it).
+  for (const when of ['after the resume', 'after the resume and a wake', 'during the resume'] as const) {
+    it(`is replayed to the client’s next resume from that cursor: heard ${when}`, async () => {
+      const size = JSON.stringify(envelope('X', createHybridClock('relay1').next())).length;
+      const budget = Math.floor(size * 3.5); // H1, H2 and P1 go out; the next is cut (4001)
+      const { db, store, object, relay, after, older } = olderThanRing({ logBytes: budget });
+      // X is minted elsewhere before P1..P3 and reaches the relay after its page was read; this
+      // object never heard of any of them (its link was down) until X comes.
+      const minted = envelope('X', relay.next());
+      const [p1, p2, p3] = [1, 2, 3].map((i) => envelope(`P${i}`, relay.next())) as [Envelope, Envelope, Envelope];
+      const first = await resume(store, object, after, budget, {
+        late: [],
+        history: async (frame) => {
+          if (when !== 'during the resume') return { messages: [...older, p1, p2, p3], next: null };
+          if (frame.after === after) return { messages: [...older, p1], next: p1.cursor };
+          object.deliver(minted); // while the next page is asked for, below P1, handed already
+          return { messages: [p2, p3], next: null };
+        },
+      }).settled();
+      const ids = (r: { frames: string[] }) =>
+        JSON.stringify(r.frames.map((f) => (f.startsWith('{"op":"msg"') ? (JSON.parse(f) as Envelope).id : f)));
+      assert.equal(first.frames.at(-1), 'close slow_consumer', `cut off (4001): ${ids(first)}`);
+      assert.equal(first.last, p1.cursor, ids(first));
+      assert.ok(compareCursors(minted.cursor, p1.cursor) < 0);
+      assert.ok(!first.ids.includes(minted.id), ids(first));
+      // Evicted and woken: a new store and object on the same database.
+      const [now, on] =
+        when === 'after the resume and a wake'
+          ? (() => {
+              const woken = wake(db);
+              return [woken, objectOn(woken, 'eedge0', budget)] as const;
+            })()
+          : ([store, object] as const);
+      if (when !== 'during the resume') on.deliver(minted);
+      // The client resumes from P1, above the ring's floor: served from the ring, not the relay.
+      const second = await resume(now, on, first.last, size * 10, {
+        late: [],
+        history: async () => assert.fail('served from the ring'),
+      }).settled();
+      assert.match(second.frames.at(-1) ?? '', /"op":"subscribed"/, ids(second));
+      assert.deepEqual(second.ids, [minted.id], ids(second));
     });
   }
 });
