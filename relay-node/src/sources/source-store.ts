@@ -1,5 +1,6 @@
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import { createHybridClock } from '@anode/shared';
 import { PRIVATE_FILE_MODE, syncFolder } from '../private-files.ts';
 
@@ -211,19 +212,10 @@ export function shadowedByAdmin(
     if (!change) continue;
     const [file = {}, admin = {}] = effective(raw, change);
     const keys = new Set([...Object.keys(file), ...Object.keys(admin)]);
-    const fields = [...keys].filter((key) => key !== 'paused' && canonical(file[key]) !== canonical(admin[key])).sort();
+    const fields = [...keys].filter((key) => key !== 'paused' && !isDeepStrictEqual(file[key], admin[key])).sort();
     if (fields.length > 0) shadowed.push({ name, fields, version: state.versions[name] ?? '' });
   }
   return shadowed;
-}
-
-/** JSON with every object's keys in order: the same headers written in another order are equal. */
-function canonical(value: unknown): string | undefined {
-  return JSON.stringify(value, (_key, v: unknown) =>
-    v !== null && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-      : v,
-  );
 }
 
 /**
