@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { backoffDelay, MAX_DELAY_MS } from './backoff.ts';
+import { MAX_TIMER_MS } from '../../shared/src/timers.ts';
+import { backoffDelay } from './backoff.ts';
 
 const options = { initialDelayMs: 250, maxDelayMs: 10_000 };
 
@@ -80,9 +81,9 @@ test('negative, NaN and huge options still give a delay a timer keeps', () => {
     backoffDelay(5, { initialDelayMs: Number.NaN, maxDelayMs: 10_000 }, () => 0.5),
     16,
   );
-  assert.equal(backoffDelay(3, { initialDelayMs: 1e308, maxDelayMs: Number.POSITIVE_INFINITY }, top), MAX_DELAY_MS);
+  assert.equal(backoffDelay(3, { initialDelayMs: 1e308, maxDelayMs: Number.POSITIVE_INFINITY }, top), MAX_TIMER_MS);
   // An unbounded maximum: the ceiling stops at the longest delay a timer keeps.
-  assert.equal(backoffDelay(60, { initialDelayMs: 250, maxDelayMs: Number.POSITIVE_INFINITY }, top), MAX_DELAY_MS);
+  assert.equal(backoffDelay(60, { initialDelayMs: 250, maxDelayMs: Number.POSITIVE_INFINITY }, top), MAX_TIMER_MS);
   const any = fc.double();
   fc.assert(
     fc.property(
@@ -92,7 +93,7 @@ test('negative, NaN and huge options still give a delay a timer keeps', () => {
       fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
       (attempt, initialDelayMs, maxDelayMs, r) => {
         const delay = backoffDelay(attempt, { initialDelayMs, maxDelayMs }, () => r);
-        assert.ok(Number.isInteger(delay) && delay >= 0 && delay <= MAX_DELAY_MS, `${delay}`);
+        assert.ok(Number.isInteger(delay) && delay >= 0 && delay <= MAX_TIMER_MS, `${delay}`);
         assert.ok(delay <= (maxDelayMs > 0 ? maxDelayMs : 0), `${delay} above ${maxDelayMs}`);
       },
     ),

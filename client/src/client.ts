@@ -3,7 +3,8 @@ import { AnodeError, type ErrorCode, isErrorCode } from '../../shared/src/errors
 import { compareCursors, randomId } from '../../shared/src/ids.ts';
 import { RecentMap } from '../../shared/src/seen-ids.ts';
 import { matches } from '../../shared/src/topics.ts';
-import { type BackoffOptions, backoffDelay, MAX_DELAY_MS } from './backoff.ts';
+import { MAX_TIMER_MS } from '../../shared/src/timers.ts';
+import { type BackoffOptions, backoffDelay } from './backoff.ts';
 import { callSafely, Emitter } from './emitter.ts';
 import { endpointUrl, shownUrl } from './endpoint.ts';
 import { afterSilence, answerWithin, KEEPALIVE_MS, keepaliveInterval, numberOption, watchSocket } from './liveness.ts';
@@ -322,7 +323,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
       };
       // A timeout a timer cannot keep (Infinity, or past ~24.8 days) means none: setTimeout would
       // fire it after 1 ms.
-      if (timeoutMs < MAX_DELAY_MS) {
+      if (timeoutMs < MAX_TIMER_MS) {
         state.timer = setTimeout(() => {
           this.#endPub(ref);
           const last = state.refused ? `; the node last refused it: ${state.refused.message}` : '';

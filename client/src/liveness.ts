@@ -1,4 +1,4 @@
-import { MAX_DELAY_MS } from './backoff.ts';
+import { MAX_TIMER_MS } from '../../shared/src/timers.ts';
 
 /**
  * How the client tells a connection that is gone from one that is quiet, one interval at a
@@ -34,7 +34,7 @@ export function keepaliveInterval(given: number | false | null | undefined): num
   // the default (NaN turned keepalive off, silently), a numeric string its number.
   const ms = given === false ? false : numberOption(given, KEEPALIVE_MS);
   // 0 is off; past what a timer keeps (Infinity too) is off: setTimeout would fire it after 1 ms.
-  return ms !== false && ms > 0 && ms < MAX_DELAY_MS ? ms : undefined;
+  return ms !== false && ms > 0 && ms < MAX_TIMER_MS ? ms : undefined;
 }
 
 /**

@@ -16,5 +16,6 @@ export * from './late-arrival.ts';
 export * from './link-frames.ts';
 export type * from './ports/message-store.ts';
 export * from './session.ts';
+export * from './timers.ts';
 export * from './topics.ts';
 export { RecentMap, SeenIds } from './seen-ids.ts';

@@ -2,6 +2,7 @@ import type { CloseReason } from './close-codes.ts';
 import { LimitReachedError, RateLimitedError } from './errors.ts';
 import { readClientFrame } from './frame-reader.ts';
 import type { ClientFrame, PubFrame, ServerFrame, SubFrame } from './frames.ts';
+import { MAX_TIMER_MS } from './timers.ts';
 
 type UnsubFrame = Extract<ClientFrame, { op: 'unsub' }>;
 
@@ -147,9 +148,6 @@ export function receiveClientFrame(
   if (!read.ok) return port.refuse(read.error, read.ref);
   return handleClientFrame(read.frame, read.text, port);
 }
-
-/** setTimeout's longest wait (2^31-1 ms, about 24.8 days): a longer one fires after 1 ms instead. */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Calls `onExpired` once, when the token's `exp` (seconds) has passed, however far ahead it is
