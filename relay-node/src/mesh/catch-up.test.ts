@@ -291,6 +291,69 @@ describe('catch-up from a peer that stops answering', { timeout: 30_000 }, () =>
     assert.equal(junk.asked.pages, 17);
   });
 
+  /**
+   * A peer (buggy, or another implementation) whose topic listing goes on: page n lists
+   * `listed(n)` and names the next page after it, until page 40 (so that the test ends either
+   * way; a peer out to hold the slot never ends). Every history page answers `messages`, done.
+   */
+  const endlessListing = async (listed: (page: number) => string[], messages: unknown[] = []) => {
+    const server = await node();
+    const asked = { listings: 0, histories: [] as string[] };
+    await server.handle(
+      CATCH_UP_PROTOCOL,
+      async (stream) => {
+        const lp = lpStream(stream);
+        for (;;) {
+          const request = JSON.parse(new TextDecoder().decode((await lp.read()).subarray())) as Record<string, string>;
+          let answer: unknown;
+          if (request.op === 'topics') {
+            const page = asked.listings++;
+            answer = { topics: listed(page), next: page >= 40 ? null : `t.p${String(page).padStart(4, '0')}` };
+          } else {
+            asked.histories.push(request.topic as string);
+            answer = { messages, next: null };
+          }
+          await lp.write(new TextEncoder().encode(JSON.stringify(answer)));
+        }
+      },
+      { runOnLimitedConnection: true },
+    );
+    const client = await node();
+    await client.dial(server.getMultiaddrs());
+    return { client, server, asked };
+  };
+  const fromShardOf = (client: Libp2p, server: Libp2p['peerId'], topic: string) =>
+    catchUpFrom(client as unknown as Host, shards, 64 * 1024, {
+      peer: server,
+      shards: [shards.of(topic)],
+      after: '0',
+      ingest: async (envelopes) => envelopes.length,
+      timeoutMs: 5_000,
+    });
+
+  it('stops listing topics from a peer whose listing names none of the asked shards, page after page', async () => {
+    // The catch-up asks for the shard of `t.a`; every page lists only a topic of another shard.
+    const elsewhere = Array.from({ length: 64 }, (_, i) => `x${i}.a`).find((t) => shards.of(t) !== shards.of('t.a'));
+    const junk = await endlessListing(() => [elsewhere as string]);
+    await assert.rejects(
+      fromShardOf(junk.client, junk.server.peerId, 't.a'),
+      /16 topic pages in a row with no new topic/,
+    );
+    assert.equal(junk.asked.listings, 17, 'the listing was followed no further than 16 pages that brought nothing');
+    assert.deepEqual(junk.asked.histories, []);
+  });
+
+  it('reads a topic a peer lists again and again only once, and stops following such a listing', async () => {
+    const message = { id: 'a1', topic: 't.a', cursor: bump('0'), source: 's', ts: 1, data: 'a1' };
+    const junk = await endlessListing(() => ['t.a'], [message]);
+    await assert.rejects(
+      fromShardOf(junk.client, junk.server.peerId, 't.a'),
+      /16 topic pages in a row with no new topic/,
+    );
+    assert.deepEqual(junk.asked.histories, ['t.a'], 'each listed topic is read once');
+    assert.equal(junk.asked.listings, 18);
+  });
+
   it('counts what a peer sends of another topic than the one asked, and takes only the asked one', async () => {
     const server = await node();
     const envelope = (id: string, topic: string): Envelope => ({

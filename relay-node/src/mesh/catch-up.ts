@@ -42,6 +42,8 @@ const REQUEST_TIMEOUT_MS = 15_000;
  * only messages too large to carry is one, as is one of only another topic's): past them it is
  * taken as going nowhere. A peer answering `next` after
  * `next` with nothing held the one catch-up slot for ever (every other peer's repair waited).
+ * The same bound holds for topic listing pages that bring no topic to read (none of the asked
+ * shards, or only topics listed before).
  */
 const MAX_EMPTY_PAGES = 16;
 /** Store reads one history request may make past envelopes too large to carry (see catchUpAnswer). */
@@ -321,6 +323,10 @@ export async function catchUpFrom(host: Host, shards: Shards, maxMessageBytes: n
   try {
     const wanted = new Set(request.shards);
     let topicsAfter: string | undefined;
+    // The last topic read: a listing is sorted, so a name not past it was read already.
+    let read: string | undefined;
+    // Listing pages in a row that brought no topic to read (see MAX_EMPTY_PAGES).
+    let empty = 0;
     do {
       const listed = await ask({
         op: 'topics',
@@ -329,14 +335,23 @@ export async function catchUpFrom(host: Host, shards: Shards, maxMessageBytes: n
         ...(topicsAfter === undefined ? {} : { after: topicsAfter }),
       });
       const topics = Array.isArray(listed.topics) ? (listed.topics as unknown[]) : [];
+      let taken = 0;
       for (const topic of topics) {
-        if (!isTopic(topic) || !wanted.has(shards.of(topic))) continue;
+        if (!isTopic(topic) || !wanted.has(shards.of(topic)) || (read !== undefined && topic <= read)) continue;
+        read = topic;
+        taken += 1;
         fresh += await historyOf(topic);
       }
       const next: unknown = listed.next;
       // A listing page goes on only from a topic past the last, and only while it lists some.
       topicsAfter =
         isTopic(next) && topics.length > 0 && (topicsAfter === undefined || next > topicsAfter) ? next : undefined;
+      // A peer listing only topics of other shards, or the same ones again, with a `next` after
+      // `next`, held the one catch-up slot for ever, as empty history pages did.
+      empty = taken === 0 ? empty + 1 : 0;
+      if (empty > MAX_EMPTY_PAGES && topicsAfter !== undefined) {
+        throw new Error(`catch-up: ${MAX_EMPTY_PAGES} topic pages in a row with no new topic of the asked shards`);
+      }
     } while (topicsAfter !== undefined);
     await stream.close(bounded());
     return fresh;

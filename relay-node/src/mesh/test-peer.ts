@@ -1,9 +1,11 @@
 import { gossipsub } from '@libp2p/gossipsub';
 import { identify } from '@libp2p/identify';
 import { noise } from '@libp2p/noise';
+import { ping } from '@libp2p/ping';
 import { tcp } from '@libp2p/tcp';
 import { yamux } from '@libp2p/yamux';
 import { multiaddr } from '@multiformats/multiaddr';
+import { lpStream } from '@libp2p/utils';
 import { createLibp2p } from 'libp2p';
 import { pubsubOf } from './host.ts';
 import { privateNetwork } from './pnet/protector.ts';
@@ -23,6 +25,8 @@ export interface TestPeerOptions {
   maxInboundDataLength?: number;
   /** gossipsub's cap on what waits to be sent to one peer (beyond it the stream is reset); default none. */
   maxOutboundBufferSize?: number;
+  /** Answer the relays' pings (`/ipfs/ping/1.0.0`), as a live member does; without, they drop it after three. */
+  answerPings?: boolean;
 }
 
 export async function createTestPeer(options: TestPeerOptions = {}) {
@@ -43,6 +47,7 @@ export async function createTestPeer(options: TestPeerOptions = {}) {
         ...(options.maxInboundDataLength ? { maxInboundDataLength: options.maxInboundDataLength } : {}),
         ...(options.maxOutboundBufferSize ? { maxOutboundBufferSize: options.maxOutboundBufferSize } : {}),
       }),
+      ...(options.answerPings ? { ping: ping() } : {}),
     },
   });
   const host = node as unknown as Parameters<typeof pubsubOf>[0];
@@ -93,6 +98,32 @@ export async function createTestPeer(options: TestPeerOptions = {}) {
     /** Publish raw bytes on a gossip topic; resolves with how many peers it was sent to. */
     async publishRaw(topic: string, data: Uint8Array): Promise<number> {
       return (await pubsubOf(host).publish(topic, data)).recipients.length;
+    },
+
+    /**
+     * Serve `protocol` as catch-up is spoken (varint-length-prefixed JSON frames, one answer per
+     * request) with `answer`, until the asking side ends the stream. Serving catch-up makes this
+     * peer a mesh peer to the relays it connects to: they catch up from it. Call before dialling.
+     */
+    async serveJson(protocol: string, answer: (request: Record<string, unknown>) => unknown): Promise<void> {
+      await node.handle(
+        protocol,
+        async (stream) => {
+          const lp = lpStream(stream);
+          try {
+            for (;;) {
+              const request = JSON.parse(new TextDecoder().decode((await lp.read()).subarray())) as Record<
+                string,
+                unknown
+              >;
+              await lp.write(new TextEncoder().encode(JSON.stringify(await answer(request))));
+            }
+          } catch (error) {
+            stream.abort(error as Error);
+          }
+        },
+        { runOnLimitedConnection: true },
+      );
     },
 
     /** Gossip messages received so far (topic and data), oldest first. */

@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CATCH_UP_PROTOCOL } from '@anode/relay-node/src/mesh/catch-up.ts';
+import { createTestPeer, type TestPeer } from '@anode/relay-node/src/mesh/test-peer.ts';
+import { FAST_MESH, meshStatus, publish, waitFor } from '../helpers/mesh.ts';
+import { history, startRelay, type TestRelay, tempDir } from '../helpers/relay.ts';
+
+/**
+ * What enters a relay by catch-up from a member of its private mesh (holding the network key)
+ * whose catch-up answers go nowhere: the relay catches up from one peer at a time, so a member
+ * that holds that one slot for ever keeps every other peer's history from it.
+ */
+const KEY = randomBytes(32).toString('hex');
+const TOPIC = 'ingress.feed';
+const flags = { ...FAST_MESH, 'mesh-key': KEY, 'store-fsync': 'false' };
+
+describe('catch-up from a member whose topic listing never ends', { timeout: 120_000 }, () => {
+  const relays: TestRelay[] = [];
+  const peers: TestPeer[] = [];
+  after(async () => {
+    await Promise.all(peers.map((p) => p.stop()));
+    await Promise.all(relays.map((r) => r.stop()));
+  });
+
+  it("still catches up from an honest relay: the member's endless listing no longer holds the catch-up slot", async () => {
+    // B holds a message that A can only get by catch-up: published while B ran alone.
+    const dirB = await tempDir();
+    const alone = await startRelay({ ...flags, listen: '/ip4/127.0.0.1/tcp/0' }, { dataDir: dirB });
+    const [ack] = await publish(alone.url, TOPIC, [{ data: 'only by catch-up' }]);
+    await alone.stop();
+
+    const a = await startRelay({ ...flags, listen: '/ip4/127.0.0.1/tcp/0' });
+    relays.push(a);
+    const addressA = (await meshStatus(a.url)).node.multiaddrs[0] as string;
+
+    // The member lists the same topic on every page, with a `next` past the last each time, and
+    // has no history of it: an endless listing (a little slowed, to spare the machine).
+    const member = await createTestPeer({ networkKey: KEY, answerPings: true });
+    peers.push(member);
+    let listings = 0;
+    await member.serveJson(CATCH_UP_PROTOCOL, async (request) => {
+      if (request.op !== 'topics') return { messages: [], next: null };
+      listings += 1;
+      await sleep(20);
+      return { topics: ['ingress.rogue'], next: `ingress.p${String(listings).padStart(8, '0')}` };
+    });
+    await member.dial(addressA);
+    await waitFor('A to catch up from the member', () => listings > 0);
+
+    const b = await startRelay({ ...flags, bootstrap: addressA }, { dataDir: dirB });
+    relays.push(b);
+    await waitFor(
+      "B's message on A, by catch-up",
+      async () => (await history(a.url, TOPIC)).some((m) => m.id === ack?.id),
+      30_000,
+    );
+    assert.equal(
+      member.connections(),
+      1,
+      'the member stayed connected: its catch-up was given up, not cut by liveness',
+    );
+    const sync = (await meshStatus(a.url)).mesh.sync as unknown as { failures: number };
+    assert.ok(sync.failures >= 1, 'the catch-up from the member failed, and is retried later');
+  });
+});
