@@ -128,12 +128,11 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
   const db = new DatabaseSync(join(options.dataDir, 'spool.sqlite'));
   db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;');
   db.exec('CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, envelope TEXT NOT NULL)');
-  // Spools written before ids were indexed lack the column; their rows simply have no id to match.
+  // Spools written before ids were indexed lack the column (their rows get it below).
   const columns = db.prepare('PRAGMA table_info(spool)').all() as { name: string }[];
   if (!columns.some((c) => c.name === 'id')) db.exec('ALTER TABLE spool ADD COLUMN id TEXT');
   db.exec('CREATE INDEX IF NOT EXISTS spool_id ON spool (id)');
-  // Topic and cursor make the spool readable as history (older spools lack them: those rows are
-  // drained, not read).
+  // Topic and cursor make the spool readable as history (older spools lack them: filled in below).
   for (const column of ['topic', 'cursor'])
     if (!columns.some((c) => c.name === column)) db.exec(`ALTER TABLE spool ADD COLUMN ${column} TEXT`);
   db.exec('CREATE INDEX IF NOT EXISTS spool_topic ON spool (topic, cursor)');
@@ -145,6 +144,15 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
   // of the appends arriving meanwhile, so under load a spool could drain slower than it filled.
   if (!columns.some((c) => c.name === 'minted')) db.exec('ALTER TABLE spool ADD COLUMN minted INTEGER');
   db.exec('CREATE INDEX IF NOT EXISTS spool_latest ON spool (topic, source, ts, id)');
+  // Rows spooled before the topic column (the first spooling relays wrote only the envelope) get
+  // their columns from it: left without, they were acked yet missing from history, latest and
+  // topics until drained, and a resend of one was spooled again as new. Rows since have a topic,
+  // so this finds none (through spool_topic) after the first start.
+  db.exec(
+    `UPDATE spool SET id = COALESCE(id, json_extract(envelope, '$.id')), topic = json_extract(envelope, '$.topic'),
+      cursor = json_extract(envelope, '$.cursor'), source = COALESCE(source, json_extract(envelope, '$.source')),
+      ts = COALESCE(ts, json_extract(envelope, '$.ts')) WHERE topic IS NULL`,
+  );
   db.exec(
     'CREATE TABLE IF NOT EXISTS spool_rejected (seq INTEGER PRIMARY KEY, id TEXT, topic TEXT, cursor TEXT, ' +
       'envelope TEXT NOT NULL, reason TEXT NOT NULL, rejected_at INTEGER NOT NULL)',
