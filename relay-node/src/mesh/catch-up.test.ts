@@ -14,6 +14,7 @@ import { multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
 import { createLogger } from '../logger.ts';
 import { memoryStore } from '../hub/test-hub.ts';
+import { createSqliteStore } from '../storage/embedded/sqlite-store.ts';
 import type { Host } from './host.ts';
 import { createShards } from './shards.ts';
 import {
@@ -432,6 +433,53 @@ describe('catch-up from a peer that stops answering', { timeout: 30_000 }, () =>
     assert.deepEqual(got, ['w0', 'w2', 'w3']);
     assert.equal(fresh, 3);
     assert.deepEqual(skipped, [['t.a', 1]], 'the message left out is reported, not lost silently');
+    await store.close();
+  });
+
+  it('answers a history request whose limit is not a whole number, from a SQLite store, on the same stream', async () => {
+    // Another implementation may send any JSON number: SQLite refused a fractional LIMIT
+    // ("datatype mismatch"), and the stream was reset without an answer.
+    const store = createSqliteStore({ dataDir: '', memory: true, retention: { maxAgeMs: 0, maxMessages: 0 } });
+    const clock = createHybridClock('frac');
+    await store.append(
+      [0, 1, 2, 3].map((i) => ({
+        id: `f${i}`,
+        topic: 't.a',
+        cursor: clock.next(),
+        source: 's',
+        ts: Date.now(),
+        data: i,
+      })),
+    );
+    const server = await node();
+    await serveCatchUp(server as unknown as Host, {
+      store,
+      shards,
+      maxMessageBytes: 64 * 1024,
+      log: createLogger('silent'),
+    });
+    const client = await node();
+    await client.dial(server.getMultiaddrs());
+    const stream = await client.dialProtocol(server.peerId, CATCH_UP_PROTOCOL, { signal: AbortSignal.timeout(5_000) });
+    const lp = lpStream(stream);
+    const ask = async (request: unknown) => {
+      await lp.write(new TextEncoder().encode(JSON.stringify(request)), { signal: AbortSignal.timeout(5_000) });
+      const frame = await lp.read({ signal: AbortSignal.timeout(5_000) });
+      return JSON.parse(new TextDecoder().decode(frame.subarray())) as { messages: Envelope[]; next: string | null };
+    };
+    const first = await ask({ op: 'history', topic: 't.a', after: '0', limit: 2.5 });
+    assert.deepEqual(
+      first.messages.map((m) => m.id),
+      ['f0', 'f1'],
+      'a limit of 2.5 reads 2',
+    );
+    const rest = await ask({ op: 'history', topic: 't.a', after: first.next, limit: 0.5 });
+    assert.deepEqual(
+      rest.messages.map((m) => m.id),
+      ['f2'],
+      'a limit between 0 and 1 reads one, as a negative one does',
+    );
+    await stream.close();
     await store.close();
   });
 

@@ -196,7 +196,8 @@ export function catchUpAnswer(deps: { store: MessageStore; shards: Shards; maxMe
     }
     if (request.op === 'history') {
       if (!isTopic(request.topic) || !isCursor(request.after)) return { error: 'history: topic or after malformed' };
-      const limit = Math.min(PAGE_LIMIT, Math.max(1, Number(request.limit) || PAGE_LIMIT));
+      // A whole number: SQLite refuses a fractional LIMIT, which reset the stream unanswered.
+      const limit = Math.min(PAGE_LIMIT, Math.max(1, Math.floor(Number(request.limit) || PAGE_LIMIT)));
       // Read no more than a frame holds: 500 stored messages of 1 MiB would otherwise be loaded
       // for a page that sends one. A page the store cut short by bytes is not the end: one more
       // read says whether anything follows.
