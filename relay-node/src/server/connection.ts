@@ -8,6 +8,7 @@ import {
   type Claims,
   type ClientFrame,
   createFrameOrder,
+  ENVELOPE_OVERHEAD_BYTES,
   isExpired,
   atTokenExpiry,
   readClientFrame,
@@ -32,6 +33,18 @@ import type { Metrics } from '../metrics.ts';
  */
 /** How often a paced resume looks whether the peer has taken its backlog (see backlog). */
 const RESUME_POLL_MS = 10;
+
+/**
+ * The unsent bytes past which a subscriber is cut off as too slow (4001): max_send_buffer_bytes,
+ * but at least two of the largest frames the node sends (a message of max_message_bytes and its
+ * envelope). A message may be larger than the configured buffer (max_message_bytes goes up to
+ * 16 MiB, the buffer is 8 MiB by default): a reader that kept up was cut off by that one message,
+ * and again at every resume over it, so no subscriber could ever get it. Two, because a resume
+ * sends its next frame once the peer is back below half the limit (backlog).
+ */
+export function sendBufferLimit(config: Pick<RelayConfig, 'max_send_buffer_bytes' | 'max_message_bytes'>): number {
+  return Math.max(config.max_send_buffer_bytes, 2 * (config.max_message_bytes + ENVELOPE_OVERHEAD_BYTES));
+}
 
 export interface ConnectionDeps {
   hub: Hub;
@@ -64,6 +77,7 @@ export class ClientConnection implements Subscriber {
   readonly #socket: Duplex | undefined;
   #isCorked = false;
   readonly #corkFlushBytes: number;
+  readonly #sendLimit: number;
   readonly #claims: Claims;
   readonly #publishContext: PublishContext;
   readonly #deps: ConnectionDeps;
@@ -77,7 +91,8 @@ export class ClientConnection implements Subscriber {
   constructor(ws: WebSocket, claims: Claims, deps: ConnectionDeps, socket?: Duplex) {
     this.#ws = ws;
     this.#socket = socket;
-    this.#corkFlushBytes = Math.min(64 * 1024, deps.config.max_send_buffer_bytes / 2);
+    this.#sendLimit = sendBufferLimit(deps.config);
+    this.#corkFlushBytes = Math.min(64 * 1024, this.#sendLimit / 2);
     this.#claims = claims;
     this.#publishContext = { via: 'ws', claims };
     this.#deps = deps;
@@ -97,7 +112,7 @@ export class ClientConnection implements Subscriber {
     // Corked bytes count as unsent: hand a large enough run to the kernel now, so only bytes the
     // peer has not taken count against the slow-consumer limit.
     if (this.#isCorked && this.#ws.bufferedAmount >= this.#corkFlushBytes) this.#uncork();
-    if (this.#ws.bufferedAmount > this.#deps.config.max_send_buffer_bytes) {
+    if (this.#ws.bufferedAmount > this.#sendLimit) {
       this.close('slow_consumer', 'send buffer full: subscriber too slow; resume from your last cursor');
       return false;
     }
@@ -109,7 +124,7 @@ export class ClientConnection implements Subscriber {
    * taken it back below that (or the connection ends).
    */
   backlog(): Promise<void> | undefined {
-    const limit = this.#deps.config.max_send_buffer_bytes / 2;
+    const limit = this.#sendLimit / 2;
     if (this.#closed || this.#ws.bufferedAmount <= limit) return undefined;
     this.#uncork();
     return new Promise<void>((resolve) => {

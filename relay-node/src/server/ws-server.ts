@@ -14,7 +14,7 @@ import {
 } from '@anode/shared';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { type Logger, throttledLog } from '../logger.ts';
-import { ClientConnection, type CloseReason, type ConnectionDeps } from './connection.ts';
+import { ClientConnection, type CloseReason, type ConnectionDeps, sendBufferLimit } from './connection.ts';
 import { createConnectionCaps } from './connection-caps.ts';
 import { watchUnfinishedFrames } from './frame-watch.ts';
 
@@ -77,6 +77,16 @@ function closingLog(log: Logger) {
 
 export function attachWebSockets(server: Server, wsDeps: WsDeps) {
   const closing = closingLog(wsDeps.log);
+  const sendLimit = sendBufferLimit(wsDeps.config);
+  if (sendLimit > wsDeps.config.max_send_buffer_bytes) {
+    wsDeps.log.warn(
+      {
+        max_send_buffer_bytes: wsDeps.config.max_send_buffer_bytes,
+        max_message_bytes: wsDeps.config.max_message_bytes,
+      },
+      `max_send_buffer_bytes is below two of the largest messages: a client WebSocket is cut off as too slow past ${sendLimit} unsent bytes instead, or those messages could never be delivered`,
+    );
+  }
   const deps: WsDeps & ConnectionDeps = { ...wsDeps, closing };
   // Frames up to the configured limit are handled; larger ones get a `too_large` error frame,
   // and beyond twice the limit (at least the limit plus 64 KiB) the library closes the socket with
