@@ -120,43 +120,66 @@ interface SpooledRow {
   minted: number | null;
 }
 
+/**
+ * Open the spool's file and bring its tables up to date, or fail naming it: SQLite's own message
+ * ("file is not a database") did not say which file, nor that it holds acked messages.
+ */
+function openSpoolFile(path: string): DatabaseSync {
+  let db: DatabaseSync | undefined;
+  try {
+    db = new DatabaseSync(path);
+    db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;');
+    db.exec('CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, envelope TEXT NOT NULL)');
+    // Spools written before ids were indexed lack the column (their rows get it below).
+    const columns = db.prepare('PRAGMA table_info(spool)').all() as { name: string }[];
+    if (!columns.some((c) => c.name === 'id')) db.exec('ALTER TABLE spool ADD COLUMN id TEXT');
+    db.exec('CREATE INDEX IF NOT EXISTS spool_id ON spool (id)');
+    // Topic and cursor make the spool readable as history (older spools lack them: filled in below).
+    for (const column of ['topic', 'cursor'])
+      if (!columns.some((c) => c.name === column)) db.exec(`ALTER TABLE spool ADD COLUMN ${column} TEXT`);
+    db.exec('CREATE INDEX IF NOT EXISTS spool_topic ON spool (topic, cursor)');
+    // Source and ts answer `latest` (rows spooled before these columns have neither: read whole).
+    if (!columns.some((c) => c.name === 'source')) db.exec('ALTER TABLE spool ADD COLUMN source TEXT');
+    if (!columns.some((c) => c.name === 'ts')) db.exec('ALTER TABLE spool ADD COLUMN ts INTEGER');
+    // Whether the caller minted the message (AppendOptions.minted), handed on when it drains: a
+    // drain without it made Cassandra read before writing every random id, about twice the work
+    // of the appends arriving meanwhile, so under load a spool could drain slower than it filled.
+    if (!columns.some((c) => c.name === 'minted')) db.exec('ALTER TABLE spool ADD COLUMN minted INTEGER');
+    db.exec('CREATE INDEX IF NOT EXISTS spool_latest ON spool (topic, source, ts, id)');
+    // Rows spooled before the topic column (the first spooling relays wrote only the envelope) get
+    // their columns from it: left without, they were acked yet missing from history, latest and
+    // topics until drained, and a resend of one was spooled again as new. Rows since have a topic,
+    // so this finds none (through spool_topic) after the first start.
+    db.exec(
+      `UPDATE spool SET id = COALESCE(id, json_extract(envelope, '$.id')), topic = json_extract(envelope, '$.topic'),
+        cursor = json_extract(envelope, '$.cursor'), source = COALESCE(source, json_extract(envelope, '$.source')),
+        ts = COALESCE(ts, json_extract(envelope, '$.ts')) WHERE topic IS NULL`,
+    );
+    db.exec(
+      'CREATE TABLE IF NOT EXISTS spool_rejected (seq INTEGER PRIMARY KEY, id TEXT, topic TEXT, cursor TEXT, ' +
+        'envelope TEXT NOT NULL, reason TEXT NOT NULL, rejected_at INTEGER NOT NULL)',
+    );
+    return db;
+  } catch (error) {
+    db?.close();
+    const { errcode, message } = error as { errcode?: number; message: string };
+    // SQLITE_CORRUPT (11), SQLITE_NOTADB (26): the file is damaged or is not SQLite's.
+    const damaged = errcode !== undefined && [11, 26].includes(errcode & 0xff);
+    const advice = damaged
+      ? '. The spool file is damaged: stop the relay and move it aside (with any spool.sqlite-wal and ' +
+        'spool.sqlite-shm beside it), keeping it: it may hold messages acked while the store was away that ' +
+        'the store has not got. With no file the relay starts with an empty spool'
+      : '';
+    throw new Error(`${path}: ${message}${advice}`, { cause: error });
+  }
+}
+
 export function createSpoolingStore(primary: MessageStore, options: SpoolOptions): SpoolingStore {
   // Owner-only, as the embedded store's file: it holds every message acked while Cassandra is
   // away (securePrivateDir tightens it only at the next start). Its -wal and -shm take its mode.
   mkdirSync(options.dataDir, { recursive: true, mode: PRIVATE_DIR_MODE });
   ensurePrivateFile(join(options.dataDir, 'spool.sqlite'));
-  const db = new DatabaseSync(join(options.dataDir, 'spool.sqlite'));
-  db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;');
-  db.exec('CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, envelope TEXT NOT NULL)');
-  // Spools written before ids were indexed lack the column (their rows get it below).
-  const columns = db.prepare('PRAGMA table_info(spool)').all() as { name: string }[];
-  if (!columns.some((c) => c.name === 'id')) db.exec('ALTER TABLE spool ADD COLUMN id TEXT');
-  db.exec('CREATE INDEX IF NOT EXISTS spool_id ON spool (id)');
-  // Topic and cursor make the spool readable as history (older spools lack them: filled in below).
-  for (const column of ['topic', 'cursor'])
-    if (!columns.some((c) => c.name === column)) db.exec(`ALTER TABLE spool ADD COLUMN ${column} TEXT`);
-  db.exec('CREATE INDEX IF NOT EXISTS spool_topic ON spool (topic, cursor)');
-  // Source and ts answer `latest` (rows spooled before these columns have neither: read whole).
-  if (!columns.some((c) => c.name === 'source')) db.exec('ALTER TABLE spool ADD COLUMN source TEXT');
-  if (!columns.some((c) => c.name === 'ts')) db.exec('ALTER TABLE spool ADD COLUMN ts INTEGER');
-  // Whether the caller minted the message (AppendOptions.minted), handed on when it drains: a
-  // drain without it made Cassandra read before writing every random id, about twice the work
-  // of the appends arriving meanwhile, so under load a spool could drain slower than it filled.
-  if (!columns.some((c) => c.name === 'minted')) db.exec('ALTER TABLE spool ADD COLUMN minted INTEGER');
-  db.exec('CREATE INDEX IF NOT EXISTS spool_latest ON spool (topic, source, ts, id)');
-  // Rows spooled before the topic column (the first spooling relays wrote only the envelope) get
-  // their columns from it: left without, they were acked yet missing from history, latest and
-  // topics until drained, and a resend of one was spooled again as new. Rows since have a topic,
-  // so this finds none (through spool_topic) after the first start.
-  db.exec(
-    `UPDATE spool SET id = COALESCE(id, json_extract(envelope, '$.id')), topic = json_extract(envelope, '$.topic'),
-      cursor = json_extract(envelope, '$.cursor'), source = COALESCE(source, json_extract(envelope, '$.source')),
-      ts = COALESCE(ts, json_extract(envelope, '$.ts')) WHERE topic IS NULL`,
-  );
-  db.exec(
-    'CREATE TABLE IF NOT EXISTS spool_rejected (seq INTEGER PRIMARY KEY, id TEXT, topic TEXT, cursor TEXT, ' +
-      'envelope TEXT NOT NULL, reason TEXT NOT NULL, rejected_at INTEGER NOT NULL)',
-  );
+  const db = openSpoolFile(join(options.dataDir, 'spool.sqlite'));
   const keepRejected = db.prepare(
     'INSERT OR REPLACE INTO spool_rejected (seq, id, topic, cursor, envelope, reason, rejected_at) ' +
       'SELECT seq, id, topic, cursor, envelope, ?, ? FROM spool WHERE seq = ?',
