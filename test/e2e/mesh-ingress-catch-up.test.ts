@@ -15,8 +15,10 @@ import { history, startRelay, type TestRelay, tempDir } from '../helpers/relay.t
 const KEY = randomBytes(32).toString('hex');
 const TOPIC = 'ingress.feed';
 const flags = { ...FAST_MESH, 'mesh-key': KEY, 'store-fsync': 'false' };
+/** A cursor `n` ms into the epoch, as a member may mint. */
+const cursorAt = (n: number) => `${n.toString(16).padStart(16, '0')}-member`;
 
-describe('catch-up from a member whose topic listing never ends', { timeout: 120_000 }, () => {
+describe('catch-up from a member whose answers never end', { timeout: 120_000 }, () => {
   const relays: TestRelay[] = [];
   const peers: TestPeer[] = [];
   after(async () => {
@@ -24,8 +26,12 @@ describe('catch-up from a member whose topic listing never ends', { timeout: 120
     await Promise.all(relays.map((r) => r.stop()));
   });
 
-  it("still catches up from an honest relay: the member's endless listing no longer holds the catch-up slot", async () => {
-    // B holds a message that A can only get by catch-up: published while B ran alone.
+  /**
+   * Relay A catches up from a member answering with `answer` (a little slowed, to spare the
+   * machine), then from relay B, which holds a message A can only get by catch-up (published while
+   * B ran alone): resolves once A has it.
+   */
+  const heldBy = async (answer: (request: Record<string, unknown>) => unknown) => {
     const dirB = await tempDir();
     const alone = await startRelay({ ...flags, listen: '/ip4/127.0.0.1/tcp/0' }, { dataDir: dirB });
     const [ack] = await publish(alone.url, TOPIC, [{ data: 'only by catch-up' }]);
@@ -34,20 +40,16 @@ describe('catch-up from a member whose topic listing never ends', { timeout: 120
     const a = await startRelay({ ...flags, listen: '/ip4/127.0.0.1/tcp/0' });
     relays.push(a);
     const addressA = (await meshStatus(a.url)).node.multiaddrs[0] as string;
-
-    // The member lists the same topic on every page, with a `next` past the last each time, and
-    // has no history of it: an endless listing (a little slowed, to spare the machine).
     const member = await createTestPeer({ networkKey: KEY, answerPings: true });
     peers.push(member);
-    let listings = 0;
+    let asked = 0;
     await member.serveJson(CATCH_UP_PROTOCOL, async (request) => {
-      if (request.op !== 'topics') return { messages: [], next: null };
-      listings += 1;
+      asked += 1;
       await sleep(20);
-      return { topics: ['ingress.rogue'], next: `ingress.p${String(listings).padStart(8, '0')}` };
+      return answer(request);
     });
     await member.dial(addressA);
-    await waitFor('A to catch up from the member', () => listings > 0);
+    await waitFor('A to catch up from the member', () => asked > 0);
 
     const b = await startRelay({ ...flags, bootstrap: addressA }, { dataDir: dirB });
     relays.push(b);
@@ -63,5 +65,25 @@ describe('catch-up from a member whose topic listing never ends', { timeout: 120
     );
     const sync = (await meshStatus(a.url)).mesh.sync as unknown as { failures: number };
     assert.ok(sync.failures >= 1, 'the catch-up from the member failed, and is retried later');
+  };
+
+  it("still catches up from an honest relay: the member's endless topic listing no longer holds the catch-up slot", async () => {
+    // The same topic on every page, with a `next` past the last each time, and no history of it.
+    let page = 0;
+    await heldBy((request) =>
+      request.op === 'topics'
+        ? { topics: ['ingress.rogue'], next: `ingress.p${String(++page).padStart(8, '0')}` }
+        : { messages: [], next: null },
+    );
+  });
+
+  it('still catches up from an honest relay: a member repeating one history page no longer holds the catch-up slot', async () => {
+    // One message, the same on every page, with a `next` past the page's `after` each time.
+    const same = { id: 'repeated', topic: 'ingress.rogue', cursor: cursorAt(1), source: 's', ts: 1, data: 1 };
+    await heldBy((request) => {
+      if (request.op === 'topics') return { topics: ['ingress.rogue'], next: null };
+      const after = typeof request.after === 'string' && request.after !== '0' ? request.after : cursorAt(0);
+      return { messages: [same], next: cursorAt(Number.parseInt(after.slice(0, 16), 16) + 1) };
+    });
   });
 });

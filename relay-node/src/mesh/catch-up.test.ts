@@ -355,6 +355,14 @@ describe('catch-up from a peer that stops answering', { timeout: 30_000 }, () =>
     assert.equal(junk.asked.listings, 18);
   });
 
+  it('stops paging a peer that answers every page with the same message, and a `next` past it each time', async () => {
+    // A page repeated: its message is at or before the page's `after`, so it moves nothing on.
+    const same = { id: 'a1', topic: 't.a', cursor: bump('0'), source: 's', ts: 1, data: 'a1' };
+    const junk = await emptyPeer((after) => (junk.asked.pages > 40 ? null : bump(after)), [same]);
+    await assert.rejects(from(junk.client, junk.server.peerId), /16 pages in a row with no message/);
+    assert.equal(junk.asked.pages, 18, 'the first page brought the message, the 17 after it nothing new');
+  });
+
   it('counts what a peer sends of another topic than the one asked, and takes only the asked one', async () => {
     const server = await node();
     const envelope = (id: string, topic: string): Envelope => ({

@@ -306,9 +306,15 @@ export async function catchUpFrom(host: Host, shards: Shards, maxMessageBytes: n
       if (ofTopic.length < messages.length) request.onWrongTopic?.(topic, messages.length - ofTopic.length);
       fresh += await request.ingest(ofTopic);
       const next: unknown = page.next;
-      // Empty unless it brought a message of the asked topic: a page of another topic's entries
-      // (or nulls) with a `next` moves no more than an empty one does.
-      empty = ofTopic.length === 0 ? empty + 1 : 0;
+      // Empty unless it brought a message of the asked topic past its `after`: a page of another
+      // topic's entries (or nulls), or one repeating what came before, with a `next` moves no
+      // more than an empty one does.
+      const from = after;
+      const onward = ofTopic.some((m) => {
+        const cursor = (m as { cursor?: unknown }).cursor;
+        return isCursor(cursor) && cursor > from;
+      });
+      empty = onward ? 0 : empty + 1;
       if (empty > MAX_EMPTY_PAGES && next !== null) {
         // Not finished: this peer's catch-up fails, and the next one starts from the progress kept.
         throw new Error(`catch-up of ${topic}: ${MAX_EMPTY_PAGES} pages in a row with no message`);
