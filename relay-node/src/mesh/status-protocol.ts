@@ -1,6 +1,7 @@
 import type { Connection, Stream } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
+import { assertDataDepth, MAX_DATA_DEPTH } from '@anode/shared';
 import type { Logger } from '../logger.ts';
 import type { Host } from './host.ts';
 
@@ -88,6 +89,14 @@ export function createStatusProtocol(options: StatusProtocolOptions) {
       const card: unknown = JSON.parse(decoder.decode((await lp.read(bounded())).subarray()));
       await stream.close(bounded());
       if (typeof card !== 'object' || card === null || Array.isArray(card)) throw new Error('card is not an object');
+      // Kept and shown in /v1/status and peers.json: one nested past what JSON.stringify recurses
+      // through (about 4,400 levels; 256 KiB hold 100,000) made /v1/status answer 500 and
+      // mesh-peers.json unsavable while it was kept.
+      try {
+        assertDataDepth(card);
+      } catch {
+        throw new Error(`card nested deeper than ${MAX_DATA_DEPTH} levels`);
+      }
       errors.delete(peer);
       options.onCard(peer, card as Record<string, unknown>);
     } catch (error) {

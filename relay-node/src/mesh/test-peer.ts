@@ -102,8 +102,9 @@ export async function createTestPeer(options: TestPeerOptions = {}) {
 
     /**
      * Serve `protocol` as catch-up is spoken (varint-length-prefixed JSON frames, one answer per
-     * request) with `answer`, until the asking side ends the stream. Serving catch-up makes this
-     * peer a mesh peer to the relays it connects to: they catch up from it. Call before dialling.
+     * request) with `answer` (bytes as they are, anything else as JSON), until the asking side
+     * ends the stream. Serving catch-up makes this peer a mesh peer to the relays it connects to:
+     * they catch up from it. Call before dialling.
      */
     async serveJson(protocol: string, answer: (request: Record<string, unknown>) => unknown): Promise<void> {
       await node.handle(
@@ -116,7 +117,10 @@ export async function createTestPeer(options: TestPeerOptions = {}) {
                 string,
                 unknown
               >;
-              await lp.write(new TextEncoder().encode(JSON.stringify(await answer(request))));
+              const answered = await answer(request);
+              await lp.write(
+                answered instanceof Uint8Array ? answered : new TextEncoder().encode(JSON.stringify(answered)),
+              );
             }
           } catch (error) {
             stream.abort(error as Error);
