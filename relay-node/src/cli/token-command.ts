@@ -72,7 +72,7 @@ export async function tokenCommand(args: string[]): Promise<void> {
   }
   const grants = { pub: values.pub ?? [], sub: values.sub ?? [], ...(values.src ? { src: values.src } : {}) };
   // Loaded only now: the protocol module (zod, jose) is the slow part of this command.
-  const { claimsSchema, signToken } = await import('@anode/shared');
+  const { claimsSchema, isSourceName, signToken } = await import('@anode/shared');
   const checked = claimsSchema.safeParse({ sub: values.subject, anode: grants });
   if (!checked.success) {
     const issue = checked.error.issues[0];
@@ -83,6 +83,18 @@ export async function tokenCommand(args: string[]): Promise<void> {
       flag ? `token: ${flag} "${given}": ${issue?.message}` : `token: ${issue?.message ?? 'invalid claims'}`,
       'topic patterns are dot-separated words with * for one word and > for the rest (a.b.*, a.>)',
     );
+  }
+  // A relay stamps a publish that names no `source` with the subject, and refuses it when the
+  // subject is no source name: such a token's every plain publish would be forbidden.
+  if (values.subject !== undefined && grants.pub.length > 0 && !isSourceName(values.subject)) {
+    const what = `--subject "${values.subject}" is not a source name, and a relay stamps this token's publishes with it`;
+    if (!values.src) {
+      throw new UsageError(
+        `token: ${what}: it would refuse them all`,
+        'a subject is 1-128 of A-Z a-z 0-9 _ - @ : | and dots, e.g. my-app; or grant --src names to publish as',
+      );
+    }
+    process.stderr.write(`anode token: warning: ${what}: each publish must name a source that --src grants\n`);
   }
   if (grants.pub.length === 0 && grants.sub.length === 0) {
     process.stderr.write('anode token: warning: no --pub and no --sub: this token may neither publish nor subscribe\n');
