@@ -105,6 +105,13 @@ const nodeIdInUse = (error: unknown) => (error as { code?: unknown } | undefined
  */
 export const HEALTH_WAIT_MS = 1_000;
 
+/**
+ * After the spool failed to take a write (a full disk, an I/O error), health says not ok for this
+ * long, so a load balancer sends publishes elsewhere; then ok again, to be tried (as the embedded
+ * store does after a failed write).
+ */
+export const SPOOL_FAILURE_MS = 10_000;
+
 /** Ids (with their stored copies) remembered from the remote store, to answer duplicates while it is away. */
 export const RECENT_IDS = 4_096;
 /**
@@ -253,6 +260,8 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
   let fullLogged = false;
   /** The last batch the spool was asked to take did not fit (publishes are refused): health says so. */
   let refusingFull = false;
+  /** The last write the spool's file could not take (publishes were refused), and when. */
+  let spoolFailed: { message: string; at: number } | undefined;
   const spoolFull = (adding: number) => {
     refusingFull = true;
     const error = new UnavailableError(
@@ -295,10 +304,13 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
       db.exec('COMMIT');
     } catch (error) {
       if (db.isTransaction) db.exec('ROLLBACK'); // a failed COMMIT (a full disk) rolled back already
+      // The file refused it (not spool_max_bytes, which says so itself): health says so too.
+      if (!(error instanceof UnavailableError)) spoolFailed = { message: (error as Error).message, at: Date.now() };
       throw error;
     }
     spooledBytes += added;
     refusingFull = false;
+    spoolFailed = undefined;
     setDepth(depth + batch.size);
     schedule();
     return results;
@@ -462,6 +474,7 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
         // unless a write that failed after this one began has spooled meanwhile: the drain clears
         // it then (and logs the store back), not an append that was already on its way.
         if (depth === 0) lastError = undefined;
+        spoolFailed = undefined; // publishes are taken again
         return results;
       } catch (error) {
         // Refused for good (see above): spooled, it would only block the spool behind it. The
@@ -535,12 +548,20 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
         ? `the local spool is full (${spooledBytes} bytes held, spool_max_bytes ${options.maxBytes}) and ` +
           'refuses publishes until it drains'
         : undefined;
+      // The spool's file refused a write lately (a full disk): publishes are refused meanwhile.
+      // Reported as ok, it kept a load balancer sending them here.
+      const failed =
+        spoolFailed && Date.now() - spoolFailed.at < SPOOL_FAILURE_MS
+          ? `the local spool could not take the last write: ${spoolFailed.message}`
+          : undefined;
+      const down = refused?.message ?? full ?? failed;
       return {
         ...inner,
         // Writes are still durable (spooled), so the node stays healthy; the state says degraded.
-        // Not when they are refused (another relay holds this node id, or the spool is full).
-        ok: refused === undefined && full === undefined,
-        ...(refused ? { detail: refused.message } : full ? { detail: full } : {}),
+        // Not when they are refused (another relay holds this node id, the spool is full, or its
+        // file could not take the last write).
+        ok: down === undefined,
+        ...(down ? { detail: down } : {}),
         state: depth > 0 ? 'spooling' : inner.ok ? 'connected' : 'unreachable',
         spool_depth: depth,
         spool_bytes: spooledBytes,
