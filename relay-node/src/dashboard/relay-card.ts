@@ -18,7 +18,9 @@ export function relayCard(status: Obj): Obj {
   const node = obj(status.node);
   const store = obj(status.store);
   const sources = list(status.sources);
-  const owned = sources.filter((s) => s.state !== 'standby');
+  // A source is this relay's when the relay is its owner (`owner`, the node drawn to pull it):
+  // a paused source is `paused` on every relay, not `standby`, yet only its owner would pull it.
+  const owned = sources.filter((s) => ('owner' in s ? s.owner === node.id : s.state !== 'standby'));
   const links = list(obj(status.edge).links);
   return {
     v: 1,
