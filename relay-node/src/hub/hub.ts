@@ -508,6 +508,11 @@ export function createHub(options: HubOptions) {
         );
         return cursor;
       };
+      // A cursor ahead of this node's clock (another node's, minted on a clock ahead or handed out
+      // as a live position never gossiped here) comes back as the resume's `subscribed` cursor,
+      // and the client resumes from it after its next reconnect: what this node minted below it
+      // meanwhile was skipped there. Minted above it instead (within MAX_CLOCK_SKEW_MS, as gossip).
+      if (after !== undefined) clock.observe(after);
       // Before anything is registered: minting it may throw (a clock lease that cannot be
       // written, on a full disk), and a refused `sub` stayed subscribed, sent live messages.
       const liveAt = after === undefined ? liveCursor() : undefined;
@@ -679,6 +684,9 @@ export function createHub(options: HubOptions) {
      * message after it (a page cut by bytes looks like the end otherwise).
      */
     async history(topic: string, after: string | undefined, limit: number) {
+      // A poller pages on from `after` while `next` is null: minted below it, a later message
+      // would never show (see subscribe).
+      if (after !== undefined) clock.observe(after);
       const query = { after, limit, maxBytes: HISTORY_PAGE_BYTES };
       // Retention runs beside the read (the writer thread, Cassandra's TTL): refused only if the
       // page was read under a mark past `after` (pageAndMark). A page read whole is answered even
