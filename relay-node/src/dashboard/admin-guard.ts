@@ -19,14 +19,18 @@ export function adminGuard({ adminToken, authOn }: GuardOptions) {
   return async (c: Context, next: Next) => {
     if (!adminToken && !authOn) return next();
     if (!adminToken) {
-      return c.json(
-        { error: { code: 'forbidden', message: 'auth is on: set admin_token to open the dashboard' } },
-        403,
-      );
+      // No token typed into the page can open it: say what the operator has to change.
+      const message =
+        'auth is on and this relay has no admin_token, so the dashboard is closed: restart it with ' +
+        '--admin-token <at least 16 characters> (or ANODE_ADMIN_TOKEN), then give that token';
+      return c.json({ error: { code: 'forbidden', message } }, 403);
     }
     const given = /^Bearer\s+(.+)$/i.exec(c.req.header('authorization') ?? '')?.[1] ?? '';
     if (!timingSafeEqual(digest(given), digest(adminToken))) {
-      return c.json({ error: { code: 'unauthorized', message: 'the admin token is required' } }, 401);
+      const message = given
+        ? 'that is not this relay’s admin token: give the admin_token it was started with'
+        : 'the admin token is required (Authorization: Bearer <admin_token>)';
+      return c.json({ error: { code: 'unauthorized', message } }, 401);
     }
     return next();
   };
