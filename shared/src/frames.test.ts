@@ -379,6 +379,13 @@ describe('history query and refOf', () => {
     throwsCode(() => parseWith(historyQuerySchema, { after: 'bad' }), 'bad_frame');
   });
 
+  test('an empty or blank limit (`?limit=`) is refused as `after=` is, not read as 0', () => {
+    // Number('') is 0: the page came back empty with next null, as if the topic had nothing.
+    for (const limit of ['', ' ', '\t']) throwsCode(() => parseWith(historyQuerySchema, { limit }), 'bad_frame');
+    throwsCode(() => parseWith(historyQuerySchema, { after: '' }), 'bad_frame');
+    assert.deepEqual(parseWith(historyQuerySchema, { limit: '0' }), { limit: 0 });
+  });
+
   test('refOf recovers a string ref from invalid frames and nothing otherwise', () => {
     assert.equal(refOf('{"op":"nope","ref":"r1"}'), 'r1');
     assert.equal(refOf('{"ref":5}'), undefined);

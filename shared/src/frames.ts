@@ -65,7 +65,12 @@ export const publishBodySchema = z.union([publishItemSchema, z.array(publishItem
 
 export const historyQuerySchema = z.object({
   after: cursorSchema.optional(),
-  limit: z.coerce.number().int().min(0).max(1000).default(100),
+  // A blank value (`?limit=`) is refused, as a blank `after` is: coerced, it was 0, an empty page
+  // with `next` null, as if the topic held nothing.
+  limit: z
+    .preprocess((v) => (typeof v === 'string' && v.trim() === '' ? Number.NaN : v), z.coerce.number())
+    .pipe(z.number().int().min(0).max(1000))
+    .default(100),
 });
 
 function describe(error: z.ZodError): string {
