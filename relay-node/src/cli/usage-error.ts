@@ -22,6 +22,14 @@ export function usageErrorOf(error: unknown, command: string): UsageError | unde
   if (error instanceof UsageError) return error;
   const { code, message } = error as { code?: unknown; message?: unknown };
   if (typeof code !== 'string' || !PARSE_ARGS_ERROR.test(code) || typeof message !== 'string') return undefined;
+  // `--port $PORT --data-dir x` with PORT unset: the option took no value, the next word is an option.
+  const ambiguous = /^Option '(--[^']+)' argument is ambiguous/.exec(message)?.[1];
+  if (ambiguous) {
+    return new UsageError(
+      `${command}: ${ambiguous} has no value: the word after it starts with a dash`,
+      `give ${ambiguous} a value, which an empty shell variable does not; one that starts with a dash goes as ${ambiguous}=-value`,
+    );
+  }
   // Node's text goes on about positionals after `--`; its first sentence is the useful part.
   const first = message.split(/\.\s/)[0]?.replace(/\.$/, '') ?? message;
   return new UsageError(
