@@ -98,7 +98,9 @@ export const configSchema = z.object({
     .describe('bearer token that may read /metrics and /v1/status (the admin token may too)'),
   max_send_buffer_bytes: positiveInt
     .default(8 * 1024 * 1024)
-    .describe('unsent bytes before a subscriber is cut off as too slow (4001)'),
+    .describe(
+      'unsent bytes before a subscriber or an edge link is cut off as too slow (4001); at least two of the largest messages (max_message_bytes), whatever is set',
+    ),
   retention_max_age_ms: nonNegativeInt
     .default(7 * 24 * 3600 * 1000)
     .describe('delete messages older than this (0 = keep; default: 7 days)'),

@@ -192,6 +192,48 @@ describe('edge links, relay side', () => {
     }
   });
 
+  it('carries a message larger than max_send_buffer_bytes to an edge that reads, and keeps the link', async () => {
+    // max_message_bytes may exceed the send buffer (16 MiB against 8 MiB by default): the one
+    // message overfilled the link's buffer on its own, the link was cut off as too slow (4001),
+    // and the edge's resume over it was cut off again, so no edge ever got it. 15 MiB is more
+    // than a loopback connection's kernel buffers take at once.
+    const own = await fakeEdge();
+    const large = await startNode({
+      'edge-url': own.origin,
+      'max-message-bytes': String(16 * 1024 * 1024),
+      'max-send-buffer-bytes': String(1024 * 1024),
+    });
+    try {
+      assert.equal((await large.dial('topic=unit.large')).status, 202);
+      const link = await own.until('the dial-back', () => own.links[0]);
+      await own.until('hello', () => link.frames.find((f) => f.op === 'hello'));
+      let closed: number | undefined;
+      link.ws.on('close', (code) => (closed = code));
+      link.ws.send(JSON.stringify({ op: 'sub', ref: 's' }));
+      await own.until('subscribed', () => link.frames.find((f) => f.op === 'subscribed'));
+      const data = 'x'.repeat(15 * 1024 * 1024);
+      const published = await fetch(`${large.url}/v1/topics/unit.large/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ data }),
+      });
+      assert.equal(published.status, 202);
+      const msg = await own.until(
+        'the large message (or the link closed)',
+        () => link.frames.find((f) => f.op === 'msg') ?? (closed === undefined ? undefined : { closed }),
+        60_000,
+      );
+      assert.equal(msg.closed, undefined, `the link closed with ${String(msg.closed)}`);
+      assert.equal((msg.data as string).length, data.length);
+      link.ws.send(JSON.stringify({ op: 'latest', ref: 'l' }));
+      await own.until('latest, on the same link', () => link.frames.find((f) => f.ref === 'l'), 30_000);
+      assert.equal(closed, undefined);
+    } finally {
+      await large.stop();
+      own.close();
+    }
+  });
+
   it('a relay with no edge_url dials no edge at all, whatever the request names', async () => {
     const bare = await startNode({});
     const other = await fakeEdge();

@@ -3,6 +3,7 @@ import { AnodeError, assertTopic, ForbiddenError, LimitReachedError, Unauthorize
 import type { Hono } from 'hono';
 import type { ComponentFactory } from '../component.ts';
 import { throttledWarning } from '../logger.ts';
+import { sendBufferLimit } from '../server/connection.ts';
 import { EdgeLink } from './edge-link.ts';
 import { reservedSourceNames } from './reserved-sources.ts';
 
@@ -54,7 +55,8 @@ export const createEdgeComponent: ComponentFactory = async ({ config, hub, log, 
       secret,
       hub,
       log,
-      maxBufferBytes: config.max_send_buffer_bytes,
+      // As a client socket's (sendBufferLimit): room for two of the largest messages at least.
+      maxBufferBytes: sendBufferLimit(config),
       pingMs: config.edge_ping_ms,
       metrics,
       maxMessageBytes: config.max_message_bytes,
