@@ -2,7 +2,7 @@ import { type Message, TopicValidatorResult } from '@libp2p/gossipsub';
 import type { PeerId, Stream } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
-import { isNodeId } from '@anode/shared';
+import { assertDataDepth, isNodeId, MAX_DATA_DEPTH } from '@anode/shared';
 import { z } from 'zod';
 import type { Cluster } from '../cluster.ts';
 import type { Logger } from '../logger.ts';
@@ -206,6 +206,13 @@ export function createMembers(options: MembersOptions) {
       ) as { snapshot?: unknown; error?: string };
       await stream.close({ signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
       if (answer.error) throw new Error(answer.error);
+      // A state is serialized again (its digest, every beat): one nested past what JSON.stringify
+      // recurses through (about 4,400 levels) threw from the beat timer and stopped the relay.
+      try {
+        assertDataDepth(answer.snapshot);
+      } catch {
+        throw new Error(`snapshot nested deeper than ${MAX_DATA_DEPTH} levels`);
+      }
       await state.merge(answer.snapshot);
     } catch (error) {
       stream?.abort(error as Error);
