@@ -491,6 +491,33 @@ describe('catch-up from a peer that stops answering', { timeout: 30_000 }, () =>
     await store.close();
   });
 
+  it('answers a frame that is not a JSON object with an error, then closes the stream', async () => {
+    const store = createSqliteStore({ dataDir: '', memory: true, retention: { maxAgeMs: 0, maxMessages: 0 } });
+    const server = await node();
+    await serveCatchUp(server as unknown as Host, {
+      store,
+      shards,
+      maxMessageBytes: 64 * 1024,
+      log: createLogger('silent'),
+    });
+    const client = await node();
+    await client.dial(server.getMultiaddrs());
+    for (const frame of ['not json', '[{"op":"topics"}]', 'null', '\u00ff']) {
+      const stream = await client.dialProtocol(server.peerId, CATCH_UP_PROTOCOL, {
+        signal: AbortSignal.timeout(5_000),
+      });
+      const lp = lpStream(stream);
+      await lp.write(new TextEncoder().encode(frame), { signal: AbortSignal.timeout(5_000) });
+      const answer = JSON.parse(
+        new TextDecoder().decode((await lp.read({ signal: AbortSignal.timeout(5_000) })).subarray()),
+      ) as { error?: unknown };
+      assert.equal(typeof answer.error, 'string', `an error answer to ${JSON.stringify(frame)}`);
+      await assert.rejects(lp.read({ signal: AbortSignal.timeout(5_000) }), { name: 'UnexpectedEOFError' });
+      await stream.close();
+    }
+    await store.close();
+  });
+
   it('answers no malformed request, and reads on past stored messages too large to carry', async () => {
     const store = memoryStore();
     const answer = catchUpAnswer({ store, shards, maxMessageBytes: 1024, log: createLogger('silent') });

@@ -64,13 +64,24 @@ const bounded = () => within(REQUEST_TIMEOUT_MS);
 /** The largest catch-up frame, for a mesh whose largest envelope is `maxEnvelopeBytes`. */
 export const catchUpFrameBytes = (maxEnvelopeBytes: number) => PAGE_BYTES + maxEnvelopeBytes + FRAME_SLACK;
 
+/** A frame that arrived whole but is not a UTF-8 JSON object (the server answers it `{"error"}`). */
+class MalformedFrameError extends Error {
+  override name = 'MalformedFrameError';
+}
+
 const frames = (stream: Stream, maxEnvelopeBytes: number, timeoutMs = REQUEST_TIMEOUT_MS, stop?: AbortSignal) => {
   const lp = lpStream(stream, { maxDataLength: catchUpFrameBytes(maxEnvelopeBytes) });
   return {
     async read(): Promise<Record<string, unknown>> {
-      const value: unknown = JSON.parse(decoder.decode((await lp.read(within(timeoutMs, stop))).subarray()));
+      const bytes = (await lp.read(within(timeoutMs, stop))).subarray();
+      let value: unknown;
+      try {
+        value = JSON.parse(decoder.decode(bytes));
+      } catch {
+        throw new MalformedFrameError('frame is not UTF-8 JSON');
+      }
       if (typeof value !== 'object' || value === null || Array.isArray(value))
-        throw new Error('frame is not an object');
+        throw new MalformedFrameError('frame is not an object');
       return value as Record<string, unknown>;
     },
     write: (value: unknown) =>
@@ -236,7 +247,14 @@ export function serveCatchUp(
       const io = frames(stream, deps.maxMessageBytes);
       try {
         for (;;) {
-          const response = await answer(await io.read());
+          let response: string | { error: string };
+          try {
+            response = await answer(await io.read());
+          } catch (error) {
+            // A frame that is no request is answered as the protocol says, not with a reset stream.
+            if (!(error instanceof MalformedFrameError)) throw error;
+            response = { error: error.message };
+          }
           await io.write(response);
           if (typeof response !== 'string') break;
         }
