@@ -2,7 +2,7 @@ import { type Message, TopicValidatorResult } from '@libp2p/gossipsub';
 import type { PeerId, Stream } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
-import { assertDataDepth, isNodeId, MAX_DATA_DEPTH } from '@anode/shared';
+import { assertDataDepth, isNodeId } from '@anode/shared';
 import { z } from 'zod';
 import type { Cluster } from '../cluster.ts';
 import type { Logger } from '../logger.ts';
@@ -210,8 +210,9 @@ export function createMembers(options: MembersOptions) {
       // recurses through (about 4,400 levels) threw from the beat timer and stopped the relay.
       try {
         assertDataDepth(answer.snapshot);
-      } catch {
-        throw new Error(`snapshot nested deeper than ${MAX_DATA_DEPTH} levels`);
+      } catch (error) {
+        // Nested deeper than MAX_DATA_DEPTH, or (the same walk) holding a number JSON cannot carry.
+        throw new Error(`snapshot refused: ${(error as Error).message}`, { cause: error });
       }
       await state.merge(answer.snapshot);
     } catch (error) {

@@ -1,7 +1,7 @@
 import type { Connection, Stream } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
-import { assertDataDepth, MAX_DATA_DEPTH } from '@anode/shared';
+import { assertDataDepth } from '@anode/shared';
 import type { Logger } from '../logger.ts';
 import type { Host } from './host.ts';
 
@@ -94,8 +94,9 @@ export function createStatusProtocol(options: StatusProtocolOptions) {
       // mesh-peers.json unsavable while it was kept.
       try {
         assertDataDepth(card);
-      } catch {
-        throw new Error(`card nested deeper than ${MAX_DATA_DEPTH} levels`);
+      } catch (error) {
+        // Nested deeper than MAX_DATA_DEPTH, or (the same walk) holding a number JSON cannot carry.
+        throw new Error(`card refused: ${(error as Error).message}`, { cause: error });
       }
       errors.delete(peer);
       options.onCard(peer, card as Record<string, unknown>);
