@@ -42,6 +42,13 @@ function unwrap<T>(result: Result<T>): T {
 const upgrade = (c: { req: { header(name: string): string | undefined } }) =>
   c.req.header('upgrade')?.toLowerCase() === 'websocket';
 
+/**
+ * The paths a WebSocket handshake may open: the protocol's two and the relay link's. An upgrade
+ * anywhere else is refused before it is routed, as on a relay: routed, a history, latest, status
+ * or health URL answered its JSON with 200, and the client's socket failed to open with no error.
+ */
+const SOCKET_PATHS = /^\/v1\/(?:ws|topics\/[^/]+\/ws|edge\/link\/[^/]+)$/;
+
 const origin = (c: { req: { url: string }; var: { config: EdgeConfig } }) =>
   c.var.config.EDGE_URL ?? new URL(c.req.url).origin;
 
@@ -86,6 +93,9 @@ export function createApp(): Hono<App> {
 
   app.use('*', async (c, next) => {
     c.set('config', edgeConfig(c.env));
+    if (upgrade(c) && !SOCKET_PATHS.test(c.req.path)) {
+      throw new BadFrameError(`no WebSocket endpoint at ${c.req.path}`);
+    }
     await next();
     await drainUnread(c.req.raw, c.var.config.MAX_BODY_BYTES);
   });
