@@ -479,6 +479,7 @@ export function createSubscriptions(
       // is marked late and replayed (hub-store.ts).
       if (after === undefined) return goLive(ws, gen, core.linked ? store.position() : clock.next(), ref);
       if (refusedAsExpired(ws, after, ref)) return;
+      store.noteResumedFrom(after);
       if (compareCursors(after, store.floor()) >= 0) {
         const budget = newBudget(after);
         const reached = sendMissed(ws, after, budget);
