@@ -48,7 +48,11 @@ describe('config', () => {
       ['publish_rate', true],
     ] as const) {
       await writeFile(file, JSON.stringify({ [key]: value }));
-      assert.throws(() => loadConfig({ file }), new RegExp(`invalid config: ${key}: .*expected number`), key);
+      assert.throws(
+        () => loadConfig({ file }),
+        new RegExp(`invalid config: ${key}: expects a whole number, got `),
+        key,
+      );
     }
     assert.throws(() => loadConfig({ env: { ANODE_PORT: ' ' } }), /invalid config: port/);
     assert.equal(loadConfig({ env: { ANODE_PORT: ' 9000 ' } }).port, 9000);
@@ -162,6 +166,56 @@ describe('config', () => {
     assert.throws(() => loadConfig({ file }), ConfigError);
     assert.throws(() => loadConfig({ file: join(dir, 'missing.json') }), /cannot read config file/);
     assert.throws(() => loadConfig({ flags: { bogus: '1' } }), /unknown option --bogus/);
+  });
+
+  it('says a number key expects a whole number and shows what it got (not "received NaN")', async (t) => {
+    assert.throws(
+      () => loadConfig({ flags: { port: 'abc' } }),
+      (error: Error) => {
+        assert.equal(error.message, 'invalid config: port: expects a whole number, got "abc" (from --port)');
+        return true;
+      },
+    );
+    assert.throws(() => loadConfig({ env: { ANODE_PORT: '80.5' } }), /port: expects a whole number, got "80.5"/);
+    const dir = await mkdtemp(join(tmpdir(), 'anode-config-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const file = join(dir, 'relay.json');
+    await writeFile(file, JSON.stringify({ publish_rate: 'fast' }));
+    assert.throws(() => loadConfig({ file }), /publish_rate: expects a whole number, got "fast" \(from /);
+  });
+
+  it('suggests the nearest key for a typo instead of listing every key', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-config-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const file = join(dir, 'relay.json');
+    for (const [typo, meant] of [
+      ['prot', 'port'],
+      ['mesh_keyfile', 'mesh_key_file'],
+      ['jwt_secrt', 'jwt_secret'],
+      ['retention_max_age', 'retention_max_age_ms'],
+    ] as const) {
+      await writeFile(file, JSON.stringify({ [typo]: 1 }));
+      assert.throws(
+        () => loadConfig({ file }),
+        (error: Error) => {
+          assert.match(error.message, new RegExp(`unknown config key "${typo}" in .*; did you mean ${meant}\\?`));
+          // Not the ~80 known keys, which buried the one meant.
+          assert.ok(!error.message.includes('known keys'), error.message);
+          assert.ok(error.message.length < 200, error.message);
+          return true;
+        },
+        typo,
+      );
+    }
+    await writeFile(file, JSON.stringify({ zzzzqqq: 1 }));
+    assert.throws(
+      () => loadConfig({ file }),
+      /unknown config key "zzzzqqq" in .*; `anode --help` and docs\/configuration.md/,
+    );
+    assert.throws(
+      () => loadConfig({ flags: { 'dat-dir': 'x' } }),
+      /unknown option --dat-dir; did you mean --data-dir\?/,
+    );
   });
 
   it('derives every inner limit from max_message_bytes and refuses one below it', () => {

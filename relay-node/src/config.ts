@@ -218,7 +218,7 @@ export function loadConfig(sources: ConfigSources = {}): RelayConfig {
   if (file) {
     for (const [key, value] of Object.entries(readFile(file))) {
       if (!(CONFIG_KEYS as string[]).includes(key)) {
-        throw new ConfigError(`unknown config key "${key}" in ${file}; known keys: ${CONFIG_KEYS.join(', ')}`);
+        throw new ConfigError(`unknown config key "${key}" in ${file}; ${closestKeyHint(key, (k) => k)}`);
       }
       set(key, value, 'config file');
     }
@@ -252,7 +252,9 @@ export function loadConfig(sources: ConfigSources = {}): RelayConfig {
   for (const [name, value] of Object.entries(flags)) {
     if (name === 'config') continue;
     const key = name.replaceAll('-', '_');
-    if (!(CONFIG_KEYS as string[]).includes(key)) throw new ConfigError(`unknown option --${name}`);
+    if (!(CONFIG_KEYS as string[]).includes(key)) {
+      throw new ConfigError(`unknown option --${name}; ${closestKeyHint(key, (k) => `--${flagName(k)}`)}`);
+    }
     set(key, value, 'command line');
   }
 
@@ -270,7 +272,8 @@ export function loadConfig(sources: ConfigSources = {}): RelayConfig {
             : origin[key] === 'config file'
               ? ` (from ${file})`
               : '';
-    throw new ConfigError(`invalid config: ${key}: ${issue?.message ?? 'invalid'}${where}`);
+    const message = issue ? issueMessage(issue, key, raw[key]) : 'invalid';
+    throw new ConfigError(`invalid config: ${key}: ${message}${where}`);
   }
   const refusal = openMeshRefusal(result.data);
   if (refusal) throw new ConfigError(refusal);
@@ -284,6 +287,51 @@ export function loadConfig(sources: ConfigSources = {}): RelayConfig {
     );
   }
   return messageLimits(result.data);
+}
+
+/**
+ * A number key given something else says so in words and shows what it got (`--port abc`: zod's
+ * own words were "expected number, received NaN"). Every number key is a whole number (intIn).
+ */
+function issueMessage(issue: z.core.$ZodIssue, key: string, value: unknown): string {
+  if (issue.code !== 'invalid_type' || (issue.expected !== 'number' && issue.expected !== 'int')) return issue.message;
+  if ((SECRET_KEYS as readonly string[]).includes(key)) return 'expects a whole number';
+  const text = JSON.stringify(value) ?? String(value);
+  const shown = text.length > 40 ? `${text.slice(0, 40)}…` : text;
+  return `expects a whole number, got ${shown}`;
+}
+
+/** Edits (insert, delete, replace, swap of neighbours) from `a` to `b`. */
+function editDistance(a: string, b: string): number {
+  const rows = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) rows[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let best = Math.min(rows[i - 1]![j]! + 1, rows[i]![j - 1]! + 1, rows[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        best = Math.min(best, rows[i - 2]![j - 2]! + 1);
+      rows[i]![j] = best;
+    }
+  }
+  return rows[a.length]![b.length]!;
+}
+
+/**
+ * The known key nearest a typo'd one, or where the list is: printing all ~80 keys buried the one
+ * that was meant.
+ */
+function closestKeyHint(unknown: string, show: (key: string) => string): string {
+  const wanted = unknown.toLowerCase().replaceAll('-', '_');
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const key of CONFIG_KEYS) {
+    const distance = editDistance(wanted, key);
+    if (distance < bestDistance) [best, bestDistance] = [key, distance];
+  }
+  const near = best !== undefined && bestDistance <= Math.max(2, Math.floor(wanted.length / 3));
+  const list = '`anode --help` and docs/configuration.md list every key';
+  return near ? `did you mean ${show(best!)}? (${list})` : list;
 }
 
 export interface ConfigField {
