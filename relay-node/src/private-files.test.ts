@@ -50,6 +50,35 @@ describe('securing the data folder', () => {
   });
 });
 
+describe('a data folder path that names a file', () => {
+  it('says the path is a file, not a folder (not a bare EEXIST from mkdir)', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-private-dir-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const file = join(dir, 'relay.json');
+    await writeFile(file, '{}');
+    assert.throws(
+      () => securePrivateDir(file),
+      (error: NodeJS.ErrnoException) => {
+        assert.equal(error.code, 'EEXIST', 'the code is kept');
+        assert.match(
+          error.message,
+          new RegExp(`^the data folder ${file} is a file, not a folder: set data_dir to a folder`),
+        );
+        return true;
+      },
+    );
+    assert.throws(
+      () => securePrivateDir(join(file, 'data')),
+      (error: NodeJS.ErrnoException) => {
+        assert.equal(error.code, 'ENOTDIR', 'the code is kept');
+        assert.match(error.message, /is a file, not a folder: set data_dir to a folder/);
+        return true;
+      },
+    );
+    assert.equal(await readFile(file, 'utf8'), '{}', 'the file is left as it was');
+  });
+});
+
 describe('a data folder the relay may not change', () => {
   const dirs: string[] = [];
   after(() => Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true }))));

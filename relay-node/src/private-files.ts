@@ -58,6 +58,19 @@ export function securePrivateDir(dataDir: string): void {
     accessSync(dataDir, constants.R_OK | constants.W_OK | constants.X_OK);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
+    if ((code === 'EEXIST' || code === 'ENOTDIR') && (error as NodeJS.ErrnoException).syscall === 'mkdir') {
+      // A bare "EEXIST: file already exists, mkdir" did not say the path names a file.
+      const what =
+        code === 'EEXIST'
+          ? `the data folder ${dataDir} is a file, not a folder`
+          : `a part of the data folder's path ${dataDir} is a file, not a folder`;
+      throw Object.assign(
+        new Error(`${what}: set data_dir to a folder (or a path not yet taken) [${(error as Error).message}]`, {
+          cause: error,
+        }),
+        { code },
+      );
+    }
     if (code !== 'EPERM' && code !== 'EACCES') throw error;
     throw Object.assign(new Error(notOwnedMessage(dataDir, error as NodeJS.ErrnoException), { cause: error }), {
       code,
