@@ -163,3 +163,22 @@ describe('http source: answers with no content', () => {
     }
   });
 });
+
+describe('http source: an upstream it cannot reach', () => {
+  it('says why (the cause fetch keeps apart: connect ECONNREFUSED), naming the URL without its secrets', async () => {
+    // A port just closed on loopback: nothing listens there, so the connection is refused.
+    const closed = await upstream(() => ({ status: 200 }));
+    await closed.close();
+    const port = new URL(closed.url).port;
+    const error = await poll({ url: `${closed.url}/feed?token=s3cret-token&page=2` }).then(
+      () => assert.fail('the poll should fail'),
+      (failure: Error) => failure,
+    );
+    // Before, only "fetch failed": no word of what failed or where.
+    assert.equal(
+      error.message,
+      `cannot reach http://127.0.0.1:${port}/feed?token=***&page=2: connect ECONNREFUSED 127.0.0.1:${port}`,
+    );
+    assert.ok(!error.message.includes('s3cret'), error.message);
+  });
+});

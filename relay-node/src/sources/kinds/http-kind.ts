@@ -38,6 +38,32 @@ export class InvalidJsonError extends SyntaxError {
 const MAX_REDIRECTS = 5;
 
 /**
+ * fetch() whose failure to reach the upstream says why. fetch's own error is "fetch failed",
+ * with the reason ("connect ECONNREFUSED 127.0.0.1:9", "getaddrinfo ENOTFOUND ...") only in its
+ * `cause`, which the status page and the logs never showed. The URL is named without its
+ * credentials (redact.ts), and so is anything the reason quotes.
+ */
+async function fetchExplained(url: URL, init: RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, init);
+  } catch (error) {
+    const reason = causeText((error as Error).cause);
+    if (!(error instanceof TypeError) || reason === undefined) throw error;
+    throw new TypeError(redactUrls(`cannot reach ${url.href}: ${reason}`), { cause: error });
+  }
+}
+
+/** The words of an error's cause (those of each attempt when several addresses were tried). */
+function causeText(cause: unknown): string | undefined {
+  if (!(cause instanceof Error)) return undefined;
+  if (cause.message !== '') return cause.message;
+  const attempts = (cause as Partial<AggregateError>).errors;
+  if (!Array.isArray(attempts)) return (cause as NodeJS.ErrnoException).code;
+  const texts = attempts.map((attempt) => (attempt instanceof Error ? attempt.message : String(attempt)));
+  return texts.filter(Boolean).join('; ') || undefined;
+}
+
+/**
  * fetch() that follows a redirect only within the URL's origin (scheme, host and port). fetch's
  * own `follow` takes any redirect and drops only `authorization` and `cookie` on the way: a
  * source's other headers (an `x-api-key`) went to whatever host the upstream named, and an
@@ -48,7 +74,7 @@ async function fetchFollowingSameOrigin(url: string, init: RequestInit & { metho
   let current = new URL(url);
   let { method, body, headers } = init;
   for (let hops = 0; ; hops++) {
-    const response = await fetch(current, { ...init, method, body, headers, redirect: 'manual' });
+    const response = await fetchExplained(current, { ...init, method, body, headers, redirect: 'manual' });
     const location = response.headers.get('location');
     if (response.status < 300 || response.status > 399 || response.status === 304 || location === null) return response;
     await response.body?.cancel();
