@@ -32,6 +32,21 @@ const MAX_BACKOFF_MS = 30_000;
 const CHECK_CONNECTED_MS = 5_000;
 const DISCOVERY_DIAL_DELAY_MS = 3_000;
 
+/**
+ * What to check when a bootstrap dial fails. A relay reached whose mesh key differs (or one of
+ * the two has none) garbles the connection's handshake, which libp2p reports only as
+ * `EncryptionFailedError: read ECONNRESET` (or a bad message length): nothing named the key. The
+ * key itself is never logged.
+ */
+function bootstrapDialHint(error: unknown): string {
+  if ((error as Error | undefined)?.name !== 'EncryptionFailedError') return '';
+  return (
+    ': the address answered but the handshake failed, as when the two relays have different mesh keys: ' +
+    'check that mesh_key (or mesh_key_file) is the same on both relays, or unset on both, ' +
+    "and that the address is the other relay's mesh listen address"
+  );
+}
+
 export function createPeerManager(host: Host, options: PeerManagerOptions) {
   const { log } = options;
   const self = host.peerId.toString();
@@ -69,7 +84,7 @@ export function createPeerManager(host: Host, options: PeerManagerOptions) {
         const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** attempt++) * (0.75 + Math.random() / 2);
         log[attempt === 1 ? 'warn' : 'debug'](
           { address, err: error, retryInMs: Math.round(delay) },
-          'bootstrap dial failed',
+          `bootstrap dial failed${bootstrapDialHint(error)}`,
         );
         later(delay, step);
       }
