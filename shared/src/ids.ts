@@ -14,6 +14,15 @@ const CURSOR = /^(?:0|[0-9a-f]{16}-[a-z0-9]{1,32})$/;
 const NODE_ID = /^[a-z0-9]{1,32}$/;
 const MAX_COUNTER = 0xffff;
 export const MAX_CLOCK_SKEW_MS = 60_000;
+/**
+ * How far ahead of a node's wall clock a cursor a client resumes or pages from may move the
+ * node's clock (followResumeCursor). Another node's cursor (its clock ahead, or a live position it
+ * handed out and never gossiped) comes back as the resume's `subscribed` cursor, and the client
+ * resumes from it after its next reconnect: minted below it, what this node accepted in between
+ * was skipped. Far less than MAX_CLOCK_SKEW_MS: any reader may send one, and a clock (and its
+ * lease) dragged a minute ahead stamps cursors other nodes refuse as from the future.
+ */
+export const RESUME_AHEAD_MS = 5_000;
 
 export function isCursor(value: unknown): value is string {
   return typeof value === 'string' && CURSOR.test(value);
@@ -100,6 +109,15 @@ export function createHybridClock(nodeId: string, now: () => number = Date.now):
       }
     },
   };
+}
+
+/**
+ * Move `clock` past a cursor a client resumes or pages from (a `sub`'s or a history request's
+ * `after`), when it is ahead of the clock by at most RESUME_AHEAD_MS past the wall clock: what this
+ * node accepts next then sorts after it. Returns whether the clock moved.
+ */
+export function followResumeCursor(clock: HybridClock, cursor: string, now: number = Date.now()): boolean {
+  return cursorTime(cursor) <= now + RESUME_AHEAD_MS && clock.observe(cursor);
 }
 
 const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';

@@ -9,6 +9,7 @@ import {
   compareCursors,
   contentId,
   cursorFloor,
+  followResumeCursor,
   MAX_CLOCK_SKEW_MS,
   cursorTime,
   encodeServerFrame,
@@ -228,27 +229,6 @@ export function createHub(options: HubOptions) {
   const countDelivered = (cursor: string) => {
     if (newestDelivered === undefined || compareCursors(cursor, newestDelivered) > 0) newestDelivered = cursor;
   };
-  /**
-   * A resume cursor ahead of every cursor delivered here (another node's, minted on a clock ahead
-   * of this one, or a live position it handed out that was never gossiped here), while it is.
-   * The resume answers `subscribed` with it, and the client resumes from it after its next
-   * reconnect: a message minted here below it meanwhile is judged late against it, so that resume
-   * replays it. The clock is not moved past it: any reader may send one, and a clock dragged
-   * ahead was leased ahead, its cursors refused by other nodes as from the future.
-   */
-  let resumedAhead: string | undefined;
-  const noteResumedFrom = (after: string) => {
-    if (cursorTime(after) > Date.now() + MAX_CLOCK_SKEW_MS) return; // no node's clock is that far ahead
-    if (newestDelivered !== undefined && compareCursors(after, newestDelivered) <= 0) return;
-    if (resumedAhead === undefined || compareCursors(after, resumedAhead) > 0) resumedAhead = after;
-  };
-  /** What a message delivered now is judged late against (late.observe). */
-  const lateMark = (): string | undefined => {
-    if (resumedAhead === undefined) return newestDelivered;
-    if (newestDelivered === undefined || compareCursors(resumedAhead, newestDelivered) > 0) return resumedAhead;
-    resumedAhead = undefined; // delivered past it: nothing minted later sorts below it
-    return newestDelivered;
-  };
   /** Deliver messages in order; the subscribers of a topic are looked up once per run of it. */
   const deliver = (envelopes: readonly Envelope[]) => {
     const now = Date.now();
@@ -263,7 +243,7 @@ export function createHub(options: HubOptions) {
       }
       // Local messages too: one committed after a gossiped message was delivered ahead of its
       // own commit (see ingest) may carry an older cursor than that one.
-      late.observe(envelope, lateMark());
+      late.observe(envelope, newestDelivered);
       // With remote inputs, every delivered id, local ones too: a catch-up from a shared store
       // (persist `origin`) reads this node's own messages back and must not deliver them twice.
       if (remoteInputs) recentRemote.add(envelope.id);
@@ -529,7 +509,9 @@ export function createHub(options: HubOptions) {
         );
         return cursor;
       };
-      if (after !== undefined) noteResumedFrom(after);
+      // A cursor from a node whose clock is ahead: what is accepted here next sorts after it, or a
+      // resume from it (the `subscribed` cursor the client keeps) skipped that (followResumeCursor).
+      if (after !== undefined) followResumeCursor(clock, after);
       // Before anything is registered: minting it may throw (a clock lease that cannot be
       // written, on a full disk), and a refused `sub` stayed subscribed, sent live messages.
       const liveAt = after === undefined ? liveCursor() : undefined;
@@ -701,6 +683,8 @@ export function createHub(options: HubOptions) {
      * message after it (a page cut by bytes looks like the end otherwise).
      */
     async history(topic: string, after: string | undefined, limit: number) {
+      // A poller pages on from `after` while `next` is null: as for a resume (see subscribe).
+      if (after !== undefined) followResumeCursor(clock, after);
       const query = { after, limit, maxBytes: HISTORY_PAGE_BYTES };
       // Retention runs beside the read (the writer thread, Cassandra's TTL): refused only if the
       // page was read under a mark past `after` (pageAndMark). A page read whole is answered even

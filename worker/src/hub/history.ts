@@ -3,6 +3,7 @@ import {
   CursorExpiredError,
   dataBytes,
   type Envelope,
+  followResumeCursor,
   HISTORY_PAGE_BYTES,
   newerForLatest,
   takePage,
@@ -26,8 +27,8 @@ import { mergeByCursor, rowBytes } from './pages.ts';
 /** Further relay pages one short page may take (each asked only while the page is short of `limit`). */
 const MORE_PAGES = 3;
 
-export function createHistory(core: Pick<HubCore, 'store' | 'link' | 'linked'>) {
-  const { store, link } = core;
+export function createHistory(core: Pick<HubCore, 'store' | 'clock' | 'link' | 'linked'>) {
+  const { store, clock, link } = core;
 
   const page = (rows: Iterable<StoredMessage>, limit: number) => {
     const { page: taken, cut } = takePage(rows, { limit, maxBytes: HISTORY_PAGE_BYTES }, rowBytes);
@@ -55,6 +56,12 @@ export function createHistory(core: Pick<HubCore, 'store' | 'link' | 'linked'>) 
 
   return {
     async page(after: string | undefined, limit: number) {
+      // A poller pages on from `after` while `next` is null: a cursor from a node whose clock is
+      // ahead moves this object's clock past it, as a resume's does (subscriptions.ts).
+      if (after !== undefined && followResumeCursor(clock, after)) {
+        store.noteHanded(after);
+        store.saveHanded();
+      }
       const from = after ?? '0';
       const ringComplete = !core.linked || link.caughtUp();
       if ((ringComplete && compareCursors(from, store.floor()) >= 0) || (!core.linked && after === undefined)) {

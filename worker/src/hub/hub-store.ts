@@ -1,11 +1,4 @@
-import {
-  compareCursors,
-  cursorTime,
-  type Envelope,
-  isLateArrival,
-  lateReplaySince,
-  MAX_CLOCK_SKEW_MS,
-} from '@anode/shared';
+import { compareCursors, type Envelope, isLateArrival, lateReplaySince } from '@anode/shared';
 import { openSchema } from './hub-schema.ts';
 import { mergeByCursor } from './pages.ts';
 
@@ -291,14 +284,6 @@ export function createHubStore(
    */
   let handed: string | undefined = meta.get('handed');
   let handedSaved = handed;
-  /**
-   * The newest resume cursor a client brought that is ahead of what is here (another node's, as
-   * the client fails over: minted on a clock ahead of this object's), in this instance's memory:
-   * a message minted here below it is late against it, so the client's next resume from it (the
-   * `subscribed` cursor it kept) replays that. Not `handed`, which also seeds the clock at a wake:
-   * any reader may bring one, and a clock dragged ahead stamps cursors other nodes refuse.
-   */
-  let resumedAhead: string | undefined;
   /** Add a message to the ring (false when it is there already, or below the floor). */
   const remember = (envelope: Envelope, body: string, now = Date.now()): boolean => {
     rememberKey(envelope);
@@ -308,8 +293,6 @@ export function createHubStore(
     let reference =
       through !== undefined && (latest === undefined || compareCursors(through, latest) > 0) ? through : latest;
     if (handed !== undefined && (reference === undefined || compareCursors(handed, reference) > 0)) reference = handed;
-    if (resumedAhead !== undefined && (reference === undefined || compareCursors(resumedAhead, reference) > 0))
-      reference = resumedAhead;
     const late = isLateArrival(envelope.cursor, reference, now);
     sql.exec(
       'INSERT OR IGNORE INTO ring (cursor, id, body, arrived_at, late) VALUES (?, ?, ?, ?, ?)',
@@ -396,12 +379,6 @@ export function createHubStore(
     /** A resume sent a client this cursor (see `handed`). */
     noteHanded(cursor: string): void {
       if (handed === undefined || compareCursors(cursor, handed) > 0) handed = cursor;
-    },
-
-    /** A client resumes from this cursor (see `resumedAhead`); none further ahead than any node's clock may be. */
-    noteResumedFrom(cursor: string): void {
-      if (cursorTime(cursor) > Date.now() + MAX_CLOCK_SKEW_MS) return;
-      if (resumedAhead === undefined || compareCursors(cursor, resumedAhead) > 0) resumedAhead = cursor;
     },
 
     /** Write `handed` down if it moved (see `handed`). */

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { compareCursors, createHybridClock, cursorFloor, MAX_CLOCK_SKEW_MS } from '@anode/shared';
-import { envelope, newStore, objectOn, resume } from './resume-object.fixture.ts';
+import { compareCursors, createHybridClock, cursorFloor, RESUME_AHEAD_MS } from '@anode/shared';
+import { envelope, newStore, objectOn, resume, wake } from './resume-object.fixture.ts';
 
 const BUFFER = 8 * 1024 * 1024;
+/** A cursor a relay minted `ms` ahead of this object's wall clock. */
+const aheadBy = (ms: number) => createHybridClock('relayahead0', () => Date.now() + ms).next();
 const subscribedCursor = (frames: string[]) =>
   frames
     .map((f) => (f.startsWith('{') ? (JSON.parse(f) as { op: string; cursor?: string }) : { op: f }))
@@ -11,37 +13,48 @@ const subscribedCursor = (frames: string[]) =>
 
 // A client failing over to this edge with a cursor from a node whose clock is ahead of this
 // object's: the resume answers `subscribed` with that cursor, and the client resumes from it
-// after its next reconnect. What this object accepted in between was minted below it.
+// after its next reconnect.
 describe('edge object: a resume from a cursor ahead of its clock', () => {
-  it('replays a publish accepted here in between to the next resume from that cursor', async () => {
+  it('stamps the next publish here above it, so the next resume from it has that publish', async () => {
     const { store } = newStore(1000);
     const object = objectOn(store, 'eedge0');
-    const ahead = createHybridClock('relayahead0', () => Date.now() + 5_000).next();
+    const ahead = aheadBy(3_000);
     const first = await resume(store, object, ahead, BUFFER).settled();
     assert.equal(subscribedCursor(first.frames), ahead);
     const minted = object.clock.next();
-    assert.ok(compareCursors(minted, ahead) < 0, 'minted below the cursor resumed from');
+    assert.ok(compareCursors(minted, ahead) > 0, `${minted} sorts after ${ahead}`);
     object.accept(envelope('P1', minted));
     const again = await resume(store, object, ahead, BUFFER).settled();
     assert.deepEqual(again.ids, ['P1']);
   });
 
-  it('does not move the clock, in memory or after a wake', async () => {
-    const { store } = newStore(1000);
-    const object = objectOn(store, 'eedge0');
-    const ahead = createHybridClock('relayahead0', () => Date.now() + 59_000).next();
-    await resume(store, object, ahead, BUFFER).settled();
-    const near = cursorFloor(Date.now() + 1_000);
-    assert.ok(compareCursors(object.clock.next(), near) < 0);
-    assert.ok(compareCursors(objectOn(store, 'eedge0').clock.next(), near) < 0, 'after a wake');
+  it('after an eviction too: the woken object’s clock starts past it', async () => {
+    const { db, store } = newStore(1000);
+    const ahead = aheadBy(3_000);
+    await resume(store, objectOn(store, 'eedge0'), ahead, BUFFER).settled();
+    const woken = objectOn(wake(db), 'eedge0');
+    assert.ok(compareCursors(woken.clock.next(), ahead) > 0);
   });
 
-  it('holds nothing back for a cursor further ahead than any node’s clock may be', async () => {
+  it('moves the clock at most RESUME_AHEAD_MS past the wall clock, in memory and after a wake', async () => {
+    const { db, store } = newStore(1000);
+    const object = objectOn(store, 'eedge0');
+    await resume(store, object, aheadBy(59_000), BUFFER).settled();
+    const bound = cursorFloor(Date.now() + RESUME_AHEAD_MS + 1_000);
+    assert.ok(compareCursors(object.clock.next(), bound) < 0);
+    assert.ok(compareCursors(objectOn(wake(db), 'eedge0').clock.next(), bound) < 0, 'after a wake');
+  });
+
+  it('sends a client resuming from its own newest cursor nothing again, whatever cursor a reader sent', async () => {
     const { store } = newStore(1000);
     const object = objectOn(store, 'eedge0');
-    const far = createHybridClock('relayahead0', () => Date.now() + MAX_CLOCK_SKEW_MS + 60_000).next();
-    await resume(store, object, far, BUFFER).settled();
-    object.accept(envelope('P1', object.clock.next()));
-    assert.deepEqual((await resume(store, object, far, BUFFER).settled()).ids, []);
+    await resume(store, object, aheadBy(59_000), BUFFER).settled();
+    const cursors = [];
+    for (let n = 0; n < 20; n++) {
+      const cursor = object.clock.next();
+      object.accept(envelope(`P${n}`, cursor));
+      cursors.push(cursor);
+    }
+    assert.deepEqual((await resume(store, object, cursors.at(-1) as string, BUFFER).settled()).ids, []);
   });
 });

@@ -3,6 +3,7 @@ import {
   compareCursors,
   CursorExpiredError,
   type Envelope,
+  followResumeCursor,
   type RelayReply,
   utf8Length,
 } from '@anode/shared';
@@ -479,7 +480,13 @@ export function createSubscriptions(
       // is marked late and replayed (hub-store.ts).
       if (after === undefined) return goLive(ws, gen, core.linked ? store.position() : clock.next(), ref);
       if (refusedAsExpired(ws, after, ref)) return;
-      store.noteResumedFrom(after);
+      // A cursor from a node whose clock is ahead (a client failing over): what is published here
+      // next sorts after it, or the client's next resume from it skipped that. A lateness
+      // reference too, kept across a wake, as a relay page's cursors are (see sendMissed).
+      if (followResumeCursor(clock, after)) {
+        store.noteHanded(after);
+        store.saveHanded();
+      }
       if (compareCursors(after, store.floor()) >= 0) {
         const budget = newBudget(after);
         const reached = sendMissed(ws, after, budget);
