@@ -71,11 +71,6 @@ const schema = z.object({
   MAX_SEND_BUFFER_BYTES: int(8 * 1024 * 1024),
   PUBLISH_RATE: int(1000),
   PUBLISH_BURST: int(2000),
-  /**
-   * How often a client connection's socket to a relay (its pattern subscriptions) is pinged; one
-   * that has not answered by the next ping is taken as lost (0: never pinged).
-   */
-  RELAY_PING_MS: int(30_000, 0),
   /** How long a Durable Object keeps its relay link after its last client left. */
   LINK_IDLE_MS: int(30_000, 0),
   /** How long to wait for a relay to dial back (a resume waits this long for old history). */

@@ -81,8 +81,6 @@ export function createConnection(socket: WebSocket, options: ConnectionOptions) 
   const deliveredBy = new RecentMap<string>(10_000);
   const fences = createPingFences();
   let closed = false;
-  /** The last ping sent to the relay serving patterns (watchRelay, below). */
-  let relayPing: { upstream: Upstream; heard: boolean } | undefined;
 
   const send = (text: string) => {
     try {
@@ -104,7 +102,6 @@ export function createConnection(socket: WebSocket, options: ConnectionOptions) 
     for (const upstream of upstreams.values()) upstream.close();
     fences.close();
     upstreams.clear();
-    if (relayWatch !== undefined) clearInterval(relayWatch);
     cancelExpiry();
     try {
       socket.close(code, reason);
@@ -115,7 +112,6 @@ export function createConnection(socket: WebSocket, options: ConnectionOptions) 
 
   const events: UpstreamEvents = {
     onFrame(text, from) {
-      if (relayPing?.upstream === from) relayPing.heard = true; // alive (a long resume answers its ping late)
       const id = MSG_ID.exec(text)?.[1];
       if (id !== undefined && !from.replaying) {
         const by = deliveredBy.get(id);
@@ -211,36 +207,6 @@ export function createConnection(socket: WebSocket, options: ConnectionOptions) 
     upstreams.set(key, upstream);
     return upstream;
   };
-
-  // A relay gone silent (a partition, its host lost without closing its connections) leaves the
-  // patterns' socket open with nothing arriving on it: the client's pattern subscriptions got
-  // nothing more, with no error and pongs answered, for as long as it stayed connected. A ping
-  // each RELAY_PING_MS; when neither its answer nor any other frame came by the next, the client's
-  // connection is closed as when that socket is lost, so it reconnects and resumes from its last
-  // cursors.
-  const watchRelay = () => {
-    const upstream = upstreams.get(PATTERNS);
-    if (closed || !upstream || upstream.subscriptions.size === 0) return void (relayPing = undefined);
-    if (relayPing?.upstream === upstream && !relayPing.heard) {
-      console.warn(
-        JSON.stringify({ msg: 'edge: a relay serving patterns stopped answering', ms: config.RELAY_PING_MS }),
-      );
-      upstreams.delete(PATTERNS);
-      fences.ended(upstream);
-      upstream.close();
-      return close(
-        CLOSE_CODES.shutdown,
-        "the relay serving this connection's patterns stopped answering; reconnect and resume",
-      );
-    }
-    const ping = { upstream, heard: false };
-    relayPing = ping;
-    void upstream.fence().then(() => (ping.heard = true));
-  };
-  const relayWatch =
-    config.RELAY_URLS.length > 0 && config.RELAY_PING_MS > 0
-      ? setInterval(watchRelay, config.RELAY_PING_MS)
-      : undefined;
 
   /** A client frame to its upstream; `answered` for frames the upstream answers (pub, sub). */
   const forward = (
