@@ -363,6 +363,22 @@ describe('catch-up from a peer that stops answering', { timeout: 30_000 }, () =>
     assert.equal(junk.asked.pages, 18, 'the first page brought the message, the 17 after it nothing new');
   });
 
+  it('stops paging a peer that repeats one message ahead of the page, with a `next` creeping up to it', async () => {
+    // Past each page's `after` (so "onward" by the page's own start), yet the same message every
+    // time: only a cursor past the highest one already taken from the topic is progress.
+    const ahead = {
+      id: 'a1',
+      topic: 't.a',
+      cursor: `${(1_000_000).toString(16).padStart(16, '0')}-peer`,
+      source: 's',
+      ts: 1,
+      data: 'a1',
+    };
+    const junk = await emptyPeer((after) => (junk.asked.pages > 200 ? null : bump(after)), [ahead]);
+    await assert.rejects(from(junk.client, junk.server.peerId), /16 pages in a row with no message/);
+    assert.equal(junk.asked.pages, 18, 'the first page brought the message, the 17 after it nothing new');
+  });
+
   it('counts what a peer sends of another topic than the one asked, and takes only the asked one', async () => {
     const server = await node();
     const envelope = (id: string, topic: string): Envelope => ({

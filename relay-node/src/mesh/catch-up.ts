@@ -311,6 +311,8 @@ export async function catchUpFrom(host: Host, shards: Shards, maxMessageBytes: n
     let fresh = 0;
     let after: string | null = request.plan?.from(topic) ?? request.after;
     let empty = 0;
+    // The highest cursor taken from this topic so far: only a message past it is progress.
+    let highest: string | null = after;
     while (after !== null) {
       request.signal?.throwIfAborted();
       const page = await ask({ op: 'history', topic, after, limit: PAGE_LIMIT, max_bytes: maxMessageBytes });
@@ -324,14 +326,19 @@ export async function catchUpFrom(host: Host, shards: Shards, maxMessageBytes: n
       if (ofTopic.length < messages.length) request.onWrongTopic?.(topic, messages.length - ofTopic.length);
       fresh += await request.ingest(ofTopic);
       const next: unknown = page.next;
-      // Empty unless it brought a message of the asked topic past its `after`: a page of another
-      // topic's entries (or nulls), or one repeating what came before, with a `next` moves no
-      // more than an empty one does.
-      const from = after;
-      const onward = ofTopic.some((m) => {
+      // Empty unless it brought a message of the asked topic past every one taken before: a page
+      // of another topic's entries (or nulls), or one repeating what came before (at or before its
+      // `after`, or the same message ahead of a `next` creeping up to it), moves no more than an
+      // empty one does.
+      const before = highest;
+      let onward = false;
+      for (const m of ofTopic) {
         const cursor = (m as { cursor?: unknown }).cursor;
-        return isCursor(cursor) && cursor > from;
-      });
+        if (isCursor(cursor) && (before === null || cursor > before)) {
+          onward = true;
+          if (highest === null || cursor > highest) highest = cursor;
+        }
+      }
       empty = onward ? 0 : empty + 1;
       if (empty > MAX_EMPTY_PAGES && next !== null) {
         // Not finished: this peer's catch-up fails, and the next one starts from the progress kept.
