@@ -256,7 +256,8 @@ export function topicsPanel(model: DashboardModel) {
 
 /** Streaming sources (an upstream WebSocket) succeed continuously: show the last item instead. */
 function lastSuccess(s: SourceStatus) {
-  const streaming = s.kind === 'websocket' && s.state === 'running';
+  // A websocket source's state is `connected` while its upstream is open (there is no `running`).
+  const streaming = s.kind === 'websocket' && s.state === 'connected';
   const lag = (s as { data_lag_ms?: number | null }).data_lag_ms;
   if (!streaming) return ago(s.last_success);
   return lag == null ? 'streaming' : `streaming, last item ${ago(Date.now() - lag)}`;

@@ -27,7 +27,10 @@ export const sourceStatusSchema = z
   .object({
     name: z.string(),
     kind: z.string().optional(),
-    /** e.g. running, paused, backoff, error, failing, stopped. */
+    /**
+     * starting, ok (a poll succeeded), connected (a streaming source's upstream is open), failing,
+     * paused, standby (another relay owns it): source-runtime.ts's SourceState.
+     */
     state: z.string(),
     /** `last_success_at`, `messages_per_second`, `next_attempt_at` are accepted as aliases. */
     last_success: isoTime.nullable().optional(),
