@@ -2,7 +2,7 @@ import { type Message, TopicValidatorResult } from '@libp2p/gossipsub';
 import type { PeerId, Stream } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
-import { assertDataDepth, isNodeId } from '@anode/shared';
+import { assertDataDepth, isNodeId, MAX_DATA_DEPTH } from '@anode/shared';
 import { z } from 'zod';
 import type { Cluster } from '../cluster.ts';
 import type { Logger } from '../logger.ts';
@@ -43,6 +43,8 @@ export const MEMBERS_TOPIC = '/anode/1/members';
 export const STATE_PROTOCOL = '/anode/state/1.0.0';
 const MAX_STATE_BYTES = 64 * 1024 * 1024;
 const FETCH_TIMEOUT_MS = 15_000;
+/** Levels a shared-state snapshot wraps its values in (`{changes: {name: definition}}` and the like), with room to spare. */
+const SNAPSHOT_LEVELS = 16;
 /** A node whose timer fired this late re-settles even where its timeout is longer (pings drop it). */
 const FROZEN_MS = 15_000;
 /** Longest a relay that announces this node's id goes unlogged. */
@@ -207,12 +209,14 @@ export function createMembers(options: MembersOptions) {
       await stream.close({ signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
       if (answer.error) throw new Error(answer.error);
       // A state is serialized again (its digest, every beat): one nested past what JSON.stringify
-      // recurses through (about 4,400 levels) threw from the beat timer and stopped the relay.
+      // recurses through (about 4,400 levels) threw from the beat timer and stopped the relay. Its
+      // values (source definitions, themselves at most MAX_DATA_DEPTH deep: parseDefinition) sit a
+      // few levels down: an honest definition at the limit must pass.
       try {
-        assertDataDepth(answer.snapshot);
+        assertDataDepth(answer.snapshot, MAX_DATA_DEPTH + SNAPSHOT_LEVELS);
       } catch (error) {
-        // Nested deeper than MAX_DATA_DEPTH, or (the same walk) holding a number JSON cannot carry.
-        throw new Error(`snapshot refused: ${(error as Error).message}`, { cause: error });
+        // Nested too deep, or (the same walk) holding a number JSON cannot carry.
+        throw new Error('snapshot refused', { cause: error }); // the log adds the cause's reason
       }
       await state.merge(answer.snapshot);
     } catch (error) {

@@ -96,7 +96,10 @@ export function createStatusProtocol(options: StatusProtocolOptions) {
         assertDataDepth(card);
       } catch (error) {
         // Nested deeper than MAX_DATA_DEPTH, or (the same walk) holding a number JSON cannot carry.
-        throw new Error(`card refused: ${(error as Error).message}`, { cause: error });
+        // The reason in the message, shown as the peer's status_error; as a cause too, the log
+        // line said it twice.
+        // eslint-disable-next-line preserve-caught-error
+        throw new Error(`card refused: ${(error as Error).message}`);
       }
       errors.delete(peer);
       options.onCard(peer, card as Record<string, unknown>);
