@@ -330,8 +330,8 @@ function closestKeyHint(unknown: string, show: (key: string) => string): string 
     if (distance < bestDistance) [best, bestDistance] = [key, distance];
   }
   const near = best !== undefined && bestDistance <= Math.max(2, Math.floor(wanted.length / 3));
-  const list = '`anode --help` and docs/configuration.md list every key';
-  return near ? `did you mean ${show(best!)}? (${list})` : list;
+  // The command line adds that `anode --help` lists every option.
+  return near ? `did you mean ${show(best!)}?` : 'docs/configuration.md lists every key';
 }
 
 export interface ConfigField {
