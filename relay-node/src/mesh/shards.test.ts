@@ -10,6 +10,27 @@ describe('topic shards', () => {
     assert.equal(fnv1a32('orders'), 0x325e96ec);
   });
 
+  it('hashes the UTF-8 bytes, whether or not the text is ASCII', () => {
+    const reference = (text: string) => {
+      let hash = 0x811c9dc5;
+      for (const byte of new TextEncoder().encode(text)) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
+      return hash >>> 0;
+    };
+    for (const text of [
+      'prices',
+      'a_b-c:d|e@f',
+      '\u007f',
+      '\u0080',
+      'café',
+      'ünïcödé',
+      '价格',
+      'x😀y',
+      'plain ascii then é',
+    ]) {
+      assert.equal(fnv1a32(text), reference(text), text);
+    }
+  });
+
   it('maps a topic by its first segment to /anode/2/shard/<count>/<n>', () => {
     const shards = createShards(32);
     assert.equal(shards.gossipTopic('prices.btc-usd'), '/anode/2/shard/32/27');

@@ -9,10 +9,28 @@
 export const GOSSIP_PREFIX = '/anode/2/shard/';
 export const DISCOVERY_TOPIC = '/anode/1/discovery';
 
-/** 32-bit FNV-1a over the UTF-8 bytes of `text` (topic segments are ASCII). */
+const encoder = new TextEncoder();
+
+/**
+ * 32-bit FNV-1a over the UTF-8 bytes of `text` (topic segments are ASCII). An ASCII character is
+ * its own UTF-8 byte, so those are hashed from the string as they are: encoding every topic for
+ * its shard (each envelope received and sent, twice where a relay forwards) was ~2% of a
+ * receiving relay's CPU at 500 msg/s. Anything else is encoded first; the hash is the same.
+ */
 export function fnv1a32(text: string): number {
   let hash = 0x811c9dc5;
-  for (const byte of new TextEncoder().encode(text)) {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code >= 0x80) return fnv1a32Bytes(encoder.encode(text));
+    hash ^= code;
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash >>> 0;
+}
+
+function fnv1a32Bytes(bytes: Uint8Array): number {
+  let hash = 0x811c9dc5;
+  for (const byte of bytes) {
     hash ^= byte;
     hash = Math.imul(hash, 0x01000193) >>> 0;
   }
