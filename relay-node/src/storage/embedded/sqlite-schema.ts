@@ -94,6 +94,12 @@ const SQLITE_FULL = 13;
 export const diskFull = (error: unknown): boolean =>
   ((error as { errcode?: unknown }).errcode as number) % 256 === SQLITE_FULL;
 
+/** Whether a SQLite error says the file is damaged (SQLITE_CORRUPT, 11) or is not SQLite's (SQLITE_NOTADB, 26). */
+export const fileDamaged = (error: unknown): boolean => {
+  const errcode = (error as { errcode?: unknown }).errcode;
+  return typeof errcode === 'number' && [11, 26].includes(errcode & 0xff);
+};
+
 /** Open the file (or `:memory:`) with the store's settings. */
 /** `maxPages`: SQLite's max_page_count, for tests (writes past it fail as on a full disk). */
 export function openDatabase(path: string, fsync: boolean, maxPages?: number): DatabaseSync {

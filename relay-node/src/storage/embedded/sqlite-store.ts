@@ -12,6 +12,7 @@ import {
 } from '@anode/shared';
 import {
   diskFull,
+  fileDamaged,
   migrate,
   openDatabase,
   type Row,
@@ -97,10 +98,8 @@ function openStoreFile(path: string, fsync: boolean, maxPages: number | undefine
     return db;
   } catch (error) {
     db?.close();
-    const { errcode, message } = error as { errcode?: number; message: string };
-    // SQLITE_CORRUPT (11), SQLITE_NOTADB (26): the file is damaged or is not SQLite's.
-    const damaged = errcode !== undefined && [11, 26].includes(errcode & 0xff);
-    const advice = damaged
+    const { message } = error as Error;
+    const advice = fileDamaged(error)
       ? ". The embedded store's file is damaged: stop the relay, move it aside (with any " +
         'messages.sqlite-wal and messages.sqlite-shm beside it) or restore it from a backup, and ' +
         'start again; with no file the relay starts with an empty store'

@@ -14,6 +14,7 @@ import type { Logger } from '../../logger.ts';
 import { ensurePrivateFile, PRIVATE_DIR_MODE } from '../../private-files.ts';
 import { mergeLatest, mergePage } from '../merge-page.ts';
 import { isStoreRejection } from '../store-rejected.ts';
+import { fileDamaged } from '../embedded/sqlite-schema.ts';
 
 /**
  * A durable local spool in front of a remote store (Cassandra). While the remote store accepts
@@ -169,10 +170,8 @@ function openSpoolFile(path: string): DatabaseSync {
     return db;
   } catch (error) {
     db?.close();
-    const { errcode, message } = error as { errcode?: number; message: string };
-    // SQLITE_CORRUPT (11), SQLITE_NOTADB (26): the file is damaged or is not SQLite's.
-    const damaged = errcode !== undefined && [11, 26].includes(errcode & 0xff);
-    const advice = damaged
+    const { message } = error as Error;
+    const advice = fileDamaged(error)
       ? '. The spool file is damaged: stop the relay and move it aside (with any spool.sqlite-wal and ' +
         'spool.sqlite-shm beside it), keeping it: it may hold messages acked while the store was away that ' +
         'the store has not got. With no file the relay starts with an empty spool'
