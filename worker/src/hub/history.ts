@@ -58,10 +58,7 @@ export function createHistory(core: Pick<HubCore, 'store' | 'clock' | 'link' | '
     async page(after: string | undefined, limit: number) {
       // A poller pages on from `after` while `next` is null: a cursor from a node whose clock is
       // ahead moves this object's clock past it, as a resume's does (subscriptions.ts).
-      if (after !== undefined && followResumeCursor(clock, after)) {
-        store.noteHanded(after);
-        store.saveHanded();
-      }
+      if (after !== undefined) followResumeCursor(clock, after);
       const from = after ?? '0';
       const ringComplete = !core.linked || link.caughtUp();
       if ((ringComplete && compareCursors(from, store.floor()) >= 0) || (!core.linked && after === undefined)) {

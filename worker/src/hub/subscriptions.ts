@@ -481,12 +481,12 @@ export function createSubscriptions(
       if (after === undefined) return goLive(ws, gen, core.linked ? store.position() : clock.next(), ref);
       if (refusedAsExpired(ws, after, ref)) return;
       // A cursor from a node whose clock is ahead (a client failing over): what is published here
-      // next sorts after it, or the client's next resume from it skipped that. A lateness
-      // reference too, kept across a wake, as a relay page's cursors are (see sendMissed).
-      if (followResumeCursor(clock, after)) {
-        store.noteHanded(after);
-        store.saveHanded();
-      }
+      // next sorts after it, or the client's next resume from it skipped that. The clock only: as a
+      // lateness reference (`handed`) one reader's cursor made every relay message of the next
+      // seconds late (re-sent to every resume, copied to late_kept) and cost a storage write per
+      // request. Kept in memory: an object is evicted only after idle seconds, by which time the
+      // wall clock has passed a cursor at most RESUME_AHEAD_MS ahead.
+      followResumeCursor(clock, after);
       if (compareCursors(after, store.floor()) >= 0) {
         const budget = newBudget(after);
         const reached = sendMissed(ws, after, budget);
