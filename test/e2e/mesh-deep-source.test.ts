@@ -65,6 +65,21 @@ describe('a source definition at the depth limit, in a two-relay mesh', { timeou
     };
     await create('deep', { method: 'POST', body });
     await create('flat', {});
+    // A level deeper (the definition past MAX_DATA_DEPTH) is refused with a coded 400.
+    const deeper = await fetch(`${a.url}/v1/admin/sources`, {
+      method: 'POST',
+      headers: admin,
+      body: JSON.stringify({
+        name: 'deeper',
+        kind: 'http',
+        url: 'http://127.0.0.1:9/feed',
+        topic: 'deep.deeper',
+        method: 'POST',
+        body: [body],
+      }),
+    });
+    assert.equal(deeper.status, 400);
+    assert.match(await deeper.text(), /"code":"bad_frame".*nested deeper than 1000 levels/);
     const known = async (name: string) =>
       (await fetch(`${b.url}/v1/admin/sources/${name}`, { headers: admin })).status === 200;
     await waitFor(

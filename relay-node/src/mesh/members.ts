@@ -43,8 +43,13 @@ export const MEMBERS_TOPIC = '/anode/1/members';
 export const STATE_PROTOCOL = '/anode/state/1.0.0';
 const MAX_STATE_BYTES = 64 * 1024 * 1024;
 const FETCH_TIMEOUT_MS = 15_000;
-/** Levels a shared-state snapshot wraps its values in (`{changes: {name: definition}}` and the like), with room to spare. */
-const SNAPSHOT_LEVELS = 16;
+/**
+ * The deepest shared-state snapshot taken: twice what message data may be, far below the ~4,400
+ * levels JSON.stringify recurses through. A new source definition is held to MAX_DATA_DEPTH
+ * (admin API), and sits 3 levels down; one created before that check, a little deeper, still
+ * replicates.
+ */
+const MAX_SNAPSHOT_DEPTH = 2 * MAX_DATA_DEPTH;
 /** A node whose timer fired this late re-settles even where its timeout is longer (pings drop it). */
 const FROZEN_MS = 15_000;
 /** Longest a relay that announces this node's id goes unlogged. */
@@ -227,11 +232,9 @@ export function createMembers(options: MembersOptions) {
       await stream.close({ signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
       if (answer.error) throw new Error(answer.error);
       // A state is serialized again (its digest, every beat): one nested past what JSON.stringify
-      // recurses through (about 4,400 levels) threw from the beat timer and stopped the relay. Its
-      // values (source definitions, themselves at most MAX_DATA_DEPTH deep: parseDefinition) sit a
-      // few levels down: an honest definition at the limit must pass.
+      // recurses through (about 4,400 levels) threw from the beat timer and stopped the relay.
       try {
-        assertDataDepth(answer.snapshot, MAX_DATA_DEPTH + SNAPSHOT_LEVELS);
+        assertDataDepth(answer.snapshot, MAX_SNAPSHOT_DEPTH);
       } catch (error) {
         // Nested too deep, or (the same walk) holding a number JSON cannot carry.
         throw new Error('snapshot refused', { cause: error }); // the log adds the cause's reason

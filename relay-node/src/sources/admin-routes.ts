@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { ForbiddenError, UnauthorizedError } from '@anode/shared';
+import { assertDataDepth, ForbiddenError, UnauthorizedError } from '@anode/shared';
 import type { Context, Hono, Next } from 'hono';
 import { SourceDefinitionError } from './definition.ts';
 import { SourceExistsError, SourceNotFoundError, type SourcesManager } from './sources-manager.ts';
@@ -38,6 +38,17 @@ export function mountAdminRoutes(app: Hono, manager: SourcesManager, adminToken:
     const value: unknown = await c.req.json().catch(() => undefined);
     if (value === null || typeof value !== 'object' || Array.isArray(value)) {
       throw new SourceDefinitionError('the body must be a JSON object');
+    }
+    // A definition is serialized again and again (the mesh's shared state, its digest every beat,
+    // sources.json): no deeper than message data may be. Checked here, on what is new, not where
+    // definitions are loaded: one held from before the check still loads and replicates (the
+    // mesh takes snapshots up to twice this depth).
+    try {
+      assertDataDepth(value);
+    } catch (error) {
+      throw new SourceDefinitionError((error as Error).message.replace(/^data: /, 'the definition: '), {
+        cause: error,
+      });
     }
     return value as Record<string, unknown>;
   };

@@ -21,13 +21,6 @@ describe('source definitions: refused when parsed, not on every attempt', () => 
     refused(() => websocket({ heartbeat_ms: 3_000_000_000 }), /^source s: heartbeat_ms: at most 2147483647 /);
   });
 
-  it('refuses a definition nested deeper than message data may be (the mesh shares and serializes it)', () => {
-    const nested = (depth: number): unknown => JSON.parse(`${'['.repeat(depth)}1${']'.repeat(depth)}`);
-    assert.ok(http({ method: 'POST', body: nested(999) }).body, 'the definition at 1,000 levels');
-    refused(() => http({ method: 'POST', body: nested(1_000) }), /^source s: \(root\): nested deeper than 1000 levels/);
-    refused(() => http({ method: 'POST', body: nested(20_000) }), /nested deeper than 1000 levels/);
-  });
-
   it('refuses a body on a GET, and the HEAD method (no JSON to read)', () => {
     refused(() => http({ body: { q: 1 } }), /^source s: body: a GET request has no body/);
     refused(() => http({ method: 'GET', body: 'q=1' }), /^source s: body: a GET request has no body/);

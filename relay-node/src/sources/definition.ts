@@ -1,4 +1,4 @@
-import { assertDataDepth, isSourceName, isTopic } from '@anode/shared';
+import { isSourceName, isTopic } from '@anode/shared';
 import { z } from 'zod';
 import { nonNegativeInt, timerMs } from '../config-fields.ts';
 import { jsonPathProblem } from './json-path.ts';
@@ -99,14 +99,6 @@ export function parseDefinition(raw: unknown, kinds: ReadonlyMap<string, SourceK
   const name = (raw as { name?: unknown }).name;
   const refuse = (field: string, message: string | undefined) =>
     new SourceDefinitionError(`source ${typeof name === 'string' ? name : '?'}: ${field || '(root)'}: ${message}`);
-  // A definition is serialized again and again (the mesh's shared state, its digest every beat,
-  // sources.json): one nested past what JSON.stringify recurses through stopped the relay, and
-  // the mesh refuses a snapshot holding one deeper than message data may be.
-  try {
-    assertDataDepth(raw);
-  } catch (error) {
-    throw refuse('', (error as Error).message.replace(/^data: /, ''));
-  }
   const result = schemaOf(kind).safeParse(raw);
   if (!result.success) {
     const issue = result.error.issues[0];
