@@ -171,6 +171,25 @@ export const asRejection = (error: unknown): StoreRejectedError | undefined => {
 };
 
 /**
+ * Cassandra's longest TTL, 20 years (Attributes.MAX_TTL): a longer one is refused ("ttl is too
+ * large"), so a retention_max_age_ms past it had every write refused, taken as an outage and
+ * spooled for good. Rows keep at most this long.
+ */
+const MAX_TTL_S = 630_720_000;
+/**
+ * The latest expiry (s since the epoch, 2038-01-19T03:14:06Z) a node accepts while it writes the
+ * storage format before 5.0 (4.x, or 5.0 in storage_compatibility_mode CASSANDRA_4, its default):
+ * a TTL reaching past it is refused ("exceeds maximum supported expiration date", CASSANDRA-14092),
+ * which in 2026 is any retention past ~11 years. Which format a cluster writes is not readable
+ * from a client, so the store learns it from the first such refusal.
+ */
+const LEGACY_MAX_EXPIRY_S = 2_147_483_646;
+const isExpiryRefusal = (error: unknown) =>
+  error instanceof cassandra.errors.ResponseError &&
+  error.code === codes.invalid &&
+  /maximum supported expiration date/i.test(error.message);
+
+/**
  * The driver's retry policy, except that a request that timed out on the client is not tried on
  * the next node: `cassandra_timeout_ms` stays the bound before a write goes to the spool, instead
  * of that times the number of replicas. A lost connection is still tried on the next node.
@@ -270,7 +289,21 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
   });
   shutDownRemovedHosts(client);
   const ttl = options.retention.maxAgeMs > 0 ? Math.ceil(options.retention.maxAgeMs / 1000) : 0;
-  const bucketTtl = ttl > 0 ? ttl + Math.ceil(options.bucketMs / 1000) : 0;
+  const bucketS = Math.ceil(options.bucketMs / 1000);
+  /** The latest expiry Cassandra accepted (s since the epoch): set once it refused a later one. */
+  let expiryLimitS: number | undefined;
+  /**
+   * The TTLs of a message's rows written now (its claim's too) and of its bucket's index row: the
+   * retention's, unless Cassandra cannot hold them (see MAX_TTL_S, LEGACY_MAX_EXPIRY_S). Capped, a
+   * row still expires no later than the index row of its bucket; a cap that leaves no room (past
+   * 2038 on such a cluster) is not applied, and Cassandra's refusal stands.
+   */
+  const ttls = () => {
+    const limit = expiryLimitS === undefined ? MAX_TTL_S : Math.min(MAX_TTL_S, expiryLimitS - Date.now() / 1000);
+    const cap = Math.floor(limit);
+    if (ttl === 0 || ttl + bucketS <= cap || cap - bucketS < 1) return { row: ttl, bucket: ttl && ttl + bucketS };
+    return { row: Math.min(ttl, cap - bucketS), bucket: cap };
+  };
   const write = {
     prepare: true,
     consistency: CONSISTENCY[options.writeConsistency],
@@ -293,7 +326,7 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
   const knownTopics = new SeenIds(KNOWN_TOPICS);
   const bucketKnown = (key: string) => {
     const writtenAt = knownBuckets.get(key);
-    return writtenAt !== undefined && (bucketTtl === 0 || Date.now() - writtenAt < options.bucketMs);
+    return writtenAt !== undefined && (ttl === 0 || Date.now() - writtenAt < options.bucketMs);
   };
   let ready: Promise<void> | undefined;
   /** A connect is in flight (`ready` not settled yet). */
@@ -425,19 +458,20 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
     });
   };
 
-  const claimParams = (e: Envelope) => [e.topic, claimShard(e.id), e.id, e.cursor, ttl];
+  const claimParams = (e: Envelope) => [e.topic, claimShard(e.id), e.id, e.cursor, ttls().row];
 
   /** The history row of `e` (its one copy of the data), and the per-topic index rows once per process. */
   const writeRow = async (e: Envelope, io: Io) => {
     const bucket = bucketOf(e.cursor);
     const bucketKey = `${e.topic}\n${bucket}`;
     const data = JSON.stringify(e.data);
+    const expiry = ttls();
     const writes: Promise<unknown>[] = [
       io.row({
         partition: bucketKey,
         // The data, plus the key, cursor, id and source columns and their cell overhead.
         bytes: Buffer.byteLength(data) + Buffer.byteLength(e.topic) + e.id.length + Buffer.byteLength(e.source) + 80,
-        params: [e.topic, bucket, e.cursor, e.id, e.source, Long.fromNumber(e.ts), data, ttl],
+        params: [e.topic, bucket, e.cursor, e.id, e.source, Long.fromNumber(e.ts), data, expiry.row],
       }),
     ];
     const writtenAt = Date.now();
@@ -445,7 +479,7 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
       writes.push(
         io.exec(
           `INSERT INTO ${ks}.topic_buckets (topic, bucket) VALUES (?, ?) USING TTL ?`,
-          [e.topic, bucket, bucketTtl],
+          [e.topic, bucket, expiry.bucket],
           write,
         ),
       );
@@ -675,6 +709,18 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
     },
 
     async append(messages, appendOptions) {
+      try {
+        return await appendAll(messages, appendOptions);
+      } catch (error) {
+        if (ttl === 0 || expiryLimitS !== undefined || !isExpiryRefusal(error)) throw asRejection(error) ?? error;
+        // Every TTL'd write would be refused alike (an outage to the spool, for good): from now on
+        // rows expire by that date at the latest, and this append is tried again so.
+        expiryLimitS = LEGACY_MAX_EXPIRY_S;
+        options.log?.warn(
+          { retention_max_age_ms: options.retention.maxAgeMs },
+          'Cassandra refused a TTL expiring after 2038-01-19 (its storage format before 5.0): messages expire by then at the latest',
+        );
+      }
       try {
         return await appendAll(messages, appendOptions);
       } catch (error) {
