@@ -207,6 +207,15 @@ describe('config', () => {
         typo,
       );
     }
+    // Another key, not a slip of one: no suggestion (mesh_open would open the mesh to any node).
+    for (const other of ['mesh_port', 'mesh_token', 'cert', 'cassandra_host', 'metrics_port']) {
+      await writeFile(file, JSON.stringify({ [other]: 1 }));
+      assert.throws(
+        () => loadConfig({ file }),
+        (error: Error) => !error.message.includes('did you mean') && /docs\/configuration\.md/.test(error.message),
+        other,
+      );
+    }
     await writeFile(file, JSON.stringify({ zzzzqqq: 1 }));
     assert.throws(
       () => loadConfig({ file }),
