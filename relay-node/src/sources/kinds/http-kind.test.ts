@@ -170,15 +170,22 @@ describe('http source: an upstream it cannot reach', () => {
     const closed = await upstream(() => ({ status: 200 }));
     await closed.close();
     const port = new URL(closed.url).port;
-    const error = await poll({ url: `${closed.url}/feed?token=s3cret-token&page=2` }).then(
-      () => assert.fail('the poll should fail'),
-      (failure: Error) => failure,
-    );
+    const failure = (url: string) =>
+      poll({ url }).then(
+        () => assert.fail('the poll should fail'),
+        (error: Error) => error.message,
+      );
     // Before, only "fetch failed": no word of what failed or where.
+    const message = await failure(`${closed.url}/feed?token=s3cret-token&page=2`);
     assert.equal(
-      error.message,
-      `cannot reach http://127.0.0.1:${port}/feed?token=***&page=2: connect ECONNREFUSED 127.0.0.1:${port}`,
+      message,
+      `request to http://127.0.0.1:${port}/feed?token=***&page=2 failed: connect ECONNREFUSED 127.0.0.1:${port}`,
     );
-    assert.ok(!error.message.includes('s3cret'), error.message);
+    assert.ok(!message.includes('s3cret'), message);
+    // A secret last in the query is masked alone, not with the words after it.
+    assert.equal(
+      await failure(`${closed.url}/feed?page=2&token=s3cret-token`),
+      `request to http://127.0.0.1:${port}/feed?page=2&token=*** failed: connect ECONNREFUSED 127.0.0.1:${port}`,
+    );
   });
 });

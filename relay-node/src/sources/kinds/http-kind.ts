@@ -38,7 +38,7 @@ export class InvalidJsonError extends SyntaxError {
 const MAX_REDIRECTS = 5;
 
 /**
- * fetch() whose failure to reach the upstream says why. fetch's own error is "fetch failed",
+ * fetch() whose failure (the upstream unreachable, or closing without an answer) says why. fetch's own error is "fetch failed",
  * with the reason ("connect ECONNREFUSED 127.0.0.1:9", "getaddrinfo ENOTFOUND ...") only in its
  * `cause`, which the status page and the logs never showed. The URL is named without its
  * credentials (redact.ts), and so is anything the reason quotes.
@@ -49,7 +49,9 @@ async function fetchExplained(url: URL, init: RequestInit): Promise<Response> {
   } catch (error) {
     const reason = causeText((error as Error).cause);
     if (!(error instanceof TypeError) || reason === undefined) throw error;
-    throw new TypeError(redactUrls(`cannot reach ${url.href}: ${reason}`), { cause: error });
+    // Not "cannot reach": an upstream that answered and closed, or answered other than HTTP, fails
+    // here too. The URL is followed by a word, so a secret last in its query is masked alone.
+    throw new TypeError(redactUrls(`request to ${url.href} failed: ${reason}`), { cause: error });
   }
 }
 
