@@ -185,9 +185,16 @@ export function latestWriteLatency(series: Series): { ms: number | null; at: num
   return { ms: null, at: null, current: false };
 }
 
+/**
+ * How long a bootstrap address may be unconnected, after the start or a loss, before it is a
+ * problem: a normal start (dial, handshake) and a redial after a blip take a few seconds.
+ */
+export const BOOTSTRAP_GRACE_MS = 15_000;
+
 function problemsOf(model: DashboardModel): string[] {
-  const status = model.event?.status;
-  if (!status) return [];
+  const event = model.event;
+  if (!event) return [];
+  const { status } = event;
   const problems: string[] = [];
   const store = status.store;
   const health = storeHealth(store);
@@ -204,6 +211,10 @@ function problemsOf(model: DashboardModel): string[] {
       `Another relay (peer ${short(String(peer))}) uses this relay's node id: a copied data folder? ` +
         'Give the copy its own node-id, peer-key and clock-lease files',
     );
+  }
+  for (const bootstrap of status.mesh?.bootstrap ?? []) {
+    if (bootstrap.connected || event.at - Date.parse(bootstrap.since) < BOOTSTRAP_GRACE_MS) continue;
+    problems.push(`Bootstrap peer ${bootstrap.address} unreachable: ${bootstrap.error ?? 'no answer yet'}`);
   }
   for (const relay of model.relays) if (!relay.up) problems.push(`Relay ${relay.name} is down`);
   for (const relay of model.relays) {

@@ -62,6 +62,19 @@ export const topicStatusSchema = z.object({
   last_published_at: z.number().nullable(),
 });
 
+/**
+ * One configured bootstrap address (`mesh.bootstrap`): `since` is when it connected or, when not
+ * connected, since when not (the relay's start or the loss); `error` the last failure, as logged.
+ */
+export const bootstrapStatusSchema = z
+  .object({
+    address: z.string(),
+    connected: z.boolean(),
+    since: isoTime,
+    error: z.string().nullable(),
+  })
+  .passthrough();
+
 export const statusSchema = z
   .object({
     node: z
@@ -96,8 +109,11 @@ export const statusSchema = z
     peers: z.array(peerStatusSchema).optional(),
     /** Mesh peers remembered but not connected (`state: 'down'`, `down_since`, `last_seen`). */
     peers_down: z.array(peerStatusSchema).optional(),
-    /** Gossip mesh: topic → peer ids. */
-    mesh: z.record(z.string(), z.unknown()).optional(),
+    /** The mesh: its settings, gossip topics (topic → peer ids), sync, and its bootstrap addresses. */
+    mesh: z
+      .object({ bootstrap: z.array(bootstrapStatusSchema).optional() })
+      .catchall(z.unknown())
+      .optional(),
     /** Edge links and the Durable Objects / topics each serves. */
     edge: z.unknown().optional(),
     sources: z.array(sourceStatusSchema).optional(),
@@ -106,6 +122,7 @@ export const statusSchema = z
 
 export type RelayStatus = z.infer<typeof statusSchema>;
 export type PeerStatus = z.infer<typeof peerStatusSchema>;
+export type BootstrapStatus = z.infer<typeof bootstrapStatusSchema>;
 export type SourceStatus = z.infer<typeof sourceStatusSchema>;
 export type TopicStatus = z.infer<typeof topicStatusSchema>;
 

@@ -1,7 +1,7 @@
 import type { Connection } from '@libp2p/interface';
 import { type Host, pubsubOf } from './host.ts';
 import type { PeerMemory } from './peer-memory.ts';
-import { type ConnectionKind, connectionKind } from './peers.ts';
+import { type BootstrapState, type ConnectionKind, connectionKind } from './peers.ts';
 
 /**
  * The mesh's part of `GET /v1/status`: this node's peer id and addresses, every connected peer
@@ -69,6 +69,16 @@ export function clusterPeersStatus(host: Host, memory: PeerMemory, errorOf: (pee
   }
   for (const live of connected.values()) out.push({ ...live, state: 'up', last_seen: iso(Date.now()), card: null });
   return { peers: out, peers_down: down };
+}
+
+/**
+ * `mesh.bootstrap`: every configured bootstrap address (this node's own left out), whether it is
+ * connected, since when (connected, or not connected: since the start or since it was lost) and,
+ * when not, the last failure. A relay that cannot reach its bootstrap peer is otherwise alone
+ * with nothing in its status saying so.
+ */
+export function bootstrapStatus(states: readonly BootstrapState[]) {
+  return states.map(({ address, connected, since, error }) => ({ address, connected, since: iso(since), error }));
 }
 
 /** Gossip mesh peers of every topic this node carries. */

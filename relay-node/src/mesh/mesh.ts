@@ -15,7 +15,7 @@ import { loadNetworkKey, loadPeerKey } from './identity.ts';
 import { createMembers, MEMBERS_TOPIC } from './members.ts';
 import { meshOpenWithAuth } from './mesh-config.ts';
 import { createMeshMetrics } from './mesh-metrics.ts';
-import { clusterPeersStatus, gossipMeshStatus, peersStatus } from './mesh-status.ts';
+import { bootstrapStatus, clusterPeersStatus, gossipMeshStatus, peersStatus } from './mesh-status.ts';
 import { createPeerMemory } from './peer-memory.ts';
 import { createPeerManager } from './peers.ts';
 import { createResyncNotices } from './resync-notice.ts';
@@ -317,6 +317,7 @@ export async function createMesh(context: ComponentContext) {
           relay_server: config.mesh_public,
           rejected_messages: gossip.rejected,
           topics: gossipMeshStatus(host),
+          bootstrap: bootstrapStatus(peers.bootstrapStatus()),
           ...members.status(),
           sync: sync.status(),
         },

@@ -22,6 +22,17 @@ export interface PeerManagerOptions {
 
 export type ConnectionKind = 'direct' | 'relayed' | 'webrtc';
 
+/**
+ * One configured bootstrap address as the status shows it: connected or not, since when (the
+ * start, the loss or the connection), and the last failure, the same text the log has (no key).
+ */
+export interface BootstrapState {
+  address: string;
+  connected: boolean;
+  since: number;
+  error: string | null;
+}
+
 export function connectionKind(connection: Connection): ConnectionKind {
   const addr = connection.remoteAddr.toString();
   if (addr.includes('/webrtc')) return 'webrtc';
@@ -47,6 +58,16 @@ function bootstrapDialHint(error: unknown): string {
   );
 }
 
+/** libp2p's refusal of a connection that turned out to reach this node itself. */
+const isSelfDial = (error: unknown) =>
+  (error as Error | undefined)?.name === 'InvalidPeerIdError' && /dial self/.test((error as Error).message);
+
+/** The failure as the status carries it: the log's message and hint, after the error's own words. */
+function bootstrapFailure(error: unknown): string {
+  const { name, message } = error instanceof Error ? error : { name: 'Error', message: String(error) };
+  return `bootstrap dial failed: ${name}${message ? `: ${message}` : ''}${bootstrapDialHint(error)}`;
+}
+
 export function createPeerManager(host: Host, options: PeerManagerOptions) {
   const { log } = options;
   const self = host.peerId.toString();
@@ -67,18 +88,32 @@ export function createPeerManager(host: Host, options: PeerManagerOptions) {
   const keepAlive = (peer: PeerId) =>
     host.peerStore.merge(peer, { tags: { [KEEP_ALIVE]: { value: 1 } } }).catch(() => {});
 
+  /** Per configured bootstrap address (not this node's own), for the status. */
+  const bootstraps = new Map<string, BootstrapState & { peer: string | undefined }>();
+  const mark = (state: BootstrapState, connected: boolean, error: string | null) => {
+    if (state.connected !== connected) state.since = Date.now();
+    state.connected = connected;
+    state.error = connected ? null : error;
+  };
+
   const bootstrapLoop = (address: string) => {
-    let peer: string | undefined = /\/p2p\/([^/]+)$/.exec(address)?.[1];
+    const peer = /\/p2p\/([^/]+)$/.exec(address)?.[1];
+    if (peer === self) return;
+    const state = { address, peer, connected: false, since: Date.now(), error: null as string | null };
+    bootstraps.set(address, state);
     let attempt = 0;
     const step = async () => {
-      if (peer === self) return;
-      if (peer && isConnected(peer)) return later(CHECK_CONNECTED_MS, step);
+      if (state.peer && isConnected(state.peer)) {
+        mark(state, true, null);
+        return later(CHECK_CONNECTED_MS, step);
+      }
       try {
         const connection = await host.dial(multiaddr(address), { signal: AbortSignal.timeout(10_000) });
-        peer = connection.remotePeer.toString();
+        state.peer = connection.remotePeer.toString();
         attempt = 0;
+        mark(state, true, null);
         await keepAlive(connection.remotePeer);
-        log.info({ address, peer }, 'connected to bootstrap node');
+        log.info({ address, peer: state.peer }, 'connected to bootstrap node');
         later(CHECK_CONNECTED_MS, step);
       } catch (error) {
         const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** attempt++) * (0.75 + Math.random() / 2);
@@ -86,10 +121,21 @@ export function createPeerManager(host: Host, options: PeerManagerOptions) {
           { address, err: error, retryInMs: Math.round(delay) },
           `bootstrap dial failed${bootstrapDialHint(error)}`,
         );
+        // The address is this node's own (no /p2p/ id in it, as in a config shared by every
+        // relay): not a peer that is missing.
+        if (isSelfDial(error)) bootstraps.delete(address);
+        else mark(state, false, bootstrapFailure(error));
         later(delay, step);
       }
     };
     void step();
+  };
+
+  /** A bootstrap peer's last connection closed: not connected from now, until a redial succeeds. */
+  const bootstrapLost = (peer: string) => {
+    for (const state of bootstraps.values()) {
+      if (state.peer === peer && state.connected) mark(state, false, 'the connection to it was lost');
+    }
   };
 
   const dialDiscovered = async (peer: PeerId, first = true) => {
@@ -171,7 +217,13 @@ export function createPeerManager(host: Host, options: PeerManagerOptions) {
         void maybeUpgrade(peerId, listenAddrs);
       },
     ],
-    ['peer:disconnect', (event) => options.onMeshPeer((event.detail as PeerId).toString(), false)],
+    [
+      'peer:disconnect',
+      (event) => {
+        bootstrapLost((event.detail as PeerId).toString());
+        options.onMeshPeer((event.detail as PeerId).toString(), false);
+      },
+    ],
     ['connection:open', (event) => void dropRelayed((event.detail as Connection).remotePeer)],
     ['connection:close', (event) => heal(event.detail as Connection)],
   ];
@@ -186,6 +238,13 @@ export function createPeerManager(host: Host, options: PeerManagerOptions) {
       for (const [name, listener] of listeners) host.removeEventListener(name as 'peer:connect', listener);
       for (const timer of timers) clearTimeout(timer);
       timers.clear();
+    },
+    /** Every configured bootstrap address, connected or not (checked now, not at the last redial). */
+    bootstrapStatus(): BootstrapState[] {
+      return [...bootstraps.values()].map((state) => {
+        if (state.connected && !(state.peer && isConnected(state.peer))) bootstrapLost(state.peer ?? '');
+        return { address: state.address, connected: state.connected, since: state.since, error: state.error };
+      });
     },
   };
 }

@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { applyEvent, BOOTSTRAP_GRACE_MS, emptyModel } from '@anode/relay-node/dashboard/src/model.ts';
+import type { RelayStatus, StatusEvent } from '@anode/relay-node/src/dashboard/status-schema.ts';
+import { freePort, waitFor } from '../helpers/mesh.ts';
+import { type RelayProcess, spawnRelay, tempDir } from '../helpers/relay.ts';
+
+/**
+ * A relay given a wrong bootstrap address (nothing listens there) was alone with a status that
+ * said nothing of it. One given its own address (a config shared by every relay) must not be
+ * told a peer is missing: that address is left out of `mesh.bootstrap`.
+ */
+const status = async (url: string) => (await (await fetch(`${url}/v1/status`)).json()) as RelayStatus;
+
+const eventOf = (s: RelayStatus, at: number): StatusEvent => ({
+  at,
+  status: s,
+  metrics: {
+    published_total: 0,
+    delivered_total: 0,
+    errors_total: 0,
+    publish_latency: { sum_s: 0, count: 0 },
+    store_append: { sum_s: 0, count: 0 },
+  },
+  samples: [],
+});
+
+describe('bootstrap status: a wrong address and the relay’s own', () => {
+  const relays: RelayProcess[] = [];
+  after(async () => {
+    for (const relay of relays) relay.child.kill('SIGKILL');
+    await Promise.all(relays.map((relay) => relay.exited));
+  });
+
+  it('lists the refused address with its failure and leaves the relay’s own address out', async () => {
+    const own = `/ip4/127.0.0.1/tcp/${await freePort()}`;
+    const wrong = `/ip4/127.0.0.1/tcp/${await freePort()}`;
+    const relay = await spawnRelay([
+      ...['--port', '0', '--data-dir', await tempDir(), '--listen', own],
+      ...['--bootstrap', own, '--bootstrap', wrong],
+    ]);
+    relays.push(relay);
+
+    // Both have been dialled once the refused one has failed and the relay's own was refused too.
+    await waitFor(
+      'the refused dial in the status',
+      async () => !!(await status(relay.url)).mesh?.bootstrap?.[0]?.error,
+      60_000,
+    );
+    await waitFor(
+      'the relay to have dialled its own address',
+      () => relay.output.join('').includes('dial self'),
+      60_000,
+    );
+    const s = await status(relay.url);
+    assert.deepEqual(
+      s.mesh?.bootstrap?.map((b) => b.address),
+      [wrong],
+      'only the wrong address is listed',
+    );
+    const [entry] = s.mesh?.bootstrap ?? [];
+    assert.equal(entry?.connected, false);
+    assert.match(entry?.error ?? '', /^bootstrap dial failed: .*ECONNREFUSED/);
+
+    const since = Date.parse(entry?.since ?? '');
+    const named = (at: number) =>
+      applyEvent(emptyModel(), eventOf(s, at)).problems.filter((p) => p.startsWith('Bootstrap peer'));
+    assert.deepEqual(named(since + 1_000), [], 'not within the grace after the start');
+    assert.deepEqual(named(since + BOOTSTRAP_GRACE_MS + 1_000), [
+      `Bootstrap peer ${wrong} unreachable: ${entry?.error}`,
+    ]);
+  });
+});
