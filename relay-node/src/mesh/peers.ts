@@ -51,11 +51,26 @@ const DISCOVERY_DIAL_DELAY_MS = 3_000;
  */
 function bootstrapDialHint(error: unknown): string {
   if ((error as Error | undefined)?.name !== 'EncryptionFailedError') return '';
+  // Noise's own refusal of a peer whose key is not the one the address names (a `/p2p/` id of the
+  // relay's earlier data_dir, say) comes wrapped the same way: the mesh keys matched.
+  if (/does not match expected remote identity key/i.test(errorText(error))) {
+    return (
+      ': the relay at that address is another peer than its /p2p/ id names (was its data_dir reset?): ' +
+      "take the address from that relay's /v1/status (node.multiaddrs)"
+    );
+  }
   return (
     ': the address answered but the handshake failed, as when the two relays have different mesh keys: ' +
     'check that mesh_key (or mesh_key_file) is the same on both relays, or unset on both, ' +
     "and that the address is the other relay's mesh listen address"
   );
+}
+
+/** An error's message with its causes' (libp2p wraps the handshake's reason). */
+function errorText(error: unknown): string {
+  const parts: string[] = [];
+  for (let at: unknown = error, n = 0; at instanceof Error && n < 5; at = at.cause, n++) parts.push(at.message);
+  return parts.join(': ');
 }
 
 /** libp2p's refusal of a connection that turned out to reach this node itself. */
