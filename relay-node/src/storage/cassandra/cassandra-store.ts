@@ -5,6 +5,7 @@ import {
   cursorFloor,
   cursorTime,
   type Envelope,
+  MAX_CLOCK_SKEW_MS,
   type MessageStore,
   newerForLatest,
   RecentMap,
@@ -176,6 +177,8 @@ export const asRejection = (error: unknown): StoreRejectedError | undefined => {
  * spooled for good. Rows keep at most this long.
  */
 const MAX_TTL_S = 630_720_000;
+/** Longest a cursor may be ahead of this clock (MAX_CLOCK_SKEW_MS), in seconds. */
+const SKEW_S = Math.ceil(MAX_CLOCK_SKEW_MS / 1000);
 /**
  * The latest expiry (s since the epoch, 2038-01-19T03:14:06Z) a node accepts while it writes the
  * storage format before 5.0 (4.x, or 5.0 in storage_compatibility_mode CASSANDRA_4, its default):
@@ -217,7 +220,7 @@ const HISTORY_FETCH_ROWS = 500;
  * The (topic, bucket) index rows and the topics' first cursors this process wrote, so it does
  * not write them again for every message. Bounded (a relay sees new topics and a new bucket per
  * topic every cassandra_bucket_ms without end): the oldest are forgotten past these counts, and a
- * bucket row is written again once a bucket length has passed since (see knownBuckets). Writing a
+ * bucket row is written again before a message row would outlive it (see knownBuckets). Writing a
  * row again writes the same values: forgetting costs a write, never a different row.
  */
 const KNOWN_BUCKETS = 65_536;
@@ -293,16 +296,23 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
   /** The latest expiry Cassandra accepted (s since the epoch): set once it refused a later one. */
   let expiryLimitS: number | undefined;
   /**
-   * The TTLs of a message's rows written now (its claim's too) and of its bucket's index row: the
-   * retention's, unless Cassandra cannot hold them (see MAX_TTL_S, LEGACY_MAX_EXPIRY_S). Capped, a
-   * row still expires no later than the index row of its bucket; a cap that leaves no room (past
-   * 2038 on such a cluster) is not applied, and Cassandra's refusal stands.
+   * The TTLs of a message's rows written now (its claim's too) and of its bucket's index row.
+   * A row lives until its cursor is past the retention horizon (the horizon trimmedThrough reports:
+   * before, its message gone was a silent gap): a cursor ahead of this clock (an HLC that followed
+   * a peer's clock, up to MAX_CLOCK_SKEW_MS) keeps it that much longer, and a second more covers
+   * Cassandra counting TTLs in whole seconds. The index row's is a bucket length longer (see
+   * bucketKnown for a row that would outlive it). Both are capped where Cassandra cannot hold them (see
+   * MAX_TTL_S, LEGACY_MAX_EXPIRY_S); a cap that leaves no room (past 2038 on such a cluster) is
+   * not applied, and Cassandra's refusal stands.
    */
-  const ttls = () => {
+  const ttls = (cursor: string) => {
+    if (ttl === 0) return { row: 0, bucket: 0 };
+    const ahead = Math.min(SKEW_S, Math.max(0, Math.ceil((cursorTime(cursor) - Date.now()) / 1000)));
+    const row = ttl + ahead + 1;
     const limit = expiryLimitS === undefined ? MAX_TTL_S : Math.min(MAX_TTL_S, expiryLimitS - Date.now() / 1000);
     const cap = Math.floor(limit);
-    if (ttl === 0 || ttl + bucketS <= cap || cap - bucketS < 1) return { row: ttl, bucket: ttl && ttl + bucketS };
-    return { row: Math.min(ttl, cap - bucketS), bucket: cap };
+    if (row + bucketS <= cap || cap - bucketS < 1) return { row, bucket: row + bucketS };
+    return { row: Math.min(row, cap - bucketS), bucket: cap };
   };
   const write = {
     prepare: true,
@@ -319,14 +329,14 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
    */
   const claimWrite = { ...write, consistency: consistencies.any };
   const bucketOf = (cursor: string) => Long.fromNumber(Math.floor(cursorTime(cursor) / options.bucketMs));
-  // Bucket key → when its index row was written (ms). That row outlives every message row written
-  // within bucketMs of it (its TTL is a bucket longer); a later one (a late arrival for an old
-  // bucket) writes it again.
+  // Bucket key → by when its index row has expired at the latest (ms; Infinity without retention).
+  // A message row that would outlive it (written about a bucket length later, a late arrival for
+  // an old bucket, a cursor further ahead of the clock) writes it again.
   const knownBuckets = new RecentMap<number>(KNOWN_BUCKETS);
   const knownTopics = new SeenIds(KNOWN_TOPICS);
-  const bucketKnown = (key: string) => {
-    const writtenAt = knownBuckets.get(key);
-    return writtenAt !== undefined && (ttl === 0 || Date.now() - writtenAt < options.bucketMs);
+  const bucketKnown = (key: string, rowExpiresAt: number) => {
+    const expiresAt = knownBuckets.get(key);
+    return expiresAt !== undefined && expiresAt >= rowExpiresAt;
   };
   let ready: Promise<void> | undefined;
   /** A connect is in flight (`ready` not settled yet). */
@@ -458,14 +468,14 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
     });
   };
 
-  const claimParams = (e: Envelope) => [e.topic, claimShard(e.id), e.id, e.cursor, ttls().row];
+  const claimParams = (e: Envelope) => [e.topic, claimShard(e.id), e.id, e.cursor, ttls(e.cursor).row];
 
   /** The history row of `e` (its one copy of the data), and the per-topic index rows once per process. */
   const writeRow = async (e: Envelope, io: Io) => {
     const bucket = bucketOf(e.cursor);
     const bucketKey = `${e.topic}\n${bucket}`;
     const data = JSON.stringify(e.data);
-    const expiry = ttls();
+    const expiry = ttls(e.cursor);
     const writes: Promise<unknown>[] = [
       io.row({
         partition: bucketKey,
@@ -474,8 +484,13 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
         params: [e.topic, bucket, e.cursor, e.id, e.source, Long.fromNumber(e.ts), data, expiry.row],
       }),
     ];
+    // Cassandra counts TTLs from the whole second: a row expires by now + its TTL, the index row
+    // not before a second less than that.
     const writtenAt = Date.now();
-    if (!bucketKnown(bucketKey)) {
+    const rowExpiresAt = ttl === 0 ? 0 : writtenAt + expiry.row * 1000;
+    const indexExpiresAt = ttl === 0 ? Infinity : writtenAt - 1000 + expiry.bucket * 1000;
+    const indexed = !bucketKnown(bucketKey, rowExpiresAt);
+    if (indexed) {
       writes.push(
         io.exec(
           `INSERT INTO ${ks}.topic_buckets (topic, bucket) VALUES (?, ?) USING TTL ?`,
@@ -495,9 +510,9 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
       );
     }
     await Promise.all(writes);
-    if (!bucketKnown(bucketKey)) {
-      knownBuckets.delete(bucketKey); // added again as the youngest, with this write's time
-      knownBuckets.set(bucketKey, writtenAt);
+    if (indexed && !bucketKnown(bucketKey, indexExpiresAt)) {
+      knownBuckets.delete(bucketKey); // added again as the youngest, with this write's expiry
+      knownBuckets.set(bucketKey, indexExpiresAt);
     }
     knownTopics.add(e.topic);
   };
