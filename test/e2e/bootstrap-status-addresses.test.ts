@@ -71,3 +71,37 @@ describe('bootstrap status: a wrong address and the relay’s own', () => {
     ]);
   });
 });
+
+describe('bootstrap status: a bootstrap peer that starts late and dials this relay', () => {
+  const relays: RelayProcess[] = [];
+  after(async () => {
+    for (const relay of relays) relay.child.kill('SIGKILL');
+    await Promise.all(relays.map((relay) => relay.exited));
+  });
+
+  it('is listed connected once it is identified, not only at this relay’s next redial', async () => {
+    // A's redials of B back off (0.5 s doubling): by the time B starts and dials A, A's next
+    // redial is seconds away. Its status said B unreachable meanwhile (the page too), with B
+    // among its connected peers.
+    const addrA = `/ip4/127.0.0.1/tcp/${await freePort()}`;
+    const addrB = `/ip4/127.0.0.1/tcp/${await freePort()}`;
+    const a = await spawnRelay(['--port', '0', '--data-dir', await tempDir(), '--listen', addrA, '--bootstrap', addrB]);
+    relays.push(a);
+    await new Promise((resolve) => setTimeout(resolve, 10_000));
+    const b = await spawnRelay(['--port', '0', '--data-dir', await tempDir(), '--listen', addrB, '--bootstrap', addrA]);
+    relays.push(b);
+    await waitFor('A to have B as a peer', async () => ((await status(a.url)).peers?.length ?? 0) > 0, 60_000, 100);
+    await waitFor(
+      'A to list B’s address as connected',
+      async () => (await status(a.url)).mesh?.bootstrap?.[0]?.connected === true,
+      2_000,
+      100,
+    );
+    const now = Date.now();
+    const problems = applyEvent(emptyModel(), eventOf(await status(a.url), now + BOOTSTRAP_GRACE_MS)).problems;
+    assert.deepEqual(
+      problems.filter((p) => p.startsWith('Bootstrap')),
+      [],
+    );
+  });
+});

@@ -153,6 +153,24 @@ export function createPeerManager(host: Host, options: PeerManagerOptions) {
     }
   };
 
+  /**
+   * A peer identified on a connection (its own dial to this node, say, after it restarted): the
+   * bootstrap address it listens on, or whose /p2p/ id it is, is connected now, not only at this
+   * node's next redial (up to ~40 s of backoff away, the page meanwhile naming a connected peer
+   * unreachable).
+   */
+  const bootstrapIdentified = (peer: string, listenAddrs: readonly string[]) => {
+    const bare = (address: string) => address.replace(/\/p2p\/[^/]+$/, '');
+    const listening = new Set(listenAddrs.map(bare));
+    for (const state of bootstraps.values()) {
+      if (state.connected) continue;
+      if (state.peer === peer || (state.peer === undefined && listening.has(bare(state.address)))) {
+        state.peer = peer;
+        mark(state, true, null);
+      }
+    }
+  };
+
   const dialDiscovered = async (peer: PeerId, first = true) => {
     const id = peer.toString();
     if (stopped || id === self || dialing.has(id) || isConnected(id)) return;
@@ -229,6 +247,7 @@ export function createPeerManager(host: Host, options: PeerManagerOptions) {
           listenAddrs: { toString(): string }[];
         };
         if (protocols.includes(CATCH_UP_PROTOCOL)) options.onMeshPeer(peerId.toString(), true);
+        bootstrapIdentified(peerId.toString(), listenAddrs.map(String));
         void maybeUpgrade(peerId, listenAddrs);
       },
     ],
@@ -257,7 +276,9 @@ export function createPeerManager(host: Host, options: PeerManagerOptions) {
     /** Every configured bootstrap address, connected or not (checked now, not at the last redial). */
     bootstrapStatus(): BootstrapState[] {
       return [...bootstraps.values()].map((state) => {
-        if (state.connected && !(state.peer && isConnected(state.peer))) bootstrapLost(state.peer ?? '');
+        const up = state.peer !== undefined && isConnected(state.peer);
+        if (state.connected && !up) bootstrapLost(state.peer ?? '');
+        else if (!state.connected && up) mark(state, true, null);
         return { address: state.address, connected: state.connected, since: state.since, error: state.error };
       });
     },
