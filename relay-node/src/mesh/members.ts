@@ -49,7 +49,7 @@ const FETCH_TIMEOUT_MS = 15_000;
  * (admin API), and sits 3 levels down; one created before that check, a little deeper, still
  * replicates.
  */
-const MAX_SNAPSHOT_DEPTH = 2 * MAX_DATA_DEPTH;
+const MAX_SNAPSHOT_DEPTH = 2 * MAX_DATA_DEPTH + 16; // sources/definition.ts MAX_DEFINITION_DEPTH, 3 levels down
 /** A node whose timer fired this late re-settles even where its timeout is longer (pings drop it). */
 const FROZEN_MS = 15_000;
 /** Longest a relay that announces this node's id goes unlogged. */

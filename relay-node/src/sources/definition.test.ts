@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MAX_TIMER_MS } from '../config-fields.ts';
-import { parseDefinition } from './definition.ts';
+import { MAX_DEFINITION_DEPTH, parseDefinition } from './definition.ts';
 import { BUILTIN_KINDS } from './kinds/builtin-kinds.ts';
 
 const http = (extra: Record<string, unknown>) =>
@@ -19,6 +19,17 @@ describe('source definitions: refused when parsed, not on every attempt', () => 
     }
     assert.equal(websocket({ heartbeat_ms: MAX_TIMER_MS }).heartbeat_ms, MAX_TIMER_MS);
     refused(() => websocket({ heartbeat_ms: 3_000_000_000 }), /^source s: heartbeat_ms: at most 2147483647 /);
+  });
+
+  it('refuses at load a definition deeper than MAX_DEFINITION_DEPTH, and takes one held from before up to it', () => {
+    // Past ~4,400 levels JSON.stringify throws: the relay stopped once the source started.
+    const nested = (depth: number): unknown => JSON.parse(`${'['.repeat(depth)}1${']'.repeat(depth)}`);
+    assert.ok(http({ method: 'POST', body: nested(MAX_DEFINITION_DEPTH - 1) }).body);
+    refused(
+      () => http({ method: 'POST', body: nested(MAX_DEFINITION_DEPTH) }),
+      /^source s: \(root\): nested deeper than 2000 levels/,
+    );
+    refused(() => http({ method: 'POST', body: nested(5_000) }), /nested deeper than 2000 levels/);
   });
 
   it('refuses a body on a GET, and the HEAD method (no JSON to read)', () => {

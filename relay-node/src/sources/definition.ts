@@ -1,4 +1,4 @@
-import { isSourceName, isTopic } from '@anode/shared';
+import { assertDataDepth, isSourceName, isTopic, MAX_DATA_DEPTH } from '@anode/shared';
 import { z } from 'zod';
 import { nonNegativeInt, timerMs } from '../config-fields.ts';
 import { jsonPathProblem } from './json-path.ts';
@@ -89,6 +89,9 @@ function schemaOf(kind: SourceKind): z.ZodType {
   return schema;
 }
 
+/** The deepest source definition loaded (from sources.json or a config file); see parseDefinition. */
+export const MAX_DEFINITION_DEPTH = 2 * MAX_DATA_DEPTH;
+
 /** Validates a raw definition against the common fields and its kind's own fields. */
 export function parseDefinition(raw: unknown, kinds: ReadonlyMap<string, SourceKind>): SourceDefinition {
   const kindName = (raw as { kind?: unknown } | null)?.kind;
@@ -99,6 +102,15 @@ export function parseDefinition(raw: unknown, kinds: ReadonlyMap<string, SourceK
   const name = (raw as { name?: unknown }).name;
   const refuse = (field: string, message: string | undefined) =>
     new SourceDefinitionError(`source ${typeof name === 'string' ? name : '?'}: ${field || '(root)'}: ${message}`);
+  // Serialized again and again (sources.json, the mesh's shared state and its digest every beat,
+  // an http body per poll): one past what JSON.stringify recurses through (~4,400 levels) stopped
+  // the relay after it started. New ones are held to MAX_DATA_DEPTH (admin-routes.ts); one held
+  // from before up to twice that still loads, and replicates (members.ts takes snapshots so deep).
+  try {
+    assertDataDepth(raw, MAX_DEFINITION_DEPTH);
+  } catch (error) {
+    throw refuse('', (error as Error).message.replace(/^data: /, ''));
+  }
   const result = schemaOf(kind).safeParse(raw);
   if (!result.success) {
     const issue = result.error.issues[0];
