@@ -208,7 +208,7 @@ describe('config', () => {
       );
     }
     // Another key, not a slip of one: no suggestion (mesh_open would open the mesh to any node).
-    for (const other of ['mesh_port', 'mesh_token', 'cert', 'cassandra_host', 'metrics_port']) {
+    for (const other of ['mesh_port', 'mesh_token', 'cert', 'cassandra_host', 'metrics_port', 'cassandra']) {
       await writeFile(file, JSON.stringify({ [other]: 1 }));
       assert.throws(
         () => loadConfig({ file }),

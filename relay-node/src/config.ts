@@ -330,11 +330,11 @@ function closestKeyHint(unknown: string, show: (key: string) => string): string 
     if (distance < bestDistance) [best, bestDistance] = [key, distance];
   }
   // A slip of a key, not another key: an edit per six characters (one at least), or the key with
-  // its unit left off (`retention_max_age`). A third of the length let `mesh_port` and
+  // its unit (_ms, _bytes) left off (`retention_max_age`). A third of the length let `mesh_port` and
   // `mesh_token` suggest `mesh_open`, which opens the mesh to any node, and `cert` suggest `port`.
   const near =
     best !== undefined &&
-    (bestDistance <= Math.max(1, Math.floor(wanted.length / 6)) || (wanted.length >= 6 && best.startsWith(wanted)));
+    (bestDistance <= Math.max(1, Math.floor(wanted.length / 6)) || /^_(ms|bytes)$/.test(best.slice(wanted.length)));
   // The command line adds that `anode --help` lists every option.
   return near ? `did you mean ${show(best!)}?` : 'docs/configuration.md lists every key';
 }
