@@ -3,7 +3,8 @@
  * `?token=`, `?api_key=`), and an upstream's answer may hold anything: both are shown redacted,
  * whoever asks. The redacted form keeps enough to recognise the URL.
  */
-const URL_IN_TEXT = /\b([a-z][a-z0-9+.-]*:\/\/)([^\s/?#"'<>`]*@)?([^\s?#"'<>`]*)(\?[^\s#"'<>`]*)?/gi;
+// Userinfo may hold a quote (a URL keeps `'` unencoded): stopping there showed the rest of a password.
+const URL_IN_TEXT = /\b([a-z][a-z0-9+.-]*:\/\/)([^\s/?#<>`]*@)?([^\s?#"'<>`]*)(\?[^\s#"'<>`]*)?/gi;
 const SECRET_PARAM = /token|key|secret|pass|auth|sig|credential|session|cookie/i;
 export const REDACTED = '***';
 
