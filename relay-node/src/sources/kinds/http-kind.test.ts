@@ -189,3 +189,21 @@ describe('http source: an upstream it cannot reach', () => {
     );
   });
 });
+
+describe('http source: credentials in its url', () => {
+  it('sends them as Basic authorization (fetch refuses a URL that holds them), and not in the URL', async () => {
+    const feed = await upstream(() => ({ status: 200 }));
+    try {
+      const url = feed.url.replace('http://', 'http://reader:p%40ss%3Aw0rd@');
+      assert.equal((await poll({ url: `${url}/feed` })).length, 1, 'the poll reads the feed');
+      const [request] = feed.seen;
+      assert.equal(request?.headers.authorization, `Basic ${Buffer.from('reader:p@ss:w0rd').toString('base64')}`);
+      assert.equal(request?.url, '/feed');
+      // An authorization header the source sets itself wins.
+      await poll({ url: `${url}/feed`, headers: { Authorization: 'Bearer t0k' } });
+      assert.equal(feed.seen[1]?.headers.authorization, 'Bearer t0k');
+    } finally {
+      await feed.close();
+    }
+  });
+});

@@ -106,6 +106,26 @@ async function fetchFollowingSameOrigin(url: string, init: RequestInit & { metho
 }
 
 /**
+ * A URL's `user:password@` as a Basic authorization header, and the URL without it: fetch refuses
+ * to construct a request from a URL that holds credentials, so such a source failed every poll.
+ */
+function credentialsApart(href: string): { url: string; authorization?: string } {
+  const url = new URL(href);
+  if (url.username === '' && url.password === '') return { url: href };
+  const decoded = (part: string) => {
+    try {
+      return decodeURIComponent(part);
+    } catch {
+      return part; // a stray % the URL parser let through: sent as written
+    }
+  };
+  const pair = `${decoded(url.username)}:${decoded(url.password)}`;
+  url.username = '';
+  url.password = '';
+  return { url: url.href, authorization: `Basic ${Buffer.from(pair).toString('base64')}` };
+}
+
+/**
  * Polls a URL at an interval. Conditional requests: the last `ETag` and `Last-Modified` are
  * sent back as `If-None-Match` / `If-Modified-Since`, and a 304 is a success with no payload (as
  * are a 204 and a 205: no content).
@@ -128,15 +148,18 @@ export const httpKind: SourceKind = {
     const shownUrl = redactUrls(def.url);
     const body =
       def.body === undefined ? undefined : typeof def.body === 'string' ? def.body : JSON.stringify(def.body);
+    const { url, authorization } = credentialsApart(def.url);
     return {
       mode: 'poll',
       intervalMs: def.interval_ms,
       async run(signal) {
         const headers: Record<string, string> = { accept: 'application/json', ...def.headers };
+        if (authorization !== undefined && !Object.keys(headers).some((name) => name.toLowerCase() === 'authorization'))
+          headers.authorization = authorization;
         if (body !== undefined && typeof def.body !== 'string') headers['content-type'] ??= 'application/json';
         if (etag) headers['if-none-match'] = etag;
         if (lastModified) headers['if-modified-since'] = lastModified;
-        const response = await fetchFollowingSameOrigin(def.url, { method: def.method, headers, body, signal });
+        const response = await fetchFollowingSameOrigin(url, { method: def.method, headers, body, signal });
         // Nothing new: not modified, or no content (an API's answer when nothing happened since).
         if (response.status === 304 || response.status === 204 || response.status === 205) {
           await response.body?.cancel();
