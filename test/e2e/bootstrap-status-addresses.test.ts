@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { applyEvent, BOOTSTRAP_GRACE_MS, emptyModel } from '@anode/relay-node/dashboard/src/model.ts';
-import type { RelayStatus, StatusEvent } from '@anode/relay-node/src/dashboard/status-schema.ts';
+import type { RelayStatus } from '@anode/relay-node/src/dashboard/status-schema.ts';
 import { freePort, waitFor } from '../helpers/mesh.ts';
+import { statusEventOf } from '../helpers/status-event.ts';
 import { type RelayProcess, spawnRelay, tempDir } from '../helpers/relay.ts';
 
 /**
@@ -12,18 +13,7 @@ import { type RelayProcess, spawnRelay, tempDir } from '../helpers/relay.ts';
  */
 const status = async (url: string) => (await (await fetch(`${url}/v1/status`)).json()) as RelayStatus;
 
-const eventOf = (s: RelayStatus, at: number): StatusEvent => ({
-  at,
-  status: s,
-  metrics: {
-    published_total: 0,
-    delivered_total: 0,
-    errors_total: 0,
-    publish_latency: { sum_s: 0, count: 0 },
-    store_append: { sum_s: 0, count: 0 },
-  },
-  samples: [],
-});
+const eventOf = statusEventOf;
 
 describe('bootstrap status: a wrong address and the relay’s own', () => {
   const relays: RelayProcess[] = [];

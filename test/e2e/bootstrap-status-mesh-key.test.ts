@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { applyEvent, BOOTSTRAP_GRACE_MS, emptyModel } from '@anode/relay-node/dashboard/src/model.ts';
-import type { BootstrapStatus, RelayStatus, StatusEvent } from '@anode/relay-node/src/dashboard/status-schema.ts';
+import type { BootstrapStatus, RelayStatus } from '@anode/relay-node/src/dashboard/status-schema.ts';
 import { asArgs, FAST_MESH, meshStatus, waitFor } from '../helpers/mesh.ts';
 import { type RelayProcess, spawnRelay, tempDir } from '../helpers/relay.ts';
+import { statusEventOf } from '../helpers/status-event.ts';
 
 /**
  * A relay whose bootstrap peer it cannot reach (here: another mesh key) logged a warning, but its
@@ -15,21 +16,7 @@ import { type RelayProcess, spawnRelay, tempDir } from '../helpers/relay.ts';
 const status = async (url: string) => (await (await fetch(`${url}/v1/status`)).json()) as RelayStatus;
 const bootstrapOf = (s: RelayStatus): BootstrapStatus | undefined => s.mesh?.bootstrap?.[0];
 
-const problemsAt = (s: RelayStatus, at: number) => {
-  const event: StatusEvent = {
-    at,
-    status: s,
-    metrics: {
-      published_total: 0,
-      delivered_total: 0,
-      errors_total: 0,
-      publish_latency: { sum_s: 0, count: 0 },
-      store_append: { sum_s: 0, count: 0 },
-    },
-    samples: [],
-  };
-  return applyEvent(emptyModel(), event).problems;
-};
+const problemsAt = (s: RelayStatus, at: number) => applyEvent(emptyModel(), statusEventOf(s, at)).problems;
 
 describe('bootstrap status: a relay that cannot reach its bootstrap peer', () => {
   const relays: RelayProcess[] = [];

@@ -7,7 +7,8 @@ import {
   MAX_TOPIC_ROWS,
   type Series,
 } from '@anode/relay-node/dashboard/src/model.ts';
-import type { RelayStatus, StatusEvent } from '@anode/relay-node/src/dashboard/status-schema.ts';
+import type { RelayStatus } from '@anode/relay-node/src/dashboard/status-schema.ts';
+import { statusEventOf } from '../helpers/status-event.ts';
 
 /**
  * The dashboard page's model (pure, no DOM): what it does with a large status, how it reads a
@@ -33,18 +34,7 @@ const baseStatus = (over: Partial<RelayStatus> = {}): RelayStatus => ({
   ...over,
 });
 
-const eventOf = (status: RelayStatus, at = Date.now()): StatusEvent => ({
-  at,
-  status,
-  metrics: {
-    published_total: 0,
-    delivered_total: 0,
-    errors_total: 0,
-    publish_latency: { sum_s: 0, count: 0 },
-    store_append: { sum_s: 0, count: 0 },
-  },
-  samples: [],
-});
+const eventOf = statusEventOf;
 
 describe('dashboard model', () => {
   it('takes each topic’s subscriber count from the status, never matching topics against patterns', () => {
