@@ -94,6 +94,31 @@ const SQLITE_FULL = 13;
 export const diskFull = (error: unknown): boolean =>
   ((error as { errcode?: unknown }).errcode as number) % 256 === SQLITE_FULL;
 
+/**
+ * After a write a store's file could not take (a full disk, an I/O error), health says not ok for
+ * this long, so a load balancer sends publishes elsewhere; then ok again, to be tried.
+ */
+export const WRITE_FAILURE_MS = 10_000;
+
+/**
+ * The last write a store's file could not take, for health: its message while it is recent
+ * (WRITE_FAILURE_MS) and no write was taken since. The embedded store's and the spool's.
+ */
+export function writeFailureMemory() {
+  let last: { message: string; at: number } | undefined;
+  return {
+    failed(error: unknown): void {
+      last = { message: (error as Error).message, at: Date.now() };
+    },
+    taken(): void {
+      last = undefined;
+    },
+    recent(): string | undefined {
+      return last && Date.now() - last.at < WRITE_FAILURE_MS ? last.message : undefined;
+    },
+  };
+}
+
 /** Whether a SQLite error says the file is damaged (SQLITE_CORRUPT, 11) or is not SQLite's (SQLITE_NOTADB, 26). */
 export const fileDamaged = (error: unknown): boolean => {
   const errcode = (error as { errcode?: unknown }).errcode;

@@ -19,6 +19,7 @@ import {
   toEnvelope,
   WAL_CHECKPOINT_PAGES,
   walPolicy,
+  writeFailureMemory,
 } from './sqlite-schema.ts';
 import { inProcess, startWriterThread } from './sqlite-writer.ts';
 import { CURSOR_TAKEN, createWrites, type Writes, type WriteRow } from './sqlite-writes.ts';
@@ -80,11 +81,6 @@ const INLINE_DURING_CHECKPOINT = 2_500;
  * during a step are written before the next step.
  */
 const SWEEP_STEP = 2_000;
-/**
- * After a failed append (a full disk, an I/O error), health says not ok for this long, so a load
- * balancer sends publishes elsewhere; then ok again, to be tried (reads never needed the disk's room).
- */
-const WRITE_FAILURE_MS = 10_000;
 
 /**
  * Open and migrate the store's file, or fail naming it: SQLite's own message ("file is not a
@@ -130,7 +126,8 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
   const duringCheckpoint = Math.max(4, Math.floor(INLINE_DURING_CHECKPOINT * share));
   let inlineRows = 0;
   if (inline) db.exec('PRAGMA wal_autocheckpoint = 0');
-  let writeFailed: { message: string; at: number } | undefined;
+  // A failed append (reads never needed the disk's room): health says not ok for a while.
+  const writeFailure = writeFailureMemory();
   // While the thread's checkpoint runs, at most INLINE_DURING_CHECKPOINT rows are written here;
   // beyond them, writes queue behind the checkpoint on the thread, as they all did before. That
   // bounds the log, and the copy left for this connection, when the event loop never yields
@@ -233,9 +230,9 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
           const written = inlineOrThread(inline, rows);
           stored = written instanceof Promise ? await written : written;
         } else stored = await writes.append(rows);
-        writeFailed = undefined;
+        writeFailure.taken();
       } catch (error) {
-        writeFailed = { message: (error as Error).message, at: Date.now() };
+        writeFailure.failed(error);
         throw error;
       }
       return messages.map((m, i): AppendResult => {
@@ -286,9 +283,8 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
 
     async health(): Promise<StoreHealth> {
       if (writes.failure) return { ok: false, detail: writes.failure, path };
-      if (writeFailed && Date.now() - writeFailed.at < WRITE_FAILURE_MS) {
-        return { ok: false, detail: `the last write failed: ${writeFailed.message}`, path };
-      }
+      const failed = writeFailure.recent();
+      if (failed !== undefined) return { ok: false, detail: `the last write failed: ${failed}`, path };
       try {
         db.prepare('SELECT 1').get();
         return { ok: true, path };

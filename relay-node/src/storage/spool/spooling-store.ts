@@ -14,7 +14,7 @@ import type { Logger } from '../../logger.ts';
 import { ensurePrivateFile, PRIVATE_DIR_MODE } from '../../private-files.ts';
 import { mergeLatest, mergePage } from '../merge-page.ts';
 import { isStoreRejection } from '../store-rejected.ts';
-import { fileDamaged } from '../embedded/sqlite-schema.ts';
+import { fileDamaged, writeFailureMemory } from '../embedded/sqlite-schema.ts';
 
 /**
  * A durable local spool in front of a remote store (Cassandra). While the remote store accepts
@@ -105,13 +105,6 @@ const nodeIdInUse = (error: unknown) => (error as { code?: unknown } | undefined
  * cassandra_timeout_ms (or longer): /healthz and /v1/status waited as long on every call.
  */
 export const HEALTH_WAIT_MS = 1_000;
-
-/**
- * After the spool failed to take a write (a full disk, an I/O error), health says not ok for this
- * long, so a load balancer sends publishes elsewhere; then ok again, to be tried (as the embedded
- * store does after a failed write).
- */
-export const SPOOL_FAILURE_MS = 10_000;
 
 /** Ids (with their stored copies) remembered from the remote store, to answer duplicates while it is away. */
 export const RECENT_IDS = 4_096;
@@ -259,8 +252,8 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
   let fullLogged = false;
   /** The last batch the spool was asked to take did not fit (publishes are refused): health says so. */
   let refusingFull = false;
-  /** The last write the spool's file could not take (publishes were refused), and when. */
-  let spoolFailed: { message: string; at: number } | undefined;
+  /** The last write the spool's file could not take (publishes were refused), as the embedded store keeps its own. */
+  const spoolFailure = writeFailureMemory();
   const spoolFull = (adding: number) => {
     refusingFull = true;
     const error = new UnavailableError(
@@ -304,12 +297,12 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
     } catch (error) {
       if (db.isTransaction) db.exec('ROLLBACK'); // a failed COMMIT (a full disk) rolled back already
       // The file refused it (not spool_max_bytes, which says so itself): health says so too.
-      if (!(error instanceof UnavailableError)) spoolFailed = { message: (error as Error).message, at: Date.now() };
+      if (!(error instanceof UnavailableError)) spoolFailure.failed(error);
       throw error;
     }
     spooledBytes += added;
     refusingFull = false;
-    spoolFailed = undefined;
+    spoolFailure.taken();
     setDepth(depth + batch.size);
     schedule();
     return results;
@@ -473,7 +466,7 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
         // unless a write that failed after this one began has spooled meanwhile: the drain clears
         // it then (and logs the store back), not an append that was already on its way.
         if (depth === 0) lastError = undefined;
-        spoolFailed = undefined; // publishes are taken again
+        spoolFailure.taken(); // publishes are taken again
         return results;
       } catch (error) {
         // Refused for good (see above): spooled, it would only block the spool behind it. The
@@ -549,10 +542,9 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
         : undefined;
       // The spool's file refused a write lately (a full disk): publishes are refused meanwhile.
       // Reported as ok, it kept a load balancer sending them here.
+      const lastFailure = spoolFailure.recent();
       const failed =
-        spoolFailed && Date.now() - spoolFailed.at < SPOOL_FAILURE_MS
-          ? `the local spool could not take the last write: ${spoolFailed.message}`
-          : undefined;
+        lastFailure === undefined ? undefined : `the local spool could not take the last write: ${lastFailure}`;
       const down = refused?.message ?? full ?? failed;
       return {
         ...inner,
