@@ -1,6 +1,6 @@
 import { importSPKI, type JWTPayload, jwtVerify, SignJWT } from 'jose';
 import { z } from 'zod';
-import { isSourceName, isSourcePattern } from './names.ts';
+import { isSourceName, isSourcePattern, SOURCE_NAME_RULE } from './names.ts';
 import { BadFrameError, ForbiddenError, UnauthorizedError } from './errors.ts';
 import { assertPattern, covers, matches } from './topics.ts';
 
@@ -169,7 +169,7 @@ export function sourceFor(claims: Pick<Claims, 'subject' | 'src'>, requested: st
     if (claims.subject === undefined) return ANONYMOUS_SOURCE;
     if (!isSourceName(claims.subject)) {
       throw new ForbiddenError(
-        'the token subject is not a valid source name (1-128 of A-Z a-z 0-9 _ - @ : | and dots); publish with a `source` the token grants',
+        `the token subject is not a valid source name (${SOURCE_NAME_RULE}); publish with a \`source\` the token grants`,
       );
     }
     return claims.subject;

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { assertDataDepth } from './data-depth.ts';
-import { isSourceName } from './names.ts';
+import { isSourceName, SOURCE_NAME_RULE } from './names.ts';
 import { BadFrameError, ERROR_CODES } from './errors.ts';
 import { isCursor } from './ids.ts';
 import { assertPattern, assertTopic } from './topics.ts';
@@ -12,7 +12,7 @@ import { assertPattern, assertTopic } from './topics.ts';
  */
 export const cursorSchema = z.string().refine(isCursor, 'not a cursor');
 const ref = z.string().max(128).optional();
-const source = z.string().refine(isSourceName, 'not a source name (1-128 of A-Z a-z 0-9 _ - @ : | and dots)');
+const source = z.string().refine(isSourceName, `not a source name (${SOURCE_NAME_RULE})`);
 /** An idempotency key: 1 to MAX_KEY_LENGTH characters, in a body, a frame or the header. */
 export const MAX_KEY_LENGTH = 256;
 const key = z.string().min(1).max(MAX_KEY_LENGTH);

@@ -11,6 +11,9 @@ export function isMessageId(value: unknown): value is string {
   return typeof value === 'string' && ID.test(value);
 }
 
+/** The source name grammar as messages state it (isSourceName). */
+export const SOURCE_NAME_RULE = '1-128 of A-Z a-z 0-9 _ - @ : | and dots';
+
 /**
  * A source name (PROTOCOL.md "Envelope"): 1 to 128 characters, segments joined by `.`, each of
  * `A-Z a-z 0-9 _ - @ : |`; not a property name of JavaScript's Object.prototype (`__proto__`,

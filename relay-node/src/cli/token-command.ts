@@ -72,7 +72,7 @@ export async function tokenCommand(args: string[]): Promise<void> {
   }
   const grants = { pub: values.pub ?? [], sub: values.sub ?? [], ...(values.src ? { src: values.src } : {}) };
   // Loaded only now: the protocol module (zod, jose) is the slow part of this command.
-  const { claimsSchema, isSourceName, signToken } = await import('@anode/shared');
+  const { claimsSchema, isSourceName, SOURCE_NAME_RULE, signToken } = await import('@anode/shared');
   const checked = claimsSchema.safeParse({ sub: values.subject, anode: grants });
   if (!checked.success) {
     const issue = checked.error.issues[0];
@@ -91,7 +91,7 @@ export async function tokenCommand(args: string[]): Promise<void> {
     if (!values.src) {
       throw new UsageError(
         `token: ${what}: it would refuse them all`,
-        'a subject is 1-128 of A-Z a-z 0-9 _ - @ : | and dots, e.g. my-app; or grant --src names to publish as',
+        `a subject is ${SOURCE_NAME_RULE}, e.g. my-app; or grant --src names to publish as`,
       );
     }
     process.stderr.write(`anode token: warning: ${what}: each publish must name a source that --src grants\n`);
