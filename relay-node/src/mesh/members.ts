@@ -44,12 +44,13 @@ export const STATE_PROTOCOL = '/anode/state/1.0.0';
 const MAX_STATE_BYTES = 64 * 1024 * 1024;
 const FETCH_TIMEOUT_MS = 15_000;
 /**
- * The deepest shared-state snapshot taken: twice what message data may be, far below the ~4,400
- * levels JSON.stringify recurses through. A new source definition is held to MAX_DATA_DEPTH
- * (admin API), and sits 3 levels down; one created before that check, a little deeper, still
- * replicates.
+ * The deepest shared-state snapshot taken, far below the ~4,400 levels JSON.stringify recurses
+ * through: the deepest value a state holds (a source definition loaded: MAX_DEFINITION_DEPTH in
+ * sources/definition.ts, twice MAX_DATA_DEPTH; a new one is held to MAX_DATA_DEPTH) plus the
+ * snapshot's own levels above it (3 for a definition), with room to spare. Stated here, not
+ * imported: the mesh knows its states only as JSON.
  */
-const MAX_SNAPSHOT_DEPTH = 2 * MAX_DATA_DEPTH + 16; // sources/definition.ts MAX_DEFINITION_DEPTH, 3 levels down
+const MAX_SNAPSHOT_DEPTH = 2 * MAX_DATA_DEPTH + 16;
 /** A node whose timer fired this late re-settles even where its timeout is longer (pings drop it). */
 const FROZEN_MS = 15_000;
 /** Longest a relay that announces this node's id goes unlogged. */
