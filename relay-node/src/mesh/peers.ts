@@ -146,11 +146,10 @@ export function createPeerManager(host: Host, options: PeerManagerOptions) {
     void step();
   };
 
+  const LOST = 'the connection to it was lost';
   /** A bootstrap peer's last connection closed: not connected from now, until a redial succeeds. */
   const bootstrapLost = (peer: string) => {
-    for (const state of bootstraps.values()) {
-      if (state.peer === peer && state.connected) mark(state, false, 'the connection to it was lost');
-    }
+    for (const state of bootstraps.values()) if (state.peer === peer && state.connected) mark(state, false, LOST);
   };
 
   /**
@@ -277,8 +276,7 @@ export function createPeerManager(host: Host, options: PeerManagerOptions) {
     bootstrapStatus(): BootstrapState[] {
       return [...bootstraps.values()].map((state) => {
         const up = state.peer !== undefined && isConnected(state.peer);
-        if (state.connected && !up) bootstrapLost(state.peer ?? '');
-        else if (!state.connected && up) mark(state, true, null);
+        if (state.connected !== up) mark(state, up, LOST);
         return { address: state.address, connected: state.connected, since: state.since, error: state.error };
       });
     },
