@@ -1,3 +1,4 @@
+import { ownsSource } from '../../src/dashboard/source-owner.ts';
 import type { MetricsSample, RelayStatus } from '../../src/dashboard/status-schema.ts';
 
 /**
@@ -109,11 +110,8 @@ function selfRelay(status: RelayStatus): RelayView {
     connection: null,
     latency_ms: null,
     connections: status.connections,
-    // As the status card counts them (relay-card.ts): a source is this relay's when it is its
-    // owner. A paused source is `paused` on every relay, not `standby`, yet only its owner pulls it.
-    sources_owned: sources
-      ? sources.filter((s) => (s.owner !== undefined ? s.owner === node.id : s.state !== 'standby')).map((s) => s.name)
-      : null,
+    // As the status card counts them (relay-card.ts).
+    sources_owned: sources ? sources.filter((s) => ownsSource(s, node.id)).map((s) => s.name) : null,
     sources_total: sources ? sources.length : null,
     edge_links: status.edge ? links.map((l) => ({ topic: str(l.topic), state: str(l.state) })) : null,
     status_error: null,

@@ -1,4 +1,5 @@
 import { redactUrls } from '../redact.ts';
+import { ownsSource } from './source-owner.ts';
 
 /**
  * A relay's status card: the part of its `/v1/status` that other relays show in their cluster
@@ -18,9 +19,7 @@ export function relayCard(status: Obj): Obj {
   const node = obj(status.node);
   const store = obj(status.store);
   const sources = list(status.sources);
-  // A source is this relay's when the relay is its owner (`owner`, the node drawn to pull it):
-  // a paused source is `paused` on every relay, not `standby`, yet only its owner would pull it.
-  const owned = sources.filter((s) => ('owner' in s ? s.owner === node.id : s.state !== 'standby'));
+  const owned = sources.filter((s) => ownsSource(s, node.id));
   const links = list(obj(status.edge).links);
   return {
     v: 1,
