@@ -38,9 +38,9 @@ export class InvalidJsonError extends SyntaxError {
 const MAX_REDIRECTS = 5;
 
 /**
- * fetch() whose failure (the upstream unreachable, or closing without an answer) says why. fetch's own error is "fetch failed",
- * with the reason ("connect ECONNREFUSED 127.0.0.1:9", "getaddrinfo ENOTFOUND ...") only in its
- * `cause`, which the status page and the logs never showed. The URL is named without its
+ * fetch() whose failure (the upstream unreachable, or closing without an answer) says why.
+ * fetch's own error is "fetch failed", with the reason ("connect ECONNREFUSED 127.0.0.1:9",
+ * "getaddrinfo ENOTFOUND ...") only in its `cause`, which the status page and the logs never showed. The URL is named without its
  * credentials (redact.ts), and so is anything the reason quotes.
  */
 async function fetchExplained(url: URL, init: RequestInit): Promise<Response> {
@@ -149,13 +149,16 @@ export const httpKind: SourceKind = {
     const body =
       def.body === undefined ? undefined : typeof def.body === 'string' ? def.body : JSON.stringify(def.body);
     const { url, authorization } = credentialsApart(def.url);
+    // The URL's credentials, unless the source's own headers carry an authorization.
+    const urlAuthorization = Object.keys(def.headers).some((name) => name.toLowerCase() === 'authorization')
+      ? undefined
+      : authorization;
     return {
       mode: 'poll',
       intervalMs: def.interval_ms,
       async run(signal) {
         const headers: Record<string, string> = { accept: 'application/json', ...def.headers };
-        if (authorization !== undefined && !Object.keys(headers).some((name) => name.toLowerCase() === 'authorization'))
-          headers.authorization = authorization;
+        if (urlAuthorization !== undefined) headers.authorization = urlAuthorization;
         if (body !== undefined && typeof def.body !== 'string') headers['content-type'] ??= 'application/json';
         if (etag) headers['if-none-match'] = etag;
         if (lastModified) headers['if-modified-since'] = lastModified;
