@@ -37,7 +37,10 @@ interface Run {
   loaded: string;
 }
 
-function anode(args: string[], options: { env?: Record<string, string>; until?: RegExp } = {}): Promise<Run> {
+function anode(
+  args: string[],
+  options: { env?: Record<string, string>; until?: RegExp; timeoutMs?: number } = {},
+): Promise<Run> {
   const child = spawn(process.execPath, ['--import', RECORD_LOADS, CLI, ...args], {
     env: { ...process.env, ANODE_JWT_SECRET: '', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -49,11 +52,12 @@ function anode(args: string[], options: { env?: Record<string, string>; until?: 
     if (options.until?.test(stdout)) child.kill('SIGTERM');
   });
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const timeoutMs = options.timeoutMs ?? 120_000;
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`anode ${args.join(' ')} still running after 120 s:\n${stdout}\n${stderr}`));
-    }, 120_000);
+      reject(new Error(`anode ${args.join(' ')} still running after ${timeoutMs / 1000} s:\n${stdout}\n${stderr}`));
+    }, timeoutMs);
     child.once('close', (code) => {
       clearTimeout(timer);
       const loaded = /^loaded: (.*)$/m.exec(stderr)?.[1] ?? '';
@@ -178,6 +182,24 @@ describe('anode command', () => {
       assert.equal(run.code, EXIT_CODES.ok);
     }
   });
+
+  it(
+    'relay with a data folder that cannot be made (under /proc) says so and exits, without spinning',
+    {
+      skip: process.platform !== 'linux' && 'needs /proc',
+    },
+    async () => {
+      // Node's own recursive mkdir never returns there: /proc answers ENOENT for the new folder,
+      // so it made the parent (EEXIST) and tried again, at full CPU, deaf even to SIGTERM.
+      const run = await anode(['relay', '--port', '0', '--data-dir', '/proc/anode-nope/data'], { timeoutMs: 30_000 });
+      assert.equal(run.code, EXIT_CODES.start_failed, run.stderr);
+      assert.equal(run.stderr.trimEnd().split('\n').length, 1, run.stderr);
+      assert.match(
+        run.stderr,
+        /could not start: cannot create the data folder \/proc\/anode-nope\/data: \/proc does not take new folders .*set data_dir/,
+      );
+    },
+  );
 
   for (const [which, args] of [
     ['HTTP', (port: number) => ['--port', String(port)]],

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs, { realpathSync } from 'node:fs';
-import { chmod, copyFile, link, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, link, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -76,6 +76,37 @@ describe('a data folder path that names a file', () => {
       },
     );
     assert.equal(await readFile(file, 'utf8'), '{}', 'the file is left as it was');
+  });
+});
+
+describe('a data folder whose parent takes no new folder', () => {
+  // Node's recursive mkdir never returns on either (ENOENT for the folder, EEXIST for its parent).
+  it('says so at once under /proc', { skip: process.platform !== 'linux' && 'needs /proc' }, () => {
+    assert.throws(
+      () => securePrivateDir('/proc/anode-nope/data'),
+      (error: NodeJS.ErrnoException) => {
+        assert.equal(error.code, 'ENOENT', 'the code is kept');
+        assert.match(error.message, /^cannot create the data folder \/proc\/anode-nope\/data: \/proc does not take/);
+        return true;
+      },
+    );
+  });
+
+  it('says so at once behind a link to a folder that is gone', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-private-dir-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const dangling = join(dir, 'data');
+    await symlink(join(dir, 'gone'), dangling);
+    assert.throws(
+      () => securePrivateDir(join(dangling, 'relay')),
+      (error: Error) => {
+        assert.match(
+          error.message,
+          new RegExp(`^${dangling} in the data folder's path .* is a link to a folder that is not there`),
+        );
+        return true;
+      },
+    );
   });
 });
 

@@ -1,4 +1,4 @@
-import { accessSync, chmodSync, closeSync, constants, lstatSync, mkdirSync, openSync } from 'node:fs';
+import { accessSync, chmodSync, closeSync, constants, lstatSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { link, open, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
@@ -46,13 +46,56 @@ function tighten(path: string, mode: number, isDir: boolean): void {
 }
 
 /**
+ * `mkdir -p`, for the data folder and the stores' folders in it. Node's own (`recursive: true`,
+ * sync or not) never returns when a parent exists but cannot hold the new folder (a path under
+ * `/proc`, a link to a folder that is gone): the folder's mkdir answers ENOENT, so it makes the
+ * parent (EEXIST) and tries the folder again, forever, at full CPU; the sync one stops the event
+ * loop, so not even SIGTERM ended the relay. Here a folder that still answers ENOENT once its
+ * parent is there fails with that ENOENT.
+ */
+export function makeFolderSync(path: string, mode: number): void {
+  const made = () => {
+    try {
+      mkdirSync(path, { mode });
+    } catch (error) {
+      // There already, as a folder (or a link to one): as `recursive: true` takes it.
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || !isFolder(path)) throw error;
+    }
+  };
+  try {
+    return made();
+  } catch (error) {
+    const parent = dirname(path);
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || parent === path) throw error;
+    makeFolderSync(parent, mode);
+  }
+  made(); // once: an ENOENT now is the folder's own
+}
+
+const danglingLink = (path: string) => {
+  try {
+    return lstatSync(path).isSymbolicLink() && !isFolder(path);
+  } catch {
+    return false;
+  }
+};
+
+const isFolder = (path: string) => {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+};
+
+/**
  * Make the data folder (0700) and tighten the secret files already in it (0600). A folder this
  * process may not change (owned by another user, typically root: a bind mount made by Docker or
  * by hand) fails here, with what to do, rather than at the first write.
  */
 export function securePrivateDir(dataDir: string): void {
   try {
-    mkdirSync(dataDir, { recursive: true, mode: PRIVATE_DIR_MODE });
+    makeFolderSync(dataDir, PRIVATE_DIR_MODE);
     for (const dir of SECRET_DIRS) tighten(join(dataDir, dir), PRIVATE_DIR_MODE, true);
     for (const file of SECRET_FILES) tighten(join(dataDir, file), PRIVATE_FILE_MODE, false);
     accessSync(dataDir, constants.R_OK | constants.W_OK | constants.X_OK);
@@ -60,14 +103,30 @@ export function securePrivateDir(dataDir: string): void {
     const code = (error as NodeJS.ErrnoException).code;
     if ((code === 'EEXIST' || code === 'ENOTDIR') && (error as NodeJS.ErrnoException).syscall === 'mkdir') {
       // A bare "EEXIST: file already exists, mkdir" did not say the path names a file.
-      const what =
-        code === 'EEXIST'
+      const at = (error as NodeJS.ErrnoException).path ?? dataDir;
+      const what = danglingLink(at)
+        ? `${at} in the data folder's path ${dataDir} is a link to a folder that is not there`
+        : code === 'EEXIST'
           ? `the data folder ${dataDir} is a file, not a folder`
           : `a part of the data folder's path ${dataDir} is a file, not a folder`;
       throw Object.assign(
         new Error(`${what}: set data_dir to a folder (or a path not yet taken) [${(error as Error).message}]`, {
           cause: error,
         }),
+        { code },
+      );
+    }
+    if (code === 'ENOENT' && (error as NodeJS.ErrnoException).syscall === 'mkdir') {
+      // Its parent is there (makeFolderSync made it) but takes no new folder: a bare "ENOENT: no
+      // such file or directory, mkdir" said a thing was missing that was not.
+      const at = (error as NodeJS.ErrnoException).path ?? dataDir;
+      throw Object.assign(
+        new Error(
+          `cannot create the data folder ${dataDir}: ${dirname(at)} does not take new folders (a system ` +
+            'folder such as /proc or /sys, or a link to a folder that is gone): set data_dir to a folder ' +
+            `on a disk [${(error as Error).message}]`,
+          { cause: error },
+        ),
         { code },
       );
     }

@@ -1,6 +1,6 @@
-import { mkdirSync, statfsSync } from 'node:fs';
+import { statfsSync } from 'node:fs';
 import { join } from 'node:path';
-import { ensurePrivateFile, PRIVATE_DIR_MODE } from '../../private-files.ts';
+import { ensurePrivateFile, makeFolderSync, PRIVATE_DIR_MODE } from '../../private-files.ts';
 import {
   type AppendResult,
   type HistoryQuery,
@@ -107,7 +107,7 @@ function openStoreFile(path: string, fsync: boolean, maxPages: number | undefine
 export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
   let path = ':memory:';
   if (!options.memory) {
-    mkdirSync(options.dataDir, { recursive: true, mode: PRIVATE_DIR_MODE });
+    makeFolderSync(options.dataDir, PRIVATE_DIR_MODE);
     path = join(options.dataDir, 'messages.sqlite');
     ensurePrivateFile(path);
   }
