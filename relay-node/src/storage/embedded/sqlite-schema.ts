@@ -139,9 +139,33 @@ export function openDatabase(path: string, fsync: boolean, maxPages?: number): D
   }
 }
 
+/**
+ * A file a newer relay migrated past SCHEMA_VERSION (a relay downgraded): this one would read its
+ * rows by an older meaning and write rows the newer one misreads, so it is refused before any
+ * read or write. Code `schema_too_new`; the store puts the file's path before the message.
+ */
+export class SchemaTooNewError extends Error {
+  readonly code = 'schema_too_new';
+  readonly fileVersion: number;
+  readonly knownVersion = SCHEMA_VERSION;
+  constructor(fileVersion: number) {
+    super(
+      `the file is at schema version ${fileVersion}, and this relay knows up to schema version ` +
+        `${SCHEMA_VERSION}: a newer version of anode wrote it, and this one does not open it, so as not ` +
+        'to misread or damage its messages. To go on with them, start that version again; to run this ' +
+        'version, stop the relay and move the file aside (with any messages.sqlite-wal and ' +
+        'messages.sqlite-shm beside it; this version then starts with an empty store), or put back a ' +
+        'backup made before the upgrade',
+    );
+    this.name = 'SchemaTooNewError';
+    this.fileVersion = fileVersion;
+  }
+}
+
 export function migrate(db: DatabaseSync): void {
   db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
   const row = db.prepare('SELECT MAX(version) AS v FROM schema_version').get() as { v: number | null };
+  if (row.v !== null && row.v > SCHEMA_VERSION) throw new SchemaTooNewError(row.v);
   for (let version = (row.v ?? 0) + 1; version <= SCHEMA_VERSION; version++) {
     db.exec('BEGIN');
     db.exec(MIGRATIONS[version] ?? '');

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { readlinkSync } from 'node:fs';
-import { mkdtemp, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -433,6 +433,44 @@ describe('embedded store: schema', () => {
         .all() as { detail: string }[];
       db.close();
       assert.match(plan.map((p) => p.detail).join('; '), /topics_by_trimmed/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a file of a newer schema (a relay downgraded) naming it, both versions and what to do', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-schema-'));
+    try {
+      const retention = { maxAgeMs: 0, maxMessages: 0 };
+      const file = join(dir, 'messages.sqlite');
+      const store = createSqliteStore({ dataDir: dir, retention });
+      await store.append([{ id: 'kept', topic: 't', cursor: '0001', source: 's', ts: 1, data: 1 }]);
+      await store.close();
+      // A newer relay migrated it past what this one knows (and changed what it means).
+      const newer = new DatabaseSync(file);
+      const known = (newer.prepare('SELECT MAX(version) AS v FROM schema_version').get() as { v: number }).v;
+      newer.exec(`INSERT INTO schema_version VALUES (${known + 1})`);
+      newer.close();
+      const before = await readFile(file);
+      assert.throws(
+        () => createSqliteStore({ dataDir: dir, retention }),
+        (error: Error & { code?: string }) => {
+          assert.equal(error.code, 'schema_too_new');
+          assert.ok(error.message.startsWith(`${file}: `), error.message);
+          assert.match(
+            error.message,
+            new RegExp(`schema version ${known + 1}.* this relay .*schema version ${known}\\b`),
+          );
+          assert.match(error.message, /newer version of anode/);
+          assert.match(error.message, /start that version again/);
+          return true;
+        },
+      );
+      assert.deepEqual(await readFile(file), before, 'the file is left as it was');
+      // Its connection is closed: the file can be opened, checked, and written by its own version.
+      const db = new DatabaseSync(file);
+      assert.equal((db.prepare('SELECT COUNT(*) AS n FROM messages').get() as { n: number }).n, 1);
+      db.close();
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -16,6 +16,7 @@ import {
   migrate,
   openDatabase,
   type Row,
+  SchemaTooNewError,
   toEnvelope,
   WAL_CHECKPOINT_PAGES,
   walPolicy,
@@ -100,7 +101,8 @@ function openStoreFile(path: string, fsync: boolean, maxPages: number | undefine
         'messages.sqlite-wal and messages.sqlite-shm beside it) or restore it from a backup, and ' +
         'start again; with no file the relay starts with an empty store'
       : '';
-    throw new Error(`${path}: ${message}${advice}`, { cause: error });
+    const wrapped = new Error(`${path}: ${message}${advice}`, { cause: error });
+    throw error instanceof SchemaTooNewError ? Object.assign(wrapped, { code: error.code }) : wrapped;
   }
 }
 
