@@ -20,6 +20,13 @@ describe('Cassandra refusals for good', () => {
     assert.equal(rejection?.code, 'too_large');
   });
 
+  it('takes a request past native_transport_max_frame_size as a refusal of that message, too_large', () => {
+    const rejection = asRejection(
+      answer(codes.invalid, 'Request is too big: length 16777406 exceeds maximum allowed length 16777216.'),
+    );
+    assert.equal(rejection?.code, 'too_large');
+  });
+
   it('takes every other refusal as an outage', () => {
     const outages = [
       answer(codes.invalid, 'Undefined column name minted in table ks.messages'),

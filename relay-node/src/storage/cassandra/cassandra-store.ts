@@ -147,17 +147,22 @@ const isTransient = (error: unknown): boolean =>
     Object.values((error.innerErrors ?? {}) as Record<string, unknown>).every(isTransient));
 
 /**
- * The one answer that means "no, ever" to this message alone: Invalid "Rejected an oversized
- * mutation", a write past max_mutation_size (by default half of commitlog_segment_size; sent so
- * since CASSANDRA-17456, 4.0.4 and 4.1: older versions time out, an outage). Sent again, from the
- * spool or later, it fails the same way, so spooling it would block the spool behind it for good.
+ * The answers that mean "no, ever" to this message alone, both Invalid: "Request is too big", a
+ * request frame past native_transport_max_frame_size (16 MiB by default; checked first, as the
+ * request arrives), and "Rejected an oversized mutation", a write past max_mutation_size (by
+ * default half of commitlog_segment_size, also 16 MiB; sent so since CASSANDRA-17456, 4.0.4 and
+ * 4.1: older versions time out, an outage). Sent again, from the spool or later, it fails the same
+ * way, so spooling it would block the spool behind it for good. (Before the frame refusal was
+ * known here, a message near 16 MiB on a default Cassandra was taken as an outage: spooled, acked,
+ * and the drain stuck behind it.) The store refuses such a message before writing any of it when
+ * it knows the limits (see writeLimit); these answers are for when it does not.
  * Every other refusal, Invalid and syntax or configuration errors included, is taken as an outage:
  * an "Undefined column name" while a schema change spreads (a rolling upgrade), an unsupported
  * consistency level, a missing keyspace or table, authentication and permission errors hold for
  * every write alike until the cluster or an operator acts, and the spool keeps the writes meanwhile
  * (moved aside as refusals, they would take every acked message out of history for good).
  */
-const OVERSIZED_MUTATION = /oversized mutation/i;
+const OVERSIZED_MUTATION = /oversized mutation|request is too big/i;
 
 /** `error` as a StoreRejectedError when Cassandra refuses this message for good (see OVERSIZED_MUTATION). */
 export const asRejection = (error: unknown): StoreRejectedError | undefined => {
@@ -165,11 +170,71 @@ export const asRejection = (error: unknown): StoreRejectedError | undefined => {
   if (!OVERSIZED_MUTATION.test(error.message)) return undefined;
   return new StoreRejectedError(
     'too_large',
-    'message not stored: its write is larger than Cassandra accepts in one mutation (max_mutation_size, ' +
-      `by default half of commitlog_segment_size); keep max_message_bytes below that (${error.message})`,
+    'message not stored: its write is larger than Cassandra accepts in one request (native_transport_max_frame_size) ' +
+      'or one mutation (max_mutation_size, by default half of commitlog_segment_size); keep max_message_bytes ' +
+      `below that (${error.message})`,
     { cause: error },
   );
 };
+
+/**
+ * Bytes a message's largest write carries besides its data, as counted against writeLimit: its
+ * `latest` row holds the whole envelope (the topic and source twice, id, cursor, ts, JSON keys),
+ * and the request and the mutation have their own framing. Measured on 5.0: ~200 bytes past the
+ * data with a short topic and source, which are counted apart; the rest is margin.
+ */
+const WRITE_OVERHEAD_BYTES = 1_024;
+
+/** A size setting as system_views.settings shows it: '1024KiB', '16MiB', '1048576B', or a bare number of `unit`. */
+const settingBytes = (value: unknown, unit = 1): number | undefined => {
+  const match = /^\s*(\d+)\s*(B|KiB|MiB|GiB)?\s*$/.exec(String(value ?? ''));
+  if (!match) return undefined;
+  const scale = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 }[match[2] ?? ''] ?? unit;
+  const bytes = Number(match[1]) * scale;
+  return bytes > 0 ? bytes : undefined;
+};
+
+/**
+ * The largest write (bytes) the coordinator takes: the smaller of native_transport_max_frame_size
+ * and max_mutation_size (half of commitlog_segment_size when unset), read from
+ * system_views.settings (4.0+; 4.1 renamed the keys with units, 4.0's names ending _in_kb and
+ * _in_mb are read too). Undefined when the table cannot be read (an older Cassandra, no
+ * permission): then only Cassandra's own refusals tell (see OVERSIZED_MUTATION). The nodes of a
+ * cluster are taken to share their settings.
+ */
+async function readWriteLimit(client: cassandra.Client): Promise<number | undefined> {
+  const names = [
+    'native_transport_max_frame_size',
+    'native_transport_max_frame_size_in_mb',
+    'max_mutation_size',
+    'max_mutation_size_in_kb',
+    'commitlog_segment_size',
+    'commitlog_segment_size_in_mb',
+  ];
+  let settings: Map<string, unknown>;
+  try {
+    const result = await client.execute(
+      `SELECT name, value FROM system_views.settings WHERE name IN (${names.map(() => '?').join(', ')})`,
+      names,
+    );
+    settings = new Map(result.rows.map((row) => [row.name as string, row.value]));
+  } catch {
+    return undefined;
+  }
+  const MiB = 1024 ** 2;
+  const frame =
+    settingBytes(settings.get('native_transport_max_frame_size')) ??
+    settingBytes(settings.get('native_transport_max_frame_size_in_mb'), MiB);
+  const segment =
+    settingBytes(settings.get('commitlog_segment_size')) ??
+    settingBytes(settings.get('commitlog_segment_size_in_mb'), MiB);
+  const mutation =
+    settingBytes(settings.get('max_mutation_size')) ??
+    settingBytes(settings.get('max_mutation_size_in_kb'), 1024) ??
+    (segment === undefined ? undefined : segment / 2);
+  const known = [frame, mutation].filter((n) => n !== undefined);
+  return known.length === 0 ? undefined : Math.min(...known);
+}
 
 /**
  * Cassandra's longest TTL, 20 years (Attributes.MAX_TTL): a longer one is refused ("ttl is too
@@ -237,6 +302,8 @@ interface Io {
   ): Promise<cassandra.types.ResultSet>;
   /** A history row, sent in one single-partition batch with the append's other rows of its bucket. */
   row(row: HistoryRow): Promise<void>;
+  /** `data` as JSON, serialized once per append (the size check and the history row both need it). */
+  json(data: unknown): string;
 }
 
 interface HistoryRow extends PartitionRow {
@@ -419,7 +486,16 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
             { ...write, logged: false },
           ),
     );
-    return { exec, batch, row: rows.write };
+    const serialized = new Map<unknown, string>();
+    const json = (data: unknown) => {
+      let text = serialized.get(data);
+      if (text === undefined) {
+        text = JSON.stringify(data);
+        serialized.set(data, text);
+      }
+      return text;
+    };
+    return { exec, batch, row: rows.write, json };
   };
   const lease =
     options.lease &&
@@ -439,6 +515,27 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
     return problem ? new NodeIdInUseError(problem) : undefined;
   };
   let connected: Promise<void> | undefined;
+  /** The largest write Cassandra takes (bytes), learned at connect; undefined when unknown. */
+  let writeLimit: number | undefined;
+  /**
+   * A rejection when `e`'s largest write (its `latest` row, see WRITE_OVERHEAD_BYTES) cannot fit
+   * writeLimit. Refused before any row of the append is written: Cassandra would refuse the larger
+   * `latest` row while taking the history row (a message refused with too_large, yet in history),
+   * or refuse the first row it met, and a retry of the whole append would meet it again.
+   */
+  const tooLargeToWrite = (e: Envelope, dataJson: string): StoreRejectedError | undefined => {
+    if (writeLimit === undefined) return undefined;
+    const size =
+      utf8Length(dataJson) + 2 * (utf8Length(e.topic) + utf8Length(e.source)) + e.id.length + e.cursor.length;
+    if (size + WRITE_OVERHEAD_BYTES <= writeLimit) return undefined;
+    return new StoreRejectedError(
+      'too_large',
+      `message not stored: its data (${utf8Length(dataJson)} bytes) with its envelope is larger than Cassandra ` +
+        `accepts in one write (${writeLimit} bytes: the smaller of native_transport_max_frame_size and ` +
+        `max_mutation_size, by default half of commitlog_segment_size); keep max_message_bytes below ` +
+        `${writeLimit - WRITE_OVERHEAD_BYTES}`,
+    );
+  };
   const connect = () => {
     if (closed) return Promise.reject(new Error('store is closed'));
     if (refused) return Promise.reject(refused);
@@ -447,6 +544,14 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
       connected = client.connect();
       await connected;
       await migrate(client, ks, options.replication);
+      writeLimit = await readWriteLimit(client);
+      if (writeLimit !== undefined) {
+        options.log?.info(
+          { largest_data_bytes: writeLimit - WRITE_OVERHEAD_BYTES },
+          'Cassandra takes a message of at most this much data in one write (native_transport_max_frame_size, ' +
+            'max_mutation_size): a larger one is refused with too_large; keep max_message_bytes below it',
+        );
+      }
       await lease?.take();
       live = true;
     })()
@@ -474,7 +579,7 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
   const writeRow = async (e: Envelope, io: Io) => {
     const bucket = bucketOf(e.cursor);
     const bucketKey = `${e.topic}\n${bucket}`;
-    const data = JSON.stringify(e.data);
+    const data = io.json(e.data);
     const expiry = ttls(e.cursor);
     const writes: Promise<unknown>[] = [
       io.row({
@@ -649,6 +754,10 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
     const taken = leaseTaken();
     if (taken) throw taken;
     const io = appendIo(Date.now() + options.timeoutMs);
+    for (const e of writeLimit === undefined ? [] : messages) {
+      const refusal = tooLargeToWrite(e, io.json(e.data));
+      if (refusal) throw refusal;
+    }
     // A repeated id within one batch resolves to its first occurrence (input order), as in
     // every adapter, instead of racing its own lightweight transaction.
     const firstIndex = new Map<string, number>();
