@@ -67,6 +67,10 @@ describe('config', () => {
       assert.throws(() => loadConfig({ flags: { [flag]: '3000000000' } }), /at most 2147483647/, flag);
     }
     assert.equal(loadConfig({ flags: { 'client-ping-ms': '0' } }).client_ping_ms, 0, 'client pings off');
+    // A history bucket's index row lives retention plus a bucket: past a year it nears TTLs Cassandra refuses.
+    const year = String(366 * 24 * 3600 * 1000);
+    assert.equal(loadConfig({ flags: { 'cassandra-bucket-ms': year } }).cassandra_bucket_ms, Number(year));
+    assert.throws(() => loadConfig({ flags: { 'cassandra-bucket-ms': `${year}1` } }), /cassandra_bucket_ms: at most/);
   });
 
   it('refuses a mesh with auth on and neither key nor allow-list, unless mesh_open accepts it', () => {

@@ -1,5 +1,16 @@
 import { z } from 'zod';
-import { bool, list, positiveInt, timerMs } from '../../config-fields.ts';
+import { bool, intIn, list, positiveInt, timerMs } from '../../config-fields.ts';
+
+/**
+ * Longest history bucket: 366 days. A bucket's index row lives retention_max_age_ms plus a bucket,
+ * and Cassandra refuses a TTL past 20 years, or reaching past 2038-01-19 in the storage format
+ * before 5.0 (which 5.0 writes by default): a bucket of 21 years had every write refused (an
+ * outage to the spool, for good), one past ~11 years (in 2026) too on 5.0's default format, and a
+ * shorter one near the limit cut its messages' TTLs to what the bucket left (seconds, silently).
+ * A year is far past any partition size Cassandra advises for a busy topic.
+ */
+export const MAX_BUCKET_MS = 366 * 24 * 3600 * 1000;
+const BUCKET_LIMIT = `at most ${MAX_BUCKET_MS} (366 days): its index rows live retention plus a bucket, and Cassandra's TTLs end within 20 years (by 2038-01-19 in its storage format before 5.0)`;
 
 /** Config keys of the Cassandra store (`--store cassandra`). */
 export const cassandraConfigShape = {
@@ -41,7 +52,9 @@ export const cassandraConfigShape = {
     .default('LOCAL_SERIAL')
     .describe('consistency of idempotency-key claims (LWT); SERIAL when two DCs accept the same keys'),
   cassandra_concurrency: positiveInt.default(64).describe('statements in flight per batch append'),
-  cassandra_bucket_ms: positiveInt.default(3_600_000).describe('time bucket of the messages partition key'),
+  cassandra_bucket_ms: intIn(1, MAX_BUCKET_MS, BUCKET_LIMIT)
+    .default(3_600_000)
+    .describe('time bucket of the messages partition key (at most 366 days)'),
   cassandra_timeout_ms: timerMs.default(5_000).describe('per-request timeout before a write goes to the spool'),
   spool_drain_ms: timerMs.default(1_000).describe('how often the local spool retries Cassandra while it is away'),
   spool_max_bytes: positiveInt
