@@ -29,9 +29,9 @@ describe('catch-up from a member whose answers never end', { timeout: 120_000 },
   /**
    * Relay A catches up from a member answering with `answer` (a little slowed, to spare the
    * machine), then from relay B, which holds a message A can only get by catch-up (published while
-   * B ran alone): resolves once A has it.
+   * B ran alone): resolves once A has it. `endless`: the member's catch-up never ends (nor fails).
    */
-  const heldBy = async (answer: (request: Record<string, unknown>) => unknown) => {
+  const heldBy = async (answer: (request: Record<string, unknown>) => unknown, endless = false) => {
     const dirB = await tempDir();
     const alone = await startRelay({ ...flags, listen: '/ip4/127.0.0.1/tcp/0' }, { dataDir: dirB });
     const [ack] = await publish(alone.url, TOPIC, [{ data: 'only by catch-up' }]);
@@ -63,6 +63,7 @@ describe('catch-up from a member whose answers never end', { timeout: 120_000 },
       1,
       'the member stayed connected: its catch-up was given up, not cut by liveness',
     );
+    if (endless) return;
     const sync = (await meshStatus(a.url)).mesh.sync as unknown as { failures: number };
     assert.ok(sync.failures >= 1, 'the catch-up from the member failed, and is retried later');
   };
@@ -75,6 +76,18 @@ describe('catch-up from a member whose answers never end', { timeout: 120_000 },
         ? { topics: ['ingress.rogue'], next: `ingress.p${String(++page).padStart(8, '0')}` }
         : { messages: [], next: null },
     );
+  });
+
+  it('still catches up from an honest relay: a member listing a new empty topic on every page no longer holds the catch-up slot', async () => {
+    // Every page brings a topic never listed before, with nothing behind it: no page counts as empty,
+    // and an honest relay's topics quiet since the watermark look the same. B's catch-up starts
+    // beside the member's once that one has run 15 s (sync.ts LONG_RUN_MS).
+    let page = 0;
+    await heldBy((request) => {
+      if (request.op !== 'topics') return { messages: [], next: null };
+      const name = `ingress.n${String(++page).padStart(8, '0')}`;
+      return { topics: [name], next: name };
+    }, true);
   });
 
   it('still catches up from an honest relay: a member repeating one history page no longer holds the catch-up slot', async () => {

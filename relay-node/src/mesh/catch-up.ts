@@ -43,7 +43,9 @@ const REQUEST_TIMEOUT_MS = 15_000;
  * taken as going nowhere. A peer answering `next` after
  * `next` with nothing held the one catch-up slot for ever (every other peer's repair waited).
  * The same bound holds for topic listing pages that bring no topic to read (none of the asked
- * shards, or only topics listed before).
+ * shards, or only topics listed before). A listing that names a new topic on every page, each
+ * with nothing behind it, is followed on: an honest relay's topics quiet since the watermark look
+ * the same. It no longer holds the other peers' catch-ups (sync.ts, LONG_RUN_MS).
  */
 const MAX_EMPTY_PAGES = 16;
 /** Store reads one history request may make past envelopes too large to carry (see catchUpAnswer). */

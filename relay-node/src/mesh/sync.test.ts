@@ -17,13 +17,14 @@ describe('catch-up scheduling', () => {
   let failNext: boolean;
   // When set, the next run waits for it (a catch-up still reading pages).
   let holdNext: Promise<void> | undefined;
-  const make = () =>
+  const make = (longRunMs?: number) =>
     createSync({
       dataDir: dir,
       lookbackMs: LOOKBACK,
       log,
       now: () => clock,
       tickMs: 5,
+      ...(longRunMs === undefined ? {} : { longRunMs }),
       async run(peer, after) {
         asked.push([peer, after]);
         const hold = holdNext;
@@ -247,6 +248,31 @@ describe('catch-up scheduling', () => {
     release();
     await settle();
     assert.deepEqual(asked.filter(([peer]) => peer === 'p1').at(-1), ['p1', cursorAt(1_002_000 - LOOKBACK)]);
+    await sync.stop();
+  });
+
+  it('starts the next catch-up beside one that has run long, one per peer, and still one at a time before', async () => {
+    // A member listing a new empty topic on every page never ends its catch-up, and no bound on
+    // such pages can tell it from an honest relay's many quiet topics: it held every other peer's
+    // catch-up for ever.
+    const sync = make(150);
+    await sync.start();
+    let release = () => {};
+    holdNext = new Promise<void>((resolve) => (release = resolve));
+    sync.peerUp('endless');
+    sync.peerUp('p2');
+    await settle();
+    assert.deepEqual(asked, [['endless', '0']], 'one at a time while the first has not run long');
+    sync.resync(clock, 'endless'); // a resync of the running one waits for it, not beside it
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.deepEqual(asked, [
+      ['endless', '0'],
+      ['p2', '0'],
+    ]);
+    await sync.firstSync; // p2's
+    release();
+    await settle();
+    assert.equal(asked.filter(([peer]) => peer === 'endless').length, 2, 'then the resync of the long one runs');
     await sync.stop();
   });
 

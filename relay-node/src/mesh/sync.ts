@@ -17,8 +17,10 @@ import { type CatchUpPlan, type CatchUpProgress, planCatchUp } from './catch-up-
  * and the chaos run found replicas that never converged that way. A full catch-up costs one history transfer per new peer, deduplicated
  * by id on append.)
  * Watermarks live in `mesh-sync.json` in the data folder, so a node that was down or cut off
- * asks for exactly its gap when it returns. Catch-ups run one at a time; a failed one is retried
- * with backoff while the peer stays connected. A resync asked while a catch-up from that peer runs
+ * asks for exactly its gap when it returns. Catch-ups run one at a time, but one running longer
+ * than `longRunMs` no longer holds back the next peer's: that one starts beside it (at most
+ * MAX_CATCH_UPS at once, one per peer). A failed one is retried with backoff while the peer stays
+ * connected. A resync asked while a catch-up from that peer runs
  * (a store write failed, its gossip link was cut) runs once more after it, from the resync's time.
  * How far a failed catch-up got is kept too (catch-up-progress.ts), so the next attempt resumes.
  */
@@ -33,6 +35,8 @@ export interface SyncOptions {
   run(peer: string, after: string, signal: AbortSignal, plan: CatchUpPlan): Promise<number>;
   tickMs?: number;
   now?: () => number;
+  /** How long a catch-up runs before the next queued one may start beside it (default LONG_RUN_MS). */
+  longRunMs?: number;
 }
 
 interface State {
@@ -57,6 +61,21 @@ interface Entry {
 export const WATERMARK_TTL_MS = 7 * 24 * 3_600_000;
 /** At most this many watermarks are kept (the oldest of peers not connected go first). */
 export const MAX_WATERMARKS = 1_000;
+
+/**
+ * A catch-up running this long lets the next queued one start beside it. Catch-ups ran strictly
+ * one at a time, so a member listing a new topic name on every page, each with nothing behind it,
+ * held the queue for ever: every such page brings a topic not read before, so catch-up.ts's bound
+ * on pages that bring nothing new never trips, and an honest relay's listing of many topics quiet
+ * since the watermark looks the same (no bound on those can tell them apart).
+ */
+export const LONG_RUN_MS = 15_000;
+/**
+ * At most this many catch-ups at once (each past LONG_RUN_MS but the newest): one peer's endless
+ * catch-up no longer holds the others, and a joining node's first full catch-up (which can run for
+ * minutes) is overlapped by one more at most, not by one per peer.
+ */
+export const MAX_CATCH_UPS = 2;
 
 /** The smallest valid cursor minted at `ms`. */
 export const cursorAt = (ms: number) => (ms <= 0 ? CURSOR_ZERO : cursorFloor(ms));
@@ -84,11 +103,12 @@ export function createSync(options: SyncOptions) {
   let state: State = { peers: {} };
   const connected = new Map<string, Entry>();
   const queue: string[] = [];
-  let running = false;
-  // The catch-ups running now (drain): stop waits for them, as a failed one saves its progress.
-  let draining: Promise<void> = Promise.resolve();
-  // The entry whose catch-up is running now (see resync).
-  let current: Entry | undefined;
+  const longRunMs = options.longRunMs ?? LONG_RUN_MS;
+  // The catch-ups running now, by entry, with when each started (performance.now()): stop waits
+  // for them, as a failed one saves its progress; resync looks for the entry's.
+  const running = new Map<Entry, { peer: string; since: number; done: Promise<void> }>();
+  // Set while a check for a catch-up that has run long is pending (see drain).
+  let longCheck: ReturnType<typeof setTimeout> | undefined;
   let stopped = false;
   let ticker: ReturnType<typeof setInterval> | undefined;
   const abort = new AbortController();
@@ -154,66 +174,86 @@ export function createSync(options: SyncOptions) {
     return again;
   };
 
-  /** Start the catch-ups queued, unless they run already. */
+  /**
+   * Start the next queued catch-up when none runs, or when every one running has run for
+   * longRunMs (up to MAX_CATCH_UPS); a peer whose catch-up runs waits in the queue for it.
+   */
   const drain = () => {
-    if (running) return;
-    running = true;
-    draining = catchUps();
-  };
-  const catchUps = async () => {
-    while (!stopped && queue.length > 0) {
-      const peer = queue.shift() as string;
+    while (!stopped && queue.length > 0 && running.size < MAX_CATCH_UPS) {
+      const at = performance.now();
+      let newest = Number.NEGATIVE_INFINITY;
+      for (const run of running.values()) newest = Math.max(newest, run.since);
+      const wait = newest + longRunMs - at;
+      if (wait > 0) {
+        // Asked again once the newest run has run long, if it still runs then.
+        if (longCheck === undefined) {
+          longCheck = setTimeout(() => {
+            longCheck = undefined;
+            drain();
+          }, wait);
+          longCheck.unref();
+        }
+        return;
+      }
+      const busy = new Set([...running.values()].map((run) => run.peer));
+      const i = queue.findIndex((peer) => !busy.has(peer));
+      if (i < 0) return;
+      const [peer] = queue.splice(i, 1) as [string];
       const entry = connected.get(peer);
       if (!entry || entry.synced) continue;
-      const since = state.peers[peer] ?? 0;
-      const after = cursorAt(since > 0 ? since - options.lookbackMs : 0);
-      const started = now();
-      stats.runs += 1;
-      current = entry;
-      const { plan, current: progress } = planCatchUp(after, started, options.lookbackMs, state.progress?.[peer]);
-      try {
-        const fresh = await options.run(peer, after, abort.signal, plan);
-        if (state.progress) delete state.progress[peer];
-        const again = takeAgain(entry);
-        entry.attempts = 0;
-        // What went missing during the run may lie behind where it read: run again from there.
-        if (again === undefined) entry.synced = true;
-        else queue.push(peer);
-        state.peers[peer] = Math.min(started, again ?? started);
-        state.any = Math.max(state.any ?? 0, started);
-        stats.received += fresh;
-        stats.last = new Date(started).toISOString();
-        log.info({ peer, after, fresh, ms: now() - started }, 'caught up from peer');
-        markFirst();
-        saveQuietly();
-      } catch (error) {
-        stats.failures += 1;
-        const again = takeAgain(entry);
-        const mark = state.peers[peer];
-        if (again !== undefined && mark !== undefined) state.peers[peer] = Math.min(mark, again);
-        const kept = progress();
-        if (kept) (state.progress ??= {})[peer] = kept;
-        saveQuietly();
-        if (stopped) break;
-        // The peer went away during the run (peerDown): its next connection catches up anew, and a
-        // retry timer on this entry could no longer be cleared, by peerDown or stop.
-        if (connected.get(peer) !== entry) {
-          log.warn({ err: error, peer }, 'catch-up failed; the peer is gone, so not retried');
-          continue;
-        }
-        const delay = Math.min(30_000, 500 * 2 ** entry.attempts++);
-        log.warn({ err: error, peer, retryInMs: delay }, 'catch-up failed; will retry');
-        entry.retry = setTimeout(() => {
-          queue.push(peer);
-          drain();
-        }, delay);
-        // Cleared by peerDown and stop; unref'd all the same: a retry holds no process open.
-        entry.retry.unref();
-      } finally {
-        current = undefined;
-      }
+      const run = { peer, since: at, done: Promise.resolve() };
+      running.set(entry, run);
+      run.done = catchUp(peer, entry).finally(drain);
     }
-    running = false;
+  };
+  const catchUp = async (peer: string, entry: Entry) => {
+    const since = state.peers[peer] ?? 0;
+    const after = cursorAt(since > 0 ? since - options.lookbackMs : 0);
+    const started = now();
+    stats.runs += 1;
+    const { plan, current: progress } = planCatchUp(after, started, options.lookbackMs, state.progress?.[peer]);
+    try {
+      const fresh = await options.run(peer, after, abort.signal, plan);
+      if (state.progress) delete state.progress[peer];
+      const again = takeAgain(entry);
+      entry.attempts = 0;
+      // What went missing during the run may lie behind where it read: run again from there.
+      if (again === undefined) entry.synced = true;
+      else queue.push(peer);
+      state.peers[peer] = Math.min(started, again ?? started);
+      state.any = Math.max(state.any ?? 0, started);
+      stats.received += fresh;
+      stats.last = new Date(started).toISOString();
+      log.info({ peer, after, fresh, ms: now() - started }, 'caught up from peer');
+      markFirst();
+      saveQuietly();
+    } catch (error) {
+      stats.failures += 1;
+      const again = takeAgain(entry);
+      const mark = state.peers[peer];
+      if (again !== undefined && mark !== undefined) state.peers[peer] = Math.min(mark, again);
+      const kept = progress();
+      if (kept) (state.progress ??= {})[peer] = kept;
+      saveQuietly();
+      if (stopped) return;
+      // The peer went away during the run (peerDown): its next connection catches up anew, and a
+      // retry timer on this entry could no longer be cleared, by peerDown or stop.
+      if (connected.get(peer) !== entry) {
+        log.warn({ err: error, peer }, 'catch-up failed; the peer is gone, so not retried');
+        return;
+      }
+      const delay = Math.min(30_000, 500 * 2 ** entry.attempts++);
+      log.warn({ err: error, peer, retryInMs: delay }, 'catch-up failed; will retry');
+      entry.retry = setTimeout(() => {
+        queue.push(peer);
+        drain();
+      }, delay);
+      // Cleared by peerDown and stop; unref'd all the same: a retry holds no process open.
+      entry.retry.unref();
+    } finally {
+      // Here, not once its promise settles: a resync right after the run counts it as ended.
+      running.delete(entry);
+    }
   };
 
   return {
@@ -281,12 +321,12 @@ export function createSync(options: SyncOptions) {
         if (only !== undefined && peer !== only) continue;
         // A catch-up from it is running: it may already have read past what went missing, and would
         // then set the watermark after it. Queued ones have not started and read from the watermark.
-        if (entry === current) entry.again = Math.min(entry.again ?? since, since);
+        if (running.has(entry)) entry.again = Math.min(entry.again ?? since, since);
         if (!entry.synced) {
           // Queued or waiting to retry: its next run reads from the watermark, so lower that (a
           // peer with none yet is asked for everything anyway).
           const held = state.peers[peer];
-          if (entry !== current && held !== undefined) state.peers[peer] = Math.min(held, since);
+          if (!running.has(entry) && held !== undefined) state.peers[peer] = Math.min(held, since);
           continue;
         }
         entry.synced = false;
@@ -305,8 +345,9 @@ export function createSync(options: SyncOptions) {
       abort.abort();
       clearInterval(ticker);
       for (const peer of [...connected.keys()]) this.peerDown(peer);
+      clearTimeout(longCheck);
       // Aborted, a catch-up still ends on its own and saves how far it got: nothing is written after.
-      await draining;
+      await Promise.all([...running.values()].map((run) => run.done));
       await save().catch(() => {});
     },
   };
