@@ -1,5 +1,6 @@
 import { statfsSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Worker } from 'node:worker_threads';
 import { ensurePrivateFile, makeFolderSync, PRIVATE_DIR_MODE } from '../../private-files.ts';
 import {
   type AppendResult,
@@ -61,6 +62,10 @@ export interface SqliteStoreOptions {
   sweepStep?: number;
   /** For tests: the database's most pages (SQLite's max_page_count): past it, writes fail as on a full disk. */
   maxPages?: number;
+  /** Where a writer thread's death and restart are logged. */
+  log?: { warn(fields: object, message: string): void };
+  /** For tests: called with each writer thread as it starts (to kill it). */
+  onWriterThread?: (worker: Worker) => void;
 }
 
 /** The largest batch written on the event loop (fsync off, thread idle); see above. */
@@ -115,7 +120,13 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
   }
   const fsync = options.fsync !== false;
   const db = openStoreFile(path, fsync, options.maxPages);
-  const writes = options.memory ? inProcess(createWrites(db)) : startWriterThread(path, fsync, options.maxPages);
+  const writes = options.memory
+    ? inProcess(createWrites(db))
+    : startWriterThread(path, fsync, {
+        maxPages: options.maxPages,
+        log: options.log,
+        onThread: options.onWriterThread,
+      });
   const inline = !fsync && !options.memory ? createWrites(db) : undefined;
   // On a small disk the writer thread checkpoints sooner (walPolicy); the rows written here
   // between its checkpoints shrink alike, or this connection's log filled a disk that another
@@ -284,14 +295,16 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
     },
 
     async health(): Promise<StoreHealth> {
-      if (writes.failure) return { ok: false, detail: writes.failure, path };
+      // How many times a dead writer thread was started again (sqlite-writer.ts), once it was.
+      const restarts = writes.restarts > 0 ? { writer_restarts: writes.restarts } : {};
+      if (writes.failure) return { ok: false, detail: writes.failure, path, ...restarts };
       const failed = writeFailure.recent();
-      if (failed !== undefined) return { ok: false, detail: `the last write failed: ${failed}`, path };
+      if (failed !== undefined) return { ok: false, detail: `the last write failed: ${failed}`, path, ...restarts };
       try {
         db.prepare('SELECT 1').get();
-        return { ok: true, path };
+        return { ok: true, path, ...restarts };
       } catch (error) {
-        return { ok: false, detail: (error as Error).message, path };
+        return { ok: false, detail: (error as Error).message, path, ...restarts };
       }
     },
 

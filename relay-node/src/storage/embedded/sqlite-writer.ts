@@ -23,8 +23,10 @@ export interface AsyncWrites {
   sweep(nowMs: number, retention: RetentionPolicy, budget: number, fromTopic?: string): Promise<SweepStep>;
   /** Copy the write-ahead log into the database (a passive checkpoint: it blocks no writer). */
   checkpoint(): Promise<void>;
-  /** Why writes fail, once the thread is gone; undefined while it runs. */
+  /** Why writes fail while the thread is gone (or the store closed); undefined while it runs. */
   readonly failure: string | undefined;
+  /** Writer threads started again after one died. */
+  readonly restarts: number;
   /**
    * No write is in flight (an append, a sweep, a close); a checkpoint may be. A passive checkpoint
    * blocks no writer, so another connection may write meanwhile without breaking the order.
@@ -53,32 +55,94 @@ function profilingFlags(): string[] {
   return flags;
 }
 
-export function startWriterThread(path: string, fsync: boolean, maxPages?: number): AsyncWrites {
-  const worker = new Worker(new URL('./sqlite-writer-thread.ts', import.meta.url), {
-    workerData: { path, fsync, maxPages },
-    execArgv: profilingFlags(),
-  });
+/** The first wait before a dead writer thread is started again; it doubles while the new one dies too. */
+export const RESTART_MIN_MS = 100;
+/** The longest wait between two starts of a writer thread that keeps dying. */
+export const RESTART_MAX_MS = 10_000;
+
+export interface WriterThreadOptions {
+  maxPages?: number;
+  /** Where a thread's death and restart are logged. */
+  log?: { warn(fields: object, message: string): void };
+  /** For tests: called with each thread as it starts. */
+  onThread?: (worker: Worker) => void;
+}
+
+/**
+ * Writes on a worker thread, started again when it dies (an uncaught error, an out-of-memory in
+ * the thread, a `terminate()`). Before, one death failed every later write until the relay
+ * restarted, while it kept serving and refusing every publish.
+ *
+ * A death rejects every request the thread had not answered: those writes are refused, never
+ * acknowledged (SQLite may have committed one just before: a resend, same id, is stored once).
+ * What it answered was committed, and a commit survives the thread as it survives the process
+ * (the database file and its log are the same). Meanwhile `failure` says why and when the next
+ * thread starts (health is not ok, and writes are refused at once rather than queued behind a
+ * thread that may die again). It waits RESTART_MIN_MS, doubling up to RESTART_MAX_MS while
+ * each new thread dies before answering anything; a thread that answers resets the wait. The
+ * connection of a dead thread is closed as its thread ends, so its locks go with it.
+ */
+export function startWriterThread(path: string, fsync: boolean, options: WriterThreadOptions = {}): AsyncWrites {
   const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
   let seq = 0;
   let failure: string | undefined;
   let writing = 0; // requests in `pending` that are not checkpoints
+  let closed = false;
+  let deaths = 0; // in a row, with no answer from a thread between them
+  let restarts = 0;
+  let restartTimer: NodeJS.Timeout | undefined;
 
-  const fail = (why: string) => {
-    failure ??= why;
-    for (const { reject } of pending.values()) reject(new Error(failure));
-    pending.clear();
+  const start = (): Worker => {
+    const thread = new Worker(new URL('./sqlite-writer-thread.ts', import.meta.url), {
+      workerData: { path, fsync, maxPages: options.maxPages },
+      execArgv: profilingFlags(),
+    });
+    let why: string | undefined;
+    thread.on('message', (reply: WriterReply) => {
+      deaths = 0;
+      const waiting = pending.get(reply.seq);
+      pending.delete(reply.seq);
+      if (pending.size === 0) thread.unref(); // an idle writer does not keep the process alive
+      if (reply.ok) waiting?.resolve(reply.result);
+      else waiting?.reject(new Error(reply.message));
+    });
+    thread.on('error', (error) => (why ??= `store writer thread failed: ${error.message}`));
+    thread.on('exit', (code) => died(why ?? `store writer thread exited (${code})`));
+    // After the listeners: adding a 'message' listener refs the worker's port again.
+    thread.unref();
+    options.onThread?.(thread);
+    return thread;
   };
-  worker.on('message', (reply: WriterReply) => {
-    const waiting = pending.get(reply.seq);
-    pending.delete(reply.seq);
-    if (pending.size === 0) worker.unref(); // an idle writer does not keep the process alive
-    if (reply.ok) waiting?.resolve(reply.result);
-    else waiting?.reject(new Error(reply.message));
-  });
-  worker.on('error', (error) => fail(`store writer thread failed: ${error.message}`));
-  worker.on('exit', (code) => fail(`store writer thread exited (${code})`));
-  // After the listeners: adding a 'message' listener refs the worker's port again.
-  worker.unref();
+
+  const died = (why: string) => {
+    if (closed) {
+      failure ??= why;
+      return rejectPending(why);
+    }
+    deaths += 1;
+    const wait = Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** (deaths - 1));
+    failure = `${why}; started again in ${wait} ms`;
+    rejectPending(`${why} before confirming this write (not stored, or stored without an acknowledgement)`);
+    const message = `${why}; writes are refused until it is started again`;
+    // Without a logger (a store made outside a relay), on stderr as a process warning.
+    if (options.log) options.log.warn({ path, restarts, wait_ms: wait }, message);
+    else process.emitWarning(`${path}: ${message} in ${wait} ms`, { code: 'ANODE_STORE_WRITER_DIED' });
+    restartTimer = setTimeout(() => {
+      restartTimer = undefined;
+      if (closed) return;
+      restarts += 1;
+      failure = undefined;
+      worker = start();
+    }, wait).unref();
+  };
+
+  const rejectPending = (message: string) => {
+    const waiting = [...pending.values()];
+    pending.clear();
+    for (const { reject } of waiting) reject(new Error(message));
+  };
+
+  let worker = start();
 
   const call = (request: Request): Promise<unknown> => {
     if (failure) return Promise.reject(new Error(failure));
@@ -107,9 +171,16 @@ export function startWriterThread(path: string, fsync: boolean, maxPages?: numbe
     get idle() {
       return writing === 0;
     },
+    get restarts() {
+      return restarts;
+    },
     async close() {
-      if (failure) return;
-      await call({ op: 'close' }).catch(() => {}); // a thread already gone has nothing to close
+      if (closed) return;
+      const down = failure !== undefined;
+      closed = true;
+      clearTimeout(restartTimer);
+      // A thread already gone has nothing to close.
+      if (!down) await call({ op: 'close' }).catch(() => {});
       failure = 'store is closed';
       await worker.terminate();
     },
@@ -124,6 +195,7 @@ export function inProcess(writes: Writes): AsyncWrites {
     async checkpoint() {}, // an in-memory database has no log to copy
     failure: undefined,
     idle: true,
+    restarts: 0,
     async close() {},
   };
 }

@@ -1,0 +1,167 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Worker } from 'node:worker_threads';
+import { describe, it } from 'node:test';
+import { createHybridClock, type Envelope, randomId } from '@anode/shared';
+import { createSqliteStore } from './sqlite-store.ts';
+
+/**
+ * The writer thread dies (an uncaught error, an out-of-memory in the thread, a terminate): the
+ * store starts another, with backoff, and publishes are taken again. A write the dead thread did
+ * not confirm is refused (never acknowledged); every acknowledged write is in the file.
+ */
+describe('embedded store: the writer thread dies', () => {
+  for (const fsync of [true, false]) {
+    it(`is started again, publishes are taken again, and no acknowledged write is lost (fsync ${fsync})`, async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'anode-writer-restart-'));
+      const threads: Worker[] = [];
+      const warnings: string[] = [];
+      const retention = { maxAgeMs: 0, maxMessages: 0 };
+      const store = createSqliteStore({
+        dataDir: dir,
+        retention,
+        fsync,
+        onWriterThread: (worker) => threads.push(worker),
+        log: { warn: (_fields, message) => void warnings.push(message) },
+      });
+      const clock = createHybridClock('restart');
+      // Batches of 40: above the inline size, so with fsync off too they go to the thread.
+      const batch = (): Envelope[] =>
+        Array.from({ length: 40 }, (_, i) => ({
+          id: randomId(),
+          topic: 'restart.t',
+          cursor: clock.next(),
+          source: 's',
+          ts: Date.now(),
+          data: i,
+        }));
+      const acked = new Set<string>();
+      const refused: Envelope[] = [];
+      const write = (messages: Envelope[]) =>
+        store.append(messages).then(
+          () => messages.forEach((m) => acked.add(m.id)),
+          (error: Error) => {
+            refused.push(...messages);
+            return error;
+          },
+        );
+      try {
+        for (let i = 0; i < 10; i++) await write(batch());
+        assert.equal(threads.length, 1);
+        // Killed with several writes in flight (the hub pipelines its batches).
+        const inFlight = Array.from({ length: 6 }, () => write(batch()));
+        await threads[0]?.terminate();
+        const errors = (await Promise.all(inFlight)).filter((e): e is Error => e instanceof Error);
+        assert.ok(errors.length > 0, 'writes the thread had not answered are refused');
+        for (const error of errors) assert.match(error.message, /writer thread exited .* before confirming this write/);
+        // Down (the thread starts again in 100 ms), or just up again with the last write failed.
+        const health = await store.health();
+        assert.equal(health.ok, false, 'not ok while the thread is down');
+        assert.match(String(health.detail), /writer thread exited/);
+        // Publishes are taken again within a few seconds.
+        let taken = 0;
+        for (let i = 0; i < 200 && taken < 10; i++) {
+          const before = acked.size;
+          await write(batch());
+          if (acked.size > before) taken++;
+          else await sleep(50);
+        }
+        assert.equal(taken, 10, `publishes taken again after the thread died (refused: ${refused.length})`);
+        assert.equal(threads.length, 2, 'one new thread');
+        assert.equal((await store.health()).ok, true, 'ok again once a write is taken');
+        assert.equal((await store.health()).writer_restarts, 1);
+        assert.ok(
+          warnings.some((w) => /writer thread exited/.test(w)),
+          `the restart is logged: ${warnings.join('; ')}`,
+        );
+        // Twice more, to see the count and the backoff reset after a thread that works.
+        for (let kill = 0; kill < 2; kill++) {
+          await threads.at(-1)?.terminate();
+          for (let i = 0; i < 200; i++) {
+            const before = acked.size;
+            await write(batch());
+            if (acked.size > before) break;
+            await sleep(50);
+          }
+        }
+        assert.equal((await store.health()).writer_restarts, 3);
+        assert.equal(threads.length, 4);
+      } finally {
+        await store.close();
+      }
+      // Every acknowledged write is in the file; a refused one may be too (committed, then the
+      // thread died before saying so): sent again, it is stored once.
+      const again = createSqliteStore({ dataDir: dir, retention, fsync });
+      try {
+        const stored = new Set((await again.history('restart.t', { limit: 100_000 })).map((m) => m.id));
+        const lost = [...acked].filter((id) => !stored.has(id));
+        assert.deepEqual(lost, [], 'no acknowledged write lost');
+        assert.ok(acked.size >= 10 * 40 + 10 * 40 + 2 * 40);
+        const results = await again.append(refused);
+        assert.equal(results.length, refused.length);
+        const all = await again.history('restart.t', { limit: 100_000 });
+        assert.equal(all.length, new Set(all.map((m) => m.id)).size, 'each id once');
+        assert.equal(all.length, acked.size + refused.length);
+      } finally {
+        await again.close();
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+  }
+
+  it('says why it died when the thread failed with an uncaught error', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-writer-restart-'));
+    const threads: Worker[] = [];
+    const warnings: string[] = [];
+    const store = createSqliteStore({
+      dataDir: dir,
+      retention: { maxAgeMs: 0, maxMessages: 0 },
+      onWriterThread: (worker) => threads.push(worker),
+      log: { warn: (_fields, message) => void warnings.push(message) },
+    });
+    const message = (id: string): Envelope => ({ id, topic: 't', cursor: id, source: 's', ts: 1, data: id });
+    try {
+      await store.append([message('0001')]);
+      // As Node reports an uncaught error (or ERR_WORKER_OUT_OF_MEMORY): 'error', then 'exit'.
+      threads[0]?.emit('error', new Error('boom'));
+      await threads[0]?.terminate();
+      assert.match(String((await store.health()).detail), /store writer thread failed: boom; started again in 100 ms/);
+      assert.match(
+        warnings.join('\n'),
+        /store writer thread failed: boom; writes are refused until it is started again/,
+      );
+      await sleep(300);
+      await store.append([message('0002')]);
+      assert.deepEqual(
+        (await store.history('t', { limit: 10 })).map((m) => m.id),
+        ['0001', '0002'],
+      );
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('closes while the thread is down, without starting another', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-writer-restart-'));
+    const threads: Worker[] = [];
+    const store = createSqliteStore({
+      dataDir: dir,
+      retention: { maxAgeMs: 0, maxMessages: 0 },
+      onWriterThread: (worker) => threads.push(worker),
+      log: { warn: () => {} },
+    });
+    try {
+      await threads[0]?.terminate();
+      await store.close();
+      await sleep(300);
+      assert.equal(threads.length, 1, 'none started after close');
+      await assert.rejects(store.append([]), /closed/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
