@@ -26,7 +26,6 @@ import {
   UnavailableError,
   validateEnvelope,
 } from '@anode/shared';
-import { Counter } from 'prom-client';
 import { type Logger, throttledWarning } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { morePast, pageAndMark } from '../storage/merge-page.ts';
@@ -131,9 +130,6 @@ const RESUME_SENT_IDS = 100_000;
 /** A local publish's write options: minted here, so new by construction (see AppendOptions.minted). */
 const MINTED = { minted: true } as const;
 
-/** Catch-up's messages this node's retention had deleted already (see retainedOnly). */
-const EXPIRED_METRIC = 'anode_mesh_catch_up_expired_total';
-
 /** Topics whose counts the hub keeps for status (the most recently published ones). */
 export const MAX_TOPIC_STATS = 10_000;
 
@@ -223,40 +219,6 @@ export function createHub(options: HubOptions) {
   // batch of oversized or malformed envelopes that passes gossip's own checks): the first at
   // once, then one every 10 s with how many came since; each is counted in anode_errors_total.
   const refusedRemote = throttledWarning(options.log, 'envelope from elsewhere refused');
-  // With the mesh's catch-up counters (anode_mesh_catch_up_*), on the relay's registry; kept if a
-  // hub was made on it before (tests make several).
-  const expired =
-    (metrics.registry.getSingleMetric(EXPIRED_METRIC) as Counter | undefined) ??
-    new Counter({
-      name: EXPIRED_METRIC,
-      help: "Messages a peer offered in catch-up that retention here had deleted already (at or before the topic's trimmed mark): not stored again, not delivered",
-      registers: [metrics.registry],
-    });
-
-  /**
-   * The messages of a catch-up page past their topic's trimmedThrough mark: what this node's
-   * retention deleted is not taken back from a peer that still holds it (a longer retention, or a
-   * sweep not run yet there), however the catch-up reached back (a lookback, a new peer, a lost
-   * watermark). Taken back, it was stored again until the next sweep and, once its id had left the
-   * recent ids (a restart, 100,000 deliveries), delivered to live subscribers as new: older than
-   * what they had been sent, and from before where their resume is refused as expired. A message
-   * this node never had goes the same way if retention here already passed it (a peer's history
-   * older than what this node keeps of the topic): it is no longer in this node's window.
-   * A mark that cannot be read (a store away) keeps the page whole, as before. A sweep between
-   * the read and the commit can still let one page's older messages back, until the next sweep.
-   */
-  const retainedOnly = async (envelopes: Envelope[]): Promise<Envelope[]> => {
-    const marks = new Map<string, string | undefined>();
-    for (const { topic } of envelopes) {
-      if (!marks.has(topic)) marks.set(topic, await store.trimmedThrough(topic).catch(() => undefined));
-    }
-    const kept = envelopes.filter(({ topic, cursor }) => {
-      const mark = marks.get(topic);
-      return mark === undefined || compareCursors(cursor, mark) > 0;
-    });
-    if (kept.length < envelopes.length) expired.inc(envelopes.length - kept.length);
-    return kept;
-  };
 
   // The newest cursor this node has delivered in any topic. Lateness is judged against it, not
   // against the message's own topic: a pattern subscriber resumes from the last cursor it got in
@@ -467,17 +429,10 @@ export function createHub(options: HubOptions) {
      * for the writes queued before it reads history (see subscribe), so it cannot miss a message
      * delivered but not yet stored; if the write fails, the ids are forgotten, so the catch-up
      * that repairs the store delivers them again (a duplicate at most, never a gap).
-     *
-     * Without `deliverFirst` (catch-up), messages at or before their topic's trimmedThrough mark
-     * are left out, neither stored nor delivered (see retainedOnly). Live gossip is not checked: a
-     * peer sends each batch once (gossipsub drops a batch id seen before), so what comes that way
-     * is new here, and one read of the store per batch would sit between the batch and its
-     * delivery (in order, at once).
      */
     async ingest(values: readonly unknown[], options: { persist: boolean; deliverFirst?: boolean }): Promise<number> {
       if (!remoteInputs) throw new Error('hub created without remote inputs (remoteInputs: false) cannot ingest');
-      const valid = this.checkRemote(values);
-      const envelopes = options.deliverFirst ? valid : await retainedOnly(valid);
+      const envelopes = this.checkRemote(values);
       for (const envelope of envelopes) clock.observe(envelope.cursor);
       if (options.persist && options.deliverFirst) {
         const early = envelopes.filter((envelope) => recentRemote.add(envelope.id));
