@@ -13,7 +13,12 @@ export function createStore(config: RelayConfig, log: Logger, metrics: Metrics, 
   const retention = { maxAgeMs: config.retention_max_age_ms, maxMessages: config.retention_max_messages };
   switch (config.store) {
     case 'embedded':
-      return createSqliteStore({ dataDir: config.data_dir, retention, fsync: config.store_fsync });
+      return createSqliteStore({
+        dataDir: config.data_dir,
+        retention,
+        fsync: config.store_fsync,
+        log: log.child({ component: 'store' }),
+      });
     case 'cassandra': {
       const cassandra = createCassandraStore({
         contactPoints: config.cassandra_contact_points,
