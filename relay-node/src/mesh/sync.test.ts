@@ -276,6 +276,28 @@ describe('catch-up scheduling', () => {
     await sync.stop();
   });
 
+  it("keeps a watermark lowered for a peer that reconnected while its old connection's catch-up ran", async () => {
+    const sync = make();
+    await sync.start();
+    sync.peerUp('a');
+    await sync.firstSync; // watermark: 1_000_000
+    clock += 100_000;
+    let release = () => {};
+    holdNext = new Promise<void>((resolve) => (release = resolve));
+    sync.resync(clock); // a run from 1_100_000, still reading
+    await settle();
+    sync.peerDown('a');
+    sync.peerUp('a'); // its new connection's catch-up is queued behind the old one's run
+    sync.resync(1_020_000, 'a'); // the peer says its gossip since 1_020_000 was lost
+    release(); // the old run ends well, and would set the watermark to when it started, 1_100_000
+    await settle();
+    const [peer, after] = asked.at(-1) ?? [];
+    assert.equal(peer, 'a');
+    // From the watermark it had before (1_000_000): earlier than asked, never later.
+    assert.ok(after !== undefined && after <= cursorAt(1_020_000 - LOOKBACK), `read from ${after}`);
+    await sync.stop();
+  });
+
   it('takes a resync asked for a peer not connected yet into its next catch-up', async () => {
     const sync = make();
     await sync.start();

@@ -220,7 +220,11 @@ export function createSync(options: SyncOptions) {
       // What went missing during the run may lie behind where it read: run again from there.
       if (again === undefined) entry.synced = true;
       else queue.push(peer);
-      state.peers[peer] = Math.min(started, again ?? started);
+      const mark = Math.min(started, again ?? started);
+      // The peer reconnected during this run: a resync for its new connection, queued behind this
+      // run, lowered the watermark that connection's catch-up reads from; keep the lower one.
+      const held = state.peers[peer];
+      state.peers[peer] = connected.get(peer) !== entry && held !== undefined ? Math.min(held, mark) : mark;
       state.any = Math.max(state.any ?? 0, started);
       stats.received += fresh;
       stats.last = new Date(started).toISOString();
