@@ -66,6 +66,8 @@ export interface SqliteStoreOptions {
   log?: { warn(fields: object, message: string): void };
   /** For tests: called with each writer thread as it starts (to kill it). */
   onWriterThread?: (worker: Worker) => void;
+  /** Test hook: called before each writer thread is made; a throw fails that start (sqlite-writer.ts). */
+  testBeforeWriterThread?: () => void;
 }
 
 /** The largest batch written on the event loop (fsync off, thread idle); see above. */
@@ -126,6 +128,7 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
         maxPages: options.maxPages,
         log: options.log,
         onThread: options.onWriterThread,
+        testBeforeThreadStart: options.testBeforeWriterThread,
       });
   const inline = !fsync && !options.memory ? createWrites(db) : undefined;
   // On a small disk the writer thread checkpoints sooner (walPolicy); the rows written here

@@ -145,6 +145,64 @@ describe('embedded store: the writer thread dies', () => {
     }
   });
 
+  it('keeps trying when no new thread can be made, refusing writes meanwhile', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-writer-restart-'));
+    const threads: Worker[] = [];
+    const warnings: string[] = [];
+    let starts = 0;
+    let failStarts = 0; // the next starts that fail as `new Worker` does at the process's thread limit
+    const store = createSqliteStore({
+      dataDir: dir,
+      retention: { maxAgeMs: 0, maxMessages: 0 },
+      onWriterThread: (worker) => threads.push(worker),
+      testBeforeWriterThread: () => {
+        starts += 1;
+        if (failStarts === 0) return;
+        failStarts -= 1;
+        throw Object.assign(new Error('Unable to create worker thread: EAGAIN (test)'), {
+          code: 'ERR_WORKER_INIT_FAILED',
+        });
+      },
+      log: { warn: (_fields, message) => void warnings.push(message) },
+    });
+    const message = (id: string): Envelope => ({ id, topic: 't', cursor: id, source: 's', ts: 1, data: id });
+    try {
+      await store.append([message('0001')]);
+      failStarts = 2;
+      await threads[0]?.terminate();
+      // Starts at 100 ms (fails), 100 + 200 ms (fails), then 100 + 200 + 400 ms.
+      for (let i = 0; i < 100 && starts < 3; i++) await sleep(10);
+      assert.equal(starts, 3, 'two failed starts');
+      const health = await store.health();
+      assert.equal(health.ok, false);
+      assert.match(
+        String(health.detail),
+        /store writer thread could not be started: Unable to create worker thread: EAGAIN \(test\); started again in 400 ms/,
+      );
+      await assert.rejects(store.append([message('0002')]), /could not be started/);
+      assert.match(warnings.join('\n'), /could not be started: .*; writes are refused until it is started again/);
+      let taken = false;
+      for (let i = 0; i < 40 && !taken; i++) {
+        taken = await store.append([message('0003')]).then(
+          () => true,
+          () => false,
+        );
+        if (!taken) await sleep(50);
+      }
+      assert.ok(taken, 'publishes taken again once a thread can be made');
+      assert.equal(starts, 4);
+      assert.equal(threads.length, 2);
+      assert.equal((await store.health()).writer_restarts, 1);
+      assert.deepEqual(
+        (await store.history('t', { limit: 10 })).map((m) => m.id),
+        ['0001', '0003'],
+      );
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('closes while the thread is down, without starting another', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'anode-writer-restart-'));
     const threads: Worker[] = [];

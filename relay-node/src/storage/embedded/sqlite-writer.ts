@@ -66,6 +66,11 @@ export interface WriterThreadOptions {
   log?: { warn(fields: object, message: string): void };
   /** For tests: called with each thread as it starts. */
   onThread?: (worker: Worker) => void;
+  /**
+   * Test hook: called before each thread is made; what it throws is taken as `new Worker`
+   * throwing (ERR_WORKER_INIT_FAILED when the process may not make another thread).
+   */
+  testBeforeThreadStart?: () => void;
 }
 
 /**
@@ -93,6 +98,7 @@ export function startWriterThread(path: string, fsync: boolean, options: WriterT
   let restartTimer: NodeJS.Timeout | undefined;
 
   const start = (): Worker => {
+    options.testBeforeThreadStart?.();
     const thread = new Worker(new URL('./sqlite-writer-thread.ts', import.meta.url), {
       workerData: { path, fsync, maxPages: options.maxPages },
       execArgv: profilingFlags(),
@@ -130,9 +136,18 @@ export function startWriterThread(path: string, fsync: boolean, options: WriterT
     restartTimer = setTimeout(() => {
       restartTimer = undefined;
       if (closed) return;
+      // No thread may be made (`new Worker` throws at once: ERR_WORKER_INIT_FAILED, EAGAIN at the
+      // process's thread limit): writes stay refused and it is tried again after the next wait.
+      // Before, that throw was uncaught here and the relay exited.
+      let thread: Worker;
+      try {
+        thread = start();
+      } catch (error) {
+        return died(`store writer thread could not be started: ${(error as Error).message}`);
+      }
+      worker = thread;
       restarts += 1;
       failure = undefined;
-      worker = start();
     }, wait).unref();
   };
 
