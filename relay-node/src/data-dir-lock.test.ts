@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DataDirInUseError, lockDataDir } from './data-dir-lock.ts';
+import { securePrivateDir } from './private-files.ts';
 
 describe('data folder lock', () => {
   let dir: string;
@@ -76,4 +78,69 @@ describe('data folder lock', () => {
       first.release();
     }
   });
+});
+
+describe('data folder on a disk that refuses it', () => {
+  it('names the lock file and says the path is too long for SQLite', async () => {
+    const base = await mkdtemp(join(tmpdir(), 'anode-lock-long-'));
+    try {
+      // Each part under NAME_MAX, the whole well past what SQLite opens (~512).
+      const dir = join(base, ...Array.from({ length: 4 }, (_, i) => `${i}`.repeat(200)));
+      mkdirSync(dir, { recursive: true });
+      assert.throws(
+        () => lockDataDir(dir),
+        (error: Error) =>
+          error.message.includes(join(dir, 'lock')) &&
+          /path short enough for SQLite \(\d+ characters here/.test(error.message),
+      );
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+
+  const root = process.platform === 'linux' && process.getuid?.() === 0;
+  it(
+    'says the disk is full, and a read-only file system, naming the folder (a tmpfs)',
+    { skip: !root && 'needs root on Linux (mounts a tmpfs)' },
+    async () => {
+      const mnt = await mkdtemp(join(tmpdir(), 'anode-lock-disk-'));
+      const mount = (options: string) => execFileSync('mount', ['-t', 'tmpfs', '-o', options, 'tmpfs', mnt]);
+      try {
+        mount('size=64k');
+        const dir = join(mnt, 'data');
+        mkdirSync(dir);
+        // The disk filled by another file, to its last block.
+        const fd = openSync(join(mnt, 'fill'), 'w');
+        try {
+          for (let size = 65_536; size >= 1;) {
+            try {
+              writeSync(fd, Buffer.alloc(size, 1));
+            } catch {
+              size = Math.floor(size / 2);
+            }
+          }
+        } finally {
+          closeSync(fd);
+        }
+        assert.throws(
+          () => lockDataDir(dir),
+          (error: Error) => error.message.startsWith(`the data folder ${dir} `) && /no room left/.test(error.message),
+        );
+        execFileSync('umount', [mnt]);
+        mount('ro,size=64k');
+        assert.throws(
+          () => securePrivateDir(join(mnt, 'data')),
+          (error: Error) =>
+            error.message.includes(join(mnt, 'data')) && /read-only file system: set data_dir/.test(error.message),
+        );
+      } finally {
+        try {
+          execFileSync('umount', [mnt]);
+        } catch {
+          // not mounted
+        }
+        await rm(mnt, { recursive: true, force: true });
+      }
+    },
+  );
 });

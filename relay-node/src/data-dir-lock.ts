@@ -1,7 +1,7 @@
 import { realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { ensurePrivateFile } from './private-files.ts';
+import { diskAdvice, ensurePrivateFile } from './private-files.ts';
 
 /**
  * One relay per data folder. Two relays started on one folder share its node id and clock lease,
@@ -50,26 +50,45 @@ export function lockDataDir(dataDir: string): DataDirLock {
   const path = join(dataDir, 'lock');
   const real = join(realpathSync(dataDir), 'lock');
   if (held.has(real)) throw new DataDirInUseError(dataDir);
-  ensurePrivateFile(path);
-  const db = new DatabaseSync(path, { timeout: 0 });
+  let db: DatabaseSync | undefined;
   try {
+    ensurePrivateFile(path);
+    db = new DatabaseSync(path, { timeout: 0 });
     db.exec('BEGIN EXCLUSIVE');
   } catch (error) {
-    db.close();
+    db?.close();
     if (/locked|busy/i.test((error as Error).message)) throw new DataDirInUseError(dataDir);
-    throw error;
+    throw lockFailed(dataDir, path, error as Error);
   }
   let holds = true;
-  holding.add(db);
+  const lock = db;
+  holding.add(lock);
   held.add(real);
   return {
     path,
     release() {
       if (!holds) return;
       holds = false;
-      holding.delete(db);
+      holding.delete(lock);
       held.delete(real);
-      db.close();
+      lock.close();
     },
   };
+}
+
+/**
+ * Why the lock file could not be made or locked, naming it and what to do: SQLite's own words
+ * ("database or disk is full", "unable to open database file") named no file.
+ */
+function lockFailed(dataDir: string, path: string, error: Error): Error {
+  const advice =
+    diskAdvice(error) ??
+    (/unable to open/i.test(error.message)
+      ? `cannot be opened: the folder must be readable and writable by the relay's user, and its path short enough for SQLite (${path.length} characters here; SQLite takes about 500)`
+      : undefined);
+  if (!advice) return error;
+  return Object.assign(new Error(`the data folder ${dataDir} (its lock file ${path}) ${advice} [${error.message}]`), {
+    cause: error,
+    code: (error as NodeJS.ErrnoException).code,
+  });
 }

@@ -1,7 +1,20 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs, { realpathSync } from 'node:fs';
-import { chmod, copyFile, link, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  chown,
+  copyFile,
+  link,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -184,6 +197,18 @@ describe('a data folder the relay may not change', () => {
         `cannot create the data folder ${inside}: create it owned by the relay's user (uid 65534)`,
       ),
       created.message,
+    );
+    // Its own folder, read-only (555): it owns it, so chown is not the answer.
+    const own = join(bin, 'own');
+    await mkdir(own);
+    await chown(own, 65534, 65534);
+    await chmod(own, 0o555);
+    const readOnly = secure(own);
+    assert.ok(
+      readOnly.message.startsWith(
+        `the data folder ${own} is not readable and writable by the relay's user (uid 65534), who owns it: \`chmod 700 ${own}\``,
+      ),
+      readOnly.message,
     );
   });
 });

@@ -130,12 +130,44 @@ export function securePrivateDir(dataDir: string): void {
         { code },
       );
     }
+    const advice = diskAdvice(error);
+    if (advice) {
+      throw Object.assign(new Error(`the data folder ${dataDir} ${advice} [${(error as Error).message}]`), { code });
+    }
     if (code !== 'EPERM' && code !== 'EACCES') throw error;
     throw Object.assign(new Error(notOwnedMessage(dataDir, error as NodeJS.ErrnoException), { cause: error }), {
       code,
     });
   }
 }
+
+/**
+ * What to do when the data folder's disk refuses a write, from the error (Node's errno codes, or
+ * SQLite's words for the same): a full disk (space or inodes) or a read-only file system. These
+ * said only "database or disk is full" or "EROFS: read-only file system, chmod …", naming no
+ * folder and no way out. Undefined for any other error.
+ */
+export function diskAdvice(error: unknown): string | undefined {
+  const { code, message = '' } = (error ?? {}) as NodeJS.ErrnoException;
+  if (code === 'ENOSPC' || code === 'EDQUOT' || /disk is full|SQLITE_FULL/i.test(message)) {
+    return 'is on a disk with no room left (space, inodes or quota): free some, or set data_dir to a folder on another disk';
+  }
+  if (code === 'EROFS' || /read-only file system/i.test(message)) {
+    return 'is on a read-only file system: set data_dir to a folder on a writable disk';
+  }
+  if (/readonly database/i.test(message)) {
+    return "cannot be written (a read-only file system, or a file the relay's user may not write)";
+  }
+  return undefined;
+}
+
+const ownedByUs = (path: string) => {
+  try {
+    return statSync(path).uid === process.getuid?.();
+  } catch {
+    return false;
+  }
+};
 
 /** What to do about a data folder this process may not create or change. */
 function notOwnedMessage(dataDir: string, error: NodeJS.ErrnoException): string {
@@ -144,7 +176,9 @@ function notOwnedMessage(dataDir: string, error: NodeJS.ErrnoException): string 
   const what =
     error.syscall === 'mkdir'
       ? `cannot create the data folder ${dataDir}: create it owned by ${user}`
-      : `the data folder ${dataDir} and its files must be owned by ${user}: chown them`;
+      : error.syscall === 'access' && ownedByUs(dataDir)
+        ? `the data folder ${dataDir} is not readable and writable by ${user}, who owns it: \`chmod 700 ${dataDir}\``
+        : `the data folder ${dataDir} and its files must be owned by ${user}: chown them`;
   // The one place this is met most: a host folder bind-mounted on the image's /data.
   const docker = 'in the Docker image the relay is uid 1000: `chown -R 1000:1000 <host folder>`';
   return `${what}, or choose another data_dir (${docker}) [${error.message}]`;
