@@ -54,7 +54,9 @@ export const cassandraConfigShape = {
   cassandra_concurrency: positiveInt.default(64).describe('statements in flight per batch append'),
   cassandra_bucket_ms: intIn(1, MAX_BUCKET_MS, BUCKET_LIMIT)
     .default(3_600_000)
-    .describe('time bucket of the messages partition key (at most 366 days)'),
+    .describe(
+      'time bucket of the messages partition key (at most 366 days); fixed per keyspace: a relay set otherwise does not start',
+    ),
   cassandra_timeout_ms: timerMs.default(5_000).describe('per-request timeout before a write goes to the spool'),
   spool_drain_ms: timerMs.default(1_000).describe('how often the local spool retries Cassandra while it is away'),
   spool_max_bytes: positiveInt

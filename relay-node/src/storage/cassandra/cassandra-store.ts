@@ -19,7 +19,7 @@ import { guardControlConnection, shutDownRemovedHosts } from './driver-guard.ts'
 import { createPartitionBatcher, type PartitionRow } from './partition-batcher.ts';
 import type { Logger } from '../../logger.ts';
 import { createNodeLease, LEASE_S, NodeIdInUseError } from './node-lease.ts';
-import { claimShard, migrate } from './schema.ts';
+import { BucketSizeMismatchError, claimShard, migrate, recordBucketMs } from './schema.ts';
 import { StoreRejectedError } from '../store-rejected.ts';
 
 /**
@@ -506,9 +506,10 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
   /**
    * Set for good once another relay is found holding this node id at connect: nothing is written
    * then, and the lease is not tried again until the relay restarts (docs/storage.md). A take
-   * waits out up to a lease's TTL, and every call would wait on it.
+   * waits out up to a lease's TTL, and every call would wait on it. Also set once the keyspace is
+   * found recorded with another cassandra_bucket_ms: nothing is read or written with this one.
    */
-  let refused: NodeIdInUseError | undefined;
+  let refused: NodeIdInUseError | BucketSizeMismatchError | undefined;
   /** Another relay took this node id's lease while this one ran (cut off or paused past it). */
   const leaseTaken = () => {
     const problem = lease?.problem;
@@ -544,6 +545,10 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
       connected = client.connect();
       await connected;
       await migrate(client, ks, options.replication);
+      // Before anything is read or written: rows are found by bucket, so every relay on the
+      // keyspace must use the size it was set up with.
+      const bucketMs = await recordBucketMs(client, ks, options.bucketMs, write);
+      if (bucketMs !== options.bucketMs) throw new BucketSizeMismatchError(ks, bucketMs, options.bucketMs);
       writeLimit = await readWriteLimit(client);
       if (writeLimit !== undefined) {
         options.log?.info(
@@ -556,7 +561,7 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
       live = true;
     })()
       .catch((error: unknown) => {
-        if (error instanceof NodeIdInUseError) refused = error;
+        if (error instanceof NodeIdInUseError || error instanceof BucketSizeMismatchError) refused = error;
         ready = undefined; // try again on the next call
         connected = undefined;
         lastError = (error as Error).message;
@@ -808,10 +813,11 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
       return refused ?? leaseTaken();
     },
 
-    // At start: with Cassandra reachable (connected within cassandra_timeout_ms), the schema and
-    // the node id's lease are settled before the relay serves, and a relay whose node id another
-    // relay holds does not start. Unreachable, the relay starts anyway (its writes spool) and
-    // settles them when Cassandra answers.
+    // At start: with Cassandra reachable (connected within cassandra_timeout_ms), the schema, the
+    // bucket size and the node id's lease are settled before the relay serves, and a relay whose
+    // node id another relay holds, or whose cassandra_bucket_ms is not the keyspace's, does not
+    // start. Unreachable, the relay starts anyway (its writes spool) and settles them when
+    // Cassandra answers.
     async open() {
       const attempt = connect();
       attempt.catch(() => {});
@@ -828,7 +834,7 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
       try {
         await attempt;
       } catch (error) {
-        if (error instanceof NodeIdInUseError) throw error;
+        if (error instanceof NodeIdInUseError || error instanceof BucketSizeMismatchError) throw error;
       }
     },
 

@@ -18,6 +18,8 @@ import cassandra, { type Client } from 'cassandra-driver';
  *   timestamps resolve to the greater id on every replica (Cassandra keeps the greater value).
  * - `topic_first`: the first cursor ever stored per topic (no TTL), to tell that a resume cursor
  *   predates what retention kept.
+ * - `keyspace_settings` (schema 5): settings the keyspace's rows depend on, fixed by the first
+ *   relay that starts on it: `bucket_ms` (see recordBucketMs).
  */
 /**
  * TWCS window of the time-series tables: a day keeps a week's retention in about 7 windows plus
@@ -86,6 +88,10 @@ export const MIGRATIONS: string[][] = [
   [
     // Version 4: which relay mints under each node id (node-lease.ts). Rows expire unless renewed.
     `CREATE TABLE IF NOT EXISTS node_leases (node_id text PRIMARY KEY, holder text, renewed_at timestamp)`,
+  ],
+  [
+    // Version 5: the settings every relay on the keyspace must share (recordBucketMs).
+    `CREATE TABLE IF NOT EXISTS keyspace_settings (name text PRIMARY KEY, value text)`,
   ],
 ];
 
@@ -208,4 +214,59 @@ export async function migrate(
     ran += 1;
   }
   return ran;
+}
+
+/**
+ * A relay configured with another cassandra_bucket_ms than the keyspace was set up with. It does
+ * not start: history rows are found by (topic, floor(cursor time / bucket)), so with another size
+ * its resumes would skip what was written under the recorded one (a gap) and its lookups by cursor
+ * would miss it (a copy from a peer stored again as new).
+ */
+export class BucketSizeMismatchError extends Error {
+  readonly code = 'bucket_size_mismatch';
+  readonly recordedMs: number;
+  readonly configuredMs: number;
+  constructor(keyspace: string, recordedMs: number, configuredMs: number) {
+    super(
+      `keyspace ${keyspace} holds history written with cassandra_bucket_ms ${recordedMs} (recorded in its ` +
+        `keyspace_settings table), but this relay is configured with cassandra_bucket_ms ${configuredMs}: ` +
+        'its resumes and history reads would skip what was written with the other size, and lookups by cursor ' +
+        `miss it. Set cassandra_bucket_ms back to ${recordedMs}, or use a new keyspace (cassandra_keyspace) ` +
+        `for ${configuredMs}`,
+    );
+    this.recordedMs = recordedMs;
+    this.configuredMs = configuredMs;
+  }
+}
+
+/**
+ * Records `bucketMs` as the keyspace's bucket size if none is recorded yet (a new keyspace, or one
+ * from before schema 5, whose rows' size cannot be told: it takes this one), and returns the size
+ * that stands. One lightweight transaction: of relays starting together with different sizes,
+ * exactly one records its own, and every other one gets that one back. A try whose answer was
+ * lost is tried again: it then finds its own value (or the winner's).
+ */
+export async function recordBucketMs(
+  client: Client,
+  keyspace: string,
+  bucketMs: number,
+  write: { consistency?: number; serialConsistency?: number },
+  patienceMs = MIGRATE_PATIENCE_MS,
+): Promise<number> {
+  const result = await settled(client, Date.now() + patienceMs, () =>
+    client.execute(
+      `INSERT INTO ${keyspace}.keyspace_settings (name, value) VALUES ('bucket_ms', ?) IF NOT EXISTS`,
+      [String(bucketMs)],
+      { prepare: true, ...write },
+    ),
+  );
+  const row = result.first();
+  if (!row || row['[applied]'] === true) return bucketMs;
+  const recorded = Number(row.value);
+  if (!Number.isSafeInteger(recorded) || recorded <= 0) {
+    throw new Error(
+      `keyspace ${keyspace}: keyspace_settings holds bucket_ms '${String(row.value)}', not a bucket size`,
+    );
+  }
+  return recorded;
 }
