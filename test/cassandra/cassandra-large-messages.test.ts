@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
+import { type AddressInfo, createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { createHybridClock, type Envelope, messageId } from '@anode/shared';
+import { createHybridClock, type Envelope, messageId, randomNodeId } from '@anode/shared';
 import cassandra from 'cassandra-driver';
 import { createCassandraStore } from '@anode/relay-node/src/storage/cassandra/cassandra-store.ts';
 import { createLogger } from '@anode/relay-node/src/logger.ts';
-import { createSpoolingStore } from '@anode/relay-node/src/storage/spool/spooling-store.ts';
-import { tempDir } from '../helpers/relay.ts';
+import { createSpoolingStore, REFUSED_IN_A_ROW } from '@anode/relay-node/src/storage/spool/spooling-store.ts';
+import { startRelay, tempDir } from '../helpers/relay.ts';
 import { type CassandraServer, findJava, startCassandra } from './cassandra-server.ts';
 import { testStoreOptions } from './store-options.ts';
 
@@ -73,6 +74,22 @@ async function rowsOf(s: CassandraServer, keyspace: string, topic: string) {
   };
 }
 
+/** A loopback port nothing listens on (taken and given back). */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** A logger whose JSON lines the test reads. */
+function capturedLog() {
+  const lines: Record<string, unknown>[] = [];
+  const log = createLogger('info', { write: (line: string) => void lines.push(JSON.parse(line)) });
+  return { log, lines };
+}
+
 const tooLarge = (error: Error & { code?: string }) =>
   error.code === 'too_large' && /native_transport_max_frame_size|max_mutation_size/.test(error.message);
 
@@ -108,33 +125,130 @@ describe('Cassandra: messages at the size of one write', { skip }, () => {
     }
   });
 
-  it('refuses such a publish instead of spooling it, and a spooled one does not hold up the drain', async () => {
+  it('refuses such a publish instead of spooling it, also while Cassandra is away (no ack)', async () => {
     const s = (await serverReady) as CassandraServer;
     const dir = await tempDir();
-    const store = createSpoolingStore(createCassandraStore(testStoreOptions(s, { timeoutMs: 1_500 })), {
+    const primary = createCassandraStore(testStoreOptions(s, { timeoutMs: 1_500 }));
+    const store = createSpoolingStore(primary, {
       dataDir: dir,
       drainIntervalMs: 100,
       log: createLogger('silent'),
+      tooLarge: (e) => primary.tooLarge(e), // as create-store.ts wires it
     });
     try {
-      await store.append([sized('spooled', 10)]); // connected, schema made
+      await store.append([sized('spooled', 10)]); // connected, schema made, the limit read
       await assert.rejects(bounded(store.append([sized('spooled', MiB)]), 'publish'), tooLarge);
       assert.equal(store.spoolDepth, 0, 'not spooled');
-      // Queued behind an outage (its JVM paused), it reaches the spool: the store is not asked.
+      // Cassandra away (its JVM paused): the spool takes publishes without asking it, but not one
+      // the store already knows it cannot take (acked, it would never be in history).
+      const big = sized('spooled', MiB);
       const behind = sized('spooled', 20);
       process.kill(s.pid, 'SIGSTOP');
       try {
-        await store.append([sized('spooled', 30)]);
-        await store.append([sized('spooled', MiB)]);
+        await store.append([sized('spooled', 30)]); // times out: spooled
+        assert.equal(store.spoolDepth, 1);
+        await assert.rejects(bounded(store.append([big]), 'publish while away'), tooLarge);
         await store.append([behind]);
-        assert.equal(store.spoolDepth, 3);
+        assert.equal(store.spoolDepth, 2, 'the too-large one not spooled');
       } finally {
         process.kill(s.pid, 'SIGCONT');
       }
       await store.drained(30_000);
       const ids = (await store.history('spooled', { limit: 10 })).map((e) => e.id);
       assert.ok(ids.includes(behind.id), 'the message behind it drained');
-      assert.equal((await store.health()).spool_rejected, 1, 'the refused one moved aside');
+      assert.ok(!ids.includes(big.id));
+      assert.equal((await store.health()).spool_rejected, undefined, 'nothing acked was moved aside');
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a relay refuses a too-large publish with too_large while Cassandra is away, not acked', async () => {
+    const s = (await serverReady) as CassandraServer;
+    const relay = await startRelay({
+      store: 'cassandra',
+      'cassandra-contact-points': `${s.host}:${s.port}`,
+      'cassandra-keyspace': `t_${randomNodeId(12)}`,
+      'cassandra-replication': 'SimpleStrategy:1',
+      'cassandra-timeout-ms': '1500',
+      'spool-drain-ms': '200',
+      // The relay itself takes it: only the store's limit (1 MiB less 1 KiB of data) refuses it.
+      'max-message-bytes': String(2 * MiB),
+    });
+    const post = (data: string) =>
+      fetch(`${relay.url}/v1/topics/relay.big/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify([{ data }]),
+      });
+    try {
+      assert.equal((await post('connected')).status, 202);
+      process.kill(s.pid, 'SIGSTOP');
+      let answer: { status: number; body: { error?: { code?: string } } };
+      try {
+        assert.equal((await post('spooled')).status, 202); // times out: spooled
+        const response = await post('x'.repeat(MiB - 200));
+        answer = { status: response.status, body: (await response.json()) as typeof answer.body };
+      } finally {
+        process.kill(s.pid, 'SIGCONT');
+      }
+      assert.notEqual(answer.status, 202, 'not acked');
+      assert.equal(answer.body.error?.code, 'too_large', JSON.stringify(answer.body).slice(0, 300));
+    } finally {
+      await relay.stop();
+    }
+  });
+
+  it('moves spooled messages over the known limit aside at once, however many in a row, and drains the rest', async () => {
+    const s = (await serverReady) as CassandraServer;
+    const dir = await tempDir();
+    // Spooled while the limit was not known yet (the relay started with Cassandra unreachable: no
+    // host at this address), then the relay restarts with Cassandra back.
+    const unreachable = createCassandraStore(
+      testStoreOptions({ host: '127.0.0.1', port: await closedPort() }, { timeoutMs: 1_500 }),
+    );
+    const before = createSpoolingStore(unreachable, {
+      dataDir: dir,
+      drainIntervalMs: 600_000,
+      log: createLogger('silent'),
+      tooLarge: (e) => unreachable.tooLarge(e),
+    });
+    const first = sized('aside', 30);
+    const bigs = Array.from({ length: REFUSED_IN_A_ROW + 1 }, () => sized('aside', MiB));
+    const behind = sized('aside', 20);
+    try {
+      for (const m of [first, ...bigs, behind]) await bounded(before.append([m]), 'spool');
+      assert.equal(before.spoolDepth, bigs.length + 2);
+    } finally {
+      await before.close();
+    }
+    const { log, lines } = capturedLog();
+    const primary = createCassandraStore(testStoreOptions(s, { timeoutMs: 3_000 }));
+    const store = createSpoolingStore(primary, {
+      dataDir: dir,
+      drainIntervalMs: 100,
+      log,
+      tooLarge: (e) => primary.tooLarge(e),
+    });
+    try {
+      const drained = await store.drained(30_000).then(
+        () => 'drained',
+        (e: Error) => e.message,
+      );
+      const health = await store.health();
+      assert.equal(drained, 'drained', JSON.stringify(health.last_error));
+      assert.deepEqual(
+        (await store.history('aside', { limit: 10 })).map((e) => e.id),
+        [first.id, behind.id],
+      );
+      assert.equal(health.spool_rejected, bigs.length);
+      const logged = lines.filter((line) => line.level === 'error' && line.topic === 'aside').map((l) => l.id);
+      assert.deepEqual(
+        logged,
+        bigs.map((m) => m.id),
+        'each moved aside is logged',
+      );
     } finally {
       await store.close();
       await rm(dir, { recursive: true, force: true });

@@ -238,7 +238,9 @@ describe('spool in front of Cassandra: refusals are not outages', { skip }, () =
     });
     try {
       await store.append([message('before', 0)]); // connected, schema made
-      // Queued behind an outage, the oversized message reaches the spool: Cassandra cannot say no yet.
+      // Queued behind an outage, the oversized message reaches the spool: Cassandra cannot say no
+      // yet, and this spool is not given the store's size check (as create-store.ts gives it, the
+      // publish is refused instead: cassandra-large-messages.test.ts).
       await whilePaused(s, async () => {
         await store.append([message('first', 1)]);
         await store.append([message('big', 'x'.repeat(OVERSIZED))]);

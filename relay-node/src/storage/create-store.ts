@@ -55,6 +55,8 @@ export function createStore(config: RelayConfig, log: Logger, metrics: Metrics, 
         onDepth: (depth) => metrics.storeSpoolDepth.set(depth),
         onRejected: (held) => metrics.storeSpoolRejected.set(held),
         refusal: () => cassandra.refusal,
+        // While Cassandra is away a message over the limits it read is refused, not acked.
+        tooLarge: (envelope) => cassandra.tooLarge(envelope),
       });
     }
   }

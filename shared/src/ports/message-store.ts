@@ -45,11 +45,15 @@ import type { Envelope } from '../frames.ts';
  *   fail with `unavailable` until Cassandra is back. The spool holds at most `spool_max_bytes`
  *   of envelopes: an append that would pass it is refused whole with `unavailable` (nothing
  *   already spooled is dropped). A message the remote store refuses for good, for itself alone
- *   (not an outage: Cassandra's mutation past its max_mutation_size; every other error answer is
- *   an outage), is refused, not spooled; one spooled before the store could refuse it is moved
- *   aside while draining (kept in the spool file's `spool_rejected`, logged, counted), so it never
- *   blocks what queues behind it, unless several rows in a row are refused with none stored
- *   between them: the drain then stops as in an outage and keeps them. Once another relay holds this node id (Cassandra's lease, `node_id_in_use`), appends
+ *   (not an outage: a write past Cassandra's native_transport_max_frame_size or max_mutation_size;
+ *   every other error answer is an outage), is refused, not spooled; so is one the store already
+ *   knows it cannot take while the spool takes appends without it (Cassandra's size check against
+ *   the limits read at connect): never acked. One spooled before the store could refuse it is
+ *   moved aside while draining (kept in the spool file's `spool_rejected`, logged, counted), so it
+ *   never blocks what queues behind it; refused by the store's own size check, at once, however
+ *   many in a row; refused by Cassandra's answer, unless several rows in a row are refused so with
+ *   none stored between them: the drain then stops as in an outage and keeps them. Once another
+ *   relay holds this node id (Cassandra's lease, `node_id_in_use`), appends
  *   are refused whether the spool is empty or not; what it holds stays, undrained, until the
  *   lease is back. Pinned by spooling-store.test.ts, spool-limit.test.ts and
  *   test/cassandra/spool-refusals.test.ts.

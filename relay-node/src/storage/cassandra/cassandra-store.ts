@@ -65,6 +65,12 @@ export interface CassandraStore extends MessageStore {
    * the drain, or overwrite the other relay's rows.
    */
   readonly refusal: Error | undefined;
+  /**
+   * The refusal append would make of `envelope` for its size (too_large, `certain`), from the
+   * write limit read at the last connect; undefined when it fits or the limit is not known. Asks
+   * Cassandra nothing: the spool in front asks it for the publishes it takes while Cassandra is away.
+   */
+  tooLarge(envelope: Envelope): StoreRejectedError | undefined;
 }
 
 const { Long, consistencies } = cassandra.types;
@@ -535,6 +541,8 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
         `accepts in one write (${writeLimit} bytes: the smaller of native_transport_max_frame_size and ` +
         `max_mutation_size, by default half of commitlog_segment_size); keep max_message_bytes below ` +
         `${writeLimit - WRITE_OVERHEAD_BYTES}`,
+      // Decided from its own size against a known limit, Cassandra not asked: about it alone.
+      { certain: true },
     );
   };
   const connect = () => {
@@ -812,6 +820,8 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
     get refusal() {
       return refused ?? leaseTaken();
     },
+
+    tooLarge: (e) => (writeLimit === undefined ? undefined : tooLargeToWrite(e, JSON.stringify(e.data) ?? '')),
 
     // At start: with Cassandra reachable (connected within cassandra_timeout_ms), the schema, the
     // bucket size and the node id's lease are settled before the relay serves, and a relay whose

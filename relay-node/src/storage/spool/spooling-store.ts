@@ -35,14 +35,20 @@ import { fileDamaged, writeFailureMemory } from '../embedded/sqlite-schema.ts';
  * cursor), so this node's resumes and the peers catching up from it see every message it acked.
  *
  * A write the remote store refuses for good (StoreRejectedError: e.g. a mutation past Cassandra's
- * size limit) is not an outage: a publish is refused with it, not spooled. A spooled one (queued
- * behind an outage before the store could say no) would fail every drain and hold everything
- * behind it until the spool filled, so the drain sends the rows of a refused batch one by one
- * and moves the one refused alone to the `spool_rejected` table of the spool file (logged with
- * its topic, id and the reason, counted in health and by onRejected), then goes on. It stays
- * there for an operator; it was acked and delivered live, but history will not hold it. Rows
- * refused one after another with none stored between them (REFUSED_IN_A_ROW) are not moved: a
- * refusal that meets every row is the store's, so the drain stops as in an outage and keeps them.
+ * size limit) is not an outage: a publish is refused with it, not spooled. While the spool takes
+ * publishes without asking the store (it holds messages, or the store is away), one the store
+ * already knows it cannot take (`tooLarge`: Cassandra's size check against the limits it read at
+ * connect) is refused the same way: acked, it would be moved aside at the drain, never in history.
+ * A spooled one the store refuses (queued behind an outage before the store could say no, or
+ * knew its limits) would fail every drain and hold everything behind it until the spool filled,
+ * so the drain sends the rows of a refused batch one by one and moves the one refused alone to
+ * the `spool_rejected` table of the spool file (logged with its topic, id and the reason, counted
+ * in health and by onRejected), then goes on. It stays there for an operator; it was acked and
+ * delivered live, but history will not hold it. A refusal the store made from the row's own size
+ * against a limit it knows (`certain`) moves the row aside at once. Rows refused otherwise (the
+ * backend's own answer) one after another with none stored between them (REFUSED_IN_A_ROW) are
+ * not moved: a refusal that meets every row is the store's, so the drain stops as in an outage
+ * and keeps them.
  *
  * Another relay holding this node id (`node_id_in_use`, as `refusal` tells) refuses
  * publishes here too, spool or not: spooled, they would be acked under cursors the other relay
@@ -71,6 +77,13 @@ export interface SpoolOptions {
   refusal?: () => Error | undefined;
   /** Messages held in `spool_rejected` (refused for good by the store while draining). */
   onRejected?: (held: number) => void;
+  /**
+   * The store's refusal of this message for its size, when it already knows the store cannot take
+   * it (Cassandra: against the limits read at connect), else undefined; synchronous, asks nothing.
+   * Asked only for appends the spool would take without the store (it holds messages, or the store
+   * is away): they are refused with it instead of acked.
+   */
+  tooLarge?: (message: Envelope) => Error | undefined;
 }
 
 export interface SpoolingStore extends MessageStore {
@@ -92,7 +105,8 @@ export const DRAIN_BYTES = 4 * 1024 * 1024;
  * Spooled rows refused for good one after another, with none stored between them, that stop the
  * drain as an outage instead of being moved aside: refusals that meet row after row are more
  * likely the store's (a schema change not yet everywhere, a misconfiguration) than every message's
- * own, and moved aside they would leave history for good.
+ * own, and moved aside they would leave history for good. Not counted: refusals the store made
+ * from a row's own size against a limit it knows (StoreRejectedError.certain), moved aside at once.
  */
 export const REFUSED_IN_A_ROW = 5;
 
@@ -245,6 +259,19 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
   let closed = false;
   let lastError: string | undefined;
   const refusal = () => options.refusal?.();
+  /**
+   * The store's refusal of a message of `messages` it already knows it cannot take (see
+   * SpoolOptions.tooLarge): the whole append is refused, as the store refuses it (the hub's writer
+   * halves a batch down to the one publish).
+   */
+  const tooLarge = (messages: readonly Envelope[]): Error | undefined => {
+    if (!options.tooLarge) return undefined;
+    for (const m of messages) {
+      const refused = options.tooLarge(m);
+      if (refused) return refused;
+    }
+    return undefined;
+  };
   let refusedLogged = false;
   let checking: Promise<StoreHealth> | undefined;
   let lastHealth: StoreHealth | undefined;
@@ -364,6 +391,9 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
         .catch((error: unknown) => {
           if (!isStoreRejection(error)) throw error;
           if (rows.length > 1) singlyThrough = last.seq;
+          // The store's own size check: about this row alone for certain, whatever came before.
+          // Neither counted in the run below nor ending it (the store was not asked).
+          else if (error.certain) moveAside(last, error);
           else if (refused.push({ row: last, error }) >= REFUSED_IN_A_ROW) {
             throw new Error(
               `the store refused ${refused.length} spooled messages in a row and stored none between them: ` +
@@ -455,7 +485,7 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
 
     async append(messages, appendOptions) {
       if (depth > 0) {
-        const refused = refusal();
+        const refused = refusal() ?? tooLarge(messages);
         if (refused) throw refused;
         return spool(messages, appendOptions?.minted); // keep order: nothing overtakes the spool
       }
@@ -477,6 +507,10 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
         // Not an outage: another relay mints under this node id. Spooling would only defer the
         // overwrite to the drain, so the publish is refused.
         if (nodeIdInUse(error)) throw error;
+        // Not asked before (it serializes every message's data): the store's own append checks it
+        // once connected, and reached none of that when it failed as an outage.
+        const oversized = tooLarge(messages);
+        if (oversized) throw oversized;
         options.log.warn({ err: error, messages: messages.length }, 'store unavailable; spooling writes locally');
         return spool(messages, appendOptions?.minted);
       }
