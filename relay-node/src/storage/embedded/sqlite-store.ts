@@ -251,10 +251,21 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
         writeFailure.failed(error);
         throw error;
       }
+      // Rows a dead writer thread may have committed without saying so (sqlite-writer.ts): one
+      // found stored as that write left it is reported new, once, so the hub fans it out (and
+      // gossips a local publish); refused, it was neither. Before, a keyed publish sent again
+      // after such a refusal was acked with the stored copy and never delivered live here, nor
+      // gossiped (other relays had it at their next catch-up).
+      const recheck = writes.unconfirmed > 0;
       return messages.map((m, i): AppendResult => {
         const existing = stored[i];
         if (existing === CURSOR_TAKEN) return { envelope: m, inserted: false, conflict: true };
-        return existing ? { envelope: toEnvelope(existing), inserted: false } : { envelope: m, inserted: true };
+        if (!existing) {
+          if (recheck) writes.takeUnconfirmed(m.id);
+          return { envelope: m, inserted: true };
+        }
+        const unconfirmed = recheck && writes.takeUnconfirmed(existing.id, existing.cursor);
+        return { envelope: toEnvelope(existing), inserted: unconfirmed };
       });
     },
 

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Worker } from 'node:worker_threads';
 import { describe, it } from 'node:test';
-import { createHybridClock, type Envelope, randomId } from '@anode/shared';
+import { createHybridClock, type Envelope, OPEN_CLAIMS, randomId } from '@anode/shared';
+import { recorder, testHub } from '../../hub/test-hub.ts';
 import { createSqliteStore } from './sqlite-store.ts';
 
 /**
@@ -198,6 +199,137 @@ describe('embedded store: the writer thread dies', () => {
         ['0001', '0003'],
       );
     } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  /**
+   * The thread commits an append and dies before its answer reaches the store (deterministic here:
+   * its answers are dropped, and it is killed once the rows are visible): the write is refused,
+   * yet stored. Sent again (a keyed publish's id is its content's), it is found stored: it must be
+   * reported new once, or it was acked and never fanned out nor gossiped.
+   */
+  const commitThenDie = async (fsync: boolean) => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-writer-restart-'));
+    const threads: Worker[] = [];
+    const store = createSqliteStore({
+      dataDir: dir,
+      retention: { maxAgeMs: 0, maxMessages: 0 },
+      fsync,
+      onWriterThread: (worker) => threads.push(worker),
+      log: { warn: () => {} },
+    });
+    /** Runs `write` on a thread that commits it and dies before answering; returns its refusal. */
+    let killed = 0;
+    const lostAnswer = async (write: () => Promise<unknown>, topic: string, rows: number) => {
+      for (let i = 0; i < 200 && threads.length === killed; i++) await sleep(10); // the next thread
+      killed += 1;
+      const thread = threads.at(-1) as Worker;
+      thread.removeAllListeners('message'); // its answers no longer reach the store
+      const refusal = write().then(
+        () => undefined,
+        (error: Error) => error,
+      );
+      for (let i = 0; i < 500 && (await store.history(topic, { limit: 1000 })).length < rows; i++) await sleep(5);
+      assert.equal((await store.history(topic, { limit: 1000 })).length, rows, 'committed by the thread');
+      await thread.terminate();
+      const error = await refusal;
+      const why = error?.cause instanceof Error ? error.cause : error; // the hub's refusal: its cause
+      assert.match(String(why?.message), /before confirming this write/);
+    };
+    /** Retries `write` (refused while the thread is down) until it is taken. */
+    const untilTaken = async <T>(write: () => Promise<T>): Promise<T> => {
+      for (let i = 0; ; i++) {
+        try {
+          return await write();
+        } catch (error) {
+          if (i > 100) throw error;
+          await sleep(20);
+        }
+      }
+    };
+    return { store, dir, lostAnswer, untilTaken };
+  };
+
+  for (const fsync of [true, false]) {
+    it(`reports a write the dead thread committed without confirming as new once, sent again (fsync ${fsync})`, async () => {
+      const { store, dir, lostAnswer, untilTaken } = await commitThenDie(fsync);
+      const clock = createHybridClock('unconfirmed');
+      const ids = Array.from({ length: 40 }, () => randomId());
+      // Sent again with new cursors, as a keyed publish is (same id, minted again).
+      const batch = (): Envelope[] =>
+        ids.map((id, i) => ({ id, topic: 'u', cursor: clock.next(), source: 's', ts: 1, data: i }));
+      const other = Array.from({ length: 40 }, (_, i) => ({
+        id: randomId(),
+        topic: 'v',
+        cursor: clock.next(),
+        source: 's',
+        ts: 1,
+        data: i,
+      }));
+      try {
+        await store.append(batch()); // ids taken earlier, acked: not new again
+        const first = batch();
+        const stored = (await store.history('u', { limit: 1000 })).map((m) => m.cursor);
+        // A batch of ids stored before: the dead thread's answer would have been "not new".
+        await lostAnswer(() => store.append(first), 'u', 40);
+        // Now ids that were not stored before.
+        const fresh = Array.from({ length: 40 }, (_, i) => ({ ...other[i]!, id: randomId() }));
+        await lostAnswer(() => store.append(fresh), 'v', 40);
+        const again = await untilTaken(() => store.append(fresh.map((m) => ({ ...m, cursor: clock.next() }))));
+        assert.deepEqual(
+          again.map((r) => r.inserted),
+          fresh.map(() => true),
+          'committed, refused, sent again: new once',
+        );
+        assert.deepEqual(
+          again.map((r) => r.envelope.cursor),
+          fresh.map((m) => m.cursor),
+          'as stored',
+        );
+        const third = await store.append(fresh.map((m) => ({ ...m, cursor: clock.next() })));
+        assert.deepEqual(
+          third.map((r) => r.inserted),
+          fresh.map(() => false),
+          'only once',
+        );
+        // The ids stored before the dead write (which then found them stored): not new.
+        const old = await store.append(batch());
+        assert.deepEqual(
+          old.map((r) => r.inserted),
+          ids.map(() => false),
+        );
+        assert.deepEqual(
+          old.map((r) => r.envelope.cursor),
+          stored,
+        );
+      } finally {
+        await store.close();
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+  }
+
+  it('delivers and gossips a keyed publish the dead thread committed without confirming, once sent again', async () => {
+    const { store, dir, lostAnswer, untilTaken } = await commitThenDie(true);
+    const hub = testHub(store);
+    const gossiped: string[] = [];
+    hub.onAccepted((envelopes) => gossiped.push(...envelopes.map((m) => m.id)));
+    const live = recorder();
+    await hub.subscribe(live, 'k');
+    const context = { via: 'ws', claims: OPEN_CLAIMS } as const;
+    const publish = () => hub.publishOne('k', { data: { n: 1 }, key: 'key-1' }, context);
+    try {
+      await lostAnswer(publish, 'k', 1);
+      const ack = await untilTaken(publish);
+      await sleep(50);
+      assert.deepEqual(live.ids(), [ack.id], 'delivered to the live subscriber');
+      assert.deepEqual(gossiped, [ack.id], 'handed to gossip');
+      const [stored] = await store.history('k', { limit: 10 });
+      assert.equal(ack.cursor, stored?.cursor);
+    } finally {
+      hub.removeSubscriber(live);
       await store.close();
       await rm(dir, { recursive: true, force: true });
     }

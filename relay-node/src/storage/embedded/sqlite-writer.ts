@@ -27,6 +27,14 @@ export interface AsyncWrites {
   readonly failure: string | undefined;
   /** Writer threads started again after one died. */
   readonly restarts: number;
+  /** How many ids a dead thread was asked to append and never answered for (see takeUnconfirmed). */
+  readonly unconfirmed: number;
+  /**
+   * Drop `id` from the appends a dead thread never answered for; true if it was one of them and
+   * the row stored under it has the cursor that append carried (`storedCursor`): that append was
+   * committed, and refused all the same.
+   */
+  takeUnconfirmed(id: string, storedCursor?: string): boolean;
   /**
    * No write is in flight (an append, a sweep, a close); a checkpoint may be. A passive checkpoint
    * blocks no writer, so another connection may write meanwhile without breaking the order.
@@ -59,6 +67,8 @@ function profilingFlags(): string[] {
 export const RESTART_MIN_MS = 100;
 /** The longest wait between two starts of a writer thread that keeps dying. */
 export const RESTART_MAX_MS = 10_000;
+/** The most ids kept of appends a dead thread never answered for (the oldest are dropped). */
+export const UNCONFIRMED_MAX = 100_000;
 
 export interface WriterThreadOptions {
   maxPages?: number;
@@ -88,7 +98,12 @@ export interface WriterThreadOptions {
  * connection of a dead thread is closed as its thread ends, so its locks go with it.
  */
 export function startWriterThread(path: string, fsync: boolean, options: WriterThreadOptions = {}): AsyncWrites {
-  const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
+  const pending = new Map<
+    number,
+    { resolve: (value: unknown) => void; reject: (error: Error) => void; rows?: readonly WriteRow[] }
+  >();
+  // Id to cursor, of the rows of appends a dead thread never answered for (see died).
+  const unconfirmed = new Map<string, string>();
   let seq = 0;
   let failure: string | undefined;
   let writing = 0; // requests in `pending` that are not checkpoints
@@ -128,6 +143,7 @@ export function startWriterThread(path: string, fsync: boolean, options: WriterT
     deaths += 1;
     const wait = Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** (deaths - 1));
     failure = `${why}; started again in ${wait} ms`;
+    remember();
     rejectPending(`${why} before confirming this write (not stored, or stored without an acknowledgement)`);
     const message = `${why}; writes are refused until it is started again`;
     // Without a logger (a store made outside a relay), on stderr as a process warning.
@@ -151,6 +167,26 @@ export function startWriterThread(path: string, fsync: boolean, options: WriterT
     }, wait).unref();
   };
 
+  /**
+   * An append the dead thread never answered for may have been committed all the same (it died
+   * after COMMIT returned, before its answer went out): refused, yet stored, and so never fanned
+   * out nor gossiped; sent again (a keyed publish, a catch-up), it is found stored, not new, and
+   * was never delivered live. Its ids are kept, so that the store reports such a row as new once
+   * (takeUnconfirmed; a delivery twice, same id, is within at-least-once; never once is not).
+   */
+  const remember = () => {
+    for (const { rows } of pending.values()) {
+      for (const [id, , cursor] of rows ?? []) {
+        unconfirmed.delete(id); // to the end: the newest is dropped last
+        unconfirmed.set(id, cursor);
+      }
+    }
+    for (const id of unconfirmed.keys()) {
+      if (unconfirmed.size <= UNCONFIRMED_MAX) break;
+      unconfirmed.delete(id);
+    }
+  };
+
   const rejectPending = (message: string) => {
     const waiting = [...pending.values()];
     pending.clear();
@@ -170,6 +206,7 @@ export function startWriterThread(path: string, fsync: boolean, options: WriterT
       pending.set(id, {
         resolve: (value) => (done(), resolve(value)),
         reject: (error) => (done(), reject(error)),
+        rows: request.op === 'append' ? request.rows : undefined,
       });
       worker.postMessage({ ...request, seq: id });
     });
@@ -188,6 +225,15 @@ export function startWriterThread(path: string, fsync: boolean, options: WriterT
     },
     get restarts() {
       return restarts;
+    },
+    get unconfirmed() {
+      return unconfirmed.size;
+    },
+    takeUnconfirmed(id, storedCursor) {
+      const cursor = unconfirmed.get(id);
+      if (cursor === undefined) return false;
+      unconfirmed.delete(id);
+      return cursor === storedCursor;
     },
     async close() {
       if (closed) return;
@@ -211,6 +257,8 @@ export function inProcess(writes: Writes): AsyncWrites {
     failure: undefined,
     idle: true,
     restarts: 0,
+    unconfirmed: 0,
+    takeUnconfirmed: () => false,
     async close() {},
   };
 }
