@@ -289,12 +289,36 @@ describe('catch-up scheduling', () => {
     sync.peerDown('a');
     sync.peerUp('a'); // its new connection's catch-up is queued behind the old one's run
     sync.resync(1_020_000, 'a'); // the peer says its gossip since 1_020_000 was lost
-    release(); // the old run ends well, and would set the watermark to when it started, 1_100_000
+    release(); // the old run ends well, and sets the watermark to when it started, 1_100_000
     await settle();
-    const [peer, after] = asked.at(-1) ?? [];
-    assert.equal(peer, 'a');
-    // From the watermark it had before (1_000_000): earlier than asked, never later.
-    assert.ok(after !== undefined && after <= cursorAt(1_020_000 - LOOKBACK), `read from ${after}`);
+    assert.deepEqual(asked.at(-1), ['a', cursorAt(1_020_000 - LOOKBACK)]);
+    await sync.stop();
+  });
+
+  it('moves the watermark on for a peer that reconnects during every catch-up', async () => {
+    const sync = make();
+    await sync.start();
+    sync.peerUp('a');
+    await sync.firstSync; // watermark: 1_000_000
+    const releases: (() => void)[] = [];
+    const hold = () => (holdNext = new Promise<void>((resolve) => releases.push(resolve)));
+    clock += 100_000;
+    hold();
+    sync.peerDown('a');
+    sync.peerUp('a'); // a run from 1_000_000, still reading
+    await settle();
+    for (let round = 1; round <= 4; round++) {
+      sync.peerDown('a'); // the link drops and comes back while the run reads (it ends well)
+      sync.peerUp('a');
+      clock += 100_000;
+      hold();
+      releases.shift()?.();
+      await settle();
+    }
+    // Each run reads from where the one before it started (minus the lookback), not from 1_000_000.
+    assert.deepEqual(asked.at(-1), ['a', cursorAt(1_400_000 - LOOKBACK)]);
+    releases.shift()?.();
+    await settle();
     await sync.stop();
   });
 

@@ -55,6 +55,12 @@ interface Entry {
   again?: number;
   /** Everything the peer sent before this time has arrived (see heard). */
   heard?: number;
+  /**
+   * A resync asked while this entry waited (queued, or retrying): its catch-up reads from here if
+   * that is before the watermark. Kept on the entry, as a run of the peer's previous connection
+   * may still end and move the watermark on past it.
+   */
+  from?: number;
 }
 
 /** A watermark of a peer not connected is forgotten after this long (see forgetGone). */
@@ -207,7 +213,9 @@ export function createSync(options: SyncOptions) {
     }
   };
   const catchUp = async (peer: string, entry: Entry) => {
-    const since = state.peers[peer] ?? 0;
+    const mark = state.peers[peer] ?? 0;
+    const since = entry.from === undefined || mark === 0 ? mark : Math.min(mark, entry.from);
+    entry.from = undefined;
     const after = cursorAt(since > 0 ? since - options.lookbackMs : 0);
     const started = now();
     stats.runs += 1;
@@ -220,11 +228,7 @@ export function createSync(options: SyncOptions) {
       // What went missing during the run may lie behind where it read: run again from there.
       if (again === undefined) entry.synced = true;
       else queue.push(peer);
-      const mark = Math.min(started, again ?? started);
-      // The peer reconnected during this run: a resync for its new connection, queued behind this
-      // run, lowered the watermark that connection's catch-up reads from; keep the lower one.
-      const held = state.peers[peer];
-      state.peers[peer] = connected.get(peer) !== entry && held !== undefined ? Math.min(held, mark) : mark;
+      state.peers[peer] = Math.min(started, again ?? started);
       state.any = Math.max(state.any ?? 0, started);
       stats.received += fresh;
       stats.last = new Date(started).toISOString();
@@ -233,6 +237,8 @@ export function createSync(options: SyncOptions) {
       saveQuietly();
     } catch (error) {
       stats.failures += 1;
+      // Its retry reads from here at the latest, whatever a run of an older connection sets.
+      if (since > 0) entry.from = Math.min(entry.from ?? since, since);
       const again = takeAgain(entry);
       const mark = state.peers[peer];
       if (again !== undefined && mark !== undefined) state.peers[peer] = Math.min(mark, again);
@@ -330,7 +336,10 @@ export function createSync(options: SyncOptions) {
           // Queued or waiting to retry: its next run reads from the watermark, so lower that (a
           // peer with none yet is asked for everything anyway).
           const held = state.peers[peer];
-          if (!running.has(entry) && held !== undefined) state.peers[peer] = Math.min(held, since);
+          if (!running.has(entry) && held !== undefined) {
+            state.peers[peer] = Math.min(held, since);
+            entry.from = Math.min(entry.from ?? since, since);
+          }
           continue;
         }
         entry.synced = false;
