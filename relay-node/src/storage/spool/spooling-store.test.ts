@@ -8,6 +8,7 @@ import { createLogger } from '../../logger.ts';
 import { createSqliteStore } from '../embedded/sqlite-store.ts';
 import { messageStoreCompliance } from '../message-store.compliance.ts';
 import { StoreRejectedError } from '../store-rejected.ts';
+import { BucketSizeMismatchError } from '../cassandra/schema.ts';
 import { createSpoolingStore, RECENT_IDS } from './spooling-store.ts';
 
 const log = createLogger('silent');
@@ -144,6 +145,27 @@ describe('spooling store while the remote store is away (the degraded contract)'
     const spool = createSpoolingStore(refusing, { dataDir: join(dir, 'spool'), drainIntervalMs: 20, log });
     await assert.rejects(spool.append([keyed('twin')]), /in use by another relay/);
     assert.equal(spool.spoolDepth, 0, 'spooled, it would overwrite the other relay’s messages when it drains');
+    await spool.close();
+  });
+
+  it("refuses, without spooling, a write the remote store refuses for a bucket size not its keyspace's", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-spool-'));
+    dirs.push(dir);
+    const sqlite = createSqliteStore({ dataDir: join(dir, 'store'), retention: { maxAgeMs: 0, maxMessages: 0 } });
+    // The Cassandra store's answer once it finds its keyspace recorded with another size (schema.ts).
+    const mismatch = new BucketSizeMismatchError('anode', 3_600_000, 60_000);
+    const refusing: MessageStore = {
+      ...sqlite,
+      append: async () => {
+        throw mismatch;
+      },
+    };
+    const spool = createSpoolingStore(refusing, { dataDir: join(dir, 'spool'), drainIntervalMs: 20, log });
+    await assert.rejects(spool.append([keyed('sized')]), (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'bucket_size_mismatch');
+      return true;
+    });
+    assert.equal(spool.spoolDepth, 0, 'spooled, it would be acked and never drained');
     await spool.close();
   });
 

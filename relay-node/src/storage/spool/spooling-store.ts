@@ -54,7 +54,8 @@ import { fileDamaged, writeFailureMemory } from '../embedded/sqlite-schema.ts';
  * publishes here too, spool or not: spooled, they would be acked under cursors the other relay
  * mints too. What the spool holds stays in its file, undrained (the store refuses the drain),
  * and drains if this relay gets its lease back (Cassandra: a lease lost while running is taken
- * back by renewing; one found taken at the first connect only by a restart).
+ * back by renewing; one found taken at the first connect only by a restart). So does a keyspace
+ * written with another `cassandra_bucket_ms` (`bucket_size_mismatch`), until a restart with its size.
  */
 /** While the store stays down: at most one line this often (the first failure logs its stack). */
 export const OUTAGE_LOG_MS = 30_000;
@@ -110,8 +111,15 @@ export const DRAIN_BYTES = 4 * 1024 * 1024;
  */
 export const REFUSED_IN_A_ROW = 5;
 
-/** Another relay holds this node id (the store's NodeIdInUseError): not an outage. */
-const nodeIdInUse = (error: unknown) => (error as { code?: unknown } | undefined)?.code === 'node_id_in_use';
+/**
+ * Refusals of every write that stand until an operator acts, not outages: another relay holds
+ * this node id (the store's NodeIdInUseError), or this relay's cassandra_bucket_ms is not the one
+ * its keyspace was written with (BucketSizeMismatchError). Spooled, a publish would be acked and
+ * then never drained.
+ */
+const STANDING_REFUSALS = new Set(['node_id_in_use', 'bucket_size_mismatch']);
+const standingRefusal = (error: unknown) =>
+  STANDING_REFUSALS.has((error as { code?: unknown } | undefined)?.code as string);
 
 /**
  * Longest health() waits for the remote store's own check before it answers with the last one it
@@ -449,9 +457,10 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
         })
         .catch((error: unknown) => {
           lastError = (error as Error).message;
-          if (nodeIdInUse(error)) {
-            // Not an outage: said once, as every drain is refused until this relay has its lease back.
-            if (!refusedLogged) options.log.error({ err: error, depth }, 'node id in use elsewhere; spool kept');
+          if (standingRefusal(error)) {
+            // Not an outage: said once, as every drain is refused until this relay has its lease
+            // back (or is started with its keyspace's bucket size).
+            if (!refusedLogged) options.log.error({ err: error, depth }, 'the store refuses every write; spool kept');
             refusedLogged = true;
           } else logStillDown(error);
           schedule();
@@ -504,9 +513,10 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
         // the status for as long as the store kept answering).
         if (isStoreRejection(error)) throw error;
         lastError = (error as Error).message;
-        // Not an outage: another relay mints under this node id. Spooling would only defer the
-        // overwrite to the drain, so the publish is refused.
-        if (nodeIdInUse(error)) throw error;
+        // Not an outage (STANDING_REFUSALS): another relay mints under this node id, or the
+        // keyspace was written with another bucket size. Spooled, the publish would be acked and
+        // never drained, so it is refused.
+        if (standingRefusal(error)) throw error;
         // Not asked before (it serializes every message's data): the store's own append checks it
         // once connected, and reached none of that when it failed as an outage.
         const oversized = tooLarge(messages);
