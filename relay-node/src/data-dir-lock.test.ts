@@ -98,6 +98,20 @@ describe('data folder on a disk that refuses it', () => {
     }
   });
 
+  it('does not take a folder whose name says locked for one in use (its lock file a folder)', async () => {
+    const base = await mkdtemp(join(tmpdir(), 'anode-lock-name-'));
+    try {
+      const dir = join(base, 'unlocked-busy');
+      mkdirSync(join(dir, 'lock'), { recursive: true });
+      assert.throws(
+        () => lockDataDir(dir),
+        (error: Error) => !(error instanceof DataDirInUseError) && /EISDIR/.test(error.message),
+      );
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+
   const root = process.platform === 'linux' && process.getuid?.() === 0;
   it(
     'says the disk is full, and a read-only file system, naming the folder (a tmpfs)',

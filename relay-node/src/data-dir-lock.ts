@@ -57,7 +57,7 @@ export function lockDataDir(dataDir: string): DataDirLock {
     db.exec('BEGIN EXCLUSIVE');
   } catch (error) {
     db?.close();
-    if (/locked|busy/i.test((error as Error).message)) throw new DataDirInUseError(dataDir);
+    if (sqliteBusy(error)) throw new DataDirInUseError(dataDir);
     throw lockFailed(dataDir, path, error as Error);
   }
   let holds = true;
@@ -75,6 +75,16 @@ export function lockDataDir(dataDir: string): DataDirLock {
     },
   };
 }
+
+/**
+ * SQLite's own answer that another connection holds the lock (SQLITE_BUSY or SQLITE_LOCKED, any
+ * extended code): by its code, not its words, as a file system error names the path, and a
+ * data_dir named `…/locked` was taken for a folder in use.
+ */
+const sqliteBusy = (error: unknown) => {
+  const { code, errcode } = error as { code?: unknown; errcode?: unknown };
+  return code === 'ERR_SQLITE_ERROR' && typeof errcode === 'number' && [5, 6].includes(errcode & 0xff);
+};
 
 /**
  * Why the lock file could not be made or locked, naming it and what to do: SQLite's own words

@@ -132,7 +132,10 @@ export function securePrivateDir(dataDir: string): void {
     }
     const advice = diskAdvice(error);
     if (advice) {
-      throw Object.assign(new Error(`the data folder ${dataDir} ${advice} [${(error as Error).message}]`), { code });
+      throw Object.assign(
+        new Error(`the data folder ${dataDir} ${advice} [${(error as Error).message}]`, { cause: error }),
+        { code },
+      );
     }
     if (code !== 'EPERM' && code !== 'EACCES') throw error;
     throw Object.assign(new Error(notOwnedMessage(dataDir, error as NodeJS.ErrnoException), { cause: error }), {
