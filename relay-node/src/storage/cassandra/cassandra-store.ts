@@ -369,23 +369,76 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
   /** The latest expiry Cassandra accepted (s since the epoch): set once it refused a later one. */
   let expiryLimitS: number | undefined;
   /**
+   * The longest TTL a message row written at `now` may have (s): what Cassandra holds (MAX_TTL_S,
+   * and expiryLimitS once learned) less a bucket, as its bucket's index row lives a bucket longer.
+   * Below 1 (past 2038 less a bucket on a cluster writing the format before 5.0) it leaves no room:
+   * ttls() then applies no cap. It only shrinks as time passes. One helper for ttls() and
+   * retainedMs(), so the TTL rows get and the horizon trimmedThrough reports cannot drift apart.
+   */
+  const rowTtlLimit = (now: number) => {
+    const limit = expiryLimitS === undefined ? MAX_TTL_S : Math.min(MAX_TTL_S, expiryLimitS - now / 1000);
+    return Math.floor(limit) - bucketS;
+  };
+  /**
    * The TTLs of a message's rows written now (its claim's too) and of its bucket's index row.
    * A row lives until its cursor is past the retention horizon (the horizon trimmedThrough reports:
    * before, its message gone was a silent gap): a cursor ahead of this clock (an HLC that followed
    * a peer's clock, up to MAX_CLOCK_SKEW_MS) keeps it that much longer, and a second more covers
    * Cassandra counting TTLs in whole seconds. The index row's is a bucket length longer (see
    * bucketKnown for a row that would outlive it). Both are capped where Cassandra cannot hold them (see
-   * MAX_TTL_S, LEGACY_MAX_EXPIRY_S); a cap that leaves no room (past 2038 on such a cluster) is
-   * not applied, and Cassandra's refusal stands.
+   * rowTtlLimit, MAX_TTL_S, LEGACY_MAX_EXPIRY_S; retainedMs says how long that keeps a message); a
+   * cap that leaves no room (past 2038 on such a cluster) is not applied, and Cassandra's refusal
+   * stands.
    */
   const ttls = (cursor: string) => {
     if (ttl === 0) return { row: 0, bucket: 0 };
-    const ahead = Math.min(SKEW_S, Math.max(0, Math.ceil((cursorTime(cursor) - Date.now()) / 1000)));
+    const now = Date.now();
+    const ahead = Math.min(SKEW_S, Math.max(0, Math.ceil((cursorTime(cursor) - now) / 1000)));
     const row = ttl + ahead + 1;
-    const limit = expiryLimitS === undefined ? MAX_TTL_S : Math.min(MAX_TTL_S, expiryLimitS - Date.now() / 1000);
-    const cap = Math.floor(limit);
-    if (row + bucketS <= cap || cap - bucketS < 1) return { row, bucket: row + bucketS };
-    return { row: Math.min(row, cap - bucketS), bucket: cap };
+    const most = rowTtlLimit(now);
+    if (row <= most || most < 1) return { row, bucket: row + bucketS };
+    return { row: most, bucket: most + bucketS };
+  };
+  /** The cause of the last cut of retention logged (retainedMs), so each is logged once. */
+  let cutLogged: 'ttl' | 'expiry' | undefined;
+  const DAY_MS = 86_400_000;
+  /**
+   * How long a message is kept (ms), by the TTL a row written at `now` gets: retention_max_age_ms,
+   * unless ttls() caps the row TTL (rowTtlLimit): then that TTL less SKEW_S and a second (what
+   * ttls() adds for a cursor ahead of the clock and for whole seconds). trimmedThrough and
+   * trimmedTopics take their horizon from it: from the full retention, a capped row expired before
+   * its cursor was reported trimmed (a silent gap: a 366-day bucket and 10.5 years' retention on a
+   * default 5.0 lost the last ~0.36 years unreported). As the cap only shrinks with time, a row
+   * written earlier expires no earlier than this horizon passes its cursor. Past the point where
+   * the cap leaves no room every capped row has expired, and writes are refused: 0, all trimmed.
+   * The first cut of each cause (the 20-year TTL, the 2038 expiry) is logged once.
+   */
+  const retainedMs = (now = Date.now()) => {
+    const configured = options.retention.maxAgeMs;
+    const kept = Math.min(configured, Math.max(0, (rowTtlLimit(now) - SKEW_S - 1) * 1000));
+    if (kept >= configured) return configured;
+    const cause = expiryLimitS !== undefined && expiryLimitS - now / 1000 < MAX_TTL_S ? 'expiry' : 'ttl';
+    if (cutLogged !== cause) {
+      cutLogged = cause;
+      const days = (ms: number) => (ms / DAY_MS).toFixed(1);
+      options.log?.warn(
+        {
+          retention_max_age_ms: configured,
+          effective_retention_ms: kept,
+          cassandra_bucket_ms: options.bucketMs,
+          limit: cause === 'expiry' ? 'expiry_2038' : 'ttl_20_years',
+        },
+        `retention cut to ${days(kept)} days (retention_max_age_ms is ${days(configured)} days): ` +
+          (cause === 'expiry'
+            ? 'Cassandra refused a TTL expiring after 2038-01-19 (its storage format before 5.0, which 5.0 writes ' +
+              'by default), so every message expires by then less a bucket (cassandra_bucket_ms, ' +
+              `${days(options.bucketMs)} days) at the latest, and what is kept shrinks as that date nears`
+            : "Cassandra's longest TTL is 20 years, and a bucket's index row must outlive its messages by a bucket " +
+              `(cassandra_bucket_ms, ${days(options.bucketMs)} days)`) +
+          '; a resume from a cursor older than that gets cursor_expired',
+      );
+    }
+    return kept;
   };
   const write = {
     prepare: true,
@@ -557,6 +610,7 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
       // keyspace must use the size it was set up with.
       const bucketMs = await recordBucketMs(client, ks, options.bucketMs, write);
       if (bucketMs !== options.bucketMs) throw new BucketSizeMismatchError(ks, bucketMs, options.bucketMs);
+      retainedMs(); // says so once if Cassandra's 20-year TTL cuts retention
       writeLimit = await readWriteLimit(client);
       if (writeLimit !== undefined) {
         options.log?.info(
@@ -856,10 +910,7 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
         // Every TTL'd write would be refused alike (an outage to the spool, for good): from now on
         // rows expire by that date at the latest, and this append is tried again so.
         expiryLimitS = LEGACY_MAX_EXPIRY_S;
-        options.log?.warn(
-          { retention_max_age_ms: options.retention.maxAgeMs },
-          'Cassandra refused a TTL expiring after 2038-01-19 (its storage format before 5.0): messages expire by then at the latest',
-        );
+        retainedMs(); // logs the cut
       }
       try {
         return await appendAll(messages, appendOptions);
@@ -930,7 +981,8 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
       if (ttl === 0) return undefined;
       await connect();
       const first = (await exec(`SELECT cursor FROM ${ks}.topic_first WHERE topic = ?`, [topic])).first();
-      const horizon = Date.now() - options.retention.maxAgeMs;
+      const now = Date.now();
+      const horizon = now - retainedMs(now);
       if (!first || cursorTime(first.cursor as string) >= horizon) return undefined;
       // Messages minted before the horizon have expired (or are about to): a cursor below it has a gap.
       return cursorFloor(horizon);
@@ -943,7 +995,8 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
     async trimmedTopics(after) {
       const marks = new Map<string, string>();
       if (ttl === 0) return marks;
-      const horizon = Date.now() - options.retention.maxAgeMs;
+      const now = Date.now();
+      const horizon = now - retainedMs(now);
       // Every mark is the horizon: none is past a cursor minted since, so no read (a pattern
       // resume from a recent cursor, the usual one, costs nothing here).
       if (after !== undefined && cursorTime(after) >= horizon) return marks;
