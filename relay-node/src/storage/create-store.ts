@@ -38,6 +38,8 @@ export function createStore(config: RelayConfig, log: Logger, metrics: Metrics, 
         // Half the grace: the node's other parts stop within it too, before the store.
         closeTimeoutMs: Math.floor(config.shutdown_grace_ms / 2),
         log: log.child({ component: 'cassandra' }),
+        limitFile: join(config.data_dir, 'cassandra-write-limit'),
+        maxMessageBytes: config.max_message_bytes,
         retention,
         // The same relay restarted (this host, this folder, the token it wrote last in
         // `node-lease`) takes its lease back at once.

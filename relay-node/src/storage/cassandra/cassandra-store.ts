@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import {
   type AppendResult,
   backoffMs,
@@ -54,6 +54,14 @@ export interface CassandraStoreOptions {
   /** Where close() says what it left behind. */
   log?: Logger;
   retention: RetentionPolicy;
+  /**
+   * Where the write limit read at connect is kept (the relay passes `data_dir/cassandra-write-limit`):
+   * a relay restarted while Cassandra is away knows it from the start, and refuses a message over
+   * it (too_large) instead of spooling and acking one that could never be written.
+   */
+  limitFile?: string;
+  /** The relay's max_message_bytes: a warning at connect when Cassandra takes less in one write. */
+  maxMessageBytes?: number;
   /** Hold a lease on this relay's node id in the keyspace (node-lease.ts); the relay passes it. */
   lease?: { nodeId: string; holder: string; tokenFile?: string; leaseS?: number; renewMs?: number; pollMs?: number };
 }
@@ -190,6 +198,26 @@ export const asRejection = (error: unknown): StoreRejectedError | undefined => {
  * data with a short topic and source, which are counted apart; the rest is margin.
  */
 const WRITE_OVERHEAD_BYTES = 1_024;
+
+/** The write limit a previous start kept (see CassandraStoreOptions.limitFile), or undefined. */
+function readLimitFile(path: string | undefined): number | undefined {
+  if (path === undefined) return undefined;
+  try {
+    const bytes = Number(readFileSync(path, 'utf8').trim());
+    return Number.isSafeInteger(bytes) && bytes > 0 ? bytes : undefined;
+  } catch {
+    return undefined; // none yet (or unreadable: learned at the next connect)
+  }
+}
+
+function writeLimitFile(path: string | undefined, bytes: number, log: Logger | undefined): void {
+  if (path === undefined || readLimitFile(path) === bytes) return;
+  try {
+    writeFileSync(path, `${bytes}\n`, { mode: 0o600 });
+  } catch (error) {
+    log?.warn({ err: error, path }, "could not keep Cassandra's write limit for the next start");
+  }
+}
 
 /** A size setting as system_views.settings shows it: '1024KiB', '16MiB', '1048576B', or a bare number of `unit`. */
 const settingBytes = (value: unknown, unit = 1): number | undefined => {
@@ -575,8 +603,11 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
     return problem ? new NodeIdInUseError(problem) : undefined;
   };
   let connected: Promise<void> | undefined;
-  /** The largest write Cassandra takes (bytes), learned at connect; undefined when unknown. */
-  let writeLimit: number | undefined;
+  /**
+   * The largest write Cassandra takes (bytes), learned at connect (and kept in limitFile for the
+   * next start, which uses it until its own connect); undefined when unknown.
+   */
+  let writeLimit: number | undefined = readLimitFile(options.limitFile);
   /**
    * A rejection when `e`'s largest write (its `latest` row, see WRITE_OVERHEAD_BYTES) cannot fit
    * writeLimit. Refused before any row of the append is written: Cassandra would refuse the larger
@@ -613,11 +644,23 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
       retainedMs(); // says so once if Cassandra's 20-year TTL cuts retention
       writeLimit = await readWriteLimit(client);
       if (writeLimit !== undefined) {
-        options.log?.info(
-          { largest_data_bytes: writeLimit - WRITE_OVERHEAD_BYTES },
-          'Cassandra takes a message of at most this much data in one write (native_transport_max_frame_size, ' +
-            'max_mutation_size): a larger one is refused with too_large; keep max_message_bytes below it',
-        );
+        const largest = writeLimit - WRITE_OVERHEAD_BYTES;
+        const fields = { largest_data_bytes: largest, max_message_bytes: options.maxMessageBytes };
+        if (options.maxMessageBytes !== undefined && options.maxMessageBytes > largest) {
+          options.log?.warn(
+            fields,
+            'max_message_bytes is larger than Cassandra takes in one write (native_transport_max_frame_size, ' +
+              `max_mutation_size): a message of more than ${largest} bytes of data is refused with too_large; ` +
+              `set max_message_bytes to ${largest} or less, or raise those Cassandra settings`,
+          );
+        } else {
+          options.log?.info(
+            fields,
+            'Cassandra takes a message of at most this much data in one write (native_transport_max_frame_size, ' +
+              'max_mutation_size): a larger one is refused with too_large; keep max_message_bytes below it',
+          );
+        }
+        writeLimitFile(options.limitFile, writeLimit, options.log);
       }
       await lease?.take();
       live = true;
