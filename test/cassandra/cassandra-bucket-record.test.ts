@@ -131,6 +131,38 @@ describe('Cassandra: the keyspace keeps the bucket size it was set up with', { s
     }
   });
 
+  it('a keyspace with no size recorded refuses a size its history rows do not fit, and records none', async () => {
+    const s = (await serverReady) as CassandraServer;
+    const keyspace = `t_${randomNodeId(12)}`;
+    const sent = await write(s, keyspace, HOUR_MS, 'bucket.legacy');
+    raw ??= new cassandra.Client({ contactPoints: [`${s.host}:${s.port}`], localDataCenter: 'datacenter1' });
+    // As relays from before the record left it: history, and no size.
+    await raw.execute(`DELETE FROM ${keyspace}.keyspace_settings WHERE name = 'bucket_ms'`);
+
+    const other = open(s, keyspace, MINUTE_MS);
+    try {
+      const got = await outcome(other, sent);
+      // Before: it started, recorded 60000, and a resume from the first message got nothing of the two after it.
+      assert.equal(got.started, false, `started with another bucket size: ${JSON.stringify(got)}`);
+      assert.equal(got.code, 'bucket_size_mismatch');
+      const range = /between (\d+) and (\d+)/.exec(got.message ?? '');
+      assert.ok(range, got.message);
+      assert.ok(Number(range[1]) <= HOUR_MS && HOUR_MS <= Number(range[2]), got.message);
+      assert.match(got.message ?? '', /3600000, the default, fits/);
+    } finally {
+      await other.close();
+    }
+    const recorded = await raw.execute(`SELECT value FROM ${keyspace}.keyspace_settings WHERE name = 'bucket_ms'`);
+    assert.equal(recorded.first(), null, 'nothing recorded by the refused relay');
+
+    const same = open(s, keyspace, HOUR_MS);
+    try {
+      assert.deepEqual(await outcome(same, sent), { started: true, resumed: [2, 3], copyInserted: false });
+    } finally {
+      await same.close();
+    }
+  });
+
   it('a relay configured with another size does not start, and says what to do', async () => {
     const s = (await serverReady) as CassandraServer;
     const keyspace = `t_${randomNodeId(12)}`;

@@ -1,3 +1,4 @@
+import { cursorTime } from '@anode/shared';
 import cassandra, { type Client } from 'cassandra-driver';
 
 /**
@@ -224,15 +225,17 @@ export async function migrate(
  */
 export class BucketSizeMismatchError extends Error {
   readonly code = 'bucket_size_mismatch';
+  /** The size the keyspace recorded (NaN when it recorded none: see UnrecordedBucketSizeMismatchError). */
   readonly recordedMs: number;
   readonly configuredMs: number;
-  constructor(keyspace: string, recordedMs: number, configuredMs: number) {
+  constructor(keyspace: string, recordedMs: number, configuredMs: number, message?: string) {
     super(
-      `keyspace ${keyspace} holds history written with cassandra_bucket_ms ${recordedMs} (recorded in its ` +
-        `keyspace_settings table), but this relay is configured with cassandra_bucket_ms ${configuredMs}: ` +
-        'its resumes and history reads would skip what was written with the other size, and lookups by cursor ' +
-        `miss it. Set cassandra_bucket_ms back to ${recordedMs}, or use a new keyspace (cassandra_keyspace) ` +
-        `for ${configuredMs}`,
+      message ??
+        `keyspace ${keyspace} holds history written with cassandra_bucket_ms ${recordedMs} (recorded in its ` +
+          `keyspace_settings table), but this relay is configured with cassandra_bucket_ms ${configuredMs}: ` +
+          'its resumes and history reads would skip what was written with the other size, and lookups by cursor ' +
+          `miss it. Set cassandra_bucket_ms back to ${recordedMs}, or use a new keyspace (cassandra_keyspace) ` +
+          `for ${configuredMs}`,
     );
     this.recordedMs = recordedMs;
     this.configuredMs = configuredMs;
@@ -240,8 +243,53 @@ export class BucketSizeMismatchError extends Error {
 }
 
 /**
+ * A keyspace with history and no bucket size recorded (written by relays from before schema 5)
+ * whose rows were written with another size than this relay's: found from the rows themselves,
+ * each in bucket floor(cursor time / size), which narrows the size to a range.
+ */
+export class UnrecordedBucketSizeMismatchError extends BucketSizeMismatchError {
+  constructor(keyspace: string, configuredMs: number, fromMs: number, toMs: number) {
+    const fits = fromMs <= 3_600_000 && 3_600_000 <= toMs ? ' (3600000, the default, fits)' : '';
+    super(
+      keyspace,
+      Number.NaN,
+      configuredMs,
+      `keyspace ${keyspace} holds history written with another cassandra_bucket_ms than this relay's ` +
+        `${configuredMs} (it has no size recorded: written by relays from before schema 5; its rows say ` +
+        `between ${fromMs} and ${toMs}${fits}): its resumes and history reads would skip that history. ` +
+        'Start with cassandra_bucket_ms set to the size the keyspace was written with (it is then recorded), ' +
+        `or use a new keyspace (cassandra_keyspace) for ${configuredMs}`,
+    );
+  }
+}
+
+/** History rows read to tell the size an unrecorded keyspace was written with (see rowsBucketSize). */
+const SIZE_SAMPLE_ROWS = 20;
+
+/**
+ * The bucket sizes (ms, inclusive range) that the keyspace's history rows fit, from a sample of
+ * them (each is in bucket floor(cursor time / size)); undefined when it holds none. A row in
+ * bucket b at time t fits sizes in (t / (b + 1), t / b].
+ */
+async function rowsBucketSize(client: Client, keyspace: string): Promise<{ fromMs: number; toMs: number } | undefined> {
+  const rows = await client.execute(`SELECT bucket, cursor FROM ${keyspace}.messages LIMIT ${SIZE_SAMPLE_ROWS}`);
+  let fromMs = 1;
+  let toMs = Number.MAX_SAFE_INTEGER;
+  let seen = false;
+  for (const row of rows.rows) {
+    const bucket = Number(row.bucket);
+    const at = cursorTime(String(row.cursor));
+    if (!Number.isSafeInteger(bucket) || bucket < 0 || !(at > 0)) continue;
+    seen = true;
+    fromMs = Math.max(fromMs, Math.floor(at / (bucket + 1)) + 1);
+    if (bucket > 0) toMs = Math.min(toMs, Math.floor(at / bucket));
+  }
+  return seen ? { fromMs, toMs } : undefined;
+}
+
+/**
  * Records `bucketMs` as the keyspace's bucket size if none is recorded yet (a new keyspace, or one
- * from before schema 5, whose rows' size cannot be told: it takes this one), and returns the size
+ * from before schema 5: taken only if its history rows fit it, see rowsBucketSize), and returns the size
  * that stands. One lightweight transaction: of relays starting together with different sizes,
  * exactly one records its own, and every other one gets that one back. A try whose answer was
  * lost is tried again: it then finds its own value (or the winner's).
@@ -253,7 +301,20 @@ export async function recordBucketMs(
   write: { consistency?: number; serialConsistency?: number },
   patienceMs = MIGRATE_PATIENCE_MS,
 ): Promise<number> {
-  const result = await settled(client, Date.now() + patienceMs, () =>
+  const deadline = Date.now() + patienceMs;
+  const recordedNow = await settled(client, deadline, () =>
+    client.execute(`SELECT value FROM ${keyspace}.keyspace_settings WHERE name = 'bucket_ms'`, [], {
+      prepare: true,
+      consistency: write.consistency,
+    }),
+  );
+  if (!recordedNow.first()) {
+    const sizes = await settled(client, deadline, () => rowsBucketSize(client, keyspace));
+    if (sizes && (bucketMs < sizes.fromMs || bucketMs > sizes.toMs)) {
+      throw new UnrecordedBucketSizeMismatchError(keyspace, bucketMs, sizes.fromMs, sizes.toMs);
+    }
+  }
+  const result = await settled(client, deadline, () =>
     client.execute(
       `INSERT INTO ${keyspace}.keyspace_settings (name, value) VALUES ('bucket_ms', ?) IF NOT EXISTS`,
       [String(bucketMs)],
