@@ -322,6 +322,95 @@ describe('catch-up scheduling', () => {
     await sync.stop();
   });
 
+  it("keeps a resync's point for the next connection when the run reading from it fails as the peer drops", async () => {
+    const sync = make();
+    await sync.start();
+    sync.peerUp('a');
+    await sync.firstSync; // watermark 1_000_000
+    clock += 100_000;
+    let release = () => {};
+    holdNext = new Promise<void>((resolve) => (release = resolve));
+    sync.resync(clock); // run R0 from 1_100_000 on connection 1, still reading
+    await settle();
+    sync.peerDown('a');
+    sync.peerUp('a'); // connection 2 queued behind R0
+    sync.resync(1_020_000, 'a'); // the peer says its gossip since 1_020_000 was lost
+    let release2 = () => {};
+    const hold2 = new Promise<void>((resolve) => (release2 = resolve));
+    holdNext = hold2; // connection 2's run (from 1_020_000) will still be reading
+    release(); // R0 ends well: watermark 1_100_000
+    await settle();
+    assert.deepEqual(asked.at(-1), ['a', cursorAt(1_020_000 - LOOKBACK)]);
+    failNext = true; // connection 2's run fails: the link drops
+    sync.peerDown('a');
+    sync.peerUp('a'); // connection 3
+    release2();
+    await settle();
+    assert.deepEqual(
+      asked.at(-1),
+      ['a', cursorAt(1_020_000 - LOOKBACK)],
+      'connection 3 must still read from what the resync asked',
+    );
+    await sync.stop();
+  });
+
+  it("keeps a resync's point across a reconnect before the catch-up it was asked for ran", async () => {
+    const sync = make(200);
+    await sync.start();
+    sync.peerUp('a');
+    await sync.firstSync; // a: 1_000_000
+    clock += 100_000;
+    let releaseA = () => {};
+    holdNext = new Promise<void>((resolve) => (releaseA = resolve));
+    sync.resync(clock, 'a'); // R0 on a's connection 1
+    await new Promise((r) => setTimeout(r, 250)); // R0 has run long
+    let releaseB = () => {};
+    holdNext = new Promise<void>((resolve) => (releaseB = resolve));
+    sync.peerUp('b'); // b's first catch-up starts beside it
+    await new Promise((r) => setTimeout(r, 5));
+    sync.peerDown('a');
+    sync.peerUp('a'); // connection 2 queued
+    sync.resync(1_020_000, 'a'); // kept on connection 2's entry
+    releaseA(); // R0 ends well: watermark 1_100_000; connection 2 waits (b's run is new)
+    await new Promise((r) => setTimeout(r, 5));
+    sync.peerDown('a');
+    sync.peerUp('a'); // connection 3, before connection 2 ran
+    await new Promise((r) => setTimeout(r, 400));
+    assert.deepEqual(asked.filter(([p]) => p === 'a').at(-1), ['a', cursorAt(1_020_000 - LOOKBACK)]);
+    releaseB();
+    await settle();
+    await sync.stop();
+  });
+  it("keeps a resync's point across a restart before the catch-up it was asked for ran", async () => {
+    const sync = make(200);
+    await sync.start();
+    sync.peerUp('a');
+    await sync.firstSync;
+    clock += 100_000;
+    let releaseA = () => {};
+    holdNext = new Promise<void>((resolve) => (releaseA = resolve));
+    sync.resync(clock, 'a');
+    await new Promise((r) => setTimeout(r, 250));
+    let releaseB = () => {};
+    holdNext = new Promise<void>((resolve) => (releaseB = resolve));
+    sync.peerUp('b');
+    await new Promise((r) => setTimeout(r, 5));
+    sync.peerDown('a');
+    sync.peerUp('a');
+    sync.resync(1_020_000, 'a');
+    releaseA();
+    await new Promise((r) => setTimeout(r, 5));
+    const stopping = sync.stop();
+    releaseB();
+    await stopping;
+    const again = make();
+    await again.start();
+    again.peerUp('a');
+    await settle();
+    assert.deepEqual(asked.at(-1), ['a', cursorAt(1_020_000 - LOOKBACK)]);
+    await again.stop();
+  });
+
   it('takes a resync asked for a peer not connected yet into its next catch-up', async () => {
     const sync = make();
     await sync.start();

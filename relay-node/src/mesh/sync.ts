@@ -55,12 +55,6 @@ interface Entry {
   again?: number;
   /** Everything the peer sent before this time has arrived (see heard). */
   heard?: number;
-  /**
-   * A resync asked while this entry waited (queued, or retrying): its catch-up reads from here if
-   * that is before the watermark. Kept on the entry, as a run of the peer's previous connection
-   * may still end and move the watermark on past it.
-   */
-  from?: number;
 }
 
 /** A watermark of a peer not connected is forgotten after this long (see forgetGone). */
@@ -108,6 +102,12 @@ export function createSync(options: SyncOptions) {
   const { log } = options;
   let state: State = { peers: {} };
   const connected = new Map<string, Entry>();
+  // A resync asked while no catch-up of the peer ran (it waited, or was not connected), or a failed
+  // run's start: its next catch-up reads from here if that is before the watermark. Per peer, not
+  // per connection, so it outlives a reconnect, and a run of an older connection that ends well
+  // and moves the watermark on past it; saved as the watermark (see write), so it outlives a restart.
+  const pendingFrom = new Map<string, number>();
+  const keep = (peer: string, at: number) => pendingFrom.set(peer, Math.min(pendingFrom.get(peer) ?? at, at));
   const queue: string[] = [];
   const longRunMs = options.longRunMs ?? LONG_RUN_MS;
   // The catch-ups running now, by entry, with when each started (performance.now()): stop waits
@@ -125,7 +125,9 @@ export function createSync(options: SyncOptions) {
   const write = async () => {
     const tmp = `${path}.tmp`;
     // Owner-only, as every file in the data folder (private-files.ts tightens an older one).
-    await writeFile(tmp, JSON.stringify(state), { mode: PRIVATE_FILE_MODE });
+    const peers = { ...state.peers };
+    for (const [peer, at] of pendingFrom) if (peers[peer] !== undefined) peers[peer] = Math.min(peers[peer], at);
+    await writeFile(tmp, JSON.stringify({ ...state, peers }), { mode: PRIVATE_FILE_MODE });
     await rename(tmp, path);
   };
   // Saves run one after another: two at once share the temporary file, and the second rename
@@ -214,8 +216,9 @@ export function createSync(options: SyncOptions) {
   };
   const catchUp = async (peer: string, entry: Entry) => {
     const mark = state.peers[peer] ?? 0;
-    const since = entry.from === undefined || mark === 0 ? mark : Math.min(mark, entry.from);
-    entry.from = undefined;
+    const from = pendingFrom.get(peer);
+    const since = from === undefined || mark === 0 ? mark : Math.min(mark, from);
+    pendingFrom.delete(peer);
     const after = cursorAt(since > 0 ? since - options.lookbackMs : 0);
     const started = now();
     stats.runs += 1;
@@ -238,7 +241,7 @@ export function createSync(options: SyncOptions) {
     } catch (error) {
       stats.failures += 1;
       // Its retry reads from here at the latest, whatever a run of an older connection sets.
-      if (since > 0) entry.from = Math.min(entry.from ?? since, since);
+      if (since > 0) keep(peer, since);
       const again = takeAgain(entry);
       const mark = state.peers[peer];
       if (again !== undefined && mark !== undefined) state.peers[peer] = Math.min(mark, again);
@@ -326,7 +329,10 @@ export function createSync(options: SyncOptions) {
     resync(since = now(), only?: string): void {
       // Not connected (yet): it is caught up from its watermark when it is, so lower that.
       const mark = only === undefined || connected.has(only) ? undefined : state.peers[only];
-      if (mark !== undefined) state.peers[only as string] = Math.min(mark, since);
+      if (mark !== undefined) {
+        state.peers[only as string] = Math.min(mark, since);
+        keep(only as string, since);
+      }
       for (const [peer, entry] of connected) {
         if (only !== undefined && peer !== only) continue;
         // A catch-up from it is running: it may already have read past what went missing, and would
@@ -338,7 +344,7 @@ export function createSync(options: SyncOptions) {
           const held = state.peers[peer];
           if (!running.has(entry) && held !== undefined) {
             state.peers[peer] = Math.min(held, since);
-            entry.from = Math.min(entry.from ?? since, since);
+            keep(peer, since);
           }
           continue;
         }
