@@ -311,6 +311,50 @@ describe('embedded store: the writer thread dies', () => {
     });
   }
 
+  for (const fsync of [true, false]) {
+    it(`reports as new once an id that was in two appends the dead thread never answered (fsync ${fsync})`, async () => {
+      // The same keyed message twice in flight (a client retrying on a timeout, two clients with
+      // one key): the first append committed it under its cursor, the second found it stored.
+      const dir = await mkdtemp(join(tmpdir(), 'anode-writer-twice-'));
+      const threads: Worker[] = [];
+      const store = createSqliteStore({
+        dataDir: dir,
+        retention: { maxAgeMs: 0, maxMessages: 0 },
+        fsync,
+        onWriterThread: (worker) => threads.push(worker),
+        log: { warn: () => {} },
+      });
+      const clock = createHybridClock('twice');
+      const ids = Array.from({ length: 40 }, () => randomId()); // past the inline size: on the thread
+      const batch = (): Envelope[] =>
+        ids.map((id, i) => ({ id, topic: 'k', cursor: clock.next(), source: 's', ts: 1, data: i }));
+      try {
+        const thread = threads[0] as Worker;
+        thread.removeAllListeners('message'); // its answers are lost
+        const first = store.append(batch()).catch((error: Error) => error);
+        const second = store.append(batch()).catch((error: Error) => error);
+        for (let i = 0; i < 300 && (await store.history('k', { limit: 1000 })).length < 40; i++) await sleep(10);
+        await sleep(50); // the thread has handled the second append too (found stored)
+        await thread.terminate();
+        assert.ok((await first) instanceof Error && (await second) instanceof Error, 'both refused');
+        let again: Awaited<ReturnType<typeof store.append>> | undefined;
+        for (let i = 0; again === undefined; i++) {
+          try {
+            again = await store.append(batch());
+          } catch (error) {
+            if (i > 200) throw error;
+            await sleep(20);
+          }
+        }
+        // Before: 0 of 40 (the second append's cursor was remembered, not the stored one).
+        assert.equal(again.filter((r) => r.inserted).length, 40, 'committed, refused, never fanned out: new once');
+      } finally {
+        await store.close();
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+  }
+
   it('delivers and gossips a keyed publish the dead thread committed without confirming, once sent again', async () => {
     const { store, dir, lostAnswer, untilTaken } = await commitThenDie(true);
     const hub = testHub(store);

@@ -102,8 +102,9 @@ export function startWriterThread(path: string, fsync: boolean, options: WriterT
     number,
     { resolve: (value: unknown) => void; reject: (error: Error) => void; rows?: readonly WriteRow[] }
   >();
-  // Id to cursor, of the rows of appends a dead thread never answered for (see died).
-  const unconfirmed = new Map<string, string>();
+  // Id to the cursors it had in appends a dead thread never answered for (see remember): one id in
+  // two of them (a resend pipelined behind the first) was committed under the first one's cursor.
+  const unconfirmed = new Map<string, Set<string>>();
   let seq = 0;
   let failure: string | undefined;
   let writing = 0; // requests in `pending` that are not checkpoints
@@ -177,8 +178,10 @@ export function startWriterThread(path: string, fsync: boolean, options: WriterT
   const remember = () => {
     for (const { rows } of pending.values()) {
       for (const [id, , cursor] of rows ?? []) {
+        const cursors = unconfirmed.get(id) ?? new Set<string>();
+        cursors.add(cursor);
         unconfirmed.delete(id); // to the end: the newest is dropped last
-        unconfirmed.set(id, cursor);
+        unconfirmed.set(id, cursors);
       }
     }
     for (const id of unconfirmed.keys()) {
@@ -230,10 +233,10 @@ export function startWriterThread(path: string, fsync: boolean, options: WriterT
       return unconfirmed.size;
     },
     takeUnconfirmed(id, storedCursor) {
-      const cursor = unconfirmed.get(id);
-      if (cursor === undefined) return false;
+      const cursors = unconfirmed.get(id);
+      if (cursors === undefined) return false;
       unconfirmed.delete(id);
-      return cursor === storedCursor;
+      return storedCursor !== undefined && cursors.has(storedCursor);
     },
     async close() {
       if (closed) return;
