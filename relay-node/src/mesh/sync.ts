@@ -108,6 +108,9 @@ export function createSync(options: SyncOptions) {
   // and moves the watermark on past it; saved as the watermark (see write), so it outlives a restart.
   const pendingFrom = new Map<string, number>();
   const keep = (peer: string, at: number) => pendingFrom.set(peer, Math.min(pendingFrom.get(peer) ?? at, at));
+  // Where each running catch-up reads from: saved as the watermark until it ends, so a process
+  // killed mid-run reads from there again (its watermark may have moved on past it meanwhile).
+  const reading = new Map<string, number>();
   const queue: string[] = [];
   const longRunMs = options.longRunMs ?? LONG_RUN_MS;
   // The catch-ups running now, by entry, with when each started (performance.now()): stop waits
@@ -126,7 +129,9 @@ export function createSync(options: SyncOptions) {
     const tmp = `${path}.tmp`;
     // Owner-only, as every file in the data folder (private-files.ts tightens an older one).
     const peers = { ...state.peers };
-    for (const [peer, at] of pendingFrom) if (peers[peer] !== undefined) peers[peer] = Math.min(peers[peer], at);
+    for (const points of [pendingFrom, reading]) {
+      for (const [peer, at] of points) if (peers[peer] !== undefined) peers[peer] = Math.min(peers[peer], at);
+    }
     await writeFile(tmp, JSON.stringify({ ...state, peers }), { mode: PRIVATE_FILE_MODE });
     await rename(tmp, path);
   };
@@ -151,7 +156,10 @@ export function createSync(options: SyncOptions) {
         drop.add(peer);
       }
     }
-    for (const peer of drop) delete state.peers[peer];
+    for (const peer of drop) {
+      delete state.peers[peer];
+      pendingFrom.delete(peer); // without a watermark its next catch-up reads everything anyway
+    }
     // The same for progress records (kept for peers with no watermark yet, too).
     const progress = state.progress ?? {};
     const stale = Object.entries(progress)
@@ -175,6 +183,9 @@ export function createSync(options: SyncOptions) {
     state.any = Math.max(state.any ?? 0, at);
     return true;
   };
+
+  /** A catch-up from `peer` runs (on any of its connections). */
+  const runs = (peer: string) => [...running.values()].some((run) => run.peer === peer);
 
   const takeAgain = (entry: Entry) => {
     const again = entry.again;
@@ -219,6 +230,7 @@ export function createSync(options: SyncOptions) {
     const from = pendingFrom.get(peer);
     const since = from === undefined || mark === 0 ? mark : Math.min(mark, from);
     pendingFrom.delete(peer);
+    if (since > 0) reading.set(peer, Math.min(reading.get(peer) ?? since, since));
     const after = cursorAt(since > 0 ? since - options.lookbackMs : 0);
     const started = now();
     stats.runs += 1;
@@ -266,6 +278,7 @@ export function createSync(options: SyncOptions) {
     } finally {
       // Here, not once its promise settles: a resync right after the run counts it as ended.
       running.delete(entry);
+      reading.delete(peer);
     }
   };
 
@@ -332,6 +345,9 @@ export function createSync(options: SyncOptions) {
       if (mark !== undefined) {
         state.peers[only as string] = Math.min(mark, since);
         keep(only as string, since);
+      } else if (only !== undefined && !connected.has(only) && runs(only)) {
+        // Its first catch-up (from the start) still runs, and will set a watermark past this.
+        keep(only, since);
       }
       for (const [peer, entry] of connected) {
         if (only !== undefined && peer !== only) continue;
@@ -344,6 +360,9 @@ export function createSync(options: SyncOptions) {
           const held = state.peers[peer];
           if (!running.has(entry) && held !== undefined) {
             state.peers[peer] = Math.min(held, since);
+            keep(peer, since);
+          } else if (!running.has(entry) && runs(peer)) {
+            // No watermark yet, but a catch-up of an older connection of the peer runs, and will set one.
             keep(peer, since);
           }
           continue;
