@@ -639,7 +639,9 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
       await migrate(client, ks, options.replication);
       // Before anything is read or written: rows are found by bucket, so every relay on the
       // keyspace must use the size it was set up with.
-      const bucketMs = await recordBucketMs(client, ks, options.bucketMs, write);
+      const bucketMs = await recordBucketMs(client, ks, options.bucketMs, write, undefined, (message) =>
+        options.log?.warn({ keyspace: ks, cassandra_bucket_ms: options.bucketMs }, message),
+      );
       if (bucketMs !== options.bucketMs) throw new BucketSizeMismatchError(ks, bucketMs, options.bucketMs);
       retainedMs(); // says so once if Cassandra's 20-year TTL cuts retention
       writeLimit = await readWriteLimit(client);

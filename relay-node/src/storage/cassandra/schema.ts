@@ -265,6 +265,8 @@ export class UnrecordedBucketSizeMismatchError extends BucketSizeMismatchError {
 
 /** History rows read to tell the size an unrecorded keyspace was written with (see rowsBucketSize). */
 const SIZE_SAMPLE_ROWS = 20;
+/** Longest that read may take: past it (or failing), the size is recorded unchecked, as before the check. */
+const SIZE_SAMPLE_TIMEOUT_MS = 10_000;
 
 /**
  * The bucket sizes (ms, inclusive range) that the keyspace's history rows fit, from a sample of
@@ -272,7 +274,9 @@ const SIZE_SAMPLE_ROWS = 20;
  * bucket b at time t fits sizes in (t / (b + 1), t / b].
  */
 async function rowsBucketSize(client: Client, keyspace: string): Promise<{ fromMs: number; toMs: number } | undefined> {
-  const rows = await client.execute(`SELECT bucket, cursor FROM ${keyspace}.messages LIMIT ${SIZE_SAMPLE_ROWS}`);
+  const rows = await client.execute(`SELECT bucket, cursor FROM ${keyspace}.messages LIMIT ${SIZE_SAMPLE_ROWS}`, [], {
+    readTimeout: SIZE_SAMPLE_TIMEOUT_MS,
+  });
   let fromMs = 1;
   let toMs = Number.MAX_SAFE_INTEGER;
   let seen = false;
@@ -300,6 +304,7 @@ export async function recordBucketMs(
   bucketMs: number,
   write: { consistency?: number; serialConsistency?: number },
   patienceMs = MIGRATE_PATIENCE_MS,
+  warn?: (message: string) => void,
 ): Promise<number> {
   const deadline = Date.now() + patienceMs;
   const recordedNow = await settled(client, deadline, () =>
@@ -309,8 +314,21 @@ export async function recordBucketMs(
     }),
   );
   if (!recordedNow.first()) {
-    const sizes = await settled(client, deadline, () => rowsBucketSize(client, keyspace));
-    if (sizes && (bucketMs < sizes.fromMs || bucketMs > sizes.toMs)) {
+    const sizes = await rowsBucketSize(client, keyspace).catch((error: Error) => {
+      warn?.(
+        `keyspace ${keyspace}: could not read its history rows to check cassandra_bucket_ms (${error.message}): recording ${bucketMs} unchecked`,
+      );
+      return undefined;
+    });
+    if (sizes && sizes.fromMs > sizes.toMs) {
+      // No one size fits every row: the keyspace was written with several (changed before the
+      // size was recorded), and some history is out of reach whatever is set. Refusing every size
+      // would leave it unusable until those rows expire.
+      warn?.(
+        `keyspace ${keyspace}: its history rows were written with more than one cassandra_bucket_ms (before the ` +
+          `size was recorded): recording ${bucketMs}; history written with another size is not read`,
+      );
+    } else if (sizes && (bucketMs < sizes.fromMs || bucketMs > sizes.toMs)) {
       throw new UnrecordedBucketSizeMismatchError(keyspace, bucketMs, sizes.fromMs, sizes.toMs);
     }
   }
