@@ -187,6 +187,19 @@ export function createSync(options: SyncOptions) {
   /** A catch-up from `peer` runs (on any of its connections). */
   const runs = (peer: string) => [...running.values()].some((run) => run.peer === peer);
 
+  /**
+   * A resync for `peer` whose next catch-up has not started (queued, retrying, or not connected):
+   * that one reads from `since` (the watermark lowered, and the point kept). A peer with no
+   * watermark is asked for everything anyway, unless a catch-up of an older connection of it (its
+   * first, from the start) still runs: that one will set a watermark past `since`.
+   */
+  const owe = (peer: string, since: number) => {
+    const held = state.peers[peer];
+    if (held !== undefined) state.peers[peer] = Math.min(held, since);
+    else if (!runs(peer)) return;
+    keep(peer, since);
+  };
+
   const takeAgain = (entry: Entry) => {
     const again = entry.again;
     entry.again = undefined;
@@ -340,31 +353,16 @@ export function createSync(options: SyncOptions) {
      * every connected peer, or just from `only`.
      */
     resync(since = now(), only?: string): void {
-      // Not connected (yet): it is caught up from its watermark when it is, so lower that.
-      const mark = only === undefined || connected.has(only) ? undefined : state.peers[only];
-      if (mark !== undefined) {
-        state.peers[only as string] = Math.min(mark, since);
-        keep(only as string, since);
-      } else if (only !== undefined && !connected.has(only) && runs(only)) {
-        // Its first catch-up (from the start) still runs, and will set a watermark past this.
-        keep(only, since);
-      }
+      // Not connected (yet): it is caught up from `since` when it is (see owe).
+      if (only !== undefined && !connected.has(only)) owe(only, since);
       for (const [peer, entry] of connected) {
         if (only !== undefined && peer !== only) continue;
         // A catch-up from it is running: it may already have read past what went missing, and would
         // then set the watermark after it. Queued ones have not started and read from the watermark.
         if (running.has(entry)) entry.again = Math.min(entry.again ?? since, since);
         if (!entry.synced) {
-          // Queued or waiting to retry: its next run reads from the watermark, so lower that (a
-          // peer with none yet is asked for everything anyway).
-          const held = state.peers[peer];
-          if (!running.has(entry) && held !== undefined) {
-            state.peers[peer] = Math.min(held, since);
-            keep(peer, since);
-          } else if (!running.has(entry) && runs(peer)) {
-            // No watermark yet, but a catch-up of an older connection of the peer runs, and will set one.
-            keep(peer, since);
-          }
+          // Queued or waiting to retry: its next run reads from `since` (see owe).
+          if (!running.has(entry)) owe(peer, since);
           continue;
         }
         entry.synced = false;
