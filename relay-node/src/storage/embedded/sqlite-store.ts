@@ -66,6 +66,8 @@ export interface SqliteStoreOptions {
   log?: { warn(fields: object, message: string): void };
   /** For tests: called with each writer thread as it starts (to kill it). */
   onWriterThread?: (worker: Worker) => void;
+  /** For tests: how long a new writer thread must live to reset the restart wait (sqlite-writer.ts). */
+  writerHealthyAfterMs?: number;
   /** Test hook: called before each writer thread is made; a throw fails that start (sqlite-writer.ts). */
   testBeforeWriterThread?: () => void;
 }
@@ -128,6 +130,7 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
         maxPages: options.maxPages,
         log: options.log,
         onThread: options.onWriterThread,
+        healthyAfterMs: options.writerHealthyAfterMs,
         testBeforeThreadStart: options.testBeforeWriterThread,
       });
   const inline = !fsync && !options.memory ? createWrites(db) : undefined;

@@ -379,6 +379,79 @@ describe('embedded store: the writer thread dies', () => {
     }
   });
 
+  /**
+   * The backoff between starts grows while each new thread dies soon after it started, and is
+   * reset once a new thread has proved healthy: it answered a request, or it lived a while
+   * (writerHealthyAfterMs, 300 ms here for 10 s). Before, only an answer reset it: a relay with
+   * no writes, or with fsync off whose small writes never reach the thread, kept the wait it had
+   * reached for good (the next death, hours later, waited 200 ms, then 400 ms, up to 10 s).
+   */
+  for (const fsync of [true, false]) {
+    it(`grows the restart wait while new threads keep dying, resets it once one lived a while (fsync ${fsync})`, async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'anode-writer-backoff-'));
+      const threads: Worker[] = [];
+      const waits: number[] = [];
+      let dieSoon = false; // each new thread is killed 30 ms after it starts
+      const store = createSqliteStore({
+        dataDir: dir,
+        retention: { maxAgeMs: 0, maxMessages: 0 },
+        fsync,
+        writerHealthyAfterMs: 300,
+        onWriterThread: (worker) => {
+          threads.push(worker);
+          if (dieSoon) setTimeout(() => void worker.terminate(), 30);
+        },
+        log: { warn: (fields) => void waits.push((fields as { wait_ms: number }).wait_ms) },
+      });
+      let n = 0;
+      // One message: with fsync off it is written on the event loop, never answered by the thread.
+      const publishOne = () =>
+        store.append([
+          { id: randomId(), topic: 'b', cursor: String(++n).padStart(8, '0'), source: 's', ts: 1, data: n },
+        ]);
+      const until = async (done: () => boolean) => {
+        for (let i = 0; i < 300 && !done(); i++) await sleep(10);
+        assert.ok(done());
+      };
+      try {
+        await publishOne();
+        // Idle (no writes at all) between the deaths, each thread living past 300 ms.
+        for (let kill = 0; kill < 3; kill++) {
+          await threads.at(-1)?.terminate();
+          await until(() => threads.length === kill + 2);
+          await sleep(400);
+        }
+        assert.deepEqual(waits, [100, 100, 100], 'an idle thread that lived 400 ms resets the wait');
+        // Writing one message at a time between the deaths (with fsync off, none on the thread).
+        waits.length = 0;
+        for (let kill = 0; kill < 3; kill++) {
+          await threads.at(-1)?.terminate();
+          await until(() => threads.length === kill + 5);
+          for (let i = 0; i < 8; i++) {
+            await publishOne();
+            await sleep(50);
+          }
+        }
+        assert.deepEqual(waits, [100, 100, 100], 'a writing thread that lived 400 ms resets the wait');
+        // Each new thread dies 30 ms after it starts, before answering anything: the wait grows.
+        waits.length = 0;
+        dieSoon = true;
+        await threads.at(-1)?.terminate();
+        await until(() => waits.length === 5);
+        assert.deepEqual(waits, [100, 200, 400, 800, 1600], 'threads that keep dying: the wait doubles');
+        dieSoon = false;
+        await until(() => threads.length === 12);
+        await sleep(400);
+        await threads.at(-1)?.terminate();
+        await until(() => waits.length === 6);
+        assert.equal(waits.at(-1), 100, 'reset once a thread lived past 300 ms again');
+      } finally {
+        await store.close();
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+  }
+
   it('closes while the thread is down, without starting another', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'anode-writer-restart-'));
     const threads: Worker[] = [];

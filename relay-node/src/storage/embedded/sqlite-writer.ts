@@ -67,6 +67,12 @@ function profilingFlags(): string[] {
 export const RESTART_MIN_MS = 100;
 /** The longest wait between two starts of a writer thread that keeps dying. */
 export const RESTART_MAX_MS = 10_000;
+/**
+ * How long a new thread must live to count as healthy (the wait goes back to RESTART_MIN_MS), if
+ * it answered nothing before: as long as the longest wait, so a thread that keeps dying sooner
+ * than that still waits longer each time.
+ */
+export const RESTART_HEALTHY_MS = RESTART_MAX_MS;
 /** The most ids kept of appends a dead thread never answered for (the oldest are dropped). */
 export const UNCONFIRMED_MAX = 100_000;
 
@@ -76,6 +82,8 @@ export interface WriterThreadOptions {
   log?: { warn(fields: object, message: string): void };
   /** For tests: called with each thread as it starts. */
   onThread?: (worker: Worker) => void;
+  /** For tests: RESTART_HEALTHY_MS. */
+  healthyAfterMs?: number;
   /**
    * Test hook: called before each thread is made; what it throws is taken as `new Worker`
    * throwing (ERR_WORKER_INIT_FAILED when the process may not make another thread).
@@ -94,7 +102,10 @@ export interface WriterThreadOptions {
  * (the database file and its log are the same). Meanwhile `failure` says why and when the next
  * thread starts (health is not ok, and writes are refused at once rather than queued behind a
  * thread that may die again). It waits RESTART_MIN_MS, doubling up to RESTART_MAX_MS while
- * each new thread dies before answering anything; a thread that answers resets the wait. The
+ * each new thread dies before it proved healthy; a thread that answered a request, or lived
+ * RESTART_HEALTHY_MS, resets the wait. Before, only an answer did: with fsync off the store
+ * writes small batches itself and the thread seldom answers, and an idle relay sends it nothing,
+ * so a thread that died once a day waited longer each day, up to RESTART_MAX_MS. The
  * connection of a dead thread is closed as its thread ends, so its locks go with it.
  */
 export function startWriterThread(path: string, fsync: boolean, options: WriterThreadOptions = {}): AsyncWrites {
@@ -109,7 +120,8 @@ export function startWriterThread(path: string, fsync: boolean, options: WriterT
   let failure: string | undefined;
   let writing = 0; // requests in `pending` that are not checkpoints
   let closed = false;
-  let deaths = 0; // in a row, with no answer from a thread between them
+  let deaths = 0; // in a row, with no healthy thread between them
+  const healthyAfterMs = options.healthyAfterMs ?? RESTART_HEALTHY_MS;
   let restarts = 0;
   let restartTimer: NodeJS.Timeout | undefined;
 
@@ -119,6 +131,7 @@ export function startWriterThread(path: string, fsync: boolean, options: WriterT
       workerData: { path, fsync, maxPages: options.maxPages },
       execArgv: profilingFlags(),
     });
+    const born = performance.now();
     let why: string | undefined;
     thread.on('message', (reply: WriterReply) => {
       deaths = 0;
@@ -129,18 +142,20 @@ export function startWriterThread(path: string, fsync: boolean, options: WriterT
       else waiting?.reject(new Error(reply.message));
     });
     thread.on('error', (error) => (why ??= `store writer thread failed: ${error.message}`));
-    thread.on('exit', (code) => died(why ?? `store writer thread exited (${code})`));
+    thread.on('exit', (code) => died(why ?? `store writer thread exited (${code})`, performance.now() - born));
     // After the listeners: adding a 'message' listener refs the worker's port again.
     thread.unref();
     options.onThread?.(thread);
     return thread;
   };
 
-  const died = (why: string) => {
+  /** `lived`: how long the thread ran (none when no thread could be made). */
+  const died = (why: string, lived = 0) => {
     if (closed) {
       failure ??= why;
       return rejectPending(why);
     }
+    if (lived >= healthyAfterMs) deaths = 0;
     deaths += 1;
     const wait = Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** (deaths - 1));
     failure = `${why}; started again in ${wait} ms`;
