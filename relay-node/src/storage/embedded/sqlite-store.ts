@@ -115,6 +115,29 @@ function openStoreFile(path: string, fsync: boolean, maxPages: number | undefine
   }
 }
 
+/**
+ * The writer thread, or fail naming the file, with the read connection `db` closed: when the
+ * first thread could not be made (`new Worker` throws ERR_WORKER_INIT_FAILED at the process's
+ * thread limit), the store did not open, and its connection stayed open (the file, its log and
+ * shared memory held until a garbage collection) behind a bare "Unable to create worker thread".
+ */
+function startWriter(db: ReturnType<typeof openDatabase>, path: string, fsync: boolean, options: SqliteStoreOptions) {
+  try {
+    return startWriterThread(path, fsync, {
+      maxPages: options.maxPages,
+      log: options.log,
+      onThread: options.onWriterThread,
+      healthyAfterMs: options.writerHealthyAfterMs,
+      testBeforeThreadStart: options.testBeforeWriterThread,
+    });
+  } catch (error) {
+    db.close();
+    const { message, code } = error as Error & { code?: unknown };
+    const wrapped = new Error(`${path}: the store's writer thread could not be started: ${message}`, { cause: error });
+    throw code === undefined ? wrapped : Object.assign(wrapped, { code });
+  }
+}
+
 export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
   let path = ':memory:';
   if (!options.memory) {
@@ -124,15 +147,7 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
   }
   const fsync = options.fsync !== false;
   const db = openStoreFile(path, fsync, options.maxPages);
-  const writes = options.memory
-    ? inProcess(createWrites(db))
-    : startWriterThread(path, fsync, {
-        maxPages: options.maxPages,
-        log: options.log,
-        onThread: options.onWriterThread,
-        healthyAfterMs: options.writerHealthyAfterMs,
-        testBeforeThreadStart: options.testBeforeWriterThread,
-      });
+  const writes = options.memory ? inProcess(createWrites(db)) : startWriter(db, path, fsync, options);
   const inline = !fsync && !options.memory ? createWrites(db) : undefined;
   // On a small disk the writer thread checkpoints sooner (walPolicy); the rows written here
   // between its checkpoints shrink alike, or this connection's log filled a disk that another

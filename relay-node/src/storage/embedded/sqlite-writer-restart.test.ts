@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { existsSync, readdirSync, readlinkSync } from 'node:fs';
+import { mkdtemp, realpath, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -451,6 +452,73 @@ describe('embedded store: the writer thread dies', () => {
       }
     });
   }
+
+  /** The files under `dir` this process has open (Linux: /proc/self/fd). */
+  const openUnder = (dir: string): string[] =>
+    readdirSync('/proc/self/fd')
+      .map((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`);
+        } catch {
+          return ''; // closed meanwhile (the fd readdir itself used)
+        }
+      })
+      .filter((target) => target.startsWith(`${dir}/`))
+      .map((target) => target.slice(dir.length + 1))
+      .sort();
+
+  it(
+    'fails to open, closing what it opened, when the first writer thread cannot be made',
+    { skip: !existsSync('/proc/self/fd') && 'needs /proc/self/fd' },
+    async () => {
+      const dir = await realpath(await mkdtemp(join(tmpdir(), 'anode-writer-first-')));
+      const retention = { maxAgeMs: 0, maxMessages: 0 };
+      try {
+        for (const fsync of [true, false]) {
+          assert.throws(
+            () =>
+              createSqliteStore({
+                dataDir: dir,
+                retention,
+                fsync,
+                // As `new Worker` throws at the process's thread limit.
+                testBeforeWriterThread: () => {
+                  throw Object.assign(new Error('Unable to create worker thread: EAGAIN (test)'), {
+                    code: 'ERR_WORKER_INIT_FAILED',
+                  });
+                },
+              }),
+            (error: Error & { code?: string }) => {
+              assert.equal(
+                error.message,
+                `${join(dir, 'messages.sqlite')}: the store's writer thread could not be started: ` +
+                  'Unable to create worker thread: EAGAIN (test)',
+              );
+              assert.equal(error.code, 'ERR_WORKER_INIT_FAILED');
+              return true;
+            },
+          );
+          // Before: messages.sqlite, its -wal and -shm stayed open (the read connection, never closed).
+          assert.deepEqual(openUnder(dir), [], `nothing left open (fsync ${fsync})`);
+        }
+        // The same folder opens again in this process, and works.
+        const store = createSqliteStore({ dataDir: dir, retention });
+        try {
+          const m: Envelope = { id: 'a1', topic: 't', cursor: '0001', source: 's', ts: 1, data: 1 };
+          assert.equal((await store.append([m]))[0]?.inserted, true);
+          assert.deepEqual(
+            (await store.history('t', { limit: 10 })).map((e) => e.id),
+            ['a1'],
+          );
+        } finally {
+          await store.close();
+        }
+        assert.deepEqual(openUnder(dir), []);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+  );
 
   it('closes while the thread is down, without starting another', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'anode-writer-restart-'));
