@@ -9,6 +9,8 @@ import { describe, it } from 'node:test';
 import { createHybridClock, type Envelope, OPEN_CLAIMS, randomId } from '@anode/shared';
 import { recorder, testHub } from '../../hub/test-hub.ts';
 import { createSqliteStore } from './sqlite-store.ts';
+import { startWriterThread, UNCONFIRMED_CURSORS_MAX } from './sqlite-writer.ts';
+import type { WriteRow } from './sqlite-writes.ts';
 
 /**
  * The writer thread dies (an uncaught error, an out-of-memory in the thread, a terminate): the
@@ -519,6 +521,54 @@ describe('embedded store: the writer thread dies', () => {
       }
     },
   );
+
+  it('keeps at most UNCONFIRMED_CURSORS_MAX cursors per id of appends a dead thread never answered', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-writer-cap-'));
+    await createSqliteStore({ dataDir: dir, retention: { maxAgeMs: 0, maxMessages: 0 } }).close(); // the schema
+    const threads: Worker[] = [];
+    const writes = startWriterThread(join(dir, 'messages.sqlite'), true, {
+      onThread: (worker) => threads.push(worker),
+      log: { warn: () => {} },
+    });
+    let n = 0;
+    const row = (id: string): WriteRow => [id, 'k', String(++n).padStart(8, '0'), 's', 1, '1'];
+    /** `count` appends of `id` on a thread whose answers are lost, then killed: all refused. */
+    const unanswered = async (id: string, count: number) => {
+      for (let i = 0; i < 200 && (threads.length === 0 || writes.failure); i++) await sleep(10);
+      const thread = threads.at(-1) as Worker;
+      thread.removeAllListeners('message');
+      const refusals = Array.from({ length: count }, () =>
+        writes.append([row(id)]).then(
+          () => assert.fail('answered'),
+          () => {},
+        ),
+      );
+      await thread.terminate();
+      await Promise.all(refusals);
+    };
+    try {
+      // A client sending one keyed message again and again while the thread dies under it: the
+      // first append stored it (cursor 00000001), each later one found it stored.
+      await unanswered('x', 3 * UNCONFIRMED_CURSORS_MAX);
+      assert.equal(writes.unconfirmed, 1, 'one id');
+      // Before: every cursor (24), with no bound however many times it was sent.
+      assert.equal(writes.unconfirmedCursors, UNCONFIRMED_CURSORS_MAX, 'the newest cursors only');
+      await unanswered('x', 5); // another death: still bounded
+      await unanswered('y', 2);
+      assert.equal(writes.unconfirmed, 2);
+      assert.equal(writes.unconfirmedCursors, UNCONFIRMED_CURSORS_MAX + 2);
+      // The cursor it was stored under was dropped (the oldest): it is reported new all the same,
+      // as may be one an answered append stored (a duplicate delivery, never a message not delivered).
+      assert.equal(writes.takeUnconfirmed('x', '00000001'), true, 'dropped, still reported new');
+      assert.equal(writes.takeUnconfirmed('x', '00000001'), false, 'once');
+      // An id under the bound still needs its own cursor.
+      assert.equal(writes.takeUnconfirmed('y', '00000001'), false, 'not one of its cursors');
+      assert.equal(writes.unconfirmedCursors, 0);
+    } finally {
+      await writes.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 
   it('closes while the thread is down, without starting another', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'anode-writer-restart-'));

@@ -29,6 +29,8 @@ export interface AsyncWrites {
   readonly restarts: number;
   /** How many ids a dead thread was asked to append and never answered for (see takeUnconfirmed). */
   readonly unconfirmed: number;
+  /** How many cursors are kept for those ids (at most UNCONFIRMED_CURSORS_MAX each). */
+  readonly unconfirmedCursors: number;
   /**
    * Drop `id` from the appends a dead thread never answered for; true if it was one of them and
    * the row stored under it has the cursor that append carried (`storedCursor`): that append was
@@ -75,6 +77,13 @@ export const RESTART_MAX_MS = 10_000;
 export const RESTART_HEALTHY_MS = RESTART_MAX_MS;
 /** The most ids kept of appends a dead thread never answered for (the oldest are dropped). */
 export const UNCONFIRMED_MAX = 100_000;
+/**
+ * The most cursors kept per id of those appends (the oldest are dropped). An id is in more than
+ * one only when it was sent again while unanswered (a client retrying a keyed publish, two
+ * clients with one key), once per append in flight at each death; a client that retries while
+ * the thread keeps dying added one at every death, for as long as it did, times 100,000 ids.
+ */
+export const UNCONFIRMED_CURSORS_MAX = 8;
 
 export interface WriterThreadOptions {
   maxPages?: number;
@@ -115,7 +124,9 @@ export function startWriterThread(path: string, fsync: boolean, options: WriterT
   >();
   // Id to the cursors it had in appends a dead thread never answered for (see remember): one id in
   // two of them (a resend pipelined behind the first) was committed under the first one's cursor.
-  const unconfirmed = new Map<string, Set<string>>();
+  // `dropped`: cursors were dropped past UNCONFIRMED_CURSORS_MAX.
+  const unconfirmed = new Map<string, { cursors: Set<string>; dropped: boolean }>();
+  let cursorsKept = 0;
   let seq = 0;
   let failure: string | undefined;
   let writing = 0; // requests in `pending` that are not checkpoints
@@ -190,18 +201,34 @@ export function startWriterThread(path: string, fsync: boolean, options: WriterT
    * was never delivered live. Its ids are kept, so that the store reports such a row as new once
    * (takeUnconfirmed; a delivery twice, same id, is within at-least-once; never once is not).
    */
+  /*
+   * Past UNCONFIRMED_CURSORS_MAX cursors for one id the oldest are dropped, and with them most
+   * likely the one it was stored under (the first of its appends that ran). So such an id, found
+   * stored under any cursor, is reported new: at worst a copy an answered append stored is
+   * delivered a second time (same id, within at-least-once), never a stored one not at all.
+   */
   const remember = () => {
     for (const { rows } of pending.values()) {
       for (const [id, , cursor] of rows ?? []) {
-        const cursors = unconfirmed.get(id) ?? new Set<string>();
-        cursors.add(cursor);
+        const entry = unconfirmed.get(id) ?? { cursors: new Set<string>(), dropped: false };
+        if (!entry.cursors.has(cursor)) {
+          entry.cursors.add(cursor);
+          cursorsKept += 1;
+        }
+        for (const oldest of entry.cursors) {
+          if (entry.cursors.size <= UNCONFIRMED_CURSORS_MAX) break;
+          entry.cursors.delete(oldest);
+          entry.dropped = true;
+          cursorsKept -= 1;
+        }
         unconfirmed.delete(id); // to the end: the newest is dropped last
-        unconfirmed.set(id, cursors);
+        unconfirmed.set(id, entry);
       }
     }
-    for (const id of unconfirmed.keys()) {
+    for (const [id, { cursors }] of unconfirmed) {
       if (unconfirmed.size <= UNCONFIRMED_MAX) break;
       unconfirmed.delete(id);
+      cursorsKept -= cursors.size;
     }
   };
 
@@ -247,11 +274,15 @@ export function startWriterThread(path: string, fsync: boolean, options: WriterT
     get unconfirmed() {
       return unconfirmed.size;
     },
+    get unconfirmedCursors() {
+      return cursorsKept;
+    },
     takeUnconfirmed(id, storedCursor) {
-      const cursors = unconfirmed.get(id);
-      if (cursors === undefined) return false;
+      const entry = unconfirmed.get(id);
+      if (entry === undefined) return false;
       unconfirmed.delete(id);
-      return storedCursor !== undefined && cursors.has(storedCursor);
+      cursorsKept -= entry.cursors.size;
+      return storedCursor !== undefined && (entry.dropped || entry.cursors.has(storedCursor));
     },
     async close() {
       if (closed) return;
@@ -276,6 +307,7 @@ export function inProcess(writes: Writes): AsyncWrites {
     idle: true,
     restarts: 0,
     unconfirmed: 0,
+    unconfirmedCursors: 0,
     takeUnconfirmed: () => false,
     async close() {},
   };
