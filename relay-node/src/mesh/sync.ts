@@ -19,7 +19,9 @@ import { type CatchUpPlan, type CatchUpProgress, planCatchUp } from './catch-up-
  * Watermarks live in `mesh-sync.json` in the data folder, so a node that was down or cut off
  * asks for exactly its gap when it returns. Catch-ups run one at a time, but one running longer
  * than `longRunMs` no longer holds back the next peer's: that one starts beside it (at most
- * MAX_CATCH_UPS at once, one per peer). A failed one is retried with backoff while the peer stays
+ * MAX_CATCH_UPS at once, one per peer). When every slot is held by one that has run that long and
+ * another peer waits, the one that has held its slot longest yields it (see yieldSlot) and goes to
+ * the back of the queue. A failed one is retried with backoff while the peer stays
  * connected. A resync asked while a catch-up from that peer runs
  * (a store write failed, its gossip link was cut) runs once more after it, from the resync's time.
  * How far a failed catch-up got is kept too (catch-up-progress.ts), so the next attempt resumes.
@@ -47,11 +49,22 @@ interface State {
   progress?: Record<string, CatchUpProgress>;
 }
 
+interface Run {
+  peer: string;
+  since: number;
+  done: Promise<void>;
+  slot: AbortController;
+  yielded: boolean;
+}
+
 interface Entry {
   synced: boolean;
   attempts: number;
   retry?: ReturnType<typeof setTimeout>;
-  /** A resync asked while this peer's catch-up ran: from when to catch up again once it ends. */
+  /**
+   * A resync asked while this peer's catch-up ran: from when to catch up again once it ends. Kept
+   * across a yield: the catch-up has not ended, its next run ends it.
+   */
   again?: number;
   /** Everything the peer sent before this time has arrived (see heard). */
   heard?: number;
@@ -73,7 +86,8 @@ export const LONG_RUN_MS = 15_000;
 /**
  * At most this many catch-ups at once (each past LONG_RUN_MS but the newest): one peer's endless
  * catch-up no longer holds the others, and a joining node's first full catch-up (which can run for
- * minutes) is overlapped by one more at most, not by one per peer.
+ * minutes) is overlapped by one more at most, not by one per peer. Two endless ones held both slots
+ * for ever, so once both have run LONG_RUN_MS and another peer waits, the older one yields its slot.
  */
 export const MAX_CATCH_UPS = 2;
 
@@ -114,8 +128,9 @@ export function createSync(options: SyncOptions) {
   const queue: string[] = [];
   const longRunMs = options.longRunMs ?? LONG_RUN_MS;
   // The catch-ups running now, by entry, with when each started (performance.now()): stop waits
-  // for them, as a failed one saves its progress; resync looks for the entry's.
-  const running = new Map<Entry, { peer: string; since: number; done: Promise<void> }>();
+  // for them, as a failed one saves its progress; resync looks for the entry's. `slot` aborts one
+  // run alone (a yield); `yielded` says that is why it ended.
+  const running = new Map<Entry, Run>();
   // Set while a check for a catch-up that has run long is pending (see drain).
   let longCheck: ReturnType<typeof setTimeout> | undefined;
   let stopped = false;
@@ -123,7 +138,7 @@ export function createSync(options: SyncOptions) {
   const abort = new AbortController();
   let markFirst: () => void = () => {};
   const firstSync = new Promise<void>((resolve) => (markFirst = resolve));
-  const stats = { runs: 0, failures: 0, received: 0, last: undefined as string | undefined };
+  const stats = { runs: 0, failures: 0, yields: 0, received: 0, last: undefined as string | undefined };
 
   const write = async () => {
     const tmp = `${path}.tmp`;
@@ -207,11 +222,29 @@ export function createSync(options: SyncOptions) {
   };
 
   /**
+   * Every slot is held by a catch-up that has run longRunMs and a peer waits that could start: the
+   * one that has held its slot longest is stopped (its own signal, not the node's) and queued again
+   * at the back. It ends as a yield, not a failure (afterYield): no backoff, its progress kept, so its
+   * next run goes on from there. Two members whose listings never end held both slots for ever.
+   */
+  const yieldSlot = () => {
+    const runs = [...running.values()];
+    if (runs.some((run) => run.yielded)) return; // one is already giving its slot up
+    const busy = new Set(runs.map((run) => run.peer));
+    const waits = queue.some((peer) => !busy.has(peer) && connected.get(peer)?.synced === false);
+    if (!waits) return;
+    const oldest = runs.reduce((a, b) => (b.since < a.since ? b : a));
+    oldest.yielded = true;
+    oldest.slot.abort(new Error('catch-up yields its slot to a waiting peer'));
+  };
+
+  /**
    * Start the next queued catch-up when none runs, or when every one running has run for
-   * longRunMs (up to MAX_CATCH_UPS); a peer whose catch-up runs waits in the queue for it.
+   * longRunMs (up to MAX_CATCH_UPS; past that, one yields its slot); a peer whose catch-up runs
+   * waits in the queue for it.
    */
   const drain = () => {
-    while (!stopped && queue.length > 0 && running.size < MAX_CATCH_UPS) {
+    while (!stopped && queue.length > 0) {
       const at = performance.now();
       let newest = Number.NEGATIVE_INFINITY;
       for (const run of running.values()) newest = Math.max(newest, run.since);
@@ -227,18 +260,37 @@ export function createSync(options: SyncOptions) {
         }
         return;
       }
+      // The yielded run's end drains again.
+      if (running.size >= MAX_CATCH_UPS) return yieldSlot();
       const busy = new Set([...running.values()].map((run) => run.peer));
       const i = queue.findIndex((peer) => !busy.has(peer));
       if (i < 0) return;
       const [peer] = queue.splice(i, 1) as [string];
       const entry = connected.get(peer);
       if (!entry || entry.synced) continue;
-      const run = { peer, since: at, done: Promise.resolve() };
+      const run: Run = { peer, since: at, done: Promise.resolve(), slot: new AbortController(), yielded: false };
       running.set(entry, run);
-      run.done = catchUp(peer, entry).finally(drain);
+      run.done = catchUp(peer, entry, run).finally(drain);
     }
   };
-  const catchUp = async (peer: string, entry: Entry) => {
+
+  /**
+   * A run that gave its slot up (yieldSlot): it has not failed, so no backoff and no failure
+   * counted. What it had not read is still owed: it reads from `since` again at the latest, with
+   * its progress (the topics read whole from this run's start, the one it was reading from where it
+   * stopped), and a resync asked while it ran stays on the entry for the run that ends the catch-up.
+   */
+  const afterYield = (peer: string, entry: Entry, since: number, kept: CatchUpProgress | undefined) => {
+    stats.yields += 1;
+    if (since > 0) keep(peer, since);
+    if (kept) (state.progress ??= {})[peer] = kept;
+    saveQuietly();
+    if (stopped || connected.get(peer) !== entry) return; // peerDown kept its resync (owe)
+    log.info({ peer }, 'catch-up yields its slot to a waiting peer; queued again');
+    queue.push(peer);
+  };
+
+  const catchUp = async (peer: string, entry: Entry, run: Run) => {
     const mark = state.peers[peer] ?? 0;
     const from = pendingFrom.get(peer);
     const since = from === undefined || mark === 0 ? mark : Math.min(mark, from);
@@ -249,7 +301,7 @@ export function createSync(options: SyncOptions) {
     stats.runs += 1;
     const { plan, current: progress } = planCatchUp(after, started, options.lookbackMs, state.progress?.[peer]);
     try {
-      const fresh = await options.run(peer, after, abort.signal, plan);
+      const fresh = await options.run(peer, after, AbortSignal.any([abort.signal, run.slot.signal]), plan);
       if (state.progress) delete state.progress[peer];
       const again = takeAgain(entry);
       entry.attempts = 0;
@@ -264,6 +316,7 @@ export function createSync(options: SyncOptions) {
       markFirst();
       saveQuietly();
     } catch (error) {
+      if (run.yielded) return afterYield(peer, entry, since, progress());
       stats.failures += 1;
       // Its retry reads from here at the latest, whatever a run of an older connection sets.
       if (since > 0) keep(peer, since);
@@ -336,6 +389,8 @@ export function createSync(options: SyncOptions) {
       clearTimeout(entry.retry);
       advance(peer, entry);
       connected.delete(peer);
+      // A yielded catch-up's resync (a running one's is its run's to keep): the next connection's.
+      if (entry.again !== undefined && !running.has(entry)) owe(peer, entry.again);
     },
 
     /**
