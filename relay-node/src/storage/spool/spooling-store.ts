@@ -1,6 +1,5 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { DatabaseSync } from 'node:sqlite';
 import {
   type AppendResult,
   dataBytes,
@@ -14,7 +13,8 @@ import type { Logger } from '../../logger.ts';
 import { ensurePrivateFile, PRIVATE_DIR_MODE } from '../../private-files.ts';
 import { mergeLatest, mergePage } from '../merge-page.ts';
 import { isStoreRejection } from '../store-rejected.ts';
-import { fileDamaged, writeFailureMemory } from '../embedded/sqlite-schema.ts';
+import { writeFailureMemory } from '../embedded/sqlite-schema.ts';
+import { openSpoolFile } from './spool-file.ts';
 
 /**
  * A durable local spool in front of a remote store (Cassandra). While the remote store accepts
@@ -141,58 +141,6 @@ interface SpooledRow {
   seq: number;
   envelope: string;
   minted: number | null;
-}
-
-/**
- * Open the spool's file and bring its tables up to date, or fail naming it: SQLite's own message
- * ("file is not a database") did not say which file, nor that it holds acked messages.
- */
-function openSpoolFile(path: string): DatabaseSync {
-  let db: DatabaseSync | undefined;
-  try {
-    db = new DatabaseSync(path);
-    db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;');
-    db.exec('CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, envelope TEXT NOT NULL)');
-    // Spools written before ids were indexed lack the column (their rows get it below).
-    const columns = db.prepare('PRAGMA table_info(spool)').all() as { name: string }[];
-    if (!columns.some((c) => c.name === 'id')) db.exec('ALTER TABLE spool ADD COLUMN id TEXT');
-    db.exec('CREATE INDEX IF NOT EXISTS spool_id ON spool (id)');
-    // Topic and cursor make the spool readable as history (older spools lack them: filled in below).
-    for (const column of ['topic', 'cursor'])
-      if (!columns.some((c) => c.name === column)) db.exec(`ALTER TABLE spool ADD COLUMN ${column} TEXT`);
-    db.exec('CREATE INDEX IF NOT EXISTS spool_topic ON spool (topic, cursor)');
-    // Source and ts answer `latest` (rows spooled before these columns have neither: read whole).
-    if (!columns.some((c) => c.name === 'source')) db.exec('ALTER TABLE spool ADD COLUMN source TEXT');
-    if (!columns.some((c) => c.name === 'ts')) db.exec('ALTER TABLE spool ADD COLUMN ts INTEGER');
-    // Whether the caller minted the message (AppendOptions.minted), handed on when it drains: a
-    // drain without it made Cassandra read before writing every random id, about twice the work
-    // of the appends arriving meanwhile, so under load a spool could drain slower than it filled.
-    if (!columns.some((c) => c.name === 'minted')) db.exec('ALTER TABLE spool ADD COLUMN minted INTEGER');
-    db.exec('CREATE INDEX IF NOT EXISTS spool_latest ON spool (topic, source, ts, id)');
-    // Rows spooled before the topic column (the first spooling relays wrote only the envelope) get
-    // their columns from it: left without, they were acked yet missing from history, latest and
-    // topics until drained, and a resend of one was spooled again as new. Rows since have a topic,
-    // so this finds none (through spool_topic) after the first start.
-    db.exec(
-      `UPDATE spool SET id = COALESCE(id, json_extract(envelope, '$.id')), topic = json_extract(envelope, '$.topic'),
-        cursor = json_extract(envelope, '$.cursor'), source = COALESCE(source, json_extract(envelope, '$.source')),
-        ts = COALESCE(ts, json_extract(envelope, '$.ts')) WHERE topic IS NULL`,
-    );
-    db.exec(
-      'CREATE TABLE IF NOT EXISTS spool_rejected (seq INTEGER PRIMARY KEY, id TEXT, topic TEXT, cursor TEXT, ' +
-        'envelope TEXT NOT NULL, reason TEXT NOT NULL, rejected_at INTEGER NOT NULL)',
-    );
-    return db;
-  } catch (error) {
-    db?.close();
-    const { message } = error as Error;
-    const advice = fileDamaged(error)
-      ? '. The spool file is damaged: stop the relay and move it aside (with any spool.sqlite-wal and ' +
-        'spool.sqlite-shm beside it), keeping it: it may hold messages acked while the store was away that ' +
-        'the store has not got. With no file the relay starts with an empty spool'
-      : '';
-    throw new Error(`${path}: ${message}${advice}`, { cause: error });
-  }
 }
 
 export function createSpoolingStore(primary: MessageStore, options: SpoolOptions): SpoolingStore {
