@@ -55,13 +55,21 @@ export interface CassandraStoreOptions {
   log?: Logger;
   retention: RetentionPolicy;
   /**
-   * Where the write limit read at connect is kept (the relay passes `data_dir/cassandra-write-limit`):
-   * a relay restarted while Cassandra is away knows it from the start, and refuses a message over
-   * it (too_large) instead of spooling and acking one that could never be written.
+   * Where the last write limit read from Cassandra is kept (the relay passes
+   * `data_dir/cassandra-write-limit`): a relay restarted while Cassandra is away knows it from the
+   * start, and refuses a message over it (too_large) instead of spooling and acking one that could
+   * never be written.
    */
   limitFile?: string;
   /** The relay's max_message_bytes: a warning at connect when Cassandra takes less in one write. */
   maxMessageBytes?: number;
+  /**
+   * How often the write limit is read again while connected (default LIMIT_REFRESH_MS, 5 min; 0:
+   * never). An operator changes it in cassandra.yaml and restarts the nodes one by one, which the
+   * driver rides through without the store connecting again: read at connect only, a raised limit
+   * kept refusing messages Cassandra would take, until the relay restarted.
+   */
+  limitRefreshMs?: number;
   /** Hold a lease on this relay's node id in the keyspace (node-lease.ts); the relay passes it. */
   lease?: { nodeId: string; holder: string; tokenFile?: string; leaseS?: number; renewMs?: number; pollMs?: number };
 }
@@ -75,8 +83,9 @@ export interface CassandraStore extends MessageStore {
   readonly refusal: Error | undefined;
   /**
    * The refusal append would make of `envelope` for its size (too_large, `certain`), from the
-   * write limit read at the last connect; undefined when it fits or the limit is not known. Asks
-   * Cassandra nothing: the spool in front asks it for the publishes it takes while Cassandra is away.
+   * write limit last read (at connect, then every limitRefreshMs); undefined when it fits or the
+   * limit is not known. Asks Cassandra nothing: the spool in front asks it for the publishes it
+   * takes while Cassandra is away.
    */
   tooLarge(envelope: Envelope): StoreRejectedError | undefined;
 }
@@ -199,6 +208,9 @@ export const asRejection = (error: unknown): StoreRejectedError | undefined => {
  */
 const WRITE_OVERHEAD_BYTES = 1_024;
 
+/** Default of CassandraStoreOptions.limitRefreshMs: one small read of a node-local table this often. */
+export const LIMIT_REFRESH_MS = 5 * 60_000;
+
 /** The write limit a previous start kept (see CassandraStoreOptions.limitFile), or undefined. */
 function readLimitFile(path: string | undefined): number | undefined {
   if (path === undefined) return undefined;
@@ -228,33 +240,30 @@ const settingBytes = (value: unknown, unit = 1): number | undefined => {
   return bytes > 0 ? bytes : undefined;
 };
 
+const LIMIT_SETTINGS = [
+  'native_transport_max_frame_size',
+  'native_transport_max_frame_size_in_mb',
+  'max_mutation_size',
+  'max_mutation_size_in_kb',
+  'commitlog_segment_size',
+  'commitlog_segment_size_in_mb',
+];
+const LIMIT_QUERY = `SELECT name, value FROM system_views.settings WHERE name IN (${LIMIT_SETTINGS.map(() => '?').join(', ')})`;
+
 /**
  * The largest write (bytes) the coordinator takes: the smaller of native_transport_max_frame_size
  * and max_mutation_size (half of commitlog_segment_size when unset), read from
  * system_views.settings (4.0+; 4.1 renamed the keys with units, 4.0's names ending _in_kb and
- * _in_mb are read too). Undefined when the table cannot be read (an older Cassandra, no
- * permission): then only Cassandra's own refusals tell (see OVERSIZED_MUTATION). The nodes of a
- * cluster are taken to share their settings.
+ * _in_mb are read too). Fails when the table cannot be read (an older Cassandra, no permission,
+ * Cassandra away) or names none of them: then the last limit known stands, or, none known, only
+ * Cassandra's own refusals tell (see OVERSIZED_MUTATION). The nodes of a cluster are taken to
+ * share their settings.
  */
-async function readWriteLimit(client: cassandra.Client): Promise<number | undefined> {
-  const names = [
-    'native_transport_max_frame_size',
-    'native_transport_max_frame_size_in_mb',
-    'max_mutation_size',
-    'max_mutation_size_in_kb',
-    'commitlog_segment_size',
-    'commitlog_segment_size_in_mb',
-  ];
-  let settings: Map<string, unknown>;
-  try {
-    const result = await client.execute(
-      `SELECT name, value FROM system_views.settings WHERE name IN (${names.map(() => '?').join(', ')})`,
-      names,
-    );
-    settings = new Map(result.rows.map((row) => [row.name as string, row.value]));
-  } catch {
-    return undefined;
-  }
+async function readWriteLimit(
+  execute: (query: string, params: unknown[]) => Promise<cassandra.types.ResultSet>,
+): Promise<number> {
+  const result = await execute(LIMIT_QUERY, LIMIT_SETTINGS);
+  const settings = new Map(result.rows.map((row) => [row.name as string, row.value]));
   const MiB = 1024 ** 2;
   const frame =
     settingBytes(settings.get('native_transport_max_frame_size')) ??
@@ -267,7 +276,8 @@ async function readWriteLimit(client: cassandra.Client): Promise<number | undefi
     settingBytes(settings.get('max_mutation_size_in_kb'), 1024) ??
     (segment === undefined ? undefined : segment / 2);
   const known = [frame, mutation].filter((n) => n !== undefined);
-  return known.length === 0 ? undefined : Math.min(...known);
+  if (known.length === 0) throw new Error('system_views.settings shows none of the write limit settings');
+  return Math.min(...known);
 }
 
 /**
@@ -604,8 +614,9 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
   };
   let connected: Promise<void> | undefined;
   /**
-   * The largest write Cassandra takes (bytes), learned at connect (and kept in limitFile for the
-   * next start, which uses it until its own connect); undefined when unknown.
+   * The largest write Cassandra takes (bytes), learned at connect and read again every
+   * limitRefreshMs (kept in limitFile for the next start, which uses it until its own connect);
+   * undefined when unknown.
    */
   let writeLimit: number | undefined = readLimitFile(options.limitFile);
   /**
@@ -629,6 +640,68 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
       { certain: true },
     );
   };
+  /** The last read of the write limit failed: a failure is logged once until a read succeeds. */
+  let limitReadFailing = false;
+  let limitReading = false;
+  let limitTimer: ReturnType<typeof setInterval> | undefined;
+  /**
+   * Reads the write limit: at connect, then every limitRefreshMs while the store is open (one
+   * try, one small query of a node-local table). A limit read at connect or changed since the last
+   * read is logged and kept in limitFile; a failed read keeps the last limit known.
+   */
+  const learnWriteLimit = async (atConnect: boolean) => {
+    let limit: number;
+    try {
+      limit = await readWriteLimit((query, params) => guarded(() => client.execute(query, params), 0));
+    } catch (error) {
+      if (closed || limitReadFailing) return;
+      limitReadFailing = true;
+      options.log?.warn(
+        { err: error, write_limit_bytes: writeLimit },
+        "could not read Cassandra's write limits (system_views.settings): " +
+          (writeLimit === undefined
+            ? 'only its own refusals tell a message too large for it'
+            : `the last known (${writeLimit} bytes) stands`) +
+          '; tried again later, and logged again only after a read succeeds',
+      );
+      return;
+    }
+    limitReadFailing = false;
+    const previous = writeLimit;
+    writeLimit = limit;
+    if (atConnect || limit !== previous) {
+      const largest = limit - WRITE_OVERHEAD_BYTES;
+      const fields = {
+        largest_data_bytes: largest,
+        max_message_bytes: options.maxMessageBytes,
+        ...(atConnect ? {} : { write_limit_bytes: limit, previous_write_limit_bytes: previous }),
+      };
+      const changed = atConnect ? '' : `Cassandra's write limit changed from ${previous} to ${limit} bytes. `;
+      if (options.maxMessageBytes !== undefined && options.maxMessageBytes > largest) {
+        options.log?.warn(
+          fields,
+          `${changed}max_message_bytes is larger than Cassandra takes in one write (native_transport_max_frame_size, ` +
+            `max_mutation_size): a message of more than ${largest} bytes of data is refused with too_large; ` +
+            `set max_message_bytes to ${largest} or less, or raise those Cassandra settings`,
+        );
+      } else {
+        options.log?.info(
+          fields,
+          `${changed}Cassandra takes a message of at most this much data in one write (native_transport_max_frame_size, ` +
+            'max_mutation_size): a larger one is refused with too_large; keep max_message_bytes below it',
+        );
+      }
+    }
+    writeLimitFile(options.limitFile, limit, options.log);
+  };
+  /** The timer's read: skipped while the last one is still out (a Cassandra slower than the interval). */
+  const refreshWriteLimit = () => {
+    if (limitReading || closed) return;
+    limitReading = true;
+    void learnWriteLimit(false).finally(() => {
+      limitReading = false;
+    });
+  };
   const connect = () => {
     if (closed) return Promise.reject(new Error('store is closed'));
     if (refused) return Promise.reject(refused);
@@ -644,28 +717,11 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
       );
       if (bucketMs !== options.bucketMs) throw new BucketSizeMismatchError(ks, bucketMs, options.bucketMs);
       retainedMs(); // says so once if Cassandra's 20-year TTL cuts retention
-      writeLimit = await readWriteLimit(client);
-      if (writeLimit !== undefined) {
-        const largest = writeLimit - WRITE_OVERHEAD_BYTES;
-        const fields = { largest_data_bytes: largest, max_message_bytes: options.maxMessageBytes };
-        if (options.maxMessageBytes !== undefined && options.maxMessageBytes > largest) {
-          options.log?.warn(
-            fields,
-            'max_message_bytes is larger than Cassandra takes in one write (native_transport_max_frame_size, ' +
-              `max_mutation_size): a message of more than ${largest} bytes of data is refused with too_large; ` +
-              `set max_message_bytes to ${largest} or less, or raise those Cassandra settings`,
-          );
-        } else {
-          options.log?.info(
-            fields,
-            'Cassandra takes a message of at most this much data in one write (native_transport_max_frame_size, ' +
-              'max_mutation_size): a larger one is refused with too_large; keep max_message_bytes below it',
-          );
-        }
-        writeLimitFile(options.limitFile, writeLimit, options.log);
-      }
+      await learnWriteLimit(true);
       await lease?.take();
       live = true;
+      const refreshMs = options.limitRefreshMs ?? LIMIT_REFRESH_MS;
+      if (refreshMs > 0) limitTimer ??= setInterval(refreshWriteLimit, refreshMs).unref();
     })()
       .catch((error: unknown) => {
         if (error instanceof NodeIdInUseError || error instanceof BucketSizeMismatchError) refused = error;
@@ -1084,6 +1140,7 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
     },
 
     async close() {
+      clearInterval(limitTimer);
       const deadline = Date.now() + (options.closeTimeoutMs ?? Math.min(options.timeoutMs, 5_000));
       let timer: ReturnType<typeof setTimeout> | undefined;
       /** How `work` ended: done, failed, or still running at the deadline. */
