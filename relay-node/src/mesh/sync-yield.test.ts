@@ -31,6 +31,10 @@ const untilAborted = (signal: AbortSignal) =>
   });
 
 type Behaviour = (after: string, signal: AbortSignal, plan: CatchUpPlan, turn: number) => Promise<number>;
+const endless: Behaviour = (_after, signal, plan, turn) => {
+  plan.finished(`t${turn}`);
+  return untilAborted(signal);
+};
 
 describe('catch-up slots held by runs that never end', () => {
   let dir: string;
@@ -69,8 +73,8 @@ describe('catch-up slots held by runs that never end', () => {
     asked = [];
     ended = [];
     behaviours = new Map([
-      ['e1', (_after, signal) => untilAborted(signal)],
-      ['e2', (_after, signal) => untilAborted(signal)],
+      ['e1', endless],
+      ['e2', endless],
     ]);
     t0 = performance.now();
   });
@@ -141,7 +145,7 @@ describe('catch-up slots held by runs that never end', () => {
   it('does not back off a yielded catch-up: it runs again as soon as a slot frees, and a later failure waits the first delay', async () => {
     let fail = () => {};
     behaviours.set('e1', async (_after, signal, _plan, turn) => {
-      if (turn === 0) return untilAborted(signal);
+      if (turn === 0) return endless(_after, signal, _plan, turn);
       if (turn === 1) {
         await new Promise<void>((resolve) => (fail = resolve));
         throw new Error('peer went away');
@@ -182,7 +186,7 @@ describe('catch-up slots held by runs that never end', () => {
     sync.resync(950_000, 'e1'); // before where e1's run reads from (999_000)
     sync.peerUp('e2');
     sync.peerUp('p3');
-    behaviours.set('p3', (_after, signal) => untilAborted(signal)); // e1 stays queued
+    behaviours.set('p3', endless); // e1 stays queued
     await until(() => sync.status().yields === 1);
     assert.equal(sync.status().yields, 1, 'e1 never yielded its slot');
     assert.equal(runsOf('e1').length, 1, 'e1 waits in the queue');

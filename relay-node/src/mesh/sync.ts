@@ -55,6 +55,11 @@ interface Run {
   done: Promise<void>;
   slot: AbortController;
   yielded: boolean;
+  /**
+   * When it read past the progress it resumed (performance.now()): it yields only longRunMs after,
+   * so every turn gets that long for what is new, not for asking again what it had read.
+   */
+  moved?: number;
 }
 
 interface Entry {
@@ -144,7 +149,12 @@ export function createSync(options: SyncOptions) {
     const tmp = `${path}.tmp`;
     // Owner-only, as every file in the data folder (private-files.ts tightens an older one).
     const peers = { ...state.peers };
-    for (const points of [pendingFrom, reading]) {
+    // A resync asked while a catch-up ran (entry.again, kept across a yield) is owed too: a process
+    // killed before the catch-up ends reads from there on restart.
+    const owed: [string, number][] = [];
+    for (const [peer, entry] of connected) if (entry.again !== undefined) owed.push([peer, entry.again]);
+    for (const [entry, run] of running) if (entry.again !== undefined) owed.push([run.peer, entry.again]);
+    for (const points of [pendingFrom, reading, owed]) {
       for (const [peer, at] of points) if (peers[peer] !== undefined) peers[peer] = Math.min(peers[peer], at);
     }
     await writeFile(tmp, JSON.stringify({ ...state, peers }), { mode: PRIVATE_FILE_MODE });
@@ -233,7 +243,22 @@ export function createSync(options: SyncOptions) {
     const busy = new Set(runs.map((run) => run.peer));
     const waits = queue.some((peer) => !busy.has(peer) && connected.get(peer)?.synced === false);
     if (!waits) return;
-    const oldest = runs.reduce((a, b) => (b.since < a.since ? b : a));
+    // One that has not yet read past where its last turn stopped would give its slot up for nothing:
+    // its next turn starts over asking every topic read whole. Its first step past it drains again.
+    const at = performance.now();
+    const ready = runs.filter((run) => run.moved !== undefined && at - run.moved >= longRunMs);
+    if (ready.length === 0) {
+      const soonest = Math.min(...runs.map((run) => (run.moved ?? Number.POSITIVE_INFINITY) + longRunMs));
+      if (Number.isFinite(soonest) && longCheck === undefined) {
+        longCheck = setTimeout(() => {
+          longCheck = undefined;
+          drain();
+        }, soonest - at);
+        longCheck.unref();
+      }
+      return;
+    }
+    const oldest = ready.reduce((a, b) => (b.since < a.since ? b : a));
     oldest.yielded = true;
     oldest.slot.abort(new Error('catch-up yields its slot to a waiting peer'));
   };
@@ -268,7 +293,13 @@ export function createSync(options: SyncOptions) {
       const [peer] = queue.splice(i, 1) as [string];
       const entry = connected.get(peer);
       if (!entry || entry.synced) continue;
-      const run: Run = { peer, since: at, done: Promise.resolve(), slot: new AbortController(), yielded: false };
+      const run: Run = {
+        peer,
+        since: at,
+        done: Promise.resolve(),
+        slot: new AbortController(),
+        yielded: false,
+      };
       running.set(entry, run);
       run.done = catchUp(peer, entry, run).finally(drain);
     }
@@ -284,8 +315,13 @@ export function createSync(options: SyncOptions) {
     stats.yields += 1;
     if (since > 0) keep(peer, since);
     if (kept) (state.progress ??= {})[peer] = kept;
+    // Not queued again (the node stops, or the peer left while this run still held its slot, so
+    // peerDown left the resync to the run): the resync asked while it ran is the next connection's.
+    const gone = stopped || connected.get(peer) !== entry;
+    const again = gone ? takeAgain(entry) : undefined;
+    if (again !== undefined) owe(peer, again);
     saveQuietly();
-    if (stopped || connected.get(peer) !== entry) return; // peerDown kept its resync (owe)
+    if (gone) return;
     log.info({ peer }, 'catch-up yields its slot to a waiting peer; queued again');
     queue.push(peer);
   };
@@ -299,9 +335,28 @@ export function createSync(options: SyncOptions) {
     const after = cursorAt(since > 0 ? since - options.lookbackMs : 0);
     const started = now();
     stats.runs += 1;
-    const { plan, current: progress } = planCatchUp(after, started, options.lookbackMs, state.progress?.[peer]);
+    const previous = state.progress?.[peer];
+    const { plan, current: progress } = planCatchUp(after, started, options.lookbackMs, previous);
+    const step = () => {
+      if (run.moved !== undefined) return;
+      const kept = progress();
+      if (kept === undefined || kept === previous) return;
+      run.moved = performance.now();
+      queueMicrotask(drain); // a peer may be waiting for a slot only this run could give up
+    };
+    const tracked: CatchUpPlan = {
+      from: (topic) => plan.from(topic),
+      finished(topic) {
+        plan.finished(topic);
+        step();
+      },
+      reached(topic, cursor) {
+        plan.reached(topic, cursor);
+        step();
+      },
+    };
     try {
-      const fresh = await options.run(peer, after, AbortSignal.any([abort.signal, run.slot.signal]), plan);
+      const fresh = await options.run(peer, after, AbortSignal.any([abort.signal, run.slot.signal]), tracked);
       if (state.progress) delete state.progress[peer];
       const again = takeAgain(entry);
       entry.attempts = 0;
