@@ -119,7 +119,8 @@ function openStoreFile(path: string, fsync: boolean, maxPages: number | undefine
  * The writer thread, or fail naming the file, with the read connection `db` closed: when the
  * first thread could not be made (`new Worker` throws ERR_WORKER_INIT_FAILED at the process's
  * thread limit), the store did not open, and its connection stayed open (the file, its log and
- * shared memory held until a garbage collection) behind a bare "Unable to create worker thread".
+ * shared memory held until a garbage collection) behind a bare "EAGAIN" (Node's error is only the
+ * libuv error's name, code ERR_WORKER_INIT_FAILED).
  */
 function startWriter(db: ReturnType<typeof openDatabase>, path: string, fsync: boolean, options: SqliteStoreOptions) {
   try {
