@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import {
   type AppendResult,
   backoffMs,
@@ -222,6 +222,15 @@ function readLimitFile(path: string | undefined): number | undefined {
   }
 }
 
+function removeLimitFile(path: string | undefined, log: Logger | undefined): void {
+  if (path === undefined) return;
+  try {
+    rmSync(path, { force: true });
+  } catch (error) {
+    log?.warn({ err: error, path }, 'could not remove the kept Cassandra write limit');
+  }
+}
+
 function writeLimitFile(path: string | undefined, bytes: number, log: Logger | undefined): void {
   if (path === undefined || readLimitFile(path) === bytes) return;
   try {
@@ -250,6 +259,17 @@ const LIMIT_SETTINGS = [
 ];
 const LIMIT_QUERY = `SELECT name, value FROM system_views.settings WHERE name IN (${LIMIT_SETTINGS.map(() => '?').join(', ')})`;
 
+/** Cassandra answered, and shows no write limit: nothing a later try would change. */
+class LimitNotShownError extends Error {}
+/**
+ * The cluster answered that it does not show its write limits (no system_views.settings: before
+ * 4.0 or not Cassandra; no permission; none of the settings), as against a read that failed for
+ * now (away, timed out): the limit known so far may be another cluster's, and is not kept.
+ */
+const limitNotShown = (error: unknown) =>
+  error instanceof LimitNotShownError ||
+  [codes.invalid, codes.unauthorized, codes.syntaxError].includes((error as { code?: number }).code as number);
+
 /**
  * The largest write (bytes) the coordinator takes: the smaller of native_transport_max_frame_size
  * and max_mutation_size (half of commitlog_segment_size when unset), read from
@@ -276,7 +296,7 @@ async function readWriteLimit(
     settingBytes(settings.get('max_mutation_size_in_kb'), 1024) ??
     (segment === undefined ? undefined : segment / 2);
   const known = [frame, mutation].filter((n) => n !== undefined);
-  if (known.length === 0) throw new Error('system_views.settings shows none of the write limit settings');
+  if (known.length === 0) throw new LimitNotShownError('system_views.settings shows none of the write limit settings');
   return Math.min(...known);
 }
 
@@ -642,19 +662,30 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
   };
   /** The last read of the write limit failed: a failure is logged once until a read succeeds. */
   let limitReadFailing = false;
+  /** A read succeeded in this process: its limit was logged (with max_message_bytes against it). */
+  let limitAnnounced = false;
   let limitReading = false;
   let limitTimer: ReturnType<typeof setInterval> | undefined;
+  /** close() has begun (`closed` is set only after the lease's release): no refresh timer is made. */
+  let closing = false;
   /**
    * Reads the write limit: at connect, then every limitRefreshMs while the store is open (one
-   * try, one small query of a node-local table). A limit read at connect or changed since the last
-   * read is logged and kept in limitFile; a failed read keeps the last limit known.
+   * try, one small query of a node-local table). The first limit read in this process, or one
+   * changed since the last read, is logged and kept in limitFile; a read that failed for now keeps
+   * the last limit known, and a cluster that answers it shows none (see limitNotShown) drops it.
    */
-  const learnWriteLimit = async (atConnect: boolean) => {
+  const learnWriteLimit = async () => {
     let limit: number;
     try {
       limit = await readWriteLimit((query, params) => guarded(() => client.execute(query, params), 0));
     } catch (error) {
-      if (closed || limitReadFailing) return;
+      if (closed) return;
+      if (limitNotShown(error) && writeLimit !== undefined) {
+        writeLimit = undefined;
+        removeLimitFile(options.limitFile, options.log);
+        limitReadFailing = false; // said below, with the limit now unknown
+      }
+      if (limitReadFailing) return;
       limitReadFailing = true;
       options.log?.warn(
         { err: error, write_limit_bytes: writeLimit },
@@ -666,17 +697,20 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
       );
       return;
     }
+    if (closed) return;
     limitReadFailing = false;
     const previous = writeLimit;
     writeLimit = limit;
-    if (atConnect || limit !== previous) {
+    const first = !limitAnnounced;
+    limitAnnounced = true;
+    if (first || limit !== previous) {
       const largest = limit - WRITE_OVERHEAD_BYTES;
       const fields = {
         largest_data_bytes: largest,
         max_message_bytes: options.maxMessageBytes,
-        ...(atConnect ? {} : { write_limit_bytes: limit, previous_write_limit_bytes: previous }),
+        ...(first ? {} : { write_limit_bytes: limit, previous_write_limit_bytes: previous }),
       };
-      const changed = atConnect ? '' : `Cassandra's write limit changed from ${previous} to ${limit} bytes. `;
+      const changed = first ? '' : `Cassandra's write limit changed from ${previous} to ${limit} bytes. `;
       if (options.maxMessageBytes !== undefined && options.maxMessageBytes > largest) {
         options.log?.warn(
           fields,
@@ -698,7 +732,7 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
   const refreshWriteLimit = () => {
     if (limitReading || closed) return;
     limitReading = true;
-    void learnWriteLimit(false).finally(() => {
+    void learnWriteLimit().finally(() => {
       limitReading = false;
     });
   };
@@ -717,11 +751,11 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
       );
       if (bucketMs !== options.bucketMs) throw new BucketSizeMismatchError(ks, bucketMs, options.bucketMs);
       retainedMs(); // says so once if Cassandra's 20-year TTL cuts retention
-      await learnWriteLimit(true);
+      await learnWriteLimit();
       await lease?.take();
       live = true;
       const refreshMs = options.limitRefreshMs ?? LIMIT_REFRESH_MS;
-      if (refreshMs > 0) limitTimer ??= setInterval(refreshWriteLimit, refreshMs).unref();
+      if (refreshMs > 0 && !closing) limitTimer ??= setInterval(refreshWriteLimit, refreshMs).unref();
     })()
       .catch((error: unknown) => {
         if (error instanceof NodeIdInUseError || error instanceof BucketSizeMismatchError) refused = error;
@@ -1140,6 +1174,7 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
     },
 
     async close() {
+      closing = true;
       clearInterval(limitTimer);
       const deadline = Date.now() + (options.closeTimeoutMs ?? Math.min(options.timeoutMs, 5_000));
       let timer: ReturnType<typeof setTimeout> | undefined;
