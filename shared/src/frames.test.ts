@@ -316,6 +316,27 @@ describe('parsePublishBody', () => {
     }
   });
 
+  test('a key that is not well-formed Unicode (a lone surrogate) is bad_frame, in a body, an array, the header and a frame', () => {
+    // UTF-8 makes each lone surrogate U+FFFD, so these keys once shared one content id: the
+    // second and third publishes were acked with the first's id and silently not stored.
+    const keys = ['x\ud800', 'x\udfff', '\udc00x', 'a\ud83d'];
+    const wellFormed = /well-formed Unicode/;
+    for (const key of keys) {
+      const label = JSON.stringify(key);
+      const refused = (e: unknown) => e instanceof AnodeError && e.code === 'bad_frame' && wellFormed.test(e.message);
+      assert.throws(() => parsePublishBody({ data: 1, key }), refused, label);
+      assert.throws(() => parsePublishBody([{ data: 1 }, { data: 2, key }]), refused, label);
+      assert.throws(() => parsePublishBody({ data: 1 }, key), refused, label);
+      assert.throws(() => parseClientFrame(frame({ op: 'pub', topic: 't', data: 1, key })), refused, label);
+    }
+    // Well-formed keys outside the BMP (a surrogate pair) and U+FFFD itself are taken.
+    for (const key of ['x\ufffd', '鍵🔑', '\ud83d\udd11']) {
+      assert.deepEqual(parsePublishBody({ data: 1, key }), [{ data: 1, key }]);
+      assert.deepEqual(parsePublishBody({ data: 1 }, key), [{ data: 1, key }]);
+      assert.equal((parseClientFrame(frame({ op: 'pub', topic: 't', data: 1, key })) as { key?: string }).key, key);
+    }
+  });
+
   test('turns one item into a list of one', () => {
     assert.deepEqual(parsePublishBody({ data: 1, source: 's', key: 'k', ts: 5 }), [
       { data: 1, source: 's', key: 'k', ts: 5 },

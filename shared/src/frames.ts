@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { assertDataDepth } from './data-depth.ts';
-import { isSourceName, SOURCE_NAME_RULE } from './names.ts';
+import { isSourceName, isWellFormedText, SOURCE_NAME_RULE, WELL_FORMED_RULE } from './names.ts';
 import { BadFrameError, ERROR_CODES } from './errors.ts';
 import { isCursor } from './ids.ts';
 import { assertPattern, assertTopic } from './topics.ts';
@@ -13,9 +13,13 @@ import { assertPattern, assertTopic } from './topics.ts';
 export const cursorSchema = z.string().refine(isCursor, 'not a cursor');
 const ref = z.string().max(128).optional();
 const source = z.string().refine(isSourceName, `not a source name (${SOURCE_NAME_RULE})`);
-/** An idempotency key: 1 to MAX_KEY_LENGTH characters, in a body, a frame or the header. */
+/**
+ * An idempotency key: 1 to MAX_KEY_LENGTH characters of well-formed Unicode, in a body, a frame or
+ * the header. It is hashed as UTF-8 into the message id (contentId), which a lone surrogate has no
+ * form in: refused, not repaired, so two different keys never share an id.
+ */
 export const MAX_KEY_LENGTH = 256;
-const key = z.string().min(1).max(MAX_KEY_LENGTH);
+const key = z.string().min(1).max(MAX_KEY_LENGTH).refine(isWellFormedText, WELL_FORMED_RULE);
 // The tighter bound (MAX_TS_AHEAD_MS past the accepting node's clock) is checked on the envelope.
 const ts = z.number().int().nonnegative().max(8.64e15);
 
@@ -107,7 +111,11 @@ function readItem(value: unknown): PublishItem | undefined {
   if (!optional(ts, (t) => typeof t === 'number' && Number.isSafeInteger(t) && t >= 0 && t <= 8.64e15)) {
     return undefined;
   }
-  if (!optional(key, (k) => typeof k === 'string' && k.length >= 1 && k.length <= MAX_KEY_LENGTH)) return undefined;
+  if (
+    !optional(key, (k) => typeof k === 'string' && k.length >= 1 && k.length <= MAX_KEY_LENGTH && isWellFormedText(k))
+  ) {
+    return undefined;
+  }
   const item: PublishItem = { data };
   if (source !== undefined) item.source = source as string;
   if (ts !== undefined) item.ts = ts as number;
@@ -183,6 +191,9 @@ export function parsePublishBody(value: unknown, idempotencyKey?: string): Publi
     if (idempotencyKey.length < 1 || idempotencyKey.length > MAX_KEY_LENGTH) {
       throw new BadFrameError(`Idempotency-Key: 1 to ${MAX_KEY_LENGTH} characters`);
     }
+    // Node and workerd read header values as Latin-1, which has no surrogates; checked all the same,
+    // as every other way a key comes in.
+    if (!isWellFormedText(idempotencyKey)) throw new BadFrameError(`Idempotency-Key: ${WELL_FORMED_RULE}`);
     if (items[0] && items[0].key === undefined) items[0].key = idempotencyKey;
   }
   return items;

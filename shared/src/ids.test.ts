@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
+import { AnodeError } from './errors.ts';
+import { isWellFormedText } from './names.ts';
 import {
   CURSOR_ZERO,
   MAX_CLOCK_SKEW_MS,
@@ -288,6 +290,29 @@ describe('message ids', () => {
   test('contentId does not collide when a newline moves between source and key', () => {
     assert.notEqual(contentId('t', 'a\nb', 'c'), contentId('t', 'a', 'b\nc'));
     assert.notEqual(contentId('t\na', 'b', 'c'), contentId('t', 'a\nb', 'c'));
+  });
+
+  test('contentId refuses fields that are not well-formed Unicode instead of hashing them as U+FFFD', () => {
+    const refused = (e: unknown) => e instanceof AnodeError && e.code === 'bad_frame';
+    for (const bad of ['x\ud800', 'x\udfff', '\udc00']) {
+      assert.throws(() => contentId('t', 's', bad), refused, JSON.stringify(bad));
+      assert.throws(() => contentId('t', bad, 'k'), refused, JSON.stringify(bad));
+      assert.throws(() => contentId(bad, 's', 'k'), refused, JSON.stringify(bad));
+    }
+    assert.match(contentId('t', 's', 'x\ufffd'), /^k[A-Za-z0-9_-]{22}$/);
+    assert.notEqual(contentId('t', 's', '\ud83d\udd11'), contentId('t', 's', '\ufffd'));
+  });
+
+  test('isWellFormedText agrees with String.prototype.isWellFormed', () => {
+    const unit = fc.constantFrom('a', '\ud800', '\udbff', '\udc00', '\udfff', '\ufffd', '\ud83d\udd11');
+    fc.assert(
+      fc.property(fc.array(unit, { maxLength: 6 }), (parts) => {
+        const text = parts.join('');
+        const native = (text as unknown as { isWellFormed(): boolean }).isWellFormed();
+        assert.equal(isWellFormedText(text), native, JSON.stringify(text));
+      }),
+      { numRuns: 2000 },
+    );
   });
 
   test('randomId is unique over many draws and distinct from content ids', () => {

@@ -1,5 +1,7 @@
 import { sha256 } from '@noble/hashes/sha2.js';
 import { utf8ToBytes } from '@noble/hashes/utils.js';
+import { BadFrameError } from './errors.ts';
+import { isWellFormedText, WELL_FORMED_RULE } from './names.ts';
 
 /**
  * Cursors and message ids.
@@ -145,10 +147,14 @@ const field = (s: string) => s.replaceAll('\\', '\\\\').replaceAll('\n', '\\n');
  * A content-addressed id: the same (topic, source, idempotency key) gives the same id on every
  * node, so the mesh, the store and clients dedup a republished message alike. Fields are escaped
  * so a newline in `source` or `key` cannot make two different triples hash alike; ids of fields
- * without `\` or newline are unchanged by that.
+ * without `\` or newline are unchanged by that. A field that is not well-formed Unicode is refused
+ * (`bad_frame`): UTF-8 turns a lone surrogate into U+FFFD, so such keys would collide. The parsers
+ * refuse it first; this is the last guard for any other caller.
  */
 export function contentId(topic: string, source: string, key: string): string {
-  const digest = sha256(utf8ToBytes(`${field(topic)}\n${field(source)}\n${field(key)}`));
+  const text = `${field(topic)}\n${field(source)}\n${field(key)}`;
+  if (!isWellFormedText(text)) throw new BadFrameError(`topic, source and key ${WELL_FORMED_RULE}`);
+  const digest = sha256(utf8ToBytes(text));
   return `k${base64url(digest.subarray(0, 16))}`;
 }
 

@@ -7,6 +7,22 @@ const SOURCE_SEGMENT = /^[A-Za-z0-9_@:|-]+$/;
 // refuses them.
 const PROTOTYPE_NAMES = new Set(Object.getOwnPropertyNames(Object.prototype));
 
+// With the `u` flag a surrogate pair is one code point, so this matches only a lone surrogate: the
+// test is String.prototype.isWellFormed (ES2024, past the ES2023 lib this code is typed against).
+const LONE_SURROGATE = /\p{Surrogate}/u;
+
+/**
+ * Whether a string is well-formed UTF-16 (no lone surrogate). One that is not has no UTF-8 form:
+ * encoding it turns each lone surrogate into U+FFFD, so `x\ud800`, `x\udfff` and `x\ufffd` would
+ * hash to one content id and two different messages dedup as one.
+ */
+export function isWellFormedText(value: string): boolean {
+  return !LONE_SURROGATE.test(value);
+}
+
+/** How a refusal of a string that is not well-formed says why. */
+export const WELL_FORMED_RULE = 'must be well-formed Unicode (a lone surrogate such as \ud800 has no UTF-8 form)';
+
 export function isMessageId(value: unknown): value is string {
   return typeof value === 'string' && ID.test(value);
 }

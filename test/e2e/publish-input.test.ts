@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Envelope, ServerFrame } from '@anode/shared';
+import { startRelay, type TestRelay } from '../helpers/relay.ts';
+import { openSocket } from '../helpers/ws.ts';
+
+/**
+ * What a real relay answers to publishes whose input is off, over HTTP and WebSocket: refused
+ * with a message naming the problem, and nothing stored in its place.
+ */
+
+type ErrorBody = { error: { code: string; message: string } };
+
+// Raw JSON text: `\ud800` in a JSON string is a lone surrogate once parsed (JSON.stringify of
+// such a string would write the same escape, but the text here is what a client sends).
+const post = async (relay: TestRelay, topic: string, text: string, headers: Record<string, string> = {}) => {
+  const res = await fetch(`${relay.url}/v1/topics/${topic}/messages`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: text,
+  });
+  return { status: res.status, body: (await res.json()) as unknown };
+};
+
+const stored = async (relay: TestRelay, topic: string) =>
+  ((await (await fetch(`${relay.url}/v1/topics/${topic}/messages`)).json()) as { messages: Envelope[] }).messages;
+
+describe('publish input', () => {
+  let relay: TestRelay;
+  before(async () => {
+    relay = await startRelay();
+  });
+  after(() => relay.stop());
+
+  it('refuses idempotency keys that are not well-formed Unicode, instead of acking them as one message', async () => {
+    // These three once got one id (UTF-8 turns a lone surrogate into U+FFFD) and only the first
+    // was stored, while all three were acked.
+    const first = await post(relay, 'ks.http', '{"data":"first","key":"x\\ud800"}');
+    const second = await post(relay, 'ks.http', '{"data":"second","key":"x\\udfff"}');
+    const array = await post(relay, 'ks.http', '[{"data":"third"},{"data":"fourth","key":"\\udc00"}]');
+    for (const res of [first, second, array]) {
+      assert.equal(res.status, 400, JSON.stringify(res.body));
+      const { error } = res.body as ErrorBody;
+      assert.equal(error.code, 'bad_frame');
+      assert.match(error.message, /key: .*well-formed Unicode/);
+    }
+    assert.match((array.body as ErrorBody).error.message, /^1\.key/);
+    const replacement = await post(relay, 'ks.http', '{"data":"fifth","key":"x\\ufffd"}');
+    assert.equal(replacement.status, 202, JSON.stringify(replacement.body));
+    assert.deepEqual(
+      (await stored(relay, 'ks.http')).map((m) => m.data),
+      ['fifth'],
+    );
+
+    const sock = await openSocket(`${relay.wsUrl}/v1/ws`);
+    try {
+      sock.sendRaw('{"op":"pub","topic":"ks.ws","data":"ws","key":"x\\ud800","ref":"lone"}');
+      const reply = await sock.next((f: ServerFrame) => 'ref' in f && f.ref === 'lone');
+      assert.equal(reply.op, 'err');
+      assert.equal((reply as Extract<ServerFrame, { op: 'err' }>).code, 'bad_frame');
+      assert.match((reply as Extract<ServerFrame, { op: 'err' }>).message, /key: .*well-formed Unicode/);
+    } finally {
+      sock.close();
+    }
+    assert.deepEqual(await stored(relay, 'ks.ws'), []);
+  });
+});
