@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { base64url, type CryptoKey, exportSPKI, generateKeyPair, SignJWT } from 'jose';
+import { base64url, type CryptoKey, exportSPKI, generateKeyPair, type JWTPayload, SignJWT } from 'jose';
 import {
   assertCanPublish,
   assertCanSubscribe,
   type Claims,
+  CLOCK_TOLERANCE_S,
   createTokenVerifier,
   isExpired,
   OPEN_CLAIMS,
@@ -74,6 +75,54 @@ describe('HS256 tokens', () => {
     await assert.rejects(
       verify(token),
       (error: unknown) => error instanceof AnodeError && error.code === 'unauthorized' && /expired/.test(error.message),
+    );
+  });
+
+  test('nbf and iat up to CLOCK_TOLERANCE_S ahead (an issuer clock slightly ahead) are accepted', async () => {
+    const verify = await createTokenVerifier({ hs256Secret: SECRET });
+    const ahead = nowSeconds() + 2;
+    const token = await new SignJWT({ sub: 'tester', anode: { pub: ['t.>'], sub: [] } })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setIssuedAt(ahead)
+      .setNotBefore(ahead)
+      .setExpirationTime('1h')
+      .sign(new TextEncoder().encode(SECRET));
+    assert.deepEqual((await verify(token)).pub, ['t.>']);
+  });
+
+  test('an nbf past the tolerance is unauthorized and says the token is not yet valid', async () => {
+    const verify = await createTokenVerifier({ hs256Secret: SECRET });
+    const token = await new SignJWT({ anode: { pub: ['>'], sub: [] } })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setNotBefore(nowSeconds() + CLOCK_TOLERANCE_S + 60)
+      .setExpirationTime('1h')
+      .sign(new TextEncoder().encode(SECRET));
+    await assert.rejects(verify(token), (error: unknown) => {
+      assert.ok(error instanceof AnodeError && error.code === 'unauthorized');
+      assert.match(error.message, /not yet valid \(nbf is 6\d s ahead.*at most 5 s ahead/);
+      return true;
+    });
+  });
+
+  test('exp gets no tolerance: a token a second past it is expired, as the later checks read it', async () => {
+    const verify = await createTokenVerifier({ hs256Secret: SECRET });
+    const token = await signToken(SECRET, { pub: ['>'] }, nowSeconds() - 1);
+    await assert.rejects(
+      verify(token),
+      (error: unknown) => error instanceof AnodeError && error.code === 'unauthorized' && /expired/.test(error.message),
+    );
+  });
+
+  test('other claim failures name the claim instead of a bare "invalid token"', async () => {
+    const verify = await createTokenVerifier({ hs256Secret: SECRET });
+    const token = await new SignJWT({ anode: { pub: ['>'], sub: [] }, iat: 'yesterday' } as unknown as JWTPayload)
+      .setProtectedHeader({ alg: 'HS256' })
+      .setExpirationTime('1h')
+      .sign(new TextEncoder().encode(SECRET));
+    await assert.rejects(
+      verify(token),
+      (error: unknown) =>
+        error instanceof AnodeError && error.code === 'unauthorized' && /claim `iat` not accepted/.test(error.message),
     );
   });
 

@@ -72,6 +72,14 @@ export interface AuthOptions {
 
 export type TokenVerifier = (token: string | undefined) => Promise<Claims>;
 
+/**
+ * How far ahead of this node's clock a token's `nbf` may be (seconds): an issuer whose clock runs
+ * a little ahead mints tokens not yet valid here for a moment, and the client allows the same 5 s
+ * for drift on `exp`. `exp` itself is held exactly: every later check (isExpired, a socket's close
+ * at expiry) reads it by this node's clock, and a token let in past it would be refused at once.
+ */
+export const CLOCK_TOLERANCE_S = 5;
+
 type Key = { key: Awaited<ReturnType<typeof importSPKI>> | Uint8Array; algorithms: string[] };
 
 async function importPublicKey(pem: string): Promise<Key> {
@@ -102,7 +110,11 @@ export async function createTokenVerifier(options: AuthOptions | undefined): Pro
     let lastError: unknown;
     for (const { key, algorithms } of keys) {
       try {
-        const { payload } = await jwtVerify(token, key, { algorithms, ...(audience ? { audience } : {}) });
+        const { payload } = await jwtVerify(token, key, {
+          algorithms,
+          clockTolerance: CLOCK_TOLERANCE_S,
+          ...(audience ? { audience } : {}),
+        });
         if (!audience && payload.aud !== undefined) {
           throw new UnauthorizedError(
             `the token names an audience (aud ${JSON.stringify(payload.aud)}) and this node has none configured: set jwt_audience (JWT_AUDIENCE on an edge) to the audience your issuer puts in its tokens`,
@@ -123,6 +135,7 @@ export async function createTokenVerifier(options: AuthOptions | undefined): Pro
               : 'token claims: `sub` must be a string and `anode.pub`/`anode.sub` topic pattern arrays',
           );
         }
+        if (isExpired(claims.data)) throw new UnauthorizedError('token expired');
         return claims.data;
       } catch (error) {
         lastError = error;
@@ -134,6 +147,22 @@ export async function createTokenVerifier(options: AuthOptions | undefined): Pro
           throw new UnauthorizedError(
             `the token's audience does not match: this node takes tokens for ${(audience ?? []).join(', ')}, and ${why}`,
           );
+        }
+        // The signature held with this key: a claim is what is off, and saying which lets the
+        // issuer fix it (a bare "invalid token" reads as a wrong key or secret).
+        if (code === 'ERR_JWT_CLAIM_VALIDATION_FAILED' && claim === 'nbf' && reason === 'check_failed') {
+          const { nbf } = (error as { payload?: { nbf?: number } }).payload ?? {};
+          const ahead =
+            typeof nbf === 'number'
+              ? ` (nbf is ${Math.round(nbf - Date.now() / 1000)} s ahead of this node's clock)`
+              : '';
+          throw new UnauthorizedError(
+            `token not yet valid${ahead}: its nbf may be at most ${CLOCK_TOLERANCE_S} s ahead; check the issuer's clock`,
+          );
+        }
+        if (code === 'ERR_JWT_CLAIM_VALIDATION_FAILED') {
+          const which = claim && claim !== 'unspecified' ? `token claim \`${claim}\`` : 'token claims';
+          throw new UnauthorizedError(`${which} not accepted: ${(error as Error).message}`);
         }
       }
     }
