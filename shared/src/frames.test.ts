@@ -9,7 +9,7 @@ import {
   parseClientFrame,
   parsePublishBody,
   parseWith,
-  publishBodySchema,
+  publishItemsBySchema,
   refOf,
 } from './frames.ts';
 import { createHybridClock } from './ids.ts';
@@ -248,12 +248,17 @@ describe('parsePublishBody', () => {
   test('a body parses to what the schema alone gives, and fails with its error', () => {
     // parsePublishBody reads well-formed items by hand; the schema is the reference.
     const bySchema = (value: unknown) => {
-      const body = parseWith(publishBodySchema, value);
-      const items = Array.isArray(body) ? body : [body];
-      for (const item of items) {
-        if (item.data === undefined) throw new AnodeError('bad_frame', 'data: required (use null for no data)');
-        assertDataDepth(item.data);
-      }
+      const items = publishItemsBySchema(value);
+      const batch = Array.isArray(value);
+      items.forEach((item, index) => {
+        const at = batch ? `[${index}].` : '';
+        if (item.data === undefined) throw new AnodeError('bad_frame', `${at}data: required (use null for no data)`);
+        try {
+          assertDataDepth(item.data);
+        } catch (error) {
+          throw batch ? new AnodeError('bad_frame', `${at}${(error as Error).message}`) : error;
+        }
+      });
       return items;
     };
     const settle = (fn: () => unknown) => {
@@ -334,6 +339,32 @@ describe('parsePublishBody', () => {
       assert.deepEqual(parsePublishBody({ data: 1, key }), [{ data: 1, key }]);
       assert.deepEqual(parsePublishBody({ data: 1 }, key), [{ data: 1, key }]);
       assert.equal((parseClientFrame(frame({ op: 'pub', topic: 't', data: 1, key })) as { key?: string }).key, key);
+    }
+  });
+
+  test('a body that fits neither shape names the field, and an array item its index, not "Invalid input"', () => {
+    const cases: [unknown, RegExp][] = [
+      [{ source: 's' }, /^data: required/],
+      [{ data: 1, ts: 1.5 }, /^ts: .*expected int/],
+      [{ data: 1, ts: '123' }, /^ts: .*expected number, received string/],
+      [{ data: 1, key: 7 }, /^key: .*expected string/],
+      [null, /expected object, received null/],
+      [Array.from({ length: MAX_PUBLISH_BATCH + 1 }, () => ({ data: 1 })), /1 to 1000 messages; this one has 1001/],
+      [[], /1 to 1000 messages; this one has 0/],
+      [[{ data: 1 }, { data: 2, ts: 1.5 }], /^\[1\]\.ts: .*expected int/],
+      [[{ data: 1 }, { source: 's' }], /^\[1\]\.data: required/],
+      [[{ data: 1 }, 'x'], /^\[1\]: .*expected object, received string/],
+      [
+        [{ data: 1 }, { data: JSON.parse(`${'['.repeat(MAX_DATA_DEPTH + 1)}${']'.repeat(MAX_DATA_DEPTH + 1)}`) }],
+        /^\[1\]\.data: nested/,
+      ],
+    ];
+    for (const [body, message] of cases) {
+      assert.throws(
+        () => parsePublishBody(body),
+        (e: unknown) => e instanceof AnodeError && e.code === 'bad_frame' && message.test(e.message),
+        `${JSON.stringify(body)?.slice(0, 60)} should fail with ${message}`,
+      );
     }
   });
 

@@ -24,7 +24,9 @@ const key = z.string().min(1).max(MAX_KEY_LENGTH).refine(isWellFormedText, WELL_
 const ts = z.number().int().nonnegative().max(8.64e15);
 
 export const publishItemSchema = z.object({
-  data: z.unknown(),
+  // Optional here only so that a missing `data` is worded by assertData ("required (use null for
+  // no data)"): zod 4 words a missing unknown key "expected nonoptional".
+  data: z.unknown().optional(),
   source: source.optional(),
   ts: ts.optional(),
   key: key.optional(),
@@ -65,7 +67,9 @@ export type ServerFrame = z.infer<typeof serverFrameSchema>;
 export const encodeServerFrame = (frame: ServerFrame): string => JSON.stringify(frame);
 
 export const MAX_PUBLISH_BATCH = 1000;
-export const publishBodySchema = z.union([publishItemSchema, z.array(publishItemSchema).min(1).max(MAX_PUBLISH_BATCH)]);
+const publishArraySchema = z.array(publishItemSchema).min(1).max(MAX_PUBLISH_BATCH);
+/** The shape of an HTTP publish body; parsePublishBody checks it branch by branch (publishItemsBySchema). */
+export const publishBodySchema = z.union([publishItemSchema, publishArraySchema]);
 
 export const historyQuerySchema = z.object({
   after: cursorSchema.optional(),
@@ -80,7 +84,9 @@ export const historyQuerySchema = z.object({
 function describe(error: z.ZodError): string {
   const issue = error.issues[0];
   if (!issue) return 'invalid frame';
-  const path = issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
+  // An array index reads as `[1]`: `[1].ts` is the `ts` of a body's second message.
+  const at = issue.path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i > 0 ? '.' : ''}${String(p)}`));
+  const path = at.length > 0 ? `${at.join('')}: ` : '';
   return `${path}${issue.message}`;
 }
 
@@ -173,15 +179,34 @@ export function parseClientFrame(text: string): ClientFrame {
   return frame;
 }
 
-function itemsBySchema(value: unknown): PublishItem[] {
-  const body = parseWith(publishBodySchema, value);
-  return Array.isArray(body) ? body : [body];
+/**
+ * The schema path of parsePublishBody. The branch is picked by the body's shape: checked against
+ * the union, a body that fit neither branch got zod's "Invalid input", naming no field.
+ */
+export function publishItemsBySchema(value: unknown): PublishItem[] {
+  if (!Array.isArray(value)) return [parseWith(publishItemSchema, value)];
+  if (value.length < 1 || value.length > MAX_PUBLISH_BATCH) {
+    throw new BadFrameError(`an array body holds 1 to ${MAX_PUBLISH_BATCH} messages; this one has ${value.length}`);
+  }
+  return parseWith(publishArraySchema, value);
+}
+
+/** assertData for each item, an item of an array named by its index as the schema's errors do. */
+function assertItemsData(items: PublishItem[], batch: boolean): void {
+  items.forEach((item, index) => {
+    try {
+      assertData(item);
+    } catch (error) {
+      if (batch && error instanceof BadFrameError) throw new BadFrameError(`[${index}].${error.message}`);
+      throw error;
+    }
+  });
 }
 
 /** Parse an HTTP publish body (one item or an array). */
 export function parsePublishBody(value: unknown, idempotencyKey?: string): PublishItem[] {
-  const items = readItems(value) ?? itemsBySchema(value);
-  items.forEach(assertData);
+  const items = readItems(value) ?? publishItemsBySchema(value);
+  assertItemsData(items, Array.isArray(value));
   // The `Idempotency-Key` header stands for `key` of a single-message body (PROTOCOL.md), and an
   // array is a batch even of one: refused, not read as the key of its one item.
   if (idempotencyKey !== undefined) {

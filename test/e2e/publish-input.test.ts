@@ -44,7 +44,7 @@ describe('publish input', () => {
       assert.equal(error.code, 'bad_frame');
       assert.match(error.message, /key: .*well-formed Unicode/);
     }
-    assert.match((array.body as ErrorBody).error.message, /^1\.key/);
+    assert.match((array.body as ErrorBody).error.message, /^\[1\]\.key/);
     const replacement = await post(relay, 'ks.http', '{"data":"fifth","key":"x\\ufffd"}');
     assert.equal(replacement.status, 202, JSON.stringify(replacement.body));
     assert.deepEqual(
@@ -63,5 +63,27 @@ describe('publish input', () => {
       sock.close();
     }
     assert.deepEqual(await stored(relay, 'ks.ws'), []);
+  });
+
+  it('names the field of an HTTP body that is off, and the index of an array item, as WebSocket does', async () => {
+    // These all answered "Invalid input" (a union of the object and array shapes could not tell
+    // which the body meant), where a WebSocket pub frame named the field.
+    const many = JSON.stringify(Array.from({ length: 1001 }, () => ({ data: 1 })));
+    const cases: [string, RegExp][] = [
+      ['{"source":"s"}', /^data: required/],
+      [many, /^an array body holds 1 to 1000 messages; this one has 1001$/],
+      ['{"data":1,"ts":1.5}', /^ts: .*expected int/],
+      ['{"data":1,"ts":"123"}', /^ts: .*expected number, received string/],
+      ['[{"data":1},{"data":2,"ts":1.5}]', /^\[1\]\.ts: .*expected int/],
+      ['[{"data":1},{"source":"s"}]', /^\[1\]\.data: required/],
+    ];
+    for (const [text, message] of cases) {
+      const res = await post(relay, 'fields', text);
+      assert.equal(res.status, 400, `${text.slice(0, 40)}: ${JSON.stringify(res.body)}`);
+      const { error } = res.body as ErrorBody;
+      assert.equal(error.code, 'bad_frame');
+      assert.match(error.message, message, text.slice(0, 40));
+    }
+    assert.deepEqual(await stored(relay, 'fields'), []);
   });
 });
