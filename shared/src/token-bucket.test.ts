@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { AnodeError } from './errors.ts';
 import { createKeyedBuckets, createTokenBucket, takeTokens } from './token-bucket.ts';
 
 describe('token bucket', () => {
@@ -18,6 +19,24 @@ describe('token bucket', () => {
     const state = takeTokens({ tokens: 2, at: 0 }, 1, 5, 3, 0);
     assert.equal(state.ok, false);
     assert.equal(state.tokens, 2);
+  });
+
+  test('keyed buckets refuse a batch larger than the burst as too_large, naming both, and take nothing', () => {
+    let t = 0;
+    const buckets = createKeyedBuckets(10, 100, { now: () => t });
+    assert.throws(
+      () => buckets.take('a', 101),
+      (e: unknown) =>
+        e instanceof AnodeError && e.code === 'too_large' && /101 messages.*publish burst of 100/.test(e.message),
+    );
+    // Even with the bucket full and after any wait: the refusal is not about the rate.
+    t = 3_600_000;
+    assert.throws(
+      () => buckets.take('a', 101),
+      (e: unknown) => e instanceof AnodeError && e.code === 'too_large',
+    );
+    assert.equal(buckets.take('a', 100), true);
+    assert.equal(buckets.take('a', 1), false);
   });
 
   test('keyed buckets limit each key alone and prune only buckets that refilled', () => {

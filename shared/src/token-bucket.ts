@@ -1,3 +1,5 @@
+import { TooLargeError } from './errors.ts';
+
 /**
  * The publish rate limit, one implementation for relay and edge: a token bucket of `rate` tokens
  * per second holding at most `burst`, counted per message. The state is plain data, so the edge
@@ -41,7 +43,11 @@ export function createTokenBucket(
 }
 
 export interface KeyedBuckets {
-  /** Take `count` tokens from the bucket of `key` (a client address and subject). */
+  /**
+   * Take `count` tokens from the bucket of `key` (a client address and subject). More than
+   * `burst` at once throws TooLargeError (`too_large`): no wait would ever make them fit, so a
+   * `rate_limited` answer would have the client retry for ever.
+   */
   take(key: string, count: number): boolean;
   readonly size: number;
 }
@@ -71,6 +77,11 @@ export function createKeyedBuckets(
 
   return {
     take(key, count) {
+      if (count > burst) {
+        throw new TooLargeError(
+          `${count} messages in one request can never fit the publish burst of ${burst} (relay publish_burst, edge PUBLISH_BURST): send at most ${burst} per request`,
+        );
+      }
       const t = now();
       prune(t);
       const next = takeTokens(buckets.get(key) ?? { tokens: burst, at: t }, rate, burst, count, t);

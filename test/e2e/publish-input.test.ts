@@ -87,3 +87,23 @@ describe('publish input', () => {
     assert.deepEqual(await stored(relay, 'fields'), []);
   });
 });
+
+describe('an HTTP publish of more messages than the burst', () => {
+  let relay: TestRelay;
+  before(async () => {
+    relay = await startRelay({ 'publish-rate': '10', 'publish-burst': '100' });
+  });
+  after(() => relay.stop());
+
+  it('is too_large, saying the burst and the count, where rate_limited had the client retry for ever', async () => {
+    const body = (n: number) => JSON.stringify(Array.from({ length: n }, (_, i) => ({ data: i })));
+    const res = await post(relay, 'burst', body(101));
+    assert.equal(res.status, 413, JSON.stringify(res.body));
+    const { error } = res.body as ErrorBody;
+    assert.equal(error.code, 'too_large');
+    assert.match(error.message, /^101 messages in one request can never fit the publish burst of 100/);
+    // It took nothing from the bucket: the burst is still whole.
+    assert.equal((await post(relay, 'burst', body(100))).status, 202);
+    assert.equal((await stored(relay, 'burst')).length, 100);
+  });
+});
