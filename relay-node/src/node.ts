@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createHybridClock, createTokenVerifier, type MessageStore, PROTOCOL_VERSION } from '@anode/shared';
-import { getRequestListener } from '@hono/node-server';
+import { getRequestListener, RequestError } from '@hono/node-server';
 import type { Hono } from 'hono';
 import { createCluster } from './cluster.ts';
 import type { Component, ComponentFactory } from './component.ts';
@@ -210,8 +210,11 @@ async function wireRelayNode(parts: RelayParts): Promise<RelayNode> {
       headersTimeout: config.frame_timeout_ms,
       requestTimeout: Math.max(30_000, config.frame_timeout_ms * 3),
       connectionsCheckingInterval: Math.min(30_000, Math.max(250, config.frame_timeout_ms / 4)),
+      // An HTTP/1.1 request without Host is refused in serveHttp, with a JSON body (Node's own
+      // refusal has none); an HTTP/1.0 one is served.
+      requireHostHeader: false,
     },
-    getRequestListener(app.fetch),
+    serveHttp(app.fetch, metrics, log.child({ component: 'http' })),
   );
   capSocketsPerAddress(server, config.max_connections_per_address, log);
   const sockets = attachWebSockets(server, {
@@ -323,6 +326,48 @@ async function readPublicKey(path: string): Promise<string> {
     throw new Error(`jwt_public_keys: ${path}: ${why}`, { cause: error });
   }
 }
+
+type ErrorCode = 'bad_frame' | 'internal';
+const errorBody = (code: ErrorCode, message: string) => JSON.stringify({ error: { code, message } });
+
+/**
+ * The HTTP app behind Node's server. A request without a Host header is HTTP/1.0's way (HAProxy's
+ * default `option httpchk` sends one): it is served as if sent to `localhost` (hono needs a host
+ * to make its URL; no route reads it). HTTP/1.1 requires Host (RFC 9112): refused with 400
+ * bad_frame. A request hono cannot make into a URL (a Host header that is no host) is refused with
+ * 400 bad_frame too: without an error handler its answer was an empty 400.
+ */
+function serveHttp(fetch: Parameters<typeof getRequestListener>[0], metrics: Metrics, log: Logger) {
+  const listener = getRequestListener(fetch, {
+    hostname: 'localhost',
+    errorHandler: (error) => {
+      if (error instanceof RequestError) {
+        metrics.errors.inc({ code: 'bad_frame' });
+        return jsonError(400, 'bad_frame', `the request cannot be read: ${error.message}`);
+      }
+      log.error({ err: error }, 'internal error');
+      metrics.errors.inc({ code: 'internal' });
+      return jsonError(500, 'internal', 'internal error');
+    },
+  });
+  return (request: IncomingMessage, response: ServerResponse) => {
+    if (request.headers.host === undefined && request.httpVersion !== '1.0') {
+      metrics.errors.inc({ code: 'bad_frame' });
+      const body = errorBody('bad_frame', `an HTTP/${request.httpVersion} request needs a Host header`);
+      const headers = {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+        connection: 'close',
+      };
+      response.writeHead(400, headers).end(body);
+      return;
+    }
+    return listener(request, response);
+  };
+}
+
+const jsonError = (status: number, code: ErrorCode, message: string) =>
+  new Response(errorBody(code, message), { status, headers: { 'content-type': 'application/json' } });
 
 /** TCP connections one address may open beyond its WebSocket cap: room for HTTP requests and 429s. */
 export const SOCKET_HEADROOM = 64;
