@@ -61,4 +61,35 @@ describe('relay node: requests refused or odd before the app sees them', () => {
     assert.equal(answer.status, 400);
     assert.equal(JSON.parse(answer.body).error.code, 'bad_frame');
   });
+
+  it('answers headers over the size limit (a large token) with 431 too_large naming the limit', async () => {
+    const token = 'x'.repeat(100_000);
+    const answer = await exchange(port, `GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n\r\n`);
+    assert.equal(answer.status, 431);
+    assert.match(answer.headers, /content-type: application\/json/i);
+    const { error } = JSON.parse(answer.body);
+    assert.equal(error.code, 'too_large');
+    assert.match(error.message, /header size limit/);
+  });
+
+  it('answers a request that is not HTTP with 400 bad_frame and a JSON body', async () => {
+    const answer = await exchange(port, 'GARBAGE\r\n\r\n');
+    assert.equal(answer.status, 400);
+    assert.equal(JSON.parse(answer.body).error.code, 'bad_frame');
+  });
+
+  it('still cuts off headers not finished within frame_timeout_ms, with 408 and a JSON body', async () => {
+    const started = Date.now();
+    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1');
+      let text = '';
+      socket.on('error', reject);
+      socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+      socket.on('close', () => resolve({ status: Number(text.split(' ')[1]), body: text.split('\r\n\r\n')[1] ?? '' }));
+      socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n'); // never finished
+    });
+    assert.ok(Date.now() - started < 5_000, `cut off after ${Date.now() - started} ms`);
+    assert.equal(answer.status, 408);
+    assert.equal(JSON.parse(answer.body).error.code, 'bad_frame');
+  });
 });

@@ -1,6 +1,13 @@
 import { readFile } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import {
+  createServer,
+  type IncomingMessage,
+  maxHeaderSize,
+  type Server,
+  type ServerResponse,
+  STATUS_CODES,
+} from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { createHybridClock, createTokenVerifier, type MessageStore, PROTOCOL_VERSION } from '@anode/shared';
 import { getRequestListener, RequestError } from '@hono/node-server';
 import type { Hono } from 'hono';
@@ -216,6 +223,7 @@ async function wireRelayNode(parts: RelayParts): Promise<RelayNode> {
     },
     serveHttp(app.fetch, metrics, log.child({ component: 'http' })),
   );
+  answerClientErrors(server, config.frame_timeout_ms, metrics);
   capSocketsPerAddress(server, config.max_connections_per_address, log);
   const sockets = attachWebSockets(server, {
     hub,
@@ -327,7 +335,7 @@ async function readPublicKey(path: string): Promise<string> {
   }
 }
 
-type ErrorCode = 'bad_frame' | 'internal';
+type ErrorCode = 'bad_frame' | 'too_large' | 'internal';
 const errorBody = (code: ErrorCode, message: string) => JSON.stringify({ error: { code, message } });
 
 /**
@@ -368,6 +376,45 @@ function serveHttp(fetch: Parameters<typeof getRequestListener>[0], metrics: Met
 
 const jsonError = (status: number, code: ErrorCode, message: string) =>
   new Response(errorBody(code, message), { status, headers: { 'content-type': 'application/json' } });
+
+/**
+ * A request Node's parser refuses before the app sees it answered with PROTOCOL.md's JSON error
+ * body (Node's own answers have none), then the connection closed, as Node does: headers over
+ * Node's limit (a large JWT) are 431 too_large, a request that did not arrive within
+ * frame_timeout_ms (headersTimeout) or the request timeout 408, anything else 400 bad_frame.
+ */
+function answerClientErrors(server: Server, frameTimeoutMs: number, metrics: Metrics) {
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
+    // As Node: nothing is written to a connection gone, or in the middle of an answer.
+    const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (error.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
+      socket.destroy();
+      return;
+    }
+    const [status, code, message] = clientErrorAnswer(error, frameTimeoutMs);
+    metrics.errors.inc({ code });
+    const body = errorBody(code, message);
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\n` +
+        `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+    // What the client still sends is not read; a client that never closes is let go.
+    setTimeout(() => socket.destroy(), 1_000).unref();
+  });
+}
+
+function clientErrorAnswer(error: NodeJS.ErrnoException, frameTimeoutMs: number): [number, ErrorCode, string] {
+  switch (error.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return [431, 'too_large', `request headers over ${maxHeaderSize} bytes, the relay's header size limit`];
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return [413, 'too_large', 'chunk extensions over the limit'];
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return [408, 'bad_frame', `the request was not received in time (headers within ${frameTimeoutMs} ms)`];
+    default:
+      return [400, 'bad_frame', `not a valid HTTP request (${error.code ?? error.message})`];
+  }
+}
 
 /** TCP connections one address may open beyond its WebSocket cap: room for HTTP requests and 429s. */
 export const SOCKET_HEADROOM = 64;
