@@ -87,6 +87,48 @@ describe('config', () => {
     assert.ok(loadConfig({ flags: auth }));
   });
 
+  it('takes the listen addresses the mesh transports take, and refuses others naming the address', () => {
+    for (const address of [
+      '/ip4/0.0.0.0/tcp/4001',
+      '/ip6/::/tcp/0',
+      '/dns4/relay.example/tcp/4001',
+      '/ip4/0.0.0.0/tcp/4002/ws',
+      '/ip4/0.0.0.0/tcp/443/tls/sni/relay.example/ws',
+      '/p2p-circuit',
+      '/webrtc',
+    ]) {
+      assert.deepEqual(loadConfig({ flags: { listen: address } }).listen, [address]);
+    }
+    const forms = /\/tcp\/.*\/ws.*\/p2p-circuit.*\/webrtc/;
+    for (const address of ['/ip4/127.0.0.1/udp/5', '/ip4/1.2.3.4/udp/1/quic-v1', '/ip4/1.2.3.4/udp/1/webrtc-direct']) {
+      assert.throws(
+        () => loadConfig({ flags: { listen: `/ip4/127.0.0.1/tcp/0,${address}` } }),
+        (error: Error) =>
+          error instanceof ConfigError &&
+          error.message.startsWith(`invalid config: listen: ${address} (from --listen): no transport`) &&
+          forms.test(error.message),
+      );
+    }
+    assert.throws(
+      () => loadConfig({ env: { ANODE_LISTEN: '/ip4/999.1.1.1/tcp/1' } }),
+      /listen: \/ip4\/999\.1\.1\.1\/tcp\/1 \(from ANODE_LISTEN\): 999\.1\.1\.1 is not an IPv4 address; the mesh listens on/,
+    );
+  });
+
+  it('refuses a host that is neither an IP address nor a host name', () => {
+    for (const host of ['127.0.0.1', '0.0.0.0', '::', '::1', 'localhost', 'relay-1.internal', 'my_host.local.']) {
+      assert.equal(loadConfig({ flags: { host } }).host, host);
+    }
+    for (const host of ['999.1.1.1', '10.0.0', '[::1]', 'a b', 'relay/1']) {
+      assert.throws(
+        () => loadConfig({ flags: { host } }),
+        new RegExp(
+          `invalid config: host: ${host.replace(/[[\].]/g, '\\$&')} is neither an IP address nor a host name.*--host`,
+        ),
+      );
+    }
+  });
+
   it('refuses mesh_persist origin on the embedded store (nothing there would hold other relays’ messages)', () => {
     assert.throws(
       () => loadConfig({ flags: { 'mesh-persist': 'origin' } }),

@@ -17,6 +17,7 @@ import { edgeConfigShape } from './edge/edge-config.ts';
 import { cassandraConfigShape } from './storage/cassandra/cassandra-config.ts';
 import { sourcesConfigShape } from './sources/sources-config.ts';
 import { unreadableFileHint } from './unreadable-file.ts';
+import { listenAddressProblem, validHost } from './config-addresses.ts';
 
 /**
  * Relay configuration: parsed once, from (lowest to highest precedence) defaults, a JSON config
@@ -28,7 +29,15 @@ import { unreadableFileHint } from './unreadable-file.ts';
 const MAX_MESSAGE_BYTES_CEILING = 16 * 1024 * 1024;
 
 export const configSchema = z.object({
-  host: z.string().min(1).default('127.0.0.1').describe('address to listen on'),
+  host: z
+    .string()
+    .min(1)
+    .refine(validHost, {
+      error: (issue) =>
+        `${String(issue.input)} is neither an IP address nor a host name (an IPv6 address goes without brackets)`,
+    })
+    .default('127.0.0.1')
+    .describe('address to listen on'),
   port: port.default(8080).describe('HTTP and WebSocket port (0 picks a free one)'),
   data_dir: z.string().min(1).default('.data/relay').describe('folder for the embedded store and the node id'),
   store: z
@@ -258,22 +267,26 @@ export function loadConfig(sources: ConfigSources = {}): RelayConfig {
     set(key, value, 'command line');
   }
 
+  const where = (key: string) =>
+    origin[key] === 'environment'
+      ? ` (from ${envName(key)})`
+      : origin[key] === 'secret file'
+        ? ` (from ${envName(key)}_FILE ${secretFiles[key]})`
+        : origin[key] === 'command line'
+          ? ` (from --${flagName(key)})`
+          : origin[key] === 'config file'
+            ? ` (from ${file})`
+            : '';
   const result = configSchema.safeParse(raw);
   if (!result.success) {
     const issue = result.error.issues[0];
     const key = String(issue?.path[0] ?? '');
-    const where =
-      origin[key] === 'environment'
-        ? ` (from ${envName(key)})`
-        : origin[key] === 'secret file'
-          ? ` (from ${envName(key)}_FILE ${secretFiles[key]})`
-          : origin[key] === 'command line'
-            ? ` (from --${flagName(key)})`
-            : origin[key] === 'config file'
-              ? ` (from ${file})`
-              : '';
     const message = issue ? issueMessage(issue, key, raw[key]) : 'invalid';
-    throw new ConfigError(`invalid config: ${key}: ${message}${where}`);
+    throw new ConfigError(`invalid config: ${key}: ${message}${where(key)}`);
+  }
+  for (const address of result.data.listen) {
+    const problem = listenAddressProblem(address);
+    if (problem) throw new ConfigError(`invalid config: listen: ${address}${where('listen')}: ${problem}`);
   }
   const refusal = openMeshRefusal(result.data);
   if (refusal) throw new ConfigError(refusal);

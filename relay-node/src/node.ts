@@ -27,6 +27,7 @@ import { createStore } from './storage/create-store.ts';
 import { createHeldStore, type HeldStore, HOLD_BYTES, HOLD_MS } from './storage/held-store.ts';
 import { VERSION } from './version.ts';
 import { createMeshComponent } from './mesh/mesh-component.ts';
+import { listenFailure } from './mesh/host.ts';
 import { meshEnabled } from './mesh/mesh-config.ts';
 import { createDashboardComponent } from './dashboard/dashboard-component.ts';
 import { createWatchers } from './dashboard/watchers.ts';
@@ -273,13 +274,17 @@ async function wireRelayNode(parts: RelayParts): Promise<RelayNode> {
       }
       await store.open?.();
       await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
+        server.once('error', (error) => reject(hostFailure(error, config.host) ?? error));
         server.listen(config.port, config.host, () => resolve());
       });
       const address = server.address() as AddressInfo;
       const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
       url = `http://${host}:${address.port}`;
-      for (const component of components) await component.start();
+      try {
+        for (const component of components) await component.start();
+      } catch (error) {
+        throw listenFailure(error) ?? error;
+      }
       sweeper = setInterval(sweep, schedule.checkMs);
       sweeper.unref();
       metrics.storeUp.set((await store.health()).ok ? 1 : 0);
@@ -321,6 +326,25 @@ async function wireRelayNode(parts: RelayParts): Promise<RelayNode> {
       log.info('stopped');
     },
   };
+}
+
+/**
+ * A `host` the HTTP server cannot listen on, in one line naming the option (Node's own words were
+ * a bare `getaddrinfo ENOTFOUND …`). A port in use is left as it is: the relay's start failure
+ * says it with what to do.
+ */
+function hostFailure(error: NodeJS.ErrnoException, host: string): Error | undefined {
+  const why: Record<string, string> = {
+    ENOTFOUND: 'the name does not resolve',
+    EAI_AGAIN: 'the name could not be resolved now (DNS did not answer)',
+    EADDRNOTAVAIL: 'no interface of this machine has that address',
+  };
+  const reason = error.code && why[error.code];
+  if (!reason) return undefined;
+  return new Error(
+    `host ${host} (--host): ${reason} (${error.code}); give an address of this machine (0.0.0.0 for all) or a name that resolves to one`,
+    { cause: error },
+  );
 }
 
 /** A `jwt_public_keys` file's PEM, checked on its own so that an error names the file. */

@@ -145,3 +145,18 @@ export async function createHost(options: HostOptions): Promise<Host> {
     },
   });
 }
+
+/**
+ * libp2p's refusal of mesh listen addresses in one line: each address and why (its own message
+ * is a paragraph with each address's stack, advising `transportManager.faultTolerance`, which
+ * is no relay option). Undefined for any other error. A port in use keeps libp2p's words
+ * (`EADDRINUSE: address already in use …`), which the relay's start failure recognizes.
+ */
+export function listenFailure(error: unknown): Error | undefined {
+  if (!(error instanceof Error) || error.name !== 'UnsupportedListenAddressesError') return undefined;
+  const failures = [...error.message.matchAll(/^ {2}(\/\S+): (?:\w*Error: )?(.*)$/gm)].map(
+    ([, address, reason]) => `${address} (${reason})`,
+  );
+  const which = failures.length > 0 ? failures.join(', ') : 'its listen addresses';
+  return new Error(`the mesh could not listen on ${which}: check --listen`, { cause: error });
+}
