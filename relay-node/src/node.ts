@@ -272,6 +272,19 @@ async function wireRelayNode(parts: RelayParts): Promise<RelayNode> {
           log.warn('jwt_audience is set but auth is off (no jwt_secret or jwt_public_keys): it checks nothing');
         }
       }
+      // Mesh options with the mesh off are ignored, as every mesh option is; these three are the
+      // ones that close a mesh to outsiders, so one set by mistake is worth a line (a key file
+      // named here is not even read).
+      const unused = (['mesh_key', 'mesh_key_file', 'mesh_allow'] as const).filter((key) =>
+        key === 'mesh_allow' ? config.mesh_allow.length > 0 : config[key] !== undefined,
+      );
+      if (unused.length > 0 && !meshEnabled(config)) {
+        log.warn(
+          { unused },
+          `${unused.join(', ')} ${unused.length > 1 ? 'are' : 'is'} set but the mesh is off, so not used` +
+            `${config.mesh_key_file ? ' (the key file is not read)' : ''}: turn the mesh on with --mesh true, --listen or --bootstrap`,
+        );
+      }
       await store.open?.();
       await new Promise<void>((resolve, reject) => {
         server.once('error', (error) => reject(hostFailure(error, config.host) ?? error));
