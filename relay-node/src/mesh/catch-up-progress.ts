@@ -33,6 +33,11 @@ export interface CatchUpPlan {
   finished(topic: string): void;
   /** `topic` was read (and stored) up to `cursor`. */
   reached(topic: string, cursor: string): void;
+  /**
+   * `topic` was read whole by an earlier turn of this catch-up on this connection (it yielded its
+   * slot): not asked again. Optional, so a plan without turns reads every topic.
+   */
+  skip?(topic: string): boolean;
 }
 
 const max = (a: string, b: string) => (a >= b ? a : b);
@@ -43,19 +48,35 @@ const floor = (ms: number) => (ms <= 0 ? CURSOR_ZERO : cursorFloor(ms));
  * The plan for a run from `after` started at `started`, resuming `previous` when that is usable
  * (it asked from no later than `after`: a resync that moved the watermark back needs every topic
  * again), and the progress to keep if this run fails (`current()`: this run's, once it got
- * farther than the previous one).
+ * farther than the previous one). `sameCatchUp`: `previous` is what an earlier turn of this
+ * catch-up left on this connection (it yielded its slot, sync.ts): this run goes on from it, asking
+ * no topic it read whole again and the one it was reading from its cursor, and `holds` (the time
+ * its success holds everything up to) stays that turn's start, as for one long run. Otherwise (a
+ * failed run, an earlier connection) each read topic is asked again from `previous.started` minus
+ * the lookback: no gossip need have covered the time since.
  */
-export function planCatchUp(after: string, started: number, lookbackMs: number, previous?: CatchUpProgress) {
+export function planCatchUp(
+  after: string,
+  started: number,
+  lookbackMs: number,
+  previous?: CatchUpProgress,
+  sameCatchUp = false,
+) {
   const resume = previous !== undefined && previous.after <= after ? previous : undefined;
   const since = resume ? max(after, floor(resume.started - lookbackMs)) : after;
-  const progress: CatchUpProgress = { after, started };
+  // A turn of the same catch-up is one run cut in two: it holds only what its first turn's start
+  // holds. Not when a resync moved `after` back (no resume): every topic is read again then.
+  const goOn = sameCatchUp && resume !== undefined;
+  const progress: CatchUpProgress = { after, started: goOn ? resume.started : started };
   const plan: CatchUpPlan = {
     from(topic) {
       if (!resume) return after;
       if (resume.through !== undefined && topic <= resume.through) return since;
-      if (topic === resume.topic && resume.cursor !== undefined) return max(after, min(resume.cursor, since));
+      if (topic === resume.topic && resume.cursor !== undefined)
+        return max(after, goOn ? resume.cursor : min(resume.cursor, since));
       return after;
     },
+    skip: (topic) => goOn && resume?.through !== undefined && topic <= resume.through,
     finished(topic) {
       progress.through = topic;
       progress.topic = undefined;
@@ -71,7 +92,7 @@ export function planCatchUp(after: string, started: number, lookbackMs: number, 
     if (!resume || farther(progress, resume)) return (progress.through ?? progress.topic) ? progress : resume;
     return resume;
   };
-  return { plan, current };
+  return { plan, current, holds: progress.started };
 }
 
 /** Whether `a` read past `b` (topics in sorted order, then cursors within the topic being read). */

@@ -147,6 +147,7 @@ describe('catch-up yields: no resync lost, no starvation', () => {
     // As catchUpFrom: every topic costs at least one request; one not read before three pages.
     const finite: Behaviour = async (after, signal, plan) => {
       for (const topic of topics) {
+        if (plan.skip?.(topic)) continue; // read whole by an earlier turn: catchUpFrom asks nothing
         const pages = plan.from(topic) === after ? 3 : 1;
         for (let i = 0; i < pages; i++) await wait(D, signal);
         plan.finished(topic);

@@ -60,6 +60,11 @@ interface Run {
    * so every turn gets that long for what is new, not for asking again what it had read.
    */
   moved?: number;
+  /**
+   * It resumes a progress not left by a turn on this connection (a failed run, an earlier
+   * connection): it asks every topic read whole again first, so it yields only once it has moved.
+   */
+  asksAgain: boolean;
 }
 
 interface Entry {
@@ -67,12 +72,17 @@ interface Entry {
   attempts: number;
   retry?: ReturnType<typeof setTimeout>;
   /**
-   * A resync asked while this peer's catch-up ran: from when to catch up again once it ends. Kept
-   * across a yield: the catch-up has not ended, its next run ends it.
+   * A resync asked while this peer's catch-up ran, or waited between turns (see turn): from when to
+   * catch up again once it ends. Kept across a yield: the catch-up has not ended, its next run ends it.
    */
   again?: number;
   /** Everything the peer sent before this time has arrived (see heard). */
   heard?: number;
+  /**
+   * The progress this connection's last yielded turn left (read on this connection, so gossip has
+   * covered it since): the next turn goes on from it, asking no topic read whole again.
+   */
+  turn?: CatchUpProgress;
 }
 
 /** A watermark of a peer not connected is forgotten after this long (see forgetGone). */
@@ -243,12 +253,15 @@ export function createSync(options: SyncOptions) {
     const busy = new Set(runs.map((run) => run.peer));
     const waits = queue.some((peer) => !busy.has(peer) && connected.get(peer)?.synced === false);
     if (!waits) return;
-    // One that has not yet read past where its last turn stopped would give its slot up for nothing:
-    // its next turn starts over asking every topic read whole. Its first step past it drains again.
+    // A turn goes on from where its last stopped (it asks nothing again), so one that has not read
+    // past it in longRunMs is listing only what it read: it yields as one that did. One that asks
+    // again what a failed run or an earlier connection read would give its slot up for nothing (its
+    // next turn asks it all again): it yields only longRunMs after its first step past it.
     const at = performance.now();
-    const ready = runs.filter((run) => run.moved !== undefined && at - run.moved >= longRunMs);
+    const since = (run: Run) => run.moved ?? (run.asksAgain ? Number.POSITIVE_INFINITY : run.since);
+    const ready = runs.filter((run) => at - since(run) >= longRunMs);
     if (ready.length === 0) {
-      const soonest = Math.min(...runs.map((run) => (run.moved ?? Number.POSITIVE_INFINITY) + longRunMs));
+      const soonest = Math.min(...runs.map((run) => since(run) + longRunMs));
       if (Number.isFinite(soonest) && longCheck === undefined) {
         longCheck = setTimeout(() => {
           longCheck = undefined;
@@ -299,6 +312,7 @@ export function createSync(options: SyncOptions) {
         done: Promise.resolve(),
         slot: new AbortController(),
         yielded: false,
+        asksAgain: false,
       };
       running.set(entry, run);
       run.done = catchUp(peer, entry, run).finally(drain);
@@ -311,7 +325,7 @@ export function createSync(options: SyncOptions) {
    * its progress (the topics read whole from this run's start, the one it was reading from where it
    * stopped), and a resync asked while it ran stays on the entry for the run that ends the catch-up.
    */
-  const afterYield = (peer: string, entry: Entry, since: number, kept: CatchUpProgress | undefined) => {
+  const afterYield = (peer: string, entry: Entry, since: number, kept: CatchUpProgress | undefined, own: boolean) => {
     stats.yields += 1;
     if (since > 0) keep(peer, since);
     if (kept) (state.progress ??= {})[peer] = kept;
@@ -322,6 +336,9 @@ export function createSync(options: SyncOptions) {
     if (again !== undefined) owe(peer, again);
     saveQuietly();
     if (gone) return;
+    // Only what this connection read: a turn that has not moved past a progress from before it
+    // read none of it again for sure, so its next turn asks it again too.
+    if (own) entry.turn = kept;
     log.info({ peer }, 'catch-up yields its slot to a waiting peer; queued again');
     queue.push(peer);
   };
@@ -336,7 +353,12 @@ export function createSync(options: SyncOptions) {
     const started = now();
     stats.runs += 1;
     const previous = state.progress?.[peer];
-    const { plan, current: progress } = planCatchUp(after, started, options.lookbackMs, previous);
+    const same = entry.turn !== undefined && entry.turn === previous;
+    entry.turn = undefined;
+    // What it holds once it ends (`holds`): from where its first turn started, when it skips the
+    // topics that turn read whole.
+    const { plan, current: progress, holds } = planCatchUp(after, started, options.lookbackMs, previous, same);
+    run.asksAgain = !same && previous !== undefined && previous.after <= after;
     const step = () => {
       if (run.moved !== undefined) return;
       const kept = progress();
@@ -354,6 +376,7 @@ export function createSync(options: SyncOptions) {
         plan.reached(topic, cursor);
         step();
       },
+      skip: (topic) => plan.skip?.(topic) ?? false,
     };
     try {
       const fresh = await options.run(peer, after, AbortSignal.any([abort.signal, run.slot.signal]), tracked);
@@ -363,15 +386,18 @@ export function createSync(options: SyncOptions) {
       // What went missing during the run may lie behind where it read: run again from there.
       if (again === undefined) entry.synced = true;
       else queue.push(peer);
-      state.peers[peer] = Math.min(started, again ?? started);
-      state.any = Math.max(state.any ?? 0, started);
+      state.peers[peer] = Math.min(holds, again ?? holds);
+      state.any = Math.max(state.any ?? 0, holds);
       stats.received += fresh;
       stats.last = new Date(started).toISOString();
       log.info({ peer, after, fresh, ms: now() - started }, 'caught up from peer');
       markFirst();
       saveQuietly();
     } catch (error) {
-      if (run.yielded) return afterYield(peer, entry, since, progress());
+      if (run.yielded) {
+        const kept = progress();
+        return afterYield(peer, entry, since, kept, same || kept !== previous);
+      }
       stats.failures += 1;
       // Its retry reads from here at the latest, whatever a run of an older connection sets.
       if (since > 0) keep(peer, since);
@@ -463,22 +489,34 @@ export function createSync(options: SyncOptions) {
      * every connected peer, or just from `only`.
      */
     resync(since = now(), only?: string): void {
+      // Saved at once when it lowers a point mesh-sync.json holds: a notice is not sent again, so a
+      // process killed before the next save would read from the old point on restart.
+      let lowered = false;
+      const before = (peer: string) => Math.min(state.peers[peer] ?? Infinity, pendingFrom.get(peer) ?? Infinity);
       // Not connected (yet): it is caught up from `since` when it is (see owe).
-      if (only !== undefined && !connected.has(only)) owe(only, since);
+      if (only !== undefined && !connected.has(only)) {
+        lowered ||= since < before(only);
+        owe(only, since);
+      }
       for (const [peer, entry] of connected) {
         if (only !== undefined && peer !== only) continue;
-        // A catch-up from it is running: it may already have read past what went missing, and would
-        // then set the watermark after it. Queued ones have not started and read from the watermark.
-        if (running.has(entry)) entry.again = Math.min(entry.again ?? since, since);
+        const at = Math.min(before(peer), reading.get(peer) ?? Infinity, entry.again ?? Infinity);
+        lowered ||= state.peers[peer] !== undefined && since < at;
+        // A catch-up from it is running, or yielded and goes on from where that turn stopped (its next
+        // turn asks no topic read whole again): it may already have read past what went missing, and
+        // would then set the watermark after it. Queued ones have not started and read from the watermark.
+        const ongoing = running.has(entry) || entry.turn !== undefined;
+        if (ongoing) entry.again = Math.min(entry.again ?? since, since);
         if (!entry.synced) {
           // Queued or waiting to retry: its next run reads from `since` (see owe).
-          if (!running.has(entry)) owe(peer, since);
+          if (!ongoing) owe(peer, since);
           continue;
         }
         entry.synced = false;
         state.peers[peer] = Math.min(state.peers[peer] ?? since, since);
         queue.push(peer);
       }
+      if (lowered) saveQuietly();
       drain();
     },
 
