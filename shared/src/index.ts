@@ -12,6 +12,7 @@ export * from './names.ts';
 export * from './nesting.ts';
 export * from './ids.ts';
 export * from './history-page.ts';
+export * from './latest-page.ts';
 export * from './late-arrival.ts';
 export * from './link-frames.ts';
 export type * from './ports/message-store.ts';

@@ -11,6 +11,7 @@ import {
   refOf,
   parseWith,
   randomId,
+  LATEST_PAGE_SOURCES,
   SeenIds,
   toAnodeError,
   utf8Length,
@@ -279,7 +280,13 @@ export class EdgeLink implements Subscriber {
         return;
       }
       case 'latest':
-        this.#reply({ op: 'latest', ref: frame.ref, sources: await hub.latest(this.topic) });
+        // The first page only (LATEST_PAGE_SOURCES, HISTORY_PAGE_BYTES): the link's `latest` has
+        // no paging yet, and unbounded it built one frame of every source's newest message.
+        this.#reply({
+          op: 'latest',
+          ref: frame.ref,
+          sources: (await hub.latest(this.topic, undefined, LATEST_PAGE_SOURCES)).sources,
+        });
         return;
     }
   }

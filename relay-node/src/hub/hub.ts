@@ -14,6 +14,7 @@ import {
   cursorTime,
   encodeServerFrame,
   type Envelope,
+  compareSources,
   HISTORY_PAGE_BYTES,
   type HybridClock,
   isPattern,
@@ -705,7 +706,24 @@ export function createHub(options: HubOptions) {
       return from === undefined ? all : all.filter((m) => compareCursors(m.cursor, from) > 0);
     },
 
-    latest: (topic: string) => store.latest(topic),
+    /**
+     * One page of the newest message per source: the sources after `after` in source order, at
+     * most `limit` and HISTORY_PAGE_BYTES of data (one source always). `next`, the page's last
+     * source, is there when one more read (one source) finds a source after it: a full page or one
+     * cut by bytes may be the end or not. Unbounded, one topic of many large sources
+     * was one answer of hundreds of MB built on the event loop, or none at all past ~512 MB.
+     */
+    async latest(topic: string, after: string | undefined, limit: number) {
+      const query = { after, limit, maxBytes: HISTORY_PAGE_BYTES };
+      const sources = await store.latest(topic, query);
+      const names = Object.keys(sources);
+      // Not the last key: an object lists integer-like names ("42") first.
+      const last = names.length === 0 ? undefined : names.reduce((a, b) => (compareSources(a, b) >= 0 ? a : b));
+      if (last === undefined) return { sources };
+      const more = Object.keys(await store.latest(topic, { after: last, limit: 1 })).length > 0;
+      // Only while more follow: a topic of one page is answered as before paging (and as the edge does).
+      return more ? { sources, next: last } : { sources };
+    },
 
     /** The subscribed topics and patterns (the mesh carries their shards), without status()'s counting. */
     subscribedKeys: (): Iterable<string> => index.counts().keys(),

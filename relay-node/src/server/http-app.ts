@@ -6,6 +6,7 @@ import {
   type Claims,
   createKeyedBuckets,
   historyQuerySchema,
+  latestQuerySchema,
   parsePublishBody,
   parseWith,
   RateLimitedError,
@@ -119,7 +120,9 @@ export function createHttpApp(deps: HttpDeps): Hono<Env> {
   app.get('/v1/topics/:topic/latest', async (c) => {
     const topic = c.req.param('topic');
     assertCanSubscribe(c.get('claims'), topic);
-    return c.json({ sources: await hub.latest(topic) });
+    // Paged as history is: `next` (the last source) while more follow, taken back as `after_source`.
+    const query = parseWith(latestQuerySchema, c.req.query());
+    return c.json(await hub.latest(topic, query.after_source, query.limit));
   });
 
   const statusReader = createStatusAccess({

@@ -282,14 +282,15 @@ export function createHeldStore(inner: MessageStore, options: HeldOptions): Held
     open: async () => inner.open?.(),
     append: (messages, appendOptions) => inner.append(messages, appendOptions),
     // The newest per source, by the stores' rule (ts, then id), held messages included.
-    async latest(topic) {
-      const stored = await inner.latest(topic);
+    async latest(topic, query) {
+      const stored = await inner.latest(topic, query);
       trim();
       const list = byTopic.get(topic)?.entries;
       if (!list) return stored;
       return mergeLatest(
         stored,
         list.filter((entry) => !entry.gone).map((entry) => entry.envelope),
+        query,
       );
     },
     trimmedThrough: (topic) => inner.trimmedThrough(topic),

@@ -1,10 +1,14 @@
 import {
   compareCursors,
+  compareSources,
   dataBytes,
   type Envelope,
   type HistoryQuery,
+  type LatestQuery,
   type MessageStore,
   newerForLatest,
+  sourcesOf,
+  takeLatestPage,
   takePage,
 } from '@anode/shared';
 
@@ -94,16 +98,25 @@ export function mergePage(
 
 /**
  * `latest` (the newest message per source) with messages not in the store yet taken into account,
- * by the stores' rule (newerForLatest).
+ * by the stores' rule (newerForLatest). With `query`, `stored` is the store's page and the answer
+ * one page too: the next page starts after its last source, so when the stored page may go on
+ * (full, or with `maxBytes` not empty: a short page may have been cut by bytes) an extra source
+ * past its last one waits for the page that reads its stored rows; else it would skip them.
  */
 export function mergeLatest(
   stored: Readonly<Record<string, Envelope>>,
   extra: Iterable<Envelope>,
+  query?: LatestQuery,
 ): Record<string, Envelope> {
-  const merged: Record<string, Envelope> = { ...stored };
+  const merged = new Map(Object.entries(stored));
+  const storedSources = [...merged.keys()];
+  const storedOpen =
+    query && storedSources.length > 0 && (storedSources.length >= query.limit || query.maxBytes !== undefined);
+  const end = storedOpen ? storedSources.reduce((a, b) => (compareSources(a, b) >= 0 ? a : b)) : undefined;
   for (const envelope of extra) {
-    const best = Object.hasOwn(merged, envelope.source) ? merged[envelope.source] : undefined;
-    if (newerForLatest(envelope, best)) merged[envelope.source] = envelope;
+    if (query?.after !== undefined && compareSources(envelope.source, query.after) <= 0) continue;
+    if (end !== undefined && compareSources(envelope.source, end) > 0) continue;
+    if (newerForLatest(envelope, merged.get(envelope.source))) merged.set(envelope.source, envelope);
   }
-  return merged;
+  return sourcesOf(query ? takeLatestPage(merged.values(), query).page : merged.values());
 }

@@ -156,6 +156,44 @@ export function messageStoreCompliance(
       assert.equal(Object.getOwnPropertyDescriptor(latest, '__proto__')?.value.source, '__proto__');
     });
 
+    it('pages latest by source name: at most `limit`, cut at `maxBytes`, every source once', async () => {
+      const topic = 'latest.pages';
+      // 30 sources of 10 KB each, published out of name order; a name that sorts as an integer too.
+      const names = Array.from({ length: 29 }, (_, i) => `s-${String((i * 7) % 29).padStart(2, '0')}`).concat('42');
+      const blob = 'x'.repeat(10_000);
+      await store.append(names.map((source) => make(topic, { source, data: blob })));
+      const sorted = [...names].sort();
+      const readAll = async (limit: number, maxBytes?: number) => {
+        const pages: string[][] = [];
+        let after: string | undefined;
+        for (let n = 0; n < 100; n++) {
+          const page = await store.latest(topic, { after, limit, maxBytes });
+          const got = Object.keys(page).sort();
+          if (got.length === 0) break;
+          for (const source of got) assert.equal(page[source]?.source, source);
+          pages.push(got);
+          after = got.at(-1);
+        }
+        return pages;
+      };
+      const byCount = await readAll(7);
+      assert.deepEqual(
+        byCount.map((p) => p.length),
+        [7, 7, 7, 7, 2],
+      );
+      assert.deepEqual(byCount.flat(), sorted, 'in source order, each source once');
+      const byBytes = await readAll(1000, 25_000);
+      assert.ok(
+        byBytes.every((p) => p.length === 2 || p === byBytes.at(-1)),
+        `two 10 KB sources fit in 25,000 bytes: ${byBytes.map((p) => p.length)}`,
+      );
+      assert.deepEqual(byBytes.flat(), sorted, 'cut by bytes: still each source once');
+      const one = await store.latest(topic, { limit: 1000, maxBytes: 1 });
+      assert.deepEqual(Object.keys(one), [sorted[0]], 'the first source always fits');
+      assert.deepEqual(await store.latest(topic, { after: sorted.at(-1), limit: 10 }), {}, 'nothing after the last');
+      assert.deepEqual(Object.keys(await store.latest(topic)).sort(), sorted, 'without a query: every source');
+    });
+
     it('takes large batches in one append', async () => {
       const batch = Array.from({ length: 500 }, () => make('batch.big'));
       const results = await store.append(batch);
@@ -213,6 +251,7 @@ export function messageStoreCompliance(
           assert.ok(deleted >= 6, `deleted ${deleted}`);
           assert.deepEqual(await trimmed.history('ret.count', { limit: 100 }), batch.slice(6));
           assert.equal(await trimmed.trimmedThrough('ret.count'), batch[5]?.cursor);
+          assert.deepEqual((await trimmed.latest('ret.count')).src, batch[9], 'the count limit leaves latest');
           assert.equal(await trimmed.sweep(time), 0, 'a second sweep finds nothing more');
         } finally {
           await trimmed.close();
@@ -252,6 +291,24 @@ export function messageStoreCompliance(
           assert.deepEqual(await aged.history('ret.age', { limit: 100 }), young);
           assert.equal(await aged.trimmedThrough('ret.age'), old[2]?.cursor);
           assert.deepEqual(await aged.history('h.one', { limit: 1 }), [], 'older topics were trimmed too');
+        } finally {
+          await aged.close();
+        }
+      });
+
+      it('deletes the latest rows of sources whose newest message is older than maxAgeMs', async () => {
+        const aged = await fixture.open({ maxAgeMs: 60_000, maxMessages: 0 }, { reopen: true });
+        try {
+          const gone = make('ret.latest', { source: 'quiet' });
+          const replaced = make('ret.latest', { source: 'busy' });
+          time += 120_000;
+          const kept = make('ret.latest', { source: 'busy', ts: time });
+          await aged.append([gone, replaced, kept]);
+          assert.deepEqual(Object.keys(await aged.latest('ret.latest')).sort(), ['busy', 'quiet']);
+          await aged.sweep(time);
+          assert.deepEqual(await aged.history('ret.latest', { limit: 10 }), [kept]);
+          assert.deepEqual(await aged.latest('ret.latest'), { busy: kept }, 'quiet expired with its message');
+          assert.deepEqual(await aged.latest('ret.latest', { limit: 10 }), { busy: kept });
         } finally {
           await aged.close();
         }

@@ -74,7 +74,13 @@ export interface MessageStore {
   open?(): Promise<void>;
   append(messages: readonly Envelope[], options?: AppendOptions): Promise<AppendResult[]>;
   history(topic: string, query: HistoryQuery): Promise<Envelope[]>;
-  latest(topic: string): Promise<Record<string, Envelope>>;
+  /**
+   * The newest message per source (by `ts`, then id). With `query`: one page, the sources after
+   * `query.after` in source order (UTF-8 byte order), at most `limit` of them and cut at `maxBytes`
+   * of data (one always), read in bounded steps so memory stays bounded too. Without: every source
+   * (tests and tools; the hub always pages).
+   */
+  latest(topic: string, query?: LatestQuery): Promise<Record<string, Envelope>>;
   /** Topics with at least one stored message (for pattern resumes and status). */
   topics(): Promise<string[]>;
   trimmedThrough(topic: string): Promise<string | undefined>;
@@ -109,6 +115,14 @@ export interface HistoryQuery {
    * (Cassandra: a TTL expires continuously, at no one moment); see pageAndMark.
    */
   onTrimmedThrough?: (trimmedThrough: string | undefined) => void;
+}
+
+export interface LatestQuery {
+  /** Only sources after this one (exclusive), in source order. */
+  after?: string;
+  limit: number;
+  /** Bound on the page's serialized `data` in bytes (the first source always fits). */
+  maxBytes?: number;
 }
 
 export interface AppendOptions {

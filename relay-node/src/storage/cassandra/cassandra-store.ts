@@ -933,7 +933,12 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
     }
   };
 
-  /** The newest of each (topic, source) in the batch, written once (USING TIMESTAMP = ts). */
+  /**
+   * The newest of each (topic, source) in the batch, written once (USING TIMESTAMP = ts), with the
+   * TTL of its history row (ttls(): retention_max_age_ms, capped as history is; none without it),
+   * so a source's latest expires with its newest message instead of being served for ever. The
+   * count limit (retention_max_messages) has no hold on it: the newest per source stays.
+   */
   const writeLatest = (stored: readonly Envelope[], io: Io) => {
     const newest = new Map<string, Envelope>();
     for (const e of stored) {
@@ -942,8 +947,8 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
     }
     return [...newest.values()].map((e) =>
       io.exec(
-        `INSERT INTO ${ks}.latest (topic, source, envelope) VALUES (?, ?, ?) USING TIMESTAMP ?`,
-        [e.topic, e.source, latestCell(e), Long.fromNumber(e.ts).multiply(1000)],
+        `INSERT INTO ${ks}.latest (topic, source, envelope) VALUES (?, ?, ?) USING TIMESTAMP ? AND TTL ?`,
+        [e.topic, e.source, latestCell(e), Long.fromNumber(e.ts).multiply(1000), ttls(e.cursor).row],
         write,
       ),
     );
@@ -1100,10 +1105,39 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
       return out;
     },
 
-    async latest(topic) {
+    async latest(topic, query) {
       await connect();
-      const rows = await execAll(`SELECT source, envelope FROM ${ks}.latest WHERE topic = ?`, [topic]);
-      return Object.fromEntries(rows.map((r) => [r.source as string, JSON.parse(r.envelope as string)]));
+      if (!query) {
+        const rows = await execAll(`SELECT source, envelope FROM ${ks}.latest WHERE topic = ?`, [topic]);
+        return Object.fromEntries(rows.map((r) => [r.source as string, JSON.parse(r.envelope as string)]));
+      }
+      // `source` is the partition's clustering column (ascending): a page is a slice after
+      // `after`, fetched a few rows at a time as history is (see fetchSize there), so a read holds
+      // about one fetch past `maxBytes` rather than `limit` envelopes of up to a message each.
+      const { limit, maxBytes } = query;
+      const slice = `SELECT source, envelope FROM ${ks}.latest WHERE topic = ? AND source > ? LIMIT ?`;
+      const out: [string, Envelope][] = [];
+      let bytes = 0;
+      let pageState: string | undefined;
+      do {
+        const fit =
+          out.length === 0 ? FIRST_FETCH_ROWS : Math.ceil(((maxBytes ?? 0) - bytes) / Math.max(1, bytes / out.length));
+        const want = limit - out.length;
+        const fetchSize = maxBytes === undefined ? want : Math.max(1, Math.min(want, HISTORY_FETCH_ROWS, fit));
+        const fetch = { fetchSize, ...(pageState === undefined ? {} : { pageState }) };
+        const result = await exec(slice, [topic, query.after ?? '', limit], fetch);
+        for (const row of result.rows) {
+          if (maxBytes !== undefined) {
+            // The whole cell (data and the envelope around it): measured before it is parsed.
+            bytes += utf8Length(row.envelope as string);
+            if (out.length > 0 && bytes > maxBytes) return Object.fromEntries(out);
+          }
+          out.push([row.source as string, JSON.parse(row.envelope as string) as Envelope]);
+          if (out.length >= limit) return Object.fromEntries(out);
+        }
+        pageState = result.pageState ?? undefined;
+      } while (pageState !== undefined);
+      return Object.fromEntries(out);
     },
 
     async topics() {

@@ -220,6 +220,8 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
   const q = (sql: string) => db.prepare(sql);
   const history = q('SELECT * FROM messages WHERE topic = ? AND cursor > ? ORDER BY cursor LIMIT ?');
   const latest = q('SELECT * FROM latest WHERE topic = ?');
+  // The primary key (topic, source) gives the order: a page reads its rows and one more at most.
+  const latestAfter = q('SELECT * FROM latest WHERE topic = ? AND source > ? ORDER BY source LIMIT ?');
   const topics = q('SELECT topic FROM topics WHERE count > 0 ORDER BY topic');
   const trimmed = q('SELECT trimmed_through FROM topics WHERE topic = ?');
   // Emptied topics too (count 0): their row, and its mark, stay.
@@ -296,9 +298,12 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
       return rows.map(toEnvelope);
     },
 
-    async latest(topic) {
+    async latest(topic, query) {
       // fromEntries defines own properties, so a source named `__proto__` is kept, not swallowed.
-      return Object.fromEntries((latest.all(topic) as Row[]).map((row) => [row.source, toEnvelope(row)]));
+      if (!query) return Object.fromEntries((latest.all(topic) as Row[]).map((row) => [row.source, toEnvelope(row)]));
+      const rows = latestAfter.iterate(topic, query.after ?? '', query.limit) as Iterable<Row>;
+      const { page } = takePage(rows, query, (row) => utf8Length(row.data));
+      return Object.fromEntries(page.map((row) => [row.source, toEnvelope(row)]));
     },
 
     async topics() {
@@ -318,7 +323,7 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
       const step = Math.max(1, options.sweepStep ?? SWEEP_STEP);
       let deleted = 0;
       let from: string | null = '';
-      // Each step deletes at least one message or moves past a topic, so this ends.
+      // Each step deletes at least one row (a message or a latest row) or moves past a topic, so this ends.
       while (from !== null) {
         const result = await writes.sweep(nowMs, options.retention, step, from);
         deleted += result.deleted;

@@ -63,6 +63,9 @@ export function createWrites(db: DatabaseSync): Writes {
     (SELECT cursor FROM messages WHERE topic = ? AND cursor < ? ORDER BY cursor LIMIT ?)`);
   const nth = q('SELECT cursor FROM messages WHERE topic = ? ORDER BY cursor LIMIT 1 OFFSET ?');
   const deleteThrough = q('DELETE FROM messages WHERE topic = ? AND cursor <= ?');
+  // A source's newest message older than the age limit: its latest row goes with it (at most `limit`).
+  const deleteLatestBefore = q(`DELETE FROM latest WHERE topic = ? AND source IN
+    (SELECT source FROM latest WHERE topic = ? AND cursor < ? LIMIT ?)`);
   const markTrimmed = q(`UPDATE topics SET count = count - ?, trimmed_through = MAX(COALESCE(trimmed_through, ''), ?)
     WHERE topic = ?`);
 
@@ -110,27 +113,39 @@ export function createWrites(db: DatabaseSync): Writes {
 
     sweep(nowMs, { maxAgeMs, maxMessages }, budget, fromTopic = '') {
       let deleted = 0;
+      // Rows this step deleted, messages and latest rows: what bounds its transaction (`budget`).
+      let spent = 0;
       let next: string | null = null;
       transaction(() => {
         // Read before writing: the loop updates rows of `topics`, which a live cursor over it must
         // not see change under it. A page at a time, so a step costs the same with many topics.
         const page = topicsFrom.all(fromTopic, TOPICS_PER_STEP) as { topic: string; count: number }[];
         for (const { topic, count } of page) {
-          let room = budget - deleted;
+          let room = budget - spent;
           if (room <= 0) {
             next = topic;
             return;
           }
           let remaining = count;
           if (maxAgeMs > 0) {
+            const floor = cursorFloor(nowMs - maxAgeMs);
             // The expired ones, at most `room` (a COUNT of them all would read them all, millions
             // after a busy minute); with `room` of them, there may be more: this topic again next.
-            const old = oldestBefore.get(topic, cursorFloor(nowMs - maxAgeMs), room) as { c: string | null; n: number };
+            const old = oldestBefore.get(topic, floor, room) as { c: string | null; n: number };
             if (old.c !== null && old.n > 0) {
               trimThrough(topic, old.c, old.n);
               remaining -= old.n;
               deleted += old.n;
+              spent += old.n;
               room -= old.n;
+            }
+            // Latest rows expire by the same age (before, /latest served a source's last message
+            // for ever after history had dropped it); the count limit leaves them: the newest per
+            // source stays. Not counted as messages deleted: each is a copy of one.
+            if (room > 0) {
+              const gone = Number(deleteLatestBefore.run(topic, topic, floor, room).changes);
+              spent += gone;
+              room -= gone;
             }
             if (room === 0) {
               next = topic;
@@ -143,6 +158,7 @@ export function createWrites(db: DatabaseSync): Writes {
             if (!row) continue; // fewer messages than counted: nothing to trim (never seen)
             trimThrough(topic, row.cursor, excess);
             deleted += excess;
+            spent += excess;
             if (excess < remaining - maxMessages) {
               next = topic;
               return;

@@ -151,6 +151,27 @@ describe('spooling store: history sees the spool', () => {
       d: 'd greater id',
     });
     assert.deepEqual(data(await primary.latest('l.t')), { a: 'a stored', b: 'b stored' }, 'not drained yet');
+    // Paged: a spooled source goes in the page that reads the stored sources around it, each once.
+    for (const [limit, maxBytes] of [[1], [2], [3], [1, 1], [3, 4 * 1024 * 1024]]) {
+      const pages: Record<string, unknown>[] = [];
+      let after: string | undefined;
+      for (let n = 0; n < 10; n++) {
+        const page = data(await spooling.latest('l.t', { after, limit: limit as number, maxBytes }));
+        const sources = Object.keys(page).sort();
+        if (sources.length === 0) break;
+        assert.ok(sources.length <= (limit as number));
+        pages.push(page);
+        after = sources.at(-1);
+      }
+      const seen = pages.flatMap((page) => Object.keys(page));
+      assert.deepEqual(seen, ['a', 'b', 'c', 'd'], `limit ${limit}, maxBytes ${maxBytes}: each source once, in order`);
+      assert.deepEqual(Object.assign({}, ...pages), {
+        a: 'a newest',
+        b: 'b stored',
+        c: 'c only spooled',
+        d: 'd greater id',
+      });
+    }
     assert.deepEqual(await spooling.latest('l.none'), {});
     await spooling.close();
   });

@@ -164,14 +164,16 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
   const newestOf = db.prepare(
     'SELECT envelope FROM spool WHERE topic = ? AND source = ? ORDER BY ts DESC, id DESC LIMIT 1',
   );
-  const spooledLatest = (topic: string) => {
+  // The sources after `after`, at most `limit` (the most a page of that many can take of them).
+  const spooledLatest = (topic: string, after = '', limit = Infinity) => {
     const rows: { envelope: string }[] = [];
-    for (let source = ''; ;) {
+    for (let source = after; rows.length < limit;) {
       const next = nextSource.get(topic, source) as { source: string } | undefined;
       if (!next) return rows;
       source = next.source;
       rows.push(newestOf.get(topic, source) as { envelope: string });
     }
+    return rows;
   };
   const spooledLatestOld = db.prepare('SELECT envelope FROM spool WHERE topic = ? AND source IS NULL');
   const spooledAfter = db.prepare('SELECT envelope FROM spool WHERE topic = ? AND cursor > ? ORDER BY cursor LIMIT ?');
@@ -486,12 +488,18 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
       return mergePage(await read(() => primary.history(topic, query)), waiting, query);
     },
     // Latest too: a message this node acked must not look older than the one before it.
-    async latest(topic) {
+    async latest(topic, query) {
       const rows =
-        depth > 0 ? [...spooledLatest(topic), ...(spooledLatestOld.all(topic) as { envelope: string }[])] : [];
+        depth > 0
+          ? [
+              ...spooledLatest(topic, query?.after, query?.limit),
+              ...(spooledLatestOld.all(topic) as { envelope: string }[]),
+            ]
+          : [];
       return mergeLatest(
-        await read(() => primary.latest(topic)),
+        await read(() => primary.latest(topic, query)),
         rows.map((row) => JSON.parse(row.envelope) as Envelope),
+        query,
       );
     },
     async topics() {
