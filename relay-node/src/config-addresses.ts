@@ -22,7 +22,7 @@ const WITH_VALUE = new Set([
   'sni',
   'certhash',
 ]);
-const HOST = '(?:ip4|ip6|dns|dns4|dns6|dnsaddr)';
+const HOST = '(?:ip4|ip6zone/ip6|ip6|dns|dns4|dns6|dnsaddr)';
 /**
  * Protocol sequences the mesh's transports listen on (mesh/host.ts: the listen filters of
  * @libp2p/tcp, @libp2p/websockets, @libp2p/webrtc and @libp2p/circuit-relay-v2). Any other
@@ -41,7 +41,8 @@ export const LISTEN_FORMS =
 
 /** Why the mesh cannot listen on `address` (to follow the address), or undefined when it can. */
 export function listenAddressProblem(address: string): string | undefined {
-  const parts = address.split('/').slice(1);
+  // A trailing slash is no protocol: the multiaddr parser (and so libp2p) ignores it.
+  const parts = address.replace(/\/$/, '').split('/').slice(1);
   const names: string[] = [];
   for (let i = 0; i < parts.length; i++) {
     const name = parts[i]!;

@@ -96,6 +96,10 @@ describe('config', () => {
       '/ip4/0.0.0.0/tcp/443/tls/sni/relay.example/ws',
       '/p2p-circuit',
       '/webrtc',
+      // libp2p's parser ignores a trailing slash, and takes an IPv6 zone before the address.
+      '/ip4/127.0.0.1/tcp/0/',
+      '/ip4/0.0.0.0/tcp/4002/ws/',
+      '/ip6zone/lo/ip6/::1/tcp/0',
     ]) {
       assert.deepEqual(loadConfig({ flags: { listen: address } }).listen, [address]);
     }

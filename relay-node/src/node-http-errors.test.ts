@@ -92,4 +92,28 @@ describe('relay node: requests refused or odd before the app sees them', () => {
     assert.equal(answer.status, 408);
     assert.equal(JSON.parse(answer.body).error.code, 'bad_frame');
   });
+
+  it('does not carry out a request the client finishes after its 408 (a publish told 408 is not stored)', async () => {
+    const topic = `late-${Date.now()}`;
+    const body = '{"data":"after-408"}';
+    const closed = await new Promise<string>((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1');
+      let text = '';
+      socket.on('error', reject);
+      socket.on('data', (chunk: Buffer) => {
+        text += chunk.toString('latin1');
+        // The client finishes at once, as one that has not read the 408 yet.
+        if (text.includes('\r\n\r\n') && !socket.writableEnded) socket.end(`\r\n${body}`);
+      });
+      socket.on('close', () => resolve(text));
+      socket.write(
+        `POST /v1/topics/${topic}/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+          `Content-Length: ${body.length}\r\n`,
+      );
+    });
+    assert.match(closed, /^HTTP\/1\.1 408 /, closed);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const history = await (await fetch(`http://127.0.0.1:${port}/v1/topics/${topic}/messages`)).json();
+    assert.deepEqual(history.messages, [], `stored after its 408: ${JSON.stringify(history)}`);
+  });
 });

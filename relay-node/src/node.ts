@@ -396,6 +396,12 @@ function serveHttp(fetch: Parameters<typeof getRequestListener>[0], metrics: Met
     },
   });
   return (request: IncomingMessage, response: ServerResponse) => {
+    // A connection answered by answerClientErrors is ended: a request the client finishes on it
+    // afterwards (a publish whose headers came after the 408) is not carried out.
+    if (!request.socket.writable) {
+      request.socket.destroy();
+      return;
+    }
     if (request.headers.host === undefined && request.httpVersion !== '1.0') {
       metrics.errors.inc({ code: 'bad_frame' });
       const body = errorBody('bad_frame', `an HTTP/${request.httpVersion} request needs a Host header`);
@@ -431,9 +437,12 @@ function answerClientErrors(server: Server, frameTimeoutMs: number, metrics: Met
     const [status, code, message] = clientErrorAnswer(error, frameTimeoutMs);
     metrics.errors.inc({ code });
     const body = errorBody(code, message);
+    // Destroyed once the answer is out (as Node's own handler does at once): the parser would go on
+    // reading the connection, and a request finished after a 408 would still be carried out.
     socket.end(
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\n` +
         `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      () => socket.destroy(),
     );
     // What the client still sends is not read; a client that never closes is let go.
     setTimeout(() => socket.destroy(), 1_000).unref();
