@@ -4,7 +4,8 @@ import { createHybridClock, type Envelope, messageId, randomNodeId } from '@anod
 import { type CassandraStore, createCassandraStore } from '@anode/relay-node/src/storage/cassandra/cassandra-store.ts';
 import cassandra from 'cassandra-driver';
 import { startRelay } from '../helpers/relay.ts';
-import { type CassandraServer, findJava, startCassandra } from './cassandra-server.ts';
+import { type CassandraServer, findJava } from './cassandra-server.ts';
+import { sharedCassandra } from './shared-cassandra.ts';
 import { testStoreOptions } from './store-options.ts';
 
 /**
@@ -18,7 +19,7 @@ const skip = !findJava() && !process.env.CI ? 'java is not installed (CI never s
 let server: CassandraServer | undefined;
 const serverReady = skip
   ? Promise.resolve(undefined)
-  : startCassandra({ fast: true, log: (line) => console.error(`[cassandra] ${line}`) }).then((s) => (server = s));
+  : sharedCassandra({ log: (line) => console.error(`[cassandra] ${line}`) }).then((s) => (server = s));
 let raw: cassandra.Client | undefined;
 after(async () => {
   await raw?.shutdown();

@@ -6,7 +6,8 @@ import { CLAIM_SHARDS } from '@anode/relay-node/src/storage/cassandra/schema.ts'
 import cassandra from 'cassandra-driver';
 import { asArgs, FAST_MESH, meshStatus, publish, waitFor } from '../helpers/mesh.ts';
 import { history, spawnRelay, startRelay, tempDir, type TestRelay } from '../helpers/relay.ts';
-import { type CassandraServer, findJava, startCassandra } from './cassandra-server.ts';
+import { type CassandraServer, findJava } from './cassandra-server.ts';
+import { sharedCassandra } from './shared-cassandra.ts';
 
 /**
  * "Never stored twice" on a real Cassandra: the same idempotency key raced through two stores and
@@ -19,7 +20,7 @@ const skip = !findJava() && !process.env.CI ? 'java is not installed (CI never s
 let server: CassandraServer | undefined;
 const serverReady = skip
   ? Promise.resolve(undefined)
-  : startCassandra({ fast: true, log: (line) => console.error(`[cassandra] ${line}`) }).then((s) => (server = s));
+  : sharedCassandra({ log: (line) => console.error(`[cassandra] ${line}`) }).then((s) => (server = s));
 let raw: cassandra.Client | undefined;
 
 after(async () => {

@@ -486,7 +486,7 @@ async function queryReleaseVersion(host: string, port: number): Promise<string> 
   }
 }
 
-function readTail(file: string, lines = 40): string {
+export function readTail(file: string, lines = 40): string {
   if (!existsSync(file)) return '';
   // Lines are capped: Cassandra logs its whole configuration as one huge line.
   const tail = readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines);

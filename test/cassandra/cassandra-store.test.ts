@@ -14,6 +14,7 @@ import cassandra from 'cassandra-driver';
 import { waitFor } from '../helpers/feeds.ts';
 import { startRelay, tempDir, type TestRelay } from '../helpers/relay.ts';
 import { type CassandraServer, findJava, startCassandra } from './cassandra-server.ts';
+import { sharedCassandra } from './shared-cassandra.ts';
 
 /**
  * The Cassandra adapter against a real Apache Cassandra 5.0 started from its Maven Central jars:
@@ -22,13 +23,16 @@ import { type CassandraServer, findJava, startCassandra } from './cassandra-serv
  */
 const skip = !findJava() && !process.env.CI ? 'java is not installed (CI never skips this suite)' : false;
 
+const log = (line: string) => console.error(`[cassandra] ${line}`);
 let server: CassandraServer | undefined;
+/** The outage test's own node: it stops and restarts it, which no other file's node may see. */
+let outageNode: CassandraServer | undefined;
 const started = Date.now();
 const serverReady = skip
   ? Promise.resolve(undefined)
-  : startCassandra({ fast: true, log: (line) => console.error(`[cassandra] ${line}`) }).then((s) => {
+  : sharedCassandra({ log }).then((s) => {
       server = s;
-      console.error(`[cassandra] started in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      console.error(`[cassandra] ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
       return s;
     });
 
@@ -48,6 +52,7 @@ const storeOptions = (s: CassandraServer, keyspace: string, maxAgeMs = 0) => ({
 const keyspaceName = () => `t_${randomNodeId(12)}`;
 
 after(async () => {
+  await outageNode?.stop();
   await server?.stop();
 });
 
@@ -411,7 +416,8 @@ describe('relays on Cassandra', { skip, ...(process.env.ONLY_OUTAGE ? { only: tr
   });
 
   it('keeps acking and delivering through a Cassandra outage, and every acked message lands in Cassandra', async () => {
-    const s = (await serverReady) as CassandraServer;
+    outageNode = await startCassandra({ fast: true, log });
+    const s = outageNode;
     const keyspace = keyspaceName();
     const dataDir = await tempDir();
     const relay = await startRelay(cassandraFlags(s, keyspace), { dataDir });
@@ -438,7 +444,7 @@ describe('relays on Cassandra', { skip, ...(process.env.ONLY_OUTAGE ? { only: tr
     const duringOutage = acked.length;
     await waitFor(duringOutage + 100); // acked from the local spool
     // A restart replays the commit log: on a loaded machine it can take minutes.
-    server = await startCassandra({
+    outageNode = await startCassandra({
       dataDir: cassandraDir,
       cqlPort: port,
       storagePort,
@@ -455,7 +461,7 @@ describe('relays on Cassandra', { skip, ...(process.env.ONLY_OUTAGE ? { only: tr
     const stored = new Set<string>();
     let checkError: string | undefined;
     while (Date.now() < deadline) {
-      const check = createCassandraStore(storeOptions(server, keyspace));
+      const check = createCassandraStore(storeOptions(outageNode, keyspace));
       const history = await check.history('outage.t', { limit: 100_000 }).catch((error: Error) => {
         checkError = error.message;
         return [];

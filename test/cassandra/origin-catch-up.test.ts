@@ -5,7 +5,8 @@ import { randomNodeId } from '@anode/shared';
 import { asArgs, type Collector, collect, FAST_MESH, meshStatus, publish, waitFor } from '../helpers/mesh.ts';
 import { cuttableForward } from '../helpers/forward.ts';
 import { type RelayProcess, spawnRelay, startRelay, tempDir, type TestRelay } from '../helpers/relay.ts';
-import { type CassandraServer, startCassandra } from './cassandra-server.ts';
+import type { CassandraServer } from './cassandra-server.ts';
+import { sharedCassandra } from './shared-cassandra.ts';
 
 /**
  * Persist mode `origin` on a real Cassandra: the relays share one store and only the accepting
@@ -15,9 +16,7 @@ import { type CassandraServer, startCassandra } from './cassandra-server.ts';
  * messages at live subscribers this way, none from the store.)
  */
 let server: CassandraServer | undefined;
-const serverReady = startCassandra({ fast: true, log: (line) => console.error(`[cassandra] ${line}`) }).then(
-  (s) => (server = s),
-);
+const serverReady = sharedCassandra({ log: (line) => console.error(`[cassandra] ${line}`) }).then((s) => (server = s));
 
 after(async () => {
   await server?.stop();

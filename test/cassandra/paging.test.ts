@@ -2,16 +2,15 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { createHybridClock, type Envelope, type MessageStore, messageId, randomNodeId } from '@anode/shared';
 import { createCassandraStore } from '@anode/relay-node/src/storage/cassandra/cassandra-store.ts';
-import { type CassandraServer, startCassandra } from './cassandra-server.ts';
+import type { CassandraServer } from './cassandra-server.ts';
+import { sharedCassandra } from './shared-cassandra.ts';
 
 /**
  * Reads past the driver's first page (fetchSize, 5,000 rows): topics, the sources of a topic's
  * `latest`, and the buckets a history read walks all come back whole on a real Cassandra.
  */
 let server: CassandraServer | undefined;
-const serverReady = startCassandra({ fast: true, log: (line) => console.error(`[cassandra] ${line}`) }).then(
-  (s) => (server = s),
-);
+const serverReady = sharedCassandra({ log: (line) => console.error(`[cassandra] ${line}`) }).then((s) => (server = s));
 const stores: MessageStore[] = [];
 after(async () => {
   for (const store of stores) await store.close();

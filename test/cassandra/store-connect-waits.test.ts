@@ -3,7 +3,8 @@ import { inspect } from 'node:util';
 import { promiseHooks } from 'node:v8';
 import { after, describe, it } from 'node:test';
 import { createCassandraStore } from '@anode/relay-node/src/storage/cassandra/cassandra-store.ts';
-import { type CassandraServer, findJava, startCassandra } from './cassandra-server.ts';
+import { type CassandraServer, findJava } from './cassandra-server.ts';
+import { sharedCassandra } from './shared-cassandra.ts';
 import { testStoreOptions } from './store-options.ts';
 
 /**
@@ -24,7 +25,7 @@ after(async () => {
 
 describe('Cassandra store connect waits', { skip }, () => {
   it('leaves no reaction behind per call once connected', async () => {
-    server = await startCassandra({ fast: true, log: (line) => console.error(`[cassandra] ${line}`) });
+    server = await sharedCassandra({ log: (line) => console.error(`[cassandra] ${line}`) });
     const store = createCassandraStore(testStoreOptions(server));
     try {
       await store.open?.();
