@@ -104,7 +104,8 @@ export async function hostSharedCassandra(log: (line: string) => void): Promise<
     server.once('error', fail);
     server.listen(0, '127.0.0.1', ok);
   });
-  // Not what keeps the runner alive: it ends when its files are done, whether or not close() ran.
+  // Never what holds the runner's process open (the teardown, which runs after failures and on
+  // SIGINT too, stops the node; cassandra-server.ts kills it if the process exits first).
   server.unref();
   const { port } = server.address() as AddressInfo;
   return {
