@@ -154,7 +154,7 @@ export async function createTokenVerifier(options: AuthOptions | undefined): Pro
           const { nbf } = (error as { payload?: { nbf?: number } }).payload ?? {};
           const ahead =
             typeof nbf === 'number'
-              ? ` (nbf is ${Math.round(nbf - Date.now() / 1000)} s ahead of this node's clock)`
+              ? ` (nbf is ${nbf - Math.floor(Date.now() / 1000)} s ahead of this node's clock)`
               : '';
           throw new UnauthorizedError(
             `token not yet valid${ahead}: its nbf may be at most ${CLOCK_TOLERANCE_S} s ahead; check the issuer's clock`,

@@ -1,7 +1,6 @@
 import { sha256 } from '@noble/hashes/sha2.js';
 import { utf8ToBytes } from '@noble/hashes/utils.js';
-import { BadFrameError } from './errors.ts';
-import { isWellFormedText, WELL_FORMED_RULE } from './names.ts';
+import { isWellFormedText } from './names.ts';
 
 /**
  * Cursors and message ids.
@@ -147,15 +146,28 @@ const field = (s: string) => s.replaceAll('\\', '\\\\').replaceAll('\n', '\\n');
  * A content-addressed id: the same (topic, source, idempotency key) gives the same id on every
  * node, so the mesh, the store and clients dedup a republished message alike. Fields are escaped
  * so a newline in `source` or `key` cannot make two different triples hash alike; ids of fields
- * without `\` or newline are unchanged by that. A field that is not well-formed Unicode is refused
- * (`bad_frame`): UTF-8 turns a lone surrogate into U+FFFD, so such keys would collide. The parsers
- * refuse it first; this is the last guard for any other caller.
+ * without `\` or newline are unchanged by that. Text that is not well-formed Unicode (a lone
+ * surrogate) has no UTF-8 form: UTF-8 turned each into U+FFFD, so such keys collided. The parsers
+ * refuse such client keys (`bad_frame`); any other caller (a source's item id from upstream JSON)
+ * gets an id of the text's UTF-16 code units behind a 0xFF byte, which no UTF-8 holds, so it
+ * cannot collide with the id of well-formed text, and one bad item does not fail its payload.
  */
 export function contentId(topic: string, source: string, key: string): string {
   const text = `${field(topic)}\n${field(source)}\n${field(key)}`;
-  if (!isWellFormedText(text)) throw new BadFrameError(`topic, source and key ${WELL_FORMED_RULE}`);
-  const digest = sha256(utf8ToBytes(text));
+  const digest = sha256(isWellFormedText(text) ? utf8ToBytes(text) : utf16Marked(text));
   return `k${base64url(digest.subarray(0, 16))}`;
+}
+
+/** 0xFF, then each UTF-16 code unit big-endian: bytes no well-formed text's UTF-8 can be. */
+function utf16Marked(text: string): Uint8Array {
+  const bytes = new Uint8Array(1 + 2 * text.length);
+  bytes[0] = 0xff;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    bytes[1 + 2 * i] = unit >> 8;
+    bytes[2 + 2 * i] = unit & 0xff;
+  }
+  return bytes;
 }
 
 // Random bytes are drawn a page at a time: one getRandomValues call per 256 ids instead of one per

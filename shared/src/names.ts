@@ -21,7 +21,7 @@ export function isWellFormedText(value: string): boolean {
 }
 
 /** How a refusal of a string that is not well-formed says why. */
-export const WELL_FORMED_RULE = 'must be well-formed Unicode (a lone surrogate such as \ud800 has no UTF-8 form)';
+export const WELL_FORMED_RULE = 'must be well-formed Unicode (a lone surrogate such as U+D800 has no UTF-8 form)';
 
 export function isMessageId(value: unknown): value is string {
   return typeof value === 'string' && ID.test(value);
