@@ -113,7 +113,9 @@ describe('relay node: requests refused or odd before the app sees them', () => {
     });
     assert.match(closed, /^HTTP\/1\.1 408 /, closed);
     await new Promise((resolve) => setTimeout(resolve, 300));
-    const history = await (await fetch(`http://127.0.0.1:${port}/v1/topics/${topic}/messages`)).json();
+    const history = (await (await fetch(`http://127.0.0.1:${port}/v1/topics/${topic}/messages`)).json()) as {
+      messages: unknown[];
+    };
     assert.deepEqual(history.messages, [], `stored after its 408: ${JSON.stringify(history)}`);
   });
 });
