@@ -31,4 +31,27 @@ describe('link frames', () => {
     });
     assert.deepEqual(parseRelayFrame('{"op":"hello","node":"n"}'), { op: 'hello', node: 'n' });
   });
+
+  test('latest pages both ways, and each end reads the other from before paging', () => {
+    const paged = { op: 'latest', ref: 'l', after_source: 'b', limit: 2 };
+    assert.deepEqual(edgeFrameSchema.parse(paged), paged);
+    // An edge from before paging: the relay answers the first page.
+    assert.deepEqual(edgeFrameSchema.parse({ op: 'latest', ref: 'l' }), { op: 'latest', ref: 'l' });
+    for (const bad of [{ limit: 0 }, { limit: 1001 }, { limit: 1.5 }, { after_source: '' }, { after_source: 'a b' }]) {
+      assert.equal(edgeFrameSchema.safeParse({ op: 'latest', ref: 'l', ...bad }).success, false, JSON.stringify(bad));
+    }
+    const envelope = { id: 'r1', topic: 't', cursor: '0000000000010000-e1', source: 's', ts: 1, data: 1 };
+    assert.deepEqual(parseRelayFrame(JSON.stringify({ op: 'latest', ref: 'l', sources: { s: envelope }, next: 's' })), {
+      op: 'latest',
+      ref: 'l',
+      sources: { s: envelope },
+      next: 's',
+    });
+    // A relay from before paging sends no `next`.
+    assert.deepEqual(parseRelayFrame(JSON.stringify({ op: 'latest', ref: 'l', sources: {} })), {
+      op: 'latest',
+      ref: 'l',
+      sources: {},
+    });
+  });
 });

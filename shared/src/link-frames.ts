@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ERROR_CODES } from './errors.ts';
 import { cursorSchema, envelopeSchema } from './frames.ts';
+import { LATEST_PAGE_SOURCES, latestQuerySchema } from './latest-page.ts';
 
 /**
  * The edge link protocol, both directions in one module: JSON text frames on the one WebSocket
@@ -12,7 +13,8 @@ import { cursorSchema, envelopeSchema } from './frames.ts';
  *   `history {ref, after?, limit}`, `late {ref, after, from?}` (the late arrivals a resume from
  *   `after` replays on the relay, its own rule: cursor at or below `after`, arrived since shortly
  *   before `after` was minted; those above `from` when paging; a relay from before the frame
- *   answers `err bad_frame`), `latest {ref}`.
+ *   answers `err bad_frame`), `latest {ref, after_source?, limit?}` (one page, as
+ *   `GET …/latest?after_source=&limit=`; without them the first page of LATEST_PAGE_SOURCES).
  * relay → edge: `hello {node, reserved?, max_message_bytes?}` (`reserved: true`: this relay sends
  *   `reserved` frames, a relay from before them says nothing; `max_message_bytes`: the relay's
  *   limit, which the edge applies too when it is lower than its own), `reserved {sources}` (the source names no publish may
@@ -21,7 +23,7 @@ import { cursorSchema, envelopeSchema } from './frames.ts';
  *   `ack {ref, ids, refused?}` (stored durably by the relay; `refused`: never storable there, so
  *   not sent again), `history {ref, messages, next}`, `late {ref, messages, next}` (in cursor
  *   order, cut by bytes like a history page; `next`: the `from` of the next page, or null),
- *   `latest {ref, sources}`,
+ *   `latest {ref, sources, next?}` (`next`: the page's last source, present only while more follow),
  *   `err {code, message, trimmed?, ref?}` (`trimmed`: a refused resume's trim mark).
  */
 const ref = z.string().max(128);
@@ -34,7 +36,14 @@ export const edgeFrameSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('pub'), ref, messages: z.array(z.unknown()).max(MAX_LINK_BATCH) }),
   z.object({ op: z.literal('history'), ref, after: cursorSchema.optional(), limit: z.number().int().min(0).max(1000) }),
   z.object({ op: z.literal('late'), ref, after: cursorSchema, from: cursorSchema.optional() }),
-  z.object({ op: z.literal('latest'), ref }),
+  // Paging fields optional both ways: a relay from before them strips them (zod objects drop
+  // unknown keys) and answers its first page, or every source; an edge from before them asks none.
+  z.object({
+    op: z.literal('latest'),
+    ref,
+    after_source: latestQuerySchema.shape.after_source,
+    limit: z.number().int().min(1).max(LATEST_PAGE_SOURCES).optional(),
+  }),
 ]);
 export type EdgeFrame = z.infer<typeof edgeFrameSchema>;
 
@@ -56,7 +65,12 @@ export const relayFrameSchema = z.discriminatedUnion('op', [
   }),
   z.object({ op: z.literal('history'), ref, messages: z.array(envelopeSchema), next: z.string().nullable() }),
   z.object({ op: z.literal('late'), ref, messages: z.array(envelopeSchema), next: z.string().nullable() }),
-  z.object({ op: z.literal('latest'), ref, sources: z.record(z.string(), envelopeSchema) }),
+  z.object({
+    op: z.literal('latest'),
+    ref,
+    sources: z.record(z.string(), envelopeSchema),
+    next: z.string().optional(),
+  }),
   z.object({
     op: z.literal('err'),
     code: z.enum(ERROR_CODES),

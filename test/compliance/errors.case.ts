@@ -113,6 +113,9 @@ export const errorCases: Case[] = [
       assertHttpError(await get(target, `/v1/topics/${topic}/messages?after=nope`, token), 400, 'bad_frame');
       assertHttpError(await get(target, `/v1/topics/${topic}/messages?limit=lots`, token), 400, 'bad_frame');
       assertHttpError(await get(target, `/v1/topics/${topic}/messages?limit=1001`, token), 400, 'bad_frame');
+      for (const query of ['limit=0', 'limit=1001', 'limit=x', 'after_source=', 'after_source=a%20b']) {
+        assertHttpError(await get(target, `/v1/topics/${topic}/latest?${query}`, token), 400, 'bad_frame');
+      }
       assertHttpError(await get(target, '/v1/nowhere'), 404, 'bad_frame');
       // Not valid UTF-8: refused, never stored with replacement characters.
       const invalid = Buffer.concat([Buffer.from('{"data":"a'), Buffer.from([0xff, 0xfe]), Buffer.from('b"}')]);

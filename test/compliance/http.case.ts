@@ -98,6 +98,41 @@ export const httpCases: Case[] = [
     },
   },
   {
+    name: 'latest pages with after_source and limit; next is the last source while more follow, absent at the end',
+    async run(target) {
+      const topic = fresh('http');
+      const token = await tokenFor('latest-pager');
+      // Published out of source order: a page is in source-name order, not arrival order.
+      const names = ['d', 'b', 'e', 'a', 'c'];
+      const posted = await post(
+        target,
+        topic,
+        names.map((source, i) => ({ source, ts: 1000 + i, data: source })),
+        token,
+      );
+      assert.equal(posted.status, 202);
+      type LatestPage = { sources: Record<string, Envelope>; next?: string };
+      const pages: string[][] = [];
+      const nexts: (string | undefined)[] = [];
+      let after = '';
+      for (let i = 0; i < 5; i++) {
+        const page = (await get(target, `/v1/topics/${topic}/latest?limit=2${after}`, token)).body as LatestPage;
+        pages.push(Object.keys(page.sources).sort());
+        for (const [source, envelope] of Object.entries(page.sources)) assert.equal(envelope.data, source);
+        nexts.push(page.next);
+        if (page.next === undefined) break;
+        after = `&after_source=${page.next}`;
+      }
+      assert.deepEqual(pages, [['a', 'b'], ['c', 'd'], ['e']], 'every source once, in source order');
+      assert.deepEqual(nexts, ['b', 'd', undefined]);
+      const whole = (await get(target, `/v1/topics/${topic}/latest`, token)).body as LatestPage;
+      assert.deepEqual(Object.keys(whole).sort(), ['sources'], 'one page: no next, as before paging');
+      assert.deepEqual(Object.keys(whole.sources).sort(), ['a', 'b', 'c', 'd', 'e']);
+      const tail = (await get(target, `/v1/topics/${topic}/latest?after_source=e`, token)).body;
+      assert.deepEqual(tail, { sources: {} });
+    },
+  },
+  {
     name: 'Idempotency-Key and key dedup: the same id and cursor, stored and delivered once',
     async run(target) {
       const topic = fresh('idem');

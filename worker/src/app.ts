@@ -6,6 +6,7 @@ import {
   BadFrameError,
   type Claims,
   historyQuerySchema,
+  latestQuerySchema,
   isCursor,
   parsePublishBody,
   parseWith,
@@ -181,7 +182,9 @@ export function createApp(): Hono<App> {
   app.get('/v1/topics/:topic/latest', async (c) => {
     const { topic, claims } = c.var;
     assertCanSubscribe(claims, topic);
-    return c.json(unwrap(await hubFor(c.env, topic).latest(topic, origin(c))));
+    // Paged as on a relay: `next` (the last source) while more follow, taken back as `after_source`.
+    const query = parseWith(latestQuerySchema, c.req.query());
+    return c.json(unwrap(await hubFor(c.env, topic).latest(topic, query.after_source, query.limit, origin(c))));
   });
 
   app.get('/v1/edge/link/:topic', async (c) => {

@@ -280,12 +280,13 @@ export class EdgeLink implements Subscriber {
         return;
       }
       case 'latest':
-        // The first page only (LATEST_PAGE_SOURCES, HISTORY_PAGE_BYTES): the link's `latest` has
-        // no paging yet, and unbounded it built one frame of every source's newest message.
+        // One page, as over HTTP (LATEST_PAGE_SOURCES, HISTORY_PAGE_BYTES), with `next` while more
+        // follow: unbounded, it was one frame of every source's newest message. An edge from
+        // before paging asks neither field and gets the first page.
         this.#reply({
           op: 'latest',
           ref: frame.ref,
-          sources: (await hub.latest(this.topic, undefined, LATEST_PAGE_SOURCES)).sources,
+          ...(await hub.latest(this.topic, frame.after_source, frame.limit ?? LATEST_PAGE_SOURCES)),
         });
         return;
     }

@@ -127,6 +127,8 @@ describe('edge history on workerd: pages bounded by bytes (no relay)', () => {
 describe('edge history on workerd linked: the relay’s pages and the edge’s own publishes', () => {
   const LINK_SECRET = 'unit-test-link-secret-0123';
   const elsewhere: Envelope[] = [];
+  /** The relay's newest message per source, by topic, in source order. */
+  const relayLatest = new Map<string, Envelope[]>();
   /** Topics whose next page the relay answers with one message and `next` (it found more just after reading). */
   const shortOnce = new Set<string>();
   let relay: Awaited<ReturnType<typeof startStandInRelay>>;
@@ -136,6 +138,24 @@ describe('edge history on workerd linked: the relay’s pages and the edge’s o
       secret: LINK_SECRET,
       node: 'scripted',
       onFrame(frame, link) {
+        if (frame.op === 'latest') {
+          // One page as a relay answers it: the sources after `after_source`, at most `limit`,
+          // `next` only while more follow.
+          const { after_source: after = '', limit = 1000 } = frame as LinkFrame & {
+            after_source?: string;
+            limit?: number;
+          };
+          const all = (relayLatest.get(link.topic) ?? []).filter((m) => m.source > after);
+          const page = all.slice(0, limit);
+          const next = all.length > page.length ? page.at(-1)?.source : undefined;
+          link.send({
+            op: 'latest',
+            ref: frame.ref,
+            sources: Object.fromEntries(page.map((m) => [m.source, m])),
+            next,
+          });
+          return;
+        }
         if (frame.op !== 'history') return;
         const { after = '0', limit = 100 } = frame as LinkFrame & { limit?: number };
         const newer = elsewhere.filter((m) => m.topic === link.topic && m.cursor > after);
@@ -202,6 +222,45 @@ describe('edge history on workerd linked: the relay’s pages and the edge’s o
     );
     assert.equal(page.next, null);
     assert.equal(shortOnce.has(topic), false, 'the relay was asked');
+    socket.close();
+  });
+  it('pages latest over the link, merging each unforwarded publish into the page its source falls in', async () => {
+    const topic = 'merge.latest';
+    const socket = await openSocket(`${edge.wsUrl}/v1/ws`);
+    socket.send({ op: 'sub', topic, ref: 's' });
+    await socket.next((f) => f.op === 'subscribed');
+    const cursor = `${(Date.now() - 1_000).toString(16).padStart(12, '0')}0000-relay2`;
+    relayLatest.set(
+      topic,
+      ['a', 'c', 'e'].map((source, i) => ({
+        id: `${source}${i}${'0'.repeat(20)}`,
+        topic,
+        cursor,
+        source,
+        ts: 1,
+        data: `relay-${source}`,
+      })),
+    );
+    // Acked here, not stored at the relay (it never acks): in the outbox. `c` is newer than the relay's.
+    await post(
+      edge,
+      topic,
+      ['b', 'c', 'd'].map((source) => ({ source, ts: 2, data: `edge-${source}` })),
+    );
+    const pages: Record<string, unknown>[] = [];
+    const nexts: (string | undefined)[] = [];
+    let query = 'limit=2';
+    for (let i = 0; i < 6; i++) {
+      const response = await fetch(`${edge.url}/v1/topics/${topic}/latest?${query}`);
+      assert.equal(response.status, 200);
+      const page = (await response.json()) as { sources: Record<string, Envelope>; next?: string };
+      pages.push(Object.fromEntries(Object.entries(page.sources).map(([source, m]) => [source, m.data])));
+      nexts.push(page.next);
+      if (page.next === undefined) break;
+      query = `limit=2&after_source=${page.next}`;
+    }
+    assert.deepEqual(pages, [{ a: 'relay-a', b: 'edge-b' }, { c: 'edge-c', d: 'edge-d' }, { e: 'relay-e' }]);
+    assert.deepEqual(nexts, ['b', 'd', undefined]);
     socket.close();
   });
 });

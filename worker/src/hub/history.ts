@@ -1,5 +1,6 @@
 import {
   compareCursors,
+  compareSources,
   CursorExpiredError,
   dataBytes,
   type Envelope,
@@ -90,20 +91,53 @@ export function createHistory(core: Pick<HubCore, 'store' | 'clock' | 'link' | '
       return merge.next === null && next !== null ? { ...merge, next } : merge;
     },
 
-    async latest(): Promise<{ sources: Record<string, Envelope> }> {
+    /**
+     * One latest page, as a relay answers it (PROTOCOL.md): the sources after `after` in source
+     * order, at most `limit` and HISTORY_PAGE_BYTES of data (one source always), `next` (the last
+     * source) only while more follow. Linked, the relay's page for the same query, merged with the
+     * newest unforwarded publish of each source in its range (up to the relay's `next`: the sources
+     * after it are on its next page), then cut again: the outbox may add sources to the range.
+     */
+    async latest(
+      after: string | undefined,
+      limit: number,
+    ): Promise<{ sources: Record<string, Envelope>; next?: string }> {
+      const query = { limit, maxBytes: HISTORY_PAGE_BYTES };
+      const measure = (m: Envelope) => dataBytes(m);
+      const answer = (page: Envelope[], next: string | undefined) => ({
+        // fromEntries defines own properties, so a source named `__proto__` is kept.
+        sources: Object.fromEntries(page.map((m) => [m.source, m])),
+        ...(next === undefined ? {} : { next }),
+      });
+      if (!core.linked) {
+        const { page: taken, cut } = takePage(store.latestInRing(after), query, (row) => measure(row.envelope));
+        const page = taken.map((row) => row.envelope);
+        return answer(page, cut ? page.at(-1)?.source : undefined);
+      }
+      const reply = await link.request({
+        op: 'latest',
+        limit,
+        ...(after === undefined ? {} : { after_source: after }),
+      });
+      const through = reply.next;
+      const inRange = (source: string) =>
+        (after === undefined || compareSources(source, after) > 0) &&
+        (through === undefined || compareSources(source, through) <= 0);
       const sources = new Map<string, Envelope>();
       const newer = (m: Envelope) => {
-        if (newerForLatest(m, sources.get(m.source))) sources.set(m.source, m);
+        if (inRange(m.source) && newerForLatest(m, sources.get(m.source))) sources.set(m.source, m);
       };
-      if (core.linked) {
-        const reply = await link.request({ op: 'latest' });
-        for (const m of Object.values(reply.sources)) newer(m);
-        store.outbox.latest().forEach((m) => newer(m.envelope));
-      } else {
-        store.latestInRing().forEach((m) => newer(m.envelope));
+      // Filtered by range too: a relay from before paging ignores `after_source` and sends its first
+      // page or every source, without `next`.
+      for (const m of Object.values(reply.sources)) newer(m);
+      for (const row of store.outbox.latest(after)) {
+        if (through !== undefined && compareSources(row.envelope.source, through) > 0) break;
+        newer(row.envelope);
       }
-      // fromEntries defines own properties, so a source named `__proto__` is kept.
-      return { sources: Object.fromEntries(sources) };
+      const sorted = [...sources.values()].sort((a, b) => compareSources(a.source, b.source));
+      const { page, cut } = takePage(sorted, query, measure);
+      // Not cut here: everything up to the relay's `next` is in, and the relay has more after it.
+      return answer(page, cut ? page.at(-1)?.source : through);
     },
   };
 }

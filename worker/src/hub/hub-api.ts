@@ -41,6 +41,11 @@ export interface TopicHubApi extends Rpc.DurableObjectBranded {
     limit: number,
     origin: string,
   ): Promise<Result<{ messages: Envelope[]; next: string | null }>>;
-  latest(topic: string, origin: string): Promise<Result<{ sources: Record<string, Envelope> }>>;
+  latest(
+    topic: string,
+    after: string | undefined,
+    limit: number,
+    origin: string,
+  ): Promise<Result<{ sources: Record<string, Envelope>; next?: string }>>;
   status(topic: string): Promise<Record<string, unknown>>;
 }

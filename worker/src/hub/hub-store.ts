@@ -70,15 +70,23 @@ export function createHubStore(
     for (const row of sql.exec<{ seq: number; body: string }>(query, fromSeq)) yield { seq: row.seq, ...parse(row) };
   }
   /**
-   * The newest message of each source in a table (by ts, then id: newerForLatest), found by SQLite
-   * over small columns; only the winners' bodies are read.
+   * The newest message of each source in a table (by ts, then id: newerForLatest), for the sources
+   * after `after`, in source order (SQLite compares UTF-8 bytes, as the relay's stores do; source
+   * names are ASCII). The winners are found over small columns (ids only are held); each body is
+   * read as it is taken, so a page that stops early reads no more.
    */
-  const latestIn = (table: 'ring' | 'outbox') =>
-    messages(
-      `SELECT body FROM ${table} WHERE cursor IN (SELECT cursor FROM (SELECT cursor, ROW_NUMBER() OVER (
+  function* latestIn(table: 'ring' | 'outbox', after = ''): Generator<StoredMessage> {
+    const winners = rows<{ id: string }>(
+      `SELECT id FROM (SELECT id, json_extract(body, '$.source') AS source, ROW_NUMBER() OVER (
          PARTITION BY json_extract(body, '$.source') ORDER BY json_extract(body, '$.ts') DESC, id DESC) AS n
-       FROM ${table}) WHERE n = 1)`,
+       FROM ${table} WHERE json_extract(body, '$.source') > ?) WHERE n = 1 ORDER BY source`,
+      after,
     );
+    for (const { id } of winners) {
+      const row = rows<{ body: string }>(`SELECT body FROM ${table} WHERE id = ?`, id)[0];
+      if (row) yield parse(row);
+    }
+  }
   const ringFrom = (after: string) => messages('SELECT body FROM ring WHERE cursor > ? ORDER BY cursor', after);
   const outboxFrom = (after: string) => messages('SELECT body FROM outbox WHERE cursor > ? ORDER BY cursor', after);
   /**
@@ -430,8 +438,11 @@ export function createHubStore(
      */
     since,
 
-    /** The newest message of each source in the ring (the whole topic, standing alone). */
-    latestInRing: () => [...latestIn('ring')],
+    /**
+     * The newest message of each source in the ring (the whole topic, standing alone), for the
+     * sources after `after`, in source order, read lazily.
+     */
+    latestInRing: (after?: string) => latestIn('ring', after),
 
     /** Accept a message published here: into the ring and the outbox, in one transaction. */
     accept(envelope: Envelope, body: string, forward: boolean): void {
@@ -456,8 +467,8 @@ export function createHubStore(
       size: () => outboxCount,
       /** Waiting messages with seq above `fromSeq`, oldest first, read lazily. */
       after: outboxRows,
-      /** The newest waiting message of each source. */
-      latest: () => [...latestIn('outbox')],
+      /** The newest waiting message of each source after `after`, in source order, read lazily. */
+      latest: (after?: string) => latestIn('outbox', after),
       remove(ids: readonly string[]): void {
         for (const id of ids) {
           sql.exec('DELETE FROM outbox WHERE id = ?', id);

@@ -125,8 +125,8 @@ export class TopicHub extends DurableObject<Env> implements TopicHubApi {
     return this.#result(() => this.#hub(topic, origin).history.page(after, limit));
   }
 
-  async latest(topic: string, origin: string) {
-    return this.#result(() => this.#hub(topic, origin).history.latest());
+  async latest(topic: string, after: string | undefined, limit: number, origin: string) {
+    return this.#result(() => this.#hub(topic, origin).history.latest(after, limit));
   }
 
   async status(topic: string) {
