@@ -438,6 +438,32 @@ describe('embedded store: schema', () => {
     }
   });
 
+  it('adds the latest index at schema version 2, so a relay from before still opens the file, and says so once', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-schema-'));
+    try {
+      const retention = { maxAgeMs: 0, maxMessages: 0 };
+      const said: string[] = [];
+      const log = { warn: () => {}, info: (_fields: object, message: string) => void said.push(message) };
+      for (let open = 0; open < 2; open++) await createSqliteStore({ dataDir: dir, retention, log }).close();
+      assert.deepEqual(
+        said,
+        ['adding an index on latest: may take seconds on a large file'],
+        'said at the first open only',
+      );
+      const db = new DatabaseSync(join(dir, 'messages.sqlite'));
+      // What a relay from before 47c93e8 checks: it knows up to version 2 and refuses more.
+      const version = (db.prepare('SELECT MAX(version) AS v FROM schema_version').get() as { v: number }).v;
+      const index = db.prepare("SELECT sql FROM sqlite_master WHERE name = 'latest_by_cursor'").get() as {
+        sql: string;
+      };
+      db.close();
+      assert.equal(version, 2);
+      assert.match(index.sql, /ON latest \(topic, cursor\)/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses a file of a newer schema (a relay downgraded) naming it, both versions and what to do', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'anode-schema-'));
     try {

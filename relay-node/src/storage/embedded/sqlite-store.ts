@@ -62,8 +62,8 @@ export interface SqliteStoreOptions {
   sweepStep?: number;
   /** For tests: the database's most pages (SQLite's max_page_count): past it, writes fail as on a full disk. */
   maxPages?: number;
-  /** Where a writer thread's death and restart are logged. */
-  log?: { warn(fields: object, message: string): void };
+  /** Where a writer thread's death and restart are logged, and a migration that may take seconds. */
+  log?: { warn(fields: object, message: string): void; info?(fields: object, message: string): void };
   /** For tests: called with each writer thread as it starts (to kill it). */
   onWriterThread?: (worker: Worker) => void;
   /** For tests: how long a new writer thread must live to reset the restart wait (sqlite-writer.ts). */
@@ -96,11 +96,11 @@ const SWEEP_STEP = 2_000;
  * Open and migrate the store's file, or fail naming it: SQLite's own message ("file is not a
  * database") did not say which file, nor what an operator can do about it.
  */
-function openStoreFile(path: string, fsync: boolean, maxPages: number | undefined) {
+function openStoreFile(path: string, fsync: boolean, maxPages: number | undefined, log: SqliteStoreOptions['log']) {
   let db: ReturnType<typeof openDatabase> | undefined;
   try {
     db = openDatabase(path, fsync, maxPages);
-    migrate(db);
+    migrate(db, log);
     return db;
   } catch (error) {
     db?.close();
@@ -147,7 +147,7 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
     ensurePrivateFile(path);
   }
   const fsync = options.fsync !== false;
-  const db = openStoreFile(path, fsync, options.maxPages);
+  const db = openStoreFile(path, fsync, options.maxPages, options.log);
   const writes = options.memory ? inProcess(createWrites(db)) : startWriter(db, path, fsync, options);
   const inline = !fsync && !options.memory ? createWrites(db) : undefined;
   // On a small disk the writer thread checkpoints sooner (walPolicy); the rows written here
