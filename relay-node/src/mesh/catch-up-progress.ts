@@ -38,6 +38,8 @@ export interface CatchUpPlan {
    * slot): not asked again. Optional, so a plan without turns reads every topic.
    */
   skip?(topic: string): boolean;
+  /** The listing starts after this topic: every topic up to it is skipped (see skip). */
+  listAfter?: string;
 }
 
 const max = (a: string, b: string) => (a >= b ? a : b);
@@ -67,7 +69,9 @@ export function planCatchUp(
   // A turn of the same catch-up is one run cut in two: it holds only what its first turn's start
   // holds. Not when a resync moved `after` back (no resume): every topic is read again then.
   const goOn = sameCatchUp && resume !== undefined;
-  const progress: CatchUpProgress = { after, started: goOn ? resume.started : started };
+  // Going on, it starts from what that turn kept (the topics read whole, the one it was reading):
+  // a turn that yields inside that topic keeps them too, or the next asks every one again.
+  const progress: CatchUpProgress = goOn ? { ...resume, after } : { after, started };
   const plan: CatchUpPlan = {
     from(topic) {
       if (!resume) return after;
@@ -77,6 +81,7 @@ export function planCatchUp(
       return after;
     },
     skip: (topic) => goOn && resume?.through !== undefined && topic <= resume.through,
+    listAfter: goOn ? resume.through : undefined,
     finished(topic) {
       progress.through = topic;
       progress.topic = undefined;

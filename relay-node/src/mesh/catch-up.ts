@@ -359,9 +359,11 @@ export async function catchUpFrom(host: Host, shards: Shards, maxMessageBytes: n
   let fresh = 0;
   try {
     const wanted = new Set(request.shards);
-    let topicsAfter: string | undefined;
+    // A turn going on from an earlier one lists only past the topics that turn read whole: listing
+    // them again cost a request per page, each turn more, and could take a whole turn.
+    let topicsAfter: string | undefined = request.plan?.listAfter;
     // The last topic read: a listing is sorted, so a name not past it was read already.
-    let read: string | undefined;
+    let read: string | undefined = topicsAfter;
     // Listing pages in a row that brought no topic to read (see MAX_EMPTY_PAGES).
     let empty = 0;
     do {

@@ -377,6 +377,7 @@ export function createSync(options: SyncOptions) {
         step();
       },
       skip: (topic) => plan.skip?.(topic) ?? false,
+      listAfter: plan.listAfter,
     };
     try {
       const fresh = await options.run(peer, after, AbortSignal.any([abort.signal, run.slot.signal]), tracked);
