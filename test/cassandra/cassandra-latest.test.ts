@@ -92,4 +92,51 @@ describe('Cassandra latest rows', { skip }, () => {
       await store.close();
     }
   });
+  it('a duplicate written later gives the latest row only what its history row has left, not a new TTL', async () => {
+    const s = (await serverReady) as CassandraServer;
+    const aged = testStoreOptions(s, { retention: { maxAgeMs: 600_000, maxMessages: 0 } });
+    const store = createCassandraStore(aged);
+    try {
+      const e = message('l.dup', 'src', 1);
+      assert.equal((await store.append([e]))[0]?.inserted, true);
+      // Whole seconds apart, so a TTL counted again from now shows (Cassandra counts in seconds).
+      await new Promise((resolve) => setTimeout(resolve, 2_200));
+      assert.equal((await store.append([e]))[0]?.inserted, false, 'the same message again: a duplicate');
+      const [latestTtl] = await ttlOf(aged.keyspace, 'l.dup');
+      const history = await (raw as cassandra.Client).execute(
+        `SELECT TTL(data) AS t FROM ${aged.keyspace}.messages WHERE topic = ? ALLOW FILTERING`,
+        ['l.dup'],
+      );
+      const historyTtl = history.rows[0]?.t as number;
+      assert.ok(historyTtl > 590 && historyTtl <= 599, `history TTL ${historyTtl}`);
+      // Before: the duplicate wrote the full TTL (601) again, and Cassandra kept that later expiry.
+      assert.ok(
+        latestTtl !== null && latestTtl !== undefined && latestTtl <= historyTtl + 1,
+        `latest TTL ${latestTtl} outlives history's ${historyTtl}`,
+      );
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('has a 3-hour gc grace and size-tiered compaction that drops lone tombstones on the latest table', async () => {
+    const s = (await serverReady) as CassandraServer;
+    const options = testStoreOptions(s);
+    const store = createCassandraStore(options);
+    try {
+      await store.append([message('l.opts', 'src', 1)]);
+      raw ??= new cassandra.Client({ contactPoints: [`${s.host}:${s.port}`], localDataCenter: 'datacenter1' });
+      const table = (
+        await raw.execute(
+          'SELECT gc_grace_seconds, compaction FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?',
+          [options.keyspace, 'latest'],
+        )
+      ).rows[0];
+      assert.equal(table?.gc_grace_seconds, 10_800);
+      assert.match(String(table?.compaction.class), /SizeTieredCompactionStrategy$/);
+      assert.equal(table?.compaction.unchecked_tombstone_compaction, 'true');
+    } finally {
+      await store.close();
+    }
+  });
 });

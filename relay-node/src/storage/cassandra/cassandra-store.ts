@@ -937,18 +937,33 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
    * The newest of each (topic, source) in the batch, written once (USING TIMESTAMP = ts), with the
    * TTL of its history row (ttls(): retention_max_age_ms, capped as history is; none without it),
    * so a source's latest expires with its newest message instead of being served for ever. The
-   * count limit (retention_max_messages) has no hold on it: the newest per source stays.
+   * count limit (retention_max_messages) has no hold on it: the newest per source stays. A
+   * duplicate (`inserted` false: its history row was written earlier) gets only what is left of
+   * that row's TTL, counted from its cursor's time: with a full TTL from now, as before, the same
+   * write timestamp let Cassandra keep the later expiry, and /latest served the message up to
+   * another whole retention after history had dropped it.
    */
-  const writeLatest = (stored: readonly Envelope[], io: Io) => {
-    const newest = new Map<string, Envelope>();
-    for (const e of stored) {
-      const key = `${e.topic}\n${e.source}`;
-      if (newerForLatest(e, newest.get(key))) newest.set(key, e);
+  const writeLatest = (stored: readonly { envelope: Envelope; inserted: boolean }[], io: Io) => {
+    const newest = new Map<string, { envelope: Envelope; inserted: boolean }>();
+    for (const r of stored) {
+      const key = `${r.envelope.topic}\n${r.envelope.source}`;
+      if (newerForLatest(r.envelope, newest.get(key)?.envelope)) newest.set(key, r);
     }
-    return [...newest.values()].map((e) =>
+    const latestTtl = ({ envelope, inserted }: { envelope: Envelope; inserted: boolean }) => {
+      const { row } = ttls(envelope.cursor);
+      if (inserted || row === 0) return row;
+      return Math.max(1, row - Math.floor(Math.max(0, Date.now() - cursorTime(envelope.cursor)) / 1000));
+    };
+    return [...newest.values()].map((r) =>
       io.exec(
         `INSERT INTO ${ks}.latest (topic, source, envelope) VALUES (?, ?, ?) USING TIMESTAMP ? AND TTL ?`,
-        [e.topic, e.source, latestCell(e), Long.fromNumber(e.ts).multiply(1000), ttls(e.cursor).row],
+        [
+          r.envelope.topic,
+          r.envelope.source,
+          latestCell(r.envelope),
+          Long.fromNumber(r.envelope.ts).multiply(1000),
+          latestTtl(r),
+        ],
         write,
       ),
     );
@@ -993,14 +1008,9 @@ export function createCassandraStore(options: CassandraStoreOptions): CassandraS
       await Promise.allSettled(pending);
       throw error;
     });
-    // Rewritten for duplicates too: it repairs a latest row an interrupted earlier attempt missed.
-    await Promise.all([
-      ...pending,
-      ...writeLatest(
-        resolved.map((r) => r.envelope),
-        io,
-      ),
-    ]);
+    // Rewritten for duplicates too: it repairs a latest row an interrupted earlier attempt missed
+    // (with the TTL its history row has left, see writeLatest).
+    await Promise.all([...pending, ...writeLatest(resolved, io)]);
     const results = new Map(resolved.map((r, n) => [(messages[indices[n] as number] as Envelope).id, r]));
     return messages.map((m, i) => {
       const { envelope, inserted } = results.get(m.id) as Resolved;

@@ -21,6 +21,7 @@ import cassandra, { type Client } from 'cassandra-driver';
  *   predates what retention kept.
  * - `keyspace_settings` (schema 5): settings the keyspace's rows depend on, fixed by the first
  *   relay that starts on it: `bucket_ms` (see recordBucketMs).
+ * - schema 6: `latest` gets a 3-hour gc grace and tombstone compaction (its rows expire).
  */
 /**
  * TWCS window of the time-series tables: a day keeps a week's retention in about 7 windows plus
@@ -93,6 +94,16 @@ export const MIGRATIONS: string[][] = [
   [
     // Version 5: the settings every relay on the keyspace must share (recordBucketMs).
     `CREATE TABLE IF NOT EXISTS keyspace_settings (name text PRIMARY KEY, value text)`,
+  ],
+  [
+    // Version 6: latest rows expire (TTL) since 47c93e8, and a topic's rows share one partition.
+    // With the default 10 days' grace, a topic whose sources churn piled up expired cells that
+    // every page read scans (100,000 fail a read: /latest failed for that topic for ~10 days).
+    // Three hours, as the other TTL tables. Not TWCS as they: latest is overwritten in place, so
+    // its windows would never expire whole; size-tiered, and unchecked_tombstone_compaction lets a
+    // single SSTable be compacted to purge them. Older relays run against it (they check that
+    // their versions are applied, not that no newer one is).
+    `ALTER TABLE latest WITH gc_grace_seconds = 10800 AND compaction = {'class': 'SizeTieredCompactionStrategy', 'unchecked_tombstone_compaction': 'true'}`,
   ],
 ];
 
