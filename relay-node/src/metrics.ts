@@ -89,6 +89,11 @@ export function createMetrics() {
       help: 'Messages deleted by retention',
       registers: [registry],
     }),
+    retentionLatestDeleted: new Counter({
+      name: 'anode_retention_latest_deleted_total',
+      help: 'Latest rows (newest message per source) deleted by the age limit (embedded store)',
+      registers: [registry],
+    }),
   };
 }
 

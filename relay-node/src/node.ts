@@ -251,10 +251,15 @@ async function wireRelayNode(parts: RelayParts): Promise<RelayNode> {
     sweeping = true;
     schedule.started(started, hub.writer.stored);
     try {
-      const deleted = await store.sweep();
+      const counts = { latestDeleted: 0 };
+      const deleted = await store.sweep(undefined, counts);
       schedule.finished(deleted);
       metrics.retentionDeleted.inc(deleted);
-      if (deleted > 0) log.info({ deleted, ms: Math.round(performance.now() - started) }, 'retention sweep');
+      metrics.retentionLatestDeleted.inc(counts.latestDeleted);
+      if (deleted > 0 || counts.latestDeleted > 0) {
+        const ms = Math.round(performance.now() - started);
+        log.info({ deleted, latest_deleted: counts.latestDeleted, ms }, 'retention sweep');
+      }
     } catch (error) {
       log.error({ err: error }, 'retention sweep failed');
     } finally {

@@ -296,7 +296,7 @@ export function createHeldStore(inner: MessageStore, options: HeldOptions): Held
     trimmedThrough: (topic) => inner.trimmedThrough(topic),
     // What is held is never trimmed: the marks are the store's.
     ...(innerTrimmedTopics ? { trimmedTopics: innerTrimmedTopics } : {}),
-    sweep: (at) => inner.sweep(at),
+    sweep: (at, counts) => inner.sweep(at, counts),
     async health() {
       trim();
       return { ...(await inner.health()), held_messages: byId.size };

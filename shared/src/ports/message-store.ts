@@ -95,8 +95,12 @@ export interface MessageStore {
    * `topics` lists, one `trimmedThrough` each.
    */
   trimmedTopics?(after?: string): Promise<Map<string, string>>;
-  /** Apply the retention policy now; returns how many messages were deleted. */
-  sweep(nowMs?: number): Promise<number>;
+  /**
+   * Apply the retention policy now; returns how many messages were deleted. `counts.latestDeleted`
+   * is increased by the latest rows it deleted (the embedded store's age limit; a copy of a
+   * message each, so not in the number returned).
+   */
+  sweep(nowMs?: number, counts?: { latestDeleted: number }): Promise<number>;
   health(): Promise<StoreHealth>;
   close(): Promise<void>;
 }

@@ -106,6 +106,26 @@ describe('embedded store retention, in steps', () => {
     await stepped.close();
   });
 
+  it('counts the latest rows the age limit deletes apart from the messages', async () => {
+    const aged = createSqliteStore({
+      dataDir: '',
+      memory: true,
+      retention: { maxAgeMs: 60_000, maxMessages: 0 },
+      sweepStep: 3,
+    });
+    // Three sources of two old messages each on two topics, one young source: 12 messages and 6 latest rows expire.
+    for (const topic of ['a', 'b'])
+      for (const source of ['s1', 's2', 's3'])
+        await aged.append(messages(topic, 2, 1_000).map((m) => ({ ...m, source })));
+    await aged.append(messages('a', 1, 200_000));
+    const counts = { latestDeleted: 0 };
+    assert.equal(await aged.sweep(200_000, counts), 12);
+    assert.equal(counts.latestDeleted, 6);
+    assert.deepEqual(Object.keys(await aged.latest('a')), ['s']);
+    assert.equal(await aged.sweep(200_000), 0, 'a sweep without counts still runs');
+    await aged.close();
+  });
+
   it('lets an append that arrives during a long sweep through before the sweep ends', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'anode-sqlite-'));
     // The writer thread (fsync on: every write goes there); steps of 50 among 5,000 to delete.

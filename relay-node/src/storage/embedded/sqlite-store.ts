@@ -319,7 +319,7 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
       return new Map(rows.map((row) => [row.topic, row.trimmed_through]));
     },
 
-    async sweep(nowMs = Date.now()) {
+    async sweep(nowMs = Date.now(), counts) {
       const step = Math.max(1, options.sweepStep ?? SWEEP_STEP);
       let deleted = 0;
       let from: string | null = '';
@@ -327,6 +327,7 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
       while (from !== null) {
         const result = await writes.sweep(nowMs, options.retention, step, from);
         deleted += result.deleted;
+        if (counts) counts.latestDeleted += result.latestDeleted;
         from = result.next;
       }
       return deleted;

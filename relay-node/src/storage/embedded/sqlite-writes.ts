@@ -33,7 +33,10 @@ export interface Writes {
 }
 
 export interface SweepStep {
+  /** Messages deleted. */
   deleted: number;
+  /** Latest rows deleted (by age), not counted in `deleted`: each is a copy of a message. */
+  latestDeleted: number;
   next: string | null;
 }
 
@@ -113,6 +116,7 @@ export function createWrites(db: DatabaseSync): Writes {
 
     sweep(nowMs, { maxAgeMs, maxMessages }, budget, fromTopic = '') {
       let deleted = 0;
+      let latestDeleted = 0;
       // Rows this step deleted, messages and latest rows: what bounds its transaction (`budget`).
       let spent = 0;
       let next: string | null = null;
@@ -141,9 +145,10 @@ export function createWrites(db: DatabaseSync): Writes {
             }
             // Latest rows expire by the same age (before, /latest served a source's last message
             // for ever after history had dropped it); the count limit leaves them: the newest per
-            // source stays. Not counted as messages deleted: each is a copy of one.
+            // source stays. Counted apart from messages deleted: each is a copy of one.
             if (room > 0) {
               const gone = Number(deleteLatestBefore.run(topic, topic, floor, room).changes);
+              latestDeleted += gone;
               spent += gone;
               room -= gone;
             }
@@ -169,7 +174,7 @@ export function createWrites(db: DatabaseSync): Writes {
         const last = page.at(-1);
         if (page.length === TOPICS_PER_STEP && last) next = `${last.topic}\u0000`;
       });
-      return { deleted, next };
+      return { deleted, latestDeleted, next };
     },
   };
 }

@@ -510,7 +510,7 @@ export function createSpoolingStore(primary: MessageStore, options: SpoolOptions
     trimmedThrough: (topic) => read(() => primary.trimmedThrough(topic)),
     // Only the remote store trims (the spool holds what it has not got yet, never trimmed).
     ...(trimmedTopics ? { trimmedTopics: (after?: string) => read(() => trimmedTopics(after)) } : {}),
-    sweep: (now) => primary.sweep(now),
+    sweep: (now, counts) => primary.sweep(now, counts),
 
     async health(): Promise<StoreHealth> {
       // One check at a time; callers meanwhile get the last answer (or "no answer yet").
