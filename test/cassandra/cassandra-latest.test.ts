@@ -3,7 +3,8 @@ import { after, describe, it } from 'node:test';
 import { createHybridClock, type Envelope, messageId, randomNodeId } from '@anode/shared';
 import { createCassandraStore } from '@anode/relay-node/src/storage/cassandra/cassandra-store.ts';
 import cassandra from 'cassandra-driver';
-import { type CassandraServer, findJava, startCassandra } from './cassandra-server.ts';
+import { type CassandraServer, findJava } from './cassandra-server.ts';
+import { sharedCassandra } from './shared-cassandra.ts';
 import { testStoreOptions } from './store-options.ts';
 
 /**
@@ -16,7 +17,7 @@ const skip = !findJava() && !process.env.CI ? 'java is not installed (CI never s
 let server: CassandraServer | undefined;
 const serverReady = skip
   ? Promise.resolve(undefined)
-  : startCassandra({ fast: true, log: (line) => console.error(`[cassandra] ${line}`) }).then((s) => (server = s));
+  : sharedCassandra({ log: (line) => console.error(`[cassandra] ${line}`) }).then((s) => (server = s));
 let raw: cassandra.Client | undefined;
 after(async () => {
   await raw?.shutdown();
