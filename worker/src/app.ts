@@ -184,7 +184,9 @@ export function createApp(): Hono<App> {
     assertCanSubscribe(claims, topic);
     // Paged as on a relay: `next` (the last source) while more follow, taken back as `after_source`.
     const query = parseWith(latestQuerySchema, c.req.query());
-    return c.json(unwrap(await hubFor(c.env, topic).latest(topic, query.after_source, query.limit, origin(c))));
+    return c.json(
+      unwrap(await hubFor(c.env, topic).latest(topic, origin(c), { after: query.after_source, limit: query.limit })),
+    );
   });
 
   app.get('/v1/edge/link/:topic', async (c) => {

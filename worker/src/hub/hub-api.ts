@@ -43,9 +43,8 @@ export interface TopicHubApi extends Rpc.DurableObjectBranded {
   ): Promise<Result<{ messages: Envelope[]; next: string | null }>>;
   latest(
     topic: string,
-    after: string | undefined,
-    limit: number,
     origin: string,
+    page?: { after?: string; limit?: number },
   ): Promise<Result<{ sources: Record<string, Envelope>; next?: string }>>;
   status(topic: string): Promise<Record<string, unknown>>;
 }

@@ -1,4 +1,11 @@
-import { createKeyedBuckets, type KeyedBuckets, type PublishItem, RateLimitedError, toAnodeError } from '@anode/shared';
+import {
+  createKeyedBuckets,
+  type KeyedBuckets,
+  LATEST_PAGE_SOURCES,
+  type PublishItem,
+  RateLimitedError,
+  toAnodeError,
+} from '@anode/shared';
 import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../config.ts';
 import { LINK_TAG } from '../link/relay-link.ts';
@@ -125,8 +132,13 @@ export class TopicHub extends DurableObject<Env> implements TopicHubApi {
     return this.#result(() => this.#hub(topic, origin).history.page(after, limit));
   }
 
-  async latest(topic: string, after: string | undefined, limit: number, origin: string) {
-    return this.#result(() => this.#hub(topic, origin).history.latest(after, limit));
+  /**
+   * `page` is last and optional: during a deploy a Worker of the code before paging (which calls
+   * latest(topic, origin)) can reach an object of this code, and the reverse; each then gets the
+   * first page (or, from an older object, the whole answer), never a page read from a wrong place.
+   */
+  async latest(topic: string, origin: string, page: { after?: string; limit?: number } = {}) {
+    return this.#result(() => this.#hub(topic, origin).history.latest(page.after, page.limit ?? LATEST_PAGE_SOURCES));
   }
 
   async status(topic: string) {
