@@ -4,42 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { pino } from 'pino';
-import type { CatchUpPlan } from './catch-up-progress.ts';
-
 import { createSync, cursorAt } from './sync.ts';
+import { type Behaviour, endless, sleep, until, wait } from './sync-yield.fixture.ts';
 
 const log = pino({ level: 'silent' });
 const LOOKBACK = 1_000;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const until = async (done: () => boolean, ms = 2_000) => {
-  for (const end = performance.now() + ms; !done() && performance.now() < end;) await sleep(5);
-};
-/** Test double of catchUpFrom's wait on the peer: rejects with the signal's reason on abort. */
-const wait = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-const untilAborted = (signal: AbortSignal) =>
-  new Promise<number>((_, reject) => {
-    if (signal.aborted) reject(signal.reason);
-    else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
-  });
-
-type Behaviour = (after: string, signal: AbortSignal, plan: CatchUpPlan, turn: number) => Promise<number>;
-/** The endless member: lists a new (empty) topic on every page and reads it to its end, until aborted. */
-const endless: Behaviour = (_after, signal, plan, turn) => {
-  plan.finished(`t${turn}`);
-  return untilAborted(signal);
-};
 
 describe('catch-up yields: no resync lost, no starvation', () => {
   let dir: string;

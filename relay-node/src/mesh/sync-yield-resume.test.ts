@@ -4,41 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { pino } from 'pino';
-import type { CatchUpPlan } from './catch-up-progress.ts';
 import { createSync, cursorAt } from './sync.ts';
+import { type Behaviour, endless, sleep, until, untilAborted, wait } from './sync-yield.fixture.ts';
 
 // createSync with a test double of catchUpFrom (it honours plan.skip/from/finished/reached as the
 // real one does: a topic asked from `after` costs K requests, one asked from later costs 1).
 const log = pino({ level: 'silent' });
 const LOOKBACK = 1_000;
 const D = 2;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const until = async (done: () => boolean, ms = 2_000) => {
-  for (const end = performance.now() + ms; !done() && performance.now() < end;) await sleep(5);
-};
-const wait = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-const untilAborted = (signal: AbortSignal) =>
-  new Promise<number>((_, reject) => {
-    if (signal.aborted) reject(signal.reason);
-    else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
-  });
-type Behaviour = (after: string, signal: AbortSignal, plan: CatchUpPlan, turn: number) => Promise<number>;
-const endless: Behaviour = (_after, signal, plan, turn) => {
-  plan.finished(`t${turn}`);
-  return untilAborted(signal);
-};
 
 describe('catch-up turns: a turn going on keeps what earlier ones read, and every catch-up ends', () => {
   let dir: string;

@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { pino } from 'pino';
 import type { CatchUpPlan } from './catch-up-progress.ts';
 import { createSync, cursorAt } from './sync.ts';
+import { type Behaviour, endless, sleep, until, untilAborted, wait } from './sync-yield.fixture.ts';
 
 // The turns of a catch-up that yields its slot (sync.ts): a turn resumed on the same connection
 // goes on from where the last stopped (plan.skip), so long honest catch-ups end in about the time
@@ -16,35 +17,6 @@ import { createSync, cursorAt } from './sync.ts';
 const log = pino({ level: 'silent' });
 const LOOKBACK = 1_000;
 const D = 2; // one request's round trip
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const until = async (done: () => boolean, ms = 2_000) => {
-  for (const end = performance.now() + ms; !done() && performance.now() < end;) await sleep(5);
-};
-const wait = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-const untilAborted = (signal: AbortSignal) =>
-  new Promise<number>((_, reject) => {
-    if (signal.aborted) reject(signal.reason);
-    else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
-  });
-
-type Behaviour = (after: string, signal: AbortSignal, plan: CatchUpPlan, turn: number) => Promise<number>;
-/** The endless member: lists a new (empty) topic on every page and reads it to its end, until aborted. */
-const endless: Behaviour = (_after, signal, plan, turn) => {
-  plan.finished(`t${turn}`);
-  return untilAborted(signal);
-};
 
 describe('catch-up turns after a yield', () => {
   let dir: string;

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { pino } from 'pino';
-import type { CatchUpPlan } from './catch-up-progress.ts';
 import { createSync, cursorAt } from './sync.ts';
+import { type Behaviour, endless, sleep, until, untilAborted } from './sync-yield.fixture.ts';
 
 /**
  * Two members whose catch-ups never end (a topic listing naming a new empty topic on every page)
@@ -17,24 +17,6 @@ import { createSync, cursorAt } from './sync.ts';
 const log = pino({ level: 'silent' });
 const LOOKBACK = 1_000;
 const LONG = 100;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-/** Waits (up to `ms`) for `done` to hold. */
-const until = async (done: () => boolean, ms = 2_000) => {
-  for (const end = performance.now() + ms; !done() && performance.now() < end;) await sleep(5);
-};
-
-/** Ends only when aborted, as catchUpFrom does (its next read or throwIfAborted rejects). */
-const untilAborted = (signal: AbortSignal) =>
-  new Promise<number>((_, reject) => {
-    if (signal.aborted) reject(signal.reason);
-    else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
-  });
-
-type Behaviour = (after: string, signal: AbortSignal, plan: CatchUpPlan, turn: number) => Promise<number>;
-const endless: Behaviour = (_after, signal, plan, turn) => {
-  plan.finished(`t${turn}`);
-  return untilAborted(signal);
-};
 
 describe('catch-up slots held by runs that never end', () => {
   let dir: string;
