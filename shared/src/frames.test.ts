@@ -342,6 +342,18 @@ describe('parsePublishBody', () => {
     }
   });
 
+  test('a key is at most 256 characters counted in code points (an emoji is one), on every path', () => {
+    const at = (n: number) => '\u{1F511}'.repeat(n); // 2 UTF-16 units each
+    const key = at(256);
+    assert.deepEqual(parsePublishBody({ data: 1, key }), [{ data: 1, key }]);
+    assert.deepEqual(parsePublishBody([{ data: 1, key }]), [{ data: 1, key }]);
+    assert.equal((parseClientFrame(frame({ op: 'pub', topic: 't', data: 1, key })) as { key?: string }).key, key);
+    const over = at(257);
+    const refused = (e: unknown) => e instanceof AnodeError && e.code === 'bad_frame';
+    assert.throws(() => parsePublishBody({ data: 1, key: over }), refused);
+    assert.throws(() => parseClientFrame(frame({ op: 'pub', topic: 't', data: 1, key: over })), refused);
+  });
+
   test('a body that fits neither shape names the field, and an array item its index, not "Invalid input"', () => {
     const cases: [unknown, RegExp][] = [
       [{ source: 's' }, /^data: required/],
