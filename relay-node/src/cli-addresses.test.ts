@@ -63,11 +63,14 @@ describe('anode relay: listen addresses it cannot use, in one line', () => {
     assert.match(run.stderr, /invalid config: host: 999\.1\.1\.1 is neither an IP address nor a host name .*--host/);
   });
 
-  it('says in one line which --host could not be listened on and why (exit 3)', async () => {
+  it('says in one line which host could not be listened on and why (exit 3), naming every place it is set', async () => {
     const run = await relay('--host', '192.0.2.1');
     assert.equal(run.code, EXIT_CODES.start_failed, run.stderr);
     oneLine(run.stderr);
-    assert.match(run.stderr, /could not start: host 192\.0\.2\.1 \(--host\): .*EADDRNOTAVAIL/);
+    assert.match(
+      run.stderr,
+      /could not start: host 192\.0\.2\.1 \(--host, ANODE_HOST or host in the config file\): .*EADDRNOTAVAIL/,
+    );
   });
 
   it('says in one line which mesh address could not be listened on and why (exit 3), not libp2p’s paragraph', async () => {
@@ -76,7 +79,7 @@ describe('anode relay: listen addresses it cannot use, in one line', () => {
     oneLine(run.stderr);
     assert.match(
       run.stderr,
-      /could not start: the mesh could not listen on \/ip4\/192\.0\.2\.1\/tcp\/0 \(.*EADDRNOTAVAIL.*\): check --listen/,
+      /could not start: the mesh could not listen on \/ip4\/192\.0\.2\.1\/tcp\/0 \(.*EADDRNOTAVAIL.*\): check listen \(--listen, ANODE_LISTEN or listen in the config file\)/,
     );
   });
 });

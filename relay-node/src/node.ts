@@ -360,7 +360,7 @@ function hostFailure(error: NodeJS.ErrnoException, host: string): Error | undefi
   const reason = error.code && why[error.code];
   if (!reason) return undefined;
   return new Error(
-    `host ${host} (--host): ${reason} (${error.code}); give an address of this machine (0.0.0.0 for all) or a name that resolves to one`,
+    `host ${host} (--host, ANODE_HOST or host in the config file): ${reason} (${error.code}); give an address of this machine (0.0.0.0 for all) or a name that resolves to one`,
     { cause: error },
   );
 }

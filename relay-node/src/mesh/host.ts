@@ -158,5 +158,8 @@ export function listenFailure(error: unknown): Error | undefined {
     ([, address, reason]) => `${address} (${reason})`,
   );
   const which = failures.length > 0 ? failures.join(', ') : 'its listen addresses';
-  return new Error(`the mesh could not listen on ${which}: check --listen`, { cause: error });
+  return new Error(
+    `the mesh could not listen on ${which}: check listen (--listen, ANODE_LISTEN or listen in the config file)`,
+    { cause: error },
+  );
 }
