@@ -1,5 +1,5 @@
 import { compareCursors, type Envelope, isLateArrival, lateReplaySince } from '@anode/shared';
-import { openSchema } from './hub-schema.ts';
+import { latestQuery, openSchema } from './hub-schema.ts';
 import { mergeByCursor } from './pages.ts';
 
 /**
@@ -72,17 +72,15 @@ export function createHubStore(
   /**
    * The newest message of each source in a table (by ts, then id: newerForLatest), for the sources
    * after `after`, in source order (SQLite compares UTF-8 bytes, as the relay's stores do; source
-   * names are ASCII). The winners are found over small columns (ids only are held); each body is
-   * read as it is taken, so a page that stops early reads no more.
+   * names are ASCII). The rows are walked lazily in the order of the table's latest index
+   * (hub-schema.ts), source and id only: the first row of each source is its winner, and only
+   * winners' bodies are read, as each is taken, so a page that stops early reads no further.
    */
   function* latestIn(table: 'ring' | 'outbox', after = ''): Generator<StoredMessage> {
-    const winners = rows<{ id: string }>(
-      `SELECT id FROM (SELECT id, json_extract(body, '$.source') AS source, ROW_NUMBER() OVER (
-         PARTITION BY json_extract(body, '$.source') ORDER BY json_extract(body, '$.ts') DESC, id DESC) AS n
-       FROM ${table} WHERE json_extract(body, '$.source') > ?) WHERE n = 1 ORDER BY source`,
-      after,
-    );
-    for (const { id } of winners) {
+    let previous: string | undefined;
+    for (const { source, id } of sql.exec<{ source: string; id: string }>(latestQuery(table), after)) {
+      if (source === previous) continue;
+      previous = source;
       const row = rows<{ body: string }>(`SELECT body FROM ${table} WHERE id = ?`, id)[0];
       if (row) yield parse(row);
     }
