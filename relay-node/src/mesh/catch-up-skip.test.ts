@@ -2,16 +2,12 @@ import assert from 'node:assert/strict';
 import { after, it } from 'node:test';
 import type { Envelope, MessageStore } from '@anode/shared';
 import { createHybridClock } from '@anode/shared';
-import type { Libp2p } from '@libp2p/interface';
-import { noise } from '@libp2p/noise';
-import { tcp } from '@libp2p/tcp';
-import { yamux } from '@libp2p/yamux';
-import { createLibp2p } from 'libp2p';
 import { createLogger } from '../logger.ts';
 import { memoryStore } from '../hub/test-hub.ts';
 import { catchUpFrom, serveCatchUp, topicsPage } from './catch-up.ts';
 import { planCatchUp } from './catch-up-progress.ts';
 import type { Host } from './host.ts';
+import { loopbackNodes } from './loopback-nodes.fixture.ts';
 import { createShards } from './shards.ts';
 
 // A turn of a catch-up that yielded its slot on this connection (sync.ts) goes on from where the
@@ -19,19 +15,8 @@ import { createShards } from './shards.ts';
 // read whole, reads every other one, and does not take the listing of those topics for pages that
 // bring nothing (a resumed turn asked again, one request each, for every topic read whole).
 
-const nodes: Libp2p[] = [];
-after(() => Promise.all(nodes.map((node) => node.stop())));
-const node = async () => {
-  const created = await createLibp2p({
-    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    connectionMonitor: { enabled: false },
-  });
-  nodes.push(created);
-  return created;
-};
+const { node, stop } = loopbackNodes();
+after(stop);
 
 it('a turn asks no topic its last turn read whole, and reads every other', { timeout: 30_000 }, async () => {
   const shards = createShards(1);

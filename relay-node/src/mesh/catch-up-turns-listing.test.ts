@@ -2,35 +2,20 @@ import assert from 'node:assert/strict';
 import { after, it } from 'node:test';
 import type { Envelope } from '@anode/shared';
 import { createHybridClock } from '@anode/shared';
-import type { Libp2p } from '@libp2p/interface';
-import { noise } from '@libp2p/noise';
-import { tcp } from '@libp2p/tcp';
-import { yamux } from '@libp2p/yamux';
-import { createLibp2p } from 'libp2p';
 import { createLogger } from '../logger.ts';
 import { memoryStore } from '../hub/test-hub.ts';
 import { catchUpFrom, serveCatchUp } from './catch-up.ts';
 import { planCatchUp } from './catch-up-progress.ts';
 import type { Host } from './host.ts';
+import { loopbackNodes } from './loopback-nodes.fixture.ts';
 import { createShards } from './shards.ts';
 
 // A turn going on from an earlier one (a yield, the same connection) listed every topic that turn
 // read whole again (one request per listing page of 1,000 names), and such a turn can be yielded at
 // run.since + longRunMs whether it moved or not: once listing what earlier turns read took
 // longRunMs (many topics, a slow or relayed link), no turn read anything new while a peer waited.
-const nodes: Libp2p[] = [];
-after(() => Promise.all(nodes.map((node) => node.stop())));
-const node = async () => {
-  const created = await createLibp2p({
-    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    connectionMonitor: { enabled: false },
-  });
-  nodes.push(created);
-  return created;
-};
+const { node, stop } = loopbackNodes();
+after(stop);
 
 it('a resumed turn lists nothing its last turn read whole', { timeout: 30_000 }, async () => {
   const shards = createShards(1);

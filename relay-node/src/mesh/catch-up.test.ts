@@ -6,16 +6,13 @@ import { after, describe, it } from 'node:test';
 import type { Envelope, MessageStore } from '@anode/shared';
 import { createHybridClock } from '@anode/shared';
 import type { Libp2p } from '@libp2p/interface';
-import { noise } from '@libp2p/noise';
-import { tcp } from '@libp2p/tcp';
-import { yamux } from '@libp2p/yamux';
 import { lpStream } from '@libp2p/utils';
 import { multiaddr } from '@multiformats/multiaddr';
-import { createLibp2p } from 'libp2p';
 import { createLogger } from '../logger.ts';
 import { memoryStore } from '../hub/test-hub.ts';
 import { createSqliteStore } from '../storage/embedded/sqlite-store.ts';
 import type { Host } from './host.ts';
+import { loopbackNodes } from './loopback-nodes.fixture.ts';
 import { createShards } from './shards.ts';
 import {
   CATCH_UP_PROTOCOL,
@@ -176,20 +173,8 @@ describe('catch-up pages', () => {
 
 // A timeout per test only so that a catch-up that would wait for good fails instead of hanging.
 describe('catch-up from a peer that stops answering', { timeout: 30_000 }, () => {
-  const nodes: Libp2p[] = [];
-  after(() => Promise.all(nodes.map((node) => node.stop())));
-  const node = async () => {
-    const created = await createLibp2p({
-      addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-      transports: [tcp()],
-      connectionEncrypters: [noise()],
-      streamMuxers: [yamux()],
-      // As the relay's host: liveness, not libp2p's monitor, drops unresponsive peers.
-      connectionMonitor: { enabled: false },
-    });
-    nodes.push(created);
-    return created;
-  };
+  const { node, stop } = loopbackNodes();
+  after(stop);
   const shards = createShards(4);
   const from = (client: Libp2p, server: Libp2p['peerId'], signal?: AbortSignal) =>
     catchUpFrom(client as unknown as Host, shards, 64 * 1024, {
