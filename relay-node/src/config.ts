@@ -77,7 +77,9 @@ export const configSchema = z.object({
   publish_rate: positiveInt
     .default(1000)
     .describe('publishes per second per connection (HTTP: per client address and token subject)'),
-  publish_burst: positiveInt.default(2000).describe('publish burst allowance (an HTTP body of more messages than this is refused too_large)'),
+  publish_burst: positiveInt
+    .default(2000)
+    .describe('publish burst allowance (an HTTP body of more messages than this is refused too_large)'),
   max_subscriptions: positiveInt.default(100).describe('subscriptions per connection (past it: limit_reached)'),
   max_connections_per_token: nonNegativeInt
     .default(1_000)
