@@ -47,7 +47,7 @@ describe('catch-up turns: a turn going on keeps what earlier ones read, and ever
       progress?: Record<string, { started: number; through?: string }>;
     };
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'rev6-'));
+    dir = await mkdtemp(join(tmpdir(), 'anode-sync-yield-resume-'));
     asked = [];
     ended = [];
     behaviours = new Map();
