@@ -19,6 +19,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import cassandra from 'cassandra-driver';
 import { JPMS_FLAGS, jvmArgs, renderLogback, renderYaml, ringTokens } from './cassandra-config.ts';
 import { resolveCassandraJars } from './cassandra-jars.ts';
+import { dieWithOwner } from '../tools/die-with-owner.ts';
 
 export type CassandraOptions = {
   /**
@@ -389,6 +390,8 @@ function launch(args: {
     env: { MALLOC_ARENA_MAX: '4', ...process.env },
   });
   trackForExit(child);
+  // The exit hooks cannot run on SIGKILL (a runner killed at CI's bound, an OOM): then a watcher does.
+  if (child.pid !== undefined) dieWithOwner(child.pid);
   // stdout/stderr carry what logback cannot: JVM flag errors, crashes, WARN+ lines.
   const consoleOut = createWriteStream(consoleFile);
   let tail: string[] = [];
