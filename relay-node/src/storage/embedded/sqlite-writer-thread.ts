@@ -133,7 +133,10 @@ const keeper = setInterval(() => {
 
 const run = (request: Exclude<WriterRequest, { op: 'close' }>): unknown => {
   if (request.op === 'checkpoint') return void db.exec('PRAGMA wal_checkpoint(PASSIVE)');
-  if (request.op === 'append') return writes.append(request.rows);
+  if (request.op === 'append') {
+    if (request.checkpointFirst) db.exec('PRAGMA wal_checkpoint(PASSIVE)');
+    return writes.append(request.rows);
+  }
   return writes.sweep(request.nowMs, request.retention, request.budget, request.fromTopic);
 };
 

@@ -10,7 +10,7 @@ import type { Appended, SweepStep, Writes, WriteRow } from './sqlite-writes.ts';
  * already sends one batch at a time, so cursor order is kept).
  */
 export type WriterRequest =
-  | { seq: number; op: 'append'; rows: readonly WriteRow[] }
+  | { seq: number; op: 'append'; rows: readonly WriteRow[]; checkpointFirst?: boolean }
   | { seq: number; op: 'sweep'; nowMs: number; retention: RetentionPolicy; budget: number; fromTopic?: string }
   | { seq: number; op: 'checkpoint' }
   | { seq: number; op: 'close' };
@@ -18,7 +18,11 @@ export type WriterRequest =
 export type WriterReply = { seq: number; ok: true; result: unknown } | { seq: number; ok: false; message: string };
 
 export interface AsyncWrites {
-  append(rows: readonly WriteRow[]): Promise<Appended[]>;
+  /**
+   * `checkpointFirst`: run a passive checkpoint in the same request, before the append (nothing
+   * else is written between the two, so the log is wholly copied and the append starts it over).
+   */
+  append(rows: readonly WriteRow[], checkpointFirst?: boolean): Promise<Appended[]>;
   /** One step of retention: at most `budget` deletions, in one transaction (see Writes.sweep). */
   sweep(nowMs: number, retention: RetentionPolicy, budget: number, fromTopic?: string): Promise<SweepStep>;
   /** Copy the write-ahead log into the database (a passive checkpoint: it blocks no writer). */
@@ -258,7 +262,8 @@ export function startWriterThread(path: string, fsync: boolean, options: WriterT
   };
 
   return {
-    append: (rows) => call({ op: 'append', rows }) as Promise<Appended[]>,
+    append: (rows, checkpointFirst) =>
+      call(checkpointFirst ? { op: 'append', rows, checkpointFirst } : { op: 'append', rows }) as Promise<Appended[]>,
     sweep: (nowMs, retention, budget, fromTopic) =>
       call({ op: 'sweep', nowMs, retention, budget, fromTopic }) as Promise<SweepStep>,
     checkpoint: async () => void (await call({ op: 'checkpoint' })),
