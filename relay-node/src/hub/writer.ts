@@ -159,10 +159,17 @@ export function createWriter(options: WriterOptions): Writer {
 
   /** Hands a batch to the store now; never rejects. `again`: jobs already counted out of `queued`. */
   const append = (jobs: Job[], again = false): Promise<Appended> => {
-    const envelopes = jobs.flatMap((job) => job.envelopes);
+    // One pass over the batch (most jobs are one publish of one message).
+    const envelopes: Envelope[] = [];
+    const minted: boolean[] = [];
+    for (const job of jobs) {
+      for (const envelope of job.envelopes) {
+        envelopes.push(envelope);
+        minted.push(job.minted);
+      }
+    }
     if (!again) queued -= envelopes.length;
     const stop = options.metrics.storeAppend.startTimer();
-    const minted = jobs.flatMap((job) => job.envelopes.map(() => job.minted));
     return options.store.append(envelopes, { minted }).then(
       (results): Appended => {
         stop();
@@ -293,10 +300,13 @@ export function createWriter(options: WriterOptions): Writer {
     fanOut();
     offset = 0;
     for (const job of jobs) {
-      const own = results.slice(offset, offset + job.envelopes.length);
-      offset += job.envelopes.length;
-      const refused = own.filter((r) => r.conflict);
-      if (refused.length > 0) {
+      const end = offset + job.envelopes.length;
+      const own = results.slice(offset, end);
+      let conflicts = false;
+      for (let i = offset; i < end; i++) if ((results[i] as AppendResult).conflict) conflicts = true;
+      offset = end;
+      if (conflicts) {
+        const refused = own.filter((r) => r.conflict);
         conflicted(refused, job.origin);
         // Never acknowledge what was not stored. (From elsewhere, the message is simply not new.)
         if (job.origin === 'local') {
