@@ -79,7 +79,9 @@ export const configSchema = z.object({
     .describe('publishes per second per connection (HTTP: per client address and token subject)'),
   publish_burst: positiveInt
     .default(2000)
-    .describe('publish burst allowance (an HTTP body of more messages than this is refused too_large)'),
+    .describe(
+      'publish burst allowance (an HTTP body of more messages than this is refused too_large; any array body past 1,000 messages is bad_frame first)',
+    ),
   max_subscriptions: positiveInt.default(100).describe('subscriptions per connection (past it: limit_reached)'),
   max_connections_per_token: nonNegativeInt
     .default(1_000)
