@@ -238,6 +238,22 @@ describe('sources manager: changes of one source at once', () => {
       assert.equal((await createSourceStore(path).load()).changes.s1, null);
       assert.equal(await pollsWithin(300), 0, 'polls after the delete');
     });
+
+    it(`${name} sent while a delete is written is refused (404), and the source stays deleted after a restart`, async () => {
+      const { manager, path, reload } = await node('nodea', { now: 1_000 }, undefined, new Set(), true);
+      await manager.create(source('s1', { url: feed, interval_ms: 20, paused }));
+      const deleting = manager.remove('s1'); // accepted, not yet on disk
+      const [changed, deleted] = await Promise.allSettled([change(manager), deleting]);
+      assert.equal(deleted.status, 'fulfilled');
+      assert.equal(changed.status, 'rejected');
+      assert.match(String(changed.reason), /SourceNotFoundError: no source named s1/);
+      assert.ok(!manager.has('s1'));
+      // The journal's last word on s1 is the delete: a restart does not bring it back.
+      const journal = (await readFile(join(path, '..', 'sources.log'), 'utf8')).trim().split('\n');
+      assert.equal((JSON.parse(journal.at(-1) ?? '{}') as { change?: unknown }).change, null);
+      assert.deepEqual(await reload(), []);
+      assert.equal(await pollsWithin(300), 0, 'polls after the delete');
+    });
   }
 });
 

@@ -239,6 +239,19 @@ export function createSourcesManager(options: ManagerOptions) {
     return runtime;
   };
 
+  /**
+   * The source a new admin change applies to: the newest change accepted (written or still being
+   * written), not the runtime, which changes only once its write finished. Checked against the
+   * runtime alone, an update arriving while a delete is written passed, was written after it, and
+   * brought the deleted source back.
+   */
+  const latest = (name: string) => {
+    get(name);
+    const change = Object.hasOwn(changes.changes, name) ? changes.changes[name] : undefined;
+    if (change === null) throw new SourceNotFoundError(`no source named ${name} (being deleted)`);
+    return change ?? (raws.get(name) as Record<string, unknown>);
+  };
+
   const view = (runtime: SourceRuntime) => ({
     ...raws.get(runtime.definition.name),
     paused: runtime.definition.paused,
@@ -330,7 +343,8 @@ export function createSourcesManager(options: ManagerOptions) {
     get: (name: string) => view(get(name)),
     async create(raw: Record<string, unknown>) {
       const def = validate(raw);
-      if (runtimes.has(def.name)) throw new SourceExistsError(`source ${def.name} exists; update it with PUT`);
+      if (runtimes.has(def.name) && changes.changes[def.name] !== null)
+        throw new SourceExistsError(`source ${def.name} exists; update it with PUT`);
       if (!(await persist(def.name, raw))) {
         throw new SourceExistsError(`source ${def.name} was created meanwhile by another request`);
       }
@@ -338,17 +352,17 @@ export function createSourcesManager(options: ManagerOptions) {
     },
     /** Replace (`merge` false) or patch (`merge` true) a source's definition; it restarts. */
     async update(name: string, patch: Record<string, unknown>, merge: boolean) {
-      get(name);
-      const raw = merge ? { ...raws.get(name), ...patch, name } : { ...patch, name };
+      const current = latest(name);
+      const raw = merge ? { ...current, ...patch, name } : { ...patch, name };
       validate(raw);
       return (await persist(name, raw)) ? view(install(raw)) : overtaken(name);
     },
     async setPaused(name: string, paused: boolean) {
-      get(name);
-      const raw = { ...raws.get(name), paused };
+      const raw = { ...latest(name), paused };
       return (await persist(name, raw)) ? view(install(raw)) : overtaken(name);
     },
     async remove(name: string) {
+      latest(name);
       get(name).stop();
       if (!(await persist(name, null))) return; // deleted, then made again by a later change
       runtimes.get(name)?.stop(); // and any installed while the delete was written
