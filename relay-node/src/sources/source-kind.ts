@@ -16,6 +16,9 @@ export interface SourceKind {
   create(definition: SourceDefinition, io: DriverIo): SourceDriver;
 }
 
+/** The longest wait an upstream's `Retry-After` is honoured for (1 hour); a longer one is cut to this. */
+export const MAX_RETRY_AFTER_MS = 60 * 60 * 1000;
+
 /** What a driver may do to the core. */
 export interface DriverIo {
   readonly log: Logger;
@@ -54,6 +57,8 @@ export interface DriverIo {
  * One source's driver. `poll` drivers: `run` is one poll and settles when it is done (rejects
  * on failure); the core runs it again after `intervalMs`. `stream` drivers: `run` connects and
  * resolves once connected (rejects if it could not); afterwards the driver calls `io.down`.
+ * A `run` that rejects with an error carrying `retryAt` (epoch ms: upstream's `Retry-After`) is
+ * tried again no earlier than that (at most MAX_RETRY_AFTER_MS from then), nor earlier than its back-off.
  * `run` must settle by the time `signal` aborts (the core aborts after `timeout_ms` spent outside
  * `emit`, and when the source stops: paused, updated, deleted or handed over, just before `close`). The core starts a poll's next `run` only once this one has settled; if it has not
  * within 10 × `timeout_ms`, the core closes this driver and creates another.

@@ -577,3 +577,81 @@ describe('source runtime: a stop during an attempt', () => {
     assert.equal(attempting, false);
   });
 });
+
+describe('source runtime: an upstream that answers Retry-After', () => {
+  const closing: (() => void)[] = [];
+  after(() => {
+    for (const close of closing) close();
+  });
+
+  /** An http source (interval 20 ms, back-off at most 50 ms) on a loopback upstream whose first answer is `first`. */
+  const throttled = async (first: { status: number; retryAfter: string }) => {
+    const requests: number[] = [];
+    const upstream = createServer((_request, response) => {
+      requests.push(Date.now());
+      if (requests.length === 1) response.writeHead(first.status, { 'retry-after': first.retryAfter }).end();
+      else response.writeHead(200, { 'content-type': 'application/json' }).end('[]');
+    });
+    upstream.listen(0, '127.0.0.1');
+    await once(upstream, 'listening');
+    const { port } = upstream.address() as AddressInfo;
+    const scheduler = createScheduler({ concurrency: 4 });
+    const definition = parseDefinition(
+      {
+        name: 's',
+        kind: 'http',
+        url: `http://127.0.0.1:${port}/`,
+        topic: 't.s',
+        interval_ms: 20,
+        backoff_max_ms: 50,
+      },
+      BUILTIN_KINDS,
+    );
+    const runtime = createSourceRuntime(definition, BUILTIN_KINDS.get('http')!, {
+      scheduler,
+      log: createLogger('silent'),
+      ingest: async () => {},
+      onError() {},
+    });
+    closing.push(() => {
+      runtime.stop();
+      scheduler.stop();
+      upstream.closeAllConnections();
+      upstream.close();
+    });
+    runtime.start();
+    for (let i = 0; i < 500 && runtime.status().consecutive_failures === 0; i++) await sleep(10);
+    return { runtime, requests };
+  };
+
+  for (const status of [429, 503]) {
+    it(`polls a ${status} with Retry-After in seconds no earlier than it says, shown as the next try and counted as a failure`, async () => {
+      const { runtime, requests } = await throttled({ status, retryAfter: '1' });
+      const shown = runtime.status();
+      assert.equal(shown.consecutive_failures, 1);
+      assert.equal(shown.state, 'failing');
+      assert.match(
+        shown.last_error?.message ?? '',
+        new RegExp(`^HTTP ${status} from .* \\(Retry-After: next poll at `),
+      );
+      const next = Date.parse(shown.next_attempt_at ?? '');
+      assert.ok(next >= (requests[0] ?? 0) + 1_000 - 5, `next try ${next - (requests[0] ?? 0)} ms after the ${status}`);
+      for (let i = 0; i < 300 && requests.length < 2; i++) await sleep(10);
+      assert.equal(requests.length, 2, 'polled again once allowed');
+      assert.ok((requests[1] ?? 0) - (requests[0] ?? 0) >= 990, `${(requests[1] ?? 0) - (requests[0] ?? 0)} ms`);
+    });
+  }
+
+  it('reads an HTTP-date, and waits at most an hour', async () => {
+    const dated = await throttled({ status: 429, retryAfter: new Date(Date.now() + 3_000).toUTCString() });
+    const next = Date.parse(dated.runtime.status().next_attempt_at ?? '');
+    // The date has whole seconds: 2 to 3 s ahead.
+    assert.ok(next - (dated.requests[0] ?? 0) >= 1_900, `${next - (dated.requests[0] ?? 0)} ms`);
+    await sleep(500);
+    assert.equal(dated.requests.length, 1);
+
+    const far = await throttled({ status: 429, retryAfter: String(24 * 60 * 60) });
+    const wait = Date.parse(far.runtime.status().next_attempt_at ?? '') - (far.requests[0] ?? 0);
+    assert.ok(wait > 59 * 60 * 1000 && wait <= 60 * 60 * 1000 + 1_000, `${wait} ms`);
+  });
+});

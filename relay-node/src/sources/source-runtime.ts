@@ -5,7 +5,7 @@ import type { SourceDefinition } from './definition.ts';
 import { createPublishGate, type GiveUpStage, type PublishGate, PublishQueueFullError } from './publish-gate.ts';
 import { createRate } from './rate.ts';
 import type { Scheduler } from './scheduler.ts';
-import type { SourceDriver, SourceKind } from './source-kind.ts';
+import { MAX_RETRY_AFTER_MS, type SourceDriver, type SourceKind } from './source-kind.ts';
 import { redactUrls } from '../redact.ts';
 
 export type SourceState = 'starting' | 'ok' | 'connected' | 'failing' | 'paused' | 'standby';
@@ -162,13 +162,17 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
     return true;
   };
 
-  const retry = () => {
+  /** Schedule the next attempt after a failure: its back-off, or later when `error` says when upstream allows it. */
+  const retry = (error?: Error) => {
     const base = driver?.mode === 'poll' ? (driver.intervalMs ?? definition.backoff_min_ms) : definition.backoff_min_ms;
-    schedule(now() + backoff(base));
+    const retryAt = (error as { retryAt?: unknown } | undefined)?.retryAt;
+    const at = now() + backoff(base);
+    const allowed = typeof retryAt === 'number' && Number.isFinite(retryAt);
+    schedule(allowed ? Math.max(at, Math.min(retryAt, now() + MAX_RETRY_AFTER_MS)) : at);
   };
 
   const fail = (error: Error, gen: number) => {
-    if (failed(error, gen)) retry();
+    if (failed(error, gen)) retry(error);
   };
 
   // The clock of the latest attempt, which its payloads' publishes pause (see attemptClock). A
@@ -222,7 +226,7 @@ export function createSourceRuntime(definition: SourceDefinition, kind: SourceKi
         log.warn({ cap_ms: current.capMs }, 'source driver still running at the attempt cap: replaced');
         if (!reopen(true)) return;
       }
-      retry();
+      retry(error as Error);
     } finally {
       if (token === attempts) {
         attempting = false;

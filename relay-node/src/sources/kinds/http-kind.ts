@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { positiveInt, timerMs } from '../../config-fields.ts';
 import { requestHeaders } from '../definition.ts';
-import type { SourceKind } from '../source-kind.ts';
+import { MAX_RETRY_AFTER_MS, type SourceKind } from '../source-kind.ts';
 import { redactUrls } from '../../redact.ts';
 import { readCapped } from './read-capped.ts';
 
@@ -22,6 +22,20 @@ type HttpDefinition = z.infer<z.ZodObject<typeof shape>>;
 
 export class HttpStatusError extends Error {
   override name = 'HttpStatusError';
+  /** When upstream allows the next request (epoch ms): a 429's or 503's `Retry-After` (see source-kind.ts). */
+  retryAt?: number;
+}
+
+/**
+ * A `Retry-After` (delay in seconds, or an HTTP-date) as the time of the next request, at most
+ * MAX_RETRY_AFTER_MS from now; undefined when absent or unreadable (the usual back-off applies).
+ */
+export function retryAfter(value: string | null, now = Date.now()): number | undefined {
+  if (value === null) return undefined;
+  const text = value.trim();
+  const at = /^\d+$/.test(text) ? now + Number(text) * 1000 : Date.parse(text);
+  if (Number.isNaN(at)) return undefined;
+  return Math.min(Math.max(at, now), now + MAX_RETRY_AFTER_MS);
 }
 
 /** An answer that is not JSON; its first bytes are kept apart, for the admin's eyes only. */
@@ -170,7 +184,18 @@ export const httpKind: SourceKind = {
         }
         if (!response.ok) {
           await response.body?.cancel();
-          throw new HttpStatusError(`HTTP ${response.status} from ${shownUrl}`);
+          // Too many requests, or unavailable for a while: upstream says when to come back, and
+          // polling before then is what gets a client throttled harder or banned.
+          const at =
+            response.status === 429 || response.status === 503
+              ? retryAfter(response.headers.get('retry-after'))
+              : undefined;
+          const error = new HttpStatusError(
+            `HTTP ${response.status} from ${shownUrl}` +
+              (at === undefined ? '' : ` (Retry-After: next poll at ${new Date(at).toISOString()})`),
+          );
+          if (at !== undefined) error.retryAt = at;
+          throw error;
         }
         const text = await readCapped(response, def.max_bytes, shownUrl);
         let payload: unknown;
