@@ -207,3 +207,65 @@ describe('http source: credentials in its url', () => {
     }
   });
 });
+
+describe('http source: an answer cut mid-way', () => {
+  it('says the connection closed before the answer was complete, naming the URL (not only `terminated`)', async () => {
+    const server = createServer((_request, response) => {
+      response.writeHead(200, { 'content-type': 'application/json' }); // chunked: no length
+      response.write('{"data":[{"id":1},');
+      setTimeout(() => response.destroy(), 20);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/feed?api_key=s3cret`;
+    try {
+      await assert.rejects(poll({ url }), (error: Error) => {
+        assert.match(
+          error.message,
+          /^answer from http:\/\/127\.0\.0\.1:\d+\/feed\?api_key=\*\*\* cut: the connection closed before the answer was complete/,
+        );
+        return true;
+      });
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+});
+
+describe('http source: a kept-alive connection reset before the answer', () => {
+  it('retries a GET once on a new connection, so a reuse race is not a failed poll', async () => {
+    let requests = 0;
+    const sockets = new Set<unknown>();
+    const server = createServer((request, response) => {
+      requests += 1;
+      sockets.add(request.socket);
+      // The second request arrives on the connection the first one left open: reset it unanswered,
+      // as an upstream does that closes an idle connection just as it is reused.
+      if (requests === 2) return void request.socket.resetAndDestroy();
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ n: requests }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const definition = parseDefinition(
+      { name: 'h', kind: 'http', topic: 't.h', url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/` },
+      BUILTIN_KINDS,
+    );
+    const emitted: unknown[] = [];
+    const driver = httpKind.create(definition, {
+      log: createLogger('silent'),
+      emit: async (payload) => void emitted.push(payload),
+      fault() {},
+      down() {},
+      lost() {},
+    });
+    try {
+      await driver.run(AbortSignal.timeout(10_000));
+      await driver.run(AbortSignal.timeout(10_000)); // before: failed, `read ECONNRESET`
+      assert.deepEqual(emitted, [{ n: 1 }, { n: 3 }]);
+      assert.equal(sockets.size, 2, 'the second request reused the first connection; the retry opened another');
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+});

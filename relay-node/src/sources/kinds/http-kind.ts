@@ -69,6 +69,12 @@ async function fetchExplained(url: URL, init: RequestInit): Promise<Response> {
   }
 }
 
+/** A request whose connection was reset or closed before any answer (fetchExplained's error). */
+function closedBeforeAnswer(error: unknown): boolean {
+  const socketError = ((error as Error).cause as Error | undefined)?.cause as NodeJS.ErrnoException | undefined;
+  return socketError?.code === 'ECONNRESET' || socketError?.code === 'UND_ERR_SOCKET';
+}
+
 /** The words of an error's cause (those of each attempt when several addresses were tried). */
 function causeText(cause: unknown): string | undefined {
   if (!(cause instanceof Error)) return undefined;
@@ -90,7 +96,14 @@ async function fetchFollowingSameOrigin(url: string, init: RequestInit & { metho
   let current = new URL(url);
   let { method, body, headers } = init;
   for (let hops = 0; ; hops++) {
-    const response = await fetchExplained(current, { ...init, method, body, headers, redirect: 'manual' });
+    const request = { ...init, method, body, headers, redirect: 'manual' } as const;
+    const response = await fetchExplained(current, request).catch((error: unknown) => {
+      // A kept-alive connection the upstream closed as it was reused (its idle timeout) ends the
+      // request before any byte of an answer: a GET asks again once, on a new connection, rather
+      // than failing the poll (about 1 in 40 polls of an idle upstream). Anything else still fails.
+      if (method !== 'GET' || init.signal?.aborted || !closedBeforeAnswer(error)) throw error;
+      return fetchExplained(current, request);
+    });
     const location = response.headers.get('location');
     if (response.status < 300 || response.status > 399 || response.status === 304 || location === null) return response;
     await response.body?.cancel();

@@ -5,6 +5,11 @@ export class AnswerTooLargeError extends Error {
   override name = 'AnswerTooLargeError';
 }
 
+/** An answer whose connection closed before all of it came. */
+export class AnswerCutError extends Error {
+  override name = 'AnswerCutError';
+}
+
 /** An answer whose bytes are not text in its charset; its first characters are kept apart, for the admin's eyes only. */
 export class AnswerEncodingError extends Error {
   override name = 'AnswerEncodingError';
@@ -29,7 +34,20 @@ export async function readCapped(response: Response, maxBytes: number, shownUrl:
   }
   if (!response.body) return '';
   const reader = response.body.getReader();
-  const bytes = await readAtMost(reader, maxBytes);
+  let bytes: Uint8Array | undefined;
+  try {
+    bytes = await readAtMost(reader, maxBytes);
+  } catch (error) {
+    // fetch's whole word for a body cut mid-way is `terminated` (its socket error, "other side
+    // closed", kept apart in `cause`), which was all the status page and the log said.
+    if (!(error instanceof TypeError) || error.message !== 'terminated') throw error;
+    const cause = (error.cause as Error | undefined)?.message;
+    throw new AnswerCutError(
+      `answer from ${shownUrl} cut: the connection closed before the answer was complete` +
+        (cause ? ` (${cause})` : ''),
+      { cause: error },
+    );
+  }
   if (!bytes) {
     await reader.cancel();
     throw tooLarge();
