@@ -109,6 +109,57 @@ describe('sources: admin API', () => {
     await waitFor(() => feeds.hits('y').length > 0, 3_000, 's2 polling after restart');
   });
 
+  it('refuses a number given as a string, and a body naming another source than the URL (400 bad_frame)', async () => {
+    const body = { name: 'n1', kind: 'http', url: feeds.httpUrl('n'), interval_ms: 60_000, topic: 't.n' };
+    const refused = async (res: Response, field: string) => {
+      assert.equal(res.status, 400);
+      const { error } = (await res.json()) as { error: { code: string; message: string } };
+      assert.equal(error.code, 'bad_frame');
+      assert.match(error.message, new RegExp(`^source n1: ${field}: `));
+      return error.message;
+    };
+    // Before: 201, and the string stored and echoed back ("interval_ms":"1000").
+    for (const field of [
+      'interval_ms',
+      'timeout_ms',
+      'backoff_min_ms',
+      'backoff_max_ms',
+      'dedup_window',
+      'max_bytes',
+    ]) {
+      const message = await refused(
+        await api('', { method: 'POST', body: JSON.stringify({ ...body, [field]: '1000' }) }),
+        field,
+      );
+      assert.match(message, /must be a number, not the string "1000"/);
+    }
+    assert.equal((await api('/n1')).status, 404);
+    assert.equal((await api('', { method: 'POST', body: JSON.stringify(body) })).status, 201);
+    await refused(await api('/n1', { method: 'PATCH', body: JSON.stringify({ interval_ms: '500' }) }), 'interval_ms');
+    await refused(
+      await api('/n1', { method: 'PUT', body: JSON.stringify({ ...body, timeout_ms: '500' }) }),
+      'timeout_ms',
+    );
+
+    // Before: 200, and the name in the body ignored (a rename that looked done).
+    for (const method of ['PATCH', 'PUT']) {
+      const res = await api('/n1', { method, body: JSON.stringify({ ...body, name: 'n2', interval_ms: 30_000 }) });
+      assert.equal(res.status, 400, method);
+      const { error } = (await res.json()) as { error: { code: string; message: string } };
+      assert.equal(error.code, 'bad_frame');
+      assert.match(error.message, /name: the body says "n2" but the URL "n1": a source cannot be renamed/);
+    }
+    // The same name in the body is fine.
+    assert.equal(
+      (await api('/n1', { method: 'PATCH', body: JSON.stringify({ name: 'n1', interval_ms: 50_000 }) })).status,
+      200,
+    );
+    const kept = await json(await api('/n1'));
+    assert.equal(kept.interval_ms, 50_000);
+    assert.equal((await api('/n2')).status, 404);
+    assert.equal((await api('/n1', { method: 'DELETE' })).status, 200);
+  });
+
   it('refuses everything when no admin token is configured', async () => {
     const open = await startRelay();
     try {

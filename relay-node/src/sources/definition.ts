@@ -92,8 +92,18 @@ function schemaOf(kind: SourceKind): z.ZodType {
 /** The deepest source definition loaded (from sources.json or a config file); see parseDefinition. */
 export const MAX_DEFINITION_DEPTH = 2 * MAX_DATA_DEPTH;
 
-/** Validates a raw definition against the common fields and its kind's own fields. */
-export function parseDefinition(raw: unknown, kinds: ReadonlyMap<string, SourceKind>): SourceDefinition {
+/**
+ * Validates a raw definition against the common fields and its kind's own fields. `exact`: the
+ * fields, new from the admin API, that must already be of their type: the number schemas read
+ * text as a number (for config from the environment and flags), so `"interval_ms":"1000"` was
+ * accepted and the string stored and echoed back as given. Not applied to definitions loaded
+ * (sources.json, a config file, another member): one held from before still loads.
+ */
+export function parseDefinition(
+  raw: unknown,
+  kinds: ReadonlyMap<string, SourceKind>,
+  exact: Iterable<string> = [],
+): SourceDefinition {
   const kindName = (raw as { kind?: unknown } | null)?.kind;
   const kind = typeof kindName === 'string' ? kinds.get(kindName) : undefined;
   if (!kind) {
@@ -117,6 +127,12 @@ export function parseDefinition(raw: unknown, kinds: ReadonlyMap<string, SourceK
     throw refuse(issue?.path.join('.') ?? '', issue?.message);
   }
   const definition = result.data as SourceDefinition;
+  for (const field of exact) {
+    const given = (raw as Record<string, unknown>)[field];
+    if (typeof given === 'string' && typeof definition[field] === 'number') {
+      throw refuse(field, `must be a number, not the string ${JSON.stringify(given)}`);
+    }
+  }
   const fault = kind.check?.(definition);
   if (fault) throw refuse(fault.field, fault.message);
   return definition;

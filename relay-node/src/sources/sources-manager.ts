@@ -87,8 +87,9 @@ export function createSourcesManager(options: ManagerOptions) {
   };
   let running = false;
 
-  const validate = (raw: unknown) => {
-    const def = parseDefinition(raw, kinds);
+  /** `exact`: the fields an admin request sets, which must be of their type (parseDefinition). */
+  const validate = (raw: unknown, exact: Iterable<string> = []) => {
+    const def = parseDefinition(raw, kinds, exact);
     const missing = def.pipeline.filter((name) => !options.steps.has(name));
     if (missing.length > 0) throw new SourceDefinitionError(`pipeline: unknown step(s) ${missing.join(', ')}`);
     return def;
@@ -342,7 +343,7 @@ export function createSourcesManager(options: ManagerOptions) {
     list: () => [...runtimes.values()].map(view),
     get: (name: string) => view(get(name)),
     async create(raw: Record<string, unknown>) {
-      const def = validate(raw);
+      const def = validate(raw, Object.keys(raw));
       if (runtimes.has(def.name) && changes.changes[def.name] !== null)
         throw new SourceExistsError(`source ${def.name} exists; update it with PUT`);
       if (!(await persist(def.name, raw))) {
@@ -352,9 +353,15 @@ export function createSourcesManager(options: ManagerOptions) {
     },
     /** Replace (`merge` false) or patch (`merge` true) a source's definition; it restarts. */
     async update(name: string, patch: Record<string, unknown>, merge: boolean) {
+      // Ignored before: a rename looked done (200) and the source kept its name.
+      if (patch.name !== undefined && patch.name !== name) {
+        throw new SourceDefinitionError(
+          `name: the body says ${JSON.stringify(patch.name)} but the URL ${JSON.stringify(name)}: a source cannot be renamed (create the new name, then delete the old one)`,
+        );
+      }
       const current = latest(name);
       const raw = merge ? { ...current, ...patch, name } : { ...patch, name };
-      validate(raw);
+      validate(raw, Object.keys(patch));
       return (await persist(name, raw)) ? view(install(raw)) : overtaken(name);
     },
     async setPaused(name: string, paused: boolean) {
