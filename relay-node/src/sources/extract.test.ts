@@ -10,6 +10,12 @@ describe('extractItems', () => {
     assert.equal(hashId({ price: 1 }), extractItems({ price: 1 }, { topic: 't.x' })[0]?.id);
   });
 
+  it('finds no items, and no error, where items_path matches nothing (docs/sources.md: a poll with 0 items)', () => {
+    for (const payload of [42, 'text', null, { error: 'rate limited' }, { data: {} }]) {
+      assert.deepEqual(extractItems(payload, { topic: 't.x', items_path: '$.data[*]' }), [], JSON.stringify(payload));
+    }
+  });
+
   it('maps items, ids, timestamps and topics from JSONPath expressions', () => {
     const payload = {
       data: {

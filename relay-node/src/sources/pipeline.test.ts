@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
-import { runSteps } from './pipeline.ts';
+import { loadSteps, runSteps } from './pipeline.ts';
 import { defineStep, type SourceMessage } from './plugin-api.ts';
 
 const log = pino({ level: 'silent' });
@@ -55,5 +59,39 @@ describe('middleware steps', () => {
     assert.ok(aborted);
     const shape = await run([{ name: 'odd', kind: 'filter', run: () => 'yes' as unknown as boolean }]);
     assert.match((shape as { reason: string }).reason, /not a boolean/);
+  });
+});
+
+describe('middleware steps: a plugins folder outside the repository (docs/sources.md)', () => {
+  const repo = resolve(fileURLToPath(import.meta.url), '../../../..');
+  const pkg = "import { defineStep } from '@anode/relay-node/src/sources/plugin-api.ts';\n";
+  const step = (name: string) => `defineStep({ name: '${name}', kind: 'filter', run: () => true })`;
+  const folder = async (files: Record<string, string>, linked = false) => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-plugins-'));
+    await mkdir(dir, { recursive: true });
+    for (const [file, text] of Object.entries(files)) await writeFile(join(dir, file), text);
+    if (linked) await symlink(join(repo, 'node_modules'), join(dir, 'node_modules'));
+    return dir;
+  };
+
+  it('loads a step importing @anode/relay-node only once the folder resolves it; a path import or none works as is', async () => {
+    const dirs = [
+      await folder({ 'pkg.ts': `${pkg}export default ${step('pkg')};` }),
+      await folder({ 'pkg.ts': `${pkg}export default ${step('linked')};` }, true),
+      await folder({
+        'path.ts': `import { defineStep } from '${join(repo, 'relay-node/src/sources/plugin-api.ts')}';\nexport default ${step('path')};`,
+        'plain.ts': "export default { name: 'plain', kind: 'filter', run: () => true };",
+        'typed.ts':
+          "import type { Step } from '@anode/relay-node/src/sources/plugin-api.ts';\n" +
+          "const step: Step = { name: 'typed', kind: 'filter', run: () => true };\nexport default step;",
+      }),
+    ];
+    try {
+      await assert.rejects(loadSteps(dirs[0], log), /Cannot find package '@anode\/relay-node'/);
+      assert.deepEqual([...(await loadSteps(dirs[1], log)).keys()], ['linked']);
+      assert.deepEqual([...(await loadSteps(dirs[2], log)).keys()].sort(), ['path', 'plain', 'typed']);
+    } finally {
+      await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
+    }
   });
 });
