@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setImmediate as turn } from 'node:timers/promises';
+import { describe, it } from 'node:test';
+import { createHybridClock, type Envelope, randomId } from '@anode/shared';
+import { createSqliteStore } from './sqlite-store.ts';
+
+/**
+ * With fsync off, small batches are written on the event loop's connection, which never
+ * checkpoints; every few thousand rows the writer thread checkpoints, and the first write after
+ * that copies what was written during the checkpoint and starts the log over, on the thread, in
+ * one request (sqlite-store.ts, `append(rows, true)`). Without that copy the log is never empty at
+ * a checkpoint's end, and it is started over only when the thread's own writes checkpoint it.
+ * Either way the log must be started over, again and again: never started over, it grows for as
+ * long as the relay publishes.
+ */
+describe('embedded store, fsync off: the log is started over while small batches are written', () => {
+  /** The log's salt (bytes 16-23 of its header): SQLite draws a new one each time it starts the log over. */
+  const salt = (path: string) => {
+    const fd = openSync(`${path}-wal`, 'r');
+    try {
+      const header = Buffer.alloc(8);
+      readSync(fd, header, 0, 8, 16);
+      return header.toString('hex');
+    } finally {
+      closeSync(fd);
+    }
+  };
+
+  it('starts the log over again and again under a steady run of one-message publishes', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'anode-store-log-'));
+    const path = join(dir, 'messages.sqlite');
+    const store = createSqliteStore({ dataDir: dir, retention: { maxAgeMs: 0, maxMessages: 0 }, fsync: false });
+    const clock = createHybridClock('log');
+    const message = (): Envelope => ({
+      id: randomId(),
+      topic: 'log.t',
+      cursor: clock.next(),
+      source: 's',
+      ts: 1_000,
+      data: 'x'.repeat(200),
+    });
+    try {
+      const salts = new Set<string>();
+      let largest = 0;
+      // 30,000 rows: several of the thread's checkpoints (one per 4,000 rows written here).
+      for (let i = 0; i < 30_000; i++) {
+        await store.append([message()]);
+        if (i % 10 === 0) {
+          // Let the thread's answers in, as a relay serving sockets does between publishes.
+          await turn();
+          salts.add(salt(path));
+          largest = Math.max(largest, statSync(`${path}-wal`).size);
+        }
+      }
+      assert.ok(salts.size >= 3, `the log was started over ${salts.size - 1} times in 30,000 rows`);
+      assert.equal((await store.history('log.t', { limit: 1 })).length, 1);
+      // 30,000 rows of ~300 bytes written into one log would be ~9 MiB of pages at least.
+      // Started over every few thousand rows, the log stays near one cycle's worth (~85 MB of pages
+      // for 4,000 one-row commits of this size on 2026-12-03); never started over, 30,000 rows
+      // would make it ~600 MB.
+      assert.ok(largest < 200 * 1024 * 1024, `the log reached ${largest} bytes`);
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
