@@ -15,7 +15,8 @@ try {
     received.add(message.id);
     if (message.id === mine) done();
   });
-  await sub.ready; // rejects, saying why, if the node cannot be reached
+  await client.ready; // rejects, saying why, if the node cannot be reached
+  await sub.ready; // live at the node (rejects if the node refuses it)
   const ack = await client.publish('demo.hello', { text: 'hello, aNode' }); // resolves once stored
   console.log('published', ack.id, 'at cursor', ack.cursor);
   mine = ack.id;

@@ -20,7 +20,8 @@ const RETRY: BackoffOptions = { initialDelayMs: 250, maxDelayMs: 10_000 };
  * their idempotency key so a retry can never publish twice.
  *
  * A node it cannot reach is said, not retried in silence: every attempt that fails to open emits
- * `error`, and until a first connection opens, `ready` and every subscription's `ready` reject.
+ * `error`, and `ready` rejects if the first one fails. Subscriptions and publishes wait for a
+ * connection meanwhile (with `reconnect: false` they reject with the failed attempt).
  * `close()` stops everything, so a script can end.
  */
 export interface ClientOptions {
@@ -87,9 +88,10 @@ export interface Subscription {
    */
   readonly cursor: string | undefined;
   /**
-   * Resolves on the first `subscribed`; rejects if the node refuses the subscription, if the
-   * client cannot connect before it was ever connected, or on `close()` (at once for one made
-   * after it).
+   * Resolves on the first `subscribed`; rejects if the node refuses the subscription, when the
+   * client stops (`close()`, a drop or failed attempt with `reconnect: false`, an expired fixed
+   * token), or at once for one made after that. A failed attempt to connect does not reject it
+   * while the client reconnects: it is subscribed once a connection opens.
    */
   readonly ready: Promise<void>;
   unsubscribe(): void;
@@ -154,7 +156,6 @@ export class AnodeClient extends Emitter<ClientEvents> {
   readonly #options: ClientOptions;
   readonly #url: URL;
   readonly #WebSocket: new (url: string) => WebSocket;
-  #everOpened = false;
   #settleReady: ((error?: AnodeError) => void) | undefined;
   #socketClosed: Promise<void> = Promise.resolve();
   readonly #backoff: BackoffOptions | false;
@@ -637,7 +638,6 @@ export class AnodeClient extends Emitter<ClientEvents> {
   }
 
   #onOpen(): void {
-    this.#everOpened = true;
     this.#settleReady?.();
     // What waited for this connection, taken before the listeners run: a subscribe or publish an
     // `open` listener makes is sent by that call, and sending it again here doubled it.
@@ -669,7 +669,11 @@ export class AnodeClient extends Emitter<ClientEvents> {
           'refused token looks the same to a WebSocket: pass `token` (curl the base URL with it to see the answer).',
       );
       this.emit('error', cannot);
-      if (!this.#everOpened) this.#failUnsettled(cannot);
+      // `ready` says a node that cannot be reached at first. What waits for a connection goes on
+      // waiting while the client reconnects: an app started before its node is served once the
+      // node is up. Failing its subscriptions at the first attempt left them dropped for good.
+      this.#settleReady?.(cannot);
+      if (this.#backoff === false) this.#failUnsettled(cannot);
     }
     if (this.#stopped) return;
     // Not reconnecting: what waits for a connection would otherwise hang until its timeout, and

@@ -63,8 +63,8 @@ describe('client library: keepalive', () => {
       const closes: string[] = [];
       client.on('close', ({ reason }) => closes.push(reason));
       // The 100 ms interval bounds the upgrade too: on a loaded machine a first attempt can take
-      // longer, and until a first connection opens a failed attempt rejects every `ready` (the
-      // client's rule). Subscribed once one opened; the attempts before it are retried.
+      // longer, and a failed first attempt rejects `client.ready` (the client's rule; a
+      // subscription would wait). Subscribed once one opened; the attempts before it are retried.
       client.on('error', () => {});
       await new Promise<void>((resolve) => client.on('open', () => resolve()));
       const sub = client.subscribe('ka.t', (m) => received.push(m));

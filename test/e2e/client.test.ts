@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CURSOR_ZERO, type Envelope, type MessageStore, UnavailableError } from '@anode/shared';
 import { createClient } from '@anode/client';
-import { startRelay, tempDir } from '../helpers/relay.ts';
+import { startRelay, type TestRelay, tempDir } from '../helpers/relay.ts';
 
 const until = async (condition: () => boolean, what: string, timeoutMs = 10_000) => {
   const deadline = Date.now() + timeoutMs;
@@ -147,15 +147,83 @@ describe('client library', () => {
     const url = relay.url;
     await relay.stop(); // the port is free now: connections are refused
     const client = createClient({ url, reconnect: { initialDelayMs: 10, maxDelayMs: 20 } });
-    const errors: string[] = [];
-    client.on('error', (error) => errors.push(error.message));
-    const sub = client.subscribe('cl.nowhere');
-    await assert.rejects(client.ready, {
-      code: 'unavailable',
-      message: /cannot open a WebSocket to ws:\/\/127\.0\.0\.1:\d+\/v1\/ws/,
+    let once: ReturnType<typeof createClient> | undefined;
+    try {
+      const errors: string[] = [];
+      client.on('error', (error) => errors.push(error.message));
+      const sub = client.subscribe('cl.nowhere');
+      let subOutcome = 'pending';
+      sub.ready.then(
+        () => (subOutcome = 'resolved'),
+        (error: Error) => (subOutcome = error.message),
+      );
+      await assert.rejects(client.ready, {
+        code: 'unavailable',
+        message: /cannot open a WebSocket to ws:\/\/127\.0\.0\.1:\d+\/v1\/ws/,
+      });
+      await until(() => errors.length >= 2, 'an error event for each failed attempt');
+      // The subscription waits for a connection, as a publish does; close() ends the wait.
+      assert.equal(subOutcome, 'pending', 'a failed attempt does not end the subscription');
+      await client.close();
+      await assert.rejects(sub.ready, { code: 'unavailable', message: /client is closed/ });
+
+      // Reconnect off: the first failed attempt ends the client, and the subscription with it.
+      once = createClient({ url, reconnect: false });
+      once.on('error', () => {});
+      const dropped = once.subscribe('cl.nowhere');
+      await assert.rejects(once.ready, { code: 'unavailable', message: /cannot open a WebSocket/ });
+      await assert.rejects(dropped.ready, { code: 'unavailable', message: /cannot open a WebSocket/ });
+      await assert.rejects(once.publish('cl.nowhere', 1), { code: 'unavailable', message: /reconnect is off/ });
+    } finally {
+      // Also when an assertion failed: a client left reconnecting keeps the test process alive.
+      await client.close();
+      await once?.close();
+    }
+  });
+
+  it('keeps a subscription made before its relay is up, and subscribes it once the relay starts', async () => {
+    // A port free now: a relay started and stopped (the reconnect test above reuses one too).
+    const first = await startRelay();
+    const port = new URL(first.url).port;
+    await first.stop();
+    const client = createClient({
+      url: `http://127.0.0.1:${port}`,
+      reconnect: { initialDelayMs: 50, maxDelayMs: 200 },
     });
-    await assert.rejects(sub.ready, { code: 'unavailable' });
-    await until(() => errors.length >= 2, 'an error event for each failed attempt');
-    await client.close();
+    const errors: string[] = [];
+    client.on('error', (error) => errors.push(error.code));
+    let relay: TestRelay | undefined;
+    let other: ReturnType<typeof createClient> | undefined;
+    try {
+      const received: unknown[] = [];
+      const sub = client.subscribe('cl.late', (m) => received.push(m.data));
+      let subOutcome = 'pending';
+      sub.ready.then(
+        () => (subOutcome = 'resolved'),
+        (error: Error) => (subOutcome = `rejected: ${error.message}`),
+      );
+      const queued = client.publish('cl.late', 'queued');
+      await assert.rejects(client.ready, { code: 'unavailable' });
+      await until(() => errors.length >= 2, 'an error event for each failed attempt');
+      assert.equal(subOutcome, 'pending', 'a failed attempt does not end the subscription');
+
+      relay = await startRelay({ port });
+      await sub.ready;
+      assert.match((await queued).cursor, /^[0-9a-f]{16}-/);
+      // Published once the subscription is live, by another client: only a subscription the
+      // node holds gets it.
+      other = createClient({ url: relay.wsUrl });
+      await other.publish('cl.late', 'after start');
+      await until(() => received.includes('after start'), 'the message published after the relay came up');
+      assert.ok(sub.cursor !== undefined, 'the subscription has a resume point');
+      assert.ok(
+        errors.every((code) => code === 'unavailable'),
+        `each failed attempt is an unavailable error: ${errors}`,
+      );
+    } finally {
+      await other?.close();
+      await client.close();
+      await relay?.stop();
+    }
   });
 });
