@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,6 +32,7 @@ const source = (name: string, extra: Record<string, unknown> = {}) => ({
 });
 
 type Manager = ReturnType<typeof createSourcesManager>;
+type Store = ReturnType<typeof createSourceStore>;
 
 /** A manager over its own data folder, on a clock the test moves; unless `owner`, it owns no source, so none is pulled. */
 async function node(
@@ -40,11 +41,12 @@ async function node(
   configuredNames?: ReadonlySet<string>,
   othersConfigured: ReadonlySet<string> = new Set(),
   owner = false,
+  wrap: (store: Store) => Store = (store) => store,
 ) {
   const dir = await mkdtemp(join(tmpdir(), 'anode-sources-manager-'));
   dirs.push(dir);
   const path = join(dir, 'sources.json');
-  const store = createSourceStore(path);
+  const store = wrap(createSourceStore(path));
   const scheduler = createScheduler({ concurrency: 1 });
   const manager = createSourcesManager({
     kinds: BUILTIN_KINDS,
@@ -255,6 +257,141 @@ describe('sources manager: changes of one source at once', () => {
       assert.equal(await pollsWithin(300), 0, 'polls after the delete');
     });
   }
+
+  /** Every write to `dir`'s sources.log fails (EISDIR: a folder in its place) until the returned function is called. */
+  const breakJournal = async (dir: string) => {
+    const journal = join(dir, 'sources.log');
+    await rename(journal, `${journal}.aside`);
+    await mkdir(journal);
+    return async () => {
+      await rmdir(journal);
+      await rename(`${journal}.aside`, journal);
+    };
+  };
+
+  it('a delete whose write fails is undone: the source runs again, and can still be updated and deleted', async () => {
+    const { manager, dir, path, reload } = await node('nodea', { now: 1_000 }, undefined, new Set(), true);
+    await manager.create(source('s1', { url: feed, interval_ms: 20 }));
+    const repair = await breakJournal(dir);
+    const failed = (await manager.remove('s1').catch((error: unknown) => error)) as Error;
+    assert.match(String(failed), /EISDIR/);
+    // Before, the failed delete stayed the newest change: its runtime stopped, every later change 404.
+    assert.ok(manager.has('s1'));
+    assert.notEqual(manager.get('s1').status.state, 'paused');
+    assert.ok((await pollsWithin(300)) > 0, 'polls again after the failed delete');
+    await repair();
+    assert.equal(((await manager.update('s1', { interval_ms: 25 }, true)) as { interval_ms?: number }).interval_ms, 25);
+    assert.equal((await createSourceStore(path).load()).changes.s1?.interval_ms, 25);
+    await manager.remove('s1');
+    assert.deepEqual(await reload(), []);
+    assert.equal(await pollsWithin(300), 0, 'polls after the delete');
+    // The 500's message, in the relay's log.
+    assert.match(failed.message, /^cannot write the change of source s1, undone: EISDIR/);
+  });
+
+  it('a PATCH whose write fails is undone: the next PATCH does not carry it, on disk neither', async () => {
+    const { manager, dir, path, reload } = await node('nodea', { now: 1_000 }, undefined, new Set(), true);
+    await manager.create(source('s1', { url: feed, interval_ms: 20 }));
+    const repair = await breakJournal(dir);
+    // Two sent at once are written together, and fail together.
+    const failed = await Promise.allSettled([
+      manager.update('s1', { topic: 't.failed' }, true),
+      manager.update('s1', { dedup_window: 7 }, true),
+    ]);
+    assert.deepEqual(
+      failed.map((one) => one.status),
+      ['rejected', 'rejected'],
+    );
+    assert.equal(manager.get('s1').status.topic, 't.s1');
+    await repair();
+    const answer = (await manager.update('s1', { interval_ms: 25 }, true)) as Record<string, unknown>;
+    assert.equal(answer.topic, 't.s1');
+    assert.equal(answer.dedup_window, undefined);
+    assert.equal(answer.interval_ms, 25);
+    // What a restart loads is what was answered.
+    const { s1 } = (await createSourceStore(path).load()).changes;
+    assert.deepEqual(s1, { ...source('s1', { url: feed }), interval_ms: 25, name: 's1' });
+    assert.deepEqual(await reload(), ['s1']);
+    await manager.remove('s1'); // polls no more in the next cases
+  });
+
+  it('a create sent while a delete is written, whose own write fails, leaves the source deleted', async () => {
+    // A store whose writes fail once `failing` is set (after the ones before it, in order, as the store does).
+    let failing = false;
+    let last: Promise<unknown> = Promise.resolve();
+    const faulty = (store: Store): Store => ({
+      ...store,
+      write(state, names) {
+        const done = failing
+          ? last.then(() => Promise.reject(new Error('ENOSPC: no space left on device (test double)')))
+          : store.write(state, names);
+        last = done.catch(() => {});
+        return done;
+      },
+    });
+    const { manager, reload } = await node('nodea', { now: 1_000 }, undefined, new Set(), true, faulty);
+    await manager.create(source('s1', { url: feed, interval_ms: 20 }));
+    const deleting = manager.remove('s1');
+    await new Promise((resolve) => setImmediate(resolve)); // the delete's write has started
+    assert.ok(manager.has('s1'), 'the delete is still being written');
+    failing = true;
+    const [created, deleted] = await Promise.allSettled([manager.create(source('s1', { url: feed })), deleting]);
+    assert.equal(deleted.status, 'fulfilled');
+    assert.equal(created.status, 'rejected');
+    assert.match(String(created.reason), /ENOSPC/);
+    // Before, the delete's runtime stayed (stopped) under the failed create's definition.
+    assert.ok(!manager.has('s1'));
+    assert.deepEqual(await reload(), []);
+    failing = false;
+    await manager.create(source('s1', { url: feed, interval_ms: 20 })); // 201, not 409
+    assert.ok((await pollsWithin(300)) > 0);
+    await manager.remove('s1');
+  });
+
+  it('a create whose write fails is undone: no source, and the name is free', async () => {
+    let failing = true;
+    const faulty = (store: Store): Store => ({
+      ...store,
+      write: (state, names) =>
+        failing ? Promise.reject(new Error('EACCES: permission denied (test double)')) : store.write(state, names),
+    });
+    const { manager, reload } = await node('nodea', { now: 1_000 }, undefined, new Set(), false, faulty);
+    await assert.rejects(manager.create(source('s1')), /EACCES/);
+    assert.ok(!manager.has('s1'));
+    const { changes: shared } = manager.shared.snapshot() as { changes: object };
+    assert.equal(Object.hasOwn(shared, 's1'), false, 'not shared');
+    failing = false;
+    await manager.create(source('s1'));
+    assert.deepEqual(await reload(), ['s1']);
+  });
+});
+
+describe('sources manager: a change whose write fails, in a mesh', () => {
+  it('is not shared with another member, which would hand it back as the newest', async () => {
+    let failing = false;
+    let sharedMeanwhile: unknown;
+    let a: Awaited<ReturnType<typeof node>> | undefined;
+    const faulty = (store: Store): Store => ({
+      ...store,
+      async write(state, names) {
+        if (!failing) return store.write(state, names);
+        sharedMeanwhile = structuredClone(a?.manager.shared.snapshot()); // a member asks during the write
+        throw new Error('ENOSPC: no space left on device (test double)');
+      },
+    });
+    const clock = { now: 1_000 };
+    a = await node('nodea', clock, undefined, new Set(), false, faulty);
+    const b = await node('nodeb', clock);
+    await a.manager.create(source('s1'));
+    failing = true;
+    await assert.rejects(a.manager.update('s1', { topic: 't.failed' }, true), /ENOSPC/);
+    failing = false;
+    await b.manager.shared.merge(sharedMeanwhile);
+    await a.manager.shared.merge(structuredClone(b.manager.shared.snapshot()));
+    assert.equal(a.manager.get('s1').status.topic, 't.s1');
+    assert.equal(b.manager.get('s1').status.topic, 't.s1');
+    assert.equal(a.manager.shared.digest(), b.manager.shared.digest());
+  });
 });
 
 describe('sources manager: a store that does not answer', () => {

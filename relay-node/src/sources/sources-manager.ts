@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import type { SharedState } from '../cluster.ts';
 import type { Logger } from '../logger.ts';
 import { parseDefinition, SourceDefinitionError } from './definition.ts';
@@ -128,7 +129,21 @@ export function createSourcesManager(options: ManagerOptions) {
     return runtime;
   };
 
-  let digest: string | undefined;
+  // Each source's last change known to be on disk (its write finished), beside `changes`, the newest
+  // accepted (written or still being written). A change whose write fails goes back to it, and only
+  // it is shared with the other members: one that took a change before its write failed would hand
+  // it back later as the newest, and the change answered 500 would be in effect after all.
+  const durable: Pick<SourceChanges, 'changes' | 'versions'> = {
+    changes: { ...changes.changes },
+    versions: { ...changes.versions },
+  };
+  let digest: string | undefined; // of `durable`
+  /** A write holding this change of `name` finished (writes finish in order, so the last call wins). */
+  const written = (name: string, version: string, raw: Record<string, unknown> | null) => {
+    durable.changes[name] = raw;
+    durable.versions[name] = version;
+    digest = undefined;
+  };
   const ttl = options.tombstoneTtlMs ?? TOMBSTONE_TTL_MS;
   const now = options.now ?? Date.now;
   let nextExpiry = Number.NEGATIVE_INFINITY; // when the oldest tombstone kept expires
@@ -158,6 +173,8 @@ export function createSourcesManager(options: ManagerOptions) {
       if (options.configuredNames?.has(name) || options.keepTombstone?.(name)) continue;
       delete changes.changes[name];
       delete changes.versions[name];
+      delete durable.changes[name];
+      delete durable.versions[name];
       if (version > changes.dropped) changes.dropped = version;
       dropped += 1;
     }
@@ -182,13 +199,67 @@ export function createSourcesManager(options: ManagerOptions) {
     const version = options.version();
     changes.changes[name] = raw;
     changes.versions[name] = version;
-    digest = undefined;
     if (raw === null) noteTombstone(version);
     expire();
     // The admin request is answered only after a write holding this change has finished (the
     // store folds changes made during a write into the next one; it never answers ahead).
-    await options.store.write(changes, [name]);
+    try {
+      await options.store.write(changes, [name]);
+    } catch (error) {
+      rollBack(name, version);
+      throw new Error(`cannot write the change of source ${name}, undone: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+    written(name, version, raw);
     return changes.versions[name] === version;
+  };
+
+  /**
+   * Undo a change whose write failed (its request is answered 500): the source is again its last
+   * change on disk, and so is its runtime (a delete stopped it before writing). Before, the failed
+   * change stayed the newest accepted: a failed delete left a source no request could change or
+   * delete, a failed update rode along with the next one. Runs as the write's rejection arrives,
+   * before the store starts its next write. A change made meanwhile is left: its own write decides
+   * (a batch that failed fails it too, and it comes back here).
+   */
+  const rollBack = (name: string, version: string) => {
+    if (changes.versions[name] !== version) return;
+    if (Object.hasOwn(durable.changes, name)) {
+      changes.changes[name] = durable.changes[name] ?? null;
+      changes.versions[name] = durable.versions[name] ?? '';
+    } else {
+      delete changes.changes[name];
+      delete changes.versions[name];
+    }
+    follow(name);
+    // A journal line whose sync failed may still be in sources.log: rewritten whole, a restart
+    // does not load the undone change (best effort: the disk may still be failing).
+    options.store.rewrite(changes).catch((error: unknown) => {
+      options.log.error(
+        { source: name, err: (error as Error).message },
+        'cannot rewrite sources.json after undoing a change',
+      );
+    });
+  };
+
+  /** Make the runtime of `name` what its newest change says (after a rollback). */
+  const follow = (name: string) => {
+    const change = Object.hasOwn(changes.changes, name) ? changes.changes[name] : undefined;
+    const runtime = runtimes.get(name);
+    if (change === null) {
+      // A delete on disk that a create overtook, and the create failed: remove() left the runtime.
+      if (runtime) drop(name);
+    } else if (change && !isDeepStrictEqual(change, raws.get(name))) {
+      try {
+        install(change);
+      } catch (error) {
+        options.log.error(
+          { source: name, err: (error as Error).message },
+          'cannot restore a source after a failed write',
+        );
+      }
+    } else if (runtime) reconcile(runtime); // a delete stopped it
   };
 
   /**
@@ -213,17 +284,19 @@ export function createSourcesManager(options: ManagerOptions) {
     return name in changes.changes && JSON.stringify(raw) > JSON.stringify(changes.changes[name]);
   };
 
+  /** A source is deleted: its runtime, definition, record and (once idle) gate go. */
+  const drop = (name: string) => {
+    runtimes.get(name)?.stop();
+    runtimes.delete(name);
+    raws.delete(name);
+    records.delete(name);
+    forgetGate(name);
+    options.onDeleted?.(name);
+  };
+
   /** Apply a change made on another node (it is already validated there; it may still fail here). */
   const applyRemote = (name: string, raw: Record<string, unknown> | null) => {
-    if (raw === null) {
-      runtimes.get(name)?.stop();
-      runtimes.delete(name);
-      raws.delete(name);
-      records.delete(name);
-      forgetGate(name);
-      options.onDeleted?.(name);
-      return;
-    }
+    if (raw === null) return drop(name);
     try {
       install({ ...raw, name });
     } catch (error) {
@@ -242,7 +315,7 @@ export function createSourcesManager(options: ManagerOptions) {
 
   /**
    * The source a new admin change applies to: the newest change accepted (written or still being
-   * written), not the runtime, which changes only once its write finished. Checked against the
+   * written; one whose write failed is undone, see rollBack), not the runtime, which changes only once its write finished. Checked against the
    * runtime alone, an update arriving while a delete is written passed, was written after it, and
    * brought the deleted source back.
    */
@@ -270,9 +343,9 @@ export function createSourcesManager(options: ManagerOptions) {
       digest ??= createHash('sha256')
         .update(
           JSON.stringify(
-            Object.keys(changes.changes)
+            Object.keys(durable.changes)
               .sort()
-              .map((name) => [name, changes.versions[name] ?? '', changes.changes[name]]),
+              .map((name) => [name, durable.versions[name] ?? '', durable.changes[name]]),
           ),
         )
         .digest('hex')
@@ -281,30 +354,37 @@ export function createSourcesManager(options: ManagerOptions) {
     },
     snapshot() {
       expire();
-      return { changes: changes.changes, versions: changes.versions };
+      return { changes: durable.changes, versions: durable.versions };
     },
     async merge(snapshot) {
       const remote = snapshot as Partial<SourceChanges> | null;
       if (!remote || typeof remote.changes !== 'object' || remote.changes === null) return;
       const versions = typeof remote.versions === 'object' && remote.versions !== null ? remote.versions : {};
       const applied: string[] = [];
+      const unwritten: string[] = [];
       for (const [name, raw] of Object.entries(remote.changes)) {
         const version = typeof versions[name] === 'string' ? versions[name] : '';
         const value = raw !== null && typeof raw === 'object' && !Array.isArray(raw) ? raw : null;
         // Deleted here and its tombstone since dropped (see expire): a stale member's copy.
         if (!(name in changes.changes) && version <= changes.dropped) continue;
-        if (!newer(name, version, value)) continue;
+        if (!newer(name, version, value)) {
+          // Taken before, but its write here failed: written again (digests differ until it is).
+          if (version === changes.versions[name] && durable.versions[name] !== version) unwritten.push(name);
+          continue;
+        }
         changes.changes[name] = value;
         changes.versions[name] = version;
         if (value === null) noteTombstone(version);
         applyRemote(name, value);
         applied.push(name);
       }
-      if (applied.length === 0) return;
-      digest = undefined;
-      options.log.info({ applied: applied.length }, 'source changes taken from another node');
+      if (applied.length + unwritten.length === 0) return;
+      if (applied.length > 0) options.log.info({ applied: applied.length }, 'source changes taken from another node');
       expire();
-      await options.store.write(changes, applied);
+      const names = [...applied, ...unwritten];
+      const taken = names.map((name) => [name, changes.versions[name] ?? '', changes.changes[name] ?? null] as const);
+      await options.store.write(changes, names);
+      for (const [name, version, raw] of taken) written(name, version, raw);
     },
   };
 
@@ -372,12 +452,7 @@ export function createSourcesManager(options: ManagerOptions) {
       latest(name);
       get(name).stop();
       if (!(await persist(name, null))) return; // deleted, then made again by a later change
-      runtimes.get(name)?.stop(); // and any installed while the delete was written
-      runtimes.delete(name);
-      raws.delete(name);
-      records.delete(name);
-      forgetGate(name);
-      options.onDeleted?.(name);
+      drop(name); // and any runtime installed while the delete was written
     },
   };
 }

@@ -203,9 +203,11 @@ export const httpKind: SourceKind = {
             response.status === 429 || response.status === 503
               ? retryAfter(response.headers.get('retry-after'))
               : undefined;
+          // "Not before": the core polls at this time or at the end of its back-off, whichever is
+          // later (source-runtime.ts), and the back-off is not known here.
           const error = new HttpStatusError(
             `HTTP ${response.status} from ${shownUrl}` +
-              (at === undefined ? '' : ` (Retry-After: next poll at ${new Date(at).toISOString()})`),
+              (at === undefined ? '' : ` (Retry-After: next poll not before ${new Date(at).toISOString()})`),
           );
           if (at !== undefined) error.retryAt = at;
           throw error;
