@@ -24,7 +24,14 @@ const COPIES = 'anode_mesh_gossip_copies_received_total';
 const DROPPED = 'anode_mesh_gossip_dropped_total';
 const CAUGHT_UP = 'anode_mesh_catch_up_messages_total';
 const HOPS = 'anode_mesh_gossip_hops_total';
-const IDLE_MS = 1_500;
+/**
+ * The idle window: it starts IDLE_SETTLE_MS after the load generator's sockets are up (their
+ * subscriptions still ripple through the mesh just after) and lasts IDLE_MS. Measured from the
+ * first moment over 1.5 s, a 9-relay mesh's idle read 0.43-0.61 cores against 0.40-0.45 over
+ * 3-4 s later on (2026-12-02), and the excess was subtracted from the messages' CPU.
+ */
+const IDLE_SETTLE_MS = 1_000;
+const IDLE_MS = 3_000;
 /**
  * The relays run the mesh defaults a user gets (discovery announcements and pings every 10 s).
  * Until 2026-11-30 the bench announced every 2 s and pinged every 5 s to form faster: that alone
@@ -151,6 +158,7 @@ export async function measureWindow(
   const caughtUpBefore = await sum(CAUGHT_UP);
   const hopsBefore = [await sum(`${HOPS}{hops="1"}`), await sum(HOPS)];
   // The cluster's idle CPU (gossipsub heartbeats, discovery, pings), subtracted below.
+  await new Promise((resolve) => setTimeout(resolve, IDLE_SETTLE_MS));
   const idleFrom = await Promise.all(relays.map((r) => processCpuMs(r.pid)));
   const idleStart = performance.now();
   await new Promise((resolve) => setTimeout(resolve, IDLE_MS));
