@@ -370,17 +370,18 @@ describe('sources manager: a change whose write fails, in a mesh', () => {
   it('is not shared with another member, which would hand it back as the newest', async () => {
     let failing = false;
     let sharedMeanwhile: unknown;
-    let a: Awaited<ReturnType<typeof node>> | undefined;
+    const nodeA: { node?: Awaited<ReturnType<typeof node>> } = {}; // the store below reads it
     const faulty = (store: Store): Store => ({
       ...store,
       async write(state, names) {
         if (!failing) return store.write(state, names);
-        sharedMeanwhile = structuredClone(a?.manager.shared.snapshot()); // a member asks during the write
+        sharedMeanwhile = structuredClone(nodeA.node?.manager.shared.snapshot()); // a member asks during the write
         throw new Error('ENOSPC: no space left on device (test double)');
       },
     });
     const clock = { now: 1_000 };
-    a = await node('nodea', clock, undefined, new Set(), false, faulty);
+    const a = await node('nodea', clock, undefined, new Set(), false, faulty);
+    nodeA.node = a;
     const b = await node('nodeb', clock);
     await a.manager.create(source('s1'));
     failing = true;
