@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +7,7 @@ import { setImmediate as turn } from 'node:timers/promises';
 import { describe, it } from 'node:test';
 import { createHybridClock, type Envelope, randomId } from '@anode/shared';
 import { createSqliteStore } from './sqlite-store.ts';
+import { logSalt } from './wal.fixture.ts';
 
 /**
  * With fsync off, small batches are written on the event loop's connection, which never
@@ -18,18 +19,6 @@ import { createSqliteStore } from './sqlite-store.ts';
  * long as the relay publishes.
  */
 describe('embedded store, fsync off: the log is started over while small batches are written', () => {
-  /** The log's salt (bytes 16-23 of its header): SQLite draws a new one each time it starts the log over. */
-  const salt = (path: string) => {
-    const fd = openSync(`${path}-wal`, 'r');
-    try {
-      const header = Buffer.alloc(8);
-      readSync(fd, header, 0, 8, 16);
-      return header.toString('hex');
-    } finally {
-      closeSync(fd);
-    }
-  };
-
   it('starts the log over again and again under a steady run of one-message publishes', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'anode-store-log-'));
     const path = join(dir, 'messages.sqlite');
@@ -52,7 +41,7 @@ describe('embedded store, fsync off: the log is started over while small batches
         if (i % 10 === 0) {
           // Let the thread's answers in, as a relay serving sockets does between publishes.
           await turn();
-          salts.add(salt(path));
+          salts.add(logSalt(path));
           largest = Math.max(largest, statSync(`${path}-wal`).size);
         }
       }

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { openSync, readSync, closeSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +7,7 @@ import { createHybridClock, randomId } from '@anode/shared';
 import { migrate, openDatabase } from './sqlite-schema.ts';
 import { startWriterThread } from './sqlite-writer.ts';
 import { createWrites, type WriteRow } from './sqlite-writes.ts';
+import { logSalt } from './wal.fixture.ts';
 
 /**
  * With fsync off the store writes small batches on the event loop's connection, which never
@@ -16,18 +16,6 @@ import { createWrites, type WriteRow } from './sqlite-writes.ts';
  * one request with the write (`append(rows, true)`), so nothing is written between the two.
  */
 describe('embedded store: the writer thread copies the rest of the log before an append', () => {
-  /** The log's salt (bytes 16-23 of its header): SQLite draws a new one each time it starts the log over. */
-  const salt = (path: string) => {
-    const fd = openSync(`${path}-wal`, 'r');
-    try {
-      const header = Buffer.alloc(8);
-      readSync(fd, header, 0, 8, 16);
-      return header.toString('hex');
-    } finally {
-      closeSync(fd);
-    }
-  };
-
   it('starts the log over with that append, after rows another connection wrote', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'anode-writer-checkpoint-'));
     const path = join(dir, 'messages.sqlite');
@@ -42,12 +30,12 @@ describe('embedded store: the writer thread copies the rest of the log before an
       Array.from({ length: n }, (): WriteRow => [randomId(), 'c.t', clock.next(), 's', 1_000, '"x"']);
     try {
       for (let i = 0; i < 20; i++) inline.append(rows(10));
-      const before = salt(path);
+      const before = logSalt(path);
       // An append alone cannot start the log over: the rows written here are not copied yet.
       await writes.append(rows(5));
-      assert.equal(salt(path), before, 'the log was started over with uncopied rows in it');
+      assert.equal(logSalt(path), before, 'the log was started over with uncopied rows in it');
       await writes.append(rows(5), true);
-      assert.notEqual(salt(path), before, 'the append after the copy did not start the log over');
+      assert.notEqual(logSalt(path), before, 'the append after the copy did not start the log over');
       const count = db.prepare('SELECT COUNT(*) AS n FROM messages').get() as { n: number };
       assert.equal(count.n, 210);
     } finally {
