@@ -163,6 +163,24 @@ describe('sources manager: tombstones of deleted sources', () => {
     assert.equal(a.manager.shared.digest(), b.manager.shared.digest());
   });
 
+  it('taken from a member already past the TTL here, are dropped whole: the digest agrees with a member that never had them', async () => {
+    // A member whose clock is days behind (or that was away): its tombstone is older than the TTL here.
+    const behind = { now: 2 * DAY };
+    const c = await node('nodec', behind);
+    await c.manager.create(source('gone'));
+    behind.now += 1_000;
+    await c.manager.remove('gone');
+    const clock = { now: 2 * DAY + TOMBSTONE_TTL_MS + DAY };
+    const a = await node('nodea', clock);
+    const b = await node('nodeb', clock);
+    await a.manager.shared.merge(structuredClone(c.manager.shared.snapshot()));
+    const changes = (s: unknown) => (s as { changes: Record<string, unknown> }).changes;
+    assert.ok(!('gone' in changes(a.manager.shared.snapshot())), 'not shared after it was dropped');
+    // Before, a ghost entry stayed in what is shared: the digests never agreed, and the members
+    // fetched each other's snapshot at every beat.
+    assert.equal(a.manager.shared.digest(), b.manager.shared.digest());
+  });
+
   it('keep the tombstone of a config-file source, or the file would bring it back', async () => {
     const clock = { now: 10 * DAY };
     const a = await node('nodea', clock, new Set(['filed']));

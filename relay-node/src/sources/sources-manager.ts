@@ -228,6 +228,8 @@ export function createSourcesManager(options: ManagerOptions) {
     if (Object.hasOwn(durable.changes, name)) {
       changes.changes[name] = durable.changes[name] ?? null;
       changes.versions[name] = durable.versions[name] ?? '';
+      // A tombstone back: an expiry scan made while the failed change was the newest skipped it.
+      if (changes.changes[name] === null) noteTombstone(changes.versions[name]);
     } else {
       delete changes.changes[name];
       delete changes.versions[name];
@@ -382,7 +384,12 @@ export function createSourcesManager(options: ManagerOptions) {
       if (applied.length > 0) options.log.info({ applied: applied.length }, 'source changes taken from another node');
       expire();
       const names = [...applied, ...unwritten];
-      const taken = names.map((name) => [name, changes.versions[name] ?? '', changes.changes[name] ?? null] as const);
+      // expire() may just have dropped a tombstone taken here (older than the TTL on this node's
+      // clock): it is gone, not written. Recorded as written, it stayed shared for good (a ghost
+      // entry of version ''), and no member's digest agreed with this one's again.
+      const taken = names
+        .filter((name) => Object.hasOwn(changes.changes, name))
+        .map((name) => [name, changes.versions[name] ?? '', changes.changes[name] ?? null] as const);
       await options.store.write(changes, names);
       for (const [name, version, raw] of taken) written(name, version, raw);
     },
