@@ -72,6 +72,29 @@ async function node(
   return { manager, dir, path, reload };
 }
 
+/**
+ * A store whose writes fail (with `message`) while `when()` says so, each after the writes before
+ * it, in order, as the real store finishes them; `meanwhile` runs as one fails.
+ */
+const failingWhen =
+  (when: () => boolean, message = 'ENOSPC: no space left on device (test double)', meanwhile?: () => void) =>
+  (store: Store): Store => {
+    let last: Promise<unknown> = Promise.resolve();
+    return {
+      ...store,
+      write(state, names) {
+        const done = when()
+          ? last.then(() => {
+              meanwhile?.();
+              throw new Error(message);
+            })
+          : store.write(state, names);
+        last = done.catch(() => {});
+        return done;
+      },
+    };
+  };
+
 describe('sources manager: writing admin changes', () => {
   it('appends each change instead of rewriting every source, and a restart finds them all', async () => {
     const { manager, path, reload } = await node('nodea', { now: 1_000 });
@@ -334,19 +357,8 @@ describe('sources manager: changes of one source at once', () => {
   });
 
   it('a create sent while a delete is written, whose own write fails, leaves the source deleted', async () => {
-    // A store whose writes fail once `failing` is set (after the ones before it, in order, as the store does).
     let failing = false;
-    let last: Promise<unknown> = Promise.resolve();
-    const faulty = (store: Store): Store => ({
-      ...store,
-      write(state, names) {
-        const done = failing
-          ? last.then(() => Promise.reject(new Error('ENOSPC: no space left on device (test double)')))
-          : store.write(state, names);
-        last = done.catch(() => {});
-        return done;
-      },
-    });
+    const faulty = failingWhen(() => failing);
     const { manager, reload } = await node('nodea', { now: 1_000 }, undefined, new Set(), true, faulty);
     await manager.create(source('s1', { url: feed, interval_ms: 20 }));
     const deleting = manager.remove('s1');
@@ -368,11 +380,7 @@ describe('sources manager: changes of one source at once', () => {
 
   it('a create whose write fails is undone: no source, and the name is free', async () => {
     let failing = true;
-    const faulty = (store: Store): Store => ({
-      ...store,
-      write: (state, names) =>
-        failing ? Promise.reject(new Error('EACCES: permission denied (test double)')) : store.write(state, names),
-    });
+    const faulty = failingWhen(() => failing, 'EACCES: permission denied (test double)');
     const { manager, reload } = await node('nodea', { now: 1_000 }, undefined, new Set(), false, faulty);
     await assert.rejects(manager.create(source('s1')), /EACCES/);
     assert.ok(!manager.has('s1'));
@@ -389,14 +397,12 @@ describe('sources manager: a change whose write fails, in a mesh', () => {
     let failing = false;
     let sharedMeanwhile: unknown;
     const nodeA: { node?: Awaited<ReturnType<typeof node>> } = {}; // the store below reads it
-    const faulty = (store: Store): Store => ({
-      ...store,
-      async write(state, names) {
-        if (!failing) return store.write(state, names);
-        sharedMeanwhile = structuredClone(nodeA.node?.manager.shared.snapshot()); // a member asks during the write
-        throw new Error('ENOSPC: no space left on device (test double)');
-      },
-    });
+    // A member asks during the failing write.
+    const faulty = failingWhen(
+      () => failing,
+      undefined,
+      () => (sharedMeanwhile = structuredClone(nodeA.node?.manager.shared.snapshot())),
+    );
     const clock = { now: 1_000 };
     const a = await node('nodea', clock, undefined, new Set(), false, faulty);
     nodeA.node = a;

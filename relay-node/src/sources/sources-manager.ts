@@ -317,9 +317,9 @@ export function createSourcesManager(options: ManagerOptions) {
 
   /**
    * The source a new admin change applies to: the newest change accepted (written or still being
-   * written; one whose write failed is undone, see rollBack), not the runtime, which changes only once its write finished. Checked against the
-   * runtime alone, an update arriving while a delete is written passed, was written after it, and
-   * brought the deleted source back.
+   * written; one whose write failed is undone, see rollBack), not the runtime, which changes only
+   * once its write finished. Checked against the runtime alone, an update arriving while a delete
+   * is written passed, was written after it, and brought the deleted source back.
    */
   const latest = (name: string) => {
     get(name);
