@@ -275,7 +275,7 @@ describe('embedded store, fsync off: the log stays bounded when every batch is s
     const afterFive = await wal();
     await write(25_000);
     // Without checkpoints the log would hold all 30,000 rows (6x the first 5,000); with one
-    // every INLINE_CHECKPOINT_ROWS written on the event loop it is reused from its start after each.
+    // every INLINE_CHECKPOINT_PAGES written on the event loop it is reused from its start after each.
     const afterThirty = await wal();
     assert.ok(afterThirty < afterFive * 3.5, `log ${afterThirty} bytes after 30,000 rows, ${afterFive} after 5,000`);
     assert.equal((await store.history('t', { limit: 100_000 })).length, 30_000);

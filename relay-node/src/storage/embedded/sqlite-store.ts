@@ -23,7 +23,7 @@ import {
   walPolicy,
   writeFailureMemory,
 } from './sqlite-schema.ts';
-import { inProcess, startWriterThread } from './sqlite-writer.ts';
+import { inProcess, startWriterThread, WRITER_STUCK_MS } from './sqlite-writer.ts';
 import { CURSOR_TAKEN, createWrites, type Writes, type WriteRow } from './sqlite-writes.ts';
 
 export { sqlitePragmas } from './sqlite-schema.ts';
@@ -44,7 +44,7 @@ export { sqlitePragmas } from './sqlite-schema.ts';
  * go to the thread, which keeps the event loop free while they commit; the thread being idle
  * keeps the one-batch-at-a-time order, and no two connections ever write at once. The event
  * loop's connection never checkpoints on its own (a checkpoint copies megabytes of log into the
- * database, ~30 ms for 4,000 rows here): after every INLINE_CHECKPOINT_ROWS rows written here,
+ * database, ~30 ms for 4,000 rows here): after every INLINE_CHECKPOINT_PAGES log pages written here,
  * the thread runs a passive checkpoint, and writes here go on meanwhile (a passive checkpoint
  * blocks no writer; waiting for it was a ~100 ms stall of every publish and delivery each 10,000
  * rows, the p99 of a relay at 2,000 msg/s). Once it is done, the next small batch goes to the
@@ -70,19 +70,36 @@ export interface SqliteStoreOptions {
   writerHealthyAfterMs?: number;
   /** Test hook: called before each writer thread is made; a throw fails that start (sqlite-writer.ts). */
   testBeforeWriterThread?: () => void;
+  /** For tests: how long a write may wait for the writer thread before health says not ok (WRITER_STUCK_MS). */
+  stuckAfterMs?: number;
 }
 
 /** The largest batch written on the event loop (fsync off, thread idle); see above. */
 const INLINE_ROWS = 32;
 /**
- * Rows written on the event loop between two checkpoints by the thread: ~10,000 log pages for
- * small batches, so the log stays under its 64 MiB limit (sqlitePragmas). At 10,000 rows it
- * outgrew it, and the write that starts the log over truncated ~30 MB of file on the event loop:
- * commits of 20-200 ms every few seconds in a 3-relay mesh at 2,000 msg/s.
+ * Log pages written on the event loop between two checkpoints by the thread. With the pages
+ * written here while the thread checkpoints (INLINE_DURING_CHECKPOINT_PAGES), the log stays near
+ * 10,000 pages (~40 MB), under its 64 MiB limit (sqlitePragmas), so starting it over never has
+ * to truncate it. Rows were counted before (4,000 between checkpoints): one-row commits, a mesh
+ * relay's usual write, log ~4.3 pages each, so the log reached 85-97 MB, and at 10,000 rows the
+ * write that started it over truncated ~30 MB of file on the event loop (commits of 20-200 ms
+ * every few seconds in a 3-relay mesh at 2,000 msg/s).
  */
-const INLINE_CHECKPOINT_ROWS = 4_000;
-/** Rows written on the event loop while the thread checkpoints (see createSqliteStore). */
-const INLINE_DURING_CHECKPOINT = 2_500;
+const INLINE_CHECKPOINT_PAGES = 8_000;
+/** Log pages written on the event loop while the thread checkpoints (see createSqliteStore). */
+const INLINE_DURING_CHECKPOINT_PAGES = 2_000;
+/**
+ * The log pages a commit of `rows` writes, estimated (SQLite does not say without a checkpoint):
+ * ~3 for the commit (the topic's count, its latest row, interior pages), and for each row ~1.5
+ * (its history leaf, and its id index's leaf: ids come in any order) plus its data's pages.
+ * Measured with 100-200 byte messages and random ids (2026-12-03): 4.3 pages for one row, 9.5 for
+ * 4 and 29 for 16 in one topic; time-ordered ids, as a relay mints them, log fewer.
+ */
+function logPages(rows: readonly WriteRow[], pageSize: number): number {
+  let pages = 3;
+  for (const row of rows) pages += 1.5 + row[5].length / pageSize;
+  return pages;
+}
 /**
  * Messages a retention sweep deletes per transaction. Appends wait for the transaction they
  * arrive behind, and deleting costs ~1.6 µs per message here: one transaction for the 900,000
@@ -157,13 +174,13 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
   const disk = inline ? statfsSync(options.dataDir) : undefined;
   const { page_size: pageSize } = db.prepare('PRAGMA page_size').get() as { page_size: number };
   const share = disk ? walPolicy(disk.blocks * disk.bsize, pageSize).checkpointPages / WAL_CHECKPOINT_PAGES : 1;
-  const checkpointRows = Math.max(8, Math.floor(INLINE_CHECKPOINT_ROWS * share));
-  const duringCheckpoint = Math.max(4, Math.floor(INLINE_DURING_CHECKPOINT * share));
-  let inlineRows = 0;
+  const checkpointPages = Math.max(40, Math.floor(INLINE_CHECKPOINT_PAGES * share));
+  const duringCheckpoint = Math.max(20, Math.floor(INLINE_DURING_CHECKPOINT_PAGES * share));
+  let inlinePages = 0;
   if (inline) db.exec('PRAGMA wal_autocheckpoint = 0');
   // A failed append (reads never needed the disk's room): health says not ok for a while.
   const writeFailure = writeFailureMemory();
-  // While the thread's checkpoint runs, at most INLINE_DURING_CHECKPOINT rows are written here;
+  // While the thread's checkpoint runs, at most INLINE_DURING_CHECKPOINT_PAGES pages are written here;
   // beyond them, writes queue behind the checkpoint on the thread, as they all did before. That
   // bounds the log, and the copy left for this connection, when the event loop never yields
   // (a run of appends that only await each other would otherwise never see the thread's answer).
@@ -174,21 +191,21 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
       // The thread's checkpoint is done and the thread is idle (or this write would be there):
       // what was written during it is copied, and this write starts the log over. On the thread,
       // in one request with this write, so nothing is written between the two: run here, that
-      // copy (up to INLINE_DURING_CHECKPOINT rows' pages) held the event loop, 4.6% of its busy
+      // copy (up to INLINE_DURING_CHECKPOINT_PAGES pages) held the event loop, 4.6% of its busy
       // time under one publisher (a profile of 2026-12-02). Writes behind this one go to the
       // thread too until it is idle again, so the order holds.
       copyRest = false;
       return writes.append(rows, true);
     }
     const stored = direct.append(rows);
-    inlineRows += rows.length;
-    if (!checkpointing && inlineRows >= checkpointRows) {
+    inlinePages += logPages(rows, pageSize);
+    if (!checkpointing && inlinePages >= checkpointPages) {
       checkpointing = true;
-      inlineRows = 0;
+      inlinePages = 0;
       const done = (copy: boolean) => {
         checkpointing = false;
         copyRest = copy;
-        inlineRows = 0;
+        inlinePages = 0;
       };
       // A failed thread shows in health() (and sends writes to it, which fail); the next retries.
       writes.checkpoint().then(
@@ -219,7 +236,7 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
     rows.length <= INLINE_ROWS &&
     writes.idle &&
     !writes.failure &&
-    !(checkpointing && inlineRows + rows.length > duringCheckpoint);
+    !(checkpointing && inlinePages + logPages(rows, pageSize) > duringCheckpoint);
 
   const q = (sql: string) => db.prepare(sql);
   const history = q('SELECT * FROM messages WHERE topic = ? AND cursor > ? ORDER BY cursor LIMIT ?');
@@ -341,6 +358,15 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
       // How many times a dead writer thread was started again (sqlite-writer.ts), once it was.
       const restarts = writes.restarts > 0 ? { writer_restarts: writes.restarts } : {};
       if (writes.failure) return { ok: false, detail: writes.failure, path, ...restarts };
+      // A thread that stops answering is not dead (a stalled disk, another process's lock on the
+      // file): it is not ok while its oldest request waits too long, and ok again once answered.
+      const waited = writes.oldestWaitMs;
+      if (waited > (options.stuckAfterMs ?? WRITER_STUCK_MS)) {
+        const detail =
+          `a write has waited ${(waited / 1000).toFixed(1)} s for the store's writer thread (the disk may be ` +
+          "stalled, or another process holds the database's lock): publishes are not acknowledged meanwhile";
+        return { ok: false, detail, path, writer_wait_ms: Math.round(waited), ...restarts };
+      }
       const failed = writeFailure.recent();
       if (failed !== undefined) return { ok: false, detail: `the last write failed: ${failed}`, path, ...restarts };
       try {

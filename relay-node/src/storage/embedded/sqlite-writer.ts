@@ -46,6 +46,12 @@ export interface AsyncWrites {
    * blocks no writer, so another connection may write meanwhile without breaking the order.
    */
   readonly idle: boolean;
+  /**
+   * How long the oldest request the thread has not answered has waited, in ms; 0 when none.
+   * Checkpoints count: requests run in order, so a write sent behind one waits for it too (see
+   * WRITER_STUCK_MS).
+   */
+  readonly oldestWaitMs: number;
   close(): Promise<void>;
 }
 
@@ -88,6 +94,17 @@ export const UNCONFIRMED_MAX = 100_000;
  * the thread keeps dying added one at every death, for as long as it did, times 100,000 ids.
  */
 export const UNCONFIRMED_CURSORS_MAX = 8;
+/**
+ * How long the oldest unanswered request may wait before the store's health says not ok. A
+ * thread that stops answering (a stalled disk or NFS mount, another process holding the
+ * database's write lock) is not dead: without this, health said ok while every publish waited
+ * for an ack that never came. Checkpoints count too, as writes queued behind one wait for it: a
+ * passive checkpoint copies at most one interval's log (WAL_CHECKPOINT_PAGES, ~40 MiB), seconds
+ * on a slow disk, so 30 s is generous for it, and for a write that waits out the 5 s busy_timeout
+ * on another connection's lock; a request still unanswered after 30 s means the disk or a lock
+ * holds the thread.
+ */
+export const WRITER_STUCK_MS = 30_000;
 
 export interface WriterThreadOptions {
   maxPages?: number;
@@ -124,7 +141,8 @@ export interface WriterThreadOptions {
 export function startWriterThread(path: string, fsync: boolean, options: WriterThreadOptions = {}): AsyncWrites {
   const pending = new Map<
     number,
-    { resolve: (value: unknown) => void; reject: (error: Error) => void; rows?: readonly WriteRow[] }
+    // `sentAt`: performance.now() when it was sent (see oldestWaitMs).
+    { resolve: (value: unknown) => void; reject: (error: Error) => void; rows?: readonly WriteRow[]; sentAt: number }
   >();
   // Id to the cursors it had in appends a dead thread never answered for (see remember): one id in
   // two of them (a resend pipelined behind the first) was committed under the first one's cursor.
@@ -256,6 +274,7 @@ export function startWriterThread(path: string, fsync: boolean, options: WriterT
         resolve: (value) => (done(), resolve(value)),
         reject: (error) => (done(), reject(error)),
         rows: request.op === 'append' ? request.rows : undefined,
+        sentAt: performance.now(),
       });
       worker.postMessage({ ...request, seq: id });
     });
@@ -272,6 +291,11 @@ export function startWriterThread(path: string, fsync: boolean, options: WriterT
     },
     get idle() {
       return writing === 0;
+    },
+    get oldestWaitMs() {
+      // The thread answers in order and the map keeps insertion order: the first entry is the oldest.
+      for (const { sentAt } of pending.values()) return performance.now() - sentAt;
+      return 0;
     },
     get restarts() {
       return restarts;
@@ -310,6 +334,7 @@ export function inProcess(writes: Writes): AsyncWrites {
     async checkpoint() {}, // an in-memory database has no log to copy
     failure: undefined,
     idle: true,
+    oldestWaitMs: 0, // writes run as they are called
     restarts: 0,
     unconfirmed: 0,
     unconfirmedCursors: 0,
