@@ -21,7 +21,8 @@ const RETRY: BackoffOptions = { initialDelayMs: 250, maxDelayMs: 10_000 };
  *
  * A node it cannot reach is said, not retried in silence: every attempt that fails to open emits
  * `error`, and `ready` rejects if the first one fails. Subscriptions and publishes wait for a
- * connection meanwhile (with `reconnect: false` they reject with the failed attempt).
+ * connection meanwhile (with `reconnect: false` they reject with the failed attempt; a
+ * subscription waits up to `connectTimeoutMs` when given).
  * `close()` stops everything, so a script can end.
  */
 export interface ClientOptions {
@@ -52,6 +53,15 @@ export interface ClientOptions {
    * `false` for none.
    */
   pingIntervalMs?: number | false;
+  /**
+   * A subscription not live yet that waits this long for a connection, with none opening
+   * meanwhile, is dropped: its `ready` rejects with `unavailable`, saying what to check (a wrong
+   * URL or a refused token looks like a node that is down to a WebSocket). The client goes on
+   * reconnecting for later calls. No limit by default (`undefined`, 0, `Infinity`, or a value
+   * other numeric options would not take). Publishes keep `publishTimeoutMs`; a subscription that
+   * was live when a connection dropped resumes on reconnect, however long that takes.
+   */
+  connectTimeoutMs?: number;
 }
 
 export interface PublishOptions {
@@ -91,7 +101,8 @@ export interface Subscription {
    * Resolves on the first `subscribed`; rejects if the node refuses the subscription, when the
    * client stops (`close()`, a drop or failed attempt with `reconnect: false`, an expired fixed
    * token), or at once for one made after that. A failed attempt to connect does not reject it
-   * while the client reconnects: it is subscribed once a connection opens.
+   * while the client reconnects: it is subscribed once a connection opens, unless none opened
+   * within `connectTimeoutMs` (then it rejects with `unavailable` and the subscription is dropped).
    */
   readonly ready: Promise<void>;
   unsubscribe(): void;
@@ -110,6 +121,8 @@ interface SubState {
   /** Consecutive `unavailable` refusals of this subscription, and the timer of its next try. */
   refusals: number;
   retry: ReturnType<typeof setTimeout> | undefined;
+  /** Runs while this subscription, not live yet, waits for a connection (`connectTimeoutMs`). */
+  waitTimer: ReturnType<typeof setTimeout> | undefined;
   /** The ref of this subscription's `sub` still waiting for the node's answer on this connection. */
   ref: string | undefined;
   /**
@@ -182,6 +195,10 @@ export class AnodeClient extends Emitter<ClientEvents> {
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** Aborted by close(): ends a wait for the token function (and its timer) at once. */
   readonly #stopping = new AbortController();
+  /** How long a subscription not live yet waits for a connection; `undefined` for no limit. */
+  readonly #connectTimeoutMs: number | undefined;
+  /** Why the last attempt to connect failed, while no connection opened since: for that timeout's message. */
+  #lastFailure: string | undefined;
 
   constructor(options: ClientOptions) {
     super();
@@ -216,6 +233,11 @@ export class AnodeClient extends Emitter<ClientEvents> {
     // A window of NaN forgot no id (the memory grew by one per message) and held one list of who
     // had each id for all of them: a replay handed a new subscription only its first message.
     this.#handed = new RecentMap(numberOption(options.dedupWindow, 10_000));
+    // Read as the other numeric options are; 0 is no limit (as pingIntervalMs's 0 is off): a
+    // subscription made right after createClient always waits for the first connection, so a
+    // limit of 0 would drop every one of them. Past what a timer keeps (Infinity too) is none.
+    const connectMs = numberOption(options.connectTimeoutMs, 0);
+    this.#connectTimeoutMs = connectMs > 0 && connectMs < MAX_TIMER_MS ? connectMs : undefined;
     // After the caller's first turn, so an `error` the first attempt emits at once (a URL the
     // runtime refuses, an expired fixed token) reaches the listeners it adds right after this.
     queueMicrotask(() => void this.#connect());
@@ -253,6 +275,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
       active: true,
       refusals: 0,
       retry: undefined,
+      waitTimer: undefined,
       ref: undefined,
       resumedFrom: undefined,
       stalls: 0,
@@ -424,9 +447,36 @@ export class AnodeClient extends Emitter<ClientEvents> {
     for (const state of [...this.#subs.values()]) {
       if (state.settled) continue;
       state.active = false;
+      clearTimeout(state.waitTimer);
       this.#subs.delete(state.topic);
       state.readyReject(error);
     }
+  }
+
+  /**
+   * Starts the `connectTimeoutMs` clock of a subscription not live yet that waits for a
+   * connection (made before one opened, or its `sub` cut by a drop before the answer); the next
+   * connection to open stops it (#onOpen). Without it, a wrong URL or a refused token left
+   * `sub.ready` waiting until `close()`: a WebSocket cannot tell either from a node that is down.
+   */
+  #awaitConnection(state: SubState): void {
+    const ms = this.#connectTimeoutMs;
+    if (ms === undefined || state.settled || state.waitTimer !== undefined || this.#stopped) return;
+    state.waitTimer = setTimeout(() => {
+      state.waitTimer = undefined;
+      if (state.settled || !state.active || this.#subs.get(state.topic) !== state || this.connected) return;
+      const last = this.#lastFailure ? ` (the last attempt: ${this.#lastFailure})` : '';
+      this.#forget(state);
+      this.#subs.delete(state.topic);
+      state.readyReject(
+        new AnodeError(
+          'unavailable',
+          `no connection opened within ${ms} ms to ${shownUrl(this.#url)}${last}, so the subscription to ` +
+            `${state.topic} is dropped: check the URL (a relay's or an edge's base URL), the token (to a ` +
+            'WebSocket a refused one looks like a node that is down), and that the node is up',
+        ),
+      );
+    }, ms);
   }
 
   /**
@@ -438,6 +488,8 @@ export class AnodeClient extends Emitter<ClientEvents> {
   #forget(state: SubState): void {
     state.active = false;
     clearTimeout(state.retry);
+    clearTimeout(state.waitTimer);
+    state.waitTimer = undefined;
     if (state.ref !== undefined) this.#pending.delete(state.ref);
     state.ref = undefined;
   }
@@ -467,7 +519,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
     if (state.cursor !== undefined) frame.after = state.cursor;
     if (state.ref !== undefined) this.#pending.delete(state.ref);
     state.ref = undefined;
-    if (!this.#send(frame)) return;
+    if (!this.#send(frame)) return this.#awaitConnection(state);
     state.ref = ref;
     state.resumedFrom = state.cursor;
     this.#pending.set(ref, {
@@ -500,6 +552,8 @@ export class AnodeClient extends Emitter<ClientEvents> {
           // Only a cut counts: a refusal, or a send that never went out, is no stalled replay.
           if (state.cursor !== undefined && state.cursor === state.resumedFrom) state.stalls += 1;
           else state.stalls = 0;
+          // Cut before it went live: waits for the next connection as one made before any did.
+          this.#awaitConnection(state);
           return;
         }
         if (current && error.code === 'unavailable' && state.settled) {
@@ -639,6 +693,11 @@ export class AnodeClient extends Emitter<ClientEvents> {
 
   #onOpen(): void {
     this.#settleReady?.();
+    this.#lastFailure = undefined;
+    for (const state of this.#subs.values()) {
+      clearTimeout(state.waitTimer);
+      state.waitTimer = undefined;
+    }
     // What waited for this connection, taken before the listeners run: a subscribe or publish an
     // `open` listener makes is sent by that call, and sending it again here doubled it.
     const subs = [...this.#subs.values()];
@@ -662,6 +721,7 @@ export class AnodeClient extends Emitter<ClientEvents> {
     this.#pending.clear();
     this.emit('close', { code, reason });
     if (failure !== undefined && !this.#stopped) {
+      this.#lastFailure = failure;
       const cannot = new AnodeError(
         'unavailable',
         `cannot open a WebSocket to ${shownUrl(this.#url)} (${failure}): is the node up, and is this its base URL? ` +
