@@ -103,6 +103,13 @@ const SQLITE_FULL = 13;
 export const diskFull = (error: unknown): boolean =>
   ((error as { errcode?: unknown }).errcode as number) % 256 === SQLITE_FULL;
 
+/** SQLite's primary result code for a lock another connection holds (its write lock, here). */
+const SQLITE_BUSY = 5;
+
+/** Whether a SQLite error says another connection holds the lock it needed. */
+export const lockHeld = (error: unknown): boolean =>
+  ((error as { errcode?: unknown }).errcode as number) % 256 === SQLITE_BUSY;
+
 /**
  * After a write a store's file could not take (a full disk, an I/O error), health says not ok for
  * this long, so a load balancer sends publishes elsewhere; then ok again, to be tried.

@@ -13,6 +13,7 @@ import {
 } from '@anode/shared';
 import {
   diskFull,
+  lockHeld,
   fileDamaged,
   migrate,
   openDatabase,
@@ -23,7 +24,7 @@ import {
   walPolicy,
   writeFailureMemory,
 } from './sqlite-schema.ts';
-import { inProcess, startWriterThread, WRITER_STUCK_MS } from './sqlite-writer.ts';
+import { type AsyncWrites, inProcess, startWriterThread, WRITER_STUCK_MS } from './sqlite-writer.ts';
 import { CURSOR_TAKEN, createWrites, type Writes, type WriteRow } from './sqlite-writes.ts';
 
 export { sqlitePragmas } from './sqlite-schema.ts';
@@ -156,6 +157,27 @@ function startWriter(db: ReturnType<typeof openDatabase>, path: string, fsync: b
   }
 }
 
+/**
+ * The connection small batches are written on with fsync off (see the top of this file): its own,
+ * so that it may never wait for the write lock (busy_timeout 0) while reads on the store's
+ * connection still do. Another process holding the lock (an operator's `sqlite3` shell inside a
+ * transaction) held the event loop for the whole 5 s busy timeout on every such write, and the
+ * relay answered nothing meanwhile; such a write now goes to the thread (inlineOrThread), which
+ * waits there. It never checkpoints on its own either. `db` is closed if it cannot be opened.
+ */
+function openInlineConnection(db: ReturnType<typeof openDatabase>, path: string, maxPages: number | undefined) {
+  let inline: ReturnType<typeof openDatabase> | undefined;
+  try {
+    inline = openDatabase(path, false, maxPages);
+    inline.exec('PRAGMA busy_timeout = 0; PRAGMA wal_autocheckpoint = 0');
+    return inline;
+  } catch (error) {
+    inline?.close();
+    db.close();
+    throw new Error(`${path}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
 export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
   let path = ':memory:';
   if (!options.memory) {
@@ -165,8 +187,15 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
   }
   const fsync = options.fsync !== false;
   const db = openStoreFile(path, fsync, options.maxPages, options.log);
-  const writes = options.memory ? inProcess(createWrites(db)) : startWriter(db, path, fsync, options);
-  const inline = !fsync && !options.memory ? createWrites(db) : undefined;
+  const inlineDb = !fsync && !options.memory ? openInlineConnection(db, path, options.maxPages) : undefined;
+  let writes: AsyncWrites;
+  try {
+    writes = options.memory ? inProcess(createWrites(db)) : startWriter(db, path, fsync, options);
+  } catch (error) {
+    inlineDb?.close();
+    throw error;
+  }
+  const inline = inlineDb ? createWrites(inlineDb) : undefined;
   // On a small disk the writer thread checkpoints sooner (walPolicy); the rows written here
   // between its checkpoints shrink alike, or this connection's log filled a disk that another
   // file then filled up, with nothing left to checkpoint with (a review: stuck for good in 6
@@ -177,7 +206,6 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
   const checkpointPages = Math.max(40, Math.floor(INLINE_CHECKPOINT_PAGES * share));
   const duringCheckpoint = Math.max(20, Math.floor(INLINE_DURING_CHECKPOINT_PAGES * share));
   let inlinePages = 0;
-  if (inline) db.exec('PRAGMA wal_autocheckpoint = 0');
   // A failed append (reads never needed the disk's room): health says not ok for a while.
   const writeFailure = writeFailureMemory();
   // While the thread's checkpoint runs, at most INLINE_DURING_CHECKPOINT_PAGES pages are written here;
@@ -221,13 +249,15 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
    * refused: the thread's once-a-second cut of an empty log succeeds without freeing anything,
    * so the reserve was never spent, and a relay publishing one message at a time refused every
    * publish while another file held the disk (a review: 15 s and 297 refusals, then for good).
-   * Still in order: the thread was idle, and nothing else is written before it has this batch.
+   * The same for a write that finds the lock held by another process (openInlineConnection): the
+   * thread waits for it, off the event loop. Still in order: the thread was idle, and nothing
+   * else is written before it has this batch.
    */
   const inlineOrThread = (direct: Writes, rows: readonly WriteRow[]) => {
     try {
       return appendInline(direct, rows);
     } catch (error) {
-      if (!diskFull(error)) throw error;
+      if (!diskFull(error) && !lockHeld(error)) throw error;
       return writes.append(rows);
     }
   };
@@ -379,6 +409,7 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
 
     async close() {
       await writes.close();
+      if (inlineDb?.isOpen) inlineDb.close();
       if (db.isOpen) db.close();
     },
   };
