@@ -205,6 +205,10 @@ async function wireRelayNode(parts: RelayParts): Promise<RelayNode> {
       lease.problem() === undefined &&
       (await store.health()).ok &&
       components.every((c) => c.healthy?.() ?? true),
+    // anode_store_up is "1 when the store is healthy": set by each append's outcome, it said 1
+    // all along while a stuck writer thread answered none (health not ok, no append failed),
+    // and 0 for good after a failed append on a relay that then published nothing.
+    beforeScrape: async () => void metrics.storeUp.set((await store.health()).ok ? 1 : 0),
     extraRoutes: components.flatMap((c) => (c.routes ? [(app: Hono) => c.routes?.(app)] : [])),
   });
   // A client that trickles its request headers (a WebSocket handshake included) is cut off after

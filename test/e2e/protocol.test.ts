@@ -623,6 +623,16 @@ describe('error codes', () => {
       sub.close();
       pub.close();
     });
+
+    it('anode_store_up follows the store health at each scrape, with no publish between', async () => {
+      faulty.failing = true;
+      try {
+        assert.equal(await metricValue(relay, 'anode_store_up'), 0);
+      } finally {
+        faulty.failing = false;
+      }
+      assert.equal(await metricValue(relay, 'anode_store_up'), 1);
+    });
   });
 
   describe('internal', () => {

@@ -41,6 +41,8 @@ export interface HttpDeps {
   verify: TokenVerifier;
   status: () => Promise<Record<string, unknown>>;
   healthy: () => Promise<boolean>;
+  /** Brings gauges that follow a check (the store's health) up to date before a scrape. */
+  beforeScrape?: () => Promise<void>;
   /** Components' own routes, mounted after the protocol's. */
   extraRoutes?: ((app: Hono) => void)[];
 }
@@ -137,6 +139,7 @@ export function createHttpApp(deps: HttpDeps): Hono<Env> {
   app.get('/healthz', async (c) => ((await deps.healthy()) ? c.json({ ok: true }) : c.json({ ok: false }, 503)));
   app.get('/metrics', async (c) => {
     statusReader(c.req.header('authorization'));
+    await deps.beforeScrape?.();
     return c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType });
   });
 
