@@ -37,6 +37,33 @@ async function writeSynced(file: string, text: string, flag: 'a' | 'w'): Promise
   }
 }
 
+/**
+ * A write of `sources.json` or `sources.log` (or their folder) failed: the OS error (`code`, e.g.
+ * ENOSPC) and the file it was writing. Anything else a write throws is a bug, not the disk.
+ */
+export class SourceWriteError extends Error {
+  readonly file: string;
+  readonly code: string;
+  constructor(file: string, error: NodeJS.ErrnoException) {
+    // Node's message repeats the call and the path ("ENOSPC: no space left on device, write"): cut.
+    const reason = error.syscall ? error.message.split(`, ${error.syscall}`)[0] : error.message;
+    super(`cannot write ${file}: ${reason}`, { cause: error });
+    this.name = 'SourceWriteError';
+    this.file = file;
+    this.code = error.code ?? 'EIO';
+  }
+}
+
+/** Run a file operation on `file`; an OS error (one with a code) becomes a SourceWriteError. */
+async function onFile<T>(file: string, operation: Promise<T>): Promise<T> {
+  try {
+    return await operation;
+  } catch (error) {
+    if (typeof (error as NodeJS.ErrnoException).code !== 'string') throw error;
+    throw new SourceWriteError(file, error as NodeJS.ErrnoException);
+  }
+}
+
 interface Batch {
   state: SourceChanges;
   names: Set<string>;
@@ -73,24 +100,24 @@ export function createSourceStore(path: string) {
     const whole = batch.whole || rewriteNext || journalBytes + lineBytes > Math.max(MIN_COMPACT_BYTES, snapshotBytes);
     const text = whole ? `${JSON.stringify({ version: 1, ...state })}\n` : '';
     const folder = dirname(path);
-    await mkdir(folder, { recursive: true, mode: 0o700 });
+    await onFile(folder, mkdir(folder, { recursive: true, mode: 0o700 }));
     if (!whole) {
       rewriteNext = true;
-      await writeSynced(journal, lines, 'a');
+      await onFile(journal, writeSynced(journal, lines, 'a'));
       // The first line since the journal was emptied may have created the file.
-      if (journalBytes === 0) await syncFolder(folder);
+      if (journalBytes === 0) await onFile(folder, syncFolder(folder));
       rewriteNext = false;
       journalBytes += lineBytes;
       return;
     }
     rewriteNext = true;
-    await writeSynced(`${path}.tmp`, text, 'w');
-    await rename(`${path}.tmp`, path);
-    await syncFolder(folder);
+    await onFile(`${path}.tmp`, writeSynced(`${path}.tmp`, text, 'w'));
+    await onFile(path, rename(`${path}.tmp`, path));
+    await onFile(folder, syncFolder(folder));
     snapshotBytes = Buffer.byteLength(text);
     // A crash before this truncation replays old lines onto the new snapshot: harmless, as a
     // line applies only when its version is at least the one already there.
-    await writeSynced(journal, '', 'w');
+    await onFile(journal, writeSynced(journal, '', 'w'));
     journalBytes = 0;
     rewriteNext = false;
   };

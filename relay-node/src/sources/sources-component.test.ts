@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -470,5 +470,55 @@ describe('sources component: a config-file source changed through the admin API'
     // Before, the edited url was ignored without a word.
     const warned = lines.find((line) => line.source === 'filed' && /admin change replaced/.test(line.msg ?? ''));
     assert.deepEqual(warned?.fields, ['interval_ms', 'url']);
+  });
+});
+
+describe('sources component: an admin change the disk refuses', () => {
+  let dir: string;
+  let node: Awaited<ReturnType<typeof createRelayNode>> | undefined;
+  after(async () => {
+    await node?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('answers 503 unavailable naming the OS error and the file, and the source stays as it was', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'anode-sources-unit-'));
+    const flags = { port: '0', 'data-dir': dir, 'log-level': 'silent', 'admin-token': TOKEN };
+    node = await createRelayNode(loadConfig({ flags, env: {} }), createLogger('silent'));
+    const { url } = await node.start();
+    const send = async (method: string, path: string, body?: unknown) => {
+      const response = await fetch(`${url}/v1/admin/sources${path}`, {
+        method,
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+    };
+    const source = { name: 's1', kind: 'http', url: 'http://127.0.0.1:9/x', topic: 't.s1', paused: true };
+    assert.equal((await send('POST', '', source)).status, 201);
+    // A real write failure (tests run as root, chmod does not stop writes): a folder where
+    // sources.log goes, so every append fails with EISDIR.
+    const journal = join(dir, 'sources.log');
+    await rm(journal, { force: true });
+    await mkdir(journal);
+    const file = journal.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    const expected = new RegExp(
+      `^the change of source s1 was not saved and is undone: cannot write ${file}: EISDIR: illegal operation on a directory; retry once that is fixed$`,
+    );
+    for (const [method, path, body] of [
+      ['PATCH', '/s1', { topic: 't.changed' }],
+      ['PUT', '/s1', { ...source, topic: 't.changed' }],
+      ['POST', '/s1/resume', undefined],
+      ['DELETE', '/s1', undefined],
+    ] as const) {
+      const failed = await send(method, path, body);
+      assert.equal(failed.status, 503, `${method} ${path}`);
+      const error = failed.body.error as { code: string; message: string };
+      assert.equal(error.code, 'unavailable');
+      assert.match(error.message, expected);
+      const shown = await send('GET', '/s1');
+      assert.equal(shown.status, 200);
+      assert.deepEqual([shown.body.topic, shown.body.paused], ['t.s1', true], `after ${method} ${path}`);
+    }
   });
 });

@@ -5,12 +5,13 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { UnavailableError } from '@anode/shared';
 import { createLogger } from '../logger.ts';
 import { BUILTIN_KINDS } from './kinds/builtin-kinds.ts';
 import type { DriverIo, SourceKind } from './source-kind.ts';
 import type { RuntimeDeps } from './source-runtime.ts';
 import { createScheduler } from './scheduler.ts';
-import { createSourceStore, createVersionClock, mergeSources } from './source-store.ts';
+import { createSourceStore, createVersionClock, mergeSources, SourceWriteError } from './source-store.ts';
 import { createSourcesManager, TOMBSTONE_TTL_MS } from './sources-manager.ts';
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -73,7 +74,7 @@ async function node(
 }
 
 /**
- * A store whose writes fail (with `message`) while `when()` says so, each after the writes before
+ * A double of the file store (a full disk cannot be made on demand) whose writes fail (with `message`) while `when()` says so, each after the writes before
  * it, in order, as the real store finishes them; `meanwhile` runs as one fails.
  */
 const failingWhen =
@@ -86,7 +87,9 @@ const failingWhen =
         const done = when()
           ? last.then(() => {
               meanwhile?.();
-              throw new Error(message);
+              // What the store throws on an OS error (code first in the message, as Node's).
+              const code = message.split(':')[0] ?? 'EIO';
+              throw new SourceWriteError('sources.log', Object.assign(new Error(message), { code }));
             })
           : store.write(state, names);
         last = done.catch(() => {});
@@ -326,8 +329,12 @@ describe('sources manager: changes of one source at once', () => {
     await manager.remove('s1');
     assert.deepEqual(await reload(), []);
     assert.equal(await pollsWithin(300), 0, 'polls after the delete');
-    // The 500's message, in the relay's log.
-    assert.match(failed.message, /^cannot write the change of source s1, undone: EISDIR/);
+    // The 503's message: the cause (OS error, file) and what to do.
+    assert.ok(failed instanceof UnavailableError, String(failed));
+    assert.match(
+      failed.message,
+      /^the change of source s1 was not saved and is undone: cannot write \S+sources\.log: EISDIR: illegal operation on a directory; retry once that is fixed$/,
+    );
   });
 
   it('a PATCH whose write fails is undone: the next PATCH does not carry it, on disk neither', async () => {

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
+import { UnavailableError } from '@anode/shared';
 import type { SharedState } from '../cluster.ts';
 import type { Logger } from '../logger.ts';
 import { parseDefinition, SourceDefinitionError } from './definition.ts';
@@ -15,7 +16,7 @@ import {
   type SourceRecord,
   type SourceRuntime,
 } from './source-runtime.ts';
-import { type createSourceStore, type SourceChanges, versionTime } from './source-store.ts';
+import { type createSourceStore, type SourceChanges, SourceWriteError, versionTime } from './source-store.ts';
 
 export class SourceNotFoundError extends Error {
   override name = 'SourceNotFoundError';
@@ -207,17 +208,25 @@ export function createSourcesManager(options: ManagerOptions) {
       await options.store.write(changes, [name]);
     } catch (error) {
       rollBack(name, version);
-      throw new Error(`cannot write the change of source ${name}, undone: ${(error as Error).message}`, {
-        cause: error,
-      });
+      const reason = (error as Error).message;
+      // The disk (full, read-only, not writable): 503 unavailable, a retry can succeed once fixed,
+      // logged here (the HTTP layer logs only internal errors). Anything else is a bug: 500 internal.
+      if (error instanceof SourceWriteError) {
+        options.log.error({ source: name, err: reason }, 'cannot write an admin change of a source, undone');
+        throw new UnavailableError(
+          `the change of source ${name} was not saved and is undone: ${reason}; retry once that is fixed`,
+          { cause: error },
+        );
+      }
+      throw new Error(`cannot write the change of source ${name}, undone: ${reason}`, { cause: error });
     }
     written(name, version, raw);
     return changes.versions[name] === version;
   };
 
   /**
-   * Undo a change whose write failed (its request is answered 500): the source is again its last
-   * change on disk, and so is its runtime (a delete stopped it before writing). Before, the failed
+   * Undo a change whose write failed (its request is answered 503 unavailable, 500 for a bug): the
+   * source is again its last change on disk, and so is its runtime (a delete stopped it before writing). Before, the failed
    * change stayed the newest accepted: a failed delete left a source no request could change or
    * delete, a failed update rode along with the next one. Runs as the write's rejection arrives,
    * before the store starts its next write. A change made meanwhile is left: its own write decides
