@@ -2,6 +2,7 @@ import { realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { diskAdvice, ensurePrivateFile } from './private-files.ts';
+import { sqlitePrimaryCode } from './storage/embedded/sqlite-schema.ts';
 
 /**
  * One relay per data folder. Two relays started on one folder share its node id and clock lease,
@@ -82,8 +83,8 @@ export function lockDataDir(dataDir: string): DataDirLock {
  * data_dir named `…/locked` was taken for a folder in use.
  */
 const sqliteBusy = (error: unknown) => {
-  const { code, errcode } = error as { code?: unknown; errcode?: unknown };
-  return code === 'ERR_SQLITE_ERROR' && typeof errcode === 'number' && [5, 6].includes(errcode & 0xff);
+  const primary = sqlitePrimaryCode(error);
+  return (error as { code?: unknown }).code === 'ERR_SQLITE_ERROR' && (primary === 5 || primary === 6);
 };
 
 /**

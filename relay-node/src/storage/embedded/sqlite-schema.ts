@@ -96,19 +96,26 @@ export function walPolicy(diskBytes: number, pageSize: number): { checkpointPage
   };
 }
 
+/**
+ * A SQLite error's primary result code (its extended code's low byte: SQLITE_BUSY_RECOVERY is
+ * SQLITE_BUSY), or undefined for an error that is not SQLite's.
+ */
+export const sqlitePrimaryCode = (error: unknown): number | undefined => {
+  const errcode = (error as { errcode?: unknown } | undefined)?.errcode;
+  return typeof errcode === 'number' ? errcode & 0xff : undefined;
+};
+
 /** SQLite's primary result code for a full disk (or max_page_count reached). */
 const SQLITE_FULL = 13;
 
 /** Whether a SQLite error says the disk (or max_page_count) is full. */
-export const diskFull = (error: unknown): boolean =>
-  ((error as { errcode?: unknown }).errcode as number) % 256 === SQLITE_FULL;
+export const diskFull = (error: unknown): boolean => sqlitePrimaryCode(error) === SQLITE_FULL;
 
 /** SQLite's primary result code for a lock another connection holds (its write lock, here). */
 const SQLITE_BUSY = 5;
 
 /** Whether a SQLite error says another connection holds the lock it needed. */
-export const lockHeld = (error: unknown): boolean =>
-  ((error as { errcode?: unknown }).errcode as number) % 256 === SQLITE_BUSY;
+export const lockHeld = (error: unknown): boolean => sqlitePrimaryCode(error) === SQLITE_BUSY;
 
 /**
  * After a write a store's file could not take (a full disk, an I/O error), health says not ok for
@@ -137,8 +144,8 @@ export function writeFailureMemory() {
 
 /** Whether a SQLite error says the file is damaged (SQLITE_CORRUPT, 11) or is not SQLite's (SQLITE_NOTADB, 26). */
 export const fileDamaged = (error: unknown): boolean => {
-  const errcode = (error as { errcode?: unknown }).errcode;
-  return typeof errcode === 'number' && [11, 26].includes(errcode & 0xff);
+  const primary = sqlitePrimaryCode(error);
+  return primary === 11 || primary === 26;
 };
 
 /** Open the file (or `:memory:`) with the store's settings. */
