@@ -426,6 +426,38 @@ describe('sources manager: a change whose write fails, in a mesh', () => {
   });
 });
 
+describe('sources manager: a change whose write fails, on top of one taken from another member', () => {
+  it("goes back to the member's change not yet written, not to the older one on disk", async () => {
+    let failing = false;
+    const clock = { now: 1_000 };
+    const a = await node(
+      'nodea',
+      clock,
+      undefined,
+      new Set(),
+      false,
+      failingWhen(() => failing),
+    );
+    const b = await node('nodeb', clock);
+    await a.manager.create(source('s1'));
+    await b.manager.shared.merge(structuredClone(a.manager.shared.snapshot()));
+    clock.now += 1_000;
+    await b.manager.update('s1', { topic: 't.from-b' }, true);
+    failing = true;
+    // Taken from b, and its write here fails: it runs all the same (written at the next exchange).
+    await assert.rejects(a.manager.shared.merge(structuredClone(b.manager.shared.snapshot())), /ENOSPC/);
+    assert.equal(a.manager.get('s1').status.topic, 't.from-b');
+    clock.now += 1_000;
+    await assert.rejects(a.manager.update('s1', { interval_ms: 5_000 }, true), /ENOSPC/);
+    // Before: back to the definition on disk (t.s1) until the next exchange.
+    assert.equal(a.manager.get('s1').status.topic, 't.from-b');
+    failing = false;
+    await a.manager.shared.merge(structuredClone(b.manager.shared.snapshot()));
+    assert.equal(a.manager.get('s1').status.topic, 't.from-b');
+    assert.equal(a.manager.shared.digest(), b.manager.shared.digest());
+  });
+});
+
 describe('sources manager: a store that does not answer', () => {
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

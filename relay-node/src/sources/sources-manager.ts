@@ -139,10 +139,17 @@ export function createSourcesManager(options: ManagerOptions) {
     versions: { ...changes.versions },
   };
   let digest: string | undefined; // of `durable`
+  /**
+   * Changes taken from another member whose write here has not finished (or failed): the newest
+   * this node knows of for their source, though the disk holds an older one. A local change made
+   * on top of one and then undone goes back to it, not to the disk's (see rollBack).
+   */
+  const mergedUnwritten = new Map<string, string>();
   /** A write holding this change of `name` finished (writes finish in order, so the last call wins). */
   const written = (name: string, version: string, raw: Record<string, unknown> | null) => {
     durable.changes[name] = raw;
     durable.versions[name] = version;
+    if ((mergedUnwritten.get(name) ?? '') <= version) mergedUnwritten.delete(name);
     digest = undefined;
   };
   const ttl = options.tombstoneTtlMs ?? TOMBSTONE_TTL_MS;
@@ -176,6 +183,7 @@ export function createSourcesManager(options: ManagerOptions) {
       delete changes.versions[name];
       delete durable.changes[name];
       delete durable.versions[name];
+      mergedUnwritten.delete(name);
       if (version > changes.dropped) changes.dropped = version;
       dropped += 1;
     }
@@ -198,6 +206,9 @@ export function createSourcesManager(options: ManagerOptions) {
    */
   const persist = async (name: string, raw: Record<string, unknown> | null) => {
     const version = options.version();
+    const replaced = Object.hasOwn(changes.changes, name)
+      ? { raw: changes.changes[name] ?? null, version: changes.versions[name] ?? '' }
+      : undefined;
     changes.changes[name] = raw;
     changes.versions[name] = version;
     if (raw === null) noteTombstone(version);
@@ -207,7 +218,7 @@ export function createSourcesManager(options: ManagerOptions) {
     try {
       await options.store.write(changes, [name]);
     } catch (error) {
-      rollBack(name, version);
+      rollBack(name, version, replaced);
       const reason = (error as Error).message;
       // The disk (full, read-only, not writable): 503 unavailable, a retry can succeed once fixed,
       // logged here (the HTTP layer logs only internal errors). Anything else is a bug: 500 internal.
@@ -230,11 +241,26 @@ export function createSourcesManager(options: ManagerOptions) {
    * change stayed the newest accepted: a failed delete left a source no request could change or
    * delete, a failed update rode along with the next one. Runs as the write's rejection arrives,
    * before the store starts its next write. A change made meanwhile is left: its own write decides
-   * (a batch that failed fails it too, and it comes back here).
+   * (a batch that failed fails it too, and it comes back here). If the undone change replaced one
+   * taken from another member and not written yet (`replaced`), the source goes back to that one:
+   * it is still the newest known, and going back to the disk's older definition ran that until
+   * the next exchange brought the member's change again.
    */
-  const rollBack = (name: string, version: string) => {
+  const rollBack = (
+    name: string,
+    version: string,
+    replaced?: { raw: Record<string, unknown> | null; version: string },
+  ) => {
     if (changes.versions[name] !== version) return;
-    if (Object.hasOwn(durable.changes, name)) {
+    if (
+      replaced &&
+      replaced.version === mergedUnwritten.get(name) &&
+      replaced.version > (durable.versions[name] ?? '')
+    ) {
+      changes.changes[name] = replaced.raw;
+      changes.versions[name] = replaced.version;
+      if (replaced.raw === null) noteTombstone(replaced.version);
+    } else if (Object.hasOwn(durable.changes, name)) {
       changes.changes[name] = durable.changes[name] ?? null;
       changes.versions[name] = durable.versions[name] ?? '';
       // A tombstone back: an expiry scan made while the failed change was the newest skipped it.
@@ -385,6 +411,7 @@ export function createSourcesManager(options: ManagerOptions) {
         }
         changes.changes[name] = value;
         changes.versions[name] = version;
+        mergedUnwritten.set(name, version);
         if (value === null) noteTombstone(version);
         applyRemote(name, value);
         applied.push(name);
