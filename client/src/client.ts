@@ -56,10 +56,11 @@ export interface ClientOptions {
   /**
    * A subscription not live yet that waits this long for a connection, with none opening
    * meanwhile, is dropped: its `ready` rejects with `unavailable`, saying what to check (a wrong
-   * URL or a refused token looks like a node that is down to a WebSocket). The client goes on
-   * reconnecting for later calls. No limit by default (`undefined`, 0, `Infinity`, or a value
-   * other numeric options would not take). Publishes keep `publishTimeoutMs`; a subscription that
-   * was live when a connection dropped resumes on reconnect, however long that takes.
+   * URL or a refused token looks like a node that is down to a WebSocket), and an `error` event
+   * (the same error) names its topic. The client goes on reconnecting for later calls. No limit
+   * by default (`undefined`, 0, `Infinity`, or a value other numeric options would not take).
+   * Publishes keep `publishTimeoutMs`; a subscription that was live when a connection dropped
+   * resumes on reconnect, however long that takes.
    */
   connectTimeoutMs?: number;
 }
@@ -102,7 +103,8 @@ export interface Subscription {
    * client stops (`close()`, a drop or failed attempt with `reconnect: false`, an expired fixed
    * token), or at once for one made after that. A failed attempt to connect does not reject it
    * while the client reconnects: it is subscribed once a connection opens, unless none opened
-   * within `connectTimeoutMs` (then it rejects with `unavailable` and the subscription is dropped).
+   * within `connectTimeoutMs` (then it rejects with `unavailable`, emitted as an `error` event too,
+   * and the subscription is dropped).
    */
   readonly ready: Promise<void>;
   unsubscribe(): void;
@@ -468,14 +470,16 @@ export class AnodeClient extends Emitter<ClientEvents> {
       const last = this.#lastFailure ? ` (the last attempt: ${this.#lastFailure})` : '';
       this.#forget(state);
       this.#subs.delete(state.topic);
-      state.readyReject(
-        new AnodeError(
-          'unavailable',
-          `no connection opened within ${ms} ms to ${shownUrl(this.#url)}${last}, so the subscription to ` +
-            `${state.topic} is dropped: check the URL (a relay's or an edge's base URL), the token (to a ` +
-            'WebSocket a refused one looks like a node that is down), and that the node is up',
-        ),
+      const dropped = new AnodeError(
+        'unavailable',
+        `no connection opened within ${ms} ms to ${shownUrl(this.#url)}${last}, so the subscription to ` +
+          `${state.topic} is dropped: check the URL (a relay's or an edge's base URL), the token (to a ` +
+          'WebSocket a refused one looks like a node that is down), and that the node is up',
       );
+      state.readyReject(dropped);
+      // As a subscription the node refuses (`forbidden`) ends: its `ready` rejects and an `error`
+      // event names the topic. The failed attempts' own events said only that the node is away.
+      this.emit('error', dropped);
     }, ms);
   }
 
