@@ -730,7 +730,8 @@ export class AnodeClient extends Emitter<ClientEvents> {
         'unavailable',
         `cannot open a WebSocket to ${shownUrl(this.#url)} (${failure}): is the node up, and is this its base URL? ` +
           'Relays and edges serve /v1/ws; an edge older than that protocol does not. With auth on, a missing or ' +
-          'refused token looks the same to a WebSocket: pass `token` (curl the base URL with it to see the answer).',
+          "refused token looks the same to a WebSocket: pass `token`. To see the node's answer to it: curl -H " +
+          `'Authorization: Bearer <token>' ${historyUrl(this.#url)} (401 or 403 says what is wrong with it).`,
       );
       this.emit('error', cannot);
       // `ready` says a node that cannot be reached at first. What waits for a connection goes on
@@ -927,4 +928,14 @@ function expiredToken(token: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * A topic's history over HTTP on the node of a WebSocket URL: it checks a token as the upgrade
+ * does and says in words why it refuses one (401, 403), where a WebSocket sees only a failure.
+ */
+function historyUrl(ws: URL): string {
+  const scheme = ws.protocol === 'wss:' ? 'https:' : 'http:';
+  const base = ws.pathname.replace(/\/v1\/(ws|topics\/[^/]+\/ws)$/, '');
+  return `${scheme}//${ws.host}${base}/v1/topics/<topic>/messages`;
 }

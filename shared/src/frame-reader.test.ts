@@ -13,6 +13,10 @@ describe('readClientFrame', () => {
   test('refuses frames over the limit in UTF-8 bytes, not characters', () => {
     const read = readClientFrame(`{"op":"ping","ref":"${'é'.repeat(30)}"}`, 70);
     assert.equal(!read.ok && read.error.code, 'too_large');
+    assert.equal(
+      !read.ok && read.error.message,
+      "frame of 82 bytes exceeds max_frame_bytes (70); a message's data is limited by max_message_bytes",
+    );
   });
 
   test('answers a frame over the limit with the ref found in its first 4 KiB, not parsing the rest', () => {

@@ -59,7 +59,9 @@ export function readClientFrame(message: string | ArrayBuffer | Uint8Array, maxF
   if (size > maxFrameBytes) {
     return {
       ok: false,
-      error: new TooLargeError(`frame of ${size} bytes exceeds ${maxFrameBytes}`),
+      error: new TooLargeError(
+        `frame of ${size} bytes exceeds max_frame_bytes (${maxFrameBytes}); a message's data is limited by max_message_bytes`,
+      ),
       ref: leadingRef(message),
     };
   }

@@ -87,7 +87,25 @@ function describe(error: z.ZodError): string {
   // An array index reads as `[1]`: `[1].ts` is the `ts` of a body's second message.
   const at = issue.path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i > 0 ? '.' : ''}${String(p)}`));
   const path = at.length > 0 ? `${at.join('')}: ` : '';
-  return `${path}${issue.message}`;
+  return `${path}${numberRule(issue) ?? issue.message}`;
+}
+
+/**
+ * A number's bound in plain words (`limit: at most 1000`), for zod's own wording only ("Too big:
+ * expected number to be <=1000"); a message a schema gave its rule is kept.
+ */
+function numberRule(issue: z.core.$ZodIssue): string | undefined {
+  if (!/^(Too big|Too small|Invalid input):/.test(issue.message)) return undefined;
+  if (issue.code === 'too_big' && issue.origin === 'number') {
+    return `${issue.inclusive === false ? 'below' : 'at most'} ${String(issue.maximum)}`;
+  }
+  if (issue.code === 'too_small' && issue.origin === 'number') {
+    return `${issue.inclusive === false ? 'above' : 'at least'} ${String(issue.minimum)}`;
+  }
+  if (issue.code === 'invalid_type' && issue.expected === 'int') return 'not an integer';
+  const received = (issue as { received?: unknown }).received;
+  if (issue.code === 'invalid_type' && issue.expected === 'number' && received === 'NaN') return 'not a number';
+  return undefined;
 }
 
 /** Validate a parsed value against a schema, throwing `bad_frame` with the first problem. */

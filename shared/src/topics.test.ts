@@ -129,6 +129,16 @@ describe('topic grammar', () => {
     }
   });
 
+  test('a bad pattern segment is refused with the grammar it breaks', () => {
+    assert.throws(
+      () => assertPattern('prices.#'),
+      (error: unknown) =>
+        error instanceof AnodeError &&
+        error.message ===
+          'bad pattern segment "#": use [A-Za-z0-9_-]{1,64}, * for exactly one segment, or > as the last for one or more',
+    );
+  });
+
   test('every generated valid topic is accepted as a topic and as a pattern, and matches itself', () => {
     fc.assert(
       fc.property(topic, (t) => {

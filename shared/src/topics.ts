@@ -53,7 +53,7 @@ export function assertPattern(value: unknown): asserts value is string {
     throw new BadTopicError(
       segment === '>'
         ? '`>` may only be the last segment of a pattern'
-        : `bad pattern segment ${JSON.stringify(segment)}`,
+        : `bad pattern segment ${JSON.stringify(segment)}: use [A-Za-z0-9_-]{1,64}, * for exactly one segment, or > as the last for one or more`,
     );
   });
 }

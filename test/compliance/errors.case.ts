@@ -112,7 +112,12 @@ export const errorCases: Case[] = [
       }
       assertHttpError(await get(target, `/v1/topics/${topic}/messages?after=nope`, token), 400, 'bad_frame');
       assertHttpError(await get(target, `/v1/topics/${topic}/messages?limit=lots`, token), 400, 'bad_frame');
-      assertHttpError(await get(target, `/v1/topics/${topic}/messages?limit=1001`, token), 400, 'bad_frame');
+      const tooMany = assertHttpError(
+        await get(target, `/v1/topics/${topic}/messages?limit=1001`, token),
+        400,
+        'bad_frame',
+      );
+      assert.equal(tooMany, 'limit: at most 1000');
       for (const query of ['limit=0', 'limit=1001', 'limit=x', 'after_source=', 'after_source=a%20b']) {
         assertHttpError(await get(target, `/v1/topics/${topic}/latest?${query}`, token), 400, 'bad_frame');
       }
@@ -146,7 +151,12 @@ export const errorCases: Case[] = [
       const token = await tokenFor('large');
       const sock = await topicSocket(target, topic, token);
       sock.send({ op: 'pub', topic, data: 'x'.repeat(LIMITS.maxFrameBytes + 1000), ref: 'big-1' });
-      assert.equal((await sock.next<Frame<'err'>>(isOp('err'))).code, 'too_large');
+      const overFrame = await sock.next<Frame<'err'>>(isOp('err'));
+      assert.equal(overFrame.code, 'too_large');
+      assert.match(
+        overFrame.message,
+        new RegExp(`exceeds max_frame_bytes \\(${LIMITS.maxFrameBytes}\\); .*max_message_bytes`),
+      );
       sock.send({ op: 'pub', topic, data: 'x'.repeat(LIMITS.maxMessageBytes * 2), ref: 'big-2' });
       const overMessage = await sock.next<Frame<'err'>>(withRef('big-2'));
       assert.deepEqual([overMessage.op, overMessage.code], ['err', 'too_large']);
@@ -161,10 +171,15 @@ export const errorCases: Case[] = [
     async run(target) {
       const topic = fresh('tl');
       const token = await tokenFor('large-http');
-      assertHttpError(
+      const body = assertHttpError(
         await post(target, topic, { data: 'x'.repeat(LIMITS.maxBodyBytes + 1000) }, token),
         413,
         'too_large',
+      );
+      // The relay's setting is max_body_bytes, the edge's MAX_BODY_BYTES.
+      assert.match(
+        body,
+        new RegExp(`^body exceeds (max_body_bytes|MAX_BODY_BYTES) \\(${LIMITS.maxBodyBytes} bytes\\)$`),
       );
       assertHttpError(
         await post(target, topic, { data: 'x'.repeat(LIMITS.maxMessageBytes * 2) }, token),
@@ -198,6 +213,11 @@ export const errorCases: Case[] = [
       for (const [i, frame] of frames.entries()) {
         assert.equal((await errFor(sock, frame, `topic-${i}`)).code, 'bad_topic', JSON.stringify(frame));
       }
+      const badPattern = await errFor(sock, { op: 'sub', topic: 'a.#' }, 'pattern-rule');
+      assert.equal(
+        badPattern.message,
+        'bad pattern segment "#": use [A-Za-z0-9_-]{1,64}, * for exactly one segment, or > as the last for one or more',
+      );
       sock.close();
       assertHttpError(await post(target, 'bad$topic', { data: 1 }, token), 400, 'bad_topic');
       assertHttpError(await get(target, '/v1/topics/a..b/messages', token), 400, 'bad_topic');

@@ -64,9 +64,15 @@ describe('client library: faults', () => {
       // Over the frame limit: answered too_large without being parsed, and with its ref.
       assert.equal(await outcome(client.publish('cf.big', 'x'.repeat(1_500_000)), 10_000), 'too_large');
       // Over twice the limit: the relay closes with 1009 without reading it.
-      const far = outcome(client.publish('cf.big', 'x'.repeat(3_000_000)), 10_000);
+      const farPublish = client.publish('cf.big', 'x'.repeat(3_000_000));
+      const far = outcome(farPublish, 10_000);
       const after = outcome(client.publish('cf.big', 'after'), 10_000);
       assert.equal(await far, 'too_large');
+      // The close's reason names the limit, and the refusal carries it.
+      await assert.rejects(
+        farPublish,
+        /\(1009\) on a frame of 3000\d+ characters: frame over \d+ bytes, far past max_frame_bytes/,
+      );
       assert.equal(await after, 'acked');
       assert.ok(reconnects <= 1, `one reconnect after the 1009, not a storm: ${reconnects}`);
     } finally {

@@ -162,6 +162,11 @@ describe('client library', () => {
         message: /cannot open a WebSocket to ws:\/\/127\.0\.0\.1:\d+\/v1\/ws/,
       });
       await until(() => errors.length >= 2, 'an error event for each failed attempt');
+      // The hint names a request that answers a refused token in words, not the base URL (the dashboard).
+      assert.match(
+        errors[0] ?? '',
+        /curl -H 'Authorization: Bearer <token>' http:\/\/127\.0\.0\.1:\d+\/v1\/topics\/<topic>\/messages \(401 or 403/,
+      );
       // The subscription waits for a connection, as a publish does; close() ends the wait.
       assert.equal(subOutcome, 'pending', 'a failed attempt does not end the subscription');
       await client.close();

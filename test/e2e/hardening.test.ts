@@ -525,9 +525,13 @@ describe('unfinished frames and slow handshakes', () => {
   it('closes a frame above twice max_frame_bytes with 1009 before reading it, and answers one below with too_large', async () => {
     const socket = await openSocket(`${relay.wsUrl}/v1/ws`);
     socket.sendRaw(JSON.stringify({ op: 'pub', topic: 'a.b', data: 'x'.repeat(150_000) }));
-    assert.equal((await socket.next((f) => f.op === 'err')).op === 'err', true);
+    const tooLarge = await socket.next((f) => f.op === 'err');
+    assert.match(tooLarge.op === 'err' ? tooLarge.message : '', /exceeds max_frame_bytes \(\d+\); .*max_message_bytes/);
     socket.sendRaw(Buffer.alloc(250_000, 0x20).toString());
-    assert.equal((await socket.closed).code, CLOSE_MESSAGE_TOO_BIG);
+    const closed = await socket.closed;
+    assert.equal(closed.code, CLOSE_MESSAGE_TOO_BIG);
+    assert.match(closed.reason, /^frame over \d+ bytes, far past max_frame_bytes \(\d+\): not read$/);
+    assert.ok(Buffer.byteLength(closed.reason) <= 123, 'a close reason fits its 123 bytes');
   });
 
   it('answers a frame refused before parsing whose ref is no JSON string, and stays up', async () => {

@@ -100,6 +100,15 @@ describe('HTTP latest pages', () => {
       assert.equal(res.status, 400, query);
       assert.equal((res.body as { error: { code: string } }).error.code, 'bad_frame', query);
     }
+    const wordings: [string, string][] = [
+      ['limit=0', 'limit: at least 1'],
+      [`limit=${LATEST_PAGE_SOURCES + 1}`, `limit: at most ${LATEST_PAGE_SOURCES}`],
+      ['limit=1.5', 'limit: not an integer'],
+    ];
+    for (const [query, message] of wordings) {
+      const res = await get(`${relay.url}/v1/topics/latest.small/latest?${query}`);
+      assert.equal((res.body as { error: { message: string } }).error.message, message, query);
+    }
   });
 });
 

@@ -121,7 +121,7 @@ describe('README smoke test', () => {
     const [post, get] = commands(curls ?? '').map((line) =>
       line.replaceAll('localhost:8080', `127.0.0.1:${relayPort}`),
     );
-    assert.match(post ?? '', /^curl -s -XPOST/);
+    assert.match(post ?? '', /^curl -sS? -XPOST/);
     const posted = await sh(post!);
     assert.equal(posted.code, 0, posted.stderr);
     const [{ cursor }] = (JSON.parse(posted.stdout) as { messages: [{ cursor: string }] }).messages;

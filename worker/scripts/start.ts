@@ -3,6 +3,8 @@
 // made-up market feed (relay-node/examples/demo-feed.ts) that the relay pulls as the sources of
 // relay-node/examples/sources.json, so the dashboard and subscribers have live data at once
 // (ANODE_DEMO=0: no demo). Extra arguments go to the relay (`npm start -- --log-level debug`).
+// With auth on at the relay (ANODE_JWT_SECRET, `--jwt-secret`, public keys), the edge takes the
+// same secret, keys and audiences, so a request refused at one is refused at the other.
 // Ctrl-C stops everything.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -12,6 +14,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { type DemoFeed, startDemoFeed } from '../../relay-node/examples/demo-feed.ts';
+import { CONFIG_KEYS, isListKey, loadConfig } from '../../relay-node/src/config.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const RELAY_PORT = Number(process.env.ANODE_PORT ?? 8080);
@@ -66,15 +69,19 @@ async function stop(code: number): Promise<void> {
   process.exit(code);
 }
 
+const extra = process.argv.slice(2);
 const envDir = await mkdtemp(join(tmpdir(), 'anode-edge-'));
 const envFile = join(envDir, 'edge.env');
-await writeFile(envFile, `LINK_SECRET=${secret}\n`, { mode: 0o600 });
+const auth = await relayAuth(['--port', String(RELAY_PORT), ...extra]).catch((error: Error) => {
+  process.stderr.write(`npm start: ${error.message}\n`);
+  return process.exit(1);
+});
+await writeFile(envFile, edgeEnv(auth), { mode: 0o600 });
 process.on('SIGINT', () => void stop(0));
 process.on('SIGTERM', () => void stop(0));
 // If this script dies some other way, take the children with it.
 process.on('exit', () => children.forEach((child) => child.exitCode === null && child.kill('SIGKILL')));
 
-const extra = process.argv.slice(2);
 // The feed's items carry whole seconds: one stamped from this second on was pulled by this run.
 const feedSince = Math.floor(Date.now() / 1000) * 1000;
 const feed = process.env.ANODE_DEMO === '0' ? undefined : await startDemoFeed();
@@ -140,11 +147,12 @@ process.stdout.write(
         `  # To delete one: npm start -- --admin-token <16+ characters>, then\n` +
         `  # curl -XDELETE -H 'authorization: Bearer <that token>' ${relayUrl}/v1/admin/sources/<name>\n`
       : '') +
+    authNote(auth) +
     `Try:\n` +
     `  npx node examples/first-app.mjs ${relayUrl}   # subscribe, publish, receive, exit (npx: the repo's Node 24)\n` +
-    `  curl -s '${relayUrl}/v1/topics/prices.btc/latest'\n` +
-    `  curl -s -XPOST ${EDGE_URL}/v1/topics/demo.hello/messages -H 'content-type: application/json' -d '{"data":"hi from the edge"}'\n` +
-    `  curl -s '${EDGE_URL}/v1/topics/demo.hello/messages'\n` +
+    `  curl -s${bearer(auth)} '${relayUrl}/v1/topics/prices.btc/latest'\n` +
+    `  curl -s${bearer(auth)} -XPOST ${EDGE_URL}/v1/topics/demo.hello/messages -H 'content-type: application/json' -d '{"data":"hi from the edge"}'\n` +
+    `  curl -s${bearer(auth)} '${EDGE_URL}/v1/topics/demo.hello/messages'\n` +
     `  # The edge acknowledges once it holds a message, then forwards it: the relay has it a moment later\n` +
     `  # (seconds for a topic's first message, while its link comes up): ${relayUrl}/v1/topics/demo.hello/messages\n` +
     `Ctrl-C stops everything.\n\n`,
@@ -206,4 +214,87 @@ async function adminSources(dataDir: string): Promise<string[]> {
   } catch {
     return [];
   }
+}
+
+/** The relay's auth settings, read as the relay reads them (its flags, environment, config file). */
+interface RelayAuth {
+  secret: string | undefined;
+  /** The secret is ANODE_JWT_SECRET(_FILE)'s, which `anode token` reads too. */
+  secretFromEnv: boolean;
+  /** The PEM of each jwt_public_keys file. */
+  publicKeys: string[];
+  audience: string[];
+}
+
+async function relayAuth(args: string[]): Promise<RelayAuth> {
+  // The relay's own parse (relay-command.ts): every key a repeatable string flag.
+  const names = ['config', ...CONFIG_KEYS.map((key) => key.replaceAll('_', '-'))];
+  const options = Object.fromEntries(names.map((name) => [name, { type: 'string' as const, multiple: true }]));
+  const { values } = parseArgs({ args, options, strict: false, allowPositionals: true });
+  const flags: Record<string, string> = {};
+  for (const [name, given] of Object.entries(values)) {
+    if (!Array.isArray(given) || !names.includes(name)) continue;
+    const texts = given.map(String);
+    flags[name] = isListKey(name.replaceAll('-', '_')) ? texts.join(',') : (texts.at(-1) ?? '');
+  }
+  const config = loadConfig({ flags, env: process.env });
+  const publicKeys = await Promise.all(config.jwt_public_keys.map((path) => readFile(resolve(ROOT, path), 'utf8')));
+  const secretFromEnv =
+    !flags['jwt-secret'] && Boolean(process.env.ANODE_JWT_SECRET || process.env.ANODE_JWT_SECRET_FILE);
+  return { secret: config.jwt_secret || undefined, secretFromEnv, publicKeys, audience: config.jwt_audience };
+}
+
+/** The edge's secrets as a dotenv file for `wrangler dev --env-file`: the link secret and the relay's auth. */
+function edgeEnv(auth: RelayAuth): string {
+  const vars: [string, string | undefined][] = [
+    ['LINK_SECRET', secret],
+    ['JWT_SECRET', auth.secret],
+    ['JWT_PUBLIC_KEYS', auth.publicKeys.length > 0 ? auth.publicKeys.join('\n') : undefined],
+    ['JWT_AUDIENCE', auth.audience.length > 0 ? auth.audience.join(',') : undefined],
+  ];
+  return vars
+    .filter((entry): entry is [string, string] => entry[1] !== undefined)
+    .map(([name, value]) => `${name}=${dotenvValue(name, value)}\n`)
+    .join('');
+}
+
+/**
+ * A value wrangler's dotenv reads back unchanged: in a quote it does not hold (a quoted value may
+ * span lines), with `$` escaped from dotenv-expand. Double quotes come last: dotenv turns `\n` in
+ * them into a newline.
+ */
+function dotenvValue(name: string, value: string): string {
+  const quote = ["'", '`', '"'].find((q) => !value.includes(q));
+  if (quote === undefined || value.includes('\\$') || (quote === '"' && /\\[nr]/.test(value))) {
+    throw new Error(`${name} holds characters the edge's env file cannot carry (all three quotes, or \\$ / \\n)`);
+  }
+  return `${quote}${value.replaceAll('$', '\\$')}${quote}`;
+}
+
+function authOn(auth: RelayAuth): boolean {
+  return auth.secret !== undefined || auth.publicKeys.length > 0;
+}
+
+/** `-H` with the token of authNote's example, when auth is on. */
+function bearer(auth: RelayAuth): string {
+  return authOn(auth) ? ` -H "authorization: Bearer $ANODE_TOKEN"` : '';
+}
+
+/** Auth on: the banner's requests need a token, and this says how to mint one. */
+function authNote(auth: RelayAuth): string {
+  if (!authOn(auth)) return '';
+  const audience = auth.audience[0] === undefined ? '' : ` --audience ${auth.audience[0]}`;
+  // A secret given another way than ANODE_JWT_SECRET(_FILE) (a flag, a config file) must be
+  // passed to `anode token`.
+  const secretFlag = auth.secretFromEnv ? '' : ' --secret <your jwt_secret>';
+  const mint =
+    auth.secret === undefined
+      ? `  # public keys only: your issuer signs tokens; this one needs pub demo.>, sub demo.> and prices.>\n` +
+        `  export ANODE_TOKEN=<that token>\n`
+      : `  export ANODE_TOKEN="$(npx anode token${secretFlag}${audience} --subject try --pub 'demo.>' --sub 'demo.>' --sub 'prices.>')"\n`;
+  return (
+    `Auth is on (the relay's jwt settings, which the edge was given too): a request without a token is\n` +
+    `refused 401 at both. Mint a token first (\`npx anode token --help\`):\n` +
+    mint
+  );
 }

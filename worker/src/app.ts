@@ -156,7 +156,7 @@ export function createApp(): Hono<App> {
       bodyLimit({
         maxSize: c.var.config.MAX_BODY_BYTES,
         onError: () => {
-          throw new TooLargeError(`body exceeds ${c.var.config.MAX_BODY_BYTES} bytes`);
+          throw new TooLargeError(`body exceeds MAX_BODY_BYTES (${c.var.config.MAX_BODY_BYTES} bytes)`);
         },
       })(c, next),
     async (c) => {

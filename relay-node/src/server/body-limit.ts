@@ -14,7 +14,7 @@ import { readAtMost } from '../read-at-most.ts';
  * close`, since the rest of it is never read and cannot be left on a kept-alive connection.
  */
 export function limitBody(maxBytes: number): MiddlewareHandler {
-  const tooLarge = () => new TooLargeError(`body exceeds ${maxBytes} bytes`);
+  const tooLarge = () => new TooLargeError(`body exceeds max_body_bytes (${maxBytes} bytes)`);
   return async (c, next) => {
     const length = c.req.header('content-length');
     if (c.req.header('transfer-encoding') === undefined) {

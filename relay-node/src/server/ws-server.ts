@@ -6,6 +6,7 @@ import {
   assertTopic,
   BadFrameError,
   type Claims,
+  CLOSE_MESSAGE_TOO_BIG,
   isCursor,
   type TokenVerifier,
   toAnodeError,
@@ -75,6 +76,16 @@ function closingLog(log: Logger) {
   return note;
 }
 
+/**
+ * ws closes a frame past its maxPayload with 1009 and an empty reason (it calls the socket's own
+ * `close`): the reason says which limit refused it, so the client's close event names the setting.
+ */
+function explainTooBig(ws: WebSocket, reason: string): void {
+  const close = ws.close.bind(ws);
+  ws.close = (code?: number, data?: string | Buffer) =>
+    close(code, code === CLOSE_MESSAGE_TOO_BIG && data === undefined ? reason : data);
+}
+
 export function attachWebSockets(server: Server, wsDeps: WsDeps) {
   const closing = closingLog(wsDeps.log);
   const sendLimit = sendBufferLimit(wsDeps.config);
@@ -94,6 +105,7 @@ export function attachWebSockets(server: Server, wsDeps: WsDeps) {
   // (and only for `frame_timeout_ms`). UTF-8 is checked by the connection, so invalid text gets
   // `bad_frame` rather than a 1007 close.
   const hardCap = deps.config.max_frame_bytes + Math.max(deps.config.max_frame_bytes, 64 * 1024);
+  const tooBigReason = `frame over ${hardCap} bytes, far past max_frame_bytes (${deps.config.max_frame_bytes}): not read`;
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: hardCap,
@@ -192,6 +204,7 @@ export function attachWebSockets(server: Server, wsDeps: WsDeps) {
           socket.once('close', release);
           if (socket.destroyed) release(); // the client left while its token was being checked
           wss.handleUpgrade(request, socket, head, (ws) => {
+            explainTooBig(ws, tooBigReason);
             const connection = new ClientConnection(ws, claims, deps, socket);
             connections.add(connection);
             if (pinger) {

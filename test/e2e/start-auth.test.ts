@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ROOT } from '../docs/check-links.ts';
+import { freePort } from '../helpers/mesh.ts';
+
+/**
+ * `npm start` (worker/scripts/start.ts) with ANODE_JWT_SECRET in the shell: the relay and the
+ * edge both enforce auth (an anonymous publish through the edge was stored by the relay), and
+ * the banner says how to mint a token, with which every command it suggests works.
+ */
+const PATH = `${join(ROOT, 'node_modules/.bin')}${delimiter}${process.env.PATH}`;
+// A `$` in it: the edge's env file must carry it unexpanded.
+const SECRET = 'start-auth-test-secret-0123456789-$HOME-x';
+
+function sh(script: string, timeoutMs = 60_000) {
+  const env = { ...process.env, PATH, ANODE_JWT_SECRET: SECRET };
+  const child = spawn('sh', ['-c', script], { cwd: ROOT, env });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`"${script}" did not end within ${timeoutMs} ms:\n${stdout}\n${stderr}`));
+    }, timeoutMs);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('npm start with ANODE_JWT_SECRET set', () => {
+  let start: ChildProcess | undefined;
+  let output = '';
+  let relayPort = 0;
+  let edgePort = 0;
+  let dataDir = '';
+
+  before(async () => {
+    relayPort = await freePort();
+    edgePort = await freePort();
+    dataDir = await mkdtemp(join(tmpdir(), 'anode-start-auth-'));
+    const env = {
+      ...process.env,
+      PATH,
+      ANODE_JWT_SECRET: SECRET,
+      ANODE_PORT: String(relayPort),
+      ANODE_EDGE_PORT: String(edgePort),
+      ANODE_DATA_DIR: dataDir,
+      ANODE_DEMO: '0',
+    };
+    start = spawn(process.execPath, [join(ROOT, 'worker/scripts/start.ts')], {
+      cwd: ROOT,
+      env,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    start.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    start.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const deadline = Date.now() + 120_000;
+    while (!/Ctrl-C stops everything/.test(output)) {
+      if (Date.now() > deadline || start.exitCode !== null)
+        assert.fail(`start did not come up:\n${output.slice(-4000)}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  });
+
+  after(async () => {
+    const group = (signal: NodeJS.Signals) => {
+      try {
+        if (start?.pid) process.kill(-start.pid, signal);
+      } catch {
+        // already gone
+      }
+    };
+    if (start && start.exitCode === null) {
+      const exited = new Promise((resolve) => start?.once('exit', resolve));
+      group('SIGINT');
+      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 15_000))]);
+      group('SIGKILL');
+    }
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('refuses an anonymous publish at the edge and at the relay with 401', async () => {
+    for (const port of [edgePort, relayPort]) {
+      const res = await fetch(`http://127.0.0.1:${port}/v1/topics/demo.hello/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ data: 'anonymous' }),
+      });
+      assert.equal(res.status, 401, `port ${port}`);
+      assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'unauthorized');
+    }
+  });
+
+  it('says auth is on, how to mint a token, and every command of its banner works with that token', async () => {
+    const banner = output.slice(output.lastIndexOf('aNode is up'));
+    assert.match(banner, /Auth is on/);
+    const mint = /^ {2}(export ANODE_TOKEN=.*npx anode token .*)$/m.exec(banner)?.[1];
+    assert.ok(mint, banner);
+    const tries = banner
+      .slice(banner.indexOf('Try:\n') + 5, banner.indexOf('Ctrl-C stops'))
+      .split('\n')
+      .map((line) => line.replace(/\s+#.*$/, '').trim())
+      .filter(Boolean);
+    assert.ok(tries.length >= 4, banner);
+    let edgeRead = '';
+    for (const command of tries) {
+      const result = await sh(`${mint}\n${command}`);
+      assert.equal(result.code, 0, `${command}\n${result.stderr}`);
+      assert.doesNotMatch(result.stdout, /"error"/, `${command}\n${result.stdout}`);
+      if (!command.includes('-XPOST') && command.includes(`:${edgePort}/v1/topics/demo.hello/messages`)) {
+        edgeRead = result.stdout;
+      }
+    }
+    assert.match(edgeRead, /hi from the edge/, 'the edge has what it acknowledged');
+  });
+});
