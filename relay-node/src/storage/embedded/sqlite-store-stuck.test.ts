@@ -20,7 +20,7 @@ describe('embedded store: health while the writer thread waits', () => {
   const clock = createHybridClock('stuck');
   const message = (): Envelope => ({ id: randomId(), topic: 't', cursor: clock.next(), source: 's', ts: 1, data: 1 });
 
-  /** fsync on (the default here): every append goes to the writer thread; off, small ones are written here. */
+  /** Small appends are written on the event loop's connection while the thread is idle (sqlite-store.ts). */
   const open = async (fsync = true) => {
     const dir = await mkdtemp(join(tmpdir(), 'anode-sqlite-stuck-'));
     const store = createSqliteStore({
@@ -106,38 +106,39 @@ describe('embedded store: health while the writer thread waits', () => {
     }
   });
 
-  it('fsync off: a small write that finds the lock held goes to the thread, and the event loop is not held', async () => {
-    // Small batches are written on the event loop's own connection (sqlite-store.ts). It waited
-    // SQLite's 5 s busy timeout there, holding the event loop (every socket of the relay), and
-    // then refused the write: a held lock now sends it to the thread, which waits off the loop.
-    const { store, other, done } = await open(false);
-    try {
-      await store.append([message()]);
-      other.exec('BEGIN IMMEDIATE');
-      const sent = message();
-      const asked = performance.now();
-      const appending = store.append([sent]);
-      appending.catch(() => {});
-      const returnedAfter = performance.now() - asked;
-      // A timer due in 50 ms fires on time: nothing holds the event loop meanwhile.
-      const timerLate = await new Promise<number>((resolve) => {
-        const due = performance.now() + 50;
-        setTimeout(() => resolve(performance.now() - due), 50);
-      });
-      assert.ok(returnedAfter < 1_000, `append() held the event loop for ${Math.round(returnedAfter)} ms`);
-      assert.ok(timerLate < 1_000, `a timer fired ${Math.round(timerLate)} ms late`);
-      const stuck = await healthUntil(store, (h) => !h.ok, 4_000);
-      assert.match(String(stuck.detail), stuckDetail);
-      other.exec('ROLLBACK');
-      const [result] = await appending;
-      assert.equal(result?.inserted, true);
-      assert.equal((await store.health()).ok, true);
-      // And small writes go back to the event loop's connection once the thread is idle.
-      const [next] = await store.append([message()]);
-      assert.equal(next?.inserted, true);
-      assert.equal((await store.history('t', { limit: 10 })).length, 3);
-    } finally {
-      await done();
-    }
-  });
+  for (const fsync of [false, true])
+    it(`fsync ${fsync}: a small write that finds the lock held goes to the thread, and the event loop is not held`, async () => {
+      // Small batches are written on the event loop's own connection (sqlite-store.ts). It waited
+      // SQLite's 5 s busy timeout there, holding the event loop (every socket of the relay), and
+      // then refused the write: a held lock now sends it to the thread, which waits off the loop.
+      const { store, other, done } = await open(fsync);
+      try {
+        await store.append([message()]);
+        other.exec('BEGIN IMMEDIATE');
+        const sent = message();
+        const asked = performance.now();
+        const appending = store.append([sent]);
+        appending.catch(() => {});
+        const returnedAfter = performance.now() - asked;
+        // A timer due in 50 ms fires on time: nothing holds the event loop meanwhile.
+        const timerLate = await new Promise<number>((resolve) => {
+          const due = performance.now() + 50;
+          setTimeout(() => resolve(performance.now() - due), 50);
+        });
+        assert.ok(returnedAfter < 1_000, `append() held the event loop for ${Math.round(returnedAfter)} ms`);
+        assert.ok(timerLate < 1_000, `a timer fired ${Math.round(timerLate)} ms late`);
+        const stuck = await healthUntil(store, (h) => !h.ok, 4_000);
+        assert.match(String(stuck.detail), stuckDetail);
+        other.exec('ROLLBACK');
+        const [result] = await appending;
+        assert.equal(result?.inserted, true);
+        assert.equal((await store.health()).ok, true);
+        // And small writes go back to the event loop's connection once the thread is idle.
+        const [next] = await store.append([message()]);
+        assert.equal(next?.inserted, true);
+        assert.equal((await store.history('t', { limit: 10 })).length, 3);
+      } finally {
+        await done();
+      }
+    });
 });

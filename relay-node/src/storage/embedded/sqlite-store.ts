@@ -36,22 +36,30 @@ export { sqlitePragmas } from './sqlite-schema.ts';
  * Writes run on a writer thread (sqlite-writer.ts); reads use this thread's own connection, and
  * WAL lets them see every commit as soon as it returns.
  *
- * With fsync off, a small batch (up to INLINE_ROWS) that finds the thread idle is written here
- * instead: without an fsync the commit does not wait for the disk, so it costs well under a
- * millisecond, less than the two thread hand-offs it saves, and those hand-offs are what a
- * gossiped message waited on before its delivery (on a busy machine, a run-queue wait each: in a
- * 9-relay mesh at 500 msg/s, the median delivery took 116 ms with the thread on every batch and
- * 41 ms without any store write on the receiving relays). Larger batches (a publish burst) still
- * go to the thread, which keeps the event loop free while they commit; the thread being idle
- * keeps the one-batch-at-a-time order, and no two connections ever write at once. The event
- * loop's connection never checkpoints on its own (a checkpoint copies megabytes of log into the
- * database, ~30 ms for 4,000 rows here): after every INLINE_CHECKPOINT_PAGES log pages written here,
- * the thread runs a passive checkpoint, and writes here go on meanwhile (a passive checkpoint
- * blocks no writer; waiting for it was a ~100 ms stall of every publish and delivery each 10,000
- * rows, the p99 of a relay at 2,000 msg/s). Once it is done, the next small batch goes to the
- * thread, which first copies what was written during it (a few milliseconds' worth) and then
- * writes the batch, so the log is wholly copied and that write starts it over; without that last
- * step, a log written to during every checkpoint grows without end.
+ * A small batch (up to INLINE_ROWS) that finds the thread idle is written here instead. With fsync
+ * off the commit does not wait for the disk, so it costs well under a millisecond, less than the
+ * two thread hand-offs it saves, and those hand-offs are what a gossiped message waited on before
+ * its delivery (on a busy machine, a run-queue wait each: in a 9-relay mesh at 500 msg/s, the
+ * median delivery took 116 ms with the thread on every batch and 41 ms without any store write on
+ * the receiving relays). Larger batches (a publish burst) still go to the thread, which keeps the
+ * event loop free while they commit; the thread being idle keeps the one-batch-at-a-time order, and
+ * no two connections ever write at once. The event loop's connection never checkpoints on its own
+ * (a checkpoint copies megabytes of log into the database, ~30 ms for 4,000 rows here): after every
+ * INLINE_CHECKPOINT_PAGES log pages written here, the thread runs a passive checkpoint, and writes
+ * here go on meanwhile (a passive checkpoint blocks no writer; waiting for it was a ~100 ms stall
+ * of every publish and delivery each 10,000 rows, the p99 of a relay at 2,000 msg/s). Once it is
+ * done, the next small batch goes to the thread, which first copies what was written during it (a
+ * few milliseconds' worth) and then writes the batch, so the log is wholly copied and that write
+ * starts it over; without that last step, a log written to during every checkpoint grows without
+ * end.
+ *
+ * With fsync on, the commit here waits for the disk's sync, as a minimal server committing on
+ * its event loop does: on a disk that syncs in a fraction of a millisecond that is less than the
+ * two hand-offs too (one WebSocket publisher with 32 publishes in flight: 0.81-0.83x such a
+ * server's acks/s, against 0.62-0.74x with every commit on the thread; 2026-12-03). Once most
+ * commits here take longer than INLINE_SYNC_SLOW_MS, the next ones go to the thread for
+ * INLINE_SYNC_BACKOFF_MS, so a slow disk holds the event loop for one commit in that while, not
+ * at every commit. A disk that stops answering holds it for as long as that commit waits.
  */
 export interface SqliteStoreOptions {
   dataDir: string;
@@ -73,10 +81,25 @@ export interface SqliteStoreOptions {
   testBeforeWriterThread?: () => void;
   /** For tests: how long a write may wait for the writer thread before health says not ok (WRITER_STUCK_MS). */
   stuckAfterMs?: number;
+  /** For tests: false sends every write to the writer thread (none is written on the event loop). */
+  inlineWrites?: boolean;
+  /** For tests: INLINE_SYNC_SLOW_MS. */
+  inlineSyncSlowMs?: number;
 }
 
-/** The largest batch written on the event loop (fsync off, thread idle); see above. */
+/** The largest batch written on the event loop (thread idle); see above. */
 const INLINE_ROWS = 32;
+/**
+ * With fsync on, a commit on the event loop that takes longer than this (its sync included) is
+ * slow, and more than half of them slow (a moving share over about the last ten,
+ * INLINE_SYNC_WEIGHT) means a slow disk: the median, not the mean, as the event loop's thread is
+ * sometimes descheduled mid-commit on a busy machine, and one slow commit alone (the first of a new
+ * file, a log started over) says nothing of the disk.
+ */
+const INLINE_SYNC_SLOW_MS = 2;
+const INLINE_SYNC_WEIGHT = 0.1;
+/** How long commits then go to the thread before one is tried on the event loop again. */
+const INLINE_SYNC_BACKOFF_MS = 1_000;
 /**
  * Log pages written on the event loop between two checkpoints by the thread. With the pages
  * written here while the thread checkpoints (INLINE_DURING_CHECKPOINT_PAGES), the log stays near
@@ -158,17 +181,22 @@ function startWriter(db: ReturnType<typeof openDatabase>, path: string, fsync: b
 }
 
 /**
- * The connection small batches are written on with fsync off (see the top of this file): its own,
+ * The connection small batches are written on (see the top of this file): its own,
  * so that it may never wait for the write lock (busy_timeout 0) while reads on the store's
  * connection still do. Another process holding the lock (an operator's `sqlite3` shell inside a
  * transaction) held the event loop for the whole 5 s busy timeout on every such write, and the
  * relay answered nothing meanwhile; such a write now goes to the thread (inlineOrThread), which
  * waits there. It never checkpoints on its own either. `db` is closed if it cannot be opened.
  */
-function openInlineConnection(db: ReturnType<typeof openDatabase>, path: string, maxPages: number | undefined) {
+function openInlineConnection(
+  db: ReturnType<typeof openDatabase>,
+  path: string,
+  fsync: boolean,
+  maxPages: number | undefined,
+) {
   let inline: ReturnType<typeof openDatabase> | undefined;
   try {
-    inline = openDatabase(path, false, maxPages);
+    inline = openDatabase(path, fsync, maxPages);
     inline.exec('PRAGMA busy_timeout = 0; PRAGMA wal_autocheckpoint = 0');
     return inline;
   } catch (error) {
@@ -187,7 +215,10 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
   }
   const fsync = options.fsync !== false;
   const db = openStoreFile(path, fsync, options.maxPages, options.log);
-  const inlineDb = !fsync && !options.memory ? openInlineConnection(db, path, options.maxPages) : undefined;
+  const inlineDb =
+    options.memory || options.inlineWrites === false
+      ? undefined
+      : openInlineConnection(db, path, fsync, options.maxPages);
   let writes: AsyncWrites;
   try {
     writes = options.memory ? inProcess(createWrites(db)) : startWriter(db, path, fsync, options);
@@ -214,6 +245,10 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
   // (a run of appends that only await each other would otherwise never see the thread's answer).
   let checkpointing = false;
   let copyRest = false;
+  // With fsync on: the share of commits here that were slow, and no commit here before
+  // `inlineAfter` (the disk syncs slowly; see INLINE_SYNC_SLOW_MS).
+  let slowShare = 0;
+  let inlineAfter = 0;
   const appendInline = (direct: Writes, rows: readonly WriteRow[]) => {
     if (copyRest) {
       // The thread's checkpoint is done and the thread is idle (or this write would be there):
@@ -225,7 +260,14 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
       copyRest = false;
       return writes.append(rows, true);
     }
+    const started = fsync ? performance.now() : 0;
     const stored = direct.append(rows);
+    if (fsync) {
+      const done = performance.now();
+      const slow = done - started > (options.inlineSyncSlowMs ?? INLINE_SYNC_SLOW_MS) ? 1 : 0;
+      slowShare += (slow - slowShare) * INLINE_SYNC_WEIGHT;
+      if (slowShare > 0.5) inlineAfter = done + INLINE_SYNC_BACKOFF_MS;
+    }
     inlinePages += logPages(rows, pageSize);
     if (!checkpointing && inlinePages >= checkpointPages) {
       checkpointing = true;
@@ -265,6 +307,7 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
     inline !== undefined &&
     rows.length <= INLINE_ROWS &&
     writes.idle &&
+    (!fsync || performance.now() >= inlineAfter) &&
     !writes.failure &&
     !(checkpointing && inlinePages + logPages(rows, pageSize) > duringCheckpoint);
 

@@ -217,6 +217,8 @@ describe('embedded store: the writer thread dies', () => {
       dataDir: dir,
       retention: { maxAgeMs: 0, maxMessages: 0 },
       fsync,
+      // A small write may commit on the event loop when the thread is idle: these go to the thread.
+      inlineWrites: false,
       onWriterThread: (worker) => threads.push(worker),
       log: { warn: () => {} },
     });

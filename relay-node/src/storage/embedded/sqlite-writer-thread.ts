@@ -61,7 +61,7 @@ reserve(2);
 
 /** Copy the log into the database file and cut it to nothing (throws SQLITE_FULL when it cannot). */
 function truncateLog(): boolean {
-  // TRUNCATE waits (busy_timeout) for the store's reads, and its inline writes with fsync off.
+  // TRUNCATE waits (busy_timeout) for the store's reads, and its inline writes.
   const { busy } = db.prepare('PRAGMA wal_checkpoint(TRUNCATE)').get() as { busy: number };
   return busy === 0;
 }
@@ -109,9 +109,9 @@ function withRoom(attempt: () => unknown): unknown {
 
 /**
  * Each second: with less than twice the reserve free on the disk, cut the log (releasing the
- * reserve if it cannot). With fsync off the store writes small batches on its own connection,
- * which never checkpoints (sqlite-store.ts), and a write failing there does not reach this
- * thread; this is what frees the log then. The reserve is made again as soon as the disk has
+ * reserve if it cannot). The store writes small batches on its own connection, which never
+ * checkpoints (sqlite-store.ts), and a write failing there does not reach this thread; this is
+ * what frees the log then. The reserve is made again as soon as the disk has
  * room for it: it comes before the log, or the next time the database file must grow to take
  * the log's pages on a full disk, nothing could make room.
  */
