@@ -464,6 +464,14 @@ describe('embedded store: schema', () => {
       const retention = { maxAgeMs: 0, maxMessages: 0 };
       const said: string[] = [];
       const log = { warn: () => {}, info: (_fields: object, message: string) => void said.push(message) };
+      const store = createSqliteStore({ dataDir: dir, retention, log });
+      await store.append([{ id: 'a', topic: 't', cursor: '0001', source: 's', ts: 1, data: 1 }]);
+      await store.close();
+      assert.deepEqual(said, [], 'nothing to say of a new, empty file');
+      // A file with latest rows from before the index (a relay older than 47c93e8).
+      const old = new DatabaseSync(join(dir, 'messages.sqlite'));
+      old.exec('DROP INDEX latest_by_cursor');
+      old.close();
       for (let open = 0; open < 2; open++) await createSqliteStore({ dataDir: dir, retention, log }).close();
       assert.deepEqual(
         said,
