@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ROOT } from '../docs/check-links.ts';
 import { freePort } from '../helpers/mesh.ts';
+import { sh, startUntilBanner } from '../helpers/npm-start.ts';
 
 /**
  * The README as a newcomer follows it, with the commands taken from the README itself (so the
@@ -16,8 +16,6 @@ import { freePort } from '../helpers/mesh.ts';
  * command, is what CI ran before the tests.
  */
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
-/** `npm run` puts the project's Node 24 first on PATH; a reader's shell after `npm ci` may not. */
-const PATH = `${join(ROOT, 'node_modules/.bin')}${delimiter}${process.env.PATH}`;
 
 /** The code blocks of a README section, in order. */
 function blocks(section: string, lang: string): string[] {
@@ -37,26 +35,8 @@ function commands(block: string): string[] {
     .filter(Boolean);
 }
 
-function sh(command: string, env: Record<string, string> = {}, timeoutMs = 60_000) {
-  const child = spawn('sh', ['-c', command], { cwd: ROOT, env: { ...process.env, PATH, ...env } });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`"${command}" did not end within ${timeoutMs} ms:\n${stdout}\n${stderr}`));
-    }, timeoutMs);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
 describe('README smoke test', () => {
-  let start: ChildProcess | undefined;
+  let start: Awaited<ReturnType<typeof startUntilBanner>> | undefined;
   let output = '';
   let relayPort = 0;
   let edgePort = 0;
@@ -81,38 +61,16 @@ describe('README smoke test', () => {
       mode: 0o600,
     });
     const env = {
-      ...process.env,
-      PATH,
       ANODE_PORT: String(relayPort),
       ANODE_EDGE_PORT: String(edgePort),
       ANODE_DATA_DIR: dataDir,
     };
-    start = spawn('sh', ['-c', 'npm start'], { cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    start.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    start.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const deadline = Date.now() + 240_000;
-    while (!/Ctrl-C stops everything/.test(output)) {
-      if (Date.now() > deadline || start.exitCode !== null) {
-        assert.fail(`npm start did not come up:\n${output.slice(-4000)}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
+    start = await startUntilBanner(['sh', '-c', 'npm start'], env, 240_000);
+    output = start.output();
   });
 
   after(async () => {
-    const group = (signal: NodeJS.Signals) => {
-      try {
-        if (start?.pid) process.kill(-start.pid, signal);
-      } catch {
-        // already gone
-      }
-    };
-    if (start && start.exitCode === null) {
-      const exited = new Promise((resolve) => start?.once('exit', resolve));
-      group('SIGINT');
-      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 15_000))]);
-      group('SIGKILL');
-    }
+    await start?.stop();
     await rm(dataDir, { recursive: true, force: true });
   });
 

@@ -1,42 +1,25 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ROOT } from '../docs/check-links.ts';
 import { freePort } from '../helpers/mesh.ts';
+import { sh as shell, startUntilBanner } from '../helpers/npm-start.ts';
 
 /**
  * `npm start` (worker/scripts/start.ts) with ANODE_JWT_SECRET in the shell: the relay and the
  * edge both enforce auth (an anonymous publish through the edge was stored by the relay), and
  * the banner says how to mint a token, with which every command it suggests works.
  */
-const PATH = `${join(ROOT, 'node_modules/.bin')}${delimiter}${process.env.PATH}`;
 // A `$` in it: the edge's env file must carry it unexpanded.
 const SECRET = 'start-auth-test-secret-0123456789-$HOME-x';
 
-function sh(script: string, timeoutMs = 60_000) {
-  const env = { ...process.env, PATH, ANODE_JWT_SECRET: SECRET };
-  const child = spawn('sh', ['-c', script], { cwd: ROOT, env });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`"${script}" did not end within ${timeoutMs} ms:\n${stdout}\n${stderr}`));
-    }, timeoutMs);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+/** A shell command run with the secret in its environment, as the reader's shell has it. */
+const sh = (script: string) => shell(script, { ANODE_JWT_SECRET: SECRET });
 
 describe('npm start with ANODE_JWT_SECRET set', () => {
-  let start: ChildProcess | undefined;
+  let start: Awaited<ReturnType<typeof startUntilBanner>> | undefined;
   let output = '';
   let relayPort = 0;
   let edgePort = 0;
@@ -47,44 +30,18 @@ describe('npm start with ANODE_JWT_SECRET set', () => {
     edgePort = await freePort();
     dataDir = await mkdtemp(join(tmpdir(), 'anode-start-auth-'));
     const env = {
-      ...process.env,
-      PATH,
       ANODE_JWT_SECRET: SECRET,
       ANODE_PORT: String(relayPort),
       ANODE_EDGE_PORT: String(edgePort),
       ANODE_DATA_DIR: dataDir,
       ANODE_DEMO: '0',
     };
-    start = spawn(process.execPath, [join(ROOT, 'worker/scripts/start.ts')], {
-      cwd: ROOT,
-      env,
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    start.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    start.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const deadline = Date.now() + 120_000;
-    while (!/Ctrl-C stops everything/.test(output)) {
-      if (Date.now() > deadline || start.exitCode !== null)
-        assert.fail(`start did not come up:\n${output.slice(-4000)}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
+    start = await startUntilBanner([process.execPath, join(ROOT, 'worker/scripts/start.ts')], env, 120_000);
+    output = start.output();
   });
 
   after(async () => {
-    const group = (signal: NodeJS.Signals) => {
-      try {
-        if (start?.pid) process.kill(-start.pid, signal);
-      } catch {
-        // already gone
-      }
-    };
-    if (start && start.exitCode === null) {
-      const exited = new Promise((resolve) => start?.once('exit', resolve));
-      group('SIGINT');
-      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 15_000))]);
-      group('SIGKILL');
-    }
+    await start?.stop();
     await rm(dataDir, { recursive: true, force: true });
   });
 
