@@ -14,7 +14,8 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { type DemoFeed, startDemoFeed } from '../../relay-node/examples/demo-feed.ts';
-import { CONFIG_KEYS, isListKey, loadConfig } from '../../relay-node/src/config.ts';
+import { relayFlags } from '../../relay-node/src/cli/relay-command.ts';
+import { loadConfig } from '../../relay-node/src/config.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const RELAY_PORT = Number(process.env.ANODE_PORT ?? 8080);
@@ -227,16 +228,7 @@ interface RelayAuth {
 }
 
 async function relayAuth(args: string[]): Promise<RelayAuth> {
-  // The relay's own parse (relay-command.ts): every key a repeatable string flag.
-  const names = ['config', ...CONFIG_KEYS.map((key) => key.replaceAll('_', '-'))];
-  const options = Object.fromEntries(names.map((name) => [name, { type: 'string' as const, multiple: true }]));
-  const { values } = parseArgs({ args, options, strict: false, allowPositionals: true });
-  const flags: Record<string, string> = {};
-  for (const [name, given] of Object.entries(values)) {
-    if (!Array.isArray(given) || !names.includes(name)) continue;
-    const texts = given.map(String);
-    flags[name] = isListKey(name.replaceAll('-', '_')) ? texts.join(',') : (texts.at(-1) ?? '');
-  }
+  const flags = relayFlags(args, { strict: false });
   const config = loadConfig({ flags, env: process.env });
   const publicKeys = await Promise.all(config.jwt_public_keys.map((path) => readFile(resolve(ROOT, path), 'utf8')));
   const secretFromEnv =

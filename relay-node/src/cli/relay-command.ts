@@ -7,19 +7,7 @@ import { UsageError } from './usage-error.ts';
  * relay's heavy modules (libp2p, the stores, the dashboard) are even loaded.
  */
 export async function relayCommand(args: string[]): Promise<void> {
-  // Every option may repeat: list keys collect the values, scalar keys take the last one.
-  const options = Object.fromEntries(
-    ['config', ...CONFIG_KEYS.map((k) => k.replaceAll('_', '-'))].map((name) => [
-      name,
-      { type: 'string' as const, multiple: true },
-    ]),
-  );
-  const { values } = parseArgs({ args, options, strict: true, allowPositionals: false });
-  const flags: Record<string, string> = {};
-  for (const [name, given] of Object.entries(values as Record<string, string[]>)) {
-    const key = name.replaceAll('-', '_') as (typeof CONFIG_KEYS)[number];
-    flags[name] = isListKey(key) ? given.join(',') : (given.at(-1) ?? '');
-  }
+  const flags = relayFlags(args);
   let config;
   try {
     config = loadConfig({ flags, env: process.env });
@@ -29,4 +17,27 @@ export async function relayCommand(args: string[]): Promise<void> {
   }
   const { runRelay } = await import('../main.ts');
   await runRelay(config);
+}
+
+/**
+ * The relay's options as loadConfig takes them. Every option may repeat: list keys collect the
+ * values, scalar keys take the last one. `strict: false` (npm start reading the relay's auth
+ * from the arguments it passes on) skips what is not a relay option instead of refusing it.
+ */
+export function relayFlags(args: string[], { strict = true } = {}): Record<string, string> {
+  const options = Object.fromEntries(
+    ['config', ...CONFIG_KEYS.map((k) => k.replaceAll('_', '-'))].map((name) => [
+      name,
+      { type: 'string' as const, multiple: true },
+    ]),
+  );
+  const { values } = parseArgs({ args, options, strict, allowPositionals: !strict });
+  const flags: Record<string, string> = {};
+  for (const [name, given] of Object.entries(values)) {
+    if (!Array.isArray(given) || !Object.hasOwn(options, name)) continue;
+    const key = name.replaceAll('-', '_') as (typeof CONFIG_KEYS)[number];
+    const texts = given.map(String);
+    flags[name] = isListKey(key) ? texts.join(',') : (texts.at(-1) ?? '');
+  }
+  return flags;
 }
