@@ -102,6 +102,16 @@ describe('anode command', () => {
     assert.doesNotMatch(run.stdout, /src\/sources\/README\.md/);
   });
 
+  it('with no command prints the help on stderr and exits 2 (help and --help exit 0)', async () => {
+    const run = await anode([]);
+    assert.equal(run.code, EXIT_CODES.usage, run.stderr);
+    assert.equal(run.stdout, '');
+    assert.match(run.stderr, /^Usage:$/m);
+    const help = await anode(['help']);
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, /^Usage:$/m);
+  });
+
   it('says an unknown command is unknown, without the whole help', async () => {
     assertUsageError(await anode(['relya']), /^anode: unknown command "relya" \(the commands are relay and token/);
     assertUsageError(await anode(['--port', '1']), /unknown option --port/);
@@ -216,6 +226,8 @@ describe('anode command', () => {
         assert.equal(run.stderr.trimEnd().split('\n').length, 1, run.stderr);
         assert.match(run.stderr, new RegExp(`could not start: port ${port} on 127\\.0\\.0\\.1 is in use .*--port`));
         assert.doesNotMatch(run.stdout + run.stderr, /\n\s+at |\\n\s+at /, 'no stack in the output or the log');
+        // Nothing about a relay that never served (it said AUTH IS OFF before finding its port taken).
+        if (which === 'HTTP') assert.doesNotMatch(run.stdout, /AUTH IS OFF/);
       } finally {
         server.close();
       }

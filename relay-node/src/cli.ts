@@ -22,6 +22,11 @@ export async function main(argv: string[]): Promise<void> {
       case '-v':
         return void process.stdout.write(`${VERSION}\n`);
       case undefined:
+        // No command is a usage error (a script whose command variable came out empty fails,
+        // not succeeds): the help goes to stderr, exit code `usage`.
+        process.stderr.write((await import('./cli/usage.ts')).usage());
+        process.exitCode = EXIT_CODES.usage;
+        return;
       case 'help':
       case '--help':
       case '-h':

@@ -275,12 +275,6 @@ async function wireRelayNode(parts: RelayParts): Promise<RelayNode> {
   return {
     id,
     async start() {
-      if (!auth) {
-        log.warn('AUTH IS OFF: anyone who can reach this node may publish and subscribe to every topic');
-        if (config.jwt_audience.length > 0) {
-          log.warn('jwt_audience is set but auth is off (no jwt_secret or jwt_public_keys): it checks nothing');
-        }
-      }
       // Mesh options with the mesh off are ignored, as every mesh option is; these three are the
       // ones that close a mesh to outsiders, so one set by mistake is worth a line (a key file
       // named here is not even read).
@@ -299,6 +293,13 @@ async function wireRelayNode(parts: RelayParts): Promise<RelayNode> {
         server.once('error', (error) => reject(hostFailure(error, config.host) ?? error));
         server.listen(config.port, config.host, () => resolve());
       });
+      // Said once the port is ours: a relay that cannot start (its port in use) says only why.
+      if (!auth) {
+        log.warn('AUTH IS OFF: anyone who can reach this node may publish and subscribe to every topic');
+        if (config.jwt_audience.length > 0) {
+          log.warn('jwt_audience is set but auth is off (no jwt_secret or jwt_public_keys): it checks nothing');
+        }
+      }
       const address = server.address() as AddressInfo;
       const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
       url = `http://${host}:${address.port}`;
