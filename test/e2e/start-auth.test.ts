@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -12,8 +12,8 @@ import { sh as shell, startUntilBanner } from '../helpers/npm-start.ts';
  * edge both enforce auth (an anonymous publish through the edge was stored by the relay), and
  * the banner says how to mint a token, with which every command it suggests works.
  */
-// A `$` in it: the edge's env file must carry it unexpanded.
-const SECRET = 'start-auth-test-secret-0123456789-$HOME-x';
+// A `$`, a single and a double quote in it: the edge's env file must carry them as they are.
+const SECRET = `start-auth-test-secret-0123456789-$HOME-'x"`;
 
 /** A shell command run with the secret in its environment, as the reader's shell has it. */
 const sh = (script: string) => shell(script, { ANODE_JWT_SECRET: SECRET });
@@ -78,5 +78,29 @@ describe('npm start with ANODE_JWT_SECRET set', () => {
       }
     }
     assert.match(edgeRead, /hi from the edge/, 'the edge has what it acknowledged');
+  });
+});
+
+describe('npm start with a secret the edge cannot be given', () => {
+  it('says which setting and why in one line, exits 1, and leaves no env file behind', async () => {
+    const tmp = await mkdtemp(join(tmpdir(), 'anode-start-refused-'));
+    try {
+      const env = {
+        ANODE_JWT_SECRET: `all-three-quotes-'-\`-"-0123456789abcdef`,
+        ANODE_PORT: String(await freePort()),
+        ANODE_EDGE_PORT: String(await freePort()),
+        ANODE_DATA_DIR: join(tmp, 'data'),
+        ANODE_DEMO: '0',
+        TMPDIR: tmp,
+      };
+      const run = await shell(`exec node ${JSON.stringify(join(ROOT, 'worker/scripts/start.ts'))}`, env);
+      assert.equal(run.code, 1, run.stdout + run.stderr);
+      assert.equal(run.stderr.trimEnd().split('\n').length, 1, run.stderr);
+      assert.match(run.stderr, /^npm start: jwt_secret \(ANODE_JWT_SECRET.*all three quote characters/);
+      assert.doesNotMatch(run.stderr + run.stdout, /\n\s+at /, 'no stack');
+      assert.deepEqual(await readdir(tmp), [], 'the edge env folder is removed and nothing started');
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
   });
 });

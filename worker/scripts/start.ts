@@ -77,7 +77,13 @@ const auth = await relayAuth(['--port', String(RELAY_PORT), ...extra]).catch((er
   process.stderr.write(`npm start: ${error.message}\n`);
   return process.exit(1);
 });
-await writeFile(envFile, edgeEnv(auth), { mode: 0o600 });
+try {
+  await writeFile(envFile, edgeEnv(auth), { mode: 0o600 });
+} catch (error) {
+  await rm(envDir, { recursive: true, force: true });
+  process.stderr.write(`npm start: ${(error as Error).message}\n`);
+  process.exit(1);
+}
 process.on('SIGINT', () => void stop(0));
 process.on('SIGTERM', () => void stop(0));
 // If this script dies some other way, take the children with it.
@@ -238,15 +244,16 @@ async function relayAuth(args: string[]): Promise<RelayAuth> {
 
 /** The edge's secrets as a dotenv file for `wrangler dev --env-file`: the link secret and the relay's auth. */
 function edgeEnv(auth: RelayAuth): string {
-  const vars: [string, string | undefined][] = [
-    ['LINK_SECRET', secret],
-    ['JWT_SECRET', auth.secret],
-    ['JWT_PUBLIC_KEYS', auth.publicKeys.length > 0 ? auth.publicKeys.join('\n') : undefined],
-    ['JWT_AUDIENCE', auth.audience.length > 0 ? auth.audience.join(',') : undefined],
+  // Each with the relay setting it comes from, which an error names (the user set that one).
+  const vars: [string, string | undefined, string][] = [
+    ['LINK_SECRET', secret, 'the link secret'],
+    ['JWT_SECRET', auth.secret, 'jwt_secret (ANODE_JWT_SECRET, ANODE_JWT_SECRET_FILE or --jwt-secret)'],
+    ['JWT_PUBLIC_KEYS', auth.publicKeys.length > 0 ? auth.publicKeys.join('\n') : undefined, 'jwt_public_keys'],
+    ['JWT_AUDIENCE', auth.audience.length > 0 ? auth.audience.join(',') : undefined, 'jwt_audience'],
   ];
   return vars
-    .filter((entry): entry is [string, string] => entry[1] !== undefined)
-    .map(([name, value]) => `${name}=${dotenvValue(name, value)}\n`)
+    .filter((entry): entry is [string, string, string] => entry[1] !== undefined)
+    .map(([name, value, setting]) => `${name}=${dotenvValue(setting, value)}\n`)
     .join('');
 }
 
@@ -255,10 +262,13 @@ function edgeEnv(auth: RelayAuth): string {
  * span lines), with `$` escaped from dotenv-expand. Double quotes come last: dotenv turns `\n` in
  * them into a newline.
  */
-function dotenvValue(name: string, value: string): string {
+function dotenvValue(setting: string, value: string): string {
   const quote = ["'", '`', '"'].find((q) => !value.includes(q));
   if (quote === undefined || value.includes('\\$') || (quote === '"' && /\\[nr]/.test(value))) {
-    throw new Error(`${name} holds characters the edge's env file cannot carry (all three quotes, or \\$ / \\n)`);
+    throw new Error(
+      `${setting} holds what the local edge's env file cannot carry (all three quote characters ' \` ", ` +
+        `or \\$, or \\n with the first two): use a secret without them to run npm start (the relay alone takes it)`,
+    );
   }
   return `${quote}${value.replaceAll('$', '\\$')}${quote}`;
 }
