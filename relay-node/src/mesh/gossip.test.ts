@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createHybridClock, cursorTime, type Envelope } from '@anode/shared';
+import { peerIdFromString } from '@libp2p/peer-id';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { createGossip } from './gossip.ts';
@@ -89,6 +90,46 @@ describe('gossip publish retries', { timeout: 60_000 }, () => {
     // Longer than every retry's backoff together (0.2 + 0.4 + 0.8 s).
     await sleep(2_000);
     assert.equal(calls(), 1, 'no retry went out after stop');
+  });
+});
+
+describe("gossip of this node's own batches", () => {
+  const peers: TestPeer[] = [];
+  after(() => Promise.all(peers.map((peer) => peer.stop())));
+
+  it('drops a copy of a batch it published that comes back as seen, without checking its signature', async () => {
+    const gossip = createGossip({
+      shards,
+      maxMessageBytes: 64 * 1024,
+      nodeId: NODE,
+      batchMs: 5,
+      floodPublish: true,
+      log: pino({ level: 'silent' }),
+      metrics: createMeshMetrics(new Registry(), () => 0),
+    });
+    const node = await createTestPeer({ messageIds: { msgIdFn: gossip.msgIdFn, fastMsgIdFn: gossip.fastMsgIdFn } });
+    const peer = await createTestPeer();
+    peers.push(node, peer);
+    gossip.attach(node.pubsub, node.peerId, () => {});
+    gossip.carry(new Set([shards.of(TOPIC)]));
+    gossip.send([envelope('own')]);
+    await gossip.flush();
+    // gossipsub's internals: its message cache (what it forwards) and its check of a received copy.
+    type Raw = { signature?: Uint8Array };
+    const internals = node.pubsub as unknown as {
+      mcache: { msgs: Map<string, { message: Raw }> };
+      validateReceivedMessage(from: unknown, message: Raw): Promise<{ code: string }>;
+    };
+    const published = [...internals.mcache.msgs.values()].map((entry) => entry.message);
+    assert.equal(published.length, 1);
+    const from = peerIdFromString(peer.peerId);
+    // A copy with a bad signature (were it verified, it would be rejected as invalid) and then the
+    // genuine one: both are known by the sender's key and sequence number, and dropped as seen.
+    const copy = published[0] as Raw;
+    const forged = { ...copy, signature: new Uint8Array(64) };
+    assert.equal((await internals.validateReceivedMessage(from, forged)).code, 'duplicate');
+    assert.equal((await internals.validateReceivedMessage(from, copy)).code, 'duplicate');
+    await gossip.stop();
   });
 });
 

@@ -55,6 +55,7 @@ export function createShards(count: number): Shards {
   if (!Number.isInteger(count) || count < 1) throw new RangeError(`shard count must be a positive integer: ${count}`);
   const prefix = `${GOSSIP_PREFIX}${count}/`;
   const topics = Array.from({ length: count }, (_, shard) => `${prefix}${shard}`);
+  const byTopic = new Map(topics.map((topic, shard) => [topic, shard]));
   const all = topics.map((_, shard) => shard);
   const of = (topic: string) => fnv1a32(topic.split('.', 1)[0] ?? '') % count;
   return {
@@ -62,12 +63,9 @@ export function createShards(count: number): Shards {
     topics,
     of,
     gossipTopic: (topic) => topics[of(topic)] as string,
-    parse(gossipTopic) {
-      if (!gossipTopic.startsWith(prefix)) return undefined;
-      const rest = gossipTopic.slice(prefix.length);
-      const shard = /^(0|[1-9][0-9]*)$/.test(rest) ? Number(rest) : -1;
-      return shard >= 0 && shard < count ? shard : undefined;
-    },
+    // Exactly the topics above (a shard number in canonical decimal, below count), looked up: gossip
+    // asks for every message it takes in (message id, validator, delivery), so not by a regex.
+    parse: (gossipTopic) => byTopic.get(gossipTopic),
     forPattern(pattern) {
       const first = pattern.split('.', 1)[0] ?? '';
       return first === '*' || first === '>' ? all : [of(first)];

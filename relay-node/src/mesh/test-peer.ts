@@ -1,4 +1,4 @@
-import { gossipsub } from '@libp2p/gossipsub';
+import { type GossipsubOpts, gossipsub } from '@libp2p/gossipsub';
 import { identify } from '@libp2p/identify';
 import { noise } from '@libp2p/noise';
 import { ping } from '@libp2p/ping';
@@ -27,6 +27,8 @@ export interface TestPeerOptions {
   maxOutboundBufferSize?: number;
   /** Answer the relays' pings (`/ipfs/ping/1.0.0`), as a live member does; without, they drop it after three. */
   answerPings?: boolean;
+  /** A relay's message ids (its gossip's `msgIdFn` and `fastMsgIdFn`), for tests of the gossip on this peer. */
+  messageIds?: Pick<GossipsubOpts, 'msgIdFn' | 'fastMsgIdFn'>;
 }
 
 export async function createTestPeer(options: TestPeerOptions = {}) {
@@ -46,6 +48,7 @@ export async function createTestPeer(options: TestPeerOptions = {}) {
         floodPublish: true,
         ...(options.maxInboundDataLength ? { maxInboundDataLength: options.maxInboundDataLength } : {}),
         ...(options.maxOutboundBufferSize ? { maxOutboundBufferSize: options.maxOutboundBufferSize } : {}),
+        ...options.messageIds,
       }),
       ...(options.answerPings ? { ping: ping() } : {}),
     },
