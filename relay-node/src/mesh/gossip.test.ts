@@ -17,6 +17,18 @@ const shardTopic = shards.gossipTopic(TOPIC);
 const clock = createHybridClock(NODE);
 const envelope = (id: string): Envelope => ({ id, topic: TOPIC, cursor: clock.next(), source: 's', ts: 1, data: id });
 
+/** This node's gossip as a relay runs it (flood publish, 5 ms batches), logging nothing. */
+const testGossip = () =>
+  createGossip({
+    shards,
+    maxMessageBytes: 64 * 1024,
+    nodeId: NODE,
+    batchMs: 5,
+    floodPublish: true,
+    log: pino({ level: 'silent' }),
+    metrics: createMeshMetrics(new Registry(), () => 0),
+  });
+
 const until = async (what: string, check: () => boolean) => {
   for (let i = 0; !check(); i++) {
     if (i > 400) throw new Error(`timed out waiting for ${what}`);
@@ -37,15 +49,7 @@ describe('gossip publish retries', { timeout: 60_000 }, () => {
     const sender = await createTestPeer();
     const receiver = await createTestPeer();
     peers.push(sender, receiver);
-    const gossip = createGossip({
-      shards,
-      maxMessageBytes: 64 * 1024,
-      nodeId: NODE,
-      batchMs: 5,
-      floodPublish: true,
-      log: pino({ level: 'silent' }),
-      metrics: createMeshMetrics(new Registry(), () => 0),
-    });
+    const gossip = testGossip();
     const pubsub = sender.pubsub;
     let calls = 0;
     const publish = pubsub.publish.bind(pubsub);
@@ -98,15 +102,7 @@ describe("gossip of this node's own batches", () => {
   after(() => Promise.all(peers.map((peer) => peer.stop())));
 
   it('drops a copy of a batch it published that comes back as seen, without checking its signature', async () => {
-    const gossip = createGossip({
-      shards,
-      maxMessageBytes: 64 * 1024,
-      nodeId: NODE,
-      batchMs: 5,
-      floodPublish: true,
-      log: pino({ level: 'silent' }),
-      metrics: createMeshMetrics(new Registry(), () => 0),
-    });
+    const gossip = testGossip();
     const node = await createTestPeer({ messageIds: { msgIdFn: gossip.msgIdFn, fastMsgIdFn: gossip.fastMsgIdFn } });
     const peer = await createTestPeer();
     peers.push(node, peer);
