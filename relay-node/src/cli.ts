@@ -24,7 +24,7 @@ export async function main(argv: string[]): Promise<void> {
       case undefined:
         // No command is a usage error (a script whose command variable came out empty fails,
         // not succeeds): the help goes to stderr, exit code `usage`.
-        process.stderr.write((await import('./cli/usage.ts')).usage());
+        await printUsage(process.stderr);
         process.exitCode = EXIT_CODES.usage;
         return;
       case 'help':
@@ -49,8 +49,8 @@ export async function main(argv: string[]): Promise<void> {
   }
 }
 
-async function printUsage(): Promise<void> {
-  process.stdout.write((await import('./cli/usage.ts')).usage());
+async function printUsage(to: NodeJS.WritableStream = process.stdout): Promise<void> {
+  to.write((await import('./cli/usage.ts')).usage());
 }
 
 if (import.meta.main) await main(process.argv.slice(2));
