@@ -1,9 +1,19 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MAX_DATA_DEPTH } from './data-depth.ts';
-import { assertDataSize, checkEnvelope, utf8Length, validateEnvelope } from './envelope.ts';
+import {
+  assertDataSize,
+  checkEnvelope,
+  checkPublished,
+  dataBytes,
+  dataJson,
+  envelopeText,
+  utf8Length,
+  validateEnvelope,
+} from './envelope.ts';
+import { encodeServerFrame } from './frames.ts';
 import { isSourceName } from './names.ts';
-import { createHybridClock } from './ids.ts';
+import { createHybridClock, MAX_CLOCK_SKEW_MS } from './ids.ts';
 
 const NOW = Date.now();
 const limits = { maxMessageBytes: 1024, now: NOW };
@@ -96,4 +106,70 @@ it('assertDataSize refuses data with no JSON form with bad_frame (what a source 
   }
   // A function inside an object is dropped by JSON, as it is when the message is stored and sent.
   assert.doesNotThrow(() => assertDataSize({ f: () => 1, n: 1 }, limits));
+});
+
+describe('envelope text', () => {
+  const odd: unknown[] = [
+    null,
+    0,
+    -0,
+    1e20,
+    1e21,
+    -1.5e-7,
+    'plain',
+    'quotes " and \\ backslash, \n\t\u0001 controls',
+    '\u2028 and \u2029 separators',
+    'é€😀 and a lone \ud800 surrogate',
+    [],
+    {},
+    { nested: [1, { deeper: [null, true, false, 'x'] }], 'key "quoted"': '\u2028' },
+  ];
+
+  it('is JSON.stringify of the six fields, and with the msg head the msg frame', () => {
+    for (const data of odd) {
+      const envelope = checkEnvelope({ ...valid(), data }, limits);
+      const { id, topic, cursor, source, ts } = envelope;
+      assert.equal(envelopeText(envelope), JSON.stringify({ id, topic, cursor, source, ts, data }), String(data));
+      assert.equal(envelopeText(envelope, '"op":"msg",'), encodeServerFrame({ op: 'msg', ...envelope }));
+      // An unchecked envelope (from a store) is serialized on the spot, to the same bytes.
+      const plain = { ...envelope };
+      assert.equal(envelopeText(plain), envelopeText(envelope));
+      assert.equal(dataBytes(envelope), new TextEncoder().encode(JSON.stringify(data)).byteLength);
+    }
+  });
+
+  it('is remembered per checked envelope, never per data object (a plugin may mutate and republish)', () => {
+    const data = { price: 1 };
+    const first = checkEnvelope({ ...valid(), data }, limits);
+    const published = checkPublished({ ...valid(), data }, limits);
+    data.price = 2;
+    const second = checkEnvelope({ ...valid(), data }, limits);
+    const republished = checkPublished({ ...valid(), data }, limits);
+    assert.equal(dataJson(second), '{"price":2}');
+    assert.equal(dataJson(republished), '{"price":2}');
+    // The first envelopes keep the text they were checked with.
+    assert.equal(dataJson(first), '{"price":1}');
+    assert.equal(dataJson(published), '{"price":1}');
+    // Nothing checked: the data as it is now.
+    assert.equal(dataJson({ data }), '{"price":2}');
+    data.price = 3;
+    assert.equal(dataJson({ data }), '{"price":3}');
+  });
+
+  it("a checked envelope checked again is the same object, still bound by this check's limit and clock", () => {
+    const envelope = checkEnvelope({ ...valid(), data: 'x'.repeat(100) }, limits);
+    assert.equal(checkEnvelope(envelope, limits), envelope);
+    assert.throws(() => checkEnvelope(envelope, { ...limits, maxMessageBytes: 101 }), { code: 'too_large' });
+    assert.throws(() => checkEnvelope(envelope, { ...limits, now: NOW - MAX_CLOCK_SKEW_MS - 1_000 }), {
+      code: 'bad_frame',
+      message: /cursor/,
+    });
+    assert.throws(() => checkEnvelope(envelope, { ...limits, now: NOW - 30_000, tsAheadMs: 1_000 }), {
+      code: 'bad_frame',
+      message: /^ts:/,
+    });
+    const published = checkPublished({ ...valid(), data: 'x'.repeat(100) }, limits);
+    assert.equal(checkEnvelope(published, limits), published);
+    assert.throws(() => checkEnvelope(published, { ...limits, maxMessageBytes: 101 }), { code: 'too_large' });
+  });
 });

@@ -52,15 +52,39 @@ export interface MessageLimits {
   tsAheadMs?: number;
 }
 
+/**
+ * The JSON text of each checked envelope's `data`, so that the hot paths (subscribers' frames,
+ * gossip, the store) serialize it once, in the check. Keyed by the envelope a check returned,
+ * never by its data: a source's plugin may mutate its data object and publish it again, and that
+ * new envelope must not be served the old text.
+ */
+const dataTexts = new WeakMap<object, string>();
+
+/** An envelope's `data` as JSON: the text its check made, or serialized now (an unchecked envelope). */
+export const dataJson = (envelope: Pick<Envelope, 'data'>): string =>
+  dataTexts.get(envelope) ?? JSON.stringify(envelope.data) ?? '';
+
 /** What a message's `data` weighs in every byte bound: its JSON, in UTF-8 bytes. */
-export const dataBytes = (envelope: Pick<Envelope, 'data'>): number => utf8Length(JSON.stringify(envelope.data) ?? '');
+export const dataBytes = (envelope: Pick<Envelope, 'data'>): number => utf8Length(dataJson(envelope));
 
 /**
- * Throws `too_large` when `data`, serialized as UTF-8 JSON, exceeds the limit. Always measured
+ * An envelope's JSON, exactly the six fields (extra ones are dropped), with `head` (fields and
+ * their trailing comma) spliced in first: `'"op":"msg",'` makes its `msg` frame. The same bytes as
+ * JSON.stringify of those fields in that order, with the data serialized at most once.
+ */
+export function envelopeText(envelope: Envelope, head = ''): string {
+  const { id, topic, cursor, source, ts } = envelope;
+  const data = dataJson(envelope);
+  // JSON.stringify leaves out a field with no JSON form; only an unchecked envelope has one.
+  const tail = data === '' ? '}' : `,"data":${data}}`;
+  return `{${head}"id":${JSON.stringify(id)},"topic":${JSON.stringify(topic)},"cursor":${JSON.stringify(cursor)},"source":${JSON.stringify(source)},"ts":${JSON.stringify(ts)}${tail}`;
+}
+
+/**
+ * Serializes `data` and throws `too_large` when its UTF-8 JSON exceeds the limit. Always measured
  * on the value: the bytes it arrived in are no bound (`1e20` serializes to 21 characters).
  */
-export function assertDataSize(data: unknown, limits: Pick<MessageLimits, 'maxMessageBytes'>): void {
-  const max = limits.maxMessageBytes;
+function sizedDataText(data: unknown, limits: Pick<MessageLimits, 'maxMessageBytes'>): string {
   // Data parsed from JSON always has a JSON form; a source's plugin or middleware may hand over
   // a function, a symbol, a BigInt or a cycle. Counted as 0 bytes, such data reached the store,
   // which refused the whole batch (other clients' publishes in it too) as `unavailable`.
@@ -71,9 +95,19 @@ export function assertDataSize(data: unknown, limits: Pick<MessageLimits, 'maxMe
     throw new BadFrameError(`data: not serializable as JSON (${(error as Error).message})`);
   }
   if (text === undefined) throw new BadFrameError('data: has no JSON form (a function, a symbol or undefined)');
+  assertTextSize(text, limits.maxMessageBytes);
+  return text;
+}
+
+function assertTextSize(text: string, max: number): void {
   if (text.length > max || (text.length * 3 > max && utf8Length(text) > max)) {
     throw new TooLargeError(`data: ${utf8Length(text)} bytes serialized; at most ${max} (max_message_bytes)`);
   }
+}
+
+/** Throws `too_large` (or `bad_frame`, for data with no JSON form) as the envelope checks do. */
+export function assertDataSize(data: unknown, limits: Pick<MessageLimits, 'maxMessageBytes'>): void {
+  sizedDataText(data, limits);
 }
 
 /** Checks a timestamp: a finite integer in milliseconds, not before 1970, not ahead of the clock. */
@@ -87,9 +121,20 @@ export function assertTs(ts: unknown, limits: Pick<MessageLimits, 'now' | 'tsAhe
 
 /**
  * Checks a whole envelope and returns it with exactly the six fields (extra fields dropped).
- * Throws `bad_frame` for a broken field, `too_large` for oversized data.
+ * Throws `bad_frame` for a broken field, `too_large` for oversized data. An envelope a check
+ * returned (gossip decoded it, then the hub takes it) comes back as it is, checked again only
+ * against this call's clock and limit.
  */
 export function checkEnvelope(value: unknown, limits: MessageLimits): Envelope {
+  const now = limits.now ?? Date.now();
+  const checkedText = dataTexts.get(value as object);
+  if (checkedText !== undefined) {
+    const envelope = value as Envelope;
+    assertCursorTime(envelope.cursor, now);
+    assertTs(envelope.ts, { ...limits, now });
+    assertTextSize(checkedText, limits.maxMessageBytes);
+    return envelope;
+  }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new BadFrameError('envelope: not a JSON object');
   }
@@ -97,14 +142,19 @@ export function checkEnvelope(value: unknown, limits: MessageLimits): Envelope {
   if (!isMessageId(id)) throw new BadFrameError('id: 1 to 128 of [A-Za-z0-9_-]');
   if (!isTopic(topic)) throw new BadFrameError('topic: not a topic');
   if (!isCursor(cursor) || cursor === '0') throw new BadFrameError('cursor: not a message cursor');
-  const now = limits.now ?? Date.now();
-  if (cursorTime(cursor) > now + MAX_CLOCK_SKEW_MS) throw new BadFrameError('cursor: too far in the future');
+  assertCursorTime(cursor, now);
   if (!isSourceName(source)) throw new BadFrameError('source: not a source name');
   assertTs(ts, { ...limits, now });
   if (data === undefined) throw new BadFrameError('data: required (use null for no data)');
   assertDataDepth(data);
-  assertDataSize(data, limits);
-  return { id, topic, cursor, source, ts, data };
+  const text = sizedDataText(data, limits);
+  const envelope = { id, topic, cursor, source, ts, data };
+  dataTexts.set(envelope, text);
+  return envelope;
+}
+
+function assertCursorTime(cursor: string, now: number): void {
+  if (cursorTime(cursor) > now + MAX_CLOCK_SKEW_MS) throw new BadFrameError('cursor: too far in the future');
 }
 
 /**
@@ -115,7 +165,7 @@ export function checkEnvelope(value: unknown, limits: MessageLimits): Envelope {
  */
 export function checkPublished(envelope: Envelope, limits: MessageLimits): Envelope {
   assertTs(envelope.ts, limits);
-  assertDataSize(envelope.data, limits);
+  dataTexts.set(envelope, sizedDataText(envelope.data, limits));
   return envelope;
 }
 

@@ -1,4 +1,4 @@
-import { validateEnvelope as checkEnvelope, type Envelope, REMOTE_TS_AHEAD_MS } from '@anode/shared';
+import { validateEnvelope as checkEnvelope, type Envelope, envelopeText, REMOTE_TS_AHEAD_MS } from '@anode/shared';
 
 /**
  * The wire encoding of gossip and the rules a receiver checks before it accepts, stores and
@@ -27,11 +27,8 @@ const NODE_ID = /^[a-z0-9]{1,32}$/;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
-/** One envelope's JSON, exactly the six fields (extra ones are dropped). */
-export function envelopeJson(envelope: Envelope): string {
-  const { id, topic, cursor, source, ts, data } = envelope;
-  return JSON.stringify({ id, topic, cursor, source, ts, data });
-}
+/** One envelope's JSON, exactly the six fields (extra ones are dropped); its data as its check serialized it. */
+export const envelopeJson = (envelope: Envelope): string => envelopeText(envelope);
 
 /** A batch from envelope JSONs made by `envelopeJson`. */
 export function encodeBatch(node: string, envelopeJsons: readonly string[]): Uint8Array {

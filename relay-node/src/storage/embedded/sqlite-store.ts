@@ -4,6 +4,7 @@ import type { Worker } from 'node:worker_threads';
 import { ensurePrivateFile, makeFolderSync, PRIVATE_DIR_MODE } from '../../private-files.ts';
 import {
   type AppendResult,
+  dataJson,
   type HistoryQuery,
   type MessageStore,
   type RetentionPolicy,
@@ -354,7 +355,7 @@ export function createSqliteStore(options: SqliteStoreOptions): MessageStore {
     pipelinedAppends: true,
 
     async append(messages) {
-      const rows = messages.map((m): WriteRow => [m.id, m.topic, m.cursor, m.source, m.ts, JSON.stringify(m.data)]);
+      const rows = messages.map((m): WriteRow => [m.id, m.topic, m.cursor, m.source, m.ts, dataJson(m)]);
       let stored: Awaited<ReturnType<typeof writes.append>>;
       try {
         if (inline && writeInline(rows)) {
