@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -113,6 +113,32 @@ describe('source store files', () => {
     assert.ok(synced.includes('full folder'), `the snapshot's rename synced in its folder: ${synced.join(', ')}`);
     assert.equal(synced.filter((s) => s.startsWith('data')).length, 2, 'the new snapshot and the emptied journal');
     assert.deepEqual(JSON.parse(await readFile(path, 'utf8')).changes, { a: { name: 'a' }, b: { name: 'b' } });
+  });
+
+  it('settles once every write scheduled has finished, a failing one too, without rejecting', async () => {
+    const { path, journal } = await folder();
+    const store = createSourceStore(path);
+    const state = await store.load();
+    await store.settled(); // nothing scheduled
+    state.changes.a = { name: 'a' };
+    state.versions.a = '0001';
+    const order: string[] = [];
+    // Not awaited by its caller, as the rewrite after an undo is not: settled() still waits for it.
+    void store.rewrite(state).then(() => order.push('rewrite'));
+    await store.settled().then(() => order.push('settled'));
+    assert.deepEqual(order, ['rewrite', 'settled']);
+    assert.deepEqual(JSON.parse(await readFile(path, 'utf8')).changes, { a: { name: 'a' } });
+    // A journal that cannot be written (a folder in its place): the write fails, settled() does not.
+    await rm(journal, { force: true });
+    await mkdir(journal);
+    state.changes.b = { name: 'b' };
+    state.versions.b = '0002';
+    const failed = store.write(state, ['b']).then(
+      () => 'written',
+      (error: Error) => error.message,
+    );
+    await store.settled();
+    assert.match(await failed, /cannot write .*sources\.log: EISDIR/);
   });
 });
 

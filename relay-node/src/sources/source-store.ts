@@ -191,6 +191,11 @@ export function createSourceStore(path: string) {
     write: (state: SourceChanges, names: Iterable<string>) => schedule(state, names, false),
     /** Rewrite the snapshot whole (after changes a journal line cannot say, e.g. dropped tombstones). */
     rewrite: (state: SourceChanges) => schedule(state, [], true),
+    /**
+     * Resolves once every write scheduled so far has finished, failed ones too (their callers
+     * hear of the failure): a rewrite nobody awaits (after an undo) must not outlive the stop.
+     */
+    settled: (): Promise<void> => writing,
   };
 }
 

@@ -152,11 +152,18 @@ export function sourcesComponent(options: SourcesComponentOptions = {}): Compone
         // rest. A source's publish cap would not do: it bounds one publish, not a burst queued
         // behind it on a healthy store.
         const waitMs = config.shutdown_grace_ms / 4;
+        const deadline = performance.now() + waitMs;
         if (!(await settlesWithin(manager.idle(), waitMs))) {
           log.warn(
             { waited_ms: waitMs },
             'sources stopped with publishes still running: what the store has not taken when it closes is lost',
           );
+        }
+        // A rewrite of sources.json nobody awaits (after a change whose write failed was undone)
+        // would otherwise go on writing in the data folder after its lock is released.
+        // Within the same quarter of the grace.
+        if (!(await settlesWithin(store.settled(), Math.max(0, deadline - performance.now())))) {
+          log.warn({ waited_ms: waitMs }, 'sources stopped with a write of sources.json still running');
         }
         scheduler.stop();
         stopRefreshing?.();
