@@ -76,12 +76,17 @@ describe('first hour: the cluster view of two relays', () => {
     // so nothing owned) is waited out, not taken for the answer.
     let statuses: Status[] = [];
     const ownersOf = (s: Status | undefined) => new Map(s?.sources.map((source) => [source.name, source.owner]));
+    /** The sources `node` is the owner of, sorted, as `owners` names them. */
+    const ownedBy = (owners: Map<string, string | null>, node: string) =>
+      [...owners]
+        .filter(([, owner]) => owner === node)
+        .map(([name]) => name)
+        .sort();
     const cardsAgree = () => {
       const owners = ownersOf(statuses[0]);
       return statuses.every((s) => {
         const card = s.peers[0]?.card;
-        const expected = [...owners].filter(([, owner]) => owner === card?.node.id).map(([name]) => name);
-        return card !== undefined && [...card.sources.owned].sort().join() === expected.sort().join();
+        return card !== undefined && [...card.sources.owned].sort().join() === ownedBy(owners, card.node.id).join();
       });
     };
     await waitFor(
@@ -111,8 +116,7 @@ describe('first hour: the cluster view of two relays', () => {
     for (const s of statuses) {
       const card = s.peers[0]?.card;
       assert.ok(card);
-      const expected = [...owners].filter(([, owner]) => owner === card.node.id).map(([name]) => name);
-      assert.deepEqual([...card.sources.owned].sort(), expected.sort(), `relay ${card.node.id}'s card`);
+      assert.deepEqual([...card.sources.owned].sort(), ownedBy(owners, card.node.id), `relay ${card.node.id}'s card`);
     }
   });
 });
